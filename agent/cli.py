@@ -1,0 +1,294 @@
+"""``sohoa-agent``: the technician's and the service's entry point.
+
+Every command prints one clear operator line (Vietnamese by default, ``SOHOA_LANGUAGE=en``
+for English) and logs the technical detail in English to stderr. Expected failures exit
+non-zero with that line; no traceback reaches an operator (unexpected errors are logged in
+full and summarised in one line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from agent import __version__, config, messages
+from agent import outbox as ob
+from agent.errors import ScannerError, SohoaError, SyncError
+
+log = logging.getLogger("sohoa.agent")
+
+
+class Context:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.settings = config.load(args.config)
+        self.lang: messages.Lang = self.settings.language
+
+    def say(self, key: str, **params: object) -> None:
+        print(messages.t(key, self.lang, **params), flush=True)
+
+    def open_outbox(self, read_only: bool = False) -> ob.Outbox:
+        return ob.Outbox(self.settings.data_dir, read_only=read_only)
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return uuid.uuid4().hex
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+def cmd_scan(ctx: Context) -> int:
+    from agent import capture, profiles, sane_device
+
+    s = ctx.settings
+    source = ctx.args.source or s.source
+    request = profiles.ScanRequest(source=source, mode=s.mode, dpi=s.dpi)
+    known = profiles.load_scanner_profiles(s.hw_profiles_dir)
+    with ctx.open_outbox() as outbox:
+        capture.check_disk(s, 1)
+        scanner = sane_device.open_scanner(ctx.args.scanner or s.scanner, known)
+        with scanner:
+            ctx.say("scan_started", scanner=scanner.info.name)
+            outcome = capture.scan_batch(
+                s,
+                outbox,
+                scanner,
+                request,
+                on_page=lambda page: ctx.say("scan_page", page_no=page.page_no),
+            )
+    ctx.say("scan_done", pages=outcome.pages, batch=outcome.batch.batch_id[:8])
+    if outcome.error is not None:
+        _report(ctx, outcome.error)
+        return 3
+    return 0
+
+
+def cmd_import(ctx: Context) -> int:
+    from agent import importer
+
+    with ctx.open_outbox() as outbox:
+        outcome = importer.import_files(ctx.settings, outbox, list(ctx.args.paths))
+    for name, reason in outcome.refused:
+        print(messages.t("import_refused", ctx.lang, name=name, reason=reason), file=sys.stderr)
+    if outcome.batch is None:
+        ctx.say("import_nothing")
+        return 2
+    ctx.say("import_done", pages=outcome.pages, batch=outcome.batch.batch_id[:8])
+    return 4 if outcome.refused else 0
+
+
+def cmd_process(ctx: Context) -> int:
+    from agent import worker
+
+    with ctx.open_outbox() as outbox:
+        pending = sum(1 for _ in outbox.iter_pending_pages())
+        if pending:
+            ctx.say("processing", pending=pending)
+        worker.process_pending(ctx.settings, outbox, keep_work=ctx.args.keep_work)
+    return 0
+
+
+def cmd_sync(ctx: Context) -> int:
+    from agent import worker
+    from agent.mqtt_link import MqttLink
+    from agent.sync import Syncer
+
+    s = ctx.settings
+    with ctx.open_outbox() as outbox:
+        pending = sum(1 for _ in outbox.iter_pending_pages())
+        if pending:
+            ctx.say("processing", pending=pending)
+        worker.process_pending(s, outbox)
+        link = MqttLink(s, _boot_id(), __version__)
+        syncer = Syncer(s, outbox, link, __version__)
+        if not syncer.pending():
+            ctx.say("sync_nothing")
+            return 0
+        link.connect()
+        try:
+            timeout = ctx.args.timeout if ctx.args.wait else min(ctx.args.timeout, 60.0)
+            report = syncer.run(timeout)
+        finally:
+            link.close()
+        log.info(
+            "sync: %d batch(es) done, %d part receipts, %d chunks (%d bytes) sent, %d rounds",
+            report.batches_done,
+            report.parts_acked,
+            report.chunks_sent,
+            report.bytes_sent,
+            report.rounds,
+        )
+        if report.finished:
+            ctx.say("sync_done", pages=report.pages_done)
+            return 0
+        if ctx.args.wait:
+            ctx.say("sync_timeout", seconds=int(timeout), pending=report.pending_pages)
+            return 75
+        return 0
+
+
+def cmd_status(ctx: Context) -> int:
+    from agent import status
+
+    with ctx.open_outbox(read_only=True) as outbox:
+        st = status.collect(outbox, ctx.settings.device_id, ctx.settings.data_dir)
+    if ctx.args.json:
+        print(json.dumps(st.as_dict(), ensure_ascii=False, indent=2))
+        return 0
+    vi = ctx.lang == "vi"
+    print(
+        f"{'Thiết bị' if vi else 'Device'}: {st.device_id}   "
+        f"{'Ổ đĩa trống' if vi else 'Disk free'}: {st.disk_free_bytes / 2**30:.1f} GiB"
+    )
+    print(
+        f"{'Chờ xử lý' if vi else 'Waiting for processing'}: {st.pages_waiting_processing} "
+        f"{'trang' if vi else 'page(s)'}"
+    )
+    print(
+        f"{'Chờ gửi' if vi else 'Waiting to sync'}: {st.pages_waiting_sync} "
+        f"{'trang' if vi else 'page(s)'} ({st.bytes_waiting_sync / 1e6:.1f} MB)"
+    )
+    for b in st.pending:
+        print(
+            f"  {b.batch_id[:8]} {b.state:<10} {b.pages:>4} p  "
+            f"{b.parts_acked}/{b.parts_total} {'đã xác nhận' if vi else 'receipted'}"
+            + (f"  ! {b.last_error}" if b.last_error else "")
+        )
+    for b in st.quarantined:
+        print(f"  {b.batch_id[:8]} {'CÁCH LY' if vi else 'QUARANTINED'}: {b.last_error}")
+    return 0
+
+
+def cmd_devices(ctx: Context) -> int:
+    from agent import profiles, sane_device
+
+    known = profiles.load_scanner_profiles(ctx.settings.hw_profiles_dir)
+    found = sane_device.list_devices()
+    rows = [(d, profiles.match_scanner(d, known)) for d in found]
+    if ctx.args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": d.name,
+                        "vendor": d.vendor,
+                        "model": d.model,
+                        "type": d.type,
+                        "profile": p.id,
+                    }
+                    for d, p in rows
+                ],
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return 0
+    if not rows:
+        ctx.say("scanner_not_found", scanner="auto")
+        print("(SANE test backend: SOHOA_SCANNER=test:0)", file=sys.stderr)
+        return 1
+    for d, p in rows:
+        print(f"{d.name}\t{d.vendor} {d.model}\t→ {p.id}")
+    return 0
+
+
+def cmd_run(ctx: Context) -> int:
+    from agent.daemon import Daemon
+
+    return Daemon(ctx.settings, boot_id=_boot_id()).run()
+
+
+# -- plumbing -------------------------------------------------------------------------------
+
+
+def _report(ctx: Context, exc: SohoaError) -> None:
+    log.error("%s: %s", exc.key, exc.detail or exc)
+    params = dict(exc.params)
+    params.setdefault("detail", exc.detail)
+    params.setdefault("pages", 0)
+    params.setdefault("scanner", ctx.settings.scanner)
+    params.setdefault("broker", str(ctx.settings.broker()))
+    params.setdefault("device", ctx.settings.device_id)
+    print(messages.t(exc.key, ctx.lang, **params), file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sohoa-agent",
+        description="Scan station agent: scan, clean up, OCR, and send pages to the archive.",
+    )
+    parser.add_argument("--config", type=Path, help="TOML settings file")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress (English)")
+    parser.add_argument("--version", action="version", version=f"sohoa-agent {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Callable[[Context], int], text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=text, description=text)
+        p.set_defaults(func=func)
+        return p
+
+    scan = add("scan", cmd_scan, "scan one batch now (like pressing the button)")
+    scan.add_argument("--scanner", help="SANE device name (default: SOHOA_SCANNER)")
+    scan.add_argument("--source", choices=["flatbed", "adf", "adf_duplex"])
+    imp = add("import", cmd_import, "import PNG/JPEG/TIFF/PDF files or folders as one batch")
+    imp.add_argument("paths", nargs="+", type=Path)
+    proc = add("process", cmd_process, "clean up and OCR every page waiting for it")
+    proc.add_argument("--keep-work", action="store_true", help="keep the pipeline work folders")
+    sync = add("sync", cmd_sync, "process and send pending batches to the archive")
+    sync.add_argument(
+        "--wait", action="store_true", help="exit 0 only once the server acknowledged everything"
+    )
+    sync.add_argument("--timeout", type=float, default=3600.0, help="seconds (default 3600)")
+    status = add("status", cmd_status, "what is waiting, what failed, disk space")
+    status.add_argument("--json", action="store_true")
+    devices = add("devices", cmd_devices, "scanners SANE finds and the profile each matched")
+    devices.add_argument("--json", action="store_true")
+    add("run", cmd_run, "the service: button, pipeline and sync (systemd runs this)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.INFO if (args.verbose or args.command == "run") else logging.WARNING
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        ctx = Context(args)
+    except SohoaError as exc:
+        log.error("%s: %s", exc.key, exc.detail)
+        print(messages.t(exc.key, "vi", detail=exc.detail), file=sys.stderr)
+        return exc.exit_code
+    try:
+        return int(args.func(ctx))
+    except ScannerError as exc:
+        _report(ctx, exc)
+        return 3 if exc.key != "scan_no_paper" else 2
+    except SyncError as exc:
+        _report(ctx, exc)
+        return exc.exit_code
+    except SohoaError as exc:
+        _report(ctx, exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        ctx.say("interrupted")
+        return 130
+    except Exception:
+        log.exception("unexpected error in %s", args.command)
+        print(messages.t("internal_error", ctx.lang), file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""``sohoa-agent run``: the service a scan station runs all day.
+
+Three loops in one process, so that only it writes the outbox (TinyDB allows one writer):
+
+* **capture** — the button (or ``scan`` requests) starts a batch; never waits on anything
+  below; one scan at a time.
+* **pipeline** — processes captured pages in worker processes at a lower priority.
+* **sync** — keeps a broker connection and pushes ready batches whenever the link is up;
+  publishes telemetry for the fleet view.
+
+systemd gets ``READY=1`` once the outbox is open and ``WATCHDOG=1`` only while all three
+threads are alive; SIGTERM stops after the page being written is on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import sdnotify
+
+from agent import __version__, capture, messages, profiles, sane_device, worker
+from agent import outbox as ob
+from agent import status as agent_status
+from agent.button import ButtonEvent, ScanChoice, Trigger, open_button
+from agent.config import AgentSettings
+from agent.errors import DiskFullError, ScannerError, SohoaError, SyncError
+from agent.feedback import AgentState, Feedback, LogFeedback, MultiFeedback, SerialBoxFeedback
+from agent.mqtt_link import MqttLink
+from agent.sync import Syncer
+from protocol import envelope, topics
+from protocol.messages import Telemetry
+
+log = logging.getLogger(__name__)
+
+TELEMETRY_EVERY = 60.0
+IDLE_POLL = 2.0
+
+
+class Daemon:
+    def __init__(self, settings: AgentSettings, boot_id: str) -> None:
+        self.settings = settings
+        self.boot_id = boot_id
+        self.stop = threading.Event()
+        self.scan_lock = threading.Lock()
+        self.work_ready = threading.Event()
+        self.last_error = ""
+        self.outbox: ob.Outbox | None = None
+        self.feedback: Feedback = LogFeedback(lang="en")
+        self.threads: list[threading.Thread] = []
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
+        signal.signal(signal.SIGINT, lambda *_: self.stop.set())
+        self.outbox = ob.Outbox(self.settings.data_dir)
+        source = self._button()
+        self._spawn("pipeline", self._pipeline_loop)
+        self._spawn("sync", self._sync_loop)
+        if source is not None:
+            trigger = Trigger(
+                source, self._on_press, on_busy=self._on_busy, scan_lock=self.scan_lock
+            )
+            self._spawn("button", lambda: trigger.run(self.stop))
+        notifier = sdnotify.SystemdNotifier()
+        notifier.notify("READY=1")
+        self.feedback.show(AgentState.READY)
+        log.info(
+            "agent %s running as %s, data in %s",
+            __version__,
+            self.settings.device_id,
+            self.settings.data_dir,
+        )
+        while not self.stop.wait(5.0):
+            if all(t.is_alive() for t in self.threads):
+                notifier.notify("WATCHDOG=1")
+            else:
+                dead = [t.name for t in self.threads if not t.is_alive()]
+                log.error("worker thread(s) died: %s; not pinging the watchdog", dead)
+        notifier.notify("STOPPING=1")
+        with self.scan_lock:  # let a running scan store its current page
+            pass
+        for t in self.threads:
+            t.join(timeout=30)
+        self.outbox.close()
+        return 0
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        def guarded() -> None:
+            try:
+                target()
+            except Exception:
+                log.exception("%s loop crashed", name)
+                raise
+
+        thread = threading.Thread(target=guarded, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def _button(self) -> Any:
+        kind = self.settings.button
+        if kind == "none":
+            return None
+        settings: dict[str, Any] = {}
+        if kind in ("serial-box", "modem-line"):
+            settings["port"] = self.settings.button_port
+        elif kind == "usb-key":
+            settings.update(device_path=self.settings.button_port, key_code=28)
+        elif kind == "scanner-button":
+            log.warning("scanner-button polling needs an open device; using none for now")
+            return None
+        source = open_button(kind, **settings)
+        if kind == "serial-box":
+            self.feedback = MultiFeedback(LogFeedback(lang="en"), SerialBoxFeedback(source))  # type: ignore[arg-type]
+        return source
+
+    # -- capture ----------------------------------------------------------------------------
+
+    def _on_busy(self, event: ButtonEvent) -> None:
+        self.feedback.show(AgentState.BUSY)
+
+    def _on_press(self, event: ButtonEvent, choice: ScanChoice) -> None:
+        assert self.outbox is not None
+        s = self.settings
+        source = s.source if choice == "primary" else s.alternate_source
+        request = profiles.ScanRequest(source=source, mode=s.mode, dpi=s.dpi)
+        try:
+            capture.check_disk(s, 1)
+            known = profiles.load_scanner_profiles(s.hw_profiles_dir)
+            self.feedback.show(AgentState.SCANNING)
+            with sane_device.open_scanner(s.scanner, known) as scanner:
+                outcome = capture.scan_batch(s, self.outbox, scanner, request)
+            self.work_ready.set()
+            if outcome.error is not None:
+                self._error(outcome.error)
+            else:
+                self.feedback.show(
+                    AgentState.DONE,
+                    messages.t(
+                        "scan_done",
+                        s.language,
+                        pages=outcome.pages,
+                        batch=outcome.batch.batch_id[:8],
+                    ),
+                )
+        except DiskFullError as exc:
+            self.last_error = exc.key
+            self.feedback.show(AgentState.DISK_FULL, messages.t("disk_full", s.language))
+        except (ScannerError, SohoaError) as exc:
+            self._error(exc)
+
+    def _error(self, exc: SohoaError) -> None:
+        params = {"pages": 0, "scanner": self.settings.scanner, **exc.params}
+        text = messages.t(exc.key, self.settings.language, **params)
+        self.last_error = f"{exc.key}: {exc.detail}"
+        log.error("%s: %s", exc.key, exc.detail)
+        self.feedback.show(AgentState.ERROR, text)
+
+    # -- pipeline -----------------------------------------------------------------------------
+
+    def _pipeline_loop(self) -> None:
+        assert self.outbox is not None
+        while not self.stop.is_set():
+            self.work_ready.wait(IDLE_POLL)
+            self.work_ready.clear()
+            if next(self.outbox.iter_pending_pages(), None) is None:
+                worker.promote_ready(self.settings, self.outbox)
+                continue
+            worker.process_pending(self.settings, self.outbox, stop=self.stop)
+
+    # -- sync -------------------------------------------------------------------------------
+
+    def _sync_loop(self) -> None:
+        assert self.outbox is not None
+        link: MqttLink | None = None
+        last_telemetry = 0.0
+        backoff = 5.0
+        while not self.stop.is_set():
+            if link is None:
+                try:
+                    link = MqttLink(self.settings, self.boot_id, __version__)
+                    link.connect()
+                    backoff = 5.0
+                except SyncError as exc:
+                    self.last_error = f"{exc.key}: {exc.detail}"
+                    log.warning("sync: %s; retrying in %.0f s", exc.detail, backoff)
+                    link = None
+                    self.stop.wait(backoff)
+                    backoff = min(backoff * 2, 300.0)
+                    continue
+            if time.monotonic() - last_telemetry > TELEMETRY_EVERY:
+                self._telemetry(link)
+                last_telemetry = time.monotonic()
+            syncer = Syncer(self.settings, self.outbox, link, __version__)
+            if syncer.pending():
+                syncer.run(timeout=TELEMETRY_EVERY, stop=self.stop)
+            else:
+                self.stop.wait(IDLE_POLL)
+        if link is not None:
+            link.close()
+
+    def _telemetry(self, link: MqttLink) -> None:
+        assert self.outbox is not None
+        st = agent_status.collect(self.outbox, self.settings.device_id, self.settings.data_dir)
+        msg = Telemetry(
+            device_id=self.settings.device_id,
+            msg_id=uuid.uuid4().hex,
+            sent_at=time.time(),
+            queue_pages=st.pages_waiting_sync,
+            queue_bytes=st.bytes_waiting_sync,
+            batches_pending=len(st.pending),
+            batches_quarantined=len(st.quarantined),
+            disk_free_bytes=st.disk_free_bytes,
+            last_error=self.last_error[:500],
+            agent_state="scanning" if self.scan_lock.locked() else "idle",
+        )
+        link.publish(topics.up(self.settings.device_id, "telemetry"), envelope.encode(msg), qos=0)

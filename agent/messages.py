@@ -1,0 +1,115 @@
+"""Operator messages, Vietnamese first, English available.
+
+One line per situation. The CLI prints ``t(key)`` to the operator and logs the English text
+with the technical detail. Keys are stable: tests and the feedback table refer to them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Lang = Literal["vi", "en"]
+
+CATALOG: dict[str, tuple[str, str]] = {
+    # key: (Vietnamese, English)
+    "scan_started": ("Đang quét… ({scanner})", "Scanning… ({scanner})"),
+    "scan_page": ("Đã lưu trang {page_no}", "Saved page {page_no}"),
+    "scan_done": (
+        "Xong: đã lưu {pages} trang vào lô {batch}.",
+        "Done: {pages} page(s) saved in batch {batch}.",
+    ),
+    "scan_no_paper": (
+        "Khay nạp giấy trống — hãy đặt giấy vào rồi bấm nút lại.",
+        "The feeder is empty — load paper and press the button again.",
+    ),
+    "scanner_not_found": (
+        "Không tìm thấy máy quét “{scanner}”. Kiểm tra cáp USB và nguồn điện của máy quét.",
+        "Scanner “{scanner}” not found. Check the scanner's USB cable and power.",
+    ),
+    "scanner_busy": (
+        "Máy quét đang bận (một chương trình khác đang dùng). Chờ một lát rồi thử lại.",
+        "The scanner is busy (another program is using it). Wait a moment and try again.",
+    ),
+    "scanner_jammed": (
+        "Kẹt giấy. Đã giữ {pages} trang đã quét. Gỡ giấy kẹt, đặt lại các trang còn lại "
+        "rồi bấm nút để quét tiếp.",
+        "Paper jam. The {pages} page(s) scanned so far are kept. Clear the jam, reload the "
+        "remaining pages and press the button to continue.",
+    ),
+    "scanner_cover_open": (
+        "Nắp máy quét đang mở. Đã giữ {pages} trang. Đóng nắp rồi bấm nút để quét tiếp.",
+        "The scanner cover is open. {pages} page(s) kept. Close it and press the button.",
+    ),
+    "scanner_double_feed": (
+        "Máy quét báo kéo 2 tờ cùng lúc. Đã giữ {pages} trang. Đặt lại tờ cuối rồi quét tiếp.",
+        "The scanner fed two sheets at once. {pages} page(s) kept. Reload the last sheet.",
+    ),
+    "scanner_failed": (
+        "Máy quét gặp lỗi. Đã giữ {pages} trang đã quét. Tắt/bật máy quét rồi thử lại.",
+        "The scanner failed. The {pages} page(s) scanned so far are kept. "
+        "Power-cycle the scanner and try again.",
+    ),
+    "disk_full": (
+        "Ổ đĩa sắp đầy — không nhận bản quét mới. Hãy đồng bộ hoặc gọi cán bộ kỹ thuật.",
+        "The disk is nearly full — new scans are refused. Sync, or call the technician.",
+    ),
+    "write_failed": (
+        "Không ghi được tệp lên ổ đĩa. Gọi cán bộ kỹ thuật.",
+        "A file could not be written to disk. Call the technician.",
+    ),
+    "outbox_locked": (
+        "Dịch vụ sohoa đang chạy — hãy bấm nút trên máy quét thay vì dùng lệnh này.",
+        "The sohoa service is running — press the scan button instead of this command.",
+    ),
+    "import_done": (
+        "Đã nhập {pages} trang vào lô {batch}.",
+        "Imported {pages} page(s) into batch {batch}.",
+    ),
+    "import_refused": (
+        "Không đọc được tệp “{name}”: {reason}. Các tệp khác vẫn được giữ.",
+        "Cannot read “{name}”: {reason}. The other files are kept.",
+    ),
+    "import_nothing": ("Không có tệp nào nhập được.", "No file could be imported."),
+    "config_invalid": (
+        "Cấu hình không hợp lệ: {detail}",
+        "Invalid configuration: {detail}",
+    ),
+    "broker_unreachable": (
+        "Không kết nối được máy chủ ({broker}). Dữ liệu vẫn an toàn trên máy, sẽ gửi lại sau.",
+        "Cannot reach the server ({broker}). The data is safe here and will be sent later.",
+    ),
+    "broker_refused": (
+        "Máy chủ từ chối đăng nhập của thiết bị “{device}”. Kiểm tra tên và mật khẩu.",
+        "The server refused device “{device}”. Check its user name and password.",
+    ),
+    "sync_timeout": (
+        "Chưa gửi xong sau {seconds} giây: còn {pending} trang chờ máy chủ xác nhận. "
+        "Dữ liệu vẫn an toàn trên máy.",
+        "Not finished after {seconds} s: {pending} page(s) await the server's receipt. "
+        "The data is safe here.",
+    ),
+    "sync_done": (
+        "Đã gửi xong: máy chủ đã xác nhận {pages} trang.",
+        "Sync complete: the server confirmed {pages} page(s).",
+    ),
+    "sync_nothing": ("Không có gì cần gửi.", "Nothing to send."),
+    "processing": ("Đang xử lý {pending} trang…", "Processing {pending} page(s)…"),
+    "ocr_unavailable": (
+        "Thiếu phần mềm nhận dạng chữ (tesseract). Gọi cán bộ kỹ thuật.",
+        "OCR software (tesseract) is missing. Call the technician.",
+    ),
+    "interrupted": ("Đã dừng. Dữ liệu đã lưu vẫn an toàn.", "Stopped. Saved data is safe."),
+    "internal_error": (
+        "Lỗi không mong muốn. Dữ liệu đã lưu vẫn an toàn. Gọi cán bộ kỹ thuật.",
+        "Unexpected error. Saved data is safe. Call the technician.",
+    ),
+}
+
+
+def t(key: str, lang: Lang = "vi", /, **params: object) -> str:
+    vi, en = CATALOG.get(key, (key, key))
+    text = vi if lang == "vi" else en
+    try:
+        return text.format(**params)
+    except (KeyError, IndexError):
+        return text

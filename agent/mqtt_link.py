@@ -1,0 +1,226 @@
+"""The agent's only door to the broker (paho-mqtt 2.x, MQTT 5).
+
+What it guarantees and what it does not: a publish returns once paho accepted it into a
+bounded window; PUBACK only frees a window slot, it never means "archived" (DESIGN §2).
+Subscriptions are made in ``on_connect`` so that reconnects restore them; a failed CONNACK
+is never taken as connected; a PUBACK whose reason code is a failure (e.g. 0x87 Not
+authorized, which the ACL gives for a foreign topic) is counted and reported.
+The session is persistent (``clean_start=False`` + a session expiry): paho's default
+``MQTT_CLEAN_START_FIRST_ONLY`` without an expiry wipes it on every restart (DESIGN §8).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import ssl
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from agent.config import AgentSettings
+from agent.errors import SyncError
+from protocol import envelope, topics
+from protocol.messages import Status
+
+log = logging.getLogger(__name__)
+
+SESSION_EXPIRY = 7 * 24 * 3600  # a week offline keeps the broker session (and our receipts)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    topic: str
+    payload: bytes
+
+
+class MqttLink:
+    def __init__(self, settings: AgentSettings, boot_id: str, agent_version: str) -> None:
+        self.settings = settings
+        self.device_id = settings.device_id
+        self.broker = settings.broker()
+        self.boot_id = boot_id
+        self.agent_version = agent_version
+        self.inbox: queue.Queue[Incoming] = queue.Queue()
+        self.connected = threading.Event()
+        self.refused: str | None = None  # CONNACK failure reason, if the broker said no
+        self.publish_failures = 0
+        self.last_publish_error = ""
+        self._window = threading.BoundedSemaphore(settings.max_inflight)
+        self._pending: set[int] = set()
+        self._pending_lock = threading.Lock()
+        self._client = self._make_client()
+
+    # -- set-up -----------------------------------------------------------------------------
+
+    def _status_payload(self, state: str) -> bytes:
+        msg = Status(
+            device_id=self.device_id,
+            msg_id=uuid.uuid4().hex,
+            sent_at=time.time(),
+            state="online" if state == "online" else "offline",
+            agent_version=self.agent_version,
+            boot_id=self.boot_id,
+        )
+        return envelope.encode(msg)
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self.device_id,
+            protocol=mqtt.MQTTv5,
+            reconnect_on_failure=True,
+        )
+        client.username_pw_set(self.broker.username, self.broker.password)
+        if self.broker.tls:
+            ca = str(self.broker.ca_file) if self.broker.ca_file else None
+            client.tls_set(ca_certs=ca, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        client.will_set(
+            topics.status(self.device_id), self._status_payload("offline"), qos=1, retain=True
+        )
+        client.max_inflight_messages_set(self.settings.max_inflight)
+        client.reconnect_delay_set(min_delay=1, max_delay=60)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        return client
+
+    def connect(self, timeout: float = 15.0) -> None:
+        """Connect and wait for a CONNACK. Raises SyncError when the broker cannot be reached
+        or refuses us; afterwards paho reconnects by itself."""
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = SESSION_EXPIRY
+        try:
+            self._client.connect(
+                self.broker.host,
+                self.broker.port,
+                keepalive=self.settings.mqtt_keepalive,
+                clean_start=False,
+                properties=props,
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise SyncError(
+                "broker_unreachable", f"{self.broker}: {exc}", broker=str(self.broker)
+            ) from exc
+        self._client.loop_start()
+        deadline = time.monotonic() + timeout
+        while not self.connected.wait(0.1):
+            if self.refused is not None:
+                self.close(graceful=False)
+                raise SyncError(
+                    "broker_refused", f"{self.broker}: {self.refused}", device=self.device_id
+                )
+            if time.monotonic() > deadline:
+                self.close(graceful=False)
+                raise SyncError(
+                    "broker_unreachable", f"{self.broker}: no CONNACK", broker=str(self.broker)
+                )
+
+    def close(self, graceful: bool = True) -> None:
+        if graceful and self.connected.is_set():
+            info = self._client.publish(
+                topics.status(self.device_id), self._status_payload("offline"), qos=1, retain=True
+            )
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(timeout=5)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    # -- callbacks (paho's network thread) ---------------------------------------------------
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused connection: %s", reason_code)
+            self.refused = str(reason_code)
+            # Bad credentials will not get better by retrying every second.
+            client.disconnect()
+            return
+        log.info("connected to %s (session present: %s)", self.broker, flags.session_present)
+        client.subscribe(topics.down_filter(self.device_id), qos=1)
+        client.publish(
+            topics.status(self.device_id), self._status_payload("online"), qos=1, retain=True
+        )
+        self.connected.set()
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if self.connected.is_set():
+            log.warning("disconnected from %s: %s", self.broker, reason_code)
+        self.connected.clear()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        self.inbox.put(Incoming(msg.topic, bytes(msg.payload)))
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        # 0x10 "No matching subscribers" is not a failure for us: reconciliation decides.
+        if reason_code.is_failure:
+            self.publish_failures += 1
+            self.last_publish_error = str(reason_code)
+            log.error("broker refused publish mid=%d: %s", mid, reason_code)
+        with self._pending_lock:
+            if mid in self._pending:
+                self._pending.discard(mid)
+                self._window.release()
+
+    # -- publishing --------------------------------------------------------------------------
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, timeout: float = 60.0) -> bool:
+        """Queue one message, waiting while the window is full. False when no slot freed up
+        within ``timeout`` (the link is down or too slow); the caller retries later."""
+        if qos == 0:
+            self._client.publish(topic, payload, qos=0)
+            return True
+        if not self._window.acquire(timeout=timeout):
+            return False
+        with self._pending_lock:
+            info = self._client.publish(topic, payload, qos=qos)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
+                self._window.release()
+                log.error("publish to %s failed: %s", topic, mqtt.error_string(info.rc))
+                return False
+            self._pending.add(info.mid)
+        return True
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until every publish has its PUBACK. False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._pending_lock:
+                if not self._pending:
+                    return True
+            time.sleep(0.05)
+        return False
+
+    @property
+    def in_flight(self) -> int:
+        with self._pending_lock:
+            return len(self._pending)

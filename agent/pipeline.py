@@ -1,0 +1,244 @@
+"""What happens to one captured page: cleanup, OCR, derivatives (`process_page`).
+
+This module owns the order of the stages and the record of what each decided. Read
+`process_page` top to bottom: that is the whole flow. The pixel work lives in
+`agent.imaging`, every tesseract run in `agent.ocr`.
+
+Contract (docs/architecture.md, "Pipeline stage contract"): file in, files out.
+MUST: never modify `capture` (it is only read); write every output inside `work_dir`
+(`archival.jpg`, `text.txt` UTF-8 NFC, `thumb.jpg`, `decisions.json`) completely (each is
+written to a temporary name and renamed); return their paths with every decision and its
+confidence; flag, never drop (a blank page still gets all four outputs).
+MAY: keep intermediate files in `work_dir` (`ocr.png`, the binarised page tesseract read).
+MUST NOT: fsync or move files into the outbox (the caller does), talk to the network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+from PIL import Image as PILImage
+
+from agent import imaging, ocr
+
+Flag = str  # one of FLAGS
+FLAGS = frozenset({"blank", "low_confidence", "below_200dpi", "rotated", "ocr_retry"})
+LEGAL_MIN_DPI = 200  # NĐ 30/2020 Phụ lục I: never archive below 200 dpi (DESIGN.md §4)
+MIN_DESKEW_DEG = 0.05  # below this the estimate is noise (perf.md B3: error ≤ 0.015°–0.1°)
+MIN_DESKEW_CONFIDENCE = 0.3  # fewer than ~3 agreeing lines: leave the page as scanned
+ORIENTATION_TRUSTED = 0.5  # below this the pixel heuristic asks tesseract's OSD
+OSD_TRUSTED = 14.0  # OCRmyPDF's default --rotate-pages-threshold for tesseract OSD
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    languages: str = "vie"  # tesseract spec, e.g. "vie+eng" (+20–50 % time, perf.md B2)
+    dpi: int = 300  # what the capture was scanned at
+    low_confidence: float = 70.0  # mean word confidence (0–100) under which a page is flagged
+    jpeg_quality: int = 75
+    thumb_width: int = 320
+    ocr_timeout_s: float = ocr.DEFAULT_TIMEOUT_S
+    tesseract: str = ocr.TESSERACT  # the binary: tests plug a fake in here
+
+    def __post_init__(self) -> None:
+        if not 50 <= self.dpi <= 2400:
+            raise ValueError(f"dpi {self.dpi} is not a scanner resolution")
+        if not 1 <= self.jpeg_quality <= 95:
+            raise ValueError(f"jpeg_quality {self.jpeg_quality} outside 1..95")
+        if self.thumb_width < 16:
+            raise ValueError(f"thumb_width {self.thumb_width} too small")
+
+
+@dataclass(frozen=True)
+class PageResult:
+    capture: Path
+    archival: Path
+    text: Path
+    thumb: Path
+    decisions_path: Path
+    decisions: dict[str, object]  # JSON-serialisable, the content of decisions.json
+    ocr_confidence: float  # mean word confidence 0–100
+    flags: tuple[Flag, ...]
+
+
+def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> PageResult:
+    """Clean up, orient, deskew and OCR one capture; write the derivatives into `work_dir`."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    dpi = settings.dpi
+    decisions: dict[str, object] = {}
+    ms: dict[str, float] = {}
+    with _timed(ms, "load"):
+        loaded = imaging.load_capture(capture)
+    with _timed(ms, "blank"):
+        blank = imaging.detect_blank(imaging.to_grey(loaded.image), dpi)
+    with _timed(ms, "orientation"):
+        turn_cw, decisions["orientation"] = _orientation(loaded.image, blank, work_dir, settings)
+        page = imaging.turn(loaded.image, turn_cw)
+    with _timed(ms, "deskew"):
+        page, decisions["skew"] = _deskew(page, dpi, blank)
+    with _timed(ms, "binarise"):
+        grey, decisions["text_grey"] = imaging.text_grey(page)
+        binary, binarisation = imaging.binarise(imaging.normalise_background(grey, dpi), dpi)
+        ocr_input = _write_image(work_dir / "ocr.png", binary)
+    with _timed(ms, "ocr"):
+        result = ocr.recognize(
+            ocr_input,
+            languages=settings.languages,
+            dpi=dpi,
+            expect_text=not blank.blank,
+            timeout_s=settings.ocr_timeout_s,
+            binary=settings.tesseract,
+        )
+    with _timed(ms, "write"):
+        archival = write_archival(page, work_dir / "archival.jpg", dpi, settings.jpeg_quality)
+        thumb = _write_jpeg(imaging.thumbnail(page, settings.thumb_width), work_dir / "thumb.jpg")
+        text = _write_text(work_dir / "text.txt", result.text)
+    flags = _flags(blank, turn_cw, result, settings)
+    decisions |= {
+        "capture": {
+            "name": capture.name,
+            "width": loaded.width,
+            "height": loaded.height,
+            "bit_depth": loaded.bit_depth,
+            "channels": loaded.channels,
+            "dpi": dpi,
+        },
+        "blank": dataclasses.asdict(blank),
+        "binarisation": dataclasses.asdict(binarisation),
+        "ocr": _ocr_record(result),
+        "flags": list(flags),
+        "timings_ms": ms,
+        "settings": dataclasses.asdict(settings),
+    }
+    decisions_path = _write_text(work_dir / "decisions.json", json.dumps(decisions, indent=2))
+    return PageResult(
+        capture, archival, text, thumb, decisions_path, decisions, result.mean_confidence, flags
+    )
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+def _orientation(
+    image: imaging.Image, blank: imaging.BlankCheck, work_dir: Path, settings: PipelineSettings
+) -> tuple[int, dict[str, object]]:
+    """Pixel heuristic first (~30 ms); tesseract OSD (~0.5 s) only when the heuristic is unsure."""
+    grey, _ = imaging.text_grey(image)
+    guess = imaging.estimate_orientation(grey, settings.dpi)
+    record: dict[str, object] = {"heuristic": dataclasses.asdict(guess), "osd": None}
+    turn_cw, source = guess.turn_cw, "heuristic"
+    if blank.blank:
+        turn_cw, source = 0, "blank_page"
+    elif guess.confidence < ORIENTATION_TRUSTED and ocr.has_osd(settings.tesseract):
+        binary, _ = imaging.binarise(imaging.normalise_background(grey, settings.dpi))
+        osd_input = _write_image(work_dir / "osd.png", binary)
+        osd = ocr.detect_orientation(osd_input, dpi=settings.dpi, binary=settings.tesseract)
+        record["osd"] = dataclasses.asdict(osd)
+        if osd.confidence >= OSD_TRUSTED:
+            turn_cw, source = osd.turn_cw, "osd"
+        elif guess.lines_confidence >= ORIENTATION_TRUSTED:
+            # Nobody is sure about up/down: only make the lines horizontal. A page left
+            # upside down is easier to spot and fix than one wrongly flipped.
+            turn_cw, source = guess.lines_turn_cw, "heuristic_lines_only"
+        else:
+            turn_cw, source = 0, "unsure"
+    record |= {"turn_cw": turn_cw, "source": source}
+    return turn_cw, record
+
+
+def _deskew(
+    page: imaging.Image, dpi: int, blank: imaging.BlankCheck
+) -> tuple[imaging.Image, dict[str, object]]:
+    grey, _ = imaging.text_grey(page)
+    skew = imaging.estimate_skew(grey, dpi)
+    applied = (
+        not blank.blank
+        and abs(skew.angle_deg) >= MIN_DESKEW_DEG
+        and skew.confidence >= MIN_DESKEW_CONFIDENCE
+    )
+    if applied:
+        page = imaging.rotate(page, -skew.angle_deg, fill=imaging.paper_colour(page))
+    return page, dataclasses.asdict(skew) | {"applied": applied}
+
+
+def _flags(
+    blank: imaging.BlankCheck, turn_cw: int, result: ocr.OcrResult, settings: PipelineSettings
+) -> tuple[Flag, ...]:
+    flags = []
+    if blank.blank:
+        flags.append("blank")
+    elif result.mean_confidence < settings.low_confidence:
+        flags.append("low_confidence")
+    if settings.dpi < LEGAL_MIN_DPI:
+        flags.append("below_200dpi")
+    if turn_cw:
+        flags.append("rotated")  # a quarter or half turn; routine deskew is not flagged
+    if result.retried:
+        flags.append("ocr_retry")
+    return tuple(flags)
+
+
+def _ocr_record(result: ocr.OcrResult) -> dict[str, object]:
+    return {
+        "languages": result.languages,
+        "psm": result.psm,
+        "attempts": list(result.attempts),
+        "mean_confidence": result.mean_confidence,
+        "words": len(result.words),
+        "characters": len(result.text),
+        "seconds": result.seconds,
+        "tesseract": result.tesseract_version,
+    }
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def write_archival(page: imaging.Image, path: Path, dpi: int, quality: int) -> Path:
+    """The archival derivative: the oriented, deskewed page, colour kept, at 100 % scale.
+
+    One function on purpose: a later issue replaces this JPEG with an MRC PDF/A
+    (DESIGN.md §4); the resolution is written into the file so the page keeps its size.
+    """
+    return _write_jpeg(page, path, dpi=dpi, quality=quality)
+
+
+def _write_jpeg(page: imaging.Image, path: Path, dpi: int | None = None, quality: int = 75) -> Path:
+    rgb = page if page.ndim == 2 else cv2.cvtColor(page, cv2.COLOR_BGR2RGB)
+    tmp = path.with_name(path.name + ".tmp")
+    resolution = (dpi, dpi) if dpi else (72, 72)  # thumbnails carry no meaningful scale
+    PILImage.fromarray(rgb).save(tmp, format="JPEG", quality=quality, dpi=resolution)
+    os.replace(tmp, path)
+    return path
+
+
+def _write_image(path: Path, image: imaging.Image) -> Path:
+    tmp = path.with_name(path.name + ".tmp.png")
+    if not cv2.imwrite(str(tmp), image):
+        raise OSError(f"could not write {path}")
+    os.replace(tmp, path)
+    return path
+
+
+def _write_text(path: Path, text: str) -> Path:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text if text.endswith("\n") or not text else text + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = round((time.perf_counter() - started) * 1000, 1)

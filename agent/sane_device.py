@@ -1,0 +1,171 @@
+"""The only module that talks to SANE (python-sane).
+
+It opens a scanner by name, applies the options its hardware profile resolves, and yields
+pages one at a time so that the caller can store each page durably before the next sheet is
+fed. SANE status strings become typed :class:`ScannerError`s with an operator message key.
+
+SANE's ``test`` backend is disabled in Debian's dll.conf, so ``get_devices()`` does not list
+it, yet ``open("test:0")`` works (DESIGN §8): names are therefore always accepted as given.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sane
+from PIL import Image
+
+from agent import profiles
+from agent.errors import ScannerError
+
+log = logging.getLogger(__name__)
+
+_init_lock = threading.Lock()
+_initialised = False
+_sane_version = ""
+
+# sane_strstatus() texts as python-sane raises them (sane-backends sanei/sanei_*.c).
+END_OF_FEEDER = "Document feeder out of documents"
+_STATUS_KEYS = {
+    "Document feeder jammed": "scanner_jammed",
+    "Scanner cover is open": "scanner_cover_open",
+    "Device busy": "scanner_busy",
+    "Invalid argument": "scanner_not_found",
+    "Access to resource has been denied": "scanner_busy",
+}
+
+
+@dataclass(frozen=True)
+class ScannedPage:
+    image: Image.Image
+    dpi: int
+    colour: bool
+
+
+def init() -> str:
+    """Initialise SANE once per process; returns the SANE version string."""
+    global _initialised, _sane_version
+    with _init_lock:
+        if not _initialised:
+            version = sane.init()
+            _sane_version = ".".join(str(x) for x in version[1:])
+            _initialised = True
+    return _sane_version
+
+
+def list_devices() -> list[profiles.SaneDeviceInfo]:
+    """Scanners SANE finds (slow on some backends: it probes USB and the network)."""
+    init()
+    return [
+        profiles.SaneDeviceInfo(name=name, vendor=vendor, model=model, type=kind)
+        for name, vendor, model, kind in sane.get_devices()
+    ]
+
+
+def _error_key(exc: Exception) -> str:
+    text = str(exc)
+    for needle, key in _STATUS_KEYS.items():
+        if needle in text:
+            return key
+    return "scanner_failed"
+
+
+class Scanner:
+    """An open SANE device with its profile. Not thread-safe: one scan at a time."""
+
+    def __init__(self, device: Any, info: profiles.SaneDeviceInfo, profile: Any) -> None:
+        self.device = device  # the python-sane SaneDev; tests use it to set test options
+        self.info = info
+        self.profile = profile
+
+    def close(self) -> None:
+        try:
+            self.device.close()
+        except Exception:  # closing a device that was unplugged: nothing left to do
+            log.warning("closing %s failed", self.info.name, exc_info=True)
+
+    def __enter__(self) -> Scanner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def options(self) -> Mapping[str, profiles.OptionInfo]:
+        return profiles.options_from_sane(self.device.get_options())
+
+    def configure(self, request: profiles.ScanRequest) -> dict[str, Any]:
+        settings = profiles.resolve_options(self.profile, request, self.options())
+        for name, value in settings.items():
+            try:
+                setattr(self.device, name.replace("-", "_"), value)
+            except Exception as exc:
+                raise ScannerError(
+                    "scanner_failed", f"setting {name}={value!r} on {self.info.name}: {exc}"
+                ) from exc
+        return settings
+
+    def pages(self, request: profiles.ScanRequest) -> Iterator[ScannedPage]:
+        """Yield one page per sheet (side). Flatbed: one page. Feeder: until it is empty.
+
+        Raises ScannerError(scan_no_paper) when the feeder is empty at the first page, and
+        ScannerError(scanner_jammed/cover_open/failed) when a sheet fails; pages already
+        yielded are the caller's (it has stored them)."""
+        settings = self.configure(request)
+        dpi = int(float(settings.get("resolution", request.dpi)))
+        colour = request.mode == "color"
+        feeder = request.source != "flatbed"
+        count = 0
+        while True:
+            try:
+                self.device.start()
+            except Exception as exc:
+                if END_OF_FEEDER in str(exc):
+                    if count == 0:
+                        raise ScannerError("scan_no_paper", str(exc)) from exc
+                    return
+                raise ScannerError(_error_key(exc), str(exc), pages=count) from exc
+            try:
+                image = self.device.snap()
+            except Exception as exc:
+                raise ScannerError(_error_key(exc), str(exc), pages=count) from exc
+            count += 1
+            yield ScannedPage(image=image, dpi=dpi, colour=colour)
+            if not feeder:
+                return
+
+
+def open_scanner(
+    name: str, known_profiles: list[Any], devices: list[profiles.SaneDeviceInfo] | None = None
+) -> Scanner:
+    """Open ``name`` (a SANE device name, or ``auto`` for the first scanner found)."""
+    init()
+    info: profiles.SaneDeviceInfo | None = None
+    if name == "auto":
+        found = list_devices() if devices is None else devices
+        if not found:
+            raise ScannerError("scanner_not_found", "SANE found no scanner", scanner=name)
+        info = found[0]
+    else:
+        found = devices or []
+        info = next((d for d in found if d.name == name), None) or _info_from_name(name)
+    try:
+        device = sane.open(info.name)
+    except Exception as exc:
+        key = _error_key(exc)
+        raise ScannerError(key, f"opening {info.name}: {exc}", scanner=info.name) from exc
+    profile = profiles.match_scanner(info, known_profiles)
+    log.info(
+        "opened scanner %s (%s %s) with profile %s", info.name, info.vendor, info.model, profile.id
+    )
+    return Scanner(device, info, profile)
+
+
+def _info_from_name(name: str) -> profiles.SaneDeviceInfo:
+    # A name SANE did not list (the disabled test backend, or a network scanner given by
+    # address): python-sane cannot tell vendor/model of an opened device, and the backend
+    # prefix of the name ("test" in "test:0") is what profile matching needs.
+    return profiles.SaneDeviceInfo(name=name, vendor="", model="", type="")

@@ -1,0 +1,74 @@
+"""What the agent holds and how it is doing — for ``status``, telemetry and the fleet view."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent import outbox as ob
+from agent import storage
+
+
+@dataclass
+class BatchSummary:
+    batch_id: str
+    state: str
+    source: str
+    pages: int
+    pages_processed: int
+    parts_acked: int
+    parts_total: int
+    created_at: float
+    last_error: str | None
+
+
+@dataclass
+class AgentStatus:
+    device_id: str
+    data_dir: str
+    disk_free_bytes: int
+    batches: dict[str, int] = field(default_factory=dict)
+    pages_waiting_processing: int = 0
+    pages_waiting_sync: int = 0
+    bytes_waiting_sync: int = 0
+    captures_kept: int = 0
+    quarantined: list[BatchSummary] = field(default_factory=list)
+    pending: list[BatchSummary] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def collect(outbox: ob.Outbox, device_id: str, data_dir: Path) -> AgentStatus:
+    status = AgentStatus(device_id, str(data_dir), storage.disk_free(data_dir))
+    for batch in outbox.batches():
+        status.batches[batch.state] = status.batches.get(batch.state, 0) + 1
+        pages = outbox.pages(batch.batch_id)
+        parts = [p for page in pages for p in page.parts.values()]
+        summary = BatchSummary(
+            batch_id=batch.batch_id,
+            state=batch.state,
+            source=batch.source,
+            pages=len(pages),
+            pages_processed=sum(1 for p in pages if p.state != ob.CAPTURED),
+            parts_acked=sum(1 for p in parts if p.acked),
+            parts_total=len(parts),
+            created_at=batch.created_at,
+            last_error=batch.last_error,
+        )
+        if batch.state == ob.DONE:
+            status.captures_kept += sum(
+                1 for p in pages if (outbox.batch_dir(batch.batch_id) / p.capture_file).exists()
+            )
+            continue
+        if batch.state == ob.QUARANTINED:
+            status.quarantined.append(summary)
+            continue
+        status.pending.append(summary)
+        status.pages_waiting_processing += sum(1 for p in pages if p.state == ob.CAPTURED)
+        status.pages_waiting_sync += sum(
+            1 for p in pages if not p.parts or not all(x.acked for x in p.parts.values())
+        )
+        status.bytes_waiting_sync += sum(p.size for p in parts if not p.acked)
+    return status

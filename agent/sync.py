@@ -1,0 +1,438 @@
+"""Store-and-forward: push ready batches to the archive until it has receipted every part.
+
+The flow of one round (:meth:`Syncer.run` repeats it until done, stopped or out of time):
+
+1. ``announce``  — publish the manifests of batches the server does not know (or knows only
+   partly); they are idempotent upserts at the server.
+2. ``reconcile`` — ask the server what it holds (``query`` → ``state``); record every part it
+   has committed (after checking its sha256 against ours) and learn the missing byte ranges.
+3. ``send``      — publish only what is missing, text first across all batches, a bounded
+   window in flight.
+4. ``finish``    — a batch whose every travelling part is receipted is done: its local files
+   are released (the capture only if the capture itself was receipted).
+
+Nothing here is trusted to the broker: what it drops shows up as missing in the next round.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent import outbox as ob
+from agent import storage
+from agent.config import AgentSettings
+from agent.mqtt_link import MqttLink
+from protocol import chunking, envelope, topics
+from protocol.messages import (
+    PART_PRIORITY,
+    BatchState,
+    ChunkHeader,
+    Manifest,
+    PageEntry,
+    PartRef,
+    PartState,
+    Query,
+    Receipt,
+    Reject,
+)
+
+log = logging.getLogger(__name__)
+
+QUERY_TIMEOUT = 30.0
+MAX_ATTEMPTS = 20  # rounds without progress before a batch is quarantined
+MANIFEST_BUDGET = 24 * 1024  # bytes of header per manifest slice (one publish on 2G)
+
+
+@dataclass
+class SyncReport:
+    batches_done: int = 0
+    pages_done: int = 0
+    parts_acked: int = 0
+    chunks_sent: int = 0
+    bytes_sent: int = 0
+    rounds: int = 0
+    pending_pages: int = 0
+    rejects: list[str] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.pending_pages == 0
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    priority: tuple[int, float, int, int]
+    batch_id: str
+    page_id: str
+    part: str
+    path: Path
+    part_size: int
+    part_sha256: str
+    offset: int
+    length: int
+
+
+class Syncer:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        outbox: ob.Outbox,
+        link: MqttLink,
+        agent_version: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.outbox = outbox
+        self.link = link
+        self.agent_version = agent_version
+        self.clock = clock
+        self.device_id = settings.device_id
+        self._states: dict[str, BatchState] = {}
+        self._verified: set[tuple[str, str, str]] = set()
+        self._no_progress: dict[str, int] = {}
+
+    # -- what is pending -----------------------------------------------------------------
+
+    def pending(self) -> list[ob.BatchRecord]:
+        out = []
+        for batch in self.outbox.batches((ob.READY,)):
+            if batch.secret:
+                continue  # độ mật: never over a network (TT 02/2019, DESIGN §4)
+            out.append(batch)
+        return out
+
+    def pending_pages(self) -> int:
+        return sum(len(self.outbox.pages(b.batch_id)) for b in self.pending())
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self, timeout: float, stop: threading.Event | None = None) -> SyncReport:
+        report = SyncReport()
+        deadline = self.clock() + timeout
+        backoff = 1.0
+        while self.clock() < deadline and not (stop and stop.is_set()):
+            batches = self.pending()
+            if self.settings.sync_masters:
+                self._add_masters(batches)
+            if not batches:
+                break
+            if not self.link.connected.wait(min(5.0, max(0.0, deadline - self.clock()))):
+                continue  # paho reconnects on its own; the outbox keeps everything meanwhile
+            report.rounds += 1
+            before = report.parts_acked + report.chunks_sent
+            self._announce(batches)
+            states = self._reconcile(batches, report, deadline)
+            if states:
+                work = self._plan(batches, states)
+                self._send(work, report, deadline, stop)
+                self.link.drain(min(QUERY_TIMEOUT, max(0.0, deadline - self.clock())))
+            self._finish(batches, report)
+            if report.parts_acked + report.chunks_sent == before:
+                # Only a batch the server answered for can be blamed for not moving; a
+                # server or link that is down is waited out, never a reason to quarantine.
+                self._count_no_progress([b for b in batches if b.batch_id in states])
+                # Backoff with jitter: many communes reconnect when the tower comes back.
+                jitter = random.uniform(0.5, 1.0)  # noqa: S311 - timing, not security
+                time.sleep(min(backoff, max(0.0, deadline - self.clock())) * jitter)
+                backoff = min(backoff * 2, 30.0)
+            else:
+                backoff = 1.0
+        self._drain_inbox(report)
+        report.pending_pages = self.pending_pages()
+        return report
+
+    # -- 1. announce -------------------------------------------------------------------------
+
+    def _announce(self, batches: list[ob.BatchRecord]) -> None:
+        for batch in batches:
+            state = self._states.get(batch.batch_id)
+            pages = self.outbox.pages(batch.batch_id)
+            if state is not None and state.known and not self._server_lacks_parts(state, pages):
+                continue
+            for manifest in self.manifests(batch, pages):
+                payload = envelope.encode(manifest)
+                self.link.publish(topics.up(self.device_id, "manifest"), payload)
+
+    def _server_lacks_parts(self, state: BatchState, pages: list[ob.PageRecord]) -> bool:
+        if state.pages_known < len(pages):
+            return True
+        known = {(p.page_id, p.part) for p in state.parts}
+        return any((page.page_id, name) not in known for page in pages for name in page.parts)
+
+    def manifests(self, batch: ob.BatchRecord, pages: list[ob.PageRecord]) -> list[Manifest]:
+        """The batch's manifest, cut into slices that each fit one small publish."""
+        entries = [self._entry(page) for page in pages]
+        slices: list[list[PageEntry]] = [[]]
+        size = 0
+        for entry in entries:
+            entry_size = len(entry.model_dump_json())
+            if slices[-1] and size + entry_size > MANIFEST_BUDGET * 3:  # zstd gains ~3x on JSON
+                slices.append([])
+                size = 0
+            slices[-1].append(entry)
+            size += entry_size
+        return [
+            Manifest(
+                device_id=self.device_id,
+                msg_id=uuid.uuid4().hex,
+                sent_at=time.time(),
+                batch_id=batch.batch_id,
+                created_at=batch.created_at,
+                page_count=len(pages),
+                source="import" if batch.source == "import" else "scan",
+                scanner=batch.scanner,
+                profile=batch.profile,
+                agent_version=self.agent_version,
+                metadata=batch.metadata,
+                pages=tuple(part),
+            )
+            for part in slices
+        ]
+
+    def _entry(self, page: ob.PageRecord) -> PageEntry:
+        return PageEntry(
+            page_id=page.page_id,
+            page_no=page.page_no,
+            capture_sha256=page.capture_sha256,
+            capture_size=page.capture_size,
+            dpi=page.dpi,
+            width_px=page.width_px,
+            height_px=page.height_px,
+            colour=page.colour,
+            flags=page.flags + (("processing_failed",) if page.state == ob.FAILED else ()),
+            ocr_confidence=page.ocr_confidence,
+            decisions=page.decisions,
+            source_name=page.source_name,
+            parts=tuple(
+                PartRef(name=p.name, sha256=p.sha256, size=p.size, media_type=p.media_type)
+                for p in sorted(page.parts.values(), key=lambda p: PART_PRIORITY[p.name])
+            ),
+        )
+
+    # -- 2. reconcile ------------------------------------------------------------------------
+
+    def _reconcile(
+        self, batches: list[ob.BatchRecord], report: SyncReport, deadline: float
+    ) -> dict[str, BatchState]:
+        ids = [b.batch_id for b in batches][:200]
+        query = Query(
+            device_id=self.device_id,
+            msg_id=uuid.uuid4().hex,
+            sent_at=time.time(),
+            batch_ids=tuple(ids),
+        )
+        if not self.link.publish(topics.up(self.device_id, "query"), envelope.encode(query)):
+            return {}
+        answers: dict[str, BatchState] = {}
+        until = min(deadline, self.clock() + QUERY_TIMEOUT)
+        while len(answers) < len(ids) and self.clock() < until:
+            for msg in self._drain_inbox(report, wait=0.2):
+                if isinstance(msg, BatchState) and msg.correlation_id == query.msg_id:
+                    answers[msg.batch_id] = msg
+        self._states.update(answers)
+        for state in answers.values():
+            self._apply_committed(state.batch_id, state.parts, report)
+        return answers
+
+    def _drain_inbox(self, report: SyncReport, wait: float = 0.0) -> list[object]:
+        """Handle everything the server sent; return the decoded messages."""
+        out: list[object] = []
+        try:
+            first = self.link.inbox.get(timeout=wait) if wait else self.link.inbox.get_nowait()
+        except queue.Empty:
+            return out
+        items = [first]
+        while True:
+            try:
+                items.append(self.link.inbox.get_nowait())
+            except queue.Empty:
+                break
+        for item in items:
+            try:
+                parsed = topics.parse(item.topic)
+                frame = envelope.decode(item.payload)
+            except (topics.TopicError, envelope.EnvelopeError) as exc:
+                log.warning("ignored a message on %s: %s", item.topic, exc)
+                continue
+            msg = frame.message
+            if parsed.direction != "down" or parsed.device_id != self.device_id:
+                continue
+            if isinstance(msg, Receipt):
+                self._apply_committed(msg.batch_id, msg.committed, report)
+            elif isinstance(msg, Reject):
+                self._on_reject(msg, report)
+            out.append(msg)
+        return out
+
+    def _apply_committed(
+        self, batch_id: str, parts: tuple[PartState, ...], report: SyncReport
+    ) -> None:
+        for part in parts:
+            if not part.committed:
+                continue
+            try:
+                page = self.outbox.page(batch_id, part.page_id)
+            except KeyError:
+                continue
+            held = page.parts.get(part.part)
+            if held is None or held.acked:
+                continue
+            if self.outbox.mark_acked(batch_id, part.page_id, part.part, part.sha256):
+                report.parts_acked += 1
+            else:
+                log.error(
+                    "receipt for batch %s page %s part %s names sha256 %s, we hold %s: ignored",
+                    batch_id,
+                    part.page_id,
+                    part.part,
+                    part.sha256[:12],
+                    held.sha256[:12],
+                )
+
+    def _on_reject(self, msg: Reject, report: SyncReport) -> None:
+        text = f"{msg.reason}: {msg.detail}"
+        report.rejects.append(text)
+        log.error("server rejected a message (batch %s): %s", msg.batch_id, text)
+        if msg.batch_id and msg.reason == "conflict":
+            # The server holds different bytes under one of our keys: a human must look.
+            self._quarantine(msg.batch_id, text)
+
+    # -- 3. send ---------------------------------------------------------------------------
+
+    def _plan(self, batches: list[ob.BatchRecord], states: dict[str, BatchState]) -> list[_Chunk]:
+        work: list[_Chunk] = []
+        chunk_size = self.chunk_size()
+        for batch in batches:
+            state = states.get(batch.batch_id)
+            if state is None or not state.known:
+                continue
+            pages = {p.page_id: p for p in self.outbox.pages(batch.batch_id)}
+            for ps in state.parts:
+                page = pages.get(ps.page_id)
+                held = page.parts.get(ps.part) if page else None
+                if page is None or held is None or held.acked or ps.committed:
+                    continue
+                path = self.outbox.batch_dir(batch.batch_id) / held.file
+                if not self._verify(batch.batch_id, page, held, path):
+                    break
+                for offset, length in chunking.plan(ps.missing, chunk_size):
+                    prio = (PART_PRIORITY[ps.part], batch.created_at, page.page_no, offset)
+                    work.append(
+                        _Chunk(
+                            prio,
+                            batch.batch_id,
+                            page.page_id,
+                            ps.part,
+                            path,
+                            held.size,
+                            held.sha256,
+                            offset,
+                            length,
+                        )
+                    )
+        work.sort(key=lambda c: c.priority)
+        return work
+
+    def chunk_size(self) -> int:
+        return self.settings.chunk_size
+
+    def _verify(self, batch_id: str, page: ob.PageRecord, held: ob.PartFile, path: Path) -> bool:
+        """Re-hash a local file before its first byte leaves: bit rot on an SD card must not
+        travel as a valid page."""
+        key = (batch_id, page.page_id, held.name)
+        if key in self._verified:
+            return True
+        try:
+            actual = storage.sha256_file(path)
+        except OSError as exc:
+            actual = f"unreadable ({exc.strerror})"
+        if actual != held.sha256:
+            self._quarantine(
+                batch_id,
+                f"page {page.page_no} {held.name}: local file changed on disk "
+                f"(sha256 {actual[:12]}, recorded {held.sha256[:12]})",
+            )
+            return False
+        self._verified.add(key)
+        return True
+
+    def _send(
+        self,
+        work: list[_Chunk],
+        report: SyncReport,
+        deadline: float,
+        stop: threading.Event | None,
+    ) -> None:
+        quarantined = {b.batch_id for b in self.outbox.batches((ob.QUARANTINED,))}
+        for chunk in work:
+            if self.clock() >= deadline or (stop and stop.is_set()):
+                return
+            if chunk.batch_id in quarantined or not self.link.connected.is_set():
+                continue
+            with open(chunk.path, "rb") as fh:
+                fh.seek(chunk.offset)
+                body = fh.read(chunk.length)
+            header = ChunkHeader(
+                device_id=self.device_id,
+                msg_id=uuid.uuid4().hex,
+                sent_at=time.time(),
+                batch_id=chunk.batch_id,
+                page_id=chunk.page_id,
+                part=chunk.part,
+                offset=chunk.offset,
+                length=len(body),
+                part_size=chunk.part_size,
+                part_sha256=chunk.part_sha256,
+                chunk_sha256=chunking.sha256_hex(body),
+            )
+            payload = envelope.encode(header, body)
+            timeout = max(1.0, min(60.0, deadline - self.clock()))
+            if not self.link.publish(topics.up(self.device_id, "chunk"), payload, timeout=timeout):
+                return  # the window did not free up: the link is down; the next round resumes
+            report.chunks_sent += 1
+            report.bytes_sent += len(payload)
+            if report.chunks_sent % 64 == 0:
+                self._drain_inbox(report)
+
+    # -- 4. finish ---------------------------------------------------------------------------
+
+    def _finish(self, batches: list[ob.BatchRecord], report: SyncReport) -> None:
+        self._drain_inbox(report)
+        for batch in batches:
+            pages = self.outbox.pages(batch.batch_id)
+            if all(p.parts and all(part.acked for part in p.parts.values()) for p in pages):
+                freed = self.outbox.release_acked_files(batch.batch_id)
+                self.outbox.update_batch(batch.batch_id, state=ob.DONE, last_error=None)
+                report.batches_done += 1
+                report.pages_done += len(pages)
+                log.info(
+                    "batch %s acknowledged by the archive (%d pages, %d bytes freed)",
+                    batch.batch_id,
+                    len(pages),
+                    freed,
+                )
+
+    def _add_masters(self, batches: list[ob.BatchRecord]) -> None:
+        for batch in batches:
+            for page in self.outbox.pages(batch.batch_id):
+                if "capture" not in page.parts:
+                    self.outbox.add_capture_part(batch.batch_id, page.page_id)
+
+    def _count_no_progress(self, batches: list[ob.BatchRecord]) -> None:
+        for batch in batches:
+            n = self._no_progress.get(batch.batch_id, 0) + 1
+            self._no_progress[batch.batch_id] = n
+            if n >= MAX_ATTEMPTS:
+                self._quarantine(batch.batch_id, f"no progress in {n} rounds")
+
+    def _quarantine(self, batch_id: str, reason: str) -> None:
+        log.error("batch %s quarantined: %s", batch_id, reason)
+        self.outbox.update_batch(batch_id, state=ob.QUARANTINED, last_error=reason)

@@ -1,0 +1,146 @@
+"""JSON API under /api/v1 (DESIGN §6). Every route needs a bearer token."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import FileResponse, PlainTextResponse
+from pydantic import BaseModel
+
+from server.deps import CatalogDep, User
+
+router = APIRouter(prefix="/api/v1", tags=["archive"])
+
+
+class BatchOut(BaseModel):
+    id: int
+    batch_id: str
+    device_id: str
+    created_at: float
+    received_at: float
+    page_count: int
+    pages_received: int
+    complete: bool
+    complete_at: float | None
+    source: str
+    scanner: str | None
+    profile: str | None
+
+
+class PartOut(BaseModel):
+    sha256: str
+    size: int
+    media_type: str
+    committed: bool
+
+
+class PageOut(BaseModel):
+    id: int
+    page_id: str
+    page_no: int
+    batch_pk: int
+    capture_sha256: str
+    capture_size: int
+    sha256: str | None
+    dpi: int
+    width_px: int
+    height_px: int
+    colour: bool
+    flags: list[str]
+    ocr_confidence: float | None
+    source_name: str | None
+    parts: dict[str, PartOut]
+    has_original: bool
+
+
+class BatchDetail(BatchOut):
+    metadata: dict[str, Any]
+    pages: list[PageOut]
+
+
+class DeviceOut(BaseModel):
+    device_id: str
+    status: str
+    first_seen: float
+    last_seen: float
+    agent_version: str
+    telemetry: dict[str, Any]
+    batches: int
+    pages: int
+
+
+class SearchHit(BaseModel):
+    page: int
+    page_no: int
+    batch: int
+    device_id: str
+    snippet: str
+    score: float
+
+
+@router.get("/batches", response_model=list[BatchOut])
+def list_batches(
+    catalog: CatalogDep, user: User, limit: int = Query(100, ge=1, le=1000), offset: int = 0
+) -> list[dict[str, Any]]:
+    return catalog.batches(limit, offset)
+
+
+@router.get("/batches/{batch}", response_model=BatchDetail)
+def get_batch(batch: int, catalog: CatalogDep, user: User) -> dict[str, Any]:
+    found = catalog.batch(batch)
+    if found is None:
+        raise HTTPException(404, "no such batch")
+    return found
+
+
+@router.get("/pages/{page}", response_model=PageOut)
+def get_page(page: int, catalog: CatalogDep, user: User) -> dict[str, Any]:
+    found = catalog.page(page)
+    if found is None:
+        raise HTTPException(404, "no such page")
+    return found
+
+
+def _file(catalog: CatalogDep, page: int, part: str, what: str) -> FileResponse:
+    found = catalog.part_file(page, part)
+    if found is None:
+        raise HTTPException(404, f"the {what} of this page has not arrived")
+    return FileResponse(found.path, media_type=found.media_type, headers={"X-Sha256": found.sha256})
+
+
+@router.get("/pages/{page}/image", response_class=FileResponse)
+def page_image(page: int, catalog: CatalogDep, user: User) -> FileResponse:
+    return _file(catalog, page, "archival", "archival image")
+
+
+@router.get("/pages/{page}/original", response_class=FileResponse)
+def page_original(page: int, catalog: CatalogDep, user: User) -> FileResponse:
+    return _file(catalog, page, "capture", "original capture")
+
+
+@router.get("/pages/{page}/thumb", response_class=FileResponse)
+def page_thumb(page: int, catalog: CatalogDep, user: User) -> FileResponse:
+    return _file(catalog, page, "thumb", "thumbnail")
+
+
+@router.get("/pages/{page}/text", response_class=PlainTextResponse)
+def page_text(page: int, catalog: CatalogDep, user: User) -> PlainTextResponse:
+    found = catalog.part_file(page, "text")
+    if found is None:
+        raise HTTPException(404, "the text of this page has not arrived")
+    text = unicodedata.normalize("NFC", found.path.read_text(encoding="utf-8"))
+    return PlainTextResponse(text, media_type="text/plain; charset=utf-8")
+
+
+@router.get("/search", response_model=list[SearchHit])
+def search(
+    catalog: CatalogDep, user: User, q: str = Query(..., min_length=1, max_length=200)
+) -> list[dict[str, Any]]:
+    return catalog.search(q)
+
+
+@router.get("/devices", response_model=list[DeviceOut])
+def devices(catalog: CatalogDep, user: User) -> list[dict[str, Any]]:
+    return catalog.devices()

@@ -1,0 +1,94 @@
+"""FastAPI application factory. ``lifespan`` opens the archive and starts the ingest worker;
+a watchdog thread tells systemd we are alive only while that worker is connected or
+reconnecting (``WATCHDOG=1`` is a no-op outside systemd)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import sdnotify
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from server import api, web
+from server.catalog import Catalog
+from server.config import ServerSettings
+from server.db import Database
+from server.ingest import Ingest
+from server.mqtt_ingest import IngestWorker
+from server.store import Store
+
+log = logging.getLogger(__name__)
+VERSION = "0.1.0"
+
+
+class Health(BaseModel):
+    status: str
+    ingest_connected: bool | None
+    messages: int
+    version: str
+
+
+def _watchdog(app: FastAPI, stop: threading.Event) -> None:
+    notifier = sdnotify.SystemdNotifier()
+    usec = int(os.environ.get("WATCHDOG_USEC", "0"))
+    notifier.notify("READY=1")
+    if not usec:
+        return
+    interval = usec / 2 / 1e6
+    while not stop.wait(interval):
+        worker: IngestWorker | None = app.state.worker
+        # Ping only while the ingest thread lives; paho's loop thread dying is a restart case.
+        if worker is None or worker._client._thread is None or worker._client._thread.is_alive():
+            notifier.notify("WATCHDOG=1")
+
+
+def create_app(settings: ServerSettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.sqlite_path())
+        store = Store(settings.data_dir / "store")
+        app.state.settings = settings
+        app.state.db = db
+        app.state.catalog = Catalog(db)
+        app.state.ingest = Ingest(db, store, settings.max_part_bytes)
+        app.state.worker = None
+        if settings.ingest:
+            worker = IngestWorker(settings, app.state.ingest)
+            worker.start()
+            app.state.worker = worker
+        stop = threading.Event()
+        dog = threading.Thread(target=_watchdog, args=(app, stop), daemon=True, name="watchdog")
+        dog.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if app.state.worker is not None:
+                app.state.worker.stop()
+            db.close()
+
+    app = FastAPI(
+        title="sohoa archive",
+        version=VERSION,
+        description="Central archive of digitized commune records (số hóa hồ sơ).",
+        lifespan=lifespan,
+    )
+    app.include_router(api.router)
+    app.include_router(web.router)
+
+    @app.get("/healthz", response_model=Health, tags=["ops"])
+    def healthz() -> Health:
+        worker: IngestWorker | None = app.state.worker
+        return Health(
+            status="ok",
+            ingest_connected=worker.alive if worker else None,
+            messages=worker.messages if worker else 0,
+            version=VERSION,
+        )
+
+    return app

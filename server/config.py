@@ -1,0 +1,105 @@
+"""Server settings: strict schema, TOML file then ``SOHOA_*`` environment (see agent/config.py
+for the same rules). Secrets come from the URL, a file, or ``$CREDENTIALS_DIRECTORY``."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_CONFIG = Path("/etc/sohoa/server.toml")
+ENV_PREFIX = "SOHOA_"
+
+
+class ConfigError(Exception):
+    pass
+
+
+class ServerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_dir: Path = Field(
+        default=Path("/var/lib/sohoa-server"), description="Archive files and the SQLite database."
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="sqlite:///path (default: <data_dir>/archive.sqlite3).",
+    )
+    mqtt_url: str = Field(
+        default="mqtt://localhost:1883",
+        description="Broker for ingest: mqtt://user:pass@host:port or mqtts://.",
+    )
+    mqtt_password_file: Path | None = Field(default=None, description="Broker password file.")
+    mqtt_ca_file: Path | None = Field(default=None, description="CA bundle for mqtts://.")
+    mqtt_client_id: str = Field(
+        default="sohoa-server-1",
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$",
+        description="Unique per ingest worker; workers share the subscription.",
+    )
+    ingest: bool = Field(default=True, description="Run the MQTT ingest worker in `run`.")
+    host: str = Field(default="127.0.0.1", description="HTTP listen address.")
+    port: int = Field(default=8080, ge=1, le=65535, description="HTTP port.")
+    language: Literal["vi", "en"] = Field(default="vi", description="Default staff language.")
+    max_part_bytes: int = Field(
+        default=512 * 1024 * 1024, ge=1024, description="Largest single file a page may carry."
+    )
+    public_url: str | None = Field(
+        default=None, description="Address staff use (printed by the demo)."
+    )
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError("use mqtt://[user[:pass]@]host[:port] or mqtts://...")
+        return value
+
+    def sqlite_path(self) -> Path:
+        if self.database_url is None:
+            return self.data_dir / "archive.sqlite3"
+        parts = urlsplit(self.database_url)
+        if parts.scheme != "sqlite":
+            raise ConfigError(f"unsupported database {parts.scheme!r} (sqlite:/// only)")
+        return Path(unquote(parts.path))
+
+    def broker_password(self) -> str | None:
+        parts = urlsplit(self.mqtt_url)
+        if parts.password:
+            return unquote(parts.password)
+        path = self.mqtt_password_file
+        if path is None and os.environ.get("CREDENTIALS_DIRECTORY"):
+            candidate = Path(os.environ["CREDENTIALS_DIRECTORY"]) / "mqtt-password"
+            path = candidate if candidate.exists() else None
+        return path.read_text(encoding="utf-8").strip() if path else None
+
+
+def load(config_file: Path | None = None, environ: dict[str, str] | None = None) -> ServerSettings:
+    env = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    path = config_file or (
+        Path(env["SOHOA_SERVER_CONFIG"]) if "SOHOA_SERVER_CONFIG" in env else None
+    )
+    if path is None and DEFAULT_CONFIG.exists():
+        path = DEFAULT_CONFIG
+    if path is not None:
+        try:
+            values.update(tomllib.loads(path.read_text(encoding="utf-8")))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+    for name in ServerSettings.model_fields:
+        key = ENV_PREFIX + name.upper()
+        if key in env:
+            values[name] = env[key]
+    # The agent's SOHOA_DATA_DIR must not leak into the server when both run in one shell.
+    if "SOHOA_SERVER_DATA_DIR" in env:
+        values["data_dir"] = env["SOHOA_SERVER_DATA_DIR"]
+    try:
+        return ServerSettings.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"{'.'.join(str(x) for x in first['loc'])}: {first['msg']}") from exc

@@ -1,0 +1,185 @@
+"""The archive's catalogue: SQLite (WAL, synchronous=FULL) by default.
+
+Keys that make ingest idempotent are UNIQUE constraints, never check-then-insert
+(KoboToolbox shipped duplicates for years that way; reliability.md §3.4):
+``batches(device_id, batch_id)``, ``pages(device_id, page_id)``, ``parts(page_pk, name)``,
+``chunks(part_pk, offset, length)``. ``synchronous=FULL``: in WAL mode NORMAL "might roll
+back following a power loss" (reliability.md §1.4) and a receipt promises durability.
+One connection per thread; several ingest workers (threads or processes) may share a file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS devices (
+    device_id TEXT PRIMARY KEY,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    status TEXT NOT NULL DEFAULT 'unknown',
+    agent_version TEXT NOT NULL DEFAULT '',
+    boot_id TEXT NOT NULL DEFAULT '',
+    telemetry TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    batch_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    received_at REAL NOT NULL,
+    page_count INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    scanner TEXT,
+    profile TEXT,
+    agent_version TEXT NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    complete_at REAL,
+    UNIQUE (device_id, batch_id)
+);
+CREATE TABLE IF NOT EXISTS pages (
+    id INTEGER PRIMARY KEY,
+    batch_pk INTEGER NOT NULL REFERENCES batches(id),
+    device_id TEXT NOT NULL,
+    page_id TEXT NOT NULL,
+    page_no INTEGER NOT NULL,
+    capture_sha256 TEXT NOT NULL,
+    capture_size INTEGER NOT NULL,
+    dpi INTEGER NOT NULL,
+    width_px INTEGER NOT NULL,
+    height_px INTEGER NOT NULL,
+    colour INTEGER NOT NULL,
+    flags TEXT NOT NULL DEFAULT '[]',
+    ocr_confidence REAL,
+    decisions TEXT NOT NULL DEFAULT '{}',
+    source_name TEXT,
+    UNIQUE (device_id, page_id)
+);
+CREATE INDEX IF NOT EXISTS pages_batch ON pages(batch_pk, page_no);
+CREATE TABLE IF NOT EXISTS parts (
+    id INTEGER PRIMARY KEY,
+    page_pk INTEGER NOT NULL REFERENCES pages(id),
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    media_type TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'receiving',  -- receiving | verifying | committed
+    claimed_at REAL,
+    path TEXT,
+    committed_at REAL,
+    UNIQUE (page_pk, name)
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    part_pk INTEGER NOT NULL REFERENCES parts(id),
+    offset INTEGER NOT NULL,
+    length INTEGER NOT NULL,
+    PRIMARY KEY (part_pk, offset, length)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS page_text (
+    page_pk INTEGER PRIMARY KEY REFERENCES pages(id),
+    text TEXT NOT NULL
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS page_fts USING fts5(
+    folded, content='', tokenize='unicode61 remove_diacritics 0'
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS page_fts_exact USING fts5(
+    text, content='', tokenize='unicode61 remove_diacritics 0'
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    device_id TEXT,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    token_sha256 TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    note TEXT NOT NULL DEFAULT ''
+);
+"""
+
+
+def fold(text: str) -> str:
+    """Vietnamese without diacritics, lower-case: "Khoáng sản Đà Nẵng" → "khoang san da nang".
+    đ/Đ is a letter of its own (no Unicode decomposition), so it is mapped by hand."""
+    decomposed = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+
+
+def nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
+class Database:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        con = self.connect()
+        con.executescript(SCHEMA)  # DDL is idempotent (IF NOT EXISTS); executescript commits
+        with self.tx() as con:
+            con.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+
+    def connect(self) -> sqlite3.Connection:
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is None:
+            con = sqlite3.connect(
+                self.path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            con.row_factory = sqlite3.Row
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=FULL")
+            con.execute("PRAGMA foreign_keys=ON")
+            con.execute("PRAGMA busy_timeout=30000")
+            self._local.con = con
+        return con
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction: writers queue on the lock instead of failing mid-way."""
+        con = self.connect()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            yield con
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+    def read(self) -> sqlite3.Connection:
+        return self.connect()
+
+    def alert(self, kind: str, detail: str, device_id: str | None = None) -> None:
+        with self.tx() as con:
+            con.execute(
+                "INSERT INTO alerts(at, device_id, kind, detail) VALUES (?, ?, ?, ?)",
+                (time.time(), device_id, kind, detail[:2000]),
+            )
+
+    def index_text(self, con: sqlite3.Connection, page_pk: int, text: str) -> None:
+        text = nfc(text)
+        con.execute(
+            "INSERT OR REPLACE INTO page_text(page_pk, text) VALUES (?, ?)", (page_pk, text)
+        )
+        con.execute("INSERT INTO page_fts(rowid, folded) VALUES (?, ?)", (page_pk, fold(text)))
+        con.execute("INSERT INTO page_fts_exact(rowid, text) VALUES (?, ?)", (page_pk, text))
+
+    def close(self) -> None:
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is not None:
+            con.close()
+            self._local.con = None

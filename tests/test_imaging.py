@@ -1,0 +1,244 @@
+"""agent.imaging on generated pages: fast, no tesseract."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from corpus import A5_LANDSCAPE_MM, PageSpec, TestPage, cer, render_page, save_png
+
+from agent import imaging
+
+NOISY = {"paper": "gradient", "blur_sigma": 0.9, "speckles": 4350, "noise_sigma": 6.0}
+HALF = {"n_lines": 12, "paper_mm": A5_LANDSCAPE_MM}
+
+
+def bgr(page: TestPage) -> imaging.Image:
+    return np.ascontiguousarray(page.image[:, :, ::-1])
+
+
+def grey_of(page: TestPage) -> imaging.Image:
+    return imaging.text_grey(bgr(page))[0]
+
+
+def digest(array: np.ndarray) -> str:
+    return hashlib.sha256(array.tobytes()).hexdigest()
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def test_load_capture_decodes_8_and_16_bit_grey_and_colour(tmp_path: Path) -> None:
+    page = render_page(PageSpec(dpi=100, **HALF)).image  # small: this tests decoding only
+    grey8 = cv2.cvtColor(page, cv2.COLOR_RGB2GRAY)
+    cases = {
+        "grey8.png": (grey8, 8, 1),
+        "grey16.png": (grey8.astype(np.uint16) * 257, 16, 1),
+        "rgb16.png": (bgr_of(page).astype(np.uint16) * 257, 16, 3),
+        "rgba8.png": (np.dstack([bgr_of(page), np.full(grey8.shape, 255, np.uint8)]), 8, 4),
+    }
+    for name, (pixels, depth, channels) in cases.items():
+        assert cv2.imwrite(str(tmp_path / name), pixels)
+        loaded = imaging.load_capture(tmp_path / name)
+        assert (loaded.bit_depth, loaded.channels) == (depth, channels), name
+        assert loaded.image.dtype == np.uint8
+        assert (loaded.height, loaded.width) == grey8.shape
+        expected = grey8 if channels == 1 else bgr_of(page)
+        assert np.abs(loaded.image.astype(int) - expected).max() <= 1, name
+
+
+def bgr_of(rgb: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+def test_transparent_capture_is_composited_on_white(tmp_path: Path) -> None:
+    rgba = np.zeros((40, 60, 4), np.uint8)  # black, fully transparent
+    cv2.imwrite(str(tmp_path / "clear.png"), rgba)
+    assert imaging.load_capture(tmp_path / "clear.png").image.min() == 255
+
+
+def test_unreadable_capture_is_a_typed_error(tmp_path: Path) -> None:
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    with pytest.raises(imaging.CaptureUnreadable) as err:
+        imaging.load_capture(tmp_path / "junk.png")
+    assert err.value.key == "capture_unreadable"
+    with pytest.raises(imaging.CaptureUnreadable):
+        imaging.load_capture(tmp_path / "missing.png")
+
+
+# ----------------------------------------------------------------------------- skew
+
+
+@pytest.mark.parametrize("angle", [-12.0, -4.0, -1.2, 0.3, 2.5, 6.0, 14.0])
+def test_skew_is_found_within_a_fifth_of_a_degree(angle: float) -> None:
+    page = render_page(PageSpec(skew_deg=angle, seed=int(angle * 10) % 7, **NOISY, **HALF))
+    estimate = imaging.estimate_skew(grey_of(page), page.spec.dpi)
+    assert abs(estimate.angle_deg - angle) <= 0.2, estimate
+    assert estimate.confidence >= 0.5
+    assert estimate.lines >= 8
+
+
+def test_deskewed_page_is_level_and_keeps_its_corners() -> None:
+    page = render_page(PageSpec(skew_deg=4.0, **NOISY, **HALF))
+    image = bgr(page)
+    estimate = imaging.estimate_skew(grey_of(page))
+    level = imaging.rotate(image, -estimate.angle_deg, fill=imaging.paper_colour(image))
+    assert level.shape[0] > image.shape[0]
+    assert level.shape[1] > image.shape[1]
+    assert level[0, 0].min() > 150  # paper-coloured wedge, not black
+    residual = imaging.estimate_skew(imaging.text_grey(level)[0])
+    assert abs(residual.angle_deg) <= 0.2
+
+
+def test_a_page_without_lines_has_no_skew_confidence() -> None:
+    blank = render_page(PageSpec(blank=True, dpi=150))
+    estimate = imaging.estimate_skew(grey_of(blank), 150)
+    assert estimate.confidence < 0.3
+
+
+# ----------------------------------------------------------------------------- orientation
+
+
+@pytest.mark.parametrize("turned_cw", [0, 90, 180, 270])
+def test_orientation_is_found_without_ocr(turned_cw: int) -> None:
+    page = render_page(PageSpec(turned_cw=turned_cw, skew_deg=1.5, **NOISY, **HALF))
+    estimate = imaging.estimate_orientation(grey_of(page), page.spec.dpi)
+    assert (estimate.turn_cw + turned_cw) % 360 == 0, estimate
+    assert estimate.confidence >= 0.5
+    upright = imaging.turn(grey_of(page), estimate.turn_cw)
+    assert upright.shape[1] > upright.shape[0]  # the half page is landscape when upright
+
+
+def test_turn_rejects_odd_angles() -> None:
+    with pytest.raises(ValueError, match="multiple of 90"):
+        imaging.turn(np.zeros((4, 4), np.uint8), 45)
+
+
+# ----------------------------------------------------------------------------- blank, background
+
+
+@pytest.mark.parametrize(
+    ("spec", "blank"),
+    [
+        (PageSpec(blank=True, dpi=200), True),
+        (PageSpec(blank=True, dpi=200, **NOISY), True),
+        (PageSpec(blank=True, dpi=200, paper="tinted", speckles=20000, noise_sigma=6), True),
+        (PageSpec(n_lines=1, dpi=200, **NOISY), False),
+        (PageSpec(dpi=200, **NOISY, **HALF), False),
+    ],
+)
+def test_blank_detection_is_not_fooled_by_paper_noise(spec: PageSpec, blank: bool) -> None:
+    page = render_page(spec)
+    check = imaging.detect_blank(imaging.to_grey(bgr(page)), spec.dpi)
+    assert check.blank is blank, check
+    assert check.confidence >= 0.5
+
+
+def test_otsu_alone_would_call_a_noisy_blank_page_inked() -> None:
+    """Why detect_blank does not use Otsu (perf.md B3): this is the trap it avoids."""
+    grey = imaging.to_grey(bgr(render_page(PageSpec(blank=True, dpi=200, **NOISY))))
+    _, ink = cv2.threshold(grey, 0, 1, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    assert ink.mean() > 0.05
+    assert imaging.detect_blank(grey, 200).blank
+
+
+def test_background_normalisation_flattens_a_gradient() -> None:
+    page = render_page(PageSpec(paper="gradient", **HALF))
+    grey = grey_of(page)
+    flat = imaging.normalise_background(grey)
+    top, bottom = grey[100:300], grey[-300:-100]
+    assert np.percentile(top, 90) - np.percentile(bottom, 90) > 8  # the page really is shaded
+    flat_top, flat_bottom = flat[100:300], flat[-300:-100]
+    assert abs(np.percentile(flat_top, 90) - np.percentile(flat_bottom, 90)) <= 3
+
+
+# ----------------------------------------------------------------------------- binarise
+
+
+def test_despeckle_threshold_scales_with_dpi() -> None:
+    # perf.md B2c/B3: 15 px at 300 dpi, 7 px at 200 dpi; 25 px already deletes tone marks.
+    assert imaging.min_speck_area(300) == 15
+    assert imaging.min_speck_area(200) == 7
+    assert imaging.min_speck_area(600) == 60
+
+
+def test_binarise_removes_speckles_and_keeps_diacritics() -> None:
+    clean = render_page(PageSpec(**HALF))
+    noisy = render_page(PageSpec(**NOISY, **HALF))
+    clean_bin, clean_info = imaging.binarise(imaging.normalise_background(grey_of(clean)))
+    noisy_bin, noisy_info = imaging.binarise(imaging.normalise_background(grey_of(noisy)))
+    assert set(np.unique(noisy_bin)) <= {0, 255}
+    assert noisy_info.removed_components > 1000  # the dust went
+    # Every mark of the clean page (diacritics included) survives: same component count.
+    assert abs(noisy_info.kept_components - clean_info.kept_components) <= 0.03 * (
+        clean_info.kept_components
+    )
+    assert abs(int((noisy_bin == 0).sum()) - int((clean_bin == 0).sum())) < 0.1 * int(
+        (clean_bin == 0).sum()
+    )
+
+
+def test_red_seal_drops_out_of_the_text_grey() -> None:
+    plain = render_page(PageSpec(**HALF))
+    sealed = render_page(PageSpec(seal=True, **HALF))
+    luma_ink = int((imaging.binarise(imaging.to_grey(bgr(sealed)))[0] == 0).sum())
+    plain_ink = int((imaging.binarise(grey_of(plain))[0] == 0).sum())
+    sealed_ink = int((imaging.binarise(grey_of(sealed))[0] == 0).sum())
+    assert imaging.text_grey(bgr(sealed))[1] == "red_channel"
+    assert luma_ink > 1.1 * plain_ink  # in luma the seal is ink...
+    assert abs(sealed_ink - plain_ink) < 0.02 * plain_ink  # ...in the red channel it is gone
+
+
+# ----------------------------------------------------------------------------- misc
+
+
+def test_thumbnail_is_at_most_320_wide_and_keeps_aspect() -> None:
+    image = bgr(render_page(PageSpec(dpi=150)))
+    thumb = imaging.thumbnail(image, 320)
+    assert thumb.shape[1] == 320
+    assert abs(thumb.shape[0] / 320 - image.shape[0] / image.shape[1]) < 0.01
+
+
+def test_nothing_alters_its_input(tmp_path: Path) -> None:
+    page = render_page(PageSpec(skew_deg=3, turned_cw=90, **NOISY, **HALF))
+    capture = save_png(page, tmp_path / "capture.png")
+    file_digest = hashlib.sha256(capture.read_bytes()).hexdigest()
+    mtime = capture.stat().st_mtime_ns
+    image = imaging.load_capture(capture).image
+    grey = imaging.text_grey(image)[0]
+    before = digest(image), digest(grey)
+    imaging.detect_blank(imaging.to_grey(image))
+    orientation = imaging.estimate_orientation(grey)
+    turned = imaging.turn(image, orientation.turn_cw)
+    imaging.rotate(turned, -imaging.estimate_skew(imaging.text_grey(turned)[0]).angle_deg)
+    imaging.binarise(imaging.normalise_background(grey))
+    imaging.thumbnail(image)
+    imaging.rotate(image, 0.0)[:] = 0  # even a no-op rotation hands back a copy
+    imaging.turn(image, 0)[:] = 0
+    assert (digest(image), digest(grey)) == before
+    assert hashlib.sha256(capture.read_bytes()).hexdigest() == file_digest
+    assert capture.stat().st_mtime_ns == mtime
+
+
+# ----------------------------------------------------------------------------- corpus helpers
+
+
+def test_cer_normalises_unicode_and_whitespace() -> None:
+    import unicodedata
+
+    text = "Quyết định  số\n125"
+    assert cer(text, unicodedata.normalize("NFD", "Quyết định số 125")) == 0.0
+    assert cer("abcd", "abxd") == 0.25
+    assert cer("", "") == 0.0
+
+
+def test_corpus_text_is_nfc_and_pages_are_deterministic() -> None:
+    import unicodedata
+
+    a, b = render_page(PageSpec(dpi=100, **NOISY)), render_page(PageSpec(dpi=100, **NOISY))
+    assert a.text == unicodedata.normalize("NFC", a.text)
+    assert "QUYẾT ĐỊNH" in a.text
+    assert np.array_equal(a.image, b.image)

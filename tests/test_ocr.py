@@ -1,0 +1,201 @@
+"""agent.ocr against the real tesseract (and fakes plugged in through its `binary` seam).
+
+Assertions tolerate version drift: CER bounds and ordered substrings, never exact text.
+"""
+
+from __future__ import annotations
+
+import shutil
+import stat
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from corpus import A5_LANDSCAPE_MM, PageSpec, cer, render_page, save_png
+
+from agent import ocr
+from agent.pipeline import PipelineSettings, process_page
+
+pytestmark = pytest.mark.tesseract
+
+HALF = {"n_lines": 12, "paper_mm": A5_LANDSCAPE_MM}
+NOISY = {"paper": "gradient", "blur_sigma": 0.9, "speckles": 4350, "noise_sigma": 6.0}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tesseract_version() -> ocr.TesseractInfo:
+    if shutil.which("tesseract") is None:
+        pytest.skip(f"tesseract not installed ({ocr.INSTALL_HINT})")
+    info = ocr.require("vie")
+    # The log names the engine every OCR number below was measured with.
+    print(f"\n{info.version_text}, languages {sorted(info.languages)}, openmp={info.openmp}")
+    return info
+
+
+def fake_tesseract(tmp_path: Path, body: str) -> str:
+    """A tesseract stand-in: answers --version/--list-langs like the real one, then `body`."""
+    real = shutil.which("tesseract")
+    script = tmp_path / "fake-tesseract"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'case "$1" in --version|--list-langs) exec {real} "$@";; esac\n'
+        f"REAL={real}\n{body}\n",
+        encoding="utf-8",
+    )
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    ocr.tesseract_info.cache_clear()
+    return str(script)
+
+
+def assert_in_order(text: str, parts: list[str]) -> None:
+    position = 0
+    for part in parts:
+        found = text.find(part, position)
+        assert found >= 0, f"{part!r} missing after position {position} in {text!r}"
+        position = found + len(part)
+
+
+def test_clean_page_reads_almost_perfectly(tmp_path: Path) -> None:
+    page = render_page(PageSpec(**HALF))
+    result = ocr.recognize(save_png(page, tmp_path / "clean.png"), dpi=300)
+    error = cer(page.text, result.text)
+    print(
+        f"clean half page: CER {error:.2%}, {result.seconds:.2f} s, conf {result.mean_confidence}"
+    )
+    assert error <= 0.02
+    assert_in_order(
+        result.text,
+        ["CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", "Độc lập", "QUYẾT ĐỊNH", "Căn cứ Luật"],
+    )
+    assert result.attempts == (3,)
+    assert result.psm == 3
+    assert result.mean_confidence > 80
+    height, width = page.image.shape[:2]
+    for word in result.words:
+        left, top, w, h = word.box
+        assert left >= 0
+        assert left + w <= width
+        assert top >= 0
+        assert top + h <= height
+        assert 0 <= word.conf <= 100
+    assert " ".join(w.text for w in result.words[:3]).startswith("ỦY BAN")
+
+
+def test_pipeline_cleanup_brings_a_skewed_noisy_sealed_page_back(tmp_path: Path) -> None:
+    page = render_page(PageSpec(skew_deg=2.5, seal=True, **NOISY, **HALF))
+    capture = save_png(page, tmp_path / "noisy.png")
+    raw = ocr.recognize(capture, dpi=300)
+    processed = process_page(capture, tmp_path / "work", PipelineSettings())
+    cleaned = cer(page.text, processed.text.read_text(encoding="utf-8"))
+    raw_error = cer(page.text, raw.text)
+    print(f"noisy half page: CER raw {raw_error:.2%} → after pipeline {cleaned:.2%}")
+    # Measured on tesseract 5.3.0: raw 34 %, after the pipeline 0–0.6 %. The brief asked
+    # for ≤ 5 %; 2 % still leaves room for version drift and catches a broken stage.
+    assert cleaned <= 0.02
+    assert cleaned < raw_error
+
+
+def test_empty_result_on_a_page_with_text_is_retried_with_other_segmentation(
+    tmp_path: Path,
+) -> None:
+    # One title line at ~75 dpi: psm 3 finds no text block at all on tesseract 5.3, psm 6
+    # reads it. This pins the real behaviour the retry exists for.
+    page = render_page(PageSpec(dpi=300, n_lines=1, **{"paper_mm": A5_LANDSCAPE_MM}))
+    grey = cv2.cvtColor(page.image, cv2.COLOR_RGB2GRAY)
+    rows = np.flatnonzero(grey.min(axis=1) < 128)
+    cols = np.flatnonzero(grey.min(axis=0) < 128)
+    line = grey[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    tiny = cv2.resize(line, None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(tmp_path / "tiny.png"), tiny)
+    result = ocr.recognize(tmp_path / "tiny.png", dpi=300)
+    assert result.attempts[:2] == (3, 6)
+    assert result.retried
+    assert "BAN" in result.text
+
+
+def test_retry_order_and_blank_pages_are_not_retried(tmp_path: Path) -> None:
+    # Fake: nothing found with psm 3 or 6, the real engine for psm 11.
+    binary = fake_tesseract(
+        tmp_path,
+        'case "$*" in *"--psm 3"*|*"--psm 6"*)\n'
+        '  printf "level\\tpage_num\\tblock_num\\tpar_num\\tline_num\\tword_num\\tleft\\ttop'
+        '\\twidth\\theight\\tconf\\ttext\\n" > "$2.tsv"; : > "$2.txt"; exit 0;;\n'
+        'esac\nexec "$REAL" "$@"',
+    )
+    page = render_page(PageSpec(n_lines=3, **{"paper_mm": A5_LANDSCAPE_MM}))
+    capture = save_png(page, tmp_path / "page.png")
+    result = ocr.recognize(capture, dpi=300, binary=binary)
+    assert result.attempts == (3, 6, 11)
+    assert result.psm == 11
+    assert "QUYẾT" not in result.text
+    assert "NAM" in result.text
+    blank = ocr.recognize(capture, dpi=300, binary=binary, expect_text=False)
+    assert blank.attempts == (3,)
+    assert blank.text == ""
+    assert blank.mean_confidence == 0.0
+
+
+def test_tesseract_runs_single_threaded(tmp_path: Path) -> None:
+    # perf.md B2a: without OMP_THREAD_LIMIT=1 a page takes 5× longer on 2 cores.
+    binary = fake_tesseract(
+        tmp_path,
+        'printf "level\\n" > "$2.tsv"; echo "OMP=$OMP_THREAD_LIMIT" > "$2.txt"',
+    )
+    image = tmp_path / "x.png"
+    cv2.imwrite(str(image), np.full((10, 10), 255, np.uint8))
+    assert ocr.recognize(image, binary=binary).text == "OMP=1"
+
+
+def test_missing_language_says_what_to_install(tmp_path: Path) -> None:
+    image = tmp_path / "x.png"
+    cv2.imwrite(str(image), np.full((10, 10), 255, np.uint8))
+    with pytest.raises(ocr.OcrUnavailable) as err:
+        ocr.recognize(image, languages="xyz")
+    assert err.value.key == "ocr_language_missing"
+    assert err.value.install_hint == "apt install tesseract-ocr-xyz"
+    assert "apt install tesseract-ocr-xyz" in str(err.value)
+    with pytest.raises(ocr.OcrUnavailable) as err:
+        ocr.require("vie+chi_sim")
+    assert err.value.install_hint == "apt install tesseract-ocr-chi-sim"
+
+
+def test_missing_binary_says_what_to_install(tmp_path: Path) -> None:
+    with pytest.raises(ocr.OcrUnavailable) as err:
+        ocr.require("vie", binary=str(tmp_path / "no-such-tesseract"))
+    assert err.value.key == "ocr_unavailable"
+    assert "apt install tesseract-ocr tesseract-ocr-vie" in str(err.value)
+
+
+def test_crash_and_hang_are_typed_failures(tmp_path: Path) -> None:
+    image = tmp_path / "x.png"
+    cv2.imwrite(str(image), np.full((10, 10), 255, np.uint8))
+    crash = fake_tesseract(tmp_path, 'echo "Error in pixReadStream" >&2; exit 1')
+    with pytest.raises(ocr.OcrFailed) as err:
+        ocr.recognize(image, binary=crash)
+    assert err.value.key == "ocr_failed"
+    assert "pixReadStream" in err.value.detail
+    hang = fake_tesseract(tmp_path, "exec sleep 30")
+    with pytest.raises(ocr.OcrFailed) as err:
+        ocr.recognize(image, binary=hang, timeout_s=0.5)
+    assert err.value.key == "ocr_timeout"
+
+
+def test_osd_finds_an_upside_down_page(tmp_path: Path) -> None:
+    if not ocr.has_osd():
+        pytest.skip("no osd data (apt install tesseract-ocr-osd)")
+    page = render_page(PageSpec(turned_cw=180, **HALF))
+    grey = cv2.cvtColor(page.image, cv2.COLOR_RGB2GRAY)
+    cv2.imwrite(str(tmp_path / "upside.png"), grey)
+    result = ocr.detect_orientation(tmp_path / "upside.png", dpi=300)
+    assert result.turn_cw == 180
+    assert result.confidence > 2
+
+
+def test_nfc_is_enforced_on_tsv_words() -> None:
+    header = "level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight"
+    tsv = f"{header}\tconf\ttext\n5\t1\t1\t1\t1\t1\t10\t20\t30\t40\t91.5\tQuye\u0302\u0301t\n"
+    (word,) = ocr.parse_tsv(tsv)
+    assert word.text == "Quyết"
+    assert word.box == (10, 20, 30, 40)
+    assert word.line == (1, 1, 1)
