@@ -1,0 +1,47 @@
+# sohoa — two commands do everything: `make demo` and `make test`.
+# Both install what is missing first (Debian packages via sudo when not root, the venv,
+# pinned Python deps) and are safe to run again.
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PACKAGES := protocol agent server
+
+.PHONY: help bootstrap demo test lint typecheck pytest bench lock clean
+
+help:
+	@echo "make demo   - install, then scan with SANE's test scanner, OCR, sync to a local archive"
+	@echo "make test   - install, then ruff, ruff format --check, mypy, pytest (all markers)"
+	@echo "make bench  - benchmarks under bench/ (results go to docs/benchmarks.md by hand)"
+	@echo "make lock   - re-pin requirements.lock from a fresh resolve"
+
+bootstrap:
+	@scripts/bootstrap.sh all dev
+
+demo: bootstrap
+	$(PY) scripts/demo.py
+
+lint: bootstrap
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: bootstrap
+	$(VENV)/bin/mypy
+
+pytest: bootstrap
+	$(PY) -m pytest
+
+test: lint typecheck pytest
+
+bench: bootstrap
+	$(PY) -m bench
+
+lock:
+	rm -rf .lock-venv && python3 -m venv .lock-venv
+	.lock-venv/bin/pip install -q -e '.[agent,server,dev]'
+	( echo "# Pinned versions for reproducible installs (pip constraints). Regenerate: make lock"; \
+	  .lock-venv/bin/pip freeze --exclude-editable ) > requirements.lock
+	rm -rf .lock-venv
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache build *.egg-info

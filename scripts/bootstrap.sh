@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Install what sohoa needs on Debian 12 / Raspberry Pi OS (bookworm), idempotently:
+# Debian packages that are missing (via sudo when not root), then the venv with pinned deps.
+#   scripts/bootstrap.sh [system|venv|all] [agent|server|dev]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+what=${1:-all}
+extras=${2:-dev}
+
+# What each side needs from Debian. The agent: SANE (libsane1 for python-sane's wheel,
+# libsane-dev + a compiler where no wheel exists, e.g. some ARM builds), tesseract with the
+# Vietnamese model, fonts with Vietnamese glyphs. Both: mosquitto (the demo and the tests run
+# a private broker; production may use the same package). Tests: sane-utils for scanimage.
+PKGS_BASE=(python3 python3-venv python3-dev build-essential)
+PKGS_AGENT=(libsane1 libsane-dev sane-utils tesseract-ocr tesseract-ocr-vie tesseract-ocr-eng
+            fonts-noto-core fonts-dejavu-core)
+PKGS_BROKER=(mosquitto mosquitto-clients)
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+system() {
+  local want=("${PKGS_BASE[@]}" "${PKGS_BROKER[@]}")
+  case "$extras" in
+    server) ;;
+    *) want+=("${PKGS_AGENT[@]}") ;;
+  esac
+  local missing=()
+  for p in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "bootstrap: installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    as_root apt-get update -qq
+    # --no-install-recommends keeps a Pi's SD card lean; policy-rc.d is not touched, so a
+    # freshly installed mosquitto service may start on :1883 — we never rely on it.
+    as_root apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+}
+
+venv() {
+  local py=${PYTHON:-python3}
+  if [ ! -x .venv/bin/python ]; then
+    echo "bootstrap: creating .venv with $($py --version)"
+    $py -m venv .venv
+  fi
+  local stamp=".venv/.sohoa-installed-$extras"
+  if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && [ "$stamp" -nt requirements.lock ]; then
+    return 0
+  fi
+  echo "bootstrap: installing Python dependencies ($extras) pinned by requirements.lock"
+  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade "pip>=24"
+  local spec=".[agent,server,dev]"
+  case "$extras" in
+    agent) spec=".[agent]" ;;
+    server) spec=".[server]" ;;
+  esac
+  .venv/bin/python -m pip install -q --disable-pip-version-check -c requirements.lock -e "$spec"
+  touch "$stamp"
+}
+
+case "$what" in
+  system) system ;;
+  venv) venv ;;
+  all) system; venv ;;
+  *) echo "usage: $0 [system|venv|all] [agent|server|dev]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,32 @@
+"""Fixtures that start real components: Mosquitto, the server, the agent CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from harness import Broker, ServerProcess, tool_version
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    # The versions of the real components the tests ran against (OCRmyPDF CI does the same).
+    return [
+        f"tesseract: {tool_version(['tesseract', '--version'])}",
+        f"sane: {tool_version(['scanimage', '--version'])}",
+        f"mosquitto: {tool_version(['mosquitto', '-h'])}",
+    ]
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    b = Broker(tmp_path / "broker").start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def server(tmp_path: Path, broker: Broker) -> Iterator[ServerProcess]:
+    s = ServerProcess(tmp_path / "server", broker.url).start()
+    yield s
+    s.stop()
