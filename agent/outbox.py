@@ -12,7 +12,8 @@ Every TinyDB write goes through :class:`AtomicJSONStorage` (temp file, fsync, re
 dir): the stock JSONStorage rewrites in place and left 34 of 200 files unreadable after
 SIGKILL, the atomic one 0 of 200 (reliability.md §8.1). One file per batch keeps the cost of a
 page update independent of the backlog. Page files are written durably *before* the page is
-recorded, so a recorded page always has its bytes; an unrecorded file is swept at start-up.
+recorded, so a recorded page always has its bytes; an unrecorded file is swept at start-up,
+and a batch left 'scanning' by a power cut is closed with the pages it has.
 
 The class is thread-safe (one RLock) and must be the only writer: other processes open it
 read-only (``status``).
@@ -189,6 +190,8 @@ class Outbox:
             self._take_process_lock()
             storage.clean_stray_temps(self.root)
         self._index = self._open_db(self.root / INDEX_FILE)
+        if not read_only:
+            self._recover()
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -203,6 +206,21 @@ class Outbox:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
+
+    def _recover(self) -> None:
+        """After a power cut or SIGKILL mid-scan: a batch still 'scanning' has no scanner any
+        more (we hold the process lock). Keep its pages and let them flow; drop it if empty;
+        remove capture files written but never recorded (killed between file and record)."""
+        for batch in self.batches((SCANNING,)):
+            recorded = {p.capture_file for p in self.pages(batch.batch_id)}
+            capture_dir = self.batch_dir(batch.batch_id) / "capture"
+            for path in capture_dir.glob("*") if capture_dir.exists() else ():
+                if f"capture/{path.name}" not in recorded:
+                    path.unlink()
+            if recorded:
+                self.close_batch(batch.batch_id, error="interrupted")
+            else:
+                self.discard_empty_batch(batch.batch_id)
 
     def _open_db(self, path: Path) -> TinyDB:
         return TinyDB(str(path), storage=AtomicJSONStorage, read_only=self.read_only)

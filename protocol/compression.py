@@ -4,7 +4,9 @@ python-zstandard's ``decompress(max_output_size=...)`` does NOT stop a frame tha
 content size: 9.6 KB came back as 300 MiB with a 1 MiB limit (shared/research/reliability.md
 §8.2). So: reject frames whose header does not declare a size or declares more than the cap,
 then stream-decompress counting bytes anyway (the header could lie), with a bounded window and
-no trailing data.
+no trailing data. Frames carry zstd's content checksum and frames without one are refused:
+without it a flipped bit decodes silently to different bytes (25 of 43 single-bit flips of a
+small frame did, tests/test_protocol.py).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ class DecompressionError(ValueError):
 
 def compress(data: bytes, level: int = 3) -> bytes:
     """Level 3: text and JSON shrink ~60 %; higher levels buy ~1 % for 20x the time (perf.md B4)."""
-    return zstandard.ZstdCompressor(level=level, write_content_size=True).compress(data)
+    cctx = zstandard.ZstdCompressor(level=level, write_content_size=True, write_checksum=True)
+    return cctx.compress(data)
 
 
 def decompress(data: bytes, max_size: int) -> bytes:
@@ -36,6 +39,8 @@ def decompress(data: bytes, max_size: int) -> bytes:
         raise DecompressionError("zstd frame does not declare its content size")
     if declared > max_size:
         raise DecompressionError(f"zstd frame declares {declared} bytes, limit is {max_size}")
+    if not zstandard.get_frame_parameters(data).has_checksum:
+        raise DecompressionError("zstd frame carries no content checksum")
     dctx = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW)
     try:
         # The declared size is now known to be within the cap, and libzstd refuses a frame

@@ -67,7 +67,7 @@ class Envelope(_Model):
     mirrored here so that a v3.1.1 bridge loses nothing."""
 
     kind: str
-    device_id: str = Field(max_length=64)
+    device_id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
     msg_id: Id32
     sent_at: float = Field(description="device clock, informative only (a Pi has no RTC)")
     correlation_id: Id32 | None = None

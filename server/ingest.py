@@ -277,8 +277,15 @@ class Ingest:
         final = self.store.part_path(
             device, msg.batch_id, part["page_no"], msg.page_id, msg.part, part["media_type"]
         )
-        self.store.write_at(final, msg.offset, body, part["size"])
+        if not self.store.write_at(final, msg.offset, body, part["size"]):
+            return []  # committed by another worker meanwhile
         with self.db.tx() as con:
+            now = con.execute("SELECT state FROM parts WHERE id = ?", (part["id"],)).fetchone()
+            if now["state"] == "committed":
+                # Another worker committed the part since the read above: this chunk came
+                # late. Record nothing, and drop the partial file its write re-created.
+                self.store.discard_partial(final)
+                return []
             con.execute(
                 "INSERT OR IGNORE INTO chunks(part_pk, offset, length) VALUES (?, ?, ?)",
                 (part["id"], msg.offset, msg.length),
@@ -326,6 +333,9 @@ class Ingest:
                 (part["id"],),
             ).fetchone()
             complete = self._check_complete(con, page_batch["batch_pk"])
+        # A late duplicate handled by another worker while this one was verifying may have
+        # re-created the partial file after the rename; nothing needs it any more.
+        self.store.discard_partial(final)
         log.info(
             "device %s batch %s page %d: %s committed (%d bytes)",
             device,

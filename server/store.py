@@ -8,6 +8,7 @@ and the directory fsynced — only then is it committed in the database and rece
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 from pathlib import Path
@@ -53,11 +54,25 @@ class Store:
     def partial(final: Path) -> Path:
         return final.with_name(final.name + ".partial")
 
-    def write_at(self, final: Path, offset: int, data: bytes, size: int) -> None:
+    def write_at(self, final: Path, offset: int, data: bytes, size: int) -> bool:
+        """Write ``data`` at ``offset`` of the part's partial file and fdatasync it. False when
+        the part was finalized meanwhile (nothing written: the bytes are already archived).
+
+        Writers hold a shared flock, :meth:`finalize` an exclusive one while it hashes and
+        renames; a writer that got its lock after the rename sees that its descriptor no
+        longer is the partial file and backs off, so it can never write into an archived file.
+        """
         path = self.partial(final)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o640)
         try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            try:
+                current = os.stat(path).st_ino
+            except FileNotFoundError:
+                current = -1
+            if current != os.fstat(fd).st_ino:
+                return False
             if os.fstat(fd).st_size < size:
                 os.ftruncate(fd, size)
             written = os.pwrite(fd, data, offset)
@@ -66,6 +81,7 @@ class Store:
             os.fdatasync(fd)
         finally:
             os.close(fd)
+        return True
 
     def finalize(self, final: Path, sha256: str, size: int) -> bool:
         """Verify the partial file and move it into place. False (partial removed) when the
@@ -76,18 +92,15 @@ class Store:
             path.write_bytes(b"")
         digest = hashlib.sha256()
         with open(path, "rb") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # no chunk write in flight from here on
             while block := fh.read(1024 * 1024):
                 digest.update(block)
             actual_size = fh.tell()
-        if digest.hexdigest() != sha256 or actual_size != size:
-            path.unlink(missing_ok=True)
-            return False
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(path, final)
+            if digest.hexdigest() != sha256 or actual_size != size:
+                path.unlink(missing_ok=True)
+                return False
+            os.fsync(fh.fileno())
+            os.replace(path, final)  # still under the lock: late writers see the rename
         dfd = os.open(final.parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(dfd)

@@ -1,0 +1,750 @@
+"""server.ingest driven directly (no broker): messages built with protocol/ as the agent does,
+a real SQLite database and a real file store under tmp_path."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import threading
+import time
+import unicodedata
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from protocol import chunking, envelope, topics
+from protocol.messages import (
+    BatchState,
+    ChunkHeader,
+    Envelope,
+    Manifest,
+    PageEntry,
+    PartRef,
+    Query,
+    Receipt,
+    Reject,
+)
+from server.catalog import Catalog
+from server.db import Database
+from server.ingest import EMPTY_SHA256, Ingest, Outgoing
+from server.store import Store
+
+DEVICE = "xa-tan-lap-01"
+MEDIA = {
+    "text": "text/plain; charset=utf-8",
+    "words": "application/json",
+    "thumb": "image/jpeg",
+    "archival": "image/jpeg",
+    "capture": "image/png",
+}
+
+
+def uid() -> str:
+    return uuid.uuid4().hex
+
+
+def sha(data: bytes) -> str:
+    return chunking.sha256_hex(data)
+
+
+def env(device: str = DEVICE) -> dict[str, object]:
+    return {"device_id": device, "msg_id": uid(), "sent_at": time.time()}
+
+
+# -- building what the agent sends ---------------------------------------------------------
+
+
+@dataclass
+class PageSrc:
+    page_no: int
+    parts: dict[str, bytes]
+    page_id: str = field(default_factory=uid)
+    capture: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not self.capture:
+            self.capture = b"raw capture %d " % self.page_no + random.randbytes(64)
+
+    def entry(self) -> PageEntry:
+        return PageEntry(
+            page_id=self.page_id,
+            page_no=self.page_no,
+            capture_sha256=sha(self.capture),
+            capture_size=len(self.capture),
+            dpi=300,
+            width_px=2480,
+            height_px=3508,
+            colour=True,
+            parts=tuple(
+                PartRef(name=name, sha256=sha(data), size=len(data), media_type=MEDIA[name])
+                for name, data in self.parts.items()
+            ),
+        )
+
+
+@dataclass
+class BatchSrc:
+    pages: list[PageSrc]
+    batch_id: str = field(default_factory=uid)
+    device: str = DEVICE
+
+    def manifest(self, pages: list[PageSrc] | None = None, page_count: int | None = None) -> bytes:
+        chosen = self.pages if pages is None else pages
+        msg = Manifest(
+            **env(self.device),
+            batch_id=self.batch_id,
+            created_at=1764050000.0,
+            page_count=len(self.pages) if page_count is None else page_count,
+            agent_version="0.1.0",
+            pages=tuple(p.entry() for p in chosen),
+        )
+        return envelope.encode(msg)
+
+    def chunks(
+        self,
+        page: PageSrc,
+        part: str,
+        chunk_size: int,
+        ranges: Iterable[chunking.Range] | None = None,
+        data: bytes | None = None,
+    ) -> list[bytes]:
+        """The chunk payloads of one part cut at ``chunk_size`` (only ``ranges`` if given).
+        ``data`` replaces the part's bytes (the header still names the real part)."""
+        real = page.parts[part]
+        body_source = real if data is None else data
+        gaps = chunking.full(len(real)) if ranges is None else ranges
+        out = []
+        for offset, length in chunking.plan(gaps, chunk_size):
+            body = body_source[offset : offset + length]
+            header = ChunkHeader(
+                **env(self.device),
+                batch_id=self.batch_id,
+                page_id=page.page_id,
+                part=part,  # type: ignore[arg-type]
+                offset=offset,
+                length=length,
+                part_size=len(real),
+                part_sha256=sha(real),
+                chunk_sha256=sha(body),
+            )
+            out.append(envelope.encode(header, body))
+        return out
+
+    def all_chunks(self, chunk_size: int) -> list[bytes]:
+        return [
+            payload
+            for page in self.pages
+            for part in page.parts
+            for payload in self.chunks(page, part, chunk_size)
+        ]
+
+
+def make_batch(
+    n_pages: int, rng: random.Random, *, sizes: dict[str, int] | None = None
+) -> BatchSrc:
+    sizes = sizes or {"text": 700, "thumb": 5000, "archival": 60_000}
+    pages = []
+    for n in range(1, n_pages + 1):
+        parts = {}
+        for name, size in sizes.items():
+            if name == "text":
+                words = "Ủy ban nhân dân xã Tân Lập, sổ hộ tịch năm 1998. "
+                parts[name] = (f"Trang {n}. " + words * (size // 50 + 1)).encode()[:size]
+                # Cut on a character boundary: the text part is UTF-8.
+                parts[name] = parts[name].decode("utf-8", "ignore").encode()
+            else:
+                parts[name] = rng.randbytes(rng.randint(size // 2, size))
+        pages.append(PageSrc(page_no=n, parts=parts))
+    return BatchSrc(pages=pages)
+
+
+def query(batch_ids: Iterable[str], device: str = DEVICE) -> tuple[str, bytes, str]:
+    msg = Query(**env(device), batch_ids=tuple(batch_ids))
+    return topics.up(device, "query"), envelope.encode(msg), msg.msg_id
+
+
+# -- reading what the server answers ----------------------------------------------------
+
+
+def decoded(out: list[Outgoing]) -> list[Envelope]:
+    msgs = []
+    for o in out:
+        where = topics.parse(o.topic)
+        assert where.direction == "down"
+        msg = envelope.decode(o.payload).message
+        assert msg.kind == where.kind
+        assert o.qos == 1
+        assert not o.retain
+        msgs.append(msg)
+    return msgs
+
+
+def rejects(out: list[Outgoing]) -> list[Reject]:
+    return [m for m in decoded(out) if isinstance(m, Reject)]
+
+
+def receipts(out: list[Outgoing]) -> list[Receipt]:
+    return [m for m in decoded(out) if isinstance(m, Receipt)]
+
+
+def one_reject(out: list[Outgoing]) -> Reject:
+    msgs = decoded(out)
+    assert len(msgs) == 1, msgs
+    assert isinstance(msgs[0], Reject), msgs
+    return msgs[0]
+
+
+class Server:
+    """Ingest plus a few read helpers over the same database and store."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.db = Database(root / "db" / "archive.sqlite")
+        self.store = Store(root / "store")
+        self.ingest = Ingest(self.db, self.store)
+        self.catalog = Catalog(self.db)
+
+    def manifest(self, batch: BatchSrc, **kw: object) -> list[Outgoing]:
+        return self.ingest.handle(topics.up(batch.device, "manifest"), batch.manifest(**kw))  # type: ignore[arg-type]
+
+    def chunk(self, payload: bytes, device: str = DEVICE) -> list[Outgoing]:
+        return self.ingest.handle(topics.up(device, "chunk"), payload)
+
+    def state(self, batch_id: str) -> BatchState:
+        topic, payload, msg_id = query([batch_id])
+        msgs = decoded(self.ingest.handle(topic, payload))
+        assert len(msgs) == 1
+        assert isinstance(msgs[0], BatchState)
+        assert msgs[0].correlation_id == msg_id
+        assert msgs[0].batch_id == batch_id
+        return msgs[0]
+
+    def sql(self, query_: str, *args: object) -> list[sqlite3.Row]:
+        return self.db.read().execute(query_, args).fetchall()
+
+    def part_row(self, page: PageSrc, part: str) -> sqlite3.Row:
+        rows = self.sql(
+            "SELECT parts.* FROM parts JOIN pages ON pages.id = parts.page_pk"
+            " WHERE pages.page_id = ? AND parts.name = ?",
+            page.page_id,
+            part,
+        )
+        assert len(rows) == 1
+        return rows[0]
+
+    def stored_bytes(self, page: PageSrc, part: str) -> bytes:
+        row = self.part_row(page, part)
+        assert row["state"] == "committed"
+        return Path(row["path"]).read_bytes()
+
+    def alerts(self) -> list[sqlite3.Row]:
+        return self.sql("SELECT * FROM alerts ORDER BY id")
+
+    def partials(self) -> list[Path]:
+        return list((self.root / "store").rglob("*.partial"))
+
+    def assert_batch_archived(self, batch: BatchSrc) -> None:
+        """The global invariant: every part committed with the source bytes, batch complete,
+        no chunk rows or partial files left."""
+        for page in batch.pages:
+            for name, data in page.parts.items():
+                assert self.stored_bytes(page, name) == data, (page.page_no, name)
+                assert self.part_row(page, name)["sha256"] == sha(data)
+        state = self.state(batch.batch_id)
+        assert state.known
+        assert state.complete
+        assert state.pages_known == state.page_count == len(batch.pages)
+        assert all(p.committed and p.missing == () for p in state.parts)
+        assert len(state.parts) == sum(len(p.parts) for p in batch.pages)
+        assert self.sql("SELECT * FROM chunks") == []
+        assert self.partials() == []
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    s = Server(tmp_path)
+    yield s
+    s.db.close()
+
+
+def committed_parts(rcpts: Iterable[Receipt]) -> Counter[tuple[str, str, str]]:
+    return Counter((p.page_id, p.part, p.sha256) for r in rcpts for p in r.committed)
+
+
+def expected_parts(batch: BatchSrc) -> Counter[tuple[str, str, str]]:
+    return Counter(
+        (page.page_id, name, sha(data)) for page in batch.pages for name, data in page.parts.items()
+    )
+
+
+# -- the happy path, out of order and twice -------------------------------------------------
+
+
+def test_chunks_in_random_order_with_duplicates_commit_each_part_once(server: Server) -> None:
+    rng = random.Random(1)
+    batch = make_batch(4, rng)
+    assert server.manifest(batch) == []  # nothing is committed by a manifest of non-empty parts
+    stream = batch.all_chunks(8 * 1024)
+    stream += rng.sample(stream, len(stream) // 2)  # redeliveries
+    rng.shuffle(stream)
+    out: list[Outgoing] = []
+    for payload in stream:
+        out += server.chunk(payload)
+    assert rejects(out) == []
+    rcpts = receipts(out)
+    # Exactly one receipt line per part, each with the part's sha256, all marked committed.
+    assert committed_parts(rcpts) == expected_parts(batch)
+    assert all(p.committed for r in rcpts for p in r.committed)
+    assert all(r.batch_id == batch.batch_id for r in rcpts)
+    assert [r.complete for r in rcpts] == [False] * (len(rcpts) - 1) + [True]
+    server.assert_batch_archived(batch)
+    # A replay of the whole batch afterwards changes nothing and answers nothing.
+    assert server.manifest(batch) == []
+    for payload in stream[:10]:
+        assert server.chunk(payload) == []
+    server.assert_batch_archived(batch)
+    assert len(server.sql("SELECT * FROM pages")) == len(batch.pages)
+    assert server.alerts() == []
+
+
+def test_one_part_sent_at_two_chunk_sizes_commits(server: Server) -> None:
+    rng = random.Random(2)
+    batch = make_batch(1, rng, sizes={"archival": 50_000})
+    page = batch.pages[0]
+    size = len(page.parts["archival"])
+    half = size // 2
+    server.manifest(batch)
+    out: list[Outgoing] = []
+    for payload in batch.chunks(page, "archival", 8 * 1024, [(0, half)]):
+        out += server.chunk(payload)
+    assert out == []
+    # The link got worse: the agent asks what is missing and cuts it at 3 KiB.
+    (part,) = server.state(batch.batch_id).parts
+    assert part.missing == ((half, size),)
+    for payload in batch.chunks(page, "archival", 3 * 1024, part.missing):
+        out += server.chunk(payload)
+    (receipt,) = receipts(out)
+    assert committed_parts([receipt]) == expected_parts(batch)
+    server.assert_batch_archived(batch)
+
+
+def test_overlapping_chunks_from_a_changed_chunk_size_commit(server: Server) -> None:
+    rng = random.Random(3)
+    batch = make_batch(1, rng, sizes={"archival": 40_000})
+    page = batch.pages[0]
+    server.manifest(batch)
+    stream = batch.chunks(page, "archival", 4096)[::2] + batch.chunks(page, "archival", 7000)
+    rng.shuffle(stream)
+    out: list[Outgoing] = []
+    for payload in stream:
+        out += server.chunk(payload)
+    assert len(receipts(out)) == 1
+    server.assert_batch_archived(batch)
+
+
+def test_query_reports_missing_ranges_that_shrink(server: Server) -> None:
+    rng = random.Random(4)
+    batch = make_batch(2, rng, sizes={"text": 300, "archival": 30_000})
+    unknown = server.state(batch.batch_id)
+    assert not unknown.known
+    assert unknown.parts == ()
+    assert not unknown.complete
+
+    server.manifest(batch)
+    state = server.state(batch.batch_id)
+    assert state.known
+    assert not state.complete
+    assert (state.pages_known, state.page_count) == (2, 2)
+    assert {(p.page_id, p.part): p.missing for p in state.parts} == {
+        (page.page_id, name): ((0, len(data)),)
+        for page in batch.pages
+        for name, data in page.parts.items()
+    }
+    assert all(not p.committed for p in state.parts)
+    assert {p.sha256 for p in state.parts} == {
+        sha(d) for page in batch.pages for d in page.parts.values()
+    }
+
+    page = batch.pages[0]
+    size = len(page.parts["archival"])
+    chunks = batch.chunks(page, "archival", 4096)
+    order = list(range(len(chunks)))
+    rng.shuffle(order)
+    sent: list[chunking.Range] = []
+    previous = size
+    for i in order[:-1]:
+        server.chunk(chunks[i])
+        sent.append((i * 4096, min((i + 1) * 4096, size)))
+        part = next(
+            p
+            for p in server.state(batch.batch_id).parts
+            if (p.page_id, p.part) == (page.page_id, "archival")
+        )
+        assert part.missing == chunking.missing(sent, size)
+        remaining = sum(e - s for s, e in part.missing)
+        assert remaining < previous
+        previous = remaining
+    server.chunk(chunks[order[-1]])
+    after = {(p.page_id, p.part): p for p in server.state(batch.batch_id).parts}
+    assert after[(page.page_id, "archival")].committed
+    assert after[(page.page_id, "archival")].missing == ()
+    assert not after[(page.page_id, "text")].committed
+
+    # A query about several batches answers each, unknown ones included.
+    topic, payload, msg_id = query([batch.batch_id, uid()])
+    states = decoded(server.ingest.handle(topic, payload))
+    assert [s.known for s in states] == [True, False]  # type: ignore[attr-defined]
+    assert all(s.correlation_id == msg_id for s in states)
+
+
+def test_another_devices_batch_is_unknown(server: Server) -> None:
+    batch = make_batch(1, random.Random(5))
+    server.manifest(batch)
+    topic, payload, _ = query([batch.batch_id], device="xa-khac-02")
+    (state,) = decoded(server.ingest.handle(topic, payload))
+    assert isinstance(state, BatchState)
+    assert not state.known
+    assert state.device_id == "xa-khac-02"
+
+
+# -- refusals ---------------------------------------------------------------------------
+
+
+def test_flipped_byte_in_a_chunk_body_is_corrupt_and_nothing_is_recorded(server: Server) -> None:
+    batch = make_batch(1, random.Random(6), sizes={"archival": 20_000})
+    page = batch.pages[0]
+    server.manifest(batch)
+    payload = bytearray(batch.chunks(page, "archival", 8192)[1])
+    payload[-100] ^= 0x01
+    reject = one_reject(server.chunk(bytes(payload)))
+    assert reject.reason == "corrupt"
+    assert reject.batch_id == batch.batch_id
+    assert reject.ref_msg_id == envelope.decode(bytes(payload)).message.msg_id
+    assert server.sql("SELECT * FROM chunks") == []
+    assert server.partials() == []
+    assert server.part_row(page, "archival")["state"] == "receiving"
+    (part,) = server.state(batch.batch_id).parts
+    assert part.missing == ((0, len(page.parts["archival"])),)
+    # A body shorter than its header says is corrupt too.
+    cut = batch.chunks(page, "archival", 8192)[0][:-1]
+    assert one_reject(server.chunk(cut)).reason == "corrupt"
+    assert server.sql("SELECT * FROM chunks") == []
+
+
+def test_envelope_device_must_match_the_topic(server: Server) -> None:
+    batch = make_batch(1, random.Random(7))
+    batch.device = "xa-khac-02"  # the envelope names another device...
+    out = server.ingest.handle(topics.up(DEVICE, "manifest"), batch.manifest())  # ...the topic us
+    reject = one_reject(out)
+    assert reject.reason == "wrong_device"
+    assert out[0].topic == topics.down(DEVICE, "reject")  # answered to the topic's device
+    (alert,) = server.alerts()
+    assert (alert["kind"], alert["device_id"]) == ("wrong_device", DEVICE)
+    assert server.sql("SELECT * FROM batches") == []
+    assert server.sql("SELECT * FROM pages") == []
+    # Same for a chunk.
+    payload = batch.chunks(batch.pages[0], "thumb", 4096)[0]
+    assert one_reject(server.chunk(payload, device=DEVICE)).reason == "wrong_device"
+    assert len(server.alerts()) == 2
+
+
+def test_chunk_for_an_unknown_part_is_refused(server: Server) -> None:
+    rng = random.Random(8)
+    batch = make_batch(1, rng, sizes={"text": 200, "archival": 5000})
+    page = batch.pages[0]
+    # Before any manifest.
+    payload = batch.chunks(page, "archival", 4096)[0]
+    assert one_reject(server.chunk(payload)).reason == "unknown_part"
+    server.manifest(batch)
+    # A part the manifest did not announce.
+    ghost = PageSrc(page_no=1, parts={"thumb": b"jpeg"}, page_id=page.page_id)
+    ghost_batch = BatchSrc(pages=[ghost], batch_id=batch.batch_id)
+    assert one_reject(server.chunk(ghost_batch.chunks(ghost, "thumb", 4096)[0])).reason == (
+        "unknown_part"
+    )
+    # The right page and part named under another batch.
+    other = BatchSrc(pages=batch.pages)
+    assert one_reject(server.chunk(other.chunks(page, "archival", 4096)[0])).reason == (
+        "unknown_part"
+    )
+    # Another device's page.
+    thief = BatchSrc(pages=batch.pages, batch_id=batch.batch_id, device="xa-khac-02")
+    out = server.chunk(thief.chunks(page, "archival", 4096)[0], device="xa-khac-02")
+    assert one_reject(out).reason == "unknown_part"
+    assert server.sql("SELECT * FROM chunks") == []
+    assert server.partials() == []
+
+
+def test_chunk_past_the_end_of_its_part_is_a_bad_message(server: Server) -> None:
+    batch = make_batch(1, random.Random(9), sizes={"archival": 10_000})
+    page = batch.pages[0]
+    size = len(page.parts["archival"])
+    server.manifest(batch)
+    for offset, length in ((size - 10, 11), (size, 1), (size + 4096, 100)):
+        body = b"\x00" * length
+        header = ChunkHeader(
+            **env(),
+            batch_id=batch.batch_id,
+            page_id=page.page_id,
+            part="archival",
+            offset=offset,
+            length=length,
+            part_size=size,
+            part_sha256=sha(page.parts["archival"]),
+            chunk_sha256=sha(body),
+        )
+        assert one_reject(server.chunk(envelope.encode(header, body))).reason == "bad_message"
+    assert server.sql("SELECT * FROM chunks") == []
+    assert server.partials() == []
+
+
+def test_chunk_naming_another_version_of_the_part_is_a_conflict(server: Server) -> None:
+    batch = make_batch(1, random.Random(10), sizes={"archival": 10_000})
+    page = batch.pages[0]
+    server.manifest(batch)
+    other_version = PageSrc(page_no=1, parts={"archival": b"v2" * 3000}, page_id=page.page_id)
+    payload = BatchSrc(pages=[other_version], batch_id=batch.batch_id).chunks(
+        other_version, "archival", 4096
+    )[0]
+    assert one_reject(server.chunk(payload)).reason == "conflict"
+    assert server.sql("SELECT * FROM chunks") == []
+
+
+def test_page_reannounced_with_other_bytes_is_a_conflict(server: Server) -> None:
+    rng = random.Random(11)
+    batch = make_batch(2, rng, sizes={"text": 200, "archival": 5000})
+    server.manifest(batch)
+    for payload in batch.all_chunks(4096):
+        server.chunk(payload)
+    server.assert_batch_archived(batch)
+    before = {
+        t: [tuple(r) for r in server.sql(f"SELECT * FROM {t} ORDER BY 1")]
+        for t in ("batches", "pages", "parts", "page_text")
+    }
+    files = {p: p.read_bytes() for p in (server.root / "store").rglob("*") if p.is_file()}
+
+    first = batch.pages[0]
+    new_capture = PageSrc(
+        page_no=1, parts=dict(first.parts), page_id=first.page_id, capture=b"another scan"
+    )
+    new_text = PageSrc(
+        page_no=1,
+        parts={**first.parts, "text": b"a different text"},
+        page_id=first.page_id,
+        capture=first.capture,
+    )
+    new_size = PageSrc(
+        page_no=1,
+        parts={**first.parts, "archival": first.parts["archival"] + b"\x00"},
+        page_id=first.page_id,
+        capture=first.capture,
+    )
+    moved = BatchSrc(pages=[first])  # the same page under another batch id
+    cases = [
+        BatchSrc(pages=[new_capture], batch_id=batch.batch_id),
+        BatchSrc(pages=[new_text], batch_id=batch.batch_id),
+        BatchSrc(pages=[new_size], batch_id=batch.batch_id),
+        moved,
+        # A new page together with a conflicting one: the manifest is refused as a whole.
+        BatchSrc(
+            pages=[PageSrc(page_no=3, parts={"text": b"new"}), new_capture], batch_id=batch.batch_id
+        ),
+    ]
+    for n, case in enumerate(cases, start=1):
+        reject = one_reject(server.manifest(case, page_count=2))
+        assert reject.reason == "conflict", n
+        assert reject.batch_id == case.batch_id
+        assert len(server.alerts()) == n
+        assert server.alerts()[-1]["kind"] == "conflict"
+        assert server.alerts()[-1]["device_id"] == DEVICE
+    after = {
+        t: [tuple(r) for r in server.sql(f"SELECT * FROM {t} ORDER BY 1")]
+        for t in ("batches", "pages", "parts", "page_text")
+    }
+    assert after == before
+    assert {p: p.read_bytes() for p in (server.root / "store").rglob("*") if p.is_file()} == files
+    server.assert_batch_archived(batch)
+    # The same page with the same bytes is "already have", not a conflict.
+    assert server.manifest(batch) == []
+
+
+def test_zero_size_text_part_commits_with_the_manifest(server: Server) -> None:
+    rng = random.Random(12)
+    page = PageSrc(page_no=1, parts={"text": b"", "archival": rng.randbytes(3000)})
+    batch = BatchSrc(pages=[page])
+    (receipt,) = receipts(server.manifest(batch))
+    assert [(p.page_id, p.part, p.sha256, p.committed) for p in receipt.committed] == [
+        (page.page_id, "text", EMPTY_SHA256, True)
+    ]
+    assert not receipt.complete
+    assert server.stored_bytes(page, "text") == b""
+    assert server.manifest(batch) == []  # no second receipt
+    for payload in batch.chunks(page, "archival", 4096):
+        server.chunk(payload)
+    server.assert_batch_archived(batch)
+
+
+def test_zero_size_part_with_a_non_empty_sha256_is_refused(server: Server) -> None:
+    page = PageSrc(page_no=1, parts={"text": b""})
+    entry = page.entry()
+    bad_part = entry.parts[0].model_copy(update={"sha256": sha(b"not empty")})
+    bad_entry = entry.model_copy(update={"parts": (bad_part,)})
+    batch_id = uid()
+    msg = Manifest(
+        **env(),
+        batch_id=batch_id,
+        created_at=1.0,
+        page_count=1,
+        agent_version="0.1.0",
+        pages=(bad_entry,),
+    )
+    reject = one_reject(server.ingest.handle(topics.up(DEVICE, "manifest"), envelope.encode(msg)))
+    assert reject.reason == "corrupt"
+    assert server.sql("SELECT * FROM parts") == []
+
+
+def test_reassembled_part_that_fails_its_sha256_is_forgotten_then_resent(server: Server) -> None:
+    rng = random.Random(13)
+    batch = make_batch(1, rng, sizes={"archival": 20_000})
+    page = batch.pages[0]
+    real = page.parts["archival"]
+    server.manifest(batch)
+    # Each chunk's own sha256 is right, but the bytes are not the part's.
+    wrong = bytes(b ^ 0xFF for b in real[:5000]) + real[5000:]
+    out: list[Outgoing] = []
+    for payload in batch.chunks(page, "archival", 4096, data=wrong):
+        out += server.chunk(payload)
+    reject = one_reject(out)
+    assert reject.reason == "corrupt"
+    assert server.sql("SELECT * FROM chunks") == []  # forgotten: all must come again
+    assert server.partials() == []
+    row = server.part_row(page, "archival")
+    assert (row["state"], row["path"]) == ("receiving", None)
+    assert [a["kind"] for a in server.alerts()] == ["corrupt_part"]
+    (part,) = server.state(batch.batch_id).parts
+    assert not part.committed
+    assert part.missing == ((0, len(real)),)
+    out = []
+    for payload in batch.chunks(page, "archival", 4096):
+        out += server.chunk(payload)
+    assert committed_parts(receipts(out)) == expected_parts(batch)
+    server.assert_batch_archived(batch)
+
+
+def test_malformed_payloads_are_rejected_with_their_reason(server: Server) -> None:
+    assert one_reject(server.chunk(b"garbage")).reason == "bad_message"
+    assert one_reject(server.chunk(b"\xff" * (envelope.MAX_PAYLOAD + 1))).reason == "too_large"
+    # A query sent on the chunk topic.
+    _, payload, _ = query([uid()])
+    assert one_reject(server.chunk(payload)).reason == "bad_message"
+    # Topics that are not ours are ignored without an answer.
+    assert server.ingest.handle("sohoa/v1/up/+/chunk", payload) == []
+    assert server.ingest.handle("other/topic", payload) == []
+
+
+# -- two shared-subscription workers ------------------------------------------------------
+
+
+def test_two_workers_on_one_database_commit_each_part_exactly_once(tmp_path: Path) -> None:
+    """The broker may deliver a message to both workers of a shared subscription (redelivery
+    after a lost PUBACK). Both handle the whole stream at once, each in its own order."""
+    rng = random.Random(14)
+    db_path = tmp_path / "db" / "archive.sqlite"
+    Database(db_path).close()  # create the schema before the race
+    batches = [
+        make_batch(3, rng, sizes={"text": 300, "thumb": 3000, "archival": 20_000}) for _ in range(3)
+    ]
+    # Every batch also has a page with an empty text part (committed by the manifest).
+    for batch in batches:
+        batch.pages.append(PageSrc(page_no=4, parts={"text": b"", "thumb": rng.randbytes(100)}))
+    streams = []
+    for worker in range(2):
+        stream = [b.manifest() for b in batches]
+        chunks = [p for b in batches for p in b.all_chunks(4096)]
+        random.Random(worker).shuffle(chunks)
+        streams.append(stream + chunks)
+
+    barrier = threading.Barrier(2)
+    outs: list[list[Outgoing]] = [[], []]
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        db = Database(db_path)
+        ingest = Ingest(db, Store(tmp_path / "store"))
+        try:
+            barrier.wait()
+            for payload in streams[n]:
+                kind = (
+                    "manifest" if envelope.decode(payload).message.kind == "manifest" else "chunk"
+                )
+                outs[n] += ingest.handle(topics.up(DEVICE, kind), payload)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            db.close()
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    all_out = outs[0] + outs[1]
+    assert rejects(all_out) == []
+    # The claim (a conditional UPDATE) lets exactly one worker verify and commit a part, and
+    # only that worker sends its receipt: exactly one receipt line per part in total.
+    expected: Counter[tuple[str, str, str]] = Counter()
+    for batch in batches:
+        expected += expected_parts(batch)
+    assert committed_parts(receipts(all_out)) == expected
+    server = Server(tmp_path)
+    for batch in batches:
+        server.assert_batch_archived(batch)
+    assert len(server.sql("SELECT * FROM pages")) == sum(len(b.pages) for b in batches)
+    assert len(server.sql("SELECT * FROM batches")) == len(batches)
+    assert server.alerts() == []
+
+
+# -- text and search --------------------------------------------------------------------
+
+
+def test_text_part_is_indexed_in_nfc_and_searchable(server: Server) -> None:
+    text = "Khai thác khoáng sản trái phép tại Đà Nẵng"
+    nfd = unicodedata.normalize("NFD", text)
+    assert nfd != text
+    found = PageSrc(page_no=1, parts={"text": nfd.encode()})  # a device that sent NFD
+    other = PageSrc(page_no=2, parts={"text": "Sổ hộ tịch năm 1998".encode()})
+    batch = BatchSrc(pages=[found, other])
+    server.manifest(batch)
+    for payload in batch.all_chunks(4096):
+        server.chunk(payload)
+    server.assert_batch_archived(batch)  # the archived bytes are the device's, unchanged
+
+    (row,) = server.sql(
+        "SELECT t.text FROM page_text t JOIN pages p ON p.id = t.page_pk WHERE p.page_id = ?",
+        found.page_id,
+    )
+    assert row["text"] == text
+    assert unicodedata.is_normalized("NFC", row["text"])
+
+    def hits(q: str) -> list[int]:
+        return [h["page_no"] for h in server.catalog.search(q)]
+
+    assert hits("khoang san") == [1]  # without diacritics: matches with or without
+    assert hits("khoáng sản") == [1]  # with diacritics: exact
+    assert hits(unicodedata.normalize("NFD", "khoáng sản")) == [1]
+    assert hits("KHOÁNG SẢN") == [1]
+    assert hits("da nang") == [1]
+    assert hits("khoàng") == []  # another tone is another word
+    assert hits("ho tich") == [2]
+    assert hits("hộ tịch") == [2]
+    assert hits("") == []
+    (hit,) = server.catalog.search("khoang san")
+    assert "khoáng sản" in hit["snippet"]
+    page = server.catalog.page(hit["page"])
+    assert page is not None
+    assert page["text"] == text
