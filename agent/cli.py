@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -113,9 +115,10 @@ def cmd_sync(ctx: Context) -> int:
         if not syncer.pending():
             ctx.say("sync_nothing")
             return 0
+        timeout = ctx.args.timeout if ctx.args.wait else min(ctx.args.timeout, 60.0)
+        _hard_deadline(timeout + 60.0)
         link.connect()
         try:
-            timeout = ctx.args.timeout if ctx.args.wait else min(ctx.args.timeout, 60.0)
             report = syncer.run(timeout)
         finally:
             link.close()
@@ -208,6 +211,20 @@ def cmd_run(ctx: Context) -> int:
 
 
 # -- plumbing -------------------------------------------------------------------------------
+
+
+def _hard_deadline(seconds: float) -> None:
+    """A last resort so that `sync --timeout S` always returns (cron and scripts rely on it):
+    if anything below ever hangs, exit with "try again later". Safe because every state
+    change is already durable in the outbox."""
+
+    def expire() -> None:
+        log.error("sync exceeded its deadline by 60 s; exiting (nothing is lost)")
+        os._exit(75)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
 
 
 def _report(ctx: Context, exc: SohoaError) -> None:

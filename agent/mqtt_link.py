@@ -56,6 +56,7 @@ class MqttLink:
         self.last_publish_error = ""
         self._window = threading.BoundedSemaphore(settings.max_inflight)
         self._pending: set[int] = set()
+        self._acked_early: set[int] = set()
         self._pending_lock = threading.Lock()
         self._client = self._make_client()
 
@@ -190,6 +191,8 @@ class MqttLink:
             if mid in self._pending:
                 self._pending.discard(mid)
                 self._window.release()
+            else:  # the PUBACK beat publish() to recording the mid (fast links)
+                self._acked_early.add(mid)
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -201,13 +204,19 @@ class MqttLink:
             return True
         if not self._window.acquire(timeout=timeout):
             return False
+        # Never hold our lock while calling into paho: its network thread holds paho's
+        # callback lock when it calls _on_publish, which takes ours (lock-order deadlock).
+        info = self._client.publish(topic, payload, qos=qos)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
+            self._window.release()
+            log.error("publish to %s failed: %s", topic, mqtt.error_string(info.rc))
+            return False
         with self._pending_lock:
-            info = self._client.publish(topic, payload, qos=qos)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
+            if info.mid in self._acked_early:
+                self._acked_early.discard(info.mid)
                 self._window.release()
-                log.error("publish to %s failed: %s", topic, mqtt.error_string(info.rc))
-                return False
-            self._pending.add(info.mid)
+            else:
+                self._pending.add(info.mid)
         return True
 
     def drain(self, timeout: float) -> bool:

@@ -47,9 +47,6 @@ class ServerSettings(BaseModel):
     max_part_bytes: int = Field(
         default=512 * 1024 * 1024, ge=1024, description="Largest single file a page may carry."
     )
-    public_url: str | None = Field(
-        default=None, description="Address staff use (printed by the demo)."
-    )
 
     @field_validator("mqtt_url")
     @classmethod

@@ -1,0 +1,86 @@
+"""Settings: strict schema, TOML then environment, and a README that tells the truth."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent import config as agent_config
+from agent.errors import ConfigError
+from server import config as server_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_readme_configuration_reference_matches_the_schemas() -> None:
+    ref = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "config_reference.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert ref.strip() in readme, "README config tables are stale: run scripts/config_reference.py"
+
+
+def test_environment_overrides_the_toml_file(tmp_path: Path) -> None:
+    conf = tmp_path / "agent.toml"
+    conf.write_text('device_id = "xa-a"\ndpi = 300\nscanner = "test:0"\n')
+    settings = agent_config.load(conf, {"SOHOA_DPI": "200"})
+    assert settings.device_id == "xa-a"
+    assert settings.dpi == 200
+    assert settings.scanner == "test:0"
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "where"),
+    [
+        ('colour = "red"\n', {}, "colour"),  # unknown key: a typo must not pass silently
+        ("", {"SOHOA_DPI": "150"}, "dpi"),  # below the legal 200 dpi
+        ("", {"SOHOA_DEVICE_ID": "xa/tan+phu"}, "device_id"),  # MQTT wildcards
+        ("", {"SOHOA_MQTT_URL": "http://x"}, "mqtt_url"),
+        ("dpi = [", {}, "agent.toml"),  # broken TOML
+    ],
+)
+def test_bad_settings_are_refused_by_name(
+    tmp_path: Path, toml: str, env: dict[str, str], where: str
+) -> None:
+    conf = tmp_path / "agent.toml"
+    conf.write_text(toml)
+    with pytest.raises(ConfigError) as err:
+        agent_config.load(conf, env)
+    assert where in err.value.detail
+
+
+def test_broker_password_comes_from_a_credential_file_not_the_url(tmp_path: Path) -> None:
+    (tmp_path / "mqtt-password").write_text("s3cret\n")
+    settings = agent_config.load(
+        None, {"SOHOA_MQTT_URL": "mqtts://xa-a@archive.example:8883", "SOHOA_DEVICE_ID": "xa-a"}
+    )
+    import os
+
+    old = os.environ.get("CREDENTIALS_DIRECTORY")
+    os.environ["CREDENTIALS_DIRECTORY"] = str(tmp_path)
+    try:
+        broker = settings.broker()
+    finally:
+        if old is None:
+            del os.environ["CREDENTIALS_DIRECTORY"]
+        else:
+            os.environ["CREDENTIALS_DIRECTORY"] = old
+    assert (broker.host, broker.port, broker.tls) == ("archive.example", 8883, True)
+    assert broker.password == "s3cret"
+    assert "s3cret" not in str(broker)
+
+
+def test_server_settings_are_strict_too(tmp_path: Path) -> None:
+    conf = tmp_path / "server.toml"
+    conf.write_text("port = 99999\n")
+    with pytest.raises(server_config.ConfigError):
+        server_config.load(conf, {})
+    ok = server_config.load(None, {"SOHOA_DATA_DIR": str(tmp_path), "SOHOA_PORT": "8081"})
+    assert ok.port == 8081
+    assert ok.sqlite_path() == tmp_path / "archive.sqlite3"
