@@ -131,6 +131,10 @@ class Scanner:
             try:
                 image = self.device.snap()
             except Exception as exc:
+                if END_OF_FEEDER in str(exc):  # some backends say so on read, not on start
+                    if count == 0:
+                        raise ScannerError("scan_no_paper", str(exc)) from exc
+                    return
                 raise ScannerError(_error_key(exc), str(exc), pages=count) from exc
             count += 1
             yield ScannedPage(image=image, dpi=dpi, colour=colour)

@@ -68,6 +68,10 @@ class Broker:
             "log_type warning",
             "max_queued_messages 100000",
         ]
+        if os.geteuid() == 0:
+            # Started as root, mosquitto drops to the 'mosquitto' user, which cannot read a
+            # root-owned pytest tmp dir (CI runs as root). Stay root for this private broker.
+            lines.append("user root")
         if self.users is None:
             lines.append("allow_anonymous true")
         else:

@@ -1,0 +1,137 @@
+"""Capture through the real SANE `test` backend (python-sane): every page durable before the
+next sheet, the empty feeder, and a scanner that stops mid-batch."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from agent import capture, profiles, sane_device
+from agent import outbox as ob
+from agent.config import AgentSettings
+from agent.errors import ScannerError
+
+pytestmark = pytest.mark.sane
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> AgentSettings:
+    return AgentSettings(data_dir=tmp_path / "agent", device_id="xa-test", min_free_mb=10, dpi=200)
+
+
+@pytest.fixture
+def known() -> list[profiles.ScannerProfile]:
+    return profiles.load_scanner_profiles()
+
+
+@pytest.fixture(autouse=True)
+def _reset_test_backend() -> None:
+    # The test backend keeps option values across sane_open() within a process (observed
+    # with sane-backends 1.1.1): undo what a previous test set to fake a failure.
+    sane_device.init()
+    dev = sane_device.sane.open("test:0")
+    try:
+        dev.read_return_value = "Default"
+    finally:
+        dev.close()
+
+
+def _scan(settings: AgentSettings, known: list, source: str, setup=None, on_page=None):  # type: ignore[no-untyped-def]
+    request = profiles.ScanRequest(source=source, mode="color", dpi=settings.dpi)
+    with ob.Outbox(settings.data_dir) as outbox, sane_device.open_scanner("test:0", known) as sc:
+        if setup:
+            setup(sc)
+        hook = on_page(sc) if on_page else (lambda page: None)
+        outcome = capture.scan_batch(settings, outbox, sc, request, on_page=hook)
+        pages = outbox.pages(outcome.batch.batch_id)
+        batch_dir = outbox.batch_dir(outcome.batch.batch_id)
+    return outcome, pages, batch_dir
+
+
+def test_feeder_batch_stores_every_page_with_its_sha256(settings, known) -> None:  # type: ignore[no-untyped-def]
+    seen_on_disk: list[bool] = []
+
+    def on_page(sc):  # type: ignore[no-untyped-def]
+        # Called after a page is recorded and before the next sheet is asked for.
+        def check(page: ob.PageRecord) -> None:
+            path = settings.data_dir / "batches" / page.batch_id / page.capture_file
+            seen_on_disk.append(
+                hashlib.sha256(path.read_bytes()).hexdigest() == page.capture_sha256
+            )
+
+        return check
+
+    outcome, pages, batch_dir = _scan(settings, known, "adf", on_page=on_page)
+    assert outcome.error is None
+    assert outcome.pages == 10  # the test backend's feeder holds 10 sheets
+    assert seen_on_disk == [True] * 10
+    assert outcome.batch.state == ob.CLOSED and outcome.batch.page_count == 10
+    assert [p.page_no for p in pages] == list(range(1, 11))
+    assert len({p.page_id for p in pages}) == 10
+    for page in pages:
+        assert page.dpi == 200 and page.colour
+        # 200 mm (the test backend's limit) at 200 dpi
+        assert (page.width_px, page.height_px) == (1574, 1574)
+
+
+def test_flatbed_gives_one_page(settings, known) -> None:  # type: ignore[no-untyped-def]
+    outcome, pages, _ = _scan(settings, known, "flatbed")
+    assert outcome.pages == 1 and len(pages) == 1
+
+
+def test_empty_feeder_is_a_clear_error_and_leaves_no_batch(settings, known) -> None:  # type: ignore[no-untyped-def]
+    def empty(sc):  # type: ignore[no-untyped-def]
+        sc.device.read_return_value = "SANE_STATUS_NO_DOCS"
+
+    with pytest.raises(ScannerError) as err:
+        _scan(settings, known, "adf", setup=empty)
+    assert err.value.key == "scan_no_paper"
+    with ob.Outbox(settings.data_dir, read_only=True) as outbox:
+        assert outbox.batches() == []
+
+
+@pytest.mark.parametrize(
+    ("status", "key"),
+    [
+        ("SANE_STATUS_JAMMED", "scanner_jammed"),
+        ("SANE_STATUS_COVER_OPEN", "scanner_cover_open"),
+        ("SANE_STATUS_IO_ERROR", "scanner_failed"),
+    ],
+)
+def test_a_stop_mid_batch_keeps_the_pages_so_far(settings, known, status: str, key: str) -> None:  # type: ignore[no-untyped-def]
+    def fail_after_three(sc):  # type: ignore[no-untyped-def]
+        def hook(page: ob.PageRecord) -> None:
+            if page.page_no == 3:
+                sc.device.read_return_value = status
+
+        return hook
+
+    outcome, pages, batch_dir = _scan(settings, known, "adf", on_page=fail_after_three)
+    assert outcome.error is not None and outcome.error.key == key
+    assert outcome.pages == 3 and [p.page_no for p in pages] == [1, 2, 3]
+    assert outcome.batch.state == ob.CLOSED  # the three pages go on to the pipeline
+    for page in pages:
+        data = (batch_dir / page.capture_file).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == page.capture_sha256
+
+
+def test_unknown_and_busy_scanners_are_typed_errors(known) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ScannerError) as err:
+        sane_device.open_scanner("nosuchbackend:0", known)
+    assert err.value.key == "scanner_not_found"
+    with sane_device.open_scanner("test:0", known):
+        with pytest.raises(ScannerError) as busy:
+            sane_device.open_scanner("test:0", known)
+        assert busy.value.key == "scanner_busy"
+
+
+def test_the_disk_guard_refuses_a_scan_before_it_starts(tmp_path: Path, known) -> None:  # type: ignore[no-untyped-def]
+    greedy = AgentSettings(data_dir=tmp_path / "agent", device_id="xa-test", min_free_mb=10**9)
+    from agent.errors import DiskFullError
+
+    with pytest.raises(DiskFullError):
+        _scan(greedy, known, "adf")
+    with ob.Outbox(greedy.data_dir, read_only=True) as outbox:
+        assert outbox.batches() == []
