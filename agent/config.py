@@ -79,7 +79,10 @@ class AgentSettings(BaseModel):
         default=chunking.DEFAULT_CHUNK_SIZE,
         ge=chunking.MIN_CHUNK_SIZE,
         le=chunking.MAX_CHUNK_SIZE,
-        description="Bytes per MQTT chunk.",
+        description="Largest MQTT chunk in bytes; smaller on slow links (adapts to the rate).",
+    )
+    max_upload_kbps: int = Field(
+        default=0, ge=0, description="Cap on upload bandwidth in kbit/s (0: no cap)."
     )
     max_inflight: int = Field(
         default=16, ge=1, le=100, description="Chunks in flight before waiting for PUBACKs."

@@ -57,6 +57,12 @@ class MqttLink:
         self._window = threading.BoundedSemaphore(settings.max_inflight)
         self._pending: set[int] = set()
         self._acked_early: set[int] = set()
+        self._sent: dict[int, tuple[int, float]] = {}  # mid -> (bytes, monotonic time sent)
+        self._last_ack = 0.0
+        self._rate: float | None = None  # bytes/s the link has been carrying (EWMA)
+        self.acked_bytes = 0
+        self.max_packet: int | None = None  # what the broker announced in CONNACK
+        self._bucket = _TokenBucket(settings.max_upload_kbps * 1000 // 8)
         self._pending_lock = threading.Lock()
         self._client = self._make_client()
 
@@ -153,6 +159,8 @@ class MqttLink:
             client.disconnect()
             return
         log.info("connected to %s (session present: %s)", self.broker, flags.session_present)
+        announced = getattr(properties, "MaximumPacketSize", None) if properties else None
+        self.max_packet = int(announced) if announced else None
         client.subscribe(topics.down_filter(self.device_id), qos=1)
         client.publish(
             topics.status(self.device_id), self._status_payload("online"), qos=1, retain=True
@@ -187,12 +195,24 @@ class MqttLink:
             self.publish_failures += 1
             self.last_publish_error = str(reason_code)
             log.error("broker refused publish mid=%d: %s", mid, reason_code)
+        now = time.monotonic()
         with self._pending_lock:
             if mid in self._pending:
                 self._pending.discard(mid)
                 self._window.release()
             else:  # the PUBACK beat publish() to recording the mid (fast links)
                 self._acked_early.add(mid)
+            sent = self._sent.pop(mid, None)
+            if sent is not None:
+                size, at = sent
+                self.acked_bytes += size
+                # With a window in flight, PUBACKs arrive one transmission time apart: the
+                # gap since the previous ack (or since sending, if later) measures the link.
+                gap = now - max(at, self._last_ack)
+                if gap > 0.002 and size >= 1024:
+                    sample = size / gap
+                    self._rate = sample if self._rate is None else 0.8 * self._rate + 0.2 * sample
+            self._last_ack = now
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -204,6 +224,7 @@ class MqttLink:
             return True
         if not self._window.acquire(timeout=timeout):
             return False
+        self._bucket.take(len(payload))
         # Never hold our lock while calling into paho: its network thread holds paho's
         # callback lock when it calls _on_publish, which takes ours (lock-order deadlock).
         info = self._client.publish(topic, payload, qos=qos)
@@ -217,7 +238,13 @@ class MqttLink:
                 self._window.release()
             else:
                 self._pending.add(info.mid)
+                self._sent[info.mid] = (len(payload), time.monotonic())
         return True
+
+    def upload_rate(self) -> float | None:
+        """Bytes per second the link carried lately (None until measured)."""
+        with self._pending_lock:
+            return self._rate
 
     def drain(self, timeout: float) -> bool:
         """Wait until every publish has its PUBACK. False on timeout."""
@@ -233,3 +260,25 @@ class MqttLink:
     def in_flight(self) -> int:
         with self._pending_lock:
             return len(self._pending)
+
+
+class _TokenBucket:
+    """The bandwidth cap (``max_upload_kbps``): a commune may share its link with the office."""
+
+    def __init__(self, rate_bytes: int) -> None:
+        self.rate = rate_bytes
+        self.tokens = float(rate_bytes)
+        self.at = time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self, n: int) -> None:
+        if self.rate <= 0:
+            return
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(float(self.rate), self.tokens + (now - self.at) * self.rate)
+            self.at = now
+            self.tokens -= n
+            wait = -self.tokens / self.rate if self.tokens < 0 else 0.0
+        if wait > 0:
+            time.sleep(wait)

@@ -68,16 +68,17 @@ class SyncReport:
 
 
 @dataclass(frozen=True)
-class _Chunk:
-    priority: tuple[int, float, int, int]
+class _PartWork:
+    """One part still missing at the server, and which byte ranges of it."""
+
+    priority: tuple[int, float, int]
     batch_id: str
     page_id: str
     part: str
     path: Path
     part_size: int
     part_sha256: str
-    offset: int
-    length: int
+    gaps: tuple[tuple[int, int], ...]
 
 
 class Syncer:
@@ -98,6 +99,7 @@ class Syncer:
         self._states: dict[str, BatchState] = {}
         self._verified: set[tuple[str, str, str]] = set()
         self._no_progress: dict[str, int] = {}
+        self._cap = chunking.MAX_CHUNK_SIZE  # lowered when the broker refuses a size
 
     # -- what is pending -----------------------------------------------------------------
 
@@ -301,15 +303,19 @@ class Syncer:
         text = f"{msg.reason}: {msg.detail}"
         report.rejects.append(text)
         log.error("server rejected a message (batch %s): %s", msg.batch_id, text)
+        if msg.reason == "too_large":
+            self._cap = max(chunking.MIN_CHUNK_SIZE, self.chunk_size() // 2)
         if msg.batch_id and msg.reason == "conflict":
             # The server holds different bytes under one of our keys: a human must look.
             self._quarantine(msg.batch_id, text)
 
     # -- 3. send ---------------------------------------------------------------------------
 
-    def _plan(self, batches: list[ob.BatchRecord], states: dict[str, BatchState]) -> list[_Chunk]:
-        work: list[_Chunk] = []
-        chunk_size = self.chunk_size()
+    def _plan(
+        self, batches: list[ob.BatchRecord], states: dict[str, BatchState]
+    ) -> list[_PartWork]:
+        """What the server lacks, text first across all batches (PART_PRIORITY)."""
+        work: list[_PartWork] = []
         for batch in batches:
             state = states.get(batch.batch_id)
             if state is None or not state.known:
@@ -318,31 +324,40 @@ class Syncer:
             for ps in state.parts:
                 page = pages.get(ps.page_id)
                 held = page.parts.get(ps.part) if page else None
-                if page is None or held is None or held.acked or ps.committed:
+                if page is None or held is None or held.acked or ps.committed or not ps.missing:
                     continue
                 path = self.outbox.batch_dir(batch.batch_id) / held.file
                 if not self._verify(batch.batch_id, page, held, path):
                     break
-                for offset, length in chunking.plan(ps.missing, chunk_size):
-                    prio = (PART_PRIORITY[ps.part], batch.created_at, page.page_no, offset)
-                    work.append(
-                        _Chunk(
-                            prio,
-                            batch.batch_id,
-                            page.page_id,
-                            ps.part,
-                            path,
-                            held.size,
-                            held.sha256,
-                            offset,
-                            length,
-                        )
+                prio = (PART_PRIORITY[ps.part], batch.created_at, page.page_no)
+                work.append(
+                    _PartWork(
+                        prio,
+                        batch.batch_id,
+                        page.page_id,
+                        ps.part,
+                        path,
+                        held.size,
+                        held.sha256,
+                        ps.missing,
                     )
-        work.sort(key=lambda c: c.priority)
+                )
+        work.sort(key=lambda w: w.priority)
         return work
 
     def chunk_size(self) -> int:
-        return self.settings.chunk_size
+        """The chunk size for the next publishes: at most the setting, at most what the broker
+        accepts, and small enough that one publish takes at most 1/8 of the keepalive at the
+        rate the link has been carrying (one 60 KB publish at 20 kbit/s with a 10 s keepalive
+        never completed; 4 KB ones did — reliability.md §8.5)."""
+        size = min(self.settings.chunk_size, self._cap)
+        if self.link.max_packet:
+            size = min(size, self.link.max_packet - 4096)
+        rate = self.link.upload_rate()
+        if rate:
+            size = min(size, int(rate * self.settings.mqtt_keepalive / 8))
+        size = max(chunking.MIN_CHUNK_SIZE, size)
+        return size - size % 1024
 
     def _verify(self, batch_id: str, page: ob.PageRecord, held: ob.PartFile, path: Path) -> bool:
         """Re-hash a local file before its first byte leaves: bit rot on an SD card must not
@@ -366,41 +381,56 @@ class Syncer:
 
     def _send(
         self,
-        work: list[_Chunk],
+        work: list[_PartWork],
         report: SyncReport,
         deadline: float,
         stop: threading.Event | None,
     ) -> None:
+        """Publish the missing ranges, cutting each next chunk at the size the link allows
+        now (the rate is measured while sending, so the size follows the link)."""
         quarantined = {b.batch_id for b in self.outbox.batches((ob.QUARANTINED,))}
-        for chunk in work:
-            if self.clock() >= deadline or (stop and stop.is_set()):
-                return
-            if chunk.batch_id in quarantined or not self.link.connected.is_set():
+        for item in work:
+            if item.batch_id in quarantined:
                 continue
-            with open(chunk.path, "rb") as fh:
-                fh.seek(chunk.offset)
-                body = fh.read(chunk.length)
-            header = ChunkHeader(
-                device_id=self.device_id,
-                msg_id=uuid.uuid4().hex,
-                sent_at=time.time(),
-                batch_id=chunk.batch_id,
-                page_id=chunk.page_id,
-                part=chunk.part,
-                offset=chunk.offset,
-                length=len(body),
-                part_size=chunk.part_size,
-                part_sha256=chunk.part_sha256,
-                chunk_sha256=chunking.sha256_hex(body),
-            )
-            payload = envelope.encode(header, body)
-            timeout = max(1.0, min(60.0, deadline - self.clock()))
-            if not self.link.publish(topics.up(self.device_id, "chunk"), payload, timeout=timeout):
-                return  # the window did not free up: the link is down; the next round resumes
-            report.chunks_sent += 1
-            report.bytes_sent += len(payload)
-            if report.chunks_sent % 64 == 0:
-                self._drain_inbox(report)
+            with open(item.path, "rb") as fh:
+                for start, end in item.gaps:
+                    offset = start
+                    while offset < end:
+                        if self.clock() >= deadline or (stop and stop.is_set()):
+                            return
+                        if not self.link.connected.is_set():
+                            return  # the next round asks again what is missing
+                        fh.seek(offset)
+                        body = fh.read(min(self.chunk_size(), end - offset))
+                        if not self._publish_chunk(item, offset, body, report, deadline):
+                            return  # no window slot freed up: the link is down
+                        offset += len(body)
+
+    def _publish_chunk(
+        self, item: _PartWork, offset: int, body: bytes, report: SyncReport, deadline: float
+    ) -> bool:
+        header = ChunkHeader(
+            device_id=self.device_id,
+            msg_id=uuid.uuid4().hex,
+            sent_at=time.time(),
+            batch_id=item.batch_id,
+            page_id=item.page_id,
+            part=item.part,
+            offset=offset,
+            length=len(body),
+            part_size=item.part_size,
+            part_sha256=item.part_sha256,
+            chunk_sha256=chunking.sha256_hex(body),
+        )
+        payload = envelope.encode(header, body)
+        timeout = max(1.0, min(60.0, deadline - self.clock()))
+        if not self.link.publish(topics.up(self.device_id, "chunk"), payload, timeout=timeout):
+            return False
+        report.chunks_sent += 1
+        report.bytes_sent += len(payload)
+        if report.chunks_sent % 64 == 0:
+            self._drain_inbox(report)
+        return True
 
     # -- 4. finish ---------------------------------------------------------------------------
 
