@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -139,9 +140,31 @@ def cmd_sync(ctx: Context) -> int:
         return 0
 
 
+def cmd_coversheet(ctx: Context) -> int:
+    from agent import coversheet
+
+    numbers: list[int | None] = list(range(ctx.args.first, ctx.args.first + ctx.args.count))
+    if ctx.args.count == 0:
+        numbers = [None]  # one sheet for the whole hồ sơ
+    try:
+        sheets = [
+            coversheet.CoverSheet(ctx.args.ma_ho_so, n, ctx.args.title or "") for n in numbers
+        ]
+        for sheet in sheets:
+            sheet.payload()  # validate before writing anything
+        path = coversheet.write_pdf(sheets, ctx.args.out)
+    except coversheet.CoverSheetError as exc:
+        print(messages.t("coversheet_invalid", ctx.lang, detail=str(exc)), file=sys.stderr)
+        return 2
+    ctx.say("coversheet_done", count=len(sheets), path=str(path))
+    return 0
+
+
 def cmd_status(ctx: Context) -> int:
     from agent import status
 
+    if getattr(ctx.args, "watch", False):
+        return _watch_status(ctx)
     with ctx.open_outbox(read_only=True) as outbox:
         st = status.collect(outbox, ctx.settings.device_id, ctx.settings.data_dir)
     if ctx.args.json:
@@ -171,6 +194,21 @@ def cmd_status(ctx: Context) -> int:
     return 0
 
 
+def _watch_status(ctx: Context) -> int:
+    """A live view for a terminal beside the scanner: redraw every 2 s until Ctrl-C."""
+    ctx.args.watch = False
+    ctx.args.json = False
+    try:
+        while True:
+            sys.stdout.write("\x1b[H\x1b[2J")  # home + clear
+            print(time.strftime("%H:%M:%S"), "— sohoa-agent status --watch (Ctrl-C)")
+            cmd_status(ctx)
+            sys.stdout.flush()
+            time.sleep(2.0)
+    except KeyboardInterrupt:
+        return 0
+
+
 def cmd_devices(ctx: Context) -> int:
     from agent import profiles, sane_device
 
@@ -178,29 +216,26 @@ def cmd_devices(ctx: Context) -> int:
     found = sane_device.list_devices()
     rows = [(d, profiles.match_scanner(d, known)) for d in found]
     if ctx.args.json:
-        print(
-            json.dumps(
-                [
-                    {
-                        "name": d.name,
-                        "vendor": d.vendor,
-                        "model": d.model,
-                        "type": d.type,
-                        "profile": p.id,
-                    }
-                    for d, p in rows
-                ],
-                ensure_ascii=False,
-                indent=2,
-            )
-        )
+        listing = [
+            {
+                "name": d.name,
+                "vendor": d.vendor,
+                "model": d.model,
+                "type": d.type,
+                "usb_id": d.usb_id,
+                "id": sane_device.stable_id(d),
+                "profile": p.id,
+            }
+            for d, p in rows
+        ]
+        print(json.dumps(listing, ensure_ascii=False, indent=2))
         return 0
     if not rows:
         ctx.say("scanner_not_found", scanner="auto")
         print("(SANE test backend: SOHOA_SCANNER=test:0)", file=sys.stderr)
         return 1
     for d, p in rows:
-        print(f"{d.name}\t{d.vendor} {d.model}\t→ {p.id}")
+        print(f"{sane_device.stable_id(d)}\t{d.name}\t{d.vendor} {d.model}\t→ {p.id}")
     return 0
 
 
@@ -267,6 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--timeout", type=float, default=3600.0, help="seconds (default 3600)")
     status = add("status", cmd_status, "what is waiting, what failed, disk space")
     status.add_argument("--json", action="store_true")
+    status.add_argument("--watch", action="store_true", help="redraw every 2 s (live view)")
+    cover = add("coversheet", cmd_coversheet, "print QR cover sheets that split a batch")
+    cover.add_argument("--ma-ho-so", required=True, help="mã hồ sơ the documents belong to")
+    cover.add_argument("--first", type=int, default=1, help="first số thứ tự văn bản")
+    cover.add_argument("--count", type=int, default=1, help="sheets (0: one for the hồ sơ)")
+    cover.add_argument("--title", help="optional title printed on the sheet")
+    cover.add_argument("--out", type=Path, default=Path("coversheets.pdf"), help="PDF to write")
     devices = add("devices", cmd_devices, "scanners SANE finds and the profile each matched")
     devices.add_argument("--json", action="store_true")
     add("run", cmd_run, "the service: button, pipeline and sync (systemd runs this)")

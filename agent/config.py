@@ -99,7 +99,8 @@ class AgentSettings(BaseModel):
         default="none", description="How the scan button is wired."
     )
     button_port: str | None = Field(
-        default=None, description="Serial port or input device of the button."
+        default=None,
+        description="Serial port or input device of the button (scanner-button: the SANE option).",
     )
     hw_profiles_dir: Path | None = Field(
         default=None, description="Extra site hardware profiles (e.g. /etc/sohoa/hw_profiles)."

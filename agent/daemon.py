@@ -113,8 +113,17 @@ class Daemon:
         elif kind == "usb-key":
             settings.update(device_path=self.settings.button_port, key_code=28)
         elif kind == "scanner-button":
-            log.warning("scanner-button polling needs an open device; using none for now")
-            return None
+            known = profiles.load_scanner_profiles(self.settings.hw_profiles_dir)
+            name = self.settings.scanner
+            if name == "auto":
+                found = sane_device.list_devices()
+                name = found[0].name if found else "auto"
+            info = profiles.SaneDeviceInfo(name=name)
+            option = self.settings.button_port or profiles.match_scanner(info, known).sensors.scan
+            if not option:
+                log.error("scanner %s has no known scan-button option; set button_port", name)
+                return None
+            settings["poll"] = sane_device.sensor_poller(name, option)
         source = open_button(kind, **settings)
         if kind == "serial-box":
             self.feedback = MultiFeedback(LogFeedback(lang="en"), SerialBoxFeedback(source))  # type: ignore[arg-type]

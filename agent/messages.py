@@ -99,6 +99,11 @@ CATALOG: dict[str, tuple[str, str]] = {
         "OCR software (tesseract) is missing. Call the technician.",
     ),
     "interrupted": ("Đã dừng. Dữ liệu đã lưu vẫn an toàn.", "Stopped. Saved data is safe."),
+    "coversheet_done": (
+        "Đã tạo {count} tờ bìa phân tách: {path}. In ra và đặt trước mỗi văn bản.",
+        "Wrote {count} cover sheet(s): {path}. Print them and put one before each document.",
+    ),
+    "coversheet_invalid": ("Không tạo được tờ bìa: {detail}", "Cannot make cover sheets: {detail}"),
     "internal_error": (
         "Lỗi không mong muốn. Dữ liệu đã lưu vẫn an toàn. Gọi cán bộ kỹ thuật.",
         "Unexpected error. Saved data is safe. Call the technician.",

@@ -11,9 +11,12 @@ it, yet ``open("test:0")`` works (DESIGN §8): names are therefore always accept
 from __future__ import annotations
 
 import logging
+import re
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import sane
@@ -24,6 +27,7 @@ from agent.errors import ScannerError
 
 log = logging.getLogger(__name__)
 
+SYSFS_USB = Path("/sys/bus/usb/devices")
 _init_lock = threading.Lock()
 _initialised = False
 _sane_version = ""
@@ -57,13 +61,91 @@ def init() -> str:
     return _sane_version
 
 
-def list_devices() -> list[profiles.SaneDeviceInfo]:
-    """Scanners SANE finds (slow on some backends: it probes USB and the network)."""
+def list_devices(sysfs: Path = SYSFS_USB) -> list[profiles.SaneDeviceInfo]:
+    """Scanners SANE finds (slow on some backends: it probes USB and the network), with the
+    USB vendor:product id when the name shows where the device sits on the bus."""
     init()
-    return [
-        profiles.SaneDeviceInfo(name=name, vendor=vendor, model=model, type=kind)
-        for name, vendor, model, kind in sane.get_devices()
-    ]
+    out = []
+    for name, vendor, model, kind in sane.get_devices():
+        usb = usb_identity(name, sysfs)
+        out.append(
+            profiles.SaneDeviceInfo(
+                name=name, vendor=vendor, model=model, type=kind, usb_id=usb.usb_id if usb else None
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class UsbIdentity:
+    usb_id: str  # "04c5:132e"
+    serial: str | None
+    port_path: str  # "1-1.3": the physical socket, stable while the cable stays put
+
+    @property
+    def stable_id(self) -> str:
+        """Survives re-plugging: SANE's libusb:BBB:DDD changes on every plug, a serial does
+        not; without a serial, the socket the cable sits in is the next best thing."""
+        if self.serial:
+            return f"usb:{self.usb_id}:{self.serial}"
+        return f"usb:{self.usb_id}@{self.port_path}"
+
+
+_LIBUSB_RE = re.compile(r"libusb:(\d{3}):(\d{3})")
+
+
+def usb_identity(name: str, sysfs: Path = SYSFS_USB) -> UsbIdentity | None:
+    """Find the USB device behind a SANE name like ``epjitsu:libusb:001:004`` in sysfs."""
+    match = _LIBUSB_RE.search(name)
+    if not match or not sysfs.is_dir():
+        return None
+    bus, dev = int(match.group(1)), int(match.group(2))
+    for entry in sysfs.iterdir():
+        try:
+            if int(_read(entry / "busnum")) != bus or int(_read(entry / "devnum")) != dev:
+                continue
+            usb_id = f"{_read(entry / 'idVendor')}:{_read(entry / 'idProduct')}".lower()
+        except (OSError, ValueError):
+            continue
+        serial = _read(entry / "serial") if (entry / "serial").exists() else None
+        return UsbIdentity(usb_id=usb_id, serial=serial or None, port_path=entry.name)
+    return None
+
+
+def _read(path: Path) -> str:
+    return path.read_text(encoding="ascii", errors="replace").strip()
+
+
+def stable_id(info: profiles.SaneDeviceInfo, sysfs: Path = SYSFS_USB) -> str:
+    usb = usb_identity(info.name, sysfs)
+    return usb.stable_id if usb else info.name
+
+
+def sensor_poller(name: str, option: str) -> Callable[[], bool]:
+    """A poll function for the scanner's own button (SANE sensor option ``option``).
+
+    Each poll opens the device, reads the option and closes it again, so the agent never
+    holds the scanner between presses (scanbd's lesson: a held device blocks every other
+    program). A busy device (a scan is running) or an unplugged one reads as "not pressed".
+    """
+    attr = option.replace("-", "_")
+
+    def poll() -> bool:
+        init()
+        try:
+            dev = sane.open(name)
+        except Exception:
+            return False
+        try:
+            if option.startswith("bool-"):  # the test backend hides these behind a switch
+                dev.enable_test_options = True
+            return bool(getattr(dev, attr))
+        except Exception:
+            return False
+        finally:
+            dev.close()
+
+    return poll
 
 
 def _error_key(exc: Exception) -> str:
@@ -156,11 +238,19 @@ def open_scanner(
     else:
         found = devices or []
         info = next((d for d in found if d.name == name), None) or _info_from_name(name)
-    try:
-        device = sane.open(info.name)
-    except Exception as exc:
-        key = _error_key(exc)
-        raise ScannerError(key, f"opening {info.name}: {exc}", scanner=info.name) from exc
+    device = None
+    for attempt in range(4):
+        try:
+            device = sane.open(info.name)
+            break
+        except Exception as exc:
+            key = _error_key(exc)
+            # A button poll may hold the device for a few ms (sensor_poller): try again
+            # briefly before telling the operator the scanner is busy.
+            if key == "scanner_busy" and attempt < 3:
+                time.sleep(0.3)
+                continue
+            raise ScannerError(key, f"opening {info.name}: {exc}", scanner=info.name) from exc
     profile = profiles.match_scanner(info, known_profiles)
     log.info(
         "opened scanner %s (%s %s) with profile %s", info.name, info.vendor, info.model, profile.id
