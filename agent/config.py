@@ -81,6 +81,12 @@ class AgentSettings(BaseModel):
         le=chunking.MAX_CHUNK_SIZE,
         description="Largest MQTT chunk in bytes; smaller on slow links (adapts to the rate).",
     )
+    server_public_key: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="The archive's receipt key (sohoa-server receipt-key): receipts must be "
+        "signed by it before anything is deleted here.",
+    )
     max_upload_kbps: int = Field(
         default=0, ge=0, description="Cap on upload bandwidth in kbit/s (0: no cap)."
     )

@@ -68,6 +68,11 @@ class Daemon:
                 source, self._on_press, on_busy=self._on_busy, scan_lock=self.scan_lock
             )
             self._spawn("button", lambda: trigger.run(self.stop))
+        if self.settings.server_public_key is None:
+            log.warning(
+                "server_public_key is not set: receipts are trusted on the broker ACL alone; "
+                "set it to the output of `sohoa-server receipt-key`"
+            )
         notifier = sdnotify.SystemdNotifier()
         notifier.notify("READY=1")
         self.feedback.show(AgentState.READY)

@@ -30,7 +30,7 @@ from agent import outbox as ob
 from agent import storage
 from agent.config import AgentSettings
 from agent.mqtt_link import MqttLink
-from protocol import chunking, envelope, topics
+from protocol import chunking, envelope, signing, topics
 from protocol.messages import (
     PART_PRIORITY,
     BatchState,
@@ -61,6 +61,7 @@ class SyncReport:
     rounds: int = 0
     pending_pages: int = 0
     rejects: list[str] = field(default_factory=list)
+    forged: int = 0  # receipts/states refused for a bad signature
 
     @property
     def finished(self) -> bool:
@@ -237,7 +238,11 @@ class Syncer:
         until = min(deadline, self.clock() + QUERY_TIMEOUT)
         while len(answers) < len(ids) and self.clock() < until:
             for msg in self._drain_inbox(report, wait=0.2):
-                if isinstance(msg, BatchState) and msg.correlation_id == query.msg_id:
+                if (
+                    isinstance(msg, BatchState)
+                    and msg.correlation_id == query.msg_id
+                    and self._authentic(msg, report)
+                ):
                     answers[msg.batch_id] = msg
         self._states.update(answers)
         for state in answers.values():
@@ -268,11 +273,24 @@ class Syncer:
             if parsed.direction != "down" or parsed.device_id != self.device_id:
                 continue
             if isinstance(msg, Receipt):
-                self._apply_committed(msg.batch_id, msg.committed, report)
+                if self._authentic(msg, report):
+                    self._apply_committed(msg.batch_id, msg.committed, report)
             elif isinstance(msg, Reject):
                 self._on_reject(msg, report)
             out.append(msg)
         return out
+
+    def _authentic(self, msg: Receipt | BatchState, report: SyncReport) -> bool:
+        """With the server's public key configured, a receipt or state that does not carry
+        its signature is ignored: it could make us delete pages (protocol/signing.py)."""
+        key = self.settings.server_public_key
+        if key is None or signing.verify(msg, msg.signature, key):
+            return True
+        report.forged += 1
+        log.error(
+            "ignored a %s for batch %s: bad or missing server signature", msg.kind, msg.batch_id
+        )
+        return False
 
     def _apply_committed(
         self, batch_id: str, parts: tuple[PartState, ...], report: SyncReport

@@ -125,6 +125,7 @@ class BatchState(Envelope):
     page_count: int = 0
     parts: tuple[PartState, ...] = ()
     complete: bool = False
+    signature: str | None = Field(default=None, description="Ed25519, see protocol/signing.py")
 
 
 class Receipt(Envelope):
@@ -136,6 +137,7 @@ class Receipt(Envelope):
     batch_id: Id32
     committed: tuple[PartState, ...]
     complete: bool = False
+    signature: str | None = Field(default=None, description="Ed25519, see protocol/signing.py")
 
 
 class Reject(Envelope):

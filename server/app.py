@@ -14,7 +14,7 @@ import sdnotify
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from server import api, web
+from server import api, keys, web
 from server.catalog import Catalog
 from server.config import ServerSettings
 from server.db import Database
@@ -55,7 +55,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
         app.state.settings = settings
         app.state.db = db
         app.state.catalog = Catalog(db)
-        app.state.ingest = Ingest(db, store, settings.max_part_bytes)
+        app.state.ingest = Ingest(
+            db, store, settings.max_part_bytes, signing_key=keys.load_or_create(settings.data_dir)
+        )
         app.state.worker = None
         if settings.ingest:
             worker = IngestWorker(settings, app.state.ingest)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -43,6 +44,103 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     return 0
 
 
+# Operator lines of import-bundle: (Vietnamese, English), chosen by the `language` setting.
+_BUNDLE_TEXT: dict[str, tuple[str, str]] = {
+    "refused": (
+        "Không nhập được gói “{bundle}”: {detail}",
+        "Bundle “{bundle}” refused: {detail}",
+    ),
+    "frame_refused": (
+        "  Từ chối tệp {file}: {reason} ({detail})",
+        "  Refused {file}: {reason} ({detail})",
+    ),
+    "done": (
+        "Đã nhập gói “{bundle}” của thiết bị {device}: {imported}/{total} tệp, "
+        "{parts} phần mới được lưu; {complete}/{batches} lô đã đủ.",
+        "Imported bundle “{bundle}” from device {device}: {imported}/{total} frame(s), "
+        "{parts} part(s) newly committed; {complete}/{batches} batch(es) complete.",
+    ),
+    "receipts": (
+        "Biên nhận đã ghi vào {path} — cắm USB lại vào máy quét (sohoa-agent import-receipts).",
+        "Receipts written to {path} — take the disk back to the scan station "
+        "(sohoa-agent import-receipts).",
+    ),
+    "receipts_failed": (
+        "Đã lưu vào kho nhưng KHÔNG ghi được biên nhận ({detail}). Chạy lại với "
+        "--receipts-to <thư mục khác>; máy quét cũng sẽ biết khi có kết nối mạng.",
+        "Archived, but the receipts could NOT be written ({detail}). Run again with "
+        "--receipts-to <another folder>; the station also learns it over any link.",
+    ),
+}
+
+
+def _say(lang: str, key: str, **params: object) -> str:
+    vi, en = _BUNDLE_TEXT[key]
+    return (vi if lang == "vi" else en).format(**params)
+
+
+def cmd_import_bundle(args: argparse.Namespace) -> int:
+    """Exit 0: every frame imported; 4: some frames refused (the rest imported);
+    3: the bundle refused as a whole (nothing imported); 74: receipts not written."""
+    from server import bundle, keys
+    from server.ingest import Ingest
+    from server.store import Store
+
+    settings = _settings(args)
+    lang = settings.language
+    db = Database(settings.sqlite_path())
+    # Built as create_app builds it: the same signing key, so that USB receipts verify on the
+    # device exactly like those that come over the link.
+    ingest = Ingest(
+        db,
+        Store(settings.data_dir / "store"),
+        settings.max_part_bytes,
+        signing_key=keys.load_or_create(settings.data_dir),
+    )
+    try:
+        report = bundle.import_bundle(ingest, args.path, args.receipts_to)
+    except bundle.BundleRefused as exc:
+        print(_say(lang, "refused", bundle=args.path, detail=exc.detail), file=sys.stderr)
+        return 3
+    finally:
+        db.close()
+    if args.json:
+        print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+    for r in report.refused:
+        line = _say(lang, "frame_refused", file=r.file, reason=r.reason, detail=r.detail)
+        print(line, file=sys.stderr)
+    complete = sum(1 for _, _, done in report.batches.values() if done)
+    done = _say(
+        lang,
+        "done",
+        bundle=args.path.name,
+        device=report.device_id,
+        imported=report.frames_imported,
+        total=report.frames_total,
+        parts=report.parts_committed,
+        complete=complete,
+        batches=len(report.batches),
+    )
+    print(done, file=sys.stderr if args.json else sys.stdout)
+    if report.receipts_error:
+        print(_say(lang, "receipts_failed", detail=report.receipts_error), file=sys.stderr)
+        return 74
+    receipts = _say(lang, "receipts", path=report.receipts_dir)
+    print(receipts, file=sys.stderr if args.json else sys.stdout)
+    if report.refused:
+        return 3 if report.frames_imported == 0 else 4
+    return 0
+
+
+def cmd_receipt_key(args: argparse.Namespace) -> int:
+    from protocol import signing
+    from server import keys
+
+    settings = _settings(args)
+    print(signing.public_key_hex(keys.load_or_create(settings.data_dir)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sohoa-server", description="Central archive: ingest, store, staff web app and API."
@@ -55,12 +153,33 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, help="listen port (default 8080)")
     run.add_argument("--no-ingest", action="store_true", help="serve only; no MQTT ingest")
     run.set_defaults(func=cmd_run)
+    rkey = sub.add_parser(
+        "receipt-key",
+        help="print the public key agents use to check receipts (SOHOA_SERVER_PUBLIC_KEY)",
+    )
+    rkey.set_defaults(func=cmd_receipt_key)
     token = sub.add_parser("token", help="API / web access tokens")
     token_sub = token.add_subparsers(dest="token_command", required=True)
     create = token_sub.add_parser("create", help="create a token and print it once")
     create.add_argument("--user", required=True, help="who the token is for")
     create.add_argument("--note", help="what it is for")
     create.set_defaults(func=cmd_token_create)
+    imp = sub.add_parser(
+        "import-bundle",
+        help="take in a USB bundle written by `sohoa-agent export` (no broker needed)",
+        description="Verify a USB bundle and ingest its frames exactly as if they came over "
+        "MQTT, then write the receipts back for the scan station. Never connects to MQTT. "
+        "Exit 0: all imported; 4: some frames refused; 3: bundle refused; 74: receipts "
+        "not written.",
+    )
+    imp.add_argument("path", type=Path, help="the bundle folder (sohoa-bundle-<device>-<time>)")
+    imp.add_argument(
+        "--receipts-to",
+        type=Path,
+        help="write receipts under this folder (<folder>/<bundle>/receipts) instead of the bundle",
+    )
+    imp.add_argument("--json", action="store_true", help="print the import report as JSON")
+    imp.set_defaults(func=cmd_import_bundle)
     return parser
 
 

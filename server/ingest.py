@@ -16,8 +16,11 @@ import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
+from typing import TypeVar
 
-from protocol import chunking, envelope, topics
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from protocol import chunking, envelope, signing, topics
 from protocol.messages import (
     BatchState,
     ChunkHeader,
@@ -38,6 +41,9 @@ log = logging.getLogger(__name__)
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 CLAIM_LEASE = 300.0  # seconds before another worker may retry a part a dead worker claimed
 SERVER_ID = "sohoa-server"
+
+
+_Signable = TypeVar("_Signable", BatchState, Receipt)
 
 
 @dataclass(frozen=True)
@@ -62,10 +68,23 @@ class Rejected(Exception):
 
 
 class Ingest:
-    def __init__(self, db: Database, store: Store, max_part_bytes: int = 512 * 1024 * 1024):
+    def __init__(
+        self,
+        db: Database,
+        store: Store,
+        max_part_bytes: int = 512 * 1024 * 1024,
+        signing_key: Ed25519PrivateKey | None = None,
+    ) -> None:
         self.db = db
         self.store = store
         self.max_part_bytes = max_part_bytes
+        self.signing_key = signing_key
+
+    def _signed(self, msg: _Signable) -> _Signable:
+        """Receipts and states make devices delete pages: sign them (protocol/signing.py)."""
+        if self.signing_key is None:
+            return msg
+        return msg.model_copy(update={"signature": signing.sign(msg, self.signing_key)})
 
     # -- entry point -----------------------------------------------------------------------
 
@@ -398,6 +417,7 @@ class Ingest:
         con = self.db.read()
         for batch_id in msg.batch_ids:
             state = self.batch_state(con, msg.device_id, batch_id, msg.msg_id)
+            state = self._signed(state)
             out.append(Outgoing(topics.down(msg.device_id, "state"), envelope.encode(state)))
         return out
 
@@ -433,9 +453,8 @@ class Ingest:
                 have = con.execute(
                     "SELECT offset, offset + length FROM chunks WHERE part_pk = ?", (r["id"],)
                 ).fetchall()
+                # Empty when all bytes are in but a worker is still verifying the part.
                 gaps = chunking.missing([(h[0], h[1]) for h in have], r["size"])
-                if not gaps:  # all there but not committed yet (a worker is verifying it)
-                    gaps = ()
             parts.append(
                 PartState(
                     page_id=r["page_id"],
@@ -467,7 +486,7 @@ class Ingest:
             committed=parts,
             complete=complete,
         )
-        return Outgoing(topics.down(device, "receipt"), envelope.encode(receipt))
+        return Outgoing(topics.down(device, "receipt"), envelope.encode(self._signed(receipt)))
 
     def _reject(
         self, device: str, msg: Envelope | None, reason: str, detail: str, batch_id: str | None
