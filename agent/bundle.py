@@ -131,8 +131,7 @@ def export(
     what the archive has is never written again. Refuses before writing anything when the
     disk cannot hold the bundle. On any write error the half-written bundle is removed (and
     without its bundle.json it could never be imported anyway)."""
-    if not target.is_dir():
-        raise BundleError("export_no_target", f"{target} is not a directory", path=str(target))
+    check_target(target)
     report = ExportReport()
     report.receipts = import_receipts(settings, outbox, target)
     batches = transfer.sendable_batches(outbox)
@@ -172,6 +171,12 @@ def export(
         ) from exc
     report.bundle = bundle_dir
     return report
+
+
+def check_target(target: Path) -> None:
+    """The disk must be there already: never create a mount point's folder on the SD card."""
+    if not target.is_dir():
+        raise BundleError("export_no_target", f"{target} is not a directory", path=str(target))
 
 
 def _plan(
@@ -462,6 +467,10 @@ def _apply_receipt_file(
         return f"{exc.reason}: {exc.detail}"
     if msg.device_id != settings.device_id:
         return f"wrong_device: names {msg.device_id!r}"
+    if isinstance(msg, Receipt | BatchState) and not transfer.authentic(
+        msg, settings.server_public_key
+    ):
+        return "bad or missing server signature"
     if isinstance(msg, Receipt):
         report.parts_acked += transfer.apply_receipt(outbox, msg)
     elif isinstance(msg, BatchState):

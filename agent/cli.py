@@ -18,10 +18,14 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent import __version__, config, messages
 from agent import outbox as ob
 from agent.errors import ScannerError, SohoaError, SyncError
+
+if TYPE_CHECKING:
+    from agent.bundle import ReceiptsReport
 
 log = logging.getLogger("sohoa.agent")
 
@@ -138,6 +142,71 @@ def cmd_sync(ctx: Context) -> int:
             ctx.say("sync_timeout", seconds=int(timeout), pending=report.pending_pages)
             return 75
         return 0
+
+
+def cmd_export(ctx: Context) -> int:
+    from agent import bundle, worker
+
+    s = ctx.settings
+    bundle.check_target(ctx.args.path)  # before minutes of OCR, not after
+    with ctx.open_outbox() as outbox:
+        pending = sum(1 for _ in outbox.iter_pending_pages())
+        if pending:
+            ctx.say("processing", pending=pending)
+        worker.process_pending(s, outbox)
+        report = bundle.export(s, outbox, ctx.args.path, __version__)
+    back = report.receipts
+    if back.parts_acked or back.finished or back.refused or back.server_refused:
+        _say_receipts(ctx, back)
+    for batch_id in report.quarantined:
+        print(
+            messages.t("export_quarantined", ctx.lang, batch=batch_id[:8], detail="sha256"),
+            file=sys.stderr,
+        )
+    if report.secret_skipped:
+        ctx.say("export_secret_skipped", batches=report.secret_skipped)
+    if report.bundle is None:
+        ctx.say("export_nothing")
+        return 0
+    ctx.say(
+        "export_done",
+        pages=report.pages,
+        batches=report.batches,
+        mb=f"{report.bytes / 1e6:.1f}",
+        path=str(report.bundle),
+    )
+    return 0
+
+
+def cmd_import_receipts(ctx: Context) -> int:
+    from agent import bundle, transfer
+
+    with ctx.open_outbox() as outbox:
+        report = bundle.import_receipts(ctx.settings, outbox, ctx.args.path)
+        waiting = sum(len(outbox.pages(b.batch_id)) for b in transfer.sendable_batches(outbox))
+    if not report.dirs:
+        ctx.say("receipts_none", path=str(ctx.args.path))
+        return 2
+    _say_receipts(ctx, report)
+    if waiting:
+        ctx.say("receipts_pending", pages=waiting)
+    return 4 if report.refused else 0
+
+
+def _say_receipts(ctx: Context, report: ReceiptsReport) -> None:
+    for name, reason in report.refused:
+        print(messages.t("receipts_refused", ctx.lang, name=name, reason=reason), file=sys.stderr)
+    if report.server_refused:
+        print(
+            messages.t("receipts_server_refused", ctx.lang, count=len(report.server_refused)),
+            file=sys.stderr,
+        )
+    ctx.say(
+        "receipts_applied",
+        parts=report.parts_acked,
+        batches=len(report.finished),
+        pages=report.pages_done,
+    )
 
 
 def cmd_coversheet(ctx: Context) -> int:
@@ -309,6 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
     cover.add_argument("--count", type=int, default=1, help="sheets (0: one for the hồ sơ)")
     cover.add_argument("--title", help="optional title printed on the sheet")
     cover.add_argument("--out", type=Path, default=Path("coversheets.pdf"), help="PDF to write")
+    export = add("export", cmd_export, "copy pending batches to a USB disk (no link at all)")
+    export.add_argument("path", type=Path, help="the USB disk's folder, e.g. /media/usb")
+    receipts = add(
+        "import-receipts", cmd_import_receipts, "read the archive's receipts from a USB disk"
+    )
+    receipts.add_argument("path", type=Path, help="the USB disk, a bundle or a receipts folder")
     devices = add("devices", cmd_devices, "scanners SANE finds and the profile each matched")
     devices.add_argument("--json", action="store_true")
     add("run", cmd_run, "the service: button, pipeline and sync (systemd runs this)")

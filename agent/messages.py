@@ -108,6 +108,68 @@ CATALOG: dict[str, tuple[str, str]] = {
         "Lỗi không mong muốn. Dữ liệu đã lưu vẫn an toàn. Gọi cán bộ kỹ thuật.",
         "Unexpected error. Saved data is safe. Call the technician.",
     ),
+    # USB bundles (sohoa-agent export / import-receipts), for communes with no link at all.
+    "export_done": (
+        "Đã chép {pages} trang ({batches} lô, {mb} MB) ra USB: {path}. Mang USB đến máy chủ "
+        "lưu trữ; khi cắm lại vào đây, biên nhận sẽ được đọc. Dữ liệu vẫn giữ trên máy đến "
+        "khi có biên nhận.",
+        "Copied {pages} page(s) ({batches} batch(es), {mb} MB) to the USB disk: {path}. Take "
+        "it to the archive server; plug it back in here to read the receipts. The data stays "
+        "on this device until then.",
+    ),
+    "export_nothing": (
+        "Không có lô nào cần chép ra USB.",
+        "Nothing to copy to the USB disk.",
+    ),
+    "export_no_target": (
+        "Không thấy ổ USB tại “{path}”. Kiểm tra USB đã được cắm và mở (mount) chưa.",
+        "No USB disk at “{path}”. Check that it is plugged in and mounted.",
+    ),
+    "export_no_space": (
+        "USB không đủ chỗ: cần {need_mb} MB, chỉ còn trống {free_mb} MB. Chưa ghi gì. "
+        "Hãy dùng USB khác hoặc xóa bớt tệp trên USB.",
+        "Not enough room on the USB disk: {need_mb} MB needed, {free_mb} MB free. Nothing "
+        "was written. Use another disk or free some space on it.",
+    ),
+    "export_write_failed": (
+        "Ghi ra USB bị lỗi ({detail}). Bản chép dở đã được bỏ; dữ liệu trên máy vẫn an "
+        "toàn. Thử lại hoặc dùng USB khác.",
+        "Writing to the USB disk failed ({detail}). The partial copy was removed; the data "
+        "on this device is safe. Try again or use another disk.",
+    ),
+    "export_secret_skipped": (
+        "{batches} lô có độ mật không được chép ra USB (quy định bảo vệ bí mật nhà nước).",
+        "{batches} secret (mật) batch(es) were not copied: state-secret records never "
+        "leave this device.",
+    ),
+    "export_quarantined": (
+        "Lô {batch} bị cách ly: tệp trên máy đã thay đổi ({detail}). Gọi cán bộ kỹ thuật.",
+        "Batch {batch} quarantined: a local file changed ({detail}). Call the technician.",
+    ),
+    "receipts_applied": (
+        "Đã đọc biên nhận: máy chủ xác nhận {parts} phần; {batches} lô ({pages} trang) đã "
+        "được lưu trữ xong và đã giải phóng trên máy.",
+        "Receipts read: the server confirmed {parts} part(s); {batches} batch(es) "
+        "({pages} page(s)) are archived and released on this device.",
+    ),
+    "receipts_none": (
+        "Không tìm thấy biên nhận nào của thiết bị này tại “{path}”.",
+        "No receipts for this device at “{path}”.",
+    ),
+    "receipts_refused": (
+        "Bỏ qua biên nhận “{name}”: {reason}.",
+        "Ignored receipt “{name}”: {reason}.",
+    ),
+    "receipts_server_refused": (
+        "Máy chủ đã từ chối {count} tệp trong gói USB; các trang liên quan vẫn giữ trên máy "
+        "và sẽ được chép lại ở lần chép sau (sohoa-agent export).",
+        "The server refused {count} file(s) of the USB bundle; the pages concerned stay on "
+        "this device and go again with the next export (sohoa-agent export).",
+    ),
+    "receipts_pending": (
+        "Còn {pages} trang chờ máy chủ xác nhận.",
+        "{pages} page(s) still await the server's receipt.",
+    ),
 }
 
 

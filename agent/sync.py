@@ -27,17 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent import outbox as ob
-from agent import storage
+from agent import storage, transfer
 from agent.config import AgentSettings
 from agent.mqtt_link import MqttLink
-from protocol import chunking, envelope, signing, topics
+from protocol import chunking, envelope, topics
 from protocol.messages import (
     PART_PRIORITY,
     BatchState,
     ChunkHeader,
     Manifest,
-    PageEntry,
-    PartRef,
     PartState,
     Query,
     Receipt,
@@ -48,7 +46,7 @@ log = logging.getLogger(__name__)
 
 QUERY_TIMEOUT = 30.0
 MAX_ATTEMPTS = 20  # rounds without progress before a batch is quarantined
-MANIFEST_BUDGET = 24 * 1024  # bytes of header per manifest slice (one publish on 2G)
+MANIFEST_BUDGET = transfer.MANIFEST_BUDGET  # kept for importers of agent.sync
 
 
 @dataclass
@@ -105,12 +103,7 @@ class Syncer:
     # -- what is pending -----------------------------------------------------------------
 
     def pending(self) -> list[ob.BatchRecord]:
-        out = []
-        for batch in self.outbox.batches((ob.READY,)):
-            if batch.secret:
-                continue  # độ mật: never over a network (TT 02/2019, DESIGN §4)
-            out.append(batch)
-        return out
+        return transfer.sendable_batches(self.outbox)  # never a secret (mật) batch
 
     def pending_pages(self) -> int:
         return sum(len(self.outbox.pages(b.batch_id)) for b in self.pending())
@@ -172,53 +165,7 @@ class Syncer:
 
     def manifests(self, batch: ob.BatchRecord, pages: list[ob.PageRecord]) -> list[Manifest]:
         """The batch's manifest, cut into slices that each fit one small publish."""
-        entries = [self._entry(page) for page in pages]
-        slices: list[list[PageEntry]] = [[]]
-        size = 0
-        for entry in entries:
-            entry_size = len(entry.model_dump_json())
-            if slices[-1] and size + entry_size > MANIFEST_BUDGET * 3:  # zstd gains ~3x on JSON
-                slices.append([])
-                size = 0
-            slices[-1].append(entry)
-            size += entry_size
-        return [
-            Manifest(
-                device_id=self.device_id,
-                msg_id=uuid.uuid4().hex,
-                sent_at=time.time(),
-                batch_id=batch.batch_id,
-                created_at=batch.created_at,
-                page_count=len(pages),
-                source="import" if batch.source == "import" else "scan",
-                scanner=batch.scanner,
-                profile=batch.profile,
-                agent_version=self.agent_version,
-                metadata=batch.metadata,
-                pages=tuple(part),
-            )
-            for part in slices
-        ]
-
-    def _entry(self, page: ob.PageRecord) -> PageEntry:
-        return PageEntry(
-            page_id=page.page_id,
-            page_no=page.page_no,
-            capture_sha256=page.capture_sha256,
-            capture_size=page.capture_size,
-            dpi=page.dpi,
-            width_px=page.width_px,
-            height_px=page.height_px,
-            colour=page.colour,
-            flags=page.flags + (("processing_failed",) if page.state == ob.FAILED else ()),
-            ocr_confidence=page.ocr_confidence,
-            decisions=page.decisions,
-            source_name=page.source_name,
-            parts=tuple(
-                PartRef(name=p.name, sha256=p.sha256, size=p.size, media_type=p.media_type)
-                for p in sorted(page.parts.values(), key=lambda p: PART_PRIORITY[p.name])
-            ),
-        )
+        return transfer.build_manifests(self.device_id, batch, pages, self.agent_version)
 
     # -- 2. reconcile ------------------------------------------------------------------------
 
@@ -283,49 +230,20 @@ class Syncer:
     def _authentic(self, msg: Receipt | BatchState, report: SyncReport) -> bool:
         """With the server's public key configured, a receipt or state that does not carry
         its signature is ignored: it could make us delete pages (protocol/signing.py)."""
-        key = self.settings.server_public_key
-        if key is None or signing.verify(msg, msg.signature, key):
+        if transfer.authentic(msg, self.settings.server_public_key):
             return True
         report.forged += 1
-        log.error(
-            "ignored a %s for batch %s: bad or missing server signature", msg.kind, msg.batch_id
-        )
         return False
 
     def _apply_committed(
         self, batch_id: str, parts: tuple[PartState, ...], report: SyncReport
     ) -> None:
-        for part in parts:
-            if not part.committed:
-                continue
-            try:
-                page = self.outbox.page(batch_id, part.page_id)
-            except KeyError:
-                continue
-            held = page.parts.get(part.part)
-            if held is None or held.acked:
-                continue
-            if self.outbox.mark_acked(batch_id, part.page_id, part.part, part.sha256):
-                report.parts_acked += 1
-            else:
-                log.error(
-                    "receipt for batch %s page %s part %s names sha256 %s, we hold %s: ignored",
-                    batch_id,
-                    part.page_id,
-                    part.part,
-                    part.sha256[:12],
-                    held.sha256[:12],
-                )
+        report.parts_acked += transfer.apply_committed(self.outbox, batch_id, parts)
 
     def _on_reject(self, msg: Reject, report: SyncReport) -> None:
-        text = f"{msg.reason}: {msg.detail}"
-        report.rejects.append(text)
-        log.error("server rejected a message (batch %s): %s", msg.batch_id, text)
+        report.rejects.append(transfer.apply_reject(self.outbox, msg))  # conflict: quarantine
         if msg.reason == "too_large":
             self._cap = max(chunking.MIN_CHUNK_SIZE, self.chunk_size() // 2)
-        if msg.batch_id and msg.reason == "conflict":
-            # The server holds different bytes under one of our keys: a human must look.
-            self._quarantine(msg.batch_id, text)
 
     # -- 3. send ---------------------------------------------------------------------------
 
@@ -454,25 +372,12 @@ class Syncer:
 
     def _finish(self, batches: list[ob.BatchRecord], report: SyncReport) -> None:
         self._drain_inbox(report)
-        for batch in batches:
-            pages = self.outbox.pages(batch.batch_id)
-            if all(p.parts and all(part.acked for part in p.parts.values()) for p in pages):
-                freed = self.outbox.release_acked_files(batch.batch_id)
-                self.outbox.update_batch(batch.batch_id, state=ob.DONE, last_error=None)
-                report.batches_done += 1
-                report.pages_done += len(pages)
-                log.info(
-                    "batch %s acknowledged by the archive (%d pages, %d bytes freed)",
-                    batch.batch_id,
-                    len(pages),
-                    freed,
-                )
+        for done in transfer.finish_batches(self.outbox, batches):
+            report.batches_done += 1
+            report.pages_done += done.pages
 
     def _add_masters(self, batches: list[ob.BatchRecord]) -> None:
-        for batch in batches:
-            for page in self.outbox.pages(batch.batch_id):
-                if "capture" not in page.parts:
-                    self.outbox.add_capture_part(batch.batch_id, page.page_id)
+        transfer.add_masters(self.outbox, batches)
 
     def _count_no_progress(self, batches: list[ob.BatchRecord]) -> None:
         for batch in batches:
@@ -482,5 +387,4 @@ class Syncer:
                 self._quarantine(batch.batch_id, f"no progress in {n} rounds")
 
     def _quarantine(self, batch_id: str, reason: str) -> None:
-        log.error("batch %s quarantined: %s", batch_id, reason)
-        self.outbox.update_batch(batch_id, state=ob.QUARANTINED, last_error=reason)
+        transfer.quarantine(self.outbox, batch_id, reason)

@@ -7,6 +7,8 @@ archive would hold two versions of the truth. This module owns those rules:
 * :func:`sendable_batches` / :func:`add_masters` — which batches and parts travel
   (never a secret batch, độ mật, TT 02/2019; the capture only with ``SOHOA_SYNC_MASTERS``);
 * :func:`build_manifests` / :func:`page_entry` — the manifest slices of a batch;
+* :func:`authentic` — with the server's public key configured, a receipt or state must carry
+  the server's signature (protocol/signing.py): it could make us delete pages;
 * :func:`apply_committed` / :func:`apply_receipt` / :func:`apply_state` — record parts the
   server committed, each only after its sha256 matched ours (a receipt we cannot verify
   deletes nothing);
@@ -26,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from agent import outbox as ob
+from protocol import signing
 from protocol.messages import (
     PART_PRIORITY,
     BatchState,
@@ -124,6 +127,14 @@ def build_manifests(
 
 
 # -- what the server said ----------------------------------------------------------------------
+
+
+def authentic(msg: Receipt | BatchState, server_public_key: str | None) -> bool:
+    """True when no key is configured, or the message carries the server's signature."""
+    if server_public_key is None or signing.verify(msg, msg.signature, server_public_key):
+        return True
+    log.error("ignored a %s for batch %s: bad or missing server signature", msg.kind, msg.batch_id)
+    return False
 
 
 def apply_committed(outbox: ob.Outbox, batch_id: str, parts: Iterable[PartState]) -> int:

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from server import auth, config
+from server import audit, auth, config
 from server.db import Database
 
 
@@ -40,7 +40,59 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_token_create(args: argparse.Namespace) -> int:
     settings = _settings(args)
     db = Database(settings.sqlite_path())
-    print(auth.create_token(db, args.user, args.note or ""))
+    try:
+        token = auth.create_token(db, args.user, args.note or "")
+    except auth.AuthError as exc:
+        print(f"sohoa-server: {exc}", file=sys.stderr)
+        return 2
+    audit.record(db, "cli", "token.create", args.user, {"note": args.note or ""})
+    print(token)
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> str | None:
+    """From --password-file (first line), else asked twice on the terminal; never argv."""
+    if args.no_password:
+        return None
+    if args.password_file is not None:
+        lines = args.password_file.read_text(encoding="utf-8").splitlines()
+        return lines[0] if lines else ""
+    import getpass
+
+    first = getpass.getpass(f"Password for {args.name}: ")
+    if getpass.getpass("Again: ") != first:
+        raise auth.AuthError("the two passwords differ")
+    return first
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    db = Database(settings.sqlite_path())
+    try:
+        auth.add_user(db, args.name, args.role, _read_password(args))
+    except (auth.AuthError, OSError) as exc:
+        print(f"sohoa-server: {exc}", file=sys.stderr)
+        return 2
+    audit.record(db, "cli", "user.add", args.name, {"role": args.role})
+    print(f"{args.name}: {args.role}")
+    return 0
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    db = Database(_settings(args).sqlite_path())
+    for u in auth.users(db):
+        state = " (disabled)" if u["disabled"] else ""
+        print(f"{u['name']}\t{u['role']}\ttokens={u['tokens']}{state}")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    db = Database(_settings(args).sqlite_path())
+    count, broken = audit.verify(db)
+    if broken is not None:
+        print(f"audit log BROKEN at row {broken.row_id}: {broken.reason}", file=sys.stderr)
+        return 1
+    print(f"audit log intact: {count} rows")
     return 0
 
 
@@ -164,6 +216,27 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--user", required=True, help="who the token is for")
     create.add_argument("--note", help="what it is for")
     create.set_defaults(func=cmd_token_create)
+    user = sub.add_parser("user", help="staff accounts (roles: viewer, archivist, admin)")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    add = user_sub.add_parser(
+        "add",
+        help="create a user or change their role and password",
+        description="The password is asked on the terminal or read from --password-file; "
+        "it is never taken from the command line (shell history, ps).",
+    )
+    add.add_argument("name", help="user name (lower-case letters, digits, . _ -)")
+    add.add_argument("--role", required=True, choices=auth.ROLES, help="what the user may do")
+    add.add_argument("--password-file", type=Path, help="read the password from this file")
+    add.add_argument("--no-password", action="store_true", help="no web login: API tokens only")
+    add.set_defaults(func=cmd_user_add)
+    ulist = user_sub.add_parser("list", help="list users, roles and token counts")
+    ulist.set_defaults(func=cmd_user_list)
+    aud = sub.add_parser("audit", help="the append-only audit log")
+    aud_sub = aud.add_subparsers(dest="audit_command", required=True)
+    verify = aud_sub.add_parser(
+        "verify", help="check the hash chain; exit 1 naming the first broken row"
+    )
+    verify.set_defaults(func=cmd_audit_verify)
     imp = sub.add_parser(
         "import-bundle",
         help="take in a USB bundle written by `sohoa-agent export` (no broker needed)",
