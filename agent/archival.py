@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 from PIL import Image as PILImage
-from PIL import ImageCms
+from PIL import ImageCms, TiffImagePlugin
 
 from agent.imaging import Image
 from agent.ocr import Word
@@ -182,11 +182,11 @@ def _fill_background(page: Image, ink: npt.NDArray[np.uint8], factor: int) -> Im
         small = summed / np.maximum(weight3, 1e-3)
     else:
         small = summed / np.maximum(weight, 1e-3)
-    reduced = np.clip(small + 0.5, 0, 255).astype(np.uint8)
+    reduced: Image = np.clip(small + 0.5, 0, 255).astype(np.uint8)
     holes = (weight < 0.15).astype(np.uint8)
     if holes.any():
-        reduced = cv2.inpaint(reduced, holes, 2, cv2.INPAINT_TELEA)
-    return np.asarray(reduced, dtype=np.uint8)
+        reduced = np.asarray(cv2.inpaint(reduced, holes, 2, cv2.INPAINT_TELEA), dtype=np.uint8)
+    return reduced
 
 
 # ----------------------------------------------------------------------------- encoders
@@ -194,17 +194,20 @@ def _fill_background(page: Image, ink: npt.NDArray[np.uint8], factor: int) -> Im
 
 def encode_g4(mask: npt.NDArray[np.bool_]) -> bytes:
     """The mask as one raw CCITT G4 (T.6) strip, ink = black (0 bits in the decoded image)."""
-    bilevel = PILImage.fromarray(np.ascontiguousarray(~mask))  # mode "1": False = black = ink
+    # libtiff's fax coder writes 1 bits as fax "black" whatever the TIFF photometric says,
+    # and Pillow's mode "1" stores True as 1: so ink = True goes in as it is. (The TIFF itself
+    # then reads as a negative under BlackIsZero; only its raw strip is used.)
+    bilevel = PILImage.fromarray(np.ascontiguousarray(mask))
     buf = io.BytesIO()
     # One strip for the whole page: a PDF /CCITTFaxDecode stream is a single coded image.
     bilevel.save(buf, "TIFF", compression="group4", tiffinfo={278: mask.shape[0]})
-    with PILImage.open(io.BytesIO(buf.getvalue())) as tif:
+    with TiffImagePlugin.TiffImageFile(io.BytesIO(buf.getvalue())) as tif:
         offsets = tif.tag_v2.get(273)
         counts = tif.tag_v2.get(279)
         photometric = tif.tag_v2.get(262)
     if offsets is None or counts is None or len(offsets) != 1:
         raise ArchivalError("libtiff did not write the mask as a single G4 strip")
-    if photometric != 1:  # BlackIsZero: what /ImageMask expects of CCITT's "black"
+    if photometric != 1:  # the bit sense above was measured with BlackIsZero output
         raise ArchivalError(f"unexpected TIFF photometric {photometric} for the G4 mask")
     start = int(offsets[0])
     return buf.getvalue()[start : start + int(counts[0])]
@@ -250,7 +253,7 @@ def make_archival_pdf(
     width_pt, height_pt = width * 72 / dpi, height * 72 / dpi
     background = encode_jpeg(layers.background, background_quality)
     mask = encode_g4(layers.mask) if layers.mask.any() else b""
-    text = _text_operators(words, dpi, height)
+    text, codes = _text_operators(words, dpi, height)
     pdf = write_pdfa(
         width_pt=width_pt,
         height_pt=height_pt,
@@ -261,6 +264,7 @@ def make_archival_pdf(
         mask_size=(width, height),
         ink_rgb=layers.ink_rgb,
         text_operators=text,
+        text_codes=codes,
         created=created,
     )
     return ArchivalPage(
@@ -275,14 +279,15 @@ def make_archival_pdf(
     )
 
 
-def _text_operators(words: Sequence[Word], dpi: int, page_height_px: int) -> bytes:
+def _text_operators(words: Sequence[Word], dpi: int, page_height_px: int) -> tuple[bytes, set[int]]:
     """Invisible text (3 Tr), each word stretched (Tz) over its box, a space after it.
 
     Boxes are tesseract's, in pixels of the page that goes into the PDF. The font size is
     the line's tallest box (one size per line keeps baselines straight for text selection).
+    Returns the operators and the character codes (= Unicode BMP code points) they use.
     """
     if not words:
-        return b""
+        return b"", set()
     scale = 72 / dpi
     line_height: dict[tuple[int, int, int], int] = {}
     line_bottom: dict[tuple[int, int, int], int] = {}
@@ -291,6 +296,7 @@ def _text_operators(words: Sequence[Word], dpi: int, page_height_px: int) -> byt
         line_height[word.line] = max(line_height.get(word.line, 0), h)
         line_bottom[word.line] = max(line_bottom.get(word.line, 0), top + h)
     out = [b"BT\n3 Tr\n"]
+    used: set[int] = set()
     for index, word in enumerate(words):
         left, _, w, _ = word.box
         last_of_line = index + 1 == len(words) or words[index + 1].line != word.line
@@ -298,6 +304,7 @@ def _text_operators(words: Sequence[Word], dpi: int, page_height_px: int) -> byt
         codes = [ord(c) for c in text if ord(c) < 0x10000]
         if not codes:
             continue
+        used.update(codes)
         size_pt = max(1.0, line_height[word.line] * scale)
         span_px = w if last_of_line else max(w, words[index + 1].box[0] - left)
         natural_pt = len(codes) * _GLYPH_ADVANCE / 1000 * size_pt
@@ -311,7 +318,7 @@ def _text_operators(words: Sequence[Word], dpi: int, page_height_px: int) -> byt
             f"<{hexcodes}> Tj\n".encode("ascii")
         )
     out.append(b"ET\n")
-    return b"".join(out)
+    return b"".join(out), used
 
 
 def _glyphless_font() -> bytes:
@@ -427,6 +434,7 @@ def write_pdfa(
     mask_size: tuple[int, int],
     ink_rgb: tuple[int, int, int],
     text_operators: bytes,
+    text_codes: set[int],
     created: dt.datetime | None = None,
 ) -> bytes:
     """A one-page PDF/A-2b: background JPEG, G4 ink mask, invisible text, XMP, sRGB intent."""
@@ -471,18 +479,11 @@ def write_pdfa(
         xobjects += f" /Ink {ink} 0 R"
         r, g, b = (c / 255 for c in ink_rgb)
         draw.append(
-            f"q {r:.3f} {g:.3f} {b:.3f} rg {width_pt:.4f} 0 0 {height_pt:.4f} 0 0 cm "
-            "/Ink Do Q\n"
+            f"q {r:.3f} {g:.3f} {b:.3f} rg {width_pt:.4f} 0 0 {height_pt:.4f} 0 0 cm /Ink Do Q\n"
         )
     resources = f"/XObject << {xobjects} >>"
     content_bytes = "".join(draw).encode("ascii") + text_operators
     if text_operators:
-        codes = {
-            int(m, 16)
-            for chunk in text_operators.split(b"<")[1:]
-            for hexes in [chunk.split(b">")[0].decode("ascii")]
-            for m in (hexes[i : i + 4] for i in range(0, len(hexes), 4))
-        }
         font_file = _glyphless_font()
         font_stream = pdf.stream(f"/Length1 {len(font_file)}", font_file, compress=True)
         descriptor = pdf.add(
@@ -498,12 +499,10 @@ def write_pdfa(
             + f"/FontDescriptor {descriptor} 0 R /DW {_GLYPH_ADVANCE} "
             f"/CIDToGIDMap {gid_map} 0 R >>".encode("ascii")
         )
-        to_unicode = pdf.stream("", _to_unicode_cmap(codes), compress=True)
+        to_unicode = pdf.stream("", _to_unicode_cmap(text_codes), compress=True)
         font = pdf.add(
             b"<< /Type /Font /Subtype /Type0 /BaseFont /GlyphLessFont /Encoding /Identity-H "
-            + f"/DescendantFonts [{cid_font} 0 R] /ToUnicode {to_unicode} 0 R >>".encode(
-                "ascii"
-            )
+            + f"/DescendantFonts [{cid_font} 0 R] /ToUnicode {to_unicode} 0 R >>".encode("ascii")
         )
         resources += f" /Font << /F1 {font} 0 R >>"
     contents = pdf.stream("", content_bytes, compress=True)

@@ -6,9 +6,11 @@ This module owns the order of the stages and the record of what each decided. Re
 
 Contract (docs/architecture.md, "Pipeline stage contract"): file in, files out.
 MUST: never modify `capture` (it is only read); write every output inside `work_dir`
-(`archival.jpg`, `text.txt` UTF-8 NFC, `thumb.jpg`, `decisions.json`) completely (each is
-written to a temporary name and renamed); return their paths with every decision and its
-confidence; flag, never drop (a blank page still gets all four outputs).
+(`archival.pdf` — a searchable PDF/A-2b, see `agent.archival` —, `text.txt` UTF-8 NFC,
+`thumb.jpg`, `decisions.json`) completely (each is written to a temporary name and renamed);
+return their paths with every decision and its confidence; check every page against the
+legal numbers and flag what fails (`legal_fail`); flag, never drop (a blank page still gets
+all four outputs).
 MAY: keep intermediate files in `work_dir` (`ocr.png`, the binarised page tesseract read).
 MUST NOT: fsync or move files into the outbox (the caller does), talk to the network.
 """
@@ -27,11 +29,13 @@ from pathlib import Path
 import cv2
 from PIL import Image as PILImage
 
-from agent import imaging, ocr
+from agent import archival, imaging, ocr
 
 Flag = str  # one of FLAGS
-FLAGS = frozenset({"blank", "low_confidence", "below_200dpi", "rotated", "ocr_retry"})
-LEGAL_MIN_DPI = 200  # NĐ 30/2020 Phụ lục I: never archive below 200 dpi (DESIGN.md §4)
+FLAGS = frozenset(
+    {"blank", "low_confidence", "below_200dpi", "not_colour", "legal_fail", "rotated", "ocr_retry"}
+)
+LEGAL_MIN_DPI = archival.LEGAL_MIN_DPI  # NĐ 30/2020 Phụ lục I: never below 200 dpi (DESIGN §4)
 MIN_DESKEW_DEG = 0.05  # below this the estimate is noise (perf.md B3: error ≤ 0.015°–0.1°)
 MIN_DESKEW_CONFIDENCE = 0.3  # fewer than ~3 agreeing lines: leave the page as scanned
 ORIENTATION_TRUSTED = 0.5  # below this the pixel heuristic asks tesseract's OSD
@@ -43,7 +47,7 @@ class PipelineSettings:
     languages: str = "vie"  # tesseract spec, e.g. "vie+eng" (+20–50 % time, perf.md B2)
     dpi: int = 300  # what the capture was scanned at
     low_confidence: float = 70.0  # mean word confidence (0–100) under which a page is flagged
-    jpeg_quality: int = 75
+    jpeg_quality: int = 40  # the MRC background of the archival PDF (text is in the G4 mask)
     thumb_width: int = 320
     ocr_timeout_s: float = ocr.DEFAULT_TIMEOUT_S
     tesseract: str = ocr.TESSERACT  # the binary: tests plug a fake in here
@@ -97,12 +101,19 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
             timeout_s=settings.ocr_timeout_s,
             binary=settings.tesseract,
         )
+    with _timed(ms, "legal"):
+        legal = archival.legal_check(dpi, archival.is_colour(loaded.image, loaded.channels))
+    with _timed(ms, "archival"):
+        archival_path, decisions["archival"] = write_archival(
+            page, binary, result.words, work_dir / "archival.pdf", dpi, legal, settings
+        )
     with _timed(ms, "write"):
-        archival = write_archival(page, work_dir / "archival.jpg", dpi, settings.jpeg_quality)
         thumb = _write_jpeg(imaging.thumbnail(page, settings.thumb_width), work_dir / "thumb.jpg")
         text = _write_text(work_dir / "text.txt", result.text)
-    flags = _flags(blank, turn_cw, result, settings)
+    flags = _flags(blank, turn_cw, result, legal, settings)
     decisions |= {
+        "legal": dataclasses.asdict(legal)
+        | {"failures": list(legal.failures), "passed": legal.passed},
         "capture": {
             "name": capture.name,
             "width": loaded.width,
@@ -120,7 +131,14 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
     }
     decisions_path = _write_text(work_dir / "decisions.json", json.dumps(decisions, indent=2))
     return PageResult(
-        capture, archival, text, thumb, decisions_path, decisions, result.mean_confidence, flags
+        capture,
+        archival_path,
+        text,
+        thumb,
+        decisions_path,
+        decisions,
+        result.mean_confidence,
+        flags,
     )
 
 
@@ -170,15 +188,21 @@ def _deskew(
 
 
 def _flags(
-    blank: imaging.BlankCheck, turn_cw: int, result: ocr.OcrResult, settings: PipelineSettings
+    blank: imaging.BlankCheck,
+    turn_cw: int,
+    result: ocr.OcrResult,
+    legal: archival.LegalCheck,
+    settings: PipelineSettings,
 ) -> tuple[Flag, ...]:
     flags = []
     if blank.blank:
         flags.append("blank")
     elif result.mean_confidence < settings.low_confidence:
         flags.append("low_confidence")
-    if settings.dpi < LEGAL_MIN_DPI:
-        flags.append("below_200dpi")
+    if not legal.passed:
+        # The capture fails the legal numbers: the reasons, then one flag to filter on.
+        flags.extend(f for f in legal.failures if f in FLAGS)
+        flags.append("legal_fail")
     if turn_cw:
         flags.append("rotated")  # a quarter or half turn; routine deskew is not flagged
     if result.retried:
@@ -202,13 +226,36 @@ def _ocr_record(result: ocr.OcrResult) -> dict[str, object]:
 # ----------------------------------------------------------------------------- outputs
 
 
-def write_archival(page: imaging.Image, path: Path, dpi: int, quality: int) -> Path:
-    """The archival derivative: the oriented, deskewed page, colour kept, at 100 % scale.
+def write_archival(
+    page: imaging.Image,
+    ocr_binary: imaging.Image,
+    words: tuple[ocr.Word, ...],
+    path: Path,
+    dpi: int,
+    legal: archival.LegalCheck,
+    settings: PipelineSettings,
+) -> tuple[Path, dict[str, object]]:
+    """The archival derivative: the oriented, deskewed page as a searchable PDF/A-2b.
 
-    One function on purpose: a later issue replaces this JPEG with an MRC PDF/A
-    (DESIGN.md §4); the resolution is written into the file so the page keeps its size.
+    Mixed raster (`agent.archival`): the OCR binarisation as a full-resolution G4 ink mask
+    over a ~75-dpi colour JPEG background, plus tesseract's words as invisible text; colour
+    kept, 100 % scale (page size = pixels / dpi). Returns the path and what was decided.
     """
-    return _write_jpeg(page, path, dpi=dpi, quality=quality)
+    made = archival.make_archival_pdf(
+        page, ocr_binary, words, dpi, legal, background_quality=settings.jpeg_quality
+    )
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(made.pdf)
+    os.replace(tmp, path)
+    return path, {
+        "format": f"PDF/A-2b (PDF {archival.PDF_VERSION}), mixed raster",
+        "bytes": len(made.pdf),
+        "bytes_by_layer": made.bytes_by_layer,
+        "page_pt": [made.width_pt, made.height_pt],
+        "ink_rgb": list(made.ink_rgb),
+        "background_dpi": made.background_dpi,
+        "text_words": made.words,
+    }
 
 
 def _write_jpeg(page: imaging.Image, path: Path, dpi: int | None = None, quality: int = 75) -> Path:

@@ -27,7 +27,7 @@ from agent.pipeline import PageResult, PipelineSettings, process_page
 log = logging.getLogger(__name__)
 
 PART_MEDIA_TYPES = {
-    "archival": "image/jpeg",
+    "archival": "application/pdf",
     "text": "text/plain; charset=utf-8",
     "thumb": "image/jpeg",
 }

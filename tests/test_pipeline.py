@@ -8,6 +8,7 @@ import json
 import unicodedata
 from pathlib import Path
 
+import pypdfium2 as pdfium
 import pytest
 from corpus import A5_LANDSCAPE_MM, PageSpec, cer, render_page, save_png
 from PIL import Image
@@ -28,9 +29,10 @@ def assert_outputs(result: PageResult, work_dir: Path) -> str:
         assert path.is_file(), path
         assert path.parent == work_dir, path
     assert not list(work_dir.glob("*.tmp*")), "a temporary file was left behind"
-    with Image.open(result.archival) as archival:
-        archival.load()
-        assert archival.format == "JPEG"
+    assert result.archival.name == "archival.pdf"
+    pdf = pdfium.PdfDocument(result.archival)  # a one-page PDF/A (tests/test_archival.py)
+    assert len(pdf) == 1
+    pdf.close()
     with Image.open(result.thumb) as thumb:
         thumb.load()
         assert thumb.width <= 320
@@ -60,10 +62,13 @@ def test_a_crooked_sideways_sealed_page_comes_out_upright_and_read(tmp_path: Pat
     assert decisions["ocr"]["attempts"] == [3]  # type: ignore[index]
     assert result.ocr_confidence == decisions["ocr"]["mean_confidence"]  # type: ignore[index]
     assert result.ocr_confidence > 80
-    with Image.open(result.archival) as archival:
-        assert archival.mode == "RGB"  # colour kept: the legal copy is a colour image
-        assert archival.width > archival.height  # upright landscape half page
-        assert round(archival.info["dpi"][0]) == 300  # 100 % scale survives in the file
+    pdf = pdfium.PdfDocument(result.archival)
+    archival = pdf[0].render(scale=300 / 72).to_pil()
+    pdf.close()
+    assert archival.mode == "RGB"  # colour kept: the legal copy is a colour image
+    assert archival.width > archival.height  # upright landscape half page
+    # 100 % scale: rendered at 300 dpi the page has the pixels of the processed page.
+    assert abs(archival.width - max(page.image.shape[:2])) <= 0.06 * max(page.image.shape[:2])
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.flags = ()  # type: ignore[misc]
 

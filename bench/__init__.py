@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): `python -m bench NAME`. Results are written up in docs/benchmarks.md."""
