@@ -33,12 +33,13 @@ pytest: bootstrap
 
 test: lint typecheck pytest
 
-bench: bootstrap
+bench:
+	@scripts/bootstrap.sh all bench
 	$(PY) -m bench
 
 lock:
 	rm -rf .lock-venv && python3 -m venv .lock-venv
-	.lock-venv/bin/pip install -q -e '.[agent,server,dev]'
+	.lock-venv/bin/pip install -q -e '.[agent,server,dev,bench]'
 	( echo "# Pinned versions for reproducible installs (pip constraints). Regenerate: make lock"; \
 	  .lock-venv/bin/pip freeze --exclude-editable ) > requirements.lock
 	rm -rf .lock-venv

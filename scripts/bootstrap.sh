@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what sohoa needs on Debian 12 / Raspberry Pi OS (bookworm), idempotently:
 # Debian packages that are missing (via sudo when not root), then the venv with pinned deps.
-#   scripts/bootstrap.sh [system|venv|all] [agent|server|dev]
+#   scripts/bootstrap.sh [system|venv|all] [agent|server|dev|bench]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,10 @@ PKGS_BASE=(python3 python3-venv python3-dev build-essential)
 PKGS_AGENT=(libsane1 libsane-dev sane-utils tesseract-ocr tesseract-ocr-vie tesseract-ocr-eng
             fonts-noto-core fonts-dejavu-core)
 PKGS_BROKER=(mosquitto mosquitto-clients)
+# Tests drive the staff app in Debian's Chromium (browser downloads are impossible here).
+PKGS_DEV=(chromium)
+# Benchmarks compare against OCRmyPDF, which needs these.
+PKGS_BENCH=(ghostscript unpaper)
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -25,7 +29,9 @@ system() {
   local want=("${PKGS_BASE[@]}" "${PKGS_BROKER[@]}")
   case "$extras" in
     server) ;;
-    *) want+=("${PKGS_AGENT[@]}") ;;
+    agent) want+=("${PKGS_AGENT[@]}") ;;
+    dev) want+=("${PKGS_AGENT[@]}" "${PKGS_DEV[@]}") ;;
+    bench) want+=("${PKGS_AGENT[@]}" "${PKGS_DEV[@]}" "${PKGS_BENCH[@]}") ;;
   esac
   local missing=()
   for p in "${want[@]}"; do
@@ -57,6 +63,7 @@ venv() {
   case "$extras" in
     agent) spec=".[agent]" ;;
     server) spec=".[server]" ;;
+    bench) spec=".[agent,server,dev,bench]" ;;
   esac
   .venv/bin/python -m pip install -q --disable-pip-version-check -c requirements.lock -e "$spec"
   touch "$stamp"
@@ -66,5 +73,5 @@ case "$what" in
   system) system ;;
   venv) venv ;;
   all) system; venv ;;
-  *) echo "usage: $0 [system|venv|all] [agent|server|dev]" >&2; exit 2 ;;
+  *) echo "usage: $0 [system|venv|all] [agent|server|dev|bench]" >&2; exit 2 ;;
 esac

@@ -1,15 +1,17 @@
-"""JSON API under /api/v1 (DESIGN §6). Every route needs a bearer token."""
+"""JSON API under /api/v1 (DESIGN §6): batches, pages, search, devices. Every route needs a
+bearer token (viewer role); reading a batch or a page's content is written to the audit log."""
 
 from __future__ import annotations
 
 import unicodedata
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel
 
-from server.deps import CatalogDep, User
+from server import audit
+from server.deps import DB, CatalogDep, User, client_ip
 
 router = APIRouter(prefix="/api/v1", tags=["archive"])
 
@@ -88,10 +90,13 @@ def list_batches(
 
 
 @router.get("/batches/{batch}", response_model=BatchDetail)
-def get_batch(batch: int, catalog: CatalogDep, user: User) -> dict[str, Any]:
+def get_batch(
+    batch: int, catalog: CatalogDep, user: User, db: DB, request: Request
+) -> dict[str, Any]:
     found = catalog.batch(batch)
     if found is None:
         raise HTTPException(404, "no such batch")
+    audit.record(db, user.name, "batch.view", str(batch), {"via": "api"}, client_ip(request))
     return found
 
 
@@ -111,13 +116,21 @@ def _file(catalog: CatalogDep, page: int, part: str, what: str) -> FileResponse:
 
 
 @router.get("/pages/{page}/image", response_class=FileResponse)
-def page_image(page: int, catalog: CatalogDep, user: User) -> FileResponse:
-    return _file(catalog, page, "archival", "archival image")
+def page_image(
+    page: int, catalog: CatalogDep, user: User, db: DB, request: Request
+) -> FileResponse:
+    found = _file(catalog, page, "archival", "archival image")
+    audit.record(db, user.name, "page.image", str(page), {}, client_ip(request))
+    return found
 
 
 @router.get("/pages/{page}/original", response_class=FileResponse)
-def page_original(page: int, catalog: CatalogDep, user: User) -> FileResponse:
-    return _file(catalog, page, "capture", "original capture")
+def page_original(
+    page: int, catalog: CatalogDep, user: User, db: DB, request: Request
+) -> FileResponse:
+    found = _file(catalog, page, "capture", "original capture")
+    audit.record(db, user.name, "page.original", str(page), {}, client_ip(request))
+    return found
 
 
 @router.get("/pages/{page}/thumb", response_class=FileResponse)
@@ -126,10 +139,13 @@ def page_thumb(page: int, catalog: CatalogDep, user: User) -> FileResponse:
 
 
 @router.get("/pages/{page}/text", response_class=PlainTextResponse)
-def page_text(page: int, catalog: CatalogDep, user: User) -> PlainTextResponse:
+def page_text(
+    page: int, catalog: CatalogDep, user: User, db: DB, request: Request
+) -> PlainTextResponse:
     found = catalog.part_file(page, "text")
     if found is None:
         raise HTTPException(404, "the text of this page has not arrived")
+    audit.record(db, user.name, "page.text", str(page), {}, client_ip(request))
     text = unicodedata.normalize("NFC", found.path.read_text(encoding="utf-8"))
     return PlainTextResponse(text, media_type="text/plain; charset=utf-8")
 

@@ -9,17 +9,21 @@ import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import quote
 
 import sdnotify
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel
 
-from server import api, keys, web
+from server import api, api_records, i18n, keys, web
 from server.catalog import Catalog
 from server.config import ServerSettings
 from server.db import Database
+from server.deps import Forbidden, LoginRequired
 from server.ingest import Ingest
 from server.mqtt_ingest import IngestWorker
+from server.records import Records
 from server.store import Store
 
 log = logging.getLogger(__name__)
@@ -55,6 +59,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         app.state.settings = settings
         app.state.db = db
         app.state.catalog = Catalog(db)
+        app.state.records = Records(db)
         app.state.ingest = Ingest(
             db, store, settings.max_part_bytes, signing_key=keys.load_or_create(settings.data_dir)
         )
@@ -81,7 +86,17 @@ def create_app(settings: ServerSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(api.router)
+    app.include_router(api_records.router)
     app.include_router(web.router)
+
+    @app.exception_handler(LoginRequired)
+    def _login(request: Request, exc: LoginRequired) -> Response:
+        return RedirectResponse(f"/login?next={quote(exc.next_url)}", status_code=303)
+
+    @app.exception_handler(Forbidden)
+    def _forbidden(request: Request, exc: Forbidden) -> Response:
+        role = i18n.t(f"role_{exc.role}", web._lang(request))
+        return web.render(request, "message.html", 403, message_key="forbidden", role=role)
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
     def healthz() -> Health:

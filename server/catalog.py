@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup, escape
+
 from server.db import Database, fold
 
 
@@ -142,6 +144,14 @@ class Catalog:
             for r in rows
         ]
 
+    def pages_in_records(self) -> dict[str, int]:
+        """Per device: how many of its pages are already described in a văn bản."""
+        rows = self.db.read().execute(
+            "SELECT p.device_id, COUNT(DISTINCT p.id) FROM pages p"
+            " JOIN van_ban_pages v ON v.page_pk = p.id GROUP BY p.device_id"
+        )
+        return {r[0]: int(r[1]) for r in rows}
+
     def search(self, query: str, limit: int = 50) -> list[dict[str, Any]]:
         """Full-text search. A query without diacritics matches with or without them
         ("khoang san" finds "khoáng sản"); a query with diacritics matches exactly."""
@@ -182,10 +192,49 @@ class Catalog:
         return out
 
 
+def aligned(text: str, exact: bool) -> str:
+    """``text`` lower-cased (exact) or folded, one character per character of ``text``, so
+    offsets found in the result are offsets in ``text``. fold() of a whole NFC string keeps
+    lengths for Vietnamese, but a stray combining mark or a letter whose lower case is two
+    characters ("İ") would shift every later offset; per character they cannot."""
+    out = []
+    for c in text:
+        f = c.lower() if exact else fold(c)
+        out.append(f if len(f) == 1 else c)
+    return "".join(out)
+
+
+def query_terms(query: str) -> tuple[list[str], bool]:
+    """The words of a query as search compares them, and whether it matches exactly."""
+    query = unicodedata.normalize("NFC", query).strip()
+    exact = fold(query) != query.lower()
+    words = re.findall(r"\w+", query)
+    return [w.lower() if exact else fold(w) for w in words], exact
+
+
+def highlight(text: str, terms: list[str], exact: bool) -> Markup:
+    """``text`` HTML-escaped with every occurrence of a term wrapped in <mark>."""
+    hay = aligned(text, exact)
+    spans: list[tuple[int, int]] = []
+    for term in sorted({t for t in terms if t}, key=len, reverse=True):
+        start = hay.find(term)
+        while start >= 0:
+            end = start + len(term)
+            if not any(s < end and start < e for s, e in spans):
+                spans.append((start, end))
+            start = hay.find(term, end)
+    out, pos = [], 0
+    for s, e in sorted(spans):
+        out.append(escape(text[pos:s]))
+        out.append(Markup("<mark>") + escape(text[s:e]) + Markup("</mark>"))
+        pos = e
+    out.append(escape(text[pos:]))
+    return Markup("").join(out)
+
+
 def snippet(text: str, terms: list[str], exact: bool, width: int = 160) -> str:
     """A window of ``text`` around the first hit (plain text; the page escapes it)."""
-    hay = text.lower() if exact else fold(text)
-    # fold() keeps one character per character, so offsets in ``hay`` are offsets in ``text``.
+    hay = aligned(text, exact)
     pos = min((i for i in (hay.find(t) for t in terms) if i >= 0), default=0)
     start = max(0, pos - width // 3)
     piece = text[start : start + width].replace("\n", " ")

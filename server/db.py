@@ -109,6 +109,84 @@ CREATE TABLE IF NOT EXISTS tokens (
 );
 """
 
+# Staff side (issue 6): users, sessions, the audit chain, hồ sơ / văn bản, page reviews.
+STAFF_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('viewer', 'archivist', 'admin')),
+    password TEXT NOT NULL,  -- scrypt$n$r$p$salt$hash; '' = no web login (token only)
+    created_at REAL NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id_sha256 TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL REFERENCES users(name),
+    csrf TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS login_failures (
+    key TEXT PRIMARY KEY,  -- 'user:NAME' or 'ip:ADDR'
+    failures INTEGER NOT NULL,
+    last_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    ip TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+CREATE TABLE IF NOT EXISTS ho_so (
+    ma_ho_so TEXT PRIMARY KEY,
+    organ_id TEXT NOT NULL,
+    nam INTEGER NOT NULL,
+    ky_hieu TEXT NOT NULL,
+    data TEXT NOT NULL,  -- the validated model (server.records.HoSo) as JSON
+    batch_pk INTEGER REFERENCES batches(id),
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    updated_by TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS van_ban (
+    id INTEGER PRIMARY KEY,
+    ma_ho_so TEXT NOT NULL REFERENCES ho_so(ma_ho_so),
+    stt INTEGER NOT NULL,
+    data TEXT NOT NULL,  -- server.records.VanBan as JSON
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    UNIQUE (ma_ho_so, stt)
+);
+CREATE TABLE IF NOT EXISTS van_ban_pages (
+    van_ban_id INTEGER NOT NULL REFERENCES van_ban(id),
+    seq INTEGER NOT NULL,
+    page_pk INTEGER NOT NULL REFERENCES pages(id),
+    PRIMARY KEY (van_ban_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS reviews (
+    id INTEGER PRIMARY KEY,
+    page_pk INTEGER NOT NULL REFERENCES pages(id),
+    action TEXT NOT NULL,  -- accept | rotate | rescan
+    actor TEXT NOT NULL,
+    at REAL NOT NULL,
+    note TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS reviews_page ON reviews(page_pk);
+-- Metadata search, separate from page_fts: one row per hồ sơ or văn bản, with the text both
+-- folded (diacritic-free queries) and exact; ``ref`` is 'ho_so:<mã>' or 'van_ban:<id>'.
+CREATE VIRTUAL TABLE IF NOT EXISTS meta_fts USING fts5(
+    ref UNINDEXED, folded, exact, tokenize='unicode61 remove_diacritics 0'
+);
+"""
+
 
 def fold(text: str) -> str:
     """Vietnamese without diacritics, lower-case: "Khoáng sản Đà Nẵng" → "khoang san da nang".
@@ -127,7 +205,8 @@ class Database:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         con = self.connect()
-        con.executescript(SCHEMA)  # DDL is idempotent (IF NOT EXISTS); executescript commits
+        # DDL is idempotent (IF NOT EXISTS); executescript commits.
+        con.executescript(SCHEMA + STAFF_SCHEMA)
         with self.tx() as con:
             con.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",

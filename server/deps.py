@@ -1,14 +1,24 @@
-"""Shared FastAPI dependencies: the archive's objects and the authenticated staff user."""
+"""Shared FastAPI dependencies: the archive's objects and who is asking, with what role.
+
+API: ``Authorization: Bearer <token>``; a web session cookie also works for GET/HEAD (the
+staff pages load thumbnails and downloads from the API) but never for writes — a write with a
+cookie alone would be a CSRF hole. No credentials → 401; a role too low → 403.
+Web pages use :func:`web_session`, which raises :class:`LoginRequired` (the app turns it into
+a redirect to /login) instead of 401.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 
 from server import auth
+from server.auth import Principal, Role, Session
 from server.catalog import Catalog
 from server.db import Database
+from server.records import Records
 
 
 def get_db(request: Request) -> Database:
@@ -21,23 +31,81 @@ def get_catalog(request: Request) -> Catalog:
     return catalog
 
 
-def _token(request: Request) -> str | None:
+def get_records(request: Request) -> Records:
+    records: Records = request.app.state.records
+    return records
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+DB = Annotated[Database, Depends(get_db)]
+CatalogDep = Annotated[Catalog, Depends(get_catalog)]
+RecordsDep = Annotated[Records, Depends(get_records)]
+
+
+def api_principal(request: Request, db: DB) -> Principal:
     header = request.headers.get("authorization", "")
+    found: Principal | None = None
     if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return request.cookies.get(auth.COOKIE)
-
-
-def require_user(request: Request, db: Annotated[Database, Depends(get_db)]) -> str:
-    user = auth.user_for(db, _token(request))
-    if user is None:
+        found = auth.principal_for_token(db, header[7:].strip())
+    elif request.method in ("GET", "HEAD"):
+        session = auth.session_for(db, request.cookies.get(auth.SESSION_COOKIE))
+        found = session.principal if session else None
+    if found is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "missing or invalid bearer token",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    return user
+    return found
 
 
-User = Annotated[str, Depends(require_user)]
-CatalogDep = Annotated[Catalog, Depends(get_catalog)]
+def api_role(role: Role) -> Callable[[Principal], Principal]:
+    def check(principal: Annotated[Principal, Depends(api_principal)]) -> Principal:
+        if not principal.can(role):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"needs the {role} role")
+        return principal
+
+    return check
+
+
+Viewer = Annotated[Principal, Depends(api_role("viewer"))]
+Archivist = Annotated[Principal, Depends(api_role("archivist"))]
+Admin = Annotated[Principal, Depends(api_role("admin"))]
+User = Viewer  # the first version's name for "any authenticated staff member"
+
+
+class LoginRequired(Exception):
+    def __init__(self, next_url: str) -> None:
+        super().__init__(next_url)
+        self.next_url = next_url
+
+
+class Forbidden(Exception):
+    def __init__(self, role: Role) -> None:
+        super().__init__(role)
+        self.role = role
+
+
+def web_session(request: Request, db: DB) -> Session:
+    session = auth.session_for(db, request.cookies.get(auth.SESSION_COOKIE))
+    if session is None:
+        raise LoginRequired(request.url.path)
+    request.state.session = session
+    return session
+
+
+def web_role(role: Role) -> Callable[[Session], Session]:
+    def check(session: Annotated[Session, Depends(web_session)]) -> Session:
+        if not session.principal.can(role):
+            raise Forbidden(role)
+        return session
+
+    return check
+
+
+WebViewer = Annotated[Session, Depends(web_role("viewer"))]
+WebArchivist = Annotated[Session, Depends(web_role("archivist"))]
+WebAdmin = Annotated[Session, Depends(web_role("admin"))]

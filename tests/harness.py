@@ -45,6 +45,7 @@ class Broker:
     port: int = field(default_factory=free_port)
     users: dict[str, str] | None = None
     persistence: bool = True
+    max_queued: int = 100000  # per client; mosquitto drops past it, silently (reliability §8.4)
     extra: str = ""
     proc: subprocess.Popen[bytes] | None = None
 
@@ -66,7 +67,7 @@ class Broker:
             "log_dest stderr",
             "log_type error",
             "log_type warning",
-            "max_queued_messages 100000",
+            f"max_queued_messages {self.max_queued}",
         ]
         if os.geteuid() == 0:
             # Started as root, mosquitto drops to the 'mosquitto' user, which cannot read a
@@ -140,6 +141,12 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.token:
+            # Tokens belong to users: an admin "test" without a password (API only).
+            subprocess.run(
+                [str(BIN / "sohoa-server"), "user", "add", "test", "--role", "admin",
+                 "--no-password"],
+                env=self.env(), check=True, capture_output=True, text=True,
+            )  # fmt: skip
             out = subprocess.run(
                 [str(BIN / "sohoa-server"), "token", "create", "--user", "test"],
                 env=self.env(),

@@ -1,0 +1,449 @@
+"""The staff side without a browser: users, roles, sessions, CSRF, the login brake, the audit
+chain, hồ sơ / văn bản metadata, search over it, the review queue and the handover exports.
+The app runs in-process (FastAPI TestClient, lifespan included, no MQTT); pages enter the
+archive through server.ingest exactly as in test_ingest.py."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import sqlite3
+import subprocess
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import bagit
+import pytest
+from fastapi.testclient import TestClient
+from harness import BIN
+from PIL import Image, ImageDraw
+from test_ingest import BatchSrc, PageSrc
+
+from protocol import topics
+from protocol.messages import PageEntry
+from server import audit, auth
+from server.app import create_app
+from server.catalog import highlight
+from server.config import ServerSettings
+from server.db import Database
+from server.ingest import Ingest
+from server.store import Store
+
+TEXT = (
+    "ỦY BAN NHÂN DÂN XÃ TÂN LẬP\n"
+    "Biên bản xử lý vi phạm: Khai thác khoáng sản trái phép tại thôn Đông."
+)
+PASSWORD = "mật-khẩu-đủ-dài"
+
+
+def jpeg(text: str = "Khai thac khoang san", size: tuple[int, int] = (620, 877)) -> bytes:
+    im = Image.new("RGB", size, "white")
+    ImageDraw.Draw(im).text((40, 60), text, fill="black")
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=80, dpi=(200, 200))
+    return buf.getvalue()
+
+
+@dataclass
+class FlaggedPage(PageSrc):
+    flags: tuple[str, ...] = field(default=())
+
+    def entry(self) -> PageEntry:
+        return super().entry().model_copy(update={"flags": self.flags, "ocr_confidence": 91.5})
+
+
+def seed(data_dir: Path, texts: list[str], flags: list[tuple[str, ...]] | None = None) -> None:
+    """One complete batch with a text, thumb and archival JPEG per page, via ingest."""
+    flags = flags or [()] * len(texts)
+    pages = [
+        FlaggedPage(
+            page_no=n,
+            parts={"text": t.encode(), "thumb": jpeg(t[:20], (124, 175)), "archival": jpeg(t[:30])},
+            flags=f,
+        )
+        for n, (t, f) in enumerate(zip(texts, flags, strict=True), 1)
+    ]
+    batch = BatchSrc(pages=pages)
+    db = Database(data_dir / "archive.sqlite3")
+    ingest = Ingest(db, Store(data_dir / "store"))
+    ingest.handle(topics.up(batch.device, "manifest"), batch.manifest())
+    for payload in batch.all_chunks(64 * 1024):
+        ingest.handle(topics.up(batch.device, "chunk"), payload)
+    db.close()
+
+
+@dataclass
+class Staff:
+    client: TestClient
+    db: Database
+    data_dir: Path
+    tokens: dict[str, str]
+
+    def bearer(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+    def login(self, name: str, password: str = PASSWORD) -> str:
+        r = self.client.post("/login", data={"username": name, "password": password})
+        assert r.status_code == 200, r.text  # followed the redirect home
+        return csrf_of(self.client.get("/").text)
+
+
+def csrf_of(html: str) -> str:
+    m = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert m, "no CSRF field in the page"
+    return m.group(1)
+
+
+@pytest.fixture
+def staff(tmp_path: Path) -> Iterator[Staff]:
+    data_dir = tmp_path / "server"
+    data_dir.mkdir()
+    seed(
+        data_dir,
+        [TEXT, "Trang hai. Sổ hộ tịch năm 1998.", ""],
+        [(), ("low_confidence",), ("blank", "ocr_retry")],
+    )
+    settings = ServerSettings(data_dir=data_dir, ingest=False)
+    db = Database(settings.sqlite_path())
+    tokens = {}
+    for role in auth.ROLES:
+        auth.add_user(db, role, role, PASSWORD)
+        tokens[role] = auth.create_token(db, role)
+    with TestClient(create_app(settings)) as client:
+        yield Staff(client, db, data_dir, tokens)
+    db.close()
+
+
+def ho_so_body(**over: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "organ_id": "000.00.00.H53",
+        "nam": 1998,
+        "ky_hieu": "01.HT",
+        "tieu_de": "Hồ sơ xử lý vi phạm khai thác khoáng sản năm 1998",
+        "thoi_han_bao_quan": "Vĩnh viễn",
+        "che_do_su_dung": "Công khai",
+        "nguoi_lap": "Nguyễn Văn A",
+        "ngon_ngu": "Tiếng Việt",
+        "thoi_gian_bat_dau": "1998-01-05",
+        "thoi_gian_ket_thuc": "1998-12-30",
+        "tu_khoa": "khoáng sản; vi phạm hành chính",
+        "so_luong_to": 3,
+    }
+    body.update(over)
+    return body
+
+
+MA = "000.00.00.H53.1998.01.HT"
+
+
+def make_ho_so(s: Staff) -> dict[str, object]:
+    r = s.client.put(f"/api/v1/ho-so/{MA}", json=ho_so_body(), headers=s.bearer("archivist"))
+    assert r.status_code == 200, r.text
+    pages = s.client.get("/api/v1/batches/1", headers=s.bearer("viewer")).json()["pages"]
+    r = s.client.post(
+        f"/api/v1/ho-so/{MA}/van-ban",
+        json={
+            "ten_loai": "Biên bản",
+            "so": "12",
+            "ky_hieu": "BB-UBND",
+            "ngay": "1998-03-02",
+            "co_quan_ban_hanh": "Ủy ban nhân dân xã Tân Lập",
+            "trich_yeu": "Xử lý vi phạm khai thác khoáng sản trái phép",
+            "pages": [pages[0]["id"], pages[1]["id"]],
+        },
+        headers=s.bearer("archivist"),
+    )
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+# -- users, roles, tokens, sessions -----------------------------------------------------------
+
+
+def test_passwords_are_salted_scrypt() -> None:
+    a, b = auth.hash_password("same password"), auth.hash_password("same password")
+    assert a != b and a.startswith("scrypt$")
+    assert auth.check_password("same password", a)
+    assert not auth.check_password("same passworD", a)
+    assert not auth.check_password("x", "garbage")
+
+
+def test_roles_401_403(staff: Staff) -> None:
+    c = staff.client
+    assert c.get("/api/v1/ho-so").status_code == 401
+    assert c.get("/api/v1/ho-so", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert c.get("/api/v1/ho-so", headers=staff.bearer("viewer")).status_code == 200
+    put = c.put(f"/api/v1/ho-so/{MA}", json=ho_so_body(), headers=staff.bearer("viewer"))
+    assert put.status_code == 403
+    assert c.get("/api/v1/catalogue.csv", headers=staff.bearer("viewer")).status_code == 403
+    assert c.get("/api/v1/audit", headers=staff.bearer("archivist")).status_code == 403
+    assert c.get("/api/v1/audit", headers=staff.bearer("admin")).status_code == 200
+
+
+def test_token_for_unknown_user_is_refused(staff: Staff) -> None:
+    with pytest.raises(auth.AuthError):
+        auth.create_token(staff.db, "nobody")
+
+
+def test_web_redirects_to_login_and_session_works(staff: Staff) -> None:
+    c = staff.client
+    for path in ("/", "/batches/1", "/ho-so", "/review", "/search?q=x", "/pages/1"):
+        r = c.get(path, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].startswith("/login"), path
+    r = c.post("/login", data={"username": "viewer", "password": PASSWORD}, follow_redirects=False)
+    assert r.status_code == 303
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie.replace("Lax", "lax")
+    assert c.get("/").status_code == 200
+    # A viewer may read pages, not the admin ones; the API accepts the session for reads only.
+    assert c.get("/audit").status_code == 403
+    assert c.get("/api/v1/batches").status_code == 200
+    assert c.put(f"/api/v1/ho-so/{MA}", json=ho_so_body()).status_code == 401
+    c.post("/logout", data={"csrf": csrf_of(c.get("/").text)})
+    assert c.get("/", follow_redirects=False).status_code == 303
+
+
+def test_token_login_link_still_works(staff: Staff) -> None:
+    r = staff.client.get(f"/login?token={staff.tokens['archivist']}", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/"
+    assert staff.client.get("/ho-so/new").status_code == 200
+    assert staff.client.get("/login?token=bad").status_code == 401
+
+
+def test_login_brake(staff: Staff) -> None:
+    c = staff.client
+    for _ in range(auth.FREE_FAILURES):
+        r = c.post("/login", data={"username": "viewer", "password": "wrong password"})
+        assert r.status_code == 401
+    # Now locked: even the right password is refused for a while.
+    r = c.post("/login", data={"username": "viewer", "password": PASSWORD})
+    assert r.status_code == 429
+    assert "giây" in r.text
+    assert 0 < auth.locked_for(staff.db, "viewer", "testclient") <= 2
+    # Once the lock-out has passed, the right password works and clears the counters.
+    with staff.db.tx() as con:
+        con.execute("UPDATE login_failures SET last_at = last_at - 10")
+    r = c.post("/login", data={"username": "viewer", "password": PASSWORD})
+    assert r.status_code == 200
+    assert staff.db.read().execute("SELECT COUNT(*) FROM login_failures").fetchone()[0] == 0
+
+
+def test_csrf_is_required(staff: Staff) -> None:
+    staff.login("archivist")
+    r = staff.client.post("/ho-so/new", data={**ho_so_body(), "csrf": "forged"})
+    assert r.status_code == 403
+    assert (
+        staff.client.get(f"/api/v1/ho-so/{MA}", headers=staff.bearer("viewer")).status_code == 404
+    )
+
+
+def test_cli_user_add_and_token(tmp_path: Path) -> None:
+    env = {"SOHOA_SERVER_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    pw = tmp_path / "pw"
+    pw.write_text(PASSWORD + "\n")
+    cli = str(BIN / "sohoa-server")
+    out = subprocess.run(
+        [cli, "token", "create", "--user", "ghost"], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 2 and "no such user" in out.stderr
+    out = subprocess.run(
+        [cli, "user", "add", "lan", "--role", "archivist", "--password-file", str(pw)],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    token = subprocess.run(
+        [cli, "token", "create", "--user", "lan"], env=env, capture_output=True, text=True,
+        check=True,
+    ).stdout.strip()  # fmt: skip
+    db = Database(tmp_path / "archive.sqlite3")
+    assert auth.principal_for_token(db, token) == auth.Principal("lan", "archivist")
+    assert auth.authenticate(db, "lan", PASSWORD, "1.2.3.4") is not None
+    out = subprocess.run([cli, "audit", "verify"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and "2 rows" in out.stdout
+
+
+# -- audit ------------------------------------------------------------------------------------
+
+
+def test_audit_records_and_is_append_only(staff: Staff, tmp_path: Path) -> None:
+    c = staff.client
+    c.post("/login", data={"username": "admin", "password": "wrong password"})
+    staff.login("admin")
+    c.get("/batches/1")
+    make_ho_so(staff)
+    c.get("/api/v1/catalogue.csv")
+    actions = [r["action"] for r in audit.recent(staff.db, 100)]
+    for expected in ("login.fail", "login", "batch.view", "ho_so.create", "van_ban.create",
+                     "export.catalogue"):  # fmt: skip
+        assert expected in actions
+    assert "Mã hồ sơ" not in c.get("/audit").text  # the page renders
+    assert "ho_so.create" in c.get("/audit").text
+    con = staff.db.connect()
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        con.execute("UPDATE audit SET actor = 'someone else' WHERE id = 2")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        con.execute("DELETE FROM audit WHERE id = 2")
+    count, broken = audit.verify(staff.db)
+    assert broken is None and count >= 6
+    # Tampering behind SQLite's back (trigger dropped) is caught by the chain.
+    con.execute("DROP TRIGGER audit_no_update")
+    con.execute("UPDATE audit SET target = 'x' WHERE id = 3")
+    count, broken = audit.verify(staff.db)
+    assert broken is not None and broken.row_id == 3 and count == 2
+    env = {"SOHOA_SERVER_DATA_DIR": str(staff.data_dir), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [str(BIN / "sohoa-server"), "audit", "verify"], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 1 and "row 3" in out.stderr
+
+
+# -- hồ sơ / văn bản --------------------------------------------------------------------------
+
+
+def test_ho_so_validation(staff: Staff) -> None:
+    h = staff.bearer("archivist")
+    put = staff.client.put
+    assert (
+        put(f"/api/v1/ho-so/{MA}", json=ho_so_body(tieu_de="x" * 501), headers=h).status_code == 422
+    )
+    assert (
+        put(f"/api/v1/ho-so/{MA}", json=ho_so_body(tieu_de="x" * 500), headers=h).status_code == 200
+    )
+    for bad in (
+        {"organ_id": "000.00.00.H53X"},  # 14 characters
+        {"ky_hieu": "x" * 21},
+        {"nam": 98},
+        {"thoi_han_bao_quan": "mãi mãi"},
+        {"che_do_su_dung": "Ai cũng xem"},
+        {"muc_do_tin_cay": "04"},
+        {"ngon_ngu": "Klingon"},
+        {"nguoi_lap": "x" * 31},
+        {"thoi_gian_bat_dau": "1999-01-01"},  # after the end
+        {"unknown_field": 1},
+    ):
+        body = ho_so_body(**bad)
+        ma = f"{body['organ_id']}.{body['nam']}.{body['ky_hieu']}"
+        assert put(f"/api/v1/ho-so/{ma}", json=body, headers=h).status_code == 422, bad
+    # The path must be the code the body makes.
+    assert put("/api/v1/ho-so/other", json=ho_so_body(), headers=h).status_code == 422
+    ok = put(f"/api/v1/ho-so/{MA}", json=ho_so_body(thoi_han_bao_quan="20 năm"), headers=h)
+    assert ok.json()["thoi_han_bao_quan"] == "20 năm"
+
+
+def test_van_ban_legal_names_and_search(staff: Staff) -> None:
+    doc = make_ho_so(staff)
+    assert doc["file_name"] == f"{MA}.001" and doc["stt"] == 1 and doc["so_trang"] == 2
+    got = staff.client.get(f"/api/v1/ho-so/{MA}", headers=staff.bearer("viewer")).json()
+    assert got["ma_ho_so"] == MA
+    assert got["tong_so_van_ban"] == 1 and got["tong_so_trang"] == 2
+    # Same số thứ tự twice: refused; unknown page: 404.
+    h = staff.bearer("archivist")
+    dup = {"stt": 1, "pages": [1]}
+    assert staff.client.post(f"/api/v1/ho-so/{MA}/van-ban", json=dup, headers=h).status_code == 409
+    gone = {"pages": [999]}
+    assert staff.client.post(f"/api/v1/ho-so/{MA}/van-ban", json=gone, headers=h).status_code == 404
+    # Metadata search ignores diacritics without them, is exact with them.
+    find = staff.client.get
+    v = staff.bearer("viewer")
+    hits = find("/api/v1/ho-so-search?q=khoang san", headers=v).json()
+    assert {x["ma_ho_so"] for x in hits} == {MA} and len(hits) == 2  # the hồ sơ and its văn bản
+    assert find("/api/v1/ho-so-search?q=khoáng sản", headers=v).json()
+    assert find("/api/v1/ho-so-search?q=khoang sàn", headers=v).json() == []
+    staff.login("viewer")
+    page = staff.client.get("/search?q=tan lap").text
+    assert "<mark>TÂN</mark> <mark>LẬP</mark>" in page  # the page text
+    assert "xã <mark>Tân</mark> <mark>Lập</mark>" in page  # the văn bản's issuing body
+
+
+def test_web_forms_create_and_edit(staff: Staff) -> None:
+    csrf = staff.login("archivist")
+    c = staff.client
+    form = c.get("/ho-so/new?batch=1").text
+    assert "Tiêu đề hồ sơ" in form and "Thời hạn bảo quản" in form and "Mức độ tin cậy" in form
+    body = {k: str(v) for k, v in ho_so_body().items()} | {"csrf": csrf, "batch": "1"}
+    r = c.post("/ho-so/new", data={**body, "nguoi_lap": "x" * 31})
+    assert r.status_code == 422 and "nguoi_lap" in r.text
+    r = c.post("/ho-so/new", data=body)
+    assert r.status_code == 200 and MA in r.text
+    doc = {"csrf": csrf, "batch": "1", "pages": "1-2", "ten_loai": "Biên bản", "trich_yeu": "Đất"}
+    r = c.post(f"/ho-so/{MA}/van-ban", data=doc)
+    assert r.status_code == 200 and f"{MA}.001" in r.text
+    r = c.post(f"/ho-so/{MA}/van-ban", data={"csrf": csrf, "batch": "1", "pages": "7"})
+    assert r.status_code == 422 and "no page 7" in r.text
+    r = c.post(f"/ho-so/{MA}", data={**body, "tieu_de": "Tiêu đề đã sửa", "organ_id": "hack"})
+    assert r.status_code == 200
+    got = c.get(f"/api/v1/ho-so/{MA}").json()
+    assert got["tieu_de"] == "Tiêu đề đã sửa" and got["organ_id"] == "000.00.00.H53"
+    en = c.get(f"/ho-so/{MA}?lang=en").text
+    assert "Retention period" in en and "Thời hạn bảo quản" not in en
+
+
+# -- viewer, review, dashboard ----------------------------------------------------------------
+
+
+def test_highlight_keeps_offsets() -> None:
+    assert str(highlight("Khoáng sản <b>", ["khoang", "san"], False)) == (
+        "<mark>Khoáng</mark> <mark>sản</mark> &lt;b&gt;"
+    )
+    # A stray combining mark must not shift later offsets.
+    assert "<mark>sản</mark>" in str(highlight("a\u0301\u0301 sản", ["san"], False))
+    assert str(highlight("khoáng khoang", ["khoáng"], True)) == "<mark>khoáng</mark> khoang"
+
+
+def test_viewer_review_dashboard(staff: Staff) -> None:
+    csrf = staff.login("archivist")
+    c = staff.client
+    page = c.get("/pages/1?q=khoang san").text
+    assert "<mark>khoáng</mark> <mark>sản</mark>" in page and "/api/v1/pages/1/image" in page
+    queue = c.get("/review").text
+    assert "OCR kém tin cậy" in queue and "trang trắng" in queue
+    assert c.post("/review/2", data={"csrf": csrf}).status_code == 200
+    assert [i["id"] for i in c.get("/api/v1/review").json()] == [3]
+    assert c.get("/").status_code == 200
+
+
+# -- exports ----------------------------------------------------------------------------------
+
+
+def test_bag_export_validates_and_detects_a_flipped_byte(staff: Staff, tmp_path: Path) -> None:
+    make_ho_so(staff)
+    r = staff.client.get(f"/api/v1/ho-so/{MA}/bag", headers=staff.bearer("archivist"))
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
+        zf.extractall(tmp_path / "out")
+    bag_dir = tmp_path / "out" / MA
+    bag = bagit.Bag(str(bag_dir))
+    bag.validate()
+    assert "sha256" in bag.algorithms
+    assert sorted(bag.payload_files()) == [f"data/{MA}.001.pdf", "data/metadata/ho-so.json"]
+    assert bag.info["External-Identifier"] == MA
+    assert bag.info["Tiêu đề hồ sơ"].startswith("Hồ sơ xử lý vi phạm")
+    pdf = (bag_dir / "data" / f"{MA}.001.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF-") and pdf.count(b"/Type /Page ") == 2
+    target = bag_dir / "data" / f"{MA}.001.pdf"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    target.write_bytes(bytes(data))
+    with pytest.raises(bagit.BagValidationError):
+        bagit.Bag(str(bag_dir)).validate()
+
+
+def test_catalogue_csv_and_xlsx(staff: Staff) -> None:
+    make_ho_so(staff)
+    h = staff.bearer("archivist")
+    r = staff.client.get("/api/v1/catalogue.csv", headers=h)
+    assert r.content.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
+    assert rows[0][:4] == ["STT", "Mã hồ sơ", "Tiêu đề hồ sơ", "Thời hạn bảo quản"]
+    assert rows[1][1] == MA and rows[1][2].startswith("Hồ sơ xử lý")
+    assert "05/01/1998" in rows[1]
+    x = staff.client.get("/api/v1/catalogue.xlsx", headers=h)
+    from openpyxl import load_workbook
+
+    ws = load_workbook(io.BytesIO(x.content)).active
+    assert ws["B1"].value == "Mã hồ sơ" and ws["B2"].value == MA
+    bulk = staff.client.get("/api/v1/export/000.00.00.H53.zip", headers=h)
+    with zipfile.ZipFile(io.BytesIO(bulk.content)) as zf:
+        assert sorted(zf.namelist()) == [f"{MA}.zip", "danh-muc-ho-so.csv"]
