@@ -1048,7 +1048,7 @@ def resolve_options(
     """`plan_scan(...).settings`, logging each adjustment (e.g. the test backend's 200 mm)."""
     plan = plan_scan(profile, request, available)
     for adj in plan.adjustments:
-        log.warning(
+        log.info(
             "scan option adjusted profile=%s option=%s requested=%r applied=%r reason=%s",
             profile.id,
             adj.option,

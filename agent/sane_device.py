@@ -10,8 +10,11 @@ it, yet ``open("test:0")`` works (DESIGN §8): names are therefore always accept
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import re
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -48,6 +51,33 @@ class ScannedPage:
     image: Image.Image
     dpi: int
     colour: bool
+
+
+_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+@contextlib.contextmanager
+def _keep_signal_handlers() -> Iterator[None]:
+    """Put back the process's SIGTERM/SIGINT/SIGHUP handlers after a SANE call resets them.
+
+    sane_start() of some backends (the test backend among them, through sanei_thread) sets
+    SIGTERM back to its default action, process-wide: systemd's stop would then kill the
+    agent mid-page instead of letting it finish the page (observed with sane-backends 1.1.1;
+    tests/test_daemon.py). Python can only re-install handlers from the main thread, but
+    sigaction(2) itself works from any thread, so the raw C-level actions are saved before
+    the call and restored after it. The struct is kept opaque (256 bytes is larger than any
+    libc's struct sigaction)."""
+    saved = []
+    for sig in _SIGNALS:
+        buf = ctypes.create_string_buffer(256)
+        if _libc.sigaction(sig, None, buf) == 0:
+            saved.append((sig, buf))
+    try:
+        yield
+    finally:
+        for sig, buf in saved:
+            _libc.sigaction(sig, buf, None)
 
 
 def init() -> str:
@@ -203,7 +233,8 @@ class Scanner:
         count = 0
         while True:
             try:
-                self.device.start()
+                with _keep_signal_handlers():
+                    self.device.start()
             except Exception as exc:
                 if END_OF_FEEDER in str(exc):
                     if count == 0:
@@ -211,7 +242,8 @@ class Scanner:
                     return
                 raise ScannerError(_error_key(exc), str(exc), pages=count) from exc
             try:
-                image = self.device.snap()
+                with _keep_signal_handlers():
+                    image = self.device.snap()
             except Exception as exc:
                 if END_OF_FEEDER in str(exc):  # some backends say so on read, not on start
                     if count == 0:
