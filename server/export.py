@@ -4,7 +4,7 @@ A bag (RFC 8493, sha256 manifests, made by the Library of Congress ``bagit`` lib
 ``data/<mã hồ sơ>.<stt>.pdf`` — one PDF per văn bản, its archival page images in order — and
 ``data/metadata/ho-so.json`` (the hồ sơ and its văn bản, field names as in the API); bag-info
 carries the hồ sơ fields under the law's labels. The PDFs wrap the archival JPEGs unchanged
-(DCTDecode, no re-encoding: no generation loss); they are not PDF/A.
+(DCTDecode, no re-encoding); pages the agent archived as PDF/A-2b are joined keeping PDF/A
 
 Nothing here touches the database except through :class:`server.records.Records` and
 :class:`server.catalog.Catalog`; callers write the audit row.
@@ -120,14 +120,42 @@ def _bag_info(ho_so: HoSoOut) -> dict[str, str]:
 
 
 def van_ban_pdf(catalog: Catalog, doc: VanBan) -> bytes:
-    images = []
+    """One PDF for a văn bản: its pages' archival PDF/A files joined in order (the agent makes
+    one PDF/A-2b per page, agent/archival.py), or, for pages archived as JPEG by older agents,
+    the JPEGs wrapped unchanged."""
+    files = []
     for page_pk in doc.pages:
         part = catalog.part_file(page_pk, "archival")
         page = catalog.page(page_pk)
         if part is None or page is None:
             raise ExportError(f"page {page_pk} of {doc.file_name} has no archival image yet")
-        images.append((part.path.read_bytes(), int(page["dpi"])))
-    return jpegs_to_pdf(images, f"{doc.file_name} {doc.trich_yeu}".strip())
+        files.append((part.path.read_bytes(), part.media_type, int(page["dpi"])))
+    title = f"{doc.file_name} {doc.trich_yeu}".strip()
+    if all(media == "application/pdf" for _, media, _ in files):
+        return join_pdfa([data for data, _, _ in files], title)
+    if any(media == "application/pdf" for _, media, _ in files):
+        raise ExportError(f"{doc.file_name} mixes PDF and JPEG pages; re-export after re-sync")
+    return jpegs_to_pdf([(data, dpi) for data, _, dpi in files], title)
+
+
+def join_pdfa(pdfs: list[bytes], title: str) -> bytes:
+    """Join single-page PDF/A-2b files, keeping what PDF/A asks of the whole file: the
+    first file's output intent (sRGB) and XMP metadata (with its pdfaid), a title, no
+    encryption, pages (with their invisible text layers) unchanged."""
+    import io
+
+    import pikepdf
+
+    first = pikepdf.open(io.BytesIO(pdfs[0]))
+    for data in pdfs[1:]:
+        with pikepdf.open(io.BytesIO(data)) as src:
+            first.pages.extend(src.pages)
+    with first.open_metadata(set_pikepdf_as_editor=False) as meta:
+        meta["dc:title"] = title
+    first.docinfo["/Title"] = title
+    out = io.BytesIO()
+    first.save(out, fix_metadata_version=False, deterministic_id=True)
+    return out.getvalue()
 
 
 def write_bag(records: Records, catalog: Catalog, ma: str, out_zip: Path) -> Path:
@@ -216,4 +244,3 @@ def catalogue_xlsx(records: Records, organ_id: str | None = None) -> bytes:
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
-
