@@ -49,6 +49,7 @@ BACKGROUND_DPI = 75  # MRC background: paper tone, seals, stains; text is in the
 BACKGROUND_QUALITY = 40  # JPEG quality of the background (smooth content: blocking invisible)
 MAX_INK_CHROMA = 80  # max−min of RGB: dark ink (≤ ~25) in the mask, red seal (~160) not
 MIN_COLOUR_CHROMA = 2  # a "colour" capture whose channels never differ by more is grey
+BAND_ROWS = 256  # rows of the full page the background reduction holds at a time
 PRODUCER = "sohoa"
 
 # tesseract's GlyphLessFont (tessdata/pdf.ttf, Apache-2.0, 572 bytes): a TrueType font whose
@@ -137,11 +138,13 @@ def segment(page: Image, ocr_binary: Image, dpi: int) -> Layers:
         raise ValueError("the OCR image and the page differ in size")
     ink = ocr_binary < 128
     if page.ndim == 3:
-        chroma = cv2.subtract(
-            cv2.max(cv2.max(page[:, :, 0], page[:, :, 1]), page[:, :, 2]),
-            cv2.min(cv2.min(page[:, :, 0], page[:, :, 1]), page[:, :, 2]),
-        )
-        ink &= chroma <= MAX_INK_CHROMA
+        # max − min over the channels, band by band: whole-page channel planes would be
+        # three more 8.7 MB copies at 300 dpi.
+        for top in range(0, page.shape[0], BAND_ROWS):
+            rows = slice(top, top + BAND_ROWS)
+            b, g, r = cv2.split(page[rows])
+            chroma = cv2.subtract(cv2.max(cv2.max(b, g), r), cv2.min(cv2.min(b, g), r))
+            ink[rows] &= chroma <= MAX_INK_CHROMA
     ink_u8 = ink.view(np.uint8)
     ink_rgb = _ink_colour(page, ink_u8)
     factor = max(1, round(dpi / BACKGROUND_DPI))
@@ -173,10 +176,22 @@ def _fill_background(page: Image, ink: npt.NDArray[np.uint8], factor: int) -> Im
     """
     keep = cv2.bitwise_not(cv2.dilate(ink * np.uint8(255), np.ones((5, 5), np.uint8)))
     height, width = page.shape[:2]
-    size = (max(1, -(-width // factor)), max(1, -(-height // factor)))
-    paper = cv2.bitwise_and(page, page, mask=keep)
-    summed = cv2.resize(paper, size, interpolation=cv2.INTER_AREA).astype(np.float32)
-    weight = cv2.resize(keep, size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    small_w = max(1, -(-width // factor))
+    # Band by band (rows in multiples of `factor`, so each reduced row sees the same pixels
+    # as a whole-page resize): the ink-free copy of the page is never made whole (26 MB for
+    # a colour 300-dpi A4), only BAND_ROWS at a time.
+    step = max(factor, BAND_ROWS // factor * factor)
+    summed_rows, weight_rows = [], []
+    for top in range(0, height, step):
+        rows = slice(top, min(height, top + step))
+        band_keep = keep[rows]
+        band = cv2.bitwise_and(page[rows], page[rows], mask=band_keep)
+        size = (small_w, max(1, -(-band.shape[0] // factor)))
+        summed_rows.append(cv2.resize(band, size, interpolation=cv2.INTER_AREA))
+        weight_rows.append(cv2.resize(band_keep, size, interpolation=cv2.INTER_AREA))
+    del keep
+    summed = np.concatenate(summed_rows).astype(np.float32)
+    weight = np.concatenate(weight_rows).astype(np.float32) / 255.0
     if summed.ndim == 3:
         weight3 = cv2.merge([weight, weight, weight])
         small = summed / np.maximum(weight3, 1e-3)
@@ -237,31 +252,66 @@ class ArchivalPage:
     words: int = 0
 
 
-def make_archival_pdf(
-    page: Image,
-    ocr_binary: Image,
+@dataclass(frozen=True)
+class EncodedLayers:
+    """The page's image layers, encoded: all the PDF needs of the pixels (~50 KB).
+
+    Made before OCR so that the page itself can be freed while tesseract runs; the words
+    are added by `assemble_pdf` afterwards.
+    """
+
+    background: bytes  # JPEG
+    background_size: tuple[int, int]  # width, height in pixels
+    background_grey: bool
+    background_dpi: float
+    mask: bytes  # raw G4 strip, b"" when the page has no ink
+    mask_size: tuple[int, int]  # width, height: the page's pixels
+    ink_rgb: tuple[int, int, int]
+
+
+def encode_layers(
+    page: Image, ocr_binary: Image, dpi: int, *, background_quality: int = BACKGROUND_QUALITY
+) -> EncodedLayers:
+    """Segment the page (`segment`) and encode the background (JPEG) and ink mask (G4)."""
+    layers = segment(page, ocr_binary, dpi)
+    height, width = page.shape[:2]
+    return EncodedLayers(
+        background=encode_jpeg(layers.background, background_quality),
+        background_size=(layers.background.shape[1], layers.background.shape[0]),
+        background_grey=layers.background.ndim == 2,
+        background_dpi=layers.background_dpi,
+        mask=encode_g4(layers.mask) if layers.mask.any() else b"",
+        mask_size=(width, height),
+        ink_rgb=layers.ink_rgb,
+    )
+
+
+def assemble_pdf(
+    layers: EncodedLayers,
     words: Sequence[Word],
     dpi: int,
     legal: LegalCheck,
     *,
-    background_quality: int = BACKGROUND_QUALITY,
+    words_dpi: float | None = None,
     created: dt.datetime | None = None,
 ) -> ArchivalPage:
-    """Segment the page and write it as a one-page searchable PDF/A-2b at 100 % scale."""
-    layers = segment(page, ocr_binary, dpi)
-    height, width = page.shape[:2]
+    """The one-page searchable PDF/A-2b at 100 % scale from encoded layers and OCR words.
+
+    `words_dpi`: the resolution of the image tesseract read, when it was not the page's
+    own (an enlarged low-dpi page); word boxes are in its pixels.
+    """
+    width, height = layers.mask_size
     width_pt, height_pt = width * 72 / dpi, height * 72 / dpi
-    background = encode_jpeg(layers.background, background_quality)
-    mask = encode_g4(layers.mask) if layers.mask.any() else b""
-    text, codes = _text_operators(words, dpi, height)
+    text_dpi = words_dpi or dpi
+    text, codes = _text_operators(words, text_dpi, height * text_dpi / dpi)
     pdf = write_pdfa(
         width_pt=width_pt,
         height_pt=height_pt,
-        background=background,
-        background_size=(layers.background.shape[1], layers.background.shape[0]),
-        background_grey=layers.background.ndim == 2,
-        mask=mask,
-        mask_size=(width, height),
+        background=layers.background,
+        background_size=layers.background_size,
+        background_grey=layers.background_grey,
+        mask=layers.mask,
+        mask_size=layers.mask_size,
         ink_rgb=layers.ink_rgb,
         text_operators=text,
         text_codes=codes,
@@ -274,12 +324,33 @@ def make_archival_pdf(
         round(height_pt, 3),
         layers.ink_rgb,
         round(layers.background_dpi, 2),
-        {"background_jpeg": len(background), "mask_g4": len(mask), "text_ops": len(text)},
+        {
+            "background_jpeg": len(layers.background),
+            "mask_g4": len(layers.mask),
+            "text_ops": len(text),
+        },
         len(words),
     )
 
 
-def _text_operators(words: Sequence[Word], dpi: int, page_height_px: int) -> tuple[bytes, set[int]]:
+def make_archival_pdf(
+    page: Image,
+    ocr_binary: Image,
+    words: Sequence[Word],
+    dpi: int,
+    legal: LegalCheck,
+    *,
+    background_quality: int = BACKGROUND_QUALITY,
+    created: dt.datetime | None = None,
+) -> ArchivalPage:
+    """Segment the page and write it as a one-page searchable PDF/A-2b at 100 % scale."""
+    layers = encode_layers(page, ocr_binary, dpi, background_quality=background_quality)
+    return assemble_pdf(layers, words, dpi, legal, created=created)
+
+
+def _text_operators(
+    words: Sequence[Word], dpi: float, page_height_px: float
+) -> tuple[bytes, set[int]]:
     """Invisible text (3 Tr), each word stretched (Tz) over its box, a space after it.
 
     Boxes are tesseract's, in pixels of the page that goes into the PDF. The font size is

@@ -3,8 +3,9 @@
 A bag (RFC 8493, sha256 manifests, made by the Library of Congress ``bagit`` library) holds:
 ``data/<mã hồ sơ>.<stt>.pdf`` — one PDF per văn bản, its archival page images in order — and
 ``data/metadata/ho-so.json`` (the hồ sơ and its văn bản, field names as in the API); bag-info
-carries the hồ sơ fields under the law's labels. The PDFs wrap the archival JPEGs unchanged
-(DCTDecode, no re-encoding); pages the agent archived as PDF/A-2b are joined keeping PDF/A
+carries the hồ sơ fields under the law's labels. Pages the agent archived as PDF/A-2b are
+joined keeping the output intent, XMP identity and text layers; pages older agents archived
+as JPEG are wrapped unchanged (DCTDecode, no re-encoding; not PDF/A).
 
 Nothing here touches the database except through :class:`server.records.Records` and
 :class:`server.catalog.Catalog`; callers write the audit row.
