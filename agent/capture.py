@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,6 +29,28 @@ log = logging.getLogger(__name__)
 # (perf.md B4: level 6 takes ~1 s for a 300-dpi page; the feeder must not wait).
 PNG_LEVEL = 1
 EXPECTED_SHEETS = 50  # when the profile does not state the feeder capacity
+# A batch the scanner stopped (jam, cover, double feed, unplugged) is continued by the next
+# press within this time: the new batch records which one it continues, so the archive sees
+# one run of pages, and the technician only clears the jam and presses the button again.
+RESUMABLE_ERRORS = (
+    "scanner_jammed",
+    "scanner_cover_open",
+    "scanner_double_feed",
+    "scanner_failed",
+    "interrupted",
+    "disk_full",
+)
+RESUME_WINDOW_S = 30 * 60
+
+
+def batch_to_continue(outbox: Outbox, now: float | None = None) -> BatchRecord | None:
+    """The latest scanned batch, if a scanner stop cut it short recently."""
+    scanned = [b for b in outbox.batches() if b.source == "scan"]
+    if not scanned:
+        return None
+    last = scanned[-1]
+    recent = (now if now is not None else time.time()) - last.created_at < RESUME_WINDOW_S
+    return last if recent and last.last_error in RESUMABLE_ERRORS else None
 
 
 @dataclass(frozen=True)
@@ -60,7 +83,12 @@ def scan_batch(
     request: ScanRequest,
     on_page: Callable[[PageRecord], None] = lambda page: None,
     metadata: dict[str, str] | None = None,
+    continues: BatchRecord | None = None,
 ) -> ScanOutcome:
+    metadata = dict(metadata or {})
+    if continues is not None:
+        metadata["continues_batch"] = continues.batch_id
+        metadata["continues_after_page"] = str(continues.page_count)
     capacity = getattr(scanner.profile, "adf_capacity", None) or EXPECTED_SHEETS
     sheets = 1 if request.source == "flatbed" else int(capacity)
     check_disk(settings, sheets * (2 if request.source == "adf_duplex" else 1))

@@ -65,12 +65,16 @@ def cmd_scan(ctx: Context) -> int:
         scanner = sane_device.open_scanner(ctx.args.scanner or s.scanner, known)
         with scanner:
             ctx.say("scan_started", scanner=scanner.info.name)
+            previous = None if ctx.args.new else capture.batch_to_continue(outbox)
+            if previous is not None:
+                ctx.say("scan_continues", batch=previous.batch_id[:8], pages=previous.page_count)
             outcome = capture.scan_batch(
                 s,
                 outbox,
                 scanner,
                 request,
                 on_page=lambda page: ctx.say("scan_page", page_no=page.page_no),
+                continues=previous,
             )
     ctx.say("scan_done", pages=outcome.pages, batch=outcome.batch.batch_id[:8])
     if outcome.error is not None:
@@ -360,6 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
     scan = add("scan", cmd_scan, "scan one batch now (like pressing the button)")
     scan.add_argument("--scanner", help="SANE device name (default: SOHOA_SCANNER)")
     scan.add_argument("--source", choices=["flatbed", "adf", "adf_duplex"])
+    scan.add_argument(
+        "--new",
+        action="store_true",
+        help="start a new batch even if the last one was cut short by a jam",
+    )
     imp = add("import", cmd_import, "import PNG/JPEG/TIFF/PDF files or folders as one batch")
     imp.add_argument("paths", nargs="+", type=Path)
     proc = add("process", cmd_process, "clean up and OCR every page waiting for it")

@@ -149,7 +149,8 @@ class Daemon:
             known = profiles.load_scanner_profiles(s.hw_profiles_dir)
             self.feedback.show(AgentState.SCANNING)
             with sane_device.open_scanner(s.scanner, known) as scanner:
-                outcome = capture.scan_batch(s, self.outbox, scanner, request)
+                previous = capture.batch_to_continue(self.outbox)
+                outcome = capture.scan_batch(s, self.outbox, scanner, request, continues=previous)
             self.work_ready.set()
             if outcome.error is not None:
                 self._error(outcome.error)

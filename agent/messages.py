@@ -13,6 +13,10 @@ Lang = Literal["vi", "en"]
 CATALOG: dict[str, tuple[str, str]] = {
     # key: (Vietnamese, English)
     "scan_started": ("Đang quét… ({scanner})", "Scanning… ({scanner})"),
+    "scan_continues": (
+        "Quét tiếp lô {batch} (đã có {pages} trang) sau lần dừng trước.",
+        "Continuing batch {batch} ({pages} page(s) so far) after the last stop.",
+    ),
     "scan_page": ("Đã lưu trang {page_no}", "Saved page {page_no}"),
     "scan_done": (
         "Xong: đã lưu {pages} trang vào lô {batch}.",

@@ -38,6 +38,10 @@ _sane_version = ""
 # sane_strstatus() texts as python-sane raises them (sane-backends sanei/sanei_*.c).
 END_OF_FEEDER = "Document feeder out of documents"
 _STATUS_KEYS = {
+    # Backends report a double feed (ultrasonic sensor) as a jam with their own wording.
+    "double": "scanner_double_feed",
+    "Double": "scanner_double_feed",
+    "multifeed": "scanner_double_feed",
     "Document feeder jammed": "scanner_jammed",
     "Scanner cover is open": "scanner_cover_open",
     "Device busy": "scanner_busy",

@@ -6,6 +6,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "app_title": ("Số hóa — Lưu trữ lịch sử", "Sohoa — Historical archive"),
     "batches": ("Lô tài liệu đã nhận", "Received batches"),
     "batch": ("Lô", "Batch"),
+    "continues_batch": ("Quét tiếp của lô", "Continues batch"),
+    "after_page": ("sau trang", "after page"),
     "device": ("Thiết bị", "Device"),
     "devices": ("Thiết bị", "Devices"),
     "received": ("Nhận lúc", "Received"),

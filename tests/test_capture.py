@@ -135,3 +135,32 @@ def test_the_disk_guard_refuses_a_scan_before_it_starts(tmp_path: Path, known) -
         _scan(greedy, known, "adf")
     with ob.Outbox(greedy.data_dir, read_only=True) as outbox:
         assert outbox.batches() == []
+
+
+def test_the_next_press_after_a_jam_continues_the_batch(settings, known) -> None:  # type: ignore[no-untyped-def]
+    from agent import capture as cap
+
+    def jam_after_two(sc):  # type: ignore[no-untyped-def]
+        def hook(page: ob.PageRecord) -> None:
+            if page.page_no == 2:
+                sc.device.read_return_value = "SANE_STATUS_JAMMED"
+
+        return hook
+
+    first, _, _ = _scan(settings, known, "adf", on_page=jam_after_two)
+    with ob.Outbox(settings.data_dir) as outbox:
+        previous = cap.batch_to_continue(outbox)
+        assert previous is not None
+        assert previous.batch_id == first.batch.batch_id
+        assert cap.batch_to_continue(outbox, now=previous.created_at + 3600) is None
+    sane_device.init()
+    dev = sane_device.sane.open("test:0")
+    dev.read_return_value = "Default"
+    dev.close()
+    request = profiles.ScanRequest(source="adf", mode="color", dpi=settings.dpi)
+    with ob.Outbox(settings.data_dir) as outbox, sane_device.open_scanner("test:0", known) as sc:
+        second = cap.scan_batch(settings, outbox, sc, request, continues=previous)
+        assert second.batch.metadata["continues_batch"] == first.batch.batch_id
+        assert second.batch.metadata["continues_after_page"] == "2"
+        # A batch that ended normally is not continued.
+        assert cap.batch_to_continue(outbox) is None
