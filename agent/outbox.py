@@ -21,12 +21,15 @@ read-only (``status``).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import functools
 import json
 import os
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,6 +209,13 @@ class Outbox:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
+        # A flock lives as long as any copy of its descriptor. Children forked meanwhile (the
+        # pipeline's process pool) inherit one; if this process is SIGKILLed, they live on idle
+        # and would keep the outbox locked for good (every later run: outbox_locked). They
+        # never write the outbox: drop their copy.
+        os.register_at_fork(
+            after_in_child=functools.partial(_drop_inherited_lock, weakref.ref(self))
+        )
 
     def _recover(self) -> None:
         """After a power cut or SIGKILL mid-scan: a batch still 'scanning' has no scanner any
@@ -475,6 +485,14 @@ class Outbox:
             for page in self.pages(batch.batch_id):
                 if page.state == CAPTURED:
                     yield page
+
+
+def _drop_inherited_lock(ref: weakref.ReferenceType[Outbox]) -> None:
+    outbox = ref()
+    if outbox is not None and outbox._lock_fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(outbox._lock_fd)
+        outbox._lock_fd = None
 
 
 def _page_no(page: PageRecord) -> int:
