@@ -7,6 +7,9 @@ is never taken as connected; a PUBACK whose reason code is a failure (e.g. 0x87 
 authorized, which the ACL gives for a foreign topic) is counted and reported.
 The session is persistent (``clean_start=False`` + a session expiry): paho's default
 ``MQTT_CLEAN_START_FIRST_ONLY`` without an expiry wipes it on every restart (DESIGN §8).
+Incoming messages are acknowledged on arrival, except commands (``down/{device}/command``):
+they are acknowledged by :meth:`MqttLink.ack` once recorded durably, so that a command this
+process dies holding is redelivered by the broker at the next connect (paho ``manual_ack``).
 """
 
 from __future__ import annotations
@@ -34,12 +37,15 @@ from protocol.messages import Status
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY = 7 * 24 * 3600  # a week offline keeps the broker session (and our receipts)
+WINDOW_AIRTIME = 10.0  # seconds of link time the in-flight window may hold
 
 
 @dataclass(frozen=True)
 class Incoming:
     topic: str
     payload: bytes
+    mid: int = 0  # non-zero: not acknowledged to the broker yet (see MqttLink.ack)
+    qos: int = 0
 
 
 class MqttLink:
@@ -85,6 +91,7 @@ class MqttLink:
             client_id=self.device_id,
             protocol=mqtt.MQTTv5,
             reconnect_on_failure=True,
+            manual_ack=True,
         )
         client.username_pw_set(self.broker.username, self.broker.password)
         if self.broker.tls:
@@ -180,7 +187,19 @@ class MqttLink:
         self.connected.clear()
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.qos > 0 and msg.topic.endswith("/command"):
+            self.inbox.put(Incoming(msg.topic, bytes(msg.payload), msg.mid, msg.qos))
+            return
+        # Receipts and states need no durable hand-over: reconciliation asks again.
         self.inbox.put(Incoming(msg.topic, bytes(msg.payload)))
+        client.ack(msg.mid, msg.qos)
+
+    def ack(self, item: Incoming) -> None:
+        """Acknowledge a command to the broker once it is recorded (or refused for good).
+        Only valid on the connection it arrived on; after a reconnect the broker sends it
+        again, which the recording side takes as a duplicate."""
+        if item.mid and item.qos:
+            self._client.ack(item.mid, item.qos)
 
     def _on_publish(
         self,
@@ -222,7 +241,14 @@ class MqttLink:
         if qos == 0:
             self._client.publish(topic, payload, qos=0)
             return True
-        if not self._window.acquire(timeout=timeout):
+        deadline = time.monotonic() + timeout
+        # Keep at most ~WINDOW_AIRTIME seconds of data queued on the link: a count-based
+        # window of 16 x 32 KiB is a minute of 2G, and queries and receipts wait behind it.
+        while self.in_flight >= self.window_limit(len(payload)):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        if not self._window.acquire(timeout=max(0.0, deadline - time.monotonic())):
             return False
         self._bucket.take(len(payload))
         # Never hold our lock while calling into paho: its network thread holds paho's
@@ -240,6 +266,15 @@ class MqttLink:
                 self._pending.add(info.mid)
                 self._sent[info.mid] = (len(payload), time.monotonic())
         return True
+
+    def window_limit(self, size: int) -> int:
+        """How many publishes of ``size`` bytes may be in flight: the configured window, and
+        no more than WINDOW_AIRTIME seconds of data at the measured rate (at least 2, so
+        one round trip is always covered)."""
+        rate = self.upload_rate()
+        if not rate:
+            return self.settings.max_inflight
+        return max(2, min(self.settings.max_inflight, int(rate * WINDOW_AIRTIME / max(size, 1))))
 
     def upload_rate(self) -> float | None:
         """Bytes per second the link carried lately (None until measured)."""

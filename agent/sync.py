@@ -12,6 +12,10 @@ The flow of one round (:meth:`Syncer.run` repeats it until done, stopped or out 
    are released (the capture only if the capture itself was receipted).
 
 Nothing here is trusted to the broker: what it drops shows up as missing in the next round.
+
+Besides receipts, states and rejects, the server sends commands: a re-scan request
+(``Command(command="rescan")``) is recorded in ``rescan.json`` (:mod:`agent.rescan`) and only
+then acknowledged to the broker; ``status`` lists it for the technician.
 """
 
 from __future__ import annotations
@@ -26,15 +30,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent import messages, rescan, storage, transfer
 from agent import outbox as ob
-from agent import storage, transfer
 from agent.config import AgentSettings
-from agent.mqtt_link import MqttLink
+from agent.errors import StorageError
+from agent.mqtt_link import Incoming, MqttLink
 from protocol import chunking, envelope, topics
 from protocol.messages import (
     PART_PRIORITY,
     BatchState,
     ChunkHeader,
+    Command,
     Manifest,
     PartState,
     Query,
@@ -45,6 +51,7 @@ from protocol.messages import (
 log = logging.getLogger(__name__)
 
 QUERY_TIMEOUT = 30.0
+QUERY_REPEAT = 8.0  # re-ask after this long without any answer (a ~300-byte publish)
 MAX_ATTEMPTS = 20  # rounds without progress before a batch is quarantined
 MANIFEST_BUDGET = transfer.MANIFEST_BUDGET  # kept for importers of agent.sync
 
@@ -60,6 +67,7 @@ class SyncReport:
     pending_pages: int = 0
     rejects: list[str] = field(default_factory=list)
     forged: int = 0  # receipts/states refused for a bad signature
+    rescans: list[rescan.RescanRequest] = field(default_factory=list)  # new this run
 
     @property
     def finished(self) -> bool:
@@ -179,11 +187,19 @@ class Syncer:
             sent_at=time.time(),
             batch_ids=tuple(ids),
         )
-        if not self.link.publish(topics.up(self.device_id, "query"), envelope.encode(query)):
+        payload = envelope.encode(query)
+        if not self.link.publish(topics.up(self.device_id, "query"), payload):
             return {}
         answers: dict[str, BatchState] = {}
         until = min(deadline, self.clock() + QUERY_TIMEOUT)
+        ask_again = self.clock() + QUERY_REPEAT
         while len(answers) < len(ids) and self.clock() < until:
+            if not answers and self.clock() >= ask_again:
+                # The broker may have dropped the question (Mosquitto 2.0 loses messages for
+                # an offline shared subscription after its own restart): ask once more
+                # rather than sit out the whole timeout. Answers are idempotent.
+                self.link.publish(topics.up(self.device_id, "query"), payload, timeout=5.0)
+                ask_again = self.clock() + QUERY_REPEAT
             for msg in self._drain_inbox(report, wait=0.2):
                 if (
                     isinstance(msg, BatchState)
@@ -215,17 +231,86 @@ class Syncer:
                 frame = envelope.decode(item.payload)
             except (topics.TopicError, envelope.EnvelopeError) as exc:
                 log.warning("ignored a message on %s: %s", item.topic, exc)
+                self._ack(item)  # it will never decode: do not have it redelivered for ever
                 continue
             msg = frame.message
             if parsed.direction != "down" or parsed.device_id != self.device_id:
+                self._ack(item)
                 continue
-            if isinstance(msg, Receipt):
+            if isinstance(msg, Command):
+                if self._on_command(msg, report):
+                    self._ack(item)
+            elif isinstance(msg, Receipt):
                 if self._authentic(msg, report):
                     self._apply_committed(msg.batch_id, msg.committed, report)
             elif isinstance(msg, Reject):
                 self._on_reject(msg, report)
             out.append(msg)
         return out
+
+    def handle_inbox(self) -> SyncReport:
+        """Handle what the server sent while nothing was being synced (the daemon, idle)."""
+        report = SyncReport()
+        self._drain_inbox(report)
+        return report
+
+    def collect_commands(self, wait: float) -> SyncReport:
+        """Connected with nothing to send: give the broker ``wait`` seconds to deliver what
+        it queued for us while we were offline (commands), and handle it."""
+        report = SyncReport()
+        deadline = self.clock() + wait
+        while self.clock() < deadline:
+            self._drain_inbox(report, wait=min(0.2, max(0.01, deadline - self.clock())))
+        return report
+
+    def _ack(self, item: object) -> None:
+        if isinstance(item, Incoming) and item.mid:
+            self.link.ack(item)
+
+    def _on_command(self, msg: Command, report: SyncReport) -> bool:
+        """Handle one command; True once it may be acknowledged to the broker (recorded, or
+        of no use to keep). Commands are not signed: a re-scan request only shows a line to
+        the technician, it never makes the agent delete anything."""
+        if msg.command == "ping":
+            log.info("ping from the server (msg %s)", msg.msg_id)
+            return True
+        if msg.page_id is None:
+            log.warning("re-scan command %s names no page; ignored", msg.msg_id)
+            return True
+        page_no: int | None = None
+        source_name: str | None = None
+        if msg.batch_id is not None:
+            try:
+                self.outbox.batch(msg.batch_id)  # KeyError first: never open an unknown batch
+                page = self.outbox.page(msg.batch_id, msg.page_id)
+                page_no, source_name = page.page_no, page.source_name
+            except (KeyError, OSError, ValueError):
+                pass  # a batch this outbox no longer knows: the ids are still shown
+        request = rescan.RescanRequest(
+            page_id=msg.page_id,
+            batch_id=msg.batch_id or "",
+            note=msg.note,
+            received_at=time.time(),
+            msg_id=msg.msg_id,
+            page_no=page_no,
+            source_name=source_name,
+        )
+        try:
+            added = rescan.add(self.settings.data_dir, request)
+        except (StorageError, OSError, ValueError) as exc:
+            # Not acknowledged: the broker delivers it again at the next connect.
+            log.error("could not record re-scan request %s: %s", msg.msg_id, exc)
+            return False
+        if added:
+            report.rescans.append(request)
+            log.warning(
+                "device %s batch %s page %s: %s",
+                self.device_id,
+                request.batch_id,
+                request.page_id,
+                describe(request, "en"),
+            )
+        return True
 
     def _authentic(self, msg: Receipt | BatchState, report: SyncReport) -> bool:
         """With the server's public key configured, a receipt or state that does not carry
@@ -388,3 +473,18 @@ class Syncer:
 
     def _quarantine(self, batch_id: str, reason: str) -> None:
         transfer.quarantine(self.outbox, batch_id, reason)
+
+
+def describe(request: rescan.RescanRequest, lang: messages.Lang = "vi") -> str:
+    """The technician's line for one re-scan request."""
+    page = str(request.page_no) if request.page_no is not None else "?"
+    if request.source_name:
+        page += f" ({request.source_name})"
+    return messages.t(
+        "rescan_requested",
+        lang,
+        batch=request.batch_id[:8] or "?",
+        page=page,
+        page_id=request.page_id[:8],
+        note=request.note or "—",
+    )

@@ -9,9 +9,11 @@ outbox; children get paths in and give paths back.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import shutil
+import signal
 import threading
 import traceback
 from collections.abc import Callable
@@ -25,6 +27,8 @@ from agent.config import AgentSettings
 from agent.pipeline import PageResult, PipelineSettings, process_page
 
 log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 PART_MEDIA_TYPES = {
     "archival": "application/pdf",
@@ -44,6 +48,10 @@ class _Job:
 
 
 def _init_child() -> None:
+    # Die with the agent: a SIGKILLed `sync` must not leave OCR workers running for ever
+    # (outside systemd nothing else reaps them; tests/test_faults.py).
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     os.environ["OMP_THREAD_LIMIT"] = "1"
     with contextlib.suppress(OSError):
         os.nice(5)  # capture and sync come first

@@ -64,3 +64,15 @@ def test_token_bucket_caps_the_average_rate() -> None:
     start = time.monotonic()
     unlimited.take(10**9)
     assert time.monotonic() - start < 0.05
+
+
+def test_the_in_flight_window_holds_about_ten_seconds_of_link_time(tmp_path: Path) -> None:
+    from agent.mqtt_link import MqttLink
+
+    settings = AgentSettings(data_dir=tmp_path, device_id="xa-a", max_inflight=16)
+    link = MqttLink(settings, boot_id="b", agent_version="t")
+    assert link.window_limit(32768) == 16  # not measured yet: the configured window
+    link._rate = 8000.0  # 64 kbit/s
+    assert link.window_limit(32768) == 2  # 10 s of 64 kbit/s is ~2.4 chunks of 32 KiB
+    link._rate = 1e6
+    assert link.window_limit(32768) == 16
