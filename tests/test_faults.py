@@ -693,3 +693,26 @@ def test_impersonation_is_refused_by_the_broker_and_the_server(
                 raw.close()
         server.stop()
         broker.stop()
+
+
+# -- h. two ingest workers on one shared subscription -----------------------------------------
+
+
+def test_two_ingest_workers_share_the_load_without_duplicates(
+    world: World, record_property: RecordProperty
+) -> None:
+    # A second server process on the same archive with its own client id: the broker's
+    # shared subscription splits device messages between the two (DESIGN §7).
+    second = ServerProcess(
+        world.server.data_dir, world.broker.url, client_id="sohoa-server-2", token="unused"
+    )
+    second.start()
+    try:
+        world.import_batch(6, seed=8)
+        assert world.sync(timeout=150) == 0, world.last_log()[-3000:]
+        counts = assert_global_invariant(world)
+        handled = [s.get_json("/healthz", auth=False)["messages"] for s in (world.server, second)]
+    finally:
+        second.stop()
+    assert min(handled) > 0, f"one worker got nothing: {handled}"
+    report(record_property, "two workers", messages_per_worker=handled, **counts)
