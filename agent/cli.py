@@ -26,6 +26,9 @@ from agent.errors import ScannerError, SohoaError, SyncError
 
 if TYPE_CHECKING:
     from agent.bundle import ReceiptsReport
+    from agent.mqtt_link import MqttLink
+    from agent.rescan import RescanRequest
+    from agent.sync import Syncer
 
 log = logging.getLogger("sohoa.agent")
 
@@ -122,6 +125,7 @@ def cmd_sync(ctx: Context) -> int:
         link = MqttLink(s, _boot_id(), __version__)
         syncer = Syncer(s, outbox, link, __version__)
         if not syncer.pending():
+            _collect_commands(ctx, link, syncer)
             ctx.say("sync_nothing")
             return 0
         timeout = ctx.args.timeout if ctx.args.wait else min(ctx.args.timeout, 60.0)
@@ -131,6 +135,7 @@ def cmd_sync(ctx: Context) -> int:
             report = syncer.run(timeout)
         finally:
             link.close()
+        _say_rescans(ctx, report.rescans)
         log.info(
             "sync: %d batch(es) done, %d part receipts, %d chunks (%d bytes) sent, %d rounds",
             report.batches_done,
@@ -146,6 +151,48 @@ def cmd_sync(ctx: Context) -> int:
             ctx.say("sync_timeout", seconds=int(timeout), pending=report.pending_pages)
             return 75
         return 0
+
+
+COMMAND_WAIT = 2.0  # seconds the broker gets to deliver what it queued while we were away
+
+
+def _collect_commands(ctx: Context, link: MqttLink, syncer: Syncer) -> None:
+    """Nothing to send, but the archive may have asked for something (a re-scan) while we
+    were offline: connect briefly to receive it. A broker out of reach changes nothing."""
+    from agent.errors import SyncError
+
+    _hard_deadline(COMMAND_WAIT + 60.0)
+    try:
+        link.connect(timeout=10.0)
+    except SyncError as exc:
+        log.info("no broker to collect commands from: %s", exc.detail)
+        return
+    try:
+        report = syncer.collect_commands(COMMAND_WAIT)
+    finally:
+        link.close()
+    _say_rescans(ctx, report.rescans)
+
+
+def _say_rescans(ctx: Context, requests: list[RescanRequest]) -> None:
+    from agent.sync import describe
+
+    for request in requests:
+        print(describe(request, ctx.lang), flush=True)
+
+
+def cmd_rescan_done(ctx: Context) -> int:
+    from agent import rescan
+
+    removed, matches = rescan.remove(ctx.settings.data_dir, ctx.args.page_id)
+    if removed is None:
+        key = "rescan_ambiguous" if matches > 1 else "rescan_not_found"
+        print(messages.t(key, ctx.lang, key=ctx.args.page_id, count=matches), file=sys.stderr)
+        return 2
+    page = str(removed.page_no) if removed.page_no is not None else removed.page_id[:8]
+    log.info("re-scan request for page %s cleared by the technician", removed.page_id)
+    ctx.say("rescan_cleared", batch=removed.batch_id[:8], page=page)
+    return 0
 
 
 def cmd_export(ctx: Context) -> int:
@@ -264,6 +311,7 @@ def cmd_status(ctx: Context) -> int:
         )
     for b in st.quarantined:
         print(f"  {b.batch_id[:8]} {'CÁCH LY' if vi else 'QUARANTINED'}: {b.last_error}")
+    _say_rescans(ctx, st.rescan_requests)
     return 0
 
 
@@ -393,6 +441,10 @@ def build_parser() -> argparse.ArgumentParser:
         "import-receipts", cmd_import_receipts, "read the archive's receipts from a USB disk"
     )
     receipts.add_argument("path", type=Path, help="the USB disk, a bundle or a receipts folder")
+    done = add(
+        "rescan-done", cmd_rescan_done, "clear a re-scan request once the page is scanned again"
+    )
+    done.add_argument("page_id", help="the page id status shows (its first 8 characters do)")
     devices = add("devices", cmd_devices, "scanners SANE finds and the profile each matched")
     devices.add_argument("--json", action="store_true")
     add("run", cmd_run, "the service: button, pipeline and sync (systemd runs this)")

@@ -32,7 +32,7 @@ from agent.config import AgentSettings
 from agent.errors import DiskFullError, ScannerError, SohoaError, SyncError
 from agent.feedback import AgentState, Feedback, LogFeedback, MultiFeedback, SerialBoxFeedback
 from agent.mqtt_link import MqttLink
-from agent.sync import Syncer
+from agent.sync import Syncer, describe
 from protocol import envelope, topics
 from protocol.messages import Telemetry
 
@@ -214,9 +214,14 @@ class Daemon:
                 last_telemetry = time.monotonic()
             syncer = Syncer(self.settings, self.outbox, link, __version__)
             if syncer.pending():
-                syncer.run(timeout=TELEMETRY_EVERY, stop=self.stop)
+                report = syncer.run(timeout=TELEMETRY_EVERY, stop=self.stop)
             else:
+                report = syncer.handle_inbox()  # commands come while idle too
                 self.stop.wait(IDLE_POLL)
+            for request in report.rescans:
+                # Not a feedback state (the station is not in error): a line in the journal
+                # and in `sohoa-agent status` until the technician clears it.
+                log.warning("%s", describe(request, self.settings.language))
         if link is not None:
             link.close()
 

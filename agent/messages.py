@@ -170,6 +170,26 @@ CATALOG: dict[str, tuple[str, str]] = {
         "The server refused {count} file(s) of the USB bundle; the pages concerned stay on "
         "this device and go again with the next export (sohoa-agent export).",
     ),
+    # Re-scan requests from the archive (server review queue → Command → agent.rescan).
+    "rescan_requested": (
+        "Cần quét lại: lô {batch}, trang {page}, lý do: {note} "
+        "(khi xong: sohoa-agent rescan-done {page_id})",
+        "Re-scan needed: batch {batch}, page {page}, reason: {note} "
+        "(when done: sohoa-agent rescan-done {page_id})",
+    ),
+    "rescan_none": ("Không có yêu cầu quét lại nào.", "No re-scan request."),
+    "rescan_cleared": (
+        "Đã xóa yêu cầu quét lại: lô {batch}, trang {page}.",
+        "Re-scan request cleared: batch {batch}, page {page}.",
+    ),
+    "rescan_not_found": (
+        "Không có yêu cầu quét lại nào cho trang “{key}”.",
+        "No re-scan request for page “{key}”.",
+    ),
+    "rescan_ambiguous": (
+        "“{key}” khớp với {count} trang; hãy gõ thêm ký tự của mã trang.",
+        "“{key}” matches {count} pages; type more of the page id.",
+    ),
     "receipts_pending": (
         "Còn {pages} trang chờ máy chủ xác nhận.",
         "{pages} page(s) still await the server's receipt.",

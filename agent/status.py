@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agent import outbox as ob
-from agent import storage
+from agent import rescan, storage
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -35,6 +38,8 @@ class AgentStatus:
     captures_kept: int = 0
     quarantined: list[BatchSummary] = field(default_factory=list)
     pending: list[BatchSummary] = field(default_factory=list)
+    # Pages the archive asked this station to scan again (agent.rescan), oldest first.
+    rescan_requests: list[rescan.RescanRequest] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -42,6 +47,10 @@ class AgentStatus:
 
 def collect(outbox: ob.Outbox, device_id: str, data_dir: Path) -> AgentStatus:
     status = AgentStatus(device_id, str(data_dir), storage.disk_free(data_dir))
+    try:
+        status.rescan_requests = rescan.load(data_dir)
+    except (OSError, ValueError) as exc:  # shown, never fatal for the rest of the status
+        log.error("cannot read the re-scan requests: %s", exc)
     for batch in outbox.batches():
         status.batches[batch.state] = status.batches.get(batch.state, 0) + 1
         pages = outbox.pages(batch.batch_id)

@@ -8,10 +8,10 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
-from server import audit
-from server.deps import DB, CatalogDep, User, client_ip
+from server import audit, progress
+from server.deps import DB, Admin, CatalogDep, User, client_ip
 
 router = APIRouter(prefix="/api/v1", tags=["archive"])
 
@@ -68,9 +68,25 @@ class DeviceOut(BaseModel):
     first_seen: float
     last_seen: float
     agent_version: str
+    commune: str = Field(description="the label an admin set ('' = none)")
     telemetry: dict[str, Any]
     batches: int
     pages: int
+
+
+class DeviceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    commune: str = Field(max_length=200, description="the commune this station serves")
+
+
+class CommuneOut(BaseModel):
+    commune: str = Field(description="'' = not known yet")
+    devices: list[str]
+    pages: int
+    pages_received: int
+    pages_described: int
+    pages_flagged: int
+    per_day: list[int] = Field(description="pages received per day, last 30 days, oldest first")
 
 
 class SearchHit(BaseModel):
@@ -160,3 +176,19 @@ def search(
 @router.get("/devices", response_model=list[DeviceOut])
 def devices(catalog: CatalogDep, user: User) -> list[dict[str, Any]]:
     return catalog.devices()
+
+
+@router.put("/devices/{device_id}", response_model=DeviceOut)
+def set_device(
+    device_id: str, body: DeviceIn, catalog: CatalogDep, user: Admin, db: DB, request: Request
+) -> dict[str, Any]:
+    """Label a scan station with the commune it serves (admin; audited)."""
+    if not progress.set_commune(db, device_id, body.commune, user.name, client_ip(request)):
+        raise HTTPException(404, "no such device")
+    return next(d for d in catalog.devices() if d["device_id"] == device_id)
+
+
+@router.get("/communes", response_model=list[CommuneOut])
+def communes(db: DB, user: User) -> list[dict[str, Any]]:
+    """Progress per commune (see server.progress)."""
+    return [c.as_dict() for c in progress.communes(db)]

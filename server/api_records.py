@@ -7,14 +7,23 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
-from server import audit, export, review
-from server.deps import DB, Admin, Archivist, CatalogDep, RecordsDep, Viewer, client_ip
+from server import audit, export, rescan, review
+from server.deps import (
+    DB,
+    Admin,
+    Archivist,
+    CatalogDep,
+    PublisherDep,
+    RecordsDep,
+    Viewer,
+    client_ip,
+)
 from server.records import Conflict, HoSo, HoSoOut, NotFound, VanBan, VanBanIn
 
 router = APIRouter(prefix="/api/v1", tags=["records"])
@@ -41,6 +50,26 @@ class ReviewItem(BaseModel):
 class Decision(BaseModel):
     action: review.Action = "accept"
     note: str = Field(default="", max_length=500)
+    degrees: Literal[0, 90, 180, 270] | None = Field(
+        default=None, description="rotate: clockwise degrees the viewer turns the page"
+    )
+
+
+class RescanOut(BaseModel):
+    id: int
+    page_pk: int
+    page_no: int
+    batch_pk: int
+    device_id: str
+    batch_id: str
+    page_id: str
+    note: str
+    requested_by: str
+    requested_at: float
+    state: Literal["requested", "sent", "acknowledged"]
+    sends: int
+    sent_at: float | None
+    acknowledged_at: float | None
 
 
 class AuditRow(BaseModel):
@@ -178,9 +207,38 @@ def review_queue(db: DB, user: Viewer) -> list[dict[str, Any]]:
 
 
 @router.post("/pages/{page}/review", status_code=204)
-def review_page(page: int, body: Decision, db: DB, user: Archivist, request: Request) -> None:
-    if not review.decide(db, page, body.action, user.name, body.note, client_ip(request)):
+def review_page(
+    page: int,
+    body: Decision,
+    db: DB,
+    user: Archivist,
+    request: Request,
+    publisher: PublisherDep,
+) -> None:
+    """accept; rotate (``degrees``, shown by the viewer, the file is untouched); rescan (a
+    command to the scan station, sent now if the broker link is up, else on reconnect)."""
+    ip = client_ip(request)
+    if body.action == "rotate":
+        if body.degrees is None:
+            raise HTTPException(422, "rotate needs degrees (0, 90, 180 or 270)")
+        found = review.rotate(db, page, body.degrees, user.name, ip)
+    elif body.action == "rescan":
+        request_id = rescan.request(db, page, body.note, user.name, ip)
+        found = request_id is not None
+        if found:
+            rescan.send_pending(db, publisher)
+    else:
+        found = review.decide(db, page, body.action, user.name, body.note, ip)
+    if not found:
         raise HTTPException(404, "no such page")
+
+
+@router.get("/rescans", response_model=list[RescanOut])
+def rescan_requests(
+    db: DB, user: Viewer, limit: int = Query(200, ge=1, le=5000)
+) -> list[dict[str, Any]]:
+    """Re-scan requests, newest first, with their delivery state."""
+    return rescan.listing(db, limit)
 
 
 @router.get("/audit", response_model=list[AuditRow])

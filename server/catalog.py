@@ -137,6 +137,7 @@ class Catalog:
                 "first_seen": r["first_seen"],
                 "last_seen": r["last_seen"],
                 "agent_version": r["agent_version"],
+                "commune": r["commune"],
                 "telemetry": json.loads(r["telemetry"]),
                 "batches": r["batches"],
                 "pages": r["pages"],

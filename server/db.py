@@ -185,7 +185,42 @@ CREATE INDEX IF NOT EXISTS reviews_page ON reviews(page_pk);
 CREATE VIRTUAL TABLE IF NOT EXISTS meta_fts USING fts5(
     ref UNINDEXED, folded, exact, tokenize='unicode61 remove_diacritics 0'
 );
+-- A re-scan asked of the commune (server.rescan): the page stays as it is; a Command goes to
+-- the device. requested = not yet handed to the broker (or the broker had no subscriber);
+-- sent = published, PUBACK awaited; acknowledged = the broker PUBACKed it for the device's
+-- persistent session (protocol v1 has no device-to-server acknowledgement of a command).
+CREATE TABLE IF NOT EXISTS rescan_requests (
+    id INTEGER PRIMARY KEY,
+    page_pk INTEGER NOT NULL REFERENCES pages(id),
+    device_id TEXT NOT NULL,
+    batch_id TEXT NOT NULL,
+    page_id TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '',
+    requested_by TEXT NOT NULL,
+    requested_at REAL NOT NULL,
+    msg_id TEXT NOT NULL,  -- the Command's msg_id, the same on every re-send
+    state TEXT NOT NULL DEFAULT 'requested'
+        CHECK (state IN ('requested', 'sent', 'acknowledged')),
+    sends INTEGER NOT NULL DEFAULT 0,
+    sent_at REAL,
+    acknowledged_at REAL
+);
+CREATE INDEX IF NOT EXISTS rescan_requests_state ON rescan_requests(state, device_id);
+-- How the viewer shows a page (a CSS transform); the archival file is never altered.
+CREATE TABLE IF NOT EXISTS page_views (
+    page_pk INTEGER PRIMARY KEY REFERENCES pages(id),
+    rotation INTEGER NOT NULL DEFAULT 0 CHECK (rotation IN (0, 90, 180, 270)),
+    updated_at REAL NOT NULL,
+    updated_by TEXT NOT NULL
+);
 """
+
+# Columns added after a table first shipped: (table, column, definition). ``CREATE TABLE IF
+# NOT EXISTS`` does not add them to an existing archive, so they are added at start-up.
+ADDED_COLUMNS = (
+    # The commune a scan station serves (a label an admin sets; see server.progress).
+    ("devices", "commune", "TEXT NOT NULL DEFAULT ''"),
+)
 
 
 def fold(text: str) -> str:
@@ -207,6 +242,14 @@ class Database:
         con = self.connect()
         # DDL is idempotent (IF NOT EXISTS); executescript commits.
         con.executescript(SCHEMA + STAFF_SCHEMA)
+        for table, column, definition in ADDED_COLUMNS:
+            have = {r["name"] for r in con.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                try:  # constants above, never user input
+                    con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+                except sqlite3.OperationalError as exc:  # another process added it first
+                    if "duplicate column" not in str(exc):
+                        raise
         with self.tx() as con:
             con.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",

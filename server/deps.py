@@ -19,6 +19,7 @@ from server.auth import Principal, Role, Session
 from server.catalog import Catalog
 from server.db import Database
 from server.records import Records
+from server.rescan import Publisher
 
 
 def get_db(request: Request) -> Database:
@@ -36,6 +37,12 @@ def get_records(request: Request) -> Records:
     return records
 
 
+def get_publisher(request: Request) -> Publisher | None:
+    """The running ingest worker (the server's broker client), or None without MQTT."""
+    worker: Publisher | None = getattr(request.app.state, "worker", None)
+    return worker
+
+
 def client_ip(request: Request) -> str:
     return request.client.host if request.client else ""
 
@@ -43,6 +50,7 @@ def client_ip(request: Request) -> str:
 DB = Annotated[Database, Depends(get_db)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 RecordsDep = Annotated[Records, Depends(get_records)]
+PublisherDep = Annotated[Publisher | None, Depends(get_publisher)]
 
 
 def api_principal(request: Request, db: DB) -> Principal:

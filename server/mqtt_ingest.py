@@ -6,6 +6,10 @@ process dies mid-way, the broker redelivers the message to a live worker. The se
 persistent (``clean_start=False``, long expiry) so that messages queued while the server is
 down are not lost with it; what the broker drops anyway is recovered by the agents'
 reconciliation.
+
+It is also the server's only publisher of commands to devices (:meth:`IngestWorker.publish`,
+used by :mod:`server.rescan`): re-scan requests still waiting are (re)sent on every connect
+and whenever a device announces itself online.
 """
 
 from __future__ import annotations
@@ -23,12 +27,16 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from protocol import topics
+from server import rescan
 from server.config import ServerSettings
 from server.ingest import Ingest
 
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY = 30 * 24 * 3600
+NO_MATCHING_SUBSCRIBERS = 0x10  # MQTT 5 PUBACK: accepted, but nobody will receive it
+EARLY_ACK_SECONDS = 5.0
+PubackCallback = rescan.PubackCallback
 
 
 class IngestWorker:
@@ -58,6 +66,11 @@ class IngestWorker:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_publish = self._on_publish
+        self._acks_lock = threading.Lock()
+        self._awaiting: dict[int, PubackCallback] = {}
+        # PUBACKs that beat publish() to registering their mid: (delivered, reason, when).
+        self._early: dict[int, tuple[bool, str, float]] = {}
 
     def start(self) -> None:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -74,6 +87,33 @@ class IngestWorker:
     @property
     def alive(self) -> bool:
         return self.connected.is_set()
+
+    def publish(
+        self, topic: str, payload: bytes, qos: int = 1, on_puback: PubackCallback | None = None
+    ) -> bool:
+        """Publish a server-to-device message (a command). False when the worker is not
+        connected or paho refused it: the caller keeps it and sends it again on the next
+        connect. ``on_puback`` is called from paho's thread once the broker answered."""
+        if not self.connected.is_set():
+            return False
+        info = self._client.publish(topic, payload, qos=qos)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            log.warning("publish to %s failed: %s", topic, mqtt.error_string(info.rc))
+            return False
+        if on_puback is None or qos == 0:
+            return True
+        # Never call into paho holding our lock: paho holds its own while calling
+        # _on_publish, which takes ours. So a PUBACK may arrive before the mid is recorded
+        # here; _on_publish keeps such answers for a few seconds (16-bit mids wrap only
+        # after 65,535 publishes, far more than in that time).
+        with self._acks_lock:
+            early = self._early.pop(info.mid, None)
+            if early is None or time.monotonic() - early[2] > EARLY_ACK_SECONDS:
+                self._awaiting[info.mid] = on_puback
+                early = None
+        if early is not None:
+            on_puback(early[0], early[1])
+        return True
 
     def _on_connect(
         self,
@@ -95,6 +135,39 @@ class IngestWorker:
         for flt in topics.ingest_filters(shared=True):
             client.subscribe(flt, qos=1)
         self.connected.set()
+        self._send_commands(None, rescan.RESEND_ON_CONNECT)
+
+    def _send_commands(self, device_id: str | None, states: tuple[str, ...]) -> None:
+        try:
+            rescan.send_pending(self.ingest.db, self, device_id, states)
+        except Exception:  # an exception here would kill paho's network thread
+            log.exception("could not send the pending re-scan requests")
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        delivered = not reason_code.is_failure and reason_code.value != NO_MATCHING_SUBSCRIBERS
+        now = time.monotonic()
+        with self._acks_lock:
+            callback = self._awaiting.pop(mid, None)
+            if callback is None:  # an ingest reply, or a PUBACK faster than publish()
+                self._early.pop(mid, None)  # re-insert at the end: the dict stays in time order
+                self._early[mid] = (delivered, str(reason_code), now)
+                while self._early:
+                    first = next(iter(self._early))
+                    if now - self._early[first][2] <= EARLY_ACK_SECONDS:
+                        break
+                    del self._early[first]
+        if callback is not None:
+            try:
+                callback(delivered, str(reason_code))
+            except Exception:
+                log.exception("PUBACK handler failed for mid %d", mid)
 
     def _on_disconnect(
         self,
@@ -123,3 +196,9 @@ class IngestWorker:
         self.messages += 1
         self.last_message_at = time.time()
         client.ack(msg.mid, msg.qos)
+        if msg.topic.startswith(f"{topics.PREFIX}/status/"):
+            # A device came online (or the retained statuses arrived after our connect): its
+            # session now exists at the broker, so a request it could not get before can go.
+            device = msg.topic.rsplit("/", 1)[-1]
+            if rescan.device_online(self.ingest.db, device):
+                self._send_commands(device, ("requested",))

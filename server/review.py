@@ -2,8 +2,9 @@
 200 dpi, failed legal check, processing failed) that nobody has decided on yet.
 
 A decision is a row in ``reviews`` (and one in the audit log); the page and its files are
-never changed here. Only "accept" exists so far: rotating a page and asking the commune for a
-re-scan (a ``Command`` back to the device over MQTT) come later.
+never changed here. Decisions: ``accept``; ``rotate`` (the viewer shows the page turned by
+90/180/270 degrees, recorded in ``page_views``: a CSS transform, the archival file is never
+altered); ``rescan`` (ask the commune to scan the page again: :mod:`server.rescan`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from server.db import Database
 
 REVIEW_FLAGS = ("blank", "low_confidence", "rotated", "below_200dpi", "legal_fail",
                 "processing_failed")  # fmt: skip
-Action = Literal["accept"]
+Action = Literal["accept", "rotate", "rescan"]
+ROTATIONS = (0, 90, 180, 270)
 
 
 def queue(db: Database, limit: int = 200) -> list[dict[str, Any]]:
@@ -49,3 +51,32 @@ def decide(db: Database, page_pk: int, action: Action, actor: str, note: str = "
         )
         audit.append(con, actor, f"review.{action}", str(page_pk), {"note": note[:500]}, ip)
     return True
+
+
+def rotate(db: Database, page_pk: int, degrees: int, actor: str, ip: str = "") -> bool:
+    """Show the page turned by ``degrees`` clockwise (0 undoes it); False if no such page.
+    Also a review decision: the page leaves the queue."""
+    if degrees not in ROTATIONS:
+        raise ValueError(f"rotation must be one of {ROTATIONS}")
+    with db.tx() as con:
+        if con.execute("SELECT 1 FROM pages WHERE id = ?", (page_pk,)).fetchone() is None:
+            return False
+        now = time.time()
+        con.execute(
+            "INSERT INTO page_views(page_pk, rotation, updated_at, updated_by) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(page_pk) DO UPDATE SET rotation = excluded.rotation,"
+            " updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+            (page_pk, degrees, now, actor),
+        )
+        con.execute(
+            "INSERT INTO reviews(page_pk, action, actor, at, note) VALUES (?, 'rotate', ?, ?, ?)",
+            (page_pk, actor, now, str(degrees)),
+        )
+        audit.append(con, actor, "review.rotate", str(page_pk), {"degrees": degrees}, ip)
+    return True
+
+
+def rotation(db: Database, page_pk: int) -> int:
+    row = db.read().execute("SELECT rotation FROM page_views WHERE page_pk = ?", (page_pk,))
+    found = row.fetchone()
+    return int(found["rotation"]) if found else 0

@@ -20,12 +20,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
-from server import audit, auth, i18n, records, review
+from server import audit, auth, i18n, progress, records, rescan, review
 from server.auth import Session
 from server.catalog import aligned, highlight, query_terms
 from server.deps import (
     DB,
     CatalogDep,
+    PublisherDep,
     RecordsDep,
     WebAdmin,
     WebArchivist,
@@ -178,6 +179,12 @@ def home(request: Request, session: WebViewer, catalog: CatalogDep) -> Response:
     for b in batches[:50]:
         detail = catalog.batch(b["id"])
         previews[b["id"]] = detail["pages"][:6] if detail else []
+    lang = _lang(request)
+    communes = progress.communes(catalog.db)
+    charts = {
+        c.commune: progress.bar_chart(c.per_day, label=i18n.t("per_day_chart", lang))
+        for c in communes
+    }
     return render(
         request,
         "batches.html",
@@ -185,7 +192,26 @@ def home(request: Request, session: WebViewer, catalog: CatalogDep) -> Response:
         previews=previews,
         devices=catalog.devices(),
         assigned=catalog.pages_in_records(),
+        communes=communes,
+        charts=charts,
     )
+
+
+@router.post("/devices/{device_id}/commune")
+def device_commune(
+    device_id: str,
+    request: Request,
+    session: WebAdmin,
+    db: DB,
+    csrf: Annotated[str, Form()] = "",
+    commune: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    refused = _csrf_refused(request, session, csrf)
+    if refused:
+        return refused
+    if not progress.set_commune(db, device_id, commune, session.principal.name, client_ip(request)):
+        return render(request, "message.html", 404, message_key="not_found")
+    return RedirectResponse("/", status_code=303)
 
 
 @router.get("/batches/{batch}", response_class=HTMLResponse)
@@ -219,6 +245,9 @@ def page_viewer(
         batch=batch,
         text=text,
         q=q,
+        rotation=review.rotation(db, page),
+        rotations=review.ROTATIONS,
+        rescans=rescan.for_page(db, page),
         prev_id=siblings[i - 1] if i > 0 else None,
         next_id=siblings[i + 1] if i + 1 < len(siblings) else None,
     )
@@ -246,7 +275,13 @@ def search_page(
 
 @router.get("/review", response_class=HTMLResponse)
 def review_page(request: Request, session: WebViewer, db: DB) -> Response:
-    return render(request, "review.html", items=review.queue(db))
+    return render(
+        request,
+        "review.html",
+        items=review.queue(db),
+        rescans=rescan.listing(db, 50),
+        rotations=review.ROTATIONS[1:],
+    )
 
 
 @router.post("/review/{page}")
@@ -255,15 +290,33 @@ def review_decide(
     request: Request,
     session: WebArchivist,
     db: DB,
+    publisher: PublisherDep,
     csrf: Annotated[str, Form()] = "",
+    action: Annotated[str, Form(max_length=20)] = "accept",
     note: Annotated[str, Form(max_length=500)] = "",
+    degrees: Annotated[int, Form()] = 0,
+    next: Annotated[str, Form(max_length=500)] = "/review",
 ) -> Response:
+    """accept | rotate (``degrees``) | rescan (``note``): see server.review, server.rescan."""
     refused = _csrf_refused(request, session, csrf)
     if refused:
         return refused
-    if not review.decide(db, page, "accept", session.principal.name, note, client_ip(request)):
+    actor, ip = session.principal.name, client_ip(request)
+    if action == "rotate":
+        if degrees not in review.ROTATIONS:
+            return render(request, "message.html", 422, message_key="invalid_action")
+        found = review.rotate(db, page, degrees, actor, ip)
+    elif action == "rescan":
+        found = rescan.request(db, page, note, actor, ip) is not None
+        if found:
+            rescan.send_pending(db, publisher)
+    elif action == "accept":
+        found = review.decide(db, page, "accept", actor, note, ip)
+    else:
+        return render(request, "message.html", 422, message_key="invalid_action")
+    if not found:
         return render(request, "message.html", 404, message_key="not_found")
-    return RedirectResponse("/review", status_code=303)
+    return RedirectResponse(_safe_next(next), status_code=303)
 
 
 # -- hồ sơ / văn bản --------------------------------------------------------------------------

@@ -447,3 +447,219 @@ def test_catalogue_csv_and_xlsx(staff: Staff) -> None:
     bulk = staff.client.get("/api/v1/export/000.00.00.H53.zip", headers=h)
     with zipfile.ZipFile(io.BytesIO(bulk.content)) as zf:
         assert sorted(zf.namelist()) == [f"{MA}.zip", "danh-muc-ho-so.csv"]
+
+
+# -- review actions: rotate, re-scan request --------------------------------------------------
+
+
+@dataclass
+class FakePublisher:
+    """Stands in for the running IngestWorker (the same seam: ``publish``). ``answer`` is what
+    the broker's PUBACK says: True = taken for the device's session, False = no subscriber."""
+
+    connected: bool = True
+    answer: bool = True
+    sent: list[tuple[str, bytes]] = field(default_factory=list)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, on_puback=None) -> bool:  # type: ignore[no-untyped-def]
+        if not self.connected:
+            return False
+        assert qos == 1
+        self.sent.append((topic, payload))
+        if on_puback is not None:
+            on_puback(self.answer, "Success" if self.answer else "No matching subscribers")
+        return True
+
+    def stop(self) -> None:  # the app stops its worker at shutdown
+        self.connected = False
+
+
+def _rescan_rows(s: Staff) -> list[dict[str, object]]:
+    return [dict(r) for r in s.db.read().execute("SELECT * FROM rescan_requests ORDER BY id")]
+
+
+def test_rescan_request_is_recorded_audited_and_sent_when_connected(staff: Staff) -> None:
+    from protocol import envelope
+    from protocol.messages import Command
+    from server import rescan
+
+    csrf = staff.login("archivist")
+    c = staff.client
+    # No broker link (ingest disabled): the request is kept as 'requested'.
+    r = c.post("/review/2", data={"csrf": csrf, "action": "rescan", "note": "Trang bị mờ"})
+    assert r.status_code == 200 and "Trang bị mờ" in r.text and 'data-state="requested"' in r.text
+    (row,) = _rescan_rows(staff)
+    assert row["state"] == "requested" and row["requested_by"] == "archivist"
+    assert row["note"] == "Trang bị mờ" and row["page_pk"] == 2
+    # A decision: the page left the queue; the audit log names it.
+    assert [i["id"] for i in c.get("/api/v1/review").json()] == [3]
+    assert any(
+        a["action"] == "review.rescan" and a["target"] == "2" for a in audit.recent(staff.db)
+    )
+
+    # The worker connects: what is waiting goes out, once, as a Command on the command topic.
+    worker = FakePublisher()
+    assert rescan.send_pending(staff.db, worker, None, rescan.RESEND_ON_CONNECT) == 1
+    ((topic, payload),) = worker.sent
+    page = c.get("/api/v1/pages/2").json()
+    msg = envelope.decode(payload).message
+    assert isinstance(msg, Command) and msg.command == "rescan"
+    assert msg.page_id == page["page_id"] and msg.note == "Trang bị mờ"
+    assert topic == topics.down(msg.device_id, "command")
+    batch = c.get("/api/v1/batches/1").json()
+    assert msg.batch_id == batch["batch_id"] and msg.msg_id == row["msg_id"]
+    assert _rescan_rows(staff)[0]["state"] == "acknowledged"
+    assert rescan.send_pending(staff.db, worker, None, rescan.RESEND_ON_CONNECT) == 0
+    assert 'data-state="acknowledged"' in c.get("/review").text
+
+
+def test_rescan_via_api_with_a_live_worker_and_no_subscriber(staff: Staff) -> None:
+    from server import rescan
+
+    worker = FakePublisher(answer=False)  # the device never connected: broker says 0x10
+    staff.client.app.state.worker = worker  # type: ignore[attr-defined]
+    h = staff.bearer("archivist")
+    r = staff.client.post(
+        "/api/v1/pages/3/review", json={"action": "rescan", "note": "x"}, headers=h
+    )
+    assert r.status_code == 204
+    assert len(worker.sent) == 1 and _rescan_rows(staff)[0]["state"] == "requested"
+    # The device comes online: its waiting request goes again and is taken this time.
+    worker.answer = True
+    assert rescan.send_pending(staff.db, worker) == 1
+    assert _rescan_rows(staff)[0]["state"] == "acknowledged"
+    listed = staff.client.get("/api/v1/rescans", headers=staff.bearer("viewer")).json()
+    assert [(x["page_pk"], x["state"], x["sends"]) for x in listed] == [(3, "acknowledged", 2)]
+    # Roles and unknown pages.
+    v = staff.bearer("viewer")
+    assert (
+        staff.client.post(
+            "/api/v1/pages/2/review", json={"action": "rescan"}, headers=v
+        ).status_code
+        == 403
+    )
+    assert (
+        staff.client.post(
+            "/api/v1/pages/99/review", json={"action": "rescan"}, headers=h
+        ).status_code
+        == 404
+    )
+
+
+def test_rescan_and_rotate_need_archivist_and_csrf(staff: Staff) -> None:
+    csrf = staff.login("viewer")
+    c = staff.client
+    assert c.post("/review/2", data={"csrf": csrf, "action": "rescan"}).status_code == 403
+    c.post("/logout", data={"csrf": csrf})
+    csrf = staff.login("archivist")
+    assert c.post("/review/2", data={"csrf": "forged", "action": "rescan"}).status_code == 403
+    assert (
+        c.post(
+            "/review/2", data={"csrf": "forged", "action": "rotate", "degrees": "90"}
+        ).status_code
+        == 403
+    )
+    assert c.post("/review/2", data={"csrf": csrf, "action": "delete"}).status_code == 422
+    assert _rescan_rows(staff) == []
+    assert staff.db.read().execute("SELECT COUNT(*) FROM page_views").fetchone()[0] == 0
+
+
+def test_rotate_is_shown_by_the_viewer_and_leaves_the_file_alone(staff: Staff) -> None:
+    csrf = staff.login("archivist")
+    c = staff.client
+    before = c.get("/api/v1/pages/1/image")
+    r = c.post("/review/1", data={"csrf": csrf, "action": "rotate", "degrees": "45"})
+    assert r.status_code == 422
+    r = c.post(
+        "/review/1",
+        data={"csrf": csrf, "action": "rotate", "degrees": "90", "next": "/pages/1"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/pages/1"
+    page = c.get("/pages/1").text
+    assert 'data-rotation="90"' in page and "rotate(90deg) translateY(-100%)" in page
+    assert "xoay 90°" in page
+    after = c.get("/api/v1/pages/1/image")
+    assert (
+        after.content == before.content and after.headers["x-sha256"] == before.headers["x-sha256"]
+    )
+    # Changed again through the API (180), then undone (0): one row per page, each audited.
+    h = staff.bearer("archivist")
+    assert c.post("/api/v1/pages/1/review", json={"action": "rotate"}, headers=h).status_code == 422
+    for deg in (180, 0):
+        ok = c.post("/api/v1/pages/1/review", json={"action": "rotate", "degrees": deg}, headers=h)
+        assert ok.status_code == 204
+    rows = staff.db.read().execute("SELECT page_pk, rotation FROM page_views").fetchall()
+    assert [tuple(r) for r in rows] == [(1, 0)]
+    assert 'data-rotation="0"' in c.get("/pages/1").text and "rotate(" not in c.get("/pages/1").text
+    rotations = [
+        a["detail"]["degrees"] for a in audit.recent(staff.db) if a["action"] == "review.rotate"
+    ]
+    assert rotations == [0, 180, 90]
+
+
+# -- per-commune progress ---------------------------------------------------------------------
+
+
+def test_bar_chart_has_one_bar_per_day() -> None:
+    import datetime as dt
+
+    from server.progress import DAYS, bar_chart
+
+    per_day = [0] * DAYS
+    per_day[-1], per_day[-3] = 8, 4
+    svg = str(bar_chart(per_day, dt.date(2025, 3, 31), label="Trang <mỗi> ngày"))
+    assert svg.startswith("<svg") and svg.endswith("</svg>")
+    bars = re.findall(r'<rect class="bar"[^>]* height="(\d+)"[^>]*><title>([^<]+)</title>', svg)
+    assert len(bars) == DAYS == 30
+    assert bars[-1] == ("48", "31/03: 8") and bars[-3] == ("24", "29/03: 4")
+    assert bars[0] == ("0", "02/03: 0")
+    assert "Trang &lt;mỗi&gt; ngày" in svg  # the label is escaped
+
+
+def test_commune_progress_from_ho_so_then_from_the_admin_label(staff: Staff) -> None:
+    c = staff.client
+    v, a = staff.bearer("viewer"), staff.bearer("admin")
+    (device,) = [d["device_id"] for d in c.get("/api/v1/devices", headers=v).json()]
+    (unknown,) = c.get("/api/v1/communes", headers=v).json()
+    assert unknown["commune"] == "" and unknown["devices"] == [device]
+    assert (unknown["pages"], unknown["pages_received"], unknown["pages_flagged"]) == (3, 3, 2)
+    assert len(unknown["per_day"]) == 30 and unknown["per_day"][-1] == 3
+    # Described in a hồ sơ: the commune is its OrganId until an admin names it.
+    make_ho_so(staff)
+    (by_organ,) = c.get("/api/v1/communes", headers=v).json()
+    assert by_organ["commune"] == "000.00.00.H53" and by_organ["pages_described"] == 2
+    body = {"commune": "Xã Tân Lập"}
+    assert c.put(f"/api/v1/devices/{device}", json=body, headers=v).status_code == 403
+    assert (
+        c.put(f"/api/v1/devices/{device}", json=body, headers=staff.bearer("archivist")).status_code
+        == 403
+    )
+    assert c.put("/api/v1/devices/nosuch", json=body, headers=a).status_code == 404
+    assert (
+        c.put(f"/api/v1/devices/{device}", json={"commune": "x" * 201}, headers=a).status_code
+        == 422
+    )
+    r = c.put(f"/api/v1/devices/{device}", json=body, headers=a)
+    assert r.status_code == 200 and r.json()["commune"] == "Xã Tân Lập"
+    (named,) = c.get("/api/v1/communes", headers=v).json()
+    assert named["commune"] == "Xã Tân Lập" and named["pages_described"] == 2
+    assert any(x["action"] == "device.commune" for x in audit.recent(staff.db))
+    # The dashboard: one row per commune with its 30-bar chart.
+    staff.login("viewer")
+    home = c.get("/").text
+    assert 'data-commune="Xã Tân Lập"' in home and "Tiến độ theo xã" in home
+    assert home.count('<rect class="bar"') == 30
+    assert "/devices/" not in home  # the label form is for admins only
+
+
+def test_admin_sets_the_commune_from_the_dashboard(staff: Staff) -> None:
+    csrf = staff.login("admin")
+    c = staff.client
+    (device,) = [d["device_id"] for d in c.get("/api/v1/devices").json()]
+    assert f'action="/devices/{device}/commune"' in c.get("/").text
+    assert (
+        c.post(f"/devices/{device}/commune", data={"csrf": "x", "commune": "A"}).status_code == 403
+    )
+    r = c.post(f"/devices/{device}/commune", data={"csrf": csrf, "commune": "  Xã   Đông Hòa "})
+    assert r.status_code == 200 and 'data-commune="Xã Đông Hòa"' in r.text

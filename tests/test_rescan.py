@@ -1,0 +1,81 @@
+"""A re-scan request travels from the archive's review queue to the scan station: a real
+Mosquitto, the server as a process, the agent CLI as processes. The agent is offline when the
+request is made; the broker keeps the command for its persistent session and the next
+``sohoa-agent sync`` (with nothing to send) picks it up and shows it in ``status``."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from harness import Broker, ServerProcess, agent_env, run_agent
+from PIL import Image, ImageDraw
+
+pytestmark = [pytest.mark.mqtt, pytest.mark.tesseract, pytest.mark.slow]
+
+
+def _page(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im = Image.new("RGB", (1240, 1754), "white")
+    ImageDraw.Draw(im).text((120, 200), "UY BAN NHAN DAN XA TAN LAP", fill="black")
+    im.save(path, dpi=(300, 300))
+    return path
+
+
+def _post(server: ServerProcess, path: str, body: dict[str, object]) -> int:
+    req = urllib.request.Request(
+        server.url + path,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {server.token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return int(resp.status)
+
+
+def _status(env: dict[str, str]) -> dict:  # type: ignore[type-arg]
+    return json.loads(run_agent(env, "status", "--json", check=True).stdout)  # type: ignore[no-any-return]
+
+
+def test_rescan_request_reaches_an_offline_agent(
+    tmp_path: Path, broker: Broker, server: ServerProcess
+) -> None:
+    env = agent_env(tmp_path / "agent", broker.url)
+    run_agent(env, "import", str(_page(tmp_path / "in" / "to-khai.png")), check=True)
+    run_agent(env, "sync", "--wait", "--timeout", "120", check=True)  # session + subscription
+    assert _status(env)["rescan_requests"] == []
+
+    (batch,) = server.get_json("/api/v1/batches")
+    (page,) = server.get_json(f"/api/v1/batches/{batch['id']}")["pages"]
+    note = "Trang bị mờ, quét lại ở 300 dpi"
+    assert _post(server, f"/api/v1/pages/{page['id']}/review", {"action": "rescan", "note": note})
+    # The agent is offline: the broker takes the command for its session (PUBACK) and holds it.
+    deadline = time.monotonic() + 15
+    while True:
+        (req,) = server.get_json("/api/v1/rescans")  # type: ignore[misc]
+        if req["state"] == "acknowledged" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert req["state"] == "acknowledged", server.log_tail()
+
+    out = run_agent(env, "sync", check=True)  # nothing to send: it still collects commands
+    assert "Cần quét lại: lô" in out.stdout and note in out.stdout, out.stderr
+    st = _status(env)
+    (got,) = st["rescan_requests"]
+    assert got["page_id"] == page["page_id"] and got["batch_id"] == batch["batch_id"]
+    assert got["note"] == note and got["page_no"] == 1 and got["source_name"] == "to-khai.png"
+    text = run_agent(env, "status", check=True).stdout
+    assert f"Cần quét lại: lô {batch['batch_id'][:8]}, trang 1 (to-khai.png), lý do: {note}" in text
+
+    # Recorded before it was acknowledged to the broker: nothing comes again, no duplicate.
+    run_agent(env, "sync", check=True)
+    assert len(_status(env)["rescan_requests"]) == 1
+
+    # The technician scanned it again and clears the request by the id status shows.
+    done = run_agent(env, "rescan-done", page["page_id"][:8])
+    assert done.returncode == 0 and "Đã xóa yêu cầu quét lại" in done.stdout, done.stderr
+    assert _status(env)["rescan_requests"] == []
+    assert run_agent(env, "rescan-done", page["page_id"][:8]).returncode == 2
