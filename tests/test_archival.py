@@ -248,3 +248,59 @@ def test_pdfa_structure() -> None:
         assert "/CIDToGIDMap" in cid
     pdf_text = str(pdfium.PdfDocument(data)[0].get_textpage().get_text_range())
     assert pdf_text.split() == ["Ủy", "ban", "Quyết"]
+
+
+def test_layers_made_before_ocr_and_words_added_after_give_the_same_pdf() -> None:
+    """The pipeline's split (encode_layers, free the page, OCR, assemble_pdf) changes nothing."""
+    import datetime as dt
+
+    page = render_page(PageSpec(dpi=100, seal=True, **HALF))
+    bgr = np.ascontiguousarray(page.image[:, :, ::-1])
+    grey, _ = imaging.text_grey(bgr)
+    binary, _ = imaging.binarise(imaging.normalise_background(grey, 100), 100)
+    before = (bgr.copy(), binary.copy())
+    layers = archival.encode_layers(bgr, binary, 100, background_quality=40)
+    assert np.array_equal(bgr, before[0]) and np.array_equal(binary, before[1])  # inputs intact
+    # All the PDF needs of the pixels is in the encoded layers: a few KB, no arrays.
+    assert layers.mask and layers.background.startswith(b"\xff\xd8")
+    assert layers.mask_size == (bgr.shape[1], bgr.shape[0])
+    assert len(layers.mask) + len(layers.background) < 60_000
+    del bgr, binary  # what the pipeline does before tesseract runs
+    words = (
+        Word("Ủy", 95.0, (200, 100, 60, 30), (1, 1, 1)),
+        Word("ban", 95.0, (270, 100, 70, 30), (1, 1, 1)),
+        Word("Quyết", 90.0, (200, 150, 90, 30), (1, 1, 2)),
+    )
+    created = dt.datetime(2024, 3, 14, 8, 0, tzinfo=dt.UTC)
+    legal = archival.legal_check(100, True)
+    split = archival.assemble_pdf(layers, words, 100, legal, created=created)
+    whole = archival.make_archival_pdf(
+        before[0], before[1], words, 100, legal, background_quality=40, created=created
+    )
+    assert split.pdf == whole.pdf
+    assert split.words == 3 and split.bytes_by_layer == whole.bytes_by_layer
+    assert "Quyết" in _pdf_text_bytes(split.pdf)
+    # Word boxes from an enlarged OCR image (words_dpi) land at the same place on the page.
+    enlarged = tuple(
+        Word(w.text, w.conf, tuple(2 * v for v in w.box), w.line)  # type: ignore[arg-type]
+        for w in words
+    )
+    doubled = archival.assemble_pdf(layers, enlarged, 100, legal, words_dpi=200, created=created)
+    assert doubled.pdf == split.pdf or _text_positions(doubled.pdf) == _text_positions(split.pdf)
+
+
+def _pdf_text_bytes(data: bytes) -> str:
+    pdf = pdfium.PdfDocument(data)
+    try:
+        return unicodedata.normalize("NFC", pdf[0].get_textpage().get_text_range())
+    finally:
+        pdf.close()
+
+
+def _text_positions(data: bytes) -> list[tuple[float, ...]]:
+    pdf = pdfium.PdfDocument(data)
+    try:
+        text = pdf[0].get_textpage()
+        return [tuple(round(v, 1) for v in text.get_charbox(i)) for i in range(text.count_chars())]
+    finally:
+        pdf.close()

@@ -181,6 +181,71 @@ def test_binarise_removes_speckles_and_keeps_diacritics() -> None:
     )
 
 
+def _strokes_and_specks(dpi: int) -> tuple[imaging.Image, imaging.Image]:
+    """A grey page with two anti-aliased bars and dust specks, and its binarisation."""
+    size = round(2 * dpi / 2.54)  # 2 × 2 cm
+    grey = np.full((size, size), 250, np.uint8)
+    cv2.line(grey, (10, size // 3), (size - 10, size // 3), 40, 4, cv2.LINE_AA)
+    cv2.line(grey, (size // 2, 10), (size // 2, size - 10), 40, 3, cv2.LINE_AA)
+    for x, y in ((15, 15), (size - 20, size - 25), (25, size - 15)):
+        cv2.circle(grey, (x, y), 1, 90, -1)  # ~5 px of dust: under min_speck_area
+    return grey, imaging.binarise(grey, dpi)[0]
+
+
+@pytest.mark.parametrize("dpi", [200, 300])
+def test_ink_grey_keeps_strokes_in_grey_and_whitens_specks(dpi: int) -> None:
+    grey, binary = _strokes_and_specks(dpi)
+    out = imaging.ink_grey(grey, binary, dpi)
+    ink = binary == 0
+    assert ink.any()
+    assert np.array_equal(out[ink], grey[ink])  # stroke pixels keep their grey exactly
+    far_from_ink = cv2.dilate(ink.astype(np.uint8), np.ones((9, 9), np.uint8)) == 0
+    specks = (grey < 200) & far_from_ink
+    assert specks.any() and (out[specks] == 255).all()  # dust became paper
+    assert len(np.unique(out)) > 2  # grey, not a second binarisation
+    assert (out[~ink] >= grey[~ink]).all()  # nothing darker than the page
+
+
+@pytest.mark.parametrize("dpi", [150, 200, 300, 600])
+def test_ink_grey_halo_is_the_documented_width_by_dpi(dpi: int) -> None:
+    halo = imaging.ink_halo_px(dpi)
+    assert halo == (imaging.HALO_PX if dpi >= imaging.REFERENCE_DPI else imaging.HALO_PX_LOW_DPI)
+    grey = np.full((41, 41), 200, np.uint8)  # flat mid grey: the halo shows as 200, paper 255
+    binary = np.full_like(grey, 255)
+    binary[20, 20] = 0  # one ink pixel
+    out = imaging.ink_grey(grey, binary, dpi)
+    kept = np.argwhere(out == 200)
+    assert kept.min(axis=0).tolist() == [20 - halo] * 2
+    assert kept.max(axis=0).tolist() == [20 + halo] * 2
+    assert kept.shape[0] == (2 * halo + 1) ** 2  # a square halo (8-connected growth)
+    assert (np.delete(out.ravel(), np.ravel_multi_index(kept.T, out.shape)) == 255).all()
+
+
+def test_components_use_16_bit_labels_and_fall_back_to_32_bit() -> None:
+    few = np.zeros((64, 64), np.uint8)
+    few[10:20, 10:20] = 255
+    few[40:42, 40:42] = 255
+    count, labels, stats = imaging._components(few)
+    assert count == 3 and labels.dtype == np.uint16  # half the bytes of int32 labels
+    assert sorted(stats[1:, cv2.CC_STAT_AREA].tolist()) == [4, 100]
+    # 300 × 300 isolated pixels (a gap in every direction, diagonals included): 90 000
+    # components, more than 16-bit labels can number.
+    many = np.zeros((600, 600), np.uint8)
+    many[::2, ::2] = 255
+    count, labels, stats = imaging._components(many)
+    assert count == 90_001 and labels.dtype == np.int32
+    assert int(labels.max()) == 90_000 and (stats[1:, cv2.CC_STAT_AREA] == 1).all()
+    # binarise (median 3, then labels) on a page of 67 600 specks still despeckles it:
+    # 3 × 3 dots 5 px apart survive the median as 5-px crosses, under min_speck_area.
+    dust = np.full((1300, 1300), 255, np.uint8)
+    for dy in range(3):
+        for dx in range(3):
+            dust[dy::5, dx::5] = 0
+    binary, info = imaging.binarise(dust, 300)
+    assert info.removed_components == 260 * 260 and info.kept_components == 0
+    assert (binary == 255).all()
+
+
 def test_red_seal_drops_out_of_the_text_grey() -> None:
     plain = render_page(PageSpec(**HALF))
     sealed = render_page(PageSpec(seal=True, **HALF))

@@ -147,6 +147,26 @@ def test_tesseract_runs_single_threaded(tmp_path: Path) -> None:
     assert ocr.recognize(image, binary=binary).text == "OMP=1"
 
 
+def test_vietnamese_runs_get_the_administrative_abbreviations_as_user_words(
+    tmp_path: Path,
+) -> None:
+    # Fake: write the --user-words file it was given as the page text.
+    binary = fake_tesseract(
+        tmp_path,
+        'printf "level\\n" > "$2.tsv"; words=""\n'
+        'prev=""; for a in "$@"; do [ "$prev" = "--user-words" ] && words="$a"; prev="$a"; done\n'
+        'if [ -n "$words" ]; then cat "$words" > "$2.txt"; else : > "$2.txt"; fi',
+    )
+    image = tmp_path / "x.png"
+    cv2.imwrite(str(image), np.full((10, 10), 255, np.uint8))
+    result = ocr.recognize(image, binary=binary)
+    assert result.text.split() == list(ocr.ADMIN_WORDS)
+    assert {"VT", "UBND", "QĐ", "NĐ-CP"} <= set(result.text.split())
+    assert result.user_words == len(ocr.ADMIN_WORDS)
+    english = ocr.recognize(image, languages="eng", binary=binary)
+    assert english.text == "" and english.user_words == 0
+
+
 def test_missing_language_says_what_to_install(tmp_path: Path) -> None:
     image = tmp_path / "x.png"
     cv2.imwrite(str(image), np.full((10, 10), 255, np.uint8))
