@@ -6,11 +6,12 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from server import audit, progress
+from server.catalog import MAX_OFFSET
 from server.deps import DB, Admin, CatalogDep, User, client_ip
 
 router = APIRouter(prefix="/api/v1", tags=["archive"])
@@ -168,9 +169,18 @@ def page_text(
 
 @router.get("/search", response_model=list[SearchHit])
 def search(
-    catalog: CatalogDep, user: User, q: str = Query(..., min_length=1, max_length=200)
+    catalog: CatalogDep,
+    user: User,
+    response: Response,
+    q: str = Query(..., min_length=1, max_length=200),
+    limit: int = Query(50, ge=1, le=100),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET, description="for more results: 50, 100…"),
 ) -> list[dict[str, Any]]:
-    return catalog.search(q)
+    """Pages whose text matches ``q``, best first (ranking: server.catalog.Catalog.search_page).
+    The header ``X-Total-Count`` says how many pages contain every word of ``q``."""
+    hits, total = catalog.search_page(q, limit, offset)
+    response.headers["X-Total-Count"] = str(total)
+    return hits
 
 
 @router.get("/devices", response_model=list[DeviceOut])

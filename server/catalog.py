@@ -46,9 +46,61 @@ _BATCH_SELECT = (
 )
 
 
+# Search: each ranking tier scores at most this many matching pages (the newest); see
+# Catalog.search_page. bench/search.py at 100,000 pages: bm25 over 5,000 candidates costs
+# 5–10 ms, over 20,000 20 ms, over every match of a common word 55–65 ms.
+CANDIDATE_BUDGET = 5000
+# "More results" paging goes this deep at most (the tiers are re-ranked per request).
+MAX_OFFSET = 1000
+
+
+@dataclass(frozen=True)
+class ParsedQuery:
+    """A search query as the FTS5 tables see it.
+
+    ``terms``: every word, lower-cased (``exact``) or folded; ``match``: the FTS5 expression
+    (every word or quoted phrase, AND); ``phrase``: the whole query as one phrase, for the
+    phrase tier (None for one word or when the query has its own quotes)."""
+
+    terms: list[str]
+    exact: bool
+    match: str
+    phrase: str | None
+
+
+def _fts_phrase(terms: list[str]) -> str:
+    return '"' + " ".join(terms).replace('"', '""') + '"'
+
+
+def parse_query(query: str) -> ParsedQuery | None:
+    """``query`` (any Unicode normal form) as FTS5 MATCH expressions, None without words.
+    Text between double quotes is a phrase; an unclosed quote runs to the end."""
+    query = unicodedata.normalize("NFC", query).strip()
+    exact = fold(query) != query.lower()
+    items: list[list[str]] = []
+    for i, segment in enumerate(query.split('"')):
+        words = [w.lower() if exact else fold(w) for w in re.findall(r"\w+", segment)]
+        if i % 2:  # inside quotes
+            if words:
+                items.append(words)
+        else:
+            items.extend([w] for w in words)
+    terms = [t for item in items for t in item]
+    if not terms:
+        return None
+    quoted = '"' in query
+    return ParsedQuery(
+        terms=terms,
+        exact=exact,
+        match=" ".join(_fts_phrase(item) for item in items),
+        phrase=_fts_phrase(terms) if len(terms) > 1 and not quoted else None,
+    )
+
+
 class Catalog:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, candidate_budget: int = CANDIDATE_BUDGET) -> None:
         self.db = db
+        self.candidate_budget = max(1, candidate_budget)
 
     def batches(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         rows = self.db.read().execute(
@@ -153,31 +205,75 @@ class Catalog:
         )
         return {r[0]: int(r[1]) for r in rows}
 
-    def search(self, query: str, limit: int = 50) -> list[dict[str, Any]]:
-        """Full-text search. A query without diacritics matches with or without them
-        ("khoang san" finds "khoáng sản"); a query with diacritics matches exactly."""
-        query = unicodedata.normalize("NFC", query).strip()
-        words = re.findall(r"\w+", query)
-        if not words:
-            return []
-        exact = fold(query) != query.lower()
-        table, column = ("page_fts_exact", "text") if exact else ("page_fts", "folded")
-        terms = [w.lower() if exact else fold(w) for w in words]
-        match = " ".join('"' + t.replace('"', '""') + '"' for t in terms)
+    def search(self, query: str, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+        """Full-text search, best first (see :meth:`search_page`); the hits only."""
+        return self.search_page(query, limit, offset)[0]
+
+    def search_page(
+        self, query: str, limit: int = 50, offset: int = 0
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of full-text hits, best first, and how many pages match all the words.
+
+        A query without diacritics matches with or without them ("khoang san" finds "khoáng
+        sản"); a query with diacritics matches exactly. Words in double quotes must occur as
+        that phrase.
+
+        Ranking (docs/benchmarks.md "Search" has the numbers behind it):
+
+        1. Phrase tier, for 2+ words typed without quotes: pages where the words occur
+           adjacent and in order rank first. The tokenizer splits Vietnamese by syllable, so a
+           word such as "quyết định" is two tokens; a page with "quyết" at the top and "định"
+           at the bottom does not contain the word. Within the tier: bm25 of the phrase.
+        2. Every other page with all the words, by bm25 (idf makes a rare word weigh more
+           than a common one; bm25 normalises for page length).
+
+        Each tier ranks at most ``candidate_budget`` pages: when more match (common words
+        such as "xã", "ủy ban" match nearly every page of an administrative archive), the
+        newest ``candidate_budget`` matches are ranked. FTS5 has no top-k pruning, so
+        ``ORDER BY bm25() LIMIT k`` scores every match (~0.6 µs each plus a page-size
+        lookup: 55–65 ms for 90,000 matches), while a rowid range bounds the work: the
+        newest N matches are found by walking the doclist backwards from the end, and bm25
+        then scores only rows with ``rowid >= cutoff``. ``rowid IN (...)`` is not an option:
+        FTS5 re-computes bm25's idf for every IN value (seconds).
+        """
+        limit = max(0, limit)
+        offset = max(0, min(offset, MAX_OFFSET))
+        want = offset + limit
+        parsed = parse_query(query)
+        if parsed is None or want == 0:
+            return [], 0
+        table = "page_fts_exact" if parsed.exact else "page_fts"
         con = self.db.read()
-        rows = con.execute(
-            # table and column come from the two constants above, never from the query.
-            f"SELECT rowid, bm25({table}) AS score FROM {table} WHERE {column} MATCH ?"  # noqa: S608
-            " ORDER BY score LIMIT ?",
-            (match, limit),
-        ).fetchall()
-        out = []
-        for r in rows:
-            page = con.execute(
+        total = int(
+            con.execute(
+                f"SELECT count(*) FROM {table} WHERE {table} MATCH ?",  # noqa: S608  (constants)
+                (parsed.match,),
+            ).fetchone()[0]
+        )
+        if total == 0:
+            return [], 0
+        ranked: list[tuple[int, float]] = []
+        if parsed.phrase is not None:
+            ranked = self._ranked(con, table, parsed.phrase, want)
+        if len(ranked) < want:
+            seen = {rowid for rowid, _ in ranked}
+            more = self._ranked(con, table, parsed.match, want + len(seen))
+            ranked += [(r, s) for r, s in more if r not in seen][: want - len(ranked)]
+        ranked = ranked[offset:want]
+        if not ranked:
+            return [], total
+        pages = {
+            r["id"]: r
+            for r in con.execute(
                 "SELECT p.id, p.page_no, p.batch_pk, p.device_id, t.text FROM pages p"
-                " JOIN page_text t ON t.page_pk = p.id WHERE p.id = ?",
-                (r["rowid"],),
-            ).fetchone()
+                " JOIN page_text t ON t.page_pk = p.id"
+                " WHERE p.id IN (SELECT value FROM json_each(?))",
+                (json.dumps([rowid for rowid, _ in ranked]),),
+            )
+        }
+        out = []
+        for rowid, score in ranked:
+            page = pages.get(rowid)
             if page is None:
                 continue
             out.append(
@@ -186,31 +282,57 @@ class Catalog:
                     "page_no": page["page_no"],
                     "batch": page["batch_pk"],
                     "device_id": page["device_id"],
-                    "snippet": snippet(page["text"], terms, exact),
-                    "score": r["score"],
+                    "snippet": snippet(page["text"], parsed.terms, parsed.exact),
+                    "score": score,
                 }
             )
-        return out
+        return out, total
+
+    def _ranked(
+        self, con: sqlite3.Connection, table: str, match: str, k: int
+    ) -> list[tuple[int, float]]:
+        """The best ``k`` (rowid, bm25) for ``match`` among its newest ``candidate_budget``
+        matches (all of them when there are fewer)."""
+        cutoff = con.execute(
+            f"SELECT rowid FROM {table} WHERE {table} MATCH ?"  # noqa: S608  (constants)
+            " ORDER BY rowid DESC LIMIT 1 OFFSET ?",
+            (match, self.candidate_budget - 1),
+        ).fetchone()
+        rows = con.execute(
+            f"SELECT rowid, bm25({table}) AS score FROM {table}"  # noqa: S608  (constants)
+            f" WHERE {table} MATCH ? AND rowid >= ? ORDER BY score, rowid DESC LIMIT ?",
+            (match, cutoff[0] if cutoff else 0, k),
+        )
+        return [(int(r[0]), float(r[1])) for r in rows]
+
+
+# Per character: its lower case (exact) or folded form, when that is one character.
+_ALIGN: dict[bool, dict[int, str]] = {True: {}, False: {}}
 
 
 def aligned(text: str, exact: bool) -> str:
     """``text`` lower-cased (exact) or folded, one character per character of ``text``, so
     offsets found in the result are offsets in ``text``. fold() of a whole NFC string keeps
     lengths for Vietnamese, but a stray combining mark or a letter whose lower case is two
-    characters ("İ") would shift every later offset; per character they cannot."""
-    out = []
-    for c in text:
-        f = c.lower() if exact else fold(c)
-        out.append(f if len(f) == 1 else c)
-    return "".join(out)
+    characters ("İ") would shift every later offset; per character they cannot.
+
+    Through ``str.translate`` with a table filled per new character: fold() per character
+    cost ~1 ms per 2 KB page, 50 ms for a page of 50 hits at 100,000 pages."""
+    table = _ALIGN[exact]
+    for c in set(text):
+        o = ord(c)
+        if o not in table:
+            f = c.lower() if exact else fold(c)
+            table[o] = f if len(f) == 1 else c
+    return text.translate(table)
 
 
 def query_terms(query: str) -> tuple[list[str], bool]:
     """The words of a query as search compares them, and whether it matches exactly."""
-    query = unicodedata.normalize("NFC", query).strip()
-    exact = fold(query) != query.lower()
-    words = re.findall(r"\w+", query)
-    return [w.lower() if exact else fold(w) for w in words], exact
+    parsed = parse_query(query)
+    if parsed is None:
+        return [], fold(query) != query.lower()
+    return parsed.terms, parsed.exact
 
 
 def highlight(text: str, terms: list[str], exact: bool) -> Markup:
@@ -234,9 +356,15 @@ def highlight(text: str, terms: list[str], exact: bool) -> Markup:
 
 
 def snippet(text: str, terms: list[str], exact: bool, width: int = 160) -> str:
-    """A window of ``text`` around the first hit (plain text; the page escapes it)."""
+    """A window of ``text`` around the first occurrence of the words as a phrase, else
+    around the first hit (plain text; the page escapes it). One page of text per hit:
+    callers bound the hits (one page of results)."""
     hay = aligned(text, exact)
-    pos = min((i for i in (hay.find(t) for t in terms) if i >= 0), default=0)
+    together = re.search(r"\W+".join(map(re.escape, terms)), hay) if len(terms) > 1 else None
+    if together is not None:
+        pos = together.start()
+    else:
+        pos = min((i for i in (hay.find(t) for t in terms) if i >= 0), default=0)
     start = max(0, pos - width // 3)
     piece = text[start : start + width].replace("\n", " ")
     return ("…" if start else "") + piece + ("…" if start + width < len(text) else "")

@@ -223,11 +223,24 @@ ADDED_COLUMNS = (
 )
 
 
+class _StripCombining(dict[int, int | None]):
+    """A ``str.translate`` table dropping combining marks, filled per new character (the
+    per-character generator it replaced cost ~1 ms per 2 KB page at ingest)."""
+
+    def __missing__(self, cp: int) -> int | None:
+        value = None if unicodedata.combining(chr(cp)) else cp
+        self[cp] = value
+        return value
+
+
+_STRIP_COMBINING = _StripCombining()
+
+
 def fold(text: str) -> str:
     """Vietnamese without diacritics, lower-case: "Khoáng sản Đà Nẵng" → "khoang san da nang".
     đ/Đ is a letter of its own (no Unicode decomposition), so it is mapped by hand."""
     decomposed = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+    return decomposed.translate(_STRIP_COMBINING).lower()
 
 
 def nfc(text: str) -> str:

@@ -1,8 +1,18 @@
 """The server's only door to the broker: one ingest worker on the shared subscription.
 
-The MQTT acknowledgement of a device message is sent only after :meth:`Ingest.handle`
-returned, i.e. after the data is fsynced and committed (paho ``manual_ack=True``): if this
-process dies mid-way, the broker redelivers the message to a live worker. The session is
+Group commit: paho's network thread only queues each device message (``_on_message``); one
+ingest thread takes what is queued — up to :data:`GROUP_MAX_MESSAGES` messages or
+:data:`GROUP_MAX_BYTES`, waiting at most :data:`GROUP_LINGER` s for more once the queue is
+empty — and hands it to :meth:`Ingest.handle_many` as one group: one flush round of the files
+and one SQLite commit for all of it (see :mod:`server.ingest`). Under load the queue fills
+while a group is being flushed, so groups grow with the load. The broker may have at most
+:data:`RECEIVE_MAXIMUM` messages unacknowledged at this client (MQTT 5 Receive Maximum),
+which bounds the queue and the size of a group.
+
+The MQTT acknowledgement of a device message is sent only after ``handle_many`` returned,
+i.e. after everything the group wrote is flushed and committed (paho ``manual_ack=True``),
+and after its replies (receipts, states, rejects) were handed to paho: if this process dies
+mid-way, the broker redelivers every message of the group to a live worker. The session is
 persistent (``clean_start=False``, long expiry) so that messages queued while the server is
 down are not lost with it; what the broker drops anyway is recovered by the agents'
 reconciliation.
@@ -15,9 +25,11 @@ and whenever a device announces itself online.
 from __future__ import annotations
 
 import logging
+import queue
 import ssl
 import threading
 import time
+from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
@@ -34,9 +46,22 @@ from server.ingest import Ingest
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY = 30 * 24 * 3600
+GROUP_MAX_MESSAGES = 256
+GROUP_MAX_BYTES = 16 * 1024 * 1024
+GROUP_LINGER = 0.002  # seconds to wait for more once the queue is empty (under load: never)
+RECEIVE_MAXIMUM = 512  # QoS 1 messages the broker may have unacknowledged at this client
 NO_MATCHING_SUBSCRIBERS = 0x10  # MQTT 5 PUBACK: accepted, but nobody will receive it
 EARLY_ACK_SECONDS = 5.0
 PubackCallback = rescan.PubackCallback
+
+
+class Delivery(NamedTuple):
+    """A device message paho delivered, not yet acknowledged."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
 
 
 class IngestWorker:
@@ -44,6 +69,10 @@ class IngestWorker:
         self.settings = settings
         self.ingest = ingest
         self.connected = threading.Event()
+        self.groups = 0
+        self._queue: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
         self.last_message_at = 0.0
         self.messages = 0
         self.errors = 0
@@ -75,18 +104,28 @@ class IngestWorker:
     def start(self) -> None:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY
+        props.ReceiveMaximum = RECEIVE_MAXIMUM
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="sohoa-ingest", daemon=True)
+        self._thread.start()
         self._client.connect_async(
             self.host, self.port, keepalive=60, clean_start=False, properties=props
         )
         self._client.loop_start()
 
     def stop(self) -> None:
+        """Finish the group in hand, then disconnect. Messages still queued are not
+        acknowledged: the broker delivers them again (persistent session)."""
+        self._stopping.set()
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=60)
         self._client.disconnect()
         self._client.loop_stop()
 
     @property
     def alive(self) -> bool:
-        return self.connected.is_set()
+        return self.connected.is_set() and self._thread is not None and self._thread.is_alive()
 
     def publish(
         self, topic: str, payload: bytes, qos: int = 1, on_puback: PubackCallback | None = None
@@ -181,24 +220,78 @@ class IngestWorker:
         log.warning("ingest disconnected: %s", reason_code)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        # paho's network thread: queue only, never block on the disk here.
+        self._queue.put(Delivery(msg.topic, bytes(msg.payload), msg.mid, msg.qos))
+
+    # -- the ingest thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            group = self._take()
+            if group:
+                try:
+                    self._process(group)
+                except Exception:  # never let the thread die: nothing would be acked again
+                    self.errors += 1
+                    log.exception("ingest group of %d failed", len(group))
+
+    def _take(self) -> list[Delivery]:
+        """The next group: what is queued, up to the limits, lingering briefly for more."""
         try:
-            replies = self.ingest.handle(msg.topic, bytes(msg.payload))
-        except Exception:
-            # Unexpected (a bug, a full disk). Nothing was committed for this message, so no
-            # receipt went out and the agent's reconciliation will send it again. Acking it
-            # keeps one poison message from holding a broker in-flight slot for ever.
-            self.errors += 1
-            log.exception("ingest failed on %s; dropped, the device will resend", msg.topic)
-            client.ack(msg.mid, msg.qos)
-            return
-        for reply in replies:
-            client.publish(reply.topic, reply.payload, qos=reply.qos, retain=reply.retain)
-        self.messages += 1
+            first = self._queue.get(timeout=1.0)
+        except queue.Empty:
+            return []
+        if first is None:
+            return []
+        group = [first]
+        size = len(first.payload)
+        deadline = time.monotonic() + GROUP_LINGER
+        while len(group) < GROUP_MAX_MESSAGES and size < GROUP_MAX_BYTES:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                wait = deadline - time.monotonic()
+                if wait <= 0:
+                    break
+                try:
+                    item = self._queue.get(timeout=wait)
+                except queue.Empty:
+                    break
+            if item is None:  # stop(): finish this group first
+                self._stopping.set()
+                break
+            group.append(item)
+            size += len(item.payload)
+        return group
+
+    def _process(self, group: list[Delivery]) -> None:
+        client = self._client
+        results = self.ingest.handle_many([(d.topic, d.payload) for d in group])
+        self.groups += 1
+        # Everything the group committed is durable now: answer, then acknowledge.
+        for delivery, result in zip(group, results, strict=True):
+            if result.error is not None:
+                # Unexpected (a bug, a full disk). Nothing was committed for this message, so
+                # no receipt went out and the agent's reconciliation will send it again.
+                # Acking it keeps one poison message from holding an in-flight slot for ever.
+                self.errors += 1
+                log.error(
+                    "ingest failed on %s (%s); dropped, the device will resend",
+                    delivery.topic,
+                    result.error,
+                )
+            else:
+                for reply in result.replies:
+                    client.publish(reply.topic, reply.payload, qos=reply.qos, retain=reply.retain)
+                self.messages += 1
+        for delivery in group:
+            client.ack(delivery.mid, delivery.qos)
         self.last_message_at = time.time()
-        client.ack(msg.mid, msg.qos)
-        if msg.topic.startswith(f"{topics.PREFIX}/status/"):
-            # A device came online (or the retained statuses arrived after our connect): its
-            # session now exists at the broker, so a request it could not get before can go.
-            device = msg.topic.rsplit("/", 1)[-1]
-            if rescan.device_online(self.ingest.db, device):
-                self._send_commands(device, ("requested",))
+        for delivery in group:
+            if delivery.topic.startswith(f"{topics.PREFIX}/status/"):
+                # A device came online (or the retained statuses arrived after our connect):
+                # its session now exists at the broker, so a request it could not get before
+                # can go.
+                device = delivery.topic.rsplit("/", 1)[-1]
+                if rescan.device_online(self.ingest.db, device):
+                    self._send_commands(device, ("requested",))

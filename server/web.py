@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from server import audit, auth, i18n, progress, records, rescan, review
 from server.auth import Session
-from server.catalog import aligned, highlight, query_terms
+from server.catalog import MAX_OFFSET, aligned, highlight, query_terms
 from server.deps import (
     DB,
     CatalogDep,
@@ -253,13 +253,23 @@ def page_viewer(
     )
 
 
+# Page-text hits per page of results: each hit re-reads its page's text for the snippet.
+SEARCH_PAGE = 50
+
+
 @router.get("/search", response_class=HTMLResponse)
 def search_page(
-    request: Request, session: WebViewer, catalog: CatalogDep, records_: RecordsDep, q: str = ""
+    request: Request,
+    session: WebViewer,
+    catalog: CatalogDep,
+    records_: RecordsDep,
+    q: str = "",
+    offset: int = 0,
 ) -> Response:
     q = q[:200]
-    hits = catalog.search(q) if q.strip() else []
-    meta = records_.search(q) if q.strip() else []
+    offset = max(0, min(offset, MAX_OFFSET))
+    hits, total = catalog.search_page(q, SEARCH_PAGE, offset) if q.strip() else ([], 0)
+    meta = records_.search(q) if q.strip() and not offset else []
     terms, exact = query_terms(q)
     for h in hits:
         h["html"] = highlight(h["snippet"], terms, exact)
@@ -267,7 +277,10 @@ def search_page(
         lines = [ln for ln in m["text"].splitlines() if ln.strip()] or [""]
         hit = next((ln for ln in lines if any(t in aligned(ln, exact) for t in terms)), lines[0])
         m["html"] = highlight(hit[:200], terms, exact)
-    return render(request, "search.html", q=q, hits=hits, meta=meta)
+    more = offset + SEARCH_PAGE if offset + SEARCH_PAGE < min(total, MAX_OFFSET + 1) else None
+    return render(
+        request, "search.html", q=q, hits=hits, meta=meta, total=total, offset=offset, more=more
+    )
 
 
 # -- review queue -----------------------------------------------------------------------------
