@@ -13,7 +13,9 @@ same run and on the same queries:
 - the same queries through the HTTP API (FastAPI TestClient: routing, auth, JSON);
 - the previous ranking: FTS5 ``ORDER BY bm25() LIMIT 50`` over every match (no snippets);
 - the baseline: a naive ``LIKE '%word%'`` scan over ``page_text`` (every word, AND, LIMIT 50);
-- how many pages match all the words, and the words as a phrase (the common-word problem).
+- how many pages match all the words, and the words as a phrase (the common-word problem);
+- ranking quality: of the top 50, how many have the words together (a Vietnamese word is
+  several syllables: "khoáng sản"), now and with bm25 of every match.
 
 Queries take words from the vocabulary with the frequency they have in the text (common
 words like "xã" match most pages: the worst case for ranking). PostgreSQL is not measured:
@@ -23,6 +25,7 @@ the server is SQLite-only today.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import random
@@ -169,6 +172,22 @@ def matches(con: sqlite3.Connection, q: str) -> tuple[int, int]:
     return int(every), int(phrase)
 
 
+def together(con: sqlite3.Connection, q: str, pages: list[int]) -> int:
+    """How many of ``pages`` have the words of ``q`` together (as a phrase)."""
+    from server.catalog import parse_query
+
+    parsed = parse_query(q)
+    assert parsed is not None
+    if parsed.phrase is None or not pages:
+        return len(pages)
+    table = "page_fts_exact" if parsed.exact else "page_fts"
+    sql = (
+        f"SELECT count(*) FROM {table} WHERE {table} MATCH ?"  # placeholders only
+        " AND rowid IN (SELECT value FROM json_each(?))"
+    )
+    return int(con.execute(sql, (parsed.phrase, json.dumps(pages))).fetchone()[0])
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench search", description=__doc__)
     parser.add_argument("--pages", type=int, default=100_000)
@@ -198,8 +217,11 @@ def main(argv: list[str]) -> int:
     catalog = Catalog(db)
     qs = queries(args.queries)
 
-    rows: list[tuple[str, list[float], list[float], list[float], list[float], float, float, float]]
-    rows = []
+    Row = tuple[
+        str, list[float], list[float], list[float], list[float], float, float, float,
+        tuple[float, float],
+    ]  # fmt: skip
+    rows: list[Row] = []
     auth.add_user(db, "bench", "viewer", None)
     token = auth.create_token(db, "bench")
     con = db.read()
@@ -216,9 +238,18 @@ def main(argv: list[str]) -> int:
             scan = timed(lambda q: naive(con, q), items[: args.naive])
             full = timed(lambda q: exhaustive(con, q), items[: args.naive])
             counts = [matches(con, q) for q in items[:50]]
+            sample = items[: args.naive]
+            quality = (
+                statistics.mean(
+                    together(con, q, [h["page"] for h in catalog.search(q)]) for q in sample
+                ),
+                statistics.mean(together(con, q, exhaustive(con, q)) for q in sample),
+            )
             every_ = statistics.mean(c[0] for c in counts)
             phrase = statistics.mean(c[1] for c in counts)
-            rows.append((name, direct, http, full, scan, statistics.mean(hits), every_, phrase))
+            rows.append(
+                (name, direct, http, full, scan, statistics.mean(hits), every_, phrase, quality)
+            )
     db.close()
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
@@ -231,19 +262,20 @@ def main(argv: list[str]) -> int:
     )
     print("| query | n | Catalog.search p50 / p95 / max (ms) | HTTP API p50 / p95 (ms) |"
           " bm25 of every match p50 / p95 (ms) | LIKE scan p50 / p95 (ms) | hits |"
-          " pages with all words / as phrase (mean) |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+          " pages with all words / as phrase (mean) | top 50 with the words together:"
+          " now / bm25 of every match |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     https: list[float] = []
-    for name, direct, http, full, scan, hits, every_, phrase in rows:
+    for name, direct, http, full, scan, hits, every_, phrase, (now, before) in rows:
         https += http
         print(
             f"| {name} | {len(direct)} | {pct(direct, 50):.1f} / {pct(direct, 95):.1f} /"
             f" {max(direct):.1f} | {pct(http, 50):.1f} / {pct(http, 95):.1f} |"
             f" {pct(full, 50):.0f} / {pct(full, 95):.0f} |"
             f" {pct(scan, 50):.0f} / {pct(scan, 95):.0f} | {hits:.0f} |"
-            f" {every_:,.0f} / {phrase:,.0f} |"
+            f" {every_:,.0f} / {phrase:,.0f} | {now:.0f} / {before:.0f} |"
         )
     print(f"| **all** | {len(every)} | {pct(every, 50):.1f} / **{pct(every, 95):.1f}** /"
           f" {max(every):.1f} | {pct(https, 50):.1f} / **{pct(https, 95):.1f}**"
-          " | | | | |")  # fmt: skip
+          " | | | | | |")  # fmt: skip
     return 0

@@ -1,0 +1,190 @@
+"""Page-text search (server.catalog.Catalog.search_page): diacritic rules, the phrase tier,
+bm25 order, the candidate budget, paging and the API's X-Total-Count. Pages are written
+straight into the catalogue through server.db.Database.index_text (as bench/search.py does);
+ingest itself is covered by test_ingest.py."""
+
+from __future__ import annotations
+
+import unicodedata
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from server import auth
+from server.app import create_app
+from server.catalog import Catalog, aligned, parse_query, snippet
+from server.config import ServerSettings
+from server.db import Database
+
+
+def archive(db: Database, texts: list[str]) -> list[int]:
+    """One batch with a page per text, in order (later pages are newer); their ids."""
+    ids = []
+    with db.tx() as con:
+        con.execute(
+            "INSERT OR IGNORE INTO devices(device_id, first_seen, last_seen) VALUES ('xa-01', 0, 0)"
+        )
+        batch = con.execute(
+            "INSERT INTO batches(device_id, batch_id, created_at, received_at, page_count,"
+            " source, agent_version) VALUES ('xa-01', ?, 0, 0, ?, 'scan', 'test')",
+            (f"b{len(texts)}-{id(texts)}", len(texts)),
+        ).lastrowid
+        for n, text in enumerate(texts, 1):
+            page = con.execute(
+                "INSERT INTO pages(batch_pk, device_id, page_id, page_no, capture_sha256,"
+                " capture_size, dpi, width_px, height_px, colour)"
+                " VALUES (?, 'xa-01', ?, ?, '', 0, 300, 2480, 3508, 1)",
+                (batch, f"{batch}-{n}", n),
+            ).lastrowid
+            assert page is not None
+            db.index_text(con, page, text)
+            ids.append(page)
+    return ids
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    return Database(tmp_path / "sohoa.sqlite")
+
+
+def pages(catalog: Catalog, q: str, limit: int = 50, offset: int = 0) -> list[int]:
+    return [h["page"] for h in catalog.search(q, limit, offset)]
+
+
+def test_with_and_without_diacritics_nfc_nfd_and_d(db: Database) -> None:
+    a, b, c = archive(
+        db,
+        [
+            "Khai thác khoáng sản trái phép tại Đà Nẵng",
+            "Khoang tàu, sàn nhà",  # the same letters without diacritics
+            "Sổ hộ tịch năm 1998",
+        ],
+    )
+    cat = Catalog(db)
+    assert set(pages(cat, "khoang san")) == {a, b}  # no diacritics: either spelling
+    assert pages(cat, "khoáng sản") == [a]  # diacritics: exact
+    assert pages(cat, unicodedata.normalize("NFD", "khoáng sản")) == [a]  # NFD query
+    assert pages(cat, "KHOÁNG SẢN") == [a]
+    assert pages(cat, "khoàng") == []  # another tone is another syllable
+    # đ/Đ has no Unicode decomposition: folded by hand, both cases.
+    assert pages(cat, "da nang") == [a] == pages(cat, "DA NANG") == pages(cat, "Đà Nẵng")
+    assert pages(cat, "đà") == [a] and pages(cat, "dà") == []
+    assert pages(cat, "ho tich 1998") == [c]
+    assert pages(cat, "") == pages(cat, "  ?! ") == []
+    # NFD text in the archive is found by NFC and NFD queries alike (index_text makes NFC).
+    (d,) = archive(db, [unicodedata.normalize("NFD", "Giấy chứng nhận quyền sử dụng đất")])
+    assert pages(cat, "quyền sử dụng") == [d] == pages(cat, "quyen su dung")
+    assert pages(cat, unicodedata.normalize("NFD", "quyền")) == [d]
+
+
+def test_rare_word_outweighs_common_word(db: Database) -> None:
+    filler = ["xã xã thôn ấp"] * 8  # "xã" on every page: idf ~0
+    common_heavy, rare_heavy = archive(
+        db,
+        [
+            "xã xã xã xã xã xã xã xã thôn khoáng thôn",  # many "xã", one "khoáng"
+            "xã thôn khoáng ấp khoáng ấp khoáng",  # one "xã", three "khoáng"
+            *filler,
+        ],
+    )[:2]
+    cat = Catalog(db)
+    assert pages(cat, "xa khoang") == [rare_heavy, common_heavy]
+    assert pages(cat, "khoáng xã") == [rare_heavy, common_heavy]
+
+
+def test_words_together_rank_above_words_apart(db: Database) -> None:
+    apart, together, other = archive(
+        db,
+        [
+            # more of both syllables, but never "khoáng sản" (one Vietnamese word)
+            "khoáng chất ở đây. Tài sản công. Khoáng vật, khoáng hóa, di sản, sản xuất",
+            "Biên bản: khai thác khoáng sản trái phép",
+            "không liên quan",
+        ],
+    )
+    cat = Catalog(db)
+    for q in ("khoang san", "khoáng sản", "KHOÁNG  SẢN"):
+        assert pages(cat, q) == [together, apart], q
+    # The snippet of the phrase hit is centred on the phrase.
+    (hit, _) = cat.search("khoang san")
+    assert "khoáng sản" in hit["snippet"]
+    # Quotes: the phrase only.
+    assert pages(cat, '"khoang san"') == [together]
+    assert pages(cat, '"san khoang"') == []
+    assert pages(cat, '"khoáng sản" biên') == [together]
+    assert set(pages(cat, "sản khoáng")) == {apart, together}  # no phrase in that order
+    assert other not in pages(cat, "khoang")
+
+
+def test_candidate_budget_and_paging(db: Database) -> None:
+    ids = archive(db, [f"quyết định số {n} về việc xã" for n in range(30)])
+    strong = archive(db, ["quyết định quyết định quyết định"])[0]
+    full = Catalog(db)
+    assert pages(full, "quyet dinh")[0] == strong
+    hits, total = full.search_page("quyet dinh", 10, 0)
+    assert total == 31 and len(hits) == 10
+    # Paging: consecutive pages of results, no repeats, nothing lost.
+    seen = []
+    for offset in range(0, 40, 10):
+        seen += pages(full, "quyet dinh", 10, offset)
+    assert sorted(seen) == sorted([*ids, strong])
+    # A budget of 5 ranks only the 5 newest matches of each tier, but still counts all.
+    small = Catalog(db, candidate_budget=5)
+    hits, total = small.search_page("quyet dinh", 50, 0)
+    assert total == 31
+    assert hits[0]["page"] == strong  # the newest page is in the window
+    # Phrase tier and all-words tier have the same 5 newest candidates: 5 hits.
+    assert set(pages(small, "quyet dinh")) == {strong, *ids[-4:]}
+    assert pages(small, "xa") == list(reversed(ids))[:5]  # equal scores: newest first
+
+
+def test_parse_query_and_aligned() -> None:
+    p = parse_query('  Khoáng "sản trái" phép ')
+    assert p is not None and p.exact
+    assert p.terms == ["khoáng", "sản", "trái", "phép"]
+    assert p.match == '"khoáng" "sản trái" "phép"' and p.phrase is None
+    p = parse_query("khoang san")
+    assert p is not None and not p.exact and p.phrase == '"khoang san"'
+    assert parse_query('"') is None
+    text = "ĐÀ Nẵng İ x\u0301"  # a two-character lower case, a stray combining mark
+    assert len(aligned(text, False)) == len(text) == len(aligned(text, True))
+    assert aligned("ĐÀ Nẵng", False) == "da nang"
+    assert snippet("a " * 200 + "Đà Nẵng", ["da", "nang"], False).endswith("Đà Nẵng")
+
+
+def test_api_search_shape_paging_and_total(tmp_path: Path) -> None:
+    settings = ServerSettings(data_dir=tmp_path, ingest=False)
+    db = Database(settings.sqlite_path())
+    ids = archive(db, [f"Ủy ban nhân dân xã Tân Lập, văn bản {n}" for n in range(12)])
+    auth.add_user(db, "viewer", "viewer", None)
+    headers = {"Authorization": f"Bearer {auth.create_token(db, 'viewer')}"}
+    with TestClient(create_app(settings)) as client:
+        r = client.get("/api/v1/search", params={"q": "uy ban"}, headers=headers)
+        assert r.status_code == 200 and r.headers["X-Total-Count"] == "12"
+        body = r.json()
+        assert len(body) == 12
+        assert set(body[0]) == {"page", "page_no", "batch", "device_id", "snippet", "score"}
+        r = client.get(
+            "/api/v1/search", params={"q": "ủy ban", "limit": 5, "offset": 10}, headers=headers
+        )
+        assert len(r.json()) == 2 and r.headers["X-Total-Count"] == "12"
+        assert {h["page"] for h in r.json()} <= set(ids)
+        bad = client.get("/api/v1/search", params={"q": "x", "offset": -1}, headers=headers)
+        assert bad.status_code == 422
+
+
+def test_web_search_pages_through_results(tmp_path: Path) -> None:
+    settings = ServerSettings(data_dir=tmp_path, ingest=False)
+    db = Database(settings.sqlite_path())
+    archive(db, [f"Quyết định số {n} về khoáng sản" for n in range(60)])
+    auth.add_user(db, "viewer", "viewer", "mật-khẩu-đủ-dài")
+    with TestClient(create_app(settings)) as client:
+        login = {"username": "viewer", "password": "mật-khẩu-đủ-dài"}
+        assert client.post("/login", data=login).status_code == 200
+        first = client.get("/search", params={"q": "khoang san"}).text
+        assert "(1–50 / 60)" in first and first.count("<mark>khoáng</mark>") == 50
+        assert 'href="/search?q=khoang%20san&amp;offset=50"' in first
+        second = client.get("/search", params={"q": "khoang san", "offset": 50}).text
+        assert "(51–60 / 60)" in second and 'rel="next"' not in second
+        assert '<ol class="hits" start="51">' in second
