@@ -1,21 +1,30 @@
 """Benchmark: archive ingest throughput, pages per second (issue 6: ≥ 500 pages/s, 2 cores).
 
-    python -m bench ingest [--pages 400] [--batch 50]
+    python -m bench ingest [--pages 400] [--batch 50] [--mqtt-pages 400] [--no-mqtt]
 
 Realistic pages (text 2 KB of Vietnamese, thumbnail 15 KB, archival image 50 KB; random bytes
-for the images, which do not compress) go through ``server.ingest.Ingest.handle`` exactly as
-the broker feeds it — manifest, then chunks — into a real SQLite archive and file store under
-a temporary directory on the same disk as the data would be. No broker: this is the
-server's own cost. In the same run:
+for the images, which do not compress) go through ``server.ingest.Ingest.handle_many`` in
+groups, as ``server.mqtt_ingest`` feeds it (a group = the messages queued while the previous
+group was flushed: up to 256; under a steady load the queue is always full) — manifest, then
+chunks — into a real SQLite archive and file store under a temporary directory on the same
+disk as the data would be. In the same run:
 
-- 1 worker, default 32 KiB chunks (the agent's default) and one chunk per part (the fewest
-  messages: 3 per page);
+- groups of 1 (``Ingest.handle``: one message at a time, the pre-group-commit behaviour's
+  shape), of 20 and of 256 messages; default 32 KiB chunks (the agent's default) and one
+  chunk per part (the fewest messages: 3 per page);
 - 2 workers over the same archive, as threads and as processes (each worker its own batches,
   like a shared subscription splits devices);
 - where the time goes: fsync/fdatasync calls and SQLite commits per page, counted, and the
   same 1-worker run with durability switched off *in this process only* (``os.fsync`` and
-  ``os.fdatasync`` made no-ops, ``PRAGMA synchronous=OFF``) as the upper bound of what any
-  batching of syncs could win. Nothing of server/ is changed by this benchmark.
+  ``os.fdatasync`` made no-ops, ``PRAGMA synchronous=OFF``) as the upper bound;
+- end to end through a real Mosquitto: the server as a process (``sohoa-server run``) and a
+  fast publisher standing in for a device (paho, MQTT 5, QoS 1, 1,000 in flight) that
+  publishes the manifests, asks (``query``) until the server knows every batch, then
+  publishes every chunk; timed from the first chunk published to the last part receipted.
+  Beside it, in the same run, the same publisher against a bare subscriber that acknowledges
+  at once (no server): what the broker and paho cost alone.
+
+Nothing of server/ is changed by this benchmark.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import multiprocessing
 import os
 import platform
 import pstats
+import queue
 import random
 import shutil
 import sqlite3
@@ -33,17 +43,23 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the message builders live with the ingest tests
 
+from harness import Broker, ServerProcess  # noqa: E402
 from test_ingest import DEVICE, BatchSrc, PageSrc  # noqa: E402
 
 from bench.search import _vocabulary, page_text  # noqa: E402
-from protocol import topics  # noqa: E402
+from protocol import envelope, topics  # noqa: E402
+from protocol.messages import BatchState, Query, Receipt, Reject  # noqa: E402
 from server.db import Database  # noqa: E402
 from server.ingest import Ingest  # noqa: E402
 from server.store import Store  # noqa: E402
@@ -51,6 +67,7 @@ from server.store import Store  # noqa: E402
 SIZES = {"text": 2048, "thumb": 15 * 1024, "archival": 50 * 1024}
 DEFAULT_CHUNK = 32 * 1024
 ONE_CHUNK = 1 << 20  # ChunkHeader.length max: every part here is one chunk
+GROUP = 256  # server.mqtt_ingest.GROUP_MAX_MESSAGES
 
 
 def make_batches(pages: int, per_batch: int, seed: int = 7) -> list[BatchSrc]:
@@ -78,14 +95,17 @@ def messages(batch: BatchSrc, chunk_size: int) -> list[tuple[str, bytes]]:
     return out
 
 
-def feed(data_dir: Path, streams: list[list[tuple[str, bytes]]]) -> int:
-    """One worker: its own Database connection and Ingest, as a server process has."""
+def feed(data_dir: Path, streams: list[list[tuple[str, bytes]]], group: int = GROUP) -> int:
+    """One worker: its own Database connection and Ingest, as a server process has; its
+    messages in groups of ``group`` (1: ``Ingest.handle``, one at a time)."""
     db = Database(data_dir / "archive.sqlite3")
     ingest = Ingest(db, Store(data_dir / "store"))
     replies = 0
     for stream in streams:
-        for topic, payload in stream:
-            replies += len(ingest.handle(topic, payload))
+        for start in range(0, len(stream), group):
+            for result in ingest.handle_many(stream[start : start + group]):
+                assert result.error is None, result.error
+                replies += len(result.replies)
     db.close()
     return replies
 
@@ -111,6 +131,7 @@ def run(
     workers: int = 1,
     mode: str = "thread",
     profile: Path | None = None,
+    group: int = GROUP,
 ) -> Run:
     work = Path(tempfile.mkdtemp(prefix="sohoa-bench-ingest-", dir=ROOT / ".bench-tmp"))
     Database(work / "archive.sqlite3").close()  # schema made before the clock starts
@@ -121,19 +142,19 @@ def run(
     started = time.perf_counter()
     if workers == 1 and profile is not None:
         prof = cProfile.Profile()
-        prof.runcall(feed, work, shares[0])
+        prof.runcall(feed, work, shares[0], group)
         prof.dump_stats(profile)
     elif workers == 1:
-        feed(work, shares[0])
+        feed(work, shares[0], group)
     elif mode == "thread":
-        threads = [threading.Thread(target=feed, args=(work, share)) for share in shares]
+        threads = [threading.Thread(target=feed, args=(work, share, group)) for share in shares]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
     else:
         ctx = multiprocessing.get_context("fork")
-        procs = [ctx.Process(target=feed, args=(work, share)) for share in shares]
+        procs = [ctx.Process(target=feed, args=(work, share, group)) for share in shares]
         for p in procs:
             p.start()
         for p in procs:
@@ -148,7 +169,7 @@ def run(
     return Run(name, pages, count, seconds)
 
 
-def count_syncs(batches: list[BatchSrc], chunk_size: int) -> tuple[int, int]:
+def count_syncs(batches: list[BatchSrc], chunk_size: int, group: int) -> tuple[int, int]:
     """(fsync + fdatasync calls, SQLite COMMITs) for ingesting ``batches`` once."""
     calls = {"sync": 0, "commit": 0}
     real_fsync, real_fdatasync = os.fsync, os.fdatasync
@@ -174,7 +195,7 @@ def count_syncs(batches: list[BatchSrc], chunk_size: int) -> tuple[int, int]:
     os.fsync, os.fdatasync = counted(real_fsync), counted(real_fdatasync)  # type: ignore[assignment]
     Database.connect = connect  # type: ignore[method-assign]
     try:
-        run("count", batches, chunk_size)
+        run("count", batches, chunk_size, group=group)
     finally:
         os.fsync, os.fdatasync = real_fsync, real_fdatasync
         Database.connect = real_connect  # type: ignore[method-assign]
@@ -193,7 +214,9 @@ def without_durability(batches: list[BatchSrc], chunk_size: int) -> Run:
     os.fsync = os.fdatasync = lambda fd: None  # type: ignore[assignment]
     Database.connect = connect  # type: ignore[method-assign]
     try:
-        return run("1 worker, 32 KiB, no fsync (upper bound)", batches, chunk_size)
+        return run(
+            f"1 worker, 32 KiB, groups of {GROUP}, no fsync (upper bound)", batches, chunk_size
+        )
     finally:
         os.fsync, os.fdatasync = real_fsync, real_fdatasync
         Database.connect = real_connect  # type: ignore[method-assign]
@@ -209,25 +232,173 @@ def top_costs(profile: Path, n: int = 8) -> list[tuple[str, float, int]]:
     return rows[:n]
 
 
+# -- end to end through a real Mosquitto ---------------------------------------------------------
+
+
+def _mqtt_client(client_id: str, port: int, manual_ack: bool = False) -> mqtt.Client:
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv5,
+        manual_ack=manual_ack,
+    )
+    client.max_inflight_messages_set(1000)
+    client.connect("127.0.0.1", port, keepalive=60)
+    client.loop_start()
+    return client
+
+
+def mqtt_run(batches: list[BatchSrc], chunk_size: int, servers: int) -> Run:
+    """Publish ``batches`` as a device would, as fast as paho goes, to a real Mosquitto and
+    either ``servers`` server processes on the shared subscription (until every part is
+    receipted) or, with 0, a bare subscriber that acknowledges each message at once (until
+    it has them all)."""
+    with_server = servers > 0
+    work = Path(tempfile.mkdtemp(prefix="sohoa-bench-mqtt-", dir=ROOT / ".bench-tmp"))
+    broker = Broker(work / "broker").start()
+    running: list[ServerProcess] = []
+    clients: list[mqtt.Client] = []
+    manifests = [(topics.up(DEVICE, "manifest"), b.manifest()) for b in batches]
+    chunks = [(topics.up(DEVICE, "chunk"), p) for b in batches for p in b.all_chunks(chunk_size)]
+    parts = sum(len(p.parts) for b in batches for p in b.pages)
+    pages = sum(len(b.pages) for b in batches)
+    events: queue.SimpleQueue[object] = queue.SimpleQueue()
+    try:
+        if with_server:
+            first = ServerProcess(work / "server", broker.url).start()
+            running.append(first)
+            for n in range(2, servers + 1):  # the same archive, its own client id (DESIGN §7)
+                more = ServerProcess(
+                    first.data_dir, broker.url, client_id=f"sohoa-server-{n}", token="unused"
+                )
+                running.append(more.start())
+        else:
+            seen = {"n": 0}
+            total = len(manifests) + len(chunks)
+
+            def on_bare(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+                client.ack(msg.mid, msg.qos)
+                seen["n"] += 1
+                if seen["n"] == total:
+                    events.put("all")
+
+            bare = mqtt.Client(
+                callback_api_version=CallbackAPIVersion.VERSION2,
+                client_id="bench-bare-subscriber",
+                protocol=mqtt.MQTTv5,
+                manual_ack=True,
+            )
+            bare.on_message = on_bare
+            bare.connect("127.0.0.1", broker.port)
+            bare.loop_start()
+            clients.append(bare)
+            bare.subscribe(topics.ingest_filters(shared=True)[0], qos=1)
+            time.sleep(0.5)
+        device = _mqtt_client(DEVICE, broker.port)
+        clients.append(device)
+
+        def on_down(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+            events.put(envelope.decode(bytes(msg.payload)).message)
+
+        device.on_message = on_down
+        device.subscribe(topics.down_filter(DEVICE), qos=1)
+        time.sleep(0.5)
+        if with_server:
+            for topic, payload in manifests:
+                device.publish(topic, payload, qos=1)
+            known: set[str] = set()
+            want = {b.batch_id for b in batches}
+            deadline = time.monotonic() + 60
+            while known != want:
+                assert time.monotonic() < deadline, "the server never knew every batch"
+                q = Query(
+                    device_id=DEVICE,
+                    msg_id=uuid.uuid4().hex,
+                    sent_at=time.time(),
+                    batch_ids=tuple(sorted(want - known)),
+                )
+                device.publish(topics.up(DEVICE, "query"), envelope.encode(q), qos=1)
+                try:
+                    while True:
+                        ev = events.get(timeout=1.0)
+                        if isinstance(ev, BatchState) and ev.known:
+                            known.add(ev.batch_id)
+                except queue.Empty:
+                    pass
+            stream = chunks
+        else:
+            stream = manifests + chunks
+        started = time.perf_counter()
+        for topic, payload in stream:
+            device.publish(topic, payload, qos=1)
+        receipted: set[tuple[str, str]] = set()
+        rejects = 0
+        deadline = time.monotonic() + 600
+        while True:
+            ev = events.get(timeout=max(0.1, deadline - time.monotonic()))
+            if isinstance(ev, Receipt):
+                receipted |= {(p.page_id, p.part) for p in ev.committed}
+                if len(receipted) == parts:
+                    break
+            elif isinstance(ev, Reject):
+                rejects += 1
+            elif ev == "all":
+                break
+        seconds = time.perf_counter() - started
+        assert rejects == 0, f"{rejects} rejects"
+    finally:
+        for client in clients:
+            client.disconnect()
+            client.loop_stop()
+        for server in running:
+            server.stop()
+        broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    label = "32 KiB" if chunk_size == DEFAULT_CHUNK else "one chunk per part"
+    name = (
+        f"Mosquitto + {servers} server process{'es' if servers > 1 else ''}, {label},"
+        " first chunk to last receipt"
+        if with_server
+        else f"Mosquitto + bare subscriber (no server), {label}"
+    )
+    return Run(name, pages, len(stream), seconds)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench ingest", description=__doc__)
     parser.add_argument("--pages", type=int, default=400)
     parser.add_argument("--batch", type=int, default=50, help="pages per batch")
+    parser.add_argument("--mqtt-pages", type=int, default=400)
+    parser.add_argument("--no-mqtt", action="store_true", help="skip the Mosquitto runs")
     args = parser.parse_args(argv)
     (ROOT / ".bench-tmp").mkdir(exist_ok=True)
     batches = make_batches(args.pages, args.batch)
     profile = ROOT / ".bench-tmp" / "ingest.prof"
     runs = [
-        run("1 worker, 32 KiB chunks", batches, DEFAULT_CHUNK, profile=None),
-        run("1 worker, one chunk per part", batches, ONE_CHUNK),
-        run("2 workers (threads), 32 KiB", batches, DEFAULT_CHUNK, 2, "thread"),
-        run("2 workers (processes), 32 KiB", batches, DEFAULT_CHUNK, 2, "process"),
-        run("2 workers (processes), one chunk per part", batches, ONE_CHUNK, 2, "process"),
+        run("1 worker, 32 KiB, one message at a time", batches, DEFAULT_CHUNK, group=1),
+        run("1 worker, 32 KiB, groups of 20", batches, DEFAULT_CHUNK, group=20),
+        run(f"1 worker, 32 KiB, groups of {GROUP}", batches, DEFAULT_CHUNK),
+        run(f"1 worker, one chunk per part, groups of {GROUP}", batches, ONE_CHUNK),
+        run(f"2 workers (threads), 32 KiB, groups of {GROUP}", batches, DEFAULT_CHUNK, 2, "thread"),
+        run(
+            f"2 workers (processes), 32 KiB, groups of {GROUP}",
+            batches,
+            DEFAULT_CHUNK,
+            2,
+            "process",
+        ),
         without_durability(batches, DEFAULT_CHUNK),
     ]
+    if not args.no_mqtt:
+        mqtt_batches = make_batches(args.mqtt_pages, args.batch, seed=8)
+        for servers in (0, 1, 2):
+            runs.append(mqtt_run(mqtt_batches, DEFAULT_CHUNK, servers))
     profiled = run("profiled", batches, DEFAULT_CHUNK, profile=profile)
-    syncs = {c: count_syncs(batches[:2], c) for c in (DEFAULT_CHUNK, ONE_CHUNK)}
     sample = sum(len(b.pages) for b in batches[:2])
+    syncs = {
+        (c, g): count_syncs(batches[:2], c, g)
+        for c, g in ((DEFAULT_CHUNK, 1), (DEFAULT_CHUNK, GROUP), (ONE_CHUNK, GROUP))
+    }
 
     print(
         f"\n{args.pages} pages (text {SIZES['text']} B, thumb {SIZES['thumb']} B, archival"
@@ -235,20 +406,21 @@ def main(argv: list[str]) -> int:
         f" {os.cpu_count()} cores, SQLite {sqlite3.sqlite_version}, Python"
         f" {platform.python_version()}\n"
     )
-    print("| run | messages | seconds | pages/s | messages/s |")
-    print("|---|---|---|---|---|")
+    print("| run | pages | messages | seconds | pages/s | messages/s |")
+    print("|---|---|---|---|---|---|")
     for r in runs:
         print(
-            f"| {r.name} | {r.messages:,} | {r.seconds:.2f} | {r.rate:.0f} |"
+            f"| {r.name} | {r.pages} | {r.messages:,} | {r.seconds:.2f} | {r.rate:.0f} |"
             f" {r.messages / r.seconds:,.0f} |"
         )
-    print("\nper page: ", end="")
-    for c, (s, k) in syncs.items():
+    print(f"\nper page ({sample} pages):")
+    for (c, g), (s, k) in syncs.items():
         label = "32 KiB" if c == DEFAULT_CHUNK else "one chunk per part"
         print(
-            f"{label}: {s / sample:.1f} fsync/fdatasync, {k / sample:.1f} SQLite commits; ", end=""
+            f"  {label}, groups of {g}: {s / sample:.2f} fsync/fdatasync (issued in parallel),"
+            f" {k / sample:.3f} SQLite commits"
         )
-    print(f"\n\nprofile of the 1-worker 32 KiB run ({profiled.seconds:.2f} s), top self time:")
+    print(f"\nprofile of the 1-worker 32 KiB run ({profiled.seconds:.2f} s), top self time:")
     for where, tottime, calls in top_costs(profile):
         print(f"  {tottime:6.2f} s {calls:>8,}  {where}")
     shutil.rmtree(ROOT / ".bench-tmp", ignore_errors=True)

@@ -59,7 +59,6 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -79,7 +78,7 @@ from protocol.messages import (
     Telemetry,
 )
 from server.db import Database
-from server.store import Pending, Store, StoreError, parallel
+from server.store import Pending, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +128,7 @@ class _Part:
     device: str
     batch_id: str
     batch_pk: int
+    page_pk: int
     page_no: int
     page_id: str
     name: str
@@ -213,7 +213,16 @@ class Ingest:
             log.warning(
                 "a group of %d messages failed (%s); handling them one by one", len(messages), exc
             )
-        return [self.handle_many([m])[0] for m in messages]
+        results: list[Handled] = []
+        for message in messages:
+            failed = results[-1].error if results else None
+            if isinstance(failed, sqlite3.OperationalError):
+                # The database itself is unusable (locked past the busy timeout, I/O error):
+                # do not wait that long once per message.
+                results.append(Handled([], failed))
+            else:
+                results.append(self.handle_many([message])[0])
+        return results
 
     def _group(self, messages: Sequence[tuple[str, bytes]]) -> list[list[Outgoing]]:
         group = _Group(len(messages))
@@ -246,6 +255,13 @@ class Ingest:
             group.pending.close()
         for batch in group.batches.values():
             if batch.committed:
+                log.info(
+                    "device %s batch %s: %d part(s) committed%s",
+                    batch.device,
+                    batch.batch_id,
+                    len(batch.committed),
+                    ", batch complete" if batch.complete else "",
+                )
                 group.replies[batch.last].append(
                     self._receipt(
                         batch.device, batch.batch_id, tuple(batch.committed), batch.complete
@@ -455,7 +471,7 @@ class Ingest:
                     if not self.store.place(path, EMPTY_SHA256, 0, group.pending):
                         raise StoreError(f"an empty file at {path} does not verify")
                     state = self._commit_part(
-                        con, held["id"], page.page_id, part.name, part.sha256, path
+                        con, held["id"], page.page_id, part.name, part.sha256, path, row["id"], b""
                     )
                     if state is not None:
                         committed_now.append(state)
@@ -485,8 +501,8 @@ class Ingest:
         """Collect a (checked) chunk for its part; written by :meth:`_receive`."""
         device = msg.device_id
         part = con.execute(
-            "SELECT parts.id, parts.sha256, parts.size, parts.state, parts.media_type,"
-            " pages.page_no, pages.page_id, pages.batch_pk, batches.batch_id"
+            "SELECT parts.id, parts.page_pk, parts.sha256, parts.size, parts.state,"
+            " parts.media_type, pages.page_no, pages.page_id, pages.batch_pk, batches.batch_id"
             " FROM parts JOIN pages ON pages.id = parts.page_pk"
             " JOIN batches ON batches.id = pages.batch_pk"
             " WHERE pages.device_id = ? AND pages.page_id = ? AND parts.name = ?",
@@ -510,6 +526,7 @@ class Ingest:
                 device=device,
                 batch_id=msg.batch_id,
                 batch_pk=part["batch_pk"],
+                page_pk=part["page_pk"],
                 page_no=part["page_no"],
                 page_id=msg.page_id,
                 name=msg.part,
@@ -535,27 +552,33 @@ class Ingest:
                 ).fetchall()
                 ranges += [(r[0], r[1]) for r in have]
             complete.append(chunking.covered(ranges, part.size))
-        # The file work of distinct parts is independent: on the I/O threads (creating a file
-        # costs ~0.2 ms of kernel time here, hashing is in C; both release the GIL).
-        placed = parallel(
-            [
-                partial(self._write_part, part, done, group.pending)
-                for part, done in zip(parts, complete, strict=True)
-            ]
-        )
+        # The file work, in this thread: creating files in one directory serializes in the
+        # kernel anyway, and I/O threads here only fought over the GIL (measured: no gain
+        # with 2-4 threads, a loss with 16).
+        placed = self._write_parts(parts, complete, group.pending)
+        ranges_of: list[tuple[int, int, int]] = []
+        committed: list[int] = []
         for part, done, ok in zip(parts, complete, placed, strict=True):
             if not done:
-                con.executemany(
-                    "INSERT OR IGNORE INTO chunks(part_pk, offset, length) VALUES (?, ?, ?)",
-                    [(part.pk, offset, len(body)) for offset, body in part.chunks],
-                )
+                ranges_of += [(part.pk, offset, len(body)) for offset, body in part.chunks]
             elif ok:
+                text = None
+                if part.name == "text":
+                    text = next((b for o, b in part.chunks if o == 0 and len(b) == part.size), None)
                 state = self._commit_part(
-                    con, part.pk, part.page_id, part.name, part.sha256, part.final
+                    con,
+                    part.pk,
+                    part.page_id,
+                    part.name,
+                    part.sha256,
+                    part.final,
+                    page_pk=part.page_pk,
+                    text=text,
                 )
                 if state is not None:
+                    committed.append(part.pk)
                     group.touched(part.device, part.batch_id, part.batch_pk, part.last, [state])
-                    log.info(
+                    log.debug(
                         "device %s batch %s page %d: %s committed (%d bytes)",
                         part.device,
                         part.batch_id,
@@ -576,12 +599,23 @@ class Ingest:
                     part.msg,
                     Rejected("corrupt", detail, part.batch_id),
                 )
+        if ranges_of:
+            con.executemany(
+                "INSERT OR IGNORE INTO chunks(part_pk, offset, length) VALUES (?, ?, ?)", ranges_of
+            )
+        if committed:  # ranges recorded by earlier groups
+            con.executemany("DELETE FROM chunks WHERE part_pk = ?", [(pk,) for pk in committed])
 
-    def _write_part(self, part: _Part, complete: bool, pending: Pending) -> bool:
-        """Write a part's chunks of this group; when they complete it, verify and place it
+    def _write_parts(
+        self, parts: list[_Part], complete: list[bool], pending: Pending
+    ) -> list[bool]:
+        """Write each part's chunks of this group; verify and place those they complete
         (False: it fails its sha256, and its partial file is gone)."""
-        self.store.write(part.final, part.size, part.chunks, pending)
-        return complete and self.store.place(part.final, part.sha256, part.size, pending)
+        placed = []
+        for part, done in zip(parts, complete, strict=True):
+            self.store.write(part.final, part.size, part.chunks, pending)
+            placed.append(done and self.store.place(part.final, part.sha256, part.size, pending))
+        return placed
 
     def _commit_part(
         self,
@@ -591,9 +625,12 @@ class Ingest:
         name: str,
         sha256: str,
         final: Path,
+        page_pk: int,
+        text: bytes | None = None,
     ) -> PartState | None:
-        """Mark a verified, placed part committed (with the group's COMMIT). This conditional
-        UPDATE is the claim: None when the part already was committed."""
+        """Mark a verified, placed part committed (with the group's COMMIT); its ranges are
+        the caller's to delete. This conditional UPDATE is the claim: None when the part
+        already was committed. ``text``: the verified bytes of a text part, if at hand."""
         claimed = con.execute(
             "UPDATE parts SET state = 'committed', path = ?, committed_at = ?, claimed_at = NULL"
             " WHERE id = ? AND state != 'committed'",
@@ -601,11 +638,9 @@ class Ingest:
         ).rowcount
         if not claimed:
             return None
-        con.execute("DELETE FROM chunks WHERE part_pk = ?", (part_pk,))
         if name == "text":
-            text = final.read_bytes().decode("utf-8", errors="replace")
-            page_pk = con.execute("SELECT page_pk FROM parts WHERE id = ?", (part_pk,)).fetchone()
-            self.db.index_text(con, page_pk[0], text)
+            data = final.read_bytes() if text is None else text
+            self.db.index_text(con, page_pk, data.decode("utf-8", errors="replace"))
         return PartState(page_id=page_id, part=name, sha256=sha256, committed=True)
 
     def _forget(self, group: _Group) -> None:

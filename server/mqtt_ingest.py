@@ -49,7 +49,7 @@ SESSION_EXPIRY = 30 * 24 * 3600
 GROUP_MAX_MESSAGES = 256
 GROUP_MAX_BYTES = 16 * 1024 * 1024
 GROUP_LINGER = 0.002  # seconds to wait for more once the queue is empty (under load: never)
-RECEIVE_MAXIMUM = 512  # QoS 1 messages the broker may have unacknowledged at this client
+RECEIVE_MAXIMUM = 256  # QoS 1 messages the broker may have unacknowledged at this client
 NO_MATCHING_SUBSCRIBERS = 0x10  # MQTT 5 PUBACK: accepted, but nobody will receive it
 EARLY_ACK_SECONDS = 5.0
 PubackCallback = rescan.PubackCallback
@@ -266,8 +266,15 @@ class IngestWorker:
 
     def _process(self, group: list[Delivery]) -> None:
         client = self._client
+        started = time.monotonic()
         results = self.ingest.handle_many([(d.topic, d.payload) for d in group])
         self.groups += 1
+        log.debug(
+            "group of %d messages handled in %.1f ms (%d queued)",
+            len(group),
+            (time.monotonic() - started) * 1000,
+            self._queue.qsize(),
+        )
         # Everything the group committed is durable now: answer, then acknowledge.
         for delivery, result in zip(group, results, strict=True):
             if result.error is not None:

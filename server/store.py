@@ -74,7 +74,7 @@ class Pending:
     def __init__(self) -> None:
         self.files: dict[Path, int] = {}  # by the path the data now lives at
         self.dirs: set[Path] = set()
-        self._lock = threading.Lock()  # parts of a group are written by several threads
+        self._lock = threading.Lock()  # safe to fill from several threads
 
     def add_file(self, path: Path, fd: int) -> None:
         with self._lock:

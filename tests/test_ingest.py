@@ -30,8 +30,8 @@ from protocol.messages import (
 )
 from server.catalog import Catalog
 from server.db import Database
-from server.ingest import EMPTY_SHA256, Ingest, Outgoing
-from server.store import Store
+from server.ingest import EMPTY_SHA256, Handled, Ingest, Outgoing
+from server.store import Pending, Store
 
 DEVICE = "xa-tan-lap-01"
 MEDIA = {
@@ -748,3 +748,450 @@ def test_text_part_is_indexed_in_nfc_and_searchable(server: Server) -> None:
     page = server.catalog.page(hit["page"])
     assert page is not None
     assert page["text"] == text
+
+
+# -- groups (handle_many): what server.mqtt_ingest feeds ---------------------------------
+
+
+def as_messages(batch: BatchSrc, payloads: Iterable[bytes]) -> list[tuple[str, bytes]]:
+    """(topic, payload) pairs as the broker delivers them; the kind read from the frame."""
+    out = []
+    for payload in payloads:
+        kind = envelope.decode(payload).message.kind
+        out.append((topics.up(batch.device, kind), payload))
+    return out
+
+
+def count_commits(db: Database) -> list[str]:
+    """The COMMITs this thread's connection runs from now on, as a growing list."""
+    seen: list[str] = []
+
+    def trace(statement: str) -> None:
+        if statement.strip().upper() == "COMMIT":
+            seen.append(statement)
+
+    db.connect().set_trace_callback(trace)
+    return seen
+
+
+def test_group_with_several_parts_duplicates_and_corrupt_ones(server: Server) -> None:
+    rng = random.Random(20)
+    batch = make_batch(3, rng, sizes={"text": 500, "thumb": 4000, "archival": 30_000})
+    bad_page = batch.pages[1]
+    real = bad_page.parts["archival"]
+    wrong = bytes(b ^ 0xFF for b in real[:3000]) + real[3000:]
+    good = [
+        p
+        for page in batch.pages
+        for name in page.parts
+        if (page, name) != (bad_page, "archival")
+        for p in batch.chunks(page, name, 8 * 1024)
+    ]
+    flipped = bytearray(good[3])
+    flipped[-10] ^= 0x01  # this chunk fails its own sha256
+    # Each chunk's own sha256 is right, but the reassembled part is not the announced one.
+    corrupt_part = batch.chunks(bad_page, "archival", 8 * 1024, data=wrong)
+    payloads = [batch.manifest(), *good, *good[:5], bytes(flipped), *corrupt_part]
+    order = list(range(1, len(payloads)))
+    rng.shuffle(order)
+    payloads = [payloads[0]] + [payloads[i] for i in order]
+    messages = as_messages(batch, payloads)
+    commits = count_commits(server.db)
+    results = server.ingest.handle_many(messages)
+    assert len(commits) == 1  # the whole group: one transaction
+    assert len(results) == len(messages)
+    assert all(r.error is None for r in results)
+    out = [o for r in results for o in r.replies]
+    reasons = Counter(r.reason for r in rejects(out))
+    assert reasons == Counter({"corrupt": 2})  # the flipped chunk and the corrupt part
+    flipped_result = results[payloads.index(bytes(flipped))]
+    assert [r.reason for r in rejects(flipped_result.replies)] == ["corrupt"]
+    expected = expected_parts(batch)
+    del expected[(bad_page.page_id, "archival", sha(real))]
+    assert committed_parts(receipts(out)) == expected  # each good part once, the bad one not
+    (receipt,) = receipts(out)  # one receipt for the batch, sent with its last message
+    assert not receipt.complete
+    assert [a["kind"] for a in server.alerts()] == ["corrupt_part"]
+    assert server.sql("SELECT * FROM chunks") == []
+    assert server.partials() == []
+    state = {(p.page_id, p.part): p for p in server.state(batch.batch_id).parts}
+    assert state[(bad_page.page_id, "archival")].missing == ((0, len(real)),)
+    assert sum(p.committed for p in state.values()) == len(expected)
+    # The device sends the part again, right this time: the batch is complete.
+    again = server.ingest.handle_many(
+        as_messages(batch, batch.chunks(bad_page, "archival", 8 * 1024))
+    )
+    (last,) = receipts([o for r in again for o in r.replies])
+    assert last.complete
+    server.assert_batch_archived(batch)
+
+
+def test_parts_completed_across_groups_are_committed_by_the_group_that_completes_them(
+    server: Server,
+) -> None:
+    rng = random.Random(21)
+    batch = make_batch(4, rng, sizes={"text": 600, "thumb": 5000, "archival": 40_000})
+    server.ingest.handle_many(as_messages(batch, [batch.manifest()]))
+    first: list[bytes] = []
+    rest: list[bytes] = []
+    for page in batch.pages:
+        for name in page.parts:
+            chunks = batch.chunks(page, name, 16 * 1024)
+            if name == "archival":
+                first += chunks[:1]
+                rest += chunks[1:]
+            else:
+                first += chunks  # one chunk each: placed at once, no range recorded
+    results = server.ingest.handle_many(as_messages(batch, first))
+    (receipt,) = receipts([o for r in results for o in r.replies])
+    assert {(p.part, p.committed) for p in receipt.committed} == {
+        ("text", True),
+        ("thumb", True),
+    }
+    assert len(receipt.committed) == 8
+    assert not receipt.complete
+    # Only the archival parts have ranges recorded (one chunk row each).
+    rows = server.sql(
+        "SELECT parts.name FROM chunks JOIN parts ON parts.id = chunks.part_pk ORDER BY 1"
+    )
+    assert [r["name"] for r in rows] == ["archival"] * 4
+    assert len(server.partials()) == 4
+    rng.shuffle(rest)
+    commits = count_commits(server.db)
+    results = server.ingest.handle_many(as_messages(batch, rest))
+    assert len(commits) == 1
+    (receipt,) = receipts([o for r in results for o in r.replies])
+    assert {p.part for p in receipt.committed} == {"archival"}
+    assert len(receipt.committed) == 4
+    assert receipt.complete
+    assert results[-1].replies[-1].topic == topics.down(DEVICE, "receipt")  # its last message
+    server.assert_batch_archived(batch)
+    # Re-delivered whole, as a group: nothing changes, nothing is answered.
+    again = server.ingest.handle_many(as_messages(batch, [batch.manifest(), *first, *rest]))
+    assert all(r.replies == [] and r.error is None for r in again)
+    server.assert_batch_archived(batch)
+
+
+def test_group_mixes_queries_status_and_chunks_and_answers_after_its_commit(
+    server: Server,
+) -> None:
+    batch = make_batch(1, random.Random(22), sizes={"text": 300, "archival": 9000})
+    topic, payload, msg_id = query([batch.batch_id])
+    messages = [
+        (topic, payload),  # before the manifest in the group, answered after the commit
+        *as_messages(batch, [batch.manifest(), *batch.all_chunks(4096)]),
+        ("other/topic", b"ignored"),
+    ]
+    results = server.ingest.handle_many(messages)
+    (state,) = decoded(results[0].replies)
+    assert isinstance(state, BatchState)
+    assert state.correlation_id == msg_id
+    assert state.complete
+    assert results[-1].replies == []
+    server.assert_batch_archived(batch)
+
+
+class FailingStore(Store):
+    """A store whose ``place`` (the re-hash and rename) fails for one part."""
+
+    def __init__(self, root: Path, fail_name: str) -> None:
+        super().__init__(root)
+        self.fail_name = fail_name
+        self.failures = 0
+
+    def place(self, final: Path, sha256: str, size: int, pending: Pending) -> bool:
+        if self.fail_name in final.name:
+            self.failures += 1
+            raise OSError(5, "injected I/O error")
+        return super().place(final, sha256, size, pending)
+
+
+class FailingFlush(Store):
+    """A store whose flush (fdatasync/fsync) fails ``times`` times."""
+
+    def __init__(self, root: Path, times: int) -> None:
+        super().__init__(root)
+        self.times = times
+
+    def flush(self, pending: Pending) -> None:
+        if self.times > 0:
+            self.times -= 1
+            raise OSError(5, "injected fsync error")
+        super().flush(pending)
+
+
+def assert_only_durable_answers(server: Server, batch: BatchSrc, results: list[Handled]) -> None:
+    """Every part receipted is committed with its bytes in place; every range recorded for a
+    part not committed holds the part's bytes in its partial file; no file without a row."""
+    for part in receipts([o for r in results for o in r.replies]):
+        for p in part.committed:
+            page = next(pg for pg in batch.pages if pg.page_id == p.page_id)
+            assert server.stored_bytes(page, p.part) == page.parts[p.part]
+    for page in batch.pages:
+        for name, data in page.parts.items():
+            row = server.part_row(page, name)
+            final = server.store.part_path(
+                DEVICE, batch.batch_id, page.page_no, page.page_id, name, MEDIA[name]
+            )
+            if row["state"] == "committed":
+                continue
+            assert not final.exists(), (page.page_no, name)
+            ranges = server.sql("SELECT offset, length FROM chunks WHERE part_pk = ?", row["id"])
+            if ranges:
+                held = Store.partial(final).read_bytes()
+                for r in ranges:
+                    start, end = r["offset"], r["offset"] + r["length"]
+                    assert held[start:end] == data[start:end]
+
+
+def test_failure_inside_a_group_answers_nothing_that_is_not_durable(tmp_path: Path) -> None:
+    rng = random.Random(23)
+    batch = make_batch(3, rng, sizes={"text": 400, "thumb": 3000, "archival": 20_000})
+    server = Server(tmp_path)
+    bad = batch.pages[1]
+    server.store = FailingStore(tmp_path / "store", f"{bad.page_id}.archival")
+    server.ingest = Ingest(server.db, server.store)
+    messages = as_messages(batch, [batch.manifest(), *batch.all_chunks(8 * 1024)])
+    results = server.ingest.handle_many(messages)
+    # The group failed as a whole (rolled back), then each message was handled alone: only
+    # the one that completes the failing part fails, without an answer.
+    failed = [i for i, r in enumerate(results) if r.error is not None]
+    assert len(failed) == 1
+    assert results[failed[0]].replies == []
+    assert server.store.failures == 2  # in the group, then alone
+    out = [o for r in results for o in r.replies]
+    assert rejects(out) == []
+    expected = expected_parts(batch)
+    del expected[(bad.page_id, "archival", sha(bad.parts["archival"]))]
+    assert committed_parts(receipts(out)) == expected
+    assert_only_durable_answers(server, batch, results)
+    row = server.part_row(bad, "archival")
+    assert row["state"] == "receiving"
+    # The part is forgotten (ranges and files): the device's next query shows it all missing.
+    state = {(p.page_id, p.part): p for p in server.state(batch.batch_id).parts}
+    assert state[(bad.page_id, "archival")].missing == ((0, len(bad.parts["archival"])),)
+    # With a healthy store, the re-sent part commits and the batch is complete.
+    healthy = Ingest(server.db, Store(tmp_path / "store"))
+    healthy.handle_many(as_messages(batch, batch.chunks(bad, "archival", 8 * 1024)))
+    server.assert_batch_archived(batch)
+    server.db.close()
+
+
+@pytest.mark.parametrize("times", [1, 1000])
+def test_fsync_error_in_a_group_commits_nothing_it_flushed(tmp_path: Path, times: int) -> None:
+    """An fsync error: the group's transaction is rolled back and every part it touched is
+    forgotten (after a failed fsync the page cache cannot be trusted, DESIGN §2). Retried
+    alone, each message writes its bytes again and flushes them anew."""
+    rng = random.Random(24)
+    batch = make_batch(2, rng, sizes={"text": 400, "thumb": 3000, "archival": 20_000})
+    server = Server(tmp_path)
+    server.manifest(batch)
+    half = [p for page in batch.pages for p in batch.chunks(page, "archival", 8 * 1024)[:1]]
+    server.ingest.handle_many(as_messages(batch, half))  # ranges recorded before the failure
+    server.store = FailingFlush(tmp_path / "store", times)
+    server.ingest = Ingest(server.db, server.store)
+    rest = [
+        p
+        for page in batch.pages
+        for name in page.parts
+        for p in batch.chunks(page, name, 8 * 1024)[1 if name == "archival" else 0 :]
+    ]
+    results = server.ingest.handle_many(as_messages(batch, rest))
+    assert_only_durable_answers(server, batch, results)
+    if times == 1:  # the group failed, each message then succeeded alone
+        assert all(r.error is None for r in results)
+        out = [o for r in results for o in r.replies]
+        # The archival parts lost their first ranges with the failed group: not complete.
+        assert {p.part for r in receipts(out) for p in r.committed} == {"text", "thumb"}
+        missing = [p for p in server.state(batch.batch_id).parts if not p.committed]
+        assert {p.part for p in missing} == {"archival"}
+    else:  # the disk keeps failing: nothing is committed, nothing is answered
+        assert all(r.error is not None and r.replies == [] for r in results)
+        assert server.sql("SELECT * FROM parts WHERE state = 'committed'") == []
+        assert server.sql("SELECT * FROM chunks") == []
+        assert server.partials() == []
+        assert [p for p in (tmp_path / "store").rglob("*") if p.is_file()] == []
+    healthy = Ingest(server.db, Store(tmp_path / "store"))
+    for p in server.state(batch.batch_id).parts:
+        page = next(pg for pg in batch.pages if pg.page_id == p.page_id)
+        healthy.handle_many(as_messages(batch, batch.chunks(page, p.part, 8 * 1024, p.missing)))
+    server.assert_batch_archived(batch)
+    server.db.close()
+
+
+def _die_in_group(
+    db_path: Path, store_root: Path, messages: list[tuple[str, bytes]], at: str
+) -> None:
+    """In a forked child: handle ``messages`` as one group and die by SIGKILL at ``at``."""
+    import os
+    import signal
+
+    class Dying(Store):
+        def place(self, final: Path, sha256: str, size: int, pending: Pending) -> bool:
+            placed = super().place(final, sha256, size, pending)
+            if at == "place":  # after the first rename into place
+                os.kill(os.getpid(), signal.SIGKILL)
+            return placed
+
+        def flush(self, pending: Pending) -> None:
+            super().flush(pending)
+            if at == "flush":  # everything flushed, nothing committed
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    db = Database(db_path)
+    Ingest(db, Dying(store_root)).handle_many(messages)
+    os._exit(0)  # not reached
+
+
+@pytest.mark.parametrize("at", ["place", "flush"])
+def test_worker_killed_inside_a_group_leaves_nothing_harmful(tmp_path: Path, at: str) -> None:
+    import multiprocessing
+
+    rng = random.Random(25)
+    batch = make_batch(3, rng, sizes={"text": 400, "thumb": 3000, "archival": 30_000})
+    server = Server(tmp_path)
+    server.manifest(batch)
+    first = [p for page in batch.pages for p in batch.chunks(page, "archival", 8 * 1024)[:2]]
+    server.ingest.handle_many(as_messages(batch, first))
+    rest = [
+        p
+        for page in batch.pages
+        for name in page.parts
+        for p in batch.chunks(page, name, 8 * 1024)[2 if name == "archival" else 0 :]
+    ]
+    group = as_messages(batch, rest)
+    child = multiprocessing.get_context("fork").Process(
+        target=_die_in_group, args=(server.db.path, tmp_path / "store", group, at)
+    )
+    child.start()
+    child.join(60)
+    assert child.exitcode == -9
+    # Nothing of the group was committed, so nothing was acknowledged: the broker delivers
+    # the whole group again, to this worker.
+    assert server.sql("SELECT * FROM parts WHERE state = 'committed'") == []
+    results = server.ingest.handle_many(group)
+    assert all(r.error is None for r in results)
+    out = [o for r in results for o in r.replies]
+    assert rejects(out) == []
+    assert committed_parts(receipts(out)) == expected_parts(batch)
+    assert server.alerts() == []  # no part was taken for corrupt
+    server.assert_batch_archived(batch)
+    server.db.close()
+
+
+def test_two_workers_with_groups_commit_each_part_exactly_once(tmp_path: Path) -> None:
+    """Two workers (threads, one database file) take the same stream in groups of random
+    sizes, each in its own order, as two shared-subscription workers with redeliveries."""
+    rng = random.Random(26)
+    db_path = tmp_path / "db" / "archive.sqlite"
+    Database(db_path).close()
+    batches = [
+        make_batch(4, rng, sizes={"text": 300, "thumb": 3000, "archival": 20_000}) for _ in range(3)
+    ]
+    for batch in batches:
+        batch.pages.append(PageSrc(page_no=5, parts={"text": b"", "thumb": rng.randbytes(100)}))
+    streams = []
+    for worker in range(2):
+        chunks = [m for b in batches for m in as_messages(b, b.all_chunks(4096))]
+        random.Random(worker).shuffle(chunks)
+        streams.append([m for b in batches for m in as_messages(b, [b.manifest()])] + chunks)
+    barrier = threading.Barrier(2)
+    outs: list[list[Outgoing]] = [[], []]
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        db = Database(db_path)
+        ingest = Ingest(db, Store(tmp_path / "store"))
+        sizes = random.Random(100 + n)
+        try:
+            barrier.wait()
+            stream = streams[n]
+            i = 0
+            while i < len(stream):
+                size = sizes.randint(1, 40)
+                for result in ingest.handle_many(stream[i : i + size]):
+                    if result.error is not None:
+                        errors.append(result.error)
+                    outs[n] += result.replies
+                i += size
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            db.close()
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    all_out = outs[0] + outs[1]
+    assert rejects(all_out) == []
+    expected: Counter[tuple[str, str, str]] = Counter()
+    for batch in batches:
+        expected += expected_parts(batch)
+    assert committed_parts(receipts(all_out)) == expected
+    server = Server(tmp_path)
+    for batch in batches:
+        server.assert_batch_archived(batch)
+    assert server.alerts() == []
+    server.db.close()
+
+
+class RecordingClient:
+    """Stands in for paho's client in IngestWorker: records publishes and acks in order."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, object]] = []
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+        self.log.append(("publish", topic))
+
+    def ack(self, mid: int, qos: int) -> None:
+        self.log.append(("ack", mid))
+
+
+def test_worker_acks_a_group_only_after_it_is_handled_and_answered(tmp_path: Path) -> None:
+    from server.config import ServerSettings
+    from server.mqtt_ingest import Delivery, IngestWorker
+
+    server = Server(tmp_path)
+    batch = make_batch(2, random.Random(27), sizes={"text": 300, "archival": 9000})
+    worker = IngestWorker(ServerSettings(data_dir=tmp_path, ingest=False), server.ingest)
+    client = RecordingClient()
+    worker._client = client  # type: ignore[assignment]
+    seen_at_handle: list[list[tuple[str, object]]] = []
+    real = server.ingest.handle_many
+
+    def handle_many(messages: list[tuple[str, bytes]]) -> list[Handled]:
+        seen_at_handle.append(list(client.log))
+        results = real(messages)
+        results[1] = Handled([], RuntimeError("injected"))  # one message failed
+        return results
+
+    server.ingest.handle_many = handle_many  # type: ignore[method-assign]
+    messages = as_messages(batch, [batch.manifest(), *batch.all_chunks(4096)])
+    for mid, (topic, payload) in enumerate(messages, start=1):
+        worker._on_message(client, None, _FakeMessage(topic, payload, mid))  # type: ignore[arg-type]
+    group = worker._take()
+    assert [d.mid for d in group] == list(range(1, len(messages) + 1))
+    assert isinstance(group[0], Delivery)
+    worker._process(group)
+    server.ingest.handle_many = real  # type: ignore[method-assign]
+    assert seen_at_handle == [[]]  # nothing published or acknowledged before handle_many
+    kinds = [k for k, _ in client.log]
+    assert kinds.count("ack") == len(messages)  # every message, the failed one too
+    first_ack = kinds.index("ack")
+    assert "publish" not in kinds[first_ack:]  # answers go out before any acknowledgement
+    assert kinds[:first_ack] == ["publish"]  # the batch's one receipt
+    assert (worker.messages, worker.errors, worker.groups) == (len(messages) - 1, 1, 1)
+    server.assert_batch_archived(batch)
+    server.db.close()
+
+
+@dataclass
+class _FakeMessage:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int = 1
