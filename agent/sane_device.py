@@ -57,13 +57,15 @@ class ScannedPage:
     colour: bool
 
 
-_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# SIGPIPE too: Python ignores it so that a write to a reset socket raises an error; after
+# sane_start reset it, the first write to a cut MQTT link would kill the agent outright.
+_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE)
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
 @contextlib.contextmanager
 def _keep_signal_handlers() -> Iterator[None]:
-    """Put back the process's SIGTERM/SIGINT/SIGHUP handlers after a SANE call resets them.
+    """Put back the process's SIGTERM/SIGINT/SIGHUP/SIGPIPE actions after a SANE call resets them.
 
     sane_start() of some backends (the test backend among them, through sanei_thread) sets
     SIGTERM back to its default action, process-wide: systemd's stop would then kill the

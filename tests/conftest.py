@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from harness import Broker, ServerProcess, tool_version
+
+
+@pytest.fixture(autouse=True)
+def _python_signal_dispositions() -> Iterator[None]:
+    # Tests that call python-sane directly let sane_start() reset SIGPIPE/SIGTERM to their
+    # default actions for the whole pytest process (agent/sane_device.py restores them in
+    # production); a later write to a reset socket would then kill pytest with SIGPIPE.
+    yield
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

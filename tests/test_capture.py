@@ -164,3 +164,27 @@ def test_the_next_press_after_a_jam_continues_the_batch(settings, known) -> None
         assert second.batch.metadata["continues_after_page"] == "2"
         # A batch that ended normally is not continued.
         assert cap.batch_to_continue(outbox) is None
+
+
+def test_a_scan_leaves_the_agents_signal_handling_intact() -> None:
+    # sane_start() (sanei_thread) resets SIGPIPE and SIGTERM to their default actions; after a
+    # scan a write to a cut MQTT link would kill the agent, and systemd's stop could not let
+    # it finish a page. agent/sane_device.py restores them: prove it in a fresh process.
+    import subprocess
+    import sys
+
+    code = (
+        "import os, signal, time\n"
+        "from agent import sane_device, profiles\n"
+        "got = []\n"
+        "signal.signal(signal.SIGTERM, lambda *a: got.append(1))\n"
+        "with sane_device.open_scanner('test:0', profiles.load_scanner_profiles()) as sc:\n"
+        "    list(sc.pages(profiles.ScanRequest(source='flatbed', mode='gray', dpi=75)))\n"
+        "os.kill(os.getpid(), signal.SIGPIPE)\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(0.2)\n"
+        "print('alive', got)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "alive [1]" in out.stdout
