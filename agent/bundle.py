@@ -40,7 +40,7 @@ from typing import Any
 from agent import outbox as ob
 from agent import storage, transfer
 from agent.config import AgentSettings
-from agent.errors import SohoaError
+from agent.errors import DiskFullError, SohoaError
 from protocol import envelope
 from protocol.messages import PART_PRIORITY, BatchState, ChunkHeader, Receipt, Reject
 from protocol.version import PROTOCOL_VERSION
@@ -158,7 +158,10 @@ def export(
     except (OSError, SohoaError) as exc:
         storage.remove_tree(bundle_dir)
         detail = exc.detail if isinstance(exc, SohoaError) else str(exc)
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        full = isinstance(exc, DiskFullError) or (
+            isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        )
+        if full:
             raise BundleError(
                 "export_no_space",
                 f"{bundle_dir}: {detail}",
@@ -236,13 +239,14 @@ def _write_bundle(
 
     def add(kind: str, batch_id: str, payload: bytes) -> None:
         name = f"{len(frames) + 1:06d}.{kind}"
-        _write_file(frames_dir / name, payload)
+        # The directory is fsynced once, before the index is written.
+        sha256 = storage.write_bytes(frames_dir / name, payload, sync_dir=False)
         frames.append(
             {
                 "file": f"{FRAMES_DIR}/{name}",
                 "kind": kind,
                 "batch_id": batch_id,
-                "sha256": hashlib.sha256(payload).hexdigest(),
+                "sha256": sha256,
                 "size": len(payload),
             }
         )
@@ -341,20 +345,6 @@ def _new_bundle_dir(target: Path, device_id: str) -> Path:
         n += 1
         candidate = target / f"{base}-{n}"
     return candidate
-
-
-def _write_file(path: Path, payload: bytes) -> None:
-    """temp + fsync + rename; the directory is fsynced once, before the index is written."""
-    tmp = path.with_name(f"{storage.TEMP_PREFIX}{path.name}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _fsync_dir(path: Path) -> None:

@@ -39,8 +39,9 @@ def _fail(target: Path, exc: OSError) -> StorageError:
     return StorageError("write_failed", f"writing {target}: {exc}")
 
 
-def write_bytes(target: Path, data: bytes) -> str:
-    """Write ``data`` durably to ``target``; return its sha256 (hex)."""
+def write_bytes(target: Path, data: bytes, *, sync_dir: bool = True) -> str:
+    """Write ``data`` durably to ``target``; return its sha256 (hex). With ``sync_dir=False``
+    the caller fsyncs the directory once after writing many files into it."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_for(target)
     try:
@@ -49,7 +50,8 @@ def write_bytes(target: Path, data: bytes) -> str:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-        fsync_dir(target.parent)
+        if sync_dir:
+            fsync_dir(target.parent)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise _fail(target, exc) from exc
