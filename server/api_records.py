@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,6 +15,7 @@ from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
 from server import audit, export, rescan, review
+from server.db import Database
 from server.deps import (
     DB,
     Admin,
@@ -128,10 +130,28 @@ def add_van_ban(
         raise HTTPException(409, str(exc)) from exc
 
 
-def _temp_zip() -> Path:
-    fd, name = tempfile.mkstemp(prefix="sohoa-export-", suffix=".zip")
+def _zip_export(
+    write: Callable[[Path], object],
+    name: str,
+    *,
+    cleanup: BackgroundTasks,
+    db: Database,
+    user: str,
+    action: str,
+    ip: str,
+) -> FileResponse:
+    """Build a zip in a temp file with ``write``, audit it, send it, delete it afterwards."""
+    fd, tmp = tempfile.mkstemp(prefix="sohoa-export-", suffix=".zip")
     os.close(fd)
-    return Path(name)
+    out = Path(tmp)
+    try:
+        write(out)
+    except export.ExportError as exc:
+        out.unlink(missing_ok=True)
+        raise HTTPException(409, str(exc)) from exc
+    cleanup.add_task(out.unlink, missing_ok=True)
+    audit.record(db, user, action, name, {}, ip)
+    return FileResponse(out, media_type="application/zip", filename=f"{name}.zip")
 
 
 @router.get("/ho-so/{ma}/bag", response_class=FileResponse)
@@ -147,15 +167,15 @@ def ho_so_bag(
     """The hồ sơ as a zipped BagIt bag (RFC 8493, sha256) for handover."""
     if records.ho_so(ma) is None:
         raise HTTPException(404, "no such hồ sơ")
-    out = _temp_zip()
-    try:
-        export.write_bag(records, catalog, ma, out)
-    except export.ExportError as exc:
-        out.unlink(missing_ok=True)
-        raise HTTPException(409, str(exc)) from exc
-    cleanup.add_task(out.unlink, missing_ok=True)
-    audit.record(db, user.name, "export.bag", ma, {}, client_ip(request))
-    return FileResponse(out, media_type="application/zip", filename=f"{ma}.zip")
+    return _zip_export(
+        lambda out: export.write_bag(records, catalog, ma, out),
+        ma,
+        cleanup=cleanup,
+        db=db,
+        user=user.name,
+        action="export.bag",
+        ip=client_ip(request),
+    )
 
 
 @router.get("/export/{organ_id}.zip", response_class=FileResponse)
@@ -169,15 +189,15 @@ def commune_export(
     cleanup: BackgroundTasks,
 ) -> FileResponse:
     """Every hồ sơ of one organisation (commune) as bags, plus its catalogue."""
-    out = _temp_zip()
-    try:
-        export.write_commune_bags(records, catalog, organ_id, out)
-    except export.ExportError as exc:
-        out.unlink(missing_ok=True)
-        raise HTTPException(409, str(exc)) from exc
-    cleanup.add_task(out.unlink, missing_ok=True)
-    audit.record(db, user.name, "export.commune", organ_id, {}, client_ip(request))
-    return FileResponse(out, media_type="application/zip", filename=f"{organ_id}.zip")
+    return _zip_export(
+        lambda out: export.write_commune_bags(records, catalog, organ_id, out),
+        organ_id,
+        cleanup=cleanup,
+        db=db,
+        user=user.name,
+        action="export.commune",
+        ip=client_ip(request),
+    )
 
 
 @router.get("/catalogue.csv", response_class=Response)
