@@ -1,8 +1,9 @@
-"""Message models of protocol v1 (pydantic, no I/O).
+"""Message models of the protocol (pydantic, no I/O).
 
-Every message is one :mod:`protocol.envelope` frame: a JSON header (this model) and, for
-chunks only, raw bytes after it. Ids that must survive restarts (``batch_id``, ``page_id``)
-are made and persisted at capture time; MQTT message ids are never used as keys.
+Every message is one :mod:`protocol.envelope` frame: a header (this model: JSON, or for a
+chunk a compact binary form of it) and, for chunks only, raw bytes after it. Ids that must
+survive restarts (``batch_id``, ``page_id``) are made and persisted at capture time; MQTT
+message ids are never used as keys.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ PartName = Literal["archival", "text", "thumb", "capture", "words"]
 # What travels first: the text of a batch (and its thumbnails) before its images, so that
 # staff can search a batch while its images still trickle over 2G.
 PART_PRIORITY: dict[str, int] = {"text": 0, "words": 1, "thumb": 2, "archival": 3, "capture": 4}
+# A part's code in the binary chunk header (protocol/envelope.py); 0 is never a part. Codes
+# are wire format: never renumber, only add.
+PART_CODES: dict[str, int] = {"text": 1, "words": 2, "thumb": 3, "archival": 4, "capture": 5}
 
 Sha256 = Annotated[str, Field(pattern=SHA256_RE.pattern, description="lower-case hex sha256")]
 Id32 = Annotated[str, Field(pattern=ID_RE.pattern, description="uuid4 as 32 lower-case hex")]
@@ -90,6 +94,9 @@ class Manifest(Envelope):
 
 
 class ChunkHeader(Envelope):
+    """A byte range of a part. On the wire (version 2) it is the binary
+    ``protocol.envelope.CHUNK_HEADER``, not JSON; this model is what both forms decode to."""
+
     kind: Literal["chunk"] = "chunk"
     batch_id: Id32
     page_id: Id32

@@ -9,6 +9,7 @@ import resource
 import struct
 import time
 import uuid
+import zlib
 
 import pytest
 import zstandard
@@ -17,6 +18,7 @@ from paho.mqtt.client import topic_matches_sub
 from protocol import chunking, compression, envelope, topics
 from protocol.messages import (
     MESSAGE_TYPES,
+    PART_CODES,
     BatchState,
     ChunkHeader,
     Command,
@@ -317,7 +319,7 @@ def test_chunk_body_travels_raw() -> None:
     )
     payload = envelope.encode(msg, body)
     _, _, flags, header_len = struct.unpack_from(">3sBBI", payload)
-    assert flags == 0  # a chunk header stays plain JSON (under 512 bytes)
+    assert flags == envelope.FLAG_HEADER_BINARY  # version 2: a binary chunk header
     # Fixed header + header + the body itself: no base64, no escaping.
     assert len(payload) == 9 + header_len + len(body)
     assert payload.endswith(body)
@@ -337,7 +339,7 @@ def test_header_is_plain_json_up_to_512_bytes_and_zstd_above() -> None:
     at_limit = _reject_with_json_size(512)
     payload = envelope.encode(at_limit)
     magic, version, flags, header_len = struct.unpack_from(">3sBBI", payload)
-    assert (magic, version, flags, header_len) == (b"SOH", 1, 0, 512)
+    assert (magic, version, flags, header_len) == (b"SOH", 2, 0, 512)
     assert json.loads(payload[9:])["detail"] == at_limit.detail
     assert envelope.decode(payload).message == at_limit
 
@@ -406,7 +408,7 @@ def test_refuses_wrong_magic() -> None:
 
 def test_refuses_wrong_version() -> None:
     good = envelope.encode(sample_messages()["query"])
-    for version in (0, 2, 255):
+    for version in (0, 3, 255):
         err = _bad(good[:3] + bytes([version]) + good[4:])
         assert "version" in err.detail
 
@@ -525,6 +527,132 @@ def test_refuses_a_compressed_header_with_trailing_data() -> None:
     header = compression.compress(json.dumps(_query_json()).encode())
     assert envelope.decode(frame(header, flags=envelope.FLAG_HEADER_ZSTD)).message.kind == "query"
     _bad(frame(header + b"\x00", flags=envelope.FLAG_HEADER_ZSTD), reason="corrupt")
+
+
+# -- version 2: the binary chunk header ---------------------------------------------------
+
+
+def _chunk(**overrides: object) -> ChunkHeader:
+    msg = sample_messages()["chunk"]
+    return msg.model_copy(update=overrides)
+
+
+def _binary_header(
+    msg: ChunkHeader, *, kind: int = 1, part: int | None = None, device: bytes | None = None,
+    sent_at: float | None = None, length: int | None = None, crc: bool = True,
+) -> bytes:  # fmt: skip
+    """A binary chunk header packed by hand (independently of encode), CRC recomputed."""
+    dev = msg.device_id.encode() if device is None else device
+    head = (
+        envelope.CHUNK_HEADER.pack(
+            kind,
+            bytes.fromhex(msg.msg_id),
+            msg.sent_at if sent_at is None else sent_at,
+            bytes.fromhex(msg.batch_id),
+            bytes.fromhex(msg.page_id),
+            PART_CODES[msg.part] if part is None else part,
+            msg.offset,
+            msg.length if length is None else length,
+            msg.part_size,
+            bytes.fromhex(msg.part_sha256),
+            bytes.fromhex(msg.chunk_sha256),
+            len(dev),
+        )
+        + dev
+    )
+    return head + struct.pack(">I", zlib.crc32(head) if crc else 0)
+
+
+def _v2(header: bytes, body: bytes = b"\x00\x01\xfe\xff") -> bytes:
+    return frame(header, body=body, version=2, flags=envelope.FLAG_HEADER_BINARY)
+
+
+def test_chunk_header_is_binary_and_a_third_of_the_json_one() -> None:
+    msg = _chunk(device_id="xa-tan-phu-01")
+    body = b"\x00\x01\xfe\xff"
+    payload = envelope.encode(msg, body)
+    magic, version, flags, header_len = struct.unpack_from(">3sBBI", payload)
+    assert (magic, version, flags) == (b"SOH", 2, envelope.FLAG_HEADER_BINARY)
+    # 147 fixed bytes + the device id; the whole frame overhead is 169 bytes for this device.
+    assert header_len == 147 + len("xa-tan-phu-01") == 160
+    assert len(payload) - len(body) == 169
+    json_header = len(msg.model_dump_json(exclude_none=True))
+    assert json_header >= 420 and len(payload) - len(body) < json_header / 2.5
+    assert payload[9 : 9 + header_len] == _binary_header(msg)  # the layout the README documents
+    decoded = envelope.decode(payload)
+    assert decoded.message == msg and decoded.body == body
+
+
+@pytest.mark.parametrize("part", sorted(PART_CODES))
+def test_binary_chunk_round_trip_at_the_bounds(part: str) -> None:
+    for offset, length, part_size, sent_at in [
+        (0, 0, 0, 0.0),
+        ((1 << 40) + 3, 1 << 20, (1 << 41) + 5, 1764060000.123456),
+        (5, 1, 6, -1.5),
+    ]:
+        msg = _chunk(part=part, offset=offset, length=length, part_size=part_size,
+                     sent_at=sent_at, device_id="d" * 64)  # fmt: skip
+        decoded = envelope.decode(envelope.encode(msg, b"x" * min(length, 3)))
+        assert decoded.message == msg
+
+
+def test_version_1_json_chunks_still_decode_to_the_same_model() -> None:
+    """Bundles written before version 2, and agents not yet upgraded, send JSON chunks."""
+    msg = _chunk()
+    body = b"\x00\x01\xfe\xff"
+    v1 = frame(msg.model_dump_json(exclude_none=True).encode(), body=body, version=1)
+    assert envelope.decode(v1) == envelope.decode(envelope.encode(msg, body))
+    # A JSON chunk is still valid in version 2 (encode uses it only with a correlation id).
+    with_corr = _chunk(correlation_id=uid())
+    payload = envelope.encode(with_corr, body)
+    assert payload[4] == 0 and envelope.decode(payload).message == with_corr
+
+
+def test_binary_header_needs_version_2_and_excludes_zstd_and_unknown_flags() -> None:
+    msg = _chunk()
+    header = _binary_header(msg)
+    assert envelope.decode(_v2(header)).message == msg
+    _bad(frame(header, body=b"\x00\x01\xfe\xff", version=1, flags=envelope.FLAG_HEADER_BINARY))
+    both = envelope.FLAG_HEADER_BINARY | envelope.FLAG_HEADER_ZSTD
+    _bad(frame(header, body=b"\x00\x01\xfe\xff", version=2, flags=both))
+    for flag in (0x04, 0x80):
+        _bad(frame(header, version=2, flags=envelope.FLAG_HEADER_BINARY | flag))
+        _bad(frame(json.dumps(_query_json()).encode(), version=2, flags=flag))
+
+
+def test_malformed_binary_chunk_headers_are_refused() -> None:
+    msg = _chunk()
+    good = _binary_header(msg)
+    for cut in range(len(good)):  # truncated anywhere
+        _bad(_v2(good[:cut], body=b""))
+    _bad(_v2(good + b"\x00"))  # one byte too many
+    _bad(_v2(_binary_header(msg, crc=False)), reason="corrupt")
+    err = _bad(_v2(_binary_header(msg, kind=2)))
+    assert "kind" in err.detail
+    for part in (0, 6, 255):
+        assert "part" in _bad(_v2(_binary_header(msg, part=part))).detail
+    assert "device_id" in _bad(_v2(_binary_header(msg, device=b"XA/+#"))).detail
+    assert "device_id" in _bad(_v2(_binary_header(msg, device=b""))).detail
+    assert "ASCII" in _bad(_v2(_binary_header(msg, device="xã".encode()))).detail
+    assert "length" in _bad(_v2(_binary_header(msg, length=(1 << 20) + 1))).detail
+    for bad_time in (float("nan"), float("inf")):
+        assert "sent_at" in _bad(_v2(_binary_header(msg, sent_at=bad_time))).detail
+    # The device length byte pointing past the header is a size mismatch, not a read past it.
+    forged = bytearray(good)
+    forged[envelope.CHUNK_HEADER.size - 1] = 200
+    _bad(_v2(bytes(forged)))
+
+
+def test_every_bit_flip_in_a_binary_chunk_header_is_refused() -> None:
+    """A flipped bit must never decode to another chunk (a flipped part_sha256 would look
+    like a conflict and quarantine the batch): the CRC-32 catches every one."""
+    good = _binary_header(_chunk())
+    for pos in range(len(good)):
+        for bit in range(8):
+            bad = bytearray(good)
+            bad[pos] ^= 1 << bit
+            with pytest.raises(envelope.EnvelopeError):
+                envelope.decode(_v2(bytes(bad)))
 
 
 # -- compression --------------------------------------------------------------------------
