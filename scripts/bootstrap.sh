@@ -16,8 +16,9 @@ PKGS_BASE=(python3 python3-venv python3-dev build-essential)
 PKGS_AGENT=(libsane1 libsane-dev sane-utils tesseract-ocr tesseract-ocr-vie tesseract-ocr-eng
             fonts-noto-core fonts-dejavu-core)
 PKGS_BROKER=(mosquitto mosquitto-clients)
-# Tests drive the staff app in Debian's Chromium (browser downloads are impossible here).
-PKGS_DEV=(chromium)
+# Tests drive the staff app in Debian's Chromium (browser downloads are impossible here) and
+# run the catalogue on a throwaway PostgreSQL server too (tests/pgcluster.py).
+PKGS_DEV=(chromium postgresql)
 # Benchmarks compare against OCRmyPDF, which needs these.
 PKGS_BENCH=(ghostscript unpaper)
 

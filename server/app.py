@@ -54,7 +54,7 @@ def _watchdog(app: FastAPI, stop: threading.Event) -> None:
 def create_app(settings: ServerSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.sqlite_path())
+        db = Database(settings.database(), settings.database_password())
         store = Store(settings.data_dir / "store")
         app.state.settings = settings
         app.state.db = db

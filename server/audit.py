@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from server.db import Database
+from server.db import Connection, Database
 
 GENESIS = "0" * 64
 
@@ -36,7 +35,7 @@ def _hash(prev_hash: str, body: str) -> str:
 
 
 def append(
-    con: sqlite3.Connection,
+    con: Connection,
     actor: str,
     action: str,
     target: str = "",

@@ -19,12 +19,11 @@ import hashlib
 import hmac
 import re
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Literal
 
-from server.db import Database
+from server.db import Connection, Database
 
 Role = Literal["viewer", "archivist", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "archivist", "admin")
@@ -111,9 +110,9 @@ def add_user(db: Database, name: str, role: str, password: str | None) -> Princi
     return Principal(name, role)
 
 
-def get_user(con: sqlite3.Connection, name: str) -> Principal | None:
+def get_user(con: Connection, name: str) -> Principal | None:
     row = con.execute(
-        "SELECT name, role FROM users WHERE name = ? AND NOT disabled", (name,)
+        "SELECT name, role FROM users WHERE name = ? AND disabled = 0", (name,)
     ).fetchone()
     return Principal(row["name"], row["role"]) if row else None
 
@@ -149,7 +148,7 @@ def principal_for_token(db: Database, token: str | None) -> Principal | None:
         db.read()
         .execute(
             "SELECT u.name, u.role FROM tokens t JOIN users u ON u.name = t.user_name"
-            " WHERE t.token_sha256 = ? AND NOT u.disabled",
+            " WHERE t.token_sha256 = ? AND u.disabled = 0",
             (_digest(token),),
         )
         .fetchone()
@@ -166,7 +165,7 @@ def user_for(db: Database, token: str | None) -> str | None:
 # -- login and its brake ----------------------------------------------------------------------
 
 
-def _lock_left(con: sqlite3.Connection, key: str, now: float) -> float:
+def _lock_left(con: Connection, key: str, now: float) -> float:
     row = con.execute(
         "SELECT failures, last_at FROM login_failures WHERE key = ?", (key,)
     ).fetchone()
@@ -186,7 +185,7 @@ def authenticate(db: Database, name: str, password: str, ip: str) -> Principal |
     """Check a password, counting failures. Callers check :func:`locked_for` first."""
     row = (
         db.read()
-        .execute("SELECT name, role, password FROM users WHERE name = ? AND NOT disabled", (name,))
+        .execute("SELECT name, role, password FROM users WHERE name = ? AND disabled = 0", (name,))
         .fetchone()
     )
     stored = row["password"] if row is not None and row["password"] else _DUMMY
@@ -201,7 +200,8 @@ def authenticate(db: Database, name: str, password: str, ip: str) -> Principal |
             for key in (f"user:{name}", f"ip:{ip}"):
                 con.execute(
                     "INSERT INTO login_failures(key, failures, last_at) VALUES (?, 1, ?)"
-                    " ON CONFLICT(key) DO UPDATE SET failures = failures + 1, last_at = ?",
+                    " ON CONFLICT(key) DO UPDATE"
+                    " SET failures = login_failures.failures + 1, last_at = ?",
                     (key, now, now),
                 )
     return Principal(row["name"], row["role"]) if ok and row is not None else None
@@ -231,7 +231,7 @@ def session_for(db: Database, sid: str | None) -> Session | None:
         .execute(
             "SELECT u.name, u.role, s.csrf, s.expires_at FROM sessions s"
             " JOIN users u ON u.name = s.user_name"
-            " WHERE s.id_sha256 = ? AND s.expires_at > ? AND NOT u.disabled",
+            " WHERE s.id_sha256 = ? AND s.expires_at > ? AND u.disabled = 0",
             (_digest(sid), time.time()),
         )
         .fetchone()

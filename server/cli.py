@@ -7,9 +7,10 @@ import json
 import logging
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from server import audit, auth, config
-from server.db import Database
+from server.db import OPERATIONAL_ERRORS, Database
 
 
 def _settings(args: argparse.Namespace) -> config.ServerSettings:
@@ -18,6 +19,23 @@ def _settings(args: argparse.Namespace) -> config.ServerSettings:
     except config.ConfigError as exc:
         print(f"sohoa-server: invalid configuration: {exc}", file=sys.stderr)
         raise SystemExit(78) from exc
+
+
+def _open(settings: config.ServerSettings) -> Database:
+    """The catalogue, or one clear line and exit 69 (EX_UNAVAILABLE) when it cannot open."""
+    try:
+        return Database(settings.database(), settings.database_password())
+    except OPERATIONAL_ERRORS as exc:
+        where = _redacted(settings.database_url) if settings.database_url else settings.database()
+        print(f"sohoa-server: cannot open the database {where}: {exc}".strip(), file=sys.stderr)
+        raise SystemExit(69) from exc
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
+    return urlunsplit(parts)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -30,8 +48,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.no_ingest:
         updates["ingest"] = False
     settings = settings.model_copy(update=updates)
+    _open(settings).close()  # a clear line now rather than a traceback from the app's start
     logging.getLogger(__name__).info(
-        "serving on http://%s:%d (data in %s)", settings.host, settings.port, settings.data_dir
+        "serving on http://%s:%d (data in %s, catalogue %s)",
+        settings.host,
+        settings.port,
+        settings.data_dir,
+        _redacted(settings.database_url) if settings.database_url else "SQLite",
     )
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
     return 0
@@ -39,7 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_token_create(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    db = Database(settings.sqlite_path())
+    db = _open(settings)
     try:
         token = auth.create_token(db, args.user, args.note or "")
     except auth.AuthError as exc:
@@ -67,7 +90,7 @@ def _read_password(args: argparse.Namespace) -> str | None:
 
 def cmd_user_add(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    db = Database(settings.sqlite_path())
+    db = _open(settings)
     try:
         auth.add_user(db, args.name, args.role, _read_password(args))
     except (auth.AuthError, OSError) as exc:
@@ -79,7 +102,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 
 
 def cmd_user_list(args: argparse.Namespace) -> int:
-    db = Database(_settings(args).sqlite_path())
+    db = _open(_settings(args))
     for u in auth.users(db):
         state = " (disabled)" if u["disabled"] else ""
         print(f"{u['name']}\t{u['role']}\ttokens={u['tokens']}{state}")
@@ -87,7 +110,7 @@ def cmd_user_list(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    db = Database(_settings(args).sqlite_path())
+    db = _open(_settings(args))
     count, broken = audit.verify(db)
     if broken is not None:
         print(f"audit log BROKEN at row {broken.row_id}: {broken.reason}", file=sys.stderr)
@@ -140,7 +163,7 @@ def cmd_import_bundle(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     lang = settings.language
-    db = Database(settings.sqlite_path())
+    db = _open(settings)
     # Built as create_app builds it: the same signing key, so that USB receipts verify on the
     # device exactly like those that come over the link.
     ingest = Ingest(

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 DEFAULT_CONFIG = Path("/etc/sohoa/server.toml")
 ENV_PREFIX = "SOHOA_"
+POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
 class ConfigError(Exception):
@@ -27,7 +28,11 @@ class ServerSettings(BaseModel):
     )
     database_url: str | None = Field(
         default=None,
-        description="sqlite:///path (default: <data_dir>/archive.sqlite3).",
+        description="sqlite:///path (default: <data_dir>/archive.sqlite3) or"
+        " postgresql://user@host:port/dbname.",
+    )
+    database_password_file: Path | None = Field(
+        default=None, description="PostgreSQL password file (when the URL has none)."
     )
     mqtt_url: str = Field(
         default="mqtt://localhost:1883",
@@ -56,23 +61,48 @@ class ServerSettings(BaseModel):
             raise ValueError("use mqtt://[user[:pass]@]host[:port] or mqtts://...")
         return value
 
-    def sqlite_path(self) -> Path:
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("sqlite", *POSTGRES_SCHEMES):
+            raise ValueError("use sqlite:///path or postgresql://user@host:port/dbname")
+        return value
+
+    def database(self) -> Path | str:
+        """What server.db.Database opens: a SQLite file's path or a PostgreSQL URL."""
         if self.database_url is None:
             return self.data_dir / "archive.sqlite3"
         parts = urlsplit(self.database_url)
-        if parts.scheme != "sqlite":
-            raise ConfigError(f"unsupported database {parts.scheme!r} (sqlite:/// only)")
+        if parts.scheme in POSTGRES_SCHEMES:
+            return self.database_url
         return Path(unquote(parts.path))
+
+    def sqlite_path(self) -> Path:
+        target = self.database()
+        if not isinstance(target, Path):
+            raise ConfigError("the database is PostgreSQL, not a SQLite file")
+        return target
+
+    def database_password(self) -> str | None:
+        """PostgreSQL's password: in the URL, else this file, else the systemd credential
+        ``database-password``; None lets libpq look (~/.pgpass, PGPASSWORD, peer auth)."""
+        if self.database_url and urlsplit(self.database_url).password:
+            return None  # libpq reads it from the URL
+        return _secret(self.database_password_file, "database-password")
 
     def broker_password(self) -> str | None:
         parts = urlsplit(self.mqtt_url)
         if parts.password:
             return unquote(parts.password)
-        path = self.mqtt_password_file
-        if path is None and os.environ.get("CREDENTIALS_DIRECTORY"):
-            candidate = Path(os.environ["CREDENTIALS_DIRECTORY"]) / "mqtt-password"
-            path = candidate if candidate.exists() else None
-        return path.read_text(encoding="utf-8").strip() if path else None
+        return _secret(self.mqtt_password_file, "mqtt-password")
+
+
+def _secret(path: Path | None, credential: str) -> str | None:
+    """A secret from ``path``, else from systemd's ``$CREDENTIALS_DIRECTORY/<credential>``."""
+    if path is None and os.environ.get("CREDENTIALS_DIRECTORY"):
+        candidate = Path(os.environ["CREDENTIALS_DIRECTORY"]) / credential
+        path = candidate if candidate.exists() else None
+    return path.read_text(encoding="utf-8").strip() if path else None
 
 
 def load(config_file: Path | None = None, environ: dict[str, str] | None = None) -> ServerSettings:

@@ -1,11 +1,20 @@
-"""The archive's catalogue: SQLite (WAL, synchronous=FULL) by default.
+"""The archive's catalogue: SQLite (WAL, synchronous=FULL) by default, PostgreSQL when
+``database_url`` names one (server.pg adapts it to the same connection API).
 
 Keys that make ingest idempotent are UNIQUE constraints, never check-then-insert
 (KoboToolbox shipped duplicates for years that way; reliability.md §3.4):
 ``batches(device_id, batch_id)``, ``pages(device_id, page_id)``, ``parts(page_pk, name)``,
 ``chunks(part_pk, offset, length)``. ``synchronous=FULL``: in WAL mode NORMAL "might roll
-back following a power loss" (reliability.md §1.4) and a receipt promises durability.
-One connection per thread; several ingest workers (threads or processes) may share a file.
+back following a power loss" (reliability.md §1.4) and a receipt promises durability
+(PostgreSQL: ``synchronous_commit`` stays on, its default). One connection per thread;
+several ingest workers (threads or processes) may share a database.
+
+Writers serialize on both engines: SQLite's ``BEGIN IMMEDIATE`` takes the database's write
+lock, and on PostgreSQL every write transaction first takes one transaction-level advisory
+lock. Code written against SQLite's semantics (claim-by-UPDATE, the audit chain reading its
+last row, "max + 1") therefore stays correct on PostgreSQL without a second review of each
+transaction; ingest commits groups of messages (server.ingest), so one writer at a time still
+gives 500+ pages/s (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -14,9 +23,15 @@ import sqlite3
 import threading
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import psycopg
+
+from server import pg
+from server.pg import PgConnection
 
 SCHEMA_VERSION = 1
 
@@ -80,19 +95,13 @@ CREATE TABLE IF NOT EXISTS parts (
 );
 CREATE TABLE IF NOT EXISTS chunks (
     part_pk INTEGER NOT NULL REFERENCES parts(id),
-    offset INTEGER NOT NULL,
+    "offset" INTEGER NOT NULL,
     length INTEGER NOT NULL,
-    PRIMARY KEY (part_pk, offset, length)
+    PRIMARY KEY (part_pk, "offset", length)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS page_text (
     page_pk INTEGER PRIMARY KEY REFERENCES pages(id),
     text TEXT NOT NULL
-);
-CREATE VIRTUAL TABLE IF NOT EXISTS page_fts USING fts5(
-    folded, content='', tokenize='unicode61 remove_diacritics 0'
-);
-CREATE VIRTUAL TABLE IF NOT EXISTS page_fts_exact USING fts5(
-    text, content='', tokenize='unicode61 remove_diacritics 0'
 );
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY,
@@ -141,10 +150,6 @@ CREATE TABLE IF NOT EXISTS audit (
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
 );
-CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
-BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
-BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
 CREATE TABLE IF NOT EXISTS ho_so (
     ma_ho_so TEXT PRIMARY KEY,
     organ_id TEXT NOT NULL,
@@ -180,11 +185,6 @@ CREATE TABLE IF NOT EXISTS reviews (
     note TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS reviews_page ON reviews(page_pk);
--- Metadata search, separate from page_fts: one row per hồ sơ or văn bản, with the text both
--- folded (diacritic-free queries) and exact; ``ref`` is 'ho_so:<mã>' or 'van_ban:<id>'.
-CREATE VIRTUAL TABLE IF NOT EXISTS meta_fts USING fts5(
-    ref UNINDEXED, folded, exact, tokenize='unicode61 remove_diacritics 0'
-);
 -- A re-scan asked of the commune (server.rescan): the page stays as it is; a Command goes to
 -- the device. requested = not yet handed to the broker (or the broker had no subscriber);
 -- sent = published, PUBACK awaited; acknowledged = the broker PUBACKed it for the device's
@@ -222,6 +222,55 @@ ADDED_COLUMNS = (
     ("devices", "commune", "TEXT NOT NULL DEFAULT ''"),
 )
 
+# Full-text search and the audit log's append-only guard, per engine. SQLite: FTS5 tables
+# (contentless; rowid = page id), text tokenized by unicode61 without its diacritic removal —
+# folding is done in Python (fold()) so both engines fold the same way. PostgreSQL: tsvector
+# columns built from the same Python tokens (server.pg.tsvector) with GIN indexes.
+SQLITE_SEARCH = """
+CREATE VIRTUAL TABLE IF NOT EXISTS page_fts USING fts5(
+    folded, content='', tokenize='unicode61 remove_diacritics 0'
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS page_fts_exact USING fts5(
+    text, content='', tokenize='unicode61 remove_diacritics 0'
+);
+-- Metadata search, separate from page_fts: one row per hồ sơ or văn bản, with the text both
+-- folded (diacritic-free queries) and exact; ``ref`` is 'ho_so:<mã>' or 'van_ban:<id>'.
+CREATE VIRTUAL TABLE IF NOT EXISTS meta_fts USING fts5(
+    ref UNINDEXED, folded, exact, tokenize='unicode61 remove_diacritics 0'
+);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+"""
+
+PG_SEARCH = """
+CREATE TABLE IF NOT EXISTS page_search (
+    page_pk BIGINT PRIMARY KEY REFERENCES pages(id),
+    folded tsvector NOT NULL,
+    exact tsvector NOT NULL
+);
+CREATE INDEX IF NOT EXISTS page_search_folded ON page_search USING gin (folded);
+CREATE INDEX IF NOT EXISTS page_search_exact ON page_search USING gin (exact);
+CREATE TABLE IF NOT EXISTS meta_search (
+    ref TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    folded tsvector NOT NULL,
+    exact tsvector NOT NULL
+);
+CREATE INDEX IF NOT EXISTS meta_search_folded ON meta_search USING gin (folded);
+CREATE INDEX IF NOT EXISTS meta_search_exact ON meta_search USING gin (exact);
+CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'audit log is append-only'; END $$;
+CREATE OR REPLACE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit
+FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+CREATE OR REPLACE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
+FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+"""
+
+# Any transaction-level advisory lock key will do, as long as every writer uses the same one.
+_PG_WRITE_LOCK = 0x50_48_4F_41  # "SOHA"
+
 
 class _StripCombining(dict[int, int | None]):
     """A ``str.translate`` table dropping combining marks, filled per new character (the
@@ -247,14 +296,62 @@ def nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
+class Cursor(Protocol):
+    """What the server uses of a cursor, on either engine."""
+
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """What the server uses of a connection: ``sqlite3.Connection`` or server.pg's adapter.
+    Rows answer ``row[i]`` and ``row["name"]`` on both."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
+    def executemany(self, sql: str, seq: Iterable[Sequence[Any]], /) -> Cursor: ...
+
+
+# A row of either engine (sqlite3.Row or server.pg.PgRow).
+Row = Any
+
+# Errors callers distinguish, whatever the engine.
+INTEGRITY_ERRORS = (sqlite3.IntegrityError, psycopg.IntegrityError)
+OPERATIONAL_ERRORS = (sqlite3.OperationalError, psycopg.OperationalError)
+
+
+def is_postgres_url(target: object) -> bool:
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
+
+
 class Database:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+    """The catalogue. ``Database(path)`` opens (creating) a SQLite file;
+    ``Database("postgresql://…")`` a PostgreSQL database whose schema it creates."""
+
+    def __init__(self, target: Path | str, password: str | None = None) -> None:
+        self.dialect: Literal["sqlite", "postgresql"]
         self._local = threading.local()
-        con = self.connect()
+        self._password = password
+        if is_postgres_url(target):
+            self.dialect = "postgresql"
+            self.url = str(target)
+            self.path: Path | None = None
+            self._create_postgres()
+        else:
+            self.dialect = "sqlite"
+            self.path = Path(target)
+            self.url = f"sqlite:///{self.path}"
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._create_sqlite()
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def _create_sqlite(self) -> None:
+        con = self._sqlite()
         # DDL is idempotent (IF NOT EXISTS); executescript commits.
-        con.executescript(SCHEMA + STAFF_SCHEMA)
+        con.executescript(SCHEMA + STAFF_SCHEMA + SQLITE_SEARCH)
         for table, column, definition in ADDED_COLUMNS:
             have = {r["name"] for r in con.execute(f"PRAGMA table_info({table})")}
             if column not in have:
@@ -263,15 +360,34 @@ class Database:
                 except sqlite3.OperationalError as exc:  # another process added it first
                     if "duplicate column" not in str(exc):
                         raise
+        self._schema_version()
+
+    def _create_postgres(self) -> None:
+        # Several processes may start at once: one creates, the others wait on the lock (DDL
+        # racing on IF NOT EXISTS can fail in PostgreSQL).
+        with self.tx() as con:
+            for statement in _statements(pg.ddl(SCHEMA + STAFF_SCHEMA)):
+                con.execute(statement)
+            for table, column, definition in ADDED_COLUMNS:
+                con.execute(
+                    f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {pg.ddl(definition)}"
+                )
+            con.execute(PG_SEARCH)  # one simple-protocol script ($$ bodies inside)
+        self._schema_version()
+
+    def _schema_version(self) -> None:
         with self.tx() as con:
             con.execute(
-                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                "INSERT INTO meta(key, value) VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
                 (str(SCHEMA_VERSION),),
             )
 
-    def connect(self) -> sqlite3.Connection:
+    # -- connections and transactions --------------------------------------------------------
+
+    def _sqlite(self) -> sqlite3.Connection:
         con: sqlite3.Connection | None = getattr(self._local, "con", None)
         if con is None:
+            assert self.path is not None
             con = sqlite3.connect(
                 self.path, timeout=30, isolation_level=None, check_same_thread=False
             )
@@ -283,19 +399,42 @@ class Database:
             self._local.con = con
         return con
 
+    def _postgres(self) -> PgConnection:
+        con: PgConnection | None = getattr(self._local, "con", None)
+        if con is None or con.raw.closed:
+            con = pg.connect(self.url, self._password)
+            self._local.con = con
+        return con
+
+    def connect(self) -> Connection:
+        """This thread's connection (made on first use)."""
+        return self._sqlite() if self.dialect == "sqlite" else self._postgres()
+
     @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction: writers queue on the lock instead of failing mid-way."""
+    def tx(self) -> Iterator[Connection]:
+        """One write transaction; writers queue on a lock instead of failing mid-way
+        (SQLite: BEGIN IMMEDIATE; PostgreSQL: a transaction-level advisory lock)."""
         con = self.connect()
-        con.execute("BEGIN IMMEDIATE")
+        if self.dialect == "sqlite":
+            con.execute("BEGIN IMMEDIATE")
+        else:
+            con.execute("BEGIN")
         try:
+            if self.dialect == "postgresql":
+                con.execute("SELECT pg_advisory_xact_lock(?)", (_PG_WRITE_LOCK,))
             yield con
         except BaseException:
-            con.execute("ROLLBACK")
+            self._rollback(con)
             raise
         con.execute("COMMIT")
 
-    def read(self) -> sqlite3.Connection:
+    def _rollback(self, con: Connection) -> None:
+        try:
+            con.execute("ROLLBACK")
+        except OPERATIONAL_ERRORS:  # the connection itself broke: start afresh next time
+            self.close()
+
+    def read(self) -> Connection:
         return self.connect()
 
     def alert(self, kind: str, detail: str, device_id: str | None = None) -> None:
@@ -305,16 +444,54 @@ class Database:
                 (time.time(), device_id, kind, detail[:2000]),
             )
 
-    def index_text(self, con: sqlite3.Connection, page_pk: int, text: str) -> None:
+    # -- full-text indexing (search itself: server.catalog and server.records) ---------------
+
+    def index_text(self, con: Connection, page_pk: int, text: str) -> None:
         text = nfc(text)
         con.execute(
-            "INSERT OR REPLACE INTO page_text(page_pk, text) VALUES (?, ?)", (page_pk, text)
+            "INSERT INTO page_text(page_pk, text) VALUES (?, ?)"
+            " ON CONFLICT(page_pk) DO UPDATE SET text = excluded.text",
+            (page_pk, text),
         )
-        con.execute("INSERT INTO page_fts(rowid, folded) VALUES (?, ?)", (page_pk, fold(text)))
-        con.execute("INSERT INTO page_fts_exact(rowid, text) VALUES (?, ?)", (page_pk, text))
+        if self.dialect == "sqlite":
+            con.execute("INSERT INTO page_fts(rowid, folded) VALUES (?, ?)", (page_pk, fold(text)))
+            con.execute("INSERT INTO page_fts_exact(rowid, text) VALUES (?, ?)", (page_pk, text))
+        else:
+            con.execute(
+                "INSERT INTO page_search(page_pk, folded, exact)"
+                " VALUES (?, ?::tsvector, ?::tsvector) ON CONFLICT(page_pk) DO UPDATE"
+                " SET folded = excluded.folded, exact = excluded.exact",
+                (page_pk, pg.tsvector(fold(text)), pg.tsvector(text.lower())),
+            )
+
+    def index_meta(self, con: Connection, ref: str, text: str) -> None:
+        """(Re-)index a hồ sơ or văn bản's metadata text under ``ref``."""
+        text = nfc(text)
+        if self.dialect == "sqlite":
+            con.execute("DELETE FROM meta_fts WHERE ref = ?", (ref,))
+            con.execute(
+                "INSERT INTO meta_fts(ref, folded, exact) VALUES (?, ?, ?)",
+                (ref, fold(text), text),
+            )
+        else:
+            con.execute(
+                "INSERT INTO meta_search(ref, text, folded, exact)"
+                " VALUES (?, ?, ?::tsvector, ?::tsvector) ON CONFLICT(ref) DO UPDATE"
+                " SET text = excluded.text, folded = excluded.folded, exact = excluded.exact",
+                (ref, text, pg.tsvector(fold(text)), pg.tsvector(text.lower())),
+            )
 
     def close(self) -> None:
-        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        con: sqlite3.Connection | PgConnection | None = getattr(self._local, "con", None)
         if con is not None:
-            con.close()
-            self._local.con = None
+            try:
+                con.close()
+            finally:
+                self._local.con = None
+
+
+def _statements(script: str) -> list[str]:
+    """A DDL script without ``$$`` bodies, one statement each (psycopg sends a parameterless
+    script fine too, but one at a time names the statement that failed)."""
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]  # no "--" in literals
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

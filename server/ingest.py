@@ -54,7 +54,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sqlite3
 import time
 import uuid
 from collections.abc import Sequence
@@ -77,7 +76,7 @@ from protocol.messages import (
     Status,
     Telemetry,
 )
-from server.db import Database
+from server.db import OPERATIONAL_ERRORS, Connection, Database
 from server.store import Pending, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -216,7 +215,7 @@ class Ingest:
         results: list[Handled] = []
         for message in messages:
             failed = results[-1].error if results else None
-            if isinstance(failed, sqlite3.OperationalError):
+            if isinstance(failed, OPERATIONAL_ERRORS):
                 # The database itself is unusable (locked past the busy timeout, I/O error):
                 # do not wait that long once per message.
                 results.append(Handled([], failed))
@@ -326,7 +325,7 @@ class Ingest:
         group.replies[index].append(self._reject(device, msg, exc.reason, exc.detail, exc.batch_id))
 
     def _apply(
-        self, con: sqlite3.Connection, group: _Group, index: int, msg: Envelope, body: bytes
+        self, con: Connection, group: _Group, index: int, msg: Envelope, body: bytes
     ) -> None:
         """One decoded message inside the group's transaction."""
         if isinstance(msg, Status):
@@ -352,7 +351,7 @@ class Ingest:
 
     # -- device status -----------------------------------------------------------------------
 
-    def _touch_device(self, con: sqlite3.Connection, device_id: str) -> None:
+    def _touch_device(self, con: Connection, device_id: str) -> None:
         now = time.time()
         con.execute(
             "INSERT INTO devices(device_id, first_seen, last_seen) VALUES (?, ?, ?) "
@@ -360,14 +359,14 @@ class Ingest:
             (device_id, now, now),
         )
 
-    def _status(self, con: sqlite3.Connection, msg: Status) -> None:
+    def _status(self, con: Connection, msg: Status) -> None:
         self._touch_device(con, msg.device_id)
         con.execute(
             "UPDATE devices SET status = ?, agent_version = ?, boot_id = ? WHERE device_id = ?",
             (msg.state, msg.agent_version, msg.boot_id, msg.device_id),
         )
 
-    def _telemetry(self, con: sqlite3.Connection, msg: Telemetry) -> None:
+    def _telemetry(self, con: Connection, msg: Telemetry) -> None:
         data = msg.model_dump(exclude={"kind", "device_id", "msg_id", "correlation_id"})
         self._touch_device(con, msg.device_id)
         con.execute(
@@ -377,7 +376,7 @@ class Ingest:
 
     # -- manifest ---------------------------------------------------------------------------
 
-    def _manifest(self, con: sqlite3.Connection, group: _Group, index: int, msg: Manifest) -> None:
+    def _manifest(self, con: Connection, group: _Group, index: int, msg: Manifest) -> None:
         """Upsert the batch, its pages and parts; commit (and receipt) empty parts."""
         device = msg.device_id
         committed_now: list[PartState] = []
@@ -496,7 +495,7 @@ class Ingest:
             raise Rejected("corrupt", f"chunk at {msg.offset} fails its sha256", msg.batch_id)
 
     def _chunk(
-        self, con: sqlite3.Connection, group: _Group, index: int, msg: ChunkHeader, body: bytes
+        self, con: Connection, group: _Group, index: int, msg: ChunkHeader, body: bytes
     ) -> None:
         """Collect a (checked) chunk for its part; written by :meth:`_receive`."""
         device = msg.device_id
@@ -539,7 +538,7 @@ class Ingest:
         held.chunks.append((msg.offset, body))
         held.last, held.msg = index, msg
 
-    def _receive(self, con: sqlite3.Connection, group: _Group) -> None:
+    def _receive(self, con: Connection, group: _Group) -> None:
         """Write the group's chunks; place and commit the parts they complete; record the
         ranges of the others. Flushed by the caller before its COMMIT."""
         parts = list(group.parts.values())
@@ -548,7 +547,7 @@ class Ingest:
             ranges = [(offset, offset + len(body)) for offset, body in part.chunks]
             if not chunking.covered(ranges, part.size):  # else: no need to ask
                 have = con.execute(
-                    "SELECT offset, offset + length FROM chunks WHERE part_pk = ?", (part.pk,)
+                    'SELECT "offset", "offset" + length FROM chunks WHERE part_pk = ?', (part.pk,)
                 ).fetchall()
                 ranges += [(r[0], r[1]) for r in have]
             complete.append(chunking.covered(ranges, part.size))
@@ -601,7 +600,9 @@ class Ingest:
                 )
         if ranges_of:
             con.executemany(
-                "INSERT OR IGNORE INTO chunks(part_pk, offset, length) VALUES (?, ?, ?)", ranges_of
+                'INSERT INTO chunks(part_pk, "offset", length) VALUES (?, ?, ?)'
+                " ON CONFLICT DO NOTHING",
+                ranges_of,
             )
         if committed:  # ranges recorded by earlier groups
             con.executemany("DELETE FROM chunks WHERE part_pk = ?", [(pk,) for pk in committed])
@@ -619,7 +620,7 @@ class Ingest:
 
     def _commit_part(
         self,
-        con: sqlite3.Connection,
+        con: Connection,
         part_pk: int,
         page_id: str,
         name: str,
@@ -659,7 +660,7 @@ class Ingest:
         except Exception:
             log.exception("could not forget the parts of a failed group")
 
-    def _check_complete(self, con: sqlite3.Connection, batch_pk: int) -> bool:
+    def _check_complete(self, con: Connection, batch_pk: int) -> bool:
         row = con.execute(
             "SELECT b.page_count, b.complete_at,"
             " (SELECT COUNT(*) FROM pages p WHERE p.batch_pk = b.id) AS pages,"
@@ -685,7 +686,7 @@ class Ingest:
         return out
 
     def batch_state(
-        self, con: sqlite3.Connection, device: str, batch_id: str, correlation_id: str
+        self, con: Connection, device: str, batch_id: str, correlation_id: str
     ) -> BatchState:
         base = {
             "device_id": device,
@@ -714,7 +715,7 @@ class Ingest:
             gaps: tuple[tuple[int, int], ...] = ()
             if not committed:
                 have = con.execute(
-                    "SELECT offset, offset + length FROM chunks WHERE part_pk = ?", (r["id"],)
+                    'SELECT "offset", "offset" + length FROM chunks WHERE part_pk = ?', (r["id"],)
                 ).fetchall()
                 # Empty when all bytes are in but a worker is still verifying the part.
                 gaps = chunking.missing([(h[0], h[1]) for h in have], r["size"])

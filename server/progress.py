@@ -95,7 +95,8 @@ def communes(db: Database, today: dt.date | None = None) -> list[CommuneProgress
     # its day is that of its last such commit.
     rows = con.execute(
         "SELECT p.id, p.device_id, p.flags,"
-        " SUM(t.state != 'committed' AND t.name != 'capture') AS open_parts,"
+        " SUM(CASE WHEN t.state != 'committed' AND t.name != 'capture' THEN 1 ELSE 0 END)"
+        " AS open_parts,"
         " MAX(CASE WHEN t.name != 'capture' THEN t.committed_at END) AS received_at"
         " FROM pages p LEFT JOIN parts t ON t.page_pk = p.id GROUP BY p.id"
     )

@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import sqlite3
 import time
 import unicodedata
 from typing import Annotated, Any, Literal
@@ -33,8 +32,8 @@ from pydantic import (
     model_validator,
 )
 
-from server import audit
-from server.db import Database, fold
+from server import audit, pg
+from server.db import INTEGRITY_ERRORS, Connection, Database, Row, fold
 
 ORDINAL_WIDTH = 3  # Số thứ tự văn bản trong hồ sơ: Number(3) in Phụ lục VI
 
@@ -335,12 +334,12 @@ class Records:
             try:
                 cur = con.execute(
                     "INSERT INTO van_ban(ma_ho_so, stt, data, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
+                    " VALUES (?, ?, ?, ?, ?) RETURNING id",
                     (ma, stt, json.dumps(data), now, now),
                 )
-            except sqlite3.IntegrityError as exc:
+            except INTEGRITY_ERRORS as exc:
                 raise Conflict(f"số thứ tự {stt} is taken in {ma}") from exc
-            vb_id = int(cur.lastrowid or 0)
+            vb_id = int(cur.fetchall()[0][0])
             con.executemany(
                 "INSERT INTO van_ban_pages(van_ban_id, seq, page_pk) VALUES (?, ?, ?)",
                 [(vb_id, i, p) for i, p in enumerate(doc.pages, 1)],
@@ -357,14 +356,8 @@ class Records:
         assert found is not None
         return found
 
-    @staticmethod
-    def _index(con: sqlite3.Connection, ref: str, text: str) -> None:
-        text = unicodedata.normalize("NFC", text)
-        con.execute("DELETE FROM meta_fts WHERE ref = ?", (ref,))
-        con.execute(
-            "INSERT INTO meta_fts(ref, folded, exact) VALUES (?, ?, ?)",
-            (ref, fold(text), text),
-        )
+    def _index(self, con: Connection, ref: str, text: str) -> None:
+        self.db.index_meta(con, ref, text)
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -373,7 +366,7 @@ class Records:
         row = con.execute("SELECT * FROM van_ban WHERE id = ?", (vb_id,)).fetchone()
         return None if row is None else self._van_ban(con, row)
 
-    def _van_ban(self, con: sqlite3.Connection, row: sqlite3.Row) -> VanBan:
+    def _van_ban(self, con: Connection, row: Row) -> VanBan:
         pages = [
             r[0]
             for r in con.execute(
@@ -395,7 +388,7 @@ class Records:
         row = con.execute("SELECT * FROM ho_so WHERE ma_ho_so = ?", (ma,)).fetchone()
         return None if row is None else self._ho_so(con, row)
 
-    def _ho_so(self, con: sqlite3.Connection, row: sqlite3.Row) -> HoSoOut:
+    def _ho_so(self, con: Connection, row: Row) -> HoSoOut:
         docs = [
             self._van_ban(con, r)
             for r in con.execute(
@@ -431,13 +424,21 @@ class Records:
         exact = fold(query) != query.lower()
         column = "exact" if exact else "folded"
         terms = [w.lower() if exact else fold(w) for w in words]
-        match = f"{column} : (" + " ".join('"' + t.replace('"', '""') + '"' for t in terms) + ")"
         con = self.db.read()
-        rows = con.execute(
-            "SELECT ref, exact, bm25(meta_fts) AS score FROM meta_fts WHERE meta_fts MATCH ?"
-            " ORDER BY score LIMIT ?",
-            (match, limit),
-        ).fetchall()
+        if self.db.dialect == "sqlite":
+            match = f"{column} : (" + " ".join('"' + t.replace('"', '""') + '"' for t in terms)
+            rows = con.execute(
+                "SELECT ref, exact, bm25(meta_fts) AS score FROM meta_fts WHERE meta_fts MATCH ?"
+                " ORDER BY score LIMIT ?",
+                (match + ")", limit),
+            ).fetchall()
+        else:  # scores as bm25's: lower is better
+            rows = con.execute(
+                f"SELECT ref, text AS exact, -ts_rank({column}, q, 1) AS score"  # noqa: S608
+                f" FROM meta_search, CAST(? AS tsquery) q WHERE {column} @@ q"  # (constants)
+                " ORDER BY score, ref LIMIT ?",
+                (pg.tsquery([[t] for t in terms]), limit),
+            ).fetchall()
         out: list[dict[str, Any]] = []
         for r in rows:
             kind, _, key = r["ref"].partition(":")

@@ -70,11 +70,11 @@ def request(db: Database, page_pk: int, note: str, actor: str, ip: str = "") -> 
         now = time.time()
         cur = con.execute(
             "INSERT INTO rescan_requests(page_pk, device_id, batch_id, page_id, note,"
-            " requested_by, requested_at, msg_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " requested_by, requested_at, msg_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (page_pk, page["device_id"], page["batch_id"], page["page_id"], note, actor, now,
              uuid.uuid4().hex),
         )  # fmt: skip
-        request_id = int(cur.lastrowid or 0)
+        request_id = int(cur.fetchall()[0][0])
         con.execute(
             "INSERT INTO reviews(page_pk, action, actor, at, note) VALUES (?, 'rescan', ?, ?, ?)",
             (page_pk, actor, now, note),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from harness import Broker, ServerProcess, tool_version
+from pgcluster import PostgresCluster
 
 
 @pytest.fixture(autouse=True)
@@ -41,3 +42,22 @@ def server(tmp_path: Path, broker: Broker) -> Iterator[ServerProcess]:
     s = ServerProcess(tmp_path / "server", broker.url).start()
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    """One real PostgreSQL server for the session (started only if a test asks for it);
+    each test gets a database of its own (``database`` fixture)."""
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """The catalogue a test runs against, once per engine: a SQLite file's path, or the URL
+    of a fresh database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return tmp_path / "db" / "archive.sqlite"
+    cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
+    return cluster.create_database()

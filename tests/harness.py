@@ -123,6 +123,7 @@ class ServerProcess:
     client_id: str = "sohoa-server-1"
     proc: subprocess.Popen[bytes] | None = None
     token: str = ""
+    database_url: str | None = None  # default: SQLite in data_dir
 
     @property
     def url(self) -> str:
@@ -136,6 +137,8 @@ class ServerProcess:
             SOHOA_MQTT_CLIENT_ID=self.client_id,
             SOHOA_PORT=str(self.port),
         )
+        if self.database_url:
+            env["SOHOA_DATABASE_URL"] = self.database_url
         return env
 
     def start(self) -> ServerProcess:

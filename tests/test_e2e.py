@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from corpus import PageSpec, render_page, save_png
 from harness import Broker, ServerProcess, agent_env, run_agent
+from pgcluster import url_of
 
 pytestmark = [pytest.mark.sane, pytest.mark.tesseract, pytest.mark.mqtt, pytest.mark.slow]
 
@@ -55,9 +57,18 @@ def test_scan_to_archive_with_byte_identical_originals(
     assert st["batches"] == {"done": 1}
 
 
+@pytest.fixture
+def archive(tmp_path: Path, broker: Broker, database: Path | str) -> Iterator[ServerProcess]:
+    """The server as a process on either catalogue engine (SQLite, or real PostgreSQL)."""
+    s = ServerProcess(tmp_path / "server", broker.url, database_url=url_of(database)).start()
+    yield s
+    s.stop()
+
+
 def test_imported_vietnamese_page_is_searchable_without_diacritics(
-    tmp_path: Path, broker: Broker, server: ServerProcess
+    tmp_path: Path, broker: Broker, archive: ServerProcess
 ) -> None:
+    server = archive
     page = render_page(PageSpec(dpi=300, skew_deg=1.5, noise_sigma=3.0))
     (tmp_path / "in").mkdir()
     src = save_png(page, tmp_path / "in" / "quyet-dinh.png", dpi=300)

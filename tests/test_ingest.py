@@ -10,9 +10,10 @@ import time
 import unicodedata
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,7 @@ from protocol.messages import (
     Reject,
 )
 from server.catalog import Catalog
-from server.db import Database
+from server.db import Database, Row
 from server.ingest import EMPTY_SHA256, Handled, Ingest, Outgoing
 from server.store import Pending, Store
 
@@ -201,9 +202,9 @@ def one_reject(out: list[Outgoing]) -> Reject:
 class Server:
     """Ingest plus a few read helpers over the same database and store."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, database: Path | str) -> None:
         self.root = root
-        self.db = Database(root / "db" / "archive.sqlite")
+        self.db = Database(database)
         self.store = Store(root / "store")
         self.ingest = Ingest(self.db, self.store)
         self.catalog = Catalog(self.db)
@@ -223,10 +224,10 @@ class Server:
         assert msgs[0].batch_id == batch_id
         return msgs[0]
 
-    def sql(self, query_: str, *args: object) -> list[sqlite3.Row]:
+    def sql(self, query_: str, *args: object) -> list[Row]:
         return self.db.read().execute(query_, args).fetchall()
 
-    def part_row(self, page: PageSrc, part: str) -> sqlite3.Row:
+    def part_row(self, page: PageSrc, part: str) -> Row:
         rows = self.sql(
             "SELECT parts.* FROM parts JOIN pages ON pages.id = parts.page_pk"
             " WHERE pages.page_id = ? AND parts.name = ?",
@@ -241,7 +242,7 @@ class Server:
         assert row["state"] == "committed"
         return Path(row["path"]).read_bytes()
 
-    def alerts(self) -> list[sqlite3.Row]:
+    def alerts(self) -> list[Row]:
         return self.sql("SELECT * FROM alerts ORDER BY id")
 
     def partials(self) -> list[Path]:
@@ -265,8 +266,8 @@ class Server:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    s = Server(tmp_path)
+def server(tmp_path: Path, database: Path | str) -> Iterator[Server]:
+    s = Server(tmp_path, database)
     yield s
     s.db.close()
 
@@ -649,12 +650,13 @@ def test_malformed_payloads_are_rejected_with_their_reason(server: Server) -> No
 # -- two shared-subscription workers ------------------------------------------------------
 
 
-def test_two_workers_on_one_database_commit_each_part_exactly_once(tmp_path: Path) -> None:
+def test_two_workers_on_one_database_commit_each_part_exactly_once(
+    tmp_path: Path, database: Path | str
+) -> None:
     """The broker may deliver a message to both workers of a shared subscription (redelivery
     after a lost PUBACK). Both handle the whole stream at once, each in its own order."""
     rng = random.Random(14)
-    db_path = tmp_path / "db" / "archive.sqlite"
-    Database(db_path).close()  # create the schema before the race
+    Database(database).close()  # create the schema before the race
     batches = [
         make_batch(3, rng, sizes={"text": 300, "thumb": 3000, "archival": 20_000}) for _ in range(3)
     ]
@@ -673,7 +675,7 @@ def test_two_workers_on_one_database_commit_each_part_exactly_once(tmp_path: Pat
     errors: list[BaseException] = []
 
     def work(n: int) -> None:
-        db = Database(db_path)
+        db = Database(database)
         ingest = Ingest(db, Store(tmp_path / "store"))
         try:
             barrier.wait()
@@ -701,7 +703,7 @@ def test_two_workers_on_one_database_commit_each_part_exactly_once(tmp_path: Pat
     for batch in batches:
         expected += expected_parts(batch)
     assert committed_parts(receipts(all_out)) == expected
-    server = Server(tmp_path)
+    server = Server(tmp_path, database)
     for batch in batches:
         server.assert_batch_archived(batch)
     assert len(server.sql("SELECT * FROM pages")) == sum(len(b.pages) for b in batches)
@@ -770,7 +772,17 @@ def count_commits(db: Database) -> list[str]:
         if statement.strip().upper() == "COMMIT":
             seen.append(statement)
 
-    db.connect().set_trace_callback(trace)
+    con = db.connect()
+    if isinstance(con, sqlite3.Connection):
+        con.set_trace_callback(trace)
+    else:  # PostgreSQL: every statement goes through PgConnection.execute
+        execute = con.execute
+
+        def traced(sql: str, parameters: Sequence[Any] = (), /) -> Any:
+            trace(sql)
+            return execute(sql, parameters)
+
+        con.execute = traced  # type: ignore[method-assign]
     return seen
 
 
@@ -936,7 +948,7 @@ def assert_only_durable_answers(server: Server, batch: BatchSrc, results: list[H
             if row["state"] == "committed":
                 continue
             assert not final.exists(), (page.page_no, name)
-            ranges = server.sql("SELECT offset, length FROM chunks WHERE part_pk = ?", row["id"])
+            ranges = server.sql('SELECT "offset", length FROM chunks WHERE part_pk = ?', row["id"])
             if ranges:
                 held = Store.partial(final).read_bytes()
                 for r in ranges:
@@ -944,10 +956,12 @@ def assert_only_durable_answers(server: Server, batch: BatchSrc, results: list[H
                     assert held[start:end] == data[start:end]
 
 
-def test_failure_inside_a_group_answers_nothing_that_is_not_durable(tmp_path: Path) -> None:
+def test_failure_inside_a_group_answers_nothing_that_is_not_durable(
+    tmp_path: Path, database: Path | str
+) -> None:
     rng = random.Random(23)
     batch = make_batch(3, rng, sizes={"text": 400, "thumb": 3000, "archival": 20_000})
-    server = Server(tmp_path)
+    server = Server(tmp_path, database)
     bad = batch.pages[1]
     server.store = FailingStore(tmp_path / "store", f"{bad.page_id}.archival")
     server.ingest = Ingest(server.db, server.store)
@@ -978,13 +992,15 @@ def test_failure_inside_a_group_answers_nothing_that_is_not_durable(tmp_path: Pa
 
 
 @pytest.mark.parametrize("times", [1, 1000])
-def test_fsync_error_in_a_group_commits_nothing_it_flushed(tmp_path: Path, times: int) -> None:
+def test_fsync_error_in_a_group_commits_nothing_it_flushed(
+    tmp_path: Path, database: Path | str, times: int
+) -> None:
     """An fsync error: the group's transaction is rolled back and every part it touched is
     forgotten (after a failed fsync the page cache cannot be trusted, DESIGN §2). Retried
     alone, each message writes its bytes again and flushes them anew."""
     rng = random.Random(24)
     batch = make_batch(2, rng, sizes={"text": 400, "thumb": 3000, "archival": 20_000})
-    server = Server(tmp_path)
+    server = Server(tmp_path, database)
     server.manifest(batch)
     half = [p for page in batch.pages for p in batch.chunks(page, "archival", 8 * 1024)[:1]]
     server.ingest.handle_many(as_messages(batch, half))  # ranges recorded before the failure
@@ -1020,7 +1036,7 @@ def test_fsync_error_in_a_group_commits_nothing_it_flushed(tmp_path: Path, times
 
 
 def _die_in_group(
-    db_path: Path, store_root: Path, messages: list[tuple[str, bytes]], at: str
+    database: Path | str, store_root: Path, messages: list[tuple[str, bytes]], at: str
 ) -> None:
     """In a forked child: handle ``messages`` as one group and die by SIGKILL at ``at``."""
     import os
@@ -1038,18 +1054,20 @@ def _die_in_group(
             if at == "flush":  # everything flushed, nothing committed
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    db = Database(db_path)
+    db = Database(database)
     Ingest(db, Dying(store_root)).handle_many(messages)
     os._exit(0)  # not reached
 
 
 @pytest.mark.parametrize("at", ["place", "flush"])
-def test_worker_killed_inside_a_group_leaves_nothing_harmful(tmp_path: Path, at: str) -> None:
+def test_worker_killed_inside_a_group_leaves_nothing_harmful(
+    tmp_path: Path, database: Path | str, at: str
+) -> None:
     import multiprocessing
 
     rng = random.Random(25)
     batch = make_batch(3, rng, sizes={"text": 400, "thumb": 3000, "archival": 30_000})
-    server = Server(tmp_path)
+    server = Server(tmp_path, database)
     server.manifest(batch)
     first = [p for page in batch.pages for p in batch.chunks(page, "archival", 8 * 1024)[:2]]
     server.ingest.handle_many(as_messages(batch, first))
@@ -1061,7 +1079,7 @@ def test_worker_killed_inside_a_group_leaves_nothing_harmful(tmp_path: Path, at:
     ]
     group = as_messages(batch, rest)
     child = multiprocessing.get_context("fork").Process(
-        target=_die_in_group, args=(server.db.path, tmp_path / "store", group, at)
+        target=_die_in_group, args=(database, tmp_path / "store", group, at)
     )
     child.start()
     child.join(60)
@@ -1079,12 +1097,13 @@ def test_worker_killed_inside_a_group_leaves_nothing_harmful(tmp_path: Path, at:
     server.db.close()
 
 
-def test_two_workers_with_groups_commit_each_part_exactly_once(tmp_path: Path) -> None:
+def test_two_workers_with_groups_commit_each_part_exactly_once(
+    tmp_path: Path, database: Path | str
+) -> None:
     """Two workers (threads, one database file) take the same stream in groups of random
     sizes, each in its own order, as two shared-subscription workers with redeliveries."""
     rng = random.Random(26)
-    db_path = tmp_path / "db" / "archive.sqlite"
-    Database(db_path).close()
+    Database(database).close()
     batches = [
         make_batch(4, rng, sizes={"text": 300, "thumb": 3000, "archival": 20_000}) for _ in range(3)
     ]
@@ -1100,7 +1119,7 @@ def test_two_workers_with_groups_commit_each_part_exactly_once(tmp_path: Path) -
     errors: list[BaseException] = []
 
     def work(n: int) -> None:
-        db = Database(db_path)
+        db = Database(database)
         ingest = Ingest(db, Store(tmp_path / "store"))
         sizes = random.Random(100 + n)
         try:
@@ -1131,7 +1150,7 @@ def test_two_workers_with_groups_commit_each_part_exactly_once(tmp_path: Path) -
     for batch in batches:
         expected += expected_parts(batch)
     assert committed_parts(receipts(all_out)) == expected
-    server = Server(tmp_path)
+    server = Server(tmp_path, database)
     for batch in batches:
         server.assert_batch_archived(batch)
     assert server.alerts() == []
@@ -1151,11 +1170,13 @@ class RecordingClient:
         self.log.append(("ack", mid))
 
 
-def test_worker_acks_a_group_only_after_it_is_handled_and_answered(tmp_path: Path) -> None:
+def test_worker_acks_a_group_only_after_it_is_handled_and_answered(
+    tmp_path: Path, database: Path | str
+) -> None:
     from server.config import ServerSettings
     from server.mqtt_ingest import Delivery, IngestWorker
 
-    server = Server(tmp_path)
+    server = Server(tmp_path, database)
     batch = make_batch(2, random.Random(27), sizes={"text": 300, "archival": 9000})
     worker = IngestWorker(ServerSettings(data_dir=tmp_path, ingest=False), server.ingest)
     client = RecordingClient()

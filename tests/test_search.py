@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from pgcluster import url_of
 
 from server import auth
 from server.app import create_app
@@ -23,29 +24,29 @@ def archive(db: Database, texts: list[str]) -> list[int]:
     ids = []
     with db.tx() as con:
         con.execute(
-            "INSERT OR IGNORE INTO devices(device_id, first_seen, last_seen) VALUES ('xa-01', 0, 0)"
+            "INSERT INTO devices(device_id, first_seen, last_seen) VALUES ('xa-01', 0, 0)"
+            " ON CONFLICT DO NOTHING"
         )
         batch = con.execute(
             "INSERT INTO batches(device_id, batch_id, created_at, received_at, page_count,"
-            " source, agent_version) VALUES ('xa-01', ?, 0, 0, ?, 'scan', 'test')",
+            " source, agent_version) VALUES ('xa-01', ?, 0, 0, ?, 'scan', 'test') RETURNING id",
             (f"b{len(texts)}-{id(texts)}", len(texts)),
-        ).lastrowid
+        ).fetchall()[0][0]
         for n, text in enumerate(texts, 1):
             page = con.execute(
                 "INSERT INTO pages(batch_pk, device_id, page_id, page_no, capture_sha256,"
                 " capture_size, dpi, width_px, height_px, colour)"
-                " VALUES (?, 'xa-01', ?, ?, '', 0, 300, 2480, 3508, 1)",
+                " VALUES (?, 'xa-01', ?, ?, '', 0, 300, 2480, 3508, 1) RETURNING id",
                 (batch, f"{batch}-{n}", n),
-            ).lastrowid
-            assert page is not None
+            ).fetchall()[0][0]
             db.index_text(con, page, text)
             ids.append(page)
     return ids
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Database:
-    return Database(tmp_path / "sohoa.sqlite")
+def db(database: Path | str) -> Database:
+    return Database(database)
 
 
 def pages(catalog: Catalog, q: str, limit: int = 50, offset: int = 0) -> list[int]:
@@ -153,9 +154,9 @@ def test_parse_query_and_aligned() -> None:
     assert snippet("a " * 200 + "Đà Nẵng", ["da", "nang"], False).endswith("Đà Nẵng")
 
 
-def test_api_search_shape_paging_and_total(tmp_path: Path) -> None:
-    settings = ServerSettings(data_dir=tmp_path, ingest=False)
-    db = Database(settings.sqlite_path())
+def test_api_search_shape_paging_and_total(tmp_path: Path, database: Path | str) -> None:
+    settings = ServerSettings(data_dir=tmp_path, ingest=False, database_url=url_of(database))
+    db = Database(settings.database())
     ids = archive(db, [f"Ủy ban nhân dân xã Tân Lập, văn bản {n}" for n in range(12)])
     auth.add_user(db, "viewer", "viewer", None)
     headers = {"Authorization": f"Bearer {auth.create_token(db, 'viewer')}"}
@@ -174,9 +175,9 @@ def test_api_search_shape_paging_and_total(tmp_path: Path) -> None:
         assert bad.status_code == 422
 
 
-def test_web_search_pages_through_results(tmp_path: Path) -> None:
-    settings = ServerSettings(data_dir=tmp_path, ingest=False)
-    db = Database(settings.sqlite_path())
+def test_web_search_pages_through_results(tmp_path: Path, database: Path | str) -> None:
+    settings = ServerSettings(data_dir=tmp_path, ingest=False, database_url=url_of(database))
+    db = Database(settings.database())
     archive(db, [f"Quyết định số {n} về khoáng sản" for n in range(60)])
     auth.add_user(db, "viewer", "viewer", "mật-khẩu-đủ-dài")
     with TestClient(create_app(settings)) as client:

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import bagit
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from harness import BIN
+from pgcluster import url_of
 from PIL import Image, ImageDraw
 from test_ingest import BatchSrc, PageSrc
 
@@ -55,8 +57,14 @@ class FlaggedPage(PageSrc):
         return super().entry().model_copy(update={"flags": self.flags, "ocr_confidence": 91.5})
 
 
-def seed(data_dir: Path, texts: list[str], flags: list[tuple[str, ...]] | None = None) -> None:
-    """One complete batch with a text, thumb and archival JPEG per page, via ingest."""
+def seed(
+    data_dir: Path,
+    texts: list[str],
+    flags: list[tuple[str, ...]] | None = None,
+    database: Path | str | None = None,
+) -> None:
+    """One complete batch with a text, thumb and archival JPEG per page, via ingest (into
+    ``database``; default: the SQLite file of ``data_dir``)."""
     flags = flags or [()] * len(texts)
     pages = [
         FlaggedPage(
@@ -67,7 +75,7 @@ def seed(data_dir: Path, texts: list[str], flags: list[tuple[str, ...]] | None =
         for n, (t, f) in enumerate(zip(texts, flags, strict=True), 1)
     ]
     batch = BatchSrc(pages=pages)
-    db = Database(data_dir / "archive.sqlite3")
+    db = Database(database or data_dir / "archive.sqlite3")
     ingest = Ingest(db, Store(data_dir / "store"))
     ingest.handle(topics.up(batch.device, "manifest"), batch.manifest())
     for payload in batch.all_chunks(64 * 1024):
@@ -98,16 +106,17 @@ def csrf_of(html: str) -> str:
 
 
 @pytest.fixture
-def staff(tmp_path: Path) -> Iterator[Staff]:
+def staff(tmp_path: Path, database: Path | str) -> Iterator[Staff]:
     data_dir = tmp_path / "server"
     data_dir.mkdir()
     seed(
         data_dir,
         [TEXT, "Trang hai. Sổ hộ tịch năm 1998.", ""],
         [(), ("low_confidence",), ("blank", "ocr_retry")],
+        database,
     )
-    settings = ServerSettings(data_dir=data_dir, ingest=False)
-    db = Database(settings.sqlite_path())
+    settings = ServerSettings(data_dir=data_dir, ingest=False, database_url=url_of(database))
+    db = Database(settings.database())
     tokens = {}
     for role in auth.ROLES:
         auth.add_user(db, role, role, PASSWORD)
@@ -240,8 +249,12 @@ def test_csrf_is_required(staff: Staff) -> None:
     )
 
 
-def test_cli_user_add_and_token(tmp_path: Path) -> None:
-    env = {"SOHOA_SERVER_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+def test_cli_user_add_and_token(tmp_path: Path, database: Path | str) -> None:
+    env = {
+        "SOHOA_SERVER_DATA_DIR": str(tmp_path),
+        "SOHOA_DATABASE_URL": url_of(database),
+        "PATH": "/usr/bin:/bin",
+    }
     pw = tmp_path / "pw"
     pw.write_text(PASSWORD + "\n")
     cli = str(BIN / "sohoa-server")
@@ -257,7 +270,7 @@ def test_cli_user_add_and_token(tmp_path: Path) -> None:
         [cli, "token", "create", "--user", "lan"], env=env, capture_output=True, text=True,
         check=True,
     ).stdout.strip()  # fmt: skip
-    db = Database(tmp_path / "archive.sqlite3")
+    db = Database(database)
     assert auth.principal_for_token(db, token) == auth.Principal("lan", "archivist")
     assert auth.authenticate(db, "lan", PASSWORD, "1.2.3.4") is not None
     out = subprocess.run([cli, "audit", "verify"], env=env, capture_output=True, text=True)
@@ -281,18 +294,29 @@ def test_audit_records_and_is_append_only(staff: Staff, tmp_path: Path) -> None:
     assert "Mã hồ sơ" not in c.get("/audit").text  # the page renders
     assert "ho_so.create" in c.get("/audit").text
     con = staff.db.connect()
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+    refused = (sqlite3.DatabaseError, psycopg.Error)
+    with pytest.raises(refused, match="append-only"):
         con.execute("UPDATE audit SET actor = 'someone else' WHERE id = 2")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+    with pytest.raises(refused, match="append-only"):
         con.execute("DELETE FROM audit WHERE id = 2")
+    if staff.db.dialect == "postgresql":
+        with pytest.raises(refused, match="append-only"):
+            con.execute("TRUNCATE audit")
     count, broken = audit.verify(staff.db)
     assert broken is None and count >= 6
-    # Tampering behind SQLite's back (trigger dropped) is caught by the chain.
-    con.execute("DROP TRIGGER audit_no_update")
+    # Tampering behind the database's back (trigger dropped) is caught by the chain.
+    if staff.db.dialect == "sqlite":
+        con.execute("DROP TRIGGER audit_no_update")
+    else:
+        con.execute("DROP TRIGGER audit_no_change ON audit")
     con.execute("UPDATE audit SET target = 'x' WHERE id = 3")
     count, broken = audit.verify(staff.db)
     assert broken is not None and broken.row_id == 3 and count == 2
-    env = {"SOHOA_SERVER_DATA_DIR": str(staff.data_dir), "PATH": "/usr/bin:/bin"}
+    env = {
+        "SOHOA_SERVER_DATA_DIR": str(staff.data_dir),
+        "SOHOA_DATABASE_URL": url_of(staff.db.url),
+        "PATH": "/usr/bin:/bin",
+    }
     out = subprocess.run(
         [str(BIN / "sohoa-server"), "audit", "verify"], env=env, capture_output=True, text=True
     )

@@ -1,0 +1,129 @@
+"""A throwaway PostgreSQL cluster for tests and benchmarks: Debian's server binaries, a
+temporary data directory, loopback on a free port, password (scram) authentication.
+
+PostgreSQL refuses to run as root and CI runs as root (DESIGN.md §8): as root, initdb and
+the server run as the ``postgres`` user (``runuser``) in a directory that user owns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from harness import free_port
+
+SUPERUSER = "postgres"
+
+
+def bindir() -> Path:
+    """The newest installed server's bin directory (postgresql-NN from Debian)."""
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4])
+    )
+    if not found:
+        raise RuntimeError(
+            "PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin): "
+            "install Debian's postgresql package (scripts/bootstrap.sh does)"
+        )
+    return Path(found[-1]).parent
+
+
+class PostgresCluster:
+    def __init__(self) -> None:
+        self.bin = bindir()
+        self.port = free_port()
+        self.password = secrets.token_hex(12)
+        self.root = Path(tempfile.mkdtemp(prefix="sohoa-pg-"))
+        self.data = self.root / "data"
+        self.as_root = os.geteuid() == 0
+        self._dbs = 0
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = list(args)
+        if self.as_root:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=120)
+
+    def start(self) -> PostgresCluster:
+        pwfile = self.root / "pw"
+        pwfile.write_text(self.password + "\n")
+        if self.as_root:
+            shutil.chown(self.root, "postgres", "postgres")
+            shutil.chown(pwfile, "postgres", "postgres")
+        self.root.chmod(0o700)
+        self._run(
+            str(self.bin / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            SUPERUSER,
+            f"--pwfile={pwfile}",
+            "--auth-host=scram-sha-256",
+            "--auth-local=trust",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        )
+        pwfile.unlink()
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port}"
+            f" -c unix_socket_directories={self.root} -c max_connections=200"
+            " -c shared_buffers=64MB -c log_min_messages=warning"
+        )
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.root / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
+        return self
+
+    def url(self, dbname: str = "postgres", password: str | None = None) -> str:
+        pw = self.password if password is None else password
+        return f"postgresql://{SUPERUSER}:{pw}@127.0.0.1:{self.port}/{dbname}"
+
+    def create_database(self, prefix: str = "t") -> str:
+        """A new empty database; its URL (with the password)."""
+        import psycopg
+
+        self._dbs += 1
+        name = f"{prefix}_{os.getpid()}_{self._dbs}"
+        with psycopg.connect(self.url(), autocommit=True) as con:
+            con.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def log(self) -> str:
+        with contextlib.suppress(OSError):
+            return (self.root / "server.log").read_text(errors="replace")
+        return ""
+
+    def stop(self) -> None:
+        if self.data.exists():  # a throwaway: no shutdown checkpoint (it fsyncs every file)
+            self._run(
+                str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop",
+                check=False,
+            )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while (self.data / "postmaster.pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # Deleting a cluster of many test databases takes seconds: let rm do it after us.
+        subprocess.Popen(["rm", "-rf", str(self.root)], start_new_session=True)
+
+
+def url_of(database: Path | str) -> str:
+    """``SOHOA_DATABASE_URL`` for the ``database`` fixture's value (a path or a URL)."""
+    return f"sqlite:///{database}" if isinstance(database, Path) else database

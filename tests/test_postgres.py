@@ -1,0 +1,190 @@
+"""PostgreSQL as the catalogue (``SOHOA_DATABASE_URL=postgresql://…``), against a real server
+started by the tests (tests/pgcluster.py). Most of the archive's behaviour is tested on both
+engines by the ``database`` fixture (test_ingest, test_search, test_staff, test_e2e); this file
+holds what is PostgreSQL's own: the SQL both engines must accept, start-up races, the search
+index at its limits, the two engines agreeing on what a query finds, and clear errors."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from harness import BIN, REPO
+from pgcluster import PostgresCluster, url_of
+from test_search import archive
+
+from server import pg
+from server.catalog import Catalog
+from server.db import Database
+
+pytestmark = pytest.mark.postgres
+
+
+def _sql_literals() -> list[tuple[str, int, str]]:
+    """Every string constant in server/ that looks like SQL (implicit concatenation joined)."""
+    out = []
+    starts = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|ALTER|WITH|BEGIN|SAVEPOINT)\b")
+    for path in sorted((REPO / "server").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.JoinedStr):
+                text = "".join(v.value for v in node.values if isinstance(v, ast.Constant))
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                text = node.value
+            else:
+                continue
+            if starts.match(text):
+                out.append((path.name, node.lineno, text))
+    return out
+
+
+def test_server_sql_is_in_the_shared_dialect() -> None:
+    """server.pg rewrites ``?`` → ``%s``: no ``?`` or ``%`` may hide in a quoted literal, and
+    SQLite-only forms must not come back."""
+    statements = _sql_literals()
+    assert len(statements) > 60  # the walk found the server's SQL
+    sqlite_only = re.compile(
+        r"INSERT OR |\bjson_each\b|\bPRAGMA\b|\bGLOB\b|\bIFNULL\b|\bgroup_concat\b|"
+        r"\bSELECT offset\b|\bNOT (u\.)?disabled\b"
+    )
+    for name, line, sql in statements:
+        for literal in re.findall(r"'[^']*'", sql):
+            assert "?" not in literal and "%" not in literal, (name, line, literal)
+        if "fts" not in sql and "bm25" not in sql:  # FTS5 statements are SQLite's own
+            assert not sqlite_only.search(sql), (name, line, sql)
+
+
+def test_schema_is_created_once_by_racing_processes(pg_cluster: PostgresCluster) -> None:
+    url = pg_cluster.create_database()
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def start() -> None:
+        try:
+            barrier.wait()
+            Database(url).close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    db = Database(url)  # and again, on an existing schema
+    version = db.read().execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+    assert [tuple(r) for r in version] == [("1",)]
+    columns = {
+        r[0]
+        for r in db.read().execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'devices'"
+        )
+    }
+    assert "commune" in columns  # ADDED_COLUMNS applied
+    db.close()
+
+
+def test_index_limits_and_literals() -> None:
+    """The tsvector literal keeps what PostgreSQL can store: positions ≤ 16,383, ≤ 256
+    positions per word, words ≤ 500 characters; quoting characters never reach it."""
+    assert pg.tsvector("a b a") == "'a':1,3 'b':2"
+    assert pg.words("o'brien \\x 123/qđ-ubnd") == ["o", "brien", "x", "123", "qđ", "ubnd"]
+    assert pg.tsquery([["khoang", "san"], ["xa"]]) == "('khoang' <-> 'san') & ('xa')"
+    assert pg.placeholders("SELECT 'a%' , ? ") == b"SELECT 'a%%' , %s "
+
+
+def test_huge_page_is_indexed_and_found(pg_cluster: PostgresCluster) -> None:
+    db = Database(pg_cluster.create_database())
+    text = " ".join(["xã"] * 1000 + [f"từ{n}" for n in range(20_000)] + ["khoáng sản", "a" * 3000])
+    (page,) = archive(db, [text])
+    cat = Catalog(db)
+    assert [h["page"] for h in cat.search("khoang san")] == [page]
+    assert [h["page"] for h in cat.search("từ19999")] == [page]  # past position 16,383
+    assert [h["page"] for h in cat.search("xa")] == [page]
+    db.close()
+
+
+TEXTS = [
+    "QUYẾT ĐỊNH số 123/QĐ-UBND về việc phê duyệt kế hoạch khai thác khoáng sản",
+    "Ủy ban nhân dân xã Tân Lập; Hội đồng nhân dân xã — kỳ họp thứ 5",
+    "Khoang tàu, sàn nhà, Đà Nẵng, e-mail: vanthu@tanlap.gov.vn",
+    "Sổ hộ tịch năm 1998 (bản sao). Lưu: VT, VP.",
+    "quyền sử dụng đất số 45/2020/NĐ-CP, ngày 05/01/1998",
+    "Biên bản xử lý vi phạm hành chính về khoáng sản trái phép",
+]
+QUERIES = [
+    "khoang san", "khoáng sản", "Khoáng", "123", "qđ ubnd", "QĐ-UBND", "uy ban nhan dan",
+    '"nhan dan xa"', "da nang", "Đà Nẵng", "vanthu", "gov vn", "1998", "vt vp", "quyen su dung",
+    "sử dụng đất", "bien ban vi pham", "khoang", "xyz", "05 01 1998", "nđ cp",
+]  # fmt: skip
+
+
+def test_both_engines_find_the_same_pages(tmp_path: Path, pg_cluster: PostgresCluster) -> None:
+    """Tokens come from Python on both sides (server.pg): a query finds the same pages on
+    SQLite FTS5 and on PostgreSQL, with or without diacritics, phrases included."""
+    lite, post = Database(tmp_path / "a.sqlite"), Database(pg_cluster.create_database())
+    ids_lite, ids_post = archive(lite, TEXTS), archive(post, TEXTS)
+    for q in QUERIES:
+        found_lite = {ids_lite.index(h["page"]) for h in Catalog(lite).search(q)}
+        found_post = {ids_post.index(h["page"]) for h in Catalog(post).search(q)}
+        assert found_lite == found_post, q
+        if q != "xyz":
+            assert found_lite, q
+    lite.close()
+    post.close()
+
+
+def _cli(env_url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        "SOHOA_SERVER_DATA_DIR": str(tmp_path),
+        "SOHOA_DATABASE_URL": env_url,
+        "PATH": "/usr/bin:/bin",
+    }
+    return subprocess.run(
+        [str(BIN / "sohoa-server"), *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_wrong_password_or_no_server_is_one_clear_line(
+    tmp_path: Path, pg_cluster: PostgresCluster
+) -> None:
+    url = pg_cluster.create_database()
+    wrong = url.replace(pg_cluster.password, "not-the-password")
+    for bad, reason in (
+        (wrong, "password authentication failed"),
+        (url.replace(f":{pg_cluster.port}/", ":1/"), "connection"),
+    ):
+        for args in (("user", "list"), ("run",)):
+            out = _cli(bad, tmp_path, *args)
+            assert out.returncode == 69, out.stderr
+            assert "cannot open the database" in out.stderr and reason in out.stderr
+            assert "Traceback" not in out.stderr
+            assert "not-the-password" not in out.stderr and pg_cluster.password not in out.stderr
+    assert _cli(url, tmp_path, "user", "list").returncode == 0
+
+
+def test_password_from_a_file(tmp_path: Path, pg_cluster: PostgresCluster) -> None:
+    url = pg_cluster.create_database()
+    bare = url.replace(f":{pg_cluster.password}@", "@")
+    secret = tmp_path / "db-password"
+    secret.write_text(pg_cluster.password + "\n")
+    out = _cli(bare, tmp_path, "user", "list")
+    assert out.returncode == 69  # no password anywhere
+    env_out = subprocess.run(
+        [str(BIN / "sohoa-server"), "user", "list"],
+        env={
+            "SOHOA_SERVER_DATA_DIR": str(tmp_path),
+            "SOHOA_DATABASE_URL": bare,
+            "SOHOA_DATABASE_PASSWORD_FILE": str(secret),
+            "PATH": "/usr/bin:/bin",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert env_out.returncode == 0, env_out.stderr
+    assert url_of(url) == url
