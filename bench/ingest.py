@@ -24,6 +24,9 @@ disk as the data would be. In the same run:
   Beside it, in the same run, the same publisher against a bare subscriber that acknowledges
   at once (no server): what the broker and paho cost alone.
 
+``--engine postgresql`` runs the same on a throwaway PostgreSQL server (tests/pgcluster.py;
+a fresh database per run), without the SQLite-only rows (fsync/commit counts, durability off).
+
 Nothing of server/ is changed by this benchmark.
 """
 
@@ -95,10 +98,23 @@ def messages(batch: BatchSrc, chunk_size: int) -> list[tuple[str, bytes]]:
     return out
 
 
-def feed(data_dir: Path, streams: list[list[tuple[str, bytes]]], group: int = GROUP) -> int:
+# Where each run's catalogue lives: a SQLite file in the run's directory, or (--engine
+# postgresql) a fresh database on the benchmark's PostgreSQL server.
+CLUSTER = None
+
+
+def new_database(work: Path) -> Path | str:
+    if CLUSTER is None:
+        return work / "archive.sqlite3"
+    return str(CLUSTER.create_database("bench"))
+
+
+def feed(
+    data_dir: Path, target: Path | str, streams: list[list[tuple[str, bytes]]], group: int = GROUP
+) -> int:
     """One worker: its own Database connection and Ingest, as a server process has; its
     messages in groups of ``group`` (1: ``Ingest.handle``, one at a time)."""
-    db = Database(data_dir / "archive.sqlite3")
+    db = Database(target)
     ingest = Ingest(db, Store(data_dir / "store"))
     replies = 0
     for stream in streams:
@@ -134,7 +150,8 @@ def run(
     group: int = GROUP,
 ) -> Run:
     work = Path(tempfile.mkdtemp(prefix="sohoa-bench-ingest-", dir=ROOT / ".bench-tmp"))
-    Database(work / "archive.sqlite3").close()  # schema made before the clock starts
+    target = new_database(work)
+    Database(target).close()  # schema made before the clock starts
     streams = [messages(b, chunk_size) for b in batches]
     shares = [streams[i::workers] for i in range(workers)]
     count = sum(len(s) for s in streams)
@@ -142,26 +159,28 @@ def run(
     started = time.perf_counter()
     if workers == 1 and profile is not None:
         prof = cProfile.Profile()
-        prof.runcall(feed, work, shares[0], group)
+        prof.runcall(feed, work, target, shares[0], group)
         prof.dump_stats(profile)
     elif workers == 1:
-        feed(work, shares[0], group)
+        feed(work, target, shares[0], group)
     elif mode == "thread":
-        threads = [threading.Thread(target=feed, args=(work, share, group)) for share in shares]
+        threads = [
+            threading.Thread(target=feed, args=(work, target, share, group)) for share in shares
+        ]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
     else:
         ctx = multiprocessing.get_context("fork")
-        procs = [ctx.Process(target=feed, args=(work, share, group)) for share in shares]
+        procs = [ctx.Process(target=feed, args=(work, target, share, group)) for share in shares]
         for p in procs:
             p.start()
         for p in procs:
             p.join()
             assert p.exitcode == 0
     seconds = time.perf_counter() - started
-    db = Database(work / "archive.sqlite3")
+    db = Database(target)
     committed = db.read().execute("SELECT COUNT(*) FROM parts WHERE state = 'committed'")
     assert committed.fetchone()[0] == pages * len(SIZES), "not every part was committed"
     db.close()
@@ -265,11 +284,17 @@ def mqtt_run(batches: list[BatchSrc], chunk_size: int, servers: int) -> Run:
     events: queue.SimpleQueue[object] = queue.SimpleQueue()
     try:
         if with_server:
-            first = ServerProcess(work / "server", broker.url).start()
+            target = new_database(work / "server")
+            url = f"sqlite:///{target}" if isinstance(target, Path) else target
+            first = ServerProcess(work / "server", broker.url, database_url=url).start()
             running.append(first)
             for n in range(2, servers + 1):  # the same archive, its own client id (DESIGN §7)
                 more = ServerProcess(
-                    first.data_dir, broker.url, client_id=f"sohoa-server-{n}", token="unused"
+                    first.data_dir,
+                    broker.url,
+                    client_id=f"sohoa-server-{n}",
+                    token="unused",
+                    database_url=url,
                 )
                 running.append(more.start())
         else:
@@ -370,8 +395,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--batch", type=int, default=50, help="pages per batch")
     parser.add_argument("--mqtt-pages", type=int, default=400)
     parser.add_argument("--no-mqtt", action="store_true", help="skip the Mosquitto runs")
+    parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
     args = parser.parse_args(argv)
     (ROOT / ".bench-tmp").mkdir(exist_ok=True)
+    if args.engine == "postgresql":
+        global CLUSTER
+        from pgcluster import PostgresCluster
+
+        CLUSTER = PostgresCluster().start()
+        try:
+            return postgres_main(args)
+        finally:
+            CLUSTER.stop()
     batches = make_batches(args.pages, args.batch)
     profile = ROOT / ".bench-tmp" / "ingest.prof"
     runs = [
@@ -424,4 +459,42 @@ def main(argv: list[str]) -> int:
     for where, tottime, calls in top_costs(profile):
         print(f"  {tottime:6.2f} s {calls:>8,}  {where}")
     shutil.rmtree(ROOT / ".bench-tmp", ignore_errors=True)
+    return 0
+
+
+def postgres_main(args: argparse.Namespace) -> int:
+    batches = make_batches(args.pages, args.batch)
+    runs = [
+        run("1 worker, 32 KiB, one message at a time", batches, DEFAULT_CHUNK, group=1),
+        run("1 worker, 32 KiB, groups of 20", batches, DEFAULT_CHUNK, group=20),
+        run(f"1 worker, 32 KiB, groups of {GROUP}", batches, DEFAULT_CHUNK),
+        run(f"1 worker, one chunk per part, groups of {GROUP}", batches, ONE_CHUNK),
+        run(f"2 workers (threads), 32 KiB, groups of {GROUP}", batches, DEFAULT_CHUNK, 2, "thread"),
+        run(
+            f"2 workers (processes), 32 KiB, groups of {GROUP}",
+            batches,
+            DEFAULT_CHUNK,
+            2,
+            "process",
+        ),
+    ]
+    if not args.no_mqtt:
+        mqtt_batches = make_batches(args.mqtt_pages, args.batch, seed=8)
+        for servers in (1, 2):
+            runs.append(mqtt_run(mqtt_batches, DEFAULT_CHUNK, servers))
+    assert CLUSTER is not None
+    version = CLUSTER._run(str(CLUSTER.bin / "postgres"), "--version").stdout.strip()
+    print(
+        f"\n{args.pages} pages (text {SIZES['text']} B, thumb {SIZES['thumb']} B, archival"
+        f" {SIZES['archival']} B), batches of {args.batch}; {platform.machine()},"
+        f" {os.cpu_count()} cores, {version} (same machine, loopback), Python"
+        f" {platform.python_version()}\n"
+    )
+    print("| run | pages | messages | seconds | pages/s | messages/s |")
+    print("|---|---|---|---|---|---|")
+    for r in runs:
+        print(
+            f"| {r.name} | {r.pages} | {r.messages:,} | {r.seconds:.2f} | {r.rate:.0f} |"
+            f" {r.messages / r.seconds:,.0f} |"
+        )
     return 0

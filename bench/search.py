@@ -18,26 +18,33 @@ same run and on the same queries:
   several syllables: "khoáng sản"), now and with bm25 of every match.
 
 Queries take words from the vocabulary with the frequency they have in the text (common
-words like "xã" match most pages: the worst case for ranking). PostgreSQL is not measured:
-the server is SQLite-only today.
+words like "xã" match most pages: the worst case for ranking).
+
+``--engine postgresql`` runs the same on a throwaway PostgreSQL server (tests/pgcluster.py,
+Debian's postgresql): the archive is built there, search is the tsvector/GIN path of
+``Catalog.search``, "every match" is ``ts_rank`` of every page with all the words, and the
+baseline is the same ``LIKE`` scan.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
 import shutil
 import sqlite3
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from server.db import Database, fold
+from server import pg
+from server.db import Connection, Database, fold
+
+ROOT = Path(__file__).resolve().parent.parent
 
 VOCAB_TEXT = (
     "ủy ban nhân dân xã phường thị trấn huyện tỉnh thành phố cộng hòa xã hội chủ nghĩa "
@@ -78,8 +85,9 @@ def page_text(rng: random.Random, words: list[str], weights: list[float]) -> str
     return "\n".join(lines)
 
 
-def build(path: Path, pages: int, seed: int = 6) -> tuple[float, int]:
-    """The archive at ``path``: batches of 100 pages and their text. (seconds, bytes)."""
+def build(path: Path | str, pages: int, seed: int = 6) -> tuple[float, int]:
+    """The archive at ``path`` (or a PostgreSQL URL): batches of 100 pages and their text.
+    (seconds, bytes)."""
     words, weights = _vocabulary(seed)
     rng = random.Random(seed)
     db = Database(path)
@@ -92,22 +100,27 @@ def build(path: Path, pages: int, seed: int = 6) -> tuple[float, int]:
             count = min(100, pages - first)
             batch_pk = con.execute(
                 "INSERT INTO batches(device_id, batch_id, created_at, received_at, page_count,"
-                " source, agent_version) VALUES ('xa-bench-01', ?, 0, 0, ?, 'scan', 'bench')",
+                " source, agent_version) VALUES ('xa-bench-01', ?, 0, 0, ?, 'scan', 'bench')"
+                " RETURNING id",
                 (f"{first:032x}", count),
-            ).lastrowid
+            ).fetchall()[0][0]
             for n in range(count):
                 page_pk = con.execute(
                     "INSERT INTO pages(batch_pk, device_id, page_id, page_no, capture_sha256,"
                     " capture_size, dpi, width_px, height_px, colour)"
-                    " VALUES (?, 'xa-bench-01', ?, ?, '', 0, 300, 2480, 3508, 1)",
+                    " VALUES (?, 'xa-bench-01', ?, ?, '', 0, 300, 2480, 3508, 1) RETURNING id",
                     (batch_pk, f"{first + n:032x}", n + 1),
-                ).lastrowid
-                assert page_pk is not None
+                ).fetchall()[0][0]
                 db.index_text(con, page_pk, page_text(rng, words, weights))
     seconds = time.perf_counter() - started
-    db.connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    if db.dialect == "sqlite":
+        db.connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        size = Path(path).stat().st_size
+    else:
+        db.connect().execute("VACUUM ANALYZE")  # as autovacuum would, soon after a bulk load
+        size = int(db.read().execute("SELECT pg_database_size(current_database())").fetchone()[0])
     db.close()
-    return seconds, path.stat().st_size
+    return seconds, size
 
 
 def queries(n: int, seed: int = 60) -> dict[str, list[str]]:
@@ -136,7 +149,7 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
 
 
-def naive(con: sqlite3.Connection, q: str) -> list[int]:
+def naive(con: Connection, q: str) -> list[int]:
     terms = q.lower().split()
     where = " AND ".join("lower(text) LIKE ?" for _ in terms)
     return [
@@ -148,31 +161,61 @@ def naive(con: sqlite3.Connection, q: str) -> list[int]:
     ]
 
 
-def exhaustive(con: sqlite3.Connection, q: str) -> list[int]:
-    """The ranking before candidate budgets: bm25 of every page with all the words."""
+def exhaustive(db: Database, q: str) -> list[int]:
+    """The ranking before candidate budgets: bm25 (PostgreSQL: ts_rank) of every page with
+    all the words."""
     from server.catalog import parse_query
 
     parsed = parse_query(q)
     assert parsed is not None
+    con = db.read()
+    if db.dialect == "postgresql":
+        column = "exact" if parsed.exact else "folded"
+        sql = (
+            f"SELECT page_pk, ts_rank({column}, q, 1) AS s FROM page_search,"
+            f" CAST(? AS tsquery) q WHERE {column} @@ q ORDER BY s DESC LIMIT 50"
+        )
+        return [r[0] for r in con.execute(sql, (pg.tsquery(parsed.items),))]
     table = "page_fts_exact" if parsed.exact else "page_fts"
     sql = f"SELECT rowid, bm25({table}) AS s FROM {table} WHERE {table} MATCH ? ORDER BY s LIMIT 50"
     return [r[0] for r in con.execute(sql, (parsed.match,))]
 
 
-def matches(con: sqlite3.Connection, q: str) -> tuple[int, int]:
+def _match(db: Database, exact: bool, fts5: str, items: list[list[str]]) -> tuple[str, str]:
+    """(WHERE clause, its argument) matching ``items`` on this engine."""
+    if db.dialect == "postgresql":
+        column = "exact" if exact else "folded"
+        return f"{column} @@ ?::tsquery", pg.tsquery(items)
+    table = "page_fts_exact" if exact else "page_fts"
+    return f"{table} MATCH ?", fts5
+
+
+def _table(db: Database, exact: bool) -> tuple[str, str]:
+    """(table, page id column) of the page index on this engine."""
+    if db.dialect == "postgresql":
+        return "page_search", "page_pk"
+    return ("page_fts_exact" if exact else "page_fts"), "rowid"
+
+
+def matches(db: Database, q: str) -> tuple[int, int]:
     """(pages with all the words, pages with the words as a phrase)."""
     from server.catalog import parse_query
 
     parsed = parse_query(q)
     assert parsed is not None
-    table = "page_fts_exact" if parsed.exact else "page_fts"
-    sql = f"SELECT count(*) FROM {table} WHERE {table} MATCH ?"
-    every = con.execute(sql, (parsed.match,)).fetchone()[0]
-    phrase = con.execute(sql, (parsed.phrase,)).fetchone()[0] if parsed.phrase else every
+    table, _ = _table(db, parsed.exact)
+    where, arg = _match(db, parsed.exact, parsed.match, parsed.items)
+    sql = f"SELECT count(*) FROM {table} WHERE {where}"
+    every = db.read().execute(sql, (arg,)).fetchone()[0]
+    phrase = every
+    if parsed.phrase:
+        where, arg = _match(db, parsed.exact, parsed.phrase, [parsed.terms])
+        phrase = db.read().execute(f"SELECT count(*) FROM {table} WHERE {where}", (arg,))
+        phrase = phrase.fetchone()[0]
     return int(every), int(phrase)
 
 
-def together(con: sqlite3.Connection, q: str, pages: list[int]) -> int:
+def together(db: Database, q: str, pages: list[int]) -> int:
     """How many of ``pages`` have the words of ``q`` together (as a phrase)."""
     from server.catalog import parse_query
 
@@ -180,12 +223,11 @@ def together(con: sqlite3.Connection, q: str, pages: list[int]) -> int:
     assert parsed is not None
     if parsed.phrase is None or not pages:
         return len(pages)
-    table = "page_fts_exact" if parsed.exact else "page_fts"
-    sql = (
-        f"SELECT count(*) FROM {table} WHERE {table} MATCH ?"  # placeholders only
-        " AND rowid IN (SELECT value FROM json_each(?))"
-    )
-    return int(con.execute(sql, (parsed.phrase, json.dumps(pages))).fetchone()[0])
+    table, key = _table(db, parsed.exact)
+    where, arg = _match(db, parsed.exact, parsed.phrase, [parsed.terms])
+    marks = ", ".join("?" * len(pages))
+    sql = f"SELECT count(*) FROM {table} WHERE {where} AND {key} IN ({marks})"
+    return int(db.read().execute(sql, (arg, *pages)).fetchone()[0])
 
 
 def main(argv: list[str]) -> int:
@@ -195,6 +237,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--http", type=int, default=100, help="per class through the API")
     parser.add_argument("--naive", type=int, default=30, help="per class, LIKE baseline")
     parser.add_argument("--keep", type=Path, help="build (or reuse) the archive here")
+    parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
     args = parser.parse_args(argv)
 
     from fastapi.testclient import TestClient
@@ -205,14 +248,24 @@ def main(argv: list[str]) -> int:
     from server.config import ServerSettings
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="sohoa-bench-search-"))
-    settings = ServerSettings(data_dir=work, ingest=False)
-    path = settings.sqlite_path()
-    if path.exists() and args.keep:
-        print(f"reusing {path}")
-        build_s, size = float("nan"), path.stat().st_size
+    cluster = None
+    if args.engine == "postgresql":
+        sys.path.insert(0, str(ROOT / "tests"))
+        from pgcluster import PostgresCluster
+
+        cluster = PostgresCluster().start()
+        url = cluster.create_database("bench")
+        settings = ServerSettings(data_dir=work, ingest=False, database_url=url)
+        build_s, size = build(url, args.pages)
     else:
-        build_s, size = build(path, args.pages)
-    db = Database(path)
+        settings = ServerSettings(data_dir=work, ingest=False)
+        path = settings.sqlite_path()
+        if path.exists() and args.keep:
+            print(f"reusing {path}")
+            build_s, size = float("nan"), path.stat().st_size
+        else:
+            build_s, size = build(path, args.pages)
+    db = Database(settings.database())
     count = db.read().execute("SELECT COUNT(*) FROM page_text").fetchone()[0]
     catalog = Catalog(db)
     qs = queries(args.queries)
@@ -236,29 +289,34 @@ def main(argv: list[str]) -> int:
                 items[: args.http],
             )
             scan = timed(lambda q: naive(con, q), items[: args.naive])
-            full = timed(lambda q: exhaustive(con, q), items[: args.naive])
-            counts = [matches(con, q) for q in items[:50]]
+            full = timed(lambda q: exhaustive(db, q), items[: args.naive])
+            counts = [matches(db, q) for q in items[:50]]
             sample = items[: args.naive]
             quality = (
                 statistics.mean(
-                    together(con, q, [h["page"] for h in catalog.search(q)]) for q in sample
+                    together(db, q, [h["page"] for h in catalog.search(q)]) for q in sample
                 ),
-                statistics.mean(together(con, q, exhaustive(con, q)) for q in sample),
+                statistics.mean(together(db, q, exhaustive(db, q)) for q in sample),
             )
             every_ = statistics.mean(c[0] for c in counts)
             phrase = statistics.mean(c[1] for c in counts)
             rows.append(
                 (name, direct, http, full, scan, statistics.mean(hits), every_, phrase, quality)
             )
+    engine = f"SQLite {sqlite3.sqlite_version}"
+    if cluster is not None:
+        engine = str(db.read().execute("SELECT version()").fetchone()[0]).split(" on ")[0]
     db.close()
+    if cluster is not None:
+        cluster.stop()
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
 
     every = [v for r in rows for v in r[1]]
     print(
-        f"\n{count:,} pages, {size / 1e6:.0f} MB SQLite, built in {build_s:.0f} s"
+        f"\n{count:,} pages, {size / 1e6:.0f} MB ({engine}), built in {build_s:.0f} s"
         f" ({count / build_s:,.0f} pages/s); {platform.machine()}, {os.cpu_count()} cores,"
-        f" SQLite {sqlite3.sqlite_version}, Python {platform.python_version()}\n"
+        f" Python {platform.python_version()}\n"
     )
     print("| query | n | Catalog.search p50 / p95 / max (ms) | HTTP API p50 / p95 (ms) |"
           " bm25 of every match p50 / p95 (ms) | LIKE scan p50 / p95 (ms) | hits |"
