@@ -9,8 +9,10 @@ audit log and the users. Views, edits and logins are written to the audit log.
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import json
 import math
+import secrets
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -112,16 +114,34 @@ def _start_session(db: DB, principal: auth.Principal, next_url: str) -> Response
 # -- login ------------------------------------------------------------------------------------
 
 
+# Login CSRF (another site posting its own credentials into this form, so that staff work
+# in the attacker's account): the form carries a random value that must equal a cookie only
+# this site can set (double submit; the cookie is SameSite=Strict and scoped to /login).
+LOGIN_CSRF_COOKIE = "sohoa_login_csrf"
+
+
+def _login_page(
+    request: Request, status: int = 200, error: str | None = None, **ctx: Any
+) -> Response:
+    value = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
+    response = render(request, "login.html", status, error=error, login_csrf=value, **ctx)
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE, value, max_age=12 * 3600, path="/login", httponly=True,
+        samesite="strict",
+    )  # fmt: skip
+    return response
+
+
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, db: DB, token: str | None = None, next: str = "/") -> Response:
     if token:  # a login link (the demo prints one)
         principal = auth.principal_for_token(db, token)
         if principal is None:
             audit.record(db, "-", "login.fail", "", {"via": "token"}, client_ip(request))
-            return render(request, "login.html", 401, error="login_failed", next=next)
+            return _login_page(request, 401, error="login_failed", next=next)
         audit.record(db, principal.name, "login", "", {"via": "token"}, client_ip(request))
         return _start_session(db, principal, next)
-    return render(request, "login.html", error=None, next=next)
+    return _login_page(request, next=next)
 
 
 @router.post("/login", response_class=HTMLResponse)
@@ -132,7 +152,12 @@ def login(
     password: Annotated[str, Form(max_length=1024)] = "",
     token: Annotated[str, Form(max_length=200)] = "",
     next: Annotated[str, Form(max_length=500)] = "/",
+    csrf: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not (expected and csrf and hmac.compare_digest(expected, csrf)):
+        audit.record(db, username.strip().lower() or "-", "login.csrf", "", {}, client_ip(request))
+        return _login_page(request, 403, error="csrf_failed", next=next)
     if token.strip() and not username:
         return login_form(request, db, token.strip(), next)
     ip = client_ip(request)
@@ -140,13 +165,11 @@ def login(
     wait = auth.locked_for(db, name, ip)
     if wait > 0:
         audit.record(db, name or "-", "login.locked", "", {}, ip)
-        return render(
-            request, "login.html", 429, error="login_locked", wait=math.ceil(wait), next=next
-        )
+        return _login_page(request, 429, error="login_locked", wait=math.ceil(wait), next=next)
     principal = auth.authenticate(db, name, password, ip)
     if principal is None:
         audit.record(db, name or "-", "login.fail", "", {"via": "password"}, ip)
-        return render(request, "login.html", 401, error="login_bad", next=next)
+        return _login_page(request, 401, error="login_bad", next=next)
     audit.record(db, principal.name, "login", "", {"via": "password"}, ip)
     return _start_session(db, principal, next)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from pgcluster import url_of
+from test_staff import post_login
 
 from server import auth
 from server.app import create_app
@@ -182,7 +183,7 @@ def test_web_search_pages_through_results(tmp_path: Path, database: Path | str) 
     auth.add_user(db, "viewer", "viewer", "mật-khẩu-đủ-dài")
     with TestClient(create_app(settings)) as client:
         login = {"username": "viewer", "password": "mật-khẩu-đủ-dài"}
-        assert client.post("/login", data=login).status_code == 200
+        assert post_login(client, **login).status_code == 200
         first = client.get("/search", params={"q": "khoang san"}).text
         assert "(1–50 / 60)" in first and first.count("<mark>khoáng</mark>") == 50
         assert 'href="/search?q=khoang%20san&amp;offset=50"' in first

@@ -20,6 +20,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from harness import BIN
+from httpx import Response
 from pgcluster import url_of
 from PIL import Image, ImageDraw
 from test_ingest import BatchSrc, PageSrc
@@ -94,9 +95,15 @@ class Staff:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
 
     def login(self, name: str, password: str = PASSWORD) -> str:
-        r = self.client.post("/login", data={"username": name, "password": password})
+        r = post_login(self.client, username=name, password=password)
         assert r.status_code == 200, r.text  # followed the redirect home
         return csrf_of(self.client.get("/").text)
+
+
+def post_login(client: TestClient, follow_redirects: bool = True, **form: str) -> Response:
+    """Submit the login form as a browser does: load it first (its CSRF value and cookie)."""
+    csrf = csrf_of(client.get("/login").text)
+    return client.post("/login", data={**form, "csrf": csrf}, follow_redirects=follow_redirects)
 
 
 def csrf_of(html: str) -> str:
@@ -202,7 +209,7 @@ def test_web_redirects_to_login_and_session_works(staff: Staff) -> None:
     for path in ("/", "/batches/1", "/ho-so", "/review", "/search?q=x", "/pages/1"):
         r = c.get(path, follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"].startswith("/login"), path
-    r = c.post("/login", data={"username": "viewer", "password": PASSWORD}, follow_redirects=False)
+    r = post_login(c, username="viewer", password=PASSWORD, follow_redirects=False)
     assert r.status_code == 303
     cookie = r.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie.replace("Lax", "lax")
@@ -215,6 +222,23 @@ def test_web_redirects_to_login_and_session_works(staff: Staff) -> None:
     assert c.get("/", follow_redirects=False).status_code == 303
 
 
+def test_login_form_refuses_a_post_without_its_csrf_value(staff: Staff) -> None:
+    """Login CSRF: another site cannot post credentials into this form (no cookie of ours)."""
+    c = staff.client
+    form = {"username": "viewer", "password": PASSWORD}
+    r = c.post("/login", data=form, follow_redirects=False)  # no form value, no cookie
+    assert r.status_code == 403 and "sohoa_session" not in r.headers.get("set-cookie", "")
+    assert "Biểu mẫu đã hết hạn" in r.text
+    c.get("/login")  # the cookie is set, but the form value is forged
+    r = c.post("/login", data={**form, "csrf": "forged"}, follow_redirects=False)
+    assert r.status_code == 403
+    cookie = c.get("/login").headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/login" in cookie
+    assert c.get("/", follow_redirects=False).status_code == 303  # still logged out
+    assert post_login(c, **form, follow_redirects=False).status_code == 303
+    assert "login.csrf" in [r["action"] for r in audit.recent(staff.db, 50)]
+
+
 def test_token_login_link_still_works(staff: Staff) -> None:
     r = staff.client.get(f"/login?token={staff.tokens['archivist']}", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/"
@@ -225,17 +249,17 @@ def test_token_login_link_still_works(staff: Staff) -> None:
 def test_login_brake(staff: Staff) -> None:
     c = staff.client
     for _ in range(auth.FREE_FAILURES):
-        r = c.post("/login", data={"username": "viewer", "password": "wrong password"})
+        r = post_login(c, username="viewer", password="wrong password")
         assert r.status_code == 401
     # Now locked: even the right password is refused for a while.
-    r = c.post("/login", data={"username": "viewer", "password": PASSWORD})
+    r = post_login(c, username="viewer", password=PASSWORD)
     assert r.status_code == 429
     assert "giây" in r.text
     assert 0 < auth.locked_for(staff.db, "viewer", "testclient") <= 2
     # Once the lock-out has passed, the right password works and clears the counters.
     with staff.db.tx() as con:
         con.execute("UPDATE login_failures SET last_at = last_at - 10")
-    r = c.post("/login", data={"username": "viewer", "password": PASSWORD})
+    r = post_login(c, username="viewer", password=PASSWORD)
     assert r.status_code == 200
     assert staff.db.read().execute("SELECT COUNT(*) FROM login_failures").fetchone()[0] == 0
 
@@ -282,7 +306,7 @@ def test_cli_user_add_and_token(tmp_path: Path, database: Path | str) -> None:
 
 def test_audit_records_and_is_append_only(staff: Staff, tmp_path: Path) -> None:
     c = staff.client
-    c.post("/login", data={"username": "admin", "password": "wrong password"})
+    post_login(c, username="admin", password="wrong password")
     staff.login("admin")
     c.get("/batches/1")
     make_ho_so(staff)
