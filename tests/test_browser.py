@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from harness import BIN, Broker, ServerProcess
+from pgcluster import url_of
 from test_staff import TEXT, seed
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -32,12 +33,14 @@ ARGS = [
 PASSWORD = "mật khẩu thử nghiệm"
 
 
-def test_staff_workflow_in_chromium(tmp_path: Path, broker: Broker) -> None:
+def test_staff_workflow_in_chromium(tmp_path: Path, broker: Broker, database: Path | str) -> None:
+    """Once per catalogue engine: SQLite, and a real PostgreSQL server."""
     sync_api = pytest.importorskip("playwright.sync_api")
     data_dir = tmp_path / "server"
     data_dir.mkdir()
-    seed(data_dir, [TEXT, "Trang hai: Sổ hộ tịch năm 1998."], [(), ("low_confidence",)])
-    server = ServerProcess(data_dir, broker.url).start()
+    texts = [TEXT, "Trang hai: Sổ hộ tịch năm 1998."]
+    seed(data_dir, texts, [(), ("low_confidence",)], database)
+    server = ServerProcess(data_dir, broker.url, database_url=url_of(database)).start()
     try:
         pw_file = tmp_path / "pw"
         pw_file.write_text(PASSWORD + "\n")
