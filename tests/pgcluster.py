@@ -72,25 +72,24 @@ class PostgresCluster:
             "--no-sync",
         )
         pwfile.unlink()
+        self._pg_ctl("start")
+        return self
+
+    def restart(self) -> None:
+        """Stop (fast: sessions are cut) and start again on the same port."""
+        self._pg_ctl("restart", "-m", "fast")
+
+    def _pg_ctl(self, action: str, *extra: str) -> None:
         options = (
             f"-c listen_addresses=127.0.0.1 -c port={self.port}"
             f" -c unix_socket_directories={self.root} -c max_connections=200"
             " -c shared_buffers=64MB -c log_min_messages=warning"
         )
+        # -l: the server must not inherit our stdout pipe (we would wait for it forever).
         self._run(
-            str(self.bin / "pg_ctl"),
-            "-D",
-            str(self.data),
-            "-o",
-            options,
-            "-l",
-            str(self.root / "server.log"),
-            "-w",
-            "-t",
-            "60",
-            "start",
-        )
-        return self
+            str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options,
+            "-l", str(self.root / "server.log"), "-w", "-t", "60", *extra, action,
+        )  # fmt: skip
 
     def url(self, dbname: str = "postgres", password: str | None = None) -> str:
         pw = self.password if password is None else password

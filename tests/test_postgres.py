@@ -188,3 +188,24 @@ def test_password_from_a_file(tmp_path: Path, pg_cluster: PostgresCluster) -> No
     )
     assert env_out.returncode == 0, env_out.stderr
     assert url_of(url) == url
+
+
+def test_a_restarted_database_server_costs_one_failed_call(tmp_path: Path) -> None:
+    """PostgreSQL restarts (an upgrade, a crash): the call that meets the dead connection
+    fails (the ingest leaves its messages unacknowledged; the broker delivers them again),
+    and the next call connects afresh, reads and writes alike."""
+    import psycopg
+
+    cluster = PostgresCluster().start()
+    try:
+        db = Database(cluster.create_database())
+        db.alert("before", "x")
+        cluster.restart()
+        with pytest.raises(psycopg.OperationalError):
+            db.alert("during", "x")
+        db.alert("after", "x")  # a new connection
+        kinds = [r["kind"] for r in db.read().execute("SELECT kind FROM alerts ORDER BY id")]
+        assert kinds == ["before", "after"]
+        db.close()
+    finally:
+        cluster.stop()
