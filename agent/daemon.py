@@ -15,6 +15,7 @@ threads are alive; SIGTERM stops after the page being written is on disk.
 from __future__ import annotations
 
 import logging
+import random
 import signal
 import threading
 import time
@@ -40,6 +41,14 @@ log = logging.getLogger(__name__)
 
 TELEMETRY_EVERY = 60.0
 IDLE_POLL = 2.0
+# One Syncer.run lasts at most this long; the next one starts with a query (a round trip with
+# an empty window). Telemetry has its own thread, so runs need not end to let it out.
+SYNC_RUN = 600.0
+# Waits between attempts to reach the broker while it cannot be reached (the first connect;
+# afterwards paho reconnects by itself, 0.3 s doubling to 60 s). Capped at a minute: the
+# agent should not sit out minutes of a link that came back (a 2G tower returning); the
+# jitter spreads a commune district reconnecting at once.
+CONNECT_BACKOFF = (1.0, 60.0)
 
 
 class Daemon:
@@ -53,6 +62,7 @@ class Daemon:
         self.outbox: ob.Outbox | None = None
         self.feedback: Feedback = LogFeedback(lang="en")
         self.threads: list[threading.Thread] = []
+        self.link: MqttLink | None = None  # set by the sync loop once connected
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -63,6 +73,7 @@ class Daemon:
         source = self._button()
         self._spawn("pipeline", self._pipeline_loop)
         self._spawn("sync", self._sync_loop)
+        self._spawn("telemetry", self._telemetry_loop)
         if source is not None:
             trigger = Trigger(
                 source, self._on_press, on_busy=self._on_busy, scan_lock=self.scan_lock
@@ -192,29 +203,30 @@ class Daemon:
     # -- sync -------------------------------------------------------------------------------
 
     def _sync_loop(self) -> None:
+        """One broker connection and one Syncer for the life of the service: the Syncer
+        remembers what the server said (no manifest re-announced, no file re-hashed) from
+        one run to the next."""
         assert self.outbox is not None
         link: MqttLink | None = None
-        last_telemetry = 0.0
-        backoff = 5.0
+        syncer: Syncer | None = None
+        backoff = CONNECT_BACKOFF[0]
         while not self.stop.is_set():
-            if link is None:
+            if link is None or syncer is None:
                 try:
                     link = MqttLink(self.settings, self.boot_id, __version__)
                     link.connect()
-                    backoff = 5.0
                 except SyncError as exc:
                     self.last_error = f"{exc.key}: {exc.detail}"
                     log.warning("sync: %s; retrying in %.0f s", exc.detail, backoff)
                     link = None
-                    self.stop.wait(backoff)
-                    backoff = min(backoff * 2, 300.0)
+                    self.stop.wait(backoff * random.uniform(0.5, 1.0))  # noqa: S311 - timing
+                    backoff = min(backoff * 2, CONNECT_BACKOFF[1])
                     continue
-            if time.monotonic() - last_telemetry > TELEMETRY_EVERY:
-                self._telemetry(link)
-                last_telemetry = time.monotonic()
-            syncer = Syncer(self.settings, self.outbox, link, __version__)
+                backoff = CONNECT_BACKOFF[0]
+                syncer = Syncer(self.settings, self.outbox, link, __version__)
+                self.link = link
             if syncer.pending():
-                report = syncer.run(timeout=TELEMETRY_EVERY, stop=self.stop)
+                report = syncer.run(timeout=SYNC_RUN, stop=self.stop)
             else:
                 report = syncer.handle_inbox()  # commands come while idle too
                 self.stop.wait(IDLE_POLL)
@@ -222,8 +234,27 @@ class Daemon:
                 # Not a feedback state (the station is not in error): a line in the journal
                 # and in `sohoa-agent status` until the technician clears it.
                 log.warning("%s", describe(request, self.settings.language))
+        self.link = None
         if link is not None:
             link.close()
+
+    def _telemetry_loop(self) -> None:
+        """Telemetry every TELEMETRY_EVERY seconds while connected (QoS 0: a lost one is
+        replaced by the next). Its own thread, so a sync run never has to stop for it; a
+        failure is logged and the loop goes on (the watchdog must not fire for telemetry)."""
+        last: float | None = None
+        while not self.stop.is_set():
+            link = self.link
+            if link is None or not link.connected.is_set():
+                self.stop.wait(IDLE_POLL)
+                continue
+            if last is None or time.monotonic() - last >= TELEMETRY_EVERY:
+                last = time.monotonic()
+                try:
+                    self._telemetry(link)
+                except Exception:
+                    log.exception("telemetry failed")
+            self.stop.wait(min(IDLE_POLL, max(0.0, last + TELEMETRY_EVERY - time.monotonic())))
 
     def _telemetry(self, link: MqttLink) -> None:
         assert self.outbox is not None

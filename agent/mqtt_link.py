@@ -14,7 +14,6 @@ process dies holding is redelivered by the broker at the next connect (paho ``ma
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import ssl
@@ -143,13 +142,15 @@ class MqttLink:
                 )
 
     def close(self, graceful: bool = True) -> None:
+        """Disconnect. A graceful close asks the broker to publish our last will (the
+        retained ``offline`` status) as it takes the DISCONNECT (MQTT 5 reason code 0x04):
+        one packet and no wait, where publishing the status and waiting for its PUBACK cost
+        a round trip (0.6 s on 2G) at the end of every ``sohoa-agent sync``."""
         if graceful and self.connected.is_set():
-            info = self._client.publish(
-                topics.status(self.device_id), self._status_payload("offline"), qos=1, retain=True
-            )
-            with contextlib.suppress(RuntimeError, ValueError):
-                info.wait_for_publish(timeout=5)
-        self._client.disconnect()
+            reason = ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message")
+            self._client.disconnect(reasoncode=reason)
+        else:
+            self._client.disconnect()
         self._client.loop_stop()
 
     # -- callbacks (paho's network thread) ---------------------------------------------------

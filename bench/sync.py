@@ -15,15 +15,21 @@ Each scenario also sends the same data once through an unthrottled, uncut proxy 
 seconds): its ``bytes_up`` is what the data costs on the wire without cuts, so
 ``(bytes_up - bytes_up_uncut) / cuts`` is what one cut costs (resends plus reconnecting).
 
+* **daemon**: ``sohoa-agent -v run`` (the service) started while the link is down
+  (``--daemon-down`` seconds: it is up, retrying), then the link comes up; timed from link up
+  until the agent's outbox holds the batch receipted (the last receipt), with the same cuts
+  counted from link up. An extra column, not a replacement for the launch-to-exit measure.
+
 Numbers: wall time from the sender's launch to its exit (ours: every part receipted;
-naive: every page PUBACKed); goodput = payload bits / wall / link rate; overhead = bytes the
-proxy delivered to the broker / payload - 1; "searchable" = seconds from launch until the
-server's search API finds the text of every page (naive: until the subscriber has every
-page). Benchmarks print ratios against the baseline measured in the same run; nothing here
-asserts a time.
+naive: every page PUBACKed; daemon: link up to last receipt); goodput = payload bits /
+wall / link rate; overhead = bytes the proxy delivered to the broker / payload - 1;
+"searchable" = seconds from launch (daemon: from link up) until the server's search API
+finds the text of every page (naive: until the subscriber has every page). Benchmarks
+print ratios against the baseline measured in the same run; nothing here asserts a time.
 
     python -m bench sync [--pages 20] [--rate 64000] [--cut-every 60]
                          [--slow-pages 5] [--slow-rate 20000] [--delay 0.3]
+                         [--daemon-down 20] [--no-daemon]
 """
 
 from __future__ import annotations
@@ -236,6 +242,68 @@ def run_ours(
     return run
 
 
+def run_daemon(
+    tmp: Path, outbox_src: Path, payload: int, pages: int, rate: int | None, cut_every: float,
+    delay: float, timeout: float, label: str, down_for: float,
+) -> Run:  # fmt: skip
+    """The service, already running when the link comes up: link up -> last receipt."""
+    from agent import outbox as ob
+
+    work = tmp / f"daemon-{label}"
+    broker = Broker(work / "broker").start()
+    server = start_server(work / "server", broker.url)
+    proxy = LinkProxy(broker.port, rate_bps=rate, delay_s=delay).start()
+    proxy.set_down(True)
+    run = Run("daemon", rate, payload)
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        shutil.copytree(outbox_src, work / "agent")
+        env = agent_env(work / "agent", f"mqtt://127.0.0.1:{proxy.port}", device_id=DEVICE)
+        log_path = work / "agent.log"
+        with open(log_path, "wb") as log, ob.Outbox(work / "agent", read_only=True) as box:
+            proc = subprocess.Popen(
+                [str(BIN / "sohoa-agent"), "-v", "run"], env=env, stdout=log,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            time.sleep(down_for)  # the service is up and cannot reach the broker
+            t_up, wall_up = time.monotonic(), time.time()
+            proxy.set_down(False)
+            cutter = _Cutter(proxy, cut_every, t_up)
+            done = False
+            while not done and proc.poll() is None and time.monotonic() - t_up < timeout:
+                cutter.tick(time.monotonic())
+                if run.searchable is None and _searchable(server, pages):
+                    run.searchable = time.monotonic() - t_up
+                done = all(b.state == ob.DONE for b in box.batches())
+                time.sleep(0.2)
+            run.wall = time.monotonic() - t_up
+        if run.searchable is None and _searchable(server, pages):
+            run.searchable = run.wall
+        run.bytes_up, run.bytes_down = proxy.bytes_up, proxy.bytes_down
+        run.cuts, run.connections = proxy.cuts, proxy.connections
+        batches = server.get_json("/api/v1/batches")
+        run.ok = done and len(batches) == 1 and bool(batches[0]["complete"])
+        text = log_path.read_text(errors="replace")
+        first = re.search(r"^(\S+ \S+) INFO agent\.mqtt_link: connected to", text, re.M)
+        if first:
+            at = time.mktime(time.strptime(first[1].split(",")[0], "%Y-%m-%d %H:%M:%S"))
+            at += int(first[1].split(",")[1]) / 1000
+            run.notes["link_up_to_connack_s"] = round(at - wall_up, 2)
+        run.notes["link_down_before_s"] = down_for
+        run.notes["log"] = str(log_path)
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        proxy.stop()
+        server.stop()
+        broker.stop()
+    return run
+
+
 def start_server(data_dir: Path, mqtt_url: str) -> ServerProcess:
     """The server with an API token for a viewer (newer servers want the user to exist)."""
     server = ServerProcess(data_dir, mqtt_url)
@@ -397,38 +465,59 @@ def _ratio(a: float | None, b: float | None) -> str:
 
 
 def scenario_table(
-    title: str, ours: Run, naive: Run, ours_ref: Run, naive_ref: Run, chunk: int
-) -> str:
-    def resent(run: Run, ref: Run) -> float | None:
-        return (run.bytes_up - ref.bytes_up) / run.cuts if run.cuts else None
+    title: str, ours: Run, naive: Run, ours_ref: Run, naive_ref: Run, chunk: int,
+    daemon: Run | None = None,
+) -> str:  # fmt: skip
+    def resent(run: Run | None, ref: Run) -> float | None:
+        if run is None or not run.cuts:
+            return None
+        return (run.bytes_up - ref.bytes_up) / run.cuts
 
+    d = daemon
     rows = [
-        ("wall time, s", ours.wall, naive.wall, ".1f"),
-        ("goodput, % of link rate", _pct(ours.goodput), _pct(naive.goodput), ".1f"),
-        ("wire bytes up / payload byte", 1 + ours.overhead, 1 + naive.overhead, ".4f"),
-        ("overhead, % (this run)", ours.overhead * 100, naive.overhead * 100, ".2f"),
+        ("wall time, s", ours.wall, naive.wall, d and d.wall, ".1f"),
+        ("goodput, % of link rate", _pct(ours.goodput), _pct(naive.goodput),
+         d and _pct(d.goodput), ".1f"),
+        ("wire bytes up / payload byte", 1 + ours.overhead, 1 + naive.overhead,
+         d and 1 + d.overhead, ".4f"),
+        ("overhead, % (this run)", ours.overhead * 100, naive.overhead * 100,
+         d and d.overhead * 100, ".2f"),
         ("overhead, % (same data, uncut)", ours_ref.overhead * 100, naive_ref.overhead * 100,
-         ".2f"),
-        ("cuts", ours.cuts, naive.cuts, "d"),
-        ("bytes re-sent per cut", resent(ours, ours_ref), resent(naive, naive_ref), ",.0f"),
-        ("seconds until the text is searchable", ours.searchable, naive.searchable, ".1f"),
+         None, ".2f"),
+        ("cuts", ours.cuts, naive.cuts, d and d.cuts, "d"),
+        ("bytes re-sent per cut", resent(ours, ours_ref), resent(naive, naive_ref),
+         resent(d, ours_ref), ",.0f"),
+        ("seconds until the text is searchable", ours.searchable, naive.searchable,
+         d and d.searchable, ".1f"),
     ]  # fmt: skip
+    completed = f"ours {'yes' if ours.ok else 'NO'}, naive {'yes' if naive.ok else 'NO'}"
+    if d is not None:
+        completed += f", daemon {'yes' if d.ok else 'NO'}"
     out = [
         f"#### {title}",
         "",
-        f"payload {ours.payload:,} B; chunk size {chunk // 1024} KiB (ours); "
-        f"completed: ours {'yes' if ours.ok else 'NO'}, naive {'yes' if naive.ok else 'NO'}",
+        f"payload {ours.payload:,} B; chunk size {chunk // 1024} KiB (ours); completed: "
+        + completed,
         "",
-        "| | ours | naive | ours / naive |",
-        "|---|---:|---:|---:|",
+        "| | ours | naive | ours / naive |" + (" daemon (link up → last receipt) |" if d else ""),
+        "|---|---:|---:|---:|" + ("---:|" if d else ""),
     ]
-    for name, a, b, spec in rows:
-        out.append(f"| {name} | {_fmt(a, spec)} | {_fmt(b, spec)} | {_ratio(a, b)} |")
+    for name, a, b, c, spec in rows:
+        line = f"| {name} | {_fmt(a, spec)} | {_fmt(b, spec)} | {_ratio(a, b)} |"
+        if d is not None:
+            line += f" {_fmt(c, spec)} |"
+        out.append(line)
     if ours.cuts:
         per_chunk = resent(ours, ours_ref)
         out += ["", f"ours: re-sent per cut = {_fmt(per_chunk and per_chunk / chunk, '.2f')} "
                 f"chunk(s) of {chunk // 1024} KiB"]  # fmt: skip
+    if d is not None and d.cuts:
+        per_chunk = resent(d, ours_ref)
+        out += ["", f"daemon: re-sent per cut = {_fmt(per_chunk and per_chunk / chunk, '.2f')} "
+                "chunk(s) (against the one-shot uncut run: includes its telemetry)"]  # fmt: skip
     out += ["", f"ours: {ours.notes}; naive: {naive.notes}"]
+    if d is not None:
+        out += ["", f"daemon: {d.notes}"]
     return "\n".join(out)
 
 
@@ -437,8 +526,9 @@ def _pct(x: float | None) -> float | None:
 
 
 def scenario(
-    tmp: Path, name: str, pages: int, rate: int, cut_every: float, delay: float, seed: int
-) -> str:
+    tmp: Path, name: str, pages: int, rate: int, cut_every: float, delay: float, seed: int,
+    daemon_down: float | None = None,
+) -> str:  # fmt: skip
     src = tmp / f"outbox-{name}"
     payload = build_outbox(src, pages, seed)
     timeout = max(600.0, payload * 8 / rate * 6)
@@ -453,6 +543,14 @@ def scenario(
             print(f"  {who:5} {kind:4}: {time.monotonic() - t:6.1f} s, ok={run.ok}, "
                   f"bytes_up={run.bytes_up:,}, cuts={run.cuts}, searchable={run.searchable}",
                   flush=True)  # fmt: skip
+    daemon = None
+    if daemon_down is not None:
+        t = time.monotonic()
+        daemon = run_daemon(tmp, src, payload, pages, rate, cut_every, delay, timeout,
+                            f"{name}-link", daemon_down)  # fmt: skip
+        print(f"  daemon link: {time.monotonic() - t:6.1f} s, ok={daemon.ok}, "
+              f"bytes_up={daemon.bytes_up:,}, cuts={daemon.cuts}, wall={daemon.wall:.1f}, "
+              f"searchable={daemon.searchable}, {daemon.notes}", flush=True)  # fmt: skip
     chunk = 32 * 1024
     title = f"{rate / 1000:g} kbit/s, " + (
         f"a cut every {cut_every:g} s" if cut_every else "no cuts"
@@ -460,7 +558,7 @@ def scenario(
     title += f", {pages} pages, one-way delay {delay:g} s"
     return scenario_table(
         title, runs["ours", "link"], runs["naive", "link"], runs["ours", "ref"],
-        runs["naive", "ref"], chunk,
+        runs["naive", "ref"], chunk, daemon,
     )  # fmt: skip
 
 
@@ -479,6 +577,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--slow-rate", type=int, default=20_000, help="bit/s, no cuts")
     parser.add_argument("--delay", type=float, default=0.3, help="one-way delay, s (RTT/2)")
+    parser.add_argument(
+        "--daemon-down",
+        type=float,
+        default=20.0,
+        help="daemon column: seconds the link is down after the service starts",
+    )
+    parser.add_argument("--no-daemon", action="store_true", help="skip the daemon column")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)  # fmt: skip
@@ -487,13 +592,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine()}; work dir {tmp}", flush=True)
     tables = []
     try:
+        down = None if args.no_daemon else args.daemon_down
         tables.append(
-            scenario(tmp, "cut", args.pages, args.rate, args.cut_every, args.delay, args.seed)
-        )
+            scenario(tmp, "cut", args.pages, args.rate, args.cut_every, args.delay, args.seed,
+                     down)
+        )  # fmt: skip
         if args.slow_pages:
             tables.append(
-                scenario(tmp, "slow", args.slow_pages, args.slow_rate, 0.0, args.delay, args.seed)
-            )
+                scenario(tmp, "slow", args.slow_pages, args.slow_rate, 0.0, args.delay, args.seed,
+                         down)
+            )  # fmt: skip
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -7,11 +7,13 @@ import threading
 import time
 from pathlib import Path
 
+from harness import Broker
+
 from agent.config import AgentSettings
 from agent.mqtt_link import _TokenBucket
 from agent.outbox import Outbox
 from agent.sync import Syncer
-from protocol import chunking
+from protocol import chunking, envelope
 
 
 class FakeLink:
@@ -76,3 +78,136 @@ def test_the_in_flight_window_holds_about_ten_seconds_of_link_time(tmp_path: Pat
     assert link.window_limit(32768) == 2  # 10 s of 64 kbit/s is ~2.4 chunks of 32 KiB
     link._rate = 1e6
     assert link.window_limit(32768) == 16
+
+
+# -- riding out a cut, waiting for receipts, closing with the will -----------------------------
+
+
+class PublishingLink(FakeLink):
+    """Records publishes; a cut clears ``connected`` until a timer sets it again."""
+
+    def __init__(self) -> None:
+        super().__init__(rate=None)
+        self.published: list[tuple[str, bytes]] = []
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, timeout: float = 60.0) -> bool:
+        assert self.connected.is_set(), "published while the link was down"
+        self.published.append((topic, payload))
+        return True
+
+    def cut_for(self, seconds: float) -> None:
+        self.connected.clear()
+        threading.Timer(seconds, self.connected.set).start()
+
+
+def _work(tmp_path: Path, size: int) -> list[object]:
+    from agent.sync import _PartWork
+
+    path = tmp_path / "part.bin"
+    path.write_bytes(bytes(size))
+    sha = chunking.sha256_hex(path.read_bytes())
+    return [_PartWork((0, 0.0, 1), "a" * 32, "b" * 32, "archival", path, size, sha, ((0, size),))]
+
+
+def test_a_short_cut_mid_send_is_ridden_out_not_a_new_round(tmp_path: Path) -> None:
+    from agent.sync import SyncReport
+
+    link = PublishingLink()
+    syncer = _syncer(tmp_path / "box", link, chunk_size=4096)  # type: ignore[arg-type]
+    work = _work(tmp_path, 5 * 4096)
+    real_publish = link.publish
+
+    def publish_and_cut(topic: str, payload: bytes, qos: int = 1, timeout: float = 60.0) -> bool:
+        ok = real_publish(topic, payload, qos, timeout)
+        if len(link.published) == 2:
+            link.cut_for(0.5)  # paho reconnects and re-sends what was in flight
+        return ok
+
+    link.publish = publish_and_cut  # type: ignore[method-assign]
+    report = SyncReport()
+    assert syncer._send(work, report, time.monotonic() + 30, None) is True  # type: ignore[arg-type]
+    offsets = [envelope.decode(p).message.offset for _, p in link.published]  # type: ignore[attr-defined]
+    assert offsets == [0, 4096, 8192, 12288, 16384]  # each range once, none skipped
+
+
+def test_a_link_down_for_long_ends_the_round(tmp_path: Path) -> None:
+    from agent import sync
+    from agent.sync import SyncReport
+
+    link = PublishingLink()
+    now = [0.0]
+    s = AgentSettings(data_dir=tmp_path / "box", device_id="xa-a", chunk_size=4096)  # type: ignore[arg-type]
+    syncer = Syncer(s, Outbox(tmp_path / "box"), link, "test", clock=lambda: now[0])  # type: ignore[arg-type]
+    link.connected.clear()
+
+    def later() -> None:  # the fake clock runs past RECONNECT_WAIT while the link is down
+        while now[0] <= sync.RECONNECT_WAIT:
+            now[0] += 1.0
+            time.sleep(0.005)
+
+    threading.Thread(target=later, daemon=True).start()
+    assert syncer._send(_work(tmp_path, 8192), SyncReport(), 1e9, None) is False  # type: ignore[arg-type]
+    assert link.published == []
+
+
+def test_receipts_of_the_last_chunks_end_the_batch_without_another_query(tmp_path: Path) -> None:
+    from agent.mqtt_link import Incoming
+    from agent.sync import SyncReport
+    from protocol import topics
+    from protocol.messages import PartState, Receipt
+
+    link = PublishingLink()
+    syncer = _syncer(tmp_path / "box", link)  # type: ignore[arg-type]
+    box = syncer.outbox
+    batch = box.new_batch(source="scan")
+    page = box.add_capture(batch.batch_id, b"x", extension="png", media_type="image/png",
+                           dpi=300, width_px=1, height_px=1, colour=False)  # fmt: skip
+    (tmp_path / "t.txt").write_text("trang một")
+    page = box.record_processed(batch.batch_id, page.page_id, parts={"text": tmp_path / "t.txt"},
+                                media_types={"text": "text/plain"}, flags=(), decisions={},
+                                ocr_confidence=None)  # fmt: skip
+    held = page.parts["text"]
+    from agent.sync import _PartWork
+
+    work = [_PartWork((0, 0.0, 1), batch.batch_id, page.page_id, "text", tmp_path / "t.txt",
+                      held.size, held.sha256, ((0, held.size),))]  # fmt: skip
+    receipt = Receipt(device_id="xa-a", msg_id="c" * 32, sent_at=1.0, batch_id=batch.batch_id,
+                      committed=(PartState(page_id=page.page_id, part="text", sha256=held.sha256,
+                                           committed=True),))  # fmt: skip
+    payload = envelope.encode(receipt)
+    threading.Timer(
+        0.3, lambda: link.inbox.put(Incoming(topics.down("xa-a", "receipt"), payload))
+    ).start()
+    start = time.monotonic()
+    syncer._await_receipts(work, SyncReport(), time.monotonic() + 30)  # type: ignore[arg-type]
+    assert 0.25 < time.monotonic() - start < 2.0  # returned on the receipt, not the timeout
+    assert box.page(batch.batch_id, page.page_id).parts["text"].acked
+
+
+def test_a_graceful_close_leaves_the_retained_status_offline(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """The broker publishes our will on a DISCONNECT with reason 0x04: no status publish and
+    no PUBACK to wait for at the end of every sync."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from agent.mqtt_link import MqttLink
+    from protocol import topics
+
+    settings = AgentSettings(data_dir=tmp_path, device_id="xa-will-02", mqtt_url=broker.url)  # type: ignore[arg-type]
+    link = MqttLink(settings, boot_id="b", agent_version="t")
+    link.connect()
+    link.close()
+    seen: queue.Queue[bytes] = queue.Queue()
+    sub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    sub.on_message = lambda c, u, m: seen.put(bytes(m.payload))
+    sub.connect("127.0.0.1", broker.port)
+    sub.subscribe(topics.status("xa-will-02"), qos=1)
+    sub.loop_start()
+    try:
+        status = envelope.decode(seen.get(timeout=10)).message
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+    assert status.state == "offline"  # type: ignore[attr-defined]
