@@ -17,6 +17,14 @@ and a batch left 'scanning' by a power cut is closed with the pages it has.
 
 The class is thread-safe (one RLock) and must be the only writer: other processes open it
 read-only (``status``).
+
+Each index row also holds the batch's page counters (:class:`BatchCounts`: pages, parts
+acknowledged, bytes waiting...), so that ``status``, telemetry and the syncer read the index
+and never every page (1.2 s at 50,000 pages). They live in another file than the pages, so a
+page change is three writes: the row's counters are marked stale (``counts: null``), the
+batch file is written, the row gets the counters computed from the very data just written.
+A crash between them leaves a stale row, never a wrong one: a reader recounts that batch
+from its file and the next writer repairs the row at start-up.
 """
 
 from __future__ import annotations
@@ -30,8 +38,8 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +70,15 @@ FAILED = "failed"  # processing failed; the capture is kept and travels as-is
 class AtomicJSONStorage(Storage):
     """A TinyDB storage that never leaves a half-written file (see module docstring)."""
 
-    def __init__(self, path: str, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        path: str,
+        read_only: bool = False,
+        on_write: Callable[[dict[str, dict[str, Any]]], None] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.read_only = read_only
+        self.on_write = on_write  # told the data once it is durably on disk
 
     def read(self) -> dict[str, dict[str, Any]] | None:
         try:
@@ -82,6 +96,8 @@ class AtomicJSONStorage(Storage):
             raise StorageError("write_failed", f"{self.path} is open read-only")
         payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
         storage.write_bytes(self.path, payload)
+        if self.on_write is not None:
+            self.on_write(data)
 
     def close(self) -> None:
         pass
@@ -174,6 +190,39 @@ class BatchRecord:
         )
 
 
+@dataclass(frozen=True)
+class BatchCounts:
+    """What a batch holds, counted from its pages (see the module docstring)."""
+
+    pages: int = 0
+    pages_captured: int = 0  # waiting for the pipeline
+    pages_unsent: int = 0  # some travelling part not acknowledged (or no parts yet)
+    parts_total: int = 0
+    parts_acked: int = 0
+    bytes_unsent: int = 0  # sizes of the parts not acknowledged
+    captures_kept: int = 0  # captures whose file stays (the capture was not receipted)
+
+    @classmethod
+    def of_docs(cls, docs: Iterator[Mapping[str, Any]]) -> BatchCounts:
+        pages = captured = unsent = total = acked = unsent_bytes = kept = 0
+        for doc in docs:
+            parts = doc.get("parts", {})
+            pages += 1
+            captured += doc["state"] == CAPTURED
+            n_acked = sum(1 for p in parts.values() if p.get("acked"))
+            total += len(parts)
+            acked += n_acked
+            unsent += not parts or n_acked < len(parts)
+            unsent_bytes += sum(p["size"] for p in parts.values() if not p.get("acked"))
+            kept += not parts.get("capture", {}).get("acked", False)
+        return cls(pages, captured, unsent, total, acked, unsent_bytes, kept)
+
+
+def _docs_of(data: Mapping[str, Any] | None) -> Iterator[Mapping[str, Any]]:
+    """The page docs of a batch file's raw TinyDB data."""
+    return iter(((data or {}).get("pages") or {}).values())
+
+
 class OutboxLocked(StorageError):
     pass
 
@@ -188,6 +237,7 @@ class Outbox:
         self._lock = threading.RLock()
         self._lock_fd: int | None = None
         self._batch_dbs: dict[str, TinyDB] = {}
+        self._written: dict[str, BatchCounts] = {}  # counts of batch data just written
         self.batches_dir.mkdir(parents=True, exist_ok=True)
         if not read_only:
             self._take_process_lock()
@@ -220,7 +270,12 @@ class Outbox:
     def _recover(self) -> None:
         """After a power cut or SIGKILL mid-scan: a batch still 'scanning' has no scanner any
         more (we hold the process lock). Keep its pages and let them flow; drop it if empty;
-        remove capture files written but never recorded (killed between file and record)."""
+        remove capture files written but never recorded (killed between file and record);
+        recount the batches whose counters a crash left stale (or that predate them)."""
+        for doc in self._index.all():
+            if doc.get("counts") is None:
+                counts = BatchCounts.of_docs(_docs_of(self._read_batch_file(doc["batch_id"])))
+                self._index.update({"counts": asdict(counts)}, Query().batch_id == doc["batch_id"])
         for batch in self.batches((SCANNING,)):
             recorded = {p.capture_file for p in self.pages(batch.batch_id)}
             capture_dir = self.batch_dir(batch.batch_id) / "capture"
@@ -254,9 +309,61 @@ class Outbox:
     def _batch_db(self, batch_id: str) -> TinyDB:
         db = self._batch_dbs.get(batch_id)
         if db is None:
-            db = self._open_db(self.batch_dir(batch_id) / BATCH_FILE)
+
+            def written(data: dict[str, dict[str, Any]]) -> None:
+                self._written[batch_id] = BatchCounts.of_docs(_docs_of(data))
+
+            db = TinyDB(
+                str(self.batch_dir(batch_id) / BATCH_FILE),
+                storage=AtomicJSONStorage,
+                read_only=self.read_only,
+                on_write=written,
+            )
             self._batch_dbs[batch_id] = db
         return db
+
+    def _read_batch_file(self, batch_id: str) -> dict[str, Any] | None:
+        return AtomicJSONStorage(str(self.batch_dir(batch_id) / BATCH_FILE), read_only=True).read()
+
+    @contextlib.contextmanager
+    def _changing_pages(self, batch_id: str) -> Iterator[None]:
+        """Wrap every write of a batch file (see the module docstring). Call with the lock."""
+        row = Query().batch_id == batch_id
+        self._index.update({"counts": None}, row)
+        self._written.pop(batch_id, None)
+        yield
+        counts = self._written.pop(batch_id, None)
+        if counts is not None:
+            self._index.update({"counts": asdict(counts)}, row)
+
+    # -- counters ---------------------------------------------------------------------------
+
+    def counts(self, batch_id: str) -> BatchCounts:
+        """The batch's counters from its index row; recounted from its file if stale."""
+        with self._lock:
+            doc = self._index.get(Query().batch_id == batch_id)
+        if doc is None:
+            raise KeyError(batch_id)
+        return self._counts_of(dict(doc))
+
+    def batches_with_counts(
+        self, states: tuple[str, ...] | None = None
+    ) -> list[tuple[BatchRecord, BatchCounts]]:
+        """Every batch (oldest first) with its counters: one read of the index, plus a
+        recount of a batch only when a crash left its counters stale."""
+        with self._lock:
+            docs = [dict(d) for d in self._index.all()]
+        out = [(BatchRecord.from_doc(d), d) for d in docs]
+        out = [x for x in out if states is None or x[0].state in states]
+        out.sort(key=lambda x: x[0].created_at)
+        return [(record, self._counts_of(doc)) for record, doc in out]
+
+    def _counts_of(self, doc: dict[str, Any]) -> BatchCounts:
+        stored = doc.get("counts")
+        if isinstance(stored, dict):
+            return BatchCounts(**stored)
+        with self._lock:
+            return BatchCounts.of_docs(_docs_of(self._read_batch_file(doc["batch_id"])))
 
     def batch_dir(self, batch_id: str) -> Path:
         return self.batches_dir / batch_id
@@ -285,6 +392,7 @@ class Outbox:
             "attempts": 0,
             "last_error": None,
             "secret": secret,
+            "counts": asdict(BatchCounts()),
         }
         with self._lock:
             self.batch_dir(batch_id).mkdir(parents=True, exist_ok=True)
@@ -369,7 +477,8 @@ class Outbox:
                 "ocr_confidence": None,
                 "error": None,
             }
-            table.insert(doc)
+            with self._changing_pages(batch_id):
+                table.insert(doc)
         return PageRecord.from_doc(batch_id, doc)
 
     def pages(self, batch_id: str) -> list[PageRecord]:
@@ -385,7 +494,8 @@ class Outbox:
         return PageRecord.from_doc(batch_id, dict(doc))
 
     def _update_page(self, batch_id: str, page_id: str, fields: dict[str, Any]) -> None:
-        self._batch_db(batch_id).table("pages").update(fields, Query().page_id == page_id)
+        with self._lock, self._changing_pages(batch_id):
+            self._batch_db(batch_id).table("pages").update(fields, Query().page_id == page_id)
 
     def record_processed(
         self,

@@ -46,38 +46,35 @@ class AgentStatus:
 
 
 def collect(outbox: ob.Outbox, device_id: str, data_dir: Path) -> AgentStatus:
+    """O(batches): each batch's counters come from its index row (agent/outbox.py), not
+    from its pages. ``captures_kept`` counts captures not receipted in done batches (their
+    files stay on the device: release_acked_files deletes a capture only once receipted)."""
     status = AgentStatus(device_id, str(data_dir), storage.disk_free(data_dir))
     try:
         status.rescan_requests = rescan.load(data_dir)
     except (OSError, ValueError) as exc:  # shown, never fatal for the rest of the status
         log.error("cannot read the re-scan requests: %s", exc)
-    for batch in outbox.batches():
+    for batch, counts in outbox.batches_with_counts():
         status.batches[batch.state] = status.batches.get(batch.state, 0) + 1
-        pages = outbox.pages(batch.batch_id)
-        parts = [p for page in pages for p in page.parts.values()]
         summary = BatchSummary(
             batch_id=batch.batch_id,
             state=batch.state,
             source=batch.source,
-            pages=len(pages),
-            pages_processed=sum(1 for p in pages if p.state != ob.CAPTURED),
-            parts_acked=sum(1 for p in parts if p.acked),
-            parts_total=len(parts),
+            pages=counts.pages,
+            pages_processed=counts.pages - counts.pages_captured,
+            parts_acked=counts.parts_acked,
+            parts_total=counts.parts_total,
             created_at=batch.created_at,
             last_error=batch.last_error,
         )
         if batch.state == ob.DONE:
-            status.captures_kept += sum(
-                1 for p in pages if (outbox.batch_dir(batch.batch_id) / p.capture_file).exists()
-            )
+            status.captures_kept += counts.captures_kept
             continue
         if batch.state == ob.QUARANTINED:
             status.quarantined.append(summary)
             continue
         status.pending.append(summary)
-        status.pages_waiting_processing += sum(1 for p in pages if p.state == ob.CAPTURED)
-        status.pages_waiting_sync += sum(
-            1 for p in pages if not p.parts or not all(x.acked for x in p.parts.values())
-        )
-        status.bytes_waiting_sync += sum(p.size for p in parts if not p.acked)
+        status.pages_waiting_processing += counts.pages_captured
+        status.pages_waiting_sync += counts.pages_unsent
+        status.bytes_waiting_sync += counts.bytes_unsent
     return status

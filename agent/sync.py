@@ -123,7 +123,9 @@ class Syncer:
         return transfer.sendable_batches(self.outbox)  # never a secret (mật) batch
 
     def pending_pages(self) -> int:
-        return sum(len(self.outbox.pages(b.batch_id)) for b in self.pending())
+        """Pages of the batches still to send, from the index's counters (O(batches))."""
+        pending = {b.batch_id for b in self.pending()}
+        return sum(c.pages for b, c in self.outbox.batches_with_counts() if b.batch_id in pending)
 
     # -- the loop ----------------------------------------------------------------------------
 

@@ -16,8 +16,11 @@ time real calls:
 * ``update_batch`` — a batch row in the index.
 
 Every write fsyncs, so absolute numbers depend on the disk: compare the columns. At the
-largest level it also times ``sohoa-agent status --json`` (agent/status.py walks every
-batch) and profiles ``status.collect`` to say where that time goes.
+largest level it also times ``sohoa-agent status --json`` (a process, as the technician
+runs it) and, in process, ``status.collect`` (what the daemon's telemetry and the syncer pay:
+per-batch counters from the index) beside the previous way (every page of every batch made
+into a PageRecord and summed, kept here as ``collect_by_walking``), and profiles
+``status.collect`` to say where its time goes.
 
     python -m bench outbox [--levels 1000,10000,25000,50000] [--batch-pages 500] [--ops 20]
 """
@@ -25,7 +28,9 @@ batch) and profiles ``status.collect`` to say where that time goes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
+import dataclasses
 import io
 import json
 import os
@@ -54,10 +59,14 @@ EXT = {"text": ".txt", "thumb": ".jpg", "archival": ".pdf"}
 
 
 class SingleFileOutbox(ob.Outbox):
-    """The baseline: the same code, one TinyDB file (index and all pages)."""
+    """The baseline: the same code, one TinyDB file (index and all pages), and no per-batch
+    counters (they exist to avoid reading every page, which this design does anyway)."""
 
     def _batch_db(self, batch_id: str) -> Any:
         return self._index
+
+    def _changing_pages(self, batch_id: str) -> Any:
+        return contextlib.nullcontext()
 
 
 def _sha() -> str:
@@ -99,8 +108,12 @@ def page_doc(batch_id: str, page_no: int, with_batch: bool) -> dict[str, Any]:
     return doc
 
 
-def batch_doc(batch_id: str, pages: int, created_at: float) -> dict[str, Any]:
+def batch_doc(
+    batch_id: str, pages: int, created_at: float, docs: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """An index row as the outbox leaves it, counters included."""
     return {
+        "counts": dataclasses.asdict(ob.BatchCounts.of_docs(iter(docs))),
         "batch_id": batch_id,
         "state": ob.READY,
         "created_at": created_at,
@@ -135,9 +148,9 @@ def grow(root: Path, single: bool, batches: int, batch_pages: int) -> None:
     for _ in range(batches):
         batch_id = uuid.uuid4().hex
         (root / "batches" / batch_id).mkdir(parents=True)
-        rows[str(next_row)] = batch_doc(batch_id, batch_pages, time.time())
-        next_row += 1
         docs = [page_doc(batch_id, n, single) for n in range(1, batch_pages + 1)]
+        rows[str(next_row)] = batch_doc(batch_id, batch_pages, time.time(), docs)
+        next_row += 1
         if single:
             for doc in docs:
                 pages[str(next_page)] = doc
@@ -222,6 +235,33 @@ def _ms(xs: list[float], q: float) -> float:
     return statistics.quantiles(xs, n=100, method="inclusive")[int(q * 100) - 1] * 1000
 
 
+def collect_by_walking(box: ob.Outbox) -> tuple[int, int, int]:
+    """The previous status.collect's work: every page of every batch as a PageRecord."""
+    waiting = unsent = parts_acked = 0
+    for batch in box.batches():
+        pages = box.pages(batch.batch_id)
+        parts = [p for page in pages for p in page.parts.values()]
+        parts_acked += sum(1 for p in parts if p.acked)
+        waiting += sum(1 for p in pages if not all(x.acked for x in p.parts.values()))
+        unsent += sum(p.size for p in parts if not p.acked)
+    return waiting, unsent, parts_acked
+
+
+def collect_cost(root: Path) -> tuple[float, float]:
+    """Median seconds (5 runs each, read-only outbox) of status.collect and of walking."""
+    now, walk = [], []
+    with ob.Outbox(root, read_only=True) as box:
+        for _ in range(5):
+            t = time.perf_counter()
+            st = agent_status.collect(box, "xa-bench-01", root)
+            now.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            waiting, unsent, _ = collect_by_walking(box)
+            walk.append(time.perf_counter() - t)
+            assert (st.pages_waiting_sync, st.bytes_waiting_sync) == (waiting, unsent)
+    return statistics.median(now), statistics.median(walk)
+
+
 def status_cost(root: Path) -> tuple[float, str]:
     """Median seconds of ``sohoa-agent status --json`` (3 runs) and a profile of collect()."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOHOA_")}
@@ -301,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {name:6} backlog {backlog:6,} pages: {time.perf_counter() - t:6.1f} s",
                       flush=True)  # fmt: skip
         status_s, profile = status_cost(stores["ours"][0])
+        collect_s, walk_s = collect_cost(stores["ours"][0])
     finally:
         if not args.keep and args.dir is None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -336,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{sizes['single', last] / 1e6:.1f} MB")  # fmt: skip
     print()
     print(f"`sohoa-agent status --json` at {last:,} pages: {status_s:.2f} s (median of 3)")
+    print(f"status.collect in process at {last:,} pages: {collect_s * 1000:.1f} ms; walking "
+          f"every page as before: {walk_s * 1000:.0f} ms (medians of 5, same outbox)")  # fmt: skip
     print("status.collect profile (top by own time):")
     print(profile)
     return 0

@@ -471,6 +471,7 @@ def _check_outbox(root: Path, logged: list[str]) -> int:
                     assert path.is_file(), f"recorded part without its file: {path}"
                     assert file_sha(path) == part.sha256
                 recorded[(batch.batch_id, page.page_id)] = page.capture_sha256
+            assert ob.counts(batch.batch_id) == recount(ob, batch.batch_id)
         for line in logged:
             batch_id, page_id, capture_sha = line.split()
             assert recorded.get((batch_id, page_id)) == capture_sha, "a stored page was lost"
@@ -531,3 +532,131 @@ def test_a_batch_cut_off_mid_scan_is_closed_with_its_pages_at_restart(tmp_path: 
         ob.batch(empty.batch_id)
     assert [p.page_no for p in ob.iter_pending_pages()] == [1]
     ob.close()
+
+
+# -- per-batch counters -------------------------------------------------------------------
+
+
+def recount(ob: Outbox, batch_id: str) -> outbox_mod.BatchCounts:
+    """The counters the slow way: from every PageRecord, as status used to."""
+    pages = ob.pages(batch_id)
+    parts = [p for page in pages for p in page.parts.values()]
+    return outbox_mod.BatchCounts(
+        pages=len(pages),
+        pages_captured=sum(1 for p in pages if p.state == outbox_mod.CAPTURED),
+        pages_unsent=sum(
+            1 for p in pages if not p.parts or not all(x.acked for x in p.parts.values())
+        ),
+        parts_total=len(parts),
+        parts_acked=sum(1 for p in parts if p.acked),
+        bytes_unsent=sum(p.size for p in parts if not p.acked),
+        captures_kept=sum(
+            1 for p in pages if not ("capture" in p.parts and p.parts["capture"].acked)
+        ),
+    )
+
+
+def _assert_counts_exact(ob: Outbox) -> None:
+    listed = dict((b.batch_id, c) for b, c in ob.batches_with_counts())
+    assert set(listed) == {b.batch_id for b in ob.batches()}
+    for batch_id, counts in listed.items():
+        assert counts == recount(ob, batch_id) == ob.counts(batch_id), batch_id
+
+
+def test_counters_equal_a_full_recount_after_random_operations(tmp_path: Path) -> None:
+    rng = random.Random(3)
+    root = tmp_path / "data"
+    ob = Outbox(root)
+    for step in range(250):
+        batches = ob.batches()
+        pages = [p for b in batches for p in ob.pages(b.batch_id)]
+        op = rng.choice(["new", "add", "add", "process", "fail", "ack", "ack", "bad_ack",
+                         "master", "release", "state", "discard", "reopen"])  # fmt: skip
+        if op == "new" or not batches:
+            ob.new_batch(source="scan")
+        elif op == "add":
+            add(ob, rng.choice(batches).batch_id, rng.randbytes(rng.randint(0, 500)))
+        elif op == "process" and pages:
+            process(ob, rng.choice(pages), tmp_path / f"work{step}")
+        elif op == "fail" and pages:
+            page = rng.choice(pages)
+            ob.record_failed(page.batch_id, page.page_id, "tesseract crashed")
+        elif op in ("ack", "bad_ack") and pages:
+            page = rng.choice(pages)
+            if page.parts:
+                part = rng.choice(list(page.parts.values()))
+                sha256 = part.sha256 if op == "ack" else sha(b"other bytes")
+                assert ob.mark_acked(page.batch_id, page.page_id, part.name, sha256) == (
+                    op == "ack"
+                )
+        elif op == "master" and pages:
+            page = rng.choice(pages)
+            ob.add_capture_part(page.batch_id, page.page_id)
+        elif op == "release":
+            ob.release_acked_files(rng.choice(batches).batch_id)
+        elif op == "state":
+            state = rng.choice([outbox_mod.READY, outbox_mod.DONE, outbox_mod.QUARANTINED])
+            ob.update_batch(rng.choice(batches).batch_id, state=state)
+        elif op == "discard":
+            empty = [b for b in batches if not ob.pages(b.batch_id)]
+            if empty:
+                ob.discard_empty_batch(empty[0].batch_id)
+        elif op == "reopen":
+            ob.close()
+            ob = Outbox(root)
+        _assert_counts_exact(ob)
+    with Outbox(root, read_only=True) as reader:  # another process, e.g. `status`
+        _assert_counts_exact(reader)
+    assert sum(c.pages for _, c in ob.batches_with_counts()) > 20
+    ob.close()
+
+
+# The child acknowledges a part and is SIGKILLed right after the batch file is on disk,
+# before the index row gets the new counters: the worst moment for them.
+_CRASH_CHILD = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    from agent import outbox
+
+    real = outbox.storage.write_bytes
+
+    def write_then_die(path, data, **kw):
+        result = real(path, data, **kw)
+        if path.name == outbox.BATCH_FILE:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+
+    outbox.storage.write_bytes = write_then_die  # the crash, at the storage seam
+    ob = outbox.Outbox(Path(sys.argv[1]))
+    ob.mark_acked(sys.argv[2], sys.argv[3], "text", sys.argv[4])
+    """
+)
+
+
+def test_a_crash_between_the_page_write_and_the_counters_leaves_them_stale_not_wrong(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "data"
+    with Outbox(root) as ob:
+        batch = ob.new_batch(source="scan")
+        page = process(ob, add(ob, batch.batch_id, b"page"), tmp_path / "work")
+        before = ob.counts(batch.batch_id)
+    assert before.parts_acked == 0
+    child = subprocess.run(
+        [sys.executable, "-c", _CRASH_CHILD, str(root), batch.batch_id, page.page_id,
+         page.parts["text"].sha256],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    index = json.loads((root / outbox_mod.INDEX_FILE).read_text())
+    (row,) = index["_default"].values()
+    assert row["counts"] is None  # stale, not the old counters
+    with Outbox(root, read_only=True) as reader:  # `status` while the agent is down
+        assert reader.counts(batch.batch_id).parts_acked == 1
+        _assert_counts_exact(reader)
+    with Outbox(root) as ob:  # the next start repairs the row
+        _assert_counts_exact(ob)
+    index = json.loads((root / outbox_mod.INDEX_FILE).read_text())
+    (row,) = index["_default"].values()
+    assert row["counts"]["parts_acked"] == 1
