@@ -490,6 +490,83 @@ def ink_grey(grey: Image, binary: Image, dpi: int = REFERENCE_DPI) -> Image:
     return _u8(cv2.max(grey, paper))  # 255 away from ink, the grey next to it
 
 
+def line_crop(image: Image, box: tuple[int, int, int, int]) -> tuple[Image, tuple[int, int]]:
+    """One text line (`box`: left, top, width, height) with a quarter of its height around it.
+
+    Returns a copy and its top-left corner in `image`. The margin is what tesseract's own
+    line images get; a crop of the one line leaves out the accents of the lines above and
+    below, which in the page read as marks under this line (ỦY BAN → ỦY BẠN, measured).
+    """
+    left, top, width, height = box
+    pad = max(4, height // 4)
+    x0, y0 = max(0, left - pad), max(0, top - pad)
+    x1, y1 = min(image.shape[1], left + width + pad), min(image.shape[0], top + height + pad)
+    return image[y0:y1, x0:x1].copy(), (x0, y0)
+
+
+@dataclass(frozen=True)
+class Insertion:
+    """Blank columns `dekern_punctuation` opened: `width` px before column `at` (input)."""
+
+    at: int
+    width: int
+
+
+DEKERN_GAP_PX = 3  # space left between a moved mark and the letter it sat under
+
+
+def dekern_punctuation(line: Image, gap_px: int = DEKERN_GAP_PX) -> tuple[Image, list[Insertion]]:
+    """Move commas and full stops out from under the capital that overhangs them.
+
+    Serif faces kern "T," "V," "P." "Y.": the mark sits under the letter's arm (Times New
+    Roman, which NĐ 30/2020 prescribes, does it as Noto Serif does). Tesseract's `vie`
+    model then reads "VT," as "VT;" or "VI" and "VP." as "VE." on nearly every page ending
+    "Lưu: VT, VP."; the same line with the marks moved right reads correctly (measured on
+    48 bench pages, docs/benchmarks.md, Pipeline). `line` is one grey text line, dark on
+    light, as `line_crop` cuts it (the size rules below are fractions of that crop's
+    height). A small low mark whose left edge lies under a tall glyph's right half is moved
+    (with everything whose centre is right of that edge) clear of that glyph plus `gap_px`.
+    Returns the line unchanged and no insertions when nothing overhangs.
+    """
+    _, ink = cv2.threshold(line, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    count, labels, stats = _components(_u8(ink))
+    height = line.shape[0]
+    boxes = [tuple(int(v) for v in stats[i, :5]) for i in range(1, count)]
+    tall = [b for b in boxes if b[3] > 0.45 * height]
+    insertions: list[Insertion] = []
+    for x, y, _w, h, area in boxes:
+        if area <= 3 or h > 0.3 * height or y + h < 0.55 * height:
+            continue  # not a small mark on the baseline
+        for tx, _ty, tw, _th, _ in tall:
+            if tx + tw / 2 < x < tx + tw:  # under the glyph's right half
+                insertions.append(Insertion(x, tx + tw - x + gap_px))
+                break
+    if not insertions:
+        return line, []
+    total = sum(i.width for i in insertions)
+    out = np.full((height, line.shape[1] + total), 255, np.uint8)
+    grow = np.ones((5, 5), np.uint8)  # each mark keeps its anti-aliased rim (2 px)
+    for label, (x, y, w, h, area) in enumerate(boxes, start=1):
+        if area <= 3:
+            continue
+        shift = sum(i.width for i in insertions if i.at <= x + w / 2)  # the mark and after
+        y0, y1 = max(0, y - 2), min(height, y + h + 2)
+        x0, x1 = max(0, x - 2), min(line.shape[1], x + w + 2)
+        own = cv2.dilate(_u8(labels[y0:y1, x0:x1] == label), grow).astype(bool)
+        target = out[y0:y1, x0 + shift : x1 + shift]
+        np.minimum(target, np.where(own, line[y0:y1, x0:x1], 255), out=target)
+    return out, insertions
+
+
+def undo_insertions(x: int, insertions: list[Insertion]) -> int:
+    """A column of `dekern_punctuation`'s output mapped back to its input column."""
+    for insertion in sorted(insertions, key=lambda i: i.at):
+        if x <= insertion.at:
+            break
+        x = max(insertion.at, x - insertion.width)
+    return x
+
+
 def enlarge(image: Image, factor: float) -> Image:
     """Bicubic enlargement (for OCR of captures below 300 dpi)."""
     return _u8(cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC))

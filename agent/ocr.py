@@ -274,6 +274,53 @@ def recognize(
     )
 
 
+def recognize_lines(
+    images: list[Path],
+    *,
+    languages: str = "vie",
+    dpi: int | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    binary: str = TESSERACT,
+) -> list[tuple[Word, ...]]:
+    """OCR images that each hold one text line (`--psm 7`), all in one tesseract run.
+
+    Tesseract reads a file listing image paths as a multi-page input: one process and one
+    model load for every line (a process start costs ~0.1 s, a line ~50 ms). Returns the
+    words of each image, in order (boxes in that image's pixels; an unread line: no words).
+    """
+    require(languages, binary)
+    if not images:
+        return []
+    with tempfile.TemporaryDirectory(prefix="sohoa-ocr-") as tmp:
+        listing = Path(tmp) / "lines.txt"
+        listing.write_text("".join(f"{path}\n" for path in images), encoding="utf-8")
+        base = Path(tmp) / "lines"
+        args = [binary, str(listing), str(base), "-l", languages, "--psm", "7"]
+        if dpi:
+            args += ["--dpi", str(dpi)]
+        if "vie" in languages.split("+"):
+            user_words = Path(tmp) / "admin-words.txt"
+            user_words.write_text("\n".join(ADMIN_WORDS) + "\n", encoding="utf-8")
+            args += ["--user-words", str(user_words)]
+        args += ["-c", "tessedit_do_invert=0", "tsv"]
+        run = _run(args, timeout_s)
+        if run.returncode != 0:
+            raise OcrFailed(
+                "ocr_failed", f"tesseract exit {run.returncode}: {run.stderr.strip()[-500:]}"
+            )
+        try:
+            tsv = base.with_suffix(".tsv").read_text(encoding="utf-8")
+        except OSError as exc:
+            raise OcrFailed("ocr_failed", f"tesseract wrote no output: {exc}") from exc
+    by_image: list[list[str]] = [[] for _ in images]
+    header, *rows = tsv.splitlines() or [""]
+    for row in rows:
+        page = row.split("\t", 2)[1] if row.count("\t") >= 2 else ""
+        if page.isdigit() and 1 <= int(page) <= len(images):
+            by_image[int(page) - 1].append(row)
+    return [parse_tsv("\n".join([header, *lines])) for lines in by_image]
+
+
 # ----------------------------------------------------------------------------- orientation
 
 

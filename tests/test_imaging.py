@@ -8,7 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from corpus import A5_LANDSCAPE_MM, PageSpec, TestPage, cer, render_page, save_png
+from corpus import A5_LANDSCAPE_MM, FONT_REGULAR, PageSpec, TestPage, cer, render_page, save_png
+from PIL import Image, ImageDraw, ImageFont
 
 from agent import imaging
 
@@ -219,6 +220,75 @@ def test_ink_grey_halo_is_the_documented_width_by_dpi(dpi: int) -> None:
     assert kept.max(axis=0).tolist() == [20 + halo] * 2
     assert kept.shape[0] == (2 * halo + 1) ** 2  # a square halo (8-connected growth)
     assert (np.delete(out.ravel(), np.ravel_multi_index(kept.T, out.shape)) == 255).all()
+
+
+def _line(text: str, dpi: int = 200, pt: float = 12.0) -> imaging.Image:
+    """One line of Noto Serif as `line_crop` cuts it from a page (a quarter-height margin)."""
+    font = ImageFont.truetype(str(FONT_REGULAR), round(pt * dpi / 72))
+    left, top, right, bottom = font.getbbox(text)
+    canvas = Image.new("L", (right + 40, bottom + 40), 255)
+    ImageDraw.Draw(canvas).text((20, 20), text, font=font, fill=35)
+    page = np.asarray(canvas, np.uint8)
+    rows, cols = np.flatnonzero(page.min(axis=1) < 128), np.flatnonzero(page.min(axis=0) < 128)
+    box = (int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1))
+    return imaging.line_crop(page, box)[0]
+
+
+def _marks_under_tall_glyphs(line: imaging.Image) -> int:
+    """Small low marks whose left edge lies under the right half of a tall glyph."""
+    _, ink = cv2.threshold(line, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    boxes = [stats[i, :4] for i in range(1, count) if stats[i, 4] > 3]
+    height = line.shape[0]
+    tall = [b for b in boxes if b[3] > 0.45 * height]
+    return sum(
+        1
+        for x, y, _, h in boxes
+        if h <= 0.3 * height and y + h >= 0.55 * height
+        for tx, _, tw, _ in tall
+        if tx + tw / 2 < x < tx + tw
+    )
+
+
+def test_dekern_moves_commas_and_stops_out_from_under_capitals() -> None:
+    line = _line("- Lưu: VT, VP.")
+    assert _marks_under_tall_glyphs(line) >= 1  # Noto Serif kerns "T," (and "P.")
+    moved, insertions = imaging.dekern_punctuation(line)
+    assert insertions
+    assert moved.shape == (line.shape[0], line.shape[1] + sum(i.width for i in insertions))
+    assert _marks_under_tall_glyphs(moved) == 0
+    # Nothing lost or smeared: the same ink, only moved.
+    assert abs(int((moved < 128).sum()) - int((line < 128).sum())) <= 2
+    assert moved.min() == line.min()
+
+
+def test_dekern_leaves_lines_without_overhangs_alone() -> None:
+    line = _line("Số hóa toàn bộ sổ hộ tịch")
+    moved, insertions = imaging.dekern_punctuation(line)
+    assert insertions == []
+    assert moved is line
+
+
+def test_undo_insertions_maps_dekerned_columns_back() -> None:
+    insertions = [imaging.Insertion(at=50, width=5), imaging.Insertion(at=10, width=3)]
+    assert imaging.undo_insertions(5, insertions) == 5  # before any insertion
+    assert imaging.undo_insertions(11, insertions) == 10  # inside the first gap
+    assert imaging.undo_insertions(20, insertions) == 17
+    assert imaging.undo_insertions(55, insertions) == 50  # inside the second gap
+    assert imaging.undo_insertions(60, insertions) == 52
+
+
+def test_line_crop_keeps_a_quarter_height_margin_inside_the_page() -> None:
+    page = np.arange(100 * 200, dtype=np.uint32).reshape(100, 200).astype(np.uint8)
+    crop, origin = imaging.line_crop(page, (20, 40, 100, 20))
+    assert origin == (15, 35)
+    assert crop.shape == (30, 110)
+    assert np.array_equal(crop, page[35:65, 15:125])
+    edge, origin = imaging.line_crop(page, (0, 0, 200, 40))  # clipped, never outside
+    assert origin == (0, 0) and edge.shape == (50, 200)
+    before = page.copy()
+    crop[:] = 0
+    assert np.array_equal(page, before)  # a copy, not a view into the page
 
 
 def test_components_use_16_bit_labels_and_fall_back_to_32_bit() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
 import unicodedata
 from pathlib import Path
 
@@ -111,3 +112,86 @@ def test_settings_refuse_nonsense() -> None:
         PipelineSettings(dpi=0)
     with pytest.raises(ValueError, match="jpeg_quality"):
         PipelineSettings(jpeg_quality=100)
+
+
+# ----------------------------------------------------------------------------- second pass
+
+# The bench's 200-dpi variant (bench/pipeline.py): a whole decision, so the page ends with
+# "- Lưu: VT, VP.", whose kerned "T," the first pass misreads on every such page.
+PAGE_200 = PageSpec(dpi=200, noise_sigma=2.0, paper="gradient", seed=5)
+
+
+@pytest.fixture(scope="module")
+def capture_200(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    page = render_page(PAGE_200)
+    return save_png(page, tmp_path_factory.mktemp("p200") / "0005.png"), page.text
+
+
+def fake_line_reader(tmp_path: Path, word: str, conf: float) -> str:
+    """Real tesseract for pages; for `--psm 7` line lists, `word` at `conf` on every line."""
+    real = shutil.which("tesseract")
+    script = tmp_path / "fake-tesseract"
+    script.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *"--psm 7"*)\n'
+        '  n=$(wc -l < "$1"); i=1\n'
+        '  printf "level\\tpage_num\\tblock_num\\tpar_num\\tline_num\\tword_num\\tleft\\ttop'
+        '\\twidth\\theight\\tconf\\ttext\\n" > "$2.tsv"\n'
+        "  while [ $i -le $n ]; do\n"
+        f'    printf "5\\t$i\\t1\\t1\\t1\\t1\\t2\\t3\\t40\\t20\\t{conf}\\t{word}\\n" >> "$2.tsv"\n'
+        "    i=$((i+1))\n"
+        "  done; exit 0;;\n"
+        "esac\n"
+        f'exec {real} "$@"\n',
+        encoding="utf-8",
+    )
+    script.chmod(0o755)
+    return str(script)
+
+
+@pytest.mark.tesseract
+def test_unsure_lines_are_read_again_and_the_surer_reading_kept(
+    tmp_path: Path, capture_200: tuple[Path, str]
+) -> None:
+    capture, truth = capture_200
+    result = process_page(capture, tmp_path / "work", PipelineSettings(dpi=200))
+
+    text = assert_outputs(result, tmp_path / "work")
+    second = result.decisions["ocr_second_pass"]
+    assert isinstance(second, dict)
+    assert second["lines"] == len(truth.splitlines())
+    assert 1 <= second["reread"] < second["lines"]  # only the unsure lines
+    assert second["dekerned"] >= 1
+    assert second["replaced"], "the kerned line is read again and replaced"
+    for change in second["replaced"]:
+        assert change["confidence_after"] > change["confidence_before"]
+    assert "- Lưu: VT, VP." in text.splitlines()  # measured on tesseract 5.3.0 `vie`
+    assert cer(truth, text) <= 0.005
+    assert not list((tmp_path / "work").glob("lines-*")), "line crops are not left behind"
+    assert result.ocr_confidence == result.decisions["ocr"]["mean_confidence"]  # type: ignore[index]
+
+
+@pytest.mark.tesseract
+def test_the_second_pass_never_takes_a_less_sure_reading(
+    tmp_path: Path, capture_200: tuple[Path, str]
+) -> None:
+    capture, truth = capture_200
+    unsure = fake_line_reader(tmp_path, "XXX", 5.0)
+    result = process_page(capture, tmp_path / "unsure", PipelineSettings(dpi=200, tesseract=unsure))
+    second = result.decisions["ocr_second_pass"]
+    assert isinstance(second, dict)
+    assert second["reread"] >= 1
+    assert second["replaced"] == []
+    text = result.text.read_text(encoding="utf-8")
+    assert "XXX" not in text
+    assert cer(truth, text) <= 0.02  # the first pass's reading, untouched
+
+    sure = fake_line_reader(tmp_path, "ĐÚNG", 99.0)
+    replaced = process_page(capture, tmp_path / "sure", PipelineSettings(dpi=200, tesseract=sure))
+    second = replaced.decisions["ocr_second_pass"]
+    assert isinstance(second, dict)
+    lines = replaced.text.read_text(encoding="utf-8").splitlines()
+    # Every line read again is replaced; no line is lost or added.
+    assert sum(line == "ĐÚNG" for line in lines) == second["reread"] == len(second["replaced"])
+    assert len([line for line in lines if line.strip()]) == len(truth.splitlines())
+    assert replaced.ocr_confidence > result.ocr_confidence
