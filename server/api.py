@@ -177,10 +177,14 @@ def search(
     offset: int = Query(0, ge=0, le=MAX_OFFSET, description="for more results: 50, 100…"),
 ) -> list[dict[str, Any]]:
     """Pages whose text matches ``q``, best first (ranking: server.catalog.Catalog.search_page).
-    The header ``X-Total-Count`` says how many pages contain every word of ``q``."""
-    hits, total = catalog.search_page(q, limit, offset)
-    response.headers["X-Total-Count"] = str(total)
-    return hits
+    The header ``X-Total-Count`` says how many pages contain every word of ``q``; with
+    ``X-Total-Count-Estimated: true`` it is the database's estimate (PostgreSQL, above
+    10,000 pages)."""
+    found = catalog.search_page(q, limit, offset)
+    response.headers["X-Total-Count"] = str(found.total)
+    if found.estimated:
+        response.headers["X-Total-Count-Estimated"] = "true"
+    return found.hits
 
 
 @router.get("/devices", response_model=list[DeviceOut])

@@ -8,7 +8,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from markupsafe import Markup, escape
 
@@ -53,6 +53,17 @@ _BATCH_SELECT = (
 CANDIDATE_BUDGET = 5000
 # "More results" paging goes this deep at most (the tiers are re-ranked per request).
 MAX_OFFSET = 1000
+# PostgreSQL counts matches exactly up to these, then takes the planner's estimate (from the
+# tsvector statistics ANALYZE keeps): an exact count of a word on 90,000 of 100,000 pages
+# visits every one of them (115–170 ms), 2,000 cost ~2 ms. bench/search.py has the numbers.
+PG_DF_EXACT_UP_TO = 2000
+PG_TOTAL_EXACT_UP_TO = 10000
+
+
+class SearchPage(NamedTuple):
+    hits: list[dict[str, Any]]
+    total: int  # pages with every word
+    estimated: bool = False  # total is the database's estimate (PostgreSQL, large counts)
 
 
 @dataclass(frozen=True)
@@ -210,12 +221,11 @@ class Catalog:
 
     def search(self, query: str, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
         """Full-text search, best first (see :meth:`search_page`); the hits only."""
-        return self.search_page(query, limit, offset)[0]
+        return self.search_page(query, limit, offset).hits
 
-    def search_page(
-        self, query: str, limit: int = 50, offset: int = 0
-    ) -> tuple[list[dict[str, Any]], int]:
-        """One page of full-text hits, best first, and how many pages match all the words.
+    def search_page(self, query: str, limit: int = 50, offset: int = 0) -> SearchPage:
+        """One page of full-text hits, best first, and how many pages match all the words
+        (on PostgreSQL an estimate above ``PG_TOTAL_EXACT_UP_TO``, flagged).
 
         A query without diacritics matches with or without them ("khoang san" finds "khoáng
         sản"); a query with diacritics matches exactly. Words in double quotes must occur as
@@ -252,14 +262,15 @@ class Catalog:
         want = offset + limit
         parsed = parse_query(query)
         if parsed is None or want == 0:
-            return [], 0
+            return SearchPage([], 0)
         con = self.db.read()
+        estimated = False
         if self.db.dialect == "sqlite":
             ranked, total = self._rank_fts5(con, parsed, limit, offset)
         else:
-            ranked, total = self._rank_postgres(con, parsed, limit, offset)
+            ranked, total, estimated = self._rank_postgres(con, parsed, limit, offset)
         if not ranked:
-            return [], total
+            return SearchPage([], total, estimated)
         marks = ", ".join("?" * len(ranked))
         sql = (
             "SELECT p.id, p.page_no, p.batch_pk, p.device_id, t.text FROM pages p"  # noqa: S608
@@ -281,7 +292,7 @@ class Catalog:
                     "score": score,
                 }
             )
-        return out, total
+        return SearchPage(out, total, estimated)
 
     def _rank_fts5(
         self, con: Connection, parsed: ParsedQuery, limit: int, offset: int
@@ -315,12 +326,15 @@ class Catalog:
 
     def _rank_postgres(
         self, con: Connection, parsed: ParsedQuery, limit: int, offset: int
-    ) -> tuple[list[tuple[int, float]], int]:
+    ) -> tuple[list[tuple[int, float]], int, bool]:
         """PostgreSQL: the same tiers and candidate window as :meth:`_rank_fts5`, over
-        tsvector columns with GIN indexes. ``ts_rank`` knows no idf, so the score is bm25's
-        idf of each word (or quoted phrase) times its ``ts_rank(…, 1)`` (term frequency,
-        saturated, divided by 1 + log(page length)), summed and negated: lower is better on
-        both engines. Document frequencies are counted per query through the GIN index."""
+        tsvector columns with GIN indexes; (hits, total, whether the total is an estimate).
+
+        ``ts_rank`` knows no idf, so the score is bm25's idf of each word (or quoted phrase)
+        times its ``ts_rank(…, 1)`` (term frequency, saturated, divided by 1 + log(page
+        length)), summed and negated: lower is better on both engines. A word's document
+        frequency is counted up to ``PG_DF_EXACT_UP_TO`` and estimated above (idf hardly
+        moves there: 0.1 at 90 % of pages, 0.7 at 50 %)."""
         column = "exact" if parsed.exact else "folded"
         query = pg.tsquery(parsed.items)
         row = con.execute(
@@ -329,14 +343,13 @@ class Catalog:
             (query, self.candidate_budget - 1),
         ).fetchone()
         cutoff = None if row is None else int(row[0])
-        units = [pg.tsquery([item]) for item in parsed.items]
-        count_sql = f"SELECT count(*) FROM page_search WHERE {column} @@ ?::tsquery"  # noqa: S608
-        pages = int(con.execute("SELECT count(*) FROM page_search").fetchone()[0])
+        pages = int(con.execute("SELECT COALESCE(max(page_pk), 0) FROM page_search").fetchone()[0])
         score, score_args = [], []
-        for unit in units:
-            df = int(con.execute(count_sql, (unit,)).fetchone()[0])
+        for item in parsed.items:
+            unit = pg.tsquery([item])
+            df, _ = self._pg_count(con, column, unit, PG_DF_EXACT_UP_TO)
             score.append(f"? * ts_rank({column}, ?::tsquery, 1)")
-            score_args += [math.log(1 + (pages - df + 0.5) / (df + 0.5)), unit]
+            score_args += [math.log(1 + max(0.0, pages - df + 0.5) / (df + 0.5)), unit]
         tier, tier_args = "", []
         if parsed.phrase is not None:
             tier = f"({column} @@ ?::tsquery) DESC,"
@@ -351,10 +364,21 @@ class Catalog:
             )
         ]
         if cutoff is None and offset == 0 and len(ranked) < limit:
-            return ranked, len(ranked)
-        if len(units) == 1:
-            return ranked, df
-        return ranked, int(con.execute(count_sql, (query,)).fetchone()[0])
+            return ranked, len(ranked), False
+        total, estimated = self._pg_count(con, column, query, PG_TOTAL_EXACT_UP_TO)
+        return ranked, total, estimated
+
+    @staticmethod
+    def _pg_count(con: Connection, column: str, query: str, exact_up_to: int) -> tuple[int, bool]:
+        """Pages matching ``query``: exact below ``exact_up_to`` (the scan stops there),
+        else the planner's estimate, at least ``exact_up_to``. (count, estimated)"""
+        where = f"FROM page_search WHERE {column} @@ ?::tsquery"  # (constants)
+        sql = f"SELECT count(*) FROM (SELECT 1 {where} LIMIT ?) s"  # noqa: S608
+        found = int(con.execute(sql, (query, exact_up_to)).fetchone()[0])
+        if found < exact_up_to:
+            return found, False
+        plan = con.execute(f"EXPLAIN (FORMAT JSON) SELECT 1 {where}", (query,)).fetchone()[0]
+        return max(exact_up_to, int(plan[0]["Plan"]["Plan Rows"])), True
 
     def _cutoff(self, con: Connection, table: str, match: str) -> int | None:
         """The lowest rowid of the newest ``candidate_budget`` matches; None when fewer

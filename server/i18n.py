@@ -135,6 +135,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "role_admin": ("Quản trị", "admin"),
     "meta_results": ("Hồ sơ, văn bản", "Files and documents"),
     "text_results": ("Nội dung trang", "Page text"),
+    "about": ("khoảng", "about"),
     "not_found": ("Không tìm thấy.", "Not found."),
     "choose": ("— chọn —", "— choose —"),
     "language": ("English", "Tiếng Việt"),

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from server import audit, auth, i18n, progress, records, rescan, review
 from server.auth import Session
-from server.catalog import MAX_OFFSET, aligned, highlight, query_terms
+from server.catalog import MAX_OFFSET, SearchPage, aligned, highlight, query_terms
 from server.deps import (
     DB,
     CatalogDep,
@@ -291,7 +291,8 @@ def search_page(
 ) -> Response:
     q = q[:200]
     offset = max(0, min(offset, MAX_OFFSET))
-    hits, total = catalog.search_page(q, SEARCH_PAGE, offset) if q.strip() else ([], 0)
+    found = catalog.search_page(q, SEARCH_PAGE, offset) if q.strip() else SearchPage([], 0)
+    hits, total = found.hits, found.total
     meta = records_.search(q) if q.strip() and not offset else []
     terms, exact = query_terms(q)
     for h in hits:
@@ -302,8 +303,9 @@ def search_page(
         m["html"] = highlight(hit[:200], terms, exact)
     more = offset + SEARCH_PAGE if offset + SEARCH_PAGE < min(total, MAX_OFFSET + 1) else None
     return render(
-        request, "search.html", q=q, hits=hits, meta=meta, total=total, offset=offset, more=more
-    )
+        request, "search.html", q=q, hits=hits, meta=meta, total=total, offset=offset,
+        more=more, estimated=found.estimated,
+    )  # fmt: skip
 
 
 # -- review queue -----------------------------------------------------------------------------

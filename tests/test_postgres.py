@@ -209,3 +209,23 @@ def test_a_restarted_database_server_costs_one_failed_call(tmp_path: Path) -> No
         db.close()
     finally:
         cluster.stop()
+
+
+def test_large_counts_are_estimated_and_flagged(
+    pg_cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above PG_TOTAL_EXACT_UP_TO the total is the planner's estimate (exact counts of a
+    common word cost a visit to every page), flagged so that the staff page says "about"."""
+    from server import catalog
+
+    db = Database(pg_cluster.create_database())
+    ids = archive(db, [f"quyết định số {n} của ủy ban" for n in range(40)])
+    db.read().execute("ANALYZE page_search")
+    monkeypatch.setattr(catalog, "PG_TOTAL_EXACT_UP_TO", 10)
+    monkeypatch.setattr(catalog, "PG_DF_EXACT_UP_TO", 10)
+    found = Catalog(db).search_page("quyet dinh", 5)
+    assert found.estimated and 30 <= found.total <= 50  # ANALYZE saw all 40
+    assert [h["page"] for h in found.hits] == list(reversed(ids))[:5]  # equal scores: newest
+    exact = Catalog(db).search_page("quyet dinh so 7", 5)  # below the cap: counted
+    assert not exact.estimated and exact.total == 1
+    db.close()

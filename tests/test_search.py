@@ -124,7 +124,7 @@ def test_candidate_budget_and_paging(db: Database) -> None:
     strong = archive(db, ["quyết định quyết định quyết định"])[0]
     full = Catalog(db)
     assert pages(full, "quyet dinh")[0] == strong
-    hits, total = full.search_page("quyet dinh", 10, 0)
+    hits, total, _ = full.search_page("quyet dinh", 10, 0)
     assert total == 31 and len(hits) == 10
     # Paging: consecutive pages of results, no repeats, nothing lost.
     seen = []
@@ -133,7 +133,7 @@ def test_candidate_budget_and_paging(db: Database) -> None:
     assert sorted(seen) == sorted([*ids, strong])
     # A budget of 5 ranks only the 5 newest matches of each tier, but still counts all.
     small = Catalog(db, candidate_budget=5)
-    hits, total = small.search_page("quyet dinh", 50, 0)
+    hits, total, _ = small.search_page("quyet dinh", 50, 0)
     assert total == 31
     assert hits[0]["page"] == strong  # the newest page is in the window
     # Phrase tier and all-words tier have the same 5 newest candidates: 5 hits.
