@@ -20,6 +20,9 @@ Settings that come from measurements (research/perf.md §B2, DESIGN.md §8):
   σ2 0.22 / 0.20, σ6 0.27 / 0.25, tinted + seal 0.19 / 0.12, rotated 0.16 / 0.08,
   200 dpi 0.16 / 0.12 (docs/benchmarks.md, Pipeline). It fixes "Lưu: VT, VP." misread as
   "VTE", "VI" — the line every document ends with.
+- `recognize_lines`: images of one line each, `--psm 7`, all listed in one run (tesseract
+  reads a file of image paths as pages: one process and one model load for every line).
+  The pipeline's second pass reads its unsure lines this way.
 """
 
 from __future__ import annotations

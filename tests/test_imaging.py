@@ -182,6 +182,25 @@ def test_binarise_removes_speckles_and_keeps_diacritics() -> None:
     )
 
 
+def test_a_dust_free_page_keeps_thin_tone_marks_next_to_letters() -> None:
+    grey = np.full((200, 400), 250, np.uint8)
+    cv2.rectangle(grey, (50, 100), (60, 140), 40, -1)  # a letter's stem
+    grey[92:95, 52:56] = 40  # a thin mark 5 px above it: after median 3, 8 px < 15 px
+    grey[20:23, 300:304] = 40  # the same mark far from any letter
+    binary, info = imaging.binarise(grey, 300)
+    assert binary[93, 53] == 0  # kept: it belongs to the letter (an acute at 10.5 pt)
+    assert binary[21, 301] == 255  # a lone speck still goes
+    assert info.restored_marks == 1 and info.removed_components == 1
+
+    dusty = grey.copy()
+    for k in range(30):  # dust: more small components than a clean page ever has
+        y, x = 160 + 10 * (k // 15), 120 + 10 * (k % 15)
+        dusty[y : y + 3, x : x + 4] = 40
+    binary, info = imaging.binarise(dusty, 300)
+    assert binary[93, 53] == 255  # among dust, the small mark is dust
+    assert info.restored_marks == 0 and info.removed_components == 32
+
+
 def _strokes_and_specks(dpi: int) -> tuple[imaging.Image, imaging.Image]:
     """A grey page with two anti-aliased bars and dust specks, and its binarisation."""
     size = round(2 * dpi / 2.54)  # 2 × 2 cm
