@@ -67,6 +67,12 @@ class MqttLink:
         self._rate: float | None = None  # bytes/s the link has been carrying (EWMA)
         self.acked_bytes = 0
         self.max_packet: int | None = None  # what the broker announced in CONNACK
+        # Cuts: connections lost without our asking, and the time spent connected, so that
+        # the syncer can size chunks for the link's mean time between cuts.
+        self.cuts = 0
+        self._connected_at: float | None = None
+        self._connected_total = 0.0
+        self._closing = False
         self._bucket = _TokenBucket(settings.max_upload_kbps * 1000 // 8)
         self._pending_lock = threading.Lock()
         self._client = self._make_client()
@@ -146,6 +152,7 @@ class MqttLink:
         retained ``offline`` status) as it takes the DISCONNECT (MQTT 5 reason code 0x04):
         one packet and no wait, where publishing the status and waiting for its PUBACK cost
         a round trip (0.6 s on 2G) at the end of every ``sohoa-agent sync``."""
+        self._closing = True
         if graceful and self.connected.is_set():
             reason = ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message")
             self._client.disconnect(reasoncode=reason)
@@ -176,6 +183,8 @@ class MqttLink:
         client.publish(
             topics.status(self.device_id), self._status_payload("online"), qos=1, retain=True
         )
+        with self._pending_lock:
+            self._connected_at = time.monotonic()
         self.connected.set()
 
     def _on_disconnect(
@@ -188,6 +197,12 @@ class MqttLink:
     ) -> None:
         if self.connected.is_set():
             log.warning("disconnected from %s: %s", self.broker, reason_code)
+            with self._pending_lock:
+                if self._connected_at is not None:
+                    self._connected_total += time.monotonic() - self._connected_at
+                    self._connected_at = None
+                if not self._closing:
+                    self.cuts += 1
         self.connected.clear()
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
@@ -284,6 +299,17 @@ class MqttLink:
         """Bytes per second the link carried lately (None until measured)."""
         with self._pending_lock:
             return self._rate
+
+    def mean_time_between_cuts(self) -> float | None:
+        """Seconds connected per cut so far (None before the first cut). It grows again
+        while the link holds, so one early cut does not shrink chunks for good."""
+        with self._pending_lock:
+            if not self.cuts:
+                return None
+            total = self._connected_total
+            if self._connected_at is not None:
+                total += time.monotonic() - self._connected_at
+            return total / self.cuts
 
     def drain(self, timeout: float) -> bool:
         """Wait until every publish has its PUBACK. False on timeout."""

@@ -21,6 +21,7 @@ then acknowledged to the broker; ``status`` lists it for the technician.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import random
 import threading
@@ -76,6 +77,7 @@ class SyncReport:
     pending_pages: int = 0
     rejects: list[str] = field(default_factory=list)
     forged: int = 0  # receipts/states refused for a bad signature
+    chunk_lengths: list[int] = field(default_factory=list)  # bodies published, in order
     rescans: list[rescan.RescanRequest] = field(default_factory=list)  # new this run
 
     @property
@@ -116,6 +118,13 @@ class Syncer:
         self._verified: set[tuple[str, str, str]] = set()
         self._no_progress: dict[str, int] = {}
         self._cap = chunking.MAX_CHUNK_SIZE  # lowered when the broker refuses a size
+        # Bytes a chunk costs besides its body: our frame and binary header, and MQTT's
+        # PUBLISH header (fixed header, topic, packet id, properties length).
+        self._chunk_overhead = (
+            envelope.chunk_frame_overhead(self.device_id)
+            + 9
+            + len(topics.up(self.device_id, "chunk"))
+        )
 
     # -- what is pending -----------------------------------------------------------------
 
@@ -167,6 +176,17 @@ class Syncer:
                 self._no_progress.clear()
         self._drain_inbox(report)
         report.pending_pages = self.pending_pages()
+        if report.chunk_lengths:
+            between = self.link.mean_time_between_cuts()
+            log.info(
+                "sync run: %d chunks, bodies %d-%d bytes (median %d); %d link cut(s)%s",
+                len(report.chunk_lengths),
+                min(report.chunk_lengths),
+                max(report.chunk_lengths),
+                sorted(report.chunk_lengths)[len(report.chunk_lengths) // 2],
+                getattr(self.link, "cuts", 0),
+                f", {between:.0f} s connected per cut" if between else "",
+            )
         return report
 
     # -- 1. announce -------------------------------------------------------------------------
@@ -397,6 +417,13 @@ class Syncer:
         rate = self.link.upload_rate()
         if rate:
             size = min(size, int(rate * self.settings.mqtt_keepalive / 8))
+        between_cuts = self.link.mean_time_between_cuts()
+        if rate and between_cuts:
+            # A cut loses on average half the chunk in flight (paho re-sends it whole) and
+            # every chunk costs its header: per byte, header/size + size/(2·rate·T) for a
+            # cut every T seconds, least at size = sqrt(2·header·rate·T) — 14 KB at
+            # 64 kbit/s with a cut a minute, 44 KB with one every ten minutes.
+            size = min(size, int(math.sqrt(2 * self._chunk_overhead * rate * between_cuts)))
         size = max(chunking.MIN_CHUNK_SIZE, size)
         return size - size % 1024
 
@@ -501,6 +528,7 @@ class Syncer:
             return False
         report.chunks_sent += 1
         report.bytes_sent += len(payload)
+        report.chunk_lengths.append(len(body))
         if report.chunks_sent % 64 == 0:
             self._drain_inbox(report)
         return True

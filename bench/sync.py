@@ -233,6 +233,7 @@ def run_ours(
             run.notes.update(
                 receipts=int(m[1]), chunks=int(m[2]), chunk_bytes=int(m[3]), rounds=int(m[4])
             )
+        run.notes.update(_chunk_notes(text))
         run.notes["rc"] = proc.returncode
         run.notes["log"] = str(log_path)
     finally:
@@ -240,6 +241,17 @@ def run_ours(
         server.stop()
         broker.stop()
     return run
+
+
+def _chunk_notes(log_text: str) -> dict[str, object]:
+    """Chunk body sizes the syncer used (it logs them per run): they follow the link."""
+    runs = re.findall(r"sync run: (\d+) chunks, bodies (\d+)-(\d+) bytes \(median (\d+)\)",
+                      log_text)  # fmt: skip
+    if not runs:
+        return {}
+    return {
+        "chunk_bodies_min_median_max": [(int(lo), int(med), int(hi)) for _, lo, hi, med in runs]
+    }
 
 
 def run_daemon(
@@ -290,6 +302,7 @@ def run_daemon(
             at += int(first[1].split(",")[1]) / 1000
             run.notes["link_up_to_connack_s"] = round(at - wall_up, 2)
         run.notes["link_down_before_s"] = down_for
+        run.notes.update(_chunk_notes(text))
         run.notes["log"] = str(log_path)
     finally:
         if proc is not None and proc.poll() is None:
@@ -496,7 +509,7 @@ def scenario_table(
     out = [
         f"#### {title}",
         "",
-        f"payload {ours.payload:,} B; chunk size {chunk // 1024} KiB (ours); completed: "
+        f"payload {ours.payload:,} B; chunk size up to {chunk // 1024} KiB (ours); completed: "
         + completed,
         "",
         "| | ours | naive | ours / naive |" + (" daemon (link up → last receipt) |" if d else ""),

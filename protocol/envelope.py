@@ -88,6 +88,11 @@ def encode(message: Envelope, body: bytes = b"") -> bytes:
     return _FIXED.pack(MAGIC, PROTOCOL_VERSION, flags, len(header)) + header + body
 
 
+def chunk_frame_overhead(device_id: str) -> int:
+    """Bytes a version 2 chunk frame adds to its body (fixed frame + binary header)."""
+    return _FIXED.size + CHUNK_HEADER.size + len(device_id.encode("ascii")) + _CRC.size
+
+
 def chunk_header_bytes(msg: ChunkHeader) -> bytes:
     """The binary header of a chunk (see :data:`CHUNK_HEADER`)."""
     device = msg.device_id.encode("ascii")

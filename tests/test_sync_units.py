@@ -23,9 +23,13 @@ class FakeLink:
         self.inbox: queue.Queue[object] = queue.Queue()
         self._rate = rate
         self.max_packet = max_packet
+        self.between_cuts: float | None = None
 
     def upload_rate(self) -> float | None:
         return self._rate
+
+    def mean_time_between_cuts(self) -> float | None:
+        return self.between_cuts
 
 
 def _syncer(tmp_path: Path, link: FakeLink, **settings: object) -> Syncer:
@@ -49,6 +53,56 @@ def test_fast_links_use_the_configured_size_and_never_exceed_the_broker_limit(
     assert fast.chunk_size() == 65536
     limited = _syncer(tmp_path / "b", FakeLink(rate=None, max_packet=20_000), chunk_size=65536)
     assert limited.chunk_size() <= 20_000 - 4096
+
+
+def test_chunks_shrink_with_frequent_cuts_and_grow_back_as_the_link_holds(
+    tmp_path: Path,
+) -> None:
+    link = FakeLink(rate=8000.0)  # 64 kbit/s
+    syncer = _syncer(tmp_path, link, chunk_size=32768)
+    assert syncer.chunk_size() == 32768  # no cut seen: the setting
+    link.between_cuts = 60.0
+    size = syncer.chunk_size()
+    # sqrt(2 * ~210 B * 8000 B/s * 60 s) ~ 14.2 KB: header + expected loss per byte is least
+    assert 12 * 1024 <= size <= 15 * 1024
+    link.between_cuts = 600.0
+    assert syncer.chunk_size() == 32768  # ~45 KB optimum, capped by the setting
+    link.between_cuts = 1.0
+    assert syncer.chunk_size() == chunking.MIN_CHUNK_SIZE
+
+
+def test_the_link_counts_cuts_not_its_own_close(tmp_path: Path, broker: Broker) -> None:
+    from agent.mqtt_link import MqttLink
+
+    settings = AgentSettings(data_dir=tmp_path, device_id="xa-cut-01", mqtt_url=broker.url)  # type: ignore[arg-type]
+    link = MqttLink(settings, boot_id="b", agent_version="t")
+    link.connect()
+    assert link.mean_time_between_cuts() is None
+    link.close()
+    assert link.cuts == 0 and link.mean_time_between_cuts() is None
+
+
+def test_the_link_counts_a_real_cut_and_the_time_connected(tmp_path: Path, broker: Broker) -> None:
+    from linkproxy import LinkProxy
+
+    from agent.mqtt_link import MqttLink
+
+    with LinkProxy(broker.port) as proxy:
+        url = f"mqtt://127.0.0.1:{proxy.port}"
+        settings = AgentSettings(data_dir=tmp_path, device_id="xa-cut-02", mqtt_url=url)  # type: ignore[arg-type]
+        link = MqttLink(settings, boot_id="b", agent_version="t")
+        link.connect()
+        time.sleep(1.0)
+        proxy.cut()
+        deadline = time.monotonic() + 10
+        while link.cuts == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert link.cuts == 1
+        assert link.connected.wait(10)  # paho reconnects by itself
+        between = link.mean_time_between_cuts()
+        assert between is not None and 0.9 <= between <= 5.0
+        link.close()
+        assert link.cuts == 1
 
 
 def test_unmeasured_link_starts_at_the_setting(tmp_path: Path) -> None:
