@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tinydb import TinyDB
@@ -605,6 +606,9 @@ def test_counters_equal_a_full_recount_after_random_operations(tmp_path: Path) -
             ob.close()
             ob = Outbox(root)
         _assert_counts_exact(ob)
+        if step % 25 == 0:  # `status` in another process, while rows are stale
+            with Outbox(root, read_only=True) as reader:
+                _assert_counts_exact(reader)
     with Outbox(root, read_only=True) as reader:  # another process, e.g. `status`
         _assert_counts_exact(reader)
     assert sum(c.pages for _, c in ob.batches_with_counts()) > 20
@@ -660,3 +664,29 @@ def test_a_crash_between_the_page_write_and_the_counters_leaves_them_stale_not_w
     index = json.loads((root / outbox_mod.INDEX_FILE).read_text())
     (row,) = index["_default"].values()
     assert row["counts"]["parts_acked"] == 1
+
+
+def _rows(root: Path) -> dict[str, Any]:
+    index = json.loads((root / outbox_mod.INDEX_FILE).read_text())
+    return {row["batch_id"]: row for row in index["_default"].values()}
+
+
+def test_a_busy_batch_costs_no_index_write_per_page_and_its_row_is_never_wrong(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "data"
+    ob = Outbox(root)
+    batch = ob.new_batch(source="scan")
+    add(ob, batch.batch_id, b"one")
+    stale_at = (root / outbox_mod.INDEX_FILE).stat().st_mtime_ns
+    assert _rows(root)[batch.batch_id]["counts"] is None  # stale while the batch changes
+    for n in range(5):
+        add(ob, batch.batch_id, b"page %d" % n)
+    assert (root / outbox_mod.INDEX_FILE).stat().st_mtime_ns == stale_at  # not rewritten
+    assert ob.counts(batch.batch_id).pages == 6  # exact in the writing process
+    ob.update_batch(batch.batch_id, state=outbox_mod.CLOSED)  # the row is written: clean
+    assert _rows(root)[batch.batch_id]["counts"]["pages"] == 6
+    monkeypatch.setattr(outbox_mod, "COUNTS_FLUSH_EVERY", 0.0)
+    add(ob, batch.batch_id, b"seven")  # stale for "long enough": cleaned after the write
+    assert _rows(root)[batch.batch_id]["counts"]["pages"] == 7
+    ob.close()
