@@ -548,6 +548,10 @@ class Insertion:
 
 
 DEKERN_GAP_PX = 3  # space left between a moved mark and the letter it sat under
+# A line of type has a few kerned pairs ("Lưu: VT, VP." grows by ~9 %); a crop that would
+# grow by more is noise read as a line (a 286-px crop of random pixels grew to 5,992 px,
+# and tesseract 5.3 died of SIGFPE on it: tests/test_faults.py's noise pages).
+DEKERN_MAX_GROWTH = 0.2
 
 
 def dekern_punctuation(line: Image, gap_px: int = DEKERN_GAP_PX) -> tuple[Image, list[Insertion]]:
@@ -576,9 +580,9 @@ def dekern_punctuation(line: Image, gap_px: int = DEKERN_GAP_PX) -> tuple[Image,
             if tx + tw / 2 < x < tx + tw:  # under the glyph's right half
                 insertions.append(Insertion(x, tx + tw - x + gap_px))
                 break
-    if not insertions:
-        return line, []
     total = sum(i.width for i in insertions)
+    if not insertions or total > DEKERN_MAX_GROWTH * line.shape[1]:
+        return line, []  # nothing overhangs, or this is not type (noise, a drawing)
     out = np.full((height, line.shape[1] + total), 255, np.uint8)
     grow = np.ones((5, 5), np.uint8)  # each mark keeps its anti-aliased rim (2 px)
     for label, (x, y, w, h, area) in enumerate(boxes, start=1):

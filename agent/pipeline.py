@@ -48,6 +48,7 @@ OCR_MIN_DPI = 300  # tesseract is trained on ~300-dpi text: lower captures are e
 OCR_UPSCALE = 1.0  # by this factor (1.0: off; see _ocr_input)
 MMAP_THRESHOLD = 2 * 1024 * 1024  # blocks from this size on are mmapped (see return_freed_memory)
 SECOND_PASS_BELOW = 90.0  # a line with a word less sure than this is read again (_second_pass)
+SECOND_PASS_MAX_SHARE = 0.5  # ... unless more lines than this share are unsure (not a text page)
 
 
 @dataclass(frozen=True)
@@ -295,6 +296,11 @@ def _second_pass(
     }
     if not unsure:
         return result, record
+    if len(unsure) > SECOND_PASS_MAX_SHARE * len(lines):
+        # Most lines unsure: noise, handwriting or a photo, not type with a doubtful line.
+        # Reading it all again would double the page's OCR time for nothing to choose from.
+        record["skipped"] = "most_lines_unsure"
+        return result, record
     page = imaging.load_capture(ocr_input).image
     crops: list[tuple[Path, tuple[int, int], list[imaging.Insertion]]] = []
     with tempfile.TemporaryDirectory(prefix="lines-", dir=work_dir) as tmp:
@@ -303,13 +309,19 @@ def _second_pass(
             moved, insertions = imaging.dekern_punctuation(line)
             crops.append((_write_image(Path(tmp) / f"{n:03d}.png", moved), origin, insertions))
         del page
-        rereads = ocr.recognize_lines(
-            [path for path, _, _ in crops],
-            languages=settings.languages,
-            dpi=dpi,
-            timeout_s=settings.ocr_timeout_s,
-            binary=settings.tesseract,
-        )
+        try:
+            rereads = ocr.recognize_lines(
+                [path for path, _, _ in crops],
+                languages=settings.languages,
+                dpi=dpi,
+                timeout_s=settings.ocr_timeout_s,
+                binary=settings.tesseract,
+            )
+        except ocr.OcrFailed as exc:
+            # The first reading stands: the second pass may only improve a page, never
+            # cost it its text.
+            record |= {"error": str(exc)[:300], "seconds": round(time.perf_counter() - started, 3)}
+            return result, record
     replaced: dict[tuple[int, int, int], list[ocr.Word]] = {}
     changes = []
     for key, (_, origin, insertions), words in zip(unsure, crops, rereads, strict=True):

@@ -9,6 +9,7 @@ import shutil
 import unicodedata
 from pathlib import Path
 
+import numpy as np
 import pypdfium2 as pdfium
 import pytest
 from corpus import A5_LANDSCAPE_MM, PageSpec, cer, render_page, save_png
@@ -195,3 +196,42 @@ def test_the_second_pass_never_takes_a_less_sure_reading(
     assert sum(line == "ĐÚNG" for line in lines) == second["reread"] == len(second["replaced"])
     assert len([line for line in lines if line.strip()]) == len(truth.splitlines())
     assert replaced.ocr_confidence > result.ocr_confidence
+
+
+@pytest.mark.tesseract
+def test_a_failing_second_pass_leaves_the_first_reading(
+    tmp_path: Path, capture_200: tuple[Path, str]
+) -> None:
+    # tesseract 5.3 can die (SIGFPE) on odd line images: the page keeps its first reading.
+    real = shutil.which("tesseract")
+    crash = tmp_path / "crashing-tesseract"
+    crash.write_text(
+        f'#!/bin/sh\ncase "$*" in *"--psm 7"*) echo boom >&2; exit 136;; esac\nexec {real} "$@"\n',
+        encoding="utf-8",
+    )
+    crash.chmod(0o755)
+    capture, truth = capture_200
+    result = process_page(
+        capture, tmp_path / "work", PipelineSettings(dpi=200, tesseract=str(crash))
+    )
+    assert_outputs(result, tmp_path / "work")
+    second = result.decisions["ocr_second_pass"]
+    assert isinstance(second, dict)
+    assert second["reread"] >= 1 and second["replaced"] == []
+    assert "boom" in second["error"]
+    assert cer(truth, result.text.read_text(encoding="utf-8")) <= 0.02
+
+
+@pytest.mark.tesseract
+def test_a_page_of_noise_is_not_read_twice(tmp_path: Path) -> None:
+    # tests/test_faults.py feeds the agent random pixels: tesseract "reads" a few unsure
+    # lines of them. Re-reading them would double the page's OCR time for nothing.
+    rng = np.random.default_rng(12)
+    noise = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "noise.png", dpi=(200, 200))
+    result = process_page(tmp_path / "noise.png", tmp_path / "work", PipelineSettings(dpi=200))
+    assert_outputs(result, tmp_path / "work")
+    second = result.decisions["ocr_second_pass"]
+    assert isinstance(second, dict)
+    assert second["skipped"] == "most_lines_unsure"
+    assert second["replaced"] == []
