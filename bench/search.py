@@ -170,10 +170,10 @@ def exhaustive(db: Database, q: str) -> list[int]:
     assert parsed is not None
     con = db.read()
     if db.dialect == "postgresql":
-        column = "exact" if parsed.exact else "folded"
+        table = "page_search_exact" if parsed.exact else "page_search_folded"
         sql = (
-            f"SELECT page_pk, ts_rank({column}, q, 1) AS s FROM page_search,"
-            f" CAST(? AS tsquery) q WHERE {column} @@ q ORDER BY s DESC LIMIT 50"
+            f"SELECT page_pk, ts_rank(vec, q, 1) AS s FROM {table},"
+            f" CAST(? AS tsquery) q WHERE vec @@ q ORDER BY s DESC LIMIT 50"
         )
         return [r[0] for r in con.execute(sql, (pg.tsquery(parsed.items),))]
     table = "page_fts_exact" if parsed.exact else "page_fts"
@@ -184,8 +184,7 @@ def exhaustive(db: Database, q: str) -> list[int]:
 def _match(db: Database, exact: bool, fts5: str, items: list[list[str]]) -> tuple[str, str]:
     """(WHERE clause, its argument) matching ``items`` on this engine."""
     if db.dialect == "postgresql":
-        column = "exact" if exact else "folded"
-        return f"{column} @@ ?::tsquery", pg.tsquery(items)
+        return "vec @@ ?::tsquery", pg.tsquery(items)
     table = "page_fts_exact" if exact else "page_fts"
     return f"{table} MATCH ?", fts5
 
@@ -193,7 +192,7 @@ def _match(db: Database, exact: bool, fts5: str, items: list[list[str]]) -> tupl
 def _table(db: Database, exact: bool) -> tuple[str, str]:
     """(table, page id column) of the page index on this engine."""
     if db.dialect == "postgresql":
-        return "page_search", "page_pk"
+        return ("page_search_exact" if exact else "page_search_folded"), "page_pk"
     return ("page_fts_exact" if exact else "page_fts"), "rowid"
 
 

@@ -53,11 +53,13 @@ _BATCH_SELECT = (
 CANDIDATE_BUDGET = 5000
 # "More results" paging goes this deep at most (the tiers are re-ranked per request).
 MAX_OFFSET = 1000
-# PostgreSQL counts matches exactly up to these, then takes the planner's estimate (from the
-# tsvector statistics ANALYZE keeps): an exact count of a word on 90,000 of 100,000 pages
-# visits every one of them (115–170 ms), 2,000 cost ~2 ms. bench/search.py has the numbers.
-PG_DF_EXACT_UP_TO = 2000
-PG_TOTAL_EXACT_UP_TO = 10000
+# PostgreSQL counts a word's pages exactly up to this, then takes the planner's estimate
+# (from the tsvector statistics ANALYZE keeps): an exact count of a word on 90,000 of
+# 100,000 pages visits every one of them (115–170 ms). The total of a query is exact when
+# it is inside the candidate window or below PG_TOTAL_EXACT_UP_TO, else estimated the same
+# way. bench/search.py.
+PG_DF_EXACT_UP_TO = 500
+PG_TOTAL_EXACT_UP_TO = 2000
 
 
 class SearchPage(NamedTuple):
@@ -327,58 +329,70 @@ class Catalog:
     def _rank_postgres(
         self, con: Connection, parsed: ParsedQuery, limit: int, offset: int
     ) -> tuple[list[tuple[int, float]], int, bool]:
-        """PostgreSQL: the same tiers and candidate window as :meth:`_rank_fts5`, over
-        tsvector columns with GIN indexes; (hits, total, whether the total is an estimate).
+        """PostgreSQL: the same tiers and candidate window as :meth:`_rank_fts5`, in one
+        statement over a table of tsvectors with a GIN index; (hits, total, whether the total
+        is an estimate).
 
         ``ts_rank`` knows no idf, so the score is bm25's idf of each word (or quoted phrase)
         times its ``ts_rank(…, 1)`` (term frequency, saturated, divided by 1 + log(page
         length)), summed and negated: lower is better on both engines. A word's document
         frequency is counted up to ``PG_DF_EXACT_UP_TO`` and estimated above (idf hardly
-        moves there: 0.1 at 90 % of pages, 0.7 at 50 %)."""
-        column = "exact" if parsed.exact else "folded"
+        moves there: 0.1 at 90 % of pages, 0.7 at 50 %); one word needs no idf at all."""
+        table = "page_search_exact" if parsed.exact else "page_search_folded"
         query = pg.tsquery(parsed.items)
-        row = con.execute(
-            f"SELECT page_pk FROM page_search WHERE {column} @@ ?::tsquery"  # noqa: S608
-            " ORDER BY page_pk DESC LIMIT 1 OFFSET ?",  # (constants)
-            (query, self.candidate_budget - 1),
-        ).fetchone()
-        cutoff = None if row is None else int(row[0])
-        pages = int(con.execute("SELECT COALESCE(max(page_pk), 0) FROM page_search").fetchone()[0])
-        score, score_args = [], []
-        for item in parsed.items:
-            unit = pg.tsquery([item])
-            df, _ = self._pg_count(con, column, unit, PG_DF_EXACT_UP_TO)
-            score.append(f"? * ts_rank({column}, ?::tsquery, 1)")
-            score_args += [math.log(1 + max(0.0, pages - df + 0.5) / (df + 0.5)), unit]
-        tier, tier_args = "", []
+        score: list[str] = []
+        score_args: list[object] = []
+        if len(parsed.items) == 1:
+            score.append("ts_rank(vec, ?::tsquery, 1)")
+            score_args.append(query)
+        else:
+            pages = con.execute(f"SELECT COALESCE(max(page_pk), 0) FROM {table}")  # noqa: S608
+            n = int(pages.fetchone()[0])
+            for item in parsed.items:
+                unit = pg.tsquery([item])
+                df, _ = self._pg_count(con, table, unit, PG_DF_EXACT_UP_TO)
+                score.append("? * ts_rank(vec, ?::tsquery, 1)")
+                score_args += [math.log(1 + max(0.0, n - df + 0.5) / (df + 0.5)), unit]
+        tier, tier_args = "false", []
         if parsed.phrase is not None:
-            tier = f"({column} @@ ?::tsquery) DESC,"
-            tier_args = [pg.tsquery([parsed.terms])]
-        ranked = [
-            (int(r[0]), float(r[1]))
-            for r in con.execute(
-                f"SELECT page_pk, -({' + '.join(score)}) AS score FROM page_search"  # noqa: S608
-                f" WHERE {column} @@ ?::tsquery AND page_pk >= ?"  # (constants, placeholders)
-                f" ORDER BY {tier} score, page_pk DESC LIMIT ? OFFSET ?",
-                [*score_args, query, cutoff or 0, *tier_args, limit, offset],
-            )
-        ]
-        if cutoff is None and offset == 0 and len(ranked) < limit:
-            return ranked, len(ranked), False
-        total, estimated = self._pg_count(con, column, query, PG_TOTAL_EXACT_UP_TO)
-        return ranked, total, estimated
+            tier, tier_args = "vec @@ ?::tsquery", [pg.tsquery([parsed.terms])]
+        # The window (the newest matches) is a LIMIT subquery, which the planner keeps apart:
+        # each candidate's vector is read once to match, then ranked; count(*) OVER () is
+        # the window's size, i.e. the exact total when fewer than the budget match.
+        rows = con.execute(
+            f"SELECT page_pk, score, count(*) OVER () FROM (SELECT page_pk,"  # noqa: S608
+            f" -({' + '.join(score)}) AS score, {tier} AS tier FROM (SELECT page_pk, vec"
+            f" FROM {table} WHERE vec @@ ?::tsquery ORDER BY page_pk DESC LIMIT ?) w) r"
+            " ORDER BY tier DESC, score, page_pk DESC LIMIT ? OFFSET ?",  # (constants)
+            [*score_args, *tier_args, query, self.candidate_budget, limit, offset],
+        ).fetchall()
+        ranked = [(int(r[0]), float(r[1])) for r in rows]
+        window = int(rows[0][2]) if rows else 0
+        if not rows and offset:
+            window = self._pg_count(con, table, query, self.candidate_budget)[0]
+        if window < self.candidate_budget:
+            return ranked, window, False
+        total, estimated = self._pg_count(
+            con, table, query, max(PG_TOTAL_EXACT_UP_TO, self.candidate_budget + 1)
+        )
+        return ranked, max(window, total), estimated
 
     @staticmethod
-    def _pg_count(con: Connection, column: str, query: str, exact_up_to: int) -> tuple[int, bool]:
+    def _pg_count(con: Connection, table: str, query: str, exact_up_to: int) -> tuple[int, bool]:
         """Pages matching ``query``: exact below ``exact_up_to`` (the scan stops there),
         else the planner's estimate, at least ``exact_up_to``. (count, estimated)"""
-        where = f"FROM page_search WHERE {column} @@ ?::tsquery"  # (constants)
+        where = f"FROM {table} WHERE vec @@ ?::tsquery"  # (constants)
         sql = f"SELECT count(*) FROM (SELECT 1 {where} LIMIT ?) s"  # noqa: S608
         found = int(con.execute(sql, (query, exact_up_to)).fetchone()[0])
         if found < exact_up_to:
             return found, False
+        return max(exact_up_to, Catalog._pg_estimate(con, where, query)), True
+
+    @staticmethod
+    def _pg_estimate(con: Connection, where: str, query: str) -> int:
+        """The planner's row estimate for ``SELECT 1 <where>`` (tsvector statistics)."""
         plan = con.execute(f"EXPLAIN (FORMAT JSON) SELECT 1 {where}", (query,)).fetchone()[0]
-        return max(exact_up_to, int(plan[0]["Plan"]["Plan Rows"])), True
+        return int(plan[0]["Plan"]["Plan Rows"])
 
     def _cutoff(self, con: Connection, table: str, match: str) -> int | None:
         """The lowest rowid of the newest ``candidate_budget`` matches; None when fewer

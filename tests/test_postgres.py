@@ -214,18 +214,21 @@ def test_a_restarted_database_server_costs_one_failed_call(tmp_path: Path) -> No
 def test_large_counts_are_estimated_and_flagged(
     pg_cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Above PG_TOTAL_EXACT_UP_TO the total is the planner's estimate (exact counts of a
-    common word cost a visit to every page), flagged so that the staff page says "about"."""
+    """Beyond the candidate window the total is the planner's estimate (an exact count of a
+    common word costs a visit to every page), flagged so that the staff page says "about"."""
     from server import catalog
 
     db = Database(pg_cluster.create_database())
     ids = archive(db, [f"quyết định số {n} của ủy ban" for n in range(40)])
-    db.read().execute("ANALYZE page_search")
-    monkeypatch.setattr(catalog, "PG_TOTAL_EXACT_UP_TO", 10)
+    db.read().execute("ANALYZE page_search_folded")
     monkeypatch.setattr(catalog, "PG_DF_EXACT_UP_TO", 10)
-    found = Catalog(db).search_page("quyet dinh", 5)
+    monkeypatch.setattr(catalog, "PG_TOTAL_EXACT_UP_TO", 10)
+    found = Catalog(db, candidate_budget=10).search_page("quyet dinh", 5)
     assert found.estimated and 30 <= found.total <= 50  # ANALYZE saw all 40
     assert [h["page"] for h in found.hits] == list(reversed(ids))[:5]  # equal scores: newest
-    exact = Catalog(db).search_page("quyet dinh so 7", 5)  # below the cap: counted
-    assert not exact.estimated and exact.total == 1
+    exact = Catalog(db, candidate_budget=10).search_page("quyet dinh so", 5, 5)
+    assert exact.estimated and len(exact.hits) == 5
+    one = Catalog(db, candidate_budget=10).search_page("quyet dinh so 7", 5)  # in the window
+    assert not one.estimated and one.total == 1
+    assert Catalog(db).search_page("quyet dinh", 5) == (found.hits, 40, False)
     db.close()
