@@ -51,6 +51,9 @@ _BATCH_SELECT = (
 # Catalog.search_page. bench/search.py at 100,000 pages: bm25 over 5,000 candidates costs
 # 5–10 ms, over 20,000 20 ms, over every match of a common word 55–65 ms.
 CANDIDATE_BUDGET = 5000
+# PostgreSQL reads a ~2 KB vector per candidate where FTS5 walks a doclist: at 100,000 pages
+# a window of 5,000 gave p95 45–52 ms, 3,000 gave 33 ms (bench/search.py --engine postgresql).
+PG_CANDIDATE_BUDGET = 3000
 # "More results" paging goes this deep at most (the tiers are re-ranked per request).
 MAX_OFFSET = 1000
 # PostgreSQL counts a word's pages exactly up to this, then takes the planner's estimate
@@ -114,8 +117,11 @@ def parse_query(query: str) -> ParsedQuery | None:
 
 
 class Catalog:
-    def __init__(self, db: Database, candidate_budget: int = CANDIDATE_BUDGET) -> None:
+    def __init__(self, db: Database, candidate_budget: int | None = None) -> None:
         self.db = db
+        if candidate_budget is None:
+            sqlite = db.dialect == "sqlite"
+            candidate_budget = CANDIDATE_BUDGET if sqlite else PG_CANDIDATE_BUDGET
         self.candidate_budget = max(1, candidate_budget)
 
     def batches(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
@@ -340,14 +346,14 @@ class Catalog:
         moves there: 0.1 at 90 % of pages, 0.7 at 50 %); one word needs no idf at all."""
         table = "page_search_exact" if parsed.exact else "page_search_folded"
         query = pg.tsquery(parsed.items)
+        pages = con.execute(f"SELECT COALESCE(max(page_pk), 0) FROM {table}")  # noqa: S608
+        n = int(pages.fetchone()[0])  # ~ pages indexed (ids are dense)
         score: list[str] = []
         score_args: list[object] = []
         if len(parsed.items) == 1:
             score.append("ts_rank(vec, ?::tsquery, 1)")
             score_args.append(query)
         else:
-            pages = con.execute(f"SELECT COALESCE(max(page_pk), 0) FROM {table}")  # noqa: S608
-            n = int(pages.fetchone()[0])
             for item in parsed.items:
                 unit = pg.tsquery([item])
                 df, _ = self._pg_count(con, table, unit, PG_DF_EXACT_UP_TO)
@@ -356,26 +362,47 @@ class Catalog:
         tier, tier_args = "false", []
         if parsed.phrase is not None:
             tier, tier_args = "vec @@ ?::tsquery", [pg.tsquery([parsed.terms])]
+        where = f"FROM {table} WHERE vec @@ ?::tsquery"  # (constants)
+        estimate = self._pg_estimate(con, where, query)
         # The window (the newest matches) is a LIMIT subquery, which the planner keeps apart:
         # each candidate's vector is read once to match, then ranked; count(*) OVER () is
         # the window's size, i.e. the exact total when fewer than the budget match.
-        rows = con.execute(
+        sql = (
             f"SELECT page_pk, score, count(*) OVER () FROM (SELECT page_pk,"  # noqa: S608
             f" -({' + '.join(score)}) AS score, {tier} AS tier FROM (SELECT page_pk, vec"
-            f" FROM {table} WHERE vec @@ ?::tsquery ORDER BY page_pk DESC LIMIT ?) w) r"
-            " ORDER BY tier DESC, score, page_pk DESC LIMIT ? OFFSET ?",  # (constants)
-            [*score_args, *tier_args, query, self.candidate_budget, limit, offset],
-        ).fetchall()
+            f" {where} ORDER BY page_pk DESC LIMIT ?) w) r"
+            " ORDER BY tier DESC, score, page_pk DESC LIMIT ? OFFSET ?"  # (constants)
+        )
+        args = [*score_args, *tier_args, query, self.candidate_budget, limit, offset]
+        # Two ways to find the window, and PostgreSQL's planner misjudges which is cheaper
+        # (it does not cost reading a vector to test it): walking the primary key from the
+        # newest page and testing each vector reads budget × n / matches vectors; the GIN
+        # index finds every match but then reads each one's heap row (~3 µs: a vector is
+        # ~2 KB, 4 to a page) before sorting. The walk wins when matches² > budget × n.
+        walk = estimate * estimate > self.candidate_budget * max(n, 1)
+        rows = self._pg_window(con, sql, args, walk)
         ranked = [(int(r[0]), float(r[1])) for r in rows]
         window = int(rows[0][2]) if rows else 0
         if not rows and offset:
             window = self._pg_count(con, table, query, self.candidate_budget)[0]
         if window < self.candidate_budget:
             return ranked, window, False
-        total, estimated = self._pg_count(
-            con, table, query, max(PG_TOTAL_EXACT_UP_TO, self.candidate_budget + 1)
-        )
+        if estimate >= PG_TOTAL_EXACT_UP_TO:
+            return ranked, max(window, estimate), True
+        total, estimated = self._pg_count(con, table, query, PG_TOTAL_EXACT_UP_TO)
         return ranked, max(window, total), estimated
+
+    @staticmethod
+    def _pg_window(con: Connection, sql: str, args: list[object], walk: bool) -> list[Any]:
+        if not walk:
+            return con.execute(sql, args).fetchall()
+        con.execute("BEGIN")
+        try:
+            con.execute("SET LOCAL enable_bitmapscan = off")
+            con.execute("SET LOCAL enable_seqscan = off")
+            return con.execute(sql, args).fetchall()
+        finally:
+            con.execute("COMMIT")
 
     @staticmethod
     def _pg_count(con: Connection, table: str, query: str, exact_up_to: int) -> tuple[int, bool]:
