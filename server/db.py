@@ -19,6 +19,7 @@ gives 500+ pages/s (docs/benchmarks.md).
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import threading
 import time
@@ -371,17 +372,38 @@ class Database:
         self._schema_version()
 
     def _create_postgres(self) -> None:
+        """Create or update the schema, once: DDL takes strong locks (ALTER TABLE takes an
+        ACCESS EXCLUSIVE one), so a server starting beside running ones must not repeat it.
+        The DDL's digest is kept in ``meta``; when it matches, nothing is locked."""
+        scripts = [*_statements(pg.ddl(SCHEMA + STAFF_SCHEMA))]
+        scripts += [
+            f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {pg.ddl(definition)}"
+            for table, column, definition in ADDED_COLUMNS
+        ]
+        scripts.append(PG_SEARCH)  # one simple-protocol script ($$ bodies inside)
+        digest = hashlib.sha256("\n;\n".join(scripts).encode()).hexdigest()
+        if self._pg_ddl_digest() == digest:
+            return
         # Several processes may start at once: one creates, the others wait on the lock (DDL
-        # racing on IF NOT EXISTS can fail in PostgreSQL).
+        # racing on IF NOT EXISTS can fail in PostgreSQL), then find it done.
         with self.tx() as con:
-            for statement in _statements(pg.ddl(SCHEMA + STAFF_SCHEMA)):
+            if self._pg_ddl_digest() == digest:
+                return
+            for statement in scripts:
                 con.execute(statement)
-            for table, column, definition in ADDED_COLUMNS:
-                con.execute(
-                    f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {pg.ddl(definition)}"
-                )
-            con.execute(PG_SEARCH)  # one simple-protocol script ($$ bodies inside)
+            con.execute(
+                "INSERT INTO meta(key, value) VALUES ('pg_ddl', ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (digest,),
+            )
         self._schema_version()
+
+    def _pg_ddl_digest(self) -> str | None:
+        con = self.connect()
+        if con.execute("SELECT to_regclass('meta')").fetchone()[0] is None:
+            return None
+        row = con.execute("SELECT value FROM meta WHERE key = 'pg_ddl'").fetchone()
+        return None if row is None else str(row[0])
 
     def _schema_version(self) -> None:
         with self.tx() as con:
@@ -456,24 +478,24 @@ class Database:
 
     def index_text(self, con: Connection, page_pk: int, text: str) -> None:
         text = nfc(text)
-        con.execute(
+        upsert_text = (
             "INSERT INTO page_text(page_pk, text) VALUES (?, ?)"
-            " ON CONFLICT(page_pk) DO UPDATE SET text = excluded.text",
-            (page_pk, text),
+            " ON CONFLICT(page_pk) DO UPDATE SET text = excluded.text"
         )
         if self.dialect == "sqlite":
+            con.execute(upsert_text, (page_pk, text))
             con.execute("INSERT INTO page_fts(rowid, folded) VALUES (?, ?)", (page_pk, fold(text)))
             con.execute("INSERT INTO page_fts_exact(rowid, text) VALUES (?, ?)", (page_pk, text))
-        else:
-            for table, vec in (
-                ("page_search_folded", pg.tsvector(fold(text))),
-                ("page_search_exact", pg.tsvector(text.lower())),
-            ):
-                con.execute(
-                    f"INSERT INTO {table}(page_pk, vec) VALUES (?, ?::tsvector)"  # noqa: S608
-                    " ON CONFLICT(page_pk) DO UPDATE SET vec = excluded.vec",  # (constants)
-                    (page_pk, vec),
-                )
+        else:  # one statement, one round trip
+            con.execute(
+                f"WITH t AS ({upsert_text} RETURNING page_pk), f AS ("  # noqa: S608 (constants)
+                "INSERT INTO page_search_folded(page_pk, vec) VALUES (?, ?::tsvector)"
+                " ON CONFLICT(page_pk) DO UPDATE SET vec = excluded.vec RETURNING page_pk)"
+                " INSERT INTO page_search_exact(page_pk, vec) VALUES (?, ?::tsvector)"
+                " ON CONFLICT(page_pk) DO UPDATE SET vec = excluded.vec",
+                (page_pk, text, page_pk, pg.tsvector(fold(text)), page_pk,
+                 pg.tsvector(text.lower())),
+            )  # fmt: skip
 
     def index_meta(self, con: Connection, ref: str, text: str) -> None:
         """(Re-)index a hồ sơ or văn bản's metadata text under ``ref``."""

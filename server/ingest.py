@@ -76,7 +76,7 @@ from protocol.messages import (
     Status,
     Telemetry,
 )
-from server.db import OPERATIONAL_ERRORS, Connection, Database
+from server.db import OPERATIONAL_ERRORS, Connection, Database, Row
 from server.store import Pending, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -151,6 +151,14 @@ class _Batch:
     complete: bool = False
 
 
+_PART_SELECT = (
+    "SELECT parts.id, parts.page_pk, parts.sha256, parts.size, parts.state, parts.name,"
+    " parts.media_type, pages.page_no, pages.page_id, pages.batch_pk, batches.batch_id"
+    " FROM parts JOIN pages ON pages.id = parts.page_pk"
+    " JOIN batches ON batches.id = pages.batch_pk"
+)
+
+
 class _Group:
     def __init__(self, size: int) -> None:
         self.replies: list[list[Outgoing]] = [[] for _ in range(size)]
@@ -159,6 +167,8 @@ class _Group:
         self.batches: dict[tuple[str, str], _Batch] = {}
         self.queries: list[tuple[int, Query]] = []
         self.pending = Pending()
+        # (device, page_id, part name) → its row, read for the whole group at once
+        self.known_parts: dict[tuple[str, str, str], Row] = {}
 
     def touched(
         self, device: str, batch_id: str, batch_pk: int, index: int, committed: list[PartState]
@@ -235,6 +245,7 @@ class Ingest:
         if writes or group.alerts:
             try:
                 with self.db.tx() as con:
+                    self._prefetch_parts(con, group, [m for _, m, _ in writes])
                     for index, msg, body in writes:
                         self._apply(con, group, index, msg, body)
                     self._receive(con, group)
@@ -441,15 +452,21 @@ class Ingest:
                     raise Rejected(
                         "too_large", f"part {part.name} of {part.size} bytes", msg.batch_id
                     )
-                con.execute(
-                    "INSERT INTO parts(page_pk, name, sha256, size, media_type)"
-                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    (row["id"], part.name, part.sha256, part.size, part.media_type),
+            # All parts of the page in one batch and one read (round trips on PostgreSQL).
+            con.executemany(
+                "INSERT INTO parts(page_pk, name, sha256, size, media_type)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [(row["id"], p.name, p.sha256, p.size, p.media_type) for p in page.parts],
+            )
+            held_parts = {
+                r["name"]: r
+                for r in con.execute(
+                    "SELECT id, name, sha256, size, state FROM parts WHERE page_pk = ?",
+                    (row["id"],),
                 )
-                held = con.execute(
-                    "SELECT id, sha256, size, state FROM parts WHERE page_pk = ? AND name = ?",
-                    (row["id"], part.name),
-                ).fetchone()
+            }
+            for part in page.parts:
+                held = held_parts[part.name]
                 if held["sha256"] != part.sha256 or held["size"] != part.size:
                     self._conflict(
                         device, msg.batch_id, f"page {page.page_id} part {part.name} differs"
@@ -494,19 +511,38 @@ class Ingest:
         if chunking.sha256_hex(body) != msg.chunk_sha256:
             raise Rejected("corrupt", f"chunk at {msg.offset} fails its sha256", msg.batch_id)
 
+    @staticmethod
+    def _prefetch_parts(con: Connection, group: _Group, messages: list[Envelope]) -> None:
+        """The parts the group's chunks name, in one query per device (instead of one per
+        chunk: a round trip each on PostgreSQL). Parts a manifest of this very group
+        announces are not there yet; :meth:`_chunk` looks those up itself."""
+        wanted: dict[str, set[str]] = {}
+        for msg in messages:
+            if isinstance(msg, ChunkHeader):
+                wanted.setdefault(msg.device_id, set()).add(msg.page_id)
+        for device, page_ids in wanted.items():
+            ids = sorted(page_ids)
+            for start in range(0, len(ids), 500):
+                some = ids[start : start + 500]
+                sql = (
+                    f"{_PART_SELECT} WHERE pages.device_id = ?"  # placeholders only
+                    f" AND pages.page_id IN ({', '.join('?' * len(some))})"
+                )
+                for row in con.execute(sql, (device, *some)):
+                    group.known_parts[(device, row["page_id"], row["name"])] = row
+
     def _chunk(
         self, con: Connection, group: _Group, index: int, msg: ChunkHeader, body: bytes
     ) -> None:
         """Collect a (checked) chunk for its part; written by :meth:`_receive`."""
         device = msg.device_id
-        part = con.execute(
-            "SELECT parts.id, parts.page_pk, parts.sha256, parts.size, parts.state,"
-            " parts.media_type, pages.page_no, pages.page_id, pages.batch_pk, batches.batch_id"
-            " FROM parts JOIN pages ON pages.id = parts.page_pk"
-            " JOIN batches ON batches.id = pages.batch_pk"
-            " WHERE pages.device_id = ? AND pages.page_id = ? AND parts.name = ?",
-            (device, msg.page_id, msg.part),
-        ).fetchone()
+        part = group.known_parts.get((device, msg.page_id, msg.part))
+        if part is None:  # announced in this group, or unknown
+            part = con.execute(
+                f"{_PART_SELECT} WHERE pages.device_id = ? AND pages.page_id = ?"
+                " AND parts.name = ?",
+                (device, msg.page_id, msg.part),
+            ).fetchone()
         if part is None or part["batch_id"] != msg.batch_id:
             raise Rejected("unknown_part", f"page {msg.page_id} part {msg.part}", msg.batch_id)
         if part["sha256"] != msg.part_sha256 or part["size"] != msg.part_size:

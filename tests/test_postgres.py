@@ -232,3 +232,25 @@ def test_large_counts_are_estimated_and_flagged(
     assert not one.estimated and one.total == 1
     assert Catalog(db).search_page("quyet dinh", 5) == (found.hits, 40, False)
     db.close()
+
+
+def test_a_second_server_starts_without_locking_the_running_one(
+    pg_cluster: PostgresCluster,
+) -> None:
+    """Opening an existing catalogue runs no DDL (it would wait for, and then block, every
+    reader: ALTER TABLE takes an ACCESS EXCLUSIVE lock), so a worker can start at any time."""
+    import psycopg
+
+    url = pg_cluster.create_database()
+    Database(url).close()
+    with psycopg.connect(url) as reader:  # a transaction holding a read lock on the index
+        reader.execute("SELECT count(*) FROM page_search_folded").fetchone()
+        reader.execute("SELECT count(*) FROM audit").fetchone()
+        opened = threading.Event()
+
+        def start() -> None:
+            Database(url).close()
+            opened.set()
+
+        threading.Thread(target=start, daemon=True).start()
+        assert opened.wait(10), "the second start waited for the reader's lock"
