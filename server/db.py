@@ -477,25 +477,41 @@ class Database:
     # -- full-text indexing (search itself: server.catalog and server.records) ---------------
 
     def index_text(self, con: Connection, page_pk: int, text: str) -> None:
-        text = nfc(text)
+        self.index_texts(con, [(page_pk, text)])
+
+    def index_texts(self, con: Connection, pages: list[tuple[int, str]]) -> None:
+        """Store and index the OCR text of pages (page id, text): NFC, folded and exact."""
         upsert_text = (
             "INSERT INTO page_text(page_pk, text) VALUES (?, ?)"
             " ON CONFLICT(page_pk) DO UPDATE SET text = excluded.text"
         )
         if self.dialect == "sqlite":
-            con.execute(upsert_text, (page_pk, text))
-            con.execute("INSERT INTO page_fts(rowid, folded) VALUES (?, ?)", (page_pk, fold(text)))
-            con.execute("INSERT INTO page_fts_exact(rowid, text) VALUES (?, ?)", (page_pk, text))
-        else:  # one statement, one round trip
-            con.execute(
-                f"WITH t AS ({upsert_text} RETURNING page_pk), f AS ("  # noqa: S608 (constants)
-                "INSERT INTO page_search_folded(page_pk, vec) VALUES (?, ?::tsvector)"
-                " ON CONFLICT(page_pk) DO UPDATE SET vec = excluded.vec RETURNING page_pk)"
-                " INSERT INTO page_search_exact(page_pk, vec) VALUES (?, ?::tsvector)"
-                " ON CONFLICT(page_pk) DO UPDATE SET vec = excluded.vec",
+            for page_pk, raw in pages:
+                text = nfc(raw)
+                con.execute(upsert_text, (page_pk, text))
+                con.execute(
+                    "INSERT INTO page_fts(rowid, folded) VALUES (?, ?)", (page_pk, fold(text))
+                )
+                con.execute(
+                    "INSERT INTO page_fts_exact(rowid, text) VALUES (?, ?)", (page_pk, text)
+                )
+            return
+        # PostgreSQL: one statement per page, all pages in one pipelined batch.
+        rows = []
+        for page_pk, raw in pages:
+            text = nfc(raw)
+            rows.append(
                 (page_pk, text, page_pk, pg.tsvector(fold(text)), page_pk,
-                 pg.tsvector(text.lower())),
+                 pg.tsvector(text.lower()))
             )  # fmt: skip
+        con.executemany(
+            f"WITH t AS ({upsert_text} RETURNING page_pk), f AS ("  # noqa: S608 (constants)
+            "INSERT INTO page_search_folded(page_pk, vec) VALUES (?, ?::tsvector)"
+            " ON CONFLICT(page_pk) DO UPDATE SET vec = excluded.vec RETURNING page_pk)"
+            " INSERT INTO page_search_exact(page_pk, vec) VALUES (?, ?::tsvector)"
+            " ON CONFLICT(page_pk) DO UPDATE SET vec = excluded.vec",
+            rows,
+        )
 
     def index_meta(self, con: Connection, ref: str, text: str) -> None:
         """(Re-)index a hồ sơ or văn bản's metadata text under ``ref``."""

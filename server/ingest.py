@@ -159,6 +159,18 @@ _PART_SELECT = (
 )
 
 
+def _select_in(
+    con: Connection, sql: str, args: list[object], values: list[object], per: int = 500
+) -> list[Row]:
+    """``sql`` ending in ``… IN`` with ``args`` then each slice of ``values`` as the list."""
+    out: list[Row] = []
+    for start in range(0, len(values), per):
+        some = values[start : start + per]
+        marks = ", ".join("?" * len(some))
+        out += con.execute(f"{sql} ({marks})", [*args, *some]).fetchall()
+    return out
+
+
 class _Group:
     def __init__(self, size: int) -> None:
         self.replies: list[list[Outgoing]] = [[] for _ in range(size)]
@@ -167,8 +179,12 @@ class _Group:
         self.batches: dict[tuple[str, str], _Batch] = {}
         self.queries: list[tuple[int, Query]] = []
         self.pending = Pending()
-        # (device, page_id, part name) → its row, read for the whole group at once
+        # (device, page_id, part name) → its row, read for the whole group at once; read
+        # again (once per manifest applied since) when a chunk names a part not in it
         self.known_parts: dict[tuple[str, str, str], Row] = {}
+        self.wanted_pages: dict[str, set[str]] = {}
+        self.manifests = 0
+        self.prefetched_at: dict[str, int] = {}
 
     def touched(
         self, device: str, batch_id: str, batch_pk: int, index: int, committed: list[PartState]
@@ -359,6 +375,7 @@ class Ingest:
                 self._rejected(group, index, msg.device_id, "manifest", msg, exc)
             else:
                 con.execute("RELEASE manifest")
+                group.manifests += 1
 
     # -- device status -----------------------------------------------------------------------
 
@@ -418,11 +435,19 @@ class Ingest:
                 "UPDATE batches SET page_count = ? WHERE id = ?", (msg.page_count, batch["id"])
             )
         for page in msg.pages:
-            con.execute(
-                "INSERT INTO pages(batch_pk, device_id, page_id, page_no, capture_sha256,"
-                " capture_size, dpi, width_px, height_px, colour, flags, ocr_confidence,"
-                " decisions, source_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT DO NOTHING",
+            for part in page.parts:
+                if part.size > self.max_part_bytes:
+                    raise Rejected(
+                        "too_large", f"part {part.name} of {part.size} bytes", msg.batch_id
+                    )
+        # Every page, then every part, in one batch and one read each (a round trip per
+        # statement on PostgreSQL); a conflict anywhere rolls the whole manifest back.
+        con.executemany(
+            "INSERT INTO pages(batch_pk, device_id, page_id, page_no, capture_sha256,"
+            " capture_size, dpi, width_px, height_px, colour, flags, ocr_confidence,"
+            " decisions, source_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            [
                 (
                     batch["id"],
                     device,
@@ -438,35 +463,46 @@ class Ingest:
                     page.ocr_confidence,
                     json.dumps(page.decisions, ensure_ascii=False),
                     page.source_name,
-                ),
+                )
+                for page in msg.pages
+            ],
+        )
+        rows = {
+            r["page_id"]: r
+            for r in _select_in(
+                con,
+                "SELECT id, page_id, batch_pk, capture_sha256 FROM pages"
+                " WHERE device_id = ? AND page_id IN",
+                [device],
+                [page.page_id for page in msg.pages],
             )
-            row = con.execute(
-                "SELECT id, batch_pk, capture_sha256 FROM pages"
-                " WHERE device_id = ? AND page_id = ?",
-                (device, page.page_id),
-            ).fetchone()
+        }
+        for page in msg.pages:
+            row = rows[page.page_id]
             if row["capture_sha256"] != page.capture_sha256 or row["batch_pk"] != batch["id"]:
                 self._conflict(device, msg.batch_id, f"page {page.page_id} capture differs")
-            for part in page.parts:
-                if part.size > self.max_part_bytes:
-                    raise Rejected(
-                        "too_large", f"part {part.name} of {part.size} bytes", msg.batch_id
-                    )
-            # All parts of the page in one batch and one read (round trips on PostgreSQL).
-            con.executemany(
-                "INSERT INTO parts(page_pk, name, sha256, size, media_type)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                [(row["id"], p.name, p.sha256, p.size, p.media_type) for p in page.parts],
+        con.executemany(
+            "INSERT INTO parts(page_pk, name, sha256, size, media_type)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [
+                (rows[page.page_id]["id"], p.name, p.sha256, p.size, p.media_type)
+                for page in msg.pages
+                for p in page.parts
+            ],
+        )
+        held_parts = {
+            (r["page_pk"], r["name"]): r
+            for r in _select_in(
+                con,
+                "SELECT id, page_pk, name, sha256, size, state FROM parts WHERE page_pk IN",
+                [],
+                [rows[page.page_id]["id"] for page in msg.pages],
             )
-            held_parts = {
-                r["name"]: r
-                for r in con.execute(
-                    "SELECT id, name, sha256, size, state FROM parts WHERE page_pk = ?",
-                    (row["id"],),
-                )
-            }
+        }
+        for page in msg.pages:
+            row = rows[page.page_id]
             for part in page.parts:
-                held = held_parts[part.name]
+                held = held_parts[(row["id"], part.name)]
                 if held["sha256"] != part.sha256 or held["size"] != part.size:
                     self._conflict(
                         device, msg.batch_id, f"page {page.page_id} part {part.name} differs"
@@ -514,30 +550,38 @@ class Ingest:
     @staticmethod
     def _prefetch_parts(con: Connection, group: _Group, messages: list[Envelope]) -> None:
         """The parts the group's chunks name, in one query per device (instead of one per
-        chunk: a round trip each on PostgreSQL). Parts a manifest of this very group
-        announces are not there yet; :meth:`_chunk` looks those up itself."""
-        wanted: dict[str, set[str]] = {}
+        chunk: a round trip each on PostgreSQL). Parts announced by a manifest of this very
+        group are read again by :meth:`_chunk` (:meth:`_read_parts`)."""
         for msg in messages:
             if isinstance(msg, ChunkHeader):
-                wanted.setdefault(msg.device_id, set()).add(msg.page_id)
-        for device, page_ids in wanted.items():
-            ids = sorted(page_ids)
-            for start in range(0, len(ids), 500):
-                some = ids[start : start + 500]
-                sql = (
-                    f"{_PART_SELECT} WHERE pages.device_id = ?"  # placeholders only
-                    f" AND pages.page_id IN ({', '.join('?' * len(some))})"
-                )
-                for row in con.execute(sql, (device, *some)):
-                    group.known_parts[(device, row["page_id"], row["name"])] = row
+                group.wanted_pages.setdefault(msg.device_id, set()).add(msg.page_id)
+        for device in group.wanted_pages:
+            Ingest._read_parts(con, group, device)
+
+    @staticmethod
+    def _read_parts(con: Connection, group: _Group, device: str) -> None:
+        ids = sorted(group.wanted_pages.get(device, ()))
+        for start in range(0, len(ids), 500):
+            some = ids[start : start + 500]
+            sql = (
+                f"{_PART_SELECT} WHERE pages.device_id = ?"  # placeholders only
+                f" AND pages.page_id IN ({', '.join('?' * len(some))})"
+            )
+            for row in con.execute(sql, (device, *some)):
+                group.known_parts[(device, row["page_id"], row["name"])] = row
+        group.prefetched_at[device] = group.manifests
 
     def _chunk(
         self, con: Connection, group: _Group, index: int, msg: ChunkHeader, body: bytes
     ) -> None:
         """Collect a (checked) chunk for its part; written by :meth:`_receive`."""
         device = msg.device_id
-        part = group.known_parts.get((device, msg.page_id, msg.part))
-        if part is None:  # announced in this group, or unknown
+        key = (device, msg.page_id, msg.part)
+        part = group.known_parts.get(key)
+        if part is None and group.prefetched_at.get(device, -1) < group.manifests:
+            self._read_parts(con, group, device)  # announced by a manifest of this group?
+            part = group.known_parts.get(key)
+        if part is None:  # unknown (or not among the group's wanted pages)
             part = con.execute(
                 f"{_PART_SELECT} WHERE pages.device_id = ? AND pages.page_id = ?"
                 " AND parts.name = ?",
@@ -593,6 +637,15 @@ class Ingest:
         placed = self._write_parts(parts, complete, group.pending)
         ranges_of: list[tuple[int, int, int]] = []
         committed: list[int] = []
+        texts: list[tuple[int, str]] = []
+        claimed = self._claim(
+            con,
+            [
+                (part.pk, part.final)
+                for part, done, ok in zip(parts, complete, placed, strict=True)
+                if done and ok
+            ],
+        )
         for part, done, ok in zip(parts, complete, placed, strict=True):
             if not done:
                 ranges_of += [(part.pk, offset, len(body)) for offset, body in part.chunks]
@@ -600,17 +653,17 @@ class Ingest:
                 text = None
                 if part.name == "text":
                     text = next((b for o, b in part.chunks if o == 0 and len(b) == part.size), None)
-                state = self._commit_part(
-                    con,
-                    part.pk,
-                    part.page_id,
-                    part.name,
-                    part.sha256,
-                    part.final,
-                    page_pk=part.page_pk,
-                    text=text,
-                )
-                if state is not None:
+                if part.pk in claimed:
+                    state = self._committed(
+                        con,
+                        part.page_id,
+                        part.name,
+                        part.sha256,
+                        part.final,
+                        part.page_pk,
+                        text,
+                        texts,
+                    )
                     committed.append(part.pk)
                     group.touched(part.device, part.batch_id, part.batch_pk, part.last, [state])
                     log.debug(
@@ -634,6 +687,8 @@ class Ingest:
                     part.msg,
                     Rejected("corrupt", detail, part.batch_id),
                 )
+        if texts:
+            self.db.index_texts(con, texts)
         if ranges_of:
             con.executemany(
                 'INSERT INTO chunks(part_pk, "offset", length) VALUES (?, ?, ?)'
@@ -666,18 +721,52 @@ class Ingest:
         text: bytes | None = None,
     ) -> PartState | None:
         """Mark a verified, placed part committed (with the group's COMMIT); its ranges are
-        the caller's to delete. This conditional UPDATE is the claim: None when the part
+        the caller's to delete. The conditional UPDATE is the claim: None when the part
         already was committed. ``text``: the verified bytes of a text part, if at hand."""
-        claimed = con.execute(
-            "UPDATE parts SET state = 'committed', path = ?, committed_at = ?, claimed_at = NULL"
-            " WHERE id = ? AND state != 'committed'",
-            (str(final), time.time(), part_pk),
-        ).rowcount
-        if not claimed:
+        if part_pk not in self._claim(con, [(part_pk, final)]):
             return None
+        return self._committed(con, page_id, name, sha256, final, page_pk, text)
+
+    @staticmethod
+    def _claim(con: Connection, parts: list[tuple[int, Path]]) -> set[int]:
+        """Mark parts (id, final path) committed unless they already are, in one statement
+        per 300 parts (round trips on PostgreSQL); the ids this call claimed."""
+        claimed: set[int] = set()
+        now = time.time()
+        for start in range(0, len(parts), 300):
+            some = parts[start : start + 300]
+            cases = " ".join("WHEN ? THEN ?" for _ in some)
+            marks = ", ".join("?" * len(some))
+            sql = (
+                f"UPDATE parts SET state = 'committed', path = CASE id {cases} END,"  # noqa: S608
+                f" committed_at = ?, claimed_at = NULL WHERE id IN ({marks})"  # (placeholders)
+                " AND state != 'committed' RETURNING id"
+            )
+            args: list[object] = [v for pk, final in some for v in (pk, str(final))]
+            rows = con.execute(sql, [*args, now, *(pk for pk, _ in some)]).fetchall()
+            claimed |= {int(r[0]) for r in rows}
+        return claimed
+
+    def _committed(
+        self,
+        con: Connection,
+        page_id: str,
+        name: str,
+        sha256: str,
+        final: Path,
+        page_pk: int,
+        text: bytes | None,
+        texts: list[tuple[int, str]] | None = None,
+    ) -> PartState:
+        """A claimed part's receipt line; a text part's text is indexed now, or added to
+        ``texts`` for the caller to index with the others (one batch)."""
         if name == "text":
             data = final.read_bytes() if text is None else text
-            self.db.index_text(con, page_pk, data.decode("utf-8", errors="replace"))
+            decoded = data.decode("utf-8", errors="replace")
+            if texts is None:
+                self.db.index_text(con, page_pk, decoded)
+            else:
+                texts.append((page_pk, decoded))
         return PartState(page_id=page_id, part=name, sha256=sha256, committed=True)
 
     def _forget(self, group: _Group) -> None:
