@@ -128,12 +128,17 @@ def words(text: str) -> list[str]:
 
 def tsvector(text: str) -> str:
     """A tsvector literal (cast with ``::tsvector``) of ``text``'s words with positions."""
-    positions: dict[str, list[int]] = {}
-    for i, word in enumerate(words(text), 1):
-        at = positions.setdefault(word, [])
-        if len(at) < 256:
-            at.append(min(i, _MAX_POS))
-    return " ".join(f"'{w}':{','.join(map(str, p))}" for w, p in positions.items())
+    found = _WORD.findall(text)
+    if len(found) > _MAX_POS or any(len(w) > _MAX_LEXEME_CHARS for w in found):
+        found = words(text)  # a pathological page: capped positions and words
+    positions: dict[str, list[str]] = {}
+    for i, word in enumerate(found, 1):
+        at = positions.get(word)
+        if at is None:
+            positions[word] = [str(min(i, _MAX_POS))]
+        elif len(at) < 256:
+            at.append(str(min(i, _MAX_POS)))
+    return " ".join([f"'{w}':{','.join(p)}" for w, p in positions.items()])
 
 
 def tsquery(items: Sequence[Sequence[str]]) -> str:
