@@ -216,27 +216,43 @@ def _recognize_once(
     image: Path, languages: str, psm: int, dpi: int | None, timeout_s: float, binary: str
 ) -> tuple[str, tuple[Word, ...]]:
     with tempfile.TemporaryDirectory(prefix="sohoa-ocr-") as tmp:
-        base = Path(tmp) / "page"
-        args = [binary, str(image), str(base), "-l", languages, "--psm", str(psm)]
-        if dpi:
-            args += ["--dpi", str(dpi)]
-        if "vie" in languages.split("+"):
-            user_words = Path(tmp) / "admin-words.txt"
-            user_words.write_text("\n".join(ADMIN_WORDS) + "\n", encoding="utf-8")
-            args += ["--user-words", str(user_words)]
         # One run, two renderers: word boxes and confidences (tsv) and laid-out text (txt).
-        args += ["-c", "tessedit_do_invert=0", "tsv", "txt"]
-        run = _run(args, timeout_s)
-        if run.returncode != 0:
-            raise OcrFailed(
-                "ocr_failed", f"tesseract exit {run.returncode}: {run.stderr.strip()[-500:]}"
-            )
-        try:
-            tsv = base.with_suffix(".tsv").read_text(encoding="utf-8")
-            txt = base.with_suffix(".txt").read_text(encoding="utf-8")
-        except OSError as exc:
-            raise OcrFailed("ocr_failed", f"tesseract wrote no output: {exc}") from exc
+        tsv, txt = _tesseract(
+            image, Path(tmp), languages, psm, dpi, ("tsv", "txt"), timeout_s, binary
+        )
     return _clean_text(txt), parse_tsv(tsv)
+
+
+def _tesseract(
+    source: Path,
+    tmp: Path,
+    languages: str,
+    psm: int,
+    dpi: int | None,
+    renderers: tuple[str, ...],
+    timeout_s: float,
+    binary: str,
+) -> list[str]:
+    """Run tesseract on ``source`` (an image, or a file listing images) into ``tmp``; the
+    output of each renderer, in order. The administrative words go along with ``vie``."""
+    base = tmp / "out"
+    args = [binary, str(source), str(base), "-l", languages, "--psm", str(psm)]
+    if dpi:
+        args += ["--dpi", str(dpi)]
+    if "vie" in languages.split("+"):
+        user_words = tmp / "admin-words.txt"
+        user_words.write_text("\n".join(ADMIN_WORDS) + "\n", encoding="utf-8")
+        args += ["--user-words", str(user_words)]
+    args += ["-c", "tessedit_do_invert=0", *renderers]
+    run = _run(args, timeout_s)
+    if run.returncode != 0:
+        raise OcrFailed(
+            "ocr_failed", f"tesseract exit {run.returncode}: {run.stderr.strip()[-500:]}"
+        )
+    try:
+        return [base.with_suffix(f".{r}").read_text(encoding="utf-8") for r in renderers]
+    except OSError as exc:
+        raise OcrFailed("ocr_failed", f"tesseract wrote no output: {exc}") from exc
 
 
 def recognize(
@@ -297,24 +313,7 @@ def recognize_lines(
     with tempfile.TemporaryDirectory(prefix="sohoa-ocr-") as tmp:
         listing = Path(tmp) / "lines.txt"
         listing.write_text("".join(f"{path}\n" for path in images), encoding="utf-8")
-        base = Path(tmp) / "lines"
-        args = [binary, str(listing), str(base), "-l", languages, "--psm", "7"]
-        if dpi:
-            args += ["--dpi", str(dpi)]
-        if "vie" in languages.split("+"):
-            user_words = Path(tmp) / "admin-words.txt"
-            user_words.write_text("\n".join(ADMIN_WORDS) + "\n", encoding="utf-8")
-            args += ["--user-words", str(user_words)]
-        args += ["-c", "tessedit_do_invert=0", "tsv"]
-        run = _run(args, timeout_s)
-        if run.returncode != 0:
-            raise OcrFailed(
-                "ocr_failed", f"tesseract exit {run.returncode}: {run.stderr.strip()[-500:]}"
-            )
-        try:
-            tsv = base.with_suffix(".tsv").read_text(encoding="utf-8")
-        except OSError as exc:
-            raise OcrFailed("ocr_failed", f"tesseract wrote no output: {exc}") from exc
+        (tsv,) = _tesseract(listing, Path(tmp), languages, 7, dpi, ("tsv",), timeout_s, binary)
     by_image: list[list[str]] = [[] for _ in images]
     header, *rows = tsv.splitlines() or [""]
     for row in rows:

@@ -389,6 +389,24 @@ def mqtt_run(batches: list[BatchSrc], chunk_size: int, servers: int) -> Run:
     return Run(name, pages, len(stream), seconds)
 
 
+def in_process_runs(batches: list[BatchSrc]) -> list[Run]:
+    """The in-process rows both engines share: group sizes, chunking, 2 workers."""
+    return [
+        run("1 worker, 32 KiB, one message at a time", batches, DEFAULT_CHUNK, group=1),
+        run("1 worker, 32 KiB, groups of 20", batches, DEFAULT_CHUNK, group=20),
+        run(f"1 worker, 32 KiB, groups of {GROUP}", batches, DEFAULT_CHUNK),
+        run(f"1 worker, one chunk per part, groups of {GROUP}", batches, ONE_CHUNK),
+        run(f"2 workers (threads), 32 KiB, groups of {GROUP}", batches, DEFAULT_CHUNK, 2, "thread"),
+        run(
+            f"2 workers (processes), 32 KiB, groups of {GROUP}",
+            batches,
+            DEFAULT_CHUNK,
+            2,
+            "process",
+        ),
+    ]
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench ingest", description=__doc__)
     parser.add_argument("--pages", type=int, default=400)
@@ -409,21 +427,7 @@ def main(argv: list[str]) -> int:
             CLUSTER.stop()
     batches = make_batches(args.pages, args.batch)
     profile = ROOT / ".bench-tmp" / "ingest.prof"
-    runs = [
-        run("1 worker, 32 KiB, one message at a time", batches, DEFAULT_CHUNK, group=1),
-        run("1 worker, 32 KiB, groups of 20", batches, DEFAULT_CHUNK, group=20),
-        run(f"1 worker, 32 KiB, groups of {GROUP}", batches, DEFAULT_CHUNK),
-        run(f"1 worker, one chunk per part, groups of {GROUP}", batches, ONE_CHUNK),
-        run(f"2 workers (threads), 32 KiB, groups of {GROUP}", batches, DEFAULT_CHUNK, 2, "thread"),
-        run(
-            f"2 workers (processes), 32 KiB, groups of {GROUP}",
-            batches,
-            DEFAULT_CHUNK,
-            2,
-            "process",
-        ),
-        without_durability(batches, DEFAULT_CHUNK),
-    ]
+    runs = [*in_process_runs(batches), without_durability(batches, DEFAULT_CHUNK)]
     if not args.no_mqtt:
         mqtt_batches = make_batches(args.mqtt_pages, args.batch, seed=8)
         for servers in (0, 1, 2):
@@ -464,20 +468,7 @@ def main(argv: list[str]) -> int:
 
 def postgres_main(args: argparse.Namespace) -> int:
     batches = make_batches(args.pages, args.batch)
-    runs = [
-        run("1 worker, 32 KiB, one message at a time", batches, DEFAULT_CHUNK, group=1),
-        run("1 worker, 32 KiB, groups of 20", batches, DEFAULT_CHUNK, group=20),
-        run(f"1 worker, 32 KiB, groups of {GROUP}", batches, DEFAULT_CHUNK),
-        run(f"1 worker, one chunk per part, groups of {GROUP}", batches, ONE_CHUNK),
-        run(f"2 workers (threads), 32 KiB, groups of {GROUP}", batches, DEFAULT_CHUNK, 2, "thread"),
-        run(
-            f"2 workers (processes), 32 KiB, groups of {GROUP}",
-            batches,
-            DEFAULT_CHUNK,
-            2,
-            "process",
-        ),
-    ]
+    runs = in_process_runs(batches)
     if not args.no_mqtt:
         mqtt_batches = make_batches(args.mqtt_pages, args.batch, seed=8)
         for servers in (1, 2):
