@@ -389,6 +389,21 @@ def mqtt_run(batches: list[BatchSrc], chunk_size: int, servers: int) -> Run:
     return Run(name, pages, len(stream), seconds)
 
 
+def print_runs(args: argparse.Namespace, engine: str, runs: list[Run]) -> None:
+    print(
+        f"\n{args.pages} pages (text {SIZES['text']} B, thumb {SIZES['thumb']} B, archival"
+        f" {SIZES['archival']} B), batches of {args.batch}; {platform.machine()},"
+        f" {os.cpu_count()} cores, {engine}, Python {platform.python_version()}\n"
+    )
+    print("| run | pages | messages | seconds | pages/s | messages/s |")
+    print("|---|---|---|---|---|---|")
+    for r in runs:
+        print(
+            f"| {r.name} | {r.pages} | {r.messages:,} | {r.seconds:.2f} | {r.rate:.0f} |"
+            f" {r.messages / r.seconds:,.0f} |"
+        )
+
+
 def in_process_runs(batches: list[BatchSrc]) -> list[Run]:
     """The in-process rows both engines share: group sizes, chunking, 2 workers."""
     return [
@@ -439,19 +454,7 @@ def main(argv: list[str]) -> int:
         for c, g in ((DEFAULT_CHUNK, 1), (DEFAULT_CHUNK, GROUP), (ONE_CHUNK, GROUP))
     }
 
-    print(
-        f"\n{args.pages} pages (text {SIZES['text']} B, thumb {SIZES['thumb']} B, archival"
-        f" {SIZES['archival']} B), batches of {args.batch}; {platform.machine()},"
-        f" {os.cpu_count()} cores, SQLite {sqlite3.sqlite_version}, Python"
-        f" {platform.python_version()}\n"
-    )
-    print("| run | pages | messages | seconds | pages/s | messages/s |")
-    print("|---|---|---|---|---|---|")
-    for r in runs:
-        print(
-            f"| {r.name} | {r.pages} | {r.messages:,} | {r.seconds:.2f} | {r.rate:.0f} |"
-            f" {r.messages / r.seconds:,.0f} |"
-        )
+    print_runs(args, f"SQLite {sqlite3.sqlite_version}", runs)
     print(f"\nper page ({sample} pages):")
     for (c, g), (s, k) in syncs.items():
         label = "32 KiB" if c == DEFAULT_CHUNK else "one chunk per part"
@@ -475,17 +478,5 @@ def postgres_main(args: argparse.Namespace) -> int:
             runs.append(mqtt_run(mqtt_batches, DEFAULT_CHUNK, servers))
     assert CLUSTER is not None
     version = CLUSTER._run(str(CLUSTER.bin / "postgres"), "--version").stdout.strip()
-    print(
-        f"\n{args.pages} pages (text {SIZES['text']} B, thumb {SIZES['thumb']} B, archival"
-        f" {SIZES['archival']} B), batches of {args.batch}; {platform.machine()},"
-        f" {os.cpu_count()} cores, {version} (same machine, loopback), Python"
-        f" {platform.python_version()}\n"
-    )
-    print("| run | pages | messages | seconds | pages/s | messages/s |")
-    print("|---|---|---|---|---|---|")
-    for r in runs:
-        print(
-            f"| {r.name} | {r.pages} | {r.messages:,} | {r.seconds:.2f} | {r.rate:.0f} |"
-            f" {r.messages / r.seconds:,.0f} |"
-        )
+    print_runs(args, f"{version} (same machine, loopback)", runs)
     return 0
