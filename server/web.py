@@ -97,6 +97,14 @@ def _csrf_refused(request: Request, session: Session, csrf: str) -> Response | N
     return render(request, "message.html", 403, message_key="csrf_failed")
 
 
+async def _checked_form(
+    request: Request, session: Session
+) -> tuple[dict[str, str], Response | None]:
+    """A posted form as strings, and the refusal to return when its CSRF value is wrong."""
+    form = {k: str(v) for k, v in (await request.form()).items()}
+    return form, _csrf_refused(request, session, form.get("csrf", ""))
+
+
 def _safe_next(url: str) -> str:
     # Only local paths: "//host" or "http://…" would make the login an open redirect.
     return url if url.startswith("/") and not url.startswith("//") else "/"
@@ -409,8 +417,7 @@ def ho_so_new_form(
 async def ho_so_create(
     request: Request, session: WebArchivist, records_: RecordsDep, catalog: CatalogDep
 ) -> Response:
-    form = {k: str(v) for k, v in (await request.form()).items()}
-    refused = _csrf_refused(request, session, form.get("csrf", ""))
+    form, refused = await _checked_form(request, session)
     if refused:
         return refused
     batch_pk = int(form["batch"]) if form.get("batch", "").isdigit() else None
@@ -477,8 +484,7 @@ def ho_so_page(
 async def ho_so_update(
     ma: str, request: Request, session: WebArchivist, records_: RecordsDep, catalog: CatalogDep
 ) -> Response:
-    form = {k: str(v) for k, v in (await request.form()).items()}
-    refused = _csrf_refused(request, session, form.get("csrf", ""))
+    form, refused = await _checked_form(request, session)
     if refused:
         return refused
     current = await run_in_threadpool(records_.ho_so, ma)
@@ -501,8 +507,7 @@ async def ho_so_update(
 async def van_ban_create(
     ma: str, request: Request, session: WebArchivist, records_: RecordsDep, catalog: CatalogDep
 ) -> Response:
-    form = {k: str(v) for k, v in (await request.form()).items()}
-    refused = _csrf_refused(request, session, form.get("csrf", ""))
+    form, refused = await _checked_form(request, session)
     if refused:
         return refused
     batch_pk = int(form["batch"]) if form.get("batch", "").isdigit() else 0
