@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from powercut import VolatileDisk, fuse_missing
 
+from agent import storage
+
 pytestmark = [pytest.mark.powercut]
 
 
@@ -157,3 +159,14 @@ def test_sqlite_keeps_what_it_committed_and_nothing_else(disk: VolatileDisk) -> 
     assert con2.execute("SELECT COUNT(*), MIN(n) FROM t").fetchone() == (100, 0)
     con2.close()
     con.close()
+
+
+def test_agent_storage_write_survives_a_power_cut(disk: VolatileDisk) -> None:
+    """agent.storage is what every durable file on the station goes through: a file it says
+    is written must survive, directories it had to create included."""
+    target = disk.mnt / "batches" / "b1" / "capture" / "0001.png"
+    storage.write_bytes(target, b"page one")
+    storage.copy_file(target, disk.mnt / "batches" / "b2" / "capture" / "0001.png")
+    disk.cut()
+    assert target.read_bytes() == b"page one"
+    assert (disk.mnt / "batches" / "b2" / "capture" / "0001.png").read_bytes() == b"page one"
