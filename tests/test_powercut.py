@@ -25,6 +25,8 @@ from PIL import Image
 from powercut import VolatileDisk, fuse_missing
 
 from agent import storage
+from protocol import signing
+from server import keys
 from server.store import Store
 
 pytestmark = [pytest.mark.powercut]
@@ -172,6 +174,17 @@ def test_sqlite_keeps_what_it_committed_and_nothing_else(disk: VolatileDisk) -> 
     assert con2.execute("SELECT COUNT(*), MIN(n) FROM t").fetchone() == (100, 0)
     con2.close()
     con.close()
+
+
+def test_server_receipt_key_survives_a_power_cut(disk: VolatileDisk) -> None:
+    """Stations pin the archive's receipt key at enrolment: a key made again after a power
+    cut would make every station ignore every receipt."""
+    data_dir = disk.mnt / "server"
+    data_dir.mkdir()
+    fsync_path(disk.mnt)
+    made = signing.public_key_hex(keys.load_or_create(data_dir))
+    disk.cut()
+    assert signing.public_key_hex(keys.load_or_create(data_dir)) == made
 
 
 def test_server_store_keeps_a_flushed_part_in_a_new_store(disk: VolatileDisk) -> None:
