@@ -239,6 +239,7 @@ class Site:
     inputs: dict[str, bytes] = field(default_factory=dict)  # sha256 -> bytes imported
     told: dict[str, set[int]] = field(default_factory=dict)  # batch -> page_nos said saved
     runs: int = 0
+    receipt_key: str = ""
 
     @property
     def agent_dir(self) -> Path:
@@ -254,15 +255,16 @@ class Site:
             SOHOA_DPI="200",
             SOHOA_SOURCE="flatbed",
             SOHOA_PIPELINE_WORKERS="1",
+            SOHOA_SERVER_PUBLIC_KEY=self.receipt_key,  # pinned at enrolment
         )
 
-    def start(self, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
+    def start(self, *args: str, **env: str) -> tuple[subprocess.Popen[bytes], Path]:
         self.runs += 1
         log = self.tmp / f"agent-{self.runs:03d}-{args[0]}.log"
         with open(log, "wb") as fh:
             proc = subprocess.Popen(
                 [BIN / "sohoa-agent", *args],
-                env=self.env,
+                env={**self.env, **env},
                 stdout=fh,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -380,7 +382,14 @@ def site(tmp_path: Path) -> Iterator[Site]:
     server = ServerProcess(archive.mnt / "server", broker.url)
     try:
         server.start()
-        yield Site(tmp_path, station, archive, broker, server)
+        key = subprocess.run(
+            [BIN / "sohoa-server", "receipt-key"],
+            env=server.env(),
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        yield Site(tmp_path, station, archive, broker, server, receipt_key=key)
     finally:
         server.kill()
         broker.stop()
@@ -399,8 +408,9 @@ def test_power_cuts_from_scan_to_receipt(site: Site, record_property: Any) -> No
     for n in range(rounds):
         step = rng.choice(["scan", "scan", "import", "sync", "sync"])
         before = set(site.batches())
-        if step == "scan":
-            proc, log = site.start("scan", "--new")
+        if step == "scan":  # one sheet on the flatbed, or the feeder's ten
+            source = rng.choice(["flatbed", "adf"])
+            proc, log = site.start("scan", "--new", SOHOA_SOURCE=source)
         elif step == "import":
             files = noise_pngs(site.tmp / "in" / str(n), 2, seed=n)
             for f in files:
