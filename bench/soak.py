@@ -4,7 +4,8 @@ a bad link, then counted page by page.
 The station's and the archive's data directories are on power-cuttable disks
 (tests/powercut.py: unsynced writes are lost at a cut); the broker runs on an ordinary disk
 behind tests/linkproxy.py (``--rate`` bit/s, cut every ``--cut-every`` s). The station runs
-``sohoa-agent sync --wait`` again and again (what the service's sync loop does); pages
+``sohoa-agent sync --wait --timeout 20`` again and again (what the service's sync loop does;
+an import waits for the run in progress, as one process writes the outbox); pages
 arrive as imports of small generated images (unique bytes each), masters included, so every
 capture can be compared byte for byte. During the fault window faults come at random
 moments (seeded): agent SIGKILLs (the run and its pipeline), broker SIGKILLs, server
@@ -152,8 +153,10 @@ class Season:
         for i in range(n):
             data = make_page(folder / f"{i:03d}.png", rng)
             self.inputs[hashlib.sha256(data).hexdigest()] = data
-        with self.lock:  # not while the station's power is off
+        with self.lock:  # no new sync run meanwhile; not while the station's power is off
             self.station_up.wait()
+            while self.current is not None and self.current.poll() is None:
+                time.sleep(0.2)  # one process writes the outbox: let the run finish
             out = run_agent(self.env(), "import", str(folder), timeout=120)
         if out.returncode != 0:
             raise RuntimeError(f"import failed: {out.stdout}{out.stderr}")
@@ -169,7 +172,7 @@ class Season:
                 log = self.work / "logs" / f"agent-{self.agent_runs:04d}.log"
                 with open(log, "wb") as fh:
                     self.current = subprocess.Popen(
-                        [BIN / "sohoa-agent", "-v", "sync", "--wait", "--timeout", "120"],
+                        [BIN / "sohoa-agent", "-v", "sync", "--wait", "--timeout", "20"],
                         env=self.env(),
                         stdout=fh,
                         stderr=subprocess.STDOUT,
@@ -179,8 +182,7 @@ class Season:
             while proc.poll() is None and not self.stopping.is_set():
                 time.sleep(0.2)
             kill_group(proc)
-            if proc.returncode != 0:
-                time.sleep(1.0)  # a failed run (killed, broker away): the service backs off
+            time.sleep(1.0 if proc.returncode != 0 else 2.0)  # the service's loop waits too
 
     def sample_disk(self) -> None:
         while not self.stopping.wait(1.0):
