@@ -35,6 +35,7 @@ class Health(BaseModel):
     ingest_connected: bool | None
     messages: int
     version: str
+    ingest_trouble: str | None = None  # why the archive cannot store now (disk full, fsync)
 
 
 def _watchdog(app: FastAPI, stop: threading.Event) -> None:
@@ -106,6 +107,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             ingest_connected=worker.alive if worker else None,
             messages=worker.messages if worker else 0,
             version=VERSION,
+            ingest_trouble=worker.trouble if worker else None,
         )
 
     return app

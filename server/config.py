@@ -52,6 +52,13 @@ class ServerSettings(BaseModel):
     max_part_bytes: int = Field(
         default=512 * 1024 * 1024, ge=1024, description="Largest single file a page may carry."
     )
+    retry_after_s: float = Field(
+        default=60.0,
+        ge=1.0,
+        le=3600.0,
+        description="When the archive cannot store a message (disk full, fsync error), devices "
+        "are told to wait this long before sending again.",
+    )
 
     @field_validator("mqtt_url")
     @classmethod

@@ -1,8 +1,9 @@
-"""A full disk on the station at every step: capture, pipeline output, outbox write, receipt.
+"""Full disks. On the station at every step: capture, pipeline output, outbox write, receipt.
 The station's data directory is a size-limited tmpfs (mounted by the test, as root), filled
 by a file the test controls. Each time: the operator gets the disk-full message, the outbox
 stays readable (``status --json``), nothing already stored is lost or degraded, and once
-space returns the station carries on by itself to an archive holding every page once."""
+space returns the station carries on by itself to an archive holding every page once. On the
+archive: a retryable reject, an alert, recovery by itself."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import threading
 import time
@@ -21,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from harness import BIN, Broker, ServerProcess, agent_env, run_agent
+from linkproxy import LinkProxy
 from PIL import Image
 
 pytestmark = [pytest.mark.smalldisk, pytest.mark.mqtt, pytest.mark.tesseract, pytest.mark.slow]
@@ -236,3 +239,90 @@ def test_disk_full_at_outbox_write_and_receipt(station: Station) -> None:
     station.status()
     assert len(station.outbox_pages()) == 3
     assert recover_and_sync(station) == 3
+
+
+# -- the archive's disk fills ------------------------------------------------------------------
+
+
+@dataclass
+class ArchiveOnDisk(ServerProcess):
+    """The server with its data directory on a small disk."""
+
+    retry_after: float = 60.0
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "SOHOA_RETRY_AFTER_S": str(self.retry_after)}
+
+
+def test_archive_disk_full_is_a_retryable_reject_then_recovers_by_itself(tmp_path: Path) -> None:
+    """A full disk at the archive: nothing committed, each device told to wait (a signed
+    Reject ``retry_later``) — it stops sending instead of re-sending whole parts round after
+    round —, the trouble shown to staff (/healthz, an alert), and once space returns the same
+    station finishes with every page archived once."""
+    disk = SmallDisk(tmp_path / "archive-disk", 48).mount()
+    broker = Broker(tmp_path / "broker").start()
+    server = ArchiveOnDisk(disk.path / "server", broker.url)
+    proxy = LinkProxy(broker.port, rate_bps=4_000_000).start()
+    try:
+        server.start()
+        env = agent_env(
+            tmp_path / "agent",
+            f"mqtt://127.0.0.1:{proxy.port}",
+            DEVICE,
+            SOHOA_SYNC_MASTERS="true",
+            SOHOA_PIPELINE_WORKERS="1",
+        )
+        station_dir = tmp_path / "agent"
+        folder = tmp_path / "in"
+        folder.mkdir()
+        rng = np.random.default_rng(9)
+        for i in range(3):
+            pixels = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i}.png", dpi=(200, 200))
+        run_agent(env, "import", str(folder), check=True)
+        run_agent(env, "process", check=True)
+        disk.fill(leave=0)
+
+        log = tmp_path / "sync-full.log"
+        with open(log, "wb") as fh:
+            proc = subprocess.Popen(
+                [BIN / "sohoa-agent", "-v", "sync", "--wait", "--timeout", "25"],
+                env=env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+            )
+        while "the archive asks to wait" not in log.read_text(errors="replace"):
+            assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+            time.sleep(0.05)
+        sent_at_reject = proxy.bytes_up
+        rc = proc.wait(120)
+        out = log.read_text(errors="replace")
+        assert rc == 75, out[-3000:]  # timed out waiting, as told; nothing lost
+        assert "retry_later" in out
+        resent = proxy.bytes_up - sent_at_reject
+        # What was in flight when the reject came (a window of chunks), never another round.
+        assert resent < 512 * 1024, f"{resent} bytes sent after the archive said wait"
+        health = server.get_json("/healthz", auth=False)
+        assert health["ingest_trouble"], health
+        index = json.loads((station_dir / "index.json").read_text())["_default"]
+        assert [b["state"] for b in index.values()] == ["ready"]
+
+        disk.release()
+        out2 = run_agent(env, "-v", "sync", "--wait", "--timeout", "120")
+        assert out2.returncode == 0, out2.stdout + out2.stderr[-3000:]
+        archived = {
+            p["capture_sha256"]
+            for b in server.get_json("/api/v1/batches")
+            for p in server.get_json(f"/api/v1/batches/{b['id']}")["pages"]
+        }
+        assert len(archived) == 3
+        assert server.get_json("/healthz", auth=False)["ingest_trouble"] is None
+        con = sqlite3.connect(server.data_dir / "archive.sqlite3")
+        kinds = [r[0] for r in con.execute("SELECT kind FROM alerts ORDER BY id")]
+        con.close()
+        assert "archive_stores_again" in kinds, kinds
+    finally:
+        proxy.stop()
+        server.stop()
+        broker.stop()
+        disk.unmount()
