@@ -1,4 +1,5 @@
-"""The server's only door to the broker: one ingest worker on the shared subscription.
+"""The server's only door to the broker: one ingest worker (on the shared subscription when
+several run: ``shared_subscription``).
 
 Group commit: paho's network thread only queues each device message (``_on_message``); one
 ingest thread takes what is queued — up to :data:`GROUP_MAX_MESSAGES` messages or
@@ -175,7 +176,7 @@ class IngestWorker:
             self.port,
             flags.session_present,
         )
-        for flt in topics.ingest_filters(shared=True):
+        for flt in topics.ingest_filters(shared=self.settings.shared_subscription):
             client.subscribe(flt, qos=1)
         self.connected.set()
         self._send_commands(None, rescan.RESEND_ON_CONNECT)

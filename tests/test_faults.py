@@ -698,12 +698,22 @@ def test_impersonation_is_refused_by_the_broker_and_the_server(
 # -- h. two ingest workers on one shared subscription -----------------------------------------
 
 
+@dataclass
+class SharedWorker(ServerProcess):
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "SOHOA_SHARED_SUBSCRIPTION": "true"}
+
+
 def test_two_ingest_workers_share_the_load_without_duplicates(
     world: World, record_property: RecordProperty
 ) -> None:
     # A second server process on the same archive with its own client id: the broker's
-    # shared subscription splits device messages between the two (DESIGN §7).
-    second = ServerProcess(
+    # shared subscription splits device messages between the two (DESIGN §7). Both workers
+    # are told to share (one alone subscribes plainly).
+    world.server.stop()
+    world.server = SharedWorker(world.server.data_dir, world.broker.url, token=world.server.token)
+    world.server.start()
+    second = SharedWorker(
         world.server.data_dir, world.broker.url, client_id="sohoa-server-2", token="unused"
     )
     second.start()
