@@ -106,10 +106,10 @@ def detect(image: np.ndarray) -> CoverSheet | None:
     tens of milliseconds instead of hundreds at 300 dpi."""
     import cv2
 
+    scale = min(1.0, 1000 / max(image.shape[1], 1))
+    if scale < 1.0:  # shrink first: converting a colour page at full size costs more
+        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    scale = min(1.0, 1000 / max(grey.shape[1], 1))
-    if scale < 1.0:
-        grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     try:
         text, _, _ = cv2.QRCodeDetector().detectAndDecode(grey)
     except cv2.error:

@@ -1,4 +1,4 @@
-"""What happens to one captured page: cleanup, OCR, derivatives (`process_page`).
+"""What happens to one captured page: cover sheet, cleanup, OCR, derivatives (`process_page`).
 
 This module owns the order of the stages and the record of what each decided. Read
 `process_page` top to bottom: that is the whole flow. The pixel work lives in
@@ -33,11 +33,20 @@ from pathlib import Path
 import cv2
 from PIL import Image as PILImage
 
-from agent import archival, imaging, ocr
+from agent import archival, coversheet, imaging, ocr
 
 Flag = str  # one of FLAGS
 FLAGS = frozenset(
-    {"blank", "low_confidence", "below_200dpi", "not_colour", "legal_fail", "rotated", "ocr_retry"}
+    {
+        "blank",
+        "low_confidence",
+        "below_200dpi",
+        "not_colour",
+        "legal_fail",
+        "rotated",
+        "ocr_retry",
+        "separator",  # a QR cover sheet (agent.coversheet): kept, marks where a document starts
+    }
 )
 LEGAL_MIN_DPI = archival.LEGAL_MIN_DPI  # NĐ 30/2020 Phụ lục I: never below 200 dpi (DESIGN §4)
 MIN_DESKEW_DEG = 0.05  # below this the estimate is noise (perf.md B3: error ≤ 0.015°–0.1°)
@@ -80,6 +89,7 @@ class PageResult:
     decisions: dict[str, object]  # JSON-serialisable, the content of decisions.json
     ocr_confidence: float  # mean word confidence 0–100
     flags: tuple[Flag, ...]
+    cover_sheet: coversheet.CoverSheet | None = None  # this page is a QR cover sheet
 
 
 def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> PageResult:
@@ -106,6 +116,8 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
             "dpi": dpi,
         }
         del loaded
+    with _timed(ms, "cover_sheet"):
+        cover, decisions["cover_sheet"] = _cover_sheet(image)
     with _timed(ms, "blank"):
         blank = imaging.detect_blank(imaging.to_grey(image), dpi)
     with _timed(ms, "orientation"):
@@ -150,7 +162,7 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
     with _timed(ms, "write"):
         thumb = _write_jpeg(thumb_image, work_dir / "thumb.jpg")
         text = _write_text(work_dir / "text.txt", result.text)
-    flags = _flags(blank, turn_cw, result, legal, settings)
+    flags = _flags(blank, turn_cw, result, legal, settings, cover)
     decisions |= {
         "legal": dataclasses.asdict(legal)
         | {"failures": list(legal.failures), "passed": legal.passed},
@@ -172,6 +184,7 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         decisions,
         result.mean_confidence,
         flags,
+        cover,
     )
 
 
@@ -198,6 +211,25 @@ def return_freed_memory() -> bool:
 
 
 # ----------------------------------------------------------------------------- stages
+
+
+def _cover_sheet(image: imaging.Image) -> tuple[coversheet.CoverSheet | None, dict[str, object]]:
+    """Is this page a QR cover sheet (`agent.coversheet`), and what does it say?
+
+    Read from the page as decoded, before any turn: a QR code reads in every orientation,
+    and `coversheet.detect` works on a ~1000-px copy (tens of ms). A cover page stays in the
+    batch, flagged `separator`; the archive splits documents at it.
+    """
+    sheet = coversheet.detect(image)
+    record: dict[str, object] = {"method": "opencv_qr", "found": sheet is not None}
+    if sheet is not None:
+        record |= {
+            "payload": sheet.payload(),
+            "ma_ho_so": sheet.ma_ho_so,
+            "van_ban": sheet.van_ban,
+            "title": sheet.title,
+        }
+    return sheet, record
 
 
 def _orientation(
@@ -416,6 +448,7 @@ def _flags(
     result: ocr.OcrResult,
     legal: archival.LegalCheck,
     settings: PipelineSettings,
+    cover: coversheet.CoverSheet | None,
 ) -> tuple[Flag, ...]:
     flags = []
     if blank.blank:
@@ -430,6 +463,8 @@ def _flags(
         flags.append("rotated")  # a quarter or half turn; routine deskew is not flagged
     if result.retried:
         flags.append("ocr_retry")
+    if cover is not None:
+        flags.append("separator")
     return tuple(flags)
 
 
