@@ -32,13 +32,14 @@ import select
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import serial
 
 from agent.errors import SohoaError
+from agent.profiles import ButtonProfile
 
 log = logging.getLogger(__name__)
 
@@ -772,6 +773,29 @@ assert INPUT_EVENT.size == 2 * struct.calcsize("l") + 8
 EVIOCGRAB = 0x40044590  # _IOW('E', 0x90, int): keep the pedal's key away from the console
 
 
+# Linux key names a button profile may list (<linux/input-event-codes.h>).
+KEY_CODES: dict[str, int] = {
+    "KEY_ENTER": 28,
+    "KEY_SPACE": 57,
+    "KEY_KPENTER": 96,
+    **{f"KEY_F{n}": 58 + n for n in range(1, 11)},
+    "KEY_F11": 87,
+    "KEY_F12": 88,
+    **{f"KEY_F{n}": 170 + n for n in range(13, 25)},
+}
+
+
+def key_code(name: str) -> int:
+    """The Linux code of a key name from a button profile (`KEY_F13` → 183)."""
+    try:
+        return KEY_CODES[name]
+    except KeyError:
+        known = ", ".join(sorted(KEY_CODES))
+        raise ButtonError(
+            "button.bad_settings", f"key {name!r} unknown; use one of {known}"
+        ) from None
+
+
 def pack_input_event(sec: int, usec: int, type_: int, code: int, value: int) -> bytes:
     """Build one raw input event (for replay files and tests)."""
     return INPUT_EVENT.pack(sec, usec, type_, code, value)
@@ -782,7 +806,8 @@ class InputKeyButton:
 
     Use the stable `/dev/input/by-id/...-event-kbd` path. The device is grabbed (EVIOCGRAB) so
     the key does not also type into a console. `key_code` is the Linux key code
-    (`evtest` shows it, e.g. 28 KEY_ENTER, 183 KEY_F13) for button 1; `alt_key_code` optional
+    (`evtest` shows it, e.g. 28 KEY_ENTER, 183 KEY_F13) for button 1, or several (any of them
+    is button 1: the device is grabbed, so its keys mean nothing else); `alt_key_code` optional
     for button 2 (a two-pedal device). Durations use the kernel's event timestamps, so a slow
     reader never turns a short press into a long one. End of file (a replay file or a pipe
     whose writer closed) ends `events`; a vanished device (ENODEV) is reopened with backoff.
@@ -791,7 +816,7 @@ class InputKeyButton:
     def __init__(
         self,
         device_path: str | os.PathLike[str],
-        key_code: int,
+        key_code: int | Sequence[int],
         *,
         alt_key_code: int | None = None,
         long_s: float = DEFAULT_LONG_S,
@@ -802,7 +827,10 @@ class InputKeyButton:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.path = os.fspath(device_path)
-        self._buttons = {key_code: 1}
+        codes = (key_code,) if isinstance(key_code, int) else tuple(key_code)
+        if not codes:
+            raise ButtonError("button.bad_settings", "usb-key needs at least one key code")
+        self._buttons = dict.fromkeys(codes, 1)
         if alt_key_code is not None:
             self._buttons[alt_key_code] = 2
         self._grab = grab
@@ -982,6 +1010,22 @@ class Trigger:
 # Factory
 
 BUTTON_KINDS = ("serial-box", "modem-line", "usb-key", "scanner-button", "none")
+
+
+def profile_settings(profile: ButtonProfile) -> dict[str, Any]:
+    """What a button profile (`hw_profiles/buttons/<kind>.toml`) says, as `open_button`
+    keywords for the source of its transport. A site changes them with its own profile of
+    the same id (in `hw_profiles_dir`), never here."""
+    long_s = profile.long_press_ms / 1000
+    debounce_s = profile.debounce_ms / 1000
+    poll_s = None if profile.poll_ms is None else profile.poll_ms / 1000
+    if profile.transport == "serial-line":  # the box debounces itself
+        return {"baud": profile.baud, "long_s": long_s}
+    if profile.transport == "modem-lines":
+        return {"long_s": long_s, "debounce_s": debounce_s, "poll_interval_s": poll_s}
+    if profile.transport == "input-event":
+        return {"long_s": long_s, "key_code": [key_code(k) for k in profile.key_codes]}
+    return {"long_s": long_s, "debounce_s": debounce_s, "interval": poll_s}  # sane-sensor
 
 
 def open_button(kind: str, **settings: Any) -> ButtonSource:

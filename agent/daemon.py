@@ -28,7 +28,7 @@ import sdnotify
 from agent import __version__, capture, messages, profiles, sane_device, worker
 from agent import outbox as ob
 from agent import status as agent_status
-from agent.button import ButtonEvent, ScanChoice, Trigger, open_button
+from agent.button import ButtonEvent, ScanChoice, Trigger, open_button, profile_settings
 from agent.config import AgentSettings
 from agent.errors import DiskFullError, ScannerError, SohoaError, SyncError
 from agent.feedback import AgentState, Feedback, LogFeedback, MultiFeedback, SerialBoxFeedback
@@ -123,11 +123,16 @@ class Daemon:
         kind = self.settings.button
         if kind == "none":
             return None
-        settings: dict[str, Any] = {}
+        # What the button's profile states (hw_profiles/buttons/<kind>.toml, or a site's own
+        # profile of that id); a kind without a profile keeps the sources' own defaults.
+        stated = {p.id: p for p in profiles.load_button_profiles(self.settings.hw_profiles_dir)}
+        profile = stated.get(kind)
+        settings: dict[str, Any] = profile_settings(profile) if profile else {}
         if kind in ("serial-box", "modem-line"):
             settings["port"] = self.settings.button_port
         elif kind == "usb-key":
-            settings.update(device_path=self.settings.button_port, key_code=28)
+            settings["device_path"] = self.settings.button_port
+            settings.setdefault("key_code", 28)  # KEY_ENTER
         elif kind == "scanner-button":
             known = profiles.load_scanner_profiles(self.settings.hw_profiles_dir)
             name = self.settings.scanner
