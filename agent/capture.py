@@ -1,6 +1,8 @@
 """Capture: turn sheets of paper (or files) into durable pages of a batch.
 
-The orchestrator :func:`scan_batch` reads top to bottom: check disk → open a batch → for each
+:func:`scan_now` is what one press of the button (or `sohoa-agent scan`) does: check the disk,
+open the scanner, continue a batch a scanner stop cut short or start a new one. The
+orchestrator :func:`scan_batch` reads top to bottom: check disk → open a batch → for each
 sheet: encode losslessly, write durably with its sha256, record it → next sheet → close the
 batch. Nothing here waits on OCR or the network; the pipeline picks closed batches up later.
 A failure on page N keeps pages 1..N-1 (they are on disk and in the outbox already).
@@ -16,11 +18,11 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from agent import storage
+from agent import profiles, sane_device, storage
 from agent.config import AgentSettings
 from agent.errors import DiskFullError, ScannerError
 from agent.outbox import BatchRecord, Outbox, PageRecord
-from agent.profiles import ScanRequest
+from agent.profiles import SaneDeviceInfo, ScanRequest
 from agent.sane_device import ScannedPage, Scanner
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,32 @@ def encode_capture(page: ScannedPage) -> bytes:
     buf = io.BytesIO()
     page.image.save(buf, "PNG", compress_level=PNG_LEVEL, dpi=(page.dpi, page.dpi))
     return buf.getvalue()
+
+
+def scan_now(
+    settings: AgentSettings,
+    outbox: Outbox,
+    *,
+    source: str | None = None,
+    scanner: str | None = None,
+    resume: bool = True,
+    on_start: Callable[[SaneDeviceInfo, BatchRecord | None], None] = lambda info, previous: None,
+    on_page: Callable[[PageRecord], None] = lambda page: None,
+) -> ScanOutcome:
+    """Scan one feeder load now, the one flow of the button and of `sohoa-agent scan`.
+
+    `source` and `scanner` default to the settings; `resume=False` never continues a stopped
+    batch. `on_start(scanner, continued batch or None)` runs once the scanner is open, before
+    the first sheet. Raises DiskFullError or ScannerError when nothing could be scanned; a
+    failure after the first page comes back in `ScanOutcome.error` (the pages are kept).
+    """
+    request = ScanRequest(source=source or settings.source, mode=settings.mode, dpi=settings.dpi)
+    check_disk(settings, 1)
+    known = profiles.load_scanner_profiles(settings.hw_profiles_dir)
+    with sane_device.open_scanner(scanner or settings.scanner, known) as device:
+        previous = batch_to_continue(outbox) if resume else None
+        on_start(device.info, previous)
+        return scan_batch(settings, outbox, device, request, on_page=on_page, continues=previous)
 
 
 def scan_batch(

@@ -57,28 +57,25 @@ def _boot_id() -> str:
 
 
 def cmd_scan(ctx: Context) -> int:
-    from agent import capture, profiles, sane_device
+    from agent import capture
+    from agent.outbox import BatchRecord
+    from agent.profiles import SaneDeviceInfo
 
-    s = ctx.settings
-    source = ctx.args.source or s.source
-    request = profiles.ScanRequest(source=source, mode=s.mode, dpi=s.dpi)
-    known = profiles.load_scanner_profiles(s.hw_profiles_dir)
+    def started(scanner: SaneDeviceInfo, previous: BatchRecord | None) -> None:
+        ctx.say("scan_started", scanner=scanner.name)
+        if previous is not None:
+            ctx.say("scan_continues", batch=previous.batch_id[:8], pages=previous.page_count)
+
     with ctx.open_outbox() as outbox:
-        capture.check_disk(s, 1)
-        scanner = sane_device.open_scanner(ctx.args.scanner or s.scanner, known)
-        with scanner:
-            ctx.say("scan_started", scanner=scanner.info.name)
-            previous = None if ctx.args.new else capture.batch_to_continue(outbox)
-            if previous is not None:
-                ctx.say("scan_continues", batch=previous.batch_id[:8], pages=previous.page_count)
-            outcome = capture.scan_batch(
-                s,
-                outbox,
-                scanner,
-                request,
-                on_page=lambda page: ctx.say("scan_page", page_no=page.page_no),
-                continues=previous,
-            )
+        outcome = capture.scan_now(
+            ctx.settings,
+            outbox,
+            source=ctx.args.source,
+            scanner=ctx.args.scanner,
+            resume=not ctx.args.new,
+            on_start=started,
+            on_page=lambda page: ctx.say("scan_page", page_no=page.page_no),
+        )
     ctx.say("scan_done", pages=outcome.pages, batch=outcome.batch.batch_id[:8])
     if outcome.error is not None:
         _report(ctx, outcome.error)

@@ -158,15 +158,13 @@ class Daemon:
     def _on_press(self, event: ButtonEvent, choice: ScanChoice) -> None:
         assert self.outbox is not None
         s = self.settings
-        source = s.source if choice == "primary" else s.alternate_source
-        request = profiles.ScanRequest(source=source, mode=s.mode, dpi=s.dpi)
         try:
-            capture.check_disk(s, 1)
-            known = profiles.load_scanner_profiles(s.hw_profiles_dir)
-            self.feedback.show(AgentState.SCANNING)
-            with sane_device.open_scanner(s.scanner, known) as scanner:
-                previous = capture.batch_to_continue(self.outbox)
-                outcome = capture.scan_batch(s, self.outbox, scanner, request, continues=previous)
+            outcome = capture.scan_now(
+                s,
+                self.outbox,
+                source=s.source if choice == "primary" else s.alternate_source,
+                on_start=lambda scanner, previous: self.feedback.show(AgentState.SCANNING),
+            )
             self.work_ready.set()
             if outcome.error is not None:
                 self._error(outcome.error)
