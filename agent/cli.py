@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent import __version__, config, messages
+from agent import __version__, config, messages, preflight
 from agent import outbox as ob
 from agent.errors import ScannerError, SohoaError, SyncError
 
@@ -57,6 +57,7 @@ def _boot_id() -> str:
 
 
 def cmd_scan(ctx: Context) -> int:
+    preflight.check(ctx.settings, sane=True)  # before anything imports python-sane
     from agent import capture
     from agent.outbox import BatchRecord
     from agent.profiles import SaneDeviceInfo
@@ -103,6 +104,7 @@ def cmd_process(ctx: Context) -> int:
     with ctx.open_outbox() as outbox:
         pending = sum(1 for _ in outbox.iter_pending_pages())
         if pending:
+            preflight.check(ctx.settings, tesseract=True)
             ctx.say("processing", pending=pending)
         worker.process_pending(ctx.settings, outbox, keep_work=ctx.args.keep_work)
     return 0
@@ -114,9 +116,11 @@ def cmd_sync(ctx: Context) -> int:
     from agent.sync import Syncer
 
     s = ctx.settings
+    preflight.check(s, broker=True)
     with ctx.open_outbox() as outbox:
         pending = sum(1 for _ in outbox.iter_pending_pages())
         if pending:
+            preflight.check(s, tesseract=True)
             ctx.say("processing", pending=pending)
         worker.process_pending(s, outbox)
         link = MqttLink(s, _boot_id(), __version__)
@@ -358,6 +362,9 @@ def cmd_devices(ctx: Context) -> int:
 
 
 def cmd_run(ctx: Context) -> int:
+    # Before the daemon (and SANE) is even imported: systemd must never hear READY=1 from a
+    # station that cannot scan, read Vietnamese or address its broker.
+    preflight.check(ctx.settings, tesseract=True, sane=True, broker=True)
     from agent.daemon import Daemon
 
     return Daemon(ctx.settings, boot_id=_boot_id()).run()
@@ -386,9 +393,17 @@ def _report(ctx: Context, exc: SohoaError) -> None:
     params.setdefault("detail", exc.detail)
     params.setdefault("pages", 0)
     params.setdefault("scanner", ctx.settings.scanner)
-    params.setdefault("broker", str(ctx.settings.broker()))
+    params.setdefault("broker", _broker_label(ctx.settings))
     params.setdefault("device", ctx.settings.device_id)
     print(messages.t(exc.key, ctx.lang, **params), file=sys.stderr)
+
+
+def _broker_label(settings: config.AgentSettings) -> str:
+    """host:port for an operator line; a malformed address must not fail the report of it."""
+    try:
+        return str(settings.broker())
+    except (ValueError, SohoaError):
+        return "?"
 
 
 def build_parser() -> argparse.ArgumentParser:
