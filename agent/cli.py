@@ -111,7 +111,7 @@ def cmd_process(ctx: Context) -> int:
 
 
 def cmd_sync(ctx: Context) -> int:
-    from agent import worker
+    from agent import transfer, worker
     from agent.mqtt_link import MqttLink
     from agent.sync import Syncer
 
@@ -125,7 +125,7 @@ def cmd_sync(ctx: Context) -> int:
         worker.process_pending(s, outbox)
         link = MqttLink(s, _boot_id(), __version__)
         syncer = Syncer(s, outbox, link, __version__)
-        if not syncer.pending():
+        if not transfer.sendable_batches(outbox):
             _collect_commands(ctx, link, syncer)
             ctx.say("sync_nothing")
             return 0

@@ -25,7 +25,7 @@ from typing import Any
 
 import sdnotify
 
-from agent import __version__, capture, messages, profiles, sane_device, worker
+from agent import __version__, capture, messages, profiles, sane_device, transfer, worker
 from agent import outbox as ob
 from agent import status as agent_status
 from agent.button import ButtonEvent, ScanChoice, Trigger, open_button, profile_settings
@@ -228,7 +228,7 @@ class Daemon:
                 backoff = CONNECT_BACKOFF[0]
                 syncer = Syncer(self.settings, self.outbox, link, __version__)
                 self.link = link
-            if syncer.pending():
+            if transfer.sendable_batches(self.outbox):
                 report = syncer.run(timeout=SYNC_RUN, stop=self.stop)
             else:
                 report = syncer.handle_inbox()  # commands come while idle too

@@ -42,8 +42,6 @@ from protocol.messages import (
     BatchState,
     ChunkHeader,
     Command,
-    Manifest,
-    PartState,
     Query,
     Receipt,
     Reject,
@@ -128,12 +126,9 @@ class Syncer:
 
     # -- what is pending -----------------------------------------------------------------
 
-    def pending(self) -> list[ob.BatchRecord]:
-        return transfer.sendable_batches(self.outbox)  # never a secret (mật) batch
-
     def pending_pages(self) -> int:
         """Pages of the batches still to send, from the index's counters (O(batches))."""
-        pending = {b.batch_id for b in self.pending()}
+        pending = {b.batch_id for b in transfer.sendable_batches(self.outbox)}
         return sum(c.pages for b, c in self.outbox.batches_with_counts() if b.batch_id in pending)
 
     # -- the loop ----------------------------------------------------------------------------
@@ -143,9 +138,9 @@ class Syncer:
         deadline = self.clock() + timeout
         backoff = 1.0
         while self.clock() < deadline and not (stop and stop.is_set()):
-            batches = self.pending()
+            batches = transfer.sendable_batches(self.outbox)  # never a secret (mật) batch
             if self.settings.sync_masters:
-                self._add_masters(batches)
+                transfer.add_masters(self.outbox, batches)
             if not batches:
                 break
             if not self.link.connected.wait(min(5.0, max(0.0, deadline - self.clock()))):
@@ -197,7 +192,9 @@ class Syncer:
             pages = self.outbox.pages(batch.batch_id)
             if state is not None and state.known and not self._server_lacks_parts(state, pages):
                 continue
-            for manifest in self.manifests(batch, pages):
+            for manifest in transfer.build_manifests(
+                self.device_id, batch, pages, self.agent_version
+            ):
                 payload = envelope.encode(manifest)
                 self.link.publish(topics.up(self.device_id, "manifest"), payload)
 
@@ -206,10 +203,6 @@ class Syncer:
             return True
         known = {(p.page_id, p.part) for p in state.parts}
         return any((page.page_id, name) not in known for page in pages for name in page.parts)
-
-    def manifests(self, batch: ob.BatchRecord, pages: list[ob.PageRecord]) -> list[Manifest]:
-        """The batch's manifest, cut into slices that each fit one small publish."""
-        return transfer.build_manifests(self.device_id, batch, pages, self.agent_version)
 
     # -- 2. reconcile ------------------------------------------------------------------------
 
@@ -249,7 +242,7 @@ class Syncer:
                     answers[msg.batch_id] = msg
         self._states.update(answers)
         for state in answers.values():
-            self._apply_committed(state.batch_id, state.parts, report)
+            report.parts_acked += transfer.apply_committed(self.outbox, state.batch_id, state.parts)
         return answers
 
     def _drain_inbox(self, report: SyncReport, wait: float = 0.0) -> list[object]:
@@ -282,7 +275,9 @@ class Syncer:
                     self._ack(item)
             elif isinstance(msg, Receipt):
                 if self._authentic(msg, report):
-                    self._apply_committed(msg.batch_id, msg.committed, report)
+                    report.parts_acked += transfer.apply_committed(
+                        self.outbox, msg.batch_id, msg.committed
+                    )
             elif isinstance(msg, Reject):
                 self._on_reject(msg, report)
             out.append(msg)
@@ -360,11 +355,6 @@ class Syncer:
         report.forged += 1
         return False
 
-    def _apply_committed(
-        self, batch_id: str, parts: tuple[PartState, ...], report: SyncReport
-    ) -> None:
-        report.parts_acked += transfer.apply_committed(self.outbox, batch_id, parts)
-
     def _on_reject(self, msg: Reject, report: SyncReport) -> None:
         report.rejects.append(transfer.apply_reject(self.outbox, msg))  # conflict: quarantine
         if msg.reason == "too_large":
@@ -438,7 +428,8 @@ class Syncer:
         except OSError as exc:
             actual = f"unreadable ({exc.strerror})"
         if actual != held.sha256:
-            self._quarantine(
+            transfer.quarantine(
+                self.outbox,
                 batch_id,
                 f"page {page.page_no} {held.name}: local file changed on disk "
                 f"(sha256 {actual[:12]}, recorded {held.sha256[:12]})",
@@ -541,18 +532,12 @@ class Syncer:
             report.batches_done += 1
             report.pages_done += done.pages
 
-    def _add_masters(self, batches: list[ob.BatchRecord]) -> None:
-        transfer.add_masters(self.outbox, batches)
-
     def _count_no_progress(self, batches: list[ob.BatchRecord]) -> None:
         for batch in batches:
             n = self._no_progress.get(batch.batch_id, 0) + 1
             self._no_progress[batch.batch_id] = n
             if n >= MAX_ATTEMPTS:
-                self._quarantine(batch.batch_id, f"no progress in {n} rounds")
-
-    def _quarantine(self, batch_id: str, reason: str) -> None:
-        transfer.quarantine(self.outbox, batch_id, reason)
+                transfer.quarantine(self.outbox, batch.batch_id, f"no progress in {n} rounds")
 
 
 def describe(request: rescan.RescanRequest, lang: messages.Lang = "vi") -> str:
