@@ -28,10 +28,16 @@ import sdnotify
 from agent import __version__, capture, messages, profiles, sane_device, transfer, worker
 from agent import outbox as ob
 from agent import status as agent_status
-from agent.button import ButtonEvent, ScanChoice, Trigger, open_button, profile_settings
+from agent.buttons import ButtonEvent, ScanChoice, Trigger, open_button, profile_settings
+from agent.buttons.feedback import (
+    AgentState,
+    Feedback,
+    LogFeedback,
+    MultiFeedback,
+    SerialBoxFeedback,
+)
 from agent.config import AgentSettings
 from agent.errors import DiskFullError, ScannerError, SohoaError, SyncError
-from agent.feedback import AgentState, Feedback, LogFeedback, MultiFeedback, SerialBoxFeedback
 from agent.mqtt_link import MqttLink
 from agent.sync import Syncer, describe
 from protocol import envelope, topics

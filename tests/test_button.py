@@ -1,4 +1,4 @@
-"""Tests of agent/button.py.
+"""Tests of agent/buttons/ (the input devices, the trigger policy, the factory).
 
 The serial box is tested over a real pty pair with the real pyserial inside SerialBoxButton:
 the test plays the box on the master side. The modem-line, input-key and scanner-button
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.button import (
+from agent.buttons import (
     EV_KEY,
     BoxHello,
     BoxLineReader,
@@ -380,7 +380,7 @@ def test_press_during_running_scan_is_ignored(
         scanning.set()
         finish_scan.wait(WAIT_S)
 
-    caplog.set_level(logging.INFO, logger="agent.button")
+    caplog.set_level(logging.INFO, logger="agent.buttons")
     trigger = Trigger(box_button, scan, on_busy=busy.append)
     stop = threading.Event()
     runner = threading.Thread(target=trigger.run, args=(stop,), daemon=True)

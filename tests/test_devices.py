@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent import profiles, sane_device
-from agent.button import SaneSensorButton
+from agent.buttons import SaneSensorButton
 
 
 def _usb(sysfs: Path, port: str, bus: int, dev: int, vid: str, pid: str, serial: str = "") -> None:
