@@ -85,19 +85,23 @@ def scan_now(
     source: str | None = None,
     scanner: str | None = None,
     resume: bool = True,
+    on_heard: Callable[[], None] = lambda: None,
     on_start: Callable[[SaneDeviceInfo, BatchRecord | None], None] = lambda info, previous: None,
     on_page: Callable[[PageRecord], None] = lambda page: None,
 ) -> ScanOutcome:
     """Scan one feeder load now, the one flow of the button and of `sohoa-agent scan`.
 
     `source` and `scanner` default to the settings; `resume=False` never continues a stopped
-    batch. `on_start(scanner, continued batch or None)` runs once the scanner is open, before
-    the first sheet. Raises DiskFullError or ScannerError when nothing could be scanned; a
+    batch. `on_heard()` runs once the disk check passed, before the scanner is opened (which
+    may take a second or more): the moment to tell the operator the press was heard.
+    `on_start(scanner, continued batch or None)` runs once the scanner is open, before the
+    first sheet. Raises DiskFullError or ScannerError when nothing could be scanned; a
     failure after the first page comes back in `ScanOutcome.error` (the pages are kept).
     """
     request = ScanRequest(source=source or settings.source, mode=settings.mode, dpi=settings.dpi)
     check_disk(settings, 1)
     known = profiles.load_scanner_profiles(settings.hw_profiles_dir)
+    on_heard()
     with sane_device.open_scanner(scanner or settings.scanner, known) as device:
         previous = batch_to_continue(outbox) if resume else None
         on_start(device.info, previous)

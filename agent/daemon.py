@@ -169,7 +169,7 @@ class Daemon:
                 s,
                 self.outbox,
                 source=s.source if choice == "primary" else s.alternate_source,
-                on_start=lambda scanner, previous: self.feedback.show(AgentState.SCANNING),
+                on_heard=lambda: self.feedback.show(AgentState.SCANNING),
             )
             self.work_ready.set()
             if outcome.error is not None:

@@ -11,7 +11,7 @@ import pytest
 from agent import capture, profiles, sane_device
 from agent import outbox as ob
 from agent.config import AgentSettings
-from agent.errors import ScannerError
+from agent.errors import DiskFullError, ScannerError
 
 pytestmark = pytest.mark.sane
 
@@ -188,3 +188,56 @@ def test_a_scan_leaves_the_agents_signal_handling_intact() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "alive [1]" in out.stdout
+
+
+def _jam_after_two(sc):  # type: ignore[no-untyped-def]
+    def hook(page: ob.PageRecord) -> None:
+        if page.page_no == 2:
+            sc.device.read_return_value = "SANE_STATUS_JAMMED"
+
+    return hook
+
+
+def _unjam() -> None:
+    sane_device.init()
+    dev = sane_device.sane.open("test:0")
+    dev.read_return_value = "Default"
+    dev.close()
+
+
+def test_scan_now_is_the_one_flow_of_a_press(settings, known) -> None:  # type: ignore[no-untyped-def]
+    on_test_scanner = settings.model_copy(update={"scanner": "test:0"})
+    seen: list[object] = []
+
+    def press(**options):  # type: ignore[no-untyped-def]
+        seen.clear()
+        with ob.Outbox(settings.data_dir) as outbox:
+            return capture.scan_now(
+                on_test_scanner,
+                outbox,
+                on_heard=lambda: seen.append("heard"),
+                on_start=lambda info, previous: seen.append(
+                    (info.name, previous and previous.batch_id)
+                ),
+                on_page=lambda page: seen.append(page.page_no),
+                **options,
+            )
+
+    # `scan --new` after a jam: a batch of its own.
+    jammed, _, _ = _scan(settings, known, "adf", on_page=_jam_after_two)
+    _unjam()
+    fresh = press(source="flatbed", resume=False)
+    assert "continues_batch" not in fresh.batch.metadata
+    assert seen == ["heard", ("test:0", None), 1]
+    assert (fresh.pages, fresh.error) == (1, None)
+    # A press after a jam: the jammed batch goes on.
+    jammed, _, _ = _scan(settings, known, "adf", on_page=_jam_after_two)
+    _unjam()
+    after = press()
+    assert after.batch.metadata["continues_batch"] == jammed.batch.batch_id
+    assert seen[:3] == ["heard", ("test:0", jammed.batch.batch_id), 1]
+    # A full disk refuses before the press is taken as a scan.
+    greedy = on_test_scanner.model_copy(update={"min_free_mb": 10**9})
+    with ob.Outbox(settings.data_dir) as outbox, pytest.raises(DiskFullError):
+        capture.scan_now(greedy, outbox, on_heard=lambda: seen.append("heard again"))
+    assert "heard again" not in seen
