@@ -127,6 +127,14 @@ class IngestWorker:
     def alive(self) -> bool:
         return self.connected.is_set() and self._thread is not None and self._thread.is_alive()
 
+    def healthy(self) -> bool:
+        """Whether this worker can still do its job: its ingest thread and paho's network
+        thread both live (connected or reconnecting). False once either died: that is a
+        restart case (the watchdog stops pinging systemd)."""
+        ingest = self._thread is not None and self._thread.is_alive()
+        network = self._client._thread  # paho has no public accessor for its loop thread
+        return ingest and (network is None or network.is_alive())
+
     def publish(
         self, topic: str, payload: bytes, qos: int = 1, on_puback: PubackCallback | None = None
     ) -> bool:

@@ -66,7 +66,8 @@ templates.env.filters["bytes"] = _bytes
 templates.env.filters["vndate"] = _date
 
 
-def _lang(request: Request) -> str:
+def lang(request: Request) -> str:
+    """The language of this request's pages: ``?lang=``, then the cookie, then the default."""
     lang = request.query_params.get("lang") or request.cookies.get(LANG_COOKIE)
     if lang in ("vi", "en"):
         return lang
@@ -75,19 +76,19 @@ def _lang(request: Request) -> str:
 
 
 def render(request: Request, name: str, status: int = 200, **ctx: Any) -> Response:
-    lang = _lang(request)
+    language = lang(request)
     session: Session | None = getattr(request.state, "session", None)
     ctx.update(
-        lang=lang,
-        t=lambda key, **kw: i18n.t(key, lang, **kw),
-        other="en" if lang == "vi" else "vi",
+        lang=language,
+        t=lambda key, **kw: i18n.t(key, language, **kw),
+        other="en" if language == "vi" else "vi",
         session=session,
         me=session.principal if session else None,
         csrf=session.csrf if session else "",
     )
     response = templates.TemplateResponse(request, name, ctx, status_code=status)
     if request.query_params.get("lang") in ("vi", "en"):
-        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax")
+        response.set_cookie(LANG_COOKIE, language, max_age=365 * 86400, samesite="lax")
     return response
 
 
@@ -210,10 +211,10 @@ def home(request: Request, session: WebViewer, catalog: CatalogDep) -> Response:
     for b in batches[:50]:
         detail = catalog.batch(b["id"])
         previews[b["id"]] = detail["pages"][:6] if detail else []
-    lang = _lang(request)
+    language = lang(request)
     communes = progress.communes(catalog.db)
     charts = {
-        c.commune: progress.bar_chart(c.per_day, label=i18n.t("per_day_chart", lang))
+        c.commune: progress.bar_chart(c.per_day, label=i18n.t("per_day_chart", language))
         for c in communes
     }
     return render(
