@@ -1219,9 +1219,7 @@ class _FakeMessage:
 
 
 @pytest.mark.mqtt
-def test_worker_health_is_a_public_question_the_watchdog_asks(
-    tmp_path: Path, broker: Any
-) -> None:
+def test_worker_health_is_a_public_question_the_watchdog_asks(tmp_path: Path, broker: Any) -> None:
     """server.app's watchdog pings systemd only while ``healthy()``: false before start and
     after stop, true while both threads run against a real broker."""
     from server.config import ServerSettings
