@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel
 
-from server import api, api_records, i18n, keys, web
+from server import api, api_records, i18n, keys, rescan, web
 from server.catalog import Catalog
 from server.config import ServerSettings
 from server.db import Database
@@ -65,7 +65,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         )
         app.state.worker = None
         if settings.ingest:
-            worker = IngestWorker(settings, app.state.ingest)
+            worker = IngestWorker(settings, app.state.ingest, events=rescan.Resender(db))
             worker.start()
             app.state.worker = worker
         stop = threading.Event()
