@@ -20,11 +20,12 @@ from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 from pydantic import ValidationError
 
-from server import audit, auth, i18n, progress, records, rescan, review
+from server import audit, auth, i18n, progress, records, rescan, review, search
 from server.auth import Session
-from server.catalog import MAX_OFFSET, SearchPage, aligned, highlight, query_terms
+from server.catalog import MAX_OFFSET, Span, match_spans, query_terms
 from server.deps import (
     DB,
     CatalogDep,
@@ -59,6 +60,41 @@ def _date(value: Any) -> str:
     if isinstance(value, dt.date):
         return value.strftime("%d/%m/%Y")
     return "" if value is None else str(value)
+
+
+def marked(text: str, spans: list[Span]) -> Markup:
+    """``text`` HTML-escaped, each span (offsets from the read side) wrapped in <mark>."""
+    out, pos = [], 0
+    for s, e in spans:
+        out.append(escape(text[pos:s]))
+        out.append(Markup("<mark>") + escape(text[s:e]) + Markup("</mark>"))
+        pos = e
+    out.append(escape(text[pos:]))
+    return Markup("").join(out)
+
+
+def bar_chart(per_day: list[int], today: dt.date | None = None, label: str = "") -> Markup:
+    """An inline SVG: one bar per day (oldest left), each with a <title> tooltip."""
+    today = today or dt.date.today()
+    first = today - dt.timedelta(days=len(per_day) - 1)
+    bar, gap, height = 7, 2, 48
+    top = max(per_day, default=0) or 1
+    width = len(per_day) * (bar + gap)
+    parts = [
+        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}"'
+        f' height="{height + 2}" viewBox="0 0 {width} {height + 2}" role="img"'
+        f' aria-label="{escape(label)}">',
+        f'<line x1="0" y1="{height + 1}" x2="{width}" y2="{height + 1}" stroke="#bbb"/>',
+    ]
+    for i, n in enumerate(per_day):
+        h = round(n / top * height)
+        day = (first + dt.timedelta(days=i)).strftime("%d/%m")
+        parts.append(
+            f'<rect class="bar" x="{i * (bar + gap)}" y="{height + 1 - h}" width="{bar}"'
+            f' height="{h}" fill="#7a1f1f"><title>{day}: {n}</title></rect>'
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))  # noqa: S704 - numbers and escaped text only
 
 
 templates.env.filters["when"] = _when
@@ -214,8 +250,7 @@ def home(request: Request, session: WebViewer, catalog: CatalogDep) -> Response:
     language = lang(request)
     communes = progress.communes(catalog.db)
     charts = {
-        c.commune: progress.bar_chart(c.per_day, label=i18n.t("per_day_chart", language))
-        for c in communes
+        c.commune: bar_chart(c.per_day, label=i18n.t("per_day_chart", language)) for c in communes
     }
     return render(
         request,
@@ -268,7 +303,8 @@ def page_viewer(
     siblings = [p["id"] for p in batch["pages"]] if batch else [page]
     i = siblings.index(page)
     terms, exact = query_terms(q)
-    text = highlight(found["text"], terms, exact) if found["text"] else None
+    body = found["text"]
+    text = marked(body, match_spans(body, terms, exact)) if body else None
     audit.record(db, session.principal.name, "page.view", str(page), {}, client_ip(request))
     return render(
         request,
@@ -300,16 +336,10 @@ def search_page(
 ) -> Response:
     q = q[:200]
     offset = max(0, min(offset, MAX_OFFSET))
-    found = catalog.search_page(q, SEARCH_PAGE, offset) if q.strip() else SearchPage([], 0)
-    hits, total = found.hits, found.total
-    meta = records_.search(q) if q.strip() and not offset else []
-    terms, exact = query_terms(q)
-    for h in hits:
-        h["html"] = highlight(h["snippet"], terms, exact)
-    for m in meta:
-        lines = [ln for ln in m["text"].splitlines() if ln.strip()] or [""]
-        hit = next((ln for ln in lines if any(t in aligned(ln, exact) for t in terms)), lines[0])
-        m["html"] = highlight(hit[:200], terms, exact)
+    found = search.search(catalog, records_, q, SEARCH_PAGE, offset)
+    hits = [{**h, "html": marked(h["snippet"], h["spans"])} for h in found.pages]
+    meta = [{**m, "html": marked(m["snippet"], m["spans"])} for m in found.records]
+    total = found.total
     more = offset + SEARCH_PAGE if offset + SEARCH_PAGE < min(total, MAX_OFFSET + 1) else None
     return render(
         request, "search.html", q=q, hits=hits, meta=meta, total=total, offset=offset,
