@@ -742,3 +742,30 @@ def test_admin_sets_the_commune_from_the_dashboard(staff: Staff) -> None:
     )
     r = c.post(f"/devices/{device}/commune", data={"csrf": csrf, "commune": "  Xã   Đông Hòa "})
     assert r.status_code == 200 and 'data-commune="Xã Đông Hòa"' in r.text
+
+
+# -- start-up checks ---------------------------------------------------------------------------
+
+
+def test_run_refuses_to_start_with_one_clear_line(tmp_path: Path) -> None:
+    """``sohoa-server run`` checks the broker settings, the store and the database before it
+    serves (and so before READY=1): each failure is one line and a sysexits code."""
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "store-is-a-file" / "store").parent.mkdir()
+    (tmp_path / "store-is-a-file" / "store").write_text("")
+    cases = [
+        ({"SOHOA_MQTT_URL": "mqtt://broker:99999"}, 78, "port"),
+        ({"SOHOA_MQTT_URL": "http://broker"}, 78, "mqtt://"),
+        ({"SOHOA_MQTT_PASSWORD_FILE": str(tmp_path / "missing")}, 78, "broker settings"),
+        ({"SOHOA_SERVER_DATA_DIR": str(tmp_path / "a-file" / "data")}, 73, "store"),
+        ({"SOHOA_SERVER_DATA_DIR": str(tmp_path / "store-is-a-file")}, 73, "store"),
+    ]
+    for extra, code, words in cases:
+        env = {"SOHOA_SERVER_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin", **extra}
+        out = subprocess.run(
+            [str(BIN / "sohoa-server"), "run", "--port", "1"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert out.returncode == code, (extra, out.stderr)
+        assert words in out.stderr and "Traceback" not in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
