@@ -47,6 +47,8 @@ def test_server_sql_is_in_the_shared_dialect() -> None:
     SQLite-only forms must not come back."""
     statements = _sql_literals()
     assert len(statements) > 60  # the walk found the server's SQL
+    walked = {name for name, _, _ in statements}
+    assert {"server/ingest/manifests.py", "server/ingest/parts.py"} <= walked  # subpackages
     sqlite_only = re.compile(
         r"INSERT OR |\bjson_each\b|\bPRAGMA\b|\bGLOB\b|\bIFNULL\b|\bgroup_concat\b|"
         r"\bSELECT offset\b|\bNOT (u\.)?disabled\b"
