@@ -21,9 +21,8 @@ from server import auth, i18n
 from server.auth import Session
 from server.catalog import Span
 
-TEMPLATES = (
-    Path(__file__).resolve().parent.parent / "templates"
-)  # the one place templates are looked up
+# The one place templates are looked up (they move beside this package with the web room).
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 templates = Jinja2Templates(directory=str(TEMPLATES))
 LANG_COOKIE = "sohoa_lang"
 
