@@ -102,3 +102,13 @@ def parse(topic: str) -> ParsedTopic:
     if direction == "down" and len(parts) == 5 and parts[4] in DOWN_KINDS:
         return ParsedTopic("down", check_device_id(parts[3]), parts[4])
     raise TopicError(f"unknown topic {topic!r}")
+
+
+def status_device(topic: str) -> str | None:
+    """The device id of a concrete status topic (``sohoa/v1/status/{device}``); None for any
+    other topic, ours or not."""
+    try:
+        parsed = parse(topic)
+    except TopicError:
+        return None
+    return parsed.device_id if parsed.direction == "status" else None

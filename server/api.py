@@ -4,15 +4,15 @@ bearer token (viewer role); reading a batch or a page's content is written to th
 from __future__ import annotations
 
 import unicodedata
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from server import audit, progress
+from server import audit, progress, search
 from server.catalog import MAX_OFFSET
-from server.deps import DB, Admin, CatalogDep, User, client_ip
+from server.deps import DB, Admin, CatalogDep, RecordsDep, User, client_ip
 
 router = APIRouter(prefix="/api/v1", tags=["archive"])
 
@@ -91,11 +91,19 @@ class CommuneOut(BaseModel):
 
 
 class SearchHit(BaseModel):
-    page: int
-    page_no: int
-    batch: int
-    device_id: str
+    """A page (``kind`` "page": page, page_no, batch, device_id) or a hồ sơ / văn bản whose
+    metadata match (``kind`` "ho_so" / "van_ban": ma_ho_so, title). ``spans`` are the
+    ``[start, end)`` offsets of the query's words in ``snippet``."""
+
+    kind: Literal["page", "ho_so", "van_ban"] = "page"
+    page: int | None = None
+    page_no: int | None = None
+    batch: int | None = None
+    device_id: str | None = None
+    ma_ho_so: str | None = None
+    title: str | None = None
     snippet: str
+    spans: list[tuple[int, int]]
     score: float
 
 
@@ -168,23 +176,26 @@ def page_text(
 
 
 @router.get("/search", response_model=list[SearchHit])
-def search(
+def search_hits(
     catalog: CatalogDep,
+    records: RecordsDep,
     user: User,
     response: Response,
     q: str = Query(..., min_length=1, max_length=200),
     limit: int = Query(50, ge=1, le=100),
     offset: int = Query(0, ge=0, le=MAX_OFFSET, description="for more results: 50, 100…"),
 ) -> list[dict[str, Any]]:
-    """Pages whose text matches ``q``, best first (ranking: server.catalog.Catalog.search_page).
-    The header ``X-Total-Count`` says how many pages contain every word of ``q``; with
+    """The staff search page's search (server.search): pages whose text matches ``q``, best
+    first (ranking: server.catalog.Catalog.search_page), ``limit`` of them from ``offset``;
+    with ``offset`` 0 they are followed by the hồ sơ and văn bản whose metadata match. The
+    header ``X-Total-Count`` says how many pages contain every word of ``q``; with
     ``X-Total-Count-Estimated: true`` it is the database's estimate (PostgreSQL, above
     10,000 pages)."""
-    found = catalog.search_page(q, limit, offset)
+    found = search.search(catalog, records, q, limit, offset)
     response.headers["X-Total-Count"] = str(found.total)
     if found.estimated:
         response.headers["X-Total-Count-Estimated"] = "true"
-    return found.hits
+    return [{"kind": "page", **h} for h in found.pages] + found.records
 
 
 @router.get("/devices", response_model=list[DeviceOut])

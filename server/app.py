@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel
 
-from server import api, api_records, i18n, keys, web
+from server import api, api_records, i18n, keys, rescan, web
 from server.catalog import Catalog
 from server.config import ServerSettings
 from server.db import Database
@@ -46,8 +46,8 @@ def _watchdog(app: FastAPI, stop: threading.Event) -> None:
     interval = usec / 2 / 1e6
     while not stop.wait(interval):
         worker: IngestWorker | None = app.state.worker
-        # Ping only while the ingest thread lives; paho's loop thread dying is a restart case.
-        if worker is None or worker._client._thread is None or worker._client._thread.is_alive():
+        # Ping only while the ingest worker can still work; a dead thread is a restart case.
+        if worker is None or worker.healthy():
             notifier.notify("WATCHDOG=1")
 
 
@@ -65,7 +65,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         )
         app.state.worker = None
         if settings.ingest:
-            worker = IngestWorker(settings, app.state.ingest)
+            worker = IngestWorker(settings, app.state.ingest, events=rescan.Resender(db))
             worker.start()
             app.state.worker = worker
         stop = threading.Event()
@@ -95,7 +95,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     @app.exception_handler(Forbidden)
     def _forbidden(request: Request, exc: Forbidden) -> Response:
-        role = i18n.t(f"role_{exc.role}", web._lang(request))
+        role = i18n.t(f"role_{exc.role}", web.lang(request))
         return web.render(request, "message.html", 403, message_key="forbidden", role=role)
 
     @app.get("/healthz", response_model=Health, tags=["ops"])

@@ -1,4 +1,6 @@
-"""Read side of the archive: what the API and the staff pages show. No writes here."""
+"""Read side of the archive: what the API and the staff pages show. No writes here, and no
+HTML: hits carry their text and the offsets of the query's words (``spans``); the web layer
+renders them."""
 
 from __future__ import annotations
 
@@ -9,8 +11,6 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
-
-from markupsafe import Markup, escape
 
 from server import pg
 from server.db import Connection, Database, Row, fold
@@ -290,13 +290,15 @@ class Catalog:
             page = pages.get(rowid)
             if page is None:
                 continue
+            shown = snippet(page["text"], parsed.terms, parsed.exact)
             out.append(
                 {
                     "page": page["id"],
                     "page_no": page["page_no"],
                     "batch": page["batch_pk"],
                     "device_id": page["device_id"],
-                    "snippet": snippet(page["text"], parsed.terms, parsed.exact),
+                    "snippet": shown,
+                    "spans": match_spans(shown, parsed.terms, parsed.exact),
                     "score": score,
                 }
             )
@@ -467,10 +469,14 @@ def query_terms(query: str) -> tuple[list[str], bool]:
     return parsed.terms, parsed.exact
 
 
-def highlight(text: str, terms: list[str], exact: bool) -> Markup:
-    """``text`` HTML-escaped with every occurrence of a term wrapped in <mark>."""
+Span = tuple[int, int]
+
+
+def match_spans(text: str, terms: list[str], exact: bool) -> list[Span]:
+    """Where the terms occur in ``text``: sorted, non-overlapping ``(start, end)`` offsets
+    into ``text`` itself (a longer term wins over a shorter one inside it)."""
     hay = aligned(text, exact)
-    spans: list[tuple[int, int]] = []
+    spans: list[Span] = []
     for term in sorted({t for t in terms if t}, key=len, reverse=True):
         start = hay.find(term)
         while start >= 0:
@@ -478,13 +484,7 @@ def highlight(text: str, terms: list[str], exact: bool) -> Markup:
             if not any(s < end and start < e for s, e in spans):
                 spans.append((start, end))
             start = hay.find(term, end)
-    out, pos = [], 0
-    for s, e in sorted(spans):
-        out.append(escape(text[pos:s]))
-        out.append(Markup("<mark>") + escape(text[s:e]) + Markup("</mark>"))
-        pos = e
-    out.append(escape(text[pos:]))
-    return Markup("").join(out)
+    return sorted(spans)
 
 
 def snippet(text: str, terms: list[str], exact: bool, width: int = 160) -> str:

@@ -57,6 +57,10 @@ class ServerSettings(BaseModel):
     @classmethod
     def _url(cls, value: str) -> str:
         parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+        except ValueError:
+            raise ValueError("the port is not a number from 1 to 65535") from None
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
             raise ValueError("use mqtt://[user[:pass]@]host[:port] or mqtts://...")
         return value

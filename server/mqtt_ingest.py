@@ -17,9 +17,12 @@ persistent (``clean_start=False``, long expiry) so that messages queued while th
 down are not lost with it; what the broker drops anyway is recovered by the agents'
 reconciliation.
 
-It is also the server's only publisher of commands to devices (:meth:`IngestWorker.publish`,
-used by :mod:`server.rescan`): re-scan requests still waiting are (re)sent on every connect
-and whenever a device announces itself online.
+It is also the server's only publisher of commands to devices (:meth:`IngestWorker.publish`).
+It knows nothing of what the commands are: it tells the archive side (a :class:`DeviceEvents`
+that ``server.app`` injects, :class:`server.rescan.Resender`) when it connected and when a
+device announced itself online, and that side decides what to send.
+
+It must not import archive work (re-scans, review, records): the arrows run archive → ingest.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ import queue
 import ssl
 import threading
 import time
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple, Protocol
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
@@ -39,7 +43,6 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from protocol import topics
-from server import rescan
 from server.config import ServerSettings
 from server.ingest import Ingest
 
@@ -52,7 +55,9 @@ GROUP_LINGER = 0.002  # seconds to wait for more once the queue is empty (under 
 RECEIVE_MAXIMUM = 256  # QoS 1 messages the broker may have unacknowledged at this client
 NO_MATCHING_SUBSCRIBERS = 0x10  # MQTT 5 PUBACK: accepted, but nobody will receive it
 EARLY_ACK_SECONDS = 5.0
-PubackCallback = rescan.PubackCallback
+# on_puback(delivered, reason): delivered is False when the broker refused the message or had
+# no subscriber for it.
+PubackCallback = Callable[[bool, str], None]
 
 
 class Delivery(NamedTuple):
@@ -64,10 +69,25 @@ class Delivery(NamedTuple):
     qos: int
 
 
+class DeviceEvents(Protocol):
+    """What the archive side hears from the broker through the worker. Called from paho's
+    network thread (``connected``) or the ingest thread (``device_online``); exceptions are
+    logged, never raised into the worker."""
+
+    def connected(self, worker: IngestWorker) -> None:
+        """The worker (re)connected: commands may be published again."""
+
+    def device_online(self, worker: IngestWorker, device_id: str) -> None:
+        """A device announced itself (or its retained status arrived)."""
+
+
 class IngestWorker:
-    def __init__(self, settings: ServerSettings, ingest: Ingest) -> None:
+    def __init__(
+        self, settings: ServerSettings, ingest: Ingest, events: DeviceEvents | None = None
+    ) -> None:
         self.settings = settings
         self.ingest = ingest
+        self.events = events
         self.connected = threading.Event()
         self.groups = 0
         self._queue: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
@@ -127,6 +147,14 @@ class IngestWorker:
     def alive(self) -> bool:
         return self.connected.is_set() and self._thread is not None and self._thread.is_alive()
 
+    def healthy(self) -> bool:
+        """Whether this worker can still do its job: its ingest thread and paho's network
+        thread both live (connected or reconnecting). False once either died: that is a
+        restart case (the watchdog stops pinging systemd)."""
+        ingest = self._thread is not None and self._thread.is_alive()
+        network = self._client._thread  # paho has no public accessor for its loop thread
+        return ingest and (network is None or network.is_alive())
+
     def publish(
         self, topic: str, payload: bytes, qos: int = 1, on_puback: PubackCallback | None = None
     ) -> bool:
@@ -174,13 +202,11 @@ class IngestWorker:
         for flt in topics.ingest_filters(shared=True):
             client.subscribe(flt, qos=1)
         self.connected.set()
-        self._send_commands(None, rescan.RESEND_ON_CONNECT)
-
-    def _send_commands(self, device_id: str | None, states: tuple[str, ...]) -> None:
-        try:
-            rescan.send_pending(self.ingest.db, self, device_id, states)
-        except Exception:  # an exception here would kill paho's network thread
-            log.exception("could not send the pending re-scan requests")
+        if self.events is not None:
+            try:
+                self.events.connected(self)
+            except Exception:  # an exception here would kill paho's network thread
+                log.exception("the connect handler failed")
 
     def _on_publish(
         self,
@@ -294,11 +320,13 @@ class IngestWorker:
         for delivery in group:
             client.ack(delivery.mid, delivery.qos)
         self.last_message_at = time.time()
+        if self.events is None:
+            return
         for delivery in group:
-            if delivery.topic.startswith(f"{topics.PREFIX}/status/"):
-                # A device came online (or the retained statuses arrived after our connect):
-                # its session now exists at the broker, so a request it could not get before
-                # can go.
-                device = delivery.topic.rsplit("/", 1)[-1]
-                if rescan.device_online(self.ingest.db, device):
-                    self._send_commands(device, ("requested",))
+            device = topics.status_device(delivery.topic)
+            if device is not None:
+                # A device came online (or the retained statuses arrived after our connect).
+                try:
+                    self.events.device_online(self, device)
+                except Exception:
+                    log.exception("the online handler failed for %s", device)

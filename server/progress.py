@@ -4,8 +4,8 @@ The commune of a scan station is, in this order: the label an admin set on the d
 (``devices.commune``, ``PUT /api/v1/devices/{id}``); else the OrganId of the hồ sơ its pages
 were described in (the most used one); else none ("chưa xác định"). Per commune: devices,
 pages received (every travelling part committed), pages described in a văn bản, pages flagged
-for review, and pages received per day over the last 30 days — drawn as a small SVG bar chart
-rendered here on the server (no JavaScript library).
+for review, and pages received per day over the last 30 days (numbers: the web layer draws
+them as a small SVG bar chart, ``server.web.bar_chart``). No HTML here.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
-
-from markupsafe import Markup, escape
 
 from server import audit
 from server.db import Database
@@ -128,27 +126,3 @@ def set_commune(db: Database, device_id: str, commune: str, actor: str, ip: str 
         if changed:
             audit.append(con, actor, "device.commune", device_id, {"commune": commune}, ip)
     return bool(changed)
-
-
-def bar_chart(per_day: list[int], today: dt.date | None = None, label: str = "") -> Markup:
-    """An inline SVG: one bar per day (oldest left), each with a <title> tooltip."""
-    today = today or dt.date.today()
-    first = today - dt.timedelta(days=len(per_day) - 1)
-    bar, gap, height = 7, 2, 48
-    top = max(per_day, default=0) or 1
-    width = len(per_day) * (bar + gap)
-    parts = [
-        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}"'
-        f' height="{height + 2}" viewBox="0 0 {width} {height + 2}" role="img"'
-        f' aria-label="{escape(label)}">',
-        f'<line x1="0" y1="{height + 1}" x2="{width}" y2="{height + 1}" stroke="#bbb"/>',
-    ]
-    for i, n in enumerate(per_day):
-        h = round(n / top * height)
-        day = (first + dt.timedelta(days=i)).strftime("%d/%m")
-        parts.append(
-            f'<rect class="bar" x="{i * (bar + gap)}" y="{height + 1 - h}" width="{bar}"'
-            f' height="{h}" fill="#7a1f1f"><title>{day}: {n}</title></rect>'
-        )
-    parts.append("</svg>")
-    return Markup("".join(parts))  # noqa: S704 - numbers and escaped text only

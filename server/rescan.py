@@ -4,8 +4,9 @@ A request is a row in ``rescan_requests`` written together with its ``reviews`` 
 audit row (one transaction); the page and its files are never changed. The device learns of
 it from a ``Command(command="rescan", batch_id, page_id, note)`` on
 ``sohoa/v1/down/{device}/command`` (QoS 1), published through the server's one broker client
-(:meth:`server.mqtt_ingest.IngestWorker.publish`). Commands are not signed: a re-scan request
-only shows a line to the technician, it never makes a device delete anything.
+(:meth:`server.mqtt_ingest.IngestWorker.publish`; the worker calls :class:`Resender` on its
+connect and device-online events). Commands are not signed: a re-scan request only shows a
+line to the technician, it never makes a device delete anything.
 
 States, each change made only if the row is still in the state before it:
 
@@ -181,3 +182,21 @@ def send_pending(
         else:
             _move(db, request_id, "sent", "requested")
     return sent
+
+
+class Resender:
+    """The broker events re-scans care about, given to the ingest worker by ``server.app``
+    (``IngestWorker(…, events=Resender(db))``): ingest tells, the archive side decides."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def connected(self, worker: Publisher) -> None:
+        """On every (re)connect: everything not acknowledged goes (again)."""
+        send_pending(self.db, worker, None, RESEND_ON_CONNECT)
+
+    def device_online(self, worker: Publisher, device_id: str) -> None:
+        """A device's status arrived: if it says online, its session now exists at the
+        broker, so a request it could not get before can go."""
+        if device_online(self.db, device_id):
+            send_pending(self.db, worker, device_id, ("requested",))

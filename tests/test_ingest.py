@@ -1216,3 +1216,23 @@ class _FakeMessage:
     payload: bytes
     mid: int
     qos: int = 1
+
+
+@pytest.mark.mqtt
+def test_worker_health_is_a_public_question_the_watchdog_asks(tmp_path: Path, broker: Any) -> None:
+    """server.app's watchdog pings systemd only while ``healthy()``: false before start and
+    after stop, true while both threads run against a real broker."""
+    from server.config import ServerSettings
+    from server.mqtt_ingest import IngestWorker
+
+    server = Server(tmp_path, tmp_path / "archive.db")
+    settings = ServerSettings(data_dir=tmp_path, mqtt_url=broker.url)
+    worker = IngestWorker(settings, server.ingest)
+    assert not worker.healthy()
+    worker.start()
+    try:
+        assert worker.connected.wait(30)
+        assert worker.healthy()
+    finally:
+        worker.stop()
+    assert not worker.healthy()

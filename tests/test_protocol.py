@@ -183,6 +183,15 @@ def test_down_topic_round_trip(kind: str) -> None:
     assert topics.parse(topic) == topics.ParsedTopic("down", DEVICE, kind)
 
 
+def test_status_device_names_the_device_of_a_status_topic_only() -> None:
+    assert topics.status_device(topics.status(DEVICE)) == DEVICE
+    assert topics.status_device(topics.up(DEVICE, "manifest")) is None
+    assert topics.status_device(topics.down(DEVICE, "command")) is None
+    for foreign in ("sohoa/v1/status/", "sohoa/v1/status/a/b", "sohoa/v0/status/x",
+                    "other/v1/status/x", "sohoa/v1/status/A+B", "status/x", ""):  # fmt: skip
+        assert topics.status_device(foreign) is None, foreign
+
+
 def test_status_topic_round_trip() -> None:
     assert topics.status(DEVICE) == f"sohoa/v1/status/{DEVICE}"
     assert topics.parse(topics.status(DEVICE)) == topics.ParsedTopic("status", DEVICE, "status")

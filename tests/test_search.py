@@ -166,7 +166,13 @@ def test_api_search_shape_paging_and_total(tmp_path: Path, database: Path | str)
         assert r.status_code == 200 and r.headers["X-Total-Count"] == "12"
         body = r.json()
         assert len(body) == 12
-        assert set(body[0]) == {"page", "page_no", "batch", "device_id", "snippet", "score"}
+        assert set(body[0]) == {
+            "kind", "page", "page_no", "batch", "device_id", "ma_ho_so", "title", "snippet",
+            "spans", "score",
+        }  # fmt: skip
+        assert body[0]["kind"] == "page" and body[0]["ma_ho_so"] is None
+        first = body[0]
+        assert [first["snippet"][s:e] for s, e in first["spans"]] == ["Ủy", "ban", "bản"]
         r = client.get(
             "/api/v1/search", params={"q": "ủy ban", "limit": 5, "offset": 10}, headers=headers
         )
