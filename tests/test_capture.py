@@ -188,3 +188,17 @@ def test_a_scan_leaves_the_agents_signal_handling_intact() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "alive [1]" in out.stdout
+
+
+def test_colour_scan_draws_a_colour_picture_not_a_black_page(settings, known) -> None:  # type: ignore[no-untyped-def]
+    """hw_profiles/scanners/test.toml sets the backend's `test-picture` for colour scans:
+    its default is a solid black page, which looks like a broken scanner in the demo."""
+    import numpy as np
+    from PIL import Image
+
+    _, pages, batch_dir = _scan(settings, known, "flatbed")
+    with Image.open(batch_dir / pages[0].capture_file) as im:
+        rgb = np.asarray(im.convert("RGB"), dtype=np.int16)
+    assert rgb.max() > 100  # not solid black
+    assert rgb.std() > 20  # a picture, not one flat colour
+    assert np.abs(rgb[..., 0] - rgb[..., 2]).mean() > 10  # colour, not grey
