@@ -18,13 +18,18 @@ the archive holds here too; ``tests/test_embedded.py`` checks it).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from embedded.agent import AgentDaemon, agent_env, run_agent
 from embedded.broker import Broker
 from embedded.errors import ChildDied, ComponentMissing, EmbeddedError, PortBusy
 from embedded.process import free_port, wait_port
 from embedded.server import ServerProcess
 
+SAMPLES = Path(__file__).resolve().parent / "samples"  # pages the demo imports (README there)
+
 __all__ = [
+    "SAMPLES",
     "AgentDaemon",
     "Broker",
     "ChildDied",
