@@ -189,12 +189,24 @@ def build_parser() -> argparse.ArgumentParser:
             + ("`agent status`)" if which == "agent" else "`server user add NAME --role admin`)"),
             add_help=False,
         )
-        p.add_argument("args", nargs=argparse.REMAINDER, help=f"arguments for sohoa-{which}")
+        p.add_argument("args", nargs="*", help=f"arguments for sohoa-{which}")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    # Everything after `agent` / `server` belongs to sohoa-agent / sohoa-server verbatim
+    # (`agent --help`, `agent --config x status`): split there, parse only what comes before.
+    i, valued = 0, {"--data-dir", "--http-port", "--host", "--mqtt-port", "--device-id"}
+    while i < len(argv) and argv[i] not in ("agent", "server"):
+        i += 2 if argv[i] in valued else 1
+    if i < len(argv):
+        args = parser.parse_args([*argv[:i], argv[i]])
+        passthrough = argv[i + 1 :]
+    else:
+        args = parser.parse_args(argv)
+        passthrough = []
     try:
         device = topics.check_device_id(args.device_id or default_device_id())
     except topics.TopicError as exc:
@@ -210,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(layout)
-        return cmd_passthrough(layout, args.command, args.args)
+        return cmd_passthrough(layout, args.command, passthrough)
     except EmbeddedError as exc:
         print(f"sohoa-embedded: {exc}", file=sys.stderr)
         return EX_UNAVAILABLE

@@ -211,3 +211,15 @@ def test_sohoa_embedded_run_stops_everything_on_sigterm(tmp_path: Path) -> None:
     finally:
         if run.poll() is None:
             run.kill()
+
+
+def test_agent_and_server_commands_pass_through_verbatim(tmp_path: Path) -> None:
+    base = [str(BIN / "sohoa-embedded"), "--data-dir", str(tmp_path / "emb")]
+    for args, usage in (
+        (["agent", "--help"], "usage: sohoa-agent"),
+        (["server", "user", "add", "--help"], "usage: sohoa-server user add"),
+    ):
+        out = subprocess.run([*base, *args], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and out.stdout.startswith(usage), out.stderr
+    refused = subprocess.run([*base, "run", "--bogus"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "unrecognized arguments: --bogus" in refused.stderr
