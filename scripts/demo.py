@@ -5,7 +5,8 @@ the scan-station agent bound to SANE's `test` scanner (`embedded/`); presses the
 (one ADF batch from `test:0`, which draws a colour test pattern), imports the sample pages of
 Vietnamese records shipped in `embedded/samples/` (as a scan-to-folder copier would), lets
 the agent clean, OCR and sync everything, files the sample pages as văn bản in three hồ sơ
-through the staff API, and prints the address of the staff page. Ctrl-C stops everything.
+through the staff API, leaves the station's daemon running (so the dashboard shows it online)
+and prints the address of the staff page. Ctrl-C stops everything.
 
 Safe to run again: it reuses ./var/demo, and scans, imports and catalogues only what it has
 not done before (``var/demo/demo-state.json`` and the archive's own hồ sơ say what is done).
@@ -23,7 +24,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from embedded import SAMPLES, Broker, ChildDied, ServerProcess, agent_env, run_agent
+from embedded import (
+    SAMPLES,
+    AgentDaemon,
+    Broker,
+    ChildDied,
+    ServerProcess,
+    agent_env,
+    run_agent,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 VAR = REPO / "var" / "demo"
@@ -148,6 +157,7 @@ def main() -> int:
     say(f"Mosquitto on 127.0.0.1:{MQTT_PORT}")
     broker = Broker(VAR / "broker", port=MQTT_PORT).start()
     server = ServerProcess(VAR / "server", broker.url, port=HTTP_PORT, admin_user="demo")
+    daemon: AgentDaemon | None = None
     token_file = VAR / "server" / "demo-token"
     if token_file.exists():
         server.token = token_file.read_text().strip()
@@ -186,12 +196,14 @@ def main() -> int:
             return out.returncode
         say("Filing the sample pages into hồ sơ (the staff API, as an archivist would)")
         catalogue(server)
+        daemon = AgentDaemon(env, log_path=VAR / "agent" / "agent.log")
+        daemon.start()  # the station as a service: online on the dashboard, telemetry
         link = f"{server.url}/login?token={server.token}"
         say("Done. Open the staff page (Vietnamese; ?lang=en for English):")
         print(f"\n    {link}\n")
         print(f"    API: {server.url}/docs   (Authorization: Bearer {server.token})")
         print(f"    Search without diacritics, e.g.: {server.url}/search?q=phe+duyet+ke+hoach")
-        print("\n    Ctrl-C stops the server and the broker.\n", flush=True)
+        print("\n    Ctrl-C stops the station, the server and the broker.\n", flush=True)
         stop = False
 
         def _stop(*_: object) -> None:
@@ -203,6 +215,7 @@ def main() -> int:
             while not stop:
                 broker.check()
                 server.check()
+                daemon.check()
                 time.sleep(0.5)
         except KeyboardInterrupt:
             pass
@@ -212,6 +225,8 @@ def main() -> int:
         return 0
     finally:
         say("Stopping")
+        if daemon is not None:
+            daemon.stop(30)
         server.stop()
         broker.stop()
 
