@@ -16,7 +16,7 @@ sohoa/v1/down/{device}/reject   srv→agent  :class:`protocol.messages.Reject`
 sohoa/v1/down/{device}/command  srv→agent  :class:`protocol.messages.Command`
 ==============================  =========  ================================================
 
-The broker ACL (``systemd/mosquitto/sohoa-acl``) lets a device write only ``up/%u/#`` and
+The broker ACL (``systemd/mosquitto/sohoa.acl``) lets a device write only ``up/%u/#`` and
 ``status/%u`` and read only ``down/%u/#``; only the server user writes ``down/#``. Device ids
 therefore must never contain MQTT wildcards or separators.
 """

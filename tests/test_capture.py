@@ -241,3 +241,17 @@ def test_scan_now_is_the_one_flow_of_a_press(settings, known) -> None:  # type: 
     with ob.Outbox(settings.data_dir) as outbox, pytest.raises(DiskFullError):
         capture.scan_now(greedy, outbox, on_heard=lambda: seen.append("heard again"))
     assert "heard again" not in seen
+
+
+def test_colour_scan_draws_a_colour_picture_not_a_black_page(settings, known) -> None:  # type: ignore[no-untyped-def]
+    """hw_profiles/scanners/test.toml sets the backend's `test-picture` for colour scans:
+    its default is a solid black page, which looks like a broken scanner in the demo."""
+    import numpy as np
+    from PIL import Image
+
+    _, pages, batch_dir = _scan(settings, known, "flatbed")
+    with Image.open(batch_dir / pages[0].capture_file) as im:
+        rgb = np.asarray(im.convert("RGB"), dtype=np.int16)
+    assert rgb.max() > 100  # not solid black
+    assert rgb.std() > 20  # a picture, not one flat colour
+    assert np.abs(rgb[..., 0] - rgb[..., 2]).mean() > 10  # colour, not grey
