@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent import __version__, config, messages, preflight
-from agent import outbox as ob
 from agent.errors import ScannerError, SohoaError, SyncError
+from agent.outbox import outbox as ob
 
 if TYPE_CHECKING:
-    from agent.bundle import ReceiptsReport
-    from agent.mqtt_link import MqttLink
-    from agent.rescan import RescanRequest
-    from agent.sync import Syncer
+    from agent.outbox.rescan import RescanRequest
+    from agent.uplink.bundle import ReceiptsReport
+    from agent.uplink.mqtt_link import MqttLink
+    from agent.uplink.sync import Syncer
 
 log = logging.getLogger("sohoa.agent")
 
@@ -58,8 +58,8 @@ def _boot_id() -> str:
 
 def cmd_scan(ctx: Context) -> int:
     preflight.check(ctx.settings, sane=True)  # before anything imports python-sane
-    from agent import capture
-    from agent.outbox import BatchRecord
+    from agent.capture import scan as capture
+    from agent.outbox.outbox import BatchRecord
     from agent.profiles import SaneDeviceInfo
 
     def started(scanner: SaneDeviceInfo, previous: BatchRecord | None) -> None:
@@ -85,7 +85,7 @@ def cmd_scan(ctx: Context) -> int:
 
 
 def cmd_import(ctx: Context) -> int:
-    from agent import importer
+    from agent.capture import importer
 
     with ctx.open_outbox() as outbox:
         outcome = importer.import_files(ctx.settings, outbox, list(ctx.args.paths))
@@ -111,9 +111,10 @@ def cmd_process(ctx: Context) -> int:
 
 
 def cmd_sync(ctx: Context) -> int:
-    from agent import transfer, worker
-    from agent.mqtt_link import MqttLink
-    from agent.sync import Syncer
+    from agent import worker
+    from agent.uplink import transfer
+    from agent.uplink.mqtt_link import MqttLink
+    from agent.uplink.sync import Syncer
 
     s = ctx.settings
     preflight.check(s, broker=True)
@@ -176,14 +177,14 @@ def _collect_commands(ctx: Context, link: MqttLink, syncer: Syncer) -> None:
 
 
 def _say_rescans(ctx: Context, requests: list[RescanRequest]) -> None:
-    from agent.sync import describe
+    from agent.uplink.sync import describe
 
     for request in requests:
         print(describe(request, ctx.lang), flush=True)
 
 
 def cmd_rescan_done(ctx: Context) -> int:
-    from agent import rescan
+    from agent.outbox import rescan
 
     removed, matches = rescan.remove(ctx.settings.data_dir, ctx.args.page_id)
     if removed is None:
@@ -197,7 +198,8 @@ def cmd_rescan_done(ctx: Context) -> int:
 
 
 def cmd_export(ctx: Context) -> int:
-    from agent import bundle, worker
+    from agent import worker
+    from agent.uplink import bundle
 
     s = ctx.settings
     bundle.check_target(ctx.args.path)  # before minutes of OCR, not after
@@ -231,7 +233,7 @@ def cmd_export(ctx: Context) -> int:
 
 
 def cmd_import_receipts(ctx: Context) -> int:
-    from agent import bundle, transfer
+    from agent.uplink import bundle, transfer
 
     with ctx.open_outbox() as outbox:
         report = bundle.import_receipts(ctx.settings, outbox, ctx.args.path)
@@ -262,7 +264,7 @@ def _say_receipts(ctx: Context, report: ReceiptsReport) -> None:
 
 
 def cmd_coversheet(ctx: Context) -> int:
-    from agent import coversheet
+    from agent.pipeline import coversheet
 
     numbers: list[int | None] = list(range(ctx.args.first, ctx.args.first + ctx.args.count))
     if ctx.args.count == 0:
@@ -332,7 +334,8 @@ def _watch_status(ctx: Context) -> int:
 
 
 def cmd_devices(ctx: Context) -> int:
-    from agent import profiles, sane_device
+    from agent import profiles
+    from agent.capture import sane_device
 
     known = profiles.load_scanner_profiles(ctx.settings.hw_profiles_dir)
     found = sane_device.list_devices()

@@ -25,8 +25,7 @@ from typing import Any
 
 import sdnotify
 
-from agent import __version__, capture, messages, profiles, sane_device, transfer, worker
-from agent import outbox as ob
+from agent import __version__, messages, profiles, worker
 from agent import status as agent_status
 from agent.buttons import ButtonEvent, ScanChoice, Trigger, open_button, profile_settings
 from agent.buttons.feedback import (
@@ -36,10 +35,14 @@ from agent.buttons.feedback import (
     MultiFeedback,
     SerialBoxFeedback,
 )
+from agent.capture import sane_device
+from agent.capture import scan as capture
 from agent.config import AgentSettings
 from agent.errors import DiskFullError, ScannerError, SohoaError, SyncError
-from agent.mqtt_link import MqttLink
-from agent.sync import Syncer, describe
+from agent.outbox import outbox as ob
+from agent.uplink import transfer
+from agent.uplink.mqtt_link import MqttLink
+from agent.uplink.sync import Syncer, describe
 from protocol import envelope, topics
 from protocol.messages import Telemetry
 

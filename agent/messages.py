@@ -186,7 +186,7 @@ CATALOG: dict[str, tuple[str, str]] = {
         "The server refused {count} file(s) of the USB bundle; the pages concerned stay on "
         "this device and go again with the next export (sohoa-agent export).",
     ),
-    # Re-scan requests from the archive (server review queue → Command → agent.rescan).
+    # Re-scan requests from the archive (server review queue → Command → agent.outbox.rescan).
     "rescan_requested": (
         "Cần quét lại: lô {batch}, trang {page}, lý do: {note} "
         "(khi xong: sohoa-agent rescan-done {page_id})",

@@ -16,9 +16,9 @@ from __future__ import annotations
 import importlib
 import logging
 
-from agent import ocr
 from agent.config import AgentSettings
 from agent.errors import ConfigError
+from agent.pipeline import ocr
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def check_ocr(settings: AgentSettings) -> str:
 def check_sane() -> str:
     """python-sane imports and SANE initialises. Returns SANE's version."""
     try:
-        sane_device = importlib.import_module("agent.sane_device")
+        sane_device = importlib.import_module("agent.capture.sane_device")
         return str(sane_device.init())
     except Exception as exc:  # ImportError of the C module, or sane.init() failing
         raise StartupRefused("startup_sane_missing", f"python-sane: {exc}", hint=SANE_HINT) from exc

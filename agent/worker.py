@@ -21,9 +21,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent import outbox as ob
 from agent.config import AgentSettings
-from agent.pipeline import PageResult, PipelineSettings, process_page
+from agent.outbox import outbox as ob
+from agent.pipeline.process import PageResult, PipelineSettings, process_page
 
 log = logging.getLogger(__name__)
 

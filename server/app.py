@@ -16,15 +16,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel
 
-from server import api, api_records, i18n, keys, rescan, web
-from server.catalog import Catalog
+from server import web
+from server.archive import rescan
+from server.archive.catalog import Catalog
+from server.archive.records import Records
 from server.config import ServerSettings
-from server.db import Database
-from server.deps import Forbidden, LoginRequired
 from server.ingest import Ingest
-from server.mqtt_ingest import IngestWorker
-from server.records import Records
-from server.store import Store
+from server.ingest.mqtt import IngestWorker
+from server.store import keys
+from server.store.db import Database
+from server.store.files import Store
+from server.web import api, api_records, i18n
+from server.web.deps import Forbidden, LoginRequired
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"

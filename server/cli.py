@@ -11,8 +11,9 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from server import audit, auth, config
-from server.db import OPERATIONAL_ERRORS, Database
+from server import config
+from server.archive import audit, auth
+from server.store.db import OPERATIONAL_ERRORS, Database
 
 
 def _settings(args: argparse.Namespace) -> config.ServerSettings:
@@ -190,9 +191,9 @@ def _say(lang: str, key: str, **params: object) -> str:
 def cmd_import_bundle(args: argparse.Namespace) -> int:
     """Exit 0: every frame imported; 4: some frames refused (the rest imported);
     3: the bundle refused as a whole (nothing imported); 74: receipts not written."""
-    from server import bundle, keys
-    from server.ingest import Ingest
-    from server.store import Store
+    from server.ingest import Ingest, bundle
+    from server.store import keys
+    from server.store.files import Store
 
     settings = _settings(args)
     lang = settings.language
@@ -242,7 +243,7 @@ def cmd_import_bundle(args: argparse.Namespace) -> int:
 
 def cmd_receipt_key(args: argparse.Namespace) -> int:
     from protocol import signing
-    from server import keys
+    from server.store import keys
 
     settings = _settings(args)
     print(signing.public_key_hex(keys.load_or_create(settings.data_dir)))

@@ -73,7 +73,7 @@ class ServerSettings(BaseModel):
         return value
 
     def database(self) -> Path | str:
-        """What server.db.Database opens: a SQLite file's path or a PostgreSQL URL."""
+        """What server.store.db.Database opens: a SQLite file's path or a PostgreSQL URL."""
         if self.database_url is None:
             return self.data_dir / "archive.sqlite3"
         parts = urlsplit(self.database_url)

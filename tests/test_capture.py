@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from agent import capture, profiles, sane_device
-from agent import outbox as ob
+from agent import profiles
+from agent.capture import sane_device
+from agent.capture import scan as capture
 from agent.config import AgentSettings
 from agent.errors import DiskFullError, ScannerError
+from agent.outbox import outbox as ob
 
 pytestmark = pytest.mark.sane
 
@@ -138,7 +140,7 @@ def test_the_disk_guard_refuses_a_scan_before_it_starts(tmp_path: Path, known) -
 
 
 def test_the_next_press_after_a_jam_continues_the_batch(settings, known) -> None:  # type: ignore[no-untyped-def]
-    from agent import capture as cap
+    from agent.capture import scan as cap
 
     def jam_after_two(sc):  # type: ignore[no-untyped-def]
         def hook(page: ob.PageRecord) -> None:

@@ -1,4 +1,4 @@
-"""agent.imaging on generated pages: fast, no tesseract."""
+"""agent.pipeline.imaging on generated pages: fast, no tesseract."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from corpus import A5_LANDSCAPE_MM, FONT_REGULAR, PageSpec, TestPage, cer, render_page, save_png
 from PIL import Image, ImageDraw, ImageFont
 
-from agent import imaging
+from agent.pipeline import imaging
 
 NOISY = {"paper": "gradient", "blur_sigma": 0.9, "speckles": 4350, "noise_sigma": 6.0}
 HALF = {"n_lines": 12, "paper_mm": A5_LANDSCAPE_MM}

@@ -1,4 +1,4 @@
-"""agent.ocr against the real tesseract (and fakes plugged in through its `binary` seam).
+"""agent.pipeline.ocr against the real tesseract (and fakes plugged in through its `binary` seam).
 
 Assertions tolerate version drift: CER bounds and ordered substrings, never exact text.
 """
@@ -15,8 +15,8 @@ import pytest
 from corpus import A5_LANDSCAPE_MM, FONT_REGULAR, PageSpec, cer, render_page, save_png
 from PIL import Image, ImageDraw, ImageFont
 
-from agent import imaging, ocr
-from agent.pipeline import PipelineSettings, process_page
+from agent.pipeline import imaging, ocr
+from agent.pipeline.process import PipelineSettings, process_page
 
 pytestmark = pytest.mark.tesseract
 

@@ -1,4 +1,4 @@
-"""agent.pipeline.process_page end to end, with the real tesseract."""
+"""agent.pipeline.process.process_page end to end, with the real tesseract."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 from corpus import A5_LANDSCAPE_MM, PageSpec, cer, render_page, save_png
 from PIL import Image
 
-from agent.coversheet import CoverSheet, render
-from agent.pipeline import FLAGS, PageResult, PipelineSettings, process_page
+from agent.pipeline.coversheet import CoverSheet, render
+from agent.pipeline.process import FLAGS, PageResult, PipelineSettings, process_page
 
 HALF = {"n_lines": 12, "paper_mm": A5_LANDSCAPE_MM}
 NOISY = {"paper": "gradient", "blur_sigma": 0.9, "speckles": 4350, "noise_sigma": 6.0}

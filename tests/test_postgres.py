@@ -17,9 +17,9 @@ from harness import BIN, REPO
 from pgcluster import PostgresCluster, url_of
 from test_search import archive
 
-from server import pg
-from server.catalog import Catalog
-from server.db import Database
+from server.archive.catalog import Catalog
+from server.store import pg
+from server.store.db import Database
 
 pytestmark = pytest.mark.postgres
 
@@ -43,7 +43,7 @@ def _sql_literals() -> list[tuple[str, int, str]]:
 
 
 def test_server_sql_is_in_the_shared_dialect() -> None:
-    """server.pg rewrites ``?`` → ``%s``: no ``?`` or ``%`` may hide in a quoted literal, and
+    """server.store.pg rewrites ``?`` → ``%s``: no ``?`` or ``%`` may hide in a quoted literal, and
     SQLite-only forms must not come back."""
     statements = _sql_literals()
     assert len(statements) > 60  # the walk found the server's SQL
@@ -127,7 +127,7 @@ QUERIES = [
 
 
 def test_both_engines_find_the_same_pages(tmp_path: Path, pg_cluster: PostgresCluster) -> None:
-    """Tokens come from Python on both sides (server.pg): a query finds the same pages on
+    """Tokens come from Python on both sides (server.store.pg): a query finds the same pages on
     SQLite FTS5 and on PostgreSQL, with or without diacritics, phrases included."""
     lite, post = Database(tmp_path / "a.sqlite"), Database(pg_cluster.create_database())
     ids_lite, ids_post = archive(lite, TEXTS), archive(post, TEXTS)
@@ -219,7 +219,7 @@ def test_large_counts_are_estimated_and_flagged(
 ) -> None:
     """Beyond the candidate window the total is the planner's estimate (an exact count of a
     common word costs a visit to every page), flagged so that the staff page says "about"."""
-    from server import catalog
+    from server.archive import catalog
 
     db = Database(pg_cluster.create_database())
     ids = archive(db, [f"quyết định số {n} của ủy ban" for n in range(40)])

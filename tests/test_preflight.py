@@ -17,7 +17,7 @@ from harness import agent_env, run_agent
 from PIL import Image
 
 from agent import config, preflight
-from agent import outbox as ob
+from agent.outbox import outbox as ob
 
 pytestmark = [pytest.mark.sane, pytest.mark.tesseract]
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ")

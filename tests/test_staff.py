@@ -28,13 +28,13 @@ from test_ingest import BatchSrc, PageSrc
 
 from protocol import topics
 from protocol.messages import PageEntry
-from server import audit, auth
 from server.app import create_app
-from server.catalog import match_spans
+from server.archive import audit, auth
+from server.archive.catalog import match_spans
 from server.config import ServerSettings
-from server.db import Database
 from server.ingest import Ingest
-from server.store import Store
+from server.store.db import Database
+from server.store.files import Store
 from server.web import marked
 
 TEXT = (
@@ -408,7 +408,7 @@ def test_van_ban_legal_names_and_search(staff: Staff) -> None:
 
 
 def test_search_page_and_api_are_one_search(staff: Staff) -> None:
-    """The staff page and /api/v1/search (both server.search) show the same hits in the same
+    """The staff page and /api/v1/search (both server.archive.search) show the same hits in the same
     order with the same words marked, with diacritics and without."""
     make_ho_so(staff)
     staff.login("viewer")
@@ -559,7 +559,7 @@ def _rescan_rows(s: Staff) -> list[dict[str, object]]:
 def test_rescan_request_is_recorded_audited_and_sent_when_connected(staff: Staff) -> None:
     from protocol import envelope
     from protocol.messages import Command
-    from server import rescan
+    from server.archive import rescan
 
     csrf = staff.login("archivist")
     c = staff.client
@@ -592,7 +592,7 @@ def test_rescan_request_is_recorded_audited_and_sent_when_connected(staff: Staff
 
 
 def test_rescan_via_api_with_a_live_worker_and_no_subscriber(staff: Staff) -> None:
-    from server import rescan
+    from server.archive import rescan
 
     worker = FakePublisher(answer=False)  # the device never connected: broker says 0x10
     staff.client.app.state.worker = worker  # type: ignore[attr-defined]
@@ -682,7 +682,7 @@ def test_rotate_is_shown_by_the_viewer_and_leaves_the_file_alone(staff: Staff) -
 def test_bar_chart_has_one_bar_per_day() -> None:
     import datetime as dt
 
-    from server.progress import DAYS
+    from server.archive.progress import DAYS
     from server.web import bar_chart
 
     per_day = [0] * DAYS

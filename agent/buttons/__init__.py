@@ -10,7 +10,7 @@ only package that imports pyserial (`serial`). Four sources sit behind one inter
   USB–RS-232 adapter.
 * `usb_key.InputKeyButton` — a USB key or foot pedal that Linux sees as an input device.
 * `scanner_button.SaneSensorButton` — the scanner's own button, read through a callable from
-  `agent.sane_device` (this package never touches SANE).
+  `agent.capture.sane_device` (this package never touches SANE).
 
 `events.PressTracker` (durations → short/long) is shared by all four, `events.Debouncer` by
 the two polled ones; `serial_port` opens serial ports. `trigger.Trigger` turns events into at

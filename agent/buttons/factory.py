@@ -43,7 +43,7 @@ def open_button(kind: str, **settings: Any) -> ButtonSource:
 
     serial-box: port, baud, long_s, … · modem-line: port, line ("cts"/"dsr"), debounce_s, … ·
     usb-key: device_path, key_code, alt_key_code, … · scanner-button: poll (from
-    agent.sane_device), interval, … · none: no settings.
+    agent.capture.sane_device), interval, … · none: no settings.
     """
     factories: dict[str, Callable[..., ButtonSource]] = {
         "serial-box": SerialBoxButton,

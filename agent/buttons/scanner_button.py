@@ -1,6 +1,6 @@
 """(d) The scanner's own button, read through a SANE sensor option.
 
-This module owns polling a level callable (from `agent.sane_device.sensor_poller`) and
+This module owns polling a level callable (from `agent.capture.sane_device.sensor_poller`) and
 turning its rising edges into presses. It must not import `sane` or touch the scanner itself.
 """
 
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 class SaneSensorButton:
     """The scanner's own button, read through a SANE sensor option.
 
-    `poll` comes from `agent.sane_device`; it MUST NOT keep the device open between calls
+    `poll` comes from `agent.capture.sane_device`; it MUST NOT keep the device open between calls
     (holding it is what breaks other front-ends under scanbd, AirSane#54), and it may raise
     while a scan holds the device — a failed poll counts as "no change". Many backends latch
     the button until it is read, so one True sample must count as a press: `debounce_s`

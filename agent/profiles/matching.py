@@ -2,7 +2,7 @@
 
 This module owns the scoring of a profile's match rules (backend, vendor/model, USB id)
 against what SANE says about a device, falling back to the `generic` profile. It must not
-open a device or import `sane`: `agent.sane_device` hands it a `SaneDeviceInfo`.
+open a device or import `sane`: `agent.capture.sane_device` hands it a `SaneDeviceInfo`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What a device offers: SANE options, from python-sane or from a captured dump.
 
 This module owns `OptionInfo` and its two sources: `options_from_sane()` converts what
-python-sane reports (called by `agent.sane_device`), `parse_scanimage_dump()` reads a
+python-sane reports (called by `agent.capture.sane_device`), `parse_scanimage_dump()` reads a
 captured `scanimage -A` listing (the test fixtures). It must not import `sane` or touch a
 device, and must not decide which values to set (`planning`).
 """

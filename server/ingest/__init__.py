@@ -1,14 +1,18 @@
-"""Ingest: turn messages from devices into committed archive records. No MQTT in here.
+"""Ingest: turn messages from devices into committed archive records.
 
-The package, stage by stage: ``core`` (the :class:`Ingest` facade: the order of the stages
-and the group's transaction), ``grouping`` (what a group collects), ``devices`` (status and
-telemetry), ``manifests`` (batches, pages, announced parts), ``parts`` (chunks into verified,
-committed files), ``replies`` (receipts, rejects, batch states). It must not import the
-broker client, the web app or archive work (review, re-scans, records).
+Two ways in, one set of rules: ``mqtt`` (the server's only paho user: subscribes, groups
+deliveries, publishes replies, acknowledges after commit) and ``bundle`` (a USB disk from a
+station with no link) both go through :class:`Ingest`. Below them, stage by stage: ``core``
+(the :class:`Ingest` facade: the order of the stages and the group's transaction),
+``grouping`` (what a group collects), ``devices`` (status and telemetry), ``manifests``
+(batches, pages, announced parts), ``parts`` (chunks into verified, committed files),
+``replies`` (receipts, rejects, batch states). Only ``mqtt`` imports the broker client;
+nothing here imports the web app or archive work (review, re-scans, records): events the
+archive cares about leave through callbacks the app injects. May import ``server.store``.
 
 :meth:`Ingest.handle_many` takes a group of (topic, payload) messages and returns, for each,
 the messages to publish back; :meth:`Ingest.handle` is a group of one. The caller
-(``server.mqtt_ingest``) publishes the replies and acknowledges the MQTT messages only after
+(``server.ingest.mqtt``) publishes the replies and acknowledges the MQTT messages only after
 ``handle_many`` returned, i.e. after everything the group wrote is flushed and committed.
 
 Group commit (why: each forced flush costs ~3–4 ms on our disks, and one message at a time
@@ -47,7 +51,7 @@ overwritten by the same verified bytes, and a part renamed into place but not co
 taken over (re-hashed, flushed again) by the worker that next completes it. An exception in
 a group (a full disk, an fsync error, a bug): the transaction rolls back, every part the
 group touched that is not committed is forgotten (partial and placed files removed, ranges
-deleted: after a failed fsync nothing the page cache says can be trusted, DESIGN §2), and
+deleted: after a failed fsync nothing the page cache says can be trusted, docs/design.md §2), and
 the messages are then handled one by one so that one bad message cannot sink the others;
 one that fails alone is reported as failed (``Handled.error``) with no reply.
 

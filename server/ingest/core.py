@@ -3,7 +3,7 @@ bottom — decode and check, ONE write transaction (devices, manifests, parts), 
 then receipts and query answers (the whole contract is in :mod:`server.ingest`).
 
 Owns: the order of the stages and the group's transaction. Must not: speak MQTT (no broker
-here; ``server.mqtt_ingest`` publishes and acknowledges), or know archive work (review,
+here; ``server.ingest.mqtt`` publishes and acknowledges), or know archive work (review,
 re-scans, records).
 """
 
@@ -25,11 +25,11 @@ from protocol.messages import (
     Status,
     Telemetry,
 )
-from server.db import OPERATIONAL_ERRORS, Connection, Database
 from server.ingest import devices, manifests, parts, replies
 from server.ingest.grouping import Group, Handled, Rejected
 from server.ingest.replies import Outgoing
-from server.store import Store
+from server.store.db import OPERATIONAL_ERRORS, Connection, Database
+from server.store.files import Store
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 and its telemetry, recorded on its ``devices`` row inside the group's transaction.
 
 Owns: the ``devices`` row's liveness columns. Must not: act on a status (re-sending commands
-is the archive side's, told by ``server.mqtt_ingest``'s events).
+is the archive side's, told by ``server.ingest.mqtt``'s events).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 import time
 
 from protocol.messages import Status, Telemetry
-from server.db import Connection
+from server.store.db import Connection
 
 
 def touch(con: Connection, device_id: str) -> None:

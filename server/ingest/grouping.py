@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from protocol.messages import ChunkHeader, Envelope, PartState, Query
-from server.db import Row
 from server.ingest.replies import Outgoing, reject
-from server.store import Pending
+from server.store.db import Row
+from server.store.files import Pending
 
 log = logging.getLogger(__name__)
 

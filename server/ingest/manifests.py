@@ -15,10 +15,10 @@ import logging
 import time
 
 from protocol.messages import Manifest, PageEntry, PartState
-from server.db import Connection, Database, Row
 from server.ingest import devices, parts
 from server.ingest.grouping import Group, Rejected, conflict
-from server.store import Store, StoreError
+from server.store.db import Connection, Database, Row
+from server.store.files import Store, StoreError
 
 log = logging.getLogger(__name__)
 

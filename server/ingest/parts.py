@@ -17,9 +17,9 @@ from pathlib import Path
 
 from protocol import chunking
 from protocol.messages import ChunkHeader, Envelope, PartState
-from server.db import Connection, Database, Row
 from server.ingest.grouping import Group, GroupPart, Rejected
-from server.store import Pending, Store
+from server.store.db import Connection, Database, Row
+from server.store.files import Pending, Store
 
 log = logging.getLogger(__name__)
 

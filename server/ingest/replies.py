@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol import chunking, envelope, signing, topics
 from protocol.messages import BatchState, Envelope, PartState, Query, Receipt, Reject
-from server.db import Connection
+from server.store.db import Connection
 
 _Signable = TypeVar("_Signable", BatchState, Receipt)
 

@@ -1,4 +1,9 @@
-"""The staff web app: server-rendered pages (Jinja2), Vietnamese by default, ?lang=en.
+"""Web: the staff web app and the JSON API — everything a person or a client asks over HTTP.
+
+Server-rendered pages (Jinja2, ``templates/``), Vietnamese by default, ?lang=en; the JSON API
+under ``/api/v1/`` (``api``, ``api_records``); authentication and role checks as FastAPI
+dependencies (``deps``); staff-facing words (``i18n``). May import ``server.archive`` and
+``server.store``; never ``server.ingest``.
 
 Login is a user name and password (or a token link, ``/login?token=…``, which the demo
 prints) and gives a server-side session; every POST form carries the session's CSRF token.
@@ -8,7 +13,7 @@ audit log and the users. Views, edits and logins are written to the audit log.
 One router per domain (``login``, ``archive``, ``review``, ``ho_so``, ``admin``) and one
 render helper (``render``); this module only joins the routers. The web layer renders what
 the archive side returns: it must not query the database itself beyond the dependencies in
-``server.deps``, and nothing below it may import it.
+``server.web.deps``, and nothing below it may import it.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from server import audit, auth, progress
-from server.deps import (
+from server.archive import audit, auth, progress
+from server.web.deps import (
     DB,
     WebAdmin,
     client_ip,

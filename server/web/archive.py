@@ -1,7 +1,7 @@
 """Reading the archive: the dashboard (batches, per-commune progress), a batch, the page
-viewer and the search page (``server.search``, the same search as ``/api/v1/search``).
+viewer and the search page (``server.archive.search``, the same search as ``/api/v1/search``).
 
-Owns: the pages a viewer reads. Must not: write (views are audited through ``server.audit``)
+Owns: the pages a viewer reads. Must not: write (views are audited through ``server.archive.audit``)
 or build HTML itself (``render``)."""
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from server import audit, i18n, progress, rescan, review, search
-from server.catalog import MAX_OFFSET, match_spans, query_terms
-from server.deps import (
+from server.archive import audit, progress, rescan, review, search
+from server.archive.catalog import MAX_OFFSET, match_spans, query_terms
+from server.web import i18n
+from server.web.deps import (
     DB,
     CatalogDep,
     RecordsDep,

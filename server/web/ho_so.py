@@ -1,8 +1,8 @@
 """Hồ sơ (archival file) and văn bản (document) pages: list, create, edit, add a văn bản
-(``server.records``, NĐ 30/2020 Phụ lục VI and TT 05/2025 fields).
+(``server.archive.records``, NĐ 30/2020 Phụ lục VI and TT 05/2025 fields).
 
 Owns: the forms and their validation messages. Must not: touch the database except through
-``server.records`` and the catalogue."""
+``server.archive.records`` and the catalogue."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from server import audit, records
-from server.deps import (
+from server.archive import audit, records
+from server.web.deps import (
     DB,
     CatalogDep,
     RecordsDep,

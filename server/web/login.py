@@ -1,5 +1,5 @@
 """Login and logout: password or token link, a server-side session cookie, login CSRF
-(double submit) and lock-out after failed attempts (``server.auth``), each audited.
+(double submit) and lock-out after failed attempts (``server.archive.auth``), each audited.
 
 Owns: the session cookie's life. Must not: render other pages or read the archive."""
 
@@ -13,8 +13,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from server import audit, auth
-from server.deps import (
+from server.archive import audit, auth
+from server.web.deps import (
     DB,
     client_ip,
 )

@@ -17,12 +17,13 @@ from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
-from server import auth, i18n
-from server.auth import Session
-from server.catalog import Span
+from server.archive import auth
+from server.archive.auth import Session
+from server.archive.catalog import Span
+from server.web import i18n
 
-# The one place templates are looked up (they move beside this package with the web room).
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+# The one place templates are looked up: beside this package, in the web room.
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 templates = Jinja2Templates(directory=str(TEMPLATES))
 LANG_COOKIE = "sohoa_lang"
 

@@ -1,5 +1,5 @@
 """The review queue: accept, rotate or ask for a re-scan of a flagged page (archivists;
-``server.review``, ``server.rescan``).
+``server.archive.review``, ``server.archive.rescan``).
 
 Owns: the review pages and their form. Must not: change a page's files (decisions are rows)."""
 
@@ -10,8 +10,8 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from server import rescan, review
-from server.deps import (
+from server.archive import rescan, review
+from server.web.deps import (
     DB,
     PublisherDep,
     WebArchivist,
@@ -47,7 +47,8 @@ def review_decide(
     degrees: Annotated[int, Form()] = 0,
     next: Annotated[str, Form(max_length=500)] = "/review",
 ) -> Response:
-    """accept | rotate (``degrees``) | rescan (``note``): see server.review, server.rescan."""
+    """accept | rotate (``degrees``) | rescan (``note``): see server.archive.review and
+    server.archive.rescan."""
     refused = csrf_refused(request, session, csrf)
     if refused:
         return refused

@@ -7,8 +7,8 @@ carries the hồ sơ fields under the law's labels. Pages the agent archived as 
 joined keeping the output intent, XMP identity and text layers; pages older agents archived
 as JPEG are wrapped unchanged (DCTDecode, no re-encoding; not PDF/A).
 
-Nothing here touches the database except through :class:`server.records.Records` and
-:class:`server.catalog.Catalog`; callers write the audit row.
+Nothing here touches the database except through :class:`server.archive.records.Records` and
+:class:`server.archive.catalog.Catalog`; callers write the audit row.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from pathlib import Path
 import bagit  # type: ignore[import-untyped]
 from PIL import Image
 
-from server.catalog import Catalog
-from server.records import HO_SO_LABELS, HoSoOut, Records, VanBan
+from server.archive.catalog import Catalog
+from server.archive.records import HO_SO_LABELS, HoSoOut, Records, VanBan
 
 
 class ExportError(Exception):

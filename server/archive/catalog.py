@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from server import pg
-from server.db import Connection, Database, Row, fold
+from server.store import pg
+from server.store.db import Connection, Database, Row, fold
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ reconciliation.
 
 It is also the server's only publisher of commands to devices (:meth:`IngestWorker.publish`).
 It knows nothing of what the commands are: it tells the archive side (a :class:`DeviceEvents`
-that ``server.app`` injects, :class:`server.rescan.Resender`) when it connected and when a
+that ``server.app`` injects, :class:`server.archive.rescan.Resender`) when it connected and when a
 device announced itself online, and that side decides what to send.
 
 It must not import archive work (re-scans, review, records): the arrows run archive → ingest.

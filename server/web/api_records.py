@@ -14,9 +14,10 @@ from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
-from server import audit, export, rescan, review
-from server.db import Database
-from server.deps import (
+from server.archive import audit, export, rescan, review
+from server.archive.records import Conflict, HoSo, HoSoOut, NotFound, VanBan, VanBanIn
+from server.store.db import Database
+from server.web.deps import (
     DB,
     Admin,
     Archivist,
@@ -26,7 +27,6 @@ from server.deps import (
     Viewer,
     client_ip,
 )
-from server.records import Conflict, HoSo, HoSoOut, NotFound, VanBan, VanBanIn
 
 router = APIRouter(prefix="/api/v1", tags=["records"])
 

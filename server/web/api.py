@@ -10,9 +10,9 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from server import audit, progress, search
-from server.catalog import MAX_OFFSET
-from server.deps import DB, Admin, CatalogDep, RecordsDep, User, client_ip
+from server.archive import audit, progress, search
+from server.archive.catalog import MAX_OFFSET
+from server.web.deps import DB, Admin, CatalogDep, RecordsDep, User, client_ip
 
 router = APIRouter(prefix="/api/v1", tags=["archive"])
 
@@ -185,8 +185,8 @@ def search_hits(
     limit: int = Query(50, ge=1, le=100),
     offset: int = Query(0, ge=0, le=MAX_OFFSET, description="for more results: 50, 100…"),
 ) -> list[dict[str, Any]]:
-    """The staff search page's search (server.search): pages whose text matches ``q``, best
-    first (ranking: server.catalog.Catalog.search_page), ``limit`` of them from ``offset``;
+    """The staff search page's search (server.archive.search): pages whose text matches ``q``, best
+    first (ranking: server.archive.catalog.Catalog.search_page), ``limit`` of them from ``offset``;
     with ``offset`` 0 they are followed by the hồ sơ and văn bản whose metadata match. The
     header ``X-Total-Count`` says how many pages contain every word of ``q``; with
     ``X-Total-Count-Estimated: true`` it is the database's estimate (PostgreSQL, above
@@ -215,5 +215,5 @@ def set_device(
 
 @router.get("/communes", response_model=list[CommuneOut])
 def communes(db: DB, user: User) -> list[dict[str, Any]]:
-    """Progress per commune (see server.progress)."""
+    """Progress per commune (see server.archive.progress)."""
     return [c.as_dict() for c in progress.communes(db)]

@@ -14,12 +14,12 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 
-from server import auth
-from server.auth import Principal, Role, Session
-from server.catalog import Catalog
-from server.db import Database
-from server.records import Records
-from server.rescan import Publisher
+from server.archive import auth
+from server.archive.auth import Principal, Role, Session
+from server.archive.catalog import Catalog
+from server.archive.records import Records
+from server.archive.rescan import Publisher
+from server.store.db import Database
 
 
 def get_db(request: Request) -> Database:

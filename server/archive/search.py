@@ -1,6 +1,6 @@
 """The one search of the archive: page text and hồ sơ / văn bản metadata, merged.
 
-Both the staff search page (``server.web``) and ``GET /api/v1/search`` (``server.api``) call
+Both the staff search page (``server.web``) and ``GET /api/v1/search`` (``server.web.api``) call
 :func:`search`, so they show the same hits for the same query. A hit is data: the text to
 show and where the query's words occur in it (``spans``, offsets in that text); the web
 layer escapes and marks them, the API returns them as they are.
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from server.catalog import MAX_OFFSET, Catalog, aligned, match_spans, query_terms
-from server.records import Records
+from server.archive.catalog import MAX_OFFSET, Catalog, aligned, match_spans, query_terms
+from server.archive.records import Records
 
 # How many characters of a metadata hit's matching line are shown.
 META_LINE = 200

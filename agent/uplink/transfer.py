@@ -1,8 +1,9 @@
 """What travels and what a receipt changes: shared by the MQTT sync and the USB bundle.
 
-The two ways a batch leaves the edge (``agent.sync`` over MQTT, ``agent.bundle`` on a USB
-disk) must send the same manifests and apply the server's answers the same way, or the
-archive would hold two versions of the truth. This module owns those rules:
+The two ways a batch leaves the edge (``agent.uplink.sync`` over MQTT,
+``agent.uplink.bundle`` on a USB disk) must send the same manifests and apply the server's
+answers the same way, or the archive would hold two versions of the truth. This module owns
+those rules:
 
 * :func:`sendable_batches` / :func:`add_masters` — which batches and parts travel
   (never a secret batch, độ mật, TT 02/2019; the capture only with ``SOHOA_SYNC_MASTERS``);
@@ -27,7 +28,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from agent import outbox as ob
+from agent.outbox import outbox as ob
 from protocol import signing
 from protocol.messages import (
     PART_PRIORITY,

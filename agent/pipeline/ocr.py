@@ -5,7 +5,7 @@ per call) and turns its known failures into typed errors: `OcrUnavailable` (bina
 language data missing, with the apt command that fixes it) and `OcrFailed` (crash, timeout,
 unreadable output). Nothing else in the project may spawn tesseract or import pytesseract.
 
-It must not: touch page pixels (that is `agent.imaging`), decide what a page is (blank, low
+It must not: touch page pixels (that is `agent.pipeline.imaging`), decide what a page is (blank, low
 confidence: the pipeline decides), or write anywhere but a private temporary directory.
 
 Settings that come from measurements (research/perf.md §B2, DESIGN.md §8):

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from server.db import Connection, Database
+from server.store.db import Connection, Database
 
 GENESIS = "0" * 64
 

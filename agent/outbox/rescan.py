@@ -1,7 +1,8 @@
 """Re-scan requests the archive sent to this station (``Command(command="rescan")``).
 
 They live in ``<data_dir>/rescan.json``, one entry per page (a second request for the same
-page replaces the note, it does not add a line), written with :func:`agent.storage.write_bytes`
+page replaces the note, it does not add a line), written with
+:func:`agent.outbox.storage.write_bytes`
 (temp, fsync, rename, fsync dir). Why a file of its own and not a table in the outbox's
 TinyDB: the service (``sohoa-agent run``) holds the outbox's process lock all day, and the
 technician must be able to clear a request (``sohoa-agent rescan-done PAGE``) while it runs.
@@ -23,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from agent import storage
+from agent.outbox import storage
 
 FILE = "rescan.json"
 LOCK = "rescan.lock"

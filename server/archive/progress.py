@@ -17,9 +17,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from server import audit
-from server.db import Database
-from server.review import REVIEW_FLAGS
+from server.archive import audit
+from server.archive.review import REVIEW_FLAGS
+from server.store.db import Database
 
 DAYS = 30
 UNASSIGNED = ""

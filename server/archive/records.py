@@ -32,8 +32,9 @@ from pydantic import (
     model_validator,
 )
 
-from server import audit, pg
-from server.db import INTEGRITY_ERRORS, Connection, Database, Row, fold
+from server.archive import audit
+from server.store import pg
+from server.store.db import INTEGRITY_ERRORS, Connection, Database, Row, fold
 
 ORDINAL_WIDTH = 3  # Số thứ tự văn bản trong hồ sơ: Number(3) in Phụ lục VI
 

@@ -4,7 +4,7 @@ A request is a row in ``rescan_requests`` written together with its ``reviews`` 
 audit row (one transaction); the page and its files are never changed. The device learns of
 it from a ``Command(command="rescan", batch_id, page_id, note)`` on
 ``sohoa/v1/down/{device}/command`` (QoS 1), published through the server's one broker client
-(:meth:`server.mqtt_ingest.IngestWorker.publish`; the worker calls :class:`Resender` on its
+(:meth:`server.ingest.mqtt.IngestWorker.publish`; the worker calls :class:`Resender` on its
 connect and device-online events). Commands are not signed: a re-scan request only shows a
 line to the technician, it never makes a device delete anything.
 
@@ -35,8 +35,8 @@ from typing import Any, Protocol
 
 from protocol import envelope, topics
 from protocol.messages import Command
-from server import audit
-from server.db import Database
+from server.archive import audit
+from server.store.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ PubackCallback = Callable[[bool, str], None]
 
 
 class Publisher(Protocol):
-    """What :func:`send_pending` needs: :class:`server.mqtt_ingest.IngestWorker` in service."""
+    """What :func:`send_pending` needs: :class:`server.ingest.mqtt.IngestWorker` in service."""
 
     def publish(
         self, topic: str, payload: bytes, qos: int = 1, on_puback: PubackCallback | None = None

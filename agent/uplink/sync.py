@@ -14,7 +14,7 @@ The flow of one round (:meth:`Syncer.run` repeats it until done, stopped or out 
 Nothing here is trusted to the broker: what it drops shows up as missing in the next round.
 
 Besides receipts, states and rejects, the server sends commands: a re-scan request
-(``Command(command="rescan")``) is recorded in ``rescan.json`` (:mod:`agent.rescan`) and only
+(``Command(command="rescan")``) is recorded in ``rescan.json`` (:mod:`agent.outbox.rescan`) and only
 then acknowledged to the broker; ``status`` lists it for the technician.
 """
 
@@ -31,11 +31,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent import messages, rescan, storage, transfer
-from agent import outbox as ob
+from agent import messages
 from agent.config import AgentSettings
 from agent.errors import StorageError
-from agent.mqtt_link import Incoming, MqttLink
+from agent.outbox import outbox as ob
+from agent.outbox import rescan, storage
+from agent.uplink import transfer
+from agent.uplink.mqtt_link import Incoming, MqttLink
 from protocol import chunking, envelope, topics
 from protocol.messages import (
     PART_PRIORITY,
@@ -61,7 +63,7 @@ RECEIPT_WAIT = 5.0
 # valid; ending the round instead costs a drained window and a query round trip per cut.
 RECONNECT_WAIT = 30.0
 MAX_ATTEMPTS = 20  # rounds in a row without progress before a batch is quarantined
-MANIFEST_BUDGET = transfer.MANIFEST_BUDGET  # kept for importers of agent.sync
+MANIFEST_BUDGET = transfer.MANIFEST_BUDGET  # kept for importers of agent.uplink.sync
 
 
 @dataclass

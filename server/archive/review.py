@@ -4,7 +4,7 @@
 A decision is a row in ``reviews`` (and one in the audit log); the page and its files are
 never changed here. Decisions: ``accept``; ``rotate`` (the viewer shows the page turned by
 90/180/270 degrees, recorded in ``page_views``: a CSS transform, the archival file is never
-altered); ``rescan`` (ask the commune to scan the page again: :mod:`server.rescan`).
+altered); ``rescan`` (ask the commune to scan the page again: :mod:`server.archive.rescan`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import json
 import time
 from typing import Any, Literal
 
-from server import audit
-from server.db import Database
+from server.archive import audit
+from server.store.db import Database
 
 REVIEW_FLAGS = ("blank", "low_confidence", "rotated", "below_200dpi", "legal_fail",
                 "processing_failed")  # fmt: skip

@@ -1,5 +1,5 @@
 """The archive's catalogue: SQLite (WAL, synchronous=FULL) by default, PostgreSQL when
-``database_url`` names one (server.pg adapts it to the same connection API).
+``database_url`` names one (server.store.pg adapts it to the same connection API).
 
 Keys that make ingest idempotent are UNIQUE constraints, never check-then-insert
 (KoboToolbox shipped duplicates for years that way; reliability.md §3.4):
@@ -31,8 +31,8 @@ from typing import Any, Literal, Protocol
 
 import psycopg
 
-from server import pg
-from server.pg import PgConnection
+from server.store import pg
+from server.store.pg import PgConnection
 
 SCHEMA_VERSION = 1
 
@@ -156,7 +156,7 @@ CREATE TABLE IF NOT EXISTS ho_so (
     organ_id TEXT NOT NULL,
     nam INTEGER NOT NULL,
     ky_hieu TEXT NOT NULL,
-    data TEXT NOT NULL,  -- the validated model (server.records.HoSo) as JSON
+    data TEXT NOT NULL,  -- the validated model (server.archive.records.HoSo) as JSON
     batch_pk INTEGER REFERENCES batches(id),
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
@@ -166,7 +166,7 @@ CREATE TABLE IF NOT EXISTS van_ban (
     id INTEGER PRIMARY KEY,
     ma_ho_so TEXT NOT NULL REFERENCES ho_so(ma_ho_so),
     stt INTEGER NOT NULL,
-    data TEXT NOT NULL,  -- server.records.VanBan as JSON
+    data TEXT NOT NULL,  -- server.archive.records.VanBan as JSON
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     UNIQUE (ma_ho_so, stt)
@@ -186,7 +186,8 @@ CREATE TABLE IF NOT EXISTS reviews (
     note TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS reviews_page ON reviews(page_pk);
--- A re-scan asked of the commune (server.rescan): the page stays as it is; a Command goes to
+-- A re-scan asked of the commune (server.archive.rescan): the page stays as it is; a Command
+-- goes to
 -- the device. requested = not yet handed to the broker (or the broker had no subscriber);
 -- sent = published, PUBACK awaited; acknowledged = the broker PUBACKed it for the device's
 -- persistent session (protocol v1 has no device-to-server acknowledgement of a command).
@@ -219,14 +220,14 @@ CREATE TABLE IF NOT EXISTS page_views (
 # Columns added after a table first shipped: (table, column, definition). ``CREATE TABLE IF
 # NOT EXISTS`` does not add them to an existing archive, so they are added at start-up.
 ADDED_COLUMNS = (
-    # The commune a scan station serves (a label an admin sets; see server.progress).
+    # The commune a scan station serves (a label an admin sets; see server.archive.progress).
     ("devices", "commune", "TEXT NOT NULL DEFAULT ''"),
 )
 
 # Full-text search and the audit log's append-only guard, per engine. SQLite: FTS5 tables
 # (contentless; rowid = page id), text tokenized by unicode61 without its diacritic removal —
 # folding is done in Python (fold()) so both engines fold the same way. PostgreSQL: tsvector
-# columns built from the same Python tokens (server.pg.tsvector) with GIN indexes.
+# columns built from the same Python tokens (server.store.pg.tsvector) with GIN indexes.
 SQLITE_SEARCH = """
 CREATE VIRTUAL TABLE IF NOT EXISTS page_fts USING fts5(
     folded, content='', tokenize='unicode61 remove_diacritics 0'
@@ -316,14 +317,14 @@ class Cursor(Protocol):
 
 
 class Connection(Protocol):
-    """What the server uses of a connection: ``sqlite3.Connection`` or server.pg's adapter.
+    """What the server uses of a connection: ``sqlite3.Connection`` or server.store.pg's adapter.
     Rows answer ``row[i]`` and ``row["name"]`` on both."""
 
     def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]], /) -> Cursor: ...
 
 
-# A row of either engine (sqlite3.Row or server.pg.PgRow).
+# A row of either engine (sqlite3.Row or server.store.pg.PgRow).
 Row = Any
 
 # Errors callers distinguish, whatever the engine.
@@ -474,7 +475,7 @@ class Database:
                 (time.time(), device_id, kind, detail[:2000]),
             )
 
-    # -- full-text indexing (search itself: server.catalog and server.records) ---------------
+    # -- full-text indexing (search itself: server.archive.catalog and .records) -------------
 
     def index_text(self, con: Connection, page_pk: int, text: str) -> None:
         self.index_texts(con, [(page_pk, text)])

@@ -2,11 +2,11 @@
 
 This module owns the order of the stages and the record of what each decided. Read
 `process_page` top to bottom: that is the whole flow. The pixel work lives in
-`agent.imaging`, every tesseract run in `agent.ocr`.
+`agent.pipeline.imaging`, every tesseract run in `agent.pipeline.ocr`.
 
 Contract (docs/architecture.md, "Pipeline stage contract"): file in, files out.
 MUST: never modify `capture` (it is only read); write every output inside `work_dir`
-(`archival.pdf` — a searchable PDF/A-2b, see `agent.archival` —, `text.txt` UTF-8 NFC,
+(`archival.pdf` — a searchable PDF/A-2b, see `agent.pipeline.archival` —, `text.txt` UTF-8 NFC,
 `thumb.jpg`, `decisions.json`) completely (each is written to a temporary name and renamed);
 return their paths with every decision and its confidence; check every page against the
 legal numbers and flag what fails (`legal_fail`); flag a QR cover sheet (`separator`) with
@@ -34,7 +34,7 @@ from pathlib import Path
 import cv2
 from PIL import Image as PILImage
 
-from agent import archival, coversheet, imaging, ocr
+from agent.pipeline import archival, coversheet, imaging, ocr
 
 Flag = str  # one of FLAGS
 FLAGS = frozenset(
@@ -46,7 +46,8 @@ FLAGS = frozenset(
         "legal_fail",
         "rotated",
         "ocr_retry",
-        "separator",  # a QR cover sheet (agent.coversheet): kept, marks where a document starts
+        # a QR cover sheet (agent.pipeline.coversheet): kept, marks where a document starts
+        "separator",
     }
 )
 LEGAL_MIN_DPI = archival.LEGAL_MIN_DPI  # NĐ 30/2020 Phụ lục I: never below 200 dpi (DESIGN §4)
@@ -215,7 +216,7 @@ def return_freed_memory() -> bool:
 
 
 def _cover_sheet(image: imaging.Image) -> tuple[coversheet.CoverSheet | None, dict[str, object]]:
-    """Is this page a QR cover sheet (`agent.coversheet`), and what does it say?
+    """Is this page a QR cover sheet (`agent.pipeline.coversheet`), and what does it say?
 
     Read from the page as decoded, before any turn: a QR code reads in every orientation,
     and `coversheet.detect` works on a ~1000-px copy (tens of ms). A cover page stays in the
@@ -496,7 +497,7 @@ def write_archival(
 ) -> tuple[Path, dict[str, object]]:
     """The archival derivative: the oriented, deskewed page as a searchable PDF/A-2b.
 
-    Mixed raster (`agent.archival`): the OCR binarisation as a full-resolution G4 ink mask
+    Mixed raster (`agent.pipeline.archival`): the OCR binarisation as a full-resolution G4 ink mask
     over a ~75-dpi colour JPEG background (both encoded before OCR, `layers`), plus
     tesseract's words as invisible text (boxes in pixels of the `ocr_dpi` image); colour
     kept, 100 % scale (page size = pixels / dpi). Returns the path and what was decided.

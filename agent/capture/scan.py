@@ -18,12 +18,14 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from agent import profiles, sane_device, storage
+from agent import profiles
+from agent.capture import sane_device
+from agent.capture.sane_device import ScannedPage, Scanner
 from agent.config import AgentSettings
 from agent.errors import DiskFullError, ScannerError
-from agent.outbox import BatchRecord, Outbox, PageRecord
+from agent.outbox import storage
+from agent.outbox.outbox import BatchRecord, Outbox, PageRecord
 from agent.profiles import SaneDeviceInfo, ScanRequest
-from agent.sane_device import ScannedPage, Scanner
 
 log = logging.getLogger(__name__)
 

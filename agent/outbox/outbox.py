@@ -50,8 +50,8 @@ from typing import Any
 from tinydb import Query, TinyDB
 from tinydb.storages import Storage
 
-from agent import storage
 from agent.errors import StorageError
+from agent.outbox import storage
 
 INDEX_FILE = "index.json"
 BATCH_FILE = "batch.json"

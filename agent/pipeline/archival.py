@@ -20,7 +20,7 @@ Why by hand: the format needed here is ~15 objects; writing them keeps the agent
 PDF library and every byte explainable. G4 rather than JBIG2 because Debian 12 has no JBIG2
 encoder (DESIGN.md §8); G4 is 89–100 KB for a dense 300-dpi A4 (perf.md B4).
 
-It must not: read or write files (the pipeline does), run tesseract (agent.ocr), or change
+It must not: read or write files (the pipeline does), run tesseract (agent.pipeline.ocr), or change
 the page geometry (the page size in the PDF is pixels × 72 / dpi: 100 % scale).
 """
 
@@ -39,8 +39,8 @@ import numpy.typing as npt
 from PIL import Image as PILImage
 from PIL import ImageCms, TiffImagePlugin
 
-from agent.imaging import Image
-from agent.ocr import Word
+from agent.pipeline.imaging import Image
+from agent.pipeline.ocr import Word
 
 PDF_VERSION = "1.7"  # PDF/A-2 is based on ISO 32000-1 (PDF 1.7); the law asks for ≥ 1.4
 LEGAL_MIN_DPI = 200  # NĐ 30/2020 Phụ lục I Phần II khoản 2c

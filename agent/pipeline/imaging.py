@@ -5,7 +5,7 @@ with its confidence in a small frozen dataclass so the pipeline can record it in
 `decisions.json` and a reviewer can undo it (DESIGN.md §4: cleanup decisions are recorded and
 reversible; a blank page is flagged, never dropped).
 
-It must not: run tesseract or any other program (that is `agent.ocr`), write any file
+It must not: run tesseract or any other program (that is `agent.pipeline.ocr`), write any file
 (callers write), or alter its inputs (every function returns a new array; the
 capture file is only read). Functions are pure over numpy arrays; images are `uint8`, either
 grey (H, W) or BGR (H, W, 3) as OpenCV keeps them.

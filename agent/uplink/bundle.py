@@ -16,7 +16,7 @@ sha256 checks, same UNIQUE dedupe, same receipts)::
 Every file is written durably (temp, fsync, rename; the directory fsynced before the index
 is written): USB sticks get yanked. Nothing on the device changes when a bundle is written —
 only receipts (from the disk, or over the link, whichever comes first) let the outbox
-release anything, after their sha256 matched ours (:mod:`agent.transfer`).
+release anything, after their sha256 matched ours (:mod:`agent.uplink.transfer`).
 
 This module must not talk to the network.
 """
@@ -37,10 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent import outbox as ob
-from agent import storage, transfer
 from agent.config import AgentSettings
 from agent.errors import DiskFullError, SohoaError
+from agent.outbox import outbox as ob
+from agent.outbox import storage
+from agent.uplink import transfer
 from protocol import envelope
 from protocol.messages import PART_PRIORITY, BatchState, ChunkHeader, Receipt, Reject
 from protocol.version import PROTOCOL_VERSION

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
-from agent.capture import PNG_LEVEL, check_disk
+from agent.capture.scan import PNG_LEVEL, check_disk
 from agent.config import AgentSettings
 from agent.errors import ImportRefused
-from agent.outbox import BatchRecord, Outbox
+from agent.outbox.outbox import BatchRecord, Outbox
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from server.db import Connection, Database
+from server.store.db import Connection, Database
 
 Role = Literal["viewer", "archivist", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "archivist", "admin")
