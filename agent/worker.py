@@ -2,7 +2,8 @@
 
 Scanning never waits on this: pages are already durable when they get here. One process per
 core, each tesseract single-threaded (OMP_THREAD_LIMIT=1; 46 vs 4.6 pages/min on 2 cores,
-perf.md B2b), at a lower CPU priority than capture. Only this parent process writes the
+docs/research/perf.md B2b), at a lower CPU priority than capture. Only this parent process writes
+the
 outbox; children get paths in and give paths back.
 """
 

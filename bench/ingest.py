@@ -288,7 +288,9 @@ def mqtt_run(batches: list[BatchSrc], chunk_size: int, servers: int) -> Run:
             url = f"sqlite:///{target}" if isinstance(target, Path) else target
             first = ServerProcess(work / "server", broker.url, database_url=url).start()
             running.append(first)
-            for n in range(2, servers + 1):  # the same archive, its own client id (DESIGN §7)
+            for n in range(
+                2, servers + 1
+            ):  # the same archive, its own client id (docs/design.md §7)
                 more = ServerProcess(
                     first.data_dir,
                     broker.url,

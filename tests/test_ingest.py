@@ -996,7 +996,7 @@ def test_fsync_error_in_a_group_commits_nothing_it_flushed(
     tmp_path: Path, database: Path | str, times: int
 ) -> None:
     """An fsync error: the group's transaction is rolled back and every part it touched is
-    forgotten (after a failed fsync the page cache cannot be trusted, DESIGN §2). Retried
+    forgotten (after a failed fsync the page cache cannot be trusted, docs/design.md §2). Retried
     alone, each message writes its bytes again and flushes them anew."""
     rng = random.Random(24)
     batch = make_batch(2, rng, sizes={"text": 400, "thumb": 3000, "archival": 20_000})

@@ -138,7 +138,7 @@ def test_retry_order_and_blank_pages_are_not_retried(tmp_path: Path) -> None:
 
 
 def test_tesseract_runs_single_threaded(tmp_path: Path) -> None:
-    # perf.md B2a: without OMP_THREAD_LIMIT=1 a page takes 5× longer on 2 cores.
+    # docs/research/perf.md B2a: without OMP_THREAD_LIMIT=1 a page takes 5× longer on 2 cores.
     binary = fake_tesseract(
         tmp_path,
         'printf "level\\n" > "$2.tsv"; echo "OMP=$OMP_THREAD_LIMIT" > "$2.txt"',

@@ -37,7 +37,8 @@ from protocol.messages import (
 DEVICE = "xa-tan-lap-01"
 
 # 300 MiB of zeros, streamed through the compressor so that this process never holds them:
-# the frame declares its content size (314,572,800) and is ~10 KB (reliability.md §8.2).
+# the frame declares its content size (314,572,800) and is ~10 KB (docs/research/reliability.md
+# §8.2).
 BOMB_SIZE = 300 * 1024 * 1024
 _bomb_buf = io.BytesIO()
 with zstandard.ZstdCompressor(level=3).stream_writer(

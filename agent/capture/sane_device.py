@@ -5,7 +5,7 @@ pages one at a time so that the caller can store each page durably before the ne
 fed. SANE status strings become typed :class:`ScannerError`s with an operator message key.
 
 SANE's ``test`` backend is disabled in Debian's dll.conf, so ``get_devices()`` does not list
-it, yet ``open("test:0")`` works (DESIGN §8): names are therefore always accepted as given.
+it, yet ``open("test:0")`` works (docs/design.md §8): names are therefore always accepted as given.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from agent.profiles import SaneDeviceInfo, ScanRequest
 log = logging.getLogger(__name__)
 
 # PNG at zlib level 1: lossless and ~10x faster than level 6 for a few % more bytes
-# (perf.md B4: level 6 takes ~1 s for a 300-dpi page; the feeder must not wait).
+# (docs/research/perf.md B4: level 6 takes ~1 s for a 300-dpi page; the feeder must not wait).
 PNG_LEVEL = 1
 EXPECTED_SHEETS = 50  # when the profile does not state the feeder capacity
 # A batch the scanner stopped (jam, cover, double feed, unplugged) is continued by the next

@@ -1,7 +1,7 @@
 """The outbox: the agent's durable record of every batch and page until the archive has it.
 
 It is the source of truth on the edge (paho and Mosquitto keep messages in memory or drop
-them; reliability.md §2). Layout under the data directory::
+them; docs/research/reliability.md §2). Layout under the data directory::
 
     outbox.lock                  fcntl lock: exactly one process writes the outbox
     index.json                   TinyDB: one row per batch (small, rewritten on batch changes)
@@ -10,7 +10,8 @@ them; reliability.md §2). Layout under the data directory::
 
 Every TinyDB write goes through :class:`AtomicJSONStorage` (temp file, fsync, replace, fsync
 dir): the stock JSONStorage rewrites in place and left 34 of 200 files unreadable after
-SIGKILL, the atomic one 0 of 200 (reliability.md §8.1). One file per batch keeps the cost of a
+SIGKILL, the atomic one 0 of 200 (docs/research/reliability.md §8.1). One file per batch keeps the
+cost of a
 page update independent of the backlog. Page files are written durably *before* the page is
 recorded, so a recorded page always has its bytes; an unrecorded file is swept at start-up,
 and a batch left 'scanning' by a power cut is closed with the pages it has.

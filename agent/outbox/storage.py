@@ -1,8 +1,9 @@
 """Durable files on the edge: the only way the agent writes anything that must survive.
 
-The recipe (shared/DESIGN.md §2, research/reliability.md §4.1): write a temp file in the same
+The recipe (docs/design.md §2, docs/research/reliability.md §4.1): write a temp file in the same
 directory, fsync it, ``os.replace`` it over the target, fsync the directory. A failed fsync
-or rename is fatal for that file (PostgreSQL "fsyncgate", reliability.md §4.3): the error is
+or rename is fatal for that file (PostgreSQL "fsyncgate", docs/research/reliability.md §4.3): the
+error is
 raised as :class:`StorageError` and nothing is marked stored. Temp files left by a kill are
 removed at start-up by :func:`clean_stray_temps`.
 """

@@ -3,7 +3,7 @@ against the legal numbers.
 
 This module owns three things, each a pure function over arrays and bytes:
 
-- `legal_check`: the capture against NĐ 30/2020 Phụ lục I Phần II / TT 01/2019 (DESIGN.md §4):
+- `legal_check`: the capture against NĐ 30/2020 Phụ lục I Phần II / TT 01/2019 (docs/design.md §4):
   PDF ≥ 1.4, colour image, ≥ 200 dpi, 100 % scale. Every page is checked; a failure is a
   flag for review, never a refusal (the capture is kept whatever it is).
 - `segment`: mixed-raster content (MRC) layers. The mask is the OCR binarisation (dark ink,
@@ -18,7 +18,7 @@ This module owns three things, each a pure function over arrays and bytes:
 
 Why by hand: the format needed here is ~15 objects; writing them keeps the agent free of a
 PDF library and every byte explainable. G4 rather than JBIG2 because Debian 12 has no JBIG2
-encoder (DESIGN.md §8); G4 is 89–100 KB for a dense 300-dpi A4 (perf.md B4).
+encoder (docs/design.md §8); G4 is 89–100 KB for a dense 300-dpi A4 (docs/research/perf.md B4).
 
 It must not: read or write files (the pipeline does), run tesseract (agent.pipeline.ocr), or change
 the page geometry (the page size in the PDF is pixels × 72 / dpi: 100 % scale).
@@ -78,7 +78,7 @@ class ArchivalError(Exception):
 
 @dataclass(frozen=True)
 class LegalCheck:
-    """The capture against the legal numbers for a digitised paper page (DESIGN.md §4)."""
+    """The capture against the legal numbers for a digitised paper page (docs/design.md §4)."""
 
     dpi: int
     colour: bool

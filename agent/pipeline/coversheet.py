@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 PREFIX = "SOHOA1"
-# mã hồ sơ: OrganId (13) + year (4) + số và ký hiệu hồ sơ (≤ 20), DESIGN §4. Dots, dashes
+# mã hồ sơ: OrganId (13) + year (4) + số và ký hiệu hồ sơ (≤ 20), docs/design.md §4. Dots, dashes
 # and slashes appear in real codes ("000.00.00.H01.2024.HS-05"); nothing that breaks a line.
 MA_HO_SO_RE = re.compile(r"^[0-9A-Za-z.\-/_]{1,40}$")
 FONT = Path("/usr/share/fonts/truetype/noto/NotoSans-Regular.ttf")

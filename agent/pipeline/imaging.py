@@ -2,7 +2,7 @@
 
 This module owns every pixel decision made about a captured page before OCR, each returned
 with its confidence in a small frozen dataclass so the pipeline can record it in
-`decisions.json` and a reviewer can undo it (DESIGN.md §4: cleanup decisions are recorded and
+`decisions.json` and a reviewer can undo it (docs/design.md §4: cleanup decisions are recorded and
 reversible; a blank page is flagged, never dropped).
 
 It must not: run tesseract or any other program (that is `agent.pipeline.ocr`), write any file
@@ -10,7 +10,7 @@ It must not: run tesseract or any other program (that is `agent.pipeline.ocr`), 
 capture file is only read). Functions are pure over numpy arrays; images are `uint8`, either
 grey (H, W) or BGR (H, W, 3) as OpenCV keeps them.
 
-Numbers that bound the methods come from research/perf.md §B3 (measured on a 300-dpi A4):
+Numbers that bound the methods come from docs/research/perf.md §B3 (measured on a 300-dpi A4):
 text-line-contour deskew at 0.5× scale (6–8 ms, error ≤ 0.015° over −4…+6°), despeckle of
 components under 15 px at 300 dpi (smallest Vietnamese diacritic part: 17 px; 25 px or 40 px
 thresholds delete tone marks), blank detection by paper-relative threshold plus blob count
@@ -35,7 +35,7 @@ MAX_SKEW_DEG = 15.0  # beyond this a sheet was fed badly enough to need a rescan
 REFERENCE_DPI = 300
 HALO_PX = 3  # ink_grey: grey kept this far (px) around binarised ink, at ≥ 300 dpi
 HALO_PX_LOW_DPI = 4  # and below 300 dpi (see ink_grey for the measurements)
-WORK_DPI = 150  # line analysis runs at 150 dpi: perf.md B3's 0.5× of a 300-dpi page
+WORK_DPI = 150  # line analysis runs at 150 dpi: docs/research/perf.md B3's 0.5× of a 300-dpi page
 
 
 def _u8(array: object) -> Image:
@@ -54,7 +54,8 @@ def _scale(dpi: int) -> float:
 def min_speck_area(dpi: int) -> int:
     """Smallest connected component kept as ink: 15 px at 300 dpi, scaled by area.
 
-    perf.md B3: < 15 px removes speckles while the smallest diacritic part (17 px at 11 pt,
+    docs/research/perf.md B3: < 15 px removes speckles while the smallest diacritic part (17 px at
+    11 pt,
     300 dpi) survives; at 200 dpi this gives 7 px, the value measured there (B2c).
     """
     return max(2, round(15 * _scale(dpi) ** 2))
@@ -187,7 +188,8 @@ class SkewEstimate:
 def _line_blob_angles(small: Image, dpi: int) -> npt.NDArray[np.float64]:
     """Angles (deg, CCW) of the long thin blobs a horizontal close makes of text lines.
 
-    `small` is the page at `_work_dpi(dpi)`. perf.md B3: Otsu, 40×3 close at 0.5× of 300 dpi,
+    `small` is the page at `_work_dpi(dpi)`. docs/research/perf.md B3: Otsu, 40×3 close at 0.5× of
+    300 dpi,
     minAreaRect of each blob; 6–8 ms and exact to 0.015° where minAreaRect of all ink pixels
     fails on speckled pages.
     """
@@ -407,11 +409,12 @@ BLANK_MAX_BLOBS = 3  # fewer letter-sized marks than this: nothing to read on th
 
 
 def detect_blank(grey: Image, dpi: int = REFERENCE_DPI) -> BlankCheck:
-    """Count letter-sized marks darker than 0.6 × the paper level (perf.md B3's rule).
+    """Count letter-sized marks darker than 0.6 × the paper level (docs/research/perf.md B3's rule).
 
     Not Otsu: on a blank noisy page Otsu's threshold lands inside the paper noise (43 % "ink").
     A mark must cover 4 × the despeckle area (60 px at 300 dpi): on tests/corpus.py blank
-    pages dust specks reach 44 px (two overlapping) and 11–242 of them pass perf.md's 15 px,
+    pages dust specks reach 44 px (two overlapping) and 11–242 of them pass docs/research/perf.md's
+    15 px,
     while one line of 12-pt text has 23 marks of 60 px or more.
     A 5 mm frame is ignored because sheet edges and lid shadows live there.
     """
@@ -443,7 +446,8 @@ def detect_blank(grey: Image, dpi: int = REFERENCE_DPI) -> BlankCheck:
 
 @dataclass(frozen=True)
 class Binarisation:
-    """How the OCR image was made: median 3, Otsu, despeckle (perf.md B2c: 5.4 → 0.3 % CER)."""
+    """How the OCR image was made: median 3, Otsu, despeckle (docs/research/perf.md B2c: 5.4 → 0.3
+    % CER)."""
 
     threshold: float
     min_component_px: int

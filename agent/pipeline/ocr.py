@@ -8,7 +8,7 @@ unreadable output). Nothing else in the project may spawn tesseract or import py
 It must not: touch page pixels (that is `agent.pipeline.imaging`), decide what a page is (blank, low
 confidence: the pipeline decides), or write anywhere but a private temporary directory.
 
-Settings that come from measurements (research/perf.md §B2, DESIGN.md §8):
+Settings that come from measurements (docs/research/perf.md §B2, docs/design.md §8):
 - `OMP_THREAD_LIMIT=1` always: Debian's build uses OpenMP and a page takes 11–12 s instead
   of 2.2 s on 2 cores without it; `OMP_NUM_THREADS` does not fix it (B2a).
 - `--psm 3` (default) first: psm 6/4 are catastrophic on raw skewed pages (CER 15–22 %).
@@ -42,7 +42,9 @@ from agent.errors import SohoaError
 
 TESSERACT = "tesseract"
 MIN_VERSION = (4, 1)  # LSTM engine; Debian 12 ships 5.3.0
-DEFAULT_TIMEOUT_S = 120.0  # a dense A4 takes 2–3 s (perf.md B2); 40× that is a hung process
+DEFAULT_TIMEOUT_S = (
+    120.0  # a dense A4 takes 2–3 s (docs/research/perf.md B2); 40× that is a hung process
+)
 RETRY_PSMS = (6, 11)  # tried in turn when psm 3 finds no text on a page that has marks
 # NĐ 30/2020/NĐ-CP: Phụ lục III (abbreviated document kinds, as in "Số: 125/QĐ-UBND"),
 # Phụ lục I (signing marks TM., KT., TL., TUQ., Q.; "Nơi nhận: ... Lưu: VT, ..."), and the
@@ -81,7 +83,7 @@ class TesseractInfo:
     version: tuple[int, ...]
     version_text: str  # first line of `tesseract --version`
     languages: frozenset[str]
-    openmp: bool  # the build uses OpenMP: OMP_THREAD_LIMIT=1 matters (perf.md B2a)
+    openmp: bool  # the build uses OpenMP: OMP_THREAD_LIMIT=1 matters (docs/research/perf.md B2a)
 
 
 def _env() -> dict[str, str]:

@@ -50,8 +50,12 @@ FLAGS = frozenset(
         "separator",
     }
 )
-LEGAL_MIN_DPI = archival.LEGAL_MIN_DPI  # NĐ 30/2020 Phụ lục I: never below 200 dpi (DESIGN §4)
-MIN_DESKEW_DEG = 0.05  # below this the estimate is noise (perf.md B3: error ≤ 0.015°–0.1°)
+LEGAL_MIN_DPI = (
+    archival.LEGAL_MIN_DPI
+)  # NĐ 30/2020 Phụ lục I: never below 200 dpi (docs/design.md §4)
+MIN_DESKEW_DEG = (
+    0.05  # below this the estimate is noise (docs/research/perf.md B3: error ≤ 0.015°–0.1°)
+)
 MIN_DESKEW_CONFIDENCE = 0.3  # fewer than ~3 agreeing lines: leave the page as scanned
 ORIENTATION_TRUSTED = 0.5  # below this the pixel heuristic asks tesseract's OSD
 OSD_TRUSTED = 14.0  # OCRmyPDF's default --rotate-pages-threshold for tesseract OSD
@@ -64,7 +68,9 @@ SECOND_PASS_MAX_SHARE = 0.5  # ... unless more lines than this share are unsure 
 
 @dataclass(frozen=True)
 class PipelineSettings:
-    languages: str = "vie"  # tesseract spec, e.g. "vie+eng" (+20–50 % time, perf.md B2)
+    languages: str = (
+        "vie"  # tesseract spec, e.g. "vie+eng" (+20–50 % time, docs/research/perf.md B2)
+    )
     dpi: int = 300  # what the capture was scanned at
     low_confidence: float = 70.0  # mean word confidence (0–100) under which a page is flagged
     jpeg_quality: int = 40  # the MRC background of the archival PDF (text is in the G4 mask)

@@ -3,7 +3,7 @@
 This package owns the *meaning* of the TOML files under `hw_profiles/` (scanners, boards,
 button boxes) and the translation from our logical scan request ("ADF duplex, grey, 300 dpi,
 A4") into the exact option values one SANE backend wants ("ADF Duplex", "Gray", 300, ...).
-Hardware quirks are data (docs/architecture.md, STYLE.md): when a backend spells something
+Hardware quirks are data (docs/architecture.md, docs/style.md): when a backend spells something
 differently, fix the profile, not this code. Its rooms:
 
 * `models` — what a profile file may contain (strict pydantic models), shared types;

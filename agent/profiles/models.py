@@ -327,7 +327,7 @@ class BoardProfile(_Strict):
     omp_thread_limit: int = Field(
         default=1,
         ge=1,
-        description="OMP_THREAD_LIMIT for tesseract; 1 (DESIGN.md §8: OpenMP is 5x slower).",
+        description="OMP_THREAD_LIMIT for tesseract; 1 (docs/design.md §8: OpenMP is 5x slower).",
     )
     storage: str = Field(description="Storage advice for the data directory.")
     default_button: str = Field(description="Id of the button profile to use when none is set.")

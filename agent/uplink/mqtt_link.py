@@ -1,12 +1,12 @@
 """The agent's only door to the broker (paho-mqtt 2.x, MQTT 5).
 
 What it guarantees and what it does not: a publish returns once paho accepted it into a
-bounded window; PUBACK only frees a window slot, it never means "archived" (DESIGN §2).
+bounded window; PUBACK only frees a window slot, it never means "archived" (docs/design.md §2).
 Subscriptions are made in ``on_connect`` so that reconnects restore them; a failed CONNACK
 is never taken as connected; a PUBACK whose reason code is a failure (e.g. 0x87 Not
 authorized, which the ACL gives for a foreign topic) is counted and reported.
 The session is persistent (``clean_start=False`` + a session expiry): paho's default
-``MQTT_CLEAN_START_FIRST_ONLY`` without an expiry wipes it on every restart (DESIGN §8).
+``MQTT_CLEAN_START_FIRST_ONLY`` without an expiry wipes it on every restart (docs/design.md §8).
 Incoming messages are acknowledged on arrival, except commands (``down/{device}/command``):
 they are acknowledged by :meth:`MqttLink.ack` once recorded durably, so that a command this
 process dies holding is redelivered by the broker at the next connect (paho ``manual_ack``).

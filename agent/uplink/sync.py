@@ -402,7 +402,7 @@ class Syncer:
         """The chunk size for the next publishes: at most the setting, at most what the broker
         accepts, and small enough that one publish takes at most 1/8 of the keepalive at the
         rate the link has been carrying (one 60 KB publish at 20 kbit/s with a 10 s keepalive
-        never completed; 4 KB ones did — reliability.md §8.5)."""
+        never completed; 4 KB ones did — docs/research/reliability.md §8.5)."""
         size = min(self.settings.chunk_size, self._cap)
         if self.link.max_packet:
             size = min(size, self.link.max_packet - 4096)

@@ -58,7 +58,7 @@ class FinishedBatch:
 
 def sendable_batches(outbox: ob.Outbox) -> list[ob.BatchRecord]:
     """Ready batches that may leave the device, oldest first. A secret (mật) batch never
-    does, neither over a network nor on a USB disk (TT 02/2019, DESIGN §4)."""
+    does, neither over a network nor on a USB disk (TT 02/2019, docs/design.md §4)."""
     return [b for b in outbox.batches((ob.READY,)) if not b.secret]
 
 

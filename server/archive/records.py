@@ -1,7 +1,8 @@
 """Hồ sơ (archival file) and văn bản (document) metadata, as the law names them.
 
 Fields and maximum lengths: NĐ 30/2020 Phụ lục VI (hồ sơ mục III, văn bản mục I/II) plus the
-TT 05/2025/TT-BNV additions (DESIGN §5, research/mission.md §3.3). The TT 05 additions have
+TT 05/2025/TT-BNV additions (docs/design.md §5, docs/research/mission.md §3.3). The TT 05 additions
+have
 no published lengths in the material we hold; the bounds below for them are ours and say so.
 
 - Mã hồ sơ = mã định danh cơ quan (OrganId, ≤13) "." năm (4 digits) "." số và ký hiệu hồ sơ

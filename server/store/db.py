@@ -2,10 +2,10 @@
 ``database_url`` names one (server.store.pg adapts it to the same connection API).
 
 Keys that make ingest idempotent are UNIQUE constraints, never check-then-insert
-(KoboToolbox shipped duplicates for years that way; reliability.md §3.4):
+(KoboToolbox shipped duplicates for years that way; docs/research/reliability.md §3.4):
 ``batches(device_id, batch_id)``, ``pages(device_id, page_id)``, ``parts(page_pk, name)``,
 ``chunks(part_pk, offset, length)``. ``synchronous=FULL``: in WAL mode NORMAL "might roll
-back following a power loss" (reliability.md §1.4) and a receipt promises durability
+back following a power loss" (docs/research/reliability.md §1.4) and a receipt promises durability
 (PostgreSQL: ``synchronous_commit`` stays on, its default). One connection per thread;
 several ingest workers (threads or processes) may share a database.
 

@@ -1,5 +1,5 @@
 """The archive's files. Paths are made by the server from validated ids, never from names
-a device sent (reliability.md §5.3: no path traversal).
+a device sent (docs/research/reliability.md §5.3: no path traversal).
 
 A part is received into ``<name>.partial`` by writes at offsets, then verified by re-hashing
 the whole file and renamed into place. Nothing here flushes on its own: every call that

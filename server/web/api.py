@@ -1,4 +1,4 @@
-"""JSON API under /api/v1 (DESIGN §6): batches, pages, search, devices. Every route needs a
+"""JSON API under /api/v1 (docs/design.md §6): batches, pages, search, devices. Every route needs a
 bearer token (viewer role); reading a batch or a page's content is written to the audit log."""
 
 from __future__ import annotations
