@@ -1,7 +1,7 @@
 """A disk that loses power: a FUSE layer that keeps what was written but not made durable in
 a volatile state and throws it away on a simulated power cut (the semantics of LazyFS).
 
-A SIGKILL is not a power cut (DESIGN §2): the kernel's page cache survives a killed process.
+A SIGKILL is not a power cut (docs/design.md §2): the kernel's page cache survives a killed process.
 This layer makes the difference visible. Everything written through the mount reaches a
 backing directory (``live/``) at once, so running processes see an ordinary file system; what
 would survive a power cut is kept beside it (``store/``) and only changes when a process asks

@@ -15,7 +15,6 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +27,6 @@ pytestmark = [pytest.mark.mqtt, pytest.mark.tesseract, pytest.mark.slow]
 
 DEVICE = "xa-restart-01"
 AWAY_SECONDS = 8.0  # the station reconnects and sends while the archive is still away
-
-
-@dataclass
-class Worker(ServerProcess):
-    shared: bool = False
-
-    def env(self) -> dict[str, str]:
-        return {**super().env(), "SOHOA_SHARED_SUBSCRIPTION": "true" if self.shared else "false"}
 
 
 def committed(server: ServerProcess) -> tuple[int, int]:
@@ -64,7 +55,11 @@ def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
 @pytest.mark.parametrize("shared", [False, True], ids=["plain", "shared"])
 def test_broker_restart_mid_sync(tmp_path: Path, shared: bool, record_property: object) -> None:
     broker = Broker(tmp_path / "broker").start()
-    server = Worker(tmp_path / "server", broker.url, shared=shared)
+    server = ServerProcess(
+        tmp_path / "server",
+        broker.url,
+        settings={"SOHOA_SHARED_SUBSCRIPTION": "true" if shared else "false"},
+    )
     proxy = LinkProxy(broker.port, rate_bps=2_000_000).start()
     try:
         server.start()

@@ -1,6 +1,7 @@
 """Faults on the way from the edge to the archive, with real processes: the agent CLI, a real
 Mosquitto, the server, and a bad link in between (tests/linkproxy.py). Every scenario ends
-with the same global invariant (reliability.md §7): every page the agent captured is at the
+with the same global invariant (docs/research/reliability.md §7): every page the agent captured is
+at the
 server exactly once with the right bytes, and the agent let go of nothing the archive had not
 receipted.
 
@@ -698,23 +699,22 @@ def test_impersonation_is_refused_by_the_broker_and_the_server(
 # -- h. two ingest workers on one shared subscription -----------------------------------------
 
 
-@dataclass
-class SharedWorker(ServerProcess):
-    def env(self) -> dict[str, str]:
-        return {**super().env(), "SOHOA_SHARED_SUBSCRIPTION": "true"}
-
-
 def test_two_ingest_workers_share_the_load_without_duplicates(
     world: World, record_property: RecordProperty
 ) -> None:
     # A second server process on the same archive with its own client id: the broker's
-    # shared subscription splits device messages between the two (DESIGN §7). Both workers
-    # are told to share (one alone subscribes plainly).
+    # shared subscription splits device messages between the two (docs/design.md §7). Both
+    # workers are told to share (one alone subscribes plainly).
+    shared = {"SOHOA_SHARED_SUBSCRIPTION": "true"}
     world.server.stop()
-    world.server = SharedWorker(world.server.data_dir, world.broker.url, token=world.server.token)
+    world.server.settings.update(shared)
     world.server.start()
-    second = SharedWorker(
-        world.server.data_dir, world.broker.url, client_id="sohoa-server-2", token="unused"
+    second = ServerProcess(
+        world.server.data_dir,
+        world.broker.url,
+        client_id="sohoa-server-2",
+        token="unused",
+        settings=shared,
     )
     second.start()
     try:

@@ -244,16 +244,6 @@ def test_disk_full_at_outbox_write_and_receipt(station: Station) -> None:
 # -- the archive's disk fills ------------------------------------------------------------------
 
 
-@dataclass
-class ArchiveOnDisk(ServerProcess):
-    """The server with its data directory on a small disk."""
-
-    retry_after: float = 60.0
-
-    def env(self) -> dict[str, str]:
-        return {**super().env(), "SOHOA_RETRY_AFTER_S": str(self.retry_after)}
-
-
 def test_archive_disk_full_is_a_retryable_reject_then_recovers_by_itself(tmp_path: Path) -> None:
     """A full disk at the archive: nothing committed, each device told to wait (a signed
     Reject ``retry_later``) — it stops sending instead of re-sending whole parts round after
@@ -261,7 +251,7 @@ def test_archive_disk_full_is_a_retryable_reject_then_recovers_by_itself(tmp_pat
     station finishes with every page archived once."""
     disk = SmallDisk(tmp_path / "archive-disk", 48).mount()
     broker = Broker(tmp_path / "broker").start()
-    server = ArchiveOnDisk(disk.path / "server", broker.url)
+    server = ServerProcess(disk.path / "server", broker.url, settings={"SOHOA_RETRY_AFTER_S": "60"})
     proxy = LinkProxy(broker.port, rate_bps=4_000_000).start()
     try:
         server.start()

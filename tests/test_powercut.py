@@ -24,10 +24,10 @@ from harness import BIN, Broker, ServerProcess, agent_env
 from PIL import Image
 from powercut import VolatileDisk, fuse_missing
 
-from agent import storage
+from agent.outbox import storage
 from protocol import signing
-from server import keys
-from server.store import Store
+from server.store import keys
+from server.store.files import Store
 
 pytestmark = [pytest.mark.powercut]
 
