@@ -72,6 +72,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             worker = IngestWorker(settings, app.state.ingest, events=rescan.Resender(db))
             worker.start()
             app.state.worker = worker
+            app.state.ingest_trouble = lambda: worker.trouble
         stop = threading.Event()
         dog = threading.Thread(target=_watchdog, args=(app, stop), daemon=True, name="watchdog")
         dog.start()
