@@ -38,6 +38,7 @@ class Health(BaseModel):
     ingest_connected: bool | None
     messages: int
     version: str
+    ingest_trouble: str | None = None  # why the archive cannot store now (disk full, fsync)
 
 
 def _watchdog(app: FastAPI, stop: threading.Event) -> None:
@@ -71,6 +72,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             worker = IngestWorker(settings, app.state.ingest, events=rescan.Resender(db))
             worker.start()
             app.state.worker = worker
+            app.state.ingest_trouble = lambda: worker.trouble
         stop = threading.Event()
         dog = threading.Thread(target=_watchdog, args=(app, stop), daemon=True, name="watchdog")
         dog.start()
@@ -109,6 +111,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             ingest_connected=worker.alive if worker else None,
             messages=worker.messages if worker else 0,
             version=VERSION,
+            ingest_trouble=worker.trouble if worker else None,
         )
 
     return app

@@ -52,6 +52,21 @@ class ServerSettings(BaseModel):
     max_part_bytes: int = Field(
         default=512 * 1024 * 1024, ge=1024, description="Largest single file a page may carry."
     )
+    shared_subscription: bool = Field(
+        default=False,
+        description="Subscribe through $share/sohoa-ingest/... so that several ingest workers "
+        "split the devices' messages (DESIGN §7). Leave off with one worker: a plain "
+        "subscription survives a broker restart in the persistent session, a shared one "
+        "does not in Mosquitto 2.0 (messages sent before the server re-subscribes are lost "
+        "and wait for the devices' re-query).",
+    )
+    retry_after_s: float = Field(
+        default=60.0,
+        ge=1.0,
+        le=3600.0,
+        description="When the archive cannot store a message (disk full, fsync error), devices "
+        "are told to wait this long before sending again.",
+    )
 
     @field_validator("mqtt_url")
     @classmethod
