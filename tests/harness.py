@@ -48,6 +48,21 @@ class Broker:
     max_queued: int = 100000  # per client; mosquitto drops past it, silently (reliability §8.4)
     extra: str = ""
     proc: subprocess.Popen[bytes] | None = None
+    # Mosquitto's dynamic security plugin, as in production (systemd/mosquitto/sohoa.conf):
+    # the server's admin and ingest identities are made here; stations only by enrolment.
+    dynsec: bool = False
+    ingest_password: str = field(default_factory=lambda: os.urandom(12).hex())
+    admin_password: str = field(default_factory=lambda: os.urandom(12).hex())
+
+    @property
+    def ingest_url(self) -> str:
+        """The archive server's ingest identity (dynsec brokers)."""
+        return f"mqtt://sohoa-server:{self.ingest_password}@127.0.0.1:{self.port}"
+
+    def admin_password_file(self) -> Path:
+        path = self.workdir / "broker-admin-password"
+        path.write_text(self.admin_password)
+        return path
 
     @property
     def url(self) -> str:
@@ -73,7 +88,21 @@ class Broker:
             # Started as root, mosquitto drops to the 'mosquitto' user, which cannot read a
             # root-owned pytest tmp dir (CI runs as root). Stay root for this private broker.
             lines.append("user root")
-        if self.users is None:
+        if self.dynsec:
+            from server import fleet
+
+            config = fleet.dynsec_config(
+                "sohoa-admin", self.admin_password, "sohoa-server", self.ingest_password
+            )
+            dyn = self.workdir / "dynamic-security.json"
+            if not dyn.exists():  # the plugin keeps its own state across restarts
+                fleet.write_private(dyn, json.dumps(config, indent=1).encode())
+            lines += [
+                "allow_anonymous false",
+                f"plugin {fleet.find_plugin()}",
+                f"plugin_opt_config_file {dyn}",
+            ]
+        elif self.users is None:
             lines.append("allow_anonymous true")
         else:
             pw = self.workdir / "passwd"
