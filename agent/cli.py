@@ -383,6 +383,26 @@ def _hard_deadline(seconds: float) -> None:
     timer.start()
 
 
+def cmd_enrol(ctx: Context) -> int:
+    """Enrol this station from a one-time code (or a file holding one, e.g. on a USB disk)."""
+    from agent import enrol
+
+    text = ctx.args.code
+    if not text.startswith(("mqtt://", "mqtts://")) and Path(text).is_file():
+        text = Path(text).read_text(encoding="utf-8").strip().splitlines()[-1]
+    done = enrol.enrol(
+        text,
+        ctx.settings.data_dir,
+        ca_file=ctx.args.ca,
+        allow_plain=ctx.settings.allow_plain_mqtt,
+        force=ctx.args.force,
+        timeout=ctx.args.timeout,
+    )
+    fp = " ".join(done.fingerprint[i : i + 4] for i in range(0, len(done.fingerprint), 4))
+    ctx.say("enrol_done", device=done.device_id, fingerprint=fp)
+    return 0
+
+
 def _report(ctx: Context, exc: SohoaError) -> None:
     log.error("%s: %s", exc.key, exc.detail or exc)
     params = dict(exc.params)
@@ -448,6 +468,11 @@ def build_parser() -> argparse.ArgumentParser:
     devices = add("devices", cmd_devices, "scanners SANE finds and the profile each matched")
     devices.add_argument("--json", action="store_true")
     add("run", cmd_run, "the service: button, pipeline and sync (systemd runs this)")
+    enrol = add("enrol", cmd_enrol, "enrol this station with the archive (one-time code)")
+    enrol.add_argument("code", help="the code printed on the enrolment sheet, or a file with it")
+    enrol.add_argument("--ca", type=Path, help="CA certificate of the broker (mqtts://)")
+    enrol.add_argument("--force", action="store_true", help="enrol again (a new code)")
+    enrol.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (60)")
     return parser
 
 

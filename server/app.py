@@ -21,6 +21,7 @@ from server.catalog import Catalog
 from server.config import ServerSettings
 from server.db import Database
 from server.deps import Forbidden, LoginRequired
+from server.fleet import FleetWorker
 from server.ingest import Ingest
 from server.mqtt_ingest import IngestWorker
 from server.records import Records
@@ -64,6 +65,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
             db, store, settings.max_part_bytes, signing_key=keys.load_or_create(settings.data_dir)
         )
         app.state.worker = None
+        app.state.fleet = None
+        if settings.ingest and settings.broker_admin_password() is not None:
+            # The enrolment desk: answers stations enrolling over the broker.
+            app.state.fleet = FleetWorker(settings, db, keys.load_or_create(settings.data_dir))
+            app.state.fleet.start()
         if settings.ingest:
             worker = IngestWorker(settings, app.state.ingest)
             worker.start()
@@ -77,6 +83,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
             stop.set()
             if app.state.worker is not None:
                 app.state.worker.stop()
+            if app.state.fleet is not None:
+                app.state.fleet.stop()
             db.close()
 
     app = FastAPI(

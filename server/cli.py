@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from server import audit, auth, config
+from server import audit, auth, config, fleet_cli
 from server.db import OPERATIONAL_ERRORS, Database
 
 
@@ -276,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("--json", action="store_true", help="print the import report as JSON")
     imp.set_defaults(func=cmd_import_bundle)
+    fleet_cli.add_parsers(sub)
     return parser
 
 

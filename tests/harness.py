@@ -258,6 +258,21 @@ def agent_env(
     return env
 
 
+def enrolled_agent_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """An agent whose broker address, identity and archive key come from its enrolment
+    (``sohoa-agent enrol``), not from the environment."""
+    env = agent_env(data_dir, "mqtt://unused", **extra)
+    del env["SOHOA_MQTT_URL"], env["SOHOA_DEVICE_ID"]
+    return env
+
+
+def run_server(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "sohoa-server"), *args],
+        env=server.env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
 def run_agent(
     env: dict[str, str], *args: str, timeout: float = 300, check: bool = False
 ) -> subprocess.CompletedProcess[str]:

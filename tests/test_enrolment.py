@@ -1,0 +1,201 @@
+"""Enrolment from a one-time code, with real processes: a Mosquitto with the dynamic security
+plugin, ``sohoa-server run`` (its enrolment desk), ``sohoa-server device add|list|revoke``
+and ``sohoa-agent enrol``. Nobody writes credentials by hand."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from protocol import enrolment
+from server import fleet
+from server.db import Database
+from tests.harness import (
+    Broker,
+    ServerProcess,
+    enrolled_agent_env,
+    run_agent,
+    run_server,
+)
+
+pytestmark = [pytest.mark.mqtt, pytest.mark.dynsec]
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Iterator[tuple[Broker, ServerProcess]]:
+    broker = Broker(tmp_path / "broker", dynsec=True).start()
+    data = tmp_path / "server"
+    data.mkdir()
+    (data / "broker-admin-password").write_text(broker.admin_password)
+    server = ServerProcess(data, broker.ingest_url).start()
+    yield broker, server
+    server.stop()
+    broker.stop()
+
+
+def add_station(
+    server: ServerProcess, name: str, tmp_path: Path, *extra: str
+) -> tuple[str, Path]:
+    sheet = tmp_path / f"{name}.pdf"
+    out = run_server(
+        server, "device", "add", name, "--commune", "Xã Tân Phú", "--sheet", str(sheet), *extra
+    )
+    assert out.returncode == 0, out.stderr
+    code = out.stdout.strip().splitlines()[-1]  # the last line, as documented
+    enrolment.EnrolCode.parse(code)
+    return code, sheet
+
+
+def _png(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (400, 300), "white").save(path, dpi=(300, 300))
+    return path
+
+
+def _stored_secrets(server: ServerProcess) -> list[str]:
+    db = Database(server.data_dir / "archive.sqlite3")
+    try:
+        rows = db.read().execute("SELECT * FROM stations").fetchall()
+        return [str(v) for r in rows for v in tuple(r)]
+    finally:
+        db.close()
+
+
+@pytest.mark.tesseract
+def test_enrol_then_sync_then_revoke(
+    tmp_path: Path, archive: tuple[Broker, ServerProcess]
+) -> None:
+    broker, server = archive
+    code, sheet = add_station(server, "xa-tan-phu-01", tmp_path)
+    assert sheet.read_bytes().startswith(b"%PDF")
+    parsed = enrolment.EnrolCode.parse(code)
+    assert parsed.port == broker.port
+    # The code is stored hashed only.
+    assert not any(parsed.secret in v for v in _stored_secrets(server))
+
+    env = enrolled_agent_env(tmp_path / "agent")
+    out = run_agent(env, "enrol", code)
+    assert out.returncode == 0, out.stdout + out.stderr
+    fp = " ".join(parsed.key_fingerprint[i : i + 4] for i in range(0, 32, 4))
+    assert fp in out.stdout
+    state = json.loads((tmp_path / "agent" / "enrolment" / "enrolment.json").read_text())
+    assert state["device_id"] == "xa-tan-phu-01"
+    receipt_key = run_server(server, "receipt-key").stdout.strip()
+    assert state["server_public_key"] == receipt_key  # pinned
+    assert (tmp_path / "agent" / "enrolment" / "station.key").stat().st_mode & 0o077 == 0
+
+    listed = json.loads(run_server(server, "device", "list", "--json").stdout)
+    assert [(s["device_id"], s["state"]) for s in listed] == [("xa-tan-phu-01", "active")]
+    assert listed[0]["public_key"] == state["station_public_key"]
+    assert listed[0]["commune"] == "Xã Tân Phú"
+
+    # The enrolled identity works end to end.
+    run_agent(env, "import", str(_png(tmp_path / "in" / "a.png")), check=True)
+    out = run_agent(env, "sync", "--wait", "--timeout", "120")
+    assert out.returncode == 0, out.stdout + out.stderr
+    batches = server.get_json("/api/v1/batches")
+    assert [b["device_id"] for b in batches] == ["xa-tan-phu-01"]
+
+    # Revoked: refused by the broker from now on; what the archive holds stays.
+    out = run_server(server, "device", "revoke", "xa-tan-phu-01")
+    assert out.returncode == 0, out.stderr
+    run_agent(env, "import", str(_png(tmp_path / "in" / "b.png")), check=True)
+    out = run_agent(env, "sync", "--wait", "--timeout", "20")
+    assert out.returncode == 75
+    assert "từ chối đăng nhập" in out.stderr
+    assert len(server.get_json("/api/v1/batches")) == 1
+    listed = json.loads(run_server(server, "device", "list", "--json").stdout)
+    assert listed[0]["state"] == "revoked"
+    status = json.loads(run_agent(env, "status", "--json", check=True).stdout)
+    assert status["pages_waiting_sync"] == 1  # nothing lost on the station either
+
+
+def test_code_used_twice_is_refused(tmp_path: Path, archive: tuple[Broker, ServerProcess]) -> None:
+    _, server = archive
+    code, _ = add_station(server, "xa-a", tmp_path)
+    first = enrolled_agent_env(tmp_path / "first")
+    assert run_agent(first, "enrol", code).returncode == 0
+    key_before = json.loads(run_server(server, "device", "list", "--json").stdout)[0]
+
+    thief = enrolled_agent_env(tmp_path / "thief")
+    out = run_agent(thief, "enrol", code)
+    assert out.returncode != 0
+    assert "đã được dùng" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "thief" / "enrolment" / "enrolment.json").exists()
+    key_after = json.loads(run_server(server, "device", "list", "--json").stdout)[0]
+    assert key_after == key_before  # the first station's key still stands
+
+
+def test_expired_code_is_refused(tmp_path: Path, archive: tuple[Broker, ServerProcess]) -> None:
+    _, server = archive
+    code, _ = add_station(server, "xa-b", tmp_path, "--hours", "0.0003")  # ~1 s
+    time.sleep(1.5)
+    env = enrolled_agent_env(tmp_path / "late")
+    out = run_agent(env, "enrol", code)
+    assert out.returncode != 0
+    assert "hết hạn" in out.stderr or "Xin phiếu mới" in out.stderr, out.stderr
+    assert not (tmp_path / "late" / "enrolment" / "enrolment.json").exists()
+    listed = json.loads(run_server(server, "device", "list", "--json").stdout)
+    assert listed[0]["state"] == "pending"
+    assert listed[0]["public_key"] == ""
+
+
+def test_forged_code_names_another_archive(
+    tmp_path: Path, archive: tuple[Broker, ServerProcess]
+) -> None:
+    """A code whose key fingerprint is not this archive's: the agent installs nothing."""
+    _, server = archive
+    code, _ = add_station(server, "xa-c", tmp_path)
+    parsed = enrolment.EnrolCode.parse(code)
+    wrong = enrolment.EnrolCode(
+        parsed.device_id, parsed.secret, parsed.host, parsed.port, parsed.tls, "0" * 32
+    )
+    env = enrolled_agent_env(tmp_path / "agent")
+    out = run_agent(env, "enrol", wrong.text())
+    assert out.returncode != 0
+    assert "không đến từ Lưu trữ" in out.stderr
+    assert not (tmp_path / "agent" / "enrolment" / "enrolment.json").exists()
+
+
+def test_redeem_rules(tmp_path: Path) -> None:
+    """The registry's rules without a broker: hashed code, single key, expiry, signature."""
+    from protocol import signing
+
+    db = Database(tmp_path / "a.sqlite3")
+    secret = fleet.issue_code(db, "xa-d", "Xã D", "", hours=72, now=1000.0)
+
+    def request(key: signing.Ed25519PrivateKey, code: str = secret) -> enrolment.EnrolRequest:
+        req = enrolment.EnrolRequest(
+            device_id="xa-d",
+            msg_id="a" * 32,
+            secret=code,
+            public_key=signing.public_key_hex(key),
+            box_key="b" * 64,
+        )
+        return req.model_copy(update={"signature": signing.sign_bytes(req.signed_bytes(), key)})
+
+    station, thief = signing.new_key(), signing.new_key()
+    forged = request(station).model_copy(update={"public_key": signing.public_key_hex(thief)})
+    with pytest.raises(fleet.FleetError, match="bad_signature"):
+        fleet.redeem(db, forged, now=1001.0)
+    with pytest.raises(fleet.FleetError, match="bad_code"):
+        fleet.redeem(db, request(station, enrolment.new_secret()), now=1001.0)
+    with pytest.raises(fleet.FleetError, match="code_expired"):
+        fleet.redeem(db, request(station), now=1000.0 + 72 * 3600 + 1)
+    assert fleet.redeem(db, request(station), now=1001.0).state == "active"
+    # The same station asking again (its reply was lost) is answered; another key is not.
+    assert fleet.redeem(db, request(station), now=1002.0).state == "active"
+    with pytest.raises(fleet.FleetError, match="code_used"):
+        fleet.redeem(db, request(thief), now=1003.0)
+    assert fleet.trusted_key(db, "xa-d") == signing.public_key_hex(station)
+    fleet.revoke(db, "xa-d")
+    assert fleet.trusted_key(db, "xa-d") is None
+    with pytest.raises(fleet.FleetError, match="bad_code"):
+        fleet.redeem(db, request(station), now=1004.0)
+    db.close()
