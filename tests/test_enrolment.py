@@ -38,9 +38,7 @@ def archive(tmp_path: Path) -> Iterator[tuple[Broker, ServerProcess]]:
     broker.stop()
 
 
-def add_station(
-    server: ServerProcess, name: str, tmp_path: Path, *extra: str
-) -> tuple[str, Path]:
+def add_station(server: ServerProcess, name: str, tmp_path: Path, *extra: str) -> tuple[str, Path]:
     sheet = tmp_path / f"{name}.pdf"
     out = run_server(
         server, "device", "add", name, "--commune", "Xã Tân Phú", "--sheet", str(sheet), *extra
@@ -67,9 +65,7 @@ def _stored_secrets(server: ServerProcess) -> list[str]:
 
 
 @pytest.mark.tesseract
-def test_enrol_then_sync_then_revoke(
-    tmp_path: Path, archive: tuple[Broker, ServerProcess]
-) -> None:
+def test_enrol_then_sync_then_revoke(tmp_path: Path, archive: tuple[Broker, ServerProcess]) -> None:
     broker, server = archive
     code, sheet = add_station(server, "xa-tan-phu-01", tmp_path)
     assert sheet.read_bytes().startswith(b"%PDF")
