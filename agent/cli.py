@@ -388,7 +388,15 @@ def cmd_enrol(ctx: Context) -> int:
     from agent import enrol
 
     text = ctx.args.code
-    if not text.startswith(("mqtt://", "mqtts://")) and Path(text).is_file():
+    if (text is None) == (not ctx.args.scan):
+        raise enrol.EnrolError("enrol_bad_code", "give the code, or --scan (not both)")
+    if text is None:  # --scan: the sheet through the station's own scanner
+        from agent import profiles, sane_device
+
+        known = profiles.load_scanner_profiles(ctx.settings.hw_profiles_dir)
+        with sane_device.open_scanner(ctx.settings.scanner, known) as scanner:
+            text = enrol.scan_code(scanner, ctx.settings.source)
+    elif not text.startswith(("mqtt://", "mqtts://")) and Path(text).is_file():
         text = Path(text).read_text(encoding="utf-8").strip().splitlines()[-1]
     done = enrol.enrol(
         text,
@@ -469,7 +477,12 @@ def build_parser() -> argparse.ArgumentParser:
     devices.add_argument("--json", action="store_true")
     add("run", cmd_run, "the service: button, pipeline and sync (systemd runs this)")
     enrol = add("enrol", cmd_enrol, "enrol this station with the archive (one-time code)")
-    enrol.add_argument("code", help="the code printed on the enrolment sheet, or a file with it")
+    enrol.add_argument(
+        "code", nargs="?", help="the code printed on the enrolment sheet, or a file with it"
+    )
+    enrol.add_argument(
+        "--scan", action="store_true", help="read the sheet with this station's scanner instead"
+    )
     enrol.add_argument("--ca", type=Path, help="CA certificate of the broker (mqtts://)")
     enrol.add_argument("--force", action="store_true", help="enrol again (a new code)")
     enrol.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (60)")

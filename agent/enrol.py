@@ -30,6 +30,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -235,6 +236,41 @@ def _install(
         fingerprint=enrolment.key_fingerprint(reply.server_public_key),
         station_public_key=public,
     )
+
+
+# -- the sheet through the station's own scanner ----------------------------------------------
+
+
+def code_from_image(image: Any) -> str | None:
+    """The enrolment code in a page's QR code (a PIL image), or None when the page holds
+    none (or another kind of code, e.g. a cover sheet's)."""
+    import cv2
+    import numpy as np
+
+    grey = np.asarray(image.convert("L"))
+    scale = min(1.0, 1600 / max(grey.shape[1], 1))
+    if scale < 1.0:
+        grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    try:
+        text, _, _ = cv2.QRCodeDetector().detectAndDecode(grey)
+    except cv2.error:
+        return None
+    try:
+        return enrolment.EnrolCode.parse(text).text() if text else None
+    except enrolment.EnrolmentError:
+        return None
+
+
+def scan_code(scanner: Any, source: str = "flatbed") -> str:
+    """Read the enrolment sheet the technician put in ``scanner`` (an open
+    :class:`agent.sane_device.Scanner`)."""
+    from agent.profiles import ScanRequest
+
+    page = scanner.read_sheet(ScanRequest(source=source, mode="gray", dpi=200))
+    code = code_from_image(page.image)
+    if code is None:
+        raise EnrolError("enrol_no_sheet", "no enrolment QR code on the scanned page")
+    return code
 
 
 # Settings the enrolment provides when the operator's file and environment do not.

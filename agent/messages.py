@@ -108,6 +108,11 @@ CATALOG: dict[str, tuple[str, str]] = {
         "Station “{device}” enrolled with the archive. Archive key: {fingerprint} — compare "
         "with the last line of the enrolment sheet.",
     ),
+    "enrol_no_sheet": (
+        "Không đọc được phiếu đăng ký trên trang vừa quét. Đặt phiếu thẳng, mặt in xuống "
+        "(theo máy), rồi quét lại.",
+        "No enrolment sheet found on the scanned page. Put the sheet in straight and scan again.",
+    ),
     "enrol_bad_code": (
         "Mã đăng ký không đúng: {detail}. Gõ lại mã, hoặc quét lại phiếu.",
         "The enrolment code is not valid: {detail}. Type it again, or scan the sheet again.",

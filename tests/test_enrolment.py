@@ -195,3 +195,45 @@ def test_redeem_rules(tmp_path: Path) -> None:
     with pytest.raises(fleet.FleetError, match="bad_code"):
         fleet.redeem(db, request(station), now=1004.0)
     db.close()
+
+
+@pytest.mark.sane
+def test_enrolment_sheet_scanned_through_sane(
+    tmp_path: Path, archive: tuple[Broker, ServerProcess]
+) -> None:
+    """The printed sheet, fed to SANE's ``pnm`` backend (it scans a PNM file; the ``test``
+    backend can only draw patterns), read by the agent and used to enrol."""
+    from agent import enrol, profiles, sane_device
+
+    _, server = archive
+    code, sheet = add_station(server, "xa-scan", tmp_path)
+    # The PDF the server wrote, rasterised as a printer and a scanner would see it.
+    import pypdfium2
+
+    pdf = pypdfium2.PdfDocument(str(sheet))
+    page = pdf[0].render(scale=200 / 72).to_pil().convert("RGB")
+    pdf.close()
+    pnm = tmp_path / "sheet.ppm"
+    page.save(pnm)
+    known = profiles.load_scanner_profiles()
+    with sane_device.open_scanner("pnm:0", known) as scanner:
+        scanner.device.filename = str(pnm)
+        read = enrol.scan_code(scanner)
+    assert read == code
+    done = enrol.enrol(read, tmp_path / "agent", timeout=30)
+    assert done.device_id == "xa-scan"
+    listed = json.loads(run_server(server, "device", "list", "--json").stdout)
+    assert listed[0]["state"] == "active"
+    assert listed[0]["public_key"] == done.station_public_key
+
+
+@pytest.mark.sane
+def test_a_page_without_a_sheet_is_not_a_code(tmp_path: Path) -> None:
+    from agent import enrol, profiles, sane_device
+
+    pnm = tmp_path / "blank.ppm"
+    Image.new("RGB", (800, 1100), "white").save(pnm)
+    with sane_device.open_scanner("pnm:0", profiles.load_scanner_profiles()) as scanner:
+        scanner.device.filename = str(pnm)
+        with pytest.raises(enrol.EnrolError, match="enrol_no_sheet"):
+            enrol.scan_code(scanner)
