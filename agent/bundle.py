@@ -457,7 +457,7 @@ def _apply_receipt_file(
         return f"{exc.reason}: {exc.detail}"
     if msg.device_id != settings.device_id:
         return f"wrong_device: names {msg.device_id!r}"
-    if isinstance(msg, Receipt | BatchState) and not transfer.authentic(
+    if isinstance(msg, Receipt | BatchState | Reject) and not transfer.authentic(
         msg, settings.server_public_key
     ):
         return "bad or missing server signature"

@@ -117,6 +117,7 @@ def cmd_sync(ctx: Context) -> int:
     from agent.sync import Syncer
 
     s = ctx.settings
+    _warn_unpinned(ctx)
     with ctx.open_outbox() as outbox:
         pending = sum(1 for _ in outbox.iter_pending_pages())
         if pending:
@@ -244,7 +245,14 @@ def cmd_import_receipts(ctx: Context) -> int:
     return 4 if report.refused else 0
 
 
+def _warn_unpinned(ctx: Context) -> None:
+    """No archive key pinned: receipts are ignored, nothing will be deleted. Say so."""
+    if ctx.settings.server_public_key is None:
+        print(messages.t("no_archive_key", ctx.lang), file=sys.stderr)
+
+
 def _say_receipts(ctx: Context, report: ReceiptsReport) -> None:
+    _warn_unpinned(ctx)
     for name, reason in report.refused:
         print(messages.t("receipts_refused", ctx.lang, name=name, reason=reason), file=sys.stderr)
     if report.server_refused:

@@ -102,6 +102,12 @@ CATALOG: dict[str, tuple[str, str]] = {
         "Thiếu phần mềm nhận dạng chữ (tesseract). Gọi cán bộ kỹ thuật.",
         "OCR software (tesseract) is missing. Call the technician.",
     ),
+    "no_archive_key": (
+        "Trạm chưa có khóa của Lưu trữ (chưa đăng ký): không nhận biên nhận nào, không xóa "
+        "trang nào. Đăng ký trạm: sohoa-agent enrol MÃ.",
+        "No archive key is pinned on this station (not enrolled): receipts are ignored and "
+        "nothing is deleted. Enrol it: sohoa-agent enrol CODE.",
+    ),
     "enrol_done": (
         "Đã đăng ký trạm “{device}” với Lưu trữ. Khóa Lưu trữ: {fingerprint} — so với dòng "
         "cuối của phiếu đăng ký.",

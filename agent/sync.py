@@ -283,7 +283,7 @@ class Syncer:
             elif isinstance(msg, Receipt):
                 if self._authentic(msg, report):
                     self._apply_committed(msg.batch_id, msg.committed, report)
-            elif isinstance(msg, Reject):
+            elif isinstance(msg, Reject) and self._authentic(msg, report):
                 self._on_reject(msg, report)
             out.append(msg)
         return out
@@ -352,9 +352,9 @@ class Syncer:
             )
         return True
 
-    def _authentic(self, msg: Receipt | BatchState, report: SyncReport) -> bool:
-        """With the server's public key configured, a receipt or state that does not carry
-        its signature is ignored: it could make us delete pages (protocol/signing.py)."""
+    def _authentic(self, msg: Receipt | BatchState | Reject, report: SyncReport) -> bool:
+        """A receipt, state or reject that does not carry the pinned archive key's
+        signature is ignored: it could make us delete pages or quarantine a batch."""
         if transfer.authentic(msg, self.settings.server_public_key):
             return True
         report.forged += 1

@@ -129,9 +129,20 @@ def build_manifests(
 # -- what the server said ----------------------------------------------------------------------
 
 
-def authentic(msg: Receipt | BatchState, server_public_key: str | None) -> bool:
-    """True when no key is configured, or the message carries the server's signature."""
-    if server_public_key is None or signing.verify(msg, msg.signature, server_public_key):
+def authentic(msg: Receipt | BatchState | Reject, server_public_key: str | None) -> bool:
+    """True only when the message carries the signature of the archive key pinned at
+    enrolment. With no key pinned NOTHING is authentic: a receipt could make us delete pages,
+    a reject quarantine a batch, and the broker's ACL alone is not enough (a USB disk has
+    none, issue 14)."""
+    if server_public_key is None:
+        log.error(
+            "ignored a %s for batch %s: no archive key is pinned on this station (enrol it:"
+            " sohoa-agent enrol); nothing is deleted until then",
+            msg.kind,
+            msg.batch_id,
+        )
+        return False
+    if signing.verify(msg, msg.signature, server_public_key):
         return True
     log.error("ignored a %s for batch %s: bad or missing server signature", msg.kind, msg.batch_id)
     return False

@@ -162,6 +162,8 @@ class Reject(Envelope):
         "refused",
     ]
     detail: str = Field(default="", max_length=1000)
+    # A reject can quarantine a batch: signed like a receipt (protocol/signing.py).
+    signature: str | None = Field(default=None, description="Ed25519, see protocol/signing.py")
 
 
 class Status(Envelope):

@@ -86,7 +86,7 @@ CLAIM_LEASE = 300.0  # kept for old databases: a 'verifying' part is taken over 
 SERVER_ID = "sohoa-server"
 
 
-_Signable = TypeVar("_Signable", BatchState, Receipt)
+_Signable = TypeVar("_Signable", BatchState, Receipt, Reject)
 
 
 @dataclass(frozen=True)
@@ -889,4 +889,4 @@ class Ingest:
             reason=reason,
             detail=detail[:1000],
         )
-        return Outgoing(topics.down(device, "reject"), envelope.encode(reject))
+        return Outgoing(topics.down(device, "reject"), envelope.encode(self._signed(reject)))

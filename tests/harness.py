@@ -21,6 +21,28 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
+# The archive's receipt key for processes started here: every ServerProcess signs with it
+# (unless its data dir already holds a key) and every agent_env pins it, as enrolment
+# would. Receipt verification is mandatory (issue 14): an agent with no pinned key deletes
+# nothing. Tests of enrolment itself use enrolled_agent_env, which pins what it is sent.
+TEST_ARCHIVE_KEY = bytes(range(32))
+
+
+def test_archive_public_key() -> str:
+    from protocol import signing
+
+    return signing.public_key_hex(signing.private_key_from_bytes(TEST_ARCHIVE_KEY))
+
+
+def seed_archive_key(data_dir: Path) -> None:
+    """Give a server data dir the test archive key (before its first start)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = data_dir / "receipt-signing.key"
+    if not key.exists():
+        key.write_bytes(TEST_ARCHIVE_KEY)
+        key.chmod(0o600)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -172,6 +194,7 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        seed_archive_key(self.data_dir)
         if not self.token:
             # Tokens belong to users: an admin "test" without a password (API only).
             subprocess.run(
@@ -253,6 +276,7 @@ def agent_env(
         SOHOA_SCANNER="test:0",
         SOHOA_PIPELINE_WORKERS="2",
         SOHOA_MIN_FREE_MB="10",
+        SOHOA_SERVER_PUBLIC_KEY=test_archive_public_key(),
     )
     env.update(extra)
     return env
@@ -262,7 +286,7 @@ def enrolled_agent_env(data_dir: Path, **extra: str) -> dict[str, str]:
     """An agent whose broker address, identity and archive key come from its enrolment
     (``sohoa-agent enrol``), not from the environment."""
     env = agent_env(data_dir, "mqtt://unused", **extra)
-    del env["SOHOA_MQTT_URL"], env["SOHOA_DEVICE_ID"]
+    del env["SOHOA_MQTT_URL"], env["SOHOA_DEVICE_ID"], env["SOHOA_SERVER_PUBLIC_KEY"]
     return env
 
 
