@@ -195,6 +195,12 @@ CATALOG: dict[str, tuple[str, str]] = {
         "Không thấy ổ USB tại “{path}”. Kiểm tra USB đã được cắm và mở (mount) chưa.",
         "No USB disk at “{path}”. Check that it is plugged in and mounted.",
     ),
+    "export_not_enrolled": (
+        "Trạm chưa đăng ký nên không ký được gói USB; Lưu trữ sẽ không nhận. Chưa ghi gì. "
+        "Đăng ký trạm trước: sohoa-agent enrol MÃ.",
+        "This station is not enrolled, so it cannot sign a USB bundle and the archive would "
+        "refuse it. Nothing was written. Enrol it first: sohoa-agent enrol CODE.",
+    ),
     "export_no_space": (
         "USB không đủ chỗ: cần {need_mb} MB, chỉ còn trống {free_mb} MB. Chưa ghi gì. "
         "Hãy dùng USB khác hoặc xóa bớt tệp trên USB.",

@@ -209,7 +209,10 @@ class Syncer:
 
     def manifests(self, batch: ob.BatchRecord, pages: list[ob.PageRecord]) -> list[Manifest]:
         """The batch's manifest, cut into slices that each fit one small publish."""
-        return transfer.build_manifests(self.device_id, batch, pages, self.agent_version)
+        from agent import enrol
+
+        key = enrol.station_key(self.settings.data_dir)
+        return transfer.build_manifests(self.device_id, batch, pages, self.agent_version, key)
 
     # -- 2. reconcile ------------------------------------------------------------------------
 

@@ -27,6 +27,8 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from agent import outbox as ob
 from protocol import signing
 from protocol.messages import (
@@ -95,8 +97,10 @@ def build_manifests(
     batch: ob.BatchRecord,
     pages: list[ob.PageRecord],
     agent_version: str,
+    key: Ed25519PrivateKey | None = None,
 ) -> list[Manifest]:
-    """The batch's manifest, cut into slices that each fit one small publish."""
+    """The batch's manifest, cut into slices that each fit one small publish, each signed
+    with the station's key when it has one (enrolment made it)."""
     entries = [page_entry(page) for page in pages]
     slices: list[list[PageEntry]] = [[]]
     size = 0
@@ -107,7 +111,7 @@ def build_manifests(
             size = 0
         slices[-1].append(entry)
         size += entry_size
-    return [
+    manifests = [
         Manifest(
             device_id=device_id,
             msg_id=uuid.uuid4().hex,
@@ -124,6 +128,9 @@ def build_manifests(
         )
         for part in slices
     ]
+    if key is None:
+        return manifests
+    return [m.model_copy(update={"signature": signing.sign(m, key)}) for m in manifests]
 
 
 # -- what the server said ----------------------------------------------------------------------

@@ -91,6 +91,9 @@ class Manifest(Envelope):
     agent_version: str = Field(max_length=40)
     metadata: dict[str, str] = Field(default_factory=dict)
     pages: tuple[PageEntry, ...]
+    # By the station's own Ed25519 key (registered at enrolment): the archive accepts a
+    # manifest of an enrolled station only with it (server/fleet.py, protocol/signing.py).
+    signature: str | None = Field(default=None, description="Ed25519, see protocol/signing.py")
 
 
 class ChunkHeader(Envelope):

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import json
 import logging
 import os
@@ -39,7 +38,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +50,7 @@ from protocol import enrolment, signing, topics
 from protocol.enrolment import EnrolRequest
 from server.config import ServerSettings
 from server.db import Database
+from server.stations import FleetError, expired_enrolments, redeem
 
 log = logging.getLogger(__name__)
 
@@ -446,160 +445,6 @@ class BrokerAdmin:
         if answer.get("error"):
             raise BrokerError(f"listClients: {answer['error']}")
         return [str(c) for c in answer.get("data", {}).get("clients", [])]
-
-
-# -- the registry ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Station:
-    device_id: str
-    commune: str
-    district: str
-    state: str
-    public_key: str
-    created_at: float
-    enrolled_at: float | None
-    revoked_at: float | None
-    code_expires_at: float | None
-    code_used_at: float | None
-
-    @property
-    def fingerprint(self) -> str:
-        return enrolment.key_fingerprint(self.public_key) if self.public_key else ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "fingerprint": self.fingerprint}
-
-
-class FleetError(Exception):
-    """A refusal with a short reason code (shown to the admin or sent to the station)."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-
-_SELECT_STATIONS = (
-    "SELECT device_id, commune, district, state, public_key, created_at, enrolled_at,"
-    " revoked_at, code_expires_at, code_used_at FROM stations"
-)
-
-
-def _station(row: Any) -> Station:
-    return Station(*(row[i] for i in range(10)))
-
-
-def get(db: Database, device_id: str) -> Station | None:
-    sql = _SELECT_STATIONS + " WHERE device_id = ?"
-    row = db.read().execute(sql, (device_id,)).fetchone()
-    return None if row is None else _station(row)
-
-
-def stations(db: Database) -> list[Station]:
-    rows = db.read().execute(_SELECT_STATIONS + " ORDER BY device_id")
-    return [_station(r) for r in rows]
-
-
-def issue_code(
-    db: Database, device_id: str, commune: str, district: str, hours: float, *,
-    replace: bool = False, now: float | None = None,
-) -> str:  # fmt: skip
-    """Register a station (or, with ``replace``, a replacement for one) and return a new
-    one-time secret; only its sha256 is kept."""
-    topics.check_device_id(device_id)
-    now = time.time() if now is None else now
-    secret = enrolment.new_secret()
-    digest = enrolment.secret_sha256(secret)
-    expires = now + hours * 3600
-    with db.tx() as con:
-        row = con.execute("SELECT state FROM stations WHERE device_id = ?", (device_id,)).fetchone()
-        if row is None:
-            con.execute(
-                "INSERT INTO stations (device_id, commune, district, state, created_at,"
-                " code_sha256, code_expires_at) VALUES (?, ?, ?, 'pending', ?, ?, ?)",
-                (device_id, commune, district, now, digest, expires),
-            )
-        elif row[0] == "pending" or replace:
-            # A new sheet: the old code dies now. The station's current key (if any) stays
-            # valid until the replacement enrols with its own.
-            con.execute(
-                "UPDATE stations SET commune = ?, district = ?, code_sha256 = ?,"
-                " code_expires_at = ?, code_used_at = NULL, code_key = NULL"
-                " WHERE device_id = ?",
-                (commune, district, digest, expires, device_id),
-            )
-        else:
-            raise FleetError(
-                "exists",
-                f"station {device_id} is already {row[0]}; to enrol a replacement use --replace",
-            )
-    return secret
-
-
-def redeem(db: Database, request: EnrolRequest, now: float | None = None) -> Station:
-    """Check a request against the registry and record the station's key. Idempotent for
-    the key that first used the code (a station that lost the reply asks again); any other
-    key, an expired or unknown code, is refused."""
-    now = time.time() if now is None else now
-    if not signing.verify_bytes(request.signed_bytes(), request.signature, request.public_key):
-        raise FleetError("bad_signature", "the request is not signed by the key it registers")
-    with db.tx() as con:
-        row = con.execute(
-            "SELECT code_sha256, code_expires_at, code_used_at, code_key FROM stations"
-            " WHERE device_id = ?",
-            (request.device_id,),
-        ).fetchone()
-        digest = enrolment.secret_sha256(request.secret)
-        if row is None or not row[0] or not hmac.compare_digest(str(row[0]), digest):
-            raise FleetError("bad_code", "this code is not (or no longer) valid for this station")
-        if row[2] is not None and row[3] != request.public_key:
-            raise FleetError("code_used", "this code was already used by another station")
-        if row[2] is None and float(row[1]) < now:
-            raise FleetError("code_expired", "this code has expired: ask for a new sheet")
-        con.execute(
-            "UPDATE stations SET state = 'active', public_key = ?, enrolled_at = ?,"
-            " revoked_at = NULL, code_used_at = COALESCE(code_used_at, ?), code_key = ?"
-            " WHERE device_id = ?",
-            (request.public_key, now, now, request.public_key, request.device_id),
-        )
-    station = get(db, request.device_id)
-    assert station is not None
-    return station
-
-
-def revoke(db: Database, device_id: str, now: float | None = None) -> Station:
-    now = time.time() if now is None else now
-    with db.tx() as con:
-        cur = con.execute(
-            "UPDATE stations SET state = 'revoked', revoked_at = ?, code_sha256 = NULL"
-            " WHERE device_id = ?",
-            (now, device_id),
-        )
-        if cur.rowcount != 1:
-            raise FleetError("unknown", f"no station {device_id}")
-    station = get(db, device_id)
-    assert station is not None
-    return station
-
-
-def trusted_key(db: Database, device_id: str) -> str | None:
-    """The key a station's manifests and bundles must verify against; None when the
-    station is unknown, pending or revoked."""
-    station = get(db, device_id)
-    if station is None or station.state != "active" or not station.public_key:
-        return None
-    return station.public_key
-
-
-def expired_enrolments(db: Database, now: float | None = None) -> list[str]:
-    now = time.time() if now is None else now
-    rows = db.read().execute(
-        "SELECT device_id FROM stations WHERE code_sha256 IS NOT NULL AND code_expires_at < ?",
-        (now,),
-    )
-    return [str(r[0]) for r in rows]
 
 
 # -- the enrolment desk ------------------------------------------------------------------------

@@ -66,7 +66,7 @@ def cmd_broker_init(args: argparse.Namespace) -> int:
 
 
 def cmd_device_add(args: argparse.Namespace) -> int:
-    from server import enrolsheet, fleet, keys
+    from server import enrolsheet, fleet, keys, stations
     from server.cli import _open, _settings
 
     settings = _settings(args)
@@ -81,12 +81,12 @@ def cmd_device_add(args: argparse.Namespace) -> int:
     db = _open(settings)
     try:
         try:
-            secret = fleet.issue_code(
+            secret = stations.issue_code(
                 db, args.name, commune, args.district, hours, replace=args.replace
             )
-        except fleet.FleetError as exc:
+        except stations.FleetError as exc:
             return _fail(EX_DATAERR, exc.detail)
-        station = fleet.get(db, args.name)
+        station = stations.get(db, args.name)
     finally:
         db.close()
     assert station is not None
@@ -109,12 +109,12 @@ def cmd_device_add(args: argparse.Namespace) -> int:
 
 
 def cmd_device_list(args: argparse.Namespace) -> int:
-    from server import fleet
+    from server import stations
     from server.cli import _open, _settings
 
     db = _open(_settings(args))
     try:
-        rows = fleet.stations(db)
+        rows = stations.stations(db)
     finally:
         db.close()
     if args.json:
@@ -136,15 +136,15 @@ def cmd_device_list(args: argparse.Namespace) -> int:
 def cmd_device_revoke(args: argparse.Namespace) -> int:
     """The registry first (the archive refuses the station's key at once, even if the
     broker cannot be reached), then the broker (disconnects it now, refuses it after)."""
-    from server import fleet
+    from server import fleet, stations
     from server.cli import _open, _settings
 
     settings = _settings(args)
     db = _open(settings)
     try:
         try:
-            fleet.revoke(db, args.name)
-        except fleet.FleetError as exc:
+            stations.revoke(db, args.name)
+        except stations.FleetError as exc:
             return _fail(EX_DATAERR, exc.detail)
     finally:
         db.close()

@@ -404,9 +404,30 @@ class Ingest:
 
     # -- manifest ---------------------------------------------------------------------------
 
+    @staticmethod
+    def _check_station(con: Connection, msg: Manifest) -> None:
+        """A station in the fleet registry (server/fleet.py) must be active and must have
+        signed the manifest with its enrolled key; a revoked one is refused outright. A
+        device the registry does not know has no broker identity under dynamic security;
+        it can only come through a broker that authenticates without it (the embedded test
+        broker, a legacy password file), and over USB it never gets this far
+        (server/bundle.check_station)."""
+        row = con.execute(
+            "SELECT state, public_key FROM stations WHERE device_id = ?", (msg.device_id,)
+        ).fetchone()
+        if row is None:
+            return
+        if row[0] != "active":
+            raise Rejected("refused", f"station {msg.device_id} is {row[0]}", msg.batch_id, True)
+        if not signing.verify(msg, msg.signature, str(row[1])):
+            raise Rejected(
+                "refused", "manifest not signed by the station's enrolled key", msg.batch_id, True
+            )
+
     def _manifest(self, con: Connection, group: _Group, index: int, msg: Manifest) -> None:
         """Upsert the batch, its pages and parts; commit (and receipt) empty parts."""
         device = msg.device_id
+        self._check_station(con, msg)
         committed_now: list[PartState] = []
         self._touch_device(con, device)
         con.execute(

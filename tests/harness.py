@@ -28,7 +28,7 @@ BIN = Path(sys.executable).parent
 TEST_ARCHIVE_KEY = bytes(range(32))
 
 
-def test_archive_public_key() -> str:
+def pinned_archive_key() -> str:
     from protocol import signing
 
     return signing.public_key_hex(signing.private_key_from_bytes(TEST_ARCHIVE_KEY))
@@ -276,7 +276,7 @@ def agent_env(
         SOHOA_SCANNER="test:0",
         SOHOA_PIPELINE_WORKERS="2",
         SOHOA_MIN_FREE_MB="10",
-        SOHOA_SERVER_PUBLIC_KEY=test_archive_public_key(),
+        SOHOA_SERVER_PUBLIC_KEY=pinned_archive_key(),
     )
     env.update(extra)
     return env
@@ -288,6 +288,39 @@ def enrolled_agent_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = agent_env(data_dir, "mqtt://unused", **extra)
     del env["SOHOA_MQTT_URL"], env["SOHOA_DEVICE_ID"], env["SOHOA_SERVER_PUBLIC_KEY"]
     return env
+
+
+def enrol_offline(server_dir: Path, agent_dir: Path, device_id: str) -> str:
+    """Enrol a station without a broker, for tests whose subject is not enrolment (its
+    transport is tests/test_enrolment.py's): the archive's own rules (a one-time code,
+    redeemed by a request the station signs) and the station's own key file. Returns the
+    station's public key."""
+    from agent import enrol
+    from protocol import enrolment, signing
+    from server import stations
+    from server.db import Database
+
+    db = Database(server_dir / "archive.sqlite3")
+    try:
+        secret = stations.issue_code(db, device_id, "Xã Thử Nghiệm", "", hours=1)
+        key = signing.new_key()
+        request = enrolment.EnrolRequest(
+            device_id=device_id,
+            msg_id=os.urandom(16).hex(),
+            secret=secret,
+            public_key=signing.public_key_hex(key),
+            box_key=enrolment.box_public_hex(enrolment.new_box_key()),
+        )
+        signature = signing.sign_bytes(request.signed_bytes(), key)
+        stations.redeem(db, request.model_copy(update={"signature": signature}))
+    finally:
+        db.close()
+    folder = enrol.enrol_dir(agent_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / enrol.KEY_FILE
+    path.write_bytes(signing.private_key_bytes(key))
+    path.chmod(0o600)
+    return signing.public_key_hex(key)
 
 
 def run_server(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:

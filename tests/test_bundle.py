@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import BIN, ServerProcess, agent_env, run_agent, seed_archive_key
+from harness import (
+    BIN,
+    TEST_ARCHIVE_KEY,
+    ServerProcess,
+    agent_env,
+    enrol_offline,
+    pinned_archive_key,
+    run_agent,
+    seed_archive_key,
+)
 from PIL import Image
 
 from agent import bundle, transfer
@@ -39,6 +48,13 @@ def _pngs(folder: Path, n: int = 2) -> Path:
     for i, colour in enumerate(["white", "grey", "lightblue", "pink"][:n]):
         Image.new("RGB", (400, 300), colour).save(folder / f"{i + 1:02d}.png", dpi=(300, 300))
     return folder
+
+
+@pytest.fixture(autouse=True)
+def _enrolled(tmp_path: Path) -> None:
+    """The station (tmp_path/agent) is enrolled with the archive (tmp_path/server): the
+    archive takes only bundles signed by an enrolled station's key."""
+    enrol_offline(tmp_path / "server", tmp_path / "agent", DEVICE)
 
 
 def _server_env(data_dir: Path) -> dict[str, str]:
@@ -252,16 +268,24 @@ def test_incomplete_and_foreign_bundles_are_refused(tmp_path: Path) -> None:
     assert _catalog(server_dir).batches() == []
     assert not (bdir / "receipts").exists()
 
-    # A bundle whose frames name another device than bundle.json: every frame refused.
+    # A bundle naming another station than the one that made it (issue 14: forged records
+    # entered under another commune's station). Unknown to the archive: refused whole ...
     forged = json.loads(good_index)
     forged["device_id"] = "xa-other-02"
     index_path.write_text(json.dumps(forged))
     imp = _import_bundle(server_dir, bdir)
     assert imp.returncode == 3, imp.stderr
-    assert "wrong_device" in imp.stderr
+    assert "xa-other-02 is not enrolled" in imp.stderr
+    # ... and enrolled: its key did not sign this index. One line, nothing written.
+    enrol_offline(server_dir, tmp_path / "other-station", "xa-other-02")
+    imp = _import_bundle(server_dir, bdir)
+    assert imp.returncode == 3, imp.stderr
+    assert "not signed by station xa-other-02" in imp.stderr
+    assert len(imp.stderr.strip().splitlines()) == 1
     assert _catalog(server_dir).batches() == []
+    assert not (bdir / "receipts").exists()
     alerts = Database(server_dir / "archive.sqlite3").read().execute("SELECT kind FROM alerts")
-    assert "wrong_device" in {r[0] for r in alerts}
+    assert "bad_signature" in {r[0] for r in alerts}
 
     # Restored, it imports; receipts can also go to another folder.
     index_path.write_text(good_index)
@@ -611,4 +635,41 @@ def test_a_station_with_no_pinned_key_deletes_nothing(tmp_path: Path) -> None:
         pinned = _settings(tmp_path, server_public_key=signing.public_key_hex(key))
         done = bundle.import_receipts(pinned, outbox, usb)
         assert [f.batch_id for f in done.finished] == [batch_id]
+    db.close()
+
+
+def test_a_revoked_station_retrying_by_usb_is_refused_and_what_came_before_stays(
+    tmp_path: Path,
+) -> None:
+    from server import stations
+
+    settings = _settings(tmp_path, server_public_key=pinned_archive_key())
+    server_dir = tmp_path / "server"
+    seed_archive_key(server_dir)
+    db = Database(server_dir / "archive.sqlite3")
+    ingest = Ingest(db, Store(server_dir / "store"), signing_key=signing.private_key_from_bytes(
+        TEST_ARCHIVE_KEY))  # fmt: skip
+    with ob.Outbox(settings.data_dir) as outbox:
+        first = _ready_batch(outbox, tmp_path / "work", pages=1)
+        usb1 = tmp_path / "usb1"
+        usb1.mkdir()
+        report = bundle.export(settings, outbox, usb1, "test")
+        assert report.bundle is not None
+        assert server_bundle.import_bundle(ingest, report.bundle).parts_committed == 3
+        bundle.import_receipts(settings, outbox, usb1)
+        assert outbox.batch(first).state == ob.DONE
+
+        stations.revoke(db, DEVICE)  # the station was stolen
+        second = _ready_batch(outbox, tmp_path / "work", pages=1)
+        usb2 = tmp_path / "usb2"
+        usb2.mkdir()
+        report = bundle.export(settings, outbox, usb2, "test")
+        assert report.bundle is not None
+        with pytest.raises(server_bundle.BundleRefused) as info:
+            server_bundle.import_bundle(ingest, report.bundle)
+        assert info.value.reason == "revoked"
+        assert not (report.bundle / "receipts").exists()
+        held = {b["batch_id"] for b in Catalog(db).batches()}
+        assert first in held and second not in held  # before stays, after is refused
+        assert outbox.batch(second).state == ob.READY  # nothing lost on the station
     db.close()

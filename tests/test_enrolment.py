@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from protocol import enrolment
-from server import fleet
+from server import stations
 from server.db import Database
 from tests.harness import (
     Broker,
@@ -164,7 +164,7 @@ def test_redeem_rules(tmp_path: Path) -> None:
     from protocol import signing
 
     db = Database(tmp_path / "a.sqlite3")
-    secret = fleet.issue_code(db, "xa-d", "Xã D", "", hours=72, now=1000.0)
+    secret = stations.issue_code(db, "xa-d", "Xã D", "", hours=72, now=1000.0)
 
     def request(key: signing.Ed25519PrivateKey, code: str = secret) -> enrolment.EnrolRequest:
         req = enrolment.EnrolRequest(
@@ -178,22 +178,22 @@ def test_redeem_rules(tmp_path: Path) -> None:
 
     station, thief = signing.new_key(), signing.new_key()
     forged = request(station).model_copy(update={"public_key": signing.public_key_hex(thief)})
-    with pytest.raises(fleet.FleetError, match="bad_signature"):
-        fleet.redeem(db, forged, now=1001.0)
-    with pytest.raises(fleet.FleetError, match="bad_code"):
-        fleet.redeem(db, request(station, enrolment.new_secret()), now=1001.0)
-    with pytest.raises(fleet.FleetError, match="code_expired"):
-        fleet.redeem(db, request(station), now=1000.0 + 72 * 3600 + 1)
-    assert fleet.redeem(db, request(station), now=1001.0).state == "active"
+    with pytest.raises(stations.FleetError, match="bad_signature"):
+        stations.redeem(db, forged, now=1001.0)
+    with pytest.raises(stations.FleetError, match="bad_code"):
+        stations.redeem(db, request(station, enrolment.new_secret()), now=1001.0)
+    with pytest.raises(stations.FleetError, match="code_expired"):
+        stations.redeem(db, request(station), now=1000.0 + 72 * 3600 + 1)
+    assert stations.redeem(db, request(station), now=1001.0).state == "active"
     # The same station asking again (its reply was lost) is answered; another key is not.
-    assert fleet.redeem(db, request(station), now=1002.0).state == "active"
-    with pytest.raises(fleet.FleetError, match="code_used"):
-        fleet.redeem(db, request(thief), now=1003.0)
-    assert fleet.trusted_key(db, "xa-d") == signing.public_key_hex(station)
-    fleet.revoke(db, "xa-d")
-    assert fleet.trusted_key(db, "xa-d") is None
-    with pytest.raises(fleet.FleetError, match="bad_code"):
-        fleet.redeem(db, request(station), now=1004.0)
+    assert stations.redeem(db, request(station), now=1002.0).state == "active"
+    with pytest.raises(stations.FleetError, match="code_used"):
+        stations.redeem(db, request(thief), now=1003.0)
+    assert stations.trusted_key(db, "xa-d") == signing.public_key_hex(station)
+    stations.revoke(db, "xa-d")
+    assert stations.trusted_key(db, "xa-d") is None
+    with pytest.raises(stations.FleetError, match="bad_code"):
+        stations.redeem(db, request(station), now=1004.0)
     db.close()
 
 
