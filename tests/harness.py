@@ -60,12 +60,10 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
 
 @dataclass
 class Broker:
-    """A private mosquitto. With ``users`` it requires passwords and applies the production
-    ACL pattern (devices write only under their own topics)."""
+    """A private mosquitto: anonymous, or (``dynsec``) with the production identities."""
 
     workdir: Path
     port: int = field(default_factory=free_port)
-    users: dict[str, str] | None = None
     persistence: bool = True
     max_queued: int = 100000  # per client; mosquitto drops past it, silently (reliability §8.4)
     extra: str = ""
@@ -89,10 +87,6 @@ class Broker:
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
-
-    def url_for(self, user: str) -> str:
-        assert self.users is not None
-        return f"mqtt://{user}:{self.users[user]}@127.0.0.1:{self.port}"
 
     def write_config(self) -> Path:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -124,21 +118,8 @@ class Broker:
                 f"plugin {fleet.find_plugin()}",
                 f"plugin_opt_config_file {dyn}",
             ]
-        elif self.users is None:
-            lines.append("allow_anonymous true")
         else:
-            pw = self.workdir / "passwd"
-            pw.unlink(missing_ok=True)
-            for i, (user, password) in enumerate(self.users.items()):
-                flag = ["-c"] if i == 0 else []
-                subprocess.run(
-                    ["mosquitto_passwd", "-b", *flag, str(pw), user, password], check=True
-                )
-            acl = self.workdir / "acl"
-            acl.write_text((REPO / "systemd" / "mosquitto" / "sohoa.acl").read_text())
-            os.chmod(pw, 0o600)
-            os.chmod(acl, 0o600)
-            lines += ["allow_anonymous false", f"password_file {pw}", f"acl_file {acl}"]
+            lines.append("allow_anonymous true")
         conf = self.workdir / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n" + self.extra)
         return conf
