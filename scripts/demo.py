@@ -10,6 +10,7 @@ staff page. Ctrl-C stops everything cleanly. Safe to run again: it reuses ./var/
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -19,7 +20,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))  # the page generator the tests use
 
-from harness import Broker, ServerProcess, agent_env, run_agent  # noqa: E402
+from harness import (  # noqa: E402
+    Broker,
+    ServerProcess,
+    enrolled_agent_env,
+    run_agent,
+    run_server,
+)
 
 VAR = REPO / "var" / "demo"
 HTTP_PORT = int(os.environ.get("SOHOA_DEMO_PORT", "8080"))
@@ -42,9 +49,26 @@ def sample_page(path: Path) -> Path:
 
 def main() -> int:
     VAR.mkdir(parents=True, exist_ok=True)
-    say(f"Mosquitto on 127.0.0.1:{MQTT_PORT}")
-    broker = Broker(VAR / "broker", port=MQTT_PORT).start()
-    server = ServerProcess(VAR / "server", broker.url, port=HTTP_PORT)
+    say(f"Mosquitto on 127.0.0.1:{MQTT_PORT} (dynamic security: one identity per station)")
+    # The broker's two server identities, kept for the next run (its plugin file keeps them).
+    secrets_file = VAR / "broker" / "server-identities.json"
+    if secrets_file.exists():
+        known = json.loads(secrets_file.read_text())
+    else:
+        known = {"admin": os.urandom(16).hex(), "ingest": os.urandom(16).hex()}
+        secrets_file.parent.mkdir(parents=True, exist_ok=True)
+        secrets_file.write_text(json.dumps(known))
+        secrets_file.chmod(0o600)
+    broker = Broker(
+        VAR / "broker",
+        port=MQTT_PORT,
+        dynsec=True,
+        admin_password=known["admin"],
+        ingest_password=known["ingest"],
+    ).start()
+    (VAR / "server").mkdir(parents=True, exist_ok=True)
+    (VAR / "server" / "broker-admin-password").write_text(known["admin"])
+    server = ServerProcess(VAR / "server", broker.ingest_url, port=HTTP_PORT, test_key=False)
     token_file = VAR / "server" / "demo-token"
     if token_file.exists():
         server.token = token_file.read_text().strip()
@@ -52,10 +76,23 @@ def main() -> int:
         say(f"Archive server on {server.url} (data in {server.data_dir})")
         server.start()
         token_file.write_text(server.token)
-        env = agent_env(
-            VAR / "agent", broker.url, device_id="xa-demo-01", SOHOA_SYNC_MASTERS="true"
-        )
+        env = enrolled_agent_env(VAR / "agent", SOHOA_SYNC_MASTERS="true")
         env["SOHOA_MIN_FREE_MB"] = "200"
+        if not (VAR / "agent" / "enrolment" / "enrolment.json").exists():
+            say("Enrolling the station: a one-time code from the archive, used by the agent")
+            sheet = VAR / "enrol-xa-demo-01.pdf"
+            out = run_server(
+                server, "device", "add", "xa-demo-01", "--commune", "Xã Demo", "--sheet",
+                str(sheet), "--replace",
+            )  # fmt: skip
+            print(out.stdout + out.stderr, end="")
+            if out.returncode != 0:
+                return out.returncode
+            out = run_agent(env, "enrol", out.stdout.strip().splitlines()[-1])
+            print(out.stdout + out.stderr, end="")
+            if out.returncode != 0:
+                print(server.log_tail(), file=sys.stderr)
+                return out.returncode
 
         say("Button press: scanning one batch from SANE's test scanner (test:0)")
         out = run_agent(env, "scan")

@@ -1,7 +1,7 @@
 """The enrolment sheet: one A4 page (PDF, Vietnamese first) for the technician at a station.
 
-It carries the one-time code twice: as a QR code the station's own scanner reads (the agent
-recognises the sheet as it recognises cover sheets: ``agent/enrol.py``), and in print for
+It carries the one-time code twice: as a QR code the station's own scanner reads
+(``sohoa-agent enrol --scan``, ``agent/enrol.py``), and in print for
 ``sohoa-agent enrol CODE``. It also prints the archive key's fingerprint, which the agent
 shows after enrolling, so a person can compare the two. The payload of the QR code is the
 code itself (``protocol.enrolment.EnrolCode.text``), nothing else.
@@ -78,11 +78,12 @@ def render(code: EnrolCode, commune: str, expires_at: float, dpi: int = 150) -> 
     y += img.height + dpi // 8
     steps = [
         "Cách dùng (chỉ dùng MỘT lần):",
-        "1. Đặt phiếu này vào máy quét của trạm và bấm nút quét, hoặc",
-        "2. gõ trên trạm:  sohoa-agent enrol <mã bên dưới>",
-        "Sau khi đăng ký, trạm hiện dấu vân tay khóa của Lưu trữ: so với dòng dưới.",
+        "1. Đặt phiếu này vào máy quét của trạm, chạy:  sohoa-agent enrol --scan",
+        "2. hoặc gõ trên trạm:  sohoa-agent enrol <mã bên dưới>",
+        "Sau khi đăng ký, trạm hiện dấu vân tay khóa của Lưu trữ: so với dòng cuối.",
         "Giữ kín phiếu này cho đến khi dùng xong; hủy phiếu sau khi dùng.",
-        "Use once: scan this sheet at the station, or type the code below.",
+        "Use once: put it in the station's scanner and run sohoa-agent enrol --scan,",
+        "or type the code below: sohoa-agent enrol <code>.",
     ]
     for text in steps:
         line(text, dpi // 10)

@@ -156,6 +156,7 @@ class ServerProcess:
     proc: subprocess.Popen[bytes] | None = None
     token: str = ""
     database_url: str | None = None  # default: SQLite in data_dir
+    test_key: bool = True  # sign with TEST_ARCHIVE_KEY (False: the server makes its own)
 
     @property
     def url(self) -> str:
@@ -175,7 +176,8 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        seed_archive_key(self.data_dir)
+        if self.test_key:
+            seed_archive_key(self.data_dir)
         if not self.token:
             # Tokens belong to users: an admin "test" without a password (API only).
             subprocess.run(
