@@ -237,3 +237,45 @@ def test_a_page_without_a_sheet_is_not_a_code(tmp_path: Path) -> None:
         scanner.device.filename = str(pnm)
         with pytest.raises(enrol.EnrolError, match="enrol_no_sheet"):
             enrol.scan_code(scanner)
+
+
+@pytest.mark.tesseract
+def test_replacement_station_takes_over_the_outbox(
+    tmp_path: Path, archive: tuple[Broker, ServerProcess]
+) -> None:
+    """The Pi of a commune dies with pages not yet sent; its SD card survives. A new sheet
+    (--replace) enrols the replacement under the same id; the old outbox, copied without
+    the old enrolment, is sent from the new Pi; the old Pi's identity is refused."""
+    import shutil
+
+    _, server = archive
+    code, _ = add_station(server, "xa-tan-phu-01", tmp_path)
+    old = enrolled_agent_env(tmp_path / "old")
+    assert run_agent(old, "enrol", code).returncode == 0
+    run_agent(old, "import", str(_png(tmp_path / "in" / "a.png")), check=True)
+    assert run_agent(old, "sync", "--wait", "--timeout", "120").returncode == 0
+    run_agent(old, "import", str(_png(tmp_path / "in2" / "b.png")), check=True)
+    old_key = json.loads(run_server(server, "device", "list", "--json").stdout)[0]["public_key"]
+
+    code2, _ = add_station(server, "xa-tan-phu-01", tmp_path, "--replace")
+    assert code2 != code
+    # The outbox moves; the old enrolment (its private key, its password) does not.
+    shutil.copytree(tmp_path / "old", tmp_path / "new", ignore=shutil.ignore_patterns("enrolment"))
+    new = enrolled_agent_env(tmp_path / "new")
+    out = run_agent(new, "enrol", code2)
+    assert out.returncode == 0, out.stdout + out.stderr
+    listed = json.loads(run_server(server, "device", "list", "--json").stdout)
+    assert listed[0]["state"] == "active" and listed[0]["public_key"] != old_key
+
+    out = run_agent(new, "sync", "--wait", "--timeout", "120")
+    assert out.returncode == 0, out.stdout + out.stderr
+    batches = server.get_json("/api/v1/batches")
+    assert len(batches) == 2  # both batches, the first not duplicated
+    assert (
+        json.loads(run_agent(new, "status", "--json", check=True).stdout)["pages_waiting_sync"] == 0
+    )
+    # The old Pi (if it comes back) is refused: its broker password was replaced.
+    run_agent(old, "import", str(_png(tmp_path / "in3" / "c.png")), check=True)
+    out = run_agent(old, "sync", "--wait", "--timeout", "20")
+    assert out.returncode == 75
+    assert len(server.get_json("/api/v1/batches")) == 2
