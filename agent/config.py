@@ -92,8 +92,8 @@ class AgentSettings(BaseModel):
     server_public_key: str | None = Field(
         default=None,
         pattern=r"^[0-9a-f]{64}$",
-        description="The archive's receipt key (sohoa-server receipt-key): receipts must be "
-        "signed by it before anything is deleted here.",
+        description="The archive's receipt key, pinned by `sohoa-agent enrol`: receipts must be"
+        " signed by it before anything is deleted here (none pinned: nothing is deleted).",
     )
     max_upload_kbps: int = Field(
         default=0, ge=0, description="Cap on upload bandwidth in kbit/s (0: no cap)."

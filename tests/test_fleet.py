@@ -251,3 +251,53 @@ def test_removed_station_is_disconnected_at_once_and_refused(
         assert not other.disconnected.is_set()  # the rest of the fleet is untouched
     finally:
         other.close()
+
+
+def test_broker_init_as_the_operations_chapter_says(tmp_path: Path) -> None:
+    """`sohoa-server broker init` writes what a real broker boots with: the admin can
+    administer, the ingest identity can subscribe, nobody else gets in."""
+    import os
+    import subprocess
+
+    from tests.harness import BIN, free_port, wait_port
+
+    data = tmp_path / "server"
+    dyn = tmp_path / "mosquitto" / "dynamic-security.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOHOA_")}
+    env.update(SOHOA_DATA_DIR=str(data), SOHOA_MQTT_URL="mqtt://sohoa-server@127.0.0.1:1883")
+    out = subprocess.run(
+        [str(BIN / "sohoa-server"), "broker", "init", "--dynsec-file", str(dyn)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert dyn.stat().st_mode & 0o077 == 0
+    again = subprocess.run(
+        [str(BIN / "sohoa-server"), "broker", "init", "--dynsec-file", str(dyn)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert again.returncode != 0 and "exists" in again.stderr  # never silently reset
+    port = free_port()
+    conf = tmp_path / "mosquitto" / "m.conf"
+    lines = [f"listener {port} 127.0.0.1", "allow_anonymous false"]
+    lines += [line.strip() for line in out.stdout.splitlines() if line.startswith("  ")]
+    if os.geteuid() == 0:
+        lines.append("user root")
+    conf.write_text("\n".join(lines) + "\n")
+    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        admin_pw = (data / "broker-admin-password").read_text()
+        with fleet.BrokerAdmin("127.0.0.1", port, "sohoa-admin", admin_pw) as admin:
+            admin.connect()
+            admin.add_station("xa-a", "station-password-123", "Xã A")
+            assert set(admin.client_names()) == {"sohoa-admin", "sohoa-server", "xa-a"}
+        broker = Broker(tmp_path / "unused", port=port)
+        ingest = Peer(broker, "sohoa-server", (data / "mqtt-password").read_text(), "w1")
+        assert not ingest.connect().is_failure
+        assert not ingest.subscribe(topics.ingest_filters()[0]).is_failure
+        ingest.close()
+        stranger = Peer(broker, "sohoa-server", "guess", "w2")
+        assert stranger.connect().is_failure
+    finally:
+        proc.terminate()
+        proc.wait(10)
