@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel
 
-from server import api, api_records, i18n, keys, web
+from server import api, api_fleet, api_records, i18n, keys, web
 from server.catalog import Catalog
 from server.config import ServerSettings
 from server.db import Database
@@ -95,6 +95,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     app.include_router(api.router)
     app.include_router(api_records.router)
+    app.include_router(api_fleet.router)
     app.include_router(web.router)
 
     @app.exception_handler(LoginRequired)

@@ -50,7 +50,7 @@ from protocol import enrolment, signing, topics
 from protocol.enrolment import EnrolRequest
 from server.config import ServerSettings
 from server.db import Database
-from server.stations import FleetError, expired_enrolments, redeem
+from server.stations import FleetError, expired_enrolments, redeem, revoke
 
 log = logging.getLogger(__name__)
 
@@ -568,6 +568,34 @@ class FleetWorker:
                         self.desk.sweep()
             except Exception:  # the desk must outlive one bad request
                 log.exception("enrolment desk failed on %s", item[0])
+
+
+def revoke_station(
+    settings: ServerSettings,
+    db: Database,
+    device_id: str,
+    *,
+    actor: str = "cli",
+    ip: str = "",
+    admin: BrokerAdmin | None = None,
+) -> str | None:
+    """Revoke a station: the registry first (the archive refuses its key at once, even
+    when the broker cannot be reached), then the broker (disconnects it now, refuses it
+    from then on). Returns what went wrong with the broker, or None."""
+    revoke(db, device_id, actor=actor, ip=ip)
+    try:
+        if admin is not None and admin.connected.is_set():
+            admin.remove_station(device_id)
+            admin.remove_enrolment(device_id)
+        else:
+            with admin_session(settings) as session:
+                session.remove_station(device_id)
+                session.remove_enrolment(device_id)
+    except BrokerError as exc:
+        log.error("station %s revoked in the archive, not on the broker: %s", device_id, exc)
+        return str(exc)
+    log.info("station %s revoked (by %s)", device_id, actor)
+    return None
 
 
 @contextmanager

@@ -142,21 +142,16 @@ def cmd_device_revoke(args: argparse.Namespace) -> int:
     settings = _settings(args)
     db = _open(settings)
     try:
-        try:
-            stations.revoke(db, args.name)
-        except stations.FleetError as exc:
-            return _fail(EX_DATAERR, exc.detail)
+        broker_error = fleet.revoke_station(settings, db, args.name)
+    except stations.FleetError as exc:
+        return _fail(EX_DATAERR, exc.detail)
     finally:
         db.close()
-    try:
-        with fleet.admin_session(settings) as admin:
-            admin.remove_station(args.name)
-            admin.remove_enrolment(args.name)
-    except fleet.BrokerError as exc:
+    if broker_error is not None:
         return _fail(
             EX_UNAVAILABLE,
-            f"{args.name} is revoked in the archive, but the broker was not told: {exc}."
-            " Run this command again when the broker is reachable.",
+            f"{args.name} is revoked in the archive, but the broker was not told:"
+            f" {broker_error}. Run this command again when the broker is reachable.",
         )
     print(f"station {args.name} revoked: disconnected from the broker; its key is refused")
     return 0

@@ -15,6 +15,7 @@ from typing import Any
 
 from protocol import enrolment, signing, topics
 from protocol.enrolment import EnrolRequest
+from server import audit
 from server.db import Database
 
 
@@ -71,7 +72,7 @@ def stations(db: Database) -> list[Station]:
 
 def issue_code(
     db: Database, device_id: str, commune: str, district: str, hours: float, *,
-    replace: bool = False, now: float | None = None,
+    replace: bool = False, now: float | None = None, actor: str = "cli", ip: str = "",
 ) -> str:  # fmt: skip
     """Register a station (or, with ``replace``, a replacement for one) and return a new
     one-time secret; only its sha256 is kept."""
@@ -102,6 +103,8 @@ def issue_code(
                 "exists",
                 f"station {device_id} is already {row[0]}; to enrol a replacement use --replace",
             )
+        detail = {"commune": commune, "replace": replace, "expires_at": expires}
+        audit.append(con, actor, "station.code", device_id, detail, ip)
     return secret
 
 
@@ -136,7 +139,10 @@ def redeem(db: Database, request: EnrolRequest, now: float | None = None) -> Sta
     return station
 
 
-def revoke(db: Database, device_id: str, now: float | None = None) -> Station:
+def revoke(
+    db: Database, device_id: str, now: float | None = None, *, actor: str = "cli", ip: str = ""
+) -> Station:
+    """Refuse the station from now on (its key, its codes); audited."""
     now = time.time() if now is None else now
     with db.tx() as con:
         cur = con.execute(
@@ -146,6 +152,7 @@ def revoke(db: Database, device_id: str, now: float | None = None) -> Station:
         )
         if cur.rowcount != 1:
             raise FleetError("unknown", f"no station {device_id}")
+        audit.append(con, actor, "station.revoke", device_id, {}, ip)
     station = get(db, device_id)
     assert station is not None
     return station

@@ -279,3 +279,35 @@ def test_replacement_station_takes_over_the_outbox(
     out = run_agent(old, "sync", "--wait", "--timeout", "20")
     assert out.returncode == 75
     assert len(server.get_json("/api/v1/batches")) == 2
+
+
+def test_revoke_from_the_staff_api_disconnects_at_once_and_is_audited(
+    tmp_path: Path, archive: tuple[Broker, ServerProcess]
+) -> None:
+    import urllib.request
+
+    from tests.test_fleet import WAIT, Peer
+
+    broker, server = archive
+    code, _ = add_station(server, "xa-e", tmp_path)
+    env = enrolled_agent_env(tmp_path / "agent")
+    assert run_agent(env, "enrol", code).returncode == 0
+    password = (tmp_path / "agent" / "enrolment" / "mqtt-password").read_text()
+    station = Peer(broker, "xa-e", password, "xa-e")  # the station, online
+    assert not station.connect().is_failure
+    listed: list[dict[str, str]] = server.get_json("/api/v1/stations")  # type: ignore[assignment]
+    assert [(s["device_id"], s["state"]) for s in listed] == [("xa-e", "active")]
+    assert "public_key" not in listed[0]
+
+    req = urllib.request.Request(
+        f"{server.url}/api/v1/stations/xa-e/revoke", method="POST",
+        headers={"Authorization": f"Bearer {server.token}"},
+    )  # fmt: skip
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        answer = json.loads(resp.read())
+    assert answer["state"] == "revoked" and answer["broker_error"] is None
+    assert station.disconnected.wait(WAIT)  # cut off now, not at its next reconnect
+    station.client.loop_stop()
+    assert Peer(broker, "xa-e", password, "xa-e").connect().is_failure
+    rows: list[dict[str, str]] = server.get_json("/api/v1/audit")  # type: ignore[assignment]
+    assert any(r["action"] == "station.revoke" and r["target"] == "xa-e" for r in rows)
