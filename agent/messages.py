@@ -108,6 +108,12 @@ CATALOG: dict[str, tuple[str, str]] = {
         "No archive key is pinned on this station (not enrolled): receipts are ignored and "
         "nothing is deleted. Enrol it: sohoa-agent enrol CODE.",
     ),
+    "broker_untrusted": (
+        "Không xác thực được máy chủ {broker}: chứng chỉ không do CA tin cậy cấp. Không gửi "
+        "gì. Cần tệp CA của Lưu trữ tỉnh: sohoa-agent enrol MÃ --ca TỆP.",
+        "Cannot authenticate the server {broker}: its certificate is not from a trusted CA. "
+        "Nothing was sent. Get the archive's CA file: sohoa-agent enrol CODE --ca FILE.",
+    ),
     "enrol_done": (
         "Đã đăng ký trạm “{device}” với Lưu trữ. Khóa Lưu trữ: {fingerprint} — so với dòng "
         "cuối của phiếu đăng ký.",

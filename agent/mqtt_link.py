@@ -392,6 +392,8 @@ def exchange(
     where = f"{ex.host}:{ex.port}"
     try:
         client.connect(ex.host, ex.port, keepalive=30)
+    except ssl.SSLCertVerificationError as exc:
+        raise SyncError("broker_untrusted", f"{where}: {exc}", broker=where) from exc
     except (OSError, ssl.SSLError) as exc:
         raise SyncError("broker_unreachable", f"{where}: {exc}", broker=where) from exc
     client.loop_start()

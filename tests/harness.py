@@ -157,6 +157,7 @@ class ServerProcess:
     token: str = ""
     database_url: str | None = None  # default: SQLite in data_dir
     test_key: bool = True  # sign with TEST_ARCHIVE_KEY (False: the server makes its own)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -172,6 +173,7 @@ class ServerProcess:
         )
         if self.database_url:
             env["SOHOA_DATABASE_URL"] = self.database_url
+        env.update(self.extra_env)
         return env
 
     def start(self) -> ServerProcess:

@@ -311,3 +311,95 @@ def test_revoke_from_the_staff_api_disconnects_at_once_and_is_audited(
     assert Peer(broker, "xa-e", password, "xa-e").connect().is_failure
     rows: list[dict[str, str]] = server.get_json("/api/v1/audit")  # type: ignore[assignment]
     assert any(r["action"] == "station.revoke" and r["target"] == "xa-e" for r in rows)
+
+
+def _tls_files(folder: Path) -> tuple[Path, Path, Path]:
+    """A private CA and a broker certificate for localhost / 127.0.0.1."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Lưu trữ tỉnh test CA")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([
+            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
+        ]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    paths = folder / "ca.pem", folder / "broker.crt", folder / "broker.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+@pytest.mark.tesseract
+def test_enrol_and_sync_over_tls(tmp_path: Path) -> None:
+    """What production does: stations reach the broker by mqtts:// only; the archive hands
+    each its broker CA at enrolment. Without a CA it can trust, a station sends nothing."""
+    from tests.harness import free_port
+
+    ca, cert, key = _tls_files(tmp_path / "tls")
+    tls_port = free_port()
+    broker = Broker(
+        tmp_path / "broker", dynsec=True,
+        extra=f"listener {tls_port} 127.0.0.1\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\n",
+    ).start()  # fmt: skip
+    data = tmp_path / "server"
+    data.mkdir()
+    (data / "broker-admin-password").write_text(broker.admin_password)
+    server = ServerProcess(data, broker.ingest_url, extra_env={
+        "SOHOA_STATION_BROKER_URL": f"mqtts://localhost:{tls_port}",
+        "SOHOA_STATION_CA_FILE": str(ca),
+    }).start()  # fmt: skip
+    try:
+        code, _ = add_station(server, "xa-tls", tmp_path)
+        assert code.startswith("mqtts://xa-tls:")
+        assert f"@localhost:{tls_port}/" in code
+        env = enrolled_agent_env(tmp_path / "agent")
+        untrusted = run_agent(env, "enrol", code, "--timeout", "15")
+        assert untrusted.returncode != 0  # the system store does not know this CA
+        assert "Traceback" not in untrusted.stderr
+        assert "Không xác thực được máy chủ" in untrusted.stderr
+        assert not (tmp_path / "agent" / "enrolment" / "enrolment.json").exists()
+
+        out = run_agent(env, "enrol", code, "--ca", str(ca))
+        assert out.returncode == 0, out.stdout + out.stderr
+        state = json.loads((tmp_path / "agent" / "enrolment" / "enrolment.json").read_text())
+        assert state["mqtt_url"] == f"mqtts://xa-tls@localhost:{tls_port}"
+        assert Path(state["mqtt_ca_file"]).read_text() == ca.read_text()  # sent by the archive
+        run_agent(env, "import", str(_png(tmp_path / "in" / "a.png")), check=True)
+        out = run_agent(env, "sync", "--wait", "--timeout", "120")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert [b["device_id"] for b in server.get_json("/api/v1/batches")] == ["xa-tls"]
+    finally:
+        server.stop()
+        broker.stop()
