@@ -301,3 +301,29 @@ def test_broker_init_as_the_operations_chapter_says(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_expired_enrolment_identities_are_swept_from_the_broker(
+    tmp_path: Path, dynsec_broker: Broker, admin: fleet.BrokerAdmin
+) -> None:
+    from protocol import enrolment, signing
+    from server import stations
+    from server.db import Database
+
+    db = Database(tmp_path / "a.sqlite3")
+    old = stations.issue_code(db, "xa-old", "Xã Cũ", "", hours=1, now=0.0)  # long expired
+    fresh = stations.issue_code(db, "xa-new", "Xã Mới", "", hours=72)
+    admin.add_enrolment("xa-old", old)
+    admin.add_enrolment("xa-new", fresh)
+    desk = fleet.EnrolmentDesk(db, admin, signing.new_key())
+    desk.sweep()
+    names = admin.client_names()
+    assert enrolment.enrol_user("xa-old") not in names
+    assert enrolment.enrol_user("xa-new") in names
+    # Its code is gone from the registry too: asking with it is refused there as well.
+    sql = "SELECT code_sha256 FROM stations WHERE device_id = ?"
+    assert db.read().execute(sql, ("xa-old",)).fetchone()[0] is None
+    assert db.read().execute(sql, ("xa-new",)).fetchone()[0] is not None
+    old_peer = Peer(dynsec_broker, enrolment.enrol_user("xa-old"), old, "enrol-xa-old")
+    assert old_peer.connect().is_failure
+    db.close()
