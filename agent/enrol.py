@@ -6,6 +6,7 @@ station's side and its files, under ``<data_dir>/enrolment/``:
 file                mode    what
 ==================  ======  ====================================================
 station.key         0600    the station's Ed25519 private key (made here, never leaves)
+station.key.pending 0600    a new key until the archive registered it (then it replaces it)
 mqtt-password       0600    the password of its own broker identity
 ca.pem              0644    the broker's CA as the archive sent it (if any)
 enrolment.json      0644    device id, broker URL, the archive's pinned receipt key
@@ -41,6 +42,7 @@ from protocol import enrolment, signing, topics
 ENROL_DIR = "enrolment"
 STATE_FILE = "enrolment.json"
 KEY_FILE = "station.key"
+PENDING_KEY_FILE = "station.key.pending"
 PASSWORD_FILE = "mqtt-password"  # noqa: S105 - a file name
 CA_FILE = "ca.pem"
 FORMAT = "sohoa-enrolment"
@@ -136,10 +138,15 @@ def enrol(
     if read_state(data_dir) is not None and not force:
         raise EnrolError("enrol_already", str(folder))
     folder.mkdir(parents=True, exist_ok=True)
-    key = None if force else station_key(data_dir)
-    if key is None:
+    # The new key waits beside the current one until the archive registered it: a failed
+    # re-enrolment (--force) leaves a working station working. Asking again (a lost reply)
+    # reuses the waiting key, which the archive recognises.
+    pending = folder / PENDING_KEY_FILE
+    try:
+        key = signing.private_key_from_bytes(pending.read_bytes())
+    except FileNotFoundError:
         key = signing.new_key()
-        _write(folder / KEY_FILE, signing.private_key_bytes(key), 0o600)
+        _write(pending, signing.private_key_bytes(key), 0o600)
         _fsync_dir(folder)
     public = signing.public_key_hex(key)
     box = enrolment.new_box_key()
@@ -208,6 +215,7 @@ def _install(
     public: str,
     ca_file: Path | None,
 ) -> Enrolment:
+    os.replace(folder / PENDING_KEY_FILE, folder / KEY_FILE)  # the archive has this key now
     _write(folder / PASSWORD_FILE, sealed.mqtt_password.encode(), 0o600)
     ca_path: Path | None = ca_file
     if reply.mqtt_ca_pem:

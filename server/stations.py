@@ -18,6 +18,8 @@ from protocol.enrolment import EnrolRequest
 from server import audit
 from server.db import Database
 
+RESERVED_PREFIXES = (enrolment.ENROL_USER_PREFIX, "sohoa-")
+
 
 @dataclass(frozen=True)
 class Station:
@@ -77,6 +79,10 @@ def issue_code(
     """Register a station (or, with ``replace``, a replacement for one) and return a new
     one-time secret; only its sha256 is kept."""
     topics.check_device_id(device_id)
+    if device_id.startswith(RESERVED_PREFIXES):
+        # A station's broker identity is (re)created under its id: a station named like the
+        # server's identities or another station's enrolment identity would replace them.
+        raise FleetError("reserved", f"station ids may not start with {RESERVED_PREFIXES}")
     now = time.time() if now is None else now
     secret = enrolment.new_secret()
     digest = enrolment.secret_sha256(secret)

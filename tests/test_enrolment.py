@@ -10,18 +10,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
-from protocol import enrolment
-from server import stations
-from server.db import Database
-from tests.harness import (
+from harness import (
     Broker,
     ServerProcess,
     enrolled_agent_env,
     run_agent,
     run_server,
 )
+from PIL import Image
+
+from protocol import enrolment
+from server import stations
+from server.db import Database
 
 pytestmark = [pytest.mark.mqtt, pytest.mark.dynsec]
 
@@ -126,6 +126,14 @@ def test_code_used_twice_is_refused(tmp_path: Path, archive: tuple[Broker, Serve
     assert not (tmp_path / "thief" / "enrolment" / "enrolment.json").exists()
     key_after = json.loads(run_server(server, "device", "list", "--json").stdout)[0]
     assert key_after == key_before  # the first station's key still stands
+
+    # A failed re-enrolment (--force with a spent code) leaves the working station as it was.
+    folder = tmp_path / "first" / "enrolment"
+    before = {f.name: f.read_bytes() for f in folder.iterdir() if not f.name.endswith("pending")}
+    out = run_agent(first, "enrol", "--force", code)
+    assert out.returncode != 0
+    after = {f.name: f.read_bytes() for f in folder.iterdir() if not f.name.endswith("pending")}
+    assert after == before
 
 
 def test_expired_code_is_refused(tmp_path: Path, archive: tuple[Broker, ServerProcess]) -> None:
@@ -286,7 +294,7 @@ def test_revoke_from_the_staff_api_disconnects_at_once_and_is_audited(
 ) -> None:
     import urllib.request
 
-    from tests.test_fleet import WAIT, Peer
+    from test_fleet import WAIT, Peer
 
     broker, server = archive
     code, _ = add_station(server, "xa-e", tmp_path)
@@ -365,7 +373,7 @@ def _tls_files(folder: Path) -> tuple[Path, Path, Path]:
 def test_enrol_and_sync_over_tls(tmp_path: Path) -> None:
     """What production does: stations reach the broker by mqtts:// only; the archive hands
     each its broker CA at enrolment. Without a CA it can trust, a station sends nothing."""
-    from tests.harness import free_port
+    from harness import free_port
 
     ca, cert, key = _tls_files(tmp_path / "tls")
     tls_port = free_port()
@@ -403,3 +411,14 @@ def test_enrol_and_sync_over_tls(tmp_path: Path) -> None:
     finally:
         server.stop()
         broker.stop()
+
+
+def test_station_ids_that_would_replace_the_servers_identities_are_refused(
+    tmp_path: Path,
+) -> None:
+    db = Database(tmp_path / "a.sqlite3")
+    for name in ("sohoa-server", "sohoa-admin", "enrol-xa-a"):
+        with pytest.raises(stations.FleetError, match="reserved"):
+            stations.issue_code(db, name, "Xã X", "", hours=1)
+    assert stations.stations(db) == []
+    db.close()

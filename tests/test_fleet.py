@@ -13,13 +13,13 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from harness import Broker
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from protocol import topics
 from server import fleet
-from tests.harness import Broker
 
 pytestmark = [pytest.mark.mqtt, pytest.mark.dynsec]
 
@@ -259,7 +259,7 @@ def test_broker_init_as_the_operations_chapter_says(tmp_path: Path) -> None:
     import os
     import subprocess
 
-    from tests.harness import BIN, free_port, wait_port
+    from harness import BIN, free_port, wait_port
 
     data = tmp_path / "server"
     dyn = tmp_path / "mosquitto" / "dynamic-security.json"
