@@ -63,7 +63,7 @@ class AgentSettings(BaseModel):
         default="adf_duplex", description="Paper source for a long press / second button."
     )
     mode: Literal["color", "gray"] = Field(
-        default="color", description="Colour mode; the law asks for colour (DESIGN §4)."
+        default="color", description="Colour mode; the law asks for colour (docs/design.md §4)."
     )
     dpi: int = Field(
         default=300, ge=200, le=1200, description="Capture resolution; never below 200 (law)."
@@ -222,7 +222,7 @@ def load(config_file: Path | None = None, environ: dict[str, str] | None = None)
         if key in env:
             values[name] = env[key]
     # What enrolment installed (agent/enrol.py) fills what the operator did not set.
-    from agent import enrol
+    from agent.uplink import enrol
 
     data_dir = Path(values.get("data_dir", AgentSettings.model_fields["data_dir"].default))
     for name, value in enrol.provided_settings(data_dir).items():

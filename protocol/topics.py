@@ -18,7 +18,7 @@ sohoa/v1/enrol/{device}/request enrol→srv  :class:`protocol.enrolment.EnrolReq
 sohoa/v1/enrol/{device}/reply   srv→enrol  :class:`protocol.enrolment.EnrolReply`
 ==============================  =========  ================================================
 
-The broker's dynamic security roles (``server/fleet.py``) let a station write only its own
+The broker's dynamic security roles (``server/fleet/broker.py``) let a station write only its own
 ``up/{device}/…`` and ``status/{device}`` and subscribe only to exactly
 :func:`down_filter` of its own id (no ``$share``, no wildcard across stations); only the
 server's ingest identity writes ``down/#``; a one-time enrolment identity reaches only its
@@ -138,3 +138,13 @@ def parse(topic: str) -> ParsedTopic:
     if direction == "down" and len(parts) == 5 and parts[4] in DOWN_KINDS:
         return ParsedTopic("down", check_device_id(parts[3]), parts[4])
     raise TopicError(f"unknown topic {topic!r}")
+
+
+def status_device(topic: str) -> str | None:
+    """The device id of a concrete status topic (``sohoa/v1/status/{device}``); None for any
+    other topic, ours or not."""
+    try:
+        parsed = parse(topic)
+    except TopicError:
+        return None
+    return parsed.device_id if parsed.direction == "status" else None

@@ -14,9 +14,14 @@ import secrets
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from protocol import enrolment, signing, topics
+
+if TYPE_CHECKING:
+    from server.fleet.registry import AuditHook
+    from server.store.db import Connection
 
 EX_DATAERR = 65
 EX_UNAVAILABLE = 69
@@ -28,10 +33,20 @@ def _fail(code: int, line: str) -> int:
     return code
 
 
+def _audit(actor: str) -> AuditHook:
+    """Fleet changes made from the command line go into the audit log, as ``actor``."""
+    from server.archive import audit
+
+    def append(con: Connection, action: str, target: str, detail: dict[str, Any]) -> None:
+        audit.append(con, actor, action, target, detail, "")
+
+    return append
+
+
 def cmd_broker_init(args: argparse.Namespace) -> int:
     """Write the broker's first dynamic-security file and the server's two passwords."""
-    from server import fleet
     from server.cli import _settings
+    from server.fleet import broker as fleet
 
     settings = _settings(args)
     target: Path = args.dynsec_file
@@ -66,8 +81,11 @@ def cmd_broker_init(args: argparse.Namespace) -> int:
 
 
 def cmd_device_add(args: argparse.Namespace) -> int:
-    from server import enrolsheet, fleet, keys, stations
     from server.cli import _open, _settings
+    from server.fleet import broker as fleet
+    from server.fleet import registry as stations
+    from server.fleet import sheet as enrolsheet
+    from server.store import keys
 
     settings = _settings(args)
     try:
@@ -82,8 +100,9 @@ def cmd_device_add(args: argparse.Namespace) -> int:
     try:
         try:
             secret = stations.issue_code(
-                db, args.name, commune, args.district, hours, replace=args.replace
-            )
+                db, args.name, commune, args.district, hours, replace=args.replace,
+                audit=_audit("cli"),
+            )  # fmt: skip
         except stations.FleetError as exc:
             return _fail(EX_DATAERR, exc.detail)
         station = stations.get(db, args.name)
@@ -109,8 +128,8 @@ def cmd_device_add(args: argparse.Namespace) -> int:
 
 
 def cmd_device_list(args: argparse.Namespace) -> int:
-    from server import stations
     from server.cli import _open, _settings
+    from server.fleet import registry as stations
 
     db = _open(_settings(args))
     try:
@@ -136,13 +155,14 @@ def cmd_device_list(args: argparse.Namespace) -> int:
 def cmd_device_revoke(args: argparse.Namespace) -> int:
     """The registry first (the archive refuses the station's key at once, even if the
     broker cannot be reached), then the broker (disconnects it now, refuses it after)."""
-    from server import fleet, stations
     from server.cli import _open, _settings
+    from server.fleet import broker as fleet
+    from server.fleet import registry as stations
 
     settings = _settings(args)
     db = _open(settings)
     try:
-        broker_error = fleet.revoke_station(settings, db, args.name)
+        broker_error = fleet.revoke_station(settings, db, args.name, audit=_audit("cli"))
     except stations.FleetError as exc:
         return _fail(EX_DATAERR, exc.detail)
     finally:

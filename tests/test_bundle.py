@@ -25,16 +25,16 @@ from harness import (
 )
 from PIL import Image
 
-from agent import bundle, transfer
-from agent import outbox as ob
 from agent.config import AgentSettings
+from agent.outbox import outbox as ob
+from agent.uplink import bundle, transfer
 from protocol import envelope, signing
 from protocol.messages import ChunkHeader, PartState, Receipt
-from server import bundle as server_bundle
-from server.catalog import Catalog
-from server.db import Database
+from server.archive.catalog import Catalog
 from server.ingest import Ingest
-from server.store import Store
+from server.ingest import bundle as server_bundle
+from server.store.db import Database
+from server.store.files import Store
 
 DEVICE = "xa-test-01"
 NO_BROKER = "mqtt://127.0.0.1:1"  # nothing listens there
@@ -641,7 +641,7 @@ def test_a_station_with_no_pinned_key_deletes_nothing(tmp_path: Path) -> None:
 def test_a_revoked_station_retrying_by_usb_is_refused_and_what_came_before_stays(
     tmp_path: Path,
 ) -> None:
-    from server import stations
+    from server.fleet import registry as stations
 
     settings = _settings(tmp_path, server_public_key=pinned_archive_key())
     server_dir = tmp_path / "server"

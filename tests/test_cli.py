@@ -69,7 +69,7 @@ def test_unreachable_broker_keeps_everything(tmp_path: Path) -> None:
 @pytest.mark.mqtt
 @pytest.mark.dynsec
 def test_wrong_credentials_are_refused_clearly(tmp_path: Path) -> None:
-    from server import fleet
+    from server.fleet import broker as fleet
 
     broker = Broker(tmp_path / "broker", dynsec=True).start()
     with fleet.BrokerAdmin("127.0.0.1", broker.port, "sohoa-admin", broker.admin_password) as admin:

@@ -20,8 +20,8 @@ from harness import (
 from PIL import Image
 
 from protocol import enrolment
-from server import stations
-from server.db import Database
+from server.fleet import registry as stations
+from server.store.db import Database
 
 pytestmark = [pytest.mark.mqtt, pytest.mark.dynsec]
 
@@ -211,7 +211,10 @@ def test_enrolment_sheet_scanned_through_sane(
 ) -> None:
     """The printed sheet, fed to SANE's ``pnm`` backend (it scans a PNM file; the ``test``
     backend can only draw patterns), read by the agent and used to enrol."""
-    from agent import enrol, profiles, sane_device
+    from agent import profiles
+    from agent.capture import sane_device
+    from agent.cli import read_enrolment_sheet
+    from agent.uplink import enrol
 
     _, server = archive
     code, sheet = add_station(server, "xa-scan", tmp_path)
@@ -226,7 +229,7 @@ def test_enrolment_sheet_scanned_through_sane(
     known = profiles.load_scanner_profiles()
     with sane_device.open_scanner("pnm:0", known) as scanner:
         scanner.device.filename = str(pnm)
-        read = enrol.scan_code(scanner)
+        read = read_enrolment_sheet(scanner)
     assert read == code
     done = enrol.enrol(read, tmp_path / "agent", timeout=30)
     assert done.device_id == "xa-scan"
@@ -237,14 +240,17 @@ def test_enrolment_sheet_scanned_through_sane(
 
 @pytest.mark.sane
 def test_a_page_without_a_sheet_is_not_a_code(tmp_path: Path) -> None:
-    from agent import enrol, profiles, sane_device
+    from agent import profiles
+    from agent.capture import sane_device
+    from agent.cli import read_enrolment_sheet
+    from agent.uplink import enrol
 
     pnm = tmp_path / "blank.ppm"
     Image.new("RGB", (800, 1100), "white").save(pnm)
     with sane_device.open_scanner("pnm:0", profiles.load_scanner_profiles()) as scanner:
         scanner.device.filename = str(pnm)
         with pytest.raises(enrol.EnrolError, match="enrol_no_sheet"):
-            enrol.scan_code(scanner)
+            read_enrolment_sheet(scanner)
 
 
 @pytest.mark.tesseract
@@ -384,7 +390,7 @@ def test_enrol_and_sync_over_tls(tmp_path: Path) -> None:
     data = tmp_path / "server"
     data.mkdir()
     (data / "broker-admin-password").write_text(broker.admin_password)
-    server = ServerProcess(data, broker.ingest_url, extra_env={
+    server = ServerProcess(data, broker.ingest_url, settings={
         "SOHOA_STATION_BROKER_URL": f"mqtts://localhost:{tls_port}",
         "SOHOA_STATION_CA_FILE": str(ca),
     }).start()  # fmt: skip

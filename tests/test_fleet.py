@@ -19,7 +19,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from protocol import topics
-from server import fleet
+from server.fleet import broker as fleet
 
 pytestmark = [pytest.mark.mqtt, pytest.mark.dynsec]
 
@@ -307,8 +307,8 @@ def test_expired_enrolment_identities_are_swept_from_the_broker(
     tmp_path: Path, dynsec_broker: Broker, admin: fleet.BrokerAdmin
 ) -> None:
     from protocol import enrolment, signing
-    from server import stations
-    from server.db import Database
+    from server.fleet import registry as stations
+    from server.store.db import Database
 
     db = Database(tmp_path / "a.sqlite3")
     old = stations.issue_code(db, "xa-old", "Xã Cũ", "", hours=1, now=0.0)  # long expired
