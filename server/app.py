@@ -21,12 +21,13 @@ from server.archive import rescan
 from server.archive.catalog import Catalog
 from server.archive.records import Records
 from server.config import ServerSettings
+from server.fleet.broker import FleetWorker
 from server.ingest import Ingest
 from server.ingest.mqtt import IngestWorker
 from server.store import keys
 from server.store.db import Database
 from server.store.files import Store
-from server.web import api, api_records, i18n
+from server.web import api, api_fleet, api_records, i18n
 from server.web.deps import Forbidden, LoginRequired
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
             db, store, settings.max_part_bytes, signing_key=keys.load_or_create(settings.data_dir)
         )
         app.state.worker = None
+        app.state.fleet = None
+        if settings.ingest and settings.broker_admin_password() is not None:
+            # The enrolment desk: answers stations enrolling over the broker.
+            app.state.fleet = FleetWorker(settings, db, keys.load_or_create(settings.data_dir))
+            app.state.fleet.start()
         if settings.ingest:
             worker = IngestWorker(settings, app.state.ingest, events=rescan.Resender(db))
             worker.start()
@@ -82,6 +88,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
             stop.set()
             if app.state.worker is not None:
                 app.state.worker.stop()
+            if app.state.fleet is not None:
+                app.state.fleet.stop()
             db.close()
 
     app = FastAPI(
@@ -92,6 +100,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     app.include_router(api.router)
     app.include_router(api_records.router)
+    app.include_router(api_fleet.router)
     app.include_router(web.router)
 
     @app.exception_handler(LoginRequired)
