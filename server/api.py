@@ -11,8 +11,9 @@ from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from server import audit, progress
-from server.catalog import MAX_OFFSET
-from server.deps import DB, Admin, CatalogDep, User, client_ip
+from server.catalog import MAX_OFFSET, PartFile
+from server.deps import DB, Admin, CatalogDep, RendererDep, User, client_ip
+from server.render import MEDIA_TYPE, THUMB_WIDTH, WIDTHS, RenderError, etag_for, snap_width
 
 router = APIRouter(prefix="/api/v1", tags=["archive"])
 
@@ -150,9 +151,72 @@ def page_original(
     return found
 
 
+# Rendered images never change for a given archival sha256 (the key is in the ETag): the
+# browser keeps them for a year. "private": they are behind a login, no shared cache may keep
+# them.
+RENDER_CACHE_CONTROL = "private, max-age=31536000, immutable"
+
+
+def _etag_matches(request: Request, etag: str) -> bool:
+    header = request.headers.get("if-none-match", "")
+    tags = {t.strip().removeprefix("W/") for t in header.split(",")}
+    return etag in tags or "*" in tags
+
+
+def _rendered(
+    request: Request, renderer: RendererDep, found: PartFile | None, width: int
+) -> Response:
+    if found is None:
+        raise HTTPException(404, "the archival image of this page has not arrived")
+    etag = etag_for(found.sha256, width)
+    headers = {"ETag": etag, "Cache-Control": RENDER_CACHE_CONTROL, "X-Render-Width": str(width)}
+    if _etag_matches(request, etag):
+        return Response(status_code=304, headers=headers)
+    try:
+        rendered = renderer.render(found.path, found.media_type, found.sha256, width)
+    except RenderError as exc:
+        raise HTTPException(422, f"this page cannot be shown as an image: {exc}") from exc
+    return FileResponse(rendered.path, media_type=MEDIA_TYPE, headers=headers)
+
+
+@router.get(
+    "/pages/{page}/render",
+    response_class=FileResponse,
+    responses={304: {"description": "the browser's copy (If-None-Match) is current"}},
+)
+def page_render(
+    page: int,
+    request: Request,
+    catalog: CatalogDep,
+    renderer: RendererDep,
+    user: User,
+    db: DB,
+    w: int = Query(
+        WIDTHS[2], ge=1, le=100_000, description=f"pixels; served at the next of {WIDTHS}"
+    ),
+) -> Response:
+    """The page as a JPEG a browser can show, rendered from the archival PDF/A (or image) at
+    one of a few widths and cached; ``ETag`` / ``If-None-Match`` answer 304."""
+    width = snap_width(w)
+    response = _rendered(request, renderer, catalog.part_file(page, "archival"), width)
+    if width > THUMB_WIDTH and response.status_code == 200:
+        audit.record(db, user.name, "page.image", str(page), {"w": width}, client_ip(request))
+    return response
+
+
 @router.get("/pages/{page}/thumb", response_class=FileResponse)
-def page_thumb(page: int, catalog: CatalogDep, user: User) -> FileResponse:
-    return _file(catalog, page, "thumb", "thumbnail")
+def page_thumb(
+    page: int, request: Request, catalog: CatalogDep, renderer: RendererDep, user: User
+) -> Response:
+    """A small JPEG of the page, rendered from the archival file like the viewer's image.
+    Before the archival file arrives (text and thumbnails travel first) the station's
+    thumbnail is decoded and re-encoded the same way: its bytes are never served as sent."""
+    found = catalog.part_file(page, "archival")
+    if found is None:
+        thumb = catalog.part_file(page, "thumb")
+        if thumb is not None and thumb.media_type in ("image/jpeg", "image/webp"):
+            found = thumb
+    return _rendered(request, renderer, found, THUMB_WIDTH)
 
 
 @router.get("/pages/{page}/text", response_class=PlainTextResponse)

@@ -24,6 +24,7 @@ from server.deps import Forbidden, LoginRequired
 from server.ingest import Ingest
 from server.mqtt_ingest import IngestWorker
 from server.records import Records
+from server.render import PageRenderer
 from server.store import Store
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         app.state.db = db
         app.state.catalog = Catalog(db)
         app.state.records = Records(db)
+        app.state.renderer = PageRenderer(settings.data_dir / "render-cache")
         app.state.ingest = Ingest(
             db, store, settings.max_part_bytes, signing_key=keys.load_or_create(settings.data_dir)
         )

@@ -19,6 +19,7 @@ from server.auth import Principal, Role, Session
 from server.catalog import Catalog
 from server.db import Database
 from server.records import Records
+from server.render import PageRenderer
 from server.rescan import Publisher
 
 
@@ -37,6 +38,11 @@ def get_records(request: Request) -> Records:
     return records
 
 
+def get_renderer(request: Request) -> PageRenderer:
+    renderer: PageRenderer = request.app.state.renderer
+    return renderer
+
+
 def get_publisher(request: Request) -> Publisher | None:
     """The running ingest worker (the server's broker client), or None without MQTT."""
     worker: Publisher | None = getattr(request.app.state, "worker", None)
@@ -50,6 +56,7 @@ def client_ip(request: Request) -> str:
 DB = Annotated[Database, Depends(get_db)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 RecordsDep = Annotated[Records, Depends(get_records)]
+RendererDep = Annotated[PageRenderer, Depends(get_renderer)]
 PublisherDep = Annotated[Publisher | None, Depends(get_publisher)]
 
 
