@@ -126,11 +126,37 @@ def get_page(page: int, catalog: CatalogDep, user: User) -> dict[str, Any]:
     return found
 
 
+# What a stored part is sent as: its media type when it is one a station may send for that
+# part (the ingest's allow-list), else opaque bytes. Always a download ("attachment"), never
+# shown in this origin: an archival PDF or a capture is the station's bytes, and a PDF can
+# carry script.
+SERVED_TYPES = {
+    "archival": ("application/pdf", "image/jpeg", "image/png", "image/tiff", "image/webp"),
+    "capture": ("image/png", "image/jpeg", "image/tiff", "image/webp", "application/pdf"),
+}
+SUFFIX = {
+    "application/pdf": ".pdf",
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/tiff": ".tif",
+    "image/webp": ".webp",
+}
+
+
 def _file(catalog: CatalogDep, page: int, part: str, what: str) -> FileResponse:
     found = catalog.part_file(page, part)
     if found is None:
         raise HTTPException(404, f"the {what} of this page has not arrived")
-    return FileResponse(found.path, media_type=found.media_type, headers={"X-Sha256": found.sha256})
+    kind = found.media_type.split(";")[0].strip().lower()
+    media = kind if kind in SERVED_TYPES.get(part, ()) else "application/octet-stream"
+    name = f"sohoa-page-{page}-{part}{SUFFIX.get(media, '.bin')}"
+    return FileResponse(
+        found.path,
+        media_type=media,
+        filename=name,
+        content_disposition_type="attachment",
+        headers={"X-Sha256": found.sha256, "Content-Security-Policy": "sandbox"},
+    )
 
 
 @router.get("/pages/{page}/image", response_class=FileResponse)

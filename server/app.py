@@ -25,6 +25,7 @@ from server.ingest import Ingest
 from server.mqtt_ingest import IngestWorker
 from server.records import Records
 from server.render import PageRenderer
+from server.security import SecurityHeaders, TrustedProxies
 from server.store import Store
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
         description="Central archive of digitized commune records (số hóa hồ sơ).",
         lifespan=lifespan,
     )
+    # Outermost last: the proxy's word on scheme and client is settled before the headers.
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(TrustedProxies, trusted_proxies=settings.trusted_proxies)
     app.include_router(api.router)
     app.include_router(api_records.router)
     app.include_router(web.router)

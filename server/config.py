@@ -53,6 +53,19 @@ class ServerSettings(BaseModel):
         default=512 * 1024 * 1024, ge=1024, description="Largest single file a page may carry."
     )
 
+    trusted_proxies: list[str] = Field(
+        default=[],
+        description="Reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For and"
+        " X-Forwarded-Proto are believed; none by default.",
+    )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies(cls, value: object) -> object:
+        if isinstance(value, str):  # from the environment: "127.0.0.1, 10.0.0.0/8"
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
     @field_validator("mqtt_url")
     @classmethod
     def _url(cls, value: str) -> str:

@@ -1,0 +1,143 @@
+"""The archive's HTTP surface under attack (issue 13), on an archive the real pipeline built:
+each test makes the attack the audit found, then checks it is refused."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from real_archive import RealArchive
+
+from server import auth
+from server.app import create_app
+from server.config import ServerSettings
+from server.db import Database
+from server.security import CSP
+
+pytestmark = [pytest.mark.tesseract, pytest.mark.mqtt, pytest.mark.slow]
+PASSWORD = "mật-khẩu-đủ-dài"
+
+
+@dataclass
+class Site:
+    settings: ServerSettings
+    db: Database
+    token: str
+    page: int
+
+    @property
+    def bearer(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def client(self, base_url: str = "http://testserver") -> TestClient:
+        return TestClient(create_app(self.settings), base_url=base_url)
+
+
+@pytest.fixture
+def site(
+    request: pytest.FixtureRequest, real_archive: RealArchive, tmp_path: Path
+) -> Iterator[Site]:
+    cluster = request.getfixturevalue("pg_cluster") if real_archive.engine != "sqlite" else None
+    url = real_archive.catalogue_for(tmp_path / "db" / "archive.sqlite3", cluster)
+    data_dir = tmp_path / "server"
+    real_archive.seed_data_dir(data_dir)
+    settings = ServerSettings(data_dir=data_dir, ingest=False, database_url=url)
+    db = Database(settings.database())
+    auth.add_user(db, "lan", "admin", PASSWORD)
+    token = auth.create_token(db, "lan")
+    page = db.read().execute("SELECT MIN(id) FROM pages").fetchone()[0]
+    yield Site(settings, db, token, page)
+    db.close()
+
+
+def _login(client: TestClient) -> None:
+    form = client.get("/login").text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+    assert csrf
+    r = client.post(
+        "/login",
+        data={"username": "lan", "password": PASSWORD, "csrf": csrf.group(1)},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+
+
+def test_every_response_carries_the_security_headers(site: Site) -> None:
+    with site.client() as c:
+        responses = [
+            c.get("/login"),
+            c.get("/healthz"),
+            c.get("/api/v1/batches"),  # 401
+            c.get("/api/v1/batches", headers=site.bearer),
+            c.get(f"/api/v1/pages/{site.page}/render?w=800", headers=site.bearer),
+            c.get("/no/such/path"),
+            c.get("/", follow_redirects=False),  # a redirect to /login
+        ]
+        for r in responses:
+            assert r.headers["x-content-type-options"] == "nosniff", r.url
+            csp = r.headers["content-security-policy"]
+            assert "frame-ancestors 'none'" in csp
+            assert r.headers["referrer-policy"] == "same-origin"
+            assert r.headers["x-frame-options"] == "DENY"
+        script_src = re.search(r"script-src ([^;]*)", CSP)
+        assert script_src and script_src.group(1).split() == ["'self'"]  # no inline script
+        assert "strict-transport-security" not in responses[0].headers  # plain HTTP
+
+
+def test_stored_parts_are_downloads_of_an_allowed_type(site: Site) -> None:
+    # The attack: a station declared its capture "text/html" (the first server stored and
+    # served it as declared: script in the archive's origin, one click from an admin).
+    with site.db.tx() as con:
+        con.execute(
+            "UPDATE parts SET media_type = 'text/html' WHERE page_pk = ? AND name = 'capture'",
+            (site.page,),
+        )
+    with site.client() as c:
+        r = c.get(f"/api/v1/pages/{site.page}/original", headers=site.bearer)
+        assert r.status_code == 200
+        assert r.headers["content-type"] == "application/octet-stream"
+        assert r.headers["content-disposition"].startswith("attachment;")
+        assert r.headers["content-security-policy"] == "sandbox"
+        assert r.headers["x-content-type-options"] == "nosniff"
+        pdf = c.get(f"/api/v1/pages/{site.page}/image", headers=site.bearer)
+        assert pdf.headers["content-type"] == "application/pdf"
+        assert pdf.headers["content-disposition"].startswith("attachment;")
+
+
+def test_cookies_are_secure_over_https_only(site: Site) -> None:
+    with site.client("https://testserver") as c:
+        _login(c)
+        cookies = c.get("/login").headers.get_list("set-cookie")
+        assert cookies and all("Secure" in v for v in cookies)
+        assert "strict-transport-security" in c.get("/healthz").headers
+    with site.client() as c:
+        r = c.get("/login")
+        assert all("Secure" not in v for v in r.headers.get_list("set-cookie"))
+
+
+def test_x_forwarded_proto_is_believed_from_a_trusted_proxy_only(site: Site) -> None:
+    # The attack: anyone sends X-Forwarded-For to escape the per-address login brake.
+    forged = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.77"}
+    with site.client() as c:
+        r = c.get("/login", headers=forged)
+        assert all("Secure" not in v for v in r.headers.get_list("set-cookie"))
+        for _ in range(auth.FREE_FAILURES):
+            auth.login(site.db, "lan", "wrong", "testclient")
+        form = c.get("/login").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+        assert csrf
+        r = c.post(
+            "/login",
+            data={"username": "nobody", "password": "x", "csrf": csrf.group(1)},
+            headers=forged,
+        )
+        assert r.status_code == 429  # still counted against the real address
+    behind = site.settings.model_copy(update={"trusted_proxies": ["testclient"]})
+    with TestClient(create_app(behind)) as c:
+        r = c.get("/login", headers=forged)
+        cookies = r.headers.get_list("set-cookie")
+        assert cookies and all("Secure" in v for v in cookies)
