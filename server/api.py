@@ -11,9 +11,19 @@ from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from server import audit, progress
-from server.catalog import MAX_OFFSET, PartFile
+from server.catalog import MAX_OFFSET, PartFile, query_terms
+from server.db import fold
 from server.deps import DB, Admin, CatalogDep, RendererDep, User, client_ip
-from server.render import MEDIA_TYPE, THUMB_WIDTH, WIDTHS, RenderError, etag_for, snap_width
+from server.render import (
+    MEDIA_TYPE,
+    THUMB_WIDTH,
+    WIDTHS,
+    Box,
+    RenderError,
+    etag_for,
+    snap_width,
+    word_boxes,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["archive"])
 
@@ -228,6 +238,39 @@ def page_render(
     if width > THUMB_WIDTH and response.status_code == 200:
         audit.record(db, user.name, "page.image", str(page), {"w": width}, client_ip(request))
     return response
+
+
+class WordBox(BaseModel):
+    left: float = Field(description="fraction of the page width, from the left edge")
+    top: float = Field(description="fraction of the page height, from the top edge")
+    width: float
+    height: float
+    word: str
+
+
+@router.get("/pages/{page}/words", response_model=list[WordBox])
+def page_words(
+    page: int,
+    catalog: CatalogDep,
+    user: User,
+    q: str = Query(..., min_length=1, max_length=200),
+) -> list[Box]:
+    """Where the words of ``q`` are on the page (matched as search matches them: without
+    diacritics unless ``q`` has some), from the archival PDF/A's OCR text layer; for the
+    viewer's highlights. Empty when the archival part has no text layer."""
+    found = catalog.part_file(page, "archival")
+    if found is None:
+        raise HTTPException(404, "the archival image of this page has not arrived")
+    terms, exact = query_terms(q)
+    wanted = set(terms)
+
+    def match(word: str) -> bool:
+        return (word.lower() if exact else fold(word)) in wanted
+
+    try:
+        return word_boxes(found.path, found.media_type, match)[:500]
+    except RenderError as exc:
+        raise HTTPException(422, f"this page's text layer cannot be read: {exc}") from exc
 
 
 @router.get("/pages/{page}/thumb", response_class=FileResponse)

@@ -9,11 +9,13 @@ import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from urllib.parse import quote
 
 import sdnotify
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from server import api, api_records, i18n, keys, web
@@ -24,7 +26,7 @@ from server.deps import Forbidden, LoginRequired
 from server.ingest import Ingest
 from server.mqtt_ingest import IngestWorker
 from server.records import Records
-from server.render import PageRenderer
+from server.render import SCREEN_WIDTH, WIDTHS, PageRenderer
 from server.security import SecurityHeaders, TrustedProxies
 from server.store import Store
 
@@ -91,6 +93,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
     # Outermost last: the proxy's word on scheme and client is settled before the headers.
     app.add_middleware(SecurityHeaders)
     app.add_middleware(TrustedProxies, trusted_proxies=settings.trusted_proxies)
+    # The viewer asks for rendered page images at these widths (templates/page.html).
+    web.templates.env.globals.update(render_widths=WIDTHS, render_width=SCREEN_WIDTH)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.include_router(api.router)
     app.include_router(api_records.router)
     app.include_router(web.router)

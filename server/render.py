@@ -26,8 +26,10 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +92,64 @@ class PageRenderer:
             image = _rasterize(source, media_type, width)
             _write_atomic(path, _encode(image))
         return Rendered(path, etag_for(sha256, width), width)
+
+
+@dataclass(frozen=True)
+class Box:
+    """A word on the page, as fractions of the page's width and height from its top left
+    (so the viewer places it over the image at any zoom)."""
+
+    left: float
+    top: float
+    width: float
+    height: float
+    word: str
+
+
+_WORD = re.compile(r"\w+")
+
+
+def word_boxes(source: Path, media_type: str, wanted: Callable[[str], bool]) -> list[Box]:
+    """Boxes of the words for which ``wanted(word)`` is true, from the archival PDF/A's text
+    layer (the invisible OCR text the station placed over each word). An image archival
+    part has no text layer: no boxes."""
+    if media_type.split(";")[0].strip().lower() != "application/pdf":
+        return []
+    import pypdfium2 as pdfium
+
+    boxes: list[Box] = []
+    with _PDFIUM:
+        try:
+            pdf = pdfium.PdfDocument(source)
+        except pdfium.PdfiumError as exc:
+            raise RenderError(f"not a readable PDF: {exc}") from exc
+        try:
+            if len(pdf) < 1:
+                return []
+            page = pdf[0]
+            textpage = page.get_textpage()
+            try:
+                page_w, page_h = page.get_size()
+                text = textpage.get_text_range()
+                for m in _WORD.finditer(text):
+                    if not wanted(m.group()):
+                        continue
+                    # One char box per character of the text range (pdfium's indices).
+                    lefts, bottoms, rights, tops = zip(
+                        *(textpage.get_charbox(i) for i in range(m.start(), m.end())),
+                        strict=True,
+                    )
+                    x0, y0, x1, y1 = min(lefts), min(bottoms), max(rights), max(tops)
+                    boxes.append(
+                        Box(x0 / page_w, 1 - y1 / page_h, (x1 - x0) / page_w,
+                            (y1 - y0) / page_h, m.group())
+                    )  # fmt: skip
+            finally:
+                textpage.close()
+                page.close()
+        finally:
+            pdf.close()
+    return boxes
 
 
 def _rasterize(source: Path, media_type: str, width: int) -> Image.Image:

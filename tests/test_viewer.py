@@ -156,3 +156,24 @@ def test_renderer_refuses_what_is_not_a_page(tmp_path: Path) -> None:
     with pytest.raises(RenderError, match="sha256"):
         renderer.cached_path("../../etc/passwd", 800)
     assert not list((tmp_path / "cache").rglob("*.jpg"))  # nothing cached for refused input
+
+
+def test_search_words_are_found_on_the_page_image(viewer: Viewer) -> None:
+    page = viewer.pages[0]
+    r = viewer.client.get(
+        f"/api/v1/pages/{page['id']}/words", params={"q": "khoang san"}, headers=viewer.headers
+    )
+    assert r.status_code == 200, r.text
+    boxes = r.json()
+    # Page 1 has "khoáng sản" twice (lines 3 and 5 of tests/real_archive.py).
+    assert sorted(b["word"] for b in boxes) == ["khoáng", "khoáng", "sản", "sản"]
+    for b in boxes:
+        assert 0 <= b["left"] < b["left"] + b["width"] <= 1
+        assert 0 <= b["top"] < b["top"] + b["height"] <= 1
+    first = min(boxes, key=lambda b: (b["top"], b["left"]))
+    # Line 3 starts 0.6 + 2 × 0.28 inch down a 148 mm sheet: ~20 % of its height.
+    assert first["word"] == "khoáng" and 0.17 < first["top"] < 0.24
+    exact = viewer.client.get(
+        f"/api/v1/pages/{page['id']}/words", params={"q": "khoảng"}, headers=viewer.headers
+    ).json()
+    assert exact == []  # with diacritics the match is exact: "khoảng" is not "khoáng"
