@@ -10,9 +10,10 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from server import audit, progress
+from server import access, audit, progress
+from server.auth import Principal
 from server.catalog import MAX_OFFSET, PartFile, query_terms
-from server.db import fold
+from server.db import Database, fold
 from server.deps import DB, Admin, CatalogDep, RendererDep, User, client_ip
 from server.render import (
     MEDIA_TYPE,
@@ -110,11 +111,29 @@ class SearchHit(BaseModel):
     score: float
 
 
+NOT_YOURS = "this is not open to you (chế độ sử dụng or place; see server.access)"
+
+
+def readable_page(db: Database, user: Principal, page: int, request: Request) -> None:
+    """404 for no such page; 403 (audited) when its regime or place is not the user's."""
+    allowed = access.page_access(db, user, page, client_ip(request))
+    if allowed is None:
+        raise HTTPException(404, "no such page")
+    if not allowed:
+        raise HTTPException(403, NOT_YOURS)
+
+
 @router.get("/batches", response_model=list[BatchOut])
 def list_batches(
-    catalog: CatalogDep, user: User, limit: int = Query(100, ge=1, le=1000), offset: int = 0
+    catalog: CatalogDep,
+    user: User,
+    db: DB,
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
-    return catalog.batches(limit, offset)
+    found = catalog.batches(limit, offset)
+    mine = access.readable_batches(db, user, [b["id"] for b in found])
+    return [b for b in found if b["id"] in mine]
 
 
 @router.get("/batches/{batch}", response_model=BatchDetail)
@@ -124,12 +143,19 @@ def get_batch(
     found = catalog.batch(batch)
     if found is None:
         raise HTTPException(404, "no such batch")
+    if not access.batch_access(db, user, batch, client_ip(request)):
+        raise HTTPException(403, NOT_YOURS)
+    mine = access.readable_pages(db, user, [p["id"] for p in found["pages"]])
+    found = {**found, "pages": [p for p in found["pages"] if p["id"] in mine]}
     audit.record(db, user.name, "batch.view", str(batch), {"via": "api"}, client_ip(request))
     return found
 
 
 @router.get("/pages/{page}", response_model=PageOut)
-def get_page(page: int, catalog: CatalogDep, user: User) -> dict[str, Any]:
+def get_page(
+    page: int, catalog: CatalogDep, user: User, db: DB, request: Request
+) -> dict[str, Any]:
+    readable_page(db, user, page, request)
     found = catalog.page(page)
     if found is None:
         raise HTTPException(404, "no such page")
@@ -173,6 +199,7 @@ def _file(catalog: CatalogDep, page: int, part: str, what: str) -> FileResponse:
 def page_image(
     page: int, catalog: CatalogDep, user: User, db: DB, request: Request
 ) -> FileResponse:
+    readable_page(db, user, page, request)
     found = _file(catalog, page, "archival", "archival image")
     audit.record(db, user.name, "page.image", str(page), {}, client_ip(request))
     return found
@@ -182,6 +209,7 @@ def page_image(
 def page_original(
     page: int, catalog: CatalogDep, user: User, db: DB, request: Request
 ) -> FileResponse:
+    readable_page(db, user, page, request)
     found = _file(catalog, page, "capture", "original capture")
     audit.record(db, user.name, "page.original", str(page), {}, client_ip(request))
     return found
@@ -233,6 +261,7 @@ def page_render(
 ) -> Response:
     """The page as a JPEG a browser can show, rendered from the archival PDF/A (or image) at
     one of a few widths and cached; ``ETag`` / ``If-None-Match`` answer 304."""
+    readable_page(db, user, page, request)
     width = snap_width(w)
     response = _rendered(request, renderer, catalog.part_file(page, "archival"), width)
     if width > THUMB_WIDTH and response.status_code == 200:
@@ -251,13 +280,16 @@ class WordBox(BaseModel):
 @router.get("/pages/{page}/words", response_model=list[WordBox])
 def page_words(
     page: int,
+    request: Request,
     catalog: CatalogDep,
     user: User,
+    db: DB,
     q: str = Query(..., min_length=1, max_length=200),
 ) -> list[Box]:
     """Where the words of ``q`` are on the page (matched as search matches them: without
     diacritics unless ``q`` has some), from the archival PDF/A's OCR text layer; for the
     viewer's highlights. Empty when the archival part has no text layer."""
+    readable_page(db, user, page, request)
     found = catalog.part_file(page, "archival")
     if found is None:
         raise HTTPException(404, "the archival image of this page has not arrived")
@@ -275,11 +307,12 @@ def page_words(
 
 @router.get("/pages/{page}/thumb", response_class=FileResponse)
 def page_thumb(
-    page: int, request: Request, catalog: CatalogDep, renderer: RendererDep, user: User
+    page: int, request: Request, catalog: CatalogDep, renderer: RendererDep, user: User, db: DB
 ) -> Response:
     """A small JPEG of the page, rendered from the archival file like the viewer's image.
     Before the archival file arrives (text and thumbnails travel first) the station's
     thumbnail is decoded and re-encoded the same way: its bytes are never served as sent."""
+    readable_page(db, user, page, request)
     found = catalog.part_file(page, "archival")
     if found is None:
         thumb = catalog.part_file(page, "thumb")
@@ -292,6 +325,7 @@ def page_thumb(
 def page_text(
     page: int, catalog: CatalogDep, user: User, db: DB, request: Request
 ) -> PlainTextResponse:
+    readable_page(db, user, page, request)
     found = catalog.part_file(page, "text")
     if found is None:
         raise HTTPException(404, "the text of this page has not arrived")
@@ -304,6 +338,7 @@ def page_text(
 def search(
     catalog: CatalogDep,
     user: User,
+    db: DB,
     response: Response,
     q: str = Query(..., min_length=1, max_length=200),
     limit: int = Query(50, ge=1, le=100),
@@ -317,7 +352,10 @@ def search(
     response.headers["X-Total-Count"] = str(found.total)
     if found.estimated:
         response.headers["X-Total-Count-Estimated"] = "true"
-    return found.hits
+    # Pages the user may not read are left out of the hits (the total counts them: it is
+    # the index's count, and says no more than that some page has the words).
+    mine = access.readable_pages(db, user, [h["page"] for h in found.hits])
+    return [h for h in found.hits if h["page"] in mine]
 
 
 @router.get("/devices", response_model=list[DeviceOut])

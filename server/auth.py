@@ -60,9 +60,35 @@ class AuthError(Exception):
 class Principal:
     name: str
     role: Role
+    # Where this user may read (commune labels, districts, OrganIds; see server.access);
+    # empty: everywhere. An admin reads everywhere whatever is listed.
+    places: tuple[str, ...] = ()
 
     def can(self, role: Role) -> bool:
         return RANK[self.role] >= RANK[role]
+
+
+def _principal(con: Connection, name: str, role: Role) -> Principal:
+    rows = con.execute(
+        "SELECT place FROM user_places WHERE user_name = ? ORDER BY place", (name,)
+    ).fetchall()
+    return Principal(name, role, tuple(r["place"] for r in rows))
+
+
+def set_places(db: Database, name: str, places: list[str]) -> tuple[str, ...]:
+    """Scope a user to these places (none: everywhere); the list replaces the old one."""
+    cleaned = sorted({p.strip() for p in places if p.strip()})
+    if any(len(p) > 200 for p in cleaned):
+        raise AuthError("a place name has at most 200 characters")
+    with db.tx() as con:
+        if con.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone() is None:
+            raise AuthError(f"no such user {name!r}")
+        con.execute("DELETE FROM user_places WHERE user_name = ?", (name,))
+        con.executemany(
+            "INSERT INTO user_places(user_name, place) VALUES (?, ?)",
+            [(name, p) for p in cleaned],
+        )
+    return tuple(cleaned)
 
 
 @dataclass(frozen=True)
@@ -150,18 +176,22 @@ def get_user(con: Connection, name: str) -> Principal | None:
     row = con.execute(
         "SELECT name, role FROM users WHERE name = ? AND disabled = 0", (name,)
     ).fetchone()
-    return Principal(row["name"], row["role"]) if row else None
+    return _principal(con, row["name"], row["role"]) if row else None
 
 
 def users(db: Database) -> list[dict[str, object]]:
-    rows = db.read().execute(
+    con = db.read()
+    places: dict[str, list[str]] = {}
+    for r in con.execute("SELECT user_name, place FROM user_places ORDER BY place"):
+        places.setdefault(r["user_name"], []).append(r["place"])
+    rows = con.execute(
         "SELECT u.name, u.role, u.created_at, u.disabled, u.password != '' AS has_password,"
         " (SELECT COUNT(*) FROM tokens t WHERE t.user_name = u.name"
         "  AND COALESCE(t.expires_at, t.created_at + ?) > ?) AS tokens"
         " FROM users u ORDER BY u.name",
         (TOKEN_DAYS * 86400.0, time.time()),
     )
-    return [dict(r) for r in rows]
+    return [{**dict(r), "places": places.get(r["name"], [])} for r in rows]
 
 
 # -- tokens -----------------------------------------------------------------------------------
@@ -234,17 +264,14 @@ def revoke_token(db: Database, which: str) -> tuple[str, str]:
 def principal_for_token(db: Database, token: str | None) -> Principal | None:
     if not token:
         return None
-    row = (
-        db.read()
-        .execute(
-            "SELECT u.name, u.role FROM tokens t JOIN users u ON u.name = t.user_name"
-            " WHERE t.token_sha256 = ? AND u.disabled = 0"
-            " AND COALESCE(t.expires_at, t.created_at + ?) > ?",
-            (_digest(token), TOKEN_DAYS * 86400.0, time.time()),
-        )
-        .fetchone()
-    )
-    return Principal(row["name"], row["role"]) if row else None
+    con = db.read()
+    row = con.execute(
+        "SELECT u.name, u.role FROM tokens t JOIN users u ON u.name = t.user_name"
+        " WHERE t.token_sha256 = ? AND u.disabled = 0"
+        " AND COALESCE(t.expires_at, t.created_at + ?) > ?",
+        (_digest(token), TOKEN_DAYS * 86400.0, time.time()),
+    ).fetchone()
+    return _principal(con, row["name"], row["role"]) if row else None
 
 
 # -- one-time login links -----------------------------------------------------------------------
@@ -284,7 +311,7 @@ def use_login_link(db: Database, code: str | None) -> Principal | None:
         con.execute("DELETE FROM login_links WHERE code_sha256 = ?", (_digest(code),))
     if row["disabled"] or row["expires_at"] < time.time():
         return None
-    return Principal(row["user_name"], row["role"])
+    return _principal(db.read(), row["user_name"], row["role"])
 
 
 def user_for(db: Database, token: str | None) -> str | None:
@@ -398,7 +425,7 @@ def login(db: Database, name: str, password: str, ip: str, via: str = "password"
             _close_burst(con, burst, ip)
         con.execute("DELETE FROM login_failures WHERE key IN (?, ?)", (user_key, ip_key))
         audit.append(con, row["name"], "login", "", {"via": via}, ip)
-    return LoginResult(Principal(row["name"], row["role"]), 0.0, tried=True)
+    return LoginResult(_principal(db.read(), row["name"], row["role"]), 0.0, tried=True)
 
 
 def authenticate(db: Database, name: str, password: str, ip: str) -> Principal | None:
@@ -425,19 +452,16 @@ def create_session(db: Database, principal: Principal) -> str:
 def session_for(db: Database, sid: str | None) -> Session | None:
     if not sid:
         return None
-    row = (
-        db.read()
-        .execute(
-            "SELECT u.name, u.role, s.csrf, s.expires_at FROM sessions s"
-            " JOIN users u ON u.name = s.user_name"
-            " WHERE s.id_sha256 = ? AND s.expires_at > ? AND u.disabled = 0",
-            (_digest(sid), time.time()),
-        )
-        .fetchone()
-    )
+    con = db.read()
+    row = con.execute(
+        "SELECT u.name, u.role, s.csrf, s.expires_at FROM sessions s"
+        " JOIN users u ON u.name = s.user_name"
+        " WHERE s.id_sha256 = ? AND s.expires_at > ? AND u.disabled = 0",
+        (_digest(sid), time.time()),
+    ).fetchone()
     if row is None:
         return None
-    return Session(Principal(row["name"], row["role"]), row["csrf"], row["expires_at"])
+    return Session(_principal(con, row["name"], row["role"]), row["csrf"], row["expires_at"])
 
 
 def end_session(db: Database, sid: str | None) -> None:

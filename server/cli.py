@@ -160,7 +160,8 @@ def cmd_user_list(args: argparse.Namespace) -> int:
     db = _open(_settings(args))
     for u in auth.users(db):
         state = " (disabled)" if u["disabled"] else ""
-        print(f"{u['name']}\t{u['role']}\ttokens={u['tokens']}{state}")
+        where = "; ".join(u["places"]) if u["places"] else "every place"  # type: ignore[arg-type]
+        print(f"{u['name']}\t{u['role']}\ttokens={u['tokens']}\t{where}{state}")
     return 0
 
 
@@ -177,6 +178,18 @@ def cmd_user_disable(args: argparse.Namespace) -> int:
         print(f"{args.name}: disabled; sessions and tokens ended")
     else:
         print(f"{args.name}: enabled (make new tokens: sohoa-server token create)")
+    return 0
+
+
+def cmd_user_places(args: argparse.Namespace) -> int:
+    db = _open(_settings(args))
+    try:
+        places = auth.set_places(db, args.name, args.places)
+    except auth.AuthError as exc:
+        print(f"sohoa-server: {exc}", file=sys.stderr)
+        return 2
+    audit.record(db, "cli", "user.places", args.name, {"places": list(places)})
+    print(f"{args.name}: {', '.join(places) if places else 'every place'}")
     return 0
 
 
@@ -350,6 +363,17 @@ def build_parser() -> argparse.ArgumentParser:
     add.set_defaults(func=cmd_user_add)
     ulist = user_sub.add_parser("list", help="list users, roles and token counts")
     ulist.set_defaults(func=cmd_user_list)
+    places = user_sub.add_parser(
+        "places",
+        help="the communes or districts a user reads (none: every place)",
+        description="Scope a user to places: a commune label as the dashboard shows it "
+        "(an admin sets it per station), a district that prefixes labels written "
+        "'Huyện X / Xã Y', or a hồ sơ OrganId. The list replaces the old one; give none to "
+        "lift the scope. Admins read every place whatever is listed.",
+    )
+    places.add_argument("name", help="user name")
+    places.add_argument("places", nargs="*", help="places (quote names with spaces)")
+    places.set_defaults(func=cmd_user_places)
     for action, what in (
         ("disable", "refuse the user's logins; end their sessions and tokens now"),
         ("enable", "let a disabled user log in again (old tokens stay ended)"),

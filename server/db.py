@@ -140,6 +140,13 @@ CREATE TABLE IF NOT EXISTS login_failures (
     failures INTEGER NOT NULL,
     last_at REAL NOT NULL
 );
+-- Where a staff member may read (server.access): commune labels, districts, OrganIds.
+-- No row: everywhere.
+CREATE TABLE IF NOT EXISTS user_places (
+    user_name TEXT NOT NULL REFERENCES users(name),
+    place TEXT NOT NULL,
+    PRIMARY KEY (user_name, place)
+);
 -- One-time login links (the demo prints one): only the sha256 of the code is kept; used
 -- once (deleted on use), valid for minutes.
 CREATE TABLE IF NOT EXISTS login_links (
