@@ -53,6 +53,26 @@ class ServerSettings(BaseModel):
         default=512 * 1024 * 1024, ge=1024, description="Largest single file a page may carry."
     )
 
+    max_archival_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, description="Largest archival PDF a station may send."
+    )
+    max_capture_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024, description="Largest capture (scanned master)."
+    )
+    max_thumb_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest thumbnail a station may send."
+    )
+    max_text_bytes: int = Field(
+        default=2 * 1024 * 1024, ge=1024, description="Largest OCR text of one page."
+    )
+    max_pages_per_batch: int = Field(
+        default=5000, ge=1, description="Most pages in one batch (one press of the button)."
+    )
+    max_bytes_per_day: int = Field(
+        default=20 * 1024**3,
+        ge=1024,
+        description="Most bytes one station may announce in 24 hours.",
+    )
     trusted_proxies: list[str] = Field(
         default=[],
         description="Reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For and"
