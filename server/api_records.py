@@ -23,6 +23,7 @@ from server.deps import (
     Admin,
     Archivist,
     CatalogDep,
+    Exporter,
     PublisherDep,
     RecordsDep,
     Viewer,
@@ -184,12 +185,12 @@ def _zip_export(
     return FileResponse(out, media_type="application/zip", filename=f"{name}.zip")
 
 
-@router.get("/ho-so/{ma}/bag", response_class=FileResponse)
+@router.api_route("/ho-so/{ma}/bag", methods=["GET", "POST"], response_class=FileResponse)
 def ho_so_bag(
     ma: str,
     records: RecordsDep,
     catalog: CatalogDep,
-    user: Archivist,
+    user: Exporter,
     db: DB,
     request: Request,
     cleanup: BackgroundTasks,
@@ -207,12 +208,12 @@ def ho_so_bag(
     )
 
 
-@router.get("/export/{organ_id}.zip", response_class=FileResponse)
+@router.api_route("/export/{organ_id}.zip", methods=["GET", "POST"], response_class=FileResponse)
 def commune_export(
     organ_id: str,
     records: RecordsDep,
     catalog: CatalogDep,
-    user: Archivist,
+    user: Exporter,
     db: DB,
     request: Request,
     cleanup: BackgroundTasks,
@@ -239,8 +240,8 @@ def _bulk(db: Database, user: Principal) -> Callable[[list[str]], set[str]]:
     return lambda codes: access.bulk_exportable(db, user, codes)
 
 
-@router.get("/catalogue.csv", response_class=Response)
-def catalogue_csv(records: RecordsDep, user: Archivist, db: DB, request: Request) -> Response:
+@router.api_route("/catalogue.csv", methods=["GET", "POST"], response_class=Response)
+def catalogue_csv(records: RecordsDep, user: Exporter, db: DB, request: Request) -> Response:
     """Danh mục hồ sơ, UTF-8 with BOM (Excel opens Vietnamese correctly)."""
     audit.record(db, user.name, "export.catalogue", "csv", {}, client_ip(request))
     return Response(
@@ -250,8 +251,8 @@ def catalogue_csv(records: RecordsDep, user: Archivist, db: DB, request: Request
     )
 
 
-@router.get("/catalogue.xlsx", response_class=Response)
-def catalogue_xlsx(records: RecordsDep, user: Archivist, db: DB, request: Request) -> Response:
+@router.api_route("/catalogue.xlsx", methods=["GET", "POST"], response_class=Response)
+def catalogue_xlsx(records: RecordsDep, user: Exporter, db: DB, request: Request) -> Response:
     audit.record(db, user.name, "export.catalogue", "xlsx", {}, client_ip(request))
     return Response(
         export.catalogue_xlsx(records, only=_bulk(db, user)),

@@ -141,3 +141,24 @@ def test_x_forwarded_proto_is_believed_from_a_trusted_proxy_only(site: Site) -> 
         r = c.get("/login", headers=forged)
         cookies = r.headers.get_list("set-cookie")
         assert cookies and all("Secure" in v for v in cookies)
+
+
+def test_exports_need_a_post_with_the_sessions_csrf_value(site: Site) -> None:
+    # The attack: another site's <img src> or link makes a logged-in browser export the
+    # catalogue (cookie-authenticated GET). Now a cookie alone exports nothing.
+    with site.client() as c:
+        _login(c)
+        for url in ("/api/v1/catalogue.csv", "/api/v1/catalogue.xlsx", "/api/v1/export/x.zip"):
+            assert c.get(url).status_code == 401, url
+            assert c.post(url).status_code == 403, url
+            assert c.post(url, data={"csrf": "forged"}).status_code == 403, url
+        page = c.get("/ho-so").text
+        assert 'action="/api/v1/catalogue.csv"' in page and 'href="/api/v1/catalogue' not in page
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert csrf
+        r = c.post("/api/v1/catalogue.csv", data={"csrf": csrf.group(1)})
+        assert r.status_code == 200 and r.headers["content-disposition"].startswith("attachment")
+    # A bearer token needs no CSRF value (no browser sends it on its own).
+    with site.client() as c:
+        assert c.get("/api/v1/catalogue.csv", headers=site.bearer).status_code == 200
+        assert c.post("/api/v1/catalogue.csv", headers=site.bearer).status_code == 200
