@@ -126,6 +126,12 @@ def test_staff_workflow_in_chromium(
             page.click("#van-ban-form button[type=submit]")
             page.wait_for_selector("table.van-ban")
             assert page.locator("table.van-ban code").inner_text() == f"{ma}.001"
+            # The văn bản shows its pages, rendered from their archival PDF/A.
+            assert page.locator("table.van-ban img").count() == 2
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('table.van-ban img')]"
+                ".every(i => i.complete && i.naturalWidth > 0)"
+            )
 
             # Edit a field and save.
             page.fill("#f-ghi_chu", "Bìa hồ sơ bị rách góc")
@@ -133,6 +139,14 @@ def test_staff_workflow_in_chromium(
             page.wait_for_selector(".notice")
             assert page.input_value("#f-ghi_chu") == "Bìa hồ sơ bị rách góc"
             page.screenshot(path=str(artefacts / "ho-so.png"), full_page=True)
+
+            # The review queue: the blank sheet the pipeline flagged, its thumbnail decoded.
+            page.goto(base + "/review")
+            page.wait_for_function(
+                "() => { const i = document.querySelector('main img');"
+                " return i && i.complete && i.naturalWidth > 0; }"
+            )
+            page.screenshot(path=str(artefacts / "review.png"), full_page=True)
 
             # Download the catalogue.
             page.goto(base + "/ho-so")
