@@ -10,11 +10,12 @@
   its first use; no long-lived token ever travels in a URL.
 - Web sessions: a random id in an HttpOnly, SameSite=Lax cookie; the table keeps its sha256,
   the user, an expiry and the session's CSRF token (a hidden field in every POST form).
-- Brute-force brake (:func:`login`): an attempt is counted, per user name and per client
-  address, in the same write transaction that checks the lock-out — before the password is
-  hashed — so parallel attempts cannot all pass a check made before any of them counted.
-  After ``FREE_FAILURES`` each further failure doubles a lock-out (capped at ``MAX_LOCK``
-  seconds) during which even the right password is refused, unheard.
+- Brute-force brake (:func:`login`): an attempt is counted — for the user at this client
+  address, for the address, for the user — in the same write transaction that checks the
+  lock-outs, before the password is hashed, so parallel attempts cannot all pass a check
+  made before any of them counted. Past each counter's free failures (5, 20, 50) each
+  further failure doubles its lock-out (capped at ``MAX_LOCK`` seconds), during which even
+  the right password is refused, unheard (see :func:`_brake_keys` for why three).
 - Refused logins reach the audit log once per burst: the burst's first failure, then one row
   with the count when the burst ends (the next attempt after ``BURST_GAP`` of quiet, or a
   success) — never one row per attempt with a name the attacker chose.
@@ -40,7 +41,9 @@ ROLES: tuple[Role, ...] = ("viewer", "archivist", "admin")
 RANK = {role: i for i, role in enumerate(ROLES)}
 SESSION_COOKIE = "sohoa_session"
 SESSION_SECONDS = 12 * 3600
-FREE_FAILURES = 5
+FREE_FAILURES = 5  # one user from one address
+FREE_PER_ADDRESS = 20  # any users from one address
+FREE_PER_USER = 50  # one user from any addresses
 MAX_LOCK = 15 * 60.0
 BURST_GAP = MAX_LOCK  # quiet seconds that end a burst of refused logins
 FAILURE_KEEP = 24 * 3600.0  # brake rows older than this are dropped (bounded table)
@@ -323,25 +326,36 @@ def user_for(db: Database, token: str | None) -> str | None:
 # -- login and its brake ----------------------------------------------------------------------
 
 
-def _lock_left(row: Any, now: float) -> float:
-    if row is None or row["failures"] < FREE_FAILURES:
+def _lock_left(row: Any, now: float, free: int) -> float:
+    if row is None or row["failures"] < free:
         return 0.0
-    lock: float = min(MAX_LOCK, 2.0 ** (int(row["failures"]) - FREE_FAILURES + 1))
+    lock: float = min(MAX_LOCK, 2.0 ** (int(row["failures"]) - free + 1))
     return max(0.0, float(row["last_at"]) + lock - now)
 
 
-def _brake_keys(name: str, ip: str) -> tuple[str, str]:
-    return f"user:{name}", f"ip:{ip}"
+def _brake_keys(name: str, ip: str) -> dict[str, int]:
+    """The brake's counters for an attempt, each with the failures it lets through before
+    locking: this user from this address (the 5 an attacker gets), this address for any
+    user (credential stuffing; an office behind one NAT address shares it), this user from
+    anywhere (guessing spread over many addresses). A lone attacker thus locks out the
+    victim only at the attacker's own address."""
+    return {f"pair:{name}\n{ip}": FREE_FAILURES, f"ip:{ip}": FREE_PER_ADDRESS,
+            f"user:{name}": FREE_PER_USER}  # fmt: skip
 
 
 def locked_for(db: Database, name: str, ip: str) -> float:
-    """Seconds before another login attempt for this user or from this address is heard."""
+    """Seconds before another login attempt for this user from this address is heard."""
     con, now = db.read(), time.time()
-    rows = [
-        con.execute("SELECT failures, last_at FROM login_failures WHERE key = ?", (k,)).fetchone()
-        for k in _brake_keys(name, ip)
-    ]
-    return max(_lock_left(r, now) for r in rows)
+    return max(
+        _lock_left(
+            con.execute(
+                "SELECT failures, last_at FROM login_failures WHERE key = ?", (k,)
+            ).fetchone(),
+            now,
+            free,
+        )
+        for k, free in _brake_keys(name, ip).items()
+    )
 
 
 @dataclass(frozen=True)
@@ -372,24 +386,25 @@ def _reserve(db: Database, name: str, ip: str) -> tuple[float, bool]:
     """Count an attempt before it is tried, or refuse it: (seconds locked, 0.0 when heard;
     whether it is the first attempt of its address's burst)."""
     now = time.time()
-    user_key, ip_key = _brake_keys(name, ip)
+    keys = _brake_keys(name, ip)
+    ip_key = f"ip:{ip}"
     with db.tx() as con:
         con.execute("DELETE FROM login_failures WHERE last_at < ?", (now - FAILURE_KEEP,))
         rows = {
             k: con.execute("SELECT * FROM login_failures WHERE key = ?", (k,)).fetchone()
-            for k in (user_key, ip_key)
+            for k in keys
         }
         ip_row = rows[ip_key]
         if ip_row is not None and now - float(ip_row["last_at"]) > BURST_GAP:
             _close_burst(con, ip_row, ip)  # an old burst ends; this attempt starts anew
             con.execute("DELETE FROM login_failures WHERE key = ?", (ip_key,))
             rows[ip_key] = None
-        wait = max(_lock_left(r, now) for r in rows.values())
+        wait = max(_lock_left(rows[k], now, free) for k, free in keys.items())
         if wait > 0:
-            for key in (user_key, ip_key):
+            for key in keys:
                 con.execute("UPDATE login_failures SET refused = refused + 1 WHERE key = ?", (key,))
             return wait, False
-        for key in (user_key, ip_key):
+        for key in keys:
             con.execute(
                 "INSERT INTO login_failures(key, failures, last_at, first_at, refused)"
                 " VALUES (?, 1, ?, ?, 0) ON CONFLICT(key) DO UPDATE"
@@ -416,14 +431,16 @@ def login(db: Database, name: str, password: str, ip: str, via: str = "password"
         if first:  # a burst's first failure is heard of at once; the rest when it ends
             audit.record(db, _audit_name(name), "login.fail", "", {"via": via, "count": 1}, ip)
         return LoginResult(None, 0.0, tried=True)
-    user_key, ip_key = _brake_keys(name, ip)
+    pair_key, ip_key, user_key = _brake_keys(name, ip)
     with db.tx() as con:
         ip_row = con.execute("SELECT * FROM login_failures WHERE key = ?", (ip_key,)).fetchone()
         if ip_row is not None:
             # This success was counted as a failure when reserved: the burst had one less.
             burst = {**dict(ip_row), "failures": int(ip_row["failures"]) - 1}
             _close_burst(con, burst, ip)
-        con.execute("DELETE FROM login_failures WHERE key IN (?, ?)", (user_key, ip_key))
+        con.execute(
+            "DELETE FROM login_failures WHERE key IN (?, ?, ?)", (pair_key, ip_key, user_key)
+        )
         audit.append(con, row["name"], "login", "", {"via": via}, ip)
     return LoginResult(_principal(db.read(), row["name"], row["role"]), 0.0, tried=True)
 

@@ -48,9 +48,24 @@ def test_parallel_wrong_passwords_are_tried_at_most_five_times(db: Database) -> 
     assert 1 <= len(tried) <= auth.FREE_FAILURES
     assert all(r.principal is None for r in results)
     assert sum(1 for r in results if r.locked_for > 0) == 24 - len(tried)
-    # Even the right password is refused now, unheard.
-    right = auth.login(db, "lan", PASSWORD, "198.51.100.1")
+    # From that address even the right password is refused now, unheard.
+    right = auth.login(db, "lan", PASSWORD, "203.0.113.7")
     assert right.principal is None and right.locked_for > 0 and not right.tried
+
+
+def test_one_attacker_cannot_lock_the_user_out_everywhere(db: Database) -> None:
+    # The first brake locked the account itself: anyone could keep any user locked out.
+    for i in range(12):
+        auth.login(db, "lan", f"guess {i}", "203.0.113.66")
+    assert auth.login(db, "lan", PASSWORD, "203.0.113.66").locked_for > 0
+    assert auth.login(db, "lan", PASSWORD, "192.0.2.10").principal is not None
+    # Guessing spread over many addresses still locks the user (FREE_PER_USER).
+    for i in range(auth.FREE_PER_USER):
+        auth.login(db, "lan", "guess", f"198.51.100.{i + 1}")
+    assert auth.login(db, "lan", PASSWORD, "192.0.2.10").locked_for > 0
+    # ... and one address trying many users is braked too (FREE_PER_ADDRESS).
+    tried = [auth.login(db, f"user{i}", "x", "203.0.113.99").tried for i in range(30)]
+    assert tried.count(True) == auth.FREE_PER_ADDRESS
 
 
 def test_a_burst_of_refused_logins_is_one_audit_row_with_a_count(db: Database) -> None:
