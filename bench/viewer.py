@@ -1,5 +1,5 @@
 """First view of a page in the staff viewer: the archival PDF/A rendered to a JPEG at screen
-width (server.render), over HTTP from a real ``sohoa-server run``.
+width (server.archive.page_images), over HTTP from a real ``sohoa-server run``.
 
 Pages: full A4 Vietnamese decisions (tests/corpus.py, 300 dpi, slight skew and noise) that
 went through the real agent (``sohoa-agent import`` → pipeline → PDF/A) and a real sync over

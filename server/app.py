@@ -18,17 +18,20 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from server import api, api_records, i18n, keys, web
-from server.catalog import Catalog
+from server import web
+from server.archive import rescan
+from server.archive.catalog import Catalog
+from server.archive.page_images import PageRenderer
+from server.archive.records import Records
 from server.config import ServerSettings
-from server.db import Database
-from server.deps import Forbidden, LoginRequired
 from server.ingest import Ingest
-from server.mqtt_ingest import IngestWorker
-from server.records import Records
-from server.render import SCREEN_WIDTH, WIDTHS, PageRenderer
-from server.security import SecurityHeaders, TrustedProxies
-from server.store import Store
+from server.ingest.mqtt import IngestWorker
+from server.store import keys
+from server.store.db import Database
+from server.store.files import Store
+from server.web import api, api_records, i18n
+from server.web.deps import Forbidden, LoginRequired
+from server.web.security import SecurityHeaders, TrustedProxies
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
@@ -50,8 +53,8 @@ def _watchdog(app: FastAPI, stop: threading.Event) -> None:
     interval = usec / 2 / 1e6
     while not stop.wait(interval):
         worker: IngestWorker | None = app.state.worker
-        # Ping only while the ingest thread lives; paho's loop thread dying is a restart case.
-        if worker is None or worker._client._thread is None or worker._client._thread.is_alive():
+        # Ping only while the ingest worker can still work; a dead thread is a restart case.
+        if worker is None or worker.healthy():
             notifier.notify("WATCHDOG=1")
 
 
@@ -70,7 +73,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         )
         app.state.worker = None
         if settings.ingest:
-            worker = IngestWorker(settings, app.state.ingest)
+            worker = IngestWorker(settings, app.state.ingest, events=rescan.Resender(db))
             worker.start()
             app.state.worker = worker
         stop = threading.Event()
@@ -93,9 +96,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     # Outermost last: the proxy's word on scheme and client is settled before the headers.
     app.add_middleware(SecurityHeaders)
     app.add_middleware(TrustedProxies, trusted_proxies=settings.trusted_proxies)
-    # The viewer asks for rendered page images at these widths (templates/page.html).
-    web.templates.env.globals.update(render_widths=WIDTHS, render_width=SCREEN_WIDTH)
-    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    static = Path(__file__).parent / "web" / "static"  # the staff pages' scripts
+    app.mount("/static", StaticFiles(directory=static), name="static")
     app.include_router(api.router)
     app.include_router(api_records.router)
     app.include_router(web.router)
@@ -106,7 +108,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     @app.exception_handler(Forbidden)
     def _forbidden(request: Request, exc: Forbidden) -> Response:
-        role = i18n.t(f"role_{exc.role}", web._lang(request))
+        role = i18n.t(f"role_{exc.role}", web.lang(request))
         return web.render(request, "message.html", 403, message_key="forbidden", role=role)
 
     @app.get("/healthz", response_model=Health, tags=["ops"])

@@ -23,7 +23,7 @@ from harness import Broker, ServerProcess, agent_env, run_agent
 from pgcluster import PostgresCluster, url_of
 from PIL import Image, ImageDraw, ImageFont
 
-from server.keys import KEY_FILE
+from server.store.keys import KEY_FILE
 
 FONT = Path("/usr/share/fonts/truetype/noto/NotoSerif-Regular.ttf")
 DPI = 300

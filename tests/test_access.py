@@ -16,10 +16,10 @@ from fastapi.testclient import TestClient
 from harness import BIN
 from real_archive import RealArchive
 
-from server import auth
 from server.app import create_app
+from server.archive import auth
 from server.config import ServerSettings
-from server.db import Database
+from server.store.db import Database
 
 pytestmark = [pytest.mark.tesseract, pytest.mark.mqtt, pytest.mark.slow]
 ORGAN = "000.00.00.H53"

@@ -14,8 +14,8 @@ import pytest
 from harness import BIN
 from pgcluster import url_of
 
-from server import auth
-from server.db import Database
+from server.archive import auth
+from server.store.db import Database
 
 PASSWORD = "mật-khẩu-đủ-dài"
 

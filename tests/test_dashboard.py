@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from real_archive import RealArchive
 
-from server import auth, dashboard
-from server.catalog import Catalog
-from server.db import Database
+from server.archive import auth, dashboard
+from server.archive.catalog import Catalog
+from server.store.db import Database
 
 pytestmark = [pytest.mark.tesseract, pytest.mark.mqtt, pytest.mark.slow]
 

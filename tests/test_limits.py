@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from protocol.messages import Manifest, PageEntry, PartRef
 from server.config import ServerSettings
-from server.limits import StationLimits, check_manifest, check_part, normal_type
+from server.ingest.limits import StationLimits, check_manifest, check_part, normal_type
 
 SHA = "0" * 64
 LIMITS = StationLimits.from_settings(ServerSettings())

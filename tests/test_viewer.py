@@ -13,11 +13,11 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from real_archive import RealArchive
 
-from server import auth
 from server.app import create_app
+from server.archive import auth
+from server.archive.page_images import WIDTHS, PageRenderer, RenderError
 from server.config import ServerSettings
-from server.db import Database
-from server.render import WIDTHS, PageRenderer, RenderError
+from server.store.db import Database
 
 pytestmark = [pytest.mark.tesseract, pytest.mark.mqtt, pytest.mark.slow]
 

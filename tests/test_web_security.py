@@ -12,11 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 from real_archive import RealArchive
 
-from server import auth
 from server.app import create_app
+from server.archive import auth
 from server.config import ServerSettings
-from server.db import Database
-from server.security import CSP
+from server.store.db import Database
+from server.web.security import CSP
 
 pytestmark = [pytest.mark.tesseract, pytest.mark.mqtt, pytest.mark.slow]
 PASSWORD = "mật-khẩu-đủ-dài"
