@@ -194,11 +194,39 @@ def test_login_form_refuses_a_post_without_its_csrf_value(staff: Staff) -> None:
     assert "login.csrf" in [r["action"] for r in audit.recent(staff.db, 50)]
 
 
-def test_token_login_link_still_works(staff: Staff) -> None:
-    r = staff.client.get(f"/login?token={staff.tokens['archivist']}", follow_redirects=False)
-    assert r.status_code == 303 and r.headers["location"] == "/"
-    assert staff.client.get("/ho-so/new").status_code == 200
-    assert staff.client.get("/login?token=bad").status_code == 401
+def test_no_token_in_a_url_logs_anyone_in(staff: Staff) -> None:
+    # The attack: /login?token=… put a 90-day token in URLs and the access log, and logged
+    # a victim who followed an attacker's link into the attacker's account.
+    c = staff.client
+    r = c.get(f"/login?token={staff.tokens['archivist']}", follow_redirects=False)
+    assert r.status_code == 200 and "sohoa_session" not in r.headers.get("set-cookie", "")
+    assert c.get("/", follow_redirects=False).status_code == 303  # not logged in
+    # A token pasted into the login form (a POST, never a URL) still works.
+    csrf = csrf_of(c.get("/login").text)
+    r = c.post("/login", data={"token": staff.tokens["archivist"], "csrf": csrf},
+               follow_redirects=False)  # fmt: skip
+    assert r.status_code == 303 and c.get("/ho-so/new").status_code == 200
+
+
+def test_one_time_login_link(staff: Staff) -> None:
+    c = staff.client
+    code = auth.create_login_link(staff.db, "archivist")
+    # Opening the link names the account and spends nothing (link previews fetch it).
+    for _ in range(2):
+        page = c.get(f"/login/link?code={code}")
+        assert page.status_code == 200 and "archivist" in page.text
+    assert c.get("/", follow_redirects=False).status_code == 303
+    csrf = csrf_of(page.text)
+    assert c.post("/login/link", data={"code": code, "csrf": "forged"}).status_code == 403
+    r = c.post("/login/link", data={"code": code, "csrf": csrf}, follow_redirects=False)
+    assert r.status_code == 303 and c.get("/ho-so/new").status_code == 200
+    c.post("/logout", data={"csrf": csrf_of(c.get("/").text)})
+    # Spent: the same link logs nobody in again.
+    assert c.get(f"/login/link?code={code}").status_code == 401
+    csrf = csrf_of(c.get("/login").text)
+    r = c.post("/login/link", data={"code": code, "csrf": csrf}, follow_redirects=False)
+    assert r.status_code == 401
+    assert c.get("/logout", follow_redirects=False).status_code == 405  # POST only
 
 
 def test_login_brake(staff: Staff) -> None:

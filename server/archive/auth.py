@@ -299,6 +299,22 @@ def create_login_link(db: Database, user: str, minutes: float = LINK_MINUTES) ->
     return code
 
 
+def login_link_user(db: Database, code: str | None) -> str | None:
+    """The user a link's code would log in, without using it (None: unknown, used, old)."""
+    if not code:
+        return None
+    row = (
+        db.read()
+        .execute(
+            "SELECT l.user_name FROM login_links l JOIN users u ON u.name = l.user_name"
+            " WHERE l.code_sha256 = ? AND l.expires_at > ? AND u.disabled = 0",
+            (_digest(code), time.time()),
+        )
+        .fetchone()
+    )
+    return None if row is None else str(row["user_name"])
+
+
 def use_login_link(db: Database, code: str | None) -> Principal | None:
     """The user a link's code logs in, consuming the code; None if unknown, used or old."""
     if not code:
