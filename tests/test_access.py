@@ -164,3 +164,24 @@ def test_staff_scoped_to_a_place_read_only_there(archive: Archive) -> None:
     # An admin reads every place.
     assert c.get(f"/api/v1/pages/{first}", headers=archive.h("admin")).status_code == 200
     assert ("far", str(first)) in _refusals(archive.db)
+
+
+def test_the_staff_pages_apply_the_same_rules(archive: Archive) -> None:
+    c, first, second = archive.client, archive.pages[0], archive.pages[1]
+    ma = archive.ho_so("03.MAT", "Mật", [first])
+    auth.add_user(archive.db, "xem", "viewer", "mật-khẩu-đủ-dài")
+    form = c.get("/login").text
+    csrf = form.split('name="csrf" value="')[1].split('"')[0]
+    r = c.post("/login", data={"username": "xem", "password": "mật-khẩu-đủ-dài", "csrf": csrf})
+    assert r.status_code == 200
+    page = c.get(f"/pages/{first}")
+    assert page.status_code == 403 and "không mở" in page.text
+    assert c.get(f"/pages/{second}").status_code == 200
+    assert c.get(f"/ho-so/{ma}").status_code == 403
+    assert ma not in c.get("/ho-so").text
+    assert f'href="/pages/{first}' not in c.get("/").text  # no thumbnail on the dashboard
+    batch = c.get("/api/v1/batches").json()[0]["id"]
+    assert f'href="/pages/{first}"' not in c.get(f"/batches/{batch}").text
+    hits = c.get("/search", params={"q": "khoang san"}).text
+    assert f"/pages/{first}?" not in hits and ma not in hits
+    assert ("xem", str(first)) in _refusals(archive.db)

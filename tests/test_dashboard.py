@@ -89,3 +89,32 @@ def test_the_dashboard_costs_the_same_queries_for_1_and_40_batches(db: Database)
     seen.clear()
     dashboard.overview(catalog, admin)
     assert len(seen) <= first
+
+
+def test_the_dashboard_page_costs_the_same_queries_for_1_and_40_batches(
+    request: pytest.FixtureRequest, real_archive: RealArchive, tmp_path: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from server.app import create_app
+    from server.config import ServerSettings
+
+    cluster = request.getfixturevalue("pg_cluster") if real_archive.engine != "sqlite" else None
+    url = real_archive.catalogue_for(tmp_path / "db" / "archive.sqlite3", cluster)
+    real_archive.seed_data_dir(tmp_path / "server")
+    settings = ServerSettings(data_dir=tmp_path / "server", ingest=False, database_url=url)
+    with TestClient(create_app(settings)) as c:
+        db: Database = c.app.state.db  # type: ignore[attr-defined]
+        auth.add_user(db, "lan", "viewer", "mật-khẩu-đủ-dài")
+        form = c.get("/login").text
+        csrf = form.split('name="csrf" value="')[1].split('"')[0]
+        c.post("/login", data={"username": "lan", "password": "mật-khẩu-đủ-dài", "csrf": csrf})
+        seen = count_queries(db)
+        assert c.get("/").status_code == 200
+        one = len(seen)
+        db.connect = type(db).connect.__get__(db)  # type: ignore[method-assign]
+        clone_batches(db, 39)
+        seen = count_queries(db)
+        home = c.get("/").text
+        assert home.count('href="/batches/') >= 40
+        assert len(seen) == one, seen[one:]

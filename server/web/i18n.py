@@ -147,6 +147,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "text_results": ("Nội dung trang", "Page text"),
     "about": ("khoảng", "about"),
     "not_found": ("Không tìm thấy.", "Not found."),
+    "not_open": (
+        "Tài liệu này không mở cho tài khoản của bạn (chế độ sử dụng hoặc địa bàn).",
+        "This record is not open to your account (its access regime or place).",
+    ),
     "choose": ("— chọn —", "— choose —"),
     "language": ("English", "Tiếng Việt"),
 }

@@ -117,6 +117,11 @@ def render(request: Request, name: str, status: int = 200, **ctx: Any) -> Respon
     return response
 
 
+def not_open(request: Request) -> Response:
+    """What a refusal by server.archive.access shows (it has audited it)."""
+    return render(request, "message.html", 403, message_key="not_open")
+
+
 def csrf_refused(request: Request, session: Session, csrf: str) -> Response | None:
     if auth.csrf_ok(session, csrf):
         return None
