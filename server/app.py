@@ -25,6 +25,7 @@ from server.archive.page_images import PageRenderer
 from server.archive.records import Records
 from server.config import ServerSettings
 from server.ingest import Ingest
+from server.ingest.limits import StationLimits
 from server.ingest.mqtt import IngestWorker
 from server.store import keys
 from server.store.db import Database
@@ -69,7 +70,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
         app.state.records = Records(db)
         app.state.renderer = PageRenderer(settings.data_dir / "render-cache")
         app.state.ingest = Ingest(
-            db, store, settings.max_part_bytes, signing_key=keys.load_or_create(settings.data_dir)
+            db,
+            store,
+            settings.max_part_bytes,
+            signing_key=keys.load_or_create(settings.data_dir),
+            station_limits=StationLimits.from_settings(settings),
         )
         app.state.worker = None
         if settings.ingest:

@@ -276,6 +276,7 @@ def cmd_import_bundle(args: argparse.Namespace) -> int:
     """Exit 0: every frame imported; 4: some frames refused (the rest imported);
     3: the bundle refused as a whole (nothing imported); 74: receipts not written."""
     from server.ingest import Ingest, bundle
+    from server.ingest.limits import StationLimits
     from server.store import keys
     from server.store.files import Store
 
@@ -289,6 +290,7 @@ def cmd_import_bundle(args: argparse.Namespace) -> int:
         Store(settings.data_dir / "store"),
         settings.max_part_bytes,
         signing_key=keys.load_or_create(settings.data_dir),
+        station_limits=StationLimits.from_settings(settings),
     )
     try:
         report = bundle.import_bundle(ingest, args.path, args.receipts_to)
