@@ -90,7 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings.data_dir,
         _redacted(settings.database_url) if settings.database_url else "SQLite",
     )
-    # Proxy headers are handled by the app for `trusted_proxies` only (server.security).
+    # Proxy headers are handled by the app for `trusted_proxies` only (server.web.security).
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_config=None,
         proxy_headers=False,

@@ -1,5 +1,6 @@
-"""Chế độ sử dụng and place on every read path of the API (server.access), on the archive the
-real pipeline built: each test first shows what was open before, then that it is refused."""
+"""Chế độ sử dụng and place on every read path of the API and the staff pages
+(server.archive.access), on the archive the real pipeline built: each test first shows what
+was open before, then that it is refused."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What a station may send (server.limits), as pure checks on manifests: the part types the
+"""What a station may send (server.ingest.limits), as pure checks on manifests: the part types the
 audit found unchecked (a capture declared text/html was stored and served as such), sizes by
 kind, pages per batch. The ingest's use of them is tested in test_ingest.py."""
 

@@ -63,7 +63,7 @@ class AuthError(Exception):
 class Principal:
     name: str
     role: Role
-    # Where this user may read (commune labels, districts, OrganIds; see server.access);
+    # Where this user may read (commune labels, districts, OrganIds; see server.archive.access);
     # empty: everywhere. An admin reads everywhere whatever is listed.
     places: tuple[str, ...] = ()
 

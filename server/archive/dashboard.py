@@ -2,7 +2,7 @@
 batches (the first version read every page of 50 batches, two queries a page: 900 queries
 for 50 batches of 6 pages). Data only; the web layer renders it.
 
-It must not write, and it shows only what server.access lets the user read.
+It must not write, and it shows only what server.archive.access lets the user read.
 """
 
 from __future__ import annotations

@@ -190,7 +190,7 @@ def write_commune_bags(
     only: Callable[[list[str]], set[str]] | None = None,
 ) -> Path:
     """Every hồ sơ of one organisation (a commune's mã định danh): one zip of bag zips.
-    ``only`` picks, from the codes of all of them, those that may go (server.access)."""
+    ``only`` picks, from the codes of all of them, those that may go (server.archive.access)."""
     with (
         tempfile.TemporaryDirectory(prefix="sohoa-bulk-") as tmp,
         zipfile.ZipFile(out_zip, "w", zipfile.ZIP_STORED) as zf,

@@ -140,7 +140,7 @@ CREATE TABLE IF NOT EXISTS login_failures (
     failures INTEGER NOT NULL,
     last_at REAL NOT NULL
 );
--- Where a staff member may read (server.access): commune labels, districts, OrganIds.
+-- Where a staff member may read (server.archive.access): commune labels, districts, OrganIds.
 -- No row: everywhere.
 CREATE TABLE IF NOT EXISTS user_places (
     user_name TEXT NOT NULL REFERENCES users(name),

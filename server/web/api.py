@@ -119,7 +119,7 @@ class SearchHit(BaseModel):
     score: float
 
 
-NOT_YOURS = "this is not open to you (chế độ sử dụng or place; see server.access)"
+NOT_YOURS = "this is not open to you (chế độ sử dụng or place; see server.archive.access)"
 
 
 def readable_page(db: Database, user: Principal, page: int, request: Request) -> None:

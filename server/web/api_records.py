@@ -219,7 +219,7 @@ def commune_export(
     cleanup: BackgroundTasks,
 ) -> FileResponse:
     """Every hồ sơ of one organisation (commune) as bags, plus its catalogue — those the
-    user may read, never a Mật one (server.access)."""
+    user may read, never a Mật one (server.archive.access)."""
 
     def only(codes: list[str]) -> set[str]:
         return access.bulk_exportable(db, user, codes)

@@ -1,6 +1,6 @@
 // The page viewer (templates/page.html): zoom, pan and search highlights over the page image
 // the server renders (/api/v1/pages/{id}/render?w=…). A file of its own because the
-// Content-Security-Policy allows no inline script (server/security.py).
+// Content-Security-Policy allows no inline script (server/web/security.py).
 (function () {
   "use strict";
   var sheet = document.getElementById("sheet");
