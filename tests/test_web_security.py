@@ -3,13 +3,18 @@ each test makes the attack the audit found, then checks it is refused."""
 
 from __future__ import annotations
 
+import json
 import re
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
+from harness import Broker, ServerProcess
 from real_archive import RealArchive
 
 from server.app import create_app
@@ -162,3 +167,43 @@ def test_exports_need_a_post_with_the_sessions_csrf_value(site: Site) -> None:
     with site.client() as c:
         assert c.get("/api/v1/catalogue.csv", headers=site.bearer).status_code == 200
         assert c.post("/api/v1/catalogue.csv", headers=site.bearer).status_code == 200
+
+
+@pytest.mark.mqtt
+def test_24_parallel_wrong_passwords_over_http_are_tried_at_most_5_times(
+    tmp_path: Path, broker: Broker
+) -> None:
+    # The attack the audit ran against a live server: 24 parallel wrong passwords all got
+    # through the 5-attempt limit (check, then hash, then count). Here, against the server
+    # process over real HTTP: a 401 is a password tried, a 429 one refused unheard.
+    server = ServerProcess(tmp_path / "server", broker.url).start()
+    try:
+        server.cli("user", "add", "lan", "--role", "viewer", "--password-file",
+                   str(_password_file(tmp_path)))  # fmt: skip
+        start = threading.Barrier(24)
+
+        def attempt(i: int) -> int:
+            with httpx.Client(base_url=server.url) as c:
+                form = c.get("/login").text
+                csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+                assert csrf
+                start.wait()
+                r = c.post("/login", data={"username": "lan", "password": f"sai {i}",
+                                           "csrf": csrf.group(1)})  # fmt: skip
+                return r.status_code
+
+        with ThreadPoolExecutor(24) as pool:
+            codes = list(pool.map(attempt, range(24)))
+        assert sorted(set(codes)) <= [401, 429]
+        assert 1 <= codes.count(401) <= auth.FREE_FAILURES, codes
+        status, body, _ = server.get("/api/v1/audit?limit=100")
+        fails = [r for r in json.loads(body) if r["action"] == "login.fail"]
+        assert status == 200 and len(fails) == 1  # one row for the burst so far
+    finally:
+        server.stop()
+
+
+def _password_file(tmp_path: Path) -> Path:
+    path = tmp_path / "pw"
+    path.write_text(PASSWORD + "\n")
+    return path
