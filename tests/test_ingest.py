@@ -31,6 +31,7 @@ from protocol.messages import (
 )
 from server.archive.catalog import Catalog
 from server.ingest import EMPTY_SHA256, Handled, Ingest, Outgoing
+from server.ingest.limits import StationLimits
 from server.store.db import Database, Row
 from server.store.files import Pending, Store
 
@@ -39,7 +40,7 @@ MEDIA = {
     "text": "text/plain; charset=utf-8",
     "words": "application/json",
     "thumb": "image/jpeg",
-    "archival": "image/jpeg",
+    "archival": "application/pdf",
     "capture": "image/png",
 }
 
@@ -606,6 +607,54 @@ def test_zero_size_part_with_a_non_empty_sha256_is_refused(server: Server) -> No
     reject = one_reject(server.ingest.handle(topics.up(DEVICE, "manifest"), envelope.encode(msg)))
     assert reject.reason == "corrupt"
     assert server.sql("SELECT * FROM parts") == []
+
+
+def _manifest_with(page: PageSrc, **part_updates: dict[str, object]) -> bytes:
+    entry = page.entry()
+    parts = tuple(p.model_copy(update=part_updates.get(p.name, {})) for p in entry.parts)
+    msg = Manifest(**env(), batch_id=uid(), created_at=1.0, page_count=1, agent_version="0.1.0",
+                   pages=(entry.model_copy(update={"parts": parts}),))  # fmt: skip
+    return envelope.encode(msg)
+
+
+def test_a_part_of_a_type_the_station_may_not_send_is_refused(server: Server) -> None:
+    # The attack: a capture declared text/html was stored and served as such (script in the
+    # archive's origin, one click from an admin). Now the manifest is refused, whole.
+    page = PageSrc(page_no=1, parts={"text": b"x", "capture": b"<script>alert(1)</script>"})
+    for name, kind in (("capture", "text/html"), ("text", "text/html; charset=utf-8"),
+                       ("capture", "image/svg+xml")):  # fmt: skip
+        payload = _manifest_with(page, **{name: {"media_type": kind}})
+        reject = one_reject(server.ingest.handle(topics.up(DEVICE, "manifest"), payload))
+        assert reject.reason == "refused" and kind in reject.detail
+    assert server.sql("SELECT * FROM parts") == [] and server.sql("SELECT * FROM pages") == []
+
+
+def test_station_limits_part_size_pages_per_batch_bytes_per_day(
+    server: Server, tmp_path: Path
+) -> None:
+    small = StationLimits(
+        part_bytes={"text": 1000, "thumb": 5000, "archival": 50_000, "capture": 100_000,
+                    "words": 1000},
+        pages_per_batch=3,
+        bytes_per_day=60_000,
+    )  # fmt: skip
+    server.ingest = Ingest(server.db, server.store, station_limits=small)
+    # A 512 MiB "text" used to be taken and indexed in memory; the size is by kind now.
+    big = PageSrc(page_no=1, parts={"text": b"x" * 1001})
+    reject = one_reject(server.manifest(BatchSrc(pages=[big])))
+    assert reject.reason == "too_large" and "text" in reject.detail
+    many = BatchSrc(pages=[PageSrc(page_no=n, parts={"text": b"x"}) for n in range(1, 5)])
+    reject = one_reject(server.manifest(many))
+    assert reject.reason == "refused" and "4 pages" in reject.detail
+    # Bytes per day: 40 KB, then another 40 KB is past 60 KB; the same manifest again is not
+    # new bytes and is still answered.
+    first = BatchSrc(pages=[PageSrc(page_no=1, parts={"archival": random.randbytes(40_000)})])
+    assert not [m for m in decoded(server.manifest(first)) if isinstance(m, Reject)]
+    assert not [m for m in decoded(server.manifest(first)) if isinstance(m, Reject)]
+    second = BatchSrc(pages=[PageSrc(page_no=1, parts={"archival": random.randbytes(40_000)})])
+    reject = one_reject(server.manifest(second))
+    assert reject.reason == "refused" and "24 hours" in reject.detail
+    assert len(server.sql("SELECT * FROM batches")) == 1
 
 
 def test_reassembled_part_that_fails_its_sha256_is_forgotten_then_resent(server: Server) -> None:
