@@ -91,8 +91,8 @@ class Daemon:
             self._spawn("button", lambda: trigger.run(self.stop))
         if self.settings.server_public_key is None:
             log.warning(
-                "server_public_key is not set: receipts are trusted on the broker ACL alone; "
-                "set it to the output of `sohoa-server receipt-key`"
+                "no archive key is pinned (server_public_key): receipts are ignored and nothing"
+                " is deleted here; enrol this station (sohoa-agent enrol CODE)"
             )
         notifier = sdnotify.SystemdNotifier()
         notifier.notify("READY=1")

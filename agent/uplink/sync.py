@@ -36,7 +36,7 @@ from agent.config import AgentSettings
 from agent.errors import StorageError
 from agent.outbox import outbox as ob
 from agent.outbox import rescan, storage
-from agent.uplink import transfer
+from agent.uplink import enrol, transfer
 from agent.uplink.mqtt_link import Incoming, MqttLink
 from protocol import chunking, envelope, topics
 from protocol.messages import (
@@ -198,8 +198,9 @@ class Syncer:
             pages = self.outbox.pages(batch.batch_id)
             if state is not None and state.known and not self._server_lacks_parts(state, pages):
                 continue
+            key = enrol.station_key(self.settings.data_dir)  # signs every manifest
             for manifest in transfer.build_manifests(
-                self.device_id, batch, pages, self.agent_version
+                self.device_id, batch, pages, self.agent_version, key
             ):
                 payload = envelope.encode(manifest)
                 self.link.publish(topics.up(self.device_id, "manifest"), payload)
@@ -284,7 +285,7 @@ class Syncer:
                     report.parts_acked += transfer.apply_committed(
                         self.outbox, msg.batch_id, msg.committed
                     )
-            elif isinstance(msg, Reject):
+            elif isinstance(msg, Reject) and self._authentic(msg, report):
                 self._on_reject(msg, report)
             out.append(msg)
         return out
@@ -353,9 +354,9 @@ class Syncer:
             )
         return True
 
-    def _authentic(self, msg: Receipt | BatchState, report: SyncReport) -> bool:
-        """With the server's public key configured, a receipt or state that does not carry
-        its signature is ignored: it could make us delete pages (protocol/signing.py)."""
+    def _authentic(self, msg: Receipt | BatchState | Reject, report: SyncReport) -> bool:
+        """A receipt, state or reject that does not carry the pinned archive key's
+        signature is ignored: it could make us delete pages or quarantine a batch."""
         if transfer.authentic(msg, self.settings.server_public_key):
             return True
         report.forged += 1
