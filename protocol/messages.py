@@ -163,8 +163,12 @@ class Reject(Envelope):
         "conflict",
         "bad_message",
         "refused",
+        "retry_later",
     ]
     detail: str = Field(default="", max_length=1000)
+    # With ``retry_later`` (the archive cannot store now: a full disk, an fsync error): how
+    # long the device waits before sending to the archive again. Nothing was committed.
+    retry_after: float = Field(default=0.0, ge=0.0, le=86400.0)
     # A reject can quarantine a batch: signed like a receipt (protocol/signing.py).
     signature: str | None = Field(default=None, description="Ed25519, see protocol/signing.py")
 

@@ -216,9 +216,13 @@ def main() -> int:
         catalogue(server)
         daemon = AgentDaemon(env, log_path=VAR / "agent" / "agent.log")
         daemon.start()  # the station as a service: online on the dashboard, telemetry
-        link = f"{server.url}/login?token={server.token}"
+        # A one-time link valid for minutes: no long-lived token ever goes in a URL.
+        link = server.cli("login-link", "--user", "demo", "--base-url", server.url).stdout.strip()
         say("Done. Open the staff page (Vietnamese; ?lang=en for English):")
         print(f"\n    {link}\n")
+        print("    (one use, valid 10 minutes; for another:")
+        print(f"     SOHOA_SERVER_DATA_DIR={server.data_dir} .venv/bin/sohoa-server login-link"
+              f" --user demo --base-url {server.url})")  # fmt: skip
         print(f"    API: {server.url}/docs   (Authorization: Bearer {server.token})")
         print(f"    Search without diacritics, e.g.: {server.url}/search?q=phe+duyet+ke+hoach")
         print("\n    Ctrl-C stops the station, the server and the broker.\n", flush=True)

@@ -75,6 +75,54 @@ class ServerSettings(BaseModel):
     max_part_bytes: int = Field(
         default=512 * 1024 * 1024, ge=1024, description="Largest single file a page may carry."
     )
+    shared_subscription: bool = Field(
+        default=False,
+        description="Subscribe through $share/sohoa-ingest/... so that several ingest workers "
+        "split the devices' messages (DESIGN §7). Leave off with one worker: a plain "
+        "subscription survives a broker restart in the persistent session, a shared one "
+        "does not in Mosquitto 2.0 (messages sent before the server re-subscribes are lost "
+        "and wait for the devices' re-query).",
+    )
+    retry_after_s: float = Field(
+        default=60.0,
+        ge=1.0,
+        le=3600.0,
+        description="When the archive cannot store a message (disk full, fsync error), devices "
+        "are told to wait this long before sending again.",
+    )
+
+    max_archival_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, description="Largest archival PDF a station may send."
+    )
+    max_capture_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024, description="Largest capture (scanned master)."
+    )
+    max_thumb_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest thumbnail a station may send."
+    )
+    max_text_bytes: int = Field(
+        default=2 * 1024 * 1024, ge=1024, description="Largest OCR text of one page."
+    )
+    max_pages_per_batch: int = Field(
+        default=5000, ge=1, description="Most pages in one batch (one press of the button)."
+    )
+    max_bytes_per_day: int = Field(
+        default=20 * 1024**3,
+        ge=1024,
+        description="Most bytes one station may announce in 24 hours.",
+    )
+    trusted_proxies: list[str] = Field(
+        default=[],
+        description="Reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For and"
+        " X-Forwarded-Proto are believed; none by default.",
+    )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies(cls, value: object) -> object:
+        if isinstance(value, str):  # from the environment: "127.0.0.1, 10.0.0.0/8"
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
 
     @field_validator("mqtt_url")
     @classmethod

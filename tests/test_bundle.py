@@ -391,7 +391,7 @@ def _ready_batch(outbox: ob.Outbox, work: Path, pages: int = 2, secret: bool = F
             media_types={
                 "text": "text/plain; charset=utf-8",
                 "thumb": "image/jpeg",
-                "archival": "image/jpeg",
+                "archival": "application/pdf",
             },
             flags=(),
             decisions={},

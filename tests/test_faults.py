@@ -710,9 +710,18 @@ def test_two_ingest_workers_share_the_load_without_duplicates(
     world: World, record_property: RecordProperty
 ) -> None:
     # A second server process on the same archive with its own client id: the broker's
-    # shared subscription splits device messages between the two (docs/design.md §7).
+    # shared subscription splits device messages between the two (docs/design.md §7). Both
+    # workers are told to share (one alone subscribes plainly).
+    shared = {"SOHOA_SHARED_SUBSCRIPTION": "true"}
+    world.server.stop()
+    world.server.settings.update(shared)
+    world.server.start()
     second = ServerProcess(
-        world.server.data_dir, world.broker.url, client_id="sohoa-server-2", token="unused"
+        world.server.data_dir,
+        world.broker.url,
+        client_id="sohoa-server-2",
+        token="unused",
+        settings=shared,
     )
     second.start()
     try:
