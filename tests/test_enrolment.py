@@ -433,7 +433,7 @@ def test_station_ids_that_would_replace_the_servers_identities_are_refused(
 def test_revoke_button_in_the_staff_app(
     tmp_path: Path, archive: tuple[Broker, ServerProcess]
 ) -> None:
-    """The admin's button: a real server, a real browser session (token link, CSRF form)."""
+    """The admin's button: a real server, a real browser session (login link, CSRF form)."""
     import http.cookiejar
     import re
     import urllib.error
@@ -452,7 +452,12 @@ def test_revoke_button_in_the_staff_app(
     browser = urllib.request.build_opener(
         urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
     )
-    browser.open(f"{server.url}/login?token={server.token}", timeout=30).read()
+    link = run_server(server, "login-link", "--user", "test", "--base-url", server.url)
+    form = browser.open(link.stdout.strip(), timeout=30).read().decode()
+    fields = dict(re.findall(r'name="(csrf|code)" value="([^"]+)"', form))
+    browser.open(
+        f"{server.url}/login/link", data=urllib.parse.urlencode(fields).encode(), timeout=30
+    ).read()
     page = browser.open(f"{server.url}/stations", timeout=30).read().decode()
     assert "xa-web" in page and "Thu hồi" in page
     csrf = re.search(r'name="csrf" value="([^"]+)"', page)
