@@ -428,3 +428,52 @@ def test_station_ids_that_would_replace_the_servers_identities_are_refused(
             stations.issue_code(db, name, "Xã X", "", hours=1)
     assert stations.stations(db) == []
     db.close()
+
+
+def test_revoke_button_in_the_staff_app(
+    tmp_path: Path, archive: tuple[Broker, ServerProcess]
+) -> None:
+    """The admin's button: a real server, a real browser session (login link, CSRF form)."""
+    import http.cookiejar
+    import re
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from test_fleet import WAIT, Peer
+
+    broker, server = archive
+    code, _ = add_station(server, "xa-web", tmp_path)
+    assert run_agent(enrolled_agent_env(tmp_path / "agent"), "enrol", code).returncode == 0
+    password = (tmp_path / "agent" / "enrolment" / "mqtt-password").read_text()
+    station = Peer(broker, "xa-web", password, "xa-web")
+    assert not station.connect().is_failure
+
+    browser = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+    link = run_server(server, "login-link", "--user", "test", "--base-url", server.url)
+    form = browser.open(link.stdout.strip(), timeout=30).read().decode()
+    fields = dict(re.findall(r'name="(csrf|code)" value="([^"]+)"', form))
+    browser.open(
+        f"{server.url}/login/link", data=urllib.parse.urlencode(fields).encode(), timeout=30
+    ).read()
+    page = browser.open(f"{server.url}/stations", timeout=30).read().decode()
+    assert "xa-web" in page and "Thu hồi" in page
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert csrf is not None
+    # Without the session's CSRF value the button does nothing.
+    forged = urllib.parse.urlencode({"csrf": "forged"}).encode()
+    with pytest.raises(urllib.error.HTTPError):
+        browser.open(f"{server.url}/stations/xa-web/revoke", data=forged, timeout=30)
+    assert not station.disconnected.is_set()
+    body = urllib.parse.urlencode({"csrf": csrf.group(1)}).encode()
+    after = browser.open(f"{server.url}/stations/xa-web/revoke", data=body, timeout=30)
+    assert "đã thu hồi" in after.read().decode()  # back on the list, shown revoked
+    assert station.disconnected.wait(WAIT)
+    station.client.loop_stop()
+    rows: list[dict[str, str]] = server.get_json("/api/v1/audit")  # type: ignore[assignment]
+    assert any(
+        r["action"] == "station.revoke" and r["target"] == "xa-web" and r["actor"] == "test"
+        for r in rows
+    )

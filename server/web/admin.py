@@ -1,4 +1,5 @@
-"""Admin pages: the audit log, the users, and a scan station's commune label.
+"""Admin pages: the audit log, the users, a scan station's commune label, and the fleet
+(every enrolled station; revoking one: the same ``revoke_station`` as the CLI, audited).
 
 Owns: admin-only views and forms. Must not: be reachable below the admin role."""
 
@@ -11,6 +12,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from server.archive import audit, auth, progress
+from server.fleet import broker as fleet
+from server.fleet import registry
 from server.web.deps import (
     DB,
     WebAdmin,
@@ -32,6 +35,40 @@ def audit_page(request: Request, session: WebAdmin, db: DB, offset: int = 0) -> 
 @router.get("/users", response_class=HTMLResponse)
 def users_page(request: Request, session: WebAdmin, db: DB) -> Response:
     return render(request, "users.html", users=auth.users(db))
+
+
+@router.get("/stations", response_class=HTMLResponse)
+def stations_page(request: Request, session: WebAdmin, db: DB) -> Response:
+    return render(request, "stations.html", stations=registry.stations(db))
+
+
+@router.post("/stations/{device_id}/revoke")
+def station_revoke(
+    device_id: str,
+    request: Request,
+    session: WebAdmin,
+    db: DB,
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    """Cut a station off now: the broker disconnects it, its key is refused (audited)."""
+    refused = csrf_refused(request, session, csrf)
+    if refused:
+        return refused
+    actor, ip = session.principal.name, client_ip(request)
+    worker = getattr(request.app.state, "fleet", None)
+    try:
+        error = fleet.revoke_station(
+            request.app.state.settings, db, device_id,
+            audit=lambda con, action, target, detail: audit.append(
+                con, actor, action, target, detail, ip
+            ),
+            admin=worker.admin if worker is not None else None,
+        )  # fmt: skip
+    except registry.FleetError:
+        return render(request, "message.html", 404, message_key="not_found")
+    if error is not None:
+        return render(request, "message.html", 503, message_key="revoke_broker_failed")
+    return RedirectResponse("/stations", status_code=303)
 
 
 @router.post("/devices/{device_id}/commune")

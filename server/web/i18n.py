@@ -148,6 +148,25 @@ TEXT: dict[str, tuple[str, str]] = {
     "audit_action": ("Hành động", "Action"),
     "audit_target": ("Đối tượng", "Target"),
     "users": ("Người dùng", "Users"),
+    "stations": ("Trạm quét", "Stations"),
+    "station": ("Trạm", "Station"),
+    "station_state": ("Trạng thái", "State"),
+    "state_pending": ("chờ đăng ký", "pending"),
+    "state_active": ("đang hoạt động", "active"),
+    "state_revoked": ("đã thu hồi", "revoked"),
+    "enrolled_at": ("Đăng ký lúc", "Enrolled"),
+    "key_fingerprint": ("Vân tay khóa", "Key fingerprint"),
+    "revoke": ("Thu hồi", "Revoke"),
+    "revoke_confirm": (
+        "Thu hồi trạm này? Trạm bị ngắt ngay và không gửi được nữa; trang đã nhận vẫn giữ.",
+        "Revoke this station? It is cut off now and can send nothing more; pages received stay.",
+    ),
+    "revoke_broker_failed": (
+        "Trạm đã bị Lưu trữ từ chối, nhưng chưa báo được cho máy chủ tin nhắn (broker). "
+        "Thử lại khi broker hoạt động.",
+        "The archive refuses the station now, but the broker could not be told. Try again "
+        "once the broker is up.",
+    ),
     "role": ("Vai trò", "Role"),
     "role_viewer": ("Xem", "viewer"),
     "role_archivist": ("Lưu trữ viên", "archivist"),
