@@ -24,13 +24,14 @@ from server.archive.catalog import Catalog
 from server.archive.page_images import PageRenderer
 from server.archive.records import Records
 from server.config import ServerSettings
+from server.fleet.broker import FleetWorker
 from server.ingest import Ingest
 from server.ingest.limits import StationLimits
 from server.ingest.mqtt import IngestWorker
 from server.store import keys
 from server.store.db import Database
 from server.store.files import Store
-from server.web import api, api_records, i18n
+from server.web import api, api_fleet, api_records, i18n
 from server.web.deps import Forbidden, LoginRequired
 from server.web.security import SecurityHeaders, TrustedProxies
 
@@ -43,6 +44,7 @@ class Health(BaseModel):
     ingest_connected: bool | None
     messages: int
     version: str
+    ingest_trouble: str | None = None  # why the archive cannot store now (disk full, fsync)
 
 
 def _watchdog(app: FastAPI, stop: threading.Event) -> None:
@@ -77,10 +79,16 @@ def create_app(settings: ServerSettings) -> FastAPI:
             station_limits=StationLimits.from_settings(settings),
         )
         app.state.worker = None
+        app.state.fleet = None
+        if settings.ingest and settings.broker_admin_password() is not None:
+            # The enrolment desk: answers stations enrolling over the broker.
+            app.state.fleet = FleetWorker(settings, db, keys.load_or_create(settings.data_dir))
+            app.state.fleet.start()
         if settings.ingest:
             worker = IngestWorker(settings, app.state.ingest, events=rescan.Resender(db))
             worker.start()
             app.state.worker = worker
+            app.state.ingest_trouble = lambda: worker.trouble
         stop = threading.Event()
         dog = threading.Thread(target=_watchdog, args=(app, stop), daemon=True, name="watchdog")
         dog.start()
@@ -90,6 +98,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
             stop.set()
             if app.state.worker is not None:
                 app.state.worker.stop()
+            if app.state.fleet is not None:
+                app.state.fleet.stop()
             db.close()
 
     app = FastAPI(
@@ -105,6 +115,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.mount("/static", StaticFiles(directory=static), name="static")
     app.include_router(api.router)
     app.include_router(api_records.router)
+    app.include_router(api_fleet.router)
     app.include_router(web.router)
 
     @app.exception_handler(LoginRequired)
@@ -124,6 +135,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             ingest_connected=worker.alive if worker else None,
             messages=worker.messages if worker else 0,
             version=VERSION,
+            ingest_trouble=worker.trouble if worker else None,
         )
 
     return app

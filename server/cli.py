@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from server import config
+from server import config, fleet_cli
 from server.archive import audit, auth
 from server.store.db import OPERATIONAL_ERRORS, Database
 
@@ -439,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("--json", action="store_true", help="print the import report as JSON")
     imp.set_defaults(func=cmd_import_bundle)
+    fleet_cli.add_parsers(sub)
     return parser
 
 

@@ -1285,3 +1285,59 @@ def test_worker_health_is_a_public_question_the_watchdog_asks(tmp_path: Path, br
     finally:
         worker.stop()
     assert not worker.healthy()
+
+
+def _enrol(db: Database, device: str) -> object:
+    """The station's key, registered through the registry's own rules."""
+    from protocol import enrolment, signing
+    from server.fleet import registry as stations
+
+    secret = stations.issue_code(db, device, "Xã Tân Lập", "", hours=1)
+    key = signing.new_key()
+    req = enrolment.EnrolRequest(
+        device_id=device, msg_id=uid(), secret=secret, public_key=signing.public_key_hex(key),
+        box_key="b" * 64,
+    )  # fmt: skip
+    stations.redeem(
+        db, req.model_copy(update={"signature": signing.sign_bytes(req.signed_bytes(), key)})
+    )
+    return key
+
+
+def test_an_enrolled_station_signs_its_manifests_and_a_revoked_one_is_refused(
+    server: Server,
+) -> None:
+    from protocol import signing
+    from server.fleet import registry as stations
+
+    key = _enrol(server.db, DEVICE)
+    batch = make_batch(1, random.Random(14))
+    thief = signing.new_key()
+    for signer in (None, thief):  # unsigned, or signed by a key that is not the station's
+        msg = envelope.decode(batch.manifest()).message
+        if signer is not None:
+            msg = msg.model_copy(update={"signature": signing.sign(msg, signer)})  # type: ignore[arg-type]
+        out = server.ingest.handle(topics.up(DEVICE, "manifest"), envelope.encode(msg))
+        reject = one_reject(out)
+        assert reject.reason == "refused" and "signed" in reject.detail
+        assert not server.state(batch.batch_id).known  # nothing written
+    msg = envelope.decode(batch.manifest()).message
+    signed = msg.model_copy(update={"signature": signing.sign(msg, key)})  # type: ignore[arg-type]
+    assert (
+        rejects(server.ingest.handle(topics.up(DEVICE, "manifest"), envelope.encode(signed))) == []
+    )
+    for payload in batch.all_chunks(16_384):
+        server.chunk(payload)
+    server.assert_batch_archived(batch)
+
+    stations.revoke(server.db, DEVICE)
+    later = make_batch(1, random.Random(15))
+    msg = envelope.decode(later.manifest()).message
+    signed = msg.model_copy(update={"signature": signing.sign(msg, key)})  # type: ignore[arg-type]
+    reject = one_reject(
+        server.ingest.handle(topics.up(DEVICE, "manifest"), envelope.encode(signed))
+    )
+    assert reject.reason == "refused" and "revoked" in reject.detail
+    assert not server.state(later.batch_id).known
+    server.assert_batch_archived(batch)  # what was received before stays
+    assert any("revoked" in a["detail"] for a in server.alerts())

@@ -778,3 +778,25 @@ def test_run_refuses_to_start_with_one_clear_line(tmp_path: Path) -> None:
         assert out.returncode == code, (extra, out.stderr)
         assert words in out.stderr and "Traceback" not in out.stderr, out.stderr
         assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_dashboard_shows_alerts_and_an_archive_that_cannot_store(staff: Staff) -> None:
+    """The archive's own trouble (a full disk: tests/test_fulldisk.py makes it happen) is
+    shown to staff while it lasts, and alert rows are listed, newest first, in Vietnamese."""
+    with staff.db.tx() as con:
+        for at, kind, detail in (
+            (1.0, "archive_cannot_store", "OSError: [Errno 28] No space left on device"),
+            (2.0, "archive_stores_again", "after: OSError: [Errno 28]"),
+        ):
+            con.execute(
+                "INSERT INTO alerts(at, device_id, kind, detail) VALUES (?, ?, ?, ?)",
+                (at, None, kind, detail),
+            )
+    staff.login("viewer")
+    page = staff.client.get("/").text
+    assert "Kho lưu trữ hiện không ghi được" not in page
+    assert page.index("Kho ghi được dữ liệu trở lại") < page.index("Kho không ghi được dữ liệu")
+    staff.client.app.state.ingest_trouble = lambda: "OSError: [Errno 28] No space left"  # type: ignore[attr-defined]
+    page = staff.client.get("/").text
+    assert "Kho lưu trữ hiện không ghi được dữ liệu" in page
+    assert "No space left" in page

@@ -97,7 +97,7 @@ class Ingest:
     # -- the stages of a group -------------------------------------------------------------
 
     def _group(self, messages: Sequence[tuple[str, bytes]]) -> list[list[Outgoing]]:
-        group = Group(len(messages))
+        group = Group(len(messages), self.signing_key)
         todo: list[tuple[int, Envelope, bytes]] = []
         for index, (topic, payload) in enumerate(messages):
             item = self._decode(group, index, topic, payload)
@@ -193,7 +193,8 @@ class Ingest:
             raise Rejected("bad_message", f"a {msg.kind} message on {where.kind}")
         except envelope.EnvelopeError as exc:
             log.warning("device %s: rejected payload on %s: %s", device, topic, exc)
-            group.replies[index].append(replies.reject(device, None, exc.reason, exc.detail, None))
+            refusal = replies.reject(device, None, exc.reason, exc.detail, None, self.signing_key)
+            group.replies[index].append(refusal)
         except Rejected as exc:
             group.rejected(index, device, where.kind, msg, exc)
         return None

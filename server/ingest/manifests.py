@@ -14,7 +14,9 @@ import json
 import logging
 import time
 
+from protocol import signing
 from protocol.messages import Manifest, PageEntry, PartRef, PartState
+from server.fleet import registry
 from server.ingest import devices, limits, parts
 from server.ingest.grouping import Group, Rejected, conflict
 from server.store.db import Connection, Database, Row
@@ -38,6 +40,7 @@ def apply(
     outside what a station may send (server.ingest.limits: part types and sizes, pages per
     batch, bytes per day) is refused whole, with the reason the station logs."""
     device = msg.device_id
+    _check_station(con, msg)
     devices.touch(con, device)
     refusal = limits.check_manifest(msg, station_limits)
     if refusal is not None:
@@ -53,6 +56,24 @@ def apply(
     committed_now = _commit_empty_parts(con, db, store, group, msg, pages, held)
     group.touched(device, msg.batch_id, batch_pk, index, committed_now)
     log.info("device %s batch %s: manifest with %d page(s)", device, msg.batch_id, len(msg.pages))
+
+
+def _check_station(con: Connection, msg: Manifest) -> None:
+    """A station in the fleet registry (server/fleet/registry.py) must be active and must have
+    signed the manifest with its enrolled key; a revoked one is refused outright. A device
+    the registry does not know has no broker identity under dynamic security; it can only
+    come through a broker that authenticates without it (the embedded anonymous broker, a
+    legacy password file), and over USB it never gets this far (bundle.check_station)."""
+    trust = registry.manifest_trust(con, msg.device_id)
+    if trust is None:
+        return
+    state, public_key = trust
+    if state != "active":
+        raise Rejected("refused", f"station {msg.device_id} is {state}", msg.batch_id, True)
+    if not signing.verify(msg, msg.signature, public_key):
+        raise Rejected(
+            "refused", "manifest not signed by the station's enrolled key", msg.batch_id, True
+        )
 
 
 def _upsert_batch(con: Connection, msg: Manifest) -> int:

@@ -38,6 +38,22 @@ SCHEMA_VERSION = 1
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- The fleet (server/fleet.py): who may send. A station's broker identity and its Ed25519
+-- key come from its enrolment; the one-time code is kept only as its sha256.
+CREATE TABLE IF NOT EXISTS stations (
+    device_id TEXT PRIMARY KEY,
+    commune TEXT NOT NULL,
+    district TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL CHECK (state IN ('pending', 'active', 'revoked')),
+    public_key TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    enrolled_at REAL,
+    revoked_at REAL,
+    code_sha256 TEXT,
+    code_expires_at REAL,
+    code_used_at REAL,
+    code_key TEXT
+);
 CREATE TABLE IF NOT EXISTS devices (
     device_id TEXT PRIMARY KEY,
     first_seen REAL NOT NULL,

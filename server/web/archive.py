@@ -41,6 +41,10 @@ def home(request: Request, session: WebViewer, catalog: CatalogDep) -> Response:
         assigned=view.assigned,
         communes=view.communes,
         charts=charts,
+        alerts=[{**a, "label": i18n.t(f"alert_{a['kind']}", language)} for a in catalog.alerts()],
+        # Why the archive cannot store right now (a full disk: the alert row itself may not
+        # have found room). Set by server.app from the ingest worker; None when all is well.
+        ingest_trouble=getattr(request.app.state, "ingest_trouble", lambda: None)(),
     )
 
 

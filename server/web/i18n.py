@@ -73,6 +73,15 @@ TEXT: dict[str, tuple[str, str]] = {
     ),
     "dashboard": ("Tổng quan", "Dashboard"),
     "fleet": ("Các trạm quét", "Scan stations"),
+    "alerts": ("Cảnh báo", "Alerts"),
+    "ingest_trouble": (
+        "Kho lưu trữ hiện không ghi được dữ liệu (ổ đĩa đầy?). Các trạm được yêu cầu chờ rồi "
+        "gửi lại; không mất trang nào. Gọi cán bộ kỹ thuật.",
+        "The archive cannot store data right now (disk full?). Stations are told to wait and "
+        "send again; no page is lost. Call the technician.",
+    ),
+    "alert_archive_cannot_store": ("Kho không ghi được dữ liệu", "Archive cannot store"),
+    "alert_archive_stores_again": ("Kho ghi được dữ liệu trở lại", "Archive stores again"),
     "backlog": ("Chờ gửi (trang)", "Waiting to send (pages)"),
     "disk_free": ("Dung lượng trống", "Disk free"),
     "last_error": ("Lỗi gần nhất", "Last error"),
