@@ -33,11 +33,20 @@ from pathlib import Path
 import cv2
 from PIL import Image as PILImage
 
-from agent import archival, imaging, ocr
+from agent import archival, imaging, ocr, quality
 
 Flag = str  # one of FLAGS
 FLAGS = frozenset(
-    {"blank", "low_confidence", "below_200dpi", "not_colour", "legal_fail", "rotated", "ocr_retry"}
+    {
+        "blank",
+        "low_confidence",
+        "below_200dpi",
+        "not_colour",
+        "legal_fail",
+        "rotated",
+        "ocr_retry",
+        "review",  # the text is likely wrong (agent.quality): decisions["quality"] says why
+    }
 )
 LEGAL_MIN_DPI = archival.LEGAL_MIN_DPI  # NĐ 30/2020 Phụ lục I: never below 200 dpi (DESIGN §4)
 MIN_DESKEW_DEG = 0.05  # below this the estimate is noise (perf.md B3: error ≤ 0.015°–0.1°)
@@ -141,6 +150,8 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         result, decisions["ocr_second_pass"] = _second_pass(
             result, ocr_input, work_dir, ocr_dpi, settings
         )
+    with _timed(ms, "quality"):
+        judged = quality.assess([(w.text, w.conf) for w in result.words], not blank.blank)
     with _timed(ms, "legal"):
         legal = archival.legal_check(dpi, colour)
     with _timed(ms, "archival"):
@@ -150,8 +161,9 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
     with _timed(ms, "write"):
         thumb = _write_jpeg(thumb_image, work_dir / "thumb.jpg")
         text = _write_text(work_dir / "text.txt", result.text)
-    flags = _flags(blank, turn_cw, result, legal, settings)
+    flags = _flags(blank, turn_cw, result, legal, settings, judged)
     decisions |= {
+        "quality": judged.as_record(),
         "legal": dataclasses.asdict(legal)
         | {"failures": list(legal.failures), "passed": legal.passed},
         "capture": capture_record,
@@ -416,12 +428,15 @@ def _flags(
     result: ocr.OcrResult,
     legal: archival.LegalCheck,
     settings: PipelineSettings,
+    judged: quality.PageQuality,
 ) -> tuple[Flag, ...]:
     flags = []
     if blank.blank:
         flags.append("blank")
     elif result.mean_confidence < settings.low_confidence:
         flags.append("low_confidence")
+    if judged.review:
+        flags.append("review")
     if not legal.passed:
         # The capture fails the legal numbers: the reasons, then one flag to filter on.
         flags.extend(f for f in legal.failures if f in FLAGS)
