@@ -511,9 +511,10 @@ def _faint_text_lines(inner: Image, paper: int, dpi: int, min_blob: int) -> int:
     smooth = cv2.GaussianBlur(inner, (0, 0), max(0.5, _scale(dpi)))
     _, dark = cv2.threshold(smooth, level, 1, cv2.THRESH_BINARY_INV)
     del smooth
-    dark = cv2.morphologyEx(_u8(dark), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
-    _count, labels, stats = _components(dark)
+    closed_marks = _u8(cv2.morphologyEx(_u8(dark), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)))
     del dark
+    _count, labels, stats = _components(closed_marks)
+    del closed_marks
     areas, heights = stats[:, cv2.CC_STAT_AREA], stats[:, cv2.CC_STAT_HEIGHT]
     mm = dpi / 25.4
     letter = (areas >= 2 * min_blob) & (heights >= FAINT_MIN_HEIGHT_MM * mm) & (heights <= 12 * mm)
@@ -522,9 +523,8 @@ def _faint_text_lines(inner: Image, paper: int, dpi: int, min_blob: int) -> int:
         return 0
     marks = _u8(np.where(letter, 255, 0).astype(np.uint8)[labels])
     del labels
-    small = _working(marks, dpi)
     work_dpi = _work_dpi(dpi)
-    _, small = cv2.threshold(small, 0, 255, cv2.THRESH_BINARY)
+    _, small = cv2.threshold(_working(marks, dpi), 0, 255, cv2.THRESH_BINARY)
     closed = cv2.morphologyEx(
         small, cv2.MORPH_CLOSE, np.ones((3, max(9, round(40 * work_dpi / WORK_DPI))), np.uint8)
     )
