@@ -178,8 +178,10 @@ def text_grey(image: Image) -> tuple[Image, str]:
     A commune document carries a red round seal over the signature, often a blue or violet
     office stamp ("SAO Y BẢN CHÍNH", "ĐÃ KÝ") and a blue signature over the text. When the
     page's own ink is neutral (black or grey: `neutral_ink_share` of COLOUR_INK_KEPT), the
-    grey is the brightest channel of each pixel: red, blue and violet inks are bright in
-    one channel and vanish to paper, black ink is dark in all three and stays — also
+    grey is the brightest channel of each pixel plus its chroma (max − min channel): red,
+    blue and violet inks are bright in one channel and far from grey, and vanish to paper
+    (a ballpoint blue, 30/50/150, is 150 in its brightest channel alone: still ink to
+    Otsu, so the chroma is added); black ink is dark and grey in all three and stays — also
     where it runs under a stamp (subtractive: black under blue is still dark in every
     channel). Issue 15: a blue stamp and signature destroyed the lines under them in the
     red channel. When the ink itself is coloured (a carbon copy, a page written in blue),
@@ -194,8 +196,10 @@ def text_grey(image: Image) -> tuple[Image, str]:
     for top in range(0, image.shape[0], COLOUR_INK_BAND_ROWS):
         rows = slice(top, top + COLOUR_INK_BAND_ROWS)
         b, g, r = cv2.split(image[rows])
-        out[rows] = cv2.max(cv2.max(b, g), r)
-    return out, "max_channel"
+        brightest = cv2.max(cv2.max(b, g), r)
+        chroma = cv2.subtract(brightest, cv2.min(cv2.min(b, g), r))
+        out[rows] = cv2.add(brightest, chroma)  # saturates: any vivid colour becomes paper
+    return out, "max_channel+chroma"
 
 
 def paper_colour(image: Image) -> tuple[int, ...]:

@@ -130,6 +130,9 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         del grey
         binary, binarisation = imaging.binarise(normalised, dpi)
         ocr_image, ocr_dpi, decisions["ocr_input"] = _ocr_input(normalised, binary, dpi)
+        # The less-processed page (no despeckle, no mask): the second pass reads its unsure
+        # lines from it too, so cleanup can never cost a line plain tesseract would get.
+        plain_input = _write_image(work_dir / "plain.png", normalised, fast=True)
         del normalised
         ocr_input = _write_image(work_dir / "ocr.png", ocr_image)
         del ocr_image
@@ -148,7 +151,7 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         )
     with _timed(ms, "ocr_lines"):
         result, decisions["ocr_second_pass"] = _second_pass(
-            result, ocr_input, work_dir, ocr_dpi, settings
+            result, ocr_input, plain_input, work_dir, ocr_dpi, settings
         )
     with _timed(ms, "quality"):
         judged = quality.assess([(w.text, w.conf) for w in result.words], not blank.blank)
@@ -280,47 +283,65 @@ def _ocr_input(
 
 
 def _second_pass(
-    result: ocr.OcrResult, ocr_input: Path, work_dir: Path, dpi: int, settings: PipelineSettings
+    result: ocr.OcrResult,
+    ocr_input: Path,
+    plain_input: Path,
+    work_dir: Path,
+    dpi: int,
+    settings: PipelineSettings,
 ) -> tuple[ocr.OcrResult, dict[str, object]]:
-    """Read again, one by one, the lines tesseract was unsure of; keep the surer reading.
+    """Read doubtful lines again, from the cleaned and the less-processed page; keep the best.
 
-    A line with a word under SECOND_PASS_BELOW is cut out of the image tesseract read
-    (`imaging.line_crop`: the neighbours' accents stay out), its kerned punctuation is moved
-    clear (`imaging.dekern_punctuation`), and all such lines are read in one tesseract run
-    (`--psm 7`). A new reading replaces the line only if its mean word confidence is
-    higher, so no line loses confidence and no line is dropped. Measured on 48 bench pages
-    (8 per variant; docs/benchmarks.md, Pipeline): 13 % of lines read again, 45 lines fixed,
-    1 made worse; mean CER clean 0.19 → 0.075 %, 200 dpi 0.12 → 0 %, no variant worse.
+    A line is doubtful when a word is under SECOND_PASS_BELOW or a token is not plausible
+    Vietnamese (`agent.quality`: not a syllable, number, code or abbreviation). Each is cut
+    out (`imaging.line_crop`: the neighbours' accents stay out) twice — from the image
+    tesseract read (`ocr_input`: despeckled, masked) and from `plain_input`, the page before
+    despeckle and mask —, its kerned punctuation is moved clear
+    (`imaging.dekern_punctuation`), and all crops are read in one tesseract run (`--psm 7`).
+    Of the first reading and the two new ones, the most plausible wins (share of valid
+    tokens, in steps of PLAUSIBILITY_STEP), then the surest (mean word confidence); the
+    first reading stays on a tie, so no line is dropped and no line gets less plausible.
+    Measured on 48 bench pages (8 per variant; docs/benchmarks.md, Pipeline), the cleaned
+    crop alone: 13 % of lines read again, 45 lines fixed, 1 made worse. The plain crop is
+    what keeps small sans type's dots below that despeckling took (issue 15: "Viêc" for
+    "Việc"; docs/benchmarks.md, "OCR per class").
     """
     started = time.perf_counter()
     lines: dict[tuple[int, int, int], list[ocr.Word]] = {}
     for word in result.words:
         lines.setdefault(word.line, []).append(word)
     unsure = [key for key, words in lines.items() if min(w.conf for w in words) < SECOND_PASS_BELOW]
+    implausible = [
+        key for key, words in lines.items() if key not in unsure and _plausibility(words) < 1.0
+    ]
     record: dict[str, object] = {
-        "method": "line_crop+dekern_punctuation+psm7",
+        "method": "line_crop+dekern_punctuation+psm7, cleaned and plain crops",
         "below_confidence": SECOND_PASS_BELOW,
         "lines": len(lines),
-        "reread": len(unsure),
+        "reread": len(unsure) + len(implausible),
+        "implausible": len(implausible),
         "dekerned": 0,
         "replaced": [],
         "seconds": 0.0,
     }
-    if not unsure:
+    if not unsure and not implausible:
         return result, record
     if len(unsure) > SECOND_PASS_MAX_SHARE * len(lines):
         # Most lines unsure: noise, handwriting or a photo, not type with a doubtful line.
         # Reading it all again would double the page's OCR time for nothing to choose from.
         record["skipped"] = "most_lines_unsure"
         return result, record
-    page = imaging.load_capture(ocr_input).image
+    doubtful = unsure + implausible
     crops: list[tuple[Path, tuple[int, int], list[imaging.Insertion]]] = []
     with tempfile.TemporaryDirectory(prefix="lines-", dir=work_dir) as tmp:
-        for n, key in enumerate(unsure):
-            line, origin = imaging.line_crop(page, _union(lines[key]))
-            moved, insertions = imaging.dekern_punctuation(line)
-            crops.append((_write_image(Path(tmp) / f"{n:03d}.png", moved), origin, insertions))
-        del page
+        for image_path, tag in ((ocr_input, "c"), (plain_input, "p")):
+            page = imaging.load_capture(image_path).image
+            for n, key in enumerate(doubtful):
+                line, origin = imaging.line_crop(page, _union(lines[key]))
+                moved, insertions = imaging.dekern_punctuation(line)
+                path = _write_image(Path(tmp) / f"{tag}{n:03d}.png", moved)
+                crops.append((path, origin, insertions))
+            del page
         try:
             rereads = ocr.recognize_lines(
                 [path for path, _, _ in crops],
@@ -336,19 +357,30 @@ def _second_pass(
             return result, record
     replaced: dict[tuple[int, int, int], list[ocr.Word]] = {}
     changes = []
-    for key, (_, origin, insertions), words in zip(unsure, crops, rereads, strict=True):
-        before, after = _mean_conf(lines[key]), _mean_conf(words)
-        if not words or after <= before:
+    half = len(doubtful)
+    for n, key in enumerate(doubtful):
+        best, best_key, origin_tag = lines[key], _reading_key(lines[key]), "first"
+        for m, tag in ((n, "cleaned"), (n + half, "plain")):
+            words = rereads[m]
+            if words and _reading_key(words) > best_key:
+                _, origin, insertions = crops[m]
+                best = [
+                    ocr.Word(w.text, w.conf, _page_box(w.box, origin, insertions), key)
+                    for w in words
+                ]
+                best_key, origin_tag = _reading_key(words), tag
+        if origin_tag == "first":
             continue
-        replaced[key] = [
-            ocr.Word(w.text, w.conf, _page_box(w.box, origin, insertions), key) for w in words
-        ]
+        replaced[key] = best
         changes.append(
             {
                 "before": " ".join(w.text for w in lines[key]),
-                "after": " ".join(w.text for w in words),
-                "confidence_before": round(before, 2),
-                "confidence_after": round(after, 2),
+                "after": " ".join(w.text for w in best),
+                "from": origin_tag,
+                "confidence_before": round(_mean_conf(lines[key]), 2),
+                "confidence_after": round(_mean_conf(best), 2),
+                "plausible_before": _plausibility(lines[key]),
+                "plausible_after": _plausibility(best),
             }
         )
     record |= {
@@ -365,6 +397,19 @@ def _second_pass(
         words=words,
         mean_confidence=round(_mean_conf(words), 2),
     ), record
+
+
+PLAUSIBILITY_STEP = 0.05  # shares of valid tokens closer than this count as equal
+
+
+def _plausibility(words: list[ocr.Word] | tuple[ocr.Word, ...]) -> float:
+    judged = quality.plausibility(w.text for w in words)
+    return judged.share if judged.tokens else 1.0  # punctuation only: nothing to doubt
+
+
+def _reading_key(words: list[ocr.Word] | tuple[ocr.Word, ...]) -> tuple[int, float]:
+    """Order of readings of one line: more plausible first, then surer."""
+    return int(_plausibility(words) / PLAUSIBILITY_STEP + 1e-9), _mean_conf(words)
 
 
 def _mean_conf(words: list[ocr.Word] | tuple[ocr.Word, ...]) -> float:
@@ -504,9 +549,10 @@ def _write_jpeg(page: imaging.Image, path: Path, dpi: int | None = None, quality
     return path
 
 
-def _write_image(path: Path, image: imaging.Image) -> Path:
+def _write_image(path: Path, image: imaging.Image, fast: bool = False) -> Path:
     tmp = path.with_name(path.name + ".tmp.png")
-    if not cv2.imwrite(str(tmp), image):
+    params = [cv2.IMWRITE_PNG_COMPRESSION, 1] if fast else []  # a work file: speed over size
+    if not cv2.imwrite(str(tmp), image, params):
         raise OSError(f"could not write {path}")
     os.replace(tmp, path)
     return path

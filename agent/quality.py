@@ -61,12 +61,20 @@ _NUMBER = re.compile(r"^[0-9]+([.,:/-][0-9]+)*$")
 # (123/QĐ-UBND, 127-KL/TW, 30/2020/NĐ-CP, 05/2025/TT-BNV).
 _CODE_PART = r"(?:[0-9]+|[A-ZĐ][A-ZĐa-z]*)"
 _CODE = re.compile(rf"^{_CODE_PART}(?:[/-]{_CODE_PART})+$")
-_EDGE_PUNCT = "\"'“”‘’()[]{}«»<>.,;:!?…*"
-_DASHES = frozenset("-–—_=+/\\|•·")
+_EDGE_PUNCT = "\"'“”‘’()[]{}«»<>.,;:!?…*/-–"
+# Punctuation a record writes standing alone: dashes of lists and "Độc lập - Tự do", the
+# "./." that ends a document, "…", a table's "|" (ruled cells). Any other lone symbol
+# ("`", "}", "^", "@", "©", "⁄") is what OCR makes of a stroke, a stamp or a smudge.
+_LONE_PUNCT = frozenset(["-", "–", "—", "+", "./.", "/.", "…", "|", "*", ":", ";", ",", "."])
 
 
 def _strip(token: str) -> str:
     return token.strip(_EDGE_PUNCT)
+
+
+def _plain(token: str) -> bool:
+    """Only sentence punctuation: "...", ",", ";" and the like."""
+    return all(ch in ".,;:!?…" for ch in token)
 
 
 def syllable_ok(word: str) -> bool:
@@ -119,10 +127,8 @@ def _cased(word: str) -> bool:
 def token_kind(token: str) -> str:
     """ "syllable", "number", "code", "abbreviation", "punctuation" or "invalid"."""
     bare = _strip(token)
-    if not bare:
-        return "punctuation"
-    if all(ch in _DASHES or not ch.isalnum() for ch in bare):
-        return "punctuation"
+    if not bare or not any(ch.isalnum() for ch in bare):
+        return "punctuation" if token in _LONE_PUNCT or (not bare and _plain(token)) else "junk"
     if _NUMBER.match(bare):
         return "number"
     if bare in _ABBREVIATIONS or (bare.upper() in _ABBREVIATIONS and bare.isupper()):
@@ -159,10 +165,10 @@ def plausibility(tokens: Iterable[str]) -> Plausibility:
         kind = token_kind(token)
         if kind == "punctuation":
             continue
-        weight = len(_strip(token))
+        weight = max(1, len(_strip(token)))
         counted += 1
         weight_all += weight
-        if kind == "invalid":
+        if kind in ("invalid", "junk"):
             if len(bad) < 8:
                 bad.append(token)
         else:

@@ -98,9 +98,10 @@ def page_set(variants: list[str], seeds: list[int], bench_pages: int) -> list[Pa
     return pages
 
 
-def class_pages(classes: list[str], pages: int) -> list[Page]:
-    """`pages` pages (seeds 0..pages-1) of each records class."""
-    return [Page(f"{c}-{s}", c, None, s) for c in classes for s in range(pages)]
+def class_pages(classes: list[str], pages: int, first_seed: int = 0) -> list[Page]:
+    """`pages` pages (seeds first_seed.. first_seed + pages - 1) of each records class."""
+    seeds = range(first_seed, first_seed + pages)
+    return [Page(f"{c}-{s}", c, None, s) for c in classes for s in seeds]
 
 
 def _render(page: Page, work: Path) -> tuple[Path, str]:
@@ -267,8 +268,12 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench cer", description=__doc__)
     parser.add_argument("--corpus", choices=("records", "bench"), default="records")
     parser.add_argument("--pages", type=int, default=3, help="pages per class (records)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seed of the first page")
     parser.add_argument("--classes", default="", help="substrings of class names (all)")
     parser.add_argument("--skip-tesseract", action="store_true")
+    parser.add_argument(
+        "--skip-ours", action="store_true", help="only the baselines (fills --work's cache)"
+    )
     parser.add_argument("--seeds", default="100-105", help="extra seeds (default 100-105)")
     parser.add_argument("--bench-pages", type=int, default=BENCH_PAGES)
     parser.add_argument("--variants", default="", help="substrings, e.g. clean,200 (all)")
@@ -285,7 +290,7 @@ def main(argv: list[str]) -> int:
         variants = [c for c in records.CLASSES if not wanted or any(w in c for w in wanted)]
         if not variants:
             raise SystemExit(f"no class matches {args.classes!r}; known: {list(records.CLASSES)}")
-        pages = class_pages(variants, args.pages)
+        pages = class_pages(variants, args.pages, args.first_seed)
     else:
         variants = _pick_variants(args.variants)
         pages = page_set(variants, _parse_seeds(args.seeds), args.bench_pages)
@@ -299,7 +304,7 @@ def main(argv: list[str]) -> int:
     # can hang on a lock that thread held.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(args.workers, mp_context=context) as pool:
-        ours = list(pool.map(_ours, items))
+        ours = [] if args.skip_ours else list(pool.map(_ours, items))
         plain = [] if args.skip_tesseract else list(pool.map(_tesseract, items))
         base = [] if args.skip_ocrmypdf else list(pool.map(_ocrmypdf, items))
     truths = {page.name: truth for page, _, truth in items}
