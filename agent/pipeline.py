@@ -331,7 +331,13 @@ def _second_pass(
         # Reading it all again would double the page's OCR time for nothing to choose from.
         record["skipped"] = "most_lines_unsure"
         return result, record
-    doubtful = unsure + implausible
+    # A "line" whose words span several lines' height (a signature tesseract joined to the
+    # text, a stamp) would be cut out with its neighbours in it, and their reading could win
+    # as "more plausible": such lines keep their first reading.
+    heights = sorted(_union(words)[3] for words in lines.values())
+    tallest = LINE_MAX_HEIGHT * heights[len(heights) // 2]
+    doubtful = [key for key in unsure + implausible if _union(lines[key])[3] <= tallest]
+    record |= {"reread": len(doubtful), "too_tall": len(unsure) + len(implausible) - len(doubtful)}
     crops: list[tuple[Path, tuple[int, int], list[imaging.Insertion]]] = []
     with tempfile.TemporaryDirectory(prefix="lines-", dir=work_dir) as tmp:
         for image_path, tag in ((ocr_input, "c"), (plain_input, "p")):
@@ -362,7 +368,7 @@ def _second_pass(
         best, best_key, origin_tag = lines[key], _reading_key(lines[key]), "first"
         for m, tag in ((n, "cleaned"), (n + half, "plain")):
             words = rereads[m]
-            if words and _reading_key(words) > best_key:
+            if words and _similar_length(lines[key], words) and _reading_key(words) > best_key:
                 _, origin, insertions = crops[m]
                 best = [
                     ocr.Word(w.text, w.conf, _page_box(w.box, origin, insertions), key)
@@ -400,6 +406,15 @@ def _second_pass(
 
 
 PLAUSIBILITY_STEP = 0.05  # shares of valid tokens closer than this count as equal
+LINE_MAX_HEIGHT = 2.0  # × the median line height: taller "lines" are not read again
+LENGTH_RATIO = 1.4  # a new reading this much longer or shorter is another line's text
+
+
+def _similar_length(first: list[ocr.Word], other: tuple[ocr.Word, ...]) -> bool:
+    """A reading of the same line has about as many characters as the first one."""
+    a = sum(len(w.text) for w in first)
+    b = sum(len(w.text) for w in other)
+    return a == 0 or 1 / LENGTH_RATIO <= b / a <= LENGTH_RATIO
 
 
 def _plausibility(words: list[ocr.Word] | tuple[ocr.Word, ...]) -> float:
