@@ -325,6 +325,7 @@ REVIEW_REASONS = {  # agent.quality's reasons, as the operator reads them
     "implausible_text": ("chữ nhận dạng có vẻ sai", "text looks wrong"),
     "low_confidence": ("độ tin cậy thấp", "low confidence"),
     "unsure_words": ("nhiều từ không chắc", "many unsure words"),
+    "failed": ("xử lý lỗi, giữ bản quét gốc", "processing failed, capture kept"),
 }
 
 

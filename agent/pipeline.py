@@ -145,7 +145,9 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
             ocr_input,
             languages=settings.languages,
             dpi=ocr_dpi,
-            expect_text=not blank.blank,
+            # A page that is not paper (noise, a photo) is read once: the retry modes would
+            # spend minutes "reading" noise (psm 6 on a 300-dpi page of random pixels: >120 s).
+            expect_text=not blank.blank and blank.method != "not_paper",
             timeout_s=settings.ocr_timeout_s,
             binary=settings.tesseract,
         )

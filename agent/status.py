@@ -95,7 +95,8 @@ REVIEW_BATCHES = 3  # the operator looks at what was just scanned, not the whole
 
 
 def pages_to_review(outbox: ob.Outbox, batches: int = REVIEW_BATCHES) -> list[PageReview]:
-    """Pages flagged `review` in the newest `batches` batches not yet done (oldest first).
+    """Pages flagged `review`, or whose processing failed (kept, travelling as captured), in
+    the newest `batches` batches not yet done (oldest first).
 
     Not part of `collect`, which stays O(batches) for telemetry: this reads those batches'
     pages, and only `sohoa-agent status` asks for it.
@@ -107,6 +108,11 @@ def pages_to_review(outbox: ob.Outbox, batches: int = REVIEW_BATCHES) -> list[Pa
     out: list[PageReview] = []
     for batch in recent[-batches:]:
         for page in outbox.pages(batch.batch_id):
+            if page.state == ob.FAILED:
+                out.append(
+                    PageReview(batch.batch_id, page.page_no, page.page_id, None, ("failed",))
+                )
+                continue
             if "review" not in page.flags:
                 continue
             judged = page.decisions.get("quality", {})
