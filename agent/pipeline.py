@@ -9,9 +9,10 @@ MUST: never modify `capture` (it is only read); write every output inside `work_
 (`archival.pdf` — a searchable PDF/A-2b, see `agent.archival` —, `text.txt` UTF-8 NFC,
 `thumb.jpg`, `decisions.json`) completely (each is written to a temporary name and renamed);
 return their paths with every decision and its confidence; check every page against the
-legal numbers and flag what fails (`legal_fail`); flag, never drop (a blank page still gets
-all four outputs).
-MAY: keep intermediate files in `work_dir` (`ocr.png`, the cleaned grey page tesseract read).
+legal numbers and flag what fails (`legal_fail`); judge the text (`agent.quality`) and flag
+`review` when it is likely wrong; flag, never drop (a blank page still gets all four outputs).
+MAY: keep intermediate files in `work_dir` (`ocr.png`, the cleaned grey page tesseract read;
+`plain.png`, the page before despeckle and mask, which the second pass reads lines from).
 MUST NOT: fsync or move files into the outbox (the caller does), talk to the network.
 """
 
