@@ -371,7 +371,7 @@ def _second_pass(
         best, best_key, origin_tag = lines[key], _reading_key(lines[key]), "first"
         for m, tag in ((n, "cleaned"), (n + half, "plain")):
             words = rereads[m]
-            if words and _similar_length(lines[key], words) and _reading_key(words) > best_key:
+            if words and _reading_key(words) > best_key:
                 _, origin, insertions = crops[m]
                 best = [
                     ocr.Word(w.text, w.conf, _page_box(w.box, origin, insertions), key)
@@ -410,14 +410,6 @@ def _second_pass(
 
 PLAUSIBILITY_STEP = 0.05  # shares of valid tokens closer than this count as equal
 LINE_MAX_HEIGHT = 2.0  # × the median line height: taller "lines" are not read again
-LENGTH_RATIO = 1.4  # a new reading this much longer or shorter is another line's text
-
-
-def _similar_length(first: list[ocr.Word], other: tuple[ocr.Word, ...]) -> bool:
-    """A reading of the same line has about as many characters as the first one."""
-    a = sum(len(w.text) for w in first)
-    b = sum(len(w.text) for w in other)
-    return a == 0 or 1 / LENGTH_RATIO <= b / a <= LENGTH_RATIO
 
 
 def _plausibility(words: list[ocr.Word] | tuple[ocr.Word, ...]) -> float:
