@@ -102,6 +102,22 @@ CATALOG: dict[str, tuple[str, str]] = {
         "Thiếu phần mềm nhận dạng chữ (tesseract). Gọi cán bộ kỹ thuật.",
         "OCR software (tesseract) is missing. Call the technician.",
     ),
+    # Start-up checks (agent.preflight): the service refuses to start, exit 78.
+    "startup_ocr_missing": (
+        "Không khởi động được: thiếu tesseract hoặc dữ liệu tiếng Việt của nó. "
+        "Cán bộ kỹ thuật cài bằng: {hint}",
+        "Cannot start: tesseract or its Vietnamese data is missing. "
+        "The technician installs it with: {hint}",
+    ),
+    "startup_sane_missing": (
+        "Không khởi động được: thiếu thư viện máy quét SANE. Cán bộ kỹ thuật cài bằng: {hint}",
+        "Cannot start: the SANE scanner library is missing. "
+        "The technician installs it with: {hint}",
+    ),
+    "startup_broker_invalid": (
+        "Không khởi động được: địa chỉ máy chủ tin nhắn (MQTT) sai: {detail}. Sửa {hint}.",
+        "Cannot start: the message broker (MQTT) address is wrong: {detail}. Fix {hint}.",
+    ),
     "interrupted": ("Đã dừng. Dữ liệu đã lưu vẫn an toàn.", "Stopped. Saved data is safe."),
     "coversheet_done": (
         "Đã tạo {count} tờ bìa phân tách: {path}. In ra và đặt trước mỗi văn bản.",
@@ -170,7 +186,7 @@ CATALOG: dict[str, tuple[str, str]] = {
         "The server refused {count} file(s) of the USB bundle; the pages concerned stay on "
         "this device and go again with the next export (sohoa-agent export).",
     ),
-    # Re-scan requests from the archive (server review queue → Command → agent.rescan).
+    # Re-scan requests from the archive (server review queue → Command → agent.outbox.rescan).
     "rescan_requested": (
         "Cần quét lại: lô {batch}, trang {page}, lý do: {note} "
         "(khi xong: sohoa-agent rescan-done {page_id})",

@@ -1,4 +1,4 @@
-"""agent.quality: the syllable inventory against Debian's list, and the page judgement."""
+"""agent.pipeline.quality: the syllable inventory against Debian's list, and the page judgement."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import quality
+from agent.pipeline import quality
 
 HUNSPELL_VI = Path("/usr/share/hunspell/vi_VN.dic")
 # Entries of hunspell-vi that are not Vietnamese syllables: abbreviations and loan words the

@@ -16,7 +16,7 @@ import pytest
 import records
 from corpus import PageSpec, render_page
 
-from agent import imaging
+from agent.pipeline import imaging
 
 
 def _fonts_or_fail() -> None:
