@@ -20,7 +20,7 @@ import records
 from corpus import cer
 from PIL import Image
 
-from agent.pipeline import PipelineSettings, process_page
+from agent.pipeline.process import PipelineSettings, process_page
 
 pytestmark = [pytest.mark.tesseract, pytest.mark.slow]
 

@@ -20,7 +20,7 @@ import records
 from corpus import cer
 from harness import agent_env, free_port, run_agent
 
-from agent.pipeline import PipelineSettings, process_page
+from agent.pipeline.process import PipelineSettings, process_page
 
 pytestmark = [pytest.mark.tesseract, pytest.mark.slow]
 
