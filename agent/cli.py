@@ -9,6 +9,7 @@ full and summarised in one line).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from agent.outbox import outbox as ob
 
 if TYPE_CHECKING:
     from agent.outbox.rescan import RescanRequest
+    from agent.status import PageReview
     from agent.uplink.bundle import ReceiptsReport
     from agent.uplink.mqtt_link import MqttLink
     from agent.uplink.sync import Syncer
@@ -298,8 +300,10 @@ def cmd_status(ctx: Context) -> int:
         return _watch_status(ctx)
     with ctx.open_outbox(read_only=True) as outbox:
         st = status.collect(outbox, ctx.settings.device_id, ctx.settings.data_dir)
+        review = status.pages_to_review(outbox)
     if ctx.args.json:
-        print(json.dumps(st.as_dict(), ensure_ascii=False, indent=2))
+        doc = st.as_dict() | {"review": [dataclasses.asdict(r) for r in review]}
+        print(json.dumps(doc, ensure_ascii=False, indent=2))
         return 0
     vi = ctx.lang == "vi"
     print(
@@ -322,8 +326,34 @@ def cmd_status(ctx: Context) -> int:
         )
     for b in st.quarantined:
         print(f"  {b.batch_id[:8]} {'CÁCH LY' if vi else 'QUARANTINED'}: {b.last_error}")
+    _say_reviews(vi, review)
     _say_rescans(ctx, st.rescan_requests)
     return 0
+
+
+REVIEW_REASONS = {  # agent.pipeline.quality's reasons, as the operator reads them
+    "no_text": ("không đọc được chữ", "no text read"),
+    "implausible_text": ("chữ nhận dạng có vẻ sai", "text looks wrong"),
+    "low_confidence": ("độ tin cậy thấp", "low confidence"),
+    "unsure_words": ("nhiều từ không chắc", "many unsure words"),
+    "failed": ("xử lý lỗi, giữ bản quét gốc", "processing failed, capture kept"),
+}
+
+
+def _say_reviews(vi: bool, review: list[PageReview]) -> None:
+    """Pages whose text is likely wrong: the operator may rescan them while still at the
+    scanner (the score is agent.pipeline.quality's, 0–100)."""
+    if not review:
+        return
+    pages = "trang" if vi else "page(s)"
+    print(f"{'Cần xem lại' if vi else 'Needs review'}: {len(review)} {pages}")
+    for r in review:
+        why = ", ".join(REVIEW_REASONS.get(x, (x, x))[0 if vi else 1] for x in r.reasons)
+        score = "–" if r.score is None else f"{r.score:.0f}"
+        print(
+            f"  {r.batch_id[:8]} {'trang' if vi else 'page'} {r.page_no:>3}  "
+            f"{'điểm' if vi else 'score'} {score:>3}  {why}"
+        )
 
 
 def _watch_status(ctx: Context) -> int:

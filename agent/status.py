@@ -78,3 +78,53 @@ def collect(outbox: ob.Outbox, device_id: str, data_dir: Path) -> AgentStatus:
         status.pages_waiting_sync += counts.pages_unsent
         status.bytes_waiting_sync += counts.bytes_unsent
     return status
+
+
+@dataclass(frozen=True)
+class PageReview:
+    """A page whose OCR text is likely wrong (flag `review`, agent.pipeline.quality)."""
+
+    batch_id: str
+    page_no: int
+    page_id: str
+    score: float | None  # 0–100, decisions["quality"]["score"]
+    reasons: tuple[str, ...]  # no_text, implausible_text, low_confidence, unsure_words
+
+
+REVIEW_BATCHES = 3  # the operator looks at what was just scanned, not the whole backlog
+
+
+def pages_to_review(outbox: ob.Outbox, batches: int = REVIEW_BATCHES) -> list[PageReview]:
+    """Pages flagged `review`, or whose processing failed (kept, travelling as captured), in
+    the newest `batches` batches not yet done (oldest first).
+
+    Not part of `collect`, which stays O(batches) for telemetry: this reads those batches'
+    pages, and only `sohoa-agent status` asks for it.
+    """
+    recent = [
+        b for b, _ in outbox.batches_with_counts() if b.state not in (ob.DONE, ob.QUARANTINED)
+    ]
+    recent.sort(key=lambda b: b.created_at)
+    out: list[PageReview] = []
+    for batch in recent[-batches:]:
+        for page in outbox.pages(batch.batch_id):
+            if page.state == ob.FAILED:
+                out.append(
+                    PageReview(batch.batch_id, page.page_no, page.page_id, None, ("failed",))
+                )
+                continue
+            if "review" not in page.flags:
+                continue
+            judged = page.decisions.get("quality", {})
+            score = judged.get("score") if isinstance(judged, dict) else None
+            reasons = judged.get("reasons", []) if isinstance(judged, dict) else []
+            out.append(
+                PageReview(
+                    batch.batch_id,
+                    page.page_no,
+                    page.page_id,
+                    float(score) if isinstance(score, int | float) else None,
+                    tuple(str(r) for r in reasons),
+                )
+            )
+    return out

@@ -1,6 +1,15 @@
-"""Benchmark: CER per variant over many pages, ours beside OCRmyPDF (mean ± sd).
+"""Benchmark: CER per page class, ours beside plain tesseract and OCRmyPDF (mean ± sd).
 
-    python -m bench cer [--seeds 100-105] [--variants clean,200] [--work DIR] [--per-page]
+    python -m bench cer [--pages 3] [--classes sans,stamps] [--work DIR] [--per-page]
+    python -m bench cer --corpus bench [--seeds 100-105] [--variants clean,200]
+
+Default corpus: the commune-record classes of tests/records (fonts, record kinds and defects
+named per class), `--pages` pages per class (seeds 0..N-1). On the same PNGs, in one run:
+ours (`process_page`), plain `tesseract IMG - -l vie --dpi D` (OMP_THREAD_LIMIT=1), and
+OCRmyPDF. Beside CER it reports what our pipeline flagged: pages over 5 % CER flagged for
+review (all should be), pages under 1 % flagged (none should be), pages flagged blank.
+
+`--corpus bench` is the older set:
 
 `python -m bench pipeline` runs 2 pages per variant: one misread character moves a mean by
 0.075 %. This runs more pages per variant and reports mean ± sd, for both systems, on the
@@ -39,6 +48,7 @@ from bench.pipeline import ROOT, VARIANTS, ocrmypdf_command
 
 sys.path.insert(0, str(ROOT / "tests"))  # the corpus generator lives with the tests
 
+import records
 from corpus import PageSpec, cer, render_page, save_png
 
 CLEAN_FONT_PT = (10.5, 11.0, 11.5, 12.5, 13.0, 14.0)  # extra clean pages, in turn
@@ -48,8 +58,17 @@ BENCH_PAGES = 12  # bench/pipeline.py's default
 @dataclass(frozen=True)
 class Page:
     name: str
-    variant: str
-    spec: PageSpec
+    variant: str  # the bench variant, or the records class
+    spec: PageSpec | None  # None: a records class page (`seed`)
+    seed: int = 0
+
+    @property
+    def dpi(self) -> int:
+        return self.spec.dpi if self.spec else records.CLASSES[self.variant].dpi
+
+
+REVIEW_ABOVE = 0.05  # pages with a higher CER must be flagged for review (issue 15)
+CLEAN_BELOW = 0.01  # pages with a lower CER must not be
 
 
 @dataclass
@@ -79,13 +98,25 @@ def page_set(variants: list[str], seeds: list[int], bench_pages: int) -> list[Pa
     return pages
 
 
+def class_pages(classes: list[str], pages: int, first_seed: int = 0) -> list[Page]:
+    """`pages` pages (seeds first_seed.. first_seed + pages - 1) of each records class."""
+    seeds = range(first_seed, first_seed + pages)
+    return [Page(f"{c}-{s}", c, None, s) for c in classes for s in seeds]
+
+
 def _render(page: Page, work: Path) -> tuple[Path, str]:
     path = work / f"{page.name}.png"
     truth = work / f"{page.name}.txt"
     if not (path.exists() and truth.exists()):
-        rendered = render_page(page.spec)
-        save_png(rendered, path)
-        truth.write_text(rendered.text, encoding="utf-8")
+        if page.spec is None:
+            made = records.render(page.variant, page.seed)
+            records.save(made, path)
+            text = made.text
+        else:
+            rendered = render_page(page.spec)
+            save_png(rendered, path)
+            text = rendered.text
+        truth.write_text(text, encoding="utf-8")
     return path, truth.read_text(encoding="utf-8")
 
 
@@ -98,7 +129,7 @@ def _ours(item: tuple[Page, str, str]) -> Reading:
 
     cv2.setNumThreads(1)
     out = Path(capture).with_suffix("") / "ours"
-    result = process_page(Path(capture), out, PipelineSettings(dpi=page.spec.dpi))
+    result = process_page(Path(capture), out, PipelineSettings(dpi=page.dpi))
     text = result.text.read_text(encoding="utf-8")
     return Reading(page, text, cer(truth, text), result.decisions)
 
@@ -113,10 +144,20 @@ def _ocrmypdf(item: tuple[Page, str, str]) -> Reading:
     sidecar, key = folder / "sidecar.txt", folder / "page.sha256"
     if not (sidecar.exists() and key.exists() and key.read_text() == digest):
         clean = subprocess.run(["which", "unpaper"], capture_output=True).returncode == 0
-        cmd = ocrmypdf_command(path, folder / "out.pdf", sidecar, page.spec.dpi, clean)
+        cmd = ocrmypdf_command(path, folder / "out.pdf", sidecar, page.dpi, clean)
         subprocess.run(cmd, check=True, capture_output=True)
         key.write_text(digest)
     text = sidecar.read_text(encoding="utf-8").replace("\f", "")
+    return Reading(page, text, cer(truth, text))
+
+
+def _tesseract(item: tuple[Page, str, str]) -> Reading:
+    """One page through plain `tesseract -l vie`: no cleanup at all, the baseline to beat."""
+    page, capture, truth = item
+    env = dict(os.environ, OMP_THREAD_LIMIT="1")
+    cmd = ["tesseract", capture, "-", "-l", "vie", "--dpi", str(page.dpi)]
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    text = run.stdout.replace("\f", "")
     return Reading(page, text, cer(truth, text))
 
 
@@ -146,6 +187,48 @@ def _stats(values: list[float]) -> str:
         return "–"
     sd = statistics.pstdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.3%} ± {sd:.3%}"
+
+
+def _flags(reading: Reading) -> list[str]:
+    flags = reading.decisions.get("flags", [])
+    return [str(f) for f in flags] if isinstance(flags, list) else []
+
+
+def class_report(
+    ours: list[Reading], plain: list[Reading], base: list[Reading], classes: list[str]
+) -> str:
+    """Markdown: per class, mean ± sd CER for the three systems, and what we flagged."""
+    lines = [
+        "| class | pages | CER sohoa | CER tesseract | CER OCRmyPDF "
+        "| > 5 % flagged | < 1 % flagged | blank |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    plain_by, base_by = {r.page.name: r for r in plain}, {r.page.name: r for r in base}
+    totals = [0, 0, 0, 0, 0]
+    for name in [*classes, "all"]:
+        mine = [r for r in ours if name in ("all", r.page.variant)]
+        if name == "all":
+            bad, good, blank = totals[0], totals[2], totals[4]
+            bad_text = f"**{totals[1]} / {bad}**"
+            good_text = f"**{totals[3]} / {good}**"
+            blank_text = f"**{blank}**"
+        else:
+            bad = sum(r.cer > REVIEW_ABOVE for r in mine)
+            bad_flagged = sum(r.cer > REVIEW_ABOVE and "review" in _flags(r) for r in mine)
+            good = sum(r.cer < CLEAN_BELOW for r in mine)
+            good_flagged = sum(r.cer < CLEAN_BELOW and "review" in _flags(r) for r in mine)
+            blank = sum("blank" in _flags(r) for r in mine)
+            for i, v in enumerate((bad, bad_flagged, good, good_flagged, blank)):
+                totals[i] += v
+            bad_text, good_text = f"{bad_flagged} / {bad}", f"{good_flagged} / {good}"
+            blank_text = str(blank)
+        lines.append(
+            f"| {name} | {len(mine)} | {_stats([r.cer for r in mine])} | "
+            f"{_stats([plain_by[r.page.name].cer for r in mine if r.page.name in plain_by])} | "
+            f"{_stats([base_by[r.page.name].cer for r in mine if r.page.name in base_by])} | "
+            f"{bad_text} | {good_text} | {blank_text} |"
+        )
+    return "\n".join(lines)
 
 
 def report(ours: list[Reading], base: list[Reading], variants: list[str]) -> str:
@@ -183,6 +266,14 @@ def _line_diffs(truth: str, text: str) -> Iterator[str]:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench cer", description=__doc__)
+    parser.add_argument("--corpus", choices=("records", "bench"), default="records")
+    parser.add_argument("--pages", type=int, default=3, help="pages per class (records)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seed of the first page")
+    parser.add_argument("--classes", default="", help="substrings of class names (all)")
+    parser.add_argument("--skip-tesseract", action="store_true")
+    parser.add_argument(
+        "--skip-ours", action="store_true", help="only the baselines (fills --work's cache)"
+    )
     parser.add_argument("--seeds", default="100-105", help="extra seeds (default 100-105)")
     parser.add_argument("--bench-pages", type=int, default=BENCH_PAGES)
     parser.add_argument("--variants", default="", help="substrings, e.g. clean,200 (all)")
@@ -192,10 +283,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--per-page", action="store_true", help="print every page's misreads")
     parser.add_argument("--json", type=Path, help="write every reading here")
     args = parser.parse_args(argv)
-    variants = _pick_variants(args.variants)
     work = args.work or Path(tempfile.mkdtemp(prefix="sohoa-cer-"))
     work.mkdir(parents=True, exist_ok=True)
-    pages = page_set(variants, _parse_seeds(args.seeds), args.bench_pages)
+    if args.corpus == "records":
+        wanted = [w.strip() for w in args.classes.split(",") if w.strip()]
+        variants = [c for c in records.CLASSES if not wanted or any(w in c for w in wanted)]
+        if not variants:
+            raise SystemExit(f"no class matches {args.classes!r}; known: {list(records.CLASSES)}")
+        pages = class_pages(variants, args.pages, args.first_seed)
+    else:
+        variants = _pick_variants(args.variants)
+        pages = page_set(variants, _parse_seeds(args.seeds), args.bench_pages)
     items = []
     for page in pages:
         path, truth = _render(page, work)
@@ -206,31 +304,43 @@ def main(argv: list[str]) -> int:
     # can hang on a lock that thread held.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(args.workers, mp_context=context) as pool:
-        ours = list(pool.map(_ours, items))
+        ours = [] if args.skip_ours else list(pool.map(_ours, items))
+        plain = [] if args.skip_tesseract else list(pool.map(_tesseract, items))
         base = [] if args.skip_ocrmypdf else list(pool.map(_ocrmypdf, items))
     truths = {page.name: truth for page, _, truth in items}
     if args.per_page:
         for reading in ours:
             other = next((b for b in base if b.page.name == reading.page.name), None)
             theirs = f", OCRmyPDF {other.cer:.3%}" if other else ""
-            print(f"{reading.page.name} {reading.page.variant}: {reading.cer:.3%}{theirs}")
+            bare = next((b for b in plain if b.page.name == reading.page.name), None)
+            theirs += f", tesseract {bare.cer:.3%}" if bare else ""
+            score = reading.decisions.get("quality", {})
+            print(
+                f"{reading.page.name} {reading.page.variant}: {reading.cer:.3%}{theirs}"
+                f" flags={_flags(reading)} quality={score}"
+            )
             for diff in _line_diffs(truths[reading.page.name], reading.text):
                 print(diff)
     print(f"Command: `{' '.join(['python -m bench cer', *argv])}`")
     print()
-    print(report(ours, base, variants))
+    if args.corpus == "records":
+        print(class_report(ours, plain, base, variants))
+    else:
+        print(report(ours, base, variants))
     if args.json:
         rows = [
             {
                 "system": system,
                 "page": r.page.name,
                 "variant": r.page.variant,
-                "spec": dataclasses.asdict(r.page.spec),
+                "spec": dataclasses.asdict(r.page.spec) if r.page.spec else r.page.seed,
                 "cer": r.cer,
                 "text": r.text,
                 "ocr_input": r.decisions.get("ocr_input"),
+                "flags": _flags(r),
+                "quality": r.decisions.get("quality"),
             }
-            for system, readings in (("sohoa", ours), ("OCRmyPDF", base))
+            for system, readings in (("sohoa", ours), ("tesseract", plain), ("OCRmyPDF", base))
             for r in readings
         ]
         args.json.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")

@@ -14,7 +14,7 @@ extras=${2:-dev}
 # a private broker; production may use the same package). Tests: sane-utils for scanimage.
 PKGS_BASE=(python3 python3-venv python3-dev build-essential)
 PKGS_AGENT=(libsane1 libsane-dev sane-utils tesseract-ocr tesseract-ocr-vie tesseract-ocr-eng
-            fonts-noto-core fonts-dejavu-core)
+            fonts-noto-core fonts-dejavu-core fonts-liberation2 hunspell-vi)
 PKGS_BROKER=(mosquitto mosquitto-clients)
 # Tests drive the staff app in Debian's Chromium (browser downloads are impossible here) and
 # run the catalogue on a throwaway PostgreSQL server too (tests/pgcluster.py). The power-cut

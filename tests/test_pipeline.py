@@ -197,7 +197,10 @@ def test_unsure_lines_are_read_again_and_the_surer_reading_kept(
     assert second["dekerned"] >= 1
     assert second["replaced"], "the kerned line is read again and replaced"
     for change in second["replaced"]:
-        assert change["confidence_after"] > change["confidence_before"]
+        # More plausible Vietnamese, or as plausible and surer: never a worse reading.
+        more_plausible = change["plausible_after"] >= change["plausible_before"] + 0.05
+        surer = change["confidence_after"] > change["confidence_before"]
+        assert more_plausible or (change["plausible_after"] >= change["plausible_before"] and surer)
     assert "- Lưu: VT, VP." in text.splitlines()  # measured on tesseract 5.3.0 `vie`
     assert cer(truth, text) <= 0.005
     assert not list((tmp_path / "work").glob("lines-*")), "line crops are not left behind"

@@ -24,13 +24,17 @@ from httpx import Response
 from markupsafe import escape
 from pgcluster import url_of
 from real_archive import RealArchive
+from test_ingest import BatchSrc, PageSrc
 
 from protocol import topics
+from protocol.messages import PageEntry
 from server.app import create_app
 from server.archive import audit, auth
 from server.archive.catalog import match_spans
 from server.config import ServerSettings
+from server.ingest import Ingest
 from server.store.db import Database
+from server.store.files import Store
 from server.web import marked
 
 PASSWORD = "mật-khẩu-đủ-dài"
@@ -800,3 +804,66 @@ def test_dashboard_shows_alerts_and_an_archive_that_cannot_store(staff: Staff) -
     page = staff.client.get("/").text
     assert "Kho lưu trữ hiện không ghi được dữ liệu" in page
     assert "No space left" in page
+
+
+# -- pages whose text the device judged likely wrong (issue 15) --------------------------------
+
+
+@dataclass
+class JudgedPage(PageSrc):
+    """A page whose flags and decisions are what the real pipeline wrote for a corpus page."""
+
+    flags: tuple[str, ...] = field(default=())
+    decisions: dict[str, object] = field(default_factory=dict)
+
+    def entry(self) -> PageEntry:
+        return super().entry().model_copy(update={"flags": self.flags, "decisions": self.decisions})
+
+
+@pytest.mark.tesseract
+@pytest.mark.slow
+def test_review_queue_shows_the_devices_text_score_and_reasons(
+    tmp_path: Path, database: Path | str
+) -> None:
+    import records
+
+    from agent.pipeline.process import PipelineSettings, process_page
+
+    capture = records.save(records.bad_page("handwriting", 0), tmp_path / "hand.png")
+    result = process_page(capture, tmp_path / "work", PipelineSettings())
+    assert "review" in result.flags, result.decisions["quality"]
+    data_dir = tmp_path / "server"
+    data_dir.mkdir()
+    page = JudgedPage(
+        page_no=1,
+        parts={
+            "text": result.text.read_bytes(),
+            "thumb": result.thumb.read_bytes(),
+            "archival": result.archival.read_bytes(),
+        },
+        flags=result.flags,
+        decisions=result.decisions,
+    )
+    db = Database(database)
+    ingest = Ingest(db, Store(data_dir / "store"))
+    batch = BatchSrc(pages=[page])
+    ingest.handle(topics.up(batch.device, "manifest"), batch.manifest())
+    for payload in batch.all_chunks(64 * 1024):
+        ingest.handle(topics.up(batch.device, "chunk"), payload)
+    db.close()
+    settings = ServerSettings(data_dir=data_dir, ingest=False, database_url=url_of(database))
+    db = Database(settings.database())
+    auth.add_user(db, "viewer", "viewer", PASSWORD)
+    token = auth.create_token(db, "viewer")
+    with TestClient(create_app(settings)) as client:
+        queue = client.get("/api/v1/review", headers={"Authorization": f"Bearer {token}"}).json()
+        assert len(queue) == 1 and "review" in queue[0]["flags"]
+        judged = result.decisions["quality"]
+        assert isinstance(judged, dict)
+        assert queue[0]["quality_score"] == judged["score"]
+        assert queue[0]["quality_reasons"] == judged["reasons"] and judged["reasons"]
+        post_login(client, username="viewer", password=PASSWORD)
+        html = client.get("/review").text
+        assert "chữ nhận dạng có thể sai" in html
+        assert f'data-quality="{judged["score"]}"' in html
+    db.close()

@@ -10,9 +10,11 @@ MUST: never modify `capture` (it is only read); write every output inside `work_
 `thumb.jpg`, `decisions.json`) completely (each is written to a temporary name and renamed);
 return their paths with every decision and its confidence; check every page against the
 legal numbers and flag what fails (`legal_fail`); flag a QR cover sheet (`separator`) with
-what it says in `decisions["cover_sheet"]`; flag, never drop (a blank page or a cover sheet
-still gets all four outputs).
-MAY: keep intermediate files in `work_dir` (`ocr.png`, the cleaned grey page tesseract read).
+what it says in `decisions["cover_sheet"]`; judge the text (`agent.pipeline.quality`) and flag
+`review` when it is likely wrong; flag, never drop (a blank page or a cover sheet still gets
+all four outputs).
+MAY: keep intermediate files in `work_dir` (`ocr.png`, the cleaned grey page tesseract read;
+`plain.png`, the page before despeckle and mask, which the second pass reads lines from).
 MUST NOT: fsync or move files into the outbox (the caller does), talk to the network.
 """
 
@@ -34,7 +36,7 @@ from pathlib import Path
 import cv2
 from PIL import Image as PILImage
 
-from agent.pipeline import archival, coversheet, imaging, ocr
+from agent.pipeline import archival, coversheet, imaging, ocr, quality
 
 Flag = str  # one of FLAGS
 FLAGS = frozenset(
@@ -48,6 +50,7 @@ FLAGS = frozenset(
         "ocr_retry",
         # a QR cover sheet (agent.pipeline.coversheet): kept, marks where a document starts
         "separator",
+        "review",  # the text is likely wrong (agent.pipeline.quality): decisions["quality"]
     }
 )
 LEGAL_MIN_DPI = (
@@ -141,6 +144,9 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         del grey
         binary, binarisation = imaging.binarise(normalised, dpi)
         ocr_image, ocr_dpi, decisions["ocr_input"] = _ocr_input(normalised, binary, dpi)
+        # The less-processed page (no despeckle, no mask): the second pass reads its unsure
+        # lines from it too, so cleanup can never cost a line plain tesseract would get.
+        plain_input = _write_image(work_dir / "plain.png", normalised, fast=True)
         del normalised
         ocr_input = _write_image(work_dir / "ocr.png", ocr_image)
         del ocr_image
@@ -153,13 +159,22 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
             ocr_input,
             languages=settings.languages,
             dpi=ocr_dpi,
-            expect_text=not blank.blank,
+            # A page that is not paper (noise, a photo) is read once: the retry modes would
+            # spend minutes "reading" noise (psm 6 on a 300-dpi page of random pixels: >120 s).
+            expect_text=not blank.blank and blank.method != "not_paper",
             timeout_s=settings.ocr_timeout_s,
             binary=settings.tesseract,
         )
     with _timed(ms, "ocr_lines"):
         result, decisions["ocr_second_pass"] = _second_pass(
-            result, ocr_input, work_dir, ocr_dpi, settings
+            result, ocr_input, plain_input, work_dir, ocr_dpi, settings
+        )
+    with _timed(ms, "quality"):
+        expect_text = not blank.blank and cover is None  # a cover sheet is a QR code
+        judged = quality.assess([(w.text, w.conf) for w in result.words], expect_text)
+    with _timed(ms, "ocr_plain_page"):
+        result, judged, decisions["ocr_plain_page"] = _plain_page(
+            result, judged, plain_input, ocr_dpi, expect_text, settings
         )
     with _timed(ms, "legal"):
         legal = archival.legal_check(dpi, colour)
@@ -170,8 +185,9 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
     with _timed(ms, "write"):
         thumb = _write_jpeg(thumb_image, work_dir / "thumb.jpg")
         text = _write_text(work_dir / "text.txt", result.text)
-    flags = _flags(blank, turn_cw, result, legal, settings, cover)
+    flags = _flags(blank, turn_cw, result, legal, settings, cover, judged)
     decisions |= {
+        "quality": judged.as_record(),
         "legal": dataclasses.asdict(legal)
         | {"failures": list(legal.failures), "passed": legal.passed},
         "capture": capture_record,
@@ -308,47 +324,71 @@ def _ocr_input(
 
 
 def _second_pass(
-    result: ocr.OcrResult, ocr_input: Path, work_dir: Path, dpi: int, settings: PipelineSettings
+    result: ocr.OcrResult,
+    ocr_input: Path,
+    plain_input: Path,
+    work_dir: Path,
+    dpi: int,
+    settings: PipelineSettings,
 ) -> tuple[ocr.OcrResult, dict[str, object]]:
-    """Read again, one by one, the lines tesseract was unsure of; keep the surer reading.
+    """Read doubtful lines again, from the cleaned and the less-processed page; keep the best.
 
-    A line with a word under SECOND_PASS_BELOW is cut out of the image tesseract read
-    (`imaging.line_crop`: the neighbours' accents stay out), its kerned punctuation is moved
-    clear (`imaging.dekern_punctuation`), and all such lines are read in one tesseract run
-    (`--psm 7`). A new reading replaces the line only if its mean word confidence is
-    higher, so no line loses confidence and no line is dropped. Measured on 48 bench pages
-    (8 per variant; docs/benchmarks.md, Pipeline): 13 % of lines read again, 45 lines fixed,
-    1 made worse; mean CER clean 0.19 → 0.075 %, 200 dpi 0.12 → 0 %, no variant worse.
+    A line is doubtful when a word is under SECOND_PASS_BELOW or a token is not plausible
+    Vietnamese (`agent.pipeline.quality`: not a syllable, number, code or abbreviation). Each is cut
+    out (`imaging.line_crop`: the neighbours' accents stay out) twice — from the image
+    tesseract read (`ocr_input`: despeckled, masked) and from `plain_input`, the page before
+    despeckle and mask —, its kerned punctuation is moved clear
+    (`imaging.dekern_punctuation`), and all crops are read in one tesseract run (`--psm 7`).
+    Of the first reading and the two new ones, the most plausible wins (share of valid
+    tokens, in steps of PLAUSIBILITY_STEP), then the surest (mean word confidence); the
+    first reading stays on a tie, so no line is dropped and no line gets less plausible.
+    Measured on 48 bench pages (8 per variant; docs/benchmarks.md, Pipeline), the cleaned
+    crop alone: 13 % of lines read again, 45 lines fixed, 1 made worse. The plain crop is
+    what keeps small sans type's dots below that despeckling took (issue 15: "Viêc" for
+    "Việc"; docs/benchmarks.md, "OCR per class").
     """
     started = time.perf_counter()
     lines: dict[tuple[int, int, int], list[ocr.Word]] = {}
     for word in result.words:
         lines.setdefault(word.line, []).append(word)
     unsure = [key for key, words in lines.items() if min(w.conf for w in words) < SECOND_PASS_BELOW]
+    implausible = [
+        key for key, words in lines.items() if key not in unsure and _plausibility(words) < 1.0
+    ]
     record: dict[str, object] = {
-        "method": "line_crop+dekern_punctuation+psm7",
+        "method": "line_crop+dekern_punctuation+psm7, cleaned and plain crops",
         "below_confidence": SECOND_PASS_BELOW,
         "lines": len(lines),
-        "reread": len(unsure),
+        "reread": len(unsure) + len(implausible),
+        "implausible": len(implausible),
         "dekerned": 0,
         "replaced": [],
         "seconds": 0.0,
     }
-    if not unsure:
+    if not unsure and not implausible:
         return result, record
     if len(unsure) > SECOND_PASS_MAX_SHARE * len(lines):
         # Most lines unsure: noise, handwriting or a photo, not type with a doubtful line.
         # Reading it all again would double the page's OCR time for nothing to choose from.
         record["skipped"] = "most_lines_unsure"
         return result, record
-    page = imaging.load_capture(ocr_input).image
+    # A "line" whose words span several lines' height (a signature tesseract joined to the
+    # text, a stamp) would be cut out with its neighbours in it, and their reading could win
+    # as "more plausible": such lines keep their first reading.
+    heights = sorted(_union(words)[3] for words in lines.values())
+    tallest = LINE_MAX_HEIGHT * heights[len(heights) // 2]
+    doubtful = [key for key in unsure + implausible if _union(lines[key])[3] <= tallest]
+    record |= {"reread": len(doubtful), "too_tall": len(unsure) + len(implausible) - len(doubtful)}
     crops: list[tuple[Path, tuple[int, int], list[imaging.Insertion]]] = []
     with tempfile.TemporaryDirectory(prefix="lines-", dir=work_dir) as tmp:
-        for n, key in enumerate(unsure):
-            line, origin = imaging.line_crop(page, _union(lines[key]))
-            moved, insertions = imaging.dekern_punctuation(line)
-            crops.append((_write_image(Path(tmp) / f"{n:03d}.png", moved), origin, insertions))
-        del page
+        for image_path, tag in ((ocr_input, "c"), (plain_input, "p")):
+            page = imaging.load_capture(image_path).image
+            for n, key in enumerate(doubtful):
+                line, origin = imaging.line_crop(page, _union(lines[key]))
+                moved, insertions = imaging.dekern_punctuation(line)
+                path = _write_image(Path(tmp) / f"{tag}{n:03d}.png", moved)
+                crops.append((path, origin, insertions))
+            del page
         try:
             rereads = ocr.recognize_lines(
                 [path for path, _, _ in crops],
@@ -364,19 +404,30 @@ def _second_pass(
             return result, record
     replaced: dict[tuple[int, int, int], list[ocr.Word]] = {}
     changes = []
-    for key, (_, origin, insertions), words in zip(unsure, crops, rereads, strict=True):
-        before, after = _mean_conf(lines[key]), _mean_conf(words)
-        if not words or after <= before:
+    half = len(doubtful)
+    for n, key in enumerate(doubtful):
+        best, best_key, origin_tag = lines[key], _reading_key(lines[key]), "first"
+        for m, tag in ((n, "cleaned"), (n + half, "plain")):
+            words = rereads[m]
+            if words and _reading_key(words) > best_key:
+                _, origin, insertions = crops[m]
+                best = [
+                    ocr.Word(w.text, w.conf, _page_box(w.box, origin, insertions), key)
+                    for w in words
+                ]
+                best_key, origin_tag = _reading_key(words), tag
+        if origin_tag == "first":
             continue
-        replaced[key] = [
-            ocr.Word(w.text, w.conf, _page_box(w.box, origin, insertions), key) for w in words
-        ]
+        replaced[key] = best
         changes.append(
             {
                 "before": " ".join(w.text for w in lines[key]),
-                "after": " ".join(w.text for w in words),
-                "confidence_before": round(before, 2),
-                "confidence_after": round(after, 2),
+                "after": " ".join(w.text for w in best),
+                "from": origin_tag,
+                "confidence_before": round(_mean_conf(lines[key]), 2),
+                "confidence_after": round(_mean_conf(best), 2),
+                "plausible_before": _plausibility(lines[key]),
+                "plausible_after": _plausibility(best),
             }
         )
     record |= {
@@ -393,6 +444,66 @@ def _second_pass(
         words=words,
         mean_confidence=round(_mean_conf(words), 2),
     ), record
+
+
+def _plain_page(
+    result: ocr.OcrResult,
+    judged: quality.PageQuality,
+    plain_input: Path,
+    dpi: int,
+    expect_text: bool,
+    settings: PipelineSettings,
+) -> tuple[ocr.OcrResult, quality.PageQuality, dict[str, object]]:
+    """A page whose text is likely wrong is read again whole from the less-processed image.
+
+    The cleaned page can read worse than the page itself where cleanup misjudged it (a
+    200-dpi copier JPEG of a ruled table: 29 % CER cleaned, 7 % plain, tests/records
+    copier_jpeg_200). Only pages `agent.pipeline.quality` sends for review pay for it (4 of the 45
+    corpus pages); the plain reading wins only if it is more plausible, or as plausible and
+    surer (`_page_key`), so a page can only gain.
+    """
+    record: dict[str, object] = {"read": False}
+    if not (judged.review and expect_text and result.words):
+        return result, judged, record
+    try:
+        plain = ocr.recognize(
+            plain_input,
+            languages=settings.languages,
+            dpi=dpi,
+            expect_text=False,  # one psm-3 run: the retries are for pages with no text at all
+            timeout_s=settings.ocr_timeout_s,
+            binary=settings.tesseract,
+        )
+    except ocr.OcrFailed as exc:
+        return result, judged, record | {"read": True, "error": str(exc)[:300]}
+    plain_judged = quality.assess([(w.text, w.conf) for w in plain.words], expect_text)
+    kept = _page_key(plain_judged) > _page_key(judged)
+    record |= {
+        "read": True,
+        "kept": "plain" if kept else "cleaned",
+        "score_cleaned": judged.score,
+        "score_plain": plain_judged.score,
+        "seconds": plain.seconds,
+    }
+    return (plain, plain_judged, record) if kept else (result, judged, record)
+
+
+def _page_key(judged: quality.PageQuality) -> tuple[int, float]:
+    return int(judged.syllable_share / PLAUSIBILITY_STEP + 1e-9), judged.mean_confidence
+
+
+PLAUSIBILITY_STEP = 0.05  # shares of valid tokens closer than this count as equal
+LINE_MAX_HEIGHT = 2.0  # × the median line height: taller "lines" are not read again
+
+
+def _plausibility(words: list[ocr.Word] | tuple[ocr.Word, ...]) -> float:
+    judged = quality.plausibility(w.text for w in words)
+    return judged.share if judged.tokens else 1.0  # punctuation only: nothing to doubt
+
+
+def _reading_key(words: list[ocr.Word] | tuple[ocr.Word, ...]) -> tuple[int, float]:
+    """Order of readings of one line: more plausible first, then surer."""
+    return int(_plausibility(words) / PLAUSIBILITY_STEP + 1e-9), _mean_conf(words)
 
 
 def _mean_conf(words: list[ocr.Word] | tuple[ocr.Word, ...]) -> float:
@@ -457,12 +568,15 @@ def _flags(
     legal: archival.LegalCheck,
     settings: PipelineSettings,
     cover: coversheet.CoverSheet | None,
+    judged: quality.PageQuality,
 ) -> tuple[Flag, ...]:
     flags = []
     if blank.blank:
         flags.append("blank")
     elif result.mean_confidence < settings.low_confidence:
         flags.append("low_confidence")
+    if judged.review:
+        flags.append("review")
     if not legal.passed:
         # The capture fails the legal numbers: the reasons, then one flag to filter on.
         flags.extend(f for f in legal.failures if f in FLAGS)
@@ -532,9 +646,10 @@ def _write_jpeg(page: imaging.Image, path: Path, dpi: int | None = None, quality
     return path
 
 
-def _write_image(path: Path, image: imaging.Image) -> Path:
+def _write_image(path: Path, image: imaging.Image, fast: bool = False) -> Path:
     tmp = path.with_name(path.name + ".tmp.png")
-    if not cv2.imwrite(str(tmp), image):
+    params = [cv2.IMWRITE_PNG_COMPRESSION, 1] if fast else []  # a work file: speed over size
+    if not cv2.imwrite(str(tmp), image, params):
         raise OSError(f"could not write {path}")
     os.replace(tmp, path)
     return path

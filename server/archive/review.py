@@ -1,5 +1,9 @@
-"""The review queue: pages the device flagged (blank, low OCR confidence, rotated, below
-200 dpi, failed legal check, processing failed) that nobody has decided on yet.
+"""The review queue: pages the device flagged (blank, low OCR confidence, text likely wrong,
+rotated, below 200 dpi, failed legal check, processing failed) that nobody has decided on yet.
+
+A page flagged ``review`` carries the device's judgement of its text in its decisions
+(``quality``: a 0–100 score and the reasons, agent/pipeline/quality.py); the queue passes
+the score and reasons on, lowest score first within a batch is left to the reader.
 
 A decision is a row in ``reviews`` (and one in the audit log); the page and its files are
 never changed here. Decisions: ``accept``; ``rotate`` (the viewer shows the page turned by
@@ -16,7 +20,7 @@ from typing import Any, Literal
 from server.archive import audit
 from server.store.db import Database
 
-REVIEW_FLAGS = ("blank", "low_confidence", "rotated", "below_200dpi", "legal_fail",
+REVIEW_FLAGS = ("blank", "low_confidence", "review", "rotated", "below_200dpi", "legal_fail",
                 "processing_failed")  # fmt: skip
 Action = Literal["accept", "rotate", "rescan"]
 ROTATIONS = (0, 90, 180, 270)
@@ -25,7 +29,7 @@ ROTATIONS = (0, 90, 180, 270)
 def queue(db: Database, limit: int = 200) -> list[dict[str, Any]]:
     rows = db.read().execute(
         "SELECT p.id, p.page_no, p.batch_pk, p.device_id, p.flags, p.ocr_confidence, p.dpi,"
-        " b.batch_id FROM pages p JOIN batches b ON b.id = p.batch_pk"
+        " p.decisions, b.batch_id FROM pages p JOIN batches b ON b.id = p.batch_pk"
         " WHERE p.flags != '[]' AND NOT EXISTS (SELECT 1 FROM reviews r WHERE r.page_pk = p.id)"
         " ORDER BY p.batch_pk DESC, p.page_no"
     )
@@ -33,10 +37,25 @@ def queue(db: Database, limit: int = 200) -> list[dict[str, Any]]:
     for r in rows:
         flags = [f for f in json.loads(r["flags"]) if f in REVIEW_FLAGS]
         if flags:
-            out.append({**dict(r), "flags": flags})
+            row = {k: v for k, v in dict(r).items() if k != "decisions"}
+            out.append({**row, "flags": flags, **_quality(r["decisions"])})
         if len(out) >= limit:
             break
     return out
+
+
+def _quality(decisions: str | None) -> dict[str, Any]:
+    """The device's text score and reasons (None and [] for pages from older agents)."""
+    try:
+        judged = json.loads(decisions or "{}").get("quality") or {}
+    except (ValueError, AttributeError):
+        judged = {}
+    score = judged.get("score") if isinstance(judged, dict) else None
+    reasons = judged.get("reasons") if isinstance(judged, dict) else None
+    return {
+        "quality_score": float(score) if isinstance(score, int | float) else None,
+        "quality_reasons": [str(x) for x in reasons] if isinstance(reasons, list) else [],
+    }
 
 
 def decide(db: Database, page_pk: int, action: Action, actor: str, note: str = "",

@@ -50,6 +50,14 @@ class ReviewItem(BaseModel):
     flags: list[str]
     ocr_confidence: float | None
     dpi: int
+    quality_score: float | None = Field(
+        default=None, description="the device's 0–100 judgement of the OCR text (flag review)"
+    )
+    quality_reasons: list[str] = Field(
+        default_factory=list,
+        description="why the text is likely wrong: no_text, implausible_text, low_confidence, "
+        "unsure_words",
+    )
 
 
 class Decision(BaseModel):

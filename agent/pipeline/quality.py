@@ -1,0 +1,250 @@
+"""How plausible an OCR reading is as Vietnamese: a check that does not trust tesseract alone.
+
+Tesseract's confidence is not a quality measure (DESIGN.md §4: 83–95 % reported for text
+26–50 % wrong). Written Vietnamese is a closed inventory of syllables: an onset, a rhyme
+(medial + nucleus + coda) and one tone, with spelling and tone rules regular enough to check
+by rule. A misread rarely stays inside that inventory ("1ưu", "Viêc" — a stop coda needs a
+sắc or nặng tone —, "tàl", "ngiệp"), so the share of tokens that are valid syllables,
+numbers, document codes (`127-KL/TW`, `123/QĐ-UBND`) or known abbreviations is a garbage
+detector; combined with the word confidences it gives the page score the pipeline records
+(`decisions["quality"]`) and the `review` flag staff filter on.
+
+This module owns that judgement and nothing else: pure functions over text and
+(text, confidence) pairs; no image, no tesseract, no file. The syllable rules are checked
+against Debian's hunspell-vi list (tests/test_quality.py): every syllable there that is
+Vietnamese (not a loan word or an abbreviation) passes.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+# Tones as combining marks once a syllable is decomposed (NFD): huyền, sắc, hỏi, ngã, nặng.
+_TONES = {"\u0300": "huyen", "\u0301": "sac", "\u0309": "hoi", "\u0303": "nga", "\u0323": "nang"}
+_ONSETS = (
+    "ngh", "ng", "nh", "ch", "gh", "gi", "kh", "ph", "qu", "th", "tr",
+    "b", "c", "d", "đ", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "x",
+)  # fmt: skip
+# Rhymes without their tone, vowel letters with circumflex, breve and horn kept (NFC).
+_RHYME_LIST = """
+    a ac ach ai am an ang anh ao ap at au ay
+    ăc ăm ăn ăng ăp ăt
+    âc âm ân âng âp ât âu ây
+    e ec em en eng eo ep et
+    ê êch êm ên êng ênh êp êt êu
+    i ia ich iêc iêm iên iêng iêp iêt iêu im in inh ip it iu
+    o oa oac oach oai oam oan oang oanh oao oap oat oay oăc oăm oăn oăng oăt oc oe oem oen
+    oeo oet oi om on ong ooc oong op ot
+    ô ôc ôi ôm ôn ông ôp ôt
+    ơ ơi ơm ơn ơp ơt
+    u ua uân uâng uât uây uc uê uêch uênh uêt ui um un ung uơ uôc uôi uôm uôn uông uôt up ut
+    uy uya uych uyên uyêt uyn uynh uyp uyt uyu
+    ư ưa ưc ưi ưm ưn ưng ươc ươi ươm ươn ương ươp ươt ươu ưt ưu
+    y yêm yên yêng yêt yêu
+"""
+_RHYMES = frozenset(_RHYME_LIST.split())
+_STOP_CODAS = ("c", "ch", "p", "t")  # only sắc or nặng on these (a closed, checked syllable)
+_FRONT = ("i", "e", "ê", "y")  # k, gh, ngh before these; c, g, ng never
+
+# Abbreviations a commune record uses beside the document kinds (agent.ocr.ADMIN_WORDS, the
+# NĐ 30/2020 list, is checked too): signing marks, places, units.
+_ABBREVIATION_LIST = """
+    V/v TM KT TL TUQ Q UBND HĐND MTTQ NĐ-CP TT TT-BNV STT TP Tp TX H X P Ô Bà Ông VT VP ĐC TP
+    VHXH CP TW KL BCH ĐU ĐB HTX THCS THPT TNHH CMND CCCD GCN QSD QSDĐ BHYT BHXH ĐT ĐVT
+"""
+_ABBREVIATIONS = frozenset(_ABBREVIATION_LIST.split())
+_NUMBER = re.compile(r"^[0-9]+([.,:/-][0-9]+)*$")
+# A document code: digit groups and upper-case groups joined by / or -, at least one of each
+# (123/QĐ-UBND, 127-KL/TW, 30/2020/NĐ-CP, 05/2025/TT-BNV).
+_CODE_PART = r"(?:[0-9]+|[A-ZĐ][A-ZĐa-z]*)"
+_CODE = re.compile(rf"^{_CODE_PART}(?:[/-]{_CODE_PART})+$")
+_EDGE_PUNCT = "\"'“”‘’()[]{}«»<>.,;:!?…*/-–"
+# Punctuation a record writes standing alone: dashes of lists and "Độc lập - Tự do", the
+# "./." that ends a document, "…", a table's "|" (ruled cells). Any other lone symbol
+# ("`", "}", "^", "@", "©", "⁄") is what OCR makes of a stroke, a stamp or a smudge.
+_LONE_PUNCT = frozenset(["-", "–", "—", "+", "./.", "/.", "…", "|", "*", ":", ";", ",", "."])
+
+
+def _strip(token: str) -> str:
+    return token.strip(_EDGE_PUNCT)
+
+
+def _plain(token: str) -> bool:
+    """Only sentence punctuation: "...", ",", ";" and the like."""
+    return all(ch in ".,;:!?…" for ch in token)
+
+
+def syllable_ok(word: str) -> bool:
+    """Whether `word` (one syllable, any case, NFC or not) is a valid Vietnamese syllable."""
+    decomposed = unicodedata.normalize("NFD", word.lower())
+    tones = [ch for ch in decomposed if ch in _TONES]
+    if len(tones) > 1:
+        return False
+    bare = unicodedata.normalize("NFC", "".join(ch for ch in decomposed if ch not in _TONES))
+    if not bare or not bare.isalpha():
+        return False
+    tone = _TONES[tones[0]] if tones else "ngang"
+    for onset in (*_ONSETS, ""):
+        if not bare.startswith(onset):
+            continue
+        rhyme = bare[len(onset) :]
+        if onset == "gi" and (rhyme == "" or rhyme[0] not in "iy"):
+            # gi + a rhyme (gia, giữa, giếng: the i of "iê" is gi's own), or g + i (gì).
+            rhyme = rhyme or "i"
+            if rhyme not in _RHYMES and "i" + rhyme not in _RHYMES:
+                continue
+        elif onset == "qu":
+            # qu's u is the medial: quê, quyển, quốc keep their rhyme after it.
+            if rhyme not in _RHYMES and "u" + rhyme not in _RHYMES:
+                continue
+        elif rhyme not in _RHYMES:
+            continue
+        if not _spelling_ok(onset, rhyme):
+            continue
+        if any(rhyme.endswith(c) for c in _STOP_CODAS) and tone not in ("sac", "nang"):
+            continue
+        return True
+    return False
+
+
+def _spelling_ok(onset: str, rhyme: str) -> bool:
+    front = rhyme[:1] in _FRONT
+    if onset in ("k", "gh", "ngh"):
+        return front
+    if onset in ("c", "ng") or (onset == "g" and rhyme[:1] != "i"):
+        return not front
+    return True
+
+
+def _cased(word: str) -> bool:
+    """lower, Capitalised or UPPER: OCR's "ĐỊnh" or "tHanh" is none of them."""
+    return word.islower() or word.isupper() or (word[:1].isupper() and word[1:].islower())
+
+
+def token_kind(token: str) -> str:
+    """ "syllable", "number", "code", "abbreviation", "punctuation" or "invalid"."""
+    bare = _strip(token)
+    if not bare or not any(ch.isalnum() for ch in bare):
+        return "punctuation" if token in _LONE_PUNCT or (not bare and _plain(token)) else "junk"
+    if _NUMBER.match(bare):
+        return "number"
+    if bare in _ABBREVIATIONS or (bare.upper() in _ABBREVIATIONS and bare.isupper()):
+        return "abbreviation"
+    if _CODE.match(bare) and any(c.isdigit() for c in bare):
+        return "code"
+    if re.fullmatch(r"[0-9]+[a-zđ]?", bare):  # 3a, 12b: sub-item numbers
+        return "number"
+    parts = re.split(r"[-/]", bare)
+    if all(p and _cased(p) and syllable_ok(p) for p in parts):
+        return "syllable"
+    if len(parts) > 1 and all(
+        p and (p in _ABBREVIATIONS or _NUMBER.match(p) or (_cased(p) and syllable_ok(p)))
+        for p in parts
+    ):
+        return "code"  # a hyphenated name of a unit with an abbreviation in it
+    return "invalid"
+
+
+@dataclass(frozen=True)
+class Plausibility:
+    tokens: int  # tokens that count (punctuation does not)
+    valid: int  # of those: syllables, numbers, codes, abbreviations
+    share: float  # valid / tokens, by characters (a long garbage token weighs more), 0..1
+    invalid_examples: tuple[str, ...]  # up to 8, for the decisions record
+
+
+def plausibility(tokens: Iterable[str]) -> Plausibility:
+    """How much of a reading is written Vietnamese (plus numbers, codes, abbreviations)."""
+    counted = valid = 0
+    weight_all = weight_valid = 0
+    bad: list[str] = []
+    for token in tokens:
+        kind = token_kind(token)
+        if kind == "punctuation":
+            continue
+        weight = max(1, len(_strip(token)))
+        counted += 1
+        weight_all += weight
+        if kind in ("invalid", "junk"):
+            if len(bad) < 8:
+                bad.append(token)
+        else:
+            valid += 1
+            weight_valid += weight
+    share = weight_valid / weight_all if weight_all else 0.0
+    return Plausibility(counted, valid, round(share, 4), tuple(bad))
+
+
+def text_tokens(text: str) -> list[str]:
+    return unicodedata.normalize("NFC", text).split()
+
+
+# ----------------------------------------------------------------------------- page score
+
+# A page is sent for review when any of these holds (calibrated on the records corpus,
+# docs/benchmarks.md "OCR per class"; every page over 5 % CER must trip one, no page under
+# 1 % may). On its 45 pages (seeds 0–2): pages under 1 % CER had a share ≥ 0.985, a mean
+# confidence ≥ 93.6 and ≤ 1.2 % unsure words; pages over 5 % a share ≤ 0.85, a confidence
+# ≤ 85.7 and ≥ 11 % unsure words. The cuts sit between, nearer the bad side for the share
+# (a page of names and codes may hold a few loan words).
+REVIEW_SHARE_BELOW = 0.93  # under this share of valid tokens the text is likely wrong
+REVIEW_CONFIDENCE_BELOW = 85.0  # mean word confidence (0–100)
+REVIEW_UNSURE_SHARE = 0.1  # share of words tesseract itself rated under UNSURE_WORD
+UNSURE_WORD = 60.0
+MIN_TOKENS = 8  # fewer tokens than this on a page with marks: OCR found (almost) no text
+
+
+@dataclass(frozen=True)
+class PageQuality:
+    score: float  # 0–100: plausibility share × confidence, the one number shown to people
+    syllable_share: float  # 0–1, see `plausibility`
+    mean_confidence: float  # 0–100, tesseract's
+    unsure_share: float  # 0–1, words under UNSURE_WORD
+    tokens: int
+    invalid_examples: tuple[str, ...]
+    review: bool
+    reasons: tuple[str, ...]  # why review: no_text, implausible_text, low_confidence, ...
+
+    def as_record(self) -> dict[str, object]:
+        record = asdict(self)
+        record["invalid_examples"] = list(self.invalid_examples)
+        record["reasons"] = list(self.reasons)
+        return record
+
+
+def assess(words: Sequence[tuple[str, float]], expect_text: bool) -> PageQuality:
+    """The page's quality from its OCR words (text, confidence 0–100).
+
+    `expect_text`: the page has marks (not judged blank). A page with marks and no readable
+    text is sent for review too (a photo, handwriting, noise): OCR failed, staff must know.
+    """
+    tokens = [w for w, _ in words]
+    judged = plausibility(tokens)
+    confs = [c for _, c in words]
+    mean = sum(confs) / len(confs) if confs else 0.0
+    unsure = sum(c < UNSURE_WORD for c in confs) / len(confs) if confs else 0.0
+    reasons: list[str] = []
+    if expect_text:
+        if judged.tokens < MIN_TOKENS:
+            reasons.append("no_text")
+        else:
+            if judged.share < REVIEW_SHARE_BELOW:
+                reasons.append("implausible_text")
+            if mean < REVIEW_CONFIDENCE_BELOW:
+                reasons.append("low_confidence")
+            if unsure > REVIEW_UNSURE_SHARE:
+                reasons.append("unsure_words")
+    score = 100.0 * judged.share * (mean / 100.0) if judged.tokens else 0.0
+    return PageQuality(
+        score=round(score, 1),
+        syllable_share=judged.share,
+        mean_confidence=round(mean, 2),
+        unsure_share=round(unsure, 4),
+        tokens=judged.tokens,
+        invalid_examples=judged.invalid_examples,
+        review=bool(reasons),
+        reasons=tuple(reasons),
+    )

@@ -1,0 +1,95 @@
+"""agent.pipeline.quality: the syllable inventory against Debian's list, and the page judgement."""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+from agent.pipeline import quality
+
+HUNSPELL_VI = Path("/usr/share/hunspell/vi_VN.dic")
+# Entries of hunspell-vi that are not Vietnamese syllables: abbreviations and loan words the
+# dictionary carries for spell-checking (gen, gram, tivi, web...). Listed so that a rule
+# change that rejects a real syllable shows up as a new failure, not as a shrug.
+_LOANS = (
+    "ABC ASCII GIF HCM HK HTML HĐND JPEG LHQ PDF PNG TCVN TV Telex Tp UBND URL Unicode VIQR "
+    "VISCII VN VNI basoi email gen gip gram internet intranet ka palăng ping tivi tout têt v "
+    "web xit"
+)
+NOT_SYLLABLES = frozenset(_LOANS.split())
+
+
+def _hunspell_words() -> list[str]:
+    if not HUNSPELL_VI.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{HUNSPELL_VI} missing (apt install hunspell-vi)")
+        pytest.skip("hunspell-vi not installed (apt install hunspell-vi)")
+    lines = HUNSPELL_VI.read_text(encoding="utf-8").splitlines()[1:]
+    return [w.split("/")[0] for w in lines if w.strip()]
+
+
+def test_every_vietnamese_syllable_of_hunspell_vi_is_valid() -> None:
+    words = _hunspell_words()
+    assert len(words) > 6000
+    rejected = {w for w in words if not quality.syllable_ok(w)}
+    assert rejected <= NOT_SYLLABLES, sorted(rejected - NOT_SYLLABLES)
+
+
+def test_rules_reject_what_ocr_makes_of_vietnamese() -> None:
+    # Seen in this project's OCR output (issue 15) and classic LSTM confusions.
+    for misread in ["1ưu", "Viêc", "tàl", "ngiệp", "Tnanh", "ĐỊnh", "đjều"]:
+        assert quality.token_kind(misread) == "invalid", misread
+    # Two tones on one syllable, a stop coda with a level tone, c/k before a front vowel.
+    for word in ["hoắàng", "mât", "ci", "kan", "ghá", "ngé"]:
+        assert not quality.syllable_ok(word), word
+
+
+def test_numbers_codes_and_abbreviations_count_as_valid() -> None:
+    for token, kind in [
+        ("127-KL/TW", "code"),
+        ("123/QĐ-UBND", "code"),
+        ("30/2020/NĐ-CP", "code"),
+        ("05/2025/TT-BNV", "code"),
+        ("14/03/2024", "number"),
+        ("1.250", "number"),
+        ("V/v", "abbreviation"),
+        ("TM.", "abbreviation"),
+        ("UBND", "abbreviation"),
+        ("(bà)", "syllable"),
+        ("Nghĩa-Đàn", "syllable"),
+        ("./.", "punctuation"),
+        ("-", "punctuation"),
+    ]:
+        assert quality.token_kind(token) == kind, token
+
+
+def test_share_is_nfc_and_nfd_alike() -> None:
+    text = "Căn cứ Luật Tổ chức chính quyền địa phương ngày 19 tháng 6 năm 2015;"
+    nfd = unicodedata.normalize("NFD", text)
+    assert quality.plausibility(text.split()).share == 1.0
+    assert quality.plausibility(nfd.split()).share == 1.0
+
+
+def test_good_reading_is_not_sent_for_review() -> None:
+    line = "Điều 1. Phê duyệt kế hoạch số hóa sổ hộ tịch năm 2024"
+    words = [(w, 93.0) for w in line.split()]
+    judged = quality.assess(words, expect_text=True)
+    assert not judged.review, judged
+    assert judged.score > 90
+
+
+def test_confident_garbage_is_sent_for_review() -> None:
+    # Tesseract's confidence says 90 %: the syllable check says otherwise.
+    garbage = "Dlều 1. Phe duyêt kê hoach sô hóa sô hô tich năm 2O24 tàl liêu điên tủ Vlêc"
+    judged = quality.assess([(w, 90.0) for w in garbage.split()], expect_text=True)
+    assert judged.review
+    assert "implausible_text" in judged.reasons
+    assert judged.invalid_examples
+
+
+def test_page_with_marks_and_no_text_is_sent_for_review_blank_is_not() -> None:
+    assert quality.assess([], expect_text=True).reasons == ("no_text",)
+    assert not quality.assess([], expect_text=False).review
