@@ -46,7 +46,10 @@ class AgentSettings(BaseModel):
     mqtt_ca_file: Path | None = Field(default=None, description="CA bundle for mqtts://.")
     mqtt_keepalive: int = Field(default=60, ge=10, le=600, description="MQTT keepalive, seconds.")
     scanner: str = Field(
-        default="auto", description="SANE device name (e.g. test:0), or auto for the first found."
+        default="auto",
+        description="SANE device name (e.g. test:0); or a stable USB identity as `sohoa-agent "
+        "devices` prints it (usb:04c5:132e:SERIAL, or usb:04c5:132e@1-1.3 for the port), "
+        "which survives re-plugging; or auto for the first found.",
     )
     source: Literal["flatbed", "adf", "adf_duplex"] = Field(
         default="adf", description="Paper source for the primary button."
@@ -66,11 +69,12 @@ class AgentSettings(BaseModel):
     ocr_languages: str = Field(
         default="vie", pattern=r"^[a-z_]+(\+[a-z_]+)*$", description="Tesseract languages."
     )
-    pipeline_workers: int = Field(
-        default_factory=lambda: max(1, os.cpu_count() or 1),
+    pipeline_workers: int | None = Field(
+        default=None,
         ge=1,
         le=64,
-        description="OCR processes (one per core, each single-threaded).",
+        description="OCR processes, each single-threaded; unset: the board profile's count "
+        "(capped by its memory budget), or one per core without a board.",
     )
     sync_masters: bool = Field(
         default=False, description="Also send the captured bytes (sites with a good link)."
@@ -108,6 +112,27 @@ class AgentSettings(BaseModel):
         default=None,
         description="Serial port or input device of the button (scanner-button: the SANE option).",
     )
+    # Hardware from its profiles (agent/hardware.py): each unset value comes from the profile.
+    board: str = Field(
+        default="auto",
+        pattern=r"^[a-z0-9][a-z0-9-]*$",
+        description="Board profile id (hw_profiles/boards, e.g. raspberry-pi-4); auto: the one "
+        "matching /proc/device-tree/model; none: no profile (one worker per core).",
+    )
+    memory_budget_mb: int | None = Field(
+        default=None, ge=100, description="Memory the page workers may use; unset: the board's."
+    )
+    button_key_codes: tuple[str, ...] | None = Field(
+        default=None,
+        description="usb-key: Linux key names that start a scan (KEY_F13,KEY_ENTER); unset: "
+        "the button profile's.",
+    )
+    button_long_press_ms: int | None = Field(
+        default=None, ge=100, le=10000, description="Long press, ms; unset: the button profile's."
+    )
+    button_debounce_ms: int | None = Field(
+        default=None, ge=0, le=1000, description="Debounce, ms; unset: the button profile's."
+    )
     hw_profiles_dir: Path | None = Field(
         default=None, description="Extra site hardware profiles (e.g. /etc/sohoa/hw_profiles)."
     )
@@ -119,6 +144,14 @@ class AgentSettings(BaseModel):
             return topics.check_device_id(value)
         except topics.TopicError as exc:
             raise ValueError(str(exc)) from exc
+
+    @field_validator("button_key_codes", mode="before")
+    @classmethod
+    def _key_list(cls, value: object) -> object:
+        # SOHOA_BUTTON_KEY_CODES=KEY_F13,KEY_ENTER from the environment
+        if isinstance(value, str):
+            return tuple(k.strip() for k in value.split(",") if k.strip())
+        return value
 
     @field_validator("mqtt_url")
     @classmethod

@@ -25,9 +25,9 @@ from typing import Any
 
 import sdnotify
 
-from agent import __version__, messages, profiles, worker
+from agent import __version__, hardware, messages, profiles, worker
 from agent import status as agent_status
-from agent.buttons import ButtonEvent, ScanChoice, Trigger, open_button, profile_settings
+from agent.buttons import ButtonEvent, ScanChoice, Trigger, open_button
 from agent.buttons.feedback import (
     AgentState,
     Feedback,
@@ -72,6 +72,7 @@ class Daemon:
         self.feedback: Feedback = LogFeedback(lang="en")
         self.threads: list[threading.Thread] = []
         self.link: MqttLink | None = None  # set by the sync loop once connected
+        self.hardware: hardware.Hardware | None = None  # resolved at start-up
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -79,7 +80,7 @@ class Daemon:
         signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
         signal.signal(signal.SIGINT, lambda *_: self.stop.set())
         self.outbox = ob.Outbox(self.settings.data_dir)
-        source = self._button()
+        source = self.button_source()
         self._spawn("pipeline", self._pipeline_loop)
         self._spawn("sync", self._sync_loop)
         self._spawn("telemetry", self._telemetry_loop)
@@ -128,35 +129,39 @@ class Daemon:
         thread.start()
         self.threads.append(thread)
 
-    def _button(self) -> Any:
+    def button_source(self) -> Any:
+        """The button the settings and its profile describe (None: no button); sets the
+        feedback devices and `self.hardware`."""
         kind = self.settings.button
+        # What the board and button profiles state, with the settings that override them
+        # (agent/hardware.py): key codes, long-press and debounce times, LED/beep patterns.
+        hw = hardware.resolve(self.settings)
+        self.hardware = hw
+        log.info("hardware %s", hw.describe())
         if kind == "none":
             return None
-        # What the button's profile states (hw_profiles/buttons/<kind>.toml, or a site's own
-        # profile of that id); a kind without a profile keeps the sources' own defaults.
-        stated = {p.id: p for p in profiles.load_button_profiles(self.settings.hw_profiles_dir)}
-        profile = stated.get(kind)
-        settings: dict[str, Any] = profile_settings(profile) if profile else {}
+        settings: dict[str, Any] = dict(hw.button_settings)
         if kind in ("serial-box", "modem-line"):
             settings["port"] = self.settings.button_port
         elif kind == "usb-key":
             settings["device_path"] = self.settings.button_port
-            settings.setdefault("key_code", 28)  # KEY_ENTER
+            settings.setdefault("key_code", 28)  # KEY_ENTER, for a site without the profile
         elif kind == "scanner-button":
             known = profiles.load_scanner_profiles(self.settings.hw_profiles_dir)
-            name = self.settings.scanner
-            if name == "auto":
-                found = sane_device.list_devices()
-                name = found[0].name if found else "auto"
-            info = profiles.SaneDeviceInfo(name=name)
+            try:
+                info = sane_device.choose_device(self.settings.scanner)
+            except ScannerError as exc:
+                log.error("scanner button: %s", exc.detail)
+                return None
             option = self.settings.button_port or profiles.match_scanner(info, known).sensors.scan
             if not option:
-                log.error("scanner %s has no known scan-button option; set button_port", name)
+                log.error("scanner %s has no known scan-button option; set button_port", info.name)
                 return None
-            settings["poll"] = sane_device.sensor_poller(name, option)
+            settings["poll"] = sane_device.sensor_poller(info.name, option)
         source = open_button(kind, **settings)
         if kind == "serial-box":
-            self.feedback = MultiFeedback(LogFeedback(lang="en"), SerialBoxFeedback(source))  # type: ignore[arg-type]
+            box = SerialBoxFeedback(source, signals=hw.signals)  # type: ignore[arg-type]
+            self.feedback = MultiFeedback(LogFeedback(lang="en"), box)
         return source
 
     # -- capture ----------------------------------------------------------------------------
