@@ -284,20 +284,38 @@ def cmd_coversheet(ctx: Context) -> int:
 
 
 def cmd_status(ctx: Context) -> int:
-    from agent import status
+    from agent import retention, status
 
     if getattr(ctx.args, "watch", False):
         return _watch_status(ctx)
     with ctx.open_outbox(read_only=True) as outbox:
         st = status.collect(outbox, ctx.settings.device_id, ctx.settings.data_dir)
+        disk = retention.forecast(ctx.settings, outbox)
     if ctx.args.json:
-        print(json.dumps(st.as_dict(), ensure_ascii=False, indent=2))
+        print(
+            json.dumps(
+                {**st.as_dict(), "disk_forecast": disk.as_dict()}, ensure_ascii=False, indent=2
+            )
+        )
         return 0
     vi = ctx.lang == "vi"
     print(
         f"{'Thiết bị' if vi else 'Device'}: {st.device_id}   "
         f"{'Ổ đĩa trống' if vi else 'Disk free'}: {st.disk_free_bytes / 2**30:.1f} GiB"
     )
+    if disk.days_left is not None:
+        days = f"{disk.days_left:.0f}"
+        print(
+            ("! " if disk.warn else "")
+            + (
+                f"Ổ đĩa còn đủ cho khoảng {days} ngày quét"
+                if vi
+                else f"Disk holds about {days} days of scanning"
+            )
+            + (f" ({disk.bytes_per_day / 2**20:.0f} MB/{'ngày' if vi else 'day'})")
+        )
+        if disk.warn:
+            print(messages.t("disk_low", ctx.lang, days=days))
     print(
         f"{'Chờ xử lý' if vi else 'Waiting for processing'}: {st.pages_waiting_processing} "
         f"{'trang' if vi else 'page(s)'}"

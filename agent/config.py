@@ -102,6 +102,13 @@ class AgentSettings(BaseModel):
         ge=10,
         description="New scans are refused when less than this is free on the data disk.",
     )
+    disk_warn_days: int = Field(
+        default=7,
+        ge=1,
+        le=90,
+        description="Warn (status, box, screen) when the data disk holds fewer days of "
+        "scanning than this at the station's measured rate (agent/retention.py).",
+    )
     page_budget_mb: int = Field(
         default=40, ge=1, description="Disk reserved per page a scan may still bring."
     )

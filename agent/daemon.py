@@ -25,7 +25,7 @@ from typing import Any
 
 import sdnotify
 
-from agent import __version__, hardware, messages, profiles, worker
+from agent import __version__, hardware, messages, profiles, retention, worker
 from agent import status as agent_status
 from agent.buttons import ButtonEvent, ScanChoice, Trigger, open_button
 from agent.buttons.feedback import (
@@ -192,11 +192,22 @@ class Daemon:
                         batch=outcome.batch.batch_id[:8],
                     ),
                 )
+                self._warn_if_disk_low()
         except DiskFullError as exc:
             self.last_error = exc.key
             self.feedback.show(AgentState.DISK_FULL, messages.t("disk_full", s.language))
         except (ScannerError, SohoaError) as exc:
             self._error(exc)
+
+    def _warn_if_disk_low(self) -> None:
+        """After each batch: days ahead of a full disk, say so (box, log; the batch is safe)."""
+        assert self.outbox is not None
+        disk = retention.forecast(self.settings, self.outbox)
+        if disk.warn and disk.days_left is not None:
+            days = f"{disk.days_left:.0f}"
+            self.feedback.show(
+                AgentState.DISK_LOW, messages.t("disk_low", self.settings.language, days=days)
+            )
 
     def _error(self, exc: SohoaError) -> None:
         params = {"pages": 0, "scanner": self.settings.scanner, **exc.params}
