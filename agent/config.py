@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from agent.errors import ConfigError
 from protocol import chunking, topics
@@ -78,6 +85,14 @@ class AgentSettings(BaseModel):
     )
     sync_masters: bool = Field(
         default=False, description="Also send the captured bytes (sites with a good link)."
+    )
+    keep_captures: Literal["until_archived", "until_page_receipted"] = Field(
+        default="until_archived",
+        description="until_archived: a capture (lossless master) is deleted only once the "
+        "archive receipted its own verified copy. until_page_receipted: once the archival "
+        "page and its text are receipted, the capture is deleted without ever travelling — "
+        "the disk never fills with masters, but the archive can never redo that page's "
+        "cleanup or OCR, and a damaged archival page can only be re-scanned from paper.",
     )
     chunk_size: int = Field(
         default=chunking.DEFAULT_CHUNK_SIZE,
@@ -167,6 +182,15 @@ class AgentSettings(BaseModel):
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
             raise ValueError("use mqtt://[user[:pass]@]host[:port] or mqtts://...")
         return value
+
+    @model_validator(mode="after")
+    def _captures_policy(self) -> AgentSettings:
+        if self.sync_masters and self.keep_captures == "until_page_receipted":
+            raise ValueError(
+                "sync_masters = true sends the captures, keep_captures = until_page_receipted "
+                "deletes them unsent: choose one"
+            )
+        return self
 
     def broker(self) -> BrokerAddress:
         parts = urlsplit(self.mqtt_url)

@@ -155,3 +155,68 @@ def test_weeks_on_a_small_disk_never_lose_a_master_and_warn_before_full(tmp_path
         # once the link was back, the receipted captures made room and scanning went on
         assert refusals[-1] < max(LINK_DOWN) + 2
         assert len(archive) == scanned  # every page reached the archive in the end
+
+
+def test_keep_captures_until_page_receipted_deletes_a_capture_only_after_its_page(
+    tmp_path: Path,
+) -> None:
+    """The per-station policy: the capture goes once the archival page and its text are
+    receipted (verified sha256), never before; with the default it stays until the capture
+    itself is receipted; the policy and sync_masters exclude each other."""
+    from agent.uplink import transfer
+
+    def processed(outbox: ob.Outbox, batch_id: str, data: bytes) -> ob.PageRecord:
+        page = outbox.add_capture(
+            batch_id, data, extension="png", media_type="image/png", dpi=300,
+            width_px=10, height_px=10, colour=True,
+        )  # fmt: skip
+        work = tmp_path / "work" / page.page_id
+        work.mkdir(parents=True)
+        (work / "t.txt").write_text("Quyết định", encoding="utf-8")
+        (work / "a.jpg").write_bytes(b"\xff\xd8archival\xff\xd9")
+        return outbox.record_processed(
+            batch_id,
+            page.page_id,
+            parts={"text": work / "t.txt", "archival": work / "a.jpg"},
+            media_types={"text": "text/plain; charset=utf-8", "archival": "image/jpeg"},
+            flags=(),
+            decisions={},
+            ocr_confidence=None,
+        )
+
+    with pytest.raises(ValueError, match="choose one"):
+        AgentSettings(device_id="st", keep_captures="until_page_receipted", sync_masters=True)
+    with ob.Outbox(tmp_path / "data") as outbox:
+        batch = outbox.new_batch(source="scan")
+        bid = batch.batch_id
+        one = processed(outbox, bid, b"capture one")
+        two = processed(outbox, bid, b"capture two")
+        outbox.update_batch(bid, state=ob.READY)
+        capture_one = outbox.batch_dir(bid) / one.capture_file
+        # a receipt whose sha256 is not ours deletes nothing
+        assert not outbox.mark_acked(bid, one.page_id, "archival", "0" * 64)
+        assert outbox.release_acked_files(bid, capture_with_page=True) == 0
+        assert capture_one.exists()
+        # only the text receipted: the archival page is not yet safe, the capture stays
+        assert outbox.mark_acked(bid, one.page_id, "text", one.parts["text"].sha256)
+        outbox.release_acked_files(bid, capture_with_page=True)
+        assert capture_one.exists()
+        # the whole page receipted: by default the capture stays ...
+        assert outbox.mark_acked(bid, one.page_id, "archival", one.parts["archival"].sha256)
+        outbox.release_acked_files(bid)
+        assert capture_one.read_bytes() == b"capture one"
+        assert outbox.counts(bid).captures_kept == 2
+        # ... with the policy it goes, page two's (nothing receipted) stays
+        assert outbox.release_acked_files(bid, capture_with_page=True) == len(b"capture one")
+        assert not capture_one.exists()
+        assert (outbox.batch_dir(bid) / two.capture_file).exists()
+        assert outbox.counts(bid).captures_kept == 1
+        # the batch finishes once page two is receipted too, and its capture goes with it
+        for part in ("text", "archival"):
+            assert outbox.mark_acked(bid, two.page_id, part, two.parts[part].sha256)
+        (done,) = transfer.finish_batches(outbox, [outbox.batch(bid)], capture_with_page=True)
+        assert done.pages == 2
+        assert not (outbox.batch_dir(bid) / two.capture_file).exists()
+        assert outbox.batch(bid).state == ob.DONE
+        assert outbox.counts(bid).captures_kept == 0
+        assert {p.page_id for p in outbox.pages(bid)} == {one.page_id, two.page_id}

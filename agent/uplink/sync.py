@@ -530,7 +530,11 @@ class Syncer:
 
     def _finish(self, batches: list[ob.BatchRecord], report: SyncReport) -> None:
         self._drain_inbox(report)
-        for done in transfer.finish_batches(self.outbox, batches):
+        for done in transfer.finish_batches(
+            self.outbox,
+            batches,
+            capture_with_page=self.settings.keep_captures == "until_page_receipted",
+        ):
             report.batches_done += 1
             report.pages_done += done.pages
 

@@ -175,13 +175,16 @@ def apply_state(outbox: ob.Outbox, state: BatchState) -> int:
     return apply_committed(outbox, state.batch_id, state.parts)
 
 
-def finish_batches(outbox: ob.Outbox, batches: Iterable[ob.BatchRecord]) -> list[FinishedBatch]:
-    """Mark done every batch whose every travelling part is receipted; release its files."""
+def finish_batches(
+    outbox: ob.Outbox, batches: Iterable[ob.BatchRecord], *, capture_with_page: bool = False
+) -> list[FinishedBatch]:
+    """Mark done every batch whose every travelling part is receipted; release its files
+    (the captures too with `capture_with_page`: keep_captures = "until_page_receipted")."""
     done: list[FinishedBatch] = []
     for batch in batches:
         pages = outbox.pages(batch.batch_id)
         if all(p.parts and all(part.acked for part in p.parts.values()) for p in pages):
-            freed = outbox.release_acked_files(batch.batch_id)
+            freed = outbox.release_acked_files(batch.batch_id, capture_with_page=capture_with_page)
             outbox.update_batch(batch.batch_id, state=ob.DONE, last_error=None)
             done.append(FinishedBatch(batch.batch_id, len(pages), freed))
             log.info(
