@@ -155,6 +155,14 @@ class AgentSettings(BaseModel):
     button_debounce_ms: int | None = Field(
         default=None, ge=0, le=1000, description="Debounce, ms; unset: the button profile's."
     )
+    screen_host: str = Field(
+        default="127.0.0.1",
+        description="Address of the technician's screen (agent/screen); loopback: only a "
+        "browser on the station itself (a touchscreen) can open it.",
+    )
+    screen_port: int = Field(
+        default=8765, ge=0, le=65535, description="Port of the technician's screen; 0: none."
+    )
     hw_profiles_dir: Path | None = Field(
         default=None, description="Extra site hardware profiles (e.g. /etc/sohoa/hw_profiles)."
     )

@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import sdnotify
@@ -40,6 +41,7 @@ from agent.capture import scan as capture
 from agent.config import AgentSettings
 from agent.errors import DiskFullError, ScannerError, SohoaError, SyncError
 from agent.outbox import outbox as ob
+from agent.screen.web import Screen
 from agent.uplink import transfer
 from agent.uplink.mqtt_link import MqttLink
 from agent.uplink.sync import Syncer, describe
@@ -73,6 +75,8 @@ class Daemon:
         self.threads: list[threading.Thread] = []
         self.link: MqttLink | None = None  # set by the sync loop once connected
         self.hardware: hardware.Hardware | None = None  # resolved at start-up
+        self.screen: ThreadingHTTPServer | None = None
+        self.next_ho_so = ""  # typed on the screen: the mã hồ sơ of the next batch
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -89,6 +93,12 @@ class Daemon:
                 source, self._on_press, on_busy=self._on_busy, scan_lock=self.scan_lock
             )
             self._spawn("button", lambda: trigger.run(self.stop))
+        if self.settings.screen_port:
+            try:
+                screen = Screen(self, self.settings.screen_host, self.settings.screen_port)
+                self.screen = screen.start()
+            except OSError as exc:  # port taken: the station scans on without its screen
+                log.error("technician's screen not started on port %d: %s", screen.port, exc)
         if self.settings.server_public_key is None:
             log.warning(
                 "server_public_key is not set: receipts are trusted on the broker ACL alone; "
@@ -110,6 +120,8 @@ class Daemon:
                 dead = [t.name for t in self.threads if not t.is_alive()]
                 log.error("worker thread(s) died: %s; not pinging the watchdog", dead)
         notifier.notify("STOPPING=1")
+        if self.screen is not None:
+            self.screen.shutdown()
         with self.scan_lock:  # let a running scan store its current page
             pass
         for t in self.threads:
@@ -173,11 +185,13 @@ class Daemon:
         assert self.outbox is not None
         s = self.settings
         try:
+            ho_so, self.next_ho_so = self.next_ho_so, ""
             outcome = capture.scan_now(
                 s,
                 self.outbox,
                 source=s.source if choice == "primary" else s.alternate_source,
                 on_heard=lambda: self.feedback.show(AgentState.SCANNING),
+                metadata={"ma_ho_so": ho_so} if ho_so else None,
             )
             self.work_ready.set()
             if outcome.error is not None:
@@ -198,6 +212,49 @@ class Daemon:
             self.feedback.show(AgentState.DISK_FULL, messages.t("disk_full", s.language))
         except (ScannerError, SohoaError) as exc:
             self._error(exc)
+
+    # -- the technician's screen (agent/screen) ------------------------------------------------
+
+    def start_scan(self) -> bool:
+        """The screen's "Quét": the same flow as a short press of button 1."""
+        if not self.scan_lock.acquire(blocking=False):
+            return False
+
+        def run() -> None:
+            try:
+                self._on_press(ButtonEvent(1, "short", time.monotonic()), "primary")
+            except Exception:
+                log.exception("scan from the screen failed")
+            finally:
+                self.scan_lock.release()
+
+        threading.Thread(target=run, name="scan", daemon=False).start()
+        return True
+
+    def set_next_ho_so(self, code: str) -> None:
+        self.next_ho_so = code
+
+    def screen_state(self) -> dict[str, Any]:
+        assert self.outbox is not None
+        st = agent_status.collect(self.outbox, self.settings.device_id, self.settings.data_dir)
+        disk = retention.forecast(self.settings, self.outbox)
+        link = self.link
+        lang = self.settings.language
+        return {
+            "scanner": self.settings.scanner,
+            "scanning": self.scan_lock.locked(),
+            "last_error": self.last_error,
+            "link": bool(link is not None and link.connected.is_set()),
+            "pending_pages": st.pages_waiting_sync + st.pages_waiting_processing,
+            "disk_days_left": disk.days_left,
+            "disk_warn": disk.warn,
+            "rescans": [
+                {"where": f"lô {r.batch_id[:8]} trang {r.page_no or '?'}", "note": r.note}
+                for r in st.rescan_requests
+            ],
+            "next_ho_so": self.next_ho_so,
+            "language": lang,
+        }
 
     def _warn_if_disk_low(self) -> None:
         """After each batch: days ahead of a full disk, say so (box, log; the batch is safe)."""

@@ -118,6 +118,7 @@ def scan_now(
     on_heard: Callable[[], None] = lambda: None,
     on_start: Callable[[SaneDeviceInfo, BatchRecord | None], None] = lambda info, previous: None,
     on_page: Callable[[PageRecord], None] = lambda page: None,
+    metadata: dict[str, str] | None = None,
 ) -> ScanOutcome:
     """Scan one feeder load now, the one flow of the button and of `sohoa-agent scan`.
 
@@ -135,7 +136,15 @@ def scan_now(
     with sane_device.open_scanner(scanner or settings.scanner, known) as device:
         previous = batch_to_continue(outbox) if resume else None
         on_start(device.info, previous)
-        return scan_batch(settings, outbox, device, request, on_page=on_page, continues=previous)
+        return scan_batch(
+            settings,
+            outbox,
+            device,
+            request,
+            on_page=on_page,
+            metadata=metadata,
+            continues=previous,
+        )
 
 
 def scan_batch(
