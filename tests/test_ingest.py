@@ -31,6 +31,7 @@ from protocol.messages import (
 )
 from server.archive.catalog import Catalog
 from server.ingest import EMPTY_SHA256, Handled, Ingest, Outgoing
+from server.ingest.limits import StationLimits
 from server.store.db import Database, Row
 from server.store.files import Pending, Store
 
@@ -39,7 +40,7 @@ MEDIA = {
     "text": "text/plain; charset=utf-8",
     "words": "application/json",
     "thumb": "image/jpeg",
-    "archival": "image/jpeg",
+    "archival": "application/pdf",
     "capture": "image/png",
 }
 
@@ -608,6 +609,54 @@ def test_zero_size_part_with_a_non_empty_sha256_is_refused(server: Server) -> No
     assert server.sql("SELECT * FROM parts") == []
 
 
+def _manifest_with(page: PageSrc, **part_updates: dict[str, object]) -> bytes:
+    entry = page.entry()
+    parts = tuple(p.model_copy(update=part_updates.get(p.name, {})) for p in entry.parts)
+    msg = Manifest(**env(), batch_id=uid(), created_at=1.0, page_count=1, agent_version="0.1.0",
+                   pages=(entry.model_copy(update={"parts": parts}),))  # fmt: skip
+    return envelope.encode(msg)
+
+
+def test_a_part_of_a_type_the_station_may_not_send_is_refused(server: Server) -> None:
+    # The attack: a capture declared text/html was stored and served as such (script in the
+    # archive's origin, one click from an admin). Now the manifest is refused, whole.
+    page = PageSrc(page_no=1, parts={"text": b"x", "capture": b"<script>alert(1)</script>"})
+    for name, kind in (("capture", "text/html"), ("text", "text/html; charset=utf-8"),
+                       ("capture", "image/svg+xml")):  # fmt: skip
+        payload = _manifest_with(page, **{name: {"media_type": kind}})
+        reject = one_reject(server.ingest.handle(topics.up(DEVICE, "manifest"), payload))
+        assert reject.reason == "refused" and kind in reject.detail
+    assert server.sql("SELECT * FROM parts") == [] and server.sql("SELECT * FROM pages") == []
+
+
+def test_station_limits_part_size_pages_per_batch_bytes_per_day(
+    server: Server, tmp_path: Path
+) -> None:
+    small = StationLimits(
+        part_bytes={"text": 1000, "thumb": 5000, "archival": 50_000, "capture": 100_000,
+                    "words": 1000},
+        pages_per_batch=3,
+        bytes_per_day=60_000,
+    )  # fmt: skip
+    server.ingest = Ingest(server.db, server.store, station_limits=small)
+    # A 512 MiB "text" used to be taken and indexed in memory; the size is by kind now.
+    big = PageSrc(page_no=1, parts={"text": b"x" * 1001})
+    reject = one_reject(server.manifest(BatchSrc(pages=[big])))
+    assert reject.reason == "too_large" and "text" in reject.detail
+    many = BatchSrc(pages=[PageSrc(page_no=n, parts={"text": b"x"}) for n in range(1, 5)])
+    reject = one_reject(server.manifest(many))
+    assert reject.reason == "refused" and "4 pages" in reject.detail
+    # Bytes per day: 40 KB, then another 40 KB is past 60 KB; the same manifest again is not
+    # new bytes and is still answered.
+    first = BatchSrc(pages=[PageSrc(page_no=1, parts={"archival": random.randbytes(40_000)})])
+    assert not [m for m in decoded(server.manifest(first)) if isinstance(m, Reject)]
+    assert not [m for m in decoded(server.manifest(first)) if isinstance(m, Reject)]
+    second = BatchSrc(pages=[PageSrc(page_no=1, parts={"archival": random.randbytes(40_000)})])
+    reject = one_reject(server.manifest(second))
+    assert reject.reason == "refused" and "24 hours" in reject.detail
+    assert len(server.sql("SELECT * FROM batches")) == 1
+
+
 def test_reassembled_part_that_fails_its_sha256_is_forgotten_then_resent(server: Server) -> None:
     rng = random.Random(13)
     batch = make_batch(1, rng, sizes={"archival": 20_000})
@@ -734,7 +783,7 @@ def test_text_part_is_indexed_in_nfc_and_searchable(server: Server) -> None:
     assert unicodedata.is_normalized("NFC", row["text"])
 
     def hits(q: str) -> list[int]:
-        return [h["page_no"] for h in server.archive.catalog.search(q)]
+        return [h["page_no"] for h in server.catalog.search(q)]
 
     assert hits("khoang san") == [1]  # without diacritics: matches with or without
     assert hits("khoáng sản") == [1]  # with diacritics: exact
@@ -745,9 +794,9 @@ def test_text_part_is_indexed_in_nfc_and_searchable(server: Server) -> None:
     assert hits("ho tich") == [2]
     assert hits("hộ tịch") == [2]
     assert hits("") == []
-    (hit,) = server.archive.catalog.search("khoang san")
+    (hit,) = server.catalog.search("khoang san")
     assert "khoáng sản" in hit["snippet"]
-    page = server.archive.catalog.page(hit["page"])
+    page = server.catalog.page(hit["page"])
     assert page is not None
     assert page["text"] == text
 
@@ -808,7 +857,7 @@ def test_group_with_several_parts_duplicates_and_corrupt_ones(server: Server) ->
     rng.shuffle(order)
     payloads = [payloads[0]] + [payloads[i] for i in order]
     messages = as_messages(batch, payloads)
-    commits = count_commits(server.store.db)
+    commits = count_commits(server.db)
     results = server.ingest.handle_many(messages)
     assert len(commits) == 1  # the whole group: one transaction
     assert len(results) == len(messages)
@@ -869,7 +918,7 @@ def test_parts_completed_across_groups_are_committed_by_the_group_that_completes
     assert [r["name"] for r in rows] == ["archival"] * 4
     assert len(server.partials()) == 4
     rng.shuffle(rest)
-    commits = count_commits(server.store.db)
+    commits = count_commits(server.db)
     results = server.ingest.handle_many(as_messages(batch, rest))
     assert len(commits) == 1
     (receipt,) = receipts([o for r in results for o in r.replies])
@@ -942,7 +991,7 @@ def assert_only_durable_answers(server: Server, batch: BatchSrc, results: list[H
     for page in batch.pages:
         for name, data in page.parts.items():
             row = server.part_row(page, name)
-            final = server.store.files.part_path(
+            final = server.store.part_path(
                 DEVICE, batch.batch_id, page.page_no, page.page_id, name, MEDIA[name]
             )
             if row["state"] == "committed":
@@ -963,8 +1012,8 @@ def test_failure_inside_a_group_answers_nothing_that_is_not_durable(
     batch = make_batch(3, rng, sizes={"text": 400, "thumb": 3000, "archival": 20_000})
     server = Server(tmp_path, database)
     bad = batch.pages[1]
-    server.store.files = FailingStore(tmp_path / "store", f"{bad.page_id}.archival")
-    server.ingest = Ingest(server.store.db, server.store.files)
+    server.store = FailingStore(tmp_path / "store", f"{bad.page_id}.archival")
+    server.ingest = Ingest(server.db, server.store)
     messages = as_messages(batch, [batch.manifest(), *batch.all_chunks(8 * 1024)])
     results = server.ingest.handle_many(messages)
     # The group failed as a whole (rolled back), then each message was handled alone: only
@@ -972,7 +1021,7 @@ def test_failure_inside_a_group_answers_nothing_that_is_not_durable(
     failed = [i for i, r in enumerate(results) if r.error is not None]
     assert len(failed) == 1
     assert results[failed[0]].replies == []
-    assert server.store.files.failures == 2  # in the group, then alone
+    assert server.store.failures == 2  # in the group, then alone
     out = [o for r in results for o in r.replies]
     assert rejects(out) == []
     expected = expected_parts(batch)
@@ -985,10 +1034,10 @@ def test_failure_inside_a_group_answers_nothing_that_is_not_durable(
     state = {(p.page_id, p.part): p for p in server.state(batch.batch_id).parts}
     assert state[(bad.page_id, "archival")].missing == ((0, len(bad.parts["archival"])),)
     # With a healthy store, the re-sent part commits and the batch is complete.
-    healthy = Ingest(server.store.db, Store(tmp_path / "store"))
+    healthy = Ingest(server.db, Store(tmp_path / "store"))
     healthy.handle_many(as_messages(batch, batch.chunks(bad, "archival", 8 * 1024)))
     server.assert_batch_archived(batch)
-    server.store.db.close()
+    server.db.close()
 
 
 @pytest.mark.parametrize("times", [1, 1000])
@@ -1004,8 +1053,8 @@ def test_fsync_error_in_a_group_commits_nothing_it_flushed(
     server.manifest(batch)
     half = [p for page in batch.pages for p in batch.chunks(page, "archival", 8 * 1024)[:1]]
     server.ingest.handle_many(as_messages(batch, half))  # ranges recorded before the failure
-    server.store.files = FailingFlush(tmp_path / "store", times)
-    server.ingest = Ingest(server.store.db, server.store.files)
+    server.store = FailingFlush(tmp_path / "store", times)
+    server.ingest = Ingest(server.db, server.store)
     rest = [
         p
         for page in batch.pages
@@ -1027,12 +1076,12 @@ def test_fsync_error_in_a_group_commits_nothing_it_flushed(
         assert server.sql("SELECT * FROM chunks") == []
         assert server.partials() == []
         assert [p for p in (tmp_path / "store").rglob("*") if p.is_file()] == []
-    healthy = Ingest(server.store.db, Store(tmp_path / "store"))
+    healthy = Ingest(server.db, Store(tmp_path / "store"))
     for p in server.state(batch.batch_id).parts:
         page = next(pg for pg in batch.pages if pg.page_id == p.page_id)
         healthy.handle_many(as_messages(batch, batch.chunks(page, p.part, 8 * 1024, p.missing)))
     server.assert_batch_archived(batch)
-    server.store.db.close()
+    server.db.close()
 
 
 def _die_in_group(
@@ -1094,7 +1143,7 @@ def test_worker_killed_inside_a_group_leaves_nothing_harmful(
     assert committed_parts(receipts(out)) == expected_parts(batch)
     assert server.alerts() == []  # no part was taken for corrupt
     server.assert_batch_archived(batch)
-    server.store.db.close()
+    server.db.close()
 
 
 def test_two_workers_with_groups_commit_each_part_exactly_once(
@@ -1154,7 +1203,7 @@ def test_two_workers_with_groups_commit_each_part_exactly_once(
     for batch in batches:
         server.assert_batch_archived(batch)
     assert server.alerts() == []
-    server.store.db.close()
+    server.db.close()
 
 
 class RecordingClient:
@@ -1207,7 +1256,7 @@ def test_worker_acks_a_group_only_after_it_is_handled_and_answered(
     assert kinds[:first_ack] == ["publish"]  # the batch's one receipt
     assert (worker.messages, worker.errors, worker.groups) == (len(messages) - 1, 1, 1)
     server.assert_batch_archived(batch)
-    server.store.db.close()
+    server.db.close()
 
 
 @dataclass
@@ -1236,3 +1285,59 @@ def test_worker_health_is_a_public_question_the_watchdog_asks(tmp_path: Path, br
     finally:
         worker.stop()
     assert not worker.healthy()
+
+
+def _enrol(db: Database, device: str) -> object:
+    """The station's key, registered through the registry's own rules."""
+    from protocol import enrolment, signing
+    from server.fleet import registry as stations
+
+    secret = stations.issue_code(db, device, "Xã Tân Lập", "", hours=1)
+    key = signing.new_key()
+    req = enrolment.EnrolRequest(
+        device_id=device, msg_id=uid(), secret=secret, public_key=signing.public_key_hex(key),
+        box_key="b" * 64,
+    )  # fmt: skip
+    stations.redeem(
+        db, req.model_copy(update={"signature": signing.sign_bytes(req.signed_bytes(), key)})
+    )
+    return key
+
+
+def test_an_enrolled_station_signs_its_manifests_and_a_revoked_one_is_refused(
+    server: Server,
+) -> None:
+    from protocol import signing
+    from server.fleet import registry as stations
+
+    key = _enrol(server.db, DEVICE)
+    batch = make_batch(1, random.Random(14))
+    thief = signing.new_key()
+    for signer in (None, thief):  # unsigned, or signed by a key that is not the station's
+        msg = envelope.decode(batch.manifest()).message
+        if signer is not None:
+            msg = msg.model_copy(update={"signature": signing.sign(msg, signer)})  # type: ignore[arg-type]
+        out = server.ingest.handle(topics.up(DEVICE, "manifest"), envelope.encode(msg))
+        reject = one_reject(out)
+        assert reject.reason == "refused" and "signed" in reject.detail
+        assert not server.state(batch.batch_id).known  # nothing written
+    msg = envelope.decode(batch.manifest()).message
+    signed = msg.model_copy(update={"signature": signing.sign(msg, key)})  # type: ignore[arg-type]
+    assert (
+        rejects(server.ingest.handle(topics.up(DEVICE, "manifest"), envelope.encode(signed))) == []
+    )
+    for payload in batch.all_chunks(16_384):
+        server.chunk(payload)
+    server.assert_batch_archived(batch)
+
+    stations.revoke(server.db, DEVICE)
+    later = make_batch(1, random.Random(15))
+    msg = envelope.decode(later.manifest()).message
+    signed = msg.model_copy(update={"signature": signing.sign(msg, key)})  # type: ignore[arg-type]
+    reject = one_reject(
+        server.ingest.handle(topics.up(DEVICE, "manifest"), envelope.encode(signed))
+    )
+    assert reject.reason == "refused" and "revoked" in reject.detail
+    assert not server.state(later.batch_id).known
+    server.assert_batch_archived(batch)  # what was received before stays
+    assert any("revoked" in a["detail"] for a in server.alerts())
