@@ -232,6 +232,45 @@ class Daemon:
         threading.Thread(target=run, name="scan", daemon=False).start()
         return True
 
+    def rescan_page(self, batch_id: str, page_no: int) -> bool:
+        """The screen's "quét lại trang này": one sheet from the glass, as a batch that names
+        the page it replaces (the archive links it; the screen shows it in that page's place)."""
+        assert self.outbox is not None
+        if not any(p.page_no == page_no for p in self.outbox.pages(batch_id)):
+            return False
+        if not self.scan_lock.acquire(blocking=False):
+            return False
+        s = self.settings
+        replaces = {"replaces_batch": batch_id, "replaces_page_no": str(page_no)}
+        ho_so = self.outbox.batch(batch_id).metadata.get("ma_ho_so")
+        if ho_so:
+            replaces["ma_ho_so"] = ho_so
+
+        def run() -> None:
+            try:
+                outcome = capture.scan_now(
+                    s,
+                    self.outbox,  # type: ignore[arg-type]
+                    source="flatbed",
+                    resume=False,
+                    on_heard=lambda: self.feedback.show(AgentState.SCANNING),
+                    metadata=replaces,
+                )
+                self.work_ready.set()
+                if outcome.error is not None:
+                    self._error(outcome.error)
+                else:
+                    self.feedback.show(AgentState.DONE)
+            except (ScannerError, SohoaError) as exc:
+                self._error(exc)
+            except Exception:
+                log.exception("re-scan from the screen failed")
+            finally:
+                self.scan_lock.release()
+
+        threading.Thread(target=run, name="scan", daemon=False).start()
+        return True
+
     def set_next_ho_so(self, code: str) -> None:
         self.next_ho_so = code
 

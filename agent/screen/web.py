@@ -2,7 +2,9 @@
 
 Routes: `GET /` the page (one HTML document, its script polls `/api/state` every 2 s);
 `GET /api/state` what to show; `POST /api/scan` start a scan (409 while one runs);
-`POST /api/ho-so` the mã hồ sơ for the next batch; `GET /thumb/<batch>/<page_no>` a page's
+`POST /api/ho-so` the mã hồ sơ for the next batch; `POST /api/rescan` "quét lại trang này"
+(one sheet from the glass replaces that page: shown in its place here, travelling as a batch
+that names the page it replaces); `GET /thumb/<batch>/<page_no>` a page's
 thumbnail (the pipeline's once processed, else made from the capture while it is on disk).
 Every text the page shows comes as data and is set with textContent (never HTML from data).
 """
@@ -56,6 +58,11 @@ class Station(Protocol):
 
     def set_next_ho_so(self, code: str) -> None: ...
 
+    def rescan_page(self, batch_id: str, page_no: int) -> bool:
+        """Scan one sheet from the glass as the replacement of that page (a new batch that
+        names the page it replaces); False when a scan is already running."""
+        ...
+
 
 @dataclass
 class Screen:
@@ -91,7 +98,14 @@ def state(station: Station) -> dict[str, Any]:
     lang = 0 if st.get("language", "vi") == "vi" else 1
     outbox = station.outbox
     assert outbox is not None
-    batches = [b for b in outbox.batches() if b.source == "scan"]
+    scanned = [b for b in outbox.batches() if b.source == "scan"]
+    batches = [b for b in scanned if "replaces_batch" not in b.metadata]
+    # the newest re-scan of each page of a batch, shown in its place
+    replaced: dict[tuple[str, int], tuple[str, int]] = {}
+    for b in scanned:
+        if "replaces_batch" in b.metadata:
+            key = (b.metadata["replaces_batch"], int(b.metadata.get("replaces_page_no", "0")))
+            replaced[key] = (b.batch_id, 1)
     pages: list[dict[str, Any]] = []
     batch_view: dict[str, Any] | None = None
     if batches:
@@ -101,13 +115,19 @@ def state(station: Station) -> dict[str, Any]:
             "ma_ho_so": batch.metadata.get("ma_ho_so", ""),
             "state": batch.state,
         }
-        for page in outbox.pages(batch.batch_id):
+        for original in outbox.pages(batch.batch_id):
+            page = original
+            again = replaced.get((batch.batch_id, original.page_no))
+            if again is not None:
+                page = next((p for p in outbox.pages(again[0]) if p.page_no == again[1]), page)
             warnings = page_warnings(page)
             pages.append(
                 {
-                    "page_no": page.page_no,
-                    "thumb": f"/thumb/{batch.batch_id}/{page.page_no}",
+                    "page_no": original.page_no,
+                    "batch_id": batch.batch_id,
+                    "thumb": f"/thumb/{page.batch_id}/{page.page_no}",
                     "processed": page.state != ob.CAPTURED,
+                    "rescanned": again is not None,
                     "warnings": [WARNINGS[w][lang] for w in warnings],
                     "warning_flags": warnings,
                 }
@@ -202,6 +222,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self.path == "/api/scan":
             started = self.station.start_scan()
+            self._json(
+                HTTPStatus.ACCEPTED if started else HTTPStatus.CONFLICT, {"started": started}
+            )
+        elif self.path == "/api/rescan":
+            batch_id, page_no = str(body.get("batch_id", "")), body.get("page_no")
+            if not re.fullmatch(r"[0-9a-f]{32}", batch_id) or not isinstance(page_no, int):
+                self._json(HTTPStatus.BAD_REQUEST, {"error": "page"})
+                return
+            started = self.station.rescan_page(batch_id, page_no)
             self._json(
                 HTTPStatus.ACCEPTED if started else HTTPStatus.CONFLICT, {"started": started}
             )
