@@ -87,6 +87,18 @@ class AgentSettings(BaseModel):
     sync_masters: bool = Field(
         default=False, description="Also send the captured bytes (sites with a good link)."
     )
+    masters_hours: str = Field(
+        default="",
+        pattern=r"^$|^([01]?[0-9]|2[0-3])-([01]?[0-9]|2[0-4])$",
+        description="With sync_masters: local hours the captures may be sent in, e.g. 22-6 "
+        "(the link is idle at night); empty: any hour. Archival pages and text go any time.",
+    )
+    masters_min_kbps: int = Field(
+        default=0,
+        ge=0,
+        description="With sync_masters: send captures only while the link carried at least "
+        "this many kbit/s lately (0: any rate). max_upload_kbps caps every sending.",
+    )
     keep_captures: Literal["until_archived", "until_page_receipted"] = Field(
         default="until_archived",
         description="until_archived: a capture (lossless master) is deleted only once the "

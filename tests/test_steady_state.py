@@ -220,3 +220,20 @@ def test_keep_captures_until_page_receipted_deletes_a_capture_only_after_its_pag
         assert outbox.batch(bid).state == ob.DONE
         assert outbox.counts(bid).captures_kept == 0
         assert {p.page_id for p in outbox.pages(bid)} == {one.page_id, two.page_id}
+
+
+def test_masters_travel_only_in_their_hours_and_on_a_fast_enough_link() -> None:
+    from agent.uplink.transfer import masters_may_travel
+
+    night = AgentSettings(device_id="st", sync_masters=True, masters_hours="22-6")
+    hours = [h for h in range(24) if masters_may_travel(night, h, None)]
+    assert hours == [0, 1, 2, 3, 4, 5, 22, 23]
+    day = AgentSettings(device_id="st", sync_masters=True, masters_hours="12-14")
+    assert [h for h in range(24) if masters_may_travel(day, h, None)] == [12, 13]
+    slow = AgentSettings(device_id="st", sync_masters=True, masters_min_kbps=64)
+    assert masters_may_travel(slow, 3, None)  # not measured yet: sending measures it
+    assert not masters_may_travel(slow, 3, 40_000 / 8)  # 40 kbit/s: a 2G evening
+    assert masters_may_travel(slow, 3, 100_000 / 8)
+    assert all(masters_may_travel(AgentSettings(device_id="st"), h, 1.0) for h in range(24))
+    with pytest.raises(ValueError, match="masters_hours"):
+        AgentSettings(device_id="st", masters_hours="25-3")

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.config import AgentSettings
 from agent.outbox import outbox as ob
 from protocol import signing
 from protocol.messages import (
@@ -62,6 +63,21 @@ def sendable_batches(outbox: ob.Outbox) -> list[ob.BatchRecord]:
     """Ready batches that may leave the device, oldest first. A secret (mật) batch never
     does, neither over a network nor on a USB disk (TT 02/2019, docs/design.md §4)."""
     return [b for b in outbox.batches((ob.READY,)) if not b.secret]
+
+
+def masters_may_travel(settings: AgentSettings, hour: int, rate_bps: float | None) -> bool:
+    """May captures (lossless masters) be sent now? Only inside `masters_hours` (local
+    "22-6": from 22:00 to 06:00; empty: any hour) and when the link carried at least
+    `masters_min_kbps` lately (unmeasured: yes, sending is how it gets measured). The archival
+    page and text always may, and go first anyway (sync's PART_PRIORITY)."""
+    window = settings.masters_hours
+    if window:
+        start, end = (int(x) for x in window.split("-"))
+        inside = start <= hour < end if start < end else hour >= start or hour < end
+        if not inside:
+            return False
+    floor = settings.masters_min_kbps
+    return not floor or rate_bps is None or rate_bps * 8 / 1000 >= floor
 
 
 def add_masters(outbox: ob.Outbox, batches: Iterable[ob.BatchRecord]) -> None:
