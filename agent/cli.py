@@ -359,6 +359,35 @@ def _watch_status(ctx: Context) -> int:
         return 0
 
 
+def cmd_reprocess(ctx: Context) -> int:
+    """Run the page pipeline on one capture file into a folder: what the archive calls to
+    redo a page's decisions with the same code (server/archive/redo.py), and a technician's
+    tool. Prints the result as JSON (paths, flags, OCR confidence); touches no outbox."""
+    from agent import worker
+    from agent.capture.scan import image_info
+    from agent.pipeline.process import process_page
+
+    capture: Path = ctx.args.capture
+    dpi = ctx.args.dpi or image_info(capture.read_bytes())[3] or ctx.settings.dpi
+    result = process_page(capture, ctx.args.out, worker.pipeline_settings(ctx.settings, dpi))
+    print(
+        json.dumps(
+            {
+                "capture": str(capture),
+                "dpi": dpi,
+                "archival": str(result.archival),
+                "text": str(result.text),
+                "thumb": str(result.thumb),
+                "decisions": str(result.decisions_path),
+                "flags": list(result.flags),
+                "ocr_confidence": result.ocr_confidence,
+            },
+            ensure_ascii=False,
+        )
+    )
+    return 0
+
+
 def cmd_devices(ctx: Context) -> int:
     from agent import profiles
     from agent.capture import sane_device
@@ -534,6 +563,10 @@ def build_parser() -> argparse.ArgumentParser:
         "rescan-done", cmd_rescan_done, "clear a re-scan request once the page is scanned again"
     )
     done.add_argument("page_id", help="the page id status shows (its first 8 characters do)")
+    redo = add("reprocess", cmd_reprocess, "run cleanup and OCR on one capture file again")
+    redo.add_argument("capture", type=Path, help="the capture (PNG/TIFF/JPEG) to process")
+    redo.add_argument("--out", type=Path, required=True, help="folder for the new results")
+    redo.add_argument("--dpi", type=int, default=0, help="the capture's dpi (default: its own)")
     devices = add("devices", cmd_devices, "scanners SANE finds and the profile each matched")
     devices.add_argument("--json", action="store_true")
     add("run", cmd_run, "the service: button, pipeline and sync (systemd runs this)")
