@@ -35,8 +35,10 @@ from agent.profiles import SaneDeviceInfo, ScanRequest, load_scanner_profiles
 
 pytestmark = [pytest.mark.slow]
 
-DISK_MB = 40
-SHEETS = 20  # one feeder load
+# A disk and a scan rate no one tuned the code for can be tried without editing the test:
+# SOHOA_STEADY_DISK_MB=64 SOHOA_STEADY_SHEETS=35 pytest tests/test_steady_state.py
+DISK_MB = int(os.environ.get("SOHOA_STEADY_DISK_MB", "40"))
+SHEETS = int(os.environ.get("SOHOA_STEADY_SHEETS", "20"))  # one feeder load
 BATCHES_PER_DAY = 2
 DAYS = 60
 LINK_DOWN = range(6, 34)  # the tower is down for four weeks: the disk must fill, safely
@@ -145,15 +147,16 @@ def test_weeks_on_a_small_disk_never_lose_a_master_and_warn_before_full(tmp_path
                     _receipt_day(outbox, archive)
                 _check_nothing_unreceipted_is_gone(outbox, archive)
 
-        assert scanned >= 1500  # thousands of pages went through, not a handful
-        assert refusals, "the link was down long enough to fill the disk"
         print(f"scanned {scanned} pages; warned day {first_warning}; refused days {refusals}")
+        if "SOHOA_STEADY_DISK_MB" not in os.environ and "SOHOA_STEADY_SHEETS" not in os.environ:
+            assert scanned >= 1500  # thousands of pages went through, not a handful
+            assert refusals, "the link was down long enough to fill the disk"
         # while the link was up, it never filled (receipts come in at the end of a day)
         assert all(d in LINK_DOWN or d == LINK_DOWN.stop for d in refusals), refusals
-        assert first_warning is not None
-        assert first_warning <= refusals[0] - (WARN_DAYS - 1), (first_warning, refusals[0])
-        # once the link was back, the receipted captures made room and scanning went on
-        assert refusals[-1] < max(LINK_DOWN) + 2
+        if refusals:  # warned days before the first refusal, and scanning again once back
+            assert first_warning is not None
+            assert first_warning <= refusals[0] - (WARN_DAYS - 1), (first_warning, refusals[0])
+            assert refusals[-1] < max(LINK_DOWN) + 2
         assert len(archive) == scanned  # every page reached the archive in the end
 
 

@@ -112,7 +112,8 @@ def state(station: Station) -> dict[str, Any]:
         batch = batches[-1]
         batch_view = {
             "id": batch.batch_id,
-            "ma_ho_so": batch.metadata.get("ma_ho_so", ""),
+            # typed on this screen, else read from the batch's first QR cover sheet
+            "ma_ho_so": batch.metadata.get("ma_ho_so", "") or cover_ho_so(outbox, batch.batch_id),
             "state": batch.state,
         }
         for original in outbox.pages(batch.batch_id):
@@ -133,6 +134,15 @@ def state(station: Station) -> dict[str, Any]:
                 }
             )
     return {**st, "sync_words": sync_words(st, lang), "batch": batch_view, "pages": pages}
+
+
+def cover_ho_so(outbox: ob.Outbox, batch_id: str) -> str:
+    """The mã hồ sơ the batch's first cover sheet (agent.pipeline.coversheet) carries."""
+    for page in outbox.pages(batch_id):
+        sheet = page.decisions.get("cover_sheet") or {}
+        if sheet.get("found") and sheet.get("ma_ho_so"):
+            return str(sheet["ma_ho_so"])
+    return ""
 
 
 def sync_words(st: dict[str, Any], lang: int) -> str:
