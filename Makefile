@@ -7,13 +7,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PACKAGES := protocol agent server embedded
 
-.PHONY: help bootstrap demo test lint typecheck pytest bench lock clean
+.PHONY: help bootstrap demo test lint typecheck pytest bench lock clean check-arm64
 
 help:
 	@echo "make demo   - install, then scan with SANE's test scanner, OCR, sync to a local archive"
 	@echo "make test   - install, then ruff, ruff format --check, mypy, pytest (all markers)"
 	@echo "make bench  - benchmarks under bench/ (results go to docs/benchmarks.md by hand)"
 	@echo "make lock   - re-pin requirements.lock from a fresh resolve"
+	@echo "make check-arm64 - every pin installs on a Raspberry Pi (arm64 wheels; needs PyPI)"
 
 bootstrap:
 	@scripts/bootstrap.sh all dev
@@ -43,6 +44,11 @@ lock:
 	( echo "# Pinned versions for reproducible installs (pip constraints). Regenerate: make lock"; \
 	  .lock-venv/bin/pip freeze --exclude-editable ) > requirements.lock
 	rm -rf .lock-venv
+
+# Every pin has an arm64 wheel, builds to a pure-Python one, or is a listed source build
+# (scripts/check_arm64.py); run after `make lock` and in CI (it needs the PyPI registry).
+check-arm64: bootstrap
+	$(PY) scripts/check_arm64.py
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache build *.egg-info

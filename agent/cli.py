@@ -294,15 +294,19 @@ def cmd_coversheet(ctx: Context) -> int:
 
 
 def cmd_status(ctx: Context) -> int:
-    from agent import status
+    from agent import retention, status
 
     if getattr(ctx.args, "watch", False):
         return _watch_status(ctx)
     with ctx.open_outbox(read_only=True) as outbox:
         st = status.collect(outbox, ctx.settings.device_id, ctx.settings.data_dir)
         review = status.pages_to_review(outbox)
+        disk = retention.forecast(ctx.settings, outbox)
     if ctx.args.json:
-        doc = st.as_dict() | {"review": [dataclasses.asdict(r) for r in review]}
+        doc = st.as_dict() | {
+            "review": [dataclasses.asdict(r) for r in review],
+            "disk_forecast": disk.as_dict(),
+        }
         print(json.dumps(doc, ensure_ascii=False, indent=2))
         return 0
     vi = ctx.lang == "vi"
@@ -310,6 +314,19 @@ def cmd_status(ctx: Context) -> int:
         f"{'Thiết bị' if vi else 'Device'}: {st.device_id}   "
         f"{'Ổ đĩa trống' if vi else 'Disk free'}: {st.disk_free_bytes / 2**30:.1f} GiB"
     )
+    if disk.days_left is not None:
+        days = f"{disk.days_left:.0f}"
+        print(
+            ("! " if disk.warn else "")
+            + (
+                f"Ổ đĩa còn đủ cho khoảng {days} ngày quét"
+                if vi
+                else f"Disk holds about {days} days of scanning"
+            )
+            + (f" ({disk.bytes_per_day / 2**20:.0f} MB/{'ngày' if vi else 'day'})")
+        )
+        if disk.warn:
+            print(messages.t("disk_low", ctx.lang, days=days))
     print(
         f"{'Chờ xử lý' if vi else 'Waiting for processing'}: {st.pages_waiting_processing} "
         f"{'trang' if vi else 'page(s)'}"
@@ -369,6 +386,35 @@ def _watch_status(ctx: Context) -> int:
             time.sleep(2.0)
     except KeyboardInterrupt:
         return 0
+
+
+def cmd_reprocess(ctx: Context) -> int:
+    """Run the page pipeline on one capture file into a folder: what the archive calls to
+    redo a page's decisions with the same code (server/archive/redo.py), and a technician's
+    tool. Prints the result as JSON (paths, flags, OCR confidence); touches no outbox."""
+    from agent import worker
+    from agent.capture.scan import image_info
+    from agent.pipeline.process import process_page
+
+    capture: Path = ctx.args.capture
+    dpi = ctx.args.dpi or image_info(capture.read_bytes())[3] or ctx.settings.dpi
+    result = process_page(capture, ctx.args.out, worker.pipeline_settings(ctx.settings, dpi))
+    print(
+        json.dumps(
+            {
+                "capture": str(capture),
+                "dpi": dpi,
+                "archival": str(result.archival),
+                "text": str(result.text),
+                "thumb": str(result.thumb),
+                "decisions": str(result.decisions_path),
+                "flags": list(result.flags),
+                "ocr_confidence": result.ocr_confidence,
+            },
+            ensure_ascii=False,
+        )
+    )
+    return 0
 
 
 def cmd_devices(ctx: Context) -> int:
@@ -546,6 +592,10 @@ def build_parser() -> argparse.ArgumentParser:
         "rescan-done", cmd_rescan_done, "clear a re-scan request once the page is scanned again"
     )
     done.add_argument("page_id", help="the page id status shows (its first 8 characters do)")
+    redo = add("reprocess", cmd_reprocess, "run cleanup and OCR on one capture file again")
+    redo.add_argument("capture", type=Path, help="the capture (PNG/TIFF/JPEG) to process")
+    redo.add_argument("--out", type=Path, required=True, help="folder for the new results")
+    redo.add_argument("--dpi", type=int, default=0, help="the capture's dpi (default: its own)")
     devices = add("devices", cmd_devices, "scanners SANE finds and the profile each matched")
     devices.add_argument("--json", action="store_true")
     add("run", cmd_run, "the service: button, pipeline and sync (systemd runs this)")

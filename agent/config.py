@@ -54,7 +54,10 @@ class AgentSettings(BaseModel):
     mqtt_ca_file: Path | None = Field(default=None, description="CA bundle for mqtts://.")
     mqtt_keepalive: int = Field(default=60, ge=10, le=600, description="MQTT keepalive, seconds.")
     scanner: str = Field(
-        default="auto", description="SANE device name (e.g. test:0), or auto for the first found."
+        default="auto",
+        description="SANE device name (e.g. test:0); or a stable USB identity as `sohoa-agent "
+        "devices` prints it (usb:04c5:132e:SERIAL, or usb:04c5:132e@1-1.3 for the port), "
+        "which survives re-plugging; or auto for the first found.",
     )
     source: Literal["flatbed", "adf", "adf_duplex"] = Field(
         default="adf", description="Paper source for the primary button."
@@ -74,14 +77,35 @@ class AgentSettings(BaseModel):
     ocr_languages: str = Field(
         default="vie", pattern=r"^[a-z_]+(\+[a-z_]+)*$", description="Tesseract languages."
     )
-    pipeline_workers: int = Field(
-        default_factory=lambda: max(1, os.cpu_count() or 1),
+    pipeline_workers: int | None = Field(
+        default=None,
         ge=1,
         le=64,
-        description="OCR processes (one per core, each single-threaded).",
+        description="OCR processes, each single-threaded; unset: the board profile's count "
+        "(capped by its memory budget), or one per core without a board.",
     )
     sync_masters: bool = Field(
         default=False, description="Also send the captured bytes (sites with a good link)."
+    )
+    masters_hours: str = Field(
+        default="",
+        pattern=r"^$|^([01]?[0-9]|2[0-3])-([01]?[0-9]|2[0-4])$",
+        description="With sync_masters: local hours the captures may be sent in, e.g. 22-6 "
+        "(the link is idle at night); empty: any hour. Archival pages and text go any time.",
+    )
+    masters_min_kbps: int = Field(
+        default=0,
+        ge=0,
+        description="With sync_masters: send captures only while the link carried at least "
+        "this many kbit/s lately (0: any rate). max_upload_kbps caps every sending.",
+    )
+    keep_captures: Literal["until_archived", "until_page_receipted"] = Field(
+        default="until_archived",
+        description="until_archived: a capture (lossless master) is deleted only once the "
+        "archive receipted its own verified copy. until_page_receipted: once the archival "
+        "page and its text are receipted, the capture is deleted without ever travelling — "
+        "the disk never fills with masters, but the archive can never redo that page's "
+        "cleanup or OCR, and a damaged archival page can only be re-scanned from paper.",
     )
     chunk_size: int = Field(
         default=chunking.DEFAULT_CHUNK_SIZE,
@@ -106,6 +130,13 @@ class AgentSettings(BaseModel):
         ge=10,
         description="New scans are refused when less than this is free on the data disk.",
     )
+    disk_warn_days: int = Field(
+        default=7,
+        ge=1,
+        le=90,
+        description="Warn (status, box, screen) when the data disk holds fewer days of "
+        "scanning than this at the station's measured rate (agent/retention.py).",
+    )
     page_budget_mb: int = Field(
         default=40, ge=1, description="Disk reserved per page a scan may still bring."
     )
@@ -115,6 +146,35 @@ class AgentSettings(BaseModel):
     button_port: str | None = Field(
         default=None,
         description="Serial port or input device of the button (scanner-button: the SANE option).",
+    )
+    # Hardware from its profiles (agent/hardware.py): each unset value comes from the profile.
+    board: str = Field(
+        default="auto",
+        pattern=r"^[a-z0-9][a-z0-9-]*$",
+        description="Board profile id (hw_profiles/boards, e.g. raspberry-pi-4); auto: the one "
+        "matching /proc/device-tree/model; none: no profile (one worker per core).",
+    )
+    memory_budget_mb: int | None = Field(
+        default=None, ge=100, description="Memory the page workers may use; unset: the board's."
+    )
+    button_key_codes: tuple[str, ...] | None = Field(
+        default=None,
+        description="usb-key: Linux key names that start a scan (KEY_F13,KEY_ENTER); unset: "
+        "the button profile's.",
+    )
+    button_long_press_ms: int | None = Field(
+        default=None, ge=100, le=10000, description="Long press, ms; unset: the button profile's."
+    )
+    button_debounce_ms: int | None = Field(
+        default=None, ge=0, le=1000, description="Debounce, ms; unset: the button profile's."
+    )
+    screen_host: str = Field(
+        default="127.0.0.1",
+        description="Address of the technician's screen (agent/screen); loopback: only a "
+        "browser on the station itself (a touchscreen) can open it.",
+    )
+    screen_port: int = Field(
+        default=8765, ge=0, le=65535, description="Port of the technician's screen; 0: none."
     )
     allow_plain_mqtt: bool = Field(
         default=False,
@@ -132,6 +192,14 @@ class AgentSettings(BaseModel):
         except topics.TopicError as exc:
             raise ValueError(str(exc)) from exc
 
+    @field_validator("button_key_codes", mode="before")
+    @classmethod
+    def _key_list(cls, value: object) -> object:
+        # SOHOA_BUTTON_KEY_CODES=KEY_F13,KEY_ENTER from the environment
+        if isinstance(value, str):
+            return tuple(k.strip() for k in value.split(",") if k.strip())
+        return value
+
     @field_validator("mqtt_url")
     @classmethod
     def _url(cls, value: str) -> str:
@@ -139,6 +207,15 @@ class AgentSettings(BaseModel):
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
             raise ValueError("use mqtt://[user[:pass]@]host[:port] or mqtts://...")
         return value
+
+    @model_validator(mode="after")
+    def _captures_policy(self) -> AgentSettings:
+        if self.sync_masters and self.keep_captures == "until_page_receipted":
+            raise ValueError(
+                "sync_masters = true sends the captures, keep_captures = until_page_receipted "
+                "deletes them unsent: choose one"
+            )
+        return self
 
     @model_validator(mode="after")
     def _plain_only_on_loopback(self) -> AgentSettings:

@@ -21,13 +21,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import sdnotify
 
-from agent import __version__, messages, profiles, worker
+from agent import __version__, hardware, messages, profiles, retention, worker
 from agent import status as agent_status
-from agent.buttons import ButtonEvent, ScanChoice, Trigger, open_button, profile_settings
+from agent.buttons import ButtonEvent, ScanChoice, Trigger, open_button
 from agent.buttons.feedback import (
     AgentState,
     Feedback,
@@ -40,6 +41,7 @@ from agent.capture import scan as capture
 from agent.config import AgentSettings
 from agent.errors import DiskFullError, ScannerError, SohoaError, SyncError
 from agent.outbox import outbox as ob
+from agent.screen.web import Screen
 from agent.uplink import transfer
 from agent.uplink.mqtt_link import MqttLink
 from agent.uplink.sync import Syncer, describe
@@ -73,6 +75,9 @@ class Daemon:
         self.feedback: Feedback = LogFeedback(lang="en")
         self.threads: list[threading.Thread] = []
         self.link: MqttLink | None = None  # set by the sync loop once connected
+        self.hardware: hardware.Hardware | None = None  # resolved at start-up
+        self.screen: ThreadingHTTPServer | None = None
+        self.next_ho_so = ""  # typed on the screen: the mã hồ sơ of the next batch
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -80,7 +85,7 @@ class Daemon:
         signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
         signal.signal(signal.SIGINT, lambda *_: self.stop.set())
         self.outbox = ob.Outbox(self.settings.data_dir)
-        source = self._button()
+        source = self.button_source()
         self._spawn("pipeline", self._pipeline_loop)
         self._spawn("sync", self._sync_loop)
         self._spawn("telemetry", self._telemetry_loop)
@@ -89,6 +94,12 @@ class Daemon:
                 source, self._on_press, on_busy=self._on_busy, scan_lock=self.scan_lock
             )
             self._spawn("button", lambda: trigger.run(self.stop))
+        if self.settings.screen_port:
+            try:
+                screen = Screen(self, self.settings.screen_host, self.settings.screen_port)
+                self.screen = screen.start()
+            except OSError as exc:  # port taken: the station scans on without its screen
+                log.error("technician's screen not started on port %d: %s", screen.port, exc)
         if self.settings.server_public_key is None:
             log.warning(
                 "no archive key is pinned (server_public_key): receipts are ignored and nothing"
@@ -110,6 +121,8 @@ class Daemon:
                 dead = [t.name for t in self.threads if not t.is_alive()]
                 log.error("worker thread(s) died: %s; not pinging the watchdog", dead)
         notifier.notify("STOPPING=1")
+        if self.screen is not None:
+            self.screen.shutdown()
         with self.scan_lock:  # let a running scan store its current page
             pass
         for t in self.threads:
@@ -129,35 +142,39 @@ class Daemon:
         thread.start()
         self.threads.append(thread)
 
-    def _button(self) -> Any:
+    def button_source(self) -> Any:
+        """The button the settings and its profile describe (None: no button); sets the
+        feedback devices and `self.hardware`."""
         kind = self.settings.button
+        # What the board and button profiles state, with the settings that override them
+        # (agent/hardware.py): key codes, long-press and debounce times, LED/beep patterns.
+        hw = hardware.resolve(self.settings)
+        self.hardware = hw
+        log.info("hardware %s", hw.describe())
         if kind == "none":
             return None
-        # What the button's profile states (hw_profiles/buttons/<kind>.toml, or a site's own
-        # profile of that id); a kind without a profile keeps the sources' own defaults.
-        stated = {p.id: p for p in profiles.load_button_profiles(self.settings.hw_profiles_dir)}
-        profile = stated.get(kind)
-        settings: dict[str, Any] = profile_settings(profile) if profile else {}
+        settings: dict[str, Any] = dict(hw.button_settings)
         if kind in ("serial-box", "modem-line"):
             settings["port"] = self.settings.button_port
         elif kind == "usb-key":
             settings["device_path"] = self.settings.button_port
-            settings.setdefault("key_code", 28)  # KEY_ENTER
+            settings.setdefault("key_code", 28)  # KEY_ENTER, for a site without the profile
         elif kind == "scanner-button":
             known = profiles.load_scanner_profiles(self.settings.hw_profiles_dir)
-            name = self.settings.scanner
-            if name == "auto":
-                found = sane_device.list_devices()
-                name = found[0].name if found else "auto"
-            info = profiles.SaneDeviceInfo(name=name)
+            try:
+                info = sane_device.choose_device(self.settings.scanner)
+            except ScannerError as exc:
+                log.error("scanner button: %s", exc.detail)
+                return None
             option = self.settings.button_port or profiles.match_scanner(info, known).sensors.scan
             if not option:
-                log.error("scanner %s has no known scan-button option; set button_port", name)
+                log.error("scanner %s has no known scan-button option; set button_port", info.name)
                 return None
-            settings["poll"] = sane_device.sensor_poller(name, option)
+            settings["poll"] = sane_device.sensor_poller(info.name, option)
         source = open_button(kind, **settings)
         if kind == "serial-box":
-            self.feedback = MultiFeedback(LogFeedback(lang="en"), SerialBoxFeedback(source))  # type: ignore[arg-type]
+            box = SerialBoxFeedback(source, signals=hw.signals)  # type: ignore[arg-type]
+            self.feedback = MultiFeedback(LogFeedback(lang="en"), box)
         return source
 
     # -- capture ----------------------------------------------------------------------------
@@ -169,11 +186,13 @@ class Daemon:
         assert self.outbox is not None
         s = self.settings
         try:
+            ho_so, self.next_ho_so = self.next_ho_so, ""
             outcome = capture.scan_now(
                 s,
                 self.outbox,
                 source=s.source if choice == "primary" else s.alternate_source,
                 on_heard=lambda: self.feedback.show(AgentState.SCANNING),
+                metadata={"ma_ho_so": ho_so} if ho_so else None,
             )
             self.work_ready.set()
             if outcome.error is not None:
@@ -188,11 +207,104 @@ class Daemon:
                         batch=outcome.batch.batch_id[:8],
                     ),
                 )
+                self._warn_if_disk_low()
         except DiskFullError as exc:
             self.last_error = exc.key
             self.feedback.show(AgentState.DISK_FULL, messages.t("disk_full", s.language))
         except (ScannerError, SohoaError) as exc:
             self._error(exc)
+
+    # -- the technician's screen (agent/screen) ------------------------------------------------
+
+    def start_scan(self) -> bool:
+        """The screen's "Quét": the same flow as a short press of button 1."""
+        if not self.scan_lock.acquire(blocking=False):
+            return False
+
+        def run() -> None:
+            try:
+                self._on_press(ButtonEvent(1, "short", time.monotonic()), "primary")
+            except Exception:
+                log.exception("scan from the screen failed")
+            finally:
+                self.scan_lock.release()
+
+        threading.Thread(target=run, name="scan", daemon=False).start()
+        return True
+
+    def rescan_page(self, batch_id: str, page_no: int) -> bool:
+        """The screen's "quét lại trang này": one sheet from the glass, as a batch that names
+        the page it replaces (the archive links it; the screen shows it in that page's place)."""
+        assert self.outbox is not None
+        if not any(p.page_no == page_no for p in self.outbox.pages(batch_id)):
+            return False
+        if not self.scan_lock.acquire(blocking=False):
+            return False
+        s = self.settings
+        replaces = {"replaces_batch": batch_id, "replaces_page_no": str(page_no)}
+        ho_so = self.outbox.batch(batch_id).metadata.get("ma_ho_so")
+        if ho_so:
+            replaces["ma_ho_so"] = ho_so
+
+        def run() -> None:
+            try:
+                outcome = capture.scan_now(
+                    s,
+                    self.outbox,  # type: ignore[arg-type]
+                    source="flatbed",
+                    resume=False,
+                    on_heard=lambda: self.feedback.show(AgentState.SCANNING),
+                    metadata=replaces,
+                )
+                self.work_ready.set()
+                if outcome.error is not None:
+                    self._error(outcome.error)
+                else:
+                    self.feedback.show(AgentState.DONE)
+            except (ScannerError, SohoaError) as exc:
+                self._error(exc)
+            except Exception:
+                log.exception("re-scan from the screen failed")
+            finally:
+                self.scan_lock.release()
+
+        threading.Thread(target=run, name="scan", daemon=False).start()
+        return True
+
+    def set_next_ho_so(self, code: str) -> None:
+        self.next_ho_so = code
+
+    def screen_state(self) -> dict[str, Any]:
+        assert self.outbox is not None
+        st = agent_status.collect(self.outbox, self.settings.device_id, self.settings.data_dir)
+        disk = retention.forecast(self.settings, self.outbox)
+        link = self.link
+        lang = self.settings.language
+        return {
+            "scanner": self.settings.scanner,
+            "scanning": self.scan_lock.locked(),
+            "last_error": self.last_error,
+            "link": bool(link is not None and link.connected.is_set()),
+            "pending_pages": st.pages_waiting_sync + st.pages_waiting_processing,
+            "disk_days_left": disk.days_left,
+            "disk_warn": disk.warn,
+            "rescans": [
+                {"where": f"lô {r.batch_id[:8]} trang {r.page_no or '?'}", "note": r.note}
+                for r in st.rescan_requests
+            ],
+            "next_ho_so": self.next_ho_so,
+            "language": lang,
+        }
+
+    def _warn_if_disk_low(self) -> None:
+        """After each batch: days ahead of a full disk, say so (box, log; the batch is safe)."""
+        assert self.outbox is not None
+        disk = retention.forecast(self.settings, self.outbox)
+        if disk.warn and disk.days_left is not None:
+            days = f"{disk.days_left:.0f}"
+            self.feedback.show(
+                AgentState.DISK_LOW, messages.t("disk_low", self.settings.language, days=days)
+            )
 
     def _error(self, exc: SohoaError) -> None:
         params = {"pages": 0, "scanner": self.settings.scanner, **exc.params}

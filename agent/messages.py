@@ -57,6 +57,13 @@ CATALOG: dict[str, tuple[str, str]] = {
         "Ổ đĩa sắp đầy — không nhận bản quét mới. Hãy đồng bộ hoặc gọi cán bộ kỹ thuật.",
         "The disk is nearly full — new scans are refused. Sync, or call the technician.",
     ),
+    "disk_low": (
+        "Ổ đĩa chỉ còn đủ cho khoảng {days} ngày quét. Vẫn quét được; hãy để máy gửi bản quét "
+        "lên lưu trữ tỉnh (cần mạng), xuất ra USB (sohoa-agent export), hoặc gọi cán bộ kỹ thuật.",
+        "The disk holds only about {days} more days of scanning. You can still scan; let the "
+        "station send its scans (needs the link), export them to USB (sohoa-agent export), or "
+        "call the technician.",
+    ),
     "write_failed": (
         "Không ghi được tệp lên ổ đĩa. Gọi cán bộ kỹ thuật.",
         "A file could not be written to disk. Call the technician.",

@@ -23,6 +23,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent import hardware
 from agent.config import AgentSettings
 from agent.errors import DiskFullError
 from agent.outbox import outbox as ob
@@ -95,18 +96,16 @@ def process_pending(
     ]
     done = 0
     if jobs:
-        log.info(
-            "pipeline: %d page(s) to process with %d worker(s)",
-            len(jobs),
-            settings.pipeline_workers,
-        )
-        with ProcessPoolExecutor(settings.pipeline_workers, initializer=_init_child) as pool:
+        # the board profile's count, capped by its memory budget, unless a setting says
+        workers = hardware.resolve(settings).pipeline_workers
+        log.info("pipeline: %d page(s) to process with %d worker(s)", len(jobs), workers)
+        with ProcessPoolExecutor(workers, initializer=_init_child) as pool:
             todo = iter(jobs)
             running: dict[Future[PageResult], _Job] = {}
             # Submit a bounded number ahead so that a stop request is honoured quickly.
             for job in todo:
                 running[pool.submit(_run, job)] = job
-                if len(running) >= settings.pipeline_workers * 2:
+                if len(running) >= workers * 2:
                     break
             while running:
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)

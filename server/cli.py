@@ -327,6 +327,21 @@ def cmd_import_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reprocess(args: argparse.Namespace) -> int:
+    from server.archive import redo
+
+    settings = _settings(args)
+    db = _open(settings)
+    try:
+        done = redo.reprocess(db, settings.data_dir, args.page, actor=args.actor)
+    except redo.RedoError as exc:
+        print(f"sohoa-server: {exc}", file=sys.stderr)
+        return 1
+    flags = ", ".join(done.result.get("flags", [])) or "-"
+    print(f"page {done.page}: new result in {done.folder} (flags: {flags})")
+    return 0
+
+
 def cmd_receipt_key(args: argparse.Namespace) -> int:
     from protocol import signing
     from server.store import keys
@@ -417,6 +432,14 @@ def build_parser() -> argparse.ArgumentParser:
         onoff = user_sub.add_parser(action, help=what)
         onoff.add_argument("name", help="user name")
         onoff.set_defaults(func=cmd_user_disable)
+    redo = sub.add_parser(
+        "reprocess",
+        help="redo a page's cleanup and OCR from its capture (the station's code, run as "
+        "`sohoa-agent reprocess`); the new result is kept beside the old",
+    )
+    redo.add_argument("page", type=int, help="the page id (as in /api/v1/batches/{id})")
+    redo.add_argument("--actor", default="cli", help="who asks, for the audit log")
+    redo.set_defaults(func=cmd_reprocess)
     aud = sub.add_parser("audit", help="the append-only audit log")
     aud_sub = aud.add_subparsers(dest="audit_command", required=True)
     verify = aud_sub.add_parser(

@@ -27,6 +27,7 @@ AGENT_ROOMS: dict[str, set[str]] = {
     "buttons": {"profiles"},  # input devices and feedback
     "capture": {"profiles", "outbox"},  # scanner -> durable pages in the outbox
     "uplink": {"outbox"},  # outbox -> broker / USB disk
+    "screen": {"outbox"},  # the technician's page: reads the outbox, the daemon does the rest
 }
 SERVER_BASE = {"server.config", "server"}
 SERVER_ROOMS: dict[str, set[str]] = {

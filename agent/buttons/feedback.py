@@ -21,6 +21,7 @@ The rules behind the table, so that an untrained operator can learn it in one se
 | done       | on    | off    | off   | 1 × 150 ms               |
 | error      | off   | off    | fast  | 3 × 600 ms               |
 | disk_full  | off   | off    | on    | 2 × 200 ms every 60 s    |
+| disk_low   | on    | fast   | off   | 1 × 400 ms every hour    |
 | offline    | on    | on     | off   | —                        |
 | busy       | (unchanged)           | 2 × 80 ms                |
 
@@ -40,6 +41,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from agent.profiles import ButtonProfile
+
 log = logging.getLogger(__name__)
 
 LedColour = Literal["green", "yellow", "red"]
@@ -58,6 +61,7 @@ class AgentState(enum.StrEnum):
     DONE = "done"
     ERROR = "error"
     DISK_FULL = "disk_full"
+    DISK_LOW = "disk_low"
     OFFLINE = "offline"
     BUSY = "busy"
 
@@ -100,6 +104,11 @@ STATE_SIGNALS: Mapping[AgentState, Signal] = {
     AgentState.DONE: Signal({"green": "on"}, beeps=1, beep_ms=150),
     AgentState.ERROR: Signal({"red": "fast"}, beeps=3, beep_ms=600),
     AgentState.DISK_FULL: Signal({"red": "on"}, beeps=2, beep_ms=200, repeat_s=60.0),
+    # days ahead of a full disk: scanning still allowed (green), something to do (yellow),
+    # one reminder an hour
+    AgentState.DISK_LOW: Signal(
+        {"green": "on", "yellow": "fast"}, beeps=1, beep_ms=400, repeat_s=3600.0
+    ),
     # green stays on: scanning goes on offline, the outbox forwards later
     AgentState.OFFLINE: Signal({"green": "on", "yellow": "on"}),
     AgentState.BUSY: Signal(None, beeps=2, beep_ms=80),
@@ -119,6 +128,10 @@ OPERATOR_TEXT: Mapping[Language, Mapping[AgentState, str]] = {
         AgentState.DISK_FULL: (
             "Ổ đĩa sắp đầy — không nhận bản quét mới. Hãy đồng bộ hoặc gọi kỹ thuật viên."
         ),
+        AgentState.DISK_LOW: (
+            "Ổ đĩa sẽ đầy trong vài ngày — vẫn quét được. Hãy để máy gửi bản quét hoặc "
+            "xuất ra USB, hoặc gọi kỹ thuật viên."
+        ),
         AgentState.OFFLINE: (
             "Mất kết nối mạng — vẫn quét được, bản quét sẽ được gửi khi có mạng lại"
         ),
@@ -137,12 +150,29 @@ OPERATOR_TEXT: Mapping[Language, Mapping[AgentState, str]] = {
         AgentState.DISK_FULL: (
             "Disk almost full — no new scans accepted. Sync or call the technician."
         ),
+        AgentState.DISK_LOW: (
+            "The disk will be full in a few days — you can still scan. Let the station send "
+            "its scans or export them to USB, or call the technician."
+        ),
         AgentState.OFFLINE: (
             "No network — you can still scan; scans are sent when the network is back"
         ),
         AgentState.BUSY: "Busy — wait for the current job to finish, then press again",
     },
 }
+
+
+def signals_from_profile(profile: ButtonProfile) -> Mapping[AgentState, Signal]:
+    """STATE_SIGNALS with the states a button profile's `[signals.<state>]` tables restate."""
+    merged = dict(STATE_SIGNALS)
+    for state, spec in profile.signals.items():
+        merged[AgentState(state)] = Signal(
+            dict(spec.leds) if spec.leds is not None else None,
+            beeps=spec.beeps,
+            beep_ms=spec.beep_ms,
+            repeat_s=spec.repeat_s,
+        )
+    return merged
 
 
 def operator_text(state: AgentState, lang: str = DEFAULT_LANGUAGE) -> str:
@@ -258,6 +288,7 @@ class LogFeedback:
     _LEVELS: Mapping[AgentState, int] = {
         AgentState.ERROR: logging.ERROR,
         AgentState.DISK_FULL: logging.ERROR,
+        AgentState.DISK_LOW: logging.WARNING,
         AgentState.OFFLINE: logging.WARNING,
     }
 

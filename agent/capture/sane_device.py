@@ -279,20 +279,52 @@ class Scanner:
         return ScannedPage(image=image, dpi=request.dpi, colour=request.mode == "color")
 
 
+def choose_device(
+    name: str,
+    devices: list[profiles.SaneDeviceInfo] | None = None,
+    sysfs: Path = SYSFS_USB,
+) -> profiles.SaneDeviceInfo:
+    """The device the setting ``scanner`` names.
+
+    * a stable USB identity (``usb:04c5:132e:SERIAL`` or ``usb:04c5:132e@1-1.3``, as
+      `sohoa-agent devices` prints it): the device behind it now, whatever bus and device
+      numbers SANE's name carries after a re-plug; refused when it is not plugged in, never
+      replaced by another scanner;
+    * ``auto``: with several scanners, the one with the smallest stable identity, so the
+      choice does not follow the order SANE happens to list them in;
+    * anything else: that SANE name (also one SANE does not list, such as ``test:0``).
+    """
+    if name.startswith("usb:"):
+        found = list_devices(sysfs) if devices is None else devices
+        for device in found:
+            if stable_id(device, sysfs) == name:
+                return device
+        seen = ", ".join(stable_id(d, sysfs) for d in found) or "none"
+        raise ScannerError(
+            "scanner_not_found", f"no scanner {name} plugged in (found: {seen})", scanner=name
+        )
+    if name == "auto":
+        found = list_devices(sysfs) if devices is None else devices
+        if not found:
+            raise ScannerError("scanner_not_found", "SANE found no scanner", scanner=name)
+        if len(found) > 1:
+            log.warning(
+                "%d scanners found (%s); using the first by stable id: set scanner to one of them",
+                len(found),
+                ", ".join(stable_id(d, sysfs) for d in found),
+            )
+        return min(found, key=lambda d: (stable_id(d, sysfs), d.name))
+    known = devices or []
+    return next((d for d in known if d.name == name), None) or _info_from_name(name)
+
+
 def open_scanner(
     name: str, known_profiles: list[Any], devices: list[profiles.SaneDeviceInfo] | None = None
 ) -> Scanner:
-    """Open ``name`` (a SANE device name, or ``auto`` for the first scanner found)."""
+    """Open ``name``: a SANE device name, a stable USB identity, or ``auto`` (see
+    `choose_device`)."""
     init()
-    info: profiles.SaneDeviceInfo | None = None
-    if name == "auto":
-        found = list_devices() if devices is None else devices
-        if not found:
-            raise ScannerError("scanner_not_found", "SANE found no scanner", scanner=name)
-        info = found[0]
-    else:
-        found = devices or []
-        info = next((d for d in found if d.name == name), None) or _info_from_name(name)
+    info = choose_device(name, devices)
     device = None
     for attempt in range(4):
         try:

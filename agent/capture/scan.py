@@ -64,10 +64,38 @@ class ScanOutcome:
     error: ScannerError | None  # the failure that stopped the batch early, if any
 
 
-def check_disk(settings: AgentSettings, pages_expected: int) -> None:
-    """Refuse to start (or continue) when the data disk could not hold what may come."""
+# A page is budgeted at the largest of the station's recent captures times this margin (a
+# denser page than any recent one still fits), never more than the setting page_budget_mb.
+RECENT_PAGES = 50
+PAGE_MARGIN = 1.5
+
+
+def page_budget(settings: AgentSettings, outbox: Outbox | None) -> int | None:
+    """Bytes one more page may take: measured on this station's own recent captures (a
+    300-dpi colour page is ~3.6 MB on a synthetic A4, 25-30 MB on a noisy real scan), never
+    above the setting page_budget_mb; None before there is any capture to measure. Budgeting
+    every page at the setting would refuse a feeder load long before the disk is short
+    (50 sheets x 40 MB = 2 GB)."""
+    if outbox is None:
+        return None
+    sizes: list[int] = []
+    for batch in reversed(outbox.batches()):
+        sizes += [p.capture_size for p in outbox.pages(batch.batch_id)]
+        if len(sizes) >= RECENT_PAGES:
+            break
+    if not sizes:
+        return None
+    return min(settings.page_budget_mb * 1024 * 1024, int(max(sizes[:RECENT_PAGES]) * PAGE_MARGIN))
+
+
+def check_disk(settings: AgentSettings, pages_expected: int, outbox: Outbox | None = None) -> None:
+    """Refuse to start (or continue) when the data disk could not hold what may come: the
+    pages expected at the measured page size, or, with nothing measured yet, one page at the
+    setting page_budget_mb (the check after every page stops the feeder in time)."""
     free = storage.disk_free(settings.data_dir)
-    need = (settings.min_free_mb + settings.page_budget_mb * pages_expected) * 1024 * 1024
+    measured = page_budget(settings, outbox)
+    budget = settings.page_budget_mb * 1024 * 1024 if measured is None else measured
+    need = settings.min_free_mb * 1024 * 1024 + budget * (pages_expected if measured else 1)
     if free < need:
         raise DiskFullError(
             "disk_full", f"{free // 2**20} MiB free on {settings.data_dir}, need {need // 2**20}"
@@ -90,6 +118,7 @@ def scan_now(
     on_heard: Callable[[], None] = lambda: None,
     on_start: Callable[[SaneDeviceInfo, BatchRecord | None], None] = lambda info, previous: None,
     on_page: Callable[[PageRecord], None] = lambda page: None,
+    metadata: dict[str, str] | None = None,
 ) -> ScanOutcome:
     """Scan one feeder load now, the one flow of the button and of `sohoa-agent scan`.
 
@@ -101,13 +130,21 @@ def scan_now(
     failure after the first page comes back in `ScanOutcome.error` (the pages are kept).
     """
     request = ScanRequest(source=source or settings.source, mode=settings.mode, dpi=settings.dpi)
-    check_disk(settings, 1)
+    check_disk(settings, 1, outbox)
     known = profiles.load_scanner_profiles(settings.hw_profiles_dir)
     on_heard()
     with sane_device.open_scanner(scanner or settings.scanner, known) as device:
         previous = batch_to_continue(outbox) if resume else None
         on_start(device.info, previous)
-        return scan_batch(settings, outbox, device, request, on_page=on_page, continues=previous)
+        return scan_batch(
+            settings,
+            outbox,
+            device,
+            request,
+            on_page=on_page,
+            metadata=metadata,
+            continues=previous,
+        )
 
 
 def scan_batch(
@@ -125,7 +162,7 @@ def scan_batch(
         metadata["continues_after_page"] = str(continues.page_count)
     capacity = getattr(scanner.profile, "adf_capacity", None) or EXPECTED_SHEETS
     sheets = 1 if request.source == "flatbed" else int(capacity)
-    check_disk(settings, sheets * (2 if request.source == "adf_duplex" else 1))
+    check_disk(settings, sheets * (2 if request.source == "adf_duplex" else 1), outbox)
     batch = outbox.new_batch(
         source="scan", scanner=scanner.info.name, profile=scanner.profile.id, metadata=metadata
     )
@@ -151,7 +188,7 @@ def scan_batch(
                 page.capture_sha256[:12],
             )
             on_page(page)
-            check_disk(settings, 1)  # stop the feeder before the disk can no longer hold it
+            check_disk(settings, 1, outbox)  # stop the feeder before the disk can no longer hold it
     except (ScannerError, DiskFullError) as exc:
         if count == 0:
             outbox.discard_empty_batch(batch.batch_id)

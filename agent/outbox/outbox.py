@@ -221,7 +221,9 @@ class BatchCounts:
             acked += n_acked
             unsent += not parts or n_acked < len(parts)
             unsent_bytes += sum(p["size"] for p in parts.values() if not p.get("acked"))
-            kept += not parts.get("capture", {}).get("acked", False)
+            kept += not parts.get("capture", {}).get("acked", False) and not doc.get(
+                "capture_released"
+            )
         return cls(pages, captured, unsent, total, acked, unsent_bytes, kept)
 
 
@@ -610,9 +612,13 @@ class Outbox:
             }
             self._update_page(batch_id, page_id, {"parts": parts})
 
-    def release_acked_files(self, batch_id: str) -> int:
+    def release_acked_files(self, batch_id: str, *, capture_with_page: bool = False) -> int:
         """Delete local files whose part the server acknowledged. The capture file goes only
-        when the capture part itself was acknowledged. Returns bytes freed."""
+        when the capture part itself was acknowledged — or, with `capture_with_page` (the
+        station's setting keep_captures = "until_page_receipted"), once every other part of
+        its page (the archival page and its text) was: the capture then never travels (its
+        part, if not yet receipted, is withdrawn) and the page is marked `capture_released`.
+        Returns bytes freed."""
         freed = 0
         with self._lock:
             for page in self.pages(batch_id):
@@ -623,7 +629,23 @@ class Outbox:
                     if path.exists():
                         freed += path.stat().st_size
                         path.unlink()
+                if capture_with_page:
+                    freed += self._release_capture_with_page(batch_id, page)
         return freed
+
+    def _release_capture_with_page(self, batch_id: str, page: PageRecord) -> int:
+        others = [part for name, part in page.parts.items() if name != "capture"]
+        capture = page.parts.get("capture")
+        if not others or not all(part.acked for part in others) or (capture and capture.acked):
+            return 0  # no archival page receipted yet (or the capture itself went: done above)
+        path = self.batch_dir(batch_id) / page.capture_file
+        size = path.stat().st_size if path.exists() else 0
+        parts = {name: doc for name, doc in _parts_doc(page).items() if name != "capture"}
+        # record first, then delete: a crash between leaves a file the record calls released,
+        # deleted again next time; never a missing file the record says is kept
+        self._update_page(batch_id, page.page_id, {"parts": parts, "capture_released": True})
+        path.unlink(missing_ok=True)
+        return size
 
     # -- queries for status ---------------------------------------------------------------------
 

@@ -329,6 +329,12 @@ class BoardProfile(_Strict):
         ge=1,
         description="OMP_THREAD_LIMIT for tesseract; 1 (docs/design.md §8: OpenMP is 5x slower).",
     )
+    memory_budget_mb: int | None = Field(
+        default=None,
+        ge=100,
+        description="Memory the page workers may use together, MB; caps the worker count at "
+        "this budget divided by one worker's measured peak (agent/hardware.py). None: no cap.",
+    )
     storage: str = Field(description="Storage advice for the data directory.")
     default_button: str = Field(description="Id of the button profile to use when none is set.")
     notes: tuple[str, ...] = Field(default=(), description="Further advice.")
@@ -352,6 +358,33 @@ class UsbId(_Strict):
     source: str = Field(description="Where the id is documented.")
 
 
+class SignalSpec(_Strict):
+    """How one agent state looks and sounds on a box with LEDs and a buzzer."""
+
+    leds: dict[Literal["green", "yellow", "red"], Literal["on", "off", "blink", "fast"]] | None = (
+        Field(default=None, description="Pattern of each lit LED (others off); absent: unchanged.")
+    )
+    beeps: int = Field(default=0, ge=0, le=9, description="Beeps when the state is shown.")
+    beep_ms: int = Field(default=0, ge=0, le=5000, description="Length of each beep, ms.")
+    repeat_s: float | None = Field(
+        default=None, gt=0, description="Beep again every this many seconds while it lasts."
+    )
+
+
+SignalState = Literal[
+    "ready",
+    "scanning",
+    "processing",
+    "syncing",
+    "done",
+    "error",
+    "disk_full",
+    "disk_low",
+    "offline",
+    "busy",
+]
+
+
 class ButtonProfile(_Strict):
     """A way for the operator to say 'scan' / 'done' without a screen."""
 
@@ -373,6 +406,11 @@ class ButtonProfile(_Strict):
         default=(), description="Linux input key names accepted as 'scan' (input-event)."
     )
     protocol: str = Field(description="The line protocol or signal convention, in words.")
+    signals: dict[SignalState, SignalSpec] = Field(
+        default_factory=dict,
+        description="LED and beep pattern per agent state, for boxes that have them; a state "
+        "not listed keeps the agent's default (agent/buttons/feedback.py STATE_SIGNALS).",
+    )
     quirks: tuple[Quirk, ...] = Field(default=(), description="Known oddities with evidence.")
     cite: dict[str, str] = Field(default_factory=dict, description="Sources.")
 

@@ -410,7 +410,9 @@ def import_receipts(settings: AgentSettings, outbox: ob.Outbox, path: Path) -> R
     batches = transfer.sendable_batches(outbox)
     if settings.sync_masters:
         transfer.add_masters(outbox, batches)
-    report.finished = transfer.finish_batches(outbox, batches)
+    report.finished = transfer.finish_batches(
+        outbox, batches, capture_with_page=settings.keep_captures == "until_page_receipted"
+    )
     return report
 
 

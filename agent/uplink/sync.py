@@ -384,6 +384,9 @@ class Syncer:
     ) -> list[_PartWork]:
         """What the server lacks, text first across all batches (PART_PRIORITY)."""
         work: list[_PartWork] = []
+        masters = transfer.masters_may_travel(
+            self.settings, time.localtime().tm_hour, self.link.upload_rate()
+        )
         for batch in batches:
             state = states.get(batch.batch_id)
             if state is None or not state.known:
@@ -394,6 +397,8 @@ class Syncer:
                 held = page.parts.get(ps.part) if page else None
                 if page is None or held is None or held.acked or ps.committed or not ps.missing:
                     continue
+                if ps.part == "capture" and not masters:
+                    continue  # outside the masters' hours or on a slow link: they wait
                 path = self.outbox.batch_dir(batch.batch_id) / held.file
                 if not self._verify(batch.batch_id, page, held, path):
                     break
@@ -548,7 +553,11 @@ class Syncer:
 
     def _finish(self, batches: list[ob.BatchRecord], report: SyncReport) -> None:
         self._drain_inbox(report)
-        for done in transfer.finish_batches(self.outbox, batches):
+        for done in transfer.finish_batches(
+            self.outbox,
+            batches,
+            capture_with_page=self.settings.keep_captures == "until_page_receipted",
+        ):
             report.batches_done += 1
             report.pages_done += done.pages
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.config import AgentSettings
 from agent.outbox import outbox as ob
 from protocol import signing
 from protocol.messages import (
@@ -62,6 +63,21 @@ def sendable_batches(outbox: ob.Outbox) -> list[ob.BatchRecord]:
     """Ready batches that may leave the device, oldest first. A secret (mật) batch never
     does, neither over a network nor on a USB disk (TT 02/2019, docs/design.md §4)."""
     return [b for b in outbox.batches((ob.READY,)) if not b.secret]
+
+
+def masters_may_travel(settings: AgentSettings, hour: int, rate_bps: float | None) -> bool:
+    """May captures (lossless masters) be sent now? Only inside `masters_hours` (local
+    "22-6": from 22:00 to 06:00; empty: any hour) and when the link carried at least
+    `masters_min_kbps` lately (unmeasured: yes, sending is how it gets measured). The archival
+    page and text always may, and go first anyway (sync's PART_PRIORITY)."""
+    window = settings.masters_hours
+    if window:
+        start, end = (int(x) for x in window.split("-"))
+        inside = start <= hour < end if start < end else hour >= start or hour < end
+        if not inside:
+            return False
+    floor = settings.masters_min_kbps
+    return not floor or rate_bps is None or rate_bps * 8 / 1000 >= floor
 
 
 def add_masters(outbox: ob.Outbox, batches: Iterable[ob.BatchRecord]) -> None:
@@ -193,13 +209,16 @@ def apply_state(outbox: ob.Outbox, state: BatchState) -> int:
     return apply_committed(outbox, state.batch_id, state.parts)
 
 
-def finish_batches(outbox: ob.Outbox, batches: Iterable[ob.BatchRecord]) -> list[FinishedBatch]:
-    """Mark done every batch whose every travelling part is receipted; release its files."""
+def finish_batches(
+    outbox: ob.Outbox, batches: Iterable[ob.BatchRecord], *, capture_with_page: bool = False
+) -> list[FinishedBatch]:
+    """Mark done every batch whose every travelling part is receipted; release its files
+    (the captures too with `capture_with_page`: keep_captures = "until_page_receipted")."""
     done: list[FinishedBatch] = []
     for batch in batches:
         pages = outbox.pages(batch.batch_id)
         if all(p.parts and all(part.acked for part in p.parts.values()) for p in pages):
-            freed = outbox.release_acked_files(batch.batch_id)
+            freed = outbox.release_acked_files(batch.batch_id, capture_with_page=capture_with_page)
             outbox.update_batch(batch.batch_id, state=ob.DONE, last_error=None)
             done.append(FinishedBatch(batch.batch_id, len(pages), freed))
             log.info(

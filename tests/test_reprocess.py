@@ -1,0 +1,71 @@
+"""Redo a page's decisions at the archive: `sohoa-server reprocess PAGE` runs the station's own
+pipeline (`sohoa-agent reprocess`, a separate process: the server imports no agent code) on
+the capture the station sent, on an archive the real pipeline built (tests/real_archive.py),
+and keeps the new result beside the old one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from harness import BIN
+from real_archive import RealArchive
+
+from server.archive.catalog import Catalog
+from server.config import ServerSettings
+from server.store.db import Database
+
+pytestmark = [pytest.mark.tesseract, pytest.mark.mqtt, pytest.mark.slow]
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_a_page_is_redone_from_its_capture_beside_the_old_result(
+    real_archive: RealArchive, tmp_path: Path
+) -> None:
+    url = real_archive.catalogue_for(tmp_path / "db" / "archive.sqlite3", None)
+    data_dir = tmp_path / "server"
+    real_archive.seed_data_dir(data_dir)
+    db = Database(ServerSettings(data_dir=data_dir, ingest=False, database_url=url).database())
+    first = db.read().execute("SELECT id FROM pages ORDER BY page_no").fetchone()[0]
+    old = Catalog(db).part_file(first, "archival")
+    assert old is not None
+    old_bytes = old.path.read_bytes()
+    env = {
+        **os.environ,
+        "SOHOA_SERVER_DATA_DIR": str(data_dir),
+        "SOHOA_DATA_DIR": str(data_dir),
+        "SOHOA_DATABASE_URL": url,
+    }
+    done = subprocess.run(
+        [str(BIN / "sohoa-server"), "reprocess", str(first), "--actor", "lan"],
+        env=env, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (folder,) = (data_dir / "reprocessed" / f"page-{first}").iterdir()
+    result = json.loads((folder / "result.json").read_text(encoding="utf-8"))
+    capture = Catalog(db).part_file(first, "capture")
+    assert capture is not None
+    assert result["capture_sha256"] == capture.sha256
+    text = Path(result["text"]).read_text(encoding="utf-8")
+    assert "khoáng sản" in text  # the page read again, by the same code
+    assert Path(result["archival"]).read_bytes()[:5] == b"%PDF-"
+    assert Path(result["archival"]).parent == folder
+    # the old result is untouched, and the redo is in the audit log
+    assert hashlib.sha256(old.path.read_bytes()).digest() == hashlib.sha256(old_bytes).digest()
+    row = (
+        db.read()
+        .execute("SELECT actor, target FROM audit WHERE action = 'page.reprocess'")
+        .fetchone()
+    )
+    assert (row["actor"], row["target"]) == ("lan", str(first))
+    # a page whose capture never came cannot be redone, and says why
+    missing = subprocess.run(
+        [str(BIN / "sohoa-server"), "reprocess", "999999"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert missing.returncode == 1 and "capture has not arrived" in missing.stderr
+    db.close()
