@@ -111,6 +111,20 @@ CREATE TABLE IF NOT EXISTS alerts (
     kind TEXT NOT NULL,
     detail TEXT NOT NULL
 );
+-- Fixity checks (server.archive.fixity): one row per re-hash of a stored part against the sha256
+-- ingest recorded, a PREMIS "fixity check" event; outcome pass | fail | missing.
+CREATE TABLE IF NOT EXISTS fixity_events (
+    id INTEGER PRIMARY KEY,
+    part_pk INTEGER NOT NULL REFERENCES parts(id),
+    at REAL NOT NULL,
+    outcome TEXT NOT NULL CHECK (outcome IN ('pass', 'fail', 'missing')),
+    expected_sha256 TEXT NOT NULL,
+    actual_sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    agent TEXT NOT NULL,
+    context TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS fixity_events_part ON fixity_events(part_pk, id);
 CREATE TABLE IF NOT EXISTS tokens (
     token_sha256 TEXT PRIMARY KEY,
     user_name TEXT NOT NULL,

@@ -14,7 +14,7 @@ from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
-from server.archive import audit, export, rescan, review
+from server.archive import audit, export, fixity, rescan, review
 from server.archive.records import Conflict, HoSo, HoSoOut, NotFound, VanBan, VanBanIn
 from server.store.db import Database
 from server.web.deps import (
@@ -146,7 +146,7 @@ def _zip_export(
     out = Path(tmp)
     try:
         write(out)
-    except export.ExportError as exc:
+    except (export.ExportError, fixity.FixityError) as exc:  # a fixity failure is an alert too
         out.unlink(missing_ok=True)
         raise HTTPException(409, str(exc)) from exc
     cleanup.add_task(out.unlink, missing_ok=True)

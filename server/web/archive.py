@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from server.archive import audit, progress, rescan, review, search
+from server.archive import audit, fixity, progress, rescan, review, search
 from server.archive.catalog import MAX_OFFSET, match_spans, query_terms
 from server.web import i18n
 from server.web.deps import (
@@ -45,6 +45,7 @@ def home(request: Request, session: WebViewer, catalog: CatalogDep) -> Response:
         assigned=catalog.pages_in_records(),
         communes=communes,
         charts=charts,
+        damage=fixity.damaged(catalog.db),
     )
 
 

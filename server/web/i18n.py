@@ -3,6 +3,23 @@
 from __future__ import annotations
 
 TEXT: dict[str, tuple[str, str]] = {
+    "fixity_damage": (
+        "Phát hiện tệp hỏng trong kho lưu trữ",
+        "Damaged files found in the store",
+    ),
+    "fixity_damage_hint": (
+        "Các tệp này không còn khớp mã băm SHA-256 ghi lúc tiếp nhận: không thể xuất hồ sơ "
+        "chứa chúng. Yêu cầu quét/gửi lại hoặc khôi phục từ bản sao lưu, rồi chạy "
+        "“sohoa-server fixity check”.",
+        "These files no longer match the SHA-256 recorded at ingest: hồ sơ holding them "
+        "cannot be exported. Ask for a re-send or restore from backup, then run "
+        "“sohoa-server fixity check”.",
+    ),
+    "fixity_file": ("Tệp", "File"),
+    "fixity_outcome": ("Kết quả kiểm tra", "Check result"),
+    "fixity_when": ("Kiểm tra lúc", "Checked"),
+    "fixity_fail": ("Sai mã băm", "Checksum mismatch"),
+    "fixity_missing": ("Mất tệp", "File missing"),
     "app_title": ("Số hóa — Lưu trữ lịch sử", "Sohoa — Historical archive"),
     "batches": ("Lô tài liệu đã nhận", "Received batches"),
     "batch": ("Lô", "Batch"),
