@@ -288,6 +288,41 @@ def cmd_fixity_check(args: argparse.Namespace) -> int:
     return 0 if report.finished else 75
 
 
+def cmd_export_aip(args: argparse.Namespace) -> int:
+    """Exit 0: package written (and valid against the schemas, when the archive holds them);
+    1: refused (a file failed its fixity check, a page missing, schema errors); 2: no such
+    hồ sơ."""
+    from server.archive import aip, export, fixity
+    from server.archive.catalog import Catalog
+    from server.archive.records import Records
+
+    db = _open(_settings(args))
+    try:
+        try:
+            package = aip.write_aip(Records(db), Catalog(db), args.ma, args.out)
+        except KeyError:
+            print(f"sohoa-server: no such hồ sơ {args.ma}", file=sys.stderr)
+            return 2
+        except (export.ExportError, fixity.FixityError, FileExistsError) as exc:
+            print(f"sohoa-server: package refused: {exc}", file=sys.stderr)
+            return 1
+        audit.record(db, "cli", "export.aip", args.ma, {"objid": package.objid}, "")
+    finally:
+        db.close()
+    print(f"{package.root} ({package.objid}): {len(package.files) + 1} files")
+    if aip.missing_schemas():
+        print(f"not validated: XSDs not held in {aip.schema_dir()}", file=sys.stderr)
+        return 0
+    errors = {name: errs for name, errs in aip.validate(package.root).items() if errs}
+    for name, errs in errors.items():
+        for err in errs:
+            print(f"INVALID {name}: {err}", file=sys.stderr)
+    if errors:
+        return 1
+    print("valid: METS + CSIP extension, EAD3, PREMIS 3")
+    return 0
+
+
 def _fixity_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     fix = sub.add_parser("fixity", help="re-verify the store against the sha256 of ingest")
     fix_sub = fix.add_subparsers(dest="fixity_command", required=True)
@@ -373,6 +408,19 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--json", action="store_true", help="print the import report as JSON")
     imp.set_defaults(func=cmd_import_bundle)
     _fixity_parser(sub)
+    exp = sub.add_parser("export", help="handover packages")
+    exp_sub = exp.add_subparsers(dest="export_command", required=True)
+    aip_p = exp_sub.add_parser(
+        "aip",
+        help="write the TT 05/2025 package (E-ARK CSIP/AIP: METS, EAD3, PREMIS 3) of a hồ sơ",
+        description="Write DIR/<mã hồ sơ>/ with METS.xml, metadata/descriptive/EAD.xml, "
+        "metadata/preservation/PREMIS.xml and representations/rep1/. Every stored file is "
+        "re-hashed against the sha256 recorded at ingest first. Exit 0: written (and valid, "
+        "when the XSDs are held); 1: refused or invalid; 2: no such hồ sơ.",
+    )
+    aip_p.add_argument("ma", help="mã hồ sơ")
+    aip_p.add_argument("out", type=Path, help="folder to write the package into")
+    aip_p.set_defaults(func=cmd_export_aip)
     return parser
 
 

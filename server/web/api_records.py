@@ -14,7 +14,7 @@ from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
-from server.archive import audit, export, fixity, rescan, review
+from server.archive import aip, audit, export, fixity, rescan, review
 from server.archive.records import Conflict, HoSo, HoSoOut, NotFound, VanBan, VanBanIn
 from server.store.db import Database
 from server.web.deps import (
@@ -174,6 +174,30 @@ def ho_so_bag(
         db=db,
         user=user.name,
         action="export.bag",
+        ip=client_ip(request),
+    )
+
+
+@router.get("/ho-so/{ma}/aip", response_class=FileResponse)
+def ho_so_aip(
+    ma: str,
+    records: RecordsDep,
+    catalog: CatalogDep,
+    user: Archivist,
+    db: DB,
+    request: Request,
+    cleanup: BackgroundTasks,
+) -> FileResponse:
+    """The hồ sơ as a zipped TT 05/2025 package (E-ARK CSIP/AIP: METS, EAD3, PREMIS 3)."""
+    if records.ho_so(ma) is None:
+        raise HTTPException(404, "no such hồ sơ")
+    return _zip_export(
+        lambda out: aip.write_aip_zip(records, catalog, ma, out),
+        ma,
+        cleanup=cleanup,
+        db=db,
+        user=user.name,
+        action="export.aip",
         ip=client_ip(request),
     )
 

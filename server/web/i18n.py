@@ -137,6 +137,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "file_name": ("Tên tệp", "File name"),
     "export": ("Xuất", "Export"),
     "export_bag": ("Xuất gói BagIt", "Export BagIt bag"),
+    "export_aip": ("Xuất gói nộp lưu TT 05/2025", "Export TT 05/2025 package"),
     "export_csv": ("Danh mục (CSV)", "Catalogue (CSV)"),
     "export_xlsx": ("Danh mục (Excel)", "Catalogue (Excel)"),
     "export_commune": ("Xuất toàn bộ của cơ quan", "Export everything of the organisation"),
