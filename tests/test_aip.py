@@ -192,3 +192,69 @@ def test_the_staff_app_offers_the_package_and_the_api_sends_it(staff: Staff) -> 
     assert f"{MA}/METS.xml" in names and f"{MA}/representations/rep1/data/{MA}.001.pdf" in names
     last = staff.db.read().execute("SELECT action, target FROM audit ORDER BY id DESC").fetchone()
     assert (last["action"], last["target"]) == ("export.aip", MA)
+
+
+@pytest.mark.slow
+@pytest.mark.tesseract
+def test_a_package_of_pages_the_real_pipeline_made(tmp_path: Path) -> None:
+    """Pages rendered as a commune scan looks (skewed, a seal), taken in by the real agent
+    (import → cleanup → OCR → PDF/A), carried on a USB bundle into the real server
+    (import-bundle), described as a hồ sơ, then packaged: the package validates, PREMIS
+    carries the station's own recorded decisions and the files' SHA-256."""
+    from corpus import PageSpec, render_page, save_png
+    from harness import agent_env, run_agent
+
+    from server.archive.records import HoSo, VanBanIn
+    from server.store.db import Database
+
+    pages_in = tmp_path / "in"
+    pages_in.mkdir()
+    for i, spec in enumerate([PageSpec(dpi=200, skew_deg=1.5), PageSpec(dpi=200, seal=True)]):
+        save_png(render_page(spec), pages_in / f"{i + 1:02d}.png", dpi=200)
+    env = agent_env(tmp_path / "agent", "mqtt://127.0.0.1:1")
+    run_agent(env, "import", str(pages_in), check=True)
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    run_agent(env, "export", str(usb), check=True)
+    server_dir = tmp_path / "server"
+    server_env = {"SOHOA_SERVER_DATA_DIR": str(server_dir), "PATH": "/usr/bin:/bin"}
+    if "SOHOA_SCHEMA_DIR" in os.environ:
+        server_env["SOHOA_SCHEMA_DIR"] = os.environ["SOHOA_SCHEMA_DIR"]
+    cli = str(BIN / "sohoa-server")
+    bundle = next(usb.glob("sohoa-bundle-*"))
+    imp = subprocess.run([cli, "import-bundle", str(bundle)], env=server_env, capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert imp.returncode == 0, imp.stderr
+
+    db = Database(server_dir / "archive.sqlite3")
+    records = Records(db)
+    body = test_staff.ho_so_body()
+    records.save_ho_so(HoSo.model_validate(body), "lan")
+    page_ids = [r["id"] for r in db.read().execute("SELECT id FROM pages ORDER BY page_no")]
+    assert len(page_ids) == 2
+    records.add_van_ban(
+        MA, VanBanIn(ten_loai="Quyết định", trich_yeu="Quyết định thử", pages=page_ids), "lan"
+    )
+    db.close()
+
+    out = subprocess.run([cli, "export", "aip", MA, str(tmp_path / "aip")], env=server_env,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    root = tmp_path / "aip" / MA
+    premis = etree.parse(str(root / "metadata/preservation/PREMIS.xml")).getroot()
+    pdf = f"representations/rep1/data/{MA}.001.pdf"
+    obj = next(
+        o for o in premis.findall("premis:object", NS)
+        if o.findtext("premis:objectIdentifier/premis:objectIdentifierValue", namespaces=NS) == pdf
+    )  # fmt: skip
+    assert obj.findtext(".//premis:messageDigest", namespaces=NS) == sha256(root / pdf)
+    assert obj.findtext(".//premis:formatName", namespaces=NS) == "PDF/A-2b"
+    cleanup = [
+        e.findtext(".//premis:eventOutcomeDetailNote", namespaces=NS)
+        for e in premis.findall("premis:event", NS)
+        if e.findtext("premis:eventType", namespaces=NS) == "modification"
+    ]
+    assert len(cleanup) == 2 and all('"skew"' in c for c in cleanup), cleanup
+    if not aip.missing_schemas():
+        errors = aip.validate(root)
+        assert errors == {k: [] for k in errors}, errors
