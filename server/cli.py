@@ -208,6 +208,7 @@ def cmd_import_bundle(args: argparse.Namespace) -> int:
     )
     try:
         report = bundle.import_bundle(ingest, args.path, args.receipts_to)
+        _split_cover_sheets(db)
     except bundle.BundleRefused as exc:
         print(_say(lang, "refused", bundle=args.path, detail=exc.detail), file=sys.stderr)
         return 3
@@ -239,6 +240,19 @@ def cmd_import_bundle(args: argparse.Namespace) -> int:
     if report.refused:
         return 3 if report.frames_imported == 0 else 4
     return 0
+
+
+def _split_cover_sheets(db: Database) -> None:
+    """Batches now complete are split at their QR cover sheets, as the running server does."""
+    from server.archive import coversheets
+    from server.archive.records import Records
+
+    for split in coversheets.split_new_batches(Records(db)):
+        if split.van_ban or split.problems:
+            made = ", ".join(split.van_ban) or "-"
+            print(f"cover sheets of batch {split.batch_pk}: {made}", file=sys.stderr)
+        for problem in split.problems:
+            print(f"  cover sheet: {problem}", file=sys.stderr)
 
 
 def cmd_receipt_key(args: argparse.Namespace) -> int:

@@ -222,6 +222,12 @@ CREATE TABLE IF NOT EXISTS rescan_requests (
     acknowledged_at REAL
 );
 CREATE INDEX IF NOT EXISTS rescan_requests_state ON rescan_requests(state, device_id);
+-- Batches split at their QR cover sheets (server.archive.coversheets): once each.
+CREATE TABLE IF NOT EXISTS cover_sheet_splits (
+    batch_pk INTEGER PRIMARY KEY REFERENCES batches(id),
+    at REAL NOT NULL,
+    result TEXT NOT NULL  -- what was made (JSON)
+);
 -- How the viewer shows a page (a CSS transform); the archival file is never altered.
 CREATE TABLE IF NOT EXISTS page_views (
     page_pk INTEGER PRIMARY KEY REFERENCES pages(id),
