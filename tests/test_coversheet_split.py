@@ -11,8 +11,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import test_staff
 from corpus import PageSpec, render_page, save_png
 from harness import BIN, agent_env, run_agent
+from test_staff import MA, Staff, make_ho_so
 
 from server.archive import coversheets
 from server.archive.records import HoSo, Records, VanBanIn
@@ -20,6 +22,7 @@ from server.store.db import Database
 
 NEW = "000.00.00.H53.2001.07.XD"  # no such hồ sơ at the archive yet
 KNOWN = "000.00.00.H53.1998.01.HT"
+staff = test_staff.staff  # the fixture: real ingest into a store, SQLite and PostgreSQL
 
 
 @pytest.mark.slow
@@ -103,3 +106,24 @@ def test_a_taken_number_goes_to_the_next_and_a_bad_code_is_reported(tmp_path: Pa
     assert any("số thứ tự 1 was taken" in p for p in split.problems)
     assert any("not-a-code" in p for p in split.problems)
     assert records.ho_so("not-a-code") is None
+
+
+def test_staff_correct_a_split_through_the_api(staff: Staff) -> None:
+    make_ho_so(staff)  # văn bản .001 = pages 1, 2
+    url = f"/api/v1/ho-so/{MA}/van-ban/1/pages"
+    archivist = staff.bearer("archivist")
+    assert (
+        staff.client.put(url, json={"pages": [2]}, headers=staff.bearer("viewer")).status_code
+        == 403
+    )
+    r = staff.client.put(url, json={"pages": [2, 3]}, headers=archivist)
+    assert r.status_code == 200, r.text
+    assert r.json()["pages"] == [2, 3] and r.json()["so_trang"] == 2
+    assert staff.client.put(url, json={"pages": [2, 2]}, headers=archivist).status_code == 409
+    assert staff.client.put(url, json={"pages": [999]}, headers=archivist).status_code == 404
+    row = (
+        staff.db.read()
+        .execute("SELECT detail FROM audit WHERE action = 'van_ban.pages'")
+        .fetchone()
+    )
+    assert json.loads(row["detail"]) == {"before": [1, 2], "after": [2, 3]}

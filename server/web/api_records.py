@@ -130,6 +130,23 @@ def add_van_ban(
         raise HTTPException(409, str(exc)) from exc
 
 
+class PagesIn(BaseModel):
+    pages: list[int] = Field(min_length=1, max_length=999, description="Page ids, in order")
+
+
+@router.put("/ho-so/{ma}/van-ban/{stt}/pages", response_model=VanBan)
+def set_van_ban_pages(
+    ma: str, stt: int, body: PagesIn, records: RecordsDep, user: Archivist, request: Request
+) -> VanBan:
+    """Correct which pages make a văn bản (e.g. a split made at cover sheets)."""
+    try:
+        return records.set_pages(ma, stt, body.pages, user.name, client_ip(request))
+    except NotFound as exc:
+        raise HTTPException(404, f"not found: {exc}") from exc
+    except Conflict as exc:
+        raise HTTPException(409, str(exc)) from exc
+
+
 def _zip_export(
     write: Callable[[Path], object],
     name: str,
