@@ -22,7 +22,7 @@ from agent.pipeline import ocr
 
 log = logging.getLogger(__name__)
 
-SANE_HINT = "apt install python3-sane libsane1 sane-utils"
+SANE_HINT = "apt install libsane1 libsane-dev sane-utils"  # what python-sane links to
 
 
 class StartupRefused(ConfigError):

@@ -177,7 +177,8 @@ def test_a_scan_leaves_the_agents_signal_handling_intact() -> None:
 
     code = (
         "import os, signal, time\n"
-        "from agent import sane_device, profiles\n"
+        "from agent import profiles\n"
+        "from agent.capture import sane_device\n"
         "got = []\n"
         "signal.signal(signal.SIGTERM, lambda *a: got.append(1))\n"
         "with sane_device.open_scanner('test:0', profiles.load_scanner_profiles()) as sc:\n"

@@ -734,7 +734,7 @@ def test_text_part_is_indexed_in_nfc_and_searchable(server: Server) -> None:
     assert unicodedata.is_normalized("NFC", row["text"])
 
     def hits(q: str) -> list[int]:
-        return [h["page_no"] for h in server.archive.catalog.search(q)]
+        return [h["page_no"] for h in server.catalog.search(q)]
 
     assert hits("khoang san") == [1]  # without diacritics: matches with or without
     assert hits("khoáng sản") == [1]  # with diacritics: exact
@@ -745,9 +745,9 @@ def test_text_part_is_indexed_in_nfc_and_searchable(server: Server) -> None:
     assert hits("ho tich") == [2]
     assert hits("hộ tịch") == [2]
     assert hits("") == []
-    (hit,) = server.archive.catalog.search("khoang san")
+    (hit,) = server.catalog.search("khoang san")
     assert "khoáng sản" in hit["snippet"]
-    page = server.archive.catalog.page(hit["page"])
+    page = server.catalog.page(hit["page"])
     assert page is not None
     assert page["text"] == text
 
@@ -808,7 +808,7 @@ def test_group_with_several_parts_duplicates_and_corrupt_ones(server: Server) ->
     rng.shuffle(order)
     payloads = [payloads[0]] + [payloads[i] for i in order]
     messages = as_messages(batch, payloads)
-    commits = count_commits(server.store.db)
+    commits = count_commits(server.db)
     results = server.ingest.handle_many(messages)
     assert len(commits) == 1  # the whole group: one transaction
     assert len(results) == len(messages)
@@ -869,7 +869,7 @@ def test_parts_completed_across_groups_are_committed_by_the_group_that_completes
     assert [r["name"] for r in rows] == ["archival"] * 4
     assert len(server.partials()) == 4
     rng.shuffle(rest)
-    commits = count_commits(server.store.db)
+    commits = count_commits(server.db)
     results = server.ingest.handle_many(as_messages(batch, rest))
     assert len(commits) == 1
     (receipt,) = receipts([o for r in results for o in r.replies])
@@ -942,7 +942,7 @@ def assert_only_durable_answers(server: Server, batch: BatchSrc, results: list[H
     for page in batch.pages:
         for name, data in page.parts.items():
             row = server.part_row(page, name)
-            final = server.store.files.part_path(
+            final = server.store.part_path(
                 DEVICE, batch.batch_id, page.page_no, page.page_id, name, MEDIA[name]
             )
             if row["state"] == "committed":
@@ -963,8 +963,8 @@ def test_failure_inside_a_group_answers_nothing_that_is_not_durable(
     batch = make_batch(3, rng, sizes={"text": 400, "thumb": 3000, "archival": 20_000})
     server = Server(tmp_path, database)
     bad = batch.pages[1]
-    server.store.files = FailingStore(tmp_path / "store", f"{bad.page_id}.archival")
-    server.ingest = Ingest(server.store.db, server.store.files)
+    server.store = FailingStore(tmp_path / "store", f"{bad.page_id}.archival")
+    server.ingest = Ingest(server.db, server.store)
     messages = as_messages(batch, [batch.manifest(), *batch.all_chunks(8 * 1024)])
     results = server.ingest.handle_many(messages)
     # The group failed as a whole (rolled back), then each message was handled alone: only
@@ -972,7 +972,7 @@ def test_failure_inside_a_group_answers_nothing_that_is_not_durable(
     failed = [i for i, r in enumerate(results) if r.error is not None]
     assert len(failed) == 1
     assert results[failed[0]].replies == []
-    assert server.store.files.failures == 2  # in the group, then alone
+    assert server.store.failures == 2  # in the group, then alone
     out = [o for r in results for o in r.replies]
     assert rejects(out) == []
     expected = expected_parts(batch)
@@ -985,10 +985,10 @@ def test_failure_inside_a_group_answers_nothing_that_is_not_durable(
     state = {(p.page_id, p.part): p for p in server.state(batch.batch_id).parts}
     assert state[(bad.page_id, "archival")].missing == ((0, len(bad.parts["archival"])),)
     # With a healthy store, the re-sent part commits and the batch is complete.
-    healthy = Ingest(server.store.db, Store(tmp_path / "store"))
+    healthy = Ingest(server.db, Store(tmp_path / "store"))
     healthy.handle_many(as_messages(batch, batch.chunks(bad, "archival", 8 * 1024)))
     server.assert_batch_archived(batch)
-    server.store.db.close()
+    server.db.close()
 
 
 @pytest.mark.parametrize("times", [1, 1000])
@@ -1004,8 +1004,8 @@ def test_fsync_error_in_a_group_commits_nothing_it_flushed(
     server.manifest(batch)
     half = [p for page in batch.pages for p in batch.chunks(page, "archival", 8 * 1024)[:1]]
     server.ingest.handle_many(as_messages(batch, half))  # ranges recorded before the failure
-    server.store.files = FailingFlush(tmp_path / "store", times)
-    server.ingest = Ingest(server.store.db, server.store.files)
+    server.store = FailingFlush(tmp_path / "store", times)
+    server.ingest = Ingest(server.db, server.store)
     rest = [
         p
         for page in batch.pages
@@ -1027,12 +1027,12 @@ def test_fsync_error_in_a_group_commits_nothing_it_flushed(
         assert server.sql("SELECT * FROM chunks") == []
         assert server.partials() == []
         assert [p for p in (tmp_path / "store").rglob("*") if p.is_file()] == []
-    healthy = Ingest(server.store.db, Store(tmp_path / "store"))
+    healthy = Ingest(server.db, Store(tmp_path / "store"))
     for p in server.state(batch.batch_id).parts:
         page = next(pg for pg in batch.pages if pg.page_id == p.page_id)
         healthy.handle_many(as_messages(batch, batch.chunks(page, p.part, 8 * 1024, p.missing)))
     server.assert_batch_archived(batch)
-    server.store.db.close()
+    server.db.close()
 
 
 def _die_in_group(
@@ -1094,7 +1094,7 @@ def test_worker_killed_inside_a_group_leaves_nothing_harmful(
     assert committed_parts(receipts(out)) == expected_parts(batch)
     assert server.alerts() == []  # no part was taken for corrupt
     server.assert_batch_archived(batch)
-    server.store.db.close()
+    server.db.close()
 
 
 def test_two_workers_with_groups_commit_each_part_exactly_once(
@@ -1154,7 +1154,7 @@ def test_two_workers_with_groups_commit_each_part_exactly_once(
     for batch in batches:
         server.assert_batch_archived(batch)
     assert server.alerts() == []
-    server.store.db.close()
+    server.db.close()
 
 
 class RecordingClient:
@@ -1207,7 +1207,7 @@ def test_worker_acks_a_group_only_after_it_is_handled_and_answered(
     assert kinds[:first_ack] == ["publish"]  # the batch's one receipt
     assert (worker.messages, worker.errors, worker.groups) == (len(messages) - 1, 1, 1)
     server.assert_batch_archived(batch)
-    server.store.db.close()
+    server.db.close()
 
 
 @dataclass

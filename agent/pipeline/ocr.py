@@ -3,7 +3,8 @@
 This module owns every run of the `tesseract` binary (CLI through subprocess, one process
 per call) and turns its known failures into typed errors: `OcrUnavailable` (binary or
 language data missing, with the apt command that fixes it) and `OcrFailed` (crash, timeout,
-unreadable output). Nothing else in the project may spawn tesseract or import pytesseract.
+unreadable output). Nothing else in the project may spawn tesseract (no Python binding is
+used).
 
 It must not: touch page pixels (that is `agent.pipeline.imaging`), decide what a page is (blank, low
 confidence: the pipeline decides), or write anywhere but a private temporary directory.
