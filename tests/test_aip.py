@@ -258,3 +258,29 @@ def test_a_package_of_pages_the_real_pipeline_made(tmp_path: Path) -> None:
     if not aip.missing_schemas():
         errors = aip.validate(root)
         assert errors == {k: [] for k in errors}, errors
+
+
+def test_pages_failing_the_legal_check_need_an_archivists_decision(
+    staff: Staff, tmp_path: Path
+) -> None:
+    make_ho_so(staff)  # văn bản .001 = pages 1, 2
+    with staff.db.tx() as con:
+        con.execute("""UPDATE pages SET flags = '["legal_fail", "below_200dpi"]' WHERE id = 2""")
+    records, catalog = Records(staff.db), Catalog(staff.db)
+    with pytest.raises(aip.PackageError, match=rf"{MA}\.001 trang 2: legal_fail, below_200dpi"):
+        aip.write_aip(records, catalog, MA, tmp_path / "refused")
+    assert not (tmp_path / "refused" / MA).exists()
+    r = staff.client.post(
+        "/api/v1/pages/2/review", json={"action": "accept"}, headers=staff.bearer("archivist")
+    )
+    assert r.status_code == 204, r.text
+    package = aip.write_aip(records, catalog, MA, tmp_path / "ok")
+    premis = etree.parse(str(package.root / "metadata/preservation/PREMIS.xml")).getroot()
+    notes = [
+        (e.findtext("premis:eventOutcomeInformation/premis:eventOutcome", namespaces=NS),
+         e.findtext(".//premis:eventOutcomeDetailNote", namespaces=NS) or "")
+        for e in premis.findall("premis:event", NS)
+        if e.findtext("premis:eventType", namespaces=NS) == "validation"
+    ]  # fmt: skip
+    assert notes[0] == ("pass", "")
+    assert notes[1][0] == "fail" and "accepted by staff:archivist" in notes[1][1]

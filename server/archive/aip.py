@@ -175,6 +175,38 @@ def _page_sources(catalog: Catalog, page_pks: list[int]) -> dict[int, PageSource
     return out
 
 
+# Page flags that say the page fails the legal check (agent.pipeline.archival.legal_check).
+LEGAL_FLAGS = ("legal_fail", "below_200dpi", "dpi_unknown")
+
+
+@dataclass(frozen=True)
+class LegalReview:
+    failures: tuple[str, ...]  # the page's legal flags; empty: it passed
+    accepted_by: str | None  # the archivist whose recorded review accepted it
+    accepted_at: float | None
+
+
+def legal_review(catalog: Catalog, page_pks: list[int]) -> dict[int, LegalReview]:
+    """Each page's legal-check result as the station flagged it, and the archivist's recorded
+    decision (an ``accept`` in the review queue), if any. A page failing the check enters a
+    conforming package only with that decision."""
+    marks = ", ".join("?" * len(page_pks))  # placeholders only
+    con = catalog.db.read()
+    flags = {
+        r["id"]: tuple(f for f in json.loads(r["flags"]) if f in LEGAL_FLAGS)
+        for r in con.execute(f"SELECT id, flags FROM pages WHERE id IN ({marks})", page_pks)  # noqa: S608
+    }
+    accepted = {
+        r["page_pk"]: (r["actor"], r["at"])
+        for r in con.execute(
+            f"SELECT page_pk, actor, at FROM reviews WHERE action = 'accept'"  # noqa: S608
+            f" AND page_pk IN ({marks}) ORDER BY id",
+            page_pks,
+        )
+    }
+    return {p: LegalReview(flags.get(p, ()), *(accepted.get(p) or (None, None))) for p in page_pks}
+
+
 # -- the flow ------------------------------------------------------------------------------------
 
 
@@ -195,6 +227,18 @@ def write_aip(records: Records, catalog: Catalog, ma: str, out_dir: Path) -> Pac
         raise KeyError(ma)
     if not ho_so.van_ban:
         raise PackageError(f"hồ sơ {ma} has no văn bản yet: nothing to hand over")
+    legal = legal_review(catalog, [p for doc in ho_so.van_ban for p in doc.pages])
+    failing = [
+        f"{doc.file_name} trang {seq}: {', '.join(legal[p].failures)}"
+        for doc in ho_so.van_ban
+        for seq, p in enumerate(doc.pages, 1)
+        if legal[p].failures and legal[p].accepted_by is None
+    ]
+    if failing:
+        raise PackageError(
+            "pages fail the legal check and no archivist accepted them (review queue): "
+            + "; ".join(failing)
+        )
     root = out_dir / ma
     root.mkdir(parents=True)
     objid = f"urn:uuid:{uuid.uuid4()}"
@@ -208,7 +252,7 @@ def write_aip(records: Records, catalog: Catalog, ma: str, out_dir: Path) -> Pac
         pdfs.append((doc.file_name, target))
     pages = _page_sources(catalog, [p for doc in ho_so.van_ban for p in doc.pages])
     _write(ead(ho_so, created), root / "metadata" / "descriptive" / "EAD.xml")
-    premis_xml = premis(catalog, ho_so, root, pdfs, pages, created)
+    premis_xml = premis(catalog, ho_so, root, pdfs, pages, created, legal)
     _write(premis_xml, root / "metadata" / "preservation" / "PREMIS.xml")
     _write(
         representation_mets(ho_so, root, pdfs, created),
@@ -507,6 +551,7 @@ def premis(
     pdfs: list[tuple[str, Path]],
     pages: dict[int, PageSource],
     created: str,
+    legal: dict[int, LegalReview] | None = None,
 ) -> Any:
     """PREMIS 3: one object per văn bản PDF in the package and per stored page file it was
     made from (both with SHA-256), the events of each page (capture on the station, cleanup
@@ -602,6 +647,21 @@ def premis(
                 [(software, "executing program")],
                 [key],
             )
+            review = (legal or {}).get(page_pk)
+            if review is not None:
+                accepted = ""
+                if review.failures and review.accepted_by:
+                    reviewer = p.agent(f"staff:{review.accepted_by}", review.accepted_by, "person")
+                    accepted = f"; accepted by {reviewer} at {_iso(review.accepted_at)}"
+                p.event(
+                    "validation",
+                    src.created_at,
+                    "Kiểm tra yêu cầu pháp lý của trang số hóa / legal check of the page",
+                    "fail" if review.failures else "pass",
+                    [(agent_sw, "executing program")],
+                    [key],
+                    ", ".join(review.failures) + accepted,
+                )
             for check in checks_by_part.get(src.part_pk, []):
                 p.event(
                     "fixity check",
