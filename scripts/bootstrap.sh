@@ -17,8 +17,9 @@ PKGS_AGENT=(libsane1 libsane-dev sane-utils tesseract-ocr tesseract-ocr-vie tess
             fonts-noto-core fonts-dejavu-core)
 PKGS_BROKER=(mosquitto mosquitto-clients)
 # Tests drive the staff app in Debian's Chromium (browser downloads are impossible here) and
-# run the catalogue on a throwaway PostgreSQL server too (tests/pgcluster.py).
-PKGS_DEV=(chromium postgresql)
+# run the catalogue on a throwaway PostgreSQL server too (tests/pgcluster.py). The power-cut
+# tests mount a FUSE layer (tests/powercut.py: mfusepy over libfuse3, fusermount3 from fuse3).
+PKGS_DEV=(chromium postgresql fuse3 libfuse3-3)
 # Benchmarks compare against OCRmyPDF, which needs these.
 PKGS_BENCH=(ghostscript unpaper)
 
