@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import test_fixity
 import test_staff
 from harness import BIN
 from lxml import etree
@@ -25,7 +26,9 @@ from server.archive import aip
 from server.archive.catalog import Catalog
 from server.archive.records import Records
 
-staff = test_staff.staff  # the fixture: real ingest into a store, SQLite and PostgreSQL
+staff = test_staff.staff  # the fixture: the archive the real pipeline built (copy per test)
+own_store = test_fixity.own_store
+pytestmark = [pytest.mark.tesseract, pytest.mark.mqtt, pytest.mark.slow]  # the real archive's
 
 NS = {
     "mets": aip.METS_NS,
@@ -161,7 +164,7 @@ def test_package_validates_against_the_official_schemas(staff: Staff, tmp_path: 
     assert aip.validate(package.root)["metadata/preservation/PREMIS.xml"] != []
 
 
-def test_a_flipped_byte_stops_the_package(staff: Staff, tmp_path: Path) -> None:
+def test_a_flipped_byte_stops_the_package(staff: Staff, own_store: Path, tmp_path: Path) -> None:
     make_ho_so(staff)
     path = Path(
         staff.db.read()
@@ -202,7 +205,7 @@ def test_a_package_of_pages_the_real_pipeline_made(tmp_path: Path) -> None:
     (import-bundle), described as a hồ sơ, then packaged: the package validates, PREMIS
     carries the station's own recorded decisions and the files' SHA-256."""
     from corpus import PageSpec, render_page, save_png
-    from harness import agent_env, run_agent
+    from harness import agent_env, enrol_offline, run_agent
 
     from server.archive.records import HoSo, VanBanIn
     from server.store.db import Database
@@ -213,6 +216,7 @@ def test_a_package_of_pages_the_real_pipeline_made(tmp_path: Path) -> None:
         save_png(render_page(spec), pages_in / f"{i + 1:02d}.png", dpi=200)
     env = agent_env(tmp_path / "agent", "mqtt://127.0.0.1:1")
     run_agent(env, "import", str(pages_in), check=True)
+    enrol_offline(tmp_path / "server", tmp_path / "agent", "xa-test-01")  # bundles are signed
     usb = tmp_path / "usb"
     usb.mkdir()
     run_agent(env, "export", str(usb), check=True)

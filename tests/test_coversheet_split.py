@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import test_staff
 from corpus import PageSpec, render_page, save_png
-from harness import BIN, agent_env, run_agent
+from harness import BIN, agent_env, enrol_offline, run_agent
 from test_staff import MA, Staff, make_ho_so
 
 from server.archive import coversheets
@@ -22,7 +22,7 @@ from server.store.db import Database
 
 NEW = "000.00.00.H53.2001.07.XD"  # no such hồ sơ at the archive yet
 KNOWN = "000.00.00.H53.1998.01.HT"
-staff = test_staff.staff  # the fixture: real ingest into a store, SQLite and PostgreSQL
+staff = test_staff.staff  # the fixture: the archive the real pipeline built (copy per test)
 
 
 @pytest.mark.slow
@@ -41,6 +41,7 @@ def test_a_batch_with_cover_sheets_arrives_split(tmp_path: Path) -> None:
             render_page(PageSpec(dpi=200, n_lines=6, seed=seed)), pages / f"{name}.png", dpi=200
         )
     run_agent(env, "import", str(pages), check=True)
+    enrol_offline(tmp_path / "server", tmp_path / "agent", "xa-test-01")  # bundles are signed
     usb = tmp_path / "usb"
     usb.mkdir()
     run_agent(env, "export", str(usb), check=True)
@@ -82,10 +83,20 @@ def test_a_batch_with_cover_sheets_arrives_split(tmp_path: Path) -> None:
 
 
 def test_a_taken_number_goes_to_the_next_and_a_bad_code_is_reported(tmp_path: Path) -> None:
-    from test_staff import TEXT, seed
+    from test_ingest import BatchSrc, PageSrc
 
-    seed(tmp_path, [TEXT] * 5)
+    from protocol import topics
+    from server.ingest import Ingest
+    from server.store.files import Store
+
     db = Database(tmp_path / "archive.sqlite3")
+    batch = BatchSrc(
+        pages=[PageSrc(page_no=n, parts={"text": b"trang %d" % n}) for n in range(1, 6)]
+    )
+    ingest = Ingest(db, Store(tmp_path / "store"))
+    ingest.handle(topics.up(batch.device, "manifest"), batch.manifest())
+    for payload in batch.all_chunks(64 * 1024):
+        ingest.handle(topics.up(batch.device, "chunk"), payload)
     records = Records(db)
     records.save_ho_so(HoSo.model_validate({
         "organ_id": "000.00.00.H53", "nam": 1998, "ky_hieu": "01.HT", "tieu_de": "Hộ tịch",
@@ -108,6 +119,9 @@ def test_a_taken_number_goes_to_the_next_and_a_bad_code_is_reported(tmp_path: Pa
     assert records.ho_so("not-a-code") is None
 
 
+@pytest.mark.tesseract
+@pytest.mark.mqtt
+@pytest.mark.slow
 def test_staff_correct_a_split_through_the_api(staff: Staff) -> None:
     make_ho_so(staff)  # văn bản .001 = pages 1, 2
     url = f"/api/v1/ho-so/{MA}/van-ban/1/pages"

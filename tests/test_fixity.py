@@ -5,18 +5,35 @@ check`` reports it and records each check; once the file is repaired all of it c
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 import test_staff
 from harness import BIN
 from pgcluster import url_of
+from real_archive import RealArchive
 from test_staff import MA, Staff, make_ho_so
 
 from server.archive import fixity
 from server.store.db import Database
 
-staff = test_staff.staff  # the fixture: real ingest into a store, SQLite and PostgreSQL
+staff = test_staff.staff  # the fixture: the archive the real pipeline built (copy per test)
+
+
+@pytest.fixture
+def own_store(staff: Staff, real_archive: RealArchive) -> Path:
+    """The shared real archive's store is read-only for every test: one that damages files
+    gets a private copy, and its private catalogue is pointed at it."""
+    shared, own = real_archive.store / "store", staff.data_dir / "store"
+    shutil.copytree(shared, own, dirs_exist_ok=True)
+    with staff.db.tx() as con:
+        con.execute(
+            "UPDATE parts SET path = REPLACE(path, ?, ?) WHERE path IS NOT NULL",
+            (str(shared), str(own)),
+        )
+    return own
 
 
 def archival_parts(db: Database) -> list[tuple[int, Path, str]]:
@@ -50,8 +67,11 @@ def cli(staff: Staff, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.tesseract
+@pytest.mark.mqtt
+@pytest.mark.slow
 def test_a_flipped_byte_stops_the_export_raises_an_alert_and_the_check_reports_it(
-    staff: Staff,
+    staff: Staff, own_store: Path
 ) -> None:
     make_ho_so(staff)
     bag_url = f"/api/v1/ho-so/{MA}/bag"
@@ -99,7 +119,10 @@ def test_a_flipped_byte_stops_the_export_raises_an_alert_and_the_check_reports_i
     assert staff.client.get(bag_url, headers=archivist).status_code == 200
 
 
-def test_a_missing_file_is_damage_too(staff: Staff) -> None:
+@pytest.mark.tesseract
+@pytest.mark.mqtt
+@pytest.mark.slow
+def test_a_missing_file_is_damage_too(staff: Staff, own_store: Path) -> None:
     make_ho_so(staff)
     _, path, _ = archival_parts(staff.db)[1]
     path.unlink()
@@ -109,6 +132,9 @@ def test_a_missing_file_is_damage_too(staff: Staff) -> None:
     assert [(c.path, c.outcome) for c in report.damaged] == [(path, "missing")]
 
 
+@pytest.mark.tesseract
+@pytest.mark.mqtt
+@pytest.mark.slow
 def test_the_walk_is_resumable_and_checks_each_part_once_per_run(staff: Staff) -> None:
     db = staff.db
     parts = [r[0] for r in db.read().execute("SELECT id FROM parts ORDER BY id")]
