@@ -177,6 +177,7 @@ def test_a_flipped_byte_stops_the_package(staff: Staff, own_store: Path, tmp_pat
     out = export_cli(staff, tmp_path)
     assert out.returncode == 1
     assert str(path) in out.stderr and f"{MA}.001" in out.stderr
+    assert not (tmp_path / MA).exists()  # nothing half-written left behind
 
 
 def test_the_staff_app_offers_the_package_and_the_api_sends_it(staff: Staff) -> None:

@@ -241,6 +241,15 @@ def write_aip(records: Records, catalog: Catalog, ma: str, out_dir: Path) -> Pac
         )
     root = out_dir / ma
     root.mkdir(parents=True)
+    try:
+        return _fill(catalog, ho_so, root, legal)
+    except BaseException:  # a refused package leaves nothing half-written behind
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+
+
+def _fill(catalog: Catalog, ho_so: HoSoOut, root: Path, legal: dict[int, LegalReview]) -> Package:
+    ma = ho_so.ma_ho_so
     objid = f"urn:uuid:{uuid.uuid4()}"
     created = _now()
     data = root / "representations" / "rep1" / "data"
