@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from server import web
-from server.archive import rescan
+from server.archive import coversheets, rescan
 from server.archive.catalog import Catalog
 from server.archive.page_images import PageRenderer
 from server.archive.records import Records
@@ -61,6 +61,20 @@ def _watchdog(app: FastAPI, stop: threading.Event) -> None:
             notifier.notify("WATCHDOG=1")
 
 
+COVER_SHEET_SWEEP_S = 10.0
+
+
+def _split_cover_sheets(records: Records, stop: threading.Event) -> None:
+    """Split each newly complete batch at its QR cover sheets (server.archive.coversheets)."""
+    while not stop.wait(COVER_SHEET_SWEEP_S):
+        try:
+            for split in coversheets.split_new_batches(records):
+                log.info("cover sheets: batch %s → %s %s", split.batch_pk, split.van_ban,
+                         split.problems)  # fmt: skip
+        except Exception:  # keep sweeping; the next round retries what was not claimed
+            log.exception("cover-sheet split failed")
+
+
 def create_app(settings: ServerSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -92,6 +106,12 @@ def create_app(settings: ServerSettings) -> FastAPI:
         stop = threading.Event()
         dog = threading.Thread(target=_watchdog, args=(app, stop), daemon=True, name="watchdog")
         dog.start()
+        if settings.ingest:  # batches arrive split at their QR cover sheets
+            sweep = threading.Thread(
+                target=_split_cover_sheets, args=(app.state.records, stop), daemon=True,
+                name="cover-sheets",
+            )  # fmt: skip
+            sweep.start()
         try:
             yield
         finally:

@@ -294,6 +294,7 @@ def cmd_import_bundle(args: argparse.Namespace) -> int:
     )
     try:
         report = bundle.import_bundle(ingest, args.path, args.receipts_to)
+        _split_cover_sheets(db)
     except bundle.BundleRefused as exc:
         print(_say(lang, "refused", bundle=args.path, detail=exc.detail), file=sys.stderr)
         return 3
@@ -342,6 +343,19 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split_cover_sheets(db: Database) -> None:
+    """Batches now complete are split at their QR cover sheets, as the running server does."""
+    from server.archive import coversheets
+    from server.archive.records import Records
+
+    for split in coversheets.split_new_batches(Records(db)):
+        if split.van_ban or split.problems:
+            made = ", ".join(split.van_ban) or "-"
+            print(f"cover sheets of batch {split.batch_pk}: {made}", file=sys.stderr)
+        for problem in split.problems:
+            print(f"  cover sheet: {problem}", file=sys.stderr)
+
+
 def cmd_receipt_key(args: argparse.Namespace) -> int:
     from protocol import signing
     from server.store import keys
@@ -349,6 +363,103 @@ def cmd_receipt_key(args: argparse.Namespace) -> int:
     settings = _settings(args)
     print(signing.public_key_hex(keys.load_or_create(settings.data_dir)))
     return 0
+
+
+def _since(text: str) -> float:
+    """``--since``: an ISO date or date-time (local time when no zone is given)."""
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromisoformat(text).timestamp()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO date or date-time: {text!r}") from exc
+
+
+def cmd_fixity_check(args: argparse.Namespace) -> int:
+    """Exit 0: every part checked hashes as recorded; 1: damage found (named on stderr and
+    raised as alerts in the staff app); 75 (EX_TEMPFAIL): stopped by --limit, not finished."""
+    from server.archive import fixity
+
+    db = _open(_settings(args))
+    try:
+        report = fixity.check_store(
+            db, since=args.since, bytes_per_s=args.rate_mb * 1_000_000, limit=args.limit
+        )
+    finally:
+        db.close()
+    for c in report.damaged:
+        found = "MISSING" if c.outcome == "missing" else f"sha256 {c.actual}"
+        print(
+            f"DAMAGED part {c.part_pk}: {c.path}: {found}, recorded {c.expected}", file=sys.stderr
+        )
+    resumed = "" if report.resumed_after is None else f", resumed after part {report.resumed_after}"
+    state = "finished" if report.finished else "stopped at --limit (the next run goes on)"
+    print(
+        f"fixity check {state}: {report.checked} part(s), {report.bytes} bytes, "
+        f"{len(report.damaged)} damaged{resumed}"
+    )
+    if report.damaged:
+        return 1
+    return 0 if report.finished else 75
+
+
+def cmd_export_aip(args: argparse.Namespace) -> int:
+    """Exit 0: package written (and valid against the schemas, when the archive holds them);
+    1: refused (a file failed its fixity check, a page missing, schema errors); 2: no such
+    hồ sơ."""
+    from server.archive import aip, export, fixity
+    from server.archive.catalog import Catalog
+    from server.archive.records import Records
+
+    db = _open(_settings(args))
+    try:
+        try:
+            package = aip.write_aip(Records(db), Catalog(db), args.ma, args.out)
+        except KeyError:
+            print(f"sohoa-server: no such hồ sơ {args.ma}", file=sys.stderr)
+            return 2
+        except (export.ExportError, fixity.FixityError, FileExistsError) as exc:
+            print(f"sohoa-server: package refused: {exc}", file=sys.stderr)
+            return 1
+        audit.record(db, "cli", "export.aip", args.ma, {"objid": package.objid}, "")
+    finally:
+        db.close()
+    print(f"{package.root} ({package.objid}): {len(package.files) + 1} files")
+    if aip.missing_schemas():
+        print(f"not validated: XSDs not held in {aip.schema_dir()}", file=sys.stderr)
+        return 0
+    errors = {name: errs for name, errs in aip.validate(package.root).items() if errs}
+    for name, errs in errors.items():
+        for err in errs:
+            print(f"INVALID {name}: {err}", file=sys.stderr)
+    if errors:
+        return 1
+    print("valid: METS + CSIP extension, EAD3, PREMIS 3")
+    return 0
+
+
+def _fixity_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    fix = sub.add_parser("fixity", help="re-verify the store against the sha256 of ingest")
+    fix_sub = fix.add_subparsers(dest="fixity_command", required=True)
+    check = fix_sub.add_parser(
+        "check",
+        help="re-hash stored parts, record each check (PREMIS event), report damage",
+        description="Walk the committed parts in order, re-hash each and compare it with the "
+        "sha256 recorded at ingest; each check is recorded, damage raises an alert in the "
+        "staff app. Resumable: a stopped run goes on where it stopped. Exit 0: all intact; "
+        "1: damage found; 75: stopped by --limit.",
+    )
+    check.add_argument(
+        "--since", type=_since, help="only parts committed at or after this ISO date/time"
+    )
+    check.add_argument(
+        "--rate-mb",
+        type=float,
+        default=20.0,
+        help="read at most this many MB per second (default 20; 0 = no limit)",
+    )
+    check.add_argument("--limit", type=int, help="stop after this many parts (resume later)")
+    check.set_defaults(func=cmd_fixity_check)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -462,6 +573,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("--json", action="store_true", help="print the import report as JSON")
     imp.set_defaults(func=cmd_import_bundle)
+    _fixity_parser(sub)
+    exp = sub.add_parser("export", help="handover packages")
+    exp_sub = exp.add_subparsers(dest="export_command", required=True)
+    aip_p = exp_sub.add_parser(
+        "aip",
+        help="write the TT 05/2025 package (E-ARK CSIP/AIP: METS, EAD3, PREMIS 3) of a hồ sơ",
+        description="Write DIR/<mã hồ sơ>/ with METS.xml, metadata/descriptive/EAD.xml, "
+        "metadata/preservation/PREMIS.xml and representations/rep1/. Every stored file is "
+        "re-hashed against the sha256 recorded at ingest first. Exit 0: written (and valid, "
+        "when the XSDs are held); 1: refused or invalid; 2: no such hồ sơ.",
+    )
+    aip_p.add_argument("ma", help="mã hồ sơ")
+    aip_p.add_argument("out", type=Path, help="folder to write the package into")
+    aip_p.set_defaults(func=cmd_export_aip)
     fleet_cli.add_parsers(sub)
     return parser
 

@@ -21,6 +21,8 @@ class PartFile:
     path: Path
     media_type: str
     sha256: str
+    part_pk: int = 0
+    size: int = 0
 
 
 def _batch_row(row: Row) -> dict[str, Any]:
@@ -188,15 +190,15 @@ class Catalog:
         row = (
             self.db.read()
             .execute(
-                "SELECT path, media_type, sha256 FROM parts WHERE page_pk = ? AND name = ?"
-                " AND state = 'committed'",
+                "SELECT id, path, media_type, sha256, size FROM parts"
+                " WHERE page_pk = ? AND name = ? AND state = 'committed'",
                 (page_pk, name),
             )
             .fetchone()
         )
         if row is None or not row["path"]:
             return None
-        return PartFile(Path(row["path"]), row["media_type"], row["sha256"])
+        return PartFile(Path(row["path"]), row["media_type"], row["sha256"], row["id"], row["size"])
 
     def devices(self) -> list[dict[str, Any]]:
         rows = self.db.read().execute(

@@ -5,10 +5,13 @@ A bag (RFC 8493, sha256 manifests, made by the Library of Congress ``bagit`` lib
 ``data/metadata/ho-so.json`` (the hồ sơ and its văn bản, field names as in the API); bag-info
 carries the hồ sơ fields under the law's labels. Pages the agent archived as PDF/A-2b are
 joined keeping the output intent, XMP identity and text layers; pages older agents archived
-as JPEG are wrapped unchanged (DCTDecode, no re-encoding; not PDF/A).
+as JPEG are wrapped unchanged (DCTDecode, no re-encoding; not PDF/A). Every stored file is
+re-hashed against the sha256 recorded at ingest before it enters a bag
+(:mod:`server.archive.fixity`): a mismatch stops the export.
 
-Nothing here touches the database except through :class:`server.archive.records.Records` and
-:class:`server.archive.catalog.Catalog`; callers write the audit row.
+Nothing here touches the database except through :class:`server.archive.records.Records`,
+:class:`server.archive.catalog.Catalog` and :mod:`server.archive.fixity` (which records each
+check); callers write the audit row.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 import bagit  # type: ignore[import-untyped]
 from PIL import Image
 
+from server.archive import fixity
 from server.archive.catalog import Catalog
 from server.archive.records import HO_SO_LABELS, HoSoOut, Records, VanBan
 
@@ -121,17 +125,23 @@ def _bag_info(ho_so: HoSoOut) -> dict[str, str]:
     return info
 
 
-def van_ban_pdf(catalog: Catalog, doc: VanBan) -> bytes:
+def van_ban_pdf(catalog: Catalog, doc: VanBan, context: str = "export") -> bytes:
     """One PDF for a văn bản: its pages' archival PDF/A files joined in order (the agent makes
     one PDF/A-2b per page, agent/archival.py), or, for pages archived as JPEG by older agents,
-    the JPEGs wrapped unchanged."""
+    the JPEGs wrapped unchanged. Every page file is re-hashed as it is read and compared with
+    the sha256 recorded at ingest (:func:`server.archive.fixity.read_verified`): a mismatch
+    raises :class:`~server.archive.fixity.FixityError` naming the file."""
     files = []
-    for page_pk in doc.pages:
+    for seq, page_pk in enumerate(doc.pages, 1):
         part = catalog.part_file(page_pk, "archival")
         page = catalog.page(page_pk)
         if part is None or page is None:
             raise ExportError(f"page {page_pk} of {doc.file_name} has no archival image yet")
-        files.append((part.path.read_bytes(), part.media_type, int(page["dpi"])))
+        label = f"{doc.file_name} trang/page {seq}"
+        data = fixity.read_verified(
+            catalog.db, part.part_pk, part.path, part.sha256, label, context
+        )
+        files.append((data, part.media_type, int(page["dpi"])))
     title = f"{doc.file_name} {doc.trich_yeu}".strip()
     if all(media == "application/pdf" for _, media, _ in files):
         return join_pdfa([data for data, _, _ in files], title)
@@ -169,7 +179,8 @@ def write_bag(records: Records, catalog: Catalog, ma: str, out_zip: Path) -> Pat
         bag_dir = Path(tmp) / ma
         (bag_dir / "metadata").mkdir(parents=True)
         for doc in ho_so.van_ban:
-            (bag_dir / f"{doc.file_name}.pdf").write_bytes(van_ban_pdf(catalog, doc))
+            pdf = van_ban_pdf(catalog, doc, f"export.bag {ma}")
+            (bag_dir / f"{doc.file_name}.pdf").write_bytes(pdf)
         (bag_dir / "metadata" / "ho-so.json").write_text(
             json.dumps(ho_so.model_dump(mode="json"), ensure_ascii=False, indent=2),
             encoding="utf-8",

@@ -358,6 +358,50 @@ class Records:
         assert found is not None
         return found
 
+    def set_pages(self, ma: str, stt: int, pages: list[int], actor: str, ip: str = "") -> VanBan:
+        """Replace the pages of văn bản ``<ma>.<stt>`` (staff correcting a split made at cover
+        sheets, or by hand); the audit row keeps the pages before and after."""
+        if not pages or len(set(pages)) != len(pages):
+            raise Conflict("a văn bản needs its pages, each once")
+        with self.db.tx() as con:
+            row = con.execute(
+                "SELECT id FROM van_ban WHERE ma_ho_so = ? AND stt = ?", (ma, stt)
+            ).fetchone()
+            if row is None:
+                raise NotFound(file_name(ma, stt))
+            marks = ",".join("?" * len(pages))  # placeholders only
+            known = {
+                r[0]
+                for r in con.execute(f"SELECT id FROM pages WHERE id IN ({marks})", pages)  # noqa: S608
+            }
+            if missing := [p for p in pages if p not in known]:
+                raise NotFound(f"pages {missing}")
+            before = [
+                r[0]
+                for r in con.execute(
+                    "SELECT page_pk FROM van_ban_pages WHERE van_ban_id = ? ORDER BY seq",
+                    (row["id"],),
+                )
+            ]
+            con.execute("DELETE FROM van_ban_pages WHERE van_ban_id = ?", (row["id"],))
+            con.executemany(
+                "INSERT INTO van_ban_pages(van_ban_id, seq, page_pk) VALUES (?, ?, ?)",
+                [(row["id"], i, p) for i, p in enumerate(pages, 1)],
+            )
+            now = time.time()
+            con.execute("UPDATE van_ban SET updated_at = ? WHERE id = ?", (now, row["id"]))
+            con.execute(
+                "UPDATE ho_so SET updated_at = ?, updated_by = ? WHERE ma_ho_so = ?",
+                (now, actor, ma),
+            )
+            audit.append(
+                con, actor, "van_ban.pages", file_name(ma, stt), {"before": before, "after": pages},
+                ip,
+            )  # fmt: skip
+        found = self.van_ban(int(row["id"]))
+        assert found is not None
+        return found
+
     def _index(self, con: Connection, ref: str, text: str) -> None:
         self.db.index_meta(con, ref, text)
 

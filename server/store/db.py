@@ -127,6 +127,20 @@ CREATE TABLE IF NOT EXISTS alerts (
     kind TEXT NOT NULL,
     detail TEXT NOT NULL
 );
+-- Fixity checks (server.archive.fixity): one row per re-hash of a stored part against the sha256
+-- ingest recorded, a PREMIS "fixity check" event; outcome pass | fail | missing.
+CREATE TABLE IF NOT EXISTS fixity_events (
+    id INTEGER PRIMARY KEY,
+    part_pk INTEGER NOT NULL REFERENCES parts(id),
+    at REAL NOT NULL,
+    outcome TEXT NOT NULL CHECK (outcome IN ('pass', 'fail', 'missing')),
+    expected_sha256 TEXT NOT NULL,
+    actual_sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    agent TEXT NOT NULL,
+    context TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS fixity_events_part ON fixity_events(part_pk, id);
 CREATE TABLE IF NOT EXISTS tokens (
     token_sha256 TEXT PRIMARY KEY,
     user_name TEXT NOT NULL,
@@ -239,6 +253,12 @@ CREATE TABLE IF NOT EXISTS rescan_requests (
     acknowledged_at REAL
 );
 CREATE INDEX IF NOT EXISTS rescan_requests_state ON rescan_requests(state, device_id);
+-- Batches split at their QR cover sheets (server.archive.coversheets): once each.
+CREATE TABLE IF NOT EXISTS cover_sheet_splits (
+    batch_pk INTEGER PRIMARY KEY REFERENCES batches(id),
+    at REAL NOT NULL,
+    result TEXT NOT NULL  -- what was made (JSON)
+);
 -- How the viewer shows a page (a CSS transform); the archival file is never altered.
 CREATE TABLE IF NOT EXISTS page_views (
     page_pk INTEGER PRIMARY KEY REFERENCES pages(id),

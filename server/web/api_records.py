@@ -14,7 +14,7 @@ from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
-from server.archive import access, audit, export, rescan, review
+from server.archive import access, aip, audit, export, fixity, rescan, review
 from server.archive.auth import Principal
 from server.archive.records import Conflict, HoSo, HoSoOut, NotFound, VanBan, VanBanIn
 from server.store.db import Database
@@ -169,6 +169,32 @@ def add_van_ban(
         raise HTTPException(409, str(exc)) from exc
 
 
+class PagesIn(BaseModel):
+    pages: list[int] = Field(min_length=1, max_length=999, description="Page ids, in order")
+
+
+@router.put("/ho-so/{ma}/van-ban/{stt}/pages", response_model=VanBan)
+def set_van_ban_pages(
+    ma: str,
+    stt: int,
+    body: PagesIn,
+    records: RecordsDep,
+    user: Archivist,
+    db: DB,
+    request: Request,
+) -> VanBan:
+    """Correct which pages make a văn bản (e.g. a split made at cover sheets)."""
+    readable_ho_so(db, user, ma, request)
+    for page in body.pages:
+        readable_page(db, user, page, request)
+    try:
+        return records.set_pages(ma, stt, body.pages, user.name, client_ip(request))
+    except NotFound as exc:
+        raise HTTPException(404, f"not found: {exc}") from exc
+    except Conflict as exc:
+        raise HTTPException(409, str(exc)) from exc
+
+
 def _zip_export(
     write: Callable[[Path], object],
     name: str,
@@ -185,7 +211,7 @@ def _zip_export(
     out = Path(tmp)
     try:
         write(out)
-    except export.ExportError as exc:
+    except (export.ExportError, fixity.FixityError) as exc:  # a fixity failure is an alert too
         out.unlink(missing_ok=True)
         raise HTTPException(409, str(exc)) from exc
     cleanup.add_task(out.unlink, missing_ok=True)
@@ -212,6 +238,29 @@ def ho_so_bag(
         db=db,
         user=user.name,
         action="export.bag",
+        ip=client_ip(request),
+    )
+
+
+@router.api_route("/ho-so/{ma}/aip", methods=["GET", "POST"], response_class=FileResponse)
+def ho_so_aip(
+    ma: str,
+    records: RecordsDep,
+    catalog: CatalogDep,
+    user: Exporter,
+    db: DB,
+    request: Request,
+    cleanup: BackgroundTasks,
+) -> FileResponse:
+    """The hồ sơ as a zipped TT 05/2025 package (E-ARK CSIP/AIP: METS, EAD3, PREMIS 3)."""
+    readable_ho_so(db, user, ma, request)
+    return _zip_export(
+        lambda out: aip.write_aip_zip(records, catalog, ma, out),
+        ma,
+        cleanup=cleanup,
+        db=db,
+        user=user.name,
+        action="export.aip",
         ip=client_ip(request),
     )
 

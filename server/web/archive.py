@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from server.archive import access, audit, dashboard, rescan, review, search
+from server.archive import access, audit, dashboard, fixity, rescan, review, search
 from server.archive.catalog import MAX_OFFSET, match_spans, query_terms
 from server.web import i18n
 from server.web.deps import (
@@ -41,6 +41,7 @@ def home(request: Request, session: WebViewer, catalog: CatalogDep) -> Response:
         assigned=view.assigned,
         communes=view.communes,
         charts=charts,
+        damage=fixity.damaged(catalog.db),
         alerts=[{**a, "label": i18n.t(f"alert_{a['kind']}", language)} for a in catalog.alerts()],
         # Why the archive cannot store right now (a full disk: the alert row itself may not
         # have found room). Set by server.app from the ingest worker; None when all is well.

@@ -3,6 +3,23 @@
 from __future__ import annotations
 
 TEXT: dict[str, tuple[str, str]] = {
+    "fixity_damage": (
+        "Phát hiện tệp hỏng trong kho lưu trữ",
+        "Damaged files found in the store",
+    ),
+    "fixity_damage_hint": (
+        "Các tệp này không còn khớp mã băm SHA-256 ghi lúc tiếp nhận: không thể xuất hồ sơ "
+        "chứa chúng. Yêu cầu quét/gửi lại hoặc khôi phục từ bản sao lưu, rồi chạy "
+        "“sohoa-server fixity check”.",
+        "These files no longer match the SHA-256 recorded at ingest: hồ sơ holding them "
+        "cannot be exported. Ask for a re-send or restore from backup, then run "
+        "“sohoa-server fixity check”.",
+    ),
+    "fixity_file": ("Tệp", "File"),
+    "fixity_outcome": ("Kết quả kiểm tra", "Check result"),
+    "fixity_when": ("Kiểm tra lúc", "Checked"),
+    "fixity_fail": ("Sai mã băm", "Checksum mismatch"),
+    "fixity_missing": ("Mất tệp", "File missing"),
     "app_title": ("Số hóa — Lưu trữ lịch sử", "Sohoa — Historical archive"),
     "batches": ("Lô tài liệu đã nhận", "Received batches"),
     "batch": ("Lô", "Batch"),
@@ -86,6 +103,7 @@ TEXT: dict[str, tuple[str, str]] = {
         "The archive cannot store data right now (disk full?). Stations are told to wait and "
         "send again; no page is lost. Call the technician.",
     ),
+    "alert_fixity": ("Tệp trong kho sai mã băm", "Stored file failed its fixity check"),
     "alert_archive_cannot_store": ("Kho không ghi được dữ liệu", "Archive cannot store"),
     "alert_archive_stores_again": ("Kho ghi được dữ liệu trở lại", "Archive stores again"),
     "backlog": ("Chờ gửi (trang)", "Waiting to send (pages)"),
@@ -145,6 +163,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "file_name": ("Tên tệp", "File name"),
     "export": ("Xuất", "Export"),
     "export_bag": ("Xuất gói BagIt", "Export BagIt bag"),
+    "export_aip": ("Xuất gói nộp lưu TT 05/2025", "Export TT 05/2025 package"),
     "export_csv": ("Danh mục (CSV)", "Catalogue (CSV)"),
     "export_xlsx": ("Danh mục (Excel)", "Catalogue (Excel)"),
     "export_commune": ("Xuất toàn bộ của cơ quan", "Export everything of the organisation"),
