@@ -39,7 +39,7 @@ from typing import Any
 
 from agent import outbox as ob
 from agent import storage, transfer
-from agent.config import AgentSettings
+from agent.config import AgentSettings, require_device_id
 from agent.errors import DiskFullError, SohoaError
 from protocol import envelope
 from protocol.messages import PART_PRIORITY, BatchState, ChunkHeader, Receipt, Reject
@@ -131,6 +131,7 @@ def export(
     what the archive has is never written again. Refuses before writing anything when the
     disk cannot hold the bundle. On any write error the half-written bundle is removed (and
     without its bundle.json it could never be imported anyway)."""
+    require_device_id(settings)  # a bundle names its station: never a shared hostname
     check_target(target)
     report = ExportReport()
     report.receipts = import_receipts(settings, outbox, target)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from agent import __version__, config, messages
 from agent import outbox as ob
 from agent.errors import ScannerError, SohoaError, SyncError
+from protocol.version import PROTOCOL_VERSION, TOPIC_LEVEL
 
 if TYPE_CHECKING:
     from agent.bundle import ReceiptsReport
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from agent.sync import Syncer
 
 log = logging.getLogger("sohoa.agent")
+VERSION = f"sohoa-agent {__version__} (protocol {PROTOCOL_VERSION}, topics {TOPIC_LEVEL})"
 
 
 class Context:
@@ -117,6 +119,7 @@ def cmd_sync(ctx: Context) -> int:
     from agent.sync import Syncer
 
     s = ctx.settings
+    config.require_device_id(s)  # before minutes of OCR, not after
     with ctx.open_outbox() as outbox:
         pending = sum(1 for _ in outbox.iter_pending_pages())
         if pending:
@@ -199,6 +202,7 @@ def cmd_export(ctx: Context) -> int:
     from agent import bundle, worker
 
     s = ctx.settings
+    config.require_device_id(s)
     bundle.check_target(ctx.args.path)  # before minutes of OCR, not after
     with ctx.open_outbox() as outbox:
         pending = sum(1 for _ in outbox.iter_pending_pages())
@@ -288,11 +292,14 @@ def cmd_status(ctx: Context) -> int:
     with ctx.open_outbox(read_only=True) as outbox:
         st = status.collect(outbox, ctx.settings.device_id, ctx.settings.data_dir)
     if ctx.args.json:
-        print(json.dumps(st.as_dict(), ensure_ascii=False, indent=2))
+        print(
+            json.dumps(st.as_dict() | {"agent_version": __version__}, ensure_ascii=False, indent=2)
+        )
         return 0
     vi = ctx.lang == "vi"
     print(
-        f"{'Thiết bị' if vi else 'Device'}: {st.device_id}   "
+        f"{'Thiết bị' if vi else 'Device'}: "
+        f"{st.device_id or ('(chưa đăng ký)' if vi else '(not enrolled)')}   "
         f"{'Ổ đĩa trống' if vi else 'Disk free'}: {st.disk_free_bytes / 2**30:.1f} GiB"
     )
     print(
@@ -401,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", type=Path, help="TOML settings file")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress (English)")
-    parser.add_argument("--version", action="version", version=f"sohoa-agent {__version__}")
+    parser.add_argument("--version", action="version", version=VERSION)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, func: Callable[[Context], int], text: str) -> argparse.ArgumentParser:

@@ -30,7 +30,7 @@ from agent import outbox as ob
 from agent import status as agent_status
 from agent.button import ButtonEvent, ScanChoice, Trigger, open_button
 from agent.config import AgentSettings
-from agent.errors import DiskFullError, ScannerError, SohoaError, SyncError
+from agent.errors import ConfigError, DiskFullError, ScannerError, SohoaError, SyncError
 from agent.feedback import AgentState, Feedback, LogFeedback, MultiFeedback, SerialBoxFeedback
 from agent.mqtt_link import MqttLink
 from agent.sync import Syncer, describe
@@ -84,6 +84,8 @@ class Daemon:
                 "server_public_key is not set: receipts are trusted on the broker ACL alone; "
                 "set it to the output of `sohoa-server receipt-key`"
             )
+        if not self.settings.device_id:
+            log.warning("device_id is not set: scanning works, nothing is sent until enrolment")
         notifier = sdnotify.SystemdNotifier()
         notifier.notify("READY=1")
         self.feedback.show(AgentState.READY)
@@ -215,7 +217,7 @@ class Daemon:
                 try:
                     link = MqttLink(self.settings, self.boot_id, __version__)
                     link.connect()
-                except SyncError as exc:
+                except (SyncError, ConfigError) as exc:  # ConfigError: not enrolled yet
                     self.last_error = f"{exc.key}: {exc.detail}"
                     log.warning("sync: %s; retrying in %.0f s", exc.detail, backoff)
                     link = None

@@ -78,6 +78,12 @@ CATALOG: dict[str, tuple[str, str]] = {
         "Cấu hình không hợp lệ: {detail}",
         "Invalid configuration: {detail}",
     ),
+    "device_not_enrolled": (
+        "Máy quét này chưa được đăng ký với kho lưu trữ nên chưa gửi được. Các trang đã quét "
+        "vẫn được giữ an toàn trên máy. Gọi cán bộ kỹ thuật để đăng ký thiết bị.",
+        "This station is not enrolled with the archive yet, so nothing can be sent. Pages "
+        "already scanned are kept safe here. Call the technician to enrol it.",
+    ),
     "broker_unreachable": (
         "Không kết nối được máy chủ ({broker}). Dữ liệu vẫn an toàn trên máy, sẽ gửi lại sau.",
         "Cannot reach the server ({broker}). The data is safe here and will be sent later.",

@@ -9,8 +9,14 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from server import audit, auth, config
-from server.db import OPERATIONAL_ERRORS, Database
+from protocol.version import PROTOCOL_VERSION, TOPIC_LEVEL
+from server import __version__, audit, auth, config
+from server.db import OPERATIONAL_ERRORS, SCHEMA_VERSION, Database
+
+VERSION = (
+    f"sohoa-server {__version__} (protocol {PROTOCOL_VERSION}, topics {TOPIC_LEVEL}, "
+    f"schema {SCHEMA_VERSION})"
+)
 
 
 def _settings(args: argparse.Namespace) -> config.ServerSettings:
@@ -222,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", type=Path, help="TOML settings file")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=VERSION)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run ingest + web app + API")
     run.add_argument("--host", help="listen address (default 127.0.0.1)")

@@ -1,0 +1,78 @@
+"""What an administrator meets: versions, station ids, credentials found from a shell."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+import pytest
+from harness import BIN, agent_env, run_agent
+
+from agent import config as agent_config
+from server import config as server_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_both_clis_print_the_released_version() -> None:
+    import subprocess
+
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    for prog in ("sohoa-agent", "sohoa-server"):
+        out = subprocess.run([str(BIN / prog), "--version"], capture_output=True, text=True)
+        assert out.returncode == 0
+        assert out.stdout.startswith(f"{prog} {version} (protocol "), out.stdout
+
+
+def test_a_station_id_never_defaults_to_the_hostname() -> None:
+    settings = agent_config.load(None, {})
+    assert settings.device_id == ""  # every Pi left as "raspberrypi" would share it
+    with pytest.raises(agent_config.ConfigError) as err:
+        agent_config.require_device_id(settings)
+    assert err.value.key == "device_not_enrolled"
+
+
+@pytest.mark.parametrize("command", [["sync", "--wait", "--timeout", "5"], ["export", "."]])
+def test_a_station_without_an_id_refuses_to_send(tmp_path: Path, command: list[str]) -> None:
+    env = agent_env(tmp_path / "data", "mqtt://127.0.0.1:9")
+    del env["SOHOA_DEVICE_ID"]
+    out = run_agent(env, *command)
+    assert out.returncode == 78, out.stderr
+    assert "chưa được đăng ký" in out.stderr
+    assert "Traceback" not in out.stderr
+    status = run_agent(env, "status")
+    assert status.returncode == 0 and "(chưa đăng ký)" in status.stdout
+
+
+def test_credentials_are_found_from_a_shell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An admin command has no $CREDENTIALS_DIRECTORY: it reads /etc/sohoa/credentials."""
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    for module in (agent_config, server_config):
+        monkeypatch.setattr(module, "CREDENTIALS_DIR", tmp_path)
+    (tmp_path / "mqtt-password").write_text("broker-pw\n")
+    (tmp_path / "database-password").write_text("pg-pw\n")
+    server = server_config.load(None, {"SOHOA_DATABASE_URL": "postgresql://sohoa@db/sohoa"})
+    assert server.broker_password() == "broker-pw"
+    assert server.database_password() == "pg-pw"
+    agent = agent_config.load(None, {"SOHOA_DEVICE_ID": "xa-a"})
+    assert agent.broker().password == "broker-pw"
+
+    systemd = tmp_path / "run"  # systemd's copy wins over the file
+    systemd.mkdir()
+    (systemd / "mqtt-password").write_text("from-systemd")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(systemd))
+    assert server.broker_password() == "from-systemd"
+
+
+def test_an_unreadable_secret_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    monkeypatch.setattr(server_config, "CREDENTIALS_DIR", tmp_path)
+    (tmp_path / "mqtt-password").mkdir()  # unreadable even for root
+    with pytest.raises(server_config.ConfigError, match="run as the service user"):
+        server_config.load(None, {}).broker_password()
+    assert os.path.isdir(tmp_path / "mqtt-password")
