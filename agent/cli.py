@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from agent import __version__, config, messages
 from agent import outbox as ob
-from agent.errors import ScannerError, SohoaError, SyncError
+from agent.errors import ConfigError, ScannerError, SohoaError, SyncError, WrongUser
 from protocol.version import PROTOCOL_VERSION, TOPIC_LEVEL
 
 if TYPE_CHECKING:
@@ -32,6 +32,21 @@ if TYPE_CHECKING:
     from agent.sync import Syncer
 
 log = logging.getLogger("sohoa.agent")
+# Exit codes (sysexits.h where one fits); README "Using it" and docs/operations.md list them.
+EXIT_CODES = {
+    0: "done",
+    1: "no scanner found (devices), disk full or a write failed",
+    2: "nothing to do, no paper, or input refused",
+    3: "the scanner stopped (pages so far are kept)",
+    4: "some files refused (the rest kept)",
+    70: "unexpected error (run again with -v for the details; data is safe)",
+    73: "the USB disk cannot be written (export)",
+    74: "a file or the data folder cannot be read or written",
+    75: "not finished yet: try again later, nothing lost",
+    77: "wrong user: run as the service user (sudo -u sohoa sohoa-agent ...)",
+    78: "bad configuration, or the station is not enrolled",
+    130: "interrupted",
+}
 VERSION = f"sohoa-agent {__version__} (protocol {PROTOCOL_VERSION}, topics {TOPIC_LEVEL})"
 
 
@@ -40,12 +55,36 @@ class Context:
         self.args = args
         self.settings = config.load(args.config)
         self.lang: messages.Lang = self.settings.language
+        _check_user(self.settings.data_dir)
 
     def say(self, key: str, **params: object) -> None:
         print(messages.t(key, self.lang, **params), flush=True)
 
     def open_outbox(self, read_only: bool = False) -> ob.Outbox:
         return ob.Outbox(self.settings.data_dir, read_only=read_only)
+
+
+def _check_user(data_dir: Path) -> None:
+    """Root must not leave root-owned files in the service's outbox (the service could no
+    longer write them); a user who cannot enter it gets one line, not a traceback."""
+    try:
+        owner = data_dir.stat().st_uid
+    except PermissionError as exc:
+        raise WrongUser("wrong_user", f"{data_dir}: {exc.strerror}", owner="sohoa") from exc
+    except OSError:
+        return  # created on first use
+    if not data_dir.is_dir():
+        raise ConfigError("config_invalid", f"data_dir {data_dir} is not a folder")
+    import pwd
+
+    try:
+        name = pwd.getpwuid(owner).pw_name
+    except KeyError:
+        name = str(owner)
+    if os.geteuid() == 0 and owner != 0:
+        raise WrongUser("wrong_user", f"{data_dir} belongs to {name}; running as root", owner=name)
+    if data_dir.is_dir() and not os.access(data_dir, os.R_OK | os.W_OK | os.X_OK):
+        raise WrongUser("wrong_user", f"{data_dir}: no access for uid {os.geteuid()}", owner=name)
 
 
 def _boot_id() -> str:
@@ -405,6 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sohoa-agent",
         description="Scan station agent: scan, clean up, OCR, and send pages to the archive.",
+        epilog="Exit codes: "
+        + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items())
+        + ".",
     )
     parser.add_argument("--config", type=Path, help="TOML settings file")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress (English)")
@@ -470,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx = Context(args)
     except SohoaError as exc:
         log.error("%s: %s", exc.key, exc.detail)
-        print(messages.t(exc.key, "vi", detail=exc.detail), file=sys.stderr)
+        print(messages.t(exc.key, "vi", detail=exc.detail, **exc.params), file=sys.stderr)
         return exc.exit_code
     try:
         return int(args.func(ctx))
@@ -486,8 +528,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         ctx.say("interrupted")
         return 130
-    except Exception:
-        log.exception("unexpected error in %s", args.command)
+    except PermissionError as exc:
+        log.error("permission denied: %s", exc)
+        print(messages.t("wrong_user", ctx.lang, owner="sohoa"), file=sys.stderr)
+        return 77
+    except OSError as exc:
+        log.error("%s: %s", args.command, exc)
+        print(messages.t("file_error", ctx.lang), file=sys.stderr)
+        return 74
+    except Exception as exc:
+        # The service's journal keeps the full trace; a terminal gets one line (-v: the trace).
+        full = args.command == "run" or args.verbose
+        log.error("unexpected error in %s: %s: %s", args.command, type(exc).__name__, exc)
+        if full:
+            log.error("details", exc_info=True)
         print(messages.t("internal_error", ctx.lang), file=sys.stderr)
         return 70
 
