@@ -27,7 +27,9 @@ PARSERS = {"sohoa-agent": agent_cli.build_parser(), "sohoa-server": server_cli.b
 # `device`). The test fails once one exists, so the entry is removed with its arrival.
 COMING = {("sohoa-server", "device"): "issue #14 (enrolment, revocation)"}
 
-COMMAND = re.compile(r"(?:^|(?<=[\s/(]))(sohoa-agent|sohoa-server)(?=\s|$)(.*)", re.M)
+# The program at the start of a line, after a space or "(", or as .../bin/<program> — not a
+# folder such as /var/lib/sohoa-agent.
+COMMAND = re.compile(r"(?:^|(?<=[\s(])|(?<=bin/))(sohoa-agent|sohoa-server)(?=\s|$)(.*)", re.M)
 
 
 def _code(text: str) -> list[str]:
