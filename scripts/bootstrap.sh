@@ -20,8 +20,9 @@ PKGS_BROKER=(mosquitto mosquitto-clients)
 # HTTPS reverse proxy, openssl for the first self-signed certificates.
 PKGS_SERVER=(postgresql nginx openssl)
 # Tests drive the staff app in Debian's Chromium (browser downloads are impossible here) and
-# run the catalogue on a throwaway PostgreSQL server too (tests/pgcluster.py).
-PKGS_DEV=(chromium postgresql)
+# run the catalogue on a throwaway PostgreSQL server too (tests/pgcluster.py); the shipped
+# nginx site is tested with Debian's nginx in front of the real server (tests/test_nginx.py).
+PKGS_DEV=(chromium postgresql nginx openssl)
 # Benchmarks compare against OCRmyPDF, which needs these.
 PKGS_BENCH=(ghostscript unpaper)
 
