@@ -363,8 +363,8 @@ def _disk_free(path: Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f}"
+def _mb(n: int) -> float:
+    return round(n / 1e6, 1)  # a float: messages.t writes it the reader's way (12,3 MB)
 
 
 # -- receipts ----------------------------------------------------------------------------------

@@ -133,6 +133,7 @@ def cmd_import(ctx: Context) -> int:
     with ctx.open_outbox() as outbox:
         outcome = importer.import_files(ctx.settings, outbox, list(ctx.args.paths))
     for name, reason in outcome.refused:
+        log.warning("import: %s refused: %s", name, reason)
         print(messages.t("import_refused", ctx.lang, name=name, reason=reason), file=sys.stderr)
     if outcome.batch is None:
         ctx.say("import_nothing")
@@ -266,7 +267,7 @@ def cmd_export(ctx: Context) -> int:
         "export_done",
         pages=report.pages,
         batches=report.batches,
-        mb=f"{report.bytes / 1e6:.1f}",
+        mb=report.bytes / 1e6,
         path=str(report.bundle),
     )
     return 0
@@ -289,6 +290,7 @@ def cmd_import_receipts(ctx: Context) -> int:
 
 def _say_receipts(ctx: Context, report: ReceiptsReport) -> None:
     for name, reason in report.refused:
+        log.warning("receipt %s refused: %s", name, reason)
         print(messages.t("receipts_refused", ctx.lang, name=name, reason=reason), file=sys.stderr)
     if report.server_refused:
         print(
@@ -339,15 +341,17 @@ def cmd_status(ctx: Context) -> int:
     print(
         f"{'Thiết bị' if vi else 'Device'}: "
         f"{st.device_id or ('(chưa đăng ký)' if vi else '(not enrolled)')}   "
-        f"{'Ổ đĩa trống' if vi else 'Disk free'}: {st.disk_free_bytes / 2**30:.1f} GiB"
+        f"{'Ổ đĩa trống' if vi else 'Disk free'}: "
+        f"{messages.number(st.disk_free_bytes / 2**30, ctx.lang)} GiB"
     )
     print(
         f"{'Chờ xử lý' if vi else 'Waiting for processing'}: {st.pages_waiting_processing} "
         f"{'trang' if vi else 'page(s)'}"
     )
+    waiting_mb = messages.number(st.bytes_waiting_sync / 1e6, ctx.lang)
     print(
         f"{'Chờ gửi' if vi else 'Waiting to sync'}: {st.pages_waiting_sync} "
-        f"{'trang' if vi else 'page(s)'} ({st.bytes_waiting_sync / 1e6:.1f} MB)"
+        f"{'trang' if vi else 'page(s)'} ({waiting_mb} MB)"
     )
     for b in st.pending:
         print(

@@ -12,7 +12,7 @@ Lang = Literal["vi", "en"]
 
 CATALOG: dict[str, tuple[str, str]] = {
     # key: (Vietnamese, English)
-    "scan_started": ("Đang quét… ({scanner})", "Scanning… ({scanner})"),
+    "scan_started": ("Đang quét…", "Scanning…"),
     "scan_continues": (
         "Quét tiếp lô {batch} (đã có {pages} trang) sau lần dừng trước.",
         "Continuing batch {batch} ({pages} page(s) so far) after the last stop.",
@@ -27,8 +27,8 @@ CATALOG: dict[str, tuple[str, str]] = {
         "The feeder is empty — load paper and press the button again.",
     ),
     "scanner_not_found": (
-        "Không tìm thấy máy quét “{scanner}”. Kiểm tra cáp USB và nguồn điện của máy quét.",
-        "Scanner “{scanner}” not found. Check the scanner's USB cable and power.",
+        "Không tìm thấy máy quét. Kiểm tra cáp USB và nguồn điện của máy quét.",
+        "Scanner not found. Check the scanner's USB cable and power.",
     ),
     "scanner_busy": (
         "Máy quét đang bận (một chương trình khác đang dùng). Chờ một lát rồi thử lại.",
@@ -70,13 +70,14 @@ CATALOG: dict[str, tuple[str, str]] = {
         "Imported {pages} page(s) into batch {batch}.",
     ),
     "import_refused": (
-        "Không đọc được tệp “{name}”: {reason}. Các tệp khác vẫn được giữ.",
-        "Cannot read “{name}”: {reason}. The other files are kept.",
+        "Không đọc được tệp “{name}” (tệp hỏng hoặc không phải ảnh, PDF). Các tệp khác vẫn "
+        "được giữ.",
+        "Cannot read “{name}” (damaged, or not an image or PDF). The other files are kept.",
     ),
     "import_nothing": ("Không có tệp nào nhập được.", "No file could be imported."),
     "config_invalid": (
-        "Cấu hình không hợp lệ: {detail}",
-        "Invalid configuration: {detail}",
+        "Cài đặt của trạm quét bị sai. Gọi cán bộ kỹ thuật (chi tiết ở dòng nhật ký phía trên).",
+        "The station's settings are wrong. Call the technician (details in the log line above).",
     ),
     "device_not_enrolled": (
         "Máy quét này chưa được đăng ký với kho lưu trữ nên chưa gửi được. Các trang đã quét "
@@ -91,12 +92,14 @@ CATALOG: dict[str, tuple[str, str]] = {
         "or another user.",
     ),
     "broker_unreachable": (
-        "Không kết nối được máy chủ ({broker}). Dữ liệu vẫn an toàn trên máy, sẽ gửi lại sau.",
-        "Cannot reach the server ({broker}). The data is safe here and will be sent later.",
+        "Không kết nối được kho lưu trữ. Dữ liệu vẫn an toàn trên máy, sẽ tự gửi lại sau.",
+        "Cannot reach the archive. The data is safe here and will be sent later.",
     ),
     "broker_refused": (
-        "Máy chủ từ chối đăng nhập của thiết bị “{device}”. Kiểm tra tên và mật khẩu.",
-        "The server refused device “{device}”. Check its user name and password.",
+        "Kho lưu trữ từ chối trạm quét này (trạm đã bị thu hồi hoặc sai mật khẩu). Dữ liệu vẫn "
+        "an toàn trên máy. Gọi cán bộ kỹ thuật.",
+        "The archive refused this station (revoked, or a wrong password). The data is safe "
+        "here. Call the technician.",
     ),
     "sync_timeout": (
         "Chưa gửi xong sau {seconds} giây: còn {pending} trang chờ máy chủ xác nhận. "
@@ -111,8 +114,8 @@ CATALOG: dict[str, tuple[str, str]] = {
     "sync_nothing": ("Không có gì cần gửi.", "Nothing to send."),
     "processing": ("Đang xử lý {pending} trang…", "Processing {pending} page(s)…"),
     "ocr_unavailable": (
-        "Thiếu phần mềm nhận dạng chữ (tesseract). Gọi cán bộ kỹ thuật.",
-        "OCR software (tesseract) is missing. Call the technician.",
+        "Thiếu phần mềm nhận dạng chữ. Gọi cán bộ kỹ thuật.",
+        "The text recognition software is missing. Call the technician.",
     ),
     "interrupted": ("Đã dừng. Dữ liệu đã lưu vẫn an toàn.", "Stopped. Saved data is safe."),
     "coversheet_done": (
@@ -153,10 +156,10 @@ CATALOG: dict[str, tuple[str, str]] = {
         "was written. Use another disk or free some space on it.",
     ),
     "export_write_failed": (
-        "Ghi ra USB bị lỗi ({detail}). Bản chép dở đã được bỏ; dữ liệu trên máy vẫn an "
-        "toàn. Thử lại hoặc dùng USB khác.",
-        "Writing to the USB disk failed ({detail}). The partial copy was removed; the data "
-        "on this device is safe. Try again or use another disk.",
+        "Ghi ra USB bị lỗi. Bản chép dở đã được bỏ; dữ liệu trên máy vẫn an toàn. Thử lại "
+        "hoặc dùng USB khác.",
+        "Writing to the USB disk failed. The partial copy was removed; the data on this "
+        "device is safe. Try again or use another disk.",
     ),
     "export_secret_skipped": (
         "{batches} lô có độ mật không được chép ra USB (quy định bảo vệ bí mật nhà nước).",
@@ -164,8 +167,8 @@ CATALOG: dict[str, tuple[str, str]] = {
         "leave this device.",
     ),
     "export_quarantined": (
-        "Lô {batch} bị cách ly: tệp trên máy đã thay đổi ({detail}). Gọi cán bộ kỹ thuật.",
-        "Batch {batch} quarantined: a local file changed ({detail}). Call the technician.",
+        "Lô {batch} bị cách ly: tệp trên máy đã bị thay đổi. Gọi cán bộ kỹ thuật.",
+        "Batch {batch} quarantined: a local file changed. Call the technician.",
     ),
     "receipts_applied": (
         "Đã đọc biên nhận: máy chủ xác nhận {parts} phần; {batches} lô ({pages} trang) đã "
@@ -178,8 +181,8 @@ CATALOG: dict[str, tuple[str, str]] = {
         "No receipts for this device at “{path}”.",
     ),
     "receipts_refused": (
-        "Bỏ qua biên nhận “{name}”: {reason}.",
-        "Ignored receipt “{name}”: {reason}.",
+        "Bỏ qua biên nhận “{name}”: không hợp lệ hoặc không có chữ ký của kho lưu trữ.",
+        "Ignored receipt “{name}”: invalid, or not signed by the archive.",
     ),
     "receipts_server_refused": (
         "Máy chủ đã từ chối {count} tệp trong gói USB; các trang liên quan vẫn giữ trên máy "
@@ -455,10 +458,25 @@ ACTIONS: dict[str, tuple[str, str]] = {
 }
 
 
+def number(value: float, lang: Lang = "vi", digits: int = 1) -> str:
+    """A number as the reader writes it: Vietnamese groups thousands with a dot and puts a
+    comma before decimals (1.234,5); English the other way round (1,234.5)."""
+    text = f"{value:,.{digits}f}" if isinstance(value, float) else f"{value:,}"
+    if lang == "vi":
+        text = text.replace(",", "\0").replace(".", ",").replace("\0", ".")
+    return text
+
+
 def t(key: str, lang: Lang = "vi", /, **params: object) -> str:
+    """The operator line for ``key``. Numbers (int, float; not bool) are written the
+    language's way: pass sizes as floats (megabytes with one decimal), counts as ints."""
     vi, en = CATALOG.get(key, (key, key))
     text = vi if lang == "vi" else en
+    shown = {
+        k: number(v, lang) if isinstance(v, int | float) and not isinstance(v, bool) else v
+        for k, v in params.items()
+    }
     try:
-        return text.format(**params)
+        return text.format(**shown)
     except (KeyError, IndexError):
         return text
