@@ -7,13 +7,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PACKAGES := protocol agent server
 
-.PHONY: help bootstrap demo test lint typecheck pytest bench lock clean
+.PHONY: help bootstrap demo test lint typecheck pytest bench lock clean card
 
 help:
 	@echo "make demo   - install, then scan with SANE's test scanner, OCR, sync to a local archive"
 	@echo "make test   - install, then ruff, ruff format --check, mypy, pytest (all markers)"
 	@echo "make bench  - benchmarks under bench/ (results go to docs/benchmarks.md by hand)"
 	@echo "make lock   - re-pin requirements.lock from a fresh resolve"
+	@echo "make card   - the one-page A4 card for the commune clerk (the-huong-dan-tram-quet.pdf)"
 
 bootstrap:
 	@scripts/bootstrap.sh all dev
@@ -32,6 +33,9 @@ pytest: bootstrap
 	$(PY) -m pytest
 
 test: lint typecheck pytest
+
+card: bootstrap
+	$(PY) scripts/clerk_card.py the-huong-dan-tram-quet.pdf
 
 bench:
 	@scripts/bootstrap.sh all bench
