@@ -297,6 +297,25 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return doctor.exit_code(findings)
 
 
+def cmd_handover(args: argparse.Namespace) -> int:
+    from server import handover
+    from server.records import Records
+
+    settings = _settings(args)
+    db = _open(settings)
+    try:
+        h = handover.collect(Records(db), args.organ_id, args.ben_giao, args.ben_nhan)
+        written = handover.write(h, args.out)
+        audit.record(db, "cli", "handover", args.organ_id, {"ho_so": len(h.ho_so)})
+    except handover.HandoverError as exc:
+        raise Refused(2, str(exc)) from exc
+    finally:
+        db.close()
+    for path in written:
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sohoa-server",
@@ -357,6 +376,17 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", help="check the hash chain; exit 1 naming the first broken row"
     )
     verify.set_defaults(func=cmd_audit_verify)
+    hand = sub.add_parser(
+        "handover",
+        help="print the Mục lục hồ sơ nộp lưu (XLSX, PDF) and a Biên bản giao nhận (PDF)",
+        description="The paper side of a handover (nộp lưu) of one organisation's hồ sơ: "
+        "muc-luc-ho-so-nop-luu.xlsx and .pdf, bien-ban-giao-nhan.pdf to print and sign.",
+    )
+    hand.add_argument("organ_id", help="the organisation's mã định danh (e.g. 000.00.00.H53)")
+    hand.add_argument("--out", type=Path, default=Path("."), help="folder to write to")
+    hand.add_argument("--ben-giao", default="", help="name of the handing-over organisation")
+    hand.add_argument("--ben-nhan", default="", help="name of the receiving archive")
+    hand.set_defaults(func=cmd_handover)
     imp = sub.add_parser(
         "import-bundle",
         help="take in a USB bundle written by `sohoa-agent export` (no broker needed)",
