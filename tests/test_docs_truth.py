@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,30 @@ def test_documented_credentials_and_variables_exist() -> None:
             if var not in variables:
                 wrong.append(f"{doc.name}: variable {var}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_install_script_installs_what_the_repository_ships() -> None:
+    """scripts/install-server.sh cannot run here (it owns a whole machine); what it installs
+    must at least be the files, credentials and paths the rest of the repository names."""
+    path = REPO / "scripts" / "install-server.sh"
+    script = path.read_text()
+    assert "set -euo pipefail" in script
+    subprocess.run(["bash", "-n", str(path)], check=True)  # it parses
+    for shipped in ("systemd/sohoa-server.service", "systemd/mosquitto/sohoa.conf",
+                    "systemd/mosquitto/sohoa.acl", "systemd/nginx/sohoa.conf"):  # fmt: skip
+        assert f"$PREFIX/{shipped}" in script, shipped
+        assert (REPO / shipped).exists()
+    for name in server_config.CREDENTIALS:
+        assert f"secret {name}" in script, name
+    site = (REPO / "systemd" / "nginx" / "sohoa.conf").read_text()
+    for path in re.findall(r"ssl_certificate(?:_key)?\s+(\S+);", site):
+        assert path.replace("/etc/sohoa", "$ETC") in script, path
+    unit = (REPO / "systemd" / "sohoa-server.service").read_text()
+    assert "User=sohoa" in unit and "adduser --system --group" in script
+    toml = re.search(r"cat > \"\$ETC/server.toml\" <<TOML\n(.*?)\nTOML", script, re.S)
+    assert toml is not None
+    import tomllib
+
+    settings = server_config.ServerSettings.model_validate(tomllib.loads(toml.group(1)))
+    assert settings.mqtt_url.startswith("mqtt://sohoa-server@")  # the broker user it creates
+    assert settings.database_url == "postgresql://sohoa@localhost:5432/sohoa"
