@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 TEXT: dict[str, tuple[str, str]] = {
     "app_title": ("Số hóa — Lưu trữ lịch sử", "Sohoa — Historical archive"),
     "batches": ("Lô tài liệu đã nhận", "Received batches"),
@@ -143,6 +145,25 @@ TEXT: dict[str, tuple[str, str]] = {
     "choose": ("— chọn —", "— choose —"),
     "language": ("English", "Tiếng Việt"),
 }
+
+
+def _station_errors() -> dict[str, tuple[str, str]]:
+    """What a station said for each error key it reports in its telemetry (agent/messages.py,
+    placeholders shown as "…"), so that the station list reads "Ổ đĩa sắp đầy…" rather than
+    ``disk_full: <English detail>`` (the detail stays in the cell's tooltip). agent.messages
+    is plain data in the same distribution: no I/O, no dependency."""
+    from agent import messages
+
+    def plain(text: str) -> str:
+        return re.sub(r"\{[a-z_]+\}", "…", text)
+
+    return {
+        f"station_error.{key}": (plain(messages.CATALOG[key][0]), plain(messages.CATALOG[key][1]))
+        for key in messages.ACTIONS
+    }
+
+
+TEXT.update(_station_errors())
 
 
 def t(key: str, lang: str = "vi", **values: object) -> str:

@@ -14,8 +14,6 @@ from harness import BIN
 from pgcluster import url_of
 from test_staff import MA, Staff, make_ho_so, staff  # noqa: F401 - the fixture
 
-pytestmark = pytest.mark.tesseract
-
 
 def _ocr(pdf: Path, tmp: Path) -> str:
     text = ""
@@ -30,6 +28,7 @@ def _ocr(pdf: Path, tmp: Path) -> str:
     return text
 
 
+@pytest.mark.tesseract
 def test_handover_papers(staff: Staff, tmp_path: Path, database: Path | str) -> None:  # noqa: F811
     make_ho_so(staff)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOHOA_")}
@@ -61,3 +60,26 @@ def test_handover_papers(staff: Staff, tmp_path: Path, database: Path | str) -> 
     nothing = subprocess.run([*cmd[:2], "handover", "000.00.00.X99", "--out", str(out)],
                              env=env, capture_output=True, text=True)  # fmt: skip
     assert nothing.returncode == 2 and "Traceback" not in nothing.stderr
+
+
+def test_station_list_shows_what_the_station_said(staff: Staff, database: Path | str) -> None:  # noqa: F811
+    """A station reports ``key: English detail``; staff read its Vietnamese line (the detail
+    stays in the tooltip)."""
+    from test_ingest import DEVICE, env
+
+    from protocol import envelope, topics
+    from protocol.messages import Telemetry
+    from server.db import Database
+    from server.ingest import Ingest
+    from server.store import Store
+
+    db = Database(database)
+    tel = Telemetry(**env(DEVICE), last_error="disk_full: 12 MB free < 500 MB")  # type: ignore[arg-type]
+    Ingest(db, Store(staff.data_dir / "store")).handle(
+        topics.up(DEVICE, "telemetry"), envelope.encode(tel)
+    )
+    db.close()
+    staff.login("viewer")
+    home = staff.client.get("/").text
+    assert "Ổ đĩa sắp đầy — không nhận bản quét mới." in home
+    assert 'title="disk_full: 12 MB free &lt; 500 MB"' in home
