@@ -170,3 +170,27 @@ def test_station_page_reaches_the_server_user_over_tls(installed: Installed) -> 
     for c in (server, device):
         c.disconnect()
         c.loop_stop()
+
+
+def test_stolen_station_runbook_cuts_it_off(installed: Installed) -> None:
+    """Runbook R1 until `sohoa-server device revoke` exists: delete the station's broker user
+    and restart Mosquitto — a connected thief is cut off at once and cannot come back."""
+    installed.start()
+    ca = installed.root / "etc_mosquitto" / "certs" / "server.crt"
+    thief = _client("xa-tan-phu-01", "device-pw", installed.ports["8883"], tls=ca)
+    cut = threading.Event()
+    thief.on_disconnect = lambda *a: cut.set()
+    assert _connect(thief, installed.ports["8883"]) == 0
+    passwd = installed.root / "etc_mosquitto" / "sohoa.passwd"
+    subprocess.run(["mosquitto_passwd", "-D", str(passwd), "xa-tan-phu-01"], check=True)
+    installed.stop()  # systemctl restart mosquitto
+    installed.start()
+    assert cut.wait(10)
+    thief.loop_stop()
+    again = _client("xa-tan-phu-01", "device-pw", installed.ports["8883"], tls=ca)
+    assert _connect(again, installed.ports["8883"]) != 0  # refused: not authorised
+    again.loop_stop()
+    server = _client("sohoa-server", "server-pw", installed.ports["1883"])
+    assert _connect(server, installed.ports["1883"]) == 0  # everyone else carries on
+    server.disconnect()
+    server.loop_stop()
