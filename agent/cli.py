@@ -36,7 +36,7 @@ log = logging.getLogger("sohoa.agent")
 EXIT_CODES = {
     0: "done",
     1: "no scanner found (devices), disk full or a write failed",
-    2: "nothing to do, no paper, or input refused",
+    2: "nothing to do, no paper, bad command line or input refused",
     3: "the scanner stopped (pages so far are kept)",
     4: "some files refused (the rest kept)",
     70: "unexpected error (run again with -v for the details; data is safe)",

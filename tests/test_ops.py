@@ -76,3 +76,23 @@ def test_an_unreadable_secret_is_one_clear_error(
     with pytest.raises(server_config.ConfigError, match="run as the service user"):
         server_config.load(None, {}).broker_password()
     assert os.path.isdir(tmp_path / "mqtt-password")
+
+
+def test_an_older_release_refuses_a_newer_catalogue(tmp_path: Path) -> None:
+    """Rollback without restoring the pre-upgrade dump: one line, exit 69, nothing written."""
+    import sqlite3
+    import subprocess
+
+    from server.db import Database
+
+    data = tmp_path / "server"
+    Database(data / "archive.sqlite3").close()
+    with sqlite3.connect(data / "archive.sqlite3") as con:
+        con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOHOA_")}
+    env["SOHOA_DATA_DIR"] = str(data)
+    out = subprocess.run(
+        [str(BIN / "sohoa-server"), "user", "list"], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 69 and "schema is 99, newer than" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
