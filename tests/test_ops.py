@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from harness import BIN, agent_env, run_agent
+from harness import BIN, Broker, ServerProcess, agent_env, run_agent
 
 from agent import config as agent_config
 from server import config as server_config
@@ -96,3 +96,49 @@ def test_an_older_release_refuses_a_newer_catalogue(tmp_path: Path) -> None:
     )
     assert out.returncode == 69 and "schema is 99, newer than" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.mqtt
+@pytest.mark.tesseract
+@pytest.mark.slow
+def test_pages_scanned_before_enrolment_are_sent_after_it(
+    tmp_path: Path, broker: Broker, server: ServerProcess
+) -> None:
+    """The service without an id: it runs, connects to nobody, keeps what it is given; once
+    the id is set, the same pages reach the archive under that id only."""
+    import json
+    import signal
+    import subprocess
+    import time
+
+    from PIL import Image
+
+    env = agent_env(tmp_path / "agent", broker.url)
+    del env["SOHOA_DEVICE_ID"]
+    page = tmp_path / "in" / "01.png"
+    page.parent.mkdir()
+    Image.new("RGB", (400, 300), "white").save(page, dpi=(300, 300))
+    assert run_agent(env, "import", str(page)).returncode == 0
+
+    log = tmp_path / "agent.log"
+    with open(log, "wb") as out:
+        daemon = subprocess.Popen([str(BIN / "sohoa-agent"), "run"], env=env, stdout=out,
+                                  stderr=out)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while "nothing is sent until it is" not in log.read_text(errors="replace"):
+                assert time.monotonic() < deadline and daemon.poll() is None, log.read_text()
+                time.sleep(0.2)
+            # It refused before making a broker client: the archive has never heard of it.
+            assert server.get_json("/api/v1/devices") == []
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            assert daemon.wait(60) == 0
+    st = json.loads(run_agent(env, "status", "--json").stdout)
+    assert st["device_id"] == "" and st["agent_version"]
+
+    env["SOHOA_DEVICE_ID"] = "xa-tan-phu-01"
+    done = run_agent(env, "sync", "--wait", "--timeout", "120")
+    assert done.returncode == 0, done.stderr
+    assert [d["device_id"] for d in server.get_json("/api/v1/devices")] == ["xa-tan-phu-01"]
+    assert len(server.get_json("/api/v1/batches")) == 1
