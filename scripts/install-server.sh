@@ -88,12 +88,14 @@ chmod 0640 "$ETC/server.toml"
 say "4. PostgreSQL"
 systemctl enable --now postgresql
 dbpw=$(cat "$CRED/database-password")
+[[ "$dbpw" =~ ^[A-Za-z0-9]+$ ]] || die "$CRED/database-password: use letters and digits only"
 if ! runuser -u postgres -- psql -tAc "SELECT 1 FROM pg_roles WHERE rolname = 'sohoa'" | grep -q 1; then
   runuser -u postgres -- psql -q -c "CREATE ROLE sohoa LOGIN"
 fi
-# The password always follows the credential file (re-running repairs a mismatch).
-runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -v pw="$dbpw" <<'SQL'
-ALTER ROLE sohoa PASSWORD :'pw';
+# The password always follows the credential file (re-running repairs a mismatch). It goes
+# to psql on its standard input, never on a command line (ps would show it).
+runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 <<SQL
+ALTER ROLE sohoa PASSWORD '$dbpw';
 SQL
 if ! runuser -u postgres -- psql -tAc "SELECT 1 FROM pg_database WHERE datname = 'sohoa'" | grep -q 1; then
   runuser -u postgres -- createdb -O sohoa -E UTF8 -T template0 sohoa
