@@ -17,7 +17,7 @@ from harness import BIN
 from agent import cli as agent_cli
 from server import cli as server_cli
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.sane]  # `devices` and `scan` open SANE
 
 PROGS = {
     "sohoa-agent": (agent_cli.build_parser(), agent_cli.EXIT_CODES),
