@@ -217,7 +217,7 @@ CATALOG: dict[str, tuple[str, str]] = {
     # The scan button and the hardware profiles (agent/button.py, agent/profiles.py).
     "button.port_missing": (
         "Không thấy nút bấm quét (hộp nút hoặc bàn đạp). Kiểm tra dây cắm, rồi khởi động lại "
-        "máy quét số hóa.",
+        "trạm quét.",
         "The scan button (button box or pedal) is not there. Check its cable, then restart "
         "the station.",
     ),

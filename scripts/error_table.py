@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Print the tables docs/operations.md carries between its ``error-table`` and
 ``exit-codes`` markers: every error a station can report (agent/messages.py: its key, the
-Vietnamese line the operator sees, what to do) and the exit codes of both CLIs.
+Vietnamese line the operator sees, what to do) and the exit codes of both CLIs. ``--write``
+also regenerates server/station_errors.py (the same lines for the staff app's station list).
 
     .venv/bin/python scripts/error_table.py            # print both tables
     .venv/bin/python scripts/error_table.py --write    # update docs/operations.md in place
@@ -51,6 +52,29 @@ def exit_codes() -> str:
     return "\n".join(rows) + "\n"
 
 
+STATION_ERRORS = ROOT / "server" / "station_errors.py"
+
+
+def station_errors_module() -> str:
+    """server/station_errors.py: the station's lines for the staff app, which must not import
+    the agent (the archive host installs without it)."""
+    lines = [
+        '"""What a station shows its operator for each error key it reports (telemetry',
+        "``last_error`` is ``key: detail``). GENERATED from agent/messages.py by",
+        "scripts/error_table.py --write; tests/test_runbooks.py keeps it in step. Placeholders",
+        'are shown as "…"."""',
+        "# ruff: noqa: E501",
+        "",
+        "# fmt: off",
+        "STATION_ERRORS: dict[str, tuple[str, str]] = {",
+    ]
+    for key in messages.ACTIONS:
+        vi, en = (re.sub(r"\{[a-z_]+\}", "…", x) for x in messages.CATALOG[key])
+        lines.append(f"    {key!r}: ({vi!r}, {en!r}),")
+    lines += ["}", "# fmt: on"]
+    return "\n".join(lines) + "\n"
+
+
 def blocks() -> dict[str, str]:
     return {"error-table": error_table(), "exit-codes": exit_codes()}
 
@@ -66,6 +90,7 @@ def updated(text: str) -> str:
 if __name__ == "__main__":
     if sys.argv[1:] == ["--write"]:
         DOC.write_text(updated(DOC.read_text(encoding="utf-8")), encoding="utf-8")
+        STATION_ERRORS.write_text(station_errors_module(), encoding="utf-8")
     else:
         for body in blocks().values():
             print(body)

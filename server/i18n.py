@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+from server.station_errors import STATION_ERRORS
 
 TEXT: dict[str, tuple[str, str]] = {
     "app_title": ("Số hóa — Lưu trữ lịch sử", "Sohoa — Historical archive"),
@@ -147,23 +147,10 @@ TEXT: dict[str, tuple[str, str]] = {
 }
 
 
-def _station_errors() -> dict[str, tuple[str, str]]:
-    """What a station said for each error key it reports in its telemetry (agent/messages.py,
-    placeholders shown as "…"), so that the station list reads "Ổ đĩa sắp đầy…" rather than
-    ``disk_full: <English detail>`` (the detail stays in the cell's tooltip). agent.messages
-    is plain data in the same distribution: no I/O, no dependency."""
-    from agent import messages
-
-    def plain(text: str) -> str:
-        return re.sub(r"\{[a-z_]+\}", "…", text)
-
-    return {
-        f"station_error.{key}": (plain(messages.CATALOG[key][0]), plain(messages.CATALOG[key][1]))
-        for key in messages.ACTIONS
-    }
-
-
-TEXT.update(_station_errors())
+# What a station said for each error key it reports (server/station_errors.py, generated
+# from agent/messages.py): the station list reads "Ổ đĩa sắp đầy…" rather than
+# ``disk_full: <English detail>`` (the detail stays in the cell's tooltip).
+TEXT.update({f"station_error.{k}": v for k, v in STATION_ERRORS.items()})
 
 
 def t(key: str, lang: str = "vi", **values: object) -> str:

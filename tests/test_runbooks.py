@@ -82,6 +82,13 @@ def test_the_error_table_in_the_doc_is_the_generated_one() -> None:
         assert f"| `{key}` |" in text
 
 
+def test_the_staff_apps_copy_of_the_station_lines_is_the_generated_one() -> None:
+    path = REPO / "server" / "station_errors.py"
+    assert path.read_text(encoding="utf-8") == _generator().station_errors_module(), (
+        "run scripts/error_table.py --write"
+    )
+
+
 def test_every_runbook_is_there_in_both_languages() -> None:
     text = DOC.read_text(encoding="utf-8")
     headings = re.findall(r"^### (R\d+)\. (.+)$", text, flags=re.M)
