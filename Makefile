@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-PACKAGES := protocol agent server
+PACKAGES := protocol agent server embedded
 
 .PHONY: help bootstrap demo test lint typecheck pytest bench lock clean card
 

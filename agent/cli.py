@@ -20,16 +20,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent import __version__, config, messages
-from agent import outbox as ob
+from agent import __version__, config, messages, preflight
 from agent.errors import ConfigError, ScannerError, SohoaError, SyncError, WrongUser
+from agent.outbox import outbox as ob
 from protocol.version import PROTOCOL_VERSION, TOPIC_LEVEL
 
 if TYPE_CHECKING:
-    from agent.bundle import ReceiptsReport
-    from agent.mqtt_link import MqttLink
-    from agent.rescan import RescanRequest
-    from agent.sync import Syncer
+    from agent.outbox.rescan import RescanRequest
+    from agent.uplink.bundle import ReceiptsReport
+    from agent.uplink.mqtt_link import MqttLink
+    from agent.uplink.sync import Syncer
 
 log = logging.getLogger("sohoa.agent")
 # Exit codes (sysexits.h where one fits); README "Using it" and docs/operations.md list them.
@@ -98,28 +98,26 @@ def _boot_id() -> str:
 
 
 def cmd_scan(ctx: Context) -> int:
-    from agent import capture, profiles, sane_device
+    preflight.check(ctx.settings, sane=True)  # before anything imports python-sane
+    from agent.capture import scan as capture
+    from agent.outbox.outbox import BatchRecord
+    from agent.profiles import SaneDeviceInfo
 
-    s = ctx.settings
-    source = ctx.args.source or s.source
-    request = profiles.ScanRequest(source=source, mode=s.mode, dpi=s.dpi)
-    known = profiles.load_scanner_profiles(s.hw_profiles_dir)
+    def started(scanner: SaneDeviceInfo, previous: BatchRecord | None) -> None:
+        ctx.say("scan_started", scanner=scanner.name)
+        if previous is not None:
+            ctx.say("scan_continues", batch=previous.batch_id[:8], pages=previous.page_count)
+
     with ctx.open_outbox() as outbox:
-        capture.check_disk(s, 1)
-        scanner = sane_device.open_scanner(ctx.args.scanner or s.scanner, known)
-        with scanner:
-            ctx.say("scan_started", scanner=scanner.info.name)
-            previous = None if ctx.args.new else capture.batch_to_continue(outbox)
-            if previous is not None:
-                ctx.say("scan_continues", batch=previous.batch_id[:8], pages=previous.page_count)
-            outcome = capture.scan_batch(
-                s,
-                outbox,
-                scanner,
-                request,
-                on_page=lambda page: ctx.say("scan_page", page_no=page.page_no),
-                continues=previous,
-            )
+        outcome = capture.scan_now(
+            ctx.settings,
+            outbox,
+            source=ctx.args.source,
+            scanner=ctx.args.scanner,
+            resume=not ctx.args.new,
+            on_start=started,
+            on_page=lambda page: ctx.say("scan_page", page_no=page.page_no),
+        )
     ctx.say("scan_done", pages=outcome.pages, batch=outcome.batch.batch_id[:8])
     if outcome.error is not None:
         _report(ctx, outcome.error)
@@ -128,7 +126,7 @@ def cmd_scan(ctx: Context) -> int:
 
 
 def cmd_import(ctx: Context) -> int:
-    from agent import importer
+    from agent.capture import importer
 
     with ctx.open_outbox() as outbox:
         outcome = importer.import_files(ctx.settings, outbox, list(ctx.args.paths))
@@ -148,6 +146,7 @@ def cmd_process(ctx: Context) -> int:
     with ctx.open_outbox() as outbox:
         pending = sum(1 for _ in outbox.iter_pending_pages())
         if pending:
+            preflight.check(ctx.settings, tesseract=True)
             ctx.say("processing", pending=pending)
         worker.process_pending(ctx.settings, outbox, keep_work=ctx.args.keep_work)
     return 0
@@ -155,19 +154,22 @@ def cmd_process(ctx: Context) -> int:
 
 def cmd_sync(ctx: Context) -> int:
     from agent import worker
-    from agent.mqtt_link import MqttLink
-    from agent.sync import Syncer
+    from agent.uplink import transfer
+    from agent.uplink.mqtt_link import MqttLink
+    from agent.uplink.sync import Syncer
 
     s = ctx.settings
     config.require_device_id(s)  # before minutes of OCR, not after
+    preflight.check(s, broker=True)
     with ctx.open_outbox() as outbox:
         pending = sum(1 for _ in outbox.iter_pending_pages())
         if pending:
+            preflight.check(s, tesseract=True)
             ctx.say("processing", pending=pending)
         worker.process_pending(s, outbox)
         link = MqttLink(s, _boot_id(), __version__)
         syncer = Syncer(s, outbox, link, __version__)
-        if not syncer.pending():
+        if not transfer.sendable_batches(outbox):
             _collect_commands(ctx, link, syncer)
             ctx.say("sync_nothing")
             return 0
@@ -218,14 +220,14 @@ def _collect_commands(ctx: Context, link: MqttLink, syncer: Syncer) -> None:
 
 
 def _say_rescans(ctx: Context, requests: list[RescanRequest]) -> None:
-    from agent.sync import describe
+    from agent.uplink.sync import describe
 
     for request in requests:
         print(describe(request, ctx.lang), flush=True)
 
 
 def cmd_rescan_done(ctx: Context) -> int:
-    from agent import rescan
+    from agent.outbox import rescan
 
     removed, matches = rescan.remove(ctx.settings.data_dir, ctx.args.page_id)
     if removed is None:
@@ -239,7 +241,8 @@ def cmd_rescan_done(ctx: Context) -> int:
 
 
 def cmd_export(ctx: Context) -> int:
-    from agent import bundle, worker
+    from agent import worker
+    from agent.uplink import bundle
 
     s = ctx.settings
     config.require_device_id(s)
@@ -274,7 +277,7 @@ def cmd_export(ctx: Context) -> int:
 
 
 def cmd_import_receipts(ctx: Context) -> int:
-    from agent import bundle, transfer
+    from agent.uplink import bundle, transfer
 
     with ctx.open_outbox() as outbox:
         report = bundle.import_receipts(ctx.settings, outbox, ctx.args.path)
@@ -306,7 +309,7 @@ def _say_receipts(ctx: Context, report: ReceiptsReport) -> None:
 
 
 def cmd_coversheet(ctx: Context) -> int:
-    from agent import coversheet
+    from agent.pipeline import coversheet
 
     numbers: list[int | None] = list(range(ctx.args.first, ctx.args.first + ctx.args.count))
     if ctx.args.count == 0:
@@ -381,7 +384,8 @@ def _watch_status(ctx: Context) -> int:
 
 
 def cmd_devices(ctx: Context) -> int:
-    from agent import profiles, sane_device
+    from agent import profiles
+    from agent.capture import sane_device
 
     known = profiles.load_scanner_profiles(ctx.settings.hw_profiles_dir)
     found = sane_device.list_devices()
@@ -411,6 +415,9 @@ def cmd_devices(ctx: Context) -> int:
 
 
 def cmd_run(ctx: Context) -> int:
+    # Before the daemon (and SANE) is even imported: systemd must never hear READY=1 from a
+    # station that cannot scan, read Vietnamese or address its broker.
+    preflight.check(ctx.settings, tesseract=True, sane=True, broker=True)
     from agent.daemon import Daemon
 
     return Daemon(ctx.settings, boot_id=_boot_id()).run()
@@ -439,9 +446,17 @@ def _report(ctx: Context, exc: SohoaError) -> None:
     params.setdefault("detail", exc.detail)
     params.setdefault("pages", 0)
     params.setdefault("scanner", ctx.settings.scanner)
-    params.setdefault("broker", str(ctx.settings.broker()))
+    params.setdefault("broker", _broker_label(ctx.settings))
     params.setdefault("device", ctx.settings.device_id)
     print(messages.t(exc.key, ctx.lang, **params), file=sys.stderr)
+
+
+def _broker_label(settings: config.AgentSettings) -> str:
+    """host:port for an operator line; a malformed address must not fail the report of it."""
+    try:
+        return str(settings.broker())
+    except (ValueError, SohoaError):
+        return "?"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -58,7 +58,7 @@ class AgentSettings(BaseModel):
         default="adf_duplex", description="Paper source for a long press / second button."
     )
     mode: Literal["color", "gray"] = Field(
-        default="color", description="Colour mode; the law asks for colour (DESIGN §4)."
+        default="color", description="Colour mode; the law asks for colour (docs/design.md §4)."
     )
     dpi: int = Field(
         default=300, ge=200, le=1200, description="Capture resolution; never below 200 (law)."

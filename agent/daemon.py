@@ -25,15 +25,24 @@ from typing import Any
 
 import sdnotify
 
-from agent import __version__, capture, messages, profiles, sane_device, worker
-from agent import outbox as ob
+from agent import __version__, messages, profiles, worker
 from agent import status as agent_status
-from agent.button import ButtonEvent, ScanChoice, Trigger, open_button
+from agent.buttons import ButtonEvent, ScanChoice, Trigger, open_button, profile_settings
+from agent.buttons.feedback import (
+    AgentState,
+    Feedback,
+    LogFeedback,
+    MultiFeedback,
+    SerialBoxFeedback,
+)
+from agent.capture import sane_device
+from agent.capture import scan as capture
 from agent.config import AgentSettings
 from agent.errors import ConfigError, DiskFullError, ScannerError, SohoaError, SyncError
-from agent.feedback import AgentState, Feedback, LogFeedback, MultiFeedback, SerialBoxFeedback
-from agent.mqtt_link import MqttLink
-from agent.sync import Syncer, describe
+from agent.outbox import outbox as ob
+from agent.uplink import transfer
+from agent.uplink.mqtt_link import MqttLink
+from agent.uplink.sync import Syncer, describe
 from protocol import envelope, topics
 from protocol.messages import Telemetry
 
@@ -125,11 +134,16 @@ class Daemon:
         kind = self.settings.button
         if kind == "none":
             return None
-        settings: dict[str, Any] = {}
+        # What the button's profile states (hw_profiles/buttons/<kind>.toml, or a site's own
+        # profile of that id); a kind without a profile keeps the sources' own defaults.
+        stated = {p.id: p for p in profiles.load_button_profiles(self.settings.hw_profiles_dir)}
+        profile = stated.get(kind)
+        settings: dict[str, Any] = profile_settings(profile) if profile else {}
         if kind in ("serial-box", "modem-line"):
             settings["port"] = self.settings.button_port
         elif kind == "usb-key":
-            settings.update(device_path=self.settings.button_port, key_code=28)
+            settings["device_path"] = self.settings.button_port
+            settings.setdefault("key_code", 28)  # KEY_ENTER
         elif kind == "scanner-button":
             known = profiles.load_scanner_profiles(self.settings.hw_profiles_dir)
             name = self.settings.scanner
@@ -155,15 +169,13 @@ class Daemon:
     def _on_press(self, event: ButtonEvent, choice: ScanChoice) -> None:
         assert self.outbox is not None
         s = self.settings
-        source = s.source if choice == "primary" else s.alternate_source
-        request = profiles.ScanRequest(source=source, mode=s.mode, dpi=s.dpi)
         try:
-            capture.check_disk(s, 1)
-            known = profiles.load_scanner_profiles(s.hw_profiles_dir)
-            self.feedback.show(AgentState.SCANNING)
-            with sane_device.open_scanner(s.scanner, known) as scanner:
-                previous = capture.batch_to_continue(self.outbox)
-                outcome = capture.scan_batch(s, self.outbox, scanner, request, continues=previous)
+            outcome = capture.scan_now(
+                s,
+                self.outbox,
+                source=s.source if choice == "primary" else s.alternate_source,
+                on_heard=lambda: self.feedback.show(AgentState.SCANNING),
+            )
             self.work_ready.set()
             if outcome.error is not None:
                 self._error(outcome.error)
@@ -227,7 +239,7 @@ class Daemon:
                 backoff = CONNECT_BACKOFF[0]
                 syncer = Syncer(self.settings, self.outbox, link, __version__)
                 self.link = link
-            if syncer.pending():
+            if transfer.sendable_batches(self.outbox):
                 report = syncer.run(timeout=SYNC_RUN, stop=self.stop)
             else:
                 report = syncer.handle_inbox()  # commands come while idle too

@@ -117,6 +117,22 @@ CATALOG: dict[str, tuple[str, str]] = {
         "Thiếu phần mềm nhận dạng chữ. Gọi cán bộ kỹ thuật.",
         "The text recognition software is missing. Call the technician.",
     ),
+    # Start-up checks (agent.preflight): the service refuses to start, exit 78.
+    "startup_ocr_missing": (
+        "Không khởi động được: thiếu tesseract hoặc dữ liệu tiếng Việt của nó. "
+        "Cán bộ kỹ thuật cài bằng: {hint}",
+        "Cannot start: tesseract or its Vietnamese data is missing. "
+        "The technician installs it with: {hint}",
+    ),
+    "startup_sane_missing": (
+        "Không khởi động được: thiếu thư viện máy quét SANE. Cán bộ kỹ thuật cài bằng: {hint}",
+        "Cannot start: the SANE scanner library is missing. "
+        "The technician installs it with: {hint}",
+    ),
+    "startup_broker_invalid": (
+        "Không khởi động được: địa chỉ máy chủ tin nhắn (MQTT) sai: {detail}. Sửa {hint}.",
+        "Cannot start: the message broker (MQTT) address is wrong: {detail}. Fix {hint}.",
+    ),
     "interrupted": ("Đã dừng. Dữ liệu đã lưu vẫn an toàn.", "Stopped. Saved data is safe."),
     "coversheet_done": (
         "Đã tạo {count} tờ bìa phân tách: {path}. In ra và đặt trước mỗi văn bản.",
@@ -190,7 +206,7 @@ CATALOG: dict[str, tuple[str, str]] = {
         "The server refused {count} file(s) of the USB bundle; the pages concerned stay on "
         "this device and go again with the next export (sohoa-agent export).",
     ),
-    # Re-scan requests from the archive (server review queue → Command → agent.rescan).
+    # Re-scan requests from the archive (server review queue → Command → agent.outbox.rescan).
     "rescan_requested": (
         "Cần quét lại: lô {batch}, trang {page}, lý do: {note} "
         "(khi xong: sohoa-agent rescan-done {page_id})",
@@ -400,6 +416,20 @@ ACTIONS: dict[str, tuple[str, str]] = {
         "Chép lại bằng `sohoa-agent export` lần sau; nếu lặp lại: báo quản trị kho lưu trữ.",
         "They go again with the next `sohoa-agent export`; if it repeats: tell the "
         "archive's administrator.",
+    ),
+    "startup_ocr_missing": (
+        "Chạy lệnh `apt install …` mà dòng lỗi ghi, rồi `systemctl restart sohoa-agent`.",
+        "Run the `apt install …` line the message gives, then `systemctl restart sohoa-agent`.",
+    ),
+    "startup_sane_missing": (
+        "Chạy lệnh `apt install …` mà dòng lỗi ghi, rồi `systemctl restart sohoa-agent`.",
+        "Run the `apt install …` line the message gives, then `systemctl restart sohoa-agent`.",
+    ),
+    "startup_broker_invalid": (
+        "Sửa trường mà dòng lỗi ghi (`mqtt_url` hoặc `mqtt_password_file` trong "
+        "`/etc/sohoa/agent.toml`), rồi khởi động lại dịch vụ.",
+        "Fix the setting the message names (`mqtt_url` or `mqtt_password_file` in "
+        "`/etc/sohoa/agent.toml`), then restart the service.",
     ),
     "button.port_missing": (
         "Cắm lại dây hộp nút/bàn đạp; `systemctl restart sohoa-agent`.",

@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent import outbox as ob
-from agent import rescan, storage
+from agent.outbox import outbox as ob
+from agent.outbox import rescan, storage
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class AgentStatus:
     captures_kept: int = 0
     quarantined: list[BatchSummary] = field(default_factory=list)
     pending: list[BatchSummary] = field(default_factory=list)
-    # Pages the archive asked this station to scan again (agent.rescan), oldest first.
+    # Pages the archive asked this station to scan again (agent.outbox.rescan), oldest first.
     rescan_requests: list[rescan.RescanRequest] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 Scanning never waits on this: pages are already durable when they get here. One process per
 core, each tesseract single-threaded (OMP_THREAD_LIMIT=1; 46 vs 4.6 pages/min on 2 cores,
-perf.md B2b), at a lower CPU priority than capture. Only this parent process writes the
+docs/research/perf.md B2b), at a lower CPU priority than capture. Only this parent process writes
+the
 outbox; children get paths in and give paths back.
 """
 
@@ -21,10 +22,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent import coversheet
-from agent import outbox as ob
 from agent.config import AgentSettings
-from agent.pipeline import PageResult, PipelineSettings, process_page
+from agent.outbox import outbox as ob
+from agent.pipeline.process import PageResult, PipelineSettings, process_page
 
 log = logging.getLogger(__name__)
 
@@ -60,23 +60,10 @@ def _init_child() -> None:
     cv2.setNumThreads(1)
 
 
-def _run(job: _Job) -> tuple[PageResult, str | None]:
+def _run(job: _Job) -> PageResult:
     shutil.rmtree(job.work_dir, ignore_errors=True)  # a half-done run before a power cut
     job.work_dir.mkdir(parents=True, exist_ok=True)
-    result = process_page(job.capture, job.work_dir, job.settings)
-    return result, _cover_sheet(job.capture)
-
-
-def _cover_sheet(capture: Path) -> str | None:
-    """The payload of a QR cover sheet on this page, if it is one (agent/coversheet.py)."""
-    import cv2
-
-    # Decoded at half size: a cover sheet's code is large; this keeps it to tens of ms.
-    grey = cv2.imread(str(capture), cv2.IMREAD_REDUCED_GRAYSCALE_2)
-    if grey is None:
-        return None
-    sheet = coversheet.detect(grey)
-    return sheet.payload() if sheet else None
+    return process_page(job.capture, job.work_dir, job.settings)
 
 
 def pipeline_settings(settings: AgentSettings, dpi: int) -> PipelineSettings:
@@ -112,7 +99,7 @@ def process_pending(
         )
         with ProcessPoolExecutor(settings.pipeline_workers, initializer=_init_child) as pool:
             todo = iter(jobs)
-            running: dict[Future[tuple[PageResult, str | None]], _Job] = {}
+            running: dict[Future[PageResult], _Job] = {}
             # Submit a bounded number ahead so that a stop request is honoured quickly.
             for job in todo:
                 running[pool.submit(_run, job)] = job
@@ -133,11 +120,9 @@ def process_pending(
     return done
 
 
-def _record(
-    outbox: ob.Outbox, job: _Job, future: Future[tuple[PageResult, str | None]], keep_work: bool
-) -> None:
+def _record(outbox: ob.Outbox, job: _Job, future: Future[PageResult], keep_work: bool) -> None:
     try:
-        result, cover = future.result()
+        result = future.result()
     except Exception as exc:
         # The capture is kept and will travel as it is; staff see the page flagged.
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
@@ -146,23 +131,13 @@ def _record(
         outbox.add_capture_part(job.batch_id, job.page_id)
         return
     parts = {"archival": result.archival, "text": result.text, "thumb": result.thumb}
-    flags, decisions = result.flags, dict(result.decisions)
-    if cover is not None:
-        # A cover sheet stays in the batch, flagged, and tells where a document starts.
-        sheet = coversheet.CoverSheet.parse(cover)
-        flags = (*flags, "separator")
-        decisions["cover_sheet"] = {
-            "payload": cover,
-            "ma_ho_so": sheet.ma_ho_so if sheet else None,
-            "van_ban": sheet.van_ban if sheet else None,
-        }
     outbox.record_processed(
         job.batch_id,
         job.page_id,
         parts=parts,
         media_types=PART_MEDIA_TYPES,
-        flags=flags,
-        decisions=decisions,
+        flags=result.flags,
+        decisions=dict(result.decisions),
         ocr_confidence=result.ocr_confidence,
     )
     if not keep_work:

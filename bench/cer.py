@@ -9,7 +9,7 @@ same pages:
 - the benchmark's own pages (seeds 0..11, variant = seed mod 6, as bench/pipeline.py makes
   them), then one page per `--seeds` value. Clean pages have no randomness, so the extra
   clean pages vary the type size instead (`CLEAN_FONT_PT`, 10.5–14 pt);
-- ours: `agent.pipeline.process_page` in `--workers` processes (OMP_THREAD_LIMIT=1, OpenCV
+- ours: `agent.pipeline.process.process_page` in `--workers` processes (OMP_THREAD_LIMIT=1, OpenCV
   single-threaded), the CER of its text.txt;
 - OCRmyPDF: bench/pipeline.py's command, its sidecar text. Its results do not depend on our
   code, so with `--work DIR` they are kept there (keyed by the page's sha256) and reused by
@@ -94,7 +94,7 @@ def _ours(item: tuple[Page, str, str]) -> Reading:
     page, capture, truth = item
     import cv2
 
-    from agent.pipeline import PipelineSettings, process_page
+    from agent.pipeline.process import PipelineSettings, process_page
 
     cv2.setNumThreads(1)
     out = Path(capture).with_suffix("") / "ours"

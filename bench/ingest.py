@@ -4,7 +4,7 @@
 
 Realistic pages (text 2 KB of Vietnamese, thumbnail 15 KB, archival image 50 KB; random bytes
 for the images, which do not compress) go through ``server.ingest.Ingest.handle_many`` in
-groups, as ``server.mqtt_ingest`` feeds it (a group = the messages queued while the previous
+groups, as ``server.ingest.mqtt`` feeds it (a group = the messages queued while the previous
 group was flushed: up to 256; under a steady load the queue is always full) — manifest, then
 chunks — into a real SQLite archive and file store under a temporary directory on the same
 disk as the data would be. In the same run:
@@ -63,14 +63,14 @@ from test_ingest import DEVICE, BatchSrc, PageSrc  # noqa: E402
 from bench.search import _vocabulary, page_text  # noqa: E402
 from protocol import envelope, topics  # noqa: E402
 from protocol.messages import BatchState, Query, Receipt, Reject  # noqa: E402
-from server.db import Database  # noqa: E402
 from server.ingest import Ingest  # noqa: E402
-from server.store import Store  # noqa: E402
+from server.store.db import Database  # noqa: E402
+from server.store.files import Store  # noqa: E402
 
 SIZES = {"text": 2048, "thumb": 15 * 1024, "archival": 50 * 1024}
 DEFAULT_CHUNK = 32 * 1024
 ONE_CHUNK = 1 << 20  # ChunkHeader.length max: every part here is one chunk
-GROUP = 256  # server.mqtt_ingest.GROUP_MAX_MESSAGES
+GROUP = 256  # server.ingest.mqtt.GROUP_MAX_MESSAGES
 
 
 def make_batches(pages: int, per_batch: int, seed: int = 7) -> list[BatchSrc]:
@@ -288,7 +288,9 @@ def mqtt_run(batches: list[BatchSrc], chunk_size: int, servers: int) -> Run:
             url = f"sqlite:///{target}" if isinstance(target, Path) else target
             first = ServerProcess(work / "server", broker.url, database_url=url).start()
             running.append(first)
-            for n in range(2, servers + 1):  # the same archive, its own client id (DESIGN §7)
+            for n in range(
+                2, servers + 1
+            ):  # the same archive, its own client id (docs/design.md §7)
                 more = ServerProcess(
                     first.data_dir,
                     broker.url,

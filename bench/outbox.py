@@ -50,8 +50,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from agent import outbox as ob  # noqa: E402
 from agent import status as agent_status  # noqa: E402
+from agent.outbox import outbox as ob  # noqa: E402
 
 BIN = Path(sys.executable).parent
 MEDIA = {"text": "text/plain; charset=utf-8", "thumb": "image/jpeg", "archival": "application/pdf"}

@@ -5,7 +5,7 @@
 Renders N synthetic pages (tests/corpus.py) spread over six variants, 300 dpi A4 (one
 variant at 200 dpi), then on the same PNGs in the same run:
 
-- ours: `agent.pipeline.process_page` in `--workers` processes, as agent/worker.py runs it
+- ours: `agent.pipeline.process.process_page` in `--workers` processes, as agent/worker.py runs it
   (OMP_THREAD_LIMIT=1, OpenCV single-threaded, one process per core);
 - OCRmyPDF: `ocrmypdf -l vie --deskew --rotate-pages --optimize 1 [--clean] --image-dpi D
   --sidecar TXT -j 1 IN OUT`, the same number of files at a time.
@@ -134,7 +134,7 @@ def _worker(argv: list[str]) -> int:
     os.environ["OMP_THREAD_LIMIT"] = "1"
     import cv2
 
-    from agent.pipeline import PipelineSettings, process_page
+    from agent.pipeline.process import PipelineSettings, process_page
 
     cv2.setNumThreads(1)
     out_dir = Path(argv[0])

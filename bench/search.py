@@ -3,11 +3,11 @@
     python -m bench search [--pages 100000] [--queries 300] [--http 100] [--keep DIR]
 
 Builds a SQLite archive of ``--pages`` synthetic pages of Vietnamese administrative text
-(~2 KB each, NFC, with diacritics) directly through ``server.db.Database.index_text``, in
+(~2 KB each, NFC, with diacritics) directly through ``server.store.db.Database.index_text``, in
 one transaction (the schema, FTS tables and tokenizer the server uses), then measures, in the
 same run and on the same queries:
 
-- ``server.catalog.Catalog.search`` (FTS5, phrase tier then all words, bm25 over at most
+- ``server.archive.catalog.Catalog.search`` (FTS5, phrase tier then all words, bm25 over at most
   ``CANDIDATE_BUDGET`` candidates per tier, top 50, the snippet built per hit) for queries
   of 1, 2 and 3 words, with diacritics (exact table) and without (folded table);
 - the same queries through the HTTP API (FastAPI TestClient: routing, auth, JSON);
@@ -41,8 +41,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from server import pg
-from server.db import Connection, Database, fold
+from server.store import pg
+from server.store.db import Connection, Database, fold
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -164,7 +164,7 @@ def naive(con: Connection, q: str) -> list[int]:
 def exhaustive(db: Database, q: str) -> list[int]:
     """The ranking before candidate budgets: bm25 (PostgreSQL: ts_rank) of every page with
     all the words."""
-    from server.catalog import parse_query
+    from server.archive.catalog import parse_query
 
     parsed = parse_query(q)
     assert parsed is not None
@@ -198,7 +198,7 @@ def _table(db: Database, exact: bool) -> tuple[str, str]:
 
 def matches(db: Database, q: str) -> tuple[int, int]:
     """(pages with all the words, pages with the words as a phrase)."""
-    from server.catalog import parse_query
+    from server.archive.catalog import parse_query
 
     parsed = parse_query(q)
     assert parsed is not None
@@ -216,7 +216,7 @@ def matches(db: Database, q: str) -> tuple[int, int]:
 
 def together(db: Database, q: str, pages: list[int]) -> int:
     """How many of ``pages`` have the words of ``q`` together (as a phrase)."""
-    from server.catalog import parse_query
+    from server.archive.catalog import parse_query
 
     parsed = parse_query(q)
     assert parsed is not None
@@ -241,9 +241,9 @@ def main(argv: list[str]) -> int:
 
     from fastapi.testclient import TestClient
 
-    from server import auth
     from server.app import create_app
-    from server.catalog import Catalog
+    from server.archive import auth
+    from server.archive.catalog import Catalog
     from server.config import ServerSettings
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="sohoa-bench-search-"))

@@ -85,7 +85,7 @@ def page_token(n: int) -> str:
 def build_outbox(data_dir: Path, pages: int, seed: int) -> int:
     """A real agent outbox with one ready batch of ``pages`` processed pages. Returns the
     payload: the sum of the sizes of the parts that travel."""
-    from agent import outbox as ob
+    from agent.outbox import outbox as ob
 
     rng = random.Random(seed)
     payload = 0
@@ -135,7 +135,7 @@ def build_outbox(data_dir: Path, pages: int, seed: int) -> int:
 
 def page_blobs(data_dir: Path) -> list[bytes]:
     """What the naive sender publishes: per page, its travelling parts back to back."""
-    from agent import outbox as ob
+    from agent.outbox import outbox as ob
 
     out = []
     with ob.Outbox(data_dir, read_only=True) as box:
@@ -259,7 +259,7 @@ def run_daemon(
     delay: float, timeout: float, label: str, down_for: float,
 ) -> Run:  # fmt: skip
     """The service, already running when the link comes up: link up -> last receipt."""
-    from agent import outbox as ob
+    from agent.outbox import outbox as ob
 
     work = tmp / f"daemon-{label}"
     broker = Broker(work / "broker").start()

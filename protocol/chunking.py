@@ -15,7 +15,7 @@ Range = tuple[int, int]
 DEFAULT_CHUNK_SIZE = 32 * 1024
 MIN_CHUNK_SIZE = 4 * 1024
 # Portable to brokers with small limits (AWS IoT: 128 KB) and well inside Mosquitto 2.1's
-# default max_packet_size of 2,000,000 bytes (reliability.md §2.3).
+# default max_packet_size of 2,000,000 bytes (docs/research/reliability.md §2.3).
 MAX_CHUNK_SIZE = 128 * 1024
 
 

@@ -1,7 +1,7 @@
 """zstd with a hard cap on what a frame may expand to.
 
 python-zstandard's ``decompress(max_output_size=...)`` does NOT stop a frame that declares its
-content size: 9.6 KB came back as 300 MiB with a 1 MiB limit (shared/research/reliability.md
+content size: 9.6 KB came back as 300 MiB with a 1 MiB limit (docs/research/reliability.md
 §8.2). So: reject frames whose header does not declare a size or declares more than the cap,
 then stream-decompress counting bytes anyway (the header could lie), with a bounded window and
 no trailing data. Frames carry zstd's content checksum and frames without one are refused:
@@ -14,7 +14,8 @@ from __future__ import annotations
 import zstandard
 
 MAGIC = b"\x28\xb5\x2f\xfd"
-# Window cap in BYTES (the library docstring says KiB; it is bytes, reliability.md §8.2).
+# Window cap in BYTES (the library docstring says KiB; it is bytes, docs/research/reliability.md
+# §8.2).
 MAX_WINDOW = 8 * 1024 * 1024
 
 
@@ -23,7 +24,8 @@ class DecompressionError(ValueError):
 
 
 def compress(data: bytes, level: int = 3) -> bytes:
-    """Level 3: text and JSON shrink ~60 %; higher levels buy ~1 % for 20x the time (perf.md B4)."""
+    """Level 3: text and JSON shrink ~60 %; higher levels buy ~1 % for 20x the time
+    (docs/research/perf.md B4)."""
     cctx = zstandard.ZstdCompressor(level=level, write_content_size=True, write_checksum=True)
     return cctx.compress(data)
 

@@ -1,7 +1,7 @@
 """Signatures on the messages that make a device delete pages (receipts and batch states).
 
 The broker ACL already lets only the server write ``down/#``; a signature is a second,
-independent binding (research/reliability.md §0 item 9: a forged receipt is data loss). The
+independent binding (docs/research/reliability.md §0 item 9: a forged receipt is data loss). The
 server signs with an Ed25519 key it keeps; each agent is given the server's public key at
 enrolment and ignores any receipt or state that does not verify. Pure functions, no I/O.
 """

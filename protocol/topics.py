@@ -16,7 +16,7 @@ sohoa/v1/down/{device}/reject   srv→agent  :class:`protocol.messages.Reject`
 sohoa/v1/down/{device}/command  srv→agent  :class:`protocol.messages.Command`
 ==============================  =========  ================================================
 
-The broker ACL (``systemd/mosquitto/sohoa-acl``) lets a device write only ``up/%u/#`` and
+The broker ACL (``systemd/mosquitto/sohoa.acl``) lets a device write only ``up/%u/#`` and
 ``status/%u`` and read only ``down/%u/#``; only the server user writes ``down/#``. Device ids
 therefore must never contain MQTT wildcards or separators.
 """
@@ -102,3 +102,13 @@ def parse(topic: str) -> ParsedTopic:
     if direction == "down" and len(parts) == 5 and parts[4] in DOWN_KINDS:
         return ParsedTopic("down", check_device_id(parts[3]), parts[4])
     raise TopicError(f"unknown topic {topic!r}")
+
+
+def status_device(topic: str) -> str | None:
+    """The device id of a concrete status topic (``sohoa/v1/status/{device}``); None for any
+    other topic, ours or not."""
+    try:
+        parsed = parse(topic)
+    except TopicError:
+        return None
+    return parsed.device_id if parsed.direction == "status" else None

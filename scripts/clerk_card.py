@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agent import __version__  # noqa: E402
-from agent.button import DEFAULT_LONG_S  # noqa: E402
-from agent.feedback import OPERATOR_TEXT, STATE_SIGNALS, AgentState, Signal  # noqa: E402
+from agent.buttons.events import DEFAULT_LONG_S  # noqa: E402
+from agent.buttons.feedback import OPERATOR_TEXT, STATE_SIGNALS, AgentState, Signal  # noqa: E402
 
 DPI = 200
 A4 = (round(210 / 25.4 * DPI), round(297 / 25.4 * DPI))

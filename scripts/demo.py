@@ -1,50 +1,163 @@
-"""`make demo`: the whole path on one machine with embedded defaults.
+"""`make demo`: the whole path on one machine, started by the product's own launcher.
 
 Starts a private Mosquitto, the archive server (SQLite + files under ./var/demo/server) and
-the scan-station agent bound to SANE's `test` scanner; presses the button once (one ADF batch
-from `test:0`), also imports a generated page of Vietnamese administrative text (the test
-scanner only draws patterns), processes and syncs everything, then prints the address of the
-staff page. Ctrl-C stops everything cleanly. Safe to run again: it reuses ./var/demo.
+the scan-station agent bound to SANE's `test` scanner (`embedded/`); presses the button once
+(one ADF batch from `test:0`, which draws a colour test pattern), imports the sample pages of
+Vietnamese records shipped in `embedded/samples/` (as a scan-to-folder copier would), lets
+the agent clean, OCR and sync everything, files the sample pages as văn bản in three hồ sơ
+through the staff API, leaves the station's daemon running (so the dashboard shows it online)
+and prints the address of the staff page. Ctrl-C stops everything.
+
+Safe to run again: it reuses ./var/demo, and scans, imports and catalogues only what it has
+not done before (``var/demo/demo-state.json`` and the archive's own hồ sơ say what is done).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+from embedded import (
+    SAMPLES,
+    AgentDaemon,
+    Broker,
+    ChildDied,
+    ServerProcess,
+    agent_env,
+    run_agent,
+)
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))  # the page generator the tests use
-
-from harness import Broker, ServerProcess, agent_env, run_agent  # noqa: E402
-
 VAR = REPO / "var" / "demo"
+STATE = VAR / "demo-state.json"
 HTTP_PORT = int(os.environ.get("SOHOA_DEMO_PORT", "8080"))
 MQTT_PORT = int(os.environ.get("SOHOA_DEMO_MQTT_PORT", "18830"))
+DEVICE = "xa-demo-01"
+ORGAN = "000.00.00.H53"  # a commune's OrganId (13), as in the README's examples
+
+# Three hồ sơ (NĐ 30/2020 Phụ lục VI), each văn bản made of sample pages (embedded/samples).
+CATALOGUE: tuple[dict[str, Any], ...] = (
+    {
+        "ho_so": {
+            "organ_id": ORGAN, "nam": 2024, "ky_hieu": "HS-01",
+            "tieu_de": "Hồ sơ về việc chỉnh lý, số hóa tài liệu lưu trữ năm 2024",
+            "thoi_han_bao_quan": "Vĩnh viễn", "nguoi_lap": "Trần Thị Mai",
+            "thoi_gian_bat_dau": "2024-03-14", "thoi_gian_ket_thuc": "2024-03-20",
+            "tu_khoa": "chỉnh lý; số hóa; lưu trữ",
+        },
+        "van_ban": (
+            {"pages": ["quyet-dinh-125.png"], "ten_loai": "Quyết định", "so": "125",
+             "ky_hieu": "QĐ-UBND", "ngay": "2024-03-14",
+             "co_quan_ban_hanh": "Ủy ban nhân dân xã Tân Phú",
+             "trich_yeu": "Phê duyệt kế hoạch chỉnh lý tài liệu lưu trữ năm 2024"},
+            {"pages": ["ke-hoach-18.png"], "ten_loai": "Kế hoạch", "so": "18",
+             "ky_hieu": "KH-UBND", "ngay": "2024-03-20",
+             "co_quan_ban_hanh": "Ủy ban nhân dân xã Tân Phú",
+             "trich_yeu": "Chỉnh lý và số hóa tài liệu lưu trữ năm 2024"},
+        ),
+    },
+    {
+        "ho_so": {
+            "organ_id": ORGAN, "nam": 2023, "ky_hieu": "HS-02",
+            "tieu_de": "Hồ sơ đăng ký khai sinh cho Lê Minh Khoa",
+            "thoi_han_bao_quan": "Vĩnh viễn", "che_do_su_dung": "Sử dụng có điều kiện",
+            "nguoi_lap": "Đỗ Văn Nam", "thoi_gian_bat_dau": "2023-11-10",
+            "thoi_gian_ket_thuc": "2023-11-10", "tu_khoa": "hộ tịch; khai sinh",
+        },
+        "van_ban": (
+            {"pages": ["to-khai-khai-sinh.png"], "ten_loai": "Tờ khai", "ngay": "2023-11-10",
+             "co_quan_ban_hanh": "Lê Văn Bình", "trich_yeu": "Tờ khai đăng ký khai sinh"},
+            {"pages": ["trich-luc-khai-sinh-215.png"], "ten_loai": "Trích lục", "so": "215",
+             "ky_hieu": "TLKS-BS", "ngay": "2023-11-10",
+             "co_quan_ban_hanh": "Ủy ban nhân dân xã Tân Phú",
+             "trich_yeu": "Trích lục khai sinh của Lê Minh Khoa"},
+        ),
+    },
+    {
+        "ho_so": {
+            "organ_id": ORGAN, "nam": 2024, "ky_hieu": "HS-03",
+            "tieu_de": "Hồ sơ về quản lý đất đai, khoáng sản quý I năm 2024",
+            "thoi_han_bao_quan": "20 năm", "nguoi_lap": "Trần Thị Mai",
+            "thoi_gian_bat_dau": "2024-03-28", "thoi_gian_ket_thuc": "2024-03-28",
+            "tu_khoa": "đất đai; khoáng sản",
+        },
+        "van_ban": (
+            {"pages": ["bien-ban-hop-dat-dai.png"], "ten_loai": "Biên bản",
+             "ngay": "2024-03-28", "co_quan_ban_hanh": "Ủy ban nhân dân xã Tân Phú",
+             "trich_yeu": "Họp về công tác quản lý đất đai, khoáng sản quý I năm 2024"},
+        ),
+    },
+)  # fmt: skip
 
 
 def say(text: str) -> None:
     print(f"\033[1m==> {text}\033[0m", flush=True)
 
 
-def sample_page(path: Path) -> Path:
-    from corpus import PageSpec, render_page, save_png
+def load_state() -> dict[str, Any]:
+    return json.loads(STATE.read_text()) if STATE.exists() else {}
 
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        page = render_page(PageSpec(dpi=300, skew_deg=1.2, noise_sigma=3.0, seal=True))
-        save_png(page, path, dpi=300)
-    return path
+
+def save_state(state: dict[str, Any]) -> None:
+    tmp = STATE.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(STATE)
+
+
+def sample_files() -> list[Path]:
+    return sorted(SAMPLES.glob("*.png"))
+
+
+def pages_by_capture(server: ServerProcess) -> dict[str, int]:
+    """Archived page ids of this demo station's imported pages, by their capture's sha256
+    (an imported image is kept byte for byte, so its sha256 is the sample file's)."""
+    found: dict[str, int] = {}
+    for batch in server.get_json("/api/v1/batches?limit=1000"):
+        if batch["device_id"] == DEVICE and batch["source"] == "import":
+            for page in server.get_json(f"/api/v1/batches/{batch['id']}")["pages"]:
+                found.setdefault(page["capture_sha256"], page["id"])
+    return found
+
+
+def catalogue(server: ServerProcess) -> None:
+    """File the sample pages into CATALOGUE's hồ sơ, skipping those already filed."""
+    pages = pages_by_capture(server)
+    sha = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sample_files()}
+    for entry in CATALOGUE:
+        ho_so = entry["ho_so"]
+        ma = f"{ho_so['organ_id']}.{ho_so['nam']}.{ho_so['ky_hieu']}"
+        status, body, _ = server.get(f"/api/v1/ho-so/{ma}")
+        if status == 200 and json.loads(body)["van_ban"]:
+            continue
+        status, body, _ = server.request("PUT", f"/api/v1/ho-so/{ma}", ho_so)
+        if status != 200:
+            raise SystemExit(f"demo: hồ sơ {ma} refused: HTTP {status} {body[:300]!r}")
+        for doc in entry["van_ban"]:
+            ids = [pages.get(sha[name]) for name in doc["pages"]]
+            if None in ids:
+                raise SystemExit(f"demo: {doc['pages']} not in the archive yet")
+            status, body, _ = server.request(
+                "POST", f"/api/v1/ho-so/{ma}/van-ban", {**doc, "pages": ids}
+            )
+            if status != 201:
+                raise SystemExit(f"demo: văn bản in {ma} refused: HTTP {status} {body[:300]!r}")
+        print(f"    {ma}: {ho_so['tieu_de']} ({len(entry['van_ban'])} văn bản)")
 
 
 def main() -> int:
     VAR.mkdir(parents=True, exist_ok=True)
+    state = load_state()
     say(f"Mosquitto on 127.0.0.1:{MQTT_PORT}")
     broker = Broker(VAR / "broker", port=MQTT_PORT).start()
-    server = ServerProcess(VAR / "server", broker.url, port=HTTP_PORT)
+    server = ServerProcess(VAR / "server", broker.url, port=HTTP_PORT, admin_user="demo")
+    daemon: AgentDaemon | None = None
     token_file = VAR / "server" / "demo-token"
     if token_file.exists():
         server.token = token_file.read_text().strip()
@@ -53,28 +166,44 @@ def main() -> int:
         server.start()
         token_file.write_text(server.token)
         env = agent_env(
-            VAR / "agent", broker.url, device_id="xa-demo-01", SOHOA_SYNC_MASTERS="true"
+            VAR / "agent",
+            broker.url,
+            DEVICE,
+            SOHOA_SCANNER="test:0",
+            SOHOA_SYNC_MASTERS="true",
+            SOHOA_MIN_FREE_MB="200",
+            SOHOA_PIPELINE_WORKERS="2",
+            # Receipts count only when signed by this archive, as on a real station.
+            SOHOA_SERVER_PUBLIC_KEY=server.cli("receipt-key").stdout.strip(),
         )
-        env["SOHOA_MIN_FREE_MB"] = "200"
-
-        say("Button press: scanning one batch from SANE's test scanner (test:0)")
-        out = run_agent(env, "scan")
-        print(out.stdout + out.stderr, end="")
-        say("Importing a sample page of Vietnamese text (as a scan-to-folder copier would)")
-        out = run_agent(env, "import", str(sample_page(VAR / "samples" / "quyet-dinh.png")))
-        print(out.stdout + out.stderr, end="")
+        if not state.get("scanned"):
+            say("Button press: scanning one batch from SANE's test scanner (test:0)")
+            out = run_agent(env, "scan")
+            print(out.stdout + out.stderr, end="")
+            state["scanned"] = out.returncode == 0
+            save_state(state)
+        if not state.get("imported"):
+            say(f"Importing {len(sample_files())} pages of Vietnamese records (scan-to-folder)")
+            out = run_agent(env, "import", *map(str, sample_files()))
+            print(out.stdout + out.stderr, end="")
+            state["imported"] = out.returncode == 0
+            save_state(state)
         say("Cleaning up, OCR (tesseract vie), and syncing to the archive")
-        out = run_agent(env, "sync", "--wait", "--timeout", "600")
+        out = run_agent(env, "sync", "--wait", "--timeout", "900")
         print(out.stdout + out.stderr, end="")
         if out.returncode != 0:
             print(server.log_tail(), file=sys.stderr)
             return out.returncode
+        say("Filing the sample pages into hồ sơ (the staff API, as an archivist would)")
+        catalogue(server)
+        daemon = AgentDaemon(env, log_path=VAR / "agent" / "agent.log")
+        daemon.start()  # the station as a service: online on the dashboard, telemetry
         link = f"{server.url}/login?token={server.token}"
         say("Done. Open the staff page (Vietnamese; ?lang=en for English):")
         print(f"\n    {link}\n")
         print(f"    API: {server.url}/docs   (Authorization: Bearer {server.token})")
         print(f"    Search without diacritics, e.g.: {server.url}/search?q=phe+duyet+ke+hoach")
-        print("\n    Ctrl-C stops the server and the broker.\n", flush=True)
+        print("\n    Ctrl-C stops the station, the server and the broker.\n", flush=True)
         stop = False
 
         def _stop(*_: object) -> None:
@@ -83,13 +212,21 @@ def main() -> int:
 
         signal.signal(signal.SIGTERM, _stop)
         try:
-            while not stop and server.proc is not None and server.proc.poll() is None:
+            while not stop:
+                broker.check()
+                server.check()
+                daemon.check()
                 time.sleep(0.5)
         except KeyboardInterrupt:
             pass
+        except ChildDied as exc:
+            print(f"demo: {exc}", file=sys.stderr)
+            return 1
         return 0
     finally:
         say("Stopping")
+        if daemon is not None:
+            daemon.stop(30)
         server.stop()
         broker.stop()
 

@@ -2,7 +2,7 @@
 """Print the tables docs/operations.md carries between its ``error-table`` and
 ``exit-codes`` markers: every error a station can report (agent/messages.py: its key, the
 Vietnamese line the operator sees, what to do) and the exit codes of both CLIs. ``--write``
-also regenerates server/station_errors.py (the same lines for the staff app's station list).
+also regenerates server/web/station_errors.py (the same lines for the staff app's station list).
 
     .venv/bin/python scripts/error_table.py            # print both tables
     .venv/bin/python scripts/error_table.py --write    # update docs/operations.md in place
@@ -52,11 +52,11 @@ def exit_codes() -> str:
     return "\n".join(rows) + "\n"
 
 
-STATION_ERRORS = ROOT / "server" / "station_errors.py"
+STATION_ERRORS = ROOT / "server" / "web" / "station_errors.py"
 
 
 def station_errors_module() -> str:
-    """server/station_errors.py: the station's lines for the staff app, which must not import
+    """server/web/station_errors.py: the station's lines for the staff app, which must not import
     the agent (the archive host installs without it)."""
     lines = [
         '"""What a station shows its operator for each error key it reports (telemetry',

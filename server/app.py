@@ -16,15 +16,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel
 
-from server import api, api_records, i18n, keys, web
-from server.catalog import Catalog
+from server import web
+from server.archive import rescan
+from server.archive.catalog import Catalog
+from server.archive.records import Records
 from server.config import ServerSettings
-from server.db import Database
-from server.deps import Forbidden, LoginRequired
 from server.ingest import Ingest
-from server.mqtt_ingest import IngestWorker
-from server.records import Records
-from server.store import Store
+from server.ingest.mqtt import IngestWorker
+from server.store import keys
+from server.store.db import Database
+from server.store.files import Store
+from server.web import api, api_records, i18n
+from server.web.deps import Forbidden, LoginRequired
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
@@ -46,8 +49,8 @@ def _watchdog(app: FastAPI, stop: threading.Event) -> None:
     interval = usec / 2 / 1e6
     while not stop.wait(interval):
         worker: IngestWorker | None = app.state.worker
-        # Ping only while the ingest thread lives; paho's loop thread dying is a restart case.
-        if worker is None or worker._client._thread is None or worker._client._thread.is_alive():
+        # Ping only while the ingest worker can still work; a dead thread is a restart case.
+        if worker is None or worker.healthy():
             notifier.notify("WATCHDOG=1")
 
 
@@ -65,7 +68,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         )
         app.state.worker = None
         if settings.ingest:
-            worker = IngestWorker(settings, app.state.ingest)
+            worker = IngestWorker(settings, app.state.ingest, events=rescan.Resender(db))
             worker.start()
             app.state.worker = worker
         stop = threading.Event()
@@ -95,7 +98,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     @app.exception_handler(Forbidden)
     def _forbidden(request: Request, exc: Forbidden) -> Response:
-        role = i18n.t(f"role_{exc.role}", web._lang(request))
+        role = i18n.t(f"role_{exc.role}", web.lang(request))
         return web.render(request, "message.html", 403, message_key="forbidden", role=role)
 
     @app.get("/healthz", response_model=Health, tags=["ops"])

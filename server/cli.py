@@ -11,12 +11,14 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from protocol.version import PROTOCOL_VERSION, TOPIC_LEVEL
-from server import __version__, audit, auth, config
-from server.db import OPERATIONAL_ERRORS, SCHEMA_VERSION, Database
+from server import __version__, config
+from server.archive import audit, auth
+from server.store.db import OPERATIONAL_ERRORS, SCHEMA_VERSION, Database
 
 VERSION = (
     f"sohoa-server {__version__} (protocol {PROTOCOL_VERSION}, topics {TOPIC_LEVEL}, "
@@ -33,6 +35,7 @@ EXIT_CODES = {
     4: "some frames of a bundle refused, the rest imported (import-bundle)",
     69: "the database or the broker cannot be reached",
     70: "unexpected error (run again with -v for the details)",
+    73: "the file store cannot be written (run)",
     74: "a file cannot be read or written",
     77: "wrong user: run as the service user (sudo -u sohoa sohoa-server ...)",
     78: "bad configuration",
@@ -83,9 +86,40 @@ def _open(settings: config.ServerSettings) -> Database:
     """The catalogue, or one clear line and exit 69 (EX_UNAVAILABLE) when it cannot open."""
     try:
         return Database(settings.database(), settings.database_password())
-    except OPERATIONAL_ERRORS as exc:
+    except (*OPERATIONAL_ERRORS, OSError) as exc:
         where = _redacted(settings.database_url) if settings.database_url else settings.database()
         raise Refused(69, f"cannot open the database {where}: {exc}".strip()) from exc
+
+
+def _preflight(settings: config.ServerSettings) -> None:
+    """What ``run`` checks before the service says it is ready (READY=1 to systemd): one
+    clear line on stderr and a sysexits code instead of a traceback from the app's start.
+
+    * broker (when ingesting): the URL is well-formed (also checked when the settings load)
+      and its password file, if named, is readable — exit 78 (EX_CONFIG);
+    * store: ``<data_dir>/store`` exists or can be made, and a file can be written, synced
+      and removed in it — exit 73 (EX_CANTCREAT);
+    * database: it opens — exit 69 (EX_UNAVAILABLE).
+    The broker itself may be down: the worker reconnects, and the watchdog tells systemd."""
+    if settings.ingest:
+        try:
+            config.ServerSettings.model_validate({"mqtt_url": settings.mqtt_url})
+            settings.broker_password()
+        except (ValueError, OSError) as exc:
+            reason = str(exc).splitlines()[-1] if isinstance(exc, ValueError) else str(exc)
+            print(f"sohoa-server: broker settings unusable: {reason}", file=sys.stderr)
+            raise SystemExit(78) from exc
+    store = settings.data_dir / "store"
+    try:
+        store.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=store, prefix=".probe-") as probe:
+            probe.write(b"sohoa")
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        print(f"sohoa-server: cannot write to the store {store}: {exc}", file=sys.stderr)
+        raise SystemExit(73) from exc
+    _open(settings).close()
 
 
 def _redacted(url: str) -> str:
@@ -105,7 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.no_ingest:
         updates["ingest"] = False
     settings = settings.model_copy(update=updates)
-    _open(settings).close()  # a clear line now rather than a traceback from the app's start
+    _preflight(settings)  # a clear line now rather than a traceback from the app's start
     logging.getLogger(__name__).info(
         "serving on http://%s:%d (data in %s, catalogue %s)",
         settings.host,
@@ -228,9 +262,9 @@ def _say(lang: str, key: str, **params: object) -> str:
 def cmd_import_bundle(args: argparse.Namespace) -> int:
     """Exit 0: every frame imported; 4: some frames refused (the rest imported);
     3: the bundle refused as a whole (nothing imported); 74: receipts not written."""
-    from server import bundle, keys
-    from server.ingest import Ingest
-    from server.store import Store
+    from server.ingest import Ingest, bundle
+    from server.store import keys
+    from server.store.files import Store
 
     settings = _settings(args)
     lang = settings.language
@@ -280,7 +314,7 @@ def cmd_import_bundle(args: argparse.Namespace) -> int:
 
 def cmd_receipt_key(args: argparse.Namespace) -> int:
     from protocol import signing
-    from server import keys
+    from server.store import keys
 
     settings = _settings(args)
     print(signing.public_key_hex(keys.load_or_create(settings.data_dir)))
@@ -298,8 +332,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_handover(args: argparse.Namespace) -> int:
-    from server import handover
-    from server.records import Records
+    from server.archive import handover
+    from server.archive.records import Records
 
     settings = _settings(args)
     db = _open(settings)

@@ -62,6 +62,10 @@ class ServerSettings(BaseModel):
     @classmethod
     def _url(cls, value: str) -> str:
         parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+        except ValueError:
+            raise ValueError("the port is not a number from 1 to 65535") from None
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
             raise ValueError("use mqtt://[user[:pass]@]host[:port] or mqtts://...")
         return value
@@ -74,7 +78,7 @@ class ServerSettings(BaseModel):
         return value
 
     def database(self) -> Path | str:
-        """What server.db.Database opens: a SQLite file's path or a PostgreSQL URL."""
+        """What server.store.db.Database opens: a SQLite file's path or a PostgreSQL URL."""
         if self.database_url is None:
             return self.data_dir / "archive.sqlite3"
         parts = urlsplit(self.database_url)

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from server import config, keys
-from server.db import OPERATIONAL_ERRORS, Database
+from server import config
+from server.store import keys
+from server.store.db import OPERATIONAL_ERRORS, Database
 
 Level = Literal["ok", "warn", "fail"]
 # Below either threshold the archive disk is reported (a 300 dpi page and its capture take

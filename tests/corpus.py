@@ -9,7 +9,7 @@ It must not import anything from `agent` (the thing under test) and must not wri
 callers decide where a page goes. Pages come back as RGB `uint8` numpy arrays (H, W, 3) with
 the exact ground-truth text, one rendered line per text line.
 
-The degradation model follows research/perf.md B1 (Noto Serif, ink 35, paper 238→218
+The degradation model follows docs/research/perf.md B1 (Noto Serif, ink 35, paper 238→218
 gradient, blur σ 0.9, grey speckles of radius 1–2 px, Gaussian noise σ 2–6).
 """
 
@@ -130,7 +130,7 @@ def _paper(spec: PageSpec, height: int, width: int) -> np.ndarray:
     page = np.empty((height, width, 3), np.float32)
     page[:] = base
     if spec.paper == "gradient":
-        # perf.md B1: paper tone 238 at the top to 218 at the bottom, slightly warm.
+        # docs/research/perf.md B1: paper tone 238 at the top to 218 at the bottom, slightly warm.
         ramp = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
         page = page - ramp * np.array([22.0, 26.0, 34.0], np.float32)
     return page
@@ -143,7 +143,7 @@ def _render_ink(spec: PageSpec, height: int, width: int) -> tuple[np.ndarray, li
         return np.zeros((height, width), np.float32), []
     draw = ImageDraw.Draw(mask)
     px_per_mm = spec.dpi / 25.4
-    margin = round(20 * px_per_mm)  # 2 cm margins, as perf.md B1
+    margin = round(20 * px_per_mm)  # 2 cm margins, as docs/research/perf.md B1
     size_px = round(spec.font_pt * spec.dpi / 72)
     pitch = round(size_px * 1.45)
     text_width = width - 2 * margin

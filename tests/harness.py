@@ -1,245 +1,71 @@
-"""Real components for tests: a Mosquitto broker on a free port, the server as a process,
-the agent CLI as a process. Used by conftest fixtures, the fault tests and the benchmarks."""
+"""Real components for tests: a thin layer over the product's launcher (`embedded/`) with
+the tests' defaults. Used by conftest fixtures, the fault tests and the benchmarks.
+
+Keeps the names the tests use: ``Broker`` and ``ServerProcess`` (start, stop, and kill for
+the fault tests, restartable on the same port and data), ``agent_env`` (a test station:
+``xa-test-01`` on SANE's ``test:0``), ``run_agent`` (a failed command with ``check`` is an
+AssertionError), ``free_port``, ``wait_port``, ``REPO``, ``BIN``, ``tool_version``.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from embedded import Broker, EmbeddedError, free_port, wait_port
+from embedded import ServerProcess as _ServerProcess
+from embedded import agent_env as _agent_env
+from embedded import run_agent as _run_agent
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on port {port}")
+__all__ = [
+    "BIN",
+    "REPO",
+    "Broker",
+    "ServerProcess",
+    "agent_env",
+    "free_port",
+    "run_agent",
+    "tool_version",
+    "wait_port",
+]
 
 
 @dataclass
-class Broker:
-    """A private mosquitto. With ``users`` it requires passwords and applies the production
-    ACL pattern (devices write only under their own topics)."""
+class ServerProcess(_ServerProcess):
+    """The server with the tests' API user: an admin "test" without a password."""
 
-    workdir: Path
-    port: int = field(default_factory=free_port)
-    users: dict[str, str] | None = None
-    persistence: bool = True
-    max_queued: int = 100000  # per client; mosquitto drops past it, silently (reliability §8.4)
-    extra: str = ""
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
-    def url_for(self, user: str) -> str:
-        assert self.users is not None
-        return f"mqtt://{user}:{self.users[user]}@127.0.0.1:{self.port}"
-
-    def write_config(self) -> Path:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        lines = [
-            f"listener {self.port} 127.0.0.1",
-            f"persistence {'true' if self.persistence else 'false'}",
-            f"persistence_location {self.workdir}/",
-            "autosave_interval 1",
-            "log_dest stderr",
-            "log_type error",
-            "log_type warning",
-            f"max_queued_messages {self.max_queued}",
-        ]
-        if os.geteuid() == 0:
-            # Started as root, mosquitto drops to the 'mosquitto' user, which cannot read a
-            # root-owned pytest tmp dir (CI runs as root). Stay root for this private broker.
-            lines.append("user root")
-        if self.users is None:
-            lines.append("allow_anonymous true")
-        else:
-            pw = self.workdir / "passwd"
-            pw.unlink(missing_ok=True)
-            for i, (user, password) in enumerate(self.users.items()):
-                flag = ["-c"] if i == 0 else []
-                subprocess.run(
-                    ["mosquitto_passwd", "-b", *flag, str(pw), user, password], check=True
-                )
-            acl = self.workdir / "acl"
-            acl.write_text((REPO / "systemd" / "mosquitto" / "sohoa.acl").read_text())
-            os.chmod(pw, 0o600)
-            os.chmod(acl, 0o600)
-            lines += ["allow_anonymous false", f"password_file {pw}", f"acl_file {acl}"]
-        conf = self.workdir / "mosquitto.conf"
-        conf.write_text("\n".join(lines) + "\n" + self.extra)
-        return conf
-
-    def start(self) -> Broker:
-        conf = self.write_config()
-        log = open(self.workdir / "mosquitto.log", "ab")  # noqa: SIM115 - lives with the process
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=log, stderr=log)
-        wait_port(self.port)
-        return self
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.proc = None
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.proc = None
-
-
-@dataclass
-class ServerProcess:
-    data_dir: Path
-    mqtt_url: str
-    port: int = field(default_factory=free_port)
-    client_id: str = "sohoa-server-1"
-    proc: subprocess.Popen[bytes] | None = None
-    token: str = ""
-    database_url: str | None = None  # default: SQLite in data_dir
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SOHOA_")}
-        env.update(
-            SOHOA_DATA_DIR=str(self.data_dir),
-            SOHOA_MQTT_URL=self.mqtt_url,
-            SOHOA_MQTT_CLIENT_ID=self.client_id,
-            SOHOA_PORT=str(self.port),
-        )
-        if self.database_url:
-            env["SOHOA_DATABASE_URL"] = self.database_url
-        return env
-
-    def start(self) -> ServerProcess:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        if not self.token:
-            # Tokens belong to users: an admin "test" without a password (API only).
-            subprocess.run(
-                [str(BIN / "sohoa-server"), "user", "add", "test", "--role", "admin",
-                 "--no-password"],
-                env=self.env(), check=True, capture_output=True, text=True,
-            )  # fmt: skip
-            out = subprocess.run(
-                [str(BIN / "sohoa-server"), "token", "create", "--user", "test"],
-                env=self.env(),
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            self.token = out.stdout.strip()
-        log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [str(BIN / "sohoa-server"), "run"], env=self.env(), stdout=log, stderr=log
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                health = self.get_json("/healthz", auth=False)
-                if health.get("ingest_connected"):
-                    return self
-            except (urllib.error.URLError, ConnectionError, OSError):
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log_tail()}")
-            time.sleep(0.1)
-        raise TimeoutError(f"server did not become healthy: {self.log_tail()}")
-
-    def log_tail(self, n: int = 30) -> str:
-        path = self.data_dir / "server.log"
-        return (
-            "\n".join(path.read_text(errors="replace").splitlines()[-n:]) if path.exists() else ""
-        )
-
-    def get(self, path: str, auth: bool = True) -> tuple[int, bytes, dict[str, str]]:
-        req = urllib.request.Request(self.url + path)
-        if auth:
-            req.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                return resp.status, resp.read(), dict(resp.headers)
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read(), dict(exc.headers)
-
-    def get_json(self, path: str, auth: bool = True) -> dict:  # type: ignore[type-arg]
-        status, body, _ = self.get(path, auth)
-        if status != 200:
-            raise urllib.error.URLError(f"{path}: HTTP {status}")
-        return json.loads(body)  # type: ignore[no-any-return]
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-        self.proc = None
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.proc = None
+    admin_user: str | None = "test"
 
 
 def agent_env(
     data_dir: Path, mqtt_url: str, device_id: str = "xa-test-01", **extra: str
 ) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOHOA_")}
-    env.update(
-        SOHOA_DATA_DIR=str(data_dir),
-        SOHOA_MQTT_URL=mqtt_url,
-        SOHOA_DEVICE_ID=device_id,
-        SOHOA_SCANNER="test:0",
-        SOHOA_PIPELINE_WORKERS="2",
-        SOHOA_MIN_FREE_MB="10",
+    return _agent_env(
+        data_dir,
+        mqtt_url,
+        device_id,
+        **{
+            "SOHOA_SCANNER": "test:0",
+            "SOHOA_PIPELINE_WORKERS": "2",
+            "SOHOA_MIN_FREE_MB": "10",
+            **extra,
+        },
     )
-    env.update(extra)
-    return env
 
 
 def run_agent(
     env: dict[str, str], *args: str, timeout: float = 300, check: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [str(BIN / "sohoa-agent"), *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"sohoa-agent {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-        )
-    return proc
+    try:
+        return _run_agent(env, *args, timeout=timeout, check=check)
+    except EmbeddedError as exc:
+        raise AssertionError(str(exc)) from exc
 
 
 def tool_version(cmd: list[str]) -> str:

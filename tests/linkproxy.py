@@ -1,6 +1,6 @@
 """A bad 2G/3G link in user space: a TCP proxy on loopback that throttles, delays and cuts.
 
-The kernel's ``netem`` is not available on our machines (DESIGN §8), so tests and benchmarks
+The kernel's ``netem`` is not available on our machines (docs/design.md §8), so tests and benchmarks
 put this proxy between a client (the agent) and its target (Mosquitto)::
 
     proxy = LinkProxy(broker.port, rate_bps=256_000, delay_s=0.3).start()

@@ -1,7 +1,7 @@
 """A throwaway PostgreSQL cluster for tests and benchmarks: Debian's server binaries, a
 temporary data directory, loopback on a free port, password (scram) authentication.
 
-PostgreSQL refuses to run as root and CI runs as root (DESIGN.md §8): as root, initdb and
+PostgreSQL refuses to run as root and CI runs as root (docs/design.md §8): as root, initdb and
 the server run as the ``postgres`` user (``runuser``) in a directory that user owns.
 """
 

@@ -1,4 +1,5 @@
-"""The archival page (agent.archival through agent.pipeline): a searchable PDF/A-2b per page,
+"""The archival page (agent.pipeline.archival through agent.pipeline.process): a searchable
+PDF/A-2b per page,
 mixed-raster, colour, 100 % scale, ≤ 100 KB for a 300-dpi A4, checked against the law.
 
 veraPDF (the reference PDF/A validator) is a Java download, not packaged for Debian 12 nor
@@ -17,9 +18,9 @@ import pypdfium2 as pdfium
 import pytest
 from corpus import A5_LANDSCAPE_MM, PageSpec, cer, render_page, save_png
 
-from agent import archival, imaging
-from agent.ocr import Word
-from agent.pipeline import PipelineSettings, process_page
+from agent.pipeline import archival, imaging
+from agent.pipeline.ocr import Word
+from agent.pipeline.process import PipelineSettings, process_page
 
 HALF = {"n_lines": 12, "paper_mm": A5_LANDSCAPE_MM}
 NOISY = {"paper": "gradient", "blur_sigma": 0.9, "speckles": 4350, "noise_sigma": 6.0}

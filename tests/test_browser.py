@@ -21,7 +21,7 @@ pytestmark = [
     pytest.mark.mqtt,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not installed"),
 ]
-# DESIGN §8: root needs --no-sandbox; the rest keeps Chromium off the closed network.
+# docs/design.md §8: root needs --no-sandbox; the rest keeps Chromium off the closed network.
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",

@@ -16,16 +16,16 @@ import pytest
 from harness import BIN, ServerProcess, agent_env, run_agent
 from PIL import Image
 
-from agent import bundle, transfer
-from agent import outbox as ob
 from agent.config import AgentSettings
+from agent.outbox import outbox as ob
+from agent.uplink import bundle, transfer
 from protocol import envelope, signing
 from protocol.messages import ChunkHeader, PartState, Receipt
-from server import bundle as server_bundle
-from server.catalog import Catalog
-from server.db import Database
+from server.archive.catalog import Catalog
 from server.ingest import Ingest
-from server.store import Store
+from server.ingest import bundle as server_bundle
+from server.store.db import Database
+from server.store.files import Store
 
 DEVICE = "xa-test-01"
 NO_BROKER = "mqtt://127.0.0.1:1"  # nothing listens there

@@ -1,4 +1,4 @@
-"""Tests of agent/button.py.
+"""Tests of agent/buttons/ (the input devices, the trigger policy, the factory).
 
 The serial box is tested over a real pty pair with the real pyserial inside SerialBoxButton:
 the test plays the box on the master side. The modem-line, input-key and scanner-button
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.button import (
+from agent.buttons import (
     EV_KEY,
     BoxHello,
     BoxLineReader,
@@ -40,7 +40,9 @@ from agent.button import (
     choose_profile,
     open_button,
     pack_input_event,
+    profile_settings,
 )
+from agent.profiles import load_button_profiles
 
 WAIT_S = 2.0  # upper bound for anything that should happen "now"; tests pass far quicker
 
@@ -378,7 +380,7 @@ def test_press_during_running_scan_is_ignored(
         scanning.set()
         finish_scan.wait(WAIT_S)
 
-    caplog.set_level(logging.INFO, logger="agent.button")
+    caplog.set_level(logging.INFO, logger="agent.buttons")
     trigger = Trigger(box_button, scan, on_busy=busy.append)
     stop = threading.Event()
     runner = threading.Thread(target=trigger.run, args=(stop,), daemon=True)
@@ -662,3 +664,55 @@ def test_open_button_kinds(pty_box: PtyBox) -> None:
     with pytest.raises(ButtonError) as bad:
         open_button("usb-key", device="/dev/input/event0")
     assert bad.value.key == "button.bad_settings"
+
+
+def test_button_settings_come_from_the_packaged_profiles(tmp_path: Path) -> None:
+    stated = {p.id: p for p in load_button_profiles()}
+    assert profile_settings(stated["serial-box"]) == {"baud": 9600, "long_s": 1.5}
+    assert profile_settings(stated["modem-line"]) == {
+        "long_s": 1.5,
+        "debounce_s": 0.03,
+        "poll_interval_s": 0.02,
+    }
+    assert profile_settings(stated["scanner-button"]) == {
+        "long_s": 1.5,
+        "debounce_s": 0.0,
+        "interval": 0.5,
+    }
+    usb = profile_settings(stated["usb-key"])
+    assert usb["key_code"] == [KEY_F13, 96, KEY_ENTER, 57]  # F13, KPENTER, ENTER, SPACE
+    # Every key the profile lists starts a scan (the device is grabbed); others do nothing.
+    replay = tmp_path / "replay.bin"
+    replay.write_bytes(
+        _key(1.0, KEY_ENTER, 1)
+        + _key(1.1, KEY_ENTER, 0)
+        + _key(2.0, KEY_A, 1)
+        + _key(2.1, KEY_A, 0)
+        + _key(3.0, KEY_F13, 1)
+        + _key(5.0, KEY_F13, 0)
+    )
+    button = open_button("usb-key", device_path=replay, **usb)
+    events = list(button.events(threading.Event()))
+    button.close()
+    assert [(e.button, e.kind) for e in events] == [(1, "short"), (1, "long")]
+
+
+def test_a_site_profile_overrides_the_button_settings_and_bad_keys_are_refused(
+    tmp_path: Path,
+) -> None:
+    site = tmp_path / "hw" / "buttons"
+    site.mkdir(parents=True)
+    packaged = (Path(__file__).parents[1] / "hw_profiles" / "buttons" / "usb-key.toml").read_text()
+    site.joinpath("usb-key.toml").write_text(
+        packaged.replace("long_press_ms = 1500", "long_press_ms = 800").replace(
+            'key_codes = ["KEY_F13", "KEY_KPENTER", "KEY_ENTER", "KEY_SPACE"]',
+            'key_codes = ["KEY_F14"]',
+        )
+    )
+    (usb,) = [p for p in load_button_profiles(tmp_path / "hw") if p.id == "usb-key"]
+    assert profile_settings(usb) == {"long_s": 0.8, "key_code": [184]}
+    with pytest.raises(ButtonError) as bad:
+        profile_settings(usb.model_copy(update={"key_codes": ("KEY_NOPE",)}))
+    assert bad.value.key == "button.bad_settings"
+    with pytest.raises(ButtonError):
+        InputKeyButton(tmp_path / "replay", [])

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from agent import capture, profiles, sane_device
-from agent import outbox as ob
+from agent import profiles
+from agent.capture import sane_device
+from agent.capture import scan as capture
 from agent.config import AgentSettings
-from agent.errors import ScannerError
+from agent.errors import DiskFullError, ScannerError
+from agent.outbox import outbox as ob
 
 pytestmark = pytest.mark.sane
 
@@ -138,7 +140,7 @@ def test_the_disk_guard_refuses_a_scan_before_it_starts(tmp_path: Path, known) -
 
 
 def test_the_next_press_after_a_jam_continues_the_batch(settings, known) -> None:  # type: ignore[no-untyped-def]
-    from agent import capture as cap
+    from agent.capture import scan as cap
 
     def jam_after_two(sc):  # type: ignore[no-untyped-def]
         def hook(page: ob.PageRecord) -> None:
@@ -175,7 +177,8 @@ def test_a_scan_leaves_the_agents_signal_handling_intact() -> None:
 
     code = (
         "import os, signal, time\n"
-        "from agent import sane_device, profiles\n"
+        "from agent import profiles\n"
+        "from agent.capture import sane_device\n"
         "got = []\n"
         "signal.signal(signal.SIGTERM, lambda *a: got.append(1))\n"
         "with sane_device.open_scanner('test:0', profiles.load_scanner_profiles()) as sc:\n"
@@ -188,3 +191,70 @@ def test_a_scan_leaves_the_agents_signal_handling_intact() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "alive [1]" in out.stdout
+
+
+def _jam_after_two(sc):  # type: ignore[no-untyped-def]
+    def hook(page: ob.PageRecord) -> None:
+        if page.page_no == 2:
+            sc.device.read_return_value = "SANE_STATUS_JAMMED"
+
+    return hook
+
+
+def _unjam() -> None:
+    sane_device.init()
+    dev = sane_device.sane.open("test:0")
+    dev.read_return_value = "Default"
+    dev.close()
+
+
+def test_scan_now_is_the_one_flow_of_a_press(settings, known) -> None:  # type: ignore[no-untyped-def]
+    on_test_scanner = settings.model_copy(update={"scanner": "test:0"})
+    seen: list[object] = []
+
+    def press(**options):  # type: ignore[no-untyped-def]
+        seen.clear()
+        with ob.Outbox(settings.data_dir) as outbox:
+            return capture.scan_now(
+                on_test_scanner,
+                outbox,
+                on_heard=lambda: seen.append("heard"),
+                on_start=lambda info, previous: seen.append(
+                    (info.name, previous and previous.batch_id)
+                ),
+                on_page=lambda page: seen.append(page.page_no),
+                **options,
+            )
+
+    # `scan --new` after a jam: a batch of its own.
+    jammed, _, _ = _scan(settings, known, "adf", on_page=_jam_after_two)
+    _unjam()
+    fresh = press(source="flatbed", resume=False)
+    assert "continues_batch" not in fresh.batch.metadata
+    assert seen == ["heard", ("test:0", None), 1]
+    assert (fresh.pages, fresh.error) == (1, None)
+    # A press after a jam: the jammed batch goes on.
+    jammed, _, _ = _scan(settings, known, "adf", on_page=_jam_after_two)
+    _unjam()
+    after = press()
+    assert after.batch.metadata["continues_batch"] == jammed.batch.batch_id
+    assert seen[:3] == ["heard", ("test:0", jammed.batch.batch_id), 1]
+    # A full disk refuses before the press is taken as a scan.
+    greedy = on_test_scanner.model_copy(update={"min_free_mb": 10**9})
+    with ob.Outbox(settings.data_dir) as outbox, pytest.raises(DiskFullError):
+        capture.scan_now(greedy, outbox, on_heard=lambda: seen.append("heard again"))
+    assert "heard again" not in seen
+
+
+def test_colour_scan_draws_a_colour_picture_not_a_black_page(settings, known) -> None:  # type: ignore[no-untyped-def]
+    """hw_profiles/scanners/test.toml sets the backend's `test-picture` for colour scans:
+    its default is a solid black page, which looks like a broken scanner in the demo."""
+    import numpy as np
+    from PIL import Image
+
+    _, pages, batch_dir = _scan(settings, known, "flatbed")
+    with Image.open(batch_dir / pages[0].capture_file) as im:
+        rgb = np.asarray(im.convert("RGB"), dtype=np.int16)
+    assert rgb.max() > 100  # not solid black
+    assert rgb.std() > 20  # a picture, not one flat colour
+    assert np.abs(rgb[..., 0] - rgb[..., 2]).mean() > 10  # colour, not grey

@@ -14,7 +14,7 @@ from types import ModuleType
 import pypdfium2 as pdfium
 import pytest
 
-from agent.feedback import OPERATOR_TEXT, AgentState
+from agent.buttons.feedback import OPERATOR_TEXT, AgentState
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from harness import agent_env, run_agent
 
-from agent import outbox as ob
-from agent.coversheet import CoverSheet, CoverSheetError, detect, render, split_documents
+from agent.outbox import outbox as ob
+from agent.pipeline.coversheet import CoverSheet, CoverSheetError, detect, render, split_documents
 
 
 def test_payload_round_trip_and_validation() -> None:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import profiles, sane_device
-from agent.button import SaneSensorButton
+from agent import profiles
+from agent.buttons import SaneSensorButton
+from agent.capture import sane_device
 
 
 def _usb(sysfs: Path, port: str, bus: int, dev: int, vid: str, pid: str, serial: str = "") -> None:

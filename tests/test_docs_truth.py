@@ -43,6 +43,7 @@ def _code(text: str) -> list[str]:
 
 def _commands(code: str) -> list[tuple[str, list[str]]]:
     found = []
+    code = re.sub(r"(^|\s)#.*$", "", code, flags=re.M)  # shell comments are prose
     for m in COMMAND.finditer(code):
         rest = re.split(r"\s#|\s&&\s|\s;\s|\s\|\s|\s<\s|\s>\s|\s2?>", m.group(2))[0]
         found.append((m.group(1), rest.split()))

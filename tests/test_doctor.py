@@ -42,7 +42,7 @@ def test_a_good_install_passes(
     monkeypatch.setattr(doctor, "MIN_FREE_BYTES", 1)
     monkeypatch.setattr(doctor, "MIN_FREE_SHARE", 0.0)
     settings = _settings(env)
-    from server import keys
+    from server.store import keys
 
     keys.load_or_create(settings.data_dir)
     found = _by_check(doctor.run(settings))

@@ -9,9 +9,9 @@ import numpy as np
 import pikepdf
 import pypdfium2 as pdfium
 
-from agent.archival import legal_check, make_archival_pdf
-from agent.ocr import Word
-from server.export import join_pdfa
+from agent.pipeline.archival import legal_check, make_archival_pdf
+from agent.pipeline.ocr import Word
+from server.archive.export import join_pdfa
 
 
 def _page(word: str) -> bytes:

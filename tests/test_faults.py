@@ -1,6 +1,7 @@
 """Faults on the way from the edge to the archive, with real processes: the agent CLI, a real
 Mosquitto, the server, and a bad link in between (tests/linkproxy.py). Every scenario ends
-with the same global invariant (reliability.md §7): every page the agent captured is at the
+with the same global invariant (docs/research/reliability.md §7): every page the agent captured is
+at the
 server exactly once with the right bytes, and the agent let go of nothing the archive had not
 receipted.
 
@@ -702,7 +703,7 @@ def test_two_ingest_workers_share_the_load_without_duplicates(
     world: World, record_property: RecordProperty
 ) -> None:
     # A second server process on the same archive with its own client id: the broker's
-    # shared subscription splits device messages between the two (DESIGN §7).
+    # shared subscription splits device messages between the two (docs/design.md §7).
     second = ServerProcess(
         world.server.data_dir, world.broker.url, client_id="sohoa-server-2", token="unused"
     )

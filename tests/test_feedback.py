@@ -1,4 +1,4 @@
-"""Tests of agent/feedback.py: the state table, its documentation, and the box over a pty."""
+"""Tests of agent/buttons/feedback.py: the state table, its documentation, the box over a pty."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-import agent.feedback
-from agent.button import SerialBoxButton
-from agent.feedback import (
+import agent.buttons.feedback
+from agent.buttons import SerialBoxButton
+from agent.buttons.feedback import (
     LED_COLOURS,
     OPERATOR_TEXT,
     STATE_SIGNALS,
@@ -82,12 +82,12 @@ def test_operator_text_languages() -> None:
 
 def test_docs_carry_the_generated_table() -> None:
     assert signal_table_markdown() in DOCS.read_text(encoding="utf-8"), (
-        "docs/button-box.md is out of date: paste agent.feedback.signal_table_markdown()"
+        "docs/button-box.md is out of date: paste agent.buttons.feedback.signal_table_markdown()"
     )
 
 
 def test_module_docstring_table_agrees() -> None:
-    doc = agent.feedback.__doc__ or ""
+    doc = agent.buttons.feedback.__doc__ or ""
     rows = re.findall(r"^\| (\w+)\s+\|(.*)\|\s*$", doc, flags=re.MULTILINE)
     seen = set()
     for name, rest in rows:
@@ -115,7 +115,7 @@ def test_module_docstring_table_agrees() -> None:
 
 
 def test_log_feedback(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="agent.feedback")
+    caplog.set_level(logging.INFO, logger="agent.buttons.feedback")
     LogFeedback().show(AgentState.ERROR, "sane: jammed")
     LogFeedback(lang="vi").show(AgentState.READY)
     error, ready = caplog.records

@@ -69,9 +69,9 @@ def test_station_list_shows_what_the_station_said(staff: Staff, database: Path |
 
     from protocol import envelope, topics
     from protocol.messages import Telemetry
-    from server.db import Database
     from server.ingest import Ingest
-    from server.store import Store
+    from server.store.db import Database
+    from server.store.files import Store
 
     db = Database(database)
     tel = Telemetry(**env(DEVICE), last_error="disk_full: 12 MB free < 500 MB")  # type: ignore[arg-type]

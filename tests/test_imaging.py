@@ -1,4 +1,4 @@
-"""agent.imaging on generated pages: fast, no tesseract."""
+"""agent.pipeline.imaging on generated pages: fast, no tesseract."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from corpus import A5_LANDSCAPE_MM, FONT_REGULAR, PageSpec, TestPage, cer, render_page, save_png
 from PIL import Image, ImageDraw, ImageFont
 
-from agent import imaging
+from agent.pipeline import imaging
 
 NOISY = {"paper": "gradient", "blur_sigma": 0.9, "speckles": 4350, "noise_sigma": 6.0}
 HALF = {"n_lines": 12, "paper_mm": A5_LANDSCAPE_MM}
@@ -139,7 +139,7 @@ def test_blank_detection_is_not_fooled_by_paper_noise(spec: PageSpec, blank: boo
 
 
 def test_otsu_alone_would_call_a_noisy_blank_page_inked() -> None:
-    """Why detect_blank does not use Otsu (perf.md B3): this is the trap it avoids."""
+    """Why detect_blank does not use Otsu (docs/research/perf.md B3): this is the trap it avoids."""
     grey = imaging.to_grey(bgr(render_page(PageSpec(blank=True, dpi=200, **NOISY))))
     _, ink = cv2.threshold(grey, 0, 1, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
     assert ink.mean() > 0.05
@@ -160,7 +160,8 @@ def test_background_normalisation_flattens_a_gradient() -> None:
 
 
 def test_despeckle_threshold_scales_with_dpi() -> None:
-    # perf.md B2c/B3: 15 px at 300 dpi, 7 px at 200 dpi; 25 px already deletes tone marks.
+    # docs/research/perf.md B2c/B3: 15 px at 300 dpi, 7 px at 200 dpi; 25 px already deletes tone
+    # marks.
     assert imaging.min_speck_area(300) == 15
     assert imaging.min_speck_area(200) == 7
     assert imaging.min_speck_area(600) == 60

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agent import outbox as ob
+from agent.capture.importer import ImportOutcome, import_files
 from agent.config import AgentSettings
-from agent.imaging import load_capture
-from agent.importer import ImportOutcome, import_files
+from agent.outbox import outbox as ob
+from agent.pipeline.imaging import load_capture
 
 W, H = 240, 160  # small pages: formats, not pixels, are under test
 

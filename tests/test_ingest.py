@@ -29,10 +29,10 @@ from protocol.messages import (
     Receipt,
     Reject,
 )
-from server.catalog import Catalog
-from server.db import Database, Row
+from server.archive.catalog import Catalog
 from server.ingest import EMPTY_SHA256, Handled, Ingest, Outgoing
-from server.store import Pending, Store
+from server.store.db import Database, Row
+from server.store.files import Pending, Store
 
 DEVICE = "xa-tan-lap-01"
 MEDIA = {
@@ -752,7 +752,7 @@ def test_text_part_is_indexed_in_nfc_and_searchable(server: Server) -> None:
     assert page["text"] == text
 
 
-# -- groups (handle_many): what server.mqtt_ingest feeds ---------------------------------
+# -- groups (handle_many): what server.ingest.mqtt feeds ---------------------------------
 
 
 def as_messages(batch: BatchSrc, payloads: Iterable[bytes]) -> list[tuple[str, bytes]]:
@@ -996,7 +996,7 @@ def test_fsync_error_in_a_group_commits_nothing_it_flushed(
     tmp_path: Path, database: Path | str, times: int
 ) -> None:
     """An fsync error: the group's transaction is rolled back and every part it touched is
-    forgotten (after a failed fsync the page cache cannot be trusted, DESIGN §2). Retried
+    forgotten (after a failed fsync the page cache cannot be trusted, docs/design.md §2). Retried
     alone, each message writes its bytes again and flushes them anew."""
     rng = random.Random(24)
     batch = make_batch(2, rng, sizes={"text": 400, "thumb": 3000, "archival": 20_000})
@@ -1174,7 +1174,7 @@ def test_worker_acks_a_group_only_after_it_is_handled_and_answered(
     tmp_path: Path, database: Path | str
 ) -> None:
     from server.config import ServerSettings
-    from server.mqtt_ingest import Delivery, IngestWorker
+    from server.ingest.mqtt import Delivery, IngestWorker
 
     server = Server(tmp_path, database)
     batch = make_batch(2, random.Random(27), sizes={"text": 300, "archival": 9000})
@@ -1216,3 +1216,23 @@ class _FakeMessage:
     payload: bytes
     mid: int
     qos: int = 1
+
+
+@pytest.mark.mqtt
+def test_worker_health_is_a_public_question_the_watchdog_asks(tmp_path: Path, broker: Any) -> None:
+    """server.app's watchdog pings systemd only while ``healthy()``: false before start and
+    after stop, true while both threads run against a real broker."""
+    from server.config import ServerSettings
+    from server.ingest.mqtt import IngestWorker
+
+    server = Server(tmp_path, tmp_path / "archive.db")
+    settings = ServerSettings(data_dir=tmp_path, mqtt_url=broker.url)
+    worker = IngestWorker(settings, server.ingest)
+    assert not worker.healthy()
+    worker.start()
+    try:
+        assert worker.connected.wait(30)
+        assert worker.healthy()
+    finally:
+        worker.stop()
+    assert not worker.healthy()

@@ -1,4 +1,4 @@
-"""agent.ocr against the real tesseract (and fakes plugged in through its `binary` seam).
+"""agent.pipeline.ocr against the real tesseract (and fakes plugged in through its `binary` seam).
 
 Assertions tolerate version drift: CER bounds and ordered substrings, never exact text.
 """
@@ -15,8 +15,8 @@ import pytest
 from corpus import A5_LANDSCAPE_MM, FONT_REGULAR, PageSpec, cer, render_page, save_png
 from PIL import Image, ImageDraw, ImageFont
 
-from agent import imaging, ocr
-from agent.pipeline import PipelineSettings, process_page
+from agent.pipeline import imaging, ocr
+from agent.pipeline.process import PipelineSettings, process_page
 
 pytestmark = pytest.mark.tesseract
 
@@ -138,7 +138,7 @@ def test_retry_order_and_blank_pages_are_not_retried(tmp_path: Path) -> None:
 
 
 def test_tesseract_runs_single_threaded(tmp_path: Path) -> None:
-    # perf.md B2a: without OMP_THREAD_LIMIT=1 a page takes 5× longer on 2 cores.
+    # docs/research/perf.md B2a: without OMP_THREAD_LIMIT=1 a page takes 5× longer on 2 cores.
     binary = fake_tesseract(
         tmp_path,
         'printf "level\\n" > "$2.tsv"; echo "OMP=$OMP_THREAD_LIMIT" > "$2.txt"',

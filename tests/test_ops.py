@@ -83,7 +83,7 @@ def test_an_older_release_refuses_a_newer_catalogue(tmp_path: Path) -> None:
     import sqlite3
     import subprocess
 
-    from server.db import Database
+    from server.store.db import Database
 
     data = tmp_path / "server"
     Database(data / "archive.sqlite3").close()

@@ -1,4 +1,4 @@
-"""agent.outbox and its atomic TinyDB storage: the edge's durable source of truth."""
+"""agent.outbox.outbox and its atomic TinyDB storage: the edge's durable source of truth."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from tinydb import TinyDB
 
-from agent import outbox as outbox_mod
-from agent import storage
 from agent.errors import StorageError
-from agent.outbox import AtomicJSONStorage, Outbox, OutboxLocked
+from agent.outbox import outbox as outbox_mod
+from agent.outbox import storage
+from agent.outbox.outbox import AtomicJSONStorage, Outbox, OutboxLocked
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -342,7 +342,7 @@ _TRY_OPEN = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from agent.outbox import Outbox, OutboxLocked
+    from agent.outbox.outbox import Outbox, OutboxLocked
     try:
         Outbox(Path(sys.argv[1])).close()
     except OutboxLocked as exc:
@@ -421,7 +421,7 @@ _CHILD = textwrap.dedent(
     """
     import os, random, sys
     from pathlib import Path
-    from agent.outbox import Outbox
+    from agent.outbox.outbox import Outbox
 
     root, log_path, seed = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     rng = random.Random(seed)
@@ -621,7 +621,7 @@ _CRASH_CHILD = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
-    from agent import outbox
+    from agent.outbox import outbox
 
     real = outbox.storage.write_bytes
 

@@ -1,4 +1,4 @@
-"""agent.pipeline.process_page end to end, with the real tesseract."""
+"""agent.pipeline.process.process_page end to end, with the real tesseract."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import pytest
 from corpus import A5_LANDSCAPE_MM, PageSpec, cer, render_page, save_png
 from PIL import Image
 
-from agent.pipeline import FLAGS, PageResult, PipelineSettings, process_page
+from agent.pipeline.coversheet import CoverSheet, render
+from agent.pipeline.process import FLAGS, PageResult, PipelineSettings, process_page
 
 HALF = {"n_lines": 12, "paper_mm": A5_LANDSCAPE_MM}
 NOISY = {"paper": "gradient", "blur_sigma": 0.9, "speckles": 4350, "noise_sigma": 6.0}
@@ -58,7 +59,10 @@ def test_a_crooked_sideways_sealed_page_comes_out_upright_and_read(tmp_path: Pat
     text = assert_outputs(result, work_dir)
     assert cer(page.text, text) <= 0.02
     assert result.flags == ("rotated",)
+    assert result.cover_sheet is None
     decisions = result.decisions
+    assert decisions["cover_sheet"] == {"method": "opencv_qr", "found": False}
+    assert "cover_sheet" in decisions["timings_ms"]  # type: ignore[operator]
     assert decisions["orientation"]["turn_cw"] == 270  # type: ignore[index]
     assert abs(decisions["skew"]["angle_deg"] - -3.0) <= 0.2  # type: ignore[index]
     assert decisions["ocr"]["attempts"] == [3]  # type: ignore[index]
@@ -106,6 +110,34 @@ def test_low_resolution_and_low_confidence_are_flagged(tmp_path: Path) -> None:
         capture, tmp_path / "strict", PipelineSettings(dpi=100, low_confidence=95)
     )
     assert "low_confidence" in strict.flags
+
+
+@pytest.mark.tesseract
+def test_a_cover_sheet_is_a_stage_of_the_pipeline_and_its_decision_recorded(
+    tmp_path: Path,
+) -> None:
+    # A colour scan of a printed sheet, turned upside down: the stage reads the page as
+    # decoded (no second decode), in any orientation, and records what it found.
+    sheet = CoverSheet("000.00.00.H01.2024.HS-05", 7, "Hồ sơ đất đai")
+    grey = np.array(render(sheet, dpi=300).rotate(180))
+    colour = np.dstack([grey, grey, np.clip(grey.astype(np.int16) - 10, 0, 255).astype(np.uint8)])
+    capture = tmp_path / "0001.png"
+    Image.fromarray(colour).save(capture)
+    work_dir = tmp_path / "work"
+
+    result = process_page(capture, work_dir, PipelineSettings())
+
+    assert_outputs(result, work_dir)
+    assert result.cover_sheet == sheet
+    assert "separator" in result.flags
+    assert result.decisions["cover_sheet"] == {
+        "method": "opencv_qr",
+        "found": True,
+        "payload": sheet.payload(),
+        "ma_ho_so": "000.00.00.H01.2024.HS-05",
+        "van_ban": 7,
+        "title": "Hồ sơ đất đai",
+    }
 
 
 def test_settings_refuse_nonsense() -> None:

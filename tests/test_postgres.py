@@ -17,18 +17,19 @@ from harness import BIN, REPO
 from pgcluster import PostgresCluster, url_of
 from test_search import archive
 
-from server import pg
-from server.catalog import Catalog
-from server.db import Database
+from server.archive.catalog import Catalog
+from server.store import pg
+from server.store.db import Database
 
 pytestmark = pytest.mark.postgres
 
 
 def _sql_literals() -> list[tuple[str, int, str]]:
-    """Every string constant in server/ that looks like SQL (implicit concatenation joined)."""
+    """Every string constant in server/ and its subpackages that looks like SQL (implicit
+    concatenation joined)."""
     out = []
     starts = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|ALTER|WITH|BEGIN|SAVEPOINT)\b")
-    for path in sorted((REPO / "server").glob("*.py")):
+    for path in sorted((REPO / "server").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.JoinedStr):
                 text = "".join(v.value for v in node.values if isinstance(v, ast.Constant))
@@ -37,15 +38,17 @@ def _sql_literals() -> list[tuple[str, int, str]]:
             else:
                 continue
             if starts.match(text):
-                out.append((path.name, node.lineno, text))
+                out.append((str(path.relative_to(REPO)), node.lineno, text))
     return out
 
 
 def test_server_sql_is_in_the_shared_dialect() -> None:
-    """server.pg rewrites ``?`` → ``%s``: no ``?`` or ``%`` may hide in a quoted literal, and
+    """server.store.pg rewrites ``?`` → ``%s``: no ``?`` or ``%`` may hide in a quoted literal, and
     SQLite-only forms must not come back."""
     statements = _sql_literals()
     assert len(statements) > 60  # the walk found the server's SQL
+    walked = {name for name, _, _ in statements}
+    assert {"server/ingest/manifests.py", "server/ingest/parts.py"} <= walked  # subpackages
     sqlite_only = re.compile(
         r"INSERT OR |\bjson_each\b|\bPRAGMA\b|\bGLOB\b|\bIFNULL\b|\bgroup_concat\b|"
         r"\bSELECT offset\b|\bNOT (u\.)?disabled\b"
@@ -124,7 +127,7 @@ QUERIES = [
 
 
 def test_both_engines_find_the_same_pages(tmp_path: Path, pg_cluster: PostgresCluster) -> None:
-    """Tokens come from Python on both sides (server.pg): a query finds the same pages on
+    """Tokens come from Python on both sides (server.store.pg): a query finds the same pages on
     SQLite FTS5 and on PostgreSQL, with or without diacritics, phrases included."""
     lite, post = Database(tmp_path / "a.sqlite"), Database(pg_cluster.create_database())
     ids_lite, ids_post = archive(lite, TEXTS), archive(post, TEXTS)
@@ -216,7 +219,7 @@ def test_large_counts_are_estimated_and_flagged(
 ) -> None:
     """Beyond the candidate window the total is the planner's estimate (an exact count of a
     common word costs a visit to every page), flagged so that the staff page says "about"."""
-    from server import catalog
+    from server.archive import catalog
 
     db = Database(pg_cluster.create_database())
     ids = archive(db, [f"quyết định số {n} của ủy ban" for n in range(40)])

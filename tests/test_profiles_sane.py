@@ -1,6 +1,6 @@
 """The test profile against SANE's real `test` backend through python-sane.
 
-The backend is disabled in Debian's dll.conf but opens by name (DESIGN.md §8). Its geometry
+The backend is disabled in Debian's dll.conf but opens by name (docs/design.md §8). Its geometry
 stops at 200 mm, so an A4 request is clamped and the image must show it.
 """
 

@@ -37,7 +37,8 @@ from protocol.messages import (
 DEVICE = "xa-tan-lap-01"
 
 # 300 MiB of zeros, streamed through the compressor so that this process never holds them:
-# the frame declares its content size (314,572,800) and is ~10 KB (reliability.md §8.2).
+# the frame declares its content size (314,572,800) and is ~10 KB (docs/research/reliability.md
+# §8.2).
 BOMB_SIZE = 300 * 1024 * 1024
 _bomb_buf = io.BytesIO()
 with zstandard.ZstdCompressor(level=3).stream_writer(
@@ -181,6 +182,15 @@ def test_down_topic_round_trip(kind: str) -> None:
     topic = topics.down(DEVICE, kind)  # type: ignore[arg-type]
     assert topic == f"sohoa/v1/down/{DEVICE}/{kind}"
     assert topics.parse(topic) == topics.ParsedTopic("down", DEVICE, kind)
+
+
+def test_status_device_names_the_device_of_a_status_topic_only() -> None:
+    assert topics.status_device(topics.status(DEVICE)) == DEVICE
+    assert topics.status_device(topics.up(DEVICE, "manifest")) is None
+    assert topics.status_device(topics.down(DEVICE, "command")) is None
+    for foreign in ("sohoa/v1/status/", "sohoa/v1/status/a/b", "sohoa/v0/status/x",
+                    "other/v1/status/x", "sohoa/v1/status/A+B", "status/x", ""):  # fmt: skip
+        assert topics.status_device(foreign) is None, foreign
 
 
 def test_status_topic_round_trip() -> None:

@@ -16,8 +16,9 @@ from harness import BIN, Broker
 from pgcluster import PostgresCluster
 from test_staff import seed
 
-from server import audit, keys
-from server.db import Database
+from server.archive import audit
+from server.store import keys
+from server.store.db import Database
 
 pytestmark = [pytest.mark.postgres, pytest.mark.mqtt]
 

@@ -83,7 +83,7 @@ def test_the_error_table_in_the_doc_is_the_generated_one() -> None:
 
 
 def test_the_staff_apps_copy_of_the_station_lines_is_the_generated_one() -> None:
-    path = REPO / "server" / "station_errors.py"
+    path = REPO / "server" / "web" / "station_errors.py"
     assert path.read_text(encoding="utf-8") == _generator().station_errors_module(), (
         "run scripts/error_table.py --write"
     )

@@ -1,6 +1,6 @@
-"""Page-text search (server.catalog.Catalog.search_page): diacritic rules, the phrase tier,
+"""Page-text search (server.archive.catalog.Catalog.search_page): diacritic rules, the phrase tier,
 bm25 order, the candidate budget, paging and the API's X-Total-Count. Pages are written
-straight into the catalogue through server.db.Database.index_text (as bench/search.py does);
+straight into the catalogue through server.store.db.Database.index_text (as bench/search.py does);
 ingest itself is covered by test_ingest.py."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from fastapi.testclient import TestClient
 from pgcluster import url_of
 from test_staff import post_login
 
-from server import auth
 from server.app import create_app
-from server.catalog import Catalog, aligned, parse_query, snippet
+from server.archive import auth
+from server.archive.catalog import Catalog, aligned, parse_query, snippet
 from server.config import ServerSettings
-from server.db import Database
+from server.store.db import Database
 
 
 def archive(db: Database, texts: list[str]) -> list[int]:
@@ -166,7 +166,13 @@ def test_api_search_shape_paging_and_total(tmp_path: Path, database: Path | str)
         assert r.status_code == 200 and r.headers["X-Total-Count"] == "12"
         body = r.json()
         assert len(body) == 12
-        assert set(body[0]) == {"page", "page_no", "batch", "device_id", "snippet", "score"}
+        assert set(body[0]) == {
+            "kind", "page", "page_no", "batch", "device_id", "ma_ho_so", "title", "snippet",
+            "spans", "score",
+        }  # fmt: skip
+        assert body[0]["kind"] == "page" and body[0]["ma_ho_so"] is None
+        first = body[0]
+        assert [first["snippet"][s:e] for s, e in first["spans"]] == ["Ủy", "ban", "bản"]
         r = client.get(
             "/api/v1/search", params={"q": "ủy ban", "limit": 5, "offset": 10}, headers=headers
         )

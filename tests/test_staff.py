@@ -21,19 +21,21 @@ import pytest
 from fastapi.testclient import TestClient
 from harness import BIN
 from httpx import Response
+from markupsafe import escape
 from pgcluster import url_of
 from PIL import Image, ImageDraw
 from test_ingest import BatchSrc, PageSrc
 
 from protocol import topics
 from protocol.messages import PageEntry
-from server import audit, auth
 from server.app import create_app
-from server.catalog import highlight
+from server.archive import audit, auth
+from server.archive.catalog import match_spans
 from server.config import ServerSettings
-from server.db import Database
 from server.ingest import Ingest
-from server.store import Store
+from server.store.db import Database
+from server.store.files import Store
+from server.web import marked
 
 TEXT = (
     "ỦY BAN NHÂN DÂN XÃ TÂN LẬP\n"
@@ -405,6 +407,29 @@ def test_van_ban_legal_names_and_search(staff: Staff) -> None:
     assert "xã <mark>Tân</mark> <mark>Lập</mark>" in page  # the văn bản's issuing body
 
 
+def test_search_page_and_api_are_one_search(staff: Staff) -> None:
+    """The staff page and /api/v1/search (both server.archive.search) show the same hits in the same
+    order with the same words marked, with diacritics and without."""
+    make_ho_so(staff)
+    staff.login("viewer")
+    v = staff.bearer("viewer")
+    seen = {}
+    for q in ("tan lap", "TÂN LẬP", "khoang san", "khoáng sản", "khoang sàn", "ho tich", "1998"):
+        api = staff.client.get("/api/v1/search", params={"q": q}, headers=v).json()
+        html = staff.client.get("/search", params={"q": q}).text
+        pages = [h["page"] for h in api if h["kind"] == "page"]
+        meta = [(h["kind"], h["ma_ho_so"]) for h in api if h["kind"] != "page"]
+        assert [int(n) for n in re.findall(r'href="/pages/(\d+)\?q=', html)] == pages, q
+        assert re.findall(r'<li><a href="/ho-so/([^"]+)">', html) == [m for _, m in meta], q
+        marks = [str(escape(h["snippet"][s:e])) for h in api for s, e in h["spans"]]
+        assert sorted(re.findall(r"<mark>(.*?)</mark>", html)) == sorted(marks), q
+        seen[q] = (len(pages), len(meta))
+    assert seen["tan lap"] == seen["TÂN LẬP"] == (1, 1)  # the page and the văn bản
+    assert seen["khoang san"] == seen["khoáng sản"] == (1, 2)  # + the hồ sơ
+    assert seen["khoang sàn"] == (0, 0)
+    assert seen["ho tich"] == (1, 0)
+
+
 def test_web_forms_create_and_edit(staff: Staff) -> None:
     csrf = staff.login("archivist")
     c = staff.client
@@ -431,13 +456,18 @@ def test_web_forms_create_and_edit(staff: Staff) -> None:
 # -- viewer, review, dashboard ----------------------------------------------------------------
 
 
+def highlight(text: str, terms: list[str], exact: bool) -> str:
+    return str(marked(text, match_spans(text, terms, exact)))
+
+
 def test_highlight_keeps_offsets() -> None:
-    assert str(highlight("Khoáng sản <b>", ["khoang", "san"], False)) == (
+    assert match_spans("Khoáng sản <b>", ["khoang", "san"], False) == [(0, 6), (7, 10)]
+    assert highlight("Khoáng sản <b>", ["khoang", "san"], False) == (
         "<mark>Khoáng</mark> <mark>sản</mark> &lt;b&gt;"
     )
     # A stray combining mark must not shift later offsets.
-    assert "<mark>sản</mark>" in str(highlight("a\u0301\u0301 sản", ["san"], False))
-    assert str(highlight("khoáng khoang", ["khoáng"], True)) == "<mark>khoáng</mark> khoang"
+    assert "<mark>sản</mark>" in highlight("a\u0301\u0301 sản", ["san"], False)
+    assert highlight("khoáng khoang", ["khoáng"], True) == "<mark>khoáng</mark> khoang"
 
 
 def test_viewer_review_dashboard(staff: Staff) -> None:
@@ -529,7 +559,7 @@ def _rescan_rows(s: Staff) -> list[dict[str, object]]:
 def test_rescan_request_is_recorded_audited_and_sent_when_connected(staff: Staff) -> None:
     from protocol import envelope
     from protocol.messages import Command
-    from server import rescan
+    from server.archive import rescan
 
     csrf = staff.login("archivist")
     c = staff.client
@@ -562,7 +592,7 @@ def test_rescan_request_is_recorded_audited_and_sent_when_connected(staff: Staff
 
 
 def test_rescan_via_api_with_a_live_worker_and_no_subscriber(staff: Staff) -> None:
-    from server import rescan
+    from server.archive import rescan
 
     worker = FakePublisher(answer=False)  # the device never connected: broker says 0x10
     staff.client.app.state.worker = worker  # type: ignore[attr-defined]
@@ -652,7 +682,8 @@ def test_rotate_is_shown_by_the_viewer_and_leaves_the_file_alone(staff: Staff) -
 def test_bar_chart_has_one_bar_per_day() -> None:
     import datetime as dt
 
-    from server.progress import DAYS, bar_chart
+    from server.archive.progress import DAYS
+    from server.web import bar_chart
 
     per_day = [0] * DAYS
     per_day[-1], per_day[-3] = 8, 4
@@ -711,3 +742,30 @@ def test_admin_sets_the_commune_from_the_dashboard(staff: Staff) -> None:
     )
     r = c.post(f"/devices/{device}/commune", data={"csrf": csrf, "commune": "  Xã   Đông Hòa "})
     assert r.status_code == 200 and 'data-commune="Xã Đông Hòa"' in r.text
+
+
+# -- start-up checks ---------------------------------------------------------------------------
+
+
+def test_run_refuses_to_start_with_one_clear_line(tmp_path: Path) -> None:
+    """``sohoa-server run`` checks the broker settings, the store and the database before it
+    serves (and so before READY=1): each failure is one line and a sysexits code."""
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "store-is-a-file" / "store").parent.mkdir()
+    (tmp_path / "store-is-a-file" / "store").write_text("")
+    cases = [
+        ({"SOHOA_MQTT_URL": "mqtt://broker:99999"}, 78, "port"),
+        ({"SOHOA_MQTT_URL": "http://broker"}, 78, "mqtt://"),
+        ({"SOHOA_MQTT_PASSWORD_FILE": str(tmp_path / "missing")}, 78, "broker settings"),
+        ({"SOHOA_SERVER_DATA_DIR": str(tmp_path / "a-file" / "data")}, 73, "store"),
+        ({"SOHOA_SERVER_DATA_DIR": str(tmp_path / "store-is-a-file")}, 73, "store"),
+    ]
+    for extra, code, words in cases:
+        env = {"SOHOA_SERVER_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin", **extra}
+        out = subprocess.run(
+            [str(BIN / "sohoa-server"), "run", "--port", "1"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert out.returncode == code, (extra, out.stderr)
+        assert words in out.stderr and "Traceback" not in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr

@@ -10,9 +10,9 @@ from pathlib import Path
 from harness import Broker
 
 from agent.config import AgentSettings
-from agent.mqtt_link import _TokenBucket
-from agent.outbox import Outbox
-from agent.sync import Syncer
+from agent.outbox.outbox import Outbox
+from agent.uplink.mqtt_link import _TokenBucket
+from agent.uplink.sync import Syncer
 from protocol import chunking, envelope
 
 
@@ -72,7 +72,7 @@ def test_chunks_shrink_with_frequent_cuts_and_grow_back_as_the_link_holds(
 
 
 def test_the_link_counts_cuts_not_its_own_close(tmp_path: Path, broker: Broker) -> None:
-    from agent.mqtt_link import MqttLink
+    from agent.uplink.mqtt_link import MqttLink
 
     settings = AgentSettings(data_dir=tmp_path, device_id="xa-cut-01", mqtt_url=broker.url)  # type: ignore[arg-type]
     link = MqttLink(settings, boot_id="b", agent_version="t")
@@ -85,7 +85,7 @@ def test_the_link_counts_cuts_not_its_own_close(tmp_path: Path, broker: Broker) 
 def test_the_link_counts_a_real_cut_and_the_time_connected(tmp_path: Path, broker: Broker) -> None:
     from linkproxy import LinkProxy
 
-    from agent.mqtt_link import MqttLink
+    from agent.uplink.mqtt_link import MqttLink
 
     with LinkProxy(broker.port) as proxy:
         url = f"mqtt://127.0.0.1:{proxy.port}"
@@ -123,7 +123,7 @@ def test_token_bucket_caps_the_average_rate() -> None:
 
 
 def test_the_in_flight_window_holds_about_ten_seconds_of_link_time(tmp_path: Path) -> None:
-    from agent.mqtt_link import MqttLink
+    from agent.uplink.mqtt_link import MqttLink
 
     settings = AgentSettings(data_dir=tmp_path, device_id="xa-a", max_inflight=16)
     link = MqttLink(settings, boot_id="b", agent_version="t")
@@ -155,7 +155,7 @@ class PublishingLink(FakeLink):
 
 
 def _work(tmp_path: Path, size: int) -> list[object]:
-    from agent.sync import _PartWork
+    from agent.uplink.sync import _PartWork
 
     path = tmp_path / "part.bin"
     path.write_bytes(bytes(size))
@@ -164,7 +164,7 @@ def _work(tmp_path: Path, size: int) -> list[object]:
 
 
 def test_a_short_cut_mid_send_is_ridden_out_not_a_new_round(tmp_path: Path) -> None:
-    from agent.sync import SyncReport
+    from agent.uplink.sync import SyncReport
 
     link = PublishingLink()
     syncer = _syncer(tmp_path / "box", link, chunk_size=4096)  # type: ignore[arg-type]
@@ -185,8 +185,8 @@ def test_a_short_cut_mid_send_is_ridden_out_not_a_new_round(tmp_path: Path) -> N
 
 
 def test_a_link_down_for_long_ends_the_round(tmp_path: Path) -> None:
-    from agent import sync
-    from agent.sync import SyncReport
+    from agent.uplink import sync
+    from agent.uplink.sync import SyncReport
 
     link = PublishingLink()
     now = [0.0]
@@ -205,8 +205,8 @@ def test_a_link_down_for_long_ends_the_round(tmp_path: Path) -> None:
 
 
 def test_receipts_of_the_last_chunks_end_the_batch_without_another_query(tmp_path: Path) -> None:
-    from agent.mqtt_link import Incoming
-    from agent.sync import SyncReport
+    from agent.uplink.mqtt_link import Incoming
+    from agent.uplink.sync import SyncReport
     from protocol import topics
     from protocol.messages import PartState, Receipt
 
@@ -221,7 +221,7 @@ def test_receipts_of_the_last_chunks_end_the_batch_without_another_query(tmp_pat
                                 media_types={"text": "text/plain"}, flags=(), decisions={},
                                 ocr_confidence=None)  # fmt: skip
     held = page.parts["text"]
-    from agent.sync import _PartWork
+    from agent.uplink.sync import _PartWork
 
     work = [_PartWork((0, 0.0, 1), batch.batch_id, page.page_id, "text", tmp_path / "t.txt",
                       held.size, held.sha256, ((0, held.size),))]  # fmt: skip
@@ -246,7 +246,7 @@ def test_a_graceful_close_leaves_the_retained_status_offline(
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from agent.mqtt_link import MqttLink
+    from agent.uplink.mqtt_link import MqttLink
     from protocol import topics
 
     settings = AgentSettings(data_dir=tmp_path, device_id="xa-will-02", mqtt_url=broker.url)  # type: ignore[arg-type]

@@ -1,0 +1,303 @@
+"""The only module that talks to SANE (python-sane).
+
+It opens a scanner by name, applies the options its hardware profile resolves, and yields
+pages one at a time so that the caller can store each page durably before the next sheet is
+fed. SANE status strings become typed :class:`ScannerError`s with an operator message key.
+
+SANE's ``test`` backend is disabled in Debian's dll.conf, so ``get_devices()`` does not list
+it, yet ``open("test:0")`` works (docs/design.md §8): names are therefore always accepted as given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sane
+from PIL import Image
+
+from agent import profiles
+from agent.errors import ScannerError
+
+log = logging.getLogger(__name__)
+
+SYSFS_USB = Path("/sys/bus/usb/devices")
+_init_lock = threading.Lock()
+_initialised = False
+_sane_version = ""
+
+# sane_strstatus() texts as python-sane raises them (sane-backends sanei/sanei_*.c).
+END_OF_FEEDER = "Document feeder out of documents"
+_STATUS_KEYS = {
+    # Backends report a double feed (ultrasonic sensor) as a jam with their own wording.
+    "double": "scanner_double_feed",
+    "Double": "scanner_double_feed",
+    "multifeed": "scanner_double_feed",
+    "Document feeder jammed": "scanner_jammed",
+    "Scanner cover is open": "scanner_cover_open",
+    "Device busy": "scanner_busy",
+    "Invalid argument": "scanner_not_found",
+    "Access to resource has been denied": "scanner_busy",
+}
+
+
+@dataclass(frozen=True)
+class ScannedPage:
+    image: Image.Image
+    dpi: int
+    colour: bool
+
+
+# SIGPIPE too: Python ignores it so that a write to a reset socket raises an error; after
+# sane_start reset it, the first write to a cut MQTT link would kill the agent outright.
+_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE)
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+@contextlib.contextmanager
+def _keep_signal_handlers() -> Iterator[None]:
+    """Put back the process's SIGTERM/SIGINT/SIGHUP/SIGPIPE actions after a SANE call resets them.
+
+    sane_start() of some backends (the test backend among them, through sanei_thread) sets
+    SIGTERM back to its default action, process-wide: systemd's stop would then kill the
+    agent mid-page instead of letting it finish the page (observed with sane-backends 1.1.1;
+    tests/test_daemon.py). Python can only re-install handlers from the main thread, but
+    sigaction(2) itself works from any thread, so the raw C-level actions are saved before
+    the call and restored after it. The struct is kept opaque (256 bytes is larger than any
+    libc's struct sigaction)."""
+    saved = []
+    for sig in _SIGNALS:
+        buf = ctypes.create_string_buffer(256)
+        if _libc.sigaction(sig, None, buf) == 0:
+            saved.append((sig, buf))
+    try:
+        yield
+    finally:
+        for sig, buf in saved:
+            _libc.sigaction(sig, buf, None)
+
+
+def init() -> str:
+    """Initialise SANE once per process; returns the SANE version string."""
+    global _initialised, _sane_version
+    with _init_lock:
+        if not _initialised:
+            version = sane.init()
+            _sane_version = ".".join(str(x) for x in version[1:])
+            _initialised = True
+    return _sane_version
+
+
+def list_devices(sysfs: Path = SYSFS_USB) -> list[profiles.SaneDeviceInfo]:
+    """Scanners SANE finds (slow on some backends: it probes USB and the network), with the
+    USB vendor:product id when the name shows where the device sits on the bus."""
+    init()
+    out = []
+    for name, vendor, model, kind in sane.get_devices():
+        usb = usb_identity(name, sysfs)
+        out.append(
+            profiles.SaneDeviceInfo(
+                name=name, vendor=vendor, model=model, type=kind, usb_id=usb.usb_id if usb else None
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class UsbIdentity:
+    usb_id: str  # "04c5:132e"
+    serial: str | None
+    port_path: str  # "1-1.3": the physical socket, stable while the cable stays put
+
+    @property
+    def stable_id(self) -> str:
+        """Survives re-plugging: SANE's libusb:BBB:DDD changes on every plug, a serial does
+        not; without a serial, the socket the cable sits in is the next best thing."""
+        if self.serial:
+            return f"usb:{self.usb_id}:{self.serial}"
+        return f"usb:{self.usb_id}@{self.port_path}"
+
+
+_LIBUSB_RE = re.compile(r"libusb:(\d{3}):(\d{3})")
+
+
+def usb_identity(name: str, sysfs: Path = SYSFS_USB) -> UsbIdentity | None:
+    """Find the USB device behind a SANE name like ``epjitsu:libusb:001:004`` in sysfs."""
+    match = _LIBUSB_RE.search(name)
+    if not match or not sysfs.is_dir():
+        return None
+    bus, dev = int(match.group(1)), int(match.group(2))
+    for entry in sysfs.iterdir():
+        try:
+            if int(_read(entry / "busnum")) != bus or int(_read(entry / "devnum")) != dev:
+                continue
+            usb_id = f"{_read(entry / 'idVendor')}:{_read(entry / 'idProduct')}".lower()
+        except (OSError, ValueError):
+            continue
+        serial = _read(entry / "serial") if (entry / "serial").exists() else None
+        return UsbIdentity(usb_id=usb_id, serial=serial or None, port_path=entry.name)
+    return None
+
+
+def _read(path: Path) -> str:
+    return path.read_text(encoding="ascii", errors="replace").strip()
+
+
+def stable_id(info: profiles.SaneDeviceInfo, sysfs: Path = SYSFS_USB) -> str:
+    usb = usb_identity(info.name, sysfs)
+    return usb.stable_id if usb else info.name
+
+
+def sensor_poller(name: str, option: str) -> Callable[[], bool]:
+    """A poll function for the scanner's own button (SANE sensor option ``option``).
+
+    Each poll opens the device, reads the option and closes it again, so the agent never
+    holds the scanner between presses (scanbd's lesson: a held device blocks every other
+    program). A busy device (a scan is running) or an unplugged one reads as "not pressed".
+    """
+    attr = option.replace("-", "_")
+
+    def poll() -> bool:
+        init()
+        try:
+            dev = sane.open(name)
+        except Exception:
+            return False
+        try:
+            if option.startswith("bool-"):  # the test backend hides these behind a switch
+                dev.enable_test_options = True
+            return bool(getattr(dev, attr))
+        except Exception:
+            return False
+        finally:
+            dev.close()
+
+    return poll
+
+
+def _error_key(exc: Exception) -> str:
+    text = str(exc)
+    for needle, key in _STATUS_KEYS.items():
+        if needle in text:
+            return key
+    return "scanner_failed"
+
+
+class Scanner:
+    """An open SANE device with its profile. Not thread-safe: one scan at a time."""
+
+    def __init__(self, device: Any, info: profiles.SaneDeviceInfo, profile: Any) -> None:
+        self.device = device  # the python-sane SaneDev; tests use it to set test options
+        self.info = info
+        self.profile = profile
+
+    def close(self) -> None:
+        try:
+            self.device.close()
+        except Exception:  # closing a device that was unplugged: nothing left to do
+            log.warning("closing %s failed", self.info.name, exc_info=True)
+
+    def __enter__(self) -> Scanner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def options(self) -> Mapping[str, profiles.OptionInfo]:
+        return profiles.options_from_sane(self.device.get_options())
+
+    def configure(self, request: profiles.ScanRequest) -> dict[str, Any]:
+        settings = profiles.resolve_options(self.profile, request, self.options())
+        for name, value in settings.items():
+            try:
+                setattr(self.device, name.replace("-", "_"), value)
+            except Exception as exc:
+                raise ScannerError(
+                    "scanner_failed", f"setting {name}={value!r} on {self.info.name}: {exc}"
+                ) from exc
+        return settings
+
+    def pages(self, request: profiles.ScanRequest) -> Iterator[ScannedPage]:
+        """Yield one page per sheet (side). Flatbed: one page. Feeder: until it is empty.
+
+        Raises ScannerError(scan_no_paper) when the feeder is empty at the first page, and
+        ScannerError(scanner_jammed/cover_open/failed) when a sheet fails; pages already
+        yielded are the caller's (it has stored them)."""
+        settings = self.configure(request)
+        dpi = int(float(settings.get("resolution", request.dpi)))
+        colour = request.mode == "color"
+        feeder = request.source != "flatbed"
+        count = 0
+        while True:
+            try:
+                with _keep_signal_handlers():
+                    self.device.start()
+            except Exception as exc:
+                if END_OF_FEEDER in str(exc):
+                    if count == 0:
+                        raise ScannerError("scan_no_paper", str(exc)) from exc
+                    return
+                raise ScannerError(_error_key(exc), str(exc), pages=count) from exc
+            try:
+                with _keep_signal_handlers():
+                    image = self.device.snap()
+            except Exception as exc:
+                if END_OF_FEEDER in str(exc):  # some backends say so on read, not on start
+                    if count == 0:
+                        raise ScannerError("scan_no_paper", str(exc)) from exc
+                    return
+                raise ScannerError(_error_key(exc), str(exc), pages=count) from exc
+            count += 1
+            yield ScannedPage(image=image, dpi=dpi, colour=colour)
+            if not feeder:
+                return
+
+
+def open_scanner(
+    name: str, known_profiles: list[Any], devices: list[profiles.SaneDeviceInfo] | None = None
+) -> Scanner:
+    """Open ``name`` (a SANE device name, or ``auto`` for the first scanner found)."""
+    init()
+    info: profiles.SaneDeviceInfo | None = None
+    if name == "auto":
+        found = list_devices() if devices is None else devices
+        if not found:
+            raise ScannerError("scanner_not_found", "SANE found no scanner", scanner=name)
+        info = found[0]
+    else:
+        found = devices or []
+        info = next((d for d in found if d.name == name), None) or _info_from_name(name)
+    device = None
+    for attempt in range(4):
+        try:
+            device = sane.open(info.name)
+            break
+        except Exception as exc:
+            key = _error_key(exc)
+            # A button poll may hold the device for a few ms (sensor_poller): try again
+            # briefly before telling the operator the scanner is busy.
+            if key == "scanner_busy" and attempt < 3:
+                time.sleep(0.3)
+                continue
+            raise ScannerError(key, f"opening {info.name}: {exc}", scanner=info.name) from exc
+    profile = profiles.match_scanner(info, known_profiles)
+    log.info(
+        "opened scanner %s (%s %s) with profile %s", info.name, info.vendor, info.model, profile.id
+    )
+    return Scanner(device, info, profile)
+
+
+def _info_from_name(name: str) -> profiles.SaneDeviceInfo:
+    # A name SANE did not list (the disabled test backend, or a network scanner given by
+    # address): python-sane cannot tell vendor/model of an opened device, and the backend
+    # prefix of the name ("test" in "test:0") is what profile matching needs.
+    return profiles.SaneDeviceInfo(name=name, vendor="", model="", type="")

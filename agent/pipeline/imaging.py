@@ -1,0 +1,627 @@
+"""Page-image cleanup with OpenCV: load, orient, deskew, normalise, detect blank, binarise.
+
+This module owns every pixel decision made about a captured page before OCR, each returned
+with its confidence in a small frozen dataclass so the pipeline can record it in
+`decisions.json` and a reviewer can undo it (docs/design.md §4: cleanup decisions are recorded and
+reversible; a blank page is flagged, never dropped).
+
+It must not: run tesseract or any other program (that is `agent.pipeline.ocr`), write any file
+(callers write), or alter its inputs (every function returns a new array; the
+capture file is only read). Functions are pure over numpy arrays; images are `uint8`, either
+grey (H, W) or BGR (H, W, 3) as OpenCV keeps them.
+
+Numbers that bound the methods come from docs/research/perf.md §B3 (measured on a 300-dpi A4):
+text-line-contour deskew at 0.5× scale (6–8 ms, error ≤ 0.015° over −4…+6°), despeckle of
+components under 15 px at 300 dpi (smallest Vietnamese diacritic part: 17 px; 25 px or 40 px
+thresholds delete tone marks), blank detection by paper-relative threshold plus blob count
+(Otsu alone calls 43 % of a blank noisy page "ink").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from agent.errors import SohoaError
+
+Image = npt.NDArray[np.uint8]
+
+MAX_SKEW_DEG = 15.0  # beyond this a sheet was fed badly enough to need a rescan, not a fix
+REFERENCE_DPI = 300
+HALO_PX = 3  # ink_grey: grey kept this far (px) around binarised ink, at ≥ 300 dpi
+HALO_PX_LOW_DPI = 4  # and below 300 dpi (see ink_grey for the measurements)
+WORK_DPI = 150  # line analysis runs at 150 dpi: docs/research/perf.md B3's 0.5× of a 300-dpi page
+
+
+def _u8(array: object) -> Image:
+    """View an OpenCV result as our image type (no copy: cv2 already returns uint8 here)."""
+    return np.asarray(array, dtype=np.uint8)
+
+
+class CaptureUnreadable(SohoaError):
+    """The capture file is missing or cannot be decoded as an image."""
+
+
+def _scale(dpi: int) -> float:
+    return dpi / REFERENCE_DPI
+
+
+def min_speck_area(dpi: int) -> int:
+    """Smallest connected component kept as ink: 15 px at 300 dpi, scaled by area.
+
+    docs/research/perf.md B3: < 15 px removes speckles while the smallest diacritic part (17 px at
+    11 pt,
+    300 dpi) survives; at 200 dpi this gives 7 px, the value measured there (B2c).
+    """
+    return max(2, round(15 * _scale(dpi) ** 2))
+
+
+def _components(binary: Image) -> tuple[int, npt.NDArray[np.integer], npt.NDArray[np.int32]]:
+    """8-connected components of a 0/non-0 image: (count, labels, stats).
+
+    Labels are 16-bit when they fit (a 300-dpi A4 page: 17 MB instead of 35 MB of int32);
+    OpenCV raises on overflow, and a page with more than 65 535 components gets int32.
+    """
+    try:
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(
+            binary, connectivity=8, ltype=cv2.CV_16U
+        )
+    except cv2.error:
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(
+            binary, connectivity=8, ltype=cv2.CV_32S
+        )
+    return int(count), np.asarray(labels), np.asarray(stats, dtype=np.int32)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class LoadedCapture:
+    """A capture decoded to 8-bit grey or BGR, with what the file held before conversion."""
+
+    image: Image
+    bit_depth: int  # 8 or 16 in the file
+    channels: int  # 1, 2, 3 or 4 in the file
+    width: int
+    height: int
+
+
+def load_capture(path: Path) -> LoadedCapture:
+    """Decode any capture (PNG/TIFF/JPEG, 8/16-bit, grey/colour, with or without alpha).
+
+    The file is read once and never written. 16-bit samples are scaled to 8 bits (/257);
+    alpha is composited onto white (a transparent scan background is paper).
+    """
+    # imread streams the file: the encoded bytes (10–25 MB for a noisy 300-dpi PNG) never
+    # sit in memory beside the decoded pixels. Paths OpenCV cannot open (non-UTF-8 names on
+    # some platforms) go through a buffer instead.
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.is_file() else None
+    if raw is None:
+        try:
+            data = np.fromfile(path, dtype=np.uint8)
+        except OSError as exc:
+            raise CaptureUnreadable("capture_unreadable", f"{path}: {exc}") from exc
+        raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+        del data
+    if raw is None:
+        raise CaptureUnreadable("capture_unreadable", f"{path}: not a decodable image")
+    channels = 1 if raw.ndim == 2 else int(raw.shape[2])
+    bit_depth = 16 if raw.dtype == np.uint16 else 8
+    if raw.dtype == np.uint16:
+        raw = cv2.convertScaleAbs(raw, alpha=1 / 257)
+    elif raw.dtype != np.uint8:
+        # 32-bit or float TIFFs from odd drivers: stretch their range onto 8 bits.
+        values = np.asarray(raw, dtype=np.float64)
+        low, high = float(values.min()), float(values.max())
+        raw = cv2.convertScaleAbs(
+            values, alpha=255 / max(high - low, 1e-9), beta=-low * 255 / max(high - low, 1e-9)
+        )
+    pixels = _u8(raw)
+    image: Image
+    if channels == 1:
+        image = np.ascontiguousarray(pixels)
+    elif channels == 2:  # grey + alpha
+        image = _over_white(pixels[:, :, 0], pixels[:, :, 1])
+    elif channels == 4:
+        bgr = np.ascontiguousarray(pixels[:, :, :3])
+        alpha = pixels[:, :, 3]
+        image = bgr if bool((alpha == 255).all()) else _over_white(bgr, alpha)
+    else:
+        image = np.ascontiguousarray(pixels[:, :, :3])
+    height, width = image.shape[:2]
+    return LoadedCapture(image, bit_depth, channels, width, height)
+
+
+def _over_white(colour: Image, alpha: Image) -> Image:
+    a = alpha.astype(np.float32) / 255.0
+    if colour.ndim == 3:
+        a = a[:, :, None]
+    out = colour.astype(np.float32) * a + 255.0 * (1.0 - a)
+    return _u8(np.clip(out + 0.5, 0, 255))
+
+
+def to_grey(image: Image) -> Image:
+    """Luma grey (for blank detection and anything that must see every mark, seals included)."""
+    return image if image.ndim == 2 else _u8(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+
+
+def text_grey(image: Image) -> tuple[Image, str]:
+    """Grey for reading text: the red channel of a colour page, so red seals drop out.
+
+    A commune document carries a red round seal over the signature and often over text;
+    black and blue inks are dark in the red channel, the red seal is as light as paper.
+    Returns the grey image and the method name recorded in the decisions.
+    """
+    if image.ndim == 2:
+        return image, "grey"
+    return np.ascontiguousarray(image[:, :, 2]), "red_channel"
+
+
+def paper_colour(image: Image) -> tuple[int, ...]:
+    """The paper colour (per-channel 90th percentile of a 1/8 sample): the fill for rotations."""
+    sample = image[::8, ::8]
+    if sample.ndim == 2:
+        return (int(np.percentile(sample, 90)),)
+    return tuple(int(np.percentile(sample[:, :, c], 90)) for c in range(sample.shape[2]))
+
+
+# ----------------------------------------------------------------------------- skew
+
+
+@dataclass(frozen=True)
+class SkewEstimate:
+    """Skew of the text lines, degrees counter-clockwise (rotate by −angle to correct)."""
+
+    angle_deg: float
+    confidence: float  # 0..1: how many text lines agree, and how tightly
+    lines: int  # long line blobs that voted
+    spread_deg: float  # median absolute deviation of their angles
+    method: str = "text_line_contours"
+
+
+def _line_blob_angles(small: Image, dpi: int) -> npt.NDArray[np.float64]:
+    """Angles (deg, CCW) of the long thin blobs a horizontal close makes of text lines.
+
+    `small` is the page at `_work_dpi(dpi)`. docs/research/perf.md B3: Otsu, 40×3 close at 0.5× of
+    300 dpi,
+    minAreaRect of each blob; 6–8 ms and exact to 0.015° where minAreaRect of all ink pixels
+    fails on speckled pages.
+    """
+    work_dpi = _work_dpi(dpi)
+    _, ink = cv2.threshold(small, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    kernel_w = max(9, round(40 * work_dpi / WORK_DPI))
+    closed = cv2.morphologyEx(ink, cv2.MORPH_CLOSE, np.ones((3, kernel_w), np.uint8))
+    contours, _ = cv2.findContours(closed, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    min_length = 15 * work_dpi / 25.4  # 15 mm: a short centred title still counts
+    angles = []
+    for contour in contours:
+        if len(contour) < 5:
+            continue
+        rect = cv2.minAreaRect(contour)
+        (w, h) = rect[1]
+        long_side, short_side = max(w, h), min(w, h)
+        if long_side < min_length or long_side < 5 * max(short_side, 1.0):
+            continue
+        # minAreaRect picks the blobs; their principal axis (second moments of the filled
+        # contour) gives the angle. The rect's own angle snaps to 0 on short lines under
+        # ~0.5° (a 15 mm title rises half a pixel), the moments do not. y grows downwards,
+        # so counter-clockwise is the negated image-space angle.
+        m = cv2.moments(contour)
+        angle = -math.degrees(0.5 * math.atan2(2 * m["mu11"], m["mu20"] - m["mu02"]))
+        if abs(angle) <= MAX_SKEW_DEG:
+            angles.append(angle)
+    return np.asarray(angles, dtype=np.float64)
+
+
+def _work_dpi(dpi: int) -> int:
+    return min(dpi, WORK_DPI)
+
+
+def _working(grey: Image, dpi: int) -> Image:
+    """The page at WORK_DPI (never enlarged): line shapes survive, pixels are 4× fewer."""
+    factor = _work_dpi(dpi) / dpi
+    if factor >= 1:
+        return grey
+    return _u8(cv2.resize(grey, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA))
+
+
+def estimate_skew(grey: Image, dpi: int = REFERENCE_DPI) -> SkewEstimate:
+    """Estimate the text-line skew within ±15°; angle 0 and confidence 0 when no lines vote.
+
+    Two passes: beyond a few degrees the 40×3 close starts to bridge neighbouring lines and
+    speckles, so the first estimate is refined on the half-scale page turned level by it
+    (noisy page at 10°: 0.27° error in one pass, measured on tests/corpus.py).
+    """
+    small = _working(grey, dpi)
+    angles = _line_blob_angles(small, dpi)
+    if angles.size == 0:
+        return SkewEstimate(0.0, 0.0, 0, 0.0)
+    first = float(np.median(angles))
+    if abs(first) > 0.5:
+        residual = _line_blob_angles(rotate(small, -first), dpi)
+        if residual.size >= angles.size // 2:
+            angles = residual + first
+    angle = float(np.median(angles))
+    spread = float(np.median(np.abs(angles - angle)))
+    # Ten agreeing lines within 0.1° is as sure as this method gets; one line is a guess.
+    confidence = min(1.0, angles.size / 10) * max(0.0, 1.0 - spread / 1.0)
+    return SkewEstimate(round(angle, 3), round(confidence, 3), int(angles.size), round(spread, 3))
+
+
+def rotate(image: Image, angle_deg: float, fill: tuple[int, ...] | None = None) -> Image:
+    """Rotate counter-clockwise by `angle_deg`, growing the canvas so no corner is cut.
+
+    The uncovered corners get the paper colour (white-ish), never black: black wedges would
+    read as ink to blank detection and binarisation. The scale stays 100 % (legal: NĐ 30/2020).
+    """
+    if abs(angle_deg) < 1e-3:
+        return image.copy()
+    height, width = image.shape[:2]
+    rad = math.radians(angle_deg)
+    cos, sin = abs(math.cos(rad)), abs(math.sin(rad))
+    new_w, new_h = math.ceil(width * cos + height * sin), math.ceil(width * sin + height * cos)
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle_deg, 1.0)
+    matrix[0, 2] += (new_w - width) / 2
+    matrix[1, 2] += (new_h - height) / 2
+    border = fill if fill is not None else paper_colour(image)
+    rotated = cv2.warpAffine(
+        image,
+        matrix,
+        (new_w, new_h),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=tuple(float(v) for v in border) + (0.0,) * (4 - len(border)),
+    )
+    return _u8(rotated)
+
+
+# ----------------------------------------------------------------------------- orientation
+
+
+@dataclass(frozen=True)
+class OrientationEstimate:
+    """How far to turn the page clockwise (0/90/180/270) so that its text reads upright."""
+
+    turn_cw: int
+    confidence: float  # 0..1, the weaker of the two votes below
+    lines_turn_cw: int  # 0 or 90: the turn that makes the lines horizontal (the surer half)
+    lines_confidence: float  # horizontal vs vertical text lines
+    updown_confidence: float  # upright vs upside down (ink above vs below the x-height)
+    method: str = "line_contours+ascender_balance"
+
+
+def turn(image: Image, turn_cw: int) -> Image:
+    """Turn by a multiple of 90° clockwise (lossless)."""
+    codes = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+    turns = turn_cw % 360
+    if turns == 0:
+        return image.copy()
+    if turns not in codes:
+        raise ValueError(f"turn must be a multiple of 90, got {turn_cw}")
+    return _u8(cv2.rotate(image, codes[turns]))
+
+
+def _updown_balance(grey: Image, dpi: int) -> tuple[float, int]:
+    """Ink above the x-height band minus ink below it, over all text lines, in −1..1.
+
+    Upright Latin text has more ascenders (b d h k l t, capitals) than descenders (g p q y),
+    and Vietnamese adds tone and vowel marks above far more often than the dot below, so an
+    upright page scores clearly positive and an upside-down one clearly negative.
+    Expects horizontal lines (already deskewed). Returns (balance, lines used).
+    """
+    small = _working(grey, dpi)
+    _, ink = cv2.threshold(small, 0, 1, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    ink = cv2.medianBlur(ink, 3)  # speckles would otherwise fill the gaps between lines
+    profile = ink.sum(axis=1).astype(np.float64)
+    if profile.max() <= 0:
+        return 0.0, 0
+    on = profile > 0.02 * profile.max()
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], on.astype(np.int8), [0]))))
+    runs = list(zip(edges[::2], edges[1::2], strict=True))
+    heights = [b - a for a, b in runs]
+    if not heights:
+        return 0.0, 0
+    typical = float(np.median([h for h in heights if h >= 4] or heights))
+    above = below = 0.0
+    used = 0
+    for start, stop in runs:
+        if not 0.5 * typical <= stop - start <= 1.8 * typical:
+            continue  # merged lines, rules or specks: their bands mean nothing
+        line = profile[start:stop]
+        core = np.flatnonzero(line >= 0.5 * line.max())
+        above += float(line[: core[0]].sum())
+        below += float(line[core[-1] + 1 :].sum())
+        used += 1
+    total = above + below
+    return (0.0 if total == 0 else (above - below) / total), used
+
+
+def estimate_orientation(grey: Image, dpi: int = REFERENCE_DPI) -> OrientationEstimate:
+    """Find the 0/90/180/270 turn without OCR: line direction first, then up versus down.
+
+    Everything runs on one copy at WORK_DPI (a quarter of the pixels of a 300-dpi page),
+    which every step below worked at anyway: no full-page turn or rotation is made.
+    """
+    work_dpi = _work_dpi(dpi)
+    small = _working(grey, dpi)
+    upright_lines = _line_blob_angles(small, work_dpi).size
+    turned = turn(small, 90)
+    sideways_lines = _line_blob_angles(turned, work_dpi).size
+    total = upright_lines + sideways_lines
+    lines_confidence = 0.0 if total == 0 else abs(upright_lines - sideways_lines) / total
+    horizontal = turned if sideways_lines > upright_lines else small
+    base_turn = 90 if sideways_lines > upright_lines else 0
+    skew = estimate_skew(horizontal, work_dpi)
+    level = rotate(horizontal, -skew.angle_deg, fill=(255,)) if skew.lines else horizontal
+    balance, used = _updown_balance(level, work_dpi)
+    # A balance of ±0.25 over five lines or more is a clear vote (measured on the corpus).
+    updown_confidence = min(1.0, abs(balance) / 0.25) * min(1.0, used / 5)
+    turn_cw = (base_turn + (180 if balance < 0 else 0)) % 360
+    return OrientationEstimate(
+        turn_cw=turn_cw,
+        lines_turn_cw=base_turn,
+        confidence=round(min(lines_confidence, updown_confidence), 3),
+        lines_confidence=round(lines_confidence, 3),
+        updown_confidence=round(updown_confidence, 3),
+    )
+
+
+# ----------------------------------------------------------------------------- background, blank
+
+
+def normalise_background(grey: Image, dpi: int = REFERENCE_DPI) -> Image:
+    """Divide out the paper's shading (yellowing, gradients, lid shadow) so paper → ~255.
+
+    The background is the grey closed (dilated) at 1/4 scale with a kernel wider than any
+    stroke (~4 mm), smoothed, and scaled back; text strokes vanish from it, tone does not.
+    """
+    small = cv2.resize(grey, None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
+    k = max(5, round(12 * _scale(dpi))) | 1
+    background = cv2.morphologyEx(small, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8))
+    background = cv2.medianBlur(background, 5)
+    background = cv2.resize(
+        background, (grey.shape[1], grey.shape[0]), interpolation=cv2.INTER_LINEAR
+    )
+    np.maximum(background, 1, out=background)  # in place: no third full-page copy
+    return _u8(cv2.divide(grey, background, scale=255))
+
+
+@dataclass(frozen=True)
+class BlankCheck:
+    """Whether a page holds no marks; blank pages are flagged for review, never dropped."""
+
+    blank: bool
+    confidence: float
+    ink_blobs: int  # dark components of at least min_blob_px
+    ink_fraction: float  # share of the inner page covered by those components
+    paper_level: int  # 90th percentile grey
+    min_blob_px: int
+    method: str = "paper_relative_blobs"
+
+
+BLANK_MAX_BLOBS = 3  # fewer letter-sized marks than this: nothing to read on the page
+
+
+def detect_blank(grey: Image, dpi: int = REFERENCE_DPI) -> BlankCheck:
+    """Count letter-sized marks darker than 0.6 × the paper level (docs/research/perf.md B3's rule).
+
+    Not Otsu: on a blank noisy page Otsu's threshold lands inside the paper noise (43 % "ink").
+    A mark must cover 4 × the despeckle area (60 px at 300 dpi): on tests/corpus.py blank
+    pages dust specks reach 44 px (two overlapping) and 11–242 of them pass docs/research/perf.md's
+    15 px,
+    while one line of 12-pt text has 23 marks of 60 px or more.
+    A 5 mm frame is ignored because sheet edges and lid shadows live there.
+    """
+    margin = round(5 * dpi / 25.4)
+    inner = grey[margin:-margin, margin:-margin] if min(grey.shape) > 4 * margin else grey
+    paper = int(np.percentile(inner[::4, ::4], 90))
+    # grey < 0.6 × paper, as uint8 straight from OpenCV (no bool + cast copies of the page).
+    level = math.ceil(0.6 * paper) - 1
+    _, dark = cv2.threshold(inner, level, 1, cv2.THRESH_BINARY_INV)
+    min_blob = 4 * min_speck_area(dpi)
+    count, labels, stats = _components(_u8(dark))
+    del dark, labels
+    areas = stats[1:count, cv2.CC_STAT_AREA]
+    big = areas[areas >= min_blob]
+    blobs = int(big.size)
+    fraction = float(big.sum()) / max(1, inner.size)
+    blank = blobs < BLANK_MAX_BLOBS
+    # Confidence falls as the count nears the cut-off from either side; a line of text
+    # (~25 marks) is a sure "not blank".
+    if blank:
+        confidence = 1.0 - blobs / BLANK_MAX_BLOBS
+    else:
+        confidence = min(1.0, (blobs - BLANK_MAX_BLOBS + 1) / 20)
+    return BlankCheck(blank, round(confidence, 3), blobs, round(fraction, 6), paper, min_blob)
+
+
+# ----------------------------------------------------------------------------- binarise
+
+
+@dataclass(frozen=True)
+class Binarisation:
+    """How the OCR image was made: median 3, Otsu, despeckle (docs/research/perf.md B2c: 5.4 → 0.3
+    % CER)."""
+
+    threshold: float
+    min_component_px: int
+    removed_components: int
+    kept_components: int
+    restored_marks: int = 0  # small components kept on a dust-free page (see binarise)
+    method: str = "median3+otsu+despeckle"
+
+
+DUST_FREE_SHARE = 0.02  # fewer small components than this share of the kept ones: no dust
+DUST_FREE_MIN = 10  # ... or than this many
+TONE_MARK_REACH_PX = 6  # at 300 dpi: a small mark this close to a kept letter belongs to it
+
+
+def _ink_near(binary: Image, box: tuple[int, ...], reach: int) -> bool:
+    """Whether `binary` has ink (0) within `reach` px of the box (x, y, w, h)."""
+    x, y, w, h = box
+    return bool(
+        (binary[max(0, y - reach) : y + h + reach, max(0, x - reach) : x + w + reach] == 0).any()
+    )
+
+
+def binarise(grey: Image, dpi: int = REFERENCE_DPI) -> tuple[Image, Binarisation]:
+    """Black text on white for tesseract; components under `min_speck_area(dpi)` removed.
+
+    Except on a dust-free page: when the small components are few (under DUST_FREE_SHARE
+    of the kept ones, or DUST_FREE_MIN), they are not dust but thin strokes the median
+    thinned — the acute of "ố" at 10.5 pt comes out of median 3 + Otsu as a 10–14 px sliver
+    and was dropped, so tesseract read "Thống" as "Thông" (measured on the bench's 10.5-pt
+    clean page: 15 small components, all tone-mark parts). Those within TONE_MARK_REACH_PX
+    of a kept component are kept (`restored_marks`); farther ones still go. A dusty page
+    (bench σ2/σ6: ~1,600 small components for ~1,330 letters) is despeckled as before.
+    """
+    smooth = cv2.medianBlur(grey, 3)
+    threshold, ink = cv2.threshold(smooth, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    del smooth  # a 300-dpi A4 is 8.7 MB per grey copy: free each as soon as it is used
+    min_area = min_speck_area(dpi)
+    _count, labels, stats = _components(_u8(ink))
+    del ink
+    keep = stats[:, cv2.CC_STAT_AREA] >= min_area
+    keep[0] = False  # label 0 is the background
+    lut = np.where(keep, 0, 255).astype(np.uint8)  # kept ink → black, everything else → white
+    binary: Image = lut[labels]
+    small = np.flatnonzero(~keep)[1:]  # label 0, the background, is never a component
+    kept = int(keep.sum())
+    restored = 0
+    if 0 < small.size <= max(DUST_FREE_MIN, DUST_FREE_SHARE * kept):
+        reach = max(2, round(TONE_MARK_REACH_PX * _scale(dpi)))
+        boxes = [(int(label), *(int(v) for v in stats[label, :4])) for label in small]
+        # Checked before any mark is put back: a mark never joins through another mark.
+        marks = [b for b in boxes if _ink_near(binary, b[1:], reach)]
+        for label, x, y, w, h in marks:
+            box = binary[y : y + h, x : x + w]  # a view: only the mark's own pixels change
+            box[labels[y : y + h, x : x + w] == label] = 0
+        restored = len(marks)
+    removed = int(small.size) - restored
+    return binary, Binarisation(float(threshold), min_area, removed, kept + restored, restored)
+
+
+def ink_halo_px(dpi: int) -> int:
+    """How far (px, 8-connected) `ink_grey` keeps the grey around binarised ink."""
+    return HALO_PX if dpi >= REFERENCE_DPI else HALO_PX_LOW_DPI
+
+
+def ink_grey(grey: Image, binary: Image, dpi: int = REFERENCE_DPI) -> Image:
+    """`grey` where `binary` has ink (0) or within a halo around it, white (255) elsewhere.
+
+    The halo keeps the anti-aliased edges of every kept stroke, tone marks included;
+    everything `binarise` dropped (speckles, paper noise) becomes paper. Its width was
+    measured on 8 pages per bench variant (the bench's 2 plus 6 more seeds; clean pages at
+    10.5–14 pt, as clean pages have no randomness), mean ± sd CER, halo 1 / 3 px at 300 dpi:
+    clean 0.36±0.33 / 0.23±0.11 % (with 1 px tesseract loses circumflexes on small type:
+    ế → ê), σ6 0.30 / 0.27, σ2 0.20 / 0.22, tinted + seal 0.18 / 0.19, rotated 0.16 / 0.16;
+    at 200 dpi, 3 / 4 / 5 px: 0.20±0.04 / 0.16±0.06 / 0.16±0.04 %. More grey context helps
+    tesseract's tone marks; the halo never reaches a removed speck farther than it away.
+    """
+    size = 2 * ink_halo_px(dpi) + 1
+    paper = cv2.erode(binary, np.ones((size, size), np.uint8))  # ink grows, paper shrinks
+    return _u8(cv2.max(grey, paper))  # 255 away from ink, the grey next to it
+
+
+def line_crop(image: Image, box: tuple[int, int, int, int]) -> tuple[Image, tuple[int, int]]:
+    """One text line (`box`: left, top, width, height) with a quarter of its height around it.
+
+    Returns a copy and its top-left corner in `image`. The margin is what tesseract's own
+    line images get; a crop of the one line leaves out the accents of the lines above and
+    below, which in the page read as marks under this line (ỦY BAN → ỦY BẠN, measured).
+    """
+    left, top, width, height = box
+    pad = max(4, height // 4)
+    x0, y0 = max(0, left - pad), max(0, top - pad)
+    x1, y1 = min(image.shape[1], left + width + pad), min(image.shape[0], top + height + pad)
+    return image[y0:y1, x0:x1].copy(), (x0, y0)
+
+
+@dataclass(frozen=True)
+class Insertion:
+    """Blank columns `dekern_punctuation` opened: `width` px before column `at` (input)."""
+
+    at: int
+    width: int
+
+
+DEKERN_GAP_PX = 3  # space left between a moved mark and the letter it sat under
+# A line of type has a few kerned pairs ("Lưu: VT, VP." grows by ~9 %); a crop that would
+# grow by more is noise read as a line (a 286-px crop of random pixels grew to 5,992 px,
+# and tesseract 5.3 died of SIGFPE on it: tests/test_faults.py's noise pages).
+DEKERN_MAX_GROWTH = 0.2
+
+
+def dekern_punctuation(line: Image, gap_px: int = DEKERN_GAP_PX) -> tuple[Image, list[Insertion]]:
+    """Move commas and full stops out from under the capital that overhangs them.
+
+    Serif faces kern "T," "V," "P." "Y.": the mark sits under the letter's arm (Times New
+    Roman, which NĐ 30/2020 prescribes, does it as Noto Serif does). Tesseract's `vie`
+    model then reads "VT," as "VT;" or "VI" and "VP." as "VE." on nearly every page ending
+    "Lưu: VT, VP."; the same line with the marks moved right reads correctly (measured on
+    48 bench pages, docs/benchmarks.md, Pipeline). `line` is one grey text line, dark on
+    light, as `line_crop` cuts it (the size rules below are fractions of that crop's
+    height). A small low mark whose left edge lies under a tall glyph's right half is moved
+    (with everything whose centre is right of that edge) clear of that glyph plus `gap_px`.
+    Returns the line unchanged and no insertions when nothing overhangs.
+    """
+    _, ink = cv2.threshold(line, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    count, labels, stats = _components(_u8(ink))
+    height = line.shape[0]
+    boxes = [tuple(int(v) for v in stats[i, :5]) for i in range(1, count)]
+    tall = [b for b in boxes if b[3] > 0.45 * height]
+    insertions: list[Insertion] = []
+    for x, y, _w, h, area in boxes:
+        if area <= 3 or h > 0.3 * height or y + h < 0.55 * height:
+            continue  # not a small mark on the baseline
+        for tx, _ty, tw, _th, _ in tall:
+            if tx + tw / 2 < x < tx + tw:  # under the glyph's right half
+                insertions.append(Insertion(x, tx + tw - x + gap_px))
+                break
+    total = sum(i.width for i in insertions)
+    if not insertions or total > DEKERN_MAX_GROWTH * line.shape[1]:
+        return line, []  # nothing overhangs, or this is not type (noise, a drawing)
+    out = np.full((height, line.shape[1] + total), 255, np.uint8)
+    grow = np.ones((5, 5), np.uint8)  # each mark keeps its anti-aliased rim (2 px)
+    for label, (x, y, w, h, area) in enumerate(boxes, start=1):
+        if area <= 3:
+            continue
+        shift = sum(i.width for i in insertions if i.at <= x + w / 2)  # the mark and after
+        y0, y1 = max(0, y - 2), min(height, y + h + 2)
+        x0, x1 = max(0, x - 2), min(line.shape[1], x + w + 2)
+        own = cv2.dilate(_u8(labels[y0:y1, x0:x1] == label), grow).astype(bool)
+        target = out[y0:y1, x0 + shift : x1 + shift]
+        np.minimum(target, np.where(own, line[y0:y1, x0:x1], 255), out=target)
+    return out, insertions
+
+
+def undo_insertions(x: int, insertions: list[Insertion]) -> int:
+    """A column of `dekern_punctuation`'s output mapped back to its input column."""
+    for insertion in sorted(insertions, key=lambda i: i.at):
+        if x <= insertion.at:
+            break
+        x = max(insertion.at, x - insertion.width)
+    return x
+
+
+def enlarge(image: Image, factor: float) -> Image:
+    """Bicubic enlargement (for OCR of captures below 300 dpi)."""
+    return _u8(cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC))
+
+
+# ----------------------------------------------------------------------------- thumbnail
+
+
+def thumbnail(image: Image, max_width: int = 320) -> Image:
+    """A reduced copy no wider than `max_width` (area averaging: no moiré on text)."""
+    height, width = image.shape[:2]
+    if width <= max_width:
+        return image.copy()
+    new_h = max(1, round(height * max_width / width))
+    return _u8(cv2.resize(image, (max_width, new_h), interpolation=cv2.INTER_AREA))

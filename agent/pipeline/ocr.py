@@ -1,0 +1,369 @@
+"""The only door to tesseract: version check, OCR of a page, orientation detection.
+
+This module owns every run of the `tesseract` binary (CLI through subprocess, one process
+per call) and turns its known failures into typed errors: `OcrUnavailable` (binary or
+language data missing, with the apt command that fixes it) and `OcrFailed` (crash, timeout,
+unreadable output). Nothing else in the project may spawn tesseract (there is no Python
+binding in use).
+
+It must not: touch page pixels (that is `agent.pipeline.imaging`), decide what a page is (blank, low
+confidence: the pipeline decides), or write anywhere but a private temporary directory.
+
+Settings that come from measurements (docs/research/perf.md §B2, docs/design.md §8):
+- `OMP_THREAD_LIMIT=1` always: Debian's build uses OpenMP and a page takes 11–12 s instead
+  of 2.2 s on 2 cores without it; `OMP_NUM_THREADS` does not fix it (B2a).
+- `--psm 3` (default) first: psm 6/4 are catastrophic on raw skewed pages (CER 15–22 %).
+- `-c tessedit_do_invert=0`: our input is already black on white; saves ~7 % (B2).
+- `vie` alone by default: `vie+eng` costs 20–50 % more time and adds errors on Vietnamese.
+- `--user-words` with the abbreviations NĐ 30/2020 prescribes (`ADMIN_WORDS`) whenever `vie`
+  is read: tesseract 5's LSTM decoder does use a user word list (through its word dawg).
+  Measured, 8 pages per bench variant, mean CER without / with: clean 0.23 / 0.19 %,
+  σ2 0.22 / 0.20, σ6 0.27 / 0.25, tinted + seal 0.19 / 0.12, rotated 0.16 / 0.08,
+  200 dpi 0.16 / 0.12 (docs/benchmarks.md, Pipeline). It fixes "Lưu: VT, VP." misread as
+  "VTE", "VI" — the line every document ends with.
+- `recognize_lines`: images of one line each, `--psm 7`, all listed in one run (tesseract
+  reads a file of image paths as pages: one process and one model load for every line).
+  The pipeline's second pass reads its unsure lines this way.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.errors import SohoaError
+
+TESSERACT = "tesseract"
+MIN_VERSION = (4, 1)  # LSTM engine; Debian 12 ships 5.3.0
+DEFAULT_TIMEOUT_S = (
+    120.0  # a dense A4 takes 2–3 s (docs/research/perf.md B2); 40× that is a hung process
+)
+RETRY_PSMS = (6, 11)  # tried in turn when psm 3 finds no text on a page that has marks
+# NĐ 30/2020/NĐ-CP: Phụ lục III (abbreviated document kinds, as in "Số: 125/QĐ-UBND"),
+# Phụ lục I (signing marks TM., KT., TL., TUQ., Q.; "Nơi nhận: ... Lưu: VT, ..."), and the
+# issuing bodies every commune record names. Not the text of any test page: the words every
+# Vietnamese administrative document uses. Tesseract reads them as extra dictionary words.
+_ADMIN_WORDS = """
+NQ QĐ CT QC QYĐ TC TB HD CTr KH PA ĐA DA BC BB TTr HĐ CĐ BGN BTT GUQ GM GGT GNP PG PC PB BSY
+BTS BSL TM KT TL TUQ VT VP UBND HĐND MTTQ QĐ-UBND QĐ-CT NQ-HĐND NĐ-CP TT-BNV QĐ-TTg
+"""
+ADMIN_WORDS: tuple[str, ...] = tuple(_ADMIN_WORDS.split())
+INSTALL_HINT = "apt install tesseract-ocr tesseract-ocr-vie"
+
+
+class OcrError(SohoaError):
+    """Base of the OCR errors."""
+
+
+class OcrUnavailable(OcrError):
+    """Tesseract or a language's data is not installed; `install_hint` says what to run."""
+
+    def __init__(self, key: str, detail: str = "", install_hint: str = INSTALL_HINT) -> None:
+        super().__init__(key, f"{detail} (install: {install_hint})", install_hint=install_hint)
+        self.install_hint = install_hint
+
+
+class OcrFailed(OcrError):
+    """Tesseract ran but crashed, timed out or produced output we cannot read."""
+
+
+# ----------------------------------------------------------------------------- start-up check
+
+
+@dataclass(frozen=True)
+class TesseractInfo:
+    binary: str
+    version: tuple[int, ...]
+    version_text: str  # first line of `tesseract --version`
+    languages: frozenset[str]
+    openmp: bool  # the build uses OpenMP: OMP_THREAD_LIMIT=1 matters (docs/research/perf.md B2a)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["OMP_THREAD_LIMIT"] = "1"
+    return env
+
+
+def _run(args: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(
+            args,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            timeout=timeout_s,
+            env=_env(),
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise OcrUnavailable("ocr_unavailable", f"{args[0]} not found on PATH") from exc
+    except PermissionError as exc:
+        raise OcrUnavailable("ocr_unavailable", f"{args[0]} is not executable") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise OcrFailed(
+            "ocr_timeout", f"{' '.join(args[:2])} took more than {timeout_s} s"
+        ) from exc
+
+
+def package_for(language: str) -> str:
+    """Debian package holding a tesseract language: `chi_sim` → `tesseract-ocr-chi-sim`."""
+    return "tesseract-ocr-" + language.lower().replace("_", "-")
+
+
+@functools.lru_cache(maxsize=8)
+def tesseract_info(binary: str = TESSERACT) -> TesseractInfo:
+    """Version and installed languages of `binary` (cached: start-up cost paid once)."""
+    if shutil.which(binary) is None:
+        raise OcrUnavailable("ocr_unavailable", f"{binary} not found on PATH")
+    version_run = _run([binary, "--version"], 30)
+    # tesseract 4.x printed its version on stderr, 5.x on stdout.
+    version_out = version_run.stdout + version_run.stderr
+    match = re.search(r"tesseract\s+v?(\d+)\.(\d+)(?:\.(\d+))?", version_out)
+    if version_run.returncode != 0 or match is None:
+        raise OcrUnavailable("ocr_unavailable", f"{binary} --version gave {version_out[:200]!r}")
+    version = tuple(int(g) for g in match.groups() if g is not None)
+    if version[:2] < MIN_VERSION:  # compare numbers, never strings
+        raise OcrUnavailable(
+            "ocr_unavailable", f"tesseract {match.group(0)} is older than 4.1 (no LSTM engine)"
+        )
+    langs_run = _run([binary, "--list-langs"], 30)
+    lines = (langs_run.stdout + langs_run.stderr).splitlines()
+    languages = frozenset(
+        line.strip() for line in lines if line.strip() and not line.startswith("List of")
+    )
+    first_line = version_out.strip().splitlines()[0]
+    return TesseractInfo(binary, version, first_line, languages, "OpenMP" in version_out)
+
+
+def require(languages: str = "vie", binary: str = TESSERACT) -> TesseractInfo:
+    """Check at start-up that tesseract and every language of `vie+eng`-style spec exist."""
+    info = tesseract_info(binary)
+    wanted = [lang for lang in languages.split("+") if lang]
+    missing = [lang for lang in wanted if lang not in info.languages]
+    if not wanted or missing:
+        hint = "apt install " + " ".join(package_for(lang) for lang in missing or ["vie"])
+        raise OcrUnavailable(
+            "ocr_language_missing",
+            f"tesseract has no data for {'+'.join(missing) or languages!r}; "
+            f"installed: {', '.join(sorted(info.languages))}",
+            install_hint=hint,
+        )
+    return info
+
+
+# ----------------------------------------------------------------------------- recognition
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str  # NFC
+    conf: float  # 0..100, tesseract's word confidence
+    box: tuple[int, int, int, int]  # left, top, width, height in pixels of the OCR image
+    line: tuple[int, int, int]  # block, paragraph, line numbers: words of one line share it
+
+
+@dataclass(frozen=True)
+class OcrResult:
+    text: str  # UTF-8 text, NFC, lines as tesseract laid them out
+    words: tuple[Word, ...]
+    mean_confidence: float  # mean word confidence 0..100; 0.0 when there are no words
+    languages: str
+    psm: int  # the segmentation mode that produced this result
+    attempts: tuple[int, ...]  # every psm tried, in order (more than one: the retry path)
+    seconds: float  # wall time of all attempts
+    tesseract_version: str
+    user_words: int = 0  # words of ADMIN_WORDS given to tesseract (0: the language is not vie)
+
+    @property
+    def retried(self) -> bool:
+        return len(self.attempts) > 1
+
+
+def parse_tsv(tsv: str) -> tuple[Word, ...]:
+    """Word rows (level 5) of tesseract's TSV; empty or whitespace-only words are dropped."""
+    words = []
+    for row in tsv.splitlines()[1:]:
+        cols = row.split("\t", 11)
+        if len(cols) < 12 or cols[0] != "5":
+            continue
+        text = unicodedata.normalize("NFC", cols[11].strip())
+        if not text:
+            continue
+        try:
+            conf = float(cols[10])
+            left, top, width, height = (int(c) for c in cols[6:10])
+            line = (int(cols[2]), int(cols[3]), int(cols[4]))
+        except ValueError as exc:
+            raise OcrFailed("ocr_failed", f"unreadable TSV row {row!r}") from exc
+        words.append(Word(text, max(conf, 0.0), (left, top, width, height), line))
+    return tuple(words)
+
+
+def _clean_text(raw: str) -> str:
+    text = unicodedata.normalize("NFC", raw.replace("\f", ""))
+    lines = [line.rstrip() for line in text.splitlines()]
+    return "\n".join(lines).strip("\n")
+
+
+def _recognize_once(
+    image: Path, languages: str, psm: int, dpi: int | None, timeout_s: float, binary: str
+) -> tuple[str, tuple[Word, ...]]:
+    with tempfile.TemporaryDirectory(prefix="sohoa-ocr-") as tmp:
+        # One run, two renderers: word boxes and confidences (tsv) and laid-out text (txt).
+        tsv, txt = _tesseract(
+            image, Path(tmp), languages, psm, dpi, ("tsv", "txt"), timeout_s, binary
+        )
+    return _clean_text(txt), parse_tsv(tsv)
+
+
+def _tesseract(
+    source: Path,
+    tmp: Path,
+    languages: str,
+    psm: int,
+    dpi: int | None,
+    renderers: tuple[str, ...],
+    timeout_s: float,
+    binary: str,
+) -> list[str]:
+    """Run tesseract on ``source`` (an image, or a file listing images) into ``tmp``; the
+    output of each renderer, in order. The administrative words go along with ``vie``."""
+    base = tmp / "out"
+    args = [binary, str(source), str(base), "-l", languages, "--psm", str(psm)]
+    if dpi:
+        args += ["--dpi", str(dpi)]
+    if "vie" in languages.split("+"):
+        user_words = tmp / "admin-words.txt"
+        user_words.write_text("\n".join(ADMIN_WORDS) + "\n", encoding="utf-8")
+        args += ["--user-words", str(user_words)]
+    args += ["-c", "tessedit_do_invert=0", *renderers]
+    run = _run(args, timeout_s)
+    if run.returncode != 0:
+        raise OcrFailed(
+            "ocr_failed", f"tesseract exit {run.returncode}: {run.stderr.strip()[-500:]}"
+        )
+    try:
+        return [base.with_suffix(f".{r}").read_text(encoding="utf-8") for r in renderers]
+    except OSError as exc:
+        raise OcrFailed("ocr_failed", f"tesseract wrote no output: {exc}") from exc
+
+
+def recognize(
+    image: Path,
+    *,
+    languages: str = "vie",
+    dpi: int | None = None,
+    expect_text: bool = True,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    binary: str = TESSERACT,
+) -> OcrResult:
+    """OCR one page image with psm 3; retry with psm 6, then 11, if it finds no text.
+
+    `expect_text=False` (the page was judged blank) skips the retry: an empty result is then
+    the right answer. `dpi` is passed on because our PNGs carry no resolution metadata.
+    """
+    info = require(languages, binary)
+    started = time.perf_counter()
+    attempts: list[int] = []
+    text: str = ""
+    words: tuple[Word, ...] = ()
+    for psm in (3, *RETRY_PSMS):
+        attempts.append(psm)
+        text, words = _recognize_once(image, languages, psm, dpi, timeout_s, binary)
+        if text.strip() or not expect_text:
+            break
+    mean = sum(w.conf for w in words) / len(words) if words else 0.0
+    return OcrResult(
+        text=text,
+        words=words,
+        mean_confidence=round(mean, 2),
+        languages=languages,
+        psm=attempts[-1],
+        attempts=tuple(attempts),
+        seconds=round(time.perf_counter() - started, 3),
+        tesseract_version=info.version_text,
+        user_words=len(ADMIN_WORDS) if "vie" in languages.split("+") else 0,
+    )
+
+
+def recognize_lines(
+    images: list[Path],
+    *,
+    languages: str = "vie",
+    dpi: int | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    binary: str = TESSERACT,
+) -> list[tuple[Word, ...]]:
+    """OCR images that each hold one text line (`--psm 7`), all in one tesseract run.
+
+    Tesseract reads a file listing image paths as a multi-page input: one process and one
+    model load for every line (a process start costs ~0.1 s, a line ~50 ms). Returns the
+    words of each image, in order (boxes in that image's pixels; an unread line: no words).
+    """
+    require(languages, binary)
+    if not images:
+        return []
+    with tempfile.TemporaryDirectory(prefix="sohoa-ocr-") as tmp:
+        listing = Path(tmp) / "lines.txt"
+        listing.write_text("".join(f"{path}\n" for path in images), encoding="utf-8")
+        (tsv,) = _tesseract(listing, Path(tmp), languages, 7, dpi, ("tsv",), timeout_s, binary)
+    by_image: list[list[str]] = [[] for _ in images]
+    header, *rows = tsv.splitlines() or [""]
+    for row in rows:
+        page = row.split("\t", 2)[1] if row.count("\t") >= 2 else ""
+        if page.isdigit() and 1 <= int(page) <= len(images):
+            by_image[int(page) - 1].append(row)
+    return [parse_tsv("\n".join([header, *lines])) for lines in by_image]
+
+
+# ----------------------------------------------------------------------------- orientation
+
+
+@dataclass(frozen=True)
+class OsdResult:
+    turn_cw: int  # 0/90/180/270: clockwise turn that makes the text upright
+    confidence: float  # tesseract's orientation confidence (unbounded, > 2 is usable)
+    script: str
+
+
+def has_osd(binary: str = TESSERACT) -> bool:
+    return "osd" in tesseract_info(binary).languages
+
+
+def detect_orientation(
+    image: Path, *, dpi: int | None = None, timeout_s: float = 30.0, binary: str = TESSERACT
+) -> OsdResult:
+    """Tesseract's orientation and script detection (`--psm 0`, ~0.5 s on a half page).
+
+    Too little text is not an error: the answer is "no turn, confidence 0".
+    """
+    info = tesseract_info(binary)
+    if "osd" not in info.languages:
+        raise OcrUnavailable(
+            "ocr_language_missing", "no osd data", install_hint="apt install tesseract-ocr-osd"
+        )
+    args = [binary, str(image), "-", "--psm", "0"]
+    if dpi:
+        args += ["--dpi", str(dpi)]
+    run = _run(args, timeout_s)
+    out = run.stdout + run.stderr
+    rotate = re.search(r"Rotate:\s*(\d+)", out)
+    conf = re.search(r"Orientation confidence:\s*([\d.]+)", out)
+    script = re.search(r"Script:\s*(\S+)", out)
+    if rotate is None or conf is None:
+        if "Too few characters" in out or run.returncode == 0:
+            return OsdResult(0, 0.0, "")
+        raise OcrFailed("ocr_failed", f"tesseract --psm 0 exit {run.returncode}: {out[-500:]}")
+    return OsdResult(
+        int(rotate.group(1)) % 360, float(conf.group(1)), script.group(1) if script else ""
+    )

@@ -1,0 +1,556 @@
+"""What happens to one captured page: cover sheet, cleanup, OCR, derivatives (`process_page`).
+
+This module owns the order of the stages and the record of what each decided. Read
+`process_page` top to bottom: that is the whole flow. The pixel work lives in
+`agent.pipeline.imaging`, every tesseract run in `agent.pipeline.ocr`.
+
+Contract (docs/architecture.md, "Pipeline stage contract"): file in, files out.
+MUST: never modify `capture` (it is only read); write every output inside `work_dir`
+(`archival.pdf` — a searchable PDF/A-2b, see `agent.pipeline.archival` —, `text.txt` UTF-8 NFC,
+`thumb.jpg`, `decisions.json`) completely (each is written to a temporary name and renamed);
+return their paths with every decision and its confidence; check every page against the
+legal numbers and flag what fails (`legal_fail`); flag a QR cover sheet (`separator`) with
+what it says in `decisions["cover_sheet"]`; flag, never drop (a blank page or a cover sheet
+still gets all four outputs).
+MAY: keep intermediate files in `work_dir` (`ocr.png`, the cleaned grey page tesseract read).
+MUST NOT: fsync or move files into the outbox (the caller does), talk to the network.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import dataclasses
+import functools
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+from PIL import Image as PILImage
+
+from agent.pipeline import archival, coversheet, imaging, ocr
+
+Flag = str  # one of FLAGS
+FLAGS = frozenset(
+    {
+        "blank",
+        "low_confidence",
+        "below_200dpi",
+        "not_colour",
+        "legal_fail",
+        "rotated",
+        "ocr_retry",
+        # a QR cover sheet (agent.pipeline.coversheet): kept, marks where a document starts
+        "separator",
+    }
+)
+LEGAL_MIN_DPI = (
+    archival.LEGAL_MIN_DPI
+)  # NĐ 30/2020 Phụ lục I: never below 200 dpi (docs/design.md §4)
+MIN_DESKEW_DEG = (
+    0.05  # below this the estimate is noise (docs/research/perf.md B3: error ≤ 0.015°–0.1°)
+)
+MIN_DESKEW_CONFIDENCE = 0.3  # fewer than ~3 agreeing lines: leave the page as scanned
+ORIENTATION_TRUSTED = 0.5  # below this the pixel heuristic asks tesseract's OSD
+OSD_TRUSTED = 14.0  # OCRmyPDF's default --rotate-pages-threshold for tesseract OSD
+OCR_MIN_DPI = 300  # tesseract is trained on ~300-dpi text: lower captures are enlarged for it
+OCR_UPSCALE = 1.0  # by this factor (1.0: off; see _ocr_input)
+MMAP_THRESHOLD = 2 * 1024 * 1024  # blocks from this size on are mmapped (see return_freed_memory)
+SECOND_PASS_BELOW = 90.0  # a line with a word less sure than this is read again (_second_pass)
+SECOND_PASS_MAX_SHARE = 0.5  # ... unless more lines than this share are unsure (not a text page)
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    languages: str = (
+        "vie"  # tesseract spec, e.g. "vie+eng" (+20–50 % time, docs/research/perf.md B2)
+    )
+    dpi: int = 300  # what the capture was scanned at
+    low_confidence: float = 70.0  # mean word confidence (0–100) under which a page is flagged
+    jpeg_quality: int = 40  # the MRC background of the archival PDF (text is in the G4 mask)
+    thumb_width: int = 320
+    ocr_timeout_s: float = ocr.DEFAULT_TIMEOUT_S
+    tesseract: str = ocr.TESSERACT  # the binary: tests plug a fake in here
+
+    def __post_init__(self) -> None:
+        if not 50 <= self.dpi <= 2400:
+            raise ValueError(f"dpi {self.dpi} is not a scanner resolution")
+        if not 1 <= self.jpeg_quality <= 95:
+            raise ValueError(f"jpeg_quality {self.jpeg_quality} outside 1..95")
+        if self.thumb_width < 16:
+            raise ValueError(f"thumb_width {self.thumb_width} too small")
+
+
+@dataclass(frozen=True)
+class PageResult:
+    capture: Path
+    archival: Path
+    text: Path
+    thumb: Path
+    decisions_path: Path
+    decisions: dict[str, object]  # JSON-serialisable, the content of decisions.json
+    ocr_confidence: float  # mean word confidence 0–100
+    flags: tuple[Flag, ...]
+    cover_sheet: coversheet.CoverSheet | None = None  # this page is a QR cover sheet
+
+
+def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> PageResult:
+    """Clean up, orient, deskew and OCR one capture; write the derivatives into `work_dir`."""
+    return_freed_memory()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    dpi = settings.dpi
+    decisions: dict[str, object] = {}
+    ms: dict[str, float] = {}
+    # Memory (a colour 300-dpi A4 is 26 MB, each grey copy 8.7 MB; two workers plus their
+    # tesseracts must stay under 300 MB on a 2 GB Pi): every full-page array is dropped as
+    # soon as the next stage has what it needs, and the page is encoded into its archival
+    # layers before OCR, so the worker holds no page while tesseract runs.
+    with _timed(ms, "load"):
+        loaded = imaging.load_capture(capture)
+        image = loaded.image
+        colour = archival.is_colour(image, loaded.channels)
+        capture_record = {
+            "name": capture.name,
+            "width": loaded.width,
+            "height": loaded.height,
+            "bit_depth": loaded.bit_depth,
+            "channels": loaded.channels,
+            "dpi": dpi,
+        }
+        del loaded
+    with _timed(ms, "cover_sheet"):
+        cover, decisions["cover_sheet"] = _cover_sheet(image)
+    with _timed(ms, "blank"):
+        blank = imaging.detect_blank(imaging.to_grey(image), dpi)
+    with _timed(ms, "orientation"):
+        turn_cw, decisions["orientation"] = _orientation(image, blank, work_dir, settings)
+        # `image` is ours (decoded from the file): no copy when there is nothing to turn.
+        page = imaging.turn(image, turn_cw) if turn_cw else image
+        del image
+    with _timed(ms, "deskew"):
+        page, decisions["skew"] = _deskew(page, dpi, blank)
+    with _timed(ms, "binarise"):
+        grey, decisions["text_grey"] = imaging.text_grey(page)
+        normalised = imaging.normalise_background(grey, dpi)
+        del grey
+        binary, binarisation = imaging.binarise(normalised, dpi)
+        ocr_image, ocr_dpi, decisions["ocr_input"] = _ocr_input(normalised, binary, dpi)
+        del normalised
+        ocr_input = _write_image(work_dir / "ocr.png", ocr_image)
+        del ocr_image
+    with _timed(ms, "layers"):
+        layers = archival.encode_layers(page, binary, dpi, background_quality=settings.jpeg_quality)
+        thumb_image = imaging.thumbnail(page, settings.thumb_width)
+        del page, binary
+    with _timed(ms, "ocr"):
+        result = ocr.recognize(
+            ocr_input,
+            languages=settings.languages,
+            dpi=ocr_dpi,
+            expect_text=not blank.blank,
+            timeout_s=settings.ocr_timeout_s,
+            binary=settings.tesseract,
+        )
+    with _timed(ms, "ocr_lines"):
+        result, decisions["ocr_second_pass"] = _second_pass(
+            result, ocr_input, work_dir, ocr_dpi, settings
+        )
+    with _timed(ms, "legal"):
+        legal = archival.legal_check(dpi, colour)
+    with _timed(ms, "archival"):
+        archival_path, decisions["archival"] = write_archival(
+            layers, result.words, work_dir / "archival.pdf", dpi, ocr_dpi, legal
+        )
+    with _timed(ms, "write"):
+        thumb = _write_jpeg(thumb_image, work_dir / "thumb.jpg")
+        text = _write_text(work_dir / "text.txt", result.text)
+    flags = _flags(blank, turn_cw, result, legal, settings, cover)
+    decisions |= {
+        "legal": dataclasses.asdict(legal)
+        | {"failures": list(legal.failures), "passed": legal.passed},
+        "capture": capture_record,
+        "blank": dataclasses.asdict(blank),
+        "binarisation": dataclasses.asdict(binarisation),
+        "ocr": _ocr_record(result),
+        "flags": list(flags),
+        "timings_ms": ms,
+        "settings": dataclasses.asdict(settings),
+    }
+    decisions_path = _write_text(work_dir / "decisions.json", json.dumps(decisions, indent=2))
+    return PageResult(
+        capture,
+        archival_path,
+        text,
+        thumb,
+        decisions_path,
+        decisions,
+        result.mean_confidence,
+        flags,
+        cover,
+    )
+
+
+@functools.cache
+def return_freed_memory() -> bool:
+    """Make glibc give freed page-sized arrays back to the OS at once (once per process).
+
+    glibc serves blocks ≥ 128 KiB with mmap, but raises that threshold to the size of each
+    mmapped block freed (up to 32 MB): after the first page every 8.7 MB grey copy lands on
+    the heap, and a freed heap block returns to the OS only from the heap's top. Measured
+    (one 300-dpi page, VmRSS while tesseract runs): 82–131 MB by default, 65 MB with the
+    threshold fixed, which also fixes the trim threshold's twin rule. Not glibc (musl, macOS):
+    nothing to do, returns False.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    trimmed = mallopt(m_trim_threshold, MMAP_THRESHOLD)
+    mapped = mallopt(m_mmap_threshold, MMAP_THRESHOLD)
+    return bool(trimmed and mapped)
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+def _cover_sheet(image: imaging.Image) -> tuple[coversheet.CoverSheet | None, dict[str, object]]:
+    """Is this page a QR cover sheet (`agent.pipeline.coversheet`), and what does it say?
+
+    Read from the page as decoded, before any turn: a QR code reads in every orientation,
+    and `coversheet.detect` works on a ~1000-px copy (tens of ms). A cover page stays in the
+    batch, flagged `separator`; the archive splits documents at it.
+    """
+    sheet = coversheet.detect(image)
+    record: dict[str, object] = {"method": "opencv_qr", "found": sheet is not None}
+    if sheet is not None:
+        record |= {
+            "payload": sheet.payload(),
+            "ma_ho_so": sheet.ma_ho_so,
+            "van_ban": sheet.van_ban,
+            "title": sheet.title,
+        }
+    return sheet, record
+
+
+def _orientation(
+    image: imaging.Image, blank: imaging.BlankCheck, work_dir: Path, settings: PipelineSettings
+) -> tuple[int, dict[str, object]]:
+    """Pixel heuristic first (~30 ms); tesseract OSD (~0.5 s) only when the heuristic is unsure."""
+    grey, _ = imaging.text_grey(image)
+    guess = imaging.estimate_orientation(grey, settings.dpi)
+    record: dict[str, object] = {"heuristic": dataclasses.asdict(guess), "osd": None}
+    turn_cw, source = guess.turn_cw, "heuristic"
+    if blank.blank:
+        turn_cw, source = 0, "blank_page"
+    elif guess.confidence < ORIENTATION_TRUSTED and ocr.has_osd(settings.tesseract):
+        binary, _ = imaging.binarise(imaging.normalise_background(grey, settings.dpi))
+        osd_input = _write_image(work_dir / "osd.png", binary)
+        osd = ocr.detect_orientation(osd_input, dpi=settings.dpi, binary=settings.tesseract)
+        record["osd"] = dataclasses.asdict(osd)
+        if osd.confidence >= OSD_TRUSTED:
+            turn_cw, source = osd.turn_cw, "osd"
+        elif guess.lines_confidence >= ORIENTATION_TRUSTED:
+            # Nobody is sure about up/down: only make the lines horizontal. A page left
+            # upside down is easier to spot and fix than one wrongly flipped.
+            turn_cw, source = guess.lines_turn_cw, "heuristic_lines_only"
+        else:
+            turn_cw, source = 0, "unsure"
+    record |= {"turn_cw": turn_cw, "source": source}
+    return turn_cw, record
+
+
+def _deskew(
+    page: imaging.Image, dpi: int, blank: imaging.BlankCheck
+) -> tuple[imaging.Image, dict[str, object]]:
+    grey, _ = imaging.text_grey(page)
+    skew = imaging.estimate_skew(grey, dpi)
+    applied = (
+        not blank.blank
+        and abs(skew.angle_deg) >= MIN_DESKEW_DEG
+        and skew.confidence >= MIN_DESKEW_CONFIDENCE
+    )
+    if applied:
+        page = imaging.rotate(page, -skew.angle_deg, fill=imaging.paper_colour(page))
+    return page, dataclasses.asdict(skew) | {"applied": applied}
+
+
+def _ocr_input(
+    normalised: imaging.Image, binary: imaging.Image, dpi: int
+) -> tuple[imaging.Image, int, dict[str, object]]:
+    """What tesseract reads: the normalised grey inside our binarisation's ink, white around.
+
+    Measured on the bench pages (docs/benchmarks.md, Pipeline): tesseract reads tone marks
+    better from grey stroke edges than from our hard threshold (clean page CER 0.30 → 0.23 %,
+    200 dpi 0.68 → 0.15 %), but raw grey lets speckles and paper noise through (σ2/σ6 pages
+    0.3 → 10–12 %). Masking the grey with the despeckled binary (dilated by a halo so the
+    anti-aliased edges stay) keeps both: no speckle survives, every stroke keeps its grey.
+    """
+    image = imaging.ink_grey(normalised, binary, dpi)
+    scale = OCR_UPSCALE if dpi < OCR_MIN_DPI else 1.0
+    if scale != 1.0:
+        image = imaging.enlarge(image, scale)
+    ocr_dpi = round(dpi * scale)
+    record = {
+        "method": "ink_masked_grey",
+        "halo_px": imaging.ink_halo_px(dpi),
+        "scale": scale,
+        "dpi": ocr_dpi,
+    }
+    return image, ocr_dpi, record
+
+
+def _second_pass(
+    result: ocr.OcrResult, ocr_input: Path, work_dir: Path, dpi: int, settings: PipelineSettings
+) -> tuple[ocr.OcrResult, dict[str, object]]:
+    """Read again, one by one, the lines tesseract was unsure of; keep the surer reading.
+
+    A line with a word under SECOND_PASS_BELOW is cut out of the image tesseract read
+    (`imaging.line_crop`: the neighbours' accents stay out), its kerned punctuation is moved
+    clear (`imaging.dekern_punctuation`), and all such lines are read in one tesseract run
+    (`--psm 7`). A new reading replaces the line only if its mean word confidence is
+    higher, so no line loses confidence and no line is dropped. Measured on 48 bench pages
+    (8 per variant; docs/benchmarks.md, Pipeline): 13 % of lines read again, 45 lines fixed,
+    1 made worse; mean CER clean 0.19 → 0.075 %, 200 dpi 0.12 → 0 %, no variant worse.
+    """
+    started = time.perf_counter()
+    lines: dict[tuple[int, int, int], list[ocr.Word]] = {}
+    for word in result.words:
+        lines.setdefault(word.line, []).append(word)
+    unsure = [key for key, words in lines.items() if min(w.conf for w in words) < SECOND_PASS_BELOW]
+    record: dict[str, object] = {
+        "method": "line_crop+dekern_punctuation+psm7",
+        "below_confidence": SECOND_PASS_BELOW,
+        "lines": len(lines),
+        "reread": len(unsure),
+        "dekerned": 0,
+        "replaced": [],
+        "seconds": 0.0,
+    }
+    if not unsure:
+        return result, record
+    if len(unsure) > SECOND_PASS_MAX_SHARE * len(lines):
+        # Most lines unsure: noise, handwriting or a photo, not type with a doubtful line.
+        # Reading it all again would double the page's OCR time for nothing to choose from.
+        record["skipped"] = "most_lines_unsure"
+        return result, record
+    page = imaging.load_capture(ocr_input).image
+    crops: list[tuple[Path, tuple[int, int], list[imaging.Insertion]]] = []
+    with tempfile.TemporaryDirectory(prefix="lines-", dir=work_dir) as tmp:
+        for n, key in enumerate(unsure):
+            line, origin = imaging.line_crop(page, _union(lines[key]))
+            moved, insertions = imaging.dekern_punctuation(line)
+            crops.append((_write_image(Path(tmp) / f"{n:03d}.png", moved), origin, insertions))
+        del page
+        try:
+            rereads = ocr.recognize_lines(
+                [path for path, _, _ in crops],
+                languages=settings.languages,
+                dpi=dpi,
+                timeout_s=settings.ocr_timeout_s,
+                binary=settings.tesseract,
+            )
+        except ocr.OcrFailed as exc:
+            # The first reading stands: the second pass may only improve a page, never
+            # cost it its text.
+            record |= {"error": str(exc)[:300], "seconds": round(time.perf_counter() - started, 3)}
+            return result, record
+    replaced: dict[tuple[int, int, int], list[ocr.Word]] = {}
+    changes = []
+    for key, (_, origin, insertions), words in zip(unsure, crops, rereads, strict=True):
+        before, after = _mean_conf(lines[key]), _mean_conf(words)
+        if not words or after <= before:
+            continue
+        replaced[key] = [
+            ocr.Word(w.text, w.conf, _page_box(w.box, origin, insertions), key) for w in words
+        ]
+        changes.append(
+            {
+                "before": " ".join(w.text for w in lines[key]),
+                "after": " ".join(w.text for w in words),
+                "confidence_before": round(before, 2),
+                "confidence_after": round(after, 2),
+            }
+        )
+    record |= {
+        "dekerned": sum(1 for _, _, insertions in crops if insertions),
+        "replaced": changes,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    if not replaced:
+        return result, record
+    words = tuple(w for key, old in lines.items() for w in replaced.get(key, old))
+    return dataclasses.replace(
+        result,
+        text=_replace_lines(result.text, lines, replaced),
+        words=words,
+        mean_confidence=round(_mean_conf(words), 2),
+    ), record
+
+
+def _mean_conf(words: list[ocr.Word] | tuple[ocr.Word, ...]) -> float:
+    return sum(w.conf for w in words) / len(words) if words else 0.0
+
+
+def _union(words: list[ocr.Word]) -> tuple[int, int, int, int]:
+    left = min(w.box[0] for w in words)
+    top = min(w.box[1] for w in words)
+    right = max(w.box[0] + w.box[2] for w in words)
+    bottom = max(w.box[1] + w.box[3] for w in words)
+    return left, top, right - left, bottom - top
+
+
+def _page_box(
+    box: tuple[int, int, int, int], origin: tuple[int, int], insertions: list[imaging.Insertion]
+) -> tuple[int, int, int, int]:
+    """A word box of a (de-kerned) line crop in pixels of the page it was cut from."""
+    left = imaging.undo_insertions(box[0], insertions)
+    right = imaging.undo_insertions(box[0] + box[2], insertions)
+    return origin[0] + left, origin[1] + box[1], max(1, right - left), box[3]
+
+
+def _replace_lines(
+    text: str,
+    lines: dict[tuple[int, int, int], list[ocr.Word]],
+    replaced: dict[tuple[int, int, int], list[ocr.Word]],
+) -> str:
+    """Tesseract's laid-out text with the replaced lines swapped in.
+
+    Each non-empty text line is the words of one TSV line joined by spaces, in order; if
+    that ever fails to hold, the text is rebuilt from the words (a blank line between
+    paragraphs, as tesseract lays them out).
+    """
+    keys = list(lines)
+    out: list[str] = []
+    k = 0
+    for raw in text.split("\n"):
+        if not raw.strip():
+            out.append(raw)
+            continue
+        if k >= len(keys) or raw != " ".join(w.text for w in lines[keys[k]]):
+            break
+        key = keys[k]
+        out.append(" ".join(w.text for w in replaced[key]) if key in replaced else raw)
+        k += 1
+    else:
+        if k == len(keys):
+            return "\n".join(out)
+    rebuilt: list[str] = []
+    for n, key in enumerate(keys):
+        if n and key[:2] != keys[n - 1][:2]:
+            rebuilt.append("")
+        rebuilt.append(" ".join(w.text for w in replaced.get(key, lines[key])))
+    return "\n".join(rebuilt)
+
+
+def _flags(
+    blank: imaging.BlankCheck,
+    turn_cw: int,
+    result: ocr.OcrResult,
+    legal: archival.LegalCheck,
+    settings: PipelineSettings,
+    cover: coversheet.CoverSheet | None,
+) -> tuple[Flag, ...]:
+    flags = []
+    if blank.blank:
+        flags.append("blank")
+    elif result.mean_confidence < settings.low_confidence:
+        flags.append("low_confidence")
+    if not legal.passed:
+        # The capture fails the legal numbers: the reasons, then one flag to filter on.
+        flags.extend(f for f in legal.failures if f in FLAGS)
+        flags.append("legal_fail")
+    if turn_cw:
+        flags.append("rotated")  # a quarter or half turn; routine deskew is not flagged
+    if result.retried:
+        flags.append("ocr_retry")
+    if cover is not None:
+        flags.append("separator")
+    return tuple(flags)
+
+
+def _ocr_record(result: ocr.OcrResult) -> dict[str, object]:
+    return {
+        "languages": result.languages,
+        "psm": result.psm,
+        "attempts": list(result.attempts),
+        "mean_confidence": result.mean_confidence,
+        "words": len(result.words),
+        "characters": len(result.text),
+        "seconds": result.seconds,
+        "tesseract": result.tesseract_version,
+        "user_words": result.user_words,
+    }
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def write_archival(
+    layers: archival.EncodedLayers,
+    words: tuple[ocr.Word, ...],
+    path: Path,
+    dpi: int,
+    ocr_dpi: int,
+    legal: archival.LegalCheck,
+) -> tuple[Path, dict[str, object]]:
+    """The archival derivative: the oriented, deskewed page as a searchable PDF/A-2b.
+
+    Mixed raster (`agent.pipeline.archival`): the OCR binarisation as a full-resolution G4 ink mask
+    over a ~75-dpi colour JPEG background (both encoded before OCR, `layers`), plus
+    tesseract's words as invisible text (boxes in pixels of the `ocr_dpi` image); colour
+    kept, 100 % scale (page size = pixels / dpi). Returns the path and what was decided.
+    """
+    made = archival.assemble_pdf(layers, words, dpi, legal, words_dpi=ocr_dpi)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(made.pdf)
+    os.replace(tmp, path)
+    return path, {
+        "format": f"PDF/A-2b (PDF {archival.PDF_VERSION}), mixed raster",
+        "bytes": len(made.pdf),
+        "bytes_by_layer": made.bytes_by_layer,
+        "page_pt": [made.width_pt, made.height_pt],
+        "ink_rgb": list(made.ink_rgb),
+        "background_dpi": made.background_dpi,
+        "text_words": made.words,
+    }
+
+
+def _write_jpeg(page: imaging.Image, path: Path, dpi: int | None = None, quality: int = 75) -> Path:
+    rgb = page if page.ndim == 2 else cv2.cvtColor(page, cv2.COLOR_BGR2RGB)
+    tmp = path.with_name(path.name + ".tmp")
+    resolution = (dpi, dpi) if dpi else (72, 72)  # thumbnails carry no meaningful scale
+    PILImage.fromarray(rgb).save(tmp, format="JPEG", quality=quality, dpi=resolution)
+    os.replace(tmp, path)
+    return path
+
+
+def _write_image(path: Path, image: imaging.Image) -> Path:
+    tmp = path.with_name(path.name + ".tmp.png")
+    if not cv2.imwrite(str(tmp), image):
+        raise OSError(f"could not write {path}")
+    os.replace(tmp, path)
+    return path
+
+
+def _write_text(path: Path, text: str) -> Path:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text if text.endswith("\n") or not text else text + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = round((time.perf_counter() - started) * 1000, 1)

@@ -1,0 +1,247 @@
+"""Handover exports: a BagIt bag per hồ sơ and the danh mục hồ sơ (catalogue) as CSV / XLSX.
+
+A bag (RFC 8493, sha256 manifests, made by the Library of Congress ``bagit`` library) holds:
+``data/<mã hồ sơ>.<stt>.pdf`` — one PDF per văn bản, its archival page images in order — and
+``data/metadata/ho-so.json`` (the hồ sơ and its văn bản, field names as in the API); bag-info
+carries the hồ sơ fields under the law's labels. Pages the agent archived as PDF/A-2b are
+joined keeping the output intent, XMP identity and text layers; pages older agents archived
+as JPEG are wrapped unchanged (DCTDecode, no re-encoding; not PDF/A).
+
+Nothing here touches the database except through :class:`server.archive.records.Records` and
+:class:`server.archive.catalog.Catalog`; callers write the audit row.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import tempfile
+import zipfile
+from pathlib import Path
+
+import bagit  # type: ignore[import-untyped]
+from PIL import Image
+
+from server.archive.catalog import Catalog
+from server.archive.records import HO_SO_LABELS, HoSoOut, Records, VanBan
+
+
+class ExportError(Exception):
+    """The hồ sơ cannot be exported yet (a page's archival image has not arrived)."""
+
+
+# -- PDF --------------------------------------------------------------------------------------
+
+
+def jpegs_to_pdf(images: list[tuple[bytes, int]], title: str = "") -> bytes:
+    """A PDF with one page per JPEG (bytes, fallback dpi), each embedded as it is."""
+    objects: list[bytes] = []
+
+    def add(body: bytes) -> int:
+        objects.append(body)
+        return len(objects)
+
+    catalog_no = add(b"")  # filled in at the end
+    pages_no = add(b"")
+    kids = []
+    for data, fallback_dpi in images:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.format != "JPEG":
+                raise ExportError("an archival image is not a JPEG")
+            width, height = im.size
+            mode = im.mode
+            dpi = im.info.get("dpi", (fallback_dpi, fallback_dpi))[0] or fallback_dpi or 300
+        space = {"L": b"/DeviceGray", "RGB": b"/DeviceRGB", "CMYK": b"/DeviceCMYK"}.get(mode)
+        if space is None:
+            raise ExportError(f"unsupported JPEG colour mode {mode}")
+        decode = b" /Decode [1 0 1 0 1 0 1 0]" if mode == "CMYK" else b""
+        image_no = add(
+            b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace %s"
+            b" /BitsPerComponent 8 /Filter /DCTDecode%s /Length %d >>\nstream\n"
+            % (width, height, space, decode, len(data))
+            + data
+            + b"\nendstream"
+        )
+        w_pt, h_pt = width * 72.0 / float(dpi), height * 72.0 / float(dpi)
+        content = b"q %.2f 0 0 %.2f 0 0 cm /Im0 Do Q" % (w_pt, h_pt)
+        content_no = add(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content))
+        kids.append(
+            add(
+                b"<< /Type /Page /Parent %d 0 R /MediaBox [0 0 %.2f %.2f]"
+                b" /Resources << /XObject << /Im0 %d 0 R >> >> /Contents %d 0 R >>"
+                % (pages_no, w_pt, h_pt, image_no, content_no)
+            )
+        )
+    info_no = add(b"<< /Title (%s) /Producer (sohoa) >>" % _pdf_text(title))
+    objects[catalog_no - 1] = b"<< /Type /Catalog /Pages %d 0 R >>" % pages_no
+    objects[pages_no - 1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (
+        b" ".join(b"%d 0 R" % k for k in kids),
+        len(kids),
+    )
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for i, body in enumerate(objects, 1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n" % i + body + b"\nendobj\n")
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
+    for off in offsets:
+        out.write(b"%010d 00000 n \n" % off)
+    out.write(
+        b"trailer\n<< /Size %d /Root %d 0 R /Info %d 0 R >>\nstartxref\n%d\n%%%%EOF\n"
+        % (len(objects) + 1, catalog_no, info_no, xref)
+    )
+    return out.getvalue()
+
+
+def _pdf_text(text: str) -> bytes:
+    """A PDF text string: UTF-16BE with BOM, as hex, so Vietnamese survives."""
+    return b"<FEFF" + text.encode("utf-16-be").hex().upper().encode() + b">"
+
+
+# -- bag --------------------------------------------------------------------------------------
+
+
+def _bag_info(ho_so: HoSoOut) -> dict[str, str]:
+    data = ho_so.model_dump(mode="json", exclude={"van_ban"})
+    info = {
+        "Source-Organization": ho_so.organ_id,
+        "External-Identifier": ho_so.ma_ho_so,
+        "External-Description": ho_so.tieu_de[:500],
+    }
+    for key, vi, _en in HO_SO_LABELS:
+        value = data.get(key)
+        if value not in (None, ""):
+            # Labels must not contain ':' (RFC 8493 §2.2.2); values are single lines.
+            info[vi.replace(":", " ")] = " ".join(str(value).split())
+    return info
+
+
+def van_ban_pdf(catalog: Catalog, doc: VanBan) -> bytes:
+    """One PDF for a văn bản: its pages' archival PDF/A files joined in order (the agent makes
+    one PDF/A-2b per page, agent/archival.py), or, for pages archived as JPEG by older agents,
+    the JPEGs wrapped unchanged."""
+    files = []
+    for page_pk in doc.pages:
+        part = catalog.part_file(page_pk, "archival")
+        page = catalog.page(page_pk)
+        if part is None or page is None:
+            raise ExportError(f"page {page_pk} of {doc.file_name} has no archival image yet")
+        files.append((part.path.read_bytes(), part.media_type, int(page["dpi"])))
+    title = f"{doc.file_name} {doc.trich_yeu}".strip()
+    if all(media == "application/pdf" for _, media, _ in files):
+        return join_pdfa([data for data, _, _ in files], title)
+    if any(media == "application/pdf" for _, media, _ in files):
+        raise ExportError(f"{doc.file_name} mixes PDF and JPEG pages; re-export after re-sync")
+    return jpegs_to_pdf([(data, dpi) for data, _, dpi in files], title)
+
+
+def join_pdfa(pdfs: list[bytes], title: str) -> bytes:
+    """Join single-page PDF/A-2b files, keeping what PDF/A asks of the whole file: the
+    first file's output intent (sRGB) and XMP metadata (with its pdfaid), a title, no
+    encryption, pages (with their invisible text layers) unchanged."""
+    import io
+
+    import pikepdf
+
+    first = pikepdf.open(io.BytesIO(pdfs[0]))
+    for data in pdfs[1:]:
+        with pikepdf.open(io.BytesIO(data)) as src:
+            first.pages.extend(src.pages)
+    with first.open_metadata(set_pikepdf_as_editor=False) as meta:
+        meta["dc:title"] = title
+    first.docinfo["/Title"] = title
+    out = io.BytesIO()
+    first.save(out, fix_metadata_version=False, deterministic_id=True)
+    return out.getvalue()
+
+
+def write_bag(records: Records, catalog: Catalog, ma: str, out_zip: Path) -> Path:
+    """Build the bag of hồ sơ ``ma`` and zip it (the bag directory at the zip's top level)."""
+    ho_so = records.ho_so(ma)
+    if ho_so is None:
+        raise KeyError(ma)
+    with tempfile.TemporaryDirectory(prefix="sohoa-bag-") as tmp:
+        bag_dir = Path(tmp) / ma
+        (bag_dir / "metadata").mkdir(parents=True)
+        for doc in ho_so.van_ban:
+            (bag_dir / f"{doc.file_name}.pdf").write_bytes(van_ban_pdf(catalog, doc))
+        (bag_dir / "metadata" / "ho-so.json").write_text(
+            json.dumps(ho_so.model_dump(mode="json"), ensure_ascii=False, indent=2),
+            encoding="utf-8",
+        )
+        bagit.make_bag(str(bag_dir), _bag_info(ho_so), checksums=["sha256"])
+        with zipfile.ZipFile(out_zip, "w", zipfile.ZIP_DEFLATED) as zf:
+            for path in sorted(bag_dir.rglob("*")):
+                if path.is_file():
+                    zf.write(path, str(path.relative_to(tmp)))
+    return out_zip
+
+
+def write_commune_bags(records: Records, catalog: Catalog, organ_id: str, out_zip: Path) -> Path:
+    """Every hồ sơ of one organisation (a commune's mã định danh): one zip of bag zips."""
+    with (
+        tempfile.TemporaryDirectory(prefix="sohoa-bulk-") as tmp,
+        zipfile.ZipFile(out_zip, "w", zipfile.ZIP_STORED) as zf,
+    ):
+        for ho_so in records.list_ho_so(limit=100_000):
+            if ho_so.organ_id != organ_id:
+                continue
+            one = write_bag(records, catalog, ho_so.ma_ho_so, Path(tmp) / f"{ho_so.ma_ho_so}.zip")
+            zf.write(one, one.name)
+            one.unlink()
+        zf.writestr("danh-muc-ho-so.csv", catalogue_csv(records, organ_id))
+    return out_zip
+
+
+# -- catalogue --------------------------------------------------------------------------------
+
+CATALOGUE_KEYS = [k for k, _vi, _en in HO_SO_LABELS if k not in ("organ_id", "nam", "ky_hieu")]
+
+
+def catalogue_rows(records: Records, organ_id: str | None = None) -> list[list[str | int]]:
+    header: list[str | int] = ["STT"]
+    header += [vi for k, vi, _en in HO_SO_LABELS if k in CATALOGUE_KEYS]
+    rows = [header]
+    chosen = [h for h in records.list_ho_so(limit=100_000) if organ_id in (None, h.organ_id)]
+    for i, ho_so in enumerate(chosen, 1):
+        data = ho_so.model_dump(exclude={"van_ban"})
+        row: list[str | int] = [i]
+        for key in CATALOGUE_KEYS:
+            value = data.get(key)
+            if isinstance(value, dt.date):
+                row.append(value.strftime("%d/%m/%Y"))
+            elif isinstance(value, int):
+                row.append(value)
+            else:
+                row.append("" if value is None else str(value))
+        rows.append(row)
+    return rows
+
+
+def catalogue_csv(records: Records, organ_id: str | None = None) -> str:
+    buf = io.StringIO()
+    # A UTF-8 BOM: without it Excel opens the file as ANSI and garbles Vietnamese.
+    buf.write("\ufeff")
+    csv.writer(buf, lineterminator="\r\n").writerows(catalogue_rows(records, organ_id))
+    return buf.getvalue()
+
+
+def catalogue_xlsx(records: Records, organ_id: str | None = None) -> bytes:
+    from openpyxl import Workbook  # type: ignore[import-untyped]
+    from openpyxl.styles import Font  # type: ignore[import-untyped]
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "Danh mục hồ sơ"
+    for row in catalogue_rows(records, organ_id):
+        ws.append(row)
+    for cell in ws[1]:
+        cell.font = Font(bold=True)
+    ws.freeze_panes = "A2"
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()

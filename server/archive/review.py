@@ -1,0 +1,82 @@
+"""The review queue: pages the device flagged (blank, low OCR confidence, rotated, below
+200 dpi, failed legal check, processing failed) that nobody has decided on yet.
+
+A decision is a row in ``reviews`` (and one in the audit log); the page and its files are
+never changed here. Decisions: ``accept``; ``rotate`` (the viewer shows the page turned by
+90/180/270 degrees, recorded in ``page_views``: a CSS transform, the archival file is never
+altered); ``rescan`` (ask the commune to scan the page again: :mod:`server.archive.rescan`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Literal
+
+from server.archive import audit
+from server.store.db import Database
+
+REVIEW_FLAGS = ("blank", "low_confidence", "rotated", "below_200dpi", "legal_fail",
+                "processing_failed")  # fmt: skip
+Action = Literal["accept", "rotate", "rescan"]
+ROTATIONS = (0, 90, 180, 270)
+
+
+def queue(db: Database, limit: int = 200) -> list[dict[str, Any]]:
+    rows = db.read().execute(
+        "SELECT p.id, p.page_no, p.batch_pk, p.device_id, p.flags, p.ocr_confidence, p.dpi,"
+        " b.batch_id FROM pages p JOIN batches b ON b.id = p.batch_pk"
+        " WHERE p.flags != '[]' AND NOT EXISTS (SELECT 1 FROM reviews r WHERE r.page_pk = p.id)"
+        " ORDER BY p.batch_pk DESC, p.page_no"
+    )
+    out = []
+    for r in rows:
+        flags = [f for f in json.loads(r["flags"]) if f in REVIEW_FLAGS]
+        if flags:
+            out.append({**dict(r), "flags": flags})
+        if len(out) >= limit:
+            break
+    return out
+
+
+def decide(db: Database, page_pk: int, action: Action, actor: str, note: str = "",
+           ip: str = "") -> bool:  # fmt: skip
+    """Record a decision; False if there is no such page."""
+    with db.tx() as con:
+        if con.execute("SELECT 1 FROM pages WHERE id = ?", (page_pk,)).fetchone() is None:
+            return False
+        con.execute(
+            "INSERT INTO reviews(page_pk, action, actor, at, note) VALUES (?, ?, ?, ?, ?)",
+            (page_pk, action, actor, time.time(), note[:500]),
+        )
+        audit.append(con, actor, f"review.{action}", str(page_pk), {"note": note[:500]}, ip)
+    return True
+
+
+def rotate(db: Database, page_pk: int, degrees: int, actor: str, ip: str = "") -> bool:
+    """Show the page turned by ``degrees`` clockwise (0 undoes it); False if no such page.
+    Also a review decision: the page leaves the queue."""
+    if degrees not in ROTATIONS:
+        raise ValueError(f"rotation must be one of {ROTATIONS}")
+    with db.tx() as con:
+        if con.execute("SELECT 1 FROM pages WHERE id = ?", (page_pk,)).fetchone() is None:
+            return False
+        now = time.time()
+        con.execute(
+            "INSERT INTO page_views(page_pk, rotation, updated_at, updated_by) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(page_pk) DO UPDATE SET rotation = excluded.rotation,"
+            " updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+            (page_pk, degrees, now, actor),
+        )
+        con.execute(
+            "INSERT INTO reviews(page_pk, action, actor, at, note) VALUES (?, 'rotate', ?, ?, ?)",
+            (page_pk, actor, now, str(degrees)),
+        )
+        audit.append(con, actor, "review.rotate", str(page_pk), {"degrees": degrees}, ip)
+    return True
+
+
+def rotation(db: Database, page_pk: int) -> int:
+    row = db.read().execute("SELECT rotation FROM page_views WHERE page_pk = ?", (page_pk,))
+    found = row.fetchone()
+    return int(found["rotation"]) if found else 0

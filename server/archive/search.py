@@ -1,0 +1,57 @@
+"""The one search of the archive: page text and hồ sơ / văn bản metadata, merged.
+
+Both the staff search page (``server.web``) and ``GET /api/v1/search`` (``server.web.api``) call
+:func:`search`, so they show the same hits for the same query. A hit is data: the text to
+show and where the query's words occur in it (``spans``, offsets in that text); the web
+layer escapes and marks them, the API returns them as they are.
+
+Owns: merging the two result lists and choosing the line a metadata hit shows. Must not:
+render (no HTML here), write, or rank pages itself (``Catalog.search_page`` does; metadata
+ranking is ``Records.search``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from server.archive.catalog import MAX_OFFSET, Catalog, aligned, match_spans, query_terms
+from server.archive.records import Records
+
+# How many characters of a metadata hit's matching line are shown.
+META_LINE = 200
+
+
+class SearchResult(NamedTuple):
+    pages: list[dict[str, Any]]  # Catalog.search_page hits, each with "spans" in "snippet"
+    records: list[dict[str, Any]]  # hồ sơ / văn bản, each with "snippet" and its "spans"
+    total: int  # pages with every word (paging counts pages only)
+    estimated: bool = False
+
+
+def search(
+    catalog: Catalog, records: Records, query: str, limit: int = 50, offset: int = 0
+) -> SearchResult:
+    """Pages (``limit`` from ``offset``, best first), and on the first page of results the
+    hồ sơ and văn bản whose metadata match (same diacritic rules)."""
+    if not query.strip():
+        return SearchResult([], [], 0)
+    offset = max(0, min(offset, MAX_OFFSET))
+    found = catalog.search_page(query, limit, offset)
+    meta = records.search(query) if not offset else []
+    terms, exact = query_terms(query)
+    out = []
+    for m in meta:
+        lines = [ln for ln in m["text"].splitlines() if ln.strip()] or [""]
+        hit = next((ln for ln in lines if any(t in aligned(ln, exact) for t in terms)), lines[0])
+        line = hit[:META_LINE]
+        out.append(
+            {
+                "kind": m["kind"],
+                "ma_ho_so": m["ma_ho_so"],
+                "title": m["title"],
+                "snippet": line,
+                "spans": match_spans(line, terms, exact),
+                "score": m["score"],
+            }
+        )
+    return SearchResult(found.hits, out, found.total, found.estimated)

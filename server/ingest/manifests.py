@@ -1,0 +1,189 @@
+"""Manifests: a batch announced by its device — upsert the batch, its pages and their parts
+(each key created on the device; same key and same sha256 is "already have", same key and
+different bytes is a conflict for staff), and commit the empty parts at once.
+
+Owns: ``batches``, ``pages`` and the announced ``parts`` rows. Must not: write a part's
+bytes (``parts`` does, from chunks) or let a refused manifest leave rows behind (the caller
+runs it in a SAVEPOINT and rolls it back alone).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+
+from protocol.messages import Manifest, PageEntry, PartState
+from server.ingest import devices, parts
+from server.ingest.grouping import Group, Rejected, conflict
+from server.store.db import Connection, Database, Row
+from server.store.files import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+def apply(
+    con: Connection,
+    db: Database,
+    store: Store,
+    group: Group,
+    index: int,
+    msg: Manifest,
+    max_part_bytes: int,
+) -> None:
+    """Upsert the batch, its pages and parts; commit (and receipt) empty parts."""
+    device = msg.device_id
+    devices.touch(con, device)
+    batch_pk = _upsert_batch(con, msg)
+    for page in msg.pages:
+        for part in page.parts:
+            if part.size > max_part_bytes:
+                raise Rejected("too_large", f"part {part.name} of {part.size} bytes", msg.batch_id)
+    # Every page, then every part, in one batch and one read each (a round trip per
+    # statement on PostgreSQL); a conflict anywhere rolls the whole manifest back.
+    pages = _upsert_pages(con, msg, batch_pk)
+    held = _upsert_parts(con, msg, pages)
+    committed_now = _commit_empty_parts(con, db, store, group, msg, pages, held)
+    group.touched(device, msg.batch_id, batch_pk, index, committed_now)
+    log.info("device %s batch %s: manifest with %d page(s)", device, msg.batch_id, len(msg.pages))
+
+
+def _upsert_batch(con: Connection, msg: Manifest) -> int:
+    """The batch's row id; a later manifest may only raise its page count."""
+    con.execute(
+        "INSERT INTO batches(device_id, batch_id, created_at, received_at, page_count,"
+        " source, scanner, profile, agent_version, metadata)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        (
+            msg.device_id,
+            msg.batch_id,
+            msg.created_at,
+            time.time(),
+            msg.page_count,
+            msg.source,
+            msg.scanner,
+            msg.profile,
+            msg.agent_version,
+            json.dumps(msg.metadata, ensure_ascii=False),
+        ),
+    )
+    batch = con.execute(
+        "SELECT id, page_count FROM batches WHERE device_id = ? AND batch_id = ?",
+        (msg.device_id, msg.batch_id),
+    ).fetchone()
+    if msg.page_count > batch["page_count"]:
+        con.execute("UPDATE batches SET page_count = ? WHERE id = ?", (msg.page_count, batch["id"]))
+    return int(batch["id"])
+
+
+def _page_values(batch_pk: int, device: str, page: PageEntry) -> tuple[object, ...]:
+    return (
+        batch_pk,
+        device,
+        page.page_id,
+        page.page_no,
+        page.capture_sha256,
+        page.capture_size,
+        page.dpi,
+        page.width_px,
+        page.height_px,
+        int(page.colour),
+        json.dumps(list(page.flags)),
+        page.ocr_confidence,
+        json.dumps(page.decisions, ensure_ascii=False),
+        page.source_name,
+    )
+
+
+def _upsert_pages(con: Connection, msg: Manifest, batch_pk: int) -> dict[str, Row]:
+    """The manifest's page rows by page id; a page held with another capture is a conflict."""
+    device = msg.device_id
+    con.executemany(
+        "INSERT INTO pages(batch_pk, device_id, page_id, page_no, capture_sha256,"
+        " capture_size, dpi, width_px, height_px, colour, flags, ocr_confidence,"
+        " decisions, source_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
+        [_page_values(batch_pk, device, page) for page in msg.pages],
+    )
+    rows = {
+        r["page_id"]: r
+        for r in parts.select_in(
+            con,
+            "SELECT id, page_id, batch_pk, capture_sha256 FROM pages"
+            " WHERE device_id = ? AND page_id IN",
+            [device],
+            [page.page_id for page in msg.pages],
+        )
+    }
+    for page in msg.pages:
+        row = rows[page.page_id]
+        if row["capture_sha256"] != page.capture_sha256 or row["batch_pk"] != batch_pk:
+            raise conflict(msg.batch_id, f"page {page.page_id} capture differs")
+    return rows
+
+
+def _upsert_parts(
+    con: Connection, msg: Manifest, pages: dict[str, Row]
+) -> dict[tuple[int, str], Row]:
+    """The parts' rows by (page row id, part name); a part held with other bytes is a
+    conflict."""
+    con.executemany(
+        "INSERT INTO parts(page_pk, name, sha256, size, media_type)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        [
+            (pages[page.page_id]["id"], p.name, p.sha256, p.size, p.media_type)
+            for page in msg.pages
+            for p in page.parts
+        ],
+    )
+    held = {
+        (r["page_pk"], r["name"]): r
+        for r in parts.select_in(
+            con,
+            "SELECT id, page_pk, name, sha256, size, state FROM parts WHERE page_pk IN",
+            [],
+            [pages[page.page_id]["id"] for page in msg.pages],
+        )
+    }
+    for page in msg.pages:
+        for part in page.parts:
+            row = held[(pages[page.page_id]["id"], part.name)]
+            if row["sha256"] != part.sha256 or row["size"] != part.size:
+                raise conflict(msg.batch_id, f"page {page.page_id} part {part.name} differs")
+    return held
+
+
+def _commit_empty_parts(
+    con: Connection,
+    db: Database,
+    store: Store,
+    group: Group,
+    msg: Manifest,
+    pages: dict[str, Row],
+    held: dict[tuple[int, str], Row],
+) -> list[PartState]:
+    """An empty part travels in no chunk: it is placed and committed with its manifest."""
+    committed_now: list[PartState] = []
+    for page in msg.pages:
+        row = pages[page.page_id]
+        for part in page.parts:
+            if part.size != 0 or held[(row["id"], part.name)]["state"] == "committed":
+                continue
+            if part.sha256 != EMPTY_SHA256:
+                raise Rejected("corrupt", "empty part with a non-empty sha256", msg.batch_id)
+            path = store.part_path(
+                msg.device_id, msg.batch_id, page.page_no, page.page_id, part.name,
+                part.media_type,
+            )  # fmt: skip
+            if not store.place(path, EMPTY_SHA256, 0, group.pending):
+                raise StoreError(f"an empty file at {path} does not verify")
+            state = parts.commit_part(
+                con, db, held[(row["id"], part.name)]["id"], page.page_id, part.name,
+                part.sha256, path, row["id"], b"",
+            )  # fmt: skip
+            if state is not None:
+                committed_now.append(state)
+    return committed_now

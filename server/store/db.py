@@ -1,0 +1,561 @@
+"""The archive's catalogue: SQLite (WAL, synchronous=FULL) by default, PostgreSQL when
+``database_url`` names one (server.store.pg adapts it to the same connection API).
+
+Keys that make ingest idempotent are UNIQUE constraints, never check-then-insert
+(KoboToolbox shipped duplicates for years that way; docs/research/reliability.md §3.4):
+``batches(device_id, batch_id)``, ``pages(device_id, page_id)``, ``parts(page_pk, name)``,
+``chunks(part_pk, offset, length)``. ``synchronous=FULL``: in WAL mode NORMAL "might roll
+back following a power loss" (docs/research/reliability.md §1.4) and a receipt promises durability
+(PostgreSQL: ``synchronous_commit`` stays on, its default). One connection per thread;
+several ingest workers (threads or processes) may share a database.
+
+Writers serialize on both engines: SQLite's ``BEGIN IMMEDIATE`` takes the database's write
+lock, and on PostgreSQL every write transaction first takes one transaction-level advisory
+lock. Code written against SQLite's semantics (claim-by-UPDATE, the audit chain reading its
+last row, "max + 1") therefore stays correct on PostgreSQL without a second review of each
+transaction; ingest commits groups of messages (server.ingest), so one writer at a time still
+gives 500+ pages/s (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+import time
+import unicodedata
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import psycopg
+
+from server.store import pg
+from server.store.pg import PgConnection
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS devices (
+    device_id TEXT PRIMARY KEY,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    status TEXT NOT NULL DEFAULT 'unknown',
+    agent_version TEXT NOT NULL DEFAULT '',
+    boot_id TEXT NOT NULL DEFAULT '',
+    telemetry TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    batch_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    received_at REAL NOT NULL,
+    page_count INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    scanner TEXT,
+    profile TEXT,
+    agent_version TEXT NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    complete_at REAL,
+    UNIQUE (device_id, batch_id)
+);
+CREATE TABLE IF NOT EXISTS pages (
+    id INTEGER PRIMARY KEY,
+    batch_pk INTEGER NOT NULL REFERENCES batches(id),
+    device_id TEXT NOT NULL,
+    page_id TEXT NOT NULL,
+    page_no INTEGER NOT NULL,
+    capture_sha256 TEXT NOT NULL,
+    capture_size INTEGER NOT NULL,
+    dpi INTEGER NOT NULL,
+    width_px INTEGER NOT NULL,
+    height_px INTEGER NOT NULL,
+    colour INTEGER NOT NULL,
+    flags TEXT NOT NULL DEFAULT '[]',
+    ocr_confidence REAL,
+    decisions TEXT NOT NULL DEFAULT '{}',
+    source_name TEXT,
+    UNIQUE (device_id, page_id)
+);
+CREATE INDEX IF NOT EXISTS pages_batch ON pages(batch_pk, page_no);
+CREATE TABLE IF NOT EXISTS parts (
+    id INTEGER PRIMARY KEY,
+    page_pk INTEGER NOT NULL REFERENCES pages(id),
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    media_type TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'receiving',  -- receiving | verifying | committed
+    claimed_at REAL,
+    path TEXT,
+    committed_at REAL,
+    UNIQUE (page_pk, name)
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    part_pk INTEGER NOT NULL REFERENCES parts(id),
+    "offset" INTEGER NOT NULL,
+    length INTEGER NOT NULL,
+    PRIMARY KEY (part_pk, "offset", length)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS page_text (
+    page_pk INTEGER PRIMARY KEY REFERENCES pages(id),
+    text TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    device_id TEXT,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    token_sha256 TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    note TEXT NOT NULL DEFAULT ''
+);
+"""
+
+# Staff side (issue 6): users, sessions, the audit chain, hồ sơ / văn bản, page reviews.
+STAFF_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('viewer', 'archivist', 'admin')),
+    password TEXT NOT NULL,  -- scrypt$n$r$p$salt$hash; '' = no web login (token only)
+    created_at REAL NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id_sha256 TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL REFERENCES users(name),
+    csrf TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS login_failures (
+    key TEXT PRIMARY KEY,  -- 'user:NAME' or 'ip:ADDR'
+    failures INTEGER NOT NULL,
+    last_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    ip TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ho_so (
+    ma_ho_so TEXT PRIMARY KEY,
+    organ_id TEXT NOT NULL,
+    nam INTEGER NOT NULL,
+    ky_hieu TEXT NOT NULL,
+    data TEXT NOT NULL,  -- the validated model (server.archive.records.HoSo) as JSON
+    batch_pk INTEGER REFERENCES batches(id),
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    updated_by TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS van_ban (
+    id INTEGER PRIMARY KEY,
+    ma_ho_so TEXT NOT NULL REFERENCES ho_so(ma_ho_so),
+    stt INTEGER NOT NULL,
+    data TEXT NOT NULL,  -- server.archive.records.VanBan as JSON
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    UNIQUE (ma_ho_so, stt)
+);
+CREATE TABLE IF NOT EXISTS van_ban_pages (
+    van_ban_id INTEGER NOT NULL REFERENCES van_ban(id),
+    seq INTEGER NOT NULL,
+    page_pk INTEGER NOT NULL REFERENCES pages(id),
+    PRIMARY KEY (van_ban_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS reviews (
+    id INTEGER PRIMARY KEY,
+    page_pk INTEGER NOT NULL REFERENCES pages(id),
+    action TEXT NOT NULL,  -- accept | rotate | rescan
+    actor TEXT NOT NULL,
+    at REAL NOT NULL,
+    note TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS reviews_page ON reviews(page_pk);
+-- A re-scan asked of the commune (server.archive.rescan): the page stays as it is; a Command
+-- goes to
+-- the device. requested = not yet handed to the broker (or the broker had no subscriber);
+-- sent = published, PUBACK awaited; acknowledged = the broker PUBACKed it for the device's
+-- persistent session (protocol v1 has no device-to-server acknowledgement of a command).
+CREATE TABLE IF NOT EXISTS rescan_requests (
+    id INTEGER PRIMARY KEY,
+    page_pk INTEGER NOT NULL REFERENCES pages(id),
+    device_id TEXT NOT NULL,
+    batch_id TEXT NOT NULL,
+    page_id TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '',
+    requested_by TEXT NOT NULL,
+    requested_at REAL NOT NULL,
+    msg_id TEXT NOT NULL,  -- the Command's msg_id, the same on every re-send
+    state TEXT NOT NULL DEFAULT 'requested'
+        CHECK (state IN ('requested', 'sent', 'acknowledged')),
+    sends INTEGER NOT NULL DEFAULT 0,
+    sent_at REAL,
+    acknowledged_at REAL
+);
+CREATE INDEX IF NOT EXISTS rescan_requests_state ON rescan_requests(state, device_id);
+-- How the viewer shows a page (a CSS transform); the archival file is never altered.
+CREATE TABLE IF NOT EXISTS page_views (
+    page_pk INTEGER PRIMARY KEY REFERENCES pages(id),
+    rotation INTEGER NOT NULL DEFAULT 0 CHECK (rotation IN (0, 90, 180, 270)),
+    updated_at REAL NOT NULL,
+    updated_by TEXT NOT NULL
+);
+"""
+
+# Columns added after a table first shipped: (table, column, definition). ``CREATE TABLE IF
+# NOT EXISTS`` does not add them to an existing archive, so they are added at start-up.
+ADDED_COLUMNS = (
+    # The commune a scan station serves (a label an admin sets; see server.archive.progress).
+    ("devices", "commune", "TEXT NOT NULL DEFAULT ''"),
+)
+
+# Full-text search and the audit log's append-only guard, per engine. SQLite: FTS5 tables
+# (contentless; rowid = page id), text tokenized by unicode61 without its diacritic removal —
+# folding is done in Python (fold()) so both engines fold the same way. PostgreSQL: tsvector
+# columns built from the same Python tokens (server.store.pg.tsvector) with GIN indexes.
+SQLITE_SEARCH = """
+CREATE VIRTUAL TABLE IF NOT EXISTS page_fts USING fts5(
+    folded, content='', tokenize='unicode61 remove_diacritics 0'
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS page_fts_exact USING fts5(
+    text, content='', tokenize='unicode61 remove_diacritics 0'
+);
+-- Metadata search, separate from page_fts: one row per hồ sơ or văn bản, with the text both
+-- folded (diacritic-free queries) and exact; ``ref`` is 'ho_so:<mã>' or 'van_ban:<id>'.
+CREATE VIRTUAL TABLE IF NOT EXISTS meta_fts USING fts5(
+    ref UNINDEXED, folded, exact, tokenize='unicode61 remove_diacritics 0'
+);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+"""
+
+PG_SEARCH = """
+-- One table per index, a tsvector per row, kept inline and lz4-compressed: search reads the
+-- vectors of thousands of candidates per query, and a pglz-compressed vector stored out of
+-- line (the default above ~2 KB) costs 3-4x more to read (bench/search.py).
+CREATE TABLE IF NOT EXISTS page_search_folded (
+    page_pk BIGINT PRIMARY KEY REFERENCES pages(id),
+    vec tsvector COMPRESSION lz4 NOT NULL
+);
+CREATE TABLE IF NOT EXISTS page_search_exact (
+    page_pk BIGINT PRIMARY KEY REFERENCES pages(id),
+    vec tsvector COMPRESSION lz4 NOT NULL
+);
+ALTER TABLE page_search_folded ALTER COLUMN vec SET STORAGE MAIN;
+ALTER TABLE page_search_exact ALTER COLUMN vec SET STORAGE MAIN;
+CREATE INDEX IF NOT EXISTS page_search_folded_vec ON page_search_folded USING gin (vec);
+CREATE INDEX IF NOT EXISTS page_search_exact_vec ON page_search_exact USING gin (vec);
+CREATE TABLE IF NOT EXISTS meta_search (
+    ref TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    folded tsvector NOT NULL,
+    exact tsvector NOT NULL
+);
+CREATE INDEX IF NOT EXISTS meta_search_folded ON meta_search USING gin (folded);
+CREATE INDEX IF NOT EXISTS meta_search_exact ON meta_search USING gin (exact);
+CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'audit log is append-only'; END $$;
+CREATE OR REPLACE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit
+FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+CREATE OR REPLACE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
+FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+"""
+
+# Any transaction-level advisory lock key will do, as long as every writer uses the same one.
+_PG_WRITE_LOCK = 0x50_48_4F_41  # "SOHA"
+
+
+class _StripCombining(dict[int, int | None]):
+    """A ``str.translate`` table dropping combining marks, filled per new character (the
+    per-character generator it replaced cost ~1 ms per 2 KB page at ingest)."""
+
+    def __missing__(self, cp: int) -> int | None:
+        value = None if unicodedata.combining(chr(cp)) else cp
+        self[cp] = value
+        return value
+
+
+_STRIP_COMBINING = _StripCombining()
+
+
+def fold(text: str) -> str:
+    """Vietnamese without diacritics, lower-case: "Khoáng sản Đà Nẵng" → "khoang san da nang".
+    đ/Đ is a letter of its own (no Unicode decomposition), so it is mapped by hand."""
+    decomposed = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
+    return decomposed.translate(_STRIP_COMBINING).lower()
+
+
+def nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
+class Cursor(Protocol):
+    """What the server uses of a cursor, on either engine."""
+
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """What the server uses of a connection: ``sqlite3.Connection`` or server.store.pg's adapter.
+    Rows answer ``row[i]`` and ``row["name"]`` on both."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
+    def executemany(self, sql: str, seq: Iterable[Sequence[Any]], /) -> Cursor: ...
+
+
+# A row of either engine (sqlite3.Row or server.store.pg.PgRow).
+Row = Any
+
+
+class SchemaTooNew(sqlite3.OperationalError):
+    """The catalogue was written by a newer release. An OperationalError so that every caller
+    that reports "cannot open the database" reports this too, on either engine."""
+
+
+# Errors callers distinguish, whatever the engine.
+INTEGRITY_ERRORS = (sqlite3.IntegrityError, psycopg.IntegrityError)
+OPERATIONAL_ERRORS = (sqlite3.OperationalError, psycopg.OperationalError)
+
+
+def is_postgres_url(target: object) -> bool:
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
+
+
+class Database:
+    """The catalogue. ``Database(path)`` opens (creating) a SQLite file;
+    ``Database("postgresql://…")`` a PostgreSQL database whose schema it creates."""
+
+    def __init__(self, target: Path | str, password: str | None = None) -> None:
+        self.dialect: Literal["sqlite", "postgresql"]
+        self._local = threading.local()
+        self._password = password
+        if is_postgres_url(target):
+            self.dialect = "postgresql"
+            self.url = str(target)
+            self.path: Path | None = None
+            self._create_postgres()
+        else:
+            self.dialect = "sqlite"
+            self.path = Path(target)
+            self.url = f"sqlite:///{self.path}"
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._create_sqlite()
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def _create_sqlite(self) -> None:
+        con = self._sqlite()
+        # DDL is idempotent (IF NOT EXISTS); executescript commits.
+        con.executescript(SCHEMA + STAFF_SCHEMA + SQLITE_SEARCH)
+        for table, column, definition in ADDED_COLUMNS:
+            have = {r["name"] for r in con.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                try:  # constants above, never user input
+                    con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+                except sqlite3.OperationalError as exc:  # another process added it first
+                    if "duplicate column" not in str(exc):
+                        raise
+        self._schema_version()
+
+    def _create_postgres(self) -> None:
+        """Create or update the schema, once: DDL takes strong locks (ALTER TABLE takes an
+        ACCESS EXCLUSIVE one), so a server starting beside running ones must not repeat it.
+        The DDL's digest is kept in ``meta``; when it matches, nothing is locked."""
+        scripts = [*_statements(pg.ddl(SCHEMA + STAFF_SCHEMA))]
+        scripts += [
+            f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {pg.ddl(definition)}"
+            for table, column, definition in ADDED_COLUMNS
+        ]
+        scripts.append(PG_SEARCH)  # one simple-protocol script ($$ bodies inside)
+        digest = hashlib.sha256("\n;\n".join(scripts).encode()).hexdigest()
+        if self._pg_ddl_digest() == digest:
+            return
+        # Several processes may start at once: one creates, the others wait on the lock (DDL
+        # racing on IF NOT EXISTS can fail in PostgreSQL), then find it done.
+        with self.tx() as con:
+            if self._pg_ddl_digest() == digest:
+                return
+            for statement in scripts:
+                con.execute(statement)
+            con.execute(
+                "INSERT INTO meta(key, value) VALUES ('pg_ddl', ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (digest,),
+            )
+        self._schema_version()
+
+    def _pg_ddl_digest(self) -> str | None:
+        con = self.connect()
+        if con.execute("SELECT to_regclass('meta')").fetchone()[0] is None:
+            return None
+        row = con.execute("SELECT value FROM meta WHERE key = 'pg_ddl'").fetchone()
+        return None if row is None else str(row[0])
+
+    def _schema_version(self) -> None:
+        with self.tx() as con:
+            con.execute(
+                "INSERT INTO meta(key, value) VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
+                (str(SCHEMA_VERSION),),
+            )
+            row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        found = int(row[0])
+        if found > SCHEMA_VERSION:  # a rollback onto a database a newer release wrote
+            raise SchemaTooNew(
+                f"its schema is {found}, newer than this release's {SCHEMA_VERSION}: restore "
+                "the dump taken before the upgrade, or run the newer release "
+                "(docs/operations.md, upgrade and rollback)"
+            )
+
+    # -- connections and transactions --------------------------------------------------------
+
+    def _sqlite(self) -> sqlite3.Connection:
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is None:
+            assert self.path is not None
+            con = sqlite3.connect(
+                self.path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            con.row_factory = sqlite3.Row
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=FULL")
+            con.execute("PRAGMA foreign_keys=ON")
+            con.execute("PRAGMA busy_timeout=30000")
+            self._local.con = con
+        return con
+
+    def _postgres(self) -> PgConnection:
+        con: PgConnection | None = getattr(self._local, "con", None)
+        if con is None or con.raw.closed:
+            con = pg.connect(self.url, self._password)
+            self._local.con = con
+        return con
+
+    def connect(self) -> Connection:
+        """This thread's connection (made on first use)."""
+        return self._sqlite() if self.dialect == "sqlite" else self._postgres()
+
+    @contextmanager
+    def tx(self) -> Iterator[Connection]:
+        """One write transaction; writers queue on a lock instead of failing mid-way
+        (SQLite: BEGIN IMMEDIATE; PostgreSQL: a transaction-level advisory lock)."""
+        con = self.connect()
+        if self.dialect == "sqlite":
+            con.execute("BEGIN IMMEDIATE")
+        else:
+            con.execute("BEGIN")
+        try:
+            if self.dialect == "postgresql":
+                con.execute("SELECT pg_advisory_xact_lock(?)", (_PG_WRITE_LOCK,))
+            yield con
+        except BaseException:
+            self._rollback(con)
+            raise
+        con.execute("COMMIT")
+
+    def _rollback(self, con: Connection) -> None:
+        try:
+            con.execute("ROLLBACK")
+        except OPERATIONAL_ERRORS:  # the connection itself broke: start afresh next time
+            self.close()
+
+    def read(self) -> Connection:
+        return self.connect()
+
+    def alert(self, kind: str, detail: str, device_id: str | None = None) -> None:
+        with self.tx() as con:
+            con.execute(
+                "INSERT INTO alerts(at, device_id, kind, detail) VALUES (?, ?, ?, ?)",
+                (time.time(), device_id, kind, detail[:2000]),
+            )
+
+    # -- full-text indexing (search itself: server.archive.catalog and .records) -------------
+
+    def index_text(self, con: Connection, page_pk: int, text: str) -> None:
+        self.index_texts(con, [(page_pk, text)])
+
+    def index_texts(self, con: Connection, pages: list[tuple[int, str]]) -> None:
+        """Store and index the OCR text of pages (page id, text): NFC, folded and exact."""
+        upsert_text = (
+            "INSERT INTO page_text(page_pk, text) VALUES (?, ?)"
+            " ON CONFLICT(page_pk) DO UPDATE SET text = excluded.text"
+        )
+        if self.dialect == "sqlite":
+            for page_pk, raw in pages:
+                text = nfc(raw)
+                con.execute(upsert_text, (page_pk, text))
+                con.execute(
+                    "INSERT INTO page_fts(rowid, folded) VALUES (?, ?)", (page_pk, fold(text))
+                )
+                con.execute(
+                    "INSERT INTO page_fts_exact(rowid, text) VALUES (?, ?)", (page_pk, text)
+                )
+            return
+        # PostgreSQL: one statement per page, all pages in one pipelined batch.
+        rows = []
+        for page_pk, raw in pages:
+            text = nfc(raw)
+            rows.append(
+                (page_pk, text, page_pk, pg.tsvector(fold(text)), page_pk,
+                 pg.tsvector(text.lower()))
+            )  # fmt: skip
+        con.executemany(
+            f"WITH t AS ({upsert_text} RETURNING page_pk), f AS ("  # noqa: S608 (constants)
+            "INSERT INTO page_search_folded(page_pk, vec) VALUES (?, ?::tsvector)"
+            " ON CONFLICT(page_pk) DO UPDATE SET vec = excluded.vec RETURNING page_pk)"
+            " INSERT INTO page_search_exact(page_pk, vec) VALUES (?, ?::tsvector)"
+            " ON CONFLICT(page_pk) DO UPDATE SET vec = excluded.vec",
+            rows,
+        )
+
+    def index_meta(self, con: Connection, ref: str, text: str) -> None:
+        """(Re-)index a hồ sơ or văn bản's metadata text under ``ref``."""
+        text = nfc(text)
+        if self.dialect == "sqlite":
+            con.execute("DELETE FROM meta_fts WHERE ref = ?", (ref,))
+            con.execute(
+                "INSERT INTO meta_fts(ref, folded, exact) VALUES (?, ?, ?)",
+                (ref, fold(text), text),
+            )
+        else:
+            con.execute(
+                "INSERT INTO meta_search(ref, text, folded, exact)"
+                " VALUES (?, ?, ?::tsvector, ?::tsvector) ON CONFLICT(ref) DO UPDATE"
+                " SET text = excluded.text, folded = excluded.folded, exact = excluded.exact",
+                (ref, text, pg.tsvector(fold(text)), pg.tsvector(text.lower())),
+            )
+
+    def close(self) -> None:
+        con: sqlite3.Connection | PgConnection | None = getattr(self._local, "con", None)
+        if con is not None:
+            try:
+                con.close()
+            finally:
+                self._local.con = None
+
+
+def _statements(script: str) -> list[str]:
+    """A DDL script without ``$$`` bodies, one statement each (psycopg sends a parameterless
+    script fine too, but one at a time names the statement that failed)."""
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]  # no "--" in literals
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

@@ -1,0 +1,268 @@
+"""JSON API for the staff work on top of the batches: hồ sơ / văn bản metadata, handover
+exports, the review queue and the audit log. Reads need the viewer role, edits and exports
+the archivist role, the audit log the admin role; edits and exports are audited."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request
+from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel, Field
+
+from server.archive import audit, export, rescan, review
+from server.archive.records import Conflict, HoSo, HoSoOut, NotFound, VanBan, VanBanIn
+from server.store.db import Database
+from server.web.deps import (
+    DB,
+    Admin,
+    Archivist,
+    CatalogDep,
+    PublisherDep,
+    RecordsDep,
+    Viewer,
+    client_ip,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["records"])
+
+
+class MetaHit(BaseModel):
+    kind: str
+    ma_ho_so: str
+    title: str
+    score: float
+
+
+class ReviewItem(BaseModel):
+    id: int
+    page_no: int
+    batch_pk: int
+    batch_id: str
+    device_id: str
+    flags: list[str]
+    ocr_confidence: float | None
+    dpi: int
+
+
+class Decision(BaseModel):
+    action: review.Action = "accept"
+    note: str = Field(default="", max_length=500)
+    degrees: Literal[0, 90, 180, 270] | None = Field(
+        default=None, description="rotate: clockwise degrees the viewer turns the page"
+    )
+
+
+class RescanOut(BaseModel):
+    id: int
+    page_pk: int
+    page_no: int
+    batch_pk: int
+    device_id: str
+    batch_id: str
+    page_id: str
+    note: str
+    requested_by: str
+    requested_at: float
+    state: Literal["requested", "sent", "acknowledged"]
+    sends: int
+    sent_at: float | None
+    acknowledged_at: float | None
+
+
+class AuditRow(BaseModel):
+    id: int
+    at: float
+    actor: str
+    action: str
+    target: str
+    detail: dict[str, Any]
+    ip: str
+
+
+@router.get("/ho-so", response_model=list[HoSoOut])
+def list_ho_so(
+    records: RecordsDep, user: Viewer, limit: int = Query(1000, ge=1, le=10000), offset: int = 0
+) -> list[HoSoOut]:
+    return records.list_ho_so(limit, offset)
+
+
+@router.get("/ho-so-search", response_model=list[MetaHit])
+def search_ho_so(
+    records: RecordsDep, user: Viewer, q: str = Query(..., min_length=1, max_length=200)
+) -> list[dict[str, Any]]:
+    """Hồ sơ and văn bản by their metadata (diacritics ignored when the query has none)."""
+    return records.search(q)
+
+
+@router.get("/ho-so/{ma}", response_model=HoSoOut)
+def get_ho_so(ma: str, records: RecordsDep, user: Viewer, db: DB, request: Request) -> HoSoOut:
+    found = records.ho_so(ma)
+    if found is None:
+        raise HTTPException(404, "no such hồ sơ")
+    audit.record(db, user.name, "ho_so.view", ma, {"via": "api"}, client_ip(request))
+    return found
+
+
+@router.put("/ho-so/{ma}", response_model=HoSoOut)
+def put_ho_so(
+    ma: str, body: HoSo, records: RecordsDep, user: Archivist, request: Request
+) -> HoSoOut:
+    """Create or replace a hồ sơ. ``ma`` must equal organ_id.nam.ky_hieu of the body."""
+    if body.code() != ma:
+        raise HTTPException(422, f"mã hồ sơ in the path {ma!r} ≠ {body.code()!r} from the body")
+    return records.save_ho_so(body, user.name, client_ip(request))
+
+
+@router.post("/ho-so/{ma}/van-ban", response_model=VanBan, status_code=201)
+def add_van_ban(
+    ma: str, body: VanBanIn, records: RecordsDep, user: Archivist, request: Request
+) -> VanBan:
+    try:
+        return records.add_van_ban(ma, body, user.name, client_ip(request))
+    except NotFound as exc:
+        raise HTTPException(404, f"not found: {exc}") from exc
+    except Conflict as exc:
+        raise HTTPException(409, str(exc)) from exc
+
+
+def _zip_export(
+    write: Callable[[Path], object],
+    name: str,
+    *,
+    cleanup: BackgroundTasks,
+    db: Database,
+    user: str,
+    action: str,
+    ip: str,
+) -> FileResponse:
+    """Build a zip in a temp file with ``write``, audit it, send it, delete it afterwards."""
+    fd, tmp = tempfile.mkstemp(prefix="sohoa-export-", suffix=".zip")
+    os.close(fd)
+    out = Path(tmp)
+    try:
+        write(out)
+    except export.ExportError as exc:
+        out.unlink(missing_ok=True)
+        raise HTTPException(409, str(exc)) from exc
+    cleanup.add_task(out.unlink, missing_ok=True)
+    audit.record(db, user, action, name, {}, ip)
+    return FileResponse(out, media_type="application/zip", filename=f"{name}.zip")
+
+
+@router.get("/ho-so/{ma}/bag", response_class=FileResponse)
+def ho_so_bag(
+    ma: str,
+    records: RecordsDep,
+    catalog: CatalogDep,
+    user: Archivist,
+    db: DB,
+    request: Request,
+    cleanup: BackgroundTasks,
+) -> FileResponse:
+    """The hồ sơ as a zipped BagIt bag (RFC 8493, sha256) for handover."""
+    if records.ho_so(ma) is None:
+        raise HTTPException(404, "no such hồ sơ")
+    return _zip_export(
+        lambda out: export.write_bag(records, catalog, ma, out),
+        ma,
+        cleanup=cleanup,
+        db=db,
+        user=user.name,
+        action="export.bag",
+        ip=client_ip(request),
+    )
+
+
+@router.get("/export/{organ_id}.zip", response_class=FileResponse)
+def commune_export(
+    organ_id: str,
+    records: RecordsDep,
+    catalog: CatalogDep,
+    user: Archivist,
+    db: DB,
+    request: Request,
+    cleanup: BackgroundTasks,
+) -> FileResponse:
+    """Every hồ sơ of one organisation (commune) as bags, plus its catalogue."""
+    return _zip_export(
+        lambda out: export.write_commune_bags(records, catalog, organ_id, out),
+        organ_id,
+        cleanup=cleanup,
+        db=db,
+        user=user.name,
+        action="export.commune",
+        ip=client_ip(request),
+    )
+
+
+@router.get("/catalogue.csv", response_class=Response)
+def catalogue_csv(records: RecordsDep, user: Archivist, db: DB, request: Request) -> Response:
+    """Danh mục hồ sơ, UTF-8 with BOM (Excel opens Vietnamese correctly)."""
+    audit.record(db, user.name, "export.catalogue", "csv", {}, client_ip(request))
+    return Response(
+        export.catalogue_csv(records).encode("utf-8"),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="danh-muc-ho-so.csv"'},
+    )
+
+
+@router.get("/catalogue.xlsx", response_class=Response)
+def catalogue_xlsx(records: RecordsDep, user: Archivist, db: DB, request: Request) -> Response:
+    audit.record(db, user.name, "export.catalogue", "xlsx", {}, client_ip(request))
+    return Response(
+        export.catalogue_xlsx(records),
+        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        headers={"Content-Disposition": 'attachment; filename="danh-muc-ho-so.xlsx"'},
+    )
+
+
+@router.get("/review", response_model=list[ReviewItem])
+def review_queue(db: DB, user: Viewer) -> list[dict[str, Any]]:
+    return review.queue(db)
+
+
+@router.post("/pages/{page}/review", status_code=204)
+def review_page(
+    page: int,
+    body: Decision,
+    db: DB,
+    user: Archivist,
+    request: Request,
+    publisher: PublisherDep,
+) -> None:
+    """accept; rotate (``degrees``, shown by the viewer, the file is untouched); rescan (a
+    command to the scan station, sent now if the broker link is up, else on reconnect)."""
+    ip = client_ip(request)
+    if body.action == "rotate":
+        if body.degrees is None:
+            raise HTTPException(422, "rotate needs degrees (0, 90, 180 or 270)")
+        found = review.rotate(db, page, body.degrees, user.name, ip)
+    elif body.action == "rescan":
+        request_id = rescan.request(db, page, body.note, user.name, ip)
+        found = request_id is not None
+        if found:
+            rescan.send_pending(db, publisher)
+    else:
+        found = review.decide(db, page, body.action, user.name, body.note, ip)
+    if not found:
+        raise HTTPException(404, "no such page")
+
+
+@router.get("/rescans", response_model=list[RescanOut])
+def rescan_requests(
+    db: DB, user: Viewer, limit: int = Query(200, ge=1, le=5000)
+) -> list[dict[str, Any]]:
+    """Re-scan requests, newest first, with their delivery state."""
+    return rescan.listing(db, limit)
+
+
+@router.get("/audit", response_model=list[AuditRow])
+def audit_log(
+    db: DB, user: Admin, limit: int = Query(200, ge=1, le=5000), offset: int = 0
+) -> list[dict[str, Any]]:
+    return audit.recent(db, limit, offset)

@@ -1,0 +1,114 @@
+"""Reading the archive: the dashboard (batches, per-commune progress), a batch, the page
+viewer and the search page (``server.archive.search``, the same search as ``/api/v1/search``).
+
+Owns: the pages a viewer reads. Must not: write (views are audited through ``server.archive.audit``)
+or build HTML itself (``render``)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from server.archive import audit, progress, rescan, review, search
+from server.archive.catalog import MAX_OFFSET, match_spans, query_terms
+from server.web import i18n
+from server.web.deps import (
+    DB,
+    CatalogDep,
+    RecordsDep,
+    WebViewer,
+    client_ip,
+)
+from server.web.render import bar_chart, lang, marked, render
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request, session: WebViewer, catalog: CatalogDep) -> Response:
+    batches = catalog.batches(limit=200)
+    previews = {}
+    for b in batches[:50]:
+        detail = catalog.batch(b["id"])
+        previews[b["id"]] = detail["pages"][:6] if detail else []
+    language = lang(request)
+    communes = progress.communes(catalog.db)
+    charts = {
+        c.commune: bar_chart(c.per_day, label=i18n.t("per_day_chart", language)) for c in communes
+    }
+    return render(
+        request,
+        "batches.html",
+        batches=batches,
+        previews=previews,
+        devices=catalog.devices(),
+        assigned=catalog.pages_in_records(),
+        communes=communes,
+        charts=charts,
+    )
+
+
+@router.get("/batches/{batch}", response_class=HTMLResponse)
+def batch_page(
+    batch: int, request: Request, session: WebViewer, catalog: CatalogDep, db: DB
+) -> Response:
+    found = catalog.batch(batch)
+    if found is None:
+        return render(request, "message.html", 404, message_key="not_found")
+    audit.record(db, session.principal.name, "batch.view", str(batch), {}, client_ip(request))
+    return render(request, "batch.html", batch=found)
+
+
+@router.get("/pages/{page}", response_class=HTMLResponse)
+def page_viewer(
+    page: int, request: Request, session: WebViewer, catalog: CatalogDep, db: DB, q: str = ""
+) -> Response:
+    found = catalog.page(page)
+    if found is None:
+        return render(request, "message.html", 404, message_key="not_found")
+    batch = catalog.batch(found["batch_pk"])
+    siblings = [p["id"] for p in batch["pages"]] if batch else [page]
+    i = siblings.index(page)
+    terms, exact = query_terms(q)
+    body = found["text"]
+    text = marked(body, match_spans(body, terms, exact)) if body else None
+    audit.record(db, session.principal.name, "page.view", str(page), {}, client_ip(request))
+    return render(
+        request,
+        "page.html",
+        page=found,
+        batch=batch,
+        text=text,
+        q=q,
+        rotation=review.rotation(db, page),
+        rotations=review.ROTATIONS,
+        rescans=rescan.for_page(db, page),
+        prev_id=siblings[i - 1] if i > 0 else None,
+        next_id=siblings[i + 1] if i + 1 < len(siblings) else None,
+    )
+
+
+# Page-text hits per page of results: each hit re-reads its page's text for the snippet.
+SEARCH_PAGE = 50
+
+
+@router.get("/search", response_class=HTMLResponse)
+def search_page(
+    request: Request,
+    session: WebViewer,
+    catalog: CatalogDep,
+    records_: RecordsDep,
+    q: str = "",
+    offset: int = 0,
+) -> Response:
+    q = q[:200]
+    offset = max(0, min(offset, MAX_OFFSET))
+    found = search.search(catalog, records_, q, SEARCH_PAGE, offset)
+    hits = [{**h, "html": marked(h["snippet"], h["spans"])} for h in found.pages]
+    meta = [{**m, "html": marked(m["snippet"], m["spans"])} for m in found.records]
+    total = found.total
+    more = offset + SEARCH_PAGE if offset + SEARCH_PAGE < min(total, MAX_OFFSET + 1) else None
+    return render(
+        request, "search.html", q=q, hits=hits, meta=meta, total=total, offset=offset,
+        more=more, estimated=found.estimated,
+    )  # fmt: skip

@@ -1,0 +1,119 @@
+"""Shared FastAPI dependencies: the archive's objects and who is asking, with what role.
+
+API: ``Authorization: Bearer <token>``; a web session cookie also works for GET/HEAD (the
+staff pages load thumbnails and downloads from the API) but never for writes — a write with a
+cookie alone would be a CSRF hole. No credentials → 401; a role too low → 403.
+Web pages use :func:`web_session`, which raises :class:`LoginRequired` (the app turns it into
+a redirect to /login) instead of 401.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+
+from server.archive import auth
+from server.archive.auth import Principal, Role, Session
+from server.archive.catalog import Catalog
+from server.archive.records import Records
+from server.archive.rescan import Publisher
+from server.store.db import Database
+
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def get_catalog(request: Request) -> Catalog:
+    catalog: Catalog = request.app.state.catalog
+    return catalog
+
+
+def get_records(request: Request) -> Records:
+    records: Records = request.app.state.records
+    return records
+
+
+def get_publisher(request: Request) -> Publisher | None:
+    """The running ingest worker (the server's broker client), or None without MQTT."""
+    worker: Publisher | None = getattr(request.app.state, "worker", None)
+    return worker
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+DB = Annotated[Database, Depends(get_db)]
+CatalogDep = Annotated[Catalog, Depends(get_catalog)]
+RecordsDep = Annotated[Records, Depends(get_records)]
+PublisherDep = Annotated[Publisher | None, Depends(get_publisher)]
+
+
+def api_principal(request: Request, db: DB) -> Principal:
+    header = request.headers.get("authorization", "")
+    found: Principal | None = None
+    if header.lower().startswith("bearer "):
+        found = auth.principal_for_token(db, header[7:].strip())
+    elif request.method in ("GET", "HEAD"):
+        session = auth.session_for(db, request.cookies.get(auth.SESSION_COOKIE))
+        found = session.principal if session else None
+    if found is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing or invalid bearer token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return found
+
+
+def api_role(role: Role) -> Callable[[Principal], Principal]:
+    def check(principal: Annotated[Principal, Depends(api_principal)]) -> Principal:
+        if not principal.can(role):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"needs the {role} role")
+        return principal
+
+    return check
+
+
+Viewer = Annotated[Principal, Depends(api_role("viewer"))]
+Archivist = Annotated[Principal, Depends(api_role("archivist"))]
+Admin = Annotated[Principal, Depends(api_role("admin"))]
+User = Viewer  # the first version's name for "any authenticated staff member"
+
+
+class LoginRequired(Exception):
+    def __init__(self, next_url: str) -> None:
+        super().__init__(next_url)
+        self.next_url = next_url
+
+
+class Forbidden(Exception):
+    def __init__(self, role: Role) -> None:
+        super().__init__(role)
+        self.role = role
+
+
+def web_session(request: Request, db: DB) -> Session:
+    session = auth.session_for(db, request.cookies.get(auth.SESSION_COOKIE))
+    if session is None:
+        raise LoginRequired(request.url.path)
+    request.state.session = session
+    return session
+
+
+def web_role(role: Role) -> Callable[[Session], Session]:
+    def check(session: Annotated[Session, Depends(web_session)]) -> Session:
+        if not session.principal.can(role):
+            raise Forbidden(role)
+        return session
+
+    return check
+
+
+WebViewer = Annotated[Session, Depends(web_role("viewer"))]
+WebArchivist = Annotated[Session, Depends(web_role("archivist"))]
+WebAdmin = Annotated[Session, Depends(web_role("admin"))]

@@ -1,0 +1,159 @@
+"""Staff interface text, Vietnamese first. Templates call ``t(key)``."""
+
+from __future__ import annotations
+
+from server.web.station_errors import STATION_ERRORS
+
+TEXT: dict[str, tuple[str, str]] = {
+    "app_title": ("Số hóa — Lưu trữ lịch sử", "Sohoa — Historical archive"),
+    "batches": ("Lô tài liệu đã nhận", "Received batches"),
+    "batch": ("Lô", "Batch"),
+    "continues_batch": ("Quét tiếp của lô", "Continues batch"),
+    "after_page": ("sau trang", "after page"),
+    "device": ("Thiết bị", "Device"),
+    "devices": ("Thiết bị", "Devices"),
+    "received": ("Nhận lúc", "Received"),
+    "pages": ("Trang", "Pages"),
+    "page": ("Trang", "Page"),
+    "complete": ("Đã nhận đủ", "Complete"),
+    "incomplete": ("Đang nhận", "Arriving"),
+    "no_batches": ("Chưa có lô nào.", "No batch yet."),
+    "ocr_text": ("Văn bản nhận dạng (OCR)", "Recognised text (OCR)"),
+    "no_text": ("(chưa có văn bản)", "(no text yet)"),
+    "search": ("Tìm kiếm", "Search"),
+    "search_hint": ("Gõ có dấu hoặc không dấu…", "Type with or without diacritics…"),
+    "results": ("Kết quả", "Results"),
+    "no_results": ("Không tìm thấy.", "Nothing found."),
+    "login": ("Đăng nhập", "Log in"),
+    "token": ("Mã truy cập", "Access token"),
+    "login_hint": (
+        "Dán mã truy cập do quản trị viên cấp.",
+        "Paste the access token an administrator gave you.",
+    ),
+    "login_failed": ("Mã truy cập không đúng.", "Wrong access token."),
+    "logout": ("Đăng xuất", "Log out"),
+    "flags": ("Cần xem lại", "Needs review"),
+    "confidence": ("Độ tin cậy OCR", "OCR confidence"),
+    "status_online": ("Đang hoạt động", "Online"),
+    "status_offline": ("Mất kết nối", "Offline"),
+    "status_unknown": ("Chưa rõ", "Unknown"),
+    "last_seen": ("Lần cuối", "Last seen"),
+    # The unaltered capture. "Bản gốc" is the paper original, not its scan (TT 05/2025).
+    "original": ("Ảnh quét gốc", "Original scan"),
+    "image": ("Ảnh lưu trữ", "Archival image"),
+    "flag_blank": ("trang trắng", "blank page"),
+    "flag_low_confidence": ("OCR kém tin cậy", "low OCR confidence"),
+    "flag_below_200dpi": ("dưới 200 dpi", "below 200 dpi"),
+    "flag_rotated": ("đã xoay", "rotated"),
+    "flag_ocr_retry": ("OCR chạy lại", "OCR retried"),
+    "flag_processing_failed": ("xử lý lỗi", "processing failed"),
+    "flag_legal_fail": ("không đạt kiểm tra pháp lý", "failed the legal check"),
+    "user_name": ("Tên đăng nhập", "User name"),
+    "password": ("Mật khẩu", "Password"),
+    "login_bad": ("Sai tên đăng nhập hoặc mật khẩu.", "Wrong user name or password."),
+    "login_locked": (
+        "Đăng nhập sai quá nhiều lần. Vui lòng thử lại sau {s} giây.",
+        "Too many failed logins. Try again in {s} seconds.",
+    ),
+    "or_token": ("Hoặc dùng mã truy cập (API):", "Or use an access token (API):"),
+    "forbidden": (
+        "Tài khoản của bạn không có quyền này (cần vai trò {role}).",
+        "Your account may not do this (needs the {role} role).",
+    ),
+    "csrf_failed": (
+        "Biểu mẫu đã hết hạn. Vui lòng tải lại trang và thử lại.",
+        "The form has expired. Reload the page and try again.",
+    ),
+    "dashboard": ("Tổng quan", "Dashboard"),
+    "fleet": ("Các trạm quét", "Scan stations"),
+    "backlog": ("Chờ gửi (trang)", "Waiting to send (pages)"),
+    "disk_free": ("Dung lượng trống", "Disk free"),
+    "last_error": ("Lỗi gần nhất", "Last error"),
+    "agent_version": ("Phiên bản", "Version"),
+    "progress": ("Tiến độ", "Progress"),
+    "no_devices": ("Chưa có trạm quét nào kết nối.", "No scan station has connected yet."),
+    "view": ("Xem", "View"),
+    "zoom_in": ("Phóng to", "Zoom in"),
+    "zoom_out": ("Thu nhỏ", "Zoom out"),
+    "zoom_fit": ("Vừa khung", "Fit"),
+    "prev_page": ("Trang trước", "Previous page"),
+    "next_page": ("Trang sau", "Next page"),
+    "review": ("Cần xem lại", "Review"),
+    "review_queue": ("Trang cần xem lại", "Pages to review"),
+    "review_empty": ("Không có trang nào cần xem lại.", "Nothing to review."),
+    "accept": ("Chấp nhận", "Accept"),
+    "review_hint": (
+        "Chấp nhận trang, xoay trang khi xem (tệp lưu trữ không bị thay đổi), hoặc yêu cầu "
+        "trạm quét của xã quét lại trang.",
+        "Accept a page, rotate it for viewing (the archival file is not changed), or ask the "
+        "commune's scan station to scan it again.",
+    ),
+    "rotate": ("Xoay", "Rotate"),
+    "rotated_view": ("Đang hiển thị xoay {deg}°", "Shown rotated by {deg}°"),
+    "rescan_request": ("Yêu cầu quét lại", "Request a re-scan"),
+    "rescan_reason": ("Lý do", "Reason"),
+    "rescan_requests": ("Yêu cầu quét lại", "Re-scan requests"),
+    "rescan_state": ("Trạng thái", "State"),
+    "rescan_state_requested": ("Chờ gửi đến trạm quét", "Waiting to be sent"),
+    "rescan_state_sent": ("Đang gửi", "Sending"),
+    "rescan_state_acknowledged": (
+        "Đã gửi (trạm quét nhận khi kết nối)",
+        "Sent (the station gets it when online)",
+    ),
+    # Since 1 July 2025 the basic level is xã, phường or đặc khu.
+    "communes": ("Tiến độ theo xã, phường, đặc khu", "Progress by commune"),
+    "commune": ("Xã/phường/đặc khu", "Commune"),
+    "commune_unknown": ("(chưa xác định xã/phường/đặc khu)", "(commune not known)"),
+    "pages_received": ("Trang đã nhận", "Pages received"),
+    "pages_described": ("Đã vào văn bản", "Described in documents"),
+    "pages_flagged": ("Cần xem lại", "Flagged"),
+    "per_day_chart": ("Trang nhận mỗi ngày, 30 ngày qua", "Pages received per day, last 30 days"),
+    "set_commune": ("Đặt xã/phường/đặc khu", "Set commune"),
+    "invalid_action": ("Thao tác không hợp lệ.", "Invalid action."),
+    "ho_so": ("Hồ sơ", "Files (hồ sơ)"),
+    "ho_so_list": ("Danh mục hồ sơ", "File catalogue"),
+    "ho_so_new": ("Lập hồ sơ", "New file"),
+    "ho_so_from_batch": ("Lập hồ sơ từ lô này", "Make a file from this batch"),
+    "no_ho_so": ("Chưa có hồ sơ nào.", "No file yet."),
+    "save": ("Lưu", "Save"),
+    "saved": ("Đã lưu.", "Saved."),
+    "invalid": ("Dữ liệu chưa hợp lệ:", "Please correct:"),
+    "van_ban": ("Văn bản", "Documents"),
+    "van_ban_add": ("Thêm văn bản", "Add a document"),
+    "page_range": ("Các trang của lô (ví dụ 1-3, 5)", "Pages of the batch (e.g. 1-3, 5)"),
+    "file_name": ("Tên tệp", "File name"),
+    "export": ("Xuất", "Export"),
+    "export_bag": ("Xuất gói BagIt", "Export BagIt bag"),
+    # The handover (nộp lưu) list of files is the Mục lục hồ sơ nộp lưu (Luật Lưu trữ 2024).
+    "export_csv": ("Mục lục hồ sơ nộp lưu (CSV)", "Handover file list (CSV)"),
+    "export_xlsx": ("Mục lục hồ sơ nộp lưu (Excel)", "Handover file list (Excel)"),
+    "export_commune": ("Xuất toàn bộ của cơ quan", "Export everything of the organisation"),
+    "audit": ("Nhật ký hoạt động", "Activity log"),
+    "audit_when": ("Thời điểm", "When"),
+    "audit_who": ("Người dùng", "User"),
+    "audit_action": ("Hành động", "Action"),
+    "audit_target": ("Đối tượng", "Target"),
+    "users": ("Người dùng", "Users"),
+    "role": ("Vai trò", "Role"),
+    "role_viewer": ("Xem", "viewer"),
+    "role_archivist": ("Lưu trữ viên", "archivist"),
+    "role_admin": ("Quản trị", "admin"),
+    "meta_results": ("Hồ sơ, văn bản", "Files and documents"),
+    "text_results": ("Nội dung trang", "Page text"),
+    "about": ("khoảng", "about"),
+    "not_found": ("Không tìm thấy.", "Not found."),
+    "choose": ("— chọn —", "— choose —"),
+    "language": ("English", "Tiếng Việt"),
+}
+
+
+# What a station said for each error key it reports (server/web/station_errors.py, generated
+# from agent/messages.py): the station list reads "Ổ đĩa sắp đầy…" rather than
+# ``disk_full: <English detail>`` (the detail stays in the cell's tooltip).
+TEXT.update({f"station_error.{k}": v for k, v in STATION_ERRORS.items()})
+
+
+def t(key: str, lang: str = "vi", **values: object) -> str:
+    vi, en = TEXT.get(key, (key, key))
+    text = vi if lang == "vi" else en
+    return text.format(**values) if values else text
