@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agent import __version__, config, messages, preflight
 from agent.errors import ConfigError, ScannerError, SohoaError, SyncError, WrongUser
@@ -161,6 +161,7 @@ def cmd_sync(ctx: Context) -> int:
     s = ctx.settings
     config.require_device_id(s)  # before minutes of OCR, not after
     preflight.check(s, broker=True)
+    _warn_unpinned(ctx)
     with ctx.open_outbox() as outbox:
         pending = sum(1 for _ in outbox.iter_pending_pages())
         if pending:
@@ -291,7 +292,14 @@ def cmd_import_receipts(ctx: Context) -> int:
     return 4 if report.refused else 0
 
 
+def _warn_unpinned(ctx: Context) -> None:
+    """No archive key pinned: receipts are ignored, nothing will be deleted. Say so."""
+    if ctx.settings.server_public_key is None:
+        print(messages.t("no_archive_key", ctx.lang), file=sys.stderr)
+
+
 def _say_receipts(ctx: Context, report: ReceiptsReport) -> None:
+    _warn_unpinned(ctx)
     for name, reason in report.refused:
         log.warning("receipt %s refused: %s", name, reason)
         print(messages.t("receipts_refused", ctx.lang, name=name, reason=reason), file=sys.stderr)
@@ -440,6 +448,54 @@ def _hard_deadline(seconds: float) -> None:
     timer.start()
 
 
+def read_enrolment_sheet(scanner: Any) -> str:
+    """The enrolment code on the sheet in ``scanner`` (an open capture.sane_device.Scanner):
+    one page read (not archived), its QR code, checked as an enrolment code."""
+    import numpy as np
+
+    from agent.pipeline import coversheet
+    from agent.profiles import ScanRequest
+    from agent.uplink import enrol
+    from protocol import enrolment
+
+    page = scanner.read_sheet(ScanRequest(source="flatbed", mode="gray", dpi=200))
+    text = coversheet.qr_text(np.asarray(page.image.convert("L")), 1600)
+    try:
+        return enrolment.EnrolCode.parse(text or "").text()
+    except enrolment.EnrolmentError as exc:
+        raise enrol.EnrolError("enrol_no_sheet", f"no enrolment QR code: {exc}") from exc
+
+
+def cmd_enrol(ctx: Context) -> int:
+    """Enrol this station from a one-time code (or a file holding one, e.g. on a USB disk)."""
+    from agent.uplink import enrol
+
+    text = ctx.args.code
+    if (text is None) == (not ctx.args.scan):
+        raise enrol.EnrolError("enrol_bad_code", "give the code, or --scan (not both)")
+    if text is None:  # --scan: the sheet through the station's own scanner
+        from agent import profiles
+        from agent.capture import sane_device
+
+        known = profiles.load_scanner_profiles(ctx.settings.hw_profiles_dir)
+        with sane_device.open_scanner(ctx.settings.scanner, known) as scanner:
+            text = read_enrolment_sheet(scanner)
+    elif not text.startswith(("mqtt://", "mqtts://")) and Path(text).is_file():
+        text = Path(text).read_text(encoding="utf-8").strip().splitlines()[-1]
+    done = enrol.enrol(
+        text,
+        ctx.settings.data_dir,
+        ca_file=ctx.args.ca,
+        allow_plain=ctx.settings.allow_plain_mqtt,
+        force=ctx.args.force,
+        timeout=ctx.args.timeout,
+        agent_version=__version__,
+    )
+    fp = " ".join(done.fingerprint[i : i + 4] for i in range(0, len(done.fingerprint), 4))
+    ctx.say("enrol_done", device=done.device_id, fingerprint=fp)
+    return 0
+
+
 def _report(ctx: Context, exc: SohoaError) -> None:
     log.error("%s: %s", exc.key, exc.detail or exc)
     params = dict(exc.params)
@@ -516,6 +572,16 @@ def build_parser() -> argparse.ArgumentParser:
     devices = add("devices", cmd_devices, "scanners SANE finds and the profile each matched")
     devices.add_argument("--json", action="store_true")
     add("run", cmd_run, "the service: button, pipeline and sync (systemd runs this)")
+    enrol = add("enrol", cmd_enrol, "enrol this station with the archive (one-time code)")
+    enrol.add_argument(
+        "code", nargs="?", help="the code printed on the enrolment sheet, or a file with it"
+    )
+    enrol.add_argument(
+        "--scan", action="store_true", help="read the sheet with this station's scanner instead"
+    )
+    enrol.add_argument("--ca", type=Path, help="CA certificate of the broker (mqtts://)")
+    enrol.add_argument("--force", action="store_true", help="enrol again (a new code)")
+    enrol.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (60)")
     return parser
 
 

@@ -9,13 +9,21 @@ file is never rewritten. Secrets (the broker password) come from the URL, from
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from agent.errors import ConfigError
 from protocol import chunking, topics
@@ -87,8 +95,8 @@ class AgentSettings(BaseModel):
     server_public_key: str | None = Field(
         default=None,
         pattern=r"^[0-9a-f]{64}$",
-        description="The archive's receipt key (sohoa-server receipt-key): receipts must be "
-        "signed by it before anything is deleted here.",
+        description="The archive's receipt key, pinned by `sohoa-agent enrol`: receipts must be"
+        " signed by it before anything is deleted here (none pinned: nothing is deleted).",
     )
     max_upload_kbps: int = Field(
         default=0, ge=0, description="Cap on upload bandwidth in kbit/s (0: no cap)."
@@ -111,6 +119,10 @@ class AgentSettings(BaseModel):
         default=None,
         description="Serial port or input device of the button (scanner-button: the SANE option).",
     )
+    allow_plain_mqtt: bool = Field(
+        default=False,
+        description="Allow mqtt:// (no TLS) to a broker that is not on this machine.",
+    )
     hw_profiles_dir: Path | None = Field(
         default=None, description="Extra site hardware profiles (e.g. /etc/sohoa/hw_profiles)."
     )
@@ -132,6 +144,17 @@ class AgentSettings(BaseModel):
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
             raise ValueError("use mqtt://[user[:pass]@]host[:port] or mqtts://...")
         return value
+
+    @model_validator(mode="after")
+    def _plain_only_on_loopback(self) -> AgentSettings:
+        host = urlsplit(self.mqtt_url).hostname or ""
+        plain = urlsplit(self.mqtt_url).scheme == "mqtt" and not self.allow_plain_mqtt
+        if plain and host != "localhost" and not _loopback(host):
+            raise ValueError(
+                f"mqtt:// to {host} sends passwords and pages unencrypted: use mqtts://,"
+                " or set allow_plain_mqtt = true (a private network only)"
+            )
+        return self
 
     def broker(self) -> BrokerAddress:
         parts = urlsplit(self.mqtt_url)
@@ -177,6 +200,13 @@ def require_device_id(settings: AgentSettings) -> str:
     return settings.device_id
 
 
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _read_secret(path: Path | None, credential: str) -> str | None:
     if path is None:
         for where in (os.environ.get("CREDENTIALS_DIRECTORY"), CREDENTIALS_DIR):
@@ -206,6 +236,12 @@ def load(config_file: Path | None = None, environ: dict[str, str] | None = None)
         key = ENV_PREFIX + name.upper()
         if key in env:
             values[name] = env[key]
+    # What enrolment installed (agent/enrol.py) fills what the operator did not set.
+    from agent.uplink import enrol
+
+    data_dir = Path(values.get("data_dir", AgentSettings.model_fields["data_dir"].default))
+    for name, value in enrol.provided_settings(data_dir).items():
+        values.setdefault(name, value)
     try:
         return AgentSettings.model_validate(values)
     except ValidationError as exc:

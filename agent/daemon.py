@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 TELEMETRY_EVERY = 60.0
 IDLE_POLL = 2.0
+DISK_FULL_RETRY = 60.0  # seconds between attempts to process while the disk is full
 # One Syncer.run lasts at most this long; the next one starts with a query (a round trip with
 # an empty window). Telemetry has its own thread, so runs need not end to let it out.
 SYNC_RUN = 600.0
@@ -90,8 +91,8 @@ class Daemon:
             self._spawn("button", lambda: trigger.run(self.stop))
         if self.settings.server_public_key is None:
             log.warning(
-                "server_public_key is not set: receipts are trusted on the broker ACL alone; "
-                "set it to the output of `sohoa-server receipt-key`"
+                "no archive key is pinned (server_public_key): receipts are ignored and nothing"
+                " is deleted here; enrol this station (sohoa-agent enrol CODE)"
             )
         if not self.settings.device_id:
             log.warning("device_id is not set: scanning works, nothing is sent until enrolment")
@@ -212,7 +213,13 @@ class Daemon:
             if next(self.outbox.iter_pending_pages(), None) is None:
                 worker.promote_ready(self.settings, self.outbox)
                 continue
-            worker.process_pending(self.settings, self.outbox, stop=self.stop)
+            try:
+                worker.process_pending(self.settings, self.outbox, stop=self.stop)
+            except DiskFullError as exc:  # the pages wait, captured, for room
+                self.last_error = exc.key
+                s = self.settings
+                self.feedback.show(AgentState.DISK_FULL, messages.t("disk_full", s.language))
+                self.stop.wait(DISK_FULL_RETRY)
 
     # -- sync -------------------------------------------------------------------------------
 

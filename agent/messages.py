@@ -117,6 +117,78 @@ CATALOG: dict[str, tuple[str, str]] = {
         "Thiếu phần mềm nhận dạng chữ. Gọi cán bộ kỹ thuật.",
         "The text recognition software is missing. Call the technician.",
     ),
+    "no_archive_key": (
+        "Trạm chưa có khóa của Lưu trữ (chưa đăng ký): không nhận biên nhận nào, không xóa "
+        "trang nào. Đăng ký trạm: sohoa-agent enrol MÃ.",
+        "No archive key is pinned on this station (not enrolled): receipts are ignored and "
+        "nothing is deleted. Enrol it: sohoa-agent enrol CODE.",
+    ),
+    "broker_untrusted": (
+        "Không xác thực được máy chủ {broker}: chứng chỉ không do CA tin cậy cấp. Không gửi "
+        "gì. Cần tệp CA của Lưu trữ tỉnh: sohoa-agent enrol MÃ --ca TỆP.",
+        "Cannot authenticate the server {broker}: its certificate is not from a trusted CA. "
+        "Nothing was sent. Get the archive's CA file: sohoa-agent enrol CODE --ca FILE.",
+    ),
+    "enrol_done": (
+        "Đã đăng ký trạm “{device}” với Lưu trữ. Khóa Lưu trữ: {fingerprint} — so với dòng "
+        "cuối của phiếu đăng ký.",
+        "Station “{device}” enrolled with the archive. Archive key: {fingerprint} — compare "
+        "with the last line of the enrolment sheet.",
+    ),
+    "enrol_no_sheet": (
+        "Không đọc được phiếu đăng ký trên trang vừa quét. Đặt phiếu thẳng, mặt in xuống "
+        "(theo máy), rồi quét lại.",
+        "No enrolment sheet found on the scanned page. Put the sheet in straight and scan again.",
+    ),
+    "enrol_bad_code": (
+        "Mã đăng ký không đúng: {detail}. Gõ lại mã, hoặc quét lại phiếu.",
+        "The enrolment code is not valid: {detail}. Type it again, or scan the sheet again.",
+    ),
+    "enrol_plain_refused": (
+        "Từ chối gửi mã đăng ký qua kết nối không mã hóa tới {host}. Xin phiếu mới (mqtts://).",
+        "Refusing to send the code unencrypted to {host}. Ask for a new sheet (mqtts://).",
+    ),
+    "enrol_already": (
+        "Trạm này đã đăng ký. Muốn đăng ký lại (thay máy, mã mới) thì thêm --force.",
+        "This station is already enrolled. To enrol again (new code) add --force.",
+    ),
+    "enrol_code_used": (
+        "Mã đăng ký này đã được dùng cho một trạm khác. Xin Lưu trữ tỉnh phiếu mới.",
+        "This code was already used by another station. Ask the archive for a new sheet.",
+    ),
+    "enrol_code_expired": (
+        "Mã đăng ký đã hết hạn. Xin Lưu trữ tỉnh phiếu mới.",
+        "This enrolment code has expired. Ask the archive for a new sheet.",
+    ),
+    "enrol_bad_code_server": (
+        "Lưu trữ không nhận mã này (đã thay bằng phiếu mới, hoặc trạm đã bị thu hồi).",
+        "The archive does not accept this code (replaced by a new sheet, or revoked).",
+    ),
+    "enrol_refused_by_broker": (
+        "Máy chủ không nhận mã đăng ký (đã dùng, hết hạn hoặc sai). Xin phiếu mới.",
+        "The broker does not accept this code (used, expired or wrong). Ask for a new sheet.",
+    ),
+    "enrol_no_answer": (
+        "Lưu trữ chưa trả lời. Kiểm tra đường truyền rồi thử lại; mã vẫn còn dùng được.",
+        "The archive did not answer. Check the link and try again; the code is still good.",
+    ),
+    "enrol_wrong_archive": (
+        "Câu trả lời không đến từ Lưu trữ ghi trên phiếu. Không đăng ký. Gọi cán bộ kỹ thuật.",
+        "The answer did not come from the archive named on the sheet. Not enrolled. Call "
+        "the technician.",
+    ),
+    "enrol_bad_reply": (
+        "Câu trả lời đăng ký bị hỏng hoặc giả mạo ({detail}). Không đăng ký.",
+        "The enrolment answer is damaged or forged ({detail}). Not enrolled.",
+    ),
+    "enrol_broker": (
+        "Lưu trữ chưa sẵn sàng. Thử lại sau ít phút; mã vẫn còn dùng được.",
+        "The archive is not ready. Try again in a few minutes; the code is still good.",
+    ),
+    "enrol_bad_signature": (
+        "Yêu cầu đăng ký không hợp lệ (chữ ký). Gọi cán bộ kỹ thuật.",
+        "The enrolment request was refused (signature). Call the technician.",
+    ),
     # Start-up checks (agent.preflight): the service refuses to start, exit 78.
     "startup_ocr_missing": (
         "Không khởi động được: thiếu tesseract hoặc dữ liệu tiếng Việt của nó. "
@@ -164,6 +236,12 @@ CATALOG: dict[str, tuple[str, str]] = {
     "export_no_target": (
         "Không thấy ổ USB tại “{path}”. Kiểm tra USB đã được cắm và mở (mount) chưa.",
         "No USB disk at “{path}”. Check that it is plugged in and mounted.",
+    ),
+    "export_not_enrolled": (
+        "Trạm chưa đăng ký nên không ký được gói USB; Lưu trữ sẽ không nhận. Chưa ghi gì. "
+        "Đăng ký trạm trước: sohoa-agent enrol MÃ.",
+        "This station is not enrolled, so it cannot sign a USB bundle and the archive would "
+        "refuse it. Nothing was written. Enrol it first: sohoa-agent enrol CODE.",
     ),
     "export_no_space": (
         "USB không đủ chỗ: cần {need_mb} MB, chỉ còn trống {free_mb} MB. Chưa ghi gì. "
@@ -430,6 +508,49 @@ ACTIONS: dict[str, tuple[str, str]] = {
         "`/etc/sohoa/agent.toml`), rồi khởi động lại dịch vụ.",
         "Fix the setting the message names (`mqtt_url` or `mqtt_password_file` in "
         "`/etc/sohoa/agent.toml`), then restart the service.",
+    ),
+    # Enrolment (agent/uplink/enrol.py, issue 14): what the technician does at the station.
+    "enrol_already": (
+        "Trạm đã đăng ký; chỉ đăng ký lại (thêm `--force`) khi kho đã cấp phiếu mới.",
+        "Already enrolled; enrol again (add `--force`) only with a new sheet from the archive.",
+    ),
+    "enrol_bad_code": (
+        "Gõ lại mã trên phiếu, hoặc quét lại phiếu; mã sai mãi thì xin phiếu mới.",
+        "Type the sheet's code again or rescan the sheet; if it stays wrong, ask for a new one.",
+    ),
+    "enrol_bad_reply": (
+        "Không đăng ký; báo quản trị kho lưu trữ (có thể có kẻ giả mạo trên đường truyền).",
+        "Not enrolled; tell the archive's administrator (someone may be tampering with the link).",
+    ),
+    "enrol_no_answer": (
+        "Kiểm tra mạng rồi chạy lại `sohoa-agent enrol`; mã vẫn dùng được đến khi hết hạn.",
+        "Check the link and run `sohoa-agent enrol` again; the code stays good until it expires.",
+    ),
+    "enrol_no_sheet": (
+        "Đặt phiếu đăng ký thẳng, đúng mặt, rồi quét lại.",
+        "Put the enrolment sheet in straight, right side up, and scan again.",
+    ),
+    "enrol_plain_refused": (
+        "Xin phiếu mới có địa chỉ `mqtts://` (máy chủ: `station_broker_url`).",
+        "Ask for a new sheet with an `mqtts://` address (server: `station_broker_url`).",
+    ),
+    "enrol_refused_by_broker": (
+        "Mã đã dùng, hết hạn hoặc sai: xin phiếu mới (`sohoa-server device add … --replace`).",
+        "The code is used, expired or wrong: ask for a new sheet "
+        "(`sohoa-server device add … --replace`).",
+    ),
+    "enrol_wrong_archive": (
+        "Không đăng ký; báo quản trị kho lưu trữ, đối chiếu dấu khóa in trên phiếu.",
+        "Not enrolled; tell the archive's administrator and compare the key printed on the sheet.",
+    ),
+    "export_not_enrolled": (
+        "Đăng ký trạm trước (`sohoa-agent enrol MÃ`), rồi chép ra USB.",
+        "Enrol the station first (`sohoa-agent enrol CODE`), then export.",
+    ),
+    "broker_untrusted": (
+        "Lấy tệp CA của Lưu trữ tỉnh và đăng ký lại với `--ca TỆP`; không tắt kiểm tra chứng chỉ.",
+        "Get the archive's CA file and enrol again with `--ca FILE`; never turn the "
+        "certificate check off.",
     ),
     "button.port_missing": (
         "Cắm lại dây hộp nút/bàn đạp; `systemctl restart sohoa-agent`.",

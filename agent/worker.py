@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import logging
 import os
 import shutil
@@ -23,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.config import AgentSettings
+from agent.errors import DiskFullError
 from agent.outbox import outbox as ob
+from agent.outbox import storage
 from agent.pipeline.process import PageResult, PipelineSettings, process_page
 
 log = logging.getLogger(__name__)
@@ -109,7 +112,7 @@ def process_pending(
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     job = running.pop(future)
-                    _record(outbox, job, future, keep_work)
+                    _record(settings, outbox, job, future, keep_work)
                     done += 1
                     on_page(outbox.page(job.batch_id, job.page_id))
                     if not (stop and stop.is_set()):
@@ -120,10 +123,36 @@ def process_pending(
     return done
 
 
-def _record(outbox: ob.Outbox, job: _Job, future: Future[PageResult], keep_work: bool) -> None:
+def _out_of_space(settings: AgentSettings, exc: BaseException) -> bool:
+    """A failure while the data disk is full is the disk's, not the page's. The errno does
+    not always survive (OpenCV says only "could not write"; tesseract exits non-zero), so
+    the free space decides too."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, DiskFullError):
+            return True
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return storage.disk_free(settings.data_dir) < settings.min_free_mb * 1024 * 1024
+
+
+def _record(
+    settings: AgentSettings,
+    outbox: ob.Outbox,
+    job: _Job,
+    future: Future[PageResult],
+    keep_work: bool,
+) -> None:
     try:
         result = future.result()
     except Exception as exc:
+        if _out_of_space(settings, exc):
+            # Not a failed page: it stays captured and is processed once there is room
+            # (a page recorded failed would travel without its archival copy, for good).
+            shutil.rmtree(job.work_dir, ignore_errors=True)
+            log.error("batch %s page %d: no room to process: %s", job.batch_id, job.page_no, exc)
+            raise DiskFullError("disk_full", f"processing page {job.page_no}: {exc}") from exc
         # The capture is kept and will travel as it is; staff see the page flagged.
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         log.error("batch %s page %d: processing failed: %s", job.batch_id, job.page_no, detail)

@@ -17,20 +17,21 @@ def agent_program() -> list[str]:
 
 def agent_env(
     data_dir: Path,
-    mqtt_url: str,
-    device_id: str,
+    mqtt_url: str | None,
+    device_id: str | None,
     *,
     inherit_settings: bool = False,
     **settings: str,
 ) -> dict[str, str]:
     """The environment of an agent keeping its data in ``data_dir`` and talking to
-    ``mqtt_url`` as ``device_id``; ``settings`` are more ``SOHOA_*`` variables."""
+    ``mqtt_url`` as ``device_id`` (None: what its enrolment installed); ``settings`` are more
+    ``SOHOA_*`` variables."""
     env = clean_env(inherit_settings)
-    env.update(
-        SOHOA_DATA_DIR=str(data_dir),
-        SOHOA_MQTT_URL=mqtt_url,
-        SOHOA_DEVICE_ID=topics.check_device_id(device_id),
-    )
+    env["SOHOA_DATA_DIR"] = str(data_dir)
+    if mqtt_url is not None:
+        env["SOHOA_MQTT_URL"] = mqtt_url
+    if device_id is not None:
+        env["SOHOA_DEVICE_ID"] = topics.check_device_id(device_id)
     env.update(settings)
     return env
 

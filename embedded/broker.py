@@ -1,4 +1,4 @@
-"""A private Mosquitto: its config, persistence, passwords and ACL, and the process.
+"""A private Mosquitto: its config, persistence, identities (dynamic security), the process.
 
 Not the archive host's broker (that one is configured by ``systemd/mosquitto/sohoa.conf``):
 this one listens on 127.0.0.1 only, on a port of the caller's choosing, for a demo, the tests
@@ -15,28 +15,18 @@ from pathlib import Path
 
 from embedded.errors import ComponentMissing
 from embedded.process import Child, check_port_free, free_port, wait_port
-from protocol import topics
 
 INSTALL_HINT = "install it with `sudo apt install mosquitto` (Debian/Raspberry Pi OS)"
 SERVER_USER = "sohoa-server"  # the archive's broker user: the only writer of down/#
 
 
-def acl_text(server_user: str = SERVER_USER) -> str:
-    """The production ACL (``systemd/mosquitto/sohoa.acl``), formed from ``protocol.topics``:
-    the server reads every device's up/ and status/ topics and alone writes down/; a device
-    (``%u``, its authenticated user name) writes only its own up/ and status/ topics and reads
-    only its own down/ topics. A test keeps the two in step."""
-    p = topics.PREFIX
-    return (
-        f"user {server_user}\n"
-        f"topic read {p}/up/#\n"
-        f"topic read {p}/status/#\n"
-        f"topic write {p}/down/#\n"
-        "\n"
-        f"pattern write {p}/up/%u/#\n"
-        f"pattern write {p}/status/%u\n"
-        f"pattern read {p}/down/%u/#\n"
-    )
+def dynsec_plugin() -> Path:
+    """Debian's dynamic security plugin (package mosquitto), wherever the architecture puts it."""
+    found = sorted(Path("/usr/lib").glob("*/mosquitto_dynamic_security.so"))
+    found += [p for p in (Path("/usr/lib/mosquitto_dynamic_security.so"),) if p.exists()]
+    if not found:
+        raise ComponentMissing(f"mosquitto_dynamic_security.so is missing: {INSTALL_HINT}")
+    return found[0]
 
 
 def mosquitto_programs(search_path: str | None = None) -> tuple[str, str]:
@@ -57,9 +47,11 @@ def mosquitto_programs(search_path: str | None = None) -> tuple[str, str]:
 
 @dataclass
 class Broker:
-    """A private mosquitto on 127.0.0.1. With ``users`` it requires passwords and applies the
-    production ACL pattern (devices write only under their own topics); without, anyone on
-    this machine may connect (tests, the demo).
+    """A private mosquitto on 127.0.0.1. With ``dynsec`` it runs as production does:
+    Mosquitto's dynamic security plugin, its first file written by ``sohoa-server broker
+    init`` (the archive's admin and ingest identities; their passwords in ``workdir``, mode
+    0600), stations only through enrolment; without, anyone on this machine may connect
+    (most tests).
 
     ``persistence`` keeps sessions and queued messages across restarts (autosaved every
     second, so a SIGKILL loses at most that); past ``max_queued`` messages per client
@@ -69,7 +61,7 @@ class Broker:
 
     workdir: Path
     port: int = field(default_factory=free_port)
-    users: dict[str, str] | None = None
+    dynsec: bool = False
     persistence: bool = True
     max_queued: int = 100000
     extra: str = ""
@@ -81,10 +73,46 @@ class Broker:
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
-    def url_for(self, user: str) -> str:
-        """The URL with ``user``'s password in it (tests only: it shows in ``ps``)."""
-        assert self.users is not None
-        return f"mqtt://{user}:{self.users[user]}@127.0.0.1:{self.port}"
+    @property
+    def admin_password_file(self) -> Path:
+        return self.workdir / "admin-password"
+
+    @property
+    def ingest_password_file(self) -> Path:
+        return self.workdir / "ingest-password"
+
+    @property
+    def admin_password(self) -> str:
+        return self.admin_password_file.read_text().strip()
+
+    @property
+    def ingest_password(self) -> str:
+        return self.ingest_password_file.read_text().strip()
+
+    @property
+    def ingest_url(self) -> str:
+        """The archive's ingest identity with its password (tests only: it shows in ``ps``)."""
+        return f"mqtt://{SERVER_USER}:{self.ingest_password}@127.0.0.1:{self.port}"
+
+    def _init_dynsec(self) -> Path:
+        """The plugin's file, made once by the server's own ``broker init`` (the plugin
+        keeps its state in it across restarts, so it is never rewritten)."""
+        from embedded.process import clean_env
+        from embedded.server import server_program
+
+        path = self.workdir / "dynamic-security.json"
+        if not path.exists():
+            env = clean_env(False)
+            env["SOHOA_DATA_DIR"] = str(self.workdir)
+            out = subprocess.run(
+                [*server_program(), "broker", "init", "--dynsec-file", str(path),
+                 "--admin-password-file", str(self.admin_password_file),
+                 "--ingest-password-file", str(self.ingest_password_file)],
+                env=env, capture_output=True, text=True,
+            )  # fmt: skip
+            if out.returncode != 0:
+                raise ComponentMissing(f"sohoa-server broker init failed: {out.stderr.strip()}")
+        return path
 
     @property
     def proc(self) -> subprocess.Popen[bytes] | None:
@@ -95,7 +123,6 @@ class Broker:
         return self.workdir / "mosquitto.log"
 
     def write_config(self) -> Path:
-        _, passwd_program = mosquitto_programs(self.search_path)
         self.workdir.mkdir(parents=True, exist_ok=True)
         lines = [
             f"listener {self.port} 127.0.0.1",
@@ -111,23 +138,14 @@ class Broker:
             # Started as root, mosquitto drops to the 'mosquitto' user, which cannot read a
             # root-owned work dir (CI runs as root). Stay root for this private broker.
             lines.append("user root")
-        if self.users is None:
-            lines.append("allow_anonymous true")
+        if self.dynsec:
+            lines += [
+                "allow_anonymous false",
+                f"plugin {dynsec_plugin()}",
+                f"plugin_opt_config_file {self._init_dynsec()}",
+            ]
         else:
-            pw = self.workdir / "passwd"
-            pw.unlink(missing_ok=True)
-            for i, (user, password) in enumerate(self.users.items()):
-                flag = ["-c"] if i == 0 else []
-                subprocess.run(
-                    [passwd_program, "-b", *flag, str(pw), user, password],
-                    check=True,
-                    capture_output=True,
-                )
-            acl = self.workdir / "acl"
-            acl.write_text(acl_text())
-            os.chmod(pw, 0o600)
-            os.chmod(acl, 0o600)
-            lines += ["allow_anonymous false", f"password_file {pw}", f"acl_file {acl}"]
+            lines.append("allow_anonymous true")
         conf = self.workdir / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n" + self.extra)
         return conf

@@ -8,9 +8,11 @@ exits 1 naming it, with its last log lines (a service manager restarts the whole
 ``agent ARGS`` and ``server ARGS`` run ``sohoa-agent`` / ``sohoa-server`` commands with the
 same data and settings (``sohoa-embedded server user add ana --role archivist``).
 
-The broker requires passwords and applies the production ACL; the passwords are made on the
-first start and kept in ``<data-dir>/secrets`` (mode 0600), never on a command line. The
-agent checks receipts against the server's key (``server_public_key``), as a real station.
+The broker runs the dynamic security plugin as in production: the server's identities are
+made on the first start by ``sohoa-server broker init`` (passwords in ``<data-dir>/broker``,
+mode 0600, never on a command line), and the station is enrolled like any other (a one-time
+code from ``device add``, used by ``sohoa-agent enrol``): it gets its own broker identity and
+pins the archive's key.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import secrets
 import signal
 import socket
 import subprocess
@@ -28,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from embedded.agent import AgentDaemon, agent_env, agent_program
+from embedded.agent import AgentDaemon, agent_env, agent_program, run_agent
 from embedded.broker import SERVER_USER, Broker
 from embedded.errors import ChildDied, EmbeddedError
 from embedded.server import ServerProcess, server_program
@@ -58,49 +59,42 @@ class Layout:
     mqtt_port: int
     host: str = "127.0.0.1"
 
-    @property
-    def secrets(self) -> Path:
-        return self.root / "secrets"
-
-    def secret(self, user: str) -> Path:
-        """The broker password of ``user``, made on first use (0600)."""
-        path = self.secrets / f"mqtt-{user}"
-        if not path.exists():
-            self.secrets.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(24) + "\n")
-        return path
-
     def broker(self) -> Broker:
-        users = {
-            user: self.secret(user).read_text().strip() for user in (SERVER_USER, self.device_id)
-        }
-        return Broker(self.root / "broker", self.mqtt_port, users=users, log_to_file=False)
+        return Broker(self.root / "broker", self.mqtt_port, dynsec=True, log_to_file=False)
 
     def server(self) -> ServerProcess:
+        broker = self.broker()
         return ServerProcess(
             self.root / "server",
             f"mqtt://{SERVER_USER}@127.0.0.1:{self.mqtt_port}",
             port=self.http_port,
             host=self.host,
             admin_user=None,  # staff users are made with `sohoa-embedded server user add`
-            mqtt_password_file=self.secret(SERVER_USER),
+            mqtt_password_file=broker.ingest_password_file,
             inherit_settings=True,
             log_to_file=False,
+            settings={"SOHOA_BROKER_ADMIN_PASSWORD_FILE": str(broker.admin_password_file)},
         )
 
-    def agent_env(self, server_key: str | None = None) -> dict[str, str]:
-        extra = {"SOHOA_MQTT_PASSWORD_FILE": str(self.secret(self.device_id))}
-        if server_key:
-            extra["SOHOA_SERVER_PUBLIC_KEY"] = server_key
-        return agent_env(
-            self.root / "agent",
-            f"mqtt://{self.device_id}@127.0.0.1:{self.mqtt_port}",
-            self.device_id,
-            inherit_settings=True,
-            **extra,
-        )
+    def agent_env(self) -> dict[str, str]:
+        """The station's broker address, identity and the archive's key come from its
+        enrolment (``<data-dir>/agent/enrolment/``), as on a real station."""
+        return agent_env(self.root / "agent", None, None, inherit_settings=True)
+
+    def enrolled(self) -> bool:
+        return (self.root / "agent" / "enrolment" / "enrolment.json").exists()
+
+
+def enrol(layout: Layout, server: ServerProcess, commune: str = "Xã (máy đơn)") -> None:
+    """Enrol the station the way every station is: a one-time code from the archive
+    (``device add``; its sheet beside the data), used by the agent (``enrol``)."""
+    sheet = layout.root / f"enrol-{layout.device_id}.pdf"
+    out = server.cli(
+        "device", "add", layout.device_id, "--commune", commune, "--sheet", str(sheet),
+        "--replace",
+    )  # fmt: skip
+    code = out.stdout.strip().splitlines()[-1]
+    run_agent(layout.agent_env(), "enrol", code, check=True)
 
 
 def cmd_run(layout: Layout) -> int:
@@ -118,9 +112,11 @@ def cmd_run(layout: Layout) -> int:
         broker.start()
         say(f"Archive server on {server.url} (data in {server.data_dir})")
         server.start()
-        key = server.cli("receipt-key").stdout.strip()
+        if not layout.enrolled():
+            say(f"Enrolling scan station {layout.device_id} (one-time code, its own identity)")
+            enrol(layout, server)
         say(f"Scan station {layout.device_id} (data in {layout.root / 'agent'})")
-        daemon = AgentDaemon(layout.agent_env(key))
+        daemon = AgentDaemon(layout.agent_env())
         daemon.start()
         say(f"Running. Staff page: {server.url}/  (Ctrl-C stops everything)")
         while not stop.wait(0.5):

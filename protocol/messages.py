@@ -91,6 +91,9 @@ class Manifest(Envelope):
     agent_version: str = Field(max_length=40)
     metadata: dict[str, str] = Field(default_factory=dict)
     pages: tuple[PageEntry, ...]
+    # By the station's own Ed25519 key (registered at enrolment): the archive accepts a
+    # manifest of an enrolled station only with it (server/fleet.py, protocol/signing.py).
+    signature: str | None = Field(default=None, description="Ed25519, see protocol/signing.py")
 
 
 class ChunkHeader(Envelope):
@@ -160,8 +163,14 @@ class Reject(Envelope):
         "conflict",
         "bad_message",
         "refused",
+        "retry_later",
     ]
     detail: str = Field(default="", max_length=1000)
+    # With ``retry_later`` (the archive cannot store now: a full disk, an fsync error): how
+    # long the device waits before sending to the archive again. Nothing was committed.
+    retry_after: float = Field(default=0.0, ge=0.0, le=86400.0)
+    # A reject can quarantine a batch: signed like a receipt (protocol/signing.py).
+    signature: str | None = Field(default=None, description="Ed25519, see protocol/signing.py")
 
 
 class Status(Envelope):

@@ -51,6 +51,21 @@ def sign(message: Envelope, key: Ed25519PrivateKey) -> str:
     return key.sign(canonical(message)).hex()
 
 
+def sign_bytes(data: bytes, key: Ed25519PrivateKey) -> str:
+    return key.sign(data).hex()
+
+
+def verify_bytes(data: bytes, signature: str | None, public_key_hex_: str) -> bool:
+    if not signature:
+        return False
+    try:
+        public = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key_hex_))
+        public.verify(bytes.fromhex(signature), data)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
 def verify(message: Envelope, signature: str | None, public_key_hex_: str) -> bool:
     if not signature:
         return False

@@ -14,11 +14,17 @@ sohoa/v1/down/{device}/state    srv→agent  :class:`protocol.messages.BatchStat
 sohoa/v1/down/{device}/receipt  srv→agent  :class:`protocol.messages.Receipt`
 sohoa/v1/down/{device}/reject   srv→agent  :class:`protocol.messages.Reject`
 sohoa/v1/down/{device}/command  srv→agent  :class:`protocol.messages.Command`
+sohoa/v1/enrol/{device}/request enrol→srv  :class:`protocol.enrolment.EnrolRequest`
+sohoa/v1/enrol/{device}/reply   srv→enrol  :class:`protocol.enrolment.EnrolReply`
 ==============================  =========  ================================================
 
-The broker ACL (``systemd/mosquitto/sohoa.acl``) lets a device write only ``up/%u/#`` and
-``status/%u`` and read only ``down/%u/#``; only the server user writes ``down/#``. Device ids
-therefore must never contain MQTT wildcards or separators.
+The broker's dynamic security roles (``server/fleet/broker.py``) let a station write only its own
+``up/{device}/…`` and ``status/{device}`` and subscribe only to exactly
+:func:`down_filter` of its own id (no ``$share``, no wildcard across stations); only the
+server's ingest identity writes ``down/#``; a one-time enrolment identity reaches only its
+own ``enrol/{device}/…`` pair.
+
+Device ids therefore must never contain MQTT wildcards or separators.
 """
 
 from __future__ import annotations
@@ -71,6 +77,36 @@ def status(device_id: str) -> str:
 def down_filter(device_id: str) -> str:
     """What an agent subscribes to."""
     return f"{PREFIX}/down/{check_device_id(device_id)}/+"
+
+
+def up_all(device_id: str) -> str:
+    """Every up-topic of one device (a role's publish grant)."""
+    return f"{PREFIX}/up/{check_device_id(device_id)}/#"
+
+
+def down_all(device_id: str | None = None) -> str:
+    """Every down-topic of one device, or of all (``None``: the server's publish grant)."""
+    return f"{PREFIX}/down/{'+' if device_id is None else check_device_id(device_id)}/#"
+
+
+def enrol_request(device_id: str) -> str:
+    return f"{PREFIX}/enrol/{check_device_id(device_id)}/request"
+
+
+def enrol_reply(device_id: str) -> str:
+    return f"{PREFIX}/enrol/{check_device_id(device_id)}/reply"
+
+
+ENROL_REQUEST_FILTER = f"{PREFIX}/enrol/+/request"
+ENROL_REPLY_ALL = f"{PREFIX}/enrol/+/reply"
+
+
+def parse_enrol_request(topic: str) -> str:
+    """The device id of a concrete enrolment request topic."""
+    parts = topic.split("/")
+    if len(parts) != 5 or parts[:3] != [ROOT, TOPIC_LEVEL, "enrol"] or parts[4] != "request":
+        raise TopicError(f"not an enrolment request topic: {topic!r}")
+    return check_device_id(parts[3])
 
 
 def ingest_filters(shared: bool = True) -> list[str]:

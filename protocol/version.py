@@ -2,8 +2,9 @@
 
 They are two numbers on purpose. ``PROTOCOL_VERSION`` is the byte every frame carries
 (protocol/envelope.py): it changes when the bytes of a payload change. ``TOPIC_LEVEL`` is the
-``v1`` in every topic: it changes when the topic layout or the broker ACL
-(systemd/mosquitto/sohoa.acl) changes, which would need every broker reconfigured.
+``v1`` in every topic: it changes when the topic layout or the broker's rights (the
+dynamic-security roles of server/fleet/broker.py) change, which would need every broker
+reconfigured.
 
 Version 2 (this one) gave chunks a compact binary header; everything else is as in
 version 1, and a decoder still reads version 1 frames (USB bundles written before the

@@ -22,7 +22,9 @@ PKGS_SERVER=(postgresql nginx openssl)
 # Tests drive the staff app in Debian's Chromium (browser downloads are impossible here) and
 # run the catalogue on a throwaway PostgreSQL server too (tests/pgcluster.py); the shipped
 # nginx site is tested with Debian's nginx in front of the real server (tests/test_nginx.py).
-PKGS_DEV=(chromium postgresql nginx openssl)
+# The power-cut tests mount a FUSE layer (tests/powercut.py: mfusepy over libfuse3,
+# fusermount3 from fuse3).
+PKGS_DEV=(chromium postgresql nginx openssl fuse3 libfuse3-3)
 # Benchmarks compare against OCRmyPDF, which needs these.
 PKGS_BENCH=(ghostscript unpaper)
 

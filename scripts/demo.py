@@ -154,9 +154,16 @@ def catalogue(server: ServerProcess) -> None:
 def main() -> int:
     VAR.mkdir(parents=True, exist_ok=True)
     state = load_state()
-    say(f"Mosquitto on 127.0.0.1:{MQTT_PORT}")
-    broker = Broker(VAR / "broker", port=MQTT_PORT).start()
-    server = ServerProcess(VAR / "server", broker.url, port=HTTP_PORT, admin_user="demo")
+    say(f"Mosquitto on 127.0.0.1:{MQTT_PORT} (dynamic security: one identity per station)")
+    broker = Broker(VAR / "broker", port=MQTT_PORT, dynsec=True).start()
+    server = ServerProcess(
+        VAR / "server",
+        f"mqtt://sohoa-server@127.0.0.1:{MQTT_PORT}",
+        port=HTTP_PORT,
+        admin_user="demo",
+        mqtt_password_file=broker.ingest_password_file,
+        settings={"SOHOA_BROKER_ADMIN_PASSWORD_FILE": str(broker.admin_password_file)},
+    )
     daemon: AgentDaemon | None = None
     token_file = VAR / "server" / "demo-token"
     if token_file.exists():
@@ -165,17 +172,28 @@ def main() -> int:
         say(f"Archive server on {server.url} (data in {server.data_dir})")
         server.start()
         token_file.write_text(server.token)
+        # Broker address, identity and the archive's key come from the station's enrolment.
         env = agent_env(
             VAR / "agent",
-            broker.url,
-            DEVICE,
+            None,
+            None,
             SOHOA_SCANNER="test:0",
             SOHOA_SYNC_MASTERS="true",
             SOHOA_MIN_FREE_MB="200",
             SOHOA_PIPELINE_WORKERS="2",
-            # Receipts count only when signed by this archive, as on a real station.
-            SOHOA_SERVER_PUBLIC_KEY=server.cli("receipt-key").stdout.strip(),
         )
+        if not (VAR / "agent" / "enrolment" / "enrolment.json").exists():
+            say(f"Enrolling the station {DEVICE}: a one-time code from the archive, used once")
+            out = server.cli(
+                "device", "add", DEVICE, "--commune", "Xã Demo", "--replace",
+                "--sheet", str(VAR / f"enrol-{DEVICE}.pdf"),
+            )  # fmt: skip
+            print(out.stdout, end="")
+            out = run_agent(env, "enrol", out.stdout.strip().splitlines()[-1])
+            print(out.stdout + out.stderr, end="")
+            if out.returncode != 0:
+                print(server.log_tail(), file=sys.stderr)
+                return out.returncode
         if not state.get("scanned"):
             say("Button press: scanning one batch from SANE's test scanner (test:0)")
             out = run_agent(env, "scan")
@@ -198,9 +216,13 @@ def main() -> int:
         catalogue(server)
         daemon = AgentDaemon(env, log_path=VAR / "agent" / "agent.log")
         daemon.start()  # the station as a service: online on the dashboard, telemetry
-        link = f"{server.url}/login?token={server.token}"
+        # A one-time link valid for minutes: no long-lived token ever goes in a URL.
+        link = server.cli("login-link", "--user", "demo", "--base-url", server.url).stdout.strip()
         say("Done. Open the staff page (Vietnamese; ?lang=en for English):")
         print(f"\n    {link}\n")
+        print("    (one use, valid 10 minutes; for another:")
+        print(f"     SOHOA_SERVER_DATA_DIR={server.data_dir} .venv/bin/sohoa-server login-link"
+              f" --user demo --base-url {server.url})")  # fmt: skip
         print(f"    API: {server.url}/docs   (Authorization: Bearer {server.token})")
         print(f"    Search without diacritics, e.g.: {server.url}/search?q=phe+duyet+ke+hoach")
         print("\n    Ctrl-C stops the station, the server and the broker.\n", flush=True)

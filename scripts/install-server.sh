@@ -7,9 +7,10 @@
 # What it does, each step idempotent (docs/operations.md "Install the archive server"):
 #   1. Debian packages: python3-venv, PostgreSQL, Mosquitto, nginx, openssl (bootstrap.sh)
 #   2. the service user `sohoa` and the venv in /opt/sohoa/.venv
-#   3. /etc/sohoa/server.toml and the secrets in /etc/sohoa/credentials/ (generated once)
+#   3. /etc/sohoa/server.toml and the database secret in /etc/sohoa/credentials/ (made once)
 #   4. PostgreSQL: role and database `sohoa` (UTF8), password = credentials/database-password
-#   5. Mosquitto: conf.d/sohoa.conf, sohoa.acl, sohoa.passwd with the server's own user,
+#   5. Mosquitto: conf.d/sohoa.conf, the dynamic-security file with the broker admin and the
+#      server's identity (sohoa-server broker init: passwords into /etc/sohoa/credentials/),
 #      a TLS certificate for port 8883 (self-signed until you install a real one)
 #   6. the hardened unit systemd/sohoa-server.service (credentials via LoadCredential=)
 #   7. nginx: HTTPS reverse proxy (systemd/nginx/sohoa.conf) with a self-signed certificate
@@ -68,15 +69,18 @@ secret() {  # a new random secret, never replaced once made
   chown root:sohoa "$f"
   chmod 0640 "$f"
 }
-secret mqtt-password
 secret database-password
 if [ ! -f "$ETC/server.toml" ]; then
   cat > "$ETC/server.toml" <<TOML
 # sohoa archive server settings (README "Configuration"). Secrets are NOT here: they are
-# the files in /etc/sohoa/credentials/ (mqtt-password, database-password).
+# the files in /etc/sohoa/credentials/ (mqtt-password, database-password,
+# broker-admin-password).
 data_dir = "/var/lib/sohoa-server"
 database_url = "postgresql://sohoa@localhost:5432/sohoa"
 mqtt_url = "mqtt://sohoa-server@localhost:1883"
+station_broker_url = "mqtts://$HOST:8883"
+# nginx on this host (systemd/nginx/sohoa.conf): its X-Forwarded-For and -Proto are believed.
+trusted_proxies = ["127.0.0.1"]
 host = "127.0.0.1"
 port = 8080
 language = "vi"
@@ -103,15 +107,22 @@ fi
 
 say "5. Mosquitto"
 install -m 0644 "$PREFIX/systemd/mosquitto/sohoa.conf" /etc/mosquitto/conf.d/sohoa.conf
-install -m 0640 -o root -g mosquitto "$PREFIX/systemd/mosquitto/sohoa.acl" /etc/mosquitto/sohoa.acl
-passwd=/etc/mosquitto/sohoa.passwd
-if [ -f "$passwd" ]; then
-  mosquitto_passwd -b "$passwd" sohoa-server "$(cat "$CRED/mqtt-password")"
-else
-  mosquitto_passwd -c -b "$passwd" sohoa-server "$(cat "$CRED/mqtt-password")"
+# Identities live in Mosquitto's dynamic security plugin; the first file holds the broker's
+# admin and the server's ingest identity, whose passwords go to the credentials (never
+# rewritten once made: re-running keeps every enrolled station).
+dynsec=/var/lib/mosquitto/dynamic-security.json
+if [ ! -f "$dynsec" ]; then
+  "$PREFIX/.venv/bin/sohoa-server" broker init --dynsec-file "$dynsec" \
+    --ingest-password-file "$CRED/mqtt-password" \
+    --admin-password-file "$CRED/broker-admin-password"
 fi
-chown root:mosquitto "$passwd"
-chmod 0640 "$passwd"
+chown mosquitto: "$dynsec"
+for f in mqtt-password broker-admin-password; do
+  chown root:sohoa "$CRED/$f"
+  chmod 0640 "$CRED/$f"
+done
+plugin=$(ls /usr/lib/*/mosquitto_dynamic_security.so | head -n 1)
+sed -i "s#^plugin .*mosquitto_dynamic_security.so#plugin $plugin#" /etc/mosquitto/conf.d/sohoa.conf
 install -d -m 0750 -o root -g mosquitto /etc/mosquitto/certs
 if [ ! -f /etc/mosquitto/certs/server.crt ]; then
   openssl req -x509 -newkey rsa:3072 -nodes -days 825 -subj "/CN=$HOST" \

@@ -9,25 +9,31 @@ import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from urllib.parse import quote
 
 import sdnotify
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from server import web
 from server.archive import rescan
 from server.archive.catalog import Catalog
+from server.archive.page_images import PageRenderer
 from server.archive.records import Records
 from server.config import ServerSettings
+from server.fleet.broker import FleetWorker
 from server.ingest import Ingest
+from server.ingest.limits import StationLimits
 from server.ingest.mqtt import IngestWorker
 from server.store import keys
 from server.store.db import Database
 from server.store.files import Store
-from server.web import api, api_records, i18n
+from server.web import api, api_fleet, api_records, i18n
 from server.web.deps import Forbidden, LoginRequired
+from server.web.security import SecurityHeaders, TrustedProxies
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
@@ -38,6 +44,7 @@ class Health(BaseModel):
     ingest_connected: bool | None
     messages: int
     version: str
+    ingest_trouble: str | None = None  # why the archive cannot store now (disk full, fsync)
 
 
 def _watchdog(app: FastAPI, stop: threading.Event) -> None:
@@ -63,14 +70,25 @@ def create_app(settings: ServerSettings) -> FastAPI:
         app.state.db = db
         app.state.catalog = Catalog(db)
         app.state.records = Records(db)
+        app.state.renderer = PageRenderer(settings.data_dir / "render-cache")
         app.state.ingest = Ingest(
-            db, store, settings.max_part_bytes, signing_key=keys.load_or_create(settings.data_dir)
+            db,
+            store,
+            settings.max_part_bytes,
+            signing_key=keys.load_or_create(settings.data_dir),
+            station_limits=StationLimits.from_settings(settings),
         )
         app.state.worker = None
+        app.state.fleet = None
+        if settings.ingest and settings.broker_admin_password() is not None:
+            # The enrolment desk: answers stations enrolling over the broker.
+            app.state.fleet = FleetWorker(settings, db, keys.load_or_create(settings.data_dir))
+            app.state.fleet.start()
         if settings.ingest:
             worker = IngestWorker(settings, app.state.ingest, events=rescan.Resender(db))
             worker.start()
             app.state.worker = worker
+            app.state.ingest_trouble = lambda: worker.trouble
         stop = threading.Event()
         dog = threading.Thread(target=_watchdog, args=(app, stop), daemon=True, name="watchdog")
         dog.start()
@@ -80,6 +98,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
             stop.set()
             if app.state.worker is not None:
                 app.state.worker.stop()
+            if app.state.fleet is not None:
+                app.state.fleet.stop()
             db.close()
 
     app = FastAPI(
@@ -88,8 +108,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
         description="Central archive of digitized commune records (số hóa hồ sơ).",
         lifespan=lifespan,
     )
+    # Outermost last: the proxy's word on scheme and client is settled before the headers.
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(TrustedProxies, trusted_proxies=settings.trusted_proxies)
+    static = Path(__file__).parent / "web" / "static"  # the staff pages' scripts
+    app.mount("/static", StaticFiles(directory=static), name="static")
     app.include_router(api.router)
     app.include_router(api_records.router)
+    app.include_router(api_fleet.router)
     app.include_router(web.router)
 
     @app.exception_handler(LoginRequired)
@@ -109,6 +135,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             ingest_connected=worker.alive if worker else None,
             messages=worker.messages if worker else 0,
             version=VERSION,
+            ingest_trouble=worker.trouble if worker else None,
         )
 
     return app

@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from protocol.version import PROTOCOL_VERSION, TOPIC_LEVEL
-from server import __version__, config
+from server import __version__, config, fleet_cli
 from server.archive import audit, auth
 from server.store.db import OPERATIONAL_ERRORS, SCHEMA_VERSION, Database
 
@@ -33,9 +33,10 @@ EXIT_CODES = {
     2: "bad command line or input refused (user name, password, token)",
     3: "bundle refused as a whole, nothing imported (import-bundle)",
     4: "some frames of a bundle refused, the rest imported (import-bundle)",
+    65: "refused: an unknown or revoked station (device, broker)",
     69: "the database or the broker cannot be reached",
     70: "unexpected error (run again with -v for the details)",
-    73: "the file store cannot be written (run)",
+    73: "the file store cannot be written (run), or the broker file exists (broker init)",
     74: "a file cannot be read or written",
     77: "wrong user: run as the service user (sudo -u sohoa sohoa-server ...)",
     78: "bad configuration",
@@ -56,8 +57,19 @@ def _settings(args: argparse.Namespace) -> config.ServerSettings:
         settings = config.load(args.config)
     except config.ConfigError as exc:
         raise Refused(78, f"invalid configuration: {exc}") from exc
-    _check_user(settings.data_dir)
+    if not _writes_nothing_in_data_dir(args):
+        _check_user(settings.data_dir)
     return settings
+
+
+def _writes_nothing_in_data_dir(args: argparse.Namespace) -> bool:
+    """`broker init` with both password files named writes only where it is told (root's
+    job at install: /var/lib/mosquitto, /etc/sohoa/credentials)."""
+    return bool(
+        getattr(args, "command", None) == "broker"
+        and getattr(args, "admin_password_file", None)
+        and getattr(args, "ingest_password_file", None)
+    )
 
 
 def _check_user(data_dir: Path) -> None:
@@ -147,7 +159,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings.data_dir,
         _redacted(settings.database_url) if settings.database_url else "SQLite",
     )
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+    # Proxy headers are handled by the app for `trusted_proxies` only (server.web.security).
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_config=None,
+        proxy_headers=False,
+    )  # fmt: skip
     return 0
 
 
@@ -155,12 +171,63 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     settings = _settings(args)
     db = _open(settings)
     try:
-        token = auth.create_token(db, args.user, args.note or "")
+        token = auth.create_token(db, args.user, args.note or "", args.days)
     except auth.AuthError as exc:
         print(f"sohoa-server: {exc}", file=sys.stderr)
         return 2
-    audit.record(db, "cli", "token.create", args.user, {"note": args.note or ""})
+    audit.record(
+        db, "cli", "token.create", args.user,
+        {"note": args.note or "", "id": auth.token_id(token), "days": args.days},
+    )  # fmt: skip
     print(token)
+    return 0
+
+
+def _when(ts: object) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(float(ts), dt.UTC).strftime("%Y-%m-%d %H:%M UTC")  # type: ignore[arg-type]
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    db = _open(_settings(args))
+    print("id\tuser\tcreated\texpires\tnote")
+    for t in auth.tokens(db):
+        if args.user and t["user"] != args.user:
+            continue
+        print(
+            f"{t['id']}\t{t['user']}\t{_when(t['created_at'])}\t{_when(t['expires_at'])}"
+            f"\t{t['note']}"
+        )
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    db = _open(_settings(args))
+    which = args.token
+    if which == "-":  # the token itself from stdin: it stays out of argv (ps, history)
+        which = sys.stdin.readline().strip()
+    try:
+        token_id, user = auth.revoke_token(db, which)
+    except auth.AuthError as exc:
+        print(f"sohoa-server: {exc}", file=sys.stderr)
+        return 2
+    audit.record(db, "cli", "token.revoke", user, {"id": token_id})
+    print(f"revoked {token_id} ({user})")
+    return 0
+
+
+def cmd_login_link(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    db = _open(settings)
+    try:
+        code = auth.create_login_link(db, args.user, args.minutes)
+    except auth.AuthError as exc:
+        print(f"sohoa-server: {exc}", file=sys.stderr)
+        return 2
+    audit.record(db, "cli", "login_link.create", args.user, {"minutes": args.minutes})
+    base = args.base_url or f"http://{settings.host}:{settings.port}"
+    print(f"{base.rstrip('/')}/login/link?code={code}")
     return 0
 
 
@@ -210,7 +277,36 @@ def cmd_user_list(args: argparse.Namespace) -> int:
     db = _open(_settings(args))
     for u in auth.users(db):
         state = " (disabled)" if u["disabled"] else ""
-        print(f"{u['name']}\t{u['role']}\ttokens={u['tokens']}{state}")
+        where = "; ".join(u["places"]) if u["places"] else "every place"  # type: ignore[arg-type]
+        print(f"{u['name']}\t{u['role']}\ttokens={u['tokens']}\t{where}{state}")
+    return 0
+
+
+def cmd_user_disable(args: argparse.Namespace) -> int:
+    db = _open(_settings(args))
+    disabled = args.user_command == "disable"
+    try:
+        auth.set_disabled(db, args.name, disabled)
+    except auth.AuthError as exc:
+        print(f"sohoa-server: {exc}", file=sys.stderr)
+        return 2
+    audit.record(db, "cli", "user.disable" if disabled else "user.enable", args.name, {})
+    if disabled:
+        print(f"{args.name}: disabled; sessions and tokens ended")
+    else:
+        print(f"{args.name}: enabled (make new tokens: sohoa-server token create)")
+    return 0
+
+
+def cmd_user_places(args: argparse.Namespace) -> int:
+    db = _open(_settings(args))
+    try:
+        places = auth.set_places(db, args.name, args.places)
+    except auth.AuthError as exc:
+        print(f"sohoa-server: {exc}", file=sys.stderr)
+        return 2
+    audit.record(db, "cli", "user.places", args.name, {"places": list(places)})
+    print(f"{args.name}: {', '.join(places) if places else 'every place'}")
     return 0
 
 
@@ -263,6 +359,7 @@ def cmd_import_bundle(args: argparse.Namespace) -> int:
     """Exit 0: every frame imported; 4: some frames refused (the rest imported);
     3: the bundle refused as a whole (nothing imported); 74: receipts not written."""
     from server.ingest import Ingest, bundle
+    from server.ingest.limits import StationLimits
     from server.store import keys
     from server.store.files import Store
 
@@ -276,6 +373,7 @@ def cmd_import_bundle(args: argparse.Namespace) -> int:
         Store(settings.data_dir / "store"),
         settings.max_part_bytes,
         signing_key=keys.load_or_create(settings.data_dir),
+        station_limits=StationLimits.from_settings(settings),
     )
     try:
         report = bundle.import_bundle(ingest, args.path, args.receipts_to)
@@ -384,7 +482,32 @@ def build_parser() -> argparse.ArgumentParser:
     create = token_sub.add_parser("create", help="create a token and print it once")
     create.add_argument("--user", required=True, help="who the token is for")
     create.add_argument("--note", help="what it is for")
+    create.add_argument(
+        "--days", type=float, default=auth.TOKEN_DAYS,
+        help=f"valid for this many days (default {auth.TOKEN_DAYS})",
+    )  # fmt: skip
     create.set_defaults(func=cmd_token_create)
+    tlist = token_sub.add_parser("list", help="tokens that still work: id, user, expiry")
+    tlist.add_argument("--user", help="only this user's")
+    tlist.set_defaults(func=cmd_token_list)
+    revoke = token_sub.add_parser(
+        "revoke",
+        help="end a token now",
+        description="TOKEN is the id `token list` shows, or the token itself ('-' reads it "
+        "from standard input, keeping it out of the command line).",
+    )
+    revoke.add_argument("token", help="an id from `token list`, the token, or '-'")
+    revoke.set_defaults(func=cmd_token_revoke)
+    link = sub.add_parser(
+        "login-link",
+        help="print a one-time login link for a user (valid for minutes)",
+        description="The link logs its user in once; it is refused after use or after "
+        "--minutes. Nothing long-lived is in it.",
+    )
+    link.add_argument("--user", required=True, help="who the link logs in")
+    link.add_argument("--minutes", type=float, default=auth.LINK_MINUTES, help="valid for")
+    link.add_argument("--base-url", help="the address staff open (default: host and port)")
+    link.set_defaults(func=cmd_login_link)
     user = sub.add_parser("user", help="staff accounts (roles: viewer, archivist, admin)")
     user_sub = user.add_subparsers(dest="user_command", required=True)
     add = user_sub.add_parser(
@@ -404,6 +527,24 @@ def build_parser() -> argparse.ArgumentParser:
     add.set_defaults(func=cmd_user_add)
     ulist = user_sub.add_parser("list", help="list users, roles and token counts")
     ulist.set_defaults(func=cmd_user_list)
+    places = user_sub.add_parser(
+        "places",
+        help="the communes or districts a user reads (none: every place)",
+        description="Scope a user to places: a commune label as the dashboard shows it "
+        "(an admin sets it per station), a district that prefixes labels written "
+        "'Huyện X / Xã Y', or a hồ sơ OrganId. The list replaces the old one; give none to "
+        "lift the scope. Admins read every place whatever is listed.",
+    )
+    places.add_argument("name", help="user name")
+    places.add_argument("places", nargs="*", help="places (quote names with spaces)")
+    places.set_defaults(func=cmd_user_places)
+    for action, what in (
+        ("disable", "refuse the user's logins; end their sessions and tokens now"),
+        ("enable", "let a disabled user log in again (old tokens stay ended)"),
+    ):
+        onoff = user_sub.add_parser(action, help=what)
+        onoff.add_argument("name", help="user name")
+        onoff.set_defaults(func=cmd_user_disable)
     aud = sub.add_parser("audit", help="the append-only audit log")
     aud_sub = aud.add_subparsers(dest="audit_command", required=True)
     verify = aud_sub.add_parser(
@@ -437,6 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("--json", action="store_true", help="print the import report as JSON")
     imp.set_defaults(func=cmd_import_bundle)
+    fleet_cli.add_parsers(sub)
     return parser
 
 

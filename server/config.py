@@ -16,7 +16,7 @@ DEFAULT_CONFIG = Path("/etc/sohoa/server.toml")
 # name (LoadCredential=NAME:/etc/sohoa/credentials/NAME in systemd/sohoa-server.service);
 # administration commands run from a shell (as the service user) read the files directly.
 CREDENTIALS_DIR = Path("/etc/sohoa/credentials")
-CREDENTIALS = ("mqtt-password", "database-password")
+CREDENTIALS = ("mqtt-password", "database-password", "broker-admin-password")
 ENV_PREFIX = "SOHOA_"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
@@ -51,12 +51,83 @@ class ServerSettings(BaseModel):
         description="Unique per ingest worker; workers share the subscription.",
     )
     ingest: bool = Field(default=True, description="Run the MQTT ingest worker in `run`.")
+    broker_admin_user: str = Field(
+        default="sohoa-admin",
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$",
+        description="The broker's dynamic-security admin (stations are enrolled and revoked"
+        " through it).",
+    )
+    broker_admin_password_file: Path | None = Field(
+        default=None,
+        description="Its password (default: the credential broker-admin-password, else"
+        " <data_dir>/broker-admin-password as written by `sohoa-server broker init`).",
+    )
+    station_broker_url: str | None = Field(
+        default=None,
+        description="The broker address stations use, put in enrolment codes, e.g."
+        " mqtts://archive.example.vn:8883 (default: the host and port of mqtt_url).",
+    )
+    station_ca_file: Path | None = Field(
+        default=None,
+        description="CA certificate stations check the broker with (sent at enrolment).",
+    )
+    enrol_code_hours: float = Field(
+        default=72, gt=0, le=24 * 30, description="How long an enrolment code stays valid."
+    )
     host: str = Field(default="127.0.0.1", description="HTTP listen address.")
     port: int = Field(default=8080, ge=1, le=65535, description="HTTP port.")
     language: Literal["vi", "en"] = Field(default="vi", description="Default staff language.")
     max_part_bytes: int = Field(
         default=512 * 1024 * 1024, ge=1024, description="Largest single file a page may carry."
     )
+    shared_subscription: bool = Field(
+        default=False,
+        description="Subscribe through $share/sohoa-ingest/... so that several ingest workers "
+        "split the devices' messages (DESIGN §7). Leave off with one worker: a plain "
+        "subscription survives a broker restart in the persistent session, a shared one "
+        "does not in Mosquitto 2.0 (messages sent before the server re-subscribes are lost "
+        "and wait for the devices' re-query).",
+    )
+    retry_after_s: float = Field(
+        default=60.0,
+        ge=1.0,
+        le=3600.0,
+        description="When the archive cannot store a message (disk full, fsync error), devices "
+        "are told to wait this long before sending again.",
+    )
+
+    max_archival_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, description="Largest archival PDF a station may send."
+    )
+    max_capture_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024, description="Largest capture (scanned master)."
+    )
+    max_thumb_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest thumbnail a station may send."
+    )
+    max_text_bytes: int = Field(
+        default=2 * 1024 * 1024, ge=1024, description="Largest OCR text of one page."
+    )
+    max_pages_per_batch: int = Field(
+        default=5000, ge=1, description="Most pages in one batch (one press of the button)."
+    )
+    max_bytes_per_day: int = Field(
+        default=20 * 1024**3,
+        ge=1024,
+        description="Most bytes one station may announce in 24 hours.",
+    )
+    trusted_proxies: list[str] = Field(
+        default=[],
+        description="Reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For and"
+        " X-Forwarded-Proto are believed; none by default.",
+    )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies(cls, value: object) -> object:
+        if isinstance(value, str):  # from the environment: "127.0.0.1, 10.0.0.0/8"
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
 
     @field_validator("mqtt_url")
     @classmethod
@@ -68,6 +139,15 @@ class ServerSettings(BaseModel):
             raise ValueError("the port is not a number from 1 to 65535") from None
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
             raise ValueError("use mqtt://[user[:pass]@]host[:port] or mqtts://...")
+        return value
+
+    @field_validator("station_broker_url")
+    @classmethod
+    def _station_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or parts.password:
+                raise ValueError("use mqtts://host:port (no user or password)")
         return value
 
     @field_validator("database_url")
@@ -104,6 +184,18 @@ class ServerSettings(BaseModel):
         if parts.password:
             return unquote(parts.password)
         return _secret(self.mqtt_password_file, "mqtt-password")
+
+    def broker_admin_password(self) -> str | None:
+        found = _secret(self.broker_admin_password_file, "broker-admin-password")
+        if found is None and (self.data_dir / "broker-admin-password").exists():
+            found = (self.data_dir / "broker-admin-password").read_text(encoding="utf-8").strip()
+        return found
+
+    def station_broker(self) -> tuple[str, int, bool]:
+        """(host, port, tls) of the broker as stations reach it."""
+        parts = urlsplit(self.station_broker_url or self.mqtt_url)
+        tls = parts.scheme == "mqtts"
+        return parts.hostname or "localhost", parts.port or (8883 if tls else 1883), tls
 
 
 def _secret(path: Path | None, credential: str) -> str | None:

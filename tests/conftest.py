@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from harness import Broker, ServerProcess, tool_version
 from pgcluster import PostgresCluster
+from real_archive import RealArchive
+from real_archive import build as build_real_archive
 
 
 @pytest.fixture(autouse=True)
@@ -61,3 +63,22 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
         return tmp_path / "db" / "archive.sqlite"
     cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
     return cluster.create_database()
+
+
+_REAL: dict[str, RealArchive] = {}
+
+
+@pytest.fixture
+def real_archive(
+    request: pytest.FixtureRequest, database: Path | str, tmp_path_factory: pytest.TempPathFactory
+) -> RealArchive:
+    """The archive the real pipeline built (tests/real_archive.py) on the ``database``
+    fixture's engine: built on first use in the session, reused after. Tests that use it
+    need the markers of what it starts (sane-free: tesseract, mqtt, slow)."""
+    engine = "sqlite" if isinstance(database, Path) else "postgresql"
+    if engine not in _REAL:
+        cluster = request.getfixturevalue("pg_cluster") if engine == "postgresql" else None
+        _REAL[engine] = build_real_archive(
+            tmp_path_factory.mktemp(f"real-archive-{engine}"), engine, cluster
+        )
+    return _REAL[engine]

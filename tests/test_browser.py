@@ -1,7 +1,9 @@
 """The staff web app in a real browser: Debian's Chromium driven by Playwright against the real
 server process (a real broker too, as in production). Log in, open a batch, search without
-diacritics and see the highlighted hit, make a hồ sơ from the batch, add a văn bản, edit a
-field, download the catalogue. Screenshots land in the test's tmp dir."""
+diacritics and see the highlighted hit — in the text and on the page image, which must
+decode —, make a hồ sơ from the batch, add a văn bản, edit a field, download the catalogue.
+The archive is the one the real pipeline built (tests/real_archive.py). Screenshots are kept
+under var/test-artifacts/browser/<engine>/ (gitignored) to look at after a run."""
 
 from __future__ import annotations
 
@@ -11,14 +13,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from harness import BIN, Broker, ServerProcess
-from pgcluster import url_of
-from test_staff import TEXT, seed
+from harness import BIN, REPO, Broker, ServerProcess
+from real_archive import RealArchive
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.mqtt,
+    pytest.mark.tesseract,
+    pytest.mark.slow,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not installed"),
 ]
 # docs/design.md §8: root needs --no-sandbox; the rest keeps Chromium off the closed network.
@@ -33,14 +36,18 @@ ARGS = [
 PASSWORD = "mật khẩu thử nghiệm"
 
 
-def test_staff_workflow_in_chromium(tmp_path: Path, broker: Broker, database: Path | str) -> None:
+def test_staff_workflow_in_chromium(
+    request: pytest.FixtureRequest, tmp_path: Path, broker: Broker, real_archive: RealArchive
+) -> None:
     """Once per catalogue engine: SQLite, and a real PostgreSQL server."""
     sync_api = pytest.importorskip("playwright.sync_api")
+    cluster = request.getfixturevalue("pg_cluster") if real_archive.engine != "sqlite" else None
+    url = real_archive.catalogue_for(tmp_path / "db" / "archive.sqlite3", cluster)
     data_dir = tmp_path / "server"
-    data_dir.mkdir()
-    texts = [TEXT, "Trang hai: Sổ hộ tịch năm 1998."]
-    seed(data_dir, texts, [(), ("low_confidence",)], database)
-    server = ServerProcess(data_dir, broker.url, database_url=url_of(database)).start()
+    real_archive.seed_data_dir(data_dir)
+    artefacts = REPO / "var" / "test-artifacts" / "browser" / real_archive.engine
+    artefacts.mkdir(parents=True, exist_ok=True)
+    server = ServerProcess(data_dir, broker.url, database_url=url).start()
     try:
         pw_file = tmp_path / "pw"
         pw_file.write_text(PASSWORD + "\n")
@@ -53,6 +60,12 @@ def test_staff_workflow_in_chromium(tmp_path: Path, broker: Broker, database: Pa
             browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
             page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="vi-VN")
             page.set_default_timeout(10_000)
+            # Anything the Content-Security-Policy blocks (an inline script left behind).
+            blocked: list[str] = []
+            page.on(
+                "console",
+                lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None,
+            )
             base = server.url
 
             # Log in (any page redirects to the login form first).
@@ -63,7 +76,7 @@ def test_staff_workflow_in_chromium(tmp_path: Path, broker: Broker, database: Pa
             page.click("form.grid button[type=submit]")
             page.wait_for_url(base + "/")
             assert page.locator("h1", has_text="Lô tài liệu đã nhận").is_visible()
-            page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+            page.screenshot(path=str(artefacts / "dashboard.png"), full_page=True)
 
             # Find the batch and open it.
             page.locator("table a[href^='/batches/']").first.click()
@@ -76,12 +89,26 @@ def test_staff_workflow_in_chromium(tmp_path: Path, broker: Broker, database: Pa
             page.wait_for_url("**/search?q=khoang+san")
             marks = page.locator("ol.hits mark").all_inner_texts()
             assert marks[:2] == ["khoáng", "sản"], marks
-            page.screenshot(path=str(tmp_path / "search.png"), full_page=True)
+            page.screenshot(path=str(artefacts / "search.png"), full_page=True)
             page.locator("ol.hits a").first.click()
             page.wait_for_url("**/pages/*")
             assert page.locator("#ocr mark").first.inner_text() == "khoáng"
-            page.wait_for_function("document.getElementById('scan').naturalWidth > 0")
-            page.screenshot(path=str(tmp_path / "viewer.png"))
+            # The page image decodes (a PDF in <img> would not), and the search words are
+            # marked on it from the archival PDF/A's text layer.
+            page.wait_for_function("() => document.getElementById('scan').naturalWidth > 0")
+            assert page.evaluate("document.getElementById('scan').naturalWidth") >= 800
+            page.wait_for_selector("#sheet .hit")
+            assert page.locator("#sheet .hit").count() == 4  # "khoáng sản" twice
+            page.screenshot(path=str(artefacts / "viewer.png"))
+            # Zoom in (1.25³ of a ~750 px fit needs more than 1,200 pixels across): the
+            # viewer asks for a wider rendering.
+            for _ in range(3):
+                page.click("button[data-zoom='1.25']")
+            page.wait_for_function(
+                "() => /render\\?w=(1600|2400)/.test(document.getElementById('scan').src)"
+            )
+            page.wait_for_function("() => document.getElementById('scan').naturalWidth >= 1600")
+            page.screenshot(path=str(artefacts / "viewer-zoomed.png"))
 
             # Make a hồ sơ from the batch, then give it a văn bản of pages 1-2.
             page.locator("a[href^='/batches/']").first.click()
@@ -99,13 +126,27 @@ def test_staff_workflow_in_chromium(tmp_path: Path, broker: Broker, database: Pa
             page.click("#van-ban-form button[type=submit]")
             page.wait_for_selector("table.van-ban")
             assert page.locator("table.van-ban code").inner_text() == f"{ma}.001"
+            # The văn bản shows its pages, rendered from their archival PDF/A.
+            assert page.locator("table.van-ban img").count() == 2
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('table.van-ban img')]"
+                ".every(i => i.complete && i.naturalWidth > 0)"
+            )
 
             # Edit a field and save.
             page.fill("#f-ghi_chu", "Bìa hồ sơ bị rách góc")
             page.click("#ho-so-form button[type=submit]")
             page.wait_for_selector(".notice")
             assert page.input_value("#f-ghi_chu") == "Bìa hồ sơ bị rách góc"
-            page.screenshot(path=str(tmp_path / "ho-so.png"), full_page=True)
+            page.screenshot(path=str(artefacts / "ho-so.png"), full_page=True)
+
+            # The review queue: the blank sheet the pipeline flagged, its thumbnail decoded.
+            page.goto(base + "/review")
+            page.wait_for_function(
+                "() => { const i = document.querySelector('main img');"
+                " return i && i.complete && i.naturalWidth > 0; }"
+            )
+            page.screenshot(path=str(artefacts / "review.png"), full_page=True)
 
             # Download the catalogue.
             page.goto(base + "/ho-so")
@@ -115,6 +156,7 @@ def test_staff_workflow_in_chromium(tmp_path: Path, broker: Broker, database: Pa
             rows = list(csv.reader(io.StringIO(Path(path).read_text(encoding="utf-8-sig"))))
             assert rows[0][1:3] == ["Mã hồ sơ", "Tiêu đề hồ sơ"]
             assert rows[1][1] == ma and "Bìa hồ sơ bị rách góc" in rows[1]
+            assert blocked == []
             browser.close()
     finally:
         server.stop()

@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import BIN, ServerProcess, agent_env, run_agent
+from harness import (
+    BIN,
+    TEST_ARCHIVE_KEY,
+    ServerProcess,
+    agent_env,
+    enrol_offline,
+    pinned_archive_key,
+    run_agent,
+    seed_archive_key,
+)
 from PIL import Image
 
 from agent.config import AgentSettings
@@ -41,9 +50,17 @@ def _pngs(folder: Path, n: int = 2) -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True)
+def _enrolled(tmp_path: Path) -> None:
+    """The station (tmp_path/agent) is enrolled with the archive (tmp_path/server): the
+    archive takes only bundles signed by an enrolled station's key."""
+    enrol_offline(tmp_path / "server", tmp_path / "agent", DEVICE)
+
+
 def _server_env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOHOA_")}
     env.update(SOHOA_DATA_DIR=str(data_dir), SOHOA_MQTT_URL=NO_BROKER)
+    seed_archive_key(data_dir)
     return env
 
 
@@ -251,16 +268,24 @@ def test_incomplete_and_foreign_bundles_are_refused(tmp_path: Path) -> None:
     assert _catalog(server_dir).batches() == []
     assert not (bdir / "receipts").exists()
 
-    # A bundle whose frames name another device than bundle.json: every frame refused.
+    # A bundle naming another station than the one that made it (issue 14: forged records
+    # entered under another commune's station). Unknown to the archive: refused whole ...
     forged = json.loads(good_index)
     forged["device_id"] = "xa-other-02"
     index_path.write_text(json.dumps(forged))
     imp = _import_bundle(server_dir, bdir)
     assert imp.returncode == 3, imp.stderr
-    assert "wrong_device" in imp.stderr
+    assert "xa-other-02 is not enrolled" in imp.stderr
+    # ... and enrolled: its key did not sign this index. One line, nothing written.
+    enrol_offline(server_dir, tmp_path / "other-station", "xa-other-02")
+    imp = _import_bundle(server_dir, bdir)
+    assert imp.returncode == 3, imp.stderr
+    assert "not signed by station xa-other-02" in imp.stderr
+    assert len(imp.stderr.strip().splitlines()) == 1
     assert _catalog(server_dir).batches() == []
+    assert not (bdir / "receipts").exists()
     alerts = Database(server_dir / "archive.sqlite3").read().execute("SELECT kind FROM alerts")
-    assert "wrong_device" in {r[0] for r in alerts}
+    assert "bad_signature" in {r[0] for r in alerts}
 
     # Restored, it imports; receipts can also go to another folder.
     index_path.write_text(good_index)
@@ -366,7 +391,7 @@ def _ready_batch(outbox: ob.Outbox, work: Path, pages: int = 2, secret: bool = F
             media_types={
                 "text": "text/plain; charset=utf-8",
                 "thumb": "image/jpeg",
-                "archival": "image/jpeg",
+                "archival": "application/pdf",
             },
             flags=(),
             decisions={},
@@ -518,3 +543,133 @@ def test_import_bundle_never_touches_mqtt(tmp_path: Path) -> None:
         text=True,
     )
     assert out.stdout.split() == ["False", "3"], out.stderr
+
+
+def _add_receipt_frame(rdir: Path, name: str, kind: str, batch_id: str, payload: bytes) -> None:
+    (rdir / name).write_bytes(payload)
+    index = json.loads((rdir / "receipts.json").read_text())
+    index["files"].append(
+        {
+            "file": name,
+            "kind": kind,
+            "batch_id": batch_id,
+            "sha256": hashlib.sha256(payload).hexdigest(),
+            "size": len(payload),
+        }
+    )
+    (rdir / "receipts.json").write_text(json.dumps(index))
+
+
+def test_forged_receipt_and_reject_on_a_usb_disk_change_nothing(tmp_path: Path) -> None:
+    """Issue 14: a receipt forged on a disk made a station delete its pages, and a forged
+    reject quarantined a batch. Both are now signed; a thief's signature is refused."""
+    from protocol.messages import Reject
+
+    archive, thief = signing.new_key(), signing.new_key()
+    settings = _settings(tmp_path, server_public_key=signing.public_key_hex(archive))
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    with ob.Outbox(settings.data_dir) as outbox:
+        batch_id = _ready_batch(outbox, tmp_path / "work", pages=1)
+        report = bundle.export(settings, outbox, usb, "test")
+        assert report.bundle is not None
+        rdir = report.bundle / "receipts"
+        rdir.mkdir()
+        (rdir / "receipts.json").write_text(
+            json.dumps(
+                {"format": "sohoa-receipts", "format_version": 1, "device_id": DEVICE, "files": []}
+            )
+        )
+        page = outbox.pages(batch_id)[0]
+        receipt = Receipt(
+            device_id=DEVICE, msg_id="1" * 32, sent_at=0.0, batch_id=batch_id,
+            committed=tuple(
+                PartState(page_id=page.page_id, part=name, sha256=p.sha256, committed=True)
+                for name, p in page.parts.items()
+            ),
+        )  # fmt: skip
+        reject = Reject(
+            device_id=DEVICE, msg_id="2" * 32, sent_at=0.0, batch_id=batch_id,
+            reason="conflict", detail="forged",
+        )  # fmt: skip
+        for n, msg in enumerate((receipt, reject)):
+            forged = msg.model_copy(update={"signature": signing.sign(msg, thief)})
+            kind = "receipt" if n == 0 else "reject"
+            _add_receipt_frame(
+                rdir, f"r1-0000000{n}-00000{n}.{kind}", kind, batch_id, envelope.encode(forged)
+            )
+        back = bundle.import_receipts(settings, outbox, usb)
+        assert len(back.refused) == 2
+        assert all("signature" in why for _, why in back.refused)
+        assert not back.finished and not back.rejects
+        assert outbox.batch(batch_id).state == ob.READY  # not quarantined
+        assert not any(p.acked for p in outbox.page(batch_id, page.page_id).parts.values())
+        held = settings.data_dir / "batches" / batch_id
+        assert all((held / p.file).exists() for p in page.parts.values())  # nothing deleted
+
+        # The same frames signed by the archive do act (so the refusal above is the key's).
+        signed = reject.model_copy(update={"signature": signing.sign(reject, archive)})
+        _add_receipt_frame(rdir, "r2-00000002-000002.reject", "reject", batch_id,
+                           envelope.encode(signed))  # fmt: skip
+        back = bundle.import_receipts(settings, outbox, usb)
+        assert back.rejects and outbox.batch(batch_id).state == ob.QUARANTINED
+
+
+def test_a_station_with_no_pinned_key_deletes_nothing(tmp_path: Path) -> None:
+    key = signing.new_key()
+    unpinned = _settings(tmp_path)
+    assert unpinned.server_public_key is None
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    server_dir = tmp_path / "server"
+    db = Database(server_dir / "archive.sqlite3")
+    ingest = Ingest(db, Store(server_dir / "store"), signing_key=key)
+    with ob.Outbox(unpinned.data_dir) as outbox:
+        batch_id = _ready_batch(outbox, tmp_path / "work", pages=1)
+        report = bundle.export(unpinned, outbox, usb, "test")
+        assert report.bundle is not None
+        server_bundle.import_bundle(ingest, report.bundle)  # genuine, signed receipts
+        back = bundle.import_receipts(unpinned, outbox, usb)
+        assert not back.finished and back.parts_acked == 0
+        assert outbox.batch(batch_id).state == ob.READY
+        pinned = _settings(tmp_path, server_public_key=signing.public_key_hex(key))
+        done = bundle.import_receipts(pinned, outbox, usb)
+        assert [f.batch_id for f in done.finished] == [batch_id]
+    db.close()
+
+
+def test_a_revoked_station_retrying_by_usb_is_refused_and_what_came_before_stays(
+    tmp_path: Path,
+) -> None:
+    from server.fleet import registry as stations
+
+    settings = _settings(tmp_path, server_public_key=pinned_archive_key())
+    server_dir = tmp_path / "server"
+    seed_archive_key(server_dir)
+    db = Database(server_dir / "archive.sqlite3")
+    ingest = Ingest(db, Store(server_dir / "store"), signing_key=signing.private_key_from_bytes(
+        TEST_ARCHIVE_KEY))  # fmt: skip
+    with ob.Outbox(settings.data_dir) as outbox:
+        first = _ready_batch(outbox, tmp_path / "work", pages=1)
+        usb1 = tmp_path / "usb1"
+        usb1.mkdir()
+        report = bundle.export(settings, outbox, usb1, "test")
+        assert report.bundle is not None
+        assert server_bundle.import_bundle(ingest, report.bundle).parts_committed == 3
+        bundle.import_receipts(settings, outbox, usb1)
+        assert outbox.batch(first).state == ob.DONE
+
+        stations.revoke(db, DEVICE)  # the station was stolen
+        second = _ready_batch(outbox, tmp_path / "work", pages=1)
+        usb2 = tmp_path / "usb2"
+        usb2.mkdir()
+        report = bundle.export(settings, outbox, usb2, "test")
+        assert report.bundle is not None
+        with pytest.raises(server_bundle.BundleRefused) as info:
+            server_bundle.import_bundle(ingest, report.bundle)
+        assert info.value.reason == "revoked"
+        assert not (report.bundle / "receipts").exists()
+        held = {b["batch_id"] for b in Catalog(db).batches()}
+        assert first in held and second not in held  # before stays, after is refused
+        assert outbox.batch(second).state == ob.READY  # nothing lost on the station
+    db.close()

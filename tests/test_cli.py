@@ -67,9 +67,15 @@ def test_unreachable_broker_keeps_everything(tmp_path: Path) -> None:
     assert st["pages_waiting_sync"] == 1
 
 
+@pytest.mark.mqtt
+@pytest.mark.dynsec
 def test_wrong_credentials_are_refused_clearly(tmp_path: Path) -> None:
-    broker = Broker(tmp_path / "broker", users={"xa-test-01": "right", "sohoa-server": "srv"})
-    broker.start()
+    from server.fleet import broker as fleet
+
+    broker = Broker(tmp_path / "broker", dynsec=True).start()
+    with fleet.BrokerAdmin("127.0.0.1", broker.port, "sohoa-admin", broker.admin_password) as admin:
+        admin.connect()
+        admin.add_station("xa-test-01", "right-password-1234", "Xã Thử")
     try:
         url = f"mqtt://xa-test-01:wrong@127.0.0.1:{broker.port}"
         env = agent_env(tmp_path / "agent", url)

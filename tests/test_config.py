@@ -84,3 +84,43 @@ def test_server_settings_are_strict_too(tmp_path: Path) -> None:
     ok = server_config.load(None, {"SOHOA_DATA_DIR": str(tmp_path), "SOHOA_PORT": "8081"})
     assert ok.port == 8081
     assert ok.sqlite_path() == tmp_path / "archive.sqlite3"
+
+
+def test_plain_mqtt_only_to_this_machine_unless_allowed(tmp_path: Path) -> None:
+    """Issue 14: the station's password and pages never cross a network unencrypted by
+    accident."""
+    base = {"SOHOA_DATA_DIR": str(tmp_path)}
+    with pytest.raises(ConfigError, match="unencrypted"):
+        agent_config.load(environ={**base, "SOHOA_MQTT_URL": "mqtt://archive.example.vn:1883"})
+    for ok in ("mqtt://127.0.0.1:1883", "mqtt://localhost", "mqtts://archive.example.vn"):
+        assert agent_config.load(environ={**base, "SOHOA_MQTT_URL": ok}).mqtt_url == ok
+    allowed = agent_config.load(
+        environ={**base, "SOHOA_MQTT_URL": "mqtt://10.0.0.5", "SOHOA_ALLOW_PLAIN_MQTT": "true"}
+    )
+    assert allowed.allow_plain_mqtt
+
+
+def test_enrolment_fills_only_what_the_operator_did_not_set(tmp_path: Path) -> None:
+    import json
+
+    folder = tmp_path / "enrolment"
+    folder.mkdir()
+    (folder / "mqtt-password").write_text("from-enrolment")
+    (folder / "enrolment.json").write_text(
+        json.dumps({
+            "format": "sohoa-enrolment", "format_version": 1, "device_id": "xa-enrolled",
+            "mqtt_url": "mqtts://xa-enrolled@archive.example.vn:8883",
+            "mqtt_password_file": str(folder / "mqtt-password"), "mqtt_ca_file": None,
+            "server_public_key": "ab" * 32,
+        })
+    )  # fmt: skip
+    settings = agent_config.load(environ={"SOHOA_DATA_DIR": str(tmp_path)})
+    assert settings.device_id == "xa-enrolled"
+    assert settings.server_public_key == "ab" * 32
+    assert settings.broker().password == "from-enrolment"
+    assert settings.broker().tls
+    mine = agent_config.load(environ={"SOHOA_DATA_DIR": str(tmp_path), "SOHOA_DEVICE_ID": "xa-x"})
+    assert mine.device_id == "xa-x" and mine.server_public_key == "ab" * 32
+    (folder / "enrolment.json").write_text("{damaged")
+    with pytest.raises(ConfigError):
+        agent_config.load(environ={"SOHOA_DATA_DIR": str(tmp_path)})

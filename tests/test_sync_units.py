@@ -207,11 +207,12 @@ def test_a_link_down_for_long_ends_the_round(tmp_path: Path) -> None:
 def test_receipts_of_the_last_chunks_end_the_batch_without_another_query(tmp_path: Path) -> None:
     from agent.uplink.mqtt_link import Incoming
     from agent.uplink.sync import SyncReport
-    from protocol import topics
+    from protocol import signing, topics
     from protocol.messages import PartState, Receipt
 
+    archive = signing.new_key()
     link = PublishingLink()
-    syncer = _syncer(tmp_path / "box", link)  # type: ignore[arg-type]
+    syncer = _syncer(tmp_path / "box", link, server_public_key=signing.public_key_hex(archive))  # type: ignore[arg-type]
     box = syncer.outbox
     batch = box.new_batch(source="scan")
     page = box.add_capture(batch.batch_id, b"x", extension="png", media_type="image/png",
@@ -228,6 +229,7 @@ def test_receipts_of_the_last_chunks_end_the_batch_without_another_query(tmp_pat
     receipt = Receipt(device_id="xa-a", msg_id="c" * 32, sent_at=1.0, batch_id=batch.batch_id,
                       committed=(PartState(page_id=page.page_id, part="text", sha256=held.sha256,
                                            committed=True),))  # fmt: skip
+    receipt = receipt.model_copy(update={"signature": signing.sign(receipt, archive)})
     payload = envelope.encode(receipt)
     threading.Timer(
         0.3, lambda: link.inbox.put(Incoming(topics.down("xa-a", "receipt"), payload))

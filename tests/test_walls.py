@@ -31,9 +31,10 @@ AGENT_ROOMS: dict[str, set[str]] = {
 SERVER_BASE = {"server.config", "server"}
 SERVER_ROOMS: dict[str, set[str]] = {
     "store": set(),  # files and the catalogue database engine
-    "ingest": {"store"},  # broker / USB -> verified, committed pages
+    "fleet": {"store"},  # stations: registry, broker identities, enrolment
+    "ingest": {"store", "fleet"},  # broker / USB -> verified, committed pages
     "archive": {"store"},  # hồ sơ, search, review, export, staff accounts, audit
-    "web": {"archive", "store"},  # staff app and API: render what archive returns
+    "web": {"archive", "store", "fleet"},  # staff app and API: render what archive returns
 }
 
 

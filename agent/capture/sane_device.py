@@ -261,6 +261,23 @@ class Scanner:
             if not feeder:
                 return
 
+    def read_sheet(self, request: profiles.ScanRequest) -> ScannedPage:
+        """One sheet to READ, not to archive (an enrolment sheet's QR code): the request's
+        settings when the profile can give them, else whatever the device is set to —
+        colour and resolution do not matter to a QR code (SANE's ``pnm`` backend, used to
+        feed a printed sheet to tests, has no mode option at all)."""
+        try:
+            self.configure(request)
+        except profiles.ProfileError as exc:
+            log.info("reading a sheet with %s's own settings: %s", self.info.name, exc)
+        try:
+            with _keep_signal_handlers():
+                self.device.start()
+                image = self.device.snap()
+        except Exception as exc:
+            raise ScannerError(_error_key(exc), str(exc), pages=0) from exc
+        return ScannedPage(image=image, dpi=request.dpi, colour=request.mode == "color")
+
 
 def open_scanner(
     name: str, known_profiles: list[Any], devices: list[profiles.SaneDeviceInfo] | None = None

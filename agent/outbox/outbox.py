@@ -247,7 +247,7 @@ class Outbox:
         self._written: dict[str, BatchCounts] = {}  # counts of batch data just written
         self._stale_since: dict[str, float] = {}  # rows this writer marked stale, and when
         self._live: dict[str, BatchCounts] = {}  # exact counts of those batches
-        self.batches_dir.mkdir(parents=True, exist_ok=True)
+        storage.make_dirs(self.batches_dir)
         if not read_only:
             self._take_process_lock()
             storage.clean_stray_temps(self.root)

@@ -30,6 +30,20 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def make_dirs(path: Path) -> None:
+    """Create ``path`` and any missing parents durably: each new directory's entry is made
+    durable by fsyncing its parent (a file fsynced into a directory whose own name was never
+    synced is lost with it at a power cut; tests/test_powercut.py)."""
+    if path.is_dir():
+        return
+    make_dirs(path.parent)
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        return
+    fsync_dir(path.parent)
+
+
 def _temp_for(target: Path) -> Path:
     return target.with_name(f"{TEMP_PREFIX}{target.name}.{os.getpid()}")
 
@@ -43,9 +57,9 @@ def _fail(target: Path, exc: OSError) -> StorageError:
 def write_bytes(target: Path, data: bytes, *, sync_dir: bool = True) -> str:
     """Write ``data`` durably to ``target``; return its sha256 (hex). With ``sync_dir=False``
     the caller fsyncs the directory once after writing many files into it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_for(target)
     try:
+        make_dirs(target.parent)
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -62,11 +76,11 @@ def write_bytes(target: Path, data: bytes, *, sync_dir: bool = True) -> str:
 def copy_file(source: Path, target: Path) -> tuple[str, int]:
     """Copy ``source`` durably to ``target``, hashing the bytes as they are written.
     Returns (sha256, size)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_for(target)
     digest = hashlib.sha256()
     size = 0
     try:
+        make_dirs(target.parent)
         with open(source, "rb") as src, open(tmp, "wb") as dst:
             while block := src.read(_COPY_BLOCK):
                 digest.update(block)

@@ -104,9 +104,16 @@ def detect(image: np.ndarray) -> CoverSheet | None:
 
     Works on a ~1000-px-wide copy: a cover sheet's code is large, and detection there costs
     tens of milliseconds instead of hundreds at 300 dpi."""
+    text = qr_text(image, 1000)
+    return CoverSheet.parse(text) if text else None
+
+
+def qr_text(image: np.ndarray, width: int = 1000) -> str | None:
+    """The text of the page's QR code (cover sheets; the enrolment sheet of
+    ``sohoa-agent enrol --scan``, whose code is denser: read at 1600 px), or None."""
     import cv2
 
-    scale = min(1.0, 1000 / max(image.shape[1], 1))
+    scale = min(1.0, width / max(image.shape[1], 1))
     if scale < 1.0:  # shrink first: converting a colour page at full size costs more
         image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
@@ -114,7 +121,7 @@ def detect(image: np.ndarray) -> CoverSheet | None:
         text, _, _ = cv2.QRCodeDetector().detectAndDecode(grey)
     except cv2.error:
         return None
-    return CoverSheet.parse(text) if text else None
+    return str(text) or None
 
 
 def split_documents(

@@ -6,8 +6,9 @@ language data missing, with the apt command that fixes it) and `OcrFailed` (cras
 unreadable output). Nothing else in the project may spawn tesseract (there is no Python
 binding in use).
 
-It must not: touch page pixels (that is `agent.pipeline.imaging`), decide what a page is (blank, low
-confidence: the pipeline decides), or write anywhere but a private temporary directory.
+It must not: touch page pixels (that is `agent.pipeline.imaging`), decide what a page is
+(blank, low confidence: the pipeline decides), or write anywhere but a private temporary
+directory.
 
 Settings that come from measurements (docs/research/perf.md §B2, docs/design.md §8):
 - `OMP_THREAD_LIMIT=1` always: Debian's build uses OpenMP and a page takes 11–12 s instead

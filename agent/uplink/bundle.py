@@ -8,6 +8,7 @@ sha256 checks, same UNIQUE dedupe, same receipts)::
         frames/000001.manifest      protocol.envelope frames, manifests first,
         frames/000002.chunk         then chunks of whole parts (text first, 1 MiB each)
         ...
+        bundle.json.sig             the index's signature by the station's key (enrolment)
         bundle.json                 the index, written LAST: no bundle.json = incomplete
         receipts/                   written by `sohoa-server import-bundle`
             receipts.json           its index (device, files with sha256, refused frames)
@@ -37,12 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from agent.config import AgentSettings, require_device_id
 from agent.errors import DiskFullError, SohoaError
 from agent.outbox import outbox as ob
 from agent.outbox import storage
 from agent.uplink import transfer
-from protocol import envelope
+from protocol import envelope, signing
 from protocol.messages import PART_PRIORITY, BatchState, ChunkHeader, Receipt, Reject
 from protocol.version import PROTOCOL_VERSION
 
@@ -50,6 +53,7 @@ log = logging.getLogger(__name__)
 
 BUNDLE_PREFIX = "sohoa-bundle-"
 INDEX_FILE = "bundle.json"
+SIGNATURE_FILE = "bundle.json.sig"  # hex Ed25519 signature of bundle.json, station key
 FRAMES_DIR = "frames"
 RECEIPTS_DIR = "receipts"
 RECEIPTS_INDEX = "receipts.json"
@@ -134,6 +138,12 @@ def export(
     without its bundle.json it could never be imported anyway)."""
     require_device_id(settings)  # a bundle names its station: never a shared hostname
     check_target(target)
+    from agent.uplink import enrol
+
+    key = enrol.station_key(settings.data_dir)
+    if key is None:
+        # The archive takes a bundle only signed by an enrolled station's key (issue 14).
+        raise BundleError("export_not_enrolled", f"no station key in {settings.data_dir}")
     report = ExportReport()
     report.receipts = import_receipts(settings, outbox, target)
     batches = transfer.sendable_batches(outbox)
@@ -156,7 +166,9 @@ def export(
         )
     bundle_dir = _new_bundle_dir(target, settings.device_id)
     try:
-        _write_bundle(settings, outbox, bundle_dir, batches, pages, parts, agent_version, report)
+        _write_bundle(
+            settings, outbox, bundle_dir, batches, pages, parts, agent_version, report, key
+        )
     except (OSError, SohoaError) as exc:
         storage.remove_tree(bundle_dir)
         detail = exc.detail if isinstance(exc, SohoaError) else str(exc)
@@ -234,6 +246,7 @@ def _write_bundle(
     parts: list[_Part],
     agent_version: str,
     report: ExportReport,
+    key: Ed25519PrivateKey,
 ) -> None:
     frames_dir = bundle_dir / FRAMES_DIR
     frames_dir.mkdir(parents=True)
@@ -256,7 +269,7 @@ def _write_bundle(
     device = settings.device_id
     for batch in batches:
         for manifest in transfer.build_manifests(
-            device, batch, pages[batch.batch_id], agent_version
+            device, batch, pages[batch.batch_id], agent_version, key
         ):
             add("manifest", batch.batch_id, envelope.encode(manifest))
     for part in parts:
@@ -310,6 +323,9 @@ def _write_bundle(
         "frames": frames,
     }
     data = json.dumps(index, ensure_ascii=False, indent=1).encode()
+    # The index lists every frame's sha256: its signature by the station's key covers the
+    # whole bundle. Written before the index, so an index never lacks its signature.
+    storage.write_bytes(bundle_dir / SIGNATURE_FILE, signing.sign_bytes(data, key).encode())
     storage.write_bytes(bundle_dir / INDEX_FILE, data)  # the commit point of the bundle
     _fsync_dir(bundle_dir.parent)
     report.batches = len(batches)
@@ -459,7 +475,7 @@ def _apply_receipt_file(
         return f"{exc.reason}: {exc.detail}"
     if msg.device_id != settings.device_id:
         return f"wrong_device: names {msg.device_id!r}"
-    if isinstance(msg, Receipt | BatchState) and not transfer.authentic(
+    if isinstance(msg, Receipt | BatchState | Reject) and not transfer.authentic(
         msg, settings.server_public_key
     ):
         return "bad or missing server signature"

@@ -20,6 +20,7 @@ import ssl
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
@@ -347,3 +348,75 @@ class _TokenBucket:
             wait = -self.tokens / self.rate if self.tokens < 0 else 0.0
         if wait > 0:
             time.sleep(wait)
+
+
+# -- one request, one reply (enrolment) ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """A one-off request/reply over the broker with a throw-away identity (enrolment)."""
+
+    host: str
+    port: int
+    tls: bool
+    ca_file: str | None
+    username: str
+    password: str
+    request_topic: str
+    reply_topic: str
+
+
+def exchange(
+    ex: Exchange, payload: bytes, wanted: Callable[[bytes], bool], timeout: float = 60.0
+) -> bytes:
+    """Connect (clean session, client id = user name), subscribe to the reply topic, publish
+    the request, and return the first reply ``wanted`` accepts (others are stale answers).
+    Raises SyncError when the broker refuses or nothing answers in ``timeout`` seconds."""
+    replies: queue.Queue[bytes] = queue.Queue()
+    connack: queue.Queue[ReasonCode] = queue.Queue()
+    subscribed = threading.Event()
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=ex.username,
+        protocol=mqtt.MQTTv5,
+    )
+    client.username_pw_set(ex.username, ex.password)
+    if ex.tls:
+        client.tls_set(ca_certs=ex.ca_file, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    client.on_connect = lambda c, u, f, rc, p: connack.put(rc)
+    client.on_subscribe = lambda c, u, mid, rcs, p: (
+        subscribed.set() if rcs and not rcs[0].is_failure else None
+    )
+    client.on_message = lambda c, u, m: replies.put(bytes(m.payload))
+    where = f"{ex.host}:{ex.port}"
+    try:
+        client.connect(ex.host, ex.port, keepalive=30)
+    except ssl.SSLCertVerificationError as exc:
+        raise SyncError("broker_untrusted", f"{where}: {exc}", broker=where) from exc
+    except (OSError, ssl.SSLError) as exc:
+        raise SyncError("broker_unreachable", f"{where}: {exc}", broker=where) from exc
+    client.loop_start()
+    try:
+        try:
+            rc = connack.get(timeout=timeout)
+        except queue.Empty as exc:
+            raise SyncError("broker_unreachable", f"{where}: no CONNACK", broker=where) from exc
+        if rc.is_failure:
+            raise SyncError("enrol_refused_by_broker", f"{where}: {rc}", broker=where)
+        client.subscribe(ex.reply_topic, qos=1)
+        if not subscribed.wait(timeout):
+            raise SyncError("enrol_refused_by_broker", f"{where}: subscription refused")
+        info = client.publish(ex.request_topic, payload, qos=1)
+        info.wait_for_publish(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                reply = replies.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty as exc:
+                raise SyncError("enrol_no_answer", f"no reply on {ex.reply_topic}") from exc
+            if wanted(reply):
+                return reply
+    finally:
+        client.disconnect()
+        client.loop_stop()

@@ -36,7 +36,7 @@ from agent.config import AgentSettings
 from agent.errors import StorageError
 from agent.outbox import outbox as ob
 from agent.outbox import rescan, storage
-from agent.uplink import transfer
+from agent.uplink import enrol, transfer
 from agent.uplink.mqtt_link import Incoming, MqttLink
 from protocol import chunking, envelope, topics
 from protocol.messages import (
@@ -118,6 +118,7 @@ class Syncer:
         self._verified: set[tuple[str, str, str]] = set()
         self._no_progress: dict[str, int] = {}
         self._cap = chunking.MAX_CHUNK_SIZE  # lowered when the broker refuses a size
+        self._pause_until = 0.0  # the archive said "retry later" (Reject retry_after)
         # Bytes a chunk costs besides its body: our frame and binary header, and MQTT's
         # PUBLISH header (fixed header, topic, packet id, properties length).
         self._chunk_overhead = (
@@ -145,6 +146,9 @@ class Syncer:
                 transfer.add_masters(self.outbox, batches)
             if not batches:
                 break
+            if self._paused():
+                self._drain_inbox(report, wait=min(1.0, max(0.01, deadline - self.clock())))
+                continue
             if not self.link.connected.wait(min(5.0, max(0.0, deadline - self.clock()))):
                 continue  # paho reconnects on its own; the outbox keeps everything meanwhile
             report.rounds += 1
@@ -194,8 +198,9 @@ class Syncer:
             pages = self.outbox.pages(batch.batch_id)
             if state is not None and state.known and not self._server_lacks_parts(state, pages):
                 continue
+            key = enrol.station_key(self.settings.data_dir)  # signs every manifest
             for manifest in transfer.build_manifests(
-                self.device_id, batch, pages, self.agent_version
+                self.device_id, batch, pages, self.agent_version, key
             ):
                 payload = envelope.encode(manifest)
                 self.link.publish(topics.up(self.device_id, "manifest"), payload)
@@ -280,7 +285,7 @@ class Syncer:
                     report.parts_acked += transfer.apply_committed(
                         self.outbox, msg.batch_id, msg.committed
                     )
-            elif isinstance(msg, Reject):
+            elif isinstance(msg, Reject) and self._authentic(msg, report):
                 self._on_reject(msg, report)
             out.append(msg)
         return out
@@ -349,9 +354,9 @@ class Syncer:
             )
         return True
 
-    def _authentic(self, msg: Receipt | BatchState, report: SyncReport) -> bool:
-        """With the server's public key configured, a receipt or state that does not carry
-        its signature is ignored: it could make us delete pages (protocol/signing.py)."""
+    def _authentic(self, msg: Receipt | BatchState | Reject, report: SyncReport) -> bool:
+        """A receipt, state or reject that does not carry the pinned archive key's
+        signature is ignored: it could make us delete pages or quarantine a batch."""
         if transfer.authentic(msg, self.settings.server_public_key):
             return True
         report.forged += 1
@@ -361,6 +366,16 @@ class Syncer:
         report.rejects.append(transfer.apply_reject(self.outbox, msg))  # conflict: quarantine
         if msg.reason == "too_large":
             self._cap = max(chunking.MIN_CHUNK_SIZE, self.chunk_size() // 2)
+        elif msg.reason == "retry_later":
+            # The archive could not store (its disk is full): stop sending and wait, rather
+            # than send the same parts into it round after round.
+            until = self.clock() + max(1.0, msg.retry_after)
+            if until > self._pause_until:
+                log.warning("the archive asks to wait %.0f s: %s", msg.retry_after, msg.detail)
+            self._pause_until = max(self._pause_until, until)
+
+    def _paused(self) -> bool:
+        return self.clock() < self._pause_until
 
     # -- 3. send ---------------------------------------------------------------------------
 
@@ -462,6 +477,9 @@ class Syncer:
                         if self.clock() >= deadline or (stop and stop.is_set()):
                             return False
                         if not self._wait_connected(deadline, stop):
+                            return False
+                        self._drain_inbox(report)  # a "retry later" stops the round
+                        if self._paused():
                             return False
                         fh.seek(offset)
                         body = fh.read(min(self.chunk_size(), end - offset))

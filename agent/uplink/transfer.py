@@ -28,6 +28,8 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from agent.outbox import outbox as ob
 from protocol import signing
 from protocol.messages import (
@@ -96,8 +98,10 @@ def build_manifests(
     batch: ob.BatchRecord,
     pages: list[ob.PageRecord],
     agent_version: str,
+    key: Ed25519PrivateKey | None = None,
 ) -> list[Manifest]:
-    """The batch's manifest, cut into slices that each fit one small publish."""
+    """The batch's manifest, cut into slices that each fit one small publish, each signed
+    with the station's key when it has one (enrolment made it)."""
     entries = [page_entry(page) for page in pages]
     slices: list[list[PageEntry]] = [[]]
     size = 0
@@ -108,7 +112,7 @@ def build_manifests(
             size = 0
         slices[-1].append(entry)
         size += entry_size
-    return [
+    manifests = [
         Manifest(
             device_id=device_id,
             msg_id=uuid.uuid4().hex,
@@ -125,14 +129,28 @@ def build_manifests(
         )
         for part in slices
     ]
+    if key is None:
+        return manifests
+    return [m.model_copy(update={"signature": signing.sign(m, key)}) for m in manifests]
 
 
 # -- what the server said ----------------------------------------------------------------------
 
 
-def authentic(msg: Receipt | BatchState, server_public_key: str | None) -> bool:
-    """True when no key is configured, or the message carries the server's signature."""
-    if server_public_key is None or signing.verify(msg, msg.signature, server_public_key):
+def authentic(msg: Receipt | BatchState | Reject, server_public_key: str | None) -> bool:
+    """True only when the message carries the signature of the archive key pinned at
+    enrolment. With no key pinned NOTHING is authentic: a receipt could make us delete pages,
+    a reject quarantine a batch, and the broker's ACL alone is not enough (a USB disk has
+    none, issue 14)."""
+    if server_public_key is None:
+        log.error(
+            "ignored a %s for batch %s: no archive key is pinned on this station (enrol it:"
+            " sohoa-agent enrol); nothing is deleted until then",
+            msg.kind,
+            msg.batch_id,
+        )
+        return False
+    if signing.verify(msg, msg.signature, server_public_key):
         return True
     log.error("ignored a %s for batch %s: bad or missing server signature", msg.kind, msg.batch_id)
     return False

@@ -219,6 +219,17 @@ class Catalog:
             for r in rows
         ]
 
+    def alerts(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest alerts (a device that sent another's id, bytes that conflict, the
+        archive unable to store), newest first."""
+        rows = self.db.read().execute(
+            "SELECT at, device_id, kind, detail FROM alerts ORDER BY id DESC LIMIT ?", (limit,)
+        )
+        return [
+            {"at": r["at"], "device_id": r["device_id"], "kind": r["kind"], "detail": r["detail"]}
+            for r in rows
+        ]
+
     def pages_in_records(self) -> dict[str, int]:
         """Per device: how many of its pages are already described in a văn bản."""
         rows = self.db.read().execute(

@@ -19,6 +19,7 @@ import io
 import json
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import bagit  # type: ignore[import-untyped]
@@ -181,19 +182,28 @@ def write_bag(records: Records, catalog: Catalog, ma: str, out_zip: Path) -> Pat
     return out_zip
 
 
-def write_commune_bags(records: Records, catalog: Catalog, organ_id: str, out_zip: Path) -> Path:
-    """Every hồ sơ of one organisation (a commune's mã định danh): one zip of bag zips."""
+def write_commune_bags(
+    records: Records,
+    catalog: Catalog,
+    organ_id: str,
+    out_zip: Path,
+    only: Callable[[list[str]], set[str]] | None = None,
+) -> Path:
+    """Every hồ sơ of one organisation (a commune's mã định danh): one zip of bag zips.
+    ``only`` picks, from the codes of all of them, those that may go (server.archive.access)."""
     with (
         tempfile.TemporaryDirectory(prefix="sohoa-bulk-") as tmp,
         zipfile.ZipFile(out_zip, "w", zipfile.ZIP_STORED) as zf,
     ):
-        for ho_so in records.list_ho_so(limit=100_000):
-            if ho_so.organ_id != organ_id:
+        chosen = [h for h in records.list_ho_so(limit=100_000) if h.organ_id == organ_id]
+        allowed = only([h.ma_ho_so for h in chosen]) if only else {h.ma_ho_so for h in chosen}
+        for ho_so in chosen:
+            if ho_so.ma_ho_so not in allowed:
                 continue
             one = write_bag(records, catalog, ho_so.ma_ho_so, Path(tmp) / f"{ho_so.ma_ho_so}.zip")
             zf.write(one, one.name)
             one.unlink()
-        zf.writestr("danh-muc-ho-so.csv", catalogue_csv(records, organ_id))
+        zf.writestr("danh-muc-ho-so.csv", catalogue_csv(records, organ_id, only))
     return out_zip
 
 
@@ -202,11 +212,18 @@ def write_commune_bags(records: Records, catalog: Catalog, organ_id: str, out_zi
 CATALOGUE_KEYS = [k for k, _vi, _en in HO_SO_LABELS if k not in ("organ_id", "nam", "ky_hieu")]
 
 
-def catalogue_rows(records: Records, organ_id: str | None = None) -> list[list[str | int]]:
+def catalogue_rows(
+    records: Records,
+    organ_id: str | None = None,
+    only: Callable[[list[str]], set[str]] | None = None,
+) -> list[list[str | int]]:
     header: list[str | int] = ["STT"]
     header += [vi for k, vi, _en in HO_SO_LABELS if k in CATALOGUE_KEYS]
     rows = [header]
     chosen = [h for h in records.list_ho_so(limit=100_000) if organ_id in (None, h.organ_id)]
+    if only is not None:
+        allowed = only([h.ma_ho_so for h in chosen])
+        chosen = [h for h in chosen if h.ma_ho_so in allowed]
     for i, ho_so in enumerate(chosen, 1):
         data = ho_so.model_dump(exclude={"van_ban"})
         row: list[str | int] = [i]
@@ -222,23 +239,51 @@ def catalogue_rows(records: Records, organ_id: str | None = None) -> list[list[s
     return rows
 
 
-def catalogue_csv(records: Records, organ_id: str | None = None) -> str:
+# A cell a spreadsheet would read as a formula (or as the start of one after a tab or CR):
+# OWASP "CSV injection". Metadata comes from staff and, through OCR, from paper; a title
+# "=HYPERLINK(…)" must stay text in whoever opens the catalogue.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def formula_safe(value: str | int) -> str | int:
+    """A CSV cell that no spreadsheet evaluates: a text starting like a formula gets a
+    leading apostrophe (Excel and LibreOffice show the rest as text)."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def catalogue_csv(
+    records: Records,
+    organ_id: str | None = None,
+    only: Callable[[list[str]], set[str]] | None = None,
+) -> str:
     buf = io.StringIO()
     # A UTF-8 BOM: without it Excel opens the file as ANSI and garbles Vietnamese.
     buf.write("\ufeff")
-    csv.writer(buf, lineterminator="\r\n").writerows(catalogue_rows(records, organ_id))
+    rows = [[formula_safe(v) for v in row] for row in catalogue_rows(records, organ_id, only)]
+    csv.writer(buf, lineterminator="\r\n").writerows(rows)
     return buf.getvalue()
 
 
-def catalogue_xlsx(records: Records, organ_id: str | None = None) -> bytes:
+def catalogue_xlsx(
+    records: Records,
+    organ_id: str | None = None,
+    only: Callable[[list[str]], set[str]] | None = None,
+) -> bytes:
     from openpyxl import Workbook  # type: ignore[import-untyped]
     from openpyxl.styles import Font  # type: ignore[import-untyped]
 
     wb = Workbook()
     ws = wb.active
     ws.title = "Danh mục hồ sơ"
-    for row in catalogue_rows(records, organ_id):
+    for row in catalogue_rows(records, organ_id, only):
         ws.append(row)
+        for cell in ws[ws.max_row]:
+            # openpyxl stores any string starting with "=" as a formula: make every text
+            # cell a string cell, whatever it starts with (its value stays as entered).
+            if isinstance(cell.value, str):
+                cell.data_type = "s"
     for cell in ws[1]:
         cell.font = Font(bold=True)
     ws.freeze_panes = "A2"

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from server.archive import access
+from server.archive.auth import Principal
 from server.archive.catalog import MAX_OFFSET, Catalog, aligned, match_spans, query_terms
 from server.archive.records import Records
 
@@ -29,15 +31,26 @@ class SearchResult(NamedTuple):
 
 
 def search(
-    catalog: Catalog, records: Records, query: str, limit: int = 50, offset: int = 0
+    catalog: Catalog,
+    records: Records,
+    query: str,
+    reader: Principal,
+    limit: int = 50,
+    offset: int = 0,
 ) -> SearchResult:
     """Pages (``limit`` from ``offset``, best first), and on the first page of results the
-    hồ sơ and văn bản whose metadata match (same diacritic rules)."""
+    hồ sơ and văn bản whose metadata match (same diacritic rules) — those ``reader`` may
+    read (server.archive.access: chế độ sử dụng and place). The total is the index's count
+    of pages with every word, readable or not (it names none of them)."""
     if not query.strip():
         return SearchResult([], [], 0)
     offset = max(0, min(offset, MAX_OFFSET))
     found = catalog.search_page(query, limit, offset)
+    readable = access.readable_pages(catalog.db, reader, [h["page"] for h in found.hits])
+    pages = [h for h in found.hits if h["page"] in readable]
     meta = records.search(query) if not offset else []
+    open_ho_so = access.readable_ho_so(catalog.db, reader, [m["ma_ho_so"] for m in meta])
+    meta = [m for m in meta if m["ma_ho_so"] in open_ho_so]
     terms, exact = query_terms(query)
     out = []
     for m in meta:
@@ -54,4 +67,4 @@ def search(
                 "score": m["score"],
             }
         )
-    return SearchResult(found.hits, out, found.total, found.estimated)
+    return SearchResult(pages, out, found.total, found.estimated)

@@ -5,7 +5,8 @@ deliveries, publishes replies, acknowledges after commit) and ``bundle`` (a USB 
 station with no link) both go through :class:`Ingest`. Below them, stage by stage: ``core``
 (the :class:`Ingest` facade: the order of the stages and the group's transaction),
 ``grouping`` (what a group collects), ``devices`` (status and telemetry), ``manifests``
-(batches, pages, announced parts), ``parts`` (chunks into verified, committed files),
+(batches, pages, announced parts, checked against ``limits``: what a station may send),
+``parts`` (chunks into verified, committed files),
 ``replies`` (receipts, rejects, batch states). Only ``mqtt`` imports the broker client;
 nothing here imports the web app or archive work (review, re-scans, records): events the
 archive cares about leave through callbacks the app injects. May import ``server.store``.

@@ -10,7 +10,9 @@ committed so far, also by an earlier import or over the link) are written back d
 ``<bundle>/receipts/`` for the agent to read when the disk comes home.
 
 The flow of :func:`import_bundle`: read and check ``bundle.json`` (refuse the whole bundle if
-it is missing — the export did not finish — or unreadable) → for each listed frame, check
+it is missing — the export did not finish — or unreadable) → the station it names must be
+enrolled and active, and ``bundle.json.sig`` its key's signature of ``bundle.json``, else
+the whole bundle is refused and nothing written → for each listed frame, check
 its name, size and sha256 and refuse it alone if any differs → ``Ingest.handle`` → query the
 state of the bundle's batches → write receipt frames, then ``receipts.json`` last.
 
@@ -34,13 +36,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from protocol import envelope, topics
+from protocol import envelope, signing, topics
 from protocol.messages import BatchState, Query, Receipt, Reject
+from server.fleet import registry as stations
 from server.ingest import Ingest, Outgoing
+from server.store.db import Database
 
 log = logging.getLogger(__name__)
 
 INDEX_FILE = "bundle.json"
+SIGNATURE_FILE = "bundle.json.sig"
 RECEIPTS_DIR = "receipts"
 RECEIPTS_INDEX = "receipts.json"
 BUNDLE_FORMAT = "sohoa-bundle"
@@ -145,7 +150,12 @@ class ImportReport:
 
 
 def import_bundle(ingest: Ingest, bundle: Path, receipts_to: Path | None = None) -> ImportReport:
-    index = read_index(bundle)
+    raw, index = _read_index(bundle)
+    try:
+        check_station(ingest.db, bundle, raw, index)
+    except BundleRefused as exc:  # someone may be forging records: staff see it
+        ingest.db.alert(exc.reason, f"USB bundle {bundle.name}: {exc.detail}", index.device_id)
+        raise
     report = ImportReport(bundle=bundle, device_id=index.device_id)
     report.frames_total = len(index.frames)
     replies: list[Outgoing] = []
@@ -188,7 +198,36 @@ def import_bundle(ingest: Ingest, bundle: Path, receipts_to: Path | None = None)
     return report
 
 
+def check_station(db: Database, bundle: Path, raw: bytes, index: BundleIndex) -> None:
+    """Only an enrolled, active station's bundle enters, and only signed by its key: the
+    index names every frame's sha256, so its signature covers the whole bundle. A bundle
+    naming another station than the one that signed it fails here (issue 14)."""
+    device = index.device_id
+    station = stations.get(db, device)
+    if station is None:
+        raise BundleRefused("unknown_station", f"station {device} is not enrolled in this archive")
+    if station.state == "revoked":
+        raise BundleRefused("revoked", f"station {device} is revoked: its bundles are refused")
+    if station.state != "active" or not station.public_key:
+        raise BundleRefused("not_enrolled", f"station {device} has not finished its enrolment")
+    try:
+        signature = _read_regular(bundle / SIGNATURE_FILE, 1024).decode("ascii").strip()
+    except FileNotFoundError as exc:
+        raise BundleRefused("unsigned", f"{bundle / SIGNATURE_FILE} is missing") from exc
+    except (OSError, UnicodeDecodeError, _FrameRefused) as exc:
+        raise BundleRefused("unsigned", f"{bundle / SIGNATURE_FILE}: {exc}") from exc
+    if not signing.verify_bytes(raw, signature, station.public_key):
+        raise BundleRefused(
+            "bad_signature",
+            f"bundle.json is not signed by station {device}'s key ({station.fingerprint})",
+        )
+
+
 def read_index(bundle: Path) -> BundleIndex:
+    return _read_index(bundle)[1]
+
+
+def _read_index(bundle: Path) -> tuple[bytes, BundleIndex]:
     if not bundle.is_dir():
         raise BundleRefused("not_found", f"{bundle} is not a directory")
     path = bundle / INDEX_FILE
@@ -214,7 +253,7 @@ def read_index(bundle: Path) -> BundleIndex:
             f"{FORMAT_VERSION}",
         )
     try:
-        return BundleIndex.model_validate(obj)
+        return raw, BundleIndex.model_validate(obj)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(x) for x in first.get("loc", ()))

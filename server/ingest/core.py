@@ -25,8 +25,10 @@ from protocol.messages import (
     Status,
     Telemetry,
 )
+from server.config import ServerSettings
 from server.ingest import devices, manifests, parts, replies
 from server.ingest.grouping import Group, Handled, Rejected
+from server.ingest.limits import StationLimits
 from server.ingest.replies import Outgoing
 from server.store.db import OPERATIONAL_ERRORS, Connection, Database
 from server.store.files import Store
@@ -41,11 +43,17 @@ class Ingest:
         store: Store,
         max_part_bytes: int = 512 * 1024 * 1024,
         signing_key: Ed25519PrivateKey | None = None,
+        station_limits: StationLimits | None = None,
     ) -> None:
         self.db = db
         self.store = store
         self.max_part_bytes = max_part_bytes
         self.signing_key = signing_key
+        # What a station may send (server.ingest.limits); the settings' defaults, capped at
+        # max_part_bytes, when the caller gives none.
+        self.limits = station_limits or StationLimits.from_settings(
+            ServerSettings(max_part_bytes=max_part_bytes)
+        )
 
     # -- entry points ----------------------------------------------------------------------
 
@@ -89,7 +97,7 @@ class Ingest:
     # -- the stages of a group -------------------------------------------------------------
 
     def _group(self, messages: Sequence[tuple[str, bytes]]) -> list[list[Outgoing]]:
-        group = Group(len(messages))
+        group = Group(len(messages), self.signing_key)
         todo: list[tuple[int, Envelope, bytes]] = []
         for index, (topic, payload) in enumerate(messages):
             item = self._decode(group, index, topic, payload)
@@ -185,7 +193,8 @@ class Ingest:
             raise Rejected("bad_message", f"a {msg.kind} message on {where.kind}")
         except envelope.EnvelopeError as exc:
             log.warning("device %s: rejected payload on %s: %s", device, topic, exc)
-            group.replies[index].append(replies.reject(device, None, exc.reason, exc.detail, None))
+            refusal = replies.reject(device, None, exc.reason, exc.detail, None, self.signing_key)
+            group.replies[index].append(refusal)
         except Rejected as exc:
             group.rejected(index, device, where.kind, msg, exc)
         return None
@@ -205,7 +214,7 @@ class Ingest:
             # A refused manifest is rolled back alone; its empty files (if any) stay, unused.
             con.execute("SAVEPOINT manifest")
             try:
-                manifests.apply(con, self.db, self.store, group, index, msg, self.max_part_bytes)
+                manifests.apply(con, self.db, self.store, group, index, msg, self.limits)
             except Rejected as exc:
                 con.execute("ROLLBACK TO manifest")
                 con.execute("RELEASE manifest")

@@ -12,6 +12,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from protocol.messages import ChunkHeader, Envelope, PartState, Query
 from server.ingest.replies import Outgoing, reject
 from server.store.db import Row
@@ -80,7 +82,8 @@ class GroupBatch:
 
 
 class Group:
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, key: Ed25519PrivateKey | None = None) -> None:
+        self.key = key  # signs the rejects
         self.replies: list[list[Outgoing]] = [[] for _ in range(size)]
         self.alerts: list[tuple[str, str, str]] = []  # (kind, detail, device)
         self.parts: dict[int, GroupPart] = {}
@@ -111,4 +114,5 @@ class Group:
         log.warning("device %s: rejected %s: %s", device, kind, exc)
         if exc.alert:
             self.alerts.append((exc.reason, f"batch {exc.batch_id}: {exc.detail}", device))
-        self.replies[index].append(reject(device, msg, exc.reason, exc.detail, exc.batch_id))
+        refusal = reject(device, msg, exc.reason, exc.detail, exc.batch_id, self.key)
+        self.replies[index].append(refusal)

@@ -14,8 +14,10 @@ import json
 import logging
 import time
 
-from protocol.messages import Manifest, PageEntry, PartState
-from server.ingest import devices, parts
+from protocol import signing
+from protocol.messages import Manifest, PageEntry, PartRef, PartState
+from server.fleet import registry
+from server.ingest import devices, limits, parts
 from server.ingest.grouping import Group, Rejected, conflict
 from server.store.db import Connection, Database, Row
 from server.store.files import Store, StoreError
@@ -32,23 +34,46 @@ def apply(
     group: Group,
     index: int,
     msg: Manifest,
-    max_part_bytes: int,
+    station_limits: limits.StationLimits,
 ) -> None:
-    """Upsert the batch, its pages and parts; commit (and receipt) empty parts."""
+    """Upsert the batch, its pages and parts; commit (and receipt) empty parts. A manifest
+    outside what a station may send (server.ingest.limits: part types and sizes, pages per
+    batch, bytes per day) is refused whole, with the reason the station logs."""
     device = msg.device_id
+    _check_station(con, msg)
     devices.touch(con, device)
+    refusal = limits.check_manifest(msg, station_limits)
+    if refusal is not None:
+        raise Rejected(refusal.reason, refusal.detail, msg.batch_id)
     batch_pk = _upsert_batch(con, msg)
-    for page in msg.pages:
-        for part in page.parts:
-            if part.size > max_part_bytes:
-                raise Rejected("too_large", f"part {part.name} of {part.size} bytes", msg.batch_id)
     # Every page, then every part, in one batch and one read each (a round trip per
     # statement on PostgreSQL); a conflict anywhere rolls the whole manifest back.
     pages = _upsert_pages(con, msg, batch_pk)
+    refusal = limits.check_daily(con, device, _new_parts(con, msg, pages), station_limits)
+    if refusal is not None:
+        raise Rejected(refusal.reason, refusal.detail, msg.batch_id)
     held = _upsert_parts(con, msg, pages)
     committed_now = _commit_empty_parts(con, db, store, group, msg, pages, held)
     group.touched(device, msg.batch_id, batch_pk, index, committed_now)
     log.info("device %s batch %s: manifest with %d page(s)", device, msg.batch_id, len(msg.pages))
+
+
+def _check_station(con: Connection, msg: Manifest) -> None:
+    """A station in the fleet registry (server/fleet/registry.py) must be active and must have
+    signed the manifest with its enrolled key; a revoked one is refused outright. A device
+    the registry does not know has no broker identity under dynamic security; it can only
+    come through a broker that authenticates without it (the embedded anonymous broker, a
+    legacy password file), and over USB it never gets this far (bundle.check_station)."""
+    trust = registry.manifest_trust(con, msg.device_id)
+    if trust is None:
+        return
+    state, public_key = trust
+    if state != "active":
+        raise Rejected("refused", f"station {msg.device_id} is {state}", msg.batch_id, True)
+    if not signing.verify(msg, msg.signature, public_key):
+        raise Rejected(
+            "refused", "manifest not signed by the station's enrolled key", msg.batch_id, True
+        )
 
 
 def _upsert_batch(con: Connection, msg: Manifest) -> int:
@@ -123,6 +148,21 @@ def _upsert_pages(con: Connection, msg: Manifest, batch_pk: int) -> dict[str, Ro
         if row["capture_sha256"] != page.capture_sha256 or row["batch_pk"] != batch_pk:
             raise conflict(msg.batch_id, f"page {page.page_id} capture differs")
     return rows
+
+
+def _new_parts(con: Connection, msg: Manifest, pages: dict[str, Row]) -> list[PartRef]:
+    """The manifest's parts the archive has no row for yet (what it adds to the day)."""
+    ids = [pages[page.page_id]["id"] for page in msg.pages]
+    have = {
+        (r["page_pk"], r["name"])
+        for r in parts.select_in(con, "SELECT page_pk, name FROM parts WHERE page_pk IN", [], ids)
+    }
+    return [
+        p
+        for page in msg.pages
+        for p in page.parts
+        if (pages[page.page_id]["id"], p.name) not in have
+    ]
 
 
 def _upsert_parts(

@@ -1,4 +1,5 @@
-"""The server's only door to the broker: one ingest worker on the shared subscription.
+"""The server's only door to the broker: one ingest worker (on the shared subscription when
+several run: ``shared_subscription``).
 
 Group commit: paho's network thread only queues each device message (``_on_message``); one
 ingest thread takes what is queued — up to :data:`GROUP_MAX_MESSAGES` messages or
@@ -32,6 +33,7 @@ import queue
 import ssl
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import NamedTuple, Protocol
 from urllib.parse import unquote, urlsplit
@@ -42,7 +44,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from protocol import topics
+from protocol import envelope, signing, topics
+from protocol.messages import Reject
 from server.config import ServerSettings
 from server.ingest import Ingest
 
@@ -96,6 +99,8 @@ class IngestWorker:
         self.last_message_at = 0.0
         self.messages = 0
         self.errors = 0
+        self.trouble: str | None = None  # why the last group could not be stored, until one is
+        self.trouble_since = 0.0
         url = urlsplit(settings.mqtt_url)
         self.host = url.hostname or "localhost"
         self.tls = url.scheme == "mqtts"
@@ -199,7 +204,7 @@ class IngestWorker:
             self.port,
             flags.session_present,
         )
-        for flt in topics.ingest_filters(shared=True):
+        for flt in topics.ingest_filters(shared=self.settings.shared_subscription):
             client.subscribe(flt, qos=1)
         self.connected.set()
         if self.events is not None:
@@ -248,6 +253,68 @@ class IngestWorker:
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         # paho's network thread: queue only, never block on the disk here.
         self._queue.put(Delivery(msg.topic, bytes(msg.payload), msg.mid, msg.qos))
+
+    # -- when the archive cannot store -----------------------------------------------------
+
+    def _retry_later(self, failed: list[tuple[Delivery, BaseException]]) -> None:
+        """Tell each device whose message could not be stored to wait ``retry_after_s`` and
+        send again (a signed Reject ``retry_later``: no receipt went out, so it still holds
+        everything), instead of leaving it to re-send whole parts round after round; and
+        raise the alert staff see (``trouble``; an alert row when the database can take
+        it)."""
+        told: set[tuple[str, str | None]] = set()
+        for delivery, error in failed:
+            try:
+                parsed = topics.parse(delivery.topic)
+                msg = envelope.decode(delivery.payload).message
+            except (topics.TopicError, envelope.EnvelopeError):
+                continue
+            if parsed.direction != "up":
+                continue
+            batch_id = getattr(msg, "batch_id", None)
+            if (parsed.device_id, batch_id) in told:
+                continue
+            told.add((parsed.device_id, batch_id))
+            reject = Reject(
+                device_id=parsed.device_id,
+                msg_id=uuid.uuid4().hex,
+                sent_at=time.time(),
+                ref_msg_id=msg.msg_id,
+                batch_id=batch_id,
+                reason="retry_later",
+                retry_after=self.settings.retry_after_s,
+                detail=f"the archive cannot store now: {error}"[:1000],
+            )
+            if self.ingest.signing_key is not None:
+                signature = signing.sign(reject, self.ingest.signing_key)
+                reject = reject.model_copy(update={"signature": signature})
+            self._client.publish(
+                topics.down(parsed.device_id, "reject"), envelope.encode(reject), qos=1
+            )
+        detail = f"{type(failed[0][1]).__name__}: {failed[0][1]}"[:2000]
+        if self.trouble is None:
+            self.trouble_since = time.time()
+            self._alert("archive_cannot_store", detail)
+        self.trouble = detail
+
+    def _trouble_over(self) -> None:
+        log.warning(
+            "ingest stores again (trouble since %.0f: %s)", self.trouble_since, self.trouble
+        )
+        self._alert("archive_stores_again", f"after: {self.trouble}")
+        self.trouble = None
+
+    def _alert(self, kind: str, detail: str) -> None:
+        """An alert row for staff, if the database can take one (on a full disk it may not:
+        ``trouble`` still shows in /healthz)."""
+        try:
+            with self.ingest.db.tx() as con:
+                con.execute(
+                    "INSERT INTO alerts(at, device_id, kind, detail) VALUES (?, ?, ?, ?)",
+                    (time.time(), None, kind, detail),
+                )
+        except Exception as exc:
+            log.error("could not record the alert %s: %s", kind, exc)
 
     # -- the ingest thread ----------------------------------------------------------------
 
@@ -302,14 +369,16 @@ class IngestWorker:
             self._queue.qsize(),
         )
         # Everything the group committed is durable now: answer, then acknowledge.
+        failed: list[tuple[Delivery, BaseException]] = []
         for delivery, result in zip(group, results, strict=True):
             if result.error is not None:
-                # Unexpected (a bug, a full disk). Nothing was committed for this message, so
-                # no receipt went out and the agent's reconciliation will send it again.
-                # Acking it keeps one poison message from holding an in-flight slot for ever.
+                # Unexpected (a full disk, an fsync error, a bug). Nothing was committed for
+                # this message; acking it keeps one poison message from holding an in-flight
+                # slot for ever, and the device is told to wait and send again (_retry_later).
                 self.errors += 1
+                failed.append((delivery, result.error))
                 log.error(
-                    "ingest failed on %s (%s); dropped, the device will resend",
+                    "ingest failed on %s (%s); the device is told to retry later",
                     delivery.topic,
                     result.error,
                 )
@@ -317,6 +386,10 @@ class IngestWorker:
                 for reply in result.replies:
                     client.publish(reply.topic, reply.payload, qos=reply.qos, retain=reply.retain)
                 self.messages += 1
+        if failed:
+            self._retry_later(failed)
+        elif self.trouble is not None:
+            self._trouble_over()
         for delivery in group:
             client.ack(delivery.mid, delivery.qos)
         self.last_message_at = time.time()

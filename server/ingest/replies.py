@@ -1,6 +1,7 @@
 """What ingest sends back to a device: receipts, rejects and batch states (the answer to a
 query), as :class:`Outgoing` messages. Receipts and states make a device delete pages, so
-they are signed with the archive's key when one is set (protocol/signing.py).
+they are signed with the archive's key when one is set (protocol/signing.py), and so are
+rejects (a forged one could quarantine a batch).
 
 Owns: the wording and the signing of replies. Must not: write to the database or the store
 (``batch_state`` only reads), or publish (the caller does, after the group's COMMIT).
@@ -19,7 +20,7 @@ from protocol import chunking, envelope, signing, topics
 from protocol.messages import BatchState, Envelope, PartState, Query, Receipt, Reject
 from server.store.db import Connection
 
-_Signable = TypeVar("_Signable", BatchState, Receipt)
+_Signable = TypeVar("_Signable", BatchState, Receipt, Reject)
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,8 @@ class Outgoing:
 
 
 def signed(msg: _Signable, key: Ed25519PrivateKey | None) -> _Signable:
-    """Receipts and states make devices delete pages: sign them (protocol/signing.py)."""
+    """Receipts and states make devices delete pages, a reject can quarantine a batch:
+    sign them (protocol/signing.py); a station ignores what its pinned key did not sign."""
     if key is None:
         return msg
     return msg.model_copy(update={"signature": signing.sign(msg, key)})
@@ -56,7 +58,12 @@ def receipt(
 
 
 def reject(
-    device: str, msg: Envelope | None, reason: str, detail: str, batch_id: str | None
+    device: str,
+    msg: Envelope | None,
+    reason: str,
+    detail: str,
+    batch_id: str | None,
+    key: Ed25519PrivateKey | None = None,
 ) -> Outgoing:
     refusal = Reject(
         device_id=device,
@@ -67,7 +74,7 @@ def reject(
         reason=reason,
         detail=detail[:1000],
     )
-    return Outgoing(topics.down(device, "reject"), envelope.encode(refusal))
+    return Outgoing(topics.down(device, "reject"), envelope.encode(signed(refusal, key)))
 
 
 def answer_query(con: Connection, msg: Query, key: Ed25519PrivateKey | None) -> list[Outgoing]:

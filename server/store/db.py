@@ -38,6 +38,22 @@ SCHEMA_VERSION = 1
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- The fleet (server/fleet.py): who may send. A station's broker identity and its Ed25519
+-- key come from its enrolment; the one-time code is kept only as its sha256.
+CREATE TABLE IF NOT EXISTS stations (
+    device_id TEXT PRIMARY KEY,
+    commune TEXT NOT NULL,
+    district TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL CHECK (state IN ('pending', 'active', 'revoked')),
+    public_key TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    enrolled_at REAL,
+    revoked_at REAL,
+    code_sha256 TEXT,
+    code_expires_at REAL,
+    code_used_at REAL,
+    code_key TEXT
+);
 CREATE TABLE IF NOT EXISTS devices (
     device_id TEXT PRIMARY KEY,
     first_seen REAL NOT NULL,
@@ -140,6 +156,21 @@ CREATE TABLE IF NOT EXISTS login_failures (
     failures INTEGER NOT NULL,
     last_at REAL NOT NULL
 );
+-- Where a staff member may read (server.archive.access): commune labels, districts, OrganIds.
+-- No row: everywhere.
+CREATE TABLE IF NOT EXISTS user_places (
+    user_name TEXT NOT NULL REFERENCES users(name),
+    place TEXT NOT NULL,
+    PRIMARY KEY (user_name, place)
+);
+-- One-time login links (the demo prints one): only the sha256 of the code is kept; used
+-- once (deleted on use), valid for minutes.
+CREATE TABLE IF NOT EXISTS login_links (
+    code_sha256 TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL REFERENCES users(name),
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY,
     at REAL NOT NULL,
@@ -222,6 +253,11 @@ CREATE TABLE IF NOT EXISTS page_views (
 ADDED_COLUMNS = (
     # The commune a scan station serves (a label an admin sets; see server.archive.progress).
     ("devices", "commune", "TEXT NOT NULL DEFAULT ''"),
+    # Issue 13: tokens expire (NULL: made before expiry existed; created_at + 90 days).
+    ("tokens", "expires_at", "REAL"),
+    # The login brake's bursts: when one began and how many attempts it refused unheard.
+    ("login_failures", "first_at", "REAL NOT NULL DEFAULT 0"),
+    ("login_failures", "refused", "INTEGER NOT NULL DEFAULT 0"),
 )
 
 # Full-text search and the audit log's append-only guard, per engine. SQLite: FTS5 tables

@@ -5,8 +5,10 @@ under ``/api/v1/`` (``api``, ``api_records``); authentication and role checks as
 dependencies (``deps``); staff-facing words (``i18n``). May import ``server.archive`` and
 ``server.store``; never ``server.ingest``.
 
-Login is a user name and password (or a token link, ``/login?token=…``, which the demo
-prints) and gives a server-side session; every POST form carries the session's CSRF token.
+Login is a user name and password (or a posted access token, or a one-time link from
+``sohoa-server login-link``, which the demo prints) and gives a server-side session; every
+POST form carries the session's CSRF token. Every response carries the headers of
+``security``; page scripts are files in ``static/`` (the CSP allows no inline script).
 Roles: viewer reads; archivist edits metadata, reviews pages and exports; admin sees the
 audit log and the users. Views, edits and logins are written to the audit log.
 

@@ -10,9 +10,21 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from server.archive import audit, progress, search
-from server.archive.catalog import MAX_OFFSET
-from server.web.deps import DB, Admin, CatalogDep, RecordsDep, User, client_ip
+from server.archive import access, audit, progress, search
+from server.archive.auth import Principal
+from server.archive.catalog import MAX_OFFSET, PartFile, query_terms
+from server.archive.page_images import (
+    MEDIA_TYPE,
+    THUMB_WIDTH,
+    WIDTHS,
+    Box,
+    RenderError,
+    etag_for,
+    snap_width,
+    word_boxes,
+)
+from server.store.db import Database, fold
+from server.web.deps import DB, Admin, CatalogDep, RecordsDep, RendererDep, User, client_ip
 
 router = APIRouter(prefix="/api/v1", tags=["archive"])
 
@@ -107,11 +119,29 @@ class SearchHit(BaseModel):
     score: float
 
 
+NOT_YOURS = "this is not open to you (chế độ sử dụng or place; see server.archive.access)"
+
+
+def readable_page(db: Database, user: Principal, page: int, request: Request) -> None:
+    """404 for no such page; 403 (audited) when its regime or place is not the user's."""
+    allowed = access.page_access(db, user, page, client_ip(request))
+    if allowed is None:
+        raise HTTPException(404, "no such page")
+    if not allowed:
+        raise HTTPException(403, NOT_YOURS)
+
+
 @router.get("/batches", response_model=list[BatchOut])
 def list_batches(
-    catalog: CatalogDep, user: User, limit: int = Query(100, ge=1, le=1000), offset: int = 0
+    catalog: CatalogDep,
+    user: User,
+    db: DB,
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
-    return catalog.batches(limit, offset)
+    found = catalog.batches(limit, offset)
+    mine = access.readable_batches(db, user, [b["id"] for b in found])
+    return [b for b in found if b["id"] in mine]
 
 
 @router.get("/batches/{batch}", response_model=BatchDetail)
@@ -121,29 +151,63 @@ def get_batch(
     found = catalog.batch(batch)
     if found is None:
         raise HTTPException(404, "no such batch")
+    if not access.batch_access(db, user, batch, client_ip(request)):
+        raise HTTPException(403, NOT_YOURS)
+    mine = access.readable_pages(db, user, [p["id"] for p in found["pages"]])
+    found = {**found, "pages": [p for p in found["pages"] if p["id"] in mine]}
     audit.record(db, user.name, "batch.view", str(batch), {"via": "api"}, client_ip(request))
     return found
 
 
 @router.get("/pages/{page}", response_model=PageOut)
-def get_page(page: int, catalog: CatalogDep, user: User) -> dict[str, Any]:
+def get_page(
+    page: int, catalog: CatalogDep, user: User, db: DB, request: Request
+) -> dict[str, Any]:
+    readable_page(db, user, page, request)
     found = catalog.page(page)
     if found is None:
         raise HTTPException(404, "no such page")
     return found
 
 
+# What a stored part is sent as: its media type when it is one a station may send for that
+# part (the ingest's allow-list), else opaque bytes. Always a download ("attachment"), never
+# shown in this origin: an archival PDF or a capture is the station's bytes, and a PDF can
+# carry script.
+SERVED_TYPES = {
+    "archival": ("application/pdf", "image/jpeg", "image/png", "image/tiff", "image/webp"),
+    "capture": ("image/png", "image/jpeg", "image/tiff", "image/webp", "application/pdf"),
+}
+SUFFIX = {
+    "application/pdf": ".pdf",
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/tiff": ".tif",
+    "image/webp": ".webp",
+}
+
+
 def _file(catalog: CatalogDep, page: int, part: str, what: str) -> FileResponse:
     found = catalog.part_file(page, part)
     if found is None:
         raise HTTPException(404, f"the {what} of this page has not arrived")
-    return FileResponse(found.path, media_type=found.media_type, headers={"X-Sha256": found.sha256})
+    kind = found.media_type.split(";")[0].strip().lower()
+    media = kind if kind in SERVED_TYPES.get(part, ()) else "application/octet-stream"
+    name = f"sohoa-page-{page}-{part}{SUFFIX.get(media, '.bin')}"
+    return FileResponse(
+        found.path,
+        media_type=media,
+        filename=name,
+        content_disposition_type="attachment",
+        headers={"X-Sha256": found.sha256, "Content-Security-Policy": "sandbox"},
+    )
 
 
 @router.get("/pages/{page}/image", response_class=FileResponse)
 def page_image(
     page: int, catalog: CatalogDep, user: User, db: DB, request: Request
 ) -> FileResponse:
+    readable_page(db, user, page, request)
     found = _file(catalog, page, "archival", "archival image")
     audit.record(db, user.name, "page.image", str(page), {}, client_ip(request))
     return found
@@ -153,20 +217,123 @@ def page_image(
 def page_original(
     page: int, catalog: CatalogDep, user: User, db: DB, request: Request
 ) -> FileResponse:
+    readable_page(db, user, page, request)
     found = _file(catalog, page, "capture", "original capture")
     audit.record(db, user.name, "page.original", str(page), {}, client_ip(request))
     return found
 
 
+# Rendered images never change for a given archival sha256 (the key is in the ETag): the
+# browser keeps them for a year. "private": they are behind a login, no shared cache may keep
+# them.
+RENDER_CACHE_CONTROL = "private, max-age=31536000, immutable"
+
+
+def _etag_matches(request: Request, etag: str) -> bool:
+    header = request.headers.get("if-none-match", "")
+    tags = {t.strip().removeprefix("W/") for t in header.split(",")}
+    return etag in tags or "*" in tags
+
+
+def _rendered(
+    request: Request, renderer: RendererDep, found: PartFile | None, width: int
+) -> Response:
+    if found is None:
+        raise HTTPException(404, "the archival image of this page has not arrived")
+    etag = etag_for(found.sha256, width)
+    headers = {"ETag": etag, "Cache-Control": RENDER_CACHE_CONTROL, "X-Render-Width": str(width)}
+    if _etag_matches(request, etag):
+        return Response(status_code=304, headers=headers)
+    try:
+        rendered = renderer.render(found.path, found.media_type, found.sha256, width)
+    except RenderError as exc:
+        raise HTTPException(422, f"this page cannot be shown as an image: {exc}") from exc
+    return FileResponse(rendered.path, media_type=MEDIA_TYPE, headers=headers)
+
+
+@router.get(
+    "/pages/{page}/render",
+    response_class=FileResponse,
+    responses={304: {"description": "the browser's copy (If-None-Match) is current"}},
+)
+def page_render(
+    page: int,
+    request: Request,
+    catalog: CatalogDep,
+    renderer: RendererDep,
+    user: User,
+    db: DB,
+    w: int = Query(
+        WIDTHS[2], ge=1, le=100_000, description=f"pixels; served at the next of {WIDTHS}"
+    ),
+) -> Response:
+    """The page as a JPEG a browser can show, rendered from the archival PDF/A (or image) at
+    one of a few widths and cached; ``ETag`` / ``If-None-Match`` answer 304."""
+    readable_page(db, user, page, request)
+    width = snap_width(w)
+    response = _rendered(request, renderer, catalog.part_file(page, "archival"), width)
+    if width > THUMB_WIDTH and response.status_code == 200:
+        audit.record(db, user.name, "page.image", str(page), {"w": width}, client_ip(request))
+    return response
+
+
+class WordBox(BaseModel):
+    left: float = Field(description="fraction of the page width, from the left edge")
+    top: float = Field(description="fraction of the page height, from the top edge")
+    width: float
+    height: float
+    word: str
+
+
+@router.get("/pages/{page}/words", response_model=list[WordBox])
+def page_words(
+    page: int,
+    request: Request,
+    catalog: CatalogDep,
+    user: User,
+    db: DB,
+    q: str = Query(..., min_length=1, max_length=200),
+) -> list[Box]:
+    """Where the words of ``q`` are on the page (matched as search matches them: without
+    diacritics unless ``q`` has some), from the archival PDF/A's OCR text layer; for the
+    viewer's highlights. Empty when the archival part has no text layer."""
+    readable_page(db, user, page, request)
+    found = catalog.part_file(page, "archival")
+    if found is None:
+        raise HTTPException(404, "the archival image of this page has not arrived")
+    terms, exact = query_terms(q)
+    wanted = set(terms)
+
+    def match(word: str) -> bool:
+        return (word.lower() if exact else fold(word)) in wanted
+
+    try:
+        return word_boxes(found.path, found.media_type, match)[:500]
+    except RenderError as exc:
+        raise HTTPException(422, f"this page's text layer cannot be read: {exc}") from exc
+
+
 @router.get("/pages/{page}/thumb", response_class=FileResponse)
-def page_thumb(page: int, catalog: CatalogDep, user: User) -> FileResponse:
-    return _file(catalog, page, "thumb", "thumbnail")
+def page_thumb(
+    page: int, request: Request, catalog: CatalogDep, renderer: RendererDep, user: User, db: DB
+) -> Response:
+    """A small JPEG of the page, rendered from the archival file like the viewer's image.
+    Before the archival file arrives (text and thumbnails travel first) the station's
+    thumbnail is decoded and re-encoded the same way: its bytes are never served as sent."""
+    readable_page(db, user, page, request)
+    found = catalog.part_file(page, "archival")
+    if found is None:
+        thumb = catalog.part_file(page, "thumb")
+        if thumb is not None and thumb.media_type in ("image/jpeg", "image/webp"):
+            found = thumb
+    return _rendered(request, renderer, found, THUMB_WIDTH)
 
 
 @router.get("/pages/{page}/text", response_class=PlainTextResponse)
 def page_text(
     page: int, catalog: CatalogDep, user: User, db: DB, request: Request
 ) -> PlainTextResponse:
+    readable_page(db, user, page, request)
     found = catalog.part_file(page, "text")
     if found is None:
         raise HTTPException(404, "the text of this page has not arrived")
@@ -180,6 +347,7 @@ def search_hits(
     catalog: CatalogDep,
     records: RecordsDep,
     user: User,
+    db: DB,
     response: Response,
     q: str = Query(..., min_length=1, max_length=200),
     limit: int = Query(50, ge=1, le=100),
@@ -191,7 +359,7 @@ def search_hits(
     header ``X-Total-Count`` says how many pages contain every word of ``q``; with
     ``X-Total-Count-Estimated: true`` it is the database's estimate (PostgreSQL, above
     10,000 pages)."""
-    found = search.search(catalog, records, q, limit, offset)
+    found = search.search(catalog, records, q, user, limit, offset)
     response.headers["X-Total-Count"] = str(found.total)
     if found.estimated:
         response.headers["X-Total-Count-Estimated"] = "true"

@@ -14,14 +14,17 @@ from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
-from server.archive import audit, export, rescan, review
+from server.archive import access, audit, export, rescan, review
+from server.archive.auth import Principal
 from server.archive.records import Conflict, HoSo, HoSoOut, NotFound, VanBan, VanBanIn
 from server.store.db import Database
+from server.web.api import NOT_YOURS, readable_page
 from server.web.deps import (
     DB,
     Admin,
     Archivist,
     CatalogDep,
+    Exporter,
     PublisherDep,
     RecordsDep,
     Viewer,
@@ -86,21 +89,39 @@ class AuditRow(BaseModel):
 
 @router.get("/ho-so", response_model=list[HoSoOut])
 def list_ho_so(
-    records: RecordsDep, user: Viewer, limit: int = Query(1000, ge=1, le=10000), offset: int = 0
+    records: RecordsDep,
+    user: Viewer,
+    db: DB,
+    limit: int = Query(1000, ge=1, le=10000),
+    offset: int = 0,
 ) -> list[HoSoOut]:
-    return records.list_ho_so(limit, offset)
+    found = records.list_ho_so(limit, offset)
+    mine = access.readable_ho_so(db, user, [h.ma_ho_so for h in found])
+    return [h for h in found if h.ma_ho_so in mine]
+
+
+def readable_ho_so(db: Database, user: Principal, ma: str, request: Request) -> None:
+    """404 for no such hồ sơ; 403 (audited) when its regime or place is not the user's."""
+    allowed = access.ho_so_access(db, user, ma, client_ip(request))
+    if allowed is None:
+        raise HTTPException(404, "no such hồ sơ")
+    if not allowed:
+        raise HTTPException(403, NOT_YOURS)
 
 
 @router.get("/ho-so-search", response_model=list[MetaHit])
 def search_ho_so(
-    records: RecordsDep, user: Viewer, q: str = Query(..., min_length=1, max_length=200)
+    records: RecordsDep, user: Viewer, db: DB, q: str = Query(..., min_length=1, max_length=200)
 ) -> list[dict[str, Any]]:
     """Hồ sơ and văn bản by their metadata (diacritics ignored when the query has none)."""
-    return records.search(q)
+    hits = records.search(q)
+    mine = access.readable_ho_so(db, user, [h["ma_ho_so"] for h in hits])
+    return [h for h in hits if h["ma_ho_so"] in mine]
 
 
 @router.get("/ho-so/{ma}", response_model=HoSoOut)
 def get_ho_so(ma: str, records: RecordsDep, user: Viewer, db: DB, request: Request) -> HoSoOut:
+    readable_ho_so(db, user, ma, request)
     found = records.ho_so(ma)
     if found is None:
         raise HTTPException(404, "no such hồ sơ")
@@ -110,18 +131,28 @@ def get_ho_so(ma: str, records: RecordsDep, user: Viewer, db: DB, request: Reque
 
 @router.put("/ho-so/{ma}", response_model=HoSoOut)
 def put_ho_so(
-    ma: str, body: HoSo, records: RecordsDep, user: Archivist, request: Request
+    ma: str, body: HoSo, records: RecordsDep, user: Archivist, db: DB, request: Request
 ) -> HoSoOut:
-    """Create or replace a hồ sơ. ``ma`` must equal organ_id.nam.ky_hieu of the body."""
+    """Create or replace a hồ sơ. ``ma`` must equal organ_id.nam.ky_hieu of the body. Only
+    someone who may read it may replace it, and only to a regime they may read (an archivist
+    cannot file a hồ sơ as Mật and lose it, nor open a Mật one)."""
     if body.code() != ma:
         raise HTTPException(422, f"mã hồ sơ in the path {ma!r} ≠ {body.code()!r} from the body")
+    if records.ho_so(ma) is not None:
+        readable_ho_so(db, user, ma, request)
+    if not access.may_file_as(user, body.che_do_su_dung):
+        access.refused(db, user, "ho_so.regime", ma, client_ip(request))
+        raise HTTPException(403, NOT_YOURS)
     return records.save_ho_so(body, user.name, client_ip(request))
 
 
 @router.post("/ho-so/{ma}/van-ban", response_model=VanBan, status_code=201)
 def add_van_ban(
-    ma: str, body: VanBanIn, records: RecordsDep, user: Archivist, request: Request
+    ma: str, body: VanBanIn, records: RecordsDep, user: Archivist, db: DB, request: Request
 ) -> VanBan:
+    readable_ho_so(db, user, ma, request)
+    for page in body.pages:
+        readable_page(db, user, page, request)
     try:
         return records.add_van_ban(ma, body, user.name, client_ip(request))
     except NotFound as exc:
@@ -154,19 +185,18 @@ def _zip_export(
     return FileResponse(out, media_type="application/zip", filename=f"{name}.zip")
 
 
-@router.get("/ho-so/{ma}/bag", response_class=FileResponse)
+@router.api_route("/ho-so/{ma}/bag", methods=["GET", "POST"], response_class=FileResponse)
 def ho_so_bag(
     ma: str,
     records: RecordsDep,
     catalog: CatalogDep,
-    user: Archivist,
+    user: Exporter,
     db: DB,
     request: Request,
     cleanup: BackgroundTasks,
 ) -> FileResponse:
     """The hồ sơ as a zipped BagIt bag (RFC 8493, sha256) for handover."""
-    if records.ho_so(ma) is None:
-        raise HTTPException(404, "no such hồ sơ")
+    readable_ho_so(db, user, ma, request)
     return _zip_export(
         lambda out: export.write_bag(records, catalog, ma, out),
         ma,
@@ -178,19 +208,24 @@ def ho_so_bag(
     )
 
 
-@router.get("/export/{organ_id}.zip", response_class=FileResponse)
+@router.api_route("/export/{organ_id}.zip", methods=["GET", "POST"], response_class=FileResponse)
 def commune_export(
     organ_id: str,
     records: RecordsDep,
     catalog: CatalogDep,
-    user: Archivist,
+    user: Exporter,
     db: DB,
     request: Request,
     cleanup: BackgroundTasks,
 ) -> FileResponse:
-    """Every hồ sơ of one organisation (commune) as bags, plus its catalogue."""
+    """Every hồ sơ of one organisation (commune) as bags, plus its catalogue — those the
+    user may read, never a Mật one (server.archive.access)."""
+
+    def only(codes: list[str]) -> set[str]:
+        return access.bulk_exportable(db, user, codes)
+
     return _zip_export(
-        lambda out: export.write_commune_bags(records, catalog, organ_id, out),
+        lambda out: export.write_commune_bags(records, catalog, organ_id, out, only),
         organ_id,
         cleanup=cleanup,
         db=db,
@@ -200,22 +235,27 @@ def commune_export(
     )
 
 
-@router.get("/catalogue.csv", response_class=Response)
-def catalogue_csv(records: RecordsDep, user: Archivist, db: DB, request: Request) -> Response:
+def _bulk(db: Database, user: Principal) -> Callable[[list[str]], set[str]]:
+    """The catalogue lists what the user may read, never a Mật hồ sơ (a bulk export)."""
+    return lambda codes: access.bulk_exportable(db, user, codes)
+
+
+@router.api_route("/catalogue.csv", methods=["GET", "POST"], response_class=Response)
+def catalogue_csv(records: RecordsDep, user: Exporter, db: DB, request: Request) -> Response:
     """Danh mục hồ sơ, UTF-8 with BOM (Excel opens Vietnamese correctly)."""
     audit.record(db, user.name, "export.catalogue", "csv", {}, client_ip(request))
     return Response(
-        export.catalogue_csv(records).encode("utf-8"),
+        export.catalogue_csv(records, only=_bulk(db, user)).encode("utf-8"),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="danh-muc-ho-so.csv"'},
     )
 
 
-@router.get("/catalogue.xlsx", response_class=Response)
-def catalogue_xlsx(records: RecordsDep, user: Archivist, db: DB, request: Request) -> Response:
+@router.api_route("/catalogue.xlsx", methods=["GET", "POST"], response_class=Response)
+def catalogue_xlsx(records: RecordsDep, user: Exporter, db: DB, request: Request) -> Response:
     audit.record(db, user.name, "export.catalogue", "xlsx", {}, client_ip(request))
     return Response(
-        export.catalogue_xlsx(records),
+        export.catalogue_xlsx(records, only=_bulk(db, user)),
         media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         headers={"Content-Disposition": 'attachment; filename="danh-muc-ho-so.xlsx"'},
     )
@@ -223,7 +263,9 @@ def catalogue_xlsx(records: RecordsDep, user: Archivist, db: DB, request: Reques
 
 @router.get("/review", response_model=list[ReviewItem])
 def review_queue(db: DB, user: Viewer) -> list[dict[str, Any]]:
-    return review.queue(db)
+    queue = review.queue(db)
+    mine = access.readable_pages(db, user, [i["id"] for i in queue])
+    return [i for i in queue if i["id"] in mine]
 
 
 @router.post("/pages/{page}/review", status_code=204)
@@ -237,6 +279,7 @@ def review_page(
 ) -> None:
     """accept; rotate (``degrees``, shown by the viewer, the file is untouched); rescan (a
     command to the scan station, sent now if the broker link is up, else on reconnect)."""
+    readable_page(db, user, page, request)
     ip = client_ip(request)
     if body.action == "rotate":
         if body.degrees is None:

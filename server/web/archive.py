@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from server.archive import audit, progress, rescan, review, search
+from server.archive import access, audit, dashboard, rescan, review, search
 from server.archive.catalog import MAX_OFFSET, match_spans, query_terms
 from server.web import i18n
 from server.web.deps import (
@@ -19,32 +19,32 @@ from server.web.deps import (
     WebViewer,
     client_ip,
 )
-from server.web.render import bar_chart, lang, marked, render
+from server.web.render import bar_chart, lang, marked, not_open, render
 
 router = APIRouter(include_in_schema=False)
 
 
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, session: WebViewer, catalog: CatalogDep) -> Response:
-    batches = catalog.batches(limit=200)
-    previews = {}
-    for b in batches[:50]:
-        detail = catalog.batch(b["id"])
-        previews[b["id"]] = detail["pages"][:6] if detail else []
+    view = dashboard.overview(catalog, session.principal)
     language = lang(request)
-    communes = progress.communes(catalog.db)
     charts = {
-        c.commune: bar_chart(c.per_day, label=i18n.t("per_day_chart", language)) for c in communes
+        c.commune: bar_chart(c.per_day, label=i18n.t("per_day_chart", language))
+        for c in view.communes
     }
     return render(
         request,
         "batches.html",
-        batches=batches,
-        previews=previews,
-        devices=catalog.devices(),
-        assigned=catalog.pages_in_records(),
-        communes=communes,
+        batches=view.batches,
+        previews=view.previews,
+        devices=view.devices,
+        assigned=view.assigned,
+        communes=view.communes,
         charts=charts,
+        alerts=[{**a, "label": i18n.t(f"alert_{a['kind']}", language)} for a in catalog.alerts()],
+        # Why the archive cannot store right now (a full disk: the alert row itself may not
+        # have found room). Set by server.app from the ingest worker; None when all is well.
+        ingest_trouble=getattr(request.app.state, "ingest_trouble", lambda: None)(),
     )
 
 
@@ -55,7 +55,12 @@ def batch_page(
     found = catalog.batch(batch)
     if found is None:
         return render(request, "message.html", 404, message_key="not_found")
-    audit.record(db, session.principal.name, "batch.view", str(batch), {}, client_ip(request))
+    me, ip = session.principal, client_ip(request)
+    if not access.batch_access(db, me, batch, ip):
+        return not_open(request)
+    readable = access.readable_pages(db, me, [p["id"] for p in found["pages"]])
+    found = {**found, "pages": [p for p in found["pages"] if p["id"] in readable]}
+    audit.record(db, me.name, "batch.view", str(batch), {}, ip)
     return render(request, "batch.html", batch=found)
 
 
@@ -63,16 +68,24 @@ def batch_page(
 def page_viewer(
     page: int, request: Request, session: WebViewer, catalog: CatalogDep, db: DB, q: str = ""
 ) -> Response:
+    me, ip = session.principal, client_ip(request)
+    allowed = access.page_access(db, me, page, ip)
+    if allowed is None:
+        return render(request, "message.html", 404, message_key="not_found")
+    if not allowed:
+        return not_open(request)
     found = catalog.page(page)
     if found is None:
         return render(request, "message.html", 404, message_key="not_found")
     batch = catalog.batch(found["batch_pk"])
     siblings = [p["id"] for p in batch["pages"]] if batch else [page]
+    readable = access.readable_pages(db, me, siblings)
+    siblings = [p for p in siblings if p in readable or p == page]
     i = siblings.index(page)
     terms, exact = query_terms(q)
     body = found["text"]
     text = marked(body, match_spans(body, terms, exact)) if body else None
-    audit.record(db, session.principal.name, "page.view", str(page), {}, client_ip(request))
+    audit.record(db, me.name, "page.view", str(page), {}, ip)
     return render(
         request,
         "page.html",
@@ -103,7 +116,7 @@ def search_page(
 ) -> Response:
     q = q[:200]
     offset = max(0, min(offset, MAX_OFFSET))
-    found = search.search(catalog, records_, q, SEARCH_PAGE, offset)
+    found = search.search(catalog, records_, q, session.principal, SEARCH_PAGE, offset)
     hits = [{**h, "html": marked(h["snippet"], h["spans"])} for h in found.pages]
     meta = [{**m, "html": marked(m["snippet"], m["spans"])} for m in found.records]
     total = found.total

@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from server.archive import audit, records
+from server.archive import access, audit, records
 from server.web.deps import (
     DB,
     CatalogDep,
@@ -23,7 +23,7 @@ from server.web.deps import (
     WebViewer,
     client_ip,
 )
-from server.web.render import checked_form, render
+from server.web.render import checked_form, not_open, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -55,17 +55,21 @@ def _ho_so_fields(form: dict[str, str]) -> dict[str, Any]:
 
 
 @router.get("/ho-so", response_class=HTMLResponse)
-def ho_so_list(request: Request, session: WebViewer, records_: RecordsDep) -> Response:
-    items = records_.list_ho_so()
+def ho_so_list(request: Request, session: WebViewer, records_: RecordsDep, db: DB) -> Response:
+    every = records_.list_ho_so()
+    readable = access.readable_ho_so(db, session.principal, [h.ma_ho_so for h in every])
+    items = [h for h in every if h.ma_ho_so in readable]
     organs = sorted({h.organ_id for h in items})
     return render(request, "ho_so_list.html", items=items, organs=organs, **_form_ctx())
 
 
 @router.get("/ho-so/new", response_class=HTMLResponse)
 def ho_so_new_form(
-    request: Request, session: WebArchivist, catalog: CatalogDep, batch: int | None = None
+    request: Request, session: WebArchivist, catalog: CatalogDep, db: DB, batch: int | None = None
 ) -> Response:
     found = catalog.batch(batch) if batch else None
+    if found and not access.batch_access(db, session.principal, found["id"], client_ip(request)):
+        return not_open(request)
     year = dt.date.fromtimestamp(found["created_at"]).year if found else dt.date.today().year
     values = {"nam": year, "thoi_han_bao_quan": "Vĩnh viễn", "muc_do_tin_cay": "02"}
     return render(
@@ -75,12 +79,20 @@ def ho_so_new_form(
 
 @router.post("/ho-so/new", response_class=HTMLResponse)
 async def ho_so_create(
-    request: Request, session: WebArchivist, records_: RecordsDep, catalog: CatalogDep
+    request: Request, session: WebArchivist, records_: RecordsDep, catalog: CatalogDep, db: DB
 ) -> Response:
     form, refused = await checked_form(request, session)
     if refused:
         return refused
+    me, ip = session.principal, client_ip(request)
     batch_pk = int(form["batch"]) if form.get("batch", "").isdigit() else None
+    if batch_pk is not None and not await run_in_threadpool(
+        access.batch_access, db, me, batch_pk, ip
+    ):
+        return not_open(request)
+    if not access.may_file_as(me, form.get("che_do_su_dung", access.PUBLIC)):
+        await run_in_threadpool(access.refused, db, me, "ho_so.regime", "", ip)
+        return not_open(request)
     try:
         ho_so = records.HoSo.model_validate(_ho_so_fields(form))
     except ValidationError as exc:
@@ -135,18 +147,32 @@ def ho_so_page(
     db: DB,
     saved: bool = False,
 ) -> Response:
-    if records_.ho_so(ma) is not None:
+    allowed = access.ho_so_access(db, session.principal, ma, client_ip(request))
+    if allowed is False:
+        return not_open(request)
+    if allowed:
         audit.record(db, session.principal.name, "ho_so.view", ma, {}, client_ip(request))
     return _ho_so_page(request, records_, catalog, ma, saved=saved)
 
 
 @router.post("/ho-so/{ma}", response_class=HTMLResponse)
 async def ho_so_update(
-    ma: str, request: Request, session: WebArchivist, records_: RecordsDep, catalog: CatalogDep
+    ma: str,
+    request: Request,
+    session: WebArchivist,
+    records_: RecordsDep,
+    catalog: CatalogDep,
+    db: DB,
 ) -> Response:
     form, refused = await checked_form(request, session)
     if refused:
         return refused
+    me, ip = session.principal, client_ip(request)
+    if await run_in_threadpool(access.ho_so_access, db, me, ma, ip) is False:
+        return not_open(request)
+    if not access.may_file_as(me, form.get("che_do_su_dung", access.PUBLIC)):
+        await run_in_threadpool(access.refused, db, me, "ho_so.regime", ma, ip)
+        return not_open(request)
     current = await run_in_threadpool(records_.ho_so, ma)
     if current is None:
         return render(request, "message.html", 404, message_key="not_found")
@@ -165,12 +191,22 @@ async def ho_so_update(
 
 @router.post("/ho-so/{ma}/van-ban", response_class=HTMLResponse)
 async def van_ban_create(
-    ma: str, request: Request, session: WebArchivist, records_: RecordsDep, catalog: CatalogDep
+    ma: str,
+    request: Request,
+    session: WebArchivist,
+    records_: RecordsDep,
+    catalog: CatalogDep,
+    db: DB,
 ) -> Response:
     form, refused = await checked_form(request, session)
     if refused:
         return refused
+    me, ip = session.principal, client_ip(request)
     batch_pk = int(form["batch"]) if form.get("batch", "").isdigit() else 0
+    if await run_in_threadpool(access.ho_so_access, db, me, ma, ip) is False:
+        return not_open(request)
+    if batch_pk and not await run_in_threadpool(access.batch_access, db, me, batch_pk, ip):
+        return not_open(request)
     batch = await run_in_threadpool(catalog.batch, batch_pk)
     errors: list[str] = []
     if batch is None:
@@ -180,6 +216,10 @@ async def van_ban_create(
             pages = records.parse_pages(
                 form.get("pages", ""), {p["page_no"]: p["id"] for p in batch["pages"]}
             )
+            readable = await run_in_threadpool(access.readable_pages, db, me, pages)
+            if set(pages) - readable:
+                await run_in_threadpool(access.refused, db, me, "page", str(pages), ip)
+                return not_open(request)
             keys = set(records.VanBanIn.model_fields) - {"pages", "stt"}
             data: dict[str, Any] = {k: v for k, v in form.items() if k in keys}
             data["ngay"] = data.get("ngay") or None

@@ -55,6 +55,16 @@ TEXT: dict[str, tuple[str, str]] = {
         "Đăng nhập sai quá nhiều lần. Vui lòng thử lại sau {s} giây.",
         "Too many failed logins. Try again in {s} seconds.",
     ),
+    "login_link_as": (
+        "Đường dẫn đăng nhập một lần cho tài khoản “{user}”. Bấm để đăng nhập.",
+        "A one-time login link for the account “{user}”. Click to log in.",
+    ),
+    "login_link_bad": (
+        "Đường dẫn đăng nhập đã dùng, đã hết hạn hoặc không đúng. Xin quản trị viên đường dẫn"
+        " mới (sohoa-server login-link).",
+        "This login link was used, has expired or is wrong. Ask an administrator for a new one"
+        " (sohoa-server login-link).",
+    ),
     "or_token": ("Hoặc dùng mã truy cập (API):", "Or use an access token (API):"),
     "forbidden": (
         "Tài khoản của bạn không có quyền này (cần vai trò {role}).",
@@ -66,6 +76,15 @@ TEXT: dict[str, tuple[str, str]] = {
     ),
     "dashboard": ("Tổng quan", "Dashboard"),
     "fleet": ("Các trạm quét", "Scan stations"),
+    "alerts": ("Cảnh báo", "Alerts"),
+    "ingest_trouble": (
+        "Kho lưu trữ hiện không ghi được dữ liệu (ổ đĩa đầy?). Các trạm được yêu cầu chờ rồi "
+        "gửi lại; không mất trang nào. Gọi cán bộ kỹ thuật.",
+        "The archive cannot store data right now (disk full?). Stations are told to wait and "
+        "send again; no page is lost. Call the technician.",
+    ),
+    "alert_archive_cannot_store": ("Kho không ghi được dữ liệu", "Archive cannot store"),
+    "alert_archive_stores_again": ("Kho ghi được dữ liệu trở lại", "Archive stores again"),
     "backlog": ("Chờ gửi (trang)", "Waiting to send (pages)"),
     "disk_free": ("Dung lượng trống", "Disk free"),
     "last_error": ("Lỗi gần nhất", "Last error"),
@@ -142,6 +161,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "text_results": ("Nội dung trang", "Page text"),
     "about": ("khoảng", "about"),
     "not_found": ("Không tìm thấy.", "Not found."),
+    "not_open": (
+        "Tài liệu này không mở cho tài khoản của bạn (chế độ sử dụng hoặc địa bàn).",
+        "This record is not open to your account (its access regime or place).",
+    ),
     "choose": ("— chọn —", "— choose —"),
     "language": ("English", "Tiếng Việt"),
 }

@@ -51,15 +51,15 @@ def _login_page(
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login_form(request: Request, db: DB, token: str | None = None, next: str = "/") -> Response:
-    if token:  # a login link (the demo prints one)
-        principal = auth.principal_for_token(db, token)
-        if principal is None:
-            audit.record(db, "-", "login.fail", "", {"via": "token"}, client_ip(request))
-            return _login_page(request, 401, error="login_failed", next=next)
-        audit.record(db, principal.name, "login", "", {"via": "token"}, client_ip(request))
-        return _start_session(db, principal, next)
+def login_form(request: Request, next: str = "/") -> Response:
+    # No ``?token=``: a long-lived token in a URL lands in the access log and the history,
+    # and a link that logs in at once puts a victim in the attacker's account.
     return _login_page(request, next=next)
+
+
+def _login_csrf_ok(request: Request, csrf: str) -> bool:
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    return bool(expected and csrf and hmac.compare_digest(expected, csrf))
 
 
 @router.post("/login", response_class=HTMLResponse)
@@ -72,24 +72,57 @@ def login(
     next: Annotated[str, Form(max_length=500)] = "/",
     csrf: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    if not (expected and csrf and hmac.compare_digest(expected, csrf)):
-        audit.record(db, username.strip().lower() or "-", "login.csrf", "", {}, client_ip(request))
-        return _login_page(request, 403, error="csrf_failed", next=next)
-    if token.strip() and not username:
-        return login_form(request, db, token.strip(), next)
     ip = client_ip(request)
     name = username.strip().lower()
-    wait = auth.locked_for(db, name, ip)
-    if wait > 0:
-        audit.record(db, name or "-", "login.locked", "", {}, ip)
-        return _login_page(request, 429, error="login_locked", wait=math.ceil(wait), next=next)
-    principal = auth.authenticate(db, name, password, ip)
-    if principal is None:
-        audit.record(db, name or "-", "login.fail", "", {"via": "password"}, ip)
+    if not _login_csrf_ok(request, csrf):
+        audit.record(db, "-", "login.csrf", "", {}, ip)
+        return _login_page(request, 403, error="csrf_failed", next=next)
+    if token.strip() and not username:
+        principal = auth.principal_for_token(db, token.strip())
+        if principal is None:
+            audit.record(db, "-", "login.fail", "", {"via": "token"}, ip)
+            return _login_page(request, 401, error="login_failed", next=next)
+        audit.record(db, principal.name, "login", "", {"via": "token"}, ip)
+        return _start_session(db, principal, next)
+    result = auth.login(db, name, password, ip)
+    if result.locked_for > 0:
+        wait = math.ceil(result.locked_for)
+        return _login_page(request, 429, error="login_locked", wait=wait, next=next)
+    if result.principal is None:
         return _login_page(request, 401, error="login_bad", next=next)
-    audit.record(db, principal.name, "login", "", {"via": "password"}, ip)
-    return _start_session(db, principal, next)
+    return _start_session(db, result.principal, next)
+
+
+# -- one-time login links (``sohoa-server login-link``; the demo prints one) -----------------
+
+
+@router.get("/login/link", response_class=HTMLResponse)
+def login_link_form(request: Request, db: DB, code: str = "") -> Response:
+    """Name the account and ask for a click: the link is spent by the POST, so a preview
+    (chat apps fetch links) does not use it up, and nobody is logged in unawares."""
+    user = auth.login_link_user(db, code)
+    if user is None:
+        return _login_page(request, 401, error="login_link_bad")
+    return _login_page(request, link_code=code, link_user=user)
+
+
+@router.post("/login/link", response_class=HTMLResponse)
+def login_link(
+    request: Request,
+    db: DB,
+    code: Annotated[str, Form(max_length=100)] = "",
+    csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    ip = client_ip(request)
+    if not _login_csrf_ok(request, csrf):
+        audit.record(db, "-", "login.csrf", "", {"via": "link"}, ip)
+        return _login_page(request, 403, error="csrf_failed")
+    principal = auth.use_login_link(db, code)
+    if principal is None:
+        audit.record(db, "-", "login.fail", "", {"via": "link"}, ip)
+        return _login_page(request, 401, error="login_link_bad")
+    audit.record(db, principal.name, "login", "", {"via": "link"}, ip)
+    return _start_session(db, principal, "/")
 
 
 def _logout(request: Request, db: DB) -> Response:
@@ -101,10 +134,4 @@ def _logout(request: Request, db: DB) -> Response:
 
 @router.post("/logout")
 def logout(request: Request, db: DB) -> Response:
-    return _logout(request, db)
-
-
-@router.get("/logout")
-def logout_link(request: Request, db: DB) -> Response:
-    # Kept for old bookmarks; ending one's own session is harmless even if forged.
     return _logout(request, db)

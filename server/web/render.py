@@ -20,6 +20,7 @@ from markupsafe import Markup, escape
 from server.archive import auth
 from server.archive.auth import Session
 from server.archive.catalog import Span
+from server.archive.page_images import SCREEN_WIDTH, WIDTHS
 from server.web import i18n
 
 # The one place templates are looked up: beside this package, in the web room.
@@ -86,6 +87,8 @@ def bar_chart(per_day: list[int], today: dt.date | None = None, label: str = "")
 templates.env.filters["when"] = _when
 templates.env.filters["bytes"] = _bytes
 templates.env.filters["vndate"] = _date
+# The viewer and thumbnails ask for rendered page images at these widths (page.html).
+templates.env.globals.update(render_widths=WIDTHS, render_width=SCREEN_WIDTH)
 
 
 def lang(request: Request) -> str:
@@ -112,6 +115,11 @@ def render(request: Request, name: str, status: int = 200, **ctx: Any) -> Respon
     if request.query_params.get("lang") in ("vi", "en"):
         response.set_cookie(LANG_COOKIE, language, max_age=365 * 86400, samesite="lax")
     return response
+
+
+def not_open(request: Request) -> Response:
+    """What a refusal by server.archive.access shows (it has audited it)."""
+    return render(request, "message.html", 403, message_key="not_open")
 
 
 def csrf_refused(request: Request, session: Session, csrf: str) -> Response | None:

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from server.archive import rescan, review
+from server.archive import access, rescan, review
 from server.web.deps import (
     DB,
     PublisherDep,
@@ -18,17 +18,19 @@ from server.web.deps import (
     WebViewer,
     client_ip,
 )
-from server.web.render import csrf_refused, render, safe_next
+from server.web.render import csrf_refused, not_open, render, safe_next
 
 router = APIRouter(include_in_schema=False)
 
 
 @router.get("/review", response_class=HTMLResponse)
 def review_page(request: Request, session: WebViewer, db: DB) -> Response:
+    queue = review.queue(db)
+    readable = access.readable_pages(db, session.principal, [i["id"] for i in queue])
     return render(
         request,
         "review.html",
-        items=review.queue(db),
+        items=[i for i in queue if i["id"] in readable],
         rescans=rescan.listing(db, 50),
         rotations=review.ROTATIONS[1:],
     )
@@ -53,6 +55,11 @@ def review_decide(
     if refused:
         return refused
     actor, ip = session.principal.name, client_ip(request)
+    allowed = access.page_access(db, session.principal, page, ip)
+    if allowed is None:
+        return render(request, "message.html", 404, message_key="not_found")
+    if not allowed:
+        return not_open(request)
     if action == "rotate":
         if degrees not in review.ROTATIONS:
             return render(request, "message.html", 422, message_key="invalid_action")

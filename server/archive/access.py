@@ -1,0 +1,227 @@
+"""Who may read what: chế độ sử dụng (access regime) × role, and place × the user's scope
+(DESIGN.md §5, §8). Every read path — API, web pages, search results, exports — asks here.
+
+Regime (NĐ 30/2020 Phụ lục VI "Chế độ sử dụng", server.archive.records.CHE_DO_SU_DUNG):
+
+- Công khai (public): any staff role;
+- Sử dụng có điều kiện (conditional): archivists and admins;
+- Mật (secret): admins only, and never in a bulk export (a commune's zip, the catalogue).
+
+A page carries the strictest regime of the hồ sơ that hold it (through a văn bản, or the
+hồ sơ made from its batch); a page in no hồ sơ yet is public to staff (it must be seen to be
+catalogued). Place: a page belongs to its station's commune (server.progress: the admin's
+label, else the OrganId its pages were described under) and to the OrganId of every hồ sơ
+holding it; a hồ sơ to its OrganId and its batch's commune. A user scoped to places reads
+only what belongs to one of them; a scope matches a place equal to it or below it in a
+"Huyện X / Xã Y" label ("Huyện X" covers every commune labelled "Huyện X / …"). Unscoped
+users and admins read every place.
+
+Refusals are written to the audit log (``access.refused``). This module decides and records;
+it must not raise HTTP errors or render anything.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from server.archive import audit, progress
+from server.archive.auth import RANK, Principal
+from server.store.db import Connection, Database
+
+PUBLIC, CONDITIONAL, SECRET = "Công khai", "Sử dụng có điều kiện", "Mật"
+LEVEL = {PUBLIC: 0, CONDITIONAL: 1, SECRET: 2}  # compared with auth.RANK of the role
+CHUNK = 500  # ids per IN (...) list
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What reading one thing takes."""
+
+    level: int  # 0 public, 1 conditional, 2 secret
+    places: frozenset[str]
+
+    @property
+    def secret(self) -> bool:
+        return self.level >= LEVEL[SECRET]
+
+
+OPEN = Rule(0, frozenset())
+
+
+def _level(data: str) -> int:
+    return LEVEL.get(json.loads(data).get("che_do_su_dung", PUBLIC), LEVEL[SECRET])
+
+
+def _within(place: str, scope: str) -> bool:
+    return place == scope or place.startswith(scope + " / ")
+
+
+def may_read(principal: Principal, rule: Rule) -> bool:
+    if principal.role == "admin":
+        return True
+    if rule.level > RANK[principal.role]:
+        return False
+    if not principal.places:
+        return True
+    return any(_within(place, scope) for place in rule.places for scope in principal.places)
+
+
+def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
+    for i in range(0, len(ids), CHUNK):
+        yield ids[i : i + CHUNK]
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def _scoped(principal: Principal) -> bool:
+    return principal.role != "admin" and bool(principal.places)
+
+
+def page_rules(db: Database, page_ids: Iterable[int], places_too: bool = True) -> dict[int, Rule]:
+    """The rule of each page that exists (without places when ``places_too`` is false: they
+    cost a pass over the described pages, and only scoped users need them)."""
+    ids = sorted(set(page_ids))
+    con = db.read()
+    communes = progress.device_communes(db) if places_too else {}
+    levels: dict[int, int] = {}
+    places: dict[int, set[str]] = {}
+    batch_of: dict[int, int] = {}
+    for chunk in _chunks(ids):
+        for r in con.execute(
+            f"SELECT id, device_id, batch_pk FROM pages WHERE id IN ({_marks(len(chunk))})",  # noqa: S608
+            chunk,
+        ):
+            levels[r["id"]] = 0
+            places[r["id"]] = {communes.get(r["device_id"], "")} - {""}
+            batch_of[r["id"]] = r["batch_pk"]
+        described = (
+            "SELECT vp.page_pk, h.organ_id, h.data FROM van_ban_pages vp"
+            " JOIN van_ban v ON v.id = vp.van_ban_id JOIN ho_so h ON h.ma_ho_so = v.ma_ho_so"
+            " WHERE vp.page_pk IN ("
+        )
+        for r in con.execute(described + _marks(len(chunk)) + ")", chunk):
+            levels[r["page_pk"]] = max(levels[r["page_pk"]], _level(r["data"]))
+            places[r["page_pk"]].add(r["organ_id"])
+    batches = sorted(set(batch_of.values()))
+    by_batch: dict[int, list[tuple[int, str]]] = {}
+    for chunk in _chunks(batches):
+        for r in con.execute(
+            f"SELECT batch_pk, organ_id, data FROM ho_so WHERE batch_pk IN ({_marks(len(chunk))})",  # noqa: S608
+            chunk,
+        ):
+            by_batch.setdefault(r["batch_pk"], []).append((_level(r["data"]), r["organ_id"]))
+    for page, batch in batch_of.items():
+        for level, organ in by_batch.get(batch, []):
+            levels[page] = max(levels[page], level)
+            places[page].add(organ)
+    return {p: Rule(levels[p], frozenset(places[p])) for p in levels}
+
+
+def ho_so_rules(db: Database, codes: Iterable[str], places_too: bool = True) -> dict[str, Rule]:
+    wanted = sorted(set(codes))
+    con = db.read()
+    communes = progress.device_communes(db) if places_too else {}
+    out: dict[str, Rule] = {}
+    for i in range(0, len(wanted), CHUNK):
+        chunk = wanted[i : i + CHUNK]
+        query = (
+            "SELECT h.ma_ho_so, h.organ_id, h.data, (SELECT p.device_id FROM pages p"
+            " WHERE p.batch_pk = h.batch_pk LIMIT 1) AS device_id FROM ho_so h"
+            " WHERE h.ma_ho_so IN ("
+        )
+        for r in con.execute(query + _marks(len(chunk)) + ")", chunk):
+            places = {r["organ_id"], communes.get(r["device_id"] or "", "")} - {""}
+            out[r["ma_ho_so"]] = Rule(_level(r["data"]), frozenset(places))
+    return out
+
+
+def batch_places(db: Database, batch_ids: Iterable[int]) -> dict[int, frozenset[str]]:
+    """The places of each batch: its station's commune (a batch is one station's)."""
+    ids = sorted(set(batch_ids))
+    communes = progress.device_communes(db)
+    out: dict[int, frozenset[str]] = {}
+    con = db.read()
+    for chunk in _chunks(ids):
+        for r in con.execute(
+            f"SELECT id, device_id FROM batches WHERE id IN ({_marks(len(chunk))})",  # noqa: S608
+            chunk,
+        ):
+            out[r["id"]] = frozenset({communes.get(r["device_id"], "")} - {""})
+    return out
+
+
+def readable_pages(db: Database, principal: Principal, page_ids: Iterable[int]) -> set[int]:
+    """The pages of ``page_ids`` that exist and ``principal`` may read."""
+    rules = page_rules(db, page_ids, places_too=_scoped(principal))
+    return {p for p, rule in rules.items() if may_read(principal, rule)}
+
+
+def readable_ho_so(db: Database, principal: Principal, codes: Iterable[str]) -> set[str]:
+    rules = ho_so_rules(db, codes, places_too=_scoped(principal))
+    return {m for m, rule in rules.items() if may_read(principal, rule)}
+
+
+def readable_batches(db: Database, principal: Principal, batch_ids: Iterable[int]) -> set[int]:
+    """Batches (their lists of pages) are readable where their station's place is in scope."""
+    ids = set(batch_ids)
+    if not _scoped(principal):
+        return ids
+    return {
+        b for b, places in batch_places(db, ids).items() if may_read(principal, Rule(0, places))
+    }
+
+
+def refused(
+    db: Database | Connection, principal: Principal, what: str, target: str, ip: str
+) -> None:
+    """Write a refusal to the audit log."""
+    detail = {"what": what, "role": principal.role}
+    if isinstance(db, Database):
+        audit.record(db, principal.name, "access.refused", target, detail, ip)
+    else:
+        audit.append(db, principal.name, "access.refused", target, detail, ip)
+
+
+def page_access(db: Database, principal: Principal, page: int, ip: str) -> bool | None:
+    """True: ``principal`` may read the page; False: refused (and audited); None: no such
+    page."""
+    rule = page_rules(db, [page], places_too=_scoped(principal)).get(page)
+    if rule is None:
+        return None
+    if may_read(principal, rule):
+        return True
+    refused(db, principal, "page", str(page), ip)
+    return False
+
+
+def ho_so_access(db: Database, principal: Principal, ma: str, ip: str) -> bool | None:
+    """As :func:`page_access`, for a hồ sơ."""
+    rule = ho_so_rules(db, [ma], places_too=_scoped(principal)).get(ma)
+    if rule is None:
+        return None
+    if may_read(principal, rule):
+        return True
+    refused(db, principal, "ho_so", ma, ip)
+    return False
+
+
+def batch_access(db: Database, principal: Principal, batch: int, ip: str) -> bool:
+    if batch in readable_batches(db, principal, [batch]):
+        return True
+    refused(db, principal, "batch", str(batch), ip)
+    return False
+
+
+def bulk_exportable(db: Database, principal: Principal, codes: Iterable[str]) -> set[str]:
+    """Hồ sơ that may leave in a bulk export: readable, and never secret (Mật)."""
+    rules = ho_so_rules(db, codes, places_too=_scoped(principal))
+    return {m for m, rule in rules.items() if not rule.secret and may_read(principal, rule)}
+
+
+def may_file_as(principal: Principal, regime: str) -> bool:
+    """Whether ``principal`` may give a hồ sơ this regime (only one they could read)."""
+    return LEVEL.get(regime, LEVEL[SECRET]) <= RANK[principal.role]

@@ -1,0 +1,101 @@
+// The page viewer (templates/page.html): zoom, pan and search highlights over the page image
+// the server renders (/api/v1/pages/{id}/render?w=…). A file of its own because the
+// Content-Security-Policy allows no inline script (server/web/security.py).
+(function () {
+  "use strict";
+  var sheet = document.getElementById("sheet");
+  var img = document.getElementById("scan");
+  var canvas = document.getElementById("canvas");
+  var label = document.getElementById("zoom-level");
+  if (!sheet || !img || !canvas) return;
+  var pageId = sheet.getAttribute("data-page");
+  var widths = sheet.getAttribute("data-widths").split(",").map(Number);
+  var rendered = parseInt(sheet.getAttribute("data-width"), 10);
+  var aspect = parseFloat(sheet.getAttribute("data-aspect")) || 1.414;  // height / width
+  // A rotation (page_views) is a CSS transform on the sheet; turned by 90 or 270 degrees the
+  // page is as wide on screen as it is high.
+  var turned = parseInt(sheet.getAttribute("data-rotation") || "0", 10) % 180 !== 0;
+  var shown = 0;  // CSS pixels across the page as laid out (before the rotation)
+  var fitted = 1;  // ... when it fits the canvas (100 % on the zoom label)
+
+  function sharpen() {
+    // Ask for the smallest rendered width that covers what is shown on this screen.
+    var need = shown * (window.devicePixelRatio || 1);
+    var next = widths[widths.length - 1];
+    for (var i = 0; i < widths.length; i++) { if (widths[i] >= need) { next = widths[i]; break; } }
+    if (next > rendered) {
+      rendered = next;
+      img.src = "/api/v1/pages/" + pageId + "/render?w=" + next;
+    }
+  }
+  function apply() {
+    sheet.style.width = shown + "px";
+    sheet.style.height = (shown * aspect) + "px";
+    if (label) label.textContent = Math.round(shown / fitted * 100) + "%";
+    sharpen();
+  }
+  function fit() {
+    var room = canvas.clientWidth - 4;
+    shown = fitted = Math.max(80, turned ? room / aspect : room);
+    apply();
+  }
+  function zoom(factor) {
+    shown = Math.min(8000, Math.max(80, shown * factor));
+    apply();
+  }
+  fit();
+  window.addEventListener("resize", function () { if (!shown) fit(); });
+  document.querySelectorAll("[data-zoom]").forEach(function (b) {
+    b.addEventListener("click", function () {
+      var z = b.getAttribute("data-zoom");
+      if (z === "fit") fit(); else zoom(parseFloat(z));
+    });
+  });
+  canvas.addEventListener("wheel", function (e) {
+    if (!e.ctrlKey) return;
+    e.preventDefault();
+    zoom(e.deltaY < 0 ? 1.1 : 0.9);
+  }, {passive: false});
+
+  // Pan: drag the page with the mouse (the canvas scrolls; keys and touch scroll natively).
+  var drag = null;
+  canvas.addEventListener("mousedown", function (e) {
+    if (e.button !== 0) return;
+    drag = {x: e.clientX, y: e.clientY, left: canvas.scrollLeft, top: canvas.scrollTop};
+    canvas.classList.add("panning");
+    e.preventDefault();
+  });
+  window.addEventListener("mousemove", function (e) {
+    if (!drag) return;
+    canvas.scrollLeft = drag.left - (e.clientX - drag.x);
+    canvas.scrollTop = drag.top - (e.clientY - drag.y);
+  });
+  window.addEventListener("mouseup", function () {
+    drag = null;
+    canvas.classList.remove("panning");
+  });
+
+  // Search words on the image: boxes from the archival PDF/A's OCR text layer, placed in
+  // fractions of the page so they follow every zoom.
+  var q = sheet.getAttribute("data-q");
+  if (q) {
+    fetch("/api/v1/pages/" + pageId + "/words?q=" + encodeURIComponent(q), {credentials: "same-origin"})
+      .then(function (r) { return r.ok ? r.json() : []; })
+      .then(function (boxes) {
+        boxes.forEach(function (b) {
+          var mark = document.createElement("span");
+          mark.className = "hit";
+          mark.title = b.word;
+          mark.style.left = (b.left * 100) + "%";
+          mark.style.top = (b.top * 100) + "%";
+          mark.style.width = (b.width * 100) + "%";
+          mark.style.height = (b.height * 100) + "%";
+          sheet.appendChild(mark);
+        });
+        var first = sheet.querySelector(".hit");
+        if (first) first.scrollIntoView({block: "center", inline: "nearest"});
+      });
+  }
+  var hit = document.querySelector("#ocr mark");
+  if (hit) hit.scrollIntoView({block: "center"});
+})();
