@@ -39,6 +39,7 @@ EXIT_CODES = {
     2: "nothing to do, no paper, bad command line or input refused",
     3: "the scanner stopped (pages so far are kept)",
     4: "some files refused (the rest kept)",
+    65: "enrolment refused: a bad code or answer (enrol)",
     70: "unexpected error (run again with -v for the details; data is safe)",
     73: "the USB disk cannot be written (export)",
     74: "a file or the data folder cannot be read or written",
