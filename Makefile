@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PACKAGES := protocol agent server embedded
 
-.PHONY: help bootstrap demo test lint typecheck pytest bench lock clean check-arm64
+.PHONY: help bootstrap demo test lint typecheck pytest bench lock clean check-arm64 card
 
 help:
 	@echo "make demo   - install, then scan with SANE's test scanner, OCR, sync to a local archive"
@@ -15,6 +15,7 @@ help:
 	@echo "make bench  - benchmarks under bench/ (results go to docs/benchmarks.md by hand)"
 	@echo "make lock   - re-pin requirements.lock from a fresh resolve"
 	@echo "make check-arm64 - every pin installs on a Raspberry Pi (arm64 wheels; needs PyPI)"
+	@echo "make card   - the one-page A4 card for the commune clerk (the-huong-dan-tram-quet.pdf)"
 
 bootstrap:
 	@scripts/bootstrap.sh all dev
@@ -33,6 +34,9 @@ pytest: bootstrap
 	$(PY) -m pytest
 
 test: lint typecheck pytest
+
+card: bootstrap
+	$(PY) scripts/clerk_card.py the-huong-dan-tram-quet.pdf
 
 bench:
 	@scripts/bootstrap.sh all bench

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent import __version__, config, messages, preflight
-from agent.errors import ScannerError, SohoaError, SyncError
+from agent.errors import ConfigError, ScannerError, SohoaError, SyncError, WrongUser
 from agent.outbox import outbox as ob
+from protocol.version import PROTOCOL_VERSION, TOPIC_LEVEL
 
 if TYPE_CHECKING:
     from agent.outbox.rescan import RescanRequest
@@ -33,6 +34,23 @@ if TYPE_CHECKING:
     from agent.uplink.sync import Syncer
 
 log = logging.getLogger("sohoa.agent")
+# Exit codes (sysexits.h where one fits); README "Using it" and docs/operations.md list them.
+EXIT_CODES = {
+    0: "done",
+    1: "no scanner found (devices), disk full or a write failed",
+    2: "nothing to do, no paper, bad command line or input refused",
+    3: "the scanner stopped (pages so far are kept)",
+    4: "some files refused (the rest kept)",
+    65: "enrolment refused: a bad code or answer (enrol)",
+    70: "unexpected error (run again with -v for the details; data is safe)",
+    73: "the USB disk cannot be written (export)",
+    74: "a file or the data folder cannot be read or written",
+    75: "not finished yet: try again later, nothing lost",
+    77: "wrong user: run as the service user (sudo -u sohoa sohoa-agent ...)",
+    78: "bad configuration, or the station is not enrolled",
+    130: "interrupted",
+}
+VERSION = f"sohoa-agent {__version__} (protocol {PROTOCOL_VERSION}, topics {TOPIC_LEVEL})"
 
 
 class Context:
@@ -40,12 +58,36 @@ class Context:
         self.args = args
         self.settings = config.load(args.config)
         self.lang: messages.Lang = self.settings.language
+        _check_user(self.settings.data_dir)
 
     def say(self, key: str, **params: object) -> None:
         print(messages.t(key, self.lang, **params), flush=True)
 
     def open_outbox(self, read_only: bool = False) -> ob.Outbox:
         return ob.Outbox(self.settings.data_dir, read_only=read_only)
+
+
+def _check_user(data_dir: Path) -> None:
+    """Root must not leave root-owned files in the service's outbox (the service could no
+    longer write them); a user who cannot enter it gets one line, not a traceback."""
+    try:
+        owner = data_dir.stat().st_uid
+    except PermissionError as exc:
+        raise WrongUser("wrong_user", f"{data_dir}: {exc.strerror}", owner="sohoa") from exc
+    except OSError:
+        return  # created on first use
+    if not data_dir.is_dir():
+        raise ConfigError("config_invalid", f"data_dir {data_dir} is not a folder")
+    import pwd
+
+    try:
+        name = pwd.getpwuid(owner).pw_name
+    except KeyError:
+        name = str(owner)
+    if os.geteuid() == 0 and owner != 0:
+        raise WrongUser("wrong_user", f"{data_dir} belongs to {name}; running as root", owner=name)
+    if data_dir.is_dir() and not os.access(data_dir, os.R_OK | os.W_OK | os.X_OK):
+        raise WrongUser("wrong_user", f"{data_dir}: no access for uid {os.geteuid()}", owner=name)
 
 
 def _boot_id() -> str:
@@ -92,6 +134,7 @@ def cmd_import(ctx: Context) -> int:
     with ctx.open_outbox() as outbox:
         outcome = importer.import_files(ctx.settings, outbox, list(ctx.args.paths))
     for name, reason in outcome.refused:
+        log.warning("import: %s refused: %s", name, reason)
         print(messages.t("import_refused", ctx.lang, name=name, reason=reason), file=sys.stderr)
     if outcome.batch is None:
         ctx.say("import_nothing")
@@ -119,6 +162,7 @@ def cmd_sync(ctx: Context) -> int:
     from agent.uplink.sync import Syncer
 
     s = ctx.settings
+    config.require_device_id(s)  # before minutes of OCR, not after
     preflight.check(s, broker=True)
     _warn_unpinned(ctx)
     with ctx.open_outbox() as outbox:
@@ -205,6 +249,7 @@ def cmd_export(ctx: Context) -> int:
     from agent.uplink import bundle
 
     s = ctx.settings
+    config.require_device_id(s)
     bundle.check_target(ctx.args.path)  # before minutes of OCR, not after
     with ctx.open_outbox() as outbox:
         pending = sum(1 for _ in outbox.iter_pending_pages())
@@ -229,7 +274,7 @@ def cmd_export(ctx: Context) -> int:
         "export_done",
         pages=report.pages,
         batches=report.batches,
-        mb=f"{report.bytes / 1e6:.1f}",
+        mb=report.bytes / 1e6,
         path=str(report.bundle),
     )
     return 0
@@ -259,6 +304,7 @@ def _warn_unpinned(ctx: Context) -> None:
 def _say_receipts(ctx: Context, report: ReceiptsReport) -> None:
     _warn_unpinned(ctx)
     for name, reason in report.refused:
+        log.warning("receipt %s refused: %s", name, reason)
         print(messages.t("receipts_refused", ctx.lang, name=name, reason=reason), file=sys.stderr)
     if report.server_refused:
         print(
@@ -304,6 +350,7 @@ def cmd_status(ctx: Context) -> int:
         disk = retention.forecast(ctx.settings, outbox)
     if ctx.args.json:
         doc = st.as_dict() | {
+            "agent_version": __version__,
             "review": [dataclasses.asdict(r) for r in review],
             "disk_forecast": disk.as_dict(),
         }
@@ -311,8 +358,10 @@ def cmd_status(ctx: Context) -> int:
         return 0
     vi = ctx.lang == "vi"
     print(
-        f"{'Thiết bị' if vi else 'Device'}: {st.device_id}   "
-        f"{'Ổ đĩa trống' if vi else 'Disk free'}: {st.disk_free_bytes / 2**30:.1f} GiB"
+        f"{'Thiết bị' if vi else 'Device'}: "
+        f"{st.device_id or ('(chưa đăng ký)' if vi else '(not enrolled)')}   "
+        f"{'Ổ đĩa trống' if vi else 'Disk free'}: "
+        f"{messages.number(st.disk_free_bytes / 2**30, ctx.lang)} GiB"
     )
     if disk.days_left is not None:
         days = f"{disk.days_left:.0f}"
@@ -331,9 +380,10 @@ def cmd_status(ctx: Context) -> int:
         f"{'Chờ xử lý' if vi else 'Waiting for processing'}: {st.pages_waiting_processing} "
         f"{'trang' if vi else 'page(s)'}"
     )
+    waiting_mb = messages.number(st.bytes_waiting_sync / 1e6, ctx.lang)
     print(
         f"{'Chờ gửi' if vi else 'Waiting to sync'}: {st.pages_waiting_sync} "
-        f"{'trang' if vi else 'page(s)'} ({st.bytes_waiting_sync / 1e6:.1f} MB)"
+        f"{'trang' if vi else 'page(s)'} ({waiting_mb} MB)"
     )
     for b in st.pending:
         print(
@@ -545,10 +595,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sohoa-agent",
         description="Scan station agent: scan, clean up, OCR, and send pages to the archive.",
+        epilog="Exit codes: "
+        + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items())
+        + ".",
     )
     parser.add_argument("--config", type=Path, help="TOML settings file")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress (English)")
-    parser.add_argument("--version", action="version", version=f"sohoa-agent {__version__}")
+    parser.add_argument("--version", action="version", version=VERSION)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, func: Callable[[Context], int], text: str) -> argparse.ArgumentParser:
@@ -624,7 +677,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx = Context(args)
     except SohoaError as exc:
         log.error("%s: %s", exc.key, exc.detail)
-        print(messages.t(exc.key, "vi", detail=exc.detail), file=sys.stderr)
+        print(messages.t(exc.key, "vi", detail=exc.detail, **exc.params), file=sys.stderr)
         return exc.exit_code
     try:
         return int(args.func(ctx))
@@ -640,8 +693,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         ctx.say("interrupted")
         return 130
-    except Exception:
-        log.exception("unexpected error in %s", args.command)
+    except PermissionError as exc:
+        log.error("permission denied: %s", exc)
+        print(messages.t("wrong_user", ctx.lang, owner="sohoa"), file=sys.stderr)
+        return 77
+    except OSError as exc:
+        log.error("%s: %s", args.command, exc)
+        print(messages.t("file_error", ctx.lang), file=sys.stderr)
+        return 74
+    except Exception as exc:
+        # The service's journal keeps the full trace; a terminal gets one line (-v: the trace).
+        full = args.command == "run" or args.verbose
+        log.error("unexpected error in %s: %s: %s", args.command, type(exc).__name__, exc)
+        if full:
+            log.error("details", exc_info=True)
         print(messages.t("internal_error", ctx.lang), file=sys.stderr)
         return 70
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
-import socket
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +29,10 @@ from agent.errors import ConfigError
 from protocol import chunking, topics
 
 DEFAULT_CONFIG = Path("/etc/sohoa/agent.toml")
+# The broker password: systemd hands it to the service as the credential "mqtt-password"
+# (LoadCredential= in systemd/sohoa-agent.service); a shell reads the same file directly.
+CREDENTIALS_DIR = Path("/etc/sohoa/credentials")
+CREDENTIALS = ("mqtt-password",)
 ENV_PREFIX = "SOHOA_"
 
 
@@ -38,8 +40,9 @@ class AgentSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     device_id: str = Field(
-        default_factory=lambda: _default_device_id(),
-        description="This device's id: MQTT client id and broker user (a-z 0-9 - _).",
+        default="",
+        description="This station's id, given at enrolment: MQTT client id and broker user "
+        "(a-z 0-9 - _). Unset: the station scans but sends nothing.",
     )
     data_dir: Path = Field(
         default=Path("/var/lib/sohoa-agent"), description="Outbox and page files."
@@ -187,6 +190,8 @@ class AgentSettings(BaseModel):
     @field_validator("device_id")
     @classmethod
     def _device_id(cls, value: str) -> str:
+        if value == "":
+            return value  # not enrolled yet: never a hostname, which stations share
         try:
             return topics.check_device_id(value)
         except topics.TopicError as exc:
@@ -259,6 +264,19 @@ class BrokerAddress(BaseModel):
         return f"{scheme}://{self.username}@{self.host}:{self.port}"
 
 
+def require_device_id(settings: AgentSettings) -> str:
+    """The station's id, or ConfigError before anything leaves the station. There is no
+    default: a hostname is shared by every Raspberry Pi left as ``raspberrypi``, and two
+    stations under one id would take over each other's broker session and receipts."""
+    if not settings.device_id:
+        raise ConfigError(
+            "device_not_enrolled",
+            "device_id is not set (device_id in agent.toml or SOHOA_DEVICE_ID, given at "
+            "enrolment); nothing is sent until it is",
+        )
+    return settings.device_id
+
+
 def _loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -266,17 +284,14 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def _default_device_id() -> str:
-    name = re.sub(r"[^a-z0-9_-]", "-", socket.gethostname().lower()).strip("-_")
-    return (name or "sohoa-agent")[:64]
-
-
 def _read_secret(path: Path | None, credential: str) -> str | None:
     if path is None:
-        cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
-        if not cred_dir or not (Path(cred_dir) / credential).exists():
+        for where in (os.environ.get("CREDENTIALS_DIRECTORY"), CREDENTIALS_DIR):
+            if where and (Path(where) / credential).exists():
+                path = Path(where) / credential
+                break
+        else:
             return None
-        path = Path(cred_dir) / credential
     try:
         return path.read_text(encoding="utf-8").strip()
     except OSError as exc:

@@ -39,7 +39,7 @@ from agent.buttons.feedback import (
 from agent.capture import sane_device
 from agent.capture import scan as capture
 from agent.config import AgentSettings
-from agent.errors import DiskFullError, ScannerError, SohoaError, SyncError
+from agent.errors import ConfigError, DiskFullError, ScannerError, SohoaError, SyncError
 from agent.outbox import outbox as ob
 from agent.screen.web import Screen
 from agent.uplink import transfer
@@ -105,6 +105,8 @@ class Daemon:
                 "no archive key is pinned (server_public_key): receipts are ignored and nothing"
                 " is deleted here; enrol this station (sohoa-agent enrol CODE)"
             )
+        if not self.settings.device_id:
+            log.warning("device_id is not set: scanning works, nothing is sent until enrolment")
         notifier = sdnotify.SystemdNotifier()
         notifier.notify("READY=1")
         self.feedback.show(AgentState.READY)
@@ -346,7 +348,7 @@ class Daemon:
                 try:
                     link = MqttLink(self.settings, self.boot_id, __version__)
                     link.connect()
-                except SyncError as exc:
+                except (SyncError, ConfigError) as exc:  # ConfigError: not enrolled yet
                     self.last_error = f"{exc.key}: {exc.detail}"
                     log.warning("sync: %s; retrying in %.0f s", exc.detail, backoff)
                     link = None

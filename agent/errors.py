@@ -24,6 +24,13 @@ class ConfigError(SohoaError):
     exit_code = 78  # EX_CONFIG
 
 
+class WrongUser(SohoaError):
+    """Run as root on a station whose data belongs to the service user, or as a user who
+    cannot read it: files root would create there stop the service."""
+
+    exit_code = 77  # EX_NOPERM
+
+
 class ScannerError(SohoaError):
     """The scanner could not be opened or stopped mid-batch."""
 

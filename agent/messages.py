@@ -12,7 +12,7 @@ Lang = Literal["vi", "en"]
 
 CATALOG: dict[str, tuple[str, str]] = {
     # key: (Vietnamese, English)
-    "scan_started": ("Đang quét… ({scanner})", "Scanning… ({scanner})"),
+    "scan_started": ("Đang quét…", "Scanning…"),
     "scan_continues": (
         "Quét tiếp lô {batch} (đã có {pages} trang) sau lần dừng trước.",
         "Continuing batch {batch} ({pages} page(s) so far) after the last stop.",
@@ -27,8 +27,8 @@ CATALOG: dict[str, tuple[str, str]] = {
         "The feeder is empty — load paper and press the button again.",
     ),
     "scanner_not_found": (
-        "Không tìm thấy máy quét “{scanner}”. Kiểm tra cáp USB và nguồn điện của máy quét.",
-        "Scanner “{scanner}” not found. Check the scanner's USB cable and power.",
+        "Không tìm thấy máy quét. Kiểm tra cáp USB và nguồn điện của máy quét.",
+        "Scanner not found. Check the scanner's USB cable and power.",
     ),
     "scanner_busy": (
         "Máy quét đang bận (một chương trình khác đang dùng). Chờ một lát rồi thử lại.",
@@ -77,21 +77,36 @@ CATALOG: dict[str, tuple[str, str]] = {
         "Imported {pages} page(s) into batch {batch}.",
     ),
     "import_refused": (
-        "Không đọc được tệp “{name}”: {reason}. Các tệp khác vẫn được giữ.",
-        "Cannot read “{name}”: {reason}. The other files are kept.",
+        "Không đọc được tệp “{name}” (tệp hỏng hoặc không phải ảnh, PDF). Các tệp khác vẫn "
+        "được giữ.",
+        "Cannot read “{name}” (damaged, or not an image or PDF). The other files are kept.",
     ),
     "import_nothing": ("Không có tệp nào nhập được.", "No file could be imported."),
     "config_invalid": (
-        "Cấu hình không hợp lệ: {detail}",
-        "Invalid configuration: {detail}",
+        "Cài đặt của trạm quét bị sai. Gọi cán bộ kỹ thuật (chi tiết ở dòng nhật ký phía trên).",
+        "The station's settings are wrong. Call the technician (details in the log line above).",
+    ),
+    "device_not_enrolled": (
+        "Máy quét này chưa được đăng ký với kho lưu trữ nên chưa gửi được. Các trang đã quét "
+        "vẫn được giữ an toàn trên máy. Gọi cán bộ kỹ thuật để đăng ký thiết bị.",
+        "This station is not enrolled with the archive yet, so nothing can be sent. Pages "
+        "already scanned are kept safe here. Call the technician to enrol it.",
+    ),
+    "wrong_user": (
+        "Lệnh này phải chạy bằng tài khoản của dịch vụ sohoa (sudo -u {owner} sohoa-agent …), "
+        "không chạy bằng root hay tài khoản khác.",
+        "Run this as the sohoa service's user (sudo -u {owner} sohoa-agent …), not as root "
+        "or another user.",
     ),
     "broker_unreachable": (
-        "Không kết nối được máy chủ ({broker}). Dữ liệu vẫn an toàn trên máy, sẽ gửi lại sau.",
-        "Cannot reach the server ({broker}). The data is safe here and will be sent later.",
+        "Không kết nối được kho lưu trữ. Dữ liệu vẫn an toàn trên máy, sẽ tự gửi lại sau.",
+        "Cannot reach the archive. The data is safe here and will be sent later.",
     ),
     "broker_refused": (
-        "Máy chủ từ chối đăng nhập của thiết bị “{device}”. Kiểm tra tên và mật khẩu.",
-        "The server refused device “{device}”. Check its user name and password.",
+        "Kho lưu trữ từ chối trạm quét này (trạm đã bị thu hồi hoặc sai mật khẩu). Dữ liệu vẫn "
+        "an toàn trên máy. Gọi cán bộ kỹ thuật.",
+        "The archive refused this station (revoked, or a wrong password). The data is safe "
+        "here. Call the technician.",
     ),
     "sync_timeout": (
         "Chưa gửi xong sau {seconds} giây: còn {pending} trang chờ máy chủ xác nhận. "
@@ -106,8 +121,8 @@ CATALOG: dict[str, tuple[str, str]] = {
     "sync_nothing": ("Không có gì cần gửi.", "Nothing to send."),
     "processing": ("Đang xử lý {pending} trang…", "Processing {pending} page(s)…"),
     "ocr_unavailable": (
-        "Thiếu phần mềm nhận dạng chữ (tesseract). Gọi cán bộ kỹ thuật.",
-        "OCR software (tesseract) is missing. Call the technician.",
+        "Thiếu phần mềm nhận dạng chữ. Gọi cán bộ kỹ thuật.",
+        "The text recognition software is missing. Call the technician.",
     ),
     "no_archive_key": (
         "Trạm chưa có khóa của Lưu trữ (chưa đăng ký): không nhận biên nhận nào, không xóa "
@@ -203,6 +218,11 @@ CATALOG: dict[str, tuple[str, str]] = {
         "Wrote {count} cover sheet(s): {path}. Print them and put one before each document.",
     ),
     "coversheet_invalid": ("Không tạo được tờ bìa: {detail}", "Cannot make cover sheets: {detail}"),
+    "file_error": (
+        "Không đọc hoặc ghi được tệp trên máy. Dữ liệu đã lưu vẫn an toàn. Gọi cán bộ kỹ thuật.",
+        "A file on this station cannot be read or written. Saved data is safe. Call the "
+        "technician.",
+    ),
     "internal_error": (
         "Lỗi không mong muốn. Dữ liệu đã lưu vẫn an toàn. Gọi cán bộ kỹ thuật.",
         "Unexpected error. Saved data is safe. Call the technician.",
@@ -237,10 +257,10 @@ CATALOG: dict[str, tuple[str, str]] = {
         "was written. Use another disk or free some space on it.",
     ),
     "export_write_failed": (
-        "Ghi ra USB bị lỗi ({detail}). Bản chép dở đã được bỏ; dữ liệu trên máy vẫn an "
-        "toàn. Thử lại hoặc dùng USB khác.",
-        "Writing to the USB disk failed ({detail}). The partial copy was removed; the data "
-        "on this device is safe. Try again or use another disk.",
+        "Ghi ra USB bị lỗi. Bản chép dở đã được bỏ; dữ liệu trên máy vẫn an toàn. Thử lại "
+        "hoặc dùng USB khác.",
+        "Writing to the USB disk failed. The partial copy was removed; the data on this "
+        "device is safe. Try again or use another disk.",
     ),
     "export_secret_skipped": (
         "{batches} lô có độ mật không được chép ra USB (quy định bảo vệ bí mật nhà nước).",
@@ -248,8 +268,8 @@ CATALOG: dict[str, tuple[str, str]] = {
         "leave this device.",
     ),
     "export_quarantined": (
-        "Lô {batch} bị cách ly: tệp trên máy đã thay đổi ({detail}). Gọi cán bộ kỹ thuật.",
-        "Batch {batch} quarantined: a local file changed ({detail}). Call the technician.",
+        "Lô {batch} bị cách ly: tệp trên máy đã bị thay đổi. Gọi cán bộ kỹ thuật.",
+        "Batch {batch} quarantined: a local file changed. Call the technician.",
     ),
     "receipts_applied": (
         "Đã đọc biên nhận: máy chủ xác nhận {parts} phần; {batches} lô ({pages} trang) đã "
@@ -262,8 +282,8 @@ CATALOG: dict[str, tuple[str, str]] = {
         "No receipts for this device at “{path}”.",
     ),
     "receipts_refused": (
-        "Bỏ qua biên nhận “{name}”: {reason}.",
-        "Ignored receipt “{name}”: {reason}.",
+        "Bỏ qua biên nhận “{name}”: không hợp lệ hoặc không có chữ ký của kho lưu trữ.",
+        "Ignored receipt “{name}”: invalid, or not signed by the archive.",
     ),
     "receipts_server_refused": (
         "Máy chủ đã từ chối {count} tệp trong gói USB; các trang liên quan vẫn giữ trên máy "
@@ -295,13 +315,326 @@ CATALOG: dict[str, tuple[str, str]] = {
         "Còn {pages} trang chờ máy chủ xác nhận.",
         "{pages} page(s) still await the server's receipt.",
     ),
+    # The scan button and the hardware profiles (agent/button.py, agent/profiles.py).
+    "button.port_missing": (
+        "Không thấy nút bấm quét (hộp nút hoặc bàn đạp). Kiểm tra dây cắm, rồi khởi động lại "
+        "trạm quét.",
+        "The scan button (button box or pedal) is not there. Check its cable, then restart "
+        "the station.",
+    ),
+    "button.port_permission": (
+        "Dịch vụ sohoa không được phép dùng nút bấm quét. Gọi cán bộ kỹ thuật.",
+        "The sohoa service may not use the scan button. Call the technician.",
+    ),
+    "button.bad_settings": (
+        "Cài đặt nút bấm quét không đúng. Gọi cán bộ kỹ thuật.",
+        "The scan button's settings are wrong. Call the technician.",
+    ),
+    "button.unknown_kind": (
+        "Cài đặt nút bấm quét không đúng. Gọi cán bộ kỹ thuật.",
+        "The scan button's settings are wrong. Call the technician.",
+    ),
+    "button.pyserial_too_old": (
+        "Phần mềm điều khiển nút bấm quét đã cũ. Gọi cán bộ kỹ thuật.",
+        "The scan button's driver software is too old. Call the technician.",
+    ),
+    "profile.invalid": (
+        "Tệp mô tả thiết bị quét bị lỗi. Gọi cán bộ kỹ thuật.",
+        "A scanner description file is broken. Call the technician.",
+    ),
+    "profile.duplicate": (
+        "Tệp mô tả thiết bị quét bị trùng. Gọi cán bộ kỹ thuật.",
+        "A scanner description file is duplicated. Call the technician.",
+    ),
+    "profile.no_generic": (
+        "Thiếu tệp mô tả thiết bị quét chung. Gọi cán bộ kỹ thuật.",
+        "The generic scanner description is missing. Call the technician.",
+    ),
+    "profile.source_unsupported": (
+        "Máy quét này không có khay giấy được chọn. Đặt giấy lên mặt kính hoặc gọi cán bộ kỹ "
+        "thuật.",
+        "This scanner has no such paper source. Use the glass, or call the technician.",
+    ),
+    "profile.source_unavailable": (
+        "Máy quét này không có khay giấy được chọn. Đặt giấy lên mặt kính hoặc gọi cán bộ kỹ "
+        "thuật.",
+        "This scanner has no such paper source. Use the glass, or call the technician.",
+    ),
+    "profile.mode_unsupported": (
+        "Máy quét này không quét được chế độ màu cần thiết. Gọi cán bộ kỹ thuật.",
+        "This scanner cannot scan in the colour mode required. Call the technician.",
+    ),
+    "profile.mode_unavailable": (
+        "Máy quét này không quét được chế độ màu cần thiết. Gọi cán bộ kỹ thuật.",
+        "This scanner cannot scan in the colour mode required. Call the technician.",
+    ),
+    "profile.option_missing": (
+        "Máy quét này không cho chọn độ phân giải. Gọi cán bộ kỹ thuật.",
+        "This scanner does not let the resolution be set. Call the technician.",
+    ),
+}
+
+# What to do about each error a station can report (its key shows in `sohoa-agent status`,
+# the journal and the archive's station list). docs/operations.md carries this table, made
+# by scripts/error_table.py; tests/test_runbooks.py keeps both complete and in step.
+ACTIONS: dict[str, tuple[str, str]] = {
+    "scan_no_paper": (
+        "Đặt giấy vào khay nạp rồi bấm nút.",
+        "Load paper in the feeder and press the button.",
+    ),
+    "scanner_not_found": (
+        "Kiểm tra nguồn và cáp USB của máy quét; `sohoa-agent devices` phải thấy máy quét.",
+        "Check the scanner's power and USB cable; `sohoa-agent devices` must list it.",
+    ),
+    "scanner_busy": (
+        "Đóng chương trình quét khác (hoặc chờ lần quét đang chạy xong) rồi bấm lại.",
+        "Close the other scanning program (or wait for the running scan), press again.",
+    ),
+    "scanner_jammed": (
+        "Gỡ giấy kẹt, đặt lại các tờ chưa quét, bấm nút: lô được quét tiếp.",
+        "Clear the jam, reload the sheets not yet scanned, press: the batch continues.",
+    ),
+    "scanner_cover_open": (
+        "Đóng nắp máy quét rồi bấm nút: lô được quét tiếp.",
+        "Close the scanner cover and press: the batch continues.",
+    ),
+    "scanner_double_feed": (
+        "Đặt lại tờ cuối cùng (tách rời các tờ dính nhau) rồi bấm nút.",
+        "Reload the last sheet (separate stuck sheets) and press.",
+    ),
+    "scanner_failed": (
+        "Tắt/bật máy quét, bấm lại; nếu còn lỗi: `journalctl -u sohoa-agent`, kiểm tra cáp.",
+        "Power-cycle the scanner and press again; if it persists: `journalctl -u "
+        "sohoa-agent`, check the cable.",
+    ),
+    "disk_full": (
+        "Đồng bộ để giải phóng trang đã có biên nhận (`sohoa-agent sync --wait`, hoặc USB: "
+        "`sohoa-agent export`); xem runbook “Ổ đĩa trạm quét đầy”.",
+        "Sync to release receipted pages (`sohoa-agent sync --wait`, or USB: "
+        "`sohoa-agent export`); see the runbook “Station disk full”.",
+    ),
+    "write_failed": (
+        "Ổ đĩa/thẻ nhớ có thể hỏng: kiểm tra `dmesg`, thay thẻ nhớ; xem runbook “Trạm quét hỏng”.",
+        "The disk or SD card may be failing: check `dmesg`, replace it; see the runbook "
+        "“Broken station”.",
+    ),
+    "file_error": (
+        "Kiểm tra quyền và ổ đĩa của `/var/lib/sohoa-agent` (thuộc người dùng sohoa).",
+        "Check the permissions and disk of `/var/lib/sohoa-agent` (owned by sohoa).",
+    ),
+    "outbox_locked": (
+        "Dịch vụ đang chạy: dùng nút bấm, hoặc `systemctl stop sohoa-agent` trước khi gõ lệnh.",
+        "The service is running: use the button, or `systemctl stop sohoa-agent` first.",
+    ),
+    "import_refused": (
+        "Tệp hỏng hoặc không phải ảnh/PDF: quét lại tờ đó; các tệp khác đã được nhận.",
+        "The file is damaged or not an image/PDF: scan that sheet again; the rest is kept.",
+    ),
+    "config_invalid": (
+        "Sửa `/etc/sohoa/agent.toml` theo dòng lỗi trong nhật ký (`journalctl -u sohoa-agent`).",
+        "Fix `/etc/sohoa/agent.toml` as the journal line says (`journalctl -u sohoa-agent`).",
+    ),
+    "device_not_enrolled": (
+        "Đăng ký trạm với kho lưu trữ (mã trạm riêng, không dùng tên máy); trang đã quét vẫn "
+        "được giữ và sẽ gửi sau.",
+        "Enrol the station with the archive (its own id, never the hostname); pages scanned "
+        "meanwhile are kept and sent afterwards.",
+    ),
+    "wrong_user": (
+        "Chạy lệnh bằng `sudo -u sohoa sohoa-agent …`; nếu root đã tạo tệp: "
+        "`chown -R sohoa:sohoa /var/lib/sohoa-agent`.",
+        "Run as `sudo -u sohoa sohoa-agent …`; if root created files: "
+        "`chown -R sohoa:sohoa /var/lib/sohoa-agent`.",
+    ),
+    "broker_unreachable": (
+        "Không cần làm gì nếu mạng chỉ mất tạm thời; nếu kéo dài: kiểm tra mạng/SIM, rồi "
+        "runbook “Máy chủ MQTT ngừng”. Không mất dữ liệu.",
+        "Nothing if the link is down for a while; if it lasts: check the network/SIM, then "
+        "the runbook “Broker down”. Nothing is lost.",
+    ),
+    "broker_refused": (
+        "Trạm bị thu hồi hoặc sai mật khẩu MQTT: kiểm tra với quản trị kho lưu trữ, đăng ký lại "
+        "nếu cần.",
+        "The station was revoked or its broker password is wrong: check with the archive's "
+        "administrator, enrol again if needed.",
+    ),
+    "sync_timeout": (
+        "Chạy lại sau; các trang vẫn trên máy đến khi có biên nhận.",
+        "Run again later; the pages stay here until their receipt.",
+    ),
+    "ocr_unavailable": (
+        "Cài lại: `apt install tesseract-ocr tesseract-ocr-vie`.",
+        "Reinstall: `apt install tesseract-ocr tesseract-ocr-vie`.",
+    ),
+    "internal_error": (
+        "Gửi cho người phát triển dòng lỗi trong `journalctl -u sohoa-agent` (hoặc chạy lại "
+        "lệnh với `-v`).",
+        "Send the developers the error from `journalctl -u sohoa-agent` (or run the command "
+        "again with `-v`).",
+    ),
+    "coversheet_invalid": (
+        "Sửa mã hồ sơ / số thứ tự văn bản rồi in lại.",
+        "Correct the file code / document number and print again.",
+    ),
+    "export_no_target": (
+        "Cắm USB và chờ máy nhận (mount), rồi chạy lại.",
+        "Plug the USB disk in, wait until it is mounted, run again.",
+    ),
+    "export_no_space": (
+        "Dùng USB lớn hơn hoặc xóa bớt tệp trên USB.",
+        "Use a larger disk or free space on it.",
+    ),
+    "export_write_failed": (
+        "Thử USB khác; dữ liệu trên máy không bị ảnh hưởng.",
+        "Try another disk; the data on the station is untouched.",
+    ),
+    "export_quarantined": (
+        "Tệp trên máy đã bị thay đổi: không xóa gì, gọi cán bộ kỹ thuật kiểm tra ổ đĩa.",
+        "A local file changed: delete nothing, have the technician check the disk.",
+    ),
+    "receipts_refused": (
+        "Biên nhận không có chữ ký đúng của kho: không dùng USB đó; báo quản trị kho lưu trữ.",
+        "The receipt is not signed by this archive: do not use that disk; tell the "
+        "archive's administrator.",
+    ),
+    "receipts_server_refused": (
+        "Chép lại bằng `sohoa-agent export` lần sau; nếu lặp lại: báo quản trị kho lưu trữ.",
+        "They go again with the next `sohoa-agent export`; if it repeats: tell the "
+        "archive's administrator.",
+    ),
+    "startup_ocr_missing": (
+        "Chạy lệnh `apt install …` mà dòng lỗi ghi, rồi `systemctl restart sohoa-agent`.",
+        "Run the `apt install …` line the message gives, then `systemctl restart sohoa-agent`.",
+    ),
+    "startup_sane_missing": (
+        "Chạy lệnh `apt install …` mà dòng lỗi ghi, rồi `systemctl restart sohoa-agent`.",
+        "Run the `apt install …` line the message gives, then `systemctl restart sohoa-agent`.",
+    ),
+    "startup_broker_invalid": (
+        "Sửa trường mà dòng lỗi ghi (`mqtt_url` hoặc `mqtt_password_file` trong "
+        "`/etc/sohoa/agent.toml`), rồi khởi động lại dịch vụ.",
+        "Fix the setting the message names (`mqtt_url` or `mqtt_password_file` in "
+        "`/etc/sohoa/agent.toml`), then restart the service.",
+    ),
+    # Enrolment (agent/uplink/enrol.py, issue 14): what the technician does at the station.
+    "enrol_already": (
+        "Trạm đã đăng ký; chỉ đăng ký lại (thêm `--force`) khi kho đã cấp phiếu mới.",
+        "Already enrolled; enrol again (add `--force`) only with a new sheet from the archive.",
+    ),
+    "enrol_bad_code": (
+        "Gõ lại mã trên phiếu, hoặc quét lại phiếu; mã sai mãi thì xin phiếu mới.",
+        "Type the sheet's code again or rescan the sheet; if it stays wrong, ask for a new one.",
+    ),
+    "enrol_bad_reply": (
+        "Không đăng ký; báo quản trị kho lưu trữ (có thể có kẻ giả mạo trên đường truyền).",
+        "Not enrolled; tell the archive's administrator (someone may be tampering with the link).",
+    ),
+    "enrol_no_answer": (
+        "Kiểm tra mạng rồi chạy lại `sohoa-agent enrol`; mã vẫn dùng được đến khi hết hạn.",
+        "Check the link and run `sohoa-agent enrol` again; the code stays good until it expires.",
+    ),
+    "enrol_no_sheet": (
+        "Đặt phiếu đăng ký thẳng, đúng mặt, rồi quét lại.",
+        "Put the enrolment sheet in straight, right side up, and scan again.",
+    ),
+    "enrol_plain_refused": (
+        "Xin phiếu mới có địa chỉ `mqtts://` (máy chủ: `station_broker_url`).",
+        "Ask for a new sheet with an `mqtts://` address (server: `station_broker_url`).",
+    ),
+    "enrol_refused_by_broker": (
+        "Mã đã dùng, hết hạn hoặc sai: xin phiếu mới (`sohoa-server device add … --replace`).",
+        "The code is used, expired or wrong: ask for a new sheet "
+        "(`sohoa-server device add … --replace`).",
+    ),
+    "enrol_wrong_archive": (
+        "Không đăng ký; báo quản trị kho lưu trữ, đối chiếu dấu khóa in trên phiếu.",
+        "Not enrolled; tell the archive's administrator and compare the key printed on the sheet.",
+    ),
+    "export_not_enrolled": (
+        "Đăng ký trạm trước (`sohoa-agent enrol MÃ`), rồi chép ra USB.",
+        "Enrol the station first (`sohoa-agent enrol CODE`), then export.",
+    ),
+    "broker_untrusted": (
+        "Lấy tệp CA của Lưu trữ tỉnh và đăng ký lại với `--ca TỆP`; không tắt kiểm tra chứng chỉ.",
+        "Get the archive's CA file and enrol again with `--ca FILE`; never turn the "
+        "certificate check off.",
+    ),
+    "button.port_missing": (
+        "Cắm lại dây hộp nút/bàn đạp; `systemctl restart sohoa-agent`.",
+        "Re-plug the button box/pedal; `systemctl restart sohoa-agent`.",
+    ),
+    "button.port_permission": (
+        "Thêm người dùng sohoa vào nhóm `dialout`/`input` (xem unit sohoa-agent.service).",
+        "Add the sohoa user to the `dialout`/`input` groups (see sohoa-agent.service).",
+    ),
+    "button.bad_settings": (
+        "Sửa `button`/`button_port` trong `/etc/sohoa/agent.toml`.",
+        "Fix `button`/`button_port` in `/etc/sohoa/agent.toml`.",
+    ),
+    "button.unknown_kind": (
+        "Sửa `button` trong `/etc/sohoa/agent.toml` (none, serial-box, modem-line, usb-key, "
+        "scanner-button).",
+        "Fix `button` in `/etc/sohoa/agent.toml` (none, serial-box, modem-line, usb-key, "
+        "scanner-button).",
+    ),
+    "button.pyserial_too_old": (
+        "Cập nhật phần mềm trạm (`scripts/bootstrap.sh venv agent`).",
+        "Update the station's software (`scripts/bootstrap.sh venv agent`).",
+    ),
+    "profile.invalid": (
+        "Sửa hoặc xóa tệp hồ sơ thiết bị nêu trong nhật ký (`hw_profiles_dir`).",
+        "Fix or remove the hardware profile the journal names (`hw_profiles_dir`).",
+    ),
+    "profile.duplicate": (
+        "Xóa tệp hồ sơ thiết bị bị trùng trong `hw_profiles_dir`.",
+        "Remove the duplicated hardware profile in `hw_profiles_dir`.",
+    ),
+    "profile.no_generic": (
+        "Cài lại phần mềm trạm (thiếu `hw_profiles/scanners/generic.toml`).",
+        "Reinstall the station's software (`hw_profiles/scanners/generic.toml` is missing).",
+    ),
+    "profile.source_unsupported": (
+        "Đổi `source` trong `/etc/sohoa/agent.toml` cho hợp với máy quét.",
+        "Set `source` in `/etc/sohoa/agent.toml` to one this scanner has.",
+    ),
+    "profile.source_unavailable": (
+        "Đổi `source` trong `/etc/sohoa/agent.toml` cho hợp với máy quét.",
+        "Set `source` in `/etc/sohoa/agent.toml` to one this scanner has.",
+    ),
+    "profile.mode_unsupported": (
+        "Dùng máy quét màu (luật yêu cầu ảnh màu) hoặc báo cán bộ kỹ thuật.",
+        "Use a colour scanner (the law asks for colour) or tell the technician.",
+    ),
+    "profile.mode_unavailable": (
+        "Dùng máy quét màu (luật yêu cầu ảnh màu) hoặc báo cán bộ kỹ thuật.",
+        "Use a colour scanner (the law asks for colour) or tell the technician.",
+    ),
+    "profile.option_missing": (
+        "Máy quét không hợp; dùng máy quét có chọn được độ phân giải (≥ 200 dpi).",
+        "Unsuitable scanner; use one whose resolution can be set (≥ 200 dpi).",
+    ),
 }
 
 
+def number(value: float, lang: Lang = "vi", digits: int = 1) -> str:
+    """A number as the reader writes it: Vietnamese groups thousands with a dot and puts a
+    comma before decimals (1.234,5); English the other way round (1,234.5)."""
+    text = f"{value:,.{digits}f}" if isinstance(value, float) else f"{value:,}"
+    if lang == "vi":
+        text = text.replace(",", "\0").replace(".", ",").replace("\0", ".")
+    return text
+
+
 def t(key: str, lang: Lang = "vi", /, **params: object) -> str:
+    """The operator line for ``key``. Numbers (int, float; not bool) are written the
+    language's way: pass sizes as floats (megabytes with one decimal), counts as ints."""
     vi, en = CATALOG.get(key, (key, key))
     text = vi if lang == "vi" else en
+    shown = {
+        k: number(v, lang) if isinstance(v, int | float) and not isinstance(v, bool) else v
+        for k, v in params.items()
+    }
     try:
-        return text.format(**params)
+        return text.format(**shown)
     except (KeyError, IndexError):
         return text

@@ -16,10 +16,15 @@ PKGS_BASE=(python3 python3-venv python3-dev build-essential)
 PKGS_AGENT=(libsane1 libsane-dev sane-utils tesseract-ocr tesseract-ocr-vie tesseract-ocr-eng
             fonts-noto-core fonts-dejavu-core fonts-liberation2 hunspell-vi)
 PKGS_BROKER=(mosquitto mosquitto-clients)
+# The archive host (scripts/install-server.sh): the catalogue on PostgreSQL, nginx as the
+# HTTPS reverse proxy, openssl for the first self-signed certificates.
+PKGS_SERVER=(postgresql nginx openssl)
 # Tests drive the staff app in Debian's Chromium (browser downloads are impossible here) and
-# run the catalogue on a throwaway PostgreSQL server too (tests/pgcluster.py). The power-cut
-# tests mount a FUSE layer (tests/powercut.py: mfusepy over libfuse3, fusermount3 from fuse3).
-PKGS_DEV=(chromium postgresql fuse3 libfuse3-3)
+# run the catalogue on a throwaway PostgreSQL server too (tests/pgcluster.py); the shipped
+# nginx site is tested with Debian's nginx in front of the real server (tests/test_nginx.py).
+# The power-cut tests mount a FUSE layer (tests/powercut.py: mfusepy over libfuse3,
+# fusermount3 from fuse3).
+PKGS_DEV=(chromium postgresql nginx openssl fuse3 libfuse3-3)
 # Benchmarks compare against OCRmyPDF, which needs these.
 PKGS_BENCH=(ghostscript unpaper)
 
@@ -30,7 +35,7 @@ as_root() {
 system() {
   local want=("${PKGS_BASE[@]}" "${PKGS_BROKER[@]}")
   case "$extras" in
-    server) ;;
+    server) want+=("${PKGS_SERVER[@]}") ;;
     agent) want+=("${PKGS_AGENT[@]}") ;;
     dev) want+=("${PKGS_AGENT[@]}" "${PKGS_DEV[@]}") ;;
     bench) want+=("${PKGS_AGENT[@]}" "${PKGS_DEV[@]}" "${PKGS_BENCH[@]}") ;;

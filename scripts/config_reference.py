@@ -22,7 +22,7 @@ def table(model: type[BaseModel]) -> str:
     for name, field in model.model_fields.items():
         if field.default_factory is not None:
             default = "(computed)"
-        elif field.default is PydanticUndefined or field.default is None:
+        elif field.default is PydanticUndefined or field.default in (None, ""):
             default = "—"
         else:
             default = f"`{field.default}`"

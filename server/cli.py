@@ -1,4 +1,8 @@
-"""``sohoa-server``: run the archive service and administer it."""
+"""``sohoa-server``: run the archive service and administer it.
+
+No traceback reaches an administrator: every expected failure is one line on stderr and an
+exit code from this table (also in docs/operations.md and ``--help``).
+"""
 
 from __future__ import annotations
 
@@ -11,17 +15,83 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from server import config, fleet_cli
+from protocol.version import PROTOCOL_VERSION, TOPIC_LEVEL
+from server import __version__, config, fleet_cli
 from server.archive import audit, auth
-from server.store.db import OPERATIONAL_ERRORS, Database
+from server.store.db import OPERATIONAL_ERRORS, SCHEMA_VERSION, Database
+
+VERSION = (
+    f"sohoa-server {__version__} (protocol {PROTOCOL_VERSION}, topics {TOPIC_LEVEL}, "
+    f"schema {SCHEMA_VERSION})"
+)
+
+
+# Exit codes (sysexits.h where one fits).
+EXIT_CODES = {
+    0: "done",
+    1: "a check failed (doctor), or the audit log is broken (audit verify)",
+    2: "bad command line or input refused (user name, password, token)",
+    3: "bundle refused as a whole, nothing imported (import-bundle)",
+    4: "some frames of a bundle refused, the rest imported (import-bundle)",
+    65: "refused: an unknown or revoked station (device, broker)",
+    69: "the database or the broker cannot be reached",
+    70: "unexpected error (run again with -v for the details)",
+    73: "the file store cannot be written (run), or the broker file exists (broker init)",
+    74: "a file cannot be read or written",
+    77: "wrong user: run as the service user (sudo -u sohoa sohoa-server ...)",
+    78: "bad configuration",
+    130: "interrupted",
+}
+
+
+class Refused(Exception):
+    """One line for the administrator and an exit code from EXIT_CODES."""
+
+    def __init__(self, code: int, line: str) -> None:
+        super().__init__(line)
+        self.code = code
 
 
 def _settings(args: argparse.Namespace) -> config.ServerSettings:
     try:
-        return config.load(args.config)
+        settings = config.load(args.config)
     except config.ConfigError as exc:
-        print(f"sohoa-server: invalid configuration: {exc}", file=sys.stderr)
-        raise SystemExit(78) from exc
+        raise Refused(78, f"invalid configuration: {exc}") from exc
+    if not _writes_nothing_in_data_dir(args):
+        _check_user(settings.data_dir)
+    return settings
+
+
+def _writes_nothing_in_data_dir(args: argparse.Namespace) -> bool:
+    """`broker init` with both password files named writes only where it is told (root's
+    job at install: /var/lib/mosquitto, /etc/sohoa/credentials)."""
+    return bool(
+        getattr(args, "command", None) == "broker"
+        and getattr(args, "admin_password_file", None)
+        and getattr(args, "ingest_password_file", None)
+    )
+
+
+def _check_user(data_dir: Path) -> None:
+    """Root must not create files the service cannot read (a receipt key, a SQLite journal,
+    an audit row's WAL): refuse when the archive belongs to another user."""
+    try:
+        owner = data_dir.stat().st_uid
+    except OSError:
+        return  # not created yet (or unreachable: the command says so when it opens it)
+    if os.geteuid() == 0 and owner != 0:
+        try:
+            import pwd
+
+            name = pwd.getpwuid(owner).pw_name
+        except (KeyError, ImportError):
+            name = str(owner)
+        raise Refused(
+            77,
+            f"{data_dir} belongs to {name}: run this as that user "
+            f"(sudo -u {name} sohoa-server ...), not as root, so that the service can still "
+            "read what it writes",
+        )
 
 
 def _open(settings: config.ServerSettings) -> Database:
@@ -30,8 +100,7 @@ def _open(settings: config.ServerSettings) -> Database:
         return Database(settings.database(), settings.database_password())
     except (*OPERATIONAL_ERRORS, OSError) as exc:
         where = _redacted(settings.database_url) if settings.database_url else settings.database()
-        print(f"sohoa-server: cannot open the database {where}: {exc}".strip(), file=sys.stderr)
-        raise SystemExit(69) from exc
+        raise Refused(69, f"cannot open the database {where}: {exc}".strip()) from exc
 
 
 def _preflight(settings: config.ServerSettings) -> None:
@@ -163,12 +232,26 @@ def cmd_login_link(args: argparse.Namespace) -> int:
 
 
 def _read_password(args: argparse.Namespace) -> str | None:
-    """From --password-file (first line), else asked twice on the terminal; never argv."""
+    """From --password-file (first line; ``-`` = standard input), else asked twice on the
+    terminal; never argv."""
     if args.no_password:
         return None
     if args.password_file is not None:
-        lines = args.password_file.read_text(encoding="utf-8").splitlines()
+        try:
+            if str(args.password_file) == "-":
+                text = sys.stdin.read()
+            else:
+                text = args.password_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise Refused(74, f"cannot read the password file {args.password_file}: {exc}") from exc
+        lines = text.splitlines()
         return lines[0] if lines else ""
+    if not sys.stdin.isatty():
+        raise Refused(
+            2,
+            "no terminal to ask the password on: use --password-file FILE "
+            "(or --password-file - to read it from standard input)",
+        )
     import getpass
 
     first = getpass.getpass(f"Password for {args.name}: ")
@@ -462,12 +545,46 @@ def _fixity_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     check.set_defaults(func=cmd_fixity_check)
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from server import doctor
+
+    settings = _settings(args)
+    findings = doctor.run(settings)
+    for finding in findings:
+        print(finding.line(settings.language))
+    return doctor.exit_code(findings)
+
+
+def cmd_handover(args: argparse.Namespace) -> int:
+    from server.archive import handover
+    from server.archive.records import Records
+
+    settings = _settings(args)
+    db = _open(settings)
+    try:
+        h = handover.collect(Records(db), args.organ_id, args.ben_giao, args.ben_nhan)
+        written = handover.write(h, args.out)
+        audit.record(db, "cli", "handover", args.organ_id, {"ho_so": len(h.ho_so)})
+    except handover.HandoverError as exc:
+        raise Refused(2, str(exc)) from exc
+    finally:
+        db.close()
+    for path in written:
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="sohoa-server", description="Central archive: ingest, store, staff web app and API."
+        prog="sohoa-server",
+        description="Central archive: ingest, store, staff web app and API.",
+        epilog="Exit codes: "
+        + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items())
+        + ".",
     )
     parser.add_argument("--config", type=Path, help="TOML settings file")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=VERSION)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run ingest + web app + API")
     run.add_argument("--host", help="listen address (default 127.0.0.1)")
@@ -479,6 +596,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the public key agents use to check receipts (SOHOA_SERVER_PUBLIC_KEY)",
     )
     rkey.set_defaults(func=cmd_receipt_key)
+    doc = sub.add_parser(
+        "doctor",
+        help="check a running install: database, store, disk, receipt key, broker, clock",
+        description='Check this install and say in Vietnamese (language = "en": English) '
+        "what to fix. Exit 0: nothing failed (warnings allowed); 1: a check failed.",
+    )
+    doc.set_defaults(func=cmd_doctor)
     token = sub.add_parser("token", help="API / web access tokens")
     token_sub = token.add_subparsers(dest="token_command", required=True)
     create = token_sub.add_parser("create", help="create a token and print it once")
@@ -520,7 +644,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add.add_argument("name", help="user name (lower-case letters, digits, . _ -)")
     add.add_argument("--role", required=True, choices=auth.ROLES, help="what the user may do")
-    add.add_argument("--password-file", type=Path, help="read the password from this file")
+    add.add_argument(
+        "--password-file",
+        type=Path,
+        help="read the password from this file's first line (- for standard input)",
+    )
     add.add_argument("--no-password", action="store_true", help="no web login: API tokens only")
     add.set_defaults(func=cmd_user_add)
     ulist = user_sub.add_parser("list", help="list users, roles and token counts")
@@ -557,6 +685,17 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", help="check the hash chain; exit 1 naming the first broken row"
     )
     verify.set_defaults(func=cmd_audit_verify)
+    hand = sub.add_parser(
+        "handover",
+        help="print the Mục lục hồ sơ nộp lưu (XLSX, PDF) and a Biên bản giao nhận (PDF)",
+        description="The paper side of a handover (nộp lưu) of one organisation's hồ sơ: "
+        "muc-luc-ho-so-nop-luu.xlsx and .pdf, bien-ban-giao-nhan.pdf to print and sign.",
+    )
+    hand.add_argument("organ_id", help="the organisation's mã định danh (e.g. 000.00.00.H53)")
+    hand.add_argument("--out", type=Path, default=Path("."), help="folder to write to")
+    hand.add_argument("--ben-giao", default="", help="name of the handing-over organisation")
+    hand.add_argument("--ben-nhan", default="", help="name of the receiving archive")
+    hand.set_defaults(func=cmd_handover)
     imp = sub.add_parser(
         "import-bundle",
         help="take in a USB bundle written by `sohoa-agent export` (no broker needed)",
@@ -600,8 +739,32 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args))
+    except Refused as exc:
+        print(f"sohoa-server: {exc}", file=sys.stderr)
+        return exc.code
+    except config.ConfigError as exc:  # a secret file that cannot be read, …
+        print(f"sohoa-server: invalid configuration: {exc}", file=sys.stderr)
+        return 78
+    except PermissionError as exc:
+        print(
+            f"sohoa-server: permission denied: {exc.filename or exc}: run as the service user "
+            "(sudo -u sohoa sohoa-server ...)",
+            file=sys.stderr,
+        )
+        return 77
+    except OSError as exc:
+        print(f"sohoa-server: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 74
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        logging.getLogger(__name__).debug("unexpected error", exc_info=True)
+        print(
+            f"sohoa-server: unexpected error in {args.command}: {type(exc).__name__}: {exc} "
+            "(run again with -v for the details)",
+            file=sys.stderr,
+        )
+        return 70
 
 
 if __name__ == "__main__":

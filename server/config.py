@@ -12,6 +12,11 @@ from urllib.parse import unquote, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 DEFAULT_CONFIG = Path("/etc/sohoa/server.toml")
+# Secrets: systemd hands the service each file of this directory as a credential of the same
+# name (LoadCredential=NAME:/etc/sohoa/credentials/NAME in systemd/sohoa-server.service);
+# administration commands run from a shell (as the service user) read the files directly.
+CREDENTIALS_DIR = Path("/etc/sohoa/credentials")
+CREDENTIALS = ("mqtt-password", "database-password", "broker-admin-password")
 ENV_PREFIX = "SOHOA_"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
@@ -194,11 +199,22 @@ class ServerSettings(BaseModel):
 
 
 def _secret(path: Path | None, credential: str) -> str | None:
-    """A secret from ``path``, else from systemd's ``$CREDENTIALS_DIRECTORY/<credential>``."""
-    if path is None and os.environ.get("CREDENTIALS_DIRECTORY"):
-        candidate = Path(os.environ["CREDENTIALS_DIRECTORY"]) / credential
-        path = candidate if candidate.exists() else None
-    return path.read_text(encoding="utf-8").strip() if path else None
+    """A secret from ``path``, else systemd's ``$CREDENTIALS_DIRECTORY/<credential>``, else
+    ``/etc/sohoa/credentials/<credential>`` (a shell has no credentials directory)."""
+    if path is None:
+        for where in (os.environ.get("CREDENTIALS_DIRECTORY"), CREDENTIALS_DIR):
+            if where and (Path(where) / credential).exists():
+                path = Path(where) / credential
+                break
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read {path} ({exc.strerror}): run as the service user "
+            "(sudo -u sohoa sohoa-server ...)"
+        ) from exc
 
 
 def load(config_file: Path | None = None, environ: dict[str, str] | None = None) -> ServerSettings:

@@ -151,7 +151,7 @@ def test_staff_workflow_in_chromium(
             # Download the catalogue.
             page.goto(base + "/ho-so")
             with page.expect_download() as info:
-                page.get_by_text("Danh mục (CSV)").click()
+                page.get_by_text("Mục lục hồ sơ nộp lưu (CSV)").click()
             path = info.value.path()
             rows = list(csv.reader(io.StringIO(Path(path).read_text(encoding="utf-8-sig"))))
             assert rows[0][1:3] == ["Mã hồ sơ", "Tiêu đề hồ sơ"]

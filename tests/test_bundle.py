@@ -438,7 +438,7 @@ def test_too_little_room_writes_nothing(tmp_path: Path) -> None:
     from agent import messages
 
     text = messages.t("export_no_space", "vi", **info.value.params)
-    assert "USB không đủ chỗ" in text and "5.0 MB" in text
+    assert "USB không đủ chỗ" in text and "5,0 MB" in text  # decimal comma
     assert list(usb.iterdir()) == []
 
 

@@ -103,7 +103,7 @@ def test_enrol_then_sync_then_revoke(tmp_path: Path, archive: tuple[Broker, Serv
     run_agent(env, "import", str(_png(tmp_path / "in" / "b.png")), check=True)
     out = run_agent(env, "sync", "--wait", "--timeout", "20")
     assert out.returncode == 75
-    assert "từ chối đăng nhập" in out.stderr
+    assert "từ chối trạm quét này" in out.stderr
     assert len(server.get_json("/api/v1/batches")) == 1
     listed = json.loads(run_server(server, "device", "list", "--json").stdout)
     assert listed[0]["state"] == "revoked"

@@ -88,7 +88,7 @@ def test_sane_that_cannot_load_refuses_to_start(tmp_path: Path) -> None:
     (shadow / "_sane.py").write_text("raise ImportError('libsane.so.1: cannot open')\n")
     env = _env(tmp_path, PYTHONPATH=str(shadow))
     line = _refused(tmp_path, env, "run")
-    assert "SANE" in line and line.endswith("apt install libsane1 libsane-dev sane-utils")
+    assert "SANE" in line and line.endswith(preflight.SANE_HINT)
     assert _refused(tmp_path, env, "scan").endswith("sane-utils")
 
 

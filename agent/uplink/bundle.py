@@ -40,7 +40,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.config import AgentSettings
+from agent.config import AgentSettings, require_device_id
 from agent.errors import DiskFullError, SohoaError
 from agent.outbox import outbox as ob
 from agent.outbox import storage
@@ -136,6 +136,7 @@ def export(
     what the archive has is never written again. Refuses before writing anything when the
     disk cannot hold the bundle. On any write error the half-written bundle is removed (and
     without its bundle.json it could never be imported anyway)."""
+    require_device_id(settings)  # a bundle names its station: never a shared hostname
     check_target(target)
     from agent.uplink import enrol
 
@@ -379,8 +380,8 @@ def _disk_free(path: Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f}"
+def _mb(n: int) -> float:
+    return round(n / 1e6, 1)  # a float: messages.t writes it the reader's way (12,3 MB)
 
 
 # -- receipts ----------------------------------------------------------------------------------

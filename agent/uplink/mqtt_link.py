@@ -29,7 +29,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from agent.config import AgentSettings
+from agent.config import AgentSettings, require_device_id
 from agent.errors import SyncError
 from protocol import envelope, topics
 from protocol.messages import Status
@@ -51,7 +51,7 @@ class Incoming:
 class MqttLink:
     def __init__(self, settings: AgentSettings, boot_id: str, agent_version: str) -> None:
         self.settings = settings
-        self.device_id = settings.device_id
+        self.device_id = require_device_id(settings)
         self.broker = settings.broker()
         self.boot_id = boot_id
         self.agent_version = agent_version

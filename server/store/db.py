@@ -383,6 +383,12 @@ class Connection(Protocol):
 # A row of either engine (sqlite3.Row or server.store.pg.PgRow).
 Row = Any
 
+
+class SchemaTooNew(sqlite3.OperationalError):
+    """The catalogue was written by a newer release. An OperationalError so that every caller
+    that reports "cannot open the database" reports this too, on either engine."""
+
+
 # Errors callers distinguish, whatever the engine.
 INTEGRITY_ERRORS = (sqlite3.IntegrityError, psycopg.IntegrityError)
 OPERATIONAL_ERRORS = (sqlite3.OperationalError, psycopg.OperationalError)
@@ -467,6 +473,14 @@ class Database:
             con.execute(
                 "INSERT INTO meta(key, value) VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
                 (str(SCHEMA_VERSION),),
+            )
+            row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        found = int(row[0])
+        if found > SCHEMA_VERSION:  # a rollback onto a database a newer release wrote
+            raise SchemaTooNew(
+                f"its schema is {found}, newer than this release's {SCHEMA_VERSION}: restore "
+                "the dump taken before the upgrade, or run the newer release "
+                "(docs/operations.md, upgrade and rollback)"
             )
 
     # -- connections and transactions --------------------------------------------------------

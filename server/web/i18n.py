@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from server.web.station_errors import STATION_ERRORS
+
 TEXT: dict[str, tuple[str, str]] = {
     "fixity_damage": (
         "Phát hiện tệp hỏng trong kho lưu trữ",
@@ -42,8 +44,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "login": ("Đăng nhập", "Log in"),
     "token": ("Mã truy cập", "Access token"),
     "login_hint": (
-        "Dán mã truy cập do quản trị viên cấp (sohoa-server token create).",
-        "Paste the access token an administrator gave you (sohoa-server token create).",
+        "Dán mã truy cập do quản trị viên cấp.",
+        "Paste the access token an administrator gave you.",
     ),
     "login_failed": ("Mã truy cập không đúng.", "Wrong access token."),
     "logout": ("Đăng xuất", "Log out"),
@@ -53,7 +55,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "status_offline": ("Mất kết nối", "Offline"),
     "status_unknown": ("Chưa rõ", "Unknown"),
     "last_seen": ("Lần cuối", "Last seen"),
-    "original": ("Bản gốc", "Original"),
+    # The unaltered capture. "Bản gốc" is the paper original, not its scan (TT 05/2025).
+    "original": ("Ảnh quét gốc", "Original scan"),
     "image": ("Ảnh lưu trữ", "Archival image"),
     "flag_blank": ("trang trắng", "blank page"),
     "flag_low_confidence": ("OCR kém tin cậy", "low OCR confidence"),
@@ -140,14 +143,15 @@ TEXT: dict[str, tuple[str, str]] = {
         "Đã gửi (trạm quét nhận khi kết nối)",
         "Sent (the station gets it when online)",
     ),
-    "communes": ("Tiến độ theo xã", "Progress by commune"),
-    "commune": ("Xã", "Commune"),
-    "commune_unknown": ("(chưa xác định xã)", "(commune not known)"),
+    # Since 1 July 2025 the basic level is xã, phường or đặc khu.
+    "communes": ("Tiến độ theo xã, phường, đặc khu", "Progress by commune"),
+    "commune": ("Xã/phường/đặc khu", "Commune"),
+    "commune_unknown": ("(chưa xác định xã/phường/đặc khu)", "(commune not known)"),
     "pages_received": ("Trang đã nhận", "Pages received"),
     "pages_described": ("Đã vào văn bản", "Described in documents"),
     "pages_flagged": ("Cần xem lại", "Flagged"),
     "per_day_chart": ("Trang nhận mỗi ngày, 30 ngày qua", "Pages received per day, last 30 days"),
-    "set_commune": ("Đặt xã", "Set commune"),
+    "set_commune": ("Đặt xã/phường/đặc khu", "Set commune"),
     "invalid_action": ("Thao tác không hợp lệ.", "Invalid action."),
     "ho_so": ("Hồ sơ", "Files (hồ sơ)"),
     "ho_so_list": ("Danh mục hồ sơ", "File catalogue"),
@@ -164,10 +168,11 @@ TEXT: dict[str, tuple[str, str]] = {
     "export": ("Xuất", "Export"),
     "export_bag": ("Xuất gói BagIt", "Export BagIt bag"),
     "export_aip": ("Xuất gói nộp lưu TT 05/2025", "Export TT 05/2025 package"),
-    "export_csv": ("Danh mục (CSV)", "Catalogue (CSV)"),
-    "export_xlsx": ("Danh mục (Excel)", "Catalogue (Excel)"),
+    # The handover (nộp lưu) list of files is the Mục lục hồ sơ nộp lưu (Luật Lưu trữ 2024).
+    "export_csv": ("Mục lục hồ sơ nộp lưu (CSV)", "Handover file list (CSV)"),
+    "export_xlsx": ("Mục lục hồ sơ nộp lưu (Excel)", "Handover file list (Excel)"),
     "export_commune": ("Xuất toàn bộ của cơ quan", "Export everything of the organisation"),
-    "audit": ("Nhật ký truy cập", "Audit log"),
+    "audit": ("Nhật ký hoạt động", "Activity log"),
     "audit_when": ("Thời điểm", "When"),
     "audit_who": ("Người dùng", "User"),
     "audit_action": ("Hành động", "Action"),
@@ -207,6 +212,12 @@ TEXT: dict[str, tuple[str, str]] = {
     "choose": ("— chọn —", "— choose —"),
     "language": ("English", "Tiếng Việt"),
 }
+
+
+# What a station said for each error key it reports (server/web/station_errors.py, generated
+# from agent/messages.py): the station list reads "Ổ đĩa sắp đầy…" rather than
+# ``disk_full: <English detail>`` (the detail stays in the cell's tooltip).
+TEXT.update({f"station_error.{k}": v for k, v in STATION_ERRORS.items()})
 
 
 def t(key: str, lang: str = "vi", **values: object) -> str:
