@@ -26,7 +26,8 @@ PROGS = {
 MISSING = "/nonexistent/sohoa-walk"
 # Options a command cannot run without, with a value that is fine on its own.
 REQUIRED = {"--role": "viewer", "--user": "an", "--ma-ho-so": "000.00.00.H53.2024.HS-05",
-            "--dynsec-file": MISSING + ".json", "--commune": "Xã Tân Phú"}  # fmt: skip
+            "--dynsec-file": MISSING + ".json", "--commune": "Xã Tân Phú",
+            "--out": MISSING + "-out"}  # fmt: skip
 # Never started here: they serve until stopped (checked with bad settings only).
 SERVING = {("sohoa-agent", "run"), ("sohoa-server", "run")}
 
@@ -51,7 +52,10 @@ def _argv(path: tuple[str, ...], parser: argparse.ArgumentParser) -> list[str]:
             if action.required:
                 argv += [action.option_strings[0], REQUIRED[action.option_strings[0]]]
         elif not isinstance(action, argparse._SubParsersAction):
-            argv.append(MISSING if action.type is Path else "xa-missing")
+            if action.type is int:
+                argv.append("1")  # a page id that is not there
+            else:
+                argv.append(MISSING if action.type is Path else "xa-missing")
     return argv
 
 
