@@ -60,8 +60,19 @@ def seed_archive_key(data_dir: Path) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     key = data_dir / "receipt-signing.key"
     if not key.exists():
-        key.write_bytes(TEST_ARCHIVE_KEY)
-        key.chmod(0o600)
+        # Durably, as the server makes its own key: the power-cut tests run this data dir on a
+        # disk that drops unsynced writes, and a key lost there reads back as 0 bytes.
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, TEST_ARCHIVE_KEY)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        dir_fd = os.open(data_dir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 @dataclass

@@ -769,7 +769,7 @@ def test_run_refuses_to_start_with_one_clear_line(tmp_path: Path) -> None:
     cases = [
         ({"SOHOA_MQTT_URL": "mqtt://broker:99999"}, 78, "port"),
         ({"SOHOA_MQTT_URL": "http://broker"}, 78, "mqtt://"),
-        ({"SOHOA_MQTT_PASSWORD_FILE": str(tmp_path / "missing")}, 78, "broker settings"),
+        ({"SOHOA_MQTT_PASSWORD_FILE": str(tmp_path / "missing")}, 78, "cannot read"),
         ({"SOHOA_SERVER_DATA_DIR": str(tmp_path / "a-file" / "data")}, 73, "store"),
         ({"SOHOA_SERVER_DATA_DIR": str(tmp_path / "store-is-a-file")}, 73, "store"),
     ]

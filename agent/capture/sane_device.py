@@ -91,7 +91,8 @@ def init() -> str:
     global _initialised, _sane_version
     with _init_lock:
         if not _initialised:
-            version = sane.init()
+            with _keep_signal_handlers():
+                version = sane.init()
             _sane_version = ".".join(str(x) for x in version[1:])
             _initialised = True
     return _sane_version
@@ -102,7 +103,9 @@ def list_devices(sysfs: Path = SYSFS_USB) -> list[profiles.SaneDeviceInfo]:
     USB vendor:product id when the name shows where the device sits on the bus."""
     init()
     out = []
-    for name, vendor, model, kind in sane.get_devices():
+    with _keep_signal_handlers():
+        found = sane.get_devices()
+    for name, vendor, model, kind in found:
         usb = usb_identity(name, sysfs)
         out.append(
             profiles.SaneDeviceInfo(
@@ -169,7 +172,8 @@ def sensor_poller(name: str, option: str) -> Callable[[], bool]:
     def poll() -> bool:
         init()
         try:
-            dev = sane.open(name)
+            with _keep_signal_handlers():
+                dev = sane.open(name)
         except Exception:
             return False
         try:
@@ -179,7 +183,8 @@ def sensor_poller(name: str, option: str) -> Callable[[], bool]:
         except Exception:
             return False
         finally:
-            dev.close()
+            with _keep_signal_handlers():
+                dev.close()
 
     return poll
 
@@ -202,7 +207,8 @@ class Scanner:
 
     def close(self) -> None:
         try:
-            self.device.close()
+            with _keep_signal_handlers():  # sane_cancel may reset them too
+                self.device.close()
         except Exception:  # closing a device that was unplugged: nothing left to do
             log.warning("closing %s failed", self.info.name, exc_info=True)
 
@@ -328,7 +334,8 @@ def open_scanner(
     device = None
     for attempt in range(4):
         try:
-            device = sane.open(info.name)
+            with _keep_signal_handlers():
+                device = sane.open(info.name)
             break
         except Exception as exc:
             key = _error_key(exc)
