@@ -406,3 +406,21 @@ def test_corpus_text_is_nfc_and_pages_are_deterministic() -> None:
     assert a.text == unicodedata.normalize("NFC", a.text)
     assert "QUYẾT ĐỊNH" in a.text
     assert np.array_equal(a.image, b.image)
+
+
+def test_the_archival_mask_keeps_one_pixel_rules_under_300_dpi() -> None:
+    """A 200-dpi ruled table: the 3×3 median of the OCR binarisation breaks its 1-px rules;
+    the archival mask, thresholded without it, keeps them whole (and still drops dust)."""
+    page = np.full((400, 600), 235, np.uint8)
+    page[100, 50:550] = 40  # a horizontal rule, 1 px
+    page[50:350, 300] = 40  # a vertical rule, 1 px
+    cv2.putText(page, "So 12/UBND", (60, 200), cv2.FONT_HERSHEY_SIMPLEX, 1.2, 30, 3)
+    page[370, 20] = 40  # one dust speck
+    ocr_binary, _ = imaging.binarise(page, 200)
+    assert (ocr_binary[100, 50:550] == 0).mean() < 0.1  # the median took the rule
+    mask = imaging.mask_binary(page, ocr_binary, 200)
+    assert (mask[100, 50:550] == 0).all() and (mask[50:350, 300] == 0).all()
+    assert mask[370, 20] == 255
+    assert (mask[150:220, 60:290] == 0).sum() >= (ocr_binary[150:220, 60:290] == 0).sum() * 0.9
+    # At 300 dpi and above the mask is the OCR binarisation itself: no second pass.
+    assert imaging.mask_binary(page, ocr_binary, 300) is ocr_binary

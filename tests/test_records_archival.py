@@ -54,7 +54,6 @@ def _render_pdf(pdf_path: Path, dpi: int, out: Path) -> Path:
 # yet). Strict: the day the encoding is fixed for one of them, this list must shrink.
 ARCHIVAL_COSTS_READABILITY = {
     "margin_notes": "CI 2026-12-05: capture 9.9 %, archival rendering 11.5 % CER",
-    "copier_jpeg_200": "CI 2026-12-05: capture 7.0 %, archival rendering 67.6 % CER",
 }
 
 

@@ -144,6 +144,8 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         del grey
         binary, binarisation = imaging.binarise(normalised, dpi)
         ocr_image, ocr_dpi, decisions["ocr_input"] = _ocr_input(normalised, binary, dpi)
+        ink_mask = imaging.mask_binary(normalised, binary, dpi)
+        decisions["archival_mask"] = "ocr_binary" if ink_mask is binary else "unsmoothed_otsu"
         # The less-processed page (no despeckle, no mask): the second pass reads its unsure
         # lines from it too, so cleanup can never cost a line plain tesseract would get.
         plain_input = _write_image(work_dir / "plain.png", normalised, fast=True)
@@ -151,9 +153,11 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         ocr_input = _write_image(work_dir / "ocr.png", ocr_image)
         del ocr_image
     with _timed(ms, "layers"):
-        layers = archival.encode_layers(page, binary, dpi, background_quality=settings.jpeg_quality)
+        layers = archival.encode_layers(
+            page, ink_mask, dpi, background_quality=settings.jpeg_quality
+        )
         thumb_image = imaging.thumbnail(page, settings.thumb_width)
-        del page, binary
+        del page, binary, ink_mask
     with _timed(ms, "ocr"):
         result = ocr.recognize(
             ocr_input,
