@@ -143,8 +143,8 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         normalised = imaging.normalise_background(grey, dpi)
         del grey
         binary, binarisation = imaging.binarise(normalised, dpi)
-        ocr_image, ocr_dpi, decisions["ocr_input"] = _ocr_input(normalised, binary, dpi)
         ink_mask = imaging.mask_binary(normalised, binary, dpi)
+        ocr_image, ocr_dpi, decisions["ocr_input"] = _ocr_input(normalised, ink_mask, dpi)
         decisions["archival_mask"] = "ocr_binary" if ink_mask is binary else "unsmoothed_otsu"
         # The less-processed page (no despeckle, no mask): the second pass reads its unsure
         # lines from it too, so cleanup can never cost a line plain tesseract would get.
