@@ -270,3 +270,36 @@ def test_a_page_of_noise_is_not_read_twice(tmp_path: Path) -> None:
     assert isinstance(second, dict)
     assert second["skipped"] == "most_lines_unsure"
     assert second["replaced"] == []
+
+
+def test_what_tesseract_reads_of_a_table_rule_is_dropped_and_nothing_else() -> None:
+    """'|' read from a vertical rule goes (alone, or at a word's edge on the rule); a '|'
+    away from any rule, and letters, stay."""
+    from agent.pipeline import ocr
+    from agent.pipeline.process import _drop_rule_marks
+
+    rule = (200, 0, 3, 1000)  # a vertical rule at x = 200..203, the page's height
+    line = (1, 1, 1)
+    words = (
+        ocr.Word("146", 90.0, (100, 50, 60, 30), line),
+        ocr.Word("|", 40.0, (199, 48, 5, 34), line),  # the rule itself
+        ocr.Word("Phạm", 90.0, (220, 50, 80, 30), line),
+        ocr.Word("|Hoàng", 70.0, (201, 100, 110, 30), (1, 1, 2)),  # glued to the rule
+        ocr.Word("a|b", 50.0, (400, 100, 40, 30), (1, 1, 2)),  # not at an edge
+        ocr.Word("|", 60.0, (600, 100, 5, 30), (1, 1, 2)),  # no rule there: the page's own
+    )
+    result = ocr.OcrResult(
+        text="146 | Phạm\n|Hoàng a|b |",
+        words=words,
+        mean_confidence=60.0,
+        languages="vie",
+        psm=3,
+        attempts=(3,),
+        seconds=0.1,
+        tesseract_version="5",
+    )
+    cleaned, dropped = _drop_rule_marks(result, [rule], 1.0)
+    assert cleaned.text == "146 Phạm\nHoàng a|b |"
+    assert dropped == 2
+    assert [w.text for w in cleaned.words] == ["146", "Phạm", "Hoàng", "a|b", "|"]
+    assert _drop_rule_marks(result, [], 1.0) == (result, 0)  # a page without rules

@@ -656,6 +656,26 @@ def mask_binary(grey: Image, ocr_binary: Image, dpi: int) -> Image:
     return binary
 
 
+RULE_MIN_MM = 12.0  # a straight vertical ink run this long is a table rule, not a letter
+
+
+def vertical_rules(binary: Image, dpi: int) -> list[tuple[int, int, int, int]]:
+    """The vertical table rules of a binarised page, as boxes (left, top, width, height).
+
+    A vertical ink run of RULE_MIN_MM (12 mm: three lines of 12-pt text; the tallest letter
+    with its marks is under 6 mm) is a rule, found by a morphological opening with a
+    one-pixel-wide line. The rules stay in the image tesseract reads (without them it reads
+    a table column by column: a sổ đăng ký page 1.6 → 74 % CER); what it reads of them
+    ("|" beside a cell's text) is dropped from the text afterwards.
+    """
+    length = max(9, round(RULE_MIN_MM / 25.4 * dpi))
+    ink = cv2.bitwise_not(binary)
+    vertical = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((length, 1), np.uint8))
+    del ink
+    count, _labels, stats, _centroids = cv2.connectedComponentsWithStats(vertical, connectivity=8)
+    return [tuple(int(v) for v in stats[n, :4]) for n in range(1, count)]  # type: ignore[misc]
+
+
 def ink_halo_px(dpi: int) -> int:
     """How far (px, 8-connected) `ink_grey` keeps the grey around binarised ink."""
     return HALO_PX if dpi >= REFERENCE_DPI else HALO_PX_LOW_DPI

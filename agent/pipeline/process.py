@@ -144,6 +144,7 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         del grey
         binary, binarisation = imaging.binarise(normalised, dpi)
         ink_mask = imaging.mask_binary(normalised, binary, dpi)
+        rules = imaging.vertical_rules(binary, dpi)
         ocr_image, ocr_dpi, decisions["ocr_input"] = _ocr_input(normalised, ink_mask, dpi)
         decisions["archival_mask"] = "ocr_binary" if ink_mask is binary else "unsmoothed_otsu"
         # The less-processed page (no despeckle, no mask): the second pass reads its unsure
@@ -173,6 +174,7 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         result, decisions["ocr_second_pass"] = _second_pass(
             result, ocr_input, plain_input, work_dir, ocr_dpi, settings
         )
+        result, dropped = _drop_rule_marks(result, rules, ocr_dpi / dpi)
     with _timed(ms, "quality"):
         expect_text = not blank.blank and cover is None  # a cover sheet is a QR code
         judged = quality.assess([(w.text, w.conf) for w in result.words], expect_text)
@@ -180,6 +182,8 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         result, judged, decisions["ocr_plain_page"] = _plain_page(
             result, judged, plain_input, ocr_dpi, expect_text, settings
         )
+        result, dropped_late = _drop_rule_marks(result, rules, ocr_dpi / dpi)
+        decisions["rule_marks"] = {"rules": len(rules), "dropped": dropped + dropped_late}
     with _timed(ms, "legal"):
         legal = archival.legal_check(dpi, colour)
     with _timed(ms, "archival"):
@@ -529,6 +533,64 @@ def _page_box(
     left = imaging.undo_insertions(box[0], insertions)
     right = imaging.undo_insertions(box[0] + box[2], insertions)
     return origin[0] + left, origin[1] + box[1], max(1, right - left), box[3]
+
+
+RULE_MARKS = "|¦"  # what tesseract reads a vertical table rule as, beside a cell's text
+RULE_REACH_MM = 0.6  # a mark's edge this close to a rule is the rule
+
+
+def _drop_rule_marks(
+    result: ocr.OcrResult, rules: list[tuple[int, int, int, int]], scale: float
+) -> tuple[ocr.OcrResult, int]:
+    """The text without what tesseract read of the page's vertical table rules.
+
+    A word that is only rule marks ("|") standing on a rule is dropped; a mark at a word's
+    start or end is cut when that edge of the word is on a rule. Marks away from any rule
+    stay: they may be the page's own. `scale`: OCR-image pixels per page pixel.
+    """
+    if not rules or not result.words:
+        return result, 0
+    reach = max(2.0, RULE_REACH_MM / 25.4 * 300 * scale)
+    boxes = [(x * scale, y * scale, (x + w) * scale, (y + h) * scale) for x, y, w, h in rules]
+
+    def on_rule(x: float, top: float, bottom: float) -> bool:
+        return any(
+            x0 - reach <= x <= x1 + reach and top < y1 and bottom > y0 for x0, y0, x1, y1 in boxes
+        )
+
+    lines: dict[tuple[int, int, int], list[ocr.Word]] = {}
+    for word in result.words:
+        lines.setdefault(word.line, []).append(word)
+    replaced: dict[tuple[int, int, int], list[ocr.Word]] = {}
+    dropped = 0
+    for key, words in lines.items():
+        kept: list[ocr.Word] = []
+        for w in words:
+            left, top, width, height = w.box
+            text = w.text
+            if not text.strip(RULE_MARKS):
+                if on_rule(left + width / 2, top, top + height):
+                    dropped += len(text)
+                    continue
+            else:
+                if text[0] in RULE_MARKS and on_rule(left, top, top + height):
+                    dropped += len(text) - len(text.lstrip(RULE_MARKS))
+                    text = text.lstrip(RULE_MARKS)
+                if text[-1] in RULE_MARKS and on_rule(left + width, top, top + height):
+                    dropped += len(text) - len(text.rstrip(RULE_MARKS))
+                    text = text.rstrip(RULE_MARKS)
+            kept.append(w if text == w.text else dataclasses.replace(w, text=text))
+        if kept != words:
+            replaced[key] = kept
+    if not replaced:
+        return result, 0
+    words_out = tuple(w for key, old in lines.items() for w in replaced.get(key, old))
+    return dataclasses.replace(
+        result,
+        text=_replace_lines(result.text, lines, replaced),
+        words=words_out,
+        mean_confidence=round(_mean_conf(words_out), 2),
+    ), dropped
 
 
 def _replace_lines(
