@@ -96,6 +96,13 @@ def _check_user(data_dir: Path) -> None:
 
 def _open(settings: config.ServerSettings) -> Database:
     """The catalogue, or one clear line and exit 69 (EX_UNAVAILABLE) when it cannot open."""
+    if settings.store_url is not None:  # readers of s3:// parts need its connection
+        from server.store.objects import ObjectStoreError, connect
+
+        try:
+            connect(settings)
+        except ObjectStoreError as exc:
+            raise Refused(78, str(exc)) from exc
     try:
         return Database(settings.database(), settings.database_password())
     except (*OPERATIONAL_ERRORS, OSError) as exc:
@@ -361,7 +368,7 @@ def cmd_import_bundle(args: argparse.Namespace) -> int:
     from server.ingest import Ingest, bundle
     from server.ingest.limits import StationLimits
     from server.store import keys
-    from server.store.files import Store
+    from server.store.objects import store_for
 
     settings = _settings(args)
     lang = settings.language
@@ -370,7 +377,7 @@ def cmd_import_bundle(args: argparse.Namespace) -> int:
     # device exactly like those that come over the link.
     ingest = Ingest(
         db,
-        Store(settings.data_dir / "store"),
+        store_for(settings),
         settings.max_part_bytes,
         signing_key=keys.load_or_create(settings.data_dir),
         station_limits=StationLimits.from_settings(settings),

@@ -442,6 +442,17 @@ def open_store(data_dir: Path, store_url: str | None, credentials: Credentials |
     return ObjectStore(data_dir / "store-staging", target, make_client(target, credentials))
 
 
+def connect(settings: ServerSettings, environ: dict[str, str] | None = None) -> Target | None:
+    """Register the S3 connection ``settings`` name for this process's readers (no staging
+    directory is made); None for the local store."""
+    if settings.store_url is None:
+        return None
+    target = Target.parse(settings.store_url)
+    env = dict(os.environ if environ is None else environ)
+    register(target.bucket, make_client(target, credentials_from(env, settings.secret)))
+    return target
+
+
 def store_for(settings: ServerSettings, environ: dict[str, str] | None = None) -> Store:
     """The store ``settings`` name, its S3 connection registered for readers."""
     if settings.store_url is None:
