@@ -87,7 +87,9 @@ class PageRenderer:
             raise RenderError(f"width {width} is not one of {WIDTHS}")
         return self.cache_dir / sha256[:2] / f"{sha256}-{width}-r{RENDER_VERSION}.jpg"
 
-    def render(self, location: str, media_type: str, sha256: str, width: int) -> Rendered:
+    def render(
+        self, location: objects.Location, media_type: str, sha256: str, width: int
+    ) -> Rendered:
         """The page at ``width`` pixels as a JPEG file, from the cache or rendered now from
         the stored part at ``location`` (either store: :mod:`server.store.objects`)."""
         path = self.cached_path(sha256, width)
@@ -113,7 +115,9 @@ class Box:
 _WORD = re.compile(r"\w+")
 
 
-def word_boxes(location: str, media_type: str, wanted: Callable[[str], bool]) -> list[Box]:
+def word_boxes(
+    location: objects.Location, media_type: str, wanted: Callable[[str], bool]
+) -> list[Box]:
     """Boxes of the words for which ``wanted(word)`` is true, from the archival PDF/A's text
     layer (the invisible OCR text the station placed over each word). An image archival
     part has no text layer: no boxes."""

@@ -160,8 +160,12 @@ def _client_for(bucket: str) -> Any:
     return client
 
 
-def split_location(location: str) -> tuple[str, str] | None:
+Location = str | os.PathLike[str]  # what the catalogue records (str) or a local Path
+
+
+def split_location(location: Location) -> tuple[str, str] | None:
     """(bucket, key) of an ``s3://`` location; None for a local path."""
+    location = os.fspath(location)
     if not location.startswith(f"{SCHEME}://"):
         return None
     rest = location[len(SCHEME) + 3 :]
@@ -308,7 +312,7 @@ class ObjectStore(Store):
 # -- reading, whichever store holds the part --------------------------------------------------
 
 
-def _get(location: str) -> tuple[Any, str, str] | None:
+def _get(location: Location) -> tuple[Any, str, str] | None:
     where = split_location(location)
     if where is None:
         return None
@@ -326,11 +330,11 @@ def _missing(exc: Exception) -> bool:
     )
 
 
-def open_read(location: str) -> BinaryIO:
+def open_read(location: Location) -> BinaryIO:
     """The part's bytes as a binary stream (close it). FileNotFoundError when it is gone."""
     got = _get(location)
     if got is None:
-        return Path(location).open("rb")
+        return Path(os.fspath(location)).open("rb")
     client, bucket, key = got
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -343,7 +347,7 @@ def open_read(location: str) -> BinaryIO:
     return body
 
 
-def stream(location: str, block: int = HASH_BLOCK) -> Iterator[bytes]:
+def stream(location: Location, block: int = HASH_BLOCK) -> Iterator[bytes]:
     """The part's bytes in blocks (OSError when it cannot be read)."""
     from botocore.exceptions import BotoCoreError
 
@@ -361,11 +365,11 @@ def stream(location: str, block: int = HASH_BLOCK) -> Iterator[bytes]:
         f.close()
 
 
-def read_bytes(location: str) -> bytes:
+def read_bytes(location: Location) -> bytes:
     return b"".join(stream(location))
 
 
-def exists(location: str) -> bool:
+def exists(location: Location) -> bool:
     try:
         size(location)
     except FileNotFoundError:
@@ -373,10 +377,10 @@ def exists(location: str) -> bool:
     return True
 
 
-def size(location: str) -> int:
+def size(location: Location) -> int:
     got = _get(location)
     if got is None:
-        return Path(location).stat().st_size
+        return Path(os.fspath(location)).stat().st_size
     client, bucket, key = got
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -388,7 +392,7 @@ def size(location: str) -> int:
         raise OSError(f"object store: {location}: {exc}") from exc
 
 
-def sha256(location: str) -> str:
+def sha256(location: Location) -> str:
     """Re-read and re-hash the part (never a checksum the store keeps)."""
     digest = hashlib.sha256()
     for data in stream(location):
@@ -397,12 +401,12 @@ def sha256(location: str) -> str:
 
 
 @contextlib.contextmanager
-def local_file(location: str, suffix: str = "") -> Iterator[Path]:
+def local_file(location: Location, suffix: str = "") -> Iterator[Path]:
     """A local path with the part's bytes for tools that open files (PDF rendering, a
     reprocess subprocess): the path itself for the local store, a temporary copy of an
     object (removed after)."""
     if split_location(location) is None:
-        yield Path(location)
+        yield Path(os.fspath(location))
         return
     fd, name = tempfile.mkstemp(prefix="sohoa-part-", suffix=suffix)
     try:
