@@ -469,12 +469,16 @@ def cmd_fixity_check(args: argparse.Namespace) -> int:
     """Exit 0: every part checked hashes as recorded; 1: damage found (named on stderr and
     raised as alerts in the staff app); 75 (EX_TEMPFAIL): stopped by --limit, not finished."""
     from server.archive import fixity
+    from server.store.files import StoreError
 
     db = _open(_settings(args))
     try:
         report = fixity.check_store(
             db, since=args.since, bytes_per_s=args.rate_mb * 1_000_000, limit=args.limit
         )
+    except StoreError as exc:  # the object store did not answer: not damage; run again
+        print(f"fixity check stopped: {exc}", file=sys.stderr)
+        return 69
     finally:
         db.close()
     for c in report.damaged:
@@ -550,6 +554,62 @@ def _fixity_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     check.add_argument("--limit", type=int, help="stop after this many parts (resume later)")
     check.set_defaults(func=cmd_fixity_check)
+
+
+def cmd_store_migrate(args: argparse.Namespace) -> int:
+    """Exit 0: every local part is in the object store, verified; 1: some local files do
+    not hash as recorded (named, not moved); 75: stopped by --limit (run again); 69: the
+    object store failed (run again: it goes on)."""
+    from server.store import objects
+
+    settings = _settings(args)
+    try:
+        target = objects.Target.parse(args.to)
+        credentials = objects.credentials_from(dict(os.environ), settings.secret)
+    except (ValueError, objects.ObjectStoreError) as exc:
+        raise Refused(78, f"store migrate --to: {exc}") from exc
+    db = _open(settings)
+    store = objects.ObjectStore(
+        settings.data_dir / "store-staging", target, objects.make_client(target, credentials)
+    )
+    try:
+        report = objects.migrate(db, store, limit=args.limit)
+    except objects.ObjectStoreError as exc:
+        print(f"the object store failed: {exc}; run the same command again", file=sys.stderr)
+        return 69
+    finally:
+        db.close()
+    print(
+        f"store migrate: {report.moved} part(s) moved ({report.bytes} bytes), "
+        f"{report.left} still local, {len(report.damaged or [])} damaged"
+    )
+    if report.damaged:
+        return 1
+    if report.left:
+        return 75
+    if settings.store_url != args.to:
+        print(
+            "every part is in the object store: set store_url to the same URL in"
+            " /etc/sohoa/server.toml (or SOHOA_STORE_URL) and restart the server"
+            " (docs/operations.md, object store)"
+        )
+    return 0
+
+
+def _store_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    store = sub.add_parser("store", help="the archive's file store")
+    store_sub = store.add_subparsers(dest="store_command", required=True)
+    mig = store_sub.add_parser(
+        "migrate",
+        help="move the local store's parts into an S3 object store (resumable, verified)",
+        description="Re-hash each committed part on local disk, upload it, verify the object "
+        "(size, ETag, sha256) and only then point the catalogue at it. Resumable: run again "
+        "after a stop. Local files are never deleted. Exit 0: all moved; 1: damaged local "
+        "files (not moved); 75: stopped by --limit; 69: the object store failed.",
+    )
+    mig.add_argument("--to", required=True, help="s3://bucket/prefix?endpoint=https://host:port")
+    mig.add_argument("--limit", type=int, help="stop after this many parts (resume later)")
+    mig.set_defaults(func=cmd_store_migrate)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -720,6 +780,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--json", action="store_true", help="print the import report as JSON")
     imp.set_defaults(func=cmd_import_bundle)
     _fixity_parser(sub)
+    _store_parser(sub)
     exp = sub.add_parser("export", help="handover packages")
     exp_sub = exp.add_subparsers(dest="export_command", required=True)
     aip_p = exp_sub.add_parser(

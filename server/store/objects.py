@@ -40,13 +40,14 @@ import hashlib
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import parse_qs, urlsplit
 
 from server.config import ServerSettings
+from server.store.db import Database
 from server.store.files import HASH_BLOCK, Pending, Store, StoreError
 
 DEFAULT_PART_BYTES = 8 * 1024 * 1024
@@ -56,6 +57,10 @@ SCHEME = "s3"
 
 class ObjectStoreError(StoreError):
     """The object store could not take or give a part (unreachable, refused, mismatched)."""
+
+
+class DamagedSource(ObjectStoreError):
+    """The local file to upload is missing or does not hash as recorded: never uploaded."""
 
 
 @dataclass(frozen=True)
@@ -222,34 +227,56 @@ class ObjectStore(Store):
     # -- uploading -----------------------------------------------------------------------------
 
     def upload(self, source: Path, key: str, sha256: str, size: int) -> None:
-        """Put ``source`` (already verified against ``sha256``) at ``key`` and verify the
-        object. Idempotent: an object already there with these bytes is kept."""
+        """Put ``source`` at ``key`` and verify the object. The file is read and hashed
+        first (SHA-256 and size as recorded, and the ETag its bytes must give); an object
+        already at ``key`` with exactly that is kept (a retry, a resumed migration), any
+        other is replaced. Raises :class:`ObjectStoreError`."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            if self._verified(key, sha256, size, None):
+            etag = self.etag_of(source, sha256, size)
+            if self._verified(key, sha256, size, etag):
                 return
             if size > self.target.part_bytes:
-                expected = self._multipart(source, key, sha256, size)
+                self._multipart(source, key, sha256)
             else:
                 data = source.read_bytes()
-                if len(data) != size:
-                    raise ObjectStoreError(f"{source} changed under the upload")
                 answer = self.client.put_object(
                     Bucket=self.target.bucket,
                     Key=key,
                     Body=data,
-                    ContentMD5=_md5_b64(data),
+                    ContentMD5=_md5_b64(data),  # the server refuses other bytes (BadDigest)
                     ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256)).decode(),
                     Metadata={"sha256": sha256},
                 )
-                expected = hashlib.md5(data).hexdigest()  # noqa: S324
-                if _etag(answer.get("ETag", "")) != expected:
-                    raise ObjectStoreError(f"{key}: the server's ETag is not the bytes' MD5")
-            if not self._verified(key, sha256, size, expected):
+                if _etag(answer.get("ETag", "")) != etag:
+                    raise ObjectStoreError(f"{key}: the server stored other bytes")
+            if not self._verified(key, sha256, size, etag):
+                self._abort_uploads(key)  # the next attempt starts afresh
                 raise ObjectStoreError(f"{key}: the stored object does not verify")
         except (BotoCoreError, ClientError) as exc:
             raise ObjectStoreError(f"object store: {key}: {exc}") from exc
+
+    def etag_of(self, source: Path, sha256: str, size: int) -> str:
+        """The ETag an object of ``source``'s bytes has here (the MD5, or for a multipart
+        upload the MD5 of the parts' MD5s and their count), after checking that the bytes
+        hash to ``sha256`` and ``size``."""
+        whole = hashlib.sha256()
+        md5s: list[bytes] = []
+        total = 0
+        try:
+            with source.open("rb") as f:
+                while block := f.read(self.target.part_bytes):
+                    whole.update(block)
+                    md5s.append(hashlib.md5(block).digest())  # noqa: S324 (S3 ETags are MD5s)
+                    total += len(block)
+        except OSError as exc:
+            raise DamagedSource(f"{source}: {exc.strerror or exc}") from exc
+        if (whole.hexdigest(), total) != (sha256, size):
+            raise DamagedSource(f"{source} does not hash to its recorded sha256")
+        if size <= self.target.part_bytes:
+            return md5s[0].hex() if md5s else hashlib.md5(b"").hexdigest()  # noqa: S324
+        return f"{hashlib.md5(b''.join(md5s)).hexdigest()}-{len(md5s)}"  # noqa: S324
 
     def _verified(self, key: str, sha256: str, size: int, etag: str | None) -> bool:
         """Whether the object at ``key`` has ``size`` bytes, the SHA-256 metadata and (when
@@ -266,9 +293,17 @@ class ObjectStore(Store):
             return False
         return etag is None or _etag(head.get("ETag", "")) == etag
 
-    def _multipart(self, source: Path, key: str, sha256: str, size: int) -> str:
-        """Upload ``source`` in parts, resuming an upload an earlier attempt left; the
-        multipart ETag the complete object must have."""
+    def _abort_uploads(self, key: str) -> None:
+        listing = self.client.list_multipart_uploads(Bucket=self.target.bucket, Prefix=key)
+        for upload in listing.get("Uploads", []):
+            if upload["Key"] == key:
+                self.client.abort_multipart_upload(
+                    Bucket=self.target.bucket, Key=key, UploadId=upload["UploadId"]
+                )
+
+    def _multipart(self, source: Path, key: str, sha256: str) -> None:
+        """Upload ``source`` in parts, resuming an upload an earlier attempt left: its
+        parts whose ETag is the MD5 of the same bytes are kept, the others sent again."""
         bucket, step = self.target.bucket, self.target.part_bytes
         upload_id = None
         done: dict[int, str] = {}
@@ -284,15 +319,12 @@ class ObjectStore(Store):
                 Bucket=bucket, Key=key, Metadata={"sha256": sha256}
             )
             upload_id = answer["UploadId"]
-        digests: list[bytes] = []
         listed: list[dict[str, object]] = []
-        total = number = 0
         with source.open("rb") as f:
+            number = 0
             while block := f.read(step):
                 number += 1
-                total += len(block)
                 digest = hashlib.md5(block).digest()  # noqa: S324
-                digests.append(digest)
                 if done.get(number) != digest.hex():  # missing, or not these bytes
                     answer = self.client.upload_part(
                         Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
@@ -301,12 +333,9 @@ class ObjectStore(Store):
                     if _etag(answer["ETag"]) != digest.hex():
                         raise ObjectStoreError(f"{key}: part {number} stored other bytes")
                 listed.append({"PartNumber": number, "ETag": f'"{digest.hex()}"'})
-        if total != size:
-            raise ObjectStoreError(f"{source} changed under the upload")
         self.client.complete_multipart_upload(
             Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": listed}
         )
-        return f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(digests)}"  # noqa: S324
 
 
 # -- reading, whichever store holds the part --------------------------------------------------
@@ -331,7 +360,8 @@ def _missing(exc: Exception) -> bool:
 
 
 def open_read(location: Location) -> BinaryIO:
-    """The part's bytes as a binary stream (close it). FileNotFoundError when it is gone."""
+    """The part's bytes as a binary stream (close it). FileNotFoundError when it is gone;
+    :class:`ObjectStoreError` (not an OSError: not "missing") when the store cannot answer."""
     got = _get(location)
     if got is None:
         return Path(os.fspath(location)).open("rb")
@@ -343,12 +373,12 @@ def open_read(location: Location) -> BinaryIO:
     except (BotoCoreError, ClientError) as exc:
         if _missing(exc):
             raise FileNotFoundError(location) from exc
-        raise OSError(f"object store: {location}: {exc}") from exc
+        raise ObjectStoreError(f"object store: {location}: {exc}") from exc
     return body
 
 
 def stream(location: Location, block: int = HASH_BLOCK) -> Iterator[bytes]:
-    """The part's bytes in blocks (OSError when it cannot be read)."""
+    """The part's bytes in blocks (as :func:`open_read` fails)."""
     from botocore.exceptions import BotoCoreError
 
     f = open_read(location)
@@ -357,7 +387,7 @@ def stream(location: Location, block: int = HASH_BLOCK) -> Iterator[bytes]:
             try:
                 data = f.read(block)
             except BotoCoreError as exc:
-                raise OSError(f"object store: {location}: {exc}") from exc
+                raise ObjectStoreError(f"object store: {location}: {exc}") from exc
             if not data:
                 return
             yield data
@@ -389,7 +419,7 @@ def size(location: Location) -> int:
     except (BotoCoreError, ClientError) as exc:
         if _missing(exc):
             raise FileNotFoundError(location) from exc
-        raise OSError(f"object store: {location}: {exc}") from exc
+        raise ObjectStoreError(f"object store: {location}: {exc}") from exc
 
 
 def sha256(location: Location) -> str:
@@ -463,3 +493,71 @@ def store_for(settings: ServerSettings, environ: dict[str, str] | None = None) -
         return Store(settings.data_dir / "store")
     env = dict(os.environ if environ is None else environ)
     return open_store(settings.data_dir, settings.store_url, credentials_from(env, settings.secret))
+
+
+# -- moving a local store into the object store ------------------------------------------------
+
+
+@dataclass
+class Migration:
+    """What one ``store migrate`` run did."""
+
+    moved: int = 0
+    bytes: int = 0
+    left: int = 0  # local parts not moved yet (stopped by ``limit``)
+    damaged: list[str] | None = None  # local files that do not hash as recorded: not moved
+
+
+def migrate(
+    db: Database,
+    store: ObjectStore,
+    *,
+    limit: int | None = None,
+    progress: Callable[[str], None] = print,
+) -> Migration:
+    """Upload every committed part the catalogue finds on local disk to ``store`` and point
+    the catalogue at the object, one part at a time: its local file is re-hashed against
+    the recorded SHA-256, uploaded and verified (:meth:`ObjectStore.upload`), and only then
+    is the part's location changed (a conditional UPDATE: what another process changed is
+    left alone). Resumable: parts already moved are no longer local, an object left by a
+    run stopped before its UPDATE is verified and kept. Local files are never deleted.
+    ``limit``: stop after that many parts (the next run goes on)."""
+    report = Migration(damaged=[])
+    assert report.damaged is not None
+    local = "state = 'committed' AND path IS NOT NULL AND path NOT LIKE 's3://%'"
+    total = int(db.read().execute(f"SELECT COUNT(*) FROM parts WHERE {local}").fetchone()[0])  # noqa: S608
+    after = 0
+    while limit is None or report.moved < limit:
+        rows = (
+            db.read()
+            .execute(
+                f"SELECT id, path, sha256, size FROM parts WHERE {local} AND id > ?"  # noqa: S608
+                " ORDER BY id LIMIT 100",
+                (after,),
+            )
+            .fetchall()
+        )
+        if not rows:
+            break
+        for row in rows:
+            if limit is not None and report.moved >= limit:
+                break
+            after = int(row["id"])
+            source = Path(row["path"])
+            key = store.target.prefix + "/".join(source.parts[-3:])  # device/batch/file
+            try:
+                store.upload(source, key, row["sha256"], int(row["size"]))
+            except DamagedSource as exc:  # not moved: the fixity check names it too
+                report.damaged.append(f"part {after}: {exc}")
+                progress(f"NOT MOVED part {after}: {exc}")
+                continue
+            with db.tx() as con:
+                con.execute(
+                    "UPDATE parts SET path = ? WHERE id = ? AND path = ?",
+                    (store.target.location(key), after, str(source)),
+                )
+            report.moved += 1
+            report.bytes += int(row["size"])
+            progress(f"{report.moved}/{total} part(s) moved ({report.bytes} bytes): {key}")
+    report.left = int(db.read().execute(f"SELECT COUNT(*) FROM parts WHERE {local}").fetchone()[0])  # noqa: S608
+    return report

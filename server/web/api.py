@@ -26,6 +26,7 @@ from server.archive.page_images import (
 )
 from server.store import objects
 from server.store.db import Database, fold
+from server.store.files import StoreError
 from server.web.deps import DB, Admin, CatalogDep, RecordsDep, RendererDep, User, client_ip
 
 router = APIRouter(prefix="/api/v1", tags=["archive"])
@@ -203,7 +204,7 @@ def _file(catalog: CatalogDep, page: int, part: str, what: str) -> Response:
         try:
             body = objects.stream(found.location)
             first = next(body, b"")  # fails here (a 503), not half-way through the response
-        except OSError as exc:
+        except (OSError, StoreError) as exc:
             raise HTTPException(503, f"the object store cannot give this file: {exc}") from exc
 
         def chunks() -> Iterator[bytes]:
@@ -353,7 +354,7 @@ def page_text(
     audit.record(db, user.name, "page.text", str(page), {}, client_ip(request))
     try:
         data = objects.read_bytes(found.location)
-    except OSError as exc:
+    except (OSError, StoreError) as exc:
         raise HTTPException(503, f"the store cannot give this text: {exc}") from exc
     text = unicodedata.normalize("NFC", data.decode("utf-8"))
     return PlainTextResponse(text, media_type="text/plain; charset=utf-8")
