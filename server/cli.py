@@ -583,10 +583,11 @@ def cmd_store_migrate(args: argparse.Namespace) -> int:
         f"store migrate: {report.moved} part(s) moved ({report.bytes} bytes), "
         f"{report.left} still local, {len(report.damaged or [])} damaged"
     )
-    if report.damaged:
+    damaged = len(report.damaged or [])
+    if report.left > damaged:
+        return 75  # stopped before the end
+    if damaged:
         return 1
-    if report.left:
-        return 75
     if settings.store_url != args.to:
         print(
             "every part is in the object store: set store_url to the same URL in"

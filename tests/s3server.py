@@ -21,6 +21,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from harness import free_port
@@ -167,7 +168,7 @@ rgw enable usage log = false
         self.client().create_bucket(Bucket=name)
         return name
 
-    def client(self) -> object:
+    def client(self) -> Any:
         import boto3
         from botocore.config import Config
 
