@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import BIN
+from harness import BIN, Broker, ServerProcess, agent_env, run_agent
+from real_archive import PAGES, draw_page
 from s3server import PART_BYTES, CephS3
 from test_ingest import BatchSrc, Server, make_batch, receipts, rejects, sha
 
@@ -356,3 +357,62 @@ def test_credentials_never_ride_in_the_store_url() -> None:
     assert "secret" not in repr(objects.Credentials("AKIA", "secret"))
     with pytest.raises(ValueError, match="part_bytes"):
         objects.Target.parse("s3://bucket?part_bytes=10")
+
+
+# -- end to end: the real station, broker and server on the object store -------------------------
+
+
+@pytest.mark.mqtt
+@pytest.mark.tesseract
+@pytest.mark.slow
+def test_a_real_batch_ingested_into_the_object_store_is_served_by_the_staff_api(
+    tmp_path: Path, s3_server: CephS3
+) -> None:
+    """A page drawn, ``sohoa-agent import``ed, processed (tesseract vie, PDF/A) and synced
+    with its master over a real Mosquitto to ``sohoa-server run`` whose store is the
+    gateway; then fetched through the staff API: the parts come from the object store."""
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    src = draw_page(PAGES[1], incoming / "trang-01.png")
+    bucket = s3_server.new_bucket()
+    broker = Broker(tmp_path / "broker").start()
+    server = ServerProcess(
+        tmp_path / "server",
+        broker.url,
+        settings={"SOHOA_STORE_URL": s3_server.url(bucket), **s3_server.env()},
+    )
+    try:
+        server.start()
+        env = agent_env(tmp_path / "agent", broker.url, SOHOA_SYNC_MASTERS="true")
+        run_agent(env, "import", str(incoming), check=True)
+        run_agent(env, "sync", "--wait", "--timeout", "300", check=True)
+        (batch,) = server.get_json("/api/v1/batches")
+        assert batch["complete"]
+        (page,) = server.get_json(f"/api/v1/batches/{batch['id']}")["pages"]
+        db = Database(tmp_path / "server" / "archive.sqlite3")
+        try:
+            paths = [r["path"] for r in db.read().execute("SELECT path FROM parts")]
+        finally:
+            db.close()
+        assert paths and all(p.startswith(f"s3://{bucket}/archive/xa-test-01/") for p in paths)
+        assert not [p for p in (tmp_path / "server" / "store-staging").rglob("*") if p.is_file()]
+        status, original, headers = server.request("GET", f"/api/v1/pages/{page['id']}/original")
+        assert status == 200 and original == src.read_bytes()  # the master, byte for byte
+        assert {k.lower(): v for k, v in headers.items()}["x-sha256"] == sha(original)
+        status, pdf, _ = server.request("GET", f"/api/v1/pages/{page['id']}/image")
+        assert status == 200 and pdf.startswith(b"%PDF-")
+        status, text, _ = server.request("GET", f"/api/v1/pages/{page['id']}/text")
+        assert status == 200 and "hộ tịch" in text.decode("utf-8")
+        status, jpeg, _ = server.request("GET", f"/api/v1/pages/{page['id']}/render?w=400")
+        assert status == 200 and jpeg[:3] == b"\xff\xd8\xff"
+        # Served from the object store, not from a copy somewhere: gone there, gone here.
+        s3_server.client().delete_object(
+            Bucket=bucket,
+            Key=objects.split_location(paths[0])[1],  # type: ignore[index]
+        )
+        missing = [server.request("GET", f"/api/v1/pages/{page['id']}/{what}")[0]
+                   for what in ("original", "image", "text")]  # fmt: skip
+        assert 200 in missing and any(code >= 400 for code in missing)
+    finally:
+        server.stop()
+        broker.stop()

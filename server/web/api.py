@@ -262,6 +262,8 @@ def _rendered(
         rendered = renderer.render(found.location, found.media_type, found.sha256, width)
     except RenderError as exc:
         raise HTTPException(422, f"this page cannot be shown as an image: {exc}") from exc
+    except (OSError, StoreError) as exc:  # the store cannot give the file now
+        raise HTTPException(503, f"the store cannot give this page now: {exc}") from exc
     return FileResponse(rendered.path, media_type=MEDIA_TYPE, headers=headers)
 
 
