@@ -29,15 +29,18 @@ VERSION = (
 # Exit codes (sysexits.h where one fits).
 EXIT_CODES = {
     0: "done",
-    1: "a check failed (doctor), or the audit log is broken (audit verify)",
+    1: "a check failed (doctor, fixity check), the audit log is broken (audit verify), or"
+    " damaged files were not moved (store migrate)",
     2: "bad command line or input refused (user name, password, token)",
     3: "bundle refused as a whole, nothing imported (import-bundle)",
     4: "some frames of a bundle refused, the rest imported (import-bundle)",
     65: "refused: an unknown or revoked station (device, broker)",
-    69: "the database or the broker cannot be reached",
+    69: "the database, the broker or the object store cannot be reached",
     70: "unexpected error (run again with -v for the details)",
     73: "the file store cannot be written (run), or the broker file exists (broker init)",
     74: "a file cannot be read or written",
+    75: "not finished: stopped by --limit, run the same command again (fixity check, store"
+    " migrate)",
     77: "wrong user: run as the service user (sudo -u sohoa sohoa-server ...)",
     78: "bad configuration",
     130: "interrupted",
