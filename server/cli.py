@@ -119,8 +119,9 @@ def _preflight(settings: config.ServerSettings) -> None:
 
     * broker (when ingesting): the URL is well-formed (also checked when the settings load)
       and its password file, if named, is readable — exit 78 (EX_CONFIG);
-    * store: ``<data_dir>/store`` exists or can be made, and a file can be written, synced
-      and removed in it — exit 73 (EX_CANTCREAT);
+    * store: ``<data_dir>/store`` (``store-staging`` with an object store) exists or can be
+      made, and a file can be written, synced and removed in it — exit 73 (EX_CANTCREAT);
+    * object store (``store_url``): its keys are there (78) and its bucket answers (69);
     * database: it opens — exit 69 (EX_UNAVAILABLE).
     The broker itself may be down: the worker reconnects, and the watchdog tells systemd."""
     if settings.ingest:
@@ -131,7 +132,8 @@ def _preflight(settings: config.ServerSettings) -> None:
             reason = str(exc).splitlines()[-1] if isinstance(exc, ValueError) else str(exc)
             print(f"sohoa-server: broker settings unusable: {reason}", file=sys.stderr)
             raise SystemExit(78) from exc
-    store = settings.data_dir / "store"
+    # With the object store, chunks are staged on local disk: that must be writable too.
+    store = settings.data_dir / ("store" if settings.store_url is None else "store-staging")
     try:
         store.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=store, prefix=".probe-") as probe:
@@ -141,6 +143,14 @@ def _preflight(settings: config.ServerSettings) -> None:
     except OSError as exc:
         print(f"sohoa-server: cannot write to the store {store}: {exc}", file=sys.stderr)
         raise SystemExit(73) from exc
+    if settings.store_url is not None:
+        from server.store import objects
+
+        try:
+            objects.probe(settings)
+        except objects.ObjectStoreError as exc:
+            print(f"sohoa-server: {exc}", file=sys.stderr)
+            raise SystemExit(69) from exc
     _open(settings).close()
 
 

@@ -24,7 +24,9 @@ from s3server import PART_BYTES, CephS3
 from test_ingest import BatchSrc, Server, make_batch, receipts, rejects, sha
 
 from protocol import topics
+from server import doctor
 from server.archive import fixity
+from server.config import ServerSettings
 from server.ingest import Ingest
 from server.store import objects
 from server.store.db import Database
@@ -416,3 +418,19 @@ def test_a_real_batch_ingested_into_the_object_store_is_served_by_the_staff_api(
     finally:
         server.stop()
         broker.stop()
+
+
+def test_doctor_says_whether_the_object_store_answers(
+    tmp_path: Path, s3_server: CephS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = s3_server.new_bucket()
+    settings = ServerSettings(data_dir=tmp_path, store_url=s3_server.url(bucket))
+    monkeypatch.setenv("SOHOA_S3_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("SOHOA_S3_SECRET_ACCESS_KEY", "not-the-secret")  # the attack first
+    assert doctor.check_object_store(settings).level == "fail"
+    monkeypatch.setenv("SOHOA_S3_SECRET_ACCESS_KEY", s3_server.secret_key)
+    finding = doctor.check_object_store(settings)
+    assert finding.level == "ok", finding.en
+    assert s3_server.secret_key not in finding.en + finding.vi
+    gone = ServerSettings(data_dir=tmp_path, store_url=s3_server.url("sohoa-no-such-bucket"))
+    assert doctor.check_object_store(gone).level == "fail"

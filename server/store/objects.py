@@ -487,6 +487,22 @@ def connect(settings: ServerSettings, environ: dict[str, str] | None = None) -> 
     return target
 
 
+def probe(settings: ServerSettings, environ: dict[str, str] | None = None) -> str:
+    """Check that the object store ``settings`` name answers with these keys (HEAD on the
+    bucket, a read-only request); its redacted URL. Raises :class:`ObjectStoreError`."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    target = connect(settings, environ)
+    if target is None:
+        raise ObjectStoreError("no store_url: the files are on local disk")
+    where = f"s3://{target.bucket}/{target.prefix} at {target.endpoint or 'AWS'}"
+    try:
+        _client_for(target.bucket).head_bucket(Bucket=target.bucket)
+    except (BotoCoreError, ClientError) as exc:
+        raise ObjectStoreError(f"the object store {where} does not answer: {exc}") from exc
+    return where
+
+
 def store_for(settings: ServerSettings, environ: dict[str, str] | None = None) -> Store:
     """The store ``settings`` name, its S3 connection registered for readers."""
     if settings.store_url is None:
