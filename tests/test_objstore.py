@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -434,3 +435,76 @@ def test_doctor_says_whether_the_object_store_answers(
     assert s3_server.secret_key not in finding.en + finding.vi
     gone = ServerSettings(data_dir=tmp_path, store_url=s3_server.url("sohoa-no-such-bucket"))
     assert doctor.check_object_store(gone).level == "fail"
+
+
+@pytest.mark.mqtt
+@pytest.mark.tesseract
+@pytest.mark.slow
+def test_the_gateway_killed_while_a_station_syncs_loses_nothing(
+    tmp_path: Path, s3_server: CephS3
+) -> None:
+    """The real station and server: page 1 archived; the gateway SIGKILLed; page 2 synced
+    while it is dead (the server tells the station to retry later, no receipt goes out);
+    the gateway restarted: the station's re-sends complete, every part once, verified."""
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    bucket = s3_server.new_bucket()
+    broker = Broker(tmp_path / "broker").start()
+    server = ServerProcess(
+        tmp_path / "server",
+        broker.url,
+        settings={
+            "SOHOA_STORE_URL": s3_server.url(bucket),
+            "SOHOA_RETRY_AFTER_S": "2",
+            **s3_server.env(),
+        },
+    )
+    db_file = tmp_path / "server" / "archive.sqlite3"
+
+    def sql(query: str) -> list[Any]:
+        db = Database(db_file)
+        try:
+            return list(db.read().execute(query).fetchall())
+        finally:
+            db.close()
+
+    env = agent_env(tmp_path / "agent", broker.url, SOHOA_SYNC_MASTERS="true")
+    sync: subprocess.Popen[str] | None = None
+    try:
+        server.start()
+        draw_page(PAGES[1], incoming / "trang-01.png")
+        run_agent(env, "import", str(incoming), check=True)
+        run_agent(env, "sync", "--wait", "--timeout", "300", check=True)
+        first = sql("SELECT id FROM parts WHERE state = 'committed'")
+        assert first
+        s3_server.kill_gateway()
+        (incoming / "trang-01.png").unlink()
+        draw_page(PAGES[0], incoming / "trang-02.png")
+        run_agent(env, "import", str(incoming), check=True)
+        sync = subprocess.Popen(
+            [str(BIN / "sohoa-agent"), "sync", "--wait", "--timeout", "600"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 300
+        while not sql("SELECT id FROM alerts WHERE kind = 'archive_cannot_store'"):
+            assert time.monotonic() < deadline, "the dead store was never noticed"
+            assert sync.poll() is None, "the station finished syncing while the store was dead"
+            time.sleep(0.5)
+        # Nothing of page 2 was committed while the store was dead.
+        assert len(sql("SELECT id FROM parts WHERE state = 'committed'")) == len(first)
+        s3_server.start_gateway()
+        out, _ = sync.communicate(timeout=600)
+        assert sync.returncode == 0, out
+    finally:
+        if sync is not None and sync.poll() is None:
+            sync.kill()
+            sync.wait()
+        server.stop()
+        broker.stop()
+    rows = sql("SELECT path, sha256, state FROM parts")
+    assert len(rows) > len(first) and all(r["state"] == "committed" for r in rows)
+    assert len({r["path"] for r in rows}) == len(rows)  # one object per part
+    objects.register(bucket, s3_server.client())
+    for row in rows:
+        assert objects.sha256(row["path"]) == row["sha256"], row["path"]
+    assert len(s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]) == len(rows)
