@@ -31,6 +31,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"tesseract: {tool_version(['tesseract', '--version'])}",
         f"sane: {tool_version(['scanimage', '--version'])}",
         f"mosquitto: {tool_version(['mosquitto', '-h'])}",
+        f"ceph radosgw: {tool_version(['radosgw', '--version'])}",
     ]
 
 

@@ -28,6 +28,12 @@ Reading (:func:`open_read`, :func:`read_bytes`, :func:`stream`, :func:`exists`,
 ``s3://`` URL; the S3 connection of the bucket is the one :func:`open_store` (or
 :func:`register`) set up in this process.
 
+Owns: the S3 client (nothing else imports boto3), object keys, uploads and their
+verification, the read interface of both stores, ``store migrate``. Must not: commit or
+receipt anything (the ingest does, after :meth:`ObjectStore.place` said True), trust a
+checksum the object store reports when a reader asks for ``sha256`` (it re-reads), or put
+keys in a URL or a log line.
+
 Credentials never travel in the URL: ``SOHOA_S3_ACCESS_KEY_ID`` / ``SOHOA_S3_SECRET_ACCESS_KEY``
 in the environment, else the systemd credentials ``s3-access-key-id`` / ``s3-secret-access-key``.
 """
