@@ -54,6 +54,11 @@ class S3Archive:
         return {(r["page_id"], r["name"]): r["path"] for r in rows}
 
 
+BOTH_ENGINES = pytest.mark.parametrize(
+    "s3a", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+
+
 def _store(root: Path, s3: CephS3, bucket: str) -> objects.ObjectStore:
     target = objects.Target.parse(s3.url(bucket))
     creds = objects.Credentials(s3.access_key, s3.secret_key)
@@ -61,9 +66,14 @@ def _store(root: Path, s3: CephS3, bucket: str) -> objects.ObjectStore:
 
 
 @pytest.fixture
-def s3a(tmp_path: Path, s3_server: CephS3) -> Iterator[S3Archive]:
+def s3a(request: pytest.FixtureRequest, tmp_path: Path, s3_server: CephS3) -> Iterator[S3Archive]:
+    """The ingest in process on the object store; the catalogue on SQLite, or on the
+    session's PostgreSQL for tests parametrized with :data:`BOTH_ENGINES`."""
     bucket = s3_server.new_bucket()
-    server = Server(tmp_path, tmp_path / "db" / "archive.sqlite3")
+    database: Path | str = tmp_path / "db" / "archive.sqlite3"
+    if getattr(request, "param", "sqlite") == "postgresql":
+        database = request.getfixturevalue("pg_cluster").create_database()
+    server = Server(tmp_path, database)
     store = _store(tmp_path, s3_server, bucket)
     server.store = store
     server.ingest = Ingest(server.db, store)
@@ -82,6 +92,7 @@ def _staged_files(s3a: S3Archive) -> list[Path]:
     return [p for p in s3a.store.root.rglob("*") if p.is_file()]
 
 
+@BOTH_ENGINES
 def test_parts_are_uploaded_verified_committed_and_read_back_from_the_object_store(
     s3a: S3Archive,
 ) -> None:
@@ -190,6 +201,7 @@ def test_a_multipart_upload_left_half_done_is_resumed_and_verified(s3a: S3Archiv
     assert not client.list_multipart_uploads(Bucket=s3a.bucket, Prefix=key).get("Uploads")
 
 
+@BOTH_ENGINES
 @pytest.mark.slow
 def test_the_gateway_killed_mid_ingest_loses_nothing_and_commits_nothing_twice(
     s3a: S3Archive,
