@@ -23,8 +23,9 @@ PKGS_SERVER=(postgresql nginx openssl)
 # run the catalogue on a throwaway PostgreSQL server too (tests/pgcluster.py); the shipped
 # nginx site is tested with Debian's nginx in front of the real server (tests/test_nginx.py).
 # The power-cut tests mount a FUSE layer (tests/powercut.py: mfusepy over libfuse3,
-# fusermount3 from fuse3).
-PKGS_DEV=(chromium postgresql nginx openssl fuse3 libfuse3-3)
+# fusermount3 from fuse3). The object-store tests run a real S3 server: Ceph's RADOS Gateway
+# on a one-node throwaway cluster (tests/s3server.py: radosgw, ceph-mon, ceph-osd, ceph-common).
+PKGS_DEV=(chromium postgresql nginx openssl fuse3 libfuse3-3 radosgw ceph-mon ceph-osd ceph-common)
 # Benchmarks compare against OCRmyPDF, which needs these.
 PKGS_BENCH=(ghostscript unpaper)
 

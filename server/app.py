@@ -30,7 +30,7 @@ from server.ingest.limits import StationLimits
 from server.ingest.mqtt import IngestWorker
 from server.store import keys
 from server.store.db import Database
-from server.store.files import Store
+from server.store.objects import store_for
 from server.web import api, api_fleet, api_records, i18n
 from server.web.deps import Forbidden, LoginRequired
 from server.web.security import SecurityHeaders, TrustedProxies
@@ -79,7 +79,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.database(), settings.database_password())
-        store = Store(settings.data_dir / "store")
+        store = store_for(settings)  # the local store, or the object store (store_url)
         app.state.settings = settings
         app.state.db = db
         app.state.catalog = Catalog(db)

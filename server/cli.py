@@ -29,15 +29,18 @@ VERSION = (
 # Exit codes (sysexits.h where one fits).
 EXIT_CODES = {
     0: "done",
-    1: "a check failed (doctor), or the audit log is broken (audit verify)",
+    1: "a check failed (doctor, fixity check), the audit log is broken (audit verify), or"
+    " damaged files were not moved (store migrate)",
     2: "bad command line or input refused (user name, password, token)",
     3: "bundle refused as a whole, nothing imported (import-bundle)",
     4: "some frames of a bundle refused, the rest imported (import-bundle)",
     65: "refused: an unknown or revoked station (device, broker)",
-    69: "the database or the broker cannot be reached",
+    69: "the database, the broker or the object store cannot be reached",
     70: "unexpected error (run again with -v for the details)",
     73: "the file store cannot be written (run), or the broker file exists (broker init)",
     74: "a file cannot be read or written",
+    75: "not finished: stopped by --limit, run the same command again (fixity check, store"
+    " migrate)",
     77: "wrong user: run as the service user (sudo -u sohoa sohoa-server ...)",
     78: "bad configuration",
     130: "interrupted",
@@ -96,6 +99,13 @@ def _check_user(data_dir: Path) -> None:
 
 def _open(settings: config.ServerSettings) -> Database:
     """The catalogue, or one clear line and exit 69 (EX_UNAVAILABLE) when it cannot open."""
+    if settings.store_url is not None:  # readers of s3:// parts need its connection
+        from server.store.objects import ObjectStoreError, connect
+
+        try:
+            connect(settings)
+        except ObjectStoreError as exc:
+            raise Refused(78, str(exc)) from exc
     try:
         return Database(settings.database(), settings.database_password())
     except (*OPERATIONAL_ERRORS, OSError) as exc:
@@ -109,8 +119,9 @@ def _preflight(settings: config.ServerSettings) -> None:
 
     * broker (when ingesting): the URL is well-formed (also checked when the settings load)
       and its password file, if named, is readable — exit 78 (EX_CONFIG);
-    * store: ``<data_dir>/store`` exists or can be made, and a file can be written, synced
-      and removed in it — exit 73 (EX_CANTCREAT);
+    * store: ``<data_dir>/store`` (``store-staging`` with an object store) exists or can be
+      made, and a file can be written, synced and removed in it — exit 73 (EX_CANTCREAT);
+    * object store (``store_url``): its keys are there (78) and its bucket answers (69);
     * database: it opens — exit 69 (EX_UNAVAILABLE).
     The broker itself may be down: the worker reconnects, and the watchdog tells systemd."""
     if settings.ingest:
@@ -121,7 +132,8 @@ def _preflight(settings: config.ServerSettings) -> None:
             reason = str(exc).splitlines()[-1] if isinstance(exc, ValueError) else str(exc)
             print(f"sohoa-server: broker settings unusable: {reason}", file=sys.stderr)
             raise SystemExit(78) from exc
-    store = settings.data_dir / "store"
+    # With the object store, chunks are staged on local disk: that must be writable too.
+    store = settings.data_dir / ("store" if settings.store_url is None else "store-staging")
     try:
         store.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=store, prefix=".probe-") as probe:
@@ -131,6 +143,14 @@ def _preflight(settings: config.ServerSettings) -> None:
     except OSError as exc:
         print(f"sohoa-server: cannot write to the store {store}: {exc}", file=sys.stderr)
         raise SystemExit(73) from exc
+    if settings.store_url is not None:
+        from server.store import objects
+
+        try:
+            objects.probe(settings)
+        except objects.ObjectStoreError as exc:
+            print(f"sohoa-server: {exc}", file=sys.stderr)
+            raise SystemExit(69) from exc
     _open(settings).close()
 
 
@@ -361,7 +381,7 @@ def cmd_import_bundle(args: argparse.Namespace) -> int:
     from server.ingest import Ingest, bundle
     from server.ingest.limits import StationLimits
     from server.store import keys
-    from server.store.files import Store
+    from server.store.objects import store_for
 
     settings = _settings(args)
     lang = settings.language
@@ -370,7 +390,7 @@ def cmd_import_bundle(args: argparse.Namespace) -> int:
     # device exactly like those that come over the link.
     ingest = Ingest(
         db,
-        Store(settings.data_dir / "store"),
+        store_for(settings),
         settings.max_part_bytes,
         signing_key=keys.load_or_create(settings.data_dir),
         station_limits=StationLimits.from_settings(settings),
@@ -462,12 +482,16 @@ def cmd_fixity_check(args: argparse.Namespace) -> int:
     """Exit 0: every part checked hashes as recorded; 1: damage found (named on stderr and
     raised as alerts in the staff app); 75 (EX_TEMPFAIL): stopped by --limit, not finished."""
     from server.archive import fixity
+    from server.store.files import StoreError
 
     db = _open(_settings(args))
     try:
         report = fixity.check_store(
             db, since=args.since, bytes_per_s=args.rate_mb * 1_000_000, limit=args.limit
         )
+    except StoreError as exc:  # the object store did not answer: not damage; run again
+        print(f"fixity check stopped: {exc}", file=sys.stderr)
+        return 69
     finally:
         db.close()
     for c in report.damaged:
@@ -543,6 +567,63 @@ def _fixity_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     check.add_argument("--limit", type=int, help="stop after this many parts (resume later)")
     check.set_defaults(func=cmd_fixity_check)
+
+
+def cmd_store_migrate(args: argparse.Namespace) -> int:
+    """Exit 0: every local part is in the object store, verified; 1: some local files do
+    not hash as recorded (named, not moved); 75: stopped by --limit (run again); 69: the
+    object store failed (run again: it goes on)."""
+    from server.store import objects
+
+    settings = _settings(args)
+    try:
+        target = objects.Target.parse(args.to)
+        credentials = objects.credentials_from(dict(os.environ), settings.secret)
+    except (ValueError, objects.ObjectStoreError) as exc:
+        raise Refused(78, f"store migrate --to: {exc}") from exc
+    db = _open(settings)
+    store = objects.ObjectStore(
+        settings.data_dir / "store-staging", target, objects.make_client(target, credentials)
+    )
+    try:
+        report = objects.migrate(db, store, limit=args.limit)
+    except objects.ObjectStoreError as exc:
+        print(f"the object store failed: {exc}; run the same command again", file=sys.stderr)
+        return 69
+    finally:
+        db.close()
+    print(
+        f"store migrate: {report.moved} part(s) moved ({report.bytes} bytes), "
+        f"{report.left} still local, {len(report.damaged or [])} damaged"
+    )
+    damaged = len(report.damaged or [])
+    if report.left > damaged:
+        return 75  # stopped before the end
+    if damaged:
+        return 1
+    if settings.store_url != args.to:
+        print(
+            "every part is in the object store: set store_url to the same URL in"
+            " /etc/sohoa/server.toml (or SOHOA_STORE_URL) and restart the server"
+            " (docs/operations.md, object store)"
+        )
+    return 0
+
+
+def _store_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    store = sub.add_parser("store", help="the archive's file store")
+    store_sub = store.add_subparsers(dest="store_command", required=True)
+    mig = store_sub.add_parser(
+        "migrate",
+        help="move the local store's parts into an S3 object store (resumable, verified)",
+        description="Re-hash each committed part on local disk, upload it, verify the object "
+        "(size, ETag, sha256) and only then point the catalogue at it. Resumable: run again "
+        "after a stop. Local files are never deleted. Exit 0: all moved; 1: damaged local "
+        "files (not moved); 75: stopped by --limit; 69: the object store failed.",
+    )
+    mig.add_argument("--to", required=True, help="s3://bucket/prefix?endpoint=https://host:port")
+    mig.add_argument("--limit", type=int, help="stop after this many parts (resume later)")
+    mig.set_defaults(func=cmd_store_migrate)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -713,6 +794,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--json", action="store_true", help="print the import report as JSON")
     imp.set_defaults(func=cmd_import_bundle)
     _fixity_parser(sub)
+    _store_parser(sub)
     exp = sub.add_parser("export", help="handover packages")
     exp_sub = exp.add_subparsers(dest="export_command", required=True)
     aip_p = exp_sub.add_parser(

@@ -17,6 +17,9 @@ DEFAULT_CONFIG = Path("/etc/sohoa/server.toml")
 # administration commands run from a shell (as the service user) read the files directly.
 CREDENTIALS_DIR = Path("/etc/sohoa/credentials")
 CREDENTIALS = ("mqtt-password", "database-password", "broker-admin-password")
+# The object store's keys (store_url = s3://...): made by whoever runs the store, put in the
+# same directory by hand (root:sohoa 0640), read directly; not made by the install script.
+OBJECT_STORE_CREDENTIALS = ("s3-access-key-id", "s3-secret-access-key")
 ENV_PREFIX = "SOHOA_"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
@@ -35,6 +38,12 @@ class ServerSettings(BaseModel):
         default=None,
         description="sqlite:///path (default: <data_dir>/archive.sqlite3) or"
         " postgresql://user@host:port/dbname.",
+    )
+    store_url: str | None = Field(
+        default=None,
+        description="Where the archive's files go: unset for the local store under"
+        " <data_dir>/store, or an S3 object store s3://bucket/prefix?endpoint=https://host:port"
+        " (keys: the credentials s3-access-key-id and s3-secret-access-key; docs/operations.md).",
     )
     database_password_file: Path | None = Field(
         default=None, description="PostgreSQL password file (when the URL has none)."
@@ -150,6 +159,18 @@ class ServerSettings(BaseModel):
                 raise ValueError("use mqtts://host:port (no user or password)")
         return value
 
+    @field_validator("store_url")
+    @classmethod
+    def _store(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        parts = urlsplit(value)
+        if parts.scheme != "s3" or not parts.hostname:
+            raise ValueError("use s3://bucket/prefix?endpoint=https://host:port")
+        if parts.username or parts.password:
+            raise ValueError("no keys in the store URL: use the s3-access-key-id credential")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _database(cls, value: str | None) -> str | None:
@@ -190,6 +211,10 @@ class ServerSettings(BaseModel):
         if found is None and (self.data_dir / "broker-admin-password").exists():
             found = (self.data_dir / "broker-admin-password").read_text(encoding="utf-8").strip()
         return found
+
+    def secret(self, credential: str) -> str | None:
+        """A credential by name (systemd's credentials directory, /etc/sohoa/credentials)."""
+        return _secret(None, credential)
 
     def station_broker(self) -> tuple[str, int, bool]:
         """(host, port, tls) of the broker as stations reach it."""

@@ -51,6 +51,8 @@ def run(settings: config.ServerSettings) -> list[Finding]:
         check_broker,
         check_clock,
     ]
+    if settings.store_url is not None:
+        checks.insert(2, check_object_store)
     findings = []
     for check in checks:
         try:
@@ -101,6 +103,33 @@ def check_store(settings: config.ServerSettings) -> Finding:
             "user (chown -R sohoa:sohoa) and the disk must have room.",
         )
     return Finding("store", "ok", f"Kho tệp {store}: ghi được.", f"File store {store}: writable.")
+
+
+def check_object_store(settings: config.ServerSettings) -> Finding:
+    """With ``store_url``: the keys are there and the bucket answers (read-only HEAD)."""
+    if settings.store_url is None:
+        return Finding(
+            "object_store",
+            "ok",
+            "Tệp lưu trên đĩa máy chủ (không dùng kho đối tượng S3).",
+            "Files on the server's disk (no S3 object store).",
+        )
+    from server.store import objects
+
+    try:
+        where = objects.probe(settings)
+    except (objects.ObjectStoreError, ValueError) as exc:
+        return Finding(
+            "object_store",
+            "fail",
+            f"Kho đối tượng S3 không dùng được: {_short(exc)}. Kiểm tra store_url, khóa "
+            "s3-access-key-id / s3-secret-access-key và mạng tới máy chủ S3.",
+            f"The S3 object store is unusable: {exc}. Check store_url, the s3-access-key-id / "
+            "s3-secret-access-key credentials and the network to the S3 server.",
+        )
+    return Finding(
+        "object_store", "ok", f"Kho đối tượng {where}: trả lời.", f"Object store {where}: answers."
+    )
 
 
 def check_disk(settings: config.ServerSettings) -> Finding:

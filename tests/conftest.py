@@ -11,6 +11,8 @@ from harness import Broker, ServerProcess, tool_version
 from pgcluster import PostgresCluster
 from real_archive import RealArchive
 from real_archive import build as build_real_archive
+from s3server import CephS3
+from s3server import require as require_s3
 
 
 @pytest.fixture(autouse=True)
@@ -29,6 +31,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"tesseract: {tool_version(['tesseract', '--version'])}",
         f"sane: {tool_version(['scanimage', '--version'])}",
         f"mosquitto: {tool_version(['mosquitto', '-h'])}",
+        f"ceph radosgw: {tool_version(['radosgw', '--version'])}",
     ]
 
 
@@ -53,6 +56,16 @@ def pg_cluster() -> Iterator[PostgresCluster]:
     cluster = PostgresCluster().start()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[CephS3]:
+    """One real S3 server for the session (Ceph's RADOS Gateway on a one-node cluster,
+    tests/s3server.py), started only if a test asks for it; each test makes its buckets."""
+    require_s3()
+    server = CephS3().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

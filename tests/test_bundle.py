@@ -193,7 +193,7 @@ def test_masters_travel_on_usb_when_asked(tmp_path: Path) -> None:
     assert page["has_original"]
     original = _catalog(server_dir).part_file(page["id"], "capture")
     assert original is not None
-    assert original.path.read_bytes() == (src / "01.png").read_bytes()
+    assert Path(original.location).read_bytes() == (src / "01.png").read_bytes()
 
     run_agent(env, "import-receipts", str(usb), check=True)
     assert not list((tmp_path / "agent" / "batches").glob("*/capture/*"))  # released too

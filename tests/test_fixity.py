@@ -129,7 +129,7 @@ def test_a_missing_file_is_damage_too(staff: Staff, own_store: Path) -> None:
     r = staff.client.get(f"/api/v1/ho-so/{MA}/bag", headers=staff.bearer("archivist"))
     assert r.status_code == 409 and "missing" in r.json()["detail"]
     report = fixity.check_store(staff.db)
-    assert [(c.path, c.outcome) for c in report.damaged] == [(path, "missing")]
+    assert [(c.path, c.outcome) for c in report.damaged] == [(str(path), "missing")]
 
 
 @pytest.mark.tesseract

@@ -33,7 +33,7 @@ def test_a_page_is_redone_from_its_capture_beside_the_old_result(
     first = db.read().execute("SELECT id FROM pages ORDER BY page_no").fetchone()[0]
     old = Catalog(db).part_file(first, "archival")
     assert old is not None
-    old_bytes = old.path.read_bytes()
+    old_bytes = Path(old.location).read_bytes()
     env = {
         **os.environ,
         "SOHOA_SERVER_DATA_DIR": str(data_dir),
@@ -55,7 +55,10 @@ def test_a_page_is_redone_from_its_capture_beside_the_old_result(
     assert Path(result["archival"]).read_bytes()[:5] == b"%PDF-"
     assert Path(result["archival"]).parent == folder
     # the old result is untouched, and the redo is in the audit log
-    assert hashlib.sha256(old.path.read_bytes()).digest() == hashlib.sha256(old_bytes).digest()
+    assert (
+        hashlib.sha256(Path(old.location).read_bytes()).digest()
+        == hashlib.sha256(old_bytes).digest()
+    )
     row = (
         db.read()
         .execute("SELECT actor, target FROM audit WHERE action = 'page.reprocess'")

@@ -9,7 +9,6 @@ import math
 import re
 import unicodedata
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from server.store import pg
@@ -18,7 +17,7 @@ from server.store.db import Connection, Database, Row, fold
 
 @dataclass(frozen=True)
 class PartFile:
-    path: Path
+    location: str  # an absolute path or s3://bucket/key: read through server.store.objects
     media_type: str
     sha256: str
     part_pk: int = 0
@@ -198,7 +197,7 @@ class Catalog:
         )
         if row is None or not row["path"]:
             return None
-        return PartFile(Path(row["path"]), row["media_type"], row["sha256"], row["id"], row["size"])
+        return PartFile(str(row["path"]), row["media_type"], row["sha256"], row["id"], row["size"])
 
     def devices(self) -> list[dict[str, Any]]:
         rows = self.db.read().execute(

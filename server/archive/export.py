@@ -139,7 +139,7 @@ def van_ban_pdf(catalog: Catalog, doc: VanBan, context: str = "export") -> bytes
             raise ExportError(f"page {page_pk} of {doc.file_name} has no archival image yet")
         label = f"{doc.file_name} trang/page {seq}"
         data = fixity.read_verified(
-            catalog.db, part.part_pk, part.path, part.sha256, label, context
+            catalog.db, part.part_pk, part.location, part.sha256, label, context
         )
         files.append((data, part.media_type, int(page["dpi"])))
     title = f"{doc.file_name} {doc.trich_yeu}".strip()

@@ -30,9 +30,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
-from pathlib import Path
 from typing import Any, Literal
 
+from server.store import objects
 from server.store.db import Connection, Database
 
 HASH_BLOCK = 1024 * 1024
@@ -54,7 +54,7 @@ class Check:
     """One fixity check of one stored part."""
 
     part_pk: int
-    path: Path
+    path: str  # the part's location (server.store.objects)
     expected: str  # sha256 recorded at ingest
     actual: str  # '' when the file is missing or unreadable
     outcome: Outcome
@@ -102,30 +102,31 @@ class Throttle:
             self.sleep(ahead)
 
 
-def _read_and_hash(path: Path, keep: bool, throttle: Throttle | None) -> tuple[str, int, bytes]:
+def _read_and_hash(path: str, keep: bool, throttle: Throttle | None) -> tuple[str, int, bytes]:
+    """Re-read the part from whichever store holds it (an object store's own checksums
+    are not trusted: the bytes are fetched and hashed here)."""
     digest = hashlib.sha256()
     kept = bytearray()
     size = 0
-    with path.open("rb") as f:
-        while block := f.read(HASH_BLOCK):
-            digest.update(block)
-            size += len(block)
-            if keep:
-                kept += block
-            if throttle is not None:
-                throttle(len(block))
+    for block in objects.stream(path, HASH_BLOCK):
+        digest.update(block)
+        size += len(block)
+        if keep:
+            kept += block
+        if throttle is not None:
+            throttle(len(block))
     return digest.hexdigest(), size, bytes(kept)
 
 
 def check_file(
-    part_pk: int, path: Path, expected: str, throttle: Throttle | None = None
+    part_pk: int, path: str, expected: str, throttle: Throttle | None = None
 ) -> tuple[Check, bytes]:
     """Hash ``path`` and compare; the check and the bytes that were hashed."""
     return _check(part_pk, path, expected, keep=True, throttle=throttle)
 
 
 def _check(
-    part_pk: int, path: Path, expected: str, *, keep: bool, throttle: Throttle | None
+    part_pk: int, path: str, expected: str, *, keep: bool, throttle: Throttle | None
 ) -> tuple[Check, bytes]:
     at = time.time()
     try:
@@ -155,7 +156,7 @@ def _alert(con: Connection, check: Check, label: str) -> None:
 
 
 def read_verified(
-    db: Database, part_pk: int, path: Path, sha256: str, label: str, context: str
+    db: Database, part_pk: int, path: str, sha256: str, label: str, context: str
 ) -> bytes:
     """The bytes of a stored part, hashed as they were read; records the check. Raises
     :class:`FixityError` (after recording the failure and an alert) when they do not hash to
@@ -243,7 +244,7 @@ def check_store(
             report.finished = True
             return report
         checks = [
-            _check(r["id"], Path(r["path"]), r["sha256"], keep=False, throttle=throttle)[0]
+            _check(r["id"], str(r["path"]), r["sha256"], keep=False, throttle=throttle)[0]
             for r in rows
         ]
         after = checks[-1].part_pk

@@ -35,6 +35,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from server.store import objects
+
 # Thumbnail, review list, screen (laptop), large screen, zoomed in. The viewer picks the
 # smallest at least as wide as what it shows (times the device pixel ratio).
 WIDTHS = (240, 800, 1200, 1600, 2400)
@@ -85,11 +87,15 @@ class PageRenderer:
             raise RenderError(f"width {width} is not one of {WIDTHS}")
         return self.cache_dir / sha256[:2] / f"{sha256}-{width}-r{RENDER_VERSION}.jpg"
 
-    def render(self, source: Path, media_type: str, sha256: str, width: int) -> Rendered:
-        """The page at ``width`` pixels as a JPEG file, from the cache or rendered now."""
+    def render(
+        self, location: objects.Location, media_type: str, sha256: str, width: int
+    ) -> Rendered:
+        """The page at ``width`` pixels as a JPEG file, from the cache or rendered now from
+        the stored part at ``location`` (either store: :mod:`server.store.objects`)."""
         path = self.cached_path(sha256, width)
         if not path.exists():
-            image = _rasterize(source, media_type, width)
+            with objects.local_file(location) as source:
+                image = _rasterize(source, media_type, width)
             _write_atomic(path, _encode(image))
         return Rendered(path, etag_for(sha256, width), width)
 
@@ -109,12 +115,19 @@ class Box:
 _WORD = re.compile(r"\w+")
 
 
-def word_boxes(source: Path, media_type: str, wanted: Callable[[str], bool]) -> list[Box]:
+def word_boxes(
+    location: objects.Location, media_type: str, wanted: Callable[[str], bool]
+) -> list[Box]:
     """Boxes of the words for which ``wanted(word)`` is true, from the archival PDF/A's text
     layer (the invisible OCR text the station placed over each word). An image archival
     part has no text layer: no boxes."""
     if media_type.split(";")[0].strip().lower() != "application/pdf":
         return []
+    with objects.local_file(location) as source:
+        return _word_boxes(source, wanted)
+
+
+def _word_boxes(source: Path, wanted: Callable[[str], bool]) -> list[Box]:
     import pypdfium2 as pdfium
 
     boxes: list[Box] = []

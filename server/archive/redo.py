@@ -25,6 +25,7 @@ from typing import Any
 
 from server.archive import audit
 from server.archive.catalog import Catalog
+from server.store import objects
 from server.store.db import Database
 
 TIMEOUT_S = 600  # one page: seconds of tesseract time; minutes on a loaded host
@@ -54,17 +55,20 @@ def reprocess(db: Database, data_dir: Path, page: int, actor: str) -> Redone:
     capture = Catalog(db).part_file(page, "capture")
     if capture is None:
         raise RedoError(f"page {page}: its capture has not arrived (sync_masters or a USB export)")
-    digest = hashlib.sha256(capture.path.read_bytes()).hexdigest()
-    if digest != capture.sha256:
-        raise RedoError(f"page {page}: capture {capture.path} does not match its sha256")
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    folder = data_dir / "reprocessed" / f"page-{page}" / stamp
-    folder.mkdir(parents=True, exist_ok=False)
-    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
-    done = subprocess.run(
-        [agent_command(), "reprocess", str(capture.path), "--out", str(folder)],
-        capture_output=True, text=True, timeout=TIMEOUT_S, env=env, check=False,
-    )  # fmt: skip
+    # A local copy when the capture is in the object store (the agent opens a file).
+    suffix = Path(capture.location).suffix
+    with objects.local_file(capture.location, suffix=suffix) as source:
+        digest = hashlib.sha256(source.read_bytes()).hexdigest()
+        if digest != capture.sha256:
+            raise RedoError(f"page {page}: capture {capture.location} does not match its sha256")
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        folder = data_dir / "reprocessed" / f"page-{page}" / stamp
+        folder.mkdir(parents=True, exist_ok=False)
+        env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
+        done = subprocess.run(
+            [agent_command(), "reprocess", str(source), "--out", str(folder)],
+            capture_output=True, text=True, timeout=TIMEOUT_S, env=env, check=False,
+        )  # fmt: skip
     if done.returncode != 0:
         raise RedoError(f"page {page}: sohoa-agent reprocess failed: {done.stderr.strip()[-500:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])

@@ -134,6 +134,7 @@ class Ingest:
             group.pending.close()
             parts.forget(self.db, self.store, group)
             raise
+        self.store.committed(group.pending)  # e.g. staged copies of uploaded objects go
         group.pending.close()
 
     def _receipts(self, group: Group) -> None:

@@ -222,7 +222,7 @@ def _commit_empty_parts(
                 raise StoreError(f"an empty file at {path} does not verify")
             state = parts.commit_part(
                 con, db, held[(row["id"], part.name)]["id"], page.page_id, part.name,
-                part.sha256, path, row["id"], b"",
+                part.sha256, path, row["id"], b"", store.location(path),
             )  # fmt: skip
             if state is not None:
                 committed_now.append(state)

@@ -149,7 +149,9 @@ def receive(con: Connection, db: Database, store: Store, group: Group) -> None:
     committed: list[int] = []
     texts: list[tuple[int, str]] = []
     ready = zip(parts, complete, placed, strict=True)
-    claimed = claim(con, [(part.pk, part.final) for part, done, ok in ready if done and ok])
+    claimed = claim(
+        con, [(part.pk, store.location(part.final)) for part, done, ok in ready if done and ok]
+    )
     for part, done, ok in zip(parts, complete, placed, strict=True):
         if not done:
             ranges_of += [(part.pk, offset, len(body)) for offset, body in part.chunks]
@@ -225,18 +227,20 @@ def commit_part(
     final: Path,
     page_pk: int,
     text: bytes | None = None,
+    location: str | None = None,
 ) -> PartState | None:
     """Mark a verified, placed part committed (with the group's COMMIT); its ranges are
     the caller's to delete. The conditional UPDATE is the claim: None when the part
-    already was committed. ``text``: the verified bytes of a text part, if at hand."""
-    if part_pk not in claim(con, [(part_pk, final)]):
+    already was committed. ``text``: the verified bytes of a text part, if at hand;
+    ``location``: where the store keeps it (default: ``final``)."""
+    if part_pk not in claim(con, [(part_pk, location or str(final))]):
         return None
     return committed_state(con, db, page_id, name, sha256, final, page_pk, text)
 
 
-def claim(con: Connection, parts: list[tuple[int, Path]]) -> set[int]:
-    """Mark parts (id, final path) committed unless they already are, in one statement
-    per 300 parts (round trips on PostgreSQL); the ids this call claimed."""
+def claim(con: Connection, parts: list[tuple[int, str]]) -> set[int]:
+    """Mark parts (id, location: :meth:`Store.location`) committed unless they already
+    are, in one statement per 300 parts (round trips on PostgreSQL); the ids this call claimed."""
     claimed: set[int] = set()
     now = time.time()
     for start in range(0, len(parts), 300):
@@ -248,7 +252,7 @@ def claim(con: Connection, parts: list[tuple[int, Path]]) -> set[int]:
             f" committed_at = ?, claimed_at = NULL WHERE id IN ({marks})"  # (placeholders)
             " AND state != 'committed' RETURNING id"
         )
-        args: list[object] = [v for pk, final in some for v in (pk, str(final))]
+        args: list[object] = [v for pk, where in some for v in (pk, where)]
         rows = con.execute(sql, [*args, now, *(pk for pk, _ in some)]).fetchall()
         claimed |= {int(r[0]) for r in rows}
     return claimed

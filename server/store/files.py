@@ -74,6 +74,7 @@ class Pending:
     def __init__(self) -> None:
         self.files: dict[Path, int] = {}  # by the path the data now lives at
         self.dirs: set[Path] = set()
+        self.uploaded: list[Path] = []  # staged parts an object store holds now
         self._lock = threading.Lock()  # safe to fill from several threads
 
     def add_file(self, path: Path, fd: int) -> None:
@@ -140,6 +141,15 @@ class Store:
             raise StoreError(f"unknown part {part!r}")
         name = f"{page_no:04d}-{_hex(page_id)}.{part}{_EXT.get(media, '.bin')}"
         return self.root / device_id / _hex(batch_id) / name
+
+    def location(self, final: Path) -> str:
+        """What the catalogue records for a part placed at ``final``: where readers find
+        it (:mod:`server.store.objects` reads both kinds). Here: the absolute path."""
+        return str(final)
+
+    def committed(self, pending: Pending) -> None:
+        """Called after the catalogue committed what ``pending`` flushed (the object store
+        removes its staged copies; nothing to do here)."""
 
     @staticmethod
     def partial(final: Path) -> Path:

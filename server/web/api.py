@@ -4,10 +4,11 @@ bearer token (viewer role); reading a batch or a page's content is written to th
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
-from fastapi.responses import FileResponse, PlainTextResponse
+from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.archive import access, audit, progress, search
@@ -23,7 +24,9 @@ from server.archive.page_images import (
     snap_width,
     word_boxes,
 )
+from server.store import objects
 from server.store.db import Database, fold
+from server.store.files import StoreError
 from server.web.deps import DB, Admin, CatalogDep, RecordsDep, RendererDep, User, client_ip
 
 router = APIRouter(prefix="/api/v1", tags=["archive"])
@@ -187,26 +190,39 @@ SUFFIX = {
 }
 
 
-def _file(catalog: CatalogDep, page: int, part: str, what: str) -> FileResponse:
+def _file(catalog: CatalogDep, page: int, part: str, what: str) -> Response:
     found = catalog.part_file(page, part)
     if found is None:
         raise HTTPException(404, f"the {what} of this page has not arrived")
     kind = found.media_type.split(";")[0].strip().lower()
     media = kind if kind in SERVED_TYPES.get(part, ()) else "application/octet-stream"
     name = f"sohoa-page-{page}-{part}{SUFFIX.get(media, '.bin')}"
+    headers = {"X-Sha256": found.sha256, "Content-Security-Policy": "sandbox"}
+    if objects.split_location(found.location) is not None:  # in the object store: streamed
+        headers["Content-Disposition"] = f'attachment; filename="{name}"'
+        headers["Content-Length"] = str(found.size)
+        try:
+            body = objects.stream(found.location)
+            first = next(body, b"")  # fails here (a 503), not half-way through the response
+        except (OSError, StoreError) as exc:
+            raise HTTPException(503, f"the object store cannot give this file: {exc}") from exc
+
+        def chunks() -> Iterator[bytes]:
+            yield first
+            yield from body
+
+        return StreamingResponse(chunks(), media_type=media, headers=headers)
     return FileResponse(
-        found.path,
+        found.location,
         media_type=media,
         filename=name,
         content_disposition_type="attachment",
-        headers={"X-Sha256": found.sha256, "Content-Security-Policy": "sandbox"},
+        headers=headers,
     )
 
 
 @router.get("/pages/{page}/image", response_class=FileResponse)
-def page_image(
-    page: int, catalog: CatalogDep, user: User, db: DB, request: Request
-) -> FileResponse:
+def page_image(page: int, catalog: CatalogDep, user: User, db: DB, request: Request) -> Response:
     readable_page(db, user, page, request)
     found = _file(catalog, page, "archival", "archival image")
     audit.record(db, user.name, "page.image", str(page), {}, client_ip(request))
@@ -214,9 +230,7 @@ def page_image(
 
 
 @router.get("/pages/{page}/original", response_class=FileResponse)
-def page_original(
-    page: int, catalog: CatalogDep, user: User, db: DB, request: Request
-) -> FileResponse:
+def page_original(page: int, catalog: CatalogDep, user: User, db: DB, request: Request) -> Response:
     readable_page(db, user, page, request)
     found = _file(catalog, page, "capture", "original capture")
     audit.record(db, user.name, "page.original", str(page), {}, client_ip(request))
@@ -245,9 +259,11 @@ def _rendered(
     if _etag_matches(request, etag):
         return Response(status_code=304, headers=headers)
     try:
-        rendered = renderer.render(found.path, found.media_type, found.sha256, width)
+        rendered = renderer.render(found.location, found.media_type, found.sha256, width)
     except RenderError as exc:
         raise HTTPException(422, f"this page cannot be shown as an image: {exc}") from exc
+    except (OSError, StoreError) as exc:  # the store cannot give the file now
+        raise HTTPException(503, f"the store cannot give this page now: {exc}") from exc
     return FileResponse(rendered.path, media_type=MEDIA_TYPE, headers=headers)
 
 
@@ -308,7 +324,7 @@ def page_words(
         return (word.lower() if exact else fold(word)) in wanted
 
     try:
-        return word_boxes(found.path, found.media_type, match)[:500]
+        return word_boxes(found.location, found.media_type, match)[:500]
     except RenderError as exc:
         raise HTTPException(422, f"this page's text layer cannot be read: {exc}") from exc
 
@@ -338,7 +354,11 @@ def page_text(
     if found is None:
         raise HTTPException(404, "the text of this page has not arrived")
     audit.record(db, user.name, "page.text", str(page), {}, client_ip(request))
-    text = unicodedata.normalize("NFC", found.path.read_text(encoding="utf-8"))
+    try:
+        data = objects.read_bytes(found.location)
+    except (OSError, StoreError) as exc:
+        raise HTTPException(503, f"the store cannot give this text: {exc}") from exc
+    text = unicodedata.normalize("NFC", data.decode("utf-8"))
     return PlainTextResponse(text, media_type="text/plain; charset=utf-8")
 
 

@@ -1,0 +1,585 @@
+"""The archive's files in an S3 object store, and the one way every reader gets at a stored
+part whichever store holds it.
+
+Writing (:class:`ObjectStore`): chunks arriving over MQTT (or from a USB bundle) are staged
+on local disk exactly as the local store receives them (:class:`server.store.files.Store`:
+the partial file, written at offsets). When a part is complete, the staged file is re-hashed
+(SHA-256 against the manifest), then uploaded, and the upload is verified before
+:meth:`ObjectStore.place` returns True — only then does the ingest claim the part, commit it
+and send the receipt:
+
+- a single PUT carries ``Content-MD5`` (the server refuses bytes that do not match it:
+  ``BadDigest``) and ``x-amz-checksum-sha256`` (checked by servers that support it; Ceph 16
+  ignores it), and the SHA-256 as object metadata;
+- a capture larger than ``part_bytes`` goes up as a multipart upload, each part with its
+  ``Content-MD5``. A restarted ingest finds the upload the previous attempt left
+  (``ListMultipartUploads``), keeps the parts whose ETag is the MD5 of the bytes staged
+  here and sends the rest: it completes the upload, it never commits an object it has not
+  verified;
+- then a HEAD must show the size, the ETag (the MD5 of the bytes, or for a multipart object
+  the MD5 of the parts' MD5s and their count) and the SHA-256 metadata this side computed.
+
+Object keys are ``<prefix>/<device id>/<batch id>/<page no>-<page id>.<part>.<ext>`` — the
+local layout, so keys of different stations never collide. The catalogue records the part's
+location ``s3://bucket/key``; a part committed on the local store keeps its absolute path.
+
+Reading (:func:`open_read`, :func:`read_bytes`, :func:`stream`, :func:`exists`,
+:func:`size`, :func:`sha256`, :func:`local_file`): a location is an absolute path or an
+``s3://`` URL; the S3 connection of the bucket is the one :func:`open_store` (or
+:func:`register`) set up in this process.
+
+Owns: the S3 client (nothing else imports boto3), object keys, uploads and their
+verification, the read interface of both stores, ``store migrate``. Must not: commit or
+receipt anything (the ingest does, after :meth:`ObjectStore.place` said True), trust a
+checksum the object store reports when a reader asks for ``sha256`` (it re-reads), or put
+keys in a URL or a log line.
+
+Credentials never travel in the URL: ``SOHOA_S3_ACCESS_KEY_ID`` / ``SOHOA_S3_SECRET_ACCESS_KEY``
+in the environment, else the systemd credentials ``s3-access-key-id`` / ``s3-secret-access-key``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import parse_qs, urlsplit
+
+from server.config import ServerSettings
+from server.store.db import Database
+from server.store.files import HASH_BLOCK, Pending, Store, StoreError
+
+DEFAULT_PART_BYTES = 8 * 1024 * 1024
+MIN_PART_BYTES = 64 * 1024  # AWS S3 and a default Ceph want 5 MiB; a test gateway allows less
+SCHEME = "s3"
+
+
+class ObjectStoreError(StoreError):
+    """The object store could not take or give a part (unreachable, refused, mismatched)."""
+
+
+class DamagedSource(ObjectStoreError):
+    """The local file to upload is missing or does not hash as recorded: never uploaded."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the objects go: ``s3://bucket/prefix?endpoint=URL&region=NAME&part_bytes=N``."""
+
+    bucket: str
+    prefix: str
+    endpoint: str | None
+    region: str
+    part_bytes: int
+
+    @classmethod
+    def parse(cls, url: str) -> Target:
+        parts = urlsplit(url)
+        if parts.scheme != SCHEME or not parts.hostname:
+            raise ValueError("use s3://bucket/prefix?endpoint=https://host:port")
+        if parts.username or parts.password:
+            raise ValueError(
+                "no credentials in the store URL: use the s3-access-key-id and"
+                " s3-secret-access-key credentials (or SOHOA_S3_* in the environment)"
+            )
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        unknown = set(query) - {"endpoint", "region", "part_bytes"}
+        if unknown:
+            raise ValueError(f"unknown store URL option(s): {', '.join(sorted(unknown))}")
+        endpoint = query.get("endpoint")
+        if endpoint is not None and urlsplit(endpoint).scheme not in ("http", "https"):
+            raise ValueError("endpoint= must be an http:// or https:// URL")
+        try:
+            part_bytes = int(query.get("part_bytes", DEFAULT_PART_BYTES))
+        except ValueError:
+            raise ValueError("part_bytes= must be a number of bytes") from None
+        if part_bytes < MIN_PART_BYTES:
+            raise ValueError(f"part_bytes= must be at least {MIN_PART_BYTES}")
+        prefix = parts.path.strip("/")
+        return cls(
+            bucket=parts.hostname,
+            prefix=f"{prefix}/" if prefix else "",
+            endpoint=endpoint,
+            region=query.get("region", "us-east-1"),
+            part_bytes=part_bytes,
+        )
+
+    def location(self, key: str) -> str:
+        return f"{SCHEME}://{self.bucket}/{key}"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    access_key_id: str
+    secret_access_key: str
+
+    def __repr__(self) -> str:  # never in a log or a traceback
+        return "Credentials(…)"
+
+
+def make_client(target: Target, credentials: Credentials) -> Any:
+    """A boto3 S3 client for ``target``: path-style addressing (gateways on an IP), short
+    timeouts and few retries (an unreachable store must fail the group quickly: the device
+    is told to retry later), checksums only where this module asks for them."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        s3={"addressing_style": "path"},
+        connect_timeout=5,
+        read_timeout=60,
+        retries={"max_attempts": 2, "mode": "standard"},
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    return boto3.client(
+        "s3",
+        endpoint_url=target.endpoint,
+        region_name=target.region,
+        aws_access_key_id=credentials.access_key_id,
+        aws_secret_access_key=credentials.secret_access_key,
+        config=config,
+    )
+
+
+# -- the registry of this process's S3 connections (for readers) ----------------------------------
+
+_lock = threading.Lock()
+_clients: dict[str, Any] = {}  # bucket -> client
+
+
+def register(bucket: str, client: Any) -> None:
+    with _lock:
+        _clients[bucket] = client
+
+
+def _client_for(bucket: str) -> Any:
+    with _lock:
+        client = _clients.get(bucket)
+    if client is None:
+        raise ObjectStoreError(
+            f"a part is in the object store bucket {bucket!r}, but this process has no"
+            " connection to it (SOHOA_STORE_URL)"
+        )
+    return client
+
+
+Location = str | os.PathLike[str]  # what the catalogue records (str) or a local Path
+
+
+def split_location(location: Location) -> tuple[str, str] | None:
+    """(bucket, key) of an ``s3://`` location; None for a local path."""
+    location = os.fspath(location)
+    if not location.startswith(f"{SCHEME}://"):
+        return None
+    rest = location[len(SCHEME) + 3 :]
+    bucket, _, key = rest.partition("/")
+    if not bucket or not key:
+        raise ObjectStoreError(f"not an object location: {location!r}")
+    return bucket, key
+
+
+def _md5_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324 (integrity, not security)
+
+
+def _etag(value: str) -> str:
+    return value.strip('"').lower()
+
+
+class ObjectStore(Store):
+    """The S3 store: local staging (``root``) for arriving chunks, objects for parts."""
+
+    def __init__(self, staging: Path, target: Target, client: Any) -> None:
+        super().__init__(staging)
+        self.target = target
+        self.client = client
+        register(target.bucket, client)
+
+    def key(self, final: Path) -> str:
+        try:
+            rel = final.relative_to(self.root)
+        except ValueError:
+            raise StoreError(f"{final} is outside the store") from None
+        return self.target.prefix + rel.as_posix()
+
+    def location(self, final: Path) -> str:
+        return self.target.location(self.key(final))
+
+    def place(self, final: Path, sha256: str, size: int, pending: Pending) -> bool:
+        """Verify the staged part (as the local store does), upload it and verify the
+        object; True only when the object store holds exactly these bytes. A failed
+        upload raises :class:`ObjectStoreError` (nothing is committed; the device is told
+        to send again later)."""
+        if not super().place(final, sha256, size, pending):
+            return False
+        self.upload(final, self.key(final), sha256, size)
+        pending.uploaded.append(final)
+        return True
+
+    def committed(self, pending: Pending) -> None:
+        """After the catalogue's COMMIT: the staged copies of uploaded parts go."""
+        for final in pending.uploaded:
+            final.unlink(missing_ok=True)
+        pending.uploaded.clear()
+
+    # -- uploading -----------------------------------------------------------------------------
+
+    def upload(self, source: Path, key: str, sha256: str, size: int) -> None:
+        """Put ``source`` at ``key`` and verify the object. The file is read and hashed
+        first (SHA-256 and size as recorded, and the ETag its bytes must give); an object
+        already at ``key`` with exactly that is kept (a retry, a resumed migration), any
+        other is replaced. Raises :class:`ObjectStoreError`."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            etag = self.etag_of(source, sha256, size)
+            if self._verified(key, sha256, size, etag):
+                return
+            if size > self.target.part_bytes:
+                self._multipart(source, key, sha256)
+            else:
+                data = source.read_bytes()
+                answer = self.client.put_object(
+                    Bucket=self.target.bucket,
+                    Key=key,
+                    Body=data,
+                    ContentMD5=_md5_b64(data),  # the server refuses other bytes (BadDigest)
+                    ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256)).decode(),
+                    Metadata={"sha256": sha256},
+                )
+                if _etag(answer.get("ETag", "")) != etag:
+                    raise ObjectStoreError(f"{key}: the server stored other bytes")
+            if not self._verified(key, sha256, size, etag):
+                self._abort_uploads(key)  # the next attempt starts afresh
+                raise ObjectStoreError(f"{key}: the stored object does not verify")
+        except (BotoCoreError, ClientError) as exc:
+            raise ObjectStoreError(f"object store: {key}: {exc}") from exc
+
+    def etag_of(self, source: Path, sha256: str, size: int) -> str:
+        """The ETag an object of ``source``'s bytes has here (the MD5, or for a multipart
+        upload the MD5 of the parts' MD5s and their count), after checking that the bytes
+        hash to ``sha256`` and ``size``."""
+        whole = hashlib.sha256()
+        md5s: list[bytes] = []
+        total = 0
+        try:
+            with source.open("rb") as f:
+                while block := f.read(self.target.part_bytes):
+                    whole.update(block)
+                    md5s.append(hashlib.md5(block).digest())  # noqa: S324 (S3 ETags are MD5s)
+                    total += len(block)
+        except OSError as exc:
+            raise DamagedSource(f"{source}: {exc.strerror or exc}") from exc
+        if (whole.hexdigest(), total) != (sha256, size):
+            raise DamagedSource(f"{source} does not hash to its recorded sha256")
+        if size <= self.target.part_bytes:
+            return md5s[0].hex() if md5s else hashlib.md5(b"").hexdigest()  # noqa: S324
+        return f"{hashlib.md5(b''.join(md5s)).hexdigest()}-{len(md5s)}"  # noqa: S324
+
+    def _verified(self, key: str, sha256: str, size: int, etag: str | None) -> bool:
+        """Whether the object at ``key`` has ``size`` bytes, the SHA-256 metadata and (when
+        given) the ETag expected; False when there is no object."""
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.client.head_object(Bucket=self.target.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        if head.get("ContentLength") != size or head.get("Metadata", {}).get("sha256") != sha256:
+            return False
+        return etag is None or _etag(head.get("ETag", "")) == etag
+
+    def _abort_uploads(self, key: str) -> None:
+        listing = self.client.list_multipart_uploads(Bucket=self.target.bucket, Prefix=key)
+        for upload in listing.get("Uploads", []):
+            if upload["Key"] == key:
+                self.client.abort_multipart_upload(
+                    Bucket=self.target.bucket, Key=key, UploadId=upload["UploadId"]
+                )
+
+    def _multipart(self, source: Path, key: str, sha256: str) -> None:
+        """Upload ``source`` in parts, resuming an upload an earlier attempt left: its
+        parts whose ETag is the MD5 of the same bytes are kept, the others sent again."""
+        bucket, step = self.target.bucket, self.target.part_bytes
+        upload_id = None
+        done: dict[int, str] = {}
+        listing = self.client.list_multipart_uploads(Bucket=bucket, Prefix=key)
+        for upload in listing.get("Uploads", []):
+            if upload["Key"] == key and upload_id is None:
+                upload_id = upload["UploadId"]
+        if upload_id is not None:
+            answer = self.client.list_parts(Bucket=bucket, Key=key, UploadId=upload_id)
+            done = {p["PartNumber"]: _etag(p["ETag"]) for p in answer.get("Parts", [])}
+        else:
+            answer = self.client.create_multipart_upload(
+                Bucket=bucket, Key=key, Metadata={"sha256": sha256}
+            )
+            upload_id = answer["UploadId"]
+        listed: list[dict[str, object]] = []
+        with source.open("rb") as f:
+            number = 0
+            while block := f.read(step):
+                number += 1
+                digest = hashlib.md5(block).digest()  # noqa: S324
+                if done.get(number) != digest.hex():  # missing, or not these bytes
+                    answer = self.client.upload_part(
+                        Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                        Body=block, ContentMD5=base64.b64encode(digest).decode(),
+                    )  # fmt: skip
+                    if _etag(answer["ETag"]) != digest.hex():
+                        raise ObjectStoreError(f"{key}: part {number} stored other bytes")
+                listed.append({"PartNumber": number, "ETag": f'"{digest.hex()}"'})
+        self.client.complete_multipart_upload(
+            Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": listed}
+        )
+
+
+# -- reading, whichever store holds the part --------------------------------------------------
+
+
+def _get(location: Location) -> tuple[Any, str, str] | None:
+    where = split_location(location)
+    if where is None:
+        return None
+    bucket, key = where
+    return _client_for(bucket), bucket, key
+
+
+def _missing(exc: Exception) -> bool:
+    from botocore.exceptions import ClientError
+
+    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in (
+        "404",
+        "NoSuchKey",
+        "NotFound",
+    )
+
+
+def open_read(location: Location) -> BinaryIO:
+    """The part's bytes as a binary stream (close it). FileNotFoundError when it is gone;
+    :class:`ObjectStoreError` (not an OSError: not "missing") when the store cannot answer."""
+    got = _get(location)
+    if got is None:
+        return Path(os.fspath(location)).open("rb")
+    client, bucket, key = got
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        body: BinaryIO = client.get_object(Bucket=bucket, Key=key)["Body"]
+    except (BotoCoreError, ClientError) as exc:
+        if _missing(exc):
+            raise FileNotFoundError(location) from exc
+        raise ObjectStoreError(f"object store: {location}: {exc}") from exc
+    return body
+
+
+def stream(location: Location, block: int = HASH_BLOCK) -> Iterator[bytes]:
+    """The part's bytes in blocks (as :func:`open_read` fails)."""
+    from botocore.exceptions import BotoCoreError
+
+    f = open_read(location)
+    try:
+        while True:
+            try:
+                data = f.read(block)
+            except BotoCoreError as exc:
+                raise ObjectStoreError(f"object store: {location}: {exc}") from exc
+            if not data:
+                return
+            yield data
+    finally:
+        f.close()
+
+
+def read_bytes(location: Location) -> bytes:
+    return b"".join(stream(location))
+
+
+def exists(location: Location) -> bool:
+    try:
+        size(location)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def size(location: Location) -> int:
+    got = _get(location)
+    if got is None:
+        return Path(os.fspath(location)).stat().st_size
+    client, bucket, key = got
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return int(client.head_object(Bucket=bucket, Key=key)["ContentLength"])
+    except (BotoCoreError, ClientError) as exc:
+        if _missing(exc):
+            raise FileNotFoundError(location) from exc
+        raise ObjectStoreError(f"object store: {location}: {exc}") from exc
+
+
+def sha256(location: Location) -> str:
+    """Re-read and re-hash the part (never a checksum the store keeps)."""
+    digest = hashlib.sha256()
+    for data in stream(location):
+        digest.update(data)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def local_file(location: Location, suffix: str = "") -> Iterator[Path]:
+    """A local path with the part's bytes for tools that open files (PDF rendering, a
+    reprocess subprocess): the path itself for the local store, a temporary copy of an
+    object (removed after)."""
+    if split_location(location) is None:
+        yield Path(os.fspath(location))
+        return
+    fd, name = tempfile.mkstemp(prefix="sohoa-part-", suffix=suffix)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for data in stream(location):
+                out.write(data)
+        yield Path(name)
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+# -- building the store the settings name --------------------------------------------------
+
+
+def credentials_from(environ: dict[str, str], secret: Any) -> Credentials:
+    """The object store's keys: ``SOHOA_S3_ACCESS_KEY_ID`` / ``SOHOA_S3_SECRET_ACCESS_KEY``,
+    else ``secret("s3-access-key-id")`` / ``secret("s3-secret-access-key")`` (systemd's
+    credentials directory, then /etc/sohoa/credentials)."""
+    key_id = environ.get("SOHOA_S3_ACCESS_KEY_ID") or secret("s3-access-key-id")
+    key = environ.get("SOHOA_S3_SECRET_ACCESS_KEY") or secret("s3-secret-access-key")
+    if not key_id or not key:
+        raise ObjectStoreError(
+            "the object store needs its keys: the credentials s3-access-key-id and"
+            " s3-secret-access-key (or SOHOA_S3_ACCESS_KEY_ID / SOHOA_S3_SECRET_ACCESS_KEY)"
+        )
+    return Credentials(key_id, key)
+
+
+def open_store(data_dir: Path, store_url: str | None, credentials: Credentials | None) -> Store:
+    """The store the settings name: the local store under ``<data_dir>/store`` (no URL), or
+    the object store with its staging directory ``<data_dir>/store-staging``."""
+    if store_url is None:
+        return Store(data_dir / "store")
+    target = Target.parse(store_url)
+    if credentials is None:
+        raise ObjectStoreError("the object store needs its keys")
+    return ObjectStore(data_dir / "store-staging", target, make_client(target, credentials))
+
+
+def connect(settings: ServerSettings, environ: dict[str, str] | None = None) -> Target | None:
+    """Register the S3 connection ``settings`` name for this process's readers (no staging
+    directory is made); None for the local store."""
+    if settings.store_url is None:
+        return None
+    target = Target.parse(settings.store_url)
+    env = dict(os.environ if environ is None else environ)
+    register(target.bucket, make_client(target, credentials_from(env, settings.secret)))
+    return target
+
+
+def probe(settings: ServerSettings, environ: dict[str, str] | None = None) -> str:
+    """Check that the object store ``settings`` name answers with these keys (HEAD on the
+    bucket, a read-only request); its redacted URL. Raises :class:`ObjectStoreError`."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    target = connect(settings, environ)
+    if target is None:
+        raise ObjectStoreError("no store_url: the files are on local disk")
+    where = f"s3://{target.bucket}/{target.prefix} at {target.endpoint or 'AWS'}"
+    try:
+        _client_for(target.bucket).head_bucket(Bucket=target.bucket)
+    except (BotoCoreError, ClientError) as exc:
+        raise ObjectStoreError(f"the object store {where} does not answer: {exc}") from exc
+    return where
+
+
+def store_for(settings: ServerSettings, environ: dict[str, str] | None = None) -> Store:
+    """The store ``settings`` name, its S3 connection registered for readers."""
+    if settings.store_url is None:
+        return Store(settings.data_dir / "store")
+    env = dict(os.environ if environ is None else environ)
+    return open_store(settings.data_dir, settings.store_url, credentials_from(env, settings.secret))
+
+
+# -- moving a local store into the object store ------------------------------------------------
+
+
+@dataclass
+class Migration:
+    """What one ``store migrate`` run did."""
+
+    moved: int = 0
+    bytes: int = 0
+    left: int = 0  # local parts not moved yet (stopped by ``limit``)
+    damaged: list[str] | None = None  # local files that do not hash as recorded: not moved
+
+
+def migrate(
+    db: Database,
+    store: ObjectStore,
+    *,
+    limit: int | None = None,
+    progress: Callable[[str], None] = print,
+) -> Migration:
+    """Upload every committed part the catalogue finds on local disk to ``store`` and point
+    the catalogue at the object, one part at a time: its local file is re-hashed against
+    the recorded SHA-256, uploaded and verified (:meth:`ObjectStore.upload`), and only then
+    is the part's location changed (a conditional UPDATE: what another process changed is
+    left alone). Resumable: parts already moved are no longer local, an object left by a
+    run stopped before its UPDATE is verified and kept. Local files are never deleted.
+    ``limit``: stop after that many parts (the next run goes on)."""
+    report = Migration(damaged=[])
+    assert report.damaged is not None
+    local = "state = 'committed' AND path IS NOT NULL AND path NOT LIKE 's3://%'"
+    total = int(db.read().execute(f"SELECT COUNT(*) FROM parts WHERE {local}").fetchone()[0])  # noqa: S608
+    after = 0
+    while limit is None or report.moved < limit:
+        rows = (
+            db.read()
+            .execute(
+                f"SELECT id, path, sha256, size FROM parts WHERE {local} AND id > ?"  # noqa: S608
+                " ORDER BY id LIMIT 100",
+                (after,),
+            )
+            .fetchall()
+        )
+        if not rows:
+            break
+        for row in rows:
+            if limit is not None and report.moved >= limit:
+                break
+            after = int(row["id"])
+            source = Path(row["path"])
+            key = store.target.prefix + "/".join(source.parts[-3:])  # device/batch/file
+            try:
+                store.upload(source, key, row["sha256"], int(row["size"]))
+            except DamagedSource as exc:  # not moved: the fixity check names it too
+                report.damaged.append(f"part {after}: {exc}")
+                progress(f"NOT MOVED part {after}: {exc}")
+                continue
+            with db.tx() as con:
+                con.execute(
+                    "UPDATE parts SET path = ? WHERE id = ? AND path = ?",
+                    (store.target.location(key), after, str(source)),
+                )
+            report.moved += 1
+            report.bytes += int(row["size"])
+            progress(f"{report.moved}/{total} part(s) moved ({report.bytes} bytes): {key}")
+    report.left = int(db.read().execute(f"SELECT COUNT(*) FROM parts WHERE {local}").fetchone()[0])  # noqa: S608
+    return report

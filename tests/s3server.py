@@ -1,0 +1,207 @@
+"""A throwaway S3 server for tests: Ceph's RADOS Gateway from Debian (``radosgw``,
+``ceph-mon``, ``ceph-osd``: Ceph 16) on a one-node cluster in a temporary directory — one
+monitor, one OSD on ``memstore`` (RAM, capped), the gateway on a loopback port — and an S3
+user made with ``radosgw-admin``. Started once per test session (``s3_server`` fixture in
+tests/conftest.py); the tests kill the gateway with SIGKILL and start it again.
+
+The only departures from a production gateway: cephx off (loopback only), pool size 1, and
+``rgw multipart min part size`` lowered to 64 KiB so that a multipart upload takes a few
+hundred kilobytes instead of 5 MiB parts (the store's ``part_bytes=`` follows it).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import free_port
+
+BINARIES = ("ceph-mon", "ceph-osd", "radosgw", "radosgw-admin", "monmaptool", "ceph-authtool")
+PACKAGES = "radosgw ceph-mon ceph-osd ceph-common"
+PART_BYTES = 64 * 1024
+
+
+def missing() -> str | None:
+    """Why the server cannot start here, or None."""
+    absent = [b for b in BINARIES if shutil.which(b) is None]
+    if absent:
+        return f"{', '.join(absent)} not found: apt-get install -y {PACKAGES}"
+    return None
+
+
+def require() -> None:
+    """Under CI a missing Ceph fails the run; elsewhere the test skips with the hint."""
+    why = missing()
+    if why is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"object-store tests need a real S3 server: {why}")
+        pytest.skip(f"object-store tests need a real S3 server: {why}")
+
+
+class CephS3:
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="sohoa-ceph-"))
+        self.mon_port = free_port()
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.access_key = "SOHOA" + secrets.token_hex(8).upper()
+        self.secret_key = secrets.token_hex(20)
+        self.conf = self.root / "ceph.conf"
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._buckets = 0
+
+    def _run(self, *args: str) -> str:
+        done = subprocess.run(
+            list(args), cwd=self.root, capture_output=True, text=True, timeout=120, check=False
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)}: {done.stderr.strip()[-2000:]}")
+        return done.stdout
+
+    def _spawn(self, name: str, *args: str) -> None:
+        log = (self.root / "log" / f"{name}.out").open("ab")
+        self.procs[name] = subprocess.Popen(
+            [*args, "-f", "-c", str(self.conf)], cwd=self.root, stdout=log, stderr=log
+        )
+
+    def start(self) -> CephS3:
+        r = self.root
+        for d in ("run", "log", "mon", "osd0"):
+            (r / d).mkdir()
+        fsid = str(uuid.uuid4())
+        self.conf.write_text(
+            f"""[global]
+fsid = {fsid}
+mon host = v1:127.0.0.1:{self.mon_port}
+mon initial members = a
+auth cluster required = none
+auth service required = none
+auth client required = none
+ms bind msgr2 = false
+osd pool default size = 1
+osd pool default min size = 1
+osd pool default pg num = 8
+osd pool default pgp num = 8
+mon allow pool size one = true
+mon warn on pool no redundancy = false
+mon data avail warn = 1
+osd crush chooseleaf type = 0
+osd objectstore = memstore
+memstore device bytes = 536870912
+run dir = {r}/run
+log file = {r}/log/$name.log
+admin socket = {r}/run/$name.asok
+keyring = {r}/keyring
+osd data = {r}/osd$id
+mon data = {r}/mon
+[client.rgw]
+rgw frontends = beast endpoint=127.0.0.1:{self.port}
+rgw multipart min part size = {PART_BYTES}
+rgw enable usage log = false
+"""
+        )
+        self._run("ceph-authtool", "--create-keyring", "keyring", "--gen-key", "-n", "mon.",
+                  "--cap", "mon", "allow *")  # fmt: skip
+        self._run("monmaptool", "--create", "--add", "a", f"v1:127.0.0.1:{self.mon_port}",
+                  "--fsid", fsid, "monmap")  # fmt: skip
+        self._run("ceph-mon", "-c", str(self.conf), "--mkfs", "-i", "a", "--monmap", "monmap",
+                  "--keyring", "keyring")  # fmt: skip
+        self._spawn("mon", "ceph-mon", "-i", "a")
+        osd_uuid = str(uuid.uuid4())
+        self._ceph("osd", "new", osd_uuid)
+        self._run("ceph-osd", "-c", str(self.conf), "-i", "0", "--mkfs", "--osd-uuid", osd_uuid)
+        self._spawn("osd", "ceph-osd", "-i", "0")
+        self.start_gateway()
+        self._run("radosgw-admin", "-c", str(self.conf), "user", "create", "--uid=sohoa",
+                  "--display-name=sohoa tests", f"--access-key={self.access_key}",
+                  f"--secret-key={self.secret_key}")  # fmt: skip
+        return self
+
+    def _ceph(self, *args: str) -> str:
+        deadline = time.monotonic() + 60
+        while True:  # the monitor may still be starting
+            try:
+                return self._run("ceph", "-c", str(self.conf), "--connect-timeout", "10", *args)
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def start_gateway(self) -> None:
+        """Start radosgw (again) and wait until it answers S3 requests."""
+        self._spawn("rgw", "radosgw", "-n", "client.rgw")
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(self.endpoint, timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                pass
+            if self.procs["rgw"].poll() is not None:
+                log = (self.root / "log" / "client.rgw.log").read_text(errors="replace")
+                raise RuntimeError(f"radosgw exited: {log[-2000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("radosgw did not answer within 120 s")
+            time.sleep(0.3)
+
+    def kill_gateway(self) -> None:
+        """SIGKILL the gateway (the object store vanishes mid-request)."""
+        proc = self.procs["rgw"]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    def new_bucket(self) -> str:
+        """A fresh bucket name (the store creates nothing: the test makes it)."""
+        self._buckets += 1
+        name = f"sohoa-test-{self._buckets}-{secrets.token_hex(3)}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="default",
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            config=Config(
+                s3={"addressing_style": "path"},
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
+        )
+
+    def url(self, bucket: str, prefix: str = "archive") -> str:
+        return f"s3://{bucket}/{prefix}?endpoint={self.endpoint}&region=default&part_bytes={PART_BYTES}"
+
+    def env(self) -> dict[str, str]:
+        return {
+            "SOHOA_S3_ACCESS_KEY_ID": self.access_key,
+            "SOHOA_S3_SECRET_ACCESS_KEY": self.secret_key,
+        }
+
+    def stop(self) -> None:
+        for proc in reversed(list(self.procs.values())):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,522 @@
+"""The archive's files in a real S3 object store (Ceph's RADOS Gateway, tests/s3server.py):
+the ingest uploads and verifies before it commits and receipts; what the store holds is
+re-read and re-hashed; the gateway killed mid-ingest loses nothing and commits nothing twice;
+a local store moves over with ``store migrate``, stopped and resumed.
+
+The ingest is driven in process here with messages built as the agent builds them
+(tests/test_ingest.py); the end-to-end test at the bottom runs the real agent, Mosquitto
+and ``sohoa-server run`` against the gateway."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import BIN, Broker, ServerProcess, agent_env, run_agent
+from real_archive import PAGES, draw_page
+from s3server import PART_BYTES, CephS3
+from test_ingest import BatchSrc, Server, make_batch, receipts, rejects, sha
+
+from protocol import topics
+from server import doctor
+from server.archive import fixity
+from server.config import ServerSettings
+from server.ingest import Ingest
+from server.store import objects
+from server.store.db import Database
+
+pytestmark = pytest.mark.s3
+
+
+@dataclass
+class S3Archive:
+    server: Server
+    store: objects.ObjectStore
+    s3: CephS3
+    bucket: str
+
+    def keys(self) -> list[str]:
+        listing = self.s3.client().list_objects_v2(Bucket=self.bucket)
+        return sorted(o["Key"] for o in listing.get("Contents", []))
+
+    def locations(self) -> dict[tuple[str, str], str]:
+        rows = self.server.sql(
+            "SELECT pages.page_id, parts.name, parts.path FROM parts"
+            " JOIN pages ON pages.id = parts.page_pk WHERE parts.state = 'committed'"
+        )
+        return {(r["page_id"], r["name"]): r["path"] for r in rows}
+
+
+BOTH_ENGINES = pytest.mark.parametrize(
+    "s3a", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+
+
+def _store(root: Path, s3: CephS3, bucket: str) -> objects.ObjectStore:
+    target = objects.Target.parse(s3.url(bucket))
+    creds = objects.Credentials(s3.access_key, s3.secret_key)
+    return objects.ObjectStore(root / "store-staging", target, objects.make_client(target, creds))
+
+
+@pytest.fixture
+def s3a(request: pytest.FixtureRequest, tmp_path: Path, s3_server: CephS3) -> Iterator[S3Archive]:
+    """The ingest in process on the object store; the catalogue on SQLite, or on the
+    session's PostgreSQL for tests parametrized with :data:`BOTH_ENGINES`."""
+    bucket = s3_server.new_bucket()
+    database: Path | str = tmp_path / "db" / "archive.sqlite3"
+    if getattr(request, "param", "sqlite") == "postgresql":
+        database = request.getfixturevalue("pg_cluster").create_database()
+    server = Server(tmp_path, database)
+    store = _store(tmp_path, s3_server, bucket)
+    server.store = store
+    server.ingest = Ingest(server.db, store)
+    yield S3Archive(server, store, s3_server, bucket)
+    server.db.close()
+
+
+def _deliver(s3a: S3Archive, batch: BatchSrc, chunk_size: int) -> list[Any]:
+    out = s3a.server.manifest(batch)
+    for payload in batch.all_chunks(chunk_size):
+        out += s3a.server.chunk(payload)
+    return out
+
+
+def _staged_files(s3a: S3Archive) -> list[Path]:
+    return [p for p in s3a.store.root.rglob("*") if p.is_file()]
+
+
+@BOTH_ENGINES
+def test_parts_are_uploaded_verified_committed_and_read_back_from_the_object_store(
+    s3a: S3Archive,
+) -> None:
+    rng = random.Random(19)
+    # The capture is larger than part_bytes: it goes up as a multipart upload.
+    batch = make_batch(2, rng, sizes={"text": 700, "thumb": 5000, "capture": 3 * PART_BYTES})
+    out = _deliver(s3a, batch, 40_000)
+    assert not rejects(out)
+    committed = [s for r in receipts(out) for s in r.committed]
+    assert Counter((s.page_id, s.part) for s in committed) == Counter(
+        (p.page_id, name) for p in batch.pages for name in p.parts
+    )
+    where = s3a.locations()
+    for page in batch.pages:
+        for name, data in page.parts.items():
+            location = where[(page.page_id, name)]
+            bucket, key = objects.split_location(location) or ("", "")
+            assert bucket == s3a.bucket
+            assert key.startswith(f"archive/{batch.device}/{batch.batch_id}/")
+            assert objects.read_bytes(location) == data  # read through the interface
+            assert objects.sha256(location) == sha(data)
+            assert objects.size(location) == len(data)
+    big = where[(batch.pages[0].page_id, "capture")]
+    head = s3a.s3.client().head_object(Bucket=s3a.bucket, Key=objects.split_location(big)[1])
+    assert head["ETag"].strip('"').endswith("-3")  # really a multipart object
+    assert not _staged_files(s3a), "staged copies stay after the commit"
+    assert s3a.server.state(batch.batch_id).complete
+    report = fixity.check_store(s3a.server.db)  # re-reads and re-hashes every object
+    assert report.finished and report.checked == 6 and not report.damaged
+
+
+def test_a_part_that_fails_its_sha256_never_reaches_the_object_store(s3a: S3Archive) -> None:
+    rng = random.Random(20)
+    batch = make_batch(1, rng, sizes={"text": 700, "thumb": 5000})
+    page = batch.pages[0]
+    # The attack first: a chunk whose body hashes right on its own header but is not the
+    # part the manifest announced (the part's sha256 fails once it is complete).
+    forged = bytearray(page.parts["thumb"])
+    forged[100] ^= 0xFF
+    out = s3a.server.manifest(batch)
+    for payload in batch.chunks(page, "thumb", 2000, data=bytes(forged)):
+        out += s3a.server.chunk(payload)
+    assert [r.reason for r in rejects(out)] == ["corrupt"]
+    assert not receipts(out)
+    assert s3a.keys() == [], "a part that fails its sha256 was uploaded"
+    assert not s3a.locations()
+    # Sent again, right: committed.
+    out = []
+    for payload in batch.chunks(page, "thumb", 2000):
+        out += s3a.server.chunk(payload)
+    assert [(s.part, s.committed) for r in receipts(out) for s in r.committed] == [("thumb", True)]
+
+
+def test_an_object_planted_at_the_key_is_replaced_not_trusted(s3a: S3Archive) -> None:
+    """Someone (or a broken earlier writer) left an object at the part's key with the right
+    size and a sha256 label but other bytes: the ingest must not take it as already there."""
+    rng = random.Random(21)
+    batch = make_batch(1, rng, sizes={"text": 700, "thumb": 5000})
+    page = batch.pages[0]
+    real = page.parts["thumb"]
+    s3a.server.manifest(batch)
+    staged = s3a.store.part_path(
+        batch.device, batch.batch_id, 1, page.page_id, "thumb", "image/jpeg"
+    )
+    key = s3a.store.key(staged)
+    s3a.s3.client().put_object(
+        Bucket=s3a.bucket, Key=key, Body=bytes(len(real)), Metadata={"sha256": sha(real)}
+    )
+    out = []
+    for payload in batch.chunks(page, "thumb", 2000):
+        out += s3a.server.chunk(payload)
+    assert receipts(out)
+    location = s3a.locations()[(page.page_id, "thumb")]
+    assert objects.read_bytes(location) == real
+
+
+def test_a_multipart_upload_left_half_done_is_resumed_and_verified(s3a: S3Archive) -> None:
+    """An ingest stopped mid-upload left a multipart upload with part 1 right and part 2
+    of other bytes: the next attempt keeps part 1, sends part 2 again, and commits only
+    the complete, verified object."""
+    rng = random.Random(22)
+    batch = make_batch(1, rng, sizes={"text": 700, "capture": 2 * PART_BYTES + 1000})
+    page = batch.pages[0]
+    data = page.parts["capture"]
+    s3a.server.manifest(batch)
+    staged = s3a.store.part_path(
+        batch.device, batch.batch_id, 1, page.page_id, "capture", "image/png"
+    )
+    key = s3a.store.key(staged)
+    client: Any = s3a.s3.client()
+    upload = client.create_multipart_upload(
+        Bucket=s3a.bucket, Key=key, Metadata={"sha256": sha(data)}
+    )["UploadId"]
+    client.upload_part(Bucket=s3a.bucket, Key=key, UploadId=upload, PartNumber=1,
+                       Body=data[:PART_BYTES])  # fmt: skip
+    client.upload_part(
+        Bucket=s3a.bucket, Key=key, UploadId=upload, PartNumber=2, Body=bytes(PART_BYTES)
+    )  # fmt: skip  (not these bytes)
+    assert s3a.keys() == []  # an unfinished upload is no object
+    out = []
+    for payload in batch.chunks(page, "capture", 50_000):
+        out += s3a.server.chunk(payload)
+    assert [s.part for r in receipts(out) for s in r.committed] == ["capture"]
+    location = s3a.locations()[(page.page_id, "capture")]
+    assert objects.sha256(location) == sha(data)
+    assert not client.list_multipart_uploads(Bucket=s3a.bucket, Prefix=key).get("Uploads")
+
+
+@BOTH_ENGINES
+@pytest.mark.slow
+def test_the_gateway_killed_mid_ingest_loses_nothing_and_commits_nothing_twice(
+    s3a: S3Archive,
+) -> None:
+    rng = random.Random(23)
+    batch = make_batch(4, rng, sizes={"text": 700, "thumb": 5000, "capture": 2 * PART_BYTES})
+    payloads = batch.all_chunks(30_000)
+    receipted: list[tuple[str, str]] = []
+    failed = 0
+    calls = 0
+
+    def kill_during_a_multipart_upload(**_: object) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:  # the second capture's first part: SIGKILL, then the request goes
+            s3a.s3.kill_gateway()
+
+    events = s3a.store.client.meta.events
+    events.register("before-send.s3.UploadPart", kill_during_a_multipart_upload)
+
+    def send(topic: str, payload: bytes) -> None:
+        nonlocal failed
+        (result,) = s3a.server.ingest.handle_many([(topic, payload)])
+        if result.error is not None:  # the worker tells the device to retry later
+            failed += 1
+            return
+        for receipt in receipts(result.replies):
+            for state in receipt.committed:
+                # A receipt goes out only for an object the store holds, verified, now.
+                location = s3a.locations()[(state.page_id, state.part)]
+                assert objects.sha256(location) == state.sha256
+                receipted.append((state.page_id, state.part))
+
+    send(topics.up(batch.device, "manifest"), batch.manifest())
+    try:
+        for payload in payloads:
+            send(topics.up(batch.device, "chunk"), payload)
+        assert calls >= 3 and s3a.s3.procs["rgw"].poll() is not None, "the gateway never died"
+        assert failed > 0, "the dead gateway refused nothing: the test did not test"
+        at_kill = len(receipted)
+        assert at_kill < sum(len(p.parts) for p in batch.pages)
+    finally:
+        events.unregister("before-send.s3.UploadPart", kill_during_a_multipart_upload)
+        s3a.s3.start_gateway()
+    assert client_uploads(s3a), "no multipart upload was cut short: the test did not test"
+    # The device was told to retry later and sends what has no receipt again (everything,
+    # as a device that lost track would: duplicates must not commit twice).
+    for payload in payloads:
+        send(topics.up(batch.device, "chunk"), payload)
+    expected = Counter((p.page_id, name) for p in batch.pages for name in p.parts)
+    assert Counter(receipted) == expected, "lost or committed twice"
+    where = s3a.locations()
+    for page in batch.pages:
+        for name, data in page.parts.items():
+            assert objects.read_bytes(where[(page.page_id, name)]) == data
+    assert s3a.server.state(batch.batch_id).complete
+    assert not client_uploads(s3a), "the cut multipart upload was not resumed"
+    assert not _staged_files(s3a)
+
+
+def client_uploads(s3a: S3Archive) -> list[Any]:
+    client: Any = s3a.s3.client()
+    return list(client.list_multipart_uploads(Bucket=s3a.bucket).get("Uploads", []))
+
+
+def test_fixity_on_the_object_store_finds_a_changed_and_a_missing_object(
+    s3a: S3Archive,
+) -> None:
+    rng = random.Random(24)
+    batch = make_batch(2, rng, sizes={"text": 700, "thumb": 5000})
+    _deliver(s3a, batch, 40_000)
+    where = s3a.locations()
+    thumb = where[(batch.pages[0].page_id, "thumb")]
+    text = where[(batch.pages[1].page_id, "text")]
+    client: Any = s3a.s3.client()
+    _, thumb_key = objects.split_location(thumb) or ("", "")
+    _, text_key = objects.split_location(text) or ("", "")
+    good = batch.pages[0].parts["thumb"]
+    rotten = bytearray(good)
+    rotten[10] ^= 0x01
+    # Bit rot as the store would show it: the object's bytes change, its labels do not.
+    client.put_object(Bucket=s3a.bucket, Key=thumb_key, Body=bytes(rotten),
+                      Metadata={"sha256": sha(good)})  # fmt: skip
+    client.delete_object(Bucket=s3a.bucket, Key=text_key)
+    report = fixity.check_store(s3a.server.db)
+    assert report.finished and report.checked == 4
+    assert sorted((c.path, c.outcome) for c in report.damaged) == sorted(
+        [(thumb, "fail"), (text, "missing")]
+    )
+    client.put_object(Bucket=s3a.bucket, Key=thumb_key, Body=good)
+    client.put_object(Bucket=s3a.bucket, Key=text_key, Body=batch.pages[1].parts["text"])
+    assert not fixity.check_store(s3a.server.db).damaged
+
+
+# -- store migrate ------------------------------------------------------------------------------
+
+
+def _migrate(
+    data_dir: Path, db_file: Path, s3: CephS3, url: str, *args: str
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        "SOHOA_SERVER_DATA_DIR": str(data_dir),
+        "SOHOA_DATABASE_URL": f"sqlite:///{db_file}",
+        "PATH": "/usr/bin:/bin",
+        **s3.env(),
+    }
+    return subprocess.run(
+        [str(BIN / "sohoa-server"), "store", "migrate", "--to", url, *args],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_store_migrate_stopped_and_resumed_moves_every_part_verified(
+    tmp_path: Path, s3_server: CephS3
+) -> None:
+    # A local archive, ingested the ordinary way.
+    local = Server(tmp_path, tmp_path / "db" / "archive.sqlite3")
+    rng = random.Random(25)
+    batch = make_batch(3, rng, sizes={"text": 700, "thumb": 5000, "capture": 2 * PART_BYTES})
+    local.manifest(batch)
+    for payload in batch.all_chunks(40_000):
+        local.chunk(payload)
+    local.assert_batch_archived(batch)
+    before = {(r["id"]): r["path"] for r in local.sql("SELECT id, path FROM parts")}
+    damaged_pk, damaged_path = next(iter(before.items()))
+    local.db.close()
+    # One local file rotted before the move: it must not be moved (nor its rot uploaded).
+    Path(damaged_path).write_bytes(b"rot" + Path(damaged_path).read_bytes()[3:])
+    bucket = s3_server.new_bucket()
+    url = s3_server.url(bucket)
+    db_file = tmp_path / "db" / "archive.sqlite3"
+
+    first = _migrate(tmp_path, db_file, s3_server, url, "--limit", "4")
+    assert first.returncode == 75, first.stderr + first.stdout  # stopped, the rest later
+    assert "4/9 part(s) moved" in first.stdout
+    # Stopped again, harder: the gateway dies during the second run.
+    s3_server.kill_gateway()
+    try:
+        second = _migrate(tmp_path, db_file, s3_server, url)
+    finally:
+        s3_server.start_gateway()
+    assert second.returncode == 69, second.stderr + second.stdout
+    third = _migrate(tmp_path, db_file, s3_server, url)
+    assert third.returncode == 1, third.stderr + third.stdout  # done, but one file damaged
+    assert f"NOT MOVED part {damaged_pk}" in third.stdout
+
+    db = Database(db_file)
+    objects.register(bucket, s3_server.client())
+    try:
+        after = {r["id"]: r["path"] for r in db.read().execute("SELECT id, path FROM parts")}
+        assert after[damaged_pk] == damaged_path  # still local, still flagged
+        moved = {pk: where for pk, where in after.items() if pk != damaged_pk}
+        assert all(where.startswith(f"s3://{bucket}/archive/") for where in moved.values())
+        for pk, where in moved.items():
+            assert objects.read_bytes(where) == Path(before[pk]).read_bytes()  # never deleted
+        report = fixity.check_store(db)
+        assert [c.part_pk for c in report.damaged] == [damaged_pk]
+    finally:
+        db.close()
+
+
+def test_credentials_never_ride_in_the_store_url() -> None:
+    with pytest.raises(ValueError, match="no credentials"):
+        objects.Target.parse("s3://AKIA:secret@bucket/x?endpoint=http://127.0.0.1:1")
+    target = objects.Target.parse("s3://bucket/a/b?endpoint=http://127.0.0.1:9&part_bytes=70000")
+    assert (target.bucket, target.prefix, target.part_bytes) == ("bucket", "a/b/", 70000)
+    assert "secret" not in repr(objects.Credentials("AKIA", "secret"))
+    with pytest.raises(ValueError, match="part_bytes"):
+        objects.Target.parse("s3://bucket?part_bytes=10")
+
+
+# -- end to end: the real station, broker and server on the object store -------------------------
+
+
+@pytest.mark.mqtt
+@pytest.mark.tesseract
+@pytest.mark.slow
+def test_a_real_batch_ingested_into_the_object_store_is_served_by_the_staff_api(
+    tmp_path: Path, s3_server: CephS3
+) -> None:
+    """A page drawn, ``sohoa-agent import``ed, processed (tesseract vie, PDF/A) and synced
+    with its master over a real Mosquitto to ``sohoa-server run`` whose store is the
+    gateway; then fetched through the staff API: the parts come from the object store."""
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    src = draw_page(PAGES[1], incoming / "trang-01.png")
+    bucket = s3_server.new_bucket()
+    broker = Broker(tmp_path / "broker").start()
+    server = ServerProcess(
+        tmp_path / "server",
+        broker.url,
+        settings={"SOHOA_STORE_URL": s3_server.url(bucket), **s3_server.env()},
+    )
+    try:
+        server.start()
+        env = agent_env(tmp_path / "agent", broker.url, SOHOA_SYNC_MASTERS="true")
+        run_agent(env, "import", str(incoming), check=True)
+        run_agent(env, "sync", "--wait", "--timeout", "300", check=True)
+        (batch,) = server.get_json("/api/v1/batches")
+        assert batch["complete"]
+        (page,) = server.get_json(f"/api/v1/batches/{batch['id']}")["pages"]
+        db = Database(tmp_path / "server" / "archive.sqlite3")
+        try:
+            paths = [r["path"] for r in db.read().execute("SELECT path FROM parts")]
+        finally:
+            db.close()
+        assert paths and all(p.startswith(f"s3://{bucket}/archive/xa-test-01/") for p in paths)
+        assert not [p for p in (tmp_path / "server" / "store-staging").rglob("*") if p.is_file()]
+        status, original, headers = server.request("GET", f"/api/v1/pages/{page['id']}/original")
+        assert status == 200 and original == src.read_bytes()  # the master, byte for byte
+        assert {k.lower(): v for k, v in headers.items()}["x-sha256"] == sha(original)
+        status, pdf, _ = server.request("GET", f"/api/v1/pages/{page['id']}/image")
+        assert status == 200 and pdf.startswith(b"%PDF-")
+        status, text, _ = server.request("GET", f"/api/v1/pages/{page['id']}/text")
+        assert status == 200 and "hộ tịch" in text.decode("utf-8")
+        status, jpeg, _ = server.request("GET", f"/api/v1/pages/{page['id']}/render?w=400")
+        assert status == 200 and jpeg[:3] == b"\xff\xd8\xff"
+        # Served from the object store, not from a copy somewhere: gone there, gone here.
+        s3_server.client().delete_object(
+            Bucket=bucket,
+            Key=objects.split_location(paths[0])[1],  # type: ignore[index]
+        )
+        missing = [server.request("GET", f"/api/v1/pages/{page['id']}/{what}")[0]
+                   for what in ("original", "image", "text")]  # fmt: skip
+        assert 200 in missing and any(code >= 400 for code in missing)
+    finally:
+        server.stop()
+        broker.stop()
+
+
+def test_doctor_says_whether_the_object_store_answers(
+    tmp_path: Path, s3_server: CephS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = s3_server.new_bucket()
+    settings = ServerSettings(data_dir=tmp_path, store_url=s3_server.url(bucket))
+    monkeypatch.setenv("SOHOA_S3_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("SOHOA_S3_SECRET_ACCESS_KEY", "not-the-secret")  # the attack first
+    assert doctor.check_object_store(settings).level == "fail"
+    monkeypatch.setenv("SOHOA_S3_SECRET_ACCESS_KEY", s3_server.secret_key)
+    finding = doctor.check_object_store(settings)
+    assert finding.level == "ok", finding.en
+    assert s3_server.secret_key not in finding.en + finding.vi
+    gone = ServerSettings(data_dir=tmp_path, store_url=s3_server.url("sohoa-no-such-bucket"))
+    assert doctor.check_object_store(gone).level == "fail"
+
+
+@pytest.mark.mqtt
+@pytest.mark.tesseract
+@pytest.mark.slow
+def test_the_gateway_killed_while_a_station_syncs_loses_nothing(
+    tmp_path: Path, s3_server: CephS3
+) -> None:
+    """The real station and server: page 1 archived; the gateway SIGKILLed; page 2 synced
+    while it is dead (the server tells the station to retry later, no receipt goes out);
+    the gateway restarted: the station's re-sends complete, every part once, verified."""
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    bucket = s3_server.new_bucket()
+    broker = Broker(tmp_path / "broker").start()
+    server = ServerProcess(
+        tmp_path / "server",
+        broker.url,
+        settings={
+            "SOHOA_STORE_URL": s3_server.url(bucket),
+            "SOHOA_RETRY_AFTER_S": "2",
+            **s3_server.env(),
+        },
+    )
+    db_file = tmp_path / "server" / "archive.sqlite3"
+
+    def sql(query: str) -> list[Any]:
+        db = Database(db_file)
+        try:
+            return list(db.read().execute(query).fetchall())
+        finally:
+            db.close()
+
+    env = agent_env(tmp_path / "agent", broker.url, SOHOA_SYNC_MASTERS="true")
+    sync: subprocess.Popen[str] | None = None
+    try:
+        server.start()
+        draw_page(PAGES[1], incoming / "trang-01.png")
+        run_agent(env, "import", str(incoming), check=True)
+        run_agent(env, "sync", "--wait", "--timeout", "300", check=True)
+        first = sql("SELECT id FROM parts WHERE state = 'committed'")
+        assert first
+        s3_server.kill_gateway()
+        (incoming / "trang-01.png").unlink()
+        draw_page(PAGES[0], incoming / "trang-02.png")
+        run_agent(env, "import", str(incoming), check=True)
+        sync = subprocess.Popen(
+            [str(BIN / "sohoa-agent"), "sync", "--wait", "--timeout", "600"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 300
+        while not sql("SELECT id FROM alerts WHERE kind = 'archive_cannot_store'"):
+            assert time.monotonic() < deadline, "the dead store was never noticed"
+            assert sync.poll() is None, "the station finished syncing while the store was dead"
+            time.sleep(0.5)
+        # Nothing of page 2 was committed while the store was dead.
+        assert len(sql("SELECT id FROM parts WHERE state = 'committed'")) == len(first)
+        s3_server.start_gateway()
+        out, _ = sync.communicate(timeout=600)
+        assert sync.returncode == 0, out
+    finally:
+        if sync is not None and sync.poll() is None:
+            sync.kill()
+            sync.wait()
+        server.stop()
+        broker.stop()
+    rows = sql("SELECT path, sha256, state FROM parts")
+    assert len(rows) > len(first) and all(r["state"] == "committed" for r in rows)
+    assert len({r["path"] for r in rows}) == len(rows)  # one object per part
+    objects.register(bucket, s3_server.client())
+    for row in rows:
+        assert objects.sha256(row["path"]) == row["sha256"], row["path"]
+    assert len(s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]) == len(rows)
