@@ -97,7 +97,9 @@ def _check_user(data_dir: Path) -> None:
 def _open(settings: config.ServerSettings) -> Database:
     """The catalogue, or one clear line and exit 69 (EX_UNAVAILABLE) when it cannot open."""
     try:
-        return Database(settings.database(), settings.database_password())
+        return Database(
+            settings.database(), settings.database_password(), settings.database_pool_size
+        )
     except (*OPERATIONAL_ERRORS, OSError) as exc:
         where = _redacted(settings.database_url) if settings.database_url else settings.database()
         raise Refused(69, f"cannot open the database {where}: {exc}".strip()) from exc

@@ -39,6 +39,14 @@ class ServerSettings(BaseModel):
     database_password_file: Path | None = Field(
         default=None, description="PostgreSQL password file (when the URL has none)."
     )
+    database_pool_size: int = Field(
+        default=8,
+        ge=1,
+        le=200,
+        description="PostgreSQL connections one server process holds at most (web threads and"
+        " ingest share them; requests beyond wait in the process). Keep the sum over all"
+        " processes below the server's max_connections.",
+    )
     mqtt_url: str = Field(
         default="mqtt://localhost:1883",
         description="Broker for ingest: mqtt://user:pass@host:port or mqtts://.",
