@@ -16,7 +16,12 @@ DEFAULT_CONFIG = Path("/etc/sohoa/server.toml")
 # name (LoadCredential=NAME:/etc/sohoa/credentials/NAME in systemd/sohoa-server.service);
 # administration commands run from a shell (as the service user) read the files directly.
 CREDENTIALS_DIR = Path("/etc/sohoa/credentials")
-CREDENTIALS = ("mqtt-password", "database-password", "broker-admin-password")
+CREDENTIALS = (
+    "mqtt-password",
+    "database-password",
+    "broker-admin-password",
+    "backup-password",
+)
 ENV_PREFIX = "SOHOA_"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
@@ -46,6 +51,16 @@ class ServerSettings(BaseModel):
         description="PostgreSQL connections one server process holds at most (web threads and"
         " ingest share them; requests beyond wait in the process). Keep the sum over all"
         " processes below the server's max_connections.",
+    )
+    backup_repository: str | None = Field(
+        default=None,
+        description="restic repository `sohoa-server backup` writes to and `restore` reads:"
+        " a path on another disk, sftp:user@host:/path, s3:https://host/bucket, rest:https://….",
+    )
+    backup_password_file: Path | None = Field(
+        default=None,
+        description="The repository's password (default: the credential backup-password)."
+        " Without it the backups cannot be read: keep a copy offline.",
     )
     mqtt_url: str = Field(
         default="mqtt://localhost:1883",
@@ -186,6 +201,9 @@ class ServerSettings(BaseModel):
         if self.database_url and urlsplit(self.database_url).password:
             return None  # libpq reads it from the URL
         return _secret(self.database_password_file, "database-password")
+
+    def backup_password(self) -> str | None:
+        return _secret(self.backup_password_file, "backup-password")
 
     def broker_password(self) -> str | None:
         parts = urlsplit(self.mqtt_url)
