@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -19,7 +20,7 @@ from real_archive import RealArchive
 from server.archive.catalog import Catalog
 from server.store.db import Database
 
-pytestmark = [pytest.mark.postgres, pytest.mark.tesseract, pytest.mark.mqtt, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres]
 
 PAGE_SQL = (
     "SELECT p.device_id, p.page_id, p.capture_sha256, t.text FROM pages p"
@@ -42,6 +43,9 @@ def _rows(con: sqlite3.Connection | psycopg.Connection[tuple[object, ...]], sql:
     return [tuple(r) for r in con.execute(sql).fetchall()]
 
 
+@pytest.mark.tesseract
+@pytest.mark.mqtt
+@pytest.mark.slow
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 def test_migrate_a_real_sqlite_archive_to_postgresql(
     tmp_path: Path, real_archive: RealArchive, pg_cluster: PostgresCluster
@@ -109,3 +113,41 @@ def test_migrate_a_real_sqlite_archive_to_postgresql(
     assert "Traceback" not in failed.stderr
     with psycopg.connect(target) as pg:
         assert (_rows(pg, PART_SQL), _rows(pg, "SELECT count(*) FROM alerts")) == kept
+
+
+def test_a_copy_that_differs_is_not_committed(
+    tmp_path: Path, pg_cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check compares what arrived, not what was sent: one page text altered on the way
+    (here by a faulty indexer) is named, and the target keeps nothing of the copy."""
+    from test_ingest import BatchSrc, PageSrc
+
+    from protocol import topics
+    from server.ingest import Ingest
+    from server.store import migrate
+    from server.store.files import Store
+
+    source = tmp_path / "archive.sqlite3"
+    db = Database(source)
+    ingest = Ingest(db, Store(tmp_path / "store"))
+    batch = BatchSrc(pages=[PageSrc(page_no=n, parts={"text": t.encode()})
+                            for n, t in enumerate(["Biên bản họp", "Sổ hộ tịch"], 1)])  # fmt: skip
+    ingest.handle(topics.up(batch.device, "manifest"), batch.manifest())
+    for payload in batch.all_chunks(4096):
+        ingest.handle(topics.up(batch.device, "chunk"), payload)
+    db.close()
+    target = Database(pg_cluster.create_database("differ"))
+    real = Database.index_texts
+
+    def faulty(self: Database, con: Any, pages: list[tuple[int, str]]) -> None:
+        real(self, con, [(pk, text + " (sai)" if pk == 2 else text) for pk, text in pages])
+
+    monkeypatch.setattr(Database, "index_texts", faulty)
+    try:
+        with pytest.raises(migrate.MigrationError, match=r"1 page\(s\) differ, first ids \[2\]"):
+            migrate.migrate(source, target)
+        assert target.read().execute("SELECT count(*) FROM pages").fetchone()[0] == 0
+        monkeypatch.setattr(Database, "index_texts", real)
+        assert migrate.migrate(source, target).pages == 2
+    finally:
+        target.close()

@@ -34,6 +34,7 @@ TABLES = re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA + STAFF_SCHEMA)
 SEARCH_TABLES = ("page_search_folded", "page_search_exact", "meta_search")
 KEEP_META = ("schema_version", "pg_ddl")  # the target's own
 _TEXT_BATCH = 500
+_VERIFY_SLICE = 5000  # pages compared at a time
 
 
 class MigrationError(Exception):
@@ -71,18 +72,27 @@ def _pg_columns(con: PgConnection, table: str) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
-def _page_digests(con: Any) -> dict[int, str]:
-    """Page id → sha256 of everything that makes the page (same on both engines)."""
+def _page_digests(con: Any, lo: int, hi: int) -> dict[int, str]:
+    """Page id → sha256 of everything that makes the page (same on both engines), for the
+    pages with ``lo <= id < hi`` (a slice at a time: a province's texts do not fit in RAM)."""
     parts: dict[int, list[list[Any]]] = {}
     for r in con.execute(
-        "SELECT page_pk, name, sha256, size, state, path FROM parts ORDER BY page_pk, name"
+        "SELECT page_pk, name, sha256, size, state, path FROM parts"
+        " WHERE page_pk >= ? AND page_pk < ? ORDER BY page_pk, name",
+        (lo, hi),
     ):
         parts.setdefault(int(r[0]), []).append([r[1], r[2], int(r[3]), r[4], r[5]])
-    texts = {int(r[0]): str(r[1]) for r in con.execute("SELECT page_pk, text FROM page_text")}
+    texts = {
+        int(r[0]): str(r[1])
+        for r in con.execute(
+            "SELECT page_pk, text FROM page_text WHERE page_pk >= ? AND page_pk < ?", (lo, hi)
+        )
+    }
     out = {}
     for r in con.execute(
         "SELECT id, batch_pk, device_id, page_id, page_no, capture_sha256, capture_size"
-        " FROM pages ORDER BY id"
+        " FROM pages WHERE id >= ? AND id < ? ORDER BY id",
+        (lo, hi),
     ):
         pk = int(r[0])
         value = [int(r[1]), r[2], r[3], int(r[4]), r[5], int(r[6])]
@@ -90,6 +100,29 @@ def _page_digests(con: Any) -> dict[int, str]:
         blob = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
         out[pk] = hashlib.sha256(blob).hexdigest()
     return out
+
+
+def _compare_pages(src: sqlite3.Connection, con: PgConnection) -> tuple[int, list[int]]:
+    """(pages compared, ids of those that differ), slice by slice of page ids."""
+    top = max(
+        int(src.execute("SELECT COALESCE(max(id), 0) FROM pages").fetchone()[0]),
+        int(_one(con, "SELECT COALESCE(max(id), 0) FROM pages")),
+    )
+    seen, differ = 0, []
+    for lo in range(0, top + 1, _VERIFY_SLICE):
+        before = _page_digests(src, lo, lo + _VERIFY_SLICE)
+        after = _page_digests(con, lo, lo + _VERIFY_SLICE)
+        seen += len(after)
+        differ += sorted(
+            pk for pk in before.keys() | after.keys() if before.get(pk) != after.get(pk)
+        )
+    return seen, differ
+
+
+def _one(con: Any, sql: str) -> Any:
+    row = con.execute(sql).fetchone()
+    assert row is not None
+    return row[0]
 
 
 def _count(con: Any, table: str) -> int:
@@ -214,11 +247,10 @@ def _verify(src: sqlite3.Connection, con: PgConnection, report: Report) -> None:
         wrong.append("the hồ sơ search index does not cover every record")
     if _audit_head(src) != _audit_head(con):
         wrong.append("the audit chain ends on another hash")
-    before, after = _page_digests(src), _page_digests(con)
-    differ = sorted(pk for pk in before.keys() | after.keys() if before.get(pk) != after.get(pk))
+    pages, differ = _compare_pages(src, con)
     if differ:
         wrong.append(f"{len(differ)} page(s) differ, first ids {differ[:10]}")
     if wrong:
         raise MigrationError("not verified, nothing committed: " + "; ".join(wrong))
-    report.pages = len(after)
+    report.pages = pages
     report.parts = _count(con, "parts")
