@@ -173,7 +173,10 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     repo, env = _restic_env(args, settings)
-    if subprocess.run(["restic", "cat", "config"], env=env, capture_output=True).returncode:
+    probe = subprocess.run(["restic", "cat", "config"], env=env, capture_output=True, text=True)
+    if probe.returncode:
+        if "wrong password" in probe.stderr:
+            raise _refused(78, f"the backup password does not open the repository {repo}")
         _run(["restic", "init"], env, "restic init")
         print(f"initialised the restic repository {repo}")
     dump = _dump_catalogue(settings)  # the catalogue first, then the files it names

@@ -30,9 +30,9 @@ from server.store.files import Store
 pytestmark = [pytest.mark.restic]
 
 REPO = Path(__file__).resolve().parent.parent
-# The runbook's commands, as written in R7 (checked below to be there, word for word).
+# The runbook's commands, as written in R7 (checked below to be there, word for word); the
+# backup side is section 8 and systemd/sohoa-backup.service.
 RUNBOOK = (
-    "sohoa-server backup",
     "sohoa-server restore",
     "sohoa-server fixity check --rate-mb 0",
     "sohoa-server audit verify",
@@ -80,6 +80,10 @@ def test_runbook_r7_names_the_commands_the_drill_runs() -> None:
     r7 = text[text.index("### R7.") : text.index("### R8.")]
     for command in RUNBOOK:
         assert command in r7, command
+    backup = text[text.index("## 8. Sao lưu") : text.index("## 9.")]
+    assert "sohoa-server\nbackup" in backup or "sohoa-server backup" in backup
+    unit = (REPO / "systemd" / "sohoa-backup.service").read_text()
+    assert "ExecStart=/opt/sohoa/.venv/bin/sohoa-server backup " in unit
 
 
 @pytest.mark.slow
@@ -163,3 +167,22 @@ def test_restore_drill(tmp_path: Path, database: Path | str) -> None:
         assert sorted(p for p in (data / "store").rglob("*") if p.is_file()) == files
     finally:
         db.close()
+
+
+def test_backup_needs_a_repository_and_its_password(tmp_path: Path) -> None:
+    data = tmp_path / "archive"
+    Database(data / "archive.sqlite3").close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOHOA_")}
+    env.update(SOHOA_DATA_DIR=str(data), SOHOA_INGEST="false")
+    none = _server(env, "backup")
+    assert none.returncode == 78 and "backup_repository" in none.stderr
+    right, wrong = tmp_path / "right", tmp_path / "wrong"
+    right.write_text("đúng\n")
+    wrong.write_text("sai\n")
+    env["SOHOA_BACKUP_REPOSITORY"] = str(tmp_path / "repo")
+    first = _server({**env, "SOHOA_BACKUP_PASSWORD_FILE": str(right)}, "backup")
+    assert first.returncode == 0, first.stderr
+    assert "initialised the restic repository" in first.stdout
+    refused = _server({**env, "SOHOA_BACKUP_PASSWORD_FILE": str(wrong)}, "backup")
+    assert refused.returncode == 78 and "does not open" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
