@@ -17,15 +17,17 @@ PKGS_AGENT=(libsane1 libsane-dev sane-utils tesseract-ocr tesseract-ocr-vie tess
             fonts-noto-core fonts-dejavu-core fonts-liberation2 hunspell-vi)
 PKGS_BROKER=(mosquitto mosquitto-clients)
 # The archive host (scripts/install-server.sh): the catalogue on PostgreSQL, nginx as the
-# HTTPS reverse proxy, openssl for the first self-signed certificates.
-PKGS_SERVER=(postgresql nginx openssl)
+# HTTPS reverse proxy, openssl for the first self-signed certificates, restic for the
+# deduplicated, encrypted backups of the files (`sohoa-server backup`, systemd/sohoa-backup.*).
+PKGS_SERVER=(postgresql nginx openssl restic)
 # Tests drive the staff app in Debian's Chromium (browser downloads are impossible here) and
 # run the catalogue on a throwaway PostgreSQL server too (tests/pgcluster.py); the shipped
 # nginx site is tested with Debian's nginx in front of the real server (tests/test_nginx.py).
 # The power-cut tests mount a FUSE layer (tests/powercut.py: mfusepy over libfuse3,
 # fusermount3 from fuse3). The object-store tests run a real S3 server: Ceph's RADOS Gateway
 # on a one-node throwaway cluster (tests/s3server.py: radosgw, ceph-mon, ceph-osd, ceph-common).
-PKGS_DEV=(chromium postgresql nginx openssl fuse3 libfuse3-3 radosgw ceph-mon ceph-osd ceph-common)
+# The restore drill backs up with restic (tests/test_restore.py).
+PKGS_DEV=(chromium postgresql nginx openssl fuse3 libfuse3-3 radosgw ceph-mon ceph-osd ceph-common restic)
 # Benchmarks compare against OCRmyPDF, which needs these.
 PKGS_BENCH=(ghostscript unpaper)
 

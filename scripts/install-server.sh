@@ -70,11 +70,12 @@ secret() {  # a new random secret, never replaced once made
   chmod 0640 "$f"
 }
 secret database-password
+secret backup-password  # restic's repository key (sohoa-server backup): keep a copy offline
 if [ ! -f "$ETC/server.toml" ]; then
   cat > "$ETC/server.toml" <<TOML
 # sohoa archive server settings (README "Configuration"). Secrets are NOT here: they are
 # the files in /etc/sohoa/credentials/ (mqtt-password, database-password,
-# broker-admin-password).
+# broker-admin-password, backup-password).
 data_dir = "/var/lib/sohoa-server"
 database_url = "postgresql://sohoa@localhost:5432/sohoa"
 mqtt_url = "mqtt://sohoa-server@localhost:1883"

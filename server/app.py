@@ -78,7 +78,9 @@ def _split_cover_sheets(records: Records, stop: threading.Event) -> None:
 def create_app(settings: ServerSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.database(), settings.database_password())
+        db = Database(
+            settings.database(), settings.database_password(), settings.database_pool_size
+        )
         store = store_for(settings)  # the local store, or the object store (store_url)
         app.state.settings = settings
         app.state.db = db

@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from protocol.version import PROTOCOL_VERSION, TOPIC_LEVEL
-from server import __version__, config, fleet_cli
+from server import __version__, config, db_cli, fleet_cli
 from server.archive import audit, auth
 from server.store.db import OPERATIONAL_ERRORS, SCHEMA_VERSION, Database
 
@@ -107,7 +107,9 @@ def _open(settings: config.ServerSettings) -> Database:
         except ObjectStoreError as exc:
             raise Refused(78, str(exc)) from exc
     try:
-        return Database(settings.database(), settings.database_password())
+        return Database(
+            settings.database(), settings.database_password(), settings.database_pool_size
+        )
     except (*OPERATIONAL_ERRORS, OSError) as exc:
         where = _redacted(settings.database_url) if settings.database_url else settings.database()
         raise Refused(69, f"cannot open the database {where}: {exc}".strip()) from exc
@@ -809,6 +811,7 @@ def build_parser() -> argparse.ArgumentParser:
     aip_p.add_argument("out", type=Path, help="folder to write the package into")
     aip_p.set_defaults(func=cmd_export_aip)
     fleet_cli.add_parsers(sub)
+    db_cli.add_parsers(sub)
     return parser
 
 

@@ -16,7 +16,12 @@ DEFAULT_CONFIG = Path("/etc/sohoa/server.toml")
 # name (LoadCredential=NAME:/etc/sohoa/credentials/NAME in systemd/sohoa-server.service);
 # administration commands run from a shell (as the service user) read the files directly.
 CREDENTIALS_DIR = Path("/etc/sohoa/credentials")
-CREDENTIALS = ("mqtt-password", "database-password", "broker-admin-password")
+CREDENTIALS = (
+    "mqtt-password",
+    "database-password",
+    "broker-admin-password",
+    "backup-password",
+)
 # The object store's keys (store_url = s3://...): made by whoever runs the store, put in the
 # same directory by hand (root:sohoa 0640), read directly; not made by the install script.
 OBJECT_STORE_CREDENTIALS = ("s3-access-key-id", "s3-secret-access-key")
@@ -47,6 +52,24 @@ class ServerSettings(BaseModel):
     )
     database_password_file: Path | None = Field(
         default=None, description="PostgreSQL password file (when the URL has none)."
+    )
+    database_pool_size: int = Field(
+        default=8,
+        ge=1,
+        le=200,
+        description="PostgreSQL connections one server process holds at most (web threads and"
+        " ingest share them; requests beyond wait in the process). Keep the sum over all"
+        " processes below the server's max_connections.",
+    )
+    backup_repository: str | None = Field(
+        default=None,
+        description="restic repository `sohoa-server backup` writes to and `restore` reads:"
+        " a path on another disk, sftp:user@host:/path, s3:https://host/bucket, rest:https://….",
+    )
+    backup_password_file: Path | None = Field(
+        default=None,
+        description="The repository's password (default: the credential backup-password)."
+        " Without it the backups cannot be read: keep a copy offline.",
     )
     mqtt_url: str = Field(
         default="mqtt://localhost:1883",
@@ -199,6 +222,9 @@ class ServerSettings(BaseModel):
         if self.database_url and urlsplit(self.database_url).password:
             return None  # libpq reads it from the URL
         return _secret(self.database_password_file, "database-password")
+
+    def backup_password(self) -> str | None:
+        return _secret(self.backup_password_file, "backup-password")
 
     def broker_password(self) -> str | None:
         parts = urlsplit(self.mqtt_url)

@@ -65,7 +65,9 @@ def run(settings: config.ServerSettings) -> list[Finding]:
 
 def check_database(settings: config.ServerSettings) -> Finding:
     try:
-        db = Database(settings.database(), settings.database_password())
+        db = Database(
+            settings.database(), settings.database_password(), settings.database_pool_size
+        )
     except (*OPERATIONAL_ERRORS, OSError, config.ConfigError) as exc:
         return Finding(
             "database",

@@ -29,6 +29,8 @@ REQUIRED = {"--role": "viewer", "--user": "an", "--ma-ho-so": "000.00.00.H53.202
             "--dynsec-file": MISSING + ".json", "--commune": "Xã Tân Phú",
             "--out": MISSING + "-out",
             "--to": "s3://sohoa-walk/archive?endpoint=http://127.0.0.1:9"}  # fmt: skip
+# The same option with another meaning in one command: (command path, option) -> value.
+REQUIRED_FOR = {(("db", "migrate-to-postgresql"), "--to"): "postgresql://sohoa@127.0.0.1:9/sohoa"}
 # Never started here: they serve until stopped (checked with bad settings only).
 SERVING = {("sohoa-agent", "run"), ("sohoa-server", "run")}
 
@@ -51,7 +53,10 @@ def _argv(path: tuple[str, ...], parser: argparse.ArgumentParser) -> list[str]:
     for action in parser._actions:
         if action.option_strings:
             if action.required:
-                argv += [action.option_strings[0], REQUIRED[action.option_strings[0]]]
+                option = action.option_strings[0]
+                value = REQUIRED_FOR.get((path, option), REQUIRED.get(option))
+                assert value is not None, f"{path} {option}: add a value to REQUIRED"
+                argv += [option, value]
         elif not isinstance(action, argparse._SubParsersAction):
             if action.type is int:
                 argv.append("1")  # a page id that is not there

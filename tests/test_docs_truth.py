@@ -132,6 +132,7 @@ def test_units_load_credentials_under_the_names_the_settings_read() -> None:
         "sohoa-agent.service": agent_config,
         "sohoa-server.service": server_config,
         "sohoa-fixity.service": server_config,  # runs `sohoa-server fixity check`
+        "sohoa-backup.service": server_config,  # runs `sohoa-server backup`
     }
     for unit in UNITS:
         module = names[unit.name]

@@ -813,8 +813,8 @@ def as_messages(batch: BatchSrc, payloads: Iterable[bytes]) -> list[tuple[str, b
     return out
 
 
-def count_commits(db: Database) -> list[str]:
-    """The COMMITs this thread's connection runs from now on, as a growing list."""
+def count_commits(db: Database, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The COMMITs this thread runs from now on, as a growing list."""
     seen: list[str] = []
 
     def trace(statement: str) -> None:
@@ -824,18 +824,24 @@ def count_commits(db: Database) -> list[str]:
     con = db.connect()
     if isinstance(con, sqlite3.Connection):
         con.set_trace_callback(trace)
-    else:  # PostgreSQL: every statement goes through PgConnection.execute
-        execute = con.execute
+    else:  # PostgreSQL: every statement, on any pooled connection, goes through PgConnection
+        from server.store.pg import PgConnection
 
-        def traced(sql: str, parameters: Sequence[Any] = (), /) -> Any:
-            trace(sql)
-            return execute(sql, parameters)
+        execute = PgConnection.execute
+        me = threading.get_ident()
 
-        con.execute = traced  # type: ignore[method-assign]
+        def traced(self: PgConnection, sql: str, parameters: Sequence[Any] = (), /) -> Any:
+            if threading.get_ident() == me:
+                trace(sql)
+            return execute(self, sql, parameters)
+
+        monkeypatch.setattr(PgConnection, "execute", traced)
     return seen
 
 
-def test_group_with_several_parts_duplicates_and_corrupt_ones(server: Server) -> None:
+def test_group_with_several_parts_duplicates_and_corrupt_ones(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rng = random.Random(20)
     batch = make_batch(3, rng, sizes={"text": 500, "thumb": 4000, "archival": 30_000})
     bad_page = batch.pages[1]
@@ -857,7 +863,7 @@ def test_group_with_several_parts_duplicates_and_corrupt_ones(server: Server) ->
     rng.shuffle(order)
     payloads = [payloads[0]] + [payloads[i] for i in order]
     messages = as_messages(batch, payloads)
-    commits = count_commits(server.db)
+    commits = count_commits(server.db, monkeypatch)
     results = server.ingest.handle_many(messages)
     assert len(commits) == 1  # the whole group: one transaction
     assert len(results) == len(messages)
@@ -888,7 +894,7 @@ def test_group_with_several_parts_duplicates_and_corrupt_ones(server: Server) ->
 
 
 def test_parts_completed_across_groups_are_committed_by_the_group_that_completes_them(
-    server: Server,
+    server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rng = random.Random(21)
     batch = make_batch(4, rng, sizes={"text": 600, "thumb": 5000, "archival": 40_000})
@@ -918,7 +924,7 @@ def test_parts_completed_across_groups_are_committed_by_the_group_that_completes
     assert [r["name"] for r in rows] == ["archival"] * 4
     assert len(server.partials()) == 4
     rng.shuffle(rest)
-    commits = count_commits(server.db)
+    commits = count_commits(server.db, monkeypatch)
     results = server.ingest.handle_many(as_messages(batch, rest))
     assert len(commits) == 1
     (receipt,) = receipts([o for r in results for o in r.replies])

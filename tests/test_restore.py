@@ -1,7 +1,11 @@
-"""Runbook R7 (docs/operations.md), done as written against real PostgreSQL: dump the
-catalogue, copy the store, restore both into a fresh database and folder, then the checks the
-runbook ends with (`sohoa-server doctor`, `sohoa-server audit verify`) pass and every page
-and its file are back."""
+"""The restore drill (runbook R7, docs/operations.md), with the commands the runbook gives:
+an archive built by ingest is backed up (`sohoa-server backup`: the catalogue, then a restic
+snapshot), destroyed (database dropped, data folder deleted), restored (`sohoa-server
+restore` into a fresh empty database), and then the fixity check re-hashes every part
+(every page present and verified), the audit chain holds, and a station that sends again
+everything it had — its query, then its manifests and every chunk — is told the archive
+already has every page: nothing new is stored, nothing is duplicated. Both engines; real
+PostgreSQL and Debian's restic."""
 
 from __future__ import annotations
 
@@ -12,89 +16,173 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from harness import BIN, Broker
-from pgcluster import PostgresCluster
+from harness import BIN
 from test_ingest import BatchSrc, PageSrc
 
+from protocol import envelope, topics
+from protocol.messages import BatchState, Query, Receipt, Reject
 from server.archive import audit
+from server.ingest import Ingest
 from server.store import keys
 from server.store.db import Database
+from server.store.files import Store
 
-pytestmark = [pytest.mark.postgres, pytest.mark.mqtt]
+pytestmark = [pytest.mark.restic]
+
+REPO = Path(__file__).resolve().parent.parent
+# The runbook's commands, as written in R7 (checked below to be there, word for word); the
+# backup side is section 8 and systemd/sohoa-backup.service.
+RUNBOOK = (
+    "sohoa-server restore",
+    "sohoa-server fixity check --rate-mb 0",
+    "sohoa-server audit verify",
+)
 
 
-def seed(data_dir: Path, texts: list[str], database: str) -> None:
-    """One complete batch (text and an archival file per page) through ingest."""
-    from protocol import topics
-    from server.ingest import Ingest
-    from server.store.files import Store
-
-    pages = [
-        PageSrc(page_no=n, parts={"text": t.encode(), "archival": f"%PDF-{t}".encode()})
-        for n, t in enumerate(texts, 1)
+def _batches() -> list[BatchSrc]:
+    texts = [["Quyết định số 12/QĐ-UBND", "Trang hai"], ["Sổ hộ tịch năm 1998"]]
+    return [
+        BatchSrc(
+            pages=[
+                PageSrc(page_no=n, parts={"text": t.encode(), "archival": f"%PDF-{t}".encode()})
+                for n, t in enumerate(group, 1)
+            ]
+        )
+        for group in texts
     ]
-    batch = BatchSrc(pages=pages)
-    db = Database(database)
-    ingest = Ingest(db, Store(data_dir / "store"))
-    ingest.handle(topics.up(batch.device, "manifest"), batch.manifest())
+
+
+def _send(ingest: Ingest, batch: BatchSrc) -> list[object]:
+    """Everything a station holds of a batch, sent as the agent sends it; the replies."""
+    out = ingest.handle(topics.up(batch.device, "manifest"), batch.manifest())
     for payload in batch.all_chunks(64 * 1024):
-        ingest.handle(topics.up(batch.device, "chunk"), payload)
-    db.close()
+        out += ingest.handle(topics.up(batch.device, "chunk"), payload)
+    return [envelope.decode(o.payload).message for o in out]
 
 
 def _server(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(BIN / "sohoa-server"), *args], env=env, capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+                          text=True, timeout=300)  # fmt: skip
 
 
-def _pages(url: str) -> list[tuple[object, ...]]:
-    with psycopg.connect(url) as con:
-        return con.execute("SELECT id, page_id, capture_sha256 FROM pages ORDER BY id").fetchall()
+def _catalogue(db: Database) -> list[tuple[object, ...]]:
+    return [
+        tuple(r)
+        for r in db.read().execute(
+            "SELECT p.id, p.page_id, p.capture_sha256, x.name, x.sha256, x.path, x.state"
+            " FROM pages p JOIN parts x ON x.page_pk = p.id ORDER BY p.id, x.name"
+        )
+    ]
 
 
-def test_restore_runbook(tmp_path: Path, pg_cluster: PostgresCluster, broker: Broker) -> None:
-    live, live_dir = pg_cluster.create_database("live"), tmp_path / "live"
-    live_dir.mkdir()
-    seed(live_dir, ["Quyết định số 12/QĐ-UBND", "Trang hai"], database=live)
-    keys.load_or_create(live_dir)
-    db = Database(live)
+def test_runbook_r7_names_the_commands_the_drill_runs() -> None:
+    text = (REPO / "docs" / "operations.md").read_text()
+    r7 = text[text.index("### R7.") : text.index("### R8.")]
+    for command in RUNBOOK:
+        assert command in r7, command
+    backup = text[text.index("## 8. Sao lưu") : text.index("## 9.")]
+    assert "sohoa-server\nbackup" in backup or "sohoa-server backup" in backup
+    unit = (REPO / "systemd" / "sohoa-backup.service").read_text()
+    assert "ExecStart=/opt/sohoa/.venv/bin/sohoa-server backup " in unit
+
+
+@pytest.mark.slow
+def test_restore_drill(tmp_path: Path, database: Path | str) -> None:
+    data = tmp_path / "archive"
+    data.mkdir()
+    if isinstance(database, Path):  # the embedded default: the catalogue in the data folder
+        database = data / "archive.sqlite3"
+        url = f"sqlite:///{database}"
+    else:
+        url = database
+    db = Database(database)
+    ingest = Ingest(db, Store(data / "store"), signing_key=keys.load_or_create(data))
+    batches = _batches()
+    for batch in batches:
+        assert not [m for m in _send(ingest, batch) if isinstance(m, Reject)]
     audit.record(db, "admin", "export.bag", "000.00.00.H53.1998.01.HT", {})
+    before = _catalogue(db)
     db.close()
+    assert len({r[1] for r in before}) == 3 and {r[6] for r in before} == {"committed"}
 
-    # Backup, in the runbook's order: the database first, then the files.
-    dump = tmp_path / "sohoa.dump"
-    subprocess.run([str(pg_cluster.bin / "pg_dump"), "-Fc", "-d", live, "-f", str(dump)],
-                   check=True, capture_output=True)  # fmt: skip
-    backup = tmp_path / "backup"
-    shutil.copytree(live_dir, backup)
-
-    # Restore onto a new machine: an empty database and data folder.
-    restored, restored_dir = pg_cluster.create_database("restored"), tmp_path / "restored"
-    subprocess.run(
-        [str(pg_cluster.bin / "pg_restore"), "--clean", "--if-exists", "--no-owner", "-d",
-         restored, str(dump)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    shutil.copytree(backup, restored_dir)
-
+    secret = tmp_path / "backup-password"
+    secret.write_text("khóa-sao-lưu-ngoại-tuyến\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOHOA_")}
-    env.update(SOHOA_DATA_DIR=str(restored_dir), SOHOA_DATABASE_URL=restored,
-               SOHOA_MQTT_URL=broker.url)  # fmt: skip
-    doctor = _server(env, "doctor")
-    assert "[ OK ] Cơ sở dữ liệu" in doctor.stdout and "[ OK ] Kho tệp" in doctor.stdout
-    assert "Khóa ký biên nhận có tại" in doctor.stdout, doctor.stdout
+    env.update(SOHOA_DATA_DIR=str(data), SOHOA_DATABASE_URL=url,
+               SOHOA_BACKUP_REPOSITORY=str(tmp_path / "restic-repo"),
+               SOHOA_BACKUP_PASSWORD_FILE=str(secret), SOHOA_INGEST="false")  # fmt: skip
+    backup = _server(env, "backup")
+    assert backup.returncode == 0, backup.stderr
+    assert "snapshot " in backup.stdout
+
+    # The disk dies: the database and every file of the archive are gone.
+    key = (data / keys.KEY_FILE).read_bytes()
+    shutil.rmtree(data)
+    if isinstance(database, str):
+        name = database.rsplit("/", 1)[1]
+        admin = database.rsplit("/", 1)[0] + "/postgres"
+        with psycopg.connect(admin, autocommit=True) as con:
+            con.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            con.execute(f'CREATE DATABASE "{name}"')  # the new machine's empty createdb
+    data.mkdir()
+
+    restore = _server(env, "restore")
+    assert restore.returncode == 0, restore.stderr + restore.stdout
+    assert "3 page(s) in the catalogue" in restore.stdout
+    again = _server(env, "restore")  # never over an archive that holds pages
+    assert again.returncode == 2 and "--force" in again.stderr
+
+    fixity = _server(env, "fixity", "check", "--rate-mb", "0")
+    assert fixity.returncode == 0, fixity.stderr
+    assert f"finished: {len(before)} part(s)" in fixity.stdout and " 0 damaged" in fixity.stdout
     verify = _server(env, "audit", "verify")
     assert verify.returncode == 0, verify.stderr
-    assert _pages(restored) == _pages(live) and len(_pages(live)) == 2
-    # The same receipt key: stations keep accepting receipts.
-    assert (
-        _server(env, "receipt-key").stdout
-        == _server(
-            {**env, "SOHOA_DATA_DIR": str(live_dir), "SOHOA_DATABASE_URL": live}, "receipt-key"
-        ).stdout
-    )
+    assert (data / keys.KEY_FILE).read_bytes() == key  # stations keep trusting receipts
 
-    def files(root: Path) -> list[Path]:
-        return sorted(p.relative_to(root) for p in (root / "store").rglob("*"))
+    db = Database(database)
+    try:
+        assert _catalogue(db) == before
+        files = sorted(p for p in (data / "store").rglob("*") if p.is_file())
+        # A station that lost track sends everything again: its query first, then all of it.
+        ingest = Ingest(db, Store(data / "store"), signing_key=keys.load_or_create(data))
+        for batch in batches:
+            all_parts = {(pg.page_id, name) for pg in batch.pages for name in pg.parts}
+            for _ in ("before re-sending", "after"):
+                ask = Query(device_id=batch.device, msg_id=os.urandom(16).hex(), sent_at=1.0,
+                            batch_ids=(batch.batch_id,))  # fmt: skip
+                (state,) = [
+                    envelope.decode(o.payload).message
+                    for o in ingest.handle(topics.up(batch.device, "query"), envelope.encode(ask))
+                ]
+                # "Already have": known, complete, every part of every page committed.
+                assert isinstance(state, BatchState) and state.known and state.complete
+                assert {(p.page_id, p.part) for p in state.parts if p.committed} == all_parts
+                assert len(state.parts) == len(all_parts)
+                replies = _send(ingest, batch)  # the manifest and every chunk once more
+                assert not [m for m in replies if isinstance(m, Reject)], replies
+                new = {(p.page_id, p.part) for m in replies if isinstance(m, Receipt)
+                       for p in m.committed}  # fmt: skip
+                assert new <= all_parts  # a receipt may be repeated, never for something else
+        assert _catalogue(db) == before  # no page, part or file twice
+        assert sorted(p for p in (data / "store").rglob("*") if p.is_file()) == files
+    finally:
+        db.close()
 
-    assert files(restored_dir) and files(restored_dir) == files(live_dir)
+
+def test_backup_needs_a_repository_and_its_password(tmp_path: Path) -> None:
+    data = tmp_path / "archive"
+    Database(data / "archive.sqlite3").close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOHOA_")}
+    env.update(SOHOA_DATA_DIR=str(data), SOHOA_INGEST="false")
+    none = _server(env, "backup")
+    assert none.returncode == 78 and "backup_repository" in none.stderr
+    right, wrong = tmp_path / "right", tmp_path / "wrong"
+    right.write_text("đúng\n")
+    wrong.write_text("sai\n")
+    env["SOHOA_BACKUP_REPOSITORY"] = str(tmp_path / "repo")
+    first = _server({**env, "SOHOA_BACKUP_PASSWORD_FILE": str(right)}, "backup")
+    assert first.returncode == 0, first.stderr
+    assert "initialised the restic repository" in first.stdout
+    refused = _server({**env, "SOHOA_BACKUP_PASSWORD_FILE": str(wrong)}, "backup")
+    assert refused.returncode == 78 and "does not open" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -6,8 +6,10 @@ Keys that make ingest idempotent are UNIQUE constraints, never check-then-insert
 ``batches(device_id, batch_id)``, ``pages(device_id, page_id)``, ``parts(page_pk, name)``,
 ``chunks(part_pk, offset, length)``. ``synchronous=FULL``: in WAL mode NORMAL "might roll
 back following a power loss" (docs/research/reliability.md §1.4) and a receipt promises durability
-(PostgreSQL: ``synchronous_commit`` stays on, its default). One connection per thread;
-several ingest workers (threads or processes) may share a database.
+(PostgreSQL: ``synchronous_commit`` stays on, its default). SQLite: one connection per
+thread. PostgreSQL: a bounded pool per process (``database_pool_size``, server.store.pg.Pool):
+a write transaction holds a connection, a read borrows one per statement. Several ingest
+workers and web processes (on several hosts) may share a database.
 
 Writers serialize on both engines: SQLite's ``BEGIN IMMEDIATE`` takes the database's write
 lock, and on PostgreSQL every write transaction first takes one transaction-level advisory
@@ -32,7 +34,7 @@ from typing import Any, Literal, Protocol
 import psycopg
 
 from server.store import pg
-from server.store.pg import PgConnection
+from server.store.pg import PgConnection, Pool
 
 SCHEMA_VERSION = 1
 
@@ -402,14 +404,25 @@ class Database:
     """The catalogue. ``Database(path)`` opens (creating) a SQLite file;
     ``Database("postgresql://…")`` a PostgreSQL database whose schema it creates."""
 
-    def __init__(self, target: Path | str, password: str | None = None) -> None:
+    def __init__(
+        self,
+        target: Path | str,
+        password: str | None = None,
+        pool_size: int = pg.DEFAULT_POOL_SIZE,
+    ) -> None:
         self.dialect: Literal["sqlite", "postgresql"]
         self._local = threading.local()
         self._password = password
+        self.pool_size = pool_size
+        self._pool: Pool | None = None
+        self._pool_lock = threading.Lock()
         if is_postgres_url(target):
             self.dialect = "postgresql"
             self.url = str(target)
             self.path: Path | None = None
+            # One direct connection first: a wrong password or an absent server is reported
+            # as libpq words it, not as a pool that timed out waiting.
+            pg.connect(self.url, self._password).close()
             self._create_postgres()
         else:
             self.dialect = "sqlite"
@@ -500,40 +513,50 @@ class Database:
             self._local.con = con
         return con
 
-    def _postgres(self) -> PgConnection:
-        con: PgConnection | None = getattr(self._local, "con", None)
-        if con is None or con.raw.closed:
-            con = pg.connect(self.url, self._password)
-            self._local.con = con
-        return con
+    def pool(self) -> Pool:
+        """PostgreSQL: this process's pool (opened on first use, again after close())."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = Pool(self.url, self._password, self.pool_size)
+            return self._pool
 
     def connect(self) -> Connection:
-        """This thread's connection (made on first use)."""
-        return self._sqlite() if self.dialect == "sqlite" else self._postgres()
+        """SQLite: this thread's connection (made on first use). PostgreSQL: statements run
+        on the connection this thread holds for a transaction, else each on a pooled one."""
+        return self._sqlite() if self.dialect == "sqlite" else self.pool().connection()
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
         """One write transaction; writers queue on a lock instead of failing mid-way
         (SQLite: BEGIN IMMEDIATE; PostgreSQL: a transaction-level advisory lock)."""
-        con = self.connect()
         if self.dialect == "sqlite":
+            con: Connection = self.connect()
             con.execute("BEGIN IMMEDIATE")
-        else:
-            con.execute("BEGIN")
-        try:
-            if self.dialect == "postgresql":
-                con.execute("SELECT pg_advisory_xact_lock(?)", (_PG_WRITE_LOCK,))
-            yield con
-        except BaseException:
-            self._rollback(con)
-            raise
-        con.execute("COMMIT")
+            try:
+                yield con
+            except BaseException:
+                self._rollback(con)
+                raise
+            con.execute("COMMIT")
+            return
+        with self.pool().hold() as held:
+            held.execute("BEGIN")
+            try:
+                held.execute("SELECT pg_advisory_xact_lock(?)", (_PG_WRITE_LOCK,))
+                yield held
+            except BaseException:
+                self._rollback(held)
+                raise
+            held.execute("COMMIT")
 
     def _rollback(self, con: Connection) -> None:
         try:
             con.execute("ROLLBACK")
         except OPERATIONAL_ERRORS:  # the connection itself broke: start afresh next time
-            self.close()
+            if isinstance(con, PgConnection):
+                con.close()  # the pool discards it
+            else:
+                self.close()
 
     def read(self) -> Connection:
         return self.connect()
@@ -602,7 +625,12 @@ class Database:
             )
 
     def close(self) -> None:
-        con: sqlite3.Connection | PgConnection | None = getattr(self._local, "con", None)
+        """SQLite: this thread's connection. PostgreSQL: the pool, every connection of it."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
         if con is not None:
             try:
                 con.close()

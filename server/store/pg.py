@@ -4,6 +4,10 @@ The server's SQL is written once, in the subset both engines share: ``?`` placeh
 ``INSERT … ON CONFLICT``, ``RETURNING``, quoted ``"offset"``, ``CASE`` instead of boolean
 arithmetic. This module adapts the rest, so no caller branches on the engine except search:
 
+- :class:`Pool` bounds the connections one process holds (``database_pool_size``): a write
+  transaction holds one for its length, a read outside a transaction borrows one for one
+  statement (:class:`PooledConnection`), so the number of web threads or ingest workers does
+  not set the number of connections;
 - :class:`PgConnection` rewrites ``?`` to psycopg's ``%s`` (cached per statement) and returns
   rows that, like ``sqlite3.Row``, answer both ``row[0]`` and ``row["name"]``;
 - :func:`ddl` turns the SQLite table definitions into PostgreSQL ones (identity keys, double
@@ -18,12 +22,24 @@ arithmetic. This module adapts the rest, so no caller branches on the engine exc
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
 import psycopg
+from psycopg import pq
 from psycopg.rows import RowMaker
+from psycopg_pool import ConnectionPool
+
+# Connections one server process holds at most (database_pool_size): web threads and the
+# ingest worker share them. Requests beyond it queue in the process, not in PostgreSQL.
+DEFAULT_POOL_SIZE = 8
+# How long a statement waits for a free connection before failing (PoolTimeout, an
+# OperationalError: the web answers 503, ingest leaves the messages unacknowledged).
+POOL_TIMEOUT_S = 30.0
+APPLICATION_NAME = "sohoa-server"
 
 # What a row of each engine answers to: position and column name.
 
@@ -94,12 +110,130 @@ class PgConnection:
         self.raw.close()
 
 
-def connect(url: str, password: str | None = None) -> PgConnection:
-    kwargs: dict[str, Any] = {"autocommit": True, "row_factory": _row_factory}
+def _kwargs(password: str | None) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "autocommit": True,
+        "row_factory": _row_factory,
+        "application_name": APPLICATION_NAME,
+    }
     if password is not None:
         kwargs["password"] = password
-    con: psycopg.Connection[PgRow] = psycopg.connect(url, **kwargs)
+    return kwargs
+
+
+def connect(url: str, password: str | None = None) -> PgConnection:
+    """One connection outside any pool (start-up checks, one-off tools)."""
+    con: psycopg.Connection[PgRow] = psycopg.connect(url, **_kwargs(password))
     return PgConnection(con)
+
+
+class Rows:
+    """A statement's result, read whole while its connection was borrowed: what the server
+    uses of a cursor (``rowcount``, ``fetchone``, ``fetchall``, iteration)."""
+
+    __slots__ = ("_at", "_rows", "rowcount")
+
+    def __init__(self, cursor: psycopg.Cursor[PgRow]) -> None:
+        self.rowcount = cursor.rowcount
+        self._rows: list[PgRow] = cursor.fetchall() if cursor.description is not None else []
+        self._at = 0
+
+    def fetchone(self) -> PgRow | None:
+        if self._at >= len(self._rows):
+            return None
+        self._at += 1
+        return self._rows[self._at - 1]
+
+    def fetchall(self) -> list[PgRow]:
+        rest, self._at = self._rows[self._at :], len(self._rows)
+        return rest
+
+    def __iter__(self) -> Iterator[PgRow]:
+        while (row := self.fetchone()) is not None:
+            yield row
+
+
+class Pool:
+    """At most ``size`` connections to one database for this process.
+
+    A thread holds a connection for a write transaction (:meth:`hold`); any other statement
+    borrows one for its own length (:meth:`connection`). Inside :meth:`hold`, every statement
+    of the thread, however it reached the database, runs on the held connection: it sees the
+    transaction's own writes, as with the per-thread connection this replaces."""
+
+    def __init__(
+        self, url: str, password: str | None, size: int, timeout: float = POOL_TIMEOUT_S
+    ) -> None:
+        self.size = size
+        self._local = threading.local()
+        self._pool: ConnectionPool[psycopg.Connection[PgRow]] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=size,
+            kwargs=_kwargs(password),
+            timeout=timeout,
+            name=APPLICATION_NAME,
+            open=True,
+        )
+
+    def held(self) -> PgConnection | None:
+        con: PgConnection | None = getattr(self._local, "con", None)
+        return con
+
+    @contextmanager
+    def hold(self) -> Iterator[PgConnection]:
+        """This thread's connection until the block ends (re-entrant)."""
+        held = self.held()
+        if held is not None:
+            yield held
+            return
+        raw = self._pool.getconn()
+        con = PgConnection(raw)
+        self._local.con = con
+        try:
+            yield con
+        finally:
+            self._local.con = None
+            self._give_back(raw)
+
+    def _give_back(self, raw: psycopg.Connection[PgRow]) -> None:
+        broken = raw.closed or raw.pgconn.status != pq.ConnStatus.OK
+        self._pool.putconn(raw)  # a broken or mid-transaction one is discarded / rolled back
+        if broken:  # the server restarted: the idle ones are dead too, drop them now
+            self._pool.check()
+
+    def connection(self) -> PooledConnection:
+        return PooledConnection(self)
+
+    def stats(self) -> dict[str, int]:
+        return dict(self._pool.get_stats())
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+class PooledConnection:
+    """The connection API over a :class:`Pool`: a statement runs on the thread's held
+    connection, else on one borrowed for it (autocommit: its own transaction either way)."""
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[PgRow] | Rows:
+        held = self._pool.held()
+        if held is not None:
+            return held.execute(sql, parameters)
+        with self._pool.hold() as con:
+            return Rows(con.execute(sql, parameters))
+
+    def executemany(
+        self, sql: str, seq: Iterable[Sequence[Any]], /
+    ) -> psycopg.Cursor[PgRow] | Rows:
+        held = self._pool.held()
+        if held is not None:
+            return held.executemany(sql, seq)
+        with self._pool.hold() as con:
+            return Rows(con.executemany(sql, seq))
 
 
 def ddl(sqlite_schema: str) -> str:
