@@ -112,7 +112,7 @@ def _station_proc(
             msg = Telemetry(
                 device_id=device, msg_id=uuid.uuid4().hex, sent_at=time.time(), queue_pages=r,
                 queue_bytes=r * 70_000, disk_free_bytes=20_000_000_000 - r, agent_state="idle",
-                last_error="" if (first + i) % 50 else "scanner_missing: no scanner found",
+                last_error="" if (first + i) % 50 else "scanner_not_found: no SANE device",
             )  # fmt: skip
             clients[i].publish(topics.up(device, "telemetry"), envelope.encode(msg), qos=0)
         done.put((first, r, time.time()))
