@@ -41,7 +41,9 @@ import pstats
 import queue
 import random
 import shutil
+import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
@@ -101,6 +103,43 @@ def messages(batch: BatchSrc, chunk_size: int) -> list[tuple[str, bytes]]:
 # Where each run's catalogue lives: a SQLite file in the run's directory, or (--engine
 # postgresql) a fresh database on the benchmark's PostgreSQL server.
 CLUSTER = None
+SPY: Path | None = None  # --spy: py-spy (a dev tool, not a dependency) samples the server
+
+
+def _spy(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
+    """Sample the server process (all threads, without pausing it) until SIGINT."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(exe).exists():
+        print("py-spy not found: pip install py-spy (a dev tool)", file=sys.stderr)
+        return None
+    cmd = [exe, "record", "-p", str(pid), "-f", "raw", "-o", str(out), "-r", "250",
+           "--nonblocking", "--threads"]  # fmt: skip
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def spy_report(raw: Path, n: int = 25) -> list[str]:
+    """Per thread: its share of the samples, then the frames with the most samples under
+    them (inclusive) and where the time is spent (self), our code's frames named."""
+    from collections import Counter
+
+    threads: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        k = int(count)
+        total += k
+        threads[frames[0]] += k
+        for f in set(frames[1:]):
+            incl[f] += k
+        own[frames[-1]] += k
+    out = [f"{total} samples at 250 Hz"]
+    out += [f"  thread {t}: {k / total:.0%}" for t, k in threads.most_common(6)]
+    out += ["inclusive:"] + [f"  {k / total:5.1%}  {f}" for f, k in incl.most_common(n)]
+    out += ["self:"] + [f"  {k / total:5.1%}  {f}" for f, k in own.most_common(n)]
+    return out
 
 
 def new_database(work: Path) -> Path | str:
@@ -355,6 +394,7 @@ def mqtt_run(batches: list[BatchSrc], chunk_size: int, servers: int) -> Run:
             stream = chunks
         else:
             stream = manifests + chunks
+        spy = _spy(running[0].proc.pid, SPY / f"server-{servers}.raw") if SPY and running else None  # type: ignore[union-attr]
         started = time.perf_counter()
         for topic, payload in stream:
             device.publish(topic, payload, qos=1)
@@ -372,6 +412,9 @@ def mqtt_run(batches: list[BatchSrc], chunk_size: int, servers: int) -> Run:
             elif ev == "all":
                 break
         seconds = time.perf_counter() - started
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
         assert rejects == 0, f"{rejects} rejects"
     finally:
         for client in clients:
@@ -431,8 +474,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--mqtt-pages", type=int, default=400)
     parser.add_argument("--no-mqtt", action="store_true", help="skip the Mosquitto runs")
     parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--spy", type=Path, help="py-spy the first server process, raw here")
+    parser.add_argument("--mqtt-only", action="store_true", help="only the Mosquitto rows")
     args = parser.parse_args(argv)
     (ROOT / ".bench-tmp").mkdir(exist_ok=True)
+    if args.spy:
+        global SPY
+        SPY = args.spy
+        SPY.mkdir(parents=True, exist_ok=True)
     if args.engine == "postgresql":
         global CLUSTER
         from pgcluster import PostgresCluster
@@ -473,7 +522,7 @@ def main(argv: list[str]) -> int:
 
 def postgres_main(args: argparse.Namespace) -> int:
     batches = make_batches(args.pages, args.batch)
-    runs = in_process_runs(batches)
+    runs = [] if args.mqtt_only else in_process_runs(batches)
     if not args.no_mqtt:
         mqtt_batches = make_batches(args.mqtt_pages, args.batch, seed=8)
         for servers in (1, 2):
@@ -481,4 +530,8 @@ def postgres_main(args: argparse.Namespace) -> int:
     assert CLUSTER is not None
     version = CLUSTER._run(str(CLUSTER.bin / "postgres"), "--version").stdout.strip()
     print_runs(args, f"{version} (same machine, loopback)", runs)
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f}")
+    for raw in sorted(SPY.glob("server-*.raw")) if SPY else []:
+        print(f"\npy-spy of the first server process, {raw.stem}:")
+        print("\n".join(spy_report(raw)))
     return 0

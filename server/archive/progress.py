@@ -75,13 +75,15 @@ def communes(db: Database, today: dt.date | None = None) -> list[CommuneProgress
     since = time.mktime(first.timetuple())
     of_device = device_communes(db)
     out: dict[str, CommuneProgress] = {}
+    listed: set[str] = set()  # a province's 1,000 stations: no list scan per row
 
     def entry(device: str) -> CommuneProgress:
         name = of_device.get(device, UNASSIGNED)
         found = out.get(name)
         if found is None:
             found = out[name] = CommuneProgress(name)
-        if device not in found.devices:
+        if device not in listed:
+            listed.add(device)
             found.devices.append(device)
         return found
 

@@ -1,0 +1,367 @@
+"""Benchmark: search over a province's archive, 1,000,000 pages on PostgreSQL (issue 19:
+p95 ≤ 50 ms, direct and through the HTTP API).
+
+    python -m bench search_million [--pages 1000000] [--queries 100] [--http 30] [--naive 5]
+                                   [--url URL] [--keep]
+
+Builds the archive fast on a throwaway PostgreSQL server (tests/pgcluster.py): batches and
+pages from ``generate_series``, then page texts and both search vectors with ``COPY`` from
+``--workers`` processes (GIN indexes dropped during the load and built after it, foreign keys
+not checked during the load: the rows are consistent by construction), then ``VACUUM
+ANALYZE``. The vectors are exactly what ``Database.index_text`` stores (``pg.tsvector`` of the
+NFC text, folded and lower-cased), so search runs on what ingest would have built.
+
+Pages are varied Vietnamese text (NFC): a commune record from ``tests/records/texts.py`` (five
+kinds, names, dates, numbers, places) followed by lines of the administrative vocabulary of
+``bench/search.py`` drawn Zipf-like to ~2 KB, one person's name, and, on ~30 % of pages, a
+phrase from a list of rarer subjects (dikes, floods, livestock disease …), itself drawn
+Zipf-like so that the rarest are on ~0.1 % of pages.
+
+Measured in the same run, on the same queries: ``server.archive.search.search`` (what both the
+search page and the API call: ranking, snippets, access checks, metadata hits), the HTTP API
+(``GET /api/v1/search``, FastAPI TestClient: auth, routing, JSON), and two baselines on a few
+queries per class: ``ts_rank`` of every match (no candidate window) and a ``LIKE`` scan of the
+page text. Query classes: common words (1–3, with and without diacritics), rare subjects,
+people's names (3 words: a phrase on a few hundred pages), a common word with a rare one, and
+a quoted phrase. ``--url`` reuses a database built before (``--keep`` leaves the cluster up
+and prints its URL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+import unicodedata
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.search import _vocabulary, exhaustive, matches, naive, pct, timed
+from server.store import pg
+from server.store.db import Database, fold
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Rarer subjects of commune paperwork, most common first (Zipf-like over the list).
+RARE = (
+    "cầu tràn", "giống lúa", "lụt bão", "mẫu giáo", "kênh mương", "sạt lở đất", "hạn hán",
+    "xâm nhập mặn", "rừng phòng hộ", "dịch tả lợn châu phi", "cúm gia cầm", "đê điều",
+    "nước sạch", "chợ nông thôn", "nhà văn hóa", "đường giao thông liên thôn", "điện chiếu sáng",
+    "bia tưởng niệm", "nghĩa trang liệt sĩ", "trạm bơm", "ao hồ", "bãi bồi ven sông",
+    "khai thác cát", "gỗ rừng trồng", "vườn cây ăn quả", "chăn nuôi bò sữa", "nuôi trồng thủy sản",
+    "làng nghề mây tre đan", "di tích lịch sử", "lễ hội đình làng", "quỹ tín dụng nhân dân",
+    "hợp tác xã", "bếp ăn bán trú", "học bổng khuyến học", "người cao tuổi", "trẻ em mồ côi",
+    "bạo lực gia đình", "ma túy", "cai nghiện", "tạm trú", "lưu trú", "căn cước công dân",
+    "giấy xác nhận độc thân", "trích lục khai sinh", "cải chính hộ tịch", "nhận cha mẹ con",
+    "giám hộ", "mai táng phí", "trợ cấp xã hội", "nhà tình nghĩa", "sổ đỏ", "tranh chấp ranh giới",
+    "lấn chiếm hành lang", "xây dựng trái phép", "cháy rừng", "động đất", "lốc xoáy",
+    "mưa đá", "rét đậm rét hại", "sâu cuốn lá",
+)  # fmt: skip
+NAMES = (
+    ("Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Võ", "Đặng", "Bùi", "Đỗ", "Hồ", "Ngô"),
+    ("Văn", "Thị", "Hữu", "Đức", "Minh", "Ngọc", "Thanh", "Quang", "Xuân", "Kim", "Công"),
+    ("Hùng", "Lan", "Dũng", "Hương", "Tuấn", "Mai", "Khánh", "Phượng", "Thắng", "Yến", "Nghĩa",
+     "Hạnh", "Quý", "Trường", "Liễu", "Đạt", "Thủy", "Lộc", "Ánh", "Sơn", "Huệ", "Cường"),
+)  # fmt: skip
+RECORDS = 2000  # records drawn once, each page takes one at random
+DEVICES = 100  # one station per commune of the province
+
+
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
+def _records() -> list[str]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from records.texts import KINDS, record
+
+    out = []
+    for n in range(RECORDS):
+        blocks = record(KINDS[n % len(KINDS)], n)
+        lines = [b.text for b in blocks if b.text]
+        lines += [" ".join(cells) for b in blocks for cells in b.rows]
+        out.append("\n".join(lines))
+    return out
+
+
+class Pages:
+    """Deterministic page texts: page ``n``'s text depends on ``n`` and the seed only."""
+
+    def __init__(self, seed: int = 19) -> None:
+        self.records = _records()
+        self.words, self.weights = _vocabulary(seed)
+        self.rare_weights = [1.0 / (r + 1) ** 1.1 for r in range(len(RARE))]
+
+    def text(self, n: int) -> str:
+        rng = random.Random(n)
+        lines = [rng.choice(self.records)]
+        name = " ".join(rng.choice(part) for part in NAMES)
+        lines.append(f"Người ký: {name}")
+        if rng.random() < 0.3:
+            subject = rng.choices(RARE, self.rare_weights)[0]
+            lines.append(f"Về việc {subject} tại thôn {rng.randint(1, 12)}")
+        size = sum(len(x.encode()) + 1 for x in lines)
+        while size < 2000:
+            line = " ".join(rng.choices(self.words, self.weights, k=rng.randint(8, 14)))
+            line = line[0].upper() + line[1:]
+            lines.append(line)
+            size += len(line.encode()) + 1
+        rng.shuffle(lines)
+        return _nfc("\n".join(lines))
+
+
+def _load(url: str, first: int, count: int) -> int:
+    """COPY pages [first, first + count) into page_text and both search tables."""
+    import psycopg
+
+    pages = _PAGES
+    assert pages is not None
+    text_rows, folded_rows, exact_rows = [], [], []
+    for pk in range(first, first + count):
+        text = pages.text(pk)
+        text_rows.append((pk, text))
+        folded_rows.append((pk, pg.tsvector(fold(text))))
+        exact_rows.append((pk, pg.tsvector(text.lower())))
+    with psycopg.connect(url) as con:
+        con.execute("SET session_replication_role = replica")  # no FK triggers: see docstring
+        with con.cursor() as cur:
+            for table, columns, rows in (
+                ("page_text", "page_pk, text", text_rows),
+                ("page_search_folded", "page_pk, vec", folded_rows),
+                ("page_search_exact", "page_pk, vec", exact_rows),
+            ):
+                with cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+    return count
+
+
+_PAGES: Pages | None = None
+
+
+def _init_worker() -> None:
+    global _PAGES
+    _PAGES = Pages()
+
+
+def _load_args(args: tuple[str, int, int]) -> int:
+    return _load(*args)
+
+
+def build(url: str, total: int, workers: int) -> float:
+    """The archive of ``total`` pages at ``url``; seconds."""
+    import psycopg
+
+    started = time.perf_counter()
+    Database(url).close()  # the server's schema
+    with psycopg.connect(url, autocommit=True) as con:
+        con.execute("DROP INDEX page_search_folded_vec, page_search_exact_vec")
+        con.execute(
+            "INSERT INTO devices(device_id, first_seen, last_seen)"
+            " SELECT 'xa-' || lpad(g::text, 3, '0'), 0, 0 FROM generate_series(1, %s) g",
+            (DEVICES,),
+        )
+        batches = (total + 99) // 100
+        con.execute(
+            "INSERT INTO batches(id, device_id, batch_id, created_at, received_at, page_count,"
+            " source, agent_version) SELECT g, 'xa-' || lpad((1 + g %% %s)::text, 3, '0'),"
+            " lpad(to_hex(g), 32, '0'), 0, 0, 100, 'scan', 'bench'"
+            " FROM generate_series(1, %s) g",
+            (DEVICES, batches),
+        )
+        con.execute(
+            "INSERT INTO pages(id, batch_pk, device_id, page_id, page_no, capture_sha256,"
+            " capture_size, dpi, width_px, height_px, colour)"
+            " SELECT g, 1 + (g - 1) / 100, 'xa-' || lpad((1 + (1 + (g - 1) / 100) %% %s)::text,"
+            " 3, '0'), lpad(to_hex(g), 32, '0'), 1 + (g - 1) %% 100, '', 0, 300, 2480, 3508, 1"
+            " FROM generate_series(1, %s) g",
+            (DEVICES, total),
+        )
+        for table in ("batches", "pages"):
+            con.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}"
+            )
+    chunk = 5000
+    jobs = [(url, first, min(chunk, total + 1 - first)) for first in range(1, total + 1, chunk)]
+    done = 0
+    with multiprocessing.get_context("fork").Pool(workers, _init_worker) as pool:
+        for n in pool.imap_unordered(_load_args, jobs):
+            done += n
+            if done % 100_000 < chunk:
+                rate = done / (time.perf_counter() - started)
+                print(f"  {done:,} pages loaded ({rate:,.0f} pages/s)", flush=True)
+    with psycopg.connect(url, autocommit=True) as con:
+        con.execute("SET maintenance_work_mem = '1GB'")
+        for table in ("page_search_folded", "page_search_exact"):
+            t = time.perf_counter()
+            con.execute(f"CREATE INDEX {table}_vec ON {table} USING gin (vec)")
+            print(f"  GIN index on {table}: {time.perf_counter() - t:.0f} s", flush=True)
+        t = time.perf_counter()
+        con.execute("VACUUM ANALYZE")  # as autovacuum would, soon after a bulk load
+        print(f"  VACUUM ANALYZE: {time.perf_counter() - t:.0f} s", flush=True)
+    return time.perf_counter() - started
+
+
+def queries(n: int, seed: int = 1919) -> dict[str, list[str]]:
+    """``n`` queries per class."""
+    words, weights = _vocabulary(19)
+    rng = random.Random(seed)
+    out: dict[str, list[str]] = {}
+    for k in (1, 2, 3):
+        picked = [" ".join(rng.choices(words, weights, k=k)) for _ in range(n)]
+        out[f"common, {k} word{'s' if k > 1 else ''}, diacritics"] = picked
+        out[f"common, {k} word{'s' if k > 1 else ''}, none"] = [fold(q) for q in picked]
+    rare = [rng.choice(RARE) for _ in range(n)]
+    out["rare subject, diacritics"] = rare
+    out["rare subject, none"] = [fold(q) for q in rare]
+    names = [" ".join(rng.choice(part) for part in NAMES) for _ in range(n)]
+    out["person's name, diacritics"] = names
+    out["person's name, none"] = [fold(q) for q in names]
+    out["common + rare word, none"] = [
+        f"{fold(rng.choices(words, weights)[0])} {fold(rng.choice(RARE).split()[-1])}"
+        for _ in range(n)
+    ]
+    out['quoted phrase "…"'] = [
+        '"' + " ".join(rng.choices(words, weights, k=2)) + '"' for _ in range(n)
+    ]
+    return out
+
+
+def _pg_cpu(db: Database) -> float:
+    """CPU seconds used so far by every process of the PostgreSQL server (backends and
+    background workers; read from /proc: the server is on this machine)."""
+    pids = [int(r[0]) for r in db.read().execute("SELECT pid FROM pg_stat_activity")]
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def cpu_timed(
+    db: Database, run: Callable[[str], object], qs: list[str]
+) -> tuple[list[float], float]:
+    """Wall times (ms) of each query, and the CPU per query (ms, mean) of this process and
+    the PostgreSQL server together: what a loaded machine does not inflate."""
+    cpu = time.process_time() + _pg_cpu(db)
+    times = timed(run, qs)
+    return times, (time.process_time() + _pg_cpu(db) - cpu) / max(1, len(qs)) * 1000
+
+
+def _version(db: Database) -> str:
+    return str(db.read().execute("SELECT version()").fetchone()[0]).split(" on ")[0]
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench search_million", description=__doc__)
+    parser.add_argument("--pages", type=int, default=1_000_000)
+    parser.add_argument("--queries", type=int, default=100, help="per class")
+    parser.add_argument("--http", type=int, default=30, help="per class through the API")
+    parser.add_argument("--naive", type=int, default=5, help="per class, both baselines")
+    parser.add_argument("--workers", type=int, default=2, help="processes building the pages")
+    parser.add_argument("--url", help="a database built by an earlier run (--keep)")
+    parser.add_argument("--keep", action="store_true", help="leave the cluster running")
+    parser.add_argument("--build-only", action="store_true", help="build (implies --keep), stop")
+    args = parser.parse_args(argv)
+    args.keep = args.keep or args.build_only
+
+    import tempfile
+
+    from fastapi.testclient import TestClient
+
+    from server.app import create_app
+    from server.archive import auth, search
+    from server.archive.catalog import Catalog
+    from server.archive.records import Records
+    from server.config import ServerSettings
+
+    cluster = None
+    build_s = float("nan")
+    url = args.url
+    if url is None:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from pgcluster import PostgresCluster
+
+        cluster = PostgresCluster().start()
+        url = cluster.create_database("bench")
+        build_s = build(url, args.pages, args.workers)
+        if args.keep:
+            print(f"cluster left running: {url}  (data {cluster.root})", flush=True)
+        if args.build_only:
+            return 0
+    work = Path(tempfile.mkdtemp(prefix="sohoa-bench-search1m-"))
+    settings = ServerSettings(data_dir=work, ingest=False, database_url=url)
+    db = Database(url)
+    con = db.read()
+    count = int(con.execute("SELECT count(*) FROM page_text").fetchone()[0])
+    size = int(con.execute("SELECT pg_database_size(current_database())").fetchone()[0])
+    catalog = Catalog(db)
+    records = Records(db)
+    reader = auth.get_user(con, "bench") or auth.add_user(db, "bench", "viewer", None)
+    token = auth.create_token(db, "bench")
+    qs = queries(args.queries)
+    load = [os.getloadavg()[0]]
+
+    def direct(q: str) -> object:
+        return search.search(catalog, records, q, reader)
+
+    Row = tuple[str, list[float], list[float], list[float], list[float], float, float, float]
+    rows: list[Row] = []
+    with TestClient(create_app(settings)) as client:
+        headers = {"Authorization": f"Bearer {token}"}
+
+        def http(q: str) -> object:
+            r = client.get("/api/v1/search", params={"q": q}, headers=headers)
+            r.raise_for_status()
+            return r
+
+        for name, items in qs.items():
+            timed(direct, items[:5])  # warm
+            d, d_cpu = cpu_timed(db, direct, items)
+            h, h_cpu = cpu_timed(db, http, items[: args.http])
+            every = timed(lambda q: exhaustive(db, q), items[: args.naive])
+            scan = timed(lambda q: naive(con, q.replace('"', "")), items[: args.naive])
+            found = statistics.mean(matches(db, q)[0] for q in items[:20])
+            rows.append((name, d, h, every, scan, found, d_cpu, h_cpu))
+            load.append(os.getloadavg()[0])
+            print(f"  {name}: p95 {pct(d, 95):.1f} ms", flush=True)
+    engine = _version(db)
+    db.close()
+    if cluster is not None and not args.keep:
+        cluster.stop()
+
+    alld = [v for r in rows for v in r[1]]
+    allh = [v for r in rows for v in r[2]]
+    print(
+        f"\n{count:,} pages, {size / 1e9:.1f} GB ({engine}), built in {build_s:.0f} s;"
+        f" {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()};"
+        f" load average (1 min) during the queries {min(load):.1f}–{max(load):.1f}\n"
+    )
+    print("| query | n | search() p50 / p95 / max (ms) | CPU per query (ms) |"
+          " HTTP API p50 / p95 (ms) | CPU per query (ms) |"
+          " ts_rank of every match p50 / p95 (ms) | LIKE scan p50 / p95 (ms) |"
+          " pages with all words (mean) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, d, h, every, scan, found, d_cpu, h_cpu in rows:
+        print(
+            f"| {name} | {len(d)} | {pct(d, 50):.1f} / {pct(d, 95):.1f} / {max(d):.1f} |"
+            f" {d_cpu:.1f} | {pct(h, 50):.1f} / {pct(h, 95):.1f} | {h_cpu:.1f} |"
+            f" {pct(every, 50):.0f} / {pct(every, 95):.0f}"
+            f" | {pct(scan, 50):.0f} / {pct(scan, 95):.0f} | {found:,.0f} |"
+        )
+    d_all = statistics.mean(r[6] for r in rows)
+    h_all = statistics.mean(r[7] for r in rows)
+    print(
+        f"| **all** | {len(alld)} | {pct(alld, 50):.1f} / **{pct(alld, 95):.1f}** /"
+        f" {max(alld):.1f} | {d_all:.1f} | {pct(allh, 50):.1f} / **{pct(allh, 95):.1f}** |"
+        f" {h_all:.1f} | | | |"
+    )
+    return 0
