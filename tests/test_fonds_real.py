@@ -63,6 +63,11 @@ def test_a_merged_communes_fonds_is_found_and_handed_over(staff: Staff, tmp_path
     for q in ("xã Xuân La", "xuan la", "huyện Pác Nặm", "pac nam", "Nghiên Loan",
               "tinh bac kan", "Thái Nguyên"):  # fmt: skip
         assert _found(staff, q) == {MA}, q
+    staff.login("viewer")  # the hồ sơ list: filtered by the fonds' places, old or new
+    for place, found in (("pac nam", True), ("Thái Nguyên", True), ("Tân Phú", False)):
+        html = staff.client.get("/ho-so", params={"place": place}).text
+        assert (f'href="/ho-so/{MA}"' in html) is found, place
+    assert "Xã Nghiên Loan (trước đây: Xã Xuân La)" in staff.client.get("/ho-so").text
     listed = _cli(staff, "fonds", "list")
     assert "Xã Nghiên Loan (trước đây: Xã Xuân La)" in listed.stdout
     assert "Huyện Pác Nặm" in listed.stdout and "Tỉnh Thái Nguyên (trước đây: Tỉnh Bắc Kạn)" in (
@@ -104,6 +109,9 @@ def test_stations_are_assigned_fonds_from_the_command_line(staff: Staff) -> None
     done = _cli(staff, "fonds", "assign", "xa-nghien-loan", "NL", "XL")
     assert done.returncode == 0, done.stderr
     assert registry.get(staff.db, "xa-nghien-loan").fonds_codes == ("NL", "XL")  # type: ignore[union-attr]
+    staff.login("admin")  # the fleet view names each station's fonds before and after 2025
+    html = staff.client.get("/stations").text
+    assert "UBND xã Xuân La — Xã Nghiên Loan (trước đây: Xã Xuân La)" in html
     for argv in (["xa-nghien-loan", "NOPE"], ["xa-unknown", "NL"]):
         refused = _cli(staff, "fonds", "assign", *argv)
         assert refused.returncode == 2 and "Traceback" not in refused.stderr, argv

@@ -249,6 +249,10 @@ TEXT: dict[str, tuple[str, str]] = {
         "Fonds codes separated by spaces; the first is the default.",
     ),
     "fonds_new": ("Thêm phông", "New fonds"),
+    "fonds_place_filter": (
+        "Lọc theo địa danh của phông (tên cũ hoặc mới):",
+        "Filter by the fonds' place (old or new name):",
+    ),
     "fonds_create": ("Tạo phông", "Create the fonds"),
     "language": ("English", "Tiếng Việt"),
 }
