@@ -157,3 +157,25 @@ def test_the_technician_chooses_the_fonds_on_the_screen(tmp_path: Path) -> None:
     finally:
         server.shutdown()
         station.outbox.close()
+
+
+def test_a_long_press_chooses_the_next_fonds_when_the_station_is_set_so(tmp_path: Path) -> None:
+    """long_press = next_fonds: button 1 held chooses the next of the station's fonds (round)
+    and scans nothing; by default a long press still scans from the alternate source."""
+    from agent.buttons import ButtonEvent
+    from agent.config import AgentSettings
+    from agent.daemon import Daemon
+    from agent.outbox import outbox as ob
+
+    settings = AgentSettings(data_dir=tmp_path, device_id="xa-nghien-loan", fonds=["NL", "XL"],
+                             long_press="next_fonds")  # fmt: skip
+    station = Daemon(settings, "boot")
+    station.outbox = ob.Outbox(settings.data_dir)
+    try:
+        held = ButtonEvent(1, "long", 0.0)
+        station._on_press(held, "alternate")
+        assert station.fonds == "XL" and station.outbox.batches() == []
+        station._on_press(held, "alternate")
+        assert station.fonds == "NL" and station.outbox.batches() == []
+    finally:
+        station.outbox.close()
