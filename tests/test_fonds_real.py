@@ -68,6 +68,11 @@ def test_a_merged_communes_fonds_is_found_and_handed_over(staff: Staff, tmp_path
         html = staff.client.get("/ho-so", params={"place": place}).text
         assert (f'href="/ho-so/{MA}"' in html) is found, place
     assert "Xã Nghiên Loan (trước đây: Xã Xuân La)" in staff.client.get("/ho-so").text
+    csv_text = staff.client.post(
+        "/api/v1/catalogue.csv", headers=staff.bearer("archivist")
+    ).content.decode("utf-8-sig")  # the catalogue export names the fonds and both places
+    assert "Phông lưu trữ" in csv_text and "UBND xã Xuân La (XL)" in csv_text
+    assert "Xã Nghiên Loan (trước đây: Xã Xuân La)" in csv_text
     listed = _cli(staff, "fonds", "list")
     assert "Xã Nghiên Loan (trước đây: Xã Xuân La)" in listed.stdout
     assert "Huyện Pác Nặm" in listed.stdout and "Tỉnh Thái Nguyên (trước đây: Tỉnh Bắc Kạn)" in (
