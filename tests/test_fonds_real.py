@@ -114,6 +114,15 @@ def test_stations_are_assigned_fonds_from_the_command_line(staff: Staff) -> None
     done = _cli(staff, "fonds", "assign", "xa-nghien-loan", "NL", "XL")
     assert done.returncode == 0, done.stderr
     assert registry.get(staff.db, "xa-nghien-loan").fonds_codes == ("NL", "XL")  # type: ignore[union-attr]
+    # A batch scanned for XL (as the ingest records it): a hồ sơ made from it takes its
+    # organ part from the fonds.
+    fonds.update(staff.db, "XL", organ_id="H06.XL")
+    with staff.db.tx() as con:
+        con.execute("UPDATE batches SET fonds_code = 'XL' WHERE id = 1")
+    staff.login("archivist")
+    assert 'value="H06.XL"' in staff.client.get("/ho-so/new", params={"batch": 1}).text
+    batch = staff.client.get("/api/v1/batches/1", headers=staff.bearer("viewer")).json()
+    assert batch["fonds_code"] == "XL"
     staff.login("admin")  # the fleet view names each station's fonds before and after 2025
     html = staff.client.get("/stations").text
     assert "UBND xã Xuân La — Xã Nghiên Loan (trước đây: Xã Xuân La)" in html
