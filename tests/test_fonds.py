@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from server.archive import fonds, units
+from server.archive import fonds, fonds_handover, units
 from server.archive.fonds import FondsError
 from server.store.db import Database
 
@@ -74,6 +74,14 @@ def test_fonds_lifecycle_and_lineage(database: Path | str) -> None:
         fonds.update(db, "NL", merged_into="NL")
     with pytest.raises(FondsError):
         fonds.update(db, "NL", status="gone")
+    # Handed over only through the receiving archive's recorded confirmation.
+    with pytest.raises(FondsError, match="receipt"):
+        fonds.update(db, "XL", status="handed_over")
+    with pytest.raises(FondsError, match="receipt"):
+        fonds.create(db, "H1", "x", status="handed_over")
+    with pytest.raises(FondsError, match="no prepared handover"):
+        fonds_handover.confirm(db, "XL", receiver="B", reference="BB-1")
+    assert fonds.get(db, "XL").status == "closed"  # type: ignore[union-attr]
     rows = db.read().execute("SELECT action, target FROM audit ORDER BY id").fetchall()
     assert [(r[0], r[1]) for r in rows] == [
         ("fonds.create", "NL"), ("fonds.create", "XL"), ("fonds.edit", "XL")

@@ -158,6 +158,10 @@ def _check(con: Connection, fields: dict[str, Any], code: str) -> dict[str, Any]
                 raise FondsError("bad_level", f"level must be one of {', '.join(LEVELS)}")
             if key == "status" and text not in STATUSES:
                 raise FondsError("bad_status", f"status must be one of {', '.join(STATUSES)}")
+            if key == "status" and text == "handed_over":  # fonds_handover.confirm alone
+                raise FondsError(
+                    "bad_status", "a fonds is handed over only by recording the receipt"
+                )
             if key == "organ_id" and text and not ORGAN_ID.match(text):
                 raise FondsError("bad_organ", f"{text!r} is not a mã định danh (≤13 characters)")
             if key == "unit_code" and text:
