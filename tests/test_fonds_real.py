@@ -92,6 +92,15 @@ def test_a_merged_communes_fonds_is_found_and_handed_over(staff: Staff, tmp_path
     # The real pipeline flags page 3 (blank) only; the văn bản holds pages 1 and 2, so the
     # checklist has nothing to say unless the package could not be built.
     assert json.loads((out / "checklist.json").read_text(encoding="utf-8")) == []
+    # The batch scanned for this fonds: page 3 belongs to no văn bản — the checklist says so.
+    with staff.db.tx() as con:
+        con.execute("UPDATE batches SET fonds_code = 'XL' WHERE id = 1")
+    again = _cli(staff, "fonds", "handover", "XL", "--out", str(tmp_path / "again"))
+    assert again.returncode == 0, again.stderr
+    missing = json.loads((tmp_path / "again" / "checklist.json").read_text(encoding="utf-8"))
+    assert [m["what"] for m in missing] == [
+        "1 trang đã quét cho phông này chưa thuộc văn bản nào (chưa biên mục)"
+    ]
 
     for bad in (["--receiver", " ", "--reference", "BB-1"],):
         no = _cli(staff, "fonds", "confirm", "XL", *bad)
