@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -46,6 +47,19 @@ class AgentSettings(BaseModel):
     )
     data_dir: Path = Field(
         default=Path("/var/lib/sohoa-agent"), description="Outbox and page files."
+    )
+    fonds: list[str] = Field(
+        default_factory=list,
+        description="The phông lưu trữ codes this station scans for, as the archive's admin "
+        "assigned them (`sohoa-server fonds assign`); the first is the default. With several "
+        "(a merged commune: the closed fonds of a former commune and the new one) the "
+        "technician chooses on the screen which one the next batches are for.",
+    )
+    long_press: Literal["alternate_source", "next_fonds"] = Field(
+        default="alternate_source",
+        description="What a long press of button 1 does: scan from the alternate paper source, "
+        "or (next_fonds) choose the next of the station's fonds for the next batches without "
+        "scanning (the screen and the log say which).",
     )
     mqtt_url: str = Field(
         default="mqtt://localhost:1883",
@@ -203,6 +217,18 @@ class AgentSettings(BaseModel):
         # SOHOA_BUTTON_KEY_CODES=KEY_F13,KEY_ENTER from the environment
         if isinstance(value, str):
             return tuple(k.strip() for k in value.split(",") if k.strip())
+        return value
+
+    @field_validator("fonds", mode="before")
+    @classmethod
+    def _fonds_list(cls, value: object) -> object:
+        # SOHOA_FONDS=BK-NL,BK-XL from the environment (the manifest's pattern, each)
+        if isinstance(value, str):
+            value = [c.strip() for c in value.split(",") if c.strip()]
+        if isinstance(value, list):
+            for code in value:
+                if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}", str(code)):
+                    raise ValueError(f"fonds code {code!r}: letters, digits, '.', '_', '-'")
         return value
 
     @field_validator("mqtt_url")

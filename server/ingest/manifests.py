@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 
 from protocol import signing
@@ -41,6 +42,7 @@ def apply(
     batch, bytes per day) is refused whole, with the reason the station logs."""
     device = msg.device_id
     _check_station(con, msg)
+    _check_fonds(con, msg)
     devices.touch(con, device)
     refusal = limits.check_manifest(msg, station_limits)
     if refusal is not None:
@@ -76,12 +78,52 @@ def _check_station(con: Connection, msg: Manifest) -> None:
         )
 
 
+def _check_fonds(con: Connection, msg: Manifest) -> None:
+    """A manifest naming a fonds: the station must be assigned it (server.fleet.registry)."""
+    allowed = registry.station_fonds(con, msg.device_id) or ()
+    if msg.fonds is not None and msg.fonds not in allowed:
+        # Never file a batch under a fonds the admin did not give this station.
+        log.warning("device %s batch %s: fonds %s refused (assigned: %s)", msg.device_id,
+                    msg.batch_id, msg.fonds, ", ".join(allowed) or "none")  # fmt: skip
+        raise Rejected(
+            "refused",
+            f"station {msg.device_id} is not assigned fonds {msg.fonds}"
+            f" (assigned: {', '.join(allowed) or 'none'})",
+            msg.batch_id,
+            True,
+        )
+
+
+# mã hồ sơ = mã định danh (≤13) . năm (4 digits) . ký hiệu, as server.archive.coversheets reads it
+_MA_HO_SO = re.compile(r"^(?P<organ>[0-9A-Za-z.]{1,13}?)\.\d{4}\.[^|]{1,20}$")
+
+
+def _fonds_of(con: Connection, msg: Manifest) -> str | None:
+    """The manifest's fonds (checked above); else the fonds of the first cover sheet's
+    organisation (mã hồ sơ → organ id → fonds), when the station is assigned it; else the
+    station's default (its first); else none."""
+    if msg.fonds is not None:
+        return msg.fonds
+    allowed = registry.station_fonds(con, msg.device_id) or ()
+    for page in sorted(msg.pages, key=lambda p: p.page_no):
+        sheet = page.decisions.get("cover_sheet") or {}
+        found = _MA_HO_SO.match(str(sheet.get("ma_ho_so") or "")) if sheet.get("found") else None
+        if found:
+            row = con.execute(
+                "SELECT code FROM fonds WHERE organ_id = ?", (found["organ"],)
+            ).fetchone()
+            if row is not None and row[0] in allowed:
+                return str(row[0])
+            break
+    return allowed[0] if allowed else None
+
+
 def _upsert_batch(con: Connection, msg: Manifest) -> int:
     """The batch's row id; a later manifest may only raise its page count."""
     con.execute(
         "INSERT INTO batches(device_id, batch_id, created_at, received_at, page_count,"
-        " source, scanner, profile, agent_version, metadata)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        " source, scanner, profile, agent_version, metadata, fonds_code)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (
             msg.device_id,
             msg.batch_id,
@@ -93,6 +135,7 @@ def _upsert_batch(con: Connection, msg: Manifest) -> int:
             msg.profile,
             msg.agent_version,
             json.dumps(msg.metadata, ensure_ascii=False),
+            _fonds_of(con, msg),
         ),
     )
     batch = con.execute(
