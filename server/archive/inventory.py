@@ -618,3 +618,115 @@ def planned(db: Database, fonds_code: str | None = None) -> list[dict[str, Any]]
 
 def preview_json(preview: Preview) -> str:
     return json.dumps(preview.as_dict(), ensure_ascii=False)
+
+
+# -- matching scanned batches to the plan -------------------------------------------------
+#
+# A page counts for a planned hồ sơ when, in this order: it is in a văn bản of the hồ sơ with
+# that code (staff catalogued it, or the cover-sheet split did); it follows, in its batch, a
+# cover sheet carrying that code (the split may not have run yet); its batch was matched to
+# it by hand (``plan_matches``). A code planned in two fonds matches neither by itself.
+
+
+@dataclass
+class Attribution:
+    """Which planned hồ sơ each scanned page counts for."""
+
+    planned: dict[str, str]  # code → fonds_code (codes planned once)
+    of_page: dict[int, str] = field(default_factory=dict)  # page id → code
+    batch_codes: dict[int, set[str]] = field(default_factory=dict)  # batch → codes
+    batches: dict[int, dict[str, Any]] = field(default_factory=dict)  # every batch
+
+
+def attribute(db: Database) -> Attribution:
+    """Attribute every page to a planned hồ sơ (see above), in four queries."""
+    con = db.read()
+    count: dict[str, int] = {}
+    fonds_of: dict[str, str] = {}
+    for r in con.execute("SELECT fonds_code, code FROM planned_ho_so"):
+        count[r["code"]] = count.get(r["code"], 0) + 1
+        fonds_of[r["code"]] = r["fonds_code"]
+    result = Attribution({c: f for c, f in fonds_of.items() if count[c] == 1})
+    manual = {
+        r["batch_pk"]: r["code"] for r in con.execute("SELECT batch_pk, code FROM plan_matches")
+    }
+    described = {
+        r["page_pk"]: r["ma_ho_so"]
+        for r in con.execute(
+            "SELECT vp.page_pk, v.ma_ho_so FROM van_ban_pages vp"
+            " JOIN van_ban v ON v.id = vp.van_ban_id"
+        )
+    }
+    for r in con.execute(
+        "SELECT b.id, b.device_id, b.batch_id, b.created_at, b.page_count, b.complete_at"
+        " FROM batches b ORDER BY b.id"
+    ):
+        result.batches[r["id"]] = dict(r)
+    current: tuple[int, str | None] = (-1, None)  # batch, the last cover sheet's code
+    for r in con.execute(
+        "SELECT p.id, p.batch_pk,"
+        " CASE WHEN p.flags LIKE '%separator%' THEN p.decisions END AS sheet"
+        " FROM pages p ORDER BY p.batch_pk, p.page_no"
+    ):
+        batch = r["batch_pk"]
+        if current[0] != batch:
+            current = (batch, None)
+        if r["sheet"] is not None:
+            sheet = json.loads(r["sheet"] or "{}").get("cover_sheet") or {}
+            current = (batch, str(sheet.get("ma_ho_so") or "") or None)
+            continue  # the sheet itself is not a page of the hồ sơ
+        code = described.get(r["id"]) or current[1] or manual.get(batch)
+        if code is not None and code in result.planned:
+            result.of_page[r["id"]] = code
+            result.batch_codes.setdefault(batch, set()).add(code)
+    return result
+
+
+def unmatched_batches(db: Database, found: Attribution | None = None) -> list[dict[str, Any]]:
+    """Complete batches none of whose pages counts for a planned hồ sơ: to match by hand."""
+    found = found or attribute(db)
+    return [
+        b
+        for pk, b in found.batches.items()
+        if b["complete_at"] is not None and pk not in found.batch_codes
+    ]
+
+
+def unscanned(
+    db: Database, fonds_code: str, found: Attribution | None = None
+) -> list[dict[str, Any]]:
+    """The fonds' planned hồ sơ no scanned page counts for yet."""
+    found = found or attribute(db)
+    scanned = set(found.of_page.values())
+    return [p for p in planned(db, fonds_code) if p["code"] not in scanned]
+
+
+class MatchRefused(Exception):
+    pass
+
+
+def match_batch(db: Database, batch_pk: int, fonds_code: str, code: str, actor: str,
+                ip: str = "") -> None:  # fmt: skip
+    """Match a batch by hand to a planned hồ sơ (replacing an earlier hand match). Audited."""
+    with db.tx() as con:
+        if con.execute("SELECT 1 FROM batches WHERE id = ?", (batch_pk,)).fetchone() is None:
+            raise MatchRefused(f"không có lô {batch_pk} / no batch {batch_pk}")
+        if (
+            con.execute(
+                "SELECT 1 FROM planned_ho_so WHERE fonds_code = ? AND code = ?", (fonds_code, code)
+            ).fetchone()
+            is None
+        ):
+            raise MatchRefused(
+                f"{code} không có trong kế hoạch của phông {fonds_code}"
+                f" / {code} is not planned in fonds {fonds_code}"
+            )
+        con.execute(
+            "INSERT INTO plan_matches(batch_pk, fonds_code, code, matched_by, matched_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT(batch_pk) DO UPDATE SET"
+            " fonds_code = excluded.fonds_code, code = excluded.code,"
+            " matched_by = excluded.matched_by, matched_at = excluded.matched_at",
+            (batch_pk, fonds_code, code, actor, time.time()),
+        )
+        audit.append(con, actor, "plan.match", str(batch_pk),
+                     {"fonds": fonds_code, "code": code}, ip)  # fmt: skip
