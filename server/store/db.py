@@ -196,6 +196,43 @@ CREATE TABLE IF NOT EXISTS audit (
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
 );
+-- Phông lưu trữ (server.archive.fonds): the archival fonds of one organisation. Every hồ sơ
+-- belongs to one (ho_so.fonds_code); a commune merged in the 2025 reorganisation has its fonds
+-- closed, merged_into the new commune's, and handed over (fonds_handovers). Dates are ISO
+-- 'YYYY-MM-DD'; unit_code names the administrative unit in server.archive.units.
+CREATE TABLE IF NOT EXISTS fonds (
+    code TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    organ_id TEXT NOT NULL DEFAULT '',  -- mã định danh of the organisation
+    level TEXT NOT NULL DEFAULT 'xa',  -- xa | phuong | dac_khu | huyen | tinh | so | ...
+    unit_code TEXT NOT NULL DEFAULT '',
+    opened DATE,
+    closed DATE,
+    status TEXT NOT NULL DEFAULT 'open'
+        CHECK (status IN ('open', 'closing', 'closed', 'handed_over')),
+    merged_into TEXT REFERENCES fonds(code),
+    deadline DATE,  -- handover due
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+-- One organisation, one fonds: mã hồ sơ's organ part finds its fonds without guessing.
+CREATE UNIQUE INDEX IF NOT EXISTS fonds_organ ON fonds(organ_id) WHERE organ_id <> '';
+-- The nộp lưu of a fonds: prepared (package, checklist), then confirmed by the receiving
+-- archive (who, when, reference). One row per preparation; the last one counts.
+CREATE TABLE IF NOT EXISTS fonds_handovers (
+    id INTEGER PRIMARY KEY,
+    fonds_code TEXT NOT NULL REFERENCES fonds(code),
+    prepared_at REAL NOT NULL,
+    prepared_by TEXT NOT NULL,
+    package TEXT NOT NULL DEFAULT '',  -- the package folder, as written
+    checklist TEXT NOT NULL DEFAULT '{}',  -- what is missing (JSON)
+    confirmed_at REAL,
+    confirmed_by TEXT,  -- the staff member who recorded the confirmation
+    receiver TEXT,  -- who signed for the receiving archive
+    reference TEXT,  -- the receiving archive's reference (biên bản giao nhận số ...)
+    received_on DATE
+);
+CREATE INDEX IF NOT EXISTS fonds_handovers_fonds ON fonds_handovers(fonds_code);
 CREATE TABLE IF NOT EXISTS ho_so (
     ma_ho_so TEXT PRIMARY KEY,
     organ_id TEXT NOT NULL,
@@ -312,6 +349,10 @@ ADDED_COLUMNS = (
     # The login brake's bursts: when one began and how many attempts it refused unheard.
     ("login_failures", "first_at", "REAL NOT NULL DEFAULT 0"),
     ("login_failures", "refused", "INTEGER NOT NULL DEFAULT 0"),
+    # Issue 21: the fonds a hồ sơ belongs to (NULL until a fonds claims its organ_id), and the
+    # fonds a station may scan for (a JSON list of codes; the first is its default).
+    ("ho_so", "fonds_code", "TEXT REFERENCES fonds(code)"),
+    ("stations", "fonds_codes", "TEXT NOT NULL DEFAULT '[]'"),
 )
 
 # Full-text search and the audit log's append-only guard, per engine. SQLite: FTS5 tables
