@@ -730,3 +730,39 @@ def match_batch(db: Database, batch_pk: int, fonds_code: str, code: str, actor: 
         )
         audit.append(con, actor, "plan.match", str(batch_pk),
                      {"fonds": fonds_code, "code": code}, ip)  # fmt: skip
+
+
+def read_for_fonds(db: Database, fonds_code: str, data: bytes, name: str,
+                   override: dict[str, str] | None = None) -> Preview:  # fmt: skip
+    """:func:`read` with the fonds' mã định danh (a fonds without one cannot have codes made)."""
+    from server.archive import fonds
+
+    found = fonds.get(db, fonds_code)
+    if found is None:
+        raise InventoryError(f"không có phông {fonds_code} / no fonds {fonds_code}")
+    if not found.organ_id:
+        raise InventoryError(
+            f"phông {fonds_code} chưa có mã định danh cơ quan / fonds {fonds_code} has no"
+            " mã định danh: set it first"
+        )
+    return read(data, name, found.organ_id, override)
+
+
+def parse_override(pairs: list[str]) -> dict[str, str]:
+    """``["code=B", "note="]`` → ``{"code": "B", "note": ""}`` (refusing unknown fields)."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, letter = pair.partition("=")
+        key = key.strip()
+        if not sep or key not in FIELDS:
+            raise InventoryError(
+                f"{pair!r}: cần TRƯỜNG=CỘT, trường là một trong {', '.join(FIELDS)}"
+                f" / {pair!r}: FIELD=LETTER, FIELD one of {', '.join(FIELDS)}"
+            )
+        if letter.strip():
+            try:
+                column_index(letter)
+            except ValueError as exc:
+                raise InventoryError(f"{pair!r}: {exc}") from exc
+        out[key] = letter.strip().upper()
+    return out

@@ -245,10 +245,27 @@ def plan(db: Database, today: dt.date | None = None) -> PlanView:
     found = inventory.attribute(db)
     con = db.read()
     out: dict[str, PlanProgress] = {}
+    confirmed = {
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT fonds_code FROM fonds_handovers WHERE confirmed_at IS NOT NULL"
+        )
+    }
+    former: dict[tuple[int, str], set[str]] = {}  # (level, group) → names before 2025
     for f in fonds_room.list(db):
+        commune, district, province = fonds_room.lineage(db, f.code)
+        # Grouped by the commune and province after the reorganisation (a merged commune sums
+        # its former communes' fonds with its own) and by the district before it (there is
+        # none after).
+        place = (commune.new or commune.old, district.old or district.new,
+                 province.new or province.old)  # fmt: skip
+        for level, names in enumerate((commune, district, province)):
+            if names.old and names.old != place[level]:
+                former.setdefault((level, place[level]), set()).add(names.old)
+        status = HANDED_OVER if f.code in confirmed else f.status
         out[f.code] = PlanProgress(
-            f.code, f.name, "fonds", deadline=f.deadline, status=f.status,
-            place=fonds_room.lineage(db, f.code), fonds=[f.code],
+            f.code, f.name, "fonds", deadline=f.deadline, status=status, place=place,
+            fonds=[f.code],
         )  # fmt: skip
     code_fonds: dict[str, str] = {}
     page_count: dict[str, int | None] = {}
@@ -320,12 +337,16 @@ def plan(db: Database, today: dt.date | None = None) -> PlanView:
             if not name:
                 continue
             kind = ("commune", "district", "province")[level]
-            group = bucket.setdefault(name, PlanProgress(name, name, kind, place=fp.place))
+            group = bucket.get(name)
+            if group is None:
+                was = sorted(former.get((level, name), ()))
+                label = f"{name} (trước đây: {', '.join(was)})" if was else name
+                group = bucket[name] = PlanProgress(name, label, kind, place=fp.place)
             group.add(fp)
     for bucket in groups:
         for group in bucket.values():
             group.forecast = _forecast(group, today)
-    by_name = lambda g: g.name  # noqa: E731
+    by_name = lambda g: g.key  # noqa: E731
     return PlanView(
         fonds=sorted(out.values(), key=lambda f: (f.place, f.key)),
         communes=sorted(groups[0].values(), key=by_name),
