@@ -106,3 +106,38 @@ COMMUNE_B = [
     ("01", "Hồ sơ quy hoạch sử dụng đất xã", "02/01/2019", "30/06/2019", "70 năm", 30, 60),
     ("02", "Sổ đăng ký kết hôn", "năm 2019", None, "Vĩnh viễn", 25, 50),
 ]  # fmt: skip
+
+
+# The demo merger (unit codes from the library, as tests/test_fonds.py): xã Xuân La and xã An
+# Thắng of huyện Pác Nặm, tỉnh Bắc Kạn, became part of xã Nghiên Loan, tỉnh Thái Nguyên.
+XUAN_LA, AN_THANG, NGHIEN_LOAN = "old:01873", "old:01876", "new:01882"
+ORGANS = {"XL": "H06.XL", "AT": "H06.AT", "NL": "H19.NL"}
+FIRST_PLANNED = "H06.XL.2019.01"
+
+
+def danh_muc_b(organ: str) -> bytes:
+    """COMMUNE_B in the "Danh mục" layout (full codes, one period column)."""
+    return danh_muc([
+        [i, f"{organ}.2019.{k}", title, f"{a} - {b}" if b else a, ret, pages, ""]
+        for i, (k, title, a, b, ret, _sheets, pages) in enumerate(COMMUNE_B, 1)
+    ])  # fmt: skip
+
+
+def setup_demo(db: Any, today: dt.date) -> None:
+    """Three fonds — two former communes closed on 30/06/2025 and merged into the new one,
+    due to hand over in 60 and 90 days — and the two former communes' inventories."""
+    from server.archive import fonds, inventory
+
+    fonds.create(db, "NL", "UBND xã Nghiên Loan", organ_id=ORGANS["NL"],
+                 unit_code=NGHIEN_LOAN, opened="2025-07-01")  # fmt: skip
+    fonds.create(db, "XL", "UBND xã Xuân La", organ_id=ORGANS["XL"], unit_code=XUAN_LA,
+                 opened="1976-01-01")  # fmt: skip
+    fonds.create(db, "AT", "UBND xã An Thắng", organ_id=ORGANS["AT"], unit_code=AN_THANG,
+                 opened="1976-01-01")  # fmt: skip
+    for code, days in (("XL", 60), ("AT", 90)):
+        fonds.close(db, code, closed="2025-06-30", merged_into="NL",
+                    deadline=today + dt.timedelta(days=days))  # fmt: skip
+    plan_xl = inventory.read(muc_luc("xã Xuân La", COMMUNE_A), "muc-luc-xuan-la.xlsx", "H06.XL")
+    inventory.import_plan(db, "XL", plan_xl, "lan", "muc-luc-xuan-la.xlsx")
+    plan_at = inventory.read(danh_muc_b("H06.AT"), "danh-muc-an-thang.xlsx", "H06.AT")
+    inventory.import_plan(db, "AT", plan_at, "lan", "danh-muc-an-thang.xlsx")

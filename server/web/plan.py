@@ -119,7 +119,7 @@ async def import_post(request: Request, session: WebArchivist, db: DB) -> Respon
         preview = inventory.read_for_fonds(db, fonds_code, data, name, override)
     except (inventory.InventoryError, ValueError) as exc:
         return render(request, "plan_import.html", 422, error=str(exc), **ctx)
-    ctx.update(preview=preview, data=base64.b64encode(data).decode(), name=name)
+    ctx.update(preview=preview, data=base64.b64encode(data).decode(), file_name=name)
     if form.get("action") != "import":
         return render(request, "plan_import.html", **ctx)
     try:
