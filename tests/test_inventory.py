@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import subprocess
 from pathlib import Path
 
 import pytest
+from harness import BIN
 from inventories import COMMUNE_A, csv_inventory, danh_muc, muc_luc
 from openpyxl import Workbook  # type: ignore[import-untyped]
 
-from server.archive import audit, inventory
+from server.archive import audit, fonds, inventory
 from server.archive.inventory import InventoryError, import_plan, read
 from server.store.db import Database
 
@@ -161,3 +163,35 @@ def test_import_is_all_or_nothing(database: Path | str) -> None:
     assert len(inventory.planned(db, "TANLAP")) == 3
     entries = [e for e in audit.recent(db) if e["action"] == "plan.import"]
     assert len(entries) == 1 and entries[0]["target"] == "TANLAP"
+
+
+def test_cli_preview_refuse_import(tmp_path: Path) -> None:
+    """`sohoa-server inventory import`: --preview stores nothing; a refused line exits 2 with
+    the line and reason on stderr and stores nothing; a good file is stored."""
+    data_dir = tmp_path / "server"
+    db = Database(data_dir / "archive.sqlite3")
+    fonds.create(db, "XL", "UBND xã Xuân La", organ_id=ORGAN)
+    db.close()
+    good, bad = tmp_path / "muc-luc.xlsx", tmp_path / "hong.csv"
+    good.write_bytes(muc_luc("xã Xuân La", COMMUNE_A))
+    bad.write_bytes(csv_inventory(["TT;Ký hiệu hồ sơ;Tiêu đề hồ sơ;Năm;Số trang",
+                                   "1;01;Hồ sơ một;2019;mười"]))  # fmt: skip
+    env = {"SOHOA_SERVER_DATA_DIR": str(data_dir), "PATH": "/usr/bin:/bin"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(BIN / "sohoa-server"), "inventory", "import", *args],
+                              env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    out = cli(str(good), "--fonds", "XL", "--preview")
+    assert out.returncode == 0, out.stderr
+    assert "3 hồ sơ, 176 pages" in out.stdout and f"{ORGAN}.2019.03" in out.stdout
+    out = cli(str(bad), "--fonds", "XL")
+    assert out.returncode == 2
+    assert "line 2: số trang không phải là số" in out.stderr and "nothing imported" in out.stderr
+    out = cli(str(good), "--fonds", "NOPE")
+    assert out.returncode == 2 and "no fonds NOPE" in out.stderr
+    assert inventory.planned(Database(data_dir / "archive.sqlite3")) == []
+    out = cli(str(good), "--fonds", "XL", "--column", "note=")
+    assert out.returncode == 0, out.stderr
+    assert "imported 3 hồ sơ (176 pages) into the plan of XL" in out.stdout
+    assert len(inventory.planned(Database(data_dir / "archive.sqlite3"), "XL")) == 3
