@@ -123,9 +123,10 @@ def danh_muc_b(organ: str) -> bytes:
     ])  # fmt: skip
 
 
-def setup_demo(db: Any, today: dt.date) -> None:
+def setup_demo(db: Any, today: dt.date, inventories: bool = True) -> None:
     """Three fonds — two former communes closed on 30/06/2025 and merged into the new one,
-    due to hand over in 60 and 90 days — and the two former communes' inventories."""
+    due to hand over in 60 and 90 days — and (``inventories``) the two former communes'
+    inventories."""
     from server.archive import fonds, inventory
 
     fonds.create(db, "NL", "UBND xã Nghiên Loan", organ_id=ORGANS["NL"],
@@ -137,6 +138,8 @@ def setup_demo(db: Any, today: dt.date) -> None:
     for code, days in (("XL", 60), ("AT", 90)):
         fonds.close(db, code, closed="2025-06-30", merged_into="NL",
                     deadline=today + dt.timedelta(days=days))  # fmt: skip
+    if not inventories:
+        return
     plan_xl = inventory.read(muc_luc("xã Xuân La", COMMUNE_A), "muc-luc-xuan-la.xlsx", "H06.XL")
     inventory.import_plan(db, "XL", plan_xl, "lan", "muc-luc-xuan-la.xlsx")
     plan_at = inventory.read(danh_muc_b("H06.AT"), "danh-muc-an-thang.xlsx", "H06.AT")

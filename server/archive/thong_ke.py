@@ -92,7 +92,7 @@ def counts(db: Database, view: PlanView) -> list[FondsCount]:
             "SELECT ma_ho_so, COUNT(*) FROM van_ban GROUP BY ma_ho_so")}
     )  # fmt: skip
     out = []
-    for fp in view.fonds:
+    for fp in sorted(view.fonds, key=lambda f: f.key):
         rows = plans.get(fp.key, [])
         years: list[int] = []
         for r in rows:

@@ -61,7 +61,7 @@ def plan_page(request: Request, session: WebViewer, db: DB, matched: str = "") -
     return render(
         request, "plan.html", view=view, charts=_charts(view, lang(request)),
         unmatched=unmatched, stages=progress.STAGES,
-        planned_codes=inventory.planned(db), matched=matched,
+        planned_codes=inventory.planned(db), matched=matched, statuses=fonds.STATUSES,
     )  # fmt: skip
 
 

@@ -218,7 +218,9 @@ def forecast_chart(
         parts.append(
             f'<line class="deadline" x1="{x(deadline):.1f}" y1="{top}" x2="{x(deadline):.1f}"'
             f' y2="{height - bottom}" stroke="{colour}" stroke-width="2"/>'
-            f'<text x="{x(deadline) - 3:.1f}" y="{top + 10}" text-anchor="end" font-size="10"'
+            f'<text x="{x(deadline) + (3 if x(deadline) < width / 2 else -3):.1f}"'
+            f' y="{top + 10}" text-anchor="{"start" if x(deadline) < width / 2 else "end"}"'
+            ' font-size="10"'
             f' fill="{colour}">{escape(labels.get("deadline", ""))}'
             f" {deadline.strftime('%d/%m/%Y')}</text>"
         )
