@@ -579,11 +579,11 @@ def cmd_inventory_import(args: argparse.Namespace) -> int:
     nothing unless ``--preview``. Exit 2 when any line is refused (nothing stored)."""
     from server.archive import inventory
 
+    settings = _settings(args)
     try:
         data = args.file.read_bytes()
     except OSError as exc:
         raise Refused(74, f"cannot read {args.file}: {exc.strerror}") from exc
-    settings = _settings(args)
     db = _open(settings)
     try:
         override = inventory.parse_override(args.column or [])
