@@ -47,6 +47,13 @@ class AgentSettings(BaseModel):
     data_dir: Path = Field(
         default=Path("/var/lib/sohoa-agent"), description="Outbox and page files."
     )
+    fonds: list[str] = Field(
+        default_factory=list,
+        description="The phông lưu trữ codes this station scans for, as the archive's admin "
+        "assigned them (`sohoa-server fonds assign`); the first is the default. With several "
+        "(a merged commune: the closed fonds of a former commune and the new one) the "
+        "technician chooses on the screen which one the next batches are for.",
+    )
     mqtt_url: str = Field(
         default="mqtt://localhost:1883",
         description="Broker: mqtt://user:pass@host:port, or mqtts:// for TLS.",

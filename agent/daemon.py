@@ -78,6 +78,9 @@ class Daemon:
         self.hardware: hardware.Hardware | None = None  # resolved at start-up
         self.screen: ThreadingHTTPServer | None = None
         self.next_ho_so = ""  # typed on the screen: the mã hồ sơ of the next batch
+        # The fonds the next batches are for: the admin's default until the technician
+        # chooses another of the station's fonds on the screen (never guessed).
+        self.fonds = settings.fonds[0] if settings.fonds else ""
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -194,7 +197,7 @@ class Daemon:
                 self.outbox,
                 source=s.source if choice == "primary" else s.alternate_source,
                 on_heard=lambda: self.feedback.show(AgentState.SCANNING),
-                metadata={"ma_ho_so": ho_so} if ho_so else None,
+                metadata=self._batch_metadata(ho_so),
             )
             self.work_ready.set()
             if outcome.error is not None:
@@ -244,9 +247,10 @@ class Daemon:
             return False
         s = self.settings
         replaces = {"replaces_batch": batch_id, "replaces_page_no": str(page_no)}
-        ho_so = self.outbox.batch(batch_id).metadata.get("ma_ho_so")
-        if ho_so:
-            replaces["ma_ho_so"] = ho_so
+        replaced = self.outbox.batch(batch_id).metadata
+        for key in ("ma_ho_so", ob.FONDS_KEY):  # the replacement is filed where the page was
+            if replaced.get(key):
+                replaces[key] = replaced[key]
 
         def run() -> None:
             try:
@@ -276,6 +280,21 @@ class Daemon:
     def set_next_ho_so(self, code: str) -> None:
         self.next_ho_so = code
 
+    def set_fonds(self, code: str) -> bool:
+        """The screen's choice of fonds for the next batches: one of the station's, else
+        refused (False)."""
+        if code not in self.settings.fonds:
+            return False
+        self.fonds = code
+        log.info("fonds for the next batches: %s", code)
+        return True
+
+    def _batch_metadata(self, ho_so: str) -> dict[str, str] | None:
+        metadata = {"ma_ho_so": ho_so} if ho_so else {}
+        if self.fonds:
+            metadata[ob.FONDS_KEY] = self.fonds
+        return metadata or None
+
     def screen_state(self) -> dict[str, Any]:
         assert self.outbox is not None
         st = agent_status.collect(self.outbox, self.settings.device_id, self.settings.data_dir)
@@ -295,6 +314,8 @@ class Daemon:
                 for r in st.rescan_requests
             ],
             "next_ho_so": self.next_ho_so,
+            "fonds": self.fonds,
+            "fonds_choices": list(self.settings.fonds),
             "language": lang,
         }
 

@@ -90,6 +90,11 @@ class Manifest(Envelope):
     profile: str | None = Field(default=None, max_length=100)
     agent_version: str = Field(max_length=40)
     metadata: dict[str, str] = Field(default_factory=dict)
+    # The phông lưu trữ the batch was scanned for, as the technician chose it (screen, cover
+    # sheet, long press). Optional: an agent that predates it sends none and the archive
+    # files the batch under the station's default fonds; the archive refuses a fonds the
+    # station is not assigned. Left out of the signed bytes when absent (exclude_none).
+    fonds: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
     pages: tuple[PageEntry, ...]
     # By the station's own Ed25519 key (registered at enrolment): the archive accepts a
     # manifest of an enrolled station only with it (server/fleet.py, protocol/signing.py).

@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from protocol.version import PROTOCOL_VERSION, TOPIC_LEVEL
-from server import __version__, config, fleet_cli
+from server import __version__, config, fleet_cli, fonds_cli
 from server.archive import audit, auth
 from server.store.db import OPERATIONAL_ERRORS, SCHEMA_VERSION, Database
 
@@ -787,6 +787,7 @@ def build_parser() -> argparse.ArgumentParser:
     aip_p.add_argument("out", type=Path, help="folder to write the package into")
     aip_p.set_defaults(func=cmd_export_aip)
     fleet_cli.add_parsers(sub)
+    fonds_cli.add_parsers(sub)
     return parser
 
 

@@ -27,7 +27,8 @@ MISSING = "/nonexistent/sohoa-walk"
 # Options a command cannot run without, with a value that is fine on its own.
 REQUIRED = {"--role": "viewer", "--user": "an", "--ma-ho-so": "000.00.00.H53.2024.HS-05",
             "--dynsec-file": MISSING + ".json", "--commune": "Xã Tân Phú",
-            "--out": MISSING + "-out", "--fonds": "XL"}  # fmt: skip
+            "--out": MISSING + "-out", "--receiver": "Nguyễn Văn B",
+            "--reference": "BB-01/2026", "--fonds": "XL"}  # fmt: skip
 # Never started here: they serve until stopped (checked with bad settings only).
 SERVING = {("sohoa-agent", "run"), ("sohoa-server", "run")}
 

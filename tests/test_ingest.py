@@ -1343,3 +1343,40 @@ def test_an_enrolled_station_signs_its_manifests_and_a_revoked_one_is_refused(
     assert not server.state(later.batch_id).known
     server.assert_batch_archived(batch)  # what was received before stays
     assert any("revoked" in a["detail"] for a in server.alerts())
+
+
+def test_a_batch_names_only_a_fonds_its_station_is_assigned(server: Server) -> None:
+    """Issue 21: the manifest's optional ``fonds`` (the technician's choice) must be one the
+    admin assigned the station; a batch without one (an older agent) is filed under the
+    station's default; a refused fonds writes nothing and raises an alert."""
+    from protocol import signing
+    from server.archive import fonds
+    from server.fleet import registry as stations
+
+    key = _enrol(server.db, DEVICE)
+    fonds.create(server.db, "NL", "UBND xã Nghiên Loan", unit_code="new:01882")
+    fonds.create(server.db, "XL", "UBND xã Xuân La", unit_code="old:01873", status="closed")
+    fonds.create(server.db, "OTHER", "UBND xã khác")
+    stations.assign_fonds(server.db, DEVICE, ["NL", "XL"])
+    assert stations.get(server.db, DEVICE).fonds_codes == ("NL", "XL")  # type: ignore[union-attr]
+
+    def send(batch: BatchSrc, chosen: str | None) -> list[Outgoing]:
+        msg = envelope.decode(batch.manifest()).message
+        msg = msg.model_copy(update={"fonds": chosen})
+        signed = msg.model_copy(update={"signature": signing.sign(msg, key)})  # type: ignore[arg-type]
+        return server.ingest.handle(topics.up(DEVICE, "manifest"), envelope.encode(signed))
+
+    refused = make_batch(1, random.Random(21))
+    reject = one_reject(send(refused, "OTHER"))
+    assert reject.reason == "refused" and "not assigned fonds OTHER" in reject.detail
+    assert not server.state(refused.batch_id).known
+    assert any("fonds OTHER" in a["detail"] for a in server.alerts())
+
+    closed = make_batch(1, random.Random(22))
+    assert rejects(send(closed, "XL")) == []  # the closed fonds of the former commune
+    old_agent = make_batch(1, random.Random(23))
+    assert rejects(send(old_agent, None)) == []
+    rows = server.db.read().execute("SELECT batch_id, fonds_code FROM batches").fetchall()
+    assert {r[0]: r[1] for r in rows} == {closed.batch_id: "XL", old_agent.batch_id: "NL"}
+    with pytest.raises(stations.FleetError):
+        stations.assign_fonds(server.db, DEVICE, ["NOPE"])

@@ -66,6 +66,9 @@ DONE = "done"  # the server acknowledged every part that travels
 QUARANTINED = "quarantined"  # failed too often; kept, shown in status, not retried
 PENDING_STATES = (SCANNING, CLOSED, READY)
 
+# The batch metadata key of the phông lưu trữ a batch was scanned for (chosen on the screen,
+# by the long press, or from the cover sheet; the manifest carries it in its ``fonds`` field).
+FONDS_KEY = "fonds"
 COUNTS_FLUSH_EVERY = 30.0  # seconds a row's counters may stay stale while its batch changes
 
 # Page states.

@@ -49,7 +49,7 @@ class Station(Protocol):
 
     def screen_state(self) -> dict[str, Any]:
         """scanner, scanning, last_error, link, pending_pages, disk_days_left, disk_warn,
-        rescans, next_ho_so, language."""
+        rescans, next_ho_so, fonds, fonds_choices, language."""
         ...
 
     def start_scan(self) -> bool:
@@ -57,6 +57,10 @@ class Station(Protocol):
         ...
 
     def set_next_ho_so(self, code: str) -> None: ...
+
+    def set_fonds(self, code: str) -> bool:
+        """Choose the fonds of the next batches among the station's; False if not one."""
+        ...
 
     def rescan_page(self, batch_id: str, page_no: int) -> bool:
         """Scan one sheet from the glass as the replacement of that page (a new batch that
@@ -251,5 +255,11 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self.station.set_next_ho_so(code)
             self._json(HTTPStatus.OK, {"ma_ho_so": code})
+        elif self.path == "/api/fonds":
+            code = str(body.get("fonds", "")).strip()
+            if not self.station.set_fonds(code):
+                self._json(HTTPStatus.BAD_REQUEST, {"error": "fonds"})
+                return
+            self._json(HTTPStatus.OK, {"fonds": code})
         else:
             self._send(HTTPStatus.NOT_FOUND, b"", "text/plain")

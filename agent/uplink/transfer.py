@@ -140,7 +140,9 @@ def build_manifests(
             scanner=batch.scanner,
             profile=batch.profile,
             agent_version=agent_version,
-            metadata=batch.metadata,
+            # The fonds chosen for the batch travels in its own field (protocol.messages).
+            metadata={k: v for k, v in batch.metadata.items() if k != ob.FONDS_KEY},
+            fonds=batch.metadata.get(ob.FONDS_KEY) or None,
             pages=tuple(part),
         )
         for part in slices

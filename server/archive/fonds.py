@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
+import json
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -189,6 +190,17 @@ def _claim_ho_so(con: Connection, code: str, organ_id: str) -> int:
     return int(cur.rowcount)
 
 
+def _reindex(db: Database, con: Connection, code: str) -> None:
+    """Re-index the metadata of a fonds' hồ sơ with its names (after they joined it, or after
+    its names changed), inside the caller's transaction."""
+    from server.archive.records import ho_so_text  # records asks this module for fonds
+
+    names = search_names(db, code)
+    rows = con.execute("SELECT ma_ho_so, data FROM ho_so WHERE fonds_code = ?", (code,))
+    for r in rows.fetchall():
+        db.index_meta(con, f"ho_so:{r['ma_ho_so']}", ho_so_text(json.loads(r["data"]), names))
+
+
 def create(
     db: Database,
     code: str,
@@ -228,6 +240,7 @@ def create(
              fields["deadline"], now, now),
         )  # fmt: skip
         claimed = _claim_ho_so(con, code, fields["organ_id"])
+        _reindex(db, con, code)
         audit.append(con, actor, "fonds.create", code, {**fields, "ho_so_claimed": claimed}, ip)
     found = get(db, code)
     assert found is not None
@@ -279,6 +292,7 @@ def update(db: Database, code: str, *, actor: str = "system", ip: str = "", **fi
             )
         organ = checked.get("organ_id") or before["organ_id"]
         claimed = _claim_ho_so(con, code, organ)
+        _reindex(db, con, code)
         changed = {k: [before.get(k), v] for k, v in checked.items() if before.get(k) != v}
         audit.append(con, actor, "fonds.edit", code, {"changed": changed,
                                                       "ho_so_claimed": claimed}, ip)  # fmt: skip

@@ -33,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from server.archive import audit
+from server.archive import audit, fonds
 from server.store import pg
 from server.store.db import INTEGRITY_ERRORS, Connection, Database, Row, fold
 
@@ -212,6 +212,7 @@ class HoSoOut(HoSo):
     tong_so_van_ban: int = Field(description="Tổng số văn bản trong hồ sơ (DocTotal)")
     tong_so_trang: int = Field(description="Tổng số trang của hồ sơ (PageTotal)")
     batch_pk: int | None = None
+    fonds_code: str | None = Field(default=None, description="Phông lưu trữ (server.archive.fonds)")
     updated_at: float
     updated_by: str
     van_ban: list[VanBan] = Field(default_factory=list)
@@ -291,20 +292,28 @@ class Records:
         with self.db.tx() as con:
             old = con.execute("SELECT data FROM ho_so WHERE ma_ho_so = ?", (ma,)).fetchone()
             before = json.loads(old["data"]) if old else {}
+            # mã hồ sơ's organ part names the fonds (one organisation, one fonds); none
+            # claims it yet: the hồ sơ waits without one (never a guess).
+            fonds_code = fonds.fonds_code_for_organ(con, ho_so.organ_id)
             con.execute(
                 "INSERT INTO ho_so(ma_ho_so, organ_id, nam, ky_hieu, data, batch_pk, created_at,"
-                " updated_at, updated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " updated_at, updated_by, fonds_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(ma_ho_so) DO UPDATE SET data = excluded.data,"
                 " batch_pk = COALESCE(excluded.batch_pk, ho_so.batch_pk),"
+                " fonds_code = COALESCE(ho_so.fonds_code, excluded.fonds_code),"
                 " updated_at = excluded.updated_at, updated_by = excluded.updated_by",
                 (ma, ho_so.organ_id, ho_so.nam, ho_so.ky_hieu, json.dumps(data), batch_pk, now,
-                 now, actor),
+                 now, actor, fonds_code),
             )  # fmt: skip
             changed = {k: [before.get(k), v] for k, v in data.items() if before.get(k) != v}
             audit.append(
                 con, actor, "ho_so.edit" if old else "ho_so.create", ma, {"changed": changed}, ip
             )
-            self._index(con, f"ho_so:{ma}", _ho_so_text(data))
+            code_row = con.execute(
+                "SELECT fonds_code FROM ho_so WHERE ma_ho_so = ?", (ma,)
+            ).fetchone()
+            names = fonds.search_names(self.db, code_row[0]) if code_row[0] else []
+            self._index(con, f"ho_so:{ma}", ho_so_text(data, names))
         found = self.ho_so(ma)
         assert found is not None
         return found
@@ -447,6 +456,7 @@ class Records:
             tong_so_van_ban=len(docs),
             tong_so_trang=sum(d.so_trang for d in docs),
             batch_pk=row["batch_pk"],
+            fonds_code=row["fonds_code"],
             updated_at=row["updated_at"],
             updated_by=row["updated_by"],
             van_ban=docs,
@@ -500,9 +510,12 @@ class Records:
         return out
 
 
-def _ho_so_text(data: dict[str, Any]) -> str:
+def ho_so_text(data: dict[str, Any], fonds_names: list[str]) -> str:
+    """What a hồ sơ is found by: its metadata, and the names of its fonds before and after
+    the 2025 reorganisation ("xã Nghiên Loan", "huyện Pác Nặm" find a merged commune's)."""
     keys = ("tieu_de", "tu_khoa", "nguoi_lap", "ghi_chu", "ky_hieu", "tinh_trang_vat_ly")
-    return "\n".join(str(data.get(k) or "") for k in keys)
+    text = "\n".join(str(data.get(k) or "") for k in keys)
+    return "\n".join([text, *fonds_names])
 
 
 def _van_ban_text(data: dict[str, Any]) -> str:

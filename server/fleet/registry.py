@@ -9,6 +9,7 @@ import ask :func:`get` / :func:`trusted_key` before accepting anything a station
 from __future__ import annotations
 
 import hmac
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ class Station:
     revoked_at: float | None
     code_expires_at: float | None
     code_used_at: float | None
+    # The fonds (server.archive.fonds codes) it may scan for; the first is its default.
+    fonds_codes: tuple[str, ...] = ()
 
     @property
     def fingerprint(self) -> str:
@@ -62,12 +65,21 @@ class FleetError(Exception):
 
 _SELECT_STATIONS = (
     "SELECT device_id, commune, district, state, public_key, created_at, enrolled_at,"
-    " revoked_at, code_expires_at, code_used_at FROM stations"
+    " revoked_at, code_expires_at, code_used_at, fonds_codes FROM stations"
 )
 
 
+def _codes(raw: Any) -> tuple[str, ...]:
+    try:
+        value = json.loads(raw or "[]")
+    except ValueError:
+        return ()
+    return tuple(str(c) for c in value) if isinstance(value, list) else ()
+
+
 def _station(row: Any) -> Station:
-    return Station(*(row[i] for i in range(10)))
+    return Station(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
+                   row[9], _codes(row[10]))  # fmt: skip
 
 
 def get(db: Database, device_id: str) -> Station | None:
@@ -198,3 +210,37 @@ def expired_enrolments(db: Database, now: float | None = None) -> list[str]:
         (now,),
     )
     return [str(r[0]) for r in rows]
+
+
+def assign_fonds(
+    db: Database, device_id: str, codes: list[str], *, audit: AuditHook = _no_audit
+) -> Station:
+    """Set the fonds a station may scan for (the first is its default; an empty list: none,
+    and its batches then carry no fonds). Every code must name a fonds; audited."""
+    codes = list(dict.fromkeys(c.strip() for c in codes if c.strip()))
+    with db.tx() as con:
+        row = con.execute(
+            "SELECT fonds_codes FROM stations WHERE device_id = ?", (device_id,)
+        ).fetchone()
+        if row is None:
+            raise FleetError("unknown", f"no station {device_id}")
+        for code in codes:
+            if con.execute("SELECT 1 FROM fonds WHERE code = ?", (code,)).fetchone() is None:
+                raise FleetError("unknown_fonds", f"no fonds {code}")
+        con.execute(
+            "UPDATE stations SET fonds_codes = ? WHERE device_id = ?",
+            (json.dumps(codes), device_id),
+        )
+        audit(con, "station.fonds", device_id, {"before": list(_codes(row[0])), "after": codes})
+    station = get(db, device_id)
+    assert station is not None
+    return station
+
+
+def station_fonds(con: Connection, device_id: str) -> tuple[str, ...] | None:
+    """The fonds a station may scan for, inside the caller's transaction (the ingest checks
+    a manifest's fonds against it); None when the registry does not know the station."""
+    row = con.execute(
+        "SELECT fonds_codes FROM stations WHERE device_id = ?", (device_id,)
+    ).fetchone()
+    return None if row is None else _codes(row[0])

@@ -41,6 +41,7 @@ def apply(
     batch, bytes per day) is refused whole, with the reason the station logs."""
     device = msg.device_id
     _check_station(con, msg)
+    _check_fonds(con, msg)
     devices.touch(con, device)
     refusal = limits.check_manifest(msg, station_limits)
     if refusal is not None:
@@ -76,12 +77,36 @@ def _check_station(con: Connection, msg: Manifest) -> None:
         )
 
 
+def _check_fonds(con: Connection, msg: Manifest) -> None:
+    """A manifest naming a fonds: the station must be assigned it (server.fleet.registry)."""
+    allowed = registry.station_fonds(con, msg.device_id) or ()
+    if msg.fonds is not None and msg.fonds not in allowed:
+        # Never file a batch under a fonds the admin did not give this station.
+        log.warning("device %s batch %s: fonds %s refused (assigned: %s)", msg.device_id,
+                    msg.batch_id, msg.fonds, ", ".join(allowed) or "none")  # fmt: skip
+        raise Rejected(
+            "refused",
+            f"station {msg.device_id} is not assigned fonds {msg.fonds}"
+            f" (assigned: {', '.join(allowed) or 'none'})",
+            msg.batch_id,
+            True,
+        )
+
+
+def _fonds_of(con: Connection, msg: Manifest) -> str | None:
+    """The manifest's fonds (checked above), else the station's default (its first)."""
+    if msg.fonds is not None:
+        return msg.fonds
+    allowed = registry.station_fonds(con, msg.device_id)
+    return allowed[0] if allowed else None
+
+
 def _upsert_batch(con: Connection, msg: Manifest) -> int:
     """The batch's row id; a later manifest may only raise its page count."""
     con.execute(
         "INSERT INTO batches(device_id, batch_id, created_at, received_at, page_count,"
-        " source, scanner, profile, agent_version, metadata)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        " source, scanner, profile, agent_version, metadata, fonds_code)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (
             msg.device_id,
             msg.batch_id,
@@ -93,6 +118,7 @@ def _upsert_batch(con: Connection, msg: Manifest) -> int:
             msg.profile,
             msg.agent_version,
             json.dumps(msg.metadata, ensure_ascii=False),
+            _fonds_of(con, msg),
         ),
     )
     batch = con.execute(

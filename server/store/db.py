@@ -353,6 +353,9 @@ ADDED_COLUMNS = (
     # fonds a station may scan for (a JSON list of codes; the first is its default).
     ("ho_so", "fonds_code", "TEXT REFERENCES fonds(code)"),
     ("stations", "fonds_codes", "TEXT NOT NULL DEFAULT '[]'"),
+    # The fonds a batch was scanned for: the manifest's (checked against the station's), else
+    # the station's default; NULL when neither names one.
+    ("batches", "fonds_code", "TEXT"),
 )
 
 # Full-text search and the audit log's append-only guard, per engine. SQLite: FTS5 tables

@@ -1,0 +1,110 @@
+"""Fonds on the archive the real pipeline built (tests/real_archive.py, through ingest and the
+staff API): a hồ sơ made before its fonds existed joins it, is found by the merged commune's
+old and new names with and without diacritics, and the closed fonds is handed over with the
+command line — papers, a package per hồ sơ, the checklist — then confirmed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from harness import BIN
+from test_staff import MA, Staff, make_ho_so, staff  # noqa: F401 - the fixture
+
+from server.archive import audit, fonds
+from server.fleet import registry
+
+pytestmark = [pytest.mark.tesseract, pytest.mark.mqtt, pytest.mark.slow]
+
+
+def _cli(s: Staff, *argv: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOHOA_")}
+    env["SOHOA_DATA_DIR"] = str(s.data_dir)
+    env["SOHOA_DATABASE_URL"] = s.db.url
+    return subprocess.run([str(BIN / "sohoa-server"), *argv], env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+
+
+def _found(s: Staff, q: str) -> set[str]:
+    hits = s.client.get("/api/v1/search", params={"q": q}, headers=s.bearer("viewer")).json()
+    return {h["ma_ho_so"] for h in hits if h["kind"] == "ho_so"}
+
+
+def test_a_merged_communes_fonds_is_found_and_handed_over(staff: Staff, tmp_path: Path) -> None:  # noqa: F811
+    make_ho_so(staff)  # organ 000.00.00.H53, made before any fonds: it has none yet
+    assert staff.client.get(f"/api/v1/ho-so/{MA}", headers=staff.bearer("viewer")).json()[
+        "fonds_code"
+    ] is None  # fmt: skip
+    assert _found(staff, "Pác Nặm") == set()
+
+    made = _cli(staff, "fonds", "add", "NL", "UBND xã Nghiên Loan", "--unit", "new:01882",
+                "--opened", "2025-07-01")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    made = _cli(staff, "fonds", "add", "XL", "UBND xã Xuân La", "--organ-id", "000.00.00.H53",
+                "--unit", "old:01873")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    ho_so = staff.client.get(f"/api/v1/ho-so/{MA}", headers=staff.bearer("viewer")).json()
+    assert ho_so["fonds_code"] == "XL"  # claimed by its organ id
+
+    refused = _cli(staff, "fonds", "handover", "XL", "--out", str(tmp_path / "early"))
+    assert (
+        refused.returncode == 2 and "open" in refused.stderr and "Traceback" not in refused.stderr
+    )
+    assert not (tmp_path / "early").exists()
+    closed = _cli(staff, "fonds", "close", "XL", "--on", "2025-06-30", "--merged-into", "NL",
+                  "--deadline", "2026-06-30")  # fmt: skip
+    assert closed.returncode == 0, closed.stderr
+
+    # The old commune, its former district and province, the new commune and province, with
+    # and without diacritics: all find the hồ sơ of the closed fonds.
+    for q in ("xã Xuân La", "xuan la", "huyện Pác Nặm", "pac nam", "Nghiên Loan",
+              "tinh bac kan", "Thái Nguyên"):  # fmt: skip
+        assert _found(staff, q) == {MA}, q
+    listed = _cli(staff, "fonds", "list")
+    assert "Xã Nghiên Loan (trước đây: Xã Xuân La)" in listed.stdout
+    assert "Huyện Pác Nặm" in listed.stdout and "Tỉnh Thái Nguyên (trước đây: Tỉnh Bắc Kạn)" in (
+        listed.stdout
+    )
+
+    out = tmp_path / "nop-luu-XL"
+    done = _cli(staff, "fonds", "handover", "XL", "--out", str(out), "--ben-nhan",
+                "Lưu trữ lịch sử tỉnh Thái Nguyên")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for name in ("muc-luc-ho-so-nop-luu.xlsx", "muc-luc-ho-so-nop-luu.pdf",
+                 "bien-ban-giao-nhan.pdf", "danh-sach-con-thieu.txt"):  # fmt: skip
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "goi" / MA / "METS.xml").is_file()  # the hồ sơ's package (server.archive.aip)
+    pdfs = list((out / "goi" / MA / "representations" / "rep1" / "data").glob("*.pdf"))
+    assert [p.name for p in pdfs] == [f"{MA}.001.pdf"]
+    # The real pipeline flags page 3 (blank) only; the văn bản holds pages 1 and 2, so the
+    # checklist has nothing to say unless the package could not be built.
+    assert json.loads((out / "checklist.json").read_text(encoding="utf-8")) == []
+
+    for bad in (["--receiver", " ", "--reference", "BB-1"],):
+        no = _cli(staff, "fonds", "confirm", "XL", *bad)
+        assert no.returncode == 2 and fonds.get(staff.db, "XL").status == "closed"  # type: ignore[union-attr]
+    ok = _cli(staff, "fonds", "confirm", "XL", "--receiver", "Trần Thị B",
+              "--reference", "BB-12/2026/LTLS", "--on", "2026-05-20")  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert fonds.get(staff.db, "XL").status == "handed_over"  # type: ignore[union-attr]
+    again = _cli(staff, "fonds", "confirm", "XL", "--receiver", "X", "--reference", "Y")
+    assert again.returncode == 2
+    actions = [r["action"] for r in audit.recent(staff.db, 50)]
+    assert {"fonds.create", "fonds.edit", "fonds.handover.prepare",
+            "fonds.handover.confirm"} <= set(actions)  # fmt: skip
+
+
+def test_stations_are_assigned_fonds_from_the_command_line(staff: Staff) -> None:  # noqa: F811
+    registry.issue_code(staff.db, "xa-nghien-loan", "Xã Nghiên Loan", "", hours=1)
+    fonds.create(staff.db, "NL", "UBND xã Nghiên Loan", unit_code="new:01882")
+    fonds.create(staff.db, "XL", "UBND xã Xuân La", unit_code="old:01873")
+    done = _cli(staff, "fonds", "assign", "xa-nghien-loan", "NL", "XL")
+    assert done.returncode == 0, done.stderr
+    assert registry.get(staff.db, "xa-nghien-loan").fonds_codes == ("NL", "XL")  # type: ignore[union-attr]
+    for argv in (["xa-nghien-loan", "NOPE"], ["xa-unknown", "NL"]):
+        refused = _cli(staff, "fonds", "assign", *argv)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, argv
+    assert registry.get(staff.db, "xa-nghien-loan").fonds_codes == ("NL", "XL")  # type: ignore[union-attr]
