@@ -60,6 +60,13 @@ def test_progress_matching_and_exports(staff: Staff) -> None:
     bad = {**body, "code": "H06.XL.2019.99"}
     r = api.post("/api/v1/plan/matches", json=bad, headers=s.bearer("archivist"))
     assert r.status_code == 422 and "not planned" in r.text
+    # A batch a station scanned for another fonds is not matched to this one's plan.
+    with db.tx() as con:
+        con.execute("UPDATE batches SET fonds_code = 'AT' WHERE id = 1")
+    r = api.post("/api/v1/plan/matches", json=body, headers=s.bearer("archivist"))
+    assert r.status_code == 422 and "scanned for fonds AT, not XL" in r.text
+    with db.tx() as con:
+        con.execute("UPDATE batches SET fonds_code = 'XL' WHERE id = 1")
     r = api.post("/api/v1/plan/matches", json=body, headers=s.bearer("archivist"))
     assert r.status_code == 200, r.text
 

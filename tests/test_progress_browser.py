@@ -21,6 +21,7 @@ from openpyxl import load_workbook  # type: ignore[import-untyped]
 from real_archive import RealArchive
 from test_browser import ARGS, CHROMIUM, PASSWORD
 
+from server.archive.records import HoSo, Records, VanBanIn
 from server.config import ServerSettings
 from server.store.db import Database
 
@@ -111,6 +112,30 @@ def test_merger_demo_in_chromium(
             assert chart.locator("line.deadline").count() == 1
             assert chart.locator("line.projection").count() == 1
             page.screenshot(path=str(artefacts / "progress.png"), full_page=True)
+
+            # Catalogue the matched pages into the planned hồ sơ, then hand the closed fonds
+            # over (server.archive.fonds_handover, its CLI) and record the confirmation: the
+            # page counts them handed over.
+            db = Database(ServerSettings(data_dir=data_dir, database_url=url).database())
+            records = Records(db)
+            records.save_ho_so(HoSo(organ_id="H06.XL", nam=2019, ky_hieu="01",
+                                    tieu_de=COMMUNE_A[0][1], thoi_han_bao_quan="Vĩnh viễn"),
+                               "lan")  # fmt: skip
+            ids = [r[0] for r in db.read().execute(
+                "SELECT id FROM pages WHERE batch_pk = 1 ORDER BY page_no")]  # fmt: skip
+            records.add_van_ban(FIRST_PLANNED, VanBanIn(trich_yeu="Biên bản", pages=ids[:2]), "lan")
+            db.close()
+            for argv in (["handover", "XL", "--out", str(tmp_path / "nop-luu-xl")],
+                         ["confirm", "XL", "--receiver", "Nguyễn Văn B",
+                          "--reference", "BB-01/2026"]):  # fmt: skip
+                out = subprocess.run([str(BIN / "sohoa-server"), "fonds", *argv],
+                                     env=server.env(), capture_output=True, text=True)  # fmt: skip
+                assert out.returncode == 0, out.stderr
+            page.reload()
+            row = page.locator("table.plan-fonds tr[data-key='XL']")
+            assert "Đã nộp lưu" in row.inner_text()
+            assert row.locator("td.ho-so").inner_text().replace(" ", "") == "3/1/1/1/0/1"
+            page.screenshot(path=str(artefacts / "progress-handed-over.png"), full_page=True)
 
             # The thống kê, downloaded from the page.
             with page.expect_download() as info:

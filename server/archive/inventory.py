@@ -658,8 +658,8 @@ def attribute(db: Database) -> Attribution:
         )
     }
     for r in con.execute(
-        "SELECT b.id, b.device_id, b.batch_id, b.created_at, b.page_count, b.complete_at"
-        " FROM batches b ORDER BY b.id"
+        "SELECT b.id, b.device_id, b.batch_id, b.created_at, b.page_count, b.complete_at,"
+        " b.fonds_code FROM batches b ORDER BY b.id"
     ):
         result.batches[r["id"]] = dict(r)
     current: tuple[int, str | None] = (-1, None)  # batch, the last cover sheet's code
@@ -707,10 +707,17 @@ class MatchRefused(Exception):
 
 def match_batch(db: Database, batch_pk: int, fonds_code: str, code: str, actor: str,
                 ip: str = "") -> None:  # fmt: skip
-    """Match a batch by hand to a planned hồ sơ (replacing an earlier hand match). Audited."""
+    """Match a batch by hand to a planned hồ sơ (replacing an earlier hand match); refused
+    for a hồ sơ of another fonds than the one the batch was scanned for. Audited."""
     with db.tx() as con:
-        if con.execute("SELECT 1 FROM batches WHERE id = ?", (batch_pk,)).fetchone() is None:
+        batch = con.execute("SELECT fonds_code FROM batches WHERE id = ?", (batch_pk,)).fetchone()
+        if batch is None:
             raise MatchRefused(f"không có lô {batch_pk} / no batch {batch_pk}")
+        if batch["fonds_code"] and batch["fonds_code"] != fonds_code:
+            raise MatchRefused(
+                f"lô {batch_pk} được quét cho phông {batch['fonds_code']}, không phải {fonds_code}"
+                f" / batch {batch_pk} was scanned for fonds {batch['fonds_code']}, not {fonds_code}"
+            )
         if (
             con.execute(
                 "SELECT 1 FROM planned_ho_so WHERE fonds_code = ? AND code = ?", (fonds_code, code)
