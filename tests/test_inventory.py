@@ -85,6 +85,44 @@ def test_csv_with_year_column() -> None:
         (f"{ORGAN}.2021.HS.01", 35), (f"{ORGAN}.2021.HS.02", 210)]  # fmt: skip
 
 
+def test_old_form_on_a_second_sheet() -> None:
+    """The older Mục lục form: a cover sheet first; "Hộp số" and "Hồ sơ số"; one column for
+    "Ngày tháng năm bắt đầu và kết thúc" (two dates on two lines in the cell); "Lâu dài" /
+    "Tạm thời" retention of before 2011; "1." numbering; "-" for an unknown page count."""
+    wb = Workbook()
+    cover = wb.active
+    cover.title = "Bìa"
+    cover["B3"] = "MỤC LỤC HỒ SƠ PHÔNG UBND XÃ XUÂN LA"
+    cover["B5"] = "Quyển số 1, từ năm 1995 đến năm 1999"
+    ws = wb.create_sheet("Mục lục")
+    ws.append(["Hộp số", "Hồ sơ số", "Tiêu đề hồ sơ",
+               "Ngày tháng năm\nbắt đầu và kết thúc", "Số tờ", "Thời hạn bảo quản",
+               "Ghi chú"])  # fmt: skip
+    ws.append([1, "1.", "Sổ đăng ký khai sinh", "02/01/1995\n28/12/1995", 48, "Vĩnh viễn", ""])
+    ws.append([1, 2, "Báo cáo tổng kết năm", "1996", "-", "Lâu dài", ""])
+    ws.append([2, 3, "Công văn đi", "03/1997 - 11/1997", 12, "Tạm thời", "rách"])
+    buf = io.BytesIO()
+    wb.save(buf)
+    preview = read(buf.getvalue(), "muc-luc-cu.xlsx", ORGAN)
+    assert preview.ok, preview.problems
+    assert preview.sheet == "Mục lục"
+    assert preview.mapping == {"code": 1, "title": 2, "period": 3, "sheets": 4, "retention": 5,
+                               "note": 6}  # fmt: skip
+    a, b, c = preview.rows
+    assert (a.code, a.bat_dau, a.ket_thuc, a.so_to) == (
+        f"{ORGAN}.1995.1.",
+        dt.date(1995, 1, 2),
+        dt.date(1995, 12, 28),
+        48,
+    )
+    assert (b.code, b.so_to, b.thoi_han) == (f"{ORGAN}.1996.2", None, "Lâu dài")
+    assert (c.bat_dau, c.ket_thuc, c.thoi_han) == (
+        dt.date(1997, 3, 1),
+        dt.date(1997, 11, 30),
+        "Tạm thời",
+    )
+
+
 def test_mapping_override_for_a_header_it_does_not_know() -> None:
     wb = Workbook()
     ws = wb.active
@@ -104,7 +142,7 @@ def test_broken_inventories_are_refused_line_by_line() -> None:
         [2, f"{ORGAN}.2019.01", "Hồ sơ trùng mã", "2019", "VV", 10, ""],
         [3, f"{ORGAN}.2019.03", "Hồ sơ ngày sai", "31/02/2019", "VV", 10, ""],
         [4, f"{ORGAN}.2019.04", "Hồ sơ số trang chữ", "2019", "VV", "khoảng 50", ""],
-        [5, f"{ORGAN}.2019.05", "Hồ sơ thời hạn lạ", "2019", "lâu dài", 10, ""],
+        [5, f"{ORGAN}.2019.05", "Hồ sơ thời hạn lạ", "2019", "mãi mãi", 10, ""],
         [6, "", "Hồ sơ không mã", "2019", "VV", 10, ""],
         [7, "05/HS", "Ký hiệu có gạch chéo", "2019", "VV", 10, ""],
         [8, "09", "Không có năm", "", "VV", 10, ""],
@@ -117,7 +155,7 @@ def test_broken_inventories_are_refused_line_by_line() -> None:
     assert why[5] == f"code {ORGAN}.2019.01 repeats line 4"
     assert why[6].startswith("unreadable date: 31/02/2019")
     assert why[7] == "pages is not a number: 'khoảng 50'"
-    assert why[8].startswith("retention not understood: 'lâu dài'")
+    assert why[8].startswith("retention not understood: 'mãi mãi'")
     assert why[9] == "no code"
     assert why[10].startswith("file notation '05/HS'")
     assert why[11].startswith("no year")

@@ -121,6 +121,7 @@ class Preview:
     header_lines: list[int] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)  # header text per column
     mapping: dict[str, int] = field(default_factory=dict)  # field → 0-based column
+    sheet: str = ""  # the workbook's sheet read ("" for a CSV)
     rows: list[PlannedHoSo] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     skipped: list[Problem] = field(default_factory=list)  # not hồ sơ lines, with why
@@ -136,6 +137,7 @@ class Preview:
     def as_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
+            "sheet": self.sheet,
             "header_lines": self.header_lines,
             "columns": self.columns,
             "mapping": {k: column_letter(v) for k, v in self.mapping.items()},
@@ -169,22 +171,22 @@ def column_index(letter: str) -> int:
 # -- reading the file ---------------------------------------------------------------------
 
 
-def load_rows(data: bytes, name: str) -> list[list[Any]]:
-    """The sheet's cells, row by row (merged cells carry their value into every cell they
-    cover, as a reader sees them)."""
+def load_sheets(data: bytes, name: str) -> list[tuple[str, list[list[Any]]]]:
+    """Each sheet's name and cells, row by row (merged cells carry their value into every
+    cell they cover, as a reader sees them). A CSV is one sheet."""
     suffix = Path(name).suffix.lower()
     if suffix == ".xls":
         raise InventoryError(
             "tệp .xls (Excel cũ): hãy lưu lại thành .xlsx / old .xls file: save it as .xlsx"
         )
     if suffix == ".csv":
-        return _csv_rows(data)
+        return [("", _csv_rows(data))]
     if suffix in (".xlsx", ".xlsm") or data[:2] == b"PK":
-        return _xlsx_rows(data)
+        return _xlsx_sheets(data)
     raise InventoryError(f"không đọc được tệp {name} / not an .xlsx or .csv file: {name}")
 
 
-def _xlsx_rows(data: bytes) -> list[list[Any]]:
+def _xlsx_sheets(data: bytes) -> list[tuple[str, list[list[Any]]]]:
     from zipfile import BadZipFile
 
     from openpyxl import load_workbook  # type: ignore[import-untyped]
@@ -193,19 +195,21 @@ def _xlsx_rows(data: bytes) -> list[list[Any]]:
         wb = load_workbook(io.BytesIO(data), data_only=True)
     except (BadZipFile, KeyError, ValueError, OSError) as exc:
         raise InventoryError(f"tệp Excel hỏng / not a readable .xlsx file: {exc}") from exc
-    ws = wb.worksheets[0]
-    if ws.max_row > MAX_ROWS:
-        raise InventoryError(f"quá {MAX_ROWS} dòng / more than {MAX_ROWS} lines")
-    rows = [list(r) for r in ws.iter_rows(values_only=True)]
-    for merged in ws.merged_cells.ranges:
-        value = ws.cell(merged.min_row, merged.min_col).value
-        for r in range(merged.min_row, merged.max_row + 1):
-            for c in range(merged.min_col, merged.max_col + 1):
-                row = rows[r - 1]
-                while len(row) < c:
-                    row.append(None)
-                row[c - 1] = value
-    return rows
+    sheets = []
+    for ws in wb.worksheets:
+        if ws.max_row > MAX_ROWS:
+            raise InventoryError(f"quá {MAX_ROWS} dòng / more than {MAX_ROWS} lines")
+        rows = [list(r) for r in ws.iter_rows(values_only=True)]
+        for merged in ws.merged_cells.ranges:
+            value = ws.cell(merged.min_row, merged.min_col).value
+            for r in range(merged.min_row, min(merged.max_row, len(rows)) + 1):
+                for c in range(merged.min_col, merged.max_col + 1):
+                    row = rows[r - 1]
+                    while len(row) < c:
+                        row.append(None)
+                    row[c - 1] = value
+        sheets.append((str(ws.title), rows))
+    return sheets
 
 
 def _csv_rows(data: bytes) -> list[list[Any]]:
@@ -232,6 +236,8 @@ def _field_of(label: str) -> str | None:
     folded = fold(label).strip(" .:*")
     if not folded:
         return None
+    if re.search(r"bat dau.*ket thuc|tu ngay.*den ngay", folded):
+        return "period"  # "Ngày tháng năm bắt đầu và kết thúc": both in one column
     for name, pattern in FIELDS.items():
         if re.search(pattern, folded):
             return name
@@ -306,11 +312,23 @@ def read(
     ``override`` maps a field to a column letter ("code": "B"), or to "" to ignore it."""
     if not ORGAN_ID.match(organ_id):
         raise InventoryError(f"mã định danh {organ_id!r} is not valid")
-    raw = load_rows(data, name)
-    texts = [[_text(c) for c in row] for row in raw]
-    if not any(any(r) for r in texts):
-        raise InventoryError("tệp trống / the file is empty")
-    header_lines, labels = _find_header(texts)
+    # The first sheet with a header line (a workbook may open on a cover or an instructions
+    # sheet).
+    first_error: InventoryError | None = None
+    for sheet, raw in load_sheets(data, name):  # noqa: B007 (sheet is read after the break)
+        texts = [[_text(c) for c in row] for row in raw]
+        if not any(any(r) for r in texts):
+            first_error = first_error or InventoryError("tệp trống / the file is empty")
+            continue
+        try:
+            header_lines, labels = _find_header(texts)
+        except InventoryError as exc:
+            first_error = first_error or exc
+            continue
+        break
+    else:
+        assert first_error is not None
+        raise first_error
     mapping = auto_mapping(labels)
     for key, letter in (override or {}).items():
         if key not in FIELDS:
@@ -319,7 +337,7 @@ def read(
             mapping[key] = column_index(letter)
         else:
             mapping.pop(key, None)
-    preview = Preview([n + 1 for n in header_lines], labels, mapping)
+    preview = Preview([n + 1 for n in header_lines], labels, mapping, sheet=sheet)
     if "code" not in mapping:
         raise InventoryError(
             "không có cột mã hồ sơ / số và ký hiệu hồ sơ; hãy chỉ định cột"
@@ -386,6 +404,8 @@ def _row(
         return None, Problem(line, vi, en)
 
     code_text = _text(got.get("code"))
+    if re.fullmatch(r"\d+\.", code_text):  # "1." numbered as a list: the number is the code
+        code_text = code_text[:-1]
     title = _text(got.get("title"))
     if not code_text:
         return bad("thiếu mã / số và ký hiệu hồ sơ", "no code")
@@ -399,9 +419,10 @@ def _row(
         return bad(f"ngày không đọc được: {exc}", f"unreadable date: {exc}")
     if start and end and start > end:
         return bad("ngày bắt đầu sau ngày kết thúc", "start date after end date")
-    numbers: dict[str, int | None] = {}
-    for key, vi in (("pages", "số trang"), ("sheets", "số tờ"), ("documents", "số văn bản"),
-                    ("stt", "số TT")):  # fmt: skip
+    stt = _text(got.get("stt")).rstrip(".")
+    numbers: dict[str, int | None] = {"stt": int(stt) if stt.isdigit() else None}
+    for key, vi in (("pages", "số trang"), ("sheets", "số tờ"),
+                    ("documents", "số văn bản")):  # fmt: skip
         try:
             numbers[key] = _count(got.get(key))
         except ValueError:
@@ -449,7 +470,7 @@ def _row(
 
 
 def _count(value: Any) -> int | None:
-    if value is None or value == "":
+    if value is None or _text(value) in ("", "-", "–", "—", "x", "X"):
         return None
     if isinstance(value, bool):
         raise ValueError(value)
@@ -476,6 +497,10 @@ def _retention(value: Any) -> str:
         return ""
     if text in ("vinh vien", "vv"):
         return "Vĩnh viễn"
+    # The categories before 2011 (Luật Lưu trữ 2011 replaced them with numbers of years):
+    # old inventories still carry them; kept as written.
+    if text in ("lau dai", "tam thoi"):
+        return {"lau dai": "Lâu dài", "tam thoi": "Tạm thời"}[text]
     match = re.fullmatch(r"(\d{1,2})( nam)?", text)
     if match and 1 <= int(match[1]) <= 99:
         return f"{int(match[1])} năm"
