@@ -110,7 +110,7 @@ def test_old_form_on_a_second_sheet() -> None:
                                "note": 6}  # fmt: skip
     a, b, c = preview.rows
     assert (a.code, a.bat_dau, a.ket_thuc, a.so_to) == (
-        f"{ORGAN}.1995.1.",
+        f"{ORGAN}.1995.1",
         dt.date(1995, 1, 2),
         dt.date(1995, 12, 28),
         48,
