@@ -174,7 +174,19 @@ def test_import_page_previews_then_imports_all_or_nothing(staff: Staff) -> None:
     html = post({"action": "import", "data": carried, "name": "danh-muc.xlsx"})
     assert "đã có trong kế hoạch" in html
     assert db.read().execute("SELECT COUNT(*) FROM planned_ho_so").fetchone()[0] == 2
+    # A title is text, never markup, on the preview page.
+    evil = danh_muc([[1, "H19.NL.2025.09", "<script>alert(1)</script>", "2025", "VV", 1, ""]])
+    html = post({"action": "preview"}, {"file": ("x.xlsx", evil)})
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)" in html
     # Without the session's CSRF value: refused.
     r = s.client.post("/plan/import", data={"csrf": "x", "fonds": "NL", "action": "preview"},
                       files={"file": ("danh-muc.xlsx", good)})  # fmt: skip
     assert r.status_code == 403
+    # A viewer may look at the plan but not import into it.
+    s.client.cookies.clear()
+    csrf = s.login("viewer")
+    r = s.client.post("/plan/import", data={"csrf": csrf, "fonds": "NL", "action": "import",
+                                            "data": carried, "name": "x.xlsx"})  # fmt: skip
+    assert r.status_code == 403
+    assert s.client.get("/plan").status_code == 200
+    assert db.read().execute("SELECT COUNT(*) FROM planned_ho_so").fetchone()[0] == 2
