@@ -123,6 +123,21 @@ def test_old_form_on_a_second_sheet() -> None:
     )
 
 
+def test_a_title_merged_right_above_the_header_is_not_part_of_it() -> None:
+    wb = Workbook()
+    ws = wb.active
+    ws.append(["MỤC LỤC HỒ SƠ NĂM 2020"])
+    ws.merge_cells("A1:E1")
+    ws.append(["STT", "Số, ký hiệu hồ sơ", "Tên hồ sơ", "Năm", "Số trang"])
+    ws.append([1, "05", "Hồ sơ hòa giải", 2020, 9])
+    buf = io.BytesIO()
+    wb.save(buf)
+    preview = read(buf.getvalue(), "x.xlsx", ORGAN)
+    assert preview.header_lines == [2]
+    assert preview.mapping == {"stt": 0, "code": 1, "title": 2, "year": 3, "pages": 4}
+    assert [(r.code, r.so_trang) for r in preview.rows] == [(f"{ORGAN}.2020.05", 9)]
+
+
 def test_mapping_override_for_a_header_it_does_not_know() -> None:
     wb = Workbook()
     ws = wb.active

@@ -272,6 +272,10 @@ def _find_header(texts: list[list[str]]) -> tuple[list[int], list[str]]:
     def refines(top: list[str], below: list[str]) -> bool:
         # A sub-header ("Bắt đầu" / "Kết thúc" under a merged "Thời gian tài liệu"): every
         # cell repeats the one above (a vertical merge) or names a field by itself.
+        # The row above must name a field itself: a blank line or a title merged across
+        # ("MỤC LỤC HỒ SƠ") is no part of the header.
+        if not any(_field_of(a) for a in top if a):
+            return False
         sub = [(a, b) for a, b in zip(top, below, strict=True) if b]
         return (
             bool(sub)
