@@ -248,3 +248,39 @@ def test_cli_preview_refuse_import(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "imported 3 hồ sơ (176 pages) into the plan of XL" in out.stdout
     assert len(inventory.planned(Database(data_dir / "archive.sqlite3"), "XL")) == 3
+
+
+@pytest.mark.parametrize(
+    ("cell", "span"),
+    [
+        ("14/3/2019", ("2019-03-14", "2019-03-14")),
+        ("14.03.2019", ("2019-03-14", "2019-03-14")),
+        ("2019-03-14", ("2019-03-14", "2019-03-14")),  # ISO, as software exports it
+        ("ngày 5 tháng 3 năm 2019", ("2019-03-05", "2019-03-05")),
+        ("tháng 3/2019", ("2019-03-01", "2019-03-31")),
+        ("năm 2019", ("2019-01-01", "2019-12-31")),
+        ("Từ 1998 đến 2003", ("1998-01-01", "2003-12-31")),
+        ("1998–2003", ("1998-01-01", "2003-12-31")),
+        ("02/01/1995\n28/12/1995", ("1995-01-02", "1995-12-28")),
+        (dt.datetime(2019, 3, 14), ("2019-03-14", "2019-03-14")),
+        (2019, ("2019-01-01", "2019-12-31")),
+    ],
+)
+def test_vietnamese_dates(cell: object, span: tuple[str, str]) -> None:
+    got = inventory.parse_span(cell)
+    assert got is not None and (got[0].isoformat(), got[1].isoformat()) == span
+
+
+@pytest.mark.parametrize("cell", ["31/02/2019", "khoảng 2019", "19/3", "2019?", 12.5])
+def test_dates_it_refuses(cell: object) -> None:
+    with pytest.raises(ValueError, match=r"\S"):  # the cell, as the line's reason quotes it
+        inventory.parse_span(cell)
+
+
+def test_headers_of_older_inventories() -> None:
+    """ "Đơn vị bảo quản" (a box or file number) is no retention period; "Thời hạn BQ" is."""
+    labels = ["STT", "Hộp số", "Số ĐVBQ", "Hồ sơ số", "Tiêu đề hồ sơ", "Thời hạn BQ",
+              "Đơn vị bảo quản", "Số tờ"]  # fmt: skip
+    assert inventory.auto_mapping(labels) == {
+        "stt": 0, "code": 3, "title": 4, "retention": 5, "sheets": 7
+    }  # fmt: skip

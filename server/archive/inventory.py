@@ -74,6 +74,9 @@ LABELS = {
     "documents": ("Số văn bản", "Documents"),
     "note": ("Ghi chú", "Note"),
 }
+# Columns of older inventories that name no field here although their words would: the
+# storage unit (đơn vị bảo quản, a box or file number from a chỉnh lý) is no retention period.
+IGNORED = r"don vi bao quan|dvbq|^hop( so)?$|^cap so$|^hop/cap"
 HEADER_SEARCH = 30  # rows looked at for the header
 MAX_ROWS = 100_000
 FULL_CODE = re.compile(r"^(?P<organ>[0-9A-Za-z.]{1,13}?)\.(?P<nam>\d{4})\.(?P<ky_hieu>[^|]{1,20})$")
@@ -236,6 +239,8 @@ def _field_of(label: str) -> str | None:
     folded = fold(label).strip(" .:*")
     if not folded:
         return None
+    if re.search(IGNORED, folded):
+        return None
     if re.search(r"bat dau.*ket thuc|tu ngay.*den ngay", folded):
         return "period"  # "Ngày tháng năm bắt đầu và kết thúc": both in one column
     for name, pattern in FIELDS.items():
@@ -247,7 +252,10 @@ def _field_of(label: str) -> str | None:
 def _is_numbering(row: list[str]) -> bool:
     """The row of column numbers under a header: "(1) (2) (3)…" or "1 2 3…"."""
     cells = [c for c in row if c]
-    return len(cells) >= 3 and all(re.fullmatch(r"\(?\d{1,2}\)?", c) for c in cells)
+    return len(cells) >= 3 and (
+        all(re.fullmatch(r"\(?\d{1,2}\)?", c) for c in cells)
+        or all(re.fullmatch(r"\(?[A-Z]\)?", c) for c in cells)
+    )
 
 
 def _find_header(texts: list[list[str]]) -> tuple[list[int], list[str]]:
@@ -521,10 +529,12 @@ def _year(value: Any) -> int | None:
     return None
 
 
-DATE = re.compile(r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})|(\d{1,2})[/.-](\d{4})|(\d{4})")
+DATE = re.compile(
+    r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})|(\d{1,2})[/.-](\d{4})|(\d{4})(?:-(\d{2})-(\d{2}))?"
+)
 
 
-def _parse_span(value: Any) -> tuple[dt.date, dt.date] | None:
+def parse_span(value: Any) -> tuple[dt.date, dt.date] | None:
     """A cell as the first and last day it may mean: a date is itself, "03/2019" its month,
     "2019" / "năm 2019" its year, "1998-2003" or "01/02/2019 - 31/12/2019" the span."""
     if value is None or value == "":
@@ -539,8 +549,8 @@ def _parse_span(value: Any) -> tuple[dt.date, dt.date] | None:
             return dt.date(y, 1, 1), dt.date(y, 12, 31)
         raise ValueError(_text(value))
     text = fold(_text(value)).lower()
-    text = re.sub(r"^(nam|thang|ngay)\s+", "", text)
     text = re.sub(r"ngay (\d{1,2}) thang (\d{1,2}) nam (\d{4})", r"\1/\2/\3", text)
+    text = re.sub(r"\b(nam|thang|ngay)\s+", "", text)
     days: list[dt.date] = []
     rest = text
     for match in DATE.finditer(text):
@@ -553,21 +563,24 @@ def _parse_span(value: Any) -> tuple[dt.date, dt.date] | None:
                 first = dt.date(y, m, 1)
                 nxt = dt.date(y + m // 12, m % 12 + 1, 1)
                 days += [first, nxt - dt.timedelta(days=1)]
+            elif match[7]:  # ISO, as software exports write it
+                d = dt.date(int(match[6]), int(match[7]), int(match[8]))
+                days += [d, d]
             else:
                 y = int(match[6])
                 days += [dt.date(y, 1, 1), dt.date(y, 12, 31)]
         except ValueError as exc:
             raise ValueError(_text(value)) from exc
         rest = rest.replace(match[0], " ", 1)
-    if not days or re.sub(r"[\s\-–—/,.]|den|toi", "", rest):
+    if not days or re.sub(r"[\s\-–—/,.]|\b(tu|den|toi)\b", "", rest):
         raise ValueError(_text(value))
     return min(days), max(days)
 
 
 def _dates(got: dict[str, Any]) -> tuple[dt.date | None, dt.date | None]:
-    start_span = _parse_span(got.get("start"))
-    end_span = _parse_span(got.get("end"))
-    period = _parse_span(got.get("period"))
+    start_span = parse_span(got.get("start"))
+    end_span = parse_span(got.get("end"))
+    period = parse_span(got.get("period"))
     start = start_span[0] if start_span else period[0] if period else None
     end = end_span[1] if end_span else period[1] if period else None
     return start, end
