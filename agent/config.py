@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -210,6 +211,18 @@ class AgentSettings(BaseModel):
         # SOHOA_BUTTON_KEY_CODES=KEY_F13,KEY_ENTER from the environment
         if isinstance(value, str):
             return tuple(k.strip() for k in value.split(",") if k.strip())
+        return value
+
+    @field_validator("fonds", mode="before")
+    @classmethod
+    def _fonds_list(cls, value: object) -> object:
+        # SOHOA_FONDS=BK-NL,BK-XL from the environment (the manifest's pattern, each)
+        if isinstance(value, str):
+            value = [c.strip() for c in value.split(",") if c.strip()]
+        if isinstance(value, list):
+            for code in value:
+                if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}", str(code)):
+                    raise ValueError(f"fonds code {code!r}: letters, digits, '.', '_', '-'")
         return value
 
     @field_validator("mqtt_url")

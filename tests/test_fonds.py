@@ -78,3 +78,82 @@ def test_fonds_lifecycle_and_lineage(database: Path | str) -> None:
     assert [(r[0], r[1]) for r in rows] == [
         ("fonds.create", "NL"), ("fonds.create", "XL"), ("fonds.edit", "XL")
     ]  # fmt: skip
+
+
+def test_the_manifest_carries_the_chosen_fonds_and_old_manifests_still_verify() -> None:
+    """protocol: ``fonds`` is optional; an agent that predates it sends none, and its signed
+    bytes are the same as before (exclude_none), so the archive still verifies it."""
+    import json
+
+    from agent.config import AgentSettings
+    from agent.outbox import outbox as ob
+    from agent.uplink.transfer import build_manifests
+    from protocol import signing
+    from protocol.messages import Manifest
+
+    key = signing.new_key()
+    batch = ob.BatchRecord(
+        batch_id="a" * 32, state=ob.READY, created_at=1.0, source="scan", scanner=None,
+        profile=None, page_count=0, metadata={"ma_ho_so": "X.2025.1", ob.FONDS_KEY: "XL"},
+        attempts=0, last_error=None, secret=False,
+    )  # fmt: skip
+    (msg,) = build_manifests("xa-nghien-loan", batch, [], "1.0", key)
+    assert msg.fonds == "XL" and msg.metadata == {"ma_ho_so": "X.2025.1"}
+    assert signing.verify(msg, msg.signature, signing.public_key_hex(key))
+
+    old_batch = ob.BatchRecord(**{**batch.__dict__, "metadata": {}})
+    (old,) = build_manifests("xa-nghien-loan", old_batch, [], "1.0", key)
+    wire = json.loads(old.model_dump_json(exclude_none=True))
+    assert "fonds" not in wire and "fonds" not in signing.canonical(old).decode()
+    again = Manifest.model_validate(wire)  # an old agent's manifest, as the archive reads it
+    assert again.fonds is None and signing.verify(
+        again, again.signature, signing.public_key_hex(key)
+    )
+    with pytest.raises(ValueError, match="fonds"):
+        Manifest.model_validate({**wire, "fonds": "no spaces allowed"})
+
+    settings = AgentSettings(fonds="NL, XL")  # type: ignore[arg-type]  # as SOHOA_FONDS
+    assert settings.fonds == ["NL", "XL"]
+    with pytest.raises(ValueError, match="fonds code"):
+        AgentSettings(fonds=["bad code"])
+
+
+def test_the_technician_chooses_the_fonds_on_the_screen(tmp_path: Path) -> None:
+    """The station's own daemon behind the real screen server (no scanner needed): the
+    technician picks one of the station's fonds for the next batches; another is refused;
+    the next batch's metadata carries the choice (the manifest's ``fonds``)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from agent.config import AgentSettings
+    from agent.daemon import Daemon
+    from agent.outbox import outbox as ob
+    from agent.screen.web import Screen
+
+    settings = AgentSettings(data_dir=tmp_path, device_id="xa-nghien-loan", fonds=["NL", "XL"])
+    station = Daemon(settings, "boot")
+    station.outbox = ob.Outbox(settings.data_dir)
+    server = Screen(station, port=0).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+
+    def post(code: str) -> int:
+        body = json.dumps({"fonds": code}).encode()
+        req = urllib.request.Request(base + "/api/fonds", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+        try:
+            return int(urllib.request.urlopen(req, timeout=10).status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
+    try:
+        state = json.load(urllib.request.urlopen(base + "/api/state", timeout=10))
+        assert state["fonds"] == "NL" and state["fonds_choices"] == ["NL", "XL"]  # the default
+        assert post("XL") == 200
+        assert post("OTHER") == 400  # not one of the station's: never sent
+        state = json.load(urllib.request.urlopen(base + "/api/state", timeout=10))
+        assert state["fonds"] == "XL"
+        assert station._batch_metadata("") == {ob.FONDS_KEY: "XL"}
+    finally:
+        server.shutdown()
+        station.outbox.close()

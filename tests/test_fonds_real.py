@@ -63,6 +63,11 @@ def test_a_merged_communes_fonds_is_found_and_handed_over(staff: Staff, tmp_path
     for q in ("xã Xuân La", "xuan la", "huyện Pác Nặm", "pac nam", "Nghiên Loan",
               "tinh bac kan", "Thái Nguyên"):  # fmt: skip
         assert _found(staff, q) == {MA}, q
+    staff.login("viewer")  # the hồ sơ list: filtered by the fonds' places, old or new
+    for place, found in (("pac nam", True), ("Thái Nguyên", True), ("Tân Phú", False)):
+        html = staff.client.get("/ho-so", params={"place": place}).text
+        assert (f'href="/ho-so/{MA}"' in html) is found, place
+    assert "Xã Nghiên Loan (trước đây: Xã Xuân La)" in staff.client.get("/ho-so").text
     listed = _cli(staff, "fonds", "list")
     assert "Xã Nghiên Loan (trước đây: Xã Xuân La)" in listed.stdout
     assert "Huyện Pác Nặm" in listed.stdout and "Tỉnh Thái Nguyên (trước đây: Tỉnh Bắc Kạn)" in (
@@ -104,7 +109,50 @@ def test_stations_are_assigned_fonds_from_the_command_line(staff: Staff) -> None
     done = _cli(staff, "fonds", "assign", "xa-nghien-loan", "NL", "XL")
     assert done.returncode == 0, done.stderr
     assert registry.get(staff.db, "xa-nghien-loan").fonds_codes == ("NL", "XL")  # type: ignore[union-attr]
+    staff.login("admin")  # the fleet view names each station's fonds before and after 2025
+    html = staff.client.get("/stations").text
+    assert "UBND xã Xuân La — Xã Nghiên Loan (trước đây: Xã Xuân La)" in html
     for argv in (["xa-nghien-loan", "NOPE"], ["xa-unknown", "NL"]):
         refused = _cli(staff, "fonds", "assign", *argv)
         assert refused.returncode == 2 and "Traceback" not in refused.stderr, argv
     assert registry.get(staff.db, "xa-nghien-loan").fonds_codes == ("NL", "XL")  # type: ignore[union-attr]
+
+
+def test_fonds_pages_refuse_the_wrong_role_a_forged_form_and_other_files(
+    staff: Staff,  # noqa: F811
+) -> None:
+    """The attacks first: a viewer reading or an archivist making fonds, a form without the
+    session's CSRF value, a handover download outside its list of files."""
+    from test_staff import csrf_of
+
+    fonds.create(staff.db, "XL", "UBND xã Xuân La", unit_code="old:01873", status="closed")
+    c = staff.client
+    assert c.get("/fonds", follow_redirects=False).status_code == 303  # not logged in
+    staff.login("viewer")
+    assert c.get("/fonds").status_code == 403
+    c.post("/logout", data={"csrf": csrf_of(c.get("/").text)})
+    csrf = staff.login("archivist")
+    assert c.get("/fonds").status_code == 200
+    made = c.post("/fonds", data={"csrf": csrf, "code": "EVIL", "name": "x"})
+    assert made.status_code == 403 and fonds.get(staff.db, "EVIL") is None
+    closed = c.post("/fonds/XL/handover", data={"csrf": "forged"})
+    assert closed.status_code == 403 and fonds_handover_rows(staff) == 0
+    prepared = c.post("/fonds/XL/handover", data={"csrf": csrf}, follow_redirects=False)
+    assert prepared.status_code == 303
+    assert fonds_handover_rows(staff) == 1
+    for name in ("..%2F..%2Farchive.sqlite3", "checklist.json", "receipt.key"):
+        assert c.get(f"/fonds/XL/handover/{name}").status_code == 404, name
+    assert c.get("/fonds/XL/handover/danh-sach-con-thieu.txt").status_code == 200
+    # The API: assignments are the admin's; a fonds list is anyone's who reads.
+    body = {"fonds_codes": ["XL"]}
+    registry.issue_code(staff.db, "xa-a", "Xã A", "", hours=1)
+    put = c.put("/api/v1/stations/xa-a/fonds", json=body, headers=staff.bearer("archivist"))
+    assert put.status_code == 403
+    put = c.put("/api/v1/stations/xa-a/fonds", json=body, headers=staff.bearer("admin"))
+    assert put.status_code == 200 and put.json()["fonds_codes"] == ["XL"]
+    listed = c.get("/api/v1/fonds", headers=staff.bearer("viewer")).json()
+    assert listed[0]["lineage"]["district"]["old"] == "Huyện Pác Nặm"
+
+
+def fonds_handover_rows(s: Staff) -> int:
+    return int(s.db.read().execute("SELECT count(*) FROM fonds_handovers").fetchone()[0])

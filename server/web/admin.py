@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from server.archive import audit, auth, progress
+from server.archive import audit, auth, fonds, progress
 from server.fleet import broker as fleet
 from server.fleet import registry
 from server.web.deps import (
@@ -39,7 +39,11 @@ def users_page(request: Request, session: WebAdmin, db: DB) -> Response:
 
 @router.get("/stations", response_class=HTMLResponse)
 def stations_page(request: Request, session: WebAdmin, db: DB) -> Response:
-    return render(request, "stations.html", stations=registry.stations(db))
+    places = {}  # fonds code → its name and its places before and after 2025
+    for f in fonds.list(db):
+        line = " · ".join(p.label for p in fonds.lineage(db, f.code) if p.label)
+        places[f.code] = f"{f.name} — {line}" if line else f.name
+    return render(request, "stations.html", stations=registry.stations(db), places=places)
 
 
 @router.post("/stations/{device_id}/revoke")

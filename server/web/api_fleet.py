@@ -27,6 +27,13 @@ class StationOut(BaseModel):
     enrolled_at: float | None
     revoked_at: float | None
     code_expires_at: float | None
+    fonds_codes: list[str] = Field(
+        default_factory=list, description="the fonds it scans for; the first is its default"
+    )
+
+
+class FondsAssign(BaseModel):
+    fonds_codes: list[str] = Field(max_length=50, description="fonds codes, default first")
 
 
 class RevokeOut(StationOut):
@@ -38,6 +45,7 @@ class RevokeOut(StationOut):
 
 def _out(station: stations.Station) -> dict[str, Any]:
     data = station.as_dict()
+    data["fonds_codes"] = list(station.fonds_codes)
     data.pop("public_key", None)
     data.pop("code_used_at", None)
     return data
@@ -65,3 +73,30 @@ def revoke_station(device_id: str, db: DB, user: Admin, request: Request) -> dic
     station = stations.get(db, device_id)
     assert station is not None
     return {**_out(station), "broker_error": error}
+
+
+@router.put("/stations/{device_id}/fonds", response_model=StationOut)
+def assign_fonds(
+    device_id: str, body: FondsAssign, db: DB, user: Admin, request: Request
+) -> dict[str, Any]:
+    """Set the fonds a station scans for (issue 21); audited. 404: no such station; 422: a
+    code names no fonds."""
+    try:
+        station = stations.assign_fonds(
+            db, device_id, body.fonds_codes,
+            audit=lambda con, action, target, detail: audit.append(
+                con, user.name, action, target, detail, client_ip(request)
+            ),
+        )  # fmt: skip
+    except stations.FleetError as exc:
+        raise HTTPException(404 if exc.reason == "unknown" else 422, exc.detail) from exc
+    return _out(station)
+
+
+@router.get("/fonds")
+def list_fonds(db: DB, user: User) -> list[dict[str, Any]]:
+    """Every fonds with its commune, district and province named before and after the 2025
+    reorganisation, and its last handover."""
+    from server.web.fonds import rows
+
+    return rows(db)

@@ -14,7 +14,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from server.archive import access, audit, records
+from server.archive import access, audit, fonds, records
+from server.store.db import fold
 from server.web.deps import (
     DB,
     CatalogDep,
@@ -55,12 +56,27 @@ def _ho_so_fields(form: dict[str, str]) -> dict[str, Any]:
 
 
 @router.get("/ho-so", response_class=HTMLResponse)
-def ho_so_list(request: Request, session: WebViewer, records_: RecordsDep, db: DB) -> Response:
+def ho_so_list(
+    request: Request, session: WebViewer, records_: RecordsDep, db: DB, place: str = ""
+) -> Response:
+    """Every readable hồ sơ with its fonds; ``place`` keeps those whose fonds is named by it
+    (the commune, district or province, old or new name, with or without diacritics)."""
     every = records_.list_ho_so()
     readable = access.readable_ho_so(db, session.principal, [h.ma_ho_so for h in every])
     items = [h for h in every if h.ma_ho_so in readable]
+    places: dict[str, tuple[str, str, str]] = {}  # fonds code → name, place label, folded
+    for code in sorted({h.fonds_code for h in items if h.fonds_code}):
+        found = fonds.get(db, code)
+        if found is not None:
+            line = fonds.lineage(db, code)
+            label = " · ".join(p.label for p in line if p.label)
+            places[code] = (found.name, label, fold(" ".join(fonds.search_names(db, code))))
+    wanted = fold(place.strip())
+    if wanted:
+        items = [h for h in items if h.fonds_code in places and wanted in places[h.fonds_code][2]]
     organs = sorted({h.organ_id for h in items})
-    return render(request, "ho_so_list.html", items=items, organs=organs, **_form_ctx())
+    return render(request, "ho_so_list.html", items=items, organs=organs, places=places,
+                  place=place, **_form_ctx())  # fmt: skip
 
 
 @router.get("/ho-so/new", response_class=HTMLResponse)
