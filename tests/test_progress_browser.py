@@ -95,7 +95,8 @@ def test_merger_demo_in_chromium(
             # The progress page: the batch matches nothing yet; match it by hand.
             page.goto(base + "/plan")
             assert page.locator("table.unmatched tr").count() == 2
-            page.select_option("table.unmatched select", f"XL|{FIRST_PLANNED}")
+            assert page.locator(f"#planned-ho-so option[value='XL|{FIRST_PLANNED}']").count() == 1
+            page.fill("table.unmatched input[name=planned]", f"XL|{FIRST_PLANNED}")
             page.click("form.match button[type=submit]")
             page.wait_for_url("**/plan?matched=1")
             assert page.locator("table.unmatched").count() == 0

@@ -314,7 +314,7 @@ def plan(db: Database, today: dt.date | None = None) -> PlanView:
         if r["id"] in described:
             fp.pages["catalogued"] += 1
             fp.pages["handed_over"] += int(handed)
-        flagged = any(f in REVIEW_FLAGS for f in json.loads(r["flags"]))
+        flagged = r["flags"] != "[]" and any(f in REVIEW_FLAGS for f in json.loads(r["flags"]))
         if not flagged or r["id"] in reviewed:
             counts[2] += 1
             fp.pages["checked"] += 1

@@ -316,6 +316,8 @@ TEXT: dict[str, tuple[str, str]] = {
         "Batches matching no planned hồ sơ",
     ),
     "plan_match": ("Khớp", "Match"),
+    "plan_match_hint": ("phông|mã hồ sơ", "fonds|file code"),
+    "plan_more": ("… và {n} lô nữa", "… and {n} more batches"),
     "plan_matched": (
         "Đã khớp lô {batch} với hồ sơ trong kế hoạch.",
         "Matched batch {batch} to a planned hồ sơ.",

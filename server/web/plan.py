@@ -26,6 +26,7 @@ from server.web.render import csrf_refused, forecast_chart, lang, render, stage_
 
 router = APIRouter(include_in_schema=False)
 MAX_UPLOAD = 5 * 1024 * 1024  # an inventory of 10,000 lines is well under 2 MB
+UNMATCHED_SHOWN = 200
 
 
 def _charts(view: progress.PlanView, language: str) -> dict[str, Any]:
@@ -58,10 +59,14 @@ def plan_page(request: Request, session: WebViewer, db: DB, matched: str = "") -
     view = progress.plan(db)
     readable = access.readable_batches(db, session.principal, [b["id"] for b in view.unmatched])
     unmatched = [b for b in view.unmatched if b["id"] in readable]
+    # What a batch can be matched to: the planned hồ sơ nothing was scanned for yet, offered
+    # once for every form (a <datalist>), not once per batch.
+    candidates = [p for rows in view.unscanned.values() for p in rows]
     return render(
         request, "plan.html", view=view, charts=_charts(view, lang(request)),
-        unmatched=unmatched, stages=progress.STAGES,
-        planned_codes=inventory.planned(db), matched=matched, statuses=fonds.STATUSES,
+        unmatched=unmatched[:UNMATCHED_SHOWN],
+        more_unmatched=max(0, len(unmatched) - UNMATCHED_SHOWN), stages=progress.STAGES,
+        planned_codes=candidates, matched=matched, statuses=fonds.STATUSES,
     )  # fmt: skip
 
 
