@@ -5,8 +5,10 @@ the scan-station agent bound to SANE's `test` scanner (`embedded/`); presses the
 (one ADF batch from `test:0`, which draws a colour test pattern), imports the sample pages of
 Vietnamese records shipped in `embedded/samples/` (as a scan-to-folder copier would), lets
 the agent clean, OCR and sync everything, files the sample pages as văn bản in three hồ sơ
-through the staff API, leaves the station's daemon running (so the dashboard shows it online)
-and prints the address of the staff page. Ctrl-C stops everything.
+through the staff API, imports the commune's Mục lục hồ sơ as its plan (a fonds with a
+handover deadline; /plan shows progress and a forecast), leaves the station's daemon
+running (so the dashboard shows it online) and prints the address of the staff page.
+Ctrl-C stops everything.
 
 Safe to run again: it reuses ./var/demo, and scans, imports and catalogues only what it has
 not done before (``var/demo/demo-state.json`` and the archive's own hồ sơ say what is done).
@@ -151,6 +153,38 @@ def catalogue(server: ServerProcess) -> None:
         print(f"    {ma}: {ho_so['tieu_de']} ({len(entry['van_ban'])} văn bản)")
 
 
+def plan(server: ServerProcess) -> None:
+    """The commune's fonds and its Mục lục hồ sơ as the plan: the three hồ sơ filed above and
+    two still on the shelf, so /plan shows progress and a forecast (docs/plan.md)."""
+    import datetime as dt
+
+    from openpyxl import Workbook  # type: ignore[import-untyped]
+
+    deadline = (dt.date.today() + dt.timedelta(days=120)).isoformat()
+    out = server.cli("fonds", "add", "TP", "UBND xã Tân Phú", "--organ-id", ORGAN,
+                     "--deadline", deadline, check=False)  # fmt: skip
+    if out.returncode != 0 and "already exists" not in out.stderr:
+        raise SystemExit(f"demo: fonds refused: {out.stderr.strip()}")
+    wb = Workbook()
+    ws = wb.active
+    ws.append(["MỤC LỤC HỒ SƠ — UBND XÃ TÂN PHÚ"])
+    ws.append([])
+    ws.append(["Số TT", "Số và ký hiệu hồ sơ", "Tiêu đề hồ sơ", "Năm", "Số trang",
+               "Thời hạn bảo quản"])  # fmt: skip
+    rows = [(e["ho_so"]["ky_hieu"], e["ho_so"]["tieu_de"], e["ho_so"]["nam"], 4)
+            for e in CATALOGUE]  # fmt: skip
+    rows += [("HS-04", "Sổ đăng ký khai sinh", 2024, 120), ("HS-05", "Hồ sơ địa chính", 2023, 80)]
+    for i, (ky_hieu, title, year, pages) in enumerate(rows, 1):
+        ws.append([i, ky_hieu, title, year, pages, "Vĩnh viễn"])
+    ws.append(["Tổng cộng", "", "", "", sum(r[3] for r in rows)])
+    path = VAR / "muc-luc-tan-phu.xlsx"
+    wb.save(path)
+    out = server.cli("inventory", "import", str(path), "--fonds", "TP", check=False)
+    if out.returncode != 0 and "already planned" not in out.stderr:
+        raise SystemExit(f"demo: inventory refused: {out.stderr.strip()}")
+    print(out.stdout, end="")
+
+
 def main() -> int:
     VAR.mkdir(parents=True, exist_ok=True)
     state = load_state()
@@ -214,6 +248,8 @@ def main() -> int:
             return out.returncode
         say("Filing the sample pages into hồ sơ (the staff API, as an archivist would)")
         catalogue(server)
+        say("The plan: the commune's Mục lục hồ sơ, imported (sohoa-server inventory import)")
+        plan(server)
         daemon = AgentDaemon(env, log_path=VAR / "agent" / "agent.log")
         daemon.start()  # the station as a service: online on the dashboard, telemetry
         # A one-time link valid for minutes: no long-lived token ever goes in a URL.
@@ -225,6 +261,7 @@ def main() -> int:
               f" --user demo --base-url {server.url})")  # fmt: skip
         print(f"    API: {server.url}/docs   (Authorization: Bearer {server.token})")
         print(f"    Search without diacritics, e.g.: {server.url}/search?q=phe+duyet+ke+hoach")
+        print(f"    Progress against the plan, with a forecast: {server.url}/plan")
         print("\n    Ctrl-C stops the station, the server and the broker.\n", flush=True)
         stop = False
 

@@ -31,7 +31,7 @@ from server.ingest.mqtt import IngestWorker
 from server.store import keys
 from server.store.db import Database
 from server.store.objects import store_for
-from server.web import api, api_fleet, api_records, i18n
+from server.web import api, api_fleet, api_plan, api_records, i18n
 from server.web.deps import Forbidden, LoginRequired
 from server.web.security import SecurityHeaders, TrustedProxies
 
@@ -138,6 +138,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(api.router)
     app.include_router(api_records.router)
     app.include_router(api_fleet.router)
+    app.include_router(api_plan.router)
     app.include_router(web.router)
 
     @app.exception_handler(LoginRequired)

@@ -657,6 +657,48 @@ def cmd_handover(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inventory_import(args: argparse.Namespace) -> int:
+    """Read a fonds' inventory; print what it holds and the refused lines; store it all or
+    nothing unless ``--preview``. Exit 2 when any line is refused (nothing stored)."""
+    from server.archive import inventory
+
+    settings = _settings(args)
+    try:
+        data = args.file.read_bytes()
+    except OSError as exc:
+        raise Refused(74, f"cannot read {args.file}: {exc.strerror}") from exc
+    db = _open(settings)
+    try:
+        override = inventory.parse_override(args.column or [])
+        preview = inventory.read_for_fonds(db, args.fonds, data, args.file.name, override)
+        mapping = ", ".join(f"{k}={inventory.column_letter(v)}" for k, v in preview.mapping.items())
+        print(f"header line(s) {preview.header_lines}; columns {mapping}")
+        print(f"{len(preview.rows)} hồ sơ, {preview.pages} pages; "
+              f"{len(preview.skipped)} lines skipped, {len(preview.problems)} refused")  # fmt: skip
+        for p in preview.skipped:
+            print(f"  skipped line {p.line}: {p.vi} / {p.en}")
+        if args.preview:
+            for r in preview.rows:
+                print(f"  line {r.line}: {r.code}  {r.tieu_de}  {r.so_trang or '—'} trang")
+        for p in preview.problems:
+            print(f"line {p.line}: {p.vi} / {p.en}", file=sys.stderr)
+        if preview.problems:
+            raise Refused(2, f"{len(preview.problems)} lines refused: nothing imported")
+        if args.preview:
+            return 0
+        done = inventory.import_plan(db, args.fonds, preview, "cli", args.file.name)
+    except inventory.ImportRefused as exc:
+        for p in exc.problems:
+            print(f"line {p.line}: {p.vi} / {p.en}", file=sys.stderr)
+        raise Refused(2, "nothing imported") from exc
+    except inventory.InventoryError as exc:
+        raise Refused(2, str(exc)) from exc
+    finally:
+        db.close()
+    print(f"imported {done.rows} hồ sơ ({done.pages} pages) into the plan of {done.fonds_code}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sohoa-server",
@@ -779,6 +821,24 @@ def build_parser() -> argparse.ArgumentParser:
     hand.add_argument("--ben-giao", default="", help="name of the handing-over organisation")
     hand.add_argument("--ben-nhan", default="", help="name of the receiving archive")
     hand.set_defaults(func=cmd_handover)
+    inv = sub.add_parser("inventory", help="the plan: a fonds' Danh mục / Mục lục hồ sơ")
+    inv_sub = inv.add_subparsers(dest="inventory_command", required=True)
+    inv_imp = inv_sub.add_parser(
+        "import",
+        help="import a fonds' inventory (.xlsx, .csv) as its planned hồ sơ",
+        description="Read the inventory the office keeps (Vietnamese headers, merged cells, "
+        "title and totals lines), map its columns, and store every line as a planned hồ sơ "
+        "of the fonds in one transaction — or, if any line is refused, none (exit 2, each "
+        "refused line printed with its reason).",
+    )
+    inv_imp.add_argument("file", type=Path, help="the inventory (.xlsx or .csv)")
+    inv_imp.add_argument("--fonds", required=True, help="the fonds' code")
+    inv_imp.add_argument("--preview", action="store_true", help="show what it holds; store nothing")
+    inv_imp.add_argument(
+        "--column", action="append", metavar="FIELD=LETTER",
+        help="map a field to a column the header does not name (code=B), or ignore one (note=)",
+    )  # fmt: skip
+    inv_imp.set_defaults(func=cmd_inventory_import)
     imp = sub.add_parser(
         "import-bundle",
         help="take in a USB bundle written by `sohoa-agent export` (no broker needed)",

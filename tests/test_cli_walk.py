@@ -28,7 +28,7 @@ MISSING = "/nonexistent/sohoa-walk"
 REQUIRED = {"--role": "viewer", "--user": "an", "--ma-ho-so": "000.00.00.H53.2024.HS-05",
             "--dynsec-file": MISSING + ".json", "--commune": "Xã Tân Phú",
             "--out": MISSING + "-out", "--receiver": "Nguyễn Văn B",
-            "--reference": "BB-01/2026",
+            "--reference": "BB-01/2026", "--fonds": "XL",
             "--to": "s3://sohoa-walk/archive?endpoint=http://127.0.0.1:9"}  # fmt: skip
 # The same option with another meaning in one command: (command path, option) -> value.
 REQUIRED_FOR = {(("db", "migrate-to-postgresql"), "--to"): "postgresql://sohoa@127.0.0.1:9/sohoa"}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -128,3 +129,236 @@ def set_commune(db: Database, device_id: str, commune: str, actor: str, ip: str 
         if changed:
             audit.append(con, actor, "device.commune", device_id, {"commune": commune}, ip)
     return bool(changed)
+
+
+# -- progress against the plan (issue 21): per fonds, commune, district, province ----------
+#
+# Stages, of planned hồ sơ and of their pages (pages count for a planned hồ sơ as
+# server.archive.inventory.attribute says):
+#   planned     the fonds' inventory lists it (pages: the inventory's page counts);
+#   scanned     a page of it reached the archive's catalogue (its batch's manifest);
+#   received    every travelling part of the page is stored (hồ sơ: all its pages);
+#   catalogued  the page is in a văn bản (hồ sơ: it has a văn bản);
+#   checked     received, and either carries no review flag or staff reviewed it;
+#   handed_over the fonds was handed over (nộp lưu done) and the page is catalogued.
+# Forecast: pages still to receive (planned − received, never below 0) at the mean rate of the
+# last RATE_DAYS days; the trend is the least-squares slope of those days (pages/day per day).
+
+STAGES = ("planned", "scanned", "received", "catalogued", "checked", "handed_over")
+RATE_DAYS = 14
+HANDED_OVER = "handed_over"
+
+
+@dataclass
+class Forecast:
+    remaining: int  # pages planned but not received
+    rate: float  # pages received per day, mean of the last RATE_DAYS days
+    trend: float  # slope of those days, pages/day per day
+    finish: dt.date | None  # None: nothing received lately, no forecast
+    deadline: dt.date | None
+    on_time: bool | None  # None: no deadline, or no forecast
+
+    @property
+    def days_late(self) -> int | None:
+        if self.finish is None or self.deadline is None:
+            return None
+        return max(0, (self.finish - self.deadline).days)
+
+
+def forecast(per_day: list[int], remaining: int, deadline: dt.date | None,
+             today: dt.date) -> Forecast:  # fmt: skip
+    window = per_day[-RATE_DAYS:]
+    n = len(window)
+    rate = sum(window) / n if n else 0.0
+    trend = 0.0
+    if n > 1:
+        mean_x = (n - 1) / 2
+        sxx = sum((x - mean_x) ** 2 for x in range(n))
+        trend = sum((x - mean_x) * (y - rate) for x, y in enumerate(window)) / sxx
+    finish: dt.date | None
+    if remaining <= 0:
+        finish = today
+    elif rate > 0:
+        finish = today + dt.timedelta(days=math.ceil(remaining / rate))
+    else:
+        finish = None
+    on_time = None if finish is None or deadline is None else finish <= deadline
+    return Forecast(max(0, remaining), rate, trend, finish, deadline, on_time)
+
+
+@dataclass
+class PlanProgress:
+    """One fonds, or the sum of several (a commune, a district, the province)."""
+
+    key: str  # fonds code, or the unit's name
+    name: str
+    level: str  # "fonds" | "commune" | "district" | "province"
+    ho_so: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAGES, 0))
+    pages: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAGES, 0))
+    without_page_count: int = 0  # planned hồ sơ whose inventory line gives no page count
+    per_day: list[int] = field(default_factory=lambda: [0] * DAYS)
+    deadline: dt.date | None = None
+    status: str = ""
+    place: tuple[str, str, str] = ("", "", "")  # commune, district, province
+    fonds: list[str] = field(default_factory=list)
+    forecast: Forecast | None = None
+
+    def add(self, other: PlanProgress) -> None:
+        for stage in STAGES:
+            self.ho_so[stage] += other.ho_so[stage]
+            self.pages[stage] += other.pages[stage]
+        self.without_page_count += other.without_page_count
+        self.per_day = [a + b for a, b in zip(self.per_day, other.per_day, strict=True)]
+        if other.deadline and (self.deadline is None or other.deadline < self.deadline):
+            self.deadline = other.deadline
+        self.fonds += other.fonds
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if k != "forecast"}
+        data["deadline"] = self.deadline.isoformat() if self.deadline else None
+        f = self.forecast
+        data["forecast"] = None if f is None else {
+            "remaining": f.remaining, "rate": round(f.rate, 2), "trend": round(f.trend, 3),
+            "finish": f.finish.isoformat() if f.finish else None, "on_time": f.on_time,
+            "days_late": f.days_late,
+        }  # fmt: skip
+        return data
+
+
+@dataclass
+class PlanView:
+    fonds: list[PlanProgress]
+    communes: list[PlanProgress]
+    districts: list[PlanProgress]
+    province: list[PlanProgress]
+    unmatched: list[dict[str, Any]]  # batches matching no planned hồ sơ
+    unscanned: dict[str, list[dict[str, Any]]]  # fonds → planned hồ sơ never scanned
+    today: dt.date
+
+
+def plan(db: Database, today: dt.date | None = None) -> PlanView:
+    """Progress against the plan (see above), per fonds and summed per place."""
+    from server.archive import fonds as fonds_room
+    from server.archive import inventory
+
+    today = today or dt.date.today()
+    first = today - dt.timedelta(days=DAYS - 1)
+    since = time.mktime(first.timetuple())
+    found = inventory.attribute(db)
+    con = db.read()
+    out: dict[str, PlanProgress] = {}
+    confirmed = {
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT fonds_code FROM fonds_handovers WHERE confirmed_at IS NOT NULL"
+        )
+    }
+    former: dict[tuple[int, str], set[str]] = {}  # (level, group) → names before 2025
+    for f in fonds_room.list(db):
+        commune, district, province = fonds_room.lineage(db, f.code)
+        # Grouped by the commune and province after the reorganisation (a merged commune sums
+        # its former communes' fonds with its own) and by the district before it (there is
+        # none after).
+        place = (commune.new or commune.old, district.old or district.new,
+                 province.new or province.old)  # fmt: skip
+        for level, names in enumerate((commune, district, province)):
+            if names.old and names.old != place[level]:
+                former.setdefault((level, place[level]), set()).add(names.old)
+        status = HANDED_OVER if f.code in confirmed else f.status
+        out[f.code] = PlanProgress(
+            f.code, f.name, "fonds", deadline=f.deadline, status=status, place=place,
+            fonds=[f.code],
+        )  # fmt: skip
+    code_fonds: dict[str, str] = {}
+    page_count: dict[str, int | None] = {}
+    for r in con.execute("SELECT fonds_code, code, so_trang FROM planned_ho_so"):
+        p = out.get(r["fonds_code"])
+        if p is None:  # a plan for a fonds not (or no longer) registered
+            p = out[r["fonds_code"]] = PlanProgress(r["fonds_code"], r["fonds_code"], "fonds",
+                                                    fonds=[r["fonds_code"]])  # fmt: skip
+        p.ho_so["planned"] += 1
+        p.pages["planned"] += r["so_trang"] or 0
+        p.without_page_count += int(r["so_trang"] is None)
+        code_fonds[r["code"]] = r["fonds_code"]
+        page_count[r["code"]] = r["so_trang"]
+    catalogued_ho_so = {r[0] for r in con.execute("SELECT DISTINCT ma_ho_so FROM van_ban")}
+    described = {r[0] for r in con.execute("SELECT DISTINCT page_pk FROM van_ban_pages")}
+    reviewed = {
+        r[0] for r in con.execute("SELECT DISTINCT page_pk FROM reviews WHERE action != 'rescan'")
+    }
+    # Per planned hồ sơ: [pages scanned, received, checked]
+    tally: dict[str, list[int]] = {}
+    rows = con.execute(
+        "SELECT p.id, p.flags,"
+        " SUM(CASE WHEN t.state != 'committed' AND t.name != 'capture' THEN 1 ELSE 0 END)"
+        " AS open_parts,"
+        " MAX(CASE WHEN t.name != 'capture' THEN t.committed_at END) AS received_at"
+        " FROM pages p LEFT JOIN parts t ON t.page_pk = p.id GROUP BY p.id"
+    )
+    for r in rows:
+        code = found.of_page.get(r["id"])
+        if code is None:
+            continue
+        fp = out[found.planned[code]]
+        counts = tally.setdefault(code, [0, 0, 0])
+        counts[0] += 1
+        fp.pages["scanned"] += 1
+        received = not r["open_parts"] and r["received_at"] is not None
+        if not received:
+            continue
+        counts[1] += 1
+        fp.pages["received"] += 1
+        if r["received_at"] >= since:
+            day = (dt.date.fromtimestamp(r["received_at"]) - first).days
+            if 0 <= day < DAYS:
+                fp.per_day[day] += 1
+        handed = fp.status == HANDED_OVER
+        if r["id"] in described:
+            fp.pages["catalogued"] += 1
+            fp.pages["handed_over"] += int(handed)
+        flagged = r["flags"] != "[]" and any(f in REVIEW_FLAGS for f in json.loads(r["flags"]))
+        if not flagged or r["id"] in reviewed:
+            counts[2] += 1
+            fp.pages["checked"] += 1
+    for code, fonds_code in code_fonds.items():
+        fp = out[fonds_code]
+        n_scanned, n_received, n_checked = tally.get(code, [0, 0, 0])
+        if n_scanned:
+            fp.ho_so["scanned"] += 1
+        if n_scanned and n_received == n_scanned:
+            fp.ho_so["received"] += 1
+        if code in catalogued_ho_so:
+            fp.ho_so["catalogued"] += 1
+            fp.ho_so["handed_over"] += int(fp.status == HANDED_OVER)
+            if n_scanned and n_checked == n_scanned:
+                fp.ho_so["checked"] += 1
+    groups: list[dict[str, PlanProgress]] = [{}, {}, {}]
+    for fp in out.values():
+        fp.forecast = _forecast(fp, today)
+        for level, (name, bucket) in enumerate(zip(fp.place, groups, strict=True)):
+            if not name:
+                continue
+            kind = ("commune", "district", "province")[level]
+            group = bucket.get(name)
+            if group is None:
+                was = sorted(former.get((level, name), ()))
+                label = f"{name} (trước đây: {', '.join(was)})" if was else name
+                group = bucket[name] = PlanProgress(name, label, kind, place=fp.place)
+            group.add(fp)
+    for bucket in groups:
+        for group in bucket.values():
+            group.forecast = _forecast(group, today)
+    by_name = lambda g: g.key  # noqa: E731
+    return PlanView(
+        fonds=sorted(out.values(), key=lambda f: (f.place, f.key)),
+        communes=sorted(groups[0].values(), key=by_name),
+        districts=sorted(groups[1].values(), key=by_name),
+        province=sorted(groups[2].values(), key=by_name),
+        unmatched=inventory.unmatched_batches(db, found),
+        unscanned={f: inventory.unscanned(db, f, found) for f in sorted(out)},
+        today=today,
+    )
+
+
+def _forecast(p: PlanProgress, today: dt.date) -> Forecast:
+    return forecast(p.per_day, p.pages["planned"] - p.pages["received"], p.deadline, today)

@@ -307,6 +307,40 @@ CREATE TABLE IF NOT EXISTS page_views (
 );
 """
 
+# The plan (issue 21, server.archive.inventory): the hồ sơ each fonds' paper inventory lists,
+# and batches staff matched by hand to one of them (a cover sheet's code matches by itself).
+PLAN_SCHEMA = """
+CREATE TABLE IF NOT EXISTS planned_ho_so (
+    fonds_code TEXT NOT NULL,
+    code TEXT NOT NULL,  -- the full mã hồ sơ
+    ky_hieu TEXT NOT NULL,
+    nam INTEGER NOT NULL,
+    tieu_de TEXT NOT NULL,
+    so_tt INTEGER,
+    bat_dau TEXT,  -- ISO dates
+    ket_thuc TEXT,
+    thoi_han TEXT NOT NULL DEFAULT '',
+    so_trang INTEGER,
+    so_to INTEGER,
+    so_van_ban INTEGER,
+    ghi_chu TEXT NOT NULL DEFAULT '',
+    source TEXT NOT NULL,  -- the inventory file's name
+    line INTEGER NOT NULL,  -- its line there
+    imported_at REAL NOT NULL,
+    imported_by TEXT NOT NULL,
+    PRIMARY KEY (fonds_code, code)
+);
+CREATE INDEX IF NOT EXISTS planned_ho_so_code ON planned_ho_so(code);
+CREATE TABLE IF NOT EXISTS plan_matches (
+    batch_pk INTEGER PRIMARY KEY REFERENCES batches(id),
+    fonds_code TEXT NOT NULL,
+    code TEXT NOT NULL,
+    matched_by TEXT NOT NULL,
+    matched_at REAL NOT NULL,
+    FOREIGN KEY (fonds_code, code) REFERENCES planned_ho_so(fonds_code, code)
+);
+"""
+
 # Columns added after a table first shipped: (table, column, definition). ``CREATE TABLE IF
 # NOT EXISTS`` does not add them to an existing archive, so they are added at start-up.
 ADDED_COLUMNS = (
@@ -480,7 +514,7 @@ class Database:
     def _create_sqlite(self) -> None:
         con = self._sqlite()
         # DDL is idempotent (IF NOT EXISTS); executescript commits.
-        con.executescript(SCHEMA + STAFF_SCHEMA + SQLITE_SEARCH)
+        con.executescript(SCHEMA + STAFF_SCHEMA + PLAN_SCHEMA + SQLITE_SEARCH)
         for table, column, definition in ADDED_COLUMNS:
             have = {r["name"] for r in con.execute(f"PRAGMA table_info({table})")}
             if column not in have:
@@ -495,7 +529,7 @@ class Database:
         """Create or update the schema, once: DDL takes strong locks (ALTER TABLE takes an
         ACCESS EXCLUSIVE one), so a server starting beside running ones must not repeat it.
         The DDL's digest is kept in ``meta``; when it matches, nothing is locked."""
-        scripts = [*_statements(pg.ddl(SCHEMA + STAFF_SCHEMA))]
+        scripts = [*_statements(pg.ddl(SCHEMA + STAFF_SCHEMA + PLAN_SCHEMA))]
         scripts += [
             f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {pg.ddl(definition)}"
             for table, column, definition in ADDED_COLUMNS

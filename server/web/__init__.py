@@ -12,7 +12,8 @@ POST form carries the session's CSRF token. Every response carries the headers o
 Roles: viewer reads; archivist edits metadata, reviews pages and exports; admin sees the
 audit log and the users. Views, edits and logins are written to the audit log.
 
-One router per domain (``login``, ``archive``, ``review``, ``ho_so``, ``admin``, ``fonds``) and one
+One router per domain (``login``, ``archive``, ``review``, ``ho_so``, ``admin``, ``fonds``,
+``plan``) and one
 render helper (``render``); this module only joins the routers. The web layer renders what
 the archive side returns: it must not query the database itself beyond the dependencies in
 ``server.web.deps``, and nothing below it may import it.
@@ -22,11 +23,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from server.web import admin, archive, fonds, ho_so, login, review
+from server.web import admin, archive, fonds, ho_so, login, plan, review
 from server.web.render import bar_chart, lang, marked, render
 
 router = APIRouter(include_in_schema=False)
-for _domain in (login, archive, review, ho_so, admin, fonds):
+for _domain in (login, archive, review, ho_so, admin, fonds, plan):
     router.include_router(_domain.router)
 
 __all__ = ["bar_chart", "lang", "marked", "render", "router"]

@@ -139,3 +139,125 @@ async def checked_form(
 def safe_next(url: str) -> str:
     # Only local paths: "//host" or "http://…" would make the login an open redirect.
     return url if url.startswith("/") and not url.startswith("//") else "/"
+
+
+def vn_number(n: float, decimals: int = 0) -> str:
+    """Vietnamese number formatting: "1.234", "12,5"."""
+    text = f"{n:,.{decimals}f}"
+    return text.replace(",", "\x00").replace(".", ",").replace("\x00", ".")
+
+
+def forecast_chart(
+    received: int,
+    per_day: list[int],
+    planned: int,
+    finish: dt.date | None,
+    deadline: dt.date | None,
+    today: dt.date,
+    labels: dict[str, str],
+) -> Markup:
+    """An inline SVG answering "will we finish before the deadline?": pages received so far
+    (the last ``len(per_day)`` days, solid), the forecast from today to the finish date
+    (dashed), the plan (a horizontal line) and the deadline (a vertical line). ``labels``:
+    Vietnamese (or English) words for "planned", "deadline", "forecast", "pages"."""
+    width, height, left, bottom, top = 560, 200, 56, 28, 14
+    first = today - dt.timedelta(days=len(per_day) - 1)
+    last = max(d for d in (today + dt.timedelta(days=7), finish, deadline) if d is not None)
+    last = min(last, today + dt.timedelta(days=3 * 365))  # a far forecast is cut at 3 years
+    span = max(1, (last - first).days)
+    top_value = max(planned, received, 1)
+
+    def x(day: dt.date) -> float:
+        return left + (width - left - 8) * min(span, (day - first).days) / span
+
+    def y(value: float) -> float:
+        return top + (height - top - bottom) * (1 - min(value, top_value) / top_value)
+
+    cumulative, total = [], received - sum(per_day)
+    for n in per_day:
+        total += n
+        cumulative.append(total)
+    points = " ".join(
+        f"{x(first + dt.timedelta(days=i)):.1f},{y(v):.1f}" for i, v in enumerate(cumulative)
+    )
+    parts = [
+        f'<svg class="forecast" xmlns="http://www.w3.org/2000/svg" width="{width}"'
+        f' height="{height}" viewBox="0 0 {width} {height}" role="img"'
+        f' aria-label="{escape(labels.get("title", ""))}">',
+        f'<line x1="{left}" y1="{height - bottom}" x2="{width - 8}" y2="{height - bottom}"'
+        ' stroke="#888"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="#888"/>',
+        f'<text x="{left - 4}" y="{y(top_value) + 4:.1f}" text-anchor="end" font-size="10">'
+        f"{vn_number(top_value)}</text>",
+        f'<text x="{left - 4}" y="{height - bottom + 4}" text-anchor="end" font-size="10">0</text>',
+        f'<text x="{left}" y="{height - 8}" font-size="10">{first.strftime("%d/%m/%Y")}</text>',
+        f'<text x="{width - 8}" y="{height - 8}" text-anchor="end" font-size="10">'
+        f"{last.strftime('%d/%m/%Y')}</text>",
+    ]
+    if planned:
+        parts.append(
+            f'<line class="planned" x1="{left}" y1="{y(planned):.1f}" x2="{width - 8}"'
+            f' y2="{y(planned):.1f}" stroke="#1a4d8f" stroke-dasharray="2 3">'
+            f"<title>{escape(labels.get('planned', ''))}: {vn_number(planned)}</title></line>"
+        )
+    parts.append(
+        f'<polyline class="received" points="{points}" fill="none" stroke="#7a1f1f"'
+        f' stroke-width="2"><title>{escape(labels.get("pages", ""))}: {vn_number(received)}'
+        "</title></polyline>"
+    )
+    if finish is not None and planned > received:
+        parts.append(
+            f'<line class="projection" x1="{x(today):.1f}" y1="{y(received):.1f}"'
+            f' x2="{x(finish):.1f}" y2="{y(planned):.1f}" stroke="#7a1f1f"'
+            f' stroke-dasharray="6 4"><title>{escape(labels.get("forecast", ""))}:'
+            f" {finish.strftime('%d/%m/%Y')}</title></line>"
+        )
+    if deadline is not None:
+        late = finish is None or finish > deadline
+        colour = "#9b1c1c" if late else "#1d6b2f"
+        parts.append(
+            f'<line class="deadline" x1="{x(deadline):.1f}" y1="{top}" x2="{x(deadline):.1f}"'
+            f' y2="{height - bottom}" stroke="{colour}" stroke-width="2"/>'
+            f'<text x="{x(deadline) + (3 if x(deadline) < width / 2 else -3):.1f}"'
+            f' y="{top + 10}" text-anchor="{"start" if x(deadline) < width / 2 else "end"}"'
+            ' font-size="10"'
+            f' fill="{colour}">{escape(labels.get("deadline", ""))}'
+            f" {deadline.strftime('%d/%m/%Y')}</text>"
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))  # noqa: S704 - numbers and escaped text only
+
+
+def stage_bars(counts: dict[str, int], stages: tuple[str, ...], labels: dict[str, str]) -> Markup:
+    """An inline SVG: one horizontal bar per stage, as a share of the first (the plan)."""
+    width, row, label_w = 420, 18, 130
+    whole = max(counts.get(stages[0], 0), max(counts.values(), default=0), 1)
+    parts = [
+        f'<svg class="stages" xmlns="http://www.w3.org/2000/svg" width="{width}"'
+        f' height="{row * len(stages) + 4}" role="img">'
+    ]
+    for i, stage in enumerate(stages):
+        n = counts.get(stage, 0)
+        w = round((width - label_w - 70) * n / whole)
+        y = i * row + 2
+        parts.append(
+            f'<text x="0" y="{y + 12}" font-size="11">{escape(labels[stage])}</text>'
+            f'<rect x="{label_w}" y="{y + 2}" width="{w}" height="{row - 6}" fill="#7a1f1f"/>'
+            f'<text x="{label_w + w + 4}" y="{y + 12}" font-size="11">{vn_number(n)}</text>'
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))  # noqa: S704 - numbers and escaped text only
+
+
+templates.env.filters["vn_number"] = vn_number
+
+
+def _column_letter(index: int) -> str:
+    out, index = "", index + 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        out = chr(65 + rem) + out
+    return out
+
+
+templates.env.filters["column_letter"] = _column_letter

@@ -1,0 +1,192 @@
+"""Progress against the plan (server.archive.progress.plan), hand matching, the thống kê
+exports and the /plan pages, on the archive the real pipeline built (the ``staff`` fixture:
+one batch of three pages, the third blank and flagged) with the demo merger's fonds and
+inventories (tests/inventories.py): xã Xuân La and xã An Thắng merged into xã Nghiên Loan."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import math
+import re
+
+import pytest
+import test_staff
+from inventories import FIRST_PLANNED, danh_muc, setup_demo
+from openpyxl import load_workbook  # type: ignore[import-untyped]
+from test_staff import Staff
+
+from server.archive import fonds, progress, review
+from server.archive.progress import forecast
+
+staff = test_staff.staff  # the fixture: a private copy of the real pipeline's archive
+TODAY = dt.date(2026, 1, 10)
+
+
+def test_forecast_arithmetic() -> None:
+    """Rate = mean of the last 14 days; finish = today + ceil(remaining / rate)."""
+    days = [0] * 16 + [10] * 14  # 30 days, the last 14 at 10 pages a day
+    f = forecast(days, 1000, TODAY + dt.timedelta(days=90), TODAY)
+    assert (f.rate, f.trend, f.finish) == (10.0, 0.0, TODAY + dt.timedelta(days=100))
+    assert (f.on_time, f.days_late) == (False, 10)
+    rising = forecast([0] * 16 + list(range(14)), 91, None, TODAY)
+    assert rising.trend == pytest.approx(1.0) and rising.rate == 6.5
+    assert rising.finish == TODAY + dt.timedelta(days=14) and rising.on_time is None
+    assert forecast([0] * 30, 5, TODAY, TODAY).finish is None  # nothing lately: no forecast
+    done = forecast([0] * 30, -3, TODAY, TODAY)
+    assert (done.remaining, done.finish, done.on_time) == (0, TODAY, True)
+
+
+@pytest.mark.tesseract
+@pytest.mark.mqtt
+@pytest.mark.slow
+def test_progress_matching_and_exports(staff: Staff) -> None:
+    s, db = staff, staff.db
+    today = dt.date.today()
+    setup_demo(db, today)
+    api = s.client
+
+    view = api.get("/api/v1/plan/progress", headers=s.bearer("viewer")).json()
+    assert [b["id"] for b in view["unmatched_batches"]] == [1]  # no cover sheet in it
+    xl = {f["key"]: f for f in view["fonds"]}["XL"]
+    assert xl["ho_so"]["planned"] == 3 and xl["pages"]["planned"] == 176
+    assert xl["ho_so"]["scanned"] == 0 and xl["pages"]["scanned"] == 0
+
+    # Hand matching: archivists only, to a hồ sơ that is planned.
+    body = {"batch": 1, "fonds_code": "XL", "code": FIRST_PLANNED}
+    assert (
+        api.post("/api/v1/plan/matches", json=body, headers=s.bearer("viewer")).status_code == 403
+    )
+    bad = {**body, "code": "H06.XL.2019.99"}
+    r = api.post("/api/v1/plan/matches", json=bad, headers=s.bearer("archivist"))
+    assert r.status_code == 422 and "not planned" in r.text
+    # A batch a station scanned for another fonds is not matched to this one's plan.
+    with db.tx() as con:
+        con.execute("UPDATE batches SET fonds_code = 'AT' WHERE id = 1")
+    r = api.post("/api/v1/plan/matches", json=body, headers=s.bearer("archivist"))
+    assert r.status_code == 422 and "scanned for fonds AT, not XL" in r.text
+    with db.tx() as con:
+        con.execute("UPDATE batches SET fonds_code = 'XL' WHERE id = 1")
+    r = api.post("/api/v1/plan/matches", json=body, headers=s.bearer("archivist"))
+    assert r.status_code == 200, r.text
+
+    plan = progress.plan(db)
+    assert plan.unmatched == []
+    by_key = {f.key: f for f in plan.fonds}
+    xl_p = by_key["XL"]
+    assert xl_p.ho_so == {"planned": 3, "scanned": 1, "received": 1, "catalogued": 0,
+                          "checked": 0, "handed_over": 0}  # fmt: skip
+    assert xl_p.pages["scanned"] == xl_p.pages["received"] == 3
+    assert xl_p.pages["checked"] < 3  # the blank page is flagged, not yet reviewed
+    assert sum(xl_p.per_day) == 3
+    assert xl_p.forecast is not None
+    rate = 3 / progress.RATE_DAYS
+    assert xl_p.forecast.rate == pytest.approx(rate)
+    assert xl_p.forecast.finish == plan.today + dt.timedelta(days=math.ceil(173 / rate))
+    assert xl_p.forecast.on_time is False  # due in 60 days, ~800 to go at this pace
+    assert [r["code"] for r in plan.unscanned["XL"]] == ["H06.XL.2019.02", "H06.XL.2019.03"]
+    assert len(plan.unscanned["AT"]) == 2 and plan.unscanned["NL"] == []
+
+    # Summed per place: the new commune holds its former communes' fonds; the district is
+    # the one before 2025; the province the one after.
+    (commune,) = plan.communes
+    assert commune.key == "Xã Nghiên Loan"
+    assert commune.name == "Xã Nghiên Loan (trước đây: Xã An Thắng, Xã Xuân La)"
+    assert sorted(commune.fonds) == ["AT", "NL", "XL"]
+    assert commune.ho_so["planned"] == 5 and commune.pages["planned"] == 176 + 110
+    assert commune.deadline == today + dt.timedelta(days=60)
+    assert [(d.key, sorted(d.fonds)) for d in plan.districts] == [("Huyện Pác Nặm", ["AT", "XL"])]
+    assert [p.key for p in plan.province] == ["Tỉnh Thái Nguyên"]
+
+    # Catalogue two of the pages as a văn bản of the planned hồ sơ; review the flagged page.
+    r = api.put(f"/api/v1/ho-so/{FIRST_PLANNED}", headers=s.bearer("archivist"), json={
+        "organ_id": "H06.XL", "nam": 2019, "ky_hieu": "01", "thoi_han_bao_quan": "Vĩnh viễn",
+        "tieu_de": "Hồ sơ xử lý vi phạm khai thác khoáng sản trái phép"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    pages = api.get("/api/v1/batches/1", headers=s.bearer("viewer")).json()["pages"]
+    r = api.post(f"/api/v1/ho-so/{FIRST_PLANNED}/van-ban", headers=s.bearer("archivist"),
+                 json={"ten_loai": "Biên bản", "trich_yeu": "Xử lý vi phạm",
+                       "pages": [pages[0]["id"], pages[1]["id"]]})  # fmt: skip
+    assert r.status_code in (200, 201), r.text
+    for item in review.queue(db):
+        review.decide(db, item["id"], "accept", "lan", "", "")
+    xl_p = {f.key: f for f in progress.plan(db).fonds}["XL"]
+    assert (xl_p.ho_so["catalogued"], xl_p.pages["catalogued"]) == (1, 2)
+    assert (xl_p.ho_so["checked"], xl_p.pages["checked"]) == (1, 3)
+    assert xl_p.pages["handed_over"] == 0
+    fonds.update(db, "XL", status="handed_over")
+    xl_p = {f.key: f for f in progress.plan(db).fonds}["XL"]
+    assert (xl_p.ho_so["handed_over"], xl_p.pages["handed_over"]) == (1, 2)
+
+    # Thống kê: XLSX (numbers as numbers) and PDF; bearer or the web form, never a bare GET
+    # with the session cookie.
+    r = api.get("/api/v1/plan/thong-ke.xlsx", headers=s.bearer("viewer"))
+    assert r.status_code == 200
+    ws = load_workbook(io.BytesIO(r.content)).active
+    rows = {row[1]: row for row in ws.iter_rows(min_row=5, values_only=True) if row[1]}
+    assert rows["XL"][2:] == ("UBND xã Xuân La", "Đã nộp lưu", 3, 1, None, 1, 176, 3, 2019, 2019,
+                              "Vĩnh viễn: 2; 10 năm: 1")  # fmt: skip
+    assert rows["AT"][8:12] == (110, 0, 2019, 2019)
+    assert rows["Tổng cộng"][8] == 286
+    r = api.get("/api/v1/plan/thong-ke.pdf", headers=s.bearer("viewer"))
+    assert r.status_code == 200 and r.content.startswith(b"%PDF")
+    pdfium = pytest.importorskip("pypdfium2")
+    assert len(pdfium.PdfDocument(r.content)) == 1
+
+    # The page: Vietnamese, a chart per row, the verdict against the deadline.
+    s.login("archivist")
+    html = api.get("/plan").text
+    assert "Tiến độ số hóa theo kế hoạch" in html and 'class="forecast"' in html
+    assert "Xã Nghiên Loan (trước đây: Xã An Thắng, Xã Xuân La)" in html
+    assert "Trễ " in html and "Huyện Pác Nặm" in html
+    assert api.get("/api/v1/plan/thong-ke.xlsx").status_code == 401  # cookie alone: refused
+
+
+@pytest.mark.tesseract
+@pytest.mark.mqtt
+@pytest.mark.slow
+def test_import_page_previews_then_imports_all_or_nothing(staff: Staff) -> None:
+    s, db = staff, staff.db
+    fonds.create(db, "NL", "UBND xã Nghiên Loan", organ_id="H19.NL", unit_code="new:01882")
+    csrf = s.login("archivist")
+    good = danh_muc([
+        [1, "H19.NL.2025.01", "Hồ sơ tiếp công dân", "năm 2025", "10 năm", 40, ""],
+        [2, "H19.NL.2025.02", "Hồ sơ đất đai", "07/2025", "VV", "1.020", ""],
+    ])  # fmt: skip
+    broken = danh_muc([[1, "H19.NL.2025.01", "Hồ sơ một", "2025", "VV", "bốn mươi", ""]])
+
+    def post(data: dict[str, str], files: dict[str, tuple[str, bytes]] | None = None) -> str:
+        r = s.client.post("/plan/import", data={"csrf": csrf, "fonds": "NL", **data}, files=files)
+        return r.text
+
+    html = post({"action": "preview"}, {"file": ("hong.xlsx", broken)})
+    assert "Không nhập" in html and "số trang không phải là số" in html
+    assert 'id="import-button"' not in html
+    html = post({"action": "preview"}, {"file": ("danh-muc.xlsx", good)})
+    assert "H19.NL.2025.02" in html and 'id="import-button"' in html
+    found = re.search(r'name="data" value="([^"]+)"', html)
+    assert found is not None
+    carried = found[1]  # the file's bytes, carried by the preview page
+    assert db.read().execute("SELECT COUNT(*) FROM planned_ho_so").fetchone()[0] == 0
+    html = post({"action": "import", "data": carried, "name": "danh-muc.xlsx"})
+    assert "Đã nhập 2 hồ sơ (1.060 trang)" in html
+    # Again: every line clashes with the plan; nothing is added.
+    html = post({"action": "import", "data": carried, "name": "danh-muc.xlsx"})
+    assert "đã có trong kế hoạch" in html
+    assert db.read().execute("SELECT COUNT(*) FROM planned_ho_so").fetchone()[0] == 2
+    # A title is text, never markup, on the preview page.
+    evil = danh_muc([[1, "H19.NL.2025.09", "<script>alert(1)</script>", "2025", "VV", 1, ""]])
+    html = post({"action": "preview"}, {"file": ("x.xlsx", evil)})
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)" in html
+    # Without the session's CSRF value: refused.
+    r = s.client.post("/plan/import", data={"csrf": "x", "fonds": "NL", "action": "preview"},
+                      files={"file": ("danh-muc.xlsx", good)})  # fmt: skip
+    assert r.status_code == 403
+    # A viewer may look at the plan but not import into it.
+    s.client.cookies.clear()
+    csrf = s.login("viewer")
+    r = s.client.post("/plan/import", data={"csrf": csrf, "fonds": "NL", "action": "import",
+                                            "data": carried, "name": "x.xlsx"})  # fmt: skip
+    assert r.status_code == 403
+    assert s.client.get("/plan").status_code == 200
+    assert db.read().execute("SELECT COUNT(*) FROM planned_ho_so").fetchone()[0] == 2
