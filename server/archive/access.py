@@ -175,6 +175,58 @@ def readable_batches(db: Database, principal: Principal, batch_ids: Iterable[int
     }
 
 
+@dataclass(frozen=True)
+class PageFilter:
+    """The pages a reader may see in a list, as one set: only ``ids`` (``only``: a scoped
+    reader) or every page but ``ids``. Lists and their totals (search) count through it, so
+    a total never counts a page its reader cannot open."""
+
+    only: bool
+    ids: frozenset[int]
+
+    def allows(self, page: int) -> bool:
+        return (page in self.ids) == self.only
+
+
+def page_filter(db: Database, principal: Principal) -> PageFilter | None:
+    """What :func:`readable_pages` decides page by page, for every page at once; None when
+    ``principal`` reads every page. The same rules as :func:`page_rules` + :func:`may_read`:
+    a page is hidden when a hồ sơ holding it (through a văn bản or its batch) has a regime
+    above the role; a scoped reader sees a page whose station's commune or a holding hồ
+    sơ's OrganId is within scope. Costs one pass over the hồ sơ and their pages (and, for a
+    scoped reader, the ids of the pages of the stations in scope)."""
+    if principal.role == "admin":
+        return None
+    con = db.read()
+    rank = RANK[principal.role]
+    held = (
+        "SELECT vp.page_pk AS page, h.organ_id, h.data FROM van_ban_pages vp"
+        " JOIN van_ban v ON v.id = vp.van_ban_id JOIN ho_so h ON h.ma_ho_so = v.ma_ho_so"
+        " UNION ALL SELECT p.id AS page, h.organ_id, h.data FROM pages p"
+        " JOIN ho_so h ON h.batch_pk = p.batch_pk"
+    )
+    hidden: set[int] = set()
+    organs: dict[int, set[str]] = {}
+    for r in con.execute(held):
+        if _level(r["data"]) > rank:
+            hidden.add(r["page"])
+        organs.setdefault(r["page"], set()).add(r["organ_id"])
+    if not principal.places:
+        return PageFilter(False, frozenset(hidden)) if hidden else None
+
+    def in_scope(place: str) -> bool:
+        return any(_within(place, scope) for scope in principal.places)
+
+    communes = progress.device_communes(db)
+    devices = sorted(d for d, place in communes.items() if place and in_scope(place))
+    seen = {page for page, places in organs.items() if any(in_scope(o) for o in places)}
+    for i in range(0, len(devices), CHUNK):
+        chunk = devices[i : i + CHUNK]
+        sql = f"SELECT id FROM pages WHERE device_id IN ({_marks(len(chunk))})"  # noqa: S608
+        seen.update(int(r["id"]) for r in con.execute(sql, chunk))
+    return PageFilter(True, frozenset(seen - hidden))
+
+
 def refused(
     db: Database | Connection, principal: Principal, what: str, target: str, ip: str
 ) -> None:

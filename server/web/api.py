@@ -356,9 +356,10 @@ def search_hits(
     """The staff search page's search (server.archive.search): pages whose text matches ``q``, best
     first (ranking: server.archive.catalog.Catalog.search_page), ``limit`` of them from ``offset``;
     with ``offset`` 0 they are followed by the hồ sơ and văn bản whose metadata match. The
-    header ``X-Total-Count`` says how many pages contain every word of ``q``; with
-    ``X-Total-Count-Estimated: true`` it is the database's estimate (PostgreSQL, above
-    10,000 pages)."""
+    header ``X-Total-Count`` says how many pages the caller may open contain every word of
+    ``q`` (paging reaches exactly that many); with ``X-Total-Count-Estimated: true`` it is
+    the database's estimate (PostgreSQL, above 2,000 pages, for a caller who may open every
+    page)."""
     found = search.search(catalog, records, q, user, limit, offset)
     response.headers["X-Total-Count"] = str(found.total)
     if found.estimated:
