@@ -45,3 +45,15 @@ def test_every_static_file_a_template_loads_exists_and_is_packaged() -> None:
     for file in loaded:
         assert (STATIC / file).is_file(), file
         assert any(Path("web/static", file).match(g) for g in globs), file
+
+
+def test_numbers_in_vietnamese_and_english() -> None:
+    from server.web.i18n import number
+    from server.web.render import _bytes
+
+    assert number(1234567, "vi") == "1.234.567" and number(1234567, "en") == "1,234,567"
+    assert number(1234.5, "vi", 1) == "1.234,5" and number(1234.5, "en", 1) == "1,234.5"
+    assert number(-1000, "vi") == "-1.000" and number(999, "vi") == "999"
+    assert number(87.6, "vi") == "88" and number(0.25, "vi", 2) == "0,25"
+    assert number(None) == "—" and number(float("nan")) == "—" and number(True) == "—"
+    assert _bytes(3 * 1024**3 // 2, "vi") == "1,5 GB" and _bytes(3 * 1024**3 // 2, "en") == "1.5 GB"

@@ -29,7 +29,7 @@ def home(request: Request, session: WebViewer, catalog: CatalogDep) -> Response:
     view = dashboard.overview(catalog, session.principal)
     language = lang(request)
     charts = {
-        c.commune: bar_chart(c.per_day, label=i18n.t("per_day_chart", language))
+        c.commune: bar_chart(c.per_day, label=i18n.t("per_day_chart", language), lang=language)
         for c in view.communes
     }
     return render(

@@ -1,6 +1,9 @@
-"""Staff interface text, Vietnamese first. Templates call ``t(key)``."""
+"""Staff interface text, Vietnamese first. Templates call ``t(key)`` and format numbers with
+``num`` (:func:`number`)."""
 
 from __future__ import annotations
+
+import math
 
 from server.web.station_errors import STATION_ERRORS
 
@@ -224,3 +227,24 @@ def t(key: str, lang: str = "vi", **values: object) -> str:
     vi, en = TEXT.get(key, (key, key))
     text = vi if lang == "vi" else en
     return text.format(**values) if values else text
+
+
+# Vietnamese writes 1.234,5 (thousands dot, decimal comma; TCVN / Nghị định 30/2020 style);
+# English 1,234.5.
+SEPARATORS = {"vi": (".", ","), "en": (",", ".")}
+
+
+def number(value: float | int | None, lang: str = "vi", digits: int = 0) -> str:
+    """``value`` with ``digits`` decimals, grouped by thousands, in ``lang``'s separators;
+    "—" for None or a value that is not a finite number."""
+    if value is None or isinstance(value, bool):
+        return "—"
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return "—"
+    if not math.isfinite(x):
+        return "—"
+    thousands, decimal = SEPARATORS.get(lang, SEPARATORS["vi"])
+    text = f"{x:,.{max(0, digits)}f}"  # Python's own: "," thousands, "." decimal
+    return text.translate({ord(","): thousands, ord("."): decimal})
