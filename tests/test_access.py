@@ -85,7 +85,7 @@ def test_a_secret_ho_so_is_for_admins_only_and_never_in_bulk(archive: Archive) -
     ma = archive.ho_so("01.MAT", "Mật", [first])
     for who in ("viewer", "archivist"):
         for tail in ("", "/text", "/render?w=800", "/thumb", "/image", "/original",
-                     "/words?q=khoang"):  # fmt: skip
+                     "/capture?w=800", "/words?q=khoang"):  # fmt: skip
             r = c.get(f"/api/v1/pages/{first}{tail}", headers=archive.h(who))
             assert r.status_code == 403, (who, tail, r.status_code)
         assert c.get(f"/api/v1/ho-so/{ma}", headers=archive.h(who)).status_code == 403
