@@ -225,6 +225,13 @@ def main() -> int:
               f" --user demo --base-url {server.url})")  # fmt: skip
         print(f"    API: {server.url}/docs   (Authorization: Bearer {server.token})")
         print(f"    Search without diacritics, e.g.: {server.url}/search?q=phe+duyet+ke+hoach")
+        print(
+            "\n    The batch from SANE's test scanner is its colour test pattern, not paper: its"
+            "\n    pages are rightly flagged blank / not paper (the staff pages say so). The"
+            "\n    Vietnamese records are the imported batch, filed in three hồ sơ."
+            "\n    (Lô từ máy quét thử SANE là ảnh mẫu màu, không phải giấy: cờ “trang trắng /"
+            "\n    không phải giấy tờ” là đúng. Hồ sơ tiếng Việt là lô nhập từ thư mục.)"
+        )
         print("\n    Ctrl-C stops the station, the server and the broker.\n", flush=True)
         stop = False
 

@@ -135,6 +135,12 @@ TEXT: dict[str, tuple[str, str]] = {
         "commune's scan station to scan it again.",
     ),
     "rotate": ("Xoay", "Rotate"),
+    "test_scanner_note": (
+        "Máy quét thử nghiệm SANE (test): mỗi trang là ảnh mẫu màu do phần mềm vẽ, không phải "
+        "giấy. Các trang này được đánh dấu “trang trắng / không phải giấy tờ” là đúng.",
+        "SANE's test scanner: every page is a colour pattern drawn by software, not paper. "
+        "These pages are rightly flagged “blank / not paper”.",
+    ),
     "view_as": ("Xem", "Show"),
     "view_archival": ("Trang lưu trữ", "Archival page"),
     "view_capture": ("Bản chụp gốc", "Original capture"),
