@@ -26,7 +26,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from server.archive import audit, progress
+from server.archive import audit, progress, replacements
 from server.archive.auth import RANK, Principal
 from server.store.db import Connection, Database
 
@@ -83,7 +83,25 @@ def _scoped(principal: Principal) -> bool:
 
 def page_rules(db: Database, page_ids: Iterable[int], places_too: bool = True) -> dict[int, Rule]:
     """The rule of each page that exists (without places when ``places_too`` is false: they
-    cost a pass over the described pages, and only scoped users need them)."""
+    cost a pass over the described pages, and only scoped users need them). The scans of
+    one sheet (a page and its re-scans, server.archive.replacements) share the strictest
+    rule among them."""
+    ids = sorted(set(page_ids))
+    sheets = replacements.groups(db.read(), ids)
+    own = _own_rules(db, set(ids).union(*sheets.values()), places_too)
+    out: dict[int, Rule] = {}
+    for page in ids:
+        if page not in own:
+            continue
+        rule = own[page]
+        for other in sheets.get(page, ()):
+            if other in own:
+                rule = Rule(max(rule.level, own[other].level), rule.places | own[other].places)
+        out[page] = rule
+    return out
+
+
+def _own_rules(db: Database, page_ids: Iterable[int], places_too: bool) -> dict[int, Rule]:
     ids = sorted(set(page_ids))
     con = db.read()
     communes = progress.device_communes(db) if places_too else {}
@@ -211,6 +229,10 @@ def page_filter(db: Database, principal: Principal) -> PageFilter | None:
         if _level(r["data"]) > rank:
             hidden.add(r["page"])
         organs.setdefault(r["page"], set()).add(r["organ_id"])
+    sheets = replacements.all_groups(con)
+    hidden |= {page for page, others in sheets.items() if not others.isdisjoint(hidden)}
+    for page, others in sheets.items():
+        organs.setdefault(page, set()).update(*(organs.get(other, set()) for other in others))
     if not principal.places:
         return PageFilter(False, frozenset(hidden)) if hidden else None
 
@@ -224,6 +246,7 @@ def page_filter(db: Database, principal: Principal) -> PageFilter | None:
         chunk = devices[i : i + CHUNK]
         sql = f"SELECT id FROM pages WHERE device_id IN ({_marks(len(chunk))})"  # noqa: S608
         seen.update(int(r["id"]) for r in con.execute(sql, chunk))
+    seen |= {page for page, others in sheets.items() if not others.isdisjoint(seen)}
     return PageFilter(True, frozenset(seen - hidden))
 
 

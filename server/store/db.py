@@ -259,6 +259,18 @@ CREATE TABLE IF NOT EXISTS cover_sheet_splits (
     at REAL NOT NULL,
     result TEXT NOT NULL  -- what was made (JSON)
 );
+-- A page scanned again, placed where the page it replaces was (server.archive.replacements):
+-- both pages are kept; a văn bản that held the old page now holds the new one at its seq.
+-- replaces_pk NULL: the batch named a page the archive does not hold (``problem`` says what).
+CREATE TABLE IF NOT EXISTS page_replacements (
+    page_pk INTEGER PRIMARY KEY REFERENCES pages(id),
+    replaces_pk INTEGER REFERENCES pages(id),
+    request_id INTEGER REFERENCES rescan_requests(id),
+    placed_at REAL NOT NULL,
+    van_ban TEXT NOT NULL DEFAULT '[]',  -- the van_ban ids whose page it took (JSON)
+    problem TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS page_replacements_old ON page_replacements(replaces_pk);
 -- How the viewer shows a page (a CSS transform); the archival file is never altered.
 CREATE TABLE IF NOT EXISTS page_views (
     page_pk INTEGER PRIMARY KEY REFERENCES pages(id),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from server.archive import access, audit, dashboard, fixity, rescan, review, search
+from server.archive import access, audit, dashboard, fixity, replacements, rescan, review, search
 from server.archive.catalog import MAX_OFFSET, match_spans, query_terms
 from server.web import i18n
 from server.web.deps import (
@@ -62,7 +62,10 @@ def batch_page(
     readable = access.readable_pages(db, me, [p["id"] for p in found["pages"]])
     found = {**found, "pages": [p for p in found["pages"] if p["id"] in readable]}
     audit.record(db, me.name, "batch.view", str(batch), {}, ip)
-    return render(request, "batch.html", batch=found)
+    return render(
+        request, "batch.html", batch=found, replaced=replacements.in_batch(db, batch),
+        replaces=replacements.of_batch(db, batch),
+    )  # fmt: skip
 
 
 @router.get("/pages/{page}", response_class=HTMLResponse)
@@ -97,6 +100,7 @@ def page_viewer(
         rotation=review.rotation(db, page),
         rotations=review.ROTATIONS,
         rescans=rescan.for_page(db, page),
+        replaced=replacements.of_page(db, page),
         prev_id=siblings[i - 1] if i > 0 else None,
         next_id=siblings[i + 1] if i + 1 < len(siblings) else None,
     )

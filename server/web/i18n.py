@@ -141,6 +141,13 @@ TEXT: dict[str, tuple[str, str]] = {
         "SANE's test scanner: every page is a colour pattern drawn by software, not paper. "
         "These pages are rightly flagged “blank / not paper”.",
     ),
+    "replaced_by": (
+        "Trang này đã được quét lại; bản mới:",
+        "This page was scanned again; new scan:",
+    ),
+    "replaces": ("Bản quét lại của", "Re-scan of"),
+    "rescan_batch_of": ("Lô quét lại cho", "Re-scan batch for"),
+    "old_scan_kept": ("bản cũ vẫn được lưu", "the old scan is kept"),
     "view_as": ("Xem", "Show"),
     "view_archival": ("Trang lưu trữ", "Archival page"),
     "view_capture": ("Bản chụp gốc", "Original capture"),
