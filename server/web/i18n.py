@@ -137,9 +137,11 @@ TEXT: dict[str, tuple[str, str]] = {
     "rotate": ("Xoay", "Rotate"),
     "test_scanner_note": (
         "Máy quét thử nghiệm SANE (test): mỗi trang là ảnh mẫu màu do phần mềm vẽ, không phải "
-        "giấy. Các trang này được đánh dấu “trang trắng / không phải giấy tờ” là đúng.",
-        "SANE's test scanner: every page is a colour pattern drawn by software, not paper. "
-        "These pages are rightly flagged “blank / not paper”.",
+        "giấy có chữ. Các cờ cần xem lại của những trang này (không đọc được chữ, trang trắng…) "
+        "là đúng, không phải lỗi.",
+        "SANE's test scanner: every page is a colour pattern drawn by software, not paper with "
+        "text. The review flags on these pages (no readable text, blank…) are expected, not a "
+        "fault.",
     ),
     "replaced_by": (
         "Trang này đã được quét lại; bản mới:",
