@@ -271,6 +271,19 @@ CREATE TABLE IF NOT EXISTS page_replacements (
     problem TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS page_replacements_old ON page_replacements(replaces_pk);
+-- A redone result (server.archive.redo) chosen by staff over the station's, or the old kept:
+-- the decision and the files it names (by sha256); the stored parts are not changed.
+CREATE TABLE IF NOT EXISTS redo_choices (
+    id INTEGER PRIMARY KEY,
+    page_pk INTEGER NOT NULL REFERENCES pages(id),
+    stamp TEXT NOT NULL,  -- the result's folder under reprocessed/page-<id>/
+    choice TEXT NOT NULL CHECK (choice IN ('new', 'old')),
+    archival_sha256 TEXT NOT NULL,  -- of the redone archival page compared
+    text_sha256 TEXT NOT NULL,
+    chosen_by TEXT NOT NULL,
+    chosen_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS redo_choices_page ON redo_choices(page_pk, id);
 -- How the viewer shows a page (a CSS transform); the archival file is never altered.
 CREATE TABLE IF NOT EXISTS page_views (
     page_pk INTEGER PRIMARY KEY REFERENCES pages(id),

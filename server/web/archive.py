@@ -9,7 +9,17 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from server.archive import access, audit, dashboard, fixity, replacements, rescan, review, search
+from server.archive import (
+    access,
+    audit,
+    dashboard,
+    fixity,
+    redo,
+    replacements,
+    rescan,
+    review,
+    search,
+)
 from server.archive.catalog import MAX_OFFSET, match_spans, query_terms
 from server.web import i18n
 from server.web.deps import (
@@ -101,6 +111,7 @@ def page_viewer(
         rotations=review.ROTATIONS,
         rescans=rescan.for_page(db, page),
         replaced=replacements.of_page(db, page),
+        redone=redo.count(request.app.state.settings.data_dir, page),
         prev_id=siblings[i - 1] if i > 0 else None,
         next_id=siblings[i + 1] if i + 1 < len(siblings) else None,
     )

@@ -150,6 +150,22 @@ TEXT: dict[str, tuple[str, str]] = {
     "replaces": ("Bản quét lại của", "Re-scan of"),
     "rescan_batch_of": ("Lô quét lại cho", "Re-scan batch for"),
     "old_scan_kept": ("bản cũ vẫn được lưu", "the old scan is kept"),
+    "redo_title": ("Làm lại trang từ bản chụp", "Page redone from its capture"),
+    "redo_hint": (
+        "Kết quả xử lý lại (làm sạch, OCR) từ bản chụp gốc, đặt cạnh kết quả của trạm quét. "
+        "Chọn bản đọc tốt hơn; lựa chọn được ghi vào nhật ký.",
+        "The page cleaned and read again from the station's capture, beside the station's "
+        "result. Choose the better reading; the choice is logged.",
+    ),
+    "redo_none": ("Trang này chưa được làm lại. Trên máy chủ:", "Not redone yet. On the server:"),
+    "redo_result": ("Kết quả làm lại", "Redone result"),
+    "redo_old": ("Kết quả của trạm quét", "The station's result"),
+    "redo_new": ("Kết quả làm lại", "Redone result"),
+    "redo_choose_new": ("Chọn kết quả làm lại", "Choose the redone result"),
+    "redo_choose_old": ("Giữ kết quả của trạm", "Keep the station's result"),
+    "redo_chosen_new": ("Đã chọn kết quả làm lại", "Chosen: the redone result"),
+    "redo_chosen_old": ("Đã giữ kết quả của trạm, so với", "Kept the station's result over"),
+    "redo_link": ("Làm lại", "Redone"),
     "view_as": ("Xem", "Show"),
     "view_archival": ("Trang lưu trữ", "Archival page"),
     "view_capture": ("Bản chụp gốc", "Original capture"),
