@@ -131,8 +131,13 @@ def cmd_scan(ctx: Context) -> int:
 def cmd_import(ctx: Context) -> int:
     from agent.capture import importer
 
+    metadata = None
+    if ctx.args.replaces:
+        metadata = _replaces(ctx, ctx.args.replaces)
+        if metadata is None:
+            return 2
     with ctx.open_outbox() as outbox:
-        outcome = importer.import_files(ctx.settings, outbox, list(ctx.args.paths))
+        outcome = importer.import_files(ctx.settings, outbox, list(ctx.args.paths), metadata)
     for name, reason in outcome.refused:
         log.warning("import: %s refused: %s", name, reason)
         print(messages.t("import_refused", ctx.lang, name=name, reason=reason), file=sys.stderr)
@@ -141,6 +146,20 @@ def cmd_import(ctx: Context) -> int:
         return 2
     ctx.say("import_done", pages=outcome.pages, batch=outcome.batch.batch_id[:8])
     return 4 if outcome.refused else 0
+
+
+def _replaces(ctx: Context, key: str) -> dict[str, str] | None:
+    """``--replaces PAGE``: the re-scan request (page id or the prefix status shows) this
+    import answers, as the batch metadata the archive places it by."""
+    from agent.outbox import rescan
+
+    found = rescan.find(rescan.load(ctx.settings.data_dir), key)
+    if len(found) != 1 or found[0].page_no is None:
+        which = "rescan_ambiguous" if len(found) > 1 else "rescan_not_found"
+        print(messages.t(which, ctx.lang, key=key, count=len(found)), file=sys.stderr)
+        return None
+    request = found[0]
+    return {"replaces_batch": request.batch_id, "replaces_page_no": str(request.page_no)}
 
 
 def cmd_process(ctx: Context) -> int:
@@ -619,6 +638,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp = add("import", cmd_import, "import PNG/JPEG/TIFF/PDF files or folders as one batch")
     imp.add_argument("paths", nargs="+", type=Path)
+    imp.add_argument(
+        "--replaces",
+        metavar="PAGE",
+        help="the page the archive asked to scan again (the id status shows): the archive puts"
+        " the new scan in its place",
+    )
     proc = add("process", cmd_process, "clean up and OCR every page waiting for it")
     proc.add_argument("--keep-work", action="store_true", help="keep the pipeline work folders")
     sync = add("sync", cmd_sync, "process and send pending batches to the archive")

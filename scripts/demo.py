@@ -262,6 +262,13 @@ def main() -> int:
         print(f"    API: {server.url}/docs   (Authorization: Bearer {server.token})")
         print(f"    Search without diacritics, e.g.: {server.url}/search?q=phe+duyet+ke+hoach")
         print(f"    Progress against the plan, with a forecast: {server.url}/plan")
+        print(
+            "\n    The batch from SANE's test scanner is its colour test pattern, not paper with"
+            "\n    text: its pages are rightly flagged for review (no readable text; the staff"
+            "\n    pages say so). The Vietnamese records are the imported batch, in three hồ sơ."
+            "\n    (Lô từ máy quét thử SANE là ảnh mẫu màu, không phải giấy có chữ: các trang được"
+            "\n    đánh dấu cần xem lại là đúng. Hồ sơ tiếng Việt là lô nhập từ thư mục.)"
+        )
         print("\n    Ctrl-C stops the station, the server and the broker.\n", flush=True)
         stop = False
 

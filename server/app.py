@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from server import web
-from server.archive import coversheets, rescan
+from server.archive import coversheets, replacements, rescan
 from server.archive.catalog import Catalog
 from server.archive.page_images import PageRenderer
 from server.archive.records import Records
@@ -65,7 +65,8 @@ COVER_SHEET_SWEEP_S = 10.0
 
 
 def _split_cover_sheets(records: Records, stop: threading.Event) -> None:
-    """Split each newly complete batch at its QR cover sheets (server.archive.coversheets)."""
+    """Split each newly complete batch at its QR cover sheets (server.archive.coversheets),
+    then place re-scanned pages (server.archive.replacements)."""
     while not stop.wait(COVER_SHEET_SWEEP_S):
         try:
             for split in coversheets.split_new_batches(records):
@@ -73,6 +74,12 @@ def _split_cover_sheets(records: Records, stop: threading.Event) -> None:
                          split.problems)  # fmt: skip
         except Exception:  # keep sweeping; the next round retries what was not claimed
             log.exception("cover-sheet split failed")
+        try:  # re-scanned pages to the place of the pages they replace
+            for placed in replacements.place_new(records.db):
+                log.info("re-scan: batch %s placed %s %s", placed.batch_pk, placed.pages,
+                         placed.problems)  # fmt: skip
+        except Exception:
+            log.exception("placing re-scanned pages failed")
 
 
 def create_app(settings: ServerSettings) -> FastAPI:

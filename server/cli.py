@@ -449,7 +449,8 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
 
 
 def _split_cover_sheets(db: Database) -> None:
-    """Batches now complete are split at their QR cover sheets, as the running server does."""
+    """Batches now complete are split at their QR cover sheets and re-scanned pages placed,
+    as the running server does."""
     from server.archive import coversheets
     from server.archive.records import Records
 
@@ -459,6 +460,14 @@ def _split_cover_sheets(db: Database) -> None:
             print(f"cover sheets of batch {split.batch_pk}: {made}", file=sys.stderr)
         for problem in split.problems:
             print(f"  cover sheet: {problem}", file=sys.stderr)
+    from server.archive import replacements
+
+    for placed in replacements.place_new(db):
+        for new, old in placed.pages:
+            where = f"in place of page {old}" if old is not None else "not placed"
+            print(f"re-scanned page {new}: {where}", file=sys.stderr)
+        for problem in placed.problems:
+            print(f"  re-scan: {problem}", file=sys.stderr)
 
 
 def cmd_receipt_key(args: argparse.Namespace) -> int:

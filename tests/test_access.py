@@ -85,7 +85,7 @@ def test_a_secret_ho_so_is_for_admins_only_and_never_in_bulk(archive: Archive) -
     ma = archive.ho_so("01.MAT", "Mật", [first])
     for who in ("viewer", "archivist"):
         for tail in ("", "/text", "/render?w=800", "/thumb", "/image", "/original",
-                     "/words?q=khoang"):  # fmt: skip
+                     "/capture?w=800", "/words?q=khoang"):  # fmt: skip
             r = c.get(f"/api/v1/pages/{first}{tail}", headers=archive.h(who))
             assert r.status_code == 403, (who, tail, r.status_code)
         assert c.get(f"/api/v1/ho-so/{ma}", headers=archive.h(who)).status_code == 403
@@ -186,3 +186,68 @@ def test_the_staff_pages_apply_the_same_rules(archive: Archive) -> None:
     hits = c.get("/search", params={"q": "khoang san"}).text
     assert f"/pages/{first}?" not in hits and ma not in hits
     assert ("xem", str(first)) in _refusals(archive.db)
+
+
+def test_search_totals_count_only_pages_the_reader_may_open(archive: Archive) -> None:
+    """The leak: hits were filtered after ranking, but ``X-Total-Count`` (and the search
+    page's count) was the index's count of every matching page: a viewer learnt that a
+    secret page holds a word. Now both count through the same filter, and paging reaches
+    exactly the total."""
+    c, first, second = archive.client, archive.pages[0], archive.pages[1]
+
+    def search(who: str, **params: object) -> tuple[list[int], str]:
+        r = c.get("/api/v1/search", params={"q": "xa", **params}, headers=archive.h(who))
+        assert r.status_code == 200, r.text
+        pages = [h["page"] for h in r.json() if h["kind"] == "page"]
+        return pages, r.headers["X-Total-Count"]
+
+    # "xã" is on pages 1 and 2; before anything is secret a viewer sees both.
+    assert sorted(search("viewer")[0]) == sorted([first, second])
+    assert search("viewer")[1] == "2"
+    archive.ho_so("04.MAT", "Mật", [first])
+    for who in ("viewer", "archivist"):
+        assert search(who) == ([second], "1"), who  # was ([second], "2")
+        assert search(who, limit=1) == ([second], "1")
+        assert search(who, limit=1, offset=1) == ([], "1")
+    assert search("admin")[1] == "2"
+    # Scoped readers: nothing in their place, nothing counted.
+    (device,) = [
+        d["device_id"] for d in c.get("/api/v1/devices", headers=archive.h("admin")).json()
+    ]
+    c.put(f"/api/v1/devices/{device}", json={"commune": "Huyện Gần / Xã Tân Lập"},
+          headers=archive.h("admin"))  # fmt: skip
+    cli = str(BIN / "sohoa-server")
+    for who, place in (("far", "Huyện Xa"), ("near", "Huyện Gần")):
+        subprocess.run([cli, "user", "places", who, place], env=archive.env, check=True,
+                       capture_output=True)  # fmt: skip
+    assert search("far") == ([], "0")
+    assert search("near") == ([second], "1")
+
+
+def test_the_list_filter_agrees_with_page_by_page_access(archive: Archive) -> None:
+    """access.page_filter (every page at once, for lists and totals) decides as
+    access.readable_pages (page by page) for every reader, also when the candidate window
+    is smaller than the matches (the total is then counted over every matching id)."""
+    from server.archive import access
+    from server.archive.catalog import Catalog
+
+    first, second = archive.pages[:2]
+    archive.ho_so("05.MAT", "Mật", [first])
+    archive.ho_so("06.DK", "Sử dụng có điều kiện", [second])
+    for who in ("viewer", "archivist", "admin"):
+        principal = auth.Principal(who, who)  # type: ignore[arg-type]
+        scoped = auth.Principal(who, who, ("Huyện Xa",))  # type: ignore[arg-type]
+        for p in (principal, scoped):
+            visible = access.page_filter(archive.db, p)
+            readable = access.readable_pages(archive.db, p, archive.pages)
+            allowed = {page for page in archive.pages if visible is None or visible.allows(page)}
+            assert allowed == readable, (who, p.places)
+        # A window of one page for two matches: the total is counted over every match.
+        v = access.page_filter(archive.db, principal)
+        if v is None:
+            continue
+        small = Catalog(archive.db, candidate_budget=1).search_page("xa", 10, 0, v.allows)
+        expected = [p for p in (first, second) if v.allows(p)]
+        assert small.total == len(expected), who
+        assert {h["page"] for h in small.hits} <= set(expected)
+    assert Catalog(archive.db, candidate_budget=1).search_page("xa", 10, 0).total == 2

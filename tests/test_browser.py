@@ -109,6 +109,22 @@ def test_staff_workflow_in_chromium(
             )
             page.wait_for_function("() => document.getElementById('scan').naturalWidth >= 1600")
             page.screenshot(path=str(artefacts / "viewer-zoomed.png"))
+            # The capture the station sent, beside the archival page: both decode, the
+            # capture only once it is asked for.
+            assert page.evaluate("document.getElementById('capture').src") == ""
+            page.click("button[data-view='both']")
+            page.wait_for_function(
+                "() => ['scan', 'capture'].every(id => {"
+                " const i = document.getElementById(id);"
+                " return i.complete && i.naturalWidth >= 800 && i.offsetWidth > 0; })"
+            )
+            left = page.locator("#sheet").bounding_box()
+            right = page.locator("#capture-sheet").bounding_box()
+            assert left and right and left["x"] + left["width"] <= right["x"]  # side by side
+            assert "/capture?w=" in page.evaluate("document.getElementById('capture').src")
+            page.screenshot(path=str(artefacts / "viewer-capture-beside.png"))
+            page.click("button[data-view='capture']")
+            assert page.locator("#sheet").is_hidden() and page.locator("#capture").is_visible()
 
             # Make a hồ sơ from the batch, then give it a văn bản of pages 1-2.
             page.locator("a[href^='/batches/']").first.click()
@@ -143,9 +159,10 @@ def test_staff_workflow_in_chromium(
             # The review queue: the blank sheet the pipeline flagged, its thumbnail decoded.
             page.goto(base + "/review")
             page.wait_for_function(
-                "() => { const i = document.querySelector('main img');"
-                " return i && i.complete && i.naturalWidth > 0; }"
+                "() => { const i = [...document.querySelectorAll('main img')];"
+                " return i.length >= 2 && i.every(x => x.complete && x.naturalWidth > 0); }"
             )
+            assert page.locator("main img.capture").count() >= 1  # the capture beside it
             page.screenshot(path=str(artefacts / "review.png"), full_page=True)
 
             # Download the catalogue.
@@ -157,6 +174,52 @@ def test_staff_workflow_in_chromium(
             assert rows[0][1:3] == ["Mã hồ sơ", "Tiêu đề hồ sơ"]
             assert rows[1][1] == ma and "Bìa hồ sơ bị rách góc" in rows[1]
             assert blocked == []
+
+            # Every staff page, as an admin, in both languages, under the strict policy: any
+            # violation report (an inline style or script left in a template) fails the test.
+            subprocess.run(
+                [str(BIN / "sohoa-server"), "user", "add", "quan-tri", "--role", "admin",
+                 "--password-file", str(pw_file)],
+                env=server.env(), check=True, capture_output=True,
+            )  # fmt: skip
+            admin = browser.new_page(viewport={"width": 1280, "height": 900})
+            admin.set_default_timeout(10_000)
+            reports: list[str] = []
+            admin.on(
+                "console",
+                lambda m: reports.append(m.text) if "Content Security Policy" in m.text else None,
+            )
+            admin.add_init_script(
+                "document.addEventListener('securitypolicyviolation', e =>"
+                " console.error('Content Security Policy violation: ' + e.violatedDirective))"
+            )
+            admin.goto(base + "/login")
+            admin.fill("#username", "quan-tri")
+            admin.fill("#password", PASSWORD)
+            admin.click("form.grid button[type=submit]")
+            admin.wait_for_url(base + "/")
+            page_id = admin.evaluate(
+                "fetch('/api/v1/batches').then(r => r.json())"
+                ".then(b => fetch('/api/v1/batches/' + b[0].id)).then(r => r.json())"
+                ".then(b => b.pages[0].id)"
+            )
+            paths = ["/", "/batches/1", f"/pages/{page_id}?q=khoang", "/search?q=khoang+san",
+                     "/review", "/ho-so", "/ho-so/new", f"/ho-so/{ma}", "/audit", "/users",
+                     "/stations", "/pages/999999"]  # fmt: skip
+            for lang in ("vi", "en"):
+                for path in paths:
+                    sep = "&" if "?" in path else "?"
+                    admin.goto(f"{base}{path}{sep}lang={lang}")
+                    admin.wait_for_load_state("load")
+                    # The style sheet applied (the header's colour comes from staff.css).
+                    colour = admin.evaluate(
+                        "getComputedStyle(document.querySelector('header')).backgroundColor"
+                    )
+                    assert colour == "rgb(122, 31, 31)", (path, colour)
+            admin.goto(f"{base}/pages/{page_id}")
+            admin.click("button[data-view='both']")
+            admin.wait_for_function("() => document.getElementById('capture').naturalWidth > 0")
+            assert reports == [], reports
             browser.close()
     finally:
         server.stop()

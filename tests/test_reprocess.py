@@ -65,6 +65,9 @@ def test_a_page_is_redone_from_its_capture_beside_the_old_result(
         .fetchone()
     )
     assert (row["actor"], row["target"]) == ("lan", str(first))
+    # Staff compare the two results (images and texts) and choose; recorded and audited.
+    _compare_and_choose(db, data_dir, url, first, folder.name, text)
+
     # a page whose capture never came cannot be redone, and says why
     missing = subprocess.run(
         [str(BIN / "sohoa-server"), "reprocess", "999999"],
@@ -72,3 +75,62 @@ def test_a_page_is_redone_from_its_capture_beside_the_old_result(
     )  # fmt: skip
     assert missing.returncode == 1 and "capture has not arrived" in missing.stderr
     db.close()
+
+
+def _compare_and_choose(db: Database, data_dir: Path, url: str, page: int, stamp: str,
+                        text: str) -> None:  # fmt: skip
+    import io
+    import re
+
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from server.app import create_app
+    from server.archive import auth
+
+    password = "mật-khẩu-đủ-dài"
+    auth.add_user(db, "lan", "archivist", password)
+    auth.add_user(db, "xem", "viewer", password)
+    settings = ServerSettings(data_dir=data_dir, ingest=False, database_url=url)
+
+    def login(client: TestClient, name: str) -> str:
+        form = client.get("/login").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+        assert csrf
+        r = client.post("/login", data={"username": name, "password": password,
+                                        "csrf": csrf.group(1)})  # fmt: skip
+        assert r.status_code == 200
+        found = re.search(r'name="csrf" value="([^"]+)"', client.get("/").text)
+        assert found
+        return found.group(1)
+
+    with TestClient(create_app(settings)) as viewer:
+        login(viewer, "xem")
+        assert viewer.get(f"/pages/{page}/redo").status_code == 403  # archivists choose
+    with TestClient(create_app(settings)) as c:
+        csrf = login(c, "lan")
+        assert f'href="/pages/{page}/redo"' in c.get(f"/pages/{page}").text
+        html = c.get(f"/pages/{page}/redo").text
+        assert f"/pages/{page}/redo/{stamp}/render" in html and "khoáng sản" in html
+        assert f"/api/v1/pages/{page}/render?w=800" in html  # the station's, beside it
+        new = c.get(f"/pages/{page}/redo/{stamp}/render?w=800")
+        assert new.status_code == 200 and new.headers["content-type"] == "image/jpeg"
+        assert Image.open(io.BytesIO(new.content)).width == 800
+        assert c.get(f"/pages/{page}/redo/../../etc/render").status_code == 404
+        assert c.get(f"/pages/{page}/redo/20990101T000000Z/render").status_code == 404
+        action = f"/pages/{page}/redo/{stamp}"
+        assert c.post(action, data={"choice": "new"}).status_code == 403  # no CSRF value
+        assert c.post(action, data={"choice": "both", "csrf": csrf}).status_code == 404
+        r = c.post(action, data={"choice": "new", "csrf": csrf}, follow_redirects=False)
+        assert r.status_code == 303
+        assert "Đã chọn kết quả làm lại" in c.get(f"/pages/{page}/redo").text
+    row = (
+        db.read()
+        .execute("SELECT actor, target, detail FROM audit WHERE action = 'page.redo.choose'")
+        .fetchone()
+    )
+    assert (row["actor"], row["target"]) == ("lan", str(page))
+    assert json.loads(row["detail"])["stamp"] == stamp
+    choice = db.read().execute("SELECT choice, text_sha256 FROM redo_choices").fetchone()
+    assert choice["choice"] == "new"
+    assert choice["text_sha256"] == hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -6,8 +6,10 @@ request is made; the broker keeps the command for its persistent session and the
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,17 @@ def _post(server: ServerProcess, path: str, body: dict[str, object]) -> int:
         headers={"Authorization": f"Bearer {server.token}", "Content-Type": "application/json"},
     )
     with urllib.request.urlopen(req, timeout=10) as resp:
+        return int(resp.status)
+
+
+def _send(server: ServerProcess, method: str, path: str, body: Mapping[str, object]) -> int:
+    req = urllib.request.Request(
+        server.url + path,
+        data=json.dumps(body, ensure_ascii=False).encode(),
+        method=method,
+        headers={"Authorization": f"Bearer {server.token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
         return int(resp.status)
 
 
@@ -73,6 +86,59 @@ def test_rescan_request_reaches_an_offline_agent(
     # Recorded before it was acknowledged to the broker: nothing comes again, no duplicate.
     run_agent(env, "sync", check=True)
     assert len(_status(env)["rescan_requests"]) == 1
+
+    # The page is in a văn bản of a hồ sơ; the technician answers the request with a copier
+    # scan (import --replaces PAGE): the archive places the new page where the old one was.
+    ma = "000.00.00.H53.2024.01.RS"
+    ho_so = {"organ_id": "000.00.00.H53", "nam": 2024, "ky_hieu": "01.RS",
+             "tieu_de": "Hồ sơ thử quét lại", "thoi_han_bao_quan": "Vĩnh viễn",
+             "che_do_su_dung": "Mật"}  # fmt: skip
+    assert _send(server, "PUT", f"/api/v1/ho-so/{ma}", ho_so) == 200
+    doc = {"ten_loai": "Tờ khai", "trich_yeu": "Tờ khai quét lại", "pages": [page["id"]]}
+    assert _send(server, "POST", f"/api/v1/ho-so/{ma}/van-ban", doc) == 201
+    again = _page(tmp_path / "in2" / "to-khai-moi.png")
+    assert run_agent(env, "import", str(again), "--replaces", "nope").returncode == 2
+    run_agent(env, "import", str(again), "--replaces", page["page_id"][:8], check=True)
+    run_agent(env, "sync", "--wait", "--timeout", "120", check=True)
+    deadline = time.monotonic() + 60  # the server's sweep places complete batches
+    while True:
+        (van_ban,) = server.get_json(f"/api/v1/ho-so/{ma}")["van_ban"]
+        if van_ban["pages"] != [page["id"]] or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    (new_id,) = van_ban["pages"]
+    assert new_id != page["id"], server.log_tail()
+    new_page = server.get_json(f"/api/v1/pages/{new_id}")
+    assert new_page["page_no"] == 1 and new_page["batch_pk"] != batch["id"]
+    # The old page is kept, untouched, in its batch.
+    old = server.get_json(f"/api/v1/pages/{page['id']}")
+    assert old["sha256"] == page["sha256"] and old["batch_pk"] == batch["id"]
+    # Provenance: which page, which request; audited. Both scans of the sheet are as closed
+    # as its place (a Mật hồ sơ): the old page, out of its văn bản now, did not open up.
+    con = sqlite3.connect(server.data_dir / "archive.sqlite3")
+    try:
+        row = con.execute(
+            "SELECT r.replaces_pk, q.page_pk FROM page_replacements r"
+            " JOIN rescan_requests q ON q.id = r.request_id WHERE r.page_pk = ?",
+            (new_id,),
+        ).fetchone()
+        audited = con.execute("SELECT target FROM audit WHERE action = 'page.replaced'").fetchall()
+    finally:
+        con.close()
+    assert row == (page["id"], page["id"]) and audited == [(str(page["id"]),)]
+    from server.archive import access
+    from server.archive.auth import Principal
+    from server.store.db import Database
+
+    db = Database(server.data_dir / "archive.sqlite3")
+    try:
+        for role in ("viewer", "archivist"):
+            who = Principal(role, role)  # type: ignore[arg-type]
+            assert access.readable_pages(db, who, [page["id"], new_id]) == set()
+            hidden = access.page_filter(db, who)
+            assert hidden is not None and not hidden.allows(new_id)
+    finally:
+        db.close()
 
     # The technician scanned it again and clears the request by the id status shows.
     done = run_agent(env, "rescan-done", page["page_id"][:8])

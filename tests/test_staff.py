@@ -667,7 +667,7 @@ def test_rotate_is_shown_by_the_viewer_and_leaves_the_file_alone(staff: Staff) -
     )
     assert r.status_code == 303 and r.headers["location"] == "/pages/1"
     page = c.get("/pages/1").text
-    assert 'data-rotation="90"' in page and "rotate(90deg) translateY(-100%)" in page
+    assert 'data-rotation="90"' in page and 'class="sheet rot-90"' in page  # static/staff.css
     assert "xoay 90°" in page
     after = c.get("/api/v1/pages/1/image")
     assert (
@@ -681,7 +681,7 @@ def test_rotate_is_shown_by_the_viewer_and_leaves_the_file_alone(staff: Staff) -
         assert ok.status_code == 204
     rows = staff.db.read().execute("SELECT page_pk, rotation FROM page_views").fetchall()
     assert [tuple(r) for r in rows] == [(1, 0)]
-    assert 'data-rotation="0"' in c.get("/pages/1").text and "rotate(" not in c.get("/pages/1").text
+    assert 'data-rotation="0"' in c.get("/pages/1").text and "rot-" not in c.get("/pages/1").text
     rotations = [
         a["detail"]["degrees"] for a in audit.recent(staff.db) if a["action"] == "review.rotate"
     ]
@@ -689,6 +689,26 @@ def test_rotate_is_shown_by_the_viewer_and_leaves_the_file_alone(staff: Staff) -
 
 
 # -- per-commune progress ---------------------------------------------------------------------
+
+
+def test_staff_pages_write_numbers_the_vietnamese_way(staff: Staff) -> None:
+    """Counts above 999 on the staff pages: 1.234 (thousands dot) in Vietnamese, 1,234 in
+    English; decimals with a comma in Vietnamese (the byte sizes)."""
+    with staff.db.tx() as con:
+        con.execute("UPDATE batches SET page_count = 1234")
+    r = staff.client.put(
+        f"/api/v1/ho-so/{MA}", json=ho_so_body(so_luong_to=1500), headers=staff.bearer("admin")
+    )
+    assert r.status_code == 200, r.text
+    staff.login("admin")
+    batch = staff.client.get("/batches/1").text
+    assert "/ 1.234" in batch and "1,234" not in batch
+    assert "1.500" in staff.client.get(f"/ho-so/{MA}").text
+    dashboard = staff.client.get("/").text
+    assert "/ 1.234" in dashboard
+    english = staff.client.get("/batches/1?lang=en").text
+    assert "/ 1,234" in english and "1.234" not in english
+    assert "1,500" in staff.client.get(f"/ho-so/{MA}").text  # the language cookie holds
 
 
 def test_bar_chart_has_one_bar_per_day() -> None:

@@ -132,6 +132,31 @@ def test_thumbnail_is_rendered_from_the_archival_page(viewer: Viewer) -> None:
     assert _decode(r.content).width == WIDTHS[0]
 
 
+def test_the_capture_is_rendered_beside_the_archival_page(viewer: Viewer) -> None:
+    """The capture the station sent (its scan before cleanup, synced with the masters) as a
+    JPEG at the viewer's widths, cached by the capture's own sha256 and answering ETags
+    (the viewer shows it beside the archival page: test_browser)."""
+    page = viewer.pages[0]
+    assert page["has_original"]
+    url = f"/api/v1/pages/{page['id']}/capture?w=1000"
+    r = viewer.client.get(url, headers=viewer.headers)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/jpeg"
+    assert r.headers["x-render-width"] == "1200"
+    image = _decode(r.content)
+    assert image.width == 1200
+    assert abs(image.height / image.width - page["height_px"] / page["width_px"]) < 0.01
+    # The capture, not the cleaned page: the paper keeps its off-white (246, 245, 241).
+    paper = image.convert("RGB").getpixel((20, 20))
+    assert isinstance(paper, tuple) and 238 <= paper[0] <= 252 and paper[2] < paper[0]
+    etag = r.headers["etag"]
+    assert page["capture_sha256"] in etag and page["sha256"] not in etag
+    cached = list((viewer.data_dir / "render-cache").rglob(f"{page['capture_sha256']}-1200-*"))
+    assert len(cached) == 1
+    again = viewer.client.get(url, headers={**viewer.headers, "If-None-Match": etag})
+    assert again.status_code == 304
+
+
 def test_render_needs_a_login(viewer: Viewer) -> None:
     page = viewer.pages[0]
     assert viewer.client.get(f"/api/v1/pages/{page['id']}/render").status_code == 401

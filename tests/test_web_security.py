@@ -90,6 +90,8 @@ def test_every_response_carries_the_security_headers(site: Site) -> None:
             assert r.headers["x-frame-options"] == "DENY"
         script_src = re.search(r"script-src ([^;]*)", CSP)
         assert script_src and script_src.group(1).split() == ["'self'"]  # no inline script
+        style_src = re.search(r"style-src ([^;]*)", CSP)
+        assert style_src and style_src.group(1).split() == ["'self'"]  # no inline style
         assert "strict-transport-security" not in responses[0].headers  # plain HTTP
 
 

@@ -76,11 +76,20 @@ def sniff(head: bytes) -> str | None:
     return next((t for magic, t in _MAGIC.items() if head.startswith(magic)), None)
 
 
-def import_files(settings: AgentSettings, outbox: Outbox, paths: list[Path]) -> ImportOutcome:
+def import_files(
+    settings: AgentSettings,
+    outbox: Outbox,
+    paths: list[Path],
+    metadata: dict[str, str] | None = None,
+) -> ImportOutcome:
+    """One batch of the files' pages; ``metadata`` goes with it (e.g. the page a re-scan
+    replaces: ``replaces_batch``, ``replaces_page_no``, which the archive places)."""
     files = expand(paths)
     check_disk(settings, len(files))
     outcome = ImportOutcome(batch=None)
-    batch = outbox.new_batch(source="import", metadata={"files": str(len(files))})
+    batch = outbox.new_batch(
+        source="import", metadata={"files": str(len(files)), **(metadata or {})}
+    )
     for path in files:
         try:
             pages = list(_decode(path, settings.dpi))

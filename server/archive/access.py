@@ -26,7 +26,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from server.archive import audit, progress
+from server.archive import audit, progress, replacements
 from server.archive.auth import RANK, Principal
 from server.store.db import Connection, Database
 
@@ -83,7 +83,25 @@ def _scoped(principal: Principal) -> bool:
 
 def page_rules(db: Database, page_ids: Iterable[int], places_too: bool = True) -> dict[int, Rule]:
     """The rule of each page that exists (without places when ``places_too`` is false: they
-    cost a pass over the described pages, and only scoped users need them)."""
+    cost a pass over the described pages, and only scoped users need them). The scans of
+    one sheet (a page and its re-scans, server.archive.replacements) share the strictest
+    rule among them."""
+    ids = sorted(set(page_ids))
+    sheets = replacements.groups(db.read(), ids)
+    own = _own_rules(db, set(ids).union(*sheets.values()), places_too)
+    out: dict[int, Rule] = {}
+    for page in ids:
+        if page not in own:
+            continue
+        rule = own[page]
+        for other in sheets.get(page, ()):
+            if other in own:
+                rule = Rule(max(rule.level, own[other].level), rule.places | own[other].places)
+        out[page] = rule
+    return out
+
+
+def _own_rules(db: Database, page_ids: Iterable[int], places_too: bool) -> dict[int, Rule]:
     ids = sorted(set(page_ids))
     con = db.read()
     communes = progress.device_communes(db) if places_too else {}
@@ -173,6 +191,63 @@ def readable_batches(db: Database, principal: Principal, batch_ids: Iterable[int
     return {
         b for b, places in batch_places(db, ids).items() if may_read(principal, Rule(0, places))
     }
+
+
+@dataclass(frozen=True)
+class PageFilter:
+    """The pages a reader may see in a list, as one set: only ``ids`` (``only``: a scoped
+    reader) or every page but ``ids``. Lists and their totals (search) count through it, so
+    a total never counts a page its reader cannot open."""
+
+    only: bool
+    ids: frozenset[int]
+
+    def allows(self, page: int) -> bool:
+        return (page in self.ids) == self.only
+
+
+def page_filter(db: Database, principal: Principal) -> PageFilter | None:
+    """What :func:`readable_pages` decides page by page, for every page at once; None when
+    ``principal`` reads every page. The same rules as :func:`page_rules` + :func:`may_read`:
+    a page is hidden when a hồ sơ holding it (through a văn bản or its batch) has a regime
+    above the role; a scoped reader sees a page whose station's commune or a holding hồ
+    sơ's OrganId is within scope. Costs one pass over the hồ sơ and their pages (and, for a
+    scoped reader, the ids of the pages of the stations in scope)."""
+    if principal.role == "admin":
+        return None
+    con = db.read()
+    rank = RANK[principal.role]
+    held = (
+        "SELECT vp.page_pk AS page, h.organ_id, h.data FROM van_ban_pages vp"
+        " JOIN van_ban v ON v.id = vp.van_ban_id JOIN ho_so h ON h.ma_ho_so = v.ma_ho_so"
+        " UNION ALL SELECT p.id AS page, h.organ_id, h.data FROM pages p"
+        " JOIN ho_so h ON h.batch_pk = p.batch_pk"
+    )
+    hidden: set[int] = set()
+    organs: dict[int, set[str]] = {}
+    for r in con.execute(held):
+        if _level(r["data"]) > rank:
+            hidden.add(r["page"])
+        organs.setdefault(r["page"], set()).add(r["organ_id"])
+    sheets = replacements.all_groups(con)
+    hidden |= {page for page, others in sheets.items() if not others.isdisjoint(hidden)}
+    for page, others in sheets.items():
+        organs.setdefault(page, set()).update(*(organs.get(other, set()) for other in others))
+    if not principal.places:
+        return PageFilter(False, frozenset(hidden)) if hidden else None
+
+    def in_scope(place: str) -> bool:
+        return any(_within(place, scope) for scope in principal.places)
+
+    communes = progress.device_communes(db)
+    devices = sorted(d for d, place in communes.items() if place and in_scope(place))
+    seen = {page for page, places in organs.items() if any(in_scope(o) for o in places)}
+    for i in range(0, len(devices), CHUNK):
+        chunk = devices[i : i + CHUNK]
+        sql = f"SELECT id FROM pages WHERE device_id IN ({_marks(len(chunk))})"  # noqa: S608
+        seen.update(int(r["id"]) for r in con.execute(sql, chunk))
+    seen |= {page for page, others in sheets.items() if not others.isdisjoint(seen)}
+    return PageFilter(True, frozenset(seen - hidden))
 
 
 def refused(

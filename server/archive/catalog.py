@@ -8,6 +8,7 @@ import json
 import math
 import re
 import unicodedata
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -244,7 +245,13 @@ class Catalog:
         """Full-text search, best first (see :meth:`search_page`); the hits only."""
         return self.search_page(query, limit, offset).hits
 
-    def search_page(self, query: str, limit: int = 50, offset: int = 0) -> SearchPage:
+    def search_page(
+        self,
+        query: str,
+        limit: int = 50,
+        offset: int = 0,
+        visible: Callable[[int], bool] | None = None,
+    ) -> SearchPage:
         """One page of full-text hits, best first, and how many pages match all the words
         (on PostgreSQL an estimate above ``PG_TOTAL_EXACT_UP_TO``, flagged).
 
@@ -277,6 +284,11 @@ class Catalog:
         Consequence: when a query's words are on more than ``candidate_budget`` pages, older
         pages are not ranked (nor reachable by paging); staff see the total and narrow the
         query with another word or a quoted phrase.
+
+        ``visible`` (a page id → may this reader see it; server.archive.access) restricts
+        hits and total to the pages it allows: the whole candidate window is ranked, the
+        hidden pages dropped, then paged; the total is exact (every matching id is tested
+        when the window does not hold them all).
         """
         limit = max(0, limit)
         offset = max(0, min(offset, MAX_OFFSET))
@@ -286,7 +298,9 @@ class Catalog:
             return SearchPage([], 0)
         con = self.db.read()
         estimated = False
-        if self.db.dialect == "sqlite":
+        if visible is not None:
+            ranked, total = self._rank_visible(con, parsed, limit, offset, visible)
+        elif self.db.dialect == "sqlite":
             ranked, total = self._rank_fts5(con, parsed, limit, offset)
         else:
             ranked, total, estimated = self._rank_postgres(con, parsed, limit, offset)
@@ -316,6 +330,42 @@ class Catalog:
                 }
             )
         return SearchPage(out, total, estimated)
+
+    def _rank_visible(
+        self,
+        con: Connection,
+        parsed: ParsedQuery,
+        limit: int,
+        offset: int,
+        visible: Callable[[int], bool],
+    ) -> tuple[list[tuple[int, float]], int]:
+        """One page of the hits ``visible`` allows, ranked as without it, and their exact
+        count."""
+        budget = self.candidate_budget
+        if self.db.dialect == "sqlite":
+            window, total = self._rank_fts5(con, parsed, budget, 0)
+            estimated = False
+        else:
+            window, total, estimated = self._rank_postgres(con, parsed, budget, 0)
+        shown = [hit for hit in window if visible(hit[0])]
+        if len(window) >= total and not estimated:  # the window holds every match
+            return shown[offset : offset + limit], len(shown)
+        return shown[offset : offset + limit], sum(
+            1 for page in self._matching(con, parsed) if visible(page)
+        )
+
+    def _matching(self, con: Connection, parsed: ParsedQuery) -> Iterator[int]:
+        """Every page id with all the words (ids only)."""
+        if self.db.dialect == "sqlite":
+            table = "page_fts_exact" if parsed.exact else "page_fts"
+            sql = f"SELECT rowid FROM {table} WHERE {table} MATCH ?"  # noqa: S608  (constants)
+            args: tuple[object, ...] = (parsed.match,)
+        else:
+            table = "page_search_exact" if parsed.exact else "page_search_folded"
+            sql = f"SELECT page_pk FROM {table} WHERE vec @@ ?::tsquery"  # noqa: S608
+            args = (pg.tsquery(parsed.items),)
+        for row in con.execute(sql, args):
+            yield int(row[0])
 
     def _rank_fts5(
         self, con: Connection, parsed: ParsedQuery, limit: int, offset: int

@@ -29,7 +29,9 @@ ROTATIONS = (0, 90, 180, 270)
 def queue(db: Database, limit: int = 200) -> list[dict[str, Any]]:
     rows = db.read().execute(
         "SELECT p.id, p.page_no, p.batch_pk, p.device_id, p.flags, p.ocr_confidence, p.dpi,"
-        " p.decisions, b.batch_id FROM pages p JOIN batches b ON b.id = p.batch_pk"
+        " p.decisions, b.batch_id, b.profile, EXISTS (SELECT 1 FROM parts c WHERE c.page_pk = p.id"
+        " AND c.name = 'capture' AND c.state = 'committed') AS has_capture"
+        " FROM pages p JOIN batches b ON b.id = p.batch_pk"
         " WHERE p.flags != '[]' AND NOT EXISTS (SELECT 1 FROM reviews r WHERE r.page_pk = p.id)"
         " ORDER BY p.batch_pk DESC, p.page_no"
     )
@@ -38,6 +40,7 @@ def queue(db: Database, limit: int = 200) -> list[dict[str, Any]]:
         flags = [f for f in json.loads(r["flags"]) if f in REVIEW_FLAGS]
         if flags:
             row = {k: v for k, v in dict(r).items() if k != "decisions"}
+            row["has_capture"] = bool(row["has_capture"])
             out.append({**row, "flags": flags, **_quality(r["decisions"])})
         if len(out) >= limit:
             break

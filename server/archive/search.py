@@ -40,12 +40,14 @@ def search(
 ) -> SearchResult:
     """Pages (``limit`` from ``offset``, best first), and on the first page of results the
     hồ sơ and văn bản whose metadata match (same diacritic rules) — those ``reader`` may
-    read (server.archive.access: chế độ sử dụng and place). The total is the index's count
-    of pages with every word, readable or not (it names none of them)."""
+    read (server.archive.access: chế độ sử dụng and place). Pages are ranked and counted
+    among those ``reader`` may open (access.page_filter), so the total is exactly what
+    paging can reach, and says nothing of pages hidden from this reader."""
     if not query.strip():
         return SearchResult([], [], 0)
     offset = max(0, min(offset, MAX_OFFSET))
-    found = catalog.search_page(query, limit, offset)
+    visible = access.page_filter(catalog.db, reader)
+    found = catalog.search_page(query, limit, offset, None if visible is None else visible.allows)
     readable = access.readable_pages(catalog.db, reader, [h["page"] for h in found.hits])
     pages = [h for h in found.hits if h["page"] in readable]
     meta = records.search(query) if not offset else []

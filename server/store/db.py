@@ -298,6 +298,31 @@ CREATE TABLE IF NOT EXISTS cover_sheet_splits (
     at REAL NOT NULL,
     result TEXT NOT NULL  -- what was made (JSON)
 );
+-- A page scanned again, placed where the page it replaces was (server.archive.replacements):
+-- both pages are kept; a văn bản that held the old page now holds the new one at its seq.
+-- replaces_pk NULL: the batch named a page the archive does not hold (``problem`` says what).
+CREATE TABLE IF NOT EXISTS page_replacements (
+    page_pk INTEGER PRIMARY KEY REFERENCES pages(id),
+    replaces_pk INTEGER REFERENCES pages(id),
+    request_id INTEGER REFERENCES rescan_requests(id),
+    placed_at REAL NOT NULL,
+    van_ban TEXT NOT NULL DEFAULT '[]',  -- the van_ban ids whose page it took (JSON)
+    problem TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS page_replacements_old ON page_replacements(replaces_pk);
+-- A redone result (server.archive.redo) chosen by staff over the station's, or the old kept:
+-- the decision and the files it names (by sha256); the stored parts are not changed.
+CREATE TABLE IF NOT EXISTS redo_choices (
+    id INTEGER PRIMARY KEY,
+    page_pk INTEGER NOT NULL REFERENCES pages(id),
+    stamp TEXT NOT NULL,  -- the result's folder under reprocessed/page-<id>/
+    choice TEXT NOT NULL CHECK (choice IN ('new', 'old')),
+    archival_sha256 TEXT NOT NULL,  -- of the redone archival page compared
+    text_sha256 TEXT NOT NULL,
+    chosen_by TEXT NOT NULL,
+    chosen_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS redo_choices_page ON redo_choices(page_pk, id);
 -- How the viewer shows a page (a CSS transform); the archival file is never altered.
 CREATE TABLE IF NOT EXISTS page_views (
     page_pk INTEGER PRIMARY KEY REFERENCES pages(id),

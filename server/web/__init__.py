@@ -23,11 +23,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from server.web import admin, archive, fonds, ho_so, login, plan, review
+from server.web import admin, archive, fonds, ho_so, login, plan, redo, review
 from server.web.render import bar_chart, lang, marked, render
 
 router = APIRouter(include_in_schema=False)
-for _domain in (login, archive, review, ho_so, admin, fonds, plan):
+for _domain in (login, archive, review, redo, ho_so, admin, fonds, plan):
     router.include_router(_domain.router)
 
 __all__ = ["bar_chart", "lang", "marked", "render", "router"]

@@ -251,10 +251,14 @@ def _etag_matches(request: Request, etag: str) -> bool:
 
 
 def _rendered(
-    request: Request, renderer: RendererDep, found: PartFile | None, width: int
+    request: Request,
+    renderer: RendererDep,
+    found: PartFile | None,
+    width: int,
+    what: str = "archival image",
 ) -> Response:
     if found is None:
-        raise HTTPException(404, "the archival image of this page has not arrived")
+        raise HTTPException(404, f"the {what} of this page has not arrived")
     etag = etag_for(found.sha256, width)
     headers = {"ETag": etag, "Cache-Control": RENDER_CACHE_CONTROL, "X-Render-Width": str(width)}
     if _etag_matches(request, etag):
@@ -291,6 +295,38 @@ def page_render(
     response = _rendered(request, renderer, catalog.part_file(page, "archival"), width)
     if width > THUMB_WIDTH and response.status_code == 200:
         audit.record(db, user.name, "page.image", str(page), {"w": width}, client_ip(request))
+    return response
+
+
+@router.get(
+    "/pages/{page}/capture",
+    response_class=FileResponse,
+    responses={304: {"description": "the browser's copy (If-None-Match) is current"}},
+)
+def page_capture(
+    page: int,
+    request: Request,
+    catalog: CatalogDep,
+    renderer: RendererDep,
+    user: User,
+    db: DB,
+    w: int = Query(
+        WIDTHS[2], ge=1, le=100_000, description=f"pixels; served at the next of {WIDTHS}"
+    ),
+) -> Response:
+    """The capture the station sent (its lossless scan, before cleanup), as a JPEG at one of
+    the viewer's widths, cached and with ETags like ``/render``: the viewer shows it beside
+    the archival page. The stored file itself is ``/original`` (a download)."""
+    readable_page(db, user, page, request)
+    width = snap_width(w)
+    found = catalog.part_file(page, "capture")
+    if found is not None:
+        kind = found.media_type.split(";")[0].strip().lower()
+        if kind not in SERVED_TYPES["capture"]:  # never handed to a decoder under another name
+            raise HTTPException(422, "this capture cannot be shown as an image")
+    response = _rendered(request, renderer, found, width, "capture")
+    if width > THUMB_WIDTH and response.status_code == 200:
+        audit.record(db, user.name, "page.capture", str(page), {"w": width}, client_ip(request))
     return response
 
 
@@ -377,9 +413,10 @@ def search_hits(
     """The staff search page's search (server.archive.search): pages whose text matches ``q``, best
     first (ranking: server.archive.catalog.Catalog.search_page), ``limit`` of them from ``offset``;
     with ``offset`` 0 they are followed by the hồ sơ and văn bản whose metadata match. The
-    header ``X-Total-Count`` says how many pages contain every word of ``q``; with
-    ``X-Total-Count-Estimated: true`` it is the database's estimate (PostgreSQL, above
-    10,000 pages)."""
+    header ``X-Total-Count`` says how many pages the caller may open contain every word of
+    ``q`` (paging reaches exactly that many); with ``X-Total-Count-Estimated: true`` it is
+    the database's estimate (PostgreSQL, above 2,000 pages, for a caller who may open every
+    page)."""
     found = search.search(catalog, records, q, user, limit, offset)
     response.headers["X-Total-Count"] = str(found.total)
     if found.estimated:

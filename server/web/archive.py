@@ -9,7 +9,17 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from server.archive import access, audit, dashboard, fixity, rescan, review, search
+from server.archive import (
+    access,
+    audit,
+    dashboard,
+    fixity,
+    redo,
+    replacements,
+    rescan,
+    review,
+    search,
+)
 from server.archive.catalog import MAX_OFFSET, match_spans, query_terms
 from server.web import i18n
 from server.web.deps import (
@@ -29,7 +39,7 @@ def home(request: Request, session: WebViewer, catalog: CatalogDep) -> Response:
     view = dashboard.overview(catalog, session.principal)
     language = lang(request)
     charts = {
-        c.commune: bar_chart(c.per_day, label=i18n.t("per_day_chart", language))
+        c.commune: bar_chart(c.per_day, label=i18n.t("per_day_chart", language), lang=language)
         for c in view.communes
     }
     return render(
@@ -62,7 +72,10 @@ def batch_page(
     readable = access.readable_pages(db, me, [p["id"] for p in found["pages"]])
     found = {**found, "pages": [p for p in found["pages"] if p["id"] in readable]}
     audit.record(db, me.name, "batch.view", str(batch), {}, ip)
-    return render(request, "batch.html", batch=found)
+    return render(
+        request, "batch.html", batch=found, replaced=replacements.in_batch(db, batch),
+        replaces=replacements.of_batch(db, batch),
+    )  # fmt: skip
 
 
 @router.get("/pages/{page}", response_class=HTMLResponse)
@@ -97,6 +110,8 @@ def page_viewer(
         rotation=review.rotation(db, page),
         rotations=review.ROTATIONS,
         rescans=rescan.for_page(db, page),
+        replaced=replacements.of_page(db, page),
+        redone=redo.count(request.app.state.settings.data_dir, page),
         prev_id=siblings[i - 1] if i > 0 else None,
         next_id=siblings[i + 1] if i + 1 < len(siblings) else None,
     )

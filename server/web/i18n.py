@@ -1,6 +1,9 @@
-"""Staff interface text, Vietnamese first. Templates call ``t(key)``."""
+"""Staff interface text, Vietnamese first. Templates call ``t(key)`` and format numbers with
+``num`` (:func:`number`)."""
 
 from __future__ import annotations
+
+import math
 
 from server.web.station_errors import STATION_ERRORS
 
@@ -132,6 +135,41 @@ TEXT: dict[str, tuple[str, str]] = {
         "commune's scan station to scan it again.",
     ),
     "rotate": ("Xoay", "Rotate"),
+    "test_scanner_note": (
+        "Máy quét thử nghiệm SANE (test): mỗi trang là ảnh mẫu màu do phần mềm vẽ, không phải "
+        "giấy có chữ. Các cờ cần xem lại của những trang này (không đọc được chữ, trang trắng…) "
+        "là đúng, không phải lỗi.",
+        "SANE's test scanner: every page is a colour pattern drawn by software, not paper with "
+        "text. The review flags on these pages (no readable text, blank…) are expected, not a "
+        "fault.",
+    ),
+    "replaced_by": (
+        "Trang này đã được quét lại; bản mới:",
+        "This page was scanned again; new scan:",
+    ),
+    "replaces": ("Bản quét lại của", "Re-scan of"),
+    "rescan_batch_of": ("Lô quét lại cho", "Re-scan batch for"),
+    "old_scan_kept": ("bản cũ vẫn được lưu", "the old scan is kept"),
+    "redo_title": ("Làm lại trang từ bản chụp", "Page redone from its capture"),
+    "redo_hint": (
+        "Kết quả xử lý lại (làm sạch, OCR) từ bản chụp gốc, đặt cạnh kết quả của trạm quét. "
+        "Chọn bản đọc tốt hơn; lựa chọn được ghi vào nhật ký.",
+        "The page cleaned and read again from the station's capture, beside the station's "
+        "result. Choose the better reading; the choice is logged.",
+    ),
+    "redo_none": ("Trang này chưa được làm lại. Trên máy chủ:", "Not redone yet. On the server:"),
+    "redo_result": ("Kết quả làm lại", "Redone result"),
+    "redo_old": ("Kết quả của trạm quét", "The station's result"),
+    "redo_new": ("Kết quả làm lại", "Redone result"),
+    "redo_choose_new": ("Chọn kết quả làm lại", "Choose the redone result"),
+    "redo_choose_old": ("Giữ kết quả của trạm", "Keep the station's result"),
+    "redo_chosen_new": ("Đã chọn kết quả làm lại", "Chosen: the redone result"),
+    "redo_chosen_old": ("Đã giữ kết quả của trạm, so với", "Kept the station's result over"),
+    "redo_link": ("Làm lại", "Redone"),
+    "view_as": ("Xem", "Show"),
+    "view_archival": ("Trang lưu trữ", "Archival page"),
+    "view_capture": ("Bản chụp gốc", "Original capture"),
+    "view_both": ("Cạnh nhau", "Side by side"),
     "rotated_view": ("Đang hiển thị xoay {deg}°", "Shown rotated by {deg}°"),
     "rescan_request": ("Yêu cầu quét lại", "Request a re-scan"),
     "rescan_reason": ("Lý do", "Reason"),
@@ -341,3 +379,24 @@ def t(key: str, lang: str = "vi", **values: object) -> str:
     vi, en = TEXT.get(key, (key, key))
     text = vi if lang == "vi" else en
     return text.format(**values) if values else text
+
+
+# Vietnamese writes 1.234,5 (thousands dot, decimal comma; TCVN / Nghị định 30/2020 style);
+# English 1,234.5.
+SEPARATORS = {"vi": (".", ","), "en": (",", ".")}
+
+
+def number(value: float | int | None, lang: str = "vi", digits: int = 0) -> str:
+    """``value`` with ``digits`` decimals, grouped by thousands, in ``lang``'s separators;
+    "—" for None or a value that is not a finite number."""
+    if value is None or isinstance(value, bool):
+        return "—"
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return "—"
+    if not math.isfinite(x):
+        return "—"
+    thousands, decimal = SEPARATORS.get(lang, SEPARATORS["vi"])
+    text = f"{x:,.{max(0, digits)}f}"  # Python's own: "," thousands, "." decimal
+    return text.translate({ord(","): thousands, ord("."): decimal})

@@ -15,6 +15,8 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from jinja2.runtime import Context
 from markupsafe import Markup, escape
 
 from server.archive import auth
@@ -35,12 +37,23 @@ def _when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%d/%m/%Y %H:%M")
 
 
-def _bytes(n: int | None) -> str:
+def _bytes(n: int | None, lang: str = "vi") -> str:
     if not n:
         return "—"
     units = ("B", "KB", "MB", "GB", "TB")
     i = min(len(units) - 1, int(math.log(n, 1024)))
-    return f"{n / 1024**i:.1f} {units[i]}"
+    return f"{i18n.number(n / 1024**i, lang, 1)} {units[i]}"
+
+
+@pass_context
+def _num(ctx: Context, value: float | int | None, digits: int = 0) -> str:
+    """``{{ n|num }}``, ``{{ x|num(1) }}``: a number in the page's language (i18n.number)."""
+    return i18n.number(value, ctx.get("lang", "vi"), digits)
+
+
+@pass_context
+def _bytes_filter(ctx: Context, value: int | None) -> str:
+    return _bytes(value, ctx.get("lang", "vi"))
 
 
 def _date(value: Any) -> str:
@@ -60,7 +73,9 @@ def marked(text: str, spans: list[Span]) -> Markup:
     return Markup("").join(out)
 
 
-def bar_chart(per_day: list[int], today: dt.date | None = None, label: str = "") -> Markup:
+def bar_chart(
+    per_day: list[int], today: dt.date | None = None, label: str = "", lang: str = "vi"
+) -> Markup:
     """An inline SVG: one bar per day (oldest left), each with a <title> tooltip."""
     today = today or dt.date.today()
     first = today - dt.timedelta(days=len(per_day) - 1)
@@ -78,14 +93,15 @@ def bar_chart(per_day: list[int], today: dt.date | None = None, label: str = "")
         day = (first + dt.timedelta(days=i)).strftime("%d/%m")
         parts.append(
             f'<rect class="bar" x="{i * (bar + gap)}" y="{height + 1 - h}" width="{bar}"'
-            f' height="{h}" fill="#7a1f1f"><title>{day}: {n}</title></rect>'
+            f' height="{h}" fill="#7a1f1f"><title>{day}: {i18n.number(n, lang)}</title></rect>'
         )
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - numbers and escaped text only
 
 
 templates.env.filters["when"] = _when
-templates.env.filters["bytes"] = _bytes
+templates.env.filters["bytes"] = _bytes_filter
+templates.env.filters["num"] = _num
 templates.env.filters["vndate"] = _date
 # The viewer and thumbnails ask for rendered page images at these widths (page.html).
 templates.env.globals.update(render_widths=WIDTHS, render_width=SCREEN_WIDTH)

@@ -2,13 +2,15 @@
 
 - ``X-Content-Type-Options: nosniff``: a browser takes a response for what its
   ``Content-Type`` says, never for what its bytes look like.
-- A strict Content-Security-Policy: scripts only from this origin's files (``/static``), none
-  inline, none from elsewhere; no plugins (``object-src 'none'``); forms post only here; no
-  framing (``frame-ancestors 'none'``, and ``X-Frame-Options: DENY`` for old browsers).
-  Inline ``style`` stays allowed: templates set a few style attributes, and a style cannot
-  run code. The OpenAPI pages (``/docs``, ``/redoc``) are FastAPI's own HTML, which runs an
-  inline script and loads Swagger UI from a CDN: they get a policy of their own that allows
-  exactly that and still forbids framing.
+- A strict Content-Security-Policy: scripts and styles only from this origin's files
+  (``/static``), none inline (no ``<script>``/``<style>`` element, no ``style`` attribute:
+  injected markup can neither run nor restyle a page to mislead), none from elsewhere; no
+  plugins (``object-src 'none'``); forms post only here; no framing (``frame-ancestors
+  'none'``, and ``X-Frame-Options: DENY`` for old browsers). Scripts may still set element
+  styles through the DOM (``el.style.width``), which CSP does not govern. The OpenAPI
+  pages (``/docs``, ``/redoc``) are FastAPI's own HTML, which runs an inline script and
+  loads Swagger UI from a CDN: they get a policy of their own that allows exactly that and
+  still forbids framing.
 - ``Referrer-Policy: same-origin``: page URLs (search words, ids) never leave in a Referer.
 - ``Cross-Origin-Opener-Policy: same-origin`` and ``Cross-Origin-Resource-Policy:
   same-origin``: another site can neither script a window of ours nor embed our images.
@@ -26,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; "
     "img-src 'self' data:; connect-src 'self'; font-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 )

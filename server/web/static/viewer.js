@@ -1,54 +1,86 @@
 // The page viewer (templates/page.html): zoom, pan and search highlights over the page image
-// the server renders (/api/v1/pages/{id}/render?w=…). A file of its own because the
+// the server renders (/api/v1/pages/{id}/render?w=…), and the station's capture
+// (/api/v1/pages/{id}/capture?w=…) instead of it or beside it. A file of its own because the
 // Content-Security-Policy allows no inline script (server/web/security.py).
 (function () {
   "use strict";
-  var sheet = document.getElementById("sheet");
+  var sheet = document.getElementById("sheet");  // the archival page (absent before it arrives)
   var img = document.getElementById("scan");
+  var capSheet = document.getElementById("capture-sheet");  // absent without a capture
+  var capImg = document.getElementById("capture");
   var canvas = document.getElementById("canvas");
   var label = document.getElementById("zoom-level");
-  if (!sheet || !img || !canvas) return;
-  var pageId = sheet.getAttribute("data-page");
-  var widths = sheet.getAttribute("data-widths").split(",").map(Number);
-  var rendered = parseInt(sheet.getAttribute("data-width"), 10);
-  var aspect = parseFloat(sheet.getAttribute("data-aspect")) || 1.414;  // height / width
+  var first = sheet || capSheet;
+  if (!first || !canvas) return;
+  var pageId = first.getAttribute("data-page");
+  var widths = first.getAttribute("data-widths").split(",").map(Number);
+  var rendered = sheet ? parseInt(sheet.getAttribute("data-width"), 10) : 0;
+  var capRendered = 0;  // the capture is rendered only once it is first shown
+  var aspect = sheet ? parseFloat(sheet.getAttribute("data-aspect")) || 1.414 : 1.414;
   // A rotation (page_views) is a CSS transform on the sheet; turned by 90 or 270 degrees the
   // page is as wide on screen as it is high.
-  var turned = parseInt(sheet.getAttribute("data-rotation") || "0", 10) % 180 !== 0;
+  var turned = sheet ? parseInt(sheet.getAttribute("data-rotation") || "0", 10) % 180 !== 0 : false;
+  var view = sheet ? "archival" : "capture";  // "archival" | "capture" | "both"
   var shown = 0;  // CSS pixels across the page as laid out (before the rotation)
   var fitted = 1;  // ... when it fits the canvas (100 % on the zoom label)
 
+  function widthFor(css) {
+    // The smallest rendered width that covers what is shown on this screen.
+    var need = css * (window.devicePixelRatio || 1);
+    for (var i = 0; i < widths.length; i++) { if (widths[i] >= need) return widths[i]; }
+    return widths[widths.length - 1];
+  }
   function sharpen() {
-    // Ask for the smallest rendered width that covers what is shown on this screen.
-    var need = shown * (window.devicePixelRatio || 1);
-    var next = widths[widths.length - 1];
-    for (var i = 0; i < widths.length; i++) { if (widths[i] >= need) { next = widths[i]; break; } }
-    if (next > rendered) {
+    var next = widthFor(shown);
+    if (sheet && view !== "capture" && next > rendered) {
       rendered = next;
       img.src = "/api/v1/pages/" + pageId + "/render?w=" + next;
     }
+    if (capSheet && view !== "archival" && next > capRendered) {
+      capRendered = next;
+      capImg.src = "/api/v1/pages/" + pageId + "/capture?w=" + next;
+    }
   }
   function apply() {
-    sheet.style.width = shown + "px";
-    sheet.style.height = (shown * aspect) + "px";
+    if (sheet) {
+      sheet.style.width = shown + "px";
+      sheet.style.height = (shown * aspect) + "px";
+    }
+    if (capSheet) capSheet.style.width = shown + "px";
     if (label) label.textContent = Math.round(shown / fitted * 100) + "%";
     sharpen();
   }
   function fit() {
     var room = canvas.clientWidth - 4;
-    shown = fitted = Math.max(80, turned ? room / aspect : room);
+    if (view === "both") room = (room - 8) / 2;
+    shown = fitted = Math.max(80, turned && view !== "capture" ? room / aspect : room);
     apply();
   }
   function zoom(factor) {
     shown = Math.min(8000, Math.max(80, shown * factor));
     apply();
   }
-  fit();
+  function show(next) {
+    view = next;
+    if (sheet) sheet.hidden = view === "capture";
+    if (capSheet) capSheet.hidden = view === "archival";
+    document.querySelectorAll("[data-view]").forEach(function (b) {
+      b.setAttribute("aria-pressed", String(b.getAttribute("data-view") === view));
+    });
+    fit();
+  }
+  show(view);
   window.addEventListener("resize", function () { if (!shown) fit(); });
   document.querySelectorAll("[data-zoom]").forEach(function (b) {
     b.addEventListener("click", function () {
       var z = b.getAttribute("data-zoom");
       if (z === "fit") fit(); else zoom(parseFloat(z));
+    });
+  });
+  document.querySelectorAll("[data-view]").forEach(function (b) {
+    b.addEventListener("click", function () {
+      if (!sheet && b.getAttribute("data-view") !== "capture") return;
+      show(b.getAttribute("data-view"));
     });
   });
   canvas.addEventListener("wheel", function (e) {
@@ -77,7 +109,7 @@
 
   // Search words on the image: boxes from the archival PDF/A's OCR text layer, placed in
   // fractions of the page so they follow every zoom.
-  var q = sheet.getAttribute("data-q");
+  var q = sheet ? sheet.getAttribute("data-q") : "";
   if (q) {
     fetch("/api/v1/pages/" + pageId + "/words?q=" + encodeURIComponent(q), {credentials: "same-origin"})
       .then(function (r) { return r.ok ? r.json() : []; })

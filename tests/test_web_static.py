@@ -1,0 +1,59 @@
+"""Fast checks of the staff app's markup and helpers, no archive needed: the templates keep
+to the Content-Security-Policy (no inline script or style, which the browser would refuse),
+and the package ships the static files the pages load."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from server.web.render import TEMPLATES
+from server.web.security import CSP
+
+REPO = Path(__file__).resolve().parent.parent
+STATIC = TEMPLATES.parent / "static"
+
+
+def test_csp_allows_no_inline_script_or_style() -> None:
+    for directive in ("script-src", "style-src"):
+        found = re.search(directive + r" ([^;]*)", CSP)
+        assert found and found.group(1).split() == ["'self'"], directive
+
+
+def test_templates_carry_no_inline_style_or_script() -> None:
+    # Each of these the strict policy refuses: a page that had one would render unstyled
+    # or lose its script (the Chromium test loads every staff page and watches for that).
+    inline = re.compile(
+        r"""<style\b|\sstyle\s*=|<script(?![^>]*\ssrc=)[^>]*>|\son[a-z]+\s*=|javascript:""",
+        re.IGNORECASE,
+    )
+    names = sorted(TEMPLATES.glob("*.html"))
+    assert len(names) >= 10
+    for name in names:
+        found = inline.search(name.read_text(encoding="utf-8"))
+        assert found is None, f"{name.name}: {found.group() if found else ''}"
+
+
+def test_every_static_file_a_template_loads_exists_and_is_packaged() -> None:
+    loaded: set[str] = set()
+    for name in TEMPLATES.glob("*.html"):
+        loaded |= set(re.findall(r'"/static/([^"]+)"', name.read_text(encoding="utf-8")))
+    assert {"staff.css", "viewer.js", "confirm.js"} <= loaded
+    data = tomllib.loads((REPO / "pyproject.toml").read_text())
+    globs = data["tool"]["setuptools"]["package-data"]["server"]
+    for file in loaded:
+        assert (STATIC / file).is_file(), file
+        assert any(Path("web/static", file).match(g) for g in globs), file
+
+
+def test_numbers_in_vietnamese_and_english() -> None:
+    from server.web.i18n import number
+    from server.web.render import _bytes
+
+    assert number(1234567, "vi") == "1.234.567" and number(1234567, "en") == "1,234,567"
+    assert number(1234.5, "vi", 1) == "1.234,5" and number(1234.5, "en", 1) == "1,234.5"
+    assert number(-1000, "vi") == "-1.000" and number(999, "vi") == "999"
+    assert number(87.6, "vi") == "88" and number(0.25, "vi", 2) == "0,25"
+    assert number(None) == "—" and number(float("nan")) == "—" and number(True) == "—"
+    assert _bytes(3 * 1024**3 // 2, "vi") == "1,5 GB" and _bytes(3 * 1024**3 // 2, "en") == "1.5 GB"
