@@ -104,9 +104,17 @@ def is_colour(image: Image, channels_in_file: int) -> bool:
     return bool(chroma.max() > MIN_COLOUR_CHROMA)
 
 
-def legal_check(dpi: int, colour: bool, scale_percent: float = 100.0) -> LegalCheck:
+def legal_check(
+    dpi: int, colour: bool, scale_percent: float = 100.0, dpi_known: bool = True
+) -> LegalCheck:
+    """``dpi_known=False``: the source did not say its resolution (an imported file without
+    one); the check then fails with ``dpi_unknown`` and records dpi 0 — a resolution is never
+    assumed into a legal result (issue 17)."""
     failures = []
-    if dpi < LEGAL_MIN_DPI:
+    if not dpi_known:
+        failures.append("dpi_unknown")
+        dpi = 0
+    elif dpi < LEGAL_MIN_DPI:
         failures.append("below_200dpi")
     if not colour:
         failures.append("not_colour")

@@ -20,8 +20,8 @@ from typing import Any, Literal
 from server.archive import audit
 from server.store.db import Database
 
-REVIEW_FLAGS = ("blank", "low_confidence", "review", "rotated", "below_200dpi", "legal_fail",
-                "processing_failed")  # fmt: skip
+REVIEW_FLAGS = ("blank", "low_confidence", "review", "rotated", "below_200dpi", "dpi_unknown",
+                "legal_fail", "processing_failed")  # fmt: skip
 Action = Literal["accept", "rotate", "rescan"]
 ROTATIONS = (0, 90, 180, 270)
 

@@ -67,6 +67,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "reason_low_confidence": ("độ tin cậy thấp", "low confidence"),
     "reason_unsure_words": ("nhiều từ không chắc", "many unsure words"),
     "flag_below_200dpi": ("dưới 200 dpi", "below 200 dpi"),
+    "flag_dpi_unknown": ("không rõ dpi", "dpi unknown"),
     "flag_rotated": ("đã xoay", "rotated"),
     "flag_ocr_retry": ("OCR chạy lại", "OCR retried"),
     "flag_processing_failed": ("xử lý lỗi", "processing failed"),
