@@ -259,6 +259,22 @@ CREATE TABLE IF NOT EXISTS cover_sheet_splits (
     at REAL NOT NULL,
     result TEXT NOT NULL  -- what was made (JSON)
 );
+-- The public lookup address of a hồ sơ (server.archive.public): a random token, one live per
+-- hồ sơ; rotating it replaces the row (the old address then answers like an unknown one).
+CREATE TABLE IF NOT EXISTS public_links (
+    ma_ho_so TEXT PRIMARY KEY REFERENCES ho_so(ma_ho_so),
+    token TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL,
+    created_by TEXT NOT NULL
+);
+-- Views of the public page, counted per day and hồ sơ ('' = an address that shows nothing:
+-- unknown, rotated away or Mật). No client data is kept.
+CREATE TABLE IF NOT EXISTS public_views (
+    day TEXT NOT NULL,
+    ma_ho_so TEXT NOT NULL,
+    views INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, ma_ho_so)
+);
 -- How the viewer shows a page (a CSS transform); the archival file is never altered.
 CREATE TABLE IF NOT EXISTS page_views (
     page_pk INTEGER PRIMARY KEY REFERENCES pages(id),
