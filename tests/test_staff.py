@@ -654,10 +654,28 @@ def test_rescan_and_rotate_need_archivist_and_csrf(staff: Staff) -> None:
     assert staff.db.read().execute("SELECT COUNT(*) FROM page_views").fetchone()[0] == 0
 
 
-def test_rotate_is_shown_by_the_viewer_and_leaves_the_file_alone(staff: Staff) -> None:
+def test_rotate_makes_a_turned_archival_version_that_exports_use(staff: Staff) -> None:
+    """Issue 17: a turn chosen in review is real — a new archival PDF with the page turned
+    (the original kept, provenance recorded) that the viewer, the exports and the AIP use."""
+    import hashlib
+
+    import numpy as np
+    import pikepdf
+    import pypdfium2 as pdfium
+
+    from server.archive import rotation
+
     csrf = staff.login("archivist")
     c = staff.client
     before = c.get("/api/v1/pages/1/image")
+    original = (
+        staff.db.read()
+        .execute("SELECT path, sha256 FROM parts WHERE page_pk = 1 AND name = 'archival'")
+        .fetchone()
+    )
+    assert before.headers["x-sha256"] == original["sha256"]
+    words_before = c.get("/api/v1/pages/1/words?q=khoang").json()
+    assert len(words_before) == 2
     r = c.post("/review/1", data={"csrf": csrf, "action": "rotate", "degrees": "45"})
     assert r.status_code == 422
     r = c.post(
@@ -666,22 +684,76 @@ def test_rotate_is_shown_by_the_viewer_and_leaves_the_file_alone(staff: Staff) -
         follow_redirects=False,
     )
     assert r.status_code == 303 and r.headers["location"] == "/pages/1"
-    page = c.get("/pages/1").text
-    assert 'data-rotation="90"' in page and "rotate(90deg) translateY(-100%)" in page
-    assert "xoay 90°" in page
     after = c.get("/api/v1/pages/1/image")
-    assert (
-        after.content == before.content and after.headers["x-sha256"] == before.headers["x-sha256"]
-    )
-    # Changed again through the API (180), then undone (0): one row per page, each audited.
+    assert after.headers["x-sha256"] != before.headers["x-sha256"]
+    assert hashlib.sha256(after.content).hexdigest() == after.headers["x-sha256"]
+    # the original is kept, byte for byte; the viewer no longer turns the page with CSS
+    stored = Path(original["path"]).read_bytes()
+    assert hashlib.sha256(stored).hexdigest() == original["sha256"] == before.headers["x-sha256"]
+    assert 'data-rotation="0"' in c.get("/pages/1").text
+    (version,) = rotation.versions(staff.db, 1)
+    assert (version.degrees, version.from_sha256, version.actor) == (
+        90, original["sha256"], "archivist"
+    )  # fmt: skip
+    assert version.sha256 == after.headers["x-sha256"]
+    # The viewer's highlights turn with the page, and sit on ink in the turned rendering.
+    words_after = c.get("/api/v1/pages/1/words?q=khoang").json()
+    for b, a in zip(words_before, words_after, strict=True):
+        expected = (1 - b["top"] - b["height"], b["left"], b["height"], b["width"])
+        assert (a["left"], a["top"], a["width"], a["height"]) == pytest.approx(expected)
+    shown = pdfium.PdfDocument(after.content)
+    try:
+        grey = np.asarray(shown[0].render(scale=1).to_pil().convert("L"))
+    finally:
+        shown.close()
+    for a in words_after:
+        h, w = grey.shape
+        box = grey[int(a["top"] * h) : int((a["top"] + a["height"]) * h),
+                   int(a["left"] * w) : int((a["left"] + a["width"]) * w)]  # fmt: skip
+        assert box.size and box.min() < 100 and box.mean() < grey.mean() - 10  # ink there
+
+    # The export carries the turned page, still PDF/A with its text layer.
+    make_ho_so(staff)
+    r = c.get(f"/api/v1/ho-so/{MA}/bag", headers=staff.bearer("archivist"))
+    assert r.status_code == 200, r.text
+    with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
+        pdf = zf.read(f"{MA}/data/{MA}.001.pdf")
+    with pikepdf.open(io.BytesIO(pdf)) as doc:
+        assert [int(p.obj.get("/Rotate", 0)) for p in doc.pages] == [90, 0]
+        assert "/OutputIntents" in doc.Root and doc.open_metadata()["pdfaid:part"] == "2"
+    doc2 = pdfium.PdfDocument(pdf)
+    try:
+        turned, plain = doc2[0], doc2[1]
+        image = turned.render(scale=0.5).to_pil()
+        assert image.height > image.width  # the A5-landscape sheet now stands upright
+        assert plain.render(scale=0.5).to_pil().width > plain.render(scale=0.5).to_pil().height
+        text = turned.get_textpage().get_text_range()
+    finally:
+        doc2.close()
+    first = pdfium.PdfDocument(stored)
+    try:
+        unturned = first[0].get_textpage().get_text_range()
+    finally:
+        first.close()
+    # the text layer turned with its image: the same words come out, in the same order
+    assert "khoáng sản" in text and "TÂN LẬP" in text and text == unturned
+
+    # Changed again through the API (180), then undone (0): every turn from the original.
     h = staff.bearer("archivist")
     assert c.post("/api/v1/pages/1/review", json={"action": "rotate"}, headers=h).status_code == 422
     for deg in (180, 0):
         ok = c.post("/api/v1/pages/1/review", json={"action": "rotate", "degrees": deg}, headers=h)
         assert ok.status_code == 204
-    rows = staff.db.read().execute("SELECT page_pk, rotation FROM page_views").fetchall()
-    assert [tuple(r) for r in rows] == [(1, 0)]
-    assert 'data-rotation="0"' in c.get("/pages/1").text and "rotate(" not in c.get("/pages/1").text
+    assert c.get("/api/v1/pages/1/image").headers["x-sha256"] == original["sha256"]
+    assert [v.degrees for v in rotation.versions(staff.db, 1)] == [90, 180, 0]
+    assert {v.from_sha256 for v in rotation.versions(staff.db, 1)} == {original["sha256"]}
+    names = [
+        r["name"]
+        for r in staff.db.read().execute(
+            "SELECT name FROM parts WHERE page_pk = 1 AND name LIKE 'archival%' ORDER BY id"
+        )
+    ]
+    assert names == ["archival", "archival.r1", "archival.r2"]  # nothing replaced
     rotations = [
         a["detail"]["degrees"] for a in audit.recent(staff.db) if a["action"] == "review.rotate"
     ]

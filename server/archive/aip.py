@@ -35,7 +35,7 @@ from typing import Any
 
 from lxml import etree  # type: ignore[import-untyped]
 
-from server.archive import export, fixity
+from server.archive import export, fixity, rotation
 from server.archive.catalog import Catalog
 from server.archive.records import HO_SO_LABELS, VAN_BAN_LABELS, HoSoOut, Records
 
@@ -156,7 +156,9 @@ def _page_sources(catalog: Catalog, page_pks: list[int]) -> dict[int, PageSource
         " b.batch_id, b.agent_version, b.created_at, b.received_at,"
         " a.id AS part_pk, a.sha256, a.size, a.media_type, a.committed_at"
         " FROM pages p JOIN batches b ON b.id = p.batch_pk"
-        " JOIN parts a ON a.page_pk = p.id AND a.name = 'archival' AND a.state = 'committed'"
+        # the page's archival file as it stands now (a turned version: server.archive.rotation)
+        f" JOIN parts a ON a.id = {rotation.CURRENT_SQL.format(page='p.id')}"
+        " AND a.state = 'committed'"
         f" WHERE p.id IN ({marks})"
     )
     out = {}

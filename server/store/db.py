@@ -275,7 +275,21 @@ CREATE TABLE IF NOT EXISTS public_views (
     views INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (day, ma_ho_so)
 );
--- How the viewer shows a page (a CSS transform); the archival file is never altered.
+-- Turned archival versions of a page (server.archive.rotation): each row one turn from the
+-- original, its parts row (the original's own for 0), and its provenance.
+CREATE TABLE IF NOT EXISTS page_versions (
+    id INTEGER PRIMARY KEY,
+    page_pk INTEGER NOT NULL REFERENCES pages(id),
+    part_pk INTEGER NOT NULL REFERENCES parts(id),
+    degrees INTEGER NOT NULL CHECK (degrees IN (0, 90, 180, 270)),
+    from_sha256 TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS page_versions_page ON page_versions(page_pk, id);
+-- How the viewer shows a page without an archival PDF (a CSS transform); a page with one is
+-- turned in a new archival version instead (page_versions).
 CREATE TABLE IF NOT EXISTS page_views (
     page_pk INTEGER PRIMARY KEY REFERENCES pages(id),
     rotation INTEGER NOT NULL DEFAULT 0 CHECK (rotation IN (0, 90, 180, 270)),
