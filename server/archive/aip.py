@@ -591,6 +591,7 @@ def premis(
     checks_by_part: dict[int, list[dict[str, Any]]] = {}
     for check in checks:
         checks_by_part.setdefault(check["part_pk"], []).append(check)
+    turns = rotation.versions_of(catalog.db, list(pages))
     by_name = {doc.file_name: doc for doc in ho_so.van_ban}
     for file_name, path in pdfs:
         doc = by_name[file_name]
@@ -655,15 +656,29 @@ def premis(
                 [(station, "transmitter"), (software, "recipient")],
                 [key],
             )
+            page_turns = turns.get(page_pk, [])
+            received_sha = page_turns[-1].from_sha256 if page_turns else src.sha256
             p.event(
                 "ingestion",
-                src.committed_at,
-                f"Tiếp nhận: sha256 {src.sha256} kiểm tra lại khi nhận"
+                src.received_at if page_turns else src.committed_at,
+                f"Tiếp nhận: sha256 {received_sha} kiểm tra lại khi nhận"
                 " / re-hashed and verified at ingest",
                 "success",
                 [(software, "executing program")],
                 [key],
             )
+            for turn in page_turns:  # server.archive.rotation: a new version, original kept
+                person = p.agent(f"staff:{turn.actor}", turn.actor, "person")
+                p.event(
+                    "modification",
+                    turn.at,
+                    f"Xoay trang {turn.degrees}° so với bản gốc khi duyệt"
+                    " / page turned in review (PDF /Rotate, lossless; original kept)",
+                    "success",
+                    [(person, "authorizer"), (software, "executing program")],
+                    [key],
+                    f"from sha256 {turn.from_sha256} to {turn.sha256}",
+                )
             review = (legal or {}).get(page_pk)
             if review is not None:
                 accepted = ""

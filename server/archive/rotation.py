@@ -169,10 +169,20 @@ def rotate(db: Database, page_pk: int, degrees: int, actor: str, ip: str = "") -
 
 def versions(db: Database, page_pk: int) -> list[Version]:
     """The page's turns, oldest first (its provenance)."""
+    return versions_of(db, [page_pk]).get(page_pk, [])
+
+
+def versions_of(db: Database, page_pks: list[int]) -> dict[int, list[Version]]:
+    """The turns of each of ``page_pks`` that has any, oldest first, in one query."""
+    if not page_pks:
+        return {}
+    marks = ", ".join("?" * len(page_pks))  # placeholders only: the ids are parameters
     rows = db.read().execute(
-        "SELECT * FROM page_versions WHERE page_pk = ? ORDER BY id", (page_pk,)
+        f"SELECT * FROM page_versions WHERE page_pk IN ({marks}) ORDER BY id",  # noqa: S608
+        page_pks,
     )
-    return [
+    out: dict[int, list[Version]] = {}
+    for version in [
         Version(
             r["page_pk"],
             r["part_pk"],
@@ -183,7 +193,9 @@ def versions(db: Database, page_pk: int) -> list[Version]:
             r["at"],
         )
         for r in rows
-    ]
+    ]:
+        out.setdefault(version.page_pk, []).append(version)
+    return out
 
 
 def degrees(db: Database, page_pk: int) -> int:
