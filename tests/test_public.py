@@ -315,3 +315,36 @@ def test_the_public_page_on_a_phone_in_chromium(
         print(f"public page on a phone: {total} bytes (HTML + CSS)")
     finally:
         server.stop()
+
+
+def test_the_command_line_prints_labels_and_rotates_an_address(
+    staff: Staff, tmp_path: Path
+) -> None:
+    from pgcluster import url_of
+
+    s = staff
+    make_ho_so(s)
+    token = token_of(s)
+    env = {
+        "SOHOA_SERVER_DATA_DIR": str(s.data_dir),
+        "SOHOA_DATABASE_URL": url_of(s.db.path or s.db.url),
+        "SOHOA_PUBLIC_BASE_URL": "https://luutru.example.gov.vn",
+        "PATH": "/usr/bin:/bin",
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(BIN / "sohoa-server"), *args], env=env, capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+
+    shown = cli("public-address", MA)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == f"https://luutru.example.gov.vn/p/{token}"
+    out = tmp_path / "labels" / "nhan.pdf"
+    made = cli("labels", MA, "--out", str(out))
+    assert made.returncode == 0, made.stderr
+    assert "1 labels on 1 A4 sheet" in made.stdout and out.read_bytes().startswith(b"%PDF-")
+    assert cli("labels", "000.00.00.H53.1998.99.XX", "--out", str(out)).returncode == 2
+    rotated = cli("public-address", MA, "--rotate")
+    assert rotated.returncode == 0, rotated.stderr
+    assert rotated.stdout.strip() != shown.stdout.strip()
+    assert s.client.get(f"/p/{token}").status_code == 404
