@@ -143,7 +143,7 @@ def test_package_layout_csip_structure_and_premis_fixity(staff: Staff, tmp_path:
 
 
 def test_a_page_turned_in_review_enters_the_package_turned_with_its_provenance(
-    staff: Staff, tmp_path: Path
+    staff: Staff, own_store: Path, tmp_path: Path
 ) -> None:
     from server.archive import rotation
 

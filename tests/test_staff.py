@@ -92,6 +92,23 @@ def staff(
     db.close()
 
 
+@pytest.fixture
+def own_store(staff: Staff, real_archive: RealArchive) -> Path:
+    """The shared real archive's store is read-only for every test: one that damages files
+    or writes new ones (a turned page) gets a private copy, and its private catalogue is
+    pointed at it."""
+    import shutil
+
+    shared, own = real_archive.store / "store", staff.data_dir / "store"
+    shutil.copytree(shared, own, dirs_exist_ok=True)
+    with staff.db.tx() as con:
+        con.execute(
+            "UPDATE parts SET path = REPLACE(path, ?, ?) WHERE path IS NOT NULL",
+            (str(shared), str(own)),
+        )
+    return own
+
+
 def ho_so_body(**over: object) -> dict[str, object]:
     body: dict[str, object] = {
         "organ_id": "000.00.00.H53",
@@ -654,7 +671,9 @@ def test_rescan_and_rotate_need_archivist_and_csrf(staff: Staff) -> None:
     assert staff.db.read().execute("SELECT COUNT(*) FROM page_views").fetchone()[0] == 0
 
 
-def test_rotate_makes_a_turned_archival_version_that_exports_use(staff: Staff) -> None:
+def test_rotate_makes_a_turned_archival_version_that_exports_use(
+    staff: Staff, own_store: Path
+) -> None:
     """Issue 17: a turn chosen in review is real — a new archival PDF with the page turned
     (the original kept, provenance recorded) that the viewer, the exports and the AIP use."""
     import hashlib
@@ -754,6 +773,19 @@ def test_rotate_makes_a_turned_archival_version_that_exports_use(staff: Staff) -
         )
     ]
     assert names == ["archival", "archival.r1", "archival.r2"]  # nothing replaced
+    turned_paths = [
+        Path(r["path"])
+        for r in staff.db.read().execute(
+            "SELECT path FROM parts WHERE page_pk = 1 AND name LIKE 'archival.r%'"
+        )
+    ]
+    assert all(p.is_file() and own_store in p.parents for p in turned_paths)  # beside it
+    # The turned files are parts like any other: the store's fixity walk re-hashes them.
+    from server.archive import fixity
+
+    since = min(v.at for v in rotation.versions(staff.db, 1))
+    report = fixity.check_store(staff.db, since=since)
+    assert report.checked == 2 and not report.damaged
     rotations = [
         a["detail"]["degrees"] for a in audit.recent(staff.db) if a["action"] == "review.rotate"
     ]
