@@ -303,6 +303,9 @@ def test_an_imported_file_without_dpi_is_flagged_dpi_unknown_not_given_one(
     assert "below_200dpi" not in result.flags
     legal = result.decisions["legal"]
     assert legal["dpi"] == 0 and "dpi_unknown" in legal["failures"]  # type: ignore[index]
+    # scale and version as read back from the produced archival PDF
+    assert legal["scale_percent"] == pytest.approx(100.0, abs=0.1)  # type: ignore[index]
+    assert legal["pdf_version"] == "1.7"  # type: ignore[index]
     assert result.decisions["capture"]["dpi"] is None  # type: ignore[index]
     # the same page with a dpi in the file passes that line
     known = process_page(capture, tmp_path / "known", pipeline_settings(agent, 300))

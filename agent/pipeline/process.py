@@ -182,11 +182,16 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         result, judged, decisions["ocr_plain_page"] = _plain_page(
             result, judged, plain_input, ocr_dpi, expect_text, settings
         )
-    with _timed(ms, "legal"):
-        legal = archival.legal_check(dpi, colour, dpi_known=settings.dpi_known)
     with _timed(ms, "archival"):
         archival_path, decisions["archival"] = write_archival(
-            layers, result.words, work_dir / "archival.pdf", dpi, ocr_dpi, legal
+            layers, result.words, work_dir / "archival.pdf", dpi, ocr_dpi,
+            archival.legal_check(dpi, colour, dpi_known=settings.dpi_known),
+        )  # fmt: skip
+    with _timed(ms, "legal"):
+        # Scale and PDF version as the produced file has them, not as we meant to write them.
+        produced = archival.read_produced(archival_path.read_bytes(), layers.mask_size, dpi)
+        legal = archival.legal_check(
+            dpi, colour, produced.scale_percent, settings.dpi_known, produced.pdf_version
         )
     with _timed(ms, "write"):
         thumb = _write_jpeg(thumb_image, work_dir / "thumb.jpg")
