@@ -210,6 +210,17 @@ def test_the_label_sheet_carries_each_hosos_address_as_a_qr_code(staff: Staff) -
         crop = sheets[index // labels.PER_SHEET][top:bottom, left:right]
         text, _, _ = detector.detectAndDecode(np.ascontiguousarray(crop))
         assert text == f"https://luutru.example.gov.vn/p/{token_of(s, ma)}", (index, ma)
+    # The words are Vietnamese, in a font that has the letters (tesseract vie reads them).
+    left, top, right, bottom = labels.cell(0)
+    encoded, png = cv2.imencode(".png", np.ascontiguousarray(sheets[0][top:bottom, left:right]))
+    assert encoded
+    read = subprocess.run(
+        ["tesseract", "-", "-", "-l", "vie", "--dpi", "300"],
+        input=png.tobytes(), capture_output=True, check=True, timeout=120,
+    )  # fmt: skip
+    words = " ".join(read.stdout.decode("utf-8").split())
+    for wanted in ("LƯU TRỮ LỊCH SỬ TỈNH", "vi phạm khai thác khoáng", "Quét mã để tra cứu"):
+        assert wanted in words, (wanted, words)
     # The sheet is a public address's first use: nothing is made twice on a reprint.
     again = s.client.get(f"/api/v1/labels.pdf?{query}", headers=s.bearer("archivist"))
     assert again.status_code == 200
