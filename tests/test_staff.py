@@ -765,6 +765,11 @@ def test_rotate_makes_a_turned_archival_version_that_exports_use(
         assert ok.status_code == 204
     assert c.get("/api/v1/pages/1/image").headers["x-sha256"] == original["sha256"]
     assert [v.degrees for v in rotation.versions(staff.db, 1)] == [90, 180, 0]
+    shown = c.get("/api/v1/pages/1/versions", headers=staff.bearer("viewer")).json()
+    assert [(v["degrees"], v["actor"]) for v in shown] == [
+        (90, "archivist"), (180, "archivist"), (0, "archivist")
+    ]  # fmt: skip
+    assert shown[-1]["sha256"] == original["sha256"]
     assert {v.from_sha256 for v in rotation.versions(staff.db, 1)} == {original["sha256"]}
     names = [
         r["name"]
