@@ -64,7 +64,7 @@ class Decision(BaseModel):
     action: review.Action = "accept"
     note: str = Field(default="", max_length=500)
     degrees: Literal[0, 90, 180, 270] | None = Field(
-        default=None, description="rotate: clockwise degrees the viewer turns the page"
+        default=None, description="rotate: clockwise degrees from the original archival file"
     )
 
 
@@ -334,7 +334,8 @@ def review_page(
     request: Request,
     publisher: PublisherDep,
 ) -> None:
-    """accept; rotate (``degrees``, shown by the viewer, the file is untouched); rescan (a
+    """accept; rotate (``degrees`` from the original: a new turned archival version, the
+    original kept, server.archive.rotation); rescan (a
     command to the scan station, sent now if the broker link is up, else on reconnect)."""
     readable_page(db, user, page, request)
     ip = client_ip(request)

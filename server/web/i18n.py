@@ -127,10 +127,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "review_empty": ("Không có trang nào cần xem lại.", "Nothing to review."),
     "accept": ("Chấp nhận", "Accept"),
     "review_hint": (
-        "Chấp nhận trang, xoay trang khi xem (tệp lưu trữ không bị thay đổi), hoặc yêu cầu "
-        "trạm quét của xã quét lại trang.",
-        "Accept a page, rotate it for viewing (the archival file is not changed), or ask the "
-        "commune's scan station to scan it again.",
+        "Chấp nhận trang, xoay trang (tạo bản lưu trữ mới đã xoay, giữ nguyên bản gốc), hoặc "
+        "yêu cầu trạm quét của xã quét lại trang.",
+        "Accept a page, rotate it (a new, turned archival version; the original is kept), or "
+        "ask the commune's scan station to scan it again.",
     ),
     "rotate": ("Xoay", "Rotate"),
     "rotated_view": ("Đang hiển thị xoay {deg}°", "Shown rotated by {deg}°"),
