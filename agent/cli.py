@@ -466,7 +466,9 @@ def cmd_reprocess(ctx: Context) -> int:
     from agent.pipeline.process import process_page
 
     capture: Path = ctx.args.capture
-    dpi = ctx.args.dpi or image_info(capture.read_bytes())[3] or ctx.settings.dpi
+    # --dpi, else the file's own; 0 (none) is processed at the configured dpi but flagged
+    # dpi_unknown (worker.pipeline_settings): never given the configured value as its own.
+    dpi = ctx.args.dpi or image_info(capture.read_bytes())[3]
     result = process_page(capture, ctx.args.out, worker.pipeline_settings(ctx.settings, dpi))
     print(
         json.dumps(

@@ -71,7 +71,12 @@ def _run(job: _Job) -> PageResult:
 
 
 def pipeline_settings(settings: AgentSettings, dpi: int) -> PipelineSettings:
-    return PipelineSettings(languages=settings.ocr_languages, dpi=dpi or settings.dpi)
+    """A capture's dpi is what its source said (the scanner's read-back resolution, the
+    file's own); 0 means the source did not say: the configured dpi is then used only to
+    process the page, which is flagged ``dpi_unknown``."""
+    return PipelineSettings(
+        languages=settings.ocr_languages, dpi=dpi or settings.dpi, dpi_known=dpi > 0
+    )
 
 
 def process_pending(

@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from server import web
-from server.archive import coversheets, replacements, rescan
+from server.archive import coversheets, public, replacements, rescan
 from server.archive.catalog import Catalog
 from server.archive.page_images import PageRenderer
 from server.archive.records import Records
@@ -31,7 +31,8 @@ from server.ingest.mqtt import IngestWorker
 from server.store import keys
 from server.store.db import Database
 from server.store.objects import store_for
-from server.web import api, api_fleet, api_plan, api_records, i18n
+from server.web import api, api_fleet, api_plan, api_public, api_records, i18n
+from server.web import public as public_web
 from server.web.deps import Forbidden, LoginRequired
 from server.web.security import SecurityHeaders, TrustedProxies
 
@@ -94,6 +95,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         app.state.catalog = Catalog(db)
         app.state.records = Records(db)
         app.state.renderer = PageRenderer(settings.data_dir / "render-cache")
+        app.state.public_brake = public.RateLimit(settings.public_requests_per_minute)
         app.state.ingest = Ingest(
             db,
             store,
@@ -138,6 +140,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         lifespan=lifespan,
     )
     # Outermost last: the proxy's word on scheme and client is settled before the headers.
+    app.add_middleware(public_web.NoCookies)  # the public side never sees a cookie
     app.add_middleware(SecurityHeaders)
     app.add_middleware(TrustedProxies, trusted_proxies=settings.trusted_proxies)
     static = Path(__file__).parent / "web" / "static"  # the staff pages' scripts
@@ -146,7 +149,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(api_records.router)
     app.include_router(api_fleet.router)
     app.include_router(api_plan.router)
+    app.include_router(api_public.router)
     app.include_router(web.router)
+    app.include_router(public_web.router)
 
     @app.exception_handler(LoginRequired)
     def _login(request: Request, exc: LoginRequired) -> Response:

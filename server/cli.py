@@ -708,6 +708,48 @@ def cmd_inventory_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_labels(args: argparse.Namespace) -> int:
+    """A4 sheets of box and folder labels with each hồ sơ's public-lookup QR code."""
+    from server.archive import labels
+    from server.archive.records import Records
+
+    settings = _settings(args)
+    db = _open(settings)
+    try:
+        try:
+            made = labels.labels_for(db, Records(db), args.ma, settings.public_base_url, "cli")
+        except labels.LabelError as exc:
+            raise Refused(2, str(exc)) from exc
+        data = labels.pdf(made)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_bytes(data)
+        audit.record(db, "cli", "labels.print", ",".join(args.ma)[:500], {"count": len(made)})
+    finally:
+        db.close()
+    sheets = -(-len(made) // labels.PER_SHEET)
+    print(f"{args.out}: {len(made)} labels on {sheets} A4 sheet(s)")
+    return 0
+
+
+def cmd_public_address(args: argparse.Namespace) -> int:
+    """Print a hồ sơ's public lookup address; ``--rotate`` draws a new one (the old stops)."""
+    from server.archive import public
+
+    settings = _settings(args)
+    db = _open(settings)
+    try:
+        if args.rotate:
+            token = public.rotate(db, args.ma, "cli")
+        else:
+            token = public.address(db, args.ma, "cli")
+    finally:
+        db.close()
+    if token is None:
+        raise Refused(2, f"no such hồ sơ {args.ma}")
+    print(public.url(settings.public_base_url, token))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sohoa-server",
@@ -879,6 +921,23 @@ def build_parser() -> argparse.ArgumentParser:
     aip_p.add_argument("ma", help="mã hồ sơ")
     aip_p.add_argument("out", type=Path, help="folder to write the package into")
     aip_p.set_defaults(func=cmd_export_aip)
+    lab = sub.add_parser(
+        "labels",
+        help="print A4 sheets of box/folder labels with the public-lookup QR code (PDF)",
+        description="Eight labels a sheet (99.1 x 67.7 mm, e.g. Avery L7165): mã hồ sơ, "
+        "title and the QR code of each hồ sơ's public address (public_base_url + /p/<token>, "
+        "made on first use). Exit 2: no such hồ sơ.",
+    )
+    lab.add_argument("ma", nargs="+", help="mã hồ sơ, one label each, in this order")
+    lab.add_argument("--out", type=Path, required=True, help="the PDF to write")
+    lab.set_defaults(func=cmd_labels)
+    pub = sub.add_parser(
+        "public-address",
+        help="print a hồ sơ's public lookup address (--rotate: a new one; the old stops)",
+    )
+    pub.add_argument("ma", help="mã hồ sơ")
+    pub.add_argument("--rotate", action="store_true", help="draw a new address")
+    pub.set_defaults(func=cmd_public_address)
     fleet_cli.add_parsers(sub)
     db_cli.add_parsers(sub)
     fonds_cli.add_parsers(sub)

@@ -148,6 +148,24 @@ class ServerSettings(BaseModel):
         ge=1024,
         description="Most bytes one station may announce in 24 hours.",
     )
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8080",
+        description="Where citizens reach the archive's public lookup (the address printed in"
+        " the labels' QR codes), e.g. https://luutru.example.gov.vn; no trailing path.",
+    )
+    public_requests_per_minute: int = Field(
+        default=30,
+        ge=1,
+        le=6000,
+        description="Public lookup pages one client (IP) may ask for in any minute.",
+    )
+    public_access_note: str = Field(
+        default="Liên hệ Phòng đọc của Lưu trữ lịch sử tỉnh, mang theo giấy tờ tùy thân và mã"
+        " hồ sơ này.",
+        max_length=500,
+        description="How a citizen asks to see a hồ sơ whose chế độ sử dụng is conditional"
+        " (shown on its public page, Vietnamese).",
+    )
     trusted_proxies: list[str] = Field(
         default=[],
         description="Reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For and"
@@ -193,6 +211,14 @@ class ServerSettings(BaseModel):
         if parts.username or parts.password:
             raise ValueError("no keys in the store URL: use the s3-access-key-id credential")
         return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+            raise ValueError("use https://host[:port] (the public lookup's address)")
+        return value.rstrip("/")
 
     @field_validator("database_url")
     @classmethod

@@ -142,6 +142,48 @@ def test_package_layout_csip_structure_and_premis_fixity(staff: Staff, tmp_path:
     assert item.findtext("ead:did/ead:unitid", namespaces=NS) == f"{MA}.001"
 
 
+def test_a_page_turned_in_review_enters_the_package_turned_with_its_provenance(
+    staff: Staff, own_store: Path, tmp_path: Path
+) -> None:
+    from server.archive import rotation
+
+    make_ho_so(staff)
+    h = staff.bearer("archivist")
+    r = staff.client.post("/api/v1/pages/2/review", json={"action": "rotate", "degrees": 270},
+                          headers=h)  # fmt: skip
+    assert r.status_code == 204
+    (turn,) = rotation.versions(staff.db, 2)
+    out = export_cli(staff, tmp_path)
+    assert out.returncode == 0, out.stderr
+    root = tmp_path / MA
+    premis = etree.parse(str(root / "metadata/preservation/PREMIS.xml")).getroot()
+    digests = {
+        o.findtext("premis:objectIdentifier/premis:objectIdentifierValue", namespaces=NS): (
+            o.findtext(".//premis:messageDigest", namespaces=NS)
+        )
+        for o in premis.findall("premis:object", NS)
+    }
+    assert turn.sha256 in digests.values()  # the page object is the turned file
+    assert turn.from_sha256 not in digests.values()
+    turned = [
+        e for e in premis.findall("premis:event", NS)
+        if "page turned in review" in (e.findtext(".//premis:eventDetail", namespaces=NS) or "")
+    ]  # fmt: skip
+    assert len(turned) == 1
+    note = turned[0].findtext(".//premis:eventOutcomeDetailNote", namespaces=NS)
+    assert note == f"from sha256 {turn.from_sha256} to {turn.sha256}"
+    ingested = [
+        e.findtext(".//premis:eventDetail", namespaces=NS)
+        for e in premis.findall("premis:event", NS)
+        if e.findtext("premis:eventType", namespaces=NS) == "ingestion"
+    ]
+    assert any(turn.from_sha256 in d for d in ingested)  # what arrived is named as it arrived
+    import pikepdf
+
+    with pikepdf.open(root / f"representations/rep1/data/{MA}.001.pdf") as pdf:
+        assert [int(pg.obj.get("/Rotate", 0)) for pg in pdf.pages] == [0, 270]
+
+
 def test_package_validates_against_the_official_schemas(staff: Staff, tmp_path: Path) -> None:
     missing = aip.missing_schemas()
     if missing:

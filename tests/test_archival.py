@@ -152,6 +152,30 @@ def test_legal_check_numbers() -> None:
     assert archival.legal_check(300, True, scale_percent=98).failures == ("not_100_percent",)
 
 
+def test_scale_and_pdf_version_are_read_from_the_produced_file() -> None:
+    """Issue 17: the legal check's scale and PDF version come from the file, so a file that
+    says something else fails — they are not constants that pass whatever was written."""
+    page = render_page(PageSpec(blank=True, noise_sigma=2.0, **HALF))
+    bgr = np.ascontiguousarray(page.image[:, :, ::-1])
+    binary = np.full(bgr.shape[:2], 255, np.uint8)
+    pixels = (bgr.shape[1], bgr.shape[0])
+    made = archival.make_archival_pdf(bgr, binary, (), 300, archival.legal_check(300, True))
+    produced = archival.read_produced(made.pdf, pixels, 300)
+    assert produced.pdf_version == "1.7"
+    assert produced.scale_percent == pytest.approx(100.0, abs=0.01)
+    ok = archival.legal_check(300, True, produced.scale_percent, True, produced.pdf_version)
+    assert ok.passed
+    # The same bytes against a 200-dpi capture: the page would be printed at 2/3 its size.
+    wrong = archival.read_produced(made.pdf, pixels, 200)
+    assert wrong.scale_percent == pytest.approx(66.667, abs=0.01)
+    assert "not_100_percent" in archival.legal_check(300, True, wrong.scale_percent).failures
+    # A header that says PDF 1.3 fails the ≥ 1.4 line.
+    old = archival.read_produced(made.pdf.replace(b"%PDF-1.7", b"%PDF-1.3", 1), pixels, 300)
+    assert old.pdf_version == "1.3"
+    failed = archival.legal_check(300, True, old.scale_percent, True, old.pdf_version)
+    assert failed.failures == ("pdf_version",)
+
+
 def test_colour_means_colour_content_not_three_channels() -> None:
     page = render_page(PageSpec(dpi=100, seal=True, **HALF)).image
     assert archival.is_colour(page, 3)

@@ -258,3 +258,30 @@ def test_colour_scan_draws_a_colour_picture_not_a_black_page(settings, known) ->
     assert rgb.max() > 100  # not solid black
     assert rgb.std() > 20  # a picture, not one flat colour
     assert np.abs(rgb[..., 0] - rgb[..., 2]).mean() > 10  # colour, not grey
+
+
+def test_the_recorded_dpi_is_the_devices_read_back_not_the_request(known) -> None:  # type: ignore[no-untyped-def]
+    """The legal check's first line (issue 17): the test backend rounds 200.6 dpi to 201 and
+    clamps 1500 to its 1200 maximum; the scanner reports those, not what was asked."""
+    with sane_device.open_scanner("test:0", known) as sc:
+        assert sc.apply({"resolution": 200.6})["resolution"] == 201.0
+        assert sc.resolution() == 201
+        assert sc.apply({"resolution": 1500})["resolution"] == 1200.0
+        assert sc.resolution() == 1200
+
+
+def test_a_scan_records_the_resolution_the_device_scanned_at(tmp_path: Path, known) -> None:  # type: ignore[no-untyped-def]
+    # What is recorded is what the device says it uses after every option was set, and the
+    # pixels agree with it.
+    settings = AgentSettings(data_dir=tmp_path / "agent", device_id="xa-test", min_free_mb=10,
+                             dpi=240)  # fmt: skip
+    seen: list[int] = []
+
+    def on_page(sc):  # type: ignore[no-untyped-def]
+        return lambda page: seen.append(sc.resolution())
+
+    outcome, pages, _ = _scan(settings, known, "flatbed", on_page=on_page)
+    assert outcome.error is None and len(pages) == 1
+    assert pages[0].dpi == seen[0]
+    # the page's pixels agree with the recorded dpi (the test backend scans 200 mm)
+    assert abs(pages[0].width_px - 200 / 25.4 * pages[0].dpi) <= 2

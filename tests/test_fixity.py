@@ -5,7 +5,6 @@ check`` reports it and records each check; once the file is repaired all of it c
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,7 +12,6 @@ import pytest
 import test_staff
 from harness import BIN
 from pgcluster import url_of
-from real_archive import RealArchive
 from test_staff import MA, Staff, make_ho_so
 
 from server.archive import fixity
@@ -22,18 +20,7 @@ from server.store.db import Database
 staff = test_staff.staff  # the fixture: the archive the real pipeline built (copy per test)
 
 
-@pytest.fixture
-def own_store(staff: Staff, real_archive: RealArchive) -> Path:
-    """The shared real archive's store is read-only for every test: one that damages files
-    gets a private copy, and its private catalogue is pointed at it."""
-    shared, own = real_archive.store / "store", staff.data_dir / "store"
-    shutil.copytree(shared, own, dirs_exist_ok=True)
-    with staff.db.tx() as con:
-        con.execute(
-            "UPDATE parts SET path = REPLACE(path, ?, ?) WHERE path IS NOT NULL",
-            (str(shared), str(own)),
-        )
-    return own
+own_store = test_staff.own_store  # the fixture: a private copy of the store
 
 
 def archival_parts(db: Database) -> list[tuple[int, Path, str]]:

@@ -191,3 +191,29 @@ def test_only_bad_files_make_no_batch(tmp_path: Path, folder: Path) -> None:
         assert outcome.batch is None and outcome.pages == 0
         assert {name for name, _ in outcome.refused} == set(BAD)
         assert outbox.batches() == []
+
+
+def test_a_pdf_scan_keeps_its_native_dpi_and_a_born_digital_page_has_none(
+    tmp_path: Path, folder: Path
+) -> None:
+    """Issue 17: a 150-dpi scan saved as PDF is not re-rendered at the configured 300 dpi
+    (which would pass the 200-dpi check it fails); a PDF page with no scan image in it has no
+    dpi at all."""
+    import pikepdf
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "scan-150.pdf").write_bytes((folder / "11-two-pages.pdf").read_bytes())
+    digital = pikepdf.new()
+    digital.add_blank_page(page_size=(595, 842))
+    digital.save(src / "digital.pdf")
+    outcome, pages, _ = _import(tmp_path, src)
+    assert outcome.pages == 3
+    by_name = {p.source_name: p for p in pages}
+    for n in (1, 2):
+        scan = by_name[f"scan-150.pdf#{n}"]
+        assert scan.dpi == 150
+        assert (scan.width_px, scan.height_px) == (W, H)  # the scan's own pixels, not 2x
+    born = by_name["digital.pdf#1"]
+    assert born.dpi == 0  # unknown: the pipeline flags it dpi_unknown
+    assert born.width_px == 2480  # 595 pt at the configured 300 dpi (2479.2, rounded up)

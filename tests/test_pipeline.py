@@ -303,3 +303,43 @@ def test_what_tesseract_reads_of_a_table_rule_is_dropped_and_nothing_else() -> N
     assert dropped == 2
     assert [w.text for w in cleaned.words] == ["146", "Phạm", "Hoàng", "a|b", "|"]
     assert _drop_rule_marks(result, [], 1.0) == (result, 0)  # a page without rules
+
+
+@pytest.mark.tesseract
+def test_an_imported_file_without_dpi_is_flagged_dpi_unknown_not_given_one(
+    tmp_path: Path,
+) -> None:
+    """Issue 17: a file that does not say its resolution is never assumed to have the
+    configured one: it is processed at that value but fails the legal check as dpi_unknown."""
+    from agent.capture.importer import import_files
+    from agent.config import AgentSettings
+    from agent.outbox import outbox as ob
+    from agent.worker import pipeline_settings
+
+    source = tmp_path / "in"
+    source.mkdir()
+    page = render_page(PageSpec(blank=True, **HALF))
+    Image.fromarray(page.image).save(source / "no-dpi.png")  # no pHYs chunk
+    with Image.open(source / "no-dpi.png") as im:
+        assert "dpi" not in im.info
+    agent = AgentSettings(data_dir=tmp_path / "agent", device_id="xa-test", min_free_mb=10)
+    with ob.Outbox(agent.data_dir) as outbox:
+        outcome = import_files(agent, outbox, [source])
+        assert outcome.batch is not None
+        (record,) = outbox.pages(outcome.batch.batch_id)
+        capture = outbox.batch_dir(outcome.batch.batch_id) / record.capture_file
+    assert record.dpi == 0
+    settings = pipeline_settings(agent, record.dpi)
+    assert settings.dpi == agent.dpi and not settings.dpi_known
+    result = process_page(capture, tmp_path / "work", settings)
+    assert "dpi_unknown" in result.flags and "legal_fail" in result.flags
+    assert "below_200dpi" not in result.flags
+    legal = result.decisions["legal"]
+    assert legal["dpi"] == 0 and "dpi_unknown" in legal["failures"]  # type: ignore[index]
+    # scale and version as read back from the produced archival PDF
+    assert legal["scale_percent"] == pytest.approx(100.0, abs=0.1)  # type: ignore[index]
+    assert legal["pdf_version"] == "1.7"  # type: ignore[index]
+    assert result.decisions["capture"]["dpi"] is None  # type: ignore[index]
+    # the same page with a dpi in the file passes that line
+    known = process_page(capture, tmp_path / "known", pipeline_settings(agent, 300))
+    assert "dpi_unknown" not in known.flags

@@ -92,6 +92,23 @@ def staff(
     db.close()
 
 
+@pytest.fixture
+def own_store(staff: Staff, real_archive: RealArchive) -> Path:
+    """The shared real archive's store is read-only for every test: one that damages files
+    or writes new ones (a turned page) gets a private copy, and its private catalogue is
+    pointed at it."""
+    import shutil
+
+    shared, own = real_archive.store / "store", staff.data_dir / "store"
+    shutil.copytree(shared, own, dirs_exist_ok=True)
+    with staff.db.tx() as con:
+        con.execute(
+            "UPDATE parts SET path = REPLACE(path, ?, ?) WHERE path IS NOT NULL",
+            (str(shared), str(own)),
+        )
+    return own
+
+
 def ho_so_body(**over: object) -> dict[str, object]:
     body: dict[str, object] = {
         "organ_id": "000.00.00.H53",
@@ -654,10 +671,30 @@ def test_rescan_and_rotate_need_archivist_and_csrf(staff: Staff) -> None:
     assert staff.db.read().execute("SELECT COUNT(*) FROM page_views").fetchone()[0] == 0
 
 
-def test_rotate_is_shown_by_the_viewer_and_leaves_the_file_alone(staff: Staff) -> None:
+def test_rotate_makes_a_turned_archival_version_that_exports_use(
+    staff: Staff, own_store: Path
+) -> None:
+    """Issue 17: a turn chosen in review is real — a new archival PDF with the page turned
+    (the original kept, provenance recorded) that the viewer, the exports and the AIP use."""
+    import hashlib
+
+    import numpy as np
+    import pikepdf
+    import pypdfium2 as pdfium
+
+    from server.archive import rotation
+
     csrf = staff.login("archivist")
     c = staff.client
     before = c.get("/api/v1/pages/1/image")
+    original = (
+        staff.db.read()
+        .execute("SELECT path, sha256 FROM parts WHERE page_pk = 1 AND name = 'archival'")
+        .fetchone()
+    )
+    assert before.headers["x-sha256"] == original["sha256"]
+    words_before = c.get("/api/v1/pages/1/words?q=khoang").json()
+    assert len(words_before) == 2
     r = c.post("/review/1", data={"csrf": csrf, "action": "rotate", "degrees": "45"})
     assert r.status_code == 422
     r = c.post(
@@ -666,22 +703,94 @@ def test_rotate_is_shown_by_the_viewer_and_leaves_the_file_alone(staff: Staff) -
         follow_redirects=False,
     )
     assert r.status_code == 303 and r.headers["location"] == "/pages/1"
-    page = c.get("/pages/1").text
-    assert 'data-rotation="90"' in page and 'class="sheet rot-90"' in page  # static/staff.css
-    assert "xoay 90°" in page
     after = c.get("/api/v1/pages/1/image")
-    assert (
-        after.content == before.content and after.headers["x-sha256"] == before.headers["x-sha256"]
-    )
-    # Changed again through the API (180), then undone (0): one row per page, each audited.
+    assert after.headers["x-sha256"] != before.headers["x-sha256"]
+    assert hashlib.sha256(after.content).hexdigest() == after.headers["x-sha256"]
+    # the original is kept, byte for byte; the viewer no longer turns the page with CSS
+    stored = Path(original["path"]).read_bytes()
+    assert hashlib.sha256(stored).hexdigest() == original["sha256"] == before.headers["x-sha256"]
+    assert 'data-rotation="0"' in c.get("/pages/1").text
+    (version,) = rotation.versions(staff.db, 1)
+    assert (version.degrees, version.from_sha256, version.actor) == (
+        90, original["sha256"], "archivist"
+    )  # fmt: skip
+    assert version.sha256 == after.headers["x-sha256"]
+    # The viewer's highlights turn with the page, and sit on ink in the turned rendering.
+    words_after = c.get("/api/v1/pages/1/words?q=khoang").json()
+    for b, a in zip(words_before, words_after, strict=True):
+        expected = (1 - b["top"] - b["height"], b["left"], b["height"], b["width"])
+        assert (a["left"], a["top"], a["width"], a["height"]) == pytest.approx(expected)
+    shown = pdfium.PdfDocument(after.content)
+    try:
+        grey = np.asarray(shown[0].render(scale=1).to_pil().convert("L"))
+    finally:
+        shown.close()
+    for a in words_after:
+        h, w = grey.shape
+        box = grey[int(a["top"] * h) : int((a["top"] + a["height"]) * h),
+                   int(a["left"] * w) : int((a["left"] + a["width"]) * w)]  # fmt: skip
+        assert box.size and box.min() < 100 and box.mean() < grey.mean() - 10  # ink there
+
+    # The export carries the turned page, still PDF/A with its text layer.
+    make_ho_so(staff)
+    r = c.get(f"/api/v1/ho-so/{MA}/bag", headers=staff.bearer("archivist"))
+    assert r.status_code == 200, r.text
+    with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
+        pdf = zf.read(f"{MA}/data/{MA}.001.pdf")
+    with pikepdf.open(io.BytesIO(pdf)) as doc:
+        assert [int(p.obj.get("/Rotate", 0)) for p in doc.pages] == [90, 0]
+        assert "/OutputIntents" in doc.Root and doc.open_metadata()["pdfaid:part"] == "2"
+    doc2 = pdfium.PdfDocument(pdf)
+    try:
+        turned, plain = doc2[0], doc2[1]
+        image = turned.render(scale=0.5).to_pil()
+        assert image.height > image.width  # the A5-landscape sheet now stands upright
+        assert plain.render(scale=0.5).to_pil().width > plain.render(scale=0.5).to_pil().height
+        text = turned.get_textpage().get_text_range()
+    finally:
+        doc2.close()
+    first = pdfium.PdfDocument(stored)
+    try:
+        unturned = first[0].get_textpage().get_text_range()
+    finally:
+        first.close()
+    # the text layer turned with its image: the same words come out, in the same order
+    assert "khoáng sản" in text and "TÂN LẬP" in text and text == unturned
+
+    # Changed again through the API (180), then undone (0): every turn from the original.
     h = staff.bearer("archivist")
     assert c.post("/api/v1/pages/1/review", json={"action": "rotate"}, headers=h).status_code == 422
     for deg in (180, 0):
         ok = c.post("/api/v1/pages/1/review", json={"action": "rotate", "degrees": deg}, headers=h)
         assert ok.status_code == 204
-    rows = staff.db.read().execute("SELECT page_pk, rotation FROM page_views").fetchall()
-    assert [tuple(r) for r in rows] == [(1, 0)]
-    assert 'data-rotation="0"' in c.get("/pages/1").text and "rot-" not in c.get("/pages/1").text
+    assert c.get("/api/v1/pages/1/image").headers["x-sha256"] == original["sha256"]
+    assert [v.degrees for v in rotation.versions(staff.db, 1)] == [90, 180, 0]
+    shown = c.get("/api/v1/pages/1/versions", headers=staff.bearer("viewer")).json()
+    assert [(v["degrees"], v["actor"]) for v in shown] == [
+        (90, "archivist"), (180, "archivist"), (0, "archivist")
+    ]  # fmt: skip
+    assert shown[-1]["sha256"] == original["sha256"]
+    assert {v.from_sha256 for v in rotation.versions(staff.db, 1)} == {original["sha256"]}
+    names = [
+        r["name"]
+        for r in staff.db.read().execute(
+            "SELECT name FROM parts WHERE page_pk = 1 AND name LIKE 'archival%' ORDER BY id"
+        )
+    ]
+    assert names == ["archival", "archival.r1", "archival.r2"]  # nothing replaced
+    turned_paths = [
+        Path(r["path"])
+        for r in staff.db.read().execute(
+            "SELECT path FROM parts WHERE page_pk = 1 AND name LIKE 'archival.r%'"
+        )
+    ]
+    assert all(p.is_file() and own_store in p.parents for p in turned_paths)  # beside it
+    # The turned files are parts like any other: the store's fixity walk re-hashes them.
+    from server.archive import fixity
+
+    since = min(v.at for v in rotation.versions(staff.db, 1))
+    report = fixity.check_store(staff.db, since=since)
+    assert report.checked == 2 and not report.damaged
     rotations = [
         a["detail"]["degrees"] for a in audit.recent(staff.db) if a["action"] == "review.rotate"
     ]

@@ -5,6 +5,12 @@ pdfium), recognised by content, not by name. A single-image file is kept byte-fo
 capture (its sha256 is the file's); pages of multi-page files are rendered to PNG and name
 their source (``file.pdf#3``). A file that cannot be decoded is refused by name with the
 reason; the rest of the batch is kept. Decompression bombs are refused before decoding.
+
+A page's dpi is its source's, never the configured one (issue 17): an image file's own
+resolution (0 when it records none: the pipeline flags it ``dpi_unknown``); a PDF page that is
+a scan (one image covering the page) is rasterised at that image's native resolution and
+recorded with it, so a 150-dpi scan saved as PDF stays 150 dpi; a PDF page without such an
+image (born digital) is rendered at the configured dpi and recorded as unknown (0).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
@@ -28,6 +35,8 @@ log = logging.getLogger(__name__)
 
 MAX_PIXELS = 150_000_000  # an A0 sheet at 600 dpi is ~70 MP; more is a bomb, not a page
 MAX_FILE_BYTES = 2 * 1024**3
+SCAN_COVER = 0.8  # an image over this share of a PDF page makes the page a scan of that image
+MAX_RENDER_DPI = 600  # a scan embedded finer than this is rendered (and recorded) at this
 MAX_PDF_PAGES = 2000
 _MAGIC = {
     b"\x89PNG\r\n\x1a\n": "image/png",
@@ -202,18 +211,22 @@ def _decode_pdf(name: str, data: bytes, dpi: int) -> Iterator[_Page]:
         for index in range(len(pdf)):
             page = pdf[index]
             width_pt, height_pt = page.get_size()
-            scale = dpi / 72
+            native = native_dpi(page)
+            recorded = min(native, MAX_RENDER_DPI)
+            # pdfium rounds the bitmap size up: a hair under the exact scale keeps a scan's
+            # 240 px at 240 (115.2 pt x 150/72 computes as 240.00000001).
+            scale = (recorded or dpi) / 72 * (1 - 1e-7)
             if width_pt * height_pt * scale * scale > MAX_PIXELS:
                 raise ImportRefused("import_refused", f"page {index + 1} is too large")
             image = page.render(scale=scale).to_pil()
             rendered.append(
                 _Page(
-                    _png(image, dpi),
+                    _png(image, recorded),
                     "image/png",
                     image.width,
                     image.height,
                     image.mode != "L",
-                    dpi,
+                    recorded,
                     f"{name}#{index + 1}",
                 )
             )
@@ -222,3 +235,24 @@ def _decode_pdf(name: str, data: bytes, dpi: int) -> Iterator[_Page]:
     finally:
         pdf.close()
     yield from rendered
+
+
+def native_dpi(page: Any) -> int:
+    """The resolution of the scan a PDF page carries: the dpi (the coarser axis) of the
+    largest image that covers at least SCAN_COVER of the page, as placed on it; 0 when no
+    image does (a born-digital page has no dpi)."""
+    import pypdfium2 as pdfium
+
+    width_pt, height_pt = page.get_size()
+    page_area = max(width_pt * height_pt, 1.0)
+    best, best_area = 0, 0.0
+    for obj in page.get_objects(filter=(pdfium.raw.FPDF_PAGEOBJ_IMAGE,)):
+        left, bottom, right, top = obj.get_bounds()
+        area = max(right - left, 0) * max(top - bottom, 0)
+        if area < SCAN_COVER * page_area or area <= best_area:
+            continue
+        meta = obj.get_metadata()
+        dpi = round(min(meta.horizontal_dpi, meta.vertical_dpi))
+        if dpi > 0:
+            best, best_area = dpi, area
+    return best

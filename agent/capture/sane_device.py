@@ -222,7 +222,18 @@ class Scanner:
         return profiles.options_from_sane(self.device.get_options())
 
     def configure(self, request: profiles.ScanRequest) -> dict[str, Any]:
-        settings = profiles.resolve_options(self.profile, request, self.options())
+        """Apply the profile's settings for ``request``; returns what the device reports
+        back for each (see :meth:`apply`)."""
+        return self.apply(profiles.resolve_options(self.profile, request, self.options()))
+
+    def apply(self, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """Set each option in order and read its value back from the device.
+
+        A backend may round or clamp what it is given (SANE_INFO_INEXACT: the ``test``
+        backend turns 200.6 dpi into 201 and 1500 into 1200), and a later option may change
+        an earlier one (a source that resets the resolution): the values returned are the
+        device's own after the last one was set, never the values asked for. An option the
+        device will not read back is missing from the result."""
         for name, value in settings.items():
             try:
                 setattr(self.device, name.replace("-", "_"), value)
@@ -230,7 +241,27 @@ class Scanner:
                 raise ScannerError(
                     "scanner_failed", f"setting {name}={value!r} on {self.info.name}: {exc}"
                 ) from exc
-        return settings
+        actual: dict[str, Any] = {}
+        for name, value in settings.items():
+            try:
+                actual[name] = getattr(self.device, name.replace("-", "_"))
+            except Exception:  # write-only or inactive now: not something we can vouch for
+                log.warning("%s: cannot read %s back", self.info.name, name)
+                continue
+            if actual[name] != value:
+                log.info("%s: %s set to %r, device uses %r", self.info.name, name, value,
+                         actual[name])  # fmt: skip
+        return actual
+
+    def resolution(self) -> int:
+        """The device's resolution now, in whole dpi; 0 when it has no readable resolution
+        option (the capture is then recorded as "dpi unknown", never given a configured
+        value)."""
+        try:
+            value = float(self.device.resolution)
+        except Exception:
+            return 0
+        return round(value) if value > 0 else 0
 
     def pages(self, request: profiles.ScanRequest) -> Iterator[ScannedPage]:
         """Yield one page per sheet (side). Flatbed: one page. Feeder: until it is empty.
@@ -238,8 +269,8 @@ class Scanner:
         Raises ScannerError(scan_no_paper) when the feeder is empty at the first page, and
         ScannerError(scanner_jammed/cover_open/failed) when a sheet fails; pages already
         yielded are the caller's (it has stored them)."""
-        settings = self.configure(request)
-        dpi = int(float(settings.get("resolution", request.dpi)))
+        self.configure(request)
+        dpi = self.resolution()  # what the device scans at, not what was asked for
         colour = request.mode == "color"
         feeder = request.source != "flatbed"
         count = 0
@@ -282,7 +313,7 @@ class Scanner:
                 image = self.device.snap()
         except Exception as exc:
             raise ScannerError(_error_key(exc), str(exc), pages=0) from exc
-        return ScannedPage(image=image, dpi=request.dpi, colour=request.mode == "color")
+        return ScannedPage(image=image, dpi=self.resolution(), colour=request.mode == "color")
 
 
 def choose_device(

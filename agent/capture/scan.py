@@ -104,7 +104,8 @@ def check_disk(settings: AgentSettings, pages_expected: int, outbox: Outbox | No
 
 def encode_capture(page: ScannedPage) -> bytes:
     buf = io.BytesIO()
-    page.image.save(buf, "PNG", compress_level=PNG_LEVEL, dpi=(page.dpi, page.dpi))
+    dpi = (page.dpi, page.dpi) if page.dpi else None  # no pHYs: "dpi unknown" stays unknown
+    page.image.save(buf, "PNG", compress_level=PNG_LEVEL, dpi=dpi)
     return buf.getvalue()
 
 

@@ -104,18 +104,61 @@ def is_colour(image: Image, channels_in_file: int) -> bool:
     return bool(chroma.max() > MIN_COLOUR_CHROMA)
 
 
-def legal_check(dpi: int, colour: bool, scale_percent: float = 100.0) -> LegalCheck:
+def legal_check(
+    dpi: int,
+    colour: bool,
+    scale_percent: float = 100.0,
+    dpi_known: bool = True,
+    pdf_version: str = PDF_VERSION,
+) -> LegalCheck:
+    """``dpi_known=False``: the source did not say its resolution (an imported file without
+    one); the check then fails with ``dpi_unknown`` and records dpi 0 — a resolution is never
+    assumed into a legal result (issue 17)."""
     failures = []
-    if dpi < LEGAL_MIN_DPI:
+    if not dpi_known:
+        failures.append("dpi_unknown")
+        dpi = 0
+    elif dpi < LEGAL_MIN_DPI:
         failures.append("below_200dpi")
     if not colour:
         failures.append("not_colour")
     if abs(scale_percent - 100.0) > 0.5:
         failures.append("not_100_percent")
-    major, minor = (int(p) for p in PDF_VERSION.split("."))
+    major, minor = (int(p) for p in pdf_version.split("."))
     if (major, minor) < LEGAL_MIN_PDF:
         failures.append("pdf_version")
-    return LegalCheck(dpi, colour, round(scale_percent, 3), PDF_VERSION, tuple(failures))
+    return LegalCheck(dpi, colour, round(scale_percent, 3), pdf_version, tuple(failures))
+
+
+@dataclass(frozen=True)
+class Produced:
+    """What an archival PDF says of itself, read back from the file's bytes."""
+
+    pdf_version: str  # from the header, e.g. "1.7"
+    scale_percent: float  # its page size over the physical size of `pixels` at `dpi`
+
+
+def read_produced(pdf: bytes, pixels: tuple[int, int], dpi: int) -> Produced:
+    """The scale and PDF version of a one-page archival PDF as the file has them (issue 17:
+    the legal check reads them from the produced file, not from constants). The scale is the
+    page's size (pdfium's reading of its MediaBox) over ``pixels`` at ``dpi``; of the two
+    axes, the one further from 100 %."""
+    import re
+
+    import pypdfium2 as pdfium
+
+    header = re.match(rb"%PDF-(\d+\.\d+)", pdf[:16])
+    version = header.group(1).decode("ascii") if header else "0.0"
+    doc = pdfium.PdfDocument(pdf)
+    try:
+        width_pt, height_pt = doc[0].get_size()
+    finally:
+        doc.close()
+    scales = (
+        width_pt / (pixels[0] * 72 / dpi) * 100,
+        height_pt / (pixels[1] * 72 / dpi) * 100,
+    )
+    return Produced(version, max(scales, key=lambda v: abs(v - 100)))
 
 
 # ----------------------------------------------------------------------------- MRC layers

@@ -44,6 +44,7 @@ FLAGS = frozenset(
         "blank",
         "low_confidence",
         "below_200dpi",
+        "dpi_unknown",  # the source gave no resolution (legal check: never assumed)
         "not_colour",
         "legal_fail",
         "rotated",
@@ -75,6 +76,9 @@ class PipelineSettings:
         "vie"  # tesseract spec, e.g. "vie+eng" (+20–50 % time, docs/research/perf.md B2)
     )
     dpi: int = 300  # what the capture was scanned at
+    # False: the source did not say (an imported file without a resolution); `dpi` is then
+    # only the working assumption for cleanup and OCR, and the page is flagged dpi_unknown.
+    dpi_known: bool = True
     low_confidence: float = 70.0  # mean word confidence (0–100) under which a page is flagged
     jpeg_quality: int = 40  # the MRC background of the archival PDF (text is in the G4 mask)
     thumb_width: int = 320
@@ -124,8 +128,10 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
             "height": loaded.height,
             "bit_depth": loaded.bit_depth,
             "channels": loaded.channels,
-            "dpi": dpi,
+            "dpi": dpi if settings.dpi_known else None,
         }
+        if not settings.dpi_known:
+            decisions["dpi_unknown"] = {"assumed_for_processing": dpi}
         del loaded
     with _timed(ms, "cover_sheet"):
         cover, decisions["cover_sheet"] = _cover_sheet(image)
@@ -184,11 +190,16 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         )
         result, dropped_late = _drop_rule_marks(result, rules, ocr_dpi / dpi)
         decisions["rule_marks"] = {"rules": len(rules), "dropped": dropped + dropped_late}
-    with _timed(ms, "legal"):
-        legal = archival.legal_check(dpi, colour)
     with _timed(ms, "archival"):
         archival_path, decisions["archival"] = write_archival(
-            layers, result.words, work_dir / "archival.pdf", dpi, ocr_dpi, legal
+            layers, result.words, work_dir / "archival.pdf", dpi, ocr_dpi,
+            archival.legal_check(dpi, colour, dpi_known=settings.dpi_known),
+        )  # fmt: skip
+    with _timed(ms, "legal"):
+        # Scale and PDF version as the produced file has them, not as we meant to write them.
+        produced = archival.read_produced(archival_path.read_bytes(), layers.mask_size, dpi)
+        legal = archival.legal_check(
+            dpi, colour, produced.scale_percent, settings.dpi_known, produced.pdf_version
         )
     with _timed(ms, "write"):
         thumb = _write_jpeg(thumb_image, work_dir / "thumb.jpg")

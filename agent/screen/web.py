@@ -38,6 +38,7 @@ WARNINGS = {  # flag → (vi, en)
     "crooked": ("Trang bị lệch", "Page crooked"),
     "low_confidence": ("Chữ khó đọc (OCR kém)", "Hard to read (low OCR quality)"),
     "below_200dpi": ("Độ phân giải dưới 200 dpi", "Below 200 dpi"),
+    "dpi_unknown": ("Không rõ độ phân giải", "Resolution unknown"),
     "legal_fail": ("Chưa đạt chuẩn lưu trữ", "Fails the archival rules"),
 }
 

@@ -35,7 +35,7 @@ from typing import Any
 
 from lxml import etree  # type: ignore[import-untyped]
 
-from server.archive import export, fixity
+from server.archive import export, fixity, rotation
 from server.archive.catalog import Catalog
 from server.archive.records import HO_SO_LABELS, VAN_BAN_LABELS, HoSoOut, Records
 
@@ -156,7 +156,9 @@ def _page_sources(catalog: Catalog, page_pks: list[int]) -> dict[int, PageSource
         " b.batch_id, b.agent_version, b.created_at, b.received_at,"
         " a.id AS part_pk, a.sha256, a.size, a.media_type, a.committed_at"
         " FROM pages p JOIN batches b ON b.id = p.batch_pk"
-        " JOIN parts a ON a.page_pk = p.id AND a.name = 'archival' AND a.state = 'committed'"
+        # the page's archival file as it stands now (a turned version: server.archive.rotation)
+        f" JOIN parts a ON a.id = {rotation.CURRENT_SQL.format(page='p.id')}"
+        " AND a.state = 'committed'"
         f" WHERE p.id IN ({marks})"
     )
     out = {}
@@ -589,6 +591,7 @@ def premis(
     checks_by_part: dict[int, list[dict[str, Any]]] = {}
     for check in checks:
         checks_by_part.setdefault(check["part_pk"], []).append(check)
+    turns = rotation.versions_of(catalog.db, list(pages))
     by_name = {doc.file_name: doc for doc in ho_so.van_ban}
     for file_name, path in pdfs:
         doc = by_name[file_name]
@@ -653,15 +656,29 @@ def premis(
                 [(station, "transmitter"), (software, "recipient")],
                 [key],
             )
+            page_turns = turns.get(page_pk, [])
+            received_sha = page_turns[-1].from_sha256 if page_turns else src.sha256
             p.event(
                 "ingestion",
-                src.committed_at,
-                f"Tiếp nhận: sha256 {src.sha256} kiểm tra lại khi nhận"
+                src.received_at if page_turns else src.committed_at,
+                f"Tiếp nhận: sha256 {received_sha} kiểm tra lại khi nhận"
                 " / re-hashed and verified at ingest",
                 "success",
                 [(software, "executing program")],
                 [key],
             )
+            for turn in page_turns:  # server.archive.rotation: a new version, original kept
+                person = p.agent(f"staff:{turn.actor}", turn.actor, "person")
+                p.event(
+                    "modification",
+                    turn.at,
+                    f"Xoay trang {turn.degrees}° so với bản gốc khi duyệt"
+                    " / page turned in review (PDF /Rotate, lossless; original kept)",
+                    "success",
+                    [(person, "authorizer"), (software, "executing program")],
+                    [key],
+                    f"from sha256 {turn.from_sha256} to {turn.sha256}",
+                )
             review = (legal or {}).get(page_pk)
             if review is not None:
                 accepted = ""

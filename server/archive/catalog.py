@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from server.archive import rotation
 from server.store import pg
 from server.store.db import Connection, Database, Row, fold
 
@@ -188,15 +189,24 @@ class Catalog:
         }
 
     def part_file(self, page_pk: int, name: str) -> PartFile | None:
-        row = (
-            self.db.read()
-            .execute(
+        """A committed part of the page. ``archival`` is the page's archival file as it
+        stands now: a turned version when staff turned the page (server.archive.rotation)."""
+        con = self.db.read()
+        if name == "archival":
+            part_pk = rotation.current_part_pk(con, page_pk)
+            row = None
+            if part_pk is not None:
+                row = con.execute(
+                    "SELECT id, path, media_type, sha256, size FROM parts"
+                    " WHERE id = ? AND state = 'committed'",
+                    (part_pk,),
+                ).fetchone()
+        else:
+            row = con.execute(
                 "SELECT id, path, media_type, sha256, size FROM parts"
                 " WHERE page_pk = ? AND name = ? AND state = 'committed'",
                 (page_pk, name),
-            )
-            .fetchone()
-        )
+            ).fetchone()
         if row is None or not row["path"]:
             return None
         return PartFile(str(row["path"]), row["media_type"], row["sha256"], row["id"], row["size"])

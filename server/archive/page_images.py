@@ -142,7 +142,10 @@ def _word_boxes(source: Path, wanted: Callable[[str], bool]) -> list[Box]:
             page = pdf[0]
             textpage = page.get_textpage()
             try:
-                page_w, page_h = page.get_size()
+                turn = page.get_rotation()  # a page turned in review (server.archive.rotation)
+                page_w, page_h = page.get_size()  # as shown, i.e. after the turn
+                if turn in (90, 270):
+                    page_w, page_h = page_h, page_w  # char boxes are in the unturned space
                 text = textpage.get_text_range()
                 for m in _WORD.finditer(text):
                     if not wanted(m.group()):
@@ -153,9 +156,10 @@ def _word_boxes(source: Path, wanted: Callable[[str], bool]) -> list[Box]:
                         strict=True,
                     )
                     x0, y0, x1, y1 = min(lefts), min(bottoms), max(rights), max(tops)
+                    left, top = x0 / page_w, 1 - y1 / page_h
                     boxes.append(
-                        Box(x0 / page_w, 1 - y1 / page_h, (x1 - x0) / page_w,
-                            (y1 - y0) / page_h, m.group())
+                        _turned(left, top, (x1 - x0) / page_w, (y1 - y0) / page_h, turn,
+                                m.group())
                     )  # fmt: skip
             finally:
                 textpage.close()
@@ -163,6 +167,19 @@ def _word_boxes(source: Path, wanted: Callable[[str], bool]) -> list[Box]:
         finally:
             pdf.close()
     return boxes
+
+
+def _turned(left: float, top: float, w: float, h: float, turn: int, word: str) -> Box:
+    """A box in the unturned page's fractions (top-left origin) as it shows on the page
+    turned ``turn`` degrees clockwise (/Rotate): the rendered image is turned, so the
+    highlight must be too."""
+    if turn == 90:
+        return Box(1 - top - h, left, h, w, word)
+    if turn == 180:
+        return Box(1 - left - w, 1 - top - h, w, h, word)
+    if turn == 270:
+        return Box(top, 1 - left - w, h, w, word)
+    return Box(left, top, w, h, word)
 
 
 def _rasterize(source: Path, media_type: str, width: int) -> Image.Image:

@@ -6,9 +6,10 @@ A page flagged ``review`` carries the device's judgement of its text in its deci
 the score and reasons on, lowest score first within a batch is left to the reader.
 
 A decision is a row in ``reviews`` (and one in the audit log); the page and its files are
-never changed here. Decisions: ``accept``; ``rotate`` (the viewer shows the page turned by
-90/180/270 degrees, recorded in ``page_views``: a CSS transform, the archival file is never
-altered); ``rescan`` (ask the commune to scan the page again: :mod:`server.archive.rescan`).
+never changed here. Decisions: ``accept``; ``rotate`` (90/180/270 degrees: a new, turned
+archival version beside the original, :mod:`server.archive.rotation`; only a page without an
+archival PDF is shown turned by the viewer, ``page_views``); ``rescan`` (ask the commune to
+scan the page again: :mod:`server.archive.rescan`).
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import time
 from typing import Any, Literal
 
 from server.archive import audit
+from server.archive import rotation as turns
 from server.store.db import Database
 
-REVIEW_FLAGS = ("blank", "low_confidence", "review", "rotated", "below_200dpi", "legal_fail",
-                "processing_failed")  # fmt: skip
+REVIEW_FLAGS = ("blank", "low_confidence", "review", "rotated", "below_200dpi", "dpi_unknown",
+                "legal_fail", "processing_failed")  # fmt: skip
 Action = Literal["accept", "rotate", "rescan"]
 ROTATIONS = (0, 90, 180, 270)
 
@@ -76,10 +78,21 @@ def decide(db: Database, page_pk: int, action: Action, actor: str, note: str = "
 
 
 def rotate(db: Database, page_pk: int, degrees: int, actor: str, ip: str = "") -> bool:
-    """Show the page turned by ``degrees`` clockwise (0 undoes it); False if no such page.
-    Also a review decision: the page leaves the queue."""
+    """Turn the page ``degrees`` clockwise from its original (0 undoes it); False if no such
+    page. Also a review decision: the page leaves the queue.
+
+    A page whose archival file is a PDF gets a new, turned archival version that exports use
+    (:mod:`server.archive.rotation`; the original is kept). A page without one (not arrived
+    yet, or a JPEG from an older agent) can only be shown turned: the viewer applies it."""
     if degrees not in ROTATIONS:
         raise ValueError(f"rotation must be one of {ROTATIONS}")
+    try:
+        return turns.rotate(db, page_pk, degrees, actor, ip) is not None
+    except turns.RotationError:
+        return _rotate_view(db, page_pk, degrees, actor, ip)
+
+
+def _rotate_view(db: Database, page_pk: int, degrees: int, actor: str, ip: str) -> bool:
     with db.tx() as con:
         if con.execute("SELECT 1 FROM pages WHERE id = ?", (page_pk,)).fetchone() is None:
             return False

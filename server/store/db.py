@@ -323,7 +323,37 @@ CREATE TABLE IF NOT EXISTS redo_choices (
     chosen_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS redo_choices_page ON redo_choices(page_pk, id);
--- How the viewer shows a page (a CSS transform); the archival file is never altered.
+-- The public lookup address of a hồ sơ (server.archive.public): a random token, one live per
+-- hồ sơ; rotating it replaces the row (the old address then answers like an unknown one).
+CREATE TABLE IF NOT EXISTS public_links (
+    ma_ho_so TEXT PRIMARY KEY REFERENCES ho_so(ma_ho_so),
+    token TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL,
+    created_by TEXT NOT NULL
+);
+-- Views of the public page, counted per day and hồ sơ ('' = an address that shows nothing:
+-- unknown, rotated away or Mật). No client data is kept.
+CREATE TABLE IF NOT EXISTS public_views (
+    day TEXT NOT NULL,
+    ma_ho_so TEXT NOT NULL,
+    views INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, ma_ho_so)
+);
+-- Turned archival versions of a page (server.archive.rotation): each row one turn from the
+-- original, its parts row (the original's own for 0), and its provenance.
+CREATE TABLE IF NOT EXISTS page_versions (
+    id INTEGER PRIMARY KEY,
+    page_pk INTEGER NOT NULL REFERENCES pages(id),
+    part_pk INTEGER NOT NULL REFERENCES parts(id),
+    degrees INTEGER NOT NULL CHECK (degrees IN (0, 90, 180, 270)),
+    from_sha256 TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS page_versions_page ON page_versions(page_pk, id);
+-- How the viewer shows a page without an archival PDF (a CSS transform); a page with one is
+-- turned in a new archival version instead (page_versions).
 CREATE TABLE IF NOT EXISTS page_views (
     page_pk INTEGER PRIMARY KEY REFERENCES pages(id),
     rotation INTEGER NOT NULL DEFAULT 0 CHECK (rotation IN (0, 90, 180, 270)),

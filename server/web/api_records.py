@@ -14,7 +14,7 @@ from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
-from server.archive import access, aip, audit, export, fixity, rescan, review
+from server.archive import access, aip, audit, export, fixity, rescan, review, rotation
 from server.archive.auth import Principal
 from server.archive.records import Conflict, HoSo, HoSoOut, NotFound, VanBan, VanBanIn
 from server.store.db import Database
@@ -64,7 +64,7 @@ class Decision(BaseModel):
     action: review.Action = "accept"
     note: str = Field(default="", max_length=500)
     degrees: Literal[0, 90, 180, 270] | None = Field(
-        default=None, description="rotate: clockwise degrees the viewer turns the page"
+        default=None, description="rotate: clockwise degrees from the original archival file"
     )
 
 
@@ -334,7 +334,8 @@ def review_page(
     request: Request,
     publisher: PublisherDep,
 ) -> None:
-    """accept; rotate (``degrees``, shown by the viewer, the file is untouched); rescan (a
+    """accept; rotate (``degrees`` from the original: a new turned archival version, the
+    original kept, server.archive.rotation); rescan (a
     command to the scan station, sent now if the broker link is up, else on reconnect)."""
     readable_page(db, user, page, request)
     ip = client_ip(request)
@@ -366,3 +367,24 @@ def audit_log(
     db: DB, user: Admin, limit: int = Query(200, ge=1, le=5000), offset: int = 0
 ) -> list[dict[str, Any]]:
     return audit.recent(db, limit, offset)
+
+
+class PageVersionOut(BaseModel):
+    degrees: int = Field(description="clockwise turn from the station's original archival file")
+    from_sha256: str = Field(description="the original archival file it was made from")
+    sha256: str = Field(description="the turned file (the original's own for 0)")
+    actor: str
+    at: float
+
+
+@router.get("/pages/{page}/versions", response_model=list[PageVersionOut])
+def page_versions(page: int, db: DB, user: Viewer, request: Request) -> list[PageVersionOut]:
+    """The page's turned archival versions, oldest first: who turned it, when, from which
+    sha256 to which (server.archive.rotation). Empty: the station's file as it arrived."""
+    readable_page(db, user, page, request)
+    return [
+        PageVersionOut(
+            degrees=v.degrees, from_sha256=v.from_sha256, sha256=v.sha256, actor=v.actor, at=v.at
+        )
+        for v in rotation.versions(db, page)
+    ]

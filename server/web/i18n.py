@@ -70,6 +70,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "reason_low_confidence": ("độ tin cậy thấp", "low confidence"),
     "reason_unsure_words": ("nhiều từ không chắc", "many unsure words"),
     "flag_below_200dpi": ("dưới 200 dpi", "below 200 dpi"),
+    "flag_dpi_unknown": ("không rõ dpi", "dpi unknown"),
     "flag_rotated": ("đã xoay", "rotated"),
     "flag_ocr_retry": ("OCR chạy lại", "OCR retried"),
     "flag_processing_failed": ("xử lý lỗi", "processing failed"),
@@ -129,10 +130,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "review_empty": ("Không có trang nào cần xem lại.", "Nothing to review."),
     "accept": ("Chấp nhận", "Accept"),
     "review_hint": (
-        "Chấp nhận trang, xoay trang khi xem (tệp lưu trữ không bị thay đổi), hoặc yêu cầu "
-        "trạm quét của xã quét lại trang.",
-        "Accept a page, rotate it for viewing (the archival file is not changed), or ask the "
-        "commune's scan station to scan it again.",
+        "Chấp nhận trang, xoay trang (tạo bản lưu trữ mới đã xoay, giữ nguyên bản gốc), hoặc "
+        "yêu cầu trạm quét của xã quét lại trang.",
+        "Accept a page, rotate it (a new, turned archival version; the original is kept), or "
+        "ask the commune's scan station to scan it again.",
     ),
     "rotate": ("Xoay", "Rotate"),
     "test_scanner_note": (
