@@ -91,6 +91,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             settings.max_part_bytes,
             signing_key=keys.load_or_create(settings.data_dir),
             station_limits=StationLimits.from_settings(settings),
+            accept_unenrolled=settings.accept_unenrolled_devices,
         )
         app.state.worker = None
         app.state.fleet = None

@@ -374,6 +374,7 @@ def cmd_import_bundle(args: argparse.Namespace) -> int:
         settings.max_part_bytes,
         signing_key=keys.load_or_create(settings.data_dir),
         station_limits=StationLimits.from_settings(settings),
+        accept_unenrolled=settings.accept_unenrolled_devices,
     )
     try:
         report = bundle.import_bundle(ingest, args.path, args.receipts_to)

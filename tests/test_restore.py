@@ -35,7 +35,7 @@ def seed(data_dir: Path, texts: list[str], database: str) -> None:
     ]
     batch = BatchSrc(pages=pages)
     db = Database(database)
-    ingest = Ingest(db, Store(data_dir / "store"))
+    ingest = Ingest(db, Store(data_dir / "store"), accept_unenrolled=True)
     ingest.handle(topics.up(batch.device, "manifest"), batch.manifest())
     for payload in batch.all_chunks(64 * 1024):
         ingest.handle(topics.up(batch.device, "chunk"), payload)

@@ -44,8 +44,12 @@ class Ingest:
         max_part_bytes: int = 512 * 1024 * 1024,
         signing_key: Ed25519PrivateKey | None = None,
         station_limits: StationLimits | None = None,
+        accept_unenrolled: bool = False,
     ) -> None:
         self.db = db
+        # Only enrolled, active stations are heard (devices.enrolled); True only for tests
+        # and a lab broker (setting accept_unenrolled_devices).
+        self.accept_unenrolled = accept_unenrolled
         self.store = store
         self.max_part_bytes = max_part_bytes
         self.signing_key = signing_key
@@ -99,7 +103,10 @@ class Ingest:
     def _group(self, messages: Sequence[tuple[str, bytes]]) -> list[list[Outgoing]]:
         group = Group(len(messages), self.signing_key)
         todo: list[tuple[int, Envelope, bytes]] = []
+        self._refuse_unenrolled(group, messages)
         for index, (topic, payload) in enumerate(messages):
+            if index in group.unenrolled:
+                continue
             item = self._decode(group, index, topic, payload)
             if item is not None:
                 todo.append((index, *item))
@@ -156,6 +163,41 @@ class Ingest:
                     batch.complete,
                     self.signing_key,
                 )
+            )
+
+    def _refuse_unenrolled(self, group: Group, messages: Sequence[tuple[str, bytes]]) -> None:
+        """Mark the messages of devices the fleet registry does not have as active: nothing
+        of theirs is stored. One log line per device and group (not one per chunk: a
+        stranger's flood must not flood the journal too); one signed reject per device and
+        group to its first up-message, so that a station enrolled under another archive or
+        revoked here hears why."""
+        if self.accept_unenrolled:
+            return
+        where: dict[int, topics.ParsedTopic] = {}
+        for index, (topic, _) in enumerate(messages):
+            try:
+                where[index] = topics.parse(topic)
+            except topics.TopicError:
+                continue  # _decode logs it
+        allowed = devices.enrolled(self.db, (t.device_id for t in where.values()))
+        counted: dict[str, int] = {}
+        for index, parsed in where.items():
+            device = parsed.device_id
+            if device in allowed:
+                continue
+            group.unenrolled.add(index)
+            counted[device] = counted.get(device, 0) + 1
+            if counted[device] == 1 and parsed.direction == "up":
+                detail = f"station {device} is not enrolled in this archive"
+                group.replies[index].append(
+                    replies.reject(device, None, "refused", detail, None, self.signing_key)
+                )
+        for device, count in counted.items():
+            log.warning(
+                "refused %d message(s) from device %r: not an enrolled station of this archive"
+                " (enrol it with `sohoa-server device add`, or it was revoked)",
+                count,
+                device,
             )
 
     def _decode(
