@@ -42,7 +42,7 @@ from agent.config import AgentSettings
 from agent.errors import ConfigError, DiskFullError, ScannerError, SohoaError, SyncError
 from agent.outbox import outbox as ob
 from agent.screen.web import Screen
-from agent.uplink import transfer
+from agent.uplink import enrol, transfer
 from agent.uplink.mqtt_link import MqttLink
 from agent.uplink.sync import Syncer, describe
 from protocol import envelope, topics
@@ -346,9 +346,14 @@ class Daemon:
         while not self.stop.is_set():
             if link is None or syncer is None:
                 try:
+                    # A USB enrolment registers the station's key at the first connection.
+                    enrol.complete_pending(
+                        self.settings.data_dir, allow_plain=self.settings.allow_plain_mqtt,
+                        agent_version=__version__,
+                    )  # fmt: skip
                     link = MqttLink(self.settings, self.boot_id, __version__)
                     link.connect()
-                except (SyncError, ConfigError) as exc:  # ConfigError: not enrolled yet
+                except (SyncError, ConfigError, enrol.EnrolError) as exc:  # not enrolled yet
                     self.last_error = f"{exc.key}: {exc.detail}"
                     log.warning("sync: %s; retrying in %.0f s", exc.detail, backoff)
                     link = None

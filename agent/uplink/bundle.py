@@ -478,7 +478,7 @@ def _apply_receipt_file(
     if msg.device_id != settings.device_id:
         return f"wrong_device: names {msg.device_id!r}"
     if isinstance(msg, Receipt | BatchState | Reject) and not transfer.authentic(
-        msg, settings.server_public_key
+        msg, transfer.archive_keys(settings)
     ):
         return "bad or missing server signature"
     if isinstance(msg, Receipt):

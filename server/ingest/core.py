@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -30,6 +31,7 @@ from server.ingest import devices, manifests, parts, replies
 from server.ingest.grouping import Group, Handled, Rejected
 from server.ingest.limits import StationLimits
 from server.ingest.replies import Outgoing
+from server.store import keys
 from server.store.db import OPERATIONAL_ERRORS, Connection, Database
 from server.store.files import Store
 
@@ -45,8 +47,13 @@ class Ingest:
         signing_key: Ed25519PrivateKey | None = None,
         station_limits: StationLimits | None = None,
         accept_unenrolled: bool = False,
+        key_dir: Path | None = None,
     ) -> None:
         self.db = db
+        # Where the receipt key lives: an announced next key takes over at its cut-over,
+        # checked once per group (server.store.keys, protocol/keyrotation.py).
+        self.key_dir = key_dir
+        self._cutover = keys.cutover_due(key_dir) if key_dir is not None else None
         # Only enrolled, active stations are heard (devices.enrolled); True only for tests
         # and a lab broker (setting accept_unenrolled_devices).
         self.accept_unenrolled = accept_unenrolled
@@ -101,6 +108,11 @@ class Ingest:
     # -- the stages of a group -------------------------------------------------------------
 
     def _group(self, messages: Sequence[tuple[str, bytes]]) -> list[list[Outgoing]]:
+        if self._cutover is not None and time.time() >= self._cutover:
+            assert self.key_dir is not None
+            self.signing_key = keys.current(self.key_dir)
+            self._cutover = None
+            log.warning("the announced receipt key signs from now on (cut-over reached)")
         group = Group(len(messages), self.signing_key)
         todo: list[tuple[int, Envelope, bytes]] = []
         self._refuse_unenrolled(group, messages)
