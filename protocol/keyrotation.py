@@ -10,7 +10,8 @@ trusts — a forger's "new key" — is refused, and so is one that would replace
 station does not hold. Rotations chain: each must be signed by a key trusted at the time.
 
 The announcement travels as a retained ``command`` (``archive_key``, the announcement in its
-``note``) on each station's down topic, and in a USB receipts bundle (``archive-key.json``).
+``note``) on each station's down topic, and in the index of USB receipts (``archive_key`` in
+``receipts.json``) for a station that only exchanges disks.
 """
 
 from __future__ import annotations

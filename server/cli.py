@@ -375,6 +375,7 @@ def cmd_import_bundle(args: argparse.Namespace) -> int:
         signing_key=keys.current(settings.data_dir),
         station_limits=StationLimits.from_settings(settings),
         accept_unenrolled=settings.accept_unenrolled_devices,
+        key_dir=settings.data_dir,
     )
     try:
         report = bundle.import_bundle(ingest, args.path, args.receipts_to)
