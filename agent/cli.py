@@ -111,6 +111,8 @@ def cmd_scan(ctx: Context) -> int:
         if previous is not None:
             ctx.say("scan_continues", batch=previous.batch_id[:8], pages=previous.page_count)
 
+    from agent import enrolsheet
+
     with ctx.open_outbox() as outbox:
         outcome = capture.scan_now(
             ctx.settings,
@@ -120,7 +122,12 @@ def cmd_scan(ctx: Context) -> int:
             resume=not ctx.args.new,
             on_start=started,
             on_page=lambda page: ctx.say("scan_page", page_no=page.page_no),
+            first_sheet=enrolsheet.code_on,
         )
+    if outcome.enrolment_code is not None:  # the enrolment sheet, not a page: enrol
+        done = enrolsheet.enrol_from_sheet(ctx.settings, outcome.enrolment_code)
+        ctx.say("enrol_done", device=done.device_id, fingerprint=enrolsheet.fingerprint(done))
+        return 0
     ctx.say("scan_done", pages=outcome.pages, batch=outcome.batch.batch_id[:8])
     if outcome.error is not None:
         _report(ctx, outcome.error)

@@ -26,7 +26,7 @@ from typing import Any
 
 import sdnotify
 
-from agent import __version__, hardware, messages, profiles, retention, worker
+from agent import __version__, enrolsheet, hardware, messages, profiles, retention, worker
 from agent import status as agent_status
 from agent.buttons import ButtonEvent, ScanChoice, Trigger, open_button
 from agent.buttons.feedback import (
@@ -78,6 +78,7 @@ class Daemon:
         self.hardware: hardware.Hardware | None = None  # resolved at start-up
         self.screen: ThreadingHTTPServer | None = None
         self.next_ho_so = ""  # typed on the screen: the mã hồ sơ of the next batch
+        self.restart_for_enrolment = False  # an enrolment sheet was scanned: start again
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -130,6 +131,8 @@ class Daemon:
         for t in self.threads:
             t.join(timeout=30)
         self.outbox.close()
+        if self.restart_for_enrolment:
+            log.warning("enrolled from a scanned sheet: exiting so that the agent starts again")
         return 0
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
@@ -195,7 +198,11 @@ class Daemon:
                 source=s.source if choice == "primary" else s.alternate_source,
                 on_heard=lambda: self.feedback.show(AgentState.SCANNING),
                 metadata={"ma_ho_so": ho_so} if ho_so else None,
+                first_sheet=enrolsheet.code_on,
             )
+            if outcome.enrolment_code is not None:
+                self._enrol_from_sheet(outcome.enrolment_code)
+                return
             self.work_ready.set()
             if outcome.error is not None:
                 self._error(outcome.error)
@@ -215,6 +222,26 @@ class Daemon:
             self.feedback.show(AgentState.DISK_FULL, messages.t("disk_full", s.language))
         except (ScannerError, SohoaError) as exc:
             self._error(exc)
+
+    def _enrol_from_sheet(self, code: str) -> None:
+        """The enrolment sheet went through the scanner: enrol with it, say so (screen,
+        "done" beeps), then stop so that the service manager starts the agent again under
+        its new identity (Restart=always in systemd/sohoa-agent.service)."""
+        s = self.settings
+        try:
+            done = enrolsheet.enrol_from_sheet(s, code)
+        except SohoaError as exc:
+            self._error(exc)
+            return
+        text = messages.t(
+            "enrol_done",
+            s.language,
+            device=done.device_id,
+            fingerprint=enrolsheet.fingerprint(done),
+        )
+        self.feedback.show(AgentState.DONE, text)
+        self.restart_for_enrolment = True
+        self.stop.set()
 
     # -- the technician's screen (agent/screen) ------------------------------------------------
 

@@ -15,7 +15,8 @@
 #      start it before the station is enrolled.
 # Then the station waits for its enrolment sheet: put the sheet on the glass and run
 #   sudo -u sohoa /opt/sohoa/.venv/bin/sohoa-agent enrol --scan
-# (or type the code: ... enrol CODE), then: sudo systemctl start sohoa-agent.
+# (or type the code: ... enrol CODE), then: sudo systemctl start sohoa-agent. Once the
+# service runs, scanning a new sheet with the button enrols the station again.
 set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
