@@ -111,6 +111,8 @@ def cmd_scan(ctx: Context) -> int:
         if previous is not None:
             ctx.say("scan_continues", batch=previous.batch_id[:8], pages=previous.page_count)
 
+    from agent import enrolsheet
+
     with ctx.open_outbox() as outbox:
         outcome = capture.scan_now(
             ctx.settings,
@@ -120,7 +122,12 @@ def cmd_scan(ctx: Context) -> int:
             resume=not ctx.args.new,
             on_start=started,
             on_page=lambda page: ctx.say("scan_page", page_no=page.page_no),
+            first_sheet=enrolsheet.code_on,
         )
+    if outcome.enrolment_code is not None:  # the enrolment sheet, not a page: enrol
+        done = enrolsheet.enrol_from_sheet(ctx.settings, outcome.enrolment_code)
+        ctx.say("enrol_done", device=done.device_id, fingerprint=enrolsheet.fingerprint(done))
+        return 0
     ctx.say("scan_done", pages=outcome.pages, batch=outcome.batch.batch_id[:8])
     if outcome.error is not None:
         _report(ctx, outcome.error)
@@ -182,6 +189,13 @@ def cmd_sync(ctx: Context) -> int:
 
     s = ctx.settings
     config.require_device_id(s)  # before minutes of OCR, not after
+    from agent.uplink import enrol
+
+    # Enrolled from a USB disk with the link down: the first connection registers the key.
+    if enrol.complete_pending(
+        s.data_dir, allow_plain=s.allow_plain_mqtt, agent_version=__version__
+    ):
+        log.info("enrolment completed: the archive registered this station's key")
     preflight.check(s, broker=True)
     _warn_unpinned(ctx)
     with ctx.open_outbox() as outbox:
@@ -568,6 +582,20 @@ def cmd_enrol(ctx: Context) -> int:
     from agent.uplink import enrol
 
     text = ctx.args.code
+    if ctx.args.usb is not None:
+        if text is not None or ctx.args.scan:
+            raise enrol.EnrolError("enrol_bad_code", "--usb needs no code and no --scan")
+        done = enrol.enrol_from_bundle(
+            ctx.args.usb,
+            ctx.settings.data_dir,
+            pinned_key=ctx.settings.server_public_key,
+            fingerprint=ctx.args.fingerprint,
+            allow_plain=ctx.settings.allow_plain_mqtt,
+            force=ctx.args.force,
+        )
+        fp = " ".join(done.fingerprint[i : i + 4] for i in range(0, len(done.fingerprint), 4))
+        ctx.say("enrol_usb_done", device=done.device_id, fingerprint=fp)
+        return 0
     if (text is None) == (not ctx.args.scan):
         raise enrol.EnrolError("enrol_bad_code", "give the code, or --scan (not both)")
     if text is None:  # --scan: the sheet through the station's own scanner
@@ -688,6 +716,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     enrol.add_argument("--ca", type=Path, help="CA certificate of the broker (mqtts://)")
     enrol.add_argument("--force", action="store_true", help="enrol again (a new code)")
+    enrol.add_argument(
+        "--usb", type=Path, metavar="FILE",
+        help="enrol from a USB enrolment file (sohoa-server device add --usb-file), link down",
+    )  # fmt: skip
+    enrol.add_argument(
+        "--fingerprint", metavar="KEY",
+        help="with --usb: the archive key fingerprint printed on the sheet",
+    )  # fmt: skip
     enrol.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (60)")
     return parser
 

@@ -2,9 +2,10 @@
 
 Order (later wins): built-in defaults → TOML file (``--config``, default
 ``/etc/sohoa/agent.toml`` when it exists) → ``SOHOA_*`` environment variables. The user's
-file is never rewritten. Secrets (the broker password) come from the URL, from
-``mqtt_password_file``, or from ``$CREDENTIALS_DIRECTORY/mqtt-password`` (systemd
-``LoadCredential=``), never from the repository.
+file is never rewritten. The broker password has one place on a station: the file
+``<data_dir>/enrolment/mqtt-password`` (0600, the service user's) that ``sohoa-agent enrol``
+writes and names as ``mqtt_password_file``; a test may put it in the URL. Never in the
+repository, and no systemd credential (the unit would not start before enrolment).
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ from agent.errors import ConfigError
 from protocol import chunking, topics
 
 DEFAULT_CONFIG = Path("/etc/sohoa/agent.toml")
-# The broker password: systemd hands it to the service as the credential "mqtt-password"
-# (LoadCredential= in systemd/sohoa-agent.service); a shell reads the same file directly.
-CREDENTIALS_DIR = Path("/etc/sohoa/credentials")
-CREDENTIALS = ("mqtt-password",)
+# The station's broker password lives with its enrolment (agent/uplink/enrol.py), in the
+# state directory the unit gives the service; it loads no systemd credential (issue #16: the
+# unit's LoadCredential=mqtt-password and enrolment's file disagreed, and a LoadCredential=
+# whose file is missing stops the unit). The docs-truth tests hold the unit to this.
+CREDENTIALS: tuple[str, ...] = ()
 ENV_PREFIX = "SOHOA_"
 
 
@@ -66,7 +68,9 @@ class AgentSettings(BaseModel):
         description="Broker: mqtt://user:pass@host:port, or mqtts:// for TLS.",
     )
     mqtt_password_file: Path | None = Field(
-        default=None, description="File holding the broker password (instead of the URL)."
+        default=None,
+        description="File holding the broker password (enrolment sets it to "
+        "<data_dir>/enrolment/mqtt-password).",
     )
     mqtt_ca_file: Path | None = Field(default=None, description="CA bundle for mqtts://.")
     mqtt_keepalive: int = Field(default=60, ge=10, le=600, description="MQTT keepalive, seconds.")
@@ -262,8 +266,8 @@ class AgentSettings(BaseModel):
     def broker(self) -> BrokerAddress:
         parts = urlsplit(self.mqtt_url)
         password = unquote(parts.password) if parts.password else None
-        if password is None:
-            password = _read_secret(self.mqtt_password_file, "mqtt-password")
+        if password is None and self.mqtt_password_file is not None:
+            password = _read_secret(self.mqtt_password_file)
         tls = parts.scheme == "mqtts"
         return BrokerAddress(
             host=parts.hostname or "localhost",
@@ -310,14 +314,7 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def _read_secret(path: Path | None, credential: str) -> str | None:
-    if path is None:
-        for where in (os.environ.get("CREDENTIALS_DIRECTORY"), CREDENTIALS_DIR):
-            if where and (Path(where) / credential).exists():
-                path = Path(where) / credential
-                break
-        else:
-            return None
+def _read_secret(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8").strip()
     except OSError as exc:

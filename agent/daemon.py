@@ -26,7 +26,7 @@ from typing import Any
 
 import sdnotify
 
-from agent import __version__, hardware, messages, profiles, retention, worker
+from agent import __version__, enrolsheet, hardware, messages, profiles, retention, worker
 from agent import status as agent_status
 from agent.buttons import ButtonEvent, ScanChoice, Trigger, open_button
 from agent.buttons.feedback import (
@@ -42,7 +42,7 @@ from agent.config import AgentSettings
 from agent.errors import ConfigError, DiskFullError, ScannerError, SohoaError, SyncError
 from agent.outbox import outbox as ob
 from agent.screen.web import Screen
-from agent.uplink import transfer
+from agent.uplink import enrol, transfer
 from agent.uplink.mqtt_link import MqttLink
 from agent.uplink.sync import Syncer, describe
 from protocol import envelope, topics
@@ -81,6 +81,7 @@ class Daemon:
         # The fonds the next batches are for: the admin's default until the technician
         # chooses another of the station's fonds on the screen (never guessed).
         self.fonds = settings.fonds[0] if settings.fonds else ""
+        self.restart_for_enrolment = False  # an enrolment sheet was scanned: start again
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -133,6 +134,8 @@ class Daemon:
         for t in self.threads:
             t.join(timeout=30)
         self.outbox.close()
+        if self.restart_for_enrolment:
+            log.warning("enrolled from a scanned sheet: exiting so that the agent starts again")
         return 0
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
@@ -201,7 +204,11 @@ class Daemon:
                 source=s.source if choice == "primary" else s.alternate_source,
                 on_heard=lambda: self.feedback.show(AgentState.SCANNING),
                 metadata=self._batch_metadata(ho_so),
+                first_sheet=enrolsheet.code_on,
             )
+            if outcome.enrolment_code is not None:
+                self._enrol_from_sheet(outcome.enrolment_code)
+                return
             self.work_ready.set()
             if outcome.error is not None:
                 self._error(outcome.error)
@@ -221,6 +228,26 @@ class Daemon:
             self.feedback.show(AgentState.DISK_FULL, messages.t("disk_full", s.language))
         except (ScannerError, SohoaError) as exc:
             self._error(exc)
+
+    def _enrol_from_sheet(self, code: str) -> None:
+        """The enrolment sheet went through the scanner: enrol with it, say so (screen,
+        "done" beeps), then stop so that the service manager starts the agent again under
+        its new identity (Restart=always in systemd/sohoa-agent.service)."""
+        s = self.settings
+        try:
+            done = enrolsheet.enrol_from_sheet(s, code)
+        except SohoaError as exc:
+            self._error(exc)
+            return
+        text = messages.t(
+            "enrol_done",
+            s.language,
+            device=done.device_id,
+            fingerprint=enrolsheet.fingerprint(done),
+        )
+        self.feedback.show(AgentState.DONE, text)
+        self.restart_for_enrolment = True
+        self.stop.set()
 
     # -- the technician's screen (agent/screen) ------------------------------------------------
 
@@ -380,9 +407,14 @@ class Daemon:
         while not self.stop.is_set():
             if link is None or syncer is None:
                 try:
+                    # A USB enrolment registers the station's key at the first connection.
+                    enrol.complete_pending(
+                        self.settings.data_dir, allow_plain=self.settings.allow_plain_mqtt,
+                        agent_version=__version__,
+                    )  # fmt: skip
                     link = MqttLink(self.settings, self.boot_id, __version__)
                     link.connect()
-                except (SyncError, ConfigError) as exc:  # ConfigError: not enrolled yet
+                except (SyncError, ConfigError, enrol.EnrolError) as exc:  # not enrolled yet
                     self.last_error = f"{exc.key}: {exc.detail}"
                     log.warning("sync: %s; retrying in %.0f s", exc.detail, backoff)
                     link = None

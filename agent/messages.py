@@ -200,6 +200,41 @@ CATALOG: dict[str, tuple[str, str]] = {
         "Yêu cầu đăng ký không hợp lệ (chữ ký). Gọi cán bộ kỹ thuật.",
         "The enrolment request was refused (signature). Call the technician.",
     ),
+    "archive_key_refused": (
+        "Bỏ qua một thông báo khóa mới của Lưu trữ: không có chữ ký của khóa trạm tin cậy.",
+        "Ignored an announcement of a new archive key: not signed by a key this station trusts.",
+    ),
+    # Enrolment from a USB disk with the link down.
+    "enrol_usb_done": (
+        "Đã đăng ký trạm “{device}” từ USB. Khóa Lưu trữ: {fingerprint}. Trạm quét được ngay; "
+        "lần đầu có mạng, trạm tự hoàn tất đăng ký rồi gửi trang.",
+        "Station “{device}” enrolled from the USB disk. Archive key: {fingerprint}. It can "
+        "scan now; the first time the link is up it completes its enrolment, then sends.",
+    ),
+    "enrol_usb_unreadable": (
+        "Không đọc được tệp đăng ký trên USB. Cắm lại USB rồi thử lại.",
+        "The enrolment file on the USB disk cannot be read. Re-plug the disk and try again.",
+    ),
+    "enrol_usb_damaged": (
+        "Tệp đăng ký trên USB bị hỏng. Không đăng ký. Xin Lưu trữ tỉnh tệp mới.",
+        "The enrolment file on the USB disk is damaged. Not enrolled. Ask for a new one.",
+    ),
+    "enrol_usb_forged": (
+        "Tệp đăng ký trên USB đã bị sửa hoặc giả mạo (chữ ký sai). Không đăng ký. Báo Lưu trữ "
+        "tỉnh.",
+        "The enrolment file on the USB disk was altered or forged (bad signature). Not "
+        "enrolled. Tell the archive.",
+    ),
+    "enrol_usb_wrong_archive": (
+        "Tệp đăng ký trên USB không do Lưu trữ của trạm này ký. Không đăng ký. Báo Lưu trữ tỉnh.",
+        "The enrolment file on the USB disk is not signed by this station's archive. Not "
+        "enrolled. Tell the archive.",
+    ),
+    "enrol_usb_unanchored": (
+        "Cần dấu khóa Lưu trữ in trên phiếu đăng ký để kiểm tra tệp USB. Không đăng ký.",
+        "The archive key fingerprint printed on the enrolment sheet is needed to check the "
+        "USB file. Not enrolled.",
+    ),
     # Start-up checks (agent.preflight): the service refuses to start, exit 78.
     "startup_ocr_missing": (
         "Không khởi động được: thiếu tesseract hoặc dữ liệu tiếng Việt của nó. "
@@ -553,6 +588,32 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "enrol_wrong_archive": (
         "Không đăng ký; báo quản trị kho lưu trữ, đối chiếu dấu khóa in trên phiếu.",
         "Not enrolled; tell the archive's administrator and compare the key printed on the sheet.",
+    ),
+    "archive_key_refused": (
+        "Không làm gì thêm; nếu lặp lại, báo quản trị kho lưu trữ (có thể bị giả mạo).",
+        "Nothing to do; if it repeats, tell the archive's administrator (possibly forged).",
+    ),
+    "enrol_usb_unreadable": (
+        "Cắm lại USB; chạy lại `sohoa-agent enrol --usb TỆP --fingerprint DẤU-KHÓA`.",
+        "Re-plug the USB disk; run `sohoa-agent enrol --usb FILE --fingerprint KEY` again.",
+    ),
+    "enrol_usb_damaged": (
+        "Xin tệp mới: `sohoa-server device add … --replace --usb-file TỆP`.",
+        "Ask for a new file: `sohoa-server device add … --replace --usb-file FILE`.",
+    ),
+    "enrol_usb_forged": (
+        "Không dùng USB này; báo quản trị kho lưu trữ, xin tệp mới (`--usb-file`).",
+        "Do not use this disk; tell the archive's administrator, ask for a new file "
+        "(`--usb-file`).",
+    ),
+    "enrol_usb_wrong_archive": (
+        "Không đăng ký; báo quản trị kho lưu trữ, đối chiếu dấu khóa in trên phiếu.",
+        "Not enrolled; tell the archive's administrator and compare the key printed on the sheet.",
+    ),
+    "enrol_usb_unanchored": (
+        "Chạy lại với `--fingerprint` và dấu khóa in trên phiếu (`sohoa-server device add`).",
+        "Run it again with `--fingerprint` and the key printed on the sheet "
+        "(`sohoa-server device add`).",
     ),
     "export_not_enrolled": (
         "Đăng ký trạm trước (`sohoa-agent enrol MÃ`), rồi chép ra USB.",

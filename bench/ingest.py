@@ -154,7 +154,7 @@ def feed(
     """One worker: its own Database connection and Ingest, as a server process has; its
     messages in groups of ``group`` (1: ``Ingest.handle``, one at a time)."""
     db = Database(target)
-    ingest = Ingest(db, Store(data_dir / "store"))
+    ingest = Ingest(db, Store(data_dir / "store"), accept_unenrolled=True)
     replies = 0
     for stream in streams:
         for start in range(0, len(stream), group):

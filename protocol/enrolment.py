@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -42,7 +43,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import BaseModel, ConfigDict, Field
 
-from protocol import topics
+from protocol import signing, topics
 
 SECRET_RE = re.compile(r"^[A-Z2-7]{26}$")  # 130 bits of base32, no padding
 HEX64 = r"^[0-9a-f]{64}$"
@@ -240,3 +241,85 @@ def open_sealed(sealed_hex: str, key: X25519PrivateKey, context: bytes) -> bytes
 
 def seal_context(device_id: str, msg_id: str) -> bytes:
     return f"{device_id}\n{msg_id}".encode()
+
+
+# -- enrolment by USB with the link down -----------------------------------------------------
+
+BUNDLE_KIND = "enrol_bundle"
+
+
+class BundleRefused(EnrolmentError):
+    """A USB enrolment bundle that must not be used; ``reason`` names why."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class EnrolBundle(_Model):
+    """A station's enrolment on a USB disk, for a station whose link is down
+    (``sohoa-server device add --usb-file``). It carries the one-time code (which, at the
+    station's first connection, registers the key the station made for itself: its private
+    half never leaves it), the broker's CA and the archive's receipt key, signed by that key.
+
+    A signature alone proves nothing against a forger who signs with a key of his own, so
+    the station accepts a bundle only for an archive it already trusts: the key it has
+    pinned (the province's install image, or an earlier enrolment), or the key fingerprint
+    printed on the enrolment sheet, typed by the technician (:func:`check_bundle`)."""
+
+    kind: Literal["enrol_bundle"] = "enrol_bundle"
+    code: str = Field(max_length=400, description="EnrolCode.text()")
+    commune: str = Field(default="", max_length=200)
+    mqtt_ca_pem: str = Field(default="", max_length=32768)
+    server_public_key: str = Field(pattern=HEX64)
+    issued_at: float
+    expires_at: float
+    signature: str = Field(default="", max_length=128)
+
+    def signed_bytes(self) -> bytes:
+        data = self.model_dump(mode="json", exclude={"signature"})
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode_bundle(payload: bytes) -> EnrolBundle:
+    if len(payload) > MAX_MESSAGE:
+        raise BundleRefused("damaged", "the file is too large to be an enrolment bundle")
+    try:
+        return EnrolBundle.model_validate_json(payload)
+    except ValueError as exc:
+        raise BundleRefused("damaged", f"not an enrolment bundle: {exc}") from exc
+
+
+def check_bundle(
+    bundle: EnrolBundle,
+    *,
+    pinned_key: str | None,
+    fingerprint: str | None,
+) -> EnrolCode:
+    """The bundle's code, if the bundle is whole, signed by the archive key it names, and
+    that key is the one the station trusts (``pinned_key``, else the sheet's
+    ``fingerprint``). Raises
+    :class:`BundleRefused`: ``forged`` (signature, or code for another archive),
+    ``wrong_archive`` (not the archive the station trusts), ``unanchored`` (nothing to
+    trust it by)."""
+    try:
+        code = EnrolCode.parse(bundle.code)
+    except EnrolmentError as exc:
+        raise BundleRefused("damaged", str(exc)) from exc
+    if not signing.verify_bytes(bundle.signed_bytes(), bundle.signature, bundle.server_public_key):
+        raise BundleRefused("forged", "its signature does not verify")
+    if key_fingerprint(bundle.server_public_key) != code.key_fingerprint:
+        raise BundleRefused("forged", "its code names another archive key than it is signed by")
+    if pinned_key is not None:
+        if bundle.server_public_key != pinned_key:
+            raise BundleRefused("wrong_archive", "signed by another key than this station's")
+    elif fingerprint is not None:
+        wanted = "".join(fingerprint.split()).lower()
+        if not hmac.compare_digest(key_fingerprint(bundle.server_public_key), wanted):
+            raise BundleRefused("wrong_archive", "signed by another key than the sheet's")
+    else:
+        raise BundleRefused(
+            "unanchored", "no archive key to check it against (the sheet's key fingerprint)"
+        )
+    return code

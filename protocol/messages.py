@@ -200,13 +200,15 @@ class Telemetry(Envelope):
 
 
 class Command(Envelope):
-    """Server → agent instructions (re-scan requests come in a later version)."""
+    """Server → agent instructions: a re-scan request, a ping, or ``archive_key``: the
+    archive's next receipt key, announced in ``note`` (protocol/keyrotation.py; signed on
+    its own, so the command itself needs no signature)."""
 
     kind: Literal["command"] = "command"
-    command: Literal["rescan", "ping"]
+    command: Literal["rescan", "ping", "archive_key"]
     batch_id: Id32 | None = None
     page_id: Id32 | None = None
-    note: str = Field(default="", max_length=500)
+    note: str = Field(default="", max_length=2000)
 
 
 Message = (

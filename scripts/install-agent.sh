@@ -8,13 +8,15 @@
 #      packages and the pinned Python dependencies there (scripts/bootstrap.sh all agent);
 #   3. creates the system user "sohoa" in the groups scanner, dialout and input;
 #   4. writes /etc/sohoa/agent.toml from a commented template only if there is none (a
-#      site's file is never rewritten) and creates /etc/sohoa/credentials (0700);
+#      site's file is never rewritten); the station's broker password is made by the
+#      enrolment, in /var/lib/sohoa-agent/enrolment/ (nothing under /etc/sohoa/credentials);
 #   5. installs the udev rules (systemd/udev/70-sohoa-agent.rules) and reloads udev;
 #   6. installs and enables the hardened unit (systemd/sohoa-agent.service), but does not
 #      start it before the station is enrolled.
 # Then the station waits for its enrolment sheet: put the sheet on the glass and run
 #   sudo -u sohoa /opt/sohoa/.venv/bin/sohoa-agent enrol --scan
-# (or type the code: ... enrol CODE), then: sudo systemctl start sohoa-agent.
+# (or type the code: ... enrol CODE), then: sudo systemctl start sohoa-agent. Once the
+# service runs, scanning a new sheet with the button enrols the station again.
 set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -55,7 +57,6 @@ say "user $USER_NAME in groups: $(id -nG "$USER_NAME")"
 
 # 4. Configuration: never overwrite a site's file.
 install -d -m 0755 "$ETC"
-install -d -m 0700 -o root -g root "$ETC/credentials"
 if [ ! -e "$ETC/agent.toml" ]; then
   cat >"$ETC/agent.toml" <<'TOML'
 # sohoa scan station (README "Configuration" lists every key; SOHOA_* variables override).

@@ -122,8 +122,13 @@ for f in mqtt-password broker-admin-password; do
   chown root:sohoa "$CRED/$f"
   chmod 0640 "$CRED/$f"
 done
-plugin=$(ls /usr/lib/*/mosquitto_dynamic_security.so | head -n 1)
-sed -i "s#^plugin .*mosquitto_dynamic_security.so#plugin $plugin#" /etc/mosquitto/conf.d/sohoa.conf
+# The snippet names the plugin without a directory: the dynamic loader searches Debian's
+# multiarch library directory (/usr/lib/<triplet>/) on amd64 and arm64 alike. Stop here,
+# with the fix, if this Mosquitto does not ship the plugin.
+if ! ls /usr/lib/*/mosquitto_dynamic_security.so >/dev/null 2>&1; then
+  echo "install-server: mosquitto_dynamic_security.so missing: apt-get install mosquitto (2.0 or later)" >&2
+  exit 1
+fi
 install -d -m 0750 -o root -g mosquitto /etc/mosquitto/certs
 if [ ! -f /etc/mosquitto/certs/server.crt ]; then
   openssl req -x509 -newkey rsa:3072 -nodes -days 825 -subj "/CN=$HOST" \

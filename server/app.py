@@ -100,14 +100,16 @@ def create_app(settings: ServerSettings) -> FastAPI:
             db,
             store,
             settings.max_part_bytes,
-            signing_key=keys.load_or_create(settings.data_dir),
+            signing_key=keys.current(settings.data_dir),
             station_limits=StationLimits.from_settings(settings),
+            accept_unenrolled=settings.accept_unenrolled_devices,
+            key_dir=settings.data_dir,
         )
         app.state.worker = None
         app.state.fleet = None
         if settings.ingest and settings.broker_admin_password() is not None:
             # The enrolment desk: answers stations enrolling over the broker.
-            app.state.fleet = FleetWorker(settings, db, keys.load_or_create(settings.data_dir))
+            app.state.fleet = FleetWorker(settings, db, keys.current(settings.data_dir))
             app.state.fleet.start()
         if settings.ingest:
             worker = IngestWorker(settings, app.state.ingest, events=rescan.Resender(db))

@@ -394,8 +394,10 @@ def cmd_import_bundle(args: argparse.Namespace) -> int:
         db,
         store_for(settings),
         settings.max_part_bytes,
-        signing_key=keys.load_or_create(settings.data_dir),
+        signing_key=keys.current(settings.data_dir),
         station_limits=StationLimits.from_settings(settings),
+        accept_unenrolled=settings.accept_unenrolled_devices,
+        key_dir=settings.data_dir,
     )
     try:
         report = bundle.import_bundle(ingest, args.path, args.receipts_to)
@@ -471,11 +473,34 @@ def _split_cover_sheets(db: Database) -> None:
 
 
 def cmd_receipt_key(args: argparse.Namespace) -> int:
-    from protocol import signing
+    """Print the key stations pin; ``--rotate DAYS`` announces the next one (signed by the
+    current, which signs on until the cut-over: no station re-enrols); ``--cut-over`` puts
+    the announced key in place now (stations trust it from the announcement on)."""
+    import time
+
+    from protocol import enrolment, signing
     from server.store import keys
 
     settings = _settings(args)
-    print(signing.public_key_hex(keys.load_or_create(settings.data_dir)))
+    if args.rotate is not None:
+        try:
+            announced = keys.rotate(settings.data_dir, args.rotate * 86400)
+        except keys.RotationPending as exc:
+            print(f"sohoa-server: {exc}; use --cut-over to end it now", file=sys.stderr)
+            return 65
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(announced.cutover_at))
+        fp = enrolment.key_fingerprint(announced.new_key)
+        print(f"next receipt key {fp} announced; the current one signs until {when}.")
+        print("Restart the server (systemctl restart sohoa-server) so that stations hear it.")
+    elif args.cut_over:
+        if not keys.cut_over(settings.data_dir):
+            print(
+                "sohoa-server: no announced key is waiting (--rotate DAYS first)", file=sys.stderr
+            )
+            return 65
+        print("the announced key signs from now on; restart the server (systemctl restart"
+              " sohoa-server).")  # fmt: skip
+    print(signing.public_key_hex(keys.current(settings.data_dir)))
     return 0
 
 
@@ -770,6 +795,14 @@ def build_parser() -> argparse.ArgumentParser:
     rkey = sub.add_parser(
         "receipt-key",
         help="print the public key agents use to check receipts (SOHOA_SERVER_PUBLIC_KEY)",
+    )
+    rkey_do = rkey.add_mutually_exclusive_group()
+    rkey_do.add_argument(
+        "--rotate", type=float, metavar="DAYS",
+        help="announce a new key; stations accept both for DAYS, then only the new one",
+    )  # fmt: skip
+    rkey_do.add_argument(
+        "--cut-over", action="store_true", help="sign with the announced key from now on"
     )
     rkey.set_defaults(func=cmd_receipt_key)
     doc = sub.add_parser(

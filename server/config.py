@@ -83,6 +83,11 @@ class ServerSettings(BaseModel):
         description="Unique per ingest worker; workers share the subscription.",
     )
     ingest: bool = Field(default=True, description="Run the MQTT ingest worker in `run`.")
+    accept_unenrolled_devices: bool = Field(
+        default=False,
+        description="Tests and a lab broker only: store messages from devices that are not"
+        " enrolled, active stations. Off, they are refused whatever the broker lets in.",
+    )
     broker_admin_user: str = Field(
         default="sohoa-admin",
         pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$",

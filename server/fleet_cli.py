@@ -116,12 +116,27 @@ def cmd_device_add(args: argparse.Namespace) -> int:
     except fleet.BrokerError as exc:
         return _fail(EX_UNAVAILABLE, f"the code was not activated on the broker: {exc}")
     host, port, tls = settings.station_broker()
-    key = signing.public_key_hex(keys.load_or_create(settings.data_dir))
+    archive_key = keys.current(settings.data_dir)
+    key = signing.public_key_hex(archive_key)
     code = enrolment.EnrolCode(args.name, secret, host, port, tls, enrolment.key_fingerprint(key))
     sheet = args.sheet or Path(f"enrol-{args.name}.pdf")
     enrolsheet.write_pdf(code, commune, station.code_expires_at, sheet)
     expires = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(station.code_expires_at))
     print(f"station {args.name} ({commune}): enrolment sheet {sheet}")
+    if args.usb_file is not None:
+        ca_pem = ""
+        if settings.station_ca_file is not None:
+            ca_pem = settings.station_ca_file.read_text(encoding="utf-8")
+        bundle = enrolment.EnrolBundle(
+            code=code.text(), commune=commune, mqtt_ca_pem=ca_pem, server_public_key=key,
+            issued_at=time.time(), expires_at=station.code_expires_at,
+        )  # fmt: skip
+        signature = signing.sign_bytes(bundle.signed_bytes(), archive_key)
+        bundle = bundle.model_copy(update={"signature": signature})
+        fleet.write_private(args.usb_file, bundle.model_dump_json(indent=1).encode())
+        fp = " ".join(code.key_fingerprint[i : i + 4] for i in range(0, 32, 4))
+        print(f"USB enrolment file {args.usb_file}: at the station run")
+        print(f"  sohoa-agent enrol --usb FILE --fingerprint '{fp}'")
     print(f"one-time code, valid until {expires}:")
     print(code.text())
     return 0
@@ -204,6 +219,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     add.add_argument("--district", default="", help="district (huyện), optional")
     add.add_argument("--hours", type=float, help="code validity (default 72)")
     add.add_argument("--sheet", type=Path, help="where to write the PDF sheet")
+    add.add_argument(
+        "--usb-file", type=Path, metavar="FILE",
+        help="also write a signed enrolment file for a station whose link is down (USB disk)",
+    )  # fmt: skip
     add.add_argument(
         "--replace",
         action="store_true",

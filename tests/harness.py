@@ -78,14 +78,22 @@ def seed_archive_key(data_dir: Path) -> None:
 @dataclass
 class ServerProcess(_ServerProcess):
     """The server with the tests' API user (an admin "test" without a password), signing
-    with TEST_ARCHIVE_KEY unless ``test_key`` is False."""
+    with TEST_ARCHIVE_KEY unless ``test_key`` is False.
+
+    Most tests' stations are not enrolled (their subject is not the fleet), so the server
+    stores messages from unenrolled devices (setting accept_unenrolled_devices) unless
+    ``enrolled_only``: production refuses them, and the tests of that refusal, and of
+    everything enrolled, run with ``enrolled_only=True``."""
 
     admin_user: str | None = "test"
     test_key: bool = True
+    enrolled_only: bool = False
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
         if self.test_key:
             seed_archive_key(self.data_dir)
+        if not self.enrolled_only:
+            self.settings.setdefault("SOHOA_ACCEPT_UNENROLLED_DEVICES", "true")
         super().start(timeout)
         return self
 

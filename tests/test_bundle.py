@@ -673,3 +673,44 @@ def test_a_revoked_station_retrying_by_usb_is_refused_and_what_came_before_stays
         assert first in held and second not in held  # before stays, after is refused
         assert outbox.batch(second).state == ob.READY  # nothing lost on the station
     db.close()
+
+
+@pytest.mark.parametrize("carried", [True, False], ids=["announced", "announcement_stripped"])
+def test_usb_receipts_under_a_rotated_key_carry_its_announcement(
+    tmp_path: Path, carried: bool
+) -> None:
+    """A station that only exchanges disks, the archive's key rotated and cut over since it
+    enrolled: the receipts index carries the announcement (signed by the key the station
+    pinned), so the new key's receipts finish the batch, no re-enrolment. Stripped of it
+    (the control), the same receipts are ignored and nothing is released."""
+    from server.store import keys
+
+    settings = _settings(tmp_path, server_public_key=pinned_archive_key())
+    server_dir = tmp_path / "server"
+    seed_archive_key(server_dir)
+    keys.rotate(server_dir, 30 * 86400)
+    assert keys.cut_over(server_dir)  # the archive signs with the new key from now on
+    db = Database(server_dir / "archive.sqlite3")
+    ingest = Ingest(db, Store(server_dir / "store"), signing_key=keys.current(server_dir),
+                    key_dir=server_dir)  # fmt: skip
+    with ob.Outbox(settings.data_dir) as outbox:
+        batch_id = _ready_batch(outbox, tmp_path / "work", pages=1)
+        usb = tmp_path / "usb"
+        usb.mkdir()
+        report = bundle.export(settings, outbox, usb, "test")
+        assert report.bundle is not None
+        imported = server_bundle.import_bundle(ingest, report.bundle)
+        assert imported.parts_committed == 3
+        index_path = imported.receipts_dir / server_bundle.RECEIPTS_INDEX
+        if not carried:
+            index = json.loads(index_path.read_text())
+            del index["archive_key"]
+            index_path.write_text(json.dumps(index))
+        back = bundle.import_receipts(settings, outbox, usb)
+        if carried:
+            assert [f.batch_id for f in back.finished] == [batch_id]
+            assert outbox.batch(batch_id).state == ob.DONE
+        else:
+            assert not back.finished and back.parts_acked == 0
+            assert outbox.batch(batch_id).state == ob.READY  # nothing lost
+    db.close()

@@ -55,22 +55,18 @@ def test_bad_settings_are_refused_by_name(
     assert where in err.value.detail
 
 
-def test_broker_password_comes_from_a_credential_file_not_the_url(tmp_path: Path) -> None:
+def test_broker_password_comes_from_a_file_not_the_url(tmp_path: Path) -> None:
     (tmp_path / "mqtt-password").write_text("s3cret\n")
     settings = agent_config.load(
-        None, {"SOHOA_MQTT_URL": "mqtts://xa-a@archive.example:8883", "SOHOA_DEVICE_ID": "xa-a"}
+        None,
+        {
+            "SOHOA_MQTT_URL": "mqtts://xa-a@archive.example:8883",
+            "SOHOA_DEVICE_ID": "xa-a",
+            "SOHOA_MQTT_PASSWORD_FILE": str(tmp_path / "mqtt-password"),
+            "SOHOA_DATA_DIR": str(tmp_path),
+        },
     )
-    import os
-
-    old = os.environ.get("CREDENTIALS_DIRECTORY")
-    os.environ["CREDENTIALS_DIRECTORY"] = str(tmp_path)
-    try:
-        broker = settings.broker()
-    finally:
-        if old is None:
-            del os.environ["CREDENTIALS_DIRECTORY"]
-        else:
-            os.environ["CREDENTIALS_DIRECTORY"] = old
+    broker = settings.broker()
     assert (broker.host, broker.port, broker.tls) == ("archive.example", 8883, True)
     assert broker.password == "s3cret"
     assert "s3cret" not in str(broker)

@@ -93,7 +93,7 @@ def test_a_taken_number_goes_to_the_next_and_a_bad_code_is_reported(tmp_path: Pa
     batch = BatchSrc(
         pages=[PageSrc(page_no=n, parts={"text": b"trang %d" % n}) for n in range(1, 6)]
     )
-    ingest = Ingest(db, Store(tmp_path / "store"))
+    ingest = Ingest(db, Store(tmp_path / "store"), accept_unenrolled=True)
     ingest.handle(topics.up(batch.device, "manifest"), batch.manifest())
     for payload in batch.all_chunks(64 * 1024):
         ingest.handle(topics.up(batch.device, "chunk"), payload)

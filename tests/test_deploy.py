@@ -154,6 +154,16 @@ def test_snippet_starts_with_debians_stock_config(installed: Installed) -> None:
     assert "Error" not in installed.log()
 
 
+def test_the_snippet_names_the_plugin_for_every_architecture() -> None:
+    """An x86_64 path in the snippet stopped the broker on a Raspberry Pi (arm64); the bare
+    name is found by the loader in each architecture's library directory. The broker
+    starting with it and admitting the server's dynsec identity is the test below."""
+    snippet = (SHIPPED / "sohoa.conf").read_text()
+    plugins = re.findall(r"(?m)^plugin (\S+)$", snippet)
+    assert plugins == ["mosquitto_dynamic_security.so"], plugins
+    assert "x86_64" not in "".join(ln for ln in snippet.splitlines() if not ln.startswith("#"))
+
+
 def test_the_servers_identity_connects_and_strangers_do_not(installed: Installed) -> None:
     installed.start()
     anonymous = _client("anon", None, installed.ports["1883"])

@@ -137,10 +137,42 @@ def test_units_load_credentials_under_the_names_the_settings_read() -> None:
     for unit in UNITS:
         module = names[unit.name]
         loaded = re.findall(r"^LoadCredential=([^:\n]+):(\S+)$", unit.read_text(), flags=re.M)
-        assert loaded, unit.name
+        assert loaded or not module.CREDENTIALS, unit.name
         for name, path in loaded:
             assert name in module.CREDENTIALS, f"{unit.name}: {name} is read by nothing"
             assert Path(path) == module.CREDENTIALS_DIR / name, f"{unit.name}: {path}"
+
+
+def test_the_station_password_has_one_place_and_the_unit_and_docs_agree(tmp_path: Path) -> None:
+    """Issue #16: the agent unit loaded the credential mqtt-password from /etc/sohoa while
+    enrolment keeps the password in the data dir (and a LoadCredential= whose file is missing
+    stops the unit). Now: the place enrolment writes, under the unit's own state directory,
+    is the one the docs name, and the agent reads it from there."""
+    from agent.uplink import enrol
+
+    unit = (REPO / "systemd" / "sohoa-agent.service").read_text()
+    assert "LoadCredential" not in re.sub(r"(?m)^#.*$", "", unit)
+    assert agent_config.CREDENTIALS == ()
+    data_dir = re.search(r"(?m)^Environment=SOHOA_DATA_DIR=(\S+)$", unit)
+    state = re.search(r"(?m)^StateDirectory=(\S+)$", unit)
+    assert data_dir and state and data_dir.group(1) == f"/var/lib/{state.group(1)}"
+    place = f"{data_dir.group(1)}/{enrol.ENROL_DIR}/{enrol.PASSWORD_FILE}"
+    for doc in (
+        REPO / "README.md",
+        REPO / "docs" / "operations.md",
+        REPO / "systemd" / "sohoa-agent.service",
+    ):
+        assert place in doc.read_text(encoding="utf-8"), f"{doc.name} does not name {place}"
+    # What the enrolment leaves is what the settings read, with no credentials directory.
+    folder = enrol.enrol_dir(tmp_path)
+    folder.mkdir()
+    (folder / enrol.PASSWORD_FILE).write_text("pw-from-enrolment")
+    (folder / enrol.STATE_FILE).write_text(
+        '{"format": "sohoa-enrolment", "device_id": "xa-a", "mqtt_url": "mqtt://xa-a@localhost:1883",'
+        f' "mqtt_password_file": "{folder / enrol.PASSWORD_FILE}"}}'
+    )
+    settings = agent_config.load(None, {"SOHOA_DATA_DIR": str(tmp_path)})
+    assert settings.broker().password == "pw-from-enrolment"
 
 
 def test_documented_credentials_and_variables_exist() -> None:

@@ -239,6 +239,57 @@ def test_enrolment_sheet_scanned_through_sane(
 
 
 @pytest.mark.sane
+def test_the_sheet_on_an_ordinary_scan_enrols_and_is_not_stored(
+    tmp_path: Path, archive: tuple[Broker, ServerProcess]
+) -> None:
+    """The technician puts the sheet on the scanner and scans as for any page (the capture
+    path of the button and of `sohoa-agent scan`): the sheet is not stored, the station
+    enrols — and an ordinary page through the same path is stored as a page (control).
+    SANE's ``pnm`` backend feeds the printed sheet (the ``test`` backend cannot draw one);
+    it has no mode option, so the profile's option planning is skipped for it
+    (``configure`` returns nothing): the image still comes from SANE."""
+    import pypdfium2
+
+    from agent import enrolsheet, profiles
+    from agent.capture import sane_device
+    from agent.capture import scan as capture
+    from agent.config import AgentSettings
+    from agent.outbox import outbox as ob
+    from agent.profiles import ScanRequest
+
+    _, server = archive
+    code, sheet = add_station(server, "xa-press", tmp_path)
+    pdf = pypdfium2.PdfDocument(str(sheet))
+    pnm = tmp_path / "sheet.ppm"
+    pdf[0].render(scale=200 / 72).to_pil().convert("RGB").save(pnm)
+    pdf.close()
+    blank = tmp_path / "page.ppm"
+    Image.new("RGB", (800, 1100), "white").save(blank)
+    settings = AgentSettings(data_dir=tmp_path / "agent", scanner="pnm:0", min_free_mb=10)
+    request = ScanRequest(source="flatbed", mode="gray", dpi=200)
+    known = profiles.load_scanner_profiles()
+    with ob.Outbox(settings.data_dir) as outbox:
+        with sane_device.open_scanner("pnm:0", known) as scanner:
+            scanner.device.filename = str(pnm)
+            scanner.configure = lambda request: {}  # type: ignore[method-assign]
+            outcome = capture.scan_batch(settings, outbox, scanner, request,
+                                         first_sheet=enrolsheet.code_on)  # fmt: skip
+        assert outcome.enrolment_code == code and outcome.pages == 0
+        assert outbox.batches() == []  # not a page of the archive
+        with sane_device.open_scanner("pnm:0", known) as scanner:
+            scanner.device.filename = str(blank)
+            scanner.configure = lambda request: {}  # type: ignore[method-assign]
+            ordinary = capture.scan_batch(settings, outbox, scanner, request,
+                                          first_sheet=enrolsheet.code_on)  # fmt: skip
+        assert ordinary.enrolment_code is None and ordinary.pages == 1
+    done = enrolsheet.enrol_from_sheet(settings, outcome.enrolment_code)
+    assert done.device_id == "xa-press"
+    listed = json.loads(run_server(server, "device", "list", "--json").stdout)
+    assert [(s["device_id"], s["state"]) for s in listed] == [("xa-press", "active")]
+    assert listed[0]["public_key"] == done.station_public_key
+
+
+@pytest.mark.sane
 def test_a_page_without_a_sheet_is_not_a_code(tmp_path: Path) -> None:
     from agent import profiles
     from agent.capture import sane_device

@@ -73,7 +73,7 @@ def test_station_list_shows_what_the_station_said(staff: Staff) -> None:  # noqa
 
     device = staff.client.get("/api/v1/devices", headers=staff.bearer("viewer")).json()[0]
     tel = Telemetry(**env(device["device_id"]), last_error="disk_full: 12 MB free < 500 MB")  # type: ignore[arg-type]
-    Ingest(staff.db, Store(staff.data_dir / "store")).handle(
+    Ingest(staff.db, Store(staff.data_dir / "store"), accept_unenrolled=True).handle(
         topics.up(device["device_id"], "telemetry"), envelope.encode(tel)
     )
     staff.login("viewer")

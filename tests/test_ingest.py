@@ -207,7 +207,7 @@ class Server:
         self.root = root
         self.db = Database(database)
         self.store = Store(root / "store")
-        self.ingest = Ingest(self.db, self.store)
+        self.ingest = Ingest(self.db, self.store, accept_unenrolled=True)
         self.catalog = Catalog(self.db)
 
     def manifest(self, batch: BatchSrc, **kw: object) -> list[Outgoing]:
@@ -638,7 +638,7 @@ def test_station_limits_part_size_pages_per_batch_bytes_per_day(
         pages_per_batch=3,
         bytes_per_day=60_000,
     )  # fmt: skip
-    server.ingest = Ingest(server.db, server.store, station_limits=small)
+    server.ingest = Ingest(server.db, server.store, station_limits=small, accept_unenrolled=True)
     # A 512 MiB "text" used to be taken and indexed in memory; the size is by kind now.
     big = PageSrc(page_no=1, parts={"text": b"x" * 1001})
     reject = one_reject(server.manifest(BatchSrc(pages=[big])))
@@ -725,7 +725,7 @@ def test_two_workers_on_one_database_commit_each_part_exactly_once(
 
     def work(n: int) -> None:
         db = Database(database)
-        ingest = Ingest(db, Store(tmp_path / "store"))
+        ingest = Ingest(db, Store(tmp_path / "store"), accept_unenrolled=True)
         try:
             barrier.wait()
             for payload in streams[n]:
@@ -1019,7 +1019,7 @@ def test_failure_inside_a_group_answers_nothing_that_is_not_durable(
     server = Server(tmp_path, database)
     bad = batch.pages[1]
     server.store = FailingStore(tmp_path / "store", f"{bad.page_id}.archival")
-    server.ingest = Ingest(server.db, server.store)
+    server.ingest = Ingest(server.db, server.store, accept_unenrolled=True)
     messages = as_messages(batch, [batch.manifest(), *batch.all_chunks(8 * 1024)])
     results = server.ingest.handle_many(messages)
     # The group failed as a whole (rolled back), then each message was handled alone: only
@@ -1040,7 +1040,7 @@ def test_failure_inside_a_group_answers_nothing_that_is_not_durable(
     state = {(p.page_id, p.part): p for p in server.state(batch.batch_id).parts}
     assert state[(bad.page_id, "archival")].missing == ((0, len(bad.parts["archival"])),)
     # With a healthy store, the re-sent part commits and the batch is complete.
-    healthy = Ingest(server.db, Store(tmp_path / "store"))
+    healthy = Ingest(server.db, Store(tmp_path / "store"), accept_unenrolled=True)
     healthy.handle_many(as_messages(batch, batch.chunks(bad, "archival", 8 * 1024)))
     server.assert_batch_archived(batch)
     server.db.close()
@@ -1060,7 +1060,7 @@ def test_fsync_error_in_a_group_commits_nothing_it_flushed(
     half = [p for page in batch.pages for p in batch.chunks(page, "archival", 8 * 1024)[:1]]
     server.ingest.handle_many(as_messages(batch, half))  # ranges recorded before the failure
     server.store = FailingFlush(tmp_path / "store", times)
-    server.ingest = Ingest(server.db, server.store)
+    server.ingest = Ingest(server.db, server.store, accept_unenrolled=True)
     rest = [
         p
         for page in batch.pages
@@ -1082,7 +1082,7 @@ def test_fsync_error_in_a_group_commits_nothing_it_flushed(
         assert server.sql("SELECT * FROM chunks") == []
         assert server.partials() == []
         assert [p for p in (tmp_path / "store").rglob("*") if p.is_file()] == []
-    healthy = Ingest(server.db, Store(tmp_path / "store"))
+    healthy = Ingest(server.db, Store(tmp_path / "store"), accept_unenrolled=True)
     for p in server.state(batch.batch_id).parts:
         page = next(pg for pg in batch.pages if pg.page_id == p.page_id)
         healthy.handle_many(as_messages(batch, batch.chunks(page, p.part, 8 * 1024, p.missing)))
@@ -1110,7 +1110,7 @@ def _die_in_group(
                 os.kill(os.getpid(), signal.SIGKILL)
 
     db = Database(database)
-    Ingest(db, Dying(store_root)).handle_many(messages)
+    Ingest(db, Dying(store_root), accept_unenrolled=True).handle_many(messages)
     os._exit(0)  # not reached
 
 
@@ -1175,7 +1175,7 @@ def test_two_workers_with_groups_commit_each_part_exactly_once(
 
     def work(n: int) -> None:
         db = Database(database)
-        ingest = Ingest(db, Store(tmp_path / "store"))
+        ingest = Ingest(db, Store(tmp_path / "store"), accept_unenrolled=True)
         sizes = random.Random(100 + n)
         try:
             barrier.wait()

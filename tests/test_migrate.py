@@ -129,7 +129,7 @@ def test_a_copy_that_differs_is_not_committed(
 
     source = tmp_path / "archive.sqlite3"
     db = Database(source)
-    ingest = Ingest(db, Store(tmp_path / "store"))
+    ingest = Ingest(db, Store(tmp_path / "store"), accept_unenrolled=True)
     batch = BatchSrc(pages=[PageSrc(page_no=n, parts={"text": t.encode()})
                             for n, t in enumerate(["Biên bản họp", "Sổ hộ tịch"], 1)])  # fmt: skip
     ingest.handle(topics.up(batch.device, "manifest"), batch.manifest())

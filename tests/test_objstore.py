@@ -76,7 +76,7 @@ def s3a(request: pytest.FixtureRequest, tmp_path: Path, s3_server: CephS3) -> It
     server = Server(tmp_path, database)
     store = _store(tmp_path, s3_server, bucket)
     server.store = store
-    server.ingest = Ingest(server.db, store)
+    server.ingest = Ingest(server.db, store, accept_unenrolled=True)
     yield S3Archive(server, store, s3_server, bucket)
     server.db.close()
 

@@ -50,15 +50,15 @@ def test_credentials_are_found_from_a_shell(
 ) -> None:
     """An admin command has no $CREDENTIALS_DIRECTORY: it reads /etc/sohoa/credentials."""
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
-    for module in (agent_config, server_config):
-        monkeypatch.setattr(module, "CREDENTIALS_DIR", tmp_path)
+    monkeypatch.setattr(server_config, "CREDENTIALS_DIR", tmp_path)
     (tmp_path / "mqtt-password").write_text("broker-pw\n")
     (tmp_path / "database-password").write_text("pg-pw\n")
     server = server_config.load(None, {"SOHOA_DATABASE_URL": "postgresql://sohoa@db/sohoa"})
     assert server.broker_password() == "broker-pw"
     assert server.database_password() == "pg-pw"
-    agent = agent_config.load(None, {"SOHOA_DEVICE_ID": "xa-a"})
-    assert agent.broker().password == "broker-pw"
+    # A station reads no credentials directory: its password is its enrolment's file.
+    agent = agent_config.load(None, {"SOHOA_DEVICE_ID": "xa-a", "SOHOA_DATA_DIR": str(tmp_path)})
+    assert agent.broker().password is None
 
     systemd = tmp_path / "run"  # systemd's copy wins over the file
     systemd.mkdir()

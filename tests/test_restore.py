@@ -96,7 +96,9 @@ def test_restore_drill(tmp_path: Path, database: Path | str) -> None:
     else:
         url = database
     db = Database(database)
-    ingest = Ingest(db, Store(data / "store"), signing_key=keys.load_or_create(data))
+    ingest = Ingest(
+        db, Store(data / "store"), signing_key=keys.load_or_create(data), accept_unenrolled=True
+    )
     batches = _batches()
     for batch in batches:
         assert not [m for m in _send(ingest, batch) if isinstance(m, Reject)]
@@ -144,7 +146,9 @@ def test_restore_drill(tmp_path: Path, database: Path | str) -> None:
         assert _catalogue(db) == before
         files = sorted(p for p in (data / "store").rglob("*") if p.is_file())
         # A station that lost track sends everything again: its query first, then all of it.
-        ingest = Ingest(db, Store(data / "store"), signing_key=keys.load_or_create(data))
+        ingest = Ingest(
+        db, Store(data / "store"), signing_key=keys.load_or_create(data), accept_unenrolled=True
+    )
         for batch in batches:
             all_parts = {(pg.page_id, name) for pg in batch.pages for name in pg.parts}
             for _ in ("before re-sending", "after"):

@@ -974,7 +974,7 @@ def test_review_queue_shows_the_devices_text_score_and_reasons(
         decisions=result.decisions,
     )
     db = Database(database)
-    ingest = Ingest(db, Store(data_dir / "store"))
+    ingest = Ingest(db, Store(data_dir / "store"), accept_unenrolled=True)
     batch = BatchSrc(pages=[page])
     ingest.handle(topics.up(batch.device, "manifest"), batch.manifest())
     for payload in batch.all_chunks(64 * 1024):

@@ -19,7 +19,7 @@ TECHNICIAN_LINES = {"startup_ocr_missing", "startup_sane_missing", "startup_brok
 # Enrolment is done by the technician at the station (issue 14): its lines name the host,
 # the station and the command to type on purpose.
 TECHNICIAN_LINES |= {"broker_untrusted", "enrol_bad_code", "enrol_bad_reply", "enrol_done",
-                     "enrol_plain_refused", "export_not_enrolled"}  # fmt: skip
+                     "enrol_plain_refused", "export_not_enrolled", "enrol_usb_done"}  # fmt: skip
 SETTINGS = {"scanner", "broker", "detail", "reason", "device"}
 DEVELOPER_WORDS = re.compile(r"tesseract|\.toml|SOHOA_|mqtt|sha256|traceback|errno", re.I)
 

@@ -62,6 +62,14 @@ class ScanOutcome:
     batch: BatchRecord
     pages: int
     error: ScannerError | None  # the failure that stopped the batch early, if any
+    # The first sheet was an enrolment sheet: its code; nothing was stored (the batch is gone).
+    enrolment_code: str | None = None
+
+
+# Reads the first sheet of a scan: an enrolment code when it is an enrolment sheet, else
+# None. Given by the caller (the daemon, `sohoa-agent scan`: agent.worker.enrolment_code_on),
+# which may look at pages; this room may not.
+FirstSheetCheck = Callable[[ScannedPage], str | None]
 
 
 # A page is budgeted at the largest of the station's recent captures times this margin (a
@@ -120,6 +128,7 @@ def scan_now(
     on_start: Callable[[SaneDeviceInfo, BatchRecord | None], None] = lambda info, previous: None,
     on_page: Callable[[PageRecord], None] = lambda page: None,
     metadata: dict[str, str] | None = None,
+    first_sheet: FirstSheetCheck | None = None,
 ) -> ScanOutcome:
     """Scan one feeder load now, the one flow of the button and of `sohoa-agent scan`.
 
@@ -145,6 +154,7 @@ def scan_now(
             on_page=on_page,
             metadata=metadata,
             continues=previous,
+            first_sheet=first_sheet,
         )
 
 
@@ -156,7 +166,12 @@ def scan_batch(
     on_page: Callable[[PageRecord], None] = lambda page: None,
     metadata: dict[str, str] | None = None,
     continues: BatchRecord | None = None,
+    first_sheet: FirstSheetCheck | None = None,
 ) -> ScanOutcome:
+    """Scan a feeder load into a new batch. With ``first_sheet``, the first sheet is looked
+    at before it is stored: an enrolment sheet is not a page of the archive — nothing is
+    stored, the feeder stops, and the outcome carries its code (issue #14: the technician
+    enrols by pressing the button on the sheet)."""
     metadata = dict(metadata or {})
     if continues is not None:
         metadata["continues_batch"] = continues.batch_id
@@ -171,6 +186,12 @@ def scan_batch(
     count = 0
     try:
         for sheet in scanner.pages(request):
+            if count == 0 and first_sheet is not None:
+                code = first_sheet(sheet)
+                if code is not None:
+                    log.info("batch %s: the first sheet is an enrolment sheet", batch.batch_id)
+                    outbox.discard_empty_batch(batch.batch_id)
+                    return ScanOutcome(batch, 0, None, enrolment_code=code)
             page = outbox.add_capture(
                 batch.batch_id,
                 encode_capture(sheet),

@@ -44,7 +44,7 @@ from agent.config import AgentSettings, require_device_id
 from agent.errors import DiskFullError, SohoaError
 from agent.outbox import outbox as ob
 from agent.outbox import storage
-from agent.uplink import transfer
+from agent.uplink import enrol, transfer
 from protocol import envelope, signing
 from protocol.messages import PART_PRIORITY, BatchState, ChunkHeader, Receipt, Reject
 from protocol.version import PROTOCOL_VERSION
@@ -439,6 +439,15 @@ def _apply_receipt_dir(
         log.info("%s: receipts of device %s, not ours; skipped", rdir, device)
         return
     report.dirs.append(rdir)
+    if isinstance(index.get("archive_key"), str):
+        # The archive's next receipt key, signed by its current one (protocol/keyrotation.py):
+        # learnt before the receipts, which may already be signed by it.
+        try:
+            enrol.record_rotation(
+                settings.data_dir, settings.server_public_key, index["archive_key"]
+            )
+        except enrol.EnrolError as exc:
+            log.error("%s: ignored the archive key announcement: %s", rdir, exc.detail)
     for item in index.get("refused", []):
         if isinstance(item, dict):
             report.server_refused.append((str(item.get("file")), str(item.get("reason"))))
@@ -478,7 +487,7 @@ def _apply_receipt_file(
     if msg.device_id != settings.device_id:
         return f"wrong_device: names {msg.device_id!r}"
     if isinstance(msg, Receipt | BatchState | Reject) and not transfer.authentic(
-        msg, settings.server_public_key
+        msg, transfer.archive_keys(settings)
     ):
         return "bad or missing server signature"
     if isinstance(msg, Receipt):

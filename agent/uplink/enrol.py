@@ -7,6 +7,8 @@ file                mode    what
 ==================  ======  ====================================================
 station.key         0600    the station's Ed25519 private key (made here, never leaves)
 station.key.pending 0600    a new key until the archive registered it (then it replaces it)
+code.pending        0600    a USB enrolment's one-time code, until the first connection
+                            registered the station's key with it (:func:`complete_pending`)
 mqtt-password       0600    the password of its own broker identity
 ca.pem              0644    the broker's CA as the archive sent it (if any)
 enrolment.json      0644    device id, broker URL, the archive's pinned receipt key
@@ -20,12 +22,21 @@ Flow of :func:`enrol`: parse the code → refuse plain MQTT to a non-loopback ho
 station key (kept from an earlier attempt that got no answer, so asking again is allowed) →
 the exchange over the broker as ``enrol-<device>`` → check the reply: signed by the key whose
 fingerprint the code carries, for our request → open the sealed password → write the files.
+
+With the link down, :func:`enrol_from_bundle` enrols from a USB enrolment bundle
+(``sohoa-server device add --usb-file``) without any connection: the bundle must be signed by
+the archive key the station trusts (pinned, or the sheet's fingerprint typed by the
+technician); the broker address, CA and the archive's key are installed at once, the key
+pair made, and the code kept (``code.pending``). At the first connection
+(:func:`complete_pending`, run by ``sync`` and the service before they connect) the usual
+exchange registers the key and brings the station's broker password.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import os
 import time
 import uuid
@@ -35,12 +46,15 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.errors import ConfigError, SohoaError
-from protocol import enrolment, signing, topics
+from protocol import enrolment, keyrotation, signing, topics
+
+log = logging.getLogger(__name__)
 
 ENROL_DIR = "enrolment"
 STATE_FILE = "enrolment.json"
 KEY_FILE = "station.key"
 PENDING_KEY_FILE = "station.key.pending"
+PENDING_CODE_FILE = "code.pending"
 PASSWORD_FILE = "mqtt-password"  # noqa: S105 - a file name
 CA_FILE = "ca.pem"
 FORMAT = "sohoa-enrolment"
@@ -136,17 +150,7 @@ def enrol(
     folder = enrol_dir(data_dir)
     if read_state(data_dir) is not None and not force:
         raise EnrolError("enrol_already", str(folder))
-    folder.mkdir(parents=True, exist_ok=True)
-    # The new key waits beside the current one until the archive registered it: a failed
-    # re-enrolment (--force) leaves a working station working. Asking again (a lost reply)
-    # reuses the waiting key, which the archive recognises.
-    pending = folder / PENDING_KEY_FILE
-    try:
-        key = signing.private_key_from_bytes(pending.read_bytes())
-    except FileNotFoundError:
-        key = signing.new_key()
-        _write(pending, signing.private_key_bytes(key), 0o600)
-        _fsync_dir(folder)
+    key = _pending_key(folder)
     public = signing.public_key_hex(key)
     box = enrolment.new_box_key()
     request = enrolment.EnrolRequest(
@@ -194,6 +198,93 @@ def enrol(
     return _install(folder, code, reply, secrets_, public, ca_file)
 
 
+def _pending_key(folder: Path) -> Ed25519PrivateKey:
+    """The key waiting to be registered. It waits beside the current one until the archive
+    registered it: a failed re-enrolment (--force) leaves a working station working. Asking
+    again (a lost reply) reuses the waiting key, which the archive recognises."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pending = folder / PENDING_KEY_FILE
+    try:
+        return signing.private_key_from_bytes(pending.read_bytes())
+    except FileNotFoundError:
+        key = signing.new_key()
+        _write(pending, signing.private_key_bytes(key), 0o600)
+        _fsync_dir(folder)
+        return key
+
+
+def enrol_from_bundle(
+    path: Path,
+    data_dir: Path,
+    *,
+    pinned_key: str | None,
+    fingerprint: str | None,
+    allow_plain: bool = False,
+    force: bool = False,
+) -> Enrolment:
+    """Enrol from a USB enrolment bundle, talking to nobody. Checked before anything is
+    written (a refused bundle leaves the station as it was): whole, signed by the archive
+    key it names, and that key the one this station trusts (``pinned_key``: its settings'
+    ``server_public_key``; else ``fingerprint``, the sheet's)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise EnrolError("enrol_usb_unreadable", f"{path}: {exc.strerror or exc}") from exc
+    try:
+        bundle = enrolment.decode_bundle(data)
+        code = enrolment.check_bundle(bundle, pinned_key=pinned_key, fingerprint=fingerprint)
+    except enrolment.BundleRefused as exc:
+        raise EnrolError(f"enrol_usb_{exc.reason}", exc.detail, reason=exc.reason) from exc
+    if not code.tls and not is_loopback(code.host) and not allow_plain:
+        raise EnrolError("enrol_plain_refused", f"mqtt:// to {code.host}", host=code.host)
+    folder = enrol_dir(data_dir)
+    if read_state(data_dir) is not None and not force:
+        raise EnrolError("enrol_already", str(folder))
+    key = _pending_key(folder)
+    public = signing.public_key_hex(key)
+    _write(folder / PENDING_CODE_FILE, code.text().encode(), 0o600)
+    ca_path: Path | None = None
+    if bundle.mqtt_ca_pem:
+        ca_path = folder / CA_FILE
+        _write(ca_path, bundle.mqtt_ca_pem.encode(), 0o644)
+    _write_state(folder, code, code.device_id, bundle.server_public_key, public, ca_path,
+                 registered=False)  # fmt: skip
+    return Enrolment(
+        device_id=code.device_id,
+        mqtt_url=_url(code, code.device_id),
+        server_public_key=bundle.server_public_key,
+        fingerprint=enrolment.key_fingerprint(bundle.server_public_key),
+        station_public_key=public,
+    )
+
+
+def pending_registration(data_dir: Path) -> bool:
+    """A USB enrolment whose key the archive has not registered yet."""
+    return (enrol_dir(data_dir) / PENDING_CODE_FILE).exists()
+
+
+def complete_pending(
+    data_dir: Path, *, allow_plain: bool = False, timeout: float = 60.0, agent_version: str = ""
+) -> Enrolment | None:
+    """At the first connection after a USB enrolment: the usual exchange with the kept
+    code registers this station's key and brings its broker password. None when there is
+    nothing to complete. Raises what :func:`enrol` raises (the link still down: try again
+    at the next connection)."""
+    folder = enrol_dir(data_dir)
+    try:
+        code_text = (folder / PENDING_CODE_FILE).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    ca = folder / CA_FILE
+    done = enrol(
+        code_text, data_dir, ca_file=ca if ca.exists() else None, allow_plain=allow_plain,
+        force=True, timeout=timeout, agent_version=agent_version,
+    )  # fmt: skip
+    (folder / PENDING_CODE_FILE).unlink(missing_ok=True)
+    _fsync_dir(folder)
+    return done
+
+
 def _check(reply: enrolment.EnrolReply, code: enrolment.EnrolCode) -> None:
     """The reply must come from the archive the code names: its key has the code's
     fingerprint and signed the reply. Refusals are checked too (a forged "code used" would
@@ -220,29 +311,49 @@ def _install(
     if reply.mqtt_ca_pem:
         ca_path = folder / CA_FILE
         _write(ca_path, reply.mqtt_ca_pem.encode(), 0o644)
-    scheme = "mqtts" if code.tls else "mqtt"
-    host = f"[{code.host}]" if ":" in code.host else code.host
-    url = f"{scheme}://{sealed.mqtt_username}@{host}:{code.port}"
-    state = {
-        "format": FORMAT,
-        "format_version": 1,
-        "device_id": sealed.mqtt_username,
-        "mqtt_url": url,
-        "mqtt_password_file": str(folder / PASSWORD_FILE),
-        "mqtt_ca_file": str(ca_path) if ca_path else None,
-        "server_public_key": reply.server_public_key,
-        "station_public_key": public,
-        "enrolled_at": time.time(),
-    }
-    _write(folder / STATE_FILE, json.dumps(state, indent=1).encode(), 0o644)
-    _fsync_dir(folder)
+    _write_state(folder, code, sealed.mqtt_username, reply.server_public_key, public, ca_path,
+                 registered=True)  # fmt: skip
     return Enrolment(
         device_id=sealed.mqtt_username,
-        mqtt_url=url,
+        mqtt_url=_url(code, sealed.mqtt_username),
         server_public_key=reply.server_public_key,
         fingerprint=enrolment.key_fingerprint(reply.server_public_key),
         station_public_key=public,
     )
+
+
+def _url(code: enrolment.EnrolCode, user: str) -> str:
+    scheme = "mqtts" if code.tls else "mqtt"
+    host = f"[{code.host}]" if ":" in code.host else code.host
+    return f"{scheme}://{user}@{host}:{code.port}"
+
+
+def _write_state(
+    folder: Path,
+    code: enrolment.EnrolCode,
+    user: str,
+    server_public_key: str,
+    public: str,
+    ca_path: Path | None,
+    *,
+    registered: bool,
+) -> None:
+    """``enrolment.json``, last: the mark that enrolment finished (``registered`` False
+    after a USB enrolment, until the first connection registered the station's key)."""
+    state = {
+        "format": FORMAT,
+        "format_version": 1,
+        "device_id": user,
+        "mqtt_url": _url(code, user),
+        "mqtt_password_file": str(folder / PASSWORD_FILE),
+        "mqtt_ca_file": str(ca_path) if ca_path else None,
+        "server_public_key": server_public_key,
+        "station_public_key": public,
+        "registered": registered,
+        "enrolled_at": time.time(),
+    }
+    _write(folder / STATE_FILE, json.dumps(state, indent=1).encode(), 0o644)
+    _fsync_dir(folder)
 
 
 # Settings the enrolment provides when the operator's file and environment do not.
@@ -254,3 +365,61 @@ def provided_settings(data_dir: Path) -> dict[str, object]:
     if state is None:
         return {}
     return {k: state[k] for k in PROVIDED if state.get(k) is not None}
+
+
+# -- the archive's key rotations (protocol/keyrotation.py) ----------------------------------
+
+ROTATIONS_FILE = "archive-keys.json"
+
+
+def _rotations(data_dir: Path) -> list[keyrotation.KeyRotation]:
+    path = enrol_dir(data_dir) / ROTATIONS_FILE
+    try:
+        items = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        log.error("ignored %s: %s", path, exc)
+        return []
+    found = []
+    for item in items if isinstance(items, list) else []:
+        try:
+            found.append(keyrotation.decode(json.dumps(item)))
+        except keyrotation.RotationError as exc:
+            log.error("ignored an archive key announcement in %s: %s", path, exc)
+    return found
+
+
+def archive_keys(data_dir: Path, pinned: str | None, now: float | None = None) -> set[str]:
+    """The archive keys this station accepts at ``now`` (its pinned key, and the keys the
+    archive announced, each checked again here)."""
+    now = time.time() if now is None else now
+    return keyrotation.trusted_keys(pinned, _rotations(data_dir), now)
+
+
+def record_rotation(data_dir: Path, pinned: str | None, text: str) -> bool:
+    """Keep an announcement of the archive's next key if a key this station trusts now
+    signed it; True when it is new. Raises EnrolError (``archive_key_refused``) for a
+    forged, damaged or foreign one: nothing is written then."""
+    try:
+        rotation = keyrotation.decode(text)
+    except keyrotation.RotationError as exc:
+        raise EnrolError("archive_key_refused", str(exc)) from exc
+    known = _rotations(data_dir)
+    if rotation in known:
+        return False
+    if rotation.old_key not in archive_keys(data_dir, pinned):
+        raise EnrolError(
+            "archive_key_refused", "signed by a key this station does not trust (forged?)"
+        )
+    folder = enrol_dir(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    items = [json.loads(r.encode()) for r in [*known, rotation]]
+    _write(folder / ROTATIONS_FILE, json.dumps(items, indent=1).encode(), 0o644)
+    _fsync_dir(folder)
+    log.warning(
+        "the archive announced its next receipt key %s (cut-over %s): both are trusted until then",
+        enrolment.key_fingerprint(rotation.new_key),
+        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(rotation.cutover_at)),
+    )
+    return True

@@ -368,11 +368,19 @@ class Exchange:
 
 
 def exchange(
-    ex: Exchange, payload: bytes, wanted: Callable[[bytes], bool], timeout: float = 60.0
+    ex: Exchange,
+    payload: bytes,
+    wanted: Callable[[bytes], bool],
+    timeout: float = 60.0,
+    resend_every: float = 10.0,
 ) -> bytes:
     """Connect (clean session, client id = user name), subscribe to the reply topic, publish
     the request, and return the first reply ``wanted`` accepts (others are stale answers).
-    Raises SyncError when the broker refuses or nothing answers in ``timeout`` seconds."""
+    The request goes again every ``resend_every`` seconds without an answer: a request
+    published while the archive's side was still reconnecting to the broker (just
+    restarted, the link just back) reaches nobody; the archive answers a repeat of the same
+    bytes with the same answer. Raises SyncError when the broker refuses or nothing answers
+    in ``timeout`` seconds."""
     replies: queue.Queue[bytes] = queue.Queue()
     connack: queue.Queue[ReasonCode] = queue.Queue()
     subscribed = threading.Event()
@@ -410,11 +418,18 @@ def exchange(
         info = client.publish(ex.request_topic, payload, qos=1)
         info.wait_for_publish(timeout)
         deadline = time.monotonic() + timeout
+        resend_at = time.monotonic() + resend_every
         while True:
+            now = time.monotonic()
+            if now >= deadline:
+                raise SyncError("enrol_no_answer", f"no reply on {ex.reply_topic}")
+            if now >= resend_at:
+                client.publish(ex.request_topic, payload, qos=1)
+                resend_at = now + resend_every
             try:
-                reply = replies.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty as exc:
-                raise SyncError("enrol_no_answer", f"no reply on {ex.reply_topic}") from exc
+                reply = replies.get(timeout=max(0.0, min(deadline, resend_at) - now))
+            except queue.Empty:
+                continue
             if wanted(reply):
                 return reply
     finally:

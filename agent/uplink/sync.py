@@ -316,6 +316,16 @@ class Syncer:
         if msg.command == "ping":
             log.info("ping from the server (msg %s)", msg.msg_id)
             return True
+        if msg.command == "archive_key":
+            # The archive's next receipt key, signed by its current one: trusted beside it
+            # until the cut-over, then alone. A forged one is refused and changes nothing.
+            try:
+                enrol.record_rotation(
+                    self.settings.data_dir, self.settings.server_public_key, msg.note
+                )
+            except enrol.EnrolError as exc:
+                log.error("ignored an archive key announcement: %s", exc.detail)
+            return True
         if msg.page_id is None:
             log.warning("re-scan command %s names no page; ignored", msg.msg_id)
             return True
@@ -357,7 +367,7 @@ class Syncer:
     def _authentic(self, msg: Receipt | BatchState | Reject, report: SyncReport) -> bool:
         """A receipt, state or reject that does not carry the pinned archive key's
         signature is ignored: it could make us delete pages or quarantine a batch."""
-        if transfer.authentic(msg, self.settings.server_public_key):
+        if transfer.authentic(msg, transfer.archive_keys(self.settings)):
             return True
         report.forged += 1
         return False

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.config import AgentSettings
 from agent.outbox import outbox as ob
+from agent.uplink import enrol
 from protocol import signing
 from protocol.messages import (
     PART_PRIORITY,
@@ -155,11 +156,24 @@ def build_manifests(
 # -- what the server said ----------------------------------------------------------------------
 
 
-def authentic(msg: Receipt | BatchState | Reject, server_public_key: str | None) -> bool:
+def archive_keys(settings: AgentSettings, now: float | None = None) -> set[str]:
+    """The archive keys this station accepts now: the pinned one and those the archive
+    announced while rotating its key (protocol/keyrotation.py), the old one dropped at the
+    cut-over."""
+    return enrol.archive_keys(settings.data_dir, settings.server_public_key, now)
+
+
+def authentic(msg: Receipt | BatchState | Reject, server_public_key: str | set[str] | None) -> bool:
     """True only when the message carries the signature of the archive key pinned at
-    enrolment. With no key pinned NOTHING is authentic: a receipt could make us delete pages,
-    a reject quarantine a batch, and the broker's ACL alone is not enough (a USB disk has
-    none, issue 14)."""
+    enrolment (or, during and after a key rotation, of a key it announced: a set of keys,
+    :func:`archive_keys`). With no key pinned NOTHING is authentic: a receipt could make us
+    delete pages, a reject quarantine a batch, and the broker's ACL alone is not enough (a
+    USB disk has none, issue 14)."""
+    if isinstance(server_public_key, set):
+        for key in sorted(server_public_key):
+            if signing.verify(msg, msg.signature, key):
+                return True
+        server_public_key = None if not server_public_key else next(iter(server_public_key))
     if server_public_key is None:
         log.error(
             "ignored a %s for batch %s: no archive key is pinned on this station (enrol it:"

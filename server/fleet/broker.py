@@ -452,7 +452,14 @@ class BrokerAdmin:
 
 class EnrolmentDesk:
     """Answers enrolment requests: check the code, record the key, create the station's
-    broker identity, send its password sealed to the station."""
+    broker identity, send its password sealed to the station.
+
+    A station sends its request again until it hears an answer (the desk may have been
+    reconnecting to the broker when the first one came: it is lost then). The same request
+    bytes get the same answer bytes (:attr:`_answered`), so a repeat never makes a second
+    password that would leave the station with a stale one."""
+
+    ANSWERED_MAX = 1024
 
     def __init__(
         self, db: Database, admin: BrokerAdmin, signing_key: Ed25519PrivateKey, ca_pem: str = ""
@@ -462,17 +469,29 @@ class EnrolmentDesk:
         self.signing_key = signing_key
         self.public_key = signing.public_key_hex(signing_key)
         self.ca_pem = ca_pem
+        self._answered: dict[str, tuple[str, bytes]] = {}  # sha256(request) -> answer
 
     def handle(self, topic: str, payload: bytes) -> tuple[str, bytes] | None:
+        digest = hashlib.sha256(topic.encode() + b"\0" + payload).hexdigest()
+        if digest in self._answered:
+            return self._answered[digest]
+        answer, done = self._handle(topic, payload)
+        if done and answer is not None:  # a refusal is decided again (the broker may be up)
+            self._answered[digest] = answer
+            while len(self._answered) > self.ANSWERED_MAX:
+                del self._answered[next(iter(self._answered))]
+        return answer
+
+    def _handle(self, topic: str, payload: bytes) -> tuple[tuple[str, bytes] | None, bool]:
         try:
             device_id = topics.parse_enrol_request(topic)
             request = enrolment.decode_request(payload)
         except (topics.TopicError, enrolment.EnrolmentError) as exc:
             log.warning("enrolment request on %s refused: %s", topic, exc)
-            return None
+            return None, False
         if request.device_id != device_id:
             log.warning("enrolment request on %s names %s: refused", topic, request.device_id)
-            return None
+            return None, False
         reply_topic = topics.enrol_reply(device_id)
         try:
             station = redeem(self.db, request)
@@ -480,12 +499,14 @@ class EnrolmentDesk:
             self.admin.add_station(device_id, password, station.commune)
         except FleetError as exc:
             log.warning("enrolment of %s refused: %s", device_id, exc)
-            return reply_topic, self._reply(request, ok=False, reason=exc.reason, detail=exc.detail)
+            refusal = self._reply(request, ok=False, reason=exc.reason, detail=exc.detail)
+            return (reply_topic, refusal), False
         except BrokerError as exc:
             log.error("enrolment of %s: broker: %s", device_id, exc)
-            return reply_topic, self._reply(
+            refusal = self._reply(
                 request, ok=False, reason="broker", detail="the broker is not ready; try again"
             )
+            return (reply_topic, refusal), False
         sealed = enrolment.Sealed(mqtt_username=device_id, mqtt_password=password)
         box = enrolment.seal(
             sealed.model_dump_json().encode(),
@@ -495,7 +516,7 @@ class EnrolmentDesk:
         log.info(
             "station %s (%s) enrolled, key %s", device_id, station.commune, station.fingerprint
         )
-        return reply_topic, self._reply(request, ok=True, sealed=box)
+        return (reply_topic, self._reply(request, ok=True, sealed=box)), True
 
     def _reply(self, request: EnrolRequest, *, ok: bool, **fields: str) -> bytes:
         reply = enrolment.EnrolReply(

@@ -40,6 +40,7 @@ from protocol import envelope, signing, topics
 from protocol.messages import BatchState, Query, Receipt, Reject
 from server.fleet import registry as stations
 from server.ingest import Ingest, Outgoing
+from server.store import keys
 from server.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,11 @@ def import_bundle(ingest: Ingest, bundle: Path, receipts_to: Path | None = None)
     rdir = (receipts_to / bundle.name / RECEIPTS_DIR) if receipts_to else bundle / RECEIPTS_DIR
     report.receipts_dir = rdir
     try:
-        report.receipt_files = write_receipts(rdir, index, bundle.name, replies, report)
+        announced = keys.rotation(ingest.key_dir) if ingest.key_dir is not None else None
+        report.receipt_files = write_receipts(
+            rdir, index, bundle.name, replies, report,
+            archive_key=announced.encode() if announced is not None else None,
+        )  # fmt: skip
     except OSError as exc:
         # The archive committed everything above; only the way back on this disk failed.
         report.receipts_error = f"{rdir}: {exc.strerror or exc}"
@@ -336,10 +341,17 @@ def _final_states(ingest: Ingest, index: BundleIndex, report: ImportReport) -> l
 
 
 def write_receipts(
-    rdir: Path, index: BundleIndex, bundle_name: str, replies: list[Outgoing], report: ImportReport
+    rdir: Path,
+    index: BundleIndex,
+    bundle_name: str,
+    replies: list[Outgoing],
+    report: ImportReport,
+    archive_key: str | None = None,
 ) -> int:
     """Write each reply frame durably, then ``receipts.json`` listing them (last, replacing
-    the index of an earlier import atomically), then remove the files no index names."""
+    the index of an earlier import atomically), then remove the files no index names.
+    ``archive_key``: the announcement of the archive's next receipt key, if one was made
+    (protocol/keyrotation.py): a station that only exchanges disks learns it from here."""
     rdir.mkdir(parents=True, exist_ok=True)
     stamp = f"r{int(time.time())}-{uuid.uuid4().hex[:8]}"
     files = []
@@ -371,6 +383,8 @@ def write_receipts(
         "batches": report.as_dict()["batches"],
         "files": files,
     }
+    if archive_key is not None:
+        body["archive_key"] = archive_key
     data = json.dumps(body, ensure_ascii=False, indent=1).encode()
     _write_durably(rdir / RECEIPTS_INDEX, data, fsync_dir=True)
     keep = {f["file"] for f in files}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -30,6 +31,7 @@ from server.ingest import devices, manifests, parts, replies
 from server.ingest.grouping import Group, Handled, Rejected
 from server.ingest.limits import StationLimits
 from server.ingest.replies import Outgoing
+from server.store import keys
 from server.store.db import OPERATIONAL_ERRORS, Connection, Database
 from server.store.files import Store
 
@@ -44,8 +46,17 @@ class Ingest:
         max_part_bytes: int = 512 * 1024 * 1024,
         signing_key: Ed25519PrivateKey | None = None,
         station_limits: StationLimits | None = None,
+        accept_unenrolled: bool = False,
+        key_dir: Path | None = None,
     ) -> None:
         self.db = db
+        # Where the receipt key lives: an announced next key takes over at its cut-over,
+        # checked once per group (server.store.keys, protocol/keyrotation.py).
+        self.key_dir = key_dir
+        self._cutover = keys.cutover_due(key_dir) if key_dir is not None else None
+        # Only enrolled, active stations are heard (devices.enrolled); True only for tests
+        # and a lab broker (setting accept_unenrolled_devices).
+        self.accept_unenrolled = accept_unenrolled
         self.store = store
         self.max_part_bytes = max_part_bytes
         self.signing_key = signing_key
@@ -97,9 +108,17 @@ class Ingest:
     # -- the stages of a group -------------------------------------------------------------
 
     def _group(self, messages: Sequence[tuple[str, bytes]]) -> list[list[Outgoing]]:
+        if self._cutover is not None and time.time() >= self._cutover:
+            assert self.key_dir is not None
+            self.signing_key = keys.current(self.key_dir)
+            self._cutover = None
+            log.warning("the announced receipt key signs from now on (cut-over reached)")
         group = Group(len(messages), self.signing_key)
         todo: list[tuple[int, Envelope, bytes]] = []
+        self._refuse_unenrolled(group, messages)
         for index, (topic, payload) in enumerate(messages):
+            if index in group.unenrolled:
+                continue
             item = self._decode(group, index, topic, payload)
             if item is not None:
                 todo.append((index, *item))
@@ -157,6 +176,41 @@ class Ingest:
                     batch.complete,
                     self.signing_key,
                 )
+            )
+
+    def _refuse_unenrolled(self, group: Group, messages: Sequence[tuple[str, bytes]]) -> None:
+        """Mark the messages of devices the fleet registry does not have as active: nothing
+        of theirs is stored. One log line per device and group (not one per chunk: a
+        stranger's flood must not flood the journal too); one signed reject per device and
+        group to its first up-message, so that a station enrolled under another archive or
+        revoked here hears why."""
+        if self.accept_unenrolled:
+            return
+        where: dict[int, topics.ParsedTopic] = {}
+        for index, (topic, _) in enumerate(messages):
+            try:
+                where[index] = topics.parse(topic)
+            except topics.TopicError:
+                continue  # _decode logs it
+        allowed = devices.enrolled(self.db, (t.device_id for t in where.values()))
+        counted: dict[str, int] = {}
+        for index, parsed in where.items():
+            device = parsed.device_id
+            if device in allowed:
+                continue
+            group.unenrolled.add(index)
+            counted[device] = counted.get(device, 0) + 1
+            if counted[device] == 1 and parsed.direction == "up":
+                detail = f"station {device} is not enrolled in this archive"
+                group.replies[index].append(
+                    replies.reject(device, None, "refused", detail, None, self.signing_key)
+                )
+        for device, count in counted.items():
+            log.warning(
+                "refused %d message(s) from device %r: not an enrolled station of this archive"
+                " (enrol it with `sohoa-server device add`, or it was revoked)",
+                count,
+                device,
             )
 
     def _decode(

@@ -96,6 +96,7 @@ class Group:
         self.wanted_pages: dict[str, set[str]] = {}
         self.manifests = 0
         self.prefetched_at: dict[str, int] = {}
+        self.unenrolled: set[int] = set()  # messages of devices the registry does not admit
 
     def touched(
         self, device: str, batch_id: str, batch_pk: int, index: int, committed: list[PartState]

@@ -45,9 +45,10 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from protocol import envelope, signing, topics
-from protocol.messages import Reject
+from protocol.messages import Command, Reject
 from server.config import ServerSettings
 from server.ingest import Ingest
+from server.store import keys
 
 log = logging.getLogger(__name__)
 
@@ -207,11 +208,40 @@ class IngestWorker:
         for flt in topics.ingest_filters(shared=self.settings.shared_subscription):
             client.subscribe(flt, qos=1)
         self.connected.set()
+        try:
+            self._announce_key(client)
+        except Exception:  # an exception here would kill paho's network thread
+            log.exception("announcing the next receipt key failed")
         if self.events is not None:
             try:
                 self.events.connected(self)
             except Exception:  # an exception here would kill paho's network thread
                 log.exception("the connect handler failed")
+
+    def _announce_key(self, client: mqtt.Client) -> None:
+        """An announced next receipt key (``sohoa-server receipt-key --rotate``) goes to
+        every active station as a retained ``archive_key`` command: a station hears it at its
+        next subscription, however long it was offline. The announcement is signed by the
+        current key; the command is not (protocol/keyrotation.py)."""
+        announced = keys.rotation(self.settings.data_dir)
+        if announced is None:
+            return
+        rows = self.ingest.db.read().execute(
+            "SELECT device_id FROM stations WHERE state = 'active'"
+        )
+        stations = [str(r[0]) for r in rows]
+        for device in stations:
+            command = Command(
+                device_id=device,
+                msg_id=uuid.uuid5(uuid.NAMESPACE_URL, announced.signature + device).hex,
+                sent_at=announced.announced_at,
+                command="archive_key",
+                note=announced.encode(),
+            )
+            client.publish(
+                topics.down(device, "command"), envelope.encode(command), qos=1, retain=True
+            )
+        log.info("next receipt key announced to %d station(s)", len(stations))
 
     def _on_publish(
         self,
