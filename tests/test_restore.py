@@ -147,8 +147,8 @@ def test_restore_drill(tmp_path: Path, database: Path | str) -> None:
         files = sorted(p for p in (data / "store").rglob("*") if p.is_file())
         # A station that lost track sends everything again: its query first, then all of it.
         ingest = Ingest(
-        db, Store(data / "store"), signing_key=keys.load_or_create(data), accept_unenrolled=True
-    )
+            db, Store(data / "store"), signing_key=keys.load_or_create(data), accept_unenrolled=True
+        )
         for batch in batches:
             all_parts = {(pg.page_id, name) for pg in batch.pages for name in pg.parts}
             for _ in ("before re-sending", "after"):

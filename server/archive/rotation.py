@@ -121,7 +121,7 @@ def rotate(db: Database, page_pk: int, degrees: int, actor: str, ip: str = "") -
     if row["media_type"] != "application/pdf":
         raise RotationError(f"page {page_pk}'s archival file is not a PDF")
     original = fixity.read_verified(
-        db, row["id"], Path(row["path"]), row["sha256"], f"page {page_pk}", "rotate"
+        db, row["id"], str(row["path"]), row["sha256"], f"page {page_pk}", "rotate"
     )
     now = time.time()
     with db.tx() as con:
