@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import sdnotify
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
@@ -30,6 +30,7 @@ from server.ingest.limits import StationLimits
 from server.ingest.mqtt import IngestWorker
 from server.store import keys
 from server.store.db import Database
+from server.store.files import StoreError
 from server.store.objects import store_for
 from server.web import api, api_fleet, api_plan, api_public, api_records, i18n
 from server.web import public as public_web
@@ -158,6 +159,17 @@ def create_app(settings: ServerSettings) -> FastAPI:
     @app.exception_handler(LoginRequired)
     def _login(request: Request, exc: LoginRequired) -> Response:
         return RedirectResponse(f"/login?next={quote(exc.next_url)}", status_code=303)
+
+    @app.exception_handler(StoreError)
+    def _store_down(request: Request, exc: StoreError) -> Response:
+        # The store (an object store that does not answer) failed a change a staff member
+        # asked for (a turn of a page): nothing was recorded; they may try again.
+        log.warning("store unavailable for %s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse(
+            {"detail": f"the store cannot take this now: {exc}"},
+            status_code=503,
+            headers={"Retry-After": "60"},
+        )
 
     @app.exception_handler(Forbidden)
     def _forbidden(request: Request, exc: Forbidden) -> Response:

@@ -9,6 +9,7 @@ and ``sohoa-server run`` against the gateway."""
 
 from __future__ import annotations
 
+import io
 import random
 import subprocess
 import time
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pikepdf
 import pytest
 from harness import BIN, Broker, ServerProcess, agent_env, run_agent
 from real_archive import PAGES, draw_page
@@ -420,6 +422,22 @@ def test_a_real_batch_ingested_into_the_object_store_is_served_by_the_staff_api(
         assert status == 200 and "hộ tịch" in text.decode("utf-8")
         status, jpeg, _ = server.request("GET", f"/api/v1/pages/{page['id']}/render?w=400")
         assert status == 200 and jpeg[:3] == b"\xff\xd8\xff"
+        status, jpeg, _ = server.request("GET", f"/api/v1/pages/{page['id']}/capture?w=400")
+        assert status == 200 and jpeg[:3] == b"\xff\xd8\xff"  # the capture, from the store
+        # A turn chosen in review is a new archival object beside the original, verified.
+        status, _, _ = server.request(
+            "POST", f"/api/v1/pages/{page['id']}/review", {"action": "rotate", "degrees": 90}
+        )
+        assert status == 204
+        status, turned, headers = server.request("GET", f"/api/v1/pages/{page['id']}/image")
+        assert status == 200 and turned != pdf
+        assert {k.lower(): v for k, v in headers.items()}["x-sha256"] == sha(turned)
+        keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]]
+        (turned_key,) = [k for k in keys if k.endswith(".r1.pdf")]
+        stored = s3_server.client().get_object(Bucket=bucket, Key=turned_key)["Body"].read()
+        assert stored == turned
+        with pikepdf.open(io.BytesIO(turned)) as doc:
+            assert int(doc.pages[0].obj.get("/Rotate", 0)) == 90
         # Served from the object store, not from a copy somewhere: gone there, gone here.
         s3_server.client().delete_object(
             Bucket=bucket,

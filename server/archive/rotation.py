@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from server.archive import audit, fixity
+from server.store import objects
 from server.store.db import Connection, Database
 
 ROTATIONS = (0, 90, 180, 270)
@@ -102,6 +103,21 @@ def _write_durably(path: Path, data: bytes) -> None:
         os.close(dfd)
 
 
+def _place_version(original: str, n: int, data: bytes, sha256: str) -> str:
+    """Store turned version ``n`` beside ``original`` (a local path or an object location),
+    durably and verified, before the row that names it is committed; its location."""
+    split = objects.split_location(original)
+    if split is None:
+        src = Path(original)
+        path = src.with_name(src.name.removesuffix(".pdf") + f".r{n}.pdf")
+        _write_durably(path, data)
+        return str(path)
+    bucket, key = split
+    location = f"{objects.SCHEME}://{bucket}/{key.removesuffix('.pdf')}.r{n}.pdf"
+    objects.put_bytes(location, data, sha256)
+    return location
+
+
 def rotate(db: Database, page_pk: int, degrees: int, actor: str, ip: str = "") -> Version | None:
     """Make the page's archival file the original turned by ``degrees``; None: no such page.
     Raises RotationError when the page has no archival PDF yet, FixityError when the
@@ -136,9 +152,7 @@ def rotate(db: Database, page_pk: int, degrees: int, actor: str, ip: str = "") -
             data = rotated_pdf(original, degrees)
             sha256 = hashlib.sha256(data).hexdigest()
             name = f"archival.r{count + 1}"
-            src = Path(row["path"])
-            path = src.with_name(src.name.removesuffix(".pdf") + f".r{count + 1}.pdf")
-            _write_durably(path, data)  # before the row that names it is committed
+            path = _place_version(str(row["path"]), count + 1, data, sha256)
             part_pk = int(
                 con.execute(
                     "INSERT INTO parts(page_pk, name, sha256, size, media_type, state, path,"

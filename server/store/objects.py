@@ -365,6 +365,42 @@ def _missing(exc: Exception) -> bool:
     )
 
 
+def put_bytes(location: str, data: bytes, sha256: str) -> None:
+    """Write a small object made here (a turned archival page) and verify it as an upload
+    is verified: Content-MD5 on the PUT, then the stored size, ETag and SHA-256 checked.
+    Raises :class:`ObjectStoreError`; nothing names the object until this returns."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    split = split_location(location)
+    if split is None:
+        raise ObjectStoreError(f"not an object location: {location!r}")
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ObjectStoreError(f"{location}: the bytes do not hash to {sha256}")
+    bucket, key = split
+    client = _client_for(bucket)
+    md5 = hashlib.md5(data).hexdigest()  # noqa: S324 (integrity, not security)
+    try:
+        answer = client.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=data,
+            ContentMD5=_md5_b64(data),
+            ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256)).decode(),
+            Metadata={"sha256": sha256},
+        )
+        head = client.head_object(Bucket=bucket, Key=key)
+    except (BotoCoreError, ClientError) as exc:
+        raise ObjectStoreError(f"object store: {key}: {exc}") from exc
+    stored = (
+        _etag(answer.get("ETag", "")),
+        _etag(head.get("ETag", "")),
+        int(head.get("ContentLength", -1)),
+        head.get("Metadata", {}).get("sha256"),
+    )
+    if stored != (md5, md5, len(data), sha256):
+        raise ObjectStoreError(f"{key}: the stored object does not verify")
+
+
 def open_read(location: Location) -> BinaryIO:
     """The part's bytes as a binary stream (close it). FileNotFoundError when it is gone;
     :class:`ObjectStoreError` (not an OSError: not "missing") when the store cannot answer."""
