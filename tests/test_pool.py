@@ -150,10 +150,16 @@ def test_two_web_processes_are_one_behind_a_proxy(
                     "SELECT failures FROM login_failures WHERE key LIKE 'pair:lan%'"
                 ).fetchone()
             assert row is not None and row[0] == 5
-            # B alone heard two, yet refuses now, even the right password (the lock is 2 s
-            # after the fifth failure, doubling with each one heard after it).
-            codes = [_login(client, b.url, "lan", "mật-khẩu-của-lan-2024", csrf) for _ in range(4)]
-            assert 429 in codes and 303 not in codes, codes
+            # B alone heard two, yet it locks now: the lock is 2 s after the fifth failure
+            # and doubles with each failure heard after it, so within a few more attempts
+            # (however slow this machine) B refuses one unheard. (That the lock refuses even
+            # the right password is tests/test_auth.py's.)
+            codes = []
+            while 429 not in codes and len(codes) < 6:
+                codes.append(_login(client, b.url, "lan", "sai", csrf))
+            assert codes[-1] == 429 and set(codes) <= {401, 429}, codes
+            # A brake of B's own would have heard three more before locking.
+            assert codes.count(401) < 3, codes
     finally:
         b.stop()
         a.stop()
