@@ -127,6 +127,7 @@ def test_restore_drill(tmp_path: Path, database: Path | str) -> None:
             con.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
             con.execute(f'CREATE DATABASE "{name}"')  # the new machine's empty createdb
     data.mkdir()
+    Database(database).close()  # the new machine's service started once: empty tables
 
     restore = _server(env, "restore")
     assert restore.returncode == 0, restore.stderr + restore.stdout

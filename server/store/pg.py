@@ -37,7 +37,8 @@ from psycopg_pool import ConnectionPool
 # ingest worker share them. Requests beyond it queue in the process, not in PostgreSQL.
 DEFAULT_POOL_SIZE = 8
 # How long a statement waits for a free connection before failing (PoolTimeout, an
-# OperationalError: the web answers 503, ingest leaves the messages unacknowledged).
+# OperationalError, as when the database is down: that request fails, and ingest leaves
+# its messages unacknowledged for the broker to deliver again).
 POOL_TIMEOUT_S = 30.0
 APPLICATION_NAME = "sohoa-server"
 
