@@ -22,6 +22,7 @@ from harness import Broker, ServerProcess
 from paho.mqtt.enums import CallbackAPIVersion
 from pgcluster import PostgresCluster
 from test_ingest import DEVICE, BatchSrc, make_batch, sha
+from test_staff import csrf_of
 
 from protocol import envelope, topics
 from protocol.messages import BatchState, Query, Receipt, Reject
@@ -135,7 +136,10 @@ def test_two_web_processes_are_one_behind_a_proxy(
             assert sid
             for server in (a, b):  # the session works on both
                 assert client.get(f"{server.url}/").status_code == 200
-            assert client.post(f"{b.url}/logout").status_code == 303
+            # Logged out on B with the session's CSRF value, read from a page A served.
+            session_csrf = csrf_of(client.get(f"{a.url}/").text)
+            out = client.post(f"{b.url}/logout", data={"csrf": session_csrf})
+            assert out.status_code == 303 and out.headers["location"] == "/login"
             client.cookies.clear()
             client.cookies.set("sohoa_session", sid)  # the old session id, presented again
             ended = client.get(f"{a.url}/")  # ended on B: gone on A

@@ -250,6 +250,20 @@ def test_one_time_login_link(staff: Staff) -> None:
     assert c.get("/logout", follow_redirects=False).status_code == 405  # POST only
 
 
+def test_another_site_cannot_log_staff_out(staff: Staff) -> None:
+    # A form on another site posting to /logout (no CSRF value, or a wrong one) ended the
+    # session: now it needs the session's own value, like every other change.
+    c = staff.client
+    csrf = staff.login("archivist")
+    for forged in ({}, {"csrf": "forged"}):
+        r = c.post("/logout", data=forged, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/"
+        assert c.get("/ho-so/new", follow_redirects=False).status_code == 200  # still in
+    r = c.post("/logout", data={"csrf": csrf}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    assert c.get("/ho-so/new", follow_redirects=False).status_code == 303  # out
+
+
 def test_login_brake(staff: Staff) -> None:
     c = staff.client
     for _ in range(auth.FREE_FAILURES):

@@ -133,5 +133,10 @@ def _logout(request: Request, db: DB) -> Response:
 
 
 @router.post("/logout")
-def logout(request: Request, db: DB) -> Response:
+def logout(request: Request, db: DB, csrf: Annotated[str, Form()] = "") -> Response:
+    # Another site could otherwise log staff out at will (a form posting here): the
+    # session's own CSRF value is needed, as for every other change.
+    session = auth.session_for(db, request.cookies.get(auth.SESSION_COOKIE))
+    if session is not None and not auth.csrf_ok(session, csrf):
+        return RedirectResponse("/", status_code=303)
     return _logout(request, db)
