@@ -55,6 +55,12 @@ class AgentSettings(BaseModel):
         "(a merged commune: the closed fonds of a former commune and the new one) the "
         "technician chooses on the screen which one the next batches are for.",
     )
+    long_press: Literal["alternate_source", "next_fonds"] = Field(
+        default="alternate_source",
+        description="What a long press of button 1 does: scan from the alternate paper source, "
+        "or (next_fonds) choose the next of the station's fonds for the next batches without "
+        "scanning (the screen and the log say which).",
+    )
     mqtt_url: str = Field(
         default="mqtt://localhost:1883",
         description="Broker: mqtt://user:pass@host:port, or mqtts:// for TLS.",

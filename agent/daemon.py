@@ -190,6 +190,9 @@ class Daemon:
     def _on_press(self, event: ButtonEvent, choice: ScanChoice) -> None:
         assert self.outbox is not None
         s = self.settings
+        if event.button == 1 and event.kind == "long" and s.long_press == "next_fonds":
+            self._next_fonds()  # a choice, not a scan
+            return
         try:
             ho_so, self.next_ho_so = self.next_ho_so, ""
             outcome = capture.scan_now(
@@ -288,6 +291,16 @@ class Daemon:
         self.fonds = code
         log.info("fonds for the next batches: %s", code)
         return True
+
+    def _next_fonds(self) -> None:
+        """The long press's choice (setting long_press = next_fonds): the next of the
+        station's fonds, round; announced on the feedback and in the log."""
+        choices = self.settings.fonds
+        if choices:
+            at = choices.index(self.fonds) if self.fonds in choices else -1
+            self.set_fonds(choices[(at + 1) % len(choices)])
+        line = messages.t("fonds_chosen", self.settings.language, fonds=self.fonds or "—")
+        self.feedback.show(AgentState.DONE, line)
 
     def _batch_metadata(self, ho_so: str) -> dict[str, str] | None:
         metadata = {"ma_ho_so": ho_so} if ho_so else {}

@@ -18,6 +18,10 @@ CATALOG: dict[str, tuple[str, str]] = {
         "Continuing batch {batch} ({pages} page(s) so far) after the last stop.",
     ),
     "scan_page": ("Đã lưu trang {page_no}", "Saved page {page_no}"),
+    "fonds_chosen": (
+        "Các lô tiếp theo thuộc phông {fonds}.",
+        "The next batches are for fonds {fonds}.",
+    ),
     "scan_done": (
         "Xong: đã lưu {pages} trang vào lô {batch}.",
         "Done: {pages} page(s) saved in batch {batch}.",

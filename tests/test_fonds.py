@@ -5,11 +5,12 @@ PostgreSQL)."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import pytest
 
-from server.archive import fonds, units
+from server.archive import fonds, fonds_handover, units
 from server.archive.fonds import FondsError
 from server.store.db import Database
 
@@ -74,6 +75,14 @@ def test_fonds_lifecycle_and_lineage(database: Path | str) -> None:
         fonds.update(db, "NL", merged_into="NL")
     with pytest.raises(FondsError):
         fonds.update(db, "NL", status="gone")
+    # Handed over only through the receiving archive's recorded confirmation.
+    with pytest.raises(FondsError, match="receipt"):
+        fonds.update(db, "XL", status="handed_over")
+    with pytest.raises(FondsError, match="receipt"):
+        fonds.create(db, "H1", "x", status="handed_over")
+    with pytest.raises(FondsError, match="no prepared handover"):
+        fonds_handover.confirm(db, "XL", receiver="B", reference="BB-1")
+    assert fonds.get(db, "XL").status == "closed"  # type: ignore[union-attr]
     rows = db.read().execute("SELECT action, target FROM audit ORDER BY id").fetchall()
     assert [(r[0], r[1]) for r in rows] == [
         ("fonds.create", "NL"), ("fonds.create", "XL"), ("fonds.edit", "XL")
@@ -154,6 +163,65 @@ def test_the_technician_chooses_the_fonds_on_the_screen(tmp_path: Path) -> None:
         state = json.load(urllib.request.urlopen(base + "/api/state", timeout=10))
         assert state["fonds"] == "XL"
         assert station._batch_metadata("") == {ob.FONDS_KEY: "XL"}
+    finally:
+        server.shutdown()
+        station.outbox.close()
+
+
+def test_a_long_press_chooses_the_next_fonds_when_the_station_is_set_so(tmp_path: Path) -> None:
+    """long_press = next_fonds: button 1 held chooses the next of the station's fonds (round)
+    and scans nothing; by default a long press still scans from the alternate source."""
+    from agent.buttons import ButtonEvent
+    from agent.config import AgentSettings
+    from agent.daemon import Daemon
+    from agent.outbox import outbox as ob
+
+    settings = AgentSettings(data_dir=tmp_path, device_id="xa-nghien-loan", fonds=["NL", "XL"],
+                             long_press="next_fonds")  # fmt: skip
+    station = Daemon(settings, "boot")
+    station.outbox = ob.Outbox(settings.data_dir)
+    try:
+        held = ButtonEvent(1, "long", 0.0)
+        station._on_press(held, "alternate")
+        assert station.fonds == "XL" and station.outbox.batches() == []
+        station._on_press(held, "alternate")
+        assert station.fonds == "NL" and station.outbox.batches() == []
+    finally:
+        station.outbox.close()
+
+
+@pytest.mark.browser
+def test_the_screens_fonds_choice_in_chromium(tmp_path: Path) -> None:
+    """The technician's page itself: the choice shows only with several fonds, and choosing
+    one in the list is what the station then holds."""
+    from test_browser import ARGS, CHROMIUM
+
+    from agent.config import AgentSettings
+    from agent.daemon import Daemon
+    from agent.outbox import outbox as ob
+    from agent.screen.web import Screen
+
+    if not CHROMIUM.exists() and os.environ.get("CI") != "true":
+        pytest.skip("Debian chromium not installed")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    settings = AgentSettings(data_dir=tmp_path, device_id="xa-nghien-loan", fonds=["NL", "XL"])
+    station = Daemon(settings, "boot")
+    station.outbox = ob.Outbox(settings.data_dir)
+    server = Screen(station, port=0).start()
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+            page = browser.new_page(viewport={"width": 800, "height": 480}, locale="vi-VN",
+                                    bypass_csp=True)  # fmt: skip
+            page.set_default_timeout(20_000)
+            page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+            page.wait_for_selector("#fonds-row:not([hidden])")
+            assert page.locator("#fonds option").all_inner_texts() == ["NL", "XL"]
+            assert page.input_value("#fonds") == "NL"
+            page.select_option("#fonds", "XL")
+            page.wait_for_selector("text=Đã chọn")
+            assert station.fonds == "XL"
+            browser.close()
     finally:
         server.shutdown()
         station.outbox.close()

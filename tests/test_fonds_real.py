@@ -68,6 +68,11 @@ def test_a_merged_communes_fonds_is_found_and_handed_over(staff: Staff, tmp_path
         html = staff.client.get("/ho-so", params={"place": place}).text
         assert (f'href="/ho-so/{MA}"' in html) is found, place
     assert "Xã Nghiên Loan (trước đây: Xã Xuân La)" in staff.client.get("/ho-so").text
+    csv_text = staff.client.post(
+        "/api/v1/catalogue.csv", headers=staff.bearer("archivist")
+    ).content.decode("utf-8-sig")  # the catalogue export names the fonds and both places
+    assert "Phông lưu trữ" in csv_text and "UBND xã Xuân La (XL)" in csv_text
+    assert "Xã Nghiên Loan (trước đây: Xã Xuân La)" in csv_text
     listed = _cli(staff, "fonds", "list")
     assert "Xã Nghiên Loan (trước đây: Xã Xuân La)" in listed.stdout
     assert "Huyện Pác Nặm" in listed.stdout and "Tỉnh Thái Nguyên (trước đây: Tỉnh Bắc Kạn)" in (
@@ -87,6 +92,15 @@ def test_a_merged_communes_fonds_is_found_and_handed_over(staff: Staff, tmp_path
     # The real pipeline flags page 3 (blank) only; the văn bản holds pages 1 and 2, so the
     # checklist has nothing to say unless the package could not be built.
     assert json.loads((out / "checklist.json").read_text(encoding="utf-8")) == []
+    # The batch scanned for this fonds: page 3 belongs to no văn bản — the checklist says so.
+    with staff.db.tx() as con:
+        con.execute("UPDATE batches SET fonds_code = 'XL' WHERE id = 1")
+    again = _cli(staff, "fonds", "handover", "XL", "--out", str(tmp_path / "again"))
+    assert again.returncode == 0, again.stderr
+    missing = json.loads((tmp_path / "again" / "checklist.json").read_text(encoding="utf-8"))
+    assert [m["what"] for m in missing] == [
+        "1 trang đã quét cho phông này chưa thuộc văn bản nào (chưa biên mục)"
+    ]
 
     for bad in (["--receiver", " ", "--reference", "BB-1"],):
         no = _cli(staff, "fonds", "confirm", "XL", *bad)
@@ -109,6 +123,15 @@ def test_stations_are_assigned_fonds_from_the_command_line(staff: Staff) -> None
     done = _cli(staff, "fonds", "assign", "xa-nghien-loan", "NL", "XL")
     assert done.returncode == 0, done.stderr
     assert registry.get(staff.db, "xa-nghien-loan").fonds_codes == ("NL", "XL")  # type: ignore[union-attr]
+    # A batch scanned for XL (as the ingest records it): a hồ sơ made from it takes its
+    # organ part from the fonds.
+    fonds.update(staff.db, "XL", organ_id="H06.XL")
+    with staff.db.tx() as con:
+        con.execute("UPDATE batches SET fonds_code = 'XL' WHERE id = 1")
+    staff.login("archivist")
+    assert 'value="H06.XL"' in staff.client.get("/ho-so/new", params={"batch": 1}).text
+    batch = staff.client.get("/api/v1/batches/1", headers=staff.bearer("viewer")).json()
+    assert batch["fonds_code"] == "XL"
     staff.login("admin")  # the fleet view names each station's fonds before and after 2025
     html = staff.client.get("/stations").text
     assert "UBND xã Xuân La — Xã Nghiên Loan (trước đây: Xã Xuân La)" in html
@@ -143,6 +166,9 @@ def test_fonds_pages_refuse_the_wrong_role_a_forged_form_and_other_files(
     for name in ("..%2F..%2Farchive.sqlite3", "checklist.json", "receipt.key"):
         assert c.get(f"/fonds/XL/handover/{name}").status_code == 404, name
     assert c.get("/fonds/XL/handover/danh-sach-con-thieu.txt").status_code == 200
+    english = c.get("/fonds", params={"lang": "en"}).text
+    assert "Archival fonds" in english and "District (before 1 July 2025)" in english
+    c.get("/fonds", params={"lang": "vi"})
     # The API: assignments are the admin's; a fonds list is anyone's who reads.
     body = {"fonds_codes": ["XL"]}
     registry.issue_code(staff.db, "xa-a", "Xã A", "", hours=1)

@@ -1376,7 +1376,20 @@ def test_a_batch_names_only_a_fonds_its_station_is_assigned(server: Server) -> N
     assert rejects(send(closed, "XL")) == []  # the closed fonds of the former commune
     old_agent = make_batch(1, random.Random(23))
     assert rejects(send(old_agent, None)) == []
+    # No choice sent, but a cover sheet whose mã hồ sơ names Xuân La's organisation.
+    fonds.update(server.db, "XL", organ_id="H06.XL")
+    sheet = make_batch(1, random.Random(24))
+    msg = envelope.decode(sheet.manifest()).message
+    first = msg.pages[0].model_copy(  # type: ignore[attr-defined]
+        update={"decisions": {"cover_sheet": {"found": True, "ma_ho_so": "H06.XL.2024.01.TP"}}}
+    )
+    msg = msg.model_copy(update={"pages": (first, *msg.pages[1:])})  # type: ignore[attr-defined]
+    signed = msg.model_copy(update={"signature": signing.sign(msg, key)})  # type: ignore[arg-type]
+    out = server.ingest.handle(topics.up(DEVICE, "manifest"), envelope.encode(signed))
+    assert rejects(out) == []
     rows = server.db.read().execute("SELECT batch_id, fonds_code FROM batches").fetchall()
-    assert {r[0]: r[1] for r in rows} == {closed.batch_id: "XL", old_agent.batch_id: "NL"}
+    assert {r[0]: r[1] for r in rows} == {
+        closed.batch_id: "XL", old_agent.batch_id: "NL", sheet.batch_id: "XL"
+    }  # fmt: skip
     with pytest.raises(stations.FleetError):
         stations.assign_fonds(server.db, DEVICE, ["NOPE"])

@@ -39,6 +39,7 @@ def _batch_row(row: Row) -> dict[str, Any]:
         "source": row["source"],
         "scanner": row["scanner"],
         "profile": row["profile"],
+        "fonds_code": row["fonds_code"],  # the fonds it was scanned for (issue 21)
     }
 
 

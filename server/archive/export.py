@@ -28,7 +28,7 @@ from pathlib import Path
 import bagit  # type: ignore[import-untyped]
 from PIL import Image
 
-from server.archive import fixity
+from server.archive import fixity, fonds
 from server.archive.catalog import Catalog
 from server.archive.records import HO_SO_LABELS, HoSoOut, Records, VanBan
 
@@ -230,7 +230,10 @@ def catalogue_rows(
 ) -> list[list[str | int]]:
     header: list[str | int] = ["STT"]
     header += [vi for k, vi, _en in HO_SO_LABELS if k in CATALOGUE_KEYS]
+    # Issue 21: the fonds and its places, named after and before the 2025 reorganisation.
+    header += ["Phông lưu trữ", "Địa danh (nay; trước đây)"]
     rows = [header]
+    places: dict[str, tuple[str, str]] = {}
     chosen = [h for h in records.list_ho_so(limit=100_000) if organ_id in (None, h.organ_id)]
     if only is not None:
         allowed = only([h.ma_ho_so for h in chosen])
@@ -246,8 +249,22 @@ def catalogue_rows(
                 row.append(value)
             else:
                 row.append("" if value is None else str(value))
+        row += list(_fonds_cells(records, ho_so.fonds_code, places))
         rows.append(row)
     return rows
+
+
+def _fonds_cells(
+    records: Records, code: str | None, seen: dict[str, tuple[str, str]]
+) -> tuple[str, str]:
+    if not code:
+        return ("", "")
+    if code not in seen:
+        found = fonds.get(records.db, code)
+        line = fonds.lineage(records.db, code) if found else None
+        label = fonds.places_line(line) if line else ""
+        seen[code] = (f"{found.name} ({code})" if found else code, label)
+    return seen[code]
 
 
 # A cell a spreadsheet would read as a formula (or as the start of one after a tab or CR):

@@ -87,9 +87,18 @@ class Names(NamedTuple):
 
     @property
     def label(self) -> str:
+        return self.label_in("vi")
+
+    def label_in(self, lang: str) -> str:
+        """ "Xã Nghiên Loan (trước đây: Xã Xuân La)"; in English "(formerly: …)"."""
         if self.old and self.new and self.old != self.new:
-            return f"{self.new} (trước đây: {self.old})"
+            return f"{self.new} ({'trước đây' if lang == 'vi' else 'formerly'}: {self.old})"
         return self.new or self.old
+
+
+def places_line(line: Lineage, lang: str = "vi") -> str:
+    """A fonds' places on one line, each "now (formerly: …)": for lists and exports."""
+    return " · ".join(p.label_in(lang) for p in line if p.label_in(lang))
 
 
 class Lineage(NamedTuple):
@@ -158,6 +167,10 @@ def _check(con: Connection, fields: dict[str, Any], code: str) -> dict[str, Any]
                 raise FondsError("bad_level", f"level must be one of {', '.join(LEVELS)}")
             if key == "status" and text not in STATUSES:
                 raise FondsError("bad_status", f"status must be one of {', '.join(STATUSES)}")
+            if key == "status" and text == "handed_over":  # fonds_handover.confirm alone
+                raise FondsError(
+                    "bad_status", "a fonds is handed over only by recording the receipt"
+                )
             if key == "organ_id" and text and not ORGAN_ID.match(text):
                 raise FondsError("bad_organ", f"{text!r} is not a mã định danh (≤13 characters)")
             if key == "unit_code" and text:

@@ -64,6 +64,14 @@ def checklist(records: Records, catalog: Catalog, code: str) -> list[Missing]:
     chosen = ho_so_of(records, code)
     if not chosen:
         missing.append(Missing("Phông chưa có hồ sơ nào"))
+    loose_sql = (
+        "SELECT COUNT(*) FROM pages p JOIN batches b ON b.id = p.batch_pk WHERE b.fonds_code = ?"
+        " AND NOT EXISTS (SELECT 1 FROM van_ban_pages v WHERE v.page_pk = p.id)"
+    )
+    loose = records.db.read().execute(loose_sql, (code,)).fetchone()[0]
+    if loose:
+        missing.append(Missing(f"{loose} trang đã quét cho phông này chưa thuộc văn bản nào "
+                               "(chưa biên mục)"))  # fmt: skip
     for h in chosen:
         if not h.van_ban:
             missing.append(Missing("Hồ sơ chưa có văn bản (chưa quét hoặc chưa biên mục)",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 
 from protocol import signing
@@ -93,11 +94,27 @@ def _check_fonds(con: Connection, msg: Manifest) -> None:
         )
 
 
+# mã hồ sơ = mã định danh (≤13) . năm (4 digits) . ký hiệu, as server.archive.coversheets reads it
+_MA_HO_SO = re.compile(r"^(?P<organ>[0-9A-Za-z.]{1,13}?)\.\d{4}\.[^|]{1,20}$")
+
+
 def _fonds_of(con: Connection, msg: Manifest) -> str | None:
-    """The manifest's fonds (checked above), else the station's default (its first)."""
+    """The manifest's fonds (checked above); else the fonds of the first cover sheet's
+    organisation (mã hồ sơ → organ id → fonds), when the station is assigned it; else the
+    station's default (its first); else none."""
     if msg.fonds is not None:
         return msg.fonds
-    allowed = registry.station_fonds(con, msg.device_id)
+    allowed = registry.station_fonds(con, msg.device_id) or ()
+    for page in sorted(msg.pages, key=lambda p: p.page_no):
+        sheet = page.decisions.get("cover_sheet") or {}
+        found = _MA_HO_SO.match(str(sheet.get("ma_ho_so") or "")) if sheet.get("found") else None
+        if found:
+            row = con.execute(
+                "SELECT code FROM fonds WHERE organ_id = ?", (found["organ"],)
+            ).fetchone()
+            if row is not None and row[0] in allowed:
+                return str(row[0])
+            break
     return allowed[0] if allowed else None
 
 

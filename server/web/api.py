@@ -42,6 +42,7 @@ class BatchOut(BaseModel):
     source: str
     scanner: str | None
     profile: str | None
+    fonds_code: str | None = Field(default=None, description="the fonds it was scanned for")
 
 
 class PartOut(BaseModel):

@@ -24,7 +24,7 @@ from server.web.deps import (
     WebViewer,
     client_ip,
 )
-from server.web.render import checked_form, not_open, render
+from server.web.render import checked_form, lang, not_open, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -69,7 +69,7 @@ def ho_so_list(
         found = fonds.get(db, code)
         if found is not None:
             line = fonds.lineage(db, code)
-            label = " · ".join(p.label for p in line if p.label)
+            label = fonds.places_line(line, lang(request))
             places[code] = (found.name, label, fold(" ".join(fonds.search_names(db, code))))
     wanted = fold(place.strip())
     if wanted:
@@ -88,6 +88,10 @@ def ho_so_new_form(
         return not_open(request)
     year = dt.date.fromtimestamp(found["created_at"]).year if found else dt.date.today().year
     values = {"nam": year, "thoi_han_bao_quan": "Vĩnh viễn", "muc_do_tin_cay": "02"}
+    # mã hồ sơ takes its organ part from the fonds the batch was scanned for (issue 21).
+    chosen = fonds.get(db, found["fonds_code"]) if found and found.get("fonds_code") else None
+    if chosen is not None and chosen.organ_id:
+        values["organ_id"] = chosen.organ_id
     return render(
         request, "ho_so_form.html", values=values, batch=found, errors=[], new=True, **_form_ctx()
     )
