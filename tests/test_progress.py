@@ -16,7 +16,7 @@ from inventories import FIRST_PLANNED, danh_muc, setup_demo
 from openpyxl import load_workbook  # type: ignore[import-untyped]
 from test_staff import Staff
 
-from server.archive import fonds, progress, review
+from server.archive import fonds, fonds_handover, progress, review
 from server.archive.progress import forecast
 
 staff = test_staff.staff  # the fixture: a private copy of the real pipeline's archive
@@ -114,7 +114,10 @@ def test_progress_matching_and_exports(staff: Staff) -> None:
     assert (xl_p.ho_so["catalogued"], xl_p.pages["catalogued"]) == (1, 2)
     assert (xl_p.ho_so["checked"], xl_p.pages["checked"]) == (1, 3)
     assert xl_p.pages["handed_over"] == 0
-    fonds.update(db, "XL", status="handed_over")
+    # Handed over only through the recorded receipt (server.archive.fonds_handover).
+    fonds_handover.prepare(db, "XL", s.data_dir / "nop-luu-xl")
+    assert {f.key: f for f in progress.plan(db).fonds}["XL"].pages["handed_over"] == 0
+    fonds_handover.confirm(db, "XL", receiver="Nguyễn Văn B", reference="BB-01/2026")
     xl_p = {f.key: f for f in progress.plan(db).fonds}["XL"]
     assert (xl_p.ho_so["handed_over"], xl_p.pages["handed_over"]) == (1, 2)
 
