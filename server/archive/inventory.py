@@ -385,9 +385,17 @@ def read(
         others = [
             k
             for k, v in got.items()
-            if _text(v) and k not in ("title", "note") and (k != "stt" or _text(v).isdigit())
+            if _text(v)
+            and k not in ("code", "title", "note")
+            and (k != "stt" or _text(v).isdigit())
         ]
-        if (not code_text and not others) or code_text == _text(got.get("title")):
+        title_text = _text(got.get("title"))
+        # A group heading may stand in the code column ("TỔ CHỨC - CÁN BỘ"): no title, nothing
+        # else, and words no code has (spaces).
+        heading_as_code = (
+            not title_text and not others and " " in code_text and not FULL_CODE.match(code_text)
+        )
+        if (not code_text and not others) or code_text == title_text or heading_as_code:
             preview.skipped.append(
                 Problem(line, "không phải dòng hồ sơ (đề mục, chữ ký…)",
                         "not a hồ sơ line (a heading, a signature…)")
