@@ -174,6 +174,20 @@ def test_a_title_merged_right_above_the_header_is_not_part_of_it() -> None:
     assert [(r.code, r.so_trang) for r in preview.rows] == [(f"{ORGAN}.2020.05", 9)]
 
 
+def test_the_inventorys_year_for_lines_without_one() -> None:
+    """ "MỤC LỤC HỒ SƠ NĂM 2019" and no date on its lines: refused unless the archivist says
+    the year (never taken from the title line by guess)."""
+    data = csv_inventory(["MỤC LỤC HỒ SƠ NĂM 2019;;", "TT;Hồ sơ số;Tiêu đề hồ sơ",
+                          "1;01;Hồ sơ tiếp dân", "2;02;Hồ sơ đất đai;1998"])  # fmt: skip
+    refused = read(data, "x.csv", ORGAN)
+    assert [p.line for p in refused.problems] == [3, 4]
+    assert refused.problems[0].en.startswith("no year")
+    preview = read(data, "x.csv", ORGAN, year=2019)
+    assert [r.code for r in preview.rows] == [f"{ORGAN}.2019.01", f"{ORGAN}.2019.02"]
+    with pytest.raises(InventoryError, match="year 19 is not valid"):
+        read(data, "x.csv", ORGAN, year=19)
+
+
 def test_mapping_override_for_a_header_it_does_not_know() -> None:
     wb = Workbook()
     ws = wb.active
