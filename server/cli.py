@@ -704,7 +704,9 @@ def cmd_inventory_import(args: argparse.Namespace) -> int:
     db = _open(settings)
     try:
         override = inventory.parse_override(args.column or [])
-        preview = inventory.read_for_fonds(db, args.fonds, data, args.file.name, override)
+        preview = inventory.read_for_fonds(
+            db, args.fonds, data, args.file.name, override, args.year
+        )
         mapping = ", ".join(f"{k}={inventory.column_letter(v)}" for k, v in preview.mapping.items())
         print(f"header line(s) {preview.header_lines}; columns {mapping}")
         print(f"{len(preview.rows)} hồ sơ, {preview.pages} pages; "
@@ -918,6 +920,9 @@ def build_parser() -> argparse.ArgumentParser:
     inv_imp.add_argument("file", type=Path, help="the inventory (.xlsx or .csv)")
     inv_imp.add_argument("--fonds", required=True, help="the fonds' code")
     inv_imp.add_argument("--preview", action="store_true", help="show what it holds; store nothing")
+    inv_imp.add_argument(
+        "--year", type=int, help="the inventory's year, for lines that give none (Mục lục năm …)"
+    )
     inv_imp.add_argument(
         "--column", action="append", metavar="FIELD=LETTER",
         help="map a field to a column the header does not name (code=B), or ignore one (note=)",

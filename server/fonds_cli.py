@@ -11,13 +11,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 from pathlib import Path
-from typing import Any
 
 ACTOR = "cli"
-
-
-def _names(line: Any) -> str:
-    return " · ".join(p.label for p in line if p.label)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -30,7 +25,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             merged = f" → {f.merged_into}" if f.merged_into else ""
             deadline = f" hạn nộp lưu {f.deadline.isoformat()}" if f.deadline else ""
             print(f"{f.code}\t{f.name}\t{f.status}{merged}\t{f.organ_id or '-'}\t"
-                  f"{_names(fonds.lineage(db, f.code))}{deadline}")  # fmt: skip
+                  f"{fonds.places_line(fonds.lineage(db, f.code))}{deadline}")  # fmt: skip
     finally:
         db.close()
     return 0

@@ -5,6 +5,7 @@ PostgreSQL)."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import pytest
@@ -186,4 +187,41 @@ def test_a_long_press_chooses_the_next_fonds_when_the_station_is_set_so(tmp_path
         station._on_press(held, "alternate")
         assert station.fonds == "NL" and station.outbox.batches() == []
     finally:
+        station.outbox.close()
+
+
+@pytest.mark.browser
+def test_the_screens_fonds_choice_in_chromium(tmp_path: Path) -> None:
+    """The technician's page itself: the choice shows only with several fonds, and choosing
+    one in the list is what the station then holds."""
+    from test_browser import ARGS, CHROMIUM
+
+    from agent.config import AgentSettings
+    from agent.daemon import Daemon
+    from agent.outbox import outbox as ob
+    from agent.screen.web import Screen
+
+    if not CHROMIUM.exists() and os.environ.get("CI") != "true":
+        pytest.skip("Debian chromium not installed")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    settings = AgentSettings(data_dir=tmp_path, device_id="xa-nghien-loan", fonds=["NL", "XL"])
+    station = Daemon(settings, "boot")
+    station.outbox = ob.Outbox(settings.data_dir)
+    server = Screen(station, port=0).start()
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+            page = browser.new_page(viewport={"width": 800, "height": 480}, locale="vi-VN",
+                                    bypass_csp=True)  # fmt: skip
+            page.set_default_timeout(20_000)
+            page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+            page.wait_for_selector("#fonds-row:not([hidden])")
+            assert page.locator("#fonds option").all_inner_texts() == ["NL", "XL"]
+            assert page.input_value("#fonds") == "NL"
+            page.select_option("#fonds", "XL")
+            page.wait_for_selector("text=Đã chọn")
+            assert station.fonds == "XL"
+            browser.close()
+    finally:
+        server.shutdown()
         station.outbox.close()

@@ -166,6 +166,9 @@ def test_fonds_pages_refuse_the_wrong_role_a_forged_form_and_other_files(
     for name in ("..%2F..%2Farchive.sqlite3", "checklist.json", "receipt.key"):
         assert c.get(f"/fonds/XL/handover/{name}").status_code == 404, name
     assert c.get("/fonds/XL/handover/danh-sach-con-thieu.txt").status_code == 200
+    english = c.get("/fonds", params={"lang": "en"}).text
+    assert "Archival fonds" in english and "District (before 1 July 2025)" in english
+    c.get("/fonds", params={"lang": "vi"})
     # The API: assignments are the admin's; a fonds list is anyone's who reads.
     body = {"fonds_codes": ["XL"]}
     registry.issue_code(staff.db, "xa-a", "Xã A", "", hours=1)

@@ -123,6 +123,42 @@ def test_old_form_on_a_second_sheet() -> None:
     )
 
 
+def test_table_off_column_a_with_headings_in_the_code_column() -> None:
+    """A "Danh mục" laid out from column B, header words broken over lines, a row of column
+    letters, group headings numbered "I", "II" written in the code column, an empty count,
+    "Cộng: …" at the end."""
+    wb = Workbook()
+    ws = wb.active
+    ws["B1"] = "UBND XÃ AN THẮNG"
+    ws["B2"] = "DANH MỤC HỒ SƠ, TÀI LIỆU"
+    ws.merge_cells("B2:H2")
+    ws.append([])
+    ws.append([None, "STT", "Số, ký hiệu\nhồ sơ", "Tiêu đề\nhồ sơ", "Thời gian\ntài liệu",
+               "THBQ", "Số\ntờ", "Ghi chú"])  # fmt: skip
+    ws.append([None, "A", "B", "C", "D", "E", "F", "G"])
+    ws.append([None, "I", "TỔ CHỨC - CÁN BỘ"])
+    ws.append([None, 1, "TCCB-01", "Hồ sơ nâng lương năm 2018", "2018", "VV", 35, None])
+    ws.append([None, 2, "TCCB-02", "Hồ sơ tuyển dụng", "12/2018 - 03/2019", "70 năm", "", None])
+    ws.append([None, "II", "TƯ PHÁP - HỘ TỊCH"])
+    ws.append([None, 3, "TP-01", "Sổ khai sinh", "Năm 2017", "Vĩnh viễn", 120, "Bìa rách"])
+    ws.append([None, None, "Cộng: 3 hồ sơ"])
+    ws.append([None, 4, "TP 02", "", "2017", "VV", 1, None])  # a real line: refused, not skipped
+    buf = io.BytesIO()
+    wb.save(buf)
+    preview = read(buf.getvalue(), "danh-muc.xlsx", "H06.AT")
+    assert preview.header_lines == [4]
+    assert [(r.line, r.code, r.so_to) for r in preview.rows] == [
+        (7, "H06.AT.2018.TCCB-01", 35), (8, "H06.AT.2018.TCCB-02", None),
+        (10, "H06.AT.2017.TP-01", 120),
+    ]  # fmt: skip
+    assert preview.rows[1].ket_thuc == dt.date(2019, 3, 31)
+    assert [(p.line, p.en) for p in preview.skipped[:2]] == [
+        (6, "not a hồ sơ line (a heading, a signature…)"),
+        (9, "not a hồ sơ line (a heading, a signature…)"),
+    ]
+    assert [(p.line, p.en) for p in preview.problems] == [(12, "no title")]
+
+
 def test_a_title_merged_right_above_the_header_is_not_part_of_it() -> None:
     wb = Workbook()
     ws = wb.active
@@ -136,6 +172,20 @@ def test_a_title_merged_right_above_the_header_is_not_part_of_it() -> None:
     assert preview.header_lines == [2]
     assert preview.mapping == {"stt": 0, "code": 1, "title": 2, "year": 3, "pages": 4}
     assert [(r.code, r.so_trang) for r in preview.rows] == [(f"{ORGAN}.2020.05", 9)]
+
+
+def test_the_inventorys_year_for_lines_without_one() -> None:
+    """ "MỤC LỤC HỒ SƠ NĂM 2019" and no date on its lines: refused unless the archivist says
+    the year (never taken from the title line by guess)."""
+    data = csv_inventory(["MỤC LỤC HỒ SƠ NĂM 2019;;", "TT;Hồ sơ số;Tiêu đề hồ sơ",
+                          "1;01;Hồ sơ tiếp dân", "2;02;Hồ sơ đất đai;1998"])  # fmt: skip
+    refused = read(data, "x.csv", ORGAN)
+    assert [p.line for p in refused.problems] == [3, 4]
+    assert refused.problems[0].en.startswith("no year")
+    preview = read(data, "x.csv", ORGAN, year=2019)
+    assert [r.code for r in preview.rows] == [f"{ORGAN}.2019.01", f"{ORGAN}.2019.02"]
+    with pytest.raises(InventoryError, match="year 19 is not valid"):
+        read(data, "x.csv", ORGAN, year=19)
 
 
 def test_mapping_override_for_a_header_it_does_not_know() -> None:

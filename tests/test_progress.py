@@ -12,11 +12,12 @@ import re
 
 import pytest
 import test_staff
+from httpx import Response
 from inventories import FIRST_PLANNED, danh_muc, setup_demo
 from openpyxl import load_workbook  # type: ignore[import-untyped]
 from test_staff import Staff
 
-from server.archive import fonds, progress, review
+from server.archive import fonds, fonds_handover, progress, review
 from server.archive.progress import forecast
 
 staff = test_staff.staff  # the fixture: a private copy of the real pipeline's archive
@@ -114,7 +115,10 @@ def test_progress_matching_and_exports(staff: Staff) -> None:
     assert (xl_p.ho_so["catalogued"], xl_p.pages["catalogued"]) == (1, 2)
     assert (xl_p.ho_so["checked"], xl_p.pages["checked"]) == (1, 3)
     assert xl_p.pages["handed_over"] == 0
-    fonds.update(db, "XL", status="handed_over")
+    # Handed over only through the recorded receipt (server.archive.fonds_handover).
+    fonds_handover.prepare(db, "XL", s.data_dir / "nop-luu-xl")
+    assert {f.key: f for f in progress.plan(db).fonds}["XL"].pages["handed_over"] == 0
+    fonds_handover.confirm(db, "XL", receiver="Nguyễn Văn B", reference="BB-01/2026")
     xl_p = {f.key: f for f in progress.plan(db).fonds}["XL"]
     assert (xl_p.ho_so["handed_over"], xl_p.pages["handed_over"]) == (1, 2)
 
@@ -190,3 +194,34 @@ def test_import_page_previews_then_imports_all_or_nothing(staff: Staff) -> None:
     assert r.status_code == 403
     assert s.client.get("/plan").status_code == 200
     assert db.read().execute("SELECT COUNT(*) FROM planned_ho_so").fetchone()[0] == 2
+
+
+@pytest.mark.tesseract
+@pytest.mark.mqtt
+@pytest.mark.slow
+def test_inventory_api(staff: Staff) -> None:
+    s, db = staff, staff.db
+    fonds.create(db, "NL", "UBND xã Nghiên Loan", organ_id="H19.NL", unit_code="new:01882")
+    good = danh_muc([[1, "05", "Hồ sơ hòa giải", "", "10 năm", 12, ""]])
+    url = "/api/v1/fonds/NL/inventory"
+
+    def post(role: str, data: bytes, **form: str) -> Response:
+        return s.client.post(url, headers=s.bearer(role), data=form,
+                             files={"file": ("muc-luc.xlsx", data)})  # fmt: skip
+
+    assert post("viewer", good, preview="true").status_code == 403
+    r = post("archivist", good, preview="true")
+    assert r.status_code == 200 and r.json()["problems"][0]["en"].startswith("no year")
+    r = post("archivist", good, preview="true", year="2025", columns="note=")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["imported"] is False and body["rows"][0]["code"] == "H19.NL.2025.05"
+    assert "note" not in body["mapping"]
+    assert s.client.get("/api/v1/fonds/NL/plan", headers=s.bearer("viewer")).json() == []
+    r = post("archivist", good, year="2025")
+    assert r.status_code == 200 and r.json()["imported"] is True
+    r = post("archivist", good, year="2025")  # again: every line clashes, nothing added
+    assert r.status_code == 422 and "already planned" in r.text
+    plan = s.client.get("/api/v1/fonds/NL/plan", headers=s.bearer("viewer")).json()
+    assert [p["code"] for p in plan] == ["H19.NL.2025.05"]
+    assert post("archivist", good, columns="code=?").status_code == 422

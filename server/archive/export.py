@@ -262,7 +262,7 @@ def _fonds_cells(
     if code not in seen:
         found = fonds.get(records.db, code)
         line = fonds.lineage(records.db, code) if found else None
-        label = " · ".join(p.label for p in line if p.label) if line else ""
+        label = fonds.places_line(line) if line else ""
         seen[code] = (f"{found.name} ({code})" if found else code, label)
     return seen[code]
 

@@ -87,9 +87,18 @@ class Names(NamedTuple):
 
     @property
     def label(self) -> str:
+        return self.label_in("vi")
+
+    def label_in(self, lang: str) -> str:
+        """ "Xã Nghiên Loan (trước đây: Xã Xuân La)"; in English "(formerly: …)"."""
         if self.old and self.new and self.old != self.new:
-            return f"{self.new} (trước đây: {self.old})"
+            return f"{self.new} ({'trước đây' if lang == 'vi' else 'formerly'}: {self.old})"
         return self.new or self.old
+
+
+def places_line(line: Lineage, lang: str = "vi") -> str:
+    """A fonds' places on one line, each "now (formerly: …)": for lists and exports."""
+    return " · ".join(p.label_in(lang) for p in line if p.label_in(lang))
 
 
 class Lineage(NamedTuple):

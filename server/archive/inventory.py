@@ -319,9 +319,14 @@ def read(
     name: str,
     organ_id: str,
     override: dict[str, str] | None = None,
+    year: int | None = None,
 ) -> Preview:
     """Read an inventory file into a :class:`Preview` (see the module's docstring).
-    ``override`` maps a field to a column letter ("code": "B"), or to "" to ignore it."""
+    ``override`` maps a field to a column letter ("code": "B"), or to "" to ignore it.
+    ``year``: the year the archivist says the whole inventory is of ("Mục lục hồ sơ năm
+    2019" with no date on its lines), for lines that give none themselves."""
+    if year is not None and not 1000 <= year <= 9999:
+        raise InventoryError(f"năm {year} không hợp lệ / year {year} is not valid")
     if not ORGAN_ID.match(organ_id):
         raise InventoryError(f"mã định danh {organ_id!r} is not valid")
     # The first sheet with a header line (a workbook may open on a cover or an instructions
@@ -385,15 +390,23 @@ def read(
         others = [
             k
             for k, v in got.items()
-            if _text(v) and k not in ("title", "note") and (k != "stt" or _text(v).isdigit())
+            if _text(v)
+            and k not in ("code", "title", "note")
+            and (k != "stt" or _text(v).isdigit())
         ]
-        if (not code_text and not others) or code_text == _text(got.get("title")):
+        title_text = _text(got.get("title"))
+        # A group heading may stand in the code column ("TỔ CHỨC - CÁN BỘ"): no title, nothing
+        # else, and words no code has (spaces).
+        heading_as_code = (
+            not title_text and not others and " " in code_text and not FULL_CODE.match(code_text)
+        )
+        if (not code_text and not others) or code_text == title_text or heading_as_code:
             preview.skipped.append(
                 Problem(line, "không phải dòng hồ sơ (đề mục, chữ ký…)",
                         "not a hồ sơ line (a heading, a signature…)")
             )  # fmt: skip
             continue
-        row, problem = _row(got, line, organ_id)
+        row, problem = _row(got, line, organ_id, year)
         if problem is not None:
             preview.problems.append(problem)
             continue
@@ -410,7 +423,7 @@ def read(
 
 
 def _row(
-    got: dict[str, Any], line: int, organ_id: str
+    got: dict[str, Any], line: int, organ_id: str, default_year: int | None = None
 ) -> tuple[PlannedHoSo | None, Problem | None]:
     def bad(vi: str, en: str) -> tuple[None, Problem]:
         return None, Problem(line, vi, en)
@@ -466,11 +479,13 @@ def _row(
                 f"file notation {ky_hieu!r}: 1-20 letters, digits, '.', '_', '-'",
             )
         year = _year(got.get("year"))
-        nam_or_none = year or (start.year if start else end.year if end else None)
+        nam_or_none = year or (start.year if start else end.year if end else default_year)
         if nam_or_none is None:
             return bad(
-                "không có năm để lập mã hồ sơ (cột Năm hoặc thời gian tài liệu)",
-                "no year to make the mã hồ sơ (a Năm or a date column)",
+                "không có năm để lập mã hồ sơ (cột Năm, thời gian tài liệu, hoặc ghi năm"
+                " của cả mục lục)",
+                "no year to make the mã hồ sơ (a Năm or a date column, or the inventory's"
+                " year given)",
             )
         nam = nam_or_none
     return PlannedHoSo(
@@ -782,7 +797,8 @@ def match_batch(db: Database, batch_pk: int, fonds_code: str, code: str, actor: 
 
 
 def read_for_fonds(db: Database, fonds_code: str, data: bytes, name: str,
-                   override: dict[str, str] | None = None) -> Preview:  # fmt: skip
+                   override: dict[str, str] | None = None,
+                   year: int | None = None) -> Preview:  # fmt: skip
     """:func:`read` with the fonds' mã định danh (a fonds without one cannot have codes made)."""
     from server.archive import fonds
 
@@ -794,7 +810,7 @@ def read_for_fonds(db: Database, fonds_code: str, data: bytes, name: str,
             f"phông {fonds_code} chưa có mã định danh cơ quan / fonds {fonds_code} has no"
             " mã định danh: set it first"
         )
-    return read(data, name, found.organ_id, override)
+    return read(data, name, found.organ_id, override, year)
 
 
 def parse_override(pairs: list[str]) -> dict[str, str]:

@@ -169,11 +169,7 @@ def province_of(code: str) -> Unit | None:
         return None
     if code[4:5] == "p":
         return found
-    era = code[:3]
-    for u in _table().values():
-        if u.code.startswith(f"{era}:p") and u.name == found.province:
-            return u
-    return None
+    return _parents().get((code[:3], found.province, ""))
 
 
 def district_of(code: str) -> Unit | None:
@@ -183,14 +179,19 @@ def district_of(code: str) -> Unit | None:
         return None
     if code.startswith("old:d"):
         return found
+    return _parents().get(("old", found.province, found.district))
+
+
+@lru_cache(maxsize=1)
+def _parents() -> dict[tuple[str, str, str], Unit]:
+    """Provinces by (era, name, "") and former districts by ("old", province, name)."""
+    out: dict[tuple[str, str, str], Unit] = {}
     for u in _table().values():
-        if (
-            u.code.startswith("old:d")
-            and u.name == found.district
-            and (u.province == found.province)
-        ):
-            return u
-    return None
+        if u.code[4:5] == "p":
+            out[(u.code[:3], u.name, "")] = u
+        elif u.code.startswith("old:d"):
+            out[("old", u.province, u.name)] = u
+    return out
 
 
 def version() -> str:

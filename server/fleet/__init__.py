@@ -1,6 +1,7 @@
 """Fleet: which scan stations may send, and their identities on the broker.
 
-Owns: the registry of stations (`registry`: commune, state pending → active → revoked, the
+Owns: the registry of stations (`registry`: commune, the fonds each scans for, state
+pending → active → revoked, the
 station's Ed25519 key, one-time enrolment codes kept as their sha256 only), the broker's
 dynamic-security identities and roles administered over ``$CONTROL/dynamic-security/v1``
 and the enrolment desk answering stations in ``sohoa-server run`` (`broker`, the server's

@@ -80,8 +80,10 @@ def _check_station(con: Connection, msg: Manifest) -> None:
 
 def _check_fonds(con: Connection, msg: Manifest) -> None:
     """A manifest naming a fonds: the station must be assigned it (server.fleet.registry)."""
+    if msg.fonds is None:
+        return
     allowed = registry.station_fonds(con, msg.device_id) or ()
-    if msg.fonds is not None and msg.fonds not in allowed:
+    if msg.fonds not in allowed:
         # Never file a batch under a fonds the admin did not give this station.
         log.warning("device %s batch %s: fonds %s refused (assigned: %s)", msg.device_id,
                     msg.batch_id, msg.fonds, ", ".join(allowed) or "none")  # fmt: skip

@@ -19,7 +19,7 @@ from server.web.deps import (
     WebAdmin,
     client_ip,
 )
-from server.web.render import csrf_refused, render
+from server.web.render import csrf_refused, lang, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -41,7 +41,7 @@ def users_page(request: Request, session: WebAdmin, db: DB) -> Response:
 def stations_page(request: Request, session: WebAdmin, db: DB) -> Response:
     places = {}  # fonds code → its name and its places before and after 2025
     for f in fonds.list(db):
-        line = " · ".join(p.label for p in fonds.lineage(db, f.code) if p.label)
+        line = fonds.places_line(fonds.lineage(db, f.code), lang(request))
         places[f.code] = f"{f.name} — {line}" if line else f.name
     return render(request, "stations.html", stations=registry.stations(db), places=places)
 

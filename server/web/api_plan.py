@@ -35,6 +35,7 @@ async def import_inventory(
     file: Annotated[UploadFile, File(description="the inventory, .xlsx or .csv")],
     preview: Annotated[bool, Form(description="read and show, store nothing")] = False,
     columns: Annotated[str, Form(description="overrides: 'code=B,note=' (field=letter)")] = "",
+    year: Annotated[int | None, Form(description="the inventory's year, for lines without")] = None,
 ) -> dict[str, Any]:
     """Read an inventory for a fonds; with ``preview`` only show what it holds, else store
     every line in one transaction or none (422 with the refused lines)."""
@@ -44,7 +45,7 @@ async def import_inventory(
     name = file.filename or "inventory"
     try:
         override = inventory.parse_override([c for c in columns.split(",") if c.strip()])
-        found = inventory.read_for_fonds(db, fonds_code, data, name, override)
+        found = inventory.read_for_fonds(db, fonds_code, data, name, override, year)
     except inventory.InventoryError as exc:
         raise HTTPException(422, str(exc)) from exc
     out = found.as_dict()

@@ -21,7 +21,7 @@ from server.archive import audit, fonds, fonds_handover
 from server.archive.fonds import FondsError
 from server.fleet import registry
 from server.web.deps import DB, WebAdmin, WebArchivist, client_ip
-from server.web.render import csrf_refused, render
+from server.web.render import csrf_refused, lang, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -30,19 +30,20 @@ PAPERS = ("muc-luc-ho-so-nop-luu.xlsx", "muc-luc-ho-so-nop-luu.pdf", "bien-ban-g
           "danh-sach-con-thieu.txt")  # fmt: skip
 
 
-def rows(db: Any) -> list[dict[str, Any]]:
+def rows(db: Any, lang: str = "vi") -> list[dict[str, Any]]:
     """Every fonds with its lineage and last handover, for the page and the API."""
     out = []
     for f in fonds.list(db):
         line = fonds.lineage(db, f.code)
-        out.append({**f.as_dict(), "lineage": {k: {"old": v.old, "new": v.new, "label": v.label}
-                                               for k, v in line._asdict().items()},
+        places = {k: {"old": v.old, "new": v.new, "label": v.label_in(lang)}
+                  for k, v in line._asdict().items()}  # fmt: skip
+        out.append({**f.as_dict(), "lineage": places,
                     "handover": fonds_handover.last(db, f.code)})  # fmt: skip
     return out
 
 
 def _page(request: Request, db: Any, status: int = 200, error: str = "") -> Response:
-    return render(request, "fonds.html", status, fonds_rows=rows(db),
+    return render(request, "fonds.html", status, fonds_rows=rows(db, lang(request)),
                   stations=registry.stations(db), levels=fonds.LEVELS,
                   statuses=fonds.STATUSES, error=error, papers=PAPERS)  # fmt: skip
 

@@ -24,7 +24,7 @@ from server.web.deps import (
     WebViewer,
     client_ip,
 )
-from server.web.render import checked_form, not_open, render
+from server.web.render import checked_form, lang, not_open, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -69,7 +69,7 @@ def ho_so_list(
         found = fonds.get(db, code)
         if found is not None:
             line = fonds.lineage(db, code)
-            label = " · ".join(p.label for p in line if p.label)
+            label = fonds.places_line(line, lang(request))
             places[code] = (found.name, label, fold(" ".join(fonds.search_names(db, code))))
     wanted = fold(place.strip())
     if wanted:

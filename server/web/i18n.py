@@ -305,6 +305,10 @@ TEXT: dict[str, tuple[str, str]] = {
         "refused, nothing is imported.",
     ),
     "plan_file": ("Tệp mục lục", "Inventory file"),
+    "plan_year": (
+        "Năm của mục lục (nếu các dòng không ghi)",
+        "The inventory's year (if its lines give none)",
+    ),
     "plan_columns": ("Chỉ định cột (tùy chọn)", "Columns (optional)"),
     "plan_preview": ("Xem trước", "Preview"),
     "plan_confirm": ("Nhập {n} hồ sơ vào kế hoạch", "Import {n} hồ sơ into the plan"),

@@ -91,7 +91,7 @@ async def match(request: Request, session: WebArchivist, db: DB) -> Response:
 @router.get("/plan/import", response_class=HTMLResponse)
 def import_form(request: Request, session: WebArchivist, db: DB) -> Response:
     return render(request, "plan_import.html", all_fonds=fonds.list(db), fields=inventory.LABELS,
-                  preview=None, chosen="", override={})  # fmt: skip
+                  preview=None, chosen="", override={}, year="")  # fmt: skip
 
 
 @router.post("/plan/import", response_class=HTMLResponse)
@@ -117,11 +117,14 @@ async def import_post(request: Request, session: WebArchivist, db: DB) -> Respon
         if str(form.get(f"col_{key}") or "").strip()
     }
     ctx: dict[str, Any] = {"all_fonds": fonds.list(db), "fields": inventory.LABELS,
-                           "chosen": fonds_code, "override": override, "preview": None}  # fmt: skip
+                           "chosen": fonds_code, "override": override, "preview": None,
+                           "year": str(form.get("year") or "").strip()[:4]}  # fmt: skip
     if not data or len(data) > MAX_UPLOAD:
         return render(request, "plan_import.html", 422, error="no file, or over 5 MB", **ctx)
+    year_text = ctx["year"]
     try:
-        preview = inventory.read_for_fonds(db, fonds_code, data, name, override)
+        year = int(year_text) if year_text else None
+        preview = inventory.read_for_fonds(db, fonds_code, data, name, override, year)
     except (inventory.InventoryError, ValueError) as exc:
         return render(request, "plan_import.html", 422, error=str(exc), **ctx)
     ctx.update(preview=preview, data=base64.b64encode(data).decode(), file_name=name)
