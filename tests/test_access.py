@@ -224,11 +224,13 @@ def test_search_totals_count_only_pages_the_reader_may_open(archive: Archive) ->
     assert search("near") == ([second], "1")
 
 
-def test_the_list_filter_agrees_with_page_by_page_access(archive: Archive) -> None:
+def test_the_list_filter_agrees_with_page_by_page_access(
+    archive: Archive, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """access.page_filter (every page at once, for lists and totals) decides as
     access.readable_pages (page by page) for every reader, also when the candidate window
     is smaller than the matches (the total is then counted over every matching id)."""
-    from server.archive import access
+    from server.archive import access, catalog
     from server.archive.catalog import Catalog
 
     first, second = archive.pages[:2]
@@ -243,11 +245,14 @@ def test_the_list_filter_agrees_with_page_by_page_access(archive: Archive) -> No
             allowed = {page for page in archive.pages if visible is None or visible.allows(page)}
             assert allowed == readable, (who, p.places)
         # A window of one page for two matches: the total is counted over every match.
-        v = access.page_filter(archive.db, principal)
-        if v is None:
-            continue
-        small = Catalog(archive.db, candidate_budget=1).search_page("xa", 10, 0, v.allows)
-        expected = [p for p in (first, second) if v.allows(p)]
-        assert small.total == len(expected), who
-        assert {h["page"] for h in small.hits} <= set(expected)
+        for p in (principal, scoped):
+            v = access.page_filter(archive.db, p)
+            if v is None:
+                continue
+            expected = [page for page in (first, second) if v.allows(page)]
+            for lists_up_to in (1000, 0):  # counted by IN lists, then by reading every match
+                monkeypatch.setattr(catalog, "AMONG_BY_LISTS_UP_TO", lists_up_to)
+                small = Catalog(archive.db, candidate_budget=1).search_page("xa", 10, 0, v)
+                assert small.total == len(expected), (who, p.places, lists_up_to)
+                assert {h["page"] for h in small.hits} <= set(expected)
     assert Catalog(archive.db, candidate_budget=1).search_page("xa", 10, 0).total == 2

@@ -8,9 +8,8 @@ import json
 import math
 import re
 import unicodedata
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from server.archive import rotation
 from server.store import pg
@@ -67,6 +66,21 @@ MAX_OFFSET = 1000
 # way. bench/search.py.
 PG_DF_EXACT_UP_TO = 500
 PG_TOTAL_EXACT_UP_TO = 2000
+
+
+# Matches among a reader's pages are counted by ``IN`` lists up to this many pages, else by
+# reading every matching id once (Catalog._matching_among).
+AMONG_BY_LISTS_UP_TO = 1000
+
+
+class PageSet(Protocol):
+    """Pages as one set (server.archive.access.PageFilter): only ``ids``, or all but them."""
+
+    @property
+    def only(self) -> bool: ...
+    @property
+    def ids(self) -> frozenset[int]: ...
+    def allows(self, page: int) -> bool: ...
 
 
 class SearchPage(NamedTuple):
@@ -260,7 +274,7 @@ class Catalog:
         query: str,
         limit: int = 50,
         offset: int = 0,
-        visible: Callable[[int], bool] | None = None,
+        visible: PageSet | None = None,
     ) -> SearchPage:
         """One page of full-text hits, best first, and how many pages match all the words
         (on PostgreSQL an estimate above ``PG_TOTAL_EXACT_UP_TO``, flagged).
@@ -295,10 +309,9 @@ class Catalog:
         pages are not ranked (nor reachable by paging); staff see the total and narrow the
         query with another word or a quoted phrase.
 
-        ``visible`` (a page id → may this reader see it; server.archive.access) restricts
-        hits and total to the pages it allows: the whole candidate window is ranked, the
-        hidden pages dropped, then paged; the total is exact (every matching id is tested
-        when the window does not hold them all).
+        ``visible`` (the pages this reader may see, server.archive.access.PageFilter)
+        restricts hits and total to those pages: hidden pages are dropped from the ranked
+        window before paging, and the total is exact (never an estimate).
         """
         limit = max(0, limit)
         offset = max(0, min(offset, MAX_OFFSET))
@@ -347,35 +360,51 @@ class Catalog:
         parsed: ParsedQuery,
         limit: int,
         offset: int,
-        visible: Callable[[int], bool],
+        visible: PageSet,
     ) -> tuple[list[tuple[int, float]], int]:
         """One page of the hits ``visible`` allows, ranked as without it, and their exact
-        count."""
+        count. Every page but a few (``only`` false): a window just long enough to drop
+        them from, and the total less those of them that match. Only some pages: the whole
+        candidate window, and the matches among them counted."""
         budget = self.candidate_budget
+        want = budget if visible.only else min(budget, offset + limit + len(visible.ids))
         if self.db.dialect == "sqlite":
-            window, total = self._rank_fts5(con, parsed, budget, 0)
+            window, total = self._rank_fts5(con, parsed, want, 0)
             estimated = False
         else:
-            window, total, estimated = self._rank_postgres(con, parsed, budget, 0)
-        shown = [hit for hit in window if visible(hit[0])]
+            window, total, estimated = self._rank_postgres(con, parsed, want, 0)
+        shown = [hit for hit in window if visible.allows(hit[0])]
+        page = shown[offset : offset + limit]
         if len(window) >= total and not estimated:  # the window holds every match
-            return shown[offset : offset + limit], len(shown)
-        return shown[offset : offset + limit], sum(
-            1 for page in self._matching(con, parsed) if visible(page)
-        )
+            return page, len(shown)
+        among = self._matching_among(con, parsed, visible.ids)
+        return page, among if visible.only else max(0, total - among)
 
-    def _matching(self, con: Connection, parsed: ParsedQuery) -> Iterator[int]:
-        """Every page id with all the words (ids only)."""
+    def _matching_among(self, con: Connection, parsed: ParsedQuery, ids: frozenset[int]) -> int:
+        """How many of the pages ``ids`` have all the words: a count per 500 ids for a few
+        ids; for many, every matching id is read once and looked up (FTS5 matches the whole
+        query again for each ``rowid IN`` list: 40 lists cost ~1 s at 20,000 pages)."""
         if self.db.dialect == "sqlite":
             table = "page_fts_exact" if parsed.exact else "page_fts"
-            sql = f"SELECT rowid FROM {table} WHERE {table} MATCH ?"  # noqa: S608  (constants)
-            args: tuple[object, ...] = (parsed.match,)
+            where = f"FROM {table} WHERE {table} MATCH ?"  # (constants)
+            first: object = parsed.match
+            key = "rowid"
         else:
             table = "page_search_exact" if parsed.exact else "page_search_folded"
-            sql = f"SELECT page_pk FROM {table} WHERE vec @@ ?::tsquery"  # noqa: S608
-            args = (pg.tsquery(parsed.items),)
-        for row in con.execute(sql, args):
-            yield int(row[0])
+            where = f"FROM {table} WHERE vec @@ ?::tsquery"  # (constants)
+            first = pg.tsquery(parsed.items)
+            key = "page_pk"
+        if len(ids) > AMONG_BY_LISTS_UP_TO:
+            rows = con.execute(f"SELECT {key} {where}", (first,))
+            return sum(1 for r in rows if int(r[0]) in ids)
+        sql = f"SELECT count(*) {where} AND {key} IN "
+        ordered = sorted(ids)
+        found = 0
+        for i in range(0, len(ordered), 500):
+            chunk = ordered[i : i + 500]
+            marks = "(" + ",".join("?" * len(chunk)) + ")"
+            found += int(con.execute(sql + marks, (first, *chunk)).fetchone()[0])
+        return found
 
     def _rank_fts5(
         self, con: Connection, parsed: ParsedQuery, limit: int, offset: int

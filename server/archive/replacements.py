@@ -65,9 +65,10 @@ def place_new(db: Database) -> list[Placed]:
         (int(r["id"]), r["device_id"], r["metadata"])
         for r in db.read().execute(
             "SELECT b.id, b.device_id, b.metadata FROM batches b"
-            " WHERE b.complete_at IS NOT NULL AND b.metadata LIKE '%replaces_batch%'"
+            " WHERE b.complete_at IS NOT NULL AND b.metadata LIKE ?"
             " AND EXISTS (SELECT 1 FROM pages p WHERE p.batch_pk = b.id AND NOT EXISTS"
-            " (SELECT 1 FROM page_replacements r WHERE r.page_pk = p.id)) ORDER BY b.id"
+            " (SELECT 1 FROM page_replacements r WHERE r.page_pk = p.id)) ORDER BY b.id",
+            ('%"replaces_batch"%',),
         )
     ]
     done = []

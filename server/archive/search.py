@@ -47,7 +47,7 @@ def search(
         return SearchResult([], [], 0)
     offset = max(0, min(offset, MAX_OFFSET))
     visible = access.page_filter(catalog.db, reader)
-    found = catalog.search_page(query, limit, offset, None if visible is None else visible.allows)
+    found = catalog.search_page(query, limit, offset, visible)
     readable = access.readable_pages(catalog.db, reader, [h["page"] for h in found.hits])
     pages = [h for h in found.hits if h["page"] in readable]
     meta = records.search(query) if not offset else []
