@@ -103,6 +103,7 @@ def messages(batch: BatchSrc, chunk_size: int) -> list[tuple[str, bytes]]:
 # Where each run's catalogue lives: a SQLite file in the run's directory, or (--engine
 # postgresql) a fresh database on the benchmark's PostgreSQL server.
 CLUSTER = None
+CPU: dict[str, dict[str, float]] = {}  # end-to-end runs: CPU ms per page, by part
 SPY: Path | None = None  # --spy: py-spy (a dev tool, not a dependency) samples the server
 
 
@@ -115,6 +116,37 @@ def _spy(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
     cmd = [exe, "record", "-p", str(pid), "-f", "raw", "-o", str(out), "-r", "250",
            "--nonblocking", "--threads"]  # fmt: skip
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(parent: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                out.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def cpu_by_part(servers: list[int], broker: int | None) -> dict[str, float]:
+    """CPU seconds so far of each part of the end-to-end run: the server processes, the
+    PostgreSQL server (every child of its postmaster), Mosquitto, and this process (the
+    publisher standing in for the station)."""
+    out = {"server": sum(_cpu(p) for p in servers), "publisher": time.process_time()}
+    out["mosquitto"] = _cpu(broker) if broker else 0.0
+    if CLUSTER is not None:
+        postmaster = int((CLUSTER.data / "postmaster.pid").read_text().split()[0])
+        out["postgresql"] = _cpu(postmaster) + sum(_cpu(p) for p in _children(postmaster))
+    return out
 
 
 def spy_report(raw: Path, n: int = 25) -> list[str]:
@@ -395,6 +427,9 @@ def mqtt_run(batches: list[BatchSrc], chunk_size: int, servers: int) -> Run:
         else:
             stream = manifests + chunks
         spy = _spy(running[0].proc.pid, SPY / f"server-{servers}.raw") if SPY and running else None  # type: ignore[union-attr]
+        pids = [r.proc.pid for r in running if r.proc is not None]
+        broker_pid = broker.proc.pid if broker.proc is not None else None
+        cpu0 = cpu_by_part(pids, broker_pid)
         started = time.perf_counter()
         for topic, payload in stream:
             device.publish(topic, payload, qos=1)
@@ -412,6 +447,8 @@ def mqtt_run(batches: list[BatchSrc], chunk_size: int, servers: int) -> Run:
             elif ev == "all":
                 break
         seconds = time.perf_counter() - started
+        cpu1 = cpu_by_part(pids, broker_pid)
+        CPU[f"{servers}"] = {k: (cpu1[k] - cpu0[k]) / pages * 1000 for k in cpu0}
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=60)
@@ -531,6 +568,13 @@ def postgres_main(args: argparse.Namespace) -> int:
     version = CLUSTER._run(str(CLUSTER.bin / "postgres"), "--version").stdout.strip()
     print_runs(args, f"{version} (same machine, loopback)", runs)
     print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f}")
+    for servers, parts in CPU.items():
+        total = sum(parts.values())
+        shares = ", ".join(f"{k} {v:.2f}" for k, v in parts.items())
+        print(
+            f"end to end with {servers} server process(es): CPU per page {total:.2f} ms"
+            f" ({shares}); on 2 cores of their own at most {2000 / total:.0f} pages/s"
+        )
     for raw in sorted(SPY.glob("server-*.raw")) if SPY else []:
         print(f"\npy-spy of the first server process, {raw.stem}:")
         print("\n".join(spy_report(raw)))
