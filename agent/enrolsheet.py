@@ -28,7 +28,15 @@ QR_WIDTH = 1600
 
 
 def code_on(sheet: ScannedPage) -> str | None:
-    """The enrolment code printed on ``sheet``, or None (any other page, a cover sheet)."""
+    """The enrolment code printed on ``sheet``, or None (any other page, a cover sheet).
+
+    Runs in the agent's own process, which later forks the pipeline's workers: OpenCV is
+    told to run without its thread pool here first. A pool made in the parent is inherited
+    by the forked workers without its threads, and their first OpenCV call waits for ever
+    (tests/test_daemon.py::test_button_press_to_archive stalled with no page processed)."""
+    import cv2
+
+    cv2.setNumThreads(0)
     text = coversheet.qr_text(np.asarray(sheet.image.convert("L")), QR_WIDTH)
     if not text or not text.startswith(("mqtt://", "mqtts://")):
         return None
