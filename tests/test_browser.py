@@ -205,7 +205,8 @@ def test_staff_workflow_in_chromium(
             )
             paths = ["/", "/batches/1", f"/pages/{page_id}?q=khoang", "/search?q=khoang+san",
                      "/review", "/ho-so", "/ho-so/new", f"/ho-so/{ma}", "/audit", "/users",
-                     "/stations", "/pages/999999"]  # fmt: skip
+                     "/stations", "/pages/999999", "/fonds", "/plan", "/plan/import",
+                     f"/pages/{page_id}/redo"]  # fmt: skip
             for lang in ("vi", "en"):
                 for path in paths:
                     sep = "&" if "?" in path else "?"
