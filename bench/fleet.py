@@ -40,6 +40,7 @@ import platform
 import random
 import re
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
@@ -300,6 +301,7 @@ def main(argv: list[str]) -> int:
         broker.stop()
         cluster.stop()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        shutil.rmtree(work, ignore_errors=True)
 
     print(
         f"\n{args.stations} stations in {args.procs} processes, telemetry every"

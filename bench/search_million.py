@@ -34,6 +34,7 @@ import multiprocessing
 import os
 import platform
 import random
+import shutil
 import statistics
 import sys
 import time
@@ -337,6 +338,7 @@ def main(argv: list[str]) -> int:
     db.close()
     if cluster is not None and not args.keep:
         cluster.stop()
+    shutil.rmtree(work, ignore_errors=True)
 
     alld = [v for r in rows for v in r[1]]
     allh = [v for r in rows for v in r[2]]
