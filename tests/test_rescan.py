@@ -126,6 +126,10 @@ def test_rescan_request_reaches_an_offline_agent(
     finally:
         con.close()
     assert row == (page["id"], page["id"]) and audited == [(str(page["id"]),)]
+    # The staff pages link the two scans: the old page and its batch name the new scan, the
+    # re-scan batch names the page it is for.
+    _staff_pages_link_them(server, tmp_path, page["id"], new_id, new_page["batch_pk"], batch)
+
     from server.archive import access
     from server.archive.auth import Principal
     from server.store.db import Database
@@ -145,3 +149,34 @@ def test_rescan_request_reaches_an_offline_agent(
     assert done.returncode == 0 and "Đã xóa yêu cầu quét lại" in done.stdout, done.stderr
     assert _status(env)["rescan_requests"] == []
     assert run_agent(env, "rescan-done", page["page_id"][:8]).returncode == 2
+
+
+def _staff_pages_link_them(
+    server: ServerProcess,
+    tmp: Path,
+    old: int,
+    new: int,
+    new_batch: int,
+    batch: dict,  # type: ignore[type-arg]
+) -> None:
+    import re
+
+    import httpx
+
+    password = "mật-khẩu-đủ-dài"
+    (tmp / "pw").write_text(password + "\n", encoding="utf-8")
+    server.cli("user", "add", "quan-tri", "--role", "admin", "--password-file", str(tmp / "pw"))
+    with httpx.Client(base_url=server.url, follow_redirects=True, timeout=30) as c:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text)
+        assert csrf
+        r = c.post("/login", data={"username": "quan-tri", "password": password,
+                                   "csrf": csrf.group(1)})  # fmt: skip
+        assert r.status_code == 200
+        old_view = c.get(f"/pages/{old}").text
+        assert 'id="replaced-by"' in old_view and f'href="/pages/{new}"' in old_view
+        new_view = c.get(f"/pages/{new}").text
+        assert 'id="replaces"' in new_view and f'href="/pages/{old}"' in new_view
+        listing = c.get(f"/batches/{batch['id']}").text
+        assert 'class="notice rescanned"' in listing and f'href="/pages/{new}"' in listing
+        rescan_batch = c.get(f"/batches/{new_batch}").text
+        assert 'id="rescan-of"' in rescan_batch and f"/batches/{batch['id']}#p1" in rescan_batch
