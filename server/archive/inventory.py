@@ -722,8 +722,9 @@ def attribute(db: Database) -> Attribution:
     current: tuple[int, str | None] = (-1, None)  # batch, the last cover sheet's code
     for r in con.execute(
         "SELECT p.id, p.batch_pk,"
-        " CASE WHEN p.flags LIKE '%separator%' THEN p.decisions END AS sheet"
-        " FROM pages p ORDER BY p.batch_pk, p.page_no"
+        " CASE WHEN p.flags LIKE ? THEN p.decisions END AS sheet"
+        " FROM pages p ORDER BY p.batch_pk, p.page_no",
+        ("%separator%",),  # a parameter: a % in a literal breaks the ? -> %s rewrite
     ):
         batch = r["batch_pk"]
         if current[0] != batch:
