@@ -86,7 +86,9 @@ if [ -d /run/systemd/system ]; then
   systemctl daemon-reload
   systemctl enable sohoa-agent.service >/dev/null
 else
-  say "systemd is not running here: enable the unit later (systemctl enable sohoa-agent)"
+  # A chroot, a container, an image being built: enable it offline, start nothing.
+  SYSTEMD_OFFLINE=1 systemctl enable sohoa-agent.service >/dev/null
+  say "systemd is not running here: the unit is enabled, it starts at the next boot"
 fi
 
 say "done. The station waits for its enrolment sheet:"
