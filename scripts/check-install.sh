@@ -64,6 +64,8 @@ prepare() {  # a fresh copy of the base root for one side
   mount --bind /dev "$r/dev" && mounted+=("$r/dev")
   mount --bind /dev/pts "$r/dev/pts" && mounted+=("$r/dev/pts")
   cp /etc/resolv.conf "$r/etc/resolv.conf"
+  # This host's certificate authorities for pip (a proxy here may re-sign PyPI's TLS).
+  cp /etc/ssl/certs/ca-certificates.crt "$r/etc/ssl/host-ca-certificates.crt"
   # Services installed by apt must not start in the chroot (they would share this host's
   # ports): the usual chroot policy. The scripts start what they need themselves.
   printf '#!/bin/sh\nexit 101\n' >"$r/usr/sbin/policy-rc.d"
@@ -71,7 +73,8 @@ prepare() {  # a fresh copy of the base root for one side
   echo "$1-check" >"$r/etc/hostname"
 }
 
-in_root() { chroot "$1" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "${@:2}"; }
+in_root() { chroot "$1" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
+  PIP_CERT=/etc/ssl/host-ca-certificates.crt "${@:2}"; }
 
 timed() {  # timed LABEL command...: run, report seconds
   local t0=$SECONDS
