@@ -125,7 +125,9 @@ check_server() {
   in_root "$r" bash -euxc '
     v=$(pg_lsclusters --no-header | awk "{print \$1; exit}")
     pg_ctlcluster "$v" main start
-    runuser -u mosquitto -- mosquitto -c /etc/mosquitto/mosquitto.conf -d
+    # as Debian's mosquitto.service: its run directory, then root drops to user mosquitto
+    install -d -m 0740 -o mosquitto -g mosquitto /run/mosquitto
+    mosquitto -c /etc/mosquitto/mosquitto.conf -d
     sleep 1
     cred=$(mktemp -d); cp /etc/sohoa/credentials/* "$cred/"; chown -R sohoa: "$cred"
     runuser -u sohoa -- env CREDENTIALS_DIRECTORY="$cred" SOHOA_DATA_DIR=/var/lib/sohoa-server \
