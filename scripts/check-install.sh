@@ -125,7 +125,7 @@ check_server() {
   in_root "$r" bash -euxc '
     v=$(pg_lsclusters --no-header | awk "{print \$1; exit}")
     pg_ctlcluster "$v" main start
-    # as Debian's mosquitto.service: its run directory, then root drops to user mosquitto
+    # as the Debian unit mosquitto.service: its run directory, root drops to user mosquitto
     install -d -m 0740 -o mosquitto -g mosquitto /run/mosquitto
     mosquitto -c /etc/mosquitto/mosquitto.conf -d
     sleep 1
