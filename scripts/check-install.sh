@@ -41,17 +41,27 @@ fi
 
 mounted=()
 cleanup() {
-  local r pid
-  for r in "${roots[@]:-}"; do
-    [ -n "$r" ] || continue
-    # processes left running inside this root (started by the scripts here), then the mounts
-    for pid in $(ls /proc | grep -E '^[0-9]+$'); do
-      [ "$(readlink "/proc/$pid/root" 2>/dev/null)" = "$r" ] && kill "$pid" 2>/dev/null || true
-    done
+  local sig _
+  # processes left running inside the roots (started here: PostgreSQL, Mosquitto, the
+  # server), asked to stop, then killed; then the mounts
+  for sig in TERM TERM TERM TERM TERM KILL; do
+    [ -n "$(in_roots)" ] || break
+    for _ in $(in_roots); do kill -s "$sig" "$_" 2>/dev/null || true; done
+    sleep 2
   done
   for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount -l "${mounted[$i]}" 2>/dev/null || true; done
 }
 roots=()
+in_roots() {  # ids of the processes whose root is one of ours
+  local p r want
+  for p in /proc/[0-9]*; do
+    r=$(readlink "$p/root" 2>/dev/null) || continue
+    for want in "${roots[@]:-}"; do
+      [ -n "$want" ] && [ "$r" = "$want" ] && echo "${p#/proc/}"
+    done
+  done
+  return 0
+}
 trap cleanup EXIT
 
 prepare() {  # a fresh copy of the base root for one side
