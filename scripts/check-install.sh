@@ -16,9 +16,9 @@ ROOT=${SOHOA_CHECK_ROOT:-/tmp/sohoa-check-install}
 WHAT=${1:-both}
 # The mirror this machine's apt uses (deb822 URIs: or a one-line deb entry), else Debian's.
 MIRROR=${SOHOA_CHECK_MIRROR:-$(
-  { grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}'
-    grep -hs '^deb ' /etc/apt/sources.list | awk '{print $2}'; } \
-    | grep -m1 '/debian/\?$' || echo http://deb.debian.org/debian)}
+  cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
+    | awk '($1 == "URIs:" || $1 == "deb") && $2 ~ /\/debian\/?$/ {print $2; exit}' || true)}
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
 
 say() { printf 'check-install: %s\n' "$*"; }
 die() { printf 'check-install: %s\n' "$*" >&2; exit 1; }
