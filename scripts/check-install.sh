@@ -73,6 +73,8 @@ prepare() {  # a fresh copy of the base root for one side
   mount -t sysfs sys "$r/sys" && mounted+=("$r/sys")
   mount --bind /dev "$r/dev" && mounted+=("$r/dev")
   mount --bind /dev/pts "$r/dev/pts" && mounted+=("$r/dev/pts")
+  # POSIX semaphores (the agent's worker pool) need a writable /dev/shm, as on any machine
+  mount -t tmpfs -o mode=1777 shm "$r/dev/shm" && mounted+=("$r/dev/shm")
   cp /etc/resolv.conf "$r/etc/resolv.conf"
   # This host's certificate authorities for pip (a proxy here may re-sign PyPI's TLS).
   cp /etc/ssl/certs/ca-certificates.crt "$r/etc/ssl/host-ca-certificates.crt"
@@ -107,7 +109,14 @@ check_agent() {
     test "$(stat -c %U /var/lib/sohoa-agent)" = sohoa
     /opt/sohoa/.venv/bin/sohoa-agent --version
     runuser -u sohoa -- /opt/sohoa/.venv/bin/sohoa-agent --help >/dev/null
-    systemd-analyze verify /etc/systemd/system/sohoa-agent.service || true
+    systemd-analyze verify /etc/systemd/system/sohoa-agent.service
+  '
+  # The station works as its unit would run it: SANE test scanner, cleanup and Vietnamese OCR
+  in_root "$r" bash -euxc '
+    as_sohoa() { runuser -u sohoa -- env SOHOA_DATA_DIR=/var/lib/sohoa-agent "$@"; }
+    as_sohoa SOHOA_SCANNER=test:0 /opt/sohoa/.venv/bin/sohoa-agent scan
+    as_sohoa /opt/sohoa/.venv/bin/sohoa-agent process
+    as_sohoa /opt/sohoa/.venv/bin/sohoa-agent status | grep -q "Chờ xử lý: 0 trang"
   '
   say "agent: OK"
 }
@@ -128,6 +137,7 @@ check_server() {
     test -s /etc/sohoa/credentials/broker-admin-password
     test "$(stat -c %U /var/lib/mosquitto/dynamic-security.json)" = mosquitto
     nginx -t
+    systemd-analyze verify /etc/systemd/system/sohoa-server.service
     /usr/local/bin/sohoa-server --version
   '
   # What the units would start, started by hand as they would (no systemd here), and the
@@ -145,6 +155,22 @@ check_server() {
     for _ in $(seq 60); do [ -f /var/lib/sohoa-server/receipt-signing.key ] && break; sleep 1; done
     runuser -u sohoa -- env CREDENTIALS_DIRECTORY="$cred" \
       /opt/sohoa/.venv/bin/sohoa-server doctor
+    # the next documented steps: the first admin through the wrapper, the site through nginx
+    echo "mat-khau-quan-tri-9" | /usr/local/bin/sohoa-server user add quantri --role admin --password-file -
+    nginx
+    /opt/sohoa/.venv/bin/python - <<PY
+import ssl, urllib.request
+ctx = ssl.create_default_context(cafile="/etc/sohoa/tls/fullchain.pem")
+req = urllib.request.Request("https://archive-check.example.vn/login")
+opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx))
+import socket
+real = socket.getaddrinfo
+socket.getaddrinfo = lambda host, *a, **k: real("127.0.0.1" if host == "archive-check.example.vn" else host, *a, **k)
+with opener.open(req, timeout=30) as r:
+    assert r.status == 200, r.status
+    print("nginx -> sohoa-server:", r.status, r.headers.get("Content-Type"))
+PY
+    nginx -s stop
   '
   say "server: OK"
 }
