@@ -15,6 +15,8 @@
 #   6. the hardened unit systemd/sohoa-server.service (credentials via LoadCredential=)
 #   7. nginx: HTTPS reverse proxy (systemd/nginx/sohoa.conf) with a self-signed certificate
 #   8. /usr/local/bin/sohoa-server, which runs admin commands as `sohoa`, then `doctor`
+# Without a running systemd (chroot, container) the units are enabled but not started and
+# the script ends by printing what to start (docs/operations.md section 1, "Tested how").
 # Nothing existing is overwritten except files this script owns (the unit, the Mosquitto
 # snippet and ACL, the nginx site, the wrapper); secrets and settings are kept.
 set -euo pipefail
