@@ -92,7 +92,9 @@ else
   say "systemd is not running here: the unit is enabled, it starts at the next boot"
 fi
 
+# Debian 12 installed with a root password has no sudo: name the command that exists.
+if command -v sudo >/dev/null; then as_user="sudo -u $USER_NAME" root="sudo "; else as_user="runuser -u $USER_NAME --" root=""; fi
 say "done. The station waits for its enrolment sheet:"
-say "  sudo -u $USER_NAME $PREFIX/.venv/bin/sohoa-agent enrol --scan   (sheet on the glass)"
-say "  sudo systemctl start sohoa-agent"
+say "  $as_user $PREFIX/.venv/bin/sohoa-agent enrol --scan   (sheet on the glass)"
+say "  ${root}systemctl start sohoa-agent"
 say "  then open http://127.0.0.1:8765/ on the station (the technician's screen)"
