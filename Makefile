@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PACKAGES := protocol agent server embedded
 
-.PHONY: help bootstrap demo test lint typecheck pytest bench lock clean check-arm64 card
+.PHONY: help bootstrap demo test lint typecheck pytest bench lock clean check-arm64 card check-install
 
 help:
 	@echo "make demo   - install, then scan with SANE's test scanner, OCR, sync to a local archive"
@@ -15,6 +15,7 @@ help:
 	@echo "make bench  - benchmarks under bench/ (results go to docs/benchmarks.md by hand)"
 	@echo "make lock   - re-pin requirements.lock from a fresh resolve"
 	@echo "make check-arm64 - every pin installs on a Raspberry Pi (arm64 wheels; needs PyPI)"
+	@echo "make check-install - both install scripts on a fresh Debian 12 chroot (root, mirror, PyPI; minutes)"
 	@echo "make card   - the one-page A4 card for the commune clerk (the-huong-dan-tram-quet.pdf)"
 
 bootstrap:
@@ -54,6 +55,12 @@ lock:
 # (scripts/check_arm64.py); run after `make lock` and in CI (it needs the PyPI registry).
 check-arm64: bootstrap
 	$(PY) scripts/check_arm64.py
+
+# Both install scripts run for real on a fresh Debian 12 root (debootstrap, chroot), twice
+# each, then what they installed is checked and the server's doctor run (scripts/
+# check-install.sh). Needs root, the Debian mirror and PyPI; minutes, so not in `make test`.
+check-install:
+	scripts/check-install.sh both
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -6,7 +6,8 @@
 #   1. checks the system (Debian 12 "bookworm", root);
 #   2. copies this checkout to /opt/sohoa (without .git and .venv) and installs the Debian
 #      packages and the pinned Python dependencies there (scripts/bootstrap.sh all agent);
-#   3. creates the system user "sohoa" in the groups scanner, dialout and input;
+#   3. creates the system user "sohoa" in the groups scanner, dialout, input and lp (the
+#      unit's SupplementaryGroups=);
 #   4. writes /etc/sohoa/agent.toml from a commented template only if there is none (a
 #      site's file is never rewritten); the station's broker password is made by the
 #      enrolment, in /var/lib/sohoa-agent/enrolment/ (nothing under /etc/sohoa/credentials);
@@ -45,14 +46,14 @@ fi
 (cd "$PREFIX" && scripts/bootstrap.sh all agent)
 
 # 3. The user and its groups (the scanner group comes with libsane1; created if missing).
-for group in scanner dialout input; do
+for group in scanner dialout input lp; do
   getent group "$group" >/dev/null || groupadd --system "$group"
 done
 if ! id "$USER_NAME" >/dev/null 2>&1; then
   useradd --system --home-dir /var/lib/sohoa-agent --no-create-home \
     --shell /usr/sbin/nologin "$USER_NAME"
 fi
-usermod -a -G scanner,dialout,input "$USER_NAME"
+usermod -a -G scanner,dialout,input,lp "$USER_NAME"
 say "user $USER_NAME in groups: $(id -nG "$USER_NAME")"
 
 # 4. Configuration: never overwrite a site's file.
@@ -86,10 +87,14 @@ if [ -d /run/systemd/system ]; then
   systemctl daemon-reload
   systemctl enable sohoa-agent.service >/dev/null
 else
-  say "systemd is not running here: enable the unit later (systemctl enable sohoa-agent)"
+  # A chroot, a container, an image being built: enable it offline, start nothing.
+  SYSTEMD_OFFLINE=1 systemctl enable sohoa-agent.service >/dev/null
+  say "systemd is not running here: the unit is enabled, it starts at the next boot"
 fi
 
+# Debian 12 installed with a root password has no sudo: name the command that exists.
+if command -v sudo >/dev/null; then as_user="sudo -u $USER_NAME" root="sudo "; else as_user="runuser -u $USER_NAME --" root=""; fi
 say "done. The station waits for its enrolment sheet:"
-say "  sudo -u $USER_NAME $PREFIX/.venv/bin/sohoa-agent enrol --scan   (sheet on the glass)"
-say "  sudo systemctl start sohoa-agent"
+say "  $as_user $PREFIX/.venv/bin/sohoa-agent enrol --scan   (sheet on the glass)"
+say "  ${root}systemctl start sohoa-agent"
 say "  then open http://127.0.0.1:8765/ on the station (the technician's screen)"

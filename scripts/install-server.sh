@@ -15,6 +15,8 @@
 #   6. the hardened unit systemd/sohoa-server.service (credentials via LoadCredential=)
 #   7. nginx: HTTPS reverse proxy (systemd/nginx/sohoa.conf) with a self-signed certificate
 #   8. /usr/local/bin/sohoa-server, which runs admin commands as `sohoa`, then `doctor`
+# Without a running systemd (chroot, container) the units are enabled but not started and
+# the script ends by printing what to start (docs/operations.md section 1, "Tested how").
 # Nothing existing is overwritten except files this script owns (the unit, the Mosquitto
 # snippet and ACL, the nginx site, the wrapper); secrets and settings are kept.
 set -euo pipefail
@@ -48,6 +50,25 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 [ "${VERSION_CODENAME:-}" = bookworm ] || echo "install-server: warning: written for Debian 12 (bookworm), this is ${PRETTY_NAME:-unknown}" >&2
 
 cd /  # runuser -u postgres must not start in a folder it cannot enter
+
+# Without a running systemd (a chroot, a container, an image being built) the units are
+# installed and enabled offline, nothing is started through systemctl, and the script ends
+# by saying what to run once the machine boots. PostgreSQL is started for the database steps
+# with Debian's pg_ctlcluster and stopped again.
+if [ -d /run/systemd/system ]; then
+  SYSTEMD=yes
+else
+  SYSTEMD=no
+  echo "install-server: systemd is not running here: units are enabled, not started" >&2
+fi
+enable_unit() {  # enable (and with systemd running, restart) a unit
+  if [ "$SYSTEMD" = yes ]; then
+    systemctl enable "$1"
+    systemctl restart "$1"
+  else
+    SYSTEMD_OFFLINE=1 systemctl enable "$1"
+  fi
+}
 
 say "1. Debian packages"
 "$PREFIX/scripts/bootstrap.sh" system server
@@ -91,7 +112,18 @@ chown root:sohoa "$ETC/server.toml"
 chmod 0640 "$ETC/server.toml"
 
 say "4. PostgreSQL"
-systemctl enable --now postgresql
+pg_started_here=no
+if [ "$SYSTEMD" = yes ]; then
+  systemctl enable --now postgresql
+else
+  SYSTEMD_OFFLINE=1 systemctl enable postgresql
+  pgversion=$(pg_lsclusters --no-header | awk '$2 == "main" {print $1; exit}')
+  [ -n "$pgversion" ] || die "no PostgreSQL cluster 'main' (pg_lsclusters)"
+  if ! pg_ctlcluster "$pgversion" main status >/dev/null 2>&1; then
+    pg_ctlcluster "$pgversion" main start
+    pg_started_here=yes
+  fi
+fi
 dbpw=$(cat "$CRED/database-password")
 [[ "$dbpw" =~ ^[A-Za-z0-9]+$ ]] || die "$CRED/database-password: use letters and digits only"
 if ! runuser -u postgres -- psql -tAc "SELECT 1 FROM pg_roles WHERE rolname = 'sohoa'" | grep -q 1; then
@@ -104,6 +136,9 @@ ALTER ROLE sohoa PASSWORD '$dbpw';
 SQL
 if ! runuser -u postgres -- psql -tAc "SELECT 1 FROM pg_database WHERE datname = 'sohoa'" | grep -q 1; then
   runuser -u postgres -- createdb -O sohoa -E UTF8 -T template0 sohoa
+fi
+if [ "$pg_started_here" = yes ]; then
+  pg_ctlcluster "$pgversion" main stop
 fi
 
 say "5. Mosquitto"
@@ -140,14 +175,12 @@ fi
 chown root:mosquitto /etc/mosquitto/certs/server.key /etc/mosquitto/certs/server.crt
 chmod 0640 /etc/mosquitto/certs/server.key
 chmod 0644 /etc/mosquitto/certs/server.crt
-systemctl enable mosquitto
-systemctl restart mosquitto
+enable_unit mosquitto
 
 say "6. the sohoa-server service"
 install -m 0644 "$PREFIX/systemd/sohoa-server.service" /etc/systemd/system/sohoa-server.service
-systemctl daemon-reload
-systemctl enable sohoa-server
-systemctl restart sohoa-server
+[ "$SYSTEMD" = no ] || systemctl daemon-reload
+enable_unit sohoa-server
 
 say "7. HTTPS reverse proxy (nginx)"
 if [ "$NGINX" = yes ]; then
@@ -162,8 +195,12 @@ if [ "$NGINX" = yes ]; then
   ln -sf /etc/nginx/sites-available/sohoa /etc/nginx/sites-enabled/sohoa
   rm -f /etc/nginx/sites-enabled/default
   nginx -t
-  systemctl enable nginx
-  systemctl reload-or-restart nginx
+  if [ "$SYSTEMD" = yes ]; then
+    systemctl enable nginx
+    systemctl reload-or-restart nginx
+  else
+    SYSTEMD_OFFLINE=1 systemctl enable nginx
+  fi
 fi
 
 say "8. admin command and check"
@@ -177,6 +214,16 @@ fi
 exec /opt/sohoa/.venv/bin/sohoa-server "$@"
 SH
 chmod 0755 /usr/local/bin/sohoa-server
+if [ "$SYSTEMD" = no ]; then
+  echo
+  echo "install-server: installed; nothing started (systemd is not running here). Once the"
+  echo "  machine runs systemd: systemctl start postgresql mosquitto sohoa-server nginx, then"
+  echo "  sohoa-server doctor, and the steps below."
+  echo "  Back up /var/lib/sohoa-server/receipt-signing.key (made at the first start) and"
+  echo "  /etc/sohoa/credentials, create the first admin (sohoa-server user add NAME --role admin),"
+  echo "  then open https://$HOST/ (docs/operations.md)."
+  exit 0
+fi
 # The service creates the tables and the receipt key at start; give it a moment.
 for _ in 1 2 3 4 5 6 7 8 9 10; do
   [ -f /var/lib/sohoa-server/receipt-signing.key ] && break
