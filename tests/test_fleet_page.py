@@ -67,7 +67,8 @@ def _row(html: str, device: str) -> str:
 def test_dashboard_fleet_rows(admin: TestClient) -> None:
     html = admin.get("/").text
     one, two, three = (_row(html, d) for d in DEVICES)
-    assert 'class="ok">Đang hoạt động<' in one and "<td>7</td>" in one and "5,0 GB" in one  # decimal comma
+    # Vietnamese numbers: decimal comma.
+    assert 'class="ok">Đang hoạt động<' in one and "<td>7</td>" in one and "5,0 GB" in one
     assert 'action="/devices/xa-0001/commune"' in one  # the admin's commune form, per row
     assert 'class="bad">Mất kết nối<' in two
     assert "Không tìm thấy máy quét" in two  # a known error key, translated
