@@ -11,7 +11,7 @@ PACKAGES := protocol agent server embedded
 
 help:
 	@echo "make demo   - install, then scan with SANE's test scanner, OCR, sync to a local archive"
-	@echo "make test   - install, then ruff, ruff format --check, mypy, pytest (all markers)"
+	@echo "make test   - install, then ruff, ruff format --check, mypy, the arm64 pin check, pytest (all markers)"
 	@echo "make bench  - benchmarks under bench/ (results go to docs/benchmarks.md by hand)"
 	@echo "make lock   - re-pin requirements.lock from a fresh resolve"
 	@echo "make check-arm64 - every pin installs on a Raspberry Pi (arm64 wheels; needs PyPI)"
@@ -34,7 +34,7 @@ typecheck: bootstrap
 pytest: bootstrap
 	$(PY) -m pytest
 
-test: lint typecheck pytest
+test: lint typecheck check-arm64 pytest
 
 card: bootstrap
 	$(PY) scripts/clerk_card.py the-huong-dan-tram-quet.pdf
