@@ -76,6 +76,12 @@ CATALOG: dict[str, tuple[str, str]] = {
         "Dịch vụ sohoa đang chạy — hãy bấm nút trên máy quét thay vì dùng lệnh này.",
         "The sohoa service is running — press the scan button instead of this command.",
     ),
+    "outbox_newer": (
+        "Dữ liệu trên máy do phiên bản sohoa mới hơn ghi. Gọi cán bộ kỹ thuật để cài lại "
+        "phiên bản đó; không trang nào bị xóa.",
+        "The data on this station was written by a newer sohoa version. Call the technician to "
+        "install that version again; no page has been deleted.",
+    ),
     "import_done": (
         "Đã nhập {pages} trang vào lô {batch}.",
         "Imported {pages} page(s) into batch {batch}.",
@@ -464,6 +470,12 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "outbox_locked": (
         "Dịch vụ đang chạy: dùng nút bấm, hoặc `systemctl stop sohoa-agent` trước khi gõ lệnh.",
         "The service is running: use the button, or `systemctl stop sohoa-agent` first.",
+    ),
+    "outbox_newer": (
+        "Đã quay lui về bản cũ hơn bản đã ghi hàng đợi: cài lại bản mới (runbook R8); hàng đợi "
+        "được giữ nguyên, không xóa.",
+        "Rolled back below the version that wrote the outbox: install the newer version again "
+        "(runbook R8); the outbox is kept as it is, never delete it.",
     ),
     "import_refused": (
         "Tệp hỏng hoặc không phải ảnh/PDF: quét lại tờ đó; các tệp khác đã được nhận.",

@@ -690,3 +690,37 @@ def test_a_busy_batch_costs_no_index_write_per_page_and_its_row_is_never_wrong(
     add(ob, batch.batch_id, b"seven")  # stale for "long enough": cleaned after the write
     assert _rows(root)[batch.batch_id]["counts"]["pages"] == 7
     ob.close()
+
+
+def test_an_outbox_written_by_a_newer_agent_is_refused_and_kept(tmp_path: Path) -> None:
+    """After a rollback the older agent must not read (or 'recover') an outbox whose layout it
+    does not know: one clear refusal, nothing changed; the format is recorded on first use."""
+    from harness import agent_env, run_agent
+
+    from agent.outbox.outbox import OUTBOX_FORMAT, OutboxNewer
+
+    data = tmp_path / "agent"
+    with Outbox(data) as box:
+        box.close_batch(box.new_batch(source="import").batch_id)
+    index = TinyDB(str(data / "index.json"), storage=AtomicJSONStorage)
+    assert index.table("meta").all() == [{"format": OUTBOX_FORMAT}]
+    index.table("meta").update({"format": OUTBOX_FORMAT + 1}, doc_ids=[1])  # a newer agent's
+    index.close()
+    before = {p: p.read_bytes() for p in data.rglob("*") if p.is_file() and p.name != "lock"}
+    for read_only in (False, True):
+        with pytest.raises(OutboxNewer) as refused:
+            Outbox(data, read_only=read_only)
+        assert refused.value.key == "outbox_newer"
+    after = {p: p.read_bytes() for p in data.rglob("*") if p.is_file() and p.name != "lock"}
+    assert after == before
+    # The command line says it in one line (Vietnamese), no traceback, and exits non-zero.
+    env = agent_env(data, "mqtt://127.0.0.1:9")
+    out = run_agent(env, "status")
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "phiên bản sohoa mới hơn" in out.stderr
+    # The refusal released the process lock: with the format back, the outbox opens again.
+    index = TinyDB(str(data / "index.json"), storage=AtomicJSONStorage)
+    index.table("meta").update({"format": OUTBOX_FORMAT}, doc_ids=[1])
+    index.close()
+    with Outbox(data):
+        pass

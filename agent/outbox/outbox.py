@@ -55,6 +55,12 @@ from agent.errors import StorageError
 from agent.outbox import storage
 
 INDEX_FILE = "index.json"
+# The outbox's on-disk format. An outbox records the format it was written in (the index's
+# `meta` table); one written by a newer agent (a higher format) is refused, never read half
+# understood — after a rollback the technician is told to install the newer agent again.
+# An outbox without a record predates the record and is format 1. Raise this (and migrate in
+# _check_format) when the layout of index.json or batch.json changes.
+OUTBOX_FORMAT = 1
 BATCH_FILE = "batch.json"
 LOCK_FILE = "outbox.lock"
 
@@ -235,6 +241,10 @@ def _docs_of(data: Mapping[str, Any] | None) -> Iterator[Mapping[str, Any]]:
     return iter(((data or {}).get("pages") or {}).values())
 
 
+class OutboxNewer(StorageError):
+    """The outbox was written by a newer agent (a higher OUTBOX_FORMAT): after a rollback."""
+
+
 class OutboxLocked(StorageError):
     pass
 
@@ -257,10 +267,27 @@ class Outbox:
             self._take_process_lock()
             storage.clean_stray_temps(self.root)
         self._index = self._open_db(self.root / INDEX_FILE)
+        self._check_format()
         if not read_only:
             self._recover()
 
     # -- life cycle -------------------------------------------------------------------------
+
+    def _check_format(self) -> None:
+        meta = self._index.table("meta")
+        found = meta.get(doc_id=1)
+        written = int(found["format"]) if found else 1
+        if written > OUTBOX_FORMAT:
+            self._index.close()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+            raise OutboxNewer(
+                "outbox_newer",
+                f"{self.root} is outbox format {written}; this agent reads up to {OUTBOX_FORMAT}",
+            )
+        if found is None and not self.read_only:
+            meta.insert({"format": OUTBOX_FORMAT})
 
     def _take_process_lock(self) -> None:
         fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
