@@ -714,3 +714,19 @@ def test_usb_receipts_under_a_rotated_key_carry_its_announcement(
             assert not back.finished and back.parts_acked == 0
             assert outbox.batch(batch_id).state == ob.READY  # nothing lost
     db.close()
+
+
+def test_new_bundle_folders_are_made_durable_in_their_parents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A power cut right after an export must not lose a folder whose files were fsynced:
+    every folder the export makes has its name fsynced in its parent (mkdir -p did not)."""
+    synced: list[Path] = []
+    monkeypatch.setattr(bundle, "_fsync_dir", synced.append)
+    target = tmp_path / "usb" / "sohoa" / "sohoa-bundle-1"
+    bundle._make_dirs(target)
+    assert target.is_dir()
+    assert synced == [tmp_path, tmp_path / "usb", tmp_path / "usb" / "sohoa"]
+    synced.clear()
+    bundle._make_dirs(target)  # already there: nothing made, nothing to sync
+    assert synced == []

@@ -249,7 +249,8 @@ def _write_bundle(
     key: Ed25519PrivateKey,
 ) -> None:
     frames_dir = bundle_dir / FRAMES_DIR
-    frames_dir.mkdir(parents=True)
+    _make_dirs(bundle_dir)  # each new folder's name made durable in its parent
+    frames_dir.mkdir()  # a bundle is written once: an existing one is an error
     frames: list[dict[str, Any]] = []
 
     def add(kind: str, batch_id: str, payload: bytes) -> None:
@@ -363,6 +364,20 @@ def _new_bundle_dir(target: Path, device_id: str) -> Path:
         n += 1
         candidate = target / f"{base}-{n}"
     return candidate
+
+
+def _make_dirs(path: Path) -> None:
+    """``mkdir -p`` that fsyncs the parent of every folder it makes (as the outbox's
+    ``storage.make_dirs``, but tolerant of FAT drivers like ``_fsync_dir``): a bundle's
+    folders on a fresh stick must survive a power cut as its files do."""
+    if path.is_dir():
+        return
+    _make_dirs(path.parent)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        return
+    _fsync_dir(path.parent)
 
 
 def _fsync_dir(path: Path) -> None:
