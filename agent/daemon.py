@@ -42,7 +42,7 @@ from agent.config import AgentSettings
 from agent.errors import ConfigError, DiskFullError, ScannerError, SohoaError, SyncError
 from agent.outbox import outbox as ob
 from agent.screen.web import Screen
-from agent.uplink import enrol, transfer
+from agent.uplink import assignment, enrol, transfer
 from agent.uplink.mqtt_link import MqttLink
 from agent.uplink.sync import Syncer, describe
 from protocol import envelope, topics
@@ -80,7 +80,10 @@ class Daemon:
         self.next_ho_so = ""  # typed on the screen: the mã hồ sơ of the next batch
         # The fonds the next batches are for: the admin's default until the technician
         # chooses another of the station's fonds on the screen (never guessed).
-        self.fonds = settings.fonds[0] if settings.fonds else ""
+        # The choice list is what the archive's admin assigned (agent.uplink.assignment),
+        # or the local `fonds` setting until the archive has told this station.
+        self.fonds = ""
+        self._fonds_default()
         self.restart_for_enrolment = False  # an enrolment sheet was scanned: start again
 
     # -- life cycle -----------------------------------------------------------------------
@@ -310,10 +313,27 @@ class Daemon:
     def set_next_ho_so(self, code: str) -> None:
         self.next_ho_so = code
 
+    def fonds_choices(self) -> tuple[list[str], dict[str, str]]:
+        """The station's fonds (default first) and their names: the archive's assignment
+        once it told this station (verified again), else the local ``fonds`` setting."""
+        s = self.settings
+        return assignment.choices(s.data_dir, s.device_id, transfer.archive_keys(s), list(s.fonds))
+
+    def _fonds_default(self) -> list[str]:
+        """The choice list now; the fonds of the next batches stays the technician's choice
+        while it is still one of them, else becomes the (new) default."""
+        return self._refresh_fonds()[0]
+
+    def _refresh_fonds(self) -> tuple[list[str], dict[str, str]]:
+        choices, names = self.fonds_choices()
+        if self.fonds not in choices:
+            self.fonds = choices[0] if choices else ""
+        return choices, names
+
     def set_fonds(self, code: str) -> bool:
         """The screen's choice of fonds for the next batches: one of the station's, else
         refused (False)."""
-        if code not in self.settings.fonds:
+        if code not in self._fonds_default():
             return False
         self.fonds = code
         log.info("fonds for the next batches: %s", code)
@@ -322,7 +342,7 @@ class Daemon:
     def _next_fonds(self) -> None:
         """The long press's choice (setting long_press = next_fonds): the next of the
         station's fonds, round; announced on the feedback and in the log."""
-        choices = self.settings.fonds
+        choices = self._fonds_default()
         if choices:
             at = choices.index(self.fonds) if self.fonds in choices else -1
             self.set_fonds(choices[(at + 1) % len(choices)])
@@ -331,6 +351,7 @@ class Daemon:
 
     def _batch_metadata(self, ho_so: str) -> dict[str, str] | None:
         metadata = {"ma_ho_so": ho_so} if ho_so else {}
+        self._fonds_default()
         if self.fonds:
             metadata[ob.FONDS_KEY] = self.fonds
         return metadata or None
@@ -341,6 +362,7 @@ class Daemon:
         disk = retention.forecast(self.settings, self.outbox)
         link = self.link
         lang = self.settings.language
+        choices, names = self._refresh_fonds()
         return {
             "scanner": self.settings.scanner,
             "scanning": self.scan_lock.locked(),
@@ -355,7 +377,8 @@ class Daemon:
             ],
             "next_ho_so": self.next_ho_so,
             "fonds": self.fonds,
-            "fonds_choices": list(self.settings.fonds),
+            "fonds_choices": choices,
+            "fonds_names": names,
             "language": lang,
         }
 

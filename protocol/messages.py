@@ -211,8 +211,56 @@ class Command(Envelope):
     note: str = Field(default="", max_length=2000)
 
 
+FONDS_CODE_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+MAX_ASSIGNED_FONDS = 50  # as many as the API takes
+
+
+class AssignedFonds(_Model):
+    """One fonds a station may scan for: its code (what a batch carries) and, for the
+    screen, its name."""
+
+    code: str = Field(pattern=FONDS_CODE_RE.pattern)
+    name: str = Field(default="", max_length=300)
+
+
+class FondsAssignment(Envelope):
+    """Server → agent: the fonds the station's admin assigned (``sohoa-server fonds assign``,
+    ``PUT /api/v1/stations/{id}/fonds``), the first its default; empty: none. Retained on
+    ``down/{device}/fonds`` so that a station offline at the time hears it at its next
+    subscription. Signed with the archive's receipt key like a receipt (protocol/signing.py):
+    a station uses it only when the signature verifies against a key it trusts, and only
+    when ``assigned_at`` is not older than the assignment it holds (no replay of an old
+    one)."""
+
+    kind: Literal["fonds"] = "fonds"
+    assigned_at: float = Field(description="archive clock when this was sent (newest wins)")
+    fonds: tuple[AssignedFonds, ...] = Field(default=(), max_length=MAX_ASSIGNED_FONDS)
+    signature: str | None = Field(default=None, description="Ed25519, see protocol/signing.py")
+
+    @field_validator("fonds")
+    @classmethod
+    def _unique_codes(cls, fonds: tuple[AssignedFonds, ...]) -> tuple[AssignedFonds, ...]:
+        codes = [f.code for f in fonds]
+        if len(set(codes)) != len(codes):
+            raise ValueError("an assignment lists the same fonds twice")
+        return fonds
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(f.code for f in self.fonds)
+
+
 Message = (
-    Manifest | ChunkHeader | Query | BatchState | Receipt | Reject | Status | Telemetry | Command
+    Manifest
+    | ChunkHeader
+    | Query
+    | BatchState
+    | Receipt
+    | Reject
+    | Status
+    | Telemetry
+    | Command
+    | FondsAssignment
 )
 MESSAGE_TYPES: dict[str, type[Envelope]] = {
     "manifest": Manifest,
@@ -224,4 +272,5 @@ MESSAGE_TYPES: dict[str, type[Envelope]] = {
     "status": Status,
     "telemetry": Telemetry,
     "command": Command,
+    "fonds": FondsAssignment,
 }

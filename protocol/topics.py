@@ -14,6 +14,7 @@ sohoa/v1/down/{device}/state    srv→agent  :class:`protocol.messages.BatchStat
 sohoa/v1/down/{device}/receipt  srv→agent  :class:`protocol.messages.Receipt`
 sohoa/v1/down/{device}/reject   srv→agent  :class:`protocol.messages.Reject`
 sohoa/v1/down/{device}/command  srv→agent  :class:`protocol.messages.Command`
+sohoa/v1/down/{device}/fonds    srv→agent  :class:`protocol.messages.FondsAssignment` (retained)
 sohoa/v1/enrol/{device}/request enrol→srv  :class:`protocol.enrolment.EnrolRequest`
 sohoa/v1/enrol/{device}/reply   srv→enrol  :class:`protocol.enrolment.EnrolReply`
 ==============================  =========  ================================================
@@ -39,9 +40,9 @@ ROOT = "sohoa"
 PREFIX = f"{ROOT}/{TOPIC_LEVEL}"
 
 UpKind = Literal["manifest", "chunk", "query", "telemetry"]
-DownKind = Literal["state", "receipt", "reject", "command"]
+DownKind = Literal["state", "receipt", "reject", "command", "fonds"]
 UP_KINDS: tuple[UpKind, ...] = ("manifest", "chunk", "query", "telemetry")
-DOWN_KINDS: tuple[DownKind, ...] = ("state", "receipt", "reject", "command")
+DOWN_KINDS: tuple[DownKind, ...] = ("state", "receipt", "reject", "command", "fonds")
 
 # Lower-case letters, digits, '-' and '_'; starts with a letter or digit; at most 64 chars.
 # Rules out '+', '#', '/', NUL and anything a shell or a file system would treat specially.

@@ -50,7 +50,7 @@ class Station(Protocol):
 
     def screen_state(self) -> dict[str, Any]:
         """scanner, scanning, last_error, link, pending_pages, disk_days_left, disk_warn,
-        rescans, next_ho_so, fonds, fonds_choices, language."""
+        rescans, next_ho_so, fonds, fonds_choices, fonds_names, language."""
         ...
 
     def start_scan(self) -> bool:

@@ -36,7 +36,7 @@ from agent.config import AgentSettings
 from agent.errors import StorageError
 from agent.outbox import outbox as ob
 from agent.outbox import rescan, storage
-from agent.uplink import enrol, transfer
+from agent.uplink import assignment, enrol, transfer
 from agent.uplink.mqtt_link import Incoming, MqttLink
 from protocol import chunking, envelope, topics
 from protocol.messages import (
@@ -44,6 +44,7 @@ from protocol.messages import (
     BatchState,
     ChunkHeader,
     Command,
+    FondsAssignment,
     Query,
     Receipt,
     Reject,
@@ -287,6 +288,9 @@ class Syncer:
                     )
             elif isinstance(msg, Reject) and self._authentic(msg, report):
                 self._on_reject(msg, report)
+            elif isinstance(msg, FondsAssignment):
+                self._on_assignment(msg, report)
+                self._ack(item)
             out.append(msg)
         return out
 
@@ -371,6 +375,19 @@ class Syncer:
             return True
         report.forged += 1
         return False
+
+    def _on_assignment(self, msg: FondsAssignment, report: SyncReport) -> None:
+        """The fonds the archive's admin assigned this station (agent.uplink.assignment):
+        kept only when signed by a key this station trusts; a forged one changes nothing."""
+        try:
+            assignment.record(
+                self.settings.data_dir, self.device_id, transfer.archive_keys(self.settings), msg
+            )
+        except assignment.AssignmentRefused as exc:
+            report.forged += 1
+            log.error("ignored a fonds assignment: %s", exc)
+        except OSError as exc:
+            log.error("could not keep the fonds assignment: %s", exc)
 
     def _on_reject(self, msg: Reject, report: SyncReport) -> None:
         report.rejects.append(transfer.apply_reject(self.outbox, msg))  # conflict: quarantine

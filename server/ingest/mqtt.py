@@ -45,8 +45,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from protocol import envelope, signing, topics
-from protocol.messages import Command, Reject
+from protocol.messages import Command, Reject, Status
 from server.config import ServerSettings
+from server.fleet import assignment
 from server.ingest import Ingest
 from server.store import keys
 
@@ -188,6 +189,28 @@ class IngestWorker:
             on_puback(early[0], early[1])
         return True
 
+    def publish_retained(self, topic: str, payload: bytes) -> bool:
+        """Publish a retained server-to-device message (QoS 1): the broker keeps the newest
+        for the station's next subscription. False when not connected or paho refused it."""
+        if not self.connected.is_set():
+            return False
+        info = self._client.publish(topic, payload, qos=1, retain=True)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            log.warning("publish to %s failed: %s", topic, mqtt.error_string(info.rc))
+            return False
+        return True
+
+    def _send_fonds(self, device_id: str | None) -> None:
+        """The fonds assigned to a station (or to every active one), retained and signed
+        (server.fleet.assignment): the station uses them as its choice list."""
+        try:
+            sent = assignment.send(self.ingest.db, self, self.settings.data_dir, device_id)
+        except Exception:  # never kill paho's or the ingest thread over this
+            log.exception("sending the fonds assignment failed")
+            return
+        if device_id is None:
+            log.info("fonds assignments sent to %d station(s)", sent)
+
     def _on_connect(
         self,
         client: mqtt.Client,
@@ -212,6 +235,7 @@ class IngestWorker:
             self._announce_key(client)
         except Exception:  # an exception here would kill paho's network thread
             log.exception("announcing the next receipt key failed")
+        self._send_fonds(None)
         if self.events is not None:
             try:
                 self.events.connected(self)
@@ -423,6 +447,10 @@ class IngestWorker:
         for delivery in group:
             client.ack(delivery.mid, delivery.qos)
         self.last_message_at = time.time()
+        for delivery in group:
+            device = topics.status_device(delivery.topic)
+            if device is not None and _says_online(delivery.payload):
+                self._send_fonds(device)  # a change made while it was away (or by the CLI)
         if self.events is None:
             return
         for delivery in group:
@@ -433,3 +461,11 @@ class IngestWorker:
                     self.events.device_online(self, device)
                 except Exception:
                     log.exception("the online handler failed for %s", device)
+
+
+def _says_online(payload: bytes) -> bool:
+    try:
+        msg = envelope.decode(payload).message
+    except envelope.EnvelopeError:
+        return False
+    return isinstance(msg, Status) and msg.state == "online"

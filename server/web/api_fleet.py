@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from server.archive import audit
+from server.fleet import assignment
 from server.fleet import broker as fleet
 from server.fleet import registry as stations
 from server.web.deps import DB, Admin, User, client_ip
@@ -90,6 +91,11 @@ def assign_fonds(
         )  # fmt: skip
     except stations.FleetError as exc:
         raise HTTPException(404 if exc.reason == "unknown" else 422, exc.detail) from exc
+    # To the station now, signed and retained (it hears it later if offline).
+    assignment.send(
+        db, getattr(request.app.state, "worker", None), request.app.state.settings.data_dir,
+        device_id,
+    )  # fmt: skip
     return _out(station)
 
 

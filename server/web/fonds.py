@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from server.archive import audit, fonds, fonds_handover
 from server.archive.fonds import FondsError
-from server.fleet import registry
+from server.fleet import assignment, registry
 from server.web.deps import DB, WebAdmin, WebArchivist, client_ip
 from server.web.render import csrf_refused, lang, render
 
@@ -125,6 +125,11 @@ def station_fonds(
         )  # fmt: skip
     except registry.FleetError as exc:
         return _page(request, db, 404 if exc.reason == "unknown" else 400, exc.detail)
+    # To the station now, signed and retained (it hears it later if offline).
+    assignment.send(
+        db, getattr(request.app.state, "worker", None), request.app.state.settings.data_dir,
+        device_id,
+    )  # fmt: skip
     return RedirectResponse("/fonds", status_code=303)
 
 
