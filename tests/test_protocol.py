@@ -19,10 +19,12 @@ from protocol import chunking, compression, envelope, topics
 from protocol.messages import (
     MESSAGE_TYPES,
     PART_CODES,
+    AssignedFonds,
     BatchState,
     ChunkHeader,
     Command,
     Envelope,
+    FondsAssignment,
     Manifest,
     PageEntry,
     PartRef,
@@ -164,6 +166,12 @@ def sample_messages() -> dict[str, Envelope]:
             agent_state="idle",
         ),
         "command": Command(**base(), command="rescan", batch_id=batch_id, page_id=page_id),
+        "fonds": FondsAssignment(
+            **base(),
+            assigned_at=1.0,
+            fonds=(AssignedFonds(code="BK-PN.XL_1", name="UBND xã Xuân La"),),
+            signature="ab" * 64,
+        ),
     }
 
 

@@ -19,12 +19,12 @@ import json
 import logging
 import time
 import uuid
-from pathlib import Path
 from typing import Protocol
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol import envelope, signing, topics
 from protocol.messages import AssignedFonds, FondsAssignment
-from server.store import keys
 from server.store.db import Connection, Database
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,9 @@ class RetainedPublisher(Protocol):
     def publish_retained(self, topic: str, payload: bytes) -> bool: ...
 
 
-def message(con: Connection, device_id: str, key_dir: Path, now: float | None = None) -> bytes:
+def message(
+    con: Connection, device_id: str, key: Ed25519PrivateKey, now: float | None = None
+) -> bytes:
     """The signed, encoded assignment of one station as the registry holds it now."""
     row = con.execute(
         "SELECT fonds_codes FROM stations WHERE device_id = ?", (device_id,)
@@ -54,17 +56,21 @@ def message(con: Connection, device_id: str, key_dir: Path, now: float | None = 
         assigned_at=now,
         fonds=tuple(fonds),
     )
-    key = keys.current(key_dir)
     signed = msg.model_copy(update={"signature": signing.sign(msg, key)})
     return envelope.encode(signed)
 
 
 def send(
-    db: Database, publisher: RetainedPublisher | None, key_dir: Path, device_id: str | None = None
+    db: Database,
+    publisher: RetainedPublisher | None,
+    key: Ed25519PrivateKey | None,
+    device_id: str | None = None,
 ) -> int:
-    """Publish the assignment of one station (or of every active one); return how many went
-    to the broker. Safe to call any number of times (retained: the newest replaces)."""
-    if publisher is None:
+    """Publish the assignment of one station (or of every active one), signed with ``key``
+    (the archive's receipt key; None: nothing is sent, a station would refuse it unsigned);
+    return how many went to the broker. Safe to call any number of times (retained: the
+    newest replaces)."""
+    if publisher is None or key is None:
         return 0
     con = db.read()
     if device_id is None:
@@ -75,7 +81,7 @@ def send(
     sent = 0
     for device in devices:
         try:
-            payload = message(con, device, key_dir)
+            payload = message(con, device, key)
         except (ValueError, topics.TopicError) as exc:
             log.error("could not build the fonds assignment of %s: %s", device, exc)
             continue

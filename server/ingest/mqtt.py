@@ -204,7 +204,7 @@ class IngestWorker:
         """The fonds assigned to a station (or to every active one), retained and signed
         (server.fleet.assignment): the station uses them as its choice list."""
         try:
-            sent = assignment.send(self.ingest.db, self, self.settings.data_dir, device_id)
+            sent = assignment.send(self.ingest.db, self, self.ingest.signing_key, device_id)
         except Exception:  # never kill paho's or the ingest thread over this
             log.exception("sending the fonds assignment failed")
             return

@@ -13,6 +13,7 @@ from server.archive import audit
 from server.fleet import assignment
 from server.fleet import broker as fleet
 from server.fleet import registry as stations
+from server.store import keys
 from server.web.deps import DB, Admin, User, client_ip
 
 router = APIRouter(prefix="/api/v1", tags=["fleet"])
@@ -92,10 +93,10 @@ def assign_fonds(
     except stations.FleetError as exc:
         raise HTTPException(404 if exc.reason == "unknown" else 422, exc.detail) from exc
     # To the station now, signed and retained (it hears it later if offline).
-    assignment.send(
-        db, getattr(request.app.state, "worker", None), request.app.state.settings.data_dir,
-        device_id,
-    )  # fmt: skip
+    worker = getattr(request.app.state, "worker", None)
+    if worker is not None:
+        key = keys.current(request.app.state.settings.data_dir)
+        assignment.send(db, worker, key, device_id)
     return _out(station)
 
 

@@ -20,6 +20,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from server.archive import audit, fonds, fonds_handover
 from server.archive.fonds import FondsError
 from server.fleet import assignment, registry
+from server.store import keys
 from server.web.deps import DB, WebAdmin, WebArchivist, client_ip
 from server.web.render import csrf_refused, lang, render
 
@@ -126,10 +127,10 @@ def station_fonds(
     except registry.FleetError as exc:
         return _page(request, db, 404 if exc.reason == "unknown" else 400, exc.detail)
     # To the station now, signed and retained (it hears it later if offline).
-    assignment.send(
-        db, getattr(request.app.state, "worker", None), request.app.state.settings.data_dir,
-        device_id,
-    )  # fmt: skip
+    worker = getattr(request.app.state, "worker", None)
+    if worker is not None:
+        key = keys.current(request.app.state.settings.data_dir)
+        assignment.send(db, worker, key, device_id)
     return RedirectResponse("/fonds", status_code=303)
 
 
