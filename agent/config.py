@@ -52,10 +52,12 @@ class AgentSettings(BaseModel):
     )
     fonds: list[str] = Field(
         default_factory=list,
-        description="The phông lưu trữ codes this station scans for, as the archive's admin "
-        "assigned them (`sohoa-server fonds assign`); the first is the default. With several "
-        "(a merged commune: the closed fonds of a former commune and the new one) the "
-        "technician chooses on the screen which one the next batches are for.",
+        description="The phông lưu trữ codes this station scans for until the archive tells "
+        "it the ones its admin assigned (`sohoa-server fonds assign`; a signed, retained "
+        "message, docs/fonds.md): the archive's list wins once received, this is the fallback "
+        "for a station never told. The first is the default. With several (a merged commune: "
+        "the closed fonds of a former commune and the new one) the technician chooses on the "
+        "screen which one the next batches are for.",
     )
     long_press: Literal["alternate_source", "next_fonds"] = Field(
         default="alternate_source",
