@@ -17,9 +17,12 @@ from urllib.parse import urlsplit
 import pytest
 from harness import Broker, ServerProcess, enrolled_agent_env, run_agent, run_server
 
-from agent.config import AgentSettings
+from agent.config import AgentSettings, load
 from agent.daemon import Daemon
+from agent.outbox import outbox as ob
 from agent.uplink import assignment
+from agent.uplink.mqtt_link import MqttLink
+from agent.uplink.sync import Syncer
 from protocol import envelope, signing, topics
 from protocol.messages import AssignedFonds, FondsAssignment
 
@@ -168,6 +171,32 @@ def test_the_admins_assignment_reaches_the_station_and_a_forged_one_does_not(
     assert station.fonds == "NL"
     held = json.loads((tmp_path / "agent" / assignment.FILE).read_text())
     assert held["device_id"] == DEVICE and held["signature"]
+    # Online at the time: a station connected (the daemon's link, idle) hears a change made
+    # on the page / API at once; one made with the CLI (another process, no broker client)
+    # when it next comes online (its status tells the ingest, which sends the list again).
+    settings = load(environ=env)
+    outbox = ob.Outbox(settings.data_dir)
+    link = MqttLink(settings, "boot", "test")
+    syncer = Syncer(settings, outbox, link, "test")
+
+    def heard(expected: list[str]) -> list[str]:
+        deadline = time.monotonic() + 60  # a bound for a broken build, not a measurement
+        while station.fonds_choices()[0] != expected and time.monotonic() < deadline:
+            syncer.collect_commands(0.5)
+        return station.fonds_choices()[0]
+
+    try:
+        link.connect()
+        assign("XL")
+        assert heard(["XL"]) == ["XL"]
+        link.close()
+        assert run_server(server, "fonds", "assign", DEVICE, "NL", "XL").returncode == 0
+        link.connect()
+        assert heard(["NL", "XL"]) == ["NL", "XL"]
+    finally:
+        link.close()
+        outbox.close()
+
     # The other station's list is its own (still its local setting: nothing assigned).
     assert (
         not (tmp_path / "other" / assignment.FILE).exists()
