@@ -97,7 +97,10 @@ def archive(tmp_path: Path) -> Iterator[tuple[Broker, ServerProcess]]:
 
 
 def _enrol(server: ServerProcess, device: str, folder: Path) -> dict[str, str]:
-    out = run_server(server, "device", "add", device, "--commune", "Xã Nghiên Loan")
+    sheet = folder.parent / f"{device}.pdf"  # never in the working directory
+    out = run_server(
+        server, "device", "add", device, "--commune", "Xã Nghiên Loan", "--sheet", str(sheet)
+    )
     assert out.returncode == 0, out.stderr
     env = enrolled_agent_env(folder)
     out = run_agent(env, "enrol", out.stdout.strip().splitlines()[-1])
