@@ -205,3 +205,49 @@ def test_the_admins_assignment_reaches_the_station_and_a_forged_one_does_not(
         not (tmp_path / "other" / assignment.FILE).exists()
         or json.loads((tmp_path / "other" / assignment.FILE).read_text())["fonds"] == []
     )
+
+
+@pytest.mark.browser
+def test_the_screen_shows_the_archives_list_and_follows_its_changes(tmp_path: Path) -> None:
+    """The technician's page in Chromium: the archive's list (with names) replaces the local
+    setting, and a later assignment of as many fonds but other ones replaces the list on the
+    open page (no reload)."""
+    import os
+
+    from test_browser import ARGS, CHROMIUM
+
+    from agent.screen.web import Screen
+
+    if not CHROMIUM.exists() and os.environ.get("CI") != "true":
+        pytest.skip("Debian chromium not installed")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    key = signing.new_key()
+    pinned = signing.public_key_hex(key)
+    settings = AgentSettings(data_dir=tmp_path, device_id=DEVICE, server_public_key=pinned,
+                             fonds=["LOCAL", "OTHER"])  # fmt: skip
+    station = Daemon(settings, "boot")
+    station.outbox = ob.Outbox(settings.data_dir)
+    assert assignment.record(tmp_path, DEVICE, {pinned}, _assignment(key, ["NL", "XL"], 1.0))
+    server = Screen(station, port=0).start()
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+            page = browser.new_page(viewport={"width": 800, "height": 480}, locale="vi-VN",
+                                    bypass_csp=True)  # fmt: skip
+            page.set_default_timeout(20_000)
+            page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+            page.wait_for_selector("#fonds-row:not([hidden])")
+            assert page.locator("#fonds option").all_inner_texts() == [
+                "NL — Phông NL", "XL — Phông XL"
+            ]  # fmt: skip
+            assert page.input_value("#fonds") == "NL"
+            assignment.record(tmp_path, DEVICE, {pinned}, _assignment(key, ["BK", "NL"], 2.0))
+            page.wait_for_selector("#fonds option[value='BK']", state="attached")
+            assert page.locator("#fonds option").all_inner_texts() == [
+                "BK — Phông BK", "NL — Phông NL"
+            ]  # fmt: skip
+            assert page.input_value("#fonds") == "NL"  # the technician's choice still holds
+            browser.close()
+    finally:
+        server.shutdown()
+        station.outbox.close()
