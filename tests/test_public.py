@@ -204,11 +204,18 @@ def test_the_label_sheet_carries_each_hosos_address_as_a_qr_code(staff: Staff) -
         ]
     finally:
         pdf.close()
-    detector = cv2.QRCodeDetector()
+    detectors = [cv2.QRCodeDetector(), cv2.QRCodeDetectorAruco()]
     for index, ma in enumerate(codes):
         left, top, right, bottom = labels.cell(index)
-        crop = sheets[index // labels.PER_SHEET][top:bottom, left:right]
-        text, _, _ = detector.detectAndDecode(np.ascontiguousarray(crop))
+        # What a phone frames: the code and its quiet zone, not the label's text beside it
+        # (OpenCV's detector alone, on the whole label, missed one random code in ~20).
+        qr_area = left + labels._px(3 + 38 + 3)
+        crop = np.ascontiguousarray(sheets[index // labels.PER_SHEET][top:bottom, left:qr_area])
+        text = ""
+        for detector in detectors:
+            text = detector.detectAndDecode(crop)[0]
+            if text:
+                break
         assert text == f"https://luutru.example.gov.vn/p/{token_of(s, ma)}", (index, ma)
     # The words are Vietnamese, in a font that has the letters (tesseract vie reads them).
     left, top, right, bottom = labels.cell(0)
