@@ -116,8 +116,11 @@ def test_progress_matching_and_exports(staff: Staff) -> None:
     assert (xl_p.ho_so["checked"], xl_p.pages["checked"]) == (1, 3)
     assert xl_p.pages["handed_over"] == 0
     # Handed over only through the recorded receipt (server.archive.fonds_handover).
-    fonds_handover.prepare(db, "XL", s.data_dir / "nop-luu-xl")
+    prepared = fonds_handover.prepare(db, "XL", s.data_dir / "nop-luu-xl")
     assert {f.key: f for f in progress.plan(db).fonds}["XL"].pages["handed_over"] == 0
+    # Its checklist names the planned hồ sơ never scanned (what the plan says is missing).
+    unscanned = [m.ma_ho_so for m in prepared.missing if "chưa được quét" in m.what]
+    assert unscanned == ["H06.XL.2019.02", "H06.XL.2019.03"]
     fonds_handover.confirm(db, "XL", receiver="Nguyễn Văn B", reference="BB-01/2026")
     xl_p = {f.key: f for f in progress.plan(db).fonds}["XL"]
     assert (xl_p.ho_so["handed_over"], xl_p.pages["handed_over"]) == (1, 2)

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server.archive import aip, audit, coversheets, export, fixity, fonds, handover
+from server.archive import aip, audit, coversheets, export, fixity, fonds, handover, inventory
 from server.archive.catalog import Catalog
 from server.archive.fonds import FondsError
 from server.archive.records import HoSoOut, Records
@@ -72,6 +72,11 @@ def checklist(records: Records, catalog: Catalog, code: str) -> list[Missing]:
     if loose:
         missing.append(Missing(f"{loose} trang đã quét cho phông này chưa thuộc văn bản nào "
                                "(chưa biên mục)"))  # fmt: skip
+    # The plan (the office's Mục lục, server.archive.inventory): hồ sơ it lists that no
+    # scanned page counts for are missing from the handover.
+    for p in inventory.unscanned(records.db, code):
+        missing.append(Missing(f"Hồ sơ trong mục lục (kế hoạch) chưa được quét: {p['tieu_de']}",
+                               p["code"]))  # fmt: skip
     for h in chosen:
         if not h.van_ban:
             missing.append(Missing("Hồ sơ chưa có văn bản (chưa quét hoặc chưa biên mục)",
