@@ -31,8 +31,12 @@ lint: bootstrap
 typecheck: bootstrap
 	$(VENV)/bin/mypy
 
+# Two workers by default (the suite waits on real brokers, servers and browsers much of the
+# time); tests sharing one expensive session build run on one worker (tests/conftest.py).
+PYTEST_WORKERS ?= 2
+
 pytest: bootstrap
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=25
 
 test: lint typecheck check-arm64 pytest
 

@@ -35,6 +35,19 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
+# Under pytest-xdist (make test: two workers, --dist loadgroup) every worker builds its own
+# session fixtures. The tests of the one real archive (built by the real pipeline, minutes)
+# and of the Ceph cluster (tests/test_objstore.py uses both) therefore run on one worker
+# instead of building them twice.
+_SHARED_BUILDS = ("real_archive", "s3_server")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(name in getattr(item, "fixturenames", ()) for name in _SHARED_BUILDS):
+            item.add_marker(pytest.mark.xdist_group("shared-builds"))
+
+
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
     b = Broker(tmp_path / "broker").start()
