@@ -108,7 +108,10 @@ def _open(settings: config.ServerSettings) -> Database:
             raise Refused(78, str(exc)) from exc
     try:
         return Database(
-            settings.database(), settings.database_password(), settings.database_pool_size
+            settings.database(),
+            settings.database_password(),
+            settings.database_pool_size,
+            settings.database_pool_timeout_s,
         )
     except (*OPERATIONAL_ERRORS, OSError) as exc:
         where = _redacted(settings.database_url) if settings.database_url else settings.database()

@@ -280,6 +280,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "text_results": ("Nội dung trang", "Page text"),
     "about": ("khoảng", "about"),
     "not_found": ("Không tìm thấy.", "Not found."),
+    "database_busy": (
+        "Hệ thống lưu trữ đang bận, chưa trả lời được yêu cầu này. Vui lòng thử lại sau ít phút.",
+        "The archive is too busy to answer this right now. Please try again in a minute.",
+    ),
     "not_open": (
         "Tài liệu này không mở cho tài khoản của bạn (chế độ sử dụng hoặc địa bàn).",
         "This record is not open to your account (its access regime or place).",
