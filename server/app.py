@@ -29,10 +29,10 @@ from server.fleet.broker import FleetWorker
 from server.ingest import Ingest
 from server.ingest.limits import StationLimits
 from server.ingest.mqtt import IngestWorker
-from server.store import keys
+from server.store import hygiene, keys
 from server.store.db import Database
 from server.store.files import StoreError
-from server.store.objects import store_for
+from server.store.objects import ObjectStore, store_for
 from server.store.pg import DatabaseBusy
 from server.web import api, api_fleet, api_plan, api_public, api_records, i18n
 from server.web import public as public_web
@@ -124,6 +124,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
             settings.database_pool_timeout_s,
         )
         store = store_for(settings)  # the local store, or the object store (store_url)
+        if isinstance(store, ObjectStore):  # what a crash left in store-staging, before ingest
+            try:
+                hygiene.sweep_staging(db, store)
+            except OSError as exc:
+                log.warning("store-staging sweep failed (left as it is): %s", exc)
         app.state.settings = settings
         app.state.db = db
         app.state.catalog = Catalog(db)
