@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,16 +29,45 @@ from server.fleet.broker import FleetWorker
 from server.ingest import Ingest
 from server.ingest.limits import StationLimits
 from server.ingest.mqtt import IngestWorker
-from server.store import keys
+from server.store import hygiene, keys
 from server.store.db import Database
 from server.store.files import StoreError
-from server.store.objects import store_for
+from server.store.objects import ObjectStore, store_for
+from server.store.pg import DatabaseBusy
 from server.web import api, api_fleet, api_plan, api_public, api_records, i18n
 from server.web import public as public_web
 from server.web.deps import Forbidden, LoginRequired
 from server.web.security import SecurityHeaders, TrustedProxies
 
 log = logging.getLogger(__name__)
+
+# A request refused for want of a database connection (DatabaseBusy) asks to come back in
+# this many seconds; the refusals of a burst are logged as one line, then one a minute.
+BUSY_RETRY_AFTER_S = 10
+BUSY_LOG_EVERY_S = 60.0
+
+
+class BusyLog:
+    """Log a burst of refusals once: the first, then at most one line per ``every`` seconds
+    with how many were refused since (a pool storm answers hundreds a second)."""
+
+    def __init__(self, every: float = BUSY_LOG_EVERY_S) -> None:
+        self.every = every
+        self._lock = threading.Lock()
+        self._last = -float("inf")
+        self._unlogged = 0
+
+    def refused(self, what: str, why: object) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last < self.every:
+                self._unlogged += 1
+                return
+            since, self._unlogged, self._last = self._unlogged, 0, now
+        more = f"; {since} more refused since the last line" if since else ""
+        log.warning("database busy: refused %s with 503: %s%s", what, why, more)
+
+
 VERSION = "0.1.0"
 
 
@@ -88,9 +118,17 @@ def create_app(settings: ServerSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(
-            settings.database(), settings.database_password(), settings.database_pool_size
+            settings.database(),
+            settings.database_password(),
+            settings.database_pool_size,
+            settings.database_pool_timeout_s,
         )
         store = store_for(settings)  # the local store, or the object store (store_url)
+        if isinstance(store, ObjectStore):  # what a crash left in store-staging, before ingest
+            try:
+                hygiene.sweep_staging(db, store)
+            except OSError as exc:
+                log.warning("store-staging sweep failed (left as it is): %s", exc)
         app.state.settings = settings
         app.state.db = db
         app.state.catalog = Catalog(db)
@@ -170,6 +208,24 @@ def create_app(settings: ServerSettings) -> FastAPI:
             status_code=503,
             headers={"Retry-After": "60"},
         )
+
+    busy_log = BusyLog()
+
+    @app.exception_handler(DatabaseBusy)
+    def _database_busy(request: Request, exc: DatabaseBusy) -> Response:
+        # Every connection of this process's pool stayed busy (or PostgreSQL did not
+        # answer) for database_pool_timeout_s: nothing was done; the client may try again.
+        busy_log.refused(f"{request.method} {request.url.path}", exc)
+        retry = {"Retry-After": str(BUSY_RETRY_AFTER_S)}
+        if request.url.path.startswith("/api/"):
+            return JSONResponse(
+                {"detail": "database busy, try again later", "retry_after_s": BUSY_RETRY_AFTER_S},
+                status_code=503,
+                headers=retry,
+            )
+        page = web.render(request, "message.html", 503, message_key="database_busy")
+        page.headers.update(retry)
+        return page
 
     @app.exception_handler(Forbidden)
     def _forbidden(request: Request, exc: Forbidden) -> Response:

@@ -108,7 +108,10 @@ def _open(settings: config.ServerSettings) -> Database:
             raise Refused(78, str(exc)) from exc
     try:
         return Database(
-            settings.database(), settings.database_password(), settings.database_pool_size
+            settings.database(),
+            settings.database_password(),
+            settings.database_pool_size,
+            settings.database_pool_timeout_s,
         )
     except (*OPERATIONAL_ERRORS, OSError) as exc:
         where = _redacted(settings.database_url) if settings.database_url else settings.database()
@@ -646,6 +649,54 @@ def cmd_store_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_store_gc(args: argparse.Namespace) -> int:
+    """Exit 0: listed (``--dry-run``) or removed; 69: the object store failed (run again);
+    78: no object store is configured."""
+    from server.store import hygiene, objects
+
+    settings = _settings(args)
+    if settings.store_url is None:
+        raise Refused(78, "store gc: no object store (store_url) is configured")
+    try:
+        store = objects.store_for(settings)
+    except (ValueError, objects.ObjectStoreError) as exc:
+        raise Refused(78, f"store gc: {exc}") from exc
+    assert isinstance(store, objects.ObjectStore)
+    db = _open(settings)
+    try:
+        try:
+            found = hygiene.collect(
+                db, store, older_than_s=args.older_than * 3600, delete=not args.dry_run
+            )
+        except Exception as exc:  # botocore's errors: the store did not answer
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            print(f"the object store failed: {exc}; run the same command again", file=sys.stderr)
+            return 69
+        detail = {
+            "older_than_hours": args.older_than, "dry_run": args.dry_run,
+            "orphans": len(found.orphans), "uploads": len(found.uploads),
+            "deleted": found.deleted, "aborted": found.aborted, "bytes": found.bytes,
+            "keys": [k for k, _, _ in found.orphans][:100],
+        }  # fmt: skip
+        audit.record(db, "cli", "store.gc", settings.store_url.split("?")[0], detail)
+    finally:
+        db.close()
+    if args.dry_run:
+        gone = f"would delete {len(found.orphans)}, would abort {len(found.uploads)}"
+    else:
+        gone = f"deleted {found.deleted} ({found.bytes} bytes), aborted {found.aborted}"
+    print(
+        f"store gc: {found.referenced} object(s) named by the catalogue;"
+        f" {len(found.orphans)} orphan(s) and {len(found.uploads)} incomplete multipart"
+        f" upload(s) older than {args.older_than:g} h: {gone};"
+        f" {found.young} unnamed but younger (in flight, kept)"
+    )
+    for key in found.kept_at_delete:
+        print(f"kept {key}: a part was committed at it meanwhile")
+    return 0
+
+
 def _store_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     store = sub.add_parser("store", help="the archive's file store")
     store_sub = store.add_subparsers(dest="store_command", required=True)
@@ -660,6 +711,28 @@ def _store_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     mig.add_argument("--to", required=True, help="s3://bucket/prefix?endpoint=https://host:port")
     mig.add_argument("--limit", type=int, help="stop after this many parts (resume later)")
     mig.set_defaults(func=cmd_store_migrate)
+    gc = store_sub.add_parser(
+        "gc",
+        help="remove objects no catalogue row names and abort stale multipart uploads",
+        description="List the objects under the archive's prefix that no part in the "
+        "catalogue names, and the incomplete multipart uploads, older than the grace period "
+        "(in-flight uploads are younger); then delete those objects (each re-checked against "
+        "the catalogue inside its write transaction) and abort those uploads. Every removal "
+        "is printed and logged, and the run is one audit row (store.gc). A committed part's "
+        "object is never touched. Exit 0: done; 69: the object store failed (run again); "
+        "78: no object store configured.",
+    )
+    gc.add_argument(
+        "--dry-run", action="store_true", help="list what would go; delete and abort nothing"
+    )
+    gc.add_argument(
+        "--older-than",
+        type=float,
+        default=24.0,
+        metavar="HOURS",
+        help="grace period: only what is older than this many hours (default 24)",
+    )
+    gc.set_defaults(func=cmd_store_gc)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -61,6 +61,13 @@ class ServerSettings(BaseModel):
         " ingest share them; requests beyond wait in the process). Keep the sum over all"
         " processes below the server's max_connections.",
     )
+    database_pool_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="Seconds a request waits for a free PostgreSQL connection of its process"
+        " before it is refused with 503 and Retry-After (the ingest retries later).",
+    )
     backup_repository: str | None = Field(
         default=None,
         description="restic repository `sohoa-server backup` writes to and `restore` reads:"

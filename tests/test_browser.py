@@ -203,7 +203,11 @@ def test_staff_workflow_in_chromium(
                 ".then(b => fetch('/api/v1/batches/' + b[0].id)).then(r => r.json())"
                 ".then(b => b.pages[0].id)"
             )
-            paths = ["/", "/batches/1", f"/pages/{page_id}?q=khoang", "/search?q=khoang+san",
+            device_id = admin.evaluate(
+                "fetch('/api/v1/devices').then(r => r.json()).then(d => d[0].device_id)"
+            )
+            paths = ["/", "/?state=online&name=xa", f"/devices/{device_id}", "/batches/1",
+                     f"/pages/{page_id}?q=khoang", "/search?q=khoang+san",
                      "/review", "/ho-so", "/ho-so/new", f"/ho-so/{ma}", "/audit", "/users",
                      "/stations", "/pages/999999", "/fonds", "/plan", "/plan/import",
                      f"/pages/{page_id}/redo"]  # fmt: skip

@@ -885,14 +885,16 @@ def test_commune_progress_from_ho_so_then_from_the_admin_label(staff: Staff) -> 
     home = c.get("/").text
     assert 'data-commune="Xã Tân Lập"' in home and "Tiến độ theo xã" in home
     assert home.count('<rect class="bar"') == 30
-    assert "/devices/" not in home  # the label form is for admins only
+    assert "/commune" not in home  # the label form is for admins only (and not on the list)
+    assert "/commune" not in c.get(f"/devices/{device}").text
 
 
-def test_admin_sets_the_commune_from_the_dashboard(staff: Staff) -> None:
+def test_admin_sets_the_commune_from_the_station_page(staff: Staff) -> None:
     csrf = staff.login("admin")
     c = staff.client
     (device,) = [d["device_id"] for d in c.get("/api/v1/devices").json()]
-    assert f'action="/devices/{device}/commune"' in c.get("/").text
+    assert f'href="/devices/{device}"' in c.get("/").text  # the list links to the station
+    assert f'action="/devices/{device}/commune"' in c.get(f"/devices/{device}").text
     assert (
         c.post(f"/devices/{device}/commune", data={"csrf": "x", "commune": "A"}).status_code == 403
     )

@@ -257,14 +257,6 @@ class Catalog:
             for r in rows
         ]
 
-    def pages_in_records(self) -> dict[str, int]:
-        """Per device: how many of its pages are already described in a văn bản."""
-        rows = self.db.read().execute(
-            "SELECT p.device_id, COUNT(DISTINCT p.id) FROM pages p"
-            " JOIN van_ban_pages v ON v.page_pk = p.id GROUP BY p.device_id"
-        )
-        return {r[0]: int(r[1]) for r in rows}
-
     def search(self, query: str, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
         """Full-text search, best first (see :meth:`search_page`); the hits only."""
         return self.search_page(query, limit, offset).hits

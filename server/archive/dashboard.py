@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.archive import access, progress
+from server.archive import access, fleet_view, progress
 from server.archive.auth import Principal
 from server.archive.catalog import Catalog
 
@@ -40,8 +40,7 @@ class Preview:
 class Overview:
     batches: list[dict[str, Any]]
     previews: dict[int, list[Preview]]
-    devices: list[dict[str, Any]]
-    assigned: dict[str, int]
+    fleet: fleet_view.FleetPage  # the stations needing attention first, a page at a time
     communes: list[progress.CommuneProgress] = field(default_factory=list)
 
 
@@ -62,7 +61,12 @@ def previews(
     return out
 
 
-def overview(catalog: Catalog, principal: Principal) -> Overview:
+def overview(
+    catalog: Catalog, principal: Principal, *, state: str = "", commune: str = "", name: str = "",
+    page: int = 1,
+) -> Overview:  # fmt: skip
+    """The dashboard; ``state``, ``commune``, ``name`` and ``page`` choose the fleet table's
+    rows (``fleet_view.dashboard``)."""
     db = catalog.db
     listed = catalog.batches(limit=BATCHES)
     mine = access.readable_batches(db, principal, [b["id"] for b in listed])
@@ -73,7 +77,6 @@ def overview(catalog: Catalog, principal: Principal) -> Overview:
     return Overview(
         batches=batches,
         previews=shown,
-        devices=catalog.devices(),
-        assigned=catalog.pages_in_records(),
+        fleet=fleet_view.dashboard(db, state=state, commune=commune, name=name, page=page),
         communes=progress.communes(db),
     )

@@ -542,11 +542,13 @@ class Database:
         target: Path | str,
         password: str | None = None,
         pool_size: int = pg.DEFAULT_POOL_SIZE,
+        pool_timeout: float = pg.POOL_TIMEOUT_S,
     ) -> None:
         self.dialect: Literal["sqlite", "postgresql"]
         self._local = threading.local()
         self._password = password
         self.pool_size = pool_size
+        self.pool_timeout = pool_timeout
         self._pool: Pool | None = None
         self._pool_lock = threading.Lock()
         if is_postgres_url(target):
@@ -650,7 +652,7 @@ class Database:
         """PostgreSQL: this process's pool (opened on first use, again after close())."""
         with self._pool_lock:
             if self._pool is None:
-                self._pool = Pool(self.url, self._password, self.pool_size)
+                self._pool = Pool(self.url, self._password, self.pool_size, self.pool_timeout)
             return self._pool
 
     def connect(self) -> Connection:

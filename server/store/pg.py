@@ -31,14 +31,15 @@ from typing import Any
 import psycopg
 from psycopg import pq
 from psycopg.rows import RowMaker
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 # Connections one server process holds at most (database_pool_size): web threads and the
 # ingest worker share them. Requests beyond it queue in the process, not in PostgreSQL.
 DEFAULT_POOL_SIZE = 8
-# How long a statement waits for a free connection before failing (PoolTimeout, an
-# OperationalError, as when the database is down: that request fails, and ingest leaves
-# its messages unacknowledged for the broker to deliver again).
+# How long a statement waits for a free connection before failing (DatabaseBusy, a
+# PoolTimeout and so an OperationalError, as when the database is down: that request is
+# answered 503 with Retry-After by server.app, and ingest leaves its messages unacknowledged
+# for the broker to deliver again). database_pool_timeout_s.
 POOL_TIMEOUT_S = 30.0
 APPLICATION_NAME = "sohoa-server"
 
@@ -154,6 +155,12 @@ class Rows:
             yield row
 
 
+class DatabaseBusy(PoolTimeout):
+    """No connection of this process's pool came free (or could be made) within the pool's
+    timeout: every one is busy, or PostgreSQL does not answer. A PoolTimeout still, so what
+    handles a database that is down handles this too."""
+
+
 class Pool:
     """At most ``size`` connections to one database for this process.
 
@@ -166,6 +173,7 @@ class Pool:
         self, url: str, password: str | None, size: int, timeout: float = POOL_TIMEOUT_S
     ) -> None:
         self.size = size
+        self.timeout = timeout
         self._local = threading.local()
         self._pool: ConnectionPool[psycopg.Connection[PgRow]] = ConnectionPool(
             url,
@@ -188,7 +196,13 @@ class Pool:
         if held is not None:
             yield held
             return
-        raw = self._pool.getconn()
+        try:
+            raw = self._pool.getconn()
+        except PoolTimeout as exc:
+            stats = self._pool.get_stats()
+            busy = stats.get("pool_size", 0) >= self.size and not stats.get("pool_available", 0)
+            why = f"all {self.size} connections busy" if busy else "cannot connect"
+            raise DatabaseBusy(f"{why} for {self.timeout:g} s ({exc})") from exc
         con = PgConnection(raw)
         self._local.con = con
         try:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from server.archive import audit, auth, fonds, progress
+from server.archive import audit, auth, fleet_view, fonds, progress
 from server.fleet import broker as fleet
 from server.fleet import registry
 from server.web.deps import (
@@ -38,12 +38,30 @@ def users_page(request: Request, session: WebAdmin, db: DB) -> Response:
 
 
 @router.get("/stations", response_class=HTMLResponse)
-def stations_page(request: Request, session: WebAdmin, db: DB) -> Response:
+def stations_page(
+    request: Request,
+    session: WebAdmin,
+    db: DB,
+    state: Annotated[str, Query(max_length=20)] = "",
+    commune: Annotated[str, Query(max_length=200)] = "",
+    name: Annotated[str, Query(max_length=100)] = "",
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> Response:
+    """The registry, pending stations first, 50 a page (``fleet_view.paged``)."""
+    found = fleet_view.paged(
+        registry.stations(db), lambda s: (s.state,), lambda s: s.device_id,
+        lambda s: s.commune, fleet_view.REGISTRY_STATES, attention=("pending",), state=state,
+        commune=commune, name=name, page=page,
+    )  # fmt: skip
+    shown = {c for s in found.rows for c in s.fonds_codes}
     places = {}  # fonds code → its name and its places before and after 2025
     for f in fonds.list(db):
-        line = fonds.places_line(fonds.lineage(db, f.code), lang(request))
-        places[f.code] = f"{f.name} — {line}" if line else f.name
-    return render(request, "stations.html", stations=registry.stations(db), places=places)
+        if f.code in shown:
+            line = fonds.places_line(fonds.lineage(db, f.code), lang(request))
+            places[f.code] = f"{f.name} — {line}" if line else f.name
+    return render(
+        request, "stations.html", fleet=found, places=places, attention_states=("pending",)
+    )
 
 
 @router.post("/stations/{device_id}/revoke")

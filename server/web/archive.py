@@ -6,7 +6,9 @@ or build HTML itself (``render``)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from server.archive import (
@@ -14,6 +16,7 @@ from server.archive import (
     audit,
     dashboard,
     fixity,
+    fleet_view,
     redo,
     replacements,
     rescan,
@@ -21,6 +24,7 @@ from server.archive import (
     search,
 )
 from server.archive.catalog import MAX_OFFSET, match_spans, query_terms
+from server.fleet import registry
 from server.web import i18n
 from server.web.deps import (
     DB,
@@ -35,8 +39,19 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/", response_class=HTMLResponse)
-def home(request: Request, session: WebViewer, catalog: CatalogDep) -> Response:
-    view = dashboard.overview(catalog, session.principal)
+def home(
+    request: Request,
+    session: WebViewer,
+    catalog: CatalogDep,
+    state: Annotated[str, Query(max_length=20)] = "",
+    commune: Annotated[str, Query(max_length=200)] = "",
+    name: Annotated[str, Query(max_length=100)] = "",
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> Response:
+    """The dashboard; ``state``, ``commune``, ``name`` and ``page`` page the fleet table."""
+    view = dashboard.overview(
+        catalog, session.principal, state=state, commune=commune, name=name, page=page
+    )
     language = lang(request)
     charts = {
         c.commune: bar_chart(c.per_day, label=i18n.t("per_day_chart", language), lang=language)
@@ -47,8 +62,8 @@ def home(request: Request, session: WebViewer, catalog: CatalogDep) -> Response:
         "batches.html",
         batches=view.batches,
         previews=view.previews,
-        devices=view.devices,
-        assigned=view.assigned,
+        fleet=view.fleet,
+        attention_states=fleet_view.DEVICE_ATTENTION,
         communes=view.communes,
         charts=charts,
         damage=fixity.damaged(catalog.db),
@@ -57,6 +72,19 @@ def home(request: Request, session: WebViewer, catalog: CatalogDep) -> Response:
         # have found room). Set by server.app from the ingest worker; None when all is well.
         ingest_trouble=getattr(request.app.state, "ingest_trouble", lambda: None)(),
     )
+
+
+@router.get("/devices/{device_id}", response_class=HTMLResponse)
+def device_page(device_id: str, request: Request, session: WebViewer, db: DB) -> Response:
+    """One station: what it last reported, its registry entry, and (for an admin) the form
+    that labels it with its commune — kept off the fleet list of 1,000 rows."""
+    found = fleet_view.station(db, device_id)
+    if found is None:
+        return render(request, "message.html", 404, message_key="not_found")
+    return render(
+        request, "device.html", d=found, station=registry.get(db, device_id),
+        attention_states=fleet_view.DEVICE_ATTENTION,
+    )  # fmt: skip
 
 
 @router.get("/batches/{batch}", response_class=HTMLResponse)

@@ -103,6 +103,42 @@ TEXT: dict[str, tuple[str, str]] = {
     ),
     "dashboard": ("Tổng quan", "Dashboard"),
     "fleet": ("Các trạm quét", "Scan stations"),
+    # The fleet lists (server.archive.fleet_view): attention first, counts per state, paged.
+    "fleet_state_error": ("Báo lỗi", "Reporting an error"),
+    "fleet_state_offline_long": ("Mất kết nối hơn 3 ngày", "Offline for over 3 days"),
+    "fleet_state_disk_low": ("Sắp đầy ổ đĩa", "Disk nearly full"),
+    "fleet_state_backlog": ("Tồn đọng chưa gửi", "Backlog not sent"),
+    "fleet_state_pending": ("Chờ đăng ký", "Pending enrolment"),
+    "fleet_state_revoked": ("Đã thu hồi", "Revoked"),
+    "fleet_state_active": ("Đã đăng ký", "Enrolled"),
+    "fleet_state_online": ("Đang hoạt động", "Online"),
+    "fleet_state_offline": ("Mất kết nối", "Offline"),
+    "fleet_all": ("Tất cả", "All"),
+    "fleet_attention": ("Cần chú ý", "Needs attention"),
+    "fleet_attention_count": ("{n} trạm cần chú ý", "{n} stations need attention"),
+    "fleet_find": (
+        "Tên trạm hoặc xã (có dấu hoặc không dấu)",
+        "Station or commune name (with or without diacritics)",
+    ),
+    "fleet_filter": ("Lọc", "Filter"),
+    "fleet_clear": ("Bỏ lọc", "Clear filters"),
+    "fleet_in_commune": ("Xã: {commune}", "Commune: {commune}"),
+    "fleet_page_of": (
+        "Trang {page}/{pages} · {n} trạm khớp bộ lọc",
+        "Page {page} of {pages} · {n} stations match",
+    ),
+    "fleet_no_match": ("Không có trạm nào khớp bộ lọc.", "No station matches the filters."),
+    "fleet_details": ("Chi tiết trạm", "Station details"),
+    "fleet_registry_state": ("Trạng thái đăng ký", "Registry state"),
+    "fleet_not_registered": ("chưa đăng ký", "not registered"),
+    "fleet_agent_state": ("Trạng thái máy trạm", "Station activity"),
+    "fleet_queue_bytes": ("Chờ gửi (dung lượng)", "Waiting to send (bytes)"),
+    "fleet_first_seen": ("Kết nối lần đầu", "First seen"),
+    "fleet_district": ("Huyện (trước 2025)", "District (before 2025)"),
+    "fleet_commune_hint": (
+        "Nhãn xã/phường/đặc khu của trạm trên bảng điều khiển (ghi nhật ký).",
+        "The station's commune label on the dashboard (audited).",
+    ),
     "alerts": ("Cảnh báo", "Alerts"),
     "ingest_trouble": (
         "Kho lưu trữ hiện không ghi được dữ liệu (ổ đĩa đầy?). Các trạm được yêu cầu chờ rồi "
@@ -244,6 +280,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "text_results": ("Nội dung trang", "Page text"),
     "about": ("khoảng", "about"),
     "not_found": ("Không tìm thấy.", "Not found."),
+    "database_busy": (
+        "Hệ thống lưu trữ đang bận, chưa trả lời được yêu cầu này. Vui lòng thử lại sau ít phút.",
+        "The archive is too busy to answer this right now. Please try again in a minute.",
+    ),
     "not_open": (
         "Tài liệu này không mở cho tài khoản của bạn (chế độ sử dụng hoặc địa bàn).",
         "This record is not open to your account (its access regime or place).",

@@ -11,6 +11,7 @@ import datetime as dt
 import math
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -103,6 +104,18 @@ templates.env.filters["when"] = _when
 templates.env.filters["bytes"] = _bytes_filter
 templates.env.filters["num"] = _num
 templates.env.filters["vndate"] = _date
+
+
+def _fleet_href(path: str, fleet: Any, **changes: Any) -> str:
+    """``path`` with a fleet list's filters (``server.archive.fleet_view.FleetPage``) and
+    ``changes`` as its query; empty values and page 1 are left out."""
+    query = {"state": fleet.state, "commune": fleet.commune, "name": fleet.name,
+             "page": fleet.page, **changes}  # fmt: skip
+    kept = {k: v for k, v in query.items() if v and not (k == "page" and v == 1)}
+    return f"{path}?{urlencode(kept)}" if kept else path
+
+
+templates.env.globals["fleet_href"] = _fleet_href
 # The viewer and thumbnails ask for rendered page images at these widths (page.html).
 templates.env.globals.update(render_widths=WIDTHS, render_width=SCREEN_WIDTH)
 
