@@ -28,7 +28,7 @@ from PIL import Image
 from agent.config import AgentSettings
 from agent.outbox import outbox as ob
 from agent.uplink import bundle, transfer
-from protocol import envelope, signing
+from protocol import envelope, signing, topics
 from protocol.messages import ChunkHeader, PartState, Receipt
 from server.archive.catalog import Catalog
 from server.ingest import Ingest
@@ -317,10 +317,14 @@ def test_link_after_usb_sends_nothing_already_archived(tmp_path: Path) -> None:
         assert _import_bundle(server_dir, _only_bundle(usb)).returncode == 0
         # No API call below, so no token (and no dependency on how tokens are made).
         server = ServerProcess(server_dir, broker.url, token="unused").start()
+        manifests = _ManifestSpy(broker.port)
         try:
             out = run_agent(env, "-v", "sync", "--wait", "--timeout", "60")
             assert out.returncode == 0, out.stderr
             assert " 0 chunks (0 bytes) sent" in out.stderr
+            # A new process knows no batch state: it asks before it announces, so a batch
+            # the archive already holds costs no manifest on the link either.
+            assert manifests.seen == [], manifests.seen
             assert _status(env)["batches"] == {"done": 1}
             assert len(_catalog(server_dir).batches()) == 1
             # The disk comes home later: its receipts change nothing any more.
@@ -328,9 +332,38 @@ def test_link_after_usb_sends_nothing_already_archived(tmp_path: Path) -> None:
             assert late.returncode == 0, late.stderr
             assert _status(env)["batches"] == {"done": 1}
         finally:
+            manifests.stop()
             server.stop()
     finally:
         broker.stop()
+
+
+class _ManifestSpy:
+    """Every manifest any station publishes on the (anonymous) test broker."""
+
+    def __init__(self, port: int) -> None:
+        import threading
+
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.seen: list[str] = []
+        subscribed = threading.Event()
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5
+        )
+        self.client.on_message = lambda c, u, m: self.seen.append(m.topic)
+        self.client.on_subscribe = lambda c, u, mid, rc, p: subscribed.set()
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(
+            f"{topics.PREFIX}/up/+/manifest", qos=1
+        )
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        assert subscribed.wait(10), "the spy could not subscribe"
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
 
 
 def test_cli_help_and_missing_disk(tmp_path: Path) -> None:

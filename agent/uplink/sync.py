@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 
 QUERY_TIMEOUT = 30.0
 QUERY_REPEAT = 8.0  # re-ask after this long without any answer (a ~300-byte publish)
+QUERY_BATCHES = 200  # batches asked about, announced and sent per round (the oldest first)
 # After the last chunk of a round, how long to wait for the receipts of what was sent before
 # asking again: the broker PUBACKs a chunk when it has it, the server's receipt follows a
 # commit later, one down-link delay behind. Waiting for it ends a batch without one more
@@ -154,8 +155,16 @@ class Syncer:
                 continue  # paho reconnects on its own; the outbox keeps everything meanwhile
             report.rounds += 1
             before = report.parts_acked + report.chunks_sent
-            self._announce(batches)
+            # Ask first, then announce only what the archive lacks. A new process (after a
+            # restart or a power cut) holds no batch state: announcing its whole backlog
+            # again cost the link every manifest and the archive a write each, and a slow
+            # archive then fell behind the station's repeats for good (the season soak: 49
+            # manifests per run, the query behind them never answered in time).
+            batches = batches[:QUERY_BATCHES]
             states = self._reconcile(batches, report, deadline, stop)
+            announced = self._announce(batches, states)
+            if announced:
+                states.update(self._reconcile(announced, report, deadline, stop))
             if states:
                 work = self._plan(batches, states)
                 complete = self._send(work, report, deadline, stop)
@@ -193,18 +202,28 @@ class Syncer:
 
     # -- 1. announce -------------------------------------------------------------------------
 
-    def _announce(self, batches: list[ob.BatchRecord]) -> None:
+    def _announce(
+        self, batches: list[ob.BatchRecord], answered: dict[str, BatchState]
+    ) -> list[ob.BatchRecord]:
+        """Send the manifests of the batches the archive just said it does not know, or
+        knows without some of their parts; the batches announced. A batch it did not answer
+        for is asked about again next round, not announced blind."""
+        announced = []
         for batch in batches:
-            state = self._states.get(batch.batch_id)
-            pages = self.outbox.pages(batch.batch_id)
-            if state is not None and state.known and not self._server_lacks_parts(state, pages):
+            state = answered.get(batch.batch_id)
+            if state is None:
                 continue
+            pages = self.outbox.pages(batch.batch_id)
+            if state.known and not self._server_lacks_parts(state, pages):
+                continue
+            announced.append(batch)
             key = enrol.station_key(self.settings.data_dir)  # signs every manifest
             for manifest in transfer.build_manifests(
                 self.device_id, batch, pages, self.agent_version, key
             ):
                 payload = envelope.encode(manifest)
                 self.link.publish(topics.up(self.device_id, "manifest"), payload)
+        return announced
 
     def _server_lacks_parts(self, state: BatchState, pages: list[ob.PageRecord]) -> bool:
         if state.pages_known < len(pages):
@@ -221,7 +240,7 @@ class Syncer:
         deadline: float,
         stop: threading.Event | None = None,
     ) -> dict[str, BatchState]:
-        ids = [b.batch_id for b in batches][:200]
+        ids = [b.batch_id for b in batches][:QUERY_BATCHES]
         query = Query(
             device_id=self.device_id,
             msg_id=uuid.uuid4().hex,
