@@ -17,7 +17,8 @@ station converges.
 Prints: pages lost / duplicated / corrupted (goal 0, 0, 0), bytes re-sent per interruption
 (bytes the link carried up minus the payload committed, over every fault and link cut), time
 to converge after the last fault, the station's disk high-water mark. Nothing here asserts a
-time; the exit status is non-zero only when a page is lost, duplicated or corrupted.
+time; the exit status is non-zero when a page is lost (on neither side), duplicated or
+corrupted, or still only on the station when the convergence time runs out.
 
     python -m bench soak [--pages 40] [--batches 8] [--minutes 4] [--agent-kills 30]
                          [--broker-kills 4] [--server-kills 3] [--power-cuts 6]
@@ -263,6 +264,14 @@ class Season:
                     corrupted += 1
         return captures, payload, corrupted
 
+    def station_captures(self) -> set[str]:
+        """The sha256 of every capture the station's outbox still holds."""
+        held = set()
+        for path in (self.agent_dir / "batches").glob("*/capture/*"):
+            with contextlib.suppress(OSError):
+                held.add(hashlib.sha256(path.read_bytes()).hexdigest())
+        return held
+
     def converged(self) -> bool:
         """The archive has every page and the station holds every batch done."""
         try:
@@ -291,6 +300,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     rng = random.Random(args.seed)
     lost = duplicated = corrupted = 1  # until counted
+    waiting: set[str] = set()
     work = Path(tempfile.mkdtemp(prefix="sohoa-soak-"))
     (work / "logs").mkdir()
     season = Season(work, args)
@@ -349,7 +359,9 @@ def run(args: argparse.Namespace) -> int:
         if season.current is not None:
             kill_group(season.current)
         captures, payload, corrupted = season.archive_state()
-        lost = len(set(season.inputs) - set(captures))
+        missing = set(season.inputs) - set(captures)
+        waiting = missing & season.station_captures()
+        lost = len(missing - waiting)
         duplicated = sum(len(v) - 1 for v in captures.values())
         interruptions = sum(
             season.counts.get(k, 0) for k in ("agent", "broker", "server", "power", "link")
@@ -359,7 +371,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"soak: {args.pages} pages in {args.batches} batches, {args.rate} bit/s, "
               f"seed {args.seed}, fault window {args.minutes} min")  # fmt: skip
         print(f"faults: {dict(sorted(season.counts.items()))}; agent runs {season.agent_runs}")
-        print(f"pages lost {lost}, duplicated {duplicated}, corrupted {corrupted}")
+        print(f"pages lost {lost}, duplicated {duplicated}, corrupted {corrupted}"
+              f"; not yet in the archive but held on the station {len(waiting)}")  # fmt: skip
         print(f"payload committed {payload} B, link carried up {season.proxy.bytes_up} B, "
               f"re-sent per interruption {resent // max(1, interruptions)} B "
               f"({interruptions} interruptions)")  # fmt: skip
@@ -367,11 +380,11 @@ def run(args: argparse.Namespace) -> int:
               + ("" if season.converged() else " (NOT converged: timed out)"))  # fmt: skip
         print(f"station disk high-water mark {season.high_water / 2**20:.1f} MiB")
         print(f"(logs and disks under {work})")
-        bad = lost or duplicated or corrupted
+        bad = lost or duplicated or corrupted or waiting
         return 1 if bad else 0
     finally:
         season.close()
-        if not args.keep and not (lost or duplicated or corrupted):
+        if not args.keep and not (lost or duplicated or corrupted or waiting):
             shutil.rmtree(work, ignore_errors=True)
 
 
