@@ -78,6 +78,13 @@ def test_only_an_assignment_the_pinned_archive_key_signed_is_kept(tmp_path: Path
     with pytest.raises(assignment.AssignmentRefused, match="older"):
         assignment.record(tmp_path, DEVICE, trusted, _assignment(archive, ["NL"], 150.0))
     assert choice_list() == ["XL", "NL"]
+    # The broker's retained copy of the same list, older than the one held since: no
+    # change, no refusal (it comes at every reconnection).
+    held = (tmp_path / assignment.FILE).read_bytes()
+    assert not assignment.record(
+        tmp_path, DEVICE, trusted, _assignment(archive, ["XL", "NL"], 150.0)
+    )
+    assert (tmp_path / assignment.FILE).read_bytes() == held
     # The file on disk is checked again when read: edited by hand, it is not used.
     path = tmp_path / assignment.FILE
     path.write_text(path.read_text().replace('"XL"', '"EV"'))
