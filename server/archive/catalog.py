@@ -506,7 +506,7 @@ class Catalog:
         rows: list[Any] | None = None
         if 0 < span < n and (phrase or not walk):  # a walk stops after the budget anyway
             args = [*score_args, *tier_args, query, n - span, budget, limit, offset]
-            rows = self._pg_window(con, sql, args, walk)
+            rows = self._pg_window(sql, args, False)  # read only the span's matches
             window = int(rows[0][2]) if rows else 0
             if phrase and budget > window >= offset + limit > 0:
                 ranked = [(int(r[0]), float(r[1])) for r in rows]
@@ -515,7 +515,7 @@ class Catalog:
                 rows = None
         if rows is None:
             args = [*score_args, *tier_args, query, 0, budget, limit, offset]
-            rows = self._pg_window(con, sql, args, walk)
+            rows = self._pg_window(sql, args, walk)
         ranked = [(int(r[0]), float(r[1])) for r in rows]
         window = int(rows[0][2]) if rows else 0
         if not ranked and offset:
@@ -585,19 +585,24 @@ class Catalog:
         _STATS_CACHE[key] = (stats, now)
         return stats
 
-    @staticmethod
-    def _pg_window(con: Connection, sql: str, args: list[object], walk: bool) -> list[Any]:
-        con.execute("BEGIN")
-        try:
-            if walk:
-                con.execute("SET LOCAL enable_bitmapscan = off")
-                con.execute("SET LOCAL enable_seqscan = off")
-            else:  # the GIN bitmap, cut by the primary key's range when there is one
-                con.execute("SET LOCAL enable_indexscan = off")
-                con.execute("SET LOCAL enable_seqscan = off")
-            return con.execute(sql, args).fetchall()
-        finally:
-            con.execute("COMMIT")
+    def _pg_window(self, sql: str, args: list[object], walk: bool) -> list[Any]:
+        """The window statement with the plan chosen: the walk (primary key from the newest
+        page) or the GIN bitmap (cut by the primary key's range when there is one). On one
+        held connection: the settings must reach the statement's session (a pooled
+        statement borrows any connection), and are reset before it goes back."""
+        off = "enable_bitmapscan" if walk else "enable_indexscan"
+        with self.db.pool().hold() as con:
+            con.execute(
+                "SELECT set_config(?, 'off', false), set_config('enable_seqscan', 'off', false)",
+                (off,),
+            )
+            try:
+                return con.execute(sql, args).fetchall()
+            finally:
+                con.execute(
+                    "SELECT set_config(?, 'on', false), set_config('enable_seqscan', 'on', false)",
+                    (off,),
+                )
 
     @staticmethod
     def _pg_count(con: Connection, table: str, query: str, exact_up_to: int) -> tuple[int, bool]:
