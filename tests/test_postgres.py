@@ -294,4 +294,8 @@ def test_window_in_the_newest_span_is_the_window_of_the_whole_archive(
     assert ({h["page"] for h in old.hits}, old.total, old.estimated) == (set(ids[:3]), 3, False)
     whole = Catalog(db).search_page('"de dieu"', 50)  # a window larger than the archive
     assert (len(whole.hits), whole.total, whole.estimated) == (40, 40, False)
+    common = small.search_page("uy ban", 5)  # on every page: the walk (bitmaps off)
+    assert (len(common.hits), common.total) == (5, 400)
+    settings = "SELECT name, setting FROM pg_settings WHERE name LIKE 'enable_%scan'"
+    assert {r[1] for r in db.read().execute(settings)} == {"on"}  # the plan's settings reset
     db.close()

@@ -599,8 +599,9 @@ class Catalog:
             try:
                 return con.execute(sql, args).fetchall()
             finally:
-                con.execute(
-                    "SELECT set_config(?, 'on', false), set_config('enable_seqscan', 'on', false)",
+                con.execute(  # back to the session's own values, whatever they were
+                    "SELECT set_config(name, reset_val, false) FROM pg_settings"
+                    " WHERE name IN (?, 'enable_seqscan')",
                     (off,),
                 )
 
