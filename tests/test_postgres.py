@@ -275,6 +275,10 @@ def test_window_in_the_newest_span_is_the_window_of_the_whole_archive(
             words += ["đê bao", "điều chỉnh"]  # both words, apart
         if k % 10 == 0:
             words.append("tu bổ đê điều")  # the phrase
+        if k % 2 == 1:
+            words.append("số lẻ")  # never with "đê" but on page 1
+        if k == 1:
+            words.append("đê bao")
         if k <= 3:
             words.append("sửa bờ kè")  # an old phrase
         elif k % 3 == 0:
@@ -296,6 +300,8 @@ def test_window_in_the_newest_span_is_the_window_of_the_whole_archive(
     assert (len(whole.hits), whole.total, whole.estimated) == (40, 40, False)
     common = small.search_page("uy ban", 5)  # on every page: the walk (bitmaps off)
     assert (len(common.hits), common.total) == (5, 400)
+    rare = small.search_page("de le", 5)  # estimated 100 (a walk of 160 pages): on page 1
+    assert ([h["page"] for h in rare.hits], rare.total, rare.estimated) == ([ids[0]], 1, False)
     settings = "SELECT name, setting FROM pg_settings WHERE name LIKE 'enable_%scan'"
     assert {r[1] for r in db.read().execute(settings)} == {"on"}  # the plan's settings reset
     db.close()

@@ -501,18 +501,25 @@ class Catalog:
         # index finds every match but then reads each one's heap row (~3 µs: a vector is
         # ~2 KB, 4 to a page) before sorting. The walk wins when matches² > budget × n.
         walk = estimate * estimate > budget * max(n, 1)
-        span = 2 * budget * n // max(estimate, 1) if estimate > 0 else n
         phrase = any(len(item) > 1 for item in parsed.items)
+        # First a span of the newest pages: for the GIN bitmap, one that should hold twice
+        # the budget's matches; for the walk, four times the pages it should need (an
+        # estimate too high — words that rarely meet — would otherwise walk the archive).
+        # When it holds fewer than the budget: the whole archive, and a walk that stopped
+        # short goes to the GIN index (the matches are fewer than estimated).
+        bitmap_first = phrase or not walk
+        span = (2 if bitmap_first else 4) * budget * n // max(estimate, 1) if estimate > 0 else n
         rows: list[Any] | None = None
-        if 0 < span < n and (phrase or not walk):  # a walk stops after the budget anyway
+        if 0 < span < n:
             args = [*score_args, *tier_args, query, n - span, budget, limit, offset]
-            rows = self._pg_window(sql, args, False)  # read only the span's matches
+            rows = self._pg_window(sql, args, walk and not bitmap_first)
             window = int(rows[0][2]) if rows else 0
             if phrase and budget > window >= offset + limit > 0:
                 ranked = [(int(r[0]), float(r[1])) for r in rows]
                 return ranked, max(window, window * n // span), True
             if window < budget:  # some of the newest matches are older than the span
                 rows = None
+                walk = walk and bitmap_first
         if rows is None:
             args = [*score_args, *tier_args, query, 0, budget, limit, offset]
             rows = self._pg_window(sql, args, walk)
