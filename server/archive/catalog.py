@@ -460,8 +460,11 @@ class Catalog:
         by the words' estimated frequency, so that the GIN bitmap is cut by the primary
         key's range before any vector is read (one read per match in the span, not per
         match in the archive: people's names, ~100,000 of 1,000,000 pages, read ~6,000
-        vectors instead of ~50,000). When the span holds fewer than the budget, the whole
-        archive is searched as before — except for a quoted phrase, whose matches are far
+        vectors instead of ~50,000 — the bitmap itself still decodes each syllable's pages,
+        and name syllables are on 30–100 % of them). The walk is bounded too: four times the
+        pages it should need, then the GIN index (PostgreSQL takes words as independent, so
+        two that rarely meet are estimated too high). When the span holds fewer than the
+        budget, the whole archive is searched — except for a quoted phrase, whose matches are far
         fewer than its words' estimate: the span's phrase matches are kept when they fill
         the page asked for, and the total is then scaled from the span (flagged as an
         estimate). docs/benchmarks.md, "Search over 1,000,000 pages"."""
