@@ -257,3 +257,51 @@ def test_a_second_server_starts_without_locking_the_running_one(
 
         threading.Thread(target=start, daemon=True).start()
         assert opened.wait(10), "the second start waited for the reader's lock"
+
+
+def test_window_in_the_newest_span_is_the_window_of_the_whole_archive(
+    pg_cluster: PostgresCluster,
+) -> None:
+    """The window is looked for among the newest pages first (Catalog._rank_postgres): the
+    hits and totals are those of the whole archive, and a quoted phrase found only on old
+    pages (its words apart on the new ones) is still found."""
+    db = Database(pg_cluster.create_database())
+    texts = []
+    for k in range(1, 401):
+        words = ["ủy ban nhân dân xã", "biên bản"]
+        if k % 4 == 0:
+            words += ["Nguyễn Văn Hùng", "ký tên"]
+        if k % 2 == 0:
+            words += ["đê bao", "điều chỉnh"]  # both words, apart
+        if k % 10 == 0:
+            words.append("tu bổ đê điều")  # the phrase
+        if k % 2 == 1:
+            words.append("số lẻ")  # never with "đê" but on page 1
+        if k == 1:
+            words.append("đê bao")
+        if k <= 3:
+            words.append("sửa bờ kè")  # an old phrase
+        elif k % 3 == 0:
+            words += ["bờ ruộng", "kè đá"]  # its words apart, on newer pages
+        texts.append(". ".join(words))
+    ids = archive(db, texts)
+    db.read().execute("ANALYZE page_search_folded")
+    small = Catalog(db, candidate_budget=10)
+    found = small.search_page("hung ky", 10)  # 100 matches, estimated 25: a span of 320
+    assert {h["page"] for h in found.hits} == {ids[k - 1] for k in range(364, 401, 4)}
+    assert (found.total, found.estimated) == (100, False)
+    phrase = small.search_page('"de dieu"', 5)  # 200 pages with both words, 40 together
+    assert {h["page"] for h in phrase.hits} <= {ids[k - 1] for k in range(10, 401, 10)}
+    assert len(phrase.hits) == 5
+    assert phrase.estimated and 20 <= phrase.total <= 80
+    old = small.search_page('"bo ke"', 5)  # on pages 1-3 only
+    assert ({h["page"] for h in old.hits}, old.total, old.estimated) == (set(ids[:3]), 3, False)
+    whole = Catalog(db).search_page('"de dieu"', 50)  # a window larger than the archive
+    assert (len(whole.hits), whole.total, whole.estimated) == (40, 40, False)
+    common = small.search_page("uy ban", 5)  # on every page: the walk (bitmaps off)
+    assert (len(common.hits), common.total) == (5, 400)
+    rare = small.search_page("de le", 5)  # estimated 100 (a walk of 160 pages): on page 1
+    assert ([h["page"] for h in rare.hits], rare.total, rare.estimated) == ([ids[0]], 1, False)
+    settings = "SELECT name, setting FROM pg_settings WHERE name LIKE 'enable_%scan'"
+    assert {r[1] for r in db.read().execute(settings)} == {"on"}  # the plan's settings reset
+    db.close()

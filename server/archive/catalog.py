@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 import unicodedata
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
@@ -66,6 +67,11 @@ MAX_OFFSET = 1000
 # way. bench/search.py.
 PG_DF_EXACT_UP_TO = 500
 PG_TOTAL_EXACT_UP_TO = 2000
+# Document frequencies and the planner's statistics change slowly (ANALYZE, a few minutes
+# after a large ingest): kept this many seconds per process.
+PG_STATS_TTL = 300.0
+_DF_CACHE: dict[tuple[str, str, str], tuple[int, float]] = {}
+_STATS_CACHE: dict[tuple[str, str], tuple[tuple[float, dict[str, float], float], float]] = {}
 
 
 # Matches among a reader's pages are counted by ``IN`` lists up to this many pages, else by
@@ -439,7 +445,21 @@ class Catalog:
         times its ``ts_rank(…, 1)`` (term frequency, saturated, divided by 1 + log(page
         length)), summed and negated: lower is better on both engines. A word's document
         frequency is counted up to ``PG_DF_EXACT_UP_TO`` and estimated above (idf hardly
-        moves there: 0.1 at 90 % of pages, 0.7 at 50 %); one word needs no idf at all."""
+        moves there: 0.1 at 90 % of pages, 0.7 at 50 %); one word needs no idf at all.
+
+        The window (the newest ``candidate_budget`` matches) is looked for among the newest
+        pages first: ``page_pk > n - span``, where ``span`` should hold twice the budget
+        by the words' estimated frequency, so that the GIN bitmap is cut by the primary
+        key's range before any vector is read (one read per match in the span, not per
+        match in the archive: people's names, ~100,000 of 1,000,000 pages, read ~6,000
+        vectors instead of ~50,000 — the bitmap itself still decodes each syllable's pages,
+        and name syllables are on 30–100 % of them). The walk is bounded too: four times the
+        pages it should need, then the GIN index (PostgreSQL takes words as independent, so
+        two that rarely meet are estimated too high). When the span holds fewer than the
+        budget, the whole archive is searched — except for a quoted phrase, whose matches are far
+        fewer than its words' estimate: the span's phrase matches are kept when they fill
+        the page asked for, and the total is then scaled from the span (flagged as an
+        estimate). docs/benchmarks.md, "Search over 1,000,000 pages"."""
         table = "page_search_exact" if parsed.exact else "page_search_folded"
         query = pg.tsquery(parsed.items)
         pages = con.execute(f"SELECT COALESCE(max(page_pk), 0) FROM {table}")  # noqa: S608
@@ -452,53 +472,140 @@ class Catalog:
         else:
             for item in parsed.items:
                 unit = pg.tsquery([item])
-                df, _ = self._pg_count(con, table, unit, PG_DF_EXACT_UP_TO)
+                df = self._pg_df(con, table, item, unit)
                 score.append("? * ts_rank(vec, ?::tsquery, 1)")
                 score_args += [math.log(1 + max(0.0, n - df + 0.5) / (df + 0.5)), unit]
         tier, tier_args = "false", []
         if parsed.phrase is not None:
             tier, tier_args = "vec @@ ?::tsquery", [pg.tsquery([parsed.terms])]
         where = f"FROM {table} WHERE vec @@ ?::tsquery"  # (constants)
-        estimate = self._pg_estimate(con, where, query)
+        estimate = self._pg_estimate_items(con, table, parsed.items, where, query)
         # The window (the newest matches) is a LIMIT subquery, which the planner keeps apart:
         # each candidate's vector is read once to match, then ranked; count(*) OVER () is
         # the window's size, i.e. the exact total when fewer than the budget match.
         sql = (
             f"SELECT page_pk, score, count(*) OVER () FROM (SELECT page_pk,"  # noqa: S608
             f" -({' + '.join(score)}) AS score, {tier} AS tier FROM (SELECT page_pk, vec"
-            f" {where} ORDER BY page_pk DESC LIMIT ?) w) r"
+            f" {where} AND page_pk > ? ORDER BY page_pk DESC LIMIT ?) w) r"
             " ORDER BY tier DESC, score, page_pk DESC LIMIT ? OFFSET ?"  # (constants)
         )
-        args = [*score_args, *tier_args, query, self.candidate_budget, limit, offset]
+        budget = self.candidate_budget
         # Two ways to find the window, and PostgreSQL's planner misjudges which is cheaper
         # (it does not cost reading a vector to test it): walking the primary key from the
         # newest page and testing each vector reads budget × n / matches vectors; the GIN
         # index finds every match but then reads each one's heap row (~3 µs: a vector is
         # ~2 KB, 4 to a page) before sorting. The walk wins when matches² > budget × n.
-        walk = estimate * estimate > self.candidate_budget * max(n, 1)
-        rows = self._pg_window(con, sql, args, walk)
+        walk = estimate * estimate > budget * max(n, 1)
+        phrase = any(len(item) > 1 for item in parsed.items)
+        # First a span of the newest pages: for the GIN bitmap, one that should hold twice
+        # the budget's matches; for the walk, four times the pages it should need (an
+        # estimate too high — words that rarely meet — would otherwise walk the archive).
+        # When it holds fewer than the budget: the whole archive, and a walk that stopped
+        # short goes to the GIN index (the matches are fewer than estimated).
+        bitmap_first = phrase or not walk
+        span = (2 if bitmap_first else 4) * budget * n // max(estimate, 1) if estimate > 0 else n
+        rows: list[Any] | None = None
+        if 0 < span < n:
+            args = [*score_args, *tier_args, query, n - span, budget, limit, offset]
+            rows = self._pg_window(sql, args, walk and not bitmap_first)
+            window = int(rows[0][2]) if rows else 0
+            if phrase and budget > window >= offset + limit > 0:
+                ranked = [(int(r[0]), float(r[1])) for r in rows]
+                return ranked, max(window, window * n // span), True
+            if window < budget:  # some of the newest matches are older than the span
+                rows = None
+                walk = walk and bitmap_first
+        if rows is None:
+            args = [*score_args, *tier_args, query, 0, budget, limit, offset]
+            rows = self._pg_window(sql, args, walk)
         ranked = [(int(r[0]), float(r[1])) for r in rows]
         window = int(rows[0][2]) if rows else 0
-        if not rows and offset:
-            window = self._pg_count(con, table, query, self.candidate_budget)[0]
-        if window < self.candidate_budget:
+        if not ranked and offset:
+            window = self._pg_count(con, table, query, budget)[0]
+        if window < budget:
             return ranked, window, False
         if estimate >= PG_TOTAL_EXACT_UP_TO:
             return ranked, max(window, estimate), True
         total, estimated = self._pg_count(con, table, query, PG_TOTAL_EXACT_UP_TO)
         return ranked, max(window, total), estimated
 
-    @staticmethod
-    def _pg_window(con: Connection, sql: str, args: list[object], walk: bool) -> list[Any]:
-        if not walk:
-            return con.execute(sql, args).fetchall()
-        con.execute("BEGIN")
-        try:
-            con.execute("SET LOCAL enable_bitmapscan = off")
-            con.execute("SET LOCAL enable_seqscan = off")
-            return con.execute(sql, args).fetchall()
-        finally:
-            con.execute("COMMIT")
+    def _pg_df(self, con: Connection, table: str, item: list[str], unit: str) -> int:
+        """Pages with ``item`` (a word or a phrase), for its idf: counted up to
+        ``PG_DF_EXACT_UP_TO``, else estimated — and then kept for ``PG_STATS_TTL`` seconds
+        (counting the first 500 pages of a common word costs a bitmap of all of them)."""
+        key = (self.db.url, table, " ".join(item))
+        now = time.monotonic()
+        kept = _DF_CACHE.get(key)
+        if kept is not None and now - kept[1] < PG_STATS_TTL:
+            return kept[0]
+        df, estimated = self._pg_count(con, table, unit, PG_DF_EXACT_UP_TO)
+        if estimated:
+            if len(_DF_CACHE) > 10_000:
+                _DF_CACHE.clear()
+            _DF_CACHE[key] = (df, now)
+        return df
+
+    def _pg_estimate_items(
+        self, con: Connection, table: str, items: list[list[str]], where: str, query: str
+    ) -> int:
+        """The planner's row estimate for ``items`` (all of them), computed as it computes
+        it (``tsquerysel``: the product of each lexeme's frequency among the column's most
+        common elements, half the least frequent one's for another lexeme; a phrase like
+        the AND of its words) from ``pg_stats``, read once per ``PG_STATS_TTL``: an
+        ``EXPLAIN`` per query cost 5–37 ms at 1,000,000 pages. Without statistics (no
+        ANALYZE yet) the planner is asked."""
+        stats = self._pg_stats(con, table)
+        if stats is None:
+            return self._pg_estimate(con, where, query)
+        rows, freqs, floor = stats
+        selectivity = 1.0
+        for word in {t for item in items for t in item}:
+            selectivity *= freqs.get(word, floor)
+        return max(1, round(rows * selectivity))
+
+    def _pg_stats(
+        self, con: Connection, table: str
+    ) -> tuple[float, dict[str, float], float] | None:
+        key = (self.db.url, table)
+        now = time.monotonic()
+        kept = _STATS_CACHE.get(key)
+        if kept is not None and now - kept[1] < PG_STATS_TTL:
+            return kept[0]
+        row = con.execute(
+            "SELECT c.reltuples, s.most_common_elems::text::text[], s.most_common_elem_freqs"
+            " FROM pg_class c JOIN pg_stats s ON s.tablename = c.relname"
+            " AND s.schemaname = current_schema() AND s.attname = 'vec'"
+            " WHERE c.oid = to_regclass(?)",
+            (table,),
+        ).fetchone()
+        if row is None or row[1] is None or float(row[0]) <= 0:
+            return None  # not analysed yet: not kept, the next query looks again
+        elems, freqs = list(row[1]), [float(f) for f in row[2]]
+        # most_common_elem_freqs ends with the minimum, the maximum and the null fraction.
+        floor = min(freqs[len(elems)] / 2, 0.005)  # ts_selfuncs.c: DEFAULT_TS_MATCH_SEL
+        stats = (float(row[0]), dict(zip(elems, freqs, strict=False)), floor)
+        _STATS_CACHE[key] = (stats, now)
+        return stats
+
+    def _pg_window(self, sql: str, args: list[object], walk: bool) -> list[Any]:
+        """The window statement with the plan chosen: the walk (primary key from the newest
+        page) or the GIN bitmap (cut by the primary key's range when there is one). On one
+        held connection: the settings must reach the statement's session (a pooled
+        statement borrows any connection), and are reset before it goes back."""
+        off = "enable_bitmapscan" if walk else "enable_indexscan"
+        with self.db.pool().hold() as con:
+            con.execute(
+                "SELECT set_config(?, 'off', false), set_config('enable_seqscan', 'off', false)",
+                (off,),
+            )
+            try:
+                return con.execute(sql, args).fetchall()
+            finally:
+                con.execute(  # back to the session's own values, whatever they were
+                    "SELECT set_config(name, reset_val, false) FROM pg_settings"
+                    " WHERE name IN (?, 'enable_seqscan')",
+                    (off,),
+                )
 
     @staticmethod
     def _pg_count(con: Connection, table: str, query: str, exact_up_to: int) -> tuple[int, bool]:
