@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -56,6 +57,7 @@ class PageRun:
     seconds: float
     bytes: int
     cer: float
+    cpu_s: float = 0.0  # CPU seconds of the page: the worker's and its tesseracts'
 
 
 @dataclass
@@ -69,6 +71,12 @@ class Run:
     @property
     def pages_per_min(self) -> float:
         return 60 * len(self.pages) / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def cpu_s_per_page(self) -> float:
+        """Median CPU seconds per page (0 when not measured: OCRmyPDF)."""
+        cpu = [p.cpu_s for p in self.pages if p.cpu_s]
+        return statistics.median(cpu) if cpu else 0.0
 
 
 # ----------------------------------------------------------------------------- memory
@@ -140,7 +148,7 @@ def _worker(argv: list[str]) -> int:
     out_dir = Path(argv[0])
     for item in argv[1:]:
         capture, dpi = item.rsplit(":", 1)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), _cpu_s()
         result = process_page(
             Path(capture), out_dir / Path(capture).stem, PipelineSettings(dpi=int(dpi))
         )
@@ -149,6 +157,7 @@ def _worker(argv: list[str]) -> int:
                 {
                     "capture": capture,
                     "seconds": time.perf_counter() - started,
+                    "cpu_s": _cpu_s() - cpu_started,
                     "bytes": result.archival.stat().st_size,
                     "text": result.text.read_text(encoding="utf-8"),
                     "flags": list(result.flags),
@@ -157,6 +166,17 @@ def _worker(argv: list[str]) -> int:
             flush=True,
         )
     return 0
+
+
+def _cpu_s() -> float:
+    """User + system CPU seconds of this process and its finished children (tesseract).
+
+    On a shared machine the wall clock measures the other sessions as much as ours; CPU
+    time per page does not (cache and memory contention aside), so `CPU s/page` is the
+    figure to compare between versions there."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def run_ours(pages: list[tuple[Path, str, int, str]], work: Path, workers: int) -> Run:
@@ -185,7 +205,11 @@ def run_ours(pages: list[tuple[Path, str, int, str]], work: Path, workers: int) 
     for line in "".join(outputs).splitlines():
         row = json.loads(line)
         variant, text = truth[row["capture"]]
-        run.pages.append(PageRun(variant, row["seconds"], row["bytes"], cer(text, row["text"])))
+        run.pages.append(
+            PageRun(
+                variant, row["seconds"], row["bytes"], cer(text, row["text"]), row.get("cpu_s", 0)
+            )
+        )
     return run
 
 
@@ -273,6 +297,7 @@ def report(ours: Run, base: Run, n_pages: int, workers: int, command: str) -> st
         "|---|---|---|---|",
         f"| pages/min | {ours.pages_per_min:.1f} | {base.pages_per_min:.1f} | "
         f"{_ratio(ours.pages_per_min, base.pages_per_min)} |",
+        f"| CPU s/page, median (worker + tesseract) | {ours.cpu_s_per_page:.2f} | – | – |",
         f"| peak RSS, all processes (MB) | {ours.peak_rss_mb:.0f} | {base.peak_rss_mb:.0f} | "
         f"{_ratio(ours.peak_rss_mb, base.peak_rss_mb)} |",
         f"| mean bytes/page | {_mean_bytes(ours):,.0f} | {_mean_bytes(base):,.0f} | "
@@ -341,7 +366,10 @@ def main(argv: list[str]) -> int:
         pages.append((path, variant, spec.dpi, page.text))
     print(f"{len(pages)} pages rendered in {work}", file=sys.stderr)
     ours = run_ours(pages, work / "ours", args.workers)
-    print(f"sohoa: {ours.pages_per_min:.1f} pages/min", file=sys.stderr)
+    print(
+        f"sohoa: {ours.pages_per_min:.1f} pages/min, {ours.cpu_s_per_page:.2f} CPU s/page",
+        file=sys.stderr,
+    )
     if args.skip_ocrmypdf:
         base = Run("OCRmyPDF", error="skipped (--skip-ocrmypdf)")
     else:

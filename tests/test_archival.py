@@ -201,6 +201,43 @@ def test_the_mask_takes_dark_ink_and_leaves_the_red_seal_in_the_background() -> 
     assert np.percentile(imaging.to_grey(layers.background), 0.5) > 60
 
 
+def test_marks_in_colour_keep_their_shape_and_their_own_colour() -> None:
+    """A ballpoint note and a red stamp line are drawn at full resolution in their colours.
+
+    In the ~75-dpi background they were a pale blur that read worse than the capture
+    (issue 15, tests/records margin_notes); painted in the text's ink they would be black.
+    """
+    import cv2
+
+    bgr = np.full((900, 1200, 3), (242, 246, 247), np.uint8)
+    for y in (120, 200, 280, 360):  # the page's own text, in black
+        cv2.putText(bgr, "VAN BAN SO", (300, y), cv2.FONT_HERSHEY_SIMPLEX, 2.5, (35, 30, 30), 6)
+    note = np.array([[100 + 9 * k, 500 + int(40 * np.sin(k / 3))] for k in range(100)], np.int32)
+    cv2.polylines(bgr, [note], False, (150, 50, 30), 3, cv2.LINE_AA)  # ballpoint blue (BGR)
+    cv2.line(bgr, (100, 750), (1100, 750), (45, 35, 200), 3, cv2.LINE_AA)  # stamp red
+    grey, _ = imaging.text_grey(bgr)
+    binary, _ = imaging.binarise(imaging.normalise_background(grey, 300), 300)
+    assert archival.segment(bgr, binary, 300).mask[note[:, 1], note[:, 0]].mean() < 0.05
+    made = archival.make_archival_pdf(bgr, binary, (), 300, archival.legal_check(300, True))
+    assert made.bytes_by_layer["marks_mask_g4"] > 0 and made.bytes_by_layer["marks_jpeg"] > 0
+    rendered, _ = _render(made.pdf, 300)
+    rendered = rendered[: bgr.shape[0], : bgr.shape[1]]  # pdfium rounds the size up
+    r, g, b = (rendered[:, :, i].astype(int) for i in range(3))
+
+    core = np.zeros(bgr.shape[:2], np.uint8)
+    cv2.polylines(core, [note], False, 1, 1)
+    blue = (b - r > 60) & (b < 200)  # dark and blue, not a pale blur
+    assert blue[core > 0].mean() > 0.9
+    red = (r - b > 60) & (r - g > 60) & (r < 230)
+    assert red[749:752, 110:1090].mean() > 0.9
+    # Sharp: 5 px off the stroke is paper again (a 4× reduced layer smears ~8 px).
+    ring = (np.ones((11, 11), np.uint8), np.ones((9, 9), np.uint8))
+    away = cv2.dilate(core, ring[0]) - cv2.dilate(core, ring[1])
+    assert np.percentile(rendered.mean(axis=2)[away > 0], 5) > 215
+    # The black text is still the ink mask's, in the ink colour.
+    assert max(made.ink_rgb) < 90 and rendered[60:370, 300:900].min() < 90
+
+
 def test_a_blank_page_still_makes_a_valid_pdf() -> None:
     page = render_page(PageSpec(blank=True, noise_sigma=2.0, **HALF))
     bgr = np.ascontiguousarray(page.image[:, :, ::-1])

@@ -424,3 +424,29 @@ def test_the_archival_mask_keeps_one_pixel_rules_under_300_dpi() -> None:
     assert (mask[150:220, 60:290] == 0).sum() >= (ocr_binary[150:220, 60:290] == 0).sum() * 0.9
     # At 300 dpi and above the mask is the OCR binarisation itself: no second pass.
     assert imaging.mask_binary(page, ocr_binary, 300) is ocr_binary
+
+
+@pytest.mark.parametrize(
+    ("name", "dotted"),
+    [("dot_matrix", True), ("serif_clean", False), ("typewriter_faded", False),
+     ("ruled_table", False), ("carbon_copy", False)],
+)  # fmt: skip
+def test_dot_matrix_type_is_told_by_its_dots_and_joined_at_their_pitch(
+    name: str, dotted: bool
+) -> None:
+    import records
+
+    page = records.render(name, 1)
+    image = page.image if page.image.ndim == 2 else np.ascontiguousarray(page.image[:, :, ::-1])
+    grey, _ = imaging.text_grey(image)
+    found = imaging.dot_matrix(grey, page.dpi)
+    assert found.found is dotted, found
+    if not dotted:
+        assert found.cores_per_blob < imaging.DOTTED_CORES - 0.5  # not a near miss
+        assert imaging.join_dots(grey, found) is grey  # nothing done to printed type
+        return
+    assert found.pitch_px == pytest.approx(page.dpi / 72, abs=0.5)  # 9-pin: 1/72 in
+    joined = imaging.join_dots(grey, found)
+    # Joined: the dots' dark cores merge into strokes (fewer, larger pieces).
+    core = imaging.dot_matrix(joined, page.dpi)
+    assert core.cores_per_blob < found.cores_per_blob / 2, core

@@ -160,19 +160,23 @@ def capture_200(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return save_png(page, tmp_path_factory.mktemp("p200") / "0005.png"), page.text
 
 
-def fake_line_reader(tmp_path: Path, word: str, conf: float) -> str:
-    """Real tesseract for pages; for `--psm 7` line lists, `word` at `conf` on every line."""
+def fake_line_reader(tmp_path: Path, word: str, conf: float, repeat: int = 1) -> str:
+    """Real tesseract for pages; for `--psm 7` line lists, `word` at `conf` on every line,
+    `repeat` times ("ĐÚNG ĐÚNG" for 2: two words side by side)."""
     real = shutil.which("tesseract")
-    script = tmp_path / "fake-tesseract"
+    rows = "".join(
+        f'    printf "5\\t$i\\t1\\t1\\t1\\t{k + 1}\\t{2 + 50 * k}\\t3\\t40\\t20\\t{conf}'
+        f'\\t{word}\\n" >> "$2.tsv"\n'
+        for k in range(repeat)
+    )
+    script = tmp_path / f"fake-tesseract-{repeat}"
     script.write_text(
         "#!/bin/sh\n"
         'case "$*" in *"--psm 7"*)\n'
         '  n=$(wc -l < "$1"); i=1\n'
         '  printf "level\\tpage_num\\tblock_num\\tpar_num\\tline_num\\tword_num\\tleft\\ttop'
         '\\twidth\\theight\\tconf\\ttext\\n" > "$2.tsv"\n'
-        "  while [ $i -le $n ]; do\n"
-        f'    printf "5\\t$i\\t1\\t1\\t1\\t1\\t2\\t3\\t40\\t20\\t{conf}\\t{word}\\n" >> "$2.tsv"\n'
-        "    i=$((i+1))\n"
+        "  while [ $i -le $n ]; do\n" + rows + "    i=$((i+1))\n"
         "  done; exit 0;;\n"
         "esac\n"
         f'exec {real} "$@"\n',
@@ -222,15 +226,56 @@ def test_the_second_pass_never_takes_a_less_sure_reading(
     assert "XXX" not in text
     assert cer(truth, text) <= 0.02  # the first pass's reading, untouched
 
-    sure = fake_line_reader(tmp_path, "ĐÚNG", 99.0)
+    # Surer, but one word where the line had several: the words are not given up for it.
+    shorter = fake_line_reader(tmp_path, "ĐÚNG", 99.0)
+    kept = process_page(capture, tmp_path / "short", PipelineSettings(dpi=200, tesseract=shorter))
+    second = kept.decisions["ocr_second_pass"]
+    assert isinstance(second, dict)
+    assert second["reread"] >= 3
+    assert all(len(change["before"].split()) <= 1 for change in second["replaced"])
+    assert cer(truth, kept.text.read_text(encoding="utf-8")) <= 0.02
+
+    many = 30  # more valid tokens than any line of the page has
+    sure = fake_line_reader(tmp_path, "ĐÚNG", 99.0, repeat=many)
     replaced = process_page(capture, tmp_path / "sure", PipelineSettings(dpi=200, tesseract=sure))
     second = replaced.decisions["ocr_second_pass"]
     assert isinstance(second, dict)
     lines = replaced.text.read_text(encoding="utf-8").splitlines()
     # Every line read again is replaced; no line is lost or added.
-    assert sum(line == "ĐÚNG" for line in lines) == second["reread"] == len(second["replaced"])
+    reading = " ".join(["ĐÚNG"] * many)
+    assert sum(line == reading for line in lines) == second["reread"] == len(second["replaced"])
     assert len([line for line in lines if line.strip()]) == len(truth.splitlines())
     assert replaced.ocr_confidence > result.ocr_confidence
+
+
+def test_a_line_is_not_replaced_by_a_reading_that_drops_words_or_only_changes_case() -> None:
+    """The re-read of a line is surer and as plausible, yet must not win: it lost a name
+    (tests/records ruled_table seed 1), or it differs only in letter case ("vào Lúc" for
+    "vào lúc" on a faded typewriter page: the crop, read alone, is surer of the wrong
+    case). A real correction still may."""
+    from agent.pipeline import ocr
+    from agent.pipeline.process import _may_replace, _reading_key, _wins
+
+    def line(text: str, conf: float = 90.0) -> list[ocr.Word]:
+        tokens = enumerate(text.split())
+        return [ocr.Word(t, conf, (10 * n, 0, 9, 20), (1, 1, 1)) for n, t in tokens]
+
+    first = line("111 | BùiKim Sơn 17/12/1990 Thôn thượng")
+    assert not _may_replace(first, line("111 17/12/1990 Thôn thượng"))  # the name is gone
+    assert _may_replace(first, line("111 Bùi Kim Sơn 17/12/1990 Thôn thượng"))
+    assert not _may_replace(line("vào lúc 13 giờ"), line("vào Lúc 13 giờ"))
+    assert not _may_replace(line("- Lưu: VT, VP,"), line("- LƯU: VT, VP,"))
+    assert _may_replace(line("việc 1ưu trữ"), line("việc lưu trữ"))
+    assert _may_replace(line("tiếp nhận 31 hô sơ"), line("tiếp nhận 31 hồ sơ"))
+    # As plausible and surer, but unsure itself: "quyết si" does not replace "quyết. /.".
+    first = line("quyết. /.", 0.0)
+    assert not _wins(line("quyết si", 58.0), _reading_key(first), first)
+    assert _wins(line("quyết./.", 96.0), _reading_key(first), first)
+    first = line("tiếp nhận 31 hô sơ", 94.8)
+    assert _wins(line("tiếp nhận 31 hồ sơ", 96.4), _reading_key(first), first)
+    assert not _wins(line("tiếp nhận 31 hồ sơ", 93.0), _reading_key(first), first)
+    first = line("việc 1ưu trữ", 95.5)  # more plausible wins, however unsure
+    assert _wins(line("việc lưu trữ", 60.0), _reading_key(first), first)
 
 
 @pytest.mark.tesseract

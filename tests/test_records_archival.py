@@ -49,28 +49,7 @@ def _render_pdf(pdf_path: Path, dpi: int, out: Path) -> Path:
     return out
 
 
-# Classes whose archival rendering still reads worse than the capture (issue #15: "if the
-# mixed raster costs readability on some class, fix the encoding for that class" — not done
-# yet). Strict: the day the encoding is fixed for one of them, this list must shrink.
-ARCHIVAL_COSTS_READABILITY = {
-    "margin_notes": "CI 2026-12-05: capture 9.9 %, archival rendering 11.5 % CER",
-}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            n,
-            marks=pytest.mark.xfail(
-                strict=True, reason=f"known, issue #15: {ARCHIVAL_COSTS_READABILITY[n]}"
-            ),
-        )
-        if n in ARCHIVAL_COSTS_READABILITY
-        else n
-        for n in records.CLASSES
-    ],
-)
+@pytest.mark.parametrize("name", list(records.CLASSES))
 def test_the_archival_page_reads_as_well_as_the_capture(tmp_path: Path, name: str) -> None:
     page = records.render(name, SEED)
     capture = records.save(page, tmp_path / "capture.png")

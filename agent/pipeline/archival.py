@@ -7,14 +7,18 @@ This module owns three things, each a pure function over arrays and bytes:
   PDF ≥ 1.4, colour image, ≥ 200 dpi, 100 % scale. Every page is checked; a failure is a
   flag for review, never a refusal (the capture is kept whatever it is).
 - `segment`: mixed-raster content (MRC) layers. The mask is the OCR binarisation (dark ink,
-  red seals already dropped by the red channel) further limited to low-chroma pixels, at full
-  resolution; the background is the page with the mask's pixels filled from their
-  neighbours, at ~75 dpi; the ink is one colour per page (the median of the mask's strokes).
+  stamps and signatures in colour already dropped by `imaging.text_grey`) further limited to
+  low-chroma pixels, at full resolution; the ink is one colour per page (the median of the
+  mask's strokes). Marks in colour (seals, stamps, signatures, notes in ballpoint blue) get
+  their own full-resolution mask over a ~75-dpi colour image of themselves (`colour_marks`),
+  so they keep their shape and their own colour; the background is the page with both
+  masks' pixels filled from their neighbours, at ~75 dpi.
 - `write_pdfa`: a one-page PDF/A-2b (ISO 19005-2 = TCVN 14159-2) written by hand: the
-  background as /DCTDecode JPEG, the mask as a /CCITTFaxDecode G4 /ImageMask painted in the
-  ink colour, invisible text (render mode 3) in tesseract's GlyphLessFont with a ToUnicode
-  CMap so that search and copy return the OCR's Vietnamese (NFC), XMP with pdfaid, an sRGB
-  OutputIntent, a document ID, no encryption.
+  background as /DCTDecode JPEG, the colour marks as a /DCTDecode JPEG with a G4 explicit
+  /Mask, the mask as a /CCITTFaxDecode G4 /ImageMask painted in the ink colour, invisible
+  text (render mode 3) in tesseract's GlyphLessFont with a ToUnicode CMap so that search
+  and copy return the OCR's Vietnamese (NFC), XMP with pdfaid, an sRGB OutputIntent, a
+  document ID, no encryption.
 
 Why by hand: the format needed here is ~15 objects; writing them keeps the agent free of a
 PDF library and every byte explainable. G4 rather than JBIG2 because Debian 12 has no JBIG2
@@ -27,6 +31,7 @@ the page geometry (the page size in the PDF is pixels × 72 / dpi: 100 % scale).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import io
 import zlib
@@ -49,6 +54,8 @@ BACKGROUND_DPI = 75  # MRC background: paper tone, seals, stains; text is in the
 BACKGROUND_QUALITY = 40  # JPEG quality of the background (smooth content: blocking invisible)
 MAX_INK_CHROMA = 80  # max−min of RGB: dark ink (≤ ~25) in the mask, red seal (~160) not
 MIN_COLOUR_CHROMA = 2  # a "colour" capture whose channels never differ by more is grey
+MARK_MIN_CHROMA = 40  # a colour mark: this far from grey (ballpoint blue 120, seal red 165)...
+MARK_MAX_LUMA = 0.7  # ... and darker than this share of the paper (see colour_marks)
 BAND_ROWS = 256  # rows of the full page the background reduction holds at a time
 PRODUCER = "sohoa"
 
@@ -170,8 +177,10 @@ class Layers:
 
     mask: npt.NDArray[np.bool_]  # full resolution, True = ink
     ink_rgb: tuple[int, int, int]  # the one colour the mask is painted in
-    background: Image  # reduced page, RGB or grey, ink filled from its neighbours
+    background: Image  # reduced page, RGB or grey, ink and marks filled from their neighbours
     background_dpi: float
+    marks: npt.NDArray[np.bool_] | None = None  # full resolution, True = a mark in colour
+    marks_image: Image | None = None  # their colours, reduced as the background (BGR)
 
 
 def segment(page: Image, ocr_binary: Image, dpi: int) -> Layers:
@@ -196,8 +205,70 @@ def segment(page: Image, ocr_binary: Image, dpi: int) -> Layers:
     ink_u8 = ink.view(np.uint8)
     ink_rgb = _ink_colour(page, ink_u8)
     factor = max(1, round(dpi / BACKGROUND_DPI))
-    background = _fill_background(page, ink_u8, factor)
-    return Layers(ink, ink_rgb, background, dpi / factor)
+    marks = colour_marks(page, ink)
+    if marks is None:
+        return Layers(ink, ink_rgb, _fill_background(page, ink_u8, factor), dpi / factor)
+    marks_u8 = marks.view(np.uint8)
+    background = _fill_background(page, _u8(cv2.bitwise_or(ink_u8, marks_u8)), factor)
+    marks_image = _mark_colours(page, marks_u8, factor)
+    return Layers(ink, ink_rgb, background, dpi / factor, marks, marks_image)
+
+
+def colour_marks(page: Image, ink: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_] | None:
+    """The page's marks in colour that the ink mask leaves out, or None when it has none.
+
+    A mark is a pixel darker than MARK_MAX_LUMA of the paper (luma; the paper is the 90th
+    percentile of a sample) and at least MARK_MIN_CHROMA from grey (max − min channel):
+    a red seal, a blue or violet stamp, a blue signature or marginal note. Grey paper
+    shadows (a spine, a dirty copier) and yellowed paper (chroma ~50 but light) are not
+    marks. In the background at ~75 dpi such strokes were a blur: a handwritten note read
+    worse from the archival page than from the capture (issue 15, tests/records
+    margin_notes: 9.9 % CER from the capture, 11.5 % from the rendering). A grey page has
+    no colour marks.
+    """
+    if page.ndim != 3:
+        return None
+    sample = cv2.cvtColor(np.ascontiguousarray(page[::8, ::8]), cv2.COLOR_BGR2GRAY)
+    darkest = MARK_MAX_LUMA * float(np.percentile(sample, 90))
+    marks = np.zeros(ink.shape, bool)
+    for top in range(0, page.shape[0], BAND_ROWS):
+        rows = slice(top, top + BAND_ROWS)
+        b, g, r = cv2.split(page[rows])
+        chroma = cv2.subtract(cv2.max(cv2.max(b, g), r), cv2.min(cv2.min(b, g), r))
+        luma = cv2.cvtColor(page[rows], cv2.COLOR_BGR2GRAY)
+        marks[rows] = (chroma >= MARK_MIN_CHROMA) & (luma < darkest) & ~ink[rows]
+    return marks if marks.any() else None
+
+
+def _mark_colours(page: Image, marks: npt.NDArray[np.uint8], factor: int) -> Image:
+    """The colours of the marks, reduced `factor` times (the marks' pixels only, averaged).
+
+    Reduced pixels with no mark in them take the colour of the marks near them (a
+    normalised blur), so a renderer's interpolation at a stroke's edge never mixes in
+    paper; those far from any mark are white (never painted: the mask is the shape).
+    """
+    height, width = page.shape[:2]
+    size = (max(1, -(-width // factor)), max(1, -(-height // factor)))
+    weight = np.empty((size[1], size[0]), np.float32)
+    summed = np.empty((size[1], size[0], 3), np.float32)
+    step = max(factor, BAND_ROWS // factor * factor)
+    for top in range(0, height, step):
+        rows = slice(top, min(height, top + step))
+        small_rows = slice(top // factor, -(-rows.stop // factor))
+        band_size = (size[0], small_rows.stop - small_rows.start)
+        band = cv2.bitwise_and(page[rows], page[rows], mask=marks[rows])
+        summed[small_rows] = cv2.resize(band, band_size, interpolation=cv2.INTER_AREA)
+        weight[small_rows] = cv2.resize(
+            marks[rows].astype(np.float32), band_size, interpolation=cv2.INTER_AREA
+        )
+    own = weight > 0
+    spread_w = cv2.GaussianBlur(weight, (0, 0), 2.0)
+    spread = cv2.GaussianBlur(summed, (0, 0), 2.0)
+    out = np.full(summed.shape, 255.0, np.float32)
+    near = ~own & (spread_w > 1e-3)
+    out[near] = spread[near] / spread_w[near][:, None]
+    out[own] = summed[own] / weight[own][:, None]
+    return _u8(np.clip(out + 0.5, 0, 255))
 
 
 def _bands(height: int, step: int, halo: int) -> list[tuple[slice, slice]]:
@@ -340,6 +411,8 @@ class EncodedLayers:
     mask: bytes  # raw G4 strip, b"" when the page has no ink
     mask_size: tuple[int, int]  # width, height: the page's pixels
     ink_rgb: tuple[int, int, int]
+    marks_mask: bytes = b""  # raw G4 strip of the colour marks, b"" when there are none
+    marks: bytes = b""  # JPEG of their colours, background_size pixels
 
 
 def encode_layers(
@@ -356,6 +429,12 @@ def encode_layers(
         mask=encode_g4(layers.mask) if layers.mask.any() else b"",
         mask_size=(width, height),
         ink_rgb=layers.ink_rgb,
+        marks_mask=encode_g4(layers.marks) if layers.marks is not None else b"",
+        marks=(
+            encode_jpeg(layers.marks_image, background_quality)
+            if layers.marks_image is not None
+            else b""
+        ),
     )
 
 
@@ -386,6 +465,8 @@ def assemble_pdf(
         mask=layers.mask,
         mask_size=layers.mask_size,
         ink_rgb=layers.ink_rgb,
+        marks=layers.marks,
+        marks_mask=layers.marks_mask,
         text_operators=text,
         text_codes=codes,
         created=created,
@@ -400,6 +481,8 @@ def assemble_pdf(
         {
             "background_jpeg": len(layers.background),
             "mask_g4": len(layers.mask),
+            "marks_jpeg": len(layers.marks),
+            "marks_mask_g4": len(layers.marks_mask),
             "text_ops": len(text),
         },
         len(words),
@@ -478,7 +561,10 @@ def _glyphless_font() -> bytes:
     )
 
 
+@functools.cache
 def _srgb_profile() -> bytes:
+    """lcms' sRGB profile, made once per process: it stamps its creation time (header bytes
+    24–35), and two PDFs of the same page made a second apart differed by it."""
     return bytes(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
 
 
@@ -579,14 +665,18 @@ def write_pdfa(
     ink_rgb: tuple[int, int, int],
     text_operators: bytes,
     text_codes: set[int],
+    marks: bytes = b"",
+    marks_mask: bytes = b"",
     created: dt.datetime | None = None,
 ) -> bytes:
-    """A one-page PDF/A-2b: background JPEG, G4 ink mask, invisible text, XMP, sRGB intent."""
+    """A one-page PDF/A-2b: background JPEG, colour marks (a JPEG of their colours at the
+    background's size, shaped by a G4 explicit mask at the page's), G4 ink mask, invisible
+    text, XMP, sRGB intent."""
     when = (created or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(microsecond=0)
     xmp_date = when.strftime("%Y-%m-%dT%H:%M:%SZ")
     info_date = when.strftime("D:%Y%m%d%H%M%SZ")
     digest = hashlib.md5(  # noqa: S324 -- a file identifier, not a security hash
-        background + mask + text_operators + xmp_date.encode()
+        background + mask + marks + marks_mask + text_operators + xmp_date.encode()
     ).digest()
     doc_uuid = digest.hex()
     doc_uuid = "-".join(
@@ -612,6 +702,24 @@ def write_pdfa(
     )
     xobjects = f"/Bg {bg} 0 R"
     draw = [f"q {width_pt:.4f} 0 0 {height_pt:.4f} 0 0 cm /Bg Do Q\n"]
+    if marks and marks_mask:
+        mw, mh = mask_size
+        # An explicit mask (PDF 32000-1 8.9.6.3): the colour image is painted where the
+        # stencil's samples are 0 — the same G4 sense as the ink mask below. It may have
+        # its own resolution: the shape at the page's, the colours at the background's.
+        shape = pdf.stream(
+            f"/Type /XObject /Subtype /Image /Width {mw} /Height {mh} /ImageMask true "
+            f"/BitsPerComponent 1 /Filter /CCITTFaxDecode "
+            f"/DecodeParms << /K -1 /Columns {mw} /Rows {mh} /BlackIs1 false >>",
+            marks_mask,
+        )
+        fg = pdf.stream(
+            f"/Type /XObject /Subtype /Image /Width {bw} /Height {bh} /ColorSpace /DeviceRGB "
+            f"/BitsPerComponent 8 /Filter /DCTDecode /Mask {shape} 0 R",
+            marks,
+        )
+        xobjects += f" /Marks {fg} 0 R"
+        draw.append(f"q {width_pt:.4f} 0 0 {height_pt:.4f} 0 0 cm /Marks Do Q\n")
     if mask:
         mw, mh = mask_size
         ink = pdf.stream(

@@ -143,15 +143,24 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         page = imaging.turn(image, turn_cw) if turn_cw else image
         del image
     with _timed(ms, "deskew"):
-        page, decisions["skew"] = _deskew(page, dpi, blank)
+        grey, _ = imaging.text_grey(page)
+        # Before any rotation: its interpolation blurs the dots (a dot-matrix page turned
+        # by 0.5° counted 2.6 dark cores per blob instead of 4.1).
+        dots = imaging.dot_matrix(grey, dpi)
+        decisions["dot_matrix"] = dataclasses.asdict(dots)
+        page, decisions["skew"] = _deskew(page, grey, dpi, blank)
+        del grey
     with _timed(ms, "binarise"):
         grey, decisions["text_grey"] = imaging.text_grey(page)
         normalised = imaging.normalise_background(grey, dpi)
         del grey
-        binary, binarisation = imaging.binarise(normalised, dpi)
-        ink_mask = imaging.mask_binary(normalised, binary, dpi)
+        # Dot-matrix type is read with its dots joined; `plain.png` keeps them as printed.
+        cleaned = imaging.join_dots(normalised, dots)  # `normalised` itself when not dotted
+        binary, binarisation = imaging.binarise(cleaned, dpi)
+        ink_mask = imaging.mask_binary(cleaned, binary, dpi)
         rules = imaging.vertical_rules(binary, dpi)
-        ocr_image, ocr_dpi, decisions["ocr_input"] = _ocr_input(normalised, ink_mask, dpi)
+        ocr_image, ocr_dpi, decisions["ocr_input"] = _ocr_input(cleaned, ink_mask, dpi)
+        del cleaned
         decisions["archival_mask"] = "ocr_binary" if ink_mask is binary else "unsmoothed_otsu"
         # The less-processed page (no despeckle, no mask): the second pass reads its unsure
         # lines from it too, so cleanup can never cost a line plain tesseract would get.
@@ -303,9 +312,9 @@ def _orientation(
 
 
 def _deskew(
-    page: imaging.Image, dpi: int, blank: imaging.BlankCheck
+    page: imaging.Image, grey: imaging.Image, dpi: int, blank: imaging.BlankCheck
 ) -> tuple[imaging.Image, dict[str, object]]:
-    grey, _ = imaging.text_grey(page)
+    """`page` turned level; `grey` is its text grey (`imaging.text_grey`)."""
     skew = imaging.estimate_skew(grey, dpi)
     applied = (
         not blank.blank
@@ -360,11 +369,13 @@ def _second_pass(
     (`imaging.dekern_punctuation`), and all crops are read in one tesseract run (`--psm 7`).
     Of the first reading and the two new ones, the most plausible wins (share of valid
     tokens, in steps of PLAUSIBILITY_STEP), then the surest (mean word confidence); the
-    first reading stays on a tie, so no line is dropped and no line gets less plausible.
-    Measured on 48 bench pages (8 per variant; docs/benchmarks.md, Pipeline), the cleaned
-    crop alone: 13 % of lines read again, 45 lines fixed, 1 made worse. The plain crop is
-    what keeps small sans type's dots below that despeckling took (issue 15: "Viêc" for
-    "Việc"; docs/benchmarks.md, "OCR per class").
+    first reading stays on a tie, so no line is dropped and no line gets less plausible. A
+    re-read that keeps fewer valid tokens, or differs only in letter case, never wins, nor
+    one as plausible that tesseract itself is unsure of (`_wins`). Measured on 48 bench
+    pages (8 per variant; docs/benchmarks.md, Pipeline), the cleaned crop alone: 13 % of
+    lines read again, 45 lines fixed, 1 made worse. The plain crop is what keeps small sans
+    type's dots below that despeckling took (issue 15: "Viêc" for "Việc"; docs/benchmarks.md,
+    "OCR per class").
     """
     started = time.perf_counter()
     lines: dict[tuple[int, int, int], list[ocr.Word]] = {}
@@ -426,9 +437,16 @@ def _second_pass(
     half = len(doubtful)
     for n, key in enumerate(doubtful):
         best, best_key, origin_tag = lines[key], _reading_key(lines[key]), "first"
+        # A crop that reads the first reading again (letter case aside) confirms it, as
+        # surely as it read it: a different crop reading must beat that (photocopy_2gen
+        # seed 2: the cleaned crop's "của Chính phủ" at 96, first at 92, the plain crop's
+        # "tủa Chính phử" at 94 won when the confirmation was not counted).
+        for m in (n, n + half):
+            if rereads[m] and _same_letters(lines[key], rereads[m]):
+                best_key = max(best_key, _reading_key(rereads[m]))
         for m, tag in ((n, "cleaned"), (n + half, "plain")):
             words = rereads[m]
-            if words and _reading_key(words) > best_key:
+            if words and _wins(words, best_key, lines[key]):
                 _, origin, insertions = crops[m]
                 best = [
                     ocr.Word(w.text, w.conf, _page_box(w.box, origin, insertions), key)
@@ -511,8 +529,46 @@ def _page_key(judged: quality.PageQuality) -> tuple[int, float]:
     return int(judged.syllable_share / PLAUSIBILITY_STEP + 1e-9), judged.mean_confidence
 
 
+Lines = list[ocr.Word] | tuple[ocr.Word, ...]  # the words of one line, in reading order
 PLAUSIBILITY_STEP = 0.05  # shares of valid tokens closer than this count as equal
 LINE_MAX_HEIGHT = 2.0  # × the median line height: taller "lines" are not read again
+
+
+def _wins(reread: Lines, best: tuple[int, float], first: Lines) -> bool:
+    """Whether a re-read of a line beats the best reading so far (`_reading_key` `best`).
+
+    More plausible wins; as plausible, the surer wins only when tesseract is sure of it
+    (mean confidence ≥ SECOND_PASS_BELOW): an unsure crop's "quyết si" for the page's
+    "quyết. /." (confidence 58 against 0, both plausible) cost the 200-dpi typewriter page
+    its "./.". Never a reading `_may_replace` refuses.
+    """
+    key = _reading_key(reread)
+    if key <= best or not _may_replace(first, reread):
+        return False
+    return key[0] > best[0] or key[1] >= SECOND_PASS_BELOW
+
+
+def _may_replace(first: Lines, reread: Lines) -> bool:
+    """Whether a line's re-read may replace its first reading at all (then `_reading_key`).
+
+    Not when it keeps fewer valid tokens: a crop read that drops words is "more plausible"
+    by share only (tests/records ruled_table seed 1: "111 | BùiKim Sơn 17/12/1990 …" gave
+    way to "111 17/12/1990 …", the name gone). Not when it differs only in letter case: the
+    page reading saw the line among its neighbours, the crop alone does not, and on a
+    faded 200-dpi monospace page a crop's "L" for "l" was the surer reading of the two
+    ("vào Lúc", "- LƯU: VT": typewriter_faded seeds 1 and 2; docs/benchmarks.md, "OCR per
+    class").
+    """
+    if _same_letters(first, reread):
+        return False
+    kept = quality.plausibility(w.text for w in reread).valid
+    return kept >= quality.plausibility(w.text for w in first).valid
+
+
+def _same_letters(first: Lines, reread: Lines) -> bool:
+    """The same words, letter case aside."""
+    before = " ".join(w.text for w in first)
+    return before.casefold() == " ".join(w.text for w in reread).casefold()
 
 
 def _plausibility(words: list[ocr.Word] | tuple[ocr.Word, ...]) -> float:
