@@ -267,3 +267,29 @@ def test_a_graceful_close_leaves_the_retained_status_offline(
         sub.loop_stop()
         sub.disconnect()
     assert status.state == "offline"  # type: ignore[attr-defined]
+
+
+def test_a_round_works_on_a_few_batches_text_and_pages_before_masters(tmp_path: Path) -> None:
+    """A backlog is reconciled a few batches a round (the archive's answer lists every part of
+    each batch asked about: ~2 KB a batch, seconds of a 2G link for fifty), and batches whose
+    pages, thumbnails or texts are not yet receipted come before those waiting only for their
+    masters, oldest first within each."""
+    from test_bundle import _ready_batch
+
+    from agent.uplink import sync, transfer
+
+    syncer = _syncer(tmp_path / "agent", FakeLink(), sync_masters=True)
+    outbox = syncer.outbox
+    ids = [_ready_batch(outbox, tmp_path / "work", pages=1) for _ in range(sync.QUERY_BATCHES + 3)]
+    batches = transfer.sendable_batches(outbox)
+    transfer.add_masters(outbox, batches)
+    for batch_id in ids[:2]:  # the two oldest: everything receipted but the master
+        for page in outbox.pages(batch_id):
+            for name, held in page.parts.items():
+                if name != "capture":
+                    assert outbox.mark_acked(batch_id, page.page_id, name, held.sha256)
+    chosen = [b.batch_id for b in syncer._working_set(transfer.sendable_batches(outbox))]
+    assert chosen == ids[2 : 2 + sync.QUERY_BATCHES]
+    # A short backlog is taken whole.
+    few = transfer.sendable_batches(outbox)[:3]
+    assert syncer._working_set(few) == few
