@@ -42,10 +42,21 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 _SHARED_BUILDS = ("real_archive", "s3_server")
 
 
+# The tests of a serial line (marker `serial`) unplug a pty and let the code under test open
+# the same /dev/pts path again. Pty numbers are machine-wide and reused at once: a pty another
+# worker opens in between gets the number, and the reconnecting code opens that worker's pty
+# (CI saw it: a box "came back" that was never plugged in, another's port was locked). They
+# therefore run on one worker, one after another.
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if any(name in getattr(item, "fixturenames", ()) for name in _SHARED_BUILDS):
+        shared = any(name in getattr(item, "fixturenames", ()) for name in _SHARED_BUILDS)
+        serial = item.get_closest_marker("serial") is not None
+        if shared and serial:
+            raise pytest.UsageError(f"{item.nodeid}: uses a pty and a shared build; split it")
+        if shared:
             item.add_marker(pytest.mark.xdist_group("shared-builds"))
+        elif serial:
+            item.add_marker(pytest.mark.xdist_group("serial-ptys"))
 
 
 @pytest.fixture
