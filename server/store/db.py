@@ -112,6 +112,8 @@ CREATE TABLE IF NOT EXISTS parts (
     committed_at REAL,
     UNIQUE (page_pk, name)
 );
+-- The newest commit, read on every dashboard load (server.archive.progress: has anything moved?)
+CREATE INDEX IF NOT EXISTS parts_committed ON parts(committed_at);
 CREATE TABLE IF NOT EXISTS chunks (
     part_pk INTEGER NOT NULL REFERENCES parts(id),
     "offset" INTEGER NOT NULL,
@@ -198,6 +200,8 @@ CREATE TABLE IF NOT EXISTS audit (
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
 );
+-- The last action of a kind (server.archive.progress asks on every dashboard load).
+CREATE INDEX IF NOT EXISTS audit_action ON audit(action, id);
 -- Phông lưu trữ (server.archive.fonds): the archival fonds of one organisation. Every hồ sơ
 -- belongs to one (ho_so.fonds_code); a commune merged in the 2025 reorganisation has its fonds
 -- closed, merged_into the new commune's, and handed over (fonds_handovers). Dates are ISO
