@@ -304,6 +304,10 @@ def test_box_unplugged_then_back(tmp_path: Path) -> None:
 
     first.write("BTN 1 DOWN\n")  # held while the cable is pulled: its UP never comes
     time.sleep(0.05)
+    # Pulled: udev removes the /dev/serial/by-id link with the device. (Left in place, the link
+    # names a /dev/pts number the kernel hands to the next pty anyone opens: CI saw the box
+    # reconnect to another test's pty.)
+    link.unlink()
     first.unplug()
     deadline = time.monotonic() + WAIT_S
     while box.connected and time.monotonic() < deadline:
@@ -334,6 +338,7 @@ def test_box_gone_for_good_is_a_clear_error(tmp_path: Path) -> None:
     link.symlink_to(first.path)
     box = SerialBoxButton(str(link), retry_first_s=0.02, retry_max_s=0.05, give_up_s=0.2)
     pump = Pump(box)
+    link.unlink()  # pulled, as above: the link goes with the device
     first.unplug()
     pump.thread.join(WAIT_S)
     assert isinstance(pump.error, ButtonError)
