@@ -158,6 +158,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
         stop = threading.Event()
         dog = threading.Thread(target=_watchdog, args=(app, stop), daemon=True, name="watchdog")
         dog.start()
+        if isinstance(store, ObjectStore):  # and again while the server runs
+            threading.Thread(
+                target=hygiene.sweep_staging_every, args=(db, store, stop), daemon=True,
+                name="store-staging",
+            ).start()  # fmt: skip
         if settings.ingest:  # batches arrive split at their QR cover sheets
             sweep = threading.Thread(
                 target=_split_cover_sheets, args=(app.state.records, stop), daemon=True,

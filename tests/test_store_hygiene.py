@@ -337,3 +337,46 @@ def test_staging_swept_at_start_after_sigkill_mid_ingest_loses_nothing(
     for row in final_rows:
         assert objects.sha256(row["path"]) == row["sha256"], row["path"]
     assert set(_staged(staging)) == {fresh.relative_to(staging).as_posix()}
+
+
+def test_a_running_server_sweeps_staging_again_without_a_restart(
+    tmp_path: Path, s3_server: CephS3, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A group whose COMMIT failed leaves its staged files as a kill does; a server that runs
+    for months sweeps them on its own schedule, never a young file or a live one."""
+    bucket = s3_server.new_bucket()
+    db = Database(tmp_path / "archive.sqlite3")
+    store = _store(tmp_path, s3_server, bucket)
+    folder = store.root / DEVICE / uid()
+    folder.mkdir(parents=True)
+    stale = folder / f"0001-{uid()}.archival.pdf.partial"  # no part names it
+    stale.write_bytes(b"%PDF- half a page")
+    old = time.time() - 2 * HOUR
+    os.utime(stale, (old, old))
+    young = folder / f"0002-{uid()}.archival.pdf.partial"  # an upload in flight
+    young.write_bytes(b"%PDF- being written")
+    stop = threading.Event()
+    sweeper = threading.Thread(
+        target=hygiene.sweep_staging_every, args=(db, store, stop, 0.05), daemon=True
+    )
+    sweeper.start()
+    try:
+        _wait("the periodic sweep", lambda: not stale.exists(), timeout=60)
+        assert young.read_bytes() == b"%PDF- being written"
+        # The catalogue unreadable for a moment: the sweep fails, says so, and a later one
+        # does the work.
+        with db.tx() as con:
+            con.execute("ALTER TABLE parts RENAME TO parts_away")
+        second = folder / f"0003-{uid()}.thumb.jpg.partial"
+        second.write_bytes(b"\xff\xd8 half")
+        os.utime(second, (old, old))
+        _wait("a failed sweep", lambda: "store-staging sweep failed" in caplog.text, timeout=60)
+        assert second.exists() and sweeper.is_alive()
+        with db.tx() as con:
+            con.execute("ALTER TABLE parts_away RENAME TO parts")
+        _wait("the next sweep", lambda: not second.exists(), timeout=60)
+        assert young.exists()
+    finally:
+        stop.set()
+        sweeper.join(10)
+    assert not sweeper.is_alive()

@@ -3,7 +3,8 @@
 Two kinds of leftovers (issue 19):
 
 - **staged files** in ``<data_dir>/store-staging`` (:func:`sweep_staging`, run by
-  ``sohoa-server run`` at start-up, before the ingest starts): a server killed between the
+  ``sohoa-server run`` at start-up, before the ingest starts, and every
+  ``STAGING_SWEEP_EVERY_S`` after: :func:`sweep_staging_every`): a server killed between the
   catalogue's COMMIT and :meth:`ObjectStore.committed` leaves the staged copy of a part whose
   object is verified; killed mid-group, it leaves ``.partial`` files whose chunks were never
   recorded. Staging holds no part that is committed but not uploaded: ``place()`` uploads
@@ -30,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +49,10 @@ log = logging.getLogger(__name__)
 # A staged file younger than this is left alone at start-up whatever the catalogue says:
 # another host's ingest may share this staging directory (docs/operations.md §13).
 STAGING_SAFE_AGE_S = 3600.0
+# How often a running server sweeps again: a group whose COMMIT failed (a full disk, the
+# database gone for a moment) leaves its staged files behind as a kill does, and a server
+# runs for months between restarts.
+STAGING_SWEEP_EVERY_S = 6 * 3600.0
 # Objects and multipart uploads younger than this are in flight (an upload runs inside one
 # ingest transaction: seconds to minutes); `store gc --older-than` changes it.
 GC_GRACE_HOURS = 24.0
@@ -114,6 +120,19 @@ def sweep_staging(
             len(report.removed), report.bytes, len(report.kept), report.young, older_than_s,
         )  # fmt: skip
     return report
+
+
+def sweep_staging_every(
+    db: Database, store: ObjectStore, stop: threading.Event,
+    every_s: float = STAGING_SWEEP_EVERY_S,
+) -> None:  # fmt: skip
+    """:func:`sweep_staging` every ``every_s`` until ``stop`` is set (a thread of
+    ``sohoa-server run``); a failed sweep is logged and tried again next time."""
+    while not stop.wait(every_s):
+        try:
+            sweep_staging(db, store)
+        except Exception:  # the database or the disk for a moment: next time
+            log.exception("store-staging sweep failed (left as it is until the next one)")
 
 
 def _garbage(con: Any, store: ObjectStore, path: Path, rel: str) -> str | None:
