@@ -15,6 +15,8 @@ from urllib.parse import quote
 
 import sdnotify
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
@@ -231,6 +233,16 @@ def create_app(settings: ServerSettings) -> FastAPI:
         page = web.render(request, "message.html", 503, message_key="database_busy")
         page.headers.update(retry)
         return page
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        # A page asked with a value it cannot use (?page=abc, a form field too long): the API
+        # answers FastAPI's JSON; a person gets the page's own words, in their language.
+        if request.url.path.startswith("/api/"):
+            return await request_validation_exception_handler(request, exc)
+        fields = sorted({str(e.get("loc", ("", "?"))[-1]) for e in exc.errors()})
+        return web.render(request, "message.html", 422, message_key="bad_request",
+                          fields=", ".join(fields))  # fmt: skip
 
     @app.exception_handler(Forbidden)
     def _forbidden(request: Request, exc: Forbidden) -> Response:

@@ -966,6 +966,25 @@ def test_commune_progress_is_kept_between_loads_and_never_hides_a_staff_action(
     assert named.commune == "Xã Phúc Lợi" and named.pages_received == 2
 
 
+def test_the_language_link_keeps_the_page_and_a_bad_address_gets_words(staff: Staff) -> None:
+    staff.login("viewer")
+    c = staff.client
+    home = c.get("/", params={"state": "offline", "name": "xã", "page": "1"}).text
+    assert 'href="?state=offline&amp;name=x%C3%A3&amp;page=1&amp;lang=en"' in home
+    english = c.get("/", params={"state": "offline", "lang": "en"}).text
+    assert 'href="?state=offline&amp;lang=vi"' in english
+    # A value the page cannot use: the page's own words, in the reader's language, not JSON.
+    bad = c.get("/", params={"page": "abc", "lang": "vi"})
+    assert bad.status_code == 422 and bad.headers["content-type"].startswith("text/html")
+    assert "không dùng được: page" in bad.text
+    bad_en = c.get("/", params={"page": "0", "lang": "en"})
+    assert bad_en.status_code == 422 and "cannot use: page" in bad_en.text
+    api = c.get("/api/v1/devices/x/y")  # the API keeps FastAPI's JSON answers
+    assert api.headers["content-type"].startswith("application/json")
+    api_bad = c.get("/api/v1/search", params={"q": "x", "offset": "-1"})
+    assert api_bad.status_code == 422 and api_bad.json()["detail"][0]["loc"][-1] == "offset"
+
+
 # -- start-up checks ---------------------------------------------------------------------------
 
 

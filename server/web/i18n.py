@@ -280,6 +280,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "text_results": ("Nội dung trang", "Page text"),
     "about": ("khoảng", "about"),
     "not_found": ("Không tìm thấy.", "Not found."),
+    "bad_request": (
+        "Địa chỉ hoặc biểu mẫu có giá trị trang này không dùng được: {fields}.",
+        "The address or form has a value this page cannot use: {fields}.",
+    ),
     "database_busy": (
         "Hệ thống lưu trữ đang bận, chưa trả lời được yêu cầu này. Vui lòng thử lại sau ít phút.",
         "The archive is too busy to answer this right now. Please try again in a minute.",

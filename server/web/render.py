@@ -132,10 +132,15 @@ def lang(request: Request) -> str:
 def render(request: Request, name: str, status: int = 200, **ctx: Any) -> Response:
     language = lang(request)
     session: Session | None = getattr(request.state, "session", None)
+    other = "en" if language == "vi" else "vi"
+    # The language link keeps what the page was asked with (a fleet filter, a search, the
+    # page of a list): only the language changes.
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
     ctx.update(
         lang=language,
         t=lambda key, **kw: i18n.t(key, language, **kw),
-        other="en" if language == "vi" else "vi",
+        other=other,
+        lang_href="?" + urlencode([*kept, ("lang", other)]),
         session=session,
         me=session.principal if session else None,
         csrf=session.csrf if session else "",
