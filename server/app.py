@@ -224,6 +224,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
         # answer) for database_pool_timeout_s: nothing was done; the client may try again.
         busy_log.refused(f"{request.method} {request.url.path}", exc)
         retry = {"Retry-After": str(BUSY_RETRY_AFTER_S)}
+        if request.url.path.startswith(public_web.PREFIX + "/"):
+            return public_web.unavailable(request, BUSY_RETRY_AFTER_S)
         if request.url.path.startswith("/api/"):
             return JSONResponse(
                 {"detail": "database busy, try again later", "retry_after_s": BUSY_RETRY_AFTER_S},

@@ -59,6 +59,7 @@ def test_an_exhausted_pool_answers_503_with_retry_after(
                 api = c.get("/api/v1/batches", headers=bearer)
                 page = c.get("/")
                 english = c.get("/stations?lang=en")
+                citizen = c.get("/p/any-token")  # a citizen's QR lookup
         finally:
             release.set()
             holder.join(60)
@@ -68,8 +69,12 @@ def test_an_exhausted_pool_answers_503_with_retry_after(
         assert "text/html" in page.headers["content-type"]
         assert "Hệ thống lưu trữ đang bận" in page.text
         assert english.status_code == 503 and "too busy" in english.text
+        # A citizen gets the public pages' words and headers, nothing of the staff app.
+        assert citizen.status_code == 503 and citizen.headers["Retry-After"] == "10"
+        assert citizen.text == "Hệ thống đang bận. Vui lòng thử lại sau ít phút."
+        assert "set-cookie" not in citizen.headers and "/login" not in citizen.text
         busy = [r for r in caplog.records if "database busy" in r.getMessage()]
-        assert len(busy) == 1, [r.getMessage() for r in busy]  # three refusals, one line
+        assert len(busy) == 1, [r.getMessage() for r in busy]  # four refusals, one line
         assert "all 1 connections busy" in busy[0].getMessage()
         # The connection is back: the same requests are answered.
         assert c.get("/api/v1/batches", headers=bearer).status_code == 200

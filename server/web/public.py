@@ -69,6 +69,7 @@ WORDS: dict[str, dict[str, str]] = {
         "document": "Văn bản",
         "page_unit": "trang",
         "busy": "Quá nhiều yêu cầu. Vui lòng thử lại sau một phút.",
+        "unavailable": "Hệ thống đang bận. Vui lòng thử lại sau ít phút.",
     },
     "en": {
         "title": "Archival record lookup",
@@ -87,6 +88,7 @@ WORDS: dict[str, dict[str, str]] = {
         "document": "Document",
         "page_unit": "pages",
         "busy": "Too many requests. Please try again in a minute.",
+        "unavailable": "The archive is busy. Please try again in a few minutes.",
     },
 }
 # The access note is configured in Vietnamese; English readers get this beside it.
@@ -130,6 +132,17 @@ def _limited(request: Request) -> Response | None:
         status_code=429,
         media_type="text/plain; charset=utf-8",
         headers={**HEADERS, "Retry-After": "60"},
+    )
+
+
+def unavailable(request: Request, retry_after_s: int) -> Response:
+    """What a citizen sees when the archive cannot answer (its database busy): the public
+    pages' own words and headers, nothing of the staff app."""
+    return Response(
+        WORDS[_lang(request)]["unavailable"],
+        status_code=503,
+        media_type="text/plain; charset=utf-8",
+        headers={**HEADERS, "Retry-After": str(retry_after_s)},
     )
 
 
