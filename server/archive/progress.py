@@ -101,20 +101,24 @@ _KEPT: dict[str, _Kept] = {}
 _KEPT_LOCK = threading.Lock()
 
 
-def _last_action(con: Any, actions: tuple[str, ...]) -> int:
-    sql = "SELECT COALESCE(MAX(id), 0) FROM audit WHERE action = ?"
-    return max(int(con.execute(sql, (a,)).fetchone()[0]) for a in actions)
-
-
 def _stamp(db: Database, today: dt.date) -> tuple[Any, ...]:
-    """(day, last label, last description, last page, last commit): index lookups only."""
-    con = db.read()
-    (page,) = con.execute("SELECT COALESCE(MAX(id), 0) FROM pages").fetchone()
-    (part,) = con.execute("SELECT COALESCE(MAX(committed_at), 0) FROM parts").fetchone()
-    return (
-        today, _last_action(con, _LABELLING), _last_action(con, _DESCRIBING), int(page),
-        float(part),
-    )  # fmt: skip
+    """(day, last label, last description, last page, last commit): one statement of index
+    lookups (a MAX per action; one MAX over several actions would read every row of them)."""
+    last = "(SELECT COALESCE(MAX(id), 0) FROM audit WHERE action = ?)"
+    row = (
+        db.read()
+        .execute(
+            f"SELECT {', '.join([last] * (len(_LABELLING) + len(_DESCRIBING)))},"  # noqa: S608
+            " (SELECT COALESCE(MAX(id), 0) FROM pages),"  # (constants)
+            " (SELECT COALESCE(MAX(committed_at), 0) FROM parts)",
+            (*_LABELLING, *_DESCRIBING),
+        )
+        .fetchone()
+    )
+    values = list(row)
+    labelled = max(int(v) for v in values[: len(_LABELLING)])
+    described = max(int(v) for v in values[len(_LABELLING) : -2])
+    return (today, labelled, described, int(values[-2]), float(values[-1]))
 
 
 def communes(db: Database, today: dt.date | None = None) -> list[CommuneProgress]:

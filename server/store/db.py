@@ -112,7 +112,7 @@ CREATE TABLE IF NOT EXISTS parts (
     committed_at REAL,
     UNIQUE (page_pk, name)
 );
--- The newest commit, read on every dashboard load (server.archive.progress: has anything moved?)
+-- The newest commit, read on every dashboard load (server.archive.progress: whether anything moved)
 CREATE INDEX IF NOT EXISTS parts_committed ON parts(committed_at);
 CREATE TABLE IF NOT EXISTS chunks (
     part_pk INTEGER NOT NULL REFERENCES parts(id),
