@@ -352,7 +352,7 @@ def test_what_tesseract_reads_of_a_table_rule_is_dropped_and_nothing_else() -> N
 
 def test_a_rule_mark_whose_word_box_stops_short_of_the_rule_is_dropped() -> None:
     """tesseract's word box comes from the blobs left after it took the rules out, its text
-    from the line image with the rule in it: "|Họ" boxed from 2 mm right of the rule it read
+    from the line image with the rule in it: "|Họ" boxed from 1.4 mm right of the rule it read
     (dot_matrix seed 0, measured). A mark is cut when a rule stands in the gap on its side,
     nearer than the neighbouring word and the word's height; not when a word stands between,
     nor when the rule is farther than that."""

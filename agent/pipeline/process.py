@@ -623,7 +623,7 @@ def _drop_rule_marks(
     the gap on that side, nearer than the neighbouring word and than the word's height:
     tesseract's word box is cut from the blobs it found after taking the rules out of the
     page, while its line recogniser reads the line image, rule included, so "|Họ" can have
-    a box starting 2 mm right of the rule it read as "|" (dot_matrix seed 0: eleven such
+    a box starting 1.4 mm right of the rule it read as "|" (dot_matrix seed 0: twelve such
     words, none dropped before). Marks away from any rule stay: they may be the page's own.
     `scale`: OCR-image pixels per page pixel.
     """
