@@ -436,6 +436,7 @@ REVIEW_REASONS = {  # agent.pipeline.quality's reasons, as the operator reads th
     "implausible_text": ("chữ nhận dạng có vẻ sai", "text looks wrong"),
     "low_confidence": ("độ tin cậy thấp", "low confidence"),
     "unsure_words": ("nhiều từ không chắc", "many unsure words"),
+    "dot_matrix": ("chữ in kim, chữ số dễ đọc nhầm", "dot-matrix print, digits misread"),
     "failed": ("xử lý lỗi, giữ bản quét gốc", "processing failed, capture kept"),
 }
 

@@ -269,3 +269,17 @@ def test_nfc_is_enforced_on_tsv_words() -> None:
     assert word.text == "Quyết"
     assert word.box == (10, 20, 30, 40)
     assert word.line == (1, 1, 1)
+
+
+def test_the_eth_tesseract_writes_for_d_with_stroke_becomes_vietnamese() -> None:
+    """tesseract `vie` reads a Đ as "ĐÐ" now and then (the second an Icelandic eth, U+00D0:
+    "63/QĐÐ-UBND" on three tests/records pages, plain tesseract alike): one Đ; a lone eth is
+    a Đ; text without one is untouched."""
+    assert ocr.vietnamese_letters("63/QĐÐ-UBND") == "63/QĐ-UBND"
+    assert ocr.vietnamese_letters("Ðồng ý, đðiều") == "Đồng ý, điều"
+    assert ocr.vietnamese_letters("QĐ-UBND đi") == "QĐ-UBND đi"
+    header = "\t".join(["level", "page", "block", "par", "line", "word", "l", "t", "w", "h"])
+    header += "\tconf\ttext"
+    row = "5\t1\t1\t1\t1\t1\t10\t10\t90\t30\t91.5\t63/QĐÐ-UBND,"
+    (word,) = ocr.parse_tsv(f"{header}\n{row}")
+    assert word.text == "63/QĐ-UBND,"

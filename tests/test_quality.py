@@ -66,6 +66,16 @@ def test_numbers_codes_and_abbreviations_count_as_valid() -> None:
         assert quality.token_kind(token) == kind, token
 
 
+def test_a_date_that_cannot_be_is_invalid_other_numbers_stay_valid() -> None:
+    """Dotted or faded digits go 0 → 8 or 9 ("19/64/1977", "12/98/2998": dot_matrix pages);
+    a number is otherwise always a valid token, so only a date's shape can tell."""
+    for misread in ["19/64/1977", "12/98/2998", "62/10/2098", "00/05/1977", "05.13.2001"]:
+        assert quality.token_kind(misread) == "invalid", misread
+    for token in ["05/11/1977", "5-1-2024", "31.12.1899", "10/04/1977,", "85/88", "1.234.567"]:
+        assert quality.token_kind(token) == "number", token
+    assert quality.plausibility(["ngày", "19/64/1977"]).share < 0.5
+
+
 def test_share_is_nfc_and_nfd_alike() -> None:
     text = "Căn cứ Luật Tổ chức chính quyền địa phương ngày 19 tháng 6 năm 2015;"
     nfd = unicodedata.normalize("NFD", text)

@@ -190,6 +190,20 @@ class OcrResult:
         return len(self.attempts) > 1
 
 
+# Letters tesseract's `vie` model writes that Vietnamese has not: the Icelandic eth (Ð ð,
+# U+00D0/U+00F0) is drawn as Đ đ (U+0110/U+0111), and the model reads a Đ as "ĐÐ" now and
+# then (tests/records: "63/QĐÐ-UBND" on three pages, from plain tesseract and from us alike).
+# Vietnamese never writes two Đ in a row, so the doubled reading is one Đ; a lone eth is a Đ.
+_ETH = str.maketrans({"Ð": "Đ", "ð": "đ"})
+
+
+def vietnamese_letters(text: str) -> str:
+    """`text` with the eth tesseract writes for Đ/đ made Đ/đ, a doubled "ĐÐ" made one Đ."""
+    if "Ð" not in text and "ð" not in text:
+        return text
+    return text.replace("ĐÐ", "Đ").replace("đð", "đ").translate(_ETH)
+
+
 def parse_tsv(tsv: str) -> tuple[Word, ...]:
     """Word rows (level 5) of tesseract's TSV; empty or whitespace-only words are dropped."""
     words = []
@@ -197,7 +211,7 @@ def parse_tsv(tsv: str) -> tuple[Word, ...]:
         cols = row.split("\t", 11)
         if len(cols) < 12 or cols[0] != "5":
             continue
-        text = unicodedata.normalize("NFC", cols[11].strip())
+        text = vietnamese_letters(unicodedata.normalize("NFC", cols[11].strip()))
         if not text:
             continue
         try:
@@ -211,7 +225,7 @@ def parse_tsv(tsv: str) -> tuple[Word, ...]:
 
 
 def _clean_text(raw: str) -> str:
-    text = unicodedata.normalize("NFC", raw.replace("\f", ""))
+    text = vietnamese_letters(unicodedata.normalize("NFC", raw.replace("\f", "")))
     lines = [line.rstrip() for line in text.splitlines()]
     return "\n".join(lines).strip("\n")
 

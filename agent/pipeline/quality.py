@@ -57,6 +57,12 @@ _ABBREVIATION_LIST = """
 """
 _ABBREVIATIONS = frozenset(_ABBREVIATION_LIST.split())
 _NUMBER = re.compile(r"^[0-9]+([.,:/-][0-9]+)*$")
+# A date as records write it (ngày 05/11/1977, 05-11-1977, 05.11.1977): a day and a month
+# that cannot be, or a year no record of a commune carries, are a misread — dotted and faded
+# digits go 0 → 8 or 9 ("19/64/1977", "12/98/2998" on dot-matrix pages), and a number that
+# is wrong is otherwise invisible to a plausibility check.
+_DATE = re.compile(r"^([0-9]{1,2})([/.-])([0-9]{1,2})\2([0-9]{4})$")
+DATE_YEARS = (1800, 2099)
 # A document code: digit groups and upper-case groups joined by / or -, at least one of each
 # (123/QĐ-UBND, 127-KL/TW, 30/2020/NĐ-CP, 05/2025/TT-BNV).
 _CODE_PART = r"(?:[0-9]+|[A-ZĐ][A-ZĐa-z]*)"
@@ -119,6 +125,16 @@ def _spelling_ok(onset: str, rhyme: str) -> bool:
     return True
 
 
+def date_ok(token: str) -> bool:
+    """False for a token shaped as a date (day, month, four-digit year) that cannot be one;
+    True for any other token."""
+    match = _DATE.match(token)
+    if not match:
+        return True
+    day, month, year = int(match[1]), int(match[3]), int(match[4])
+    return 1 <= day <= 31 and 1 <= month <= 12 and DATE_YEARS[0] <= year <= DATE_YEARS[1]
+
+
 def _cased(word: str) -> bool:
     """lower, Capitalised or UPPER: OCR's "ĐỊnh" or "tHanh" is none of them."""
     return word.islower() or word.isupper() or (word[:1].isupper() and word[1:].islower())
@@ -130,7 +146,7 @@ def token_kind(token: str) -> str:
     if not bare or not any(ch.isalnum() for ch in bare):
         return "punctuation" if token in _LONE_PUNCT or (not bare and _plain(token)) else "junk"
     if _NUMBER.match(bare):
-        return "number"
+        return "number" if date_ok(bare) else "invalid"
     if bare in _ABBREVIATIONS or (bare.upper() in _ABBREVIATIONS and bare.isupper()):
         return "abbreviation"
     if _CODE.match(bare) and any(c.isdigit() for c in bare):
