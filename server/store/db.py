@@ -761,10 +761,13 @@ class Database:
         rows = []
         for page_pk, raw in pages:
             text = nfc(raw)
-            folded, lower = fold(text), text.lower()
+            (folded, folded_pairs), (exact, exact_pairs) = (
+                pg.tsvectors(fold(text)),
+                pg.tsvectors(text.lower()),
+            )
             rows.append(
-                (page_pk, text, page_pk, pg.tsvector(folded), page_pk, pg.tsvector(lower),
-                 page_pk, pg.pairs_tsvector(folded), page_pk, pg.pairs_tsvector(lower))
+                (page_pk, text, page_pk, folded, page_pk, exact,
+                 page_pk, folded_pairs, page_pk, exact_pairs)
             )  # fmt: skip
         con.executemany(
             f"WITH t AS ({upsert_text} RETURNING page_pk), f AS ("  # noqa: S608 (constants)
