@@ -313,7 +313,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_search_pairs(args: argparse.Namespace) -> int:
-    """Exit 0: every page has its pair vectors (the archive is marked ready); 1: pages were
+    """Exit 0: every page has its pair vectors (the archive is marked ready); 75: pages were
     indexed meanwhile by an older release (run again); 69: the database cannot be opened."""
     from server.cli import _open, _settings
     from server.store import pairs
@@ -332,7 +332,7 @@ def cmd_search_pairs(args: argparse.Namespace) -> int:
         f"{written} page(s) given their pairs in {time.monotonic() - started:.0f} s;"
         f" search {'uses them now' if ready else 'does not use them yet'}"
     )
-    return 0 if ready else 1
+    return 0 if ready else 75
 
 
 # -- parsers ----------------------------------------------------------------------------------
@@ -366,7 +366,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "syllable pairs, which ingest fills for every new page. An archive indexed before "
         "it needs this once after the upgrade; until it has finished, search uses the word "
         "index alone (correct, slower). Safe while the server runs; stopped, it resumes "
-        "where it was. Exit 0: done, search uses it; 1: pages indexed meanwhile by an older "
+        "where it was. Exit 0: done, search uses it; 75: pages indexed meanwhile by an older "
         "release, run again; 69: the database cannot be opened.",
     )
     pairs.add_argument(

@@ -461,7 +461,12 @@ class Catalog:
         budget, the whole archive is searched — except for a quoted phrase, whose matches are far
         fewer than its words' estimate: the span's phrase matches are kept when they fill
         the page asked for, and the total is then scaled from the span (flagged as an
-        estimate). docs/benchmarks.md, "Search over 1,000,000 pages"."""
+        estimate). docs/benchmarks.md, "Search over 1,000,000 pages".
+
+        Before all this, quoted phrases and the phrase tier of 2+ words typed without quotes
+        go through the index of adjacent syllable pairs when the archive has it
+        (:meth:`_rank_pairs`): it answers a query of quoted phrases, and a name whose phrase
+        matches fill the page asked for, without the window above."""
         table = "page_search_exact" if parsed.exact else "page_search_folded"
         query = pg.tsquery(parsed.items)
         pages = con.execute(f"SELECT COALESCE(max(page_pk), 0) FROM {table}")  # noqa: S608
