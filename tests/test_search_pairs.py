@@ -203,7 +203,7 @@ def _before_the_pairs(db: Database) -> Database:
     """The archive as an older release left it (no pair tables), then opened by this one:
     the schema update makes the tables, empty, and marks the archive for backfill."""
     with db.tx() as con:
-        con.execute("DROP TABLE page_pairs_folded, page_pairs_exact")
+        con.execute("DROP TABLE page_pairs")
         con.execute("DELETE FROM meta WHERE key IN (?, 'pg_ddl')", (PAIRS_META_KEY,))
     url = db.url
     db.close()
@@ -233,7 +233,7 @@ def test_an_archive_indexed_before_the_pairs_searches_correctly_until_filled(
 
         with pytest.raises(KeyboardInterrupt):
             pairs.backfill(db, batch=50, say=stop)
-        count = "SELECT count(*) FROM page_pairs_exact"
+        count = "SELECT count(*) FROM page_pairs"
         assert db.read().execute(count).fetchone()[0] == 51  # the first batch and the new page
         assert pairs.state(db) == "backfill"
         assert pairs.backfill(db, batch=50) == 70  # the rest, not the first batch again
@@ -245,7 +245,7 @@ def test_an_archive_indexed_before_the_pairs_searches_correctly_until_filled(
         # A page left without its pairs (an older release ran meanwhile): the next schema
         # update sends search back to the word vectors.
         with db.tx() as con:
-            con.execute("DELETE FROM page_pairs_exact WHERE page_pk = ?", (ids[6],))
+            con.execute("DELETE FROM page_pairs WHERE page_pk = ?", (ids[6],))
             con.execute("DELETE FROM meta WHERE key = 'pg_ddl'")
         url = db.url
         db.close()
@@ -273,6 +273,6 @@ def test_search_pairs_command_fills_and_reports(
     db = Database(url)
     try:
         assert pairs.state(db) == "ready"
-        assert db.read().execute("SELECT count(*) FROM page_pairs_folded").fetchone()[0] == 120
+        assert db.read().execute("SELECT count(*) FROM page_pairs").fetchone()[0] == 120
     finally:
         db.close()

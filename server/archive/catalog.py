@@ -561,13 +561,14 @@ class Catalog:
         limit: int,
         offset: int,
     ) -> tuple[list[tuple[int, float]], int, bool] | None:
-        """The phrase matches through the adjacent-pair index (``page_pairs_*``), for a query
+        """The phrase matches through the adjacent-pair index (``page_pairs``), for a query
         of quoted phrases only and for the phrase tier of 2+ words typed without quotes;
         None when this path does not answer and :meth:`_rank_postgres` goes on as before.
 
-        A phrase's pages are those with every pair of it (all of them, for two syllables)
-        and the phrase in the word vector (checked, for three or more: the pairs may be
-        apart). The pairs' posting lists are the phrase's own pages, a tiny fraction of its
+        A phrase's pages are those with every pair of it, folded, and the phrase in the
+        word vector (checked: for three syllables or more the pairs may be apart, and a
+        phrase with diacritics has the folded pairs of others: "Vũ Thị" and "Vũ Thì"). The
+        pairs' posting lists are the phrase's own pages, a tiny fraction of its
         syllables' (a name's three syllables are on 30–100 % of pages, the name on ~0.03 %):
         the newest ``candidate_budget`` of them are found by the pair index, sorted by page
         id, each checked and ranked on its word vector as the window is. Used when the
@@ -581,11 +582,12 @@ class Catalog:
           limit), the page is the newest ``candidate_budget`` phrase matches, ranked as the
           phrase tier is, and the all-words window is not built at all; the total is the
           pages with all the words, estimated (flagged) or counted when the estimate is
-          under ``PG_TOTAL_EXACT_UP_TO``. Change from before this path (issue 19): the phrase
-          tier was only looked for inside the newest ``candidate_budget`` pages with all
-          the words, so on a large archive, where a name's syllables are each on most
-          pages, a page with the name older than that window did not appear at all; it now
-          does, ranked among the newest ``candidate_budget`` pages with the name. When they
+          under the budget (or ``PG_TOTAL_EXACT_UP_TO``, the larger). Change from before
+          this path (issue 19): the phrase tier was only looked for inside the newest
+          ``candidate_budget`` pages with all the words, so on a large archive, where a
+          name's syllables are each on most pages, a page with the name older than that
+          window did not appear at all; it now does, ranked among the newest
+          ``candidate_budget`` pages with the name. When they
           do not fill the page, the tiers are ranked as before — so paging past the phrase
           matches of a large archive goes back to the all-words window (whose phrase tier
           may hold fewer of them)."""
@@ -593,12 +595,14 @@ class Catalog:
         if quoted and not all(len(item) > 1 for item in parsed.items):
             return None  # a loose word beside a phrase, or one word: as before
         items = parsed.items if quoted else [parsed.terms]
-        lexemes = pg.pairs(items)
+        # The pairs are folded: with diacritics, the folded phrase's pages, checked exactly.
+        folded = [[fold(t) for t in item] for item in items]
+        lexemes = pg.pairs(folded)
         if not lexemes:
             return None
         table = "page_search_exact" if parsed.exact else "page_search_folded"
-        pairs = "page_pairs_exact" if parsed.exact else "page_pairs_folded"
-        pq = pg.pairs_tsquery(items)
+        pairs = "page_pairs"
+        pq = pg.pairs_tsquery(folded)
         phrase = pg.tsquery(items)
         pair_where = f"FROM {pairs} WHERE vec @@ ?::tsquery"  # (constants)
         pair_estimate = self._pg_estimate_items(con, pairs, [[x] for x in lexemes], pair_where, pq)

@@ -453,21 +453,18 @@ ALTER TABLE page_search_folded ALTER COLUMN vec SET STORAGE MAIN;
 ALTER TABLE page_search_exact ALTER COLUMN vec SET STORAGE MAIN;
 CREATE INDEX IF NOT EXISTS page_search_folded_vec ON page_search_folded USING gin (vec);
 CREATE INDEX IF NOT EXISTS page_search_exact_vec ON page_search_exact USING gin (vec);
--- Adjacent syllable pairs per page ('ủy ban', 'ban nhân', …; server.store.pg.pairs_tsvector),
--- no positions, with their own GIN index: only to find a phrase's pages (a pair's posting list
--- is the pages with those two syllables together, a tiny fraction of either syllable's). The
+-- Adjacent syllable pairs per page, folded ('uy ban', 'ban nhan', …; server.store.pg
+-- .pairs_tsvector), no positions, with their own GIN index: only to find a phrase's pages (a
+-- pair's posting list is the pages with those two syllables together, a tiny fraction of
+-- either syllable's). Folded only: a phrase with diacritics is found by its folded pairs and
+-- checked on the exact word vector (one table instead of two: half the ingest cost). The
 -- vector is never read by a query, so it is kept out of line (toast_tuple_target): the heap
 -- rows a bitmap visits for their page_pk stay ~40 bytes each.
-CREATE TABLE IF NOT EXISTS page_pairs_folded (
+CREATE TABLE IF NOT EXISTS page_pairs (
     page_pk BIGINT PRIMARY KEY REFERENCES pages(id),
     vec tsvector COMPRESSION lz4 NOT NULL
 ) WITH (toast_tuple_target = 128);
-CREATE TABLE IF NOT EXISTS page_pairs_exact (
-    page_pk BIGINT PRIMARY KEY REFERENCES pages(id),
-    vec tsvector COMPRESSION lz4 NOT NULL
-) WITH (toast_tuple_target = 128);
-CREATE INDEX IF NOT EXISTS page_pairs_folded_vec ON page_pairs_folded USING gin (vec);
-CREATE INDEX IF NOT EXISTS page_pairs_exact_vec ON page_pairs_exact USING gin (vec);
+CREATE INDEX IF NOT EXISTS page_pairs_vec ON page_pairs USING gin (vec);
 CREATE TABLE IF NOT EXISTS meta_search (
     ref TEXT PRIMARY KEY,
     text TEXT NOT NULL,
@@ -628,7 +625,7 @@ class Database:
             # page without them sends search back to the word vectors until filled.)
             con.execute(
                 "INSERT INTO meta(key, value) SELECT ?, CASE WHEN EXISTS (SELECT 1 FROM"
-                " page_text t WHERE NOT EXISTS (SELECT 1 FROM page_pairs_exact p"
+                " page_text t WHERE NOT EXISTS (SELECT 1 FROM page_pairs p"
                 " WHERE p.page_pk = t.page_pk)) THEN 'backfill' ELSE 'ready' END"
                 " ON CONFLICT(key) DO UPDATE SET value = excluded.value"
                 " WHERE excluded.value = 'backfill'",
@@ -761,23 +758,18 @@ class Database:
         rows = []
         for page_pk, raw in pages:
             text = nfc(raw)
-            (folded, folded_pairs), (exact, exact_pairs) = (
-                pg.tsvectors(fold(text)),
-                pg.tsvectors(text.lower()),
-            )
+            folded, folded_pairs = pg.tsvectors(fold(text))
             rows.append(
-                (page_pk, text, page_pk, folded, page_pk, exact,
-                 page_pk, folded_pairs, page_pk, exact_pairs)
+                (page_pk, text, page_pk, folded, page_pk, pg.tsvector(text.lower()),
+                 page_pk, folded_pairs)
             )  # fmt: skip
         con.executemany(
             f"WITH t AS ({upsert_text} RETURNING page_pk), f AS ("  # noqa: S608 (constants)
             "INSERT INTO page_search_folded(page_pk, vec) VALUES (?, ?::tsvector)"
             " ON CONFLICT(page_pk) DO UPDATE SET vec = excluded.vec RETURNING page_pk), e AS ("
             " INSERT INTO page_search_exact(page_pk, vec) VALUES (?, ?::tsvector)"
-            " ON CONFLICT(page_pk) DO UPDATE SET vec = excluded.vec RETURNING page_pk), pf AS ("
-            " INSERT INTO page_pairs_folded(page_pk, vec) VALUES (?, ?::tsvector)"
             " ON CONFLICT(page_pk) DO UPDATE SET vec = excluded.vec RETURNING page_pk)"
-            " INSERT INTO page_pairs_exact(page_pk, vec) VALUES (?, ?::tsvector)"
+            " INSERT INTO page_pairs(page_pk, vec) VALUES (?, ?::tsvector)"
             " ON CONFLICT(page_pk) DO UPDATE SET vec = excluded.vec",
             rows,
         )

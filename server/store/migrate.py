@@ -32,8 +32,7 @@ from server.store.pg import PgConnection
 # by row). page_text is written by Database.index_texts with the search vectors.
 TABLES = re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA + STAFF_SCHEMA)
 SEARCH_TABLES = (
-    "page_search_folded", "page_search_exact", "page_pairs_folded", "page_pairs_exact",
-    "meta_search",
+    "page_search_folded", "page_search_exact", "page_pairs", "meta_search",
 )  # fmt: skip
 KEEP_META = ("schema_version", "pg_ddl")  # the target's own
 _TEXT_BATCH = 500

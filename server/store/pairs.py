@@ -1,8 +1,8 @@
 """The adjacent-pair search tables of an archive indexed before them (PostgreSQL, issue 19):
 ``sohoa-server search-pairs``.
 
-``Database.index_texts`` writes each page's pair vectors (``page_pairs_folded``,
-``page_pairs_exact``; server.store.pg.pairs_tsvector) with its word vectors. An archive whose
+``Database.index_texts`` writes each page's pair vector (``page_pairs``;
+server.store.pg.pairs_tsvector of the folded text) with its word vectors. An archive whose
 pages were indexed before the tables existed has none for them: the schema update marks it
 ``backfill`` in ``meta`` (``PAIRS_META_KEY``), and search keeps to the word vectors alone
 (server.archive.catalog: the path of before, correct, slower for names and quoted phrases)
@@ -26,10 +26,7 @@ from server.store.db import PAIRS_META_KEY, Connection, Database, fold, nfc
 
 BATCH = 500
 
-_MISSING = (
-    "NOT EXISTS (SELECT 1 FROM page_pairs_folded f WHERE f.page_pk = t.page_pk)"
-    " OR NOT EXISTS (SELECT 1 FROM page_pairs_exact e WHERE e.page_pk = t.page_pk)"
-)
+_MISSING = "NOT EXISTS (SELECT 1 FROM page_pairs p WHERE p.page_pk = t.page_pk)"
 
 
 def state(db: Database) -> str:
@@ -85,15 +82,8 @@ def backfill(
 
 
 def _write(con: Connection, pages: list[tuple[int, str]]) -> None:
-    rows = []
-    for page_pk, text in pages:
-        rows.append(
-            (page_pk, pg.pairs_tsvector(fold(text)), page_pk, pg.pairs_tsvector(text.lower()))
-        )
     con.executemany(
-        "WITH f AS (INSERT INTO page_pairs_folded(page_pk, vec) VALUES (?, ?::tsvector)"
-        " ON CONFLICT(page_pk) DO UPDATE SET vec = excluded.vec RETURNING page_pk)"
-        " INSERT INTO page_pairs_exact(page_pk, vec) VALUES (?, ?::tsvector)"
+        "INSERT INTO page_pairs(page_pk, vec) VALUES (?, ?::tsvector)"
         " ON CONFLICT(page_pk) DO UPDATE SET vec = excluded.vec",
-        rows,
+        [(page_pk, pg.pairs_tsvector(fold(text))) for page_pk, text in pages],
     )
