@@ -40,7 +40,7 @@ EXIT_CODES = {
     73: "the file store cannot be written (run), or the broker file exists (broker init)",
     74: "a file cannot be read or written",
     75: "not finished: stopped by --limit, run the same command again (fixity check, store"
-    " migrate)",
+    " migrate), or pages came in meanwhile without their pairs (db search-pairs)",
     77: "wrong user: run as the service user (sudo -u sohoa sohoa-server ...)",
     78: "bad configuration",
     130: "interrupted",

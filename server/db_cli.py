@@ -21,6 +21,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
@@ -311,6 +312,29 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search_pairs(args: argparse.Namespace) -> int:
+    """Exit 0: every page has its pair vectors (the archive is marked ready); 75: pages were
+    indexed meanwhile by an older release (run again); 69: the database cannot be opened."""
+    from server.cli import _open, _settings
+    from server.store import pairs
+
+    db = _open(_settings(args))
+    try:
+        if db.dialect != "postgresql":
+            print("SQLite: no pair tables (FTS5 finds phrases itself); nothing to do")
+            return 0
+        started = time.monotonic()
+        written = pairs.backfill(db, every=args.every, say=print)
+        ready = pairs.state(db) == "ready"
+    finally:
+        db.close()
+    print(
+        f"{written} page(s) given their pairs in {time.monotonic() - started:.0f} s;"
+        f" search {'uses them now' if ready else 'does not use them yet'}"
+    )
+    return 0 if ready else 75
+
+
 # -- parsers ----------------------------------------------------------------------------------
 
 
@@ -334,6 +358,21 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--replace", action="store_true", help="empty a target that already holds data"
     )
     mig.set_defaults(func=cmd_migrate)
+
+    pairs = db_sub.add_parser(
+        "search-pairs",
+        help="fill the adjacent-syllable pair index of pages indexed before it (PostgreSQL)",
+        description="Search finds names and quoted phrases through an index of adjacent "
+        "syllable pairs, which ingest fills for every new page. An archive indexed before "
+        "it needs this once after the upgrade; until it has finished, search uses the word "
+        "index alone (correct, slower). Safe while the server runs; stopped, it resumes "
+        "where it was. Exit 0: done, search uses it; 75: pages indexed meanwhile by an older "
+        "release, run again; 69: the database cannot be opened.",
+    )
+    pairs.add_argument(
+        "--every", action="store_true", help="recompute every page's pairs, not just missing ones"
+    )
+    pairs.set_defaults(func=cmd_search_pairs)
 
     back = sub.add_parser(
         "backup",

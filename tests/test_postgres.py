@@ -19,7 +19,7 @@ from test_search import archive
 
 from server.archive.catalog import Catalog
 from server.store import pg
-from server.store.db import Database
+from server.store.db import PAIRS_META_KEY, Database
 
 pytestmark = pytest.mark.postgres
 
@@ -286,6 +286,10 @@ def test_window_in_the_newest_span_is_the_window_of_the_whole_archive(
         texts.append(". ".join(words))
     ids = archive(db, texts)
     db.read().execute("ANALYZE page_search_folded")
+    # The word vectors alone, as before the pair index is filled (the pair path on the same
+    # archive: tests/test_search_pairs.py).
+    with db.tx() as con:
+        con.execute("UPDATE meta SET value = 'backfill' WHERE key = ?", (PAIRS_META_KEY,))
     small = Catalog(db, candidate_budget=10)
     found = small.search_page("hung ky", 10)  # 100 matches, estimated 25: a span of 320
     assert {h["page"] for h in found.hits} == {ids[k - 1] for k in range(364, 401, 4)}

@@ -457,6 +457,18 @@ ALTER TABLE page_search_folded ALTER COLUMN vec SET STORAGE MAIN;
 ALTER TABLE page_search_exact ALTER COLUMN vec SET STORAGE MAIN;
 CREATE INDEX IF NOT EXISTS page_search_folded_vec ON page_search_folded USING gin (vec);
 CREATE INDEX IF NOT EXISTS page_search_exact_vec ON page_search_exact USING gin (vec);
+-- Adjacent syllable pairs per page, folded ('uy ban', 'ban nhan', …; server.store.pg
+-- .pairs_tsvector), no positions, with their own GIN index: only to find a phrase's pages (a
+-- pair's posting list is the pages with those two syllables together, a tiny fraction of
+-- either syllable's). Folded only: a phrase with diacritics is found by its folded pairs and
+-- checked on the exact word vector (one table instead of two: half the ingest cost). The
+-- vector is never read by a query, so it is kept out of line (toast_tuple_target): the heap
+-- rows a bitmap visits for their page_pk stay ~40 bytes each.
+CREATE TABLE IF NOT EXISTS page_pairs (
+    page_pk BIGINT PRIMARY KEY REFERENCES pages(id),
+    vec tsvector COMPRESSION lz4 NOT NULL
+) WITH (toast_tuple_target = 128);
+CREATE INDEX IF NOT EXISTS page_pairs_vec ON page_pairs USING gin (vec);
 CREATE TABLE IF NOT EXISTS meta_search (
     ref TEXT PRIMARY KEY,
     text TEXT NOT NULL,
@@ -472,6 +484,10 @@ FOR EACH ROW EXECUTE FUNCTION audit_append_only();
 CREATE OR REPLACE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
 FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
 """
+
+# meta key: 'ready' once every page's adjacent-pair vectors exist (search uses them then),
+# 'backfill' while an archive indexed before them is being filled.
+PAIRS_META_KEY = "search_pairs"
 
 # Any transaction-level advisory lock key will do, as long as every writer uses the same one.
 _PG_WRITE_LOCK = 0x50_48_4F_41  # "SOHA"
@@ -606,6 +622,19 @@ class Database:
                 return
             for statement in scripts:
                 con.execute(statement)
+            # The pair tables (issue 19) are filled by index_texts from now on; an archive
+            # that already has pages needs them backfilled before search uses them
+            # (server.store.pairs, ``sohoa-server search-pairs``).
+            # (Again after a restore of an older dump or a spell on an older release: any
+            # page without them sends search back to the word vectors until filled.)
+            con.execute(
+                "INSERT INTO meta(key, value) SELECT ?, CASE WHEN EXISTS (SELECT 1 FROM"
+                " page_text t WHERE NOT EXISTS (SELECT 1 FROM page_pairs p"
+                " WHERE p.page_pk = t.page_pk)) THEN 'backfill' ELSE 'ready' END"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+                " WHERE excluded.value = 'backfill'",
+                (PAIRS_META_KEY,),
+            )
             con.execute(
                 "INSERT INTO meta(key, value) VALUES ('pg_ddl', ?)"
                 " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -733,15 +762,18 @@ class Database:
         rows = []
         for page_pk, raw in pages:
             text = nfc(raw)
+            folded, folded_pairs = pg.tsvectors(fold(text))
             rows.append(
-                (page_pk, text, page_pk, pg.tsvector(fold(text)), page_pk,
-                 pg.tsvector(text.lower()))
+                (page_pk, text, page_pk, folded, page_pk, pg.tsvector(text.lower()),
+                 page_pk, folded_pairs)
             )  # fmt: skip
         con.executemany(
             f"WITH t AS ({upsert_text} RETURNING page_pk), f AS ("  # noqa: S608 (constants)
             "INSERT INTO page_search_folded(page_pk, vec) VALUES (?, ?::tsvector)"
-            " ON CONFLICT(page_pk) DO UPDATE SET vec = excluded.vec RETURNING page_pk)"
+            " ON CONFLICT(page_pk) DO UPDATE SET vec = excluded.vec RETURNING page_pk), e AS ("
             " INSERT INTO page_search_exact(page_pk, vec) VALUES (?, ?::tsvector)"
+            " ON CONFLICT(page_pk) DO UPDATE SET vec = excluded.vec RETURNING page_pk)"
+            " INSERT INTO page_pairs(page_pk, vec) VALUES (?, ?::tsvector)"
             " ON CONFLICT(page_pk) DO UPDATE SET vec = excluded.vec",
             rows,
         )

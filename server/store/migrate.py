@@ -25,13 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server.store.db import SCHEMA, STAFF_SCHEMA, Database
+from server.store.db import PAIRS_META_KEY, SCHEMA, STAFF_SCHEMA, Database
 from server.store.pg import PgConnection
 
 # Every table both engines have, parents before children (the foreign keys are checked row
 # by row). page_text is written by Database.index_texts with the search vectors.
 TABLES = re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA + STAFF_SCHEMA)
-SEARCH_TABLES = ("page_search_folded", "page_search_exact", "meta_search")
+SEARCH_TABLES = (
+    "page_search_folded", "page_search_exact", "page_pairs", "meta_search",
+)  # fmt: skip
 KEEP_META = ("schema_version", "pg_ddl")  # the target's own
 _TEXT_BATCH = 500
 _VERIFY_SLICE = 5000  # pages compared at a time
@@ -179,6 +181,11 @@ def migrate(
                 report.rows[table] = _copy_table(src, con, table)
                 say(f"{table}: {report.rows[table]} row(s)")
             report.texts = _index(src, target, con)
+            con.execute(  # index_texts wrote every page's pairs: search may use them
+                "INSERT INTO meta(key, value) VALUES (?, 'ready')"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (PAIRS_META_KEY,),
+            )
             say(f"search index: {report.texts} page text(s)")
             _verify(src, con, report)
         report.seconds = time.monotonic() - started
