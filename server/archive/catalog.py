@@ -670,21 +670,9 @@ class Catalog:
     def _pg_pairs_window(self, sql: str, args: list[object]) -> list[Any]:
         """The pair window with its plan: the pair index's bitmap, then the word vectors by
         primary key, newest first (a hash or merge join would read every word vector)."""
-        names = ("enable_seqscan", "enable_hashjoin", "enable_mergejoin")
-        with self.db.pool().hold() as con:
-            con.execute(
-                "SELECT set_config(?, 'off', false), set_config(?, 'off', false),"
-                " set_config(?, 'off', false)",
-                names,
-            )
-            try:
-                return con.execute(sql, args).fetchall()
-            finally:
-                con.execute(  # back to the session's own values, whatever they were
-                    "SELECT set_config(name, reset_val, false) FROM pg_settings"
-                    " WHERE name IN (?, ?, ?)",
-                    names,
-                )
+        return self._pg_planned(
+            sql, args, ("enable_seqscan", "enable_hashjoin", "enable_mergejoin")
+        )
 
     def _pg_df(self, con: Connection, table: str, item: list[str], unit: str) -> int:
         """Pages with ``item`` (a word or a phrase), for its idf: counted up to
@@ -750,18 +738,21 @@ class Catalog:
         held connection: the settings must reach the statement's session (a pooled
         statement borrows any connection), and are reset before it goes back."""
         off = "enable_bitmapscan" if walk else "enable_indexscan"
+        return self._pg_planned(sql, args, (off, "enable_seqscan"))
+
+    def _pg_planned(self, sql: str, args: list[object], off: tuple[str, ...]) -> list[Any]:
+        """``sql`` with the planner settings ``off`` switched off, on one held connection
+        (a pooled statement borrows any connection), reset before it goes back."""
+        marks = ", ".join("?" * len(off))
         with self.db.pool().hold() as con:
-            con.execute(
-                "SELECT set_config(?, 'off', false), set_config('enable_seqscan', 'off', false)",
-                (off,),
-            )
+            con.execute("SELECT " + ", ".join(["set_config(?, 'off', false)"] * len(off)), off)
             try:
                 return con.execute(sql, args).fetchall()
             finally:
                 con.execute(  # back to the session's own values, whatever they were
-                    "SELECT set_config(name, reset_val, false) FROM pg_settings"
-                    " WHERE name IN (?, 'enable_seqscan')",
-                    (off,),
+                    "SELECT set_config(name, reset_val, false) FROM pg_settings"  # noqa: S608
+                    f" WHERE name IN ({marks})",  # (placeholders)
+                    off,
                 )
 
     @staticmethod
