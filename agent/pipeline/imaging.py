@@ -775,7 +775,7 @@ def ink_grey(grey: Image, binary: Image, dpi: int = REFERENCE_DPI) -> Image:
     """
     size = 2 * ink_halo_px(dpi) + 1
     paper = cv2.erode(binary, np.ones((size, size), np.uint8))  # ink grows, paper shrinks
-    return _u8(cv2.max(grey, paper))  # 255 away from ink, the grey next to it
+    return _u8(cv2.max(grey, paper, dst=paper))  # 255 away from ink, the grey next to it
 
 
 def line_crop(image: Image, box: tuple[int, int, int, int]) -> tuple[Image, tuple[int, int]]:

@@ -148,8 +148,9 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         # by 0.5° counted 2.6 dark cores per blob instead of 4.1).
         dots = imaging.dot_matrix(grey, dpi)
         decisions["dot_matrix"] = dataclasses.asdict(dots)
-        page, decisions["skew"] = _deskew(page, grey, dpi, blank)
-        del grey
+        skew = imaging.estimate_skew(grey, dpi)
+        del grey  # not alive beside the page and its rotated copy
+        page, decisions["skew"] = _deskew(page, skew, blank)
     with _timed(ms, "binarise"):
         grey, decisions["text_grey"] = imaging.text_grey(page)
         normalised = imaging.normalise_background(grey, dpi)
@@ -158,22 +159,27 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         cleaned = imaging.join_dots(normalised, dots)  # `normalised` itself when not dotted
         binary, binarisation = imaging.binarise(cleaned, dpi)
         ink_mask = imaging.mask_binary(cleaned, binary, dpi)
-        rules = imaging.vertical_rules(binary, dpi)
-        ocr_image, ocr_dpi, decisions["ocr_input"] = _ocr_input(cleaned, ink_mask, dpi)
-        del cleaned
         decisions["archival_mask"] = "ocr_binary" if ink_mask is binary else "unsmoothed_otsu"
         # The less-processed page (no despeckle, no mask): the second pass reads its unsure
         # lines from it too, so cleanup can never cost a line plain tesseract would get.
         plain_input = _write_image(work_dir / "plain.png", normalised, fast=True)
         del normalised
+        ocr_image, ocr_dpi, decisions["ocr_input"] = _ocr_input(cleaned, ink_mask, dpi)
+        del cleaned
         ocr_input = _write_image(work_dir / "ocr.png", ocr_image)
         del ocr_image
     with _timed(ms, "layers"):
-        layers = archival.encode_layers(
-            page, ink_mask, dpi, background_quality=settings.jpeg_quality
-        )
         thumb_image = imaging.thumbnail(page, settings.thumb_width)
-        del page, binary, ink_mask
+        segmented = archival.segment(page, ink_mask, dpi)
+        # The page and the archival mask go before the encoders copy the masks (PIL holds
+        # a byte per pixel of each): a colour page's worker peaked here.
+        del page, ink_mask
+        layers = archival.encode_segmented(segmented, background_quality=settings.jpeg_quality)
+        del segmented
+    with _timed(ms, "rules"):
+        # With no other page array alive (its morphology holds three page-sized arrays).
+        rules = imaging.vertical_rules(binary, dpi)
+        del binary
     with _timed(ms, "ocr"):
         result = ocr.recognize(
             ocr_input,
@@ -319,10 +325,9 @@ def _orientation(
 
 
 def _deskew(
-    page: imaging.Image, grey: imaging.Image, dpi: int, blank: imaging.BlankCheck
+    page: imaging.Image, skew: imaging.SkewEstimate, blank: imaging.BlankCheck
 ) -> tuple[imaging.Image, dict[str, object]]:
-    """`page` turned level; `grey` is its text grey (`imaging.text_grey`)."""
-    skew = imaging.estimate_skew(grey, dpi)
+    """`page` turned level, as `skew` (`imaging.estimate_skew` of its text grey) says."""
     applied = (
         not blank.blank
         and abs(skew.angle_deg) >= MIN_DESKEW_DEG
