@@ -173,7 +173,7 @@ def neutral_ink_share(image: Image) -> float:
     return float((kept & dark).sum()) / float(dark.sum())
 
 
-def text_grey(image: Image) -> tuple[Image, str]:
+def text_grey(image: Image, dpi: int = REFERENCE_DPI) -> tuple[Image, str]:
     """Grey for reading text, with stamps and signatures in colour dropped out.
 
     A commune document carries a red round seal over the signature, often a blue or violet
@@ -194,13 +194,128 @@ def text_grey(image: Image) -> tuple[Image, str]:
     if neutral_ink_share(image) < COLOUR_INK_KEPT:
         return np.ascontiguousarray(image[:, :, 2]), "red_channel"
     out = np.empty(image.shape[:2], np.uint8)
+    tinted = []
     for top in range(0, image.shape[0], COLOUR_INK_BAND_ROWS):
         rows = slice(top, top + COLOUR_INK_BAND_ROWS)
         b, g, r = cv2.split(image[rows])
         brightest = cv2.max(cv2.max(b, g), r)
         chroma = cv2.subtract(brightest, cv2.min(cv2.min(b, g), r))
         out[rows] = cv2.add(brightest, chroma)  # saturates: any vivid colour becomes paper
+        tinted.append(_tinted_dark(out[rows], brightest, chroma))
+    _drop_mark_overlaps(image, out, tinted, dpi)
     return out, "max_channel+chroma"
+
+
+OVERLAP_DARK = 192  # in text grey: a pixel that could be ink ...
+OVERLAP_MIN_CHROMA = 10  # ... this far from grey ...
+OVERLAP_MIN_SATURATION = 0.35  # ... and this share of its brightest channel: tinted, not black
+OVERLAP_MARK_CHROMA = 40  # a colour mark's own pixels (ballpoint blue 120, seal red 165) ...
+OVERLAP_MARK_LIGHT = 0.5  # ... with their brightest channel at least this share of the paper
+OVERLAP_REACH_MM = 1.0  # a mark's colour is taken from its pixels this near
+OVERLAP_HUE_BINS = 12  # marks are told apart by hue, 30° a bin
+OVERLAP_MIN_MARK_PX = 50  # pixels of a hue that make a mark (fewer: edges of other marks)
+OVERLAP_NEUTRAL = 0.5  # a tint under this share of the brightest channel is neutral
+
+
+def _tinted_dark(grey: Image, brightest: Image, chroma: Image) -> npt.NDArray[np.bool_] | None:
+    """Pixels of a band that are dark in text grey and tinted (see `_drop_mark_overlaps`)."""
+    mask = cv2.bitwise_and(
+        cv2.bitwise_and(
+            cv2.compare(grey, OVERLAP_DARK, cv2.CMP_LT),
+            cv2.compare(chroma, OVERLAP_MIN_CHROMA, cv2.CMP_GE),
+        ),
+        cv2.compare(chroma, cv2.multiply(brightest, OVERLAP_MIN_SATURATION), cv2.CMP_GE),
+    )
+    return mask.view(bool) if cv2.countNonZero(mask) else None
+
+
+def _drop_mark_overlaps(
+    image: Image, out: Image, tinted: list[npt.NDArray[np.bool_] | None], dpi: int
+) -> None:
+    """Where two colour marks cross, the dark result is a mark too: paper in `out` (in place).
+
+    Inks multiply: a blue signature over a red seal absorbs red (the blue) and blue and green
+    (the red), so the crossing is dark in all three channels — as dark as black type, with
+    too little chroma for `text_grey` to drop it, and a signature running along a seal's ring
+    leaves a long dark arc across the lines. The crossing keeps a tint no black ink has: its
+    colour is the product of the two marks' colours. Black type under a mark has a tint too
+    (black under a red seal is a dark red), but taking the mark's colour out of it (dividing
+    by that colour, measured on the mark's own pixels within OVERLAP_REACH_MM) leaves a
+    neutral ink; taking either mark's colour out of a crossing leaves the other mark's
+    colour. So a dark tinted pixel near colour marks gets the grey of the darkest neutral
+    reading among: as it is (on the paper), and with the colour of each hue of mark near it
+    taken out; with none neutral it is paper. Any two inks of different hues cross this way;
+    only tinted pixels near marks change, and only on rows and columns that hold some.
+    """
+    reach = max(2, round(OVERLAP_REACH_MM * dpi / 25.4))
+    paper = np.maximum(np.array(paper_colour(image), np.float32), 1.0)
+    for index, found in enumerate(tinted):
+        if found is None:
+            continue
+        top = index * COLOUR_INK_BAND_ROWS
+        ys, xs = np.nonzero(found)
+        # The tinted pixels' box and the reach around it: the only part of the band read.
+        y0, y1 = max(0, top + int(ys.min()) - reach), min(out.shape[0], top + int(ys.max()) + reach + 1)
+        x0, x1 = max(0, int(xs.min()) - reach), min(out.shape[1], int(xs.max()) + reach + 1)
+        box = image[y0:y1, x0:x1]
+        b, g, r = cv2.split(box)
+        brightest = cv2.max(cv2.max(b, g), r)
+        chroma = cv2.subtract(brightest, cv2.min(cv2.min(b, g), r))
+        # One ink over the paper lets its own colour through (ballpoint blue keeps 0.6 of
+        # the paper in blue, seal red 0.8 in red); where two overlap, even at their edges,
+        # every channel is a product of both and darker: not a mark's own colour.
+        pure = cv2.bitwise_and(
+            cv2.compare(chroma, OVERLAP_MARK_CHROMA, cv2.CMP_GE),
+            cv2.compare(brightest, OVERLAP_MARK_LIGHT * float(paper.max()), cv2.CMP_GE),
+        )
+        marks = cv2.morphologyEx(pure, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+        if not marks.any():
+            continue
+        ys, xs = ys + top - y0, xs - x0  # into the box
+        pix = box[ys, xs].astype(np.float32) / paper  # BGR transmissions
+        grey_out = out[y0:y1, x0:x1]
+        as_is = grey_out[ys, xs].astype(np.float32)
+        best = np.where(_neutral(pix), as_is, 255.0)
+        near_marks = np.zeros(len(ys), bool)
+        on_marks = marks != 0
+        hue = cv2.cvtColor(box, cv2.COLOR_BGR2HSV_FULL)[:, :, 0][on_marks].astype(np.int32)
+        bins = np.full(marks.shape, -1, np.int32)
+        bins[on_marks] = ((hue + 256 // (2 * OVERLAP_HUE_BINS)) % 256) * OVERLAP_HUE_BINS // 256
+        kinds, counts = np.unique(bins[on_marks], return_counts=True)
+        weight = np.square(np.square(chroma.astype(np.float32) / 255.0))
+        # The marks' colours are measured on cells of `reach` px, each pixel taking the
+        # mean over the 3 × 3 cells around its own (a square of about 3 reaches).
+        cells = (max(1, box.shape[1] // reach), max(1, box.shape[0] // reach))
+        cy = np.minimum(ys * cells[1] // box.shape[0], cells[1] - 1)
+        cx = np.minimum(xs * cells[0] // box.shape[1], cells[0] - 1)
+        for k in kinds[counts >= OVERLAP_MIN_MARK_PX]:
+            # Weighted by chroma⁴: a stroke's core (the ink at full strength) counts, its
+            # antialiased edges, paler, hardly.
+            of_k = np.where(bins == k, weight, np.float32(0))
+            stack = cv2.merge([b * of_k, g * of_k, r * of_k, of_k])
+            near = cv2.boxFilter(
+                cv2.resize(stack, cells, interpolation=cv2.INTER_AREA), -1, (3, 3), normalize=False
+            )[cy, cx]
+            has = near[:, 3] * (box.shape[0] * box.shape[1] / (cells[0] * cells[1])) >= 0.1
+            if not has.any():
+                continue
+            mark = near[:, :3] / np.maximum(near[:, 3:], 1e-6) / paper
+            under = np.minimum(pix / np.maximum(mark, 0.02), 1.0)  # the mark's colour taken out
+            high = under.max(axis=1)
+            grey = 255.0 * (2 * high - under.min(axis=1))  # text_grey's brightest + chroma
+            best = np.where(has, np.minimum(best, grey), best)
+            near_marks |= has
+        best = np.where(near_marks, best, as_is)  # far from any mark: as text_grey made it
+        grey_out[ys, xs] = np.clip(best, 0, 255).astype(np.uint8)
+
+
+def _neutral(transmission: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:
+    """Rows of per-channel transmissions that are a neutral ink (or paper): a tint under
+    OVERLAP_NEUTRAL of the brightest channel."""
+    t = np.minimum(transmission, 1.0)
+    high = t.max(axis=1)
+    low = t.min(axis=1)
+    return (high - low) <= np.maximum(OVERLAP_NEUTRAL * high, 10 / 255)
 
 
 def paper_colour(image: Image) -> tuple[int, ...]:

@@ -151,7 +151,7 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         page, decisions["skew"] = _deskew(page, grey, dpi, blank)
         del grey
     with _timed(ms, "binarise"):
-        grey, decisions["text_grey"] = imaging.text_grey(page)
+        grey, decisions["text_grey"] = imaging.text_grey(page, dpi)
         normalised = imaging.normalise_background(grey, dpi)
         del grey
         # Dot-matrix type is read with its dots joined; `plain.png` keeps them as printed.
