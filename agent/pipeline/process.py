@@ -143,7 +143,7 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         page = imaging.turn(image, turn_cw) if turn_cw else image
         del image
     with _timed(ms, "deskew"):
-        grey, _ = imaging.text_grey(page)
+        grey, _ = imaging.text_grey(page, dpi, crossings=False)
         # Before any rotation: its interpolation blurs the dots (a dot-matrix page turned
         # by 0.5° counted 2.6 dark cores per blob instead of 4.1).
         dots = imaging.dot_matrix(grey, dpi)
@@ -295,7 +295,7 @@ def _orientation(
     image: imaging.Image, blank: imaging.BlankCheck, work_dir: Path, settings: PipelineSettings
 ) -> tuple[int, dict[str, object]]:
     """Pixel heuristic first (~30 ms); tesseract OSD (~0.5 s) only when the heuristic is unsure."""
-    grey, _ = imaging.text_grey(image)
+    grey, _ = imaging.text_grey(image, settings.dpi, crossings=False)
     guess = imaging.estimate_orientation(grey, settings.dpi)
     record: dict[str, object] = {"heuristic": dataclasses.asdict(guess), "osd": None}
     turn_cw, source = guess.turn_cw, "heuristic"
