@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pypdfium2 as pdfium
 import pytest
-from corpus import A5_LANDSCAPE_MM, PageSpec, cer, render_page, save_png
+from corpus import A5_LANDSCAPE_MM, PageSpec, cer, render_page, save_png, signed_over_the_seal
 from PIL import Image
 
 from agent.pipeline.coversheet import CoverSheet, render
@@ -77,6 +77,20 @@ def test_a_crooked_sideways_sealed_page_comes_out_upright_and_read(tmp_path: Pat
     assert abs(archival.width - max(page.image.shape[:2])) <= 0.06 * max(page.image.shape[:2])
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.flags = ()  # type: ignore[misc]
+
+
+@pytest.mark.tesseract
+def test_a_blue_signature_along_a_red_seal_is_not_read_into_the_lines(tmp_path: Path) -> None:
+    # Blue over red is dark in every channel: before, the stroke along the seal's ring stayed
+    # in the text grey as a long dark arc through the lines under the seal.
+    page, _ = signed_over_the_seal(render_page(PageSpec(seal=True, **HALF)))
+    capture = save_png(page, tmp_path / "0001.png")
+
+    result = process_page(capture, tmp_path / "work", PipelineSettings())
+
+    text = assert_outputs(result, tmp_path / "work")
+    assert cer(page.text, text) <= 0.005
+    assert result.flags == ()
 
 
 @pytest.mark.tesseract
