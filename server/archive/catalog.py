@@ -70,6 +70,10 @@ PG_TOTAL_EXACT_UP_TO = 2000
 # Document frequencies and the planner's statistics change slowly (ANALYZE, a few minutes
 # after a large ingest): kept this many seconds per process.
 PG_STATS_TTL = 300.0
+# work_mem of the window statements: the bitmap path sorts up to PG_CANDIDATE_BUDGET rows
+# with their ~2.8 KB vectors by page id (~8 MB), which the default 4 MB wrote to a
+# temporary file (docs/benchmarks.md, seventh sitting).
+PG_WINDOW_WORK_MEM = "32MB"
 _DF_CACHE: dict[tuple[str, str, str], tuple[int, float]] = {}
 _STATS_CACHE: dict[tuple[str, str], tuple[tuple[float, dict[str, float], float], float]] = {}
 # Databases whose pair tables are known complete (meta says 'ready'; it never goes back).
@@ -493,11 +497,15 @@ class Catalog:
                 return found
         # The window (the newest matches) is a LIMIT subquery, which the planner keeps apart:
         # each candidate's vector is read once to match, then ranked; count(*) OVER () is
-        # the window's size, i.e. the exact total when fewer than the budget match.
+        # the window's size, i.e. the exact total when fewer than the budget match. The
+        # scores are computed below the count (``OFFSET 0`` keeps that subquery apart too):
+        # flattened, the count's buffer held every candidate's vector, ~8 MB for 3,000,
+        # written to a temporary file past work_mem — 20–40 ms of a common word's ~60 at
+        # 100,000 pages (docs/benchmarks.md, seventh sitting).
         sql = (
             f"SELECT page_pk, score, count(*) OVER () FROM (SELECT page_pk,"  # noqa: S608
             f" -({' + '.join(score)}) AS score, {tier} AS tier FROM (SELECT page_pk, vec"
-            f" {where} AND page_pk > ? ORDER BY page_pk DESC LIMIT ?) w) r"
+            f" {where} AND page_pk > ? ORDER BY page_pk DESC LIMIT ?) w OFFSET 0) r"
             " ORDER BY tier DESC, score, page_pk DESC LIMIT ? OFFSET ?"  # (constants)
         )
         budget = self.candidate_budget
@@ -622,13 +630,14 @@ class Catalog:
         # Candidates by the pair index sorted newest first (their page ids only), then each
         # one's word vector by primary key, checked, until the budget: a nested loop in the
         # candidates' order, stopped by the LIMIT (joined before sorting, PostgreSQL read
-        # every candidate's vector and sorted the vectors). Then ranked.
+        # every candidate's vector and sorted the vectors). Then ranked, below the count
+        # (``OFFSET 0``: see the window of :meth:`_rank_postgres`).
         sql = (
             f"SELECT page_pk, score, count(*) OVER () FROM (SELECT page_pk,"  # noqa: S608
             f" -({' + '.join(terms)}) AS score FROM (SELECT w.page_pk, w.vec FROM (SELECT"
             f" page_pk FROM {pairs} WHERE vec @@ ?::tsquery ORDER BY page_pk DESC OFFSET 0) c"
             f" JOIN {table} w ON w.page_pk = c.page_pk WHERE w.vec @@ ?::tsquery"
-            " ORDER BY c.page_pk DESC LIMIT ?) w) r"
+            " ORDER BY c.page_pk DESC LIMIT ?) w OFFSET 0) r"
             " ORDER BY score, page_pk DESC LIMIT ? OFFSET ?"  # (constants)
         )
         rows = self._pg_pairs_window(sql, [*term_args, pq, phrase, budget, limit, offset])
@@ -741,19 +750,14 @@ class Catalog:
         return self._pg_planned(sql, args, (off, "enable_seqscan"))
 
     def _pg_planned(self, sql: str, args: list[object], off: tuple[str, ...]) -> list[Any]:
-        """``sql`` with the planner settings ``off`` switched off, on one held connection
-        (a pooled statement borrows any connection), reset before it goes back."""
-        marks = ", ".join("?" * len(off))
+        """``sql`` with the planner settings ``off`` switched off and ``work_mem`` at
+        ``PG_WINDOW_WORK_MEM``, on one held connection (a pooled statement borrows any
+        connection), reset before it goes back. The three statements go in one round trip
+        (libpq's pipeline): each round trip is a wake-up of the server and of this
+        process, dear on a loaded machine."""
+        settings = dict.fromkeys(off, "off") | {"work_mem": PG_WINDOW_WORK_MEM}
         with self.db.pool().hold() as con:
-            con.execute("SELECT " + ", ".join(["set_config(?, 'off', false)"] * len(off)), off)
-            try:
-                return con.execute(sql, args).fetchall()
-            finally:
-                con.execute(  # back to the session's own values, whatever they were
-                    "SELECT set_config(name, reset_val, false) FROM pg_settings"  # noqa: S608
-                    f" WHERE name IN ({marks})",  # (placeholders)
-                    off,
-                )
+            return con.fetch_with_settings(settings, sql, args)
 
     @staticmethod
     def _pg_count(con: Connection, table: str, query: str, exact_up_to: int) -> tuple[int, bool]:

@@ -109,6 +109,33 @@ class PgConnection:
         cur.executemany(placeholders(sql), seq)
         return cur
 
+    def fetch_with_settings(
+        self, settings: dict[str, str], sql: str, parameters: Sequence[Any]
+    ) -> list[PgRow]:
+        """The rows of ``sql`` run with the session ``settings`` (name: value), which are
+        then reset to the session's own values (``pg_settings.reset_val``), whatever they
+        were. The three statements go in one round trip (libpq's pipeline mode)."""
+        names = list(settings)
+        setting = "SELECT " + ", ".join(["set_config(?, ?, false)"] * len(names))
+        reset = (
+            "SELECT set_config(name, reset_val, false) FROM pg_settings"  # noqa: S608
+            f" WHERE name IN ({', '.join('?' * len(names))})"  # (placeholders)
+        )
+        try:
+            with self.raw.pipeline():
+                self.execute(setting, [x for item in settings.items() for x in item])
+                cur = self.execute(sql, parameters)
+                self.execute(reset, names)
+            return cur.fetchall()
+        except BaseException:
+            # An error stops the pipeline's later statements: reset here when it can be.
+            if (
+                not self.raw.closed
+                and self.raw.info.transaction_status == pq.TransactionStatus.IDLE
+            ):
+                self.execute(reset, names)
+            raise
+
     def close(self) -> None:
         self.raw.close()
 
