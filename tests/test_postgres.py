@@ -10,13 +10,16 @@ import ast
 import re
 import subprocess
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
+import psycopg
 import pytest
 from harness import BIN, REPO
 from pgcluster import PostgresCluster, url_of
 from test_search import archive
 
+from server.archive import catalog
 from server.archive.catalog import Catalog
 from server.store import pg
 from server.store.db import PAIRS_META_KEY, Database
@@ -308,4 +311,58 @@ def test_window_in_the_newest_span_is_the_window_of_the_whole_archive(
     assert ([h["page"] for h in rare.hits], rare.total, rare.estimated) == ([ids[0]], 1, False)
     settings = "SELECT name, setting FROM pg_settings WHERE name LIKE 'enable_%scan'"
     assert {r[1] for r in db.read().execute(settings)} == {"on"}  # the plan's settings reset
+    db.close()
+
+
+def test_settings_of_one_statement_are_reset_after_it_even_when_it_fails(
+    pg_cluster: PostgresCluster,
+) -> None:
+    """PgConnection.fetch_with_settings (the search window's planner settings): the
+    statement sees them; the session has its own values again afterwards, also when the
+    statement failed (the three go in one pipeline)."""
+    con = pg.connect(pg_cluster.create_database())
+    show = "SELECT current_setting('enable_seqscan') s, current_setting('work_mem') w"
+    settings = {"enable_seqscan": "off", "work_mem": "32MB"}
+    rows = con.fetch_with_settings(settings, show + ", ?::int n", [7])
+    assert [tuple(r) for r in rows] == [("off", "32MB", 7)]
+    assert tuple(con.execute(show).fetchall()[0]) == ("on", "4MB")
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        con.fetch_with_settings(settings, "SELECT 1 / (? - 5)", [5])
+    assert tuple(con.execute(show).fetchall()[0]) == ("on", "4MB")
+    con.close()
+
+
+def test_the_window_writes_no_temporary_file(
+    pg_cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window's count (count(*) OVER ()) buffers scores, not the candidates' vectors: with
+    work_mem at its minimum (64 kB) and 120 candidates of ~2 KB vectors (~250 kB), no node of
+    the window statement writes a temporary file. (It did: docs/benchmarks.md, seventh
+    sitting — ~8 MB per query at a budget of 3,000.)"""
+    import random
+
+    rng = random.Random(19)
+    syllables = [f"{a}{b}{c}" for a in "bcdghklmnpqrstvx" for b in "aeiouy" for c in "cmnpt"]
+    texts = [f"ủy ban nhân dân {' '.join(rng.sample(syllables, 300))}" for _ in range(150)]
+    db = Database(pg_cluster.create_database())
+    archive(db, texts)
+    db.read().execute("ANALYZE")
+    monkeypatch.setattr(catalog, "PG_WINDOW_WORK_MEM", "64kB")
+    plans: list[str] = []
+    fetch = pg.PgConnection.fetch_with_settings
+
+    def explained(
+        self: pg.PgConnection, settings: dict[str, str], sql: str, args: Sequence[object]
+    ) -> list[pg.PgRow]:
+        plan = fetch(self, settings, "EXPLAIN (ANALYZE, BUFFERS, FORMAT TEXT) " + sql, args)
+        plans.append("\n".join(r[0] for r in plan))
+        return fetch(self, settings, sql, args)
+
+    monkeypatch.setattr(pg.PgConnection, "fetch_with_settings", explained)
+    small = Catalog(db, candidate_budget=120)
+    for query in ("uy ban", "ủy ban nhân", "nhan dan"):  # the walk, ranked with the tiers
+        found = small.search_page(query, 10)
+        assert (len(found.hits), found.total) == (10, 150)
+    assert plans
+    assert not [p for p in plans if re.search(r"temp (read|written)=|Disk: ", p)], plans
     db.close()

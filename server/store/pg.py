@@ -121,20 +121,13 @@ class PgConnection:
             "SELECT set_config(name, reset_val, false) FROM pg_settings"  # noqa: S608
             f" WHERE name IN ({', '.join('?' * len(names))})"  # (placeholders)
         )
-        try:
-            with self.raw.pipeline():
-                self.execute(setting, [x for item in settings.items() for x in item])
-                cur = self.execute(sql, parameters)
-                self.execute(reset, names)
-            return cur.fetchall()
-        except BaseException:
-            # An error stops the pipeline's later statements: reset here when it can be.
-            if (
-                not self.raw.closed
-                and self.raw.info.transaction_status == pq.TransactionStatus.IDLE
-            ):
-                self.execute(reset, names)
-            raise
+        # In autocommit each statement of the pipeline is its own sync: the reset runs
+        # even when ``sql`` failed.
+        with self.raw.pipeline():
+            self.execute(setting, [x for item in settings.items() for x in item])
+            cur = self.execute(sql, parameters)
+            self.execute(reset, names)
+        return cur.fetchall()
 
     def close(self) -> None:
         self.raw.close()
