@@ -505,13 +505,21 @@ class Catalog:
         # scores are computed below the count (``OFFSET 0`` keeps that subquery apart too):
         # flattened, the count's buffer held every candidate's vector, ~8 MB for 3,000,
         # written to a temporary file past work_mem — 20–40 ms of a common word's ~60 at
-        # 100,000 pages (docs/benchmarks.md, seventh sitting).
-        sql = (
-            f"SELECT page_pk, score, count(*) OVER () FROM (SELECT page_pk,"  # noqa: S608
-            f" -({' + '.join(score)}) AS score, {tier} AS tier FROM (SELECT page_pk, vec"
-            f" {where} AND page_pk > ? ORDER BY page_pk DESC LIMIT ?) w OFFSET 0) r"
+        # 100,000 pages (docs/benchmarks.md, seventh sitting). Through the GIN bitmap, the
+        # matches are sorted by page id with their row addresses only, then each row is
+        # read again by address: sorting the vectors themselves (~8 MB) cost more.
+        newest = f"{where} AND page_pk > ? ORDER BY page_pk DESC LIMIT ?"  # (constants)
+        sources = {
+            True: f"SELECT page_pk, vec {newest}",  # the walk: already in page order
+            False: f"SELECT t.page_pk, t.vec FROM (SELECT ctid AS at {newest}) c"  # noqa: S608
+            f" JOIN {table} t ON t.ctid = c.at",  # (constants)
+        }
+        sql = {
+            walk: f"SELECT page_pk, score, count(*) OVER () FROM (SELECT page_pk,"  # noqa: S608
+            f" -({' + '.join(score)}) AS score, {tier} AS tier FROM ({source}) w OFFSET 0) r"
             " ORDER BY tier DESC, score, page_pk DESC LIMIT ? OFFSET ?"  # (constants)
-        )
+            for walk, source in sources.items()
+        }
         budget = self.candidate_budget
         # Two ways to find the window, and PostgreSQL's planner misjudges which is cheaper
         # (it does not cost reading a vector to test it): walking the primary key from the
@@ -757,13 +765,14 @@ class Catalog:
         _STATS_CACHE[key] = (stats, now)
         return stats
 
-    def _pg_window(self, sql: str, args: list[object], walk: bool) -> list[Any]:
-        """The window statement with the plan chosen: the walk (primary key from the newest
-        page) or the GIN bitmap (cut by the primary key's range when there is one). On one
-        held connection: the settings must reach the statement's session (a pooled
-        statement borrows any connection), and are reset before it goes back."""
+    def _pg_window(self, sql: dict[bool, str], args: list[object], walk: bool) -> list[Any]:
+        """The window statement (``sql[walk]``) with the plan chosen: the walk (primary key
+        from the newest page) or the GIN bitmap (cut by the primary key's range when there
+        is one; the row addresses it finds read by a TID scan). On one held connection: the
+        settings must reach the statement's session (a pooled statement borrows any
+        connection), and are reset before it goes back."""
         off = "enable_bitmapscan" if walk else "enable_indexscan"
-        return self._pg_planned(sql, args, (off, "enable_seqscan"))
+        return self._pg_planned(sql[walk], args, (off, "enable_seqscan"))
 
     def _pg_planned(self, sql: str, args: list[object], off: tuple[str, ...]) -> list[Any]:
         """``sql`` with the planner settings ``off`` switched off and ``work_mem`` at
@@ -771,7 +780,12 @@ class Catalog:
         connection), reset before it goes back. The three statements go in one round trip
         (libpq's pipeline): each round trip is a wake-up of the server and of this
         process, dear on a loaded machine."""
-        settings = dict.fromkeys(off, "off") | {"work_mem": PG_WINDOW_WORK_MEM}
+        settings = dict.fromkeys(off, "off") | {
+            "work_mem": PG_WINDOW_WORK_MEM,
+            # No parallel workers: starting them costs more CPU than the window's ~3,000
+            # rows save, on a server whose cores serve other searches and ingest.
+            "max_parallel_workers_per_gather": "0",
+        }
         with self.db.pool().hold() as con:
             return con.fetch_with_settings(settings, sql, args)
 
