@@ -372,3 +372,68 @@ def test_the_window_writes_no_temporary_file(
     assert plans
     assert not [p for p in plans if re.search(r"temp (read|written)=|Disk: ", p)], plans
     db.close()
+
+
+_STORED = "SELECT count(*) FILTER (WHERE pg_column_compression(vec) IS NOT NULL), count(*) FROM {}"
+
+
+def _page_texts(n: int) -> list[str]:
+    """Pages whose word vectors are ~2.5 KB, as a scanned Vietnamese page's."""
+    import random
+
+    rng = random.Random(7)
+    syllables = [f"{a}{b}{c}" for a in "bcdghklmnpqrstvx" for b in "aeiouy" for c in "cmnpt"]
+    return [f"ủy ban nhân dân {' '.join(rng.sample(syllables, 300))}" for _ in range(n)]
+
+
+def test_word_vectors_are_stored_uncompressed(pg_cluster: PostgresCluster) -> None:
+    """A page's word vectors (~2.5 KB) are stored plain: decompressing them at every use
+    (match, phrase tier, each word's rank) cost ~40 % of a search (docs/benchmarks.md,
+    seventh sitting)."""
+    db = Database(pg_cluster.create_database())
+    archive(db, _page_texts(20))
+    for table in ("page_search_folded", "page_search_exact"):
+        assert tuple(db.read().execute(_STORED.format(table)).fetchone()) == (0, 20), table
+    db.close()
+
+
+def test_search_vectors_rewrites_vectors_stored_compressed(
+    tmp_path: Path, pg_cluster: PostgresCluster
+) -> None:
+    """An archive indexed before (vectors lz4-compressed): ``sohoa-server db search-vectors``
+    rewrites them plain, search finds and ranks the same pages, and a second run has nothing
+    to do."""
+    url = pg_cluster.create_database()
+    db = Database(url)
+    with db.tx() as con:  # as the schema was: compressed past ~2 KB
+        for table in ("page_search_folded", "page_search_exact"):
+            con.execute(f"ALTER TABLE {table} SET (toast_tuple_target = 2032)")
+    texts = _page_texts(30)
+    texts[4] += " biên bản nghiệm thu"
+    texts[17] += " biên bản nghiệm thu đê điều"
+    ids = archive(db, texts)
+    for table in ("page_search_folded", "page_search_exact"):
+        assert tuple(db.read().execute(_STORED.format(table)).fetchone()) == (30, 30), table
+    catalog = Catalog(db)
+    queries = ("nghiem thu", "biên bản", '"nghiệm thu đê"', "uy ban")
+    before = [catalog.search_page(q, 10) for q in queries]
+    assert {h["page"] for h in before[0].hits} == {ids[4], ids[17]}
+    db.close()
+    out = _cli(url, tmp_path, "db", "search-vectors")
+    assert out.returncode == 0, out.stderr
+    assert "2 table(s) rewritten" in out.stdout
+    db = Database(url)
+    for table in ("page_search_folded", "page_search_exact"):
+        assert tuple(db.read().execute(_STORED.format(table)).fetchone()) == (0, 30), table
+        storage = db.read().execute(
+            "SELECT attstorage, attcompression FROM pg_attribute"
+            " WHERE attrelid = ?::regclass AND attname = 'vec'",
+            (table,),
+        )
+        assert tuple(storage.fetchone()) == ("m", "l"), table  # inline; lz4 past ~8 KB
+    catalog = Catalog(db)
+    after = [catalog.search_page(q, 10) for q in queries]
+    assert [(p.hits, p.total) for p in after] == [(p.hits, p.total) for p in before]
+    db.close()
+    again = _cli(url, tmp_path, "db", "search-vectors")
+    assert again.returncode == 0 and "0 table(s) rewritten" in again.stdout, again.stdout
