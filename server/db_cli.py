@@ -335,6 +335,24 @@ def cmd_search_pairs(args: argparse.Namespace) -> int:
     return 0 if ready else 75
 
 
+def cmd_search_vectors(args: argparse.Namespace) -> int:
+    """Exit 0: every word vector table is stored plain; 69: the database cannot be opened."""
+    from server.cli import _open, _settings
+    from server.store import vectors
+
+    db = _open(_settings(args))
+    try:
+        if db.dialect != "postgresql":
+            print("SQLite: no word vector tables (FTS5); nothing to do")
+            return 0
+        started = time.monotonic()
+        done = vectors.rewrite(db, say=print)
+    finally:
+        db.close()
+    print(f"{len(done)} table(s) rewritten in {time.monotonic() - started:.0f} s")
+    return 0
+
+
 # -- parsers ----------------------------------------------------------------------------------
 
 
@@ -373,6 +391,18 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--every", action="store_true", help="recompute every page's pairs, not just missing ones"
     )
     pairs.set_defaults(func=cmd_search_pairs)
+
+    vec = db_sub.add_parser(
+        "search-vectors",
+        help="rewrite the word vectors of pages indexed before they were kept uncompressed "
+        "(PostgreSQL)",
+        description="Search reads thousands of word vectors per query; ingest now stores "
+        "them uncompressed (they were lz4-compressed, ~3 %% smaller, decompressed at every "
+        "use). This rewrites the older ones, one table at a time with its indexes: search "
+        "and ingest wait meanwhile (minutes per million pages). Stopped, nothing is lost; "
+        "run it again. Exit 0: done (or nothing to do); 69: the database cannot be opened.",
+    )
+    vec.set_defaults(func=cmd_search_vectors)
 
     back = sub.add_parser(
         "backup",

@@ -10,13 +10,16 @@ import ast
 import re
 import subprocess
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
+import psycopg
 import pytest
 from harness import BIN, REPO
 from pgcluster import PostgresCluster, url_of
 from test_search import archive
 
+from server.archive import catalog
 from server.archive.catalog import Catalog
 from server.store import pg
 from server.store.db import PAIRS_META_KEY, Database
@@ -309,3 +312,128 @@ def test_window_in_the_newest_span_is_the_window_of_the_whole_archive(
     settings = "SELECT name, setting FROM pg_settings WHERE name LIKE 'enable_%scan'"
     assert {r[1] for r in db.read().execute(settings)} == {"on"}  # the plan's settings reset
     db.close()
+
+
+def test_settings_of_one_statement_are_reset_after_it_even_when_it_fails(
+    pg_cluster: PostgresCluster,
+) -> None:
+    """PgConnection.fetch_with_settings (the search window's planner settings): the
+    statement sees them; the session has its own values again afterwards, also when the
+    statement failed (the three go in one pipeline)."""
+    con = pg.connect(pg_cluster.create_database())
+    show = "SELECT current_setting('enable_seqscan') s, current_setting('work_mem') w"
+    settings = {"enable_seqscan": "off", "work_mem": "32MB"}
+    rows = con.fetch_with_settings(settings, show + ", ?::int n", [7])
+    assert [tuple(r) for r in rows] == [("off", "32MB", 7)]
+    assert tuple(con.execute(show).fetchall()[0]) == ("on", "4MB")
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        con.fetch_with_settings(settings, "SELECT 1 / (? - 5)", [5])
+    assert tuple(con.execute(show).fetchall()[0]) == ("on", "4MB")
+    con.close()
+
+
+def test_the_window_writes_no_temporary_file(
+    pg_cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window's count (count(*) OVER ()) buffers scores, not the candidates' vectors, and
+    the GIN bitmap's matches are sorted by page id without them: with work_mem at its minimum
+    (64 kB) and 100–120 candidates of ~2 KB vectors (~250 kB), no node of the window
+    statement writes a temporary file. (It did: docs/benchmarks.md, seventh
+    sitting — ~8 MB per query at a budget of 3,000.)"""
+    import random
+
+    rng = random.Random(19)
+    syllables = [f"{a}{b}{c}" for a in "bcdghklmnpqrstvx" for b in "aeiouy" for c in "cmnpt"]
+    texts = [
+        f"ủy ban nhân dân {'đóng dấu ' if k % 3 else ''}{' '.join(rng.sample(syllables, 300))}"
+        for k in range(150)
+    ]
+    db = Database(pg_cluster.create_database())
+    archive(db, texts)
+    db.read().execute("ANALYZE")
+    monkeypatch.setattr(catalog, "PG_WINDOW_WORK_MEM", "64kB")
+    plans: list[str] = []
+    fetch = pg.PgConnection.fetch_with_settings
+
+    def explained(
+        self: pg.PgConnection, settings: dict[str, str], sql: str, args: Sequence[object]
+    ) -> list[pg.PgRow]:
+        plan = fetch(self, settings, "EXPLAIN (ANALYZE, BUFFERS, FORMAT TEXT) " + sql, args)
+        plans.append("\n".join(r[0] for r in plan))
+        return fetch(self, settings, sql, args)
+
+    monkeypatch.setattr(pg.PgConnection, "fetch_with_settings", explained)
+    small = Catalog(db, candidate_budget=120)
+    for query in ("uy ban", "ủy ban nhân", "nhan dan"):  # the walk, ranked with the tiers
+        found = small.search_page(query, 10)
+        assert (len(found.hits), found.total) == (10, 150)
+    stamped = small.search_page("dau", 10)  # on 100 pages: the GIN bitmap, sorted
+    assert (len(stamped.hits), stamped.total) == (10, 100)
+    assert plans
+    assert not [p for p in plans if re.search(r"temp (read|written)=|Disk: ", p)], plans
+    db.close()
+
+
+_STORED = "SELECT count(*) FILTER (WHERE pg_column_compression(vec) IS NOT NULL), count(*) FROM {}"
+
+
+def _page_texts(n: int) -> list[str]:
+    """Pages whose word vectors are ~2.5 KB, as a scanned Vietnamese page's."""
+    import random
+
+    rng = random.Random(7)
+    syllables = [f"{a}{b}{c}" for a in "bcdghklmnpqrstvx" for b in "aeiouy" for c in "cmnpt"]
+    return [f"ủy ban nhân dân {' '.join(rng.sample(syllables, 300))}" for _ in range(n)]
+
+
+def test_word_vectors_are_stored_uncompressed(pg_cluster: PostgresCluster) -> None:
+    """A page's word vectors (~2.5 KB) are stored plain: decompressing them at every use
+    (match, phrase tier, each word's rank) cost ~40 % of a search (docs/benchmarks.md,
+    seventh sitting)."""
+    db = Database(pg_cluster.create_database())
+    archive(db, _page_texts(20))
+    for table in ("page_search_folded", "page_search_exact"):
+        assert tuple(db.read().execute(_STORED.format(table)).fetchone()) == (0, 20), table
+    db.close()
+
+
+def test_search_vectors_rewrites_vectors_stored_compressed(
+    tmp_path: Path, pg_cluster: PostgresCluster
+) -> None:
+    """An archive indexed before (vectors lz4-compressed): ``sohoa-server db search-vectors``
+    rewrites them plain, search finds and ranks the same pages, and a second run has nothing
+    to do."""
+    url = pg_cluster.create_database()
+    db = Database(url)
+    with db.tx() as con:  # as the schema was: compressed past ~2 KB
+        for table in ("page_search_folded", "page_search_exact"):
+            con.execute(f"ALTER TABLE {table} SET (toast_tuple_target = 2032)")
+    texts = _page_texts(30)
+    texts[4] += " biên bản nghiệm thu"
+    texts[17] += " biên bản nghiệm thu đê điều"
+    ids = archive(db, texts)
+    for table in ("page_search_folded", "page_search_exact"):
+        assert tuple(db.read().execute(_STORED.format(table)).fetchone()) == (30, 30), table
+    catalog = Catalog(db)
+    queries = ("nghiem thu", "biên bản", '"nghiệm thu đê"', "uy ban")
+    before = [catalog.search_page(q, 10) for q in queries]
+    assert {h["page"] for h in before[0].hits} == {ids[4], ids[17]}
+    db.close()
+    out = _cli(url, tmp_path, "db", "search-vectors")
+    assert out.returncode == 0, out.stderr
+    assert "2 table(s) rewritten" in out.stdout
+    db = Database(url)
+    for table in ("page_search_folded", "page_search_exact"):
+        assert tuple(db.read().execute(_STORED.format(table)).fetchone()) == (0, 30), table
+        storage = db.read().execute(
+            "SELECT attstorage, attcompression FROM pg_attribute"
+            " WHERE attrelid = ?::regclass AND attname = 'vec'",
+            (table,),
+        )
+        assert tuple(storage.fetchone()) == ("m", "l"), table  # inline; lz4 past ~8 KB
+    catalog = Catalog(db)
+    after = [catalog.search_page(q, 10) for q in queries]
+    assert [(p.hits, p.total) for p in after] == [(p.hits, p.total) for p in before]
+    db.close()
+    again = _cli(url, tmp_path, "db", "search-vectors")
+    assert again.returncode == 0 and "0 table(s) rewritten" in again.stdout, again.stdout

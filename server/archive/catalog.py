@@ -67,9 +67,17 @@ MAX_OFFSET = 1000
 # way. bench/search.py.
 PG_DF_EXACT_UP_TO = 500
 PG_TOTAL_EXACT_UP_TO = 2000
+# A word that ANALYZE's statistics (its most common elements) put on more pages than this
+# has its document frequency taken from them, uncounted: four times PG_DF_EXACT_UP_TO, so
+# that a word the count would have found under it (a sampling error) is not among them.
+PG_DF_FROM_STATS_ABOVE = 4 * PG_DF_EXACT_UP_TO
 # Document frequencies and the planner's statistics change slowly (ANALYZE, a few minutes
 # after a large ingest): kept this many seconds per process.
 PG_STATS_TTL = 300.0
+# work_mem of the window statements: the bitmap path sorts up to PG_CANDIDATE_BUDGET rows
+# with their ~2.8 KB vectors by page id (~8 MB), which the default 4 MB wrote to a
+# temporary file (docs/benchmarks.md, seventh sitting).
+PG_WINDOW_WORK_MEM = "32MB"
 _DF_CACHE: dict[tuple[str, str, str], tuple[int, float]] = {}
 _STATS_CACHE: dict[tuple[str, str], tuple[tuple[float, dict[str, float], float], float]] = {}
 # Databases whose pair tables are known complete (meta says 'ready'; it never goes back).
@@ -493,13 +501,25 @@ class Catalog:
                 return found
         # The window (the newest matches) is a LIMIT subquery, which the planner keeps apart:
         # each candidate's vector is read once to match, then ranked; count(*) OVER () is
-        # the window's size, i.e. the exact total when fewer than the budget match.
-        sql = (
-            f"SELECT page_pk, score, count(*) OVER () FROM (SELECT page_pk,"  # noqa: S608
-            f" -({' + '.join(score)}) AS score, {tier} AS tier FROM (SELECT page_pk, vec"
-            f" {where} AND page_pk > ? ORDER BY page_pk DESC LIMIT ?) w) r"
+        # the window's size, i.e. the exact total when fewer than the budget match. The
+        # scores are computed below the count (``OFFSET 0`` keeps that subquery apart too):
+        # flattened, the count's buffer held every candidate's vector, ~8 MB for 3,000,
+        # written to a temporary file past work_mem — 20–40 ms of a common word's ~60 at
+        # 100,000 pages (docs/benchmarks.md, seventh sitting). Through the GIN bitmap, the
+        # matches are sorted by page id with their row addresses only, then each row is
+        # read again by address: sorting the vectors themselves (~8 MB) cost more.
+        newest = f"{where} AND page_pk > ? ORDER BY page_pk DESC LIMIT ?"  # (constants)
+        sources = {
+            True: f"SELECT page_pk, vec {newest}",  # the walk: already in page order
+            False: f"SELECT t.page_pk, t.vec FROM (SELECT ctid AS at {newest}) c"  # noqa: S608
+            f" JOIN {table} t ON t.ctid = c.at",  # (constants)
+        }
+        sql = {
+            walk: f"SELECT page_pk, score, count(*) OVER () FROM (SELECT page_pk,"  # noqa: S608
+            f" -({' + '.join(score)}) AS score, {tier} AS tier FROM ({source}) w OFFSET 0) r"
             " ORDER BY tier DESC, score, page_pk DESC LIMIT ? OFFSET ?"  # (constants)
-        )
+            for walk, source in sources.items()
+        }
         budget = self.candidate_budget
         # Two ways to find the window, and PostgreSQL's planner misjudges which is cheaper
         # (it does not cost reading a vector to test it): walking the primary key from the
@@ -622,13 +642,14 @@ class Catalog:
         # Candidates by the pair index sorted newest first (their page ids only), then each
         # one's word vector by primary key, checked, until the budget: a nested loop in the
         # candidates' order, stopped by the LIMIT (joined before sorting, PostgreSQL read
-        # every candidate's vector and sorted the vectors). Then ranked.
+        # every candidate's vector and sorted the vectors). Then ranked, below the count
+        # (``OFFSET 0``: see the window of :meth:`_rank_postgres`).
         sql = (
             f"SELECT page_pk, score, count(*) OVER () FROM (SELECT page_pk,"  # noqa: S608
             f" -({' + '.join(terms)}) AS score FROM (SELECT w.page_pk, w.vec FROM (SELECT"
             f" page_pk FROM {pairs} WHERE vec @@ ?::tsquery ORDER BY page_pk DESC OFFSET 0) c"
             f" JOIN {table} w ON w.page_pk = c.page_pk WHERE w.vec @@ ?::tsquery"
-            " ORDER BY c.page_pk DESC LIMIT ?) w) r"
+            " ORDER BY c.page_pk DESC LIMIT ?) w OFFSET 0) r"
             " ORDER BY score, page_pk DESC LIMIT ? OFFSET ?"  # (constants)
         )
         rows = self._pg_pairs_window(sql, [*term_args, pq, phrase, budget, limit, offset])
@@ -677,7 +698,19 @@ class Catalog:
     def _pg_df(self, con: Connection, table: str, item: list[str], unit: str) -> int:
         """Pages with ``item`` (a word or a phrase), for its idf: counted up to
         ``PG_DF_EXACT_UP_TO``, else estimated — and then kept for ``PG_STATS_TTL`` seconds
-        (counting the first 500 pages of a common word costs a bitmap of all of them)."""
+        (counting the first 500 pages of a common word costs a bitmap of all of them). A
+        word the column's statistics put on more than ``PG_DF_FROM_STATS_ABOVE`` pages is
+        not counted at all: its estimate is what the count would end in."""
+        if len(item) == 1:
+            stats = self._pg_stats(con, table)
+            if stats is not None:
+                rows, freqs, _ = stats
+                seen = rows * freqs.get(item[0], 0.0)
+                if seen >= PG_DF_FROM_STATS_ABOVE:
+                    # What the count would have returned (it stops at PG_DF_EXACT_UP_TO and
+                    # takes the planner's estimate, which is this), without the count: a GIN
+                    # bitmap of the word's every page, 2–20 ms for a common word.
+                    return round(seen)
         key = (self.db.url, table, " ".join(item))
         now = time.monotonic()
         kept = _DF_CACHE.get(key)
@@ -732,28 +765,29 @@ class Catalog:
         _STATS_CACHE[key] = (stats, now)
         return stats
 
-    def _pg_window(self, sql: str, args: list[object], walk: bool) -> list[Any]:
-        """The window statement with the plan chosen: the walk (primary key from the newest
-        page) or the GIN bitmap (cut by the primary key's range when there is one). On one
-        held connection: the settings must reach the statement's session (a pooled
-        statement borrows any connection), and are reset before it goes back."""
+    def _pg_window(self, sql: dict[bool, str], args: list[object], walk: bool) -> list[Any]:
+        """The window statement (``sql[walk]``) with the plan chosen: the walk (primary key
+        from the newest page) or the GIN bitmap (cut by the primary key's range when there
+        is one; the row addresses it finds read by a TID scan). On one held connection: the
+        settings must reach the statement's session (a pooled statement borrows any
+        connection), and are reset before it goes back."""
         off = "enable_bitmapscan" if walk else "enable_indexscan"
-        return self._pg_planned(sql, args, (off, "enable_seqscan"))
+        return self._pg_planned(sql[walk], args, (off, "enable_seqscan"))
 
     def _pg_planned(self, sql: str, args: list[object], off: tuple[str, ...]) -> list[Any]:
-        """``sql`` with the planner settings ``off`` switched off, on one held connection
-        (a pooled statement borrows any connection), reset before it goes back."""
-        marks = ", ".join("?" * len(off))
+        """``sql`` with the planner settings ``off`` switched off and ``work_mem`` at
+        ``PG_WINDOW_WORK_MEM``, on one held connection (a pooled statement borrows any
+        connection), reset before it goes back. The three statements go in one round trip
+        (libpq's pipeline): each round trip is a wake-up of the server and of this
+        process, dear on a loaded machine."""
+        settings = dict.fromkeys(off, "off") | {
+            "work_mem": PG_WINDOW_WORK_MEM,
+            # No parallel workers: starting them costs more CPU than the window's ~3,000
+            # rows save, on a server whose cores serve other searches and ingest.
+            "max_parallel_workers_per_gather": "0",
+        }
         with self.db.pool().hold() as con:
-            con.execute("SELECT " + ", ".join(["set_config(?, 'off', false)"] * len(off)), off)
-            try:
-                return con.execute(sql, args).fetchall()
-            finally:
-                con.execute(  # back to the session's own values, whatever they were
-                    "SELECT set_config(name, reset_val, false) FROM pg_settings"  # noqa: S608
-                    f" WHERE name IN ({marks})",  # (placeholders)
-                    off,
-                )
+            return con.fetch_with_settings(settings, sql, args)
 
     @staticmethod
     def _pg_count(con: Connection, table: str, query: str, exact_up_to: int) -> tuple[int, bool]:

@@ -442,9 +442,14 @@ BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
 """
 
 PG_SEARCH = """
--- One table per index, a tsvector per row, kept inline and lz4-compressed: search reads the
--- vectors of thousands of candidates per query, and a pglz-compressed vector stored out of
--- line (the default above ~2 KB) costs 3-4x more to read (bench/search.py).
+-- One table per index, a tsvector per row, kept inline: search reads the vectors of thousands
+-- of candidates per query, and a pglz-compressed vector stored out of line (the default above
+-- ~2 KB) costs 3-4x more to read (bench/search.py). Not compressed either below ~8 KB
+-- (toast_tuple_target): a compressed vector is decompressed at every use (the match, the
+-- phrase tier, each word's ts_rank), lz4 saves ~3 % of a page's vector and cost ~40 % of a
+-- search's window (docs/benchmarks.md, seventh sitting). Only past ~8 KB (a huge page) is a
+-- vector lz4-compressed, to stay inline. Vectors written before: ``sohoa-server db
+-- search-vectors`` (server.store.vectors).
 CREATE TABLE IF NOT EXISTS page_search_folded (
     page_pk BIGINT PRIMARY KEY REFERENCES pages(id),
     vec tsvector COMPRESSION lz4 NOT NULL
@@ -455,6 +460,8 @@ CREATE TABLE IF NOT EXISTS page_search_exact (
 );
 ALTER TABLE page_search_folded ALTER COLUMN vec SET STORAGE MAIN;
 ALTER TABLE page_search_exact ALTER COLUMN vec SET STORAGE MAIN;
+ALTER TABLE page_search_folded SET (toast_tuple_target = 8160);
+ALTER TABLE page_search_exact SET (toast_tuple_target = 8160);
 CREATE INDEX IF NOT EXISTS page_search_folded_vec ON page_search_folded USING gin (vec);
 CREATE INDEX IF NOT EXISTS page_search_exact_vec ON page_search_exact USING gin (vec);
 -- Adjacent syllable pairs per page, folded ('uy ban', 'ban nhan', …; server.store.pg

@@ -109,6 +109,26 @@ class PgConnection:
         cur.executemany(placeholders(sql), seq)
         return cur
 
+    def fetch_with_settings(
+        self, settings: dict[str, str], sql: str, parameters: Sequence[Any]
+    ) -> list[PgRow]:
+        """The rows of ``sql`` run with the session ``settings`` (name: value), which are
+        then reset to the session's own values (``pg_settings.reset_val``), whatever they
+        were. The three statements go in one round trip (libpq's pipeline mode)."""
+        names = list(settings)
+        setting = "SELECT " + ", ".join(["set_config(?, ?, false)"] * len(names))
+        reset = (
+            "SELECT set_config(name, reset_val, false) FROM pg_settings"  # noqa: S608
+            f" WHERE name IN ({', '.join('?' * len(names))})"  # (placeholders)
+        )
+        # In autocommit each statement of the pipeline is its own sync: the reset runs
+        # even when ``sql`` failed.
+        with self.raw.pipeline():
+            self.execute(setting, [x for item in settings.items() for x in item])
+            cur = self.execute(sql, parameters)
+            self.execute(reset, names)
+        return cur.fetchall()
+
     def close(self) -> None:
         self.raw.close()
 
