@@ -385,6 +385,8 @@ def augraphy_version() -> str:
 
 
 def _degrade(image: np.ndarray, cls: ForeignClass, seed: int) -> np.ndarray:
+    if not cls.effects:
+        return image  # the clean class needs no augraphy (tests/test_ocr_foreign.py uses it)
     import augraphy
 
     random.seed(seed)  # augraphy draws from both module-level generators
@@ -413,9 +415,10 @@ def page_style(name: str, seed: int) -> tuple[str, str, float]:
     return document, font, size
 
 
-def render(name: str, seed: int, path: Path) -> str:
-    """Write page `seed` of class `name` as a PNG at `path`; return its truth text."""
-    cls = CLASSES[name]
+def render(name: str, seed: int, path: Path, cls: ForeignClass | None = None) -> str:
+    """Write page `seed` of class `name` (or of `cls`, a class of the caller's) as a PNG at
+    `path`; return its truth text."""
+    cls = cls or CLASSES[name]
     document, font, size = page_style(name, seed)
     pdf = path.with_suffix(".pdf")
     _print_pdf(_html(DOCUMENTS[document], font, size), pdf)

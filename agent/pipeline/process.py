@@ -519,7 +519,11 @@ def _plain_page(
     200-dpi copier JPEG of a ruled table: 29 % CER cleaned, 7 % plain, tests/records
     copier_jpeg_200). Only pages `agent.pipeline.quality` sends for review pay for it (4 of the 45
     corpus pages); the plain reading wins only if it is more plausible, or as plausible and
-    surer (`_page_key`), so a page can only gain.
+    surer (`_page_key`), so a page can only gain. Not when it has fewer valid tokens net of
+    invalid ones (`_net_valid`), the page-level twin of `_may_replace`: on a foreign page with
+    a copier drum's vertical streaks (tests/test_ocr_foreign.py) tesseract read the plain page
+    as an image with a heading in it, 9 tokens "more plausible" than the cleaned page's 200,
+    and the text was gone (CER 97 %) without a review flag.
     """
     record: dict[str, object] = {"read": False}
     if not (judged.review and expect_text and result.words):
@@ -536,7 +540,9 @@ def _plain_page(
     except ocr.OcrFailed as exc:
         return result, judged, record | {"read": True, "error": str(exc)[:300]}
     plain_judged = quality.assess([(w.text, w.conf) for w in plain.words], expect_text)
-    kept = _page_key(plain_judged) > _page_key(judged)
+    kept = _page_key(plain_judged) > _page_key(judged) and _net_valid(plain.words) >= _net_valid(
+        result.words
+    )
     record |= {
         "read": True,
         "kept": "plain" if kept else "cleaned",
@@ -545,6 +551,12 @@ def _plain_page(
         "seconds": plain.seconds,
     }
     return (plain, plain_judged, record) if kept else (result, judged, record)
+
+
+def _net_valid(words: Lines) -> int:
+    """Valid tokens less invalid ones: how much readable text a reading holds."""
+    judged = quality.plausibility(w.text for w in words)
+    return judged.valid - (judged.tokens - judged.valid)
 
 
 def _page_key(judged: quality.PageQuality) -> tuple[int, float]:
