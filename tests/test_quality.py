@@ -55,6 +55,7 @@ def test_numbers_codes_and_abbreviations_count_as_valid() -> None:
         ("05/2025/TT-BNV", "code"),
         ("14/03/2024", "number"),
         ("1.250", "number"),
+        ("59,0%", "number"),
         ("V/v", "abbreviation"),
         ("TM.", "abbreviation"),
         ("UBND", "abbreviation"),
