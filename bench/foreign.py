@@ -440,3 +440,10 @@ def describe() -> str:
         colour = "grey" if cls.grey else "RGB"
         lines.append(f"- `{cls.name}` ({cls.dpi} dpi {colour}): {effects}")
     return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    """`python -m bench foreign [ARGS]`: `python -m bench cer --corpus foreign [ARGS]`."""
+    from bench import cer
+
+    return cer.main(["--corpus", "foreign", *argv])
