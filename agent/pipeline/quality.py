@@ -213,6 +213,12 @@ REVIEW_CONFIDENCE_BELOW = 85.0  # mean word confidence (0–100)
 REVIEW_UNSURE_SHARE = 0.1  # share of words tesseract itself rated under UNSURE_WORD
 UNSURE_WORD = 60.0
 MIN_TOKENS = 8  # fewer tokens than this on a page with marks: OCR found (almost) no text
+# The score (share × confidence) under this: each signal near its own cut, together they
+# say the text is wrong. Pages this project did not make (bench/foreign.py, docs/benchmarks.md
+# seventh sitting) read 7.2 % and 9.3 % CER with share 0.94–0.95, confidence 88–90, unsure
+# 7 % — every cut above missed them — and scores 83.1 and 85.7; the lowest score of a page
+# under 1 % CER was 90.0 there and 92.2 on the records corpus (share 0.985 × confidence 93.6).
+REVIEW_SCORE_BELOW = 88.0
 
 
 @dataclass(frozen=True)
@@ -256,6 +262,8 @@ def assess(words: Sequence[tuple[str, float]], expect_text: bool) -> PageQuality
             if unsure > REVIEW_UNSURE_SHARE:
                 reasons.append("unsure_words")
     score = 100.0 * judged.share * (mean / 100.0) if judged.tokens else 0.0
+    if expect_text and judged.tokens >= MIN_TOKENS and not reasons and score < REVIEW_SCORE_BELOW:
+        reasons.append("low_score")
     return PageQuality(
         score=round(score, 1),
         syllable_share=judged.share,
