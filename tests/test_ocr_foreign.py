@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -89,3 +90,29 @@ def test_the_plain_page_reading_never_throws_the_text_away(
     assert result.decisions["ocr_plain_page"]["kept"] == "cleaned"  # type: ignore[index]
     assert cer(truth, result.text.read_text(encoding="utf-8")) < 0.7
     assert "review" in result.flags
+
+
+def test_a_failing_orientation_check_does_not_fail_the_page(
+    tmp_path: Path, foreign_page: tuple[np.ndarray, str]
+) -> None:
+    # The streaked page sends the pixel heuristic to tesseract's OSD; here OSD crashes (on a
+    # loaded machine it timed out). It is advice: the page is read all the same, unturned.
+    real = shutil.which("tesseract")
+    fake = tmp_path / "tesseract-osd-crashes"
+    fake.write_text(
+        f'#!/bin/sh\ncase "$*" in *"--psm 0"*) echo "osd: crashed" >&2; exit 1;; esac\n'
+        f'exec {real} "$@"\n',
+        encoding="utf-8",
+    )
+    fake.chmod(0o755)
+    grey, truth = foreign_page
+    capture = tmp_path / "streaks.png"
+    Image.fromarray(_drum_streaks(grey, seed=2)).save(capture, dpi=(200, 200))
+
+    settings = PipelineSettings(dpi=200, tesseract=str(fake))
+    result = process_page(capture, tmp_path / "work", settings)
+
+    orientation = result.decisions["orientation"]
+    assert isinstance(orientation, dict)
+    assert "error" in orientation["osd"] and orientation["turn_cw"] == 0, orientation
+    assert cer(truth, result.text.read_text(encoding="utf-8")) < 0.7

@@ -313,15 +313,24 @@ def _orientation(
     elif (not trusted or guess.turn_cw) and ocr.has_osd(settings.tesseract):
         binary, _ = imaging.binarise(imaging.normalise_background(grey, settings.dpi))
         osd_input = _write_image(work_dir / "osd.png", binary)
-        osd = ocr.detect_orientation(osd_input, dpi=settings.dpi, binary=settings.tesseract)
-        record["osd"] = dataclasses.asdict(osd)
-        answered = osd.confidence > 0  # else too few characters for OSD: it abstains
+        try:
+            osd = ocr.detect_orientation(osd_input, dpi=settings.dpi, binary=settings.tesseract)
+            record["osd"] = dataclasses.asdict(osd)
+        except ocr.OcrFailed as exc:
+            # OSD is advice: its failure (a 30 s timeout on a loaded machine, seen in the
+            # seventh sitting's runs) must not fail the page. It counts as no answer.
+            osd = ocr.OsdResult(0, 0.0, "")
+            record["osd"] = {"error": str(exc)[:300]}
+        # No answer (too few characters, or OSD failed) is no agreement: no turn.
+        answered = osd.confidence > 0
         if osd.confidence >= OSD_TRUSTED:
             turn_cw, source = osd.turn_cw, "osd"
-        elif trusted and (osd.turn_cw == guess.turn_cw or not answered):
-            turn_cw, source = guess.turn_cw, "heuristic+osd" if answered else "heuristic"
-        elif guess.lines_confidence >= ORIENTATION_TRUSTED and (
-            osd.turn_cw % 180 == guess.lines_turn_cw % 180 or not answered
+        elif trusted and answered and osd.turn_cw == guess.turn_cw:
+            turn_cw, source = guess.turn_cw, "heuristic+osd"
+        elif (
+            guess.lines_confidence >= ORIENTATION_TRUSTED
+            and answered
+            and osd.turn_cw % 180 == guess.lines_turn_cw % 180
         ):
             # Nobody is sure about up/down, both see the lines run this way: only make the
             # lines horizontal. A page left upside down is easier to spot and fix than one
