@@ -230,7 +230,7 @@ class PageQuality:
     tokens: int
     invalid_examples: tuple[str, ...]
     review: bool
-    reasons: tuple[str, ...]  # why review: no_text, implausible_text, low_confidence, ...
+    reasons: tuple[str, ...]  # why review: no_text, implausible_text, low_confidence, low_score…
 
     def as_record(self) -> dict[str, object]:
         record = asdict(self)
