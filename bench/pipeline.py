@@ -64,7 +64,9 @@ class PageRun:
 class Run:
     name: str
     wall_s: float = 0.0
-    peak_rss_mb: float = 0.0
+    peak_rss_mb: float = 0.0  # summed over the tree: shared pages counted once per process
+    peak_pss_mb: float = 0.0  # summed over the tree: what it takes from RAM
+    at_peak: str = ""  # each process's PSS/RSS at the PSS peak
     pages: list[PageRun] = field(default_factory=list)
     error: str = ""
 
@@ -83,10 +85,16 @@ class Run:
 
 
 class TreeRss:
-    """Peak of the summed RSS of a process and all its descendants, sampled from /proc."""
+    """Peaks of the summed RSS and of the summed PSS of a process tree, sampled from /proc.
 
-    def __init__(self, root_pid: int, interval_s: float = 0.05) -> None:
-        self.root, self.interval, self.peak_kb = root_pid, interval_s, 0
+    `include_root`: count the root process too (the station process; not this benchmark's
+    own process, which renders the pages and is no part of a station). `at_peak`: the
+    processes at the PSS peak, (name, RSS kB, PSS kB) each, largest first."""
+
+    def __init__(self, root_pid: int, interval_s: float = 0.05, include_root: bool = False):
+        self.root, self.interval, self.include_root = root_pid, interval_s, include_root
+        self.peak_kb = self.peak_pss_kb = 0
+        self.at_peak: list[tuple[str, int, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -100,8 +108,21 @@ class TreeRss:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self.peak_kb = max(self.peak_kb, sum(_rss_kb(p) for p in _descendants(self.root)))
+            self.sample()
             self._stop.wait(self.interval)
+
+    def sample(self) -> None:
+        pids = _descendants(self.root) + ([self.root] if self.include_root else [])
+        rows = [("station" if pid == self.root else _name(pid), *_memory_kb(pid)) for pid in pids]
+        self.peak_kb = max(self.peak_kb, sum(rss for _, rss, _ in rows))
+        pss = sum(p for _, _, p in rows)
+        if pss > self.peak_pss_kb:
+            self.peak_pss_kb = pss
+            self.at_peak = sorted((r for r in rows if r[1]), key=lambda r: -r[2])
+
+    def describe_peak(self) -> str:
+        """`worker 61/95 MB, tesseract 52/66 MB, ...`: PSS/RSS of each process at the peak."""
+        return ", ".join(f"{n} {p / 1024:.0f}/{r / 1024:.0f}" for n, r, p in self.at_peak)
 
 
 def _descendants(root: int) -> list[int]:
@@ -123,49 +144,86 @@ def _descendants(root: int) -> list[int]:
     return out
 
 
-def _rss_kb(pid: int) -> int:
+def _memory_kb(pid: int) -> tuple[int, int]:
+    """RSS and PSS of a process in kB ((0, 0) once it is gone)."""
+    rss = pss = 0
     try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii", errors="replace") as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
+                if line.startswith("Rss:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss = int(line.split()[1])
+                    break
+    except (OSError, ValueError, IndexError):
         pass
-    return 0
+    return rss, pss
+
+
+def _name(pid: int) -> str:
+    """What a process is, for the peak's breakdown: station, worker, tesseract, gs..."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().split(b"\0")
+    except OSError:
+        return "?"
+    exe = Path(argv[0].decode(errors="replace")).name
+    if exe.startswith("python") and len(argv) > 1:
+        # `-m bench.pipeline --worker`, or a pool worker forked from the station
+        return "worker" if argv[1] == b"-m" else Path(argv[1].decode(errors="replace")).name
+    return exe
 
 
 # ----------------------------------------------------------------------------- ours
 
 
 def _worker(argv: list[str]) -> int:
-    """Child process: process the given captures one by one, print one JSON line each."""
+    """Child process (`--layout spawn`): process the given captures one by one, print one
+    JSON line each."""
     os.environ["OMP_THREAD_LIMIT"] = "1"
     import cv2
-
-    from agent.pipeline.process import PipelineSettings, process_page
 
     cv2.setNumThreads(1)
     out_dir = Path(argv[0])
     for item in argv[1:]:
         capture, dpi = item.rsplit(":", 1)
-        started, cpu_started = time.perf_counter(), _cpu_s()
-        result = process_page(
-            Path(capture), out_dir / Path(capture).stem, PipelineSettings(dpi=int(dpi))
-        )
-        print(
-            json.dumps(
-                {
-                    "capture": capture,
-                    "seconds": time.perf_counter() - started,
-                    "cpu_s": _cpu_s() - cpu_started,
-                    "bytes": result.archival.stat().st_size,
-                    "text": result.text.read_text(encoding="utf-8"),
-                    "flags": list(result.flags),
-                }
-            ),
-            flush=True,
-        )
+        print(json.dumps(_page(capture, int(dpi), out_dir)), flush=True)
     return 0
+
+
+def _station(argv: list[str]) -> int:
+    """Child process (`--layout station`): what `sohoa-agent run` imports, then the pages
+    through a pool of forked workers built as `agent.worker.process_pending` builds it; one
+    JSON line per page, in the order they finish."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    import agent.daemon  # noqa: F401  (what the daemon holds before it forks its workers)
+    from agent import worker
+
+    out_dir, workers, items = Path(argv[0]), int(argv[1]), argv[2:]
+    with ProcessPoolExecutor(workers, initializer=worker._init_child) as pool:
+        futures = []
+        for item in items:
+            capture, dpi = item.rsplit(":", 1)
+            futures.append(pool.submit(_page, capture, int(dpi), out_dir))
+        for future in as_completed(futures):
+            print(json.dumps(future.result()), flush=True)
+    return 0
+
+
+def _page(capture: str, dpi: int, out_dir: Path) -> dict[str, object]:
+    from agent.pipeline.process import PipelineSettings, process_page
+
+    started, cpu_started = time.perf_counter(), _cpu_s()
+    result = process_page(Path(capture), out_dir / Path(capture).stem, PipelineSettings(dpi=dpi))
+    return {
+        "capture": capture,
+        "seconds": time.perf_counter() - started,
+        "cpu_s": _cpu_s() - cpu_started,
+        "bytes": result.archival.stat().st_size,
+        "text": result.text.read_text(encoding="utf-8"),
+        "flags": list(result.flags),
+    }
 
 
 def _cpu_s() -> float:
@@ -179,27 +237,44 @@ def _cpu_s() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def run_ours(pages: list[tuple[Path, str, int, str]], work: Path, workers: int) -> Run:
+def run_ours(
+    pages: list[tuple[Path, str, int, str]], work: Path, workers: int, layout: str = "station"
+) -> Run:
     run = Run("sohoa")
-    shares = [pages[i::workers] for i in range(workers)]
     truth = {str(p): (variant, text) for p, variant, _, text in pages}
+    command = [sys.executable, "-m", "bench.pipeline"]
+    env = dict(os.environ, OMP_THREAD_LIMIT="1")
     started = time.perf_counter()
-    with TreeRss(os.getpid()) as rss:
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-m", "bench.pipeline", "--worker", str(work)]
-                + [f"{p}:{dpi}" for p, _, dpi, _ in share],
-                stdout=subprocess.PIPE,
-                text=True,
-                cwd=ROOT,
-                env=dict(os.environ, OMP_THREAD_LIMIT="1"),
-            )
-            for share in shares
-            if share
-        ]
-        outputs = [proc.communicate()[0] for proc in procs]
+    if layout == "station":
+        items = [f"{p}:{dpi}" for p, _, dpi, _ in pages]
+        station = subprocess.Popen(
+            [*command, "--station", str(work), str(workers), *items],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=env,
+        )
+        with TreeRss(station.pid, include_root=True) as rss:
+            outputs = [station.communicate()[0]]
+        procs = [station]
+    else:
+        shares = [pages[i::workers] for i in range(workers)]
+        with TreeRss(os.getpid()) as rss:
+            procs = [
+                subprocess.Popen(
+                    [*command, "--worker", str(work)] + [f"{p}:{dpi}" for p, _, dpi, _ in share],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    cwd=ROOT,
+                    env=env,
+                )
+                for share in shares
+                if share
+            ]
+            outputs = [proc.communicate()[0] for proc in procs]
     run.wall_s = time.perf_counter() - started
-    run.peak_rss_mb = rss.peak_kb / 1024
+    run.peak_rss_mb, run.peak_pss_mb = rss.peak_kb / 1024, rss.peak_pss_kb / 1024
+    run.at_peak = rss.describe_peak()
     if any(proc.returncode for proc in procs):
         run.error = "a worker failed"
     for line in "".join(outputs).splitlines():
@@ -268,7 +343,7 @@ def run_ocrmypdf(pages: list[tuple[Path, str, int, str]], work: Path, workers: i
                     PageRun(variant, time.perf_counter() - t0, out.stat().st_size, cer(text, hyp))
                 )
     run.wall_s = time.perf_counter() - started
-    run.peak_rss_mb = rss.peak_kb / 1024
+    run.peak_rss_mb, run.peak_pss_mb = rss.peak_kb / 1024, rss.peak_pss_kb / 1024
     return run
 
 
@@ -293,11 +368,15 @@ def report(ours: Run, base: Run, n_pages: int, workers: int, command: str) -> st
         f"Command: `{command}` ({n_pages} pages, {workers} worker processes, "
         f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}).",
         "",
+        f"sohoa at its PSS peak, PSS/RSS MB: {ours.at_peak or '–'}.",
+        "",
         "| | sohoa | OCRmyPDF | ratio |",
         "|---|---|---|---|",
         f"| pages/min | {ours.pages_per_min:.1f} | {base.pages_per_min:.1f} | "
         f"{_ratio(ours.pages_per_min, base.pages_per_min)} |",
         f"| CPU s/page, median (worker + tesseract) | {ours.cpu_s_per_page:.2f} | – | – |",
+        f"| peak PSS, all processes (MB) | {ours.peak_pss_mb:.0f} | {base.peak_pss_mb:.0f} | "
+        f"{_ratio(ours.peak_pss_mb, base.peak_pss_mb)} |",
         f"| peak RSS, all processes (MB) | {ours.peak_rss_mb:.0f} | {base.peak_rss_mb:.0f} | "
         f"{_ratio(ours.peak_rss_mb, base.peak_rss_mb)} |",
         f"| mean bytes/page | {_mean_bytes(ours):,.0f} | {_mean_bytes(base):,.0f} | "
@@ -345,9 +424,18 @@ def write_section(path: Path, body: str) -> None:
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--worker"]:
         return _worker(argv[1:])
+    if argv[:1] == ["--station"]:
+        return _station(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m bench pipeline", description=__doc__)
     parser.add_argument("--pages", type=int, default=12, help="pages in all (default 12)")
     parser.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    parser.add_argument(
+        "--layout",
+        choices=("station", "spawn"),
+        default="station",
+        help="station: forked workers under a process holding the daemon's imports, all "
+        "measured (default); spawn: one fresh interpreter per worker (earlier sittings)",
+    )
     parser.add_argument("--skip-ocrmypdf", action="store_true")
     parser.add_argument("--keep", type=Path, help="keep the work folder here")
     parser.add_argument("--write", type=Path, help="Markdown file whose Pipeline section to set")
@@ -365,9 +453,10 @@ def main(argv: list[str]) -> int:
         path = save_png(page, work / f"p{i:03d}.png")
         pages.append((path, variant, spec.dpi, page.text))
     print(f"{len(pages)} pages rendered in {work}", file=sys.stderr)
-    ours = run_ours(pages, work / "ours", args.workers)
+    ours = run_ours(pages, work / "ours", args.workers, args.layout)
     print(
-        f"sohoa: {ours.pages_per_min:.1f} pages/min, {ours.cpu_s_per_page:.2f} CPU s/page",
+        f"sohoa: {ours.pages_per_min:.1f} pages/min, {ours.cpu_s_per_page:.2f} CPU s/page, "
+        f"peak PSS {ours.peak_pss_mb:.0f} MB, peak RSS {ours.peak_rss_mb:.0f} MB",
         file=sys.stderr,
     )
     if args.skip_ocrmypdf:
@@ -391,7 +480,8 @@ def _doc_intro() -> str:
         "process, as many processes as ours) on the same synthetic pages "
         "(tests/corpus.py), in the same run. CER against the rendered text; bytes are the "
         "archival PDF. Goals (issue 4): ≥ 40 pages/min on 2 cores, lower CER than OCRmyPDF "
-        "on every variant, ≤ 100 KB per page, ≤ 300 MB RSS in all.\n\n"
+        "on every variant, ≤ 100 KB per page, ≤ 300 MB in all (summed PSS of the station's "
+        "tree, issue 15).\n\n"
     )
 
 

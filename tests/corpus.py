@@ -72,6 +72,7 @@ PAPER_PLAIN = (246, 245, 241)
 PAPER_TINTED = (236, 226, 198)  # yellowed archive paper
 INK = (35, 35, 40)
 SEAL_RED = (205, 35, 45)
+BALLPOINT_BLUE = (30, 50, 150)  # RGB, as tests/records draws a signature
 A4_MM = (210.0, 297.0)
 A5_LANDSCAPE_MM = (210.0, 148.0)  # half an A4: enough for ~12 lines, half the OCR time
 
@@ -236,6 +237,34 @@ def render_page(spec: PageSpec | None = None) -> TestPage:
     if spec.turned_cw % 360:
         image = np.ascontiguousarray(np.rot90(image, k=-(spec.turned_cw // 90)))
     return TestPage(image=image, text="\n".join(drawn), spec=spec)
+
+
+def signed_over_the_seal(page: TestPage) -> tuple[TestPage, np.ndarray]:
+    """`page` (rendered with its seal) with a blue ballpoint stroke laid along the seal's
+    outer ring, down its left side across the text lines, then on along the inner ring.
+
+    Returns the page and where the stroke runs over the red ring (the stroke's coverage
+    on the ring's own pixels). Inks multiply, as in tests/records: the crossing is dark.
+    """
+    spec = page.spec
+    px_mm = spec.dpi / 25.4
+    height, width = page.image.shape[:2]
+    r = 19 * px_mm  # tests/corpus.py's seal
+    cx = width * 0.62
+    cy = min(height * 0.45, 20 * px_mm + 9 * spec.font_pt * spec.dpi / 72)
+    ring = max(2, round(0.9 * px_mm))
+    stroke = np.zeros((height, width), np.float32)
+    centre = (round(cx), round(cy))
+    for radius, (start, end) in ((r - ring / 2, (100, 260)), (0.72 * r - ring / 2, (280, 420))):
+        axes = (round(radius), round(radius))
+        cv2.ellipse(stroke, centre, axes, 0, start, end, 1.0, 4, cv2.LINE_AA)
+    on_ring = np.zeros((height, width), np.uint8)
+    for radius in (r, 0.72 * r):  # the rings as tests/corpus.py draws them (inward outline)
+        axes = (round(radius - ring / 2), round(radius - ring / 2))
+        cv2.ellipse(on_ring, centre, axes, 0, 0, 360, 1, max(1, ring - 4))
+    tint = [1.0 - stroke + stroke * (c / 255.0) for c in BALLPOINT_BLUE]
+    image = cv2.convertScaleAbs(cv2.multiply(page.image.astype(np.float32), cv2.merge(tint)))
+    return TestPage(image=image, text=page.text, spec=spec), (stroke > 0.9) & (on_ring > 0)
 
 
 def save_png(page: TestPage | np.ndarray, path: Path, dpi: int | None = None) -> Path:

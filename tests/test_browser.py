@@ -221,6 +221,15 @@ def test_staff_workflow_in_chromium(
                         "getComputedStyle(document.querySelector('header')).backgroundColor"
                     )
                     assert colour == "rgb(122, 31, 31)", (path, colour)
+                # A value a page cannot use: the reader's words, styled, under the same policy.
+                answer = admin.goto(f"{base}/?page=abc&lang={lang}")
+                assert answer is not None and answer.status == 422
+                words = {"vi": "không dùng được: page", "en": "cannot use: page"}[lang]
+                assert words in admin.locator("main").inner_text()
+                colour = admin.evaluate(
+                    "getComputedStyle(document.querySelector('header')).backgroundColor"
+                )
+                assert colour == "rgb(122, 31, 31)", colour
             admin.goto(f"{base}/pages/{page_id}")
             admin.click("button[data-view='both']")
             admin.wait_for_function("() => document.getElementById('capture').naturalWidth > 0")

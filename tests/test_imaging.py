@@ -8,7 +8,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from corpus import A5_LANDSCAPE_MM, FONT_REGULAR, PageSpec, TestPage, cer, render_page, save_png
+from corpus import (
+    A5_LANDSCAPE_MM,
+    FONT_REGULAR,
+    PageSpec,
+    TestPage,
+    cer,
+    render_page,
+    save_png,
+    signed_over_the_seal,
+)
 from PIL import Image, ImageDraw, ImageFont
 
 from agent.pipeline import imaging
@@ -354,6 +363,23 @@ def test_red_seal_drops_out_of_the_text_grey() -> None:
     assert imaging.text_grey(bgr(sealed))[1] == "max_channel+chroma"  # black type: colour drops
     assert luma_ink > 1.1 * plain_ink  # in luma the seal is ink...
     assert abs(sealed_ink - plain_ink) < 0.02 * plain_ink  # ...in the text grey it is gone
+
+
+def test_a_blue_signature_along_a_red_seal_drops_out_and_the_text_under_it_stays() -> None:
+    plain = render_page(PageSpec(**HALF))
+    sealed = render_page(PageSpec(seal=True, **HALF))
+    signed, crossing = signed_over_the_seal(sealed)
+    text = imaging.binarise(grey_of(plain))[0] == 0
+    crossing &= ~cv2.dilate(text.view(np.uint8), np.ones((9, 9), np.uint8)).view(bool)
+    assert crossing.sum() > 1000  # the stroke runs a long way on the ring, off the text
+    # Blue over red is dark in every channel (here a median RGB of (24, 13, 42)): ink to
+    # luma, and to the text grey before crossings of two marks were taken for a mark.
+    assert (imaging.binarise(imaging.to_grey(bgr(signed)))[0][crossing] == 0).mean() > 0.9
+    signed_ink = imaging.binarise(grey_of(signed))[0] == 0
+    assert signed_ink[crossing].mean() < 0.02
+    # The type under the seal and under the stroke stays: as much ink as the plain page's.
+    assert abs(int(signed_ink.sum()) - int(text.sum())) < 0.02 * int(text.sum())
+    assert (signed_ink & text).sum() > 0.97 * text.sum()
 
 
 # ----------------------------------------------------------------------------- misc

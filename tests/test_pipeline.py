@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pypdfium2 as pdfium
 import pytest
-from corpus import A5_LANDSCAPE_MM, PageSpec, cer, render_page, save_png
+from corpus import A5_LANDSCAPE_MM, PageSpec, cer, render_page, save_png, signed_over_the_seal
 from PIL import Image
 
 from agent.pipeline.coversheet import CoverSheet, render
@@ -77,6 +77,20 @@ def test_a_crooked_sideways_sealed_page_comes_out_upright_and_read(tmp_path: Pat
     assert abs(archival.width - max(page.image.shape[:2])) <= 0.06 * max(page.image.shape[:2])
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.flags = ()  # type: ignore[misc]
+
+
+@pytest.mark.tesseract
+def test_a_blue_signature_along_a_red_seal_is_not_read_into_the_lines(tmp_path: Path) -> None:
+    # Blue over red is dark in every channel: before, the stroke along the seal's ring stayed
+    # in the text grey as a long dark arc through the lines under the seal.
+    page, _ = signed_over_the_seal(render_page(PageSpec(seal=True, **HALF)))
+    capture = save_png(page, tmp_path / "0001.png")
+
+    result = process_page(capture, tmp_path / "work", PipelineSettings())
+
+    text = assert_outputs(result, tmp_path / "work")
+    assert cer(page.text, text) <= 0.005
+    assert result.flags == ()
 
 
 @pytest.mark.tesseract
@@ -422,3 +436,55 @@ def test_an_imported_file_without_dpi_is_flagged_dpi_unknown_not_given_one(
     # the same page with a dpi in the file passes that line
     known = process_page(capture, tmp_path / "known", pipeline_settings(agent, 300))
     assert "dpi_unknown" not in known.flags
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+@pytest.mark.tesseract
+def test_no_page_array_lives_beside_the_step_that_does_not_need_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's peaks hold only what each step needs (issue 15: ≤ 300 MB for two
+    workers and their tesseracts). Counted with tracemalloc, which sees every numpy buffer
+    (OpenCV's results are numpy arrays too): when the page is rotated, no grey copy beside
+    it (the last rotation: estimate_skew's own come first); when the masks are encoded, no
+    colour page; when the table rules are looked for,
+    the OCR binary alone; while tesseract reads the page, no page-sized array at all."""
+    import tracemalloc
+
+    from agent.pipeline import archival, imaging, ocr
+
+    page = render_page(PageSpec(skew_deg=-3.0, seal=True, **NOISY, **HALF))
+    capture = save_png(page, tmp_path / "0001.png")
+    pixels = page.image.shape[0] * page.image.shape[1]
+    alive: dict[str, list[int]] = {}
+
+    def watched(name: str, function):  # type: ignore[no-untyped-def]
+        def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+            snapshot = tracemalloc.take_snapshot().filter_traces(
+                [tracemalloc.DomainFilter(True, np.lib.tracemalloc_domain)]
+            )
+            sizes = [t.size for t in snapshot.traces if t.size >= pixels // 2]
+            alive[name] = sorted(sizes, reverse=True)  # the last call: deskew's own rotate
+            return function(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(imaging, "rotate", watched("rotate", imaging.rotate))
+    monkeypatch.setattr(archival, "encode_g4", watched("encode_g4", archival.encode_g4))
+    monkeypatch.setattr(imaging, "vertical_rules", watched("rules", imaging.vertical_rules))
+    monkeypatch.setattr(ocr, "recognize", watched("ocr", ocr.recognize))
+    tracemalloc.start()
+    try:
+        result = process_page(capture, tmp_path / "work", PipelineSettings())
+    finally:
+        tracemalloc.stop()
+
+    assert cer(page.text, assert_outputs(result, tmp_path / "work")) <= 0.02
+    assert result.decisions["skew"]["applied"]  # type: ignore[index]
+    rotated, encoded = alive["rotate"], alive["encode_g4"]
+    assert len(rotated) == 1 and rotated[0] >= 3 * pixels  # the colour page, no grey beside
+    assert encoded and max(encoded) < 2 * pixels  # masks and the binary: no colour page
+    assert len(alive["rules"]) == 1  # the OCR binary
+    assert alive["ocr"] == []

@@ -103,3 +103,20 @@ def test_bad_input_is_kept_flagged_with_its_reason_and_shown_to_the_operator(
 
     text = run_agent(env, "status", check=True).stdout
     assert "Cần xem lại: 3 trang" in text
+
+
+def test_a_line_its_two_crops_read_differently_is_decided_by_an_enlarged_third(
+    tmp_path: Path,
+) -> None:
+    # bleed_through seed 0: the cleaned page and its line crop read "sổ" (a hỏi hook, there
+    # in both images) as "số" at 80.6, the plain crop "sổ" at 70.8; the surer was kept.
+    page = records.render("bleed_through", 0)
+    capture = records.save(page, tmp_path / f"{page.name}.png")
+    result = process_page(capture, tmp_path / "work", PipelineSettings(dpi=page.dpi))
+    text = result.text.read_text(encoding="utf-8")
+    assert "số hóa sổ hộ tịch" in page.text
+    assert "số hóa sổ hộ tịch" in text
+    second = result.decisions["ocr_second_pass"]
+    assert second["enlarged"] >= 1  # type: ignore[index]
+    agreed = [r for r in second["replaced"] if "enlarged" in r["from"]]  # type: ignore[index]
+    assert [r["after"] for r in agreed] == [next(x for x in text.splitlines() if "sổ hộ" in x)]

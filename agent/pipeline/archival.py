@@ -263,12 +263,17 @@ def _mark_colours(page: Image, marks: npt.NDArray[np.uint8], factor: int) -> Ima
         )
     own = weight > 0
     spread_w = cv2.GaussianBlur(weight, (0, 0), 2.0)
-    spread = cv2.GaussianBlur(summed, (0, 0), 2.0)
-    out = np.full(summed.shape, 255.0, np.float32)
+    out = np.asarray(cv2.GaussianBlur(summed, (0, 0), 2.0), dtype=np.float32)  # the spread
     near = ~own & (spread_w > 1e-3)
-    out[near] = spread[near] / spread_w[near][:, None]
-    out[own] = summed[own] / weight[own][:, None]
-    return _u8(np.clip(out + 0.5, 0, 255))
+    # In place, one reduced float image at a time: the whole-array temporaries of the
+    # straightforward arithmetic were ~38 MB for a colour 300-dpi A4 with a seal, the
+    # worker's peak on such a page (docs/benchmarks.md, "Seventh sitting").
+    np.divide(out, spread_w[:, :, None], out=out, where=near[:, :, None])
+    out[~near] = 255.0
+    np.divide(summed, weight[:, :, None], out=out, where=own[:, :, None])
+    out += 0.5
+    np.clip(out, 0, 255, out=out)
+    return out.astype(np.uint8)
 
 
 def _bands(height: int, step: int, halo: int) -> list[tuple[slice, slice]]:
@@ -419,8 +424,19 @@ def encode_layers(
     page: Image, ocr_binary: Image, dpi: int, *, background_quality: int = BACKGROUND_QUALITY
 ) -> EncodedLayers:
     """Segment the page (`segment`) and encode the background (JPEG) and ink mask (G4)."""
-    layers = segment(page, ocr_binary, dpi)
-    height, width = page.shape[:2]
+    return encode_segmented(segment(page, ocr_binary, dpi), background_quality=background_quality)
+
+
+def encode_segmented(
+    layers: Layers, *, background_quality: int = BACKGROUND_QUALITY
+) -> EncodedLayers:
+    """Encode `segment`'s layers: the background and marks as JPEG, the masks as G4.
+
+    Apart from `segment` so that a caller can drop the page (26 MB in colour at 300 dpi)
+    and its binarisation before the encoders' own copies of the masks are made
+    (`agent.pipeline.process`: the worker's peak for a colour page, docs/benchmarks.md).
+    """
+    height, width = layers.mask.shape[:2]
     return EncodedLayers(
         background=encode_jpeg(layers.background, background_quality),
         background_size=(layers.background.shape[1], layers.background.shape[0]),

@@ -143,37 +143,43 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         page = imaging.turn(image, turn_cw) if turn_cw else image
         del image
     with _timed(ms, "deskew"):
-        grey, _ = imaging.text_grey(page)
+        grey, _ = imaging.text_grey(page, dpi, crossings=False)
         # Before any rotation: its interpolation blurs the dots (a dot-matrix page turned
         # by 0.5° counted 2.6 dark cores per blob instead of 4.1).
         dots = imaging.dot_matrix(grey, dpi)
         decisions["dot_matrix"] = dataclasses.asdict(dots)
-        page, decisions["skew"] = _deskew(page, grey, dpi, blank)
-        del grey
+        skew = imaging.estimate_skew(grey, dpi)
+        del grey  # not alive beside the page and its rotated copy
+        page, decisions["skew"] = _deskew(page, skew, blank)
     with _timed(ms, "binarise"):
-        grey, decisions["text_grey"] = imaging.text_grey(page)
+        grey, decisions["text_grey"] = imaging.text_grey(page, dpi)
         normalised = imaging.normalise_background(grey, dpi)
         del grey
         # Dot-matrix type is read with its dots joined; `plain.png` keeps them as printed.
         cleaned = imaging.join_dots(normalised, dots)  # `normalised` itself when not dotted
         binary, binarisation = imaging.binarise(cleaned, dpi)
         ink_mask = imaging.mask_binary(cleaned, binary, dpi)
-        rules = imaging.vertical_rules(binary, dpi)
-        ocr_image, ocr_dpi, decisions["ocr_input"] = _ocr_input(cleaned, ink_mask, dpi)
-        del cleaned
         decisions["archival_mask"] = "ocr_binary" if ink_mask is binary else "unsmoothed_otsu"
         # The less-processed page (no despeckle, no mask): the second pass reads its unsure
         # lines from it too, so cleanup can never cost a line plain tesseract would get.
         plain_input = _write_image(work_dir / "plain.png", normalised, fast=True)
         del normalised
+        ocr_image, ocr_dpi, decisions["ocr_input"] = _ocr_input(cleaned, ink_mask, dpi)
+        del cleaned
         ocr_input = _write_image(work_dir / "ocr.png", ocr_image)
         del ocr_image
     with _timed(ms, "layers"):
-        layers = archival.encode_layers(
-            page, ink_mask, dpi, background_quality=settings.jpeg_quality
-        )
         thumb_image = imaging.thumbnail(page, settings.thumb_width)
-        del page, binary, ink_mask
+        segmented = archival.segment(page, ink_mask, dpi)
+        # The page and the archival mask go before the encoders copy the masks (PIL holds
+        # a byte per pixel of each): a colour page's worker peaked here.
+        del page, ink_mask
+        layers = archival.encode_segmented(segmented, background_quality=settings.jpeg_quality)
+        del segmented
+    with _timed(ms, "rules"):
+        # With no other page array alive (its morphology holds three page-sized arrays).
+        rules = imaging.vertical_rules(binary, dpi)
+        del binary
     with _timed(ms, "ocr"):
         result = ocr.recognize(
             ocr_input,
@@ -303,7 +309,7 @@ def _orientation(
     read 7–17 %). A wrongly kept page is the cheaper error: it reads badly and is flagged.
     So a turn needs tesseract's OSD to be sure on its own, or to agree with the heuristic.
     """
-    grey, _ = imaging.text_grey(image)
+    grey, _ = imaging.text_grey(image, settings.dpi, crossings=False)
     guess = imaging.estimate_orientation(grey, settings.dpi)
     record: dict[str, object] = {"heuristic": dataclasses.asdict(guess), "osd": None}
     turn_cw, source = guess.turn_cw, "heuristic"
@@ -343,10 +349,9 @@ def _orientation(
 
 
 def _deskew(
-    page: imaging.Image, grey: imaging.Image, dpi: int, blank: imaging.BlankCheck
+    page: imaging.Image, skew: imaging.SkewEstimate, blank: imaging.BlankCheck
 ) -> tuple[imaging.Image, dict[str, object]]:
-    """`page` turned level; `grey` is its text grey (`imaging.text_grey`)."""
-    skew = imaging.estimate_skew(grey, dpi)
+    """`page` turned level, as `skew` (`imaging.estimate_skew` of its text grey) says."""
     applied = (
         not blank.blank
         and abs(skew.angle_deg) >= MIN_DESKEW_DEG
@@ -463,11 +468,37 @@ def _second_pass(
             # cost it its text.
             record |= {"error": str(exc)[:300], "seconds": round(time.perf_counter() - started, 3)}
             return result, record
+        votes = _third_readings(crops, rereads, dpi, settings)
     replaced: dict[tuple[int, int, int], list[ocr.Word]] = {}
     changes = []
     half = len(doubtful)
     for n, key in enumerate(doubtful):
         best, best_key, origin_tag = lines[key], _reading_key(lines[key]), "first"
+        if n in votes:
+            # Two of three crop readings agree: that reading, if it may replace the first.
+            m, tag = (n, "cleaned") if votes[n] == n else (n + half, "plain")
+            agreed = rereads[m]
+            if _same_letters(lines[key], agreed):
+                continue
+            if _may_replace(lines[key], agreed) and _reading_key(agreed)[0] >= best_key[0]:
+                _, origin, insertions = crops[m]
+                best = [
+                    ocr.Word(w.text, w.conf, _page_box(w.box, origin, insertions), key)
+                    for w in agreed
+                ]
+                replaced[key] = best
+                changes.append(
+                    {
+                        "before": " ".join(w.text for w in lines[key]),
+                        "after": " ".join(w.text for w in best),
+                        "from": f"{tag}, agreed by the enlarged crop",
+                        "confidence_before": round(_mean_conf(lines[key]), 2),
+                        "confidence_after": round(_mean_conf(best), 2),
+                        "plausible_before": _plausibility(lines[key]),
+                        "plausible_after": _plausibility(best),
+                    }
+                )
+                continue
         # A crop that reads the first reading again (letter case aside) confirms it, as
         # surely as it read it: a different crop reading must beat that (photocopy_2gen
         # seed 2: the cleaned crop's "của Chính phủ" at 96, first at 92, the plain crop's
@@ -500,6 +531,7 @@ def _second_pass(
         )
     record |= {
         "dekerned": sum(1 for _, _, insertions in crops if insertions),
+        "enlarged": len(votes),
         "replaced": changes,
         "seconds": round(time.perf_counter() - started, 3),
     }
@@ -512,6 +544,62 @@ def _second_pass(
         words=words,
         mean_confidence=round(_mean_conf(words), 2),
     ), record
+
+
+TIEBREAK_SCALE = 1.5  # the third reading of a line its two crops disagree on
+
+
+def _third_readings(
+    crops: list[tuple[Path, tuple[int, int], list[imaging.Insertion]]],
+    rereads: list[tuple[ocr.Word, ...]],
+    dpi: int,
+    settings: PipelineSettings,
+) -> dict[int, int]:
+    """Lines whose cleaned and plain crops read different letters, as plausibly: a third
+    reading decides. Returns {line: the crop index (n: cleaned, n + half: plain) whose
+    reading the third agrees with}; lines it agrees with neither are left out.
+
+    The two crops are the same type through two cleanups, and the surer of two valid
+    readings is not the better one where they differ in a small mark: on bleed_through
+    seed 0 the cleaned crop read "sổ" as "số" at 80.6, the plain crop "sổ" at 70.8 (the
+    hook is there in both). The third reading is the cleaned crop enlarged TIEBREAK_SCALE
+    times (bicubic), where a tone mark spans more pixels; it is a vote, not a third
+    candidate: the line keeps the boxes and confidences of the crop it agrees with.
+    Only lines with such a disagreement pay for it (one more tesseract run per page).
+    """
+    half = len(crops) // 2
+    split = [
+        n
+        for n in range(half)
+        if rereads[n]
+        and rereads[n + half]
+        and not _same_letters(rereads[n], rereads[n + half])
+        and _reading_key(rereads[n])[0] == _reading_key(rereads[n + half])[0]
+    ]
+    if not split:
+        return {}
+    paths = []
+    for n in split:
+        path = crops[n][0]
+        big = imaging.enlarge(imaging.load_capture(path).image, TIEBREAK_SCALE)
+        paths.append(_write_image(path.with_name(f"e{n:03d}.png"), big))
+    try:
+        thirds = ocr.recognize_lines(
+            paths,
+            languages=settings.languages,
+            dpi=round(dpi * TIEBREAK_SCALE),
+            timeout_s=settings.ocr_timeout_s,
+            binary=settings.tesseract,
+        )
+    except ocr.OcrFailed:
+        return {}
+    votes = {}
+    for n, third in zip(split, thirds, strict=True):
+        if third and _same_letters(rereads[n], third):
+            votes[n] = n
+        elif third and _same_letters(rereads[n + half], third):
+            votes[n] = n + half
+    return votes
 
 
 def _plain_page(
