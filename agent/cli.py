@@ -437,6 +437,7 @@ REVIEW_REASONS = {  # agent.pipeline.quality's reasons, as the operator reads th
     "low_confidence": ("độ tin cậy thấp", "low confidence"),
     "unsure_words": ("nhiều từ không chắc", "many unsure words"),
     "dot_matrix": ("chữ in kim, chữ số dễ đọc nhầm", "dot-matrix print, digits misread"),
+    "low_score": ("điểm chữ thấp", "low text score"),
     "failed": ("xử lý lỗi, giữ bản quét gốc", "processing failed, capture kept"),
 }
 

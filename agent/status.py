@@ -88,7 +88,8 @@ class PageReview:
     page_no: int
     page_id: str
     score: float | None  # 0–100, decisions["quality"]["score"]
-    reasons: tuple[str, ...]  # no_text, implausible_text, low_confidence, unsure_words, dot_matrix
+    reasons: tuple[str, ...]  # no_text, implausible_text, low_confidence, unsure_words, low_score,
+    # dot_matrix
 
 
 REVIEW_BATCHES = 3  # the operator looks at what was just scanned, not the whole backlog

@@ -93,6 +93,12 @@ venv() {
         -c requirements.lock "${SCHEMA_PKGS[@]}"
       ;;
   esac
+  if [ "$extras" = bench ]; then
+    # bench/foreign.py's defect library, without its opencv-python (the GUI build, whose cv2
+    # replaces opencv-python-headless's in place); its other dependencies are the bench extra.
+    .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps \
+      -c requirements.lock augraphy
+  fi
   touch "$stamp"
 }
 

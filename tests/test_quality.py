@@ -55,6 +55,7 @@ def test_numbers_codes_and_abbreviations_count_as_valid() -> None:
         ("05/2025/TT-BNV", "code"),
         ("14/03/2024", "number"),
         ("1.250", "number"),
+        ("59,0%", "number"),
         ("V/v", "abbreviation"),
         ("TM.", "abbreviation"),
         ("UBND", "abbreviation"),
@@ -98,6 +99,17 @@ def test_confident_garbage_is_sent_for_review() -> None:
     assert judged.review
     assert "implausible_text" in judged.reasons
     assert judged.invalid_examples
+
+
+def test_a_reading_near_every_cut_at_once_is_sent_for_review() -> None:
+    # Shaped as a faxed foreign page read at 7.2 % CER (bench/foreign.py faxify seed 0):
+    # share 0.94, mean confidence 88.6, 7 % unsure words — each under its own cut.
+    words = [("làm", 91.5)] * 87 + [("làm", 50.0)] * 7 + [("z»x", 91.5)] * 6
+    judged = quality.assess(words, expect_text=True)
+    assert judged.syllable_share >= quality.REVIEW_SHARE_BELOW
+    assert judged.mean_confidence >= quality.REVIEW_CONFIDENCE_BELOW
+    assert judged.unsure_share <= quality.REVIEW_UNSURE_SHARE
+    assert judged.review and judged.reasons == ("low_score",)
 
 
 def test_page_with_marks_and_no_text_is_sent_for_review_blank_is_not() -> None:

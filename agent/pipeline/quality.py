@@ -56,7 +56,9 @@ _ABBREVIATION_LIST = """
     VHXH CP TW KL BCH ĐU ĐB HTX THCS THPT TNHH CMND CCCD GCN QSD QSDĐ BHYT BHXH ĐT ĐVT
 """
 _ABBREVIATIONS = frozenset(_ABBREVIATION_LIST.split())
-_NUMBER = re.compile(r"^[0-9]+([.,:/-][0-9]+)*$")
+# A trailing % is a number too: a report's "59,0%" (bench/foreign.py's budget table: every
+# share in it counted invalid, 5 of 195 tokens on a page read without an error).
+_NUMBER = re.compile(r"^[0-9]+([.,:/-][0-9]+)*%?$")
 # A date as records write it (ngày 05/11/1977, 05-11-1977, 05.11.1977): a day and a month
 # that cannot be, or a year no record of a commune carries, are a misread — dotted and faded
 # digits go 0 → 8 or 9 ("19/64/1977", "12/98/2998" on dot-matrix pages), and a number that
@@ -211,6 +213,12 @@ REVIEW_CONFIDENCE_BELOW = 85.0  # mean word confidence (0–100)
 REVIEW_UNSURE_SHARE = 0.1  # share of words tesseract itself rated under UNSURE_WORD
 UNSURE_WORD = 60.0
 MIN_TOKENS = 8  # fewer tokens than this on a page with marks: OCR found (almost) no text
+# The score (share × confidence) under this: each signal near its own cut, together they
+# say the text is wrong. Pages this project did not make (bench/foreign.py, docs/benchmarks.md
+# seventh sitting) read 7.2 % and 9.3 % CER with share 0.94–0.95, confidence 88–90, unsure
+# 7 % — every cut above missed them — and scores 83.1 and 85.7; the lowest score of a page
+# under 1 % CER was 90.0 there and 92.2 on the records corpus (share 0.985 × confidence 93.6).
+REVIEW_SCORE_BELOW = 88.0
 
 
 @dataclass(frozen=True)
@@ -222,7 +230,7 @@ class PageQuality:
     tokens: int
     invalid_examples: tuple[str, ...]
     review: bool
-    reasons: tuple[str, ...]  # why review: no_text, implausible_text, low_confidence, ...
+    reasons: tuple[str, ...]  # why review: no_text, implausible_text, low_confidence, low_score…
 
     def as_record(self) -> dict[str, object]:
         record = asdict(self)
@@ -254,6 +262,8 @@ def assess(words: Sequence[tuple[str, float]], expect_text: bool) -> PageQuality
             if unsure > REVIEW_UNSURE_SHARE:
                 reasons.append("unsure_words")
     score = 100.0 * judged.share * (mean / 100.0) if judged.tokens else 0.0
+    if expect_text and judged.tokens >= MIN_TOKENS and not reasons and score < REVIEW_SCORE_BELOW:
+        reasons.append("low_score")
     return PageQuality(
         score=round(score, 1),
         syllable_share=judged.share,
