@@ -16,6 +16,7 @@ from corpus import A5_LANDSCAPE_MM, PageSpec, cer, render_page, save_png, signed
 from PIL import Image
 
 from agent.pipeline.coversheet import CoverSheet, render
+from agent.pipeline.ocr import OcrResult, Word
 from agent.pipeline.process import FLAGS, PageResult, PipelineSettings, process_page
 
 HALF = {"n_lines": 12, "paper_mm": A5_LANDSCAPE_MM}
@@ -347,16 +348,7 @@ def test_what_tesseract_reads_of_a_table_rule_is_dropped_and_nothing_else() -> N
         ocr.Word("a|b", 50.0, (400, 100, 40, 30), (1, 1, 2)),  # not at an edge
         ocr.Word("|", 60.0, (600, 100, 5, 30), (1, 1, 2)),  # no rule there: the page's own
     )
-    result = ocr.OcrResult(
-        text="146 | Phạm\n|Hoàng a|b |",
-        words=words,
-        mean_confidence=60.0,
-        languages="vie",
-        psm=3,
-        attempts=(3,),
-        seconds=0.1,
-        tesseract_version="5",
-    )
+    result = _ocr_result("146 | Phạm\n|Hoàng a|b |", words)
     cleaned, dropped = _drop_rule_marks(result, [rule], 1.0)
     assert cleaned.text == "146 Phạm\nHoàng a|b |"
     assert dropped == 2
@@ -383,19 +375,57 @@ def test_a_rule_mark_whose_word_box_stops_short_of_the_rule_is_dropped() -> None
         ocr.Word("|y", 90.0, (430, 600, 30, 45), (1, 1, 2)),  # "x" stands between
         ocr.Word("|z", 90.0, (1000, 700, 30, 45), (1, 1, 3)),  # no rule within its height
     )
-    result = ocr.OcrResult(
-        text="|Họ và thượng hai|\nx |y\n|z",
-        words=words,
-        mean_confidence=90.0,
-        languages="vie",
-        psm=3,
-        attempts=(3,),
-        seconds=0.1,
-        tesseract_version="5",
-    )
+    result = _ocr_result("|Họ và thượng hai|\nx |y\n|z", words)
     cleaned, dropped = _drop_rule_marks(result, rules, 1.0)
     assert cleaned.text == "Họ và thượng hai\nx |y\n|z"
     assert dropped == 2
+
+
+def _ocr_result(text: str, words: tuple[Word, ...], attempts: tuple[int, ...] = (3,)) -> OcrResult:
+    """A reading as `ocr.recognize` returns it, for the steps after OCR."""
+    confs = [w.conf for w in words]
+    return OcrResult(
+        text=text,
+        words=words,
+        mean_confidence=sum(confs) / len(confs) if confs else 0.0,
+        languages="vie",
+        psm=attempts[-1],
+        attempts=attempts,
+        seconds=0.1,
+        tesseract_version="5",
+    )
+
+
+def test_a_retry_that_read_noise_leaves_the_page_without_text_and_says_so() -> None:
+    """psm 3 found nothing and the retry "read" speckle (a bad photocopy: bench foreign,
+    bad_photocopy-2, 4,307 such tokens): that text is dropped, the page is reviewed as
+    no_text and the decision keeps what was dropped. Real text from a retry, and any first
+    reading however poor, are kept."""
+    from agent.pipeline import quality
+    from agent.pipeline.process import _drop_retry_noise
+
+    def words(texts: list[str], conf: float) -> tuple[Word, ...]:
+        return tuple(
+            Word(t, conf, (10 * i, 10, 8, 8), (1, 1, 1 + i // 10)) for i, t in enumerate(texts)
+        )
+
+    noise = words(["'", "~", "Jj", ".:", "ii", "rn", "\\", "_", "=-", "Ww", "fr", "lL"] * 5, 20.0)
+    text = " ".join(w.text for w in noise)
+    retried = _ocr_result(text, noise, attempts=(3, 6))
+    judged = quality.assess([(w.text, w.conf) for w in noise], True)
+    assert judged.score < 30 and "no_text" not in judged.reasons  # the garbage is "text"
+    dropped, rejudged, record = _drop_retry_noise(retried, judged, True)
+    assert dropped.text == "" and dropped.words == () and dropped.retried
+    assert rejudged.review and rejudged.reasons == ("no_text",)
+    assert record is not None and record["tokens"] == judged.tokens and record["psm"] == 6
+    # The same garbage from the first pass is judged as it is, not dropped here.
+    first = _ocr_result(text, noise)
+    assert _drop_retry_noise(first, judged, True) == (first, judged, None)
+    # A retry that found a sparse page's real text keeps it.
+    label = words(["Hồ", "sơ", "số", "12/HS", "Ủy", "ban", "nhân", "dân", "xã", "Nà", "Pục"], 91.0)
+    found = _ocr_result(" ".join(w.text for w in label), label, attempts=(3, 6, 11))
+    good = quality.assess([(w.text, w.conf) for w in label], True)
+    assert _drop_retry_noise(found, good, True) == (found, good, None)
 
 
 @pytest.mark.tesseract

@@ -205,6 +205,9 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         )
         result, dropped_late = _drop_rule_marks(result, rules, ocr_dpi / dpi)
         decisions["rule_marks"] = {"rules": len(rules), "dropped": dropped + dropped_late}
+        result, judged, decisions["ocr_retry_noise"] = _drop_retry_noise(
+            result, judged, expect_text
+        )
     if dots.found and expect_text:
         # Dotted digits are misread as other digits (0 → 8 or 9: "118" for "110", "25/84"
         # for "25/04") and a wrong number is a valid token: no plausibility check sees it.
@@ -648,6 +651,37 @@ def _plain_page(
         "seconds": plain.seconds,
     }
     return (plain, plain_judged, record) if kept else (result, judged, record)
+
+
+# A retry's reading under this page score (share of valid tokens × confidence) is noise.
+RETRY_NOISE_BELOW = 30.0
+
+
+def _drop_retry_noise(
+    result: ocr.OcrResult, judged: quality.PageQuality, expect_text: bool
+) -> tuple[ocr.OcrResult, quality.PageQuality, dict[str, object] | None]:
+    """The page without the text of a retry that read noise, and what was dropped.
+
+    The retries (psm 6, then 11: `ocr.recognize`) run only when psm 3 found no text, and they
+    read whatever marks a page has: on a page of fine grey speckle (a bad photocopy, augraphy's
+    BadPhotoCopy in `bench foreign`, bad_photocopy-2) psm 6 "read" 4,307 tokens of garbage at a
+    score of 8 — CER 1,574 % where plain tesseract returned nothing (100 %) — into the text
+    layer, the search index and the citizen's view. Under `RETRY_NOISE_BELOW` such a reading is
+    dropped: the page keeps no text and is reviewed as `no_text` (a page with marks and no
+    readable text), and decisions.json says what was dropped. A retry that read real text
+    (a sparse label, a form) scores far above it; a first-pass (psm 3) reading is never dropped
+    here, however poor: it is judged and flagged as it is.
+    """
+    if not (result.retried and result.words and judged.score < RETRY_NOISE_BELOW):
+        return result, judged, None
+    record: dict[str, object] = {
+        "psm": result.psm,
+        "tokens": judged.tokens,
+        "score": judged.score,
+        "invalid_examples": list(judged.invalid_examples),
+    }
+    empty = dataclasses.replace(result, text="", words=(), mean_confidence=0.0)
+    return empty, quality.assess([], expect_text), record
 
 
 def _net_valid(words: Lines) -> int:
