@@ -323,11 +323,16 @@ def _orientation(
         binary, _ = imaging.binarise(imaging.normalise_background(grey, settings.dpi))
         osd_input = _write_image(work_dir / "osd.png", binary)
         try:
-            osd = ocr.detect_orientation(osd_input, dpi=settings.dpi, binary=settings.tesseract)
+            osd = ocr.detect_orientation(
+                osd_input,
+                dpi=settings.dpi,
+                timeout_s=settings.ocr_timeout_s,  # the page's OCR has as long (was 30 s)
+                binary=settings.tesseract,
+            )
             record["osd"] = dataclasses.asdict(osd)
         except ocr.OcrFailed as exc:
-            # OSD is advice: its failure (a 30 s timeout on a loaded machine, seen in the
-            # seventh sitting's runs) must not fail the page. It counts as no answer.
+            # OSD is advice: its failure (a timeout on a loaded machine, seen in the seventh
+            # sitting's runs at 30 s) must not fail the page. It counts as no answer.
             osd = ocr.OsdResult(0, 0.0, "")
             record["osd"] = {"error": str(exc)[:300]}
         # No answer (too few characters, or OSD failed) is no agreement: no turn.
