@@ -476,3 +476,35 @@ def test_dot_matrix_type_is_told_by_its_dots_and_joined_at_their_pitch(
     # Joined: the dots' dark cores merge into strokes (fewer, larger pieces).
     core = imaging.dot_matrix(joined, page.dpi)
     assert core.cores_per_blob < found.cores_per_blob / 2, core
+
+
+def test_type_broken_by_a_texture_is_not_taken_for_dots() -> None:
+    """Worn or starved ink (augraphy's low-ink streaks and letterpress in bench foreign) also
+    breaks strokes into dark cores, 3.3-4.0 per component, as many as dot-matrix type: it was
+    taken for dot-matrix print and sent for review. Its gaps are spread over every spacing,
+    where a print head's dots sit at its pins' pitch: not printed in dots (its strokes may
+    still be joined). Here printed type with its ink knocked out
+    starved at random (patches of 3-7 px lighter than the ink's cores, still ink)."""
+    import records
+
+    page = records.render("serif_clean", 1)
+    grey, _ = imaging.text_grey(np.ascontiguousarray(page.image[:, :, ::-1]))
+    rng = np.random.default_rng(7)
+    holes = np.zeros(grey.shape, np.uint8)
+    for _ in range(3):  # patches 3-7 px across, scattered over the strokes
+        size = int(rng.integers(3, 8))
+        seeds = rng.random((grey.shape[0] // size + 1, grey.shape[1] // size + 1)) < 0.3
+        grid = np.kron(seeds, np.ones((size, size), np.uint8))[: grey.shape[0], : grey.shape[1]]
+        shift = tuple(int(x) for x in rng.integers(0, size, 2))
+        holes |= np.roll(grid, shift, axis=(0, 1))
+    # Starved ink: lighter than the ink's dark cores, still ink to a threshold.
+    ink, paper = np.percentile(grey, 1), np.percentile(grey, 90)
+    faded = np.maximum(grey, ink + 0.4 * (paper - ink))
+    worn = np.where(holes > 0, faded, grey).astype(np.uint8)
+    found = imaging.dot_matrix(worn, page.dpi)
+    assert found.cores_per_blob >= imaging.DOTTED_CORES, found  # as many cores as dots have
+    assert not found.printed_in_dots and found.regular < imaging.DOT_REGULAR, found
+    dotted = records.render("dot_matrix", 1)
+    dots, _ = imaging.text_grey(np.ascontiguousarray(dotted.image[:, :, ::-1]))
+    assert imaging.dot_matrix(dots, dotted.dpi).printed_in_dots
+    assert imaging.dot_matrix(dots, dotted.dpi).regular >= imaging.DOT_REGULAR + 0.1
