@@ -120,35 +120,3 @@ def test_a_line_its_two_crops_read_differently_is_decided_by_an_enlarged_third(
     assert second["enlarged"] >= 1  # type: ignore[index]
     agreed = [r for r in second["replaced"] if "enlarged" in r["from"]]  # type: ignore[index]
     assert [r["after"] for r in agreed] == [next(x for x in text.splitlines() if "sổ hộ" in x)]
-
-
-def test_a_page_of_type_tesseract_is_unsure_of_is_still_read_again_line_by_line(
-    tmp_path: Path,
-) -> None:
-    """Most lines unsure skips the second pass only on a page that does not read as
-    Vietnamese (noise, handwriting: nothing to choose from). On a page of type read plausibly
-    but unsurely (bench foreign ink_bleed-1: 12 of 18 lines, share 0.99, never re-read, 1.25 %
-    CER where plain tesseract read 0.42 %) the doubtful lines are read again."""
-    import dataclasses
-
-    from agent.pipeline import ocr
-    from agent.pipeline.process import _second_pass
-
-    page = records.render("serif_clean", 0)
-    from PIL import Image
-
-    capture = records.save(page, tmp_path / "page.png")
-    Image.open(capture).convert("L").save(capture)  # the OCR inputs are grey
-    first = ocr.recognize(capture, dpi=page.dpi)
-    unsure = tuple(dataclasses.replace(w, conf=min(w.conf, 80.0)) for w in first.words)
-    doubted = dataclasses.replace(first, words=unsure)
-    settings = PipelineSettings(dpi=page.dpi)
-    (tmp_path / "w").mkdir()
-    (tmp_path / "w2").mkdir()
-    _, record = _second_pass(doubted, capture, capture, tmp_path / "w", page.dpi, settings)
-    assert "skipped" not in record and int(record["reread"]) > 0, record  # type: ignore[call-overload]
-    # The same unsure lines on a reading that is not Vietnamese: skipped as before.
-    garbage = tuple(dataclasses.replace(w, text="~Jj") for w in unsure)
-    noise = dataclasses.replace(first, words=garbage)
-    _, record = _second_pass(noise, capture, capture, tmp_path / "w2", page.dpi, settings)
-    assert record["skipped"] == "most_lines_unsure", record

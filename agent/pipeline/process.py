@@ -68,7 +68,6 @@ OCR_UPSCALE = 1.0  # by this factor (1.0: off; see _ocr_input)
 MMAP_THRESHOLD = 2 * 1024 * 1024  # blocks from this size on are mmapped (see return_freed_memory)
 SECOND_PASS_BELOW = 90.0  # a line with a word less sure than this is read again (_second_pass)
 SECOND_PASS_MAX_SHARE = 0.5  # ... unless more lines than this share are unsure (not a text page)
-SECOND_PASS_TYPE_SHARE = 0.9  # ... and the page's share of valid tokens is under this
 
 
 @dataclass(frozen=True)
@@ -442,15 +441,9 @@ def _second_pass(
     }
     if not unsure and not implausible:
         return result, record
-    if (
-        len(unsure) > SECOND_PASS_MAX_SHARE * len(lines)
-        and _plausibility(result.words) < SECOND_PASS_TYPE_SHARE
-    ):
-        # Most lines unsure and the reading mostly not Vietnamese: noise, handwriting or a
-        # photo, not type with a doubtful line. Reading it all again would double the page's
-        # OCR time for nothing to choose from. A page of type whose words tesseract is merely
-        # unsure of (ink bleed: 12 of 18 lines, share 0.99, bench foreign ink_bleed-1) is
-        # read again: that is what the second pass is for.
+    if len(unsure) > SECOND_PASS_MAX_SHARE * len(lines):
+        # Most lines unsure: noise, handwriting or a photo, not type with a doubtful line.
+        # Reading it all again would double the page's OCR time for nothing to choose from.
         record["skipped"] = "most_lines_unsure"
         return result, record
     # A "line" whose words span several lines' height (a signature tesseract joined to the
