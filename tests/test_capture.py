@@ -193,6 +193,37 @@ def test_a_scan_leaves_the_agents_signal_handling_intact() -> None:
     assert "alive [1]" in out.stdout
 
 
+def test_a_reset_between_two_sane_calls_is_not_taken_for_the_wanted_action() -> None:
+    # The test backend's reader thread resets SIGTERM when it gets to run, which may be after
+    # sane_start() has returned and before snap() is entered; snap() then found the default
+    # action on entry and "restored" it on exit, and the agent died of the next SIGTERM
+    # (tests/test_daemon.py failed so, 1 run in ~10). The reset is made here by a thread
+    # between two calls, deterministically, in a fresh process.
+    import subprocess
+    import sys
+
+    code = (
+        "import ctypes, os, signal, threading, time\n"
+        "from agent.capture import sane_device\n"
+        "got = []\n"
+        "signal.signal(signal.SIGTERM, lambda *a: got.append(1))\n"
+        "with sane_device._keep_signal_handlers():\n"
+        "    pass\n"
+        "libc = ctypes.CDLL(None)\n"
+        "zero = ctypes.create_string_buffer(256)\n"
+        "reset = threading.Thread(target=lambda: libc.sigaction(signal.SIGTERM, zero, None))\n"
+        "reset.start(); reset.join()\n"
+        "with sane_device._keep_signal_handlers():\n"
+        "    pass\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(0.2)\n"
+        "print('alive', got)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, (out.returncode, out.stderr)
+    assert "alive [1]" in out.stdout
+
+
 def _jam_after_two(sc):  # type: ignore[no-untyped-def]
     def hook(page: ob.PageRecord) -> None:
         if page.page_no == 2:

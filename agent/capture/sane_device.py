@@ -63,27 +63,49 @@ _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE)
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+# The actions the process wants for _SIGNALS, as last seen while they were intact.
+_wanted: dict[int, ctypes.Array[ctypes.c_char]] = {}
+_wanted_lock = threading.Lock()
+
+
+def _sigaction(sig: int) -> ctypes.Array[ctypes.c_char] | None:
+    buf = ctypes.create_string_buffer(256)
+    return buf if _libc.sigaction(sig, None, buf) == 0 else None
+
+
+def _is_default(action: ctypes.Array[ctypes.c_char]) -> bool:
+    # sa_handler (a union with sa_sigaction) is the struct's first member on Linux; SIG_DFL is 0.
+    return not ctypes.c_void_p.from_buffer(action).value
+
+
 @contextlib.contextmanager
 def _keep_signal_handlers() -> Iterator[None]:
     """Put back the process's SIGTERM/SIGINT/SIGHUP/SIGPIPE actions after a SANE call resets them.
 
-    sane_start() of some backends (the test backend among them, through sanei_thread) sets
-    SIGTERM back to its default action, process-wide: systemd's stop would then kill the
-    agent mid-page instead of letting it finish the page (observed with sane-backends 1.1.1;
-    tests/test_daemon.py). Python can only re-install handlers from the main thread, but
-    sigaction(2) itself works from any thread, so the raw C-level actions are saved before
-    the call and restored after it. The struct is kept opaque (256 bytes is larger than any
-    libc's struct sigaction)."""
-    saved = []
-    for sig in _SIGNALS:
-        buf = ctypes.create_string_buffer(256)
-        if _libc.sigaction(sig, None, buf) == 0:
-            saved.append((sig, buf))
+    Some backends (the test backend among them) reset SIGTERM to its default action,
+    process-wide: their reader runs as a thread of our process (sanei_thread on pthreads)
+    and starts with ``sigaction(SIGTERM, {0})``, written for a forked child. systemd's stop
+    would then kill the agent mid-page instead of letting it finish the page
+    (tests/test_daemon.py). Python can only re-install handlers from the main thread, but
+    sigaction(2) itself works from any thread, so the raw C-level actions are put back after
+    the call. The reader thread runs on its own schedule — it may reset SIGTERM after
+    sane_start() has returned, between two calls — so what is put back is not what was
+    there on entry but the last action seen intact: a signal Python has a handler for whose
+    C-level action reads as the default was reset behind Python's back and is not recorded.
+    The struct is kept opaque (256 bytes is larger than any libc's struct sigaction)."""
+    with _wanted_lock:
+        for sig in _SIGNALS:
+            action = _sigaction(sig)
+            if action is None:
+                continue
+            if not _is_default(action) or signal.getsignal(sig) in (signal.SIG_DFL, None):
+                _wanted[sig] = action
     try:
         yield
     finally:
-        for sig, buf in saved:
-            _libc.sigaction(sig, buf, None)
+        with _wanted_lock:
+            for wanted_sig, wanted_action in _wanted.items():
+                _libc.sigaction(wanted_sig, wanted_action, None)
 
 
 def init() -> str:
