@@ -20,6 +20,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +62,11 @@ def _init_child() -> None:
         os.nice(5)  # capture and sync come first
     import cv2
 
-    cv2.setNumThreads(1)
+    # The parent set OpenCV sequential before forking (_run_pool): it stays so. Setting it
+    # again here would rebuild the thread pool inherited without its threads, and wait for
+    # ever (pthread_cond_destroy), whenever the parent had used OpenCV's pool before.
+    if cv2.getNumThreads() > 1:
+        cv2.setNumThreads(1)
 
 
 def _run(job: _Job) -> PageResult:
@@ -79,6 +84,13 @@ def pipeline_settings(settings: AgentSettings, dpi: int) -> PipelineSettings:
     )
 
 
+# What a page whose processing kills its worker process records (staff see it).
+WORKER_DIED = (
+    "the worker processing this page died (killed: out of memory, or a crash inside OpenCV or"
+    " tesseract); read alone in a fresh worker it died again"
+)
+
+
 def process_pending(
     settings: AgentSettings,
     outbox: ob.Outbox,
@@ -87,44 +99,104 @@ def process_pending(
     on_page: Callable[[ob.PageRecord], None] = lambda page: None,
     keep_work: bool = False,
 ) -> int:
-    """Process every captured page of every closed batch. Returns pages processed."""
-    jobs = [
-        _Job(
-            page.batch_id,
-            page.page_id,
-            page.page_no,
-            outbox.batch_dir(page.batch_id) / page.capture_file,
-            outbox.batch_dir(page.batch_id) / "work" / f"{page.page_no:04d}",
-            pipeline_settings(settings, page.dpi),
-        )
-        for page in outbox.iter_pending_pages()
-    ]
+    """Process every captured page of every closed batch. Returns pages processed.
+
+    A worker process that dies (the kernel's OOM killer under the unit's MemoryMax, a
+    segfault in a library) breaks the whole pool: every page in flight fails with it, most
+    of them innocent. None of them is recorded failed on that account: each is read again
+    alone in a fresh one-worker pool, and only a page that kills its worker alone is
+    recorded failed (its capture travels as it is, flagged for staff). The pool is then
+    built again for what is left."""
     done = 0
-    if jobs:
+    while not (stop and stop.is_set()):
+        jobs = [_job(settings, outbox, page) for page in outbox.iter_pending_pages()]
+        if not jobs:
+            break
         # the board profile's count, capped by its memory budget, unless a setting says
         workers = hardware.resolve(settings).pipeline_workers
         log.info("pipeline: %d page(s) to process with %d worker(s)", len(jobs), workers)
-        with ProcessPoolExecutor(workers, initializer=_init_child) as pool:
-            todo = iter(jobs)
-            running: dict[Future[PageResult], _Job] = {}
-            # Submit a bounded number ahead so that a stop request is honoured quickly.
-            for job in todo:
-                running[pool.submit(_run, job)] = job
-                if len(running) >= workers * 2:
-                    break
-            while running:
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    job = running.pop(future)
-                    _record(settings, outbox, job, future, keep_work)
-                    done += 1
-                    on_page(outbox.page(job.batch_id, job.page_id))
-                    if not (stop and stop.is_set()):
-                        nxt = next(todo, None)
-                        if nxt is not None:
-                            running[pool.submit(_run, nxt)] = nxt
+        count, orphans = _run_pool(settings, outbox, jobs, workers, stop, on_page, keep_work)
+        done += count
+        if not orphans:
+            break
+        log.error(
+            "pipeline: a worker process died with %d page(s) in flight; reading each alone",
+            len(orphans),
+        )
+        for job in orphans:
+            count, again = _run_pool(settings, outbox, [job], 1, None, on_page, keep_work)
+            done += count
+            if again:
+                log.error("batch %s page %d: %s", job.batch_id, job.page_no, WORKER_DIED)
+                outbox.record_failed(job.batch_id, job.page_id, WORKER_DIED)
+                outbox.add_capture_part(job.batch_id, job.page_id)
+                done += 1
+                on_page(outbox.page(job.batch_id, job.page_id))
     promote_ready(settings, outbox)
     return done
+
+
+def _job(settings: AgentSettings, outbox: ob.Outbox, page: ob.PageRecord) -> _Job:
+    return _Job(
+        page.batch_id,
+        page.page_id,
+        page.page_no,
+        outbox.batch_dir(page.batch_id) / page.capture_file,
+        outbox.batch_dir(page.batch_id) / "work" / f"{page.page_no:04d}",
+        pipeline_settings(settings, page.dpi),
+    )
+
+
+def _run_pool(
+    settings: AgentSettings,
+    outbox: ob.Outbox,
+    jobs: list[_Job],
+    workers: int,
+    stop: threading.Event | None,
+    on_page: Callable[[ob.PageRecord], None],
+    keep_work: bool,
+) -> tuple[int, list[_Job]]:
+    """Run ``jobs`` on a pool of ``workers``; returns the pages recorded and the jobs that
+    were in flight when a worker died (not recorded; the rest stay captured)."""
+    done = 0
+    orphans: list[_Job] = []
+    # A forked worker inherits an OpenCV thread pool of this process without its threads;
+    # reconfiguring it there waits for ever (pthread_cond_destroy). So OpenCV runs
+    # sequentially here (the daemon's enrolment-sheet reader; tests that ran cv2 in-process
+    # before: tests/test_pipeline.py), and the workers inherit that and leave it alone.
+    import cv2
+
+    cv2.setNumThreads(0)
+    with ProcessPoolExecutor(workers, initializer=_init_child) as pool:
+        todo = iter(jobs)
+        running: dict[Future[PageResult], _Job] = {}
+
+        def submit(job: _Job) -> None:
+            try:
+                running[pool.submit(_run, job)] = job
+            except BrokenProcessPool:  # a worker died since the last page finished
+                orphans.append(job)
+
+        # Submit a bounded number ahead so that a stop request is honoured quickly.
+        for job in todo:
+            submit(job)
+            if len(running) + len(orphans) >= workers * 2:
+                break
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                job = running.pop(future)
+                if isinstance(future.exception(), BrokenProcessPool):
+                    orphans.append(job)
+                    continue
+                _record(settings, outbox, job, future, keep_work)
+                done += 1
+                on_page(outbox.page(job.batch_id, job.page_id))
+                if not orphans and not (stop and stop.is_set()):
+                    nxt = next(todo, None)
+                    if nxt is not None:
+                        submit(nxt)
+    return done, orphans
 
 
 def _out_of_space(settings: AgentSettings, exc: BaseException) -> bool:

@@ -518,3 +518,51 @@ def test_no_page_array_lives_beside_the_step_that_does_not_need_it(
     assert encoded and max(encoded) < 2 * pixels  # masks and the binary: no colour page
     assert len(alive["rules"]) == 1  # the OCR binary
     assert alive["ocr"] == []
+
+
+def _killed_on_page_two(job):  # type: ignore[no-untyped-def]
+    """agent.worker._run, but the worker dies outright on page 2 (as the OOM killer does)."""
+    import os
+    import signal
+
+    from agent import worker
+
+    if job.page_no == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return worker._real_run(job)
+
+
+@pytest.mark.tesseract
+def test_a_worker_killed_mid_page_fails_that_page_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dead worker breaks the whole process pool: every page in flight failed with it
+    (four here: two workers, two pages ahead each) and each travelled without its archival
+    copy, for good. Only the page that kills its worker alone may be recorded failed."""
+    from agent import worker
+    from agent.capture.importer import import_files
+    from agent.config import AgentSettings
+    from agent.outbox import outbox as ob
+
+    source = tmp_path / "in"
+    source.mkdir()
+    for n in range(4):
+        page = render_page(PageSpec(seed=n, n_lines=3, paper_mm=A5_LANDSCAPE_MM))
+        save_png(page, source / f"{n:02d}.png")
+    agent = AgentSettings(
+        data_dir=tmp_path / "agent", device_id="xa-test", min_free_mb=10, pipeline_workers=2
+    )
+    monkeypatch.setattr(worker, "_real_run", worker._run, raising=False)
+    monkeypatch.setattr(worker, "_run", _killed_on_page_two)  # forked workers inherit it
+    with ob.Outbox(agent.data_dir) as outbox:
+        outcome = import_files(agent, outbox, [source])
+        assert outcome.batch is not None
+        batch_id = outcome.batch.batch_id
+        assert worker.process_pending(agent, outbox) == 4
+        pages = {p.page_no: p for p in outbox.pages(batch_id)}
+        assert pages[2].state == ob.FAILED
+        assert pages[2].error == worker.WORKER_DIED
+        for n in (1, 3, 4):
+            assert pages[n].state == ob.PROCESSED, (n, pages[n].error)
+            assert "archival" in pages[n].parts
+        assert outbox.batch(batch_id).state == ob.READY
