@@ -10,20 +10,23 @@ PostgreSQL and Debian's restic."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from harness import BIN
+from s3server import PART_BYTES, CephS3
 from test_ingest import BatchSrc, PageSrc
 
 from protocol import envelope, topics
 from protocol.messages import BatchState, Query, Receipt, Reject
 from server.archive import audit
 from server.ingest import Ingest
-from server.store import keys
+from server.store import keys, objects
 from server.store.db import Database
 from server.store.files import Store
 
@@ -39,17 +42,20 @@ RUNBOOK = (
 )
 
 
-def _batches() -> list[BatchSrc]:
+def _batches(capture_bytes: int = 0) -> list[BatchSrc]:
+    """Two batches, three pages: text and archival parts (and a capture of that many
+    random bytes when asked)."""
     texts = [["Quyết định số 12/QĐ-UBND", "Trang hai"], ["Sổ hộ tịch năm 1998"]]
-    return [
-        BatchSrc(
-            pages=[
-                PageSrc(page_no=n, parts={"text": t.encode(), "archival": f"%PDF-{t}".encode()})
-                for n, t in enumerate(group, 1)
-            ]
-        )
-        for group in texts
-    ]
+    batches = []
+    for group in texts:
+        pages = []
+        for n, t in enumerate(group, 1):
+            parts = {"text": t.encode(), "archival": f"%PDF-{t}".encode()}
+            if capture_bytes:
+                parts["capture"] = random.randbytes(capture_bytes)
+            pages.append(PageSrc(page_no=n, parts=parts))
+        batches.append(BatchSrc(pages=pages))
+    return batches
 
 
 def _send(ingest: Ingest, batch: BatchSrc) -> list[object]:
@@ -146,32 +152,37 @@ def test_restore_drill(tmp_path: Path, database: Path | str) -> None:
     try:
         assert _catalogue(db) == before
         files = sorted(p for p in (data / "store").rglob("*") if p.is_file())
-        # A station that lost track sends everything again: its query first, then all of it.
         ingest = Ingest(
             db, Store(data / "store"), signing_key=keys.load_or_create(data), accept_unenrolled=True
         )
-        for batch in batches:
-            all_parts = {(pg.page_id, name) for pg in batch.pages for name in pg.parts}
-            for _ in ("before re-sending", "after"):
-                ask = Query(device_id=batch.device, msg_id=os.urandom(16).hex(), sent_at=1.0,
-                            batch_ids=(batch.batch_id,))  # fmt: skip
-                (state,) = [
-                    envelope.decode(o.payload).message
-                    for o in ingest.handle(topics.up(batch.device, "query"), envelope.encode(ask))
-                ]
-                # "Already have": known, complete, every part of every page committed.
-                assert isinstance(state, BatchState) and state.known and state.complete
-                assert {(p.page_id, p.part) for p in state.parts if p.committed} == all_parts
-                assert len(state.parts) == len(all_parts)
-                replies = _send(ingest, batch)  # the manifest and every chunk once more
-                assert not [m for m in replies if isinstance(m, Reject)], replies
-                new = {(p.page_id, p.part) for m in replies if isinstance(m, Receipt)
-                       for p in m.committed}  # fmt: skip
-                assert new <= all_parts  # a receipt may be repeated, never for something else
+        _resend_everything(ingest, batches)
         assert _catalogue(db) == before  # no page, part or file twice
         assert sorted(p for p in (data / "store").rglob("*") if p.is_file()) == files
     finally:
         db.close()
+
+
+def _resend_everything(ingest: Ingest, batches: list[BatchSrc]) -> None:
+    """A station that lost track sends everything again: its query first, then all of it;
+    it must be told "already have" for every page, before and after."""
+    for batch in batches:
+        all_parts = {(pg.page_id, name) for pg in batch.pages for name in pg.parts}
+        for _ in ("before re-sending", "after"):
+            ask = Query(device_id=batch.device, msg_id=os.urandom(16).hex(), sent_at=1.0,
+                        batch_ids=(batch.batch_id,))  # fmt: skip
+            (state,) = [
+                envelope.decode(o.payload).message
+                for o in ingest.handle(topics.up(batch.device, "query"), envelope.encode(ask))
+            ]
+            # "Already have": known, complete, every part of every page committed.
+            assert isinstance(state, BatchState) and state.known and state.complete
+            assert {(p.page_id, p.part) for p in state.parts if p.committed} == all_parts
+            assert len(state.parts) == len(all_parts)
+            replies = _send(ingest, batch)  # the manifest and every chunk once more
+            assert not [m for m in replies if isinstance(m, Reject)], replies
+            new = {(p.page_id, p.part) for m in replies if isinstance(m, Receipt)
+                   for p in m.committed}  # fmt: skip
+            assert new <= all_parts  # a receipt may be repeated, never for something else
 
 
 def test_backup_needs_a_repository_and_its_password(tmp_path: Path) -> None:
@@ -191,3 +202,112 @@ def test_backup_needs_a_repository_and_its_password(tmp_path: Path) -> None:
     refused = _server({**env, "SOHOA_BACKUP_PASSWORD_FILE": str(wrong)}, "backup")
     assert refused.returncode == 78 and "does not open" in refused.stderr, refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+# -- the same drill on the object store ----------------------------------------------------------
+
+
+def _objects(s3: CephS3, bucket: str) -> dict[str, tuple[int, str]]:
+    """key -> (size, ETag) of every object in ``bucket``."""
+    pages = s3.client().get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return {o["Key"]: (o["Size"], o["ETag"]) for p in pages for o in p.get("Contents", [])}
+
+
+def _empty_bucket(s3: CephS3, bucket: str) -> None:
+    client: Any = s3.client()
+    for key in _objects(s3, bucket):
+        client.delete_object(Bucket=bucket, Key=key)
+
+
+@pytest.mark.s3
+@pytest.mark.slow
+def test_restore_drill_on_the_object_store(
+    tmp_path: Path, database: Path | str, s3_server: CephS3
+) -> None:
+    """Runbook R7 for an archive whose files are on a real RADOS Gateway: `backup` copies
+    every object to the backup store (another bucket: another site's in production) before
+    its snapshot; the bucket and the database are lost; `restore` into a NEW bucket brings
+    the catalogue and every object back, verified; fixity finds every page; the station's
+    re-sends are all "already have"."""
+    data = tmp_path / "archive"
+    data.mkdir()
+    if isinstance(database, Path):
+        database = data / "archive.sqlite3"
+        url = f"sqlite:///{database}"
+    else:
+        url = database
+    bucket, offsite = s3_server.new_bucket(), s3_server.new_bucket()
+    creds = objects.Credentials(s3_server.access_key, s3_server.secret_key)
+    store = objects.open_store(data, s3_server.url(bucket), creds)
+    db = Database(database)
+    ingest = Ingest(db, store, signing_key=keys.load_or_create(data), accept_unenrolled=True)
+    batches = _batches(capture_bytes=3 * PART_BYTES)  # the captures go up in parts
+    for batch in batches:
+        assert not [m for m in _send(ingest, batch) if isinstance(m, Reject)]
+    before = _catalogue(db)
+    db.close()
+    assert {str(r[5]).split("/")[2] for r in before} == {bucket}
+    stored = _objects(s3_server, bucket)
+    assert len(stored) == len(before) == 9
+
+    secret = tmp_path / "backup-password"
+    secret.write_text("khóa-sao-lưu-ngoại-tuyến\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOHOA_")}
+    env.update(SOHOA_DATA_DIR=str(data), SOHOA_DATABASE_URL=url, SOHOA_INGEST="false",
+               SOHOA_BACKUP_REPOSITORY=str(tmp_path / "restic-repo"),
+               SOHOA_BACKUP_PASSWORD_FILE=str(secret), SOHOA_STORE_URL=s3_server.url(bucket),
+               SOHOA_BACKUP_STORE_URL=s3_server.url(offsite, "tinh-du-phong"),
+               SOHOA_BACKUP_S3_ACCESS_KEY_ID=s3_server.access_key,
+               SOHOA_BACKUP_S3_SECRET_ACCESS_KEY=s3_server.secret_key,
+               **s3_server.env())  # fmt: skip
+    backup = _server(env, "backup")
+    assert backup.returncode == 0, backup.stderr + backup.stdout
+    assert "9 object(s) copied" in backup.stdout and "snapshot " in backup.stdout
+    copies = _objects(s3_server, offsite)
+    assert sorted(copies) == sorted(f"tinh-du-phong/{k}" for k in stored)
+    again = _server(env, "backup")  # nightly: only what the backup lacks
+    assert again.returncode == 0, again.stderr
+    assert "0 object(s) copied (0 bytes), 9 already there" in again.stdout
+
+    # The site is lost: the bucket (every object, then the bucket), the database, the disk.
+    key = (data / keys.KEY_FILE).read_bytes()
+    _empty_bucket(s3_server, bucket)
+    s3_server.client().delete_bucket(Bucket=bucket)
+    shutil.rmtree(data)
+    if isinstance(database, str):
+        name = database.rsplit("/", 1)[1]
+        admin = database.rsplit("/", 1)[0] + "/postgres"
+        with psycopg.connect(admin, autocommit=True) as con:
+            con.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            con.execute(f'CREATE DATABASE "{name}"')
+    data.mkdir()
+    Database(database).close()
+    fresh = s3_server.new_bucket()  # the new site's bucket, another name
+    env["SOHOA_STORE_URL"] = s3_server.url(fresh)
+
+    restore = _server(env, "restore")
+    assert restore.returncode == 0, restore.stderr + restore.stdout
+    assert "3 page(s) in the catalogue" in restore.stdout
+    assert "9 object(s) copied" in restore.stdout
+    assert "9 part location(s) pointed at the bucket" in restore.stdout
+    rerun = _server(env, "store", "restore")  # resumable: nothing left to do
+    assert rerun.returncode == 0 and "0 object(s) copied (0 bytes), 9 already there" in rerun.stdout
+
+    fixity = _server(env, "fixity", "check", "--rate-mb", "0")
+    assert fixity.returncode == 0, fixity.stderr
+    assert f"finished: {len(before)} part(s)" in fixity.stdout and " 0 damaged" in fixity.stdout
+    assert _server(env, "audit", "verify").returncode == 0
+    assert (data / keys.KEY_FILE).read_bytes() == key
+    assert {k: v for k, v in _objects(s3_server, fresh).items()} == stored  # same bytes, keys
+
+    db = Database(database)
+    try:
+        moved = [(*r[:5], str(r[5]).replace(f"//{bucket}/", f"//{fresh}/"), r[6]) for r in before]
+        assert _catalogue(db) == moved
+        store = objects.open_store(data, s3_server.url(fresh), creds)
+        ingest = Ingest(db, store, signing_key=keys.load_or_create(data), accept_unenrolled=True)
+        _resend_everything(ingest, batches)
+        assert _catalogue(db) == moved  # no page or part twice
+        assert _objects(s3_server, fresh) == stored  # no object twice, none rewritten
+    finally:
+        db.close()

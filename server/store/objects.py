@@ -197,11 +197,14 @@ def _etag(value: str) -> str:
 class ObjectStore(Store):
     """The S3 store: local staging (``root``) for arriving chunks, objects for parts."""
 
-    def __init__(self, staging: Path, target: Target, client: Any) -> None:
+    def __init__(self, staging: Path, target: Target, client: Any, *, reader: bool = True) -> None:
+        """``reader``: register the client for this process's readers of ``s3://bucket/…``
+        locations (not for a backup store: another site's bucket may bear the same name)."""
         super().__init__(staging)
         self.target = target
         self.client = client
-        register(target.bucket, client)
+        if reader:
+            register(target.bucket, client)
 
     def key(self, final: Path) -> str:
         try:
@@ -283,6 +286,53 @@ class ObjectStore(Store):
         if size <= self.target.part_bytes:
             return md5s[0].hex() if md5s else hashlib.md5(b"").hexdigest()  # noqa: S324
         return f"{hashlib.md5(b''.join(md5s)).hexdigest()}-{len(md5s)}"  # noqa: S324
+
+    def holds(self, key: str, sha256: str, size: int) -> bool:
+        """Whether an object at ``key`` has ``size`` bytes and the SHA-256 label an upload
+        of these bytes gave it (a HEAD: the bytes are not re-read; the fixity check does)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return self._verified(key, sha256, size, None)
+        except (BotoCoreError, ClientError) as exc:
+            raise ObjectStoreError(f"object store: {key}: {exc}") from exc
+
+    def sizes(self) -> dict[str, int]:
+        """Every object under the store's prefix: key -> size (listed 1,000 at a time)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        found: dict[str, int] = {}
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.target.bucket, Prefix=self.target.prefix
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    found[item["Key"]] = int(item["Size"])
+        except (BotoCoreError, ClientError) as exc:
+            raise ObjectStoreError(f"object store: listing {self.target.bucket}: {exc}") from exc
+        return found
+
+    def download(self, key: str, dest: Path) -> tuple[str, int]:
+        """Write the object at ``key`` into ``dest`` (replaced); its bytes' SHA-256 and size.
+        FileNotFoundError when there is no such object; :class:`ObjectStoreError` when the
+        store does not answer."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        digest, total = hashlib.sha256(), 0
+        try:
+            body = self.client.get_object(Bucket=self.target.bucket, Key=key)["Body"]
+            with dest.open("wb") as out:
+                while block := body.read(HASH_BLOCK):
+                    digest.update(block)
+                    out.write(block)
+                    total += len(block)
+            body.close()
+        except (BotoCoreError, ClientError) as exc:
+            if _missing(exc):
+                raise FileNotFoundError(f"{self.target.bucket}/{key}") from exc
+            raise ObjectStoreError(f"object store: {key}: {exc}") from exc
+        return digest.hexdigest(), total
 
     def _verified(self, key: str, sha256: str, size: int, etag: str | None) -> bool:
         """Whether the object at ``key`` has ``size`` bytes, the SHA-256 metadata and (when
@@ -493,16 +543,18 @@ def local_file(location: Location, suffix: str = "") -> Iterator[Path]:
 # -- building the store the settings name --------------------------------------------------
 
 
-def credentials_from(environ: dict[str, str], secret: Any) -> Credentials:
+def credentials_from(environ: dict[str, str], secret: Any, which: str = "s3") -> Credentials:
     """The object store's keys: ``SOHOA_S3_ACCESS_KEY_ID`` / ``SOHOA_S3_SECRET_ACCESS_KEY``,
     else ``secret("s3-access-key-id")`` / ``secret("s3-secret-access-key")`` (systemd's
-    credentials directory, then /etc/sohoa/credentials)."""
-    key_id = environ.get("SOHOA_S3_ACCESS_KEY_ID") or secret("s3-access-key-id")
-    key = environ.get("SOHOA_S3_SECRET_ACCESS_KEY") or secret("s3-secret-access-key")
+    credentials directory, then /etc/sohoa/credentials). ``which="backup-s3"``: the backup
+    store's (``SOHOA_BACKUP_S3_…``, ``backup-s3-access-key-id``, …)."""
+    env = "SOHOA_" + which.upper().replace("-", "_")
+    key_id = environ.get(f"{env}_ACCESS_KEY_ID") or secret(f"{which}-access-key-id")
+    key = environ.get(f"{env}_SECRET_ACCESS_KEY") or secret(f"{which}-secret-access-key")
     if not key_id or not key:
         raise ObjectStoreError(
-            "the object store needs its keys: the credentials s3-access-key-id and"
-            " s3-secret-access-key (or SOHOA_S3_ACCESS_KEY_ID / SOHOA_S3_SECRET_ACCESS_KEY)"
+            f"the object store needs its keys: the credentials {which}-access-key-id and"
+            f" {which}-secret-access-key (or {env}_ACCESS_KEY_ID / {env}_SECRET_ACCESS_KEY)"
         )
     return Credentials(key_id, key)
 
@@ -551,6 +603,23 @@ def store_for(settings: ServerSettings, environ: dict[str, str] | None = None) -
         return Store(settings.data_dir / "store")
     env = dict(os.environ if environ is None else environ)
     return open_store(settings.data_dir, settings.store_url, credentials_from(env, settings.secret))
+
+
+def backup_store_for(
+    settings: ServerSettings, environ: dict[str, str] | None = None
+) -> ObjectStore:
+    """The backup object store ``backup_store_url`` names (not registered for readers);
+    its downloads are staged in ``<data_dir>/backup/objects-staging``."""
+    if settings.backup_store_url is None:
+        raise ObjectStoreError(
+            "an archive on an object store needs backup_store_url: the second S3 store its"
+            " objects are copied to (docs/operations.md §8)"
+        )
+    target = Target.parse(settings.backup_store_url)
+    env = dict(os.environ if environ is None else environ)
+    creds = credentials_from(env, settings.secret, "backup-s3")
+    staging = settings.data_dir / "backup" / "objects-staging"
+    return ObjectStore(staging, target, make_client(target, creds), reader=False)
 
 
 # -- moving a local store into the object store ------------------------------------------------

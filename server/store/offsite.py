@@ -1,0 +1,201 @@
+"""The object store's parts copied to a second S3 store (``backup_store_url``, another
+site's) by ``sohoa-server backup``, and brought back by ``sohoa-server restore`` /
+``sohoa-server store restore`` (docs/operations.md §8, runbook R7).
+
+A part's object never changes once committed (a turned page is a new object beside it), so
+a backup copies only what the backup store lacks: one listing of the backup prefix, then
+for each committed part on the object store whose key is not there at its size, the object
+is downloaded into local staging, re-hashed against the SHA-256 the catalogue recorded at
+ingest, uploaded and verified (:meth:`ObjectStore.upload`: Content-MD5, then size, ETag and
+SHA-256 label). An object that does not hash as recorded is named and never copied (the
+backup keeps its good copy if it has one). Interrupted, a run leaves what it copied
+verified; the next goes on from the listing. The backup key is the backup prefix followed
+by the part's key in the archive's bucket.
+
+Restoring walks the same parts the other way: an object the store already holds with its
+size and SHA-256 label is kept, any other is fetched from the backup, re-hashed against the
+catalogue and uploaded, verified; resumable the same way. When the archive's store is a new
+bucket, the catalogue's locations are first pointed at it (same keys).
+
+Owns: what to copy and the check of every copied byte against the catalogue. Must not:
+delete anything in either store, or copy bytes the catalogue's SHA-256 does not vouch for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from server.store.db import Database
+from server.store.objects import SCHEME, DamagedSource, ObjectStore, split_location, stream
+
+log = logging.getLogger(__name__)
+
+_ON_OBJECTS = "state = 'committed' AND path LIKE 's3://%'"
+_PAGE = 500
+
+
+@dataclass
+class Copy:
+    """What one backup or restore of objects did."""
+
+    copied: int = 0
+    kept: int = 0  # already there, verified when they were copied
+    bytes: int = 0
+    damaged: list[str] = field(default_factory=list)  # source does not hash as recorded
+    missing: list[str] = field(default_factory=list)  # no source object at all
+
+    @property
+    def whole(self) -> bool:
+        return not self.damaged and not self.missing
+
+
+def _parts(db: Database) -> Iterator[tuple[int, str, str, int]]:
+    """(id, location, sha256, size) of every committed part on an object store, by id."""
+    after = 0
+    while True:
+        rows = (
+            db.read()
+            .execute(
+                f"SELECT id, path, sha256, size FROM parts WHERE {_ON_OBJECTS} AND id > ?"  # noqa: S608
+                " ORDER BY id LIMIT ?",
+                (after, _PAGE),
+            )
+            .fetchall()
+        )
+        if not rows:
+            return
+        for r in rows:
+            after = int(r["id"])
+            yield after, str(r["path"]), str(r["sha256"]), int(r["size"])
+
+
+def _fetch_checked(
+    fetch: Callable[[Path], tuple[str, int]], staged: Path, sha256: str, size: int
+) -> None:
+    """Fetch into ``staged`` and require the catalogue's SHA-256 and size."""
+    got = fetch(staged)
+    if got != (sha256, size):
+        staged.unlink(missing_ok=True)
+        raise DamagedSource(f"sha256 {got[0]} ({got[1]} bytes), recorded {sha256} ({size})")
+
+
+def _from_location(location: str) -> Callable[[Path], tuple[str, int]]:
+    def fetch(dest: Path) -> tuple[str, int]:
+        digest, total = hashlib.sha256(), 0
+        with dest.open("wb") as out:
+            for block in stream(location):
+                digest.update(block)
+                out.write(block)
+                total += len(block)
+        return digest.hexdigest(), total
+
+    return fetch
+
+
+def backup(db: Database, to: ObjectStore, *, say: Callable[[str], None] = print) -> Copy:
+    """Copy into ``to`` every committed part's object it lacks (module docstring).
+    Raises :class:`ObjectStoreError` when either store fails (run again: it goes on)."""
+    report = Copy()
+    have = to.sizes()
+    staged = to.root / "copying"
+    try:
+        for pk, location, sha256, size in _parts(db):
+            where = split_location(location)
+            assert where is not None
+            key = to.target.prefix + where[1]
+            if have.get(key) == size:
+                report.kept += 1
+                continue
+            try:
+                _fetch_checked(_from_location(location), staged, sha256, size)
+            except FileNotFoundError:
+                report.missing.append(f"part {pk}: {location}")
+                say(f"NOT COPIED part {pk}: {location} is missing")
+                continue
+            except DamagedSource as exc:
+                report.damaged.append(f"part {pk}: {location}: {exc}")
+                say(f"NOT COPIED part {pk}: {location} does not hash as recorded: {exc}")
+                continue
+            to.upload(staged, key, sha256, size)
+            report.copied += 1
+            report.bytes += size
+            if report.copied % 1000 == 0:
+                say(f"{report.copied} object(s) copied ({report.bytes} bytes)")
+    finally:
+        staged.unlink(missing_ok=True)
+    return report
+
+
+def repoint(db: Database, store: ObjectStore, say: Callable[[str], None] = print) -> int:
+    """Point the catalogue's object locations in another bucket at ``store``'s bucket (the
+    same keys): a restore into a new bucket. The number of parts repointed."""
+    bucket = store.target.bucket
+    moved = 0
+    with db.tx() as con:
+        rows = con.execute(f"SELECT id, path FROM parts WHERE {_ON_OBJECTS}").fetchall()  # noqa: S608
+        for r in rows:
+            where = split_location(str(r["path"]))
+            if where is None or where[0] == bucket:
+                continue
+            con.execute(
+                "UPDATE parts SET path = ? WHERE id = ? AND path = ?",
+                (f"{SCHEME}://{bucket}/{where[1]}", r["id"], r["path"]),
+            )
+            moved += 1
+    if moved:
+        say(f"{moved} part location(s) pointed at the bucket {bucket}")
+    return moved
+
+
+def restore(
+    db: Database, store: ObjectStore, source: ObjectStore, *, say: Callable[[str], None] = print
+) -> Copy:
+    """Bring back from ``source`` (the backup store) every committed part's object that
+    ``store`` does not hold verified (module docstring). Raises :class:`ObjectStoreError`
+    when either store fails (run again: it goes on)."""
+    repoint(db, store, say)
+    report = Copy()
+    staged = store.root / "restoring"
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        for pk, location, sha256, size in _parts(db):
+            where = split_location(location)
+            assert where is not None
+            key = where[1]
+            if store.holds(key, sha256, size):
+                report.kept += 1
+                continue
+            backup_key = source.target.prefix + key
+
+            def fetch(dest: Path, backup_key: str = backup_key) -> tuple[str, int]:
+                return source.download(backup_key, dest)
+
+            try:
+                _fetch_checked(fetch, staged, sha256, size)
+            except FileNotFoundError:
+                report.missing.append(f"part {pk}: {backup_key}")
+                say(f"NOT RESTORED part {pk}: the backup has no {backup_key}")
+                continue
+            except DamagedSource as exc:
+                report.damaged.append(f"part {pk}: {backup_key}: {exc}")
+                say(f"NOT RESTORED part {pk}: the backup's {backup_key} does not hash: {exc}")
+                continue
+            store.upload(staged, key, sha256, size)
+            report.copied += 1
+            report.bytes += size
+            if report.copied % 1000 == 0:
+                say(f"{report.copied} object(s) restored ({report.bytes} bytes)")
+    finally:
+        staged.unlink(missing_ok=True)
+    return report
+
+
+def summary(report: Copy, what: str) -> str:
+    return (
+        f"{what}: {report.copied} object(s) copied ({report.bytes} bytes), {report.kept} already"
+        f" there, {len(report.damaged)} damaged, {len(report.missing)} missing"
+    )
