@@ -108,7 +108,8 @@ def check_store(settings: config.ServerSettings) -> Finding:
 
 
 def check_object_store(settings: config.ServerSettings) -> Finding:
-    """With ``store_url``: the keys are there and the bucket answers (read-only HEAD)."""
+    """With ``store_url``: the keys are there, the bucket answers and takes a small object
+    (put, then deleted: a bucket over its quota still answers reads)."""
     if settings.store_url is None:
         return Finding(
             "object_store",
@@ -119,18 +120,31 @@ def check_object_store(settings: config.ServerSettings) -> Finding:
     from server.store import objects
 
     try:
-        where = objects.probe(settings)
-    except (objects.ObjectStoreError, ValueError) as exc:
-        return Finding(
-            "object_store",
-            "fail",
-            f"Kho đối tượng S3 không dùng được: {_short(exc)}. Kiểm tra store_url, khóa "
-            "s3-access-key-id / s3-secret-access-key và mạng tới máy chủ S3.",
-            f"The S3 object store is unusable: {exc}. Check store_url, the s3-access-key-id / "
-            "s3-secret-access-key credentials and the network to the S3 server.",
-        )
+        where = objects.probe(settings, write=True)  # a bucket over its quota still lists
+    except objects.ObjectStoreError as exc:
+        if exc.cause != "other":  # a known cause: what it is and what to do
+            return Finding(
+                "object_store",
+                "fail",
+                f"{exc.vi} ({_short(exc)})",
+                f"{exc.en} ({exc})",
+            )
+        return _object_store_unusable(exc)
+    except ValueError as exc:
+        return _object_store_unusable(exc)
     return Finding(
         "object_store", "ok", f"Kho đối tượng {where}: trả lời.", f"Object store {where}: answers."
+    )
+
+
+def _object_store_unusable(exc: Exception) -> Finding:
+    return Finding(
+        "object_store",
+        "fail",
+        f"Kho đối tượng S3 không dùng được: {_short(exc)}. Kiểm tra store_url, khóa "
+        "s3-access-key-id / s3-secret-access-key và mạng tới máy chủ S3.",
+        f"The S3 object store is unusable: {exc}. Check store_url, the s3-access-key-id / "
+        "s3-secret-access-key credentials and the network to the S3 server.",
     )
 
 

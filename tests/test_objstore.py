@@ -10,6 +10,7 @@ and ``sohoa-server run`` against the gateway."""
 from __future__ import annotations
 
 import io
+import logging
 import random
 import subprocess
 import time
@@ -24,13 +25,15 @@ import pytest
 from harness import BIN, Broker, ServerProcess, agent_env, run_agent
 from real_archive import PAGES, draw_page
 from s3server import PART_BYTES, CephS3
-from test_ingest import BatchSrc, Server, make_batch, receipts, rejects, sha
+from test_ingest import BatchSrc, Server, as_messages, make_batch, receipts, rejects, sha
 
-from protocol import topics
+from protocol import envelope, topics
+from protocol.messages import Receipt, Reject
 from server import doctor
 from server.archive import fixity
 from server.config import ServerSettings
 from server.ingest import Ingest
+from server.ingest.mqtt import IngestWorker
 from server.store import objects
 from server.store.db import Database
 
@@ -538,3 +541,139 @@ def test_the_gateway_killed_while_a_station_syncs_loses_nothing(
     for row in rows:
         assert objects.sha256(row["path"]) == row["sha256"], row["path"]
     assert len(s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]) == len(rows)
+
+
+# -- failures an operator meets: quota, keys changed, bucket gone --------------------------------
+
+
+class StationLink:
+    """Stands in for paho's client in IngestWorker: what the worker publishes (decoded)
+    and acknowledges, as the station would receive it."""
+
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+        self.acked = 0
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+        self.sent.append(envelope.decode(payload).message)
+
+    def ack(self, mid: int, qos: int) -> None:
+        self.acked += 1
+
+
+def _through_worker(worker: IngestWorker, link: StationLink, batch: BatchSrc) -> list[Any]:
+    """The station sends everything it holds of ``batch``; the worker handles it in groups
+    as it does on the broker's deliveries; what the station hears back."""
+    start = len(link.sent)
+    messages = as_messages(batch, [batch.manifest(), *batch.all_chunks(30_000)])
+    for mid, (topic, payload) in enumerate(messages, start=1):
+        worker._on_message(link, None, _Delivered(topic, payload, mid))  # type: ignore[arg-type]
+    while group := worker._take():
+        worker._process(group)
+    return link.sent[start:]
+
+
+@dataclass
+class _Delivered:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int = 1
+
+
+def _break(cause: str, s3: CephS3, uid: str, bucket: str, access: str, secret: str) -> None:
+    if cause == "quota":  # as an operator caps a bucket: it holds what it holds, no more
+        s3.admin("quota", "set", "--quota-scope=bucket", f"--bucket={bucket}", "--max-objects=0")
+        s3.admin("quota", "enable", "--quota-scope=bucket", f"--bucket={bucket}")
+    elif cause == "keys":  # the gateway's admin rotated the secret under the server
+        s3.admin("key", "create", f"--uid={uid}", "--key-type=s3", f"--access-key={access}",
+                 "--secret-key=" + "0" * 40)  # fmt: skip
+    else:  # the bucket is gone
+        s3.client(access, secret).delete_bucket(Bucket=bucket)
+
+
+def _fix(cause: str, s3: CephS3, bucket: str, credentials: Path, access: str, secret: str) -> None:
+    if cause == "quota":
+        s3.admin("quota", "disable", "--quota-scope=bucket", f"--bucket={bucket}")
+    elif cause == "keys":  # the new keys put where the server reads them; no restart
+        (credentials / "s3-secret-access-key").write_text("0" * 40 + "\n")
+    else:
+        s3.client(access, secret).create_bucket(Bucket=bucket)
+
+
+@pytest.mark.parametrize("cause", ["quota", "keys", "no_bucket"])
+def test_the_store_refusing_is_met_once_and_ingest_resumes_by_itself(
+    cause: str,
+    tmp_path: Path,
+    s3_server: CephS3,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The bucket over its quota (403 QuotaExceeded), the keys changed under the server
+    (SignatureDoesNotMatch), the bucket missing (NoSuchBucket), on the real gateway: nothing
+    is receipted, the station is told to retry later, staff get one alert and the log one
+    line naming the cause (Vietnamese and English), doctor says what is wrong; once the
+    cause is fixed the station's next re-send is stored, with no restart."""
+    uid, access, secret = s3_server.new_user()
+    bucket = f"sohoa-fail-{uid}"
+    s3_server.client(access, secret).create_bucket(Bucket=bucket)
+    credentials = tmp_path / "credentials"  # as /etc/sohoa/credentials, read by name
+    credentials.mkdir()
+    (credentials / "s3-access-key-id").write_text(access + "\n")
+    (credentials / "s3-secret-access-key").write_text(secret + "\n")
+    monkeypatch.delenv("SOHOA_S3_ACCESS_KEY_ID", raising=False)
+    monkeypatch.delenv("SOHOA_S3_SECRET_ACCESS_KEY", raising=False)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    settings = ServerSettings(
+        data_dir=tmp_path, store_url=s3_server.url(bucket), ingest=False, retry_after_s=5
+    )
+    server = Server(tmp_path, tmp_path / "db" / "archive.sqlite3")
+    store = objects.store_for(settings)
+    server.ingest = Ingest(server.db, store, accept_unenrolled=True)
+    worker = IngestWorker(settings, server.ingest)
+    link = StationLink()
+    worker._client = link  # type: ignore[assignment]  (as tests/test_ingest.py's worker test)
+    batch = make_batch(3, random.Random(30), sizes={"text": 700, "capture": 2 * PART_BYTES})
+    _break(cause, s3_server, uid, bucket, access, secret)
+    code = {"quota": "QuotaExceeded", "keys": "SignatureDoesNotMatch"}.get(cause, "NoSuchBucket")
+
+    caplog.set_level("INFO")
+    for _ in (1, 2):  # the station sends, waits as told, sends everything again
+        heard = _through_worker(worker, link, batch)
+        assert not [m for m in heard if isinstance(m, Receipt)], "receipted on a refusing store"
+        told = [m for m in heard if isinstance(m, Reject)]
+        assert told and {m.reason for m in told} == {"retry_later"}
+        assert all(m.retry_after == 5 for m in told)
+        assert not server.sql("SELECT id FROM parts WHERE state = 'committed'")
+    assert link.acked > 0
+    # One alert for staff, naming the cause in both languages; one log line, not one a page.
+    (alert,) = server.alerts()
+    assert alert["kind"] == "archive_cannot_store"
+    assert (
+        objects.CAUSES[cause][0] in alert["detail"] and objects.CAUSES[cause][1] in alert["detail"]
+    )
+    loud = [
+        r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("server")
+    ]
+    assert len(loud) == 1, [r.getMessage()[:200] for r in loud]
+    assert f"({code})" in loud[0].getMessage() and "Traceback" not in caplog.text
+    assert worker.trouble is not None and objects.CAUSES[cause][1] in worker.trouble
+    # The administrator asks: doctor says what is wrong, in Vietnamese and English.
+    finding = doctor.check_object_store(settings)
+    assert finding.level == "fail"
+    assert objects.CAUSES[cause][0] in finding.vi and objects.CAUSES[cause][1] in finding.en
+    assert secret not in finding.en + finding.vi
+
+    _fix(cause, s3_server, bucket, credentials, access, secret)
+    assert doctor.check_object_store(settings).level == "ok"
+    heard = _through_worker(worker, link, batch)  # the station's next re-send, by itself
+    committed = Counter((s.page_id, s.part) for m in heard if isinstance(m, Receipt)
+                        for s in m.committed)  # fmt: skip
+    assert committed == Counter((p.page_id, n) for p in batch.pages for n in p.parts)
+    assert [a["kind"] for a in server.alerts()] == ["archive_cannot_store", "archive_stores_again"]
+    assert worker.trouble is None
+    for page in batch.pages:
+        for name, data in page.parts.items():
+            row = server.part_row(page, name)
+            assert objects.sha256(row["path"]) == sha(data)
+    server.db.close()
