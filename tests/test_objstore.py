@@ -34,7 +34,7 @@ from server.archive import fixity
 from server.config import ServerSettings
 from server.ingest import Ingest
 from server.ingest.mqtt import IngestWorker
-from server.store import objects
+from server.store import objects, offsite
 from server.store.db import Database
 
 pytestmark = pytest.mark.s3
@@ -677,3 +677,93 @@ def test_the_store_refusing_is_met_once_and_ingest_resumes_by_itself(
             row = server.part_row(page, name)
             assert objects.sha256(row["path"]) == sha(data)
     server.db.close()
+
+
+# -- the objects backed up to a second store and brought back (server.store.offsite) ------------
+
+
+@pytest.mark.slow
+def test_backup_and_restore_of_objects_stopped_by_a_dead_gateway_go_on_verified(
+    s3a: S3Archive, tmp_path: Path
+) -> None:
+    """The copy to the backup store is cut by the gateway's death, then run again: it goes
+    on, copies nothing twice, and an object that rotted in the archive's bucket is named,
+    not copied. The restore into an emptied bucket, cut the same way, goes on the same."""
+    batch = make_batch(3, random.Random(31), sizes={"text": 700, "capture": 2 * PART_BYTES})
+    _deliver(s3a, batch, 40_000)
+    where = s3a.locations()
+    assert len(where) == 6
+    offsite_bucket = s3a.s3.new_bucket()
+    target = objects.Target.parse(s3a.s3.url(offsite_bucket, "du-phong"))
+    creds = objects.Credentials(s3a.s3.access_key, s3a.s3.secret_key)
+    backup = objects.ObjectStore(
+        tmp_path / "backup-staging", target, objects.make_client(target, creds), reader=False
+    )
+    # Bit rot in the archive's bucket (its label says the right sha256): never copied.
+    rotten = where[(batch.pages[2].page_id, "text")]
+    _, rotten_key = objects.split_location(rotten) or ("", "")
+    good = batch.pages[2].parts["text"]
+    client: Any = s3a.s3.client()
+    client.put_object(Bucket=s3a.bucket, Key=rotten_key, Body=b"X" + good[1:],
+                      Metadata={"sha256": sha(good)})  # fmt: skip
+    puts = 0
+
+    def kill_at_the_third_put(**_: object) -> None:
+        nonlocal puts
+        puts += 1
+        if puts == 3:
+            s3a.s3.kill_gateway()
+
+    events = backup.client.meta.events
+    events.register("before-send.s3.PutObject", kill_at_the_third_put)
+    events.register("before-send.s3.UploadPart", kill_at_the_third_put)
+    try:
+        with pytest.raises(objects.ObjectStoreError):
+            offsite.backup(s3a.server.db, backup, say=lambda line: None)
+    finally:
+        events.unregister("before-send.s3.PutObject", kill_at_the_third_put)
+        events.unregister("before-send.s3.UploadPart", kill_at_the_third_put)
+        s3a.s3.start_gateway()
+    first = len(_offsite_keys(s3a.s3, offsite_bucket))
+    assert 0 < first < 5, "the cut did not fall mid-copy: the test did not test"
+    done = offsite.backup(s3a.server.db, backup, say=lambda line: None)
+    assert (done.kept, done.copied) == (first, 5 - first)
+    assert len(done.damaged) == 1 and rotten in done.damaged[0] and not done.missing
+    copies = _offsite_keys(s3a.s3, offsite_bucket)
+    assert f"du-phong/{rotten_key}" not in copies and len(copies) == 5
+    for page in batch.pages:
+        for name, data in page.parts.items():
+            key = objects.split_location(where[(page.page_id, name)])[1]  # type: ignore[index]
+            if key != rotten_key:
+                stored = client.get_object(Bucket=offsite_bucket, Key=f"du-phong/{key}")
+                assert stored["Body"].read() == data
+
+    # The archive's bucket emptied; the restore is cut, then goes on.
+    for key in s3a.keys():  # noqa: SIM118 (a method of S3Archive, not a dict)
+        client.delete_object(Bucket=s3a.bucket, Key=key)
+    puts = 0
+    events = s3a.store.client.meta.events
+    events.register("before-send.s3.PutObject", kill_at_the_third_put)
+    events.register("before-send.s3.UploadPart", kill_at_the_third_put)
+    try:
+        with pytest.raises(objects.ObjectStoreError):
+            offsite.restore(s3a.server.db, s3a.store, backup, say=lambda line: None)
+    finally:
+        events.unregister("before-send.s3.PutObject", kill_at_the_third_put)
+        events.unregister("before-send.s3.UploadPart", kill_at_the_third_put)
+        s3a.s3.start_gateway()
+    back = offsite.restore(s3a.server.db, s3a.store, backup, say=lambda line: None)
+    assert back.kept + back.copied == 5 and 0 < back.kept < 5
+    assert back.missing == [f"part {_pk(s3a, rotten)}: du-phong/{rotten_key}"]
+    report = fixity.check_store(s3a.server.db)
+    assert [c.path for c in report.damaged] == [rotten] and report.checked == 6
+
+
+def _offsite_keys(s3: CephS3, bucket: str) -> list[str]:
+    listing = s3.client().list_objects_v2(Bucket=bucket)
+    return sorted(o["Key"] for o in listing.get("Contents", []))
+
+
+def _pk(s3a: S3Archive, location: str) -> int:
+    (row,) = s3a.server.sql("SELECT id FROM parts WHERE path = ?", location)
+    return int(row["id"])
