@@ -156,9 +156,19 @@ def _preflight(settings: config.ServerSettings) -> None:
         try:
             objects.probe(settings)
         except objects.ObjectStoreError as exc:
-            print(f"sohoa-server: {exc}", file=sys.stderr)
+            print(f"sohoa-server: {store_trouble(exc)}", file=sys.stderr)
             raise SystemExit(69) from exc
     _open(settings).close()
+
+
+def store_trouble(exc: Exception) -> str:
+    """An object store's refusal for an administrator: what to do (its cause), then the
+    error itself."""
+    from server.store.objects import ObjectStoreError
+
+    if isinstance(exc, ObjectStoreError) and exc.cause != "other":
+        return f"{exc.en} ({exc})"
+    return str(exc)
 
 
 def _redacted(url: str) -> str:
@@ -669,7 +679,8 @@ def restore_objects(settings: config.ServerSettings) -> int:
         report = offsite.restore(db, store, source)
     except objects.ObjectStoreError as exc:
         print(
-            f"the object store failed: {exc}; run `sohoa-server store restore` again (it goes on)",
+            f"the object store failed: {store_trouble(exc)}; run `sohoa-server store restore`"
+            " again (it goes on)",
             file=sys.stderr,
         )
         return 69

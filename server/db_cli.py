@@ -234,7 +234,7 @@ def _backup_store(settings: ServerSettings) -> ObjectStore | None:
 def _backup_objects(settings: ServerSettings, to: ObjectStore) -> Copy:
     """Every object the catalogue names, copied to the backup store before the snapshot
     that holds the catalogue copy is taken (server.store.offsite)."""
-    from server.cli import _open
+    from server.cli import _open, store_trouble
     from server.store import objects, offsite
 
     db = _open(settings)  # after the dump: it names every object the dump names, and more
@@ -243,8 +243,8 @@ def _backup_objects(settings: ServerSettings, to: ObjectStore) -> Copy:
     except objects.ObjectStoreError as exc:
         raise _refused(
             69,
-            f"objects not all copied, no snapshot taken: {exc}; run the same command again"
-            " (what was copied stays, verified)",
+            f"objects not all copied, no snapshot taken: {store_trouble(exc)}; run the same"
+            " command again (what was copied stays, verified)",
         ) from exc
     finally:
         db.close()

@@ -311,3 +311,27 @@ def test_restore_drill_on_the_object_store(
         assert _objects(s3_server, fresh) == stored  # no object twice, none rewritten
     finally:
         db.close()
+
+
+def test_an_object_store_archive_is_not_backed_up_without_its_backup_store(
+    tmp_path: Path,
+) -> None:
+    """With store_url, a restic snapshot alone would hold no file of the archive: refused
+    (78) before anything is written; and the backup store may not be the archive's bucket."""
+    data = tmp_path / "archive"
+    Database(data / "archive.sqlite3").close()
+    secret = tmp_path / "pw"
+    secret.write_text("đúng\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOHOA_")}
+    env.update(SOHOA_DATA_DIR=str(data), SOHOA_INGEST="false",
+               SOHOA_BACKUP_REPOSITORY=str(tmp_path / "repo"),
+               SOHOA_BACKUP_PASSWORD_FILE=str(secret),
+               SOHOA_STORE_URL="s3://kho/tinh?endpoint=http://127.0.0.1:9")  # fmt: skip
+    for command in ("backup", "restore"):
+        refused = _server(env, command)
+        assert refused.returncode == 78, refused.stderr
+        assert "backup_store_url" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (data / "backup").exists()  # nothing dumped
+    env["SOHOA_BACKUP_STORE_URL"] = "s3://kho/du-phong?endpoint=http://127.0.0.1:9"
+    same = _server(env, "backup")
+    assert same.returncode == 78 and "own bucket" in same.stderr, same.stderr
