@@ -260,6 +260,15 @@ def test_restore_drill_on_the_object_store(
                SOHOA_BACKUP_S3_ACCESS_KEY_ID=s3_server.access_key,
                SOHOA_BACKUP_S3_SECRET_ACCESS_KEY=s3_server.secret_key,
                **s3_server.env())  # fmt: skip
+    # The other site's bucket is over its quota: no snapshot, the cause said; lifted, it goes.
+    s3_server.admin("quota", "set", "--quota-scope=bucket", f"--bucket={offsite}",
+                    "--max-objects=0")  # fmt: skip
+    s3_server.admin("quota", "enable", "--quota-scope=bucket", f"--bucket={offsite}")
+    full = _server(env, "backup")
+    assert full.returncode == 69, full.stderr + full.stdout
+    assert "over its quota" in full.stderr and "no snapshot taken" in full.stderr
+    assert "snapshot " not in full.stdout and "Traceback" not in full.stderr
+    s3_server.admin("quota", "disable", "--quota-scope=bucket", f"--bucket={offsite}")
     backup = _server(env, "backup")
     assert backup.returncode == 0, backup.stderr + backup.stdout
     assert "9 object(s) copied" in backup.stdout and "snapshot " in backup.stdout
