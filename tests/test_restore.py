@@ -10,7 +10,6 @@ PostgreSQL and Debian's restic."""
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 from harness import BIN
+from real_archive import PAGES, RealArchive
 from s3server import PART_BYTES, CephS3
 from test_ingest import BatchSrc, PageSrc
 
@@ -42,20 +42,17 @@ RUNBOOK = (
 )
 
 
-def _batches(capture_bytes: int = 0) -> list[BatchSrc]:
-    """Two batches, three pages: text and archival parts (and a capture of that many
-    random bytes when asked)."""
+def _batches() -> list[BatchSrc]:
     texts = [["Quyết định số 12/QĐ-UBND", "Trang hai"], ["Sổ hộ tịch năm 1998"]]
-    batches = []
-    for group in texts:
-        pages = []
-        for n, t in enumerate(group, 1):
-            parts = {"text": t.encode(), "archival": f"%PDF-{t}".encode()}
-            if capture_bytes:
-                parts["capture"] = random.randbytes(capture_bytes)
-            pages.append(PageSrc(page_no=n, parts=parts))
-        batches.append(BatchSrc(pages=pages))
-    return batches
+    return [
+        BatchSrc(
+            pages=[
+                PageSrc(page_no=n, parts={"text": t.encode(), "archival": f"%PDF-{t}".encode()})
+                for n, t in enumerate(group, 1)
+            ]
+        )
+        for group in texts
+    ]
 
 
 def _send(ingest: Ingest, batch: BatchSrc) -> list[object]:
@@ -219,16 +216,55 @@ def _empty_bucket(s3: CephS3, bucket: str) -> None:
         client.delete_object(Bucket=bucket, Key=key)
 
 
+def _real_batches(
+    request: pytest.FixtureRequest, real: RealArchive, scratch: Path
+) -> list[BatchSrc]:
+    """The batch the real pipeline made (tests/real_archive.py: pages drawn, processed by
+    the agent — cleanup, tesseract vie, PDF/A — and synced with their masters), as the
+    station holds it: every part's bytes, under its page and batch ids, ready to be sent
+    again as the agent sends them."""
+    cluster = request.getfixturevalue("pg_cluster") if real.engine != "sqlite" else None
+    url = real.catalogue_for(scratch / "archive.sqlite3", cluster)
+    db = Database(scratch / "archive.sqlite3" if real.engine == "sqlite" else url)
+    try:
+        rows = db.read().execute(
+            "SELECT b.batch_id, p.device_id, p.page_id, p.page_no, x.name, x.path FROM parts x"
+            " JOIN pages p ON p.id = x.page_pk JOIN batches b ON b.id = p.batch_pk"
+            " WHERE x.state = 'committed' ORDER BY b.id, p.page_no, x.name"
+        )
+        found: dict[tuple[str, str], dict[tuple[int, str], dict[str, bytes]]] = {}
+        for r in rows:
+            pages = found.setdefault((r["batch_id"], r["device_id"]), {})
+            pages.setdefault((int(r["page_no"]), r["page_id"]), {})[r["name"]] = Path(
+                r["path"]
+            ).read_bytes()
+    finally:
+        db.close()
+    batches = []
+    for (batch_id, device), pages in found.items():
+        made = [PageSrc(page_no=no, parts=parts, page_id=page_id, capture=parts["capture"])
+                for (no, page_id), parts in sorted(pages.items())]  # fmt: skip
+        batches.append(BatchSrc(pages=made, batch_id=batch_id, device=device))
+    return batches
+
+
 @pytest.mark.s3
+@pytest.mark.mqtt
+@pytest.mark.tesseract
 @pytest.mark.slow
 def test_restore_drill_on_the_object_store(
-    tmp_path: Path, database: Path | str, s3_server: CephS3
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    database: Path | str,
+    real_archive: RealArchive,
+    s3_server: CephS3,
 ) -> None:
-    """Runbook R7 for an archive whose files are on a real RADOS Gateway: `backup` copies
-    every object to the backup store (another bucket: another site's in production) before
-    its snapshot; the bucket and the database are lost; `restore` into a NEW bucket brings
-    the catalogue and every object back, verified; fixity finds every page; the station's
-    re-sends are all "already have"."""
+    """Runbook R7 for an archive whose files are on a real RADOS Gateway: a real batch is
+    ingested (the real pipeline's parts: PDF/A, OCR text, words, thumbnail, the master);
+    `backup` copies every object to the backup store (another bucket: another site's in
+    production) before its snapshot; the bucket and the database are lost; `restore` into a
+    NEW bucket brings the catalogue and every object back, verified; fixity finds every
+    page; the station's re-sends are all "already have"."""
     data = tmp_path / "archive"
     data.mkdir()
     if isinstance(database, Path):
@@ -241,14 +277,18 @@ def test_restore_drill_on_the_object_store(
     store = objects.open_store(data, s3_server.url(bucket), creds)
     db = Database(database)
     ingest = Ingest(db, store, signing_key=keys.load_or_create(data), accept_unenrolled=True)
-    batches = _batches(capture_bytes=3 * PART_BYTES)  # the captures go up in parts
+    batches = _real_batches(request, real_archive, tmp_path / "real")
     for batch in batches:
         assert not [m for m in _send(ingest, batch) if isinstance(m, Reject)]
     before = _catalogue(db)
     db.close()
+    n = len(before)
     assert {str(r[5]).split("/")[2] for r in before} == {bucket}
+    assert len({r[1] for r in before}) == len(PAGES) and n >= 4 * len(PAGES)
     stored = _objects(s3_server, bucket)
-    assert len(stored) == len(before) == 9
+    assert len(stored) == n
+    big = max(len(p.capture) for b in batches for p in b.pages)
+    assert big > PART_BYTES  # a master goes up as a multipart upload
 
     secret = tmp_path / "backup-password"
     secret.write_text("khóa-sao-lưu-ngoại-tuyến\n")
@@ -271,12 +311,12 @@ def test_restore_drill_on_the_object_store(
     s3_server.admin("quota", "disable", "--quota-scope=bucket", f"--bucket={offsite}")
     backup = _server(env, "backup")
     assert backup.returncode == 0, backup.stderr + backup.stdout
-    assert "9 object(s) copied" in backup.stdout and "snapshot " in backup.stdout
+    assert f"{n} object(s) copied" in backup.stdout and "snapshot " in backup.stdout
     copies = _objects(s3_server, offsite)
     assert sorted(copies) == sorted(f"tinh-du-phong/{k}" for k in stored)
     again = _server(env, "backup")  # nightly: only what the backup lacks
     assert again.returncode == 0, again.stderr
-    assert "0 object(s) copied (0 bytes), 9 already there" in again.stdout
+    assert f"0 object(s) copied (0 bytes), {n} already there" in again.stdout
 
     # The site is lost: the bucket (every object, then the bucket), the database, the disk.
     key = (data / keys.KEY_FILE).read_bytes()
@@ -296,18 +336,19 @@ def test_restore_drill_on_the_object_store(
 
     restore = _server(env, "restore")
     assert restore.returncode == 0, restore.stderr + restore.stdout
-    assert "3 page(s) in the catalogue" in restore.stdout
-    assert "9 object(s) copied" in restore.stdout
-    assert "9 part location(s) pointed at the bucket" in restore.stdout
+    assert f"{len(PAGES)} page(s) in the catalogue" in restore.stdout
+    assert f"{n} object(s) copied" in restore.stdout
+    assert f"{n} part location(s) pointed at the bucket" in restore.stdout
     rerun = _server(env, "store", "restore")  # resumable: nothing left to do
-    assert rerun.returncode == 0 and "0 object(s) copied (0 bytes), 9 already there" in rerun.stdout
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"0 object(s) copied (0 bytes), {n} already there" in rerun.stdout
 
     fixity = _server(env, "fixity", "check", "--rate-mb", "0")
     assert fixity.returncode == 0, fixity.stderr
     assert f"finished: {len(before)} part(s)" in fixity.stdout and " 0 damaged" in fixity.stdout
     assert _server(env, "audit", "verify").returncode == 0
     assert (data / keys.KEY_FILE).read_bytes() == key
-    assert {k: v for k, v in _objects(s3_server, fresh).items()} == stored  # same bytes, keys
+    assert _objects(s3_server, fresh) == stored  # the same keys, sizes and ETags
 
     db = Database(database)
     try:
