@@ -473,12 +473,14 @@ def test_doctor_says_whether_the_object_store_answers(
 @pytest.mark.mqtt
 @pytest.mark.tesseract
 @pytest.mark.slow
+@pytest.mark.parametrize("failure", ["gateway killed", "bucket over quota"])
 def test_the_gateway_killed_while_a_station_syncs_loses_nothing(
-    tmp_path: Path, s3_server: CephS3
+    failure: str, tmp_path: Path, s3_server: CephS3
 ) -> None:
-    """The real station and server: page 1 archived; the gateway SIGKILLed; page 2 synced
-    while it is dead (the server tells the station to retry later, no receipt goes out);
-    the gateway restarted: the station's re-sends complete, every part once, verified."""
+    """The real station and server: page 1 archived; the gateway SIGKILLed (or the bucket
+    capped by a quota, as an operator does with radosgw-admin); page 2 synced meanwhile (the
+    server tells the station to retry later, no receipt goes out); the gateway restarted (the
+    quota lifted): the station's re-sends complete by themselves, every part once, verified."""
     incoming = tmp_path / "in"
     incoming.mkdir()
     bucket = s3_server.new_bucket()
@@ -510,7 +512,12 @@ def test_the_gateway_killed_while_a_station_syncs_loses_nothing(
         run_agent(env, "sync", "--wait", "--timeout", "300", check=True)
         first = sql("SELECT id FROM parts WHERE state = 'committed'")
         assert first
-        s3_server.kill_gateway()
+        if failure == "gateway killed":
+            s3_server.kill_gateway()
+        else:
+            s3_server.admin("quota", "set", "--quota-scope=bucket", f"--bucket={bucket}",
+                            "--max-objects=0")  # fmt: skip
+            s3_server.admin("quota", "enable", "--quota-scope=bucket", f"--bucket={bucket}")
         (incoming / "trang-01.png").unlink()
         draw_page(PAGES[0], incoming / "trang-02.png")
         run_agent(env, "import", str(incoming), check=True)
@@ -525,7 +532,12 @@ def test_the_gateway_killed_while_a_station_syncs_loses_nothing(
             time.sleep(0.5)
         # Nothing of page 2 was committed while the store was dead.
         assert len(sql("SELECT id FROM parts WHERE state = 'committed'")) == len(first)
-        s3_server.start_gateway()
+        if failure == "gateway killed":
+            s3_server.start_gateway()
+        else:
+            (alert,) = sql("SELECT detail FROM alerts WHERE kind = 'archive_cannot_store'")
+            assert objects.CAUSES["quota"][1] in alert["detail"]
+            s3_server.admin("quota", "disable", "--quota-scope=bucket", f"--bucket={bucket}")
         out, _ = sync.communicate(timeout=600)
         assert sync.returncode == 0, out
     finally:
