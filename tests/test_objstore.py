@@ -703,8 +703,13 @@ def test_backup_and_restore_of_objects_stopped_by_a_dead_gateway_go_on_verified(
     not copied. The restore into an emptied bucket, cut the same way, goes on the same."""
     batch = make_batch(3, random.Random(31), sizes={"text": 700, "capture": 2 * PART_BYTES})
     _deliver(s3a, batch, 40_000)
+    other = make_batch(1, random.Random(32), sizes={"text": 700})  # another commune's
+    other.device = "xa-khac-02"
+    s3a.server.manifest(other)
+    for payload in other.all_chunks(40_000):
+        s3a.server.chunk(payload, other.device)
     where = s3a.locations()
-    assert len(where) == 6
+    assert len(where) == 7
     offsite_bucket = s3a.s3.new_bucket()
     target = objects.Target.parse(s3a.s3.url(offsite_bucket, "du-phong"))
     creds = objects.Credentials(s3a.s3.access_key, s3a.s3.secret_key)
@@ -737,12 +742,13 @@ def test_backup_and_restore_of_objects_stopped_by_a_dead_gateway_go_on_verified(
         events.unregister("before-send.s3.UploadPart", kill_at_the_third_put)
         s3a.s3.start_gateway()
     first = len(_offsite_keys(s3a.s3, offsite_bucket))
-    assert 0 < first < 5, "the cut did not fall mid-copy: the test did not test"
+    assert 0 < first < 6, "the cut did not fall mid-copy: the test did not test"
     done = offsite.backup(s3a.server.db, backup, say=lambda line: None)
-    assert (done.kept, done.copied) == (first, 5 - first)
+    assert (done.kept, done.copied) == (first, 6 - first)
     assert len(done.damaged) == 1 and rotten in done.damaged[0] and not done.missing
     copies = _offsite_keys(s3a.s3, offsite_bucket)
-    assert f"du-phong/{rotten_key}" not in copies and len(copies) == 5
+    assert f"du-phong/{rotten_key}" not in copies and len(copies) == 6
+    assert f"du-phong/archive/xa-khac-02/{other.batch_id}/" in "".join(copies)
     for page in batch.pages:
         for name, data in page.parts.items():
             key = objects.split_location(where[(page.page_id, name)])[1]  # type: ignore[index]
@@ -765,10 +771,10 @@ def test_backup_and_restore_of_objects_stopped_by_a_dead_gateway_go_on_verified(
         events.unregister("before-send.s3.UploadPart", kill_at_the_third_put)
         s3a.s3.start_gateway()
     back = offsite.restore(s3a.server.db, s3a.store, backup, say=lambda line: None)
-    assert back.kept + back.copied == 5 and 0 < back.kept < 5
+    assert back.kept + back.copied == 6 and 0 < back.kept < 6
     assert back.missing == [f"part {_pk(s3a, rotten)}: du-phong/{rotten_key}"]
     report = fixity.check_store(s3a.server.db)
-    assert [c.path for c in report.damaged] == [rotten] and report.checked == 6
+    assert [c.path for c in report.damaged] == [rotten] and report.checked == 7
 
 
 def _offsite_keys(s3: CephS3, bucket: str) -> list[str]:

@@ -436,14 +436,15 @@ class ObjectStore(Store):
         except (BotoCoreError, ClientError) as exc:
             raise failure(exc, key) from exc
 
-    def sizes(self) -> dict[str, int]:
-        """Every object under the store's prefix: key -> size (listed 1,000 at a time)."""
+    def sizes(self, under: str) -> dict[str, int]:
+        """Every object whose key starts with ``under``: key -> size (listed 1,000 at a
+        time; keep ``under`` narrow — a station's folder — for the dict to stay small)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         found: dict[str, int] = {}
         try:
             pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.target.bucket, Prefix=self.target.prefix
+                Bucket=self.target.bucket, Prefix=under
             )
             for page in pages:
                 for item in page.get("Contents", []):

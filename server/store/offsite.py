@@ -3,13 +3,14 @@ site's) by ``sohoa-server backup``, and brought back by ``sohoa-server restore``
 ``sohoa-server store restore`` (docs/operations.md §8, runbook R7).
 
 A part's object never changes once committed (a turned page is a new object beside it), so
-a backup copies only what the backup store lacks: one listing of the backup prefix, then
-for each committed part on the object store whose key is not there at its size, the object
+a backup copies only what the backup store lacks: station by station, a listing of the
+station's folder in the backup (the memory it takes is one commune's, not the province's),
+then for each committed part on the object store whose key is not there at its size, the object
 is downloaded into local staging, re-hashed against the SHA-256 the catalogue recorded at
 ingest, uploaded and verified (:meth:`ObjectStore.upload`: Content-MD5, then size, ETag and
 SHA-256 label). An object that does not hash as recorded is named and never copied (the
 backup keeps its good copy if it has one). Interrupted, a run leaves what it copied
-verified; the next goes on from the listing. The backup key is the backup prefix followed
+verified; the next goes on from the listings. The backup key is the backup prefix followed
 by the part's key in the archive's bucket.
 
 Restoring walks the same parts the other way: an object the store already holds with its
@@ -73,6 +74,29 @@ def _parts(db: Database) -> Iterator[tuple[int, str, str, int]]:
             yield after, str(r["path"]), str(r["sha256"]), int(r["size"])
 
 
+def _parts_by_station(db: Database) -> Iterator[tuple[str, list[tuple[int, str, str, int]]]]:
+    """(station, its committed parts on an object store) batch by batch, station after
+    station: the backup lists one station's folder at a time (memory bounded by the
+    largest commune, not the province)."""
+    stations = [str(r[0]) for r in db.read().execute(
+        "SELECT DISTINCT device_id FROM batches ORDER BY device_id"
+    )]  # fmt: skip
+    for station in stations:
+        batches = [int(r[0]) for r in db.read().execute(
+            "SELECT id FROM batches WHERE device_id = ? ORDER BY id", (station,)
+        )]  # fmt: skip
+        for batch_pk in batches:
+            rows = db.read().execute(
+                "SELECT x.id, x.path, x.sha256, x.size FROM parts x"
+                " JOIN pages p ON p.id = x.page_pk WHERE p.batch_pk = ?"
+                " AND x.state = 'committed' AND x.path LIKE 's3://%' ORDER BY x.id",
+                (batch_pk,),
+            )
+            found = [(int(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in rows]
+            if found:
+                yield station, found
+
+
 def _fetch_checked(
     fetch: Callable[[Path], tuple[str, int]], staged: Path, sha256: str, size: int
 ) -> None:
@@ -100,34 +124,62 @@ def backup(db: Database, to: ObjectStore, *, say: Callable[[str], None] = print)
     """Copy into ``to`` every committed part's object it lacks (module docstring).
     Raises :class:`ObjectStoreError` when either store fails (run again: it goes on)."""
     report = Copy()
-    have = to.sizes()
+    have: dict[str, int] = {}  # what the backup holds in this station's folders
+    listed: set[str] = set()
+    current = None
     staged = to.root / "copying"
     try:
-        for pk, location, sha256, size in _parts(db):
-            where = split_location(location)
-            assert where is not None
-            key = to.target.prefix + where[1]
-            if have.get(key) == size:
-                report.kept += 1
-                continue
-            try:
-                _fetch_checked(_from_location(location), staged, sha256, size)
-            except FileNotFoundError:
-                report.missing.append(f"part {pk}: {location}")
-                say(f"NOT COPIED part {pk}: {location} is missing")
-                continue
-            except DamagedSource as exc:
-                report.damaged.append(f"part {pk}: {location}: {exc}")
-                say(f"NOT COPIED part {pk}: {location} does not hash as recorded: {exc}")
-                continue
-            to.upload(staged, key, sha256, size)
-            report.copied += 1
-            report.bytes += size
-            if report.copied % 1000 == 0:
-                say(f"{report.copied} object(s) copied ({report.bytes} bytes)")
+        for station, parts in _parts_by_station(db):
+            if station != current:  # the next station: forget the last one's listing
+                current = station
+                have.clear()
+                listed.clear()
+            for pk, location, sha256, size in parts:
+                where = split_location(location)
+                assert where is not None
+                key = to.target.prefix + where[1]
+                folder = key.rsplit("/", 2)[0] + "/"  # …/<station>/ (then batch/file)
+                if folder not in listed:
+                    have.update(to.sizes(folder))
+                    listed.add(folder)
+                if have.get(key) == size:
+                    report.kept += 1
+                    continue
+                if _copy(pk, location, to, key, sha256, size, staged, report, say):
+                    report.copied += 1
+                    report.bytes += size
+                    if report.copied % 1000 == 0:
+                        say(f"{report.copied} object(s) copied ({report.bytes} bytes)")
     finally:
         staged.unlink(missing_ok=True)
     return report
+
+
+def _copy(
+    pk: int,
+    location: str,
+    to: ObjectStore,
+    key: str,
+    sha256: str,
+    size: int,
+    staged: Path,
+    report: Copy,
+    say: Callable[[str], None],
+) -> bool:
+    """One object into the backup, verified; False (named in ``report``) when the
+    archive's object is gone or does not hash as recorded."""
+    try:
+        _fetch_checked(_from_location(location), staged, sha256, size)
+    except FileNotFoundError:
+        report.missing.append(f"part {pk}: {location}")
+        say(f"NOT COPIED part {pk}: {location} is missing")
+        return False
+    except DamagedSource as exc:
+        report.damaged.append(f"part {pk}: {location}: {exc}")
+        say(f"NOT COPIED part {pk}: {location} does not hash as recorded: {exc}")
+        return False
+    to.upload(staged, key, sha256, size)
+    return True
 
 
 def repoint(db: Database, store: ObjectStore, say: Callable[[str], None] = print) -> int:
