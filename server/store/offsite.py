@@ -13,8 +13,9 @@ backup keeps its good copy if it has one). Interrupted, a run leaves what it cop
 verified; the next goes on from the listings. The backup key is the backup prefix followed
 by the part's key in the archive's bucket.
 
-Restoring walks the same parts the other way: an object the store already holds with its
-size and SHA-256 label is kept, any other is fetched from the backup, re-hashed against the
+Restoring walks the same parts the other way (listing the store's folders the same way, so
+a new, empty bucket costs no request per part): an object the store already holds with its
+size and SHA-256 label (a HEAD, for objects the listing shows at their size) is kept, any other is fetched from the backup, re-hashed against the
 catalogue and uploaded, verified; resumable the same way. When the archive's store is a new
 bucket, the catalogue's locations are first pointed at it (same keys).
 
@@ -36,7 +37,6 @@ from server.store.objects import SCHEME, DamagedSource, ObjectStore, split_locat
 log = logging.getLogger(__name__)
 
 _ON_OBJECTS = "state = 'committed' AND path LIKE 's3://%'"
-_PAGE = 500
 
 
 @dataclass
@@ -52,26 +52,6 @@ class Copy:
     @property
     def whole(self) -> bool:
         return not self.damaged and not self.missing
-
-
-def _parts(db: Database) -> Iterator[tuple[int, str, str, int]]:
-    """(id, location, sha256, size) of every committed part on an object store, by id."""
-    after = 0
-    while True:
-        rows = (
-            db.read()
-            .execute(
-                f"SELECT id, path, sha256, size FROM parts WHERE {_ON_OBJECTS} AND id > ?"  # noqa: S608
-                " ORDER BY id LIMIT ?",
-                (after, _PAGE),
-            )
-            .fetchall()
-        )
-        if not rows:
-            return
-        for r in rows:
-            after = int(r["id"])
-            yield after, str(r["path"]), str(r["sha256"]), int(r["size"])
 
 
 def _parts_by_station(db: Database) -> Iterator[tuple[str, list[tuple[int, str, str, int]]]]:
@@ -95,6 +75,11 @@ def _parts_by_station(db: Database) -> Iterator[tuple[str, list[tuple[int, str, 
             found = [(int(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in rows]
             if found:
                 yield station, found
+
+
+def _each_part(db: Database) -> Iterator[tuple[int, str, str, int]]:
+    for _, parts in _parts_by_station(db):
+        yield from parts
 
 
 def _fetch_checked(
@@ -124,35 +109,46 @@ def backup(db: Database, to: ObjectStore, *, say: Callable[[str], None] = print)
     """Copy into ``to`` every committed part's object it lacks (module docstring).
     Raises :class:`ObjectStoreError` when either store fails (run again: it goes on)."""
     report = Copy()
-    have: dict[str, int] = {}  # what the backup holds in this station's folders
-    listed: set[str] = set()
-    current = None
+    there = _Listing(to)
     staged = to.root / "copying"
     try:
-        for station, parts in _parts_by_station(db):
-            if station != current:  # the next station: forget the last one's listing
-                current = station
-                have.clear()
-                listed.clear()
-            for pk, location, sha256, size in parts:
-                where = split_location(location)
-                assert where is not None
-                key = to.target.prefix + where[1]
-                folder = key.rsplit("/", 2)[0] + "/"  # …/<station>/ (then batch/file)
-                if folder not in listed:
-                    have.update(to.sizes(folder))
-                    listed.add(folder)
-                if have.get(key) == size:
-                    report.kept += 1
-                    continue
-                if _copy(pk, location, to, key, sha256, size, staged, report, say):
-                    report.copied += 1
-                    report.bytes += size
-                    if report.copied % 1000 == 0:
-                        say(f"{report.copied} object(s) copied ({report.bytes} bytes)")
+        for pk, location, sha256, size in _each_part(db):
+            where = split_location(location)
+            assert where is not None
+            key = to.target.prefix + where[1]
+            if there.size(key) == size:
+                report.kept += 1
+                continue
+            if _copy(pk, location, to, key, sha256, size, staged, report, say):
+                report.copied += 1
+                report.bytes += size
+                if report.copied % 1000 == 0:
+                    say(f"{report.copied} object(s) copied ({report.bytes} bytes)")
     finally:
         staged.unlink(missing_ok=True)
     return report
+
+
+class _Listing:
+    """What a store holds, listed one station's folder (``…/<station>/``) at a time; the
+    folders of the previous station are forgotten when the walk moves to the next."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+        self.station: str | None = None
+        self.sizes: dict[str, int] = {}
+        self.listed: set[str] = set()
+
+    def size(self, key: str) -> int | None:
+        folder, station = key.rsplit("/", 2)[0] + "/", key.rsplit("/", 3)[-3]
+        if station != self.station:
+            self.station = station
+            self.sizes.clear()
+            self.listed.clear()
+        if folder not in self.listed:
+            self.sizes.update(self.store.sizes(folder))
+            self.listed.add(folder)
+        return self.sizes.get(key)
 
 
 def _copy(
@@ -213,12 +209,14 @@ def restore(
     report = Copy()
     staged = store.root / "restoring"
     staged.parent.mkdir(parents=True, exist_ok=True)
+    here = _Listing(store)
     try:
-        for pk, location, sha256, size in _parts(db):
+        for pk, location, sha256, size in _each_part(db):
             where = split_location(location)
             assert where is not None
             key = where[1]
-            if store.holds(key, sha256, size):
+            # Listed at its size: HEAD for its SHA-256 label (a new bucket: no HEAD at all).
+            if here.size(key) == size and store.holds(key, sha256, size):
                 report.kept += 1
                 continue
             backup_key = source.target.prefix + key
