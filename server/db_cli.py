@@ -251,8 +251,12 @@ def _backup_objects(settings: ServerSettings, to: ObjectStore) -> Copy:
     print(
         offsite.summary(report, f"objects backed up to s3://{to.target.bucket}/{to.target.prefix}")
     )
-    for line in report.damaged + report.missing:
-        print(f"NOT COPIED {line} (sohoa-server fixity check names it too)", file=sys.stderr)
+    if not report.whole:
+        print(
+            f"{len(report.damaged) + len(report.missing)} object(s) NOT COPIED (named above):"
+            " sohoa-server fixity check flags their parts",
+            file=sys.stderr,
+        )
     return report
 
 

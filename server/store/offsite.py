@@ -5,19 +5,20 @@ site's) by ``sohoa-server backup``, and brought back by ``sohoa-server restore``
 A part's object never changes once committed (a turned page is a new object beside it), so
 a backup copies only what the backup store lacks: station by station, a listing of the
 station's folder in the backup (the memory it takes is one commune's, not the province's),
-then for each committed part on the object store whose key is not there at its size, the object
-is downloaded into local staging, re-hashed against the SHA-256 the catalogue recorded at
-ingest, uploaded and verified (:meth:`ObjectStore.upload`: Content-MD5, then size, ETag and
-SHA-256 label). An object that does not hash as recorded is named and never copied (the
-backup keeps its good copy if it has one). Interrupted, a run leaves what it copied
-verified; the next goes on from the listings. The backup key is the backup prefix followed
-by the part's key in the archive's bucket.
+then for each committed part on the object store whose key is not there at its size, the
+object is downloaded into local staging, re-hashed against the SHA-256 the catalogue
+recorded at ingest, uploaded and verified (:meth:`ObjectStore.upload`: Content-MD5, then
+size, ETag and SHA-256 label), :data:`WORKERS` objects at a time. An object that does not
+hash as recorded is named and never copied (the backup keeps its good copy if it has one).
+Interrupted, a run leaves what it copied verified; the next goes on from the listings. The
+backup key is the backup prefix followed by the part's key in the archive's bucket.
 
 Restoring walks the same parts the other way (listing the store's folders the same way, so
 a new, empty bucket costs no request per part): an object the store already holds with its
-size and SHA-256 label (a HEAD, for objects the listing shows at their size) is kept, any other is fetched from the backup, re-hashed against the
-catalogue and uploaded, verified; resumable the same way. When the archive's store is a new
-bucket, the catalogue's locations are first pointed at it (same keys).
+size and SHA-256 label (a HEAD, for objects the listing shows at their size) is kept, any
+other is fetched from the backup, re-hashed against the catalogue and uploaded, verified;
+resumable the same way. When the archive's store is a new bucket, the catalogue's locations
+are first pointed at it (same keys).
 
 Owns: what to copy and the check of every copied byte against the catalogue. Must not:
 delete anything in either store, or copy bytes the catalogue's SHA-256 does not vouch for.
@@ -26,17 +27,20 @@ delete anything in either store, or copy bytes the catalogue's SHA-256 does not 
 from __future__ import annotations
 
 import hashlib
-import logging
+import os
+import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from server.store.db import Database
 from server.store.objects import SCHEME, DamagedSource, ObjectStore, split_location, stream
 
-log = logging.getLogger(__name__)
-
 _ON_OBJECTS = "state = 'committed' AND path LIKE 's3://%'"
+# Objects copied at a time: each copy is a GET, a PUT and two HEADs, mostly waiting on the
+# network (bench/offsite.py: one at a time ran at ~17 objects/s on the test gateway).
+WORKERS = 8
 
 
 @dataclass
@@ -77,18 +81,12 @@ def _parts_by_station(db: Database) -> Iterator[tuple[str, list[tuple[int, str, 
                 yield station, found
 
 
-def _each_part(db: Database) -> Iterator[tuple[int, str, str, int]]:
-    for _, parts in _parts_by_station(db):
-        yield from parts
-
-
 def _fetch_checked(
     fetch: Callable[[Path], tuple[str, int]], staged: Path, sha256: str, size: int
 ) -> None:
     """Fetch into ``staged`` and require the catalogue's SHA-256 and size."""
     got = fetch(staged)
     if got != (sha256, size):
-        staged.unlink(missing_ok=True)
         raise DamagedSource(f"sha256 {got[0]} ({got[1]} bytes), recorded {sha256} ({size})")
 
 
@@ -105,27 +103,82 @@ def _from_location(location: str) -> Callable[[Path], tuple[str, int]]:
     return fetch
 
 
-def backup(db: Database, to: ObjectStore, *, say: Callable[[str], None] = print) -> Copy:
-    """Copy into ``to`` every committed part's object it lacks (module docstring).
-    Raises :class:`ObjectStoreError` when either store fails (run again: it goes on)."""
+@dataclass(frozen=True)
+class _Job:
+    """One object to copy: fetched by ``fetch``, checked against the catalogue, put at
+    ``key`` in ``to``; ``name`` says where it came from (for the report)."""
+
+    pk: int
+    name: str
+    fetch: Callable[[Path], tuple[str, int]]
+    to: ObjectStore
+    key: str
+    sha256: str
+    size: int
+
+    def run(self) -> tuple[str, str]:
+        """("copied", "") or ("missing" | "damaged", why); raises ObjectStoreError."""
+        fd, name = tempfile.mkstemp(dir=self.to.root, prefix=".copy-")
+        os.close(fd)
+        staged = Path(name)
+        try:
+            _fetch_checked(self.fetch, staged, self.sha256, self.size)
+            self.to.upload(staged, self.key, self.sha256, self.size)
+        except FileNotFoundError:
+            return "missing", f"part {self.pk}: {self.name} is missing"
+        except DamagedSource as exc:
+            return "damaged", f"part {self.pk}: {self.name} does not hash as recorded: {exc}"
+        finally:
+            staged.unlink(missing_ok=True)
+        return "copied", ""
+
+
+def _run(
+    pool: ThreadPoolExecutor,
+    jobs: list[_Job],
+    report: Copy,
+    say: Callable[[str], None],
+    verb: str = "copied",
+) -> None:
+    """Run ``jobs`` on ``pool``; every one has finished when this returns or raises (the
+    first store failure, after the others ended: what they copied is verified)."""
+    futures = [pool.submit(job.run) for job in jobs]
+    wait(futures)
+    for future in futures:
+        if future.exception() is not None:
+            raise future.exception()  # type: ignore[misc]
+    for job, future in zip(jobs, futures, strict=True):
+        outcome, why = future.result()
+        if outcome == "copied":
+            report.copied += 1
+            report.bytes += job.size
+            if report.copied % 1000 == 0:
+                say(f"{report.copied} object(s) {verb} ({report.bytes} bytes)")
+            continue
+        (report.missing if outcome == "missing" else report.damaged).append(why)
+        say(f"NOT {verb.upper()} {why}")
+
+
+def backup(
+    db: Database, to: ObjectStore, *, say: Callable[[str], None] = print, workers: int = WORKERS
+) -> Copy:
+    """Copy into ``to`` every committed part's object it lacks (module docstring), up to
+    ``workers`` at a time. Raises :class:`ObjectStoreError` when either store fails (run
+    again: it goes on)."""
     report = Copy()
     there = _Listing(to)
-    staged = to.root / "copying"
-    try:
-        for pk, location, sha256, size in _each_part(db):
-            where = split_location(location)
-            assert where is not None
-            key = to.target.prefix + where[1]
-            if there.size(key) == size:
-                report.kept += 1
-                continue
-            if _copy(pk, location, to, key, sha256, size, staged, report, say):
-                report.copied += 1
-                report.bytes += size
-                if report.copied % 1000 == 0:
-                    say(f"{report.copied} object(s) copied ({report.bytes} bytes)")
-    finally:
-        staged.unlink(missing_ok=True)
+    with ThreadPoolExecutor(workers, "sohoa-offsite") as pool:
+        for _, parts in _parts_by_station(db):  # a batch at a time
+            jobs = []
+            for pk, location, sha256, size in parts:
+                where = split_location(location)
+                assert where is not None
+                key = to.target.prefix + where[1]
+                if there.size(key) == size:
+                    report.kept += 1
+                    continue
+                jobs.append(_Job(pk, location, _from_location(location), to, key, sha256, size))
+            _run(pool, jobs, report, say)
     return report
 
 
@@ -151,33 +204,6 @@ class _Listing:
         return self.sizes.get(key)
 
 
-def _copy(
-    pk: int,
-    location: str,
-    to: ObjectStore,
-    key: str,
-    sha256: str,
-    size: int,
-    staged: Path,
-    report: Copy,
-    say: Callable[[str], None],
-) -> bool:
-    """One object into the backup, verified; False (named in ``report``) when the
-    archive's object is gone or does not hash as recorded."""
-    try:
-        _fetch_checked(_from_location(location), staged, sha256, size)
-    except FileNotFoundError:
-        report.missing.append(f"part {pk}: {location}")
-        say(f"NOT COPIED part {pk}: {location} is missing")
-        return False
-    except DamagedSource as exc:
-        report.damaged.append(f"part {pk}: {location}: {exc}")
-        say(f"NOT COPIED part {pk}: {location} does not hash as recorded: {exc}")
-        return False
-    to.upload(staged, key, sha256, size)
-    return True
-
-
 def repoint(db: Database, store: ObjectStore, say: Callable[[str], None] = print) -> int:
     """Point the catalogue's object locations in another bucket at ``store``'s bucket (the
     same keys): a restore into a new bucket. The number of parts repointed."""
@@ -200,47 +226,39 @@ def repoint(db: Database, store: ObjectStore, say: Callable[[str], None] = print
 
 
 def restore(
-    db: Database, store: ObjectStore, source: ObjectStore, *, say: Callable[[str], None] = print
+    db: Database,
+    store: ObjectStore,
+    source: ObjectStore,
+    *,
+    say: Callable[[str], None] = print,
+    workers: int = WORKERS,
 ) -> Copy:
     """Bring back from ``source`` (the backup store) every committed part's object that
-    ``store`` does not hold verified (module docstring). Raises :class:`ObjectStoreError`
-    when either store fails (run again: it goes on)."""
+    ``store`` does not hold verified (module docstring), up to ``workers`` at a time.
+    Raises :class:`ObjectStoreError` when either store fails (run again: it goes on)."""
     repoint(db, store, say)
     report = Copy()
-    staged = store.root / "restoring"
-    staged.parent.mkdir(parents=True, exist_ok=True)
+    store.root.mkdir(parents=True, exist_ok=True)
     here = _Listing(store)
-    try:
-        for pk, location, sha256, size in _each_part(db):
-            where = split_location(location)
-            assert where is not None
-            key = where[1]
-            # Listed at its size: HEAD for its SHA-256 label (a new bucket: no HEAD at all).
-            if here.size(key) == size and store.holds(key, sha256, size):
-                report.kept += 1
-                continue
-            backup_key = source.target.prefix + key
+    with ThreadPoolExecutor(workers, "sohoa-offsite") as pool:
+        for _, parts in _parts_by_station(db):
+            jobs = []
+            for pk, location, sha256, size in parts:
+                where = split_location(location)
+                assert where is not None
+                key = where[1]
+                # Listed at its size: a HEAD for its SHA-256 label (a new bucket: none).
+                if here.size(key) == size and store.holds(key, sha256, size):
+                    report.kept += 1
+                    continue
+                backup_key = source.target.prefix + key
 
-            def fetch(dest: Path, backup_key: str = backup_key) -> tuple[str, int]:
-                return source.download(backup_key, dest)
+                def fetch(dest: Path, backup_key: str = backup_key) -> tuple[str, int]:
+                    return source.download(backup_key, dest)
 
-            try:
-                _fetch_checked(fetch, staged, sha256, size)
-            except FileNotFoundError:
-                report.missing.append(f"part {pk}: {backup_key}")
-                say(f"NOT RESTORED part {pk}: the backup has no {backup_key}")
-                continue
-            except DamagedSource as exc:
-                report.damaged.append(f"part {pk}: {backup_key}: {exc}")
-                say(f"NOT RESTORED part {pk}: the backup's {backup_key} does not hash: {exc}")
-                continue
-            store.upload(staged, key, sha256, size)
-            report.copied += 1
-            report.bytes += size
-            if report.copied % 1000 == 0:
-                say(f"{report.copied} object(s) restored ({report.bytes} bytes)")
-    finally:
-        staged.unlink(missing_ok=True)
+                name = f"the backup's {backup_key}"
+                jobs.append(_Job(pk, name, fetch, store, key, sha256, size))
+            _run(pool, jobs, report, say, "restored")
     return report
 
 
