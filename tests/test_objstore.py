@@ -786,3 +786,36 @@ def _offsite_keys(s3: CephS3, bucket: str) -> list[str]:
 def _pk(s3a: S3Archive, location: str) -> int:
     (row,) = s3a.server.sql("SELECT id FROM parts WHERE path = ?", location)
     return int(row["id"])
+
+
+def test_readers_take_the_keys_changed_under_them_without_a_restart(
+    tmp_path: Path, s3_server: CephS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A web process (no ingest) reads parts with the keys it started with; the gateway's
+    admin rotates the secret: reads are refused until the new keys are put in the
+    credentials directory, then they work again in the same process."""
+    uid, access, secret = s3_server.new_user()
+    bucket = f"sohoa-read-{uid}"
+    client: Any = s3_server.client(access, secret)
+    client.create_bucket(Bucket=bucket)
+    client.put_object(Bucket=bucket, Key="archive/xa/b/0001-p.text.txt", Body=b"trang mot")
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "s3-access-key-id").write_text(access + "\n")
+    (credentials / "s3-secret-access-key").write_text(secret + "\n")
+    monkeypatch.delenv("SOHOA_S3_ACCESS_KEY_ID", raising=False)
+    monkeypatch.delenv("SOHOA_S3_SECRET_ACCESS_KEY", raising=False)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    objects.connect(ServerSettings(data_dir=tmp_path, store_url=s3_server.url(bucket)))
+    location = f"s3://{bucket}/archive/xa/b/0001-p.text.txt"
+    assert objects.read_bytes(location) == b"trang mot"
+    s3_server.admin("key", "create", f"--uid={uid}", "--key-type=s3", f"--access-key={access}",
+                    "--secret-key=" + "1" * 40)  # fmt: skip
+    with pytest.raises(objects.ObjectStoreError) as refused:
+        objects.read_bytes(location)
+    assert refused.value.cause == "keys"
+    with pytest.raises(objects.ObjectStoreError):
+        objects.size(location)
+    (credentials / "s3-secret-access-key").write_text("1" * 40 + "\n")
+    assert objects.size(location) == 9
+    assert objects.read_bytes(location) == b"trang mot"

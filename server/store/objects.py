@@ -245,11 +245,47 @@ def make_client(target: Target, credentials: Credentials) -> Any:
 
 _lock = threading.Lock()
 _clients: dict[str, Any] = {}  # bucket -> client
+# bucket -> how to read its keys again when the store refuses them (True: a new client now)
+_renewers: dict[str, Callable[[], bool]] = {}
 
 
-def register(bucket: str, client: Any) -> None:
+def register(bucket: str, client: Any, renew: Callable[[], bool] | None = None) -> None:
     with _lock:
         _clients[bucket] = client
+        if renew is not None:
+            _renewers[bucket] = renew
+
+
+def _renewed(bucket: str, exc: Exception) -> bool:
+    """Refused for its keys (or with a bare 403: a HEAD carries no code): read the keys
+    again; True when they changed and the bucket's client now uses them (ask once more)."""
+    if failure(exc, bucket).cause not in ("keys", "denied"):
+        return False
+    with _lock:
+        renew = _renewers.get(bucket)
+    return renew is not None and renew()
+
+
+def _renewer(
+    target: Target, credentials: Credentials, read: Callable[[], Credentials]
+) -> Callable[[], bool]:
+    """A ``renew`` for :func:`register`: ``read`` the keys again and, if they changed,
+    register a client that uses them."""
+    current = [credentials]
+
+    def renew() -> bool:
+        try:
+            fresh = read()
+        except ObjectStoreError:
+            return False
+        if fresh == current[0]:
+            return False
+        current[0] = fresh
+        log.warning("object store %s: new keys read; using them", target.bucket)
+        register(target.bucket, make_client(target, fresh))
+        return True
+
+    return renew
 
 
 def _client_for(bucket: str) -> Any:
@@ -301,7 +337,7 @@ class ObjectStore(Store):
         self.rekey: Callable[[], Credentials] | None = None
         self.credentials: Credentials | None = None
         if reader:
-            register(target.bucket, client)
+            register(target.bucket, client, self.new_keys)
 
     def key(self, final: Path) -> str:
         try:
@@ -580,6 +616,8 @@ def put_bytes(location: str, data: bytes, sha256: str) -> None:
         )
         head = client.head_object(Bucket=bucket, Key=key)
     except (BotoCoreError, ClientError) as exc:
+        if _renewed(bucket, exc):
+            return put_bytes(location, data, sha256)
         raise failure(exc, key) from exc
     stored = (
         _etag(answer.get("ETag", "")),
@@ -605,6 +643,8 @@ def open_read(location: Location) -> BinaryIO:
     except (BotoCoreError, ClientError) as exc:
         if _missing(exc):
             raise FileNotFoundError(location) from exc
+        if _renewed(bucket, exc):
+            return open_read(location)
         raise failure(exc, str(location)) from exc
     return body
 
@@ -651,6 +691,8 @@ def size(location: Location) -> int:
     except (BotoCoreError, ClientError) as exc:
         if _missing(exc):
             raise FileNotFoundError(location) from exc
+        if _renewed(bucket, exc):
+            return size(location)
         raise failure(exc, str(location)) from exc
 
 
@@ -719,7 +761,9 @@ def connect(settings: ServerSettings, environ: dict[str, str] | None = None) -> 
         return None
     target = Target.parse(settings.store_url)
     env = dict(os.environ if environ is None else environ)
-    register(target.bucket, make_client(target, credentials_from(env, settings.secret)))
+    credentials = credentials_from(env, settings.secret)
+    renew = _renewer(target, credentials, lambda: credentials_from(env, settings.secret))
+    register(target.bucket, make_client(target, credentials), renew)
     return target
 
 
