@@ -53,6 +53,8 @@ def run(settings: config.ServerSettings) -> list[Finding]:
     ]
     if settings.store_url is not None:
         checks.insert(2, check_object_store)
+    if settings.backup_store_url is not None:
+        checks.insert(3, check_backup_store)
     findings = []
     for check in checks:
         try:
@@ -134,6 +136,34 @@ def check_object_store(settings: config.ServerSettings) -> Finding:
         return _object_store_unusable(exc)
     return Finding(
         "object_store", "ok", f"Kho đối tượng {where}: trả lời.", f"Object store {where}: answers."
+    )
+
+
+def check_backup_store(settings: config.ServerSettings) -> Finding:
+    """With ``backup_store_url``: the backup store answers with its keys and takes a small
+    object (else the nightly backup fails at night, unseen until the next doctor run)."""
+    from server.store import objects
+
+    try:
+        where = objects.backup_store_for(settings).check(write=True)
+    except (objects.ObjectStoreError, ValueError) as exc:
+        cause = getattr(exc, "cause", "other")
+        vi, en = objects.CAUSES[cause]
+        if cause == "keys":  # the backup store's own keys, not the archive's
+            vi = (
+                "khóa S3 không đúng hoặc đã bị thu hồi (InvalidAccessKeyId / SignatureDoesNotMatch)"
+            )
+            en = "the S3 keys are wrong or revoked (InvalidAccessKeyId / SignatureDoesNotMatch)"
+        return Finding(
+            "backup_store",
+            "fail",
+            f"Kho sao lưu S3 (backup_store_url): {vi} ({_short(exc)}). Khóa của kho sao lưu:"
+            " /etc/sohoa/credentials/backup-s3-access-key-id và backup-s3-secret-access-key.",
+            f"Backup object store (backup_store_url): {en} ({exc}). Its keys:"
+            " /etc/sohoa/credentials/backup-s3-access-key-id and backup-s3-secret-access-key.",
+        )
+    return Finding(
+        "backup_store", "ok", f"Kho sao lưu {where}: trả lời.", f"Backup store {where}: answers."
     )
 
 

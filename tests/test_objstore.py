@@ -468,6 +468,26 @@ def test_doctor_says_whether_the_object_store_answers(
     assert s3_server.secret_key not in finding.en + finding.vi
     gone = ServerSettings(data_dir=tmp_path, store_url=s3_server.url("sohoa-no-such-bucket"))
     assert doctor.check_object_store(gone).level == "fail"
+    # The backup store (another site's): checked too, with its own keys, its cause named.
+    monkeypatch.setenv("SOHOA_BACKUP_S3_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("SOHOA_BACKUP_S3_SECRET_ACCESS_KEY", s3_server.secret_key)
+    offsite_bucket = s3_server.new_bucket()
+    with_backup = ServerSettings(
+        data_dir=tmp_path, store_url=s3_server.url(bucket),
+        backup_store_url=s3_server.url(offsite_bucket, "du-phong"),
+    )  # fmt: skip
+    names = [f.check for f in doctor.run(with_backup)]
+    assert "backup_store" in names
+    assert doctor.check_backup_store(with_backup).level == "ok"
+    no_backup = with_backup.model_copy(
+        update={"backup_store_url": s3_server.url("sohoa-no-backup-bucket")}
+    )
+    lost = doctor.check_backup_store(no_backup)
+    assert lost.level == "fail" and objects.CAUSES["no_bucket"][1] in lost.en
+    monkeypatch.setenv("SOHOA_BACKUP_S3_SECRET_ACCESS_KEY", "not-the-secret")
+    wrong = doctor.check_backup_store(with_backup)
+    assert wrong.level == "fail" and "SignatureDoesNotMatch" in wrong.en
+    assert "backup-s3-secret-access-key" in wrong.vi and s3_server.secret_key not in wrong.en
 
 
 @pytest.mark.mqtt

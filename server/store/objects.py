@@ -472,6 +472,12 @@ class ObjectStore(Store):
         except (BotoCoreError, ClientError) as exc:
             raise failure(exc, key) from exc
 
+    def check(self, *, write: bool = False) -> str:
+        """That the store answers a listing with these keys and (``write``) takes a small
+        object, put then deleted; its URL without keys. Raises :class:`ObjectStoreError`
+        with the cause."""
+        return _check(self.client, self.target, write)
+
     def sizes(self, under: str) -> dict[str, int]:
         """Every object whose key starts with ``under``: key -> size (listed 1,000 at a
         time; keep ``under`` narrow — a station's folder — for the dict to stay small)."""
@@ -777,13 +783,16 @@ def probe(
     one key under the prefix: read-only, and unlike HEAD its refusals carry their code);
     with ``write``, also that it takes a small object (put, then deleted): a bucket over
     its quota still lists. Its redacted URL. Raises :class:`ObjectStoreError` (its cause)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     target = connect(settings, environ)
     if target is None:
         raise ObjectStoreError("no store_url: the files are on local disk")
+    return _check(_client_for(target.bucket), target, write)
+
+
+def _check(client: Any, target: Target, write: bool) -> str:
+    from botocore.exceptions import BotoCoreError, ClientError
+
     where = f"s3://{target.bucket}/{target.prefix} at {target.endpoint or 'AWS'}"
-    client = _client_for(target.bucket)
     key = target.prefix + PROBE_KEY
     try:
         client.list_objects_v2(Bucket=target.bucket, Prefix=target.prefix, MaxKeys=1)
