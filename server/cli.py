@@ -29,13 +29,15 @@ VERSION = (
 # Exit codes (sysexits.h where one fits).
 EXIT_CODES = {
     0: "done",
-    1: "a check failed (doctor, fixity check), the audit log is broken (audit verify), or"
-    " damaged files were not moved (store migrate)",
+    1: "a check failed (doctor, fixity check), the audit log is broken (audit verify),"
+    " damaged files were not moved (store migrate), or objects that do not hash as recorded"
+    " or are gone were not copied (backup, restore, store restore)",
     2: "bad command line or input refused (user name, password, token)",
     3: "bundle refused as a whole, nothing imported (import-bundle)",
     4: "some frames of a bundle refused, the rest imported (import-bundle)",
     65: "refused: an unknown or revoked station (device, broker)",
-    69: "the database, the broker or the object store cannot be reached",
+    69: "the database, the broker or an object store cannot be reached (backup, restore,"
+    " store restore, store migrate: run the same command again, it goes on)",
     70: "unexpected error (run again with -v for the details)",
     73: "the file store cannot be written (run), or the broker file exists (broker init)",
     74: "a file cannot be read or written",
@@ -154,9 +156,19 @@ def _preflight(settings: config.ServerSettings) -> None:
         try:
             objects.probe(settings)
         except objects.ObjectStoreError as exc:
-            print(f"sohoa-server: {exc}", file=sys.stderr)
+            print(f"sohoa-server: {store_trouble(exc)}", file=sys.stderr)
             raise SystemExit(69) from exc
     _open(settings).close()
+
+
+def store_trouble(exc: Exception) -> str:
+    """An object store's refusal for an administrator: what to do (its cause), then the
+    error itself."""
+    from server.store.objects import ObjectStoreError
+
+    if isinstance(exc, ObjectStoreError) and exc.cause != "other":
+        return f"{exc.en} ({exc})"
+    return str(exc)
 
 
 def _redacted(url: str) -> str:
@@ -649,6 +661,48 @@ def cmd_store_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def restore_objects(settings: config.ServerSettings) -> int:
+    """Bring back from ``backup_store_url`` every object the catalogue names that the store
+    lacks (server.store.offsite); the exit code of ``store restore``."""
+    from server.store import objects, offsite
+
+    if settings.store_url is None:
+        raise Refused(78, "store restore: no object store (store_url) is configured")
+    try:
+        store = objects.store_for(settings)
+        source = objects.backup_store_for(settings)
+    except (ValueError, objects.ObjectStoreError) as exc:
+        raise Refused(78, f"store restore: {exc}") from exc
+    assert isinstance(store, objects.ObjectStore)
+    db = _open(settings)
+    try:
+        report = offsite.restore(db, store, source)
+    except objects.ObjectStoreError as exc:
+        print(
+            f"the object store failed: {store_trouble(exc)}; run `sohoa-server store restore`"
+            " again (it goes on)",
+            file=sys.stderr,
+        )
+        return 69
+    finally:
+        db.close()
+    print(offsite.summary(report, f"objects restored into s3://{store.target.bucket}"))
+    if not report.whole:
+        print(
+            f"{len(report.damaged) + len(report.missing)} object(s) NOT RESTORED (named above):"
+            " sohoa-server fixity check flags their parts",
+            file=sys.stderr,
+        )
+    return 0 if report.whole else 1
+
+
+def cmd_store_restore(args: argparse.Namespace) -> int:
+    """Exit 0: every object the catalogue names is in the store, verified; 1: some are in
+    neither the store nor the backup (named); 69: a store failed (run again); 78: no object
+    store or backup store configured."""
+    return restore_objects(_settings(args))
+
+
 def cmd_store_gc(args: argparse.Namespace) -> int:
     """Exit 0: listed (``--dry-run``) or removed; 69: the object store failed (run again);
     78: no object store is configured."""
@@ -711,6 +765,18 @@ def _store_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     mig.add_argument("--to", required=True, help="s3://bucket/prefix?endpoint=https://host:port")
     mig.add_argument("--limit", type=int, help="stop after this many parts (resume later)")
     mig.set_defaults(func=cmd_store_migrate)
+    rest = store_sub.add_parser(
+        "restore",
+        help="bring back from backup_store_url every object the catalogue names that the"
+        " object store lacks (resumable, verified)",
+        description="After `sohoa-server restore` (which runs it), or to go on after it "
+        "stopped: for each committed part on the object store, an object held with its size "
+        "and sha256 is kept; any other is fetched from the backup store, re-hashed against "
+        "the sha256 recorded at ingest, uploaded and verified. Locations in another bucket "
+        "are first pointed at the configured one. Exit 0: all there; 1: some in neither "
+        "store (named); 69: a store failed (run again); 78: not configured.",
+    )
+    rest.set_defaults(func=cmd_store_restore)
     gc = store_sub.add_parser(
         "gc",
         help="remove objects no catalogue row names and abort stale multipart uploads",

@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_CONFIG = Path("/etc/sohoa/server.toml")
 # Secrets: systemd hands the service each file of this directory as a credential of the same
@@ -25,6 +32,8 @@ CREDENTIALS = (
 # The object store's keys (store_url = s3://...): made by whoever runs the store, put in the
 # same directory by hand (root:sohoa 0640), read directly; not made by the install script.
 OBJECT_STORE_CREDENTIALS = ("s3-access-key-id", "s3-secret-access-key")
+# The backup object store's (backup_store_url: another site's S3) are read the same way as
+# backup-s3-access-key-id and backup-s3-secret-access-key (server.store.objects.credentials_from).
 ENV_PREFIX = "SOHOA_"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
@@ -77,6 +86,13 @@ class ServerSettings(BaseModel):
         default=None,
         description="The repository's password (default: the credential backup-password)."
         " Without it the backups cannot be read: keep a copy offline.",
+    )
+    backup_store_url: str | None = Field(
+        default=None,
+        description="With an object store (store_url): the second S3 store `sohoa-server"
+        " backup` copies every part's object into (verified, only what it lacks) and"
+        " `restore` / `store restore` bring them back from: s3://bucket/prefix?endpoint=…"
+        " (keys: the credentials backup-s3-access-key-id and backup-s3-secret-access-key).",
     )
     mqtt_url: str = Field(
         default="mqtt://localhost:1883",
@@ -212,7 +228,7 @@ class ServerSettings(BaseModel):
                 raise ValueError("use mqtts://host:port (no user or password)")
         return value
 
-    @field_validator("store_url")
+    @field_validator("store_url", "backup_store_url")
     @classmethod
     def _store(cls, value: str | None) -> str | None:
         if value in (None, ""):
@@ -223,6 +239,17 @@ class ServerSettings(BaseModel):
         if parts.username or parts.password:
             raise ValueError("no keys in the store URL: use the s3-access-key-id credential")
         return value
+
+    @model_validator(mode="after")
+    def _backup_elsewhere(self) -> ServerSettings:
+        if self.backup_store_url is not None and self.store_url is not None:
+            a, b = urlsplit(self.store_url), urlsplit(self.backup_store_url)
+            if (a.hostname, a.query) == (b.hostname, b.query):
+                raise ValueError(
+                    "backup_store_url names the archive's own bucket: a backup must live in"
+                    " another bucket, on another site's S3"
+                )
+        return self
 
     @field_validator("public_base_url")
     @classmethod

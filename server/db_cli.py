@@ -21,6 +21,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +29,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     from server.config import ServerSettings
+    from server.store.objects import ObjectStore
+    from server.store.offsite import Copy
 
 BACKUP_DIR = "backup"  # under data_dir: the catalogue copy restic takes with the files
 PG_DUMP = "catalogue.pgdump"
@@ -180,11 +183,15 @@ def cmd_backup(args: argparse.Namespace) -> int:
             raise _refused(78, f"the backup password does not open the repository {repo}")
         _run(["restic", "init"], env, "restic init")
         print(f"initialised the restic repository {repo}")
+    offsite = _backup_store(settings)  # refused before anything is written
     dump = _dump_catalogue(settings)  # the catalogue first, then the files it names
     print(f"catalogue copied to {dump} ({dump.stat().st_size} bytes)")
+    copied = None if offsite is None else _backup_objects(settings, offsite)
     data = settings.data_dir.resolve()
     cmd = ["restic", "backup", "--json", "--tag", "sohoa", str(data), *map(str, args.also)]
     excludes = [data / BACKUP_DIR / ".restic-cache", data / "render-cache"]
+    # Chunks staged for the object store are no part of the archive until uploaded.
+    excludes += [data / "store-staging", data / BACKUP_DIR / "objects-staging"]
     live = settings.database()
     if isinstance(live, Path):
         excludes += [Path(f"{live.resolve()}{end}") for end in ("", "-wal", "-shm", "-journal")]
@@ -209,7 +216,48 @@ def cmd_backup(args: argparse.Namespace) -> int:
     if keep:
         _run(["restic", "forget", "--tag", "sohoa", "--prune", *keep], env, "restic forget")
         print("old snapshots forgotten: " + " ".join(keep))
-    return 0
+    return 0 if copied is None or copied.whole else 1
+
+
+def _backup_store(settings: ServerSettings) -> ObjectStore | None:
+    """With an object store, the backup store its objects go to (refused, 78, if unset)."""
+    if settings.store_url is None:
+        return None
+    from server.store import objects
+
+    try:
+        return objects.backup_store_for(settings)
+    except (ValueError, objects.ObjectStoreError) as exc:
+        raise _refused(78, f"backup: {exc}") from exc
+
+
+def _backup_objects(settings: ServerSettings, to: ObjectStore) -> Copy:
+    """Every object the catalogue names, copied to the backup store before the snapshot
+    that holds the catalogue copy is taken (server.store.offsite)."""
+    from server.cli import _open, store_trouble
+    from server.store import objects, offsite
+
+    db = _open(settings)  # after the dump: it names every object the dump names, and more
+    try:
+        report = offsite.backup(db, to)
+    except objects.ObjectStoreError as exc:
+        raise _refused(
+            69,
+            f"objects not all copied, no snapshot taken: {store_trouble(exc)}; run the same"
+            " command again (what was copied stays, verified)",
+        ) from exc
+    finally:
+        db.close()
+    print(
+        offsite.summary(report, f"objects backed up to s3://{to.target.bucket}/{to.target.prefix}")
+    )
+    if not report.whole:
+        print(
+            f"{len(report.damaged) + len(report.missing)} object(s) NOT COPIED (named above):"
+            " sohoa-server fixity check flags their parts",
+            file=sys.stderr,
+        )
+    return report
 
 
 def _json(line: str) -> dict[str, object]:
@@ -254,6 +302,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     repo, env = _restic_env(args, settings)
+    _backup_store(settings)  # with an object store: refused now if the backup store is unset
     data = settings.data_dir.resolve()
     try:
         holds = _catalogue_holds_pages(settings)
@@ -305,11 +354,19 @@ def cmd_restore(args: argparse.Namespace) -> int:
         pages = db.read().execute("SELECT count(*) FROM pages").fetchone()[0]
     finally:
         db.close()
+    print(f"{pages} page(s) in the catalogue.")
+    code = 0
+    if settings.store_url is not None:  # the objects, from the backup store
+        from server.cli import restore_objects
+
+        code = restore_objects(settings)
+        if code == 69:
+            return code  # said: run `sohoa-server store restore` to go on
     print(
-        f"{pages} page(s) in the catalogue. Next: sohoa-server fixity check --rate-mb 0, "
-        "sohoa-server audit verify, sohoa-server doctor (runbook R7)"
+        "Next: sohoa-server fixity check --rate-mb 0, sohoa-server audit verify, "
+        "sohoa-server doctor (runbook R7)"
     )
-    return 0
+    return code
 
 
 def cmd_search_pairs(args: argparse.Namespace) -> int:
@@ -408,8 +465,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "backup",
         help="copy the catalogue, then snapshot it with the files into the restic repository",
         description="The catalogue first (pg_dump -Fc, or SQLite's online backup) into "
-        "<data_dir>/backup/, then one restic snapshot of data_dir. Safe while the server "
-        "runs. Exit 0: snapshot written; 74: a step failed; 78: no repository or password.",
+        "<data_dir>/backup/; with an object store, then every object the catalogue names "
+        "that backup_store_url lacks, copied and verified; then one restic snapshot of "
+        "data_dir. Safe while the server runs. Exit 0: snapshot written; 1: written, but "
+        "objects that do not hash as recorded were not copied (named); 69: a store or the "
+        "database failed, no snapshot (run again: it goes on); 74: a step failed; 78: no "
+        "repository, password or backup store.",
     )
     back.add_argument("--repository", help="restic repository (default: backup_repository)")
     back.add_argument(
@@ -425,8 +486,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="bring the files and the catalogue back from a restic snapshot",
         description="Stop sohoa-server first. Restores data_dir (the same path) and the "
         "catalogue into the configured database (PostgreSQL: an empty database made with "
-        "createdb). Then run `fixity check --rate-mb 0` and `audit verify`. Exit 0: "
-        "restored; 2: the archive is not empty (--force overwrites).",
+        "createdb); with an object store, then the objects from backup_store_url (as "
+        "`store restore`). Then run `fixity check --rate-mb 0` and `audit verify`. Exit 0: "
+        "restored; 1: some objects in neither store (named); 2: the archive is not empty "
+        "(--force overwrites); 69: a store failed (run `store restore` to go on).",
     )
     rest.add_argument("--repository", help="restic repository (default: backup_repository)")
     rest.add_argument("--snapshot", default="latest", help="snapshot id (default: latest)")

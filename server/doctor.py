@@ -53,6 +53,8 @@ def run(settings: config.ServerSettings) -> list[Finding]:
     ]
     if settings.store_url is not None:
         checks.insert(2, check_object_store)
+    if settings.backup_store_url is not None:
+        checks.insert(3, check_backup_store)
     findings = []
     for check in checks:
         try:
@@ -108,7 +110,8 @@ def check_store(settings: config.ServerSettings) -> Finding:
 
 
 def check_object_store(settings: config.ServerSettings) -> Finding:
-    """With ``store_url``: the keys are there and the bucket answers (read-only HEAD)."""
+    """With ``store_url``: the keys are there, the bucket answers and takes a small object
+    (put, then deleted: a bucket over its quota still answers reads)."""
     if settings.store_url is None:
         return Finding(
             "object_store",
@@ -119,18 +122,59 @@ def check_object_store(settings: config.ServerSettings) -> Finding:
     from server.store import objects
 
     try:
-        where = objects.probe(settings)
-    except (objects.ObjectStoreError, ValueError) as exc:
-        return Finding(
-            "object_store",
-            "fail",
-            f"Kho đối tượng S3 không dùng được: {_short(exc)}. Kiểm tra store_url, khóa "
-            "s3-access-key-id / s3-secret-access-key và mạng tới máy chủ S3.",
-            f"The S3 object store is unusable: {exc}. Check store_url, the s3-access-key-id / "
-            "s3-secret-access-key credentials and the network to the S3 server.",
-        )
+        where = objects.probe(settings, write=True)  # a bucket over its quota still lists
+    except objects.ObjectStoreError as exc:
+        if exc.cause != "other":  # a known cause: what it is and what to do
+            return Finding(
+                "object_store",
+                "fail",
+                f"{exc.vi} ({_short(exc)})",
+                f"{exc.en} ({exc})",
+            )
+        return _object_store_unusable(exc)
+    except ValueError as exc:
+        return _object_store_unusable(exc)
     return Finding(
         "object_store", "ok", f"Kho đối tượng {where}: trả lời.", f"Object store {where}: answers."
+    )
+
+
+def check_backup_store(settings: config.ServerSettings) -> Finding:
+    """With ``backup_store_url``: the backup store answers with its keys and takes a small
+    object (else the nightly backup fails at night, unseen until the next doctor run)."""
+    from server.store import objects
+
+    try:
+        where = objects.backup_store_for(settings).check(write=True)
+    except (objects.ObjectStoreError, ValueError) as exc:
+        cause = getattr(exc, "cause", "other")
+        vi, en = objects.CAUSES[cause]
+        if cause == "keys":  # the backup store's own keys, not the archive's
+            vi = (
+                "khóa S3 không đúng hoặc đã bị thu hồi (InvalidAccessKeyId / SignatureDoesNotMatch)"
+            )
+            en = "the S3 keys are wrong or revoked (InvalidAccessKeyId / SignatureDoesNotMatch)"
+        return Finding(
+            "backup_store",
+            "fail",
+            f"Kho sao lưu S3 (backup_store_url): {vi} ({_short(exc)}). Khóa của kho sao lưu:"
+            " /etc/sohoa/credentials/backup-s3-access-key-id và backup-s3-secret-access-key.",
+            f"Backup object store (backup_store_url): {en} ({exc}). Its keys:"
+            " /etc/sohoa/credentials/backup-s3-access-key-id and backup-s3-secret-access-key.",
+        )
+    return Finding(
+        "backup_store", "ok", f"Kho sao lưu {where}: trả lời.", f"Backup store {where}: answers."
+    )
+
+
+def _object_store_unusable(exc: Exception) -> Finding:
+    return Finding(
+        "object_store",
+        "fail",
+        f"Kho đối tượng S3 không dùng được: {_short(exc)}. Kiểm tra store_url, khóa "
+        "s3-access-key-id / s3-secret-access-key và mạng tới máy chủ S3.",
+        f"The S3 object store is unusable: {exc}. Check store_url, the s3-access-key-id / "
+        "s3-secret-access-key credentials and the network to the S3 server.",
     )
 
 

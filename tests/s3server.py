@@ -206,7 +206,21 @@ rgw enable usage log = false
         self.client().create_bucket(Bucket=name)
         return name
 
-    def client(self) -> Any:
+    def admin(self, *args: str) -> str:
+        """Run ``radosgw-admin`` on this cluster (quotas, users, keys), as an operator would."""
+        return self._run("radosgw-admin", "-c", str(self.conf), *args)
+
+    def new_user(self) -> tuple[str, str, str]:
+        """A fresh S3 user of its own (its keys can be changed without touching the
+        session's): (uid, access key, secret key)."""
+        self._buckets += 1
+        uid = f"sohoa-{self._buckets}-{secrets.token_hex(3)}"
+        access, secret = "SOHOA" + secrets.token_hex(8).upper(), secrets.token_hex(20)
+        self.admin("user", "create", f"--uid={uid}", f"--display-name={uid}",
+                   f"--access-key={access}", f"--secret-key={secret}")  # fmt: skip
+        return uid, access, secret
+
+    def client(self, access_key: str | None = None, secret_key: str | None = None) -> Any:
         import boto3
         from botocore.config import Config
 
@@ -214,8 +228,8 @@ rgw enable usage log = false
             "s3",
             endpoint_url=self.endpoint,
             region_name="default",
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key,
+            aws_access_key_id=access_key or self.access_key,
+            aws_secret_access_key=secret_key or self.secret_key,
             config=Config(
                 s3={"addressing_style": "path"},
                 request_checksum_calculation="when_required",

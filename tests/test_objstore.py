@@ -10,6 +10,7 @@ and ``sohoa-server run`` against the gateway."""
 from __future__ import annotations
 
 import io
+import logging
 import random
 import subprocess
 import time
@@ -24,14 +25,16 @@ import pytest
 from harness import BIN, Broker, ServerProcess, agent_env, run_agent
 from real_archive import PAGES, draw_page
 from s3server import PART_BYTES, CephS3
-from test_ingest import BatchSrc, Server, make_batch, receipts, rejects, sha
+from test_ingest import BatchSrc, Server, as_messages, make_batch, receipts, rejects, sha
 
-from protocol import topics
+from protocol import envelope, topics
+from protocol.messages import Receipt, Reject
 from server import doctor
 from server.archive import fixity
 from server.config import ServerSettings
 from server.ingest import Ingest
-from server.store import objects
+from server.ingest.mqtt import IngestWorker
+from server.store import objects, offsite
 from server.store.db import Database
 
 pytestmark = pytest.mark.s3
@@ -465,17 +468,39 @@ def test_doctor_says_whether_the_object_store_answers(
     assert s3_server.secret_key not in finding.en + finding.vi
     gone = ServerSettings(data_dir=tmp_path, store_url=s3_server.url("sohoa-no-such-bucket"))
     assert doctor.check_object_store(gone).level == "fail"
+    # The backup store (another site's): checked too, with its own keys, its cause named.
+    monkeypatch.setenv("SOHOA_BACKUP_S3_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("SOHOA_BACKUP_S3_SECRET_ACCESS_KEY", s3_server.secret_key)
+    offsite_bucket = s3_server.new_bucket()
+    with_backup = ServerSettings(
+        data_dir=tmp_path, store_url=s3_server.url(bucket),
+        backup_store_url=s3_server.url(offsite_bucket, "du-phong"),
+    )  # fmt: skip
+    names = [f.check for f in doctor.run(with_backup)]
+    assert "backup_store" in names
+    assert doctor.check_backup_store(with_backup).level == "ok"
+    no_backup = with_backup.model_copy(
+        update={"backup_store_url": s3_server.url("sohoa-no-backup-bucket")}
+    )
+    lost = doctor.check_backup_store(no_backup)
+    assert lost.level == "fail" and objects.CAUSES["no_bucket"][1] in lost.en
+    monkeypatch.setenv("SOHOA_BACKUP_S3_SECRET_ACCESS_KEY", "not-the-secret")
+    wrong = doctor.check_backup_store(with_backup)
+    assert wrong.level == "fail" and "SignatureDoesNotMatch" in wrong.en
+    assert "backup-s3-secret-access-key" in wrong.vi and s3_server.secret_key not in wrong.en
 
 
 @pytest.mark.mqtt
 @pytest.mark.tesseract
 @pytest.mark.slow
+@pytest.mark.parametrize("failure", ["gateway killed", "bucket over quota"])
 def test_the_gateway_killed_while_a_station_syncs_loses_nothing(
-    tmp_path: Path, s3_server: CephS3
+    failure: str, tmp_path: Path, s3_server: CephS3
 ) -> None:
-    """The real station and server: page 1 archived; the gateway SIGKILLed; page 2 synced
-    while it is dead (the server tells the station to retry later, no receipt goes out);
-    the gateway restarted: the station's re-sends complete, every part once, verified."""
+    """The real station and server: page 1 archived; the gateway SIGKILLed (or the bucket
+    capped by a quota, as an operator does with radosgw-admin); page 2 synced meanwhile (the
+    server tells the station to retry later, no receipt goes out); the gateway restarted (the
+    quota lifted): the station's re-sends complete by themselves, every part once, verified."""
     incoming = tmp_path / "in"
     incoming.mkdir()
     bucket = s3_server.new_bucket()
@@ -507,7 +532,12 @@ def test_the_gateway_killed_while_a_station_syncs_loses_nothing(
         run_agent(env, "sync", "--wait", "--timeout", "300", check=True)
         first = sql("SELECT id FROM parts WHERE state = 'committed'")
         assert first
-        s3_server.kill_gateway()
+        if failure == "gateway killed":
+            s3_server.kill_gateway()
+        else:
+            s3_server.admin("quota", "set", "--quota-scope=bucket", f"--bucket={bucket}",
+                            "--max-objects=0")  # fmt: skip
+            s3_server.admin("quota", "enable", "--quota-scope=bucket", f"--bucket={bucket}")
         (incoming / "trang-01.png").unlink()
         draw_page(PAGES[0], incoming / "trang-02.png")
         run_agent(env, "import", str(incoming), check=True)
@@ -522,7 +552,12 @@ def test_the_gateway_killed_while_a_station_syncs_loses_nothing(
             time.sleep(0.5)
         # Nothing of page 2 was committed while the store was dead.
         assert len(sql("SELECT id FROM parts WHERE state = 'committed'")) == len(first)
-        s3_server.start_gateway()
+        if failure == "gateway killed":
+            s3_server.start_gateway()
+        else:
+            (alert,) = sql("SELECT detail FROM alerts WHERE kind = 'archive_cannot_store'")
+            assert objects.CAUSES["quota"][1] in alert["detail"]
+            s3_server.admin("quota", "disable", "--quota-scope=bucket", f"--bucket={bucket}")
         out, _ = sync.communicate(timeout=600)
         assert sync.returncode == 0, out
     finally:
@@ -538,3 +573,269 @@ def test_the_gateway_killed_while_a_station_syncs_loses_nothing(
     for row in rows:
         assert objects.sha256(row["path"]) == row["sha256"], row["path"]
     assert len(s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]) == len(rows)
+
+
+# -- failures an operator meets: quota, keys changed, bucket gone --------------------------------
+
+
+class StationLink:
+    """Stands in for paho's client in IngestWorker: what the worker publishes (decoded)
+    and acknowledges, as the station would receive it."""
+
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+        self.acked = 0
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+        self.sent.append(envelope.decode(payload).message)
+
+    def ack(self, mid: int, qos: int) -> None:
+        self.acked += 1
+
+
+def _through_worker(worker: IngestWorker, link: StationLink, batch: BatchSrc) -> list[Any]:
+    """The station sends everything it holds of ``batch``; the worker handles it in groups
+    as it does on the broker's deliveries; what the station hears back."""
+    start = len(link.sent)
+    messages = as_messages(batch, [batch.manifest(), *batch.all_chunks(30_000)])
+    for mid, (topic, payload) in enumerate(messages, start=1):
+        worker._on_message(link, None, _Delivered(topic, payload, mid))  # type: ignore[arg-type]
+    while group := worker._take():
+        worker._process(group)
+    return link.sent[start:]
+
+
+@dataclass
+class _Delivered:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int = 1
+
+
+def _break(cause: str, s3: CephS3, uid: str, bucket: str, access: str, secret: str) -> None:
+    if cause == "quota":  # as an operator caps a bucket: it holds what it holds, no more
+        s3.admin("quota", "set", "--quota-scope=bucket", f"--bucket={bucket}", "--max-objects=0")
+        s3.admin("quota", "enable", "--quota-scope=bucket", f"--bucket={bucket}")
+    elif cause == "keys":  # the gateway's admin rotated the secret under the server
+        s3.admin("key", "create", f"--uid={uid}", "--key-type=s3", f"--access-key={access}",
+                 "--secret-key=" + "0" * 40)  # fmt: skip
+    else:  # the bucket is gone
+        s3.client(access, secret).delete_bucket(Bucket=bucket)
+
+
+def _fix(cause: str, s3: CephS3, bucket: str, credentials: Path, access: str, secret: str) -> None:
+    if cause == "quota":
+        s3.admin("quota", "disable", "--quota-scope=bucket", f"--bucket={bucket}")
+    elif cause == "keys":  # the new keys put where the server reads them; no restart
+        (credentials / "s3-secret-access-key").write_text("0" * 40 + "\n")
+    else:
+        s3.client(access, secret).create_bucket(Bucket=bucket)
+
+
+@pytest.mark.parametrize("cause", ["quota", "keys", "no_bucket"])
+def test_the_store_refusing_is_met_once_and_ingest_resumes_by_itself(
+    cause: str,
+    tmp_path: Path,
+    s3_server: CephS3,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The bucket over its quota (403 QuotaExceeded), the keys changed under the server
+    (SignatureDoesNotMatch), the bucket missing (NoSuchBucket), on the real gateway: nothing
+    is receipted, the station is told to retry later, staff get one alert and the log one
+    line naming the cause (Vietnamese and English), doctor says what is wrong; once the
+    cause is fixed the station's next re-send is stored, with no restart."""
+    uid, access, secret = s3_server.new_user()
+    bucket = f"sohoa-fail-{uid}"
+    s3_server.client(access, secret).create_bucket(Bucket=bucket)
+    credentials = tmp_path / "credentials"  # as /etc/sohoa/credentials, read by name
+    credentials.mkdir()
+    (credentials / "s3-access-key-id").write_text(access + "\n")
+    (credentials / "s3-secret-access-key").write_text(secret + "\n")
+    monkeypatch.delenv("SOHOA_S3_ACCESS_KEY_ID", raising=False)
+    monkeypatch.delenv("SOHOA_S3_SECRET_ACCESS_KEY", raising=False)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    settings = ServerSettings(
+        data_dir=tmp_path, store_url=s3_server.url(bucket), ingest=False, retry_after_s=5
+    )
+    server = Server(tmp_path, tmp_path / "db" / "archive.sqlite3")
+    store = objects.store_for(settings)
+    server.ingest = Ingest(server.db, store, accept_unenrolled=True)
+    worker = IngestWorker(settings, server.ingest)
+    link = StationLink()
+    worker._client = link  # type: ignore[assignment]  (as tests/test_ingest.py's worker test)
+    batch = make_batch(3, random.Random(30), sizes={"text": 700, "capture": 2 * PART_BYTES})
+    _break(cause, s3_server, uid, bucket, access, secret)
+    code = {"quota": "QuotaExceeded", "keys": "SignatureDoesNotMatch"}.get(cause, "NoSuchBucket")
+
+    caplog.set_level("INFO")
+    for _ in (1, 2):  # the station sends, waits as told, sends everything again
+        heard = _through_worker(worker, link, batch)
+        assert not [m for m in heard if isinstance(m, Receipt)], "receipted on a refusing store"
+        told = [m for m in heard if isinstance(m, Reject)]
+        assert told and {m.reason for m in told} == {"retry_later"}
+        assert all(m.retry_after == 5 for m in told)
+        assert not server.sql("SELECT id FROM parts WHERE state = 'committed'")
+    assert link.acked > 0
+    # One alert for staff, naming the cause in both languages; one log line, not one a page.
+    (alert,) = server.alerts()
+    assert alert["kind"] == "archive_cannot_store"
+    assert (
+        objects.CAUSES[cause][0] in alert["detail"] and objects.CAUSES[cause][1] in alert["detail"]
+    )
+    loud = [
+        r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("server")
+    ]
+    assert len(loud) == 1, [r.getMessage()[:200] for r in loud]
+    assert f"({code})" in loud[0].getMessage() and "Traceback" not in caplog.text
+    assert worker.trouble is not None and objects.CAUSES[cause][1] in worker.trouble
+    # The administrator asks: doctor says what is wrong, in Vietnamese and English.
+    finding = doctor.check_object_store(settings)
+    assert finding.level == "fail"
+    assert objects.CAUSES[cause][0] in finding.vi and objects.CAUSES[cause][1] in finding.en
+    assert secret not in finding.en + finding.vi
+
+    _fix(cause, s3_server, bucket, credentials, access, secret)
+    assert doctor.check_object_store(settings).level == "ok"
+    heard = _through_worker(worker, link, batch)  # the station's next re-send, by itself
+    committed = Counter((s.page_id, s.part) for m in heard if isinstance(m, Receipt)
+                        for s in m.committed)  # fmt: skip
+    assert committed == Counter((p.page_id, n) for p in batch.pages for n in p.parts)
+    assert [a["kind"] for a in server.alerts()] == ["archive_cannot_store", "archive_stores_again"]
+    assert worker.trouble is None
+    for page in batch.pages:
+        for name, data in page.parts.items():
+            row = server.part_row(page, name)
+            assert objects.sha256(row["path"]) == sha(data)
+    server.db.close()
+
+
+# -- the objects backed up to a second store and brought back (server.store.offsite) ------------
+
+
+@pytest.mark.slow
+def test_backup_and_restore_of_objects_stopped_by_a_dead_gateway_go_on_verified(
+    s3a: S3Archive, tmp_path: Path
+) -> None:
+    """The copy to the backup store is cut by the gateway's death, then run again: it goes
+    on, copies nothing twice, and an object that rotted in the archive's bucket is named,
+    not copied. The restore into an emptied bucket, cut the same way, goes on the same."""
+    batch = make_batch(3, random.Random(31), sizes={"text": 700, "capture": 2 * PART_BYTES})
+    _deliver(s3a, batch, 40_000)
+    other = make_batch(1, random.Random(32), sizes={"text": 700})  # another commune's
+    other.device = "xa-khac-02"
+    s3a.server.manifest(other)
+    for payload in other.all_chunks(40_000):
+        s3a.server.chunk(payload, other.device)
+    where = s3a.locations()
+    assert len(where) == 7
+    offsite_bucket = s3a.s3.new_bucket()
+    target = objects.Target.parse(s3a.s3.url(offsite_bucket, "du-phong"))
+    creds = objects.Credentials(s3a.s3.access_key, s3a.s3.secret_key)
+    backup = objects.ObjectStore(
+        tmp_path / "backup-staging", target, objects.make_client(target, creds), reader=False
+    )
+    # Bit rot in the archive's bucket (its label says the right sha256): never copied.
+    rotten = where[(batch.pages[2].page_id, "text")]
+    _, rotten_key = objects.split_location(rotten) or ("", "")
+    good = batch.pages[2].parts["text"]
+    client: Any = s3a.s3.client()
+    client.put_object(Bucket=s3a.bucket, Key=rotten_key, Body=b"X" + good[1:],
+                      Metadata={"sha256": sha(good)})  # fmt: skip
+    puts = 0
+
+    def kill_at_the_third_put(**_: object) -> None:
+        nonlocal puts
+        puts += 1
+        if puts == 3:
+            s3a.s3.kill_gateway()
+
+    events = backup.client.meta.events
+    events.register("before-send.s3.PutObject", kill_at_the_third_put)
+    events.register("before-send.s3.UploadPart", kill_at_the_third_put)
+    try:
+        with pytest.raises(objects.ObjectStoreError):
+            offsite.backup(s3a.server.db, backup, say=lambda line: None)
+    finally:
+        events.unregister("before-send.s3.PutObject", kill_at_the_third_put)
+        events.unregister("before-send.s3.UploadPart", kill_at_the_third_put)
+        s3a.s3.start_gateway()
+    first = len(_offsite_keys(s3a.s3, offsite_bucket))
+    assert 0 < first < 6, "the cut did not fall mid-copy: the test did not test"
+    done = offsite.backup(s3a.server.db, backup, say=lambda line: None)
+    assert (done.kept, done.copied) == (first, 6 - first)
+    assert len(done.damaged) == 1 and rotten in done.damaged[0] and not done.missing
+    copies = _offsite_keys(s3a.s3, offsite_bucket)
+    assert f"du-phong/{rotten_key}" not in copies and len(copies) == 6
+    assert f"du-phong/archive/xa-khac-02/{other.batch_id}/" in "".join(copies)
+    for page in batch.pages:
+        for name, data in page.parts.items():
+            key = objects.split_location(where[(page.page_id, name)])[1]  # type: ignore[index]
+            if key != rotten_key:
+                stored = client.get_object(Bucket=offsite_bucket, Key=f"du-phong/{key}")
+                assert stored["Body"].read() == data
+
+    # The archive's bucket emptied; the restore is cut, then goes on.
+    for key in s3a.keys():  # noqa: SIM118 (a method of S3Archive, not a dict)
+        client.delete_object(Bucket=s3a.bucket, Key=key)
+    puts = 0
+    events = s3a.store.client.meta.events
+    events.register("before-send.s3.PutObject", kill_at_the_third_put)
+    events.register("before-send.s3.UploadPart", kill_at_the_third_put)
+    try:
+        with pytest.raises(objects.ObjectStoreError):
+            offsite.restore(s3a.server.db, s3a.store, backup, say=lambda line: None)
+    finally:
+        events.unregister("before-send.s3.PutObject", kill_at_the_third_put)
+        events.unregister("before-send.s3.UploadPart", kill_at_the_third_put)
+        s3a.s3.start_gateway()
+    back = offsite.restore(s3a.server.db, s3a.store, backup, say=lambda line: None)
+    assert back.kept + back.copied == 6 and 0 < back.kept < 6
+    (gone,) = back.missing
+    assert gone.startswith(f"part {_pk(s3a, rotten)}: ") and f"du-phong/{rotten_key}" in gone
+    report = fixity.check_store(s3a.server.db)
+    assert [c.path for c in report.damaged] == [rotten] and report.checked == 7
+
+
+def _offsite_keys(s3: CephS3, bucket: str) -> list[str]:
+    listing = s3.client().list_objects_v2(Bucket=bucket)
+    return sorted(o["Key"] for o in listing.get("Contents", []))
+
+
+def _pk(s3a: S3Archive, location: str) -> int:
+    (row,) = s3a.server.sql("SELECT id FROM parts WHERE path = ?", location)
+    return int(row["id"])
+
+
+def test_readers_take_the_keys_changed_under_them_without_a_restart(
+    tmp_path: Path, s3_server: CephS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A web process (no ingest) reads parts with the keys it started with; the gateway's
+    admin rotates the secret: reads are refused until the new keys are put in the
+    credentials directory, then they work again in the same process."""
+    uid, access, secret = s3_server.new_user()
+    bucket = f"sohoa-read-{uid}"
+    client: Any = s3_server.client(access, secret)
+    client.create_bucket(Bucket=bucket)
+    client.put_object(Bucket=bucket, Key="archive/xa/b/0001-p.text.txt", Body=b"trang mot")
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "s3-access-key-id").write_text(access + "\n")
+    (credentials / "s3-secret-access-key").write_text(secret + "\n")
+    monkeypatch.delenv("SOHOA_S3_ACCESS_KEY_ID", raising=False)
+    monkeypatch.delenv("SOHOA_S3_SECRET_ACCESS_KEY", raising=False)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    objects.connect(ServerSettings(data_dir=tmp_path, store_url=s3_server.url(bucket)))
+    location = f"s3://{bucket}/archive/xa/b/0001-p.text.txt"
+    assert objects.read_bytes(location) == b"trang mot"
+    s3_server.admin("key", "create", f"--uid={uid}", "--key-type=s3", f"--access-key={access}",
+                    "--secret-key=" + "1" * 40)  # fmt: skip
+    with pytest.raises(objects.ObjectStoreError) as refused:
+        objects.read_bytes(location)
+    assert refused.value.cause == "keys"
+    with pytest.raises(objects.ObjectStoreError):
+        objects.size(location)
+    (credentials / "s3-secret-access-key").write_text("1" * 40 + "\n")
+    assert objects.size(location) == 9
+    assert objects.read_bytes(location) == b"trang mot"

@@ -34,6 +34,7 @@ from server.ingest.replies import Outgoing
 from server.store import keys
 from server.store.db import OPERATIONAL_ERRORS, Connection, Database
 from server.store.files import Store
+from server.store.objects import ObjectStoreError
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +84,21 @@ class Ingest:
         try:
             return [Handled(replies) for replies in self._group(messages)]
         except Exception as exc:
+            # The object store refusing (its quota, its keys, its bucket) is not a bug: the
+            # caller tells the device to retry later and logs the cause once while it lasts
+            # (server.ingest.mqtt), not a traceback per message.
+            expected = isinstance(exc, ObjectStoreError)
             if len(messages) == 1:
-                log.exception("ingest failed on %s", messages[0][0])
+                if expected:
+                    log.debug("ingest failed on %s: %s", messages[0][0], exc)
+                else:
+                    log.exception("ingest failed on %s", messages[0][0])
                 return [Handled([], exc)]
-            log.warning(
-                "a group of %d messages failed (%s); handling them one by one", len(messages), exc
+            log.log(
+                logging.DEBUG if expected else logging.WARNING,
+                "a group of %d messages failed (%s); handling them one by one",
+                len(messages),
+                exc,
             )
         results: list[Handled] = []
         for message in messages:

@@ -50,6 +50,7 @@ from server.config import ServerSettings
 from server.fleet import assignment
 from server.ingest import Ingest
 from server.store import keys
+from server.store.objects import ObjectStoreError
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,21 @@ class DeviceEvents(Protocol):
         """A device announced itself (or its retained status arrived)."""
 
 
+def _cause(error: BaseException) -> str:
+    """What a failure is, for logging it once: the object store's cause, else its type."""
+    if isinstance(error, ObjectStoreError):
+        return f"object store: {error.cause}"
+    return type(error).__name__
+
+
+def _trouble_text(error: BaseException) -> str:
+    """What staff and administrators read (the alert, the banner, /healthz): the object
+    store's cause in Vietnamese and English with what to do; else the error itself."""
+    if isinstance(error, ObjectStoreError) and error.cause != "other":
+        return f"{error.vi} / {error.en}"
+    return f"{type(error).__name__}: {error}"
+
+
 class IngestWorker:
     def __init__(
         self, settings: ServerSettings, ingest: Ingest, events: DeviceEvents | None = None
@@ -103,6 +119,7 @@ class IngestWorker:
         self.errors = 0
         self.trouble: str | None = None  # why the last group could not be stored, until one is
         self.trouble_since = 0.0
+        self._logged_cause: str | None = None  # the cause of failure logged last (_cause)
         url = urlsplit(settings.mqtt_url)
         self.host = url.hostname or "localhost"
         self.tls = url.scheme == "mqtts"
@@ -345,7 +362,7 @@ class IngestWorker:
             self._client.publish(
                 topics.down(parsed.device_id, "reject"), envelope.encode(reject), qos=1
             )
-        detail = f"{type(failed[0][1]).__name__}: {failed[0][1]}"[:2000]
+        detail = _trouble_text(failed[0][1])[:2000]
         if self.trouble is None:
             self.trouble_since = time.time()
             self._alert("archive_cannot_store", detail)
@@ -357,6 +374,7 @@ class IngestWorker:
         )
         self._alert("archive_stores_again", f"after: {self.trouble}")
         self.trouble = None
+        self._logged_cause = None
 
     def _alert(self, kind: str, detail: str) -> None:
         """An alert row for staff, if the database can take one (on a full disk it may not:
@@ -426,16 +444,23 @@ class IngestWorker:
         failed: list[tuple[Delivery, BaseException]] = []
         for delivery, result in zip(group, results, strict=True):
             if result.error is not None:
-                # Unexpected (a full disk, an fsync error, a bug). Nothing was committed for
-                # this message; acking it keeps one poison message from holding an in-flight
-                # slot for ever, and the device is told to wait and send again (_retry_later).
+                # A full disk, an fsync error, the object store refusing, a bug. Nothing was
+                # committed for this message; acking it keeps one poison message from holding
+                # an in-flight slot for ever, and the device is told to wait and send again
+                # (_retry_later). Logged once per cause while it lasts, not once per page.
                 self.errors += 1
                 failed.append((delivery, result.error))
-                log.error(
-                    "ingest failed on %s (%s); the device is told to retry later",
-                    delivery.topic,
-                    result.error,
-                )
+                cause = _cause(result.error)
+                if cause != self._logged_cause:
+                    self._logged_cause = cause
+                    log.error(
+                        "ingest cannot store (%s): %s; devices are told to retry later"
+                        " (logged once until it stores again or the cause changes)",
+                        _trouble_text(result.error),
+                        result.error,
+                    )
+                else:
+                    log.debug("ingest failed on %s: %s", delivery.topic, result.error)
             else:
                 for reply in result.replies:
                     client.publish(reply.topic, reply.payload, qos=reply.qos, retain=reply.retain)

@@ -43,6 +43,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import logging
 import os
 import tempfile
 import threading
@@ -59,10 +60,101 @@ from server.store.files import HASH_BLOCK, Pending, Store, StoreError
 DEFAULT_PART_BYTES = 8 * 1024 * 1024
 MIN_PART_BYTES = 64 * 1024  # AWS S3 and a default Ceph want 5 MiB; a test gateway allows less
 SCHEME = "s3"
+log = logging.getLogger(__name__)
+
+
+# Why the object store refuses, as an operator must hear it (Vietnamese, English): the cause
+# decides the one line logged and the one alert raised while it lasts (server.ingest.mqtt),
+# and what ``sohoa-server doctor`` says. Codes as RADOS Gateway (Ceph 16) and AWS answer them;
+# each was seen on the test gateway (tests/test_objstore.py, the failure tests).
+CAUSES: dict[str, tuple[str, str]] = {
+    "quota": (
+        "Kho đối tượng S3 đã vượt hạn mức (quota) của bucket: không nhận thêm tệp. Tăng hạn"
+        " mức (radosgw-admin quota set --quota-scope=bucket …) hoặc thêm dung lượng; các trạm"
+        " giữ trang và tự gửi lại.",
+        "The S3 object store refuses new objects: the bucket is over its quota"
+        " (QuotaExceeded). Raise the quota (radosgw-admin quota set --quota-scope=bucket …) or"
+        " add capacity; stations keep their pages and send again by themselves.",
+    ),
+    "keys": (
+        "Khóa S3 không đúng hoặc đã bị thu hồi (InvalidAccessKeyId / SignatureDoesNotMatch)."
+        " Ghi khóa hiện hành vào /etc/sohoa/credentials/s3-access-key-id và"
+        " s3-secret-access-key; máy chủ tự đọc lại, không cần khởi động lại.",
+        "The S3 keys are wrong or revoked (InvalidAccessKeyId / SignatureDoesNotMatch). Put"
+        " the current keys in /etc/sohoa/credentials/s3-access-key-id and"
+        " s3-secret-access-key; the server reads them again by itself, no restart needed.",
+    ),
+    "denied": (
+        "Kho đối tượng S3 từ chối người dùng này (AccessDenied / UserSuspended): kiểm tra quyền"
+        " của người dùng S3 trên bucket.",
+        "The S3 object store refuses this user (AccessDenied / UserSuspended): check the S3"
+        " user's rights on the bucket.",
+    ),
+    "no_bucket": (
+        "Bucket của kho đối tượng S3 không tồn tại (NoSuchBucket): kiểm tra store_url, hoặc"
+        " tạo lại bucket rồi khôi phục các tệp (sohoa-server store restore, runbook R7).",
+        "The object store's bucket does not exist (NoSuchBucket): check store_url, or make"
+        " the bucket again and bring the files back (sohoa-server store restore, runbook R7).",
+    ),
+    "unreachable": (
+        "Không kết nối được kho đối tượng S3 (mạng, hoặc máy chủ S3 ngừng/quá tải): kiểm tra"
+        " máy chủ S3 và đường mạng tới nó.",
+        "The S3 object store cannot be reached (network, or the S3 server down/overloaded):"
+        " check the S3 server and the network to it.",
+    ),
+    "other": (
+        "Kho đối tượng S3 không nhận tệp (xem nhật ký máy chủ).",
+        "The S3 object store does not take the files (see the server's log).",
+    ),
+}
+_CODES = {
+    "QuotaExceeded": "quota",
+    "InvalidAccessKeyId": "keys",
+    "SignatureDoesNotMatch": "keys",
+    "AccessDenied": "denied",
+    "UserSuspended": "denied",
+    "AccountProblem": "denied",
+    "AllAccessDisabled": "denied",
+    "NoSuchBucket": "no_bucket",
+    "ServiceUnavailable": "unreachable",
+    "SlowDown": "unreachable",
+    "InternalError": "unreachable",
+}
 
 
 class ObjectStoreError(StoreError):
-    """The object store could not take or give a part (unreachable, refused, mismatched)."""
+    """The object store could not take or give a part (unreachable, refused, mismatched).
+    ``cause``: a key of :data:`CAUSES` (what an operator must do)."""
+
+    def __init__(self, message: str, cause: str = "other") -> None:
+        super().__init__(message)
+        self.cause = cause
+
+    @property
+    def vi(self) -> str:
+        return CAUSES[self.cause][0]
+
+    @property
+    def en(self) -> str:
+        return CAUSES[self.cause][1]
+
+
+def failure(exc: Exception, what: str) -> ObjectStoreError:
+    """The :class:`ObjectStoreError` for a botocore error about ``what`` (a key, a bucket),
+    with its cause."""
+    from botocore.exceptions import ClientError
+
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        cause = _CODES.get(code)
+        if cause is None and code in ("404", "NotFound") and "/" not in what:
+            cause = "no_bucket"  # HEAD on a bucket has no body, only its status
+        if cause is None:
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+            cause = "unreachable" if status >= 500 else "denied" if status == 403 else "other"
+    else:  # BotoCoreError: no answer (connection refused, timeout, DNS)
+        cause = "unreachable"
+    return ObjectStoreError(f"object store: {what}: {exc}", cause)
 
 
 class DamagedSource(ObjectStoreError):
@@ -153,11 +245,47 @@ def make_client(target: Target, credentials: Credentials) -> Any:
 
 _lock = threading.Lock()
 _clients: dict[str, Any] = {}  # bucket -> client
+# bucket -> how to read its keys again when the store refuses them (True: a new client now)
+_renewers: dict[str, Callable[[], bool]] = {}
 
 
-def register(bucket: str, client: Any) -> None:
+def register(bucket: str, client: Any, renew: Callable[[], bool] | None = None) -> None:
     with _lock:
         _clients[bucket] = client
+        if renew is not None:
+            _renewers[bucket] = renew
+
+
+def _renewed(bucket: str, exc: Exception) -> bool:
+    """Refused for its keys (or with a bare 403: a HEAD carries no code): read the keys
+    again; True when they changed and the bucket's client now uses them (ask once more)."""
+    if failure(exc, bucket).cause not in ("keys", "denied"):
+        return False
+    with _lock:
+        renew = _renewers.get(bucket)
+    return renew is not None and renew()
+
+
+def _renewer(
+    target: Target, credentials: Credentials, read: Callable[[], Credentials]
+) -> Callable[[], bool]:
+    """A ``renew`` for :func:`register`: ``read`` the keys again and, if they changed,
+    register a client that uses them."""
+    current = [credentials]
+
+    def renew() -> bool:
+        try:
+            fresh = read()
+        except ObjectStoreError:
+            return False
+        if fresh == current[0]:
+            return False
+        current[0] = fresh
+        log.warning("object store %s: new keys read; using them", target.bucket)
+        register(target.bucket, make_client(target, fresh))
+        return True
+
+    return renew
 
 
 def _client_for(bucket: str) -> Any:
@@ -197,11 +325,19 @@ def _etag(value: str) -> str:
 class ObjectStore(Store):
     """The S3 store: local staging (``root``) for arriving chunks, objects for parts."""
 
-    def __init__(self, staging: Path, target: Target, client: Any) -> None:
+    def __init__(self, staging: Path, target: Target, client: Any, *, reader: bool = True) -> None:
+        """``reader``: register the client for this process's readers of ``s3://bucket/…``
+        locations (not for a backup store: another site's bucket may bear the same name)."""
         super().__init__(staging)
         self.target = target
         self.client = client
-        register(target.bucket, client)
+        self.reader = reader
+        # Keys changed under the server (rotated, revoked): where to read them again, and
+        # the ones in use. Set by open_store; None: never re-read.
+        self.rekey: Callable[[], Credentials] | None = None
+        self.credentials: Credentials | None = None
+        if reader:
+            register(target.bucket, client, self.new_keys)
 
     def key(self, final: Path) -> str:
         try:
@@ -236,7 +372,34 @@ class ObjectStore(Store):
         """Put ``source`` at ``key`` and verify the object. The file is read and hashed
         first (SHA-256 and size as recorded, and the ETag its bytes must give); an object
         already at ``key`` with exactly that is kept (a retry, a resumed migration), any
-        other is replaced. Raises :class:`ObjectStoreError`."""
+        other is replaced. Refused for its keys, it reads the keys again once and, if they
+        changed, tries again with them. Raises :class:`ObjectStoreError`."""
+        try:
+            self._upload(source, key, sha256, size)
+        except ObjectStoreError as exc:
+            if exc.cause != "keys" or not self.new_keys():
+                raise
+            self._upload(source, key, sha256, size)
+
+    def new_keys(self) -> bool:
+        """Read the keys again (:attr:`rekey`); True when they changed and the client now
+        uses them."""
+        if self.rekey is None:
+            return False
+        try:
+            credentials = self.rekey()
+        except ObjectStoreError:
+            return False
+        if credentials == self.credentials:
+            return False
+        log.warning("object store %s: new keys read; using them", self.target.bucket)
+        self.credentials = credentials
+        self.client = make_client(self.target, credentials)
+        if self.reader:
+            register(self.target.bucket, self.client)
+        return True
+
+    def _upload(self, source: Path, key: str, sha256: str, size: int) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -261,7 +424,22 @@ class ObjectStore(Store):
                 self._abort_uploads(key)  # the next attempt starts afresh
                 raise ObjectStoreError(f"{key}: the stored object does not verify")
         except (BotoCoreError, ClientError) as exc:
-            raise ObjectStoreError(f"object store: {key}: {exc}") from exc
+            raise self._failure(exc, key) from exc
+
+    def _failure(self, exc: Exception, key: str) -> ObjectStoreError:
+        """:func:`failure`, but a refused HEAD (a status without a body, so without its
+        code: wrong keys and a denied user look alike) is asked again as a listing, whose
+        refusal names its cause."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        found = failure(exc, key)
+        if found.cause not in ("denied", "other"):
+            return found
+        try:
+            self.client.list_objects_v2(Bucket=self.target.bucket, Prefix=key, MaxKeys=1)
+        except (BotoCoreError, ClientError) as again:
+            return ObjectStoreError(f"object store: {key}: {again}", failure(again, key).cause)
+        return found
 
     def etag_of(self, source: Path, sha256: str, size: int) -> str:
         """The ETag an object of ``source``'s bytes has here (the MD5, or for a multipart
@@ -283,6 +461,60 @@ class ObjectStore(Store):
         if size <= self.target.part_bytes:
             return md5s[0].hex() if md5s else hashlib.md5(b"").hexdigest()  # noqa: S324
         return f"{hashlib.md5(b''.join(md5s)).hexdigest()}-{len(md5s)}"  # noqa: S324
+
+    def holds(self, key: str, sha256: str, size: int) -> bool:
+        """Whether an object at ``key`` has ``size`` bytes and the SHA-256 label an upload
+        of these bytes gave it (a HEAD: the bytes are not re-read; the fixity check does)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return self._verified(key, sha256, size, None)
+        except (BotoCoreError, ClientError) as exc:
+            raise failure(exc, key) from exc
+
+    def check(self, *, write: bool = False) -> str:
+        """That the store answers a listing with these keys and (``write``) takes a small
+        object, put then deleted; its URL without keys. Raises :class:`ObjectStoreError`
+        with the cause."""
+        return _check(self.client, self.target, write)
+
+    def sizes(self, under: str) -> dict[str, int]:
+        """Every object whose key starts with ``under``: key -> size (listed 1,000 at a
+        time; keep ``under`` narrow — a station's folder — for the dict to stay small)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        found: dict[str, int] = {}
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.target.bucket, Prefix=under
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    found[item["Key"]] = int(item["Size"])
+        except (BotoCoreError, ClientError) as exc:
+            raise failure(exc, self.target.bucket) from exc
+        return found
+
+    def download(self, key: str, dest: Path) -> tuple[str, int]:
+        """Write the object at ``key`` into ``dest`` (replaced); its bytes' SHA-256 and size.
+        FileNotFoundError when there is no such object; :class:`ObjectStoreError` when the
+        store does not answer."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        digest, total = hashlib.sha256(), 0
+        try:
+            body = self.client.get_object(Bucket=self.target.bucket, Key=key)["Body"]
+            with dest.open("wb") as out:
+                while block := body.read(HASH_BLOCK):
+                    digest.update(block)
+                    out.write(block)
+                    total += len(block)
+            body.close()
+        except (BotoCoreError, ClientError) as exc:
+            if _missing(exc):
+                raise FileNotFoundError(f"{self.target.bucket}/{key}") from exc
+            raise failure(exc, key) from exc
+        return digest.hexdigest(), total
 
     def _verified(self, key: str, sha256: str, size: int, etag: str | None) -> bool:
         """Whether the object at ``key`` has ``size`` bytes, the SHA-256 metadata and (when
@@ -390,7 +622,9 @@ def put_bytes(location: str, data: bytes, sha256: str) -> None:
         )
         head = client.head_object(Bucket=bucket, Key=key)
     except (BotoCoreError, ClientError) as exc:
-        raise ObjectStoreError(f"object store: {key}: {exc}") from exc
+        if _renewed(bucket, exc):
+            return put_bytes(location, data, sha256)
+        raise failure(exc, key) from exc
     stored = (
         _etag(answer.get("ETag", "")),
         _etag(head.get("ETag", "")),
@@ -415,7 +649,9 @@ def open_read(location: Location) -> BinaryIO:
     except (BotoCoreError, ClientError) as exc:
         if _missing(exc):
             raise FileNotFoundError(location) from exc
-        raise ObjectStoreError(f"object store: {location}: {exc}") from exc
+        if _renewed(bucket, exc):
+            return open_read(location)
+        raise failure(exc, str(location)) from exc
     return body
 
 
@@ -429,7 +665,7 @@ def stream(location: Location, block: int = HASH_BLOCK) -> Iterator[bytes]:
             try:
                 data = f.read(block)
             except BotoCoreError as exc:
-                raise ObjectStoreError(f"object store: {location}: {exc}") from exc
+                raise failure(exc, str(location)) from exc
             if not data:
                 return
             yield data
@@ -461,7 +697,9 @@ def size(location: Location) -> int:
     except (BotoCoreError, ClientError) as exc:
         if _missing(exc):
             raise FileNotFoundError(location) from exc
-        raise ObjectStoreError(f"object store: {location}: {exc}") from exc
+        if _renewed(bucket, exc):
+            return size(location)
+        raise failure(exc, str(location)) from exc
 
 
 def sha256(location: Location) -> str:
@@ -493,16 +731,18 @@ def local_file(location: Location, suffix: str = "") -> Iterator[Path]:
 # -- building the store the settings name --------------------------------------------------
 
 
-def credentials_from(environ: dict[str, str], secret: Any) -> Credentials:
+def credentials_from(environ: dict[str, str], secret: Any, which: str = "s3") -> Credentials:
     """The object store's keys: ``SOHOA_S3_ACCESS_KEY_ID`` / ``SOHOA_S3_SECRET_ACCESS_KEY``,
     else ``secret("s3-access-key-id")`` / ``secret("s3-secret-access-key")`` (systemd's
-    credentials directory, then /etc/sohoa/credentials)."""
-    key_id = environ.get("SOHOA_S3_ACCESS_KEY_ID") or secret("s3-access-key-id")
-    key = environ.get("SOHOA_S3_SECRET_ACCESS_KEY") or secret("s3-secret-access-key")
+    credentials directory, then /etc/sohoa/credentials). ``which="backup-s3"``: the backup
+    store's (``SOHOA_BACKUP_S3_…``, ``backup-s3-access-key-id``, …)."""
+    env = "SOHOA_" + which.upper().replace("-", "_")
+    key_id = environ.get(f"{env}_ACCESS_KEY_ID") or secret(f"{which}-access-key-id")
+    key = environ.get(f"{env}_SECRET_ACCESS_KEY") or secret(f"{which}-secret-access-key")
     if not key_id or not key:
         raise ObjectStoreError(
-            "the object store needs its keys: the credentials s3-access-key-id and"
-            " s3-secret-access-key (or SOHOA_S3_ACCESS_KEY_ID / SOHOA_S3_SECRET_ACCESS_KEY)"
+            f"the object store needs its keys: the credentials {which}-access-key-id and"
+            f" {which}-secret-access-key (or {env}_ACCESS_KEY_ID / {env}_SECRET_ACCESS_KEY)"
         )
     return Credentials(key_id, key)
 
@@ -515,7 +755,9 @@ def open_store(data_dir: Path, store_url: str | None, credentials: Credentials |
     target = Target.parse(store_url)
     if credentials is None:
         raise ObjectStoreError("the object store needs its keys")
-    return ObjectStore(data_dir / "store-staging", target, make_client(target, credentials))
+    store = ObjectStore(data_dir / "store-staging", target, make_client(target, credentials))
+    store.credentials = credentials
+    return store
 
 
 def connect(settings: ServerSettings, environ: dict[str, str] | None = None) -> Target | None:
@@ -525,23 +767,42 @@ def connect(settings: ServerSettings, environ: dict[str, str] | None = None) -> 
         return None
     target = Target.parse(settings.store_url)
     env = dict(os.environ if environ is None else environ)
-    register(target.bucket, make_client(target, credentials_from(env, settings.secret)))
+    credentials = credentials_from(env, settings.secret)
+    renew = _renewer(target, credentials, lambda: credentials_from(env, settings.secret))
+    register(target.bucket, make_client(target, credentials), renew)
     return target
 
 
-def probe(settings: ServerSettings, environ: dict[str, str] | None = None) -> str:
-    """Check that the object store ``settings`` name answers with these keys (HEAD on the
-    bucket, a read-only request); its redacted URL. Raises :class:`ObjectStoreError`."""
-    from botocore.exceptions import BotoCoreError, ClientError
+PROBE_KEY = ".sohoa-doctor-probe"  # under the prefix; never a part's key (no device id)
 
+
+def probe(
+    settings: ServerSettings, environ: dict[str, str] | None = None, *, write: bool = False
+) -> str:
+    """Check that the object store ``settings`` name answers with these keys (a listing of
+    one key under the prefix: read-only, and unlike HEAD its refusals carry their code);
+    with ``write``, also that it takes a small object (put, then deleted): a bucket over
+    its quota still lists. Its redacted URL. Raises :class:`ObjectStoreError` (its cause)."""
     target = connect(settings, environ)
     if target is None:
         raise ObjectStoreError("no store_url: the files are on local disk")
+    return _check(_client_for(target.bucket), target, write)
+
+
+def _check(client: Any, target: Target, write: bool) -> str:
+    from botocore.exceptions import BotoCoreError, ClientError
+
     where = f"s3://{target.bucket}/{target.prefix} at {target.endpoint or 'AWS'}"
+    key = target.prefix + PROBE_KEY
     try:
-        _client_for(target.bucket).head_bucket(Bucket=target.bucket)
+        client.list_objects_v2(Bucket=target.bucket, Prefix=target.prefix, MaxKeys=1)
+        if write:
+            data = b"sohoa doctor"
+            client.put_object(Bucket=target.bucket, Key=key, Body=data, ContentMD5=_md5_b64(data))
+            client.delete_object(Bucket=target.bucket, Key=key)
     except (BotoCoreError, ClientError) as exc:
-        raise ObjectStoreError(f"the object store {where} does not answer: {exc}") from exc
+        found = failure(exc, target.bucket)
+        raise ObjectStoreError(f"the object store {where}: {exc}", found.cause) from exc
     return where
 
 
@@ -550,7 +811,32 @@ def store_for(settings: ServerSettings, environ: dict[str, str] | None = None) -
     if settings.store_url is None:
         return Store(settings.data_dir / "store")
     env = dict(os.environ if environ is None else environ)
-    return open_store(settings.data_dir, settings.store_url, credentials_from(env, settings.secret))
+    store = open_store(
+        settings.data_dir, settings.store_url, credentials_from(env, settings.secret)
+    )
+    if isinstance(store, ObjectStore):
+        store.rekey = lambda: credentials_from(env, settings.secret)
+    return store
+
+
+def backup_store_for(
+    settings: ServerSettings, environ: dict[str, str] | None = None
+) -> ObjectStore:
+    """The backup object store ``backup_store_url`` names (not registered for readers);
+    its downloads are staged in ``<data_dir>/backup/objects-staging``."""
+    if settings.backup_store_url is None:
+        raise ObjectStoreError(
+            "an archive on an object store needs backup_store_url: the second S3 store its"
+            " objects are copied to (docs/operations.md §8)"
+        )
+    target = Target.parse(settings.backup_store_url)
+    env = dict(os.environ if environ is None else environ)
+    creds = credentials_from(env, settings.secret, "backup-s3")
+    staging = settings.data_dir / "backup" / "objects-staging"
+    store = ObjectStore(staging, target, make_client(target, creds), reader=False)
+    store.credentials = creds
+    store.rekey = lambda: credentials_from(env, settings.secret, "backup-s3")
+    return store
 
 
 # -- moving a local store into the object store ------------------------------------------------
