@@ -177,11 +177,13 @@ def capture_200(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 def fake_line_reader(tmp_path: Path, word: str, conf: float, repeat: int = 1) -> str:
     """Real tesseract for pages; for `--psm 7` line lists, `word` at `conf` on every line,
-    `repeat` times ("ĐÚNG ĐÚNG" for 2: two words side by side)."""
+    `repeat` words side by side, taken in turn from `word`'s ("ĐÚNG VẬY" for 3: "ĐÚNG VẬY
+    ĐÚNG"; a word said twice in a row is a line-mode misreading the pipeline refuses)."""
     real = shutil.which("tesseract")
+    words = word.split()
     rows = "".join(
         f'    printf "5\\t$i\\t1\\t1\\t1\\t{k + 1}\\t{2 + 50 * k}\\t3\\t40\\t20\\t{conf}'
-        f'\\t{word}\\n" >> "$2.tsv"\n'
+        f'\\t{words[k % len(words)]}\\n" >> "$2.tsv"\n'
         for k in range(repeat)
     )
     script = tmp_path / f"fake-tesseract-{repeat}"
@@ -251,13 +253,13 @@ def test_the_second_pass_never_takes_a_less_sure_reading(
     assert cer(truth, kept.text.read_text(encoding="utf-8")) <= 0.02
 
     many = 30  # more valid tokens than any line of the page has
-    sure = fake_line_reader(tmp_path, "ĐÚNG", 99.0, repeat=many)
+    sure = fake_line_reader(tmp_path, "ĐÚNG VẬY", 99.0, repeat=many)
     replaced = process_page(capture, tmp_path / "sure", PipelineSettings(dpi=200, tesseract=sure))
     second = replaced.decisions["ocr_second_pass"]
     assert isinstance(second, dict)
     lines = replaced.text.read_text(encoding="utf-8").splitlines()
     # Every line read again is replaced; no line is lost or added.
-    reading = " ".join(["ĐÚNG"] * many)
+    reading = " ".join(["ĐÚNG", "VẬY"] * (many // 2))
     assert sum(line == reading for line in lines) == second["reread"] == len(second["replaced"])
     assert len([line for line in lines if line.strip()]) == len(truth.splitlines())
     assert replaced.ocr_confidence > result.ocr_confidence

@@ -24,6 +24,7 @@ import ctypes
 import ctypes.util
 import dataclasses
 import functools
+import itertools
 import json
 import os
 import tempfile
@@ -67,7 +68,8 @@ OCR_MIN_DPI = 300  # tesseract is trained on ~300-dpi text: lower captures are e
 OCR_UPSCALE = 1.0  # by this factor (1.0: off; see _ocr_input)
 MMAP_THRESHOLD = 2 * 1024 * 1024  # blocks from this size on are mmapped (see return_freed_memory)
 SECOND_PASS_BELOW = 90.0  # a line with a word less sure than this is read again (_second_pass)
-SECOND_PASS_MAX_SHARE = 0.5  # ... unless more lines than this share are unsure (not a text page)
+SECOND_PASS_MAX_SHARE = 0.5  # ... unless more lines than this share are unsure
+SECOND_PASS_MIN_PLAUSIBLE = 0.5  # ... and under this share of the reading is valid (not text)
 
 
 @dataclass(frozen=True)
@@ -441,9 +443,16 @@ def _second_pass(
     }
     if not unsure and not implausible:
         return result, record
-    if len(unsure) > SECOND_PASS_MAX_SHARE * len(lines):
-        # Most lines unsure: noise, handwriting or a photo, not type with a doubtful line.
-        # Reading it all again would double the page's OCR time for nothing to choose from.
+    if (
+        len(unsure) > SECOND_PASS_MAX_SHARE * len(lines)
+        and _plausibility(result.words) < SECOND_PASS_MIN_PLAUSIBLE
+    ):
+        # Most lines unsure and most of the reading not Vietnamese: noise, handwriting or a
+        # photo, not type with doubtful lines; reading it all again would double the page's
+        # OCR time for nothing to choose from. Type tesseract is unsure of throughout (ink
+        # bleed, a dark gradient, a fax: bench foreign, docs/benchmarks.md eighth sitting) is
+        # read again: on 13 such pages its crops fixed 149 characters net once the choice
+        # below stopped taking repeated cells and stray "?" (skipped, they had kept them all).
         record["skipped"] = "most_lines_unsure"
         return result, record
     # A "line" whose words span several lines' height (a signature tesseract joined to the
@@ -482,8 +491,12 @@ def _second_pass(
     half = len(doubtful)
     for n, key in enumerate(doubtful):
         best, best_key, origin_tag = lines[key], _reading_key(lines[key]), "first"
-        if n in votes:
+        if n in votes and not any(_same_letters(lines[key], rereads[m]) for m in (n, n + half)):
             # Two of three crop readings agree: that reading, if it may replace the first.
+            # Not when the first reading is one of the two the vote split (two readings
+            # against two): the crops then only confirm or contest it, below (bench foreign
+            # ink_bleed seed 1: the page's "không đủ", the plain crop's the same, the
+            # cleaned crop's "không dủ" won by the vote of its own enlargement).
             m, tag = (n, "cleaned") if votes[n] == n else (n + half, "plain")
             agreed = rereads[m]
             if _same_letters(lines[key], agreed):
@@ -723,16 +736,53 @@ def _may_replace(first: Lines, reread: Lines) -> bool:
 
     Not when it keeps fewer valid tokens: a crop read that drops words is "more plausible"
     by share only (tests/records ruled_table seed 1: "111 | BùiKim Sơn 17/12/1990 …" gave
-    way to "111 17/12/1990 …", the name gone). Not when it differs only in letter case: the
-    page reading saw the line among its neighbours, the crop alone does not, and on a
-    faded 200-dpi monospace page a crop's "L" for "l" was the surer reading of the two
-    ("vào Lúc", "- LƯU: VT": typewriter_faded seeds 1 and 2; docs/benchmarks.md, "OCR per
-    class").
+    way to "111 17/12/1990 …", the name gone); nor fewer valid words net of invalid ones
+    (`_net_words`): a crop that reads a line of specks as more specks and a "1%" found no
+    text (bench foreign lighting_gradient seed 0). Not when it differs only in letter case:
+    the page reading saw the line among its neighbours, the crop alone does not, and on a
+    faded 200-dpi monospace page a crop's "L" for "l" was the surer reading of the two ("vào
+    Lúc", "- LƯU: VT": typewriter_faded seeds 1 and 2; docs/benchmarks.md, "OCR per class").
+    Not when it says a word twice that the first reading says once, nor ends a word in "?"
+    or "!" before a lower-case word where the first does not (`_stutters`): tesseract's line
+    mode repeats a table's cell ("1.118.000.000 | 1.118.000.000") and reads a gap as "?"
+    ("mương? nội"), and neither costs plausibility (a number is valid, "?" punctuation).
     """
     if _same_letters(first, reread):
         return False
     kept = quality.plausibility(w.text for w in reread).valid
-    return kept >= quality.plausibility(w.text for w in first).valid
+    if kept < quality.plausibility(w.text for w in first).valid:
+        return False
+    return _net_words(reread) >= _net_words(first) and _stutters(reread) <= _stutters(first)
+
+
+def _words_only(words: Lines) -> list[str]:
+    """The tokens that can tell two readings of a line apart: not numbers. Any digits make a
+    valid number, so a number is no evidence for a reading, and counting it let a crop that
+    read a cell twice, or "54,0%" as "54,090", win over the page's "54,0%o" (bench foreign
+    ink_bleed seed 3); a token of more digits than letters counts as a number."""
+    kept = []
+    for w in words:
+        digits = sum(ch.isdigit() for ch in w.text)
+        if not digits or digits < sum(ch.isalpha() for ch in w.text):
+            kept.append(w.text)
+    return kept
+
+
+def _net_words(words: Lines) -> int:
+    """Valid word tokens less invalid ones (`_words_only`)."""
+    judged = quality.plausibility(_words_only(words))
+    return judged.valid - (judged.tokens - judged.valid)
+
+
+def _stutters(words: Lines) -> int:
+    """Words said twice in a row (table rules aside), and words ending in "?" or "!" that a
+    lower-case word follows: what a line-mode misreading adds."""
+    texts = [w.text for w in words]
+    bare = [t.strip(RULE_MARKS) for t in texts]
+    bare = [t for t in bare if t]
+    repeats = sum(1 for a, b in itertools.pairwise(bare) if a == b and any(map(str.isalnum, a)))
+    marks = sum(1 for a, b in itertools.pairwise(texts) if a[-1:] in "?!" and b[:1].islower())
+    return repeats + marks
 
 
 def _same_letters(first: Lines, reread: Lines) -> bool:
@@ -747,8 +797,10 @@ def _plausibility(words: list[ocr.Word] | tuple[ocr.Word, ...]) -> float:
 
 
 def _reading_key(words: list[ocr.Word] | tuple[ocr.Word, ...]) -> tuple[int, float]:
-    """Order of readings of one line: more plausible first, then surer."""
-    return int(_plausibility(words) / PLAUSIBILITY_STEP + 1e-9), _mean_conf(words)
+    """Order of readings of one line: more plausible (its words, `_words_only`), then surer."""
+    judged = quality.plausibility(_words_only(words))
+    share = judged.share if judged.tokens else 1.0
+    return int(share / PLAUSIBILITY_STEP + 1e-9), _mean_conf(words)
 
 
 def _mean_conf(words: list[ocr.Word] | tuple[ocr.Word, ...]) -> float:
