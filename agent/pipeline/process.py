@@ -443,16 +443,7 @@ def _second_pass(
     }
     if not unsure and not implausible:
         return result, record
-    if (
-        len(unsure) > SECOND_PASS_MAX_SHARE * len(lines)
-        and _plausibility(result.words) < SECOND_PASS_MIN_PLAUSIBLE
-    ):
-        # Most lines unsure and most of the reading not Vietnamese: noise, handwriting or a
-        # photo, not type with doubtful lines; reading it all again would double the page's
-        # OCR time for nothing to choose from. Type tesseract is unsure of throughout (ink
-        # bleed, a dark gradient, a fax: bench foreign, docs/benchmarks.md eighth sitting) is
-        # read again: on 13 such pages its crops fixed 149 characters net once the choice
-        # below stopped taking repeated cells and stray "?" (skipped, they had kept them all).
+    if _not_type(lines, unsure):
         record["skipped"] = "most_lines_unsure"
         return result, record
     # A "line" whose words span several lines' height (a signature tesseract joined to the
@@ -490,60 +481,21 @@ def _second_pass(
     changes = []
     half = len(doubtful)
     for n, key in enumerate(doubtful):
-        best, best_key, origin_tag = lines[key], _reading_key(lines[key]), "first"
-        if n in votes and not any(_same_letters(lines[key], rereads[m]) for m in (n, n + half)):
-            # Two of three crop readings agree: that reading, if it may replace the first.
-            # Not when the first reading is one of the two the vote split (two readings
-            # against two): the crops then only confirm or contest it, below (bench foreign
-            # ink_bleed seed 1: the page's "không đủ", the plain crop's the same, the
-            # cleaned crop's "không dủ" won by the vote of its own enlargement).
-            m, tag = (n, "cleaned") if votes[n] == n else (n + half, "plain")
-            agreed = rereads[m]
-            if _same_letters(lines[key], agreed):
-                continue
-            if _may_replace(lines[key], agreed) and _reading_key(agreed)[0] >= best_key[0]:
-                _, origin, insertions = crops[m]
-                best = [
-                    ocr.Word(w.text, w.conf, _page_box(w.box, origin, insertions), key)
-                    for w in agreed
-                ]
-                replaced[key] = best
-                changes.append(
-                    {
-                        "before": " ".join(w.text for w in lines[key]),
-                        "after": " ".join(w.text for w in best),
-                        "from": f"{tag}, agreed by the enlarged crop",
-                        "confidence_before": round(_mean_conf(lines[key]), 2),
-                        "confidence_after": round(_mean_conf(best), 2),
-                        "plausible_before": _plausibility(lines[key]),
-                        "plausible_after": _plausibility(best),
-                    }
-                )
-                continue
-        # A crop that reads the first reading again (letter case aside) confirms it, as
-        # surely as it read it: a different crop reading must beat that (photocopy_2gen
-        # seed 2: the cleaned crop's "của Chính phủ" at 96, first at 92, the plain crop's
-        # "tủa Chính phử" at 94 won when the confirmation was not counted).
-        for m in (n, n + half):
-            if rereads[m] and _same_letters(lines[key], rereads[m]):
-                best_key = max(best_key, _reading_key(rereads[m]))
-        for m, tag in ((n, "cleaned"), (n + half, "plain")):
-            words = rereads[m]
-            if words and _wins(words, best_key, lines[key]):
-                _, origin, insertions = crops[m]
-                best = [
-                    ocr.Word(w.text, w.conf, _page_box(w.box, origin, insertions), key)
-                    for w in words
-                ]
-                best_key, origin_tag = _reading_key(words), tag
-        if origin_tag == "first":
+        vote = None if n not in votes else "cleaned" if votes[n] == n else "plain"
+        tag = _choose_line(lines[key], rereads[n], rereads[n + half], vote)
+        if tag == "first":
             continue
+        m = n if tag.startswith("cleaned") else n + half
+        _, origin, insertions = crops[m]
+        best = [
+            ocr.Word(w.text, w.conf, _page_box(w.box, origin, insertions), key) for w in rereads[m]
+        ]
         replaced[key] = best
         changes.append(
             {
                 "before": " ".join(w.text for w in lines[key]),
                 "after": " ".join(w.text for w in best),
-                "from": origin_tag,
+                "from": tag,
                 "confidence_before": round(_mean_conf(lines[key]), 2),
                 "confidence_after": round(_mean_conf(best), 2),
                 "plausible_before": _plausibility(lines[key]),
@@ -565,6 +517,53 @@ def _second_pass(
         words=words,
         mean_confidence=round(_mean_conf(words), 2),
     ), record
+
+
+def _not_type(
+    lines: dict[tuple[int, int, int], list[ocr.Word]], unsure: list[tuple[int, int, int]]
+) -> bool:
+    """Whether a page's reading is not type with doubtful lines but noise, handwriting or a
+    photo: most lines unsure (SECOND_PASS_MAX_SHARE) and most of the reading not Vietnamese
+    (SECOND_PASS_MIN_PLAUSIBLE). Reading such a page again line by line would double its OCR
+    time for nothing to choose from. Type tesseract is unsure of throughout is read again:
+    ink bleed, a dark gradient, a fax (bench foreign, docs/benchmarks.md eighth sitting:
+    ink_bleed seed 1, 12 of 18 lines unsure at share 0.99, was never re-read, 1.25 % CER
+    against plain tesseract's 0.42 %); on 20 such pages its crops fixed 238 characters net
+    (`_choose_line`)."""
+    if len(unsure) <= SECOND_PASS_MAX_SHARE * len(lines):
+        return False
+    return _plausibility([w for words in lines.values() for w in words]) < SECOND_PASS_MIN_PLAUSIBLE
+
+
+def _choose_line(first: Lines, cleaned: Lines, plain: Lines, vote: str | None) -> str:
+    """Which reading of a doubtful line to keep: "first" (the page's), "cleaned" or "plain"
+    (its crops', `_second_pass`), or either crop's tag with ", agreed by the enlarged crop"
+    when `vote` (`_third_readings`: "cleaned" or "plain", whose letters a third reading
+    repeated) decided it."""
+    best_key = _reading_key(first)
+    if vote and _same_letters(first, cleaned if vote == "cleaned" else plain):
+        return "first"  # three readings of four agree
+    if vote and not any(_same_letters(first, words) for words in (cleaned, plain)):
+        # Two of three crop readings agree: that reading, if it may replace the first. Not
+        # when the first reading is one of the two the vote split (two readings against
+        # two): the crops then only confirm or contest it, below (bench foreign ink_bleed
+        # seed 1: the page's "không đủ", the plain crop's the same, the cleaned crop's
+        # "không dủ" won by the vote of its own enlargement).
+        agreed = cleaned if vote == "cleaned" else plain
+        if _may_replace(first, agreed) and _reading_key(agreed)[0] >= best_key[0]:
+            return f"{vote}, agreed by the enlarged crop"
+    # A crop that reads the first reading again (letter case aside) confirms it, as surely
+    # as it read it: a different crop reading must beat that (photocopy_2gen seed 2: the
+    # cleaned crop's "của Chính phủ" at 96, first at 92, the plain crop's "tủa Chính phử" at
+    # 94 won when the confirmation was not counted).
+    for words in (cleaned, plain):
+        if words and _same_letters(first, words):
+            best_key = max(best_key, _reading_key(words))
+    chosen = "first"
+    for words, tag in ((cleaned, "cleaned"), (plain, "plain")):
+        if words and _wins(words, best_key, first):
+            best_key, chosen = _reading_key(words), tag
+    return chosen
 
 
 TIEBREAK_SCALE = 1.5  # the third reading of a line its two crops disagree on
@@ -637,11 +636,12 @@ def _plain_page(
     200-dpi copier JPEG of a ruled table: 29 % CER cleaned, 7 % plain, tests/records
     copier_jpeg_200). Only pages `agent.pipeline.quality` sends for review pay for it (4 of the 45
     corpus pages); the plain reading wins only if it is more plausible, or as plausible and
-    surer (`_page_key`), so a page can only gain. Not when it has fewer valid tokens net of
-    invalid ones (`_net_valid`), the page-level twin of `_may_replace`: on a foreign page with
-    a copier drum's vertical streaks (tests/test_ocr_foreign.py) tesseract read the plain page
-    as an image with a heading in it, 9 tokens "more plausible" than the cleaned page's 200,
-    and the text was gone (CER 97 %) without a review flag.
+    surer (`_page_better`), so a page can only gain. Not when it has fewer valid tokens net of
+    invalid ones (`_net_valid`; by more than a PLAUSIBILITY_STEP of them: 229 for 232 is as
+    much text), the page-level twin of `_may_replace`: on a foreign page with a copier drum's
+    vertical streaks (tests/test_ocr_foreign.py) tesseract read the plain page as an image
+    with a heading in it, 9 tokens "more plausible" than the cleaned page's 200, and the
+    text was gone (CER 97 %) without a review flag.
     """
     record: dict[str, object] = {"read": False}
     if not (judged.review and expect_text and result.words):
@@ -658,9 +658,9 @@ def _plain_page(
     except ocr.OcrFailed as exc:
         return result, judged, record | {"read": True, "error": str(exc)[:300]}
     plain_judged = quality.assess([(w.text, w.conf) for w in plain.words], expect_text)
-    kept = _page_key(plain_judged) > _page_key(judged) and _net_valid(plain.words) >= _net_valid(
-        result.words
-    )
+    kept = _page_better(plain_judged, judged) and _net_valid(plain.words) >= (
+        1.0 - PLAUSIBILITY_STEP
+    ) * _net_valid(result.words)
     record |= {
         "read": True,
         "kept": "plain" if kept else "cleaned",
@@ -708,8 +708,16 @@ def _net_valid(words: Lines) -> int:
     return judged.valid - (judged.tokens - judged.valid)
 
 
-def _page_key(judged: quality.PageQuality) -> tuple[int, float]:
-    return int(judged.syllable_share / PLAUSIBILITY_STEP + 1e-9), judged.mean_confidence
+def _page_better(other: quality.PageQuality, judged: quality.PageQuality) -> bool:
+    """Whether a page's other reading beats `judged`: more plausible by a PLAUSIBILITY_STEP,
+    or as plausible (closer than that) and surer. Closer shares are equal however they fall
+    about a multiple of the step: with steps counted from 0 (`_reading_key`'s, for lines),
+    bench foreign copier_200_grey seed 0's plain reading (share 0.9496, confidence 88.1, CER
+    8.1 %: the page's lines in order) lost to the cleaned one (0.9534, 87.5, CER 27.8 %:
+    tesseract split its lines into two columns at a drum's streaks)."""
+    if abs(other.syllable_share - judged.syllable_share) >= PLAUSIBILITY_STEP:
+        return other.syllable_share > judged.syllable_share
+    return other.mean_confidence > judged.mean_confidence
 
 
 Lines = list[ocr.Word] | tuple[ocr.Word, ...]  # the words of one line, in reading order
