@@ -744,9 +744,7 @@ def _may_replace(first: Lines, reread: Lines) -> bool:
 
     Not when it keeps fewer valid tokens: a crop read that drops words is "more plausible"
     by share only (tests/records ruled_table seed 1: "111 | BùiKim Sơn 17/12/1990 …" gave
-    way to "111 17/12/1990 …", the name gone); nor fewer valid words net of invalid ones
-    (`_net_words`): a crop that reads a line of specks as more specks and a "1%" found no
-    text (bench foreign lighting_gradient seed 0). Not when it differs only in letter case:
+    way to "111 17/12/1990 …", the name gone). Not when it differs only in letter case:
     the page reading saw the line among its neighbours, the crop alone does not, and on a
     faded 200-dpi monospace page a crop's "L" for "l" was the surer reading of the two ("vào
     Lúc", "- LƯU: VT": typewriter_faded seeds 1 and 2; docs/benchmarks.md, "OCR per class").
@@ -760,26 +758,21 @@ def _may_replace(first: Lines, reread: Lines) -> bool:
     kept = quality.plausibility(w.text for w in reread).valid
     if kept < quality.plausibility(w.text for w in first).valid:
         return False
-    return _net_words(reread) >= _net_words(first) and _stutters(reread) <= _stutters(first)
+    return _stutters(reread) <= _stutters(first)
 
 
 def _words_only(words: Lines) -> list[str]:
     """The tokens that can tell two readings of a line apart: not numbers. Any digits make a
     valid number, so a number is no evidence for a reading, and counting it let a crop that
     read a cell twice, or "54,0%" as "54,090", win over the page's "54,0%o" (bench foreign
-    ink_bleed seed 3); a token of more digits than letters counts as a number."""
+    ink_bleed seed 3), and a line of specks read as more specks and a "1%" win over specks
+    (lighting_gradient seed 0); a token of as many digits as letters counts as a number."""
     kept = []
     for w in words:
         digits = sum(ch.isdigit() for ch in w.text)
         if not digits or digits < sum(ch.isalpha() for ch in w.text):
             kept.append(w.text)
     return kept
-
-
-def _net_words(words: Lines) -> int:
-    """Valid word tokens less invalid ones (`_words_only`)."""
-    judged = quality.plausibility(_words_only(words))
-    return judged.valid - (judged.tokens - judged.valid)
 
 
 def _stutters(words: Lines) -> int:
