@@ -125,6 +125,27 @@ def test_a_reading_near_every_cut_at_once_is_sent_for_review() -> None:
     assert judged.review and judged.reasons == ("low_score",)
 
 
+def test_a_line_of_marks_read_as_text_sends_the_page_for_review() -> None:
+    # bench foreign faxify seed 0 as the pipeline read it (5.0 % CER, score 88.6, unflagged):
+    # its fax header's specks as a line of 16 one- or two-character tokens, the text fine.
+    specks = str.split("z ~.» Ẩ °» -x z / » rx »Ấ z» , ^ ^ ^ » °")
+    read = [
+        "HƯƠNG DẦN SỐ HOA SỔ SÁCH TẠI BỘ PHAN MỘT CƯ:",
+        "Tài liệu này đành cho công chức văn phòng - thống kê khi dược giao",
+        "quét các số, tập hồ sơ cũ của xã. Trước khi quét, cần tháo phim, vuốt phẳng",
+    ]
+    text = [line.split() for line in read] * 8
+    lines = [specks, *text]
+    words = [(t, 91.0) for line in lines for t in line]
+    judged = quality.assess(words, expect_text=True, lines=lines)
+    assert judged.review and "junk_line" in judged.reasons, judged
+    assert quality.junk_lines(lines) == [" ".join(specks)]
+    # Not a line of punctuation ("./.", a table's "|", list dashes), nor one word among marks.
+    fine = [["-", "-", "./."], ["|", "1.250", "|"], ["`", "Lưu:", "VT"], *text]
+    judged = quality.assess([(t, 95.0) for line in fine for t in line], True, fine)
+    assert not judged.review, judged
+
+
 def test_page_with_marks_and_no_text_is_sent_for_review_blank_is_not() -> None:
     assert quality.assess([], expect_text=True).reasons == ("no_text",)
     assert not quality.assess([], expect_text=False).review

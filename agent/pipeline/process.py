@@ -200,7 +200,9 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         result, dropped = _drop_rule_marks(result, rules, ocr_dpi / dpi)
     with _timed(ms, "quality"):
         expect_text = not blank.blank and cover is None  # a cover sheet is a QR code
-        judged = quality.assess([(w.text, w.conf) for w in result.words], expect_text)
+        judged = quality.assess(
+            [(w.text, w.conf) for w in result.words], expect_text, _token_lines(result.words)
+        )
     with _timed(ms, "ocr_plain_page"):
         result, judged, decisions["ocr_plain_page"] = _plain_page(
             result, judged, plain_input, ocr_dpi, expect_text, settings
@@ -657,7 +659,9 @@ def _plain_page(
         )
     except ocr.OcrFailed as exc:
         return result, judged, record | {"read": True, "error": str(exc)[:300]}
-    plain_judged = quality.assess([(w.text, w.conf) for w in plain.words], expect_text)
+    plain_judged = quality.assess(
+        [(w.text, w.conf) for w in plain.words], expect_text, _token_lines(plain.words)
+    )
     kept = _page_better(plain_judged, judged) and _net_valid(plain.words) >= (
         1.0 - PLAUSIBILITY_STEP
     ) * _net_valid(result.words)
@@ -700,6 +704,14 @@ def _drop_retry_noise(
     }
     empty = dataclasses.replace(result, text="", words=(), mean_confidence=0.0)
     return empty, quality.assess([], expect_text), record
+
+
+def _token_lines(words: Lines) -> list[list[str]]:
+    """The words' texts, line by line (tesseract's block, paragraph, line)."""
+    lines: dict[tuple[int, int, int], list[str]] = {}
+    for w in words:
+        lines.setdefault(w.line, []).append(w.text)
+    return list(lines.values())
 
 
 def _net_valid(words: Lines) -> int:
