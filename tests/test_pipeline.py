@@ -325,6 +325,10 @@ def test_a_crop_reading_does_not_win_by_numbers_repeated_cells_stray_marks_or_sp
     first = _reading("^. ° ^", 30.0)
     crop = _reading("` 1% > % xxưz¬xe rx¬xxẨ^", 40.0)
     assert _choose_line(first, crop, [], None) == "first"
+    # folding seed 2: a little more plausible, but tesseract is unsure of the crop (36.2).
+    first = _reading("Hôm hạ o hồi mười chín bạ r6f ươi phút, tại hội trường thôn Khe", 85.7)
+    crop = _reading("0n Sy, a hố mười n be ề Tươi phí ca hội rưỡng thê che", 36.2)
+    assert _choose_line(first, crop, [], None) == "first"
     # A real correction still wins: lighting_gradient seed 0, "Bàn v lệc" → "Bàn việc".
     first = _reading("Bàn v lệc làm đường bê tông liên xóm năm 2026", 80.0)
     fixed = _reading("Bàn việc làm đường bê tông liên xóm năm 2026", 93.0)

@@ -777,8 +777,15 @@ def _may_replace(first: Lines, reread: Lines) -> bool:
     or "!" before a lower-case word where the first does not (`_stutters`): tesseract's line
     mode repeats a table's cell ("1.118.000.000 | 1.118.000.000") and reads a gap as "?"
     ("mương? nội"), and neither costs plausibility (a number is valid, "?" punctuation).
+    Not when tesseract is unsure of it (mean confidence under quality.UNSURE_WORD) and was
+    not of the first: on a folded page a crop's "0n Sy, a hố mười n be ề Tươi phí ca hội
+    rưỡng thê che" (36.2) is a little more plausible than the page's "Hôm hạ o hồi mười chín
+    bạ r6f ươi phút, tại hội trường thôn Khe" (85.7), and 15 characters worse (bench foreign
+    folding seed 2).
     """
     if _same_letters(first, reread):
+        return False
+    if _mean_conf(reread) < quality.UNSURE_WORD <= _mean_conf(first):
         return False
     kept = quality.plausibility(w.text for w in reread).valid
     if kept < quality.plausibility(w.text for w in first).valid:
