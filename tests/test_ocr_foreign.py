@@ -134,7 +134,7 @@ def test_a_page_whose_own_reading_was_doubtful_is_read_plain_too(
     judged = quality.assess([(w.text, w.conf) for w in result.words], True)
     assert not judged.review, judged  # a clean page: the mended reading would not be reviewed
     settings = PipelineSettings(dpi=200)
-    _, _, record = _plain_page(result, judged, True, capture, 200, True, settings)
+    _, _, record = _plain_page(result, judged, (True, 0), capture, 200, True, settings)
     assert record["read"] and record["first_review"], record
-    _, _, record = _plain_page(result, judged, False, capture, 200, True, settings)
+    _, _, record = _plain_page(result, judged, (False, 0), capture, 200, True, settings)
     assert not record["read"], record
