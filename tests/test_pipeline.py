@@ -344,6 +344,11 @@ def test_the_enlarged_crop_does_not_outvote_the_page_and_the_other_crop() -> Non
     cleaned = _reading(first_text := " ".join(w.text for w in first).replace("đủ", "dủ"), 92.0)
     plain = _reading(first_text.replace("dủ", "đủ"), 96.0)
     assert _choose_line(first, cleaned, plain, "cleaned") == "first"
+    # Enlarged, the cleaned crop sided with the plain one against itself and the page: the
+    # vote stands (tests/records bleed_through seed 0, "sổ" for the page's "số").
+    first = _reading("số hóa số hộ tịch, Ủy ban nhân dân xã Đông Sơn báo cáo như sau:", 95.7)
+    plain = _reading("số hóa sổ hộ tịch, Ủy ban nhân dân xã Đông Sơn báo cáo như sau:", 95.1)
+    assert _choose_line(first, first, plain, "plain") == "plain, agreed by the enlarged crop"
     # The vote still decides between two crops the page agrees with neither of.
     first = _reading("Kính gửi: Ủy ban nhân dân xã Thạch Khô.")
     right = _reading("Kính gửi: Ủy ban nhân dân xã Thạch Khê.", 94.0)

@@ -563,12 +563,16 @@ def _choose_line(first: Lines, cleaned: Lines, plain: Lines, vote: str | None) -
     best_key = _reading_key(first)
     if vote and _same_letters(first, cleaned if vote == "cleaned" else plain):
         return "first"  # three readings of four agree
-    if vote and not any(_same_letters(first, words) for words in (cleaned, plain)):
-        # Two of three crop readings agree: that reading, if it may replace the first. Not
-        # when the first reading is one of the two the vote split (two readings against
-        # two): the crops then only confirm or contest it, below (bench foreign ink_bleed
-        # seed 1: the page's "không đủ", the plain crop's the same, the cleaned crop's
-        # "không dủ" won by the vote of its own enlargement).
+    if vote == "plain" or (
+        vote and not any(_same_letters(first, words) for words in (cleaned, plain))
+    ):
+        # Two of three crop readings agree: that reading, if it may replace the first. The
+        # third is the cleaned crop enlarged: siding with the plain crop it contradicts its
+        # own source (tests/records bleed_through seed 0: "sổ", the page and the cleaned
+        # crop "số"); siding with the cleaned crop it is its echo, and does not outvote a
+        # page reading the plain crop agrees with (bench foreign ink_bleed seed 1: the
+        # page's and the plain crop's "không đủ", the cleaned crop's "không dủ"); the crops
+        # then only confirm or contest the page's reading, below.
         agreed = cleaned if vote == "cleaned" else plain
         if _may_replace(first, agreed) and _reading_key(agreed)[0] >= best_key[0]:
             return f"{vote}, agreed by the enlarged crop"
