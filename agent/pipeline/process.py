@@ -24,6 +24,7 @@ import ctypes
 import ctypes.util
 import dataclasses
 import functools
+import itertools
 import json
 import os
 import tempfile
@@ -67,7 +68,8 @@ OCR_MIN_DPI = 300  # tesseract is trained on ~300-dpi text: lower captures are e
 OCR_UPSCALE = 1.0  # by this factor (1.0: off; see _ocr_input)
 MMAP_THRESHOLD = 2 * 1024 * 1024  # blocks from this size on are mmapped (see return_freed_memory)
 SECOND_PASS_BELOW = 90.0  # a line with a word less sure than this is read again (_second_pass)
-SECOND_PASS_MAX_SHARE = 0.5  # ... unless more lines than this share are unsure (not a text page)
+SECOND_PASS_MAX_SHARE = 0.5  # ... unless more lines than this share are unsure
+SECOND_PASS_MIN_PLAUSIBLE = 0.5  # ... and under this share of the reading is valid (not text)
 
 
 @dataclass(frozen=True)
@@ -191,17 +193,25 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
             timeout_s=settings.ocr_timeout_s,
             binary=settings.tesseract,
         )
+    expect_text = not blank.blank and cover is None  # a cover sheet is a QR code
     with _timed(ms, "ocr_lines"):
+        # Whether the page's own reading, before its lines are mended, was likely wrong: the
+        # plain page is then read too (`_plain_page`).
+        first_review = quality.assess(
+            [(w.text, w.conf) for w in result.words], expect_text, _token_lines(result.words)
+        ).review
+        first_text = _net_valid(result.words)
         result, decisions["ocr_second_pass"] = _second_pass(
-            result, ocr_input, plain_input, work_dir, ocr_dpi, settings
+            result, ocr_input, plain_input, work_dir, ocr_dpi, settings, dots.printed_in_dots
         )
         result, dropped = _drop_rule_marks(result, rules, ocr_dpi / dpi)
     with _timed(ms, "quality"):
-        expect_text = not blank.blank and cover is None  # a cover sheet is a QR code
-        judged = quality.assess([(w.text, w.conf) for w in result.words], expect_text)
+        judged = quality.assess(
+            [(w.text, w.conf) for w in result.words], expect_text, _token_lines(result.words)
+        )
     with _timed(ms, "ocr_plain_page"):
         result, judged, decisions["ocr_plain_page"] = _plain_page(
-            result, judged, plain_input, ocr_dpi, expect_text, settings
+            result, judged, (first_review, first_text), plain_input, ocr_dpi, expect_text, settings
         )
         result, dropped_late = _drop_rule_marks(result, rules, ocr_dpi / dpi)
         decisions["rule_marks"] = {"rules": len(rules), "dropped": dropped + dropped_late}
@@ -402,6 +412,7 @@ def _second_pass(
     work_dir: Path,
     dpi: int,
     settings: PipelineSettings,
+    dotted: bool = False,
 ) -> tuple[ocr.OcrResult, dict[str, object]]:
     """Read doubtful lines again, from the cleaned and the less-processed page; keep the best.
 
@@ -441,9 +452,7 @@ def _second_pass(
     }
     if not unsure and not implausible:
         return result, record
-    if len(unsure) > SECOND_PASS_MAX_SHARE * len(lines):
-        # Most lines unsure: noise, handwriting or a photo, not type with a doubtful line.
-        # Reading it all again would double the page's OCR time for nothing to choose from.
+    if _not_type(lines, unsure, dotted):
         record["skipped"] = "most_lines_unsure"
         return result, record
     # A "line" whose words span several lines' height (a signature tesseract joined to the
@@ -481,56 +490,21 @@ def _second_pass(
     changes = []
     half = len(doubtful)
     for n, key in enumerate(doubtful):
-        best, best_key, origin_tag = lines[key], _reading_key(lines[key]), "first"
-        if n in votes:
-            # Two of three crop readings agree: that reading, if it may replace the first.
-            m, tag = (n, "cleaned") if votes[n] == n else (n + half, "plain")
-            agreed = rereads[m]
-            if _same_letters(lines[key], agreed):
-                continue
-            if _may_replace(lines[key], agreed) and _reading_key(agreed)[0] >= best_key[0]:
-                _, origin, insertions = crops[m]
-                best = [
-                    ocr.Word(w.text, w.conf, _page_box(w.box, origin, insertions), key)
-                    for w in agreed
-                ]
-                replaced[key] = best
-                changes.append(
-                    {
-                        "before": " ".join(w.text for w in lines[key]),
-                        "after": " ".join(w.text for w in best),
-                        "from": f"{tag}, agreed by the enlarged crop",
-                        "confidence_before": round(_mean_conf(lines[key]), 2),
-                        "confidence_after": round(_mean_conf(best), 2),
-                        "plausible_before": _plausibility(lines[key]),
-                        "plausible_after": _plausibility(best),
-                    }
-                )
-                continue
-        # A crop that reads the first reading again (letter case aside) confirms it, as
-        # surely as it read it: a different crop reading must beat that (photocopy_2gen
-        # seed 2: the cleaned crop's "của Chính phủ" at 96, first at 92, the plain crop's
-        # "tủa Chính phử" at 94 won when the confirmation was not counted).
-        for m in (n, n + half):
-            if rereads[m] and _same_letters(lines[key], rereads[m]):
-                best_key = max(best_key, _reading_key(rereads[m]))
-        for m, tag in ((n, "cleaned"), (n + half, "plain")):
-            words = rereads[m]
-            if words and _wins(words, best_key, lines[key]):
-                _, origin, insertions = crops[m]
-                best = [
-                    ocr.Word(w.text, w.conf, _page_box(w.box, origin, insertions), key)
-                    for w in words
-                ]
-                best_key, origin_tag = _reading_key(words), tag
-        if origin_tag == "first":
+        vote = None if n not in votes else "cleaned" if votes[n] == n else "plain"
+        tag = _choose_line(lines[key], rereads[n], rereads[n + half], vote)
+        if tag == "first":
             continue
+        m = n if tag.startswith("cleaned") else n + half
+        _, origin, insertions = crops[m]
+        best = [
+            ocr.Word(w.text, w.conf, _page_box(w.box, origin, insertions), key) for w in rereads[m]
+        ]
         replaced[key] = best
         changes.append(
             {
                 "before": " ".join(w.text for w in lines[key]),
                 "after": " ".join(w.text for w in best),
-                "from": origin_tag,
+                "from": tag,
                 "confidence_before": round(_mean_conf(lines[key]), 2),
                 "confidence_after": round(_mean_conf(best), 2),
                 "plausible_before": _plausibility(lines[key]),
@@ -552,6 +526,68 @@ def _second_pass(
         words=words,
         mean_confidence=round(_mean_conf(words), 2),
     ), record
+
+
+def _not_type(
+    lines: dict[tuple[int, int, int], list[ocr.Word]],
+    unsure: list[tuple[int, int, int]],
+    dotted: bool = False,
+) -> bool:
+    """Whether a page's reading is not type with doubtful lines but noise, handwriting or a
+    photo: most lines unsure (SECOND_PASS_MAX_SHARE) and most of the reading not Vietnamese
+    (SECOND_PASS_MIN_PLAUSIBLE). Reading such a page again line by line would double its OCR
+    time for nothing to choose from. Type tesseract is unsure of throughout is read again:
+    ink bleed, a dark gradient, a fax (bench foreign, docs/benchmarks.md eighth sitting:
+    ink_bleed seed 1, 12 of 18 lines unsure at share 0.99, was never re-read, 1.25 % CER
+    against plain tesseract's 0.42 %). On 20 pages of four such classes (seeds 0–4), every
+    line's readings set against the truth, the crops fixed 254 characters net with
+    `_choose_line`'s rules and this skip, 8 with the former skip and rules.
+
+    A page printed in dots (`dotted`: `imaging.DotMatrix.printed_in_dots`) keeps the former
+    skip, most lines unsure: its plain crops show the dots unjoined and its misread digits
+    are valid numbers either way; re-read, tests/records dot_matrix seeds 0–2 went from 4.1,
+    5.1 and 8.7 % CER to 5.2, 13.7 and 15.0 % (codes and dates dropped from table rows). Such
+    a page is always reviewed (`dot_matrix`)."""
+    if len(unsure) <= SECOND_PASS_MAX_SHARE * len(lines):
+        return False
+    if dotted:
+        return True
+    return _plausibility([w for words in lines.values() for w in words]) < SECOND_PASS_MIN_PLAUSIBLE
+
+
+def _choose_line(first: Lines, cleaned: Lines, plain: Lines, vote: str | None) -> str:
+    """Which reading of a doubtful line to keep: "first" (the page's), "cleaned" or "plain"
+    (its crops', `_second_pass`), or either crop's tag with ", agreed by the enlarged crop"
+    when `vote` (`_third_readings`: "cleaned" or "plain", whose letters a third reading
+    repeated) decided it."""
+    best_key = _reading_key(first)
+    if vote and _same_letters(first, cleaned if vote == "cleaned" else plain):
+        return "first"  # three readings of four agree
+    if vote == "plain" or (
+        vote and not any(_same_letters(first, words) for words in (cleaned, plain))
+    ):
+        # Two of three crop readings agree: that reading, if it may replace the first. The
+        # third is the cleaned crop enlarged: siding with the plain crop it contradicts its
+        # own source (tests/records bleed_through seed 0: "sổ", the page and the cleaned
+        # crop "số"); siding with the cleaned crop it is its echo, and does not outvote a
+        # page reading the plain crop agrees with (bench foreign ink_bleed seed 1: the
+        # page's and the plain crop's "không đủ", the cleaned crop's "không dủ"); the crops
+        # then only confirm or contest the page's reading, below.
+        agreed = cleaned if vote == "cleaned" else plain
+        if _may_replace(first, agreed) and _reading_key(agreed)[0] >= best_key[0]:
+            return f"{vote}, agreed by the enlarged crop"
+    # A crop that reads the first reading again (letter case aside) confirms it, as surely
+    # as it read it: a different crop reading must beat that (photocopy_2gen seed 2: the
+    # cleaned crop's "của Chính phủ" at 96, first at 92, the plain crop's "tủa Chính phử" at
+    # 94 won when the confirmation was not counted).
+    for words in (cleaned, plain):
+        if words and _same_letters(first, words):
+            best_key = max(best_key, _reading_key(words))
+    chosen = "first"
+    for words, tag in ((cleaned, "cleaned"), (plain, "plain")):
+        if words and _wins(words, best_key, first):
+            best_key, chosen = _reading_key(words), tag
+    return chosen
 
 
 TIEBREAK_SCALE = 1.5  # the third reading of a line its two crops disagree on
@@ -613,6 +649,7 @@ def _third_readings(
 def _plain_page(
     result: ocr.OcrResult,
     judged: quality.PageQuality,
+    first: tuple[bool, int],
     plain_input: Path,
     dpi: int,
     expect_text: bool,
@@ -624,14 +661,25 @@ def _plain_page(
     200-dpi copier JPEG of a ruled table: 29 % CER cleaned, 7 % plain, tests/records
     copier_jpeg_200). Only pages `agent.pipeline.quality` sends for review pay for it (4 of the 45
     corpus pages); the plain reading wins only if it is more plausible, or as plausible and
-    surer (`_page_key`), so a page can only gain. Not when it has fewer valid tokens net of
-    invalid ones (`_net_valid`), the page-level twin of `_may_replace`: on a foreign page with
-    a copier drum's vertical streaks (tests/test_ocr_foreign.py) tesseract read the plain page
-    as an image with a heading in it, 9 tokens "more plausible" than the cleaned page's 200,
-    and the text was gone (CER 97 %) without a review flag.
+    surer (`_page_better`), so a page can only gain. Not when it has fewer valid tokens net of
+    invalid ones (`_net_valid`; by more than a PLAUSIBILITY_STEP of them: 229 for 232 is as
+    much text), the page-level twin of `_may_replace`: on a foreign page with a copier drum's
+    vertical streaks (tests/test_ocr_foreign.py) tesseract read the plain page as an image
+    with a heading in it, 9 tokens "more plausible" than the cleaned page's 200, and the
+    text was gone (CER 97 %) without a review flag.
+
+    `first`: whether the cleaned page's reading was likely wrong before the second pass mended
+    its lines, and its valid tokens net of invalid ones then. The plain page is read then too,
+    whatever the mended reading scores: mended lines are local repairs, the plain page a whole
+    other reading (bench foreign shadow_cast seed 0 read 72.9 cleaned and 93.6 plain, CER
+    0.64 %; once its unsure lines were re-read the mended page scored 90.3, was not reviewed,
+    and kept 2.56 % CER). Its amount of text is weighed against the page's own reading, not
+    the mended one's, which the crops added to (copier_200_grey seed 0: 229 net valid tokens
+    plain, 232 cleaned, more once mended; the plain reading, its lines in order, lost).
     """
+    first_review, first_text = first
     record: dict[str, object] = {"read": False}
-    if not (judged.review and expect_text and result.words):
+    if not ((judged.review or first_review) and expect_text and result.words):
         return result, judged, record
     try:
         plain = ocr.recognize(
@@ -644,12 +692,15 @@ def _plain_page(
         )
     except ocr.OcrFailed as exc:
         return result, judged, record | {"read": True, "error": str(exc)[:300]}
-    plain_judged = quality.assess([(w.text, w.conf) for w in plain.words], expect_text)
-    kept = _page_key(plain_judged) > _page_key(judged) and _net_valid(plain.words) >= _net_valid(
-        result.words
+    plain_judged = quality.assess(
+        [(w.text, w.conf) for w in plain.words], expect_text, _token_lines(plain.words)
     )
+    kept = _page_better(plain_judged, judged) and _net_valid(plain.words) >= (
+        1.0 - PLAUSIBILITY_STEP
+    ) * min(first_text, _net_valid(result.words))
     record |= {
         "read": True,
+        "first_review": first_review,
         "kept": "plain" if kept else "cleaned",
         "score_cleaned": judged.score,
         "score_plain": plain_judged.score,
@@ -689,14 +740,30 @@ def _drop_retry_noise(
     return empty, quality.assess([], expect_text), record
 
 
+def _token_lines(words: Lines) -> list[list[str]]:
+    """The words' texts, line by line (tesseract's block, paragraph, line)."""
+    lines: dict[tuple[int, int, int], list[str]] = {}
+    for w in words:
+        lines.setdefault(w.line, []).append(w.text)
+    return list(lines.values())
+
+
 def _net_valid(words: Lines) -> int:
     """Valid tokens less invalid ones: how much readable text a reading holds."""
     judged = quality.plausibility(w.text for w in words)
     return judged.valid - (judged.tokens - judged.valid)
 
 
-def _page_key(judged: quality.PageQuality) -> tuple[int, float]:
-    return int(judged.syllable_share / PLAUSIBILITY_STEP + 1e-9), judged.mean_confidence
+def _page_better(other: quality.PageQuality, judged: quality.PageQuality) -> bool:
+    """Whether a page's other reading beats `judged`: more plausible by a PLAUSIBILITY_STEP,
+    or as plausible (closer than that) and surer. Closer shares are equal however they fall
+    about a multiple of the step: with steps counted from 0 (`_reading_key`'s, for lines),
+    bench foreign copier_200_grey seed 0's plain reading (share 0.9496, confidence 88.1, CER
+    8.1 %: the page's lines in order) lost to the cleaned one (0.9534, 87.5, CER 27.8 %:
+    tesseract split its lines into two columns at a drum's streaks)."""
+    if abs(other.syllable_share - judged.syllable_share) >= PLAUSIBILITY_STEP:
+        return other.syllable_share > judged.syllable_share
+    return other.mean_confidence > judged.mean_confidence
 
 
 Lines = list[ocr.Word] | tuple[ocr.Word, ...]  # the words of one line, in reading order
@@ -723,16 +790,53 @@ def _may_replace(first: Lines, reread: Lines) -> bool:
 
     Not when it keeps fewer valid tokens: a crop read that drops words is "more plausible"
     by share only (tests/records ruled_table seed 1: "111 | BùiKim Sơn 17/12/1990 …" gave
-    way to "111 17/12/1990 …", the name gone). Not when it differs only in letter case: the
-    page reading saw the line among its neighbours, the crop alone does not, and on a
-    faded 200-dpi monospace page a crop's "L" for "l" was the surer reading of the two
-    ("vào Lúc", "- LƯU: VT": typewriter_faded seeds 1 and 2; docs/benchmarks.md, "OCR per
-    class").
+    way to "111 17/12/1990 …", the name gone). Not when it differs only in letter case:
+    the page reading saw the line among its neighbours, the crop alone does not, and on a
+    faded 200-dpi monospace page a crop's "L" for "l" was the surer reading of the two ("vào
+    Lúc", "- LƯU: VT": typewriter_faded seeds 1 and 2; docs/benchmarks.md, "OCR per class").
+    Not when it says a word twice that the first reading says once, nor ends a word in "?"
+    or "!" before a lower-case word where the first does not (`_stutters`): tesseract's line
+    mode repeats a table's cell ("1.118.000.000 | 1.118.000.000") and reads a gap as "?"
+    ("mương? nội"), and neither costs plausibility (a number is valid, "?" punctuation).
+    Not when tesseract is unsure of it (mean confidence under quality.UNSURE_WORD) and was
+    not of the first: on a folded page a crop's "0n Sy, a hố mười n be ề Tươi phí ca hội
+    rưỡng thê che" (36.2) is a little more plausible than the page's "Hôm hạ o hồi mười chín
+    bạ r6f ươi phút, tại hội trường thôn Khe" (85.7), and 15 characters worse (bench foreign
+    folding seed 2).
     """
     if _same_letters(first, reread):
         return False
+    if _mean_conf(reread) < quality.UNSURE_WORD <= _mean_conf(first):
+        return False
     kept = quality.plausibility(w.text for w in reread).valid
-    return kept >= quality.plausibility(w.text for w in first).valid
+    if kept < quality.plausibility(w.text for w in first).valid:
+        return False
+    return _stutters(reread) <= _stutters(first)
+
+
+def _words_only(words: Lines) -> list[str]:
+    """The tokens that can tell two readings of a line apart: not numbers. Any digits make a
+    valid number, so a number is no evidence for a reading, and counting it let a crop that
+    read a cell twice, or "54,0%" as "54,090", win over the page's "54,0%o" (bench foreign
+    ink_bleed seed 3), and a line of specks read as more specks and a "1%" win over specks
+    (lighting_gradient seed 0); a token of as many digits as letters counts as a number."""
+    kept = []
+    for w in words:
+        digits = sum(ch.isdigit() for ch in w.text)
+        if not digits or digits < sum(ch.isalpha() for ch in w.text):
+            kept.append(w.text)
+    return kept
+
+
+def _stutters(words: Lines) -> int:
+    """Words said twice in a row (table rules aside), and words ending in "?" or "!" that a
+    lower-case word follows: what a line-mode misreading adds."""
+    texts = [w.text for w in words]
+    bare = [t.strip(RULE_MARKS) for t in texts]
+    bare = [t for t in bare if t]
+    repeats = sum(1 for a, b in itertools.pairwise(bare) if a == b and any(map(str.isalnum, a)))
+    marks = sum(1 for a, b in itertools.pairwise(texts) if a[-1:] in "?!" and b[:1].islower())
+    return repeats + marks
 
 
 def _same_letters(first: Lines, reread: Lines) -> bool:
@@ -747,8 +851,10 @@ def _plausibility(words: list[ocr.Word] | tuple[ocr.Word, ...]) -> float:
 
 
 def _reading_key(words: list[ocr.Word] | tuple[ocr.Word, ...]) -> tuple[int, float]:
-    """Order of readings of one line: more plausible first, then surer."""
-    return int(_plausibility(words) / PLAUSIBILITY_STEP + 1e-9), _mean_conf(words)
+    """Order of readings of one line: more plausible (its words, `_words_only`), then surer."""
+    judged = quality.plausibility(_words_only(words))
+    share = judged.share if judged.tokens else 1.0
+    return int(share / PLAUSIBILITY_STEP + 1e-9), _mean_conf(words)
 
 
 def _mean_conf(words: list[ocr.Word] | tuple[ocr.Word, ...]) -> float:
