@@ -321,3 +321,49 @@ def test_a_name_s_page_and_exact_total_take_three_round_trips(
     assert {h["page"] for h in found.hits} == phrase
     assert (found.total, found.estimated) == (len(every), False)
     assert len(trips) == 3, trips
+
+
+def test_the_pair_window_is_looked_for_among_the_newest_pages_first(
+    pg_cluster: PostgresCluster, spy: list[bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A phrase on many pages: its pair rows are read only in a span of the newest pages
+    (the pair bitmap ANDed with the primary key's range) when the span holds the window,
+    and from the whole archive when it does not — the same hits and totals either way."""
+    db = Database(pg_cluster.create_database())
+    texts = []
+    for k in range(200):
+        text = f"biên bản họp thôn {k}"
+        if k % 7 == 0:
+            text += " về tu bổ đê điều"  # 29 pages, all through the archive
+        if k < 60 and k % 2:
+            text += " và kè đá"  # 30 pages, all among the oldest
+        texts.append(text)
+    ids = archive(db, texts)
+    db.read().execute("ANALYZE")
+    windows: list[list[object]] = []  # each window's arguments: the bound is 5th from the end
+    original = Catalog._pg_pairs_window
+
+    def spied(self: Catalog, sql: str, args: list[object]) -> Any:
+        windows.append(args)
+        return original(self, sql, args)
+
+    monkeypatch.setattr(Catalog, "_pg_pairs_window", spied)
+    small = Catalog(db, candidate_budget=10)
+    # ~29 matches by the statistics: a span of 2 × 10 × 200 / 29 ≈ 137 pages, which holds
+    # 19 of them, the window's 10.
+    want = [ids[k] for k in range(199, -1, -1) if k % 7 == 0][:10]
+    found = small.search_page('"đê điều"', 10)
+    assert spy[-1] is True
+    assert {h["page"] for h in found.hits} == set(want)  # the newest 10, ranked
+    assert (found.total, found.estimated) == (29, False)
+    assert len(windows) == 1 and 0 < int(str(windows[0][-5])) < ids[-1]  # the span alone
+    # "kè đá" only on the oldest pages: the span holds none of it, so the whole archive is
+    # searched and the newest matches are found there.
+    windows.clear()
+    want = [ids[k] for k in range(59, -1, -1) if k % 2][:10]
+    found = small.search_page('"kè đá"', 10)
+    assert spy[-1] is True
+    assert {h["page"] for h in found.hits} == set(want)
+    assert (found.total, found.estimated) == (30, False)
+    assert len(windows) == 2 and int(str(windows[0][-5])) > 0 and windows[1][-5] == 0
+    db.close()
