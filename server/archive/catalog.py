@@ -660,29 +660,13 @@ class Catalog:
         sql = (
             f"SELECT page_pk, score, count(*) OVER (){count} FROM (SELECT page_pk,"  # noqa: S608
             f" -({' + '.join(terms)}) AS score FROM (SELECT w.page_pk, w.vec FROM (SELECT"
-            f" page_pk FROM {pairs} WHERE vec @@ ?::tsquery AND page_pk > ?"
-            f" ORDER BY page_pk DESC OFFSET 0) c"
+            f" page_pk FROM {pairs} WHERE vec @@ ?::tsquery ORDER BY page_pk DESC OFFSET 0) c"
             f" JOIN {table} w ON w.page_pk = c.page_pk WHERE w.vec @@ ?::tsquery"
             " ORDER BY c.page_pk DESC LIMIT ?) w OFFSET 0) r"
             " ORDER BY score, page_pk DESC LIMIT ? OFFSET ?"  # (constants)
         )
-        # First among the newest pages, as the word window does: a span that should hold
-        # twice the budget's pair matches by the pairs' estimate. PostgreSQL then ANDs the
-        # pair bitmap with the primary key's range (checked with EXPLAIN ANALYZE at
-        # 1,000,000 pages) and reads only the span's pair rows, not every match's: "gia
-        # khu", 5,654 pair matches, 3,933 heap blocks and 49 ms; in the newest 100,000
-        # pages, 373 blocks and 8 ms. When the span holds fewer than the budget, the newest
-        # matches may be older: the whole archive, as before (same hits and totals).
-        span = 2 * budget * n // max(pair_estimate, 1)
-        rows: list[Any] | None = None
-        if 0 < span < n:
-            args = [*count_args, *term_args, pq, n - span, phrase, budget, limit, offset]
-            rows = self._pg_pairs_window(sql, args)
-            if (int(rows[0][2]) if rows else 0) < budget:
-                rows = None
-        if rows is None:
-            args = [*count_args, *term_args, pq, 0, phrase, budget, limit, offset]
-            rows = self._pg_pairs_window(sql, args)
+        args = [*count_args, *term_args, pq, phrase, budget, limit, offset]
+        rows = self._pg_pairs_window(sql, args)
         ranked = [(int(r[0]), float(r[1])) for r in rows]
         window = int(rows[0][2]) if rows else 0
         if not quoted:
