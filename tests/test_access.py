@@ -16,10 +16,12 @@ import pytest
 from fastapi.testclient import TestClient
 from harness import BIN
 from real_archive import RealArchive
+from test_search import archive as pages_of
 
 from server.app import create_app
-from server.archive import auth
+from server.archive import access, auth
 from server.config import ServerSettings
+from server.store import pg
 from server.store.db import Database
 
 pytestmark = [pytest.mark.tesseract, pytest.mark.mqtt, pytest.mark.slow]
@@ -256,3 +258,46 @@ def test_the_list_filter_agrees_with_page_by_page_access(
                 assert small.total == len(expected), (who, p.places, lists_up_to)
                 assert {h["page"] for h in small.hits} <= set(expected)
     assert Catalog(archive.db, candidate_budget=1).search_page("xa", 10, 0).total == 2
+
+
+def test_a_rescan_shares_its_old_page_s_rule_in_lists_and_page_by_page(
+    database: Path | str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page that replaced one a secret hồ sơ holds is hidden with it, in a list's filter
+    and page by page; each answer is one statement on PostgreSQL (the hồ sơ's pages with
+    the replacements, and a page's rules with whether it is in a replacement: two each
+    before, a round trip more per search)."""
+    db = Database(database)
+    old, new, plain = pages_of(db, ["cũ", "mới", "khác"])
+    with db.tx() as con:
+        con.execute(
+            "INSERT INTO ho_so(ma_ho_so, organ_id, nam, ky_hieu, data, created_at, updated_at,"
+            " updated_by) VALUES ('H1', 'X', 2020, 'k', ?, 0, 0, 't')",
+            ('{"che_do_su_dung": "Mật"}',),
+        )
+        con.execute("INSERT INTO van_ban(id, ma_ho_so, stt, data, created_at, updated_at)"
+                    " VALUES (1, 'H1', 1, '{}', 0, 0)")  # fmt: skip
+        con.execute("INSERT INTO van_ban_pages(van_ban_id, seq, page_pk) VALUES (1, 1, ?)", (old,))
+        con.execute(
+            "INSERT INTO page_replacements(page_pk, replaces_pk, placed_at) VALUES (?, ?, 0)",
+            (new, old),
+        )
+    viewer = auth.add_user(db, "v", "viewer", None)
+    statements: list[str] = []
+    if db.dialect == "postgresql":
+        execute = pg.PooledConnection.execute
+
+        def counted(self: pg.PooledConnection, sql: str, parameters: object = (), /) -> object:
+            statements.append(sql)
+            return execute(self, sql, parameters)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(pg.PooledConnection, "execute", counted)
+    shown = access.page_filter(db, viewer)
+    assert shown is not None and not shown.only and shown.ids == {old, new}
+    assert len(statements) <= 1, statements
+    statements.clear()
+    assert access.readable_pages(db, viewer, [plain]) == {plain}
+    assert len(statements) <= 1, statements
+    assert access.readable_pages(db, viewer, [old, new, plain]) == {plain}
+    assert access.readable_pages(db, auth.add_user(db, "a", "admin", None), [new]) == {new}
+    db.close()

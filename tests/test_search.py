@@ -17,7 +17,7 @@ from server.app import create_app
 from server.archive import auth
 from server.archive.catalog import Catalog, aligned, parse_query, snippet
 from server.config import ServerSettings
-from server.store.db import Database
+from server.store.db import Database, fold
 
 
 def archive(db: Database, texts: list[str]) -> list[int]:
@@ -153,6 +153,18 @@ def test_parse_query_and_aligned() -> None:
     assert len(aligned(text, False)) == len(text) == len(aligned(text, True))
     assert aligned("ĐÀ Nẵng", False) == "da nang"
     assert snippet("a " * 200 + "Đà Nẵng", ["da", "nang"], False).endswith("Đà Nẵng")
+
+
+def test_aligned_is_the_text_mapped_character_by_character() -> None:
+    def one(c: str, exact: bool) -> str:
+        f = c.lower() if exact else fold(c)
+        return f if len(f) == 1 else c
+
+    odd = "ĐÀ Nẵng İ ΟΔΟΣ x\u0301 한국 \x00 \ud800 ǅ ＡＢ"  # no character beyond U+FFFF
+    for text in (odd, odd + " 😀 𝐀", "", "Ủy ban nhân dân xã " * 50):
+        for exact in (True, False):
+            assert aligned(text, exact) == "".join(one(c, exact) for c in text)
+            assert aligned(text, exact) == aligned(text, exact)  # the tables filled: the same
 
 
 def test_api_search_shape_paging_and_total(tmp_path: Path, database: Path | str) -> None:

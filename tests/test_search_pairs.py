@@ -276,3 +276,48 @@ def test_search_pairs_command_fills_and_reports(
         assert db.read().execute("SELECT count(*) FROM page_pairs").fetchone()[0] == 120
     finally:
         db.close()
+
+
+def test_a_name_s_page_and_exact_total_take_three_round_trips(
+    built: tuple[Database, list[str], list[int]],
+    spy: list[bool],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each statement is a round trip, 1–6 ms of wall time on a loaded server for a count
+    that takes 0.2 ms: the highest page id with the words' document frequencies, the window
+    with the total counted in it, the page texts — seven before (one count per word and one
+    for the total)."""
+    db, texts, ids = built
+    db.read().execute("ANALYZE")
+    catalog = Catalog(db)
+    catalog.search_page("Lê Văn Hùng", 5)  # the statistics, once per a few minutes
+    trips: list[str] = []
+    inside = [False]
+    execute, settings = pg.PgConnection.execute, pg.PgConnection.fetch_with_settings
+
+    def counted(self: pg.PgConnection, sql: str, parameters: Any = (), /) -> Any:
+        if not inside[0]:
+            trips.append(sql)
+        return execute(self, sql, parameters)
+
+    def pipelined(self: pg.PgConnection, s: dict[str, str], sql: str, p: Any) -> Any:
+        trips.append(sql)  # one round trip: settings, statement, reset
+        inside[0] = True
+        try:
+            return settings(self, s, sql, p)
+        finally:
+            inside[0] = False
+
+    monkeypatch.setattr(pg.PgConnection, "execute", counted)
+    monkeypatch.setattr(pg.PgConnection, "fetch_with_settings", pipelined)
+    name = "Nguyễn Văn Hùng"
+    phrase = scan(texts, ids, name)
+    every = {
+        page for page, text in zip(ids, texts, strict=True)
+        if all(scan([text], [page], w) for w in name.split())
+    }  # fmt: skip
+    found = catalog.search_page(name, len(phrase))
+    assert spy[-1] is True
+    assert {h["page"] for h in found.hits} == phrase
+    assert (found.total, found.estimated) == (len(every), False)
+    assert len(trips) == 3, trips

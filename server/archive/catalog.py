@@ -12,6 +12,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
+import numpy as np
+
 from server.archive import rotation
 from server.store import pg
 from server.store.db import PAIRS_META_KEY, Connection, Database, Row, fold
@@ -477,18 +479,17 @@ class Catalog:
         matches fill the page asked for, without the window above."""
         table = "page_search_exact" if parsed.exact else "page_search_folded"
         query = pg.tsquery(parsed.items)
-        pages = con.execute(f"SELECT COALESCE(max(page_pk), 0) FROM {table}")  # noqa: S608
-        n = int(pages.fetchone()[0])  # ~ pages indexed (ids are dense)
+        # n ~ pages indexed (ids are dense), and each word's document frequency
+        n, dfs = self._pg_n_and_dfs(con, table, parsed.items if len(parsed.items) > 1 else [])
         score: list[str] = []
         score_args: list[object] = []
         if len(parsed.items) == 1:
             score.append("ts_rank(vec, ?::tsquery, 1)")
             score_args.append(query)
         else:
-            for item in parsed.items:
-                unit = pg.tsquery([item])
-                df = self._pg_df(con, table, item, unit)
+            for item, df in zip(parsed.items, dfs, strict=True):
                 score.append("? * ts_rank(vec, ?::tsquery, 1)")
+                unit = pg.tsquery([item])
                 score_args += [math.log(1 + max(0.0, n - df + 0.5) / (df + 0.5)), unit]
         tier, tier_args = "false", []
         if parsed.phrase is not None:
@@ -639,33 +640,44 @@ class Catalog:
         if pair_estimate * pair_estimate > budget * max(n, 1):
             return None  # a common phrase: the walk finds its newest matches sooner
         terms, term_args = score
+        # 2+ words without quotes on few pages by the estimate: their total is counted (up
+        # to what the window or the count after it would have, so a small archive's total
+        # stays exact), in the window statement (an InitPlan, run once the window has a
+        # row; a statement of its own was a round trip more).
+        exact_up_to = max(budget, PG_TOTAL_EXACT_UP_TO)
+        count, count_args = "", []
+        if not quoted and estimate < exact_up_to:
+            count = (
+                f", (SELECT count(*) FROM (SELECT 1 FROM {table}"  # noqa: S608  (constants)
+                " WHERE vec @@ ?::tsquery LIMIT ?) s)"
+            )
+            count_args = [pg.tsquery(parsed.items), exact_up_to]
         # Candidates by the pair index sorted newest first (their page ids only), then each
         # one's word vector by primary key, checked, until the budget: a nested loop in the
         # candidates' order, stopped by the LIMIT (joined before sorting, PostgreSQL read
         # every candidate's vector and sorted the vectors). Then ranked, below the count
         # (``OFFSET 0``: see the window of :meth:`_rank_postgres`).
         sql = (
-            f"SELECT page_pk, score, count(*) OVER () FROM (SELECT page_pk,"  # noqa: S608
+            f"SELECT page_pk, score, count(*) OVER (){count} FROM (SELECT page_pk,"  # noqa: S608
             f" -({' + '.join(terms)}) AS score FROM (SELECT w.page_pk, w.vec FROM (SELECT"
             f" page_pk FROM {pairs} WHERE vec @@ ?::tsquery ORDER BY page_pk DESC OFFSET 0) c"
             f" JOIN {table} w ON w.page_pk = c.page_pk WHERE w.vec @@ ?::tsquery"
             " ORDER BY c.page_pk DESC LIMIT ?) w OFFSET 0) r"
             " ORDER BY score, page_pk DESC LIMIT ? OFFSET ?"  # (constants)
         )
-        rows = self._pg_pairs_window(sql, [*term_args, pq, phrase, budget, limit, offset])
+        args = [*count_args, *term_args, pq, phrase, budget, limit, offset]
+        rows = self._pg_pairs_window(sql, args)
         ranked = [(int(r[0]), float(r[1])) for r in rows]
         window = int(rows[0][2]) if rows else 0
         if not quoted:
             if window < offset + limit or not ranked:
                 return None  # the phrase matches do not fill the page: both tiers
-            # Few pages with all the words, by the estimate: counted (up to what the window
-            # or the count after it would have), so a small archive's total stays exact.
-            exact_up_to = max(budget, PG_TOTAL_EXACT_UP_TO)
-            if estimate >= exact_up_to:
+            if not count:
                 return ranked, max(window, estimate), True
-            query = pg.tsquery(parsed.items)
-            total, estimated = self._pg_count(con, table, query, exact_up_to)
-            return ranked, max(window, total), estimated
+            total = int(rows[0][3])
+            if total < exact_up_to:
+                return ranked, max(window, total), False
+            return ranked, max(window, exact_up_to, estimate), True
         if not ranked and offset:
             window = self._pg_pair_count(con, pairs, table, pq, phrase, budget)
         if window < budget:
@@ -695,33 +707,60 @@ class Catalog:
             sql, args, ("enable_seqscan", "enable_hashjoin", "enable_mergejoin")
         )
 
-    def _pg_df(self, con: Connection, table: str, item: list[str], unit: str) -> int:
-        """Pages with ``item`` (a word or a phrase), for its idf: counted up to
-        ``PG_DF_EXACT_UP_TO``, else estimated — and then kept for ``PG_STATS_TTL`` seconds
-        (counting the first 500 pages of a common word costs a bitmap of all of them). A
-        word the column's statistics put on more than ``PG_DF_FROM_STATS_ABOVE`` pages is
-        not counted at all: its estimate is what the count would end in."""
-        if len(item) == 1:
-            stats = self._pg_stats(con, table)
-            if stats is not None:
+    def _pg_n_and_dfs(
+        self, con: Connection, table: str, items: list[list[str]]
+    ) -> tuple[int, list[int]]:
+        """The highest page id of ``table`` and the pages with each of ``items`` (a word or a
+        phrase), for idf, in one statement: each counted up to ``PG_DF_EXACT_UP_TO``, else
+        estimated as the planner would (:meth:`_pg_estimate_items`) — and then kept for
+        ``PG_STATS_TTL`` seconds (counting the first 500 pages of a common word costs a
+        bitmap of all of them). A word the column's statistics put on more than
+        ``PG_DF_FROM_STATS_ABOVE`` pages is not counted at all: its estimate is what the
+        count would end in. One round trip for all of them: each statement is a wake-up of
+        the server and of this process, 1–6 ms of wall time on a loaded machine for a
+        count that takes 0.2 ms (docs/benchmarks.md, eighth sitting)."""
+        stats = self._pg_stats(con, table) if items else None
+        now = time.monotonic()
+        dfs: list[int | None] = []
+        counted: list[int] = []  # indexes into items
+        args: list[object] = []
+        columns = [f"(SELECT COALESCE(max(page_pk), 0) FROM {table})"]  # noqa: S608  (constants)
+        for i, item in enumerate(items):
+            if stats is not None and len(item) == 1:
                 rows, freqs, _ = stats
                 seen = rows * freqs.get(item[0], 0.0)
                 if seen >= PG_DF_FROM_STATS_ABOVE:
                     # What the count would have returned (it stops at PG_DF_EXACT_UP_TO and
                     # takes the planner's estimate, which is this), without the count: a GIN
                     # bitmap of the word's every page, 2–20 ms for a common word.
-                    return round(seen)
-        key = (self.db.url, table, " ".join(item))
-        now = time.monotonic()
-        kept = _DF_CACHE.get(key)
-        if kept is not None and now - kept[1] < PG_STATS_TTL:
-            return kept[0]
-        df, estimated = self._pg_count(con, table, unit, PG_DF_EXACT_UP_TO)
-        if estimated:
-            if len(_DF_CACHE) > 10_000:
-                _DF_CACHE.clear()
-            _DF_CACHE[key] = (df, now)
-        return df
+                    dfs.append(round(seen))
+                    continue
+            kept = _DF_CACHE.get((self.db.url, table, " ".join(item)))
+            if kept is not None and now - kept[1] < PG_STATS_TTL:
+                dfs.append(kept[0])
+                continue
+            dfs.append(None)
+            counted.append(i)
+            columns.append(
+                f"(SELECT count(*) FROM (SELECT 1 FROM {table}"  # noqa: S608  (constants)
+                " WHERE vec @@ ?::tsquery LIMIT ?) s)"
+            )
+            args += [pg.tsquery([item]), PG_DF_EXACT_UP_TO]
+        row = con.execute(f"SELECT {', '.join(columns)}", args).fetchone()
+        n = int(row[0])
+        where = f"FROM {table} WHERE vec @@ ?::tsquery"  # (constants)
+        for column, i in enumerate(counted, 1):
+            df = int(row[column])
+            if df >= PG_DF_EXACT_UP_TO:
+                unit = pg.tsquery([items[i]])
+                df = max(
+                    PG_DF_EXACT_UP_TO, self._pg_estimate_items(con, table, [items[i]], where, unit)
+                )
+                if len(_DF_CACHE) > 10_000:
+                    _DF_CACHE.clear()
+                _DF_CACHE[(self.db.url, table, " ".join(items[i]))] = (df, now)
+            dfs[i] = df
+        return n, [int(df or 0) for df in dfs]
 
     def _pg_estimate_items(
         self, con: Connection, table: str, items: list[list[str]], where: str, query: str
@@ -823,10 +862,17 @@ class Catalog:
         return int(con.execute(sql, (match,)).fetchone()[0])
 
 
-# Per character: its lower case (exact) or folded form, when that is one character; and the
-# characters already in each table (a set difference finds a page's new ones in C).
-_ALIGN: dict[bool, dict[int, str]] = {True: {}, False: {}}
-_ALIGNED: dict[bool, set[str]] = {True: set(), False: set()}
+# Per character below U+10000: its lower case (exact) or folded form when that is one
+# character (else itself), and whether it is known yet. A page is mapped through the table
+# by numpy in one step; characters never seen are filled first (fold() of each).
+_BMP = 0x10000
+_ALIGN: dict[bool, np.ndarray] = {e: np.zeros(_BMP, np.uint32) for e in (True, False)}
+_KNOWN: dict[bool, np.ndarray] = {e: np.zeros(_BMP, np.bool_) for e in (True, False)}
+
+
+def _aligned_char(c: str, exact: bool) -> str:
+    f = c.lower() if exact else fold(c)
+    return f if len(f) == 1 else c
 
 
 def aligned(text: str, exact: bool) -> str:
@@ -835,17 +881,21 @@ def aligned(text: str, exact: bool) -> str:
     lengths for Vietnamese, but a stray combining mark or a letter whose lower case is two
     characters ("İ") would shift every later offset; per character they cannot.
 
-    Through ``str.translate`` with a table filled per new character: fold() per character
-    cost ~1 ms per 2 KB page, 50 ms for a page of 50 hits at 100,000 pages; looking each of
-    a page's distinct characters up in Python cost ~0.1 ms more per page (~9 ms per query of
-    50 hits at 1,000,000 pages, docs/benchmarks.md), so only characters never seen are."""
-    table, known = _ALIGN[exact], _ALIGNED[exact]
-    new = set(text) - known
-    for c in new:
-        f = c.lower() if exact else fold(c)
-        table[ord(c)] = f if len(f) == 1 else c
-    known |= new
-    return text.translate(table)
+    Through a table of code points indexed by numpy (the text as UTF-32): fold() per
+    character cost ~1 ms per 2 KB page; ``str.translate`` with a dict table, ~80 µs per
+    page (a Python lookup per character: ~4 ms of a 50-hit query's snippets); this, ~15 µs
+    (docs/benchmarks.md, eighth sitting). A text with a character beyond U+FFFF is mapped
+    character by character."""
+    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
+    if codes.size and int(codes.max()) >= _BMP:
+        return "".join(_aligned_char(c, exact) for c in text)
+    table, known = _ALIGN[exact], _KNOWN[exact]
+    new = codes[~known[codes]]
+    if new.size:
+        for code in set(new.tolist()):
+            table[code] = ord(_aligned_char(chr(code), exact))
+            known[code] = True  # after its value: another thread may read it at once
+    return table[codes].tobytes().decode("utf-32-le", "surrogatepass")
 
 
 def query_terms(query: str) -> tuple[list[str], bool]:

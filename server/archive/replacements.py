@@ -181,6 +181,12 @@ def all_groups(con: Connection) -> dict[int, set[int]]:
             "SELECT page_pk, replaces_pk FROM page_replacements WHERE replaces_pk IS NOT NULL"
         )
     ]
+    return components(edges)
+
+
+def components(edges: list[tuple[int, int]]) -> dict[int, set[int]]:
+    """:func:`all_groups` of the replacement ``edges`` (page, the page it replaced) that a
+    caller read itself (server.archive.access.page_filter, with the hồ sơ's pages)."""
     return _components(edges, None)
 
 
