@@ -32,8 +32,9 @@ CREDENTIALS = (
 # The object store's keys (store_url = s3://...): made by whoever runs the store, put in the
 # same directory by hand (root:sohoa 0640), read directly; not made by the install script.
 OBJECT_STORE_CREDENTIALS = ("s3-access-key-id", "s3-secret-access-key")
-# The backup object store's (backup_store_url: another site's S3) are read the same way as
-# backup-s3-access-key-id and backup-s3-secret-access-key (server.store.objects.credentials_from).
+# The backup object store's (backup_store_url: another site's S3) are read the same way
+# (server.store.objects.credentials_from, which="backup-s3").
+BACKUP_STORE_CREDENTIALS = ("backup-s3-access-key-id", "backup-s3-secret-access-key")
 ENV_PREFIX = "SOHOA_"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 

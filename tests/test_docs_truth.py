@@ -177,6 +177,8 @@ def test_the_station_password_has_one_place_and_the_unit_and_docs_agree(tmp_path
 
 def test_documented_credentials_and_variables_exist() -> None:
     credentials = set(agent_config.CREDENTIALS) | set(server_config.CREDENTIALS)
+    credentials |= set(server_config.OBJECT_STORE_CREDENTIALS)
+    credentials |= set(server_config.BACKUP_STORE_CREDENTIALS)
     variables = set()  # what some code reads: the settings, and a few literals (demo ports)
     for source in [
         *REPO.glob("agent/**/*.py"),
@@ -225,3 +227,20 @@ def test_install_script_installs_what_the_repository_ships() -> None:
     assert settings.trusted_proxies == ["127.0.0.1"]  # nginx on the same host
     assert settings.mqtt_url.startswith("mqtt://sohoa-server@")  # the broker user it creates
     assert settings.database_url == "postgresql://sohoa@localhost:5432/sohoa"
+
+
+def test_the_object_stores_credential_names_are_the_ones_read() -> None:
+    from server.store import objects
+
+    for which, names in (
+        ("s3", server_config.OBJECT_STORE_CREDENTIALS),
+        ("backup-s3", server_config.BACKUP_STORE_CREDENTIALS),
+    ):
+        asked: list[str] = []
+
+        def secret(name: str, asked: list[str] = asked) -> str:
+            asked.append(name)
+            return "x"
+
+        objects.credentials_from({}, secret, which)
+        assert tuple(asked) == names
