@@ -73,8 +73,8 @@ def _parts_by_station(db: Database) -> Iterator[tuple[str, list[tuple[int, str, 
             rows = db.read().execute(
                 "SELECT x.id, x.path, x.sha256, x.size FROM parts x"
                 " JOIN pages p ON p.id = x.page_pk WHERE p.batch_pk = ?"
-                " AND x.state = 'committed' AND x.path LIKE 's3://%' ORDER BY x.id",
-                (batch_pk,),
+                " AND x.state = 'committed' AND x.path LIKE ? ORDER BY x.id",
+                (batch_pk, "s3://%"),
             )
             found = [(int(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in rows]
             if found:
