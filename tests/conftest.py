@@ -7,6 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hang_report import (  # noqa: F401 (hooks: pytest finds them by name here)
+    pytest_configure,
+    pytest_runtest_protocol,
+    pytest_terminal_summary,
+)
 from harness import Broker, ServerProcess, tool_version
 from pgcluster import PostgresCluster
 from real_archive import RealArchive

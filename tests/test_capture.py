@@ -36,6 +36,7 @@ def _reset_test_backend() -> None:
     dev = sane_device.sane.open("test:0")
     try:
         dev.read_return_value = "Default"
+        dev.read_delay = 0
     finally:
         dev.close()
 
@@ -137,6 +138,38 @@ def test_the_disk_guard_refuses_a_scan_before_it_starts(tmp_path: Path, known) -
         _scan(greedy, known, "adf")
     with ob.Outbox(greedy.data_dir, read_only=True) as outbox:
         assert outbox.batches() == []
+
+
+@pytest.mark.parametrize("wait", [True, False], ids=["waiting", "not-waiting"])
+def test_the_last_line_is_read_once_the_backends_reader_thread_has_ended(  # type: ignore[no-untyped-def]
+    known, monkeypatch, wait: bool
+) -> None:
+    """The test backend reads through a thread of ours that sane_read() cancels and joins as
+    it returns the last bytes; a cancel landing while that thread is itself exiting can hang
+    the scan for ever (sane_device._Frame). The last line is therefore read only once the
+    thread has ended. Without the wait (second case) the thread is still alive at that point
+    in some of the ten sheets (how many is up to the scheduler): this is the race the wait
+    closes, not a situation the test made up."""
+    if not wait:
+        monkeypatch.setattr(sane_device, "READER_EXIT_WAIT_S", 0.0)
+    at_last_line: list[tuple[bool, bool]] = []
+    progress = sane_device._Frame._progress
+
+    def spy(self, line: int, lines: int) -> None:  # type: ignore[no-untyped-def]
+        progress(self, line, lines)
+        if line == lines - 1:
+            at_last_line.append((bool(self.reader), bool(self.reader & sane_device._threads())))
+
+    monkeypatch.setattr(sane_device._Frame, "_progress", spy)
+    request = profiles.ScanRequest(source="adf", mode="gray", dpi=100)
+    with sane_device.open_scanner("test:0", known) as sc:
+        sc.device.read_delay = 1  # the reader sleeps before each block it writes: it lags
+        sc.device.read_delay_duration = 2000
+        pages = list(sc.pages(request))
+    assert len(pages) == 10 and {page.image.size for page in pages} == {(787, 787)}
+    assert [started for started, _ in at_last_line] == [True] * 10  # each sheet had its reader
+    alive = sum(alive for _, alive in at_last_line)
+    assert (alive > 0) if not wait else (alive == 0)
 
 
 def test_the_next_press_after_a_jam_continues_the_batch(settings, known) -> None:  # type: ignore[no-untyped-def]

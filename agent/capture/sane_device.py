@@ -108,6 +108,66 @@ def _keep_signal_handlers() -> Iterator[None]:
                 _libc.sigaction(wanted_sig, wanted_action, None)
 
 
+# How long the last line's read waits for the backend's reader thread to end (see _Frame).
+READER_EXIT_WAIT_S = 1.0
+_TASKS = Path("/proc/self/task")
+
+
+def _threads() -> set[int]:
+    try:
+        return {int(task.name) for task in _TASKS.iterdir()}
+    except OSError:  # no /proc: nothing to wait for
+        return set()
+
+
+class _Frame:
+    """One frame: sane_start, then the read, with the backend's reader thread let finish.
+
+    Backends built on sanei_thread with pthreads (Debian's build; the test backend, and
+    scanner backends that read through a reader thread) run their reader as a thread of
+    our process with asynchronous cancellation enabled, and end a frame by cancelling it
+    and joining it in the same sane_read() that returns the last bytes — while that
+    thread is itself returning from its last write (free(), pthread_exit()). A cancel that
+    lands there can leave the thread stuck in its exit and sane_read() joined on it
+    forever: a scan that never ends (seen in a run of the test suite: the reader thread
+    "Exiting", the main thread in sanei_thread_waitpid). Python-sane reads line by line
+    and calls a progress function between lines, so before the last line is read this
+    waits (at most READER_EXIT_WAIT_S) for the threads sane_start() created to end: by
+    then the reader has written all but at most that line into its pipe (64 KiB, larger
+    than any line) and has nothing left to do. The cancel then finds a finished thread.
+    Threads started by Python meanwhile are not the backend's and are not waited for."""
+
+    def __init__(self, device: Any) -> None:
+        self.device = device
+        self.reader: set[int] = set()
+
+    def start(self) -> None:
+        before = _threads()
+        with _keep_signal_handlers():
+            self.device.start()
+        python = {t.native_id for t in threading.enumerate()}
+        self.reader = _threads() - before - python
+
+    def snap(self) -> Image.Image:
+        with _keep_signal_handlers():
+            image: Image.Image = self.device.snap(progress=self._progress)
+        return image
+
+    def _progress(self, line: int, lines: int) -> None:
+        if self.reader and lines > 0 and line == lines - 1:
+            self.wait_for_reader()
+
+    def wait_for_reader(self) -> bool:
+        """True once the reader threads have ended; False after READER_EXIT_WAIT_S."""
+        deadline = time.monotonic() + READER_EXIT_WAIT_S
+        while self.reader & _threads():
+            if time.monotonic() > deadline:
+                log.debug("the backend's reader thread is still running at the last line")
+                return False
+            time.sleep(0.0005)
+        return True
+
+
 def init() -> str:
     """Initialise SANE once per process; returns the SANE version string."""
     global _initialised, _sane_version
@@ -297,9 +357,9 @@ class Scanner:
         feeder = request.source != "flatbed"
         count = 0
         while True:
+            frame = _Frame(self.device)
             try:
-                with _keep_signal_handlers():
-                    self.device.start()
+                frame.start()
             except Exception as exc:
                 if END_OF_FEEDER in str(exc):
                     if count == 0:
@@ -307,8 +367,7 @@ class Scanner:
                     return
                 raise ScannerError(_error_key(exc), str(exc), pages=count) from exc
             try:
-                with _keep_signal_handlers():
-                    image = self.device.snap()
+                image = frame.snap()
             except Exception as exc:
                 if END_OF_FEEDER in str(exc):  # some backends say so on read, not on start
                     if count == 0:
@@ -329,10 +388,10 @@ class Scanner:
             self.configure(request)
         except profiles.ProfileError as exc:
             log.info("reading a sheet with %s's own settings: %s", self.info.name, exc)
+        frame = _Frame(self.device)
         try:
-            with _keep_signal_handlers():
-                self.device.start()
-                image = self.device.snap()
+            frame.start()
+            image = frame.snap()
         except Exception as exc:
             raise ScannerError(_error_key(exc), str(exc), pages=0) from exc
         return ScannedPage(image=image, dpi=self.resolution(), colour=request.mode == "color")
