@@ -153,6 +153,14 @@ class AgentSettings(BaseModel):
         ge=10,
         description="New scans are refused when less than this is free on the data disk.",
     )
+    scan_stall_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="A scan whose scanner sends nothing for this long mid-page (a stalled "
+        "USB link, a driver stuck) is reported to the technician, and the service stops "
+        "pinging systemd's watchdog so that systemd restarts it; the pages already scanned "
+        "are kept.",
+    )
     disk_warn_days: int = Field(
         default=7,
         ge=1,

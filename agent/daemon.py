@@ -9,12 +9,15 @@ Three loops in one process, so that only it writes the outbox (TinyDB allows one
   publishes telemetry for the fleet view.
 
 systemd gets ``READY=1`` once the outbox is open and ``WATCHDOG=1`` only while all three
-threads are alive; SIGTERM stops after the page being written is on disk.
+threads are alive and no scan has stalled mid-page for ``scan_stall_s`` (a driver stuck in
+a C call blocks the capture thread where nothing else would notice); SIGTERM stops after the
+page being written is on disk.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import signal
 import threading
@@ -61,6 +64,16 @@ SYNC_RUN = 600.0
 # agent should not sit out minutes of a link that came back (a 2G tower returning); the
 # jitter spreads a commune district reconnecting at once.
 CONNECT_BACKOFF = (1.0, 60.0)
+
+
+def watchdog_tick() -> float:
+    """Seconds between watchdog pings: half of systemd's WatchdogSec (``WATCHDOG_USEC``),
+    at most 5."""
+    try:
+        usec = int(os.environ.get("WATCHDOG_USEC", "0"))
+    except ValueError:
+        usec = 0
+    return min(5.0, usec / 2e6) if usec > 0 else 5.0
 
 
 class Daemon:
@@ -123,12 +136,27 @@ class Daemon:
             self.settings.device_id,
             self.settings.data_dir,
         )
-        while not self.stop.wait(5.0):
-            if all(t.is_alive() for t in self.threads):
-                notifier.notify("WATCHDOG=1")
-            else:
-                dead = [t.name for t in self.threads if not t.is_alive()]
+        stalled = False
+        while not self.stop.wait(watchdog_tick()):
+            dead = [t.name for t in self.threads if not t.is_alive()]
+            silent = sane_device.stalled_for()
+            if dead:
                 log.error("worker thread(s) died: %s; not pinging the watchdog", dead)
+            elif silent > self.settings.scan_stall_s:
+                if not stalled:  # once per stall: the box and the log say it, then wait
+                    stalled = True
+                    self._error(
+                        ScannerError(
+                            "scanner_stalled",
+                            f"{self.settings.scanner} has sent nothing for {silent:.0f} s "
+                            "mid-page; not pinging the watchdog (systemd restarts the agent)",
+                        )
+                    )
+            else:
+                if stalled:
+                    stalled = False
+                    log.warning("the scanner is sending again; pinging the watchdog again")
+                notifier.notify("WATCHDOG=1")
         notifier.notify("STOPPING=1")
         if self.screen is not None:
             self.screen.shutdown()

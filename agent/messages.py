@@ -57,6 +57,13 @@ CATALOG: dict[str, tuple[str, str]] = {
         "The scanner failed. The {pages} page(s) scanned so far are kept. "
         "Power-cycle the scanner and try again.",
     ),
+    "scanner_stalled": (
+        "Máy quét ngừng gửi dữ liệu giữa trang. Các trang đã quét được giữ nguyên. Trạm quét "
+        "sẽ tự khởi động lại: tắt/bật máy quét, đặt lại tờ đang quét rồi bấm nút.",
+        "The scanner stopped sending data mid-page. The pages already scanned are kept. The "
+        "station restarts itself: power-cycle the scanner, reload the sheet being scanned "
+        "and press the button.",
+    ),
     "disk_full": (
         "Ổ đĩa sắp đầy — không nhận bản quét mới. Hãy đồng bộ hoặc gọi cán bộ kỹ thuật.",
         "The disk is nearly full — new scans are refused. Sync, or call the technician.",
@@ -451,6 +458,12 @@ ACTIONS: dict[str, tuple[str, str]] = {
         "Tắt/bật máy quét, bấm lại; nếu còn lỗi: `journalctl -u sohoa-agent`, kiểm tra cáp.",
         "Power-cycle the scanner and press again; if it persists: `journalctl -u "
         "sohoa-agent`, check the cable.",
+    ),
+    "scanner_stalled": (
+        "Nếu lặp lại: `journalctl -u sohoa-agent` (dòng scanner_stalled), kiểm tra cáp USB, "
+        "nguồn máy quét và hồ sơ máy quét (`sohoa-agent devices`).",
+        "If it recurs: `journalctl -u sohoa-agent` (line scanner_stalled), check the USB "
+        "cable, the scanner's power and its profile (`sohoa-agent devices`).",
     ),
     "disk_full": (
         "Đồng bộ để giải phóng trang đã có biên nhận (`sohoa-agent sync --wait`, hoặc USB: "

@@ -6,9 +6,11 @@ drive the fleet view, and SIGTERM stops the service cleanly."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
+import socket
 import subprocess
 import time
 import tty
@@ -131,3 +133,74 @@ def test_last_will_marks_a_vanished_device_offline(
     finally:
         if agent.poll() is None:
             agent.kill()
+
+
+def test_a_scan_stalled_mid_page_is_reported_and_the_watchdog_left_to_restart(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """A scanner that stops sending mid-page leaves the capture thread blocked in the driver,
+    where no thread check sees it. The agent says so (log, box) and stops pinging systemd's
+    watchdog (which then restarts it) until lines come again. Played by SANE's test backend
+    configured (its test.conf, through SANE_CONFIG_DIR) to pause 0.2 s before each 64 KiB
+    block, with scan_stall_s at 0.1 s and the watchdog's half-period at 0.25 s; systemd's
+    side is a datagram socket at NOTIFY_SOCKET, as sd_notify(3) describes."""
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(0.1)
+    sane_dir = tmp_path / "sane.d"
+    sane_dir.mkdir()
+    (sane_dir / "test.conf").write_text("read-delay true\nread-delay-duration 200000\n")
+    box = Box()
+    env = agent_env(
+        tmp_path / "agent",
+        broker.url,
+        device_id="xa-stall-01",
+        SOHOA_BUTTON="serial-box",
+        SOHOA_BUTTON_PORT=box.path,
+        SOHOA_SOURCE="flatbed",
+        SOHOA_MODE="gray",
+        SOHOA_DPI="200",
+        SOHOA_SCAN_STALL_S="0.1",
+        NOTIFY_SOCKET=str(tmp_path / "notify"),
+        WATCHDOG_USEC="500000",
+        SANE_CONFIG_DIR=f"{sane_dir}:",  # the trailing colon keeps the system's dirs after it
+    )
+    log_path = tmp_path / "agent.log"
+    log = open(log_path, "wb")  # noqa: SIM115
+    agent = subprocess.Popen([str(BIN / "sohoa-agent"), "run"], env=env, stdout=log, stderr=log)
+    heard: list[tuple[float, str]] = []
+
+    def listen(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                heard.append((time.monotonic(), notify.recv(4096).decode()))
+
+    def text() -> str:
+        return log_path.read_text(errors="replace")
+
+    try:
+        box.send("HELLO sohoa-box 1 test")
+        assert box.read_until(lambda h: h == "LED green on", 20), box.heard
+        listen(1.5)
+        assert "READY=1" in [m for _, m in heard]
+        assert [m for _, m in heard].count("WATCHDOG=1") >= 2  # pinged while idle
+        box.send("BTN 1 SHORT")
+        deadline = time.monotonic() + 60
+        while "sending again" not in text() and time.monotonic() < deadline:
+            listen(0.5)
+        log_text = text()
+        assert "scanner_stalled" in log_text, log_text[-3000:]
+        assert "has sent nothing for" in log_text
+        assert "sending again" in log_text, log_text[-3000:]  # lines came: pinging again
+        resumed = len(heard)
+        listen(1.5)
+        assert "WATCHDOG=1" in [m for _, m in heard[resumed:]]
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(30) == 0
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+        box.close()
+        log.close()
+        notify.close()

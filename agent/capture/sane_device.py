@@ -113,6 +113,20 @@ READER_EXIT_WAIT_S = 1.0
 _TASKS = Path("/proc/self/task")
 
 
+# When the frame being read last gave a sign of life (monotonic seconds); None between frames.
+_alive_at: float | None = None
+
+
+def stalled_for() -> float:
+    """Seconds since the frame being read gave its last line (or since sane_start() was
+    called, before the first); 0 when no frame is being read. A scanner whose driver stops
+    sending mid-page — a USB link that stalls, a backend stuck in a C call — leaves the
+    capture thread blocked where nothing else can see it: the daemon reads this to stop
+    pinging systemd's watchdog (settings.scan_stall_s)."""
+    alive = _alive_at
+    return 0.0 if alive is None else max(0.0, time.monotonic() - alive)
+
+
 def _threads() -> set[int]:
     try:
         return {int(task.name) for task in _TASKS.iterdir()}
@@ -142,18 +156,31 @@ class _Frame:
         self.reader: set[int] = set()
 
     def start(self) -> None:
+        global _alive_at
         before = _threads()
-        with _keep_signal_handlers():
-            self.device.start()
+        _alive_at = time.monotonic()
+        try:
+            with _keep_signal_handlers():
+                self.device.start()
+        except BaseException:
+            _alive_at = None
+            raise
+        _alive_at = time.monotonic()
         python = {t.native_id for t in threading.enumerate()}
         self.reader = _threads() - before - python
 
     def snap(self) -> Image.Image:
-        with _keep_signal_handlers():
-            image: Image.Image = self.device.snap(progress=self._progress)
+        global _alive_at
+        try:
+            with _keep_signal_handlers():
+                image: Image.Image = self.device.snap(progress=self._progress)
+        finally:
+            _alive_at = None
         return image
 
     def _progress(self, line: int, lines: int) -> None:
+        global _alive_at
+        _alive_at = time.monotonic()
         if self.reader and lines > 0 and line == lines - 1:
             self.wait_for_reader()
 

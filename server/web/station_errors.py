@@ -13,6 +13,7 @@ STATION_ERRORS: dict[str, tuple[str, str]] = {
     'scanner_cover_open': ('Nắp máy quét đang mở. Đã giữ … trang. Đóng nắp rồi bấm nút để quét tiếp.', 'The scanner cover is open. … page(s) kept. Close it and press the button.'),
     'scanner_double_feed': ('Máy quét báo kéo 2 tờ cùng lúc. Đã giữ … trang. Đặt lại tờ cuối rồi quét tiếp.', 'The scanner fed two sheets at once. … page(s) kept. Reload the last sheet.'),
     'scanner_failed': ('Máy quét gặp lỗi. Đã giữ … trang đã quét. Tắt/bật máy quét rồi thử lại.', 'The scanner failed. The … page(s) scanned so far are kept. Power-cycle the scanner and try again.'),
+    'scanner_stalled': ('Máy quét ngừng gửi dữ liệu giữa trang. Các trang đã quét được giữ nguyên. Trạm quét sẽ tự khởi động lại: tắt/bật máy quét, đặt lại tờ đang quét rồi bấm nút.', 'The scanner stopped sending data mid-page. The pages already scanned are kept. The station restarts itself: power-cycle the scanner, reload the sheet being scanned and press the button.'),
     'disk_full': ('Ổ đĩa sắp đầy — không nhận bản quét mới. Hãy đồng bộ hoặc gọi cán bộ kỹ thuật.', 'The disk is nearly full — new scans are refused. Sync, or call the technician.'),
     'write_failed': ('Không ghi được tệp lên ổ đĩa. Gọi cán bộ kỹ thuật.', 'A file could not be written to disk. Call the technician.'),
     'file_error': ('Không đọc hoặc ghi được tệp trên máy. Dữ liệu đã lưu vẫn an toàn. Gọi cán bộ kỹ thuật.', 'A file on this station cannot be read or written. Saved data is safe. Call the technician.'),
