@@ -13,12 +13,16 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from protocol.version import PROTOCOL_VERSION, TOPIC_LEVEL
 from server import __version__, config, db_cli, fleet_cli, fonds_cli
 from server.archive import audit, auth
 from server.store.db import OPERATIONAL_ERRORS, SCHEMA_VERSION, Database
+
+if TYPE_CHECKING:
+    from server.store.objects import ObjectStore
 
 VERSION = (
     f"sohoa-server {__version__} (protocol {PROTOCOL_VERSION}, topics {TOPIC_LEVEL}, "
@@ -661,19 +665,30 @@ def cmd_store_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _object_store(settings: config.ServerSettings, command: str) -> ObjectStore:
+    """The configured object store, or exit 78 (no ``store_url``, or keys/URL unusable)."""
+    from server.store import objects
+
+    if settings.store_url is None:
+        raise Refused(78, f"{command}: no object store (store_url) is configured")
+    try:
+        store = objects.store_for(settings)
+    except (ValueError, objects.ObjectStoreError) as exc:
+        raise Refused(78, f"{command}: {exc}") from exc
+    assert isinstance(store, objects.ObjectStore)
+    return store
+
+
 def restore_objects(settings: config.ServerSettings) -> int:
     """Bring back from ``backup_store_url`` every object the catalogue names that the store
     lacks (server.store.offsite); the exit code of ``store restore``."""
     from server.store import objects, offsite
 
-    if settings.store_url is None:
-        raise Refused(78, "store restore: no object store (store_url) is configured")
+    store = _object_store(settings, "store restore")
     try:
-        store = objects.store_for(settings)
         source = objects.backup_store_for(settings)
     except (ValueError, objects.ObjectStoreError) as exc:
         raise Refused(78, f"store restore: {exc}") from exc
-    assert isinstance(store, objects.ObjectStore)
     db = _open(settings)
     try:
         report = offsite.restore(db, store, source)
@@ -706,16 +721,10 @@ def cmd_store_restore(args: argparse.Namespace) -> int:
 def cmd_store_gc(args: argparse.Namespace) -> int:
     """Exit 0: listed (``--dry-run``) or removed; 69: the object store failed (run again);
     78: no object store is configured."""
-    from server.store import hygiene, objects
+    from server.store import hygiene
 
     settings = _settings(args)
-    if settings.store_url is None:
-        raise Refused(78, "store gc: no object store (store_url) is configured")
-    try:
-        store = objects.store_for(settings)
-    except (ValueError, objects.ObjectStoreError) as exc:
-        raise Refused(78, f"store gc: {exc}") from exc
-    assert isinstance(store, objects.ObjectStore)
+    store = _object_store(settings, "store gc")
     db = _open(settings)
     try:
         try:
@@ -733,7 +742,7 @@ def cmd_store_gc(args: argparse.Namespace) -> int:
             "deleted": found.deleted, "aborted": found.aborted, "bytes": found.bytes,
             "keys": [k for k, _, _ in found.orphans][:100],
         }  # fmt: skip
-        audit.record(db, "cli", "store.gc", settings.store_url.split("?")[0], detail)
+        audit.record(db, "cli", "store.gc", str(settings.store_url).split("?")[0], detail)
     finally:
         db.close()
     if args.dry_run:
