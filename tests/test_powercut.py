@@ -401,6 +401,7 @@ def site(tmp_path: Path) -> Iterator[Site]:
 @pytest.mark.sane
 @pytest.mark.tesseract
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # ~2 min: a power cut at every stage
 def test_power_cuts_from_scan_to_receipt(site: Site, record_property: Any) -> None:
     rng = random.Random(int(os.environ.get("SOHOA_POWERCUT_SEED", "18")))
     rounds = int(os.environ.get("SOHOA_POWERCUT_ROUNDS", "14"))

@@ -80,6 +80,7 @@ def test_each_class_reads_and_is_never_clearly_worse_than_plain_tesseract(
 
 
 @pytest.mark.mqtt
+@pytest.mark.timeout(900)  # ~1-3.5 min: noise, a photo, handwriting and a good page, whole pipeline
 def test_bad_input_is_kept_flagged_with_its_reason_and_shown_to_the_operator(
     tmp_path: Path,
 ) -> None:
