@@ -313,16 +313,36 @@ def test_staging_swept_at_start_after_sigkill_mid_ingest_loses_nothing(
         assert set(before) - removed == set(_staged(staging)) - {
             fresh.relative_to(staging).as_posix()
         }
-        # The station, with no receipt for what was lost in the crash, sends it all again.
+        # The station, with no receipt for what was lost in the crash, sends it all again —
+        # and, as the agent does, again later what the server asked it to retry (a loaded
+        # server says "retry later" rather than queue without bound).
         station = _station(broker.port, events)
-        for payload in batch.all_chunks(8192):
-            station.publish(topics.up(DEVICE, "chunk"), payload, qos=1)
-        parts = {(p.page_id, name) for p in batch.pages for name in p.parts}
+        chunks_of = {(p.page_id, name): batch.chunks(p, name, 8192)
+                     for p in batch.pages for name in p.parts}  # fmt: skip
+        parts = set(chunks_of)
         receipted: Counter[tuple[str, str]] = Counter()
+
+        def send(which: set[tuple[str, str]]) -> None:
+            assert station is not None
+            for key in sorted(which):
+                for payload in chunks_of[key]:
+                    station.publish(topics.up(DEVICE, "chunk"), payload, qos=1)
+
+        send(parts)
         deadline = time.monotonic() + 300
+        resend_at: float | None = None
         while not parts <= set(receipted):
-            ev = events.get(timeout=max(0.1, deadline - time.monotonic()))
+            assert time.monotonic() < deadline, f"receipts for {len(receipted)} of {len(parts)}"
+            if resend_at is not None and time.monotonic() >= resend_at:
+                send(parts - set(receipted))
+                resend_at = None
+            try:
+                ev = events.get(timeout=0.5)
+            except queue.Empty:
+                continue
             assert not isinstance(ev, Reject) or ev.reason == "retry_later", ev
+            if isinstance(ev, Reject) and resend_at is None:
+                resend_at = time.monotonic() + 2.0
             if isinstance(ev, Receipt):
                 receipted.update((s.page_id, s.part) for s in ev.committed)
     finally:
