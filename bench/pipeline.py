@@ -13,8 +13,8 @@ variant at 200 dpi), then on the same PNGs in the same run:
 Measured: pages per minute (wall clock over all pages), peak RSS summed over the whole
 process tree (sampled from /proc every 50 ms: workers, tesseract, ghostscript...), bytes per
 archival page, and CER per variant against the rendered ground truth (ours: text.txt;
-OCRmyPDF: its sidecar). Prints a Markdown table; `--write` replaces the "Pipeline" section of
-the given Markdown file.
+OCRmyPDF: its sidecar). Prints a Markdown table; `--write` adds it, dated, as the last
+subsection of the "Pipeline" section of the given Markdown file (earlier runs stay).
 """
 
 from __future__ import annotations
@@ -408,17 +408,20 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}×" if b else "–"
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace (or append) the '## Pipeline' section of a Markdown file."""
+def write_section(path: Path, body: str, title: str) -> None:
+    """Add ``body`` under ``### title`` at the end of the '## Pipeline' section of a Markdown
+    file (the section is made if missing). Earlier runs recorded there are never touched:
+    figures are added, dated, not replaced."""
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    block = f"### {title}\n\n{body.rstrip()}\n"
     start = text.find(SECTION + "\n")
-    block = f"{SECTION}\n\n{body}\n"
     if start < 0:
-        text = text.rstrip("\n") + "\n\n" + block
-    else:
-        nxt = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + block + (text[nxt:] if nxt >= 0 else "")
-    path.write_text(text, encoding="utf-8")
+        path.write_text(text.rstrip("\n") + f"\n\n{SECTION}\n\n{_doc_intro()}{block}", "utf-8")
+        return
+    nxt = text.find("\n## ", start + len(SECTION))
+    end = nxt + 1 if nxt >= 0 else len(text)
+    head = text[:end].rstrip("\n") + "\n\n"
+    path.write_text(head + block + ("\n" + text[end:] if nxt >= 0 else ""), encoding="utf-8")
 
 
 def main(argv: list[str]) -> int:
@@ -438,7 +441,9 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--skip-ocrmypdf", action="store_true")
     parser.add_argument("--keep", type=Path, help="keep the work folder here")
-    parser.add_argument("--write", type=Path, help="Markdown file whose Pipeline section to set")
+    parser.add_argument(
+        "--write", type=Path, help="Markdown file to add this run to (its Pipeline section)"
+    )
     args = parser.parse_args(argv)
     shown = [a for i, a in enumerate(argv) if "--write" not in (a, argv[i - 1] if i else "")]
     command = " ".join(["python -m bench pipeline", *shown])
@@ -467,7 +472,13 @@ def main(argv: list[str]) -> int:
     body = report(ours, base, len(pages), args.workers, command.strip())
     print(body)
     if args.write:
-        write_section(args.write, _doc_intro() + body)
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        title = f"Run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}" + (
+            f" at {commit}" if commit else ""
+        )
+        write_section(args.write, body, title)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 1 if ours.error else 0
