@@ -158,7 +158,7 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         normalised = imaging.normalise_background(grey, dpi)
         del grey
         # Dot-matrix type is read with its dots joined; `plain.png` keeps them as printed.
-        cleaned = imaging.join_dots(normalised, dots)  # `normalised` itself when not dotted
+        cleaned = imaging.join_dots(normalised, dots, dpi)  # `normalised` itself when not dotted
         binary, binarisation = imaging.binarise(cleaned, dpi)
         ink_mask = imaging.mask_binary(cleaned, binary, dpi)
         decisions["archival_mask"] = "ocr_binary" if ink_mask is binary else "unsmoothed_otsu"
