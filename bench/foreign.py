@@ -370,6 +370,9 @@ CLASSES: dict[str, ForeignClass] = {
                     "dot_matrix_shape": "circle",
                     "dot_matrix_dot_width_range": (5, 5),
                     "dot_matrix_dot_height_range": (5, 5),
+                    # the dots' colour from a 3-px median of the page (augraphy's default,
+                    # 128-255 px, takes the paper's: dots barely darker than the paper)
+                    "dot_matrix_median_kernel_value_range": (3, 3),
                 },
             ),
         ),
