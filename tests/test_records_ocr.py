@@ -56,7 +56,9 @@ def _plain_tesseract(capture: Path, dpi: int) -> str:
     return run.stdout.replace("\f", "")
 
 
-def test_a_dot_matrix_page_reads_its_dotted_zeros_as_zeros_and_not_its_plain_page(tmp_path: Path) -> None:
+def test_a_dot_matrix_page_reads_its_dotted_zeros_as_zeros_and_not_its_plain_page(
+    tmp_path: Path,
+) -> None:
     """The font's zero holds a dot, struck one empty pin inside the ring: joined, it ran into
     the ring and tesseract read 8 or 9 ("12/98/2998" for "12/06/2006"; 12 of this page's 36
     zeros read 0). The dot standing free in the counter is erased before the dots are
