@@ -228,9 +228,9 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
     if dots.printed_in_dots and expect_text:
         # Dotted digits are misread as other digits (0 → 8 or 9: "118" for "110", "25/84"
         # for "25/04") and a wrong number is a valid token: no plausibility check sees it.
-        # Every dot-matrix page of tests/records reads 4–9 % CER (seeds 0–5,
-        # docs/benchmarks.md), two over 5 % with a plausible text: a page in dots is always
-        # reviewed, and says why.
+        # Every dot-matrix page of tests/records reads 3–9 % CER (seeds 0–11,
+        # docs/benchmarks.md; 3.0–5.2 % since the dotted zero's dot is erased), some over
+        # 5 % with a plausible text: a page in dots is always reviewed, and says why.
         judged = dataclasses.replace(judged, review=True, reasons=(*judged.reasons, "dot_matrix"))
     with _timed(ms, "archival"):
         archival_path, decisions["archival"] = write_archival(
