@@ -668,7 +668,13 @@ def join_dots(grey: Image, found: DotMatrix, dpi: int = REFERENCE_DPI) -> Image:
     """
     if not found.found:
         return grey
-    return _u8(cv2.GaussianBlur(erase_enclosed_marks(grey, dpi), (0, 0), found.sigma_px))
+    erased = erase_enclosed_marks(grey, dpi)
+    if erased is grey:
+        return _u8(cv2.GaussianBlur(grey, (0, 0), found.sigma_px))
+    # In place: the erased copy is ours, and a third page-sized array would raise the
+    # worker's peak (a 300-dpi grey page is 8.7 MB).
+    cv2.GaussianBlur(erased, (0, 0), found.sigma_px, dst=erased)
+    return erased
 
 
 ENCLOSED_COUNTER_MM = 3.0  # a letter's counter: at most this wide and high (a table cell is more)
@@ -676,7 +682,8 @@ ENCLOSED_MARK_SHARE = 0.5  # a mark inside it covers at most this share of the c
 
 
 def erase_enclosed_marks(grey: Image, dpi: int = REFERENCE_DPI) -> Image:
-    """`grey` with every small mark standing free inside a letter's counter painted paper.
+    """`grey` with every small mark standing free inside a letter's counter painted paper (a
+    copy; `grey` itself when there is none).
 
     No letter of Vietnamese (nor of Latin script) holds a separate mark inside a closed
     counter: marks go above, below or beside. Dot-matrix and monospace fonts do — the dotted
