@@ -359,6 +359,23 @@ CLASSES: dict[str, ForeignClass] = {
             ("LightingGradient", {"max_brightness": 255, "min_brightness": 40, "mode": "gaussian"}),
         ),
         _c("dithering", ("Dithering", {"dither": "ordered", "order": (2, 3)})),
+        # Letters filled with round dots on a grid (augraphy's own dot-matrix rendition of
+        # the foreign fonts: no dotted zero, a 5-px pitch, 60 dpi, where tests/records
+        # strikes a 72-dpi grid of 9-pin glyphs).
+        _c(
+            "dot_matrix",
+            (
+                "DotMatrix",
+                {
+                    "dot_matrix_shape": "circle",
+                    "dot_matrix_dot_width_range": (5, 5),
+                    "dot_matrix_dot_height_range": (5, 5),
+                    # the dots' colour from a 3-px median of the page (augraphy's default,
+                    # 128-255 px, takes the paper's: dots barely darker than the paper)
+                    "dot_matrix_median_kernel_value_range": (3, 3),
+                },
+            ),
+        ),
         _c(
             "copier_200_grey",
             ("BadPhotoCopy", {"noise_iteration": (1, 2), "noise_size": (1, 2)}),

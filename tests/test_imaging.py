@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -508,3 +509,34 @@ def test_type_broken_by_a_texture_is_not_taken_for_dots() -> None:
     dots, _ = imaging.text_grey(np.ascontiguousarray(dotted.image[:, :, ::-1]))
     assert imaging.dot_matrix(dots, dotted.dpi).printed_in_dots
     assert imaging.dot_matrix(dots, dotted.dpi).regular >= imaging.DOT_REGULAR + 0.1
+
+
+def test_a_mark_free_in_a_letters_counter_is_erased_and_nothing_else() -> None:
+    """The dotted zero of dot-matrix fonts: a dot standing free inside the ring, which no
+    Vietnamese letter has (tesseract read the joined zero as 8 or 9). Erased; a tone mark
+    above a ring, a ring's own hole, a word inside a table's cell and a dot next to a ring
+    stay as they are."""
+    page = np.full((300, 700), 245, np.uint8)
+    # a dotted zero: a ring 24 x 36 px (2 x 3 mm), a 6-px dot in its counter
+    cv2.ellipse(page, (60, 150), (12, 18), 0, 0, 360, 30, 5)
+    cv2.circle(page, (60, 150), 3, 30, -1)
+    # an "ô": a ring with its mark above, outside the counter
+    cv2.ellipse(page, (140, 150), (12, 14), 0, 0, 360, 30, 5)
+    cv2.circle(page, (140, 122), 3, 30, -1)
+    # a ring with nothing inside, and one with a dot beside it
+    cv2.ellipse(page, (220, 150), (12, 18), 0, 0, 360, 30, 5)
+    cv2.circle(page, (250, 150), 3, 30, -1)
+    # a table cell (a 5 x 8 mm box of rules) with a word and a dot inside
+    cv2.rectangle(page, (320, 100), (420, 200), 30, 3)
+    cv2.putText(page, "So 12", (330, 160), cv2.FONT_HERSHEY_SIMPLEX, 0.8, 30, 2)
+    cv2.circle(page, (410, 185), 3, 30, -1)
+    erased = imaging.erase_enclosed_marks(page, 300)
+    assert erased[150, 60] >= 240  # the zero's dot is paper
+    assert (erased[150, 44:51] < 100).any() and (erased[150, 69:76] < 100).any()  # ring kept
+    changed = np.argwhere(erased != page)
+    assert changed[:, 1].min() >= 50 and changed[:, 1].max() <= 70  # only inside that zero
+    assert changed[:, 0].min() >= 140 and changed[:, 0].max() <= 160
+    # Joined, the dotted page is read without the zero's dot.
+    found = imaging.DotMatrix(True, 4.0, 4.0, 1.8, regular=0.8)
+    assert imaging.join_dots(page, found, 300)[150, 60] > 200
+    assert imaging.join_dots(page, dataclasses.replace(found, found=False), 300) is page

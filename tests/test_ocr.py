@@ -283,3 +283,17 @@ def test_the_eth_tesseract_writes_for_d_with_stroke_becomes_vietnamese() -> None
     row = "5\t1\t1\t1\t1\t1\t10\t10\t90\t30\t91.5\t63/QĐÐ-UBND,"
     (word,) = ocr.parse_tsv(f"{header}\n{row}")
     assert word.text == "63/QĐ-UBND,"
+
+
+def test_the_fraction_slash_tesseract_writes_for_a_solidus_becomes_one() -> None:
+    """tesseract `vie` reads the "/" of a date or a number now and then as the fraction slash
+    (U+2044: "18⁄11", "05/11⁄1977" on tests/records dot_matrix and margin_notes, plain
+    tesseract and OCRmyPDF alike): records write "/", and a search for "18/11" must find it."""
+    assert ocr.vietnamese_letters("18\u204411 và 05/11\u20441977") == "18/11 và 05/11/1977"
+    assert ocr.vietnamese_letters("Số 12/UBND") == "Số 12/UBND"
+    header = "\t".join(["level", "page", "block", "par", "line", "word", "l", "t", "w", "h"])
+    header += "\tconf\ttext"
+    row = "5\t1\t1\t1\t1\t1\t10\t10\t90\t30\t91.5\t25\u204404/1977"
+    (word,) = ocr.parse_tsv(f"{header}\n{row}")
+    assert word.text == "25/04/1977"
+    assert ocr._clean_text("ngày 18\u204411\n") == "ngày 18/11"

@@ -656,18 +656,81 @@ def dot_matrix(grey: Image, dpi: int = REFERENCE_DPI) -> DotMatrix:
     )
 
 
-def join_dots(grey: Image, found: DotMatrix) -> Image:
+def join_dots(grey: Image, found: DotMatrix, dpi: int = REFERENCE_DPI) -> Image:
     """Dot-matrix strokes made solid: a Gaussian blur of DOT_BLUR × the dot pitch.
 
     The standard remedy for dotted type before OCR: the blur fills the waists between dots
     and leaves a stroke tesseract knows. Measured on tests/records dot_matrix, plain
     tesseract on the capture and on the blurred capture (σ 1.5 px, pitch 4.2 px): seed 0
     8.4 → 6.1 % CER, seed 1 13.7 → 11.2 %; a morphological close of the dots (3×3) made it
-    worse (9.9, 14.4 %), halving the resolution did little (8.1, 13.1 %).
+    worse (9.9, 14.4 %), halving the resolution did little (8.1, 13.1 %). Marks standing
+    free inside a counter (the dotted zero's dot) are erased first (`erase_enclosed_marks`).
     """
     if not found.found:
         return grey
-    return _u8(cv2.GaussianBlur(grey, (0, 0), found.sigma_px))
+    erased = erase_enclosed_marks(grey, dpi)
+    if erased is grey:
+        return _u8(cv2.GaussianBlur(grey, (0, 0), found.sigma_px))
+    # In place: the erased copy is ours, and a third page-sized array would raise the
+    # worker's peak (a 300-dpi grey page is 8.7 MB).
+    cv2.GaussianBlur(erased, (0, 0), found.sigma_px, dst=erased)
+    return erased
+
+
+ENCLOSED_COUNTER_MM = 3.0  # a letter's counter: at most this wide and high (a table cell is more)
+ENCLOSED_MARK_SHARE = 0.5  # a mark inside it covers at most this share of the counter's area
+
+
+def erase_enclosed_marks(grey: Image, dpi: int = REFERENCE_DPI) -> Image:
+    """`grey` with every small mark standing free inside a letter's counter painted paper (a
+    copy; `grey` itself when there is none).
+
+    No letter of Vietnamese (nor of Latin script) holds a separate mark inside a closed
+    counter: marks go above, below or beside. Dot-matrix and monospace fonts do — the dotted
+    zero, whose centre dot a 9-pin head strikes one empty pin away from the ring — and
+    tesseract reads that zero as 8 or 9 once the dots are joined (the dot runs into the
+    ring): "10/04/1977" → "19/64/1977". With the dot gone it reads an ordinary 0 (tests/records
+    dot_matrix seeds 0–5, plain tesseract on the joined page: 5.72 → 4.63 % CER). Found on the
+    dots as printed, before they are joined: Otsu's ink, marks whose outer contour lies in a
+    hole (a counter no larger than ENCLOSED_COUNTER_MM, so text inside a table's cells is
+    never touched) and covers at most ENCLOSED_MARK_SHARE of it. A zero whose dot touches the
+    ring (a font's dot off-centre on the pin grid) has no free mark and stays as it is; "@",
+    "®" and "©" lose their inner letter, which commune records do not print.
+    """
+    _, ink = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    contours, hierarchy = cv2.findContours(ink, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)
+    del ink
+    if not contours:  # (OpenCV gives no hierarchy then)
+        return grey
+    parents = hierarchy[0][:, 3]
+    largest = ENCLOSED_COUNTER_MM * dpi / 25.4
+    marks = []
+    for n, hole in enumerate(parents):
+        # Contours alternate down the tree: outer boundary, hole, outer boundary inside it…
+        # A mark in a counter is an outer boundary whose parent hole has a parent of its own.
+        if hole < 0 or parents[hole] < 0 or _depth(parents, n) % 2:
+            continue
+        _, _, width, height = cv2.boundingRect(contours[hole])
+        if max(width, height) > largest:
+            continue
+        if cv2.contourArea(contours[n]) > ENCLOSED_MARK_SHARE * cv2.contourArea(contours[hole]):
+            continue
+        marks.append(contours[n])
+    if not marks:
+        return grey
+    out = grey.copy()
+    paper = int(np.percentile(grey[::4, ::4], 90))
+    cv2.drawContours(out, marks, -1, paper, thickness=cv2.FILLED)
+    cv2.drawContours(out, marks, -1, paper, thickness=2)  # its antialiased rim too
+    return out
+
+
+def _depth(parents: npt.NDArray[np.int32], n: int) -> int:
+    depth = 0
+    while parents[n] >= 0:
+        n = int(parents[n])
+        depth += 1
+    return depth
 
 
 @dataclass(frozen=True)

@@ -194,12 +194,17 @@ class OcrResult:
 # U+00D0/U+00F0) is drawn as Đ đ (U+0110/U+0111), and the model reads a Đ as "ĐÐ" now and
 # then (tests/records: "63/QĐÐ-UBND" on three pages, from plain tesseract and from us alike).
 # Vietnamese never writes two Đ in a row, so the doubled reading is one Đ; a lone eth is a Đ.
-_ETH = str.maketrans({"Ð": "Đ", "ð": "đ"})
+# Likewise the fraction slash (U+2044), which `vie` writes now and then for the "/" of a
+# date or a document number ("18⁄11", "05/11⁄1977": tests/records dot_matrix, margin_notes,
+# from plain tesseract and OCRmyPDF too): no keyboard types it, records write "/", and a
+# search for "18/11" would not find "18⁄11". It is read as the solidus.
+_ETH = str.maketrans({"Ð": "Đ", "ð": "đ", "\u2044": "/"})
 
 
 def vietnamese_letters(text: str) -> str:
-    """`text` with the eth tesseract writes for Đ/đ made Đ/đ, a doubled "ĐÐ" made one Đ."""
-    if "Ð" not in text and "ð" not in text:
+    """`text` with the eth tesseract writes for Đ/đ made Đ/đ, a doubled "ĐÐ" made one Đ, and
+    the fraction slash made "/"."""
+    if "Ð" not in text and "ð" not in text and "\u2044" not in text:
         return text
     return text.replace("ĐÐ", "Đ").replace("đð", "đ").translate(_ETH)
 
