@@ -148,7 +148,7 @@ class Daemon:
                     self._error(
                         ScannerError(
                             "scanner_stalled",
-                            f"{self.settings.scanner} has sent nothing for {silent:.0f} s "
+                            f"{self.settings.scanner} has sent nothing for {silent:.1f} s "
                             "mid-page; not pinging the watchdog (systemd restarts the agent)",
                         )
                     )

@@ -103,13 +103,20 @@ def _keep_signal_handlers() -> Iterator[None]:
     try:
         yield
     finally:
-        with _wanted_lock:
-            for wanted_sig, wanted_action in _wanted.items():
-                _libc.sigaction(wanted_sig, wanted_action, None)
+        _put_back_signal_actions()
+
+
+def _put_back_signal_actions() -> None:
+    """Set the process's wanted signal actions again (see `_keep_signal_handlers`)."""
+    with _wanted_lock:
+        for wanted_sig, wanted_action in _wanted.items():
+            _libc.sigaction(wanted_sig, wanted_action, None)
 
 
 # How long the last line's read waits for the backend's reader thread to end (see _Frame).
 READER_EXIT_WAIT_S = 1.0
+# Signal actions are put back at the first line of a frame and every this many lines after.
+SIGNAL_CHECK_LINES = 256
 _TASKS = Path("/proc/self/task")
 
 
@@ -181,6 +188,12 @@ class _Frame:
     def _progress(self, line: int, lines: int) -> None:
         global _alive_at
         _alive_at = time.monotonic()
+        if line % SIGNAL_CHECK_LINES == 1:
+            # The reader thread resets SIGTERM when it starts, before it writes the first
+            # line: put the actions back now, not only when snap() returns — a frame from a
+            # slow scanner takes seconds, and systemd's stop meanwhile would kill the agent
+            # mid-page instead of letting it store the page (tests/test_daemon.py).
+            _put_back_signal_actions()
         if self.reader and lines > 0 and line == lines - 1:
             self.wait_for_reader()
 
