@@ -60,6 +60,29 @@ def test_load_capture_decodes_8_and_16_bit_grey_and_colour(tmp_path: Path) -> No
         assert np.abs(loaded.image.astype(int) - expected).max() <= 1, name
 
 
+def test_load_capture_holds_the_page_once_while_decoding(tmp_path: Path) -> None:
+    """The decoder writes into the array returned: OpenCV's plain `imread` returned a Mat of
+    its own that the Python binding copied, two copies of the page at the load's peak (50
+    MB for a colour 300-dpi A4; docs/benchmarks.md, "Ninth sitting"). The peak's growth is
+    compared with the page's own size (VmHWM, reset through /proc/self/clear_refs)."""
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (2000, 1500, 3), dtype=np.uint8)  # 9 MB, incompressible
+    assert cv2.imwrite(str(tmp_path / "page.png"), pixels, [cv2.IMWRITE_PNG_COMPRESSION, 0])
+    assert np.array_equal(imaging.load_capture(tmp_path / "page.png").image, pixels)  # warm
+
+    def status(key: str) -> int:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith(key + ":"))
+
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+        fh.write("5")  # VmHWM := VmRSS
+    before = status("VmRSS")
+    loaded = imaging.load_capture(tmp_path / "page.png")
+    grown_kb = status("VmHWM") - before
+    assert np.array_equal(loaded.image, pixels)
+    assert grown_kb * 1024 < 1.5 * pixels.nbytes, f"{grown_kb} kB for a {pixels.nbytes} B page"
+
+
 def bgr_of(rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgb[:, :, ::-1])
 

@@ -101,8 +101,12 @@ def load_capture(path: Path) -> LoadedCapture:
     """
     # imread streams the file: the encoded bytes (10–25 MB for a noisy 300-dpi PNG) never
     # sit in memory beside the decoded pixels. Paths OpenCV cannot open (non-UTF-8 names on
-    # some platforms) go through a buffer instead.
-    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.is_file() else None
+    # some platforms) go through a buffer instead. Decoded into an output array (`None`:
+    # OpenCV allocates it as a numpy array): the plain `imread(path, flags)` returns a Mat
+    # of its own that the Python binding then copies, two copies of the page at once (a
+    # colour 300-dpi A4: 50 MB for a 25 MB page, the worker's load peak; docs/benchmarks.md
+    # "Ninth sitting"). The output-array form needs OpenCV ≥ 4.11 (pyproject.toml).
+    raw = cv2.imread(str(path), None, cv2.IMREAD_UNCHANGED) if path.is_file() else None
     if raw is None:
         try:
             data = np.fromfile(path, dtype=np.uint8)
