@@ -641,6 +641,44 @@ def test_no_page_array_lives_beside_the_step_that_does_not_need_it(
     assert alive["ocr"] == []
 
 
+@pytest.mark.tesseract
+def test_no_page_array_lives_while_tesseract_finds_the_orientation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page the heuristic would turn goes to tesseract's OSD, a tesseract as large as the
+    page's own; the worker then held the colour page and two greys beside it (42 MB at 300
+    dpi), what summed with the other worker's heaviest step took the station over 300 MB
+    (docs/benchmarks.md, "Ninth sitting"). Now no page-sized array is alive while OSD runs,
+    and the page is decoded again after it: turned and read as before."""
+    import tracemalloc
+
+    from agent.pipeline import ocr
+
+    page = render_page(PageSpec(turned_cw=180, noise_sigma=2.0, **HALF))
+    capture = save_png(page, tmp_path / "0001.png")
+    pixels = page.image.shape[0] * page.image.shape[1]
+    alive: list[list[int]] = []
+    detect = ocr.detect_orientation
+
+    def watched(*args, **kwargs):  # type: ignore[no-untyped-def]
+        snapshot = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.DomainFilter(True, np.lib.tracemalloc_domain)]
+        )
+        alive.append(sorted(t.size for t in snapshot.traces if t.size >= pixels // 2))
+        return detect(*args, **kwargs)
+
+    monkeypatch.setattr(ocr, "detect_orientation", watched)
+    tracemalloc.start()
+    try:
+        result = process_page(capture, tmp_path / "work", PipelineSettings())
+    finally:
+        tracemalloc.stop()
+
+    assert alive == [[]]  # OSD was asked once, with nothing of the page in the worker
+    assert result.decisions["orientation"]["turn_cw"] == 180  # type: ignore[index]
+    assert cer(page.text, assert_outputs(result, tmp_path / "work")) <= 0.02
+
+
 def _killed_on_page_two(job):  # type: ignore[no-untyped-def]
     """agent.worker._run, but the worker dies outright on page 2 (as the OOM killer does)."""
     import os
