@@ -296,10 +296,13 @@ def _drop_mark_overlaps(
         near_marks = np.zeros(len(ys), bool)
         on_marks = marks != 0
         hue = cv2.cvtColor(box, cv2.COLOR_BGR2HSV_FULL)[:, :, 0][on_marks].astype(np.int32)
-        bins = np.full(marks.shape, -1, np.int32)
+        bins = np.full(marks.shape, -1, np.int8)  # OVERLAP_HUE_BINS fit: 1 byte, not 4
         bins[on_marks] = ((hue + 256 // (2 * OVERLAP_HUE_BINS)) % 256) * OVERLAP_HUE_BINS // 256
         kinds, counts = np.unique(bins[on_marks], return_counts=True)
-        weight = np.square(np.square(chroma.astype(np.float32) / 255.0))
+        weight = chroma.astype(np.float32)
+        weight /= 255.0
+        np.square(weight, out=weight)  # in place: each whole-box float copy is 5 MB for a
+        np.square(weight, out=weight)  # band of a 300-dpi A4
         # The marks' colours are measured on cells of `reach` px, each pixel taking the
         # mean over the 3 × 3 cells around its own (a square of about 3 reaches).
         cells = (max(1, box.shape[1] // reach), max(1, box.shape[0] // reach))
@@ -309,10 +312,14 @@ def _drop_mark_overlaps(
             # Weighted by chroma⁴: a stroke's core (the ink at full strength) counts, its
             # antialiased edges, paler, hardly.
             of_k = np.where(bins == k, weight, np.float32(0))
-            stack = cv2.merge([b * of_k, g * of_k, r * of_k, of_k])
-            near = cv2.boxFilter(
-                cv2.resize(stack, cells, interpolation=cv2.INTER_AREA), -1, (3, 3), normalize=False
-            )[cy, cx]
+            # Each channel reduced on its own, then merged: the same values as reducing the
+            # four-channel stack (INTER_AREA works per channel), without the box-sized
+            # four-channel float copy (20 MB for a band of a 300-dpi A4 with a seal: the
+            # worker's peak on such a page, docs/benchmarks.md "Ninth sitting").
+            reduced = [cv2.resize(c * of_k, cells, interpolation=cv2.INTER_AREA) for c in (b, g, r)]
+            reduced.append(cv2.resize(of_k, cells, interpolation=cv2.INTER_AREA))
+            del of_k
+            near = cv2.boxFilter(cv2.merge(reduced), -1, (3, 3), normalize=False)[cy, cx]
             # At least the weight of ~2 core pixels of a ballpoint stroke (chroma 120: 0.05).
             has = near[:, 3] * (box.shape[0] * box.shape[1] / (cells[0] * cells[1])) >= 0.1
             if not has.any():
