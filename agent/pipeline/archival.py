@@ -209,8 +209,10 @@ def segment(page: Image, ocr_binary: Image, dpi: int) -> Layers:
     if marks is None:
         return Layers(ink, ink_rgb, _fill_background(page, ink_u8, factor), dpi / factor)
     marks_u8 = marks.view(np.uint8)
-    background = _fill_background(page, _u8(cv2.bitwise_or(ink_u8, marks_u8)), factor)
+    # The marks' colours first, the background after: each with no other whole-page array
+    # than the page and the two masks (the ink-or-marks mask is made band by band).
     marks_image = _mark_colours(page, marks_u8, factor)
+    background = _fill_background(page, ink_u8, factor, marks_u8)
     return Layers(ink, ink_rgb, background, dpi / factor, marks, marks_image)
 
 
@@ -269,7 +271,9 @@ def _mark_colours(page: Image, marks: npt.NDArray[np.uint8], factor: int) -> Ima
     # straightforward arithmetic were ~38 MB for a colour 300-dpi A4 with a seal, the
     # worker's peak on such a page (docs/benchmarks.md, "Seventh sitting").
     np.divide(out, spread_w[:, :, None], out=out, where=near[:, :, None])
-    out[~near] = 255.0
+    # Not `out[~near] = 255`: a 2-D mask on a 3-D array is indexed through its nonzero
+    # coordinates, two int64 arrays (8.7 MB at 75 dpi, the step's peak).
+    np.copyto(out, np.float32(255.0), where=~near[:, :, None])
     np.divide(summed, weight[:, :, None], out=out, where=own[:, :, None])
     out += 0.5
     np.clip(out, 0, 255, out=out)
@@ -315,8 +319,14 @@ def _ink_colour(page: Image, ink: npt.NDArray[np.uint8]) -> tuple[int, int, int]
     return (r, g, b)
 
 
-def _fill_background(page: Image, ink: npt.NDArray[np.uint8], factor: int) -> Image:
-    """The page without its ink, reduced `factor` times (normalised averaging + inpainting).
+def _fill_background(
+    page: Image,
+    ink: npt.NDArray[np.uint8],
+    factor: int,
+    marks: npt.NDArray[np.uint8] | None = None,
+) -> Image:
+    """The page without its ink (and its `marks`), reduced `factor` times (normalised
+    averaging + inpainting).
 
     Ink pixels and a 2-px halo (anti-aliased stroke edges) are left out of each reduced
     pixel's average; reduced pixels that were all ink are inpainted from their neighbours.
@@ -331,7 +341,11 @@ def _fill_background(page: Image, ink: npt.NDArray[np.uint8], factor: int) -> Im
     kernel = np.ones((5, 5), np.uint8)
     reduced_rows, weight_rows = [], []
     for with_halo, own in _bands(height, step, 2):
-        grown = cv2.dilate(ink[with_halo], kernel)[own]
+        left_out = (
+            ink[with_halo] if marks is None else cv2.bitwise_or(ink[with_halo], marks[with_halo])
+        )
+        grown = cv2.dilate(left_out, kernel)[own]
+        del left_out
         band_keep = np.where(grown == 0, np.uint8(255), np.uint8(0))  # away from ink + halo
         del grown
         rows = slice(with_halo.start + own.start, with_halo.start + own.stop)

@@ -330,8 +330,10 @@ def _orientation_guess(
     trusted = guess.confidence >= ORIENTATION_TRUSTED
     if blank.blank or (trusted and not guess.turn_cw) or not ocr.has_osd(settings.tesseract):
         return guess, None
-    binary, _ = imaging.binarise(imaging.normalise_background(grey, settings.dpi))
-    del grey
+    normalised = imaging.normalise_background(grey, settings.dpi)
+    del grey  # not beside the binarisation's components (the colour page still is)
+    binary, _ = imaging.binarise(normalised)
+    del normalised
     return guess, _write_image(work_dir / "osd.png", binary)
 
 
