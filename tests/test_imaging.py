@@ -427,6 +427,58 @@ def test_crossings_of_marks_are_found_without_whole_box_float_stacks() -> None:
     assert held < 4 * pixels, f"{held / pixels:.2f} bytes per page pixel"
 
 
+@pytest.mark.parametrize("share", [0.05, 0.3, 0.5, 0.7])
+def test_components_found_band_by_band_are_those_of_the_whole_image(share: float) -> None:
+    """`_banded_components` against OpenCV on the whole image: the same components (their
+    boxes and areas), and each band's labels name one whole-image component each. Random
+    pixels at these densities make components that cross several band edges, diagonally
+    too (0.5 and 0.7: one component spans the image)."""
+    rng = np.random.default_rng(round(share * 100))
+    image = ((rng.random((3 * imaging.COMPONENT_BAND_ROWS + 77, 300)) < share) * 255).astype(
+        np.uint8
+    )
+    count, labels, whole, _ = cv2.connectedComponentsWithStats(image, connectivity=8)
+    stats, bands, component = imaging._banded_components(image)
+    assert sorted(map(tuple, stats.tolist())) == sorted(map(tuple, whole[1:count].tolist()))
+    assert len(bands) == 4
+    for top, bottom, offset in bands:
+        _, band, _ = imaging._components(image[top:bottom])
+        ink = band > 0
+        pairs = np.unique(
+            np.stack([component[offset + band[ink].astype(np.int64) - 1], labels[top:bottom][ink]]),
+            axis=1,
+        )
+        assert len(set(pairs[0])) == len(set(pairs[1])) == pairs.shape[1]  # one to one
+
+
+def test_binarisation_and_blank_detection_hold_no_label_image_of_the_page() -> None:
+    """Connected components are labelled band by band (`_banded_components`) and the binary
+    painted in place of the ink: the page's 16-bit label image (2 bytes a pixel) and a
+    second binary are never held (docs/benchmarks.md, "Ninth sitting": 30 MB at 300 dpi,
+    the worker's peak). Counted with tracemalloc, which sees every numpy buffer; the
+    results are the whole-image ones (compared on the bench pages, and the tests above)."""
+    import tracemalloc
+
+    grey = grey_of(render_page(PageSpec(**NOISY)))
+    pixels = grey.size
+    held = {}
+    tracemalloc.start()
+    try:
+        for name, step in (
+            ("binarise", lambda: imaging.binarise(grey)),
+            ("detect_blank", lambda: imaging.detect_blank(grey)),
+        ):
+            tracemalloc.reset_peak()
+            base = tracemalloc.get_traced_memory()[0]
+            result = step()
+            held[name] = (tracemalloc.get_traced_memory()[1] - base) / pixels
+            del result
+    finally:
+        tracemalloc.stop()
+    assert held["binarise"] < 2, held  # its ink, become the binary, and a band's labels
+    assert held["detect_blank"] < 2, held
+
+
 # ----------------------------------------------------------------------------- misc
 
 
