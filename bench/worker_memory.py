@@ -53,17 +53,25 @@ class _AnonPeak:
 
     def __init__(self) -> None:
         self.peak = 0
+        self._lock = threading.Lock()
+        self._generation = 0  # a reading taken before a reset is not kept after it
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, _status()["RssAnon"])
+            generation = self._generation
+            now = _status()["RssAnon"]
+            with self._lock:
+                if generation == self._generation:
+                    self.peak = max(self.peak, now)
             time.sleep(0.001)
 
     def reset(self) -> int:
-        self.peak = now = _status()["RssAnon"]
+        with self._lock:
+            self._generation += 1
+            self.peak = now = _status()["RssAnon"]
         return now
 
     def stop(self) -> None:
