@@ -391,3 +391,24 @@ def test_mark_colours_hold_their_reduced_planes_and_no_index_arrays() -> None:
         tracemalloc.stop()
     assert out.shape == (-(-page.shape[0] // 4), -(-page.shape[1] // 4), 3)
     assert peak < 16 * out.nbytes, f"{peak / out.nbytes:.1f} bytes per result byte"
+
+
+def test_a_page_without_colour_marks_holds_no_marks_array() -> None:
+    """Most pages have no seal, stamp or signature in colour: `colour_marks` then makes no
+    page-sized array at all (an empty bool mask, 8.7 MB at 300 dpi, was made and dropped
+    beside the page and its masks; docs/benchmarks.md, "Ninth sitting"). Counted with
+    tracemalloc, which sees every numpy buffer; on an A4, whose bands (BAND_ROWS rows, their
+    channel planes and tests) are a small part of it."""
+    import tracemalloc
+
+    page = np.ascontiguousarray(render_page(PageSpec()).image[:, :, ::-1])
+    ink = imaging.binarise(imaging.text_grey(page)[0])[0] < 128
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        marks = archival.colour_marks(page, ink)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert marks is None
+    assert peak < ink.size, f"{peak / ink.size:.2f} bytes per page pixel"

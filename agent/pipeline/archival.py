@@ -232,14 +232,18 @@ def colour_marks(page: Image, ink: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool
         return None
     sample = cv2.cvtColor(np.ascontiguousarray(page[::8, ::8]), cv2.COLOR_BGR2GRAY)
     darkest = MARK_MAX_LUMA * float(np.percentile(sample, 90))
-    marks = np.zeros(ink.shape, bool)
+    marks = None  # made at the first band with a mark: most pages have none
     for top in range(0, page.shape[0], BAND_ROWS):
         rows = slice(top, top + BAND_ROWS)
         b, g, r = cv2.split(page[rows])
         chroma = cv2.subtract(cv2.max(cv2.max(b, g), r), cv2.min(cv2.min(b, g), r))
         luma = cv2.cvtColor(page[rows], cv2.COLOR_BGR2GRAY)
-        marks[rows] = (chroma >= MARK_MIN_CHROMA) & (luma < darkest) & ~ink[rows]
-    return marks if marks.any() else None
+        band = (chroma >= MARK_MIN_CHROMA) & (luma < darkest) & ~ink[rows]
+        if marks is None and band.any():
+            marks = np.zeros(ink.shape, bool)
+        if marks is not None:
+            marks[rows] = band
+    return marks
 
 
 def _mark_colours(page: Image, marks: npt.NDArray[np.uint8], factor: int) -> Image:
