@@ -479,6 +479,33 @@ def test_binarisation_and_blank_detection_hold_no_label_image_of_the_page() -> N
     assert held["detect_blank"] < 2, held
 
 
+def test_vertical_rules_found_band_by_band_are_those_of_the_whole_page() -> None:
+    """`vertical_rules` opens the page band by band, each band with a rule's length of rows
+    around it: the rules found are those of the opening of the whole page, rules crossing
+    band edges, starting or ending near them, and touching the page's top and bottom
+    included."""
+    rng = np.random.default_rng(7)
+    dpi = 300
+    length = max(9, round(imaging.RULE_MIN_MM / 25.4 * dpi))
+    height = 3 * imaging.COMPONENT_BAND_ROWS + 100
+    binary = np.full((height, 400), 255, np.uint8)
+    binary[rng.random(binary.shape) < 0.03] = 0  # specks
+    for x, top, size in [(10, 0, height), (40, 500, length), (70, 510, length - 1)]:
+        binary[top : top + size, x] = 0
+    for x in range(100, 390, 7):  # rules of every length ending anywhere, some 2 px wide
+        top = int(rng.integers(0, height - 20))
+        size = int(rng.integers(length - 5, 3 * length))
+        binary[top : top + size, x : x + 1 + int(rng.integers(0, 2))] = 0
+    whole = cv2.morphologyEx(
+        cv2.bitwise_not(binary), cv2.MORPH_OPEN, np.ones((length, 1), np.uint8)
+    )
+    contours, _ = cv2.findContours(whole, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    expected = sorted((tuple(cv2.boundingRect(c)) for c in contours), key=lambda b: (b[1], b[0]))
+    found = imaging.vertical_rules(binary, dpi)
+    assert len(found) > 30
+    assert found == expected
+
+
 # ----------------------------------------------------------------------------- misc
 
 

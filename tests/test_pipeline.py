@@ -600,8 +600,10 @@ def test_no_page_array_lives_beside_the_step_that_does_not_need_it(
     workers and their tesseracts). Counted with tracemalloc, which sees every numpy buffer
     (OpenCV's results are numpy arrays too): when the page is rotated, no grey copy beside
     it (the last rotation: estimate_skew's own come first); when the masks are encoded, no
-    colour page; when the table rules are looked for,
-    the OCR binary alone; while tesseract reads the page, no page-sized array at all."""
+    colour page; when the table rules are looked for, the page and the OCR binary (no grey);
+    when the colour marks are looked for (in the segmentation, the worker's highest step),
+    the page and the ink mask, no binarisation beside them; while tesseract reads the page,
+    no page-sized array at all."""
     import tracemalloc
 
     from agent.pipeline import archival, imaging, ocr
@@ -625,6 +627,7 @@ def test_no_page_array_lives_beside_the_step_that_does_not_need_it(
     monkeypatch.setattr(imaging, "rotate", watched("rotate", imaging.rotate))
     monkeypatch.setattr(archival, "encode_g4", watched("encode_g4", archival.encode_g4))
     monkeypatch.setattr(imaging, "vertical_rules", watched("rules", imaging.vertical_rules))
+    monkeypatch.setattr(archival, "colour_marks", watched("marks", archival.colour_marks))
     monkeypatch.setattr(ocr, "recognize", watched("ocr", ocr.recognize))
     tracemalloc.start()
     try:
@@ -637,7 +640,8 @@ def test_no_page_array_lives_beside_the_step_that_does_not_need_it(
     rotated, encoded = alive["rotate"], alive["encode_g4"]
     assert len(rotated) == 1 and rotated[0] >= 3 * pixels  # the colour page, no grey beside
     assert encoded and max(encoded) < 2 * pixels  # masks and the binary: no colour page
-    assert len(alive["rules"]) == 1  # the OCR binary
+    assert len(alive["rules"]) == 2 and max(alive["rules"]) >= 3 * pixels  # page, binary
+    assert len(alive["marks"]) == 2 and max(alive["marks"]) >= 3 * pixels  # page, ink mask
     assert alive["ocr"] == []
 
 

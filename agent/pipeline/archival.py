@@ -193,7 +193,20 @@ def segment(page: Image, ocr_binary: Image, dpi: int) -> Layers:
     """
     if ocr_binary.shape[:2] != page.shape[:2]:
         raise ValueError("the OCR image and the page differ in size")
-    ink = ocr_binary < 128
+    return segment_ink(page, ink_of(ocr_binary), dpi)
+
+
+def ink_of(ocr_binary: Image) -> npt.NDArray[np.bool_]:
+    """The ink of a binarised page (0 = ink, 255 = paper) as a mask, True = ink."""
+    return np.asarray(ocr_binary < 128, dtype=np.bool_)
+
+
+def segment_ink(page: Image, ink: npt.NDArray[np.bool_], dpi: int) -> Layers:
+    """`segment` from the binarisation's ink mask (`ink_of`), which becomes the layers' ink
+    mask (changed in place): a caller can drop the binarisation first
+    (`agent.pipeline.process`: one page-sized array less at a worker's highest step)."""
+    if ink.shape[:2] != page.shape[:2]:
+        raise ValueError("the OCR image and the page differ in size")
     if page.ndim == 3:
         # max − min over the channels, band by band: whole-page channel planes would be
         # three more 8.7 MB copies at 300 dpi.

@@ -1008,9 +1008,18 @@ def vertical_rules(binary: Image, dpi: int) -> list[tuple[int, int, int, int]]:
     ("|" beside a cell's text) is dropped from the text afterwards.
     """
     length = max(9, round(RULE_MIN_MM / 25.4 * dpi))
-    ink = cv2.bitwise_not(binary)
-    vertical = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((length, 1), np.uint8))
-    del ink
+    kernel = np.ones((length, 1), np.uint8)
+    # Band by band, each with `length` rows of the page on either side: an opening's row
+    # depends on rows at most length − 1 away, so each band's own rows are those of the
+    # whole page's opening, and only the result is page-sized (the whole-page inverse and
+    # opening held three page-sized arrays).
+    vertical = np.empty_like(binary)
+    height = binary.shape[0]
+    for top in range(0, height, COMPONENT_BAND_ROWS):
+        bottom = min(height, top + COMPONENT_BAND_ROWS)
+        low, high = max(0, top - length), min(height, bottom + length)
+        opened = cv2.morphologyEx(cv2.bitwise_not(binary[low:high]), cv2.MORPH_OPEN, kernel)
+        vertical[top:bottom] = opened[top - low : bottom - low]
     # The bounding boxes of the outer contours are those of the 8-connected components,
     # without a label image (int32: 35 MB for a 300-dpi A4, which took the station's peak
     # from ~270 to ~305 MB in `bench pipeline`).

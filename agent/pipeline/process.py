@@ -179,18 +179,22 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         del cleaned
         ocr_input = _write_image(work_dir / "ocr.png", ocr_image)
         del ocr_image
+    with _timed(ms, "rules"):
+        # Before the layers, so that the binary is gone by then (its band-wise morphology
+        # holds one page-sized array beside the page and the binary).
+        rules = imaging.vertical_rules(binary, dpi)
     with _timed(ms, "layers"):
         thumb_image = imaging.thumbnail(page, settings.thumb_width)
-        segmented = archival.segment(page, ink_mask, dpi)
-        # The page and the archival mask go before the encoders copy the masks (PIL holds
-        # a byte per pixel of each): a colour page's worker peaked here.
-        del page, ink_mask
+        ink = archival.ink_of(ink_mask)
+        # The segmentation, the worker's highest step, holds the page, this mask and the
+        # marks: not the binarisation too (docs/benchmarks.md, "Ninth sitting").
+        del binary, ink_mask
+        segmented = archival.segment_ink(page, ink, dpi)
+        # The page goes before the encoders copy the masks (PIL holds a byte per pixel of
+        # each): a colour page's worker peaked here.
+        del page, ink
         layers = archival.encode_segmented(segmented, background_quality=settings.jpeg_quality)
         del segmented
-    with _timed(ms, "rules"):
-        # With no other page array alive (its morphology holds three page-sized arrays).
-        rules = imaging.vertical_rules(binary, dpi)
-        del binary
     with _timed(ms, "ocr"):
         result = ocr.recognize(
             ocr_input,
