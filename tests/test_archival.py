@@ -366,3 +366,49 @@ def _text_positions(data: bytes) -> list[tuple[float, ...]]:
         return [tuple(round(v, 1) for v in text.get_charbox(i)) for i in range(text.count_chars())]
     finally:
         pdf.close()
+
+
+def test_mark_colours_hold_their_reduced_planes_and_no_index_arrays() -> None:
+    """`_mark_colours` works on the page reduced to the background's resolution; what it
+    holds at its peak is a few float planes of that size (the summed colours, their
+    spread, the weights: under 16 bytes per byte of its result). Filling the cells far
+    from any mark through a 2-D boolean index on the 3-D array built two int64 coordinate
+    arrays first (18.8 bytes per result byte, 8.7 MB at 300 dpi: docs/benchmarks.md,
+    "Ninth sitting"). Counted with tracemalloc, which sees every numpy buffer."""
+    import tracemalloc
+
+    page = render_page(PageSpec(seal=True, **HALF)).image[:, :, ::-1]
+    page = np.ascontiguousarray(page)
+    ink = imaging.binarise(imaging.text_grey(page)[0])[0] < 128
+    marks = archival.colour_marks(page, ink)
+    assert marks is not None  # the seal
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        out = archival._mark_colours(page, marks.view(np.uint8), 4)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert out.shape == (-(-page.shape[0] // 4), -(-page.shape[1] // 4), 3)
+    assert peak < 16 * out.nbytes, f"{peak / out.nbytes:.1f} bytes per result byte"
+
+
+def test_a_page_without_colour_marks_holds_no_marks_array() -> None:
+    """Most pages have no seal, stamp or signature in colour: `colour_marks` then makes no
+    page-sized array at all (an empty bool mask, 8.7 MB at 300 dpi, was made and dropped
+    beside the page and its masks; docs/benchmarks.md, "Ninth sitting"). Counted with
+    tracemalloc, which sees every numpy buffer; on an A4, whose bands (BAND_ROWS rows, their
+    channel planes and tests) are a small part of it."""
+    import tracemalloc
+
+    page = np.ascontiguousarray(render_page(PageSpec()).image[:, :, ::-1])
+    ink = imaging.binarise(imaging.text_grey(page)[0])[0] < 128
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        marks = archival.colour_marks(page, ink)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert marks is None
+    assert peak < ink.size, f"{peak / ink.size:.2f} bytes per page pixel"

@@ -61,6 +61,29 @@ def test_load_capture_decodes_8_and_16_bit_grey_and_colour(tmp_path: Path) -> No
         assert np.abs(loaded.image.astype(int) - expected).max() <= 1, name
 
 
+def test_load_capture_holds_the_page_once_while_decoding(tmp_path: Path) -> None:
+    """The decoder writes into the array returned: OpenCV's plain `imread` returned a Mat of
+    its own that the Python binding copied, two copies of the page at the load's peak (50
+    MB for a colour 300-dpi A4; docs/benchmarks.md, "Ninth sitting"). The peak's growth is
+    compared with the page's own size (VmHWM, reset through /proc/self/clear_refs)."""
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (2000, 1500, 3), dtype=np.uint8)  # 9 MB, incompressible
+    assert cv2.imwrite(str(tmp_path / "page.png"), pixels, [cv2.IMWRITE_PNG_COMPRESSION, 0])
+    assert np.array_equal(imaging.load_capture(tmp_path / "page.png").image, pixels)  # warm
+
+    def status(key: str) -> int:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith(key + ":"))
+
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+        fh.write("5")  # VmHWM := VmRSS
+    before = status("VmRSS")
+    loaded = imaging.load_capture(tmp_path / "page.png")
+    grown_kb = status("VmHWM") - before
+    assert np.array_equal(loaded.image, pixels)
+    assert grown_kb * 1024 < 1.5 * pixels.nbytes, f"{grown_kb} kB for a {pixels.nbytes} B page"
+
+
 def bgr_of(rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgb[:, :, ::-1])
 
@@ -381,6 +404,107 @@ def test_a_blue_signature_along_a_red_seal_drops_out_and_the_text_under_it_stays
     # The type under the seal and under the stroke stays: as much ink as the plain page's.
     assert abs(int(signed_ink.sum()) - int(text.sum())) < 0.02 * int(text.sum())
     assert (signed_ink & text).sum() > 0.97 * text.sum()
+
+
+def test_crossings_of_marks_are_found_without_whole_box_float_stacks() -> None:
+    """Where a page's colour marks are looked at for crossings (`_drop_mark_overlaps`), the
+    marks' colours are measured per channel: the four-channel float stack of the marks'
+    box (16 bytes a pixel, 20 MB for a band of a 300-dpi A4 with a seal) was the worker's
+    peak on such a page (docs/benchmarks.md, "Ninth sitting"). On the bench's tinted page
+    with a seal, text_grey holds under 4 bytes per page pixel beyond its result (5.9 with
+    the stack); its result is unchanged (the bench pages compared array for array)."""
+    import tracemalloc
+
+    page = bgr(render_page(PageSpec(paper="tinted", seal=True, noise_sigma=2.0, seed=3)))
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        grey, method = imaging.text_grey(page)
+        held = tracemalloc.get_traced_memory()[1] - base - grey.nbytes
+    finally:
+        tracemalloc.stop()
+    assert method == "max_channel+chroma"
+    pixels = page.shape[0] * page.shape[1]
+    assert held < 4 * pixels, f"{held / pixels:.2f} bytes per page pixel"
+
+
+@pytest.mark.parametrize("share", [0.05, 0.3, 0.5, 0.7])
+def test_components_found_band_by_band_are_those_of_the_whole_image(share: float) -> None:
+    """`_banded_components` against OpenCV on the whole image: the same components (their
+    boxes and areas), and each band's labels name one whole-image component each. Random
+    pixels at these densities make components that cross several band edges, diagonally
+    too (0.5 and 0.7: one component spans the image)."""
+    rng = np.random.default_rng(round(share * 100))
+    image = ((rng.random((3 * imaging.COMPONENT_BAND_ROWS + 77, 300)) < share) * 255).astype(
+        np.uint8
+    )
+    count, labels, whole, _ = cv2.connectedComponentsWithStats(image, connectivity=8)
+    stats, bands, component = imaging._banded_components(image)
+    assert sorted(map(tuple, stats.tolist())) == sorted(map(tuple, whole[1:count].tolist()))
+    assert len(bands) == 4
+    for top, bottom, offset in bands:
+        _, band, _ = imaging._components(image[top:bottom])
+        ink = band > 0
+        pairs = np.unique(
+            np.stack([component[offset + band[ink].astype(np.int64) - 1], labels[top:bottom][ink]]),
+            axis=1,
+        )
+        assert len(set(pairs[0])) == len(set(pairs[1])) == pairs.shape[1]  # one to one
+
+
+def test_binarisation_and_blank_detection_hold_no_label_image_of_the_page() -> None:
+    """Connected components are labelled band by band (`_banded_components`) and the binary
+    painted in place of the ink: the page's 16-bit label image (2 bytes a pixel) and a
+    second binary are never held (docs/benchmarks.md, "Ninth sitting": 30 MB at 300 dpi,
+    the worker's peak). Counted with tracemalloc, which sees every numpy buffer; the
+    results are the whole-image ones (compared on the bench pages, and the tests above)."""
+    import tracemalloc
+
+    grey = grey_of(render_page(PageSpec(**NOISY)))
+    pixels = grey.size
+    held = {}
+    tracemalloc.start()
+    try:
+        for name, step in (
+            ("binarise", lambda: imaging.binarise(grey)),
+            ("detect_blank", lambda: imaging.detect_blank(grey)),
+        ):
+            tracemalloc.reset_peak()
+            base = tracemalloc.get_traced_memory()[0]
+            result = step()
+            held[name] = (tracemalloc.get_traced_memory()[1] - base) / pixels
+            del result
+    finally:
+        tracemalloc.stop()
+    assert held["binarise"] < 2, held  # its ink, become the binary, and a band's labels
+    assert held["detect_blank"] < 2, held
+
+
+def test_vertical_rules_found_band_by_band_are_those_of_the_whole_page() -> None:
+    """`vertical_rules` opens the page band by band, each band with a rule's length of rows
+    around it: the rules found are those of the opening of the whole page, rules crossing
+    band edges, starting or ending near them, and touching the page's top and bottom
+    included."""
+    rng = np.random.default_rng(7)
+    dpi = 300
+    length = max(9, round(imaging.RULE_MIN_MM / 25.4 * dpi))
+    height = 3 * imaging.COMPONENT_BAND_ROWS + 100
+    binary = np.full((height, 400), 255, np.uint8)
+    binary[rng.random(binary.shape) < 0.03] = 0  # specks
+    for x, top, size in [(10, 0, height), (40, 500, length), (70, 510, length - 1)]:
+        binary[top : top + size, x] = 0
+    for x in range(100, 390, 7):  # rules of every length ending anywhere, some 2 px wide
+        top = int(rng.integers(0, height - 20))
+        size = int(rng.integers(length - 5, 3 * length))
+        binary[top : top + size, x : x + 1 + int(rng.integers(0, 2))] = 0
+    whole = cv2.morphologyEx(
+        cv2.bitwise_not(binary), cv2.MORPH_OPEN, np.ones((length, 1), np.uint8)
+    )
+    contours, _ = cv2.findContours(whole, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    expected = sorted((tuple(cv2.boundingRect(c)) for c in contours), key=lambda b: (b[1], b[0]))
+    found = imaging.vertical_rules(binary, dpi)
+    assert len(found) > 30
+    assert found == expected
 
 
 # ----------------------------------------------------------------------------- misc

@@ -600,8 +600,10 @@ def test_no_page_array_lives_beside_the_step_that_does_not_need_it(
     workers and their tesseracts). Counted with tracemalloc, which sees every numpy buffer
     (OpenCV's results are numpy arrays too): when the page is rotated, no grey copy beside
     it (the last rotation: estimate_skew's own come first); when the masks are encoded, no
-    colour page; when the table rules are looked for,
-    the OCR binary alone; while tesseract reads the page, no page-sized array at all."""
+    colour page; when the table rules are looked for, the page and the OCR binary (no grey);
+    when the colour marks are looked for (in the segmentation, the worker's highest step),
+    the page and the ink mask, no binarisation beside them; while tesseract reads the page,
+    no page-sized array at all."""
     import tracemalloc
 
     from agent.pipeline import archival, imaging, ocr
@@ -625,6 +627,7 @@ def test_no_page_array_lives_beside_the_step_that_does_not_need_it(
     monkeypatch.setattr(imaging, "rotate", watched("rotate", imaging.rotate))
     monkeypatch.setattr(archival, "encode_g4", watched("encode_g4", archival.encode_g4))
     monkeypatch.setattr(imaging, "vertical_rules", watched("rules", imaging.vertical_rules))
+    monkeypatch.setattr(archival, "colour_marks", watched("marks", archival.colour_marks))
     monkeypatch.setattr(ocr, "recognize", watched("ocr", ocr.recognize))
     tracemalloc.start()
     try:
@@ -637,8 +640,47 @@ def test_no_page_array_lives_beside_the_step_that_does_not_need_it(
     rotated, encoded = alive["rotate"], alive["encode_g4"]
     assert len(rotated) == 1 and rotated[0] >= 3 * pixels  # the colour page, no grey beside
     assert encoded and max(encoded) < 2 * pixels  # masks and the binary: no colour page
-    assert len(alive["rules"]) == 1  # the OCR binary
+    assert len(alive["rules"]) == 2 and max(alive["rules"]) >= 3 * pixels  # page, binary
+    assert len(alive["marks"]) == 2 and max(alive["marks"]) >= 3 * pixels  # page, ink mask
     assert alive["ocr"] == []
+
+
+@pytest.mark.tesseract
+def test_no_page_array_lives_while_tesseract_finds_the_orientation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page the heuristic would turn goes to tesseract's OSD, a tesseract as large as the
+    page's own; the worker then held the colour page and two greys beside it (42 MB at 300
+    dpi), what summed with the other worker's heaviest step took the station over 300 MB
+    (docs/benchmarks.md, "Ninth sitting"). Now no page-sized array is alive while OSD runs,
+    and the page is decoded again after it: turned and read as before."""
+    import tracemalloc
+
+    from agent.pipeline import ocr
+
+    page = render_page(PageSpec(turned_cw=180, noise_sigma=2.0, **HALF))
+    capture = save_png(page, tmp_path / "0001.png")
+    pixels = page.image.shape[0] * page.image.shape[1]
+    alive: list[list[int]] = []
+    detect = ocr.detect_orientation
+
+    def watched(*args, **kwargs):  # type: ignore[no-untyped-def]
+        snapshot = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.DomainFilter(True, np.lib.tracemalloc_domain)]
+        )
+        alive.append(sorted(t.size for t in snapshot.traces if t.size >= pixels // 2))
+        return detect(*args, **kwargs)
+
+    monkeypatch.setattr(ocr, "detect_orientation", watched)
+    tracemalloc.start()
+    try:
+        result = process_page(capture, tmp_path / "work", PipelineSettings())
+    finally:
+        tracemalloc.stop()
+
+    assert alive == [[]]  # OSD was asked once, with nothing of the page in the worker
+    assert result.decisions["orientation"]["turn_cw"] == 180  # type: ignore[index]
+    assert cer(page.text, assert_outputs(result, tmp_path / "work")) <= 0.02
 
 
 def _killed_on_page_two(job):  # type: ignore[no-untyped-def]

@@ -193,7 +193,20 @@ def segment(page: Image, ocr_binary: Image, dpi: int) -> Layers:
     """
     if ocr_binary.shape[:2] != page.shape[:2]:
         raise ValueError("the OCR image and the page differ in size")
-    ink = ocr_binary < 128
+    return segment_ink(page, ink_of(ocr_binary), dpi)
+
+
+def ink_of(ocr_binary: Image) -> npt.NDArray[np.bool_]:
+    """The ink of a binarised page (0 = ink, 255 = paper) as a mask, True = ink."""
+    return np.asarray(ocr_binary < 128, dtype=np.bool_)
+
+
+def segment_ink(page: Image, ink: npt.NDArray[np.bool_], dpi: int) -> Layers:
+    """`segment` from the binarisation's ink mask (`ink_of`), which becomes the layers' ink
+    mask (changed in place): a caller can drop the binarisation first
+    (`agent.pipeline.process`: one page-sized array less at a worker's highest step)."""
+    if ink.shape[:2] != page.shape[:2]:
+        raise ValueError("the OCR image and the page differ in size")
     if page.ndim == 3:
         # max − min over the channels, band by band: whole-page channel planes would be
         # three more 8.7 MB copies at 300 dpi.
@@ -209,8 +222,10 @@ def segment(page: Image, ocr_binary: Image, dpi: int) -> Layers:
     if marks is None:
         return Layers(ink, ink_rgb, _fill_background(page, ink_u8, factor), dpi / factor)
     marks_u8 = marks.view(np.uint8)
-    background = _fill_background(page, _u8(cv2.bitwise_or(ink_u8, marks_u8)), factor)
+    # The marks' colours first, the background after: each with no other whole-page array
+    # than the page and the two masks (the ink-or-marks mask is made band by band).
     marks_image = _mark_colours(page, marks_u8, factor)
+    background = _fill_background(page, ink_u8, factor, marks_u8)
     return Layers(ink, ink_rgb, background, dpi / factor, marks, marks_image)
 
 
@@ -230,14 +245,18 @@ def colour_marks(page: Image, ink: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool
         return None
     sample = cv2.cvtColor(np.ascontiguousarray(page[::8, ::8]), cv2.COLOR_BGR2GRAY)
     darkest = MARK_MAX_LUMA * float(np.percentile(sample, 90))
-    marks = np.zeros(ink.shape, bool)
+    marks = None  # made at the first band with a mark: most pages have none
     for top in range(0, page.shape[0], BAND_ROWS):
         rows = slice(top, top + BAND_ROWS)
         b, g, r = cv2.split(page[rows])
         chroma = cv2.subtract(cv2.max(cv2.max(b, g), r), cv2.min(cv2.min(b, g), r))
         luma = cv2.cvtColor(page[rows], cv2.COLOR_BGR2GRAY)
-        marks[rows] = (chroma >= MARK_MIN_CHROMA) & (luma < darkest) & ~ink[rows]
-    return marks if marks.any() else None
+        band = (chroma >= MARK_MIN_CHROMA) & (luma < darkest) & ~ink[rows]
+        if marks is None and band.any():
+            marks = np.zeros(ink.shape, bool)
+        if marks is not None:
+            marks[rows] = band
+    return marks
 
 
 def _mark_colours(page: Image, marks: npt.NDArray[np.uint8], factor: int) -> Image:
@@ -269,7 +288,9 @@ def _mark_colours(page: Image, marks: npt.NDArray[np.uint8], factor: int) -> Ima
     # straightforward arithmetic were ~38 MB for a colour 300-dpi A4 with a seal, the
     # worker's peak on such a page (docs/benchmarks.md, "Seventh sitting").
     np.divide(out, spread_w[:, :, None], out=out, where=near[:, :, None])
-    out[~near] = 255.0
+    # Not `out[~near] = 255`: a 2-D mask on a 3-D array is indexed through its nonzero
+    # coordinates, two int64 arrays (8.7 MB at 75 dpi, the step's peak).
+    np.copyto(out, np.float32(255.0), where=~near[:, :, None])
     np.divide(summed, weight[:, :, None], out=out, where=own[:, :, None])
     out += 0.5
     np.clip(out, 0, 255, out=out)
@@ -315,8 +336,14 @@ def _ink_colour(page: Image, ink: npt.NDArray[np.uint8]) -> tuple[int, int, int]
     return (r, g, b)
 
 
-def _fill_background(page: Image, ink: npt.NDArray[np.uint8], factor: int) -> Image:
-    """The page without its ink, reduced `factor` times (normalised averaging + inpainting).
+def _fill_background(
+    page: Image,
+    ink: npt.NDArray[np.uint8],
+    factor: int,
+    marks: npt.NDArray[np.uint8] | None = None,
+) -> Image:
+    """The page without its ink (and its `marks`), reduced `factor` times (normalised
+    averaging + inpainting).
 
     Ink pixels and a 2-px halo (anti-aliased stroke edges) are left out of each reduced
     pixel's average; reduced pixels that were all ink are inpainted from their neighbours.
@@ -331,7 +358,11 @@ def _fill_background(page: Image, ink: npt.NDArray[np.uint8], factor: int) -> Im
     kernel = np.ones((5, 5), np.uint8)
     reduced_rows, weight_rows = [], []
     for with_halo, own in _bands(height, step, 2):
-        grown = cv2.dilate(ink[with_halo], kernel)[own]
+        left_out = (
+            ink[with_halo] if marks is None else cv2.bitwise_or(ink[with_halo], marks[with_halo])
+        )
+        grown = cv2.dilate(left_out, kernel)[own]
+        del left_out
         band_keep = np.where(grown == 0, np.uint8(255), np.uint8(0))  # away from ink + halo
         del grown
         rows = slice(with_halo.start + own.start, with_halo.start + own.stop)
@@ -347,7 +378,9 @@ def _fill_background(page: Image, ink: npt.NDArray[np.uint8], factor: int) -> Im
         )
         weight_rows.append(weight_u8)
     reduced: Image = np.concatenate(reduced_rows)
-    holes = (np.concatenate(weight_rows).astype(np.float32) / 255.0 < 0.15).astype(np.uint8)
+    # Under 0.15 of a reduced pixel kept: weight_u8 / 255 < 0.15, i.e. ≤ 38 (in integers:
+    # the float copies of the weights were two more 75-dpi planes at the step's peak).
+    holes = (np.concatenate(weight_rows) <= 38).view(np.uint8)
     if holes.any():
         reduced = _u8(cv2.inpaint(reduced, holes, 2, cv2.INPAINT_TELEA))
     return reduced

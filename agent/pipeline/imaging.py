@@ -79,6 +79,78 @@ def _components(binary: Image) -> tuple[int, npt.NDArray[np.integer], npt.NDArra
     return int(count), np.asarray(labels), np.asarray(stats, dtype=np.int32)
 
 
+COMPONENT_BAND_ROWS = 512  # _banded_components: rows labelled at a time
+
+
+def _banded_components(
+    binary: Image,
+) -> tuple[npt.NDArray[np.int64], list[tuple[int, int, int]], npt.NDArray[np.intp]]:
+    """The 8-connected components of a 0/non-0 image, labelled COMPONENT_BAND_ROWS rows at
+    a time: exactly those of the whole image, without its label image (16-bit, 17 MB for a
+    300-dpi A4, beside OpenCV's own work array: the worker's peak in blank detection and
+    binarisation, docs/benchmarks.md "Ninth sitting").
+
+    A component crossing a band's edge is labelled in each band and joined again where
+    its pixels touch across the edge (8-connected: the pixel below or diagonally below).
+    Returns `stats`, one row per component (background excluded; columns as OpenCV's
+    CC_STAT_LEFT, TOP, WIDTH, HEIGHT, AREA; in no particular order), the bands as (top,
+    bottom, offset), and `component`: band `b`'s label `n` ≥ 1 is component
+    `component[offset_b + n - 1]`, a row of `stats`. Labelling a band again
+    (`_components(binary[top:bottom])`) gives the same labels.
+    """
+    height = binary.shape[0]
+    parts: list[npt.NDArray[np.int64]] = []
+    bands: list[tuple[int, int, int]] = []
+    edges: list[npt.NDArray[np.int64]] = []
+    offset = 0
+    above: npt.NDArray[np.int64] | None = None  # the previous band's last row, global ids
+    for top in range(0, height, COMPONENT_BAND_ROWS):
+        bottom = min(height, top + COMPONENT_BAND_ROWS)
+        count, labels, stats = _components(binary[top:bottom])
+        part = stats[1:count].astype(np.int64)
+        part[:, cv2.CC_STAT_TOP] += top
+        parts.append(part)
+        bands.append((top, bottom, offset))
+        first = np.where(labels[0] > 0, labels[0].astype(np.int64) + offset - 1, -1)
+        if above is not None:
+            for a, b in ((above, first), (above[1:], first[:-1]), (above[:-1], first[1:])):
+                touching = (a >= 0) & (b >= 0)
+                edges.append(np.stack([a[touching], b[touching]], axis=1))
+        above = np.where(labels[-1] > 0, labels[-1].astype(np.int64) + offset - 1, -1)
+        offset += count - 1
+        del labels
+    parent = np.arange(offset)
+    joins = np.unique(np.concatenate(edges), axis=0) if edges else np.empty((0, 2), np.int64)
+    for a, b in joins.tolist():
+        while parent[a] != a:
+            a = parent[a]
+        while parent[b] != b:
+            b = parent[b]
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    while True:  # every id to its root
+        grand = parent[parent]
+        if np.array_equal(grand, parent):
+            break
+        parent = grand
+    roots, component = np.unique(parent, return_inverse=True)
+    each = np.concatenate(parts) if parts else np.empty((0, 5), np.int64)
+    left, top_, width, height_, area = (each[:, c] for c in range(5))
+    merged = np.empty((roots.size, 5), np.int64)
+    low_x = np.full(roots.size, np.iinfo(np.int64).max)
+    low_y = np.full(roots.size, np.iinfo(np.int64).max)
+    high_x = np.zeros(roots.size, np.int64)
+    high_y = np.zeros(roots.size, np.int64)
+    np.minimum.at(low_x, component, left)
+    np.minimum.at(low_y, component, top_)
+    np.maximum.at(high_x, component, left + width)
+    np.maximum.at(high_y, component, top_ + height_)
+    merged[:, cv2.CC_STAT_LEFT], merged[:, cv2.CC_STAT_TOP] = low_x, low_y
+    merged[:, cv2.CC_STAT_WIDTH], merged[:, cv2.CC_STAT_HEIGHT] = high_x - low_x, high_y - low_y
+    merged[:, cv2.CC_STAT_AREA] = np.bincount(component, weights=area, minlength=roots.size)
+    return merged, bands, component
+
+
 # ----------------------------------------------------------------------------- loading
 
 
@@ -101,8 +173,12 @@ def load_capture(path: Path) -> LoadedCapture:
     """
     # imread streams the file: the encoded bytes (10–25 MB for a noisy 300-dpi PNG) never
     # sit in memory beside the decoded pixels. Paths OpenCV cannot open (non-UTF-8 names on
-    # some platforms) go through a buffer instead.
-    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.is_file() else None
+    # some platforms) go through a buffer instead. Decoded into an output array (`None`:
+    # OpenCV allocates it as a numpy array): the plain `imread(path, flags)` returns a Mat
+    # of its own that the Python binding then copies, two copies of the page at once (a
+    # colour 300-dpi A4: 50 MB for a 25 MB page, the worker's load peak; docs/benchmarks.md
+    # "Ninth sitting"). The output-array form needs OpenCV ≥ 4.11 (pyproject.toml).
+    raw = cv2.imread(str(path), None, cv2.IMREAD_UNCHANGED) if path.is_file() else None
     if raw is None:
         try:
             data = np.fromfile(path, dtype=np.uint8)
@@ -292,10 +368,13 @@ def _drop_mark_overlaps(
         near_marks = np.zeros(len(ys), bool)
         on_marks = marks != 0
         hue = cv2.cvtColor(box, cv2.COLOR_BGR2HSV_FULL)[:, :, 0][on_marks].astype(np.int32)
-        bins = np.full(marks.shape, -1, np.int32)
+        bins = np.full(marks.shape, -1, np.int8)  # OVERLAP_HUE_BINS fit: 1 byte, not 4
         bins[on_marks] = ((hue + 256 // (2 * OVERLAP_HUE_BINS)) % 256) * OVERLAP_HUE_BINS // 256
         kinds, counts = np.unique(bins[on_marks], return_counts=True)
-        weight = np.square(np.square(chroma.astype(np.float32) / 255.0))
+        weight = chroma.astype(np.float32)
+        weight /= 255.0
+        np.square(weight, out=weight)  # in place: each whole-box float copy is 5 MB for a
+        np.square(weight, out=weight)  # band of a 300-dpi A4
         # The marks' colours are measured on cells of `reach` px, each pixel taking the
         # mean over the 3 × 3 cells around its own (a square of about 3 reaches).
         cells = (max(1, box.shape[1] // reach), max(1, box.shape[0] // reach))
@@ -305,10 +384,14 @@ def _drop_mark_overlaps(
             # Weighted by chroma⁴: a stroke's core (the ink at full strength) counts, its
             # antialiased edges, paler, hardly.
             of_k = np.where(bins == k, weight, np.float32(0))
-            stack = cv2.merge([b * of_k, g * of_k, r * of_k, of_k])
-            near = cv2.boxFilter(
-                cv2.resize(stack, cells, interpolation=cv2.INTER_AREA), -1, (3, 3), normalize=False
-            )[cy, cx]
+            # Each channel reduced on its own, then merged: the same values as reducing the
+            # four-channel stack (INTER_AREA works per channel), without the box-sized
+            # four-channel float copy (20 MB for a band of a 300-dpi A4 with a seal: the
+            # worker's peak on such a page, docs/benchmarks.md "Ninth sitting").
+            reduced = [cv2.resize(c * of_k, cells, interpolation=cv2.INTER_AREA) for c in (b, g, r)]
+            reduced.append(cv2.resize(of_k, cells, interpolation=cv2.INTER_AREA))
+            del of_k
+            near = cv2.boxFilter(cv2.merge(reduced), -1, (3, 3), normalize=False)[cy, cx]
             # At least the weight of ~2 core pixels of a ballpoint stroke (chroma 120: 0.05).
             has = near[:, 3] * (box.shape[0] * box.shape[1] / (cells[0] * cells[1])) >= 0.1
             if not has.any():
@@ -612,7 +695,7 @@ def dot_matrix(grey: Image, dpi: int = REFERENCE_DPI) -> DotMatrix:
     height = grey.shape[0]
     band = grey[height // 4 : 3 * height // 4]  # half the page says it: half the cost
     _, ink = cv2.threshold(band, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
-    blobs = _components(_u8(ink))[0] - 1
+    blobs = len(_banded_components(_u8(ink))[0])
     if blobs < BLANK_MAX_BLOBS:
         return DotMatrix(False, 0.0, 0.0)
     ink_level = float(np.percentile(band[ink > 0], 10))
@@ -620,15 +703,15 @@ def dot_matrix(grey: Image, dpi: int = REFERENCE_DPI) -> DotMatrix:
     paper = float(np.percentile(band[::4, ::4], 90))
     level = ink_level + DOTTED_CORE_LEVEL * (paper - ink_level)
     _, core = cv2.threshold(band, level, 255, cv2.THRESH_BINARY_INV)
-    count, _labels, stats = _components(_u8(core))
-    del core, _labels
-    ratio = (count - 1) / blobs
+    cores = _banded_components(_u8(core))[0]  # in no particular order: sorted below
+    del core
+    ratio = len(cores) / blobs
     if ratio < DOTTED_CORES:
         return DotMatrix(False, round(ratio, 3), 0.0)
     # Centres of the cores; the gap to the next core on the same pixel column (dots along
     # a row overlap into one core, those down a column mostly do not) or row.
-    cx = np.round(stats[1:, cv2.CC_STAT_LEFT] + stats[1:, cv2.CC_STAT_WIDTH] / 2)
-    cy = np.round(stats[1:, cv2.CC_STAT_TOP] + stats[1:, cv2.CC_STAT_HEIGHT] / 2)
+    cx = np.round(cores[:, cv2.CC_STAT_LEFT] + cores[:, cv2.CC_STAT_WIDTH] / 2)
+    cy = np.round(cores[:, cv2.CC_STAT_TOP] + cores[:, cv2.CC_STAT_HEIGHT] / 2)
     low, high = (mm * dpi / 25.4 for mm in DOT_PITCH_MM)
     gaps = []
     for along, across in ((cy, cx), (cx, cy)):
@@ -773,9 +856,8 @@ def detect_blank(grey: Image, dpi: int = REFERENCE_DPI) -> BlankCheck:
     level = math.ceil(0.6 * paper) - 1
     _, dark = cv2.threshold(inner, level, 1, cv2.THRESH_BINARY_INV)
     min_blob = 4 * min_speck_area(dpi)
-    count, labels, stats = _components(_u8(dark))
-    del dark, labels
-    areas = stats[1:count, cv2.CC_STAT_AREA]
+    areas = _banded_components(_u8(dark))[0][:, cv2.CC_STAT_AREA]
+    del dark
     big = areas[areas >= min_blob]
     blobs = int(big.size)
     fraction = float(big.sum()) / max(1, inner.size)
@@ -914,26 +996,45 @@ def binarise(
     records corpus without dust keeps its marks; its copies of copies (1,400 specks) do not.
     """
     smoothed = cv2.medianBlur(grey, 3) if smooth else grey
-    threshold, ink = cv2.threshold(smoothed, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
-    del smoothed  # a 300-dpi A4 is 8.7 MB per grey copy: free each as soon as it is used
+    # Into the smoothed copy when there is one (ours): a 300-dpi A4 is 8.7 MB per grey copy.
+    threshold, ink = cv2.threshold(
+        smoothed,
+        0,
+        255,
+        cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU,
+        dst=smoothed if smooth else None,
+    )
+    del smoothed
     min_area = min_speck_area(dpi)
-    _count, labels, stats = _components(_u8(ink))
-    del ink
+    # Components band by band (`_banded_components`: no whole-page label image), then the
+    # page painted band by band in place of its ink: kept ink → black, all else → white.
+    stats, bands, component = _banded_components(_u8(ink))
     keep = stats[:, cv2.CC_STAT_AREA] >= min_area
-    keep[0] = False  # label 0 is the background
-    lut = np.where(keep, 0, 255).astype(np.uint8)  # kept ink → black, everything else → white
-    binary: Image = lut[labels]
-    small = np.flatnonzero(~keep)[1:]  # label 0, the background, is never a component
+    small = np.flatnonzero(~keep)
     kept = int(keep.sum())
+    dust_free = 0 < small.size <= max(DUST_FREE_MIN, DUST_FREE_SHARE * kept)
+    binary: Image = _u8(ink)
+    del ink
+    specks: list[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]]] = []
+    for top, bottom, offset in bands:
+        count, labels, _ = _components(binary[top:bottom])  # the same labels as above
+        of_band = component[offset : offset + count - 1]
+        lut = np.full(count, 255, np.uint8)
+        lut[1:][keep[of_band]] = 0
+        if dust_free:  # where the small components are, to put marks back (below)
+            ys, xs = np.nonzero((lut == 255)[labels] & (labels > 0))
+            specks.append((ys + top, xs, of_band[labels[ys, xs].astype(np.intp) - 1]))
+        binary[top:bottom] = lut[labels]
+        del labels
     restored = 0
-    if 0 < small.size <= max(DUST_FREE_MIN, DUST_FREE_SHARE * kept):
+    if dust_free:
         reach = max(2, round(TONE_MARK_REACH_PX * _scale(dpi)))
-        boxes = [(int(label), *(int(v) for v in stats[label, :4])) for label in small]
         # Checked before any mark is put back: a mark never joins through another mark.
-        marks = [b for b in boxes if _ink_near(binary, b[1:], reach)]
-        for label, x, y, w, h in marks:
-            box = binary[y : y + h, x : x + w]  # a view: only the mark's own pixels change
-            box[labels[y : y + h, x : x + w] == label] = 0
+        marks = [c for c in small if _ink_near(binary, tuple(int(v) for v in stats[c, :4]), reach)]
+        if marks:
+            ys, xs, of = (np.concatenate(parts) for parts in zip(*specks, strict=True))
+            back = np.isin(of, marks)
+            binary[ys[back], xs[back]] = 0  # only the marks' own pixels change
         restored = len(marks)
     removed = int(small.size) - restored
     return binary, Binarisation(float(threshold), min_area, removed, kept + restored, restored)
@@ -970,9 +1071,18 @@ def vertical_rules(binary: Image, dpi: int) -> list[tuple[int, int, int, int]]:
     ("|" beside a cell's text) is dropped from the text afterwards.
     """
     length = max(9, round(RULE_MIN_MM / 25.4 * dpi))
-    ink = cv2.bitwise_not(binary)
-    vertical = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((length, 1), np.uint8))
-    del ink
+    kernel = np.ones((length, 1), np.uint8)
+    # Band by band, each with `length` rows of the page on either side: an opening's row
+    # depends on rows at most length − 1 away, so each band's own rows are those of the
+    # whole page's opening, and only the result is page-sized (the whole-page inverse and
+    # opening held three page-sized arrays).
+    vertical = np.empty_like(binary)
+    height = binary.shape[0]
+    for top in range(0, height, COMPONENT_BAND_ROWS):
+        bottom = min(height, top + COMPONENT_BAND_ROWS)
+        low, high = max(0, top - length), min(height, bottom + length)
+        opened = cv2.morphologyEx(cv2.bitwise_not(binary[low:high]), cv2.MORPH_OPEN, kernel)
+        vertical[top:bottom] = opened[top - low : bottom - low]
     # The bounding boxes of the outer contours are those of the 8-connected components,
     # without a label image (int32: 35 MB for a 300-dpi A4, which took the station's peak
     # from ~270 to ~305 MB in `bench pipeline`).

@@ -140,7 +140,16 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
     with _timed(ms, "blank"):
         blank = imaging.detect_blank(imaging.to_grey(image), dpi)
     with _timed(ms, "orientation"):
-        turn_cw, decisions["orientation"] = _orientation(image, blank, work_dir, settings)
+        guess, osd_input = _orientation_guess(image, blank, work_dir, settings)
+        if osd_input is not None:
+            # Tesseract's OSD reads the page (~0.5 s, 70 MB): the worker holds no page array
+            # meanwhile (the colour page and two greys were 42 MB beside it, and met the other
+            # worker's heaviest step: docs/benchmarks.md "Ninth sitting"). The capture is
+            # decoded again after it (~0.15 s), on these pages only.
+            del image
+        turn_cw, decisions["orientation"] = _orientation(guess, osd_input, blank, settings)
+        if osd_input is not None:
+            image = imaging.load_capture(capture).image
         # `image` is ours (decoded from the file): no copy when there is nothing to turn.
         page = imaging.turn(image, turn_cw) if turn_cw else image
         del image
@@ -170,18 +179,22 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         del cleaned
         ocr_input = _write_image(work_dir / "ocr.png", ocr_image)
         del ocr_image
+    with _timed(ms, "rules"):
+        # Before the layers, so that the binary is gone by then (its band-wise morphology
+        # holds one page-sized array beside the page and the binary).
+        rules = imaging.vertical_rules(binary, dpi)
     with _timed(ms, "layers"):
         thumb_image = imaging.thumbnail(page, settings.thumb_width)
-        segmented = archival.segment(page, ink_mask, dpi)
-        # The page and the archival mask go before the encoders copy the masks (PIL holds
-        # a byte per pixel of each): a colour page's worker peaked here.
-        del page, ink_mask
+        ink = archival.ink_of(ink_mask)
+        # The segmentation, the worker's highest step, holds the page, this mask and the
+        # marks: not the binarisation too (docs/benchmarks.md, "Ninth sitting").
+        del binary, ink_mask
+        segmented = archival.segment_ink(page, ink, dpi)
+        # The page goes before the encoders copy the masks (PIL holds a byte per pixel of
+        # each): a colour page's worker peaked here.
+        del page, ink
         layers = archival.encode_segmented(segmented, background_quality=settings.jpeg_quality)
         del segmented
-    with _timed(ms, "rules"):
-        # With no other page array alive (its morphology holds three page-sized arrays).
-        rules = imaging.vertical_rules(binary, dpi)
-        del binary
     with _timed(ms, "ocr"):
         result = ocr.recognize(
             ocr_input,
@@ -317,11 +330,33 @@ def _cover_sheet(image: imaging.Image) -> tuple[coversheet.CoverSheet | None, di
     return sheet, record
 
 
-def _orientation(
+def _orientation_guess(
     image: imaging.Image, blank: imaging.BlankCheck, work_dir: Path, settings: PipelineSettings
+) -> tuple[imaging.OrientationEstimate, Path | None]:
+    """The pixel heuristic's guess (~30 ms), and the image for tesseract's OSD (`osd.png` in
+    `work_dir`) when `_orientation` must ask it: the page is not blank, the heuristic is
+    unsure or would turn it, and OSD is installed. Nothing of the page is kept."""
+    grey, _ = imaging.text_grey(image, settings.dpi, crossings=False)
+    guess = imaging.estimate_orientation(grey, settings.dpi)
+    trusted = guess.confidence >= ORIENTATION_TRUSTED
+    if blank.blank or (trusted and not guess.turn_cw) or not ocr.has_osd(settings.tesseract):
+        return guess, None
+    normalised = imaging.normalise_background(grey, settings.dpi)
+    del grey  # not beside the binarisation's components (the colour page still is)
+    binary, _ = imaging.binarise(normalised)
+    del normalised
+    return guess, _write_image(work_dir / "osd.png", binary)
+
+
+def _orientation(
+    guess: imaging.OrientationEstimate,
+    osd_input: Path | None,
+    blank: imaging.BlankCheck,
+    settings: PipelineSettings,
 ) -> tuple[int, dict[str, object]]:
-    """Pixel heuristic first (~30 ms); tesseract OSD (~0.5 s) when the heuristic is unsure or
-    would turn the page.
+    """Whether to turn the page: the pixel heuristic's `guess` (`_orientation_guess`), and
+    tesseract's OSD (~0.5 s, on `osd_input`) when the heuristic is unsure or would turn the
+    page. A blank page is never turned.
 
     A turn is never made on the heuristic alone: on pages this project did not make (streaks,
     speckle, folds: bench/foreign.py) it turned upright pages by 180° or 90° with confidence
@@ -329,16 +364,12 @@ def _orientation(
     read 7–17 %). A wrongly kept page is the cheaper error: it reads badly and is flagged.
     So a turn needs tesseract's OSD to be sure on its own, or to agree with the heuristic.
     """
-    grey, _ = imaging.text_grey(image, settings.dpi, crossings=False)
-    guess = imaging.estimate_orientation(grey, settings.dpi)
     record: dict[str, object] = {"heuristic": dataclasses.asdict(guess), "osd": None}
     turn_cw, source = guess.turn_cw, "heuristic"
     trusted = guess.confidence >= ORIENTATION_TRUSTED
     if blank.blank:
         turn_cw, source = 0, "blank_page"
-    elif (not trusted or guess.turn_cw) and ocr.has_osd(settings.tesseract):
-        binary, _ = imaging.binarise(imaging.normalise_background(grey, settings.dpi))
-        osd_input = _write_image(work_dir / "osd.png", binary)
+    elif osd_input is not None:
         try:
             osd = ocr.detect_orientation(
                 osd_input,
