@@ -7,6 +7,7 @@ import hashlib
 import itertools
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,17 +32,26 @@ def known() -> list[profiles.ScannerProfile]:
     return profiles.load_scanner_profiles()
 
 
-@pytest.fixture(autouse=True)
-def _reset_test_backend() -> None:
-    # The test backend keeps option values across sane_open() within a process (observed
-    # with sane-backends 1.1.1): undo what a previous test set to fake a failure.
+def _reset() -> None:
     sane_device.init()
     dev = sane_device.sane.open("test:0")
     try:
         dev.read_return_value = "Default"
         dev.read_delay = 0
+        dev.test_picture = "Solid black"  # a colour scan sets the pattern (profile test.toml)
     finally:
         dev.close()
+
+
+@pytest.fixture(autouse=True)
+def _reset_test_backend() -> Iterator[None]:
+    # The test backend keeps option values across sane_open() within a process (observed
+    # with sane-backends 1.1.1): undo what a previous test set to fake a failure or a slow
+    # scanner, before each test and after it — later tests of other files in the same
+    # worker process would scan slowly or fail otherwise.
+    _reset()
+    yield
+    _reset()
 
 
 def _scan(settings: AgentSettings, known: list, source: str, setup=None, on_page=None):  # type: ignore[no-untyped-def]
