@@ -424,6 +424,19 @@ def write_section(path: Path, body: str, title: str) -> None:
     path.write_text(head + block + ("\n" + text[end:] if nxt >= 0 else ""), encoding="utf-8")
 
 
+def render_pages(count: int, work: Path) -> list[tuple[Path, str, int, str]]:
+    """``count`` pages spread over VARIANTS (seed = index), saved as PNG in ``work``: each
+    page's path, variant, dpi and rendered text."""
+    names = list(VARIANTS)
+    pages = []
+    for i in range(count):
+        variant = names[i % len(names)]
+        spec = VARIANTS[variant]
+        page = render_page(PageSpec(**{**spec.__dict__, "seed": i}))
+        pages.append((save_png(page, work / f"p{i:03d}.png"), variant, spec.dpi, page.text))
+    return pages
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--worker"]:
         return _worker(argv[1:])
@@ -449,14 +462,7 @@ def main(argv: list[str]) -> int:
     command = " ".join(["python -m bench pipeline", *shown])
     work = args.keep or Path(tempfile.mkdtemp(prefix="sohoa-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    names = list(VARIANTS)
-    pages = []
-    for i in range(args.pages):
-        variant = names[i % len(names)]
-        spec = VARIANTS[variant]
-        page = render_page(PageSpec(**{**spec.__dict__, "seed": i}))
-        path = save_png(page, work / f"p{i:03d}.png")
-        pages.append((path, variant, spec.dpi, page.text))
+    pages = render_pages(args.pages, work)
     print(f"{len(pages)} pages rendered in {work}", file=sys.stderr)
     ours = run_ours(pages, work / "ours", args.workers, args.layout)
     print(

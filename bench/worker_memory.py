@@ -204,7 +204,7 @@ def main(argv: list[str]) -> int:
     sys.path.insert(0, str(ROOT / "tests"))
     from corpus import PageSpec, render_page, save_png
 
-    from bench.pipeline import VARIANTS
+    from bench.pipeline import render_pages
 
     parser = argparse.ArgumentParser(prog="python -m bench worker_memory", description=__doc__)
     parser.add_argument("--pages", type=int, default=6, help="pages (default 6: one a variant)")
@@ -212,13 +212,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="sohoa-wmem-") as tmp:
         work = Path(tmp)
-        names = list(VARIANTS)
-        pages = []
-        for i in range(args.pages):
-            variant = names[i % len(names)]
-            spec = VARIANTS[variant]
-            page = render_page(PageSpec(**{**spec.__dict__, "seed": i}))
-            pages.append((save_png(page, work / f"p{i:03d}.png"), variant, spec.dpi))
+        pages = [(path, variant, dpi) for path, variant, dpi, _ in render_pages(args.pages, work)]
         warm = save_png(render_page(PageSpec(seed=99)), work / "warm.png")
         rows = measure(pages, warm, work)
     if args.json:
