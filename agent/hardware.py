@@ -34,9 +34,12 @@ log = logging.getLogger(__name__)
 # Where Linux on a device-tree board (every Raspberry Pi) names the model; absent on x86.
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
 
-# Peak memory of one page worker with its tesseract child, MB: a worker holds ~126–129 MB in
-# binarise/layers and tesseract ~72–77 MB (docs/benchmarks.md "Memory of one worker per stage";
-# docs/research/perf.md B2a), rounded up.
+# Memory one more page worker costs, with its tesseract child, MB. Measured (docs/benchmarks.md
+# "Ninth sitting: a worker's memory", `python -m bench worker_memory`): a worker's own
+# (anonymous) memory peaks at 97–107 MB in binarise/rules/layers, its tesseract at 70–77 MB;
+# the libraries (~53 MB) are shared with the station after the fork. ~185 MB, rounded up with
+# headroom (earlier sittings measured the worker at 126–129 MB: kept as the sizing so that a
+# board's count does not grow without a measurement on that board).
 WORKER_MEMORY_MB = 220
 
 
