@@ -22,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from server import web
-from server.archive import coversheets, public, replacements, rescan
+from server.archive import coversheets, progress, public, replacements, rescan
 from server.archive.catalog import Catalog
 from server.archive.page_images import PageRenderer
 from server.archive.records import Records
@@ -157,6 +157,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
             worker.start()
             app.state.worker = worker
             app.state.ingest_trouble = lambda: worker.trouble
+        # A large archive's progress answers, asked before the first page load waits on them.
+        threading.Thread(target=progress.warm, args=(db,), daemon=True, name="progress").start()
         stop = threading.Event()
         dog = threading.Thread(target=_watchdog, args=(app, stop), daemon=True, name="watchdog")
         dog.start()

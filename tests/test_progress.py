@@ -9,16 +9,24 @@ import datetime as dt
 import io
 import math
 import re
+import threading
+import time
+from pathlib import Path
 
 import pytest
 import test_staff
+from fastapi.testclient import TestClient
 from httpx import Response
 from inventories import FIRST_PLANNED, danh_muc, setup_demo
 from openpyxl import load_workbook  # type: ignore[import-untyped]
 from test_staff import Staff
 
-from server.archive import fonds, fonds_handover, progress, review
+from bench import progress as bench_progress
+from server.app import create_app
+from server.archive import fonds, fonds_handover, inventory, progress, review
 from server.archive.progress import forecast
+from server.config import ServerSettings
+from server.store.db import Database
 
 staff = test_staff.staff  # the fixture: a private copy of the real pipeline's archive
 TODAY = dt.date(2026, 1, 10)
@@ -228,3 +236,117 @@ def test_inventory_api(staff: Staff) -> None:
     plan = s.client.get("/api/v1/fonds/NL/plan", headers=s.bearer("viewer")).json()
     assert [p["code"] for p in plan] == ["H19.NL.2025.05"]
     assert post("archivist", good, columns="code=?").status_code == 422
+
+
+# -- the plan's answer kept between loads (a scan of every page: seconds at a million) -------
+
+
+def _archive(tmp_path: Path, pages: int = 200) -> Database:
+    """bench/progress.py's synthetic archive: batches of 50 pages, each a planned hồ sơ whose
+    cover sheet is its first page, four parts a page, 5 % flagged."""
+    db = Database(tmp_path / "archive.sqlite3")
+    bench_progress.build(db, pages, 2)
+    return db
+
+
+def _deliver_page(db: Database, batch: int) -> None:
+    """A station's page arrives in ``batch`` with its parts committed."""
+    now = time.time()
+    with db.tx() as con:
+        (pk,) = con.execute("SELECT MAX(id) + 1 FROM pages").fetchone()
+        con.execute(
+            "INSERT INTO pages (id, batch_pk, device_id, page_id, page_no, capture_sha256,"
+            " capture_size, dpi, width_px, height_px, colour) SELECT ?, id, device_id, ?,"
+            " page_count + 1, '', 1, 300, 2480, 3508, 0 FROM batches WHERE id = ?",
+            (pk, f"late{pk}", batch),
+        )
+        for name in ("archival", "thumb", "text"):
+            con.execute(
+                "INSERT INTO parts (page_pk, name, sha256, size, media_type, state,"
+                " committed_at) VALUES (?, ?, '', 1, 'x', 'committed', ?)",
+                (pk, name, now),
+            )
+
+
+def _fonds(view: progress.PlanView, key: str = "F0000") -> progress.PlanProgress:
+    return {f.key: f for f in view.fonds}[key]
+
+
+def test_the_plan_is_kept_while_stations_deliver_and_asked_again_after_staff_act(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = _archive(tmp_path)
+    first = progress.plan(db)
+    assert progress.plan(db) is first  # nothing moved: no scan
+    scanned = _fonds(first).pages["scanned"]
+
+    # A station delivers: the kept answer stands a while, then is asked again in the
+    # background while loads still get the kept one.
+    _deliver_page(db, 1)
+    assert progress.plan(db) is first
+    monkeypatch.setattr(progress, "STALE_OK_S", 0.0)
+    assert progress.plan(db) is first
+    deadline = time.monotonic() + 30
+    while progress.plan(db) is first and time.monotonic() < deadline:
+        time.sleep(0.05)
+    fresh = progress.plan(db)
+    assert _fonds(fresh).pages["scanned"] == scanned + 1
+
+    # What staff do shows at once: a reviewed page is checked on the next load.
+    monkeypatch.setattr(progress, "STALE_OK_S", 3600.0)
+    assert progress.plan(db) is fresh
+    flagged = next(
+        r["id"]
+        for r in db.read().execute("SELECT id FROM pages WHERE flags = '[\"review\"]'")
+        if inventory.attribute(db).of_page.get(r["id"]) is not None
+    )
+    checked = _fonds(fresh).pages["checked"] + _fonds(fresh, "F0001").pages["checked"]
+    assert review.decide(db, flagged, "accept", "lan")
+    after = progress.plan(db)
+    assert after is not fresh
+    assert _fonds(after).pages["checked"] + _fonds(after, "F0001").pages["checked"] == checked + 1
+    db.close()
+
+
+def test_loads_with_nothing_kept_wait_for_one_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = _archive(tmp_path)
+    asked: list[int] = []
+    scan = progress._plan
+
+    def slow_scan(db: Database, today: dt.date) -> progress.PlanView:
+        asked.append(1)
+        time.sleep(0.5)  # a large archive's scan
+        return scan(db, today)
+
+    monkeypatch.setattr(progress, "_plan", slow_scan)
+    got: list[progress.PlanView] = []
+    loads = [threading.Thread(target=lambda: got.append(progress.plan(db))) for _ in range(3)]
+    for t in loads:
+        t.start()
+    for t in loads:
+        t.join()
+    assert len(asked) == 1
+    assert len(got) == 3 and got[0] is got[1] is got[2]
+    db.close()
+
+
+def test_a_large_archive_s_progress_is_asked_when_the_server_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = _archive(tmp_path)
+    key = str(db.url)
+    monkeypatch.setattr(progress, "WARM_FROM_PAGES", 201)  # larger than this archive: nothing
+    progress.warm(db)
+    assert ("plan", key) not in progress._KEPT and ("communes", key) not in progress._KEPT
+    db.close()
+    monkeypatch.setattr(progress, "WARM_FROM_PAGES", 200)
+    settings = ServerSettings(data_dir=tmp_path, ingest=False)
+    with TestClient(create_app(settings)):  # no page loaded
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (
+            ("plan", key) in progress._KEPT and ("communes", key) in progress._KEPT
+        ):
+            time.sleep(0.05)
+        assert ("plan", key) in progress._KEPT and ("communes", key) in progress._KEPT

@@ -37,6 +37,7 @@ import re
 import time
 import unicodedata
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -694,6 +695,11 @@ class Attribution:
     batch_codes: dict[int, set[str]] = field(default_factory=dict)  # batch → codes
     batches: dict[int, dict[str, Any]] = field(default_factory=dict)  # every batch
 
+    @cached_property
+    def scanned(self) -> frozenset[str]:
+        """The planned codes some scanned page counts for (ask once attributed)."""
+        return frozenset(self.of_page.values())
+
 
 def attribute(db: Database) -> Attribution:
     """Attribute every page to a planned hồ sơ (see above), in four queries."""
@@ -755,8 +761,7 @@ def unscanned(
 ) -> list[dict[str, Any]]:
     """The fonds' planned hồ sơ no scanned page counts for yet."""
     found = found or attribute(db)
-    scanned = set(found.of_page.values())
-    return [p for p in planned(db, fonds_code) if p["code"] not in scanned]
+    return [p for p in planned(db, fonds_code) if p["code"] not in found.scanned]
 
 
 class MatchRefused(Exception):

@@ -17,6 +17,7 @@ import math
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,23 +94,109 @@ _LABELLING = ("device.commune",)
 class _Kept:
     stamp: tuple[Any, ...]
     at: float
-    value: list[CommuneProgress]
+    value: Any
     refreshing: bool = False
 
 
-_KEPT: dict[str, _Kept] = {}
+_KEPT: dict[tuple[str, str], _Kept] = {}  # (question, archive) -> its kept answer
 _KEPT_LOCK = threading.Lock()
+_ASKING: dict[tuple[str, str], threading.Event] = {}  # asked with nothing kept yet
+
+
+def _kept(
+    question: str, db: Database, stamp: tuple[Any, ...], urgent: int, ask: Callable[[], Any]
+) -> Any:
+    """``ask()``'s answer, kept per archive: asked again when ``stamp`` moved — at once when
+    its first ``urgent`` items moved (what a person just did and is looking for), otherwise
+    (stations delivering) the kept answer is shown and, ``STALE_OK_S`` after it was asked,
+    asked again in the background."""
+    key = (question, db.url)
+    with _KEPT_LOCK:
+        kept = _KEPT.get(key)
+        if kept is not None and kept.stamp == stamp:
+            return kept.value
+        if kept is not None and kept.stamp[:urgent] == stamp[:urgent]:
+            if time.monotonic() - kept.at >= STALE_OK_S and not kept.refreshing:
+                kept.refreshing = True
+                threading.Thread(
+                    target=_refresh, args=(key, stamp, ask), name=f"{question}-refresh",
+                    daemon=True,
+                ).start()  # fmt: skip
+            return kept.value
+        asking = _ASKING.get(key)
+        if asking is None:  # ask it here; a load meanwhile waits for this answer
+            asking = _ASKING[key] = threading.Event()
+            mine = True
+        else:
+            mine = False
+    if not mine:  # asked already (the start-up warm-up, another load): the same answer
+        asking.wait()
+        with _KEPT_LOCK:
+            kept = _KEPT.get(key)
+        if kept is not None:
+            return kept.value
+        return ask()  # that asking failed: ask again here
+    try:
+        value = ask()
+        with _KEPT_LOCK:
+            _KEPT[key] = _Kept(stamp, time.monotonic(), value)
+        return value
+    finally:
+        with _KEPT_LOCK:
+            del _ASKING[key]
+        asking.set()
+
+
+def _refresh(key: tuple[str, str], stamp: tuple[Any, ...], ask: Callable[[], Any]) -> None:
+    try:
+        value = ask()
+    except Exception:
+        log.exception("refreshing the %s progress failed", key[0])
+        with _KEPT_LOCK:
+            kept = _KEPT.get(key)
+            if kept is not None:
+                kept.refreshing = False
+                kept.at = time.monotonic()  # try again after another STALE_OK_S
+        return
+    with _KEPT_LOCK:
+        _KEPT[key] = _Kept(stamp, time.monotonic(), value)
+
+
+# On an archive this large the first load of a server process would wait seconds for each
+# answer (a scan of every page; ~1 s per 100,000 pages): both are asked at start instead, in
+# the background (server.app), and a load meanwhile waits for that answer, not a second scan.
+WARM_FROM_PAGES = 50_000
+
+
+def warm(db: Database) -> None:
+    """Ask the dashboard's and the plan's questions now, if the archive is large enough for
+    the first page load to wait on them."""
+    try:
+        (last,) = db.read().execute("SELECT COALESCE(MAX(id), 0) FROM pages").fetchone()
+        if int(last) < WARM_FROM_PAGES:
+            return
+        started = time.monotonic()
+        communes(db)
+        plan(db)
+        log.info("progress asked at start: %d pages, %.1f s", last, time.monotonic() - started)
+    except Exception:  # the first page load asks again
+        log.exception("asking the progress at start failed")
+
+
+def _last_of(actions: Sequence[str]) -> str:
+    """SQL: the newest audit row of each action (one index lookup each; one MAX over several
+    actions would read every row of them)."""
+    return ", ".join(["(SELECT COALESCE(MAX(id), 0) FROM audit WHERE action = ?)"] * len(actions))
 
 
 def _stamp(db: Database, today: dt.date) -> tuple[Any, ...]:
     """(day, last label, last description, last page, last commit): one statement of index
-    lookups (a MAX per action; one MAX over several actions would read every row of them)."""
-    last = "(SELECT COALESCE(MAX(id), 0) FROM audit WHERE action = ?)"
+    lookups."""
     row = (
         db.read()
         .execute(
-            f"SELECT {', '.join([last] * (len(_LABELLING) + len(_DESCRIBING)))},"  # noqa: S608
-            " (SELECT COALESCE(MAX(id), 0) FROM pages),"  # (constants)
+            f"SELECT {_last_of((*_LABELLING, *_DESCRIBING))},"  # noqa: S608 (constants)
+            " (SELECT COALESCE(MAX(id), 0) FROM pages),"
             " (SELECT COALESCE(MAX(committed_at), 0) FROM parts)",
             (*_LABELLING, *_DESCRIBING),
         )
@@ -127,38 +214,10 @@ def communes(db: Database, today: dt.date | None = None) -> list[CommuneProgress
     if today is not None:
         return _communes(db, today)
     today = dt.date.today()
-    stamp = _stamp(db, today)
-    now = time.monotonic()
-    with _KEPT_LOCK:
-        kept = _KEPT.get(db.url)
-        if kept is not None and kept.stamp == stamp:
-            return kept.value
-        if kept is not None and kept.stamp[:2] == stamp[:2]:  # same day, no new label
-            if now - kept.at >= STALE_OK_S and not kept.refreshing:
-                kept.refreshing = True
-                threading.Thread(
-                    target=_refresh, args=(db, today, stamp), name="progress-refresh", daemon=True
-                ).start()
-            return kept.value
-    value = _communes(db, today)
-    with _KEPT_LOCK:
-        _KEPT[db.url] = _Kept(stamp, time.monotonic(), value)
+    value: list[CommuneProgress] = _kept(
+        "communes", db, _stamp(db, today), 2, lambda: _communes(db, today)
+    )  # same day, no new label: the kept answer may stand a while
     return value
-
-
-def _refresh(db: Database, today: dt.date, stamp: tuple[Any, ...]) -> None:
-    try:
-        value = _communes(db, today)
-    except Exception:
-        log.exception("refreshing the per-commune progress failed")
-        with _KEPT_LOCK:
-            kept = _KEPT.get(db.url)
-            if kept is not None:
-                kept.refreshing = False
-                kept.at = time.monotonic()  # try again after another STALE_OK_S
-        return
-    with _KEPT_LOCK:
-        _KEPT[db.url] = _Kept(stamp, time.monotonic(), value)
 
 
 # Per page: received when every part that travels (all but the capture) is committed, on the
@@ -340,12 +399,50 @@ class PlanView:
     today: dt.date
 
 
+# The plan's answer is kept as the dashboard's is (``_kept``): asked again at once after what
+# staff do (a plan imported, a batch matched, a fonds registered or edited or handed over, a hồ
+# sơ or văn bản described, a page reviewed or reprocessed: their audit rows, or the newest
+# review), and within ``STALE_OK_S`` in the background while stations deliver (a page
+# announced, a part committed, a batch complete).
+_PLANNING = ("plan.import", "plan.match", "fonds.create", "fonds.edit",
+             "fonds.handover.confirm", "page.reprocess", *_DESCRIBING)  # fmt: skip
+
+
+def _plan_stamp(db: Database, today: dt.date) -> tuple[Any, ...]:
+    """(day, last staff action, last review, last page, last commit, last batch complete):
+    one statement of index lookups."""
+    row = (
+        db.read()
+        .execute(
+            f"SELECT {_last_of(_PLANNING)},"  # noqa: S608 (constants)
+            " (SELECT COALESCE(MAX(id), 0) FROM reviews),"
+            " (SELECT COALESCE(MAX(id), 0) FROM pages),"
+            " (SELECT COALESCE(MAX(committed_at), 0) FROM parts),"
+            " (SELECT COALESCE(MAX(complete_at), 0) FROM batches)",
+            _PLANNING,
+        )
+        .fetchone()
+    )
+    values = list(row)
+    staff = max(int(v) for v in values[: len(_PLANNING)])
+    reviewed, page, committed, complete = values[len(_PLANNING) :]
+    return (today, staff, int(reviewed), int(page), float(committed), float(complete))
+
+
 def plan(db: Database, today: dt.date | None = None) -> PlanView:
-    """Progress against the plan (see above), per fonds and summed per place."""
+    """Progress against the plan (see above), per fonds and summed per place; the answer
+    kept as said above (shared between callers: read it, do not change it)."""
+    if today is not None:
+        return _plan(db, today)
+    today = dt.date.today()
+    value: PlanView = _kept("plan", db, _plan_stamp(db, today), 3, lambda: _plan(db, today))
+    return value
+
+
+def _plan(db: Database, today: dt.date) -> PlanView:
     from server.archive import fonds as fonds_room
     from server.archive import inventory
 
-    today = today or dt.date.today()
     first = today - dt.timedelta(days=DAYS - 1)
     since = time.mktime(first.timetuple())
     found = inventory.attribute(db)
@@ -459,9 +556,21 @@ def plan(db: Database, today: dt.date | None = None) -> PlanView:
         districts=sorted(groups[1].values(), key=by_name),
         province=sorted(groups[2].values(), key=by_name),
         unmatched=inventory.unmatched_batches(db, found),
-        unscanned={f: inventory.unscanned(db, f, found) for f in sorted(out)},
+        unscanned=_unscanned(inventory.planned(db), found.scanned, sorted(out)),
         today=today,
     )
+
+
+def _unscanned(
+    planned: list[dict[str, Any]], scanned: frozenset[str], fonds: list[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Per fonds, its planned hồ sơ no scanned page counts for (as ``inventory.unscanned``
+    says, for every fonds from one reading of the plan)."""
+    out: dict[str, list[dict[str, Any]]] = {f: [] for f in fonds}
+    for p in planned:
+        if p["code"] not in scanned and p["fonds_code"] in out:
+            out[p["fonds_code"]].append(p)
+    return out
 
 
 def _forecast(p: PlanProgress, today: dt.date) -> Forecast:

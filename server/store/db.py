@@ -80,6 +80,8 @@ CREATE TABLE IF NOT EXISTS batches (
     complete_at REAL,
     UNIQUE (device_id, batch_id)
 );
+-- The newest complete batch, read on every plan page load (server.archive.progress)
+CREATE INDEX IF NOT EXISTS batches_complete ON batches(complete_at);
 CREATE TABLE IF NOT EXISTS pages (
     id INTEGER PRIMARY KEY,
     batch_pk INTEGER NOT NULL REFERENCES batches(id),
