@@ -123,6 +123,7 @@ def check_object_store(settings: config.ServerSettings) -> Finding:
 
     try:
         where = objects.probe(settings, write=True)  # a bucket over its quota still lists
+        delay = objects.read_delay(settings)  # and reads it back: how long a GET waits
     except objects.ObjectStoreError as exc:
         if exc.cause != "other":  # a known cause: what it is and what to do
             return Finding(
@@ -134,6 +135,18 @@ def check_object_store(settings: config.ServerSettings) -> Finding:
         return _object_store_unusable(exc)
     except ValueError as exc:
         return _object_store_unusable(exc)
+    if delay > objects.READ_DELAY_WARN_S:
+        ms = round(delay * 1000)
+        return Finding(
+            "object_store",
+            "warn",
+            f"Kho đối tượng {where}: trả lời, nhưng mỗi lần đọc (GET) chậm hơn ~{ms} ms so với"
+            " HEAD. Với Ceph RADOS Gateway: đặt tcp_nodelay=1 cho frontend (rgw frontends ="
+            " beast ... tcp_nodelay=1) rồi khởi động lại gateway (docs/operations.md).",
+            f"Object store {where}: answers, but every read (GET) comes ~{ms} ms later than a"
+            " HEAD. On a Ceph RADOS Gateway set tcp_nodelay=1 on its frontend (rgw frontends ="
+            " beast ... tcp_nodelay=1) and restart the gateway (docs/operations.md).",
+        )
     return Finding(
         "object_store", "ok", f"Kho đối tượng {where}: trả lời.", f"Object store {where}: answers."
     )

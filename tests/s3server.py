@@ -4,7 +4,9 @@ monitor, one OSD on ``memstore`` (RAM, capped), the gateway on a loopback port â
 user made with ``radosgw-admin``. Started once per test session (``s3_server`` fixture in
 tests/conftest.py); the tests kill the gateway with SIGKILL and start it again.
 
-The only departures from a production gateway: cephx off (loopback only), pool size 1,
+The frontend has ``tcp_nodelay=1``, as docs/operations.md tells a province to set (without
+it every GET waits ~40 ms on Nagle's algorithm against the client's delayed ACK). The only
+departures from a production gateway: cephx off (loopback only), pool size 1,
 ``rgw multipart min part size`` lowered to 64 KiB so that a multipart upload takes a few
 hundred kilobytes instead of 5 MiB parts (the store's ``part_bytes=`` follows it), and
 ``osd client watch timeout`` 5 s instead of 30: a SIGKILLed gateway's watches would otherwise
@@ -117,7 +119,7 @@ keyring = {r}/keyring
 osd data = {r}/osd$id
 mon data = {r}/mon
 [client.rgw]
-rgw frontends = beast endpoint=127.0.0.1:{self.port}
+rgw frontends = beast endpoint=127.0.0.1:{self.port} tcp_nodelay=1
 rgw multipart min part size = {PART_BYTES}
 rgw enable usage log = false
 """

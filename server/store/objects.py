@@ -47,6 +47,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -792,7 +793,6 @@ def probe(
 def _check(client: Any, target: Target, write: bool) -> str:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    where = f"s3://{target.bucket}/{target.prefix} at {target.endpoint or 'AWS'}"
     key = target.prefix + PROBE_KEY
     try:
         client.list_objects_v2(Bucket=target.bucket, Prefix=target.prefix, MaxKeys=1)
@@ -801,9 +801,57 @@ def _check(client: Any, target: Target, write: bool) -> str:
             client.put_object(Bucket=target.bucket, Key=key, Body=data, ContentMD5=_md5_b64(data))
             client.delete_object(Bucket=target.bucket, Key=key)
     except (BotoCoreError, ClientError) as exc:
-        found = failure(exc, target.bucket)
-        raise ObjectStoreError(f"the object store {where}: {exc}", found.cause) from exc
-    return where
+        raise _refused(exc, target) from exc
+    return _where(target)
+
+
+def _where(target: Target) -> str:
+    return f"s3://{target.bucket}/{target.prefix} at {target.endpoint or 'AWS'}"
+
+
+def _refused(exc: Exception, target: Target) -> ObjectStoreError:
+    """The store's refusal of a check, with its cause; never the keys."""
+    return ObjectStoreError(
+        f"the object store {_where(target)}: {exc}", failure(exc, target.bucket).cause
+    )
+
+
+# A GET answered this much later than a HEAD of the same small object is the gateway waiting
+# on Nagle's algorithm against the client's delayed ACK (~40 ms on Linux): Ceph's beast
+# frontend without ``tcp_nodelay=1`` (docs/operations.md). Round trips, TLS and a loaded disk
+# slow HEAD and GET alike; only this slows the GET alone.
+READ_DELAY_WARN_S = 0.025
+
+
+def read_delay(settings: ServerSettings, environ: dict[str, str] | None = None) -> float:
+    """How much longer the object store takes to answer a GET of a small object than a HEAD
+    of it (median of 3 each; seconds). Puts the probe object, then deletes it."""
+    import statistics
+
+    target = connect(settings, environ)
+    if target is None:
+        raise ObjectStoreError("no store_url: the files are on local disk")
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = _client_for(target.bucket)
+    key = target.prefix + PROBE_KEY
+    data = b"sohoa doctor: read delay " + b"." * 2000
+    heads, gets = [], []
+    try:
+        client.put_object(Bucket=target.bucket, Key=key, Body=data, ContentMD5=_md5_b64(data))
+        try:
+            for _ in range(3):
+                started = time.perf_counter()
+                client.head_object(Bucket=target.bucket, Key=key)
+                heads.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                client.get_object(Bucket=target.bucket, Key=key)["Body"].read()
+                gets.append(time.perf_counter() - started)
+        finally:
+            client.delete_object(Bucket=target.bucket, Key=key)
+    except (BotoCoreError, ClientError) as exc:
+        raise _refused(exc, target) from exc
+    return statistics.median(gets) - statistics.median(heads)
 
 
 def store_for(settings: ServerSettings, environ: dict[str, str] | None = None) -> Store:
