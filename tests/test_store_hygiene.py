@@ -21,10 +21,10 @@ import pytest
 from harness import BIN, Broker, ServerProcess
 from paho.mqtt.enums import CallbackAPIVersion
 from s3server import PART_BYTES, CephS3
-from test_ingest import DEVICE, BatchSrc, Server, make_batch, sha, uid
+from test_ingest import DEVICE, BatchSrc, Server, make_batch, query, sha, uid
 
 from protocol import envelope, topics
-from protocol.messages import Receipt, Reject
+from protocol.messages import BatchState, Receipt, Reject
 from server.archive import audit
 from server.ingest import Ingest
 from server.store import hygiene, objects
@@ -315,7 +315,10 @@ def test_staging_swept_at_start_after_sigkill_mid_ingest_loses_nothing(
         }
         # The station, with no receipt for what was lost in the crash, sends it all again —
         # and, as the agent does, again later what the server asked it to retry (a loaded
-        # server says "retry later" rather than queue without bound).
+        # server says "retry later" rather than queue without bound), and asks what the
+        # server holds while receipts are slow: a part committed just before the kill may
+        # have had its receipt lost with the server, and a duplicate of a committed part
+        # is not receipted again (the agent's query, agent/uplink/sync.py).
         station = _station(broker.port, events)
         chunks_of = {(p.page_id, name): batch.chunks(p, name, 8192)
                      for p in batch.pages for name in p.parts}  # fmt: skip
@@ -331,11 +334,16 @@ def test_staging_swept_at_start_after_sigkill_mid_ingest_loses_nothing(
         send(parts)
         deadline = time.monotonic() + 300
         resend_at: float | None = None
+        ask_at = time.monotonic() + 5.0
         while not parts <= set(receipted):
             assert time.monotonic() < deadline, f"receipts for {len(receipted)} of {len(parts)}"
             if resend_at is not None and time.monotonic() >= resend_at:
                 send(parts - set(receipted))
                 resend_at = None
+            if time.monotonic() >= ask_at:
+                topic, ask, _ = query([batch.batch_id])
+                station.publish(topic, ask, qos=1)
+                ask_at = time.monotonic() + 5.0
             try:
                 ev = events.get(timeout=0.5)
             except queue.Empty:
@@ -345,6 +353,8 @@ def test_staging_swept_at_start_after_sigkill_mid_ingest_loses_nothing(
                 resend_at = time.monotonic() + 2.0
             if isinstance(ev, Receipt):
                 receipted.update((s.page_id, s.part) for s in ev.committed)
+            if isinstance(ev, BatchState):
+                receipted.update((s.page_id, s.part) for s in ev.parts if s.committed)
     finally:
         if station is not None:
             station.disconnect()
