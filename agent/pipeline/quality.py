@@ -264,8 +264,9 @@ JUNK_LINE_MARKS = 3
 # (REVIEW_SCORE_BELOW) is too lenient on dots; a dotted page is left out of review only when
 # its reading scores as high as type read right: the lowest score of a tests/records page
 # under 1 % CER was 92.2 (the calibration above). tests/records dot_matrix seeds 0–11 read
-# 3.0–5.2 % at scores 82.1–89.3; bench foreign's dot_matrix seeds 0–1 (0.09 %, 0.95 %) 95.9
-# and 95.1 (docs/benchmarks.md, tenth sitting).
+# 3.0–5.2 % at scores 82.1–89.3; the pages of bench foreign's dot_matrix told as dots (seeds
+# 1 and 3 of 0–5: augraphy's dots, 0.95 % and 0.53 %) 95.1 and 95.5 (docs/benchmarks.md,
+# tenth sitting).
 DOTTED_TRUSTED_SCORE = 92.0
 
 
