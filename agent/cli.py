@@ -438,7 +438,10 @@ REVIEW_REASONS = {  # agent.pipeline.quality's reasons, as the operator reads th
     "unsure_words": ("nhiều từ không chắc", "many unsure words"),
     "dot_matrix": ("chữ in kim, chữ số dễ đọc nhầm", "dot-matrix print, digits misread"),
     "low_score": ("điểm chữ thấp", "low text score"),
-    "junk_line": ("có dòng chỉ toàn ký hiệu, không có chữ", "a line of marks, no words"),
+    "junk_line": (
+        "có dòng phần lớn là ký hiệu, không phải chữ",
+        "a line mostly of marks, not words",
+    ),
     "failed": ("xử lý lỗi, giữ bản quét gốc", "processing failed, capture kept"),
 }
 

@@ -149,3 +149,63 @@ def test_a_line_of_marks_read_as_text_sends_the_page_for_review() -> None:
 def test_page_with_marks_and_no_text_is_sent_for_review_blank_is_not() -> None:
     assert quality.assess([], expect_text=True).reasons == ("no_text",)
     assert not quality.assess([], expect_text=False).review
+
+
+def test_a_line_more_marks_than_words_sends_the_page_for_review() -> None:
+    # bench foreign shadow_cast seed 3 as the pipeline read it (5.1 % CER, score 88.2,
+    # unflagged): the fax header's specks with one valid token among them ("Tư»").
+    specks = str.split("z Tư» Ẩ °» z Zz / » ~x >Áz> , ^ ^ ^ » °")
+    read = [
+        "HƯƠNG DAN SỐ HO SO SÁCH TẠI BỘ PHAX MỘT CƯ.",
+        "Tài liệu này đành cho công chức văn phòng - thống kê khi được giao",
+        "quét các sổ, tập hồ sơ cũ của xã. Trước khi quét, cần tháo phim, vuốt phẳng",
+    ]
+    text = [line.split() for line in read] * 8
+    lines = [specks, *text]
+    judged = quality.assess([(t, 91.0) for line in lines for t in line], True, lines)
+    assert judged.review and "junk_line" in judged.reasons, judged
+    assert quality.junk_lines(lines) == [" ".join(specks)]
+    # A short line misread is what a page under 1 % CER may have (plain tesseract on
+    # tests/records dejavu-1: "=ÌƯU: VÌ; V2" for "- Lưu: VT, VP."), and so is a stray mark
+    # beside words.
+    fine = [["=ÌƯU:", "VÌ;", "V2"], ["Chi", "đầu", "tư", "[", "1.118.000.000", "43,0%"], *text]
+    judged = quality.assess([(t, 95.0) for line in fine for t in line], True, fine)
+    assert not judged.review, judged
+
+
+# Readings recorded by the pipeline (tesseract 5.3.0 `vie`, docs/benchmarks.md ninth sitting),
+# each word at its page's mean confidence: bench foreign dot_matrix seed 1 (augraphy's dots,
+# 0.95 % CER, score 95.1) and tests/records dot_matrix seed 9 (a 9-pin grid, 4.8 % CER, score
+# 89.3: its misreads "lích", "nhãn", "thảng", "sứa" are all valid syllables).
+_DOTS_READ_RIGHT = """HỘI ĐỒNG NHÂN DÂN XÃ ĐĂK RƠ WA
+BÁO CÁO
+Tình hình thu, chi ngân sách sáu tháng đấu năm
+Sáu tháng đấu năm, tống thu ngân sách trên địa bàn đạt năm mươi tám
+phần trăm dự toán được giao, tăng so với cùng kỳ năm trước chủ yếu nhờ
+khoản thu tiến sử dụng đất của hai dự án khu dân cư. Chỉ thường xuyên bảo
+Thu thuế, phí, lệ phí 1.240.000.000 731.500.000 59,0%
+Chi đầu tư phát triển 2.600.000.000 1.118.000.000 43,0%"""
+_DOTS_MISREAD = """V/V thông báo lích tiếp công dân
+3. Đề nghị Ủy ban nhãn đãn huyện xem xét, hỗ trợ kinh phi đế xây dựng lại
+Thực hiện Công vần số 637/UBND-NC ngày 1 thảng 4 nắm 2013 của Ủy ban nhân
+dân huyện về việc sứa chữa trường mẫu giáo, Ủy ban nhân đân xã Tân Phú báo
+1. Trong tháng 4, xã đã tiến nhận 44 hồ sơ, giải quyết đúng hạn 9 hỗ sơ;
+việc Lưu trữ tài Liệu điện tử được thực hiện theo đúng quy định hiện hành.
+2. Tại tố dân phố 3, ưa lớn kéo đài làm hư hỏng 31 mét kênh ương và một"""
+
+
+def test_a_page_printed_in_dots_is_reviewed_unless_it_reads_as_type_read_right() -> None:
+    def judge(text: str, confidence: float) -> quality.PageQuality:
+        lines = [line.split() for line in text.splitlines()]
+        words = [(t, confidence) for line in lines for t in line]
+        return quality.assess(words, expect_text=True, lines=lines)
+
+    right = judge(_DOTS_READ_RIGHT, 95.13)
+    assert right.score >= quality.DOTTED_TRUSTED_SCORE and not right.review, right
+    assert quality.review_dotted(right) == right  # sitting 6 reviewed it: every page in dots
+    misread = judge(_DOTS_MISREAD, 91.67)
+    # As type, the page passes every cut: its misreads are valid syllables.
+    assert not misread.review, misread
+    assert misread.score < quality.DOTTED_TRUSTED_SCORE
+    dotted = quality.review_dotted(misread)
+    assert dotted.review and dotted.reasons == ("dot_matrix",), dotted

@@ -93,7 +93,8 @@ def test_each_class_reads_and_is_never_clearly_worse_than_plain_tesseract(
     if ours > 0.05:
         assert "review" in result.flags, result.decisions["quality"]
     # Dotted digits misread are valid numbers to the plausibility check: a dot-matrix page
-    # is always reviewed, and no page of another class is said to be in dots.
+    # of tests/records (3-5 % CER, scores under quality.DOTTED_TRUSTED_SCORE) is reviewed,
+    # and no page of another class is said to be in dots.
     reasons = result.decisions["quality"]["reasons"]  # type: ignore[index]
     assert ("dot_matrix" in reasons) == (name == "dot_matrix"), reasons
     if name == "dot_matrix":

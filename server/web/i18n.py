@@ -71,7 +71,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "reason_unsure_words": ("nhiều từ không chắc", "many unsure words"),
     "reason_dot_matrix": ("chữ in kim: chữ số dễ đọc nhầm", "dot-matrix print: digits misread"),
     "reason_low_score": ("điểm chữ thấp", "low text score"),
-    "reason_junk_line": ("có dòng chỉ toàn ký hiệu, không có chữ", "a line of marks, no words"),
+    "reason_junk_line": (
+        "có dòng phần lớn là ký hiệu, không phải chữ",
+        "a line mostly of marks, not words",
+    ),
     "flag_below_200dpi": ("dưới 200 dpi", "below 200 dpi"),
     "flag_dpi_unknown": ("không rõ dpi", "dpi unknown"),
     "flag_rotated": ("đã xoay", "rotated"),
