@@ -824,6 +824,10 @@ class Catalog:
             # No parallel workers: starting them costs more CPU than the window's ~3,000
             # rows save, on a server whose cores serve other searches and ingest.
             "max_parallel_workers_per_gather": "0",
+            # A plan for these values: psycopg prepares a statement run 5 times, and after 5
+            # more PostgreSQL may keep one generic plan for every value, which cannot know
+            # the span's page range nor how common the words are.
+            "plan_cache_mode": "force_custom_plan",
         }
         with self.db.pool().hold() as con:
             return con.fetch_with_settings(settings, sql, args)
