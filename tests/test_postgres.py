@@ -407,6 +407,38 @@ def test_the_window_is_planned_for_each_query_s_values(pg_cluster: PostgresClust
     db.close()
 
 
+def test_a_span_of_words_on_most_pages_is_walked_not_read_through_their_bitmaps(
+    pg_cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A quoted phrase of two words that are each on every page: the window is looked for in
+    a span of the newest pages, and the span is walked (the primary key from the newest page,
+    each vector tested) — the GIN bitmap would decode both words' whole posting lists, every
+    page of the archive, to keep the span's few. Same hits and total as the bitmap gave."""
+    texts = [f"ủy ban nhân dân {'ban ủy ' if k % 4 == 0 else ''}xã số {k}" for k in range(400)]
+    db = Database(pg_cluster.create_database())
+    ids = archive(db, texts)
+    db.read().execute("ANALYZE")
+    plans: list[str] = []
+    fetch = pg.PgConnection.fetch_with_settings
+
+    def explained(
+        self: pg.PgConnection, settings: dict[str, str], sql: str, args: Sequence[object]
+    ) -> list[pg.PgRow]:
+        if "count(*) OVER ()" in sql:
+            plan = fetch(self, settings, "EXPLAIN (COSTS OFF) " + sql, args)
+            plans.append("\n".join(r[0] for r in plan))
+        return fetch(self, settings, sql, args)
+
+    monkeypatch.setattr(pg.PgConnection, "fetch_with_settings", explained)
+    small = Catalog(db, candidate_budget=20)
+    found = small.search_page('"ban uy"', 5)  # on every 4th page: 100 of 400
+    assert [h["page"] for h in found.hits] == [ids[k] for k in (396, 392, 388, 384, 380)]
+    assert (found.total, found.estimated) == (100, True)  # scaled from the span, as before
+    assert len(plans) == 1  # the span held the page asked for
+    assert "Index Scan Backward" in plans[0] and "Bitmap" not in plans[0], plans[0]
+    db.close()
+
+
 _STORED = "SELECT count(*) FILTER (WHERE pg_column_compression(vec) IS NOT NULL), count(*) FROM {}"
 
 
