@@ -471,7 +471,10 @@ class Catalog:
         key's range before any vector is read (one read per match in the span, not per
         match in the archive: people's names, ~100,000 of 1,000,000 pages, read ~6,000
         vectors instead of ~50,000 — the bitmap itself still decodes each syllable's pages,
-        and name syllables are on 30–100 % of them). The walk is bounded too: four times the
+        and name syllables are on 30–100 % of them; so when the words' posting lists hold
+        more than ``PG_SPAN_PAGE_IN_ENTRIES`` times the span's pages, the span is walked
+        instead, same rows). The window statements are planned for each query's values,
+        never by a prepared statement's generic plan. The walk is bounded too: four times the
         pages it should need, then the GIN index (PostgreSQL takes words as independent, so
         two that rarely meet are estimated too high). When the span holds fewer than the
         budget, the whole archive is searched — except for a quoted phrase, whose matches are far
