@@ -146,6 +146,8 @@ def timed(run: Callable[[str], object], qs: list[str]) -> list[float]:
 
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
+    if not ordered:
+        return float("nan")  # a baseline not run (--naive 0)
     return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
 
 

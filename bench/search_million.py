@@ -2,7 +2,8 @@
 p95 ≤ 50 ms, direct and through the HTTP API).
 
     python -m bench search_million [--pages 1000000] [--queries 100] [--http 30] [--naive 5]
-                                   [--url URL] [--keep]
+                                   [--url URL] [--keep] [--copy-of URL]
+                                   [--shared-buffers 64MB] [--effective-cache-size 4GB]
 
 Builds the archive fast on a throwaway PostgreSQL server (tests/pgcluster.py): batches and
 pages from ``generate_series``, then page texts and both search vectors with ``COPY`` from
@@ -25,6 +26,18 @@ page text. Query classes: common words (1–3, with and without diacritics), rar
 people's names (3 words: a phrase on a few hundred pages), a common word with a rare one, and
 a quoted phrase. ``--url`` reuses a database built before (``--keep`` leaves the cluster up
 and prints its URL).
+
+The throwaway server runs with ``shared_buffers = 64MB`` (tests/pgcluster.py) unless
+``--shared-buffers`` says otherwise; ``--shared-buffers 4GB --effective-cache-size 12GB`` is
+the configuration docs/operations.md gives an archive server with 16 GB of RAM. A server
+already running (``--url``) keeps its own: ``--copy-of URL`` starts a new throwaway server
+with these settings on a copy of that one's data (``pg_basebackup``, the source keeps
+running), so the same database can be measured under both configurations side by side.
+The first line of the results says the server's settings. The baselines and the count of
+pages with all the words run after each class's queries by default (as in every run recorded
+before the tenth sitting); their full scans read gigabytes through the server's buffers and
+the file cache, so the next class starts cold. ``--baselines-last`` runs them after every
+class instead, closer to a server that only searches.
 """
 
 from __future__ import annotations
@@ -288,6 +301,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--url", help="a database built by an earlier run (--keep)")
     parser.add_argument("--keep", action="store_true", help="leave the cluster running")
     parser.add_argument("--build-only", action="store_true", help="build (implies --keep), stop")
+    parser.add_argument(
+        "--copy-of", metavar="URL", help="measure a copy of this server's data (pg_basebackup)"
+    )
+    parser.add_argument("--shared-buffers", help="of the throwaway server (default 64MB)")
+    parser.add_argument("--effective-cache-size", help="of the throwaway server (default 4GB)")
+    parser.add_argument(
+        "--baselines-last",
+        action="store_true",
+        help="run the baselines and match counts after every class's queries, not between"
+        " classes (their full scans evict the server's caches before the next class)",
+    )
     args = parser.parse_args(argv)
     args.keep = args.keep or args.build_only
 
@@ -308,9 +332,24 @@ def main(argv: list[str]) -> int:
         sys.path.insert(0, str(ROOT / "tests"))
         from pgcluster import PostgresCluster
 
-        cluster = PostgresCluster().start()
-        url = cluster.create_database("bench")
-        build_s = build(url, args.pages, args.workers)
+        tuning = {
+            name: value
+            for name, value in (
+                ("shared_buffers", args.shared_buffers),
+                ("effective_cache_size", args.effective_cache_size),
+            )
+            if value
+        }
+        cluster = PostgresCluster(tuning)
+        if args.copy_of:
+            t = time.perf_counter()
+            cluster.start_copy_of(args.copy_of)
+            url = cluster.url(args.copy_of.rsplit("/", 1)[1])
+            print(f"  copied in {time.perf_counter() - t:.0f} s", flush=True)
+        else:
+            cluster.start()
+            url = cluster.create_database("bench")
+            build_s = build(url, args.pages, args.workers)
         if args.keep:
             print(f"cluster left running: {url}  (data {cluster.root})", flush=True)
         if args.build_only:
@@ -341,17 +380,30 @@ def main(argv: list[str]) -> int:
             r.raise_for_status()
             return r
 
+        def baselines(items: list[str]) -> tuple[list[float], list[float], float]:
+            every = timed(lambda q: exhaustive(db, q), items[: args.naive])
+            scan = timed(lambda q: naive(con, q.replace('"', "")), items[: args.naive])
+            found = statistics.mean(matches(db, q)[0] for q in items[:5])
+            return every, scan, found
+
+        measured = []
         for name, items in qs.items():
             timed(direct, items[:5])  # warm
             d, d_cpu = cpu_timed(db, direct, items)
             h, h_cpu = cpu_timed(db, http, items[: args.http])
-            every = timed(lambda q: exhaustive(db, q), items[: args.naive])
-            scan = timed(lambda q: naive(con, q.replace('"', "")), items[: args.naive])
-            found = statistics.mean(matches(db, q)[0] for q in items[:5])
-            rows.append((name, d, h, every, scan, found, d_cpu, h_cpu))
+            measured.append((name, d, h, d_cpu, h_cpu))
             load.append(os.getloadavg()[0])
             print(f"  {name}: p95 {pct(d, 95):.1f} ms", flush=True)
+            if not args.baselines_last:
+                rows.append((name, d, h, *baselines(items), d_cpu, h_cpu))
+        if args.baselines_last:
+            for (name, d, h, d_cpu, h_cpu), items in zip(measured, qs.values(), strict=True):
+                rows.append((name, d, h, *baselines(items), d_cpu, h_cpu))
     engine = _version(db)
+    shown = ("shared_buffers", "effective_cache_size", "random_page_cost", "work_mem")
+    server = ", ".join(
+        f"{name} {db.read().execute(f'SHOW {name}').fetchone()[0]}" for name in shown
+    )
     db.close()
     if cluster is not None and not args.keep:
         cluster.stop()
@@ -360,7 +412,7 @@ def main(argv: list[str]) -> int:
     alld = [v for r in rows for v in r[1]]
     allh = [v for r in rows for v in r[2]]
     print(
-        f"\n{count:,} pages, {size / 1e9:.1f} GB ({engine}), built in {build_s:.0f} s;"
+        f"\n{count:,} pages, {size / 1e9:.1f} GB ({engine}; {server}), built in {build_s:.0f} s;"
         f" {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()};"
         f" load average (1 min) during the queries {min(load):.1f}–{max(load):.1f}\n"
     )

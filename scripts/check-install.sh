@@ -135,6 +135,7 @@ check_server() {
     test -s /etc/sohoa/credentials/database-password
     test -s /etc/sohoa/credentials/mqtt-password
     test -s /etc/sohoa/credentials/broker-admin-password
+    grep -q "^shared_buffers = [0-9]*MB$" /etc/postgresql/*/main/conf.d/sohoa.conf
     test "$(stat -c %U /var/lib/mosquitto/dynamic-security.json)" = mosquitto
     nginx -t
     systemd-analyze verify /etc/systemd/system/sohoa-server.service
@@ -145,6 +146,7 @@ check_server() {
   in_root "$r" bash -euxc '
     v=$(pg_lsclusters --no-header | awk "{print \$1; exit}")
     pg_ctlcluster "$v" main start
+    (cd / && runuser -u postgres -- psql -tAc "SELECT sourcefile FROM pg_settings WHERE name = '"'"'shared_buffers'"'"'") | grep -q conf.d/sohoa.conf
     # as the Debian unit mosquitto.service: its run directory, root drops to user mosquitto
     install -d -m 0740 -o mosquitto -g mosquitto /run/mosquitto
     mosquitto -c /etc/mosquitto/mosquitto.conf -d

@@ -8,7 +8,8 @@
 #   1. Debian packages: python3-venv, PostgreSQL, Mosquitto, nginx, openssl (bootstrap.sh)
 #   2. the service user `sohoa` and the venv in /opt/sohoa/.venv
 #   3. /etc/sohoa/server.toml and the database secret in /etc/sohoa/credentials/ (made once)
-#   4. PostgreSQL: role and database `sohoa` (UTF8), password = credentials/database-password
+#   4. PostgreSQL: memory settings (conf.d/sohoa.conf, made once), role and database `sohoa`
+#      (UTF8), password = credentials/database-password
 #   5. Mosquitto: conf.d/sohoa.conf, the dynamic-security file with the broker admin and the
 #      server's identity (sohoa-server broker init: passwords into /etc/sohoa/credentials/),
 #      a TLS certificate for port 8883 (self-signed until you install a real one)
@@ -112,16 +113,38 @@ chown root:sohoa "$ETC/server.toml"
 chmod 0640 "$ETC/server.toml"
 
 say "4. PostgreSQL"
+pgversion=$(pg_lsclusters --no-header | awk '$2 == "main" {print $1; exit}')
+[ -n "$pgversion" ] || die "no PostgreSQL cluster 'main' (pg_lsclusters)"
+# Memory for search (docs/operations.md section 7, "PostgreSQL memory"): a quarter of the
+# RAM as shared_buffers, three quarters as effective_cache_size. Written once: an edit made
+# to the file afterwards is kept. shared_buffers takes effect at the server's next start.
+pgconf=/etc/postgresql/$pgversion/main/conf.d/sohoa.conf
+pg_configured=no
+if [ ! -f "$pgconf" ]; then
+  ram_mb=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
+  install -d -m 0755 -o postgres -g postgres "$(dirname "$pgconf")"
+  cat > "$pgconf" <<CONF
+# sohoa archive server: written once by scripts/install-server.sh for ${ram_mb} MB of RAM
+# (docs/operations.md section 7, "PostgreSQL memory"); edit freely, it is not rewritten.
+shared_buffers = $((ram_mb / 4))MB
+effective_cache_size = $((ram_mb * 3 / 4))MB
+CONF
+  chmod 0644 "$pgconf"
+  pg_configured=yes
+fi
 pg_started_here=no
 if [ "$SYSTEMD" = yes ]; then
   systemctl enable --now postgresql
+  if [ "$pg_configured" = yes ]; then
+    systemctl restart postgresql
+  fi
 else
   SYSTEMD_OFFLINE=1 systemctl enable postgresql
-  pgversion=$(pg_lsclusters --no-header | awk '$2 == "main" {print $1; exit}')
-  [ -n "$pgversion" ] || die "no PostgreSQL cluster 'main' (pg_lsclusters)"
   if ! pg_ctlcluster "$pgversion" main status >/dev/null 2>&1; then
     pg_ctlcluster "$pgversion" main start
     pg_started_here=yes
+  elif [ "$pg_configured" = yes ]; then
+    pg_ctlcluster "$pgversion" main restart
   fi
 fi
 dbpw=$(cat "$CRED/database-password")

@@ -35,8 +35,18 @@ def bindir() -> Path:
     return Path(found[-1]).parent
 
 
+# Settings of every throwaway cluster: tests run hundreds of databases side by side, so it is
+# kept small (Debian's default is 128MB). An archive server's own configuration is
+# docs/operations.md "PostgreSQL settings"; the search benchmark can run with it
+# (``python -m bench search_million --shared-buffers ...``).
+SHARED_BUFFERS = "64MB"
+
+
 class PostgresCluster:
-    def __init__(self) -> None:
+    def __init__(self, settings: dict[str, str] | None = None) -> None:
+        """``settings``: server settings (``-c name=value``) beside the defaults below, e.g.
+        ``{"shared_buffers": "4GB"}``."""
+        self.settings = {"shared_buffers": SHARED_BUFFERS} | (settings or {})
         self.bin = bindir()
         self.port = free_port()
         self.password = secrets.token_hex(12)
@@ -75,6 +85,29 @@ class PostgresCluster:
         self._pg_ctl("start")
         return self
 
+    def start_copy_of(self, url: str) -> PostgresCluster:
+        """Start as a copy of the running cluster at ``url`` (every database, the same
+        superuser password): ``pg_basebackup`` over a replication connection, which reads
+        the other cluster online without stopping it. The password becomes ``url``'s."""
+        from urllib.parse import urlsplit
+
+        src = urlsplit(url)
+        self.password = src.password or ""
+        if self.as_root:
+            shutil.chown(self.root, "postgres", "postgres")
+        self.root.chmod(0o700)
+        cmd = [
+            str(self.bin / "pg_basebackup"), "-h", src.hostname or "127.0.0.1",
+            "-p", str(src.port or 5432), "-U", src.username or SUPERUSER,
+            "-D", str(self.data), "-X", "stream", "--checkpoint=fast", "--no-sync",
+        ]  # fmt: skip
+        if self.as_root:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        env = os.environ | {"PGPASSWORD": self.password}
+        subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+        self._pg_ctl("start")
+        return self
+
     def restart(self) -> None:
         """Stop (fast: sessions are cut) and start again on the same port."""
         self._pg_ctl("restart", "-m", "fast")
@@ -83,8 +116,8 @@ class PostgresCluster:
         options = (
             f"-c listen_addresses=127.0.0.1 -c port={self.port}"
             f" -c unix_socket_directories={self.root} -c max_connections=200"
-            " -c shared_buffers=64MB -c log_min_messages=warning"
-        )
+            " -c log_min_messages=warning"
+        ) + "".join(f" -c {name}={value}" for name, value in self.settings.items())
         # -l: the server must not inherit our stdout pipe (we would wait for it forever).
         self._run(
             str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options,

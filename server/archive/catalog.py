@@ -80,6 +80,12 @@ PG_STATS_TTL = 300.0
 # with their ~2.8 KB vectors by page id (~8 MB), which the default 4 MB wrote to a
 # temporary file (docs/benchmarks.md, seventh sitting).
 PG_WINDOW_WORK_MEM = "32MB"
+# A span of the newest pages is walked instead of read through the GIN bitmap when each of
+# its pages costs less than this many posting-list entries of the words would: a page read
+# and tested ~0.4–1 µs, an entry decoded ~0.1–0.3 µs (1,000,000 pages, tenth sitting); the
+# walk stops once it has the budget, and reads the whole span only when the words meet
+# less often than estimated.
+PG_SPAN_PAGE_IN_ENTRIES = 2
 _DF_CACHE: dict[tuple[str, str, str], tuple[int, float]] = {}
 _STATS_CACHE: dict[tuple[str, str], tuple[tuple[float, dict[str, float], float], float]] = {}
 # Databases whose pair tables are known complete (meta says 'ready'; it never goes back).
@@ -465,7 +471,10 @@ class Catalog:
         key's range before any vector is read (one read per match in the span, not per
         match in the archive: people's names, ~100,000 of 1,000,000 pages, read ~6,000
         vectors instead of ~50,000 — the bitmap itself still decodes each syllable's pages,
-        and name syllables are on 30–100 % of them). The walk is bounded too: four times the
+        and name syllables are on 30–100 % of them; so when the words' posting lists hold
+        more than ``PG_SPAN_PAGE_IN_ENTRIES`` times the span's pages, the span is walked
+        instead, same rows). The window statements are planned for each query's values,
+        never by a prepared statement's generic plan. The walk is bounded too: four times the
         pages it should need, then the GIN index (PostgreSQL takes words as independent, so
         two that rarely meet are estimated too high). When the span holds fewer than the
         budget, the whole archive is searched — except for a quoted phrase, whose matches are far
@@ -539,7 +548,18 @@ class Catalog:
         rows: list[Any] | None = None
         if 0 < span < n:
             args = [*score_args, *tier_args, query, n - span, budget, limit, offset]
-            rows = self._pg_window(sql, args, walk and not bitmap_first)
+            # The GIN bitmap of a span still decodes every word's whole posting list (the
+            # index cannot stop at the page range): for words each on much of the archive
+            # but estimated together on fewer pages — a phrase, a rare subject of common
+            # syllables — walking the span reads fewer rows than that. At 1,000,000 pages:
+            # 80–150 ms for the bitmap against 9–45 ms for the walk (docs/benchmarks.md,
+            # tenth sitting). Same rows either way: only the plan differs.
+            span_walk = walk and not bitmap_first
+            if bitmap_first and span * PG_SPAN_PAGE_IN_ENTRIES < self._pg_postings(
+                con, table, parsed.items
+            ):
+                span_walk = True
+            rows = self._pg_window(sql, args, span_walk)
             window = int(rows[0][2]) if rows else 0
             if phrase and budget > window >= offset + limit > 0:
                 ranked = [(int(r[0]), float(r[1])) for r in rows]
@@ -762,6 +782,15 @@ class Catalog:
             dfs[i] = df
         return n, [int(df or 0) for df in dfs]
 
+    def _pg_postings(self, con: Connection, table: str, items: list[list[str]]) -> int:
+        """The entries of the GIN posting lists of ``items``' words, by the column's
+        statistics (0 without them): what a bitmap of them decodes."""
+        stats = self._pg_stats(con, table)
+        if stats is None:
+            return 0
+        rows, freqs, floor = stats
+        return round(sum(rows * freqs.get(w, floor) for w in {t for i in items for t in i}))
+
     def _pg_estimate_items(
         self, con: Connection, table: str, items: list[list[str]], where: str, query: str
     ) -> int:
@@ -824,6 +853,10 @@ class Catalog:
             # No parallel workers: starting them costs more CPU than the window's ~3,000
             # rows save, on a server whose cores serve other searches and ingest.
             "max_parallel_workers_per_gather": "0",
+            # A plan for these values: psycopg prepares a statement run 5 times, and after 5
+            # more PostgreSQL may keep one generic plan for every value, which cannot know
+            # the span's page range nor how common the words are.
+            "plan_cache_mode": "force_custom_plan",
         }
         with self.db.pool().hold() as con:
             return con.fetch_with_settings(settings, sql, args)
