@@ -37,7 +37,7 @@ def bindir() -> Path:
 
 # Settings of every throwaway cluster: tests run hundreds of databases side by side, so it is
 # kept small (Debian's default is 128MB). An archive server's own configuration is
-# docs/operations.md "PostgreSQL settings"; the search benchmark can run with it
+# docs/operations.md "PostgreSQL memory" (section 7); the search benchmark can run with it
 # (``python -m bench search_million --shared-buffers ...``).
 SHARED_BUFFERS = "64MB"
 
