@@ -760,8 +760,21 @@ def unscanned(
     db: Database, fonds_code: str, found: Attribution | None = None
 ) -> list[dict[str, Any]]:
     """The fonds' planned hồ sơ no scanned page counts for yet."""
+    return unscanned_by_fonds(db, [fonds_code], found)[fonds_code]
+
+
+def unscanned_by_fonds(
+    db: Database, fonds: list[str], found: Attribution | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Per fonds of ``fonds``, its planned hồ sơ no scanned page counts for yet (one reading
+    of the plan for them all)."""
     found = found or attribute(db)
-    return [p for p in planned(db, fonds_code) if p["code"] not in found.scanned]
+    out: dict[str, list[dict[str, Any]]] = {f: [] for f in fonds}
+    rows = planned(db, fonds[0]) if len(fonds) == 1 else planned(db)
+    for p in rows:
+        if p["code"] not in found.scanned and p["fonds_code"] in out:
+            out[p["fonds_code"]].append(p)
+    return out
 
 
 class MatchRefused(Exception):

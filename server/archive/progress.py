@@ -556,21 +556,9 @@ def _plan(db: Database, today: dt.date) -> PlanView:
         districts=sorted(groups[1].values(), key=by_name),
         province=sorted(groups[2].values(), key=by_name),
         unmatched=inventory.unmatched_batches(db, found),
-        unscanned=_unscanned(inventory.planned(db), found.scanned, sorted(out)),
+        unscanned=inventory.unscanned_by_fonds(db, sorted(out), found),
         today=today,
     )
-
-
-def _unscanned(
-    planned: list[dict[str, Any]], scanned: frozenset[str], fonds: list[str]
-) -> dict[str, list[dict[str, Any]]]:
-    """Per fonds, its planned hồ sơ no scanned page counts for (as ``inventory.unscanned``
-    says, for every fonds from one reading of the plan)."""
-    out: dict[str, list[dict[str, Any]]] = {f: [] for f in fonds}
-    for p in planned:
-        if p["code"] not in scanned and p["fonds_code"] in out:
-            out[p["fonds_code"]].append(p)
-    return out
 
 
 def _forecast(p: PlanProgress, today: dt.date) -> Forecast:

@@ -45,6 +45,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import statistics
 import tempfile
 import threading
 import time
@@ -826,8 +827,6 @@ READ_DELAY_WARN_S = 0.025
 def read_delay(settings: ServerSettings, environ: dict[str, str] | None = None) -> float:
     """How much longer the object store takes to answer a GET of a small object than a HEAD
     of it (median of 3 each; seconds). Puts the probe object, then deletes it."""
-    import statistics
-
     target = connect(settings, environ)
     if target is None:
         raise ObjectStoreError("no store_url: the files are on local disk")
