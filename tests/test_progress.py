@@ -350,3 +350,47 @@ def test_a_large_archive_s_progress_is_asked_when_the_server_starts(
         ):
             time.sleep(0.05)
         assert ("plan", key) in progress._KEPT and ("communes", key) in progress._KEPT
+
+
+def test_after_staff_act_a_slow_plan_page_shows_the_kept_count_and_reloads(
+    staff: Staff, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At a million pages the plan takes ~10 s to count (bench progress on PostgreSQL): the
+    page after "match this batch" is not held that long — it shows the count before the
+    match, says so, and reloads; the API and the exports wait for the count of now."""
+    s, db = staff, staff.db
+    setup_demo(db, dt.date.today())
+    scan = progress._plan
+
+    def slow_scan(db: Database, today: dt.date) -> progress.PlanView:
+        time.sleep(0.6)  # a large archive's counting
+        return scan(db, today)
+
+    monkeypatch.setattr(progress, "_plan", slow_scan)
+    monkeypatch.setattr(progress, "WAIT_FOR_ASKING_S", 0.5)
+    csrf = s.login("archivist")
+    page = s.client.get("/plan").text  # nothing kept: this load waits for the count
+    assert 'id="plan-updating"' not in page and 'name="batch" value="1"' in page
+
+    r = s.client.post("/plan/match", data={"csrf": csrf, "batch": "1",
+                                           "planned": f"XL|{FIRST_PLANNED}"})  # fmt: skip
+    assert r.status_code == 200 and "Đã khớp lô 1" in r.text  # followed to /plan at once
+    assert 'id="plan-updating"' in r.text and "đang được tính lại" in r.text
+    assert re.search(r'<meta http-equiv="refresh" content="[2-9]">', r.text)
+    assert 'name="batch" value="1"' in r.text  # the count before the match, said to be so
+
+    # The API is never given a count from before the action.
+    view = s.client.get("/api/v1/plan/progress", headers=s.bearer("viewer")).json()
+    assert view["unmatched_batches"] == []
+    deadline = time.monotonic() + 30
+    while 'id="plan-updating"' in (page := s.client.get("/plan").text):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert 'name="batch" value="1"' not in page and '<meta http-equiv="refresh"' not in page
+
+    # An archive counted in less than WAIT_FOR_ASKING_S: the page waits for the count, as
+    # before (a review is a staff action too).
+    monkeypatch.setattr(progress, "WAIT_FOR_ASKING_S", 60.0)
+    (flagged,) = db.read().execute("SELECT id FROM pages WHERE flags != '[]'").fetchone()
+    assert review.decide(db, flagged, "accept", "lan")
+    assert 'id="plan-updating"' not in s.client.get("/plan").text

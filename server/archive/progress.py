@@ -86,6 +86,12 @@ def device_communes(db: Database) -> dict[str, str]:
 # label for a station is shown at once (the answer is asked again before the page is drawn):
 # it is rare and the admin is looking for it. Only the first load of a process waits.
 STALE_OK_S = 60.0
+# A staff action asks the plan again at once (below), and at a million pages that is ~10 s of
+# counting (bench progress on PostgreSQL) the page after the action would wait: "match this
+# batch", then nothing. The plan page is not held when the last counting took this long: it
+# shows the kept answer, says it is being updated and reloads itself (server.web.plan). The
+# API and the thống kê exports always wait: what they give is what is counted now.
+WAIT_FOR_ASKING_S = 2.0
 _DESCRIBING = ("ho_so.create", "ho_so.edit", "van_ban.create", "van_ban.pages")
 _LABELLING = ("device.commune",)
 
@@ -95,7 +101,9 @@ class _Kept:
     stamp: tuple[Any, ...]
     at: float
     value: Any
+    took: float = 0.0  # seconds the asking took
     refreshing: bool = False
+    refresh_started: float = 0.0
 
 
 _KEPT: dict[tuple[str, str], _Kept] = {}  # (question, archive) -> its kept answer
@@ -104,25 +112,34 @@ _ASKING: dict[tuple[str, str], threading.Event] = {}  # asked with nothing kept 
 
 
 def _kept(
-    question: str, db: Database, stamp: tuple[Any, ...], urgent: int, ask: Callable[[], Any]
-) -> Any:
+    question: str,
+    db: Database,
+    stamp: tuple[Any, ...],
+    urgent: int,
+    ask: Callable[[], Any],
+    wait: bool = True,
+) -> tuple[Any, float]:
     """``ask()``'s answer, kept per archive: asked again when ``stamp`` moved — at once when
     its first ``urgent`` items moved (what a person just did and is looking for), otherwise
     (stations delivering) the kept answer is shown and, ``STALE_OK_S`` after it was asked,
-    asked again in the background."""
+    asked again in the background. With ``wait`` false, a caller that can say so (a page,
+    not an export) is not held by an urgent asking that took ``WAIT_FOR_ASKING_S`` or more
+    last time: it gets the kept answer at once, asked again in the background. Returns the
+    answer and 0.0, or the kept answer and the seconds its update should still take."""
     key = (question, db.url)
     with _KEPT_LOCK:
         kept = _KEPT.get(key)
         if kept is not None and kept.stamp == stamp:
-            return kept.value
+            return kept.value, 0.0
         if kept is not None and kept.stamp[:urgent] == stamp[:urgent]:
             if time.monotonic() - kept.at >= STALE_OK_S and not kept.refreshing:
-                kept.refreshing = True
-                threading.Thread(
-                    target=_refresh, args=(key, stamp, ask), name=f"{question}-refresh",
-                    daemon=True,
-                ).start()  # fmt: skip
-            return kept.value
+                _start_refresh(key, kept, stamp, ask)
+            return kept.value, 0.0
+        if kept is not None and not wait and kept.took >= WAIT_FOR_ASKING_S:
+            if not kept.refreshing:
+                _start_refresh(key, kept, stamp, ask)
+            left = kept.took - (time.monotonic() - kept.refresh_started)
+            return kept.value, max(left, 1.0)
         asking = _ASKING.get(key)
         if asking is None:  # ask it here; a load meanwhile waits for this answer
             asking = _ASKING[key] = threading.Event()
@@ -134,20 +151,33 @@ def _kept(
         with _KEPT_LOCK:
             kept = _KEPT.get(key)
         if kept is not None:
-            return kept.value
-        return ask()  # that asking failed: ask again here
+            return kept.value, 0.0
+        return ask(), 0.0  # that asking failed: ask again here
     try:
+        started = time.monotonic()
         value = ask()
         with _KEPT_LOCK:
-            _KEPT[key] = _Kept(stamp, time.monotonic(), value)
-        return value
+            _KEPT[key] = _Kept(stamp, time.monotonic(), value, time.monotonic() - started)
+        return value, 0.0
     finally:
         with _KEPT_LOCK:
             del _ASKING[key]
         asking.set()
 
 
+def _start_refresh(
+    key: tuple[str, str], kept: _Kept, stamp: tuple[Any, ...], ask: Callable[[], Any]
+) -> None:
+    """Ask again in the background (``_KEPT_LOCK`` held)."""
+    kept.refreshing = True
+    kept.refresh_started = time.monotonic()
+    threading.Thread(
+        target=_refresh, args=(key, stamp, ask), name=f"{key[0]}-refresh", daemon=True
+    ).start()
+
+
 def _refresh(key: tuple[str, str], stamp: tuple[Any, ...], ask: Callable[[], Any]) -> None:
+    started = time.monotonic()
     try:
         value = ask()
     except Exception:
@@ -159,7 +189,7 @@ def _refresh(key: tuple[str, str], stamp: tuple[Any, ...], ask: Callable[[], Any
                 kept.at = time.monotonic()  # try again after another STALE_OK_S
         return
     with _KEPT_LOCK:
-        _KEPT[key] = _Kept(stamp, time.monotonic(), value)
+        _KEPT[key] = _Kept(stamp, time.monotonic(), value, time.monotonic() - started)
 
 
 # On an archive this large the first load of a server process would wait seconds for each
@@ -214,7 +244,8 @@ def communes(db: Database, today: dt.date | None = None) -> list[CommuneProgress
     if today is not None:
         return _communes(db, today)
     today = dt.date.today()
-    value: list[CommuneProgress] = _kept(
+    value: list[CommuneProgress]
+    value, _ = _kept(
         "communes", db, _stamp(db, today), 2, lambda: _communes(db, today)
     )  # same day, no new label: the kept answer may stand a while
     return value
@@ -434,9 +465,19 @@ def plan(db: Database, today: dt.date | None = None) -> PlanView:
     kept as said above (shared between callers: read it, do not change it)."""
     if today is not None:
         return _plan(db, today)
+    return plan_for_page(db, wait=True)[0]
+
+
+def plan_for_page(db: Database, wait: bool = False) -> tuple[PlanView, float]:
+    """``plan(db)`` for the plan page: after a staff action on an archive whose plan took
+    ``WAIT_FOR_ASKING_S`` or more to count, the kept answer at once and the seconds its
+    update should still take (0.0: the answer is current)."""
     today = dt.date.today()
-    value: PlanView = _kept("plan", db, _plan_stamp(db, today), 3, lambda: _plan(db, today))
-    return value
+    value: PlanView
+    value, updating = _kept(
+        "plan", db, _plan_stamp(db, today), 3, lambda: _plan(db, today), wait=wait
+    )
+    return value, updating
 
 
 def _plan(db: Database, today: dt.date) -> PlanView:

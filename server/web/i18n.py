@@ -411,6 +411,12 @@ TEXT: dict[str, tuple[str, str]] = {
     "plan_match": ("Khớp", "Match"),
     "plan_match_hint": ("phông|mã hồ sơ", "fonds|file code"),
     "plan_more": ("… và {n} lô nữa", "… and {n} more batches"),
+    "plan_updating": (
+        "Số liệu đang được tính lại theo thao tác vừa rồi (khoảng {seconds} giây); bảng dưới"
+        " đây là số liệu trước đó, trang sẽ tự tải lại.",
+        "The figures are being counted again after the last change (about {seconds} s); the"
+        " table below is the previous count, and the page reloads by itself.",
+    ),
     "plan_matched": (
         "Đã khớp lô {batch} với hồ sơ trong kế hoạch.",
         "Matched batch {batch} to a planned hồ sơ.",

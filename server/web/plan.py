@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -56,7 +57,7 @@ def _charts(view: progress.PlanView, language: str) -> dict[str, Any]:
 
 @router.get("/plan", response_class=HTMLResponse)
 def plan_page(request: Request, session: WebViewer, db: DB, matched: str = "") -> Response:
-    view = progress.plan(db)
+    view, updating = progress.plan_for_page(db)
     readable = access.readable_batches(db, session.principal, [b["id"] for b in view.unmatched])
     unmatched = [b for b in view.unmatched if b["id"] in readable]
     # What a batch can be matched to: the planned hồ sơ nothing was scanned for yet, offered
@@ -67,6 +68,7 @@ def plan_page(request: Request, session: WebViewer, db: DB, matched: str = "") -
         unmatched=unmatched[:UNMATCHED_SHOWN],
         more_unmatched=max(0, len(unmatched) - UNMATCHED_SHOWN), stages=progress.STAGES,
         planned_codes=candidates, matched=matched, statuses=fonds.STATUSES,
+        updating=math.ceil(updating),
     )  # fmt: skip
 
 
