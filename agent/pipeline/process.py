@@ -238,6 +238,8 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         result, judged, decisions["ocr_retry_noise"] = _drop_retry_noise(
             result, judged, expect_text
         )
+        result, moved = ocr.reading_order(result)
+        decisions["reading_order"] = {"blocks_moved": moved}
     if dots.printed_in_dots and expect_text:
         # Dotted digits are misread as other digits (0 → 8 or 9: "118" for "110", "25/84"
         # for "25/04") and a wrong number is a valid token: no plausibility check sees it.
