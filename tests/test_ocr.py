@@ -357,3 +357,62 @@ def test_blocks_side_by_side_keep_tesseract_s_order() -> None:
         [(1, (100, 500, 300, 540), ["dưới"]), (2, (100, 50, 300, 90), ["trên"])], psm=11
     )
     assert ocr.reading_order(scattered) == (scattered, 0)
+
+
+def _row(line: int, parts: list[tuple[int, str]], top: int, block: int = 1) -> list[ocr.Word]:
+    """The words of one line: each part (its left edge, its text) laid out from that edge,
+    30 px a letter, 10 px between words, 40 px high."""
+    words = []
+    for left, text in parts:
+        x = left
+        for token in text.split():
+            words.append(ocr.Word(token, 95.0, (x, top, 30 * len(token), 40), (block, 1, line)))
+            x += 30 * len(token) + 10
+    return words
+
+
+def _page(rows: list[list[ocr.Word]]) -> ocr.OcrResult:
+    words = tuple(w for row in rows for w in row)
+    text = "\n".join(" ".join(w.text for w in row) for row in rows)
+    return ocr.OcrResult(text, words, 95.0, "vie", 3, (3,), 0.1, "5.3.0")
+
+
+def test_a_document_head_and_foot_in_nd30_s_two_columns_are_read_column_by_column() -> None:
+    """NĐ 30/2020's head: the issuing body and number left, the national motto and the date
+    right, on the same lines; its foot: "Nơi nhận" left, the signer right. Tesseract reads
+    each line across both columns."""
+    page = _page([
+        _row(1, [(100, "ỦY BAN NHÂN DÂN"), (1200, "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM")], 100),
+        _row(2, [(150, "XÃ TÂN LẬP"), (1300, "Độc lập - Tự do - Hạnh phúc")], 150),
+        _row(3, [(100, "Số: 125/QĐ-UBND"), (1300, "Tân Lập, ngày 12 tháng 3")], 200),
+        _row(4, [(500, "QUYẾT ĐỊNH CÔNG NHẬN TRƯỞNG THÔN NÀ HẨU NHIỆM KỲ MỚI")], 300),
+        _row(5, [(100, "Điều 1. Công nhận ông Lường Văn Thưởng trúng cử trưởng thôn")], 350),
+        _row(6, [(100, "Nơi nhận:"), (1500, "CHỦ TỊCH")], 500),
+        _row(7, [(100, "- Như Điều 3;")], 550),
+        _row(8, [(100, "- Lưu: VT, VP.")], 600),
+        _row(9, [(1450, "Hoàng Thị Duyên")], 700),
+    ])  # fmt: skip
+    mended, split = ocr.nd30_columns(page)
+    assert split == 4
+    assert [line for line in mended.text.split("\n") if line] == [
+        "ỦY BAN NHÂN DÂN", "XÃ TÂN LẬP", "Số: 125/QĐ-UBND",
+        "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", "Độc lập - Tự do - Hạnh phúc",
+        "Tân Lập, ngày 12 tháng 3",
+        "QUYẾT ĐỊNH CÔNG NHẬN TRƯỞNG THÔN NÀ HẨU NHIỆM KỲ MỚI",
+        "Điều 1. Công nhận ông Lường Văn Thưởng trúng cử trưởng thôn",
+        "Nơi nhận:", "- Như Điều 3;", "- Lưu: VT, VP.", "CHỦ TỊCH", "Hoàng Thị Duyên",
+    ]  # fmt: skip
+    assert sorted(w.text for w in mended.words) == sorted(w.text for w in page.words)
+    assert [w.text for w in mended.words][:4] == ["ỦY", "BAN", "NHÂN", "DÂN"]
+
+
+def test_rows_with_wide_gaps_that_are_not_nd30_s_head_or_foot_stay_rows() -> None:
+    """A form's "label    value" lines and a table's rows read row by row; so does a head
+    whose right part is not the national motto."""
+    form = _page([
+        _row(1, [(100, "Họ và tên:"), (900, "Nguyễn Thị Hường")], 100),
+        _row(2, [(100, "Ngày sinh:"), (900, "04/11/1969")], 150),
+        _row(3, [(100, "STT"), (400, "Thôn"), (900, "Ngày tiêm")], 200),
+        _row(4, [(100, "ỦY BAN NHÂN DÂN"), (1200, "BAN CHỈ ĐẠO XÃ")], 250),
+    ])  # fmt: skip
+    assert ocr.nd30_columns(form) == (form, 0)

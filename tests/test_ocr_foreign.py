@@ -193,3 +193,37 @@ def test_a_heading_tesseract_lays_out_after_the_paragraph_below_it_is_read_first
     heading, paragraph = text.find("BÁO CÁO"), text.find("Sáu tháng đầu năm")
     assert 0 <= heading < text.find("Tình hình thu, chi") < paragraph, text
     assert cer(truth, text) < 0.02
+
+
+@pytest.mark.parametrize("name", ["qd_nimbus_roman_13", "form_dejavu_serif_12"])
+def test_pages_in_layouts_no_corpus_has_read_their_text_in_order(tmp_path: Path, name: str) -> None:
+    """bench layouts: a decision in NĐ 30's layout (head and foot in two columns on the same
+    lines, URW Nimbus Roman) and a citizen's form with dotted leaders (DejaVu Serif), printed
+    by Chromium. Plain tesseract reads the head across its columns (6.6 % CER) and loses
+    three of the form's lines among the leaders' dots to "0 ĐC C 0000000060000" (38 % CER
+    without the dots)."""
+    from bench import layouts
+
+    if shutil.which(foreign.CHROMIUM) is None:
+        message = "chromium not installed (apt install chromium)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    cv2.setNumThreads(1)
+    capture = tmp_path / f"{name}.png"
+    truth = layouts.render(name, capture)
+    result = process_page(capture, tmp_path / "work", PipelineSettings(dpi=300))
+    text = result.text.read_text(encoding="utf-8")
+    lines = [line for line in text.split("\n") if line]
+    if name.startswith("qd"):
+        assert result.decisions["reading_order"]["nd30_lines_split"] >= 3  # type: ignore[index]
+        head = lines.index("ỦY BAN NHÂN DÂN")
+        assert lines[head : head + 3] == ["ỦY BAN NHÂN DÂN", "XÃ TÂN LẬP", "Số: 125/QĐ-UBND"]
+        assert lines[head + 3] == "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM"
+        assert lines[lines.index("Nơi nhận:") + 1] == "- Như Điều 3;"
+        assert cer(truth, text) < 0.02
+    else:
+        assert result.decisions["ocr_single_block"]["kept"]  # type: ignore[index]
+        assert "Nơi thường trú: thôn Khuổi Xỏm, xã Đồng Phúc, tỉnh Thái Nguyên" in lines
+        assert cer(layouts.without_leaders(truth), layouts.without_leaders(text)) < 0.05
+        assert "review" not in result.flags

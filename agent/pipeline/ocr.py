@@ -316,6 +316,32 @@ def recognize(
     )
 
 
+def recognize_block(
+    image: Path,
+    *,
+    languages: str = "vie",
+    dpi: int | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    binary: str = TESSERACT,
+) -> OcrResult:
+    """OCR one page image as a single block of text (`--psm 6`), once."""
+    info = require(languages, binary)
+    started = time.perf_counter()
+    text, words = _recognize_once(image, languages, 6, dpi, timeout_s, binary)
+    mean = sum(w.conf for w in words) / len(words) if words else 0.0
+    return OcrResult(
+        text=text,
+        words=words,
+        mean_confidence=round(mean, 2),
+        languages=languages,
+        psm=6,
+        attempts=(6,),
+        seconds=round(time.perf_counter() - started, 3),
+        tesseract_version=info.version_text,
+        user_words=len(ADMIN_WORDS) if "vie" in languages.split("+") else 0,
+    )
+
+
 def reading_order(result: OcrResult) -> tuple[OcrResult, int]:
     """`result` with its blocks in reading order, and how many blocks moved.
 
@@ -375,6 +401,107 @@ def reading_order(result: OcrResult) -> tuple[OcrResult, int]:
             text.append("")
         text.append(" ".join(lines[key]))
     return replace(result, text="\n".join(text), words=ordered), moved
+
+
+# NĐ 30/2020 (Phụ lục I) lays every administrative document's head out in two columns on the
+# same lines — the issuing body and the number on the left, the national motto (quốc hiệu,
+# tiêu ngữ) and the place and date on the right — and its foot likewise ("Nơi nhận" on the
+# left, the signer on the right). Tesseract reads such lines across the page ("ỦY BAN NHÂN
+# DÂN CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", "Số: 125/QĐ-UBND Tân Lập, ngày 12 tháng 3 năm
+# 2019"): each column's text is cut into pieces, and a search for "Ủy ban nhân dân xã Tân
+# Lập" finds nothing. A line is split where the gap between two of its words is at least
+# COLUMN_GAP times its height (words stand ~0.3 heights apart, justified ones up to ~1).
+COLUMN_GAP = 3.0
+_HEAD_RIGHT = ("cong hoa", "doc lap", "dan chu cong hoa")  # quốc hiệu, tiêu ngữ (folded)
+_FOOT_LEFT = ("noi nhan",)
+
+
+def _folded(text: str) -> str:
+    decomposed = unicodedata.normalize("NFD", text.replace("Đ", "D").replace("đ", "d"))
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def nd30_columns(result: OcrResult) -> tuple[OcrResult, int]:
+    """`result` with a document head and foot laid out in NĐ 30's two columns read column
+    by column (the left column's lines, then the right's), and how many lines were split.
+
+    A run starts at a line with one wide gap (COLUMN_GAP) whose right part holds the national
+    motto, or whose left part opens with "Nơi nhận"; it goes on while lines have one wide gap
+    across the same gutter, or lie wholly on one side of it, and ends at the first line that
+    crosses it (the document's title, its body). Other lines with wide gaps — a table's rows,
+    a form's "label    value" — are left as tesseract read them: their rows are the reading.
+    Readings by page layout (psm 3) or as one block (psm 6, `recognize_block`) have lines to
+    split; a retry's scattered words (psm 11) have not.
+    """
+    if result.psm not in (3, 6) or not result.words:  # page layout or one block: lines
+        return result, 0
+    lines: dict[tuple[int, int, int], list[Word]] = {}
+    for w in result.words:
+        lines.setdefault(w.line, []).append(w)
+    keys = list(lines)
+
+    def split(words: list[Word]) -> tuple[int, int, int] | None:
+        """(index of the first right word, gutter left, gutter right) of a line with one
+        wide gap, else None."""
+        height = sorted(w.box[3] for w in words)[len(words) // 2]
+        wide = [
+            i
+            for i in range(1, len(words))
+            if words[i].box[0] - (words[i - 1].box[0] + words[i - 1].box[2]) >= COLUMN_GAP * height
+        ]
+        if len(wide) != 1:
+            return None
+        i = wide[0]
+        return i, words[i - 1].box[0] + words[i - 1].box[2], words[i].box[0]
+
+    def text_of(words: list[Word]) -> str:
+        return _folded(" ".join(w.text for w in words))
+
+    order: list[tuple[tuple[int, int, int], list[Word]]] = []
+    split_lines = 0
+    n = 0
+    while n < len(keys):
+        key = keys[n]
+        words = lines[key]
+        cut = split(words)
+        starts = cut is not None and (
+            any(m in text_of(words[cut[0] :]) for m in _HEAD_RIGHT)
+            or text_of(words[: cut[0]]).startswith(_FOOT_LEFT)
+        )
+        if cut is None or not starts:
+            order.append((key, words))
+            n += 1
+            continue
+        middle = (cut[1] + cut[2]) / 2
+        left: list[tuple[tuple[int, int, int], list[Word]]] = []
+        right: list[tuple[tuple[int, int, int], list[Word]]] = []
+        while n < len(keys):
+            key = keys[n]
+            words = lines[key]
+            cut = split(words)
+            if cut is not None and cut[1] <= middle <= cut[2]:
+                left.append((key, words[: cut[0]]))
+                right.append(((key[0], key[1] + 1000, key[2]), words[cut[0] :]))
+                split_lines += 1
+            elif all(w.box[0] + w.box[2] <= middle for w in words):
+                left.append((key, words))
+            elif all(w.box[0] >= middle for w in words):
+                right.append(((key[0], key[1] + 1000, key[2]), words))
+            else:
+                break
+            n += 1
+        order += left + right
+    if not split_lines:
+        return result, 0
+    ordered = tuple(
+        w if w.line == key else replace(w, line=key) for key, words in order for w in words
+    )
+    text: list[str] = []
+    for i, (key, words) in enumerate(order):
+        if i and key[:2] != order[i - 1][0][:2]:
+            text.append("")
+        text.append(" ".join(w.text for w in words))
+    return replace(result, text="\n".join(text), words=ordered), split_lines
 
 
 def recognize_lines(
