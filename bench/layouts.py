@@ -126,8 +126,8 @@ def main(argv: list[str]) -> int:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         print("| page | CER sohoa | CER tesseract | without leader dots: sohoa | tesseract"
-              " | review | read as one block | blocks moved |")  # fmt: skip
-        print("|---|---|---|---|---|---|---|---|")
+              " | review | read as one block | blocks moved | NĐ 30 lines split |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|---|")
         for name, page in PAGES.items():
             png = work / f"{name}.png"
             truth = render(name, png)
@@ -151,7 +151,7 @@ def main(argv: list[str]) -> int:
                 f" | {cer(without_leaders(truth), without_leaders(plain)):.2%}"
                 f" | {'yes' if quality['review'] else 'no'} ({quality['score']})"
                 f" | {'kept' if block.get('kept') else 'read, not kept' if block else '—'}"
-                f" | {moved.get('blocks_moved', 0)} |",
+                f" | {moved.get('blocks_moved', 0)} | {moved.get('nd30_lines_split', 0)} |",
                 flush=True,
             )
     return 0
