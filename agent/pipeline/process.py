@@ -793,6 +793,8 @@ def _single_block(
     """
     if not (expect_text and result.words and "junk_line" in judged.reasons) or dotted:
         return result, judged, None
+    if result.psm != 3:  # a retry's reading (psm 6 or 11): its page had no layout to lose
+        return result, judged, None
     try:
         block = ocr.recognize_block(
             ocr_input,
