@@ -75,7 +75,7 @@ def test_coversheet_command_and_the_pipeline_flags_separators(tmp_path: Path) ->
 
 def test_every_enrolment_sheet_s_code_is_read(tmp_path: Path) -> None:
     """OpenCV's classic QR detector finds no code at all on some enrolment sheets (8 of 150
-    with random codes, printed by the server and rasterised at 200 dpi; stop 26's CI failed
+    with random codes, printed by the server and rasterised at 200 dpi; a test run failed
     on one in `enrol --scan`). These three codes are such sheets; the ArUco-based detector
     reads them."""
     import random

@@ -122,7 +122,7 @@ def qr_text(image: np.ndarray, width: int = 1000) -> str | None:
     grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     # OpenCV's classic detector misses some codes outright: 8 of 150 enrolment sheets,
     # printed by the server and rasterised at 200 dpi, read as no code at all (a technician's
-    # `enrol --scan` then fails; stop 26's CI caught one). Its ArUco-based detector read all
+    # `enrol --scan` then fails; a fresh-clone test run met one). Its ArUco-based detector read all
     # of 200 such sheets, at every width tried, and costs ~10 ms on a page with no code: it
     # is asked when the classic one finds nothing.
     for detector in _qr_detectors():
