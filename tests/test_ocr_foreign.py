@@ -26,15 +26,20 @@ from bench import foreign
 pytestmark = [pytest.mark.tesseract, pytest.mark.browser]
 
 
-@pytest.fixture(scope="module")
-def foreign_page(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, str]:
-    """A 200-dpi grey page of bench/foreign.py: the hamlet meeting minutes, DejaVu Sans
-    Condensed 13 pt."""
+def _need_chromium() -> None:
+    """Chromium prints these pages: missing, the test fails under CI and is skipped elsewhere."""
     if shutil.which(foreign.CHROMIUM) is None:
         message = "chromium not installed (apt install chromium)"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def foreign_page(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, str]:
+    """A 200-dpi grey page of bench/foreign.py: the hamlet meeting minutes, DejaVu Sans
+    Condensed 13 pt."""
+    _need_chromium()
     cv2.setNumThreads(1)
     path = tmp_path_factory.mktemp("foreign") / "page.png"
     plain = foreign.ForeignClass("clean_200_grey", (), dpi=200, grey=True)
@@ -179,11 +184,7 @@ def test_a_heading_tesseract_lays_out_after_the_paragraph_below_it_is_read_first
     the centred "BÁO CÁO" and its subtitle after the first paragraph lying under them — every
     letter right, 11.8 % CER, a heading read as the paragraph's last line. Blocks are put in
     reading order (`ocr.reading_order`)."""
-    if shutil.which(foreign.CHROMIUM) is None:
-        message = "chromium not installed (apt install chromium)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    _need_chromium()
     cv2.setNumThreads(1)
     capture = tmp_path / "clean-4.png"
     truth = foreign.render("clean", 4, capture)
@@ -207,11 +208,7 @@ def test_pages_in_layouts_no_corpus_has_read_their_text_in_order(tmp_path: Path,
     despeckle size: they are kept as punctuation (`imaging.PUNCTUATION_DOT_REACH_PX`)."""
     from bench import layouts
 
-    if shutil.which(foreign.CHROMIUM) is None:
-        message = "chromium not installed (apt install chromium)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    _need_chromium()
     cv2.setNumThreads(1)
     capture = tmp_path / f"{name}.png"
     truth = layouts.render(name, capture)

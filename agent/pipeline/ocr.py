@@ -286,20 +286,23 @@ def recognize(
     expect_text: bool = True,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     binary: str = TESSERACT,
+    psm: int = 3,
 ) -> OcrResult:
-    """OCR one page image with psm 3; retry with psm 6, then 11, if it finds no text.
+    """OCR one page image with `psm` (3: tesseract's page layout); retry with psm 6, then 11,
+    if it finds no text.
 
     `expect_text=False` (the page was judged blank) skips the retry: an empty result is then
     the right answer. `dpi` is passed on because our PNGs carry no resolution metadata.
+    `psm=6, expect_text=False`: the page read once as one block of text.
     """
     info = require(languages, binary)
     started = time.perf_counter()
     attempts: list[int] = []
     text: str = ""
     words: tuple[Word, ...] = ()
-    for psm in (3, *RETRY_PSMS):
-        attempts.append(psm)
-        text, words = _recognize_once(image, languages, psm, dpi, timeout_s, binary)
+    for attempt in (psm, *RETRY_PSMS):
+        attempts.append(attempt)
+        text, words = _recognize_once(image, languages, attempt, dpi, timeout_s, binary)
         if text.strip() or not expect_text:
             break
     mean = sum(w.conf for w in words) / len(words) if words else 0.0
@@ -310,32 +313,6 @@ def recognize(
         languages=languages,
         psm=attempts[-1],
         attempts=tuple(attempts),
-        seconds=round(time.perf_counter() - started, 3),
-        tesseract_version=info.version_text,
-        user_words=len(ADMIN_WORDS) if "vie" in languages.split("+") else 0,
-    )
-
-
-def recognize_block(
-    image: Path,
-    *,
-    languages: str = "vie",
-    dpi: int | None = None,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-    binary: str = TESSERACT,
-) -> OcrResult:
-    """OCR one page image as a single block of text (`--psm 6`), once."""
-    info = require(languages, binary)
-    started = time.perf_counter()
-    text, words = _recognize_once(image, languages, 6, dpi, timeout_s, binary)
-    mean = sum(w.conf for w in words) / len(words) if words else 0.0
-    return OcrResult(
-        text=text,
-        words=words,
-        mean_confidence=round(mean, 2),
-        languages=languages,
-        psm=6,
-        attempts=(6,),
         seconds=round(time.perf_counter() - started, 3),
         tesseract_version=info.version_text,
         user_words=len(ADMIN_WORDS) if "vie" in languages.split("+") else 0,
@@ -391,8 +368,14 @@ def reading_order(result: OcrResult) -> tuple[OcrResult, int]:
         return result, 0
     moved = sum(a != b for a, b in zip(placed, order, strict=True))
     ordered = tuple(w for b in placed for w in blocks[b])
+    return replace(result, text=_laid_out(ordered), words=ordered), moved
+
+
+def _laid_out(words: tuple[Word, ...]) -> str:
+    """The words as tesseract lays its text out: a line per line, in order, and a blank line
+    where the paragraph changes."""
     lines: dict[tuple[int, int, int], list[str]] = {}
-    for w in ordered:
+    for w in words:
         lines.setdefault(w.line, []).append(w.text)
     keys = list(lines)
     text: list[str] = []
@@ -400,7 +383,7 @@ def reading_order(result: OcrResult) -> tuple[OcrResult, int]:
         if n and key[:2] != keys[n - 1][:2]:
             text.append("")
         text.append(" ".join(lines[key]))
-    return replace(result, text="\n".join(text), words=ordered), moved
+    return "\n".join(text)
 
 
 # NĐ 30/2020 (Phụ lục I) lays every administrative document's head out in two columns on the
@@ -430,7 +413,7 @@ def nd30_columns(result: OcrResult) -> tuple[OcrResult, int]:
     across the same gutter, or lie wholly on one side of it, and ends at the first line that
     crosses it (the document's title, its body). Other lines with wide gaps — a table's rows,
     a form's "label    value" — are left as tesseract read them: their rows are the reading.
-    Readings by page layout (psm 3) or as one block (psm 6, `recognize_block`) have lines to
+    Readings by page layout (psm 3) or as one block (psm 6) have lines to
     split; a retry's scattered words (psm 11) have not.
     """
     if result.psm not in (3, 6) or not result.words:  # page layout or one block: lines
@@ -496,12 +479,7 @@ def nd30_columns(result: OcrResult) -> tuple[OcrResult, int]:
     ordered = tuple(
         w if w.line == key else replace(w, line=key) for key, words in order for w in words
     )
-    text: list[str] = []
-    for i, (key, words) in enumerate(order):
-        if i and key[:2] != order[i - 1][0][:2]:
-            text.append("")
-        text.append(" ".join(w.text for w in words))
-    return replace(result, text="\n".join(text), words=ordered), split_lines
+    return replace(result, text=_laid_out(ordered), words=ordered), split_lines
 
 
 def recognize_lines(

@@ -807,12 +807,14 @@ def _single_block(
     if judged.score < SINGLE_BLOCK_FROM_SCORE:
         return result, judged, {"skipped": "mostly_noise", "score": judged.score}
     try:
-        block = ocr.recognize_block(
+        block = ocr.recognize(
             ocr_input,
             languages=settings.languages,
             dpi=dpi,
+            expect_text=False,  # one run: no retries
             timeout_s=min(settings.ocr_timeout_s, SINGLE_BLOCK_TIMEOUT_S),
             binary=settings.tesseract,
+            psm=6,
         )
     except ocr.OcrFailed as exc:
         return result, judged, {"error": str(exc)[:300]}
