@@ -686,3 +686,48 @@ def test_the_dots_of_colons_and_semicolons_are_punctuation_not_dust() -> None:
     small = np.array([0, 2, 3, 4, 6], dtype=np.intp)
     assert imaging._punctuation_dots(stats, small, set(), 15, 300) == [0, 2, 3]
     assert imaging._punctuation_dots(stats, small, {0, 2}, 15, 300) == [3]
+
+
+def _ocr_binary(image: np.ndarray, dpi: int) -> np.ndarray:
+    grey, _ = imaging.text_grey(np.ascontiguousarray(image[:, :, ::-1]), dpi)
+    normalised = imaging.normalise_background(grey, dpi)
+    binary, _ = imaging.binarise(normalised, dpi)
+    return imaging.mask_binary(normalised, binary, dpi)
+
+
+def test_handwriting_away_from_type_is_not_read_and_type_a_scrawl_runs_into_is() -> None:
+    """Notes in near-black ink (tests/records margin_notes seed 3: beside the text and under
+    it) are found and erased from what tesseract reads, and only they; the same hand's
+    scrawl written across a line of type joins some of its letters into one tall looped
+    component, which has the rest of the line beside it: it stays, letters and all."""
+    import records
+    from records import defects
+
+    page = records.render("margin_notes", 3)
+    binary = _ocr_binary(page.image, page.dpi)
+    typed, found = imaging.not_type_marks(binary, page.dpi)
+    assert typed is not None and found.handwriting >= 10 and found.edge_bands == 0, found
+    changed = np.argwhere(typed != binary)
+    assert (binary[changed[:, 0], changed[:, 1]] == 0).all()  # only ink became paper
+    for x, y, w, h in found.boxes:  # the notes: in the left margin or under the text
+        assert x + w < 38 / 25.4 * page.dpi or y > 2300, (x, y, w, h)
+
+    clean = records.render("serif_clean", 0)
+    dpi = clean.dpi
+    plain = _ocr_binary(clean.image, dpi)
+    assert imaging.not_type_marks(plain, dpi)[0] is None  # nothing on a clean page
+    # A scrawl across the middle of the body's lines, 15 mm wide, over the type.
+    mm = dpi / 25.4
+    rows = np.flatnonzero((plain[:, round(60 * mm) : round(150 * mm)] == 0).any(axis=1))
+    middle = int(np.median(rows))
+    scrawled = defects.handwriting(
+        clean.image.astype(np.float32),
+        np.random.default_rng(3),
+        dpi,
+        (90 * mm, middle - 5 * mm, 40 * mm, 10 * mm),
+        (25, 25, 30),
+        lines=1,
+    )
+    over = _ocr_binary(cv2.convertScaleAbs(scrawled), dpi)
+    _, beside = imaging.not_type_marks(over, dpi)
+    assert beside.handwriting == 0, beside

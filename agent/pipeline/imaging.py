@@ -1097,6 +1097,136 @@ def mask_binary(grey: Image, ocr_binary: Image, dpi: int) -> Image:
     return binary
 
 
+# ------------------------------------------------------------------ marks that are not type
+
+SCRAWL_MIN_HEIGHT = 2.2  # × the page's median letter height: handwriting's words stand taller
+SCRAWL_MIN_HEIGHT_MM = 4.0  # ... and at least this (a page of small type is no yardstick)
+SCRAWL_MAX_HEIGHT = 4.5  # ... but within a line or two (a table or a frame is larger)
+SCRAWL_MIN_WIDTH = 2.5  # × the letter height: a word, not one letter or mark
+SCRAWL_MAX_FILL = 0.5  # share of its box a running stroke inks (a black block: more)
+SCRAWL_TYPE_REACH = 2.0  # × the letter height: no type this near it in its rows
+SCRAWL_MIN_LETTERS = 50  # letter-sized components a page needs before its marks are judged
+EDGE_BAND_MAX_MM = 12.0  # a dark band along the page's top or bottom at most this thick ...
+EDGE_BAND_MIN_MM = 0.5  # ... at least this (thinner: the sliver a deskew's rotation leaves)
+EDGE_BAND_LENGTH = 4.0  # ... and this many times as long as it is thick: the copier's lid
+EDGE_BAND_REACH_MM = 0.5  # "along the edge": this near it (deskewing leaves a paper sliver)
+
+
+@dataclass(frozen=True)
+class NotType:
+    """Ink `not_type_marks` found that is not type: erased from what tesseract reads only."""
+
+    letter_height_px: float  # the page's median letter height (0: too few letters to judge)
+    handwriting: int  # components written by hand: tall, looped, away from type
+    edge_bands: int  # dark bands along the page's edges
+    boxes: tuple[tuple[int, int, int, int], ...]  # (x, y, w, h) of each, for decisions.json
+
+
+def _holes(mask: npt.NDArray[np.uint8]) -> int:
+    """Counters of the one component in `mask` (non-0 = ink): paper areas it encloses."""
+    contours, hierarchy = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return 0
+    return int((np.asarray(hierarchy)[0][:, 3] >= 0).sum())
+
+
+def not_type_marks(binary: Image, dpi: int = REFERENCE_DPI) -> tuple[Image | None, NotType]:
+    """The OCR binarisation without the ink that is not type, or None when there is none.
+
+    Tesseract reads whatever ink it is given as letters. Two kinds of dark ink that no
+    colour separation takes away (`text_grey` removes coloured marks) came back as lines of
+    garbage ("\\qWf2 oạCÑs, /2277Ø2", "_ERENNNNWGNGNECN…") and swallowed a line of type
+    beside them:
+    - **handwriting** in black or dark ink (a note in the margin, lines added under the
+      text): a running word is one connected stroke, SCRAWL_MIN_HEIGHT to SCRAWL_MAX_HEIGHT
+      times as tall as the page's median letter (and SCRAWL_MIN_HEIGHT_MM at least), as
+      wide as a word, looped (a counter at least), its box sparse, and with no type-sized
+      component in its rows within SCRAWL_TYPE_REACH letter heights. Letters are each
+      their own component, as tall as their line. The last condition keeps print that
+      noise has run together (a dirty drum's streak through a line, a black copy's merged
+      words): those have type beside them;
+    - **a dark band along the page's top or bottom edge** (a copy made with the lid open):
+      a component within EDGE_BAND_REACH_MM of the edge, EDGE_BAND_MIN_MM to
+      EDGE_BAND_MAX_MM thick and EDGE_BAND_LENGTH times as long, which tesseract reads as a
+      line of marks. Bands down the sides are left: tesseract takes them for a column's
+      edge, not a line (a bound register's spine shadow, erased, changed how tesseract laid
+      out the lines beside it and cost a date: 0.69 → 2.08 % CER).
+    Only what tesseract reads changes: the archival page keeps every mark as captured. With
+    too few letters to know their height (a photo, a page of handwriting) nothing is found.
+    Measured on tests/records margin_notes and photocopy_2gen and on bench foreign
+    (docs/benchmarks.md, "Twelfth sitting: ink that is not type").
+    """
+    height = binary.shape[0]
+    ink = _u8(cv2.bitwise_not(binary))
+    stats, _, _ = _banded_components(ink)
+    del ink
+    x, y = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
+    w, h = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
+    area = stats[:, cv2.CC_STAT_AREA]
+    mm = dpi / 25.4
+    specks = area >= min_speck_area(dpi)
+    lettered = (h >= 0.8 * mm) & (h <= 10 * mm) & specks
+    if int(lettered.sum()) < SCRAWL_MIN_LETTERS:
+        return None, NotType(0.0, 0, 0, ())
+    letter = float(np.median(h[lettered]))
+    edge = max(2, round(EDGE_BAND_REACH_MM * mm))
+    thick = EDGE_BAND_MAX_MM * mm
+    thin = EDGE_BAND_MIN_MM * mm
+    along_top_bottom = ((y <= edge) | (y + h >= height - edge)) & (h <= thick) & (h >= thin)
+    banded = along_top_bottom & (w >= EDGE_BAND_LENGTH * h)
+    tall = (
+        (h >= max(SCRAWL_MIN_HEIGHT * letter, SCRAWL_MIN_HEIGHT_MM * mm))
+        & (h <= SCRAWL_MAX_HEIGHT * letter)
+        & (w >= SCRAWL_MIN_WIDTH * letter)
+        & (area <= SCRAWL_MAX_FILL * w * h)
+        & ~banded
+    )
+    typeset = (h >= 0.6 * letter) & (h <= 1.6 * letter) & specks & ~tall
+    middle = y + h / 2
+    reach = SCRAWL_TYPE_REACH * letter
+    erase: list[tuple[int, ...]] = []  # box and area: the component's own pixels
+    for c in np.flatnonzero(tall):
+        beside = (
+            typeset
+            & (middle >= y[c])
+            & (middle <= y[c] + h[c])
+            & (x + w >= x[c] - reach)
+            & (x <= x[c] + w[c] + reach)
+        )
+        if beside.any():
+            continue
+        box = tuple(int(v) for v in stats[c, :5])
+        own = _own_component(binary, box)
+        if own is not None and _holes(own) >= 1:
+            erase.append(box)
+    scrawls = len(erase)
+    erase += [tuple(int(v) for v in stats[c, :5]) for c in np.flatnonzero(banded)]
+    boxes = tuple((e[0], e[1], e[2], e[3]) for e in erase)
+    found = NotType(letter, scrawls, len(erase) - scrawls, boxes)
+    if not erase:
+        return None, found
+    cleaned = binary.copy()
+    for box in erase:
+        own = _own_component(binary, box)
+        if own is not None:
+            bx, by, bw, bh = box[:4]
+            cleaned[by : by + bh, bx : bx + bw][own > 0] = 255
+    return cleaned, found
+
+
+def _own_component(binary: Image, box: tuple[int, ...]) -> Image | None:
+    """The pixels (non-0) of the component whose bounding box and area are `box` (left, top,
+    width, height, area), within that box; None if the box holds no such component."""
+    bx, by, bw, bh, area = box
+    crop = _u8(cv2.bitwise_not(binary[by : by + bh, bx : bx + bw]))
+    count, labels, stats = _components(crop)
+    for label in range(1, count):
+        cx, cy, cw, ch, size = (int(v) for v in stats[label, :5])
+        if (cx, cy, cw, ch) == (0, 0, bw, bh) and size == area:
+            return _u8((labels == label).astype(np.uint8))
+    return None
+
+
 RULE_MIN_MM = 12.0  # a straight vertical ink run this long is a table rule, not a letter
 
 

@@ -175,7 +175,14 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         # lines from it too, so cleanup can never cost a line plain tesseract would get.
         plain_input = _write_image(work_dir / "plain.png", normalised, fast=True)
         del normalised
-        ocr_image, ocr_dpi, decisions["ocr_input"] = _ocr_input(cleaned, ink_mask, dpi)
+        # Handwriting in dark ink and the copier's dark edges are not read (the archival
+        # page keeps them: `ink_mask` is not touched).
+        typed, not_type = imaging.not_type_marks(ink_mask, dpi)
+        decisions["not_type"] = dataclasses.asdict(not_type)
+        ocr_image, ocr_dpi, decisions["ocr_input"] = _ocr_input(
+            cleaned, ink_mask if typed is None else typed, dpi
+        )
+        del typed
         del cleaned
         ocr_input = _write_image(work_dir / "ocr.png", ocr_image)
         del ocr_image
