@@ -1106,6 +1106,7 @@ SCRAWL_MIN_WIDTH = 2.5  # × the letter height: a word, not one letter or mark
 SCRAWL_MAX_FILL = 0.5  # share of its box a running stroke inks (a black block: more)
 SCRAWL_TYPE_REACH = 2.0  # × the letter height: no type this near it in its rows
 SCRAWL_MIN_LETTERS = 50  # letter-sized components a page needs before its marks are judged
+NOT_TYPE_MAX_INK = 0.25  # ... and at most this share of it ink (more: noise, a photo)
 EDGE_BAND_MAX_MM = 12.0  # a dark band along the page's top or bottom at most this thick ...
 EDGE_BAND_MIN_MM = 0.5  # ... at least this (thinner: the sliver a deskew's rotation leaves)
 EDGE_BAND_LENGTH = 4.0  # ... and this many times as long as it is thick: the copier's lid
@@ -1152,7 +1153,8 @@ def not_type_marks(binary: Image, dpi: int = REFERENCE_DPI) -> tuple[Image | Non
       edge, not a line (a bound register's spine shadow, erased, changed how tesseract laid
       out the lines beside it and cost a date: 0.69 → 2.08 % CER).
     Only what tesseract reads changes: the archival page keeps every mark as captured. With
-    too few letters to know their height (a photo, a page of handwriting) nothing is found.
+    too few letters to know their height (a page of handwriting) or too much ink for a page
+    of type (noise, a photo: NOT_TYPE_MAX_INK) nothing is found.
     Measured on tests/records margin_notes and photocopy_2gen and on bench foreign
     (docs/benchmarks.md, "Twelfth sitting: ink that is not type").
     """
@@ -1166,7 +1168,10 @@ def not_type_marks(binary: Image, dpi: int = REFERENCE_DPI) -> tuple[Image | Non
     mm = dpi / 25.4
     specks = area >= min_speck_area(dpi)
     lettered = (h >= 0.8 * mm) & (h <= 10 * mm) & specks
-    if int(lettered.sum()) < SCRAWL_MIN_LETTERS:
+    if (
+        int(lettered.sum()) < SCRAWL_MIN_LETTERS
+        or float(area.sum()) > NOT_TYPE_MAX_INK * binary.size
+    ):
         return None, NotType(0.0, 0, 0, ())
     letter = float(np.median(h[lettered]))
     edge = max(2, round(EDGE_BAND_REACH_MM * mm))

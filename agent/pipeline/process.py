@@ -178,7 +178,9 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         # Handwriting in dark ink and the copier's dark edges are not read (the archival
         # page keeps them: `ink_mask` is not touched).
         typed, not_type = imaging.not_type_marks(ink_mask, dpi)
-        decisions["not_type"] = dataclasses.asdict(not_type)
+        decisions["not_type"] = dataclasses.asdict(not_type) | {
+            "boxes": [list(box) for box in not_type.boxes]
+        }
         ocr_image, ocr_dpi, decisions["ocr_input"] = _ocr_input(
             cleaned, ink_mask if typed is None else typed, dpi
         )
