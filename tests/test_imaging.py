@@ -731,3 +731,27 @@ def test_handwriting_away_from_type_is_not_read_and_type_a_scrawl_runs_into_is()
     over = _ocr_binary(cv2.convertScaleAbs(scrawled), dpi)
     _, beside = imaging.not_type_marks(over, dpi)
     assert beside.handwriting == 0, beside
+
+
+@pytest.mark.parametrize("font", ["Serif-Regular", "Serif-Bold", "Sans-Regular", "Sans-Bold"])
+def test_a_large_heading_s_looped_letters_are_type_not_handwriting(font: str) -> None:
+    """A heading at 20-36 pt over 12-pt text has letters with counters (Ồ, Ơ, Đ, B, A, O, Q)
+    as tall as a hand's words and alone in their rows: they were erased from what tesseract
+    reads. Their strokes are thicker for their height than a pen's, and each has a letter
+    beside it."""
+    path = f"/usr/share/fonts/truetype/liberation2/Liberation{font}.ttf"
+    body = ImageFont.truetype(
+        "/usr/share/fonts/truetype/liberation2/LiberationSerif-Regular.ttf", 50
+    )
+    for pt in (20, 28, 36):
+        image = Image.new("L", (2480, 3508), 250)
+        draw = ImageDraw.Draw(image)
+        heading = ImageFont.truetype(path, round(pt * 300 / 72))
+        draw.text((400, 300), "HỒ SƠ LƯU TRỮ ĐỢT 2 BẢO QUẢN", font=heading, fill=20)
+        for row in range(30):
+            line = "Ủy ban nhân dân xã Đông Sơn báo cáo việc số hóa hồ sơ lưu trữ năm 2024."
+            draw.text((300, 700 + row * 75), line, font=body, fill=20)
+        grey = np.asarray(image)
+        binary, _ = imaging.binarise(imaging.normalise_background(grey, 300), 300)
+        typed, found = imaging.not_type_marks(binary, 300)
+        assert typed is None and found.handwriting == 0, (pt, found)

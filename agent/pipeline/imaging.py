@@ -1105,6 +1105,9 @@ SCRAWL_MAX_HEIGHT = 4.5  # ... but within a line or two (a table or a frame is l
 SCRAWL_MIN_WIDTH = 2.5  # × the letter height: a word, not one letter or mark
 SCRAWL_MAX_FILL = 0.5  # share of its box a running stroke inks (a black block: more)
 SCRAWL_TYPE_REACH = 2.0  # × the letter height: no type this near it in its rows
+SCRAWL_GLYPH_GAP = 0.25  # × its height: a neighbour at least half as tall this near is a letter
+SCRAWL_PEN_STROKE = 0.085  # stroke width / height: a pen's line is thinner than type's ...
+SCRAWL_TYPE_STROKE = 0.12  # ... and no hand writes this thick for its height (bold type)
 SCRAWL_MIN_LETTERS = 50  # letter-sized components a page needs before its marks are judged
 NOT_TYPE_MAX_INK = 0.25  # ... and at most this share of it ink (more: noise, a photo)
 EDGE_BAND_MAX_MM = 12.0  # a dark band along the page's top or bottom at most this thick ...
@@ -1142,10 +1145,17 @@ def not_type_marks(binary: Image, dpi: int = REFERENCE_DPI) -> tuple[Image | Non
       text): a running word is one connected stroke, SCRAWL_MIN_HEIGHT to SCRAWL_MAX_HEIGHT
       times as tall as the page's median letter (and SCRAWL_MIN_HEIGHT_MM at least), as
       wide as a word, looped (a counter at least), its box sparse, and with no type-sized
-      component in its rows within SCRAWL_TYPE_REACH letter heights. Letters are each
-      their own component, as tall as their line. The last condition keeps print that
-      noise has run together (a dirty drum's streak through a line, a black copy's merged
-      words): those have type beside them;
+      component in its rows within SCRAWL_TYPE_REACH letter heights, and written with a
+      pen's thin line. Letters are each their own component, as tall as their line. The
+      last two conditions keep print that noise has run together (a dirty drum's streak
+      through a line, a black copy's merged words), which has type beside it, and large
+      type (a 20-36 pt heading over 12 pt text, whose looped letters are as tall as a
+      hand's words): its strokes are thicker for their height (Liberation Serif and Sans,
+      regular and bold, 20-36 pt: 0.087-0.178 of the letter's height; the notes of
+      tests/records 0.053-0.099), and a letter of it has a neighbour at least half its
+      height within SCRAWL_GLYPH_GAP of its height. Under SCRAWL_PEN_STROKE the line is a
+      pen's; from SCRAWL_TYPE_STROKE it is type's; between, a glyph's neighbour makes it
+      type;
     - **a dark band along the page's top or bottom edge** (a copy made with the lid open):
       a component within EDGE_BAND_REACH_MM of the edge, EDGE_BAND_MIN_MM to
       EDGE_BAND_MAX_MM thick and EDGE_BAND_LENGTH times as long, which tesseract reads as a
@@ -1198,12 +1208,28 @@ def not_type_marks(binary: Image, dpi: int = REFERENCE_DPI) -> tuple[Image | Non
             & (x + w >= x[c] - reach)
             & (x <= x[c] + w[c] + reach)
         )
+        # Large type: a heading's letters stand as tall, with their neighbours a letter's
+        # spacing away (a 20-36 pt heading over 12 pt text); a hand's words are farther apart.
+        gap = SCRAWL_GLYPH_GAP * h[c]
+        glyphs = (
+            (h >= 0.5 * h[c])
+            & specks
+            & (middle >= y[c])
+            & (middle <= y[c] + h[c])
+            & (x + w >= x[c] - gap)
+            & (x <= x[c] + w[c] + gap)
+        )
+        glyphs[c] = False
         if beside.any():
             continue
         box = tuple(int(v) for v in stats[c, :5])
         own = _own_component(binary, box)
-        if own is not None and _holes(own) >= 1:
-            erase.append(box)
+        if own is None or _holes(own) < 1:
+            continue
+        stroke = _stroke_width(own) / float(h[c])
+        if stroke >= SCRAWL_TYPE_STROKE or (stroke >= SCRAWL_PEN_STROKE and glyphs.any()):
+            continue
+        erase.append(box)
     scrawls = len(erase)
     erase += [tuple(int(v) for v in stats[c, :5]) for c in np.flatnonzero(banded)]
     boxes = tuple((e[0], e[1], e[2], e[3]) for e in erase)
@@ -1217,6 +1243,14 @@ def not_type_marks(binary: Image, dpi: int = REFERENCE_DPI) -> tuple[Image | Non
             bx, by, bw, bh = box[:4]
             cleaned[by : by + bh, bx : bx + bw][own > 0] = 255
     return cleaned, found
+
+
+def _stroke_width(mask: Image) -> float:
+    """The mean stroke width (px) of the ink (non-0) in `mask`: twice its area over the
+    length of its outlines, holes' included (a stroke of width t and length L: 2tL / 2L)."""
+    contours, _ = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    outline = sum(cv2.arcLength(c, True) for c in contours)
+    return 2.0 * float(np.count_nonzero(mask)) / max(outline, 1.0)
 
 
 def _own_component(binary: Image, box: tuple[int, ...]) -> Image | None:
