@@ -1108,6 +1108,7 @@ SCRAWL_TYPE_REACH = 2.0  # × the letter height: no type this near it in its row
 SCRAWL_GLYPH_GAP = 0.25  # × its height: a neighbour at least half as tall this near is a letter
 SCRAWL_PEN_STROKE = 0.085  # stroke width / height: a pen's line is thinner than type's ...
 SCRAWL_TYPE_STROKE = 0.12  # ... and no hand writes this thick for its height (bold type)
+SCRAWL_GLYPHS_WIDE = 2.0  # × its height: at most this wide, a letter or two of large type
 SCRAWL_MIN_LETTERS = 50  # letter-sized components a page needs before its marks are judged
 NOT_TYPE_MAX_INK = 0.25  # ... and at most this share of it ink (more: noise, a photo)
 EDGE_BAND_MAX_MM = 12.0  # a dark band along the page's top or bottom at most this thick ...
@@ -1154,8 +1155,9 @@ def not_type_marks(binary: Image, dpi: int = REFERENCE_DPI) -> tuple[Image | Non
       regular and bold, 20-36 pt: 0.087-0.178 of the letter's height; the notes of
       tests/records 0.053-0.099), and a letter of it has a neighbour at least half its
       height within SCRAWL_GLYPH_GAP of its height. Under SCRAWL_PEN_STROKE the line is a
-      pen's; from SCRAWL_TYPE_STROKE it is type's; between, a glyph's neighbour makes it
-      type;
+      pen's; from SCRAWL_TYPE_STROKE it is type's; between, it is type when it is a letter
+      or two wide (SCRAWL_GLYPHS_WIDE: two letters of regular type run together measured
+      1.77) with such a neighbour; a hand's words there measured 2.3-3.1;
     - **a dark band along the page's top or bottom edge** (a copy made with the lid open):
       a component within EDGE_BAND_REACH_MM of the edge, EDGE_BAND_MIN_MM to
       EDGE_BAND_MAX_MM thick and EDGE_BAND_LENGTH times as long, which tesseract reads as a
@@ -1227,7 +1229,8 @@ def not_type_marks(binary: Image, dpi: int = REFERENCE_DPI) -> tuple[Image | Non
         if own is None or _holes(own) < 1:
             continue
         stroke = _stroke_width(own) / float(h[c])
-        if stroke >= SCRAWL_TYPE_STROKE or (stroke >= SCRAWL_PEN_STROKE and glyphs.any()):
+        letters = w[c] <= SCRAWL_GLYPHS_WIDE * h[c] and glyphs.any()
+        if stroke >= SCRAWL_TYPE_STROKE or (stroke >= SCRAWL_PEN_STROKE and letters):
             continue
         erase.append(box)
     scrawls = len(erase)
