@@ -1201,7 +1201,7 @@ def not_type_marks(binary: Image, dpi: int = REFERENCE_DPI) -> tuple[Image | Non
     typeset = (h >= 0.6 * letter) & (h <= 1.6 * letter) & specks & ~tall
     middle = y + h / 2
     reach = SCRAWL_TYPE_REACH * letter
-    erase: list[tuple[int, ...]] = []  # box and area: the component's own pixels
+    erase: list[tuple[tuple[int, ...], Image | None]] = []  # (box and area, own pixels)
     for c in np.flatnonzero(tall):
         beside = (
             typeset
@@ -1210,6 +1210,12 @@ def not_type_marks(binary: Image, dpi: int = REFERENCE_DPI) -> tuple[Image | Non
             & (x + w >= x[c] - reach)
             & (x <= x[c] + w[c] + reach)
         )
+        if beside.any():
+            continue
+        box = tuple(int(v) for v in stats[c, :5])
+        own = _own_component(binary, box)
+        if own is None or _holes(own) < 1:
+            continue
         # Large type: a heading's letters stand as tall, with their neighbours a letter's
         # spacing away (a 20-36 pt heading over 12 pt text); a hand's words are farther apart.
         gap = SCRAWL_GLYPH_GAP * h[c]
@@ -1222,26 +1228,20 @@ def not_type_marks(binary: Image, dpi: int = REFERENCE_DPI) -> tuple[Image | Non
             & (x <= x[c] + w[c] + gap)
         )
         glyphs[c] = False
-        if beside.any():
-            continue
-        box = tuple(int(v) for v in stats[c, :5])
-        own = _own_component(binary, box)
-        if own is None or _holes(own) < 1:
-            continue
         stroke = _stroke_width(own) / float(h[c])
         letters = w[c] <= SCRAWL_GLYPHS_WIDE * h[c] and glyphs.any()
         if stroke >= SCRAWL_TYPE_STROKE or (stroke >= SCRAWL_PEN_STROKE and letters):
             continue
-        erase.append(box)
+        erase.append((box, own))
     scrawls = len(erase)
-    erase += [tuple(int(v) for v in stats[c, :5]) for c in np.flatnonzero(banded)]
-    boxes = tuple((e[0], e[1], e[2], e[3]) for e in erase)
+    erase += [(tuple(int(v) for v in stats[c, :5]), None) for c in np.flatnonzero(banded)]
+    boxes = tuple((b[0], b[1], b[2], b[3]) for b, _ in erase)
     found = NotType(letter, scrawls, len(erase) - scrawls, boxes)
     if not erase:
         return None, found
     cleaned = binary.copy()
-    for box in erase:
-        own = _own_component(binary, box)
+    for box, own in erase:
+        own = own if own is not None else _own_component(binary, box)
         if own is not None:
             bx, by, bw, bh = box[:4]
             cleaned[by : by + bh, bx : bx + bw][own > 0] = 255
