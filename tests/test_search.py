@@ -196,9 +196,10 @@ def test_api_search_shape_paging_and_total(tmp_path: Path, database: Path | str)
 
 
 def test_api_search_refuses_and_hides_as_before(tmp_path: Path, database: Path | str) -> None:
-    """The route and its dependencies run on the event loop now (the search in the thread
-    pool), and a token's user and places come from one statement: who may search, what they
-    see and the errors they get are unchanged."""
+    """The route and the dependencies that only look things up run on the event loop now
+    (the token check and the search in the thread pool), and a token's user and places come
+    from one statement: who may search, what they see and the errors they get are unchanged
+    (this passes on the code before those changes too)."""
     settings = ServerSettings(data_dir=tmp_path, ingest=False, database_url=url_of(database))
     db = Database(settings.database())
     ids = archive(db, [f"Ủy ban nhân dân xã Tân Lập, văn bản {n}" for n in range(3)])
