@@ -136,6 +136,27 @@ def test_tokens_expire(db: Database) -> None:
     assert abs(expires - time.time() - auth.TOKEN_DAYS * 86400) < 60
 
 
+def test_a_token_s_principal_has_every_place_of_its_user_in_order(db: Database) -> None:
+    """The token's user and their places come from one statement (a row per place): the
+    principal is the one a session of the same user has, with no place, one, or several."""
+    token = auth.create_token(db, "lan")
+    assert auth.principal_for_token(db, token) == auth.Principal("lan", "archivist", ())
+    for places in (["Huyện Gần"], ["Huyện Xa", "Huyện Gần / Xã B", "Huyện Gần / Xã A"]):
+        auth.set_places(db, "lan", places)
+        found = auth.principal_for_token(db, token)
+        assert found == auth.Principal("lan", "archivist", tuple(sorted(places)))
+        session = auth.session_for(db, auth.create_session(db, found))
+        assert session is not None and session.principal == found
+    auth.add_user(db, "khac", "viewer", None)
+    auth.set_places(db, "khac", ["Huyện Khác"])  # another user's places are not this one's
+    assert auth.principal_for_token(db, token) == auth.Principal(
+        "lan", "archivist", ("Huyện Gần / Xã A", "Huyện Gần / Xã B", "Huyện Xa")
+    )
+    assert auth.principal_for_token(db, "not-a-token") is None
+    auth.set_disabled(db, "lan", True)
+    assert auth.principal_for_token(db, token) is None
+
+
 def test_revoke_by_id_or_by_the_token(db: Database) -> None:
     one, two = auth.create_token(db, "lan", "a"), auth.create_token(db, "lan", "b")
     assert auth.revoke_token(db, auth.token_id(one)) == (auth.token_id(one), "lan")

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from httpx import Response
 from pgcluster import url_of
 from test_staff import post_login
 
 from server.app import create_app
-from server.archive import auth
+from server.archive import auth, progress
 from server.archive.catalog import Catalog, aligned, parse_query, snippet
 from server.config import ServerSettings
 from server.store.db import Database, fold
@@ -192,6 +193,55 @@ def test_api_search_shape_paging_and_total(tmp_path: Path, database: Path | str)
         assert {h["page"] for h in r.json()} <= set(ids)
         bad = client.get("/api/v1/search", params={"q": "x", "offset": -1}, headers=headers)
         assert bad.status_code == 422
+
+
+def test_api_search_refuses_and_hides_as_before(tmp_path: Path, database: Path | str) -> None:
+    """The route and the dependencies that only look things up run on the event loop now
+    (the token check and the search in the thread pool), and a token's user and places come
+    from one statement: who may search, what they see and the errors they get are unchanged
+    (this passes on the code before those changes too)."""
+    settings = ServerSettings(data_dir=tmp_path, ingest=False, database_url=url_of(database))
+    db = Database(settings.database())
+    ids = archive(db, [f"Ủy ban nhân dân xã Tân Lập, văn bản {n}" for n in range(3)])
+    assert progress.set_commune(db, "xa-01", "Huyện Gần / Xã Tân Lập", "admin")
+    auth.add_user(db, "viewer", "viewer", "mật-khẩu-đủ-dài")
+    for who, places in (("far", ["Huyện Xa", "Huyện Xa Hơn"]), ("near", ["Huyện Xa", "Huyện Gần"])):
+        auth.add_user(db, who, "viewer", None)
+        auth.set_places(db, who, places)
+    tokens = {who: auth.create_token(db, who) for who in ("viewer", "far", "near")}
+
+    with TestClient(create_app(settings)) as client:
+
+        def search(headers: dict[str, str], q: str = "uy ban") -> Response:
+            return client.get("/api/v1/search", params={"q": q}, headers=headers)
+
+        for refused in ({}, {"Authorization": "Bearer"}, {"Authorization": "Bearer nope"},
+                        {"Authorization": f"Basic {tokens['viewer']}"}):  # fmt: skip
+            r = search(refused)
+            assert r.status_code == 401, refused
+            assert r.headers["WWW-Authenticate"] == "Bearer"
+            assert r.json() == {"detail": "missing or invalid bearer token"}
+        r = search({"Authorization": f"Bearer {tokens['viewer']}"})
+        assert r.status_code == 200 and r.headers["X-Total-Count"] == "3"
+        assert sorted(h["page"] for h in r.json()) == sorted(ids)
+        assert r.headers["content-type"] == "application/json"
+        assert r.headers["X-Content-Type-Options"] == "nosniff"  # the middlewares still ran
+        # A reader scoped to other places sees nothing and learns no count; one of whose
+        # places holds the station sees every page.
+        r = search({"Authorization": f"Bearer {tokens['far']}"})
+        assert r.status_code == 200 and r.json() == [] and r.headers["X-Total-Count"] == "0"
+        r = search({"Authorization": f"Bearer {tokens['near']}"})
+        assert sorted(h["page"] for h in r.json()) == sorted(ids)
+        assert r.headers["X-Total-Count"] == "3"
+        auth.set_disabled(db, "near", True)
+        assert search({"Authorization": f"Bearer {tokens['near']}"}).status_code == 401
+        bad = client.get("/api/v1/search", headers={"Authorization": f"Bearer {tokens['far']}"})
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "q"]
+        # A staff member's session cookie reads the API too (GET only), by the same rules.
+        assert post_login(client, username="viewer", password="mật-khẩu-đủ-dài").status_code == 200
+        r = search({})
+        assert r.status_code == 200 and r.headers["X-Total-Count"] == "3"
+    db.close()
 
 
 def test_web_search_pages_through_results(tmp_path: Path, database: Path | str) -> None:

@@ -267,14 +267,23 @@ def revoke_token(db: Database, which: str) -> tuple[str, str]:
 def principal_for_token(db: Database, token: str | None) -> Principal | None:
     if not token:
         return None
-    con = db.read()
-    row = con.execute(
-        "SELECT u.name, u.role FROM tokens t JOIN users u ON u.name = t.user_name"
-        " WHERE t.token_sha256 = ? AND u.disabled = 0"
-        " AND COALESCE(t.expires_at, t.created_at + ?) > ?",
-        (_digest(token), TOKEN_DAYS * 86400.0, time.time()),
-    ).fetchone()
-    return _principal(con, row["name"], row["role"]) if row else None
+    # The user and their places in one statement (one row per place, one with place NULL for
+    # none): every API request asks this, and on PostgreSQL each statement is a round trip.
+    rows = (
+        db.read()
+        .execute(
+            "SELECT u.name, u.role, p.place FROM tokens t JOIN users u ON u.name = t.user_name"
+            " LEFT JOIN user_places p ON p.user_name = u.name"
+            " WHERE t.token_sha256 = ? AND u.disabled = 0"
+            " AND COALESCE(t.expires_at, t.created_at + ?) > ? ORDER BY p.place",
+            (_digest(token), TOKEN_DAYS * 86400.0, time.time()),
+        )
+        .fetchall()
+    )
+    if not rows:
+        return None
+    places = tuple(r["place"] for r in rows if r["place"] is not None)
+    return Principal(rows[0]["name"], rows[0]["role"], places)
 
 
 # -- one-time login links -----------------------------------------------------------------------

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -400,7 +401,7 @@ def page_text(
 
 
 @router.get("/search", response_model=list[SearchHit])
-def search_hits(
+async def search_hits(
     catalog: CatalogDep,
     records: RecordsDep,
     user: User,
@@ -417,7 +418,10 @@ def search_hits(
     ``q`` (paging reaches exactly that many); with ``X-Total-Count-Estimated: true`` it is
     the database's estimate (PostgreSQL, above 2,000 pages, for a caller who may open every
     page)."""
-    found = search.search(catalog, records, q, user, limit, offset)
+    # async, so that the search is the route's one trip to the thread pool: a def route runs
+    # there, and FastAPI then validates its answer against response_model in a second trip;
+    # here that validation (~0.2 ms for 50 hits) runs on the event loop.
+    found = await run_in_threadpool(search.search, catalog, records, q, user, limit, offset)
     response.headers["X-Total-Count"] = str(found.total)
     if found.estimated:
         response.headers["X-Total-Count-Estimated"] = "true"

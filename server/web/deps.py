@@ -6,6 +6,12 @@ cookie alone would be a CSRF hole — and for exports only by POST with the sess
 value (:func:`api_export`). No credentials → 401; a role too low → 403.
 Web pages use :func:`web_session`, which raises :class:`LoginRequired` (the app turns it into
 a redirect to /login) instead of 401.
+
+The dependencies that only look up an object the app holds, or check a role already known,
+are ``async def``: FastAPI runs a plain ``def`` dependency in its thread pool, one hand-over
+to a worker thread and back per dependency and request (seven for an API search before this,
+each a thread woken on a busy machine; docs/benchmarks.md, "twelfth sitting"). What reads the
+database (a token, a session) stays a plain ``def`` or goes to the pool itself.
 """
 
 from __future__ import annotations
@@ -25,27 +31,27 @@ from server.archive.rescan import Publisher
 from server.store.db import Database
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 
 
-def get_catalog(request: Request) -> Catalog:
+async def get_catalog(request: Request) -> Catalog:
     catalog: Catalog = request.app.state.catalog
     return catalog
 
 
-def get_records(request: Request) -> Records:
+async def get_records(request: Request) -> Records:
     records: Records = request.app.state.records
     return records
 
 
-def get_renderer(request: Request) -> PageRenderer:
+async def get_renderer(request: Request) -> PageRenderer:
     renderer: PageRenderer = request.app.state.renderer
     return renderer
 
 
-def get_publisher(request: Request) -> Publisher | None:
+async def get_publisher(request: Request) -> Publisher | None:
     """The running ingest worker (the server's broker client), or None without MQTT."""
     worker: Publisher | None = getattr(request.app.state, "worker", None)
     return worker
@@ -79,8 +85,8 @@ def api_principal(request: Request, db: DB) -> Principal:
     return found
 
 
-def api_role(role: Role) -> Callable[[Principal], Principal]:
-    def check(principal: Annotated[Principal, Depends(api_principal)]) -> Principal:
+def api_role(role: Role) -> Callable[[Principal], Awaitable[Principal]]:
+    async def check(principal: Annotated[Principal, Depends(api_principal)]) -> Principal:
         if not principal.can(role):
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"needs the {role} role")
         return principal
@@ -146,8 +152,8 @@ def web_session(request: Request, db: DB) -> Session:
     return session
 
 
-def web_role(role: Role) -> Callable[[Session], Session]:
-    def check(session: Annotated[Session, Depends(web_session)]) -> Session:
+def web_role(role: Role) -> Callable[[Session], Awaitable[Session]]:
+    async def check(session: Annotated[Session, Depends(web_session)]) -> Session:
         if not session.principal.can(role):
             raise Forbidden(role)
         return session
