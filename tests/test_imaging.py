@@ -716,7 +716,7 @@ def test_handwriting_away_from_type_is_not_read_and_type_a_scrawl_runs_into_is()
     dpi = clean.dpi
     plain = _ocr_binary(clean.image, dpi)
     assert imaging.not_type_marks(plain, dpi)[0] is None  # nothing on a clean page
-    # A scrawl across the middle of the body's lines, 15 mm wide, over the type.
+    # A scrawl across the middle of the body's lines, 40 mm wide, over the type.
     mm = dpi / 25.4
     rows = np.flatnonzero((plain[:, round(60 * mm) : round(150 * mm)] == 0).any(axis=1))
     middle = int(np.median(rows))

@@ -1127,12 +1127,16 @@ class NotType:
     boxes: tuple[tuple[int, int, int, int], ...]  # (x, y, w, h) of each, for decisions.json
 
 
-def _holes(mask: npt.NDArray[np.uint8]) -> int:
-    """Counters of the one component in `mask` (non-0 = ink): paper areas it encloses."""
-    contours, hierarchy = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+def _loops_and_stroke(mask: Image) -> tuple[int, float]:
+    """Of the one component in `mask` (non-0 = ink): its counters (paper areas it encloses)
+    and its mean stroke width in px — twice its area over the length of its outlines, the
+    counters' included (a stroke of width t and length L: 2tL / 2L)."""
+    contours, hierarchy = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
     if not contours:
-        return 0
-    return int((np.asarray(hierarchy)[0][:, 3] >= 0).sum())
+        return 0, 0.0
+    loops = int((np.asarray(hierarchy)[0][:, 3] >= 0).sum())
+    outline = sum(cv2.arcLength(c, True) for c in contours)
+    return loops, 2.0 * float(np.count_nonzero(mask)) / max(outline, 1.0)
 
 
 def not_type_marks(binary: Image, dpi: int = REFERENCE_DPI) -> tuple[Image | None, NotType]:
@@ -1214,24 +1218,27 @@ def not_type_marks(binary: Image, dpi: int = REFERENCE_DPI) -> tuple[Image | Non
             continue
         box = tuple(int(v) for v in stats[c, :5])
         own = _own_component(binary, box)
-        if own is None or _holes(own) < 1:
+        if own is None:
             continue
-        # Large type: a heading's letters stand as tall, with their neighbours a letter's
-        # spacing away (a 20-36 pt heading over 12 pt text); a hand's words are farther apart.
-        gap = SCRAWL_GLYPH_GAP * h[c]
-        glyphs = (
-            (h >= 0.5 * h[c])
-            & specks
-            & (middle >= y[c])
-            & (middle <= y[c] + h[c])
-            & (x + w >= x[c] - gap)
-            & (x <= x[c] + w[c] + gap)
-        )
-        glyphs[c] = False
-        stroke = _stroke_width(own) / float(h[c])
-        letters = w[c] <= SCRAWL_GLYPHS_WIDE * h[c] and glyphs.any()
-        if stroke >= SCRAWL_TYPE_STROKE or (stroke >= SCRAWL_PEN_STROKE and letters):
+        loops, stroke_px = _loops_and_stroke(own)
+        stroke = stroke_px / float(h[c])
+        if loops < 1 or stroke >= SCRAWL_TYPE_STROKE:
             continue
+        if stroke >= SCRAWL_PEN_STROKE and w[c] <= SCRAWL_GLYPHS_WIDE * h[c]:
+            # Large type: a heading's letters stand as tall, their neighbours a letter's
+            # spacing away (a 20-36 pt heading over 12 pt text); a hand's words stand farther.
+            gap = SCRAWL_GLYPH_GAP * h[c]
+            glyphs = (
+                (h >= 0.5 * h[c])
+                & specks
+                & (middle >= y[c])
+                & (middle <= y[c] + h[c])
+                & (x + w >= x[c] - gap)
+                & (x <= x[c] + w[c] + gap)
+            )
+            glyphs[c] = False
+            if glyphs.any():
+                continue
         erase.append((box, own))
     scrawls = len(erase)
     erase += [(tuple(int(v) for v in stats[c, :5]), None) for c in np.flatnonzero(banded)]
@@ -1246,14 +1253,6 @@ def not_type_marks(binary: Image, dpi: int = REFERENCE_DPI) -> tuple[Image | Non
             bx, by, bw, bh = box[:4]
             cleaned[by : by + bh, bx : bx + bw][own > 0] = 255
     return cleaned, found
-
-
-def _stroke_width(mask: Image) -> float:
-    """The mean stroke width (px) of the ink (non-0) in `mask`: twice its area over the
-    length of its outlines, holes' included (a stroke of width t and length L: 2tL / 2L)."""
-    contours, _ = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
-    outline = sum(cv2.arcLength(c, True) for c in contours)
-    return 2.0 * float(np.count_nonzero(mask)) / max(outline, 1.0)
 
 
 def _own_component(binary: Image, box: tuple[int, ...]) -> Image | None:
