@@ -13,8 +13,8 @@ legal numbers and flag what fails (`legal_fail`); flag a QR cover sheet (`separa
 what it says in `decisions["cover_sheet"]`; judge the text (`agent.pipeline.quality`) and flag
 `review` when it is likely wrong; flag, never drop (a blank page or a cover sheet still gets
 all four outputs).
-MAY: keep intermediate files in `work_dir` (`ocr.png`, the cleaned grey page tesseract read;
-`plain.png`, the page before despeckle and mask, which the second pass reads lines from).
+MAY: keep intermediate files in `work_dir` (`ocr.tif`, the cleaned grey page tesseract read;
+`plain.tif`, the page before despeckle and mask, which the second pass reads lines from).
 MUST NOT: fsync or move files into the outbox (the caller does), talk to the network.
 """
 
@@ -166,14 +166,14 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         grey, decisions["text_grey"] = imaging.text_grey(page, dpi)
         normalised = imaging.normalise_background(grey, dpi)
         del grey
-        # Dot-matrix type is read with its dots joined; `plain.png` keeps them as printed.
+        # Dot-matrix type is read with its dots joined; `plain.tif` keeps them as printed.
         cleaned = imaging.join_dots(normalised, dots, dpi)  # `normalised` itself when not dotted
         binary, binarisation = imaging.binarise(cleaned, dpi)
         ink_mask = imaging.mask_binary(cleaned, binary, dpi)
         decisions["archival_mask"] = "ocr_binary" if ink_mask is binary else "unsmoothed_otsu"
         # The less-processed page (no despeckle, no mask): the second pass reads its unsure
         # lines from it too, so cleanup can never cost a line plain tesseract would get.
-        plain_input = _write_image(work_dir / "plain.png", normalised, fast=True)
+        plain_input = _write_image(work_dir / "plain.tif", normalised)
         del normalised
         # Handwriting in dark ink and the copier's dark edges are not read (the archival
         # page keeps them: `ink_mask` is not touched).
@@ -186,7 +186,7 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         )
         del typed
         del cleaned
-        ocr_input = _write_image(work_dir / "ocr.png", ocr_image)
+        ocr_input = _write_image(work_dir / "ocr.tif", ocr_image)
         del ocr_image
     with _timed(ms, "rules"):
         # Before the layers, so that the binary is gone by then (its band-wise morphology
@@ -350,7 +350,7 @@ def _cover_sheet(image: imaging.Image) -> tuple[coversheet.CoverSheet | None, di
 def _orientation_guess(
     image: imaging.Image, blank: imaging.BlankCheck, work_dir: Path, settings: PipelineSettings
 ) -> tuple[imaging.OrientationEstimate, Path | None]:
-    """The pixel heuristic's guess (~30 ms), and the image for tesseract's OSD (`osd.png` in
+    """The pixel heuristic's guess (~30 ms), and the image for tesseract's OSD (`osd.tif` in
     `work_dir`) when `_orientation` must ask it: the page is not blank, the heuristic is
     unsure or would turn it, and OSD is installed. Nothing of the page is kept."""
     grey, _ = imaging.text_grey(image, settings.dpi, crossings=False)
@@ -362,7 +362,7 @@ def _orientation_guess(
     del grey  # not beside the binarisation's components (the colour page still is)
     binary, _ = imaging.binarise(normalised)
     del normalised
-    return guess, _write_image(work_dir / "osd.png", binary)
+    return guess, _write_image(work_dir / "osd.tif", binary)
 
 
 def _orientation(
@@ -524,7 +524,7 @@ def _second_pass(
             for n, key in enumerate(doubtful):
                 line, origin = imaging.line_crop(page, _union(lines[key]))
                 moved, insertions = imaging.dekern_punctuation(line)
-                path = _write_image(Path(tmp) / f"{tag}{n:03d}.png", moved)
+                path = _write_image(Path(tmp) / f"{tag}{n:03d}.tif", moved)
                 crops.append((path, origin, insertions))
             del page
         try:
@@ -681,7 +681,7 @@ def _third_readings(
     for n in split:
         path = crops[n][0]
         big = imaging.enlarge(imaging.load_capture(path).image, TIEBREAK_SCALE)
-        paths.append(_write_image(path.with_name(f"e{n:03d}.png"), big))
+        paths.append(_write_image(path.with_name(f"e{n:03d}.tif"), big))
     try:
         thirds = ocr.recognize_lines(
             paths,
@@ -1212,10 +1212,18 @@ def _write_jpeg(page: imaging.Image, path: Path, dpi: int | None = None, quality
     return path
 
 
-def _write_image(path: Path, image: imaging.Image, fast: bool = False) -> Path:
-    tmp = path.with_name(path.name + ".tmp.png")
-    params = [cv2.IMWRITE_PNG_COMPRESSION, 1] if fast else []  # a work file: speed over size
-    if not cv2.imwrite(str(tmp), image, params):
+def _write_image(path: Path, image: imaging.Image) -> Path:
+    """A work image for tesseract (and the second pass's crops): an uncompressed TIFF.
+
+    Written and read back within the page's few seconds, then deleted with `work_dir`, so
+    size does not matter and codec time does: for a 300-dpi A4 grey page, uncompressed TIFF
+    is ~16 ms to write and ~12–18 ms to decode, against PNG's 25–200 ms and 50–80 ms
+    (OpenCV's default and level 1), and tesseract reads it ~50 ms faster than the PNG
+    (leptonica's PNM reader is ~80 ms slower than PNG's, so not PGM). The pixels, hence
+    the readings, are the same (docs/benchmarks.md "Thirteenth sitting").
+    """
+    tmp = path.with_name(path.name + ".tmp.tif")
+    if not cv2.imwrite(str(tmp), image, [cv2.IMWRITE_TIFF_COMPRESSION, 1]):
         raise OSError(f"could not write {path}")
     os.replace(tmp, path)
     return path
