@@ -80,12 +80,16 @@ PG_STATS_TTL = 300.0
 # with their ~2.8 KB vectors by page id (~8 MB), which the default 4 MB wrote to a
 # temporary file (docs/benchmarks.md, seventh sitting).
 PG_WINDOW_WORK_MEM = "32MB"
-# A span of the newest pages is walked instead of read through the GIN bitmap when each of
-# its pages costs less than this many posting-list entries of the words would: a page read
-# and tested ~0.4–1 µs, an entry decoded ~0.1–0.3 µs (1,000,000 pages, tenth sitting); the
-# walk stops once it has the budget, and reads the whole span only when the words meet
-# less often than estimated.
-PG_SPAN_PAGE_IN_ENTRIES = 2
+# A span of the newest pages is walked instead of read through the GIN bitmap when the
+# words' posting lists hold more than this many entries per page of the span. The span is
+# sized to hold twice the budget's matches, so the walk should read half of it and stops
+# once it has the budget; it reads the whole span — still no more pages than the bitmap
+# decodes entries — only when the words meet less than half as often as estimated. The
+# bitmap also reads and sorts every match of the span (twice the budget), which the entry
+# counts leave out: at 1,000,000 pages "lụt bão" (posting lists 1.45 times its span) took
+# ~85–120 ms through the bitmap and ~40–47 ms walked (tenth and thirteenth sittings); it was
+# 2 before, for a page read and tested ~0.4–1 µs against an entry decoded ~0.1–0.3 µs.
+PG_SPAN_PAGE_IN_ENTRIES = 1
 _DF_CACHE: dict[tuple[str, str, str], tuple[int, float]] = {}
 _STATS_CACHE: dict[tuple[str, str], tuple[tuple[float, dict[str, float], float], float]] = {}
 # Databases whose pair tables are known complete (meta says 'ready'; it never goes back).
