@@ -512,7 +512,7 @@ def test_a_span_whose_posting_lists_hold_more_entries_than_pages_is_walked(
     budget's matches), and their posting lists hold ~1.5 entries per page of it. Walking
     the span reads ~a fifth of it here; the GIN bitmap would decode every entry and then
     read and sort each match of the span (at 1,000,000 pages "lụt bão", 1.45 entries per
-    page: ~85–120 ms against ~40–47 walked; docs/benchmarks.md, thirteenth sitting). Same
+    page: ~85–123 ms against ~40–47 walked; docs/benchmarks.md, thirteenth sitting). Same
     hits and total as through the bitmap."""
     import random
 

@@ -87,7 +87,7 @@ PG_WINDOW_WORK_MEM = "32MB"
 # decodes entries — only when the words meet less than half as often as estimated. The
 # bitmap also reads and sorts every match of the span (twice the budget), which the entry
 # counts leave out: at 1,000,000 pages "lụt bão" (posting lists 1.45 times its span) took
-# ~85–120 ms through the bitmap and ~40–47 ms walked (tenth and thirteenth sittings); it was
+# ~85–123 ms through the bitmap and ~40–47 ms walked (tenth and thirteenth sittings); it was
 # 2 before, for a page read and tested ~0.4–1 µs against an entry decoded ~0.1–0.3 µs.
 PG_SPAN_PAGE_IN_ENTRIES = 1
 _DF_CACHE: dict[tuple[str, str, str], tuple[int, float]] = {}
