@@ -20,12 +20,15 @@ Zipf-like so that the rarest are on ~0.1 % of pages.
 
 Measured in the same run, on the same queries: ``server.archive.search.search`` (what both the
 search page and the API call: ranking, snippets, access checks, metadata hits), the HTTP API
-(``GET /api/v1/search``, FastAPI TestClient: auth, routing, JSON), and two baselines on a few
-queries per class: ``ts_rank`` of every match (no candidate window) and a ``LIKE`` scan of the
-page text. Query classes: common words (1–3, with and without diacritics), rare subjects,
-people's names (3 words: a phrase on a few hundred pages), a common word with a rare one, and
-a quoted phrase. ``--url`` reuses a database built before (``--keep`` leaves the cluster up
-and prints its URL).
+(``GET /api/v1/search``) twice — in process through FastAPI's TestClient (auth, routing, JSON),
+and through a real server: ``sohoa-server run --no-ingest`` (uvicorn, as systemd starts it) in
+a subprocess on a loopback port, on the same database, asked over one keep-alive HTTP/1.1
+connection with the same bearer token — and two baselines on a few queries per class:
+``ts_rank`` of every match (no candidate window) and a ``LIKE`` scan of the page text. Query
+classes: common words (1–3, with and without diacritics), rare subjects, people's names (3
+words: a phrase on a few hundred pages), a common word with a rare one, and a quoted phrase.
+``--url`` reuses a database built before (``--keep`` leaves the cluster up and prints its
+URL).
 
 The throwaway server runs with ``shared_buffers = 64MB`` (tests/pgcluster.py) unless
 ``--shared-buffers`` says otherwise; ``--shared-buffers 4GB --effective-cache-size 12GB`` is
@@ -45,18 +48,24 @@ sitting it ran beside the first classes); the results say how long that was wait
 from __future__ import annotations
 
 import argparse
+import contextlib
+import http.client
+import json
 import multiprocessing
 import os
 import platform
 import random
 import shutil
+import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlencode
 
 from bench.search import _vocabulary, exhaustive, matches, naive, pct, timed
 from server.store import pg
@@ -264,28 +273,147 @@ def queries(n: int, seed: int = 1919) -> dict[str, list[str]]:
     return out
 
 
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds used so far by process ``pid`` (every thread; 0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Served:
+    """The server as production runs it (``sohoa-server run``: server/cli.py, uvicorn, the
+    app of server/app.py; systemd/sohoa-server.service), in a subprocess on a loopback port,
+    serving ``url``'s archive from the data directory ``work`` (no ingest: no broker here),
+    and one keep-alive HTTP/1.1 connection to it."""
+
+    def __init__(self, url: str, work: Path) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith("SOHOA_") and k != "PYTHONPATH"
+        }
+        env |= {
+            "SOHOA_SERVER_DATA_DIR": str(work),
+            "SOHOA_DATABASE_URL": url,
+            "SOHOA_SERVER_CONFIG": os.devnull,  # not /etc/sohoa/server.toml of this machine
+            "PYTHONPATH": str(ROOT),
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "run", "--no-ingest", "--host", "127.0.0.1",
+             "--port", str(self.port)],
+            env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.log: list[str] = []
+        self._warm = threading.Event()
+        threading.Thread(target=self._read_log, daemon=True).start()
+        self.connection: http.client.HTTPConnection | None = None
+
+    def _read_log(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.log.append(line.rstrip())
+            # server.archive.progress.warm, the start-up work (see main): done or failed.
+            if "progress asked at start" in line or "asking the progress at start" in line:
+                self._warm.set()
+        self._warm.set()  # the process ended
+
+    def wait(self, token: str, warm: bool, timeout: float = 120.0) -> float:
+        """Seconds until the server answers a search (and, when ``warm``, has done its
+        start-up work)."""
+        started = time.perf_counter()
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError("sohoa-server run ended:\n" + "\n".join(self.log[-20:]))
+            try:
+                self.get("/api/v1/search", {"q": "xã"}, token)
+                break
+            except OSError:
+                self.close()
+                if time.perf_counter() - started > timeout:
+                    raise
+                time.sleep(0.1)
+        if warm and not self._warm.wait(max(1.0, timeout - (time.perf_counter() - started))):
+            raise RuntimeError("the server's start-up work did not end")
+        return time.perf_counter() - started
+
+    def get(self, path: str, params: dict[str, str], token: str) -> tuple[dict[str, str], bytes]:
+        """(headers, body) of a GET answered 200 (else RuntimeError). uvicorn closes a
+        connection idle for 5 s (its ``timeout_keep_alive``): then it is opened again once,
+        as a client's pool would."""
+        for attempt in (1, 2):
+            if self.connection is None:
+                self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            try:
+                self.connection.request(
+                    "GET",
+                    f"{path}?{urlencode(params)}",
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                r = self.connection.getresponse()
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self.close()
+                if attempt == 2:
+                    raise
+        body = r.read()
+        if r.status != 200:
+            raise RuntimeError(f"GET {path}: {r.status} {body[:200]!r}")
+        return {k.lower(): v for k, v in r.getheaders()}, body
+
+    def search(self, q: str, token: str) -> tuple[list[dict[str, object]], int, bool]:
+        """``GET /api/v1/search``: (hits, X-Total-Count, X-Total-Count-Estimated)."""
+        headers, body = self.get("/api/v1/search", {"q": q}, token)
+        total = int(headers["x-total-count"])
+        return json.loads(body), total, headers.get("x-total-count-estimated") == "true"
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+    def stop(self) -> None:
+        self.close()
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@contextlib.contextmanager
+def served(url: str, work: Path) -> Iterator[Served]:
+    server = Served(url, work)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def _pg_cpu(db: Database) -> float:
     """CPU seconds used so far by every process of the PostgreSQL server (backends and
     background workers; read from /proc: the server is on this machine)."""
     pids = [int(r[0]) for r in db.read().execute("SELECT pid FROM pg_stat_activity")]
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    return sum(_proc_cpu(pid) for pid in pids)
 
 
 def cpu_timed(
-    db: Database, run: Callable[[str], object], qs: list[str]
+    db: Database, run: Callable[[str], object], qs: list[str], *others: int
 ) -> tuple[list[float], float]:
-    """Wall times (ms) of each query, and the CPU per query (ms, mean) of this process and
-    the PostgreSQL server together: what a loaded machine does not inflate."""
-    cpu = time.process_time() + _pg_cpu(db)
+    """Wall times (ms) of each query, and the CPU per query (ms, mean) of this process, the
+    PostgreSQL server and the processes ``others`` together: what a loaded machine does not
+    inflate."""
+
+    def cpu() -> float:
+        return time.process_time() + _pg_cpu(db) + sum(_proc_cpu(pid) for pid in others)
+
+    before = cpu()
     times = timed(run, qs)
-    return times, (time.process_time() + _pg_cpu(db) - cpu) / max(1, len(qs)) * 1000
+    return times, (cpu() - before) / max(1, len(qs)) * 1000
 
 
 def _version(db: Database) -> str:
@@ -321,7 +449,7 @@ def main(argv: list[str]) -> int:
     from fastapi.testclient import TestClient
 
     from server.app import create_app
-    from server.archive import auth, search
+    from server.archive import auth, progress, search
     from server.archive.catalog import Catalog
     from server.archive.records import Records
     from server.config import ServerSettings
@@ -371,17 +499,24 @@ def main(argv: list[str]) -> int:
     def direct(q: str) -> object:
         return search.search(catalog, records, q, reader)
 
-    Row = tuple[str, list[float], list[float], list[float], list[float], float, float, float]
+    Row = tuple[
+        str, list[float], list[float], list[float], list[float], list[float], float, float,
+        float, float,
+    ]  # fmt: skip
     rows: list[Row] = []
-    with TestClient(create_app(settings)) as client:
+    # The real server starts first, so that its start-up work and the test client's app's
+    # run side by side, both before the first query.
+    with served(url, work / "served") as server, TestClient(create_app(settings)) as client:
         # The app starts by asking a large archive's progress questions in a thread
         # (server.app: progress.warm, seconds of work at 1,000,000 pages); measured beside
         # it, the first classes' queries shared the cores and the GIL with it (every run
-        # before the twelfth sitting). The goal is a running server's: wait for it.
+        # before the twelfth sitting). The goal is a running server's: wait for it (and for
+        # the real server's, which says in its log when it is done).
         started = time.perf_counter()
         for thread in threading.enumerate():
             if thread.name == "progress":
                 thread.join()
+        server.wait(token, warm=count >= progress.WARM_FROM_PAGES)
         warm_s = time.perf_counter() - started
         headers = {"Authorization": f"Bearer {token}"}
 
@@ -389,6 +524,9 @@ def main(argv: list[str]) -> int:
             r = client.get("/api/v1/search", params={"q": q}, headers=headers)
             r.raise_for_status()
             return r
+
+        def real(q: str) -> object:
+            return server.search(q, token)
 
         def baselines(items: list[str]) -> tuple[list[float], list[float], float]:
             every = timed(lambda q: exhaustive(db, q), items[: args.naive])
@@ -401,17 +539,25 @@ def main(argv: list[str]) -> int:
             timed(direct, items[:5])  # warm
             d, d_cpu = cpu_timed(db, direct, items)
             h, h_cpu = cpu_timed(db, http, items[: args.http])
-            measured.append((name, d, h, d_cpu, h_cpu))
+            # A new connection for each class, opened by its first query (the test client
+            # and the other classes' queries took longer than uvicorn keeps one idle).
+            server.close()
+            r, r_cpu = cpu_timed(db, real, items[: args.http], server.process.pid)
+            measured.append((name, d, h, r, d_cpu, h_cpu, r_cpu))
             load.append(os.getloadavg()[0])
             print(f"  {name}: p95 {pct(d, 95):.1f} ms", flush=True)
             if not args.baselines_last:
-                rows.append((name, d, h, *baselines(items), d_cpu, h_cpu))
+                every, scan, found = baselines(items)
+                rows.append((name, d, h, r, every, scan, found, d_cpu, h_cpu, r_cpu))
         if args.baselines_last:
-            for (name, d, h, d_cpu, h_cpu), items in zip(measured, qs.values(), strict=True):
-                rows.append((name, d, h, *baselines(items), d_cpu, h_cpu))
+            for (name, d, h, r, d_cpu, h_cpu, r_cpu), items in zip(
+                measured, qs.values(), strict=True
+            ):
+                every, scan, found = baselines(items)
+                rows.append((name, d, h, r, every, scan, found, d_cpu, h_cpu, r_cpu))
     engine = _version(db)
     shown = ("shared_buffers", "effective_cache_size", "random_page_cost", "work_mem")
-    server = ", ".join(
+    server_settings = ", ".join(
         f"{name} {db.read().execute(f'SHOW {name}').fetchone()[0]}" for name in shown
     )
     db.close()
@@ -421,29 +567,34 @@ def main(argv: list[str]) -> int:
 
     alld = [v for r in rows for v in r[1]]
     allh = [v for r in rows for v in r[2]]
+    allr = [v for r in rows for v in r[3]]
     print(
-        f"\n{count:,} pages, {size / 1e9:.1f} GB ({engine}; {server}), built in {build_s:.0f} s;"
-        f" {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()};"
-        f" load average (1 min) during the queries {min(load):.1f}–{max(load):.1f};"
-        f" the server's start-up work waited for {warm_s:.1f} s before them\n"
+        f"\n{count:,} pages, {size / 1e9:.1f} GB ({engine}; {server_settings}), built in"
+        f" {build_s:.0f} s; {platform.machine()}, {os.cpu_count()} cores, Python"
+        f" {platform.python_version()}; load average (1 min) during the queries"
+        f" {min(load):.1f}–{max(load):.1f}; the servers' start-up work waited for"
+        f" {warm_s:.1f} s before them\n"
     )
     print("| query | n | search() p50 / p95 / max (ms) | CPU per query (ms) |"
-          " HTTP API p50 / p95 (ms) | CPU per query (ms) |"
+          " HTTP API, test client p50 / p95 (ms) | CPU per query (ms) |"
+          " HTTP API, uvicorn p50 / p95 (ms) | CPU per query (ms) |"
           " ts_rank of every match p50 / p95 (ms) | LIKE scan p50 / p95 (ms) |"
           " pages with all words (mean of 5) |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, d, h, every, scan, found, d_cpu, h_cpu in rows:
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, d, h, r, every, scan, found, d_cpu, h_cpu, r_cpu in rows:
         print(
             f"| {name} | {len(d)} | {pct(d, 50):.1f} / {pct(d, 95):.1f} / {max(d):.1f} |"
             f" {d_cpu:.1f} | {pct(h, 50):.1f} / {pct(h, 95):.1f} | {h_cpu:.1f} |"
+            f" {pct(r, 50):.1f} / {pct(r, 95):.1f} | {r_cpu:.1f} |"
             f" {pct(every, 50):.0f} / {pct(every, 95):.0f}"
             f" | {pct(scan, 50):.0f} / {pct(scan, 95):.0f} | {found:,.0f} |"
         )
-    d_all = statistics.mean(r[6] for r in rows)
-    h_all = statistics.mean(r[7] for r in rows)
+    d_all = statistics.mean(r[7] for r in rows)
+    h_all = statistics.mean(r[8] for r in rows)
+    r_all = statistics.mean(r[9] for r in rows)
     print(
         f"| **all** | {len(alld)} | {pct(alld, 50):.1f} / **{pct(alld, 95):.1f}** /"
         f" {max(alld):.1f} | {d_all:.1f} | {pct(allh, 50):.1f} / **{pct(allh, 95):.1f}** |"
-        f" {h_all:.1f} | | | |"
+        f" {h_all:.1f} | {pct(allr, 50):.1f} / **{pct(allr, 95):.1f}** | {r_all:.1f} | | | |"
     )
     return 0

@@ -502,3 +502,50 @@ def test_search_vectors_rewrites_vectors_stored_compressed(
     db.close()
     again = _cli(url, tmp_path, "db", "search-vectors")
     assert again.returncode == 0 and "0 table(s) rewritten" in again.stdout, again.stdout
+
+
+def test_a_span_whose_posting_lists_hold_more_entries_than_pages_is_walked(
+    pg_cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two words typed together on ~42 % of pages: PostgreSQL, taking them as independent,
+    estimates them on ~18 %, so the span of the newest pages is sized for that (twice the
+    budget's matches), and their posting lists hold ~1.5 entries per page of it. Walking
+    the span reads ~a fifth of it here; the GIN bitmap would decode every entry and then
+    read and sort each match of the span (at 1,000,000 pages "lụt bão", 1.45 entries per
+    page: ~85–123 ms against ~40–47 walked; docs/benchmarks.md, thirteenth sitting). Same
+    hits and total as through the bitmap."""
+    import random
+
+    rng = random.Random(13)
+    filler = [f"{a}{b}{c}" for a in "bcdghklmnpqrstvx" for b in "aeiouy" for c in "cmnpt"]
+    texts = [
+        f"{' '.join(rng.sample(filler, 60))}{' lụt bão' if rng.random() < 0.42 else ''}"
+        for _ in range(400)
+    ]
+    db = Database(pg_cluster.create_database())
+    archive(db, texts)
+    db.read().execute("ANALYZE")
+    plans: list[str] = []
+    fetch = pg.PgConnection.fetch_with_settings
+
+    def explained(
+        self: pg.PgConnection, settings: dict[str, str], sql: str, args: Sequence[object]
+    ) -> list[pg.PgRow]:
+        if "count(*) OVER ()" in sql:
+            plan = fetch(self, settings, "EXPLAIN (COSTS OFF) " + sql, args)
+            plans.append("\n".join(r[0] for r in plan))
+        return fetch(self, settings, sql, args)
+
+    monkeypatch.setattr(pg.PgConnection, "fetch_with_settings", explained)
+    small = Catalog(db, candidate_budget=20)
+    walked = small.search_page("lụt bão", 5)
+    assert len(plans) == 1, plans  # the span held the window
+    assert "Index Scan Backward" in plans[0] and "Bitmap" not in plans[0], plans[0]
+    monkeypatch.setattr(catalog, "PG_SPAN_PAGE_IN_ENTRIES", 2)  # the rule before: the bitmap
+    read = small.search_page("lụt bão", 5)
+    assert "Bitmap" in plans[-1], plans[-1]
+    assert [(h["page"], h["score"]) for h in walked.hits] == [
+        (h["page"], h["score"]) for h in read.hits
+    ]
+    assert (walked.total, walked.estimated) == (read.total, read.estimated)
+    db.close()

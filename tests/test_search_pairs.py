@@ -22,6 +22,7 @@ import pytest
 from pgcluster import PostgresCluster
 from test_search import archive
 
+from server.archive import catalog
 from server.archive.catalog import Catalog
 from server.store import pairs, pg
 from server.store.db import PAIRS_META_KEY, Database, fold
@@ -321,3 +322,51 @@ def test_a_name_s_page_and_exact_total_take_three_round_trips(
     assert {h["page"] for h in found.hits} == phrase
     assert (found.total, found.estimated) == (len(every), False)
     assert len(trips) == 3, trips
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_a_name_s_total_is_counted_only_when_its_phrase_window_is_not_full(
+    built: tuple[Database, list[str], list[int]],
+    spy: list[bool],
+    monkeypatch: pytest.MonkeyPatch,
+    full: bool,
+) -> None:
+    """Words typed without quotes, through the pairs: the pages with all the words are
+    counted in the window statement up to the exact bound — but a window holding that many
+    phrase matches already says the count would reach it (each has all the words), so the
+    count is not run (at 1,000,000 pages it cost 10–20 ms: docs/benchmarks.md, thirteenth
+    sitting). Same hits and total either way."""
+    db, texts, ids = built
+    db.read().execute("ANALYZE")
+    name = "Nguyễn Văn Hùng"
+    phrase = scan(texts, ids, name)  # 14 pages
+    every = {
+        page for page, text in zip(ids, texts, strict=True)
+        if all(scan([text], [page], w) for w in name.split())
+    }  # fmt: skip
+    bound = 10 if full else 30  # all three words on 23 pages
+    monkeypatch.setattr(catalog, "PG_TOTAL_EXACT_UP_TO", bound)
+    plans: list[str] = []
+    fetch = pg.PgConnection.fetch_with_settings
+
+    def explained(self: pg.PgConnection, s: dict[str, str], sql: str, args: Any) -> Any:
+        if "page_pairs WHERE vec" in sql and "count(*) OVER ()" in sql:
+            plan = fetch(self, s, "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + sql, args)
+            plans.append("\n".join(r[0] for r in plan))
+        return fetch(self, s, sql, args)
+
+    monkeypatch.setattr(pg.PgConnection, "fetch_with_settings", explained)
+    found = Catalog(db, candidate_budget=bound).search_page(name, 5)
+    assert spy[-1] is True
+    newest = sorted(phrase, reverse=True)[:bound]
+    assert {h["page"] for h in found.hits} <= set(newest)
+    assert len(found.hits) == 5
+    assert len(plans) == 1
+    count = re.search(r"InitPlan 1.*\n\s*->\s+Aggregate \((.*)\)", plans[0])
+    assert count is not None, plans[0]
+    if full:
+        assert (found.total, found.estimated) == (bound, True)  # the bound, as counted before
+        assert count[1] == "never executed", plans[0]
+    else:
+        assert (found.total, found.estimated) == (len(every), False)
+        assert count[1] == "actual rows=1 loops=1", plans[0]

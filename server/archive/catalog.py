@@ -80,12 +80,16 @@ PG_STATS_TTL = 300.0
 # with their ~2.8 KB vectors by page id (~8 MB), which the default 4 MB wrote to a
 # temporary file (docs/benchmarks.md, seventh sitting).
 PG_WINDOW_WORK_MEM = "32MB"
-# A span of the newest pages is walked instead of read through the GIN bitmap when each of
-# its pages costs less than this many posting-list entries of the words would: a page read
-# and tested ~0.4–1 µs, an entry decoded ~0.1–0.3 µs (1,000,000 pages, tenth sitting); the
-# walk stops once it has the budget, and reads the whole span only when the words meet
-# less often than estimated.
-PG_SPAN_PAGE_IN_ENTRIES = 2
+# A span of the newest pages is walked instead of read through the GIN bitmap when the
+# words' posting lists hold more than this many entries per page of the span. The span is
+# sized to hold twice the budget's matches, so the walk should read half of it and stops
+# once it has the budget; it reads the whole span — still no more pages than the bitmap
+# decodes entries — only when the words meet less than half as often as estimated. The
+# bitmap also reads and sorts every match of the span (twice the budget), which the entry
+# counts leave out: at 1,000,000 pages "lụt bão" (posting lists 1.45 times its span) took
+# ~85–123 ms through the bitmap and ~40–47 ms walked (tenth and thirteenth sittings); it was
+# 2 before, for a page read and tested ~0.4–1 µs against an entry decoded ~0.1–0.3 µs.
+PG_SPAN_PAGE_IN_ENTRIES = 1
 _DF_CACHE: dict[tuple[str, str, str], tuple[int, float]] = {}
 _STATS_CACHE: dict[tuple[str, str], tuple[tuple[float, dict[str, float], float], float]] = {}
 # Databases whose pair tables are known complete (meta says 'ready'; it never goes back).
@@ -663,15 +667,19 @@ class Catalog:
         # 2+ words without quotes on few pages by the estimate: their total is counted (up
         # to what the window or the count after it would have, so a small archive's total
         # stays exact), in the window statement (an InitPlan, run once the window has a
-        # row; a statement of its own was a round trip more).
+        # row; a statement of its own was a round trip more) — and only when the window
+        # holds fewer than ``exact_up_to`` phrase matches: every one of them has all the
+        # words, so a full window already says the count would reach its bound (the
+        # InitPlan under a CASE not taken is never run; at 1,000,000 pages it decoded the
+        # words' posting lists and visited ~3,000 heap pages, 10–20 ms).
         exact_up_to = max(budget, PG_TOTAL_EXACT_UP_TO)
         count, count_args = "", []
         if not quoted and estimate < exact_up_to:
             count = (
-                f", (SELECT count(*) FROM (SELECT 1 FROM {table}"  # noqa: S608  (constants)
-                " WHERE vec @@ ?::tsquery LIMIT ?) s)"
+                ", CASE WHEN count(*) OVER () < ? THEN (SELECT count(*) FROM (SELECT 1"  # noqa: S608
+                f" FROM {table} WHERE vec @@ ?::tsquery LIMIT ?) s) END"  # (constants)
             )
-            count_args = [pg.tsquery(parsed.items), exact_up_to]
+            count_args = [exact_up_to, pg.tsquery(parsed.items), exact_up_to]
         # Candidates by the pair index sorted newest first (their page ids only), then each
         # one's word vector by primary key, checked, until the budget: a nested loop in the
         # candidates' order, stopped by the LIMIT (joined before sorting, PostgreSQL read
@@ -694,9 +702,8 @@ class Catalog:
                 return None  # the phrase matches do not fill the page: both tiers
             if not count:
                 return ranked, max(window, estimate), True
-            total = int(rows[0][3])
-            if total < exact_up_to:
-                return ranked, max(window, total), False
+            if rows[0][3] is not None and int(rows[0][3]) < exact_up_to:  # None: not counted
+                return ranked, max(window, int(rows[0][3])), False
             return ranked, max(window, exact_up_to, estimate), True
         if not ranked and offset:
             window = self._pg_pair_count(con, pairs, table, pq, phrase, budget)
