@@ -62,6 +62,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the message builders live with the in
 from harness import Broker, ServerProcess  # noqa: E402
 from test_ingest import DEVICE, BatchSrc, PageSrc  # noqa: E402
 
+from bench import proc_cpu  # noqa: E402
 from bench.search import _vocabulary, page_text  # noqa: E402
 from protocol import envelope, topics  # noqa: E402
 from protocol.messages import BatchState, Query, Receipt, Reject  # noqa: E402
@@ -118,14 +119,6 @@ def _spy(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def _cpu(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _children(parent: int) -> list[int]:
     out = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -141,11 +134,11 @@ def cpu_by_part(servers: list[int], broker: int | None) -> dict[str, float]:
     """CPU seconds so far of each part of the end-to-end run: the server processes, the
     PostgreSQL server (every child of its postmaster), Mosquitto, and this process (the
     publisher standing in for the station)."""
-    out = {"server": sum(_cpu(p) for p in servers), "publisher": time.process_time()}
-    out["mosquitto"] = _cpu(broker) if broker else 0.0
+    out = {"server": sum(proc_cpu(p) for p in servers), "publisher": time.process_time()}
+    out["mosquitto"] = proc_cpu(broker) if broker else 0.0
     if CLUSTER is not None:
         postmaster = int((CLUSTER.data / "postmaster.pid").read_text().split()[0])
-        out["postgresql"] = _cpu(postmaster) + sum(_cpu(p) for p in _children(postmaster))
+        out["postgresql"] = proc_cpu(postmaster) + sum(proc_cpu(p) for p in _children(postmaster))
     return out
 
 

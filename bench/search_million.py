@@ -67,6 +67,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
+from bench import proc_cpu
 from bench.search import _vocabulary, exhaustive, matches, naive, pct, timed
 from server.store import pg
 from server.store.db import Database, fold
@@ -273,15 +274,6 @@ def queries(n: int, seed: int = 1919) -> dict[str, list[str]]:
     return out
 
 
-def _proc_cpu(pid: int) -> float:
-    """CPU seconds used so far by process ``pid`` (every thread; 0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 class Served:
     """The server as production runs it (``sohoa-server run``: server/cli.py, uvicorn, the
     app of server/app.py; systemd/sohoa-server.service), in a subprocess on a loopback port,
@@ -398,7 +390,7 @@ def _pg_cpu(db: Database) -> float:
     """CPU seconds used so far by every process of the PostgreSQL server (backends and
     background workers; read from /proc: the server is on this machine)."""
     pids = [int(r[0]) for r in db.read().execute("SELECT pid FROM pg_stat_activity")]
-    return sum(_proc_cpu(pid) for pid in pids)
+    return sum(proc_cpu(pid) for pid in pids)
 
 
 def cpu_timed(
@@ -409,7 +401,7 @@ def cpu_timed(
     inflate."""
 
     def cpu() -> float:
-        return time.process_time() + _pg_cpu(db) + sum(_proc_cpu(pid) for pid in others)
+        return time.process_time() + _pg_cpu(db) + sum(proc_cpu(pid) for pid in others)
 
     before = cpu()
     times = timed(run, qs)

@@ -407,17 +407,9 @@ def test_the_window_is_planned_for_each_query_s_values(pg_cluster: PostgresClust
     db.close()
 
 
-def test_a_span_of_words_on_most_pages_is_walked_not_read_through_their_bitmaps(
-    pg_cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A quoted phrase of two words that are each on every page: the window is looked for in
-    a span of the newest pages, and the span is walked (the primary key from the newest page,
-    each vector tested) — the GIN bitmap would decode both words' whole posting lists, every
-    page of the archive, to keep the span's few. Same hits and total as the bitmap gave."""
-    texts = [f"ủy ban nhân dân {'ban ủy ' if k % 4 == 0 else ''}xã số {k}" for k in range(400)]
-    db = Database(pg_cluster.create_database())
-    ids = archive(db, texts)
-    db.read().execute("ANALYZE")
+def _window_plans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The plans (``EXPLAIN (COSTS OFF)``, under the statement's own settings) of every
+    window statement search runs from now on, in order; the statements still run."""
     plans: list[str] = []
     fetch = pg.PgConnection.fetch_with_settings
 
@@ -430,6 +422,21 @@ def test_a_span_of_words_on_most_pages_is_walked_not_read_through_their_bitmaps(
         return fetch(self, settings, sql, args)
 
     monkeypatch.setattr(pg.PgConnection, "fetch_with_settings", explained)
+    return plans
+
+
+def test_a_span_of_words_on_most_pages_is_walked_not_read_through_their_bitmaps(
+    pg_cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A quoted phrase of two words that are each on every page: the window is looked for in
+    a span of the newest pages, and the span is walked (the primary key from the newest page,
+    each vector tested) — the GIN bitmap would decode both words' whole posting lists, every
+    page of the archive, to keep the span's few. Same hits and total as the bitmap gave."""
+    texts = [f"ủy ban nhân dân {'ban ủy ' if k % 4 == 0 else ''}xã số {k}" for k in range(400)]
+    db = Database(pg_cluster.create_database())
+    ids = archive(db, texts)
+    db.read().execute("ANALYZE")
+    plans = _window_plans(monkeypatch)
     small = Catalog(db, candidate_budget=20)
     found = small.search_page('"ban uy"', 5)  # on every 4th page: 100 of 400
     assert [h["page"] for h in found.hits] == [ids[k] for k in (396, 392, 388, 384, 380)]
@@ -525,18 +532,7 @@ def test_a_span_whose_posting_lists_hold_more_entries_than_pages_is_walked(
     db = Database(pg_cluster.create_database())
     archive(db, texts)
     db.read().execute("ANALYZE")
-    plans: list[str] = []
-    fetch = pg.PgConnection.fetch_with_settings
-
-    def explained(
-        self: pg.PgConnection, settings: dict[str, str], sql: str, args: Sequence[object]
-    ) -> list[pg.PgRow]:
-        if "count(*) OVER ()" in sql:
-            plan = fetch(self, settings, "EXPLAIN (COSTS OFF) " + sql, args)
-            plans.append("\n".join(r[0] for r in plan))
-        return fetch(self, settings, sql, args)
-
-    monkeypatch.setattr(pg.PgConnection, "fetch_with_settings", explained)
+    plans = _window_plans(monkeypatch)
     small = Catalog(db, candidate_budget=20)
     walked = small.search_page("lụt bão", 5)
     assert len(plans) == 1, plans  # the span held the window
