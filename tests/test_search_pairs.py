@@ -370,3 +370,47 @@ def test_a_name_s_total_is_counted_only_when_its_phrase_window_is_not_full(
     else:
         assert (found.total, found.estimated) == (len(every), False)
         assert count[1] == "actual rows=1 loops=1", plans[0]
+
+
+def test_each_pair_candidate_s_vector_is_read_by_its_key_not_matched_against_every_match(
+    pg_cluster: PostgresCluster, spy: list[bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two rare words with diacritics typed together ("ma túy"): PostgreSQL puts the phrase on
+    a handful of pages, so with hash and merge joins off it read the phrase's pages once,
+    kept them in memory and compared every pair candidate with every one of them (a
+    Materialize under a join filter: at 1,000,000 pages 1,424 × 712 on average, 1,013,176
+    comparisons, 95 of 102 ms; docs/benchmarks.md, fourteenth sitting). Each candidate's
+    vector is read by its primary key instead. Same hits and total."""
+    rng = random.Random(23)
+    filler = [f"{a}{b}{c}" for a in "bcdghklnpqrstvx" for b in "aeiouy" for c in "cmnpt"]
+    texts = []
+    for k in range(300):
+        words = rng.sample(filler, 40)
+        if k % 5 == 0:
+            words.insert(rng.randrange(40), "ma túy")
+        elif k % 7 == 0:
+            words.insert(rng.randrange(40), "mà tùy")  # the same folded pair, not the phrase
+        texts.append(" ".join(words))
+    db = Database(pg_cluster.create_database())
+    ids = archive(db, texts)
+    db.read().execute("ANALYZE")
+    plans: list[str] = []
+    fetch = pg.PgConnection.fetch_with_settings
+
+    def explained(self: pg.PgConnection, s: dict[str, str], sql: str, args: Any) -> Any:
+        if "page_pairs WHERE vec" in sql and "count(*) OVER ()" in sql:
+            plan = fetch(self, s, "EXPLAIN (COSTS OFF) " + sql, args)
+            plans.append("\n".join(r[0] for r in plan))
+        return fetch(self, s, sql, args)
+
+    monkeypatch.setattr(pg.PgConnection, "fetch_with_settings", explained)
+    found = Catalog(db, candidate_budget=100).search_page("ma túy", 10)
+    assert spy[-1] is True
+    assert len(plans) == 1
+    assert "Materialize" not in plans[0] and "Join Filter" not in plans[0], plans[0]
+    assert "Index Scan using page_search_exact_pkey" in plans[0], plans[0]
+    phrase = scan(texts, ids, "ma túy")
+    assert len(phrase) == 60
+    assert {h["page"] for h in found.hits} <= phrase and len(found.hits) == 10
+    assert (found.total, found.estimated) == (60, False)
+    db.close()

@@ -729,9 +729,13 @@ class Catalog:
 
     def _pg_pairs_window(self, sql: str, args: list[object]) -> list[Any]:
         """The pair window with its plan: the pair index's bitmap, then the word vectors by
-        primary key, newest first (a hash or merge join would read every word vector)."""
+        primary key, newest first (a hash or merge join would read every word vector). No
+        Materialize either: when PostgreSQL put the phrase on a handful of pages (two rare
+        words with diacritics, "ma túy"), it read the phrase's pages once, kept them and
+        compared every candidate with every one of them — at 1,000,000 pages 1,013,176
+        comparisons, 95 of 102 ms (docs/benchmarks.md, fourteenth sitting)."""
         return self._pg_planned(
-            sql, args, ("enable_seqscan", "enable_hashjoin", "enable_mergejoin")
+            sql, args, ("enable_seqscan", "enable_hashjoin", "enable_mergejoin", "enable_material")
         )
 
     def _pg_n_and_dfs(
