@@ -414,3 +414,46 @@ def test_each_pair_candidate_s_vector_is_read_by_its_key_not_matched_against_eve
     assert {h["page"] for h in found.hits} <= phrase and len(found.hits) == 10
     assert (found.total, found.estimated) == (60, False)
     db.close()
+
+
+def test_a_name_of_common_syllables_is_found_through_its_pairs_when_none_is_common(
+    pg_cluster: PostgresCluster, spy: list[bool]
+) -> None:
+    """A person's name typed without quotes whose three syllables are each on most pages:
+    the all-words window would be a walk of the newest pages (at 1,000,000 pages ~30,000
+    vectors read for 3,000 with all three syllables, "Hồ Minh Sơn" 63 ms), and its phrase
+    tier only the few pages with the name among them. None of the name's pairs is among the
+    pairs ANALYZE found most common, so the pages with them are few: the name's own pages
+    are found through the pairs and ranked first (38 ms). Three words one of whose pairs is
+    common ("tân hòa" on every page) still walk: at 1,000,000 pages the pages with both
+    pairs were then 14,000–47,000, 60–130 ms slower than the walk."""
+    rng = random.Random(29)
+    filler = [f"{a}{b}{c}" for a in "bcdghklnpqrstvx" for b in "aeiouy" for c in "cmnpt"]
+    head = "cộng hòa xã hội chủ nghĩa việt nam ủy ban nhân dân xã tân hòa"  # 13 pairs
+    texts = []
+    for k in range(400):
+        words = rng.sample(filler, 40)
+        for syllable in ("hồ", "minh", "sơn"):  # each on ~80 % of pages, apart
+            if rng.random() < 0.8:
+                words.insert(rng.randrange(len(words)), syllable)
+        if k % 33 == 5:
+            words.insert(rng.randrange(len(words)), "Hồ Minh Sơn")
+        lead = "hồ " if k % 37 == 7 else ""  # "tân hòa hồ": a common pair and a rare one
+        texts.append(f"{head} {lead}{' '.join(words)}")
+    db = Database(pg_cluster.create_database())
+    ids = archive(db, texts)
+    with db.tx() as con:  # ten most common pairs at most: the head's, on every page
+        con.execute("ALTER TABLE page_pairs ALTER COLUMN vec SET STATISTICS 1")
+    db.read().execute("ANALYZE")
+    small = Catalog(db, candidate_budget=20)
+    found = small.search_page("Hồ Minh Sơn", 10)
+    assert spy[-1] is True
+    name = scan(texts, ids, "Hồ Minh Sơn")
+    assert len(name) == 12
+    assert len(found.hits) == 10 and {h["page"] for h in found.hits} <= name
+    every = scan(texts, ids, "hồ") & scan(texts, ids, "minh") & scan(texts, ids, "sơn")
+    assert found.total == len(every) > 200  # the pages with all the words, as before
+    assert len(scan(texts, ids, "tân hòa hồ")) >= 11
+    small.search_page("tân hòa hồ", 10)
+    assert spy[-1] is False  # "tan hoa" is among the most common pairs: the walk
+    db.close()
