@@ -622,9 +622,7 @@ class Catalog:
         words typed without quotes, only when the words' own window would not be a walk
         either (people's names, rare subjects: their syllables' bitmaps were the cost): words
         on most pages find their window and its phrase tier in a short walk of the newest
-        pages, cheaper than ~3,000 vectors read at random through the pairs — except three
-        words or more none of whose pairs is among the most common (a name of common
-        syllables: the walk reads ~30,000 vectors, the pairs a few thousand).
+        pages, cheaper than ~3,000 vectors read at random through the pairs.
 
         - Quoted phrases only: the window is the newest ``candidate_budget`` matches, as
           before, found without the syllables' bitmaps or the walk; the total is exact when
@@ -646,25 +644,17 @@ class Catalog:
         if quoted and not all(len(item) > 1 for item in parsed.items):
             return None  # a loose word beside a phrase, or one word: as before
         budget = self.candidate_budget
+        if not quoted and estimate * estimate > budget * max(n, 1):
+            # Words on most pages: the all-words window is a short walk of the newest pages
+            # and holds the phrase tier; the pairs would add ~3,000 random vector reads
+            # (measured at 1,000,000 pages: 2 common words p95 92 -> 204 ms through them).
+            return None
         items = parsed.items if quoted else [parsed.terms]
         # The pairs are folded: with diacritics, the folded phrase's pages, checked exactly.
         folded = [[fold(t) for t in item] for item in items]
         lexemes = pg.pairs(folded)
         if not lexemes:
             return None
-        if not quoted and estimate * estimate > budget * max(n, 1):
-            # Words on most pages: the all-words window is a short walk of the newest pages
-            # and holds the phrase tier; the pairs would add ~3,000 random vector reads
-            # (measured at 1,000,000 pages: 2 common words p95 92 -> 204 ms through them) —
-            # unless three words or more whose every pair is rarer than the pairs ANALYZE
-            # found most common: a person's name, whose syllables are each on a third of
-            # the pages. The pages with all its pairs are then few (310–4,610 at 1,000,000
-            # pages), fewer to read than the walk's ~30,000 vectors: "Hồ Minh Sơn" 63 ->
-            # 38 ms; with one common pair among them, 14,000–47,000 pages and 60–130 ms
-            # slower than the walk (docs/benchmarks.md, fourteenth sitting).
-            stats = self._pg_stats(con, "page_pairs")
-            if len(lexemes) < 2 or stats is None or any(x in stats[1] for x in lexemes):
-                return None
         table = "page_search_exact" if parsed.exact else "page_search_folded"
         pairs = "page_pairs"
         pq = pg.pairs_tsquery(folded)
