@@ -324,6 +324,22 @@ def test_a_name_s_page_and_exact_total_take_three_round_trips(
     assert len(trips) == 3, trips
 
 
+def _pair_window_plans(monkeypatch: pytest.MonkeyPatch, explain: str) -> list[str]:
+    """The plans (``explain`` of the statement, under its own settings) of every pair window
+    search runs from now on, in order; the statements still run."""
+    plans: list[str] = []
+    fetch = pg.PgConnection.fetch_with_settings
+
+    def explained(self: pg.PgConnection, s: dict[str, str], sql: str, args: Any) -> Any:
+        if "page_pairs WHERE vec" in sql and "count(*) OVER ()" in sql:
+            plan = fetch(self, s, f"{explain} {sql}", args)
+            plans.append("\n".join(r[0] for r in plan))
+        return fetch(self, s, sql, args)
+
+    monkeypatch.setattr(pg.PgConnection, "fetch_with_settings", explained)
+    return plans
+
+
 @pytest.mark.parametrize("full", [True, False])
 def test_a_name_s_total_is_counted_only_when_its_phrase_window_is_not_full(
     built: tuple[Database, list[str], list[int]],
@@ -346,16 +362,7 @@ def test_a_name_s_total_is_counted_only_when_its_phrase_window_is_not_full(
     }  # fmt: skip
     bound = 10 if full else 30  # all three words on 23 pages
     monkeypatch.setattr(catalog, "PG_TOTAL_EXACT_UP_TO", bound)
-    plans: list[str] = []
-    fetch = pg.PgConnection.fetch_with_settings
-
-    def explained(self: pg.PgConnection, s: dict[str, str], sql: str, args: Any) -> Any:
-        if "page_pairs WHERE vec" in sql and "count(*) OVER ()" in sql:
-            plan = fetch(self, s, "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + sql, args)
-            plans.append("\n".join(r[0] for r in plan))
-        return fetch(self, s, sql, args)
-
-    monkeypatch.setattr(pg.PgConnection, "fetch_with_settings", explained)
+    plans = _pair_window_plans(monkeypatch, "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF)")
     found = Catalog(db, candidate_budget=bound).search_page(name, 5)
     assert spy[-1] is True
     newest = sorted(phrase, reverse=True)[:bound]
@@ -394,16 +401,7 @@ def test_each_pair_candidate_s_vector_is_read_by_its_key_not_matched_against_eve
     db = Database(pg_cluster.create_database())
     ids = archive(db, texts)
     db.read().execute("ANALYZE")
-    plans: list[str] = []
-    fetch = pg.PgConnection.fetch_with_settings
-
-    def explained(self: pg.PgConnection, s: dict[str, str], sql: str, args: Any) -> Any:
-        if "page_pairs WHERE vec" in sql and "count(*) OVER ()" in sql:
-            plan = fetch(self, s, "EXPLAIN (COSTS OFF) " + sql, args)
-            plans.append("\n".join(r[0] for r in plan))
-        return fetch(self, s, sql, args)
-
-    monkeypatch.setattr(pg.PgConnection, "fetch_with_settings", explained)
+    plans = _pair_window_plans(monkeypatch, "EXPLAIN (COSTS OFF)")
     found = Catalog(db, candidate_budget=100).search_page("ma túy", 10)
     assert spy[-1] is True
     assert len(plans) == 1
