@@ -442,6 +442,10 @@ REVIEW_REASONS = {  # agent.pipeline.quality's reasons, as the operator reads th
         "có dòng phần lớn là ký hiệu, không phải chữ",
         "a line mostly of marks, not words",
     ),
+    "unread_text": (
+        "có chữ trên trang không được nhận dạng",
+        "text on the page was left unread",
+    ),
     "failed": ("xử lý lỗi, giữ bản quét gốc", "processing failed, capture kept"),
 }
 

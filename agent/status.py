@@ -89,7 +89,7 @@ class PageReview:
     page_id: str
     score: float | None  # 0–100, decisions["quality"]["score"]
     reasons: tuple[str, ...]  # no_text, implausible_text, low_confidence, unsure_words, low_score,
-    # junk_line, dot_matrix
+    # junk_line, unread_text, dot_matrix
 
 
 REVIEW_BATCHES = 3  # the operator looks at what was just scanned, not the whole backlog

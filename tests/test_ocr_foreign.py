@@ -19,7 +19,7 @@ import pytest
 from corpus import cer
 from PIL import Image
 
-from agent.pipeline import imaging
+from agent.pipeline import imaging, quality
 from agent.pipeline.process import PageResult, PipelineSettings, process_page
 from bench import foreign
 
@@ -229,3 +229,39 @@ def test_pages_in_layouts_no_corpus_has_read_their_text_in_order(tmp_path: Path,
         assert "Nơi thường trú: thôn Khuổi Xỏm, xã Đồng Phúc, tỉnh Thái Nguyên" in lines
         assert cer(layouts.without_leaders(truth), layouts.without_leaders(text)) < 0.05
         assert "review" not in result.flags
+
+
+def _toner_scatter(grey: np.ndarray, seed: int, top: float = 0.62) -> np.ndarray:
+    """Toner thrown over the page's empty lower part, denser towards the bottom edge, in
+    clumps of 1-6 px radius (augraphy's BadPhotoCopy made such a field on bench foreign
+    bad_photocopy-4)."""
+    rng = np.random.default_rng(seed)
+    page = grey.copy()
+    height, width = page.shape
+    y0 = int(top * height)
+    count = int(0.004 * (height - y0) * width)
+    ys = y0 + ((height - y0) * np.sqrt(rng.random(count))).astype(int)
+    xs = rng.integers(0, width, count)
+    for x, y in zip(xs, ys, strict=True):
+        radius = int(rng.choice([1, 1, 2, 2, 3, 4, 6]))
+        axes = (radius, max(1, int(radius * rng.uniform(0.5, 1.5))))
+        angle = float(rng.uniform(0, 180))
+        cv2.ellipse(page, (int(x), int(y)), axes, angle, 0, 360, int(rng.integers(30, 150)), -1)
+    return page
+
+
+def test_a_field_of_toner_clumps_is_not_text_left_unread(
+    tmp_path: Path, foreign_page: tuple[np.ndarray, str]
+) -> None:
+    """Hundreds of the field's clumps are word-sized and no word of the reading covers them
+    (over 300 counted as unread words when the clutter around them is not weighed): a word stands
+    on clean paper, a clump among clumps. The page reads right and is not reviewed."""
+    grey, truth = foreign_page
+    capture = tmp_path / "scatter.png"
+    Image.fromarray(_toner_scatter(grey, seed=1)).save(capture, dpi=(200, 200))
+    result = process_page(capture, tmp_path / "work", PipelineSettings(dpi=200))
+    assert cer(truth, result.text.read_text(encoding="utf-8")) < 0.02
+    unread = result.decisions["unread_text"]
+    assert isinstance(unread, dict) and unread["checked"], unread
+    assert unread["width_em"] < quality.UNREAD_TEXT_EM, unread
+    assert "review" not in result.flags, result.decisions["quality"]

@@ -1419,3 +1419,117 @@ def thumbnail(image: Image, max_width: int = 320) -> Image:
         return image.copy()
     new_h = max(1, round(height * max_width / width))
     return _u8(cv2.resize(image, (max_width, new_h), interpolation=cv2.INTER_AREA))
+
+
+# unread_text: what counts as a word's ink, and as noise around it. Chosen on the corpora's
+# seeds 0–5 and checked on seeds 6–11 (docs/benchmarks.md, fifteenth sitting).
+UNREAD_INK_BELOW = 230  # ink in tesseract's input (white is paper; the halo's grey fades out)
+UNREAD_JOIN_EM = 0.35  # letters closer than this (in text heights) make one word's blob
+UNREAD_HEIGHT_EM = (0.45, 1.7)  # a blob this tall, in text heights, is shaped like a word…
+UNREAD_MIN_WIDTH_EM = 0.6  # …when at least this wide
+UNREAD_READ_SHARE = 0.5  # a blob with less than this share of its ink under a word is unread
+UNREAD_WORD_MARGIN_EM = 0.15  # a word's box covers this much more around it (its marks' edges)
+UNREAD_CLUTTER_PER_EM2 = 0.3  # more unread marks than this around it: noise, not a word
+UNREAD_AROUND_EM = 1.5  # how far around a blob those marks are counted
+UNREAD_RULE_EM = 5.1  # a mark wider than this is a rule, not clutter
+
+
+@dataclass(frozen=True)
+class UnreadText:
+    """Word-shaped ink on clean paper that no word of the reading covers (`unread_text`)."""
+
+    words: int  # blobs shaped like words that the reading has no word over
+    width_em: float  # their width, summed, in text heights
+    share: float  # of the width of every blob shaped like a word
+    text_height_px: int  # the reading's median word height, the unit of every measure
+    boxes: tuple[tuple[int, int, int, int], ...]  # (x, y, w, h) in the OCR image's pixels
+
+
+def unread_text(ocr_image: Image, word_boxes: list[tuple[int, int, int, int]]) -> UnreadText:
+    """The ink in tesseract's input (`ocr_image`, grey, paper white) that looks like words and
+    lies where the reading (`word_boxes`: left, top, width, height) has none.
+
+    Tesseract drops text without a sign in what it returns: the cells of a ruled table it
+    took for a picture, faint words in a row it read, a block it segmented away. The words it
+    did read score well, so no check of the text sees what is missing (bench foreign
+    letterpress-5: "6 Ngôn ngữ Chuỗi ký tự 50" read "6 Chuỗi ký tự 50", CER 6.2 %, score 89.9).
+    Letters are joined into word blobs (a horizontal closing of UNREAD_JOIN_EM); a blob of a
+    word's height that has no word over it is unread, unless other marks crowd around it
+    (UNREAD_CLUTTER_PER_EM2): a word stands on clean paper, beside read words and rules, while
+    clumps of a copier's toner noise take word shapes among more clumps (bench foreign
+    bad_photocopy-4, read right at 0.0 % CER, has 73 such clumps, 0.41–2.1 marks per em²
+    around each; the dropped words of letterpress-5 none).
+
+    Measured at half scale when the text is tall enough (a word ≥ 24 px): the labels of a
+    300-dpi A4 page are then 4.4 MB, not 17 MB.
+    """
+    heights = sorted(h for _, _, _, h in word_boxes if h > 0)
+    if not heights:
+        return UnreadText(0, 0.0, 0.0, 0, ())
+    text_px = heights[len(heights) // 2]
+    scale = 0.5 if text_px >= 24 else 1.0
+    small = (
+        ocr_image
+        if scale == 1.0
+        else cv2.resize(ocr_image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    )
+    em = text_px * scale
+    ink = (small < UNREAD_INK_BELOW).astype(np.uint8)
+    del small
+    read = np.zeros(ink.shape, np.uint8)
+    margin = UNREAD_WORD_MARGIN_EM * em
+    for left, top, width, height in word_boxes:
+        x0, y0 = max(0, int(left * scale - margin)), max(0, int(top * scale - margin))
+        x1, y1 = int((left + width) * scale + margin) + 1, int((top + height) * scale + margin) + 1
+        read[y0:y1, x0:x1] = 1
+    # The marks no word covers (a rule's long stroke aside), by their centres: the clutter.
+    count, labels, stats = _components(ink)
+    del labels
+    low, high = UNREAD_HEIGHT_EM
+    marks = stats[1:count]
+    mark_x = marks[:, cv2.CC_STAT_LEFT] + marks[:, cv2.CC_STAT_WIDTH] // 2
+    mark_y = marks[:, cv2.CC_STAT_TOP] + marks[:, cv2.CC_STAT_HEIGHT] // 2
+    loose = (
+        (marks[:, cv2.CC_STAT_HEIGHT] <= high * em)
+        & (marks[:, cv2.CC_STAT_WIDTH] <= UNREAD_RULE_EM * em)
+        & (read[mark_y, mark_x] == 0)
+    )
+    mark_x, mark_y = mark_x[loose], mark_y[loose]
+    join = max(1, round(UNREAD_JOIN_EM * em))
+    joined = _u8(cv2.morphologyEx(ink, cv2.MORPH_CLOSE, np.ones((1, join), np.uint8)))
+    del ink
+    count, labels, stats = _components(joined)
+    del joined
+    total = 0.0
+    unread: list[tuple[int, int, int, int]] = []
+    around = UNREAD_AROUND_EM * em
+    for i in range(1, count):
+        x, y, w, h = (int(v) for v in stats[i, :4])
+        if not (low * em <= h <= high * em and w >= UNREAD_MIN_WIDTH_EM * em):
+            continue
+        total += w
+        own = labels[y : y + h, x : x + w] == i
+        if float(read[y : y + h, x : x + w][own].mean()) >= UNREAD_READ_SHARE:
+            continue
+        in_reach = (
+            (mark_x > x - around)
+            & (mark_x < x + w + around)
+            & (mark_y > y - around)
+            & (mark_y < y + h + around)
+        )
+        in_blob = (mark_x >= x) & (mark_x < x + w) & (mark_y >= y) & (mark_y < y + h)
+        ring_em2 = ((w + 2 * around) * (h + 2 * around) - w * h) / em**2
+        if int((in_reach & ~in_blob).sum()) > UNREAD_CLUTTER_PER_EM2 * ring_em2:
+            continue
+        unread.append((x, y, w, h))
+    width = sum(w for _, _, w, _ in unread)
+    return UnreadText(
+        words=len(unread),
+        width_em=round(width / em, 2),
+        share=round(width / total, 4) if total else 0.0,
+        text_height_px=text_px,
+        boxes=tuple(
+            (round(x / scale), round(y / scale), round(w / scale), round(h / scale))
+            for x, y, w, h in unread
+        ),
+    )

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import numpy as np
 from PIL import Image as PILImage
 
 from agent.pipeline import archival, coversheet, imaging, ocr, quality
@@ -253,6 +254,13 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         result, moved = ocr.reading_order(result)
         result, split = ocr.nd30_columns(result)
         decisions["reading_order"] = {"blocks_moved": moved, "nd30_lines_split": split}
+    with _timed(ms, "unread_text"):
+        # Words tesseract left out (a table's cells, a faint word in a row it read) leave no
+        # trace in the words it kept: the ink it was given is compared with where it read.
+        unread = _unread_text(ocr_input, result) if expect_text else None
+        decisions["unread_text"] = _unread_record(unread)
+        if unread is not None:
+            judged = quality.review_unread(judged, unread.width_em)
     if dots.printed_in_dots and expect_text:
         # Dotted digits are misread as other digits (0 → 8 or 9: "118" for "110", "25/84"
         # for "25/04") and a wrong number is a valid token: no plausibility check sees it.
@@ -875,6 +883,35 @@ def _drop_retry_noise(
     }
     empty = dataclasses.replace(result, text="", words=(), mean_confidence=0.0)
     return empty, quality.assess([], expect_text), record
+
+
+UNREAD_BOXES_KEPT = 20  # decisions.json keeps this many boxes of unread text, the widest
+
+
+def _unread_text(ocr_input: Path, result: ocr.OcrResult) -> imaging.UnreadText | None:
+    """`imaging.unread_text` on the image tesseract read (`ocr_input`), against the words
+    kept; None when the image cannot be read back (the check is then not made, and said)."""
+    boxes = [w.box for w in result.words if w.text.strip()]
+    if not boxes:
+        return None
+    image = cv2.imread(str(ocr_input), cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        return None
+    return imaging.unread_text(np.asarray(image, dtype=np.uint8), boxes)
+
+
+def _unread_record(unread: imaging.UnreadText | None) -> dict[str, object]:
+    if unread is None:
+        return {"checked": False}
+    widest = sorted(unread.boxes, key=lambda b: -b[2])[:UNREAD_BOXES_KEPT]
+    return {
+        "checked": True,
+        "words": unread.words,
+        "width_em": unread.width_em,
+        "share": unread.share,
+        "text_height_px": unread.text_height_px,
+        "boxes": [list(b) for b in widest],
+    }
 
 
 def _token_lines(words: Lines) -> list[list[str]]:

@@ -268,6 +268,13 @@ JUNK_LINE_MARKS = 3
 # 1 and 3 of 0–5: augraphy's dots, 0.95 % and 0.53 %) 95.1 and 95.5 (docs/benchmarks.md,
 # tenth sitting).
 DOTTED_TRUSTED_SCORE = 92.0
+# Word-shaped ink that no word of the reading covers (`agent.pipeline.imaging.unread_text`),
+# summed, in text heights (a syllable is 1.5–2.5 wide): at least this much and the reading
+# left text out — two or three syllables. On both corpora's seeds 0–11 (396 pages) pages under
+# 1 % CER had at most 3.1 (bench foreign bad_photocopy-11: clumps on a noise field's sparse
+# fringe), and the one page over 5 % CER that no other reason flagged 9.5 (letterpress-5: a
+# table's faint cells left out); docs/benchmarks.md, fifteenth sitting.
+UNREAD_TEXT_EM = 5.0
 
 
 def junk_lines(lines: Iterable[Sequence[str]]) -> list[str]:
@@ -353,6 +360,16 @@ def assess(
         review=bool(reasons),
         reasons=tuple(reasons),
     )
+
+
+def review_unread(judged: PageQuality, unread_em: float) -> PageQuality:
+    """`judged` for a page with `unread_em` text heights of word-shaped ink that its reading
+    has no word over (`imaging.unread_text`): sent for review (`unread_text`) from
+    UNREAD_TEXT_EM. The words tesseract did read may all be right, so no check of the text
+    sees the ones it left out. A page with no text is already reviewed for that."""
+    if judged.tokens < MIN_TOKENS or unread_em < UNREAD_TEXT_EM:
+        return judged
+    return replace(judged, review=True, reasons=(*judged.reasons, "unread_text"))
 
 
 def review_dotted(judged: PageQuality) -> PageQuality:

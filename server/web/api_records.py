@@ -56,7 +56,7 @@ class ReviewItem(BaseModel):
     quality_reasons: list[str] = Field(
         default_factory=list,
         description="why the text is likely wrong: no_text, implausible_text, low_confidence, "
-        "unsure_words, low_score, junk_line, dot_matrix",
+        "unsure_words, low_score, junk_line, unread_text, dot_matrix",
     )
 
 

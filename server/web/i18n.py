@@ -75,6 +75,10 @@ TEXT: dict[str, tuple[str, str]] = {
         "có dòng phần lớn là ký hiệu, không phải chữ",
         "a line mostly of marks, not words",
     ),
+    "reason_unread_text": (
+        "có chữ trên trang không được nhận dạng",
+        "text on the page was left unread",
+    ),
     "flag_below_200dpi": ("dưới 200 dpi", "below 200 dpi"),
     "flag_dpi_unknown": ("không rõ dpi", "dpi unknown"),
     "flag_rotated": ("đã xoay", "rotated"),
