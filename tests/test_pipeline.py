@@ -729,3 +729,24 @@ def test_a_worker_killed_mid_page_fails_that_page_alone(
             assert pages[n].state == ob.PROCESSED, (n, pages[n].error)
             assert "archival" in pages[n].parts
         assert outbox.batch(batch_id).state == ob.READY
+
+
+def test_a_line_far_taller_than_the_type_is_not_judged_a_line_of_marks() -> None:
+    """tests/records margin_notes-8 (0.87 % CER), seeds 6-11: a handwritten note that
+    `imaging.not_type_marks` let through was read "Ñ\\ ZZ N", its line 2.5 times the type's
+    height, and the page was reviewed as a line of marks. Such a line is ink that is not type;
+    the same marks at the type's height are still a line of marks."""
+    from agent.pipeline import quality
+    from agent.pipeline.process import _token_lines
+
+    def line(n: int, texts: str, height: int) -> list[Word]:
+        boxes = [(100 * i, 60 * n, 80, height) for i in range(len(texts.split()))]
+        return [Word(t, 3.0, box, (1, 1, n)) for t, box in zip(texts.split(), boxes, strict=True)]
+
+    typed = [w for n in range(20) for w in line(n, "Ủy ban nhân dân xã Tân Phú báo cáo", 41)]
+    for height, judged_junk in ((107, False), (41, True)):
+        words = [*typed, *line(99, "Ñ\\ ZZ N", height)]
+        lines = _token_lines(words)
+        assert (["Ñ\\", "ZZ", "N"] in lines) is judged_junk
+        judged = quality.assess([(w.text, 95.0) for w in words], True, lines)
+        assert ("junk_line" in judged.reasons) is judged_junk, judged

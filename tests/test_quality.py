@@ -146,6 +146,27 @@ def test_a_line_of_marks_read_as_text_sends_the_page_for_review() -> None:
     assert not judged.review, judged
 
 
+def test_a_lone_speck_read_as_a_token_is_not_a_line_of_marks() -> None:
+    # tests/records photocopy_2gen-8 (0.70 % CER) and bench foreign bad_photocopy-7 (0.75 %)
+    # as the pipeline read them, seeds 6-11: one speck read as "=ẵg" or ".AZ" on its own line
+    # (confidence 35 and 0) beside a text read right.
+    text = [line.split() for line in _READ_RIGHT] * 8
+    for speck in ("=ẵg", ".AZ"):
+        lines = [[speck], *text]
+        judged = quality.assess([(t, 95.0) for line in lines for t in line], True, lines)
+        assert not judged.review, judged
+    # two marks on a line of their own are a line of marks
+    lines = [["=ẵg", ".AZ"], *text]
+    judged = quality.assess([(t, 95.0) for line in lines for t in line], True, lines)
+    assert judged.reasons == ("junk_line",), judged
+
+
+_READ_RIGHT = (
+    "Tài liệu này dành cho công chức văn phòng - thống kê khi được giao",
+    "quét các sổ, tập hồ sơ cũ của xã. Trước khi quét, cần tháo ghim, vuốt phẳng",
+)
+
+
 def test_page_with_marks_and_no_text_is_sent_for_review_blank_is_not() -> None:
     assert quality.assess([], expect_text=True).reasons == ("no_text",)
     assert not quality.assess([], expect_text=False).review

@@ -914,12 +914,26 @@ def _unread_record(unread: imaging.UnreadText | None) -> dict[str, object]:
     }
 
 
+# A line taller than this many of the page's median word heights is not type read wrong but
+# ink that is not type (a note by hand `imaging.not_type_marks` let through, a drawing): it is
+# not judged a line of marks (`quality.junk_lines`). tests/records margin_notes-8 read a
+# handwritten note as "Ñ\\ ZZ N" (a line 2.5 times the type's height, confidence 1–52) on a
+# page at 0.87 % CER, and was reviewed for it (fifteenth sitting); every line of marks on a page
+# over 5 % CER that no other reason reviewed was under 1.1 times.
+JUNK_LINE_MAX_HEIGHT = 2.0
+
+
 def _token_lines(words: Lines) -> list[list[str]]:
-    """The words' texts, line by line (tesseract's block, paragraph, line)."""
-    lines: dict[tuple[int, int, int], list[str]] = {}
+    """The words' texts, line by line (tesseract's block, paragraph, line), for
+    `quality.junk_lines`: not the lines taller than JUNK_LINE_MAX_HEIGHT times the page's
+    median word height."""
+    heights = sorted(w.box[3] for w in words if w.text.strip())
+    tallest = JUNK_LINE_MAX_HEIGHT * heights[len(heights) // 2] if heights else 0.0
+    lines: dict[tuple[int, int, int], list[ocr.Word]] = {}
     for w in words:
-        lines.setdefault(w.line, []).append(w.text)
-    return list(lines.values())
+        lines.setdefault(w.line, []).append(w)
+    kept = [line for line in lines.values() if max(w.box[3] for w in line) <= tallest]
+    return [[w.text for w in line] for line in kept]
 
 
 def _net_valid(words: Lines) -> int:

@@ -258,6 +258,11 @@ _VALID_KINDS = ("syllable", "number", "code", "abbreviation")
 # and yellowed-1). On the readings kept from the seventh to the ninth sitting (ours, plain
 # tesseract's and OCRmyPDF's: 156 readings of pages under 1 % CER) none had a line of three.
 JUNK_LINE_MARKS = 3
+# A line of one token is not judged: it is a speck read as a letter or two beside the text of a
+# page read right ("=ẵg" on tests/records photocopy_2gen-8 at 0.70 % CER, ".AZ" on bench
+# foreign bad_photocopy-7 at 0.75 %, each at confidence 0–35: seeds 6–11, fifteenth sitting).
+# The lines of marks this rule is for hold 6–17 tokens (faxify-0, shadow_cast-3, low_ink-8).
+JUNK_LINE_MIN_TOKENS = 2
 # A page printed in dots (imaging.DotMatrix.printed_in_dots) is misread into valid tokens:
 # a tone mark for another ("SỔ" → "SỐ", a hook of three dots read as an acute), 0 → 8 or 9
 # in a number. The share cannot see those misreads, so the score that sends type for review
@@ -280,9 +285,9 @@ UNREAD_TEXT_EM = 5.0
 def junk_lines(lines: Iterable[Sequence[str]]) -> list[str]:
     """The lines of a reading that are more marks than words: a line of type is mostly words,
     so such a line is marks read as text (a fax header's specks, a shadow's edge), or a line
-    read as nothing. A line counts when it has no valid token and some that is not
-    punctuation, or when its tokens that are not valid (nor punctuation) are at least
-    JUNK_LINE_MARKS and outnumber its valid ones.
+    read as nothing. A line of JUNK_LINE_MIN_TOKENS or more counts when it has no valid
+    token and some that is not punctuation, or when its tokens that are not valid (nor
+    punctuation) are at least JUNK_LINE_MARKS and outnumber its valid ones.
 
     bench foreign faxify seed 0 (docs/benchmarks.md, eighth sitting) read its fax header's
     specks as "z ~.» Ẩ °» -x z / » rx »Ấ z» , ^ ^ ^ » °": 40 characters of 1,135, weighed as
@@ -292,6 +297,8 @@ def junk_lines(lines: Iterable[Sequence[str]]) -> list[str]:
     marks (tenth sitting)."""
     found = []
     for tokens in lines:
+        if len(tokens) < JUNK_LINE_MIN_TOKENS:
+            continue
         kinds = [token_kind(t) for t in tokens]
         marks = sum(k in ("invalid", "junk") for k in kinds)
         words = sum(k in _VALID_KINDS for k in kinds)
