@@ -416,3 +416,94 @@ def test_rows_with_wide_gaps_that_are_not_nd30_s_head_or_foot_stay_rows() -> Non
         _row(4, [(100, "ỦY BAN NHÂN DÂN"), (1200, "BAN CHỈ ĐẠO XÃ")], 250),
     ])  # fmt: skip
     assert ocr.nd30_columns(form) == (form, 0)
+
+
+def _recorded(lines: list[tuple[tuple[int, int, int], str, list[float]]]) -> ocr.OcrResult:
+    """A reading from lines recorded by the pipeline: (tesseract's line key, its words, and
+    for each word its box's left edge, top, width, height and confidence, flattened)."""
+    words = []
+    for key, text, numbers in lines:
+        for n, token in enumerate(text.split()):
+            left, top, width, height, conf = numbers[5 * n : 5 * n + 5]
+            words.append(ocr.Word(token, conf, (int(left), int(top), int(width), int(height)), key))
+    mean = sum(w.conf for w in words) / len(words)
+    return ocr.OcrResult("", tuple(words), mean, "vie", 3, (3,), 0.1, "5.3.0")
+
+
+def _key(words: list[ocr.Word]) -> tuple[float, ...]:
+    from agent.pipeline.process import _line_key
+
+    return _line_key(words)
+
+
+# bench foreign low_ink-7 (augraphy's low ink; seeds 6-11, fifteenth sitting) as the pipeline
+# read its second line: once in block 2, and again, worse, in a block 3 over the same words.
+_LOW_INK_7 = [
+    ((2, 1, 1), "Tài liệu này dành cho công chức văn phòng - thống kê khi được giao quét các", [
+        395, 409, 71, 38, 96.8, 481, 409, 88, 47, 96.5, 585, 409, 86, 50, 96.6,
+        687, 409, 119, 63, 96.9, 823, 409, 80, 38, 96.9, 921, 409, 110, 50, 95.9,
+        1047, 409, 110, 38, 96.1, 1172, 410, 88, 37, 96.5, 1275, 409, 150, 50, 93.3,
+        1439, 431, 14, 4, 93.2, 1468, 406, 136, 53, 89.5, 1618, 409, 52, 38, 96.8,
+        1686, 409, 76, 38, 96.4, 1778, 409, 115, 63, 96.1, 1909, 409, 97, 50, 96.7,
+        2024, 409, 103, 50, 96.6, 2144, 409, 73, 38, 96.8]),
+    ((3, 1, 1), "1 nay danh cho công chức van phong - thong kê km dược Ø1ao quét các", [
+        534, 420, 35, 27, 75.8, 585, 410, 86, 49, 63.6, 687, 410, 119, 63, 84.0,
+        823, 410, 80, 37, 96.3, 921, 410, 110, 49, 96.5, 1047, 410, 110, 37, 91.1,
+        1172, 410, 88, 37, 91.6, 1275, 410, 150, 63, 95.5, 1439, 431, 14, 4, 92.9,
+        1468, 410, 136, 49, 93.0, 1618, 410, 52, 37, 64.6, 1686, 410, 76, 63, 95.6,
+        1778, 410, 115, 63, 76.0, 1909, 410, 97, 49, 43.2, 2024, 410, 103, 49, 24.6,
+        2144, 410, 73, 37, 57.8]),
+    ((3, 2, 1), "sổ, tập hồ sơ cũ của xã.", [
+        395, 480, 60, 38, 96.0, 470, 480, 70, 47, 96.0, 555, 480, 50, 38, 96.0,
+        620, 480, 50, 38, 96.0, 685, 480, 40, 38, 96.0, 740, 480, 60, 38, 96.0,
+        815, 480, 40, 38, 96.0]),
+]  # fmt: skip
+# bench foreign low_ink-8: two lines of ink pressed together, their boxes overlapping.
+_LOW_INK_8 = [
+    ((16, 1, 1), ".„ Tôn tại: một số khoản thu phí chợ còn thấp do tiểu thương nghỉ bán kéo dài "
+     "sau mùa mưa lũ;", [
+        337, 1304, 27, 25, 64.8, 371, 1247, 83, 82, 80.2, 460, 1240, 64, 89, 92.6,
+        549, 1240, 60, 89, 96.0, 630, 1247, 41, 82, 96.3, 675, 1246, 129, 83, 96.7,
+        816, 1249, 66, 80, 76.4, 897, 1240, 60, 89, 96.8, 979, 1249, 60, 80, 96.1,
+        1060, 1249, 61, 80, 96.9, 1135, 1247, 82, 82, 97.0, 1238, 1249, 46, 80, 97.0,
+        1298, 1244, 75, 85, 96.0, 1390, 1247, 387, 82, 97.0, 1550, 1240, 82, 89, 96.9,
+        1654, 1240, 60, 89, 95.8, 1735, 1240, 61, 89, 91.5, 1817, 1249, 56, 80, 96.9,
+        1931, 1259, 32, 70, 96.8, 1972, 1249, 81, 80, 96.4, 2076, 1240, 61, 89, 96.9,
+        2165, 1251, 52, 78, 79.4]),
+    ((16, 1, 2), "n độ giải ngân vốn đầu tư châm vì vướng mặt bằng ở hai hô. Sáu tháng cuối "
+     "năm cân đôn đốc", [
+        371, 1315, 14, 23, 93.3, 408, 1299, 35, 53, 96.6, 470, 1303, 65, 45, 96.5,
+        554, 1306, 93, 63, 97.0, 663, 1304, 68, 34, 96.2, 749, 1306, 69, 32, 96.1,
+        834, 1312, 43, 26, 96.8, 890, 1306, 103, 32, 96.4, 1008, 1306, 29, 32, 96.9,
+        1041, 1306, 133, 69, 19.7, 1193, 1307, 73, 38, 96.1, 1282, 1304, 93, 44, 96.1,
+        1393, 1303, 25, 35, 96.7, 1432, 1306, 53, 32, 96.7, 1503, 1306, 56, 32, 96.5,
+        1576, 1306, 66, 32, 96.1, 1658, 1306, 112, 42, 96.8, 1787, 1304, 76, 34, 96.2,
+        1882, 1307, 81, 31, 96.7, 1981, 1306, 63, 32, 89.3, 2062, 1306, 70, 32, 96.8,
+        2150, 1306, 67, 32, 96.0]),
+]  # fmt: skip
+
+
+def test_a_line_of_ink_read_twice_keeps_its_better_reading() -> None:
+    page = _recorded(_LOW_INK_7)
+    mended, dropped = ocr.drop_lines_read_twice(page, _key)
+    assert dropped == 1
+    assert mended.text.split("\n") == [
+        "Tài liệu này dành cho công chức văn phòng - thống kê khi được giao quét các",
+        "",
+        "sổ, tập hồ sơ cũ của xã.",
+    ]
+    assert {w.line for w in mended.words} == {(2, 1, 1), (3, 2, 1)}
+    assert mended.mean_confidence > page.mean_confidence
+
+
+def test_lines_of_ink_pressed_together_are_both_kept() -> None:
+    """Their boxes overlap as much as a line read twice does, their letters do not match."""
+    page = _recorded(_LOW_INK_8)
+    lines = {w.line: [] for w in page.words}  # type: dict[tuple[int, int, int], list[ocr.Word]]
+    for w in page.words:
+        lines[w.line].append(w)
+    first, second = lines.values()
+    shared = sum(ocr._shared_area(a.box, b.box) for a in first for b in second)
+    smaller = min(sum(w.box[2] * w.box[3] for w in ws) for ws in (first, second))
+    assert shared > ocr.READ_TWICE_OVERLAP * smaller  # the boxes alone would call it twice read
+    assert ocr.drop_lines_read_twice(page, _key) == (page, 0)

@@ -253,7 +253,12 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         )
         result, moved = ocr.reading_order(result)
         result, split = ocr.nd30_columns(result)
-        decisions["reading_order"] = {"blocks_moved": moved, "nd30_lines_split": split}
+        result, twice = ocr.drop_lines_read_twice(result, _line_key)
+        decisions["reading_order"] = {
+            "blocks_moved": moved,
+            "nd30_lines_split": split,
+            "lines_read_twice": twice,
+        }
     with _timed(ms, "unread_text"):
         # Words tesseract left out (a table's cells, a faint word in a row it read) leave no
         # trace in the words it kept: the ink it was given is compared with where it read.
@@ -934,6 +939,11 @@ def _token_lines(words: Lines) -> list[list[str]]:
         lines.setdefault(w.line, []).append(w)
     kept = [line for line in lines.values() if max(w.box[3] for w in line) <= tallest]
     return [[w.text for w in line] for line in kept]
+
+
+def _line_key(words: list[ocr.Word]) -> tuple[float, ...]:
+    """Of two readings of one line of ink: more readable text, then surer."""
+    return float(_net_valid(words)), _mean_conf(words)
 
 
 def _net_valid(words: Lines) -> int:
