@@ -401,10 +401,11 @@ def drop_lines_read_twice(
         lines.setdefault(w.line, []).append(w)
     keys = list(lines)
     area = {k: sum(w.box[2] * w.box[3] for w in lines[k]) or 1 for k in keys}
+    span = {k: _union([w.box for w in lines[k]]) for k in keys}
     dropped: set[tuple[int, int, int]] = set()
     for n, a in enumerate(keys):
         for b in keys[n + 1 :]:
-            if a in dropped or b in dropped:
+            if a in dropped or b in dropped or not _shared_area(span[a], span[b]):
                 continue
             shared = sum(_shared_area(x.box, y.box) for x in lines[a] for y in lines[b])
             if shared <= READ_TWICE_OVERLAP * min(area[a], area[b]):
@@ -419,6 +420,12 @@ def drop_lines_read_twice(
     return replace(
         result, text=_laid_out(kept), words=kept, mean_confidence=round(confidence, 2)
     ), len(dropped)
+
+
+def _union(boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
+    left, top = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    right, bottom = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
+    return left, top, right - left, bottom - top
 
 
 def _shared_area(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
