@@ -282,12 +282,12 @@ DOTTED_TRUSTED_SCORE = 92.0
 UNREAD_TEXT_EM = 5.0
 
 
-def junk_lines(lines: Iterable[Sequence[str]]) -> list[str]:
+def junk_lines(lines: Iterable[Sequence[str]], min_tokens: int = JUNK_LINE_MIN_TOKENS) -> list[str]:
     """The lines of a reading that are more marks than words: a line of type is mostly words,
     so such a line is marks read as text (a fax header's specks, a shadow's edge), or a line
-    read as nothing. A line of JUNK_LINE_MIN_TOKENS or more counts when it has no valid
-    token and some that is not punctuation, or when its tokens that are not valid (nor
-    punctuation) are at least JUNK_LINE_MARKS and outnumber its valid ones.
+    read as nothing. A line of `min_tokens` or more counts when it has no valid token and
+    some that is not punctuation, or when its tokens that are not valid (nor punctuation) are
+    at least JUNK_LINE_MARKS and outnumber its valid ones.
 
     bench foreign faxify seed 0 (docs/benchmarks.md, eighth sitting) read its fax header's
     specks as "z ~.» Ẩ °» -x z / » rx »Ấ z» , ^ ^ ^ » °": 40 characters of 1,135, weighed as
@@ -297,7 +297,7 @@ def junk_lines(lines: Iterable[Sequence[str]]) -> list[str]:
     marks (tenth sitting)."""
     found = []
     for tokens in lines:
-        if len(tokens) < JUNK_LINE_MIN_TOKENS:
+        if len(tokens) < min_tokens:
             continue
         kinds = [token_kind(t) for t in tokens]
         marks = sum(k in ("invalid", "junk") for k in kinds)
@@ -329,12 +329,14 @@ def assess(
     words: Sequence[tuple[str, float]],
     expect_text: bool,
     lines: Iterable[Sequence[str]] = (),
+    junk_min_tokens: int = JUNK_LINE_MIN_TOKENS,
 ) -> PageQuality:
     """The page's quality from its OCR words (text, confidence 0–100).
 
     `expect_text`: the page has marks (not judged blank). A page with marks and no readable
     text is sent for review too (a photo, handwriting, noise): OCR failed, staff must know.
-    `lines`: the same words as lines of tokens, for `junk_lines` (a `junk_line` review).
+    `lines`: the same words as lines of tokens, for `junk_lines` (a `junk_line` review),
+    judged from `junk_min_tokens` tokens.
     """
     tokens = [w for w, _ in words]
     judged = plausibility(tokens)
@@ -355,7 +357,7 @@ def assess(
     score = 100.0 * judged.share * (mean / 100.0) if judged.tokens else 0.0
     if expect_text and judged.tokens >= MIN_TOKENS and not reasons and score < REVIEW_SCORE_BELOW:
         reasons.append("low_score")
-    if expect_text and judged.tokens >= MIN_TOKENS and junk_lines(lines):
+    if expect_text and judged.tokens >= MIN_TOKENS and junk_lines(lines, junk_min_tokens):
         reasons.append("junk_line")
     return PageQuality(
         score=round(score, 1),
