@@ -750,3 +750,23 @@ def test_a_line_far_taller_than_the_type_is_not_judged_a_line_of_marks() -> None
         assert (["Ñ\\", "ZZ", "N"] in lines) is judged_junk
         judged = quality.assess([(w.text, 95.0) for w in words], True, lines)
         assert ("junk_line" in judged.reasons) is judged_junk, judged
+
+
+def test_a_lone_speck_s_line_has_the_plain_page_read_and_is_not_reviewed() -> None:
+    """tests/records bound_register-10 (seeds 6-11): specks first read as lines "Ị", ":" and
+    "ï" over a register read right. They are no reason to review the page
+    (`quality.junk_lines` judges lines of two tokens or more), and still reason to read its
+    plain page, which had none (1.67 % CER cleaned, 0.67 % plain)."""
+    from agent.pipeline import quality
+    from agent.pipeline.process import _doubtful, _token_lines
+
+    def line(n: int, texts: str) -> list[Word]:
+        boxes = [(100 * i, 60 * n, 80, 40) for i in range(len(texts.split()))]
+        return [Word(t, 96.0, box, (1, 1, n)) for t, box in zip(texts.split(), boxes, strict=True)]
+
+    typed = [w for n in range(20) for w in line(n, "233 Huỳnh Kim Tuấn 28/07/1987 Tổ dân phố 3")]
+    words = [*line(97, "Ị"), *line(98, ":"), *line(99, "ï"), *typed]
+    judged = quality.assess([(w.text, w.conf) for w in words], True, _token_lines(words))
+    assert not judged.review, judged
+    assert _doubtful(words, True)
+    assert not _doubtful(typed, True)

@@ -930,8 +930,9 @@ JUNK_LINE_MAX_HEIGHT = 2.0
 def _doubtful(words: Lines, expect_text: bool) -> bool:
     """Whether a reading is likely wrong, a lone speck read as a token and lines taller than
     the type counted too: reason enough to read the plain page (~0.7 s, `_plain_page`), not
-    to send the page for review. tests/records bound_register-10 (seeds 6–11) read lines of
-    "Ị" and ":" from specks; its plain page, read for them, had none (CER 1.67 → 0.67 %)."""
+    to send the page for review. tests/records bound_register-10 (seeds 6–11) first read
+    specks as lines "Ị", ":" and "ï"; its plain page, read for them, had none (CER 1.67 →
+    0.67 %)."""
     tokens = [(w.text, w.conf) for w in words]
     lines = _token_lines(words, every_line=True)
     return quality.assess(tokens, expect_text, lines, junk_min_tokens=1).review
