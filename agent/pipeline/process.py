@@ -921,7 +921,7 @@ def _unread_record(unread: imaging.UnreadText | None) -> dict[str, object]:
 # A line taller than this many of the page's median word heights is not type read wrong but
 # ink that is not type (a note by hand `imaging.not_type_marks` let through, a drawing): it is
 # not judged a line of marks (`quality.junk_lines`). tests/records margin_notes-8 read a
-# handwritten note as "Ñ\\ ZZ N" (a line 2.5 times the type's height, confidence 1–52) on a
+# handwritten note as "Ñ\ ZZ N" (a line 2.5 times the type's height, confidence 1–52) on a
 # page at 0.87 % CER, and was reviewed for it (fifteenth sitting); every line of marks on a page
 # over 5 % CER that no other reason reviewed was under 1.1 times.
 JUNK_LINE_MAX_HEIGHT = 2.0
