@@ -507,3 +507,26 @@ def test_lines_of_ink_pressed_together_are_both_kept() -> None:
     smaller = min(sum(w.box[2] * w.box[3] for w in ws) for ws in (first, second))
     assert shared > ocr.READ_TWICE_OVERLAP * smaller  # the boxes alone would call it twice read
     assert ocr.drop_lines_read_twice(page, _key) == (page, 0)
+
+
+def test_a_word_read_again_joins_the_line_it_lies_on_in_order() -> None:
+    """A cell read again alone ("Ngôn ngữ", bench foreign letterpress-5) goes between the
+    words beside it; a word over ink already read, or on no line's rows, is left out — a tall
+    mark read into a line (a clump of noise) does not stretch that line's rows (bench foreign
+    bad_photocopy-13's left-out heading went into the line under it before)."""
+    row = [ocr.Word("6", 95.0, (677, 907, 18, 31), (1, 1, 7)),
+           ocr.Word("Chuỗi", 96.0, (1418, 900, 171, 47), (1, 1, 7)),
+           ocr.Word("50", 96.0, (1730, 907, 43, 31), (1, 1, 7))]  # fmt: skip
+    below = [ocr.Word("Thời", 96.0, (805, 975, 91, 36), (1, 1, 8)),
+             ocr.Word("§#", 20.0, (1000, 700, 60, 330), (1, 1, 8)),  # a clump, 330 px tall
+             ocr.Word("gian", 96.0, (1100, 976, 85, 44), (1, 1, 8))]  # fmt: skip
+    page = ocr.OcrResult("", (*row, *below), 90.0, "vie", 3, (3,), 0.1, "5.3.0")
+    found = [
+        ocr.Word("Ngôn", 96.0, (808, 902, 105, 46), (0, 0, 0)),
+        ocr.Word("ngữ", 96.0, (924, 904, 80, 44), (0, 0, 0)),
+        ocr.Word("Chuỗi", 90.0, (1420, 902, 170, 45), (0, 0, 0)),  # read already
+        ocr.Word("Về", 96.0, (820, 760, 60, 40), (0, 0, 0)),  # on no line's rows
+    ]
+    mended, put = ocr.insert_words(page, found)
+    assert put == 2
+    assert mended.text.split("\n") == ["6 Ngôn ngữ Chuỗi 50", "Thời §# gian"]

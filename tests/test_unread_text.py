@@ -45,6 +45,29 @@ def test_a_table_whose_faint_cells_tesseract_left_out_is_sent_for_review(tmp_pat
     assert unread["words"] <= 3, unread
     reasons = result.decisions["quality"]["reasons"]  # type: ignore[index]
     assert "unread_text" in reasons and "review" in result.flags, reasons
+    # Its reading scores under the type cut (low_score): a reading the checks distrust is not
+    # mended from its unread boxes, whose lines may be wrong too.
+    assert "low_score" in reasons and "reread" not in unread, unread
+
+
+@pytest.mark.tesseract
+def test_text_left_out_of_a_page_read_right_otherwise_is_read_again_into_its_line(
+    tmp_path: Path,
+) -> None:
+    """The same page with its note under the table: the rest of the reading passes every
+    check, so the boxes left out are read again one by one and each reading joins the line
+    it lies on. What is still left out after that decides the review: nothing here."""
+    capture = FIXTURES / "letterpress-5-page.png"
+    result = process_page(capture, tmp_path / "work", PipelineSettings(dpi=300))
+    lines = result.text.read_text(encoding="utf-8").replace("kýtự", "ký tự").split("\n")
+    assert "6 Ngôn ngữ Chuỗi ký tự 50" in lines, lines
+    assert any(line.startswith("1") and "Ghi chú Chuỗi ký tự" in line for line in lines), lines
+    unread = result.decisions["unread_text"]
+    assert isinstance(unread, dict) and unread["width_em"] >= quality.UNREAD_TEXT_EM, unread
+    reread = unread["reread"]
+    assert {"Ngôn", "ngữ", "Ghi", "chú"} <= set(reread["words"]), reread
+    assert reread["width_em_after"] < quality.UNREAD_TEXT_EM, reread
+    assert "unread_text" not in result.decisions["quality"]["reasons"]  # type: ignore[index]
 
 
 def _words_page(covered: list[bool]) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:

@@ -422,6 +422,63 @@ def drop_lines_read_twice(
     ), len(dropped)
 
 
+INSERT_OVER_READ = 0.3
+
+
+def insert_words(result: OcrResult, words: list[Word]) -> tuple[OcrResult, int]:
+    """`result` with `words` (boxes in its pixels; their line keys are not used) put into
+    the line each lies on, in order of left edges, and how many were put. A word's line is
+    one whose rows (`_core`) cover at least half of the word's height, the nearest across if
+    several;
+    a word on no line of the reading is left out (its place in the text is unknown), and so
+    is one over a word the reading has (INSERT_OVER_READ of its box or more): ink read
+    already."""
+    lines: dict[tuple[int, int, int], list[Word]] = {}
+    for w in result.words:
+        lines.setdefault(w.line, []).append(w)
+    span = {k: _core([w.box for w in ws]) for k, ws in lines.items()}
+    put = 0
+    for word in words:
+        left, height = word.box[0], word.box[3]
+        own = max(1, word.box[2] * height)
+        if any(_shared_area(word.box, w.box) >= INSERT_OVER_READ * own for w in result.words):
+            continue
+        reach = {k: _reach(word.box, span[k]) for k in lines}
+        near = [k for k in lines if 2 * reach[k][0] >= height]
+        if not near:
+            continue
+        key = min(near, key=lambda k: reach[k][1])
+        line = lines[key]
+        at = next((n for n, w in enumerate(line) if w.box[0] > left), len(line))
+        line.insert(at, replace(word, line=key))
+        put += 1
+    if not put:
+        return result, 0
+    ordered = tuple(w for ws in lines.values() for w in ws)
+    confidence = sum(w.conf for w in ordered) / len(ordered)
+    return replace(
+        result, text=_laid_out(ordered), words=ordered, mean_confidence=round(confidence, 2)
+    ), put
+
+
+def _core(boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
+    """A line's box across all its words, and down its words' median top to median bottom: a
+    tall mark read into the line (a stamp's edge, a clump of noise) does not stretch it."""
+    left, _, width, _ = _union(boxes)
+    tops = sorted(b[1] for b in boxes)
+    bottoms = sorted(b[1] + b[3] for b in boxes)
+    top, bottom = tops[len(tops) // 2], bottoms[len(bottoms) // 2]
+    return left, top, width, max(1, bottom - top)
+
+
+def _reach(word: tuple[int, int, int, int], line: tuple[int, int, int, int]) -> tuple[int, int]:
+    """How many of the word's rows the line's box covers, and how far apart they are across."""
+    left, top, width, height = word
+    x, y, w, h = line
+    rows = min(top + height, y + h) - max(top, y)
+    return rows, max(0, x - (left + width), left - (x + w))
+
+
 def _union(boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
     left, top = min(b[0] for b in boxes), min(b[1] for b in boxes)
     right, bottom = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
