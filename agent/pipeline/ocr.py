@@ -422,6 +422,8 @@ def drop_lines_read_twice(
     ), len(dropped)
 
 
+# A word read again that covers this share of its box with a word the reading has is ink
+# read already (`insert_words`), not text left out.
 INSERT_OVER_READ = 0.3
 
 
@@ -429,10 +431,9 @@ def insert_words(result: OcrResult, words: list[Word]) -> tuple[OcrResult, int]:
     """`result` with `words` (boxes in its pixels; their line keys are not used) put into
     the line each lies on, in order of left edges, and how many were put. A word's line is
     one whose rows (`_core`) cover at least half of the word's height, the nearest across if
-    several;
-    a word on no line of the reading is left out (its place in the text is unknown), and so
-    is one over a word the reading has (INSERT_OVER_READ of its box or more): ink read
-    already."""
+    several. A word on no line of the reading is left out (its place in the text is
+    unknown), and so is one over a word the reading has (INSERT_OVER_READ of its box or
+    more): ink read already."""
     lines: dict[tuple[int, int, int], list[Word]] = {}
     for w in result.words:
         lines.setdefault(w.line, []).append(w)
