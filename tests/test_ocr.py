@@ -16,7 +16,7 @@ from corpus import A5_LANDSCAPE_MM, FONT_REGULAR, PageSpec, cer, render_page, sa
 from PIL import Image, ImageDraw, ImageFont
 
 from agent.pipeline import imaging, ocr
-from agent.pipeline.process import PipelineSettings, process_page
+from agent.pipeline.process import PipelineSettings, _line_key, process_page
 
 pytestmark = pytest.mark.tesseract
 
@@ -430,12 +430,6 @@ def _recorded(lines: list[tuple[tuple[int, int, int], str, list[float]]]) -> ocr
     return ocr.OcrResult("", tuple(words), mean, "vie", 3, (3,), 0.1, "5.3.0")
 
 
-def _key(words: list[ocr.Word]) -> tuple[float, ...]:
-    from agent.pipeline.process import _line_key
-
-    return _line_key(words)
-
-
 # bench foreign low_ink-7 (augraphy's low ink; seeds 6-11, fifteenth sitting) as the pipeline
 # read its second line: once in block 2, and again, worse, in a block 3 over the same words.
 _LOW_INK_7 = [
@@ -485,7 +479,7 @@ _LOW_INK_8 = [
 
 def test_a_line_of_ink_read_twice_keeps_its_better_reading() -> None:
     page = _recorded(_LOW_INK_7)
-    mended, dropped = ocr.drop_lines_read_twice(page, _key)
+    mended, dropped = ocr.drop_lines_read_twice(page, _line_key)
     assert dropped == 1
     assert mended.text.split("\n") == [
         "Tài liệu này dành cho công chức văn phòng - thống kê khi được giao quét các",
@@ -506,7 +500,7 @@ def test_lines_of_ink_pressed_together_are_both_kept() -> None:
     shared = sum(ocr._shared_area(a.box, b.box) for a in first for b in second)
     smaller = min(sum(w.box[2] * w.box[3] for w in ws) for ws in (first, second))
     assert shared > ocr.READ_TWICE_OVERLAP * smaller  # the boxes alone would call it twice read
-    assert ocr.drop_lines_read_twice(page, _key) == (page, 0)
+    assert ocr.drop_lines_read_twice(page, _line_key) == (page, 0)
 
 
 def test_a_word_read_again_joins_the_line_it_lies_on_in_order() -> None:

@@ -227,9 +227,7 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
         )
         result, dropped = _drop_rule_marks(result, rules, ocr_dpi / dpi)
     with _timed(ms, "quality"):
-        judged = quality.assess(
-            [(w.text, w.conf) for w in result.words], expect_text, _token_lines(result.words)
-        )
+        judged = _judge(result.words, expect_text)
     with _timed(ms, "ocr_plain_page"):
         result, judged, decisions["ocr_plain_page"] = _plain_page(
             result,
@@ -269,11 +267,7 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
             # own), and what is still left out after that decides the review.
             result, reread = _read_unread(result, unread, ocr_input, work_dir, ocr_dpi, settings)
             if reread.get("inserted"):
-                judged = quality.assess(
-                    [(w.text, w.conf) for w in result.words],
-                    expect_text,
-                    _token_lines(result.words),
-                )
+                judged = _judge(result.words, expect_text)
                 unread = _unread_text(ocr_input, result) or unread
                 reread["width_em_after"] = unread.width_em
             unread_record["reread"] = reread
@@ -783,9 +777,7 @@ def _plain_page(
         )
     except ocr.OcrFailed as exc:
         return result, judged, record | {"read": True, "error": str(exc)[:300]}
-    plain_judged = quality.assess(
-        [(w.text, w.conf) for w in plain.words], expect_text, _token_lines(plain.words)
-    )
+    plain_judged = _judge(plain.words, expect_text)
     kept = _page_better(plain_judged, judged) and _net_valid(plain.words) >= (
         1.0 - PLAUSIBILITY_STEP
     ) * min(first_text, _net_valid(result.words))
@@ -854,9 +846,7 @@ def _single_block(
         )
     except ocr.OcrFailed as exc:
         return result, judged, {"error": str(exc)[:300]}
-    block_judged = quality.assess(
-        [(w.text, w.conf) for w in block.words], expect_text, _token_lines(block.words)
-    )
+    block_judged = _judge(block.words, expect_text)
     own, other = _net_valid(result.words), _net_valid(block.words)
     kept = (
         other >= SINGLE_BLOCK_GAIN * max(own, 1)
@@ -996,6 +986,11 @@ def _unread_record(unread: imaging.UnreadText | None) -> dict[str, object]:
 # page at 0.87 % CER, and was reviewed for it (fifteenth sitting); every line of marks on a page
 # over 5 % CER that no other reason reviewed was under 1.1 times.
 JUNK_LINE_MAX_HEIGHT = 2.0
+
+
+def _judge(words: Lines, expect_text: bool) -> quality.PageQuality:
+    """`quality.assess` of a reading: its words, and its lines as `_token_lines` gives them."""
+    return quality.assess([(w.text, w.conf) for w in words], expect_text, _token_lines(words))
 
 
 def _doubtful(words: Lines, expect_text: bool) -> bool:
