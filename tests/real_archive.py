@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,12 +98,17 @@ def clone_database(cluster: PostgresCluster, template: str) -> str:
     return url
 
 
-def build(workdir: Path, engine: str, cluster: PostgresCluster | None) -> RealArchive:
-    """Import, process and sync :data:`PAGES` through the real agent, broker and server."""
+def build(
+    workdir: Path, engine: str, cluster: PostgresCluster | None, images: Sequence[Path] = ()
+) -> RealArchive:
+    """Import, process and sync :data:`PAGES` through the real agent, broker and server —
+    or, when given, ``images`` (files of pages this project did not make), in that order."""
     workdir.mkdir(parents=True, exist_ok=True)
     incoming = workdir / "in"
     incoming.mkdir(exist_ok=True)
-    for n, lines in enumerate(PAGES, 1):
+    for n, source in enumerate(images, 1):
+        shutil.copyfile(source, incoming / f"trang-{n:02d}{source.suffix}")
+    for n, lines in enumerate(() if images else PAGES, 1):
         draw_page(lines, incoming / f"trang-{n:02d}.png")
     if engine == "sqlite":
         sqlite_file: Path | None = workdir / "server" / "archive.sqlite3"

@@ -99,6 +99,8 @@ def test_staff_workflow_in_chromium(
             assert page.evaluate("document.getElementById('scan').naturalWidth") >= 800
             page.wait_for_selector("#sheet .hit")
             assert page.locator("#sheet .hit").count() == 4  # "khoáng sản" twice
+            # Read right, with no text left out: no box of unread text, nothing to toggle.
+            assert page.locator("#sheet .unread, #unread-toggle").count() == 0
             page.screenshot(path=str(artefacts / "viewer.png"))
             # Zoom in (1.25³ of a ~750 px fit needs more than 1,200 pixels across): the
             # viewer asks for a wider rendering.

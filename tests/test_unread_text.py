@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from agent.pipeline import imaging, quality
 from agent.pipeline.process import PipelineSettings, process_page
@@ -41,6 +42,9 @@ def test_a_table_whose_faint_cells_tesseract_left_out_is_sent_for_review(tmp_pat
     assert unread["width_em"] >= quality.UNREAD_TEXT_EM, unread
     for name, cell in DROPPED_CELLS.items():
         assert any(_overlap(tuple(box), cell) > 0.8 for box in unread["boxes"]), (name, unread)
+    # The boxes' frame, for the staff viewer: the page as tesseract read it (not turned here).
+    with Image.open(capture) as image:
+        assert unread["image_size"] == list(image.size), unread
     # nothing it read is said to be unread: every box lies off the words of the reading
     assert unread["words"] <= 3, unread
     reasons = result.decisions["quality"]["reasons"]  # type: ignore[index]
@@ -67,6 +71,12 @@ def test_text_left_out_of_a_page_read_right_otherwise_is_read_again_into_its_lin
     reread = unread["reread"]
     assert {"Ngôn", "ngữ", "Ghi", "chú"} <= set(reread["words"]), reread
     assert reread["width_em_after"] < quality.UNREAD_TEXT_EM, reread
+    # The first check's boxes stay on record; the staff viewer draws what is still unread
+    # after the second reading (`boxes_after`): here nothing, every box was read back.
+    for name, (x, y, w, h) in DROPPED_CELLS.items():  # -page is -table 150 px to the right
+        cell = (x + 150, y, w, h)
+        assert any(_overlap(tuple(b), cell) > 0.8 for b in unread["boxes"]), (name, unread)
+    assert reread["boxes_after"] == [], reread
     assert "unread_text" not in result.decisions["quality"]["reasons"]  # type: ignore[index]
 
 

@@ -57,3 +57,23 @@ def test_numbers_in_vietnamese_and_english() -> None:
     assert number(87.6, "vi") == "88" and number(0.25, "vi", 2) == "0,25"
     assert number(None) == "—" and number(float("nan")) == "—" and number(True) == "—"
     assert _bytes(3 * 1024**3 // 2, "vi") == "1,5 GB" and _bytes(3 * 1024**3 // 2, "en") == "1.5 GB"
+
+
+def test_every_flag_and_review_reason_a_station_sends_reads_in_both_languages() -> None:
+    """The page viewer and the review queue show a page's flags and the reasons of its text's
+    review by key (``flag_…``, ``reason_…``); a key missing shows staff the key itself — as
+    "flag_not_colour" was shown on every grey page until the sixteenth sitting."""
+    from agent.cli import REVIEW_REASONS
+    from agent.pipeline.process import FLAGS
+    from server.archive.review import REVIEW_FLAGS
+    from server.web.i18n import TEXT
+
+    keys = [f"flag_{f}" for f in FLAGS | set(REVIEW_FLAGS)]
+    # "failed" is the station's own word for a page it could not process (agent/status.py);
+    # the archive gets it as the flag processing_failed.
+    keys += [f"reason_{r}" for r in REVIEW_REASONS if r != "failed"]
+    missing = [k for k in keys if k not in TEXT]
+    assert not missing, missing
+    for key in keys:
+        vi, en = TEXT[key]
+        assert vi and en and vi != en, key

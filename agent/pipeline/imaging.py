@@ -1443,6 +1443,7 @@ class UnreadText:
     share: float  # of the width of every blob shaped like a word
     text_height_px: int  # the reading's median word height, the unit of every measure
     boxes: tuple[tuple[int, int, int, int], ...]  # (x, y, w, h) in the OCR image's pixels
+    image_size: tuple[int, int] = (0, 0)  # the OCR image's (width, height): the boxes' frame
 
 
 def unread_text(ocr_image: Image, word_boxes: list[tuple[int, int, int, int]]) -> UnreadText:
@@ -1463,9 +1464,10 @@ def unread_text(ocr_image: Image, word_boxes: list[tuple[int, int, int, int]]) -
     Measured at half scale when the text is tall enough (a word ≥ 24 px): the labels of a
     300-dpi A4 page are then 4.4 MB, not 17 MB.
     """
+    size = (int(ocr_image.shape[1]), int(ocr_image.shape[0]))
     heights = sorted(h for _, _, _, h in word_boxes if h > 0)
     if not heights:
-        return UnreadText(0, 0.0, 0.0, 0, ())
+        return UnreadText(0, 0.0, 0.0, 0, (), size)
     text_px = heights[len(heights) // 2]
     scale = 0.5 if text_px >= 24 else 1.0
     small = (
@@ -1532,4 +1534,5 @@ def unread_text(ocr_image: Image, word_boxes: list[tuple[int, int, int, int]]) -
             (round(x / scale), round(y / scale), round(w / scale), round(h / scale))
             for x, y, w, h in unread
         ),
+        image_size=size,
     )

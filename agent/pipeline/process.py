@@ -270,6 +270,7 @@ def process_page(capture: Path, work_dir: Path, settings: PipelineSettings) -> P
                 judged = _judge(result.words, expect_text)
                 unread = _unread_text(ocr_input, result) or unread
                 reread["width_em_after"] = unread.width_em
+                reread["boxes_after"] = _widest(unread)
             unread_record["reread"] = reread
         if unread is not None:
             judged = quality.review_unread(judged, unread.width_em)
@@ -968,15 +969,21 @@ def _read_unread(
 def _unread_record(unread: imaging.UnreadText | None) -> dict[str, object]:
     if unread is None:
         return {"checked": False}
-    widest = sorted(unread.boxes, key=lambda b: -b[2])[:UNREAD_BOXES_KEPT]
     return {
         "checked": True,
         "words": unread.words,
         "width_em": unread.width_em,
         "share": unread.share,
         "text_height_px": unread.text_height_px,
-        "boxes": [list(b) for b in widest],
+        # The boxes' frame: the staff page viewer draws them over the archival page, which
+        # has the OCR image's geometry (turned and deskewed) at another scale.
+        "image_size": list(unread.image_size),
+        "boxes": _widest(unread),
     }
+
+
+def _widest(unread: imaging.UnreadText) -> list[list[int]]:
+    return [list(b) for b in sorted(unread.boxes, key=lambda b: -b[2])[:UNREAD_BOXES_KEPT]]
 
 
 # A line taller than this many of the page's median word heights is not type read wrong but

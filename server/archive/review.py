@@ -15,6 +15,7 @@ scan the page again: :mod:`server.archive.rescan`).
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Any, Literal
 
@@ -49,12 +50,85 @@ def queue(db: Database, limit: int = 200) -> list[dict[str, Any]]:
     return out
 
 
-def _quality(decisions: str | None) -> dict[str, Any]:
-    """The device's text score and reasons (None and [] for pages from older agents)."""
+def page_quality(db: Database, page_pk: int) -> dict[str, Any]:
+    """What the device judged of one page's text, for its viewer: the score and reasons
+    (`_quality`) and, when text was left unread is a reason, where (`unread_boxes`)."""
+    row = db.read().execute("SELECT decisions FROM pages WHERE id = ?", (page_pk,)).fetchone()
+    return judged_text(_decisions(row[0] if row else None))
+
+
+def judged_text(decisions: dict[str, Any]) -> dict[str, Any]:
+    """`page_quality` of a page's decisions: boxes only when unread text is a reason (the
+    station found a little on most pages, within what a page read right leaves)."""
+    judged = _quality(decisions)
+    unread = "unread_text" in judged["quality_reasons"]
+    return {**judged, "unread_boxes": unread_boxes(decisions) if unread else []}
+
+
+def _decisions(raw: str | None) -> dict[str, Any]:
     try:
-        judged = json.loads(decisions or "{}").get("quality") or {}
-    except (ValueError, AttributeError):
-        judged = {}
+        decisions = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    return decisions if isinstance(decisions, dict) else {}
+
+
+UNREAD_BOXES_SHOWN = 20  # as many as a station keeps (agent/pipeline/process.py)
+
+
+def unread_boxes(decisions: dict[str, Any]) -> list[dict[str, float]]:
+    """Where the device saw word-shaped ink that its reading left out (`decisions`'
+    ``unread_text``, agent/pipeline/process.py `_unread_record`), as fractions of the page
+    tesseract read — the archival page's geometry, turned and deskewed —, so that the viewer
+    draws them at any zoom. The boxes still unread after the station read them again
+    (``reread.boxes_after``) when it did. [] when the record is missing, malformed, or from
+    an agent that did not record the image's size (before the sixteenth sitting)."""
+    record = decisions.get("unread_text")
+    if not isinstance(record, dict):
+        return []
+    reread = record.get("reread")
+    boxes = record.get("boxes")
+    if isinstance(reread, dict) and "boxes_after" in reread:
+        boxes = reread["boxes_after"]
+    size = record.get("image_size")
+    if not (isinstance(size, list) and len(size) == 2 and all(_positive(v) for v in size)):
+        return []
+    if not isinstance(boxes, list):
+        return []
+    width, height = float(size[0]), float(size[1])
+    out = []
+    for box in boxes[:UNREAD_BOXES_SHOWN]:
+        if not (isinstance(box, list) and len(box) == 4 and all(_number(v) for v in box)):
+            continue
+        # The box's part on the page, in fractions of it.
+        left, top = max(box[0] / width, 0.0), max(box[1] / height, 0.0)
+        right = min((box[0] + box[2]) / width, 1.0)
+        bottom = min((box[1] + box[3]) / height, 1.0)
+        if right > left and bottom > top:
+            out.append(
+                {
+                    "left": round(left, 5),
+                    "top": round(top, 5),
+                    "width": round(right - left, 5),
+                    "height": round(bottom - top, 5),
+                }
+            )
+    return out
+
+
+def _number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _positive(v: object) -> bool:
+    return _number(v) and float(v) > 0  # type: ignore[arg-type]
+
+
+def _quality(decisions: str | dict[str, Any] | None) -> dict[str, Any]:
+    """The device's text score and reasons (None and [] for pages from older agents)."""
+    if not isinstance(decisions, dict):
+        decisions = _decisions(decisions)
+    judged = decisions.get("quality") or {}
     score = judged.get("score") if isinstance(judged, dict) else None
     reasons = judged.get("reasons") if isinstance(judged, dict) else None
     return {

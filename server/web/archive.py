@@ -137,6 +137,7 @@ def page_viewer(
         q=q,
         rotation=review.rotation(db, page),
         rotations=review.ROTATIONS,
+        quality=review.page_quality(db, page),
         rescans=rescan.for_page(db, page),
         replaced=replacements.of_page(db, page),
         redone=redo.count(request.app.state.settings.data_dir, page),

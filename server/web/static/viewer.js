@@ -1,4 +1,5 @@
-// The page viewer (templates/page.html): zoom, pan and search highlights over the page image
+// The page viewer (templates/page.html): zoom, pan, search highlights and the boxes of text
+// the station's OCR left out, over the page image
 // the server renders (/api/v1/pages/{id}/render?w=…), and the station's capture
 // (/api/v1/pages/{id}/capture?w=…) instead of it or beside it. A file of its own because the
 // Content-Security-Policy allows no inline script (server/web/security.py).
@@ -127,6 +128,26 @@
         var first = sheet.querySelector(".hit");
         if (first) first.scrollIntoView({block: "center", inline: "nearest"});
       });
+  }
+  // Text the station's OCR left out (review reason unread_text): its boxes, in fractions of
+  // the archival page, from the page's decisions (server/archive/review.py unread_boxes).
+  var unread = sheet ? JSON.parse(sheet.getAttribute("data-unread") || "[]") : [];
+  unread.forEach(function (b) {
+    var box = document.createElement("span");
+    box.className = "unread";
+    box.title = sheet.getAttribute("data-unread-title") || "";
+    box.style.left = (b.left * 100) + "%";
+    box.style.top = (b.top * 100) + "%";
+    box.style.width = (b.width * 100) + "%";
+    box.style.height = (b.height * 100) + "%";
+    sheet.appendChild(box);
+  });
+  var toggle = document.getElementById("unread-toggle");
+  if (toggle && sheet) {
+    toggle.addEventListener("click", function () {
+      var hidden = sheet.classList.toggle("hide-unread");
+      toggle.setAttribute("aria-pressed", hidden ? "false" : "true");
+    });
   }
   var hit = document.querySelector("#ocr mark");
   if (hit) hit.scrollIntoView({block: "center"});
