@@ -104,8 +104,15 @@ def test_staff_workflow_in_chromium(
             page.screenshot(path=str(artefacts / "viewer.png"))
             # Zoom in (1.25³ of a ~750 px fit needs more than 1,200 pixels across): the
             # viewer asks for a wider rendering.
+            rect = "(() => { const r = document.getElementById('scan').getBoundingClientRect();"
+            rect += " return [r.width, r.height]; })()"
+            fit_w, fit_h = page.evaluate(rect)
             for _ in range(3):
                 page.click("button[data-zoom='1.25']")
+            # Zoomed, not squeezed: wider by 1.25³, in the same shape.
+            zoom_w, zoom_h = page.evaluate(rect)
+            assert abs(zoom_w / fit_w - 1.25**3) < 0.02, (fit_w, zoom_w)
+            assert abs(zoom_h / zoom_w - fit_h / fit_w) < 0.01, (fit_w, fit_h, zoom_w, zoom_h)
             page.wait_for_function(
                 "() => /render\\?w=(1600|2400)/.test(document.getElementById('scan').src)"
             )

@@ -71,6 +71,20 @@
     fit();
   }
   show(view);
+  // The archival page's own shape, once its image is in: `data-aspect` is the capture's, and a
+  // page the station turned by 90° (a sheet fed sideways) is the other way round; sized by
+  // the capture, its image was stretched to it.
+  function reshape() {
+    var real = img.naturalWidth ? img.naturalHeight / img.naturalWidth : 0;
+    if (!real || Math.abs(real - aspect) < 0.002) return;
+    var fitting = shown === fitted;
+    aspect = real;
+    if (fitting) fit(); else apply();
+  }
+  if (img) {
+    img.addEventListener("load", reshape);
+    if (img.complete) reshape();  // loaded before this deferred script ran
+  }
   window.addEventListener("resize", function () { if (!shown) fit(); });
   document.querySelectorAll("[data-zoom]").forEach(function (b) {
     b.addEventListener("click", function () {
