@@ -459,10 +459,12 @@ def _say_reviews(vi: bool, review: list[PageReview]) -> None:
     print(f"{'Cần xem lại' if vi else 'Needs review'}: {len(review)} {pages}")
     for r in review:
         why = ", ".join(REVIEW_REASONS.get(x, (x, x))[0 if vi else 1] for x in r.reasons)
-        score = "–" if r.score is None else f"{r.score:.0f}"
+        # One decimal, as the cuts are (88 for the type's score: 87.5 is under it).
+        score = "–" if r.score is None else f"{r.score:.1f}"
+        score = score.replace(".", ",") if vi else score
         print(
             f"  {r.batch_id[:8]} {'trang' if vi else 'page'} {r.page_no:>3}  "
-            f"{'điểm' if vi else 'score'} {score:>3}  {why}"
+            f"{'điểm' if vi else 'score'} {score:>5}  {why}"
         )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -132,6 +133,9 @@ def test_bad_input_is_kept_flagged_with_its_reason_and_shown_to_the_operator(
 
     text = run_agent(env, "status", check=True).stdout
     assert "Cần xem lại: 3 trang" in text
+    for r in flagged.values():  # each with its score to one decimal, in Vietnamese form
+        score = "–" if r["score"] is None else f"{r['score']:.1f}".replace(".", ",")
+        assert re.search(rf"trang +{r['page_no']} +điểm +{re.escape(score)} ", text), text
 
 
 def test_a_line_its_two_crops_read_differently_is_decided_by_an_enlarged_third(
