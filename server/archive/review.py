@@ -52,7 +52,7 @@ def queue(db: Database, limit: int = 200) -> list[dict[str, Any]]:
 
 def page_quality(db: Database, page_pk: int) -> dict[str, Any]:
     """What the device judged of one page's text, for its viewer: the score and reasons
-    (`_quality`) and, when text was left unread is a reason, where (`unread_boxes`)."""
+    (`_quality`) and, when text left unread is one of the reasons, where (`unread_boxes`)."""
     row = db.read().execute("SELECT decisions FROM pages WHERE id = ?", (page_pk,)).fetchone()
     return judged_text(_decisions(row[0] if row else None))
 
