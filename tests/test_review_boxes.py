@@ -66,3 +66,11 @@ def test_malformed_boxes_are_left_out_and_boxes_off_the_page_are_cut_to_it() -> 
 def test_no_more_boxes_than_a_station_keeps() -> None:
     many = [[10 * i, 10, 5, 5] for i in range(100)]
     assert len(review.unread_boxes(_decisions(boxes=many))) == review.UNREAD_BOXES_SHOWN
+
+
+def test_a_page_turned_a_quarter_is_said_to_be_sideways_and_no_other() -> None:
+    for turn, sideways in ((90, True), (270, True), (180, False), (0, False), (True, False)):
+        decisions = {"orientation": {"turn_cw": turn}}
+        assert review.judged_text(decisions)["turned_sideways"] is sideways, turn
+    assert review.judged_text({"orientation": "90"})["turned_sideways"] is False
+    assert review.judged_text({})["turned_sideways"] is False

@@ -157,6 +157,10 @@ def test_a_page_the_station_turned_is_shown_in_its_own_shape(staff: Staff) -> No
         " return i.naturalHeight / i.naturalWidth; })()"
     )
     assert natural < 1, natural  # landscape, as turned upright
+    # Laid out in that shape from the start (the station's turn is in its decisions), not
+    # only once the image is in.
+    first_aspect = float(page.get_attribute("#sheet", "data-aspect") or "nan")
+    assert abs(first_aspect - natural) < 0.01, (first_aspect, natural)
     page.wait_for_function(
         "() => { const s = document.getElementById('sheet').getBoundingClientRect();"
         " const i = document.getElementById('scan');"

@@ -62,7 +62,19 @@ def judged_text(decisions: dict[str, Any]) -> dict[str, Any]:
     station found a little on most pages, within what a page read right leaves)."""
     judged = _quality(decisions)
     unread = "unread_text" in judged["quality_reasons"]
-    return {**judged, "unread_boxes": unread_boxes(decisions) if unread else []}
+    return {
+        **judged,
+        "unread_boxes": unread_boxes(decisions) if unread else [],
+        "turned_sideways": _turned_sideways(decisions),
+    }
+
+
+def _turned_sideways(decisions: dict[str, Any]) -> bool:
+    """Whether the station turned the page by 90 or 270 degrees (its ``orientation``
+    decision): the archival page is then the capture's width high and its height wide."""
+    orientation = decisions.get("orientation")
+    turn = orientation.get("turn_cw") if isinstance(orientation, dict) else None
+    return turn in (90, 270) and not isinstance(turn, bool)
 
 
 def _decisions(raw: str | None) -> dict[str, Any]:
