@@ -77,3 +77,23 @@ def test_every_flag_and_review_reason_a_station_sends_reads_in_both_languages() 
     for key in keys:
         vi, en = TEXT[key]
         assert vi and en and vi != en, key
+
+
+def test_the_staff_guide_to_review_names_every_flag_and_reason_as_staff_see_it() -> None:
+    """docs/review.md explains each flag and reason by the words the app shows (both
+    languages): a flag or reason added without its line there fails here."""
+    from agent.cli import REVIEW_REASONS
+    from agent.pipeline.process import FLAGS
+    from server.archive.review import REVIEW_FLAGS
+    from server.web.i18n import TEXT
+
+    guide = (REPO / "docs" / "review.md").read_text(encoding="utf-8")
+    rows = {
+        line.split("|")[1].strip(): line for line in guide.splitlines() if line.startswith("| ")
+    }
+    keys = [f"flag_{f}" for f in FLAGS | set(REVIEW_FLAGS)]
+    keys += [f"reason_{r}" for r in REVIEW_REASONS if r != "failed"]
+    for key in keys:
+        vi, en = TEXT[key]
+        assert vi in rows, (key, vi)
+        assert f"| {en} |" in rows[vi], (key, en)
