@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from agent import __version__, config, messages, preflight
 from agent.errors import ConfigError, ScannerError, SohoaError, SyncError, WrongUser
 from agent.outbox import outbox as ob
+from agent.status import REVIEW_REASONS
 from protocol.version import PROTOCOL_VERSION, TOPIC_LEVEL
 
 if TYPE_CHECKING:
@@ -429,25 +430,6 @@ def cmd_status(ctx: Context) -> int:
     _say_reviews(vi, review)
     _say_rescans(ctx, st.rescan_requests)
     return 0
-
-
-REVIEW_REASONS = {  # agent.pipeline.quality's reasons, as the operator reads them
-    "no_text": ("không đọc được chữ", "no text read"),
-    "implausible_text": ("chữ nhận dạng có vẻ sai", "text looks wrong"),
-    "low_confidence": ("độ tin cậy thấp", "low confidence"),
-    "unsure_words": ("nhiều từ không chắc", "many unsure words"),
-    "dot_matrix": ("chữ in kim, chữ số dễ đọc nhầm", "dot-matrix print, digits misread"),
-    "low_score": ("điểm chữ thấp", "low text score"),
-    "junk_line": (
-        "có dòng phần lớn là ký hiệu, không phải chữ",
-        "a line mostly of marks, not words",
-    ),
-    "unread_text": (
-        "có chữ trên trang không được nhận dạng",
-        "text on the page was left unread",
-    ),
-    "failed": ("xử lý lỗi, giữ bản quét gốc", "processing failed, capture kept"),
-}
 
 
 def _say_reviews(vi: bool, review: list[PageReview]) -> None:

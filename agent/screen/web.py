@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from agent.outbox import outbox as ob
+from agent.status import REVIEW_REASONS
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,9 @@ WARNINGS = {  # flag → (vi, en)
     "below_200dpi": ("Độ phân giải dưới 200 dpi", "Below 200 dpi"),
     "dpi_unknown": ("Không rõ độ phân giải", "Resolution unknown"),
     "legal_fail": ("Chưa đạt chuẩn lưu trữ", "Fails the archival rules"),
+    # the text is likely wrong (agent.pipeline.quality): shown with its reasons, so that the
+    # technician can rescan the sheet while still at the scanner
+    "review": ("Chữ nhận dạng có thể sai", "Text likely wrong"),
 }
 
 
@@ -97,6 +101,20 @@ def page_warnings(page: ob.PageRecord) -> list[str]:
     return flags
 
 
+def warning_text(page: ob.PageRecord, flag: str, lang: int) -> str:
+    """The card's line for ``flag`` in language ``lang`` (0 vi, 1 en); for ``review``, with
+    the reasons the station judged the text by (``decisions["quality"]``)."""
+    text = WARNINGS[flag][lang]
+    if flag != "review":
+        return text
+    judged = page.decisions.get("quality")
+    reasons = judged.get("reasons") if isinstance(judged, dict) else None
+    if not isinstance(reasons, list) or not reasons:
+        return text
+    why = ", ".join(REVIEW_REASONS.get(str(r), (str(r), str(r)))[lang] for r in reasons)
+    return f"{text}: {why}"
+
+
 def state(station: Station) -> dict[str, Any]:
     """What the page shows, as data (texts in the station's language)."""
     st = station.screen_state()
@@ -134,7 +152,7 @@ def state(station: Station) -> dict[str, Any]:
                     "thumb": f"/thumb/{page.batch_id}/{page.page_no}",
                     "processed": page.state != ob.CAPTURED,
                     "rescanned": again is not None,
-                    "warnings": [WARNINGS[w][lang] for w in warnings],
+                    "warnings": [warning_text(page, w, lang) for w in warnings],
                     "warning_flags": warnings,
                 }
             )
