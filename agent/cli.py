@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from agent import __version__, config, messages, preflight
 from agent.errors import ConfigError, ScannerError, SohoaError, SyncError, WrongUser
+from agent.messages import REVIEW_REASONS
 from agent.outbox import outbox as ob
-from agent.status import REVIEW_REASONS
 from protocol.version import PROTOCOL_VERSION, TOPIC_LEVEL
 
 if TYPE_CHECKING:

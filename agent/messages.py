@@ -728,3 +728,24 @@ def t(key: str, lang: Lang = "vi", /, **params: object) -> str:
         return text.format(**shown)
     except (KeyError, IndexError):
         return text
+
+
+# agent.pipeline.quality's reasons, as the technician reads them (`sohoa-agent status` and
+# the station's screen): (vi, en).
+REVIEW_REASONS = {
+    "no_text": ("không đọc được chữ", "no text read"),
+    "implausible_text": ("chữ nhận dạng có vẻ sai", "text looks wrong"),
+    "low_confidence": ("độ tin cậy thấp", "low confidence"),
+    "unsure_words": ("nhiều từ không chắc", "many unsure words"),
+    "dot_matrix": ("chữ in kim, chữ số dễ đọc nhầm", "dot-matrix print, digits misread"),
+    "low_score": ("điểm chữ thấp", "low text score"),
+    "junk_line": (
+        "có dòng phần lớn là ký hiệu, không phải chữ",
+        "a line mostly of marks, not words",
+    ),
+    "unread_text": (
+        "có chữ trên trang không được nhận dạng",
+        "text on the page was left unread",
+    ),
+    "failed": ("xử lý lỗi, giữ bản quét gốc", "processing failed, capture kept"),
+}

@@ -63,8 +63,8 @@ def test_every_flag_and_review_reason_a_station_sends_reads_in_both_languages() 
     """The page viewer and the review queue show a page's flags and the reasons of its text's
     review by key (``flag_…``, ``reason_…``); a key missing shows staff the key itself — as
     "flag_not_colour" was shown on every grey page until the sixteenth sitting."""
+    from agent.messages import REVIEW_REASONS
     from agent.pipeline.process import FLAGS
-    from agent.status import REVIEW_REASONS
     from server.archive.review import REVIEW_FLAGS
     from server.web.i18n import TEXT
 
@@ -82,8 +82,8 @@ def test_every_flag_and_review_reason_a_station_sends_reads_in_both_languages() 
 def test_the_staff_guide_to_review_names_every_flag_and_reason_as_staff_see_it() -> None:
     """docs/review.md explains each flag and reason by the words the app shows (both
     languages): a flag or reason added without its line there fails here."""
+    from agent.messages import REVIEW_REASONS
     from agent.pipeline.process import FLAGS
-    from agent.status import REVIEW_REASONS
     from server.archive.review import REVIEW_FLAGS
     from server.web.i18n import TEXT
 

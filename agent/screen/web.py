@@ -24,8 +24,8 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+from agent.messages import REVIEW_REASONS
 from agent.outbox import outbox as ob
-from agent.status import REVIEW_REASONS
 
 log = logging.getLogger(__name__)
 
