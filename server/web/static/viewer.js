@@ -125,20 +125,23 @@
   // Search words on the image: boxes from the archival PDF/A's OCR text layer, placed in
   // fractions of the page so they follow every zoom.
   var q = sheet ? sheet.getAttribute("data-q") : "";
+  // A box over the page (`b`: left, top, width, height in fractions of it), which follows
+  // every zoom.
+  function mark(className, b, title) {
+    var box = document.createElement("span");
+    box.className = className;
+    box.title = title;
+    box.style.left = (b.left * 100) + "%";
+    box.style.top = (b.top * 100) + "%";
+    box.style.width = (b.width * 100) + "%";
+    box.style.height = (b.height * 100) + "%";
+    sheet.appendChild(box);
+  }
   if (q) {
     fetch("/api/v1/pages/" + pageId + "/words?q=" + encodeURIComponent(q), {credentials: "same-origin"})
       .then(function (r) { return r.ok ? r.json() : []; })
       .then(function (boxes) {
-        boxes.forEach(function (b) {
-          var mark = document.createElement("span");
-          mark.className = "hit";
-          mark.title = b.word;
-          mark.style.left = (b.left * 100) + "%";
-          mark.style.top = (b.top * 100) + "%";
-          mark.style.width = (b.width * 100) + "%";
-          mark.style.height = (b.height * 100) + "%";
-          sheet.appendChild(mark);
-        });
+        boxes.forEach(function (b) { mark("hit", b, b.word); });
         var first = sheet.querySelector(".hit");
         if (first) first.scrollIntoView({block: "center", inline: "nearest"});
       });
@@ -146,16 +149,8 @@
   // Text the station's OCR left out (review reason unread_text): its boxes, in fractions of
   // the archival page, from the page's decisions (server/archive/review.py unread_boxes).
   var unread = sheet ? JSON.parse(sheet.getAttribute("data-unread") || "[]") : [];
-  unread.forEach(function (b) {
-    var box = document.createElement("span");
-    box.className = "unread";
-    box.title = sheet.getAttribute("data-unread-title") || "";
-    box.style.left = (b.left * 100) + "%";
-    box.style.top = (b.top * 100) + "%";
-    box.style.width = (b.width * 100) + "%";
-    box.style.height = (b.height * 100) + "%";
-    sheet.appendChild(box);
-  });
+  var unreadTitle = sheet ? sheet.getAttribute("data-unread-title") || "" : "";
+  unread.forEach(function (b) { mark("unread", b, unreadTitle); });
   var toggle = document.getElementById("unread-toggle");
   if (toggle && sheet) {
     toggle.addEventListener("click", function () {
