@@ -13,6 +13,10 @@ from hang_report import (  # noqa: F401 (hooks: pytest finds them by name here)
     pytest_terminal_summary,
 )
 from harness import Broker, ServerProcess, tool_version
+from no_skips import (  # noqa: F401 (hooks: pytest finds them by name here)
+    pytest_make_collect_report,
+    pytest_runtest_makereport,
+)
 from pgcluster import PostgresCluster
 from real_archive import RealArchive
 from real_archive import build as build_real_archive

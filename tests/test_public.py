@@ -244,12 +244,12 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
 
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not installed")
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # the browser part runs once
 def test_the_public_page_on_a_phone_in_chromium(
     request: pytest.FixtureRequest, tmp_path: Path, broker: Broker, real_archive: RealArchive
 ) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
-    if real_archive.engine != "sqlite":
-        pytest.skip("the browser part runs once, on the SQLite catalogue")
+    assert real_archive.engine == "sqlite"
     url = real_archive.catalogue_for(tmp_path / "db" / "archive.sqlite3", None)
     data_dir = tmp_path / "server"
     real_archive.seed_data_dir(data_dir)
