@@ -79,6 +79,19 @@ def test_every_flag_and_review_reason_a_station_sends_reads_in_both_languages() 
         assert vi and en and vi != en, key
 
 
+def test_a_flag_or_reason_the_server_has_no_words_for_is_named_as_one() -> None:
+    """A newer station may send a review reason this server does not know yet: staff read
+    that it is one, with its key — not the bare key as if it were text."""
+    from server.web.i18n import t
+
+    assert t("reason_glued_words") == "lý do chưa có tên: glued_words"
+    assert t("reason_glued_words", "en") == "unnamed reason: glued_words"
+    assert t("flag_new_check") == "dấu hiệu chưa có tên: new_check"
+    assert t("flag_new_check", "en") == "unnamed flag: new_check"
+    assert t("reason_low_score") == "điểm chữ thấp"  # known keys as before
+    assert t("no_such_key") == "no_such_key"
+
+
 def test_the_staff_guide_to_review_names_every_flag_and_reason_as_staff_see_it() -> None:
     """docs/review.md explains each flag and reason by the words the app shows (both
     languages): a flag or reason added without its line there fails here."""

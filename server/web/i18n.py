@@ -451,8 +451,24 @@ TEXT: dict[str, tuple[str, str]] = {
 TEXT.update({f"station_error.{k}": v for k, v in STATION_ERRORS.items()})
 
 
+# A flag or review reason this server has no words for (a newer station's): said to be one,
+# with its key, rather than the bare key ("reason_glued_words") as if it were text.
+UNKNOWN = {
+    "flag_": ("dấu hiệu chưa có tên: {key}", "unnamed flag: {key}"),
+    "reason_": ("lý do chưa có tên: {key}", "unnamed reason: {key}"),
+}
+
+
 def t(key: str, lang: str = "vi", **values: object) -> str:
-    vi, en = TEXT.get(key, (key, key))
+    found = TEXT.get(key)
+    if found is None:
+        prefix = next((p for p in UNKNOWN if key.startswith(p)), None)
+        if prefix is None:
+            return key
+        vi, en = UNKNOWN[prefix]
+        values = {"key": key.removeprefix(prefix)}
+    else:
+        vi, en = found
     text = vi if lang == "vi" else en
     return text.format(**values) if values else text
 
