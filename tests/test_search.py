@@ -156,6 +156,28 @@ def test_parse_query_and_aligned() -> None:
     assert snippet("a " * 200 + "Đà Nẵng", ["da", "nang"], False).endswith("Đà Nẵng")
 
 
+def test_a_snippet_is_cut_between_words_around_its_hit() -> None:
+    """The demo's first hit began "…n Phú, ngày 14": a window cut by character count shows
+    a syllable's tail, which reads as another word in Vietnamese."""
+    text = (
+        "Ủy ban nhân dân xã Xuân Phú, ngày 14 tháng 3 năm 2024. QUYẾT ĐỊNH về việc phê duyệt"
+        " kế hoạch sử dụng đất năm 2024 của xã Xuân Phú, huyện Xuân Lộc, tỉnh Đồng Nai và"
+        " các nội dung liên quan khác được trình bày dưới đây cho nhân dân\nbiết."
+    )
+    words = set(text.replace("\n", " ").split())
+    for terms in (["phe", "duyet", "ke", "hoach"], ["dong", "nai"], ["ngay"], ["biet"]):
+        for width in (40, 80, 160):
+            shown = snippet(text, terms, False, width)
+            inner = shown.removeprefix("…").removesuffix("…")
+            assert set(inner.split()) <= words, (terms, width, shown)  # whole words only
+            assert " ".join(terms) in aligned(inner, False).replace("\n", " "), (terms, shown)
+            assert len(inner) <= width, (terms, width, shown)
+            assert shown.startswith("…") == (not text.startswith(inner)), shown
+            assert shown.endswith("…") == (not text.replace("\n", " ").endswith(inner)), shown
+    one_word = "x" * 500
+    assert snippet(one_word, ["x"], False) == "x" * 160 + "…"  # no space: cut where it must
+
+
 def test_aligned_is_the_text_mapped_character_by_character() -> None:
     def one(c: str, exact: bool) -> str:
         f = c.lower() if exact else fold(c)

@@ -919,6 +919,9 @@ def _aligned_char(c: str, exact: bool) -> str:
     return f if len(f) == 1 else c
 
 
+_SPACE = re.compile(r"\s+")
+
+
 def aligned(text: str, exact: bool) -> str:
     """``text`` lower-cased (exact) or folded, one character per character of ``text``, so
     offsets found in the result are offsets in ``text``. fold() of a whole NFC string keeps
@@ -970,14 +973,24 @@ def match_spans(text: str, terms: list[str], exact: bool) -> list[Span]:
 
 def snippet(text: str, terms: list[str], exact: bool, width: int = 160) -> str:
     """A window of ``text`` around the first occurrence of the words as a phrase, else
-    around the first hit (plain text; the page escapes it). One page of text per hit:
-    callers bound the hits (one page of results)."""
+    around the first hit (plain text; the page escapes it), about ``width`` characters cut
+    at spaces, never inside a word ("…n Phú" showed a syllable's tail) unless one word is
+    longer than the window's margin. One page of text per hit: callers bound the hits (one
+    page of results)."""
     hay = aligned(text, exact)
     together = re.search(r"\W+".join(map(re.escape, terms)), hay) if len(terms) > 1 else None
     if together is not None:
-        pos = together.start()
+        pos, hit_end = together.start(), together.end()
     else:
-        pos = min((i for i in (hay.find(t) for t in terms) if i >= 0), default=0)
+        found = [(i, i + len(t)) for t, i in ((t, hay.find(t)) for t in terms) if i >= 0]
+        pos, hit_end = min(found, default=(0, 0))
     start = max(0, pos - width // 3)
-    piece = text[start : start + width].replace("\n", " ")
-    return ("…" if start else "") + piece + ("…" if start + width < len(text) else "")
+    end = min(len(text), start + width)
+    if start and not text[start - 1].isspace():
+        space = _SPACE.search(text, start, pos)  # the first word wholly in the window
+        start = space.end() if space else start
+    if end < len(text) and not text[end].isspace():
+        last = max(text.rfind(" ", max(hit_end, start), end), text.rfind("\n", 0, end))
+        end = last if last > max(hit_end, start) else end
+    piece = text[start:end].strip().replace("\n", " ")
+    return ("…" if start else "") + piece + ("…" if end < len(text) else "")
