@@ -178,6 +178,19 @@ def test_a_snippet_is_cut_between_words_around_its_hit() -> None:
     assert snippet(one_word, ["x"], False) == "x" * 160 + "…"  # no space: cut where it must
 
 
+def test_a_metadata_hit_shows_its_matching_line_cut_between_words() -> None:
+    from server.archive.search import META_LINE, meta_line
+
+    title = "Tiêu đề: " + "Hồ sơ giải quyết tranh chấp đất đai thôn Nà Hẩu " * 8
+    text = "Mã hồ sơ: 01.2024.TC\n\n" + title.strip() + "\nGhi chú: không"
+    line = meta_line(text, ["tranh", "chap"], False)
+    assert line.endswith("…") and len(line) <= META_LINE + 1
+    assert set(line.removesuffix("…").split()) <= set(title.split()), line  # whole words
+    assert meta_line(text, ["ghi"], False) == "Ghi chú: không"
+    assert meta_line(text, ["không có"], True) == "Mã hồ sơ: 01.2024.TC"  # no hit: the first
+    assert meta_line("", ["x"], False) == ""
+
+
 def test_aligned_is_the_text_mapped_character_by_character() -> None:
     def one(c: str, exact: bool) -> str:
         f = c.lower() if exact else fold(c)

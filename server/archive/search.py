@@ -56,9 +56,7 @@ def search(
     terms, exact = query_terms(query)
     out = []
     for m in meta:
-        lines = [ln for ln in m["text"].splitlines() if ln.strip()] or [""]
-        hit = next((ln for ln in lines if any(t in aligned(ln, exact) for t in terms)), lines[0])
-        line = hit[:META_LINE]
+        line = meta_line(m["text"], terms, exact)
         out.append(
             {
                 "kind": m["kind"],
@@ -70,3 +68,14 @@ def search(
             }
         )
     return SearchResult(pages, out, found.total, found.estimated)
+
+
+def meta_line(text: str, terms: list[str], exact: bool) -> str:
+    """The line of a hồ sơ's or văn bản's metadata a hit shows: the first with one of the
+    words (else the first line), at most ``META_LINE`` characters, cut between words."""
+    lines = [ln for ln in text.splitlines() if ln.strip()] or [""]
+    hit = next((ln for ln in lines if any(t in aligned(ln, exact) for t in terms)), lines[0])
+    if len(hit) <= META_LINE:
+        return hit
+    cut = hit.rfind(" ", 0, META_LINE + 1)
+    return hit[: cut if cut > 0 else META_LINE].rstrip() + "…"
