@@ -15,11 +15,16 @@ from urllib.parse import quote
 
 import sdnotify
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exception_handlers import (
+    http_exception_handler,
+    request_validation_exception_handler,
+)
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server import web
 from server.archive import coversheets, progress, public, replacements, rescan
@@ -247,6 +252,21 @@ def create_app(settings: ServerSettings) -> FastAPI:
         fields = sorted({str(e.get("loc", ("", "?"))[-1]) for e in exc.errors()})
         return web.render(request, "message.html", 422, message_key="bad_request",
                           fields=", ".join(fields))  # fmt: skip
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _no_such_address(request: Request, exc: StarletteHTTPException) -> Response:
+        # An address no route serves (a mistyped link, a QR code printed or scanned cut
+        # short) answered FastAPI's {"detail": "Not Found"}, in English, to a person. The
+        # API, the static files and every other error answer as before; a person gets a
+        # page in their language: staff the app's "not found", citizens the public side's
+        # one 404 page, the same as an unknown or closed hồ sơ's (it tells nothing apart).
+        path = request.url.path
+        routed = exc.status_code != 404 or exc.detail != "Not Found"
+        if routed or path.startswith(("/api/", "/static/")):
+            return await http_exception_handler(request, exc)
+        if path == public_web.PREFIX or path.startswith(public_web.PREFIX + "/"):
+            return await run_in_threadpool(public_web.lookup, "", request)
+        return web.render(request, "message.html", 404, message_key="not_found")
 
     @app.exception_handler(Forbidden)
     def _forbidden(request: Request, exc: Forbidden) -> Response:

@@ -174,6 +174,11 @@ def test_staff_workflow_in_chromium(
             assert page.locator("main img.capture").count() >= 1  # the capture beside it
             page.screenshot(path=str(artefacts / "review.png"), full_page=True)
 
+            # A mistyped address: the app's own page, in Vietnamese, not FastAPI's JSON.
+            missing = page.goto(base + "/tram-quet")
+            assert missing is not None and missing.status == 404
+            assert page.locator("main .errors").inner_text() == "Không tìm thấy."
+
             # Download the catalogue.
             page.goto(base + "/ho-so")
             with page.expect_download() as info:

@@ -139,6 +139,36 @@ def test_rotating_the_address_retires_the_old_one(staff: Staff) -> None:
     assert [r["action"] for r in rows] == ["public.address", "public.rotate"]
 
 
+def test_an_address_no_route_serves_answers_a_person_in_their_language(staff: Staff) -> None:
+    """A QR code scanned cut short, a mistyped staff link: FastAPI answered them with
+    {"detail": "Not Found"} in English. Citizens now get the public side's one 404 page
+    (the same bytes as an unknown address's), staff the app's own page; the API and the
+    static files answer JSON as before."""
+    s = staff
+    client = TestClient(s.client.app)  # no session: as a citizen's phone
+    unknown = client.get(f"/p/{UNKNOWN}")
+    for path in ("/p", f"/p/{UNKNOWN}/extra", "/p/a/b/c"):
+        r = client.get(path)
+        assert r.status_code == 404, path
+        assert r.content == unknown.content and "Hồ sơ không công khai" in r.text, path
+        assert r.headers["content-type"].startswith("text/html"), path
+        assert "set-cookie" not in r.headers, path
+    r = client.get("/p/x/y", headers={"Accept-Language": "en"}, params={"lang": "en"})
+    assert r.status_code == 404 and "This record is not public" in r.text
+    s.login("admin")
+    for path in ("/fleet", "/ho_so/XYZ", "/stations/nope"):
+        r = s.client.get(path)
+        assert r.status_code == 404 and r.headers["content-type"].startswith("text/html"), path
+        assert "Không tìm thấy." in r.text and '{"detail"' not in r.text, path
+    assert "Not found." in s.client.get("/fleet?lang=en").text
+    for path in ("/api/v1/nope", "/static/nope.js"):
+        r = s.client.get(path)
+        assert r.status_code == 404 and r.json() == {"detail": "Not Found"}, path
+    r = s.client.get("/api/v1/pages/999999", headers=s.bearer("admin"))
+    assert r.status_code == 404 and r.json() == {"detail": "no such page"}  # a route's own
+    assert s.client.delete("/search").status_code == 405  # other errors as before
+
+
 def test_a_staff_session_gives_nothing_more_and_no_cookie_is_set(staff: Staff) -> None:
     s = staff
     make_ho_so(s)
@@ -320,6 +350,11 @@ def test_the_public_page_on_a_phone_in_chromium(
             anon = page.goto(f"{server.url}/p/{token}")
             assert anon is not None and anon.status == 404
             anon_html = page.content()
+            # A QR code read cut short, or with a stray path after it: the same page.
+            for cut in (f"/p/{token[:-5]}", f"/p/{token}/x"):
+                short = page.goto(server.url + cut)
+                assert short is not None and short.status == 404, cut
+                assert page.content() == anon_html, cut
             page.goto(f"{server.url}/login")
             page.fill("#username", "lan")
             page.fill("#password", PASSWORD)
