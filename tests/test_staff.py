@@ -886,6 +886,19 @@ def test_commune_progress_from_ho_so_then_from_the_admin_label(
             break
         time.sleep(0.05)
     assert by_organ["commune"] == "000.00.00.H53" and by_organ["pages_described"] == 2
+    # Enrolled for a commune (sohoa-server station add --commune, with --replace as for a
+    # station already known): that commune, the place the fleet table shows beside it —
+    # the dashboard showed the OrganId above the station's "Xã Demo" (the demo, 2026-12-07).
+    from server.fleet import registry
+    from server.fleet_cli import _audit
+
+    registry.issue_code(staff.db, device, "Xã Nà Hẩu", "", 1, replace=True, audit=_audit("cli"))
+    (enrolled,) = c.get("/api/v1/communes", headers=v).json()
+    assert enrolled["commune"] == "Xã Nà Hẩu" and enrolled["pages_described"] == 2
+    staff.login("viewer")
+    home = c.get("/").text
+    assert 'data-commune="Xã Nà Hẩu"' in home  # the progress row
+    assert re.search(r'<tr data-device="[^"]+">.*?Xã Nà Hẩu</a>', home)  # the station's row
     body = {"commune": "Xã Tân Lập"}
     assert c.put(f"/api/v1/devices/{device}", json=body, headers=v).status_code == 403
     assert (

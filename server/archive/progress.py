@@ -1,8 +1,10 @@
 """Per-commune progress for the fleet dashboard. Read-only, plus the commune label of a device.
 
 The commune of a scan station is, in this order: the label an admin set on the device
-(``devices.commune``, ``PUT /api/v1/devices/{id}``); else the OrganId of the hồ sơ its pages
-were described in (the most used one); else none ("chưa xác định"). Per commune: devices,
+(``devices.commune``, ``PUT /api/v1/devices/{id}``); else the commune it was enrolled for
+(``stations.commune``, ``sohoa-server station add --commune``: the place the fleet table
+shows beside the station too); else the OrganId of the hồ sơ its pages were described in
+(the most used one); else none ("chưa xác định"). Per commune: devices,
 pages received (every travelling part committed), pages described in a văn bản, pages flagged
 for review, and pages received per day over the last 30 days (numbers: the web layer draws
 them as a small SVG bar chart, ``server.web.bar_chart``). No HTML here.
@@ -59,6 +61,9 @@ def device_communes(db: Database) -> dict[str, str]:
     labels = {
         r["device_id"]: r["commune"] for r in con.execute("SELECT device_id, commune FROM devices")
     }
+    enrolled = {
+        r["device_id"]: r["commune"] for r in con.execute("SELECT device_id, commune FROM stations")
+    }
     organs: dict[str, Counter[str]] = defaultdict(Counter)
     for r in con.execute(
         "SELECT p.device_id, h.organ_id, COUNT(*) AS n FROM pages p"
@@ -68,7 +73,7 @@ def device_communes(db: Database) -> dict[str, str]:
         organs[r["device_id"]][r["organ_id"]] += int(r["n"])
     out: dict[str, str] = {}
     for device in set(labels) | set(organs):
-        label = (labels.get(device) or "").strip()
+        label = (labels.get(device) or "").strip() or (enrolled.get(device) or "").strip()
         if not label and organs.get(device):
             label = organs[device].most_common(1)[0][0]
         out[device] = label
@@ -93,7 +98,7 @@ STALE_OK_S = 60.0
 # API and the thống kê exports always wait: what they give is what is counted now.
 WAIT_FOR_ASKING_S = 2.0
 _DESCRIBING = ("ho_so.create", "ho_so.edit", "van_ban.create", "van_ban.pages")
-_LABELLING = ("device.commune",)
+_LABELLING = ("device.commune", "station.code")  # an admin's label; an enrolment's commune
 
 
 @dataclass
