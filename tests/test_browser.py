@@ -235,6 +235,9 @@ def test_staff_workflow_in_chromium(
                         "getComputedStyle(document.querySelector('header')).backgroundColor"
                     )
                     assert colour == "rgb(122, 31, 31)", (path, colour)
+                    # Nothing runs past a 1,280-px screen's right edge (the plan's charts did).
+                    wide = admin.evaluate("document.documentElement.scrollWidth")
+                    assert wide <= 1280, (path, lang, wide)
                 # A value a page cannot use: the reader's words, styled, under the same policy.
                 answer = admin.goto(f"{base}/?page=abc&lang={lang}")
                 assert answer is not None and answer.status == 422

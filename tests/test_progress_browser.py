@@ -113,6 +113,18 @@ def test_merger_demo_in_chromium(
             assert chart.locator("line.deadline").count() == 1
             assert chart.locator("line.projection").count() == 1
             page.screenshot(path=str(artefacts / "progress.png"), full_page=True)
+            # On a laptop's screen the page does not run past its right edge (at 1,366 px it
+            # did by 41 px, at 1,024 by 356: the charts are fixed drawings): the charts shrink
+            # to where their words still read, and below that the table scrolls in its box.
+            for width in (1366, 1280, 1024):
+                page.set_viewport_size({"width": width, "height": 900})
+                assert page.evaluate("document.documentElement.scrollWidth") <= width, width
+                box = chart.bounding_box()
+                assert box is not None and box["width"] >= 400, (width, box)
+                if width >= 1280:  # the whole chart on screen
+                    assert box["x"] + box["width"] <= width, (width, box)
+            page.screenshot(path=str(artefacts / "progress-1024.png"), full_page=True)
+            page.set_viewport_size({"width": 1400, "height": 900})
 
             # Catalogue the matched pages into the planned hồ sơ, then hand the closed fonds
             # over (server.archive.fonds_handover, its CLI) and record the confirmation: the

@@ -268,7 +268,8 @@ def stage_bars(counts: dict[str, int], stages: tuple[str, ...], labels: dict[str
     whole = max(counts.get(stages[0], 0), max(counts.values(), default=0), 1)
     parts = [
         f'<svg class="stages" xmlns="http://www.w3.org/2000/svg" width="{width}"'
-        f' height="{row * len(stages) + 4}" role="img">'
+        f' height="{row * len(stages) + 4}" viewBox="0 0 {width} {row * len(stages) + 4}"'
+        ' role="img">'
     ]
     for i, stage in enumerate(stages):
         n = counts.get(stage, 0)
