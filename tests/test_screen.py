@@ -38,6 +38,9 @@ def test_scan_from_the_screen_in_chromium(
         device_id="xa-screen-01",
         SOHOA_DPI="200",
         SOHOA_SCREEN_PORT=str(port),
+        # the captures travel too (as in `make demo`), so that every file of a receipted
+        # page leaves the station; by default they stay until archived another way
+        SOHOA_SYNC_MASTERS="true",
     )
     log = open(tmp_path / "agent.log", "wb")  # noqa: SIM115
     agent = subprocess.Popen([str(BIN / "sohoa-agent"), "run"], env=env, stdout=log, stderr=log)
@@ -98,6 +101,17 @@ def test_scan_from_the_screen_in_chromium(
                 "expected => JSON.stringify([...document.querySelectorAll('#pages .page')]"
                 ".map(c => c.querySelectorAll('.warn').length)) === JSON.stringify(expected)",
                 arg=expected,
+            )
+            # The archive has every part of every page, captures too, and the station has
+            # let their files go: each card says where its page is (the demo's cards showed
+            # ten broken images).
+            page.wait_for_function(
+                "[...document.querySelectorAll('#pages .page')].every(c => c.querySelector"
+                "('.sent') && !c.querySelector('img'))",
+                timeout=120_000,
+            )
+            assert page.locator("#pages .page .sent").first.inner_text() == (
+                "✓ Đã gửi lên lưu trữ tỉnh"
             )
             page.screenshot(path=str(tmp_path / "done.png"), full_page=True)
 

@@ -53,3 +53,13 @@ def test_the_table_whose_faint_cells_tesseract_left_out_warns_on_its_card(tmp_pa
     review = [line for line in card if line.startswith("Chữ nhận dạng có thể sai: ")]
     assert len(review) == 1, card
     assert "có chữ trên trang không được nhận dạng" in review[0], card
+
+
+def test_a_page_unread_and_likely_wrong_gets_one_line_that_says_why() -> None:
+    """A sheet with no text read carries both low_confidence and review: its card said
+    "Chữ khó đọc (OCR kém)" and "Chữ nhận dạng có thể sai: không đọc được chữ" (the demo's
+    test pattern, ten cards of two lines). One line now, the one with the reason."""
+    both = _page(("low_confidence", "review"), {"quality": {"reasons": ["no_text"]}})
+    assert _card(both) == ["Chữ nhận dạng có thể sai: không đọc được chữ"]
+    assert _card(both, 1) == ["Text likely wrong: no text read"]
+    assert _card(_page(("low_confidence",), {})) == ["Chữ khó đọc (OCR kém)"]  # alone: shown

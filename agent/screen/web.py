@@ -95,6 +95,10 @@ class Screen:
 
 def page_warnings(page: ob.PageRecord) -> list[str]:
     flags = [f for f in page.flags if f in WARNINGS]
+    if "review" in flags and "low_confidence" in flags:
+        # One line, the one that says why ("Chữ nhận dạng có thể sai: không đọc được chữ"):
+        # the demo's every test-pattern card said both, "Chữ khó đọc (OCR kém)" above it.
+        flags.remove("low_confidence")
     skew = page.decisions.get("skew") or {}
     if abs(float(skew.get("angle_deg") or 0.0)) >= CROOKED_DEG:
         flags.append("crooked")
@@ -150,13 +154,20 @@ def state(station: Station) -> dict[str, Any]:
                     "page_no": original.page_no,
                     "batch_id": batch.batch_id,
                     "thumb": f"/thumb/{page.batch_id}/{page.page_no}",
+                    # the archive has the page and the station has let its files go
+                    # (agent/retention.py): a card that says so, not a broken image
+                    "sent": not image_on_disk(outbox, page),
                     "processed": page.state != ob.CAPTURED,
                     "rescanned": again is not None,
                     "warnings": [warning_text(page, w, lang) for w in warnings],
                     "warning_flags": warnings,
                 }
             )
-    return {**st, "sync_words": sync_words(st, lang), "batch": batch_view, "pages": pages}
+    sent = ("Đã gửi lên lưu trữ tỉnh", "At the provincial archive")[lang]
+    return {
+        **st, "sync_words": sync_words(st, lang), "sent_words": sent, "batch": batch_view,
+        "pages": pages,
+    }  # fmt: skip
 
 
 def cover_ho_so(outbox: ob.Outbox, batch_id: str) -> str:
@@ -178,6 +189,15 @@ def sync_words(st: dict[str, Any], lang: int) -> str:
             f"Waiting for the link to send {pending} page(s)",
         )[lang]
     return (f"Đang gửi: còn {pending} trang", f"Sending: {pending} page(s) to go")[lang]
+
+
+def image_on_disk(outbox: ob.Outbox, page: ob.PageRecord) -> bool:
+    """Whether :func:`thumbnail` has something to draw the page from."""
+    folder = outbox.batch_dir(page.batch_id)
+    thumb = page.parts.get("thumb")
+    if thumb is not None and (folder / thumb.file).exists():
+        return True
+    return (folder / page.capture_file).exists()
 
 
 def thumbnail(outbox: ob.Outbox, batch_id: str, page_no: int) -> bytes | None:
