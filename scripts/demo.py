@@ -37,10 +37,12 @@ from embedded import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
-VAR = REPO / "var" / "demo"
+# SOHOA_DEMO_DIR: another place for it (tests/test_demo.py runs it in a temporary one).
+VAR = Path(os.environ.get("SOHOA_DEMO_DIR") or REPO / "var" / "demo")
 STATE = VAR / "demo-state.json"
 HTTP_PORT = int(os.environ.get("SOHOA_DEMO_PORT", "8080"))
 MQTT_PORT = int(os.environ.get("SOHOA_DEMO_MQTT_PORT", "18830"))
+SCREEN_PORT = int(os.environ.get("SOHOA_DEMO_SCREEN_PORT", "8765"))  # the technician's screen
 DEVICE = "xa-demo-01"
 ORGAN = "000.00.00.H53"  # a commune's OrganId (13), as in the README's examples
 
@@ -215,6 +217,7 @@ def main() -> int:
             SOHOA_SYNC_MASTERS="true",
             SOHOA_MIN_FREE_MB="200",
             SOHOA_PIPELINE_WORKERS="2",
+            SOHOA_SCREEN_PORT=str(SCREEN_PORT),
         )
         if not (VAR / "agent" / "enrolment" / "enrolment.json").exists():
             say(f"Enrolling the station {DEVICE}: a one-time code from the archive, used once")
@@ -262,6 +265,10 @@ def main() -> int:
         print(f"    API: {server.url}/docs   (Authorization: Bearer {server.token})")
         print(f"    Search without diacritics, e.g.: {server.url}/search?q=phe+duyet+ke+hoach")
         print(f"    Progress against the plan, with a forecast: {server.url}/plan")
+        print(
+            "    The station's screen, as the technician sees it (the Quét button scans"
+            f" again):\n      http://127.0.0.1:{SCREEN_PORT}/"
+        )
         print(
             "\n    The batch from SANE's test scanner is its colour test pattern, not paper with"
             "\n    text: its pages are rightly flagged for review (no readable text; the staff"
