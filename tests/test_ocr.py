@@ -5,6 +5,7 @@ Assertions tolerate version drift: CER bounds and ordered substrings, never exac
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import stat
 from pathlib import Path
@@ -404,6 +405,46 @@ def test_a_document_head_and_foot_in_nd30_s_two_columns_are_read_column_by_colum
     ]  # fmt: skip
     assert sorted(w.text for w in mended.words) == sorted(w.text for w in page.words)
     assert [w.text for w in mended.words][:4] == ["ỦY", "BAN", "NHÂN", "DÂN"]
+
+
+def test_a_head_whose_body_ends_close_to_the_motto_is_split_too() -> None:
+    """The embedded sample quyet-dinh-125 as tesseract read it: "ỦY BAN NHÂN DÂN" ends 148 px
+    before "CỘNG HÒA" under 52-px capitals (2.85 heights, under COLUMN_GAP), so its first
+    line stayed whole and the body's name was cut from its commune ("... NHÂN DÂN CỘNG HÒA
+    ... VIỆT NAM / XÃ TÂN PHÚ"). A gap that narrow with prose beside it stays a line."""
+
+    def line(n: int, parts: list[tuple[str, tuple[int, int, int, int]]]) -> list[ocr.Word]:
+        return [ocr.Word(t, 95.0, box, (1, 1, n)) for t, box in parts]
+
+    head = line(1, [("ỦY", (534, 257, 73, 55)), ("BAN", (622, 272, 111, 40)),
+                    ("NHÂN", (749, 260, 160, 52)), ("DÂN", (927, 260, 114, 52)),
+                    ("CỘNG", (1189, 260, 159, 63)), ("HÒA", (1365, 260, 124, 52)),
+                    ("XÃ", (1504, 260, 81, 52)), ("HỘI", (1599, 260, 106, 63)),
+                    ("CHỦ", (1723, 257, 117, 55)), ("NGHĨA", (1856, 260, 189, 52)),
+                    ("VIỆT", (2059, 260, 130, 63)), ("NAM", (2205, 272, 132, 40))])  # fmt: skip
+    second = line(2, [("XÃ", (617, 339, 80, 52)), ("TÂN", (711, 339, 114, 52)),
+                      ("PHÚ", (842, 339, 116, 52)), ("Độc", (1389, 348, 99, 54)),
+                      ("lập", (1505, 348, 83, 56)), ("-", (1606, 372, 14, 7)),
+                      ("Tự", (1636, 351, 76, 51)), ("do", (1729, 348, 63, 43)),
+                      ("-", (1810, 372, 14, 7)), ("Hạnh", (1841, 348, 146, 53)),
+                      ("phúc", (2003, 348, 132, 56))])  # fmt: skip
+    third = line(3, [("Số:", (567, 425, 70, 45)), ("125/QĐ-UBND", (658, 430, 351, 40)),
+                     ("Tân", (1319, 466, 90, 43)), ("Phú,", (1422, 466, 108, 50)),
+                     ("ngày", (1552, 466, 118, 56)), ("14", (1687, 469, 56, 40))])  # fmt: skip
+    title = line(4, [("QUYẾT", (1000, 600, 200, 50)), ("ĐỊNH", (1220, 600, 160, 50))])
+    page = _page([head, second, third, title])
+    mended, split = ocr.nd30_columns(page)
+    assert split == 3
+    assert [x for x in mended.text.split("\n") if x] == [
+        "ỦY BAN NHÂN DÂN", "XÃ TÂN PHÚ", "Số: 125/QĐ-UBND",
+        "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", "Độc lập - Tự do - Hạnh phúc", "Tân Phú, ngày 14",
+        "QUYẾT ĐỊNH",
+    ]  # fmt: skip
+    # The same gap, the motto's words replaced by prose: one line, as tesseract read it.
+    words = ["ỦY", "BAN", "NHÂN", "DÂN", "ĐÃ", "HỌP", "VÀ", "THỐNG", "NHẤT", "NỘI", "DUNG", "SAU"]
+    prose = [dataclasses.replace(w, text=t) for w, t in zip(head, words, strict=True)]
+    plain = _page([prose, title])
+    assert ocr.nd30_columns(plain) == (plain, 0)
 
 
 def test_rows_with_wide_gaps_that_are_not_nd30_s_head_or_foot_stay_rows() -> None:

@@ -526,6 +526,12 @@ def _laid_out(words: tuple[Word, ...]) -> str:
 # Lập" finds nothing. A line is split where the gap between two of its words is at least
 # COLUMN_GAP times its height (words stand ~0.3 heights apart, justified ones up to ~1).
 COLUMN_GAP = 3.0
+# The line that starts a head (its right part the national motto): the issuing body's name,
+# short and centred in its column, may end close to the motto. The embedded sample
+# quyet-dinh-125 has 148 px between "DÂN" and "CỘNG" under 52-px capitals (2.85 heights),
+# and its first line stayed "ỦY BAN NHÂN DÂN CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM". Words of
+# prose stand 0.2–1 height apart; the motto in the right part is the rest of the proof.
+HEAD_GAP = 2.0
 _HEAD_RIGHT = ("cong hoa", "doc lap", "dan chu cong hoa")  # quốc hiệu, tiêu ngữ (folded)
 _FOOT_LEFT = ("noi nhan",)
 
@@ -539,10 +545,11 @@ def nd30_columns(result: OcrResult) -> tuple[OcrResult, int]:
     """`result` with a document head and foot laid out in NĐ 30's two columns read column
     by column (the left column's lines, then the right's), and how many lines were split.
 
-    A run starts at a line with one wide gap (COLUMN_GAP) whose right part holds the national
-    motto, or whose left part opens with "Nơi nhận"; it goes on while lines have one wide gap
-    across the same gutter, or lie wholly on one side of it, and ends at the first line that
-    crosses it (the document's title, its body). Other lines with wide gaps — a table's rows,
+    A run starts at a line with one wide gap (COLUMN_GAP; HEAD_GAP when the part after it
+    holds the national motto) whose right part holds the motto, or whose left part opens
+    with "Nơi nhận"; it goes on while lines have one such gap across the same gutter, or lie
+    wholly on one side of it, and ends at the first line that crosses it (the document's
+    title, its body). Other lines with wide gaps — a table's rows,
     a form's "label    value" — are left as tesseract read them: their rows are the reading.
     Readings by page layout (psm 3) or as one block (psm 6) have lines to
     split; a retry's scattered words (psm 11) have not.
@@ -554,19 +561,28 @@ def nd30_columns(result: OcrResult) -> tuple[OcrResult, int]:
         lines.setdefault(w.line, []).append(w)
     keys = list(lines)
 
-    def split(words: list[Word]) -> tuple[int, int, int] | None:
+    def split(words: list[Word], gap: float = COLUMN_GAP) -> tuple[int, int, int] | None:
         """(index of the first right word, gutter left, gutter right) of a line with one
-        wide gap, else None."""
+        wide gap (``gap`` times its words' median height), else None."""
         height = sorted(w.box[3] for w in words)[len(words) // 2]
         wide = [
             i
             for i in range(1, len(words))
-            if words[i].box[0] - (words[i - 1].box[0] + words[i - 1].box[2]) >= COLUMN_GAP * height
+            if words[i].box[0] - (words[i - 1].box[0] + words[i - 1].box[2]) >= gap * height
         ]
         if len(wide) != 1:
             return None
         i = wide[0]
         return i, words[i - 1].box[0] + words[i - 1].box[2], words[i].box[0]
+
+    def across(words: list[Word], middle: float) -> tuple[int, int, int] | None:
+        """The line's cut across a run's gutter (its ``middle``): a wide gap, or in a head a
+        gap of ``HEAD_GAP`` heights there."""
+        for gap in (COLUMN_GAP, HEAD_GAP):
+            cut = split(words, gap)
+            if cut is not None and cut[1] <= middle <= cut[2]:
+                return cut
+        return None
 
     def text_of(words: list[Word]) -> str:
         return _folded(" ".join(w.text for w in words))
@@ -578,6 +594,9 @@ def nd30_columns(result: OcrResult) -> tuple[OcrResult, int]:
         key = keys[n]
         words = lines[key]
         cut = split(words)
+        head = split(words, HEAD_GAP)
+        if head is not None and any(m in text_of(words[head[0] :]) for m in _HEAD_RIGHT):
+            cut = head
         starts = cut is not None and (
             any(m in text_of(words[cut[0] :]) for m in _HEAD_RIGHT)
             or text_of(words[: cut[0]]).startswith(_FOOT_LEFT)
@@ -592,8 +611,8 @@ def nd30_columns(result: OcrResult) -> tuple[OcrResult, int]:
         while n < len(keys):
             key = keys[n]
             words = lines[key]
-            cut = split(words)
-            if cut is not None and cut[1] <= middle <= cut[2]:
+            cut = across(words, middle)
+            if cut is not None:
                 left.append((key, words[: cut[0]]))
                 right.append(((key[0], key[1] + 1000, key[2]), words[cut[0] :]))
                 split_lines += 1
