@@ -886,7 +886,7 @@ def test_commune_progress_from_ho_so_then_from_the_admin_label(
             break
         time.sleep(0.05)
     assert by_organ["commune"] == "000.00.00.H53" and by_organ["pages_described"] == 2
-    # Enrolled for a commune (sohoa-server station add --commune, with --replace as for a
+    # Enrolled for a commune (sohoa-server device add --commune, with --replace as for a
     # station already known): that commune, the place the fleet table shows beside it —
     # the dashboard showed the OrganId above the station's "Xã Demo" (the demo, 2026-12-07).
     from server.fleet import registry

@@ -2,7 +2,7 @@
 
 The commune of a scan station is, in this order: the label an admin set on the device
 (``devices.commune``, ``PUT /api/v1/devices/{id}``); else the commune it was enrolled for
-(``stations.commune``, ``sohoa-server station add --commune``: the place the fleet table
+(``stations.commune``, ``sohoa-server device add --commune``: the place the fleet table
 shows beside the station too); else the OrganId of the hồ sơ its pages were described in
 (the most used one); else none ("chưa xác định"). Per commune: devices,
 pages received (every travelling part committed), pages described in a văn bản, pages flagged
