@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server import web
-from server.archive import coversheets, progress, public, replacements, rescan
+from server.archive import auth, coversheets, progress, public, replacements, rescan
 from server.archive.catalog import Catalog
 from server.archive.page_images import PageRenderer
 from server.archive.records import Records
@@ -266,6 +266,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
             return await http_exception_handler(request, exc)
         if path == public_web.PREFIX or path.startswith(public_web.PREFIX + "/"):
             return await run_in_threadpool(public_web.lookup, "", request)
+        # A signed-in member of staff keeps the app's header and menu (no route read it).
+        sid = request.cookies.get(auth.SESSION_COOKIE)
+        request.state.session = await run_in_threadpool(auth.session_for, app.state.db, sid)
         return web.render(request, "message.html", 404, message_key="not_found")
 
     @app.exception_handler(Forbidden)

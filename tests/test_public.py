@@ -153,6 +153,9 @@ def test_an_address_no_route_serves_answers_a_person_in_their_language(staff: St
         assert r.content == unknown.content and "Hồ sơ không công khai" in r.text, path
         assert r.headers["content-type"].startswith("text/html"), path
         assert "set-cookie" not in r.headers, path
+    anonymous = client.get("/fleet")
+    assert anonymous.status_code == 404 and "Không tìm thấy." in anonymous.text
+    assert 'href="/review"' not in anonymous.text  # nothing of the app's menu
     r = client.get("/p/x/y", headers={"Accept-Language": "en"}, params={"lang": "en"})
     assert r.status_code == 404 and "This record is not public" in r.text
     s.login("admin")
@@ -160,6 +163,7 @@ def test_an_address_no_route_serves_answers_a_person_in_their_language(staff: St
         r = s.client.get(path)
         assert r.status_code == 404 and r.headers["content-type"].startswith("text/html"), path
         assert "Không tìm thấy." in r.text and '{"detail"' not in r.text, path
+        assert 'href="/review"' in r.text, path  # signed in: the app's menu is there
     assert "Not found." in s.client.get("/fleet?lang=en").text
     for path in ("/api/v1/nope", "/static/nope.js"):
         r = s.client.get(path)
