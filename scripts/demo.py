@@ -188,6 +188,10 @@ def plan(server: ServerProcess) -> None:
 
 
 def main() -> int:
+    # Ctrl-C is how the demo stops (it says so). A process started with SIGINT ignored (a
+    # shell's background job, a test runner's worker) would inherit that, and Python then
+    # leaves it ignored: the demo would not stop. CI saw it (tests/test_demo.py under xdist).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     VAR.mkdir(parents=True, exist_ok=True)
     state = load_state()
     say(f"Mosquitto on 127.0.0.1:{MQTT_PORT} (dynamic security: one identity per station)")

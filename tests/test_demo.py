@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from harness import REPO, free_port
+from harness import REPO, free_port, wait_port
 
 pytestmark = [pytest.mark.mqtt, pytest.mark.sane, pytest.mark.tesseract, pytest.mark.slow]
 
@@ -42,10 +42,17 @@ def _run_until_done(env: dict[str, str], out: IO[str], log: Path) -> subprocess.
     return demo
 
 
-def _stop(demo: subprocess.Popen[str]) -> int:
-    demo.send_signal(signal.SIGINT)  # Ctrl-C
+def _stop(demo: subprocess.Popen[str], log: Path) -> int:
+    """Ctrl-C, and the demo's exit code. Its own stop is bounded: each child gets SIGTERM,
+    then SIGKILL after its timeout (the station 30 s, the server and the broker 15 s, each
+    10 s more to be reaped: ~90 s at worst, when a page's OCR holds the station up on loaded
+    cores)."""
+    demo.send_signal(signal.SIGINT)
     try:
-        return demo.wait(90)
+        return demo.wait(150)
+    except subprocess.TimeoutExpired:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+        raise AssertionError(f"the demo did not stop on Ctrl-C within 150 s:\n{tail}") from None
     finally:
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGKILL)
@@ -91,6 +98,7 @@ def test_make_demo_shows_something_real_and_a_second_run_adds_nothing(tmp_path: 
                 assert "phê duyệt kế hoạch" in page_hit["snippet"].lower(), page_hit
                 # The station's screen, as the technician sees it, at the address printed.
                 assert f"http://127.0.0.1:{screen}/" in text
+                wait_port(screen, 60)  # the station's service opens it as it starts
                 status, _, html = _get(f"http://127.0.0.1:{screen}/")
                 assert status == 200 and "Quét".encode() in html
                 batches = json.loads(_get(f"{base}/api/v1/batches", token.group(1))[2])
@@ -102,7 +110,7 @@ def test_make_demo_shows_something_real_and_a_second_run_adds_nothing(tmp_path: 
                     }
                 )
             finally:
-                code = _stop(demo)
+                code = _stop(demo, log)
         assert code == 0, log.read_text()
         assert "==> Stopping" in log.read_text()
     first, second = counts
