@@ -92,7 +92,11 @@ class AgentSettings(BaseModel):
         default="color", description="Colour mode; the law asks for colour (docs/design.md §4)."
     )
     dpi: int = Field(
-        default=300, ge=200, le=1200, description="Capture resolution; never below 200 (law)."
+        default=300,
+        ge=200,
+        le=1200,
+        description="Capture resolution; never below 200 (law). 600 costs a page about 3x "
+        "the time and 2x the memory of 300 (docs/benchmarks.md): keep 300 on a Raspberry Pi.",
     )
     language: Literal["vi", "en"] = Field(
         default="vi", description="Language of operator messages."

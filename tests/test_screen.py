@@ -67,7 +67,8 @@ def test_scan_from_the_screen_in_chromium(
             )
             page.set_default_timeout(20_000)
             page.goto(base + "/")
-            assert page.get_by_text("Sẵn sàng — nạp giấy và bấm Quét").is_visible()
+            # the page's script writes the state once its first /api/state has answered
+            page.wait_for_selector("text=Sẵn sàng — nạp giấy và bấm Quét")
             assert page.locator("#scanner").inner_text() == "Máy quét: test:0"
             page.fill("#ho-so", "000.00.01.H57-2026-TP01")
             page.click("#ho-so-save")
