@@ -7,7 +7,6 @@ processed and synced by the real agent and ingested by the real server
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,11 +28,8 @@ pytestmark = [
     pytest.mark.mqtt,
     pytest.mark.tesseract,
     pytest.mark.slow,
-    # Under CI a missing Chromium or Playwright fails the run; only elsewhere is it a skip.
-    pytest.mark.skipif(
-        not CHROMIUM.exists() and os.environ.get("CI") != "true",
-        reason="Debian chromium not installed",
-    ),
+    # a skip under CI=true fails the run (tests/no_skips.py)
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not installed"),
 ]
 TABLE = FIXTURES / "letterpress-5-table.png"
 ARTEFACTS = REPO / "var" / "test-artifacts" / "browser" / "viewer"
@@ -48,10 +44,7 @@ class Staff:
 
 @pytest.fixture(scope="module")
 def staff(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Staff]:
-    if os.environ.get("CI") == "true":
-        import playwright.sync_api as sync_api
-    else:
-        sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api = pytest.importorskip("playwright.sync_api")
     work = tmp_path_factory.mktemp("viewer-browser")
     # The table as a copier saves it, with its resolution (the bench rendered it at 300 dpi);
     # page 1 of tests/real_archive.py fed sideways (A5 landscape: a portrait capture).

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
+from pathlib import Path
 from typing import Any, Protocol
 
 from PIL import Image
@@ -191,27 +192,31 @@ def sync_words(st: dict[str, Any], lang: int) -> str:
     return (f"Đang gửi: còn {pending} trang", f"Sending: {pending} page(s) to go")[lang]
 
 
-def image_on_disk(outbox: ob.Outbox, page: ob.PageRecord) -> bool:
-    """Whether :func:`thumbnail` has something to draw the page from."""
+def _image_file(outbox: ob.Outbox, page: ob.PageRecord) -> tuple[Path, bool] | None:
+    """The file a page's card is drawn from: (path, whether it is the pipeline's thumbnail
+    rather than the capture); None when the station no longer holds either."""
     folder = outbox.batch_dir(page.batch_id)
     thumb = page.parts.get("thumb")
     if thumb is not None and (folder / thumb.file).exists():
-        return True
-    return (folder / page.capture_file).exists()
+        return folder / thumb.file, True
+    capture = folder / page.capture_file
+    return (capture, False) if capture.exists() else None
+
+
+def image_on_disk(outbox: ob.Outbox, page: ob.PageRecord) -> bool:
+    """Whether :func:`thumbnail` has something to draw the page from."""
+    return _image_file(outbox, page) is not None
 
 
 def thumbnail(outbox: ob.Outbox, batch_id: str, page_no: int) -> bytes | None:
     page = next((p for p in outbox.pages(batch_id) if p.page_no == page_no), None)
-    if page is None:
+    found = None if page is None else _image_file(outbox, page)
+    if found is None:
         return None
-    folder = outbox.batch_dir(batch_id)
-    thumb = page.parts.get("thumb")
-    if thumb is not None and (folder / thumb.file).exists():
-        return (folder / thumb.file).read_bytes()
-    capture = folder / page.capture_file
-    if not capture.exists():
-        return None
-    with Image.open(capture) as im:
+    path, is_thumbnail = found
+    if is_thumbnail:
+        return path.read_bytes()
+    with Image.open(path) as im:
         im.draft("RGB", (THUMB_PX, THUMB_PX))
         small = im.convert("RGB")
         small.thumbnail((THUMB_PX, THUMB_PX))
