@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -643,8 +644,21 @@ class _Delivered:
     qos: int = 1
 
 
-def _break(cause: str, s3: CephS3, uid: str, bucket: str, access: str, secret: str) -> None:
-    if cause == "quota":  # as an operator caps a bucket: it holds what it holds, no more
+def _break(
+    cause: str,
+    s3: CephS3,
+    uid: str,
+    bucket: str,
+    access: str,
+    secret: str,
+    clock: pytest.MonkeyPatch,
+) -> None:
+    if cause == "clock":  # the server's clock 20 minutes fast (a power cut, no time sync)
+        import botocore.auth
+
+        now = botocore.auth.get_current_datetime
+        clock.setattr(botocore.auth, "get_current_datetime", lambda: now() + timedelta(minutes=20))
+    elif cause == "quota":  # as an operator caps a bucket: it holds what it holds, no more
         s3.admin("quota", "set", "--quota-scope=bucket", f"--bucket={bucket}", "--max-objects=0")
         s3.admin("quota", "enable", "--quota-scope=bucket", f"--bucket={bucket}")
     elif cause == "keys":  # the gateway's admin rotated the secret under the server
@@ -654,8 +668,18 @@ def _break(cause: str, s3: CephS3, uid: str, bucket: str, access: str, secret: s
         s3.client(access, secret).delete_bucket(Bucket=bucket)
 
 
-def _fix(cause: str, s3: CephS3, bucket: str, credentials: Path, access: str, secret: str) -> None:
-    if cause == "quota":
+def _fix(
+    cause: str,
+    s3: CephS3,
+    bucket: str,
+    credentials: Path,
+    access: str,
+    secret: str,
+    clock: pytest.MonkeyPatch,
+) -> None:
+    if cause == "clock":  # time synchronisation turned on
+        clock.undo()
+    elif cause == "quota":
         s3.admin("quota", "disable", "--quota-scope=bucket", f"--bucket={bucket}")
     elif cause == "keys":  # the new keys put where the server reads them; no restart
         (credentials / "s3-secret-access-key").write_text("0" * 40 + "\n")
@@ -663,16 +687,18 @@ def _fix(cause: str, s3: CephS3, bucket: str, credentials: Path, access: str, se
         s3.client(access, secret).create_bucket(Bucket=bucket)
 
 
-@pytest.mark.parametrize("cause", ["quota", "keys", "no_bucket"])
+@pytest.mark.parametrize("cause", ["quota", "keys", "no_bucket", "clock"])
 def test_the_store_refusing_is_met_once_and_ingest_resumes_by_itself(
     cause: str,
     tmp_path: Path,
     s3_server: CephS3,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    request: pytest.FixtureRequest,
 ) -> None:
     """The bucket over its quota (403 QuotaExceeded), the keys changed under the server
-    (SignatureDoesNotMatch), the bucket missing (NoSuchBucket), on the real gateway: nothing
+    (SignatureDoesNotMatch), the bucket missing (NoSuchBucket), the server's clock 20 minutes
+    off the gateway's (RequestTimeTooSkewed), on the real gateway: nothing
     is receipted, the station is told to retry later, staff get one alert and the log one
     line naming the cause (Vietnamese and English), doctor says what is wrong; once the
     cause is fixed the station's next re-send is stored, with no restart."""
@@ -696,8 +722,14 @@ def test_the_store_refusing_is_met_once_and_ingest_resumes_by_itself(
     link = StationLink()
     worker._client = link  # type: ignore[assignment]  (as tests/test_ingest.py's worker test)
     batch = make_batch(3, random.Random(30), sizes={"text": 700, "capture": 2 * PART_BYTES})
-    _break(cause, s3_server, uid, bucket, access, secret)
-    code = {"quota": "QuotaExceeded", "keys": "SignatureDoesNotMatch"}.get(cause, "NoSuchBucket")
+    clock = pytest.MonkeyPatch()  # the server's clock, apart from the test's other patches
+    request.addfinalizer(clock.undo)
+    _break(cause, s3_server, uid, bucket, access, secret, clock)
+    code = {
+        "quota": "QuotaExceeded",
+        "keys": "SignatureDoesNotMatch",
+        "clock": "RequestTimeTooSkewed",
+    }.get(cause, "NoSuchBucket")
 
     caplog.set_level("INFO")
     for _ in (1, 2):  # the station sends, waits as told, sends everything again
@@ -726,7 +758,7 @@ def test_the_store_refusing_is_met_once_and_ingest_resumes_by_itself(
     assert objects.CAUSES[cause][0] in finding.vi and objects.CAUSES[cause][1] in finding.en
     assert secret not in finding.en + finding.vi
 
-    _fix(cause, s3_server, bucket, credentials, access, secret)
+    _fix(cause, s3_server, bucket, credentials, access, secret, clock)
     assert doctor.check_object_store(settings).level == "ok"
     heard = _through_worker(worker, link, batch)  # the station's next re-send, by itself
     committed = Counter((s.page_id, s.part) for m in heard if isinstance(m, Receipt)

@@ -98,6 +98,15 @@ CAUSES: dict[str, tuple[str, str]] = {
         "The object store's bucket does not exist (NoSuchBucket): check store_url, or make"
         " the bucket again and bring the files back (sohoa-server store restore, runbook R7).",
     ),
+    "clock": (
+        "Đồng hồ của máy chủ lưu trữ lệch quá xa giờ của kho đối tượng S3"
+        " (RequestTimeTooSkewed): kho từ chối mọi yêu cầu. Bật đồng bộ giờ (chrony hoặc"
+        " systemd-timesyncd) trên máy chủ và trên máy S3, kiểm tra bằng timedatectl.",
+        "The archive server's clock is too far from the S3 object store's"
+        " (RequestTimeTooSkewed): the store refuses every request. Turn on time"
+        " synchronisation (chrony or systemd-timesyncd) on the server and on the S3 host;"
+        " check with timedatectl.",
+    ),
     "unreachable": (
         "Không kết nối được kho đối tượng S3 (mạng, hoặc máy chủ S3 ngừng/quá tải): kiểm tra"
         " máy chủ S3 và đường mạng tới nó.",
@@ -118,6 +127,7 @@ _CODES = {
     "AccountProblem": "denied",
     "AllAccessDisabled": "denied",
     "NoSuchBucket": "no_bucket",
+    "RequestTimeTooSkewed": "clock",
     "ServiceUnavailable": "unreachable",
     "SlowDown": "unreachable",
     "InternalError": "unreachable",
