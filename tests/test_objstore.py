@@ -12,10 +12,14 @@ from __future__ import annotations
 import io
 import logging
 import random
+import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -455,6 +459,85 @@ def test_a_real_batch_ingested_into_the_object_store_is_served_by_the_staff_api(
         broker.stop()
 
 
+def _read_hung(url: str, token: str) -> tuple[int, str, float]:
+    """GET ``url`` (no client timeout short of the test's): status, Retry-After, seconds."""
+    started = time.monotonic()
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=300) as answer:
+            answer.read()
+            return answer.status, answer.headers.get("Retry-After", ""), 0.0
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Retry-After", ""), time.monotonic() - started
+
+
+@pytest.mark.mqtt
+@pytest.mark.tesseract
+@pytest.mark.slow
+def test_a_gateway_that_stops_answering_holds_up_neither_the_app_nor_its_readers(
+    tmp_path: Path, s3_server: CephS3
+) -> None:
+    """The gateway stopped (SIGSTOP: a stuck radosgw, a link that drops packets; it answers
+    nothing and refuses nothing) while staff open 40 page files of a real station's batch.
+    Before the read gate, those reads held every thread of the staff app: the login page
+    and the batch list gave nothing for ~50 s, and each read got its 503 after 60-180 s.
+    Now the app answers at once while reads still wait, every read gets its 503 while the
+    gateway is still stopped, the log says it once, and reads come back by themselves when
+    the gateway does."""
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    draw_page(PAGES[1], incoming / "trang-01.png")
+    bucket = s3_server.new_bucket()
+    broker = Broker(tmp_path / "broker").start()
+    server = ServerProcess(
+        tmp_path / "server",
+        broker.url,
+        settings={"SOHOA_STORE_URL": s3_server.url(bucket), **s3_server.env()},
+    )
+    gateway = s3_server.procs["rgw"]
+    try:
+        server.start()
+        env = agent_env(tmp_path / "agent", broker.url, SOHOA_SYNC_MASTERS="true")
+        run_agent(env, "import", str(incoming), check=True)
+        run_agent(env, "sync", "--wait", "--timeout", "300", check=True)
+        (batch,) = server.get_json("/api/v1/batches")
+        (page,) = server.get_json(f"/api/v1/batches/{batch['id']}")["pages"]
+        files = [f"/api/v1/pages/{page['id']}/{what}"
+                 for what in ("original", "text", "capture?w=200", "render?w=500")]  # fmt: skip
+        assert [server.get(f)[0] for f in files[:2]] == [200, 200]  # the gateway answers
+
+        gateway.send_signal(signal.SIGSTOP)
+        with ThreadPoolExecutor(40) as pool:
+            reads = [pool.submit(_read_hung, server.url + f, server.token) for f in files * 10]
+            time.sleep(2)  # every read has asked by now
+            # The app answers (the harness's client gives up after 10 s) while reads wait.
+            assert server.get("/login", auth=False)[0] == 200
+            assert server.get_json("/api/v1/batches")[0]["id"] == batch["id"]
+            assert not all(r.done() for r in reads), "no read waited: the gateway answered"
+            answered = [r.result(timeout=120) for r in reads]  # before the gate: 180 s
+            assert gateway.poll() is None  # still there, still stopped
+        assert {status for status, _, _ in answered} == {503}
+        assert {retry for _, retry, _ in answered} == {str(objects.RETRY_AFTER_S)}
+        log = server.log_path.read_text(encoding="utf-8")
+        assert log.count(f"object store {bucket} does not answer") == 1
+        assert "Connection pool is full" not in log
+        assert "Traceback" not in log
+    finally:
+        gateway.send_signal(signal.SIGCONT)
+    try:
+        # Back by itself once its readers' pause is over: no restart.
+        deadline = time.monotonic() + 60
+        while (status := server.get(files[0])[0]) != 200 and time.monotonic() < deadline:
+            time.sleep(1)
+        assert status == 200
+        assert [server.get(f)[0] for f in files] == [200] * 4
+        log = server.log_path.read_text(encoding="utf-8")
+        assert log.count(f"object store {bucket} answers again") == 1
+    finally:
+        server.stop()
+        broker.stop()
+
+
 def test_doctor_names_a_gateway_whose_reads_wait_on_nagle(
     tmp_path: Path, s3_server: CephS3, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -770,6 +853,59 @@ def test_the_store_refusing_is_met_once_and_ingest_resumes_by_itself(
         for name, data in page.parts.items():
             row = server.part_row(page, name)
             assert objects.sha256(row["path"]) == sha(data)
+    server.db.close()
+
+
+def test_a_gateway_that_stops_answering_costs_the_ingest_one_wait_not_one_a_message(
+    tmp_path: Path, s3_server: CephS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gateway stopped (SIGSTOP) while a station sends a batch. Before, every upload
+    waited its timeout three times, then again for each message of the group handled one
+    by one: over 5 minutes of the ingest thread (which handles every station's status too)
+    for 3 pages. Now the first upload's wait makes the bucket silent: the rest of the batch,
+    and a second send, are told retry_later without a request to the gateway; one alert,
+    one log line; when the gateway answers again the station's next send is stored."""
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    bucket = s3_server.new_bucket()
+    url = s3_server.url(bucket) + "&timeout=2"  # each try waits 2 s, not 60
+    settings = ServerSettings(data_dir=tmp_path, store_url=url, ingest=False, retry_after_s=5)
+    server = Server(tmp_path, tmp_path / "db" / "archive.sqlite3")
+    store = objects.store_for(settings)
+    assert isinstance(store, objects.ObjectStore)
+    server.ingest = Ingest(server.db, store, accept_unenrolled=True)
+    worker = IngestWorker(settings, server.ingest)
+    link = StationLink()
+    worker._client = link  # type: ignore[assignment]  (as the refusal test's worker)
+    asked: list[str] = []
+    store.client.meta.events.register("before-send.s3", lambda **kw: asked.append("s3"))
+    batch = make_batch(3, random.Random(33), sizes={"text": 700, "capture": 2 * PART_BYTES})
+    gateway = s3_server.procs["rgw"]
+
+    gateway.send_signal(signal.SIGSTOP)
+    try:
+        heard = _through_worker(worker, link, batch)
+        assert not [m for m in heard if isinstance(m, Receipt)]
+        assert {m.reason for m in heard if isinstance(m, Reject)} == {"retry_later"}
+        # One upload's tries (3), not one upload's per message of the batch.
+        assert 1 <= len(asked) <= 3, len(asked)
+        before = len(asked)
+        heard = _through_worker(worker, link, batch)  # the station sends again, too soon
+        assert {m.reason for m in heard if isinstance(m, Reject)} == {"retry_later"}
+        assert len(asked) == before, "a silent gateway was asked again by the ingest"
+        assert worker.trouble is not None and objects.CAUSES["unreachable"][1] in worker.trouble
+        assert [a["kind"] for a in server.alerts()] == ["archive_cannot_store"]
+    finally:
+        gateway.send_signal(signal.SIGCONT)
+    deadline = time.monotonic() + 60  # the store is asked every PROBE_EVERY_S
+    while bucket in objects._silent_since and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert bucket not in objects._silent_since
+    heard = _through_worker(worker, link, batch)
+    committed = Counter((s.page_id, s.part) for m in heard if isinstance(m, Receipt)
+                        for s in m.committed)  # fmt: skip
+    assert committed == Counter((p.page_id, n) for p in batch.pages for n in p.parts)
+    assert [a["kind"] for a in server.alerts()] == ["archive_cannot_store", "archive_stores_again"]
     server.db.close()
 
 

@@ -175,13 +175,17 @@ class DamagedSource(ObjectStoreError):
 
 @dataclass(frozen=True)
 class Target:
-    """Where the objects go: ``s3://bucket/prefix?endpoint=URL&region=NAME&part_bytes=N``."""
+    """Where the objects go:
+    ``s3://bucket/prefix?endpoint=URL&region=NAME&part_bytes=N&timeout=SECONDS``.
+    ``timeout``: how long an upload waits for the store's answer before it tries again
+    (3 tries; a reader waits at most :data:`READ_TIMEOUT_S`, twice)."""
 
     bucket: str
     prefix: str
     endpoint: str | None
     region: str
     part_bytes: int
+    timeout_s: float = 60.0
 
     @classmethod
     def parse(cls, url: str) -> Target:
@@ -194,7 +198,7 @@ class Target:
                 " s3-secret-access-key credentials (or SOHOA_S3_* in the environment)"
             )
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        unknown = set(query) - {"endpoint", "region", "part_bytes"}
+        unknown = set(query) - {"endpoint", "region", "part_bytes", "timeout"}
         if unknown:
             raise ValueError(f"unknown store URL option(s): {', '.join(sorted(unknown))}")
         endpoint = query.get("endpoint")
@@ -206,6 +210,12 @@ class Target:
             raise ValueError("part_bytes= must be a number of bytes") from None
         if part_bytes < MIN_PART_BYTES:
             raise ValueError(f"part_bytes= must be at least {MIN_PART_BYTES}")
+        try:
+            timeout_s = float(query.get("timeout", 60))
+        except ValueError:
+            raise ValueError("timeout= must be a number of seconds") from None
+        if not 1 <= timeout_s <= 3600:
+            raise ValueError("timeout= must be between 1 and 3600 seconds")
         prefix = parts.path.strip("/")
         return cls(
             bucket=parts.hostname,
@@ -213,6 +223,7 @@ class Target:
             endpoint=endpoint,
             region=query.get("region", "us-east-1"),
             part_bytes=part_bytes,
+            timeout_s=timeout_s,
         )
 
     def location(self, key: str) -> str:
@@ -228,18 +239,26 @@ class Credentials:
         return "Credentials(…)"
 
 
-def make_client(target: Target, credentials: Credentials) -> Any:
+def make_client(target: Target, credentials: Credentials, *, reads: bool = False) -> Any:
     """A boto3 S3 client for ``target``: path-style addressing (gateways on an IP), short
     timeouts and few retries (an unreachable store must fail the group quickly: the device
-    is told to retry later), checksums only where this module asks for them."""
+    is told to retry later), checksums only where this module asks for them. ``reads``: the
+    client of this process's readers (:func:`register`), which waits
+    :data:`READ_TIMEOUT_S` for an answer instead of an upload's 60 s, with a connection
+    for each of :data:`READ_SLOTS`."""
     import boto3
     from botocore.config import Config
 
     config = Config(
         s3={"addressing_style": "path"},
         connect_timeout=5,
-        read_timeout=60,
-        retries={"max_attempts": 2, "mode": "standard"},
+        read_timeout=min(READ_TIMEOUT_S, target.timeout_s) if reads else target.timeout_s,
+        max_pool_connections=READ_SLOTS + 2 if reads else 10,
+        # botocore's max_attempts counts retries: 3 tries in all for an upload; a reader
+        # tries twice (a stale keep-alive connection after a gateway's restart fails once).
+        retries={"total_max_attempts": 2, "mode": "standard"}
+        if reads
+        else {"max_attempts": 2, "mode": "standard"},
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
@@ -294,10 +313,125 @@ def _renewer(
             return False
         current[0] = fresh
         log.warning("object store %s: new keys read; using them", target.bucket)
-        register(target.bucket, make_client(target, fresh))
+        register(target.bucket, make_client(target, fresh, reads=True))
         return True
 
     return renew
+
+
+# -- an object store that stops answering --------------------------------------------------------
+#
+# A gateway that hangs (a stuck radosgw, a link that drops packets) answers nothing and
+# refuses nothing: each request waits for its timeout. The staff app reads on a pool of 40
+# threads shared by every page, so 60 reads of a stopped gateway's images held them all: for
+# ~50 s nothing answered, not even the login page, and each read got its 503 after 60-180 s.
+# The ingest thread, which also handles every station's status, waited 180 s on each upload
+# and then again on each message of the group handled one by one: over 5 minutes for a batch
+# of 3 pages (tests/test_objstore.py, the two hung-gateway tests, measured so). Now:
+#
+# - at most READ_SLOTS reads wait on the store at once (the rest wait READ_SLOT_WAIT_S for a
+#   slot, then fail), and a read waits READ_TIMEOUT_S for an answer (twice);
+# - once a read or an upload has had no answer, the bucket is *silent*: every read and upload
+#   fails at once (cause "unreachable": staff get a 503 with Retry-After, stations
+#   retry_later) while one thread asks the store every PROBE_EVERY_S; its first answer of any
+#   kind ends it. Logged once when it starts, once when it ends.
+#
+# A refusal (connection refused, an error code) is fast, and silences nothing.
+
+READ_TIMEOUT_S = 10.0
+READ_SLOTS = 8
+READ_SLOT_WAIT_S = 5.0
+PROBE_EVERY_S = 10.0
+RETRY_AFTER_S = 15  # what a reader that got a 503 is told to wait
+
+_read_slots = threading.BoundedSemaphore(READ_SLOTS)
+_silent_since: dict[str, float] = {}  # bucket -> when it stopped answering (time.time())
+
+
+def _unanswered(exc: BaseException) -> bool:
+    """A request that got no answer in time (not a refusal)."""
+    from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
+
+    return isinstance(exc, ConnectTimeoutError | ReadTimeoutError)
+
+
+def _silent(bucket: str, what: str) -> None:
+    """Fail at once while ``bucket``'s store is silent."""
+    with _lock:
+        since = _silent_since.get(bucket)
+    if since is not None:
+        raise ObjectStoreError(
+            f"object store: {what}: it has not answered since"
+            f" {time.strftime('%H:%M:%S', time.localtime(since))}; asked again every"
+            f" {PROBE_EVERY_S:.0f} s",
+            "unreachable",
+        )
+
+
+def _heard_nothing(bucket: str, exc: BaseException) -> None:
+    """Make ``bucket`` silent if ``exc`` is a request that got no answer, and start the
+    thread that asks it until it answers."""
+    if not _unanswered(exc):
+        return
+    with _lock:
+        if bucket in _silent_since:
+            return
+        _silent_since[bucket] = time.time()
+    log.warning(
+        "object store %s does not answer (%s): reads and uploads fail at once until it"
+        " answers again; asking it every %.0f s",
+        bucket,
+        exc,
+        PROBE_EVERY_S,
+    )
+    threading.Thread(
+        target=_ask_until_heard, args=(bucket,), name="sohoa-s3-probe", daemon=True
+    ).start()
+
+
+def _ask_until_heard(bucket: str) -> None:
+    """Ask ``bucket``'s store (a one-key listing) every :data:`PROBE_EVERY_S` until it
+    answers anything at all (a refusal is an answer: its cause is for the next request to
+    meet), then end its silence."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    while True:
+        time.sleep(PROBE_EVERY_S)
+        with _lock:
+            client = _clients.get(bucket)
+        if client is None:
+            continue
+        try:
+            client.list_objects_v2(Bucket=bucket, MaxKeys=1)
+        except ClientError:
+            pass
+        except BotoCoreError:
+            continue
+        with _lock:
+            since = _silent_since.pop(bucket, time.time())
+        log.warning(
+            "object store %s answers again (silent for %.0f s)", bucket, time.time() - since
+        )
+        return
+
+
+@contextlib.contextmanager
+def _asking(bucket: str, what: str) -> Iterator[None]:
+    """One request of a reader to ``bucket``: not while it is silent, in one of
+    :data:`READ_SLOTS`; a request that gets no answer makes it silent."""
+    _silent(bucket, what)
+    if not _read_slots.acquire(timeout=READ_SLOT_WAIT_S):
+        raise ObjectStoreError(
+            f"object store: {what}: {READ_SLOTS} reads already wait on it", "unreachable"
+        )
+    try:
+        _silent(bucket, what)  # fell silent while this one waited for its slot
+        yield
+    except Exception as exc:
+        _heard_nothing(bucket, exc)
+        raise
+    finally:
+        _read_slots.release()
 
 
 def _client_for(bucket: str) -> Any:
@@ -337,9 +471,18 @@ def _etag(value: str) -> str:
 class ObjectStore(Store):
     """The S3 store: local staging (``root``) for arriving chunks, objects for parts."""
 
-    def __init__(self, staging: Path, target: Target, client: Any, *, reader: bool = True) -> None:
-        """``reader``: register the client for this process's readers of ``s3://bucket/…``
-        locations (not for a backup store: another site's bucket may bear the same name)."""
+    def __init__(
+        self,
+        staging: Path,
+        target: Target,
+        client: Any,
+        *,
+        reader: bool = True,
+        readers: Any | None = None,
+    ) -> None:
+        """``reader``: register a client for this process's readers of ``s3://bucket/…``
+        locations (not for a backup store: another site's bucket may bear the same name):
+        ``readers`` (:func:`make_client` with ``reads``), else ``client``."""
         super().__init__(staging)
         self.target = target
         self.client = client
@@ -349,7 +492,7 @@ class ObjectStore(Store):
         self.rekey: Callable[[], Credentials] | None = None
         self.credentials: Credentials | None = None
         if reader:
-            register(target.bucket, client, self.new_keys)
+            register(target.bucket, readers or client, self.new_keys)
 
     def key(self, final: Path) -> str:
         try:
@@ -408,12 +551,14 @@ class ObjectStore(Store):
         self.credentials = credentials
         self.client = make_client(self.target, credentials)
         if self.reader:
-            register(self.target.bucket, self.client)
+            register(self.target.bucket, make_client(self.target, credentials, reads=True))
         return True
 
     def _upload(self, source: Path, key: str, sha256: str, size: int) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        if self.reader:  # the archive's own store (a backup store's name may be the same)
+            _silent(self.target.bucket, key)
         try:
             etag = self.etag_of(source, sha256, size)
             if self._verified(key, sha256, size, etag):
@@ -436,6 +581,8 @@ class ObjectStore(Store):
                 self._abort_uploads(key)  # the next attempt starts afresh
                 raise ObjectStoreError(f"{key}: the stored object does not verify")
         except (BotoCoreError, ClientError) as exc:
+            if self.reader:
+                _heard_nothing(self.target.bucket, exc)
             raise self._failure(exc, key) from exc
 
     def _failure(self, exc: Exception, key: str) -> ObjectStoreError:
@@ -657,7 +804,8 @@ def open_read(location: Location) -> BinaryIO:
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        body: BinaryIO = client.get_object(Bucket=bucket, Key=key)["Body"]
+        with _asking(bucket, key):
+            body: BinaryIO = client.get_object(Bucket=bucket, Key=key)["Body"]
     except (BotoCoreError, ClientError) as exc:
         if _missing(exc):
             raise FileNotFoundError(location) from exc
@@ -677,6 +825,9 @@ def stream(location: Location, block: int = HASH_BLOCK) -> Iterator[bytes]:
             try:
                 data = f.read(block)
             except BotoCoreError as exc:
+                where = split_location(location)
+                if where is not None:
+                    _heard_nothing(where[0], exc)
                 raise failure(exc, str(location)) from exc
             if not data:
                 return
@@ -705,7 +856,8 @@ def size(location: Location) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        return int(client.head_object(Bucket=bucket, Key=key)["ContentLength"])
+        with _asking(bucket, key):
+            return int(client.head_object(Bucket=bucket, Key=key)["ContentLength"])
     except (BotoCoreError, ClientError) as exc:
         if _missing(exc):
             raise FileNotFoundError(location) from exc
@@ -767,7 +919,12 @@ def open_store(data_dir: Path, store_url: str | None, credentials: Credentials |
     target = Target.parse(store_url)
     if credentials is None:
         raise ObjectStoreError("the object store needs its keys")
-    store = ObjectStore(data_dir / "store-staging", target, make_client(target, credentials))
+    store = ObjectStore(
+        data_dir / "store-staging",
+        target,
+        make_client(target, credentials),
+        readers=make_client(target, credentials, reads=True),
+    )
     store.credentials = credentials
     return store
 
@@ -781,7 +938,7 @@ def connect(settings: ServerSettings, environ: dict[str, str] | None = None) -> 
     env = dict(os.environ if environ is None else environ)
     credentials = credentials_from(env, settings.secret)
     renew = _renewer(target, credentials, lambda: credentials_from(env, settings.secret))
-    register(target.bucket, make_client(target, credentials), renew)
+    register(target.bucket, make_client(target, credentials, reads=True), renew)
     return target
 
 

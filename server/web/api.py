@@ -192,6 +192,10 @@ SUFFIX = {
 }
 
 
+# A store that cannot give a file now (server.store.objects: a gateway down or not answering)
+STORE_RETRY = {"Retry-After": str(objects.RETRY_AFTER_S)}
+
+
 def _file(catalog: CatalogDep, page: int, part: str, what: str) -> Response:
     found = catalog.part_file(page, part)
     if found is None:
@@ -207,7 +211,9 @@ def _file(catalog: CatalogDep, page: int, part: str, what: str) -> Response:
             body = objects.stream(found.location)
             first = next(body, b"")  # fails here (a 503), not half-way through the response
         except (OSError, StoreError) as exc:
-            raise HTTPException(503, f"the object store cannot give this file: {exc}") from exc
+            raise HTTPException(
+                503, f"the object store cannot give this file: {exc}", headers=STORE_RETRY
+            ) from exc
 
         def chunks() -> Iterator[bytes]:
             yield first
@@ -269,7 +275,9 @@ def _rendered(
     except RenderError as exc:
         raise HTTPException(422, f"this page cannot be shown as an image: {exc}") from exc
     except (OSError, StoreError) as exc:  # the store cannot give the file now
-        raise HTTPException(503, f"the store cannot give this page now: {exc}") from exc
+        raise HTTPException(
+            503, f"the store cannot give this page now: {exc}", headers=STORE_RETRY
+        ) from exc
     return FileResponse(rendered.path, media_type=MEDIA_TYPE, headers=headers)
 
 
@@ -395,7 +403,9 @@ def page_text(
     try:
         data = objects.read_bytes(found.location)
     except (OSError, StoreError) as exc:
-        raise HTTPException(503, f"the store cannot give this text: {exc}") from exc
+        raise HTTPException(
+            503, f"the store cannot give this text: {exc}", headers=STORE_RETRY
+        ) from exc
     text = unicodedata.normalize("NFC", data.decode("utf-8"))
     return PlainTextResponse(text, media_type="text/plain; charset=utf-8")
 
