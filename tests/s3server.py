@@ -19,6 +19,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -194,6 +195,27 @@ rgw enable usage log = false
                     )
                 time.sleep(0.3)
         raise RuntimeError(f"radosgw exited at start 3 times: {self._tail('rgw.out')}")
+
+    def start_tls_gateway(self, certificate: Path, key: Path) -> str:
+        """A second gateway on the same cluster that speaks only HTTPS with ``certificate``
+        (as a province puts its gateway behind its own CA); its ``https://`` endpoint, once
+        it answers. Stopped with the cluster."""
+        port = free_port()
+        with self.conf.open("a") as conf:
+            conf.write(
+                f"[client.rgw-tls]\nrgw frontends = beast ssl_endpoint=127.0.0.1:{port}"
+                f" ssl_certificate={certificate} ssl_private_key={key} tcp_nodelay=1\n"
+                f"rgw multipart min part size = {PART_BYTES}\nrgw enable usage log = false\n"
+            )
+        self._spawn("rgw-tls", "radosgw", "-n", "client.rgw-tls")
+        deadline = time.monotonic() + 120
+        while self.procs["rgw-tls"].poll() is None and time.monotonic() < deadline:
+            try:  # listening (its certificate is for the test to judge)
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
+                return f"https://127.0.0.1:{port}"
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"radosgw (TLS) did not answer: {self._tail('client.rgw-tls.log')}")
 
     def kill_gateway(self) -> None:
         """SIGKILL the gateway (the object store vanishes mid-request)."""

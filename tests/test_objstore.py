@@ -30,6 +30,7 @@ import pytest
 from harness import BIN, Broker, ServerProcess, agent_env, run_agent
 from real_archive import PAGES, draw_page
 from s3server import PART_BYTES, CephS3
+from test_enrolment import _tls_files
 from test_ingest import BatchSrc, Server, as_messages, make_batch, receipts, rejects, sha
 
 from protocol import envelope, topics
@@ -907,6 +908,81 @@ def test_a_gateway_that_stops_answering_costs_the_ingest_one_wait_not_one_a_mess
     assert committed == Counter((p.page_id, n) for p in batch.pages for n in p.parts)
     assert [a["kind"] for a in server.alerts()] == ["archive_cannot_store", "archive_stores_again"]
     server.db.close()
+
+
+def test_an_https_gateway_is_trusted_through_its_ca_and_only_so(
+    tmp_path: Path, s3_server: CephS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A province's gateway behind TLS with its own CA. The attack first: a server that
+    does not know the CA sends nothing (not even the keys' signature) and says why —
+    the certificate, not "cannot be reached" — to the station (retry_later), the alert and
+    doctor. With the CA added as a Debian administrator adds one (update-ca-certificates:
+    the system's bundle, which botocore ignores by default), or named by ``ca=``, parts are
+    stored over HTTPS and read back verified."""
+    ca, certificate, key = _tls_files(tmp_path / "tls")
+    endpoint = s3_server.start_tls_gateway(certificate, key)
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    bucket = s3_server.new_bucket()
+    url = f"s3://{bucket}/archive?endpoint={endpoint}&region=default&part_bytes={PART_BYTES}"
+    batch = make_batch(2, random.Random(34), sizes={"text": 700, "capture": 2 * PART_BYTES})
+
+    def through(folder: str, store_url: str) -> tuple[Server, IngestWorker, list[Any]]:
+        settings = ServerSettings(
+            data_dir=tmp_path / folder, store_url=store_url, ingest=False, retry_after_s=5
+        )
+        server = Server(tmp_path / folder, tmp_path / folder / "archive.sqlite3")
+        server.ingest = Ingest(server.db, objects.store_for(settings), accept_unenrolled=True)
+        worker = IngestWorker(settings, server.ingest)
+        link = StationLink()
+        worker._client = link  # type: ignore[assignment]
+        return server, worker, _through_worker(worker, link, batch)
+
+    # The CA unknown (the system's bundle as Debian ships it).
+    server, worker, heard = through("untrusted", url)
+    assert not [m for m in heard if isinstance(m, Receipt)]
+    assert {m.reason for m in heard if isinstance(m, Reject)} == {"retry_later"}
+    assert worker.trouble is not None and objects.CAUSES["tls"][1] in worker.trouble
+    (alert,) = server.alerts()
+    assert objects.CAUSES["tls"][0] in alert["detail"]
+    finding = doctor.check_object_store(
+        ServerSettings(data_dir=tmp_path / "untrusted", store_url=url, ingest=False)
+    )
+    assert finding.level == "fail" and objects.CAUSES["tls"][1] in finding.en
+    assert "Contents" not in s3_server.client().list_objects_v2(Bucket=bucket)
+    server.db.close()
+
+    # The CA added to the system's bundle, as update-ca-certificates does.
+    bundle = tmp_path / "ca-certificates.crt"
+    bundle.write_bytes(Path(objects.SYSTEM_CAS).read_bytes() + ca.read_bytes())
+    monkeypatch.setattr(objects, "SYSTEM_CAS", str(bundle))
+    server, worker, heard = through("system", url)
+    committed = {(s.page_id, s.part) for m in heard if isinstance(m, Receipt) for s in m.committed}
+    assert committed == {(p.page_id, n) for p in batch.pages for n in p.parts}
+    server.db.close()
+    monkeypatch.undo()  # the system's bundle as shipped again
+
+    # The CA named in the store URL; a CA file that is not there is named as such.
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    server, worker, heard = through("named", f"{url}&ca={ca}")
+    committed = {(s.page_id, s.part) for m in heard if isinstance(m, Receipt) for s in m.committed}
+    assert committed == {(p.page_id, n) for p in batch.pages for n in p.parts}
+    for page in batch.pages:  # read back through the HTTPS gateway, re-hashed here
+        for part, data in page.parts.items():
+            location = server.part_row(page, part)["path"]
+            assert location.startswith(f"s3://{bucket}/archive/")
+            assert objects.sha256(location) == sha(data)
+    server.db.close()
+    with pytest.raises(objects.ObjectStoreError) as missing:
+        objects.store_for(
+            ServerSettings(
+                data_dir=tmp_path / "named",
+                store_url=f"{url}&ca={tmp_path}/no-such-ca.pem",
+                ingest=False,
+            )
+        )
+    assert missing.value.cause == "tls" and "no-such-ca.pem" in str(missing.value)
 
 
 # -- the objects backed up to a second store and brought back (server.store.offsite) ------------

@@ -107,6 +107,16 @@ CAUSES: dict[str, tuple[str, str]] = {
         " synchronisation (chrony or systemd-timesyncd) on the server and on the S3 host;"
         " check with timedatectl.",
     ),
+    "tls": (
+        "Không tin được chứng chỉ TLS của kho đối tượng S3 (CA cấp chứng chỉ không có trong"
+        " danh sách tin cậy của máy chủ, hoặc chứng chỉ hết hạn / sai tên máy). Đặt tệp CA"
+        " vào /usr/local/share/ca-certificates/ rồi chạy update-ca-certificates, hoặc ghi"
+        " đường dẫn tệp CA vào store_url (…&ca=/etc/sohoa/tls/s3-ca.pem). Không gửi tệp nào.",
+        "The S3 object store's TLS certificate is not trusted (its CA is not among this"
+        " server's trusted ones, or the certificate expired or names another host). Put the"
+        " CA file in /usr/local/share/ca-certificates/ and run update-ca-certificates, or name"
+        " it in store_url (…&ca=/etc/sohoa/tls/s3-ca.pem). Nothing was sent.",
+    ),
     "unreachable": (
         "Không kết nối được kho đối tượng S3 (mạng, hoặc máy chủ S3 ngừng/quá tải): kiểm tra"
         " máy chủ S3 và đường mạng tới nó.",
@@ -154,9 +164,12 @@ class ObjectStoreError(StoreError):
 def failure(exc: Exception, what: str) -> ObjectStoreError:
     """The :class:`ObjectStoreError` for a botocore error about ``what`` (a key, a bucket),
     with its cause."""
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import ClientError, SSLError
 
-    if isinstance(exc, ClientError):
+    cause: str | None
+    if isinstance(exc, SSLError):  # before the request: the certificate is not trusted
+        cause = "tls"
+    elif isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
         cause = _CODES.get(code)
         if cause is None and code in ("404", "NotFound") and "/" not in what:
@@ -166,7 +179,7 @@ def failure(exc: Exception, what: str) -> ObjectStoreError:
             cause = "unreachable" if status >= 500 else "denied" if status == 403 else "other"
     else:  # BotoCoreError: no answer (connection refused, timeout, DNS)
         cause = "unreachable"
-    return ObjectStoreError(f"object store: {what}: {exc}", cause)
+    return ObjectStoreError(f"object store: {what}: {exc}", cause or "other")
 
 
 class DamagedSource(ObjectStoreError):
@@ -176,9 +189,11 @@ class DamagedSource(ObjectStoreError):
 @dataclass(frozen=True)
 class Target:
     """Where the objects go:
-    ``s3://bucket/prefix?endpoint=URL&region=NAME&part_bytes=N&timeout=SECONDS``.
+    ``s3://bucket/prefix?endpoint=URL&region=NAME&part_bytes=N&timeout=SECONDS&ca=FILE``.
     ``timeout``: how long an upload waits for the store's answer before it tries again
-    (3 tries; a reader waits at most :data:`READ_TIMEOUT_S`, twice)."""
+    (3 tries; a reader waits at most :data:`READ_TIMEOUT_S`, twice). ``ca``: the CA
+    certificate(s) an ``https://`` endpoint's certificate is checked with (PEM; default:
+    the system's trusted CAs, :data:`SYSTEM_CAS`)."""
 
     bucket: str
     prefix: str
@@ -186,6 +201,7 @@ class Target:
     region: str
     part_bytes: int
     timeout_s: float = 60.0
+    ca: str | None = None
 
     @classmethod
     def parse(cls, url: str) -> Target:
@@ -198,7 +214,7 @@ class Target:
                 " s3-secret-access-key credentials (or SOHOA_S3_* in the environment)"
             )
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        unknown = set(query) - {"endpoint", "region", "part_bytes", "timeout"}
+        unknown = set(query) - {"endpoint", "region", "part_bytes", "timeout", "ca"}
         if unknown:
             raise ValueError(f"unknown store URL option(s): {', '.join(sorted(unknown))}")
         endpoint = query.get("endpoint")
@@ -216,6 +232,9 @@ class Target:
             raise ValueError("timeout= must be a number of seconds") from None
         if not 1 <= timeout_s <= 3600:
             raise ValueError("timeout= must be between 1 and 3600 seconds")
+        ca = query.get("ca")
+        if ca is not None and not ca.startswith("/"):
+            raise ValueError("ca= must be the absolute path of a PEM file")
         prefix = parts.path.strip("/")
         return cls(
             bucket=parts.hostname,
@@ -224,6 +243,7 @@ class Target:
             region=query.get("region", "us-east-1"),
             part_bytes=part_bytes,
             timeout_s=timeout_s,
+            ca=ca,
         )
 
     def location(self, key: str) -> str:
@@ -264,12 +284,28 @@ def make_client(target: Target, credentials: Credentials, *, reads: bool = False
     )
     return boto3.client(
         "s3",
+        verify=_trusted(target),
         endpoint_url=target.endpoint,
         region_name=target.region,
         aws_access_key_id=credentials.access_key_id,
         aws_secret_access_key=credentials.secret_access_key,
         config=config,
     )
+
+
+# Debian's trusted CAs, with what an administrator added (update-ca-certificates). botocore
+# would otherwise check certificates against its own bundle only (certifi's), where a
+# province's own CA never is.
+SYSTEM_CAS = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def _trusted(target: Target) -> str | bool:
+    """What an https endpoint's certificate is checked with: ``ca=``, else the system's."""
+    if target.ca is not None:
+        if not os.path.isfile(target.ca):
+            raise ObjectStoreError(f"store URL ca={target.ca}: no such file", "tls")
+        return target.ca
+    return SYSTEM_CAS if os.path.isfile(SYSTEM_CAS) else True
 
 
 # -- the registry of this process's S3 connections (for readers) ----------------------------------
