@@ -26,10 +26,11 @@ PKGS_SERVER=(postgresql nginx openssl restic)
 # The power-cut tests mount a FUSE layer (tests/powercut.py: mfusepy over libfuse3,
 # fusermount3 from fuse3). The object-store tests run a real S3 server: Ceph's RADOS Gateway
 # on a one-node throwaway cluster (tests/s3server.py: radosgw, ceph-mon, ceph-osd, ceph-common).
-# The restore drill backs up with restic (tests/test_restore.py). `make check-install` builds a
+# The restore drill backs up with restic (tests/test_restore.py). A database host of its own is
+# a network namespace made with iproute2's ip (tests/test_dbhost.py). `make check-install` builds a
 # fresh Debian 12 root with debootstrap (scripts/check-install.sh; not part of `make test`).
 PKGS_DEV=(chromium postgresql nginx openssl fuse3 libfuse3-3 radosgw ceph-mon ceph-osd ceph-common restic
-          debootstrap)
+          debootstrap iproute2)
 # Benchmarks compare against OCRmyPDF, which needs these.
 PKGS_BENCH=(ghostscript unpaper)
 

@@ -43,10 +43,19 @@ SHARED_BUFFERS = "64MB"
 
 
 class PostgresCluster:
-    def __init__(self, settings: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        settings: dict[str, str] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        netns: str | None = None,
+    ) -> None:
         """``settings``: server settings (``-c name=value``) beside the defaults below, e.g.
-        ``{"shared_buffers": "4GB"}``."""
+        ``{"shared_buffers": "4GB"}``. ``host``: the address it listens on; ``netns``: the
+        network namespace it runs in (a database host of its own: tests/test_dbhost.py)."""
         self.settings = {"shared_buffers": SHARED_BUFFERS} | (settings or {})
+        self.host = host
+        self.netns = netns
         self.bin = bindir()
         self.port = free_port()
         self.password = secrets.token_hex(12)
@@ -59,6 +68,8 @@ class PostgresCluster:
         cmd = list(args)
         if self.as_root:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        if self.netns is not None:
+            cmd = ["ip", "netns", "exec", self.netns, *cmd]
         return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=120)
 
     def start(self) -> PostgresCluster:
@@ -82,6 +93,9 @@ class PostgresCluster:
             "--no-sync",
         )
         pwfile.unlink()
+        if self.host != "127.0.0.1":  # clients on its own network, with the password
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.write("host all all samenet scram-sha-256\n")
         self._pg_ctl("start")
         return self
 
@@ -112,9 +126,17 @@ class PostgresCluster:
         """Stop (fast: sessions are cut) and start again on the same port."""
         self._pg_ctl("restart", "-m", "fast")
 
+    def stop_now(self) -> None:
+        """Stop as a power cut stops it (immediate: no checkpoint, sessions cut), keeping
+        its data for :meth:`start_again`."""
+        self._pg_ctl("stop", "-m", "immediate")
+
+    def start_again(self) -> None:
+        self._pg_ctl("start")
+
     def _pg_ctl(self, action: str, *extra: str) -> None:
         options = (
-            f"-c listen_addresses=127.0.0.1 -c port={self.port}"
+            f"-c listen_addresses={self.host} -c port={self.port}"
             f" -c unix_socket_directories={self.root} -c max_connections=200"
             " -c log_min_messages=warning"
         ) + "".join(f" -c {name}={value}" for name, value in self.settings.items())
@@ -126,7 +148,7 @@ class PostgresCluster:
 
     def url(self, dbname: str = "postgres", password: str | None = None) -> str:
         pw = self.password if password is None else password
-        return f"postgresql://{SUPERUSER}:{pw}@127.0.0.1:{self.port}/{dbname}"
+        return f"postgresql://{SUPERUSER}:{pw}@{self.host}:{self.port}/{dbname}"
 
     def create_database(self, prefix: str = "t") -> str:
         """A new empty database; its URL (with the password)."""

@@ -44,6 +44,23 @@ DEFAULT_POOL_SIZE = 8
 POOL_TIMEOUT_S = 30.0
 APPLICATION_NAME = "sohoa-server"
 
+# A database host that dies without a word (its power cut, a cable pulled: no RST, packets
+# simply vanish) would leave a connection waiting for an answer for ever: a query's bytes were
+# acknowledged, nothing more is in flight, so TCP never notices. Every thread waiting so holds
+# its pool connection, and the ingest thread with them: the server would not resume when the
+# host came back. The kernel is told to notice instead: keepalive probes after 15 s of
+# silence, 3 more 5 s apart (a dead peer is known ~30 s after its last word), and data left
+# unacknowledged for 30 s fails the connection too (tcp_user_timeout). A new connection waits
+# at most 10 s. tests/test_dbhost.py cuts a real database host's link mid-query.
+LIBPQ_LIVENESS: dict[str, Any] = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 15,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,  # milliseconds
+}
+
 # What a row of each engine answers to: position and column name.
 
 
@@ -138,6 +155,7 @@ def _kwargs(password: str | None) -> dict[str, Any]:
         "autocommit": True,
         "row_factory": _row_factory,
         "application_name": APPLICATION_NAME,
+        **LIBPQ_LIVENESS,
     }
     if password is not None:
         kwargs["password"] = password
