@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import random
+import secrets
 import signal
 import subprocess
 import time
@@ -133,6 +134,42 @@ def test_parts_are_uploaded_verified_committed_and_read_back_from_the_object_sto
     assert s3a.server.state(batch.batch_id).complete
     report = fixity.check_store(s3a.server.db)  # re-reads and re-hashes every object
     assert report.finished and report.checked == 6 and not report.damaged
+
+
+def test_a_write_once_bucket_takes_the_archive_as_it_is(tmp_path: Path, s3_server: CephS3) -> None:
+    """An archive may put its files in a bucket no one can change or delete (S3 Object Lock,
+    COMPLIANCE retention: write once, read many). Every write here is a new object verified
+    by its Content-MD5, so such a bucket takes the archive as it is: parts (one multipart),
+    a station's re-send, the fixity check, doctor's write probe (its delete leaves a marker,
+    the probe's version stays under its retention); nothing refused."""
+    bucket = f"sohoa-worm-{secrets.token_hex(3)}"
+    admin = s3_server.client()
+    admin.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    admin.put_object_lock_configuration(
+        Bucket=bucket,
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 1}},
+        },
+    )
+    server = Server(tmp_path, tmp_path / "db" / "archive.sqlite3")
+    store = _store(tmp_path, s3_server, bucket)
+    server.ingest = Ingest(server.db, store, accept_unenrolled=True)
+    s3a = S3Archive(server, store, s3_server, bucket)
+    batch = make_batch(2, random.Random(35), sizes={"text": 700, "capture": 3 * PART_BYTES})
+    out = _deliver(s3a, batch, 40_000)
+    assert not rejects(out)
+    committed = Counter((s.page_id, s.part) for r in receipts(out) for s in r.committed)
+    assert committed == Counter((p.page_id, n) for p in batch.pages for n in p.parts)
+    assert not rejects(_deliver(s3a, batch, 40_000))  # the station sends it all again
+    report = fixity.check_store(server.db)
+    assert report.finished and report.checked == 4 and not report.damaged
+    assert store.check(write=True).startswith(f"s3://{bucket}/")
+    for (_, _), location in s3a.locations().items():
+        key = objects.split_location(location)[1]  # type: ignore[index]
+        held = admin.get_object_retention(Bucket=bucket, Key=key)["Retention"]
+        assert held["Mode"] == "COMPLIANCE"  # the bucket's rule, on every part
+    server.db.close()
 
 
 def test_a_part_that_fails_its_sha256_never_reaches_the_object_store(s3a: S3Archive) -> None:
