@@ -557,7 +557,7 @@ def test_a_gateway_that_stops_answering_holds_up_neither_the_app_nor_its_readers
         assert {status for status, _, _ in answered} == {503}
         assert {retry for _, retry, _ in answered} == {str(objects.RETRY_AFTER_S)}
         log = server.log_path.read_text(encoding="utf-8")
-        assert log.count(f"object store {bucket} does not answer") == 1
+        assert log.count(f"object store {bucket} does not answer reads") == 1
         assert "Connection pool is full" not in log
         assert "Traceback" not in log
     finally:
@@ -570,7 +570,7 @@ def test_a_gateway_that_stops_answering_holds_up_neither_the_app_nor_its_readers
         assert status == 200
         assert [server.get(f)[0] for f in files] == [200] * 4
         log = server.log_path.read_text(encoding="utf-8")
-        assert log.count(f"object store {bucket} answers again") == 1
+        assert log.count(f"object store {bucket} answers reads again") == 1
     finally:
         server.stop()
         broker.stop()
@@ -936,9 +936,9 @@ def test_a_gateway_that_stops_answering_costs_the_ingest_one_wait_not_one_a_mess
     finally:
         gateway.send_signal(signal.SIGCONT)
     deadline = time.monotonic() + 60  # the store is asked every PROBE_EVERY_S
-    while bucket in objects._silent_since and time.monotonic() < deadline:
+    while (bucket, "write") in objects._silent_since and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert bucket not in objects._silent_since
+    assert (bucket, "write") not in objects._silent_since
     heard = _through_worker(worker, link, batch)
     committed = Counter((s.page_id, s.part) for m in heard if isinstance(m, Receipt)
                         for s in m.committed)  # fmt: skip
@@ -1020,6 +1020,55 @@ def test_an_https_gateway_is_trusted_through_its_ca_and_only_so(
             )
         )
     assert missing.value.cause == "tls" and "no-such-ca.pem" in str(missing.value)
+
+
+def test_uploads_that_get_no_answer_silence_uploads_only(
+    s3a: S3Archive, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A full Ceph cluster blocks every write and still serves every read. Here the
+    gateway's writes are made to time out (botocore's own ReadTimeoutError, raised for each
+    PUT and multipart part before it is sent: the gateway stays real for everything else):
+    uploads fall silent and the station is told retry_later, while staff go on reading the
+    pages already stored; once writes are answered again (the probe is a small write), the
+    re-send is stored."""
+    from botocore.exceptions import ReadTimeoutError
+
+    monkeypatch.setattr(objects, "PROBE_EVERY_S", 0.5)
+    first = make_batch(1, random.Random(36), sizes={"text": 700})
+    assert receipts(_deliver(s3a, first, 40_000))
+    stored = s3a.locations()[(first.pages[0].page_id, "text")]
+
+    def full(**kwargs: Any) -> None:
+        raise ReadTimeoutError(endpoint_url="(a full cluster)")
+
+    writes = s3a.store.client.meta.events
+    for op in ("PutObject", "UploadPart", "CreateMultipartUpload"):
+        writes.register(f"before-send.s3.{op}", full)
+    batch = make_batch(2, random.Random(37), sizes={"text": 700, "capture": 2 * PART_BYTES})
+    settings = ServerSettings(data_dir=tmp_path, ingest=False, retry_after_s=5)
+    worker = IngestWorker(settings, s3a.server.ingest)
+    link = StationLink()
+    worker._client = link  # type: ignore[assignment]  (as the refusal test's worker)
+    try:
+        heard = _through_worker(worker, link, batch)
+        assert not [m for m in heard if isinstance(m, Receipt)]
+        assert {m.reason for m in heard if isinstance(m, Reject)} == {"retry_later"}
+        assert (s3a.bucket, "write") in objects._silent_since
+        assert (s3a.bucket, "read") not in objects._silent_since
+        assert objects.read_bytes(stored) == first.pages[0].parts["text"]  # staff still read
+        time.sleep(2)  # probes that meet the full cluster keep the silence
+        assert (s3a.bucket, "write") in objects._silent_since
+    finally:
+        for op in ("PutObject", "UploadPart", "CreateMultipartUpload"):
+            writes.unregister(f"before-send.s3.{op}", full)
+    deadline = time.monotonic() + 30
+    while (s3a.bucket, "write") in objects._silent_since and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (s3a.bucket, "write") not in objects._silent_since
+    heard = _through_worker(worker, link, batch)
+    committed = Counter((x.page_id, x.part) for m in heard if isinstance(m, Receipt)
+                        for x in m.committed)  # fmt: skip
+    assert committed == Counter((p.page_id, n) for p in batch.pages for n in p.parts)
 
 
 # -- the objects backed up to a second store and brought back (server.store.offsite) ------------

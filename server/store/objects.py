@@ -367,10 +367,12 @@ def _renewer(
 #
 # - at most READ_SLOTS reads wait on the store at once (the rest wait READ_SLOT_WAIT_S for a
 #   slot, then fail), and a read waits READ_TIMEOUT_S for an answer (twice);
-# - once a read or an upload has had no answer, the bucket is *silent*: every read and upload
-#   fails at once (cause "unreachable": staff get a 503 with Retry-After, stations
-#   retry_later) while one thread asks the store every PROBE_EVERY_S; its first answer of any
-#   kind ends it. Logged once when it starts, once when it ends.
+# - once a read has had no answer, the bucket's reads are *silent*: every read fails at once
+#   (cause "unreachable": staff get a 503 with Retry-After) while one thread asks the store
+#   (a listing) every PROBE_EVERY_S; its first answer of any kind ends it. Uploads fall silent
+#   the same way, on their own (stations are told retry_later; the probe is a small write):
+#   a full Ceph cluster blocks writes and still serves reads. Logged once when a silence
+#   starts, once when it ends.
 #
 # A refusal (connection refused, an error code) is fast, and silences nothing.
 
@@ -381,7 +383,10 @@ PROBE_EVERY_S = 10.0
 RETRY_AFTER_S = 15  # what a reader that got a 503 is told to wait
 
 _read_slots = threading.BoundedSemaphore(READ_SLOTS)
-_silent_since: dict[str, float] = {}  # bucket -> when it stopped answering (time.time())
+# (bucket, "read" or "write") -> when it stopped answering (time.time()). Reads and writes
+# fall silent apart: a Ceph cluster that is full (or has its writes paused) blocks every
+# write while it still serves every read, and staff can then go on reading.
+_silent_since: dict[tuple[str, str], float] = {}
 
 
 def _unanswered(exc: BaseException) -> bool:
@@ -391,62 +396,75 @@ def _unanswered(exc: BaseException) -> bool:
     return isinstance(exc, ConnectTimeoutError | ReadTimeoutError)
 
 
-def _silent(bucket: str, what: str) -> None:
-    """Fail at once while ``bucket``'s store is silent."""
+def _silent(bucket: str, what: str, kind: str = "read") -> None:
+    """Fail at once while ``bucket``'s store gives no answer to this ``kind`` of request."""
     with _lock:
-        since = _silent_since.get(bucket)
+        since = _silent_since.get((bucket, kind))
     if since is not None:
         raise ObjectStoreError(
-            f"object store: {what}: it has not answered since"
+            f"object store: {what}: it has not answered a {kind} since"
             f" {time.strftime('%H:%M:%S', time.localtime(since))}; asked again every"
             f" {PROBE_EVERY_S:.0f} s",
             "unreachable",
         )
 
 
-def _heard_nothing(bucket: str, exc: BaseException) -> None:
-    """Make ``bucket`` silent if ``exc`` is a request that got no answer, and start the
-    thread that asks it until it answers."""
+def _heard_nothing(
+    bucket: str, exc: BaseException, kind: str = "read", ask: Callable[[], None] | None = None
+) -> None:
+    """Make ``bucket``'s ``kind`` of request silent if ``exc`` is a request that got no
+    answer, and start the thread that asks it until it answers: ``ask`` (a request of that
+    kind; raises what botocore raises), by default a one-key listing."""
     if not _unanswered(exc):
         return
     with _lock:
-        if bucket in _silent_since:
+        if (bucket, kind) in _silent_since:
             return
-        _silent_since[bucket] = time.time()
+        _silent_since[bucket, kind] = time.time()
     log.warning(
-        "object store %s does not answer (%s): reads and uploads fail at once until it"
-        " answers again; asking it every %.0f s",
+        "object store %s does not answer %ss (%s): they fail at once until it answers again;"
+        " asking it every %.0f s",
         bucket,
+        kind,
         exc,
         PROBE_EVERY_S,
     )
     threading.Thread(
-        target=_ask_until_heard, args=(bucket,), name="sohoa-s3-probe", daemon=True
+        target=_ask_until_heard,
+        args=(bucket, kind, ask or (lambda: _list_one(bucket))),
+        name="sohoa-s3-probe",
+        daemon=True,
     ).start()
 
 
-def _ask_until_heard(bucket: str) -> None:
-    """Ask ``bucket``'s store (a one-key listing) every :data:`PROBE_EVERY_S` until it
-    answers anything at all (a refusal is an answer: its cause is for the next request to
-    meet), then end its silence."""
+def _list_one(bucket: str) -> None:
+    with _lock:
+        client = _clients.get(bucket)
+    if client is not None:
+        client.list_objects_v2(Bucket=bucket, MaxKeys=1)
+
+
+def _ask_until_heard(bucket: str, kind: str, ask: Callable[[], None]) -> None:
+    """``ask`` every :data:`PROBE_EVERY_S` until the store answers anything at all (a
+    refusal is an answer: its cause is for the next request to meet), then end the
+    silence."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     while True:
         time.sleep(PROBE_EVERY_S)
-        with _lock:
-            client = _clients.get(bucket)
-        if client is None:
-            continue
         try:
-            client.list_objects_v2(Bucket=bucket, MaxKeys=1)
+            ask()
         except ClientError:
             pass
-        except BotoCoreError:
+        except (BotoCoreError, ObjectStoreError):
             continue
         with _lock:
-            since = _silent_since.pop(bucket, time.time())
+            since = _silent_since.pop((bucket, kind), time.time())
         log.warning(
-            "object store %s answers again (silent for %.0f s)", bucket, time.time() - since
+            "object store %s answers %ss again (silent for %.0f s)",
+            bucket,
+            kind,
+            time.time() - since,
         )
         return
 
@@ -594,7 +612,7 @@ class ObjectStore(Store):
         from botocore.exceptions import BotoCoreError, ClientError
 
         if self.reader:  # the archive's own store (a backup store's name may be the same)
-            _silent(self.target.bucket, key)
+            _silent(self.target.bucket, key, "write")
         try:
             etag = self.etag_of(source, sha256, size)
             if self._verified(key, sha256, size, etag):
@@ -618,8 +636,17 @@ class ObjectStore(Store):
                 raise ObjectStoreError(f"{key}: the stored object does not verify")
         except (BotoCoreError, ClientError) as exc:
             if self.reader:
-                _heard_nothing(self.target.bucket, exc)
+                _heard_nothing(self.target.bucket, exc, "write", self._write_probe)
             raise self._failure(exc, key) from exc
+
+    def _write_probe(self) -> None:
+        """A small object put and deleted (doctor's probe): whether the store takes writes."""
+        key = self.target.prefix + PROBE_KEY
+        data = b"sohoa: does the store take writes again?"
+        self.client.put_object(
+            Bucket=self.target.bucket, Key=key, Body=data, ContentMD5=_md5_b64(data)
+        )
+        self.client.delete_object(Bucket=self.target.bucket, Key=key)
 
     def _failure(self, exc: Exception, key: str) -> ObjectStoreError:
         """:func:`failure`, but a refused HEAD (a status without a body, so without its
