@@ -9,6 +9,7 @@ and ``sohoa-server run`` against the gateway."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import random
@@ -434,24 +435,9 @@ def test_a_real_batch_ingested_into_the_object_store_is_served_by_the_staff_api(
     """A page drawn, ``sohoa-agent import``ed, processed (tesseract vie, PDF/A) and synced
     with its master over a real Mosquitto to ``sohoa-server run`` whose store is the
     gateway; then fetched through the staff API: the parts come from the object store."""
-    incoming = tmp_path / "in"
-    incoming.mkdir()
-    src = draw_page(PAGES[1], incoming / "trang-01.png")
-    bucket = s3_server.new_bucket()
-    broker = Broker(tmp_path / "broker").start()
-    server = ServerProcess(
-        tmp_path / "server",
-        broker.url,
-        settings={"SOHOA_STORE_URL": s3_server.url(bucket), **s3_server.env()},
-    )
-    try:
-        server.start()
-        env = agent_env(tmp_path / "agent", broker.url, SOHOA_SYNC_MASTERS="true")
-        run_agent(env, "import", str(incoming), check=True)
-        run_agent(env, "sync", "--wait", "--timeout", "300", check=True)
+    with _served_from_the_gateway(tmp_path, s3_server) as (server, bucket, page, src):
         (batch,) = server.get_json("/api/v1/batches")
         assert batch["complete"]
-        (page,) = server.get_json(f"/api/v1/batches/{batch['id']}")["pages"]
         db = Database(tmp_path / "server" / "archive.sqlite3")
         try:
             paths = [r["path"] for r in db.read().execute("SELECT path FROM parts")]
@@ -492,6 +478,34 @@ def test_a_real_batch_ingested_into_the_object_store_is_served_by_the_staff_api(
         missing = [server.request("GET", f"/api/v1/pages/{page['id']}/{what}")[0]
                    for what in ("original", "image", "text")]  # fmt: skip
         assert 200 in missing and any(code >= 400 for code in missing)
+
+
+@contextlib.contextmanager
+def _served_from_the_gateway(
+    tmp_path: Path, s3_server: CephS3
+) -> Iterator[tuple[ServerProcess, str, dict[str, Any], Path]]:
+    """A page drawn, ``sohoa-agent import``ed, processed (tesseract vie, PDF/A) and synced
+    with its master over a real Mosquitto to ``sohoa-server run`` whose store is a new
+    bucket of the gateway: (the server, the bucket, the page as the API lists it, the
+    drawn file)."""
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    src = draw_page(PAGES[1], incoming / "trang-01.png")
+    bucket = s3_server.new_bucket()
+    broker = Broker(tmp_path / "broker").start()
+    server = ServerProcess(
+        tmp_path / "server",
+        broker.url,
+        settings={"SOHOA_STORE_URL": s3_server.url(bucket), **s3_server.env()},
+    )
+    try:
+        server.start()
+        env = agent_env(tmp_path / "agent", broker.url, SOHOA_SYNC_MASTERS="true")
+        run_agent(env, "import", str(incoming), check=True)
+        run_agent(env, "sync", "--wait", "--timeout", "300", check=True)
+        (batch,) = server.get_json("/api/v1/batches")
+        (page,) = server.get_json(f"/api/v1/batches/{batch['id']}")["pages"]
+        yield server, bucket, page, src
     finally:
         server.stop()
         broker.stop()
@@ -522,48 +536,34 @@ def test_a_gateway_that_stops_answering_holds_up_neither_the_app_nor_its_readers
     Now the app answers at once while reads still wait, every read gets its 503 while the
     gateway is still stopped, the log says it once, and reads come back by themselves when
     the gateway does."""
-    incoming = tmp_path / "in"
-    incoming.mkdir()
-    draw_page(PAGES[1], incoming / "trang-01.png")
-    bucket = s3_server.new_bucket()
-    broker = Broker(tmp_path / "broker").start()
-    server = ServerProcess(
-        tmp_path / "server",
-        broker.url,
-        settings={"SOHOA_STORE_URL": s3_server.url(bucket), **s3_server.env()},
-    )
     gateway = s3_server.procs["rgw"]
-    try:
-        server.start()
-        env = agent_env(tmp_path / "agent", broker.url, SOHOA_SYNC_MASTERS="true")
-        run_agent(env, "import", str(incoming), check=True)
-        run_agent(env, "sync", "--wait", "--timeout", "300", check=True)
+    with _served_from_the_gateway(tmp_path, s3_server) as (server, bucket, page, _):
         (batch,) = server.get_json("/api/v1/batches")
-        (page,) = server.get_json(f"/api/v1/batches/{batch['id']}")["pages"]
         files = [f"/api/v1/pages/{page['id']}/{what}"
                  for what in ("original", "text", "capture?w=200", "render?w=500")]  # fmt: skip
         assert [server.get(f)[0] for f in files[:2]] == [200, 200]  # the gateway answers
 
         gateway.send_signal(signal.SIGSTOP)
-        with ThreadPoolExecutor(40) as pool:
-            reads = [pool.submit(_read_hung, server.url + f, server.token) for f in files * 10]
-            time.sleep(2)  # every read has asked by now
-            # The app answers (the harness's client gives up after 10 s) while reads wait.
-            assert server.get("/login", auth=False)[0] == 200
-            assert server.get_json("/api/v1/batches")[0]["id"] == batch["id"]
-            assert not all(r.done() for r in reads), "no read waited: the gateway answered"
-            answered = [r.result(timeout=120) for r in reads]  # before the gate: 180 s
-            assert gateway.poll() is None  # still there, still stopped
+        try:
+            with ThreadPoolExecutor(40) as pool:
+                reads = [pool.submit(_read_hung, server.url + f, server.token)
+                         for f in files * 10]  # fmt: skip
+                time.sleep(2)  # every read has asked by now
+                # The app answers (the harness's client gives up after 10 s) while reads wait.
+                assert server.get("/login", auth=False)[0] == 200
+                assert server.get_json("/api/v1/batches")[0]["id"] == batch["id"]
+                assert not all(r.done() for r in reads), "no read waited: the gateway answered"
+                answered = [r.result(timeout=120) for r in reads]  # before the gate: 180 s
+                assert gateway.poll() is None  # still there, still stopped
+        finally:
+            gateway.send_signal(signal.SIGCONT)
         assert {status for status, _, _ in answered} == {503}
         assert {retry for _, retry, _ in answered} == {str(objects.RETRY_AFTER_S)}
         log = server.log_path.read_text(encoding="utf-8")
         assert log.count(f"object store {bucket} does not answer reads") == 1
         assert "Connection pool is full" not in log
         assert "Traceback" not in log
-    finally:
-        gateway.send_signal(signal.SIGCONT)
-    try:
-        # Back by itself once its readers' pause is over: no restart.
+        # Back by itself once its readers' silence is over: no restart.
         deadline = time.monotonic() + 60
         while (status := server.get(files[0])[0]) != 200 and time.monotonic() < deadline:
             time.sleep(1)
@@ -571,9 +571,6 @@ def test_a_gateway_that_stops_answering_holds_up_neither_the_app_nor_its_readers
         assert [server.get(f)[0] for f in files] == [200] * 4
         log = server.log_path.read_text(encoding="utf-8")
         assert log.count(f"object store {bucket} answers reads again") == 1
-    finally:
-        server.stop()
-        broker.stop()
 
 
 def test_doctor_names_a_gateway_whose_reads_wait_on_nagle(
