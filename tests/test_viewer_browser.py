@@ -7,9 +7,11 @@ processed and synced by the real agent and ingested by the real server
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,6 +42,7 @@ class Staff:
     page: Any  # playwright.sync_api.Page, logged in as an archivist
     base: str
     blocked: list[str]  # what the Content-Security-Policy refused
+    data_dir: Path  # the server's (its store, its render cache)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +85,7 @@ def staff(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Staff]:
             page.fill("#username", "lan")
             page.fill("#password", PASSWORD)
             page.click("form.grid button[type=submit]")
-            yield Staff(page, server.url, blocked)
+            yield Staff(page, server.url, blocked, archive.store)
             browser.close()
     finally:
         server.stop()
@@ -187,4 +190,33 @@ def test_a_page_the_station_turned_is_shown_in_its_own_shape(staff: Staff) -> No
     assert width > scan["width"] * 1.5, (width, scan)
     assert abs(height / width - natural) < 0.01, (width, height, natural)
     page.screenshot(path=str(ARTEFACTS / "turned.png"))
+    assert not staff.blocked, staff.blocked
+
+
+def test_a_page_image_the_store_cannot_give_says_so_and_comes_back_on_retry(staff: Staff) -> None:
+    """The store does not give the page's file (here its archival PDF moved away, as a
+    store that does not answer gives a 503 too): the viewer says so in Vietnamese, with a
+    button that asks again, instead of a broken-image icon; once the file is back, the
+    button brings the image."""
+    page = staff.page
+    (archival,) = (staff.data_dir / "store").rglob("0001-*.archival.*")
+    aside = archival.with_name(archival.name + ".aside")
+    shutil.rmtree(staff.data_dir / "render-cache", ignore_errors=True)
+    archival.rename(aside)
+    # The earlier tests' renderings of this page are in the browser's cache (immutable).
+    page.context.new_cdp_session(page).send("Network.clearBrowserCache")
+    try:
+        page.goto(staff.base + "/review")
+        row = page.locator("tr", has=page.locator("a:text-matches('Trang 1$')")).first
+        row.locator("a[href^='/pages/']").first.click()
+        page.wait_for_url("**/pages/*")
+        note = page.locator("#image-error")
+        note.wait_for(state="visible")
+        assert "Không tải được ảnh trang" in note.inner_text()
+        page.screenshot(path=str(ARTEFACTS / "image-unavailable.png"))
+    finally:
+        aside.rename(archival)
+    page.click("#image-retry")
+    page.wait_for_function("() => document.getElementById('scan').naturalWidth > 0")
+    note.wait_for(state="hidden")
     assert not staff.blocked, staff.blocked

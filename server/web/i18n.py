@@ -61,6 +61,13 @@ TEXT: dict[str, tuple[str, str]] = {
     # The unaltered capture. "Bản gốc" is the paper original, not its scan (TT 05/2025).
     "original": ("Ảnh quét gốc", "Original scan"),
     "image": ("Ảnh lưu trữ", "Archival image"),
+    # The page viewer when an image does not load (the store does not answer: a 503).
+    "image_unavailable": (
+        "Không tải được ảnh trang: kho tệp không trả lời hoặc đang bận. Thử lại sau ít giây.",
+        "The page image did not load: the file store does not answer or is busy. Try again"
+        " in a few seconds.",
+    ),
+    "image_retry": ("Thử lại", "Try again"),
     "flag_blank": ("trang trắng", "blank page"),
     "flag_low_confidence": ("OCR kém tin cậy", "low OCR confidence"),
     "flag_review": ("chữ nhận dạng có thể sai", "OCR text likely wrong"),

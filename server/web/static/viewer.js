@@ -85,6 +85,34 @@
     img.addEventListener("load", reshape);
     if (img.complete) reshape();  // loaded before this deferred script ran
   }
+  // An image that does not load (the store does not answer: a 503) says so, with a button
+  // that asks for it again, instead of a broken-image icon.
+  var failedNote = document.getElementById("image-error");
+  var failed = [];
+  function failedOne(image) {
+    if (failed.indexOf(image) < 0) failed.push(image);
+    if (failedNote) failedNote.hidden = false;
+  }
+  function loadedOne(image) {
+    failed = failed.filter(function (f) { return f !== image; });
+    if (failedNote && !failed.length) failedNote.hidden = true;
+  }
+  [img, capImg].forEach(function (image) {
+    if (!image) return;
+    image.addEventListener("error", function () { failedOne(image); });
+    image.addEventListener("load", function () { loadedOne(image); });
+    // failed before this deferred script ran
+    if (image.complete && image.getAttribute("src") && !image.naturalWidth) failedOne(image);
+  });
+  var retry = document.getElementById("image-retry");
+  if (retry) {
+    retry.addEventListener("click", function () {
+      failed.forEach(function (image) {
+        var src = image.getAttribute("src").replace(/&retry=\d+$/, "");
+        image.src = src + "&retry=" + Date.now();
+      });
+    });
+  }
   window.addEventListener("resize", function () { if (!shown) fit(); });
   document.querySelectorAll("[data-zoom]").forEach(function (b) {
     b.addEventListener("click", function () {
