@@ -22,6 +22,7 @@ from real_archive import RealArchive
 from real_archive import build as build_real_archive
 from s3server import CephS3
 from s3server import require as require_s3
+from xdist_recovery import pytest_xdist_make_scheduler  # noqa: F401 (the controller's hook)
 
 
 @pytest.fixture(autouse=True)
