@@ -6,13 +6,21 @@ terminated"). So every test runs with faulthandler armed to write all Python thr
 stacks to a file shortly before pytest-timeout fires — faulthandler's watchdog is a C
 thread, it writes even when the test is stuck inside a C call — and the controller prints
 the files it finds at the end of the run, under "hung tests".
+
+pytest-timeout's thread needs the GIL to end a worker, and a test can hang in a C call that
+holds it (python-sane calls sane_cancel() without releasing it; a CI worker hung there for
+good). So every test also arms an alarm(2) at its timeout plus a grace: SIGALRM with no
+handler makes the kernel end the worker, GIL or not, and xdist goes on without it
+(tests/xdist_recovery.py).
 """
 
 from __future__ import annotations
 
 import faulthandler
+import math
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +29,9 @@ import pytest
 # Seconds before pytest-timeout's deadline at which the stacks are written (a quarter of
 # the timeout when that is shorter).
 LEAD = 20.0
+# Seconds after pytest-timeout's deadline at which the kernel ends the worker (at most the
+# timeout itself, so that a short test timeout gets a short grace).
+GRACE = 30.0
 
 
 def hang_dir(config: pytest.Config) -> Path:
@@ -56,9 +67,14 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
         out.write(header)
         out.flush()
         faulthandler.dump_traceback_later(after, file=out)
+        armed = signal.getsignal(signal.SIGALRM) == signal.SIG_DFL
+        if armed:
+            signal.alarm(math.ceil(timeout + min(GRACE, timeout)))
         try:
             yield
         finally:
+            if armed:
+                signal.alarm(0)
             faulthandler.cancel_dump_traceback_later()
     if path.stat().st_size == len(header.encode()):
         path.unlink()  # it finished in time: nothing to report
