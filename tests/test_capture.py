@@ -219,6 +219,73 @@ def test_a_frame_says_how_long_its_scanner_has_been_silent(known) -> None:  # ty
     assert sane_device.stalled_for() == 0.0  # no frame: nothing is stalled
 
 
+class _StuckCancel:
+    """The real test device, except that its second sheet's sane_cancel() does not return until
+    the test lets it: the backend stuck ending a frame, as CI saw the test backend once."""
+
+    def __init__(self, device: object) -> None:
+        object.__setattr__(self, "_device", device)
+        object.__setattr__(self, "snaps", [])
+        object.__setattr__(self, "cancels", 0)
+        object.__setattr__(self, "stuck", threading.Event())
+        object.__setattr__(self, "release", threading.Event())
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._device, name)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        setattr(self._device, name, value)
+
+    def snap(self, **kwargs: object) -> object:
+        self.snaps.append(kwargs)
+        return self._device.snap(**kwargs)  # type: ignore[attr-defined]
+
+    def cancel(self) -> None:
+        object.__setattr__(self, "cancels", self.cancels + 1)
+        if self.cancels == 2:
+            self.stuck.set()
+            self.release.wait(60)
+        self._device.cancel()  # type: ignore[attr-defined]
+
+
+def test_a_driver_stuck_ending_a_frame_loses_no_page_and_is_a_stall(settings, known) -> None:  # type: ignore[no-untyped-def]
+    """python-sane's snap() ends a frame with sane_cancel() holding the GIL: a backend stuck
+    there froze a CI worker, watchdog thread and all. The agent reads with no_cancel and
+    ends the frame itself (GIL released) once the page is stored, and the daemon's watchdog
+    sees the stuck call as a stalled scan (sane_device.stalled_for)."""
+    request = profiles.ScanRequest(source="adf", mode="gray", dpi=100)
+    result: dict[str, object] = {}
+    with ob.Outbox(settings.data_dir) as outbox, sane_device.open_scanner("test:0", known) as sc:
+        device = _StuckCancel(sc.device)
+        sc.device = device
+
+        def run() -> None:
+            result["outcome"] = capture.scan_batch(settings, outbox, sc, request)
+
+        scanning = threading.Thread(target=run)
+        scanning.start()
+        try:
+            assert device.stuck.wait(30)
+            time.sleep(0.3)
+            silent = sane_device.stalled_for()
+            with ob.Outbox(settings.data_dir, read_only=True) as reader:
+                (batch,) = reader.batches()
+                stored = reader.pages(batch.batch_id)
+        finally:
+            device.release.set()
+            scanning.join(60)
+    assert silent >= 0.3  # the stuck call counts as a silent scanner
+    assert [p.page_no for p in stored] == [1, 2]  # the sheet being ended is already stored
+    for page in stored:
+        path = settings.data_dir / "batches" / page.batch_id / page.capture_file
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == page.capture_sha256
+    outcome = result["outcome"]
+    assert outcome.error is None and outcome.pages == 10  # type: ignore[attr-defined]
+    assert device.snaps and all(kw.get("no_cancel") is True for kw in device.snaps)
+    assert device.cancels == 10  # every frame ended, each once
+    assert sane_device.stalled_for() == 0.0
+
+
 def test_the_next_press_after_a_jam_continues_the_batch(settings, known) -> None:  # type: ignore[no-untyped-def]
     from agent.capture import scan as cap
 

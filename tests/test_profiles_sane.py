@@ -63,7 +63,10 @@ def test_resolved_settings_apply_and_scan(
     # hung this test in a CI run (sane.py snap, 280 s; .pytest-hangs/).
     frame = _Frame(device)
     frame.start()
-    image = frame.snap()
+    try:
+        image = frame.snap()
+    finally:
+        frame.cancel()
     side_px = round(200 / 25.4 * 300)  # 2362
     assert abs(image.size[0] - side_px) <= 1
     assert abs(image.size[1] - side_px) <= 1

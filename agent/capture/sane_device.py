@@ -156,7 +156,13 @@ class _Frame:
     waits (at most READER_EXIT_WAIT_S) for the threads sane_start() created to end: by
     then the reader has written all but at most that line into its pipe (64 KiB, larger
     than any line) and has nothing left to do. The cancel then finds a finished thread.
-    Threads started by Python meanwhile are not the backend's and are not waited for."""
+    Threads started by Python meanwhile are not the backend's and are not waited for.
+
+    The frame is then ended by :meth:`cancel`, called by the caller once the page is stored:
+    python-sane's snap() would call sane_cancel() itself, holding the GIL — a backend stuck
+    there (the same race, met by a frame that ends in an error status: CI saw a worker hang
+    in it) would freeze every thread of the agent, the one that pings systemd's watchdog
+    and the one that tells the technician included, and lose the page read."""
 
     def __init__(self, device: Any) -> None:
         self.device = device
@@ -177,13 +183,28 @@ class _Frame:
         self.reader = _threads() - before - python
 
     def snap(self) -> Image.Image:
+        """Read the frame; it stays open until :meth:`cancel` (also after an error)."""
         global _alive_at
         try:
             with _keep_signal_handlers():
-                image: Image.Image = self.device.snap(progress=self._progress)
+                image: Image.Image = self.device.snap(no_cancel=True, progress=self._progress)
         finally:
             _alive_at = None
         return image
+
+    def cancel(self) -> None:
+        """End the frame (sane_cancel) with the GIL released. While it runs it is the frame's
+        last sign of life: a backend stuck in it is a stalled scan (:func:`stalled_for`),
+        which the daemon reports and systemd's watchdog ends."""
+        global _alive_at
+        _alive_at = time.monotonic()
+        try:
+            with _keep_signal_handlers():
+                self.device.cancel()
+        except Exception:  # an unplugged device: nothing is left to end
+            log.warning("ending the frame failed", exc_info=True)
+        finally:
+            _alive_at = None
 
     def _progress(self, line: int, lines: int) -> None:
         global _alive_at
@@ -409,13 +430,17 @@ class Scanner:
             try:
                 image = frame.snap()
             except Exception as exc:
+                frame.cancel()
                 if END_OF_FEEDER in str(exc):  # some backends say so on read, not on start
                     if count == 0:
                         raise ScannerError("scan_no_paper", str(exc)) from exc
                     return
                 raise ScannerError(_error_key(exc), str(exc), pages=count) from exc
             count += 1
-            yield ScannedPage(image=image, dpi=dpi, colour=colour)
+            try:
+                yield ScannedPage(image=image, dpi=dpi, colour=colour)
+            finally:
+                frame.cancel()  # once the caller has stored the page: a stuck driver loses none
             if not feeder:
                 return
 
@@ -431,9 +456,14 @@ class Scanner:
         frame = _Frame(self.device)
         try:
             frame.start()
+        except Exception as exc:
+            raise ScannerError(_error_key(exc), str(exc), pages=0) from exc
+        try:
             image = frame.snap()
         except Exception as exc:
             raise ScannerError(_error_key(exc), str(exc), pages=0) from exc
+        finally:
+            frame.cancel()
         return ScannedPage(image=image, dpi=self.resolution(), colour=request.mode == "color")
 
 
