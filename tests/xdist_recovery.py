@@ -49,13 +49,22 @@ class RecoveringLoadGroupScheduling(LoadGroupScheduling):
         return crashed
 
     def _reschedule(self, node: WorkerController) -> None:
+        # xdist's own rule (a group more once a worker holds two tests or fewer, stop when
+        # none are left), except that it goes on until the worker holds two.
         if node.shutting_down:
             return
-        while self._pending_of(self.assigned_work[node]) < 2:
-            if not self.workqueue:
-                node.shutdown()  # the worker runs what it holds, then stops
-                return
+        if not self.workqueue:
+            node.shutdown()  # the worker runs what it holds, then stops
+            return
+        if self._pending_of(self.assigned_work[node]) > 2:
+            return
+        while True:
             self._assign_work_unit(node)
+            if self._pending_of(self.assigned_work[node]) >= 2:
+                return
+            if not self.workqueue:
+                node.shutdown()
+                return
 
 
 @pytest.hookimpl(tryfirst=True)
