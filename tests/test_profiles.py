@@ -382,6 +382,7 @@ def test_test_backend_resolves_and_reports_the_200_mm_clamp() -> None:
         "tl-y": 0.0,
         "br-x": 200.0,
         "br-y": 200.0,
+        "select-fd": 1,  # the data pipe, read to its end after an error (sane_device._Frame)
     }
     clamps = {a.option: (a.requested, a.applied) for a in plan.adjustments}
     assert clamps == {"br-x": (210.0, 200.0), "br-y": (297.0, 200.0)}
