@@ -165,15 +165,15 @@ class _Frame:
     Threads started by Python meanwhile are not the backend's and are not waited for.
 
     A frame that ends in an error status (a jam, an empty feeder found on read) leaves the
-    reader running, and sane_cancel() closes its pipe and cancels it at once: the reader,
-    woken by the closed pipe, frees its buffer while the cancel lands, and glibc's arena lock
-    stays held by a thread that then deadlocks in its own exit (gdb: the reader "Exiting" in
-    tcache_thread_shutdown -> free -> lll_lock_wait; the caller in sanei_thread_waitpid).
-    With a 200-dpi colour frame it hung 4 times in fewer than 3,000 such frames here. So a
-    backend that gives its data pipe (sane_get_select_fd; the test backend's profile asks
-    for it) has that pipe read, and the bytes dropped, until its reader ends (at most
-    DRAIN_MAX_S, or DRAIN_QUIET_S without a byte) before it is cancelled: none hung in
-    22,500 (10,500 read through python-sane alone, 12,000 through :meth:`Scanner.pages`).
+    reader running, and sane_cancel() cancels it as it runs: a cancel that lands inside one
+    of its free() calls leaves glibc's arena lock held, and the thread then deadlocks on it
+    in its own exit (gdb: the reader "Exiting" in tcache_thread_shutdown -> free ->
+    lll_lock_wait; the caller in sanei_thread_waitpid). With 200-dpi colour frames, larger
+    than the pipe, it hung after a median of 469 such frames (`python -m bench
+    sane_cancel`). So a backend that gives its data pipe (sane_get_select_fd; the test
+    backend's profile asks for it) has that pipe read, and the bytes dropped, until its
+    reader ends (at most DRAIN_MAX_S, or DRAIN_QUIET_S without a byte) before it is
+    cancelled: none hung in 31,500 frames (docs/benchmarks.md).
 
     The frame is then ended by :meth:`cancel`, called by the caller once the page is stored:
     python-sane's snap() would call sane_cancel() itself, holding the GIL — a backend stuck
