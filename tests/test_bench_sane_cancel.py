@@ -22,6 +22,6 @@ def test_the_cancel_benchmark_reads_every_drained_frame_and_reports_both_modes()
     assert rows[0] == "| mode | frames read | hung | seconds |"
     drained, at_once = rows[1].split(" | "), rows[2].split(" | ")
     assert drained[0] == "| pipe read to its end, then cancel (the agent)"
-    assert drained[1:3] == ["40", "no"]  # the agent's way never hung (22,500 frames)
+    assert drained[1:3] == ["40", "no"]  # the agent's way never hung (31,500 frames)
     assert at_once[0] == "| cancel at once (python-sane's way)"
     assert at_once[2] in ("yes", "no") and 0 <= int(at_once[1]) <= 40
