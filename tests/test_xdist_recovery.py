@@ -1,12 +1,9 @@
-"""A `make test` run ends when a worker dies or hangs.
-
-tests/xdist_recovery.py is the scheduler that goes on after a worker dies; tests/hang_report.py
-ends a worker whose test hangs holding the GIL, which pytest-timeout cannot.
+"""`make test`'s scheduler (tests/xdist_recovery.py) ends a run in which a worker dies.
 
 Each case runs a real pytest with two workers (or one) and `--dist loadgroup` on a small
 suite where one test kills its interpreter, as a worker that pytest-timeout ends does. With
-pytest-xdist's own scheduler the first two cases wait for ever (seen: both still waiting
-after 60 s); here each must end, report that one test failed, and run every other test once.
+pytest-xdist's own scheduler each case waits for ever (seen: all three still waiting after
+40 s); here each must end, report that one test failed, and run every other test once.
 """
 
 from __future__ import annotations
@@ -78,38 +75,3 @@ def test_a_run_whose_worker_dies_ends(
     assert re.search(rf"\b1 failed, {passed} passed\b", summary), run.stdout[-3000:]
     assert run.stdout.count("node down: Not properly terminated") == 1, run.stdout[-3000:]
     assert run.returncode == 1
-
-
-# python-sane's snap() calls sane_cancel() holding the GIL; a backend stuck there froze a CI
-# worker for good: pytest-timeout's thread never ran again. PyDLL calls pause() the same way.
-HANG_HOLDING_THE_GIL = """
-import ctypes, pytest
-
-@pytest.mark.timeout(2)
-def test_stuck_in_c():
-    ctypes.PyDLL(None).pause()
-
-def test_after(): pass
-"""
-
-
-def test_a_worker_hung_holding_the_gil_is_ended_and_reported(tmp_path: Path) -> None:
-    (tmp_path / "conftest.py").write_text(
-        "from hang_report import pytest_configure, pytest_runtest_protocol, "
-        "pytest_terminal_summary  # noqa: F401\n"
-        "from xdist_recovery import pytest_xdist_make_scheduler  # noqa: F401\n"
-    )
-    (tmp_path / "test_suite.py").write_text(HANG_HOLDING_THE_GIL)
-    env = {**os.environ, "PYTHONPATH": str(TESTS)}
-    env.pop("PYTEST_XDIST_WORKER", None)
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-n", "1", "--dist", "loadgroup", "-p", "no:cacheprovider",
-         "-o", "timeout_method=thread", "-rf", str(tmp_path)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    summary = run.stdout.strip().splitlines()[-1]
-    assert re.search(r"\b1 failed, 1 passed\b", summary), run.stdout[-3000:]
-    # The stacks written before the end name the test and the C call it was in.
-    hung = run.stdout.split("hung tests", 1)[-1]
-    assert "test_suite.py::test_stuck_in_c was still running" in hung, run.stdout[-3000:]
-    assert "test_stuck_in_c" in hung.split("was still running", 1)[1]

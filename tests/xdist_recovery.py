@@ -34,16 +34,17 @@ class RecoveringLoadGroupScheduling(LoadGroupScheduling):
         if not unfinished:
             return None
         # The test the worker was running: the first one of its groups not yet done.
-        crashed = next(
-            nodeid for unit in unfinished.values() for nodeid, done in unit.items() if not done
+        scope, crashed = next(
+            (scope, nodeid)
+            for scope, unit in unfinished.items()
+            for nodeid, done in unit.items()
+            if not done
         )
-        for unit in unfinished.values():
-            if crashed in unit:
-                unit[crashed] = True
-        for scope, unit in unfinished.items():
+        unfinished[scope][crashed] = True
+        for scope, unit in reversed(unfinished.items()):  # in their order, before the rest
             if not all(unit.values()):
                 self.workqueue[scope] = unit
-                self.workqueue.move_to_end(scope, last=False)  # before groups not yet started
+                self.workqueue.move_to_end(scope, last=False)
         for other in self.assigned_work:
             self._reschedule(other)
         return crashed

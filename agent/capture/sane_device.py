@@ -251,8 +251,10 @@ class _Frame:
         """Read the backend's data pipe, dropping the bytes, until its reader threads have
         ended; True when they have (see the class's docstring)."""
         fd = self.data_fd
-        if fd is None or not self.reader & _threads():
-            return not self.reader & _threads()
+        if not self.reader & _threads():
+            return True
+        if fd is None:
+            return False
         poller = select.poll()
         poller.register(fd, select.POLLIN)
         blocking = os.get_blocking(fd)
