@@ -69,7 +69,7 @@ from urllib.parse import urlencode
 
 from bench import proc_cpu
 from bench.search import _vocabulary, exhaustive, matches, naive, pct, timed
-from server.store import pg
+from server.store import epochs, pg
 from server.store.db import Database, fold
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -246,6 +246,13 @@ def build(url: str, total: int, workers: int) -> float:
         t = time.perf_counter()
         con.execute("VACUUM ANALYZE")  # as autovacuum would, soon after a bulk load
         print(f"  VACUUM ANALYZE: {time.perf_counter() - t:.0f} s", flush=True)
+    db = Database(url)  # the newest epochs' indexes, as the server's thread builds them
+    try:
+        t = time.perf_counter()
+        epochs.ensure(db, say=lambda line: print(line, flush=True))
+        print(f"  epoch indexes: {time.perf_counter() - t:.0f} s", flush=True)
+    finally:
+        db.close()
     return time.perf_counter() - started
 
 

@@ -36,7 +36,7 @@ from server.fleet.broker import FleetWorker
 from server.ingest import Ingest
 from server.ingest.limits import StationLimits
 from server.ingest.mqtt import IngestWorker
-from server.store import hygiene, keys
+from server.store import epochs, hygiene, keys
 from server.store.db import Database
 from server.store.files import StoreError
 from server.store.objects import ObjectStore, store_for
@@ -172,6 +172,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 target=hygiene.sweep_staging_every, args=(db, store, stop), daemon=True,
                 name="store-staging",
             ).start()  # fmt: skip
+        # The newest pages' own search indexes (PostgreSQL), built as the archive grows.
+        threading.Thread(
+            target=epochs.keep_up, args=(db, stop), daemon=True, name="search-epochs"
+        ).start()
         if settings.ingest:  # batches arrive split at their QR cover sheets
             sweep = threading.Thread(
                 target=_split_cover_sheets, args=(app.state.records, stop), daemon=True,

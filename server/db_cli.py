@@ -392,6 +392,31 @@ def cmd_search_pairs(args: argparse.Namespace) -> int:
     return 0 if ready else 75
 
 
+def cmd_search_epochs(args: argparse.Namespace) -> int:
+    """Exit 0: the newest epochs' indexes are there (or nothing to do); 75: another process
+    is building them; 69: the database cannot be opened."""
+    from server.cli import _open, _settings
+    from server.store import epochs
+
+    db = _open(_settings(args))
+    try:
+        if db.dialect != "postgresql":
+            print("SQLite: no word vector tables (FTS5); nothing to do")
+            return 0
+        started = time.monotonic()
+        done = epochs.ensure(db, say=print)
+    finally:
+        db.close()
+    if done is None:
+        print("another process is building them now; nothing done")
+        return 75
+    print(
+        f"{len(done[0])} index(es) built, {len(done[1])} dropped"
+        f" in {time.monotonic() - started:.0f} s"
+    )
+    return 0
+
+
 def cmd_search_vectors(args: argparse.Namespace) -> int:
     """Exit 0: every word vector table is stored plain; 69: the database cannot be opened."""
     from server.cli import _open, _settings
@@ -448,6 +473,18 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--every", action="store_true", help="recompute every page's pairs, not just missing ones"
     )
     pairs.set_defaults(func=cmd_search_pairs)
+
+    ep = db_sub.add_parser(
+        "search-epochs",
+        help="build the search indexes of the newest pages now (PostgreSQL)",
+        description="Search reads the newest pages through an index per block of 32,768 "
+        "page ids (an epoch) besides the archive's whole index. The server builds them "
+        "itself as the archive grows (every minute it looks); this builds the missing ones "
+        "now, e.g. after an upgrade or a bulk load. Safe while the server runs (built "
+        "CONCURRENTLY). Exit 0: done or nothing to do; 75: another process is building "
+        "them; 69: the database cannot be opened.",
+    )
+    ep.set_defaults(func=cmd_search_epochs)
 
     vec = db_sub.add_parser(
         "search-vectors",

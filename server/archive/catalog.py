@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 
 from server.archive import rotation
-from server.store import pg
+from server.store import epochs, pg
 from server.store.db import PAIRS_META_KEY, Connection, Database, Row, fold
 
 
@@ -90,6 +90,12 @@ PG_WINDOW_WORK_MEM = "32MB"
 # ~85–123 ms through the bitmap and ~40–47 ms walked (tenth and thirteenth sittings); it was
 # 2 before, for a page read and tested ~0.4–1 µs against an entry decoded ~0.1–0.3 µs.
 PG_SPAN_PAGE_IN_ENTRIES = 1
+# With an index per epoch of the newest pages (server.store.epochs) the window is read
+# through them, newest first, unless the words are estimated on more than this share of the
+# pages: then the walk is cheaper. The walk reads ~budget / share vectors; an epoch's index
+# reads its matches (share × EPOCH_PAGES, ~1.5 µs each with the sort) until the budget:
+# even at ~20 % (docs/benchmarks.md, twentieth sitting).
+PG_EPOCH_WALK_ABOVE = 0.2
 _DF_CACHE: dict[tuple[str, str, str], tuple[int, float]] = {}
 _STATS_CACHE: dict[tuple[str, str], tuple[tuple[float, dict[str, float], float], float]] = {}
 # Databases whose pair tables are known complete (meta says 'ready'; it never goes back).
@@ -528,12 +534,15 @@ class Catalog:
             False: f"SELECT t.page_pk, t.vec FROM (SELECT ctid AS at {newest}) c"  # noqa: S608
             f" JOIN {table} t ON t.ctid = c.at",  # (constants)
         }
-        sql = {
-            walk: f"SELECT page_pk, score, count(*) OVER () FROM (SELECT page_pk,"  # noqa: S608
-            f" -({' + '.join(score)}) AS score, {tier} AS tier FROM ({source}) w OFFSET 0) r"
-            " ORDER BY tier DESC, score, page_pk DESC LIMIT ? OFFSET ?"  # (constants)
-            for walk, source in sources.items()
-        }
+
+        def ranked_from(source: str) -> str:
+            return (
+                f"SELECT page_pk, score, count(*) OVER () FROM (SELECT page_pk,"  # noqa: S608
+                f" -({' + '.join(score)}) AS score, {tier} AS tier FROM ({source}) w OFFSET 0)"
+                " r ORDER BY tier DESC, score, page_pk DESC LIMIT ? OFFSET ?"  # (constants)
+            )
+
+        sql = {walk: ranked_from(source) for walk, source in sources.items()}
         budget = self.candidate_budget
         # Two ways to find the window, and PostgreSQL's planner misjudges which is cheaper
         # (it does not cost reading a vector to test it): walking the primary key from the
@@ -550,7 +559,30 @@ class Catalog:
         bitmap_first = phrase or not walk
         span = (2 if bitmap_first else 4) * budget * n // max(estimate, 1) if estimate > 0 else n
         rows: list[Any] | None = None
-        if 0 < span < n:
+        # Through the epochs' own indexes (server.store.epochs), newest first, stopping once
+        # the window is full: the newest matches of the whole archive (the last part is the
+        # whole index, below the oldest epoch), each epoch's bitmap holding its own pages
+        # only. Not for a quoted phrase (its words' pages are far more than its own: the
+        # span rule below) nor for words on most pages (the walk is cheaper).
+        by_epoch = (
+            []
+            if phrase or estimate > PG_EPOCH_WALK_ABOVE * n
+            else epochs.spans(self.db, con, table)
+        )
+        if by_epoch:
+            parts = _epoch_parts(by_epoch, n)
+            kids = " UNION ALL ".join(
+                f"(SELECT ctid AS at, page_pk {where} AND {part}"  # (ints)
+                " ORDER BY page_pk DESC)"
+                for part in parts
+            )
+            source = (
+                f"SELECT t.page_pk, t.vec FROM (SELECT at FROM ({kids}) k LIMIT ?) c"  # noqa: S608
+                f" JOIN {table} t ON t.ctid = c.at"  # (constants)
+            )
+            args = [*score_args, *tier_args, *[query] * len(parts), budget, limit, offset]
+            rows = self._pg_window({False: ranked_from(source)}, args, False)
+        elif 0 < span < n:
             args = [*score_args, *tier_args, query, n - span, budget, limit, offset]
             # The GIN bitmap of a span still decodes every word's whole posting list (the
             # index cannot stop at the page range): for words each on much of the archive
@@ -994,3 +1026,14 @@ def snippet(text: str, terms: list[str], exact: bool, width: int = 160) -> str:
         end = last if last > max(hit_end, start) else end
     piece = text[start:end].strip().replace("\n", " ")
     return ("…" if start else "") + piece + ("…" if end < len(text) else "")
+
+
+def _epoch_parts(spans: list[tuple[int, int]], n: int) -> list[str]:
+    """The page ranges of an epoch window, newest first (``spans``: server.store.epochs.spans,
+    newest first and contiguous): pages above the newest indexed epoch when there are any
+    (the builder has not caught up: the whole index), each epoch, then every older page."""
+    top = spans[0][1]
+    parts = [f"page_pk >= {int(top)}"] if n >= top else []
+    parts += [f"page_pk >= {int(lo)} AND page_pk < {int(hi)}" for lo, hi in spans]
+    parts.append(f"page_pk < {int(spans[-1][0])}")
+    return parts
