@@ -42,43 +42,45 @@ def test_each_table_has_an_index_for_the_newest_epochs_and_no_other(
     epochs.forget()
     db = Database(pg_cluster.create_database())
     ids = archive(db, [f"trang {k} biên bản" for k in range(1, 101)])
-    assert epochs.ensure(db, pages=64, keep=2) == ([], [])  # epoch 1 of 0..1: none yet
+    assert epochs.ensure(db, bits=6, keep=2) == ([], [])  # epoch 1 of 0..1: none yet
     ids += archive(db, [f"trang {k} biên bản" for k in range(101, 251)])
     assert max(ids) == 250, "ids are dense from 1 in a new database"
-    built, dropped = epochs.ensure(db, pages=64, keep=2) or ([], [])
+    built, dropped = epochs.ensure(db, bits=6, keep=2) or ([], [])
     want = {
         f"{t}_vec_{lo}_{lo + 64}" for t in epochs.TABLES for lo in (128, 192, 256)
     }  # fmt: skip
     assert (set(built), dropped) == (want, [])
     for table in epochs.TABLES:
         assert _names(db, table) == {n: True for n in want if n.startswith(table)}
-    assert epochs.ensure(db, pages=64, keep=2) == ([], [])  # nothing to do
+    assert epochs.ensure(db, bits=6, keep=2) == ([], [])  # nothing to do
     assert epochs.spans(db, db.read(), "page_search_folded") == [(256, 320), (192, 256), (128, 192)]
     archive(db, [f"trang {k}" for k in range(251, 331)])  # the newest page in epoch 5
-    built, dropped = epochs.ensure(db, pages=64, keep=2) or ([], [])
+    built, dropped = epochs.ensure(db, bits=6, keep=2) or ([], [])
     assert set(built) == {f"{t}_vec_{lo}_{lo + 64}" for t in epochs.TABLES for lo in (320, 384)}
     assert set(dropped) == {f"{t}_vec_{lo}_{lo + 64}" for t in epochs.TABLES for lo in (128, 192)}
     other = psycopg.connect(db.url, autocommit=True)
     other.execute("SELECT pg_advisory_lock(%s)", (epochs.LOCK_KEY,))
     try:
         archive(db, [f"trang {k}" for k in range(331, 400)])
-        assert epochs.ensure(db, pages=64, keep=2) is None  # another process is at it
+        assert epochs.ensure(db, bits=6, keep=2) is None  # another process is at it
     finally:
         other.close()
-    assert epochs.ensure(db, pages=64, keep=2) is not None
+    assert epochs.ensure(db, bits=6, keep=2) is not None
     db.close()
 
 
 def _corpus(n: int) -> list[str]:
-    """Filler syllables, and: a name on ~10 % of the pages, two words on ~15 %, a word on
-    pages 1–3 only, a word on every page."""
+    """Filler syllables, and: a name's syllables each on ~45 % of the pages (so all three on
+    ~9 %, as PostgreSQL estimates them), two words together on ~15 % (estimated on ~2 %: too
+    few for the epochs to hold the window), a word on pages 1–3 only, one on every page."""
     rng = random.Random(20)
     filler = [f"{a}{b}{c}" for a in "bcdghklmnpqrstvx" for b in "aeiou" for c in "cmnpt"]
     texts = []
     for k in range(1, n + 1):
         words = [*rng.sample(filler, 40), "biên bản"]
-        if rng.random() < 0.10:
-            words.insert(rng.randrange(len(words)), "Trần Xuân Nghĩa")
+        for syllable in ("Trần", "Xuân", "Nghĩa"):  # each on ~45 % of pages, ~9 % all three
+            if rng.random() < 0.45:
+                words.insert(rng.randrange(len(words)), syllable)
         if rng.random() < 0.15:
             words.insert(rng.randrange(len(words)), "ký tên")
         if k <= 3:
@@ -111,15 +113,16 @@ def test_the_window_through_the_epochs_is_the_whole_archive_s(
     name, two words, with and without diacritics, a word on the three oldest pages only,
     and pages further on: the same hits, scores, totals and flags through the epochs as
     without them. The name's window is found in the newest epochs' indexes and the older
-    parts are never run; the old word is found below the oldest epoch (the archive's
-    other indexes); a word on every page is walked, not read through the epochs."""
+    parts are never run; words the epochs should not hold the window of (a word on three
+    old pages, two estimated on 2 % of the pages) do not go through them; nor does a word
+    on every page, which is walked."""
     epochs.forget()
     db = Database(pg_cluster.create_database())
     archive(db, _corpus(600))
     with db.tx() as con:  # the word vectors alone (the pair path: tests/test_search_pairs.py)
         con.execute("UPDATE meta SET value = 'backfill' WHERE key = ?", (PAIRS_META_KEY,))
     db.read().execute("ANALYZE")
-    assert epochs.ensure(db, pages=64, keep=6)
+    assert epochs.ensure(db, bits=6, keep=6)
     small = Catalog(db, candidate_budget=20)
     queries = ["tran xuan nghia", "Trần Xuân Nghĩa", "ky ten", "ký tên", "lu quet", "bien ban"]
 
@@ -139,7 +142,8 @@ def test_the_window_through_the_epochs_is_the_whole_archive_s(
     assert "never executed" in name, name  # older epochs and the rest of the archive
     assert "page_search_exact_vec_576_640" in by_query[("Trần Xuân Nghĩa", 0)]
     old = by_query[("lu quet", 0)]
-    assert "(page_pk < 256)" in old and "never executed" not in old, old  # below the epochs
+    assert "_vec_" not in old, old  # 3 pages: the epochs would not hold the window
+    assert "_vec_" not in by_query[("ky ten", 0)]  # estimated on 2 %: nor for these
     common = by_query[("bien ban", 0)]
     assert "Index Scan Backward" in common and "_vec_" not in common, common
     db.close()
@@ -161,3 +165,50 @@ def test_the_command_builds_them(tmp_path: Path, pg_cluster: PostgresCluster) ->
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "0 index(es) built, 0 dropped" in done.stdout, done.stdout
+
+
+def test_a_phrase_s_candidates_come_from_the_newest_epochs_of_the_pair_index(
+    pg_cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A quoted phrase on ~12 % of 600 pages (its words apart on ~20 % more), through the
+    pair index with its epochs: the same hits, scores and totals as without them, with and
+    without diacritics; the candidates come from the newest epochs' pair indexes, the older
+    parts never run, and no part walks the pair table's primary key testing each row's
+    vector (PostgreSQL's choice for a page-id range: ~400 ms for a common phrase at
+    1,000,000 pages)."""
+    epochs.forget()
+    rng = random.Random(12)
+    filler = [f"{a}{b}{c}" for a in "bcghklmnpqrstvx" for b in "aeiou" for c in "cmnpt"]
+    texts = []
+    for _ in range(600):
+        words = rng.sample(filler, 40)
+        if rng.random() < 0.12:
+            words.insert(rng.randrange(len(words)), "đê điều")
+        elif rng.random() < 0.2:
+            words[3:3] = ["đê"]
+            words.append("điều")
+        texts.append(" ".join(words))
+    db = Database(pg_cluster.create_database())
+    archive(db, texts)
+    db.read().execute("ANALYZE")
+    assert epochs.ensure(db, bits=6, keep=6)
+    small = Catalog(db, candidate_budget=20)
+    keys = [(q, o) for q in ('"đê điều"', '"de dieu"') for o in (0, 10)]
+
+    def answers(q: str, offset: int) -> tuple[object, ...]:
+        found = small.search_page(q, 10, offset)
+        return [(h["page"], round(h["score"], 9)) for h in found.hits], found.total, found.estimated
+
+    plans = _explained(monkeypatch)
+    through = {key: answers(*key) for key in keys}
+    by_query = dict(zip(keys, plans, strict=True))
+    monkeypatch.setattr(epochs, "spans", lambda *args: [])
+    assert through == {key: answers(*key) for key in keys}
+    assert len(through[keys[0]][0]) == 10
+    for q in ('"đê điều"', '"de dieu"'):
+        plan = by_query[(q, 0)]
+        assert "Bitmap Index Scan on page_pairs_vec_576_640" in plan, plan
+        assert "never executed" in plan, plan
+        assert plan.count("Bitmap Index Scan on page_pairs_vec_") == 7, plan
+        assert "page_pairs_pkey" not in plan, plan
+    db.close()
