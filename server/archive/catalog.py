@@ -93,9 +93,10 @@ PG_SPAN_PAGE_IN_ENTRIES = 1
 # With an index per epoch of the newest pages (server.store.epochs) the window is read
 # through them, newest first, unless the words are estimated on more than this share of the
 # pages: then the walk is cheaper. The walk reads ~budget / share vectors; an epoch's index
-# reads its matches (share × EPOCH_PAGES, ~1.5 µs each with the sort) until the budget:
-# even at ~20 % (docs/benchmarks.md, twentieth sitting).
-PG_EPOCH_WALK_ABOVE = 0.2
+# reads its matches (share × 32,768, ~1.5 µs each with the sort) until the budget. Measured
+# at 1,000,000 pages (docs/benchmarks.md, twentieth sitting): words on 5–11 % of the pages
+# 30 % faster through the epochs; on 14–20 % no faster, some three-word queries slower.
+PG_EPOCH_WALK_ABOVE = 0.14
 _DF_CACHE: dict[tuple[str, str, str], tuple[int, float]] = {}
 _STATS_CACHE: dict[tuple[str, str], tuple[tuple[float, dict[str, float], float], float]] = {}
 # Databases whose pair tables are known complete (meta says 'ready'; it never goes back).
