@@ -23,18 +23,21 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     from server.config import ServerSettings
+    from server.store.db import Database
     from server.store.objects import ObjectStore
     from server.store.offsite import Copy
 
 BACKUP_DIR = "backup"  # under data_dir: the catalogue copy restic takes with the files
 PG_DUMP = "catalogue.pgdump"
 SQLITE_COPY = "catalogue.sqlite3"
+_T = TypeVar("_T")
 
 
 def _refused(code: int, line: str) -> Exception:
@@ -395,44 +398,45 @@ def cmd_search_pairs(args: argparse.Namespace) -> int:
 def cmd_search_epochs(args: argparse.Namespace) -> int:
     """Exit 0: the newest epochs' indexes are there (or nothing to do); 75: another process
     is building them; 69: the database cannot be opened."""
-    from server.cli import _open, _settings
     from server.store import epochs
 
-    db = _open(_settings(args))
-    try:
-        if db.dialect != "postgresql":
-            print("SQLite: no word vector tables (FTS5); nothing to do")
-            return 0
-        started = time.monotonic()
-        done = epochs.ensure(db, say=print)
-    finally:
-        db.close()
+    ran = _on_postgresql(args, lambda db: epochs.ensure(db, say=print))
+    if ran is None:
+        return 0
+    done, seconds = ran
     if done is None:
         print("another process is building them now; nothing done")
         return 75
-    print(
-        f"{len(done[0])} index(es) built, {len(done[1])} dropped"
-        f" in {time.monotonic() - started:.0f} s"
-    )
+    print(f"{len(done[0])} index(es) built, {len(done[1])} dropped in {seconds:.0f} s")
     return 0
 
 
 def cmd_search_vectors(args: argparse.Namespace) -> int:
     """Exit 0: every word vector table is stored plain; 69: the database cannot be opened."""
-    from server.cli import _open, _settings
     from server.store import vectors
+
+    ran = _on_postgresql(args, lambda db: vectors.rewrite(db, say=print))
+    if ran is not None:
+        print(f"{len(ran[0])} table(s) rewritten in {ran[1]:.0f} s")
+    return 0
+
+
+def _on_postgresql(
+    args: argparse.Namespace, work: Callable[[Database], _T]
+) -> tuple[_T, float] | None:
+    """``work`` on the archive's database and how long it took; None on SQLite, which has no
+    word vector tables (said on stdout). The database is closed after."""
+    from server.cli import _open, _settings
 
     db = _open(_settings(args))
     try:
         if db.dialect != "postgresql":
             print("SQLite: no word vector tables (FTS5); nothing to do")
-            return 0
+            return None
         started = time.monotonic()
-        done = vectors.rewrite(db, say=print)
+        return work(db), time.monotonic() - started
     finally:
         db.close()
-    print(f"{len(done)} table(s) rewritten in {time.monotonic() - started:.0f} s")
-    return 0
 
 
 # -- parsers ----------------------------------------------------------------------------------

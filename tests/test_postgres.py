@@ -407,9 +407,9 @@ def test_the_window_is_planned_for_each_query_s_values(pg_cluster: PostgresClust
     db.close()
 
 
-def _window_plans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The plans (``EXPLAIN (COSTS OFF)``, under the statement's own settings) of every
-    window statement search runs from now on, in order; the statements still run."""
+def _window_plans(monkeypatch: pytest.MonkeyPatch, how: str = "COSTS OFF") -> list[str]:
+    """The plans (``EXPLAIN (how)``, under the statement's own settings) of every window
+    statement search runs from now on, in order; the statements still run."""
     plans: list[str] = []
     fetch = pg.PgConnection.fetch_with_settings
 
@@ -417,7 +417,7 @@ def _window_plans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         self: pg.PgConnection, settings: dict[str, str], sql: str, args: Sequence[object]
     ) -> list[pg.PgRow]:
         if "count(*) OVER ()" in sql:
-            plan = fetch(self, settings, "EXPLAIN (COSTS OFF) " + sql, args)
+            plan = fetch(self, settings, f"EXPLAIN ({how}) " + sql, args)
             plans.append("\n".join(r[0] for r in plan))
         return fetch(self, settings, sql, args)
 

@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import random
 import subprocess
-from collections.abc import Sequence
 from pathlib import Path
 
 import psycopg
 import pytest
 from harness import BIN
 from pgcluster import PostgresCluster
+from test_postgres import _window_plans
 from test_search import archive
 
 from server.archive.catalog import Catalog
-from server.store import epochs, pg
+from server.store import epochs
 from server.store.db import PAIRS_META_KEY, Database
 
 pytestmark = pytest.mark.postgres
@@ -91,19 +91,7 @@ def _corpus(n: int) -> list[str]:
 
 def _explained(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """``EXPLAIN ANALYZE`` of every window statement from now on (the statements still run)."""
-    plans: list[str] = []
-    fetch = pg.PgConnection.fetch_with_settings
-
-    def explained(
-        self: pg.PgConnection, settings: dict[str, str], sql: str, args: Sequence[object]
-    ) -> list[pg.PgRow]:
-        if "count(*) OVER ()" in sql:
-            how = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) "
-            plans.append("\n".join(r[0] for r in fetch(self, settings, how + sql, args)))
-        return fetch(self, settings, sql, args)
-
-    monkeypatch.setattr(pg.PgConnection, "fetch_with_settings", explained)
-    return plans
+    return _window_plans(monkeypatch, "ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF")
 
 
 def test_the_window_through_the_epochs_is_the_whole_archive_s(
