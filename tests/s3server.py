@@ -53,6 +53,11 @@ def require() -> None:
         pytest.skip(f"object-store tests need a real S3 server: {why}")
 
 
+class PortTaken(RuntimeError):
+    """Another program answered on the port picked for this cluster's monitor (free when
+    picked, taken before the monitor bound it: another test run's cluster, say)."""
+
+
 class CephS3:
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="sohoa-ceph-"))
@@ -81,12 +86,22 @@ class CephS3:
 
     def start(self) -> CephS3:
         """Make and start the cluster; on failure stop what started (the error carries the
-        daemons' last log lines)."""
-        try:
-            return self._start()
-        except BaseException:
-            self.stop()
-            raise
+        daemons' last log lines). When the monitor's port was taken meanwhile, the cluster
+        is made again on fresh ports (up to three times)."""
+        for _attempt in range(3):
+            try:
+                return self._start()
+            except PortTaken:
+                self.stop()
+                self.root = Path(tempfile.mkdtemp(prefix="sohoa-ceph-"))
+                self.conf = self.root / "ceph.conf"
+                self.mon_port, self.port = free_port(), free_port()
+                self.endpoint = f"http://127.0.0.1:{self.port}"
+                self.procs = {}
+            except BaseException:
+                self.stop()
+                raise
+        raise RuntimeError("ceph-mon: its port was taken at each of 3 tries")
 
     def _start(self) -> CephS3:
         r = self.root
@@ -132,6 +147,12 @@ rgw enable usage log = false
         self._run("ceph-mon", "-c", str(self.conf), "--mkfs", "-i", "a", "--monmap", "monmap",
                   "--keyring", "keyring")  # fmt: skip
         self._spawn("mon", "ceph-mon", "-i", "a")
+        # The monitor that answers must be this cluster's: when another one held the port
+        # (free when picked), this one exited and the OSD below joined the other cluster
+        # ("wrong fsid", the OSD never up: seen in a CI run with two clusters starting).
+        answered = self._ceph("fsid").strip()
+        if answered != fsid or self.procs["mon"].poll() is not None:
+            raise PortTaken(f"port {self.mon_port}: a monitor of cluster {answered} answered")
         osd_uuid = str(uuid.uuid4())
         self._ceph("osd", "new", osd_uuid)
         self._run("ceph-osd", "-c", str(self.conf), "-i", "0", "--mkfs", "--osd-uuid", osd_uuid)
