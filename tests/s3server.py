@@ -60,15 +60,19 @@ class PortTaken(RuntimeError):
 
 class CephS3:
     def __init__(self) -> None:
+        self._fresh()
+        self.access_key = "SOHOA" + secrets.token_hex(8).upper()
+        self.secret_key = secrets.token_hex(20)
+        self._buckets = 0
+
+    def _fresh(self) -> None:
+        """A new directory and ports for a cluster not started yet."""
         self.root = Path(tempfile.mkdtemp(prefix="sohoa-ceph-"))
+        self.conf = self.root / "ceph.conf"
         self.mon_port = free_port()
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.access_key = "SOHOA" + secrets.token_hex(8).upper()
-        self.secret_key = secrets.token_hex(20)
-        self.conf = self.root / "ceph.conf"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self._buckets = 0
 
     def _run(self, *args: str) -> str:
         done = subprocess.run(
@@ -93,11 +97,7 @@ class CephS3:
                 return self._start()
             except PortTaken:
                 self.stop()
-                self.root = Path(tempfile.mkdtemp(prefix="sohoa-ceph-"))
-                self.conf = self.root / "ceph.conf"
-                self.mon_port, self.port = free_port(), free_port()
-                self.endpoint = f"http://127.0.0.1:{self.port}"
-                self.procs = {}
+                self._fresh()
             except BaseException:
                 self.stop()
                 raise

@@ -137,7 +137,7 @@ def test_the_window_through_the_epochs_is_the_whole_archive_s(
     db.close()
 
 
-def test_the_command_builds_them(tmp_path: Path, pg_cluster: PostgresCluster) -> None:
+def test_the_command_runs_and_says_what_it_did(tmp_path: Path, pg_cluster: PostgresCluster) -> None:
     """``sohoa-server db search-epochs``: exit 0 and a line of what it did, on an archive
     too small for any (nothing built)."""
     url = pg_cluster.create_database()

@@ -94,7 +94,7 @@ def present(con: Connection, table: str) -> dict[tuple[int, int], bool]:
         m = _NAME.match(str(r[0]))
         if m is not None and m.group(1) == table:
             lo, hi = int(m.group(2)), int(m.group(3))
-            out[(lo, hi)] = bool(r[1]) and f"(page_pk >> {(hi - lo).bit_length() - 1})" in str(r[2])
+            out[(lo, hi)] = bool(r[1]) and predicate(lo, hi) in str(r[2])
     return out
 
 
