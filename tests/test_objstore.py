@@ -29,6 +29,7 @@ from typing import Any
 
 import pikepdf
 import pytest
+from etag_proxy import OpaqueEtags
 from harness import BIN, Broker, ServerProcess, agent_env, run_agent
 from real_archive import PAGES, draw_page
 from s3server import PART_BYTES, CephS3
@@ -171,6 +172,103 @@ def test_a_write_once_bucket_takes_the_archive_as_it_is(tmp_path: Path, s3_serve
         held = admin.get_object_retention(Bucket=bucket, Key=key)["Retention"]
         assert held["Mode"] == "COMPLIANCE"  # the bucket's rule, on every part
     server.db.close()
+
+
+@pytest.fixture
+def opaque_s3a(tmp_path: Path, s3_server: CephS3) -> Iterator[tuple[S3Archive, OpaqueEtags]]:
+    """The ingest in process on the gateway seen through :class:`OpaqueEtags`: a store whose
+    ETags are not the MD5 of the bytes (AWS with SSE-KMS, MinIO with encryption)."""
+    proxy = OpaqueEtags(s3_server.endpoint, s3_server.access_key, s3_server.secret_key, "default")
+    proxy.start()
+    bucket = s3_server.new_bucket()
+    target = objects.Target.parse(s3_server.url(bucket).replace(s3_server.endpoint, proxy.endpoint))
+    creds = objects.Credentials(s3_server.access_key, s3_server.secret_key)
+    store = objects.ObjectStore(
+        tmp_path / "store-staging", target, objects.make_client(target, creds)
+    )
+    server = Server(tmp_path, tmp_path / "db" / "archive.sqlite3")
+    server.store = store
+    server.ingest = Ingest(server.db, store, accept_unenrolled=True)
+    yield S3Archive(server, store, s3_server, bucket), proxy
+    server.db.close()
+    proxy.stop()
+
+
+def test_a_store_whose_etags_are_not_md5s_takes_parts_verified_by_reading_them_back(
+    opaque_s3a: tuple[S3Archive, OpaqueEtags], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Such a store's ETag says nothing about the bytes: each part (one multipart, one
+    multipart upload an earlier attempt left half done, small ones) and a turned page
+    written here are verified by reading them back and hashing them, then committed."""
+    s3a, proxy = opaque_s3a
+    rng = random.Random(36)
+    batch = make_batch(2, rng, sizes={"text": 700, "thumb": 5000, "capture": 3 * PART_BYTES})
+    left = batch.pages[1]
+    s3a.server.manifest(batch)
+    key = s3a.store.key(
+        s3a.store.part_path(batch.device, batch.batch_id, 2, left.page_id, "capture", "image/png")
+    )
+    client: Any = s3a.store.client  # through the proxy
+    upload = client.create_multipart_upload(
+        Bucket=s3a.bucket, Key=key, Metadata={"sha256": sha(left.parts["capture"])}
+    )["UploadId"]
+    client.upload_part(Bucket=s3a.bucket, Key=key, UploadId=upload, PartNumber=1,
+                       Body=left.parts["capture"][:PART_BYTES])  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="server.store.objects"):
+        out = _deliver(s3a, batch, 40_000)
+    assert not rejects(out)
+    committed = Counter((s.page_id, s.part) for r in receipts(out) for s in r.committed)
+    assert committed == Counter((p.page_id, n) for p in batch.pages for n in p.parts)
+    assert proxy.opaque_seen > 0
+    where = s3a.locations()
+    for page in batch.pages:
+        for name, data in page.parts.items():
+            assert objects.read_bytes(where[(page.page_id, name)]) == data
+    assert not client.list_multipart_uploads(Bucket=s3a.bucket, Prefix=key).get("Uploads")
+    said = [r.getMessage() for r in caplog.records if "not the MD5" in r.getMessage()]
+    assert len(said) == 1, said  # told once, not once a part
+    # A page turned here (server.archive.rotation) is written the same way.
+    turned = s3a.store.target.location(s3a.store.target.prefix + "turned/1.png")
+    data = rng.randbytes(3000)
+    objects.put_bytes(turned, data, sha(data))
+    assert objects.read_bytes(turned) == data
+    report = fixity.check_store(s3a.server.db)
+    assert report.finished and report.checked == 6 and not report.damaged
+
+
+def test_a_store_that_keeps_other_bytes_and_gives_no_md5_is_caught_by_the_read_back(
+    opaque_s3a: tuple[S3Archive, OpaqueEtags],
+) -> None:
+    """The attack first: the store keeps other bytes than it was sent, without Content-MD5
+    to refuse them, and its ETag cannot tell. Nothing is committed or receipted; once the
+    store keeps what it is sent, the station's next send is."""
+    s3a, proxy = opaque_s3a
+    batch = make_batch(1, random.Random(37), sizes={"text": 700, "thumb": 5000})
+    page = batch.pages[0]
+    proxy.corrupt.add(f"{page.page_id}.thumb")
+    out = s3a.server.manifest(batch)
+    for payload in batch.chunks(page, "text", 2000):
+        out += s3a.server.chunk(payload)
+    thumb = batch.chunks(page, "thumb", 2000)
+    for payload in thumb[:-1]:
+        out += s3a.server.chunk(payload)
+    with pytest.raises(objects.ObjectStoreError, match="does not verify"):
+        s3a.server.chunk(thumb[-1])  # the part is complete: uploaded, read back, refused
+    assert proxy.corrupted, "the proxy changed no body: the test tests nothing"
+    assert [(s.part, s.committed) for r in receipts(out) for s in r.committed] == [("text", True)]
+    assert (page.page_id, "thumb") not in s3a.locations()
+    with pytest.raises(objects.ObjectStoreError, match="does not verify"):
+        objects.put_bytes(
+            s3a.store.target.location(f"{s3a.store.target.prefix}{page.page_id}.thumb"),
+            b"x" * 100,
+            sha(b"x" * 100),
+        )
+    proxy.corrupt.clear()
+    out = []
+    for payload in batch.chunks(page, "thumb", 2000):
+        out += s3a.server.chunk(payload)
+    assert [(s.part, s.committed) for r in receipts(out) for s in r.committed] == [("thumb", True)]
+    assert objects.read_bytes(s3a.locations()[(page.page_id, "thumb")]) == page.parts["thumb"]
 
 
 def test_a_part_that_fails_its_sha256_never_reaches_the_object_store(s3a: S3Archive) -> None:

@@ -18,6 +18,8 @@ and send the receipt:
   verified;
 - then a HEAD must show the size, the ETag (the MD5 of the bytes, or for a multipart object
   the MD5 of the parts' MD5s and their count) and the SHA-256 metadata this side computed.
+  A store whose ETags are not MD5s (AWS with SSE-KMS or SSE-C, MinIO encrypting at rest)
+  has the object read back and hashed instead (:func:`_holds_bytes`).
 
 Object keys are ``<prefix>/<device id>/<batch id>/<page no>-<page id>.<part>.<ext>`` — the
 local layout, so keys of different stations never collide. The catalogue records the part's
@@ -621,7 +623,7 @@ class ObjectStore(Store):
                 self._multipart(source, key, sha256)
             else:
                 data = source.read_bytes()
-                answer = self.client.put_object(
+                self.client.put_object(
                     Bucket=self.target.bucket,
                     Key=key,
                     Body=data,
@@ -629,8 +631,6 @@ class ObjectStore(Store):
                     ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256)).decode(),
                     Metadata={"sha256": sha256},
                 )
-                if _etag(answer.get("ETag", "")) != etag:
-                    raise ObjectStoreError(f"{key}: the server stored other bytes")
             if not self._verified(key, sha256, size, etag):
                 self._abort_uploads(key)  # the next attempt starts afresh
                 raise ObjectStoreError(f"{key}: the stored object does not verify")
@@ -739,8 +739,9 @@ class ObjectStore(Store):
         return digest.hexdigest(), total
 
     def _verified(self, key: str, sha256: str, size: int, etag: str | None) -> bool:
-        """Whether the object at ``key`` has ``size`` bytes, the SHA-256 metadata and (when
-        given) the ETag expected; False when there is no object."""
+        """Whether the object at ``key`` has ``size`` bytes and the SHA-256 metadata, and
+        (``etag`` given) holds these bytes: its ETag is ``etag``, or else its bytes, read
+        back, hash to ``sha256`` (:func:`_holds_bytes`). False when there is no object."""
         from botocore.exceptions import ClientError
 
         try:
@@ -751,7 +752,9 @@ class ObjectStore(Store):
             raise
         if head.get("ContentLength") != size or head.get("Metadata", {}).get("sha256") != sha256:
             return False
-        return etag is None or _etag(head.get("ETag", "")) == etag
+        if etag is None:
+            return True
+        return _holds_bytes(self.client, self.target.bucket, key, head, etag, sha256)
 
     def _abort_uploads(self, key: str) -> None:
         listing = self.client.list_multipart_uploads(Bucket=self.target.bucket, Prefix=key)
@@ -785,20 +788,61 @@ class ObjectStore(Store):
             while block := f.read(step):
                 number += 1
                 digest = hashlib.md5(block).digest()  # noqa: S324
+                tag = f'"{digest.hex()}"'
+                # A part is kept when its ETag is the MD5 of these bytes; a store whose
+                # ETags are not MD5s (SSE-KMS, say) gets every part again. The store
+                # checks each part against its Content-MD5 (BadDigest), and the whole
+                # object is verified after CompleteMultipartUpload, which names each part
+                # by the ETag the store gave it.
                 if done.get(number) != digest.hex():  # missing, or not these bytes
                     answer = self.client.upload_part(
                         Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
                         Body=block, ContentMD5=base64.b64encode(digest).decode(),
                     )  # fmt: skip
-                    if _etag(answer["ETag"]) != digest.hex():
-                        raise ObjectStoreError(f"{key}: part {number} stored other bytes")
-                listed.append({"PartNumber": number, "ETag": f'"{digest.hex()}"'})
+                    tag = answer["ETag"]
+                listed.append({"PartNumber": number, "ETag": tag})
         self.client.complete_multipart_upload(
             Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": listed}
         )
 
 
 # -- reading, whichever store holds the part --------------------------------------------------
+
+
+# Buckets this process found giving ETags that are not the MD5 of the bytes (logged once).
+_OPAQUE_ETAGS: set[str] = set()
+
+
+def _holds_bytes(
+    client: Any, bucket: str, key: str, head: dict[str, Any], etag: str, sha256: str
+) -> bool:
+    """Whether the object at ``key`` (its HEAD: ``head``) holds the bytes whose ETag here
+    is ``etag`` (:meth:`ObjectStore.etag_of`) and whose SHA-256 is ``sha256``.
+
+    Most stores (Ceph's gateway, MinIO and AWS without KMS) give the MD5 of the bytes, or
+    for a multipart object the MD5 of the parts' MD5s: the ETag settles it. Others do not
+    (AWS with SSE-KMS or SSE-C, MinIO with encryption at rest: an ETag "may or may not be
+    an MD5", in AWS's words). When the ETag differs, the object is read back and hashed;
+    a store found so is logged once (every upload costs it one download)."""
+    if _etag(head.get("ETag", "")) == etag:
+        return True
+    digest, total = hashlib.sha256(), 0
+    body = client.get_object(Bucket=bucket, Key=key)["Body"]
+    try:
+        while block := body.read(HASH_BLOCK):
+            digest.update(block)
+            total += len(block)
+    finally:
+        body.close()
+    held = digest.hexdigest() == sha256 and total == int(head.get("ContentLength", -1))
+    if held and bucket not in _OPAQUE_ETAGS:
+        _OPAQUE_ETAGS.add(bucket)
+        log.warning(
+            "object store %s: its ETags are not the MD5 of the bytes (encryption at rest,"
+            " say); each upload is verified by reading it back and hashing it",
+            bucket,
+        )
+    return held
 
 
 def _get(location: Location) -> tuple[Any, str, str] | None:
@@ -834,7 +878,7 @@ def put_bytes(location: str, data: bytes, sha256: str) -> None:
     client = _client_for(bucket)
     md5 = hashlib.md5(data).hexdigest()  # noqa: S324 (integrity, not security)
     try:
-        answer = client.put_object(
+        client.put_object(
             Bucket=bucket,
             Key=key,
             Body=data,
@@ -843,17 +887,15 @@ def put_bytes(location: str, data: bytes, sha256: str) -> None:
             Metadata={"sha256": sha256},
         )
         head = client.head_object(Bucket=bucket, Key=key)
+        labelled = (int(head.get("ContentLength", -1)), head.get("Metadata", {}).get("sha256"))
+        verified = labelled == (len(data), sha256) and _holds_bytes(
+            client, bucket, key, head, md5, sha256
+        )
     except (BotoCoreError, ClientError) as exc:
         if _renewed(bucket, exc):
             return put_bytes(location, data, sha256)
         raise failure(exc, key) from exc
-    stored = (
-        _etag(answer.get("ETag", "")),
-        _etag(head.get("ETag", "")),
-        int(head.get("ContentLength", -1)),
-        head.get("Metadata", {}).get("sha256"),
-    )
-    if stored != (md5, md5, len(data), sha256):
+    if not verified:
         raise ObjectStoreError(f"{key}: the stored object does not verify")
 
 
