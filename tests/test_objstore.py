@@ -29,9 +29,9 @@ from typing import Any
 
 import pikepdf
 import pytest
-from etag_proxy import OpaqueEtags
 from harness import BIN, Broker, ServerProcess, agent_env, run_agent
 from real_archive import PAGES, draw_page
+from s3_quirks import QuirkyStore
 from s3server import PART_BYTES, CephS3
 from test_enrolment import _tls_files
 from test_ingest import BatchSrc, Server, as_messages, make_batch, receipts, rejects, sha
@@ -175,10 +175,11 @@ def test_a_write_once_bucket_takes_the_archive_as_it_is(tmp_path: Path, s3_serve
 
 
 @pytest.fixture
-def opaque_s3a(tmp_path: Path, s3_server: CephS3) -> Iterator[tuple[S3Archive, OpaqueEtags]]:
-    """The ingest in process on the gateway seen through :class:`OpaqueEtags`: a store whose
+def opaque_s3a(tmp_path: Path, s3_server: CephS3) -> Iterator[tuple[S3Archive, QuirkyStore]]:
+    """The ingest in process on the gateway seen through :class:`QuirkyStore`: a store whose
     ETags are not the MD5 of the bytes (AWS with SSE-KMS, MinIO with encryption)."""
-    proxy = OpaqueEtags(s3_server.endpoint, s3_server.access_key, s3_server.secret_key, "default")
+    proxy = QuirkyStore(s3_server.endpoint, s3_server.access_key, s3_server.secret_key, "default")
+    proxy.opaque_etags = True
     proxy.start()
     bucket = s3_server.new_bucket()
     target = objects.Target.parse(s3_server.url(bucket).replace(s3_server.endpoint, proxy.endpoint))
@@ -195,7 +196,7 @@ def opaque_s3a(tmp_path: Path, s3_server: CephS3) -> Iterator[tuple[S3Archive, O
 
 
 def test_a_store_whose_etags_are_not_md5s_takes_parts_verified_by_reading_them_back(
-    opaque_s3a: tuple[S3Archive, OpaqueEtags], caplog: pytest.LogCaptureFixture
+    opaque_s3a: tuple[S3Archive, QuirkyStore], caplog: pytest.LogCaptureFixture
 ) -> None:
     """Such a store's ETag says nothing about the bytes: each part (one multipart, one
     multipart upload an earlier attempt left half done, small ones) and a turned page
@@ -237,7 +238,7 @@ def test_a_store_whose_etags_are_not_md5s_takes_parts_verified_by_reading_them_b
 
 
 def test_a_store_that_keeps_other_bytes_and_gives_no_md5_is_caught_by_the_read_back(
-    opaque_s3a: tuple[S3Archive, OpaqueEtags],
+    opaque_s3a: tuple[S3Archive, QuirkyStore],
 ) -> None:
     """The attack first: the store keeps other bytes than it was sent, without Content-MD5
     to refuse them, and its ETag cannot tell. Nothing is committed or receipted; once the
@@ -986,6 +987,132 @@ def test_the_store_refusing_is_met_once_and_ingest_resumes_by_itself(
         for name, data in page.parts.items():
             row = server.part_row(page, name)
             assert objects.sha256(row["path"]) == sha(data)
+    server.db.close()
+
+
+@pytest.fixture
+def quirky(s3_server: CephS3) -> Iterator[QuirkyStore]:
+    proxy = QuirkyStore(s3_server.endpoint, s3_server.access_key, s3_server.secret_key, "default")
+    yield proxy.start()
+    proxy.stop()
+
+
+def test_a_store_that_refuses_the_checksum_header_takes_the_archive_without_it(
+    tmp_path: Path,
+    s3_server: CephS3,
+    quirky: QuirkyStore,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Backblaze B2 and OVH refuse ``x-amz-checksum-sha256`` (400 InvalidArgument) where
+    Ceph ignores it. The first PUT refused so is sent again without it, and the bucket's
+    later PUTs go without it: every part committed, verified, one warning."""
+    quirky.refuses_checksum_header = True
+    bucket = s3_server.new_bucket()
+    monkeypatch.setenv("SOHOA_S3_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("SOHOA_S3_SECRET_ACCESS_KEY", s3_server.secret_key)
+    url = s3_server.url(bucket).replace(s3_server.endpoint, quirky.endpoint)
+    settings = ServerSettings(data_dir=tmp_path, store_url=url, ingest=False)
+    server = Server(tmp_path, tmp_path / "db" / "archive.sqlite3")
+    server.ingest = Ingest(server.db, objects.store_for(settings), accept_unenrolled=True)
+    batch = make_batch(3, random.Random(38), sizes={"text": 700, "capture": 2 * PART_BYTES})
+    with caplog.at_level(logging.WARNING, logger="server.store.objects"):
+        out = server.manifest(batch)
+        for payload in batch.all_chunks(30_000):
+            out += server.chunk(payload)
+    assert not rejects(out)
+    committed = Counter((s.page_id, s.part) for r in receipts(out) for s in r.committed)
+    assert committed == Counter((p.page_id, n) for p in batch.pages for n in p.parts)
+    assert len(quirky.refused) == 1 and "InvalidArgument" in quirky.refused[0]
+    said = [r.getMessage() for r in caplog.records if "x-amz-checksum-sha256" in r.getMessage()]
+    assert len(said) == 1 and "Unsupported header" in said[0]
+    for page in batch.pages:
+        for name, data in page.parts.items():
+            assert objects.sha256(server.part_row(page, name)["path"]) == sha(data)
+    assert doctor.check_object_store(settings).level == "ok"
+    server.db.close()
+
+
+def test_a_store_in_another_region_that_names_it_as_aws_does_is_followed(
+    tmp_path: Path, s3_server: CephS3, quirky: QuirkyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AWS refuses a request signed for another region and names the right one in a
+    ``<Region>`` element: the S3 client signs again for it (botocore's region redirect),
+    and the archive is stored with no change to store_url."""
+    quirky.region, quirky.region_element = "vn-north-1", True
+    bucket = s3_server.new_bucket()
+    monkeypatch.setenv("SOHOA_S3_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("SOHOA_S3_SECRET_ACCESS_KEY", s3_server.secret_key)
+    url = s3_server.url(bucket).replace(s3_server.endpoint, quirky.endpoint)
+    settings = ServerSettings(data_dir=tmp_path, store_url=url, ingest=False)
+    server = Server(tmp_path, tmp_path / "db" / "archive.sqlite3")
+    server.ingest = Ingest(server.db, objects.store_for(settings), accept_unenrolled=True)
+    batch = make_batch(2, random.Random(40), sizes={"text": 700, "capture": 2 * PART_BYTES})
+    out = server.manifest(batch)
+    for payload in batch.all_chunks(30_000):
+        out += server.chunk(payload)
+    assert quirky.refused, "nothing was refused: the test tests nothing"
+    committed = Counter((s.page_id, s.part) for r in receipts(out) for s in r.committed)
+    assert committed == Counter((p.page_id, n) for p in batch.pages for n in p.parts)
+    assert doctor.check_object_store(settings).level == "ok"
+    server.db.close()
+
+
+def test_a_store_in_another_region_is_named_and_taken_once_store_url_says_it(
+    tmp_path: Path,
+    s3_server: CephS3,
+    quirky: QuirkyStore,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """MinIO with a region set, Garage and others refuse a request signed for another
+    region (AuthorizationHeaderMalformed) and name the right one only in the message: an
+    operator who left ``region=`` out of store_url hears which region, from doctor, the log
+    and the staff alert; nothing is receipted. With the region in store_url (and a
+    restart), the station's next send is stored."""
+    quirky.region = "vn-north-1"
+    bucket = s3_server.new_bucket()
+    monkeypatch.setenv("SOHOA_S3_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("SOHOA_S3_SECRET_ACCESS_KEY", s3_server.secret_key)
+    url = s3_server.url(bucket).replace(s3_server.endpoint, quirky.endpoint)
+    assert "region=default" in url
+    settings = ServerSettings(data_dir=tmp_path, store_url=url, ingest=False, retry_after_s=5)
+    finding = doctor.check_object_store(settings)
+    assert finding.level == "fail"
+    assert objects.CAUSES["region"][0] in finding.vi and objects.CAUSES["region"][1] in finding.en
+    assert "expecting 'vn-north-1'" in finding.en
+    server = Server(tmp_path, tmp_path / "db" / "archive.sqlite3")
+    server.ingest = Ingest(server.db, objects.store_for(settings), accept_unenrolled=True)
+    worker = IngestWorker(settings, server.ingest)
+    link = StationLink()
+    worker._client = link  # type: ignore[assignment]
+    batch = make_batch(2, random.Random(39), sizes={"text": 700, "capture": 2 * PART_BYTES})
+    caplog.set_level("INFO")
+    heard = _through_worker(worker, link, batch)
+    assert not [m for m in heard if isinstance(m, Receipt)]
+    assert {m.reason for m in heard if isinstance(m, Reject)} == {"retry_later"}
+    (alert,) = server.alerts()
+    assert objects.CAUSES["region"][1] in alert["detail"]
+    loud = [
+        r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("server")
+    ]
+    assert len(loud) == 1 and "vn-north-1" in loud[0].getMessage()
+    assert not server.sql("SELECT id FROM parts WHERE state = 'committed'")
+
+    settings = ServerSettings(
+        data_dir=tmp_path,
+        store_url=url.replace("region=default", "region=vn-north-1"),
+        ingest=False,
+        retry_after_s=5,
+    )  # the operator's fix, and a restart: a new store and worker
+    assert doctor.check_object_store(settings).level == "ok"
+    server.ingest = Ingest(server.db, objects.store_for(settings), accept_unenrolled=True)
+    worker = IngestWorker(settings, server.ingest)
+    worker._client = link  # type: ignore[assignment]
+    heard = _through_worker(worker, link, batch)
+    committed = Counter((s.page_id, s.part) for m in heard if isinstance(m, Receipt)
+                        for s in m.committed)  # fmt: skip
+    assert committed == Counter((p.page_id, n) for p in batch.pages for n in p.parts)
     server.db.close()
 
 

@@ -109,6 +109,14 @@ CAUSES: dict[str, tuple[str, str]] = {
         " synchronisation (chrony or systemd-timesyncd) on the server and on the S3 host;"
         " check with timedatectl.",
     ),
+    "region": (
+        "Kho đối tượng S3 dùng vùng (region) khác với vùng ghi trong store_url"
+        " (AuthorizationHeaderMalformed: thông báo của kho nêu vùng đúng). Ghi vùng đó vào"
+        " store_url (…&region=TÊN_VÙNG) rồi khởi động lại máy chủ. Không gửi tệp nào.",
+        "The S3 object store is in another region than store_url says"
+        " (AuthorizationHeaderMalformed: the store's message names the right one). Put that"
+        " region in store_url (…&region=NAME) and restart the server. Nothing was sent.",
+    ),
     "tls": (
         "Không tin được chứng chỉ TLS của kho đối tượng S3 (CA cấp chứng chỉ không có trong"
         " danh sách tin cậy của máy chủ, hoặc chứng chỉ hết hạn / sai tên máy). Đặt tệp CA"
@@ -140,6 +148,10 @@ _CODES = {
     "AllAccessDisabled": "denied",
     "NoSuchBucket": "no_bucket",
     "RequestTimeTooSkewed": "clock",
+    # AWS, MinIO with a region set, Garage ("garage"): a request signed for another region.
+    "AuthorizationHeaderMalformed": "region",
+    "IllegalLocationConstraintException": "region",
+    "PermanentRedirect": "region",
     "ServiceUnavailable": "unreachable",
     "SlowDown": "unreachable",
     "InternalError": "unreachable",
@@ -622,15 +634,7 @@ class ObjectStore(Store):
             if size > self.target.part_bytes:
                 self._multipart(source, key, sha256)
             else:
-                data = source.read_bytes()
-                self.client.put_object(
-                    Bucket=self.target.bucket,
-                    Key=key,
-                    Body=data,
-                    ContentMD5=_md5_b64(data),  # the server refuses other bytes (BadDigest)
-                    ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256)).decode(),
-                    Metadata={"sha256": sha256},
-                )
+                _put(self.client, self.target.bucket, key, source.read_bytes(), sha256)
             if not self._verified(key, sha256, size, etag):
                 self._abort_uploads(key)  # the next attempt starts afresh
                 raise ObjectStoreError(f"{key}: the stored object does not verify")
@@ -809,8 +813,47 @@ class ObjectStore(Store):
 # -- reading, whichever store holds the part --------------------------------------------------
 
 
-# Buckets this process found giving ETags that are not the MD5 of the bytes (logged once).
+# Buckets this process found giving ETags that are not the MD5 of the bytes, and buckets
+# whose store refuses the SHA-256 checksum header (each logged once).
 _OPAQUE_ETAGS: set[str] = set()
+_NO_CHECKSUM_HEADER: set[str] = set()
+
+
+def _put(client: Any, bucket: str, key: str, data: bytes, sha256: str) -> None:
+    """One PUT of ``data`` with its ``Content-MD5`` (the store refuses other bytes:
+    BadDigest), its SHA-256 as metadata, and ``x-amz-checksum-sha256`` (a store that
+    supports it checks the bytes against it too). Some stores refuse that header instead
+    of ignoring it (Backblaze B2, OVH: 400 "Unsupported header 'x-amz-checksum-sha256'"):
+    the PUT is sent again without it, and so are the bucket's later PUTs (logged once).
+    Content-MD5 and the verification after the PUT stay."""
+    from botocore.exceptions import ClientError
+
+    ask: dict[str, Any] = {
+        "Bucket": bucket,
+        "Key": key,
+        "Body": data,
+        "ContentMD5": _md5_b64(data),
+        "Metadata": {"sha256": sha256},
+    }
+    if bucket not in _NO_CHECKSUM_HEADER:
+        try:
+            client.put_object(
+                **ask, ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256)).decode()
+            )
+            return
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            said = f"{error.get('Code', '')} {error.get('Message', '')}".lower()
+            if "checksum" not in said or "header" not in said:
+                raise
+            _NO_CHECKSUM_HEADER.add(bucket)
+            log.warning(
+                "object store %s refuses the x-amz-checksum-sha256 header (%s); its uploads"
+                " go without it (Content-MD5 and the verification after each stay)",
+                bucket,
+                error.get("Message") or error.get("Code"),
+            )
+    client.put_object(**ask)
 
 
 def _holds_bytes(
@@ -878,14 +921,7 @@ def put_bytes(location: str, data: bytes, sha256: str) -> None:
     client = _client_for(bucket)
     md5 = hashlib.md5(data).hexdigest()  # noqa: S324 (integrity, not security)
     try:
-        client.put_object(
-            Bucket=bucket,
-            Key=key,
-            Body=data,
-            ContentMD5=_md5_b64(data),
-            ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256)).decode(),
-            Metadata={"sha256": sha256},
-        )
+        _put(client, bucket, key, data, sha256)
         head = client.head_object(Bucket=bucket, Key=key)
         labelled = (int(head.get("ContentLength", -1)), head.get("Metadata", {}).get("sha256"))
         verified = labelled == (len(data), sha256) and _holds_bytes(
