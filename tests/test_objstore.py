@@ -990,6 +990,39 @@ def test_the_store_refusing_is_met_once_and_ingest_resumes_by_itself(
     server.db.close()
 
 
+def test_parts_below_the_stores_minimum_are_named_and_the_capture_stored_once_fixed(
+    s3a: S3Archive,
+) -> None:
+    """part_bytes= set below what the store takes for a multipart part (AWS and a default
+    Ceph: 5 MiB; the test gateway: 64 KiB): the gateway refuses the upload at its end
+    (EntityTooSmall). The cause names part_bytes; nothing is committed; with part_bytes
+    raised (and a restart), the station's next send of the capture is stored."""
+    import dataclasses
+
+    small = dataclasses.replace(s3a.store.target, part_bytes=PART_BYTES // 4)
+    s3a.store.target = small
+    batch = make_batch(1, random.Random(41), sizes={"text": 700, "capture": 2 * PART_BYTES})
+    page = batch.pages[0]
+    out = s3a.server.manifest(batch)
+    for payload in batch.chunks(page, "text", 30_000):
+        out += s3a.server.chunk(payload)
+    capture = batch.chunks(page, "capture", 30_000)
+    for payload in capture[:-1]:
+        out += s3a.server.chunk(payload)
+    with pytest.raises(objects.ObjectStoreError) as refused:
+        s3a.server.chunk(capture[-1])
+    assert refused.value.cause == "part_size", refused.value
+    assert "part_bytes" in refused.value.en and "part_bytes" in refused.value.vi
+    assert (page.page_id, "capture") not in s3a.locations()
+    s3a.store.target = dataclasses.replace(small, part_bytes=PART_BYTES)
+    out = []
+    for payload in capture:
+        out += s3a.server.chunk(payload)
+    assert [s.part for r in receipts(out) for s in r.committed] == ["capture"]
+    location = s3a.locations()[(page.page_id, "capture")]
+    assert objects.sha256(location) == sha(page.parts["capture"])
+
+
 @pytest.fixture
 def quirky(s3_server: CephS3) -> Iterator[QuirkyStore]:
     proxy = QuirkyStore(s3_server.endpoint, s3_server.access_key, s3_server.secret_key, "default")

@@ -14,8 +14,9 @@ and send the receipt:
 - a capture larger than ``part_bytes`` goes up as a multipart upload, each part with its
   ``Content-MD5``. A restarted ingest finds the upload the previous attempt left
   (``ListMultipartUploads``), keeps the parts whose ETag is the MD5 of the bytes staged
-  here and sends the rest: it completes the upload, it never commits an object it has not
-  verified;
+  here and sends the rest (an upload whose parts have other sizes, left by an attempt with
+  another ``part_bytes``, is aborted and started afresh): it completes the upload, it
+  never commits an object it has not verified;
 - then a HEAD must show the size, the ETag (the MD5 of the bytes, or for a multipart object
   the MD5 of the parts' MD5s and their count) and the SHA-256 metadata this side computed.
   A store whose ETags are not MD5s (AWS with SSE-KMS or SSE-C, MinIO encrypting at rest)
@@ -117,6 +118,15 @@ CAUSES: dict[str, tuple[str, str]] = {
         " (AuthorizationHeaderMalformed: the store's message names the right one). Put that"
         " region in store_url (…&region=NAME) and restart the server. Nothing was sent.",
     ),
+    "part_size": (
+        "Kho đối tượng S3 từ chối tệp tải lên nhiều phần vì mỗi phần quá nhỏ (EntityTooSmall):"
+        " tăng part_bytes trong store_url (AWS và Ceph mặc định cần ít nhất 5 MiB, ví dụ"
+        " …&part_bytes=8388608) rồi khởi động lại máy chủ. Các trạm giữ trang và tự gửi lại.",
+        "The S3 object store refuses multipart uploads: their parts are too small"
+        " (EntityTooSmall). Raise part_bytes in store_url (AWS and a default Ceph want at least"
+        " 5 MiB: …&part_bytes=8388608) and restart the server; stations keep their pages and"
+        " send again by themselves.",
+    ),
     "tls": (
         "Không tin được chứng chỉ TLS của kho đối tượng S3 (CA cấp chứng chỉ không có trong"
         " danh sách tin cậy của máy chủ, hoặc chứng chỉ hết hạn / sai tên máy). Đặt tệp CA"
@@ -152,6 +162,7 @@ _CODES = {
     "AuthorizationHeaderMalformed": "region",
     "IllegalLocationConstraintException": "region",
     "PermanentRedirect": "region",
+    "EntityTooSmall": "part_size",  # part_bytes= below the store's minimum part size
     "ServiceUnavailable": "unreachable",
     "SlowDown": "unreachable",
     "InternalError": "unreachable",
@@ -780,8 +791,16 @@ class ObjectStore(Store):
                 upload_id = upload["UploadId"]
         if upload_id is not None:
             answer = self.client.list_parts(Bucket=bucket, Key=key, UploadId=upload_id)
-            done = {p["PartNumber"]: _etag(p["ETag"]) for p in answer.get("Parts", [])}
-        else:
+            parts = answer.get("Parts", [])
+            done = {p["PartNumber"]: _etag(p["ETag"]) for p in parts}
+            size = source.stat().st_size
+            if any(int(p["Size"]) != min(step, size - (p["PartNumber"] - 1) * step)
+                   for p in parts):  # fmt: skip
+                # Left by an attempt with another part_bytes (a refused one, say): its
+                # parts cannot be this upload's. Start afresh.
+                self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+                upload_id, done = None, {}
+        if upload_id is None:
             answer = self.client.create_multipart_upload(
                 Bucket=bucket, Key=key, Metadata={"sha256": sha256}
             )
