@@ -10,6 +10,8 @@ to the gateway, which stores and serves the bytes; the proxy adds, when asked:
   AuthorizationHeaderMalformed, "the region 'X' is wrong; expecting 'Y'"; AWS also names
   it in a ``<Region>`` element and an ``x-amz-bucket-region`` header, with
   ``region_element``); Ceph's gateway accepts any region;
+- ``full``: every PUT and part refused as MinIO refuses them past its free-space
+  threshold (507 XMinioStorageFull); reads still answer;
 - ``refuses_checksum_header``: a PUT or part carrying ``x-amz-checksum-*`` is refused as
   Backblaze B2 refuses it (400 InvalidArgument, "Unsupported header
   'x-amz-checksum-sha256' received for this API call.").
@@ -69,6 +71,7 @@ class QuirkyStore:
         self.region: str | None = None
         self.region_element = False  # AWS names the region in <Region>, too
         self.refuses_checksum_header = False
+        self.full = False
         self.refused: list[str] = []  # "METHOD path: code"
         self.corrupted: list[str] = []  # keys whose PUT bodies were changed
         self.opaque_seen = 0
@@ -124,6 +127,12 @@ class QuirkyStore:
                     f"The authorization header is malformed; the region '{signed_for}' is"
                     f" wrong; expecting '{self.region}'",
                 )
+        if self.full and method == "PUT":
+            return (
+                "XMinioStorageFull",
+                "Storage backend has reached its minimum free drive threshold. Please delete"
+                " a few objects to proceed.",
+            )
         if self.refuses_checksum_header and method == "PUT":
             for name in headers.keys():  # noqa: SIM118 (an email.message.Message)
                 if name.lower().startswith("x-amz-checksum-"):
@@ -141,7 +150,7 @@ class QuirkyStore:
             + (f"<Region>{self.region}</Region>" if self.region_element else "")
             + "<RequestId>quirky</RequestId></Error>"
         ).encode()
-        handler.send_response(400)
+        handler.send_response(507 if code == "XMinioStorageFull" else 400)
         handler.send_header("Content-Type", "application/xml")
         if self.region_element:  # AWS: on every answer, a HEAD's (no body) too
             handler.send_header("x-amz-bucket-region", str(self.region))

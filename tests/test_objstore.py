@@ -1066,6 +1066,53 @@ def test_a_store_that_refuses_the_checksum_header_takes_the_archive_without_it(
     server.db.close()
 
 
+def test_a_full_store_is_named_and_ingest_resumes_by_itself_once_it_has_room(
+    tmp_path: Path,
+    s3_server: CephS3,
+    quirky: QuirkyStore,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A store out of space (MinIO: 507 XMinioStorageFull on every write; reads answer) is
+    not "cannot be reached": staff, the log and doctor hear that it is full; nothing is
+    receipted; once it has room, the station's next send is stored, with no restart."""
+    bucket = s3_server.new_bucket()
+    monkeypatch.setenv("SOHOA_S3_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("SOHOA_S3_SECRET_ACCESS_KEY", s3_server.secret_key)
+    url = s3_server.url(bucket).replace(s3_server.endpoint, quirky.endpoint)
+    settings = ServerSettings(data_dir=tmp_path, store_url=url, ingest=False, retry_after_s=5)
+    server = Server(tmp_path, tmp_path / "db" / "archive.sqlite3")
+    server.ingest = Ingest(server.db, objects.store_for(settings), accept_unenrolled=True)
+    worker = IngestWorker(settings, server.ingest)
+    link = StationLink()
+    worker._client = link  # type: ignore[assignment]
+    batch = make_batch(2, random.Random(42), sizes={"text": 700, "capture": 2 * PART_BYTES})
+    quirky.full = True
+    caplog.set_level("INFO")
+    heard = _through_worker(worker, link, batch)
+    assert quirky.refused, "nothing was refused: the test tests nothing"
+    assert not [m for m in heard if isinstance(m, Receipt)]
+    assert {m.reason for m in heard if isinstance(m, Reject)} == {"retry_later"}
+    (alert,) = server.alerts()
+    assert objects.CAUSES["full"][0] in alert["detail"]
+    assert objects.CAUSES["full"][1] in alert["detail"]
+    loud = [
+        r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("server")
+    ]
+    assert len(loud) == 1 and "XMinioStorageFull" in loud[0].getMessage()
+    finding = doctor.check_object_store(settings)
+    assert finding.level == "fail" and objects.CAUSES["full"][1] in finding.en
+
+    quirky.full = False  # disks added
+    assert doctor.check_object_store(settings).level == "ok"
+    heard = _through_worker(worker, link, batch)
+    committed = Counter((s.page_id, s.part) for m in heard if isinstance(m, Receipt)
+                        for s in m.committed)  # fmt: skip
+    assert committed == Counter((p.page_id, n) for p in batch.pages for n in p.parts)
+    assert [a["kind"] for a in server.alerts()] == ["archive_cannot_store", "archive_stores_again"]
+    server.db.close()
+
+
 def test_a_store_in_another_region_that_names_it_as_aws_does_is_followed(
     tmp_path: Path, s3_server: CephS3, quirky: QuirkyStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

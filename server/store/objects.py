@@ -81,6 +81,13 @@ CAUSES: dict[str, tuple[str, str]] = {
         " (QuotaExceeded). Raise the quota (radosgw-admin quota set --quota-scope=bucket …) or"
         " add capacity; stations keep their pages and send again by themselves.",
     ),
+    "full": (
+        "Kho đối tượng S3 đã đầy (507 / XMinioStorageFull): không nhận thêm tệp. Thêm dung"
+        " lượng cho kho (ổ đĩa, nút) hoặc giải phóng chỗ; các trạm giữ trang và tự gửi lại.",
+        "The S3 object store is full (507 / XMinioStorageFull): it takes no more files. Add"
+        " capacity to the store (disks, nodes) or free space on it; stations keep their pages"
+        " and send again by themselves.",
+    ),
     "keys": (
         "Khóa S3 không đúng hoặc đã bị thu hồi (InvalidAccessKeyId / SignatureDoesNotMatch)."
         " Ghi khóa hiện hành vào /etc/sohoa/credentials/s3-access-key-id và"
@@ -150,6 +157,9 @@ CAUSES: dict[str, tuple[str, str]] = {
 }
 _CODES = {
     "QuotaExceeded": "quota",
+    "XMinioStorageFull": "full",  # MinIO past its free-space threshold (507)
+    "InsufficientStorage": "full",
+    "InsufficientCapacity": "full",
     "InvalidAccessKeyId": "keys",
     "SignatureDoesNotMatch": "keys",
     "AccessDenied": "denied",
@@ -201,7 +211,15 @@ def failure(exc: Exception, what: str) -> ObjectStoreError:
             cause = "no_bucket"  # HEAD on a bucket has no body, only its status
         if cause is None:
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-            cause = "unreachable" if status >= 500 else "denied" if status == 403 else "other"
+            cause = (
+                "full"
+                if status == 507  # Insufficient Storage, whatever the code
+                else "unreachable"
+                if status >= 500
+                else "denied"
+                if status == 403
+                else "other"
+            )
     else:  # BotoCoreError: no answer (connection refused, timeout, DNS)
         cause = "unreachable"
     return ObjectStoreError(f"object store: {what}: {exc}", cause or "other")
