@@ -219,7 +219,61 @@ def cmd_backup(args: argparse.Namespace) -> int:
     if keep:
         _run(["restic", "forget", "--tag", "sohoa", "--prune", *keep], env, "restic forget")
         print("old snapshots forgotten: " + " ".join(keep))
+    if args.check_days:
+        _check_repository(settings, repo, env, args.check_days)
     return 0 if copied is None or copied.whole else 1
+
+
+def check_subset(days: int, now: float | None = None) -> str:
+    """restic's ``--read-data-subset`` for today: the packs of group ``n`` of ``days``, ``n``
+    moving on by one each day, so that every pack is read once in ``days`` days."""
+    day = int((time.time() if now is None else now) // 86400)
+    return f"{day % days + 1}/{days}"
+
+
+def _check_repository(settings: ServerSettings, repo: str, env: dict[str, str], days: int) -> None:
+    """``restic check``: the repository's structure (indexes, snapshots, trees), and today's
+    group of its packs downloaded and verified (:func:`check_subset`). A repository that
+    fails is an alert for staff and exit 74: a backup that cannot be read is found on the
+    night it breaks, not on the day it is needed."""
+    subset = check_subset(days)
+    cmd = ["restic", "check", f"--read-data-subset={subset}"]
+    try:
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise _refused(69, f"restic check: cannot run restic: {exc}") from exc
+    if out.returncode == 0:
+        print(
+            f"repository checked: its structure, and pack group {subset} read back and"
+            f" verified (every pack once in {days} days)"
+        )
+        return
+    said = [
+        line.strip()
+        for line in (out.stdout + "\n" + out.stderr).splitlines()
+        if line.strip()
+        and not line.lstrip().startswith("[")  # not progress bars
+        and not line.startswith(
+            ("using temporary cache", "create exclusive lock", "load ", "check ", "read group")
+        )
+    ]
+    found = "; ".join(said[-6:]) or f"exit {out.returncode}"
+    detail = f"restic check {repo} (packs {subset}): {found}"
+    from server.cli import _open
+
+    try:
+        db = _open(settings)
+        try:
+            db.alert("backup_damaged", detail)
+        finally:
+            db.close()
+    except Exception as exc:  # the database away: the refusal below still says it all
+        print(f"the alert could not be recorded: {exc}", file=sys.stderr)
+    raise _refused(
+        74,
+        f"the backup repository {repo} is damaged: {detail}. The snapshots may not restore:"
+        " runbook R7, 'Kho sao lưu hỏng / A damaged backup repository'",
+    )
 
 
 def _backup_store(settings: ServerSettings) -> ObjectStore | None:
@@ -510,8 +564,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "that backup_store_url lacks, copied and verified; then one restic snapshot of "
         "data_dir. Safe while the server runs. Exit 0: snapshot written; 1: written, but "
         "objects that do not hash as recorded were not copied (named); 69: a store or the "
-        "database failed, no snapshot (run again: it goes on); 74: a step failed; 78: no "
-        "repository, password or backup store.",
+        "database failed, no snapshot (run again: it goes on); 74: a step failed, or the "
+        "repository failed its check (an alert for staff); 78: no repository, password or "
+        "backup store.",
     )
     back.add_argument("--repository", help="restic repository (default: backup_repository)")
     back.add_argument(
@@ -520,6 +575,14 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     back.add_argument("--keep-daily", type=int, help="then forget all but N daily snapshots")
     back.add_argument("--keep-weekly", type=int, help="… and N weekly")
     back.add_argument("--keep-monthly", type=int, help="… and N monthly")
+    back.add_argument(
+        "--check-days",
+        type=int,
+        default=30,
+        metavar="N",
+        help="then restic check: the repository's structure, and one Nth of its packs read"
+        " back and verified, another each day (every pack in N days; default 30; 0: no check)",
+    )
     back.set_defaults(func=cmd_backup)
 
     rest = sub.add_parser(

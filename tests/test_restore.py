@@ -24,6 +24,7 @@ from test_ingest import BatchSrc, PageSrc
 
 from protocol import envelope, topics
 from protocol.messages import BatchState, Query, Receipt, Reject
+from server import db_cli
 from server.archive import audit
 from server.ingest import Ingest
 from server.store import keys, objects
@@ -118,7 +119,7 @@ def test_restore_drill(tmp_path: Path, database: Path | str) -> None:
                SOHOA_BACKUP_PASSWORD_FILE=str(secret), SOHOA_INGEST="false")  # fmt: skip
     backup = _server(env, "backup")
     assert backup.returncode == 0, backup.stderr
-    assert "snapshot " in backup.stdout
+    assert "snapshot " in backup.stdout and "repository checked" in backup.stdout
 
     # The disk dies: the database and every file of the archive are gone.
     key = (data / keys.KEY_FILE).read_bytes()
@@ -180,6 +181,60 @@ def _resend_everything(ingest: Ingest, batches: list[BatchSrc]) -> None:
             new = {(p.page_id, p.part) for m in replies if isinstance(m, Receipt)
                    for p in m.committed}  # fmt: skip
             assert new <= all_parts  # a receipt may be repeated, never for something else
+
+
+def test_check_subset_reads_every_pack_group_once_in_n_days() -> None:
+    days = [db_cli.check_subset(7, now=86400.0 * d + 3600) for d in range(100, 107)]
+    assert sorted(days) == [f"{n}/7" for n in range(1, 8)]
+    assert db_cli.check_subset(1) == "1/1"
+
+
+def test_a_damaged_backup_repository_is_found_the_night_it_breaks(tmp_path: Path) -> None:
+    """The attack first: a byte of the repository's data changes on its disk (bit rot, a
+    bad sector, a careless hand). The next nightly backup's check reads the packs back
+    and fails: exit 74 naming the repository and the runbook, and an alert for staff;
+    nothing is said to be fine."""
+    data = tmp_path / "archive"
+    data.mkdir()
+    database = data / "archive.sqlite3"
+    db = Database(database)
+    ingest = Ingest(
+        db, Store(data / "store"), signing_key=keys.load_or_create(data), accept_unenrolled=True
+    )
+    for batch in _batches():
+        assert not [m for m in _send(ingest, batch) if isinstance(m, Reject)]
+    db.close()
+    secret = tmp_path / "backup-password"
+    secret.write_text("khóa-sao-lưu-ngoại-tuyến\n")
+    repo = tmp_path / "restic-repo"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOHOA_")}
+    env.update(SOHOA_DATA_DIR=str(data), SOHOA_DATABASE_URL=f"sqlite:///{database}",
+               SOHOA_BACKUP_REPOSITORY=str(repo), SOHOA_BACKUP_PASSWORD_FILE=str(secret),
+               SOHOA_INGEST="false")  # fmt: skip
+    first = _server(env, "backup", "--check-days", "1")
+    assert first.returncode == 0, first.stderr
+    assert "pack group 1/1 read back and verified" in first.stdout
+
+    packs = sorted((p for p in (repo / "data").rglob("*") if p.is_file()),
+                   key=lambda p: p.stat().st_size)  # fmt: skip
+    assert packs, "no pack in the repository"
+    largest = packs[-1]
+    raw = bytearray(largest.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    largest.chmod(0o600)  # restic writes packs read-only
+    largest.write_bytes(bytes(raw))
+
+    night = _server(env, "backup", "--check-days", "1")
+    assert night.returncode == 74, night.stdout + night.stderr
+    assert f"the backup repository {repo} is damaged" in night.stderr
+    assert "runbook R7" in night.stderr
+    db = Database(database)
+    try:
+        alerts = db.read().execute("SELECT kind, detail FROM alerts").fetchall()
+    finally:
+        db.close()
+    assert [a[0] for a in alerts] == ["backup_damaged"]
+    assert str(repo) in alerts[0][1]
 
 
 def test_backup_needs_a_repository_and_its_password(tmp_path: Path) -> None:

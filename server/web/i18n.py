@@ -168,6 +168,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "alert_fixity": ("Tệp trong kho sai mã băm", "Stored file failed its fixity check"),
     "alert_archive_cannot_store": ("Kho không ghi được dữ liệu", "Archive cannot store"),
     "alert_archive_stores_again": ("Kho ghi được dữ liệu trở lại", "Archive stores again"),
+    "alert_backup_damaged": ("Kho sao lưu bị hỏng", "Backup repository damaged"),
     "backlog": ("Chờ gửi (trang)", "Waiting to send (pages)"),
     "disk_free": ("Dung lượng trống", "Disk free"),
     "last_error": ("Lỗi gần nhất", "Last error"),
