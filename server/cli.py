@@ -565,6 +565,47 @@ def cmd_fixity_check(args: argparse.Namespace) -> int:
     return 0 if report.finished else 75
 
 
+def cmd_fixity_repair(args: argparse.Namespace) -> int:
+    """Exit 0: every part the last checks found damaged is back, verified (or none was);
+    1: some could not be (named on stderr, with why); 69: a store or restic cannot be
+    reached (run again); 78: the backup they need is not configured."""
+    from server.store import repair
+
+    settings = _settings(args)
+    db = _open(settings)
+    try:
+        report = repair.repair(
+            db, settings, only=args.part or None, say=lambda line: _say_repair(line)
+        )
+    except repair.RepairRefused as exc:
+        print(f"fixity repair stopped: {exc}; run it again", file=sys.stderr)
+        return exc.code
+    except ValueError as exc:
+        print(f"fixity repair: {exc}", file=sys.stderr)
+        return 78
+    finally:
+        db.close()
+    if not report.repaired and not report.not_repaired:
+        print("fixity repair: nothing to repair (every part's latest check passed)")
+        return 0
+    print(
+        f"fixity repair: {len(report.repaired)} part(s) repaired from the backups,"
+        f" {len(report.not_repaired)} not"
+    )
+    if report.not_repaired:
+        print(
+            "parts NOT REPAIRED have no good copy in the backups: ask the station to send the"
+            " page again, or re-scan it from the paper",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _say_repair(line: str) -> None:
+    print(line, file=sys.stderr if line.startswith("NOT ") else sys.stdout)
+
+
 def cmd_export_aip(args: argparse.Namespace) -> int:
     """Exit 0: package written (and valid against the schemas, when the archive holds them);
     1: refused (a file failed its fixity check, a page missing, schema errors); 2: no such
@@ -622,6 +663,21 @@ def _fixity_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     check.add_argument("--limit", type=int, help="stop after this many parts (resume later)")
     check.set_defaults(func=cmd_fixity_check)
+    mend = fix_sub.add_parser(
+        "repair",
+        help="bring parts the check found damaged or missing back from the backups",
+        description="Every part whose latest fixity check did not pass: its good copy is "
+        "fetched from the backups (the backup store's object for a part on the object "
+        "store, the latest restic snapshot's file for a part on local disk), re-hashed "
+        "against the sha256 of ingest, put in place of the damaged one, checked again and "
+        "recorded (the dashboard's damage clears; one audit row each). Exit 0: all back; "
+        "1: some have no good copy (named); 69: a store or restic cannot be reached; 78: "
+        "the backup they need is not configured.",
+    )
+    mend.add_argument(
+        "--part", type=int, action="append", help="only this part id (repeat for more)"
+    )
+    mend.set_defaults(func=cmd_fixity_repair)
 
 
 def cmd_store_migrate(args: argparse.Namespace) -> int:

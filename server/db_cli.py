@@ -118,19 +118,14 @@ def _pg_env(settings: ServerSettings) -> tuple[str, dict[str, str]]:
 
 
 def _restic_env(args: argparse.Namespace, settings: ServerSettings) -> tuple[str, dict[str, str]]:
-    repo = args.repository or settings.backup_repository
-    if not repo:
-        raise _refused(78, "no backup repository: set backup_repository or give --repository")
-    password = settings.backup_password()
-    if not password:
-        raise _refused(
-            78, "no backup password: the credential backup-password or backup_password_file"
-        )
-    if shutil.which("restic") is None:
-        raise _refused(69, "restic is not installed (apt-get install restic)")
-    env = dict(os.environ, RESTIC_REPOSITORY=repo, RESTIC_PASSWORD=password)
-    env.setdefault("RESTIC_CACHE_DIR", str(settings.data_dir / BACKUP_DIR / ".restic-cache"))
-    return repo, env
+    from server.store.repair import RepairRefused, restic_env
+
+    try:
+        return restic_env(settings, args.repository)
+    except ValueError as exc:
+        raise _refused(78, str(exc)) from exc
+    except RepairRefused as exc:
+        raise _refused(exc.code, str(exc)) from exc
 
 
 def _run(cmd: list[str], env: dict[str, str], what: str) -> subprocess.CompletedProcess[str]:

@@ -244,6 +244,20 @@ rgw enable usage log = false
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
 
+    def rot(self, bucket: str, key: str) -> None:
+        """Bit rot on the OSD's disk: one byte of a single-part object's data changed in
+        RADOS itself, under the gateway; its size, ETag and metadata stay as they were, so
+        only reading the bytes back can tell."""
+        rados = ["rados", "-c", str(self.conf), "-p", "default.rgw.buckets.data"]
+        oid = next(o for o in self._run(*rados, "ls").splitlines() if o.endswith("_" + key))
+        held = self.root / "rot.bin"
+        self._run(*rados, "get", oid, str(held))
+        raw = bytearray(held.read_bytes())
+        raw[len(raw) // 2] ^= 0x20
+        held.write_bytes(bytes(raw))
+        self._run(*rados, "put", oid, str(held))
+        held.unlink()
+
     def new_bucket(self) -> str:
         """A fresh bucket name (the store creates nothing: the test makes it)."""
         self._buckets += 1

@@ -43,7 +43,7 @@ from server.archive import fixity
 from server.config import ServerSettings
 from server.ingest import Ingest
 from server.ingest.mqtt import IngestWorker
-from server.store import objects, offsite
+from server.store import objects, offsite, repair
 from server.store.db import Database
 
 pytestmark = pytest.mark.s3
@@ -463,6 +463,76 @@ def _migrate(
 
 
 @pytest.mark.slow
+def test_objects_the_check_found_damaged_come_back_from_the_backup_store(
+    tmp_path: Path, s3_server: CephS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The failure first: after the night's backup, an object's bytes rot on the gateway's
+    disk (its size, ETag and SHA-256 label unchanged: a HEAD, and so ``store restore``,
+    take it as fine), another object is deleted, and a third is damaged in the backup store
+    too. The fixity check
+    names the three; ``fixity repair`` puts the first two back from the backup store, each
+    re-hashed before it replaces the damaged one, and names the third as having no good
+    copy. The next check finds only that one."""
+    bucket, spare = s3_server.new_bucket(), s3_server.new_bucket()
+    for var in ("S3", "BACKUP_S3"):
+        monkeypatch.setenv(f"SOHOA_{var}_ACCESS_KEY_ID", s3_server.access_key)
+        monkeypatch.setenv(f"SOHOA_{var}_SECRET_ACCESS_KEY", s3_server.secret_key)
+    settings = ServerSettings(
+        data_dir=tmp_path,
+        store_url=s3_server.url(bucket),
+        backup_store_url=s3_server.url(spare, "backup"),
+        ingest=False,
+    )
+    server = Server(tmp_path, tmp_path / "db" / "archive.sqlite3")
+    server.ingest = Ingest(server.db, objects.store_for(settings), accept_unenrolled=True)
+    batch = make_batch(3, random.Random(43), sizes={"text": 700, "capture": 2 * PART_BYTES})
+    out = server.manifest(batch)
+    for payload in batch.all_chunks(30_000):
+        out += server.chunk(payload)
+    assert not rejects(out)
+    assert offsite.backup(server.db, objects.backup_store_for(settings), say=str).whole
+    rows = server.sql("SELECT id, name, path, sha256, size FROM parts ORDER BY id")
+    rotted = next(r for r in rows if r["name"] == "text")  # one PUT: in the head object
+    gone, lost = [r for r in rows if r["name"] == "capture"][1:]  # multipart objects
+    client: Any = s3_server.client()
+
+    def spoil(where: str, row: Any) -> None:
+        key = objects.split_location(row["path"])[1]  # type: ignore[index]
+        if where == "backup":
+            key = "backup/" + key
+        client.put_object(
+            Bucket=spare if where == "backup" else bucket, Key=key,
+            Body=secrets.token_bytes(int(row["size"])), Metadata={"sha256": row["sha256"]},
+        )  # fmt: skip
+
+    key = objects.split_location(rotted["path"])[1]  # type: ignore[index]
+    etag = client.head_object(Bucket=bucket, Key=key)["ETag"]
+    s3_server.rot(bucket, key)
+    client.delete_object(Bucket=bucket, Key=objects.split_location(gone["path"])[1])  # type: ignore[index]
+    spoil("store", lost)
+    spoil("backup", lost)
+    report = fixity.check_store(server.db)
+    assert sorted(c.part_pk for c in report.damaged) == [rotted["id"], gone["id"], lost["id"]]
+    # What store restore does not see: the rotten object's HEAD looks right, ETag and all.
+    assert client.head_object(Bucket=bucket, Key=key)["ETag"] == etag
+    store = objects.store_for(settings)
+    assert isinstance(store, objects.ObjectStore)
+    assert store.holds(key, rotted["sha256"], int(rotted["size"]))
+
+    said: list[str] = []
+    done = repair.repair(server.db, settings, say=said.append)
+    assert len(done.repaired) == 2 and len(done.not_repaired) == 1, said
+    assert f"part {lost['id']}" in done.not_repaired[0]
+    assert "does not hash as recorded" in done.not_repaired[0]
+    for row in (rotted, gone):
+        assert objects.sha256(row["path"]) == row["sha256"]
+    assert objects.sha256(lost["path"]) != lost["sha256"]  # left as it was
+    again = fixity.check_store(server.db)
+    assert [c.part_pk for c in again.damaged] == [lost["id"]]
+    assert [d["part_pk"] for d in fixity.damaged(server.db)] == [lost["id"]]
+    server.db.close()
+
+
 def test_store_migrate_stopped_and_resumed_moves_every_part_verified(
     tmp_path: Path, s3_server: CephS3
 ) -> None:

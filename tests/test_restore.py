@@ -25,7 +25,7 @@ from test_ingest import BatchSrc, PageSrc
 from protocol import envelope, topics
 from protocol.messages import BatchState, Query, Receipt, Reject
 from server import db_cli
-from server.archive import audit
+from server.archive import audit, fixity
 from server.ingest import Ingest
 from server.store import keys, objects
 from server.store.db import Database
@@ -235,6 +235,80 @@ def test_a_damaged_backup_repository_is_found_the_night_it_breaks(tmp_path: Path
         db.close()
     assert [a[0] for a in alerts] == ["backup_damaged"]
     assert str(repo) in alerts[0][1]
+
+
+def test_parts_the_check_found_damaged_come_back_from_the_snapshot(tmp_path: Path) -> None:
+    """The failure first: after the night's backup, one stored file's bytes change (bit
+    rot), another is deleted, and a file of a batch that came after the backup changes
+    too. The fixity check names all three; ``fixity repair`` brings the first two back from
+    the latest snapshot (re-hashed against ingest's sha256 before they take the damaged
+    files' place), and names the third as having no good copy, leaving it as it is. The
+    next check finds only that one; the audit chain holds."""
+    data = tmp_path / "archive"
+    data.mkdir()
+    database = data / "archive.sqlite3"
+    db = Database(database)
+    ingest = Ingest(
+        db, Store(data / "store"), signing_key=keys.load_or_create(data), accept_unenrolled=True
+    )
+    first, later = _batches()
+    assert not [m for m in _send(ingest, first) if isinstance(m, Reject)]
+    secret = tmp_path / "backup-password"
+    secret.write_text("khóa-sao-lưu-ngoại-tuyến\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOHOA_")}
+    env.update(SOHOA_DATA_DIR=str(data), SOHOA_DATABASE_URL=f"sqlite:///{database}",
+               SOHOA_BACKUP_REPOSITORY=str(tmp_path / "restic-repo"),
+               SOHOA_BACKUP_PASSWORD_FILE=str(secret), SOHOA_INGEST="false")  # fmt: skip
+    backup = _server(env, "backup", "--check-days", "0")
+    assert backup.returncode == 0, backup.stderr
+    assert not [m for m in _send(ingest, later) if isinstance(m, Reject)]  # after the backup
+    rows = (
+        db.read()
+        .execute(
+            "SELECT x.id, x.path, x.sha256, b.batch_id FROM parts x"
+            " JOIN pages p ON p.id = x.page_pk JOIN batches b ON b.id = p.batch_pk"
+            " WHERE x.name = 'archival' ORDER BY x.id"
+        )
+        .fetchall()
+    )
+    db.close()
+    rotted, gone = (r for r in rows if r["batch_id"] == first.batch_id)
+    young = next(r for r in rows if r["batch_id"] == later.batch_id)
+    good = {r["id"]: Path(r["path"]).read_bytes() for r in (rotted, gone, young)}
+    for row in (rotted, young):
+        raw = bytearray(good[row["id"]])
+        raw[len(raw) // 2] ^= 0x20
+        Path(row["path"]).write_bytes(bytes(raw))
+    Path(gone["path"]).unlink()
+
+    check = _server(env, "fixity", "check", "--rate-mb", "0")
+    assert check.returncode == 1 and " 3 damaged" in check.stdout, check.stdout + check.stderr
+    repaired = _server(env, "fixity", "repair")
+    assert repaired.returncode == 1, repaired.stdout + repaired.stderr
+    assert "2 part(s) repaired from the backups, 1 not" in repaired.stdout
+    assert f"NOT REPAIRED part {young['id']}" in repaired.stderr
+    assert "not in the latest snapshot" in repaired.stderr
+    assert Path(rotted["path"]).read_bytes() == good[rotted["id"]]
+    assert Path(gone["path"]).read_bytes() == good[gone["id"]]
+    assert Path(young["path"]).read_bytes() != good[young["id"]]  # no good copy: left as is
+    again = _server(env, "fixity", "check", "--rate-mb", "0")
+    assert again.returncode == 1 and " 1 damaged" in again.stdout, again.stdout
+    assert f"DAMAGED part {young['id']}" in again.stderr
+    db = Database(database)
+    try:
+        assert [d["part_pk"] for d in fixity.damaged(db)] == [young["id"]]
+        done = (
+            db.read()
+            .execute("SELECT target FROM audit WHERE action = 'fixity.repair' ORDER BY id")
+            .fetchall()
+        )
+        assert [r[0] for r in done] == [f"part {rotted['id']}", f"part {gone['id']}"]
+    finally:
+        db.close()
+    verify = _server(env, "audit", "verify")
+    assert verify.returncode == 0, verify.stderr
+    nothing = _server(env, "fixity", "repair", "--part", str(rotted["id"]))
+    assert nothing.returncode == 0 and "nothing to repair" in nothing.stdout
 
 
 def test_backup_needs_a_repository_and_its_password(tmp_path: Path) -> None:

@@ -19,7 +19,8 @@ pass (:func:`damaged`); a later passing check (the part re-sent, or restored fro
 clears it.
 
 Owns: ``fixity_events`` and the ``fixity_cursor`` key of ``meta``. Must not: repair or
-delete anything, or change a part's record (what was recorded at ingest is the reference).
+delete anything (server.store.repair does, and records its checks here), or change a part's
+record (what was recorded at ingest is the reference).
 """
 
 from __future__ import annotations
@@ -153,6 +154,16 @@ def _alert(con: Connection, check: Check, label: str) -> None:
         "INSERT INTO alerts(at, device_id, kind, detail) VALUES (?, NULL, 'fixity', ?)",
         (check.at, f"{label}: {check.path} {check.outcome} (expected sha256 {check.expected})"),
     )
+
+
+def record(db: Database, checks: list[Check], agent: str, context: str, label: str) -> None:
+    """Record checks made elsewhere (``fixity repair``'s check of what it put back); one
+    that did not pass raises an alert, as the check's own do."""
+    with db.tx() as con:
+        _insert(con, checks, agent, context)
+        for c in checks:
+            if not c.ok:
+                _alert(con, c, label)
 
 
 def read_verified(

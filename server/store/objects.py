@@ -620,18 +620,21 @@ class ObjectStore(Store):
 
     # -- uploading -----------------------------------------------------------------------------
 
-    def upload(self, source: Path, key: str, sha256: str, size: int) -> None:
+    def upload(
+        self, source: Path, key: str, sha256: str, size: int, *, replace: bool = False
+    ) -> None:
         """Put ``source`` at ``key`` and verify the object. The file is read and hashed
         first (SHA-256 and size as recorded, and the ETag its bytes must give); an object
         already at ``key`` with exactly that is kept (a retry, a resumed migration), any
-        other is replaced. Refused for its keys, it reads the keys again once and, if they
+        other is replaced — with ``replace``, any object is (a repair: a damaged object's
+        HEAD looks right). Refused for its keys, it reads the keys again once and, if they
         changed, tries again with them. Raises :class:`ObjectStoreError`."""
         try:
-            self._upload(source, key, sha256, size)
+            self._upload(source, key, sha256, size, replace)
         except ObjectStoreError as exc:
             if exc.cause != "keys" or not self.new_keys():
                 raise
-            self._upload(source, key, sha256, size)
+            self._upload(source, key, sha256, size, replace)
 
     def new_keys(self) -> bool:
         """Read the keys again (:attr:`rekey`); True when they changed and the client now
@@ -651,14 +654,14 @@ class ObjectStore(Store):
             register(self.target.bucket, make_client(self.target, credentials, reads=True))
         return True
 
-    def _upload(self, source: Path, key: str, sha256: str, size: int) -> None:
+    def _upload(self, source: Path, key: str, sha256: str, size: int, replace: bool) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
         if self.reader:  # the archive's own store (a backup store's name may be the same)
             _silent(self.target.bucket, key, "write")
         try:
             etag = self.etag_of(source, sha256, size)
-            if self._verified(key, sha256, size, etag):
+            if not replace and self._verified(key, sha256, size, etag):
                 return
             if size > self.target.part_bytes:
                 self._multipart(source, key, sha256)
