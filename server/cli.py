@@ -35,16 +35,17 @@ EXIT_CODES = {
     0: "done",
     1: "a check failed (doctor, fixity check), the audit log is broken (audit verify),"
     " damaged files were not moved (store migrate), or objects that do not hash as recorded"
-    " or are gone were not copied (backup, restore, store restore)",
+    " or are gone were not copied (backup, restore, store restore), or parts with no good"
+    " copy in the backups (fixity repair)",
     2: "bad command line or input refused (user name, password, token)",
     3: "bundle refused as a whole, nothing imported (import-bundle)",
     4: "some frames of a bundle refused, the rest imported (import-bundle)",
     65: "refused: an unknown or revoked station (device, broker)",
     69: "the database, the broker or an object store cannot be reached (backup, restore,"
-    " store restore, store migrate: run the same command again, it goes on)",
+    " store restore, store migrate, fixity repair: run the same command again, it goes on)",
     70: "unexpected error (run again with -v for the details)",
     73: "the file store cannot be written (run), or the broker file exists (broker init)",
-    74: "a file cannot be read or written",
+    74: "a file cannot be read or written, or the backup repository failed its check (backup)",
     75: "not finished: stopped by --limit, run the same command again (fixity check, store"
     " migrate), or pages came in meanwhile without their pairs (db search-pairs)",
     77: "wrong user: run as the service user (sudo -u sohoa sohoa-server ...)",
