@@ -184,7 +184,11 @@ def cmd_backup(args: argparse.Namespace) -> int:
     offsite = _backup_store(settings)  # refused before anything is written
     dump = _dump_catalogue(settings)  # the catalogue first, then the files it names
     print(f"catalogue copied to {dump} ({dump.stat().st_size} bytes)")
-    copied = None if offsite is None else _backup_objects(settings, offsite)
+    reread = None
+    if args.check_days:
+        n, t = check_subset(args.check_days).split("/")
+        reread = (int(n), int(t))
+    copied = None if offsite is None else _backup_objects(settings, offsite, reread)
     data = settings.data_dir.resolve()
     cmd = ["restic", "backup", "--json", "--tag", "sohoa", str(data), *map(str, args.also)]
     excludes = [data / BACKUP_DIR / ".restic-cache", data / "render-cache"]
@@ -283,7 +287,9 @@ def _backup_store(settings: ServerSettings) -> ObjectStore | None:
         raise _refused(78, f"backup: {exc}") from exc
 
 
-def _backup_objects(settings: ServerSettings, to: ObjectStore) -> Copy:
+def _backup_objects(
+    settings: ServerSettings, to: ObjectStore, reread: tuple[int, int] | None
+) -> Copy:
     """Every object the catalogue names, copied to the backup store before the snapshot
     that holds the catalogue copy is taken (server.store.offsite)."""
     from server.cli import _open, store_trouble
@@ -291,7 +297,7 @@ def _backup_objects(settings: ServerSettings, to: ObjectStore) -> Copy:
 
     db = _open(settings)  # after the dump: it names every object the dump names, and more
     try:
-        report = offsite.backup(db, to)
+        report = offsite.backup(db, to, reread=reread)
     except objects.ObjectStoreError as exc:
         raise _refused(
             69,

@@ -533,6 +533,56 @@ def test_objects_the_check_found_damaged_come_back_from_the_backup_store(
     server.db.close()
 
 
+def test_the_nightly_backup_rereads_a_group_of_its_copies_and_replaces_a_rotten_one(
+    tmp_path: Path, s3_server: CephS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The failure first: a copy in the backup store rots on that store's disk (size, ETag
+    and label unchanged). A backup that only lists keeps it — the copy would fail the day
+    it is needed. With ``reread`` (group n of t, by part id, another group each night), the
+    copies of that night's group are read back and hashed; the rotten one is copied again
+    from the archive, verified; the others of the group are only read."""
+    bucket, spare = s3_server.new_bucket(), s3_server.new_bucket()
+    for var in ("S3", "BACKUP_S3"):
+        monkeypatch.setenv(f"SOHOA_{var}_ACCESS_KEY_ID", s3_server.access_key)
+        monkeypatch.setenv(f"SOHOA_{var}_SECRET_ACCESS_KEY", s3_server.secret_key)
+    settings = ServerSettings(
+        data_dir=tmp_path,
+        store_url=s3_server.url(bucket),
+        backup_store_url=s3_server.url(spare, "backup"),
+        ingest=False,
+    )
+    server = Server(tmp_path, tmp_path / "db" / "archive.sqlite3")
+    server.ingest = Ingest(server.db, objects.store_for(settings), accept_unenrolled=True)
+    batch = make_batch(3, random.Random(44), sizes={"text": 700, "thumb": 3000})
+    out = server.manifest(batch)
+    for payload in batch.all_chunks(30_000):
+        out += server.chunk(payload)
+    assert not rejects(out)
+    to = objects.backup_store_for(settings)
+    assert offsite.backup(server.db, to, say=str).copied == 6
+    rows = server.sql("SELECT id, path, sha256, size FROM parts ORDER BY id")
+    rotten = rows[2]
+    key = "backup/" + objects.split_location(rotten["path"])[1]  # type: ignore[index]
+    s3_server.rot(spare, key)
+    held = tmp_path / "held"
+
+    def copy_is_good() -> bool:
+        return to.download(key, held) == (rotten["sha256"], int(rotten["size"]))
+
+    assert not copy_is_good()
+    listed = offsite.backup(server.db, to, say=str)  # lists: the rotten copy is "there"
+    assert (listed.kept, listed.copied, listed.reread) == (6, 0, 0) and not copy_is_good()
+    other = 2 - rotten["id"] % 2  # the group (of 2) the rotten copy is not in
+    night = offsite.backup(server.db, to, say=str, reread=(other, 2))
+    assert night.reread == 3 and not night.replaced and not copy_is_good()
+    said: list[str] = []
+    night = offsite.backup(server.db, to, say=said.append, reread=(3 - other, 2))
+    assert night.reread == 3 and len(night.replaced) == 1 and night.whole
+    assert f"part {rotten['id']}" in night.replaced[0] and said[0].startswith("REPLACED")
+    assert copy_is_good()
+    server.db.close()
+
+
 def test_store_migrate_stopped_and_resumed_moves_every_part_verified(
     tmp_path: Path, s3_server: CephS3
 ) -> None:

@@ -52,6 +52,8 @@ class Copy:
     bytes: int = 0
     damaged: list[str] = field(default_factory=list)  # source does not hash as recorded
     missing: list[str] = field(default_factory=list)  # no source object at all
+    reread: int = 0  # copies in the backup read back and hashed (a backup's check)
+    replaced: list[str] = field(default_factory=list)  # … found damaged, copied again
 
     @property
     def whole(self) -> bool:
@@ -116,21 +118,34 @@ class _Job:
     sha256: str
     size: int
 
+    reread: bool = False  # first read back the copy at ``key``; copy only if it is bad
+
     def run(self) -> tuple[str, str]:
-        """("copied", "") or ("missing" | "damaged", why); raises ObjectStoreError."""
+        """("copied" | "reread", "") or ("replaced", why) or ("missing" | "damaged", why);
+        raises ObjectStoreError."""
         fd, name = tempfile.mkstemp(dir=self.to.root, prefix=".copy-")
         os.close(fd)
         staged = Path(name)
+        bad = ""
         try:
+            if self.reread:
+                try:
+                    got = self.to.download(self.key, staged)
+                except FileNotFoundError:
+                    got = ("", 0)
+                if got == (self.sha256, self.size):
+                    return "reread", ""
+                bad = f"part {self.pk}: the copy at {self.key} did not hash as recorded"
             _fetch_checked(self.fetch, staged, self.sha256, self.size)
-            self.to.upload(staged, self.key, self.sha256, self.size)
+            # A bad copy's HEAD may look right (bit rot keeps size, ETag, label): replace.
+            self.to.upload(staged, self.key, self.sha256, self.size, replace=bool(bad))
         except FileNotFoundError:
             return "missing", f"part {self.pk}: {self.name} is missing"
         except DamagedSource as exc:
             return "damaged", f"part {self.pk}: {self.name} does not hash as recorded: {exc}"
         finally:
             staged.unlink(missing_ok=True)
-        return "copied", ""
+        return ("replaced", bad) if bad else ("copied", "")
 
 
 def _run(
@@ -149,6 +164,14 @@ def _run(
             raise future.exception()  # type: ignore[misc]
     for job, future in zip(jobs, futures, strict=True):
         outcome, why = future.result()
+        if outcome == "reread":
+            report.reread += 1
+            continue
+        if outcome == "replaced":
+            report.reread += 1
+            report.replaced.append(why)
+            say(f"REPLACED {why}: copied again from the archive, verified")
+            outcome = "copied"
         if outcome == "copied":
             report.copied += 1
             report.bytes += job.size
@@ -160,11 +183,19 @@ def _run(
 
 
 def backup(
-    db: Database, to: ObjectStore, *, say: Callable[[str], None] = print, workers: int = WORKERS
+    db: Database,
+    to: ObjectStore,
+    *,
+    say: Callable[[str], None] = print,
+    workers: int = WORKERS,
+    reread: tuple[int, int] | None = None,
 ) -> Copy:
     """Copy into ``to`` every committed part's object it lacks (module docstring), up to
-    ``workers`` at a time. Raises :class:`ObjectStoreError` when either store fails (run
-    again: it goes on)."""
+    ``workers`` at a time. ``reread`` (group ``n`` of ``t``): the copies already there of
+    the parts whose id is ``n - 1`` modulo ``t`` are read back and hashed, and a bad one
+    is copied again from the archive (the nightly backup's check of the backup store: the
+    group moves on each night, every copy in ``t`` nights). Raises
+    :class:`ObjectStoreError` when either store fails (run again: it goes on)."""
     report = Copy()
     there = _Listing(to)
     with ThreadPoolExecutor(workers, "sohoa-offsite") as pool:
@@ -174,10 +205,14 @@ def backup(
                 where = split_location(location)
                 assert where is not None
                 key = to.target.prefix + where[1]
+                fetch = _from_location(location)
                 if there.size(key) == size:
-                    report.kept += 1
+                    if reread is not None and pk % reread[1] == reread[0] - 1:
+                        jobs.append(_Job(pk, location, fetch, to, key, sha256, size, True))
+                    else:
+                        report.kept += 1
                     continue
-                jobs.append(_Job(pk, location, _from_location(location), to, key, sha256, size))
+                jobs.append(_Job(pk, location, fetch, to, key, sha256, size))
             _run(pool, jobs, report, say)
     return report
 
@@ -263,7 +298,12 @@ def restore(
 
 
 def summary(report: Copy, what: str) -> str:
+    reread = (
+        f"; {report.reread} copy(ies) read back, {len(report.replaced)} bad and copied again"
+        if report.reread
+        else ""
+    )
     return (
         f"{what}: {report.copied} object(s) copied ({report.bytes} bytes), {report.kept} already"
-        f" there, {len(report.damaged)} damaged, {len(report.missing)} missing"
+        f" there, {len(report.damaged)} damaged, {len(report.missing)} missing{reread}"
     )
