@@ -14,11 +14,12 @@ TEXT: dict[str, tuple[str, str]] = {
     ),
     "fixity_damage_hint": (
         "Các tệp này không còn khớp mã băm SHA-256 ghi lúc tiếp nhận: không thể xuất hồ sơ "
-        "chứa chúng. Yêu cầu quét/gửi lại hoặc khôi phục từ bản sao lưu, rồi chạy "
-        "“sohoa-server fixity check”.",
+        "chứa chúng. Cán bộ kỹ thuật chạy “sohoa-server fixity repair” để lấy lại bản tốt "
+        "từ bản sao lưu; tệp không có bản tốt thì yêu cầu trạm gửi lại hoặc quét lại.",
         "These files no longer match the SHA-256 recorded at ingest: hồ sơ holding them "
-        "cannot be exported. Ask for a re-send or restore from backup, then run "
-        "“sohoa-server fixity check”.",
+        "cannot be exported. The technician runs “sohoa-server fixity repair” to bring the "
+        "good copies back from the backups; for a file with none, ask for a re-send or a "
+        "re-scan.",
     ),
     "fixity_file": ("Tệp", "File"),
     "fixity_outcome": ("Kết quả kiểm tra", "Check result"),
