@@ -443,9 +443,15 @@ def test_restore_drill_on_the_object_store(
     assert f"{n} object(s) copied" in backup.stdout and "snapshot " in backup.stdout
     copies = _objects(s3_server, offsite)
     assert sorted(copies) == sorted(f"tinh-du-phong/{k}" for k in stored)
-    again = _server(env, "backup")  # nightly: only what the backup lacks
+    again = _server(env, "backup", "--check-days", "0")  # nightly: what the backup lacks
     assert again.returncode == 0, again.stderr
     assert f"0 object(s) copied (0 bytes), {n} already there" in again.stdout
+    # With its check (every copy's group, with --check-days 1): each copy read back, none bad.
+    checked = _server(env, "backup", "--check-days", "1")
+    assert checked.returncode == 0, checked.stderr
+    assert f"0 already there, 0 damaged, 0 missing; {n} copy(ies) read back, 0 bad" in (
+        checked.stdout
+    )
 
     # The site is lost: the bucket (every object, then the bucket), the database, the disk.
     key = (data / keys.KEY_FILE).read_bytes()
