@@ -545,3 +545,47 @@ def test_a_span_whose_posting_lists_hold_more_entries_than_pages_is_walked(
     ]
     assert (walked.total, walked.estimated) == (read.total, read.estimated)
     db.close()
+
+
+def test_a_full_phrase_window_of_its_bound_is_not_counted_again(
+    pg_cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A quoted phrase whose window is full holds at least the bound the total would be
+    counted up to: counting its pages again only says so. At 1,000,000 pages a phrase the
+    statistics put under that bound while it filled the window ("trấn kết": estimated
+    1,807, on 3,547 pages) paid a second statement as long as the window (~20 ms). Here
+    the statistics' estimate is made low the same way; the count must not run, and the
+    total is flagged as an estimate of at least the window."""
+    db = Database(pg_cluster.create_database())
+    archive(db, [f"trang {k} {'trấn kết ' if k % 3 else ''}biên bản" for k in range(1, 121)])
+    db.read().execute("ANALYZE")
+    attstattarget = (
+        db.read()
+        .execute(
+            "SELECT attstattarget FROM pg_attribute"
+            " WHERE attrelid = 'page_pairs'::regclass AND attname = 'vec'"
+        )
+        .fetchone()[0]
+    )
+    assert attstattarget == 1000  # the most common pairs kept by ANALYZE (server/store/db.py)
+    monkeypatch.setattr(catalog, "PG_TOTAL_EXACT_UP_TO", 30)
+    estimate = Catalog._pg_estimate_items
+    monkeypatch.setattr(
+        Catalog,
+        "_pg_estimate_items",
+        lambda self, con, table, *a: (
+            10 if table == "page_pairs" else estimate(self, con, table, *a)
+        ),
+    )
+    counted: list[int] = []
+    count = Catalog._pg_pair_count
+    monkeypatch.setattr(
+        Catalog,
+        "_pg_pair_count",
+        lambda self, *a: counted.append(1) or count(self, *a),
+    )
+    found = Catalog(db, candidate_budget=40).search_page('"trấn kết"', 10)
+    assert len(found.hits) == 10
+    assert not counted, "the phrase's pages were counted again"
+    assert found.total >= 40 and found.estimated
+    db.close()

@@ -764,7 +764,8 @@ class Catalog:
             window = self._pg_pair_count(con, pairs, table, pq, phrase, budget)
         if window < budget:
             return ranked, window, False
-        if pair_estimate >= PG_TOTAL_EXACT_UP_TO:
+        if pair_estimate >= PG_TOTAL_EXACT_UP_TO or window >= PG_TOTAL_EXACT_UP_TO:
+            # A full window of at least that many: a count up to it would only say so.
             return ranked, max(window, pair_estimate), True
         total = self._pg_pair_count(con, pairs, table, pq, phrase, PG_TOTAL_EXACT_UP_TO)
         if total < PG_TOTAL_EXACT_UP_TO:

@@ -478,6 +478,12 @@ CREATE TABLE IF NOT EXISTS page_pairs (
     vec tsvector COMPRESSION lz4 NOT NULL
 ) WITH (toast_tuple_target = 128);
 CREATE INDEX IF NOT EXISTS page_pairs_vec ON page_pairs USING gin (vec);
+-- ANALYZE keeps the 10,000 most common pairs (10 x the default): with 1,000, the least of
+-- them was on 5.3 % of 1,000,000 pages, and every pair below (a quoted phrase on 4.9 % of
+-- them) was estimated at 0.5 %, so its window took the whole index's bitmap instead of the
+-- newest epochs' (docs/benchmarks.md, twenty-first sitting). ANALYZE of the table: ~13 s
+-- at 1,000,000 pages instead of ~2 s.
+ALTER TABLE page_pairs ALTER COLUMN vec SET STATISTICS 1000;
 CREATE TABLE IF NOT EXISTS meta_search (
     ref TEXT PRIMARY KEY,
     text TEXT NOT NULL,
