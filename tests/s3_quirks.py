@@ -79,6 +79,10 @@ class QuirkyStore:
         self._server: ThreadingHTTPServer | None = None
         self.endpoint = ""
 
+    def url_for(self, store_url: str) -> str:
+        """A store URL of the gateway's (tests/s3server.py ``CephS3.url``), through here."""
+        return store_url.replace(self.upstream, self.endpoint)
+
     def opaque(self, real: str) -> str:
         """The ETag this store gives for the gateway's ``real`` one (unquoted)."""
         digest, _, count = real.partition("-")

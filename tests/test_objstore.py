@@ -102,6 +102,45 @@ def _deliver(s3a: S3Archive, batch: BatchSrc, chunk_size: int) -> list[Any]:
     return out
 
 
+def _archive_at(
+    tmp_path: Path, s3_server: CephS3, monkeypatch: pytest.MonkeyPatch, url: str, **more: Any
+) -> tuple[Server, ServerSettings]:
+    """The ingest in process on the store ``url`` names (keys in the environment, for the
+    backup store too), as ``sohoa-server run`` opens it: its settings and the server."""
+    for var in ("S3", "BACKUP_S3"):
+        monkeypatch.setenv(f"SOHOA_{var}_ACCESS_KEY_ID", s3_server.access_key)
+        monkeypatch.setenv(f"SOHOA_{var}_SECRET_ACCESS_KEY", s3_server.secret_key)
+    settings = ServerSettings(
+        data_dir=tmp_path, store_url=url, ingest=False, retry_after_s=5, **more
+    )
+    server = Server(tmp_path, tmp_path / "db" / "archive.sqlite3")
+    server.ingest = Ingest(server.db, objects.store_for(settings), accept_unenrolled=True)
+    return server, settings
+
+
+def _sent(server: Server, batch: BatchSrc) -> list[Any]:
+    """Everything of ``batch`` sent, as the agent sends it; what came back."""
+    out = server.manifest(batch)
+    for payload in batch.all_chunks(30_000):
+        out += server.chunk(payload)
+    return out
+
+
+def _all_but_the_last(
+    s3a: S3Archive, batch: BatchSrc, part: str, chunk_size: int
+) -> tuple[list[Any], bytes]:
+    """The manifest and the first page's text, then its ``part`` but for the last chunk
+    (the one that completes it, so uploads it): what came back, and that last chunk."""
+    page = batch.pages[0]
+    out = s3a.server.manifest(batch)
+    for payload in batch.chunks(page, "text", chunk_size):
+        out += s3a.server.chunk(payload)
+    chunks = batch.chunks(page, part, chunk_size)
+    for payload in chunks[:-1]:
+        out += s3a.server.chunk(payload)
+    return out, chunks[-1]
+
+
 def _staged_files(s3a: S3Archive) -> list[Path]:
     return [p for p in s3a.store.root.rglob("*") if p.is_file()]
 
@@ -250,14 +289,9 @@ def test_a_store_that_keeps_other_bytes_and_gives_no_md5_is_caught_by_the_read_b
     batch = make_batch(1, random.Random(37), sizes={"text": 700, "thumb": 5000})
     page = batch.pages[0]
     proxy.corrupt.add(f"{page.page_id}.thumb")
-    out = s3a.server.manifest(batch)
-    for payload in batch.chunks(page, "text", 2000):
-        out += s3a.server.chunk(payload)
-    thumb = batch.chunks(page, "thumb", 2000)
-    for payload in thumb[:-1]:
-        out += s3a.server.chunk(payload)
+    out, last = _all_but_the_last(s3a, batch, "thumb", 2000)
     with pytest.raises(objects.ObjectStoreError, match="does not verify"):
-        s3a.server.chunk(thumb[-1])  # the part is complete: uploaded, read back, refused
+        s3a.server.chunk(last)  # the part is complete: uploaded, read back, refused
     assert proxy.corrupted, "the proxy changed no body: the test tests nothing"
     assert [(s.part, s.committed) for r in receipts(out) for s in r.committed] == [("text", True)]
     assert (page.page_id, "thumb") not in s3a.locations()
@@ -477,21 +511,12 @@ def test_objects_the_check_found_damaged_come_back_from_the_backup_store(
     re-hashed before it replaces the damaged one, and names the third as having no good
     copy. The next check finds only that one."""
     bucket, spare = s3_server.new_bucket(), s3_server.new_bucket()
-    for var in ("S3", "BACKUP_S3"):
-        monkeypatch.setenv(f"SOHOA_{var}_ACCESS_KEY_ID", s3_server.access_key)
-        monkeypatch.setenv(f"SOHOA_{var}_SECRET_ACCESS_KEY", s3_server.secret_key)
-    settings = ServerSettings(
-        data_dir=tmp_path,
-        store_url=s3_server.url(bucket),
+    server, settings = _archive_at(
+        tmp_path, s3_server, monkeypatch, s3_server.url(bucket),
         backup_store_url=s3_server.url(spare, "backup"),
-        ingest=False,
-    )
-    server = Server(tmp_path, tmp_path / "db" / "archive.sqlite3")
-    server.ingest = Ingest(server.db, objects.store_for(settings), accept_unenrolled=True)
+    )  # fmt: skip
     batch = make_batch(3, random.Random(43), sizes={"text": 700, "capture": 2 * PART_BYTES})
-    out = server.manifest(batch)
-    for payload in batch.all_chunks(30_000):
-        out += server.chunk(payload)
+    out = _sent(server, batch)
     assert not rejects(out)
     assert offsite.backup(server.db, objects.backup_store_for(settings), say=str).whole
     rows = server.sql("SELECT id, name, path, sha256, size FROM parts ORDER BY id")
@@ -545,21 +570,12 @@ def test_the_nightly_backup_rereads_a_group_of_its_copies_and_replaces_a_rotten_
     copies of that night's group are read back and hashed; the rotten one is copied again
     from the archive, verified; the others of the group are only read."""
     bucket, spare = s3_server.new_bucket(), s3_server.new_bucket()
-    for var in ("S3", "BACKUP_S3"):
-        monkeypatch.setenv(f"SOHOA_{var}_ACCESS_KEY_ID", s3_server.access_key)
-        monkeypatch.setenv(f"SOHOA_{var}_SECRET_ACCESS_KEY", s3_server.secret_key)
-    settings = ServerSettings(
-        data_dir=tmp_path,
-        store_url=s3_server.url(bucket),
+    server, settings = _archive_at(
+        tmp_path, s3_server, monkeypatch, s3_server.url(bucket),
         backup_store_url=s3_server.url(spare, "backup"),
-        ingest=False,
-    )
-    server = Server(tmp_path, tmp_path / "db" / "archive.sqlite3")
-    server.ingest = Ingest(server.db, objects.store_for(settings), accept_unenrolled=True)
+    )  # fmt: skip
     batch = make_batch(3, random.Random(44), sizes={"text": 700, "thumb": 3000})
-    out = server.manifest(batch)
-    for payload in batch.all_chunks(30_000):
-        out += server.chunk(payload)
+    out = _sent(server, batch)
     assert not rejects(out)
     to = objects.backup_store_for(settings)
     assert offsite.backup(server.db, to, say=str).copied == 6
@@ -976,6 +992,16 @@ def _through_worker(worker: IngestWorker, link: StationLink, batch: BatchSrc) ->
     return link.sent[start:]
 
 
+def _stored_again(server: Server, worker: IngestWorker, link: StationLink, batch: BatchSrc) -> None:
+    """The station's next send of ``batch`` is stored whole, and staff were told the archive
+    stores again after it could not."""
+    heard = _through_worker(worker, link, batch)
+    committed = Counter((s.page_id, s.part) for m in heard if isinstance(m, Receipt)
+                        for s in m.committed)  # fmt: skip
+    assert committed == Counter((p.page_id, n) for p in batch.pages for n in p.parts)
+    assert [a["kind"] for a in server.alerts()] == ["archive_cannot_store", "archive_stores_again"]
+
+
 @dataclass
 class _Delivered:
     topic: str
@@ -1126,20 +1152,15 @@ def test_parts_below_the_stores_minimum_are_named_and_the_capture_stored_once_fi
     s3a.store.target = small
     batch = make_batch(1, random.Random(41), sizes={"text": 700, "capture": 2 * PART_BYTES})
     page = batch.pages[0]
-    out = s3a.server.manifest(batch)
-    for payload in batch.chunks(page, "text", 30_000):
-        out += s3a.server.chunk(payload)
-    capture = batch.chunks(page, "capture", 30_000)
-    for payload in capture[:-1]:
-        out += s3a.server.chunk(payload)
+    out, last = _all_but_the_last(s3a, batch, "capture", 30_000)
     with pytest.raises(objects.ObjectStoreError) as refused:
-        s3a.server.chunk(capture[-1])
+        s3a.server.chunk(last)
     assert refused.value.cause == "part_size", refused.value
     assert "part_bytes" in refused.value.en and "part_bytes" in refused.value.vi
     assert (page.page_id, "capture") not in s3a.locations()
     s3a.store.target = dataclasses.replace(small, part_bytes=PART_BYTES)
     out = []
-    for payload in capture:
+    for payload in batch.chunks(page, "capture", 30_000):
         out += s3a.server.chunk(payload)
     assert [s.part for r in receipts(out) for s in r.committed] == ["capture"]
     location = s3a.locations()[(page.page_id, "capture")]
@@ -1164,18 +1185,11 @@ def test_a_store_that_refuses_the_checksum_header_takes_the_archive_without_it(
     Ceph ignores it. The first PUT refused so is sent again without it, and the bucket's
     later PUTs go without it: every part committed, verified, one warning."""
     quirky.refuses_checksum_header = True
-    bucket = s3_server.new_bucket()
-    monkeypatch.setenv("SOHOA_S3_ACCESS_KEY_ID", s3_server.access_key)
-    monkeypatch.setenv("SOHOA_S3_SECRET_ACCESS_KEY", s3_server.secret_key)
-    url = s3_server.url(bucket).replace(s3_server.endpoint, quirky.endpoint)
-    settings = ServerSettings(data_dir=tmp_path, store_url=url, ingest=False)
-    server = Server(tmp_path, tmp_path / "db" / "archive.sqlite3")
-    server.ingest = Ingest(server.db, objects.store_for(settings), accept_unenrolled=True)
+    url = quirky.url_for(s3_server.url(s3_server.new_bucket()))
+    server, settings = _archive_at(tmp_path, s3_server, monkeypatch, url)
     batch = make_batch(3, random.Random(38), sizes={"text": 700, "capture": 2 * PART_BYTES})
     with caplog.at_level(logging.WARNING, logger="server.store.objects"):
-        out = server.manifest(batch)
-        for payload in batch.all_chunks(30_000):
-            out += server.chunk(payload)
+        out = _sent(server, batch)
     assert not rejects(out)
     committed = Counter((s.page_id, s.part) for r in receipts(out) for s in r.committed)
     assert committed == Counter((p.page_id, n) for p in batch.pages for n in p.parts)
@@ -1199,13 +1213,8 @@ def test_a_full_store_is_named_and_ingest_resumes_by_itself_once_it_has_room(
     """A store out of space (MinIO: 507 XMinioStorageFull on every write; reads answer) is
     not "cannot be reached": staff, the log and doctor hear that it is full; nothing is
     receipted; once it has room, the station's next send is stored, with no restart."""
-    bucket = s3_server.new_bucket()
-    monkeypatch.setenv("SOHOA_S3_ACCESS_KEY_ID", s3_server.access_key)
-    monkeypatch.setenv("SOHOA_S3_SECRET_ACCESS_KEY", s3_server.secret_key)
-    url = s3_server.url(bucket).replace(s3_server.endpoint, quirky.endpoint)
-    settings = ServerSettings(data_dir=tmp_path, store_url=url, ingest=False, retry_after_s=5)
-    server = Server(tmp_path, tmp_path / "db" / "archive.sqlite3")
-    server.ingest = Ingest(server.db, objects.store_for(settings), accept_unenrolled=True)
+    url = quirky.url_for(s3_server.url(s3_server.new_bucket()))
+    server, settings = _archive_at(tmp_path, s3_server, monkeypatch, url)
     worker = IngestWorker(settings, server.ingest)
     link = StationLink()
     worker._client = link  # type: ignore[assignment]
@@ -1228,11 +1237,7 @@ def test_a_full_store_is_named_and_ingest_resumes_by_itself_once_it_has_room(
 
     quirky.full = False  # disks added
     assert doctor.check_object_store(settings).level == "ok"
-    heard = _through_worker(worker, link, batch)
-    committed = Counter((s.page_id, s.part) for m in heard if isinstance(m, Receipt)
-                        for s in m.committed)  # fmt: skip
-    assert committed == Counter((p.page_id, n) for p in batch.pages for n in p.parts)
-    assert [a["kind"] for a in server.alerts()] == ["archive_cannot_store", "archive_stores_again"]
+    _stored_again(server, worker, link, batch)
     server.db.close()
 
 
@@ -1243,13 +1248,8 @@ def test_a_store_in_another_region_that_names_it_as_aws_does_is_followed(
     ``<Region>`` element: the S3 client signs again for it (botocore's region redirect),
     and the archive is stored with no change to store_url."""
     quirky.region, quirky.region_element = "vn-north-1", True
-    bucket = s3_server.new_bucket()
-    monkeypatch.setenv("SOHOA_S3_ACCESS_KEY_ID", s3_server.access_key)
-    monkeypatch.setenv("SOHOA_S3_SECRET_ACCESS_KEY", s3_server.secret_key)
-    url = s3_server.url(bucket).replace(s3_server.endpoint, quirky.endpoint)
-    settings = ServerSettings(data_dir=tmp_path, store_url=url, ingest=False)
-    server = Server(tmp_path, tmp_path / "db" / "archive.sqlite3")
-    server.ingest = Ingest(server.db, objects.store_for(settings), accept_unenrolled=True)
+    url = quirky.url_for(s3_server.url(s3_server.new_bucket()))
+    server, settings = _archive_at(tmp_path, s3_server, monkeypatch, url)
     batch = make_batch(2, random.Random(40), sizes={"text": 700, "capture": 2 * PART_BYTES})
     out = server.manifest(batch)
     for payload in batch.all_chunks(30_000):
@@ -1274,18 +1274,13 @@ def test_a_store_in_another_region_is_named_and_taken_once_store_url_says_it(
     and the staff alert; nothing is receipted. With the region in store_url (and a
     restart), the station's next send is stored."""
     quirky.region = "vn-north-1"
-    bucket = s3_server.new_bucket()
-    monkeypatch.setenv("SOHOA_S3_ACCESS_KEY_ID", s3_server.access_key)
-    monkeypatch.setenv("SOHOA_S3_SECRET_ACCESS_KEY", s3_server.secret_key)
-    url = s3_server.url(bucket).replace(s3_server.endpoint, quirky.endpoint)
+    url = quirky.url_for(s3_server.url(s3_server.new_bucket()))
     assert "region=default" in url
-    settings = ServerSettings(data_dir=tmp_path, store_url=url, ingest=False, retry_after_s=5)
+    server, settings = _archive_at(tmp_path, s3_server, monkeypatch, url)
     finding = doctor.check_object_store(settings)
     assert finding.level == "fail"
     assert objects.CAUSES["region"][0] in finding.vi and objects.CAUSES["region"][1] in finding.en
     assert "expecting 'vn-north-1'" in finding.en
-    server = Server(tmp_path, tmp_path / "db" / "archive.sqlite3")
-    server.ingest = Ingest(server.db, objects.store_for(settings), accept_unenrolled=True)
     worker = IngestWorker(settings, server.ingest)
     link = StationLink()
     worker._client = link  # type: ignore[assignment]
@@ -1364,11 +1359,7 @@ def test_a_gateway_that_stops_answering_costs_the_ingest_one_wait_not_one_a_mess
     while (bucket, "write") in objects._silent_since and time.monotonic() < deadline:
         time.sleep(0.5)
     assert (bucket, "write") not in objects._silent_since
-    heard = _through_worker(worker, link, batch)
-    committed = Counter((s.page_id, s.part) for m in heard if isinstance(m, Receipt)
-                        for s in m.committed)  # fmt: skip
-    assert committed == Counter((p.page_id, n) for p in batch.pages for n in p.parts)
-    assert [a["kind"] for a in server.alerts()] == ["archive_cannot_store", "archive_stores_again"]
+    _stored_again(server, worker, link, batch)
     server.db.close()
 
 

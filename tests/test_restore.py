@@ -183,6 +183,18 @@ def _resend_everything(ingest: Ingest, batches: list[BatchSrc]) -> None:
             assert new <= all_parts  # a receipt may be repeated, never for something else
 
 
+def _local_archive(tmp_path: Path) -> tuple[Path, Path, Database, Ingest]:
+    """An embedded archive (SQLite in its data folder, files on local disk) and its ingest."""
+    data = tmp_path / "archive"
+    data.mkdir()
+    database = data / "archive.sqlite3"
+    db = Database(database)
+    ingest = Ingest(
+        db, Store(data / "store"), signing_key=keys.load_or_create(data), accept_unenrolled=True
+    )
+    return data, database, db, ingest
+
+
 def test_check_subset_reads_every_pack_group_once_in_n_days() -> None:
     days = [db_cli.check_subset(7, now=86400.0 * d + 3600) for d in range(100, 107)]
     assert sorted(days) == [f"{n}/7" for n in range(1, 8)]
@@ -194,13 +206,7 @@ def test_a_damaged_backup_repository_is_found_the_night_it_breaks(tmp_path: Path
     bad sector, a careless hand). The next nightly backup's check reads the packs back
     and fails: exit 74 naming the repository and the runbook, and an alert for staff;
     nothing is said to be fine."""
-    data = tmp_path / "archive"
-    data.mkdir()
-    database = data / "archive.sqlite3"
-    db = Database(database)
-    ingest = Ingest(
-        db, Store(data / "store"), signing_key=keys.load_or_create(data), accept_unenrolled=True
-    )
+    data, database, db, ingest = _local_archive(tmp_path)
     for batch in _batches():
         assert not [m for m in _send(ingest, batch) if isinstance(m, Reject)]
     db.close()
@@ -244,13 +250,7 @@ def test_parts_the_check_found_damaged_come_back_from_the_snapshot(tmp_path: Pat
     the latest snapshot (re-hashed against ingest's sha256 before they take the damaged
     files' place), and names the third as having no good copy, leaving it as it is. The
     next check finds only that one; the audit chain holds."""
-    data = tmp_path / "archive"
-    data.mkdir()
-    database = data / "archive.sqlite3"
-    db = Database(database)
-    ingest = Ingest(
-        db, Store(data / "store"), signing_key=keys.load_or_create(data), accept_unenrolled=True
-    )
+    data, database, db, ingest = _local_archive(tmp_path)
     first, later = _batches()
     assert not [m for m in _send(ingest, first) if isinstance(m, Reject)]
     secret = tmp_path / "backup-password"

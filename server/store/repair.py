@@ -38,7 +38,7 @@ from server.archive import audit, fixity
 from server.config import ServerSettings
 from server.store import objects
 from server.store.db import Database
-from server.store.files import HASH_BLOCK
+from server.store.files import HASH_BLOCK, fsync_dir, make_dirs
 
 ACTOR = "sohoa-server fixity repair"
 
@@ -157,11 +157,7 @@ def _put_file(path: Path, staged: Path) -> None:
     with staged.open("rb") as f:
         os.fsync(f.fileno())
     os.replace(staged, path)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+    fsync_dir(path.parent)
 
 
 def _one(sources: _Sources, pk: int, location: str, sha256: str, size: int) -> tuple[bool, str]:
@@ -187,7 +183,7 @@ def _one(sources: _Sources, pk: int, location: str, sha256: str, size: int) -> t
             staged.unlink(missing_ok=True)
         return True, f"from the backup store's {backup_key}"
     path = Path(location)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)  # a missing file's folder too, durably
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.repair-")
     os.close(fd)
     staged = Path(name)
