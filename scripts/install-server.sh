@@ -128,6 +128,11 @@ if [ ! -f "$pgconf" ]; then
 # (docs/operations.md section 7, "PostgreSQL memory"); edit freely, it is not rewritten.
 shared_buffers = $((ram_mb / 4))MB
 effective_cache_size = $((ram_mb * 3 / 4))MB
+# After a restart the blocks that were in shared_buffers are read back by themselves
+# (pg_prewarm's autoprewarm: their list is saved every 5 minutes and at shutdown), so the
+# first searches after a restart or a power cut are not run on an empty cache.
+shared_preload_libraries = 'pg_prewarm'
+pg_prewarm.autoprewarm = on
 CONF
   chmod 0644 "$pgconf"
   pg_configured=yes

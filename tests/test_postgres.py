@@ -10,6 +10,7 @@ import ast
 import re
 import subprocess
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -589,3 +590,52 @@ def test_a_full_phrase_window_of_its_bound_is_not_counted_again(
     assert not counted, "the phrase's pages were counted again"
     assert found.total >= 40 and found.estimated
     db.close()
+
+
+def test_the_installed_settings_bring_the_cache_back_after_a_restart() -> None:
+    """The PostgreSQL settings scripts/install-server.sh writes (for a 2 GB machine here),
+    on a real server: the blocks a search had in shared_buffers are read back at the next
+    start (pg_prewarm's autoprewarm), so the first searches after a restart or a power cut
+    do not all go to the disk (docs/benchmarks.md, twenty-first sitting). Without them, a
+    restart leaves the cache empty (the same server, the settings taken out)."""
+    script = (REPO / "scripts" / "install-server.sh").read_text()
+    conf = re.search(r'cat > "\$pgconf" <<CONF\n(.*?)\nCONF', script, re.S)
+    assert conf is not None
+    settings = {}
+    for line in conf.group(1).replace("$((ram_mb / 4))", "512").splitlines():
+        if line.strip() and not line.startswith("#") and "ram_mb" not in line:
+            name, _, value = line.partition("=")
+            settings[name.strip()] = value.strip().strip("'")
+    assert settings["shared_preload_libraries"] == "pg_prewarm"
+    cluster = PostgresCluster(settings).start()
+    try:
+        url = cluster.create_database()
+
+        def cached() -> int:
+            with psycopg.connect(url, autocommit=True) as con:
+                return int(con.execute(
+                    "SELECT count(*) FROM pg_buffercache"
+                    " WHERE relfilenode = pg_relation_filenode('t')"
+                ).fetchone()[0])  # fmt: skip
+
+        with psycopg.connect(url, autocommit=True) as con:
+            con.execute("CREATE EXTENSION pg_buffercache")
+            con.execute(
+                "CREATE TABLE t AS SELECT g, repeat('x', 500) AS pad"
+                " FROM generate_series(1, 20000) g"
+            )
+            con.execute("SELECT count(*) FROM t").fetchone()
+        held = cached()
+        assert held > 1000  # the table, in shared_buffers
+        cluster.restart()  # the list of cached blocks saved at shutdown, read back at start
+        deadline = time.monotonic() + 30
+        while cached() < held:
+            assert time.monotonic() < deadline, f"{cached()} of {held} blocks back"
+            time.sleep(0.2)
+        for name in ("shared_preload_libraries", "pg_prewarm.autoprewarm"):
+            del cluster.settings[name]
+        cluster.restart()
+        time.sleep(2)
+        assert cached() == 0  # what the first searches after a restart would meet
+    finally:
+        cluster.stop()
