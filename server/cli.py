@@ -570,7 +570,7 @@ def cmd_fixity_repair(args: argparse.Namespace) -> int:
     """Exit 0: every part the last checks found damaged is back, verified (or none was);
     1: some could not be (named on stderr, with why); 69: a store or restic cannot be
     reached (run again); 78: the backup they need is not configured."""
-    from server.store import repair
+    from server.archive import repair
 
     settings = _settings(args)
     db = _open(settings)

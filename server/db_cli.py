@@ -118,7 +118,7 @@ def _pg_env(settings: ServerSettings) -> tuple[str, dict[str, str]]:
 
 
 def _restic_env(args: argparse.Namespace, settings: ServerSettings) -> tuple[str, dict[str, str]]:
-    from server.store.repair import RepairRefused, restic_env
+    from server.archive.repair import RepairRefused, restic_env
 
     try:
         return restic_env(settings, args.repository)

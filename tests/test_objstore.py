@@ -39,11 +39,11 @@ from test_ingest import BatchSrc, Server, as_messages, make_batch, receipts, rej
 from protocol import envelope, topics
 from protocol.messages import Receipt, Reject
 from server import doctor
-from server.archive import fixity
+from server.archive import fixity, repair
 from server.config import ServerSettings
 from server.ingest import Ingest
 from server.ingest.mqtt import IngestWorker
-from server.store import objects, offsite, repair
+from server.store import objects, offsite
 from server.store.db import Database
 
 pytestmark = pytest.mark.s3

@@ -19,7 +19,7 @@ pass (:func:`damaged`); a later passing check (the part re-sent, or restored fro
 clears it.
 
 Owns: ``fixity_events`` and the ``fixity_cursor`` key of ``meta``. Must not: repair or
-delete anything (server.store.repair does, and records its checks here), or change a part's
+delete anything (server.archive.repair does, and records its checks here), or change a part's
 record (what was recorded at ingest is the reference).
 """
 
