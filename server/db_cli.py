@@ -123,7 +123,8 @@ def _restic_env(args: argparse.Namespace, settings: ServerSettings) -> tuple[str
     try:
         return restic_env(settings, args.repository)
     except ValueError as exc:
-        raise _refused(78, str(exc)) from exc
+        hint = ", or give --repository" if "no backup repository" in str(exc) else ""
+        raise _refused(78, f"{exc}{hint}") from exc
     except RepairRefused as exc:
         raise _refused(exc.code, str(exc)) from exc
 

@@ -66,7 +66,7 @@ def restic_env(settings: ServerSettings, repo: str | None = None) -> tuple[str, 
     when restic is not installed."""
     repo = repo or settings.backup_repository
     if not repo:
-        raise ValueError("no backup repository: set backup_repository or give --repository")
+        raise ValueError("no backup repository: set backup_repository (SOHOA_BACKUP_REPOSITORY)")
     password = settings.backup_password()
     if not password:
         raise ValueError(
