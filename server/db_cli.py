@@ -185,10 +185,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     offsite = _backup_store(settings)  # refused before anything is written
     dump = _dump_catalogue(settings)  # the catalogue first, then the files it names
     print(f"catalogue copied to {dump} ({dump.stat().st_size} bytes)")
-    reread = None
-    if args.check_days:
-        n, t = check_subset(args.check_days).split("/")
-        reread = (int(n), int(t))
+    reread = check_group(args.check_days) if args.check_days else None
     copied = None if offsite is None else _backup_objects(settings, offsite, reread)
     data = settings.data_dir.resolve()
     cmd = ["restic", "backup", "--json", "--tag", "sohoa", str(data), *map(str, args.also)]
@@ -224,11 +221,18 @@ def cmd_backup(args: argparse.Namespace) -> int:
     return 0 if copied is None or copied.whole else 1
 
 
-def check_subset(days: int, now: float | None = None) -> str:
-    """restic's ``--read-data-subset`` for today: the packs of group ``n`` of ``days``, ``n``
-    moving on by one each day, so that every pack is read once in ``days`` days."""
+def check_group(days: int, now: float | None = None) -> tuple[int, int]:
+    """Today's group ``(n, days)``: ``n`` moves on by one each day, so that each of the
+    ``days`` groups (of restic's packs, of the backup store's copies) is read once in
+    ``days`` days."""
     day = int((time.time() if now is None else now) // 86400)
-    return f"{day % days + 1}/{days}"
+    return day % days + 1, days
+
+
+def check_subset(days: int, now: float | None = None) -> str:
+    """restic's ``--read-data-subset`` for today's group (:func:`check_group`)."""
+    n, t = check_group(days, now)
+    return f"{n}/{t}"
 
 
 def _check_repository(settings: ServerSettings, repo: str, env: dict[str, str], days: int) -> None:

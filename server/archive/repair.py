@@ -124,26 +124,29 @@ def _dump(repo_env: tuple[str, dict[str, str]], path: str, dest: Path) -> tuple[
     and size. FileNotFoundError when no snapshot holds it; RepairRefused when restic fails
     otherwise (the repository cannot be reached or opened)."""
     repo, env = repo_env
-    with dest.open("wb") as out:
-        done = subprocess.run(
+    digest, total = hashlib.sha256(), 0
+    with dest.open("wb") as out, tempfile.TemporaryFile("w+") as err:
+        restic = subprocess.Popen(
             ["restic", "dump", "--tag", "sohoa", "latest", path],
             env=env,
-            stdout=out,
-            stderr=subprocess.PIPE,
-            text=True,
-            check=False,
+            stdout=subprocess.PIPE,
+            stderr=err,  # a file, not a pipe: read after, it cannot fill and stall restic
         )
-    if done.returncode != 0:
-        said = done.stderr.strip().splitlines()
-        last = said[-1] if said else f"exit {done.returncode}"
-        if "not found" in done.stderr or "no matching" in done.stderr.lower():
+        assert restic.stdout is not None
+        with restic.stdout:
+            while block := restic.stdout.read(HASH_BLOCK):  # hashed as written
+                digest.update(block)
+                out.write(block)
+                total += len(block)
+        code = restic.wait()
+        err.seek(0)
+        said = err.read()
+    if code != 0:
+        lines = said.strip().splitlines()
+        last = lines[-1] if lines else f"exit {code}"
+        if "not found" in said or "no matching" in said.lower():
             raise FileNotFoundError(f"{path}: not in the latest snapshot of {repo} ({last})")
         raise RepairRefused(f"restic dump from {repo} failed: {last}")
-    digest, total = hashlib.sha256(), 0
-    with dest.open("rb") as f:
-        while block := f.read(HASH_BLOCK):
-            digest.update(block)
-            total += len(block)
     return digest.hexdigest(), total
 
 
